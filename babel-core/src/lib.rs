@@ -1,0 +1,1 @@
+//! Sans-IO Babel engine (being built).

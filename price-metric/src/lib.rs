@@ -1,0 +1,1 @@
+//! Price-aware route selection policies (being built).

@@ -1,0 +1,1 @@
+//! Specification documents and golden data; see `spec/wire.md`.
