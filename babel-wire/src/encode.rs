@@ -45,9 +45,7 @@ impl EncodeOptions {
 /// Compression state of the packet being built: mirrors the decoder's parser state.
 #[derive(Clone, Default)]
 struct EncState {
-    default_v4: Option<[u8; 16]>,
     default_v6: Option<[u8; 16]>,
-    default_v4_via_v6: Option<[u8; 16]>,
     router_id: Option<RouterId>,
     next_hop_v4: Option<IpAddr>,
     next_hop_v6: Option<IpAddr>,
@@ -397,20 +395,23 @@ impl PacketBuilder {
         Ok(())
     }
 
-    /// Prefix compression (RFC 8966 §4.5): omits the octets shared with the AE's default prefix,
-    /// and makes this prefix the new default when it adds octets.
+    /// Prefix compression (RFC 8966 §4.5), with babeld's choices so that our packets are byte
+    /// for byte what babeld would send: only IPv6 prefixes are compressed; the octets shared with
+    /// the default prefix are omitted, at most ⌊plen/8⌋ of them; a prefix becomes the new default
+    /// (flag 0x80) when there is none yet or when it is at least /48 long. IPv4 and AE 4 prefixes
+    /// are sent whole.
     fn compress(&mut self, ae_: u8, p: &Prefix, flags: &mut u8) -> (u8, Vec<u8>) {
         let (octets, _) = p.octets();
         let pb = usize::from(p.len()).div_ceil(8);
-        let default = match ae_ {
-            ae::IPV4 => &mut self.state.default_v4,
-            ae::IPV6 => &mut self.state.default_v6,
-            _ => &mut self.state.default_v4_via_v6,
-        };
+        if ae_ != ae::IPV6 {
+            return (0, octets.get(..pb).unwrap_or_default().to_vec());
+        }
+        let default = &mut self.state.default_v6;
         let omitted = default.map_or(0, |d| {
-            d.iter().zip(octets.iter()).take(pb).take_while(|(a, b)| a == b).count()
+            let max = usize::from(p.len()) / 8;
+            d.iter().zip(octets.iter()).take(max).take_while(|(a, b)| a == b).count()
         });
-        if pb > omitted {
+        if default.is_none() || p.len() >= 48 {
             *flags |= 0x80;
             *default = Some(octets);
         }

@@ -426,3 +426,117 @@ pub struct Packet {
     /// MAC TLVs (type 16) found in the trailer, each the MAC's bytes.
     pub macs: Vec<Vec<u8>>,
 }
+
+/// Centiseconds as seconds with two decimals, as babeld and tcpdump print intervals.
+struct Cs(u16);
+
+impl fmt::Display for Cs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}s", self.0 / 100, self.0 % 100)
+    }
+}
+
+fn opt_prefix(p: &Option<Prefix>) -> String {
+    p.map_or_else(|| "any".to_owned(), |p| p.to_string())
+}
+
+impl fmt::Display for Message {
+    /// One line, in the spirit of tcpdump's Babel printer.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Pad1 => write!(f, "pad1"),
+            Message::PadN { len } => write!(f, "padn {len}"),
+            Message::AckReq { opaque, interval } => {
+                write!(f, "ack-request opaque {opaque:#06x} interval {}", Cs(*interval))
+            }
+            Message::Ack { opaque } => write!(f, "ack opaque {opaque:#06x}"),
+            Message::Hello(h) => {
+                let kind = if h.unicast { "unicast hello" } else { "hello" };
+                write!(f, "{kind} seqno {} interval {}", h.seqno, Cs(h.interval))?;
+                if let Some(t) = h.timestamp {
+                    write!(f, " timestamp {t}")?;
+                }
+                Ok(())
+            }
+            Message::Ihu(i) => {
+                let addr = i.address.map_or_else(|| "any".to_owned(), |a| a.to_string());
+                write!(f, "ihu {addr} rxcost {} interval {}", i.rxcost, Cs(i.interval))?;
+                if let Some(t) = i.timestamp {
+                    write!(f, " timestamp origin {} receive {}", t.origin, t.receive)?;
+                }
+                Ok(())
+            }
+            Message::Update(u) => {
+                let what = if u.is_retraction() { "retraction" } else { "update" };
+                write!(f, "{what} {}", opt_prefix(&u.prefix))?;
+                if let Some(s) = u.src_prefix {
+                    write!(f, " from {s}")?;
+                }
+                if u.v4_via_v6 {
+                    write!(f, " (v4-via-v6)")?;
+                }
+                write!(f, " metric {} seqno {} interval {}", u.metric, u.seqno, Cs(u.interval))?;
+                if let Some(id) = u.router_id {
+                    write!(f, " id {id}")?;
+                }
+                if let Some(nh) = u.next_hop {
+                    write!(f, " nexthop {nh}")?;
+                }
+                if let Some(p) = u.price {
+                    write!(f, " price {p}")?;
+                }
+                if let Some(r) = u.path_rtt {
+                    write!(f, " full-path-rtt {}.{:03}ms", r / 1000, r % 1000)?;
+                }
+                if let Some(d) = &u.diversity {
+                    write!(f, " diversity {d:?}")?;
+                }
+                Ok(())
+            }
+            Message::RouteRequest(r) => {
+                write!(f, "route-request {}", opt_prefix(&r.prefix))?;
+                if let Some(s) = r.src_prefix {
+                    write!(f, " from {s}")?;
+                }
+                Ok(())
+            }
+            Message::SeqnoRequest(s) => {
+                write!(f, "seqno-request {}", s.prefix)?;
+                if let Some(src) = s.src_prefix {
+                    write!(f, " from {src}")?;
+                }
+                write!(f, " seqno {} hop-count {} id {}", s.seqno, s.hop_count, s.router_id)
+            }
+            Message::Pc { pc, index } => write!(f, "pc {pc} index {}", Hex(index)),
+            Message::ChallengeRequest { nonce } => write!(f, "challenge-request {}", Hex(nonce)),
+            Message::ChallengeReply { nonce } => write!(f, "challenge-reply {}", Hex(nonce)),
+            Message::RemoteHello(r) => write!(
+                f,
+                "remote-hello {} seqno {} interval {} origin {} via {}",
+                r.prefix,
+                r.seqno,
+                Cs(r.interval),
+                r.origin,
+                r.via
+            ),
+            Message::RemoteIhu(r) => write!(
+                f,
+                "remote-ihu {} rxcost {} interval {} origin {} via {}",
+                r.prefix,
+                r.rxcost,
+                Cs(r.interval),
+                r.origin,
+                r.via
+            ),
+        }
+    }
+}
+
+/// Bytes as lowercase hex.
+pub(crate) struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}

@@ -1,0 +1,3 @@
+//! `babelctl` subcommands.
+
+pub mod decode;

@@ -1,0 +1,1 @@
+//! `babelctl simulate`: runs a deterministic mesh simulation (being built).

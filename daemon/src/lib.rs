@@ -1,0 +1,7 @@
+//! babeld-rs: the daemon and its companion tool `babelctl`.
+//!
+//! The protocol logic lives in the sans-IO crates (`babel-wire`, `babel-core`); this crate holds
+//! the I/O and the command-line front ends.
+
+pub mod capture;
+pub mod ctl;
