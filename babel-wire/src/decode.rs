@@ -47,10 +47,16 @@ pub fn decode(datagram: &[u8], opts: &DecodeOptions) -> Result<Decoded, PacketEr
     }
     let rest = datagram.get(HEADER_LEN..).unwrap_or_default();
     if body_len > rest.len() {
-        return Err(PacketError::BodyTooLong { declared: body_len, available: rest.len() });
+        return Err(PacketError::BodyTooLong {
+            declared: body_len,
+            available: rest.len(),
+        });
     }
     let (body, trailer) = rest.split_at(body_len);
-    let mut out = Decoded { body_end: HEADER_LEN + body_len, ..Decoded::default() };
+    let mut out = Decoded {
+        body_end: HEADER_LEN + body_len,
+        ..Decoded::default()
+    };
     let mut state = ParserState::default();
     for item in Tlvs::new(body, HEADER_LEN) {
         match item {
@@ -84,7 +90,11 @@ struct RawTlv<'a> {
 
 impl RawTlv<'_> {
     fn error(&self, kind: TlvErrorKind) -> TlvError {
-        TlvError { offset: self.offset, tlv_type: self.ty, kind }
+        TlvError {
+            offset: self.offset,
+            tlv_type: self.ty,
+            kind,
+        }
     }
 }
 
@@ -96,7 +106,10 @@ struct Tlvs<'a> {
 
 impl<'a> Tlvs<'a> {
     fn new(bytes: &'a [u8], offset: usize) -> Self {
-        Tlvs { rest: bytes, offset }
+        Tlvs {
+            rest: bytes,
+            offset,
+        }
     }
 }
 
@@ -109,13 +122,21 @@ impl<'a> Iterator for Tlvs<'a> {
             [tlv::PAD1, rest @ ..] => {
                 self.rest = rest;
                 self.offset += 1;
-                Some(Ok(RawTlv { offset, ty: tlv::PAD1, body: &[] }))
+                Some(Ok(RawTlv {
+                    offset,
+                    ty: tlv::PAD1,
+                    body: &[],
+                }))
             }
             [ty, len, rest @ ..] if usize::from(*len) <= rest.len() => {
                 let (body, rest) = rest.split_at(usize::from(*len));
                 self.rest = rest;
                 self.offset += 2 + body.len();
-                Some(Ok(RawTlv { offset, ty: *ty, body }))
+                Some(Ok(RawTlv {
+                    offset,
+                    ty: *ty,
+                    body,
+                }))
             }
             [ty, rest @ ..] => {
                 let len = rest.first().map_or(0, |l| usize::from(*l));
@@ -177,7 +198,10 @@ fn fixed<'a, T>(
     mut p: impl Parser<&'a [u8], Output = T, Error = nom::error::Error<&'a [u8]>>,
 ) -> Result<(&'a [u8], T), TlvErrorKind> {
     let r: Res<'a, T> = p.parse(body);
-    r.map_err(|_| TlvErrorKind::TooShort { len: body.len(), min })
+    r.map_err(|_| TlvErrorKind::TooShort {
+        len: body.len(),
+        min,
+    })
 }
 
 fn router_id(i: &[u8]) -> Res<'_, RouterId> {
@@ -197,9 +221,10 @@ fn full_address(ae_: u8, bytes: &[u8]) -> Result<(Option<IpAddr>, usize), TlvErr
         ae::V4_VIA_V6 => return Err(TlvErrorKind::BadAe(ae_)),
         other => return Err(TlvErrorKind::UnknownAe(other)),
     };
-    let b = bytes
-        .get(..need)
-        .ok_or(TlvErrorKind::AddressTruncated { needed: need, available: bytes.len() })?;
+    let b = bytes.get(..need).ok_or(TlvErrorKind::AddressTruncated {
+        needed: need,
+        available: bytes.len(),
+    })?;
     let addr = match (ae_, b) {
         (ae::IPV4, [a, b, c, d]) => IpAddr::V4(Ipv4Addr::new(*a, *b, *c, *d)),
         (ae::IPV6, _) => {
@@ -253,9 +278,10 @@ fn plain_prefix(ae_: u8, plen: u8, bytes: &[u8]) -> Result<(Prefix, usize), TlvE
     } else {
         (0, pb)
     };
-    let src = bytes
-        .get(..carried)
-        .ok_or(TlvErrorKind::AddressTruncated { needed: carried, available: bytes.len() })?;
+    let src = bytes.get(..carried).ok_or(TlvErrorKind::AddressTruncated {
+        needed: carried,
+        available: bytes.len(),
+    })?;
     if let Some(dst) = octets.get_mut(start..start + carried) {
         dst.copy_from_slice(src);
     }
@@ -264,7 +290,10 @@ fn plain_prefix(ae_: u8, plen: u8, bytes: &[u8]) -> Result<(Prefix, usize), TlvE
 
 /// Reads a Source Prefix sub-TLV body (RFC 9079 §7.1) for a TLV of address encoding `ae_`.
 fn source_prefix(ae_: u8, body: &[u8]) -> Result<Prefix, TlvErrorKind> {
-    let bad = TlvErrorKind::BadSubTlv { subtype: subtlv::SOURCE_PREFIX, len: body.len() };
+    let bad = TlvErrorKind::BadSubTlv {
+        subtype: subtlv::SOURCE_PREFIX,
+        len: body.len(),
+    };
     let (plen, rest) = body.split_first().ok_or(bad.clone())?;
     // Source plen 0 is the ordinary route and must not be sent (RFC 9079 §7.1).
     if *plen == 0 || ae_ == ae::WILDCARD {
@@ -282,7 +311,10 @@ fn source_prefix(ae_: u8, body: &[u8]) -> Result<Prefix, TlvErrorKind> {
 fn u32_body(s: &SubTlv<'_>) -> Result<u32, TlvErrorKind> {
     match s.body {
         [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(TlvErrorKind::BadSubTlv { subtype: s.ty, len: s.body.len() }),
+        _ => Err(TlvErrorKind::BadSubTlv {
+            subtype: s.ty,
+            len: s.body.len(),
+        }),
     }
 }
 
@@ -334,7 +366,10 @@ fn timestamp_sub_tlv(area: &[u8], want: usize) -> Result<Option<&[u8]>, TlvError
         match s.ty {
             subtlv::TIMESTAMP if s.body.len() == want => ts = Some(s.body),
             subtlv::TIMESTAMP => {
-                return Err(TlvErrorKind::BadSubTlv { subtype: s.ty, len: s.body.len() });
+                return Err(TlvErrorKind::BadSubTlv {
+                    subtype: s.ty,
+                    len: s.body.len(),
+                });
             }
             t if t & subtlv::MANDATORY_BIT != 0 => {
                 return Err(TlvErrorKind::UnknownMandatorySubTlv(t));
@@ -353,19 +388,26 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 fn ihu_timestamp(b: Option<&[u8]>) -> Option<IhuTimestamp> {
-    b.map(|b| IhuTimestamp { origin: be32(b), receive: be32(b.get(4..).unwrap_or_default()) })
+    b.map(|b| IhuTimestamp {
+        origin: be32(b),
+        receive: be32(b.get(4..).unwrap_or_default()),
+    })
 }
 
 impl ParserState {
     /// Turns one TLV into a message, updating the parser state. `Ok(None)` for TLVs that only
     /// carry state (Router-Id, Next Hop).
-    fn message(&mut self, raw: &RawTlv<'_>, flavour: Flavour) -> Result<Option<Message>, TlvErrorKind> {
+    fn message(
+        &mut self,
+        raw: &RawTlv<'_>,
+        flavour: Flavour,
+    ) -> Result<Option<Message>, TlvErrorKind> {
         let b = raw.body;
         let m = match raw.ty {
             tlv::PAD1 => Message::Pad1,
-            tlv::PADN => {
-                Message::PadN { len: u8::try_from(b.len()).unwrap_or(u8::MAX) }
-            }
+            tlv::PADN => Message::PadN {
+                len: u8::try_from(b.len()).unwrap_or(u8::MAX),
+            },
             tlv::ACK_REQ => {
                 let (_, (_, opaque, interval)) = fixed(b, 6, (be_u16, be_u16, be_u16))?;
                 Message::AckReq { opaque, interval }
@@ -377,14 +419,24 @@ impl ParserState {
             tlv::HELLO => {
                 let (area, (flags, seqno, interval)) = fixed(b, 6, (be_u16, be_u16, be_u16))?;
                 let timestamp = timestamp_sub_tlv(area, 4)?.map(be32);
-                Message::Hello(Hello { unicast: flags & 0x8000 != 0, seqno, interval, timestamp })
+                Message::Hello(Hello {
+                    unicast: flags & 0x8000 != 0,
+                    seqno,
+                    interval,
+                    timestamp,
+                })
             }
             tlv::IHU => {
                 let (rest, (ae_, _, rxcost, interval)) =
                     fixed(b, 6, (be_u8, be_u8, be_u16, be_u16))?;
                 let (address, used) = full_address(ae_, rest)?;
                 let ts = timestamp_sub_tlv(rest.get(used..).unwrap_or_default(), 8)?;
-                Message::Ihu(Ihu { address, rxcost, interval, timestamp: ihu_timestamp(ts) })
+                Message::Ihu(Ihu {
+                    address,
+                    rxcost,
+                    interval,
+                    timestamp: ihu_timestamp(ts),
+                })
             }
             tlv::ROUTER_ID => {
                 let (area, (_, id)) = fixed(b, 10, (be_u16, router_id))?;
@@ -418,7 +470,8 @@ impl ParserState {
                     let (p, used) = plain_prefix(ae_, plen, rest)?;
                     (Some(p), used)
                 };
-                let subs = route_sub_tlvs(ae_, rest.get(used..).unwrap_or_default(), false, flavour)?;
+                let subs =
+                    route_sub_tlvs(ae_, rest.get(used..).unwrap_or_default(), false, flavour)?;
                 Message::RouteRequest(RouteRequest {
                     prefix,
                     v4_via_v6: ae_ == ae::V4_VIA_V6,
@@ -432,7 +485,8 @@ impl ParserState {
                     return Err(TlvErrorKind::BadAe(ae_));
                 }
                 let (prefix, used) = plain_prefix(ae_, plen, rest)?;
-                let subs = route_sub_tlvs(ae_, rest.get(used..).unwrap_or_default(), false, flavour)?;
+                let subs =
+                    route_sub_tlvs(ae_, rest.get(used..).unwrap_or_default(), false, flavour)?;
                 Message::SeqnoRequest(SeqnoRequest {
                     prefix,
                     v4_via_v6: ae_ == ae::V4_VIA_V6,
@@ -446,13 +500,22 @@ impl ParserState {
             tlv::PC => {
                 let (index, pc) = fixed(b, 4, be_u32)?;
                 if index.len() > 32 {
-                    return Err(TlvErrorKind::TooLong { len: b.len(), max: 36 });
+                    return Err(TlvErrorKind::TooLong {
+                        len: b.len(),
+                        max: 36,
+                    });
                 }
-                Message::Pc { pc, index: index.to_vec() }
+                Message::Pc {
+                    pc,
+                    index: index.to_vec(),
+                }
             }
             tlv::CHALLENGE_REQUEST | tlv::CHALLENGE_REPLY => {
                 if b.len() > 192 {
-                    return Err(TlvErrorKind::TooLong { len: b.len(), max: 192 });
+                    return Err(TlvErrorKind::TooLong {
+                        len: b.len(),
+                        max: 192,
+                    });
                 }
                 let nonce = b.to_vec();
                 if raw.ty == tlv::CHALLENGE_REQUEST {
@@ -551,7 +614,9 @@ impl ParserState {
         };
         let mut octets = [0u8; 16];
         if omitted_n > 0 {
-            let dp = default.as_ref().ok_or(TlvErrorKind::BadOmitted { ae: ae_, omitted })?;
+            let dp = default
+                .as_ref()
+                .ok_or(TlvErrorKind::BadOmitted { ae: ae_, omitted })?;
             if omitted_n > width {
                 return Err(TlvErrorKind::BadOmitted { ae: ae_, omitted });
             }
@@ -561,9 +626,10 @@ impl ParserState {
         }
         let pb = usize::from(plen).div_ceil(8);
         let carried = pb.saturating_sub(omitted_n);
-        let src = bytes
-            .get(..carried)
-            .ok_or(TlvErrorKind::AddressTruncated { needed: carried, available: bytes.len() })?;
+        let src = bytes.get(..carried).ok_or(TlvErrorKind::AddressTruncated {
+            needed: carried,
+            available: bytes.len(),
+        })?;
         if let Some(dst) = octets.get_mut(omitted_n..omitted_n + carried) {
             dst.copy_from_slice(src);
         }
@@ -576,8 +642,11 @@ impl ParserState {
 
     /// Remote Hello (224) and Remote IHU (225), our verification TLVs (`spec/wire.md`).
     fn remote(&mut self, raw: &RawTlv<'_>) -> Result<Message, TlvErrorKind> {
-        let (rest, (ae_, plen, word, interval, origin, via)) =
-            fixed(raw.body, 22, (be_u8, be_u8, be_u16, be_u16, router_id, router_id))?;
+        let (rest, (ae_, plen, word, interval, origin, via)) = fixed(
+            raw.body,
+            22,
+            (be_u8, be_u8, be_u16, be_u16, router_id, router_id),
+        )?;
         if !matches!(ae_, ae::IPV4 | ae::IPV6) {
             return Err(TlvErrorKind::BadAe(ae_));
         }
@@ -585,10 +654,24 @@ impl ParserState {
         let area = rest.get(used..).unwrap_or_default();
         if raw.ty == tlv::REMOTE_HELLO {
             let timestamp = timestamp_sub_tlv(area, 4)?.map(be32);
-            Ok(Message::RemoteHello(RemoteHello { seqno: word, interval, origin, via, prefix, timestamp }))
+            Ok(Message::RemoteHello(RemoteHello {
+                seqno: word,
+                interval,
+                origin,
+                via,
+                prefix,
+                timestamp,
+            }))
         } else {
             let timestamp = ihu_timestamp(timestamp_sub_tlv(area, 8)?);
-            Ok(Message::RemoteIhu(RemoteIhu { rxcost: word, interval, origin, via, prefix, timestamp }))
+            Ok(Message::RemoteIhu(RemoteIhu {
+                rxcost: word,
+                interval,
+                origin,
+                via,
+                prefix,
+                timestamp,
+            }))
         }
     }
 }

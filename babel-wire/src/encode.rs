@@ -66,7 +66,12 @@ impl PacketBuilder {
         buf.put_u8(MAGIC);
         buf.put_u8(VERSION);
         buf.put_u16(0);
-        PacketBuilder { opts, buf, state: EncState::default(), dropped_sub_tlvs: 0 }
+        PacketBuilder {
+            opts,
+            buf,
+            state: EncState::default(),
+            dropped_sub_tlvs: 0,
+        }
     }
 
     /// True if no message has been added.
@@ -85,7 +90,10 @@ impl PacketBuilder {
     }
 
     fn limit(&self) -> usize {
-        self.opts.max_packet_len.saturating_sub(self.opts.trailer_room).min(HEADER_LEN + 65_535)
+        self.opts
+            .max_packet_len
+            .saturating_sub(self.opts.trailer_room)
+            .min(HEADER_LEN + 65_535)
     }
 
     /// Adds one message, or leaves the packet unchanged and says why not.
@@ -109,7 +117,10 @@ impl PacketBuilder {
         if result.is_ok() && self.buf.len() > self.limit() {
             let needed = self.buf.len() - mark + HEADER_LEN;
             result = Err(if mark == HEADER_LEN {
-                PushError::Encode(EncodeError::TooLarge { needed, limit: self.limit() })
+                PushError::Encode(EncodeError::TooLarge {
+                    needed,
+                    limit: self.limit(),
+                })
             } else {
                 PushError::Full
             });
@@ -278,7 +289,11 @@ impl PacketBuilder {
         let Some(src) = src else { return Ok(()) };
         match prefix {
             Some(p) if p.is_ipv4() == src.is_ipv4() && src.len() != 0 => {}
-            _ => return Err(invalid("source prefix must be non-zero and of the prefix's family")),
+            _ => {
+                return Err(invalid(
+                    "source prefix must be non-zero and of the prefix's family",
+                ));
+            }
         }
         let bytes = prefix_bytes(src);
         let mut body = Vec::with_capacity(1 + bytes.len());
@@ -409,7 +424,11 @@ impl PacketBuilder {
         let default = &mut self.state.default_v6;
         let omitted = default.map_or(0, |d| {
             let max = usize::from(p.len()) / 8;
-            d.iter().zip(octets.iter()).take(max).take_while(|(a, b)| a == b).count()
+            d.iter()
+                .zip(octets.iter())
+                .take(max)
+                .take_while(|(a, b)| a == b)
+                .count()
         });
         if default.is_none() || p.len() >= 48 {
             *flags |= 0x80;
@@ -428,7 +447,10 @@ struct TlvBody {
 
 impl TlvBody {
     fn new() -> Self {
-        TlvBody { bytes: Vec::with_capacity(32), subs: 0 }
+        TlvBody {
+            bytes: Vec::with_capacity(32),
+            subs: 0,
+        }
     }
 
     fn sub(&mut self, ty: u8, body: &[u8]) -> Result<(), EncodeError> {
@@ -478,7 +500,6 @@ fn prefix_ae(p: &Prefix, v4_via_v6: bool) -> Result<u8, EncodeError> {
     }
 }
 
-
 fn router_id_embedded(p: &Prefix, id: RouterId) -> bool {
     let full = if p.is_ipv4() { 32 } else { 128 };
     p.len() == full && router_id_from_prefix(p) == id
@@ -505,7 +526,9 @@ fn remote_fixed(
 /// The ⌈plen/8⌉ leading octets of a prefix (no compression).
 fn prefix_bytes(p: &Prefix) -> Vec<u8> {
     let (o, _) = p.octets();
-    o.get(..usize::from(p.len()).div_ceil(8)).unwrap_or_default().to_vec()
+    o.get(..usize::from(p.len()).div_ceil(8))
+        .unwrap_or_default()
+        .to_vec()
 }
 
 /// Encodes messages into as many packets as needed, each within `opts.max_packet_len`.
@@ -521,7 +544,7 @@ pub fn encode(msgs: &[Message], opts: &EncodeOptions) -> Result<Vec<Bytes>, Enco
                     Ok(()) => {}
                     Err(PushError::Encode(e)) => return Err(e),
                     Err(PushError::Full) => {
-                        return Err(invalid("message does not fit an empty packet").into());
+                        return Err(invalid("message does not fit an empty packet"));
                     }
                 }
             }

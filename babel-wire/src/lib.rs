@@ -24,8 +24,8 @@ pub use decode::{DecodeOptions, Decoded, decode};
 pub use encode::{EncodeOptions, PacketBuilder, encode, encode_packet};
 pub use error::{EncodeError, PacketError, PushError, TlvError, TlvErrorKind};
 pub use types::{
-    Flavour, Hello, Ihu, IhuTimestamp, INFINITY, Message, Packet, Prefix, PrefixError,
-    RemoteHello, RemoteIhu, RouteRequest, RouterId, RouterIdParseError, SeqnoRequest, Update,
+    Flavour, Hello, INFINITY, Ihu, IhuTimestamp, Message, Packet, Prefix, PrefixError, RemoteHello,
+    RemoteIhu, RouteRequest, RouterId, RouterIdParseError, SeqnoRequest, Update,
 };
 
 /// UDP port of Babel (RFC 8966 §5).

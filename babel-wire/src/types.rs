@@ -36,7 +36,10 @@ impl fmt::Display for RouterId {
     /// babeld's format: eight colon-separated hex octets (`ba:27:eb:ff:fe:09:06:dd`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d, e, g, h, i] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}:{h:02x}:{i:02x}")
+        write!(
+            f,
+            "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}:{h:02x}:{i:02x}"
+        )
     }
 }
 
@@ -57,7 +60,9 @@ impl FromStr for RouterId {
         let mut out = [0u8; 8];
         let mut parts = s.split(':');
         for byte in out.iter_mut() {
-            let part = parts.next().ok_or_else(|| RouterIdParseError(s.to_owned()))?;
+            let part = parts
+                .next()
+                .ok_or_else(|| RouterIdParseError(s.to_owned()))?;
             if part.is_empty() || part.len() > 2 {
                 return Err(RouterIdParseError(s.to_owned()));
             }
@@ -114,17 +119,29 @@ impl Prefix {
         match addr {
             IpAddr::V4(a) => {
                 if len > 32 {
-                    return Err(PrefixError::TooLong { len, family: "IPv4" });
+                    return Err(PrefixError::TooLong {
+                        len,
+                        family: "IPv4",
+                    });
                 }
                 let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                Ok(Prefix { addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), len })
+                Ok(Prefix {
+                    addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)),
+                    len,
+                })
             }
             IpAddr::V6(a) => {
                 if len > 128 {
-                    return Err(PrefixError::TooLong { len, family: "IPv6" });
+                    return Err(PrefixError::TooLong {
+                        len,
+                        family: "IPv6",
+                    });
                 }
                 let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                Ok(Prefix { addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), len })
+                Ok(Prefix {
+                    addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
+                    len,
+                })
             }
         }
     }
@@ -140,7 +157,8 @@ impl Prefix {
         self.addr
     }
 
-    /// The prefix length in bits.
+    /// The prefix length in bits. (Not a container length: a /0 prefix is not "empty".)
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.len
     }
@@ -160,7 +178,9 @@ impl Prefix {
         if other.len < self.len || self.is_ipv4() != other.is_ipv4() {
             return false;
         }
-        Prefix::new(other.addr, self.len).map(|p| p == *self).unwrap_or(false)
+        Prefix::new(other.addr, self.len)
+            .map(|p| p == *self)
+            .unwrap_or(false)
     }
 
     /// The address as the octets Babel puts on the wire (4 or 16).
@@ -447,7 +467,11 @@ impl fmt::Display for Message {
             Message::Pad1 => write!(f, "pad1"),
             Message::PadN { len } => write!(f, "padn {len}"),
             Message::AckReq { opaque, interval } => {
-                write!(f, "ack-request opaque {opaque:#06x} interval {}", Cs(*interval))
+                write!(
+                    f,
+                    "ack-request opaque {opaque:#06x} interval {}",
+                    Cs(*interval)
+                )
             }
             Message::Ack { opaque } => write!(f, "ack opaque {opaque:#06x}"),
             Message::Hello(h) => {
@@ -459,15 +483,26 @@ impl fmt::Display for Message {
                 Ok(())
             }
             Message::Ihu(i) => {
-                let addr = i.address.map_or_else(|| "any".to_owned(), |a| a.to_string());
-                write!(f, "ihu {addr} rxcost {} interval {}", i.rxcost, Cs(i.interval))?;
+                let addr = i
+                    .address
+                    .map_or_else(|| "any".to_owned(), |a| a.to_string());
+                write!(
+                    f,
+                    "ihu {addr} rxcost {} interval {}",
+                    i.rxcost,
+                    Cs(i.interval)
+                )?;
                 if let Some(t) = i.timestamp {
                     write!(f, " timestamp origin {} receive {}", t.origin, t.receive)?;
                 }
                 Ok(())
             }
             Message::Update(u) => {
-                let what = if u.is_retraction() { "retraction" } else { "update" };
+                let what = if u.is_retraction() {
+                    "retraction"
+                } else {
+                    "update"
+                };
                 write!(f, "{what} {}", opt_prefix(&u.prefix))?;
                 if let Some(s) = u.src_prefix {
                     write!(f, " from {s}")?;
@@ -475,7 +510,13 @@ impl fmt::Display for Message {
                 if u.v4_via_v6 {
                     write!(f, " (v4-via-v6)")?;
                 }
-                write!(f, " metric {} seqno {} interval {}", u.metric, u.seqno, Cs(u.interval))?;
+                write!(
+                    f,
+                    " metric {} seqno {} interval {}",
+                    u.metric,
+                    u.seqno,
+                    Cs(u.interval)
+                )?;
                 if let Some(id) = u.router_id {
                     write!(f, " id {id}")?;
                 }
@@ -505,7 +546,11 @@ impl fmt::Display for Message {
                 if let Some(src) = s.src_prefix {
                     write!(f, " from {src}")?;
                 }
-                write!(f, " seqno {} hop-count {} id {}", s.seqno, s.hop_count, s.router_id)
+                write!(
+                    f,
+                    " seqno {} hop-count {} id {}",
+                    s.seqno, s.hop_count, s.router_id
+                )
             }
             Message::Pc { pc, index } => write!(f, "pc {pc} index {}", Hex(index)),
             Message::ChallengeRequest { nonce } => write!(f, "challenge-request {}", Hex(nonce)),

@@ -9,13 +9,23 @@ use babel_wire::*;
 use proptest::prelude::*;
 
 fn v4_prefix() -> impl Strategy<Value = Prefix> {
-    (any::<u32>(), 0u8..=32).prop_map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l).unwrap())
+    (any::<u32>(), 0u8..=32)
+        .prop_map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l).unwrap())
 }
 
 /// IPv6 prefixes drawn around a few bases, so that compression has something to share.
 fn v6_prefix() -> impl Strategy<Value = Prefix> {
-    let bases = prop_oneof![Just(0xfd00_u128 << 112), Just(0xfd77_u128 << 112), Just(0x2001_0db8_u128 << 96)];
-    (bases, any::<u64>(), any::<u8>(), prop_oneof![Just(128u8), Just(64u8), Just(48u8), 0u8..=128])
+    let bases = prop_oneof![
+        Just(0xfd00_u128 << 112),
+        Just(0xfd77_u128 << 112),
+        Just(0x2001_0db8_u128 << 96)
+    ];
+    (
+        bases,
+        any::<u64>(),
+        any::<u8>(),
+        prop_oneof![Just(128u8), Just(64u8), Just(48u8), 0u8..=128],
+    )
         .prop_map(|(base, low, mid, len)| {
             let a = base | (u128::from(mid) << 64) | u128::from(low);
             Prefix::new(IpAddr::V6(Ipv6Addr::from(a)), len).unwrap()
@@ -27,7 +37,10 @@ fn any_prefix() -> impl Strategy<Value = Prefix> {
 }
 
 fn router_id() -> impl Strategy<Value = RouterId> {
-    prop_oneof![Just(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 1])), any::<[u8; 8]>().prop_map(RouterId)]
+    prop_oneof![
+        Just(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 1])),
+        any::<[u8; 8]>().prop_map(RouterId)
+    ]
 }
 
 fn v6_addr() -> impl Strategy<Value = IpAddr> {
@@ -65,9 +78,17 @@ fn update(flavour: Flavour) -> impl Strategy<Value = Update> {
             .prop_map(|(p, nh)| (Some(p), true, nh, None)),
     ];
     (dest, common, router_id()).prop_map(
-        |((prefix, v4_via_v6, next_hop, src_prefix), (interval, seqno, metric, price, path_rtt, diversity, rid), fallback)| {
+        |(
+            (prefix, v4_via_v6, next_hop, src_prefix),
+            (interval, seqno, metric, price, path_rtt, diversity, rid),
+            fallback,
+        )| {
             // A finite update needs a router-id.
-            let router_id = if metric == INFINITY { rid } else { rid.or(Some(fallback)) };
+            let router_id = if metric == INFINITY {
+                rid
+            } else {
+                rid.or(Some(fallback))
+            };
             Update {
                 prefix,
                 v4_via_v6,
@@ -125,7 +146,13 @@ fn flavour() -> impl Strategy<Value = Flavour> {
 }
 
 fn case() -> impl Strategy<Value = (Flavour, Vec<Message>, usize)> {
-    flavour().prop_flat_map(|f| (Just(f), proptest::collection::vec(message(f), 0..60), 300usize..1500))
+    flavour().prop_flat_map(|f| {
+        (
+            Just(f),
+            proptest::collection::vec(message(f), 0..60),
+            300usize..1500,
+        )
+    })
 }
 
 proptest! {

@@ -46,15 +46,33 @@ fn both_ways_with_macs(
     let expected = Packet { messages, macs };
     assert_eq!(d.packet, expected, "decoding {}", hex::encode(&bytes));
     let encoded = encode_packet(&expected, flavour).unwrap();
-    assert_eq!(hex::encode(&encoded), hex::encode(&bytes), "encoding {expected:?}");
+    assert_eq!(
+        hex::encode(&encoded),
+        hex::encode(&bytes),
+        "encoding {expected:?}"
+    );
 }
 
 /// Asserts that decoding gives these messages and these ignored TLVs (type, kind).
-fn decodes_to(flavour: Flavour, body_hex: &str, messages: Vec<Message>, ignored: Vec<(u8, TlvErrorKind)>) {
+fn decodes_to(
+    flavour: Flavour,
+    body_hex: &str,
+    messages: Vec<Message>,
+    ignored: Vec<(u8, TlvErrorKind)>,
+) {
     let bytes = packet(body_hex, "");
     let d = decode(&bytes, &DecodeOptions { flavour }).unwrap();
-    assert_eq!(d.packet.messages, messages, "decoding {}", hex::encode(&bytes));
-    let got: Vec<_> = d.errors.iter().map(|e| (e.tlv_type, e.kind.clone())).collect();
+    assert_eq!(
+        d.packet.messages,
+        messages,
+        "decoding {}",
+        hex::encode(&bytes)
+    );
+    let got: Vec<_> = d
+        .errors
+        .iter()
+        .map(|e| (e.tlv_type, e.kind.clone()))
+        .collect();
     assert_eq!(got, ignored, "decoding {}", hex::encode(&bytes));
 }
 
@@ -86,14 +104,26 @@ fn s4_6_1_pad1_and_s4_6_2_padn() {
 
 #[test]
 fn s4_6_3_ack_request_and_s4_6_4_ack() {
-    both_ways(S, "02 06 0000 beef 0064", vec![Message::AckReq { opaque: 0xbeef, interval: 100 }]);
+    both_ways(
+        S,
+        "02 06 0000 beef 0064",
+        vec![Message::AckReq {
+            opaque: 0xbeef,
+            interval: 100,
+        }],
+    );
     both_ways(S, "03 02 beef", vec![Message::Ack { opaque: 0xbeef }]);
 }
 
 #[test]
 fn s4_6_5_hello_multicast_unicast_unscheduled() {
     let h = |unicast, interval| {
-        Message::Hello(Hello { unicast, seqno: 0x0102, interval, timestamp: None })
+        Message::Hello(Hello {
+            unicast,
+            seqno: 0x0102,
+            interval,
+            timestamp: None,
+        })
     };
     both_ways(S, "04 06 0000 0102 0190", vec![h(false, 400)]);
     both_ways(S, "04 06 8000 0102 0190", vec![h(true, 400)]);
@@ -117,7 +147,10 @@ fn rfc9616_s3_timestamps_in_hello_and_ihu() {
                 address: Some(ip("fe80::211:22ff:fe33:4455")),
                 rxcost: 96,
                 interval: 1200,
-                timestamp: Some(IhuTimestamp { origin: 0x1122_3344, receive: 0x5566_7788 }),
+                timestamp: Some(IhuTimestamp {
+                    origin: 0x1122_3344,
+                    receive: 0x5566_7788,
+                }),
             }),
         ],
     );
@@ -126,16 +159,29 @@ fn rfc9616_s3_timestamps_in_hello_and_ihu() {
 #[test]
 fn s4_6_6_ihu_every_address_encoding() {
     let ihu = |address: Option<&str>| {
-        Message::Ihu(Ihu { address: address.map(ip), rxcost: 256, interval: 1200, timestamp: None })
+        Message::Ihu(Ihu {
+            address: address.map(ip),
+            rxcost: 256,
+            interval: 1200,
+            timestamp: None,
+        })
     };
     both_ways(S, "05 06 00 00 0100 04b0", vec![ihu(None)]);
-    both_ways(S, "05 0a 01 00 0100 04b0 0a000001", vec![ihu(Some("10.0.0.1"))]);
+    both_ways(
+        S,
+        "05 0a 01 00 0100 04b0 0a000001",
+        vec![ihu(Some("10.0.0.1"))],
+    );
     both_ways(
         S,
         "05 16 02 00 0100 04b0 fd000000000000000000000000000001",
         vec![ihu(Some("fd00::1"))],
     );
-    both_ways(S, "05 0e 03 00 0100 04b0 0000000000000001", vec![ihu(Some("fe80::1"))]);
+    both_ways(
+        S,
+        "05 0e 03 00 0100 04b0 0000000000000001",
+        vec![ihu(Some("fe80::1"))],
+    );
 }
 
 #[test]
@@ -186,13 +232,21 @@ fn s4_6_9_router_id_flag_0x40() {
     both_ways(
         S,
         "08 1a 02 c0 80 00 0190 1234 0000 fd000000000000000211 22ff fe33 4455",
-        vec![Message::Update(update(Some("fd00::211:22ff:fe33:4455/128"), 0))],
+        vec![Message::Update(update(
+            Some("fd00::211:22ff:fe33:4455/128"),
+            0,
+        ))],
     );
     // Decoding only: an IPv4 /32 with flag 0x40 gives four zero octets and the address.
     let mut u = update(Some("10.0.0.1/32"), 0);
     u.router_id = Some(RouterId([0, 0, 0, 0, 10, 0, 0, 1]));
     u.next_hop = Some(ip("10.1.1.1"));
-    decodes_to(S, "07 06 01 00 0a010101 08 0e 01 40 20 00 0190 1234 0000 0a000001", vec![Message::Update(u)], vec![]);
+    decodes_to(
+        S,
+        "07 06 01 00 0a010101 08 0e 01 40 20 00 0190 1234 0000 0a000001",
+        vec![Message::Update(u)],
+        vec![],
+    );
 }
 
 #[test]
@@ -212,7 +266,11 @@ fn s4_6_8_next_hop_every_encoding() {
          08 12 02 80 40 00 0190 1234 0060 fd00000000000000
          07 12 02 00 fd990000000000000000000000000001
          08 0a 02 80 40 08 0190 1234 0060",
-        vec![Message::Update(v4), Message::Update(v6), Message::Update(v6g)],
+        vec![
+            Message::Update(v4),
+            Message::Update(v6),
+            Message::Update(v6g),
+        ],
     );
 }
 
@@ -235,7 +293,11 @@ fn s4_6_9_wildcard_retraction() {
     let mut u = update(None, INFINITY);
     u.router_id = None;
     u.interval = 0xffff;
-    both_ways(S, "08 0a 00 00 00 00 ffff 1234 ffff", vec![Message::Update(u)]);
+    both_ways(
+        S,
+        "08 0a 00 00 00 00 ffff 1234 ffff",
+        vec![Message::Update(u)],
+    );
 }
 
 #[test]
@@ -291,10 +353,19 @@ fn althea_flavour_wildcard_retraction_10_and_14_bytes() {
     u.interval = 0xffff;
     u.price = Some(0);
     // We send 14 bytes with price 0: both Althea forks accept it.
-    both_ways(A, "08 0e 00 00 00 00 ffff 1234 ffff 00000000", vec![Message::Update(u.clone())]);
+    both_ways(
+        A,
+        "08 0e 00 00 00 00 ffff 1234 ffff 00000000",
+        vec![Message::Update(u.clone())],
+    );
     // Althea's fork itself sends 10 bytes without the price; we accept it.
     u.price = None;
-    decodes_to(A, "08 0a 00 00 00 00 ffff 1234 ffff", vec![Message::Update(u)], vec![]);
+    decodes_to(
+        A,
+        "08 0a 00 00 00 00 ffff 1234 ffff",
+        vec![Message::Update(u)],
+        vec![],
+    );
 }
 
 #[test]
@@ -319,9 +390,21 @@ fn s4_6_10_route_request_every_encoding() {
         })
     };
     both_ways(S, "09 02 00 00", vec![rr(None, false, None)]);
-    both_ways(S, "09 06 01 20 0a4d0003", vec![rr(Some("10.77.0.3/32"), false, None)]);
-    both_ways(S, "09 05 04 18 0a4e03", vec![rr(Some("10.78.3.0/24"), true, None)]);
-    both_ways(S, "09 08 02 30 fd7800000003", vec![rr(Some("fd78:0:3::/48"), false, None)]);
+    both_ways(
+        S,
+        "09 06 01 20 0a4d0003",
+        vec![rr(Some("10.77.0.3/32"), false, None)],
+    );
+    both_ways(
+        S,
+        "09 05 04 18 0a4e03",
+        vec![rr(Some("10.78.3.0/24"), true, None)],
+    );
+    both_ways(
+        S,
+        "09 08 02 30 fd7800000003",
+        vec![rr(Some("fd78:0:3::/48"), false, None)],
+    );
     both_ways(
         S,
         "09 0f 02 30 fd7800000003 80 05 20 20010db8",
@@ -346,8 +429,16 @@ fn s4_6_11_seqno_request_every_encoding() {
         "0a 1e 02 80 1235 7f 00 021122fffe334455 fd000000000000000000000000000001",
         vec![sr("fd00::1/128", false, None)],
     );
-    both_ways(S, "0a 11 01 18 1235 7f 00 021122fffe334455 0a0100", vec![sr("10.1.0.0/24", false, None)]);
-    both_ways(S, "0a 11 04 18 1235 7f 00 021122fffe334455 0a0100", vec![sr("10.1.0.0/24", true, None)]);
+    both_ways(
+        S,
+        "0a 11 01 18 1235 7f 00 021122fffe334455 0a0100",
+        vec![sr("10.1.0.0/24", false, None)],
+    );
+    both_ways(
+        S,
+        "0a 11 04 18 1235 7f 00 021122fffe334455 0a0100",
+        vec![sr("10.1.0.0/24", true, None)],
+    );
     both_ways(
         S,
         "0a 13 02 00 1235 7f 00 021122fffe334455 80 03 10 2001",
@@ -364,9 +455,16 @@ fn rfc8967_s4_pc_challenges_and_mac_trailer() {
          13 08 b1b2b3b4b5b6b7b8",
         "10 10 000102030405060708090a0b0c0d0e0f",
         vec![
-            Message::Pc { pc: 13, index: vec![1, 2, 3, 4, 5, 6, 7, 8] },
-            Message::ChallengeRequest { nonce: vec![0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8] },
-            Message::ChallengeReply { nonce: vec![0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8] },
+            Message::Pc {
+                pc: 13,
+                index: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            },
+            Message::ChallengeRequest {
+                nonce: vec![0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8],
+            },
+            Message::ChallengeReply {
+                nonce: vec![0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8],
+            },
         ],
         vec![(0..16).collect()],
     );
@@ -411,7 +509,10 @@ fn remote_hello_and_remote_ihu() {
                 origin,
                 via,
                 prefix: pfx("10.0.0.9/32"),
-                timestamp: Some(IhuTimestamp { origin: 1111, receive: 2222 }),
+                timestamp: Some(IhuTimestamp {
+                    origin: 1111,
+                    receive: 2222,
+                }),
             }),
         ],
     );
@@ -467,7 +568,12 @@ fn s4_4_unknown_optional_sub_tlvs_and_padding_are_skipped() {
     decodes_to(
         S,
         "04 14 0000 0102 0190 00 01 02 0000 05 01 ff 03 04 00000001",
-        vec![Message::Hello(Hello { unicast: false, seqno: 0x0102, interval: 400, timestamp: Some(1) })],
+        vec![Message::Hello(Hello {
+            unicast: false,
+            seqno: 0x0102,
+            interval: 400,
+            timestamp: Some(1),
+        })],
         vec![],
     );
 }
@@ -483,7 +589,12 @@ fn s4_6_9_finite_update_without_router_id_is_ignored() {
     // A retraction needs none.
     let mut u = update(Some("fd00::1/128"), INFINITY);
     u.router_id = None;
-    decodes_to(S, "08 1a 02 00 80 00 0190 1234 ffff fd000000000000000000000000000001", vec![Message::Update(u)], vec![]);
+    decodes_to(
+        S,
+        "08 1a 02 00 80 00 0190 1234 ffff fd000000000000000000000000000001",
+        vec![Message::Update(u)],
+        vec![],
+    );
 }
 
 #[test]
@@ -491,7 +602,10 @@ fn one_sub_tlv_option_keeps_the_mandatory_one() {
     let mut u = update(Some("::/0"), 96);
     u.src_prefix = Some(pfx("2001:db8::/32"));
     u.price = Some(5);
-    let opts = EncodeOptions { one_sub_tlv: true, ..EncodeOptions::default() };
+    let opts = EncodeOptions {
+        one_sub_tlv: true,
+        ..EncodeOptions::default()
+    };
     let mut b = PacketBuilder::new(opts);
     b.push(&Message::Update(u.clone())).unwrap();
     assert_eq!(b.dropped_sub_tlvs(), 1);

@@ -32,10 +32,15 @@ pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<Datagram>
     };
     let mut out = Vec::new();
     for (i, (link, data)) in frames.into_iter().enumerate() {
-        if let Some((src, dst, payload)) = udp_of_frame(link, &data) {
-            if src.1 == port || dst.1 == port {
-                out.push(Datagram { frame: i + 1, src, dst, payload: payload.to_vec() });
-            }
+        if let Some((src, dst, payload)) = udp_of_frame(link, &data)
+            && (src.1 == port || dst.1 == port)
+        {
+            out.push(Datagram {
+                frame: i + 1,
+                src,
+                dst,
+                payload: payload.to_vec(),
+            });
         }
     }
     Ok(out)
@@ -59,7 +64,12 @@ fn pcapng_frames(bytes: &[u8]) -> anyhow::Result<Vec<(DataLink, Vec<u8>)>> {
     let mut out = Vec::new();
     while let Some(block) = reader.next_block() {
         let block = block.context("reading pcapng block")?;
-        let link_of = |id: u32| links.get(id as usize).copied().unwrap_or(DataLink::ETHERNET);
+        let link_of = |id: u32| {
+            links
+                .get(id as usize)
+                .copied()
+                .unwrap_or(DataLink::ETHERNET)
+        };
         match block {
             Block::InterfaceDescription(i) => links.push(i.linktype),
             Block::EnhancedPacket(p) => out.push((link_of(p.interface_id), p.data.into_owned())),
@@ -102,7 +112,12 @@ fn udp_of_frame(link: DataLink, f: &[u8]) -> Option<Endpoints<'_>> {
             }
             let a = |o: usize| -> Option<IpAddr> {
                 let b = ip.get(o..o + 4)?;
-                Some(IpAddr::V4(Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?)))
+                Some(IpAddr::V4(Ipv4Addr::new(
+                    *b.first()?,
+                    *b.get(1)?,
+                    *b.get(2)?,
+                    *b.get(3)?,
+                )))
             };
             (a(12)?, a(16)?, ip.get(ihl..)?)
         }

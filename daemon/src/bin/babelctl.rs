@@ -1,10 +1,16 @@
 //! `babelctl`: tools for people who run babeld-rs.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use daemon::ctl;
 
 #[derive(Parser)]
-#[command(name = "babelctl", version, about = "Tools for babeld-rs: decode captures, simulate meshes")]
+#[command(
+    name = "babelctl",
+    version,
+    about = "Tools for babeld-rs: decode captures, simulate meshes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,9 +22,25 @@ enum Command {
     Decode(ctl::decode::DecodeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Decode(args) => ctl::decode::run(&args, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `babelctl decode big.pcap | head` is fine: the reader went away.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("babelctl: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -49,7 +49,11 @@ struct JsonPacket<'a> {
 pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let datagrams = load(&args.input, args.port)?;
     let opts = DecodeOptions {
-        flavour: if args.althea { Flavour::Althea } else { Flavour::Standard },
+        flavour: if args.althea {
+            Flavour::Althea
+        } else {
+            Flavour::Standard
+        },
     };
     for d in &datagrams {
         let src = (d.frame > 0).then(|| format!("[{}]:{}", d.src.0, d.src.1));
@@ -112,9 +116,17 @@ fn load(input: &str, port: u16) -> anyhow::Result<Vec<Datagram>> {
         return read_capture(std::io::BufReader::new(f), port)
             .with_context(|| format!("reading {input}"));
     }
-    let cleaned: String = input.chars().filter(|c| !matches!(c, ' ' | ':' | '\n' | '\t')).collect();
+    let cleaned: String = input
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':' | '\n' | '\t'))
+        .collect();
     let payload = hex::decode(&cleaned)
         .with_context(|| format!("{input:?} is neither a file nor a hex string"))?;
     let unspecified = (std::net::IpAddr::from([0u8; 16]), 0);
-    Ok(vec![Datagram { frame: 0, src: unspecified, dst: unspecified, payload }])
+    Ok(vec![Datagram {
+        frame: 0,
+        src: unspecified,
+        dst: unspecified,
+        payload,
+    }])
 }
