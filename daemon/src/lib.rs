@@ -4,4 +4,6 @@
 //! the I/O and the command-line front ends.
 
 pub mod capture;
+pub mod cli;
+pub mod config;
 pub mod ctl;

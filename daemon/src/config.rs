@@ -1,0 +1,966 @@
+//! babeld's configuration grammar (babeld 1.12 `babeld.man`, "CONFIGURATION FILE FORMAT"), with
+//! Althea's `fee` and `metric-factor`, babeld 1.13's `kernel-check-interval` and
+//! `shutdown-delay-ms`, and our `althea-compatible` switch.
+//!
+//! The same parser reads configuration files, `-C` statements and the statements a read-write
+//! control client sends at runtime; [`Context::Runtime`] accepts only what babeld accepts then.
+//! Input is untrusted: every problem is a [`ParseError`] saying which word was wrong and why.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+
+use babel_wire::{Prefix, RouterId};
+
+/// Where a statement comes from, which decides what it may say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A configuration file or a `-C` statement: everything.
+    Startup,
+    /// A read-write control client after start-up: interfaces, keys and a few options.
+    Runtime,
+}
+
+/// A statement that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A word was expected after `after`.
+    #[error("missing value after {0:?}")]
+    Missing(String),
+    /// A word that is not valid where it stands.
+    #[error("bad value {value:?} for {what}: {why}")]
+    BadValue {
+        /// The keyword it belongs to.
+        what: String,
+        /// The offending word.
+        value: String,
+        /// Why it is wrong.
+        why: &'static str,
+    },
+    /// A keyword we do not know.
+    #[error("unknown keyword {0:?}")]
+    Unknown(String),
+    /// Something only allowed at start-up was sent at runtime.
+    #[error("{0:?} cannot be changed at runtime")]
+    NotAtRuntime(String),
+    /// An unterminated quoted string.
+    #[error("unterminated quoted string")]
+    Unterminated,
+}
+
+/// A [`ParseError`] in a file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {error}")]
+pub struct ConfigError {
+    /// The file (or `-C` for a command-line statement).
+    pub file: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub error: ParseError,
+}
+
+/// Interface kind (`type`): decides the link cost algorithm and defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InterfaceType {
+    /// Detect wireless interfaces through the kernel.
+    #[default]
+    Auto,
+    /// 2-out-of-3, rxcost 96, split horizon.
+    Wired,
+    /// ETX, rxcost 256, no split horizon.
+    Wireless,
+    /// Like wired, with timestamps and an RTT penalty.
+    Tunnel,
+}
+
+/// `channel` (babeld 1.12 diversity routing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// A channel number 1-254.
+    Number(u8),
+    /// Interferes with every channel.
+    Interfering,
+    /// Interferes with none.
+    Noninterfering,
+}
+
+/// Per-interface options; `None` leaves the default (or the `default` statement's value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceOptions {
+    /// `rxcost`.
+    pub rxcost: Option<u16>,
+    /// `hello-interval`, milliseconds.
+    pub hello_interval_ms: Option<u32>,
+    /// `update-interval`, milliseconds.
+    pub update_interval_ms: Option<u32>,
+    /// `type`.
+    pub kind: Option<InterfaceType>,
+    /// `faraway`.
+    pub faraway: Option<bool>,
+    /// `unicast`: send everything unicast to each neighbour.
+    pub unicast: Option<bool>,
+    /// `link-quality`; `Some(None)` is `default`/`auto`.
+    pub link_quality: Option<Option<bool>>,
+    /// `split-horizon`; `Some(None)` is `default`/`auto`.
+    pub split_horizon: Option<Option<bool>>,
+    /// `channel`.
+    pub channel: Option<Channel>,
+    /// `enable-timestamps`.
+    pub enable_timestamps: Option<bool>,
+    /// `rfc6126-compatible`.
+    pub rfc6126_compatible: Option<bool>,
+    /// `rtt-decay` (1-256).
+    pub rtt_decay: Option<u16>,
+    /// `rtt-min`, microseconds.
+    pub rtt_min_us: Option<u32>,
+    /// `rtt-max`, microseconds.
+    pub rtt_max_us: Option<u32>,
+    /// `max-rtt-penalty`.
+    pub max_rtt_penalty: Option<u16>,
+    /// `key`: the id of a configured key.
+    pub key: Option<String>,
+    /// `accept-bad-signatures`.
+    pub accept_bad_signatures: Option<bool>,
+    /// `v4-via-v6`.
+    pub v4_via_v6: Option<bool>,
+    /// `probe-mtu` (babeld 1.13.1).
+    pub probe_mtu: Option<bool>,
+}
+
+impl InterfaceOptions {
+    /// `self` with every option that `over` sets replaced by its value.
+    pub fn merged(&self, over: &InterfaceOptions) -> InterfaceOptions {
+        macro_rules! pick {
+            ($($f:ident),*) => { InterfaceOptions { $($f: over.$f.clone().or_else(|| self.$f.clone())),* } };
+        }
+        pick!(
+            rxcost,
+            hello_interval_ms,
+            update_interval_ms,
+            kind,
+            faraway,
+            unicast,
+            link_quality,
+            split_horizon,
+            channel,
+            enable_timestamps,
+            rfc6126_compatible,
+            rtt_decay,
+            rtt_min_us,
+            rtt_max_us,
+            max_rtt_penalty,
+            key,
+            accept_bad_signatures,
+            v4_via_v6,
+            probe_mtu
+        )
+    }
+}
+
+/// Which filter list a filter goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `in`: routes learned from neighbours.
+    In,
+    /// `out`: routes announced to neighbours.
+    Out,
+    /// `redistribute`: kernel routes and local addresses to announce.
+    Redistribute,
+    /// `install`: routes installed in the kernel.
+    Install,
+}
+
+/// What a matching filter does. Several may be combined on one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterAction {
+    /// `allow`.
+    Allow,
+    /// `deny`.
+    Deny,
+    /// `metric N`: add N to the metric.
+    Metric(u16),
+    /// `src-prefix P`: redistribute as source-specific.
+    SrcPrefix(Prefix),
+    /// `table N`: install into this table.
+    Table(u32),
+    /// `pref-src IP`: preferred source address of installed routes.
+    PrefSrc(IpAddr),
+}
+
+/// A filter line: every present selector must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `ip P`.
+    pub prefix: Option<Prefix>,
+    /// `src-ip P`.
+    pub src_prefix: Option<Prefix>,
+    /// `eq N` (sets both bounds), `le N`, `ge N`.
+    pub plen_ge: Option<u8>,
+    /// Upper bound on the prefix length.
+    pub plen_le: Option<u8>,
+    /// `src-eq`, `src-ge`.
+    pub src_plen_ge: Option<u8>,
+    /// `src-eq`, `src-le`.
+    pub src_plen_le: Option<u8>,
+    /// `neigh IP`.
+    pub neighbour: Option<IpAddr>,
+    /// `id EUI64`.
+    pub router_id: Option<RouterId>,
+    /// `proto N`: the kernel route's protocol.
+    pub proto: Option<u8>,
+    /// `local`: local addresses rather than routes.
+    pub local: bool,
+    /// `if NAME`.
+    pub interface: Option<String>,
+    /// The actions; none means `allow`.
+    pub actions: Vec<FilterAction>,
+}
+
+/// `type` of a `key` (RFC 8967).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// No authentication.
+    None,
+    /// HMAC-SHA256.
+    HmacSha256,
+    /// BLAKE2s-128.
+    Blake2s128,
+}
+
+/// `key id ID type T value HEX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// Its name.
+    pub id: String,
+    /// The algorithm.
+    pub kind: KeyType,
+    /// The secret.
+    pub value: Vec<u8>,
+}
+
+/// Where a control socket listens (`-g`, `-G`, `local-port`, `local-path`...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalEndpoint {
+    /// TCP on ::1.
+    Port(u16),
+    /// A Unix socket path.
+    Path(PathBuf),
+}
+
+/// Global options (`None`: babeld's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Globals {
+    /// `protocol-group`.
+    pub protocol_group: Option<Ipv6Addr>,
+    /// `protocol-port`.
+    pub protocol_port: Option<u16>,
+    /// `kernel-priority`.
+    pub kernel_priority: Option<u32>,
+    /// `reflect-kernel-metric`.
+    pub reflect_kernel_metric: Option<bool>,
+    /// `allow-duplicates` priority.
+    pub allow_duplicates: Option<u32>,
+    /// `random-id`.
+    pub random_id: Option<bool>,
+    /// `ipv6-subtrees`.
+    pub ipv6_subtrees: Option<bool>,
+    /// `debug` level.
+    pub debug: Option<u8>,
+    /// Read-only control socket (`local-port`, `local-path`, `-g`).
+    pub local_ro: Option<LocalEndpoint>,
+    /// Read-write control socket (`local-port-readwrite`, `local-path-readwrite`, `-G`).
+    pub local_rw: Option<LocalEndpoint>,
+    /// `export-table`.
+    pub export_table: Option<u32>,
+    /// `import-table`, repeatable.
+    pub import_tables: Vec<u32>,
+    /// `link-detect`.
+    pub link_detect: Option<bool>,
+    /// `diversity` kind (0 = off).
+    pub diversity: Option<u8>,
+    /// `diversity-factor`.
+    pub diversity_factor: Option<u16>,
+    /// `smoothing-half-life`, seconds.
+    pub smoothing_half_life: Option<u32>,
+    /// `daemonise`.
+    pub daemonise: Option<bool>,
+    /// `skip-kernel-setup`.
+    pub skip_kernel_setup: Option<bool>,
+    /// `router-id`.
+    pub router_id: Option<RouterId>,
+    /// `state-file`.
+    pub state_file: Option<PathBuf>,
+    /// `log-file`.
+    pub log_file: Option<PathBuf>,
+    /// `pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `first-rule-priority`.
+    pub first_rule_priority: Option<u32>,
+    /// `kernel-check-interval`, as given (0 = never; rita sends 0).
+    pub kernel_check_interval: Option<u32>,
+    /// `shutdown-delay-ms`.
+    pub shutdown_delay_ms: Option<u32>,
+    /// `fee` (Althea): our price per unit of traffic.
+    pub fee: Option<u32>,
+    /// `metric-factor` (Althea).
+    pub metric_factor: Option<u32>,
+    /// `althea-compatible`: Althea's wire layout and control dialect.
+    pub althea_compatible: Option<bool>,
+}
+
+/// One statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statement {
+    /// A global option (only the field it sets is `Some`/non-empty).
+    Global(Box<Globals>),
+    /// `interface NAME options`.
+    Interface(String, InterfaceOptions),
+    /// `default options`.
+    Default(InterfaceOptions),
+    /// A filter line.
+    Filter(FilterKind, Filter),
+    /// `key ...`.
+    Key(Key),
+}
+
+/// A whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Global options.
+    pub globals: Globals,
+    /// `default` options.
+    pub defaults: InterfaceOptions,
+    /// Interfaces in the order they were named, with their options.
+    pub interfaces: Vec<(String, InterfaceOptions)>,
+    /// Filters, in order, per list.
+    pub filters: Vec<(FilterKind, Filter)>,
+    /// Keys.
+    pub keys: Vec<Key>,
+}
+
+impl Config {
+    /// Applies one statement; a repeated interface merges its options.
+    pub fn apply(&mut self, s: Statement) {
+        match s {
+            Statement::Global(g) => merge_globals(&mut self.globals, *g),
+            Statement::Interface(name, opts) => {
+                match self.interfaces.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, o)) => *o = o.merged(&opts),
+                    None => self.interfaces.push((name, opts)),
+                }
+            }
+            Statement::Default(opts) => self.defaults = self.defaults.merged(&opts),
+            Statement::Filter(k, f) => self.filters.push((k, f)),
+            Statement::Key(k) => {
+                self.keys.retain(|old| old.id != k.id);
+                self.keys.push(k);
+            }
+        }
+    }
+
+    /// Reads a configuration text; `file` names it in errors.
+    pub fn parse_text(&mut self, file: &str, text: &str) -> Result<(), ConfigError> {
+        for (i, line) in text.lines().enumerate() {
+            let s = parse_statement(line, Context::Startup).map_err(|error| ConfigError {
+                file: file.to_owned(),
+                line: i + 1,
+                error,
+            })?;
+            if let Some(s) = s {
+                self.apply(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// The options of an interface: defaults overridden by its own.
+    pub fn interface_options(&self, name: &str) -> InterfaceOptions {
+        let own = self
+            .interfaces
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.clone());
+        self.defaults.merged(&own.unwrap_or_default())
+    }
+}
+
+fn merge_globals(g: &mut Globals, n: Globals) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if n.$f.is_some() { g.$f = n.$f; } )* };
+    }
+    take!(
+        protocol_group,
+        protocol_port,
+        kernel_priority,
+        reflect_kernel_metric,
+        allow_duplicates,
+        random_id,
+        ipv6_subtrees,
+        debug,
+        local_ro,
+        local_rw,
+        export_table,
+        link_detect,
+        diversity,
+        diversity_factor,
+        smoothing_half_life,
+        daemonise,
+        skip_kernel_setup,
+        router_id,
+        state_file,
+        log_file,
+        pid_file,
+        first_rule_priority,
+        kernel_check_interval,
+        shutdown_delay_ms,
+        fee,
+        metric_factor,
+        althea_compatible
+    );
+    g.import_tables.extend(n.import_tables);
+}
+
+/// Splits a line into words: whitespace separates, `#` starts a comment, double quotes group.
+pub fn words(line: &str) -> Result<Vec<String>, ParseError> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => return Ok(out),
+            Some('"') => {
+                chars.next();
+                let mut w = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => w.push(chars.next().ok_or(ParseError::Unterminated)?),
+                        Some(c) => w.push(c),
+                        None => return Err(ParseError::Unterminated),
+                    }
+                }
+                out.push(w);
+            }
+            Some(_) => {
+                let mut w = String::new();
+                while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                    w.push(c);
+                }
+                out.push(w);
+            }
+        }
+    }
+}
+
+/// A cursor over the words of a statement.
+struct Words<'a> {
+    words: &'a [String],
+    pos: usize,
+}
+
+impl<'a> Words<'a> {
+    fn next(&mut self) -> Option<&'a str> {
+        let w = self.words.get(self.pos)?;
+        self.pos += 1;
+        Some(w.as_str())
+    }
+
+    /// The value after keyword `key`.
+    fn value(&mut self, key: &str) -> Result<&'a str, ParseError> {
+        self.next()
+            .ok_or_else(|| ParseError::Missing(key.to_owned()))
+    }
+}
+
+fn bad(what: &str, value: &str, why: &'static str) -> ParseError {
+    ParseError::BadValue {
+        what: what.to_owned(),
+        value: value.to_owned(),
+        why,
+    }
+}
+
+fn int<T: TryFrom<u64>>(what: &str, v: &str, min: u64, max: u64) -> Result<T, ParseError> {
+    let n: u64 = v.parse().map_err(|_| bad(what, v, "not a whole number"))?;
+    if n < min || n > max {
+        return Err(bad(what, v, "out of range"));
+    }
+    T::try_from(n).map_err(|_| bad(what, v, "out of range"))
+}
+
+fn boolean(what: &str, v: &str) -> Result<bool, ParseError> {
+    match v {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(bad(what, v, "expected true, false, yes or no")),
+    }
+}
+
+/// A boolean that may also be `default` or `auto` (babeld's tri-state options).
+fn tristate(what: &str, v: &str) -> Result<Option<bool>, ParseError> {
+    match v {
+        "default" | "auto" => Ok(None),
+        _ => boolean(what, v).map(Some),
+    }
+}
+
+/// A decimal number of units, scaled by `scale` (seconds to ms: 1000; ms to µs: 1000).
+fn decimal(what: &str, v: &str, scale: u64, max: u64) -> Result<u32, ParseError> {
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = scale.to_string().len() - 1;
+    if whole.is_empty() && frac.is_empty()
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > digits
+    {
+        return Err(bad(what, v, "not a decimal number"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad(what, v, "too large"))?
+    };
+    let frac_padded = format!("{frac:0<digits$}");
+    let frac: u64 = if digits == 0 {
+        0
+    } else {
+        frac_padded
+            .parse()
+            .map_err(|_| bad(what, v, "bad fraction"))?
+    };
+    let total = whole
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or(bad(what, v, "too large"))?;
+    if total > max {
+        return Err(bad(what, v, "out of range"));
+    }
+    u32::try_from(total).map_err(|_| bad(what, v, "too large"))
+}
+
+fn prefix(what: &str, v: &str) -> Result<Prefix, ParseError> {
+    v.parse().map_err(|_| bad(what, v, "not a prefix"))
+}
+
+fn address(what: &str, v: &str) -> Result<IpAddr, ParseError> {
+    v.parse().map_err(|_| bad(what, v, "not an IP address"))
+}
+
+fn router_id(what: &str, v: &str) -> Result<RouterId, ParseError> {
+    v.parse()
+        .map_err(|_| bad(what, v, "not an EUI-64 router-id"))
+}
+
+/// A control socket endpoint: a port number, or a Unix path when it starts with `/`.
+pub fn local(what: &str, v: &str) -> Result<LocalEndpoint, ParseError> {
+    if v.starts_with('/') {
+        Ok(LocalEndpoint::Path(PathBuf::from(v)))
+    } else {
+        int(what, v, 1, 0xFFFE).map(LocalEndpoint::Port)
+    }
+}
+
+/// Parses one line. Blank lines and comments give `Ok(None)`.
+pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, ParseError> {
+    let ws = words(line)?;
+    let mut w = Words { words: &ws, pos: 0 };
+    let Some(first) = w.next() else {
+        return Ok(None);
+    };
+    let s = match first {
+        "interface" => {
+            let name = w.value(first)?;
+            if name.is_empty() || name.len() > 15 || name.contains('/') {
+                return Err(bad(first, name, "not an interface name"));
+            }
+            Statement::Interface(name.to_owned(), interface_options(&mut w)?)
+        }
+        "default" => Statement::Default(interface_options(&mut w)?),
+        "in" | "out" | "redistribute" | "install" => {
+            if ctx == Context::Runtime {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            let kind = match first {
+                "in" => FilterKind::In,
+                "out" => FilterKind::Out,
+                "redistribute" => FilterKind::Redistribute,
+                _ => FilterKind::Install,
+            };
+            Statement::Filter(kind, filter(&mut w)?)
+        }
+        "key" => Statement::Key(key(&mut w)?),
+        _ => {
+            let g = global(first, &mut w)?;
+            if ctx == Context::Runtime && !runtime_global(first) {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            if let Some(extra) = w.next() {
+                return Err(bad(first, extra, "unexpected word after the value"));
+            }
+            Statement::Global(Box::new(g))
+        }
+    };
+    Ok(Some(s))
+}
+
+/// Global options a read-write client may change at runtime: babeld 1.12's list, Althea's two,
+/// and babeld 1.13's `kernel-check-interval` (which rita sends, with 0).
+fn runtime_global(name: &str) -> bool {
+    matches!(
+        name,
+        "link-detect"
+            | "log-file"
+            | "diversity"
+            | "diversity-factor"
+            | "smoothing-half-life"
+            | "fee"
+            | "metric-factor"
+            | "kernel-check-interval"
+    )
+}
+
+fn global(name: &str, w: &mut Words<'_>) -> Result<Globals, ParseError> {
+    let mut g = Globals::default();
+    let v = w.value(name)?;
+    match name {
+        "protocol-group" => match address(name, v)? {
+            IpAddr::V6(a) if a.segments()[0] & 0xff00 == 0xff00 => g.protocol_group = Some(a),
+            _ => return Err(bad(name, v, "not an IPv6 multicast group")),
+        },
+        "protocol-port" => g.protocol_port = Some(int(name, v, 1, 0xFFFE)?),
+        "kernel-priority" => g.kernel_priority = Some(int(name, v, 0, u64::from(u32::MAX))?),
+        "reflect-kernel-metric" => g.reflect_kernel_metric = Some(boolean(name, v)?),
+        "allow-duplicates" => g.allow_duplicates = Some(int(name, v, 0, u64::from(u32::MAX))?),
+        "random-id" => g.random_id = Some(boolean(name, v)?),
+        "ipv6-subtrees" => g.ipv6_subtrees = Some(boolean(name, v)?),
+        "debug" => g.debug = Some(int(name, v, 0, 3)?),
+        "local-port" => g.local_ro = Some(LocalEndpoint::Port(int(name, v, 1, 0xFFFE)?)),
+        "local-port-readwrite" => g.local_rw = Some(LocalEndpoint::Port(int(name, v, 1, 0xFFFE)?)),
+        "local-path" => g.local_ro = Some(LocalEndpoint::Path(PathBuf::from(v))),
+        "local-path-readwrite" => g.local_rw = Some(LocalEndpoint::Path(PathBuf::from(v))),
+        "export-table" => g.export_table = Some(int(name, v, 1, 0xFFFE)?),
+        "import-table" => g.import_tables.push(int(name, v, 1, 0xFFFE)?),
+        "link-detect" => g.link_detect = Some(boolean(name, v)?),
+        "diversity" => {
+            g.diversity = Some(match v {
+                "true" | "yes" => 3,
+                "false" | "no" => 0,
+                _ => int(name, v, 0, 3)?,
+            })
+        }
+        "diversity-factor" => g.diversity_factor = Some(int(name, v, 1, 256)?),
+        "smoothing-half-life" => g.smoothing_half_life = Some(int(name, v, 0, 3600)?),
+        "daemonise" => g.daemonise = Some(boolean(name, v)?),
+        "skip-kernel-setup" => g.skip_kernel_setup = Some(boolean(name, v)?),
+        "router-id" => g.router_id = Some(router_id(name, v)?),
+        "state-file" => g.state_file = Some(PathBuf::from(v)),
+        "log-file" => g.log_file = Some(PathBuf::from(v)),
+        "pid-file" => g.pid_file = Some(PathBuf::from(v)),
+        "first-rule-priority" => g.first_rule_priority = Some(int(name, v, 1, 32_000)?),
+        "kernel-check-interval" => {
+            g.kernel_check_interval = Some(int(name, v, 0, u64::from(u32::MAX))?)
+        }
+        "shutdown-delay-ms" => g.shutdown_delay_ms = Some(int(name, v, 0, 60_000)?),
+        "fee" => g.fee = Some(int(name, v, 0, u64::from(u32::MAX))?),
+        "metric-factor" => g.metric_factor = Some(int(name, v, 0, u64::from(u32::MAX))?),
+        "althea-compatible" => g.althea_compatible = Some(boolean(name, v)?),
+        other => return Err(ParseError::Unknown(other.to_owned())),
+    }
+    Ok(g)
+}
+
+fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> {
+    let mut o = InterfaceOptions::default();
+    while let Some(k) = w.next() {
+        let v = w.value(k)?;
+        match k {
+            "rxcost" => o.rxcost = Some(int(k, v, 1, 0xFFFF)?),
+            "hello-interval" => o.hello_interval_ms = Some(decimal(k, v, 1000, 655_350)?.max(1)),
+            "update-interval" => o.update_interval_ms = Some(decimal(k, v, 1000, 655_350)?.max(1)),
+            "type" => {
+                o.kind = Some(match v {
+                    "auto" => InterfaceType::Auto,
+                    "wired" => InterfaceType::Wired,
+                    "wireless" => InterfaceType::Wireless,
+                    "tunnel" => InterfaceType::Tunnel,
+                    _ => return Err(bad(k, v, "expected auto, wired, wireless or tunnel")),
+                })
+            }
+            // Deprecated since babeld 1.7, still accepted.
+            "wired" => {
+                o.kind = Some(match tristate(k, v)? {
+                    Some(true) => InterfaceType::Wired,
+                    Some(false) => InterfaceType::Wireless,
+                    None => InterfaceType::Auto,
+                })
+            }
+            "faraway" => o.faraway = Some(boolean(k, v)?),
+            "unicast" => o.unicast = Some(boolean(k, v)?),
+            "link-quality" => o.link_quality = Some(tristate(k, v)?),
+            "split-horizon" => o.split_horizon = Some(tristate(k, v)?),
+            "channel" => {
+                o.channel = Some(match v {
+                    "interfering" => Channel::Interfering,
+                    "noninterfering" => Channel::Noninterfering,
+                    _ => Channel::Number(int(k, v, 1, 254)?),
+                })
+            }
+            "enable-timestamps" => o.enable_timestamps = Some(boolean(k, v)?),
+            "rfc6126-compatible" => o.rfc6126_compatible = Some(boolean(k, v)?),
+            "rtt-decay" => o.rtt_decay = Some(int(k, v, 1, 256)?),
+            "rtt-min" => o.rtt_min_us = Some(decimal(k, v, 1000, u64::from(u32::MAX))?),
+            "rtt-max" => o.rtt_max_us = Some(decimal(k, v, 1000, u64::from(u32::MAX))?),
+            "max-rtt-penalty" => o.max_rtt_penalty = Some(int(k, v, 0, 0xFFFF)?),
+            "key" => o.key = Some(v.to_owned()),
+            "accept-bad-signatures" => o.accept_bad_signatures = Some(boolean(k, v)?),
+            "v4-via-v6" => o.v4_via_v6 = Some(boolean(k, v)?),
+            "probe-mtu" => o.probe_mtu = Some(boolean(k, v)?),
+            other => return Err(ParseError::Unknown(other.to_owned())),
+        }
+    }
+    Ok(o)
+}
+
+/// Protocol numbers by name, as in iproute2's `rt_protos`.
+fn proto(k: &str, v: &str) -> Result<u8, ParseError> {
+    Ok(match v {
+        "kernel" => 2,
+        "boot" => 3,
+        "static" => 4,
+        "babel" => 42,
+        _ => int(k, v, 0, 255)?,
+    })
+}
+
+fn filter(w: &mut Words<'_>) -> Result<Filter, ParseError> {
+    let mut f = Filter::default();
+    while let Some(k) = w.next() {
+        match k {
+            "local" => f.local = true,
+            "allow" => f.actions.push(FilterAction::Allow),
+            "deny" => f.actions.push(FilterAction::Deny),
+            _ => {
+                let v = w.value(k)?;
+                match k {
+                    "ip" => f.prefix = Some(prefix(k, v)?),
+                    "src-ip" => f.src_prefix = Some(prefix(k, v)?),
+                    "eq" => {
+                        let n = int(k, v, 0, 128)?;
+                        (f.plen_ge, f.plen_le) = (Some(n), Some(n));
+                    }
+                    "le" => f.plen_le = Some(int(k, v, 0, 128)?),
+                    "ge" => f.plen_ge = Some(int(k, v, 0, 128)?),
+                    "src-eq" => {
+                        let n = int(k, v, 0, 128)?;
+                        (f.src_plen_ge, f.src_plen_le) = (Some(n), Some(n));
+                    }
+                    "src-le" => f.src_plen_le = Some(int(k, v, 0, 128)?),
+                    "src-ge" => f.src_plen_ge = Some(int(k, v, 0, 128)?),
+                    "neigh" => f.neighbour = Some(address(k, v)?),
+                    "id" => f.router_id = Some(router_id(k, v)?),
+                    "proto" => f.proto = Some(proto(k, v)?),
+                    "if" => f.interface = Some(v.to_owned()),
+                    "metric" => f.actions.push(FilterAction::Metric(int(k, v, 0, 0xFFFF)?)),
+                    "src-prefix" => f.actions.push(FilterAction::SrcPrefix(prefix(k, v)?)),
+                    "table" => f.actions.push(FilterAction::Table(int(k, v, 1, 0xFFFE)?)),
+                    "pref-src" => f.actions.push(FilterAction::PrefSrc(address(k, v)?)),
+                    other => return Err(ParseError::Unknown(other.to_owned())),
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn key(w: &mut Words<'_>) -> Result<Key, ParseError> {
+    let (mut id, mut kind, mut value) = (None, None, None);
+    while let Some(k) = w.next() {
+        let v = w.value(k)?;
+        match k {
+            "id" => id = Some(v.to_owned()),
+            "type" => {
+                kind = Some(match v {
+                    "none" => KeyType::None,
+                    "hmac-sha256" => KeyType::HmacSha256,
+                    "blake2s128" => KeyType::Blake2s128,
+                    _ => return Err(bad(k, v, "expected none, hmac-sha256 or blake2s128")),
+                })
+            }
+            "value" => value = Some(hex::decode(v).map_err(|_| bad(k, v, "not hexadecimal"))?),
+            other => return Err(ParseError::Unknown(other.to_owned())),
+        }
+    }
+    let id = id.ok_or_else(|| ParseError::Missing("key id".to_owned()))?;
+    let kind = kind.ok_or_else(|| ParseError::Missing("key type".to_owned()))?;
+    let value = value.unwrap_or_default();
+    let max = match kind {
+        KeyType::None => 0,
+        KeyType::HmacSha256 => 64,
+        KeyType::Blake2s128 => 32,
+    };
+    if value.len() > max || (kind != KeyType::None && value.is_empty()) {
+        return Err(bad(
+            "value",
+            &hex::encode(&value),
+            "wrong length for the key type",
+        ));
+    }
+    Ok(Key { id, kind, value })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn one(line: &str) -> Statement {
+        parse_statement(line, Context::Startup).unwrap().unwrap()
+    }
+
+    #[test]
+    fn althea_deployed_config_parses() {
+        // What Althea's OpenWrt package generates (shared/reference, §1.7).
+        let text = "\
+random-id true
+debug 0
+log-file /var/log/babeld.log
+ipv6-subtrees true
+fee 100
+local-port-readwrite 6872
+default enable-timestamps true
+default max-rtt-penalty 1000
+interface fake_interface hello-interval 4
+interface fake_interface
+redistribute eq 128 allow
+out eq 128 allow
+redistribute local deny
+";
+        let mut c = Config::default();
+        c.parse_text("babeld.conf", text).unwrap();
+        assert_eq!(c.globals.fee, Some(100));
+        assert_eq!(c.globals.local_rw, Some(LocalEndpoint::Port(6872)));
+        assert_eq!(c.globals.random_id, Some(true));
+        let o = c.interface_options("fake_interface");
+        assert_eq!(o.hello_interval_ms, Some(4000));
+        assert_eq!(o.enable_timestamps, Some(true));
+        assert_eq!(o.max_rtt_penalty, Some(1000));
+        assert_eq!(c.filters.len(), 3);
+        assert_eq!(c.filters[2].1.actions, vec![FilterAction::Deny]);
+        assert!(c.filters[2].1.local);
+        assert_eq!(c.filters[0].1.plen_ge, Some(128));
+    }
+
+    #[test]
+    fn rita_runtime_interface_line() {
+        let s = parse_statement(
+            "interface wg3 link-quality yes split-horizon yes max-rtt-penalty 200 rtt-min 50 rtt-max 500 hello-interval 5 update-interval 20 enable-timestamps true",
+            Context::Runtime,
+        )
+        .unwrap()
+        .unwrap();
+        let Statement::Interface(name, o) = s else {
+            panic!()
+        };
+        assert_eq!(name, "wg3");
+        assert_eq!(o.link_quality, Some(Some(true)));
+        assert_eq!(o.rtt_min_us, Some(50_000));
+        assert_eq!(o.rtt_max_us, Some(500_000));
+        assert_eq!(o.update_interval_ms, Some(20_000));
+    }
+
+    #[test]
+    fn runtime_accepts_only_what_babeld_and_althea_accept() {
+        for ok in [
+            "fee 7",
+            "metric-factor 1900",
+            "kernel-check-interval 0",
+            "smoothing-half-life 4",
+            "link-detect true",
+        ] {
+            assert!(parse_statement(ok, Context::Runtime).is_ok(), "{ok}");
+        }
+        for no in [
+            "redistribute local deny",
+            "random-id true",
+            "router-id 02:00:00:ff:fe:00:00:01",
+        ] {
+            assert!(
+                matches!(
+                    parse_statement(no, Context::Runtime),
+                    Err(ParseError::NotAtRuntime(_))
+                ),
+                "{no}"
+            );
+        }
+    }
+
+    #[test]
+    fn decimals_and_units() {
+        let Statement::Interface(_, o) = one("interface eth0 hello-interval 0.5 rtt-min 10.25")
+        else {
+            panic!()
+        };
+        assert_eq!(o.hello_interval_ms, Some(500));
+        assert_eq!(o.rtt_min_us, Some(10_250));
+        for bad_line in [
+            "interface eth0 hello-interval 1.2345",
+            "interface eth0 hello-interval -1",
+            "interface eth0 hello-interval x",
+        ] {
+            assert!(
+                parse_statement(bad_line, Context::Startup).is_err(),
+                "{bad_line}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_keys_and_quotes() {
+        let Statement::Filter(k, f) = one(
+            "install ip 10.0.0.0/8 le 24 if \"wg 0\" neigh fe80::1 metric 256 table 10 pref-src 10.0.0.1",
+        ) else {
+            panic!()
+        };
+        assert_eq!(k, FilterKind::Install);
+        assert_eq!(f.interface.as_deref(), Some("wg 0"));
+        assert_eq!(f.plen_le, Some(24));
+        assert_eq!(f.actions.len(), 3);
+        let Statement::Key(key) = one("key id k1 type hmac-sha256 value 00112233") else {
+            panic!()
+        };
+        assert_eq!(key.value, vec![0, 0x11, 0x22, 0x33]);
+        assert!(parse_statement("key id k1 type blake2s128 value zz", Context::Startup).is_err());
+        assert!(parse_statement("key type blake2s128 value 00", Context::Startup).is_err());
+    }
+
+    #[test]
+    fn comments_blank_and_errors_name_the_line() {
+        let mut c = Config::default();
+        let e = c
+            .parse_text("x.conf", "# comment\n\nfee 5 # trailing\nbogus-option 3\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4);
+        assert_eq!(e.error, ParseError::Unknown("bogus-option".into()));
+        assert_eq!(e.to_string(), "x.conf:4: unknown keyword \"bogus-option\"");
+        assert_eq!(c.globals.fee, Some(5));
+        assert!(parse_statement("fee", Context::Startup).is_err());
+        assert!(parse_statement("fee 5 6", Context::Startup).is_err());
+        assert!(parse_statement("fee 99999999999", Context::Startup).is_err());
+        assert!(parse_statement("interface \"unterminated", Context::Startup).is_err());
+        assert!(parse_statement("protocol-group 10.0.0.1", Context::Startup).is_err());
+    }
+
+    #[test]
+    fn repeated_interface_merges() {
+        let mut c = Config::default();
+        c.parse_text(
+            "c",
+            "default rxcost 300\ninterface a type wired\ninterface a rxcost 50\n",
+        )
+        .unwrap();
+        let o = c.interface_options("a");
+        assert_eq!(o.kind, Some(InterfaceType::Wired));
+        assert_eq!(o.rxcost, Some(50));
+        assert_eq!(c.interface_options("b").rxcost, Some(300));
+    }
+}
