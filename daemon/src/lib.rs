@@ -6,4 +6,5 @@
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ctl;

@@ -1,0 +1,597 @@
+//! babeld's local control protocol, and Althea's dialect of it
+//! (`shared/reference/althea-and-babeld-control.md` §2-§3).
+//!
+//! [`Session`] is the protocol of one client, sans-IO: bytes in, bytes out. It owns line
+//! framing (several commands per read, a line length limit), the banner, read-only versus
+//! read-write rights and the `ok`/`no`/`bad` replies; what a command *does* is asked of a
+//! [`Handler`], which the daemon implements over its engine. The `*_line` functions print the
+//! `add`/`change`/`flush` lines of `dump` and `monitor`, byte-compatible with babeld 1.12 and,
+//! in the Althea dialect, with what rita's `babel_monitor` parses.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use babel_wire::{Prefix, RouterId};
+
+use crate::config::{Context, Statement, parse_statement};
+
+/// Longest command line accepted; babeld reads into a 1024-byte buffer.
+pub const MAX_LINE: usize = 1024;
+
+/// Which banner and which route fields a socket speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// babeld: `BABEL 1.0`.
+    Babel,
+    /// Althea's fork: `ALTHEA 0.1`, `local fee` and `metric factor` first, prices on routes.
+    Althea,
+}
+
+/// The first word of a dump or monitor line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Present (dump) or appeared (monitor).
+    Add,
+    /// Changed.
+    Change,
+    /// Gone.
+    Flush,
+}
+
+impl Change {
+    fn word(self) -> &'static str {
+        match self {
+            Change::Add => "add",
+            Change::Change => "change",
+            Change::Flush => "flush",
+        }
+    }
+}
+
+/// What a session needs from the daemon.
+pub trait Handler {
+    /// The lines of a full dump, without the final `ok` (the dialect's first lines included).
+    fn dump(&mut self) -> Vec<String>;
+    /// A JSON document describing the same state as `dump`.
+    fn dump_json(&mut self) -> String;
+    /// Applies a runtime configuration statement; `Err` answers `bad`.
+    fn statement(&mut self, s: Statement) -> Result<(), String>;
+    /// `flush interface NAME`; `Err(message)` answers `no message`.
+    fn flush_interface(&mut self, name: &str) -> Result<(), String>;
+}
+
+/// Banner values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Banner {
+    /// Dialect of the socket.
+    pub dialect: Dialect,
+    /// Version string (`babeld-rs-0.1.0`).
+    pub version: String,
+    /// Host name.
+    pub host: String,
+    /// Our router-id.
+    pub my_id: RouterId,
+}
+
+impl Banner {
+    /// The greeting, ending with `ok`.
+    pub fn text(&self) -> String {
+        let first = match self.dialect {
+            Dialect::Babel => "BABEL 1.0",
+            Dialect::Althea => "ALTHEA 0.1",
+        };
+        format!(
+            "{first}\nversion {}\nhost {}\nmy-id {}\nok\n",
+            self.version, self.host, self.my_id
+        )
+    }
+}
+
+/// One client's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    read_write: bool,
+    pending: Vec<u8>,
+    /// Set while the rest of an over-long line is being discarded.
+    discarding: bool,
+    monitoring: bool,
+    closed: bool,
+}
+
+/// Counts the commands of a session, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Commands answered `bad`.
+    pub bad: usize,
+}
+
+impl Session {
+    /// A new session; `read_write` for the `-G` socket.
+    pub fn new(read_write: bool) -> Self {
+        Session {
+            read_write,
+            pending: Vec::new(),
+            discarding: false,
+            monitoring: false,
+            closed: false,
+        }
+    }
+
+    /// True after `quit`: the daemon closes the connection once `out` is written.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// True while the client wants `monitor` lines.
+    pub fn is_monitoring(&self) -> bool {
+        self.monitoring
+    }
+
+    /// Feeds received bytes; appends replies to `out`. Complete lines are executed in order.
+    pub fn input(&mut self, bytes: &[u8], h: &mut dyn Handler, out: &mut Vec<u8>) -> Outcome {
+        let mut outcome = Outcome::default();
+        for &b in bytes {
+            if self.closed {
+                break;
+            }
+            if b == b'\n' {
+                if self.discarding {
+                    self.discarding = false;
+                    out.extend_from_slice(b"bad\n");
+                    outcome.bad += 1;
+                } else {
+                    let line = std::mem::take(&mut self.pending);
+                    if !self.command(&line, h, out) {
+                        outcome.bad += 1;
+                    }
+                }
+            } else if !self.discarding {
+                if self.pending.len() >= MAX_LINE {
+                    self.pending.clear();
+                    self.discarding = true;
+                } else {
+                    self.pending.push(b);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Executes one line; false if it was answered `bad`.
+    fn command(&mut self, line: &[u8], h: &mut dyn Handler, out: &mut Vec<u8>) -> bool {
+        let Ok(text) = std::str::from_utf8(line) else {
+            out.extend_from_slice(b"bad\n");
+            return false;
+        };
+        let text = text.trim_end_matches('\r').trim();
+        match text {
+            "" => return true,
+            "quit" => {
+                self.closed = true;
+                return true;
+            }
+            "dump" => {
+                push_lines(out, h.dump());
+            }
+            "dump json" => {
+                out.extend_from_slice(h.dump_json().as_bytes());
+                out.push(b'\n');
+            }
+            "monitor" => {
+                push_lines(out, h.dump());
+                self.monitoring = true;
+            }
+            "unmonitor" => self.monitoring = false,
+            _ if !self.read_write => {
+                out.extend_from_slice(b"bad\n");
+                return false;
+            }
+            _ => {
+                if let Some(name) = text.strip_prefix("flush interface ") {
+                    match h.flush_interface(name.trim()) {
+                        Ok(()) => out.extend_from_slice(b"ok\n"),
+                        Err(m) => {
+                            out.extend_from_slice(format!("no {m}\n").as_bytes());
+                        }
+                    }
+                    return true;
+                }
+                if text == "reopen-logfile" {
+                    out.extend_from_slice(b"ok\n");
+                    return true;
+                }
+                let applied = match parse_statement(text, Context::Runtime) {
+                    Ok(Some(s)) => h.statement(s).is_ok(),
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if !applied {
+                    out.extend_from_slice(b"bad\n");
+                    return false;
+                }
+            }
+        }
+        out.extend_from_slice(b"ok\n");
+        true
+    }
+}
+
+fn push_lines(out: &mut Vec<u8>, lines: Vec<String>) {
+    for l in lines {
+        out.extend_from_slice(l.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// `local fee N` and `metric factor N`, which Althea's dialect prints first.
+pub fn althea_header(fee: u32, metric_factor: u32) -> [String; 2] {
+    [
+        format!("local fee {fee}"),
+        format!("metric factor {metric_factor}"),
+    ]
+}
+
+/// An interface line: `add interface eth0 up true ipv6 fe80::1 ipv4 10.0.0.1`.
+pub fn interface_line(
+    c: Change,
+    name: &str,
+    up: bool,
+    ipv6: Option<Ipv6Addr>,
+    ipv4: Option<Ipv4Addr>,
+) -> String {
+    let mut s = format!("{} interface {name} up {up}", c.word());
+    if up {
+        if let Some(a) = ipv6 {
+            let _ = write!(s, " ipv6 {a}");
+        }
+        if let Some(a) = ipv4 {
+            let _ = write!(s, " ipv4 {a}");
+        }
+    }
+    s
+}
+
+/// A neighbour's fields for [`neighbour_line`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighbourLine<'a> {
+    /// Stable identifier (babeld prints a pointer; we print a hash of interface and address).
+    pub id: u64,
+    /// Its address.
+    pub address: IpAddr,
+    /// Interface name.
+    pub ifname: &'a str,
+    /// Multicast Hello history.
+    pub reach: u16,
+    /// Unicast Hello history.
+    pub ureach: u16,
+    /// Our receive cost.
+    pub rxcost: u16,
+    /// Its advertised receive cost.
+    pub txcost: u16,
+    /// RTT in microseconds and its cost, when timestamps are on.
+    pub rtt: Option<(u32, u16)>,
+    /// Link cost.
+    pub cost: u16,
+}
+
+/// `add neighbour ID address A if IF reach %04x ureach %04x rxcost N txcost N [rtt MS rttcost N] cost N`.
+pub fn neighbour_line(c: Change, n: &NeighbourLine<'_>) -> String {
+    let mut s = format!(
+        "{} neighbour {:x} address {} if {} reach {:04x} ureach {:04x} rxcost {} txcost {}",
+        c.word(),
+        n.id,
+        n.address,
+        n.ifname,
+        n.reach,
+        n.ureach,
+        n.rxcost,
+        n.txcost
+    );
+    if let Some((us, cost)) = n.rtt {
+        let _ = write!(s, " rtt {} rttcost {cost}", millis(us));
+    }
+    let _ = write!(s, " cost {}", n.cost);
+    s
+}
+
+/// Microseconds as milliseconds with three decimals (`22.805`), as babeld prints RTTs.
+pub fn millis(us: u32) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+/// The `from` of a line: the source prefix, or the family's default route.
+fn from(prefix: &Prefix, src: Option<&Prefix>) -> String {
+    match src {
+        Some(s) => s.to_string(),
+        None if prefix.is_ipv4() => "0.0.0.0/0".to_owned(),
+        None => "::/0".to_owned(),
+    }
+}
+
+/// `add xroute P-S prefix P from S metric M`.
+pub fn xroute_line(c: Change, prefix: &Prefix, src: Option<&Prefix>, metric: u16) -> String {
+    let f = from(prefix, src);
+    format!(
+        "{} xroute {prefix}-{f} prefix {prefix} from {f} metric {metric}",
+        c.word()
+    )
+}
+
+/// A route's fields for [`route_line`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteLine<'a> {
+    /// Stable identifier.
+    pub id: u64,
+    /// Destination.
+    pub prefix: Prefix,
+    /// Source prefix.
+    pub src_prefix: Option<Prefix>,
+    /// Installed in the kernel.
+    pub installed: bool,
+    /// Originating router.
+    pub router_id: RouterId,
+    /// Our metric.
+    pub metric: u16,
+    /// The neighbour's advertised metric.
+    pub refmetric: u16,
+    /// Total price stored in the route (received price plus our fee at receipt).
+    pub price: u32,
+    /// Our current fee.
+    pub fee: u32,
+    /// Full-path RTT in microseconds.
+    pub full_path_rtt: u32,
+    /// Neighbour address.
+    pub via: IpAddr,
+    /// Interface name.
+    pub ifname: &'a str,
+}
+
+/// babeld: `add route ID prefix P from S installed yes id X metric M refmetric R via A if I`.
+/// Althea: `... metric M price P fee F refmetric R full-path-rtt T via A if I`, where the price
+/// printed is the stored price minus our fee, as Althea's fork prints it.
+pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
+    let mut s = format!(
+        "{} route {:x} prefix {} from {} installed {} id {} metric {}",
+        c.word(),
+        r.id,
+        r.prefix,
+        from(&r.prefix, r.src_prefix.as_ref()),
+        if r.installed { "yes" } else { "no" },
+        r.router_id,
+        r.metric
+    );
+    if d == Dialect::Althea {
+        let _ = write!(s, " price {} fee {}", r.price.wrapping_sub(r.fee), r.fee);
+    }
+    let _ = write!(s, " refmetric {}", r.refmetric);
+    if d == Dialect::Althea {
+        let _ = write!(s, " full-path-rtt {}", millis(r.full_path_rtt));
+    }
+    let _ = write!(s, " via {} if {}", r.via, r.ifname);
+    s
+}
+
+/// A stable 48-bit identifier for an object named by these parts (babeld prints pointers).
+pub fn line_id(parts: &[&[u8]]) -> u64 {
+    // FNV-1a: deterministic across runs, unlike std's RandomState.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h & 0xffff_ffff_ffff
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Fake {
+        statements: Vec<Statement>,
+        flushed: Vec<String>,
+    }
+
+    impl Handler for Fake {
+        fn dump(&mut self) -> Vec<String> {
+            vec!["add interface eth0 up true".into()]
+        }
+        fn dump_json(&mut self) -> String {
+            "{}".into()
+        }
+        fn statement(&mut self, s: Statement) -> Result<(), String> {
+            self.statements.push(s);
+            Ok(())
+        }
+        fn flush_interface(&mut self, name: &str) -> Result<(), String> {
+            if name == "eth0" {
+                self.flushed.push(name.into());
+                Ok(())
+            } else {
+                Err("No such interface".into())
+            }
+        }
+    }
+
+    fn run(rw: bool, input: &[u8]) -> (String, Fake, Session) {
+        let mut s = Session::new(rw);
+        let mut h = Fake::default();
+        let mut out = Vec::new();
+        s.input(input, &mut h, &mut out);
+        (String::from_utf8(out).unwrap(), h, s)
+    }
+
+    #[test]
+    fn several_commands_in_one_read_answered_in_order() {
+        let (out, h, _) = run(
+            true,
+            b"fee 5\nbogus\nflush interface nope\nflush interface eth0\ndump\n",
+        );
+        assert_eq!(
+            out,
+            "ok\nbad\nno No such interface\nok\nadd interface eth0 up true\nok\n"
+        );
+        assert_eq!(h.statements.len(), 1);
+        assert_eq!(h.flushed, vec!["eth0".to_owned()]);
+    }
+
+    #[test]
+    fn commands_split_across_reads() {
+        let mut s = Session::new(true);
+        let mut h = Fake::default();
+        let mut out = Vec::new();
+        s.input(b"du", &mut h, &mut out);
+        assert!(out.is_empty());
+        s.input(b"mp\r\nqu", &mut h, &mut out);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "add interface eth0 up true\nok\n"
+        );
+        s.input(b"it\n", &mut h, &mut out);
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn read_only_sockets_refuse_changes() {
+        let (out, h, _) = run(
+            false,
+            b"fee 5\nflush interface eth0\ndump\nmonitor\nunmonitor\n",
+        );
+        assert!(out.starts_with("bad\nbad\nadd interface"), "{out}");
+        assert!(h.statements.is_empty() && h.flushed.is_empty());
+    }
+
+    #[test]
+    fn startup_only_statements_are_bad_at_runtime() {
+        let (out, h, _) = run(
+            true,
+            b"redistribute local deny\nrandom-id true\nkernel-check-interval 0\n",
+        );
+        assert_eq!(out, "bad\nbad\nok\n");
+        assert_eq!(h.statements.len(), 1);
+    }
+
+    #[test]
+    fn long_lines_and_garbage_are_bad_and_bounded() {
+        let mut long = vec![b'x'; MAX_LINE * 5];
+        long.extend_from_slice(b"\ndump\n");
+        let (out, _, s) = run(true, &long);
+        assert_eq!(out, "bad\nadd interface eth0 up true\nok\n");
+        assert!(s.pending.capacity() <= MAX_LINE * 2);
+        let (out, _, _) = run(true, b"\xff\xfe\x00\n\x01\x02\n");
+        assert_eq!(out, "bad\nbad\n");
+    }
+
+    #[test]
+    fn monitor_then_unmonitor() {
+        let (_, _, s) = run(false, b"monitor\n");
+        assert!(s.is_monitoring());
+        let (_, _, s) = run(false, b"monitor\nunmonitor\n");
+        assert!(!s.is_monitoring());
+    }
+
+    #[test]
+    fn lines_match_babeld_and_althea_formats() {
+        let id = RouterId([0x38, 0x78, 0x3a, 0x0b, 0x14, 0x34, 0x36, 0x56]);
+        let via: IpAddr = "fe80::289f:edff:fe50:e6d6".parse().unwrap();
+        let r = RouteLine {
+            id: 0x564b_531f_05b0,
+            prefix: "10.5.0.2/32".parse().unwrap(),
+            src_prefix: None,
+            installed: true,
+            router_id: id,
+            metric: 96,
+            refmetric: 0,
+            price: 12,
+            fee: 5,
+            full_path_rtt: 22_805,
+            via,
+            ifname: "va",
+        };
+        // Byte for byte what babeld 1.12.1 printed for the same route.
+        assert_eq!(
+            route_line(Change::Add, Dialect::Babel, &r),
+            "add route 564b531f05b0 prefix 10.5.0.2/32 from 0.0.0.0/0 installed yes id 38:78:3a:0b:14:34:36:56 metric 96 refmetric 0 via fe80::289f:edff:fe50:e6d6 if va"
+        );
+        assert_eq!(
+            route_line(Change::Change, Dialect::Althea, &r),
+            "change route 564b531f05b0 prefix 10.5.0.2/32 from 0.0.0.0/0 installed yes id 38:78:3a:0b:14:34:36:56 metric 96 price 7 fee 5 refmetric 0 full-path-rtt 22.805 via fe80::289f:edff:fe50:e6d6 if va"
+        );
+        let n = NeighbourLine {
+            id: 0x564b_531e_f430,
+            address: via,
+            ifname: "va",
+            reach: 0xfc00,
+            ureach: 0,
+            rxcost: 96,
+            txcost: 96,
+            rtt: None,
+            cost: 96,
+        };
+        assert_eq!(
+            neighbour_line(Change::Add, &n),
+            "add neighbour 564b531ef430 address fe80::289f:edff:fe50:e6d6 if va reach fc00 ureach 0000 rxcost 96 txcost 96 cost 96"
+        );
+        let with_rtt = NeighbourLine {
+            rtt: Some((26_723, 912)),
+            cost: 1168,
+            ..n
+        };
+        assert!(
+            neighbour_line(Change::Add, &with_rtt).ends_with(" rtt 26.723 rttcost 912 cost 1168")
+        );
+        assert_eq!(
+            xroute_line(Change::Add, &"fd05::1/128".parse().unwrap(), None, 0),
+            "add xroute fd05::1/128-::/0 prefix fd05::1/128 from ::/0 metric 0"
+        );
+        assert_eq!(
+            interface_line(
+                Change::Add,
+                "va",
+                true,
+                Some("fe80::50f6:3fff:fe76:686e".parse().unwrap()),
+                Some(Ipv4Addr::new(10, 99, 0, 1))
+            ),
+            "add interface va up true ipv6 fe80::50f6:3fff:fe76:686e ipv4 10.99.0.1"
+        );
+        assert_eq!(
+            interface_line(Change::Flush, "lo", false, None, None),
+            "flush interface lo up false"
+        );
+        assert_eq!(
+            althea_header(1024, 1900),
+            ["local fee 1024".to_owned(), "metric factor 1900".to_owned()]
+        );
+    }
+
+    #[test]
+    fn banners() {
+        let b = Banner {
+            dialect: Dialect::Althea,
+            version: "babeld-rs-0.1.0".into(),
+            host: "r1".into(),
+            my_id: RouterId([1; 8]),
+        };
+        assert_eq!(
+            b.text(),
+            "ALTHEA 0.1\nversion babeld-rs-0.1.0\nhost r1\nmy-id 01:01:01:01:01:01:01:01\nok\n"
+        );
+        let b = Banner {
+            dialect: Dialect::Babel,
+            ..b
+        };
+        assert!(b.text().starts_with("BABEL 1.0\n"));
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(line_id(&[b"a", b"b"]), line_id(&[b"a", b"b"]));
+        assert_ne!(line_id(&[b"ab"]), line_id(&[b"a", b"b"]));
+        assert!(line_id(&[b"x"]) <= 0xffff_ffff_ffff);
+    }
+}
