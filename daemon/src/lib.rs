@@ -8,3 +8,4 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod netio;

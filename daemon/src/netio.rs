@@ -1,0 +1,178 @@
+//! Babel's UDP socket (RFC 8966 §4.1, §5): IPv6, port 6696, ff02::1:6 joined per interface,
+//! the receiving interface and destination address known for every datagram (IPV6_PKTINFO),
+//! hop limit 1, and a receive buffer of several MiB read in batches.
+//!
+//! Why the buffer: with default buffers (208 KiB) babeld drops hundreds of datagrams when a
+//! neighbour sends a full table, and recovers only at the next periodic update; 10,000 routes
+//! took it 27-65 s (`shared/reference/test-environment.md`). We ask for [`RECV_BUFFER`], forcing
+//! it past `net.core.rmem_max` when privileged (SO_RCVBUFFORCE), and drain the socket completely
+//! on every wake-up.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, sendmsg, setsockopt,
+    sockopt,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Receive buffer we ask for: enough for a burst of several thousand full datagrams.
+pub const RECV_BUFFER: usize = 8 << 20;
+
+/// Largest datagram we read (Babel packets fit an interface MTU; jumbo frames included).
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// One received datagram's addressing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Sender address and port; its scope id is the receiving interface for link-local senders.
+    pub src: SocketAddrV6,
+    /// The address it was sent to (ff02::1:6 for multicast, ours for unicast).
+    pub dst: Ipv6Addr,
+    /// The interface it arrived on.
+    pub ifindex: u32,
+    /// Its length.
+    pub len: usize,
+}
+
+/// The Babel socket.
+pub struct BabelSocket {
+    sock: UdpSocket,
+    group: Ipv6Addr,
+    port: u16,
+    recv_buffer: usize,
+}
+
+impl BabelSocket {
+    /// Opens `[::]:port`, ready for [`BabelSocket::join`]. Must run inside a tokio runtime.
+    pub fn open(port: u16, group: Ipv6Addr) -> io::Result<BabelSocket> {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(true)?;
+        s.set_reuse_address(true)?;
+        s.set_nonblocking(true)?;
+        s.set_multicast_loop_v6(false)?;
+        s.set_multicast_hops_v6(1)?;
+        s.set_unicast_hops_v6(1)?;
+        setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        // Forcing needs CAP_NET_ADMIN; without it we get what rmem_max allows.
+        if setsockopt(&s, sockopt::RcvBufForce, &RECV_BUFFER).is_err() {
+            s.set_recv_buffer_size(RECV_BUFFER)?;
+        }
+        let recv_buffer = s.recv_buffer_size()?;
+        s.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0).into())?;
+        let sock = UdpSocket::from_std(s.into())?;
+        Ok(BabelSocket {
+            sock,
+            group,
+            port,
+            recv_buffer,
+        })
+    }
+
+    /// The receive buffer the kernel granted (it reports twice the requested size).
+    pub fn recv_buffer(&self) -> usize {
+        self.recv_buffer
+    }
+
+    /// Joins the Babel group on an interface.
+    pub fn join(&self, ifindex: u32) -> io::Result<()> {
+        match self.sock.join_multicast_v6(&self.group, ifindex) {
+            Err(e) if e.raw_os_error() == Some(libc_eaddrinuse()) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Leaves the Babel group on an interface (errors of a vanished interface are ignored).
+    pub fn leave(&self, ifindex: u32) {
+        let _ = self.sock.leave_multicast_v6(&self.group, ifindex);
+    }
+
+    /// Sends `bytes` to `dst` out of `ifindex`: multicast to the group, or unicast to a
+    /// neighbour. The interface picks the link-local source address.
+    pub async fn send(&self, bytes: &[u8], dst: Ipv6Addr, ifindex: u32) -> io::Result<()> {
+        let to = SockaddrIn6::from(SocketAddrV6::new(dst, self.port, 0, ifindex));
+        let info = nix::libc::in6_pktinfo {
+            ipi6_addr: nix::libc::in6_addr { s6_addr: [0; 16] },
+            ipi6_ifindex: ifindex,
+        };
+        let iov = [IoSlice::new(bytes)];
+        let fd = self.sock.as_raw_fd();
+        self.sock
+            .async_io(Interest::WRITABLE, || {
+                sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&to),
+                )
+                .map(|_| ())
+                .map_err(io::Error::from)
+            })
+            .await
+    }
+
+    /// Waits for datagrams and reads up to `bufs.len()` of them without blocking again.
+    pub async fn recv_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        out: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        out.clear();
+        let fd = self.sock.as_raw_fd();
+        loop {
+            self.sock.readable().await?;
+            for buf in bufs.iter_mut() {
+                // try_io clears readiness on WouldBlock, so the next readable() waits.
+                match self.sock.try_io(Interest::READABLE, || recv_one(fd, buf)) {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One non-blocking recvmsg; `Ok(None)` for a datagram without usable addressing.
+fn recv_one(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<Option<Received>> {
+    buf.resize(MAX_DATAGRAM, 0);
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+    let mut iov = [IoSliceMut::new(buf.as_mut_slice())];
+    let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+        .map_err(io::Error::from)?;
+    let len = msg.bytes;
+    let Some(src) = msg.address.map(SocketAddrV6::from) else {
+        return Ok(None);
+    };
+    let mut pktinfo = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::Ipv6PacketInfo(i) = c {
+                pktinfo = Some((Ipv6Addr::from(i.ipi6_addr.s6_addr), i.ipi6_ifindex));
+            }
+        }
+    }
+    let Some((dst, ifindex)) = pktinfo else {
+        return Ok(None);
+    };
+    buf.truncate(len);
+    Ok(Some(Received {
+        src,
+        dst,
+        ifindex,
+        len,
+    }))
+}
+
+fn libc_eaddrinuse() -> i32 {
+    nix::libc::EADDRINUSE
+}
