@@ -538,7 +538,8 @@ impl ParserState {
             fixed(b, 10, (be_u8, be_u8, be_u8, be_u8, be_u16, be_u16, be_u16))?;
         let mut price = None;
         if flavour == Flavour::Althea {
-            // Althea's fork sends AE 0 wildcard retractions with or without the price field.
+            // Althea's fork sends AE 0 wildcard retractions without the price field; a missing
+            // price reads as 0, which is what we send in its place (spec/wire.md §4.2).
             if ae_ != ae::WILDCARD || rest.len() >= 4 {
                 let (r, p) = fixed(rest, 4, be_u32).map_err(|_| TlvErrorKind::TooShort {
                     len: b.len(),
@@ -546,6 +547,8 @@ impl ParserState {
                 })?;
                 rest = r;
                 price = Some(p);
+            } else {
+                price = Some(0);
             }
         }
         let (prefix, used) = self.update_prefix(ae_, flags, plen, omitted, rest)?;

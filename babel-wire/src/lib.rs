@@ -18,6 +18,8 @@
 mod decode;
 mod encode;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod types;
 
 pub use decode::{DecodeOptions, Decoded, decode};
