@@ -14,6 +14,9 @@ use crate::types::{
 };
 use crate::{HEADER_LEN, MAGIC, VERSION, ae, subtlv, tlv};
 
+/// Most channels accepted in a Diversity sub-TLV.
+pub const MAX_DIVERSITY: usize = 32;
+
 /// How to read a packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
@@ -343,7 +346,17 @@ fn route_sub_tlvs(
                 }
                 out.src_prefix = Some(source_prefix(ae_, s.body)?);
             }
-            (subtlv::DIVERSITY, true, _) => out.diversity = Some(s.body.to_vec()),
+            (subtlv::DIVERSITY, true, _) => {
+                // Far more channels than any radio has; the bound keeps a re-encoded TLV
+                // under 255 octets whatever else it carries.
+                if s.body.len() > MAX_DIVERSITY {
+                    return Err(TlvErrorKind::BadSubTlv {
+                        subtype: s.ty,
+                        len: s.body.len(),
+                    });
+                }
+                out.diversity = Some(s.body.to_vec())
+            }
             (subtlv::PRICE, true, Flavour::Standard) => out.price = Some(u32_body(&s)?),
             (subtlv::PATH_RTT, true, Flavour::Standard)
             | (subtlv::ALTHEA_PATH_RTT, true, Flavour::Althea) => {
@@ -483,6 +496,9 @@ impl ParserState {
                     fixed(b, 14, (be_u8, be_u8, be_u16, be_u8, be_u8, router_id))?;
                 if ae_ == ae::WILDCARD {
                     return Err(TlvErrorKind::BadAe(ae_));
+                }
+                if hop_count == 0 {
+                    return Err(TlvErrorKind::BadValue("seqno request hop count 0"));
                 }
                 let (prefix, used) = plain_prefix(ae_, plen, rest)?;
                 let subs =

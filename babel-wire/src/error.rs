@@ -118,6 +118,9 @@ pub enum TlvErrorKind {
     /// A second Source Prefix sub-TLV, or one on a wildcard (RFC 9079 §7).
     #[error("misplaced or repeated source prefix")]
     BadSourcePrefix,
+    /// A field whose value the RFC forbids (the string says which).
+    #[error("invalid value: {0}")]
+    BadValue(&'static str),
     /// A finite Update with no router-id in the parser state (RFC 8966 §4.6.9).
     #[error("finite update without a router-id")]
     MissingRouterId,

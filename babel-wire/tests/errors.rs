@@ -197,6 +197,18 @@ fn bad_sub_tlvs() {
             len: 3
         }
     );
+    // At most 32 channels of diversity.
+    let many = format!(
+        "06 0a 0000 0102030405060708 08 2d 02 80 00 00 0190 0001 0060 02 21 {}",
+        "01".repeat(33)
+    );
+    assert_eq!(
+        one(&many),
+        TlvErrorKind::BadSubTlv {
+            subtype: 2,
+            len: 33
+        }
+    );
     // The price sub-TLV is four octets.
     assert_eq!(
         one("06 0a 0000 0102030405060708 08 0f 02 80 00 00 0190 0001 0060 70 03 000001"),
