@@ -1,0 +1,37 @@
+//! Kernel forwarding table access for babeld-rs.
+//!
+//! * [`Fib`]: what the daemon needs from a forwarding table — add, atomically replace,
+//!   change without a gap, delete (a missing route is fine), batches, dumps by protocol and
+//!   table, and purging a protocol's routes.
+//! * [`NetlinkFib`]: the Linux implementation over rtnetlink (`NLM_F_REPLACE`, our own
+//!   protocol number, `RTA_VIA` for IPv4 via IPv6, pipelined acks).
+//! * [`MemoryFib`]: the same semantics in memory, for the simulator and tests.
+//! * [`Watcher`]: link, address and route notifications as [`NetEvent`]s; one-shot dumps are
+//!   [`NetlinkFib::links`], [`NetlinkFib::addresses`] and [`Fib::dump`].
+//! * [`codec`]: the message layouts, pure and panic-free (for tests and fuzzing).
+//!
+//! Everything is synchronous: the daemon runs the kernel table on a thread of its own.
+
+pub mod codec;
+mod error;
+mod fib;
+mod memory;
+mod netlink;
+pub mod netns;
+mod route;
+mod socket;
+mod watch;
+
+pub use error::FibError;
+pub use fib::Fib;
+pub use memory::MemoryFib;
+pub use netlink::{NetlinkConfig, NetlinkFib};
+pub use route::{
+    FibChange, IPV6_DEFAULT_METRIC, KernelRoute, RTPROT_BABEL, RTPROT_BOOT, RTPROT_KERNEL,
+    RTPROT_STATIC, RouteFilter, RouteKey, RouteKind, TABLE_LOCAL, TABLE_MAIN, UNREACHABLE_METRIC,
+    ipv4_gateway_needs_onlink, is_ipv6_link_local,
+};
+pub use watch::{
+    AddressInfo, Events, Groups, IF_OPER_UP, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE,
+    LinkInfo, NetEvent, WATCH_RCVBUF, Watcher,
+};
