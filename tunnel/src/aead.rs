@@ -66,7 +66,9 @@ impl AeadProvider for RustCryptoProvider {
     }
     fn key(&self, key: &[u8; 32]) -> Box<dyn TransportKey> {
         use chacha20poly1305::KeyInit;
-        Box::new(RustCryptoKey(chacha20poly1305::ChaCha20Poly1305::new(key.into())))
+        Box::new(RustCryptoKey(chacha20poly1305::ChaCha20Poly1305::new(
+            key.into(),
+        )))
     }
 }
 
@@ -92,7 +94,12 @@ mod ring_impl {
             out.copy_from_slice(tag.as_ref());
             Ok(out)
         }
-        fn open_in_place(&self, counter: u64, buf: &mut [u8], tag: &[u8; 16]) -> Result<(), AeadError> {
+        fn open_in_place(
+            &self,
+            counter: u64,
+            buf: &mut [u8],
+            tag: &[u8; 16],
+        ) -> Result<(), AeadError> {
             let nonce = Nonce::assume_unique_for_key(nonce_bytes(counter));
             let tag = Tag::from(*tag);
             self.0

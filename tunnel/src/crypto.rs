@@ -3,10 +3,12 @@
 //! handshake AEAD (ChaCha20-Poly1305) and the cookie XAEAD
 //! (XChaCha20-Poly1305).
 
-use blake2::digest::{FixedOutput, Mac as _, Update};
+use blake2::digest::{FixedOutput, Update};
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
+
+use crate::aead::AeadError;
 
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
@@ -94,10 +96,10 @@ pub fn aead_seal(key: &[u8; 32], counter: u64, plaintext: &[u8], aad: &[u8], out
         return;
     };
     ct.copy_from_slice(plaintext);
-    if let Ok(tag) = cipher.encrypt_in_place_detached(&nonce12(counter), aad, ct) {
-        if tag_out.len() == TAG_LEN {
-            tag_out.copy_from_slice(&tag);
-        }
+    if let Ok(tag) = cipher.encrypt_in_place_detached(&nonce12(counter), aad, ct)
+        && tag_out.len() == TAG_LEN
+    {
+        tag_out.copy_from_slice(&tag);
     }
 }
 
@@ -109,17 +111,17 @@ pub fn aead_open(
     ciphertext: &[u8],
     aad: &[u8],
     out: &mut [u8],
-) -> Result<(), ()> {
+) -> Result<(), AeadError> {
     let cipher = ChaCha20Poly1305::new(key.into());
-    let n = ciphertext.len().checked_sub(TAG_LEN).ok_or(())?;
+    let n = ciphertext.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
     let (ct, tag) = ciphertext.split_at(n);
     if out.len() != n {
-        return Err(());
+        return Err(AeadError);
     }
     out.copy_from_slice(ct);
     cipher
         .decrypt_in_place_detached(&nonce12(counter), aad, out, tag.into())
-        .map_err(|_| ())
+        .map_err(|_| AeadError)
 }
 
 /// Cookie `XAEAD(key, nonce, plaintext, aad)` (XChaCha20-Poly1305).
@@ -129,10 +131,10 @@ pub fn xaead_seal(key: &[u8; 32], nonce: &[u8; 24], plaintext: &[u8], aad: &[u8]
         return;
     };
     ct.copy_from_slice(plaintext);
-    if let Ok(tag) = cipher.encrypt_in_place_detached(nonce.into(), aad, ct) {
-        if tag_out.len() == TAG_LEN {
-            tag_out.copy_from_slice(&tag);
-        }
+    if let Ok(tag) = cipher.encrypt_in_place_detached(nonce.into(), aad, ct)
+        && tag_out.len() == TAG_LEN
+    {
+        tag_out.copy_from_slice(&tag);
     }
 }
 
@@ -143,17 +145,17 @@ pub fn xaead_open(
     ciphertext: &[u8],
     aad: &[u8],
     out: &mut [u8],
-) -> Result<(), ()> {
+) -> Result<(), AeadError> {
     let cipher = XChaCha20Poly1305::new(key.into());
-    let n = ciphertext.len().checked_sub(TAG_LEN).ok_or(())?;
+    let n = ciphertext.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
     let (ct, tag) = ciphertext.split_at(n);
     if out.len() != n {
-        return Err(());
+        return Err(AeadError);
     }
     out.copy_from_slice(ct);
     cipher
         .decrypt_in_place_detached(nonce.into(), aad, out, tag.into())
-        .map_err(|_| ())
+        .map_err(|_| AeadError)
 }
 
 /// Constant-time equality for MACs and keys.

@@ -29,7 +29,10 @@ fn decode32(s: &str) -> Result<[u8; 32], KeyError> {
         return Err(KeyError::Length(s.len() * 3 / 4));
     }
     let v = B64.decode(s).map_err(|_| KeyError::Base64)?;
-    let out: [u8; 32] = v.as_slice().try_into().map_err(|_| KeyError::Length(v.len()))?;
+    let out: [u8; 32] = v
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::Length(v.len()))?;
     Ok(out)
 }
 
@@ -199,6 +202,9 @@ mod tests {
         assert_eq!("AAAA".parse::<PublicKey>(), Err(KeyError::Length(3)));
         assert!("A".repeat(1000).parse::<PublicKey>().is_err());
         let json = serde_json::to_string(&sk.public_key()).unwrap();
-        assert_eq!(serde_json::from_str::<PublicKey>(&json).unwrap(), sk.public_key());
+        assert_eq!(
+            serde_json::from_str::<PublicKey>(&json).unwrap(),
+            sk.public_key()
+        );
     }
 }

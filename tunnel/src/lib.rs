@@ -13,7 +13,8 @@
 //! keepalives, the rekey/reject timers and an 8192-bit replay window.
 //!
 //! The bulk transport AEAD sits behind [`aead::AeadProvider`]; `ring` is the
-//! default (≈3.8× faster than the portable RustCrypto build at MTU size),
+//! default (≈3× faster than the portable RustCrypto build at MTU size, see
+//! docs/benchmarks-tunnel.md),
 //! RustCrypto's `chacha20poly1305` is always available.
 //!
 //! With the `driver` feature (on by default) the [`driver`] module runs a
@@ -28,6 +29,8 @@ pub mod device;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod error;
+#[cfg(test)]
+mod kat;
 pub mod keys;
 pub mod messages;
 pub mod noise;
@@ -60,5 +63,9 @@ pub const MIN_OUT_BUFFER: usize = messages::INITIATION_LEN;
 pub const fn encapsulated_len(plaintext_len: usize) -> usize {
     let padded = plaintext_len.div_ceil(16) * 16;
     let n = padded + DATA_OVERHEAD;
-    if n < MIN_OUT_BUFFER { MIN_OUT_BUFFER } else { n }
+    if n < MIN_OUT_BUFFER {
+        MIN_OUT_BUFFER
+    } else {
+        n
+    }
 }

@@ -249,7 +249,7 @@ mod tests {
         assert!(Message::parse(&huge).is_err());
         // Every prefix of every type must parse or fail, never panic.
         for t in 0..6u8 {
-            let mut b = vec![0u8; 200];
+            let mut b = [0u8; 200];
             b[0] = t;
             for n in 0..b.len() {
                 let _ = Message::parse(&b[..n]);

@@ -38,18 +38,27 @@ impl Default for ReplayWindow {
 
 impl std::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayWindow").field("top", &self.top).finish_non_exhaustive()
+        f.debug_struct("ReplayWindow")
+            .field("top", &self.top)
+            .finish_non_exhaustive()
     }
 }
 
 fn word_and_bit(counter: u64) -> (usize, u64) {
-    (((counter / WORD_BITS) % WORDS as u64) as usize, 1u64 << (counter % WORD_BITS))
+    (
+        ((counter / WORD_BITS) % WORDS as u64) as usize,
+        1u64 << (counter % WORD_BITS),
+    )
 }
 
 impl ReplayWindow {
     /// An empty window.
     pub fn new() -> Self {
-        ReplayWindow { top: 0, any: false, bitmap: Box::new([0; WORDS]) }
+        ReplayWindow {
+            top: 0,
+            any: false,
+            bitmap: Box::new([0; WORDS]),
+        }
     }
 
     /// Would `counter` be accepted?
@@ -75,7 +84,11 @@ impl ReplayWindow {
         self.check(counter)?;
         if !self.any || counter > self.top {
             let new_word = counter / WORD_BITS;
-            let old_word = if self.any { self.top / WORD_BITS } else { new_word.wrapping_sub(WORDS as u64) };
+            let old_word = if self.any {
+                self.top / WORD_BITS
+            } else {
+                new_word.wrapping_sub(WORDS as u64)
+            };
             let advance = new_word.wrapping_sub(old_word).min(WORDS as u64);
             if !self.any {
                 self.bitmap.fill(0);
@@ -121,7 +134,10 @@ mod tests {
         for c in 9_000..10_001 {
             assert_eq!(w.update(c), Err(ReplayError::Duplicate));
         }
-        assert_eq!(w.update(crate::timers::REJECT_AFTER_MESSAGES), Err(ReplayError::Exhausted));
+        assert_eq!(
+            w.update(crate::timers::REJECT_AFTER_MESSAGES),
+            Err(ReplayError::Exhausted)
+        );
     }
 
     #[test]
@@ -143,7 +159,9 @@ mod tests {
         let mut top: Option<u64> = None;
         let mut x: u64 = 12345;
         for _ in 0..200_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let base = top.unwrap_or(0);
             let c = (base + (x >> 33) % 9000).saturating_sub(8500);
             let expect = if top.is_some_and(|t| c <= t && t - c > WINDOW_SIZE) {

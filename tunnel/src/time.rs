@@ -45,7 +45,10 @@ impl Tai64N {
         let mut n = [0u8; 4];
         s.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
         n.copy_from_slice(b.get(8..).unwrap_or(&[0; 4]));
-        Tai64N { secs: u64::from_be_bytes(s), nanos: u32::from_be_bytes(n) }
+        Tai64N {
+            secs: u64::from_be_bytes(s),
+            nanos: u32::from_be_bytes(n),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ pub struct Now {
 impl Now {
     /// Builds a `Now` from clock readings taken by the caller.
     pub fn new(instant: Instant, wall: SystemTime) -> Self {
-        Now { instant, wall: Tai64N::from_system_time(wall) }
+        Now {
+            instant,
+            wall: Tai64N::from_system_time(wall),
+        }
     }
 
     /// Returns a copy advanced by `d` on both clocks (handy in tests and
@@ -73,7 +79,11 @@ impl Now {
         Now {
             instant: self.instant + d,
             wall: Tai64N {
-                secs: self.wall.secs.saturating_add(d.as_secs()).saturating_add(carry),
+                secs: self
+                    .wall
+                    .secs
+                    .saturating_add(d.as_secs())
+                    .saturating_add(carry),
                 nanos: (total % 1_000_000_000) as u32,
             },
         }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# iperf3 TCP throughput through a TUN-based WireGuard tunnel between two
+# network namespaces joined by a veth pair: our `tunneld` on both ends vs
+# `wireguard-go` on both ends, in the same run.
+#
+# Usage (root): tunnel/bench/iperf.sh [seconds]   (default 10)
+# Needs: iproute2, iperf3, wireguard-go, wireguard-tools, python3.
+# Env: TUNNELD=path to a release tunneld (built if unset),
+#      CARGO_TARGET_DIR (default /work/target-tunnel).
+# Only the namespaces created here carry traffic; everything is removed on
+# exit (trap), also on failure.
+set -euo pipefail
+
+DUR=${1:-10}
+TARGET=${CARGO_TARGET_DIR:-/work/target-tunnel}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -z "${TUNNELD:-}" ]]; then
+  (cd "$HERE" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p tunnel --bin tunneld >&2)
+  TUNNELD="$TARGET/release/tunneld"
+fi
+[[ $(id -u) == 0 ]] || { echo "iperf.sh: needs root" >&2; exit 1; }
+for t in ip iperf3 wireguard-go wg python3; do
+  command -v "$t" >/dev/null || { echo "iperf.sh: $t missing" >&2; exit 1; }
+done
+
+ID=$$
+NA=ipfA$ID NB=ipfB$ID
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$NA" 2>/dev/null || true
+  ip netns del "$NB" 2>/dev/null || true
+  rm -f /var/run/wireguard/wga$ID.sock /var/run/wireguard/wgb$ID.sock
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_for() { # timeout_s cmd...
+  local end=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < end )) || return 1
+    sleep 0.1
+  done
+}
+
+ip netns add "$NA"; ip netns add "$NB"
+ip link add va$ID netns "$NA" type veth peer name vb$ID netns "$NB"
+for x in "$NA va$ID 192.168.238.1" "$NB vb$ID 192.168.238.2"; do
+  set -- $x
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0
+  ip -n "$1" link set lo up
+  ip -n "$1" addr add "$3/24" dev "$2"
+  ip -n "$1" link set "$2" up
+done
+wait_for 5 ip netns exec "$NA" ping -c1 -W1 192.168.238.2
+
+SKA=$("$TUNNELD" genkey); PKA=$(echo "$SKA" | "$TUNNELD" pubkey)
+SKB=$("$TUNNELD" genkey); PKB=$(echo "$SKB" | "$TUNNELD" pubkey)
+
+measure() { # label
+  local label=$1
+  wait_for 10 ip netns exec "$NA" ping -c1 -W1 10.238.0.2 || { echo "$label: tunnel down" >&2; return 1; }
+  ip netns exec "$NB" iperf3 -s -1 -B 10.238.0.2 >/dev/null 2>&1 &
+  local srv=$!
+  PIDS+=("$srv")
+  wait_for 5 ip netns exec "$NB" sh -c "ss -ltn | grep -q 10.238.0.2:5201"
+  ip netns exec "$NA" iperf3 -c 10.238.0.2 -t "$DUR" -J >"$TMP/$label.json"
+  wait "$srv" 2>/dev/null || true
+  python3 - "$TMP/$label.json" "$label" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["end"]["sum_received"]["bits_per_second"] / 1e6
+r = d["end"]["sum_sent"].get("retransmits", "?")
+print(f"{sys.argv[2]:<14} {s:8.0f} Mbit/s  (retransmits {r})")
+PY
+}
+
+# --- ours <-> ours ---------------------------------------------------------
+cfg() { # sk peer_pk peer_ip port peer_port allowed
+  printf '{"private_key":"%s","listen_port":%s,"peers":[{"public_key":"%s","endpoint":"%s:%s","allowed_ips":["%s"]}]}' \
+    "$1" "$4" "$2" "$3" "$5" "$6"
+}
+cfg "$SKA" "$PKB" 192.168.238.2 51820 51821 10.238.0.2/32 >"$TMP/a.json"
+cfg "$SKB" "$PKA" 192.168.238.1 51821 51820 10.238.0.1/32 >"$TMP/b.json"
+ip netns exec "$NA" "$TUNNELD" run --config "$TMP/a.json" --iface tna$ID --address 10.238.0.1/24 >/dev/null 2>"$TMP/a.log" &
+PIDS+=($!); PA=$!
+ip netns exec "$NB" "$TUNNELD" run --config "$TMP/b.json" --iface tnb$ID --address 10.238.0.2/24 >/dev/null 2>"$TMP/b.log" &
+PIDS+=($!); PB=$!
+wait_for 10 ip -n "$NA" link show tna$ID
+wait_for 10 ip -n "$NB" link show tnb$ID
+measure "ours(tunneld)"
+kill "$PA" "$PB"; wait "$PA" "$PB" 2>/dev/null || true
+
+# --- wireguard-go <-> wireguard-go ----------------------------------------
+export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
+ip netns exec "$NA" wireguard-go -f wga$ID >/dev/null 2>&1 & PIDS+=($!)
+ip netns exec "$NB" wireguard-go -f wgb$ID >/dev/null 2>&1 & PIDS+=($!)
+wait_for 10 test -S /var/run/wireguard/wga$ID.sock
+wait_for 10 test -S /var/run/wireguard/wgb$ID.sock
+echo "$SKA" >"$TMP/ka"; echo "$SKB" >"$TMP/kb"
+ip netns exec "$NA" wg set wga$ID listen-port 51820 private-key "$TMP/ka" peer "$PKB" endpoint 192.168.238.2:51821 allowed-ips 10.238.0.2/32
+ip netns exec "$NB" wg set wgb$ID listen-port 51821 private-key "$TMP/kb" peer "$PKA" endpoint 192.168.238.1:51820 allowed-ips 10.238.0.1/32
+ip -n "$NA" addr add 10.238.0.1/24 dev wga$ID; ip -n "$NA" link set wga$ID mtu 1420 up
+ip -n "$NB" addr add 10.238.0.2/24 dev wgb$ID; ip -n "$NB" link set wgb$ID mtu 1420 up
+measure "wireguard-go"
