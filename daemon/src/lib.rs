@@ -9,3 +9,5 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod netio;
+pub mod redistribute;
+pub mod state;

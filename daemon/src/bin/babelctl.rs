@@ -20,12 +20,18 @@ struct Cli {
 enum Command {
     /// Print the Babel packets of a pcap/pcapng file (UDP 6696) or of a hex string.
     Decode(ctl::decode::DecodeArgs),
+    /// Show a running daemon's interfaces, neighbours and routes (tables or JSON).
+    Show(ctl::show::ShowArgs),
+    /// Run a deterministic simulation of a mesh of babel-core engines.
+    Simulate(ctl::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => ctl::decode::run(&args, &mut std::io::stdout().lock()),
+        Command::Show(args) => ctl::show::run(&args, &mut std::io::stdout().lock()),
+        Command::Simulate(args) => ctl::simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

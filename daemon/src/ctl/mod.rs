@@ -1,3 +1,5 @@
 //! `babelctl` subcommands.
 
 pub mod decode;
+pub mod show;
+pub mod simulate;

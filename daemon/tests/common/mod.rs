@@ -81,10 +81,10 @@ impl Netns {
     pub fn link_local(&self, dev: &str) -> std::net::Ipv6Addr {
         for _ in 0..200 {
             let out = self.ip(&["-6", "-o", "addr", "show", "dev", dev, "scope", "link"]);
-            if let Some(a) = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1) {
-                if !out.contains("tentative") {
-                    return a.split('/').next().unwrap().parse().unwrap();
-                }
+            if let Some(a) = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1)
+                && !out.contains("tentative")
+            {
+                return a.split('/').next().unwrap().parse().unwrap();
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
@@ -121,4 +121,123 @@ pub fn veth(a: &Netns, dev_a: &str, b: &Netns, dev_b: &str) {
     ]);
     a.ip(&["link", "set", dev_a, "up"]);
     b.ip(&["link", "set", dev_b, "up"]);
+}
+
+/// A routing daemon process in a namespace, killed on drop.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program args...` inside `ns`.
+    pub fn start(ns: &Netns, program: &str, args: &[&str], log: std::path::PathBuf) -> Daemon {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, program])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (bounded).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log file's text.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds or `secs` pass; returns whether it held. This
+/// waits on an observable condition (kernel routes, a reply), never for a fixed time.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Our routes (`proto 42` / `proto babel`) in a namespace, IPv4 and IPv6, one line each,
+/// without babeld's unreachable placeholders.
+pub fn babel_routes(ns: &Netns) -> Vec<String> {
+    let mut out = Vec::new();
+    for fam in ["-4", "-6"] {
+        let o = Command::new("ip")
+            .args(["-n", &ns.name, fam, "route", "show", "proto", "42"])
+            .output()
+            .unwrap();
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("unreachable"))
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
+/// True if `ns` has a `proto 42` route whose destination is `dst` (e.g. `10.77.0.3` or `fd77::3`).
+pub fn has_route(ns: &Netns, dst: &str) -> bool {
+    babel_routes(ns)
+        .iter()
+        .any(|l| l.split_whitespace().next() == Some(dst))
+}
+
+/// Sends control commands over TCP to `[::1]:port` inside `ns` and returns everything read until
+/// the daemon closes (the commands should end with `quit`).
+pub fn control(ns: &Netns, port: u16, commands: &str) -> String {
+    let commands = commands.to_owned();
+    ns.spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("::1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(commands.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+/// Enables forwarding in a namespace (babeld does it itself; we test routing, not that).
+pub fn forwarding(ns: &Netns) {
+    ns.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.ip_forward=1",
+    ]);
 }

@@ -1,0 +1,166 @@
+//! Engine and interface configuration, with babeld 1.12's defaults.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use babel_wire::{Flavour, RouterId};
+use price_metric::{Accumulation, Policy};
+
+/// Kind of an interface (babeld's `type`): decides link-cost algorithm, split horizon, IHU
+/// cadence and timestamps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InterfaceKind {
+    /// Wired: 2-out-of-3 with rxcost 96 (RFC 8966 A.2.1), split horizon, IHU every 3rd Hello.
+    #[default]
+    Wired,
+    /// Wireless: babeld's ETX with nominal cost 256 (A.2.2), no split horizon, IHU with every Hello
+    /// to lossy neighbours.
+    Wireless,
+    /// Tunnel: like wired, plus RFC 9616 timestamps and an RTT penalty of up to 96.
+    Tunnel,
+}
+
+/// Per-interface configuration (babeld's interface options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// Interface name, for views and logs.
+    pub name: String,
+    /// Kind.
+    pub kind: InterfaceKind,
+    /// Our link-local address on this interface (IHUs addressed to it apply to us).
+    pub address: IpAddr,
+    /// Multicast Hello interval (babeld `hello-interval`, 4 s).
+    pub hello_interval: Duration,
+    /// Periodic update interval (babeld `update-interval`, 4 × Hello = 16 s).
+    pub update_interval: Duration,
+    /// Nominal receive cost (babeld `rxcost`: 96 wired/tunnel, 256 wireless).
+    pub rxcost: u16,
+    /// Split horizon (RFC 8966 §3.7.4): on for wired, off for wireless.
+    pub split_horizon: bool,
+    /// babeld `link-quality`: ETX (A.2.2) instead of 2-out-of-3 (A.2.1).
+    pub link_quality: bool,
+    /// RFC 9616 timestamps on Hellos and IHUs (babeld `enable-timestamps`).
+    pub timestamps: bool,
+    /// Largest RTT penalty added to the link cost (babeld `max-rtt-penalty`).
+    pub max_rtt_penalty: u16,
+    /// RTT under which no penalty applies (babeld `rtt-min`, 10 ms).
+    pub rtt_min: Duration,
+    /// RTT above which the full penalty applies (babeld `rtt-max`, 120 ms).
+    pub rtt_max: Duration,
+    /// Send unicast Hellos to every neighbour at this interval (babeld `unicast`), each with its
+    /// own seqno (RFC 8966 §3.4.1).
+    pub unicast_hello_interval: Option<Duration>,
+    /// Update layout on this link.
+    pub flavour: Flavour,
+    /// Link MTU; packets are at most `mtu - 48` octets.
+    pub mtu: usize,
+    /// Put at most one sub-TLV per TLV (babeld < 1.12.2 peers).
+    pub one_sub_tlv: bool,
+}
+
+impl InterfaceConfig {
+    /// babeld's defaults for an interface of this kind.
+    pub fn new(name: impl Into<String>, kind: InterfaceKind, address: IpAddr) -> InterfaceConfig {
+        let wireless = kind == InterfaceKind::Wireless;
+        let tunnel = kind == InterfaceKind::Tunnel;
+        InterfaceConfig {
+            name: name.into(),
+            kind,
+            address,
+            hello_interval: Duration::from_secs(4),
+            update_interval: Duration::from_secs(16),
+            rxcost: if wireless { 256 } else { 96 },
+            split_horizon: !wireless,
+            link_quality: wireless,
+            timestamps: tunnel,
+            max_rtt_penalty: if tunnel { 96 } else { 0 },
+            rtt_min: Duration::from_millis(10),
+            rtt_max: Duration::from_millis(120),
+            unicast_hello_interval: None,
+            flavour: Flavour::Standard,
+            mtu: 1500,
+            one_sub_tlv: false,
+        }
+    }
+
+    /// Sets the Hello interval and the update interval to 4 × it (babeld's `-h`).
+    pub fn with_hello_interval(mut self, hello: Duration) -> InterfaceConfig {
+        self.hello_interval = hello;
+        self.update_interval = hello * 4;
+        self
+    }
+}
+
+/// Bounds on what neighbours can make us store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Routes accepted from one neighbour; the excess is dropped and counted.
+    pub max_routes_per_neighbour: usize,
+    /// Routes accepted in total.
+    pub max_routes: usize,
+    /// Neighbours accepted per interface.
+    pub max_neighbours_per_interface: usize,
+    /// Entries in the pending seqno-request table.
+    pub max_pending_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_routes_per_neighbour: 250_000,
+            max_routes: 1_000_000,
+            max_neighbours_per_interface: 1024,
+            max_pending_requests: 16_384,
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Our router-id (RFC 8966 §3.2.1); must be valid (not all 0 or all 1).
+    pub router_id: RouterId,
+    /// Initial own seqno, e.g. read from the state file; `None` draws it from the RNG, as babeld
+    /// does without a state file.
+    pub seqno: Option<u16>,
+    /// Seed of the RNG used for jitter and the initial seqno.
+    pub seed: u64,
+    /// Our fee, added to every received price (Althea's `fee`).
+    pub fee: u32,
+    /// Route selection policy (with Althea's metric factor).
+    pub policy: Policy,
+    /// Price overflow rule (saturating by default; Althea's C code wraps).
+    pub accumulation: Accumulation,
+    /// Metric smoothing half-life (babeld `smoothing-half-life`, 4 s); zero disables smoothing.
+    pub smoothing_half_life: Duration,
+    /// Source-table garbage collection (babeld `SOURCE_GC_TIME`, 200 s).
+    pub source_gc_time: Duration,
+    /// Neighbour accuracy (per mille) below which all its routes become unselectable.
+    pub accuracy_threshold: u16,
+    /// Drop packets whose source is not IPv6 link-local (babeld does).
+    pub require_link_local: bool,
+    /// Emit [`crate::Event`]s (turn off in large simulations).
+    pub events: bool,
+    /// Storage bounds.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults for a router with this id.
+    pub fn new(router_id: RouterId) -> Config {
+        Config {
+            router_id,
+            seqno: None,
+            seed: 0,
+            fee: 0,
+            policy: Policy::Babeld,
+            accumulation: Accumulation::Saturating,
+            smoothing_half_life: Duration::from_secs(4),
+            source_gc_time: Duration::from_secs(200),
+            accuracy_threshold: 500,
+            require_link_local: true,
+            events: true,
+            limits: Limits::default(),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! What the engine asks its driver to do, and what it tells observers.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use babel_wire::{Prefix, RouterId};
+use bytes::Bytes;
+
+use crate::config::InterfaceKind;
+
+/// Where a packet goes on its interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    /// To ff02::1:6 port 6696 (RFC 8966 §4).
+    Multicast,
+    /// To one neighbour's address.
+    Unicast(IpAddr),
+}
+
+/// One UDP payload to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Outgoing interface.
+    pub ifindex: u32,
+    /// Destination.
+    pub dst: Destination,
+    /// The encoded Babel packet.
+    pub bytes: Bytes,
+    /// Number of TLV messages in it (before Router-Id / Next Hop compression TLVs).
+    pub messages: usize,
+}
+
+/// Kernel operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteOp {
+    /// Install a route that was not installed.
+    Add,
+    /// Replace the installed route (new next hop or interface); use NLM_F_REPLACE.
+    Replace,
+    /// Remove the installed route.
+    Delete,
+}
+
+/// A change to apply to the kernel's forwarding table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteChange {
+    /// What to do.
+    pub op: RouteOp,
+    /// Destination.
+    pub prefix: Prefix,
+    /// Source prefix (RFC 9079), if source-specific.
+    pub src_prefix: Option<Prefix>,
+    /// Next hop (for `Delete`: the one being removed).
+    pub next_hop: IpAddr,
+    /// Outgoing interface.
+    pub ifindex: u32,
+    /// Babel metric of the route.
+    pub metric: u16,
+}
+
+/// Kind of change, as in babeld's monitor lines (`add`, `change`, `flush`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// New object.
+    Add,
+    /// Changed object.
+    Change,
+    /// Removed object.
+    Flush,
+}
+
+/// An event for observers (babeld's `monitor` stream); details are in the views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An interface went up, down, or was reconfigured.
+    Interface {
+        /// Kind of change.
+        kind: ChangeKind,
+        /// The interface.
+        ifindex: u32,
+    },
+    /// A neighbour appeared, changed its cost or reachability, or was flushed.
+    Neighbour {
+        /// Kind of change.
+        kind: ChangeKind,
+        /// Its interface.
+        ifindex: u32,
+        /// Its address.
+        address: IpAddr,
+    },
+    /// A route entry appeared, changed (metric, seqno, price, installed), or was flushed.
+    Route {
+        /// Kind of change.
+        kind: ChangeKind,
+        /// Destination.
+        prefix: Prefix,
+        /// Source prefix.
+        src_prefix: Option<Prefix>,
+        /// The neighbour it was learned from.
+        neighbour: IpAddr,
+        /// Its interface.
+        ifindex: u32,
+    },
+    /// A local (exported) route was announced or withdrawn.
+    Xroute {
+        /// Kind of change.
+        kind: ChangeKind,
+        /// Destination.
+        prefix: Prefix,
+        /// Source prefix.
+        src_prefix: Option<Prefix>,
+    },
+    /// Our seqno changed: persist it (babeld's state file) so a restart does not reuse it.
+    SeqnoChanged {
+        /// The new seqno.
+        seqno: u16,
+    },
+}
+
+/// Counters of what was received, sent and refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Counters {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// Packets that could not be decoded at all (bad header).
+    pub packets_malformed: u64,
+    /// Packets from a non link-local source, to an unknown or down interface, or from ourselves.
+    pub packets_refused: u64,
+    /// TLVs the decoder ignored (RFC 8966 §4.3-§4.5).
+    pub tlv_errors: u64,
+    /// Messages that decode but violate the RFC (zero intervals, zero hop count, finite
+    /// wildcard updates, reserved router-ids...), dropped.
+    pub rfc_violations: u64,
+    /// Updates for martian prefixes (RFC 8966 Appendix C / babeld `martian_prefix`), dropped.
+    pub martians: u64,
+    /// New routes dropped because a route limit was reached.
+    pub routes_over_limit: u64,
+    /// Neighbours not created because the per-interface limit was reached.
+    pub neighbours_over_limit: u64,
+    /// Seqno requests dropped because the pending table was full.
+    pub requests_over_limit: u64,
+    pub updates_received: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub updates_sent: u64,
+    pub hellos_sent: u64,
+    pub ihus_sent: u64,
+    pub route_requests_sent: u64,
+    pub route_requests_received: u64,
+    pub seqno_requests_sent: u64,
+    pub seqno_requests_received: u64,
+    pub seqno_requests_forwarded: u64,
+    pub acks_sent: u64,
+}
+
+/// An interface, for babeld's `dump` (`add interface ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceView {
+    /// Index.
+    pub ifindex: u32,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: InterfaceKind,
+    /// Up?
+    pub up: bool,
+    /// Our link-local address.
+    pub address: IpAddr,
+    /// Current multicast Hello seqno.
+    pub hello_seqno: u16,
+    /// Hello interval.
+    pub hello_interval: Duration,
+    /// Update interval.
+    pub update_interval: Duration,
+}
+
+/// A neighbour (`add neighbour ... reach ureach rxcost txcost rtt rttcost cost`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighbourView {
+    /// Interface.
+    pub ifindex: u32,
+    /// Link-local address.
+    pub address: IpAddr,
+    /// Multicast Hello history (most recent in the top bit).
+    pub reach: u16,
+    /// Unicast Hello history.
+    pub ureach: u16,
+    /// Our receive cost, as sent in IHUs.
+    pub rxcost: u16,
+    /// Its receive cost from its IHUs (infinity once expired).
+    pub txcost: u16,
+    /// Smoothed RTT (RFC 9616), if measured recently.
+    pub rtt: Option<Duration>,
+    /// RTT penalty added to the cost.
+    pub rttcost: u16,
+    /// Link cost (RFC 8966 §3.4.3).
+    pub cost: u16,
+    /// Accuracy score (per mille) set through [`crate::Engine::set_neighbour_accuracy`].
+    pub accuracy: u16,
+    /// True when the accuracy is under the threshold: its routes are not selected.
+    pub blocked: bool,
+}
+
+/// A local route we announce (`add xroute ... prefix from metric`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XrouteView {
+    /// Destination.
+    pub prefix: Prefix,
+    /// Source prefix.
+    pub src_prefix: Option<Prefix>,
+    /// Metric announced.
+    pub metric: u16,
+}
+
+/// A learned route (`add route ... installed id metric price fee refmetric full-path-rtt ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteView {
+    /// Destination.
+    pub prefix: Prefix,
+    /// Source prefix.
+    pub src_prefix: Option<Prefix>,
+    /// Selected and in the kernel.
+    pub installed: bool,
+    /// Feasible (RFC 8966 §3.5.1).
+    pub feasible: bool,
+    /// Originator.
+    pub router_id: RouterId,
+    /// Metric: refmetric + link cost (what we would advertise).
+    pub metric: u16,
+    /// Smoothed metric (RFC 8966 A.3).
+    pub smoothed_metric: u16,
+    /// Metric advertised by the neighbour.
+    pub refmetric: u16,
+    /// Verified metric override in force, if any.
+    pub verified_metric: Option<u16>,
+    /// Total price: received price + our fee (what we advertise).
+    pub price: u32,
+    /// Price as received (Althea's dump prints this as `price`).
+    pub received_price: u32,
+    /// Our current fee.
+    pub fee: u32,
+    /// Seqno.
+    pub seqno: u16,
+    /// Time since the last update for this route.
+    pub age: Duration,
+    /// The neighbour it was learned from.
+    pub via: IpAddr,
+    /// Next hop (the neighbour, unless a Next Hop TLV said otherwise).
+    pub next_hop: IpAddr,
+    /// Interface.
+    pub ifindex: u32,
+    /// Althea full-path RTT in microseconds (received + link RTT; 0 if unknown).
+    pub full_path_rtt: u32,
+}

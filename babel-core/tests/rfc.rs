@@ -1,0 +1,1102 @@
+//! Unit tests per RFC 8966 section (and babeld behaviour), driven through the public API with
+//! real encoded packets. Each test name starts with the section it checks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::Duration;
+
+use babel_core::{
+    Config, Destination, Event, InterfaceKind, Limits, Policy, RouteKey, RouteOp,
+    SEQNO_REQUEST_HOP_COUNT,
+};
+use babel_wire::{INFINITY, Message, Update};
+use common::*;
+
+#[test]
+fn s3_1_s3_4_1_hellos_every_4s_with_increasing_seqno() {
+    let mut h = H::new();
+    h.advance(Duration::from_secs(17));
+    let hellos: Vec<(u16, u16)> = h
+        .sent_messages()
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Hello(x) => Some((x.seqno, x.interval)),
+            _ => None,
+        })
+        .collect();
+    assert!((4..=5).contains(&hellos.len()), "{hellos:?}");
+    for w in hellos.windows(2) {
+        assert_eq!(w[1].0, w[0].0.wrapping_add(1));
+        assert_eq!(w[1].1, 400);
+    }
+}
+
+#[test]
+fn a2_1_two_out_of_three_needs_two_hellos_and_an_ihu() {
+    let mut h = H::new();
+    let a = nb(1);
+    let h1 = h.hello(a);
+    h.recv(a, &[h1]);
+    assert_eq!(
+        h.e.neighbours(h.now)[0].rxcost,
+        INFINITY,
+        "one Hello is not enough"
+    );
+    let h2 = h.hello(a);
+    h.recv(a, &[h2]);
+    let n = &h.e.neighbours(h.now)[0];
+    assert_eq!(n.rxcost, 96);
+    assert_eq!(n.cost, INFINITY, "no IHU yet: txcost infinite");
+    h.recv(a, &[ihu(96)]);
+    assert_eq!(h.e.neighbours(h.now)[0].cost, 96);
+}
+
+#[test]
+fn a1_missed_hellos_make_the_link_fail_and_the_neighbour_flush() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8::/64", 9, 1, 100)]);
+    assert!(h.installed("2001:db8::/64").is_some());
+    h.kernel();
+    // 1.7 intervals: one miss (2-out-of-3 still up); two misses: down.
+    h.advance(Duration::from_secs(7));
+    assert_eq!(h.e.neighbours(h.now)[0].rxcost, 96);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.e.neighbours(h.now)[0].rxcost, INFINITY);
+    assert!(h.installed("2001:db8::/64").is_none());
+    assert!(h.kernel().iter().any(|c| c.op == RouteOp::Delete));
+    h.advance(Duration::from_secs(300));
+    assert!(h.e.neighbours(h.now).is_empty(), "flushed");
+}
+
+#[test]
+fn a1_neighbour_reboot_resets_the_history() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    for _ in 0..10 {
+        let m = h.hello(nb(1));
+        h.recv(nb(1), &[m]);
+    }
+    h.hello_seq.insert(nb(1), 0);
+    let m = h.hello(nb(1));
+    h.recv(nb(1), &[m]);
+    assert_eq!(
+        h.e.neighbours(h.now)[0].reach,
+        0x8000,
+        "seqno jumped back: history restarted"
+    );
+}
+
+#[test]
+fn s3_4_1_unicast_hellos_have_their_own_history() {
+    let mut h = H::new();
+    let a = nb(1);
+    for s in 1..=3 {
+        let m = Message::Hello(babel_wire::Hello {
+            unicast: true,
+            seqno: 500 + s,
+            interval: 400,
+            timestamp: None,
+        });
+        h.recv_to(a, Destination::Unicast(us()), &[m]);
+    }
+    let n = &h.e.neighbours(h.now)[0];
+    assert_eq!(n.ureach, 0xE000);
+    assert_eq!(n.reach, 0);
+    assert_eq!(n.rxcost, 96, "2-out-of-3 also over the unicast history");
+    // A unicast Hello received on multicast violates the RFC.
+    let m = Message::Hello(babel_wire::Hello {
+        unicast: true,
+        seqno: 504,
+        interval: 400,
+        timestamp: None,
+    });
+    h.recv(a, &[m]);
+    assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
+}
+
+#[test]
+fn a2_2_etx_on_wireless_links() {
+    let mut h = H::with(config(), InterfaceKind::Wireless);
+    h.establish(nb(1));
+    // Two Hellos received out of two: weighted reach 0x4000 → 256 * 32768 / (0x4000+1) = 511.
+    let n = &h.e.neighbours(h.now)[0];
+    assert_eq!(n.rxcost, 511, "{n:?}");
+    for _ in 0..16 {
+        let m = h.hello(nb(1));
+        h.recv(nb(1), &[m]);
+    }
+    let n = &h.e.neighbours(h.now)[0];
+    assert_eq!(n.rxcost, 256, "{n:?}");
+    // cost = max(tx,256)*max(rx,256)/256 with txcost 96 → 256.
+    assert_eq!(n.cost, 256);
+}
+
+#[test]
+fn s3_4_2_ihus_every_third_hello_and_txcost_expiry() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.sent();
+    // Keep the neighbour alive with Hellos but no IHUs.
+    let mut ihus = 0;
+    let mut hellos = 0;
+    for _ in 0..12 {
+        h.advance(Duration::from_secs(4));
+        let m = h.hello(nb(1));
+        h.recv(nb(1), &[m]);
+        for m in h.sent_messages() {
+            match m {
+                Message::Ihu(i) => {
+                    ihus += 1;
+                    assert_eq!(i.interval, 1200, "advertised IHU interval = 3 × Hello");
+                    assert_eq!(i.address, Some(nb(1)));
+                }
+                Message::Hello(_) => hellos += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        ihus * 3 <= hellos + 3 && ihus * 3 >= hellos - 3,
+        "{ihus} IHUs for {hellos} Hellos"
+    );
+    // No IHU for 3 × 12 s: txcost expired.
+    assert_eq!(h.e.neighbours(h.now)[0].txcost, INFINITY);
+    assert_eq!(h.e.neighbours(h.now)[0].cost, INFINITY);
+}
+
+#[test]
+fn s3_4_2_ihu_for_someone_else_is_ignored() {
+    let mut h = H::new();
+    let a = nb(1);
+    let (h1, h2) = (h.hello(a), h.hello(a));
+    h.recv(a, &[h1]);
+    h.recv(a, &[h2]);
+    let other = Message::Ihu(babel_wire::Ihu {
+        address: Some(nb(7)),
+        rxcost: 96,
+        interval: 1200,
+        timestamp: None,
+    });
+    h.recv(a, &[other]);
+    assert_eq!(h.e.neighbours(h.now)[0].txcost, INFINITY);
+    // An IHU with interval 0 violates §4.6.6.
+    let bad = Message::Ihu(babel_wire::Ihu {
+        address: None,
+        rxcost: 96,
+        interval: 0,
+        timestamp: None,
+    });
+    h.recv(a, &[bad]);
+    assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
+}
+
+#[test]
+fn s3_5_3_route_acquisition_installs_and_metric_adds_link_cost() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
+    let i = h.installed("2001:db8:1::/48").unwrap();
+    assert_eq!(i.metric, 296);
+    assert_eq!(i.next_hop, nb(1));
+    assert_eq!(i.router_id, rid(9));
+    let k = h.kernel();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].op, RouteOp::Add);
+    assert_eq!(k[0].ifindex, IF);
+    // Update from a neighbour with infinite cost is stored but not selectable.
+    h.recv(nb(2), &[update("2001:db8:2::/48", 9, 7, 200)]);
+    assert!(h.installed("2001:db8:2::/48").is_none());
+}
+
+#[test]
+fn s3_5_3_route_expiry_and_s3_8_2_3_refresh_request() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
+    h.sent();
+    // Keep the link up (Hellos + IHUs) but send no more updates.
+    let mut requested = false;
+    for _ in 0..20 {
+        h.advance(Duration::from_secs(3));
+        let m = h.hello(nb(1));
+        h.recv(nb(1), &[m, ihu(96)]);
+        for (dst, msgs) in h.sent() {
+            for m in msgs {
+                if let Message::RouteRequest(r) = m
+                    && r.prefix.is_some()
+                {
+                    assert_eq!(dst, Destination::Unicast(nb(1)));
+                    requested = true;
+                }
+            }
+        }
+    }
+    assert!(
+        requested,
+        "a unicast route request before expiry (§3.8.2.3)"
+    );
+    assert!(
+        h.installed("2001:db8:1::/48").is_none(),
+        "expired after 3.5 × 16 s"
+    );
+    let routes = h.e.routes(h.now);
+    assert!(routes.is_empty() || routes[0].refmetric == INFINITY);
+    h.advance(Duration::from_secs(60));
+    assert!(h.e.routes(h.now).is_empty(), "flushed after the hold time");
+}
+
+#[test]
+fn s3_5_4_retraction_uninstalls_and_is_propagated_urgently() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    h.kernel();
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
+    assert!(h.installed("2001:db8:1::/48").is_none());
+    assert_eq!(h.kernel()[0].op, RouteOp::Delete);
+    h.advance(Duration::from_millis(250));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("2001:db8:1::/48")) && u.metric == INFINITY)
+    );
+}
+
+#[test]
+fn s4_6_9_wildcard_retraction_retracts_everything_from_the_neighbour() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(
+        nb(1),
+        &[
+            update("2001:db8:1::/48", 9, 7, 200),
+            update("2001:db8:2::/48", 9, 7, 200),
+        ],
+    );
+    assert!(h.installed("2001:db8:2::/48").is_some());
+    let wild = Message::Update(Update {
+        prefix: None,
+        v4_via_v6: false,
+        src_prefix: None,
+        interval: 1600,
+        seqno: 0,
+        metric: INFINITY,
+        router_id: None,
+        next_hop: None,
+        price: None,
+        path_rtt: None,
+        diversity: None,
+    });
+    h.recv(nb(1), &[wild]);
+    assert!(h.installed("2001:db8:1::/48").is_none());
+    assert!(h.installed("2001:db8:2::/48").is_none());
+}
+
+#[test]
+fn s3_5_1_unfeasible_update_is_not_selected_and_triggers_a_seqno_request() {
+    let mut h = H::new();
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    // Advertise it so that a feasibility distance (7, 196) exists.
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    // Lose the route; a worse one with the same seqno is unfeasible.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    assert!(
+        h.installed("2001:db8:1::/48").is_none(),
+        "unfeasible: (7, 300) vs FD (7, 196)"
+    );
+    let reqs: Vec<Message> = h
+        .sent_messages()
+        .into_iter()
+        .filter(|m| matches!(m, Message::SeqnoRequest(_)))
+        .collect();
+    assert!(!reqs.is_empty());
+    if let Message::SeqnoRequest(s) = &reqs[0] {
+        assert_eq!(s.seqno, 8, "FD seqno + 1");
+        assert_eq!(s.hop_count, SEQNO_REQUEST_HOP_COUNT);
+        assert_eq!(s.router_id, rid(9));
+    }
+    // The source answers with seqno 8: feasible, selected.
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().metric, 396);
+}
+
+#[test]
+fn s3_6_selection_lowest_metric_with_hysteresis() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "strictly better: switch"
+    );
+    assert_eq!(h.kernel().last().unwrap().op, RouteOp::Replace);
+    // Equal metric never causes a switch (smoothed metrics not strictly smaller).
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
+}
+
+#[test]
+fn a3_smoothing_delays_a_switch_after_the_current_route_improves() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 1000)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 2000)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    // nb(1) gets worse (feasible: newer seqno), nb(2) is now better but its smoothed metric is
+    // still higher than nb(1)'s, which remembers 1096: no immediate switch.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 3000)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 2000)]);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(1),
+        "hysteresis"
+    );
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(4));
+        let (a, b) = (h.hello(nb(1)), h.hello(nb(2)));
+        h.recv(nb(1), &[a, ihu(96)]);
+        h.recv(nb(2), &[b, ihu(96)]);
+    }
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 3000)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 2000)]);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "after smoothing"
+    );
+}
+
+#[test]
+fn s3_7_1_periodic_full_dump_with_own_prefix_and_price_0() {
+    let mut h = H::new();
+    h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();
+    h.advance(Duration::from_secs(21));
+    let ups = updates_in(&h.sent_messages());
+    let own: Vec<&Update> = ups
+        .iter()
+        .filter(|u| u.prefix == Some(pfx("2001:db8:ff::/48")))
+        .collect();
+    assert!(own.len() >= 2, "triggered + periodic: {own:?}");
+    assert!(own.iter().all(|u| u.metric == 0
+        && u.price == Some(0)
+        && u.seqno == 100
+        && u.router_id == Some(rid(1))));
+    assert!(own.iter().all(|u| u.interval == 1600));
+}
+
+#[test]
+fn s3_7_4_split_horizon_on_wired_not_on_wireless() {
+    for (kind, expect) in [
+        (InterfaceKind::Wired, false),
+        (InterfaceKind::Wireless, true),
+    ] {
+        let mut h = H::with(config(), kind);
+        h.establish(nb(1));
+        h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+        h.advance(Duration::from_secs(40));
+        let ups = updates_in(&h.sent_messages());
+        let echoed = ups
+            .iter()
+            .any(|u| u.prefix == Some(pfx("2001:db8:1::/48")) && u.metric < INFINITY);
+        assert_eq!(echoed, expect, "{kind:?}");
+    }
+}
+
+#[test]
+fn s3_8_1_1_route_requests_wildcard_and_specific() {
+    let mut h = H::new();
+    h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();
+    h.establish(nb(1));
+    h.advance(Duration::from_secs(5));
+    h.sent();
+    h.recv(
+        nb(1),
+        &[
+            route_request(Some("2001:db8:ff::/48")),
+            route_request(Some("2001:db8:77::/48")),
+        ],
+    );
+    h.advance(Duration::from_secs(3));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("2001:db8:ff::/48")) && u.metric == 0)
+    );
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("2001:db8:77::/48")) && u.metric == INFINITY),
+        "unknown prefix: retraction"
+    );
+    h.recv(nb(1), &[route_request(None)]);
+    h.advance(Duration::from_millis(300));
+    assert!(
+        !updates_in(&h.sent_messages()).is_empty(),
+        "wildcard: full dump"
+    );
+}
+
+#[test]
+fn s3_8_1_2_seqno_request_for_own_prefix_bumps_seqno_and_persists() {
+    let mut h = H::new();
+    h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();
+    h.establish(nb(1));
+    h.events();
+    h.recv(nb(1), &[seqno_request("2001:db8:ff::/48", 1, 105, 10)]);
+    assert_eq!(h.e.seqno(), 105);
+    assert!(h.events().contains(&Event::SeqnoChanged { seqno: 105 }));
+    h.advance(Duration::from_millis(250));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.seqno == 105 && u.prefix == Some(pfx("2001:db8:ff::/48")))
+    );
+    // Hopelessly far ahead (> 100): ignored (babeld).
+    h.recv(
+        nb(1),
+        &[seqno_request("2001:db8:ff::/48", 1, 105 + 200, 10)],
+    );
+    assert_eq!(h.e.seqno(), 105);
+    // Hop count 0 violates §4.6.11 (the encoder refuses it: patch the byte).
+    let mut p = babel_wire::encode(
+        &[seqno_request("2001:db8:ff::/48", 1, 106, 1)],
+        &Default::default(),
+    )
+    .unwrap()[0]
+        .to_vec();
+    p[10] = 0;
+    h.e.handle_packet(h.now, IF, nb(1), Destination::Multicast, &p);
+    assert_eq!(h.e.seqno(), 105);
+    assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
+}
+
+#[test]
+fn s3_8_1_2_seqno_request_forwarded_to_successor_with_hop_count_decremented() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.sent();
+    // Satisfiable (seqno 7 ≥ 6): answered by an update, not forwarded.
+    h.recv(nb(2), &[seqno_request("2001:db8:1::/48", 9, 6, 5)]);
+    h.advance(Duration::from_millis(250));
+    let sent = h.sent();
+    assert!(
+        sent.iter()
+            .all(|(_, m)| !m.iter().any(|m| matches!(m, Message::SeqnoRequest(_))))
+    );
+    // Newer seqno wanted: forwarded to nb(1) only, hop count 4.
+    h.recv(nb(2), &[seqno_request("2001:db8:1::/48", 9, 8, 5)]);
+    let fwd: Vec<_> = h
+        .sent()
+        .into_iter()
+        .flat_map(|(d, m)| m.into_iter().map(move |m| (d, m)))
+        .filter_map(|(d, m)| match m {
+            Message::SeqnoRequest(s) => Some((d, s)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fwd.len(), 1, "{fwd:?}");
+    assert_eq!(fwd[0].0, Destination::Unicast(nb(1)));
+    assert_eq!(fwd[0].1.hop_count, 4);
+    // Duplicate suppressed (§3.8.2).
+    h.recv(nb(2), &[seqno_request("2001:db8:1::/48", 9, 8, 5)]);
+    assert!(h.sent().is_empty());
+    // Never forwarded back to the successor that asked.
+    h.recv(nb(1), &[seqno_request("2001:db8:1::/48", 9, 20, 5)]);
+    assert!(
+        h.sent()
+            .iter()
+            .all(|(d, _)| *d != Destination::Unicast(nb(1)))
+    );
+    // Resent after 2 s, then 4 s (§3.8.2: doubling).
+    h.recv(nb(2), &[seqno_request("2001:db8:1::/48", 9, 30, 5)]);
+    h.sent();
+    let count = |h: &mut H| {
+        h.sent_messages()
+            .iter()
+            .filter(|m| matches!(m, Message::SeqnoRequest(_)))
+            .count()
+    };
+    h.advance(Duration::from_millis(2100));
+    assert_eq!(count(&mut h), 1);
+    h.advance(Duration::from_millis(2000));
+    assert_eq!(count(&mut h), 0);
+    h.advance(Duration::from_millis(2100));
+    assert_eq!(count(&mut h), 1);
+}
+
+#[test]
+fn s3_3_acknowledgment_requests_are_answered_unicast() {
+    let mut h = H::new();
+    h.recv(
+        nb(1),
+        &[Message::AckReq {
+            opaque: 0xBEEF,
+            interval: 100,
+        }],
+    );
+    let sent = h.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, Destination::Unicast(nb(1)));
+    assert_eq!(sent[0].1, vec![Message::Ack { opaque: 0xBEEF }]);
+    h.recv(
+        nb(1),
+        &[Message::AckReq {
+            opaque: 1,
+            interval: 0,
+        }],
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
+}
+
+#[test]
+fn appendix_c_martian_prefixes_are_refused_and_counted() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(
+        nb(1),
+        &[
+            update("ff02::/16", 9, 1, 10),
+            update("fe80::/64", 9, 1, 10),
+            update("::1/128", 9, 1, 10),
+            update("127.0.0.0/8", 9, 1, 10),
+            update("224.0.0.0/4", 9, 1, 10),
+        ],
+    );
+    assert_eq!(h.e.counters().martians, 5);
+    assert!(h.e.routes(h.now).is_empty());
+    assert!(h.e.announce(h.now, key("fe80::/64"), 0).is_err());
+}
+
+#[test]
+fn s4_bad_input_is_dropped_and_counted() {
+    let mut h = H::new();
+    h.e.handle_packet(
+        h.now,
+        IF,
+        nb(1),
+        Destination::Multicast,
+        b"\x2a\x02\x00\xffgarbage",
+    );
+    h.e.handle_packet(h.now, IF, nb(1), Destination::Multicast, b"xx");
+    assert_eq!(h.e.counters().packets_malformed, 2);
+    // Not link-local: refused (babeld).
+    h.e.handle_packet(
+        h.now,
+        IF,
+        "2001:db8::1".parse().unwrap(),
+        Destination::Multicast,
+        b"\x2a\x02\x00\x00",
+    );
+    // Unknown interface.
+    h.e.handle_packet(
+        h.now,
+        99,
+        nb(1),
+        Destination::Multicast,
+        b"\x2a\x02\x00\x00",
+    );
+    assert_eq!(h.e.counters().packets_refused, 2);
+    // Zero update interval, reserved router-id.
+    h.establish(nb(1));
+    let mut z = update("2001:db8:1::/48", 9, 1, 10);
+    if let Message::Update(u) = &mut z {
+        u.interval = 0;
+    }
+    h.recv(nb(1), &[z]);
+    assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
+    assert!(h.e.routes(h.now).is_empty());
+}
+
+#[test]
+fn limits_excess_routes_are_dropped_counted_and_memory_bounded() {
+    let mut cfg = config();
+    cfg.limits = Limits {
+        max_routes_per_neighbour: 10,
+        max_routes: 15,
+        ..Limits::default()
+    };
+    let mut h = H::with(cfg, InterfaceKind::Wired);
+    h.establish(nb(1));
+    h.establish(nb(2));
+    let ups: Vec<Message> = (0..30)
+        .map(|i| update(&format!("2001:db8:{i:x}::/48"), 9, 1, 10))
+        .collect();
+    h.recv(nb(1), &ups);
+    assert_eq!(h.e.route_count(), 10);
+    assert_eq!(h.e.counters().routes_over_limit, 20);
+    h.recv(nb(2), &ups);
+    assert_eq!(h.e.route_count(), 15, "total limit");
+    assert_eq!(h.e.counters().routes_over_limit, 45);
+    // Refreshing known routes is still fine.
+    h.recv(nb(1), &ups[..10]);
+    assert_eq!(h.e.counters().routes_over_limit, 45);
+    assert_eq!(h.e.route_count(), 15);
+}
+
+#[test]
+fn price_is_received_price_plus_fee_and_follows_fee_changes() {
+    let mut cfg = config();
+    cfg.fee = 5;
+    let mut h = H::with(cfg, InterfaceKind::Wired);
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.recv(nb(1), &[priced("2001:db8:1::/48", 9, 7, 100, 7)]);
+    let r = &h.e.routes(h.now)[0];
+    assert_eq!((r.price, r.received_price, r.fee), (12, 7, 5));
+    h.advance(Duration::from_secs(3));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("2001:db8:1::/48")) && u.price == Some(12))
+    );
+    h.e.set_fee(h.now, 50);
+    assert_eq!(h.e.routes(h.now)[0].price, 57);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().price, 57);
+    // Saturating, not wrapping.
+    h.recv(nb(1), &[priced("2001:db8:1::/48", 9, 7, 100, u32::MAX - 1)]);
+    assert_eq!(h.e.routes(h.now)[0].price, u32::MAX);
+}
+
+#[test]
+fn policy_althea_picks_by_price_and_metric_factor_moves_it() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    // Path via nb(1): metric 296, price 1000. Via nb(2): metric 896, price 100.
+    h.recv(nb(1), &[priced("2001:db8:1::/48", 9, 7, 200, 1000)]);
+    h.recv(nb(2), &[priced("2001:db8:1::/48", 9, 7, 800, 100)]);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(1),
+        "babeld ignores price"
+    );
+    h.e.set_metric_factor(h.now, 500);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "price matters more"
+    );
+    h.e.set_metric_factor(h.now, 4000);
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(1),
+        "quality matters more"
+    );
+    h.e.set_policy(h.now, Policy::Paper { n_milli: 1000 });
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "296+1000 > 896+100"
+    );
+}
+
+#[test]
+fn verification_verified_metric_overrides_selection_until_expiry() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    let until = h.now + Duration::from_secs(30);
+    h.e.set_verified_metric(h.now, key("2001:db8:1::/48"), IF, nb(1), 5000, until)
+        .unwrap();
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "verified metric is worse"
+    );
+    assert_eq!(
+        h.e.routes(h.now)
+            .iter()
+            .find(|r| r.via == nb(1))
+            .unwrap()
+            .verified_metric,
+        Some(5000)
+    );
+    // Keep both alive; after expiry the advertised metric is used again.
+    for _ in 0..12 {
+        h.advance(Duration::from_secs(4));
+        let (a, b) = (h.hello(nb(1)), h.hello(nb(2)));
+        h.recv(nb(1), &[a, ihu(96), update("2001:db8:1::/48", 9, 7, 100)]);
+        h.recv(nb(2), &[b, ihu(96), update("2001:db8:1::/48", 9, 7, 300)]);
+    }
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    assert!(
+        h.e.set_verified_metric(h.now, key("2001:db8:9::/48"), IF, nb(1), 1, until)
+            .is_err()
+    );
+}
+
+#[test]
+fn verification_inaccurate_neighbour_routes_leave_the_kernel_until_it_recovers() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(
+        nb(1),
+        &[
+            update("2001:db8:1::/48", 9, 7, 100),
+            update("2001:db8:2::/48", 9, 7, 100),
+        ],
+    );
+    h.kernel();
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
+    assert!(h.installed("2001:db8:1::/48").is_none());
+    assert!(h.installed("2001:db8:2::/48").is_none());
+    let k = h.kernel();
+    assert_eq!(k.iter().filter(|c| c.op == RouteOp::Delete).count(), 2);
+    assert!(h.e.neighbours(h.now)[0].blocked);
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 900).unwrap();
+    assert!(h.installed("2001:db8:1::/48").is_some());
+    assert_eq!(
+        h.kernel().iter().filter(|c| c.op == RouteOp::Add).count(),
+        2
+    );
+}
+
+#[test]
+fn s3_2_2_seqno_random_without_state_and_kept_with_it() {
+    let mut c = Config::new(rid(1));
+    c.seed = 42;
+    let a = babel_core::Engine::new(c.clone(), babel_core::Instant::ZERO)
+        .unwrap()
+        .seqno();
+    let b = babel_core::Engine::new(c.clone(), babel_core::Instant::ZERO)
+        .unwrap()
+        .seqno();
+    assert_eq!(a, b, "deterministic for a seed");
+    c.seqno = Some(4242);
+    assert_eq!(
+        babel_core::Engine::new(c, babel_core::Instant::ZERO)
+            .unwrap()
+            .seqno(),
+        4242
+    );
+    let bad = Config::new(babel_wire::RouterId([0; 8]));
+    assert!(babel_core::Engine::new(bad, babel_core::Instant::ZERO).is_err());
+}
+
+#[test]
+fn own_router_id_echoes_are_ignored() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 1, 7, 100)]);
+    assert!(h.e.routes(h.now).is_empty());
+}
+
+#[test]
+fn interface_down_flushes_neighbours_and_routes() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.kernel();
+    h.e.interface_down(h.now, IF);
+    assert!(h.e.neighbours(h.now).is_empty());
+    assert!(h.installed("2001:db8:1::/48").is_none());
+    assert_eq!(h.kernel()[0].op, RouteOp::Delete);
+    assert!(!h.e.interfaces()[0].up);
+}
+
+#[test]
+fn shutdown_sends_wildcard_retraction_and_deletes_routes() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.kernel();
+    h.sent();
+    h.e.shutdown(h.now);
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix.is_none() && u.metric == INFINITY)
+    );
+    assert_eq!(h.kernel()[0].op, RouteOp::Delete);
+}
+
+#[test]
+fn tunnel_rtt_from_timestamps_adds_a_penalty() {
+    let mut h = H::with(config(), InterfaceKind::Tunnel);
+    let a = nb(1);
+    for i in 0..3u16 {
+        let m = Message::Hello(babel_wire::Hello {
+            unicast: false,
+            seqno: i + 1,
+            interval: 400,
+            timestamp: Some(1_000_000 * u32::from(i)),
+        });
+        h.recv(a, &[m]);
+    }
+    h.advance(Duration::from_secs(5));
+    // Find our last Hello timestamp and the IHU echoing the neighbour's.
+    let msgs = h.sent_messages();
+    let our_ts = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Hello(x) => x.timestamp,
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    // The neighbour answers 60 ms after our Hello left, having held it 0 ms: RTT 60 ms.
+    h.advance(Duration::from_millis(60));
+    let reply = vec![
+        Message::Hello(babel_wire::Hello {
+            unicast: false,
+            seqno: 4,
+            interval: 400,
+            timestamp: Some(5_000_000),
+        }),
+        Message::Ihu(babel_wire::Ihu {
+            address: Some(us()),
+            rxcost: 96,
+            interval: 1200,
+            timestamp: Some(babel_wire::IhuTimestamp {
+                origin: our_ts,
+                receive: 5_000_000,
+            }),
+        }),
+    ];
+    h.recv(a, &reply);
+    let n = &h.e.neighbours(h.now)[0];
+    let rtt = n.rtt.unwrap();
+    assert!(rtt >= Duration::from_millis(50), "{rtt:?}");
+    assert!(n.rttcost > 0 && n.rttcost <= 96, "{n:?}");
+    assert_eq!(n.cost, 96 + n.rttcost);
+}
+
+#[test]
+fn events_for_monitor() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    let ev = h.events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Neighbour {
+            kind: babel_core::ChangeKind::Add,
+            ..
+        }
+    )));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Route {
+            kind: babel_core::ChangeKind::Add,
+            ..
+        }
+    )));
+    let _ = RouteKey::new(pfx("2001:db8:1::/48"));
+}
+
+fn second_interface(h: &mut H) {
+    let addr = "fe80::2".parse().unwrap();
+    h.e.interface_up(
+        h.now,
+        2,
+        babel_core::InterfaceConfig::new("eth1", InterfaceKind::Wired, addr),
+    );
+    h.sent();
+}
+
+#[test]
+fn rfc9229_ipv4_prefix_via_ipv6_next_hop() {
+    let mut h = H::new();
+    second_interface(&mut h);
+    h.establish(nb(1));
+    let mut m = update("10.1.0.0/16", 9, 3, 100);
+    if let Message::Update(u) = &mut m {
+        u.v4_via_v6 = true;
+    }
+    h.recv(nb(1), &[m]);
+    let i = h.installed("10.1.0.0/16").unwrap();
+    assert_eq!(i.next_hop, nb(1));
+    h.advance(Duration::from_secs(3));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("10.1.0.0/16")) && u.v4_via_v6 && u.metric == 196)
+    );
+}
+
+#[test]
+fn rfc9079_source_specific_routes_are_separate_destinations() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    let mut m = update("2001:db8:1::/48", 9, 3, 100);
+    if let Message::Update(u) = &mut m {
+        u.src_prefix = Some(pfx("2001:db8:aaaa::/48"));
+    }
+    h.recv(nb(1), &[m, update("2001:db8:1::/48", 9, 3, 300)]);
+    let ss = RouteKey {
+        prefix: pfx("2001:db8:1::/48"),
+        src_prefix: Some(pfx("2001:db8:aaaa::/48")),
+    };
+    assert_eq!(h.e.installed(&ss).unwrap().metric, 196);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().metric, 396);
+    let k = h.kernel();
+    assert_eq!(k.len(), 2);
+    assert!(
+        k.iter()
+            .any(|c| c.src_prefix == Some(pfx("2001:db8:aaaa::/48")))
+    );
+}
+
+#[test]
+fn interface_reconfiguration_changes_link_cost() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    let mut c = babel_core::InterfaceConfig::new("eth0", InterfaceKind::Wired, us());
+    c.rxcost = 300;
+    h.e.set_interface_config(h.now, IF, c).unwrap();
+    assert_eq!(h.e.neighbours(h.now)[0].rxcost, 300);
+    assert!(
+        h.e.set_interface_config(
+            h.now,
+            42,
+            babel_core::InterfaceConfig::new("x", InterfaceKind::Wired, us())
+        )
+        .is_err()
+    );
+}
+
+/// Messages refused either by the codec (TLV errors) or by the engine (RFC violations): which
+/// layer catches a given violation may move, the message must be dropped and counted either way.
+fn dropped(h: &H) -> u64 {
+    let c = h.e.counters();
+    c.rfc_violations + c.tlv_errors
+}
+
+#[test]
+fn s3_4_1_unicast_hellos_are_sent_with_their_own_seqno() {
+    let mut h = H::new();
+    let mut c = babel_core::InterfaceConfig::new("eth0", InterfaceKind::Wired, us());
+    c.unicast_hello_interval = Some(Duration::from_secs(2));
+    h.e.set_interface_config(h.now, IF, c).unwrap();
+    h.establish(nb(1));
+    h.advance(Duration::from_secs(7));
+    let uni: Vec<(Destination, u16)> = h
+        .sent()
+        .into_iter()
+        .flat_map(|(d, m)| m.into_iter().map(move |m| (d, m)))
+        .filter_map(|(d, m)| match m {
+            Message::Hello(x) if x.unicast => Some((d, x.seqno)),
+            _ => None,
+        })
+        .collect();
+    assert!(uni.len() >= 2, "{uni:?}");
+    assert!(uni.iter().all(|(d, _)| *d == Destination::Unicast(nb(1))));
+    assert_eq!(uni[1].1, uni[0].1.wrapping_add(1));
+}
+
+#[test]
+fn s3_2_5_source_table_is_garbage_collected_after_200s() {
+    let mut h = H::new();
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.advance(Duration::from_secs(3));
+    // Now FD = (7, 196). Retract and offer a worse route with the same seqno: unfeasible.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 500)]);
+    assert!(h.installed("2001:db8:1::/48").is_none());
+    // Keep the neighbour and the (unfeasible) route alive until the source entry is collected.
+    for _ in 0..55 {
+        h.advance(Duration::from_secs(4));
+        let m = h.hello(nb(1));
+        h.recv(nb(1), &[m, ihu(96), update("2001:db8:1::/48", 9, 7, 500)]);
+    }
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().metric,
+        596,
+        "feasible again after GC"
+    );
+}
+
+#[test]
+fn s3_7_2_urgent_updates_are_repeated() {
+    let mut h = H::new();
+    h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    h.e.withdraw(h.now, key("2001:db8:ff::/48"));
+    let mut retractions = 0;
+    for _ in 0..10 {
+        h.advance(Duration::from_millis(500));
+        retractions += updates_in(&h.sent_messages())
+            .iter()
+            .filter(|u| u.prefix == Some(pfx("2001:db8:ff::/48")) && u.metric == INFINITY)
+            .count();
+    }
+    assert_eq!(retractions, 3, "sent, then repeated twice");
+}
+
+#[test]
+fn s4_5_updates_are_packed_with_compression() {
+    let mut h = H::new();
+    for i in 0..300u32 {
+        h.e.announce(h.now, key(&format!("2001:db8:{:x}::/48", i)), 0)
+            .unwrap();
+    }
+    h.advance(Duration::from_secs(3));
+    let mut packets = 0;
+    let mut updates = 0;
+    while let Some(t) = h.e.poll_transmit() {
+        assert!(t.bytes.len() <= 1452);
+        let d = babel_wire::decode(&t.bytes, &Default::default()).unwrap();
+        let n = updates_in(&d.packet.messages).len();
+        if n > 0 {
+            packets += 1;
+            updates += n;
+        }
+    }
+    assert!(updates >= 300);
+    assert!(packets <= 6, "{updates} updates in {packets} packets");
+}
+
+#[test]
+fn s3_8_2_1_mass_loss_requests_are_packed_and_bounded() {
+    let mut cfg = config();
+    cfg.limits.max_pending_requests = 300;
+    let mut h = H::with(cfg, InterfaceKind::Wired);
+    second_interface(&mut h);
+    h.establish(nb(1));
+    let ups: Vec<Message> = (0..500)
+        .map(|i| update(&format!("2001:db8:{i:x}::/48"), 9, 1, 10))
+        .collect();
+    h.recv(nb(1), &ups);
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    // The neighbour goes silent: every route is lost and starvation requests go out.
+    h.advance(Duration::from_secs(12));
+    let mut packets = 0;
+    let mut requests = 0;
+    for (_, msgs) in h.sent() {
+        let n = msgs
+            .iter()
+            .filter(|m| matches!(m, Message::SeqnoRequest(_)))
+            .count();
+        if n > 0 {
+            packets += 1;
+            requests += n;
+        }
+    }
+    // One per pending entry on both interfaces, plus the first resend 2 s later.
+    assert_eq!(requests, 2 * 2 * 300);
+    assert!(packets <= 40, "{requests} requests in {packets} packets");
+    assert_eq!(h.e.counters().requests_over_limit, 200);
+}

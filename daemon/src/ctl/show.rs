@@ -1,0 +1,352 @@
+//! `babelctl show`: asks a running daemon for a `dump` over its control socket and prints
+//! interfaces, neighbours and routes as tables, or as JSON. It reads babeld's line format, so it
+//! works with babeld-rs, babeld and Althea's fork alike.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+/// Arguments of `babelctl show`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShowArgs {
+    /// The daemon's control socket: a TCP port on ::1, or a Unix socket path.
+    #[arg(short = 's', long, default_value = "33123")]
+    pub socket: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// What to show: all, interfaces, neighbours or routes.
+    #[arg(default_value = "all")]
+    pub what: String,
+}
+
+/// One `add KIND ID key value ...` line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The id (or the interface name).
+    pub id: String,
+    /// The key/value fields, in order of appearance.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A parsed dump.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Dump {
+    /// First banner line (`BABEL 1.0` or `ALTHEA 0.1`).
+    pub protocol: String,
+    /// Banner fields (`version`, `host`, `my-id`) and Althea's `local fee`/`metric factor`.
+    pub info: BTreeMap<String, String>,
+    /// Interfaces.
+    pub interfaces: Vec<Entry>,
+    /// Neighbours.
+    pub neighbours: Vec<Entry>,
+    /// Exported (local) routes.
+    pub xroutes: Vec<Entry>,
+    /// Routes.
+    pub routes: Vec<Entry>,
+}
+
+/// Parses a banner and `dump` reply.
+pub fn parse_dump(text: &str) -> Dump {
+    let mut d = Dump::default();
+    for (i, line) in text.lines().enumerate() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [p, v] if i == 0 => d.protocol = format!("{p} {v}"),
+            ["local", "fee", v] => {
+                d.info.insert("local fee".into(), (*v).into());
+            }
+            ["metric", "factor", v] => {
+                d.info.insert("metric factor".into(), (*v).into());
+            }
+            ["add", kind, id, rest @ ..] => {
+                let mut e = Entry {
+                    id: (*id).to_string(),
+                    fields: BTreeMap::new(),
+                };
+                for kv in rest.chunks(2) {
+                    if let [k, v] = kv {
+                        e.fields.insert((*k).to_string(), (*v).to_string());
+                    }
+                }
+                match *kind {
+                    "interface" => d.interfaces.push(e),
+                    "neighbour" => d.neighbours.push(e),
+                    "xroute" => d.xroutes.push(e),
+                    "route" => d.routes.push(e),
+                    _ => {}
+                }
+            }
+            [k, v] if matches!(*k, "version" | "host" | "my-id") => {
+                d.info.insert((*k).to_string(), (*v).to_string());
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// Converts babeld-rs's `dump json` into the same entries, with prices (which the text dump
+/// shows only in the Althea dialect).
+pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
+    let mut d = parse_dump(banner);
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let entries = |key: &str, id: &str, rename: &[(&str, &str)]| -> Vec<Entry> {
+        v.get(key)
+            .and_then(|a| a.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|o| {
+                        let mut e = Entry {
+                            id: o.get(id).map(s).unwrap_or_default(),
+                            fields: BTreeMap::new(),
+                        };
+                        if let Some(map) = o.as_object() {
+                            for (k, val) in map {
+                                let k = rename
+                                    .iter()
+                                    .find(|(from, _)| from == k)
+                                    .map_or(k.as_str(), |(_, to)| to);
+                                e.fields.insert(k.to_string(), s(val));
+                            }
+                        }
+                        e
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    d.interfaces = entries("interfaces", "name", &[]);
+    d.neighbours = entries(
+        "neighbours",
+        "address",
+        &[("interface", "if"), ("rtt_ms", "rtt")],
+    );
+    d.xroutes = entries("xroutes", "prefix", &[]);
+    d.routes = entries(
+        "routes",
+        "prefix",
+        &[
+            ("interface", "if"),
+            ("router_id", "id"),
+            ("full_path_rtt_us", "full-path-rtt"),
+        ],
+    );
+    for r in &mut d.routes {
+        if let Some(i) = r.fields.get("installed").cloned() {
+            r.fields.insert(
+                "installed".into(),
+                if i == "true" {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            );
+        }
+        if let Some(us) = r
+            .fields
+            .get("full-path-rtt")
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            r.fields.insert(
+                "full-path-rtt".into(),
+                format!("{}.{:03}", us / 1000, us % 1000),
+            );
+        }
+    }
+    if let Some(fee) = v.get("fee") {
+        d.info.insert("local fee".into(), s(fee));
+    }
+    d
+}
+
+/// Reads a daemon's state: babeld-rs's `dump json` when it has it, else babeld's `dump`.
+pub fn fetch_dump(socket: &str) -> anyhow::Result<Dump> {
+    let reply = fetch(socket, b"dump json\nquit\n")?;
+    if let Some(json) = reply.lines().find(|l| l.starts_with('{'))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+    {
+        return Ok(from_json(&reply, &v));
+    }
+    Ok(parse_dump(&fetch(socket, b"dump\nquit\n")?))
+}
+
+/// Sends a request to a running daemon and reads until it closes.
+pub fn fetch(socket: &str, request: &[u8]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    if socket.starts_with('/') {
+        let mut s = std::os::unix::net::UnixStream::connect(socket)
+            .with_context(|| format!("connecting to {socket}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request)?;
+        s.read_to_string(&mut out)?;
+    } else {
+        let port: u16 = socket
+            .parse()
+            .with_context(|| format!("{socket:?} is neither a port nor a path"))?;
+        let mut s = std::net::TcpStream::connect(("::1", port))
+            .with_context(|| format!("connecting to [::1]:{port}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request)?;
+        s.read_to_string(&mut out)?;
+    }
+    if out.is_empty() {
+        bail!("the daemon closed the connection without answering");
+    }
+    Ok(out)
+}
+
+fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|s| s.to_string()).collect())
+    )?;
+    for r in rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+fn get(e: &Entry, k: &str) -> String {
+    e.fields.get(k).cloned().unwrap_or_else(|| "-".into())
+}
+
+/// Prints a parsed dump as tables.
+pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let all = what == "all";
+    if all {
+        let info: Vec<String> = d.info.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(out, "{}  {}", d.protocol, info.join("  "))?;
+    }
+    if all || what == "interfaces" {
+        writeln!(out, "\nInterfaces")?;
+        let rows = d
+            .interfaces
+            .iter()
+            .map(|e| vec![e.id.clone(), get(e, "up"), get(e, "ipv6"), get(e, "ipv4")])
+            .collect();
+        table(out, &["NAME", "UP", "IPV6", "IPV4"], rows)?;
+    }
+    if all || what == "neighbours" {
+        writeln!(out, "\nNeighbours")?;
+        let rows = d
+            .neighbours
+            .iter()
+            .map(|e| {
+                ["address", "if", "reach", "rxcost", "txcost", "rtt", "cost"]
+                    .iter()
+                    .map(|k| get(e, k))
+                    .collect()
+            })
+            .collect();
+        table(
+            out,
+            &["ADDRESS", "IF", "REACH", "RXCOST", "TXCOST", "RTT", "COST"],
+            rows,
+        )?;
+    }
+    if all || what == "routes" {
+        writeln!(out, "\nRoutes")?;
+        let priced = d.routes.iter().any(|e| e.fields.contains_key("price"));
+        let mut keys = vec!["prefix", "from", "installed", "metric", "refmetric"];
+        let mut header = vec!["PREFIX", "FROM", "INSTALLED", "METRIC", "REFMETRIC"];
+        if priced {
+            keys.extend(["price", "fee", "full-path-rtt"]);
+            header.extend(["PRICE", "FEE", "PATH-RTT"]);
+        }
+        keys.extend(["via", "if", "id"]);
+        header.extend(["VIA", "IF", "ROUTER-ID"]);
+        let mut rows: Vec<Vec<String>> = d
+            .routes
+            .iter()
+            .map(|e| keys.iter().map(|k| get(e, k)).collect())
+            .collect();
+        rows.extend(d.xroutes.iter().map(|e| {
+            let mut r: Vec<String> = vec![
+                get(e, "prefix"),
+                get(e, "from"),
+                "local".into(),
+                get(e, "metric"),
+                "-".into(),
+            ];
+            if priced {
+                r.extend(["0".into(), "-".into(), "-".into()]);
+            }
+            r.extend(["-".into(), "-".into(), "(this router)".into()]);
+            r
+        }));
+        table(out, &header, rows)?;
+    }
+    Ok(())
+}
+
+/// Runs `babelctl show`.
+pub fn run(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let d = fetch_dump(&args.socket)?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&d)?)?;
+    } else {
+        print_tables(&d, &args.what, out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const ALTHEA: &str = "ALTHEA 0.1\nversion babeld-1.8.0-24-g6335378\nhost raspberrypi\nmy-id ba:27:eb:ff:fe:09:06:dd\nok\nlocal fee 1024\nmetric factor 1900\nadd interface wlan0 up true ipv6 fe80::1a8b:ec1:8542:1bd8 ipv4 10.28.119.131\nadd neighbour 14f19a8 address fe80::2cee:2fff:648:8796 if wg0 reach ffff rxcost 256 txcost 256 rtt 26.723 rttcost 912 cost 1168\nadd xroute 10.28.119.131/32-::/0 prefix 10.28.119.131/32 from ::/0 metric 0\nadd route 14f0820 prefix 10.28.7.7/32 from 0.0.0.0/0 installed yes id ba:27:eb:ff:fe:5b:fe:c7 metric 1596 price 3072 fee 3072 refmetric 638 full-path-rtt 22.805 via fe80::e914:2335:a76:bda3 if wlan0\nok\n";
+
+    #[test]
+    fn parses_rita_fixture_and_prints_tables() {
+        let d = parse_dump(ALTHEA);
+        assert_eq!(d.protocol, "ALTHEA 0.1");
+        assert_eq!(d.info["local fee"], "1024");
+        assert_eq!(d.interfaces[0].id, "wlan0");
+        assert_eq!(d.neighbours[0].fields["rtt"], "26.723");
+        assert_eq!(d.routes[0].fields["price"], "3072");
+        let mut out = Vec::new();
+        print_tables(&d, "all", &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("PRICE"), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("10.28.7.7/32")
+                && l.contains("3072")
+                && l.contains("22.805")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("10.28.119.131/32") && l.contains("(this router)")),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        print_tables(&d, "neighbours", &mut out).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("Routes"));
+    }
+}

@@ -1,0 +1,277 @@
+//! babeld's `redistribute` and `install` filters (babeld.man, "Filtering rules").
+//!
+//! A candidate is a local address (announced as a host prefix) or a kernel route of another
+//! protocol. Filters are tried in order and the first whose selectors all match decides. With no
+//! match, local addresses are announced and kernel routes are not, as babeld does.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use babel_wire::{Prefix, RouterId};
+
+use crate::config::{Filter, FilterAction, FilterKind};
+
+/// What a filter might match on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    /// Destination.
+    pub prefix: Prefix,
+    /// Source prefix.
+    pub src_prefix: Option<Prefix>,
+    /// Interface name.
+    pub ifname: Option<&'a str>,
+    /// Kernel protocol of a route; `None` for a local address.
+    pub proto: Option<u8>,
+    /// Neighbour it was learned from (install and in filters).
+    pub neighbour: Option<IpAddr>,
+    /// Originating router (install and in filters).
+    pub router_id: Option<RouterId>,
+}
+
+/// What the filters decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Announce (redistribute) or install.
+    pub allow: bool,
+    /// Metric to add / announce with.
+    pub metric: u16,
+    /// `table N`.
+    pub table: Option<u32>,
+    /// `pref-src IP`.
+    pub pref_src: Option<IpAddr>,
+    /// `src-prefix P`.
+    pub src_prefix: Option<Prefix>,
+}
+
+fn plen_ok(len: u8, ge: Option<u8>, le: Option<u8>) -> bool {
+    ge.is_none_or(|g| len >= g) && le.is_none_or(|l| len <= l)
+}
+
+/// Whether every selector of `f` matches `c`.
+pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
+    if let Some(p) = f.prefix
+        && !p.contains(&c.prefix)
+    {
+        return false;
+    }
+    if !plen_ok(c.prefix.len(), f.plen_ge, f.plen_le) {
+        return false;
+    }
+    if f.src_prefix.is_some() || f.src_plen_ge.is_some() || f.src_plen_le.is_some() {
+        let Some(src) = c.src_prefix else {
+            return false;
+        };
+        if f.src_prefix.is_some_and(|p| !p.contains(&src))
+            || !plen_ok(src.len(), f.src_plen_ge, f.src_plen_le)
+        {
+            return false;
+        }
+    }
+    if f.local && c.proto.is_some() {
+        return false;
+    }
+    if let Some(p) = f.proto
+        && c.proto != Some(p)
+    {
+        return false;
+    }
+    if let Some(i) = &f.interface
+        && c.ifname != Some(i.as_str())
+    {
+        return false;
+    }
+    if let Some(n) = f.neighbour
+        && c.neighbour != Some(n)
+    {
+        return false;
+    }
+    if let Some(id) = f.router_id
+        && c.router_id != Some(id)
+    {
+        return false;
+    }
+    true
+}
+
+/// Runs the filters of `kind` on `c`; `default_allow` applies when none matches.
+pub fn verdict(
+    filters: &[(FilterKind, Filter)],
+    kind: FilterKind,
+    c: &Candidate<'_>,
+    default_allow: bool,
+) -> Verdict {
+    for (k, f) in filters {
+        if *k != kind || !matches(f, c) {
+            continue;
+        }
+        let mut v = Verdict {
+            allow: true,
+            ..Verdict::default()
+        };
+        for a in &f.actions {
+            match a {
+                FilterAction::Allow => {}
+                FilterAction::Deny => v.allow = false,
+                FilterAction::Metric(m) => v.metric = v.metric.saturating_add(*m),
+                FilterAction::Table(t) => v.table = Some(*t),
+                FilterAction::PrefSrc(p) => v.pref_src = Some(*p),
+                FilterAction::SrcPrefix(p) => v.src_prefix = Some(*p),
+            }
+        }
+        // babeld: a metric of infinity is a deny.
+        if v.metric == babel_wire::INFINITY {
+            v.allow = false;
+        }
+        return v;
+    }
+    Verdict {
+        allow: default_allow,
+        ..Verdict::default()
+    }
+}
+
+/// The routes to announce: key (prefix, source) to metric.
+pub type Announcements = BTreeMap<(Prefix, Option<Prefix>), u16>;
+
+/// Computes what to announce from local addresses (`(ifname, address)`) and kernel routes
+/// (`(prefix, src, ifname, proto)`).
+pub fn announcements<'a>(
+    filters: &[(FilterKind, Filter)],
+    locals: impl IntoIterator<Item = (Option<&'a str>, IpAddr)>,
+    routes: impl IntoIterator<Item = (Prefix, Option<Prefix>, Option<&'a str>, u8)>,
+) -> Announcements {
+    let mut out = Announcements::new();
+    for (ifname, addr) in locals {
+        let c = Candidate {
+            prefix: Prefix::host(addr),
+            src_prefix: None,
+            ifname,
+            proto: None,
+            neighbour: None,
+            router_id: None,
+        };
+        let v = verdict(filters, FilterKind::Redistribute, &c, true);
+        if v.allow {
+            out.insert((c.prefix, v.src_prefix), v.metric);
+        }
+    }
+    for (prefix, src_prefix, ifname, proto) in routes {
+        let c = Candidate {
+            prefix,
+            src_prefix,
+            ifname,
+            proto: Some(proto),
+            neighbour: None,
+            router_id: None,
+        };
+        let v = verdict(filters, FilterKind::Redistribute, &c, false);
+        if v.allow {
+            out.insert((prefix, src_prefix.or(v.src_prefix)), v.metric);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn filters(text: &str) -> Vec<(FilterKind, Filter)> {
+        let mut c = Config::default();
+        c.parse_text("t", text).unwrap();
+        c.filters
+    }
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn babeld_defaults_locals_yes_routes_no() {
+        let a = announcements(
+            &[],
+            [(Some("lo"), "10.0.0.1".parse().unwrap())],
+            [(p("10.9.0.0/16"), None, Some("eth0"), 4)],
+        );
+        assert_eq!(a.len(), 1);
+        assert!(a.contains_key(&(p("10.0.0.1/32"), None)));
+    }
+
+    #[test]
+    fn the_capture_scripts_filters() {
+        // spec/captures/capture-babeld.sh's configuration.
+        let f = filters(
+            "redistribute local ip 10.77.0.0/16 allow\nredistribute local ip fd77::/16 allow\nredistribute ip 10.78.0.0/16 le 24 allow\nredistribute ip fd78::/16 le 48 allow\nredistribute local deny\n",
+        );
+        let locals = [
+            (Some("lo"), "10.77.0.1".parse().unwrap()),
+            (Some("lo"), "fd77::1".parse().unwrap()),
+            (Some("eth0"), "10.99.1.1".parse().unwrap()),
+        ];
+        let routes = [
+            (p("10.78.1.0/24"), None, Some("bh0"), 4),
+            (p("fd78:0:1::/48"), None, Some("bh0"), 4),
+            (p("10.99.1.0/24"), None, Some("eth0"), 2),
+            (p("10.78.0.0/25"), None, Some("bh0"), 4),
+        ];
+        let a = announcements(&f, locals, routes);
+        let keys: Vec<String> = a.keys().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "10.77.0.1/32",
+                "10.78.1.0/24",
+                "fd77::1/128",
+                "fd78:0:1::/48"
+            ]
+        );
+    }
+
+    #[test]
+    fn althea_filters_and_metrics() {
+        let f = filters(
+            "redistribute eq 128 allow\nredistribute ip 10.0.0.0/8 metric 300\nredistribute local deny\n",
+        );
+        let a = announcements(
+            &f,
+            [
+                (Some("wg0"), "fd00::5".parse().unwrap()),
+                (Some("eth0"), "192.168.1.1".parse().unwrap()),
+            ],
+            [
+                (p("10.2.0.0/16"), None, None, 3),
+                (p("fd01::7/128"), None, None, 4),
+            ],
+        );
+        assert_eq!(a.get(&(p("fd00::5/128"), None)), Some(&0));
+        assert_eq!(a.get(&(p("fd01::7/128"), None)), Some(&0));
+        assert_eq!(a.get(&(p("10.2.0.0/16"), None)), Some(&300));
+        assert!(!a.contains_key(&(p("192.168.1.1/32"), None)));
+    }
+
+    #[test]
+    fn install_filters_table_and_pref_src() {
+        let f = filters(
+            "install ip 10.0.0.0/8 table 100 pref-src 10.1.1.1\ninstall id 02:00:00:ff:fe:00:00:09 deny\n",
+        );
+        let c = Candidate {
+            prefix: p("10.5.0.0/16"),
+            src_prefix: None,
+            ifname: Some("eth0"),
+            proto: Some(42),
+            neighbour: None,
+            router_id: Some(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 1])),
+        };
+        let v = verdict(&f, FilterKind::Install, &c, true);
+        assert!(v.allow);
+        assert_eq!(v.table, Some(100));
+        let c9 = Candidate {
+            prefix: p("fd00::/64"),
+            router_id: Some(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 9])),
+            ..c
+        };
+        assert!(!verdict(&f, FilterKind::Install, &c9, true).allow);
+    }
+}

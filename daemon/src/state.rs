@@ -1,0 +1,588 @@
+//! The daemon's view of its engine: interface bookkeeping, runtime configuration, and the
+//! `dump`/`monitor` lines of the control protocol. No I/O here; `run.rs` does that.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use babel_core::{
+    ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, Policy, RouteView,
+};
+use babel_wire::{Flavour, Prefix};
+use serde::Serialize;
+
+use crate::config::{Config, InterfaceOptions, InterfaceType, Statement};
+use crate::control::{
+    Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
+    neighbour_line, route_line, xroute_line,
+};
+
+/// What the daemon knows about an interface it was asked to run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    /// Name.
+    pub name: String,
+    /// Kernel index, once the interface exists.
+    pub ifindex: Option<u32>,
+    /// Its IPv6 link-local address, once it has one.
+    pub link_local: Option<Ipv6Addr>,
+    /// Its first IPv4 address, for babeld's `ipv4` field and IPv4 next hops.
+    pub ipv4: Option<Ipv4Addr>,
+    /// MTU.
+    pub mtu: usize,
+    /// True if the kernel says it is wireless.
+    pub wireless: bool,
+    /// Administratively and (with link detection) operationally up.
+    pub link_up: bool,
+    /// Running in the engine.
+    pub running: bool,
+}
+
+/// Global settings the engine does not hold.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Control dialect and wire flavour.
+    pub dialect: Dialect,
+    /// `-h` in ms.
+    pub hello_wireless_ms: Option<u32>,
+    /// `-H` in ms.
+    pub hello_wired_ms: Option<u32>,
+    /// `-w`.
+    pub all_wireless: bool,
+    /// `-s`.
+    pub no_split_horizon: bool,
+    /// `kernel-check-interval` as last set.
+    pub kernel_check_interval: Option<u32>,
+    /// Version string for the banner.
+    pub version: String,
+}
+
+/// The engine plus everything the control protocol shows.
+pub struct Daemon {
+    /// The protocol engine.
+    pub engine: Engine,
+    /// The configuration as read and changed at runtime.
+    pub config: Config,
+    /// Interfaces by name, in the order they were named.
+    pub ifaces: Vec<Iface>,
+    /// Settings.
+    pub settings: Settings,
+    /// Current time, set by the loop before every call.
+    pub now: Instant,
+    /// Last line printed per monitored object, so a `flush` line can repeat its fields.
+    monitor_cache: HashMap<MonitorKey, String>,
+    /// Interfaces a control client asked to flush; `run.rs` stops them in the engine.
+    pub flushed: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum MonitorKey {
+    Interface(u32),
+    Neighbour(u32, IpAddr),
+    Route(Prefix, Option<Prefix>, IpAddr),
+    Xroute(Prefix, Option<Prefix>),
+}
+
+impl Daemon {
+    /// A daemon around a new engine.
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        ifaces: Vec<Iface>,
+        settings: Settings,
+        now: Instant,
+    ) -> Self {
+        Daemon {
+            engine,
+            config,
+            ifaces,
+            settings,
+            now,
+            monitor_cache: HashMap::new(),
+            flushed: Vec::new(),
+        }
+    }
+
+    /// The name of an interface index.
+    pub fn ifname(&self, ifindex: u32) -> String {
+        self.ifaces
+            .iter()
+            .find(|i| i.ifindex == Some(ifindex))
+            .map_or_else(|| ifindex.to_string(), |i| i.name.clone())
+    }
+
+    /// The wire flavour of every interface.
+    pub fn flavour(&self) -> Flavour {
+        match self.settings.dialect {
+            Dialect::Althea => Flavour::Althea,
+            Dialect::Babel => Flavour::Standard,
+        }
+    }
+
+    /// The engine configuration for an interface from its options (babeld's defaults per kind,
+    /// `default` options, its own options, and `-h`/`-H`/`-w`/`-s`).
+    pub fn interface_config(&self, iface: &Iface, link_local: Ipv6Addr) -> InterfaceConfig {
+        let o = self.config.interface_options(&iface.name);
+        interface_config(&o, iface, link_local, &self.settings, self.flavour())
+    }
+
+    fn route_line(&self, c: Change, r: &RouteView) -> String {
+        let ifname = self.ifname(r.ifindex);
+        let id = route_id(&r.prefix, r.src_prefix.as_ref(), r.via);
+        route_line(
+            c,
+            self.settings.dialect,
+            &RouteLine {
+                id,
+                prefix: r.prefix,
+                src_prefix: r.src_prefix,
+                installed: r.installed,
+                router_id: r.router_id,
+                metric: r.metric,
+                refmetric: r.refmetric,
+                price: r.price,
+                fee: r.fee,
+                full_path_rtt: r.full_path_rtt,
+                via: r.via,
+                ifname: &ifname,
+            },
+        )
+    }
+
+    fn interface_line(&self, c: Change, i: &Iface) -> String {
+        interface_line(c, &i.name, i.running, i.link_local, i.ipv4)
+    }
+
+    fn neighbour_lines(&self) -> Vec<((u32, IpAddr), String)> {
+        self.engine
+            .neighbours(self.now)
+            .iter()
+            .map(|n| {
+                let ifname = self.ifname(n.ifindex);
+                let line = neighbour_line(
+                    Change::Add,
+                    &NeighbourLine {
+                        id: neighbour_id(n.ifindex, n.address),
+                        address: n.address,
+                        ifname: &ifname,
+                        reach: n.reach,
+                        ureach: n.ureach,
+                        rxcost: n.rxcost,
+                        txcost: n.txcost,
+                        rtt: n
+                            .rtt
+                            .map(|d| (u32::try_from(d.as_micros()).unwrap_or(u32::MAX), n.rttcost)),
+                        cost: n.cost,
+                    },
+                );
+                ((n.ifindex, n.address), line)
+            })
+            .collect()
+    }
+
+    /// babeld's `dump`: interfaces, neighbours, xroutes, routes (Althea: fee lines first).
+    pub fn dump_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.settings.dialect == Dialect::Althea {
+            let mf = match self.engine.policy() {
+                Policy::Althea { metric_factor } => metric_factor,
+                _ => self.config.globals.metric_factor.unwrap_or(0),
+            };
+            out.extend(althea_header(self.engine.fee(), mf));
+        }
+        out.extend(
+            self.ifaces
+                .iter()
+                .map(|i| self.interface_line(Change::Add, i)),
+        );
+        out.extend(self.neighbour_lines().into_iter().map(|(_, l)| l));
+        for x in self.engine.xroutes() {
+            out.push(xroute_line(
+                Change::Add,
+                &x.prefix,
+                x.src_prefix.as_ref(),
+                x.metric,
+            ));
+        }
+        for r in self.engine.routes(self.now) {
+            out.push(self.route_line(Change::Add, &r));
+        }
+        out
+    }
+
+    /// Keeps the monitor cache right while no client monitors: a flushed object's line goes.
+    pub fn forget_monitored(&mut self, e: &Event) {
+        if self.monitor_cache.is_empty() {
+            return;
+        }
+        let key = match e {
+            Event::Interface {
+                kind: ChangeKind::Flush,
+                ifindex,
+            } => MonitorKey::Interface(*ifindex),
+            Event::Neighbour {
+                kind: ChangeKind::Flush,
+                ifindex,
+                address,
+            } => MonitorKey::Neighbour(*ifindex, *address),
+            Event::Route {
+                kind: ChangeKind::Flush,
+                prefix,
+                src_prefix,
+                neighbour,
+                ..
+            } => MonitorKey::Route(*prefix, *src_prefix, *neighbour),
+            Event::Xroute {
+                kind: ChangeKind::Flush,
+                prefix,
+                src_prefix,
+            } => MonitorKey::Xroute(*prefix, *src_prefix),
+            _ => return,
+        };
+        self.monitor_cache.remove(&key);
+    }
+
+    /// Monitor lines for one engine event (empty for events monitors do not see).
+    pub fn monitor_lines(&mut self, e: &Event) -> Vec<String> {
+        let change = |k: ChangeKind| match k {
+            ChangeKind::Add => Change::Add,
+            ChangeKind::Change => Change::Change,
+            ChangeKind::Flush => Change::Flush,
+        };
+        let (key, kind, fresh): (MonitorKey, ChangeKind, Option<String>) = match e {
+            Event::Interface { kind, ifindex } => {
+                let line = self
+                    .ifaces
+                    .iter()
+                    .find(|i| i.ifindex == Some(*ifindex))
+                    .map(|i| self.interface_line(Change::Add, i));
+                (MonitorKey::Interface(*ifindex), *kind, line)
+            }
+            Event::Neighbour {
+                kind,
+                ifindex,
+                address,
+            } => {
+                let line = self
+                    .neighbour_lines()
+                    .into_iter()
+                    .find(|(k, _)| *k == (*ifindex, *address))
+                    .map(|(_, l)| l);
+                (MonitorKey::Neighbour(*ifindex, *address), *kind, line)
+            }
+            Event::Route {
+                kind,
+                prefix,
+                src_prefix,
+                neighbour,
+                ..
+            } => {
+                let line = self
+                    .engine
+                    .routes(self.now)
+                    .iter()
+                    .find(|r| {
+                        r.prefix == *prefix && r.src_prefix == *src_prefix && r.via == *neighbour
+                    })
+                    .map(|r| self.route_line(Change::Add, r));
+                (
+                    MonitorKey::Route(*prefix, *src_prefix, *neighbour),
+                    *kind,
+                    line,
+                )
+            }
+            Event::Xroute {
+                kind,
+                prefix,
+                src_prefix,
+            } => {
+                let line = self
+                    .engine
+                    .xroutes()
+                    .iter()
+                    .find(|x| x.prefix == *prefix && x.src_prefix == *src_prefix)
+                    .map(|x| xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric));
+                (MonitorKey::Xroute(*prefix, *src_prefix), *kind, line)
+            }
+            Event::SeqnoChanged { .. } => return Vec::new(),
+        };
+        let line = match (kind, fresh) {
+            (ChangeKind::Flush, _) => self.monitor_cache.remove(&key),
+            (_, Some(l)) => {
+                self.monitor_cache.insert(key, l.clone());
+                Some(l)
+            }
+            (_, None) => None,
+        };
+        line.map(|l| {
+            // Stored lines start with "add "; the event decides the first word.
+            let rest = l.strip_prefix("add ").unwrap_or(&l).to_owned();
+            let word = match change(kind) {
+                Change::Add => "add",
+                Change::Change => "change",
+                Change::Flush => "flush",
+            };
+            vec![format!("{word} {rest}")]
+        })
+        .unwrap_or_default()
+    }
+
+    /// Applies a runtime statement (after `Context::Runtime` parsing).
+    pub fn apply_runtime(&mut self, s: Statement) -> Result<(), String> {
+        match &s {
+            Statement::Global(g) => {
+                if let Some(fee) = g.fee {
+                    self.engine.set_fee(self.now, fee);
+                }
+                if let Some(mf) = g.metric_factor {
+                    self.engine.set_metric_factor(self.now, mf);
+                }
+                if let Some(k) = g.kernel_check_interval {
+                    self.settings.kernel_check_interval = Some(k);
+                }
+            }
+            Statement::Interface(name, _) => {
+                if !self.ifaces.iter().any(|i| i.name == *name) {
+                    self.ifaces.push(Iface {
+                        name: name.clone(),
+                        ifindex: None,
+                        link_local: None,
+                        ipv4: None,
+                        mtu: 1500,
+                        wireless: false,
+                        link_up: false,
+                        running: false,
+                    });
+                }
+            }
+            Statement::Default(_) | Statement::Key(_) => {}
+            Statement::Filter(..) => return Err("filters cannot change at runtime".to_owned()),
+        }
+        self.config.apply(s);
+        Ok(())
+    }
+
+    /// A JSON document of the dump.
+    pub fn dump_json(&self) -> String {
+        #[derive(Serialize)]
+        struct J<'a> {
+            router_id: String,
+            seqno: u16,
+            fee: u32,
+            interfaces: Vec<JIface<'a>>,
+            neighbours: Vec<JNeigh>,
+            xroutes: Vec<JXroute>,
+            routes: Vec<JRoute>,
+        }
+        #[derive(Serialize)]
+        struct JIface<'a> {
+            name: &'a str,
+            ifindex: Option<u32>,
+            up: bool,
+            ipv6: Option<Ipv6Addr>,
+            ipv4: Option<Ipv4Addr>,
+        }
+        #[derive(Serialize)]
+        struct JNeigh {
+            address: IpAddr,
+            interface: String,
+            reach: u16,
+            ureach: u16,
+            rxcost: u16,
+            txcost: u16,
+            rtt_ms: Option<f64>,
+            rttcost: u16,
+            cost: u16,
+        }
+        #[derive(Serialize)]
+        struct JXroute {
+            prefix: String,
+            from: Option<String>,
+            metric: u16,
+        }
+        #[derive(Serialize)]
+        struct JRoute {
+            prefix: String,
+            from: Option<String>,
+            installed: bool,
+            feasible: bool,
+            router_id: String,
+            metric: u16,
+            smoothed_metric: u16,
+            refmetric: u16,
+            price: u32,
+            fee: u32,
+            seqno: u16,
+            age_s: u64,
+            via: IpAddr,
+            interface: String,
+            full_path_rtt_us: u32,
+        }
+        let j = J {
+            router_id: self.engine.router_id().to_string(),
+            seqno: self.engine.seqno(),
+            fee: self.engine.fee(),
+            interfaces: self
+                .ifaces
+                .iter()
+                .map(|i| JIface {
+                    name: &i.name,
+                    ifindex: i.ifindex,
+                    up: i.running,
+                    ipv6: i.link_local,
+                    ipv4: i.ipv4,
+                })
+                .collect(),
+            neighbours: self
+                .engine
+                .neighbours(self.now)
+                .iter()
+                .map(|n| JNeigh {
+                    address: n.address,
+                    interface: self.ifname(n.ifindex),
+                    reach: n.reach,
+                    ureach: n.ureach,
+                    rxcost: n.rxcost,
+                    txcost: n.txcost,
+                    rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    rttcost: n.rttcost,
+                    cost: n.cost,
+                })
+                .collect(),
+            xroutes: self
+                .engine
+                .xroutes()
+                .iter()
+                .map(|x| JXroute {
+                    prefix: x.prefix.to_string(),
+                    from: x.src_prefix.map(|p| p.to_string()),
+                    metric: x.metric,
+                })
+                .collect(),
+            routes: self
+                .engine
+                .routes(self.now)
+                .iter()
+                .map(|r| JRoute {
+                    prefix: r.prefix.to_string(),
+                    from: r.src_prefix.map(|p| p.to_string()),
+                    installed: r.installed,
+                    feasible: r.feasible,
+                    router_id: r.router_id.to_string(),
+                    metric: r.metric,
+                    smoothed_metric: r.smoothed_metric,
+                    refmetric: r.refmetric,
+                    price: r.price.wrapping_sub(r.fee),
+                    fee: r.fee,
+                    seqno: r.seqno,
+                    age_s: r.age.as_secs(),
+                    via: r.via,
+                    interface: self.ifname(r.ifindex),
+                    full_path_rtt_us: r.full_path_rtt,
+                })
+                .collect(),
+        };
+        serde_json::to_string(&j).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+impl Handler for Daemon {
+    fn dump(&mut self) -> Vec<String> {
+        self.dump_lines()
+    }
+
+    fn dump_json(&mut self) -> String {
+        Daemon::dump_json(self)
+    }
+
+    fn statement(&mut self, s: Statement) -> Result<(), String> {
+        self.apply_runtime(s)
+    }
+
+    fn flush_interface(&mut self, name: &str) -> Result<(), String> {
+        let Some(pos) = self.ifaces.iter().position(|i| i.name == name) else {
+            return Err("No such interface".to_owned());
+        };
+        let i = self.ifaces.remove(pos);
+        if let (Some(ix), true) = (i.ifindex, i.running) {
+            self.engine.interface_down(self.now, ix);
+            self.flushed.push(ix);
+        }
+        self.config.interfaces.retain(|(n, _)| n != name);
+        Ok(())
+    }
+}
+
+/// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
+pub fn route_id(prefix: &Prefix, src: Option<&Prefix>, via: IpAddr) -> u64 {
+    let p = prefix.to_string();
+    let s = src.map(|s| s.to_string()).unwrap_or_default();
+    let v = via.to_string();
+    line_id(&[b"route", p.as_bytes(), s.as_bytes(), v.as_bytes()])
+}
+
+/// A stable id for a neighbour line.
+pub fn neighbour_id(ifindex: u32, address: IpAddr) -> u64 {
+    let a = address.to_string();
+    line_id(&[b"neigh", &ifindex.to_be_bytes(), a.as_bytes()])
+}
+
+/// babeld's interface defaults per kind, then the options.
+pub fn interface_config(
+    o: &InterfaceOptions,
+    iface: &Iface,
+    link_local: Ipv6Addr,
+    s: &Settings,
+    flavour: Flavour,
+) -> InterfaceConfig {
+    let kind = match o.kind.unwrap_or_default() {
+        InterfaceType::Wired => InterfaceKind::Wired,
+        InterfaceType::Wireless => InterfaceKind::Wireless,
+        InterfaceType::Tunnel => InterfaceKind::Tunnel,
+        InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
+        InterfaceType::Auto => InterfaceKind::Wired,
+    };
+    let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
+    let flag_hello = if kind == InterfaceKind::Wireless {
+        s.hello_wireless_ms
+    } else {
+        s.hello_wired_ms
+    };
+    if let Some(ms) = o.hello_interval_ms.or(flag_hello) {
+        c.hello_interval = Duration::from_millis(u64::from(ms));
+        c.update_interval = c.hello_interval * 4;
+    }
+    if let Some(ms) = o.update_interval_ms {
+        c.update_interval = Duration::from_millis(u64::from(ms));
+    }
+    if let Some(r) = o.rxcost {
+        c.rxcost = r;
+    }
+    if s.no_split_horizon {
+        c.split_horizon = false;
+    }
+    if let Some(Some(b)) = o.split_horizon {
+        c.split_horizon = b;
+    }
+    if let Some(Some(b)) = o.link_quality {
+        c.link_quality = b;
+    }
+    if let Some(b) = o.enable_timestamps {
+        c.timestamps = b;
+    }
+    if let Some(p) = o.max_rtt_penalty {
+        c.max_rtt_penalty = p;
+    }
+    if let Some(us) = o.rtt_min_us {
+        c.rtt_min = Duration::from_micros(u64::from(us));
+    }
+    if let Some(us) = o.rtt_max_us {
+        c.rtt_max = Duration::from_micros(u64::from(us));
+    }
+    if o.unicast == Some(true) {
+        c.unicast_hello_interval = Some(c.hello_interval);
+    }
+    c.flavour = flavour;
+    c.mtu = iface.mtu;
+    c
+}

@@ -1,0 +1,65 @@
+//! Bench: wall time for the simulator to converge a random geometric mesh (default 1000 nodes).
+//!
+//! `CARGO_TARGET_DIR=/work/target-core cargo bench -p babel-sim --bench mesh [-- NODES [SEED]]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use babel_sim::{Sim, SimConfig, Topology};
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let nodes = args.first().copied().unwrap_or(1000) as usize;
+    let seed = args.get(1).copied().unwrap_or(1);
+    let t0 = std::time::Instant::now();
+    let topo = Topology::random_geometric(nodes, None, seed);
+    let build = t0.elapsed();
+    let mut degree = vec![0usize; nodes];
+    for l in &topo.links {
+        degree[l.a] += 1;
+        degree[l.b] += 1;
+    }
+    let t1 = std::time::Instant::now();
+    let mut sim = Sim::new(
+        &topo,
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        },
+    );
+    sim.set_progress(std::env::var_os("SIM_PROGRESS").is_some());
+    let conv = sim.run_until_converged(Duration::from_secs(900));
+    let wall = t1.elapsed();
+    let st = sim.stats();
+    println!(
+        "topology            random:{nodes} seed {seed}: {} links, mean degree {:.1}, max degree {}",
+        topo.links.len(),
+        2.0 * topo.links.len() as f64 / nodes as f64,
+        degree.iter().max().unwrap()
+    );
+    println!("topology build      {build:?}");
+    println!(
+        "converged           {:?} (virtual), at virtual time {:?}",
+        conv,
+        sim.now().saturating_since(babel_core::Instant::ZERO)
+    );
+    println!("wall time           {wall:?}");
+    println!("loops               {}", st.loops);
+    println!(
+        "packets / bytes     {} / {} ({} messages)",
+        st.packets_sent, st.bytes_sent, st.messages_sent
+    );
+    println!("route changes       {}", st.route_changes);
+    println!("steps               {}", st.steps);
+    let r = sim.routes_per_node();
+    println!(
+        "routes per node     min {} max {} mean {}",
+        r.min, r.max, r.mean
+    );
+    if conv.is_none() {
+        println!("NOT converged: {:?}", sim.check_best());
+    }
+}

@@ -1,0 +1,1049 @@
+//! The simulator: N engines, a virtual clock, links with seeded loss and delay.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use babel_core::{
+    Config, Destination, Engine, Installed, Instant, InterfaceConfig, InterfaceKind, Policy, Rng,
+    RouteKey, RouteOp,
+};
+use babel_wire::{Prefix, RouterId};
+use bytes::Bytes;
+use kernel_fib::{Fib, KernelRoute, MemoryFib};
+use serde::Serialize;
+
+use crate::topology::Topology;
+
+/// Simulation parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of every random choice (loss, delay jitter, each engine's RNG).
+    pub seed: u64,
+    /// Extra loss probability on every link, parts per million.
+    pub loss_ppm: u32,
+    /// Default one-way delay.
+    pub delay: Duration,
+    /// Uniform extra delay jitter.
+    pub delay_jitter: Duration,
+    /// Interface kind of every node interface.
+    pub kind: InterfaceKind,
+    /// Hello interval (update interval = 4 ×).
+    pub hello_interval: Duration,
+    /// Selection policy of every node.
+    pub policy: Policy,
+    /// Fee of every node.
+    pub fee: u32,
+    /// Check for forwarding loops after every step.
+    pub check_loops: bool,
+    /// Emit engine events (off: faster).
+    pub events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            loss_ppm: 0,
+            delay: Duration::from_millis(1),
+            delay_jitter: Duration::from_millis(1),
+            kind: InterfaceKind::Wired,
+            hello_interval: Duration::from_secs(4),
+            policy: Policy::Babeld,
+            fee: 0,
+            check_loops: true,
+            events: false,
+        }
+    }
+}
+
+/// Something that happens to the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimEvent {
+    /// The link between two nodes stops carrying packets (both interfaces stay up).
+    LinkDown(usize, usize),
+    /// The link carries packets again.
+    LinkUp(usize, usize),
+    /// New cost (rxcost at both ends).
+    LinkCost(usize, usize, u16),
+    /// The node stops (its engine is dropped).
+    Crash(usize),
+    /// The node starts again; with `keep_seqno` its seqno comes back from "disk" (babeld's state
+    /// file), otherwise it is drawn at random, as babeld without a state file. The router-id stays.
+    Restart {
+        /// Node.
+        node: usize,
+        /// Restore the persisted seqno.
+        keep_seqno: bool,
+    },
+    /// New fee on a node.
+    Fee(usize, u32),
+    /// New Althea metric factor on a node.
+    MetricFactor(usize, u32),
+    /// The node announces an extra prefix.
+    Announce(usize, Prefix),
+    /// The node withdraws a prefix.
+    Withdraw(usize, Prefix),
+}
+
+impl SimEvent {
+    /// Parses `KIND:ARGS`: `link-down:A-B`, `link-up:A-B`, `link-cost:A-B:C`, `crash:N`,
+    /// `restart:N`, `restart-fresh:N`, `fee:N:F`, `metric-factor:N:F`, `announce:N:PREFIX`,
+    /// `withdraw:N:PREFIX` (a prefix may itself contain colons).
+    pub fn parse(s: &str) -> Option<SimEvent> {
+        let (kind, rest) = s.split_once(':')?;
+        let pair = |p: &str| -> Option<(usize, usize)> {
+            let (a, b) = p.split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        let node_and = |p: &str| -> Option<(usize, String)> {
+            let (n, v) = p.split_once(':')?;
+            Some((n.parse().ok()?, v.to_owned()))
+        };
+        Some(match kind {
+            "link-down" => {
+                let (a, b) = pair(rest)?;
+                SimEvent::LinkDown(a, b)
+            }
+            "link-up" => {
+                let (a, b) = pair(rest)?;
+                SimEvent::LinkUp(a, b)
+            }
+            "link-cost" => {
+                let (p, c) = rest.rsplit_once(':')?;
+                let (a, b) = pair(p)?;
+                SimEvent::LinkCost(a, b, c.parse().ok()?)
+            }
+            "crash" => SimEvent::Crash(rest.parse().ok()?),
+            "restart" => SimEvent::Restart {
+                node: rest.parse().ok()?,
+                keep_seqno: true,
+            },
+            "restart-fresh" => SimEvent::Restart {
+                node: rest.parse().ok()?,
+                keep_seqno: false,
+            },
+            "fee" => {
+                let (n, v) = node_and(rest)?;
+                SimEvent::Fee(n, v.parse().ok()?)
+            }
+            "metric-factor" => {
+                let (n, v) = node_and(rest)?;
+                SimEvent::MetricFactor(n, v.parse().ok()?)
+            }
+            "announce" => {
+                let (n, v) = node_and(rest)?;
+                SimEvent::Announce(n, v.parse().ok()?)
+            }
+            "withdraw" => {
+                let (n, v) = node_and(rest)?;
+                SimEvent::Withdraw(n, v.parse().ok()?)
+            }
+            _ => return None,
+        })
+    }
+}
+
+struct Link {
+    a: usize,
+    b: usize,
+    ifa: u32,
+    ifb: u32,
+    up: bool,
+    cost: u16,
+    loss_ppm: u32,
+    delay: Option<Duration>,
+    /// Last delivery time from a to b and from b to a: links are FIFO (jitter never reorders).
+    last: [Instant; 2],
+}
+
+struct Node {
+    engine: Option<Engine>,
+    router_id: RouterId,
+    prefixes: BTreeSet<Prefix>,
+    /// (ifindex, link index)
+    ifaces: Vec<(u32, usize)>,
+    /// The "disk": last seqno seen, restored on a restart with state.
+    saved_seqno: u16,
+    restarts: u64,
+    fee: u32,
+    policy: Policy,
+    wake: Option<Instant>,
+    /// The node's kernel table: the engine's route changes applied to kernel-fib's in-memory
+    /// table, as the daemon applies them to the kernel; next-hop nodes are read from it.
+    kernel: MemoryFib,
+}
+
+struct Delivery {
+    at: Instant,
+    seq: u64,
+    node: usize,
+    ifindex: u32,
+    src: IpAddr,
+    dst: Destination,
+    bytes: Bytes,
+}
+
+impl PartialEq for Delivery {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Delivery {}
+impl PartialOrd for Delivery {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delivery {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// Counters of the whole run.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets handed to links.
+    pub packets_sent: u64,
+    /// Their bytes (Babel payload).
+    pub bytes_sent: u64,
+    /// TLV messages in them.
+    pub messages_sent: u64,
+    /// Packets lost on links (loss or link down).
+    pub packets_lost: u64,
+    /// Kernel route changes over all nodes.
+    pub route_changes: u64,
+    /// Forwarding loops detected (one per destination and step in which a cycle exists).
+    pub loops: u64,
+    /// Steps executed.
+    pub steps: u64,
+}
+
+/// Distribution of installed routes per node.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct RoutesPerNode {
+    /// Fewest.
+    pub min: usize,
+    /// Most.
+    pub max: usize,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// The JSON summary of a run (`babelctl simulate --json`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// Topology spec.
+    pub topology: String,
+    /// Seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Links.
+    pub links: usize,
+    /// Whether every node reached the best routes.
+    pub converged: bool,
+    /// Time from the start (or the last scenario event) to the last route change before
+    /// convergence, milliseconds; `null` if it did not converge.
+    pub convergence_time_ms: Option<u64>,
+    /// Simulated time run, milliseconds.
+    pub sim_time_ms: u64,
+    /// Forwarding loops seen.
+    pub loops: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Packets lost.
+    pub packets_lost: u64,
+    /// Kernel route changes.
+    pub route_changes: u64,
+    /// Installed routes per node.
+    pub routes_per_node: RoutesPerNode,
+    /// Why the final state is not the best, if it is not.
+    pub not_best: Option<String>,
+}
+
+/// N engines on one virtual clock.
+pub struct Sim {
+    cfg: SimConfig,
+    topo_name: String,
+    now: Instant,
+    rng: Rng,
+    nodes: Vec<Node>,
+    links: Vec<Link>,
+    link_index: BTreeMap<(usize, usize), usize>,
+    deliveries: BinaryHeap<Reverse<Delivery>>,
+    wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
+    scheduled: BTreeMap<(Instant, u64), SimEvent>,
+    seq: u64,
+    stats: Stats,
+    last_change: Instant,
+    last_event: Instant,
+    dist_cache: Option<Vec<Vec<u32>>>,
+    /// (destination, node) pairs whose next hop changed in this step.
+    changed: BTreeSet<(Prefix, usize)>,
+    progress: bool,
+}
+
+/// The kernel table key of a destination route (main table, default metric).
+fn kernel_key(prefix: Prefix) -> kernel_fib::RouteKey {
+    KernelRoute::unicast(prefix, None, None).key()
+}
+
+/// Node `n`'s address on interface `ifindex`.
+pub fn node_address(n: usize, ifindex: u32) -> IpAddr {
+    let id = u32::try_from(n + 1).unwrap_or(u32::MAX);
+    IpAddr::V6(Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        0,
+        (id >> 16) as u16,
+        id as u16,
+        ifindex as u16,
+    ))
+}
+
+/// Node `n`'s router-id.
+pub fn node_router_id(n: usize) -> RouterId {
+    let id = u32::try_from(n + 1).unwrap_or(u32::MAX).to_be_bytes();
+    let [a, b, c, d] = id;
+    RouterId([0x02, 0, 0, 0, a, b, c, d])
+}
+
+/// Node `n`'s announced prefix (a /128 in fd00::/64).
+pub fn node_prefix(n: usize) -> Prefix {
+    let id = u32::try_from(n + 1).unwrap_or(u32::MAX);
+    Prefix::host(IpAddr::V6(Ipv6Addr::new(
+        0xfd00,
+        0,
+        0,
+        0,
+        0,
+        0,
+        (id >> 16) as u16,
+        id as u16,
+    )))
+}
+
+impl Sim {
+    /// Builds the network; every node announces [`node_prefix`] and brings its interfaces up at
+    /// time 0.
+    pub fn new(topo: &Topology, cfg: SimConfig) -> Sim {
+        let mut nodes: Vec<Node> = (0..topo.nodes)
+            .map(|n| Node {
+                engine: None,
+                router_id: node_router_id(n),
+                prefixes: BTreeSet::from([node_prefix(n)]),
+                ifaces: Vec::new(),
+                saved_seqno: 0,
+                restarts: 0,
+                fee: cfg.fee,
+                policy: cfg.policy,
+                wake: None,
+                kernel: MemoryFib::new(),
+            })
+            .collect();
+        let mut links = Vec::new();
+        let mut link_index = BTreeMap::new();
+        for l in &topo.links {
+            if l.a == l.b
+                || l.a >= topo.nodes
+                || l.b >= topo.nodes
+                || link_index.contains_key(&(l.a.min(l.b), l.a.max(l.b)))
+            {
+                continue;
+            }
+            let idx = links.len();
+            let ifa = nodes.get(l.a).map_or(1, |n| n.ifaces.len() as u32 + 1);
+            let ifb = nodes.get(l.b).map_or(1, |n| n.ifaces.len() as u32 + 1);
+            if let Some(n) = nodes.get_mut(l.a) {
+                n.ifaces.push((ifa, idx));
+            }
+            if let Some(n) = nodes.get_mut(l.b) {
+                n.ifaces.push((ifb, idx));
+            }
+            links.push(Link {
+                a: l.a,
+                b: l.b,
+                ifa,
+                ifb,
+                up: true,
+                cost: l.cost,
+                loss_ppm: l.loss_ppm,
+                delay: l.delay_ms.map(Duration::from_millis),
+                last: [Instant::ZERO; 2],
+            });
+            link_index.insert((l.a.min(l.b), l.a.max(l.b)), idx);
+        }
+        let mut sim = Sim {
+            rng: Rng::new(cfg.seed),
+            cfg,
+            topo_name: topo.name.clone(),
+            now: Instant::ZERO,
+            nodes,
+            links,
+            link_index,
+            deliveries: BinaryHeap::new(),
+            wakeups: BinaryHeap::new(),
+            scheduled: BTreeMap::new(),
+            seq: 0,
+            stats: Stats::default(),
+            last_change: Instant::ZERO,
+            last_event: Instant::ZERO,
+            dist_cache: None,
+            changed: BTreeSet::new(),
+            progress: false,
+        };
+        for n in 0..sim.nodes.len() {
+            sim.start_node(n, None);
+        }
+        sim
+    }
+
+    fn iface_config(&self, n: usize, ifindex: u32, cost: u16) -> InterfaceConfig {
+        let mut c = InterfaceConfig::new(
+            format!("sim{ifindex}"),
+            self.cfg.kind,
+            node_address(n, ifindex),
+        )
+        .with_hello_interval(self.cfg.hello_interval);
+        c.rxcost = cost;
+        c
+    }
+
+    fn start_node(&mut self, n: usize, seqno: Option<u16>) {
+        let now = self.now;
+        let Some(node) = self.nodes.get(n) else {
+            return;
+        };
+        let mut cfg = Config::new(node.router_id);
+        cfg.seed = self.cfg.seed ^ ((n as u64 + 1) << 20) ^ (node.restarts << 48);
+        cfg.seqno = seqno;
+        cfg.fee = node.fee;
+        cfg.policy = node.policy;
+        cfg.events = self.cfg.events;
+        let Ok(mut engine) = Engine::new(cfg, now) else {
+            return;
+        };
+        let ifaces: Vec<(u32, u16)> = node
+            .ifaces
+            .iter()
+            .map(|&(ifindex, l)| (ifindex, self.links.get(l).map_or(96, |l| l.cost)))
+            .collect();
+        for (ifindex, cost) in ifaces {
+            engine.interface_up(now, ifindex, self.iface_config(n, ifindex, cost));
+        }
+        for p in &node.prefixes {
+            let _ = engine.announce(now, RouteKey::new(*p), 0);
+        }
+        if let Some(node) = self.nodes.get_mut(n) {
+            node.engine = Some(engine);
+            node.kernel = MemoryFib::new();
+        }
+        self.drain(n);
+    }
+
+    /// Print a progress line to stderr every 10 s of virtual time in
+    /// [`Sim::run_until_converged`] (benchmarks).
+    pub fn set_progress(&mut self, on: bool) {
+        self.progress = on;
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Run counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// A node's engine (None while crashed).
+    pub fn engine(&self, n: usize) -> Option<&Engine> {
+        self.nodes.get(n).and_then(|n| n.engine.as_ref())
+    }
+
+    /// The route node `n` uses for `prefix`.
+    pub fn installed(&self, n: usize, prefix: Prefix) -> Option<Installed> {
+        self.engine(n)
+            .and_then(|e| e.installed(&RouteKey::new(prefix)))
+    }
+
+    /// The node that node `n` forwards to for `prefix` (from its kernel table).
+    pub fn next_hop_node(&self, n: usize, prefix: Prefix) -> Option<usize> {
+        let r = self.nodes.get(n)?.kernel.get(&kernel_key(prefix))?;
+        self.peer_by_address(n, r.oif?, r.gateway?)
+    }
+
+    /// When the last kernel route change happened.
+    pub fn last_change(&self) -> Instant {
+        self.last_change
+    }
+
+    /// Schedules an event.
+    pub fn schedule(&mut self, at: Instant, ev: SimEvent) {
+        self.seq += 1;
+        self.scheduled.insert((at, self.seq), ev);
+    }
+
+    fn link_of(&self, a: usize, b: usize) -> Option<usize> {
+        self.link_index.get(&(a.min(b), a.max(b))).copied()
+    }
+
+    /// Applies an event now.
+    pub fn apply(&mut self, ev: SimEvent) {
+        let now = self.now;
+        self.last_event = now;
+        self.dist_cache = None;
+        match ev {
+            SimEvent::LinkDown(a, b) | SimEvent::LinkUp(a, b) => {
+                let up = matches!(ev, SimEvent::LinkUp(..));
+                if let Some(l) = self.link_of(a, b).and_then(|i| self.links.get_mut(i)) {
+                    l.up = up;
+                }
+            }
+            SimEvent::LinkCost(a, b, c) => {
+                let Some(li) = self.link_of(a, b) else { return };
+                let Some(l) = self.links.get_mut(li) else {
+                    return;
+                };
+                l.cost = c;
+                let ends = [(l.a, l.ifa), (l.b, l.ifb)];
+                for (n, ifindex) in ends {
+                    let cfg = self.iface_config(n, ifindex, c);
+                    if let Some(e) = self.nodes.get_mut(n).and_then(|n| n.engine.as_mut()) {
+                        e.interface_up(now, ifindex, cfg);
+                    }
+                    self.drain(n);
+                }
+            }
+            SimEvent::Crash(n) => {
+                if let Some(node) = self.nodes.get_mut(n) {
+                    if let Some(e) = node.engine.take() {
+                        node.saved_seqno = e.seqno();
+                    }
+                    node.kernel = MemoryFib::new();
+                    node.wake = None;
+                }
+            }
+            SimEvent::Restart { node, keep_seqno } => {
+                let Some(nd) = self.nodes.get_mut(node) else {
+                    return;
+                };
+                if let Some(e) = nd.engine.take() {
+                    nd.saved_seqno = e.seqno();
+                }
+                nd.restarts += 1;
+                let seqno = keep_seqno.then_some(nd.saved_seqno);
+                self.start_node(node, seqno);
+            }
+            SimEvent::Fee(n, fee) => {
+                if let Some(node) = self.nodes.get_mut(n) {
+                    node.fee = fee;
+                    if let Some(e) = node.engine.as_mut() {
+                        e.set_fee(now, fee);
+                    }
+                }
+                self.drain(n);
+            }
+            SimEvent::MetricFactor(n, f) => {
+                if let Some(node) = self.nodes.get_mut(n) {
+                    node.policy = Policy::Althea { metric_factor: f };
+                    if let Some(e) = node.engine.as_mut() {
+                        e.set_metric_factor(now, f);
+                    }
+                }
+                self.drain(n);
+            }
+            SimEvent::Announce(n, p) => {
+                if let Some(node) = self.nodes.get_mut(n) {
+                    node.prefixes.insert(p);
+                    if let Some(e) = node.engine.as_mut() {
+                        let _ = e.announce(now, RouteKey::new(p), 0);
+                    }
+                }
+                self.drain(n);
+            }
+            SimEvent::Withdraw(n, p) => {
+                if let Some(node) = self.nodes.get_mut(n) {
+                    node.prefixes.remove(&p);
+                    if let Some(e) = node.engine.as_mut() {
+                        e.withdraw(now, RouteKey::new(p));
+                    }
+                }
+                self.drain(n);
+            }
+        }
+    }
+
+    /// Takes everything a node produced: packets onto links, kernel changes into the FIB mirror.
+    fn drain(&mut self, n: usize) {
+        let now = self.now;
+        let mut out = Vec::new();
+        let mut changes = Vec::new();
+        let wake;
+        {
+            let Some(node) = self.nodes.get_mut(n) else {
+                return;
+            };
+            let Some(e) = node.engine.as_mut() else {
+                node.wake = None;
+                return;
+            };
+            while let Some(t) = e.poll_transmit() {
+                out.push(t);
+            }
+            while let Some(r) = e.poll_route() {
+                changes.push(r);
+            }
+            while e.poll_event().is_some() {}
+            node.saved_seqno = e.seqno();
+            wake = e.poll_timeout();
+        }
+        for t in out {
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += t.bytes.len() as u64;
+            self.stats.messages_sent += t.messages as u64;
+            let Some(&(_, li)) = self
+                .nodes
+                .get(n)
+                .and_then(|nd| nd.ifaces.iter().find(|(i, _)| *i == t.ifindex))
+            else {
+                continue;
+            };
+            let Some(l) = self.links.get(li) else {
+                continue;
+            };
+            let dir = usize::from(l.a != n);
+            let (peer, peer_if) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
+            let lost = !l.up || {
+                let loss = l.loss_ppm.saturating_add(self.cfg.loss_ppm);
+                loss > 0 && self.rng.below(1_000_000) < u64::from(loss)
+            };
+            if let Destination::Unicast(a) = t.dst
+                && a != node_address(peer, peer_if)
+            {
+                self.stats.packets_lost += 1;
+                continue;
+            }
+            if lost {
+                self.stats.packets_lost += 1;
+                continue;
+            }
+            let base = l.delay.unwrap_or(self.cfg.delay);
+            let jit = u64::try_from(self.cfg.delay_jitter.as_micros()).unwrap_or(0);
+            let mut at = now + base + Duration::from_micros(self.rng.below(jit));
+            if let Some(slot) = self.links.get_mut(li).and_then(|l| l.last.get_mut(dir)) {
+                at = at.max(*slot + Duration::from_micros(1));
+                *slot = at;
+            }
+            self.seq += 1;
+            self.deliveries.push(Reverse(Delivery {
+                at,
+                seq: self.seq,
+                node: peer,
+                ifindex: peer_if,
+                src: node_address(n, t.ifindex),
+                dst: t.dst,
+                bytes: t.bytes,
+            }));
+        }
+        for c in changes {
+            self.stats.route_changes += 1;
+            self.last_change = now;
+            if let Some(node) = self.nodes.get_mut(n) {
+                let mut route = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex));
+                if let Some(src) = c.src_prefix {
+                    route = route.with_src(src);
+                }
+                // The in-memory table cannot fail on well-formed routes; a failure would show as
+                // a missing next hop, which the convergence check reports.
+                let _ = match c.op {
+                    RouteOp::Delete => node.kernel.delete(&route),
+                    RouteOp::Add | RouteOp::Replace => node.kernel.replace(&route),
+                };
+            }
+            self.changed.insert((c.prefix, n));
+        }
+        if let Some(node) = self.nodes.get_mut(n)
+            && node.wake != wake
+        {
+            node.wake = wake;
+            if let Some(w) = wake {
+                self.wakeups.push(Reverse((w, n)));
+            }
+        }
+    }
+
+    fn peer_by_address(&self, n: usize, ifindex: u32, addr: IpAddr) -> Option<usize> {
+        let &(_, li) = self
+            .nodes
+            .get(n)?
+            .ifaces
+            .iter()
+            .find(|(i, _)| *i == ifindex)?;
+        let l = self.links.get(li)?;
+        let (peer, pif) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
+        (node_address(peer, pif) == addr).then_some(peer)
+    }
+
+    /// The time of the next thing that will happen.
+    fn next_time(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, n))) = self.wakeups.peek().copied() {
+            if self.nodes.get(n).is_some_and(|nd| nd.wake == Some(t)) {
+                break;
+            }
+            self.wakeups.pop();
+        }
+        let mut t = self.wakeups.peek().map(|Reverse((t, _))| *t);
+        if let Some(Reverse(d)) = self.deliveries.peek() {
+            t = Some(t.map_or(d.at, |x| x.min(d.at)));
+        }
+        if let Some(((at, _), _)) = self.scheduled.first_key_value() {
+            t = Some(t.map_or(*at, |x| x.min(*at)));
+        }
+        t
+    }
+
+    /// Executes everything due at the next instant, if it is not after `limit`. Returns false if
+    /// nothing was due by then.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        let Some(t) = self.next_time() else {
+            return false;
+        };
+        if t > limit {
+            return false;
+        }
+        self.now = t;
+        self.stats.steps += 1;
+        while let Some(entry) = self.scheduled.first_entry() {
+            if entry.key().0 > t {
+                break;
+            }
+            let ev = entry.remove();
+            self.apply(ev);
+        }
+        let mut touched = BTreeSet::new();
+        while self.deliveries.peek().is_some_and(|Reverse(d)| d.at <= t) {
+            let Some(Reverse(d)) = self.deliveries.pop() else {
+                break;
+            };
+            if let Some(e) = self.nodes.get_mut(d.node).and_then(|n| n.engine.as_mut()) {
+                e.handle_packet(t, d.ifindex, d.src, d.dst, &d.bytes);
+                touched.insert(d.node);
+            }
+        }
+        while let Some(Reverse((w, n))) = self.wakeups.peek().copied() {
+            if w > t {
+                break;
+            }
+            self.wakeups.pop();
+            if let Some(node) = self.nodes.get_mut(n)
+                && node.wake == Some(w)
+            {
+                node.wake = None;
+                if let Some(e) = node.engine.as_mut() {
+                    e.handle_timeout(t);
+                }
+                touched.insert(n);
+            }
+        }
+        for n in touched {
+            self.drain(n);
+        }
+        if self.cfg.check_loops && !self.changed.is_empty() {
+            // A new cycle must go through a node whose next hop changed: walk from those only.
+            let changed = std::mem::take(&mut self.changed);
+            let mut looped: BTreeSet<Prefix> = BTreeSet::new();
+            for (p, n) in changed {
+                if !looped.contains(&p) && self.loop_from(p, n) {
+                    looped.insert(p);
+                }
+            }
+            self.stats.loops += looped.len() as u64;
+        }
+        self.changed.clear();
+        true
+    }
+
+    fn link_up(&self, a: usize, b: usize) -> bool {
+        self.link_of(a, b)
+            .and_then(|i| self.links.get(i))
+            .is_some_and(|l| l.up)
+    }
+
+    /// Whether following next hops towards `prefix` from `start` comes back to a node already
+    /// visited (over links that are up).
+    fn loop_from(&self, prefix: Prefix, start: usize) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut cur = start;
+        loop {
+            if !seen.insert(cur) {
+                return true;
+            }
+            match self.next_hop_node(cur, prefix) {
+                Some(next) if self.link_up(cur, next) => cur = next,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Every node's next hop towards `prefix` (index = node).
+    pub fn next_hops(&self, prefix: Prefix) -> Vec<Option<usize>> {
+        (0..self.nodes.len())
+            .map(|n| self.next_hop_node(n, prefix))
+            .collect()
+    }
+
+    /// Whether the next hops towards `prefix` contain a cycle that packets would follow (every
+    /// hop over a link that is up).
+    pub fn has_loop(&self, prefix: Prefix) -> bool {
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        let mut state = vec![0u8; self.nodes.len()];
+        for start in 0..self.nodes.len() {
+            let mut path = Vec::new();
+            let mut cur = start;
+            loop {
+                match state.get(cur).copied() {
+                    Some(0) => {}
+                    Some(1) => return true,
+                    _ => break,
+                }
+                if let Some(s) = state.get_mut(cur) {
+                    *s = 1;
+                }
+                path.push(cur);
+                // A packet only follows a next hop over a link that carries packets: a next hop
+                // across a dead link (not yet noticed) is a black hole, not a loop.
+                match self.next_hop_node(cur, prefix) {
+                    Some(next) if self.link_up(cur, next) => cur = next,
+                    _ => break,
+                }
+            }
+            for p in path {
+                if let Some(s) = state.get_mut(p) {
+                    *s = 2;
+                }
+            }
+        }
+        false
+    }
+
+    /// Runs until `t` (inclusive).
+    pub fn run_until(&mut self, t: Instant) {
+        while self.step(t) {}
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    fn distances(&mut self) -> &Vec<Vec<u32>> {
+        if self.dist_cache.is_none() {
+            let n = self.nodes.len();
+            let mut adj: Vec<Vec<(usize, u32)>> = vec![Vec::new(); n];
+            for l in &self.links {
+                let alive = |x: usize| self.nodes.get(x).is_some_and(|nd| nd.engine.is_some());
+                if l.up && alive(l.a) && alive(l.b) {
+                    if let Some(v) = adj.get_mut(l.a) {
+                        v.push((l.b, u32::from(l.cost)));
+                    }
+                    if let Some(v) = adj.get_mut(l.b) {
+                        v.push((l.a, u32::from(l.cost)));
+                    }
+                }
+            }
+            let mut all = Vec::with_capacity(n);
+            for src in 0..n {
+                let mut dist = vec![u32::MAX; n];
+                let mut heap = BinaryHeap::new();
+                if let Some(d) = dist.get_mut(src) {
+                    *d = 0;
+                }
+                heap.push(Reverse((0u32, src)));
+                while let Some(Reverse((d, u))) = heap.pop() {
+                    if dist.get(u).is_some_and(|&x| d > x) {
+                        continue;
+                    }
+                    for &(v, c) in adj.get(u).map(|v| v.as_slice()).unwrap_or_default() {
+                        let nd = d.saturating_add(c);
+                        if let Some(dv) = dist.get_mut(v)
+                            && nd < *dv
+                        {
+                            *dv = nd;
+                            heap.push(Reverse((nd, v)));
+                        }
+                    }
+                }
+                all.push(dist);
+            }
+            self.dist_cache = Some(all);
+        }
+        self.dist_cache.get_or_insert_with(Vec::new)
+    }
+
+    /// Checks that every live node uses a best route (minimum total link cost) to every live
+    /// node's prefixes, and has no route to unreachable ones. Returns the first violation.
+    pub fn check_best(&mut self) -> Result<(), String> {
+        let n = self.nodes.len();
+        let dist = self.distances().clone();
+        let origins: Vec<(usize, Vec<Prefix>)> = (0..n)
+            .map(|d| {
+                (
+                    d,
+                    self.nodes
+                        .get(d)
+                        .map(|nd| nd.prefixes.iter().copied().collect())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut announced: BTreeMap<Prefix, Vec<usize>> = BTreeMap::new();
+        for (d, prefixes) in &origins {
+            if self.engine(*d).is_some() {
+                for p in prefixes {
+                    announced.entry(*p).or_default().push(*d);
+                }
+            }
+        }
+        for a in 0..n {
+            let Some(e) = self.engine(a) else { continue };
+            // No route to something nobody reachable announces.
+            for (k, _) in e.installed_routes() {
+                let reachable = announced.get(&k.prefix).is_some_and(|origins| {
+                    origins.iter().any(|d| {
+                        dist.get(a)
+                            .and_then(|v| v.get(*d))
+                            .is_some_and(|&x| x != u32::MAX)
+                    })
+                });
+                if !reachable {
+                    return Err(format!(
+                        "node {a} still routes to {} that nobody reachable announces",
+                        k.prefix
+                    ));
+                }
+            }
+            for (d, prefixes) in &origins {
+                if *d == a {
+                    continue;
+                }
+                let alive = self.engine(*d).is_some();
+                let want = dist
+                    .get(a)
+                    .and_then(|v| v.get(*d))
+                    .copied()
+                    .unwrap_or(u32::MAX);
+                for p in prefixes {
+                    let got = e.installed(&RouteKey::new(*p));
+                    match (alive && want != u32::MAX, got) {
+                        (false, None) => {}
+                        (false, Some(_)) => {
+                            return Err(format!("node {a} still routes to unreachable {p}"));
+                        }
+                        (true, None) => {
+                            return Err(format!("node {a} has no route to {p} (node {d})"));
+                        }
+                        (true, Some(r)) => {
+                            if u32::from(r.metric) != want {
+                                return Err(format!(
+                                    "node {a} reaches {p} with metric {} instead of {want}",
+                                    r.metric
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until [`Sim::check_best`] holds (checked every second of virtual time) or `max`
+    /// elapses. Returns the convergence time: from `since` (or the last event) to the last kernel
+    /// route change.
+    pub fn run_until_converged(&mut self, max: Duration) -> Option<Duration> {
+        let start = self.now;
+        let deadline = start + max;
+        loop {
+            if self.check_best().is_ok() {
+                let from = self.last_event.max(Instant::ZERO);
+                return Some(self.last_change.max(from).saturating_since(from));
+            }
+            if self.now >= deadline {
+                return None;
+            }
+            let next = (self.now + Duration::from_secs(1)).min(deadline);
+            self.run_until(next);
+            if self.progress && self.now.as_millis().is_multiple_of(10_000) {
+                let best = self.check_best().err();
+                eprintln!(
+                    "t={}s packets={} route_changes={} loops={} {:?}",
+                    self.now.as_millis() / 1000,
+                    self.stats.packets_sent,
+                    self.stats.route_changes,
+                    self.stats.loops,
+                    best
+                );
+            }
+        }
+    }
+
+    /// Installed routes per node (live nodes).
+    pub fn routes_per_node(&self) -> RoutesPerNode {
+        let counts: Vec<usize> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.installed_count())
+            .collect();
+        if counts.is_empty() {
+            return RoutesPerNode::default();
+        }
+        let sum: usize = counts.iter().sum();
+        RoutesPerNode {
+            min: counts.iter().copied().min().unwrap_or(0),
+            max: counts.iter().copied().max().unwrap_or(0),
+            mean: (sum as f64 / counts.len() as f64 * 1000.0).round() / 1000.0,
+        }
+    }
+
+    /// The run's summary.
+    pub fn summary(&mut self, seed: u64, convergence: Option<Duration>) -> Summary {
+        let not_best = self.check_best().err();
+        Summary {
+            topology: self.topo_name.clone(),
+            seed,
+            nodes: self.nodes.len(),
+            links: self.links.len(),
+            converged: convergence.is_some(),
+            convergence_time_ms: convergence
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            sim_time_ms: self.now.as_millis(),
+            loops: self.stats.loops,
+            packets_sent: self.stats.packets_sent,
+            bytes_sent: self.stats.bytes_sent,
+            messages_sent: self.stats.messages_sent,
+            packets_lost: self.stats.packets_lost,
+            route_changes: self.stats.route_changes,
+            routes_per_node: self.routes_per_node(),
+            not_best,
+        }
+    }
+}
