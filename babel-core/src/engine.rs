@@ -2050,11 +2050,7 @@ impl Engine {
             }
             next = min_opt(next, n.hello.next_miss());
             next = min_opt(next, n.uhello.next_miss());
-            if let Some(t) = n.ihu_time
-                && n.ihu_interval > 0
-            {
-                next = min_opt(next, Some(t + from_centis(n.ihu_interval) * 3));
-            }
+            next = min_opt(next, n.next_txcost_check(now));
             if empty {
                 next = min_opt(next, Some(n.created + Duration::from_secs(10)));
             }

@@ -8,6 +8,9 @@ use babel_wire::INFINITY;
 use crate::config::InterfaceConfig;
 use crate::time::{Instant, from_centis};
 
+/// babeld drops an IHU's txcost after this long whatever its interval.
+const IHU_GIVE_UP: Duration = Duration::from_secs(180);
+
 /// A 16-bit Hello history (RFC 8966 Appendix A.1): bit 15 is the most recent Hello.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct History {
@@ -222,19 +225,36 @@ impl Neighbour {
 
     /// Transmit cost: infinity once no IHU arrived for 3 advertised IHU intervals (babeld; the
     /// RFC's IHU hold time is 3.5 ×, §3.4.2 / Appendix B).
+    ///
+    /// babeld's rule (neighbour.c `reset_txcost`): an IHU is trusted for 3 of its advertised
+    /// intervals; after that it is dropped only if 10 intervals or 180 s passed, or none of the
+    /// last 12 Hellos arrived (a neighbour we still hear has probably just lost an IHU or two).
     pub fn effective_txcost(&self, now: Instant) -> u16 {
-        match self.ihu_time {
-            None => INFINITY,
-            Some(t) => {
-                if self.ihu_interval > 0
-                    && now.saturating_since(t) >= from_centis(self.ihu_interval) * 3
-                {
-                    INFINITY
-                } else {
-                    self.txcost
-                }
-            }
+        let Some(t) = self.ihu_time else {
+            return INFINITY;
+        };
+        let delay = now.saturating_since(t);
+        let iv = from_centis(self.ihu_interval);
+        if self.ihu_interval > 0 && delay < iv * 3 {
+            return self.txcost;
         }
+        let hellos_lost = self.hello.reach & 0xFFF0 == 0 && self.uhello.reach & 0xFFF0 == 0;
+        if delay >= IHU_GIVE_UP || hellos_lost || (self.ihu_interval > 0 && delay >= iv * 10) {
+            INFINITY
+        } else {
+            self.txcost
+        }
+    }
+
+    /// When the txcost could next expire (for scheduling the next check).
+    pub fn next_txcost_check(&self, now: Instant) -> Option<Instant> {
+        let t = self.ihu_time?;
+        let iv = from_centis(self.ihu_interval);
+        let mut candidates = vec![t + IHU_GIVE_UP];
+        if self.ihu_interval > 0 {
+            candidates.extend([t + iv * 3, t + iv * 10]);
+        }
+        candidates.into_iter().filter(|c| *c > now).min()
     }
 
     /// RFC 9616 §4 / babeld: linear penalty between rtt-min and rtt-max, for a sample not older
