@@ -52,6 +52,9 @@ pub struct InterfaceConfig {
     pub unicast_hello_interval: Option<Duration>,
     /// Update layout on this link.
     pub flavour: Flavour,
+    /// Our IPv4 address on the link, if it has one: IPv4 routes are then announced with AE 1
+    /// and this next hop, as babeld does; without one they use AE 4 (RFC 9229, IPv4 via IPv6).
+    pub ipv4: Option<std::net::Ipv4Addr>,
     /// Link MTU; packets are at most `mtu - 48` octets.
     pub mtu: usize,
     /// Put at most one sub-TLV per TLV (babeld < 1.12.2 peers).
@@ -78,6 +81,7 @@ impl InterfaceConfig {
             rtt_max: Duration::from_millis(120),
             unicast_hello_interval: None,
             flavour: Flavour::Standard,
+            ipv4: None,
             mtu: 1500,
             one_sub_tlv: false,
         }

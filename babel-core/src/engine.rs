@@ -1449,7 +1449,7 @@ impl Engine {
     ) {
         let msg = Message::SeqnoRequest(SeqnoRequest {
             prefix: key.prefix,
-            v4_via_v6: key.prefix.is_ipv4(),
+            v4_via_v6: false,
             src_prefix: key.src_prefix,
             seqno,
             hop_count,
@@ -1734,16 +1734,18 @@ impl Engine {
         let split = iface.cfg.split_horizon;
         let althea = iface.cfg.flavour == babel_wire::Flavour::Althea;
         let v4 = key.prefix.is_ipv4();
+        // babeld: AE 1 with our IPv4 address on links that have one, else AE 4 (RFC 9229).
+        let v4_next_hop = iface.cfg.ipv4.filter(|_| v4).map(IpAddr::V4);
         let mk = |seqno: u16, metric: u16, rid: RouterId, price: Option<u32>, rtt: Option<u32>| {
             Message::Update(Update {
                 prefix: Some(key.prefix),
-                v4_via_v6: v4,
+                v4_via_v6: v4 && v4_next_hop.is_none(),
                 src_prefix: key.src_prefix,
                 interval,
                 seqno,
                 metric,
                 router_id: Some(rid),
-                next_hop: None,
+                next_hop: v4_next_hop,
                 price,
                 path_rtt: rtt,
                 diversity: None,
@@ -2185,7 +2187,7 @@ impl Engine {
         for (ifindex, via, k) in refresh {
             let req = Message::RouteRequest(RouteRequest {
                 prefix: Some(k.prefix),
-                v4_via_v6: k.prefix.is_ipv4(),
+                v4_via_v6: false,
                 src_prefix: k.src_prefix,
             });
             self.counters.route_requests_sent += 1;

@@ -942,6 +942,55 @@ fn rfc9229_ipv4_prefix_via_ipv6_next_hop() {
     );
 }
 
+/// babeld's choice, which BIRD 2.0 and FRR need: on a link with an IPv4 address an IPv4 route
+/// goes out with AE 1 and that address as next hop (RFC 8966 §4.6.8); without one, AE 4.
+#[test]
+fn s4_6_8_ipv4_routes_use_ae1_on_links_with_ipv4() {
+    let mut h = H::new();
+    let mut c =
+        babel_core::InterfaceConfig::new("eth1", InterfaceKind::Wired, "fe80::2".parse().unwrap());
+    c.ipv4 = Some("192.0.2.7".parse().unwrap());
+    h.e.interface_up(h.now, 2, c);
+    h.sent();
+    h.establish(nb(1));
+    // An AE 1 update from a babeld with an IPv4 next hop is installed via that next hop.
+    let mut m = update("10.1.0.0/16", 9, 3, 100);
+    if let Message::Update(u) = &mut m {
+        u.next_hop = Some("192.0.2.1".parse().unwrap());
+    }
+    h.recv(nb(1), &[m]);
+    assert_eq!(
+        h.installed("10.1.0.0/16").unwrap().next_hop,
+        "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    h.advance(Duration::from_secs(3));
+    let sent = h.updates_by_iface();
+    let v4: Vec<&Update> = sent
+        .iter()
+        .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("10.1.0.0/16")))
+        .map(|(_, u)| u)
+        .collect();
+    assert!(!v4.is_empty(), "{sent:?}");
+    assert!(
+        v4.iter()
+            .all(|u| !u.v4_via_v6 && u.next_hop == Some("192.0.2.7".parse().unwrap())),
+        "{v4:?}"
+    );
+    // On eth0, which has no IPv4 address, the same route goes out with AE 4 (split horizon aside,
+    // eth0 is where it came from, so look at a fresh prefix announced locally).
+    h.e.announce(h.now, RouteKey::new(pfx("10.9.0.0/16")), 0)
+        .unwrap();
+    h.advance(Duration::from_secs(3));
+    let on0 = h.updates_by_iface();
+    assert!(
+        on0.iter().any(|(i, u)| *i == IF
+            && u.prefix == Some(pfx("10.9.0.0/16"))
+            && u.v4_via_v6
+            && u.next_hop.is_none()),
+        "{on0:?}"
+    );
+}
+
 #[test]
 fn rfc9079_source_specific_routes_are_separate_destinations() {
     let mut h = H::new();

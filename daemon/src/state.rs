@@ -584,5 +584,6 @@ pub fn interface_config(
     }
     c.flavour = flavour;
     c.mtu = iface.mtu;
+    c.ipv4 = iface.ipv4;
     c
 }

@@ -293,8 +293,9 @@ fn althea_flavour_accumulates_prices() {
     );
 }
 
-/// BIRD 2 and babeld-rs exchange routes (IPv6: BIRD 2.0.12 predates RFC 9229, so it cannot
-/// take our IPv4 routes, which travel with IPv6 next hops).
+/// BIRD 2 and babeld-rs exchange IPv6 and IPv4 routes. BIRD 2.0.12 predates RFC 9229, so the
+/// link carries IPv4 addresses and IPv4 routes travel with AE 1 and IPv4 next hops, as babeld
+/// sends them.
 #[test]
 fn bird2_learns_our_routes_and_we_learn_its() {
     let t = "bird2_learns_our_routes_and_we_learn_its";
@@ -304,7 +305,8 @@ fn bird2_learns_our_routes_and_we_learn_its() {
     let (a, b) = (node("bia", 1), Netns::new("bib"));
     forwarding(&b);
     veth(&a, "biab", &b, "biba");
-    b.ip(&["route", "add", "fd88::/64", "dev", "lo", "proto", "static"]);
+    a.ip(&["addr", "add", "10.98.0.1/24", "dev", "biab"]);
+    b.ip(&["addr", "add", "10.98.0.2/24", "dev", "biba"]);
     let _da = start(
         &a,
         "bia",
@@ -319,8 +321,12 @@ fn bird2_learns_our_routes_and_we_learn_its() {
         "router id 10.0.0.9;\n\
          protocol device { scan time 1; }\n\
          protocol static { ipv6; route fd99::/64 unreachable; }\n\
+         protocol static { ipv4; route 10.99.9.0/24 unreachable; }\n\
          protocol kernel { ipv6 { export where source = RTS_BABEL; import none; }; }\n\
-         protocol babel { interface \"biba\" { type wired; hello interval 1 s; }; ipv6 { import all; export where source = RTS_STATIC || source = RTS_BABEL; }; }\n",
+         protocol kernel { ipv4 { export where source = RTS_BABEL; import none; }; }\n\
+         protocol babel { interface \"biba\" { type wired; hello interval 1 s; };\n\
+           ipv6 { import all; export where source = RTS_STATIC || source = RTS_BABEL; };\n\
+           ipv4 { import all; export where source = RTS_STATIC || source = RTS_BABEL; }; }\n",
     )
     .unwrap();
     let check = Command::new("bird")
@@ -346,20 +352,39 @@ fn bird2_learns_our_routes_and_we_learn_its() {
         log,
     );
     assert!(bird.alive());
-    // We learn BIRD's static route.
+    // We learn BIRD's static routes, the IPv4 one via BIRD's IPv4 address.
     assert!(
         wait_for(90, || has_route(&a, "fd99::/64")),
         "a: {:?}",
         babel_routes(&a)
     );
-    // BIRD learns ours and puts it in its kernel table (proto bird).
-    let bird_has = || {
+    assert!(
+        wait_for(90, || has_route(&a, "10.99.9.0/24")),
+        "a: {:?}",
+        babel_routes(&a)
+    );
+    assert!(
+        babel_routes(&a)
+            .iter()
+            .any(|l| l.starts_with("10.99.9.0/24 via 10.98.0.2 ")),
+        "{:?}",
+        babel_routes(&a)
+    );
+    // BIRD learns ours and puts them in its kernel table (proto bird).
+    let bird_has = |fam: &str, dst: &str| {
         let o = Command::new("ip")
-            .args(["-n", &b.name, "-6", "route", "show", "fd77::1"])
+            .args(["-n", &b.name, fam, "route", "show", dst])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).contains("proto bird")
     };
-    assert!(wait_for(90, bird_has), "bird never installed fd77::1");
+    assert!(
+        wait_for(90, || bird_has("-6", "fd77::1")),
+        "bird never installed fd77::1"
+    );
+    assert!(
+        wait_for(90, || bird_has("-4", "10.77.0.1")),
+        "bird never installed 10.77.0.1"
+    );
     drop(bird);
 }

@@ -111,6 +111,20 @@ impl H {
         out
     }
 
+    /// Updates sent since the last call, with the interface each went out on.
+    pub fn updates_by_iface(&mut self) -> Vec<(u32, Update)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.e.poll_transmit() {
+            let d = decode(&t.bytes, &DecodeOptions::default()).unwrap();
+            for m in d.packet.messages {
+                if let Message::Update(u) = m {
+                    out.push((t.ifindex, u));
+                }
+            }
+        }
+        out
+    }
+
     pub fn sent_messages(&mut self) -> Vec<Message> {
         self.sent().into_iter().flat_map(|(_, m)| m).collect()
     }

@@ -715,7 +715,9 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                 tracing::info!("interface {} down", iface.name);
             }
             (true, true, Some(ix), Some(ll))
-                if iface.link_local != Some(ll) || iface.mtu != next.mtu =>
+                if iface.link_local != Some(ll)
+                    || iface.mtu != next.mtu
+                    || iface.ipv4 != next.ipv4 =>
             {
                 let cfg = d.interface_config(&next, ll);
                 d.engine.interface_up(now, ix, cfg);
