@@ -55,7 +55,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}'; }
 
 full_table() {
-  local n=${1:-100000}
+  local n=${1:-100000} kind
   echo "== full table: $n IPv6 /128 routes from one babeld-rs sender to a receiver"
   echo "receiver   routes-in-kernel   time-s   cpu-s   peak-rss-MiB   udp6-rcvbuf-errors"
   for kind in rs bd; do
@@ -89,6 +89,7 @@ full_table() {
 }
 
 line() {
+  local i kind
   echo "== 10-node line, hello 1 s: cold start and reconvergence after cutting the middle link"
   echo "daemon      cold-start-s   reconvergence-s"
   for kind in rs bd; do
