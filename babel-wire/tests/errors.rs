@@ -2,17 +2,10 @@
 //! where (offset, TLV type) and what; nothing panics; the rest of the packet survives.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use babel_wire::*;
+mod common;
 
-fn packet(body_hex: &str, trailer_hex: &str) -> Vec<u8> {
-    let body = hex::decode(body_hex.split_whitespace().collect::<String>()).unwrap();
-    let trailer = hex::decode(trailer_hex.split_whitespace().collect::<String>()).unwrap();
-    let mut p = vec![42, 2];
-    p.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    p.extend_from_slice(&body);
-    p.extend_from_slice(&trailer);
-    p
-}
+use babel_wire::*;
+use common::packet;
 
 /// The (offset, type, kind) of every ignored TLV, and how many messages survived.
 fn ignored(flavour: Flavour, body: &str, trailer: &str) -> (Vec<(usize, u8, TlvErrorKind)>, usize) {

@@ -5,7 +5,10 @@
 
 use std::net::IpAddr;
 
+mod common;
+
 use babel_wire::*;
+use common::packet;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -16,17 +19,6 @@ fn pfx(s: &str) -> Prefix {
 }
 
 const ID: RouterId = RouterId([0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55]);
-
-/// Bytes of a packet whose body is `body_hex` (whitespace ignored), header computed.
-fn packet(body_hex: &str, trailer_hex: &str) -> Vec<u8> {
-    let body = hex::decode(body_hex.split_whitespace().collect::<String>()).unwrap();
-    let trailer = hex::decode(trailer_hex.split_whitespace().collect::<String>()).unwrap();
-    let mut p = vec![42, 2];
-    p.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    p.extend_from_slice(&body);
-    p.extend_from_slice(&trailer);
-    p
-}
 
 /// Asserts decode(bytes) == messages (with no ignored TLV) and encode(messages) == bytes.
 fn both_ways(flavour: Flavour, body_hex: &str, messages: Vec<Message>) {

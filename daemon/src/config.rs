@@ -308,6 +308,38 @@ pub struct Globals {
     pub althea_compatible: Option<bool>,
 }
 
+/// `tunnel NAME private-key KEY [listen-port N] [mtu N]`: a WireGuard-compatible tunnel that is
+/// also a Babel interface of kind `tunnel`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelOptions {
+    /// Our private key, WireGuard base64 (checked when parsed; kept as text so the
+    /// configuration can be compared and cloned without copying key material around as a type
+    /// that allows it).
+    pub private_key: String,
+    /// UDP port (`None`: any).
+    pub listen_port: Option<u16>,
+    /// MTU of the tunnel interface (default 1420).
+    pub mtu: Option<u32>,
+}
+
+/// `tunnel-peer NAME public-key KEY [endpoint ADDR:PORT] [preshared-key KEY]
+/// [allowed-ips P[,P...]] [persistent-keepalive S]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelPeer {
+    /// The peer's public key.
+    pub public_key: tunnel::PublicKey,
+    /// Where to reach it.
+    pub endpoint: Option<std::net::SocketAddr>,
+    /// Optional pre-shared key.
+    pub preshared_key: Option<tunnel::PresharedKey>,
+    /// Prefixes routed to and accepted from it (default: everything, one peer per tunnel).
+    pub allowed_ips: Vec<tunnel::IpPrefix>,
+    /// Keepalive interval in seconds.
+    pub persistent_keepalive: Option<u16>,
+    /// What the tunnel forwards for this peer (`policy allow|block|rate BYTES_PER_SECOND`).
+    pub policy: tunnel::ForwardingPolicy,
+}
+
 /// One statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Statement {
@@ -321,6 +353,12 @@ pub enum Statement {
     Filter(FilterKind, Filter),
     /// `key ...`.
     Key(Key),
+    /// `tunnel ...`.
+    Tunnel(String, TunnelOptions),
+    /// `tunnel-peer ...`.
+    TunnelPeer(String, TunnelPeer),
+    /// `tunnel-policy NAME PEER-KEY allow|block|rate N`: the per-peer switch, at runtime too.
+    TunnelPolicy(String, tunnel::PublicKey, tunnel::ForwardingPolicy),
 }
 
 /// A whole configuration.
@@ -336,6 +374,8 @@ pub struct Config {
     pub filters: Vec<(FilterKind, Filter)>,
     /// Keys.
     pub keys: Vec<Key>,
+    /// Tunnels with their peers, in the order named.
+    pub tunnels: Vec<(String, TunnelOptions, Vec<TunnelPeer>)>,
 }
 
 impl Config {
@@ -354,6 +394,29 @@ impl Config {
             Statement::Key(k) => {
                 self.keys.retain(|old| old.id != k.id);
                 self.keys.push(k);
+            }
+            Statement::Tunnel(name, t) => {
+                match self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
+                    Some((_, old, _)) => *old = t,
+                    None => self.tunnels.push((name, t, Vec::new())),
+                }
+            }
+            Statement::TunnelPolicy(name, key, policy) => {
+                if let Some(p) = self
+                    .tunnels
+                    .iter_mut()
+                    .filter(|(n, _, _)| *n == name)
+                    .flat_map(|(_, _, peers)| peers.iter_mut())
+                    .find(|p| p.public_key == key)
+                {
+                    p.policy = policy;
+                }
+            }
+            Statement::TunnelPeer(name, p) => {
+                if let Some((_, _, peers)) = self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
+                    peers.retain(|q| q.public_key != p.public_key);
+                    peers.push(p);
+                }
             }
         }
     }
@@ -589,6 +652,27 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
             Statement::Filter(kind, filter(&mut w)?)
         }
         "key" => Statement::Key(key(&mut w)?),
+        "tunnel-policy" => {
+            let name = w.value(first)?.to_owned();
+            let key_text = w.value("tunnel-policy NAME")?;
+            let key = parsed("tunnel-policy", key_text, "not a WireGuard base64 key")?;
+            let policy = forwarding_policy(&mut w, "tunnel-policy")?;
+            Statement::TunnelPolicy(name, key, policy)
+        }
+        "tunnel" | "tunnel-peer" => {
+            if ctx == Context::Runtime {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            let name = w.value(first)?;
+            if name.is_empty() || name.len() > 15 || name.contains('/') {
+                return Err(bad(first, name, "not an interface name"));
+            }
+            if first == "tunnel" {
+                Statement::Tunnel(name.to_owned(), tunnel_options(&mut w)?)
+            } else {
+                Statement::TunnelPeer(name.to_owned(), tunnel_peer(&mut w)?)
+            }
+        }
         _ => {
             let g = global(first, &mut w)?;
             if ctx == Context::Runtime && !runtime_global(first) {
@@ -772,6 +856,96 @@ fn filter(w: &mut Words<'_>) -> Result<Filter, ParseError> {
     Ok(f)
 }
 
+fn parsed<T: std::str::FromStr>(what: &str, v: &str, why: &'static str) -> Result<T, ParseError> {
+    v.parse().map_err(|_| bad(what, v, why))
+}
+
+/// `allow`, `block`, or `rate BYTES_PER_SECOND` (burst: one second's worth).
+fn forwarding_policy(
+    w: &mut Words<'_>,
+    what: &str,
+) -> Result<tunnel::ForwardingPolicy, ParseError> {
+    match w.value(what)? {
+        "allow" => Ok(tunnel::ForwardingPolicy::Allow),
+        "block" => Ok(tunnel::ForwardingPolicy::Block),
+        "rate" => {
+            let v = w.value("rate")?;
+            let bytes_per_sec: u64 = int("rate", v, 1, u64::from(u32::MAX))?;
+            Ok(tunnel::ForwardingPolicy::RateLimit {
+                bytes_per_sec,
+                burst: bytes_per_sec,
+            })
+        }
+        other => Err(bad(what, other, "expected allow, block or rate N")),
+    }
+}
+
+fn tunnel_options(w: &mut Words<'_>) -> Result<TunnelOptions, ParseError> {
+    let (mut private_key, mut listen_port, mut mtu) = (None, None, None);
+    while let Some(k) = w.next() {
+        let v = w.value(k)?;
+        match k {
+            "private-key" => {
+                // Checked now; the error does not repeat the secret.
+                v.parse::<tunnel::PrivateKey>()
+                    .map_err(|_| bad(k, "(hidden)", "not a WireGuard base64 key"))?;
+                private_key = Some(v.to_owned());
+            }
+            "listen-port" => listen_port = Some(int(k, v, 1, 0xFFFF)?),
+            "mtu" => mtu = Some(int(k, v, 1280, 65_535)?),
+            other => return Err(ParseError::Unknown(other.to_owned())),
+        }
+    }
+    let private_key =
+        private_key.ok_or_else(|| ParseError::Missing("tunnel private-key".to_owned()))?;
+    Ok(TunnelOptions {
+        private_key,
+        listen_port,
+        mtu,
+    })
+}
+
+fn tunnel_peer(w: &mut Words<'_>) -> Result<TunnelPeer, ParseError> {
+    let (mut public_key, mut endpoint, mut preshared_key, mut keepalive) = (None, None, None, None);
+    let mut policy = tunnel::ForwardingPolicy::Allow;
+    let mut allowed_ips = Vec::new();
+    while let Some(k) = w.next() {
+        let v = w.value(k)?;
+        match k {
+            "public-key" => public_key = Some(parsed(k, v, "not a WireGuard base64 key")?),
+            "endpoint" => endpoint = Some(parsed(k, v, "not an address:port")?),
+            "preshared-key" => preshared_key = Some(parsed(k, v, "not a WireGuard base64 key")?),
+            "persistent-keepalive" => keepalive = Some(int(k, v, 1, 0xFFFF)?),
+            "policy" => {
+                w.pos -= 1;
+                policy = forwarding_policy(w, k)?;
+            }
+            "allowed-ips" => {
+                for p in v.split(',').filter(|p| !p.is_empty()) {
+                    allowed_ips.push(parsed(k, p, "not a prefix")?);
+                }
+            }
+            other => return Err(ParseError::Unknown(other.to_owned())),
+        }
+    }
+    let public_key =
+        public_key.ok_or_else(|| ParseError::Missing("tunnel-peer public-key".to_owned()))?;
+    if allowed_ips.is_empty() {
+        allowed_ips = vec![
+            parsed("allowed-ips", "0.0.0.0/0", "")?,
+            parsed("allowed-ips", "::/0", "")?,
+        ];
+    }
+    Ok(TunnelPeer {
+        public_key,
+        endpoint,
+        preshared_key,
+        allowed_ips,
+        persistent_keepalive: keepalive,
+        policy,
+    })
+}
+
 fn key(w: &mut Words<'_>) -> Result<Key, ParseError> {
     let (mut id, mut kind, mut value) = (None, None, None);
     while let Some(k) = w.next() {
@@ -948,6 +1122,58 @@ redistribute local deny
         assert!(parse_statement("fee 99999999999", Context::Startup).is_err());
         assert!(parse_statement("interface \"unterminated", Context::Startup).is_err());
         assert!(parse_statement("protocol-group 10.0.0.1", Context::Startup).is_err());
+    }
+
+    #[test]
+    fn tunnels_peers_and_policies() {
+        let key = "ZRd1Y9l54FrKeaPRTsjafvVDOrggAzzV9BOmaHpOWWA=";
+        let mut c = Config::default();
+        c.parse_text(
+            "t",
+            &format!(
+                "tunnel wg0 private-key {key} listen-port 51820 mtu 1400\n\
+                 tunnel-peer wg0 public-key {key} endpoint 192.0.2.1:51820 allowed-ips fd00::/8,10.0.0.0/8 policy rate 1000 persistent-keepalive 25\n"
+            ),
+        )
+        .unwrap();
+        let (name, t, peers) = &c.tunnels[0];
+        assert_eq!(
+            (name.as_str(), t.listen_port, t.mtu),
+            ("wg0", Some(51820), Some(1400))
+        );
+        assert_eq!(peers[0].allowed_ips.len(), 2);
+        assert_eq!(peers[0].persistent_keepalive, Some(25));
+        assert_eq!(
+            peers[0].policy,
+            tunnel::ForwardingPolicy::RateLimit {
+                bytes_per_sec: 1000,
+                burst: 1000
+            }
+        );
+        // Without allowed-ips a peer carries everything (one neighbour per tunnel).
+        let Statement::TunnelPeer(_, p) = one(&format!("tunnel-peer wg0 public-key {key}")) else {
+            panic!()
+        };
+        assert_eq!(p.allowed_ips.len(), 2);
+        assert_eq!(p.policy, tunnel::ForwardingPolicy::Allow);
+        assert!(matches!(
+            parse_statement(&format!("tunnel-policy wg0 {key} block"), Context::Runtime),
+            Ok(Some(Statement::TunnelPolicy(
+                _,
+                _,
+                tunnel::ForwardingPolicy::Block
+            )))
+        ));
+        // Keys are checked, and a bad private key is not echoed back.
+        let e = parse_statement("tunnel wg0 private-key notakey", Context::Startup).unwrap_err();
+        assert!(!e.to_string().contains("notakey"), "{e}");
+        assert!(parse_statement("tunnel wg0 listen-port 1", Context::Startup).is_err());
+        assert!(
+            parse_statement(&format!("tunnel wg0 private-key {key}"), Context::Runtime).is_err()
+        );
+        assert!(
+            parse_statement(&format!("tunnel-policy wg0 {key} maybe"), Context::Runtime).is_err()
+        );
     }
 
     #[test]

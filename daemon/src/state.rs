@@ -38,6 +38,45 @@ pub struct Iface {
     pub running: bool,
 }
 
+/// A tunnel's state as last snapshotted by its thread (shown by `dump json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TunnelState {
+    /// Interface name.
+    pub name: String,
+    /// Our public key.
+    pub public_key: String,
+    /// UDP port.
+    pub listen_port: u16,
+    /// Peers.
+    pub peers: Vec<TunnelPeerState>,
+    /// Policy changes for the tunnel's thread to apply (peer public key, policy).
+    #[serde(skip)]
+    pub pending: Vec<(tunnel::PublicKey, tunnel::ForwardingPolicy)>,
+}
+
+/// One tunnel peer's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TunnelPeerState {
+    /// Its public key.
+    pub public_key: String,
+    /// Where it was last heard from.
+    pub endpoint: Option<String>,
+    /// Plaintext bytes received from it.
+    pub rx_bytes: u64,
+    /// Plaintext bytes sent to it.
+    pub tx_bytes: u64,
+    /// Data packets received.
+    pub rx_packets: u64,
+    /// Data packets sent.
+    pub tx_packets: u64,
+    /// Completed handshakes.
+    pub handshakes: u64,
+    /// Seconds since the last handshake.
+    pub last_handshake_s: Option<u64>,
+    /// Forwarding policy (`Allow`, `Block`, `RateLimit {..}`).
+    pub policy: String,
+}
+
 /// Global settings the engine does not hold.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -73,6 +112,8 @@ pub struct Daemon {
     monitor_cache: HashMap<MonitorKey, String>,
     /// Interfaces a control client asked to flush; `run.rs` stops them in the engine.
     pub flushed: Vec<u32>,
+    /// Running tunnels.
+    pub tunnels: Vec<std::sync::Arc<std::sync::Mutex<TunnelState>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -100,6 +141,7 @@ impl Daemon {
             now,
             monitor_cache: HashMap::new(),
             flushed: Vec::new(),
+            tunnels: Vec::new(),
         }
     }
 
@@ -357,6 +399,21 @@ impl Daemon {
             }
             Statement::Default(_) | Statement::Key(_) => {}
             Statement::Filter(..) => return Err("filters cannot change at runtime".to_owned()),
+            Statement::TunnelPolicy(name, key, policy) => {
+                let t = self
+                    .tunnels
+                    .iter()
+                    .find(|t| t.lock().is_ok_and(|t| t.name == *name))
+                    .ok_or_else(|| format!("no tunnel {name}"))?;
+                let mut t = t.lock().map_err(|_| "tunnel state poisoned".to_owned())?;
+                if !t.peers.is_empty() && !t.peers.iter().any(|p| p.public_key == key.to_base64()) {
+                    return Err(format!("no such peer on {name}"));
+                }
+                t.pending.push((*key, *policy));
+            }
+            Statement::Tunnel(..) | Statement::TunnelPeer(..) => {
+                return Err("tunnels cannot change at runtime".to_owned());
+            }
         }
         self.config.apply(s);
         Ok(())
@@ -373,6 +430,7 @@ impl Daemon {
             neighbours: Vec<JNeigh>,
             xroutes: Vec<JXroute>,
             routes: Vec<JRoute>,
+            tunnels: Vec<TunnelState>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -418,7 +476,13 @@ impl Daemon {
             interface: String,
             full_path_rtt_us: u32,
         }
+        let tunnels = self
+            .tunnels
+            .iter()
+            .filter_map(|t| t.lock().ok().map(|t| t.clone()))
+            .collect();
         let j = J {
+            tunnels,
             router_id: self.engine.router_id().to_string(),
             seqno: self.engine.seqno(),
             fee: self.engine.fee(),

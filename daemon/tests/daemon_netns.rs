@@ -3,59 +3,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, veth, wait_for,
+    Daemon, FILTERS, Netns, babel_routes, can_use_netns, control, has_route, node, start_router,
+    tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("babeld-rs-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-/// A node announcing 10.77.0.N/32 and fd77::N/128 from its loopback.
-fn node(tag: &str, n: u8) -> Netns {
-    let ns = Netns::new(tag);
-    forwarding(&ns);
-    ns.ip(&["addr", "add", &format!("10.77.0.{n}/32"), "dev", "lo"]);
-    ns.ip(&["addr", "add", &format!("fd77::{n}/128"), "dev", "lo"]);
-    ns
-}
-
-const FILTERS: &str = "redistribute local ip 10.77.0.0/16 allow\nredistribute local ip fd77::/16 allow\nredistribute local deny\n";
-
-fn start(ns: &Netns, name: &str, extra_conf: &str, ifaces: &[&str]) -> Daemon {
-    let conf = tmp(&format!("{name}.conf"));
-    std::fs::write(&conf, format!("{FILTERS}{extra_conf}")).unwrap();
-    let log = tmp(&format!("{name}.log"));
-    let state = tmp(&format!("{name}.state"));
-    let mut args = vec![
-        "-I",
-        "",
-        "-S",
-        state.to_str().unwrap(),
-        "-d",
-        "1",
-        "-L",
-        log.to_str().unwrap(),
-        "-h",
-        "1",
-        "-H",
-        "1",
-        "-G",
-        "33123",
-        "-c",
-        conf.to_str().unwrap(),
-    ];
-    args.extend_from_slice(ifaces);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(ns, BIN, &argv, log)
+fn start(ns: &Netns, name: &str, extra: &str, ifaces: &[&str]) -> Daemon {
+    start_router(ns, name, BIN, extra, ifaces)
 }
 
 fn ping(ns: &Netns, dst: &str) -> bool {

@@ -5,22 +5,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, veth, wait_for,
+    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, node, start_router,
+    tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const FILTERS: &str = "redistribute local ip 10.77.0.0/16 allow\nredistribute local ip fd77::/16 allow\nredistribute local deny\n";
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("babeld-rs-interop-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+/// Starts babeld-rs (`ours`) or Debian's babeld with the same flags and filters.
+fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> Daemon {
+    start_router(ns, name, if ours { BIN } else { "babeld" }, extra, ifaces)
 }
-
 fn have(program: &str, test: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -32,52 +29,6 @@ fn have(program: &str, test: &str) -> bool {
         );
     }
     found
-}
-
-fn node(tag: &str, n: u8) -> Netns {
-    let ns = Netns::new(tag);
-    forwarding(&ns);
-    ns.ip(&["addr", "add", &format!("10.77.0.{n}/32"), "dev", "lo"]);
-    ns.ip(&["addr", "add", &format!("fd77::{n}/128"), "dev", "lo"]);
-    ns
-}
-
-/// Starts babeld-rs (`ours`) or Debian's babeld with the same options.
-fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> Daemon {
-    let conf = tmp(&format!("{name}.conf"));
-    std::fs::write(&conf, format!("{FILTERS}{extra}")).unwrap();
-    let log = tmp(&format!("{name}.log"));
-    let (pid, state) = (tmp(&format!("{name}.pid")), tmp(&format!("{name}.state")));
-    let mut args: Vec<String> = [
-        "-I",
-        pid.to_str().unwrap(),
-        "-S",
-        state.to_str().unwrap(),
-        "-d",
-        "1",
-        "-L",
-        log.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(
-        [
-            "-h",
-            "1",
-            "-H",
-            "1",
-            "-G",
-            "33123",
-            "-c",
-            conf.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    args.extend(ifaces.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(ns, if ours { BIN } else { "babeld" }, &argv, log)
 }
 
 /// The interface a route to `dst` leaves by, if any.

@@ -21,6 +21,8 @@ pub(crate) const RTM_NEWLINK: u16 = 16;
 pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_NEWADDR: u16 = 20;
+const IFA_ADDRESS_ATTR: u16 = 1;
+const IFA_LOCAL_ATTR: u16 = 2;
 pub(crate) const RTM_DELADDR: u16 = 21;
 pub(crate) const RTM_GETADDR: u16 = 22;
 pub(crate) const RTM_NEWROUTE: u16 = 24;
@@ -313,6 +315,55 @@ impl MsgBuilder {
     pub fn dump_request(&mut self, ty: u16, header_len: usize, seq: u32) {
         self.begin(ty, NLM_F_REQUEST | NLM_F_DUMP, seq);
         self.buf.resize(self.buf.len() + header_len, 0);
+        self.finish();
+    }
+
+    /// A request to add (or refresh) `addr/prefix_len` on interface `ifindex`, without duplicate
+    /// address detection (`IFA_F_NODAD`); link-local IPv6 addresses get link scope.
+    pub fn new_address(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8, seq: u32) {
+        self.begin(
+            RTM_NEWADDR,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            seq,
+        );
+        let (family, bytes, scope): (u8, Vec<u8>, u8) = match addr {
+            IpAddr::V4(a) => (2, a.octets().to_vec(), RT_SCOPE_UNIVERSE),
+            IpAddr::V6(a) => {
+                let link = a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80);
+                (
+                    10,
+                    a.octets().to_vec(),
+                    if link {
+                        RT_SCOPE_LINK
+                    } else {
+                        RT_SCOPE_UNIVERSE
+                    },
+                )
+            }
+        };
+        // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+        const IFA_F_NODAD_U8: u8 = 0x02;
+        self.buf
+            .extend_from_slice(&[family, prefix_len, IFA_F_NODAD_U8, scope]);
+        self.buf.extend_from_slice(&ifindex.to_ne_bytes());
+        self.attr(IFA_LOCAL_ATTR, &bytes);
+        self.attr(IFA_ADDRESS_ATTR, &bytes);
+        self.finish();
+    }
+
+    /// A request to set interface `ifindex` up, and its MTU if given.
+    pub fn link_up(&mut self, ifindex: u32, mtu: Option<u32>, seq: u32) {
+        self.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+        // struct ifinfomsg: family, pad, type, index, flags, change.
+        const IFF_UP: u32 = 0x1;
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        self.buf.extend_from_slice(&ifindex.to_ne_bytes());
+        self.buf.extend_from_slice(&IFF_UP.to_ne_bytes());
+        self.buf.extend_from_slice(&IFF_UP.to_ne_bytes());
+        if let Some(m) = mtu {
+            const IFLA_MTU: u16 = 4;
+            self.attr_u32(IFLA_MTU, m);
+        }
         self.finish();
     }
 

@@ -94,6 +94,35 @@ impl NetlinkFib {
         self.v4_subnets = None;
     }
 
+    /// Adds (or refreshes) an address on an interface, without duplicate address detection.
+    pub fn add_address(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), FibError> {
+        let seq = self.sock.take_seqs(1);
+        let mut b = codec::MsgBuilder::new();
+        b.new_address(ifindex, addr, prefix_len, seq);
+        self.sock
+            .transact(&b, seq, 1)
+            .into_iter()
+            .next()
+            .unwrap_or(Err(FibError::Timeout))
+    }
+
+    /// Sets an interface up, and its MTU if given.
+    pub fn set_link_up(&mut self, ifindex: u32, mtu: Option<u32>) -> Result<(), FibError> {
+        let seq = self.sock.take_seqs(1);
+        let mut b = codec::MsgBuilder::new();
+        b.link_up(ifindex, mtu, seq);
+        self.sock
+            .transact(&b, seq, 1)
+            .into_iter()
+            .next()
+            .unwrap_or(Err(FibError::Timeout))
+    }
+
     /// Every interface.
     pub fn links(&mut self) -> Result<Vec<LinkInfo>, FibError> {
         self.sock.dump(codec::RTM_GETLINK, LINK_HEADER_LEN, |m| {

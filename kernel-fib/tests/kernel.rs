@@ -781,3 +781,43 @@ fn bulk_100k_timing() {
     let purge = start.elapsed();
     println!("100k routes: install {install:?}, dump {dump:?}, purge {purge:?}");
 }
+
+/// A daemon setting up a tunnel interface: link up with an MTU, a link-local address added
+/// without DAD, visible in the address dump with link scope.
+#[test]
+fn link_up_and_addresses() {
+    let Some(ns) = Ns::new("link_up_and_addresses") else {
+        return;
+    };
+    ns.ip(&["link", "add", "tb0", "type", "ifb"]);
+    let ix = ns.ifindex("tb0");
+    let mut fib = ns.fib();
+    fib.set_link_up(ix, Some(1400)).unwrap();
+    let link = fib
+        .links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.index == ix)
+        .unwrap();
+    assert!(link.is_up(), "{link:?}");
+    assert_eq!(link.mtu, Some(1400));
+    fib.add_address(ix, ip("fe80::1234"), 64).unwrap();
+    fib.add_address(ix, ip("10.50.0.1"), 24).unwrap();
+    // Adding the same address again refreshes it rather than failing.
+    fib.add_address(ix, ip("fe80::1234"), 64).unwrap();
+    let addrs = fib.addresses().unwrap();
+    let ll = addrs
+        .iter()
+        .find(|a| a.index == ix && a.address == ip("fe80::1234"))
+        .expect("link-local added");
+    assert!(
+        ll.is_link_local() && !ll.is_tentative() && ll.prefix_len == 64,
+        "{ll:?}"
+    );
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.index == ix && a.address == ip("10.50.0.1") && a.prefix_len == 24)
+    );
+    assert!(fib.add_address(9999, ip("fe80::1"), 64).is_err());
+}

@@ -24,6 +24,10 @@ enum Command {
     Show(ctl::show::ShowArgs),
     /// Run a deterministic simulation of a mesh of babel-core engines.
     Simulate(ctl::simulate::SimulateArgs),
+    /// Print a new WireGuard-format private key (for `tunnel` statements).
+    Genkey,
+    /// Read a private key on stdin and print its public key.
+    Pubkey,
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,10 @@ fn main() -> ExitCode {
         Command::Decode(args) => ctl::decode::run(&args, &mut std::io::stdout().lock()),
         Command::Show(args) => ctl::show::run(&args, &mut std::io::stdout().lock()),
         Command::Simulate(args) => ctl::simulate::run(&args),
+        Command::Genkey => ctl::keys::genkey(&mut std::io::stdout().lock()),
+        Command::Pubkey => {
+            ctl::keys::pubkey(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

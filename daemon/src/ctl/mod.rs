@@ -1,5 +1,6 @@
 //! `babelctl` subcommands.
 
 pub mod decode;
+pub mod keys;
 pub mod show;
 pub mod simulate;

@@ -18,7 +18,7 @@ pub struct ShowArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// What to show: all, interfaces, neighbours or routes.
+    /// What to show: all, interfaces, neighbours, routes or tunnels.
     #[arg(default_value = "all")]
     pub what: String,
 }
@@ -47,6 +47,8 @@ pub struct Dump {
     pub xroutes: Vec<Entry>,
     /// Routes.
     pub routes: Vec<Entry>,
+    /// Tunnel peers (babeld-rs's `dump json` only), one entry per peer, id = tunnel name.
+    pub tunnels: Vec<Entry>,
 }
 
 /// Parses a banner and `dump` reply.
@@ -161,6 +163,48 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
             );
         }
     }
+    for t in v
+        .get("tunnels")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = t.get("name").map(s).unwrap_or_default();
+        for p in t
+            .get("peers")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let mut e = Entry {
+                id: name.clone(),
+                fields: BTreeMap::new(),
+            };
+            e.fields.insert(
+                "public-key".into(),
+                t.get("public_key").map(s).unwrap_or_default(),
+            );
+            e.fields.insert(
+                "port".into(),
+                t.get("listen_port").map(s).unwrap_or_default(),
+            );
+            e.fields.insert(
+                "peer".into(),
+                p.get("public_key").map(s).unwrap_or_default(),
+            );
+            for (k, out) in [
+                ("endpoint", "endpoint"),
+                ("rx_bytes", "rx"),
+                ("tx_bytes", "tx"),
+                ("handshakes", "handshakes"),
+                ("last_handshake_s", "handshake-age"),
+            ] {
+                e.fields
+                    .insert(out.into(), p.get(k).map(s).unwrap_or_else(|| "-".into()));
+            }
+            d.tunnels.push(e);
+        }
+    }
     if let Some(fee) = v.get("fee") {
         d.info.insert("local fee".into(), s(fee));
     }
@@ -266,6 +310,44 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
         table(
             out,
             &["ADDRESS", "IF", "REACH", "RXCOST", "TXCOST", "RTT", "COST"],
+            rows,
+        )?;
+    }
+    if (all && !d.tunnels.is_empty()) || what == "tunnels" {
+        writeln!(out, "\nTunnels")?;
+        let rows = d
+            .tunnels
+            .iter()
+            .map(|e| {
+                let mut r = vec![e.id.clone()];
+                r.extend(
+                    [
+                        "port",
+                        "peer",
+                        "endpoint",
+                        "rx",
+                        "tx",
+                        "handshakes",
+                        "handshake-age",
+                    ]
+                    .iter()
+                    .map(|k| get(e, k)),
+                );
+                r
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "TUNNEL",
+                "PORT",
+                "PEER",
+                "ENDPOINT",
+                "RX-BYTES",
+                "TX-BYTES",
+                "HANDSHAKES",
+                "AGE-S",
+            ],
             rows,
         )?;
     }

@@ -241,3 +241,53 @@ pub fn forwarding(ns: &Netns) {
         "net.ipv4.ip_forward=1",
     ]);
 }
+
+/// A file in this test process's scratch directory.
+pub fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("babeld-rs-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A router namespace announcing 10.77.0.N/32 and fd77::N/128 from its loopback.
+pub fn node(tag: &str, n: u8) -> Netns {
+    let ns = Netns::new(tag);
+    forwarding(&ns);
+    ns.ip(&["addr", "add", &format!("10.77.0.{n}/32"), "dev", "lo"]);
+    ns.ip(&["addr", "add", &format!("fd77::{n}/128"), "dev", "lo"]);
+    ns
+}
+
+/// Filters announcing only the test prefixes.
+pub const FILTERS: &str = "redistribute local ip 10.77.0.0/16 allow\nredistribute local ip fd77::/16 allow\nredistribute local deny\n";
+
+/// Starts `program` (babeld-rs or babeld, same flags) in `ns` with [`FILTERS`] plus `extra`,
+/// Hellos every second, control port 33123, on `ifaces`.
+pub fn start_router(ns: &Netns, name: &str, program: &str, extra: &str, ifaces: &[&str]) -> Daemon {
+    let conf = tmp(&format!("{name}.conf"));
+    std::fs::write(&conf, format!("{FILTERS}{extra}")).unwrap();
+    let log = tmp(&format!("{name}.log"));
+    let state = tmp(&format!("{name}.state"));
+    let mut args: Vec<&str> = vec![
+        "-I",
+        "",
+        "-S",
+        state.to_str().unwrap(),
+        "-d",
+        "1",
+        "-L",
+        log.to_str().unwrap(),
+    ];
+    args.extend([
+        "-h",
+        "1",
+        "-H",
+        "1",
+        "-G",
+        "33123",
+        "-c",
+        conf.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(ifaces);
+    Daemon::start(ns, program, &args, log.clone())
+}

@@ -5,6 +5,7 @@
 
 mod kernel;
 mod run;
+mod tunnels;
 
 use std::process::ExitCode;
 

@@ -213,7 +213,7 @@ struct Io {
     announced: Announcements,
 }
 
-async fn run(inv: Invocation) -> anyhow::Result<()> {
+async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
     let clock = Clock(std::time::Instant::now());
     let dialect = if g.althea_compatible == Some(true) {
@@ -224,6 +224,24 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     let mut netlink = NetlinkFib::new().context("netlink")?;
     let events = spawn_watcher().context("kernel notifications")?;
+    // Tunnels first: each is a Babel interface of kind `tunnel` unless configured otherwise.
+    let mut tunnel_states = Vec::new();
+    for (name, opts, peers) in inv.config.tunnels.clone() {
+        tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
+        if inv.config.interface_options(&name).kind.is_none() {
+            let tunnel_kind = daemon::config::InterfaceOptions {
+                kind: Some(daemon::config::InterfaceType::Tunnel),
+                ..Default::default()
+            };
+            inv.config.apply(daemon::config::Statement::Interface(
+                name.clone(),
+                tunnel_kind,
+            ));
+        }
+        if !inv.interfaces.contains(&name) {
+            inv.interfaces.push(name);
+        }
+    }
     let links = netlink.links().context("reading links")?;
     let addrs = netlink.addresses().context("reading addresses")?;
 
@@ -292,6 +310,7 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
         version: format!("babeld-rs-{}", env!("CARGO_PKG_VERSION")),
     };
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.tunnels = tunnel_states;
 
     let policy = InstallPolicy {
         protocol: RTPROT_BABEL,
@@ -557,7 +576,6 @@ async fn listen(
     tx: mpsc::UnboundedSender<ClientMsg>,
     open: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
-    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
     match ep {
         LocalEndpoint::Port(port) => {
             let l = tokio::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))
@@ -566,14 +584,7 @@ async fn listen(
             tokio::spawn(async move {
                 while let Ok((s, _)) = l.accept().await {
                     let (r, w) = s.into_split();
-                    spawn_client(
-                        r,
-                        w,
-                        read_write,
-                        &tx,
-                        &open,
-                        NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64,
-                    );
+                    spawn_client(r, w, read_write, &tx, &open);
                 }
             });
         }
@@ -584,14 +595,7 @@ async fn listen(
             tokio::spawn(async move {
                 while let Ok((s, _)) = l.accept().await {
                     let (r, w) = s.into_split();
-                    spawn_client(
-                        r,
-                        w,
-                        read_write,
-                        &tx,
-                        &open,
-                        NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64,
-                    );
+                    spawn_client(r, w, read_write, &tx, &open);
                 }
             });
         }
@@ -605,11 +609,12 @@ fn spawn_client<R, W>(
     read_write: bool,
     tx: &mpsc::UnboundedSender<ClientMsg>,
     open: &Arc<AtomicUsize>,
-    id: u64,
 ) where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
     if open.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
         open.fetch_sub(1, Ordering::SeqCst);
         tracing::warn!("control: more than {MAX_CLIENTS} clients, refusing one");
