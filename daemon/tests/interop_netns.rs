@@ -91,6 +91,30 @@ fn mixed_ring_with_babeld_converges_reroutes_and_recovers() {
         babel_routes(&a)
     );
 
+    // IPv4 across links that carry no IPv4 address, through babeld (RFC 9229 next hops), and
+    // IPv6, both ways between the two babeld-rs nodes (two hops, through a babeld).
+    for (from, dst) in [
+        (&a, "10.77.0.3"),
+        (&a, "fd77::3"),
+        (&c, "10.77.0.1"),
+        (&c, "fd77::1"),
+    ] {
+        let fam = if dst.contains(':') { "-6" } else { "-4" };
+        let ok = wait_for(30, || {
+            Command::new("ip")
+                .args([
+                    "netns", "exec", &from.name, "ping", fam, "-c", "1", "-W", "1", dst,
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        assert!(
+            ok,
+            "{} cannot ping {dst}: {:?}",
+            from.name,
+            babel_routes(from)
+        );
+    }
     // Cut a - b: both go the long way round, through the other kind of daemon.
     a.ip(&["link", "set", "mrab", "down"]);
     assert!(
