@@ -400,3 +400,36 @@ impl Drop for Kill {
 fn scopeguard(pid: i32) -> Kill {
     Kill(pid)
 }
+
+/// `link-detect`: when the carrier goes (the peer's end of the veth is set down), the interface
+/// is taken down and its routes go at once; when it comes back, so do they.
+#[test]
+fn link_detection_follows_the_carrier() {
+    if !can_use_netns("link_detection_follows_the_carrier") {
+        return;
+    }
+    let (a, b) = (node("lda", 1), node("ldb", 2));
+    veth(&a, "ldab", &b, "ldba");
+    let _da = start(&a, "lda", "link-detect true\n", &["ldab"]);
+    let _db = start(&b, "ldb", "", &["ldba"]);
+    assert!(wait_for(60, || has_route(&a, "fd77::2")));
+    assert!(control(&a, PORT, "dump\nquit\n").contains("add interface ldab up true"));
+    b.ip(&["link", "set", "ldba", "down"]);
+    assert!(
+        wait_for(10, || control(&a, PORT, "dump\nquit\n")
+            .contains("add interface ldab up false")),
+        "{}",
+        control(&a, PORT, "dump\nquit\n")
+    );
+    assert!(
+        wait_for(10, || !has_route(&a, "fd77::2")),
+        "{:?}",
+        babel_routes(&a)
+    );
+    b.ip(&["link", "set", "ldba", "up"]);
+    assert!(
+        wait_for(60, || has_route(&a, "fd77::2")),
+        "{:?}",
+        babel_routes(&a)
+    );
+}
