@@ -433,3 +433,27 @@ fn link_detection_follows_the_carrier() {
         babel_routes(&a)
     );
 }
+
+/// `kernel-check-interval`: a route of ours that someone deletes is put back at the next check
+/// (the engine still believes it installed, so nothing else would restore it).
+#[test]
+fn kernel_check_restores_deleted_routes() {
+    if !can_use_netns("kernel_check_restores_deleted_routes") {
+        return;
+    }
+    let (a, b) = (node("kca", 1), node("kcb", 2));
+    veth(&a, "kcab", &b, "kcba");
+    let _da = start(&a, "kca", "kernel-check-interval 1\n", &["kcab"]);
+    let _db = start(&b, "kcb", "", &["kcba"]);
+    assert!(wait_for(60, || has_route(&a, "fd77::2")
+        && has_route(&a, "10.77.0.2")));
+    a.ip(&["-6", "route", "del", "fd77::2", "proto", "42"]);
+    a.ip(&["route", "del", "10.77.0.2", "proto", "42"]);
+    assert!(!has_route(&a, "fd77::2"));
+    assert!(
+        wait_for(10, || has_route(&a, "fd77::2")
+            && has_route(&a, "10.77.0.2")),
+        "{:?}",
+        babel_routes(&a)
+    );
+}

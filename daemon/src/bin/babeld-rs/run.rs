@@ -318,6 +318,11 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         metric: g.kernel_priority.unwrap_or(0),
     };
     let kernel = spawn_fib(policy).context("kernel routes")?;
+    if let Some(secs) = g.kernel_check_interval {
+        let _ = kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(
+            secs,
+        ))));
+    }
     let group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
     let socket = BabelSocket::open(g.protocol_port.unwrap_or(babel_wire::PORT), group)
         .context("Babel socket")?;
@@ -422,7 +427,13 @@ async fn main_loop(
             }
             Some(m) = clients_rx.recv() => {
                 d.now = clock.now();
+                let before = d.settings.kernel_check_interval;
                 client_message(d, &mut clients, m, &banner);
+                if d.settings.kernel_check_interval != before
+                    && let Some(secs) = d.settings.kernel_check_interval
+                {
+                    let _ = io.kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(secs))));
+                }
                 // Interfaces flushed by a client leave the multicast group.
                 for ix in std::mem::take(&mut d.flushed) {
                     io.socket.leave(ix);
