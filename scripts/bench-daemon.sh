@@ -39,7 +39,8 @@ link() {
   ip link add "$1$2" netns "$tag$1" type veth peer name "$2$1" netns "$tag$2"
   ip -n "$tag$1" link set "$1$2" up; ip -n "$tag$2" link set "$2$1" up
 }
-# start KIND NODE CONF IFACES...: runs babeld-rs (rs) or babeld (bd); echoes its pid.
+# start KIND NODE CONF IFACES...: runs babeld-rs (rs) or babeld (bd); echoes its pid. Called as
+# $(start ...), it runs in a subshell: the caller must add the pid to `pids` itself.
 start() {
   local kind=$1 n=$2 conf=$3; shift 3
   local prog=$BIN; [ "$kind" = bd ] && prog=babeld
@@ -70,6 +71,8 @@ full_table() {
     start rs "s$kind" "$work/s.conf" "s${kind}r$kind" >/dev/null
     local t0; t0=$(now)
     local rpid; rpid=$(start "$kind" "r$kind" "$work/r.conf" "r${kind}s$kind")
+    # start ran in a subshell: record the receiver here so cleanup stops it.
+    pids+=("$rpid")
     local got=0 limit=300
     while :; do
       got=$(count6 "r$kind")
