@@ -767,6 +767,14 @@ impl Engine {
         self.set_policy(now, Policy::Althea { metric_factor });
     }
 
+    /// The neighbour heard from `address` on `ifindex`, for the verification hooks.
+    fn neighbour_id(&self, ifindex: u32, address: IpAddr) -> Result<u64, EngineError> {
+        self.neigh_index
+            .get(&(ifindex, address))
+            .copied()
+            .ok_or(EngineError::NoSuchNeighbour)
+    }
+
     /// Verification hook: until `until`, selection uses `metric` instead of the advertised metric
     /// for the route to `key` learned from `via` on `ifindex`. Feasibility and what we advertise are
     /// unchanged (the override only chooses among feasible routes, so loop-freedom is kept).
@@ -779,10 +787,7 @@ impl Engine {
         metric: u16,
         until: Instant,
     ) -> Result<(), EngineError> {
-        let id = *self
-            .neigh_index
-            .get(&(ifindex, via))
-            .ok_or(EngineError::NoSuchNeighbour)?;
+        let id = self.neighbour_id(ifindex, via)?;
         let r = self
             .routes
             .get_mut(&key)
@@ -807,10 +812,7 @@ impl Engine {
         address: IpAddr,
         accuracy: u16,
     ) -> Result<(), EngineError> {
-        let id = *self
-            .neigh_index
-            .get(&(ifindex, address))
-            .ok_or(EngineError::NoSuchNeighbour)?;
+        let id = self.neighbour_id(ifindex, address)?;
         let threshold = self.cfg.accuracy_threshold;
         let n = self
             .neighbours
