@@ -55,6 +55,10 @@ pub struct InterfaceConfig {
     /// Our IPv4 address on the link, if it has one: IPv4 routes are then announced with AE 1
     /// and this next hop, as babeld does; without one they use AE 4 (RFC 9229, IPv4 via IPv6).
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// RFC 9229: announce IPv4 routes with an IPv6 next hop (AE 4) on this link when it has no
+    /// IPv4 address (babeld `v4-via-v6`, default on when the kernel can forward and originate
+    /// ICMPv4 without an IPv4 address). Off, IPv4 routes are not announced on such a link at all.
+    pub v4_via_v6: bool,
     /// Link MTU; packets are at most `mtu - 48` octets.
     pub mtu: usize,
     /// Put at most one sub-TLV per TLV (babeld < 1.12.2 peers).
@@ -82,6 +86,7 @@ impl InterfaceConfig {
             unicast_hello_interval: None,
             flavour: Flavour::Standard,
             ipv4: None,
+            v4_via_v6: true,
             mtu: 1500,
             one_sub_tlv: false,
         }

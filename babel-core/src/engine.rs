@@ -1738,6 +1738,11 @@ impl Engine {
         let v4 = key.prefix.is_ipv4();
         // babeld: AE 1 with our IPv4 address on links that have one, else AE 4 (RFC 9229).
         let v4_next_hop = iface.cfg.ipv4.filter(|_| v4).map(IpAddr::V4);
+        if v4 && v4_next_hop.is_none() && !iface.cfg.v4_via_v6 {
+            // RFC 9229 §2 leaves AE 4 optional; babeld then sends nothing for IPv4 on this link,
+            // not even retractions, since no neighbour here can use an IPv4 route from us.
+            return None;
+        }
         let mk = |seqno: u16, metric: u16, rid: RouterId, price: Option<u32>, rtt: Option<u32>| {
             Message::Update(Update {
                 prefix: Some(key.prefix),

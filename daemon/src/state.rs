@@ -94,6 +94,22 @@ pub struct Settings {
     pub kernel_check_interval: Option<u32>,
     /// Version string for the banner.
     pub version: String,
+    /// The kernel forwards IPv4 through IPv6 next hops and originates ICMPv4 without an IPv4
+    /// address (Linux ≥ 5.13), so `v4-via-v6` defaults on, as in babeld.
+    pub kernel_safe_v4_via_v6: bool,
+}
+
+/// Whether a Linux release string (`/proc/sys/kernel/osrelease`, e.g. `6.1.0-27-amd64`) is at
+/// least `major.minor`; an unreadable one counts as older, as babeld's `kernel_older_than`.
+pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }
 
 /// The engine plus everything the control protocol shows.
@@ -649,5 +665,22 @@ pub fn interface_config(
     c.flavour = flavour;
     c.mtu = iface.mtu;
     c.ipv4 = iface.ipv4;
+    c.v4_via_v6 = o.v4_via_v6.unwrap_or(s.kernel_safe_v4_via_v6);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_at_least;
+
+    #[test]
+    fn kernel_release_comparison_as_babeld() {
+        assert!(kernel_at_least("6.1.0-27-amd64", 5, 13));
+        assert!(kernel_at_least("5.13.0", 5, 13));
+        assert!(!kernel_at_least("5.12.19-foo", 5, 13));
+        assert!(!kernel_at_least("4.19.0", 5, 2));
+        assert!(kernel_at_least("10.0", 5, 13));
+        assert!(!kernel_at_least("garbage", 5, 13));
+        assert!(!kernel_at_least("", 5, 13));
+    }
 }

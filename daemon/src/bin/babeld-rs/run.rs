@@ -308,6 +308,8 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         no_split_horizon: inv.no_split_horizon,
         kernel_check_interval: g.kernel_check_interval,
         version: format!("babeld-rs-{}", env!("CARGO_PKG_VERSION")),
+        kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
     d.tunnels = tunnel_states;
