@@ -182,9 +182,10 @@ pub fn announcements<'a>(
             // `src-prefix P` sets the route's source prefix (babeld: it replaces the kernel
             // route's own); a source of the other family, or a zero-length one, is the
             // non-specific route (RFC 9079 §7.1 forbids sending length 0).
-            let src = v.src_prefix.or(src_prefix).filter(|s| {
-                !s.is_default() && s.is_ipv4() == prefix.is_ipv4()
-            });
+            let src = v
+                .src_prefix
+                .or(src_prefix)
+                .filter(|s| !s.is_default() && s.is_ipv4() == prefix.is_ipv4());
             out.insert((prefix, src), v.metric);
         }
     }
