@@ -218,7 +218,7 @@ impl Routes {
                 Vec::new()
             }
         };
-        stale.extend(m.rules.drain(..));
+        stale.append(&mut m.rules);
         stale.sort();
         stale.dedup();
         let mut n = 0;
