@@ -47,6 +47,16 @@ fn plen_ok(len: u8, ge: Option<u8>, le: Option<u8>) -> bool {
     ge.is_none_or(|g| len >= g) && le.is_none_or(|l| len <= l)
 }
 
+/// The zero-length prefix of `p`'s family.
+fn default_of(p: &Prefix) -> Prefix {
+    let any = if p.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    };
+    Prefix::new(any, 0).unwrap_or(*p)
+}
+
 /// Whether every selector of `f` matches `c`.
 pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
     if let Some(p) = f.prefix
@@ -57,10 +67,10 @@ pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
     if !plen_ok(c.prefix.len(), f.plen_ge, f.plen_le) {
         return false;
     }
+    // RFC 9079 §4 / babeld: a route without a source prefix has the zero-length source
+    // prefix of its family, so `src-ip ::/0` and `src-eq 0` match it.
     if f.src_prefix.is_some() || f.src_plen_ge.is_some() || f.src_plen_le.is_some() {
-        let Some(src) = c.src_prefix else {
-            return false;
-        };
+        let src = c.src_prefix.unwrap_or_else(|| default_of(&c.prefix));
         if f.src_prefix.is_some_and(|p| !p.contains(&src))
             || !plen_ok(src.len(), f.src_plen_ge, f.src_plen_le)
         {
@@ -152,7 +162,10 @@ pub fn announcements<'a>(
         };
         let v = verdict(filters, FilterKind::Redistribute, &c, true);
         if v.allow {
-            out.insert((c.prefix, v.src_prefix), v.metric);
+            let src = v
+                .src_prefix
+                .filter(|s| !s.is_default() && s.is_ipv4() == c.prefix.is_ipv4());
+            out.insert((c.prefix, src), v.metric);
         }
     }
     for (prefix, src_prefix, ifname, proto) in routes {
@@ -166,7 +179,14 @@ pub fn announcements<'a>(
         };
         let v = verdict(filters, FilterKind::Redistribute, &c, false);
         if v.allow {
-            out.insert((prefix, src_prefix.or(v.src_prefix)), v.metric);
+            // `src-prefix P` sets the route's source prefix (babeld: it replaces the kernel
+            // route's own); a source of the other family, or a zero-length one, is the
+            // non-specific route (RFC 9079 §7.1 forbids sending length 0).
+            let src = v
+                .src_prefix
+                .or(src_prefix)
+                .filter(|s| !s.is_default() && s.is_ipv4() == prefix.is_ipv4());
+            out.insert((prefix, src), v.metric);
         }
     }
     out
@@ -249,6 +269,37 @@ mod tests {
         assert_eq!(a.get(&(p("fd01::7/128"), None)), Some(&0));
         assert_eq!(a.get(&(p("10.2.0.0/16"), None)), Some(&300));
         assert!(!a.contains_key(&(p("192.168.1.1/32"), None)));
+    }
+
+    #[test]
+    fn source_selectors_and_src_prefix_action() {
+        // babeld.man: src-ip, src-eq, src-le, src-ge select on the source prefix; a route
+        // without one has the zero-length source; `src-prefix` makes the route source-specific.
+        let f = filters(
+            "redistribute ip ::/0 eq 0 src-eq 0 src-prefix 2001:db8:2::/48\nredistribute src-ip 2001:db8:1::/48 src-le 48 metric 7\nredistribute src-ge 56 deny\nredistribute ip 2001:db8:99::/48 allow\n",
+        );
+        let a = announcements(
+            &f,
+            [],
+            [
+                (p("::/0"), None, Some("up0"), 3),
+                (p("::/0"), Some(p("2001:db8:1::/48")), Some("up0"), 3),
+                (p("2001:db8:5::/48"), Some(p("2001:db8:1::/56")), None, 3),
+                (p("2001:db8:6::/48"), Some(p("2001:db8:7::/60")), None, 3),
+                (p("2001:db8:99::/48"), None, None, 3),
+            ],
+        );
+        assert_eq!(a.get(&(p("::/0"), Some(p("2001:db8:2::/48")))), Some(&0));
+        assert!(!a.contains_key(&(p("::/0"), None)));
+        assert_eq!(a.get(&(p("::/0"), Some(p("2001:db8:1::/48")))), Some(&7));
+        // /56 is longer than src-le 48: the second filter does not match; the third denies.
+        assert!(a.keys().all(|(d, _)| *d != p("2001:db8:5::/48")));
+        assert!(a.keys().all(|(d, _)| *d != p("2001:db8:6::/48")));
+        assert_eq!(a.get(&(p("2001:db8:99::/48"), None)), Some(&0));
+        // src-ip ::/0 matches a non-specific route too.
+        let f = filters("redistribute src-ip ::/0 allow\n");
+        let a = announcements(&f, [], [(p("2001:db8:9::/48"), None, None, 3)]);
+        assert!(a.contains_key(&(p("2001:db8:9::/48"), None)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use babel_wire::Prefix;
 
 use crate::watch::{AddressInfo, LinkInfo, NetEvent};
-use crate::{FibError, KernelRoute, RouteKind};
+use crate::{FibError, KernelRoute, KernelRule, RouteKind};
 
 // Message types.
 pub(crate) const NLMSG_NOOP: u16 = 1;
@@ -28,6 +28,9 @@ pub(crate) const RTM_GETADDR: u16 = 22;
 pub(crate) const RTM_NEWROUTE: u16 = 24;
 pub(crate) const RTM_DELROUTE: u16 = 25;
 pub(crate) const RTM_GETROUTE: u16 = 26;
+pub(crate) const RTM_NEWRULE: u16 = 32;
+pub(crate) const RTM_DELRULE: u16 = 33;
+pub(crate) const RTM_GETRULE: u16 = 34;
 
 // Header flags.
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
@@ -51,6 +54,16 @@ const RTA_PREFSRC: u16 = 7;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RTA_VIA: u16 = 18;
+
+// Rule attributes (`linux/fib_rules.h`).
+const FRA_SRC: u16 = 2;
+const FRA_PRIORITY: u16 = 6;
+const FRA_TABLE: u16 = 15;
+const FRA_PROTOCOL: u16 = 21;
+/// `FR_ACT_TO_TBL`: look the packet up in a table.
+const FR_ACT_TO_TBL: u8 = 1;
+/// Length of `struct fib_rule_hdr`.
+const FIB_RULE_HDR_LEN: usize = 12;
 
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
@@ -421,6 +434,45 @@ impl MsgBuilder {
         self.finish();
     }
 
+    /// A request to add the policy rule `rule` (`NLM_F_CREATE | NLM_F_EXCL`).
+    pub fn new_rule(&mut self, rule: &KernelRule, seq: u32) {
+        self.begin(
+            RTM_NEWRULE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        self.rule_body(rule);
+    }
+
+    /// A request to delete the policy rule `rule` (matched on source, table and priority).
+    pub fn del_rule(&mut self, rule: &KernelRule, seq: u32) {
+        self.begin(RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.rule_body(rule);
+    }
+
+    fn rule_body(&mut self, rule: &KernelRule) {
+        let table8 = u8::try_from(rule.table).unwrap_or(RT_TABLE_UNSPEC);
+        // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags.
+        self.buf.extend_from_slice(&[
+            family_of(rule.src.addr()),
+            0,
+            rule.src.len(),
+            0,
+            table8,
+            0,
+            0,
+            FR_ACT_TO_TBL,
+        ]);
+        self.buf.extend_from_slice(&0u32.to_ne_bytes());
+        if !rule.src.is_default() {
+            self.attr(FRA_SRC, &ip_bytes(rule.src.addr()));
+        }
+        self.attr_u32(FRA_TABLE, rule.table);
+        self.attr_u32(FRA_PRIORITY, rule.priority);
+        self.attr(FRA_PROTOCOL, &[rule.protocol]);
+        self.finish();
+    }
+
     fn rtmsg(&mut self, route: &KernelRoute, scope: u8, ty: u8, flags: u32) {
         let table8 = u8::try_from(route.table).unwrap_or(RT_TABLE_UNSPEC);
         self.buf.extend_from_slice(&[
@@ -446,6 +498,51 @@ impl MsgBuilder {
         // (metric 0 in a delete would match any metric).
         self.attr_u32(RTA_PRIORITY, route.effective_metric());
     }
+}
+
+/// Length of the family header of rule dumps.
+pub(crate) const RULE_HEADER_LEN: usize = FIB_RULE_HDR_LEN;
+
+/// Parses the payload of an `RTM_NEWRULE` message. `Ok(None)` for rules that are not
+/// "look up a table" rules of IPv4/IPv6 (`FR_ACT_TO_TBL`).
+pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
+    let short = || FibError::Malformed("short fib_rule_hdr");
+    let family = rd_u8(payload, 0).ok_or_else(short)?;
+    let src_len = rd_u8(payload, 2).ok_or_else(short)?;
+    let table8 = rd_u8(payload, 4).ok_or_else(short)?;
+    let action = rd_u8(payload, 7).ok_or_else(short)?;
+    if (family != AF_INET && family != AF_INET6) || action != FR_ACT_TO_TBL {
+        return Ok(None);
+    }
+    let unspecified = if family == AF_INET {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let mut src = unspecified;
+    let mut table = u32::from(table8);
+    let mut priority = 0;
+    let mut protocol = 0;
+    let attrs = payload.get(FIB_RULE_HDR_LEN..).ok_or_else(short)?;
+    for attr in attributes(attrs) {
+        let (ty, data) = attr?;
+        let bad = FibError::Malformed("bad rule attribute");
+        match ty {
+            FRA_SRC => src = ip_from(family, data).ok_or(bad)?,
+            FRA_TABLE => table = rd_u32(data, 0).ok_or(bad)?,
+            FRA_PRIORITY => priority = rd_u32(data, 0).ok_or(bad)?,
+            FRA_PROTOCOL => protocol = rd_u8(data, 0).ok_or(bad)?,
+            _ => {}
+        }
+    }
+    let src =
+        Prefix::new(src, src_len).map_err(|_| FibError::Malformed("prefix length too long"))?;
+    Ok(Some(KernelRule {
+        src,
+        table,
+        priority,
+        protocol,
+    }))
 }
 
 /// Length of the family header that follows the netlink header in route dumps.
@@ -852,6 +949,40 @@ mod tests {
         assert_eq!(r.oif, Some(7));
         assert_eq!(r.protocol, 3);
         assert_eq!(r.dst, p("10.9.0.0/16"));
+    }
+
+    #[test]
+    fn rules_round_trip() {
+        let rule = KernelRule {
+            src: p("2001:db8:1::/48"),
+            table: 10,
+            priority: 100,
+            protocol: 42,
+        };
+        let mut b = MsgBuilder::new();
+        b.new_rule(&rule, 7);
+        let m = one_message(&b);
+        assert_eq!(m.ty, RTM_NEWRULE);
+        assert_eq!(
+            m.flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        // src_len in the header, action FR_ACT_TO_TBL.
+        assert_eq!(m.payload[2], 48);
+        assert_eq!(m.payload[7], 1);
+        assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
+        let mut d = MsgBuilder::new();
+        d.del_rule(&rule, 8);
+        let m = one_message(&d);
+        assert_eq!(m.ty, RTM_DELRULE);
+        assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
+        // Other actions (blackhole = 6) are not table rules.
+        let mut other = m.payload.to_vec();
+        other[7] = 6;
+        assert_eq!(decode_rule(&other).unwrap(), None);
+        for n in 0..m.payload.len() {
+            let _ = decode_rule(&m.payload[..n]);
+        }
     }
 
     #[test]

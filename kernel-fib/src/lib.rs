@@ -8,6 +8,8 @@
 //! * [`MemoryFib`]: the same semantics in memory, for the simulator and tests.
 //! * [`Watcher`]: link, address and route notifications as [`NetEvent`]s; one-shot dumps are
 //!   [`NetlinkFib::links`], [`NetlinkFib::addresses`] and [`Fib::dump`].
+//! * [`SourceTables`], [`KernelRule`]: source-specific routes on kernels without IPv6 subtrees
+//!   (one table and one `from SRC` rule per source prefix, RFC 9079 §5.3 ordering kept).
 //! * [`codec`]: the message layouts, pure and panic-free (for tests and fuzzing).
 //!
 //! Everything is synchronous: the daemon runs the kernel table on a thread of its own.
@@ -19,6 +21,7 @@ mod memory;
 mod netlink;
 pub mod netns;
 mod route;
+mod rules;
 mod socket;
 mod watch;
 
@@ -30,6 +33,10 @@ pub use route::{
     FibChange, IPV6_DEFAULT_METRIC, KernelRoute, RTPROT_BABEL, RTPROT_BOOT, RTPROT_KERNEL,
     RTPROT_STATIC, RouteFilter, RouteKey, RouteKind, TABLE_LOCAL, TABLE_MAIN, UNREACHABLE_METRIC,
     ipv4_gateway_needs_onlink, is_ipv6_link_local,
+};
+pub use rules::{
+    DEFAULT_FIRST_RULE_PRIORITY, DEFAULT_FIRST_SOURCE_TABLE, DEFAULT_MAX_SOURCE_TABLES, KernelRule,
+    Projection, SourceTables,
 };
 pub use watch::{
     AddressInfo, Events, Groups, IF_OPER_UP, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE,

@@ -9,11 +9,11 @@ use babel_wire::Prefix;
 
 use crate::codec::{
     self, ADDR_HEADER_LEN, LINK_HEADER_LEN, MsgBuilder, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE,
-    ROUTE_HEADER_LEN,
+    ROUTE_HEADER_LEN, RULE_HEADER_LEN,
 };
 use crate::socket::NlSocket;
 use crate::watch::{AddressInfo, LinkInfo};
-use crate::{Fib, FibChange, FibError, KernelRoute, RouteFilter, RouteKind};
+use crate::{Fib, FibChange, FibError, KernelRoute, KernelRule, RouteFilter, RouteKind};
 
 /// Settings of a [`NetlinkFib`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +139,40 @@ impl NetlinkFib {
         self.sock.dump(codec::RTM_GETADDR, ADDR_HEADER_LEN, |m| {
             if m.ty == codec::RTM_NEWADDR {
                 codec::decode_address(m.payload)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// Adds the policy rule `rule` ([`FibError::Exists`] if the same rule is there).
+    pub fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        let seq = self.sock.take_seqs(1);
+        let mut b = MsgBuilder::new();
+        b.new_rule(rule, seq);
+        self.sock
+            .transact(&b, seq, 1)
+            .pop()
+            .unwrap_or(Err(FibError::Timeout))
+    }
+
+    /// Deletes the policy rule `rule`; a rule that is already gone is not an error.
+    pub fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        let seq = self.sock.take_seqs(1);
+        let mut b = MsgBuilder::new();
+        b.del_rule(rule, seq);
+        self.sock
+            .transact(&b, seq, 1)
+            .pop()
+            .unwrap_or(Err(FibError::Timeout))
+            .or_else(gone_is_ok)
+    }
+
+    /// Every IPv4 and IPv6 "look up a table" policy rule.
+    pub fn rules(&mut self) -> Result<Vec<KernelRule>, FibError> {
+        self.sock.dump(codec::RTM_GETRULE, RULE_HEADER_LEN, |m| {
+            if m.ty == codec::RTM_NEWRULE {
+                codec::decode_rule(m.payload)
             } else {
                 Ok(None)
             }

@@ -821,3 +821,71 @@ fn link_up_and_addresses() {
     );
     assert!(fib.add_address(9999, ip("fe80::1"), 64).is_err());
 }
+
+/// The rule projection (`ipv6-subtrees false`): tables and `from SRC` rules in the real kernel,
+/// and the kernel's own route lookup (`ip -6 route get ... from ...`) follows RFC 9079 §5.3:
+/// a more specific destination without a source wins over the source table's default.
+#[test]
+fn rule_projection_in_the_kernel() {
+    let Some(ns) = Ns::new("rule_projection_in_the_kernel") else {
+        return;
+    };
+    let va = ns.ifindex("va");
+    let mut fib = ns.fib();
+    ns.ip(&["-6", "addr", "add", "2001:db8:2::5/128", "dev", "lo"]);
+    let routes = [
+        KernelRoute::unicast(p("::/0"), Some(ip("fe80::2")), Some(va))
+            .with_src(p("2001:db8:2::/48")),
+        KernelRoute::unicast(p("2001:db8:ee::/64"), Some(ip("fe80::1")), Some(va)),
+    ];
+    let mut tables = kernel_fib::SourceTables::new(100, 10, 4, 42);
+    let proj = tables.project(&routes);
+    fib.add(&routes[1]).unwrap();
+    for r in &proj.routes {
+        fib.add(r).unwrap();
+    }
+    for rule in &proj.rules {
+        fib.add_rule(rule).unwrap();
+    }
+    let rules = ns.ip(&["-6", "rule", "show"]);
+    assert!(
+        rules.contains("100:\tfrom 2001:db8:2::/48 lookup 10 proto babel"),
+        "{rules}"
+    );
+    assert_eq!(
+        fib.rules()
+            .unwrap()
+            .iter()
+            .filter(|r| r.protocol == 42)
+            .count(),
+        1
+    );
+    let get = |dst: &str| ns.ip(&["-6", "route", "get", dst, "from", "2001:db8:2::5"]);
+    assert!(
+        get("2001:db8:77::1").contains("via fe80::2"),
+        "{}",
+        get("2001:db8:77::1")
+    );
+    assert!(
+        get("2001:db8:ee::1").contains("via fe80::1"),
+        "{}",
+        get("2001:db8:ee::1")
+    );
+    // Without the disambiguation copy, the source table's default would win.
+    let copy = proj
+        .routes
+        .iter()
+        .find(|r| r.dst == p("2001:db8:ee::/64"))
+        .unwrap();
+    fib.delete(copy).unwrap();
+    assert!(
+        get("2001:db8:ee::1").contains("via fe80::2"),
+        "{}",
+        get("2001:db8:ee::1")
+    );
+    for rule in &proj.rules {
+        fib.delete_rule(rule).unwrap();
+        fib.delete_rule(rule).unwrap(); // already gone: fine
+    }
+    assert!(!ns.ip(&["-6", "rule", "show"]).contains("2001:db8:2::/48"));
+}

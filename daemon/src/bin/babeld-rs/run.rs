@@ -318,6 +318,18 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         protocol: RTPROT_BABEL,
         table: g.export_table.unwrap_or(kernel_fib::TABLE_MAIN),
         metric: g.kernel_priority.unwrap_or(0),
+        // babeld: ipv6-subtrees defaults to whether the kernel has them (Linux >= 3.11).
+        rule_priority: if g
+            .ipv6_subtrees
+            .unwrap_or_else(crate::kernel::kernel_has_ipv6_subtrees)
+        {
+            None
+        } else {
+            Some(
+                g.first_rule_priority
+                    .unwrap_or(kernel_fib::DEFAULT_FIRST_RULE_PRIORITY),
+            )
+        },
     };
     let kernel = spawn_fib(policy).context("kernel routes")?;
     if let Some(secs) = g.kernel_check_interval {
