@@ -34,13 +34,8 @@ pub struct InstallPolicy {
 
 /// Whether this kernel has IPv6 subtrees, decided as babeld does: Linux 3.11 or later.
 pub fn kernel_has_ipv6_subtrees() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (3, 11)
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .is_ok_and(|r| daemon::state::kernel_at_least(&r, 3, 11))
 }
 
 /// The rule projection's state (`ipv6-subtrees false`).
