@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use babel_wire::{
@@ -12,6 +13,7 @@ use price_metric::{Candidate, Policy, accumulate, shown_price};
 use tracing::{debug, warn};
 
 use crate::config::{Config, InterfaceConfig, InterfaceKind};
+use crate::filter::{FilterRoute, RouteFilter, add_metric};
 use crate::neighbour::{Neighbour, seqno_minus};
 use crate::output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
@@ -91,6 +93,8 @@ struct Route {
     router_id: RouterId,
     seqno: u16,
     refmetric: u16,
+    /// Metric added by the `in` filter (babeld `add_metric`).
+    add_metric: u16,
     /// Advertised update interval, centiseconds.
     interval: u16,
     received_price: u32,
@@ -202,6 +206,7 @@ pub struct Engine {
     next_route_check: Option<Instant>,
     next_request_check: Option<Instant>,
     next_source_gc: Instant,
+    filter: Option<Arc<dyn RouteFilter>>,
 }
 
 /// babeld's `martian_prefix` (RFC 8966 Appendix C): multicast, link-local, loopback,
@@ -270,6 +275,12 @@ fn hold_time(interval_cs: u16) -> Duration {
 }
 
 impl Engine {
+    /// Sets (or removes) the `in`/`out` route filter. It applies to updates received and sent
+    /// from now on; routes already held keep their metric until their next update.
+    pub fn set_route_filter(&mut self, filter: Option<Arc<dyn RouteFilter>>) {
+        self.filter = filter;
+    }
+
     /// A new engine (RFC 8966 §3.2: router-id, own seqno).
     pub fn new(cfg: Config, now: Instant) -> Result<Engine, EngineError> {
         if !cfg.router_id.is_valid() {
@@ -302,6 +313,7 @@ impl Engine {
             next_route_check: None,
             next_request_check: None,
             next_source_gc: now + cfg.source_gc_time / 4,
+            filter: None,
             cfg,
         })
     }
@@ -522,7 +534,9 @@ impl Engine {
     }
 
     fn route_metric(&self, r: &Route) -> u16 {
-        let m = u32::from(r.refmetric) + u32::from(self.neighbour_cost(r.neigh));
+        let m = u32::from(r.refmetric)
+            + u32::from(self.neighbour_cost(r.neigh))
+            + u32::from(r.add_metric);
         u16::try_from(m.min(u32::from(INFINITY))).unwrap_or(INFINITY)
     }
 
@@ -1172,6 +1186,11 @@ impl Engine {
             Some(n) => (n.rtt, n.address),
             None => return,
         };
+        let add_metric = self.input_filter(key, rid, via, ifindex);
+        if add_metric >= INFINITY {
+            self.counters.filtered_in += 1;
+            return;
+        }
         let path_rtt = match (u.path_rtt, neigh_rtt) {
             (Some(p), Some(r)) => {
                 p.saturating_add(u32::try_from(r.as_micros()).unwrap_or(u32::MAX))
@@ -1180,9 +1199,11 @@ impl Engine {
         };
         let next_hop = u.next_hop.unwrap_or(src);
         let cost = self.neighbour_cost(nid);
-        let metric =
-            u16::try_from((u32::from(u.metric) + u32::from(cost)).min(u32::from(INFINITY)))
-                .unwrap_or(INFINITY);
+        let metric = u16::try_from(
+            (u32::from(u.metric) + u32::from(cost) + u32::from(add_metric))
+                .min(u32::from(INFINITY)),
+        )
+        .unwrap_or(INFINITY);
         let exists = self
             .routes
             .get(&key)
@@ -1208,6 +1229,7 @@ impl Engine {
                 r.router_id = rid;
                 r.seqno = u.seqno;
                 r.refmetric = u.metric;
+                r.add_metric = add_metric;
                 r.interval = u.interval;
                 r.received_price = u.price.unwrap_or(0);
                 r.price = price;
@@ -1251,6 +1273,7 @@ impl Engine {
                 router_id: rid,
                 seqno: u.seqno,
                 refmetric: u.metric,
+                add_metric,
                 interval: u.interval,
                 received_price: u.price.unwrap_or(0),
                 price,
@@ -1276,6 +1299,24 @@ impl Engine {
         }
         self.note_route_deadline(now, u.interval);
         self.reselect(now, key);
+    }
+
+    /// babeld's `input_filter`: the metric the `in` filter adds to a route from `neighbour`.
+    fn input_filter(&self, key: RouteKey, rid: RouterId, neighbour: IpAddr, ifindex: u32) -> u16 {
+        let Some(filter) = &self.filter else {
+            return 0;
+        };
+        filter.input(&FilterRoute {
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            router_id: rid,
+            neighbour: Some(neighbour),
+            ifindex,
+            ifname: self
+                .interfaces
+                .get(&ifindex)
+                .map_or("", |i| i.cfg.name.as_str()),
+        })
     }
 
     fn note_route_deadline(&mut self, now: Instant, interval: u16) {
@@ -1723,8 +1764,40 @@ impl Engine {
 
     /// The Update we advertise for `key` on `ifindex` now: our xroute, our selected route (not on
     /// its own interface when split horizon applies, RFC 8966 §3.7.4), or a retraction. `full`
-    /// (periodic dump) leaves out retractions and split-horizon routes.
+    /// (periodic dump) leaves out retractions and split-horizon routes. The `out` filter
+    /// (babeld's `output_filter`) adds its metric or keeps the update off this interface.
     fn update_for(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        key: RouteKey,
+        full: bool,
+    ) -> Option<Message> {
+        let mut msg = self.unfiltered_update_for(now, ifindex, key, full)?;
+        let (Some(filter), Message::Update(u)) = (&self.filter, &mut msg) else {
+            return Some(msg);
+        };
+        let ifname = self
+            .interfaces
+            .get(&ifindex)
+            .map_or("", |i| i.cfg.name.as_str());
+        let add = filter.output(&FilterRoute {
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            router_id: u.router_id.unwrap_or(self.cfg.router_id),
+            neighbour: None,
+            ifindex,
+            ifname,
+        });
+        if add >= INFINITY {
+            self.counters.filtered_out += 1;
+            return None;
+        }
+        u.metric = add_metric(u.metric, add);
+        Some(msg)
+    }
+
+    fn unfiltered_update_for(
         &mut self,
         now: Instant,
         ifindex: u32,

@@ -87,6 +87,7 @@
 
 mod config;
 mod engine;
+mod filter;
 mod neighbour;
 mod output;
 mod rng;
@@ -98,6 +99,7 @@ pub use engine::{
     REQUEST_TIMEOUT, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING,
     URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
+pub use filter::{FilterRoute, RouteFilter};
 pub use output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,

@@ -134,6 +134,10 @@ pub struct Counters {
     pub rfc_violations: u64,
     /// Updates for martian prefixes (RFC 8966 Appendix C / babeld `martian_prefix`), dropped.
     pub martians: u64,
+    /// Updates refused by the `in` filter ([`crate::RouteFilter::input`]).
+    pub filtered_in: u64,
+    /// Updates not sent on an interface because of the `out` filter.
+    pub filtered_out: u64,
     /// New routes dropped because a route limit was reached.
     pub routes_over_limit: u64,
     /// Neighbours not created because the per-interface limit was reached.

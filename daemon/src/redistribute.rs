@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use babel_core::{FilterRoute, RouteFilter};
 use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Filter, FilterAction, FilterKind};
@@ -140,6 +141,52 @@ pub fn verdict(
     }
 }
 
+/// The configuration's `in` and `out` filters as the engine's route filter: the first matching
+/// filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N; with no
+/// match the route passes unchanged (babeld's `input_filter` / `output_filter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteFilters {
+    filters: Vec<(FilterKind, Filter)>,
+}
+
+impl RouteFilters {
+    /// The `in` and `out` filters of `filters`, or `None` when there are none.
+    pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<RouteFilters> {
+        let filters: Vec<(FilterKind, Filter)> = filters
+            .iter()
+            .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out))
+            .cloned()
+            .collect();
+        (!filters.is_empty()).then_some(RouteFilters { filters })
+    }
+
+    fn metric(&self, kind: FilterKind, r: &FilterRoute<'_>) -> u16 {
+        let c = Candidate {
+            prefix: r.prefix,
+            src_prefix: r.src_prefix,
+            ifname: Some(r.ifname),
+            proto: None,
+            neighbour: r.neighbour,
+            router_id: Some(r.router_id),
+        };
+        let v = verdict(&self.filters, kind, &c, true);
+        if v.allow {
+            v.metric
+        } else {
+            babel_wire::INFINITY
+        }
+    }
+}
+
+impl RouteFilter for RouteFilters {
+    fn input(&self, route: &FilterRoute<'_>) -> u16 {
+        self.metric(FilterKind::In, route)
+    }
+    fn output(&self, route: &FilterRoute<'_>) -> u16 {
+        self.metric(FilterKind::Out, route)
+    }
+}
+
 /// The routes to announce: key (prefix, source) to metric.
 pub type Announcements = BTreeMap<(Prefix, Option<Prefix>), u16>;
 
@@ -206,6 +253,39 @@ mod tests {
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn in_and_out_filters_as_the_engine_sees_them() {
+        assert!(RouteFilters::from_config(&filters("redistribute local deny\n")).is_none());
+        let f = RouteFilters::from_config(&filters(
+            "in ip 10.0.0.0/8 le 24 deny\n\
+             in if eth1 metric 128\n\
+             out neigh fe80::1 deny\n\
+             out id 02:00:00:00:00:00:00:09 metric 7\n\
+             redistribute ip 10.0.0.0/8 deny\n",
+        ))
+        .unwrap();
+        let r = |prefix: &str, ifname, rid: u8, neighbour: Option<&str>| FilterRoute {
+            prefix: p(prefix),
+            src_prefix: None,
+            router_id: RouterId([2, 0, 0, 0, 0, 0, 0, rid]),
+            neighbour: neighbour.map(|n| n.parse().unwrap()),
+            ifindex: 1,
+            ifname,
+        };
+        assert_eq!(
+            f.input(&r("10.1.0.0/16", "eth0", 1, Some("fe80::2"))),
+            babel_wire::INFINITY
+        );
+        // le 24: a /32 is not matched by the first filter; the second matches on eth1 only.
+        assert_eq!(f.input(&r("10.1.0.1/32", "eth1", 1, Some("fe80::2"))), 128);
+        assert_eq!(f.input(&r("10.1.0.1/32", "eth0", 1, Some("fe80::2"))), 0);
+        // out filters never see a neighbour, so `neigh` cannot match there.
+        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 1, None)), 0);
+        assert_eq!(f.output(&r("fd00::/64", "eth0", 9, None)), 7);
+        // redistribute filters are not route filters.
+        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 3, None)), 0);
     }
 
     #[test]

@@ -281,7 +281,10 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     if let Some(h) = g.smoothing_half_life {
         ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
     }
-    let engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    let mut engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
+        engine.set_route_filter(Some(std::sync::Arc::new(f)));
+    }
 
     let ifaces: Vec<Iface> = inv
         .interfaces

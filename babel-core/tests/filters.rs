@@ -1,0 +1,112 @@
+//! The `in`/`out` filter hook (babeld's `input_filter` / `output_filter`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use babel_core::{FilterRoute, InterfaceConfig, InterfaceKind, RouteFilter, RouteKey};
+use babel_wire::INFINITY;
+use common::*;
+
+/// Denies 10.1.0.0/16 on input, adds 50 to 10.2.0.0/16; on output denies 10.9.0.0/16 and adds
+/// 7 to everything else that we originate.
+#[derive(Debug)]
+struct Rules;
+
+impl RouteFilter for Rules {
+    fn input(&self, r: &FilterRoute<'_>) -> u16 {
+        assert_eq!(r.ifname, "eth0");
+        assert_eq!(r.neighbour, Some(nb(1)));
+        if r.prefix == pfx("10.1.0.0/16") {
+            INFINITY
+        } else if r.prefix == pfx("10.2.0.0/16") {
+            50
+        } else {
+            0
+        }
+    }
+    fn output(&self, r: &FilterRoute<'_>) -> u16 {
+        assert!(r.neighbour.is_none());
+        if r.prefix == pfx("10.9.0.0/16") {
+            INFINITY
+        } else if r.router_id == rid(1) {
+            7
+        } else {
+            0
+        }
+    }
+}
+
+#[test]
+fn in_filter_refuses_or_adds_metric() {
+    let mut h = H::new();
+    h.e.interface_up(
+        h.now,
+        2,
+        InterfaceConfig::new("eth1", InterfaceKind::Wired, "fe80::2".parse().unwrap()),
+    );
+    h.e.set_route_filter(Some(Arc::new(Rules)));
+    h.establish(nb(1));
+    h.recv(
+        nb(1),
+        &[
+            update("10.1.0.0/16", 9, 3, 100),
+            update("10.2.0.0/16", 9, 3, 100),
+            update("10.3.0.0/16", 9, 3, 100),
+        ],
+    );
+    assert!(h.installed("10.1.0.0/16").is_none());
+    assert_eq!(h.installed("10.2.0.0/16").unwrap().metric, 246);
+    assert_eq!(h.installed("10.3.0.0/16").unwrap().metric, 196);
+    assert_eq!(h.e.counters().filtered_in, 1);
+    // The metric we re-announce (on eth1; split horizon keeps eth0 quiet) includes what the
+    // filter added.
+    h.advance(Duration::from_secs(3));
+    let ups: Vec<_> = h
+        .updates_by_iface()
+        .into_iter()
+        .filter(|(i, _)| *i == 2)
+        .map(|(_, u)| u)
+        .collect();
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("10.2.0.0/16")) && u.metric == 246),
+        "{ups:?}"
+    );
+    assert!(!ups.iter().any(|u| u.prefix == Some(pfx("10.1.0.0/16"))));
+}
+
+#[test]
+fn out_filter_keeps_routes_off_the_wire_or_adds_metric() {
+    let mut h = H::new();
+    h.e.set_route_filter(Some(Arc::new(Rules)));
+    h.e.announce(h.now, RouteKey::new(pfx("10.9.0.0/16")), 0)
+        .unwrap();
+    h.e.announce(h.now, RouteKey::new(pfx("10.8.0.0/16")), 0)
+        .unwrap();
+    h.advance(Duration::from_secs(20));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        !ups.iter().any(|u| u.prefix == Some(pfx("10.9.0.0/16"))),
+        "{ups:?}"
+    );
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("10.8.0.0/16")) && u.metric == 7)
+    );
+    assert!(h.e.counters().filtered_out > 0);
+    // Without the filter both go out with metric 0.
+    h.e.set_route_filter(None);
+    h.advance(Duration::from_secs(20));
+    let ups = updates_in(&h.sent_messages());
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("10.9.0.0/16")) && u.metric == 0)
+    );
+    assert!(
+        ups.iter()
+            .any(|u| u.prefix == Some(pfx("10.8.0.0/16")) && u.metric == 0)
+    );
+}
