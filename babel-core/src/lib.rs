@@ -90,6 +90,7 @@ mod engine;
 mod neighbour;
 mod output;
 mod rng;
+pub mod rtt;
 mod time;
 
 pub use config::{Config, InterfaceConfig, InterfaceKind, Limits};
