@@ -47,6 +47,9 @@ pub struct InterfaceConfig {
     pub rtt_min: Duration,
     /// RTT above which the full penalty applies (babeld `rtt-max`, 120 ms).
     pub rtt_max: Duration,
+    /// Weight of a new RTT sample in the moving average, in 1/256 (babeld `rtt-decay`, 42;
+    /// 1-256). RFC 9616 §3.1 suggests keeping 0.836 of the old value: (256 - 42) / 256.
+    pub rtt_decay: u16,
     /// Send unicast Hellos to every neighbour at this interval (babeld `unicast`), each with its
     /// own seqno (RFC 8966 §3.4.1).
     pub unicast_hello_interval: Option<Duration>,
@@ -83,6 +86,7 @@ impl InterfaceConfig {
             max_rtt_penalty: if tunnel { 96 } else { 0 },
             rtt_min: Duration::from_millis(10),
             rtt_max: Duration::from_millis(120),
+            rtt_decay: 42,
             unicast_hello_interval: None,
             flavour: Flavour::Standard,
             ipv4: None,

@@ -458,7 +458,7 @@ impl Engine {
                     ureach: n.uhello.reach,
                     rxcost: n.rxcost,
                     txcost: n.effective_txcost(now),
-                    rtt: n.rtt,
+                    rtt: n.valid_rtt(now),
                     rttcost,
                     cost: n.cost,
                     accuracy: n.accuracy,
@@ -933,10 +933,14 @@ impl Engine {
         let Some(nid) = self.neighbour_for(now, ifindex, src) else {
             return;
         };
-        let hello_ts = decoded.packet.messages.iter().find_map(|m| match m {
+        // RFC 9616: the transmit timestamp of the (last) timestamped Hello in this packet, and
+        // the timestamps of the (last) IHU for us that carries some; the sample is taken once
+        // the whole packet is parsed, as babeld does.
+        let hello_ts = decoded.packet.messages.iter().rev().find_map(|m| match m {
             Message::Hello(h) => h.timestamp,
             _ => None,
         });
+        let mut ihu_ts = None;
         let mut link_changed = false;
         for msg in decoded.packet.messages {
             match msg {
@@ -954,7 +958,8 @@ impl Engine {
                         continue;
                     }
                     if i.address.is_none_or(|a| a == our_addr) {
-                        link_changed |= self.handle_ihu(now, nid, &i, hello_ts);
+                        ihu_ts = i.timestamp.or(ihu_ts);
+                        link_changed |= self.handle_ihu(now, nid, &i);
                     }
                 }
                 Message::Update(u) => {
@@ -978,9 +983,40 @@ impl Engine {
                 _ => {}
             }
         }
+        if let (Some(ts), Some(t3)) = (ihu_ts, hello_ts) {
+            link_changed |= self.rtt_sample(now, nid, ifindex, ts, t3);
+        }
         if link_changed {
             self.refresh_neighbour(now, nid);
         }
+    }
+
+    /// RFC 9616 §2.3 and §3.1: a packet with a timestamped Hello and a timestamped IHU for us
+    /// gives one RTT sample ([`crate::rtt::sample`]), smoothed with the interface's `rtt-decay`.
+    /// Returns whether a sample was taken.
+    fn rtt_sample(
+        &mut self,
+        now: Instant,
+        nid: u64,
+        ifindex: u32,
+        ts: IhuTimestamp,
+        transmit: u32,
+    ) -> bool {
+        let decay = self
+            .interfaces
+            .get(&ifindex)
+            .map_or(42, |i| i.cfg.rtt_decay);
+        let Some(n) = self.neighbours.get_mut(&nid) else {
+            return false;
+        };
+        let t4 = now.as_micros() as u32;
+        let Some(sample) = crate::rtt::sample(ts.origin, ts.receive, transmit, t4) else {
+            debug!(ifindex, neighbour = %n.address, "discarding RTT sample");
+            return false;
+        };
+        n.rtt_sample(now, sample, decay);
+        debug!(ifindex, neighbour = %n.address, sample, rtt = ?n.rtt, "RTT sample");
+        true
     }
 
     fn neighbour_for(&mut self, now: Instant, ifindex: u32, addr: IpAddr) -> Option<u64> {
@@ -1026,6 +1062,7 @@ impl Engine {
         let reach = hist.reach;
         if let Some(ts) = h.timestamp {
             n.hello_ts = Some((ts, now.as_micros() as u32));
+            n.hello_ts_time = now;
         }
         let next = min_opt(n.hello.next_miss(), n.uhello.next_miss());
         let addr = n.address;
@@ -1053,32 +1090,15 @@ impl Engine {
         out.changed
     }
 
-    /// RFC 8966 §3.4.2: an IHU addressed to us sets the txcost; with RFC 9616 timestamps it gives an
-    /// RTT sample (EWMA 42/256 for the new sample, as babeld).
-    fn handle_ihu(&mut self, now: Instant, nid: u64, i: &Ihu, hello_ts: Option<u32>) -> bool {
+    /// RFC 8966 §3.4.2: an IHU addressed to us sets the txcost (its RFC 9616 timestamps are
+    /// used once the packet is parsed, see [`Engine::rtt_sample`]).
+    fn handle_ihu(&mut self, now: Instant, nid: u64, i: &Ihu) -> bool {
         let Some(n) = self.neighbours.get_mut(&nid) else {
             return false;
         };
         n.txcost = i.rxcost;
         n.ihu_time = Some(now);
         n.ihu_interval = i.interval;
-        if let (Some(ts), Some(t3)) = (i.timestamp, hello_ts) {
-            let t4 = now.as_micros() as u32;
-            let a = t4.wrapping_sub(ts.origin);
-            let b = t3.wrapping_sub(ts.receive);
-            if a < 600_000_000 && b < 600_000_000 && a >= b {
-                let sample = u64::from(a - b);
-                let rtt = match n.rtt {
-                    Some(old) => {
-                        let old = u64::try_from(old.as_micros()).unwrap_or(u64::MAX);
-                        (42 * sample + 214 * old).div_ceil(256)
-                    }
-                    None => sample,
-                };
-                n.rtt = Some(Duration::from_micros(rtt));
-                n.rtt_time = now;
-            }
-        }
         true
     }
 
@@ -1983,6 +2003,12 @@ impl Engine {
                 continue;
             }
             n.rxcost_sent = n.rxcost;
+            // babeld echoes the neighbour's last Hello timestamp while it is fresh enough, and
+            // forgets it otherwise (or when we send no timestamps).
+            let fresh = now.saturating_since(n.hello_ts_time) < crate::rtt::ECHO_VALIDITY;
+            if ts.is_none() || !fresh {
+                n.hello_ts = None;
+            }
             let timestamp = match (ts, n.hello_ts) {
                 (Some(_), Some((origin, receive))) => Some(IhuTimestamp { origin, receive }),
                 _ => None,
@@ -1996,7 +2022,48 @@ impl Engine {
         }
         self.counters.hellos_sent += 1;
         self.counters.ihus_sent += (msgs.len() - 1) as u64;
-        self.send(ifindex, Destination::Multicast, msgs);
+        if ts.is_some() {
+            self.send_timestamped(now, ifindex, msgs);
+        } else {
+            self.send(ifindex, Destination::Multicast, msgs);
+        }
+    }
+
+    /// RFC 9616 §2.3: a timestamped IHU is only useful in a packet that also carries a
+    /// timestamped Hello (the receiver takes t3 from it). `msgs` starts with our Hello; when the
+    /// IHUs overflow into more packets, each further packet gets an unscheduled Hello (interval
+    /// 0, next seqno, timestamp) first, as babeld's `send_ihu` does.
+    fn send_timestamped(&mut self, now: Instant, ifindex: u32, mut msgs: Vec<Message>) {
+        loop {
+            let before = self.transmits.len();
+            self.send(ifindex, Destination::Multicast, msgs.clone());
+            let first = self.transmits.get(before).map_or(0, |t| t.messages);
+            if self.transmits.len() <= before + 1 || first <= 1 || first >= msgs.len() {
+                return;
+            }
+            // Take back the overflow packets and send their messages after a new Hello.
+            for t in self.transmits.drain(before + 1..) {
+                self.counters.packets_sent = self.counters.packets_sent.saturating_sub(1);
+                self.counters.bytes_sent = self
+                    .counters
+                    .bytes_sent
+                    .saturating_sub(t.bytes.len() as u64);
+            }
+            let Some(i) = self.interfaces.get_mut(&ifindex) else {
+                return;
+            };
+            i.hello_seqno = i.hello_seqno.wrapping_add(1);
+            let hello = Message::Hello(Hello {
+                unicast: false,
+                seqno: i.hello_seqno,
+                interval: 0,
+                timestamp: Some(now.as_micros() as u32),
+            });
+            self.counters.hellos_sent += 1;
+            msgs = std::iter::once(hello)
+                .chain(msgs.into_iter().skip(first))
+                .collect();
+        }
     }
 
     fn send_unicast_hello(&mut self, now: Instant, nid: u64) {

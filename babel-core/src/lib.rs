@@ -91,6 +91,7 @@ mod filter;
 mod neighbour;
 mod output;
 mod rng;
+pub mod rtt;
 mod time;
 
 pub use config::{Config, InterfaceConfig, InterfaceKind, Limits};

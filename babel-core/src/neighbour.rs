@@ -6,6 +6,7 @@ use std::time::Duration;
 use babel_wire::INFINITY;
 
 use crate::config::InterfaceConfig;
+use crate::rtt;
 use crate::time::{Instant, from_centis};
 
 /// babeld drops an IHU's txcost after this long whatever its interval.
@@ -150,8 +151,11 @@ pub(crate) struct Neighbour {
     pub rxcost: u16,
     /// rxcost last put in an IHU to this neighbour.
     pub rxcost_sent: u16,
-    /// RFC 9616: the last Hello timestamp we received from it, and our receive time.
+    /// RFC 9616: the last Hello timestamp we received from it, and our receive time (as a
+    /// 32-bit µs timestamp, and as an instant for its age).
     pub hello_ts: Option<(u32, u32)>,
+    pub hello_ts_time: Instant,
+    /// Smoothed RTT (µs precision) and the time of its last sample.
     pub rtt: Option<Duration>,
     pub rtt_time: Instant,
     /// Next unicast Hello seqno and time.
@@ -185,6 +189,7 @@ impl Neighbour {
             rxcost: INFINITY,
             rxcost_sent: INFINITY,
             hello_ts: None,
+            hello_ts_time: now,
             rtt: None,
             rtt_time: now,
             uhello_seqno: 0,
@@ -257,24 +262,30 @@ impl Neighbour {
         candidates.into_iter().filter(|c| *c > now).min()
     }
 
-    /// RFC 9616 §4 / babeld: linear penalty between rtt-min and rtt-max, for a sample not older
-    /// than 180 s.
+    /// The smoothed RTT while it is valid: its last sample is younger than
+    /// [`rtt::RTT_VALIDITY`] (babeld `valid_rtt`, 180 s).
+    pub fn valid_rtt(&self, now: Instant) -> Option<Duration> {
+        self.rtt
+            .filter(|_| now.saturating_since(self.rtt_time) < rtt::RTT_VALIDITY)
+    }
+
+    /// RFC 9616 §3.1: feeds one RTT sample (µs) into the moving average with babeld's
+    /// `rtt-decay` (see [`rtt::smooth`]).
+    pub fn rtt_sample(&mut self, now: Instant, sample_us: u32, decay: u16) {
+        let old = self
+            .valid_rtt(now)
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        let v = rtt::smooth(old, sample_us, decay);
+        self.rtt = Some(Duration::from_micros(u64::from(v)));
+        self.rtt_time = now;
+    }
+
+    /// RFC 9616 §3.2 / babeld `neighbour_rttcost`: linear penalty between rtt-min and rtt-max,
+    /// 0 without a valid RTT.
     pub fn rttcost(&self, now: Instant, ifc: &InterfaceConfig) -> u16 {
-        let Some(rtt) = self.rtt else { return 0 };
-        if ifc.max_rtt_penalty == 0
-            || now.saturating_since(self.rtt_time) > Duration::from_secs(180)
-        {
-            return 0;
-        }
-        if rtt <= ifc.rtt_min {
-            0
-        } else if rtt >= ifc.rtt_max || ifc.rtt_max <= ifc.rtt_min {
-            ifc.max_rtt_penalty
-        } else {
-            let num = (rtt - ifc.rtt_min).as_micros() * u128::from(ifc.max_rtt_penalty);
-            let den = (ifc.rtt_max - ifc.rtt_min).as_micros().max(1);
-            u16::try_from(num / den).unwrap_or(ifc.max_rtt_penalty)
-        }
+        self.valid_rtt(now).map_or(0, |d| {
+            rtt::cost(u32::try_from(d.as_micros()).unwrap_or(u32::MAX), ifc)
+        })
     }
 
     /// Recomputes rxcost and cost (RFC 8966 §3.4.3, babeld `neighbour_cost`); returns whether

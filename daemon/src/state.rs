@@ -607,6 +607,40 @@ pub fn neighbour_id(ifindex: u32, address: IpAddr) -> u64 {
     line_id(&[b"neigh", &ifindex.to_be_bytes(), a.as_bytes()])
 }
 
+/// RFC 9616 options as babeld 1.12 applies them (`interface.c`): `rtt-decay`, `rtt-min` and
+/// `rtt-max` of 0 mean the default (42, 10 ms, 120 ms); an `rtt-max` not above `rtt-min`
+/// becomes `rtt-min` + 10 ms; `max-rtt-penalty 0` on a tunnel keeps the tunnel's 96.
+fn rtt_options(c: &mut InterfaceConfig, o: &InterfaceOptions) {
+    if let Some(d) = o.rtt_decay.filter(|d| *d > 0) {
+        c.rtt_decay = d.min(256);
+    }
+    if let Some(p) = o
+        .max_rtt_penalty
+        .filter(|p| *p > 0 || c.kind != InterfaceKind::Tunnel)
+    {
+        c.max_rtt_penalty = p;
+    }
+    if let Some(us) = o.rtt_min_us.filter(|us| *us > 0) {
+        c.rtt_min = Duration::from_micros(u64::from(us));
+    }
+    if let Some(us) = o.rtt_max_us.filter(|us| *us > 0) {
+        c.rtt_max = Duration::from_micros(u64::from(us));
+    }
+    if c.rtt_max <= c.rtt_min {
+        tracing::warn!(
+            interface = %c.name,
+            "rtt-max is not above rtt-min; using rtt-min + 10 ms, as babeld"
+        );
+        c.rtt_max = c.rtt_min + Duration::from_millis(10);
+    }
+    if c.max_rtt_penalty > 0 && !c.timestamps {
+        tracing::warn!(
+            interface = %c.name,
+            "max-rtt-penalty is set but timestamps are disabled"
+        );
+    }
+}
+
 /// babeld's interface defaults per kind, then the options.
 pub fn interface_config(
     o: &InterfaceOptions,
@@ -650,15 +684,7 @@ pub fn interface_config(
     if let Some(b) = o.enable_timestamps {
         c.timestamps = b;
     }
-    if let Some(p) = o.max_rtt_penalty {
-        c.max_rtt_penalty = p;
-    }
-    if let Some(us) = o.rtt_min_us {
-        c.rtt_min = Duration::from_micros(u64::from(us));
-    }
-    if let Some(us) = o.rtt_max_us {
-        c.rtt_max = Duration::from_micros(u64::from(us));
-    }
+    rtt_options(&mut c, o);
     if o.unicast == Some(true) {
         c.unicast_hello_interval = Some(c.hello_interval);
     }
@@ -682,5 +708,61 @@ mod tests {
         assert!(kernel_at_least("10.0", 5, 13));
         assert!(!kernel_at_least("garbage", 5, 13));
         assert!(!kernel_at_least("", 5, 13));
+    }
+}
+
+#[cfg(test)]
+mod rtt_option_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use babel_core::InterfaceKind;
+
+    fn apply(kind: InterfaceKind, o: &InterfaceOptions) -> InterfaceConfig {
+        let mut c = InterfaceConfig::new("t0", kind, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        if let Some(b) = o.enable_timestamps {
+            c.timestamps = b;
+        }
+        rtt_options(&mut c, o);
+        c
+    }
+
+    #[test]
+    fn babeld_rtt_defaults_and_fixups() {
+        let none = InterfaceOptions::default();
+        let t = apply(InterfaceKind::Tunnel, &none);
+        assert!(t.timestamps);
+        assert_eq!(
+            (t.max_rtt_penalty, t.rtt_decay, t.rtt_min, t.rtt_max),
+            (
+                96,
+                42,
+                Duration::from_millis(10),
+                Duration::from_millis(120)
+            )
+        );
+        let w = apply(InterfaceKind::Wired, &none);
+        assert!(!w.timestamps);
+        assert_eq!(w.max_rtt_penalty, 0);
+        // `max-rtt-penalty 0` cannot switch a tunnel's penalty off in babeld; elsewhere it is 0.
+        let zero = InterfaceOptions {
+            max_rtt_penalty: Some(0),
+            rtt_decay: Some(0),
+            rtt_min_us: Some(0),
+            ..InterfaceOptions::default()
+        };
+        let t0 = apply(InterfaceKind::Tunnel, &zero);
+        assert_eq!((t0.max_rtt_penalty, t0.rtt_decay), (96, 42));
+        assert_eq!(t0.rtt_min, Duration::from_millis(10));
+        let set = InterfaceOptions {
+            max_rtt_penalty: Some(500),
+            rtt_decay: Some(128),
+            rtt_min_us: Some(50_000),
+            rtt_max_us: Some(40_000),
+            ..InterfaceOptions::default()
+        };
+        let s = apply(InterfaceKind::Wired, &set);
+        assert_eq!((s.max_rtt_penalty, s.rtt_decay), (500, 128));
+        // rtt-max not above rtt-min: rtt-min + 10 ms.
+        assert_eq!(s.rtt_max, Duration::from_millis(60));
     }
 }
