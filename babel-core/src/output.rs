@@ -178,6 +178,51 @@ pub struct Counters {
     pub auth_challenge_requests_ignored: u64,
 }
 
+impl Counters {
+    /// Every counter with its field name, in declaration order (for the control socket's
+    /// `dump counters`).
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        macro_rules! named {
+            ($($f:ident),* $(,)?) => { vec![$((stringify!($f), self.$f)),*] };
+        }
+        named!(
+            packets_received,
+            bytes_received,
+            packets_malformed,
+            packets_refused,
+            tlv_errors,
+            rfc_violations,
+            martians,
+            routes_over_limit,
+            neighbours_over_limit,
+            requests_over_limit,
+            updates_received,
+            packets_sent,
+            bytes_sent,
+            updates_sent,
+            hellos_sent,
+            ihus_sent,
+            route_requests_sent,
+            route_requests_received,
+            seqno_requests_sent,
+            seqno_requests_received,
+            seqno_requests_forwarded,
+            acks_sent,
+            auth_no_mac,
+            auth_bad_mac,
+            auth_accepted_unsigned,
+            auth_no_pc,
+            auth_unknown_index,
+            auth_replayed,
+            auth_challenges_sent,
+            auth_challenges_answered,
+            auth_challenges_accepted,
+            auth_challenge_replies_rejected,
+            auth_challenge_requests_ignored,
+        )
+    }
+}
+
 /// An interface, for babeld's `dump` (`add interface ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceView {

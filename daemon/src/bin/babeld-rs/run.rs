@@ -281,6 +281,11 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     if let Some(h) = g.smoothing_half_life {
         ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
     }
+    // RFC 8967: the pseudo-header's port and multicast address, and OS entropy for the Indexes
+    // and nonces.
+    ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
+    ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
     let engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
 
     let ifaces: Vec<Iface> = inv
@@ -310,6 +315,8 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         version: format!("babeld-rs-{}", env!("CARGO_PKG_VERSION")),
     };
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.check_keys()
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
 
     let policy = InstallPolicy {
