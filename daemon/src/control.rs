@@ -463,6 +463,13 @@ mod tests {
     }
 
     #[test]
+    fn dump_counters_is_read_only_and_defaults_to_nothing() {
+        // The default handler has no counters: just `ok`, on a read-only socket.
+        let (out, _, _) = run(false, b"dump counters\n");
+        assert_eq!(out, "ok\n");
+    }
+
+    #[test]
     fn read_only_sockets_refuse_changes() {
         let (out, h, _) = run(
             false,

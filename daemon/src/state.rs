@@ -708,3 +708,39 @@ pub fn interface_config(
     c.ipv4 = iface.ipv4;
     c
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let mut c = Config::default();
+        c.parse_text("test", text).unwrap();
+        c
+    }
+
+    #[test]
+    fn interface_key_becomes_the_engine_key_set() {
+        let c = config(
+            "key id k1 type hmac-sha256 value 0011\nkey id k2 type blake2s128 value 22\n\
+             interface eth0 key k1\ninterface eth1 key k2 accept-bad-signatures true\n\
+             interface eth2\n",
+        );
+        let a0 = mac_auth(&c, &c.interface_options("eth0")).unwrap().unwrap();
+        assert_eq!(a0.keys.len(), 1);
+        assert_eq!(a0.keys[0].algorithm(), MacAlgorithm::HmacSha256);
+        assert!(!a0.accept_bad_signatures);
+        let a1 = mac_auth(&c, &c.interface_options("eth1")).unwrap().unwrap();
+        assert_eq!(a1.keys[0].algorithm(), MacAlgorithm::Blake2s128);
+        assert!(a1.accept_bad_signatures);
+        assert_eq!(mac_auth(&c, &c.interface_options("eth2")).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_or_none_keys_are_errors() {
+        let c = config("key id n type none\ninterface eth0 key nope\ninterface eth1 key n\n");
+        assert!(mac_auth(&c, &c.interface_options("eth0")).is_err());
+        assert!(mac_auth(&c, &c.interface_options("eth1")).is_err());
+    }
+}
