@@ -200,13 +200,13 @@ fn sent_packets_are_signed_for_their_destination() {
         let ph = PseudoHeader::babeld(addr(2), dst, 6696);
         let covered = &t.bytes[..d.body_end];
         assert_eq!(
-            verify(covered, &d.packet.macs, &[k.clone()], &ph),
+            verify(covered, &d.packet.macs, std::slice::from_ref(&k), &ph),
             MacCheck::Valid
         );
         // Not valid for another destination.
         let other = PseudoHeader::babeld(addr(2), addr(9), 6696);
         assert_eq!(
-            verify(covered, &d.packet.macs, &[k.clone()], &other),
+            verify(covered, &d.packet.macs, std::slice::from_ref(&k), &other),
             MacCheck::Invalid
         );
     }
