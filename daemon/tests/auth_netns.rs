@@ -108,11 +108,17 @@ fn logs(ours: &Daemon, theirs: &Daemon) -> String {
 
 /// babeld-rs in `a`, babeld in `b`, one veth link, both with `key` of `kind`: challenges in both
 /// directions, routes both ways, ping through.
-fn same_key(tag: &str, kind: &str, value: &str) {
+/// With `second_ll`, babeld-rs's interface has two link-local addresses: packets must leave from
+/// the one they were signed for.
+fn same_key(tag: &str, kind: &str, value: &str, second_ll: bool) {
     let a = node(&format!("{tag}a"), 1);
     let b = node(&format!("{tag}b"), 2);
     let (da, db) = (format!("{tag}ab"), format!("{tag}ba"));
     veth(&a, &da, &b, &db);
+    if second_ll {
+        a.link_local(&da);
+        a.ip(&["-6", "addr", "add", "fe80::1:2:3:4/64", "dev", &da, "nodad"]);
+    }
     let ours = start_router(
         &a,
         &format!("{tag}-rs"),
@@ -147,7 +153,7 @@ fn same_hmac_sha256_key_as_babeld_routes_and_pings() {
     if !can_use_netns(t) || !have_babeld(t) {
         return;
     }
-    same_key("macsh", "hmac-sha256", HMAC_KEY);
+    same_key("macsh", "hmac-sha256", HMAC_KEY, false);
 }
 
 #[test]
@@ -156,7 +162,7 @@ fn same_blake2s128_key_as_babeld_routes_and_pings() {
     if !can_use_netns(t) || !have_babeld(t) {
         return;
     }
-    same_key("macbl", "blake2s128", BLAKE_KEY);
+    same_key("macbl", "blake2s128", BLAKE_KEY, true);
 }
 
 #[test]

@@ -489,7 +489,16 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             Destination::Unicast(IpAddr::V6(a)) => a,
             Destination::Unicast(IpAddr::V4(_)) => continue,
         };
-        if let Err(e) = io.socket.send(&t.bytes, dst, t.ifindex).await {
+        // A signed packet's MAC covers its source address: send it from the link-local address
+        // the engine signed with, not one the kernel might pick among several.
+        let src = d
+            .ifaces
+            .iter()
+            .find(|i| i.ifindex == Some(t.ifindex))
+            .filter(|i| d.config.interface_options(&i.name).key.is_some())
+            .and_then(|i| i.link_local)
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
     }
