@@ -1,10 +1,12 @@
 //! Engine and interface configuration, with babeld 1.12's defaults.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_wire::{Flavour, RouterId};
 use price_metric::{Accumulation, Policy};
+
+use crate::auth::MacAuth;
 
 /// Kind of an interface (babeld's `type`): decides link-cost algorithm, split horizon, IHU
 /// cadence and timestamps.
@@ -66,6 +68,9 @@ pub struct InterfaceConfig {
     pub mtu: usize,
     /// Put at most one sub-TLV per TLV (babeld < 1.12.2 peers).
     pub one_sub_tlv: bool,
+    /// RFC 8967 MAC authentication (babeld `key` and `accept-bad-signatures`); `None` or no
+    /// keys: packets are neither signed nor checked.
+    pub auth: Option<MacAuth>,
 }
 
 impl InterfaceConfig {
@@ -93,6 +98,7 @@ impl InterfaceConfig {
             v4_via_v6: true,
             mtu: 1500,
             one_sub_tlv: false,
+            auth: None,
         }
     }
 
@@ -156,6 +162,16 @@ pub struct Config {
     pub events: bool,
     /// Storage bounds.
     pub limits: Limits,
+    /// UDP port of the protocol (babeld `protocol-port`): both ports of the RFC 8967
+    /// pseudo-header, as babeld computes it.
+    pub protocol_port: u16,
+    /// Multicast group (babeld `protocol-group`): the destination address in the pseudo-header
+    /// of multicast packets.
+    pub protocol_group: Ipv6Addr,
+    /// Entropy for the RFC 8967 Indexes and nonces. Drivers that configure keys must fill it from
+    /// the OS (a repeated Index after a restart would let old packets be replayed); when zero the
+    /// Index is derived from [`Config::seed`] alone, which is only fit for tests.
+    pub auth_entropy: [u8; 32],
 }
 
 impl Config {
@@ -174,6 +190,9 @@ impl Config {
             require_link_local: true,
             events: true,
             limits: Limits::default(),
+            protocol_port: babel_wire::PORT,
+            protocol_group: babel_wire::MULTICAST_V6,
+            auth_entropy: [0; 32],
         }
     }
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use babel_wire::mac::{self, MacCheck, PseudoHeader};
 use babel_wire::{
     DecodeOptions, EncodeOptions, Hello, INFINITY, Ihu, IhuTimestamp, Message, PacketBuilder,
     Prefix, PushError, RouteRequest, RouterId, SeqnoRequest, Update, decode,
@@ -12,6 +13,7 @@ use babel_wire::{
 use price_metric::{Candidate, Policy, accumulate, shown_price};
 use tracing::{debug, warn};
 
+use crate::auth::Auth;
 use crate::config::{Config, InterfaceConfig, InterfaceKind};
 use crate::filter::{FilterRoute, RouteFilter, add_metric};
 use crate::neighbour::{Neighbour, seqno_minus};
@@ -202,6 +204,8 @@ pub struct Engine {
     route_changes: VecDeque<RouteChange>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// RFC 8967 state: our PCs, neighbours' Indexes and PCs, challenges.
+    auth: Auth,
     next_neigh_check: Option<Instant>,
     next_route_check: Option<Instant>,
     next_request_check: Option<Instant>,
@@ -314,6 +318,7 @@ impl Engine {
             next_request_check: None,
             next_source_gc: now + cfg.source_gc_time / 4,
             filter: None,
+            auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
         })
     }
@@ -930,6 +935,9 @@ impl Engine {
             }
         };
         self.counters.tlv_errors += decoded.errors.len() as u64;
+        if !self.authenticate(now, ifindex, src, dst, bytes, &decoded) {
+            return;
+        }
         let Some(nid) = self.neighbour_for(now, ifindex, src) else {
             return;
         };
@@ -1017,6 +1025,71 @@ impl Engine {
         n.rtt_sample(now, sample, decay);
         debug!(ifindex, neighbour = %n.address, sample, rtt = ?n.rtt, "RTT sample");
         true
+    }
+
+    /// The destination address of a packet, as the pseudo-header has it (RFC 8967 §4.1).
+    fn dst_address(&self, dst: Destination) -> IpAddr {
+        match dst {
+            Destination::Multicast => IpAddr::V6(self.cfg.protocol_group),
+            Destination::Unicast(a) => a,
+        }
+    }
+
+    /// RFC 8967 §4.3 on an interface with keys: true if the packet's TLVs are to be processed.
+    /// The MAC is checked with the pseudo-header of the datagram as received (the sender's
+    /// address, the address it was sent to, the protocol port), then the PC and challenges
+    /// ([`Auth::preparse`]); Challenge Requests and Replies it calls for are queued unicast.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        src: IpAddr,
+        dst: Destination,
+        bytes: &[u8],
+        decoded: &babel_wire::Decoded,
+    ) -> bool {
+        let Some(auth) = self
+            .interfaces
+            .get(&ifindex)
+            .and_then(|i| i.cfg.auth.as_ref())
+            .filter(|a| !a.keys.is_empty())
+        else {
+            return true;
+        };
+        let pseudo = PseudoHeader::babeld(src, self.dst_address(dst), self.cfg.protocol_port);
+        let covered = bytes.get(..decoded.body_end).unwrap_or_default();
+        match mac::verify(covered, &decoded.packet.macs, &auth.keys, &pseudo) {
+            MacCheck::Valid => {}
+            check => {
+                let accept_bad = auth.accept_bad_signatures;
+                if check == MacCheck::Missing {
+                    self.counters.auth_no_mac += 1;
+                } else {
+                    self.counters.auth_bad_mac += 1;
+                }
+                if accept_bad {
+                    self.counters.auth_accepted_unsigned += 1;
+                    debug!(ifindex, %src, ?check, "processing packet without a valid MAC (accept-bad-signatures)");
+                } else {
+                    debug!(ifindex, %src, ?check, "dropping packet without a valid MAC");
+                }
+                return accept_bad;
+            }
+        }
+        let limit = self.cfg.limits.max_neighbours_per_interface;
+        let p = self.auth.preparse(
+            now,
+            ifindex,
+            src,
+            dst == Destination::Multicast,
+            &decoded.packet.messages,
+            limit,
+            &mut self.counters,
+        );
+        for m in p.replies {
+            self.queue(ifindex, Destination::Unicast(src), m);
+        }
+        p.accept
     }
 
     fn neighbour_for(&mut self, now: Instant, ifindex: u32, addr: IpAddr) -> Option<u64> {
@@ -1927,7 +2000,14 @@ impl Engine {
         let opts = EncodeOptions {
             flavour: i.cfg.flavour,
             max_packet_len: i.cfg.mtu.saturating_sub(48).max(64),
-            trailer_room: 0,
+            // RFC 8967 §4.2: room for the PC TLV and the MACs, so signed packets fit the MTU.
+            trailer_room: i.cfg.auth.as_ref().map_or(0, |a| {
+                if a.keys.is_empty() {
+                    0
+                } else {
+                    mac::overhead(&a.keys)
+                }
+            }),
             one_sub_tlv: i.cfg.one_sub_tlv,
         };
         let mut b = PacketBuilder::new(opts);
@@ -1954,7 +2034,12 @@ impl Engine {
         if b.is_empty() {
             return;
         }
-        let bytes = b.finish();
+        let mut bytes = b.finish();
+        match self.sign(ifindex, dst, &bytes) {
+            Ok(Some(signed)) => bytes = signed,
+            Ok(None) => {}
+            Err(()) => return,
+        }
         self.counters.packets_sent += 1;
         self.counters.bytes_sent += bytes.len() as u64;
         self.transmits.push_back(Transmit {
@@ -1963,6 +2048,35 @@ impl Engine {
             bytes,
             messages,
         });
+    }
+
+    /// RFC 8967 §4.2: on an interface with keys, the packet gets our next PC and Index and one MAC
+    /// per key, computed with the pseudo-header from our link-local address to the destination
+    /// (the multicast group or the neighbour) on the protocol port. `Ok(None)`: no keys, sent
+    /// unsigned; `Err`: not sent.
+    fn sign(
+        &mut self,
+        ifindex: u32,
+        dst: Destination,
+        unsigned: &[u8],
+    ) -> Result<Option<bytes::Bytes>, ()> {
+        let Some(i) = self.interfaces.get(&ifindex) else {
+            return Ok(None);
+        };
+        let Some(auth) = i.cfg.auth.as_ref().filter(|a| !a.keys.is_empty()) else {
+            return Ok(None);
+        };
+        let pseudo =
+            PseudoHeader::babeld(i.cfg.address, self.dst_address(dst), self.cfg.protocol_port);
+        let keys = auth.keys.clone();
+        let (pc, index) = self.auth.next_pc(ifindex);
+        match mac::sign(unsigned, pc, &index, &keys, &pseudo) {
+            Ok(v) => Ok(Some(bytes::Bytes::from(v))),
+            Err(e) => {
+                warn!(ifindex, error = %e, "cannot sign packet, not sent");
+                Err(())
+            }
+        }
     }
 
     /// RFC 8966 §3.4.1-§3.4.2: a multicast Hello, with IHUs for every neighbour every third Hello
@@ -2221,6 +2335,7 @@ impl Engine {
             return;
         };
         self.neigh_index.remove(&(n.ifindex, n.address));
+        self.auth.forget(n.ifindex, n.address);
         let mut keys = Vec::new();
         for (k, d) in self.routes.iter_mut() {
             let before = d.routes.len();

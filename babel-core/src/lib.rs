@@ -54,9 +54,12 @@
 //! * no `unreachable` kernel routes: a lost destination is a [`RouteOp::Delete`];
 //! * smoothing uses a fixed half-life (babeld randomises it slightly) and fixed-point decay.
 //!
+//! Packet authentication (RFC 8967 MACs with RFC 9467's separate multicast and unicast PCs) is
+//! done here when an interface has keys ([`InterfaceConfig::auth`]): packets are signed as they
+//! are sent and checked before any TLV is processed; see `spec/auth.md`.
+//!
 //! Not implemented here: diversity routing, babeld's filters and redistribution (the daemon's
-//! job), packet authentication (RFC 8967, the daemon's job before `handle_packet`), sending
-//! updates unicast (`unicast` interfaces only send unicast Hellos).
+//! job), sending updates unicast (`unicast` interfaces only send unicast Hellos).
 //!
 //! ## Driver loop
 //!
@@ -85,6 +88,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod config;
 mod engine;
 mod filter;
@@ -94,6 +98,8 @@ mod rng;
 pub mod rtt;
 mod time;
 
+pub use auth::{CHALLENGE_RATE_LIMIT, CHALLENGE_TIMEOUT, MacAuth, NONCE_LEN};
+pub use babel_wire::mac::{MacAlgorithm, MacKey};
 pub use config::{Config, InterfaceConfig, InterfaceKind, Limits};
 pub use engine::{
     Engine, EngineError, Installed, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH, REQUEST_RESENDS,

@@ -156,6 +156,77 @@ pub struct Counters {
     pub seqno_requests_received: u64,
     pub seqno_requests_forwarded: u64,
     pub acks_sent: u64,
+    /// RFC 8967 §4.3: packets without a MAC TLV on an interface with keys.
+    pub auth_no_mac: u64,
+    /// Packets whose MACs match none of the interface's keys.
+    pub auth_bad_mac: u64,
+    /// Packets without a valid MAC processed anyway (`accept-bad-signatures`).
+    pub auth_accepted_unsigned: u64,
+    /// Packets with a valid MAC but no PC TLV, dropped.
+    pub auth_no_pc: u64,
+    /// Packets with a valid MAC whose Index is not the sender's known one, dropped (a Challenge
+    /// Request follows, rate limited).
+    pub auth_unknown_index: u64,
+    /// Packets with a valid MAC and known Index whose PC is not larger than the last one
+    /// accepted for the same kind (multicast or unicast, RFC 9467): replays, dropped.
+    pub auth_replayed: u64,
+    /// Challenge Requests sent.
+    pub auth_challenges_sent: u64,
+    /// Challenge Requests answered with a Challenge Reply.
+    pub auth_challenges_answered: u64,
+    /// Challenge Replies that matched our nonce in time (the sender's Index and PC accepted).
+    pub auth_challenges_accepted: u64,
+    /// Challenge Replies with a wrong or expired nonce.
+    pub auth_challenge_replies_rejected: u64,
+    /// Challenge Requests received on multicast, ignored (RFC 8967 §4.3).
+    pub auth_challenge_requests_ignored: u64,
+}
+
+impl Counters {
+    /// Every counter with its field name, in declaration order (for the control socket's
+    /// `dump counters`).
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        macro_rules! named {
+            ($($f:ident),* $(,)?) => { vec![$((stringify!($f), self.$f)),*] };
+        }
+        named!(
+            packets_received,
+            bytes_received,
+            packets_malformed,
+            packets_refused,
+            tlv_errors,
+            rfc_violations,
+            martians,
+            filtered_in,
+            filtered_out,
+            routes_over_limit,
+            neighbours_over_limit,
+            requests_over_limit,
+            updates_received,
+            packets_sent,
+            bytes_sent,
+            updates_sent,
+            hellos_sent,
+            ihus_sent,
+            route_requests_sent,
+            route_requests_received,
+            seqno_requests_sent,
+            seqno_requests_received,
+            seqno_requests_forwarded,
+            acks_sent,
+            auth_no_mac,
+            auth_bad_mac,
+            auth_accepted_unsigned,
+            auth_no_pc,
+            auth_unknown_index,
+            auth_replayed,
+            auth_challenges_sent,
+            auth_challenges_answered,
+            auth_challenges_accepted,
+            auth_challenge_replies_rejected,
+            auth_challenge_requests_ignored,
+        )
+    }
 }
 
 /// An interface, for babeld's `dump` (`add interface ...`).

@@ -12,6 +12,8 @@
 //! * [`PacketBuilder`] and [`encode`] pack messages into packets no larger than a limit, using
 //!   prefix compression and emitting Router-Id and Next Hop TLVs only when they change.
 //!
+//! * [`mac`] computes and checks RFC 8967 MACs (HMAC-SHA256, BLAKE2s-128) and signs packets.
+//!
 //! The [`Flavour`] decides the Update layout per interface: standard RFC 8966 with the price as a
 //! sub-TLV, or Althea's fork with the price as a fixed field.
 
@@ -20,6 +22,7 @@ mod encode;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mac;
 mod types;
 
 pub use decode::{DecodeOptions, Decoded, decode};

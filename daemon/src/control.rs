@@ -58,6 +58,11 @@ pub trait Handler {
     fn statement(&mut self, s: Statement) -> Result<(), String>;
     /// `flush interface NAME`; `Err(message)` answers `no message`.
     fn flush_interface(&mut self, name: &str) -> Result<(), String>;
+    /// `dump counters` (ours, read-only): one `counter NAME VALUE` line per engine counter,
+    /// including the RFC 8967 authentication counters.
+    fn counters(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Banner values.
@@ -173,6 +178,7 @@ impl Session {
             "dump" => {
                 push_lines(out, h.dump());
             }
+            "dump counters" => push_lines(out, h.counters()),
             "dump json" => {
                 out.extend_from_slice(h.dump_json().as_bytes());
                 out.push(b'\n');
@@ -454,6 +460,13 @@ mod tests {
         );
         s.input(b"it\n", &mut h, &mut out);
         assert!(s.is_closed());
+    }
+
+    #[test]
+    fn dump_counters_is_read_only_and_defaults_to_nothing() {
+        // The default handler has no counters: just `ok`, on a read-only socket.
+        let (out, _, _) = run(false, b"dump counters\n");
+        assert_eq!(out, "ok\n");
     }
 
     #[test]

@@ -94,9 +94,24 @@ impl BabelSocket {
     /// Sends `bytes` to `dst` out of `ifindex`: multicast to the group, or unicast to a
     /// neighbour. The interface picks the link-local source address.
     pub async fn send(&self, bytes: &[u8], dst: Ipv6Addr, ifindex: u32) -> io::Result<()> {
+        self.send_from(bytes, Ipv6Addr::UNSPECIFIED, dst, ifindex)
+            .await
+    }
+
+    /// Like [`BabelSocket::send`] from the source address `src` (unspecified: the kernel
+    /// chooses). Signed packets (RFC 8967) use it: their MAC covers the source address.
+    pub async fn send_from(
+        &self,
+        bytes: &[u8],
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ifindex: u32,
+    ) -> io::Result<()> {
         let to = SockaddrIn6::from(SocketAddrV6::new(dst, self.port, 0, ifindex));
         let info = nix::libc::in6_pktinfo {
-            ipi6_addr: nix::libc::in6_addr { s6_addr: [0; 16] },
+            ipi6_addr: nix::libc::in6_addr {
+                s6_addr: src.octets(),
+            },
             ipi6_ifindex: ifindex,
         };
         let iov = [IoSlice::new(bytes)];

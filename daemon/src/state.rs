@@ -6,12 +6,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::{
-    ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, Policy, RouteView,
+    ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
+    MacKey, Policy, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
 use serde::Serialize;
 
-use crate::config::{Config, InterfaceOptions, InterfaceType, Statement};
+use crate::config::{Config, InterfaceOptions, InterfaceType, KeyType, Statement};
 use crate::control::{
     Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
     neighbour_line, route_line, xroute_line,
@@ -181,7 +182,30 @@ impl Daemon {
     /// `default` options, its own options, and `-h`/`-H`/`-w`/`-s`).
     pub fn interface_config(&self, iface: &Iface, link_local: Ipv6Addr) -> InterfaceConfig {
         let o = self.config.interface_options(&iface.name);
-        interface_config(&o, iface, link_local, &self.settings, self.flavour())
+        let mut c = interface_config(&o, iface, link_local, &self.settings, self.flavour());
+        match mac_auth(&self.config, &o) {
+            Ok(auth) => c.auth = auth,
+            // Checked at start-up and for runtime statements; never run an interface that
+            // should be authenticated without its key.
+            Err(e) => {
+                tracing::error!(interface = %iface.name, "{e}; no packet will be accepted");
+                c.auth = Some(MacAuth {
+                    keys: vec![],
+                    accept_bad_signatures: false,
+                });
+            }
+        }
+        c
+    }
+
+    /// Checks that every interface's `key` names a usable key (babeld refuses the configuration
+    /// otherwise).
+    pub fn check_keys(&self) -> Result<(), String> {
+        for (name, _) in &self.config.interfaces {
+            mac_auth(&self.config, &self.config.interface_options(name))
+                .map_err(|e| format!("interface {name}: {e}"))?;
+        }
+        mac_auth(&self.config, &self.config.defaults).map(|_| ())
     }
 
     fn route_line(&self, c: Change, r: &RouteView) -> String {
@@ -399,7 +423,8 @@ impl Daemon {
                     self.settings.kernel_check_interval = Some(k);
                 }
             }
-            Statement::Interface(name, _) => {
+            Statement::Interface(name, o) => {
+                mac_auth(&self.config, &self.config.interface_options(name).merged(o))?;
                 if !self.ifaces.iter().any(|i| i.name == *name) {
                     self.ifaces.push(Iface {
                         name: name.clone(),
@@ -575,6 +600,15 @@ impl Handler for Daemon {
         Daemon::dump_json(self)
     }
 
+    fn counters(&mut self) -> Vec<String> {
+        self.engine
+            .counters()
+            .named()
+            .iter()
+            .map(|(name, v)| format!("counter {name} {v}"))
+            .collect()
+    }
+
     fn statement(&mut self, s: Statement) -> Result<(), String> {
         self.apply_runtime(s)
     }
@@ -591,6 +625,29 @@ impl Handler for Daemon {
         self.config.interfaces.retain(|(n, _)| n != name);
         Ok(())
     }
+}
+
+/// RFC 8967 authentication of an interface from its `key` and `accept-bad-signatures` options
+/// and the `key` statements: `None` without a key; an error for an unknown key or type `none`.
+pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>, String> {
+    let Some(id) = &o.key else {
+        return Ok(None);
+    };
+    let k = config
+        .keys
+        .iter()
+        .find(|k| k.id == *id)
+        .ok_or_else(|| format!("no key {id:?}"))?;
+    let algorithm = match k.kind {
+        KeyType::HmacSha256 => MacAlgorithm::HmacSha256,
+        KeyType::Blake2s128 => MacAlgorithm::Blake2s128,
+        KeyType::None => return Err(format!("key {id:?} has type none")),
+    };
+    let key = MacKey::new(algorithm, &k.value).map_err(|e| format!("key {id:?}: {e}"))?;
+    Ok(Some(MacAuth {
+        keys: vec![key],
+        accept_bad_signatures: o.accept_bad_signatures == Some(true),
+    }))
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
@@ -764,5 +821,41 @@ mod rtt_option_tests {
         assert_eq!((s.max_rtt_penalty, s.rtt_decay), (500, 128));
         // rtt-max not above rtt-min: rtt-min + 10 ms.
         assert_eq!(s.rtt_max, Duration::from_millis(60));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod key_tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let mut c = Config::default();
+        c.parse_text("test", text).unwrap();
+        c
+    }
+
+    #[test]
+    fn interface_key_becomes_the_engine_key_set() {
+        let c = config(
+            "key id k1 type hmac-sha256 value 0011\nkey id k2 type blake2s128 value 22\n\
+             interface eth0 key k1\ninterface eth1 key k2 accept-bad-signatures true\n\
+             interface eth2\n",
+        );
+        let a0 = mac_auth(&c, &c.interface_options("eth0")).unwrap().unwrap();
+        assert_eq!(a0.keys.len(), 1);
+        assert_eq!(a0.keys[0].algorithm(), MacAlgorithm::HmacSha256);
+        assert!(!a0.accept_bad_signatures);
+        let a1 = mac_auth(&c, &c.interface_options("eth1")).unwrap().unwrap();
+        assert_eq!(a1.keys[0].algorithm(), MacAlgorithm::Blake2s128);
+        assert!(a1.accept_bad_signatures);
+        assert_eq!(mac_auth(&c, &c.interface_options("eth2")).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_or_none_keys_are_errors() {
+        let c = config("key id n type none\ninterface eth0 key nope\ninterface eth1 key n\n");
+        assert!(mac_auth(&c, &c.interface_options("eth0")).is_err());
+        assert!(mac_auth(&c, &c.interface_options("eth1")).is_err());
     }
 }

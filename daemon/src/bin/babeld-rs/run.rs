@@ -281,6 +281,11 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     if let Some(h) = g.smoothing_half_life {
         ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
     }
+    // RFC 8967: the pseudo-header's port and multicast address, and OS entropy for the Indexes
+    // and nonces.
+    ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
+    ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
     let mut engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
@@ -315,6 +320,8 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.check_keys()
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
 
     let policy = InstallPolicy {
@@ -499,7 +506,16 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             Destination::Unicast(IpAddr::V6(a)) => a,
             Destination::Unicast(IpAddr::V4(_)) => continue,
         };
-        if let Err(e) = io.socket.send(&t.bytes, dst, t.ifindex).await {
+        // A signed packet's MAC covers its source address: send it from the link-local address
+        // the engine signed with, not one the kernel might pick among several.
+        let src = d
+            .ifaces
+            .iter()
+            .find(|i| i.ifindex == Some(t.ifindex))
+            .filter(|i| d.config.interface_options(&i.name).key.is_some())
+            .and_then(|i| i.link_local)
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
     }
