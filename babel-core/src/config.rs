@@ -16,7 +16,8 @@ pub enum InterfaceKind {
     /// Wireless: babeld's ETX with nominal cost 256 (A.2.2), no split horizon, IHU with every Hello
     /// to lossy neighbours.
     Wireless,
-    /// Tunnel: like wired, plus RFC 9616 timestamps and an RTT penalty of up to 96.
+    /// Tunnel (babeld `type tunnel`): 2-out-of-3 with rxcost 96 like wired, but no split horizon
+    /// (babeld applies it to wired links only), RFC 9616 timestamps and an RTT penalty of up to 96.
     Tunnel,
 }
 
@@ -35,7 +36,7 @@ pub struct InterfaceConfig {
     pub update_interval: Duration,
     /// Nominal receive cost (babeld `rxcost`: 96 wired/tunnel, 256 wireless).
     pub rxcost: u16,
-    /// Split horizon (RFC 8966 §3.7.4): on for wired, off for wireless.
+    /// Split horizon (RFC 8966 §3.7.4): on for wired, off for wireless and tunnel (babeld).
     pub split_horizon: bool,
     /// babeld `link-quality`: ETX (A.2.2) instead of 2-out-of-3 (A.2.1).
     pub link_quality: bool,
@@ -47,9 +48,17 @@ pub struct InterfaceConfig {
     pub rtt_min: Duration,
     /// RTT above which the full penalty applies (babeld `rtt-max`, 120 ms).
     pub rtt_max: Duration,
-    /// Send unicast Hellos to every neighbour at this interval (babeld `unicast`), each with its
+    /// Send scheduled unicast Hellos to every neighbour at this interval, each neighbour with its
     /// own seqno (RFC 8966 §3.4.1).
     pub unicast_hello_interval: Option<Duration>,
+    /// babeld `unicast`: every TLV that would go to the multicast group (Updates, IHUs, requests,
+    /// wildcard retractions) goes instead as a copy to each neighbour on the interface; the
+    /// multicast Hello still goes out, and each neighbour also gets unicast Hellos (at
+    /// [`InterfaceConfig::unicast_hello_interval`], or the Hello interval) carrying its IHU.
+    pub unicast: bool,
+    /// Configured neighbours (our extension, for links that carry no multicast): each exists from
+    /// the start, gets unicast Hellos, and is kept while nothing is heard from it. Link-local.
+    pub neighbours: Vec<IpAddr>,
     /// Update layout on this link.
     pub flavour: Flavour,
     /// Our IPv4 address on the link, if it has one: IPv4 routes are then announced with AE 1
@@ -73,18 +82,28 @@ impl InterfaceConfig {
             hello_interval: Duration::from_secs(4),
             update_interval: Duration::from_secs(16),
             rxcost: if wireless { 256 } else { 96 },
-            split_horizon: !wireless,
+            split_horizon: kind == InterfaceKind::Wired,
             link_quality: wireless,
             timestamps: tunnel,
             max_rtt_penalty: if tunnel { 96 } else { 0 },
             rtt_min: Duration::from_millis(10),
             rtt_max: Duration::from_millis(120),
             unicast_hello_interval: None,
+            unicast: false,
+            neighbours: Vec::new(),
             flavour: Flavour::Standard,
             ipv4: None,
             mtu: 1500,
             one_sub_tlv: false,
         }
+    }
+
+    /// The interval of scheduled unicast Hellos to a neighbour (RFC 8966 §3.4.1): the configured
+    /// one, else the Hello interval on `unicast` interfaces and for configured neighbours, else
+    /// none.
+    pub fn unicast_hello_interval_for(&self, configured: bool) -> Option<Duration> {
+        self.unicast_hello_interval
+            .or((self.unicast || configured).then_some(self.hello_interval))
     }
 
     /// Sets the Hello interval and the update interval to 4 × it (babeld's `-h`).

@@ -125,13 +125,23 @@ pub struct InterfaceOptions {
     pub v4_via_v6: Option<bool>,
     /// `probe-mtu` (babeld 1.13.1).
     pub probe_mtu: Option<bool>,
+    /// `neighbour ADDR` (our extension, repeatable): a link-local neighbour to send unicast
+    /// Hellos to from start-up, for links that carry no multicast.
+    pub neighbours: Vec<std::net::Ipv6Addr>,
 }
 
 impl InterfaceOptions {
     /// `self` with every option that `over` sets replaced by its value.
     pub fn merged(&self, over: &InterfaceOptions) -> InterfaceOptions {
         macro_rules! pick {
-            ($($f:ident),*) => { InterfaceOptions { $($f: over.$f.clone().or_else(|| self.$f.clone())),* } };
+            ($($f:ident),*) => { InterfaceOptions {
+                $($f: over.$f.clone().or_else(|| self.$f.clone())),*,
+                neighbours: {
+                    let mut v = self.neighbours.clone();
+                    v.extend(over.neighbours.iter().filter(|a| !self.neighbours.contains(a)));
+                    v
+                },
+            } };
         }
         pick!(
             rxcost,
@@ -780,6 +790,14 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             }
             "faraway" => o.faraway = Some(boolean(k, v)?),
             "unicast" => o.unicast = Some(boolean(k, v)?),
+            "neighbour" | "neighbor" => match v.parse::<std::net::Ipv6Addr>() {
+                Ok(a) if a.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80) => {
+                    if !o.neighbours.contains(&a) {
+                        o.neighbours.push(a);
+                    }
+                }
+                _ => return Err(bad(k, v, "not a link-local IPv6 address")),
+            },
             "link-quality" => o.link_quality = Some(tristate(k, v)?),
             "split-horizon" => o.split_horizon = Some(tristate(k, v)?),
             "channel" => {

@@ -32,6 +32,9 @@ pub struct Iface {
     pub mtu: usize,
     /// True if the kernel says it is wireless.
     pub wireless: bool,
+    /// True if the kernel says it is point-to-point (`IFF_POINTOPOINT`: TUN, WireGuard, GRE):
+    /// `type auto` then means `tunnel`.
+    pub point_to_point: bool,
     /// Administratively and (with link detection) operationally up.
     pub link_up: bool,
     /// Running in the engine.
@@ -392,6 +395,7 @@ impl Daemon {
                         ipv4: None,
                         mtu: 1500,
                         wireless: false,
+                        point_to_point: false,
                         link_up: false,
                         running: false,
                     });
@@ -604,6 +608,8 @@ pub fn interface_config(
         InterfaceType::Wireless => InterfaceKind::Wireless,
         InterfaceType::Tunnel => InterfaceKind::Tunnel,
         InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
+        // Ours: babeld 1.12 only tells wireless from not; a point-to-point device is a tunnel.
+        InterfaceType::Auto if iface.point_to_point => InterfaceKind::Tunnel,
         InterfaceType::Auto => InterfaceKind::Wired,
     };
     let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
@@ -643,9 +649,12 @@ pub fn interface_config(
     if let Some(us) = o.rtt_max_us {
         c.rtt_max = Duration::from_micros(u64::from(us));
     }
-    if o.unicast == Some(true) {
+    // babeld's `unicast`; configured neighbours (ours) imply it unless `unicast false`.
+    c.unicast = o.unicast.unwrap_or(!o.neighbours.is_empty());
+    if c.unicast {
         c.unicast_hello_interval = Some(c.hello_interval);
     }
+    c.neighbours = o.neighbours.iter().map(|a| IpAddr::V6(*a)).collect();
     c.flavour = flavour;
     c.mtu = iface.mtu;
     c.ipv4 = iface.ipv4;
