@@ -98,12 +98,13 @@ impl InterfaceConfig {
         }
     }
 
-    /// The interval of scheduled unicast Hellos to a neighbour (RFC 8966 §3.4.1): the configured
-    /// one, else the Hello interval on `unicast` interfaces and for configured neighbours, else
-    /// none.
+    /// The interval of scheduled unicast Hellos (U flag, per-neighbour seqno; RFC 8966 §3.4.1) to
+    /// a neighbour: the configured one, else the Hello interval for learned neighbours on
+    /// `unicast` interfaces, else none. Configured neighbours get a unicast copy of the
+    /// interface's Hello instead (see `spec/unicast.md`).
     pub fn unicast_hello_interval_for(&self, configured: bool) -> Option<Duration> {
         self.unicast_hello_interval
-            .or((self.unicast || configured).then_some(self.hello_interval))
+            .or((self.unicast && !configured).then_some(self.hello_interval))
     }
 
     /// Sets the Hello interval and the update interval to 4 × it (babeld's `-h`).

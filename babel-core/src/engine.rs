@@ -1026,12 +1026,24 @@ impl Engine {
     /// Makes the configured neighbours of an interface exist and marks them (our `neighbour`
     /// option); neighbours no longer configured become ordinary ones that expire when silent.
     fn sync_configured_neighbours(&mut self, now: Instant, ifindex: u32) {
-        let Some(wanted) = self.interfaces.get(&ifindex).map(|i| i.cfg.neighbours.clone()) else {
+        let Some(wanted) = self
+            .interfaces
+            .get(&ifindex)
+            .map(|i| i.cfg.neighbours.clone())
+        else {
             return;
         };
         let cfg = self.interfaces.get(&ifindex).map(|i| i.cfg.clone());
         let j = self.jitter(Duration::from_millis(100));
-        for n in self.neighbours.values_mut().filter(|n| n.ifindex == ifindex) {
+        for n in self
+            .neighbours
+            .values_mut()
+            .filter(|n| n.ifindex == ifindex)
+        {
+            if n.configured && !wanted.contains(&n.address) {
+                // No longer configured: the next check may flush it.
+                self.next_neigh_check = Some(now);
+            }
             n.configured = wanted.contains(&n.address);
             let uhello = cfg
                 .as_ref()
@@ -1076,7 +1088,8 @@ impl Engine {
             self.retract_all_from(now, nid, None);
         }
         let unicast_if = self.interfaces.get(&ifindex).is_some_and(|i| i.cfg.unicast);
-        if reach & 0xBF00 == 0x8000 && unicast_if {
+        let configured = self.neighbours.get(&nid).is_some_and(|n| n.configured);
+        if reach & 0xBF00 == 0x8000 && unicast_if && !configured {
             // A new neighbour on a `unicast` interface: its own Hello, with an IHU, soon.
             let j = self.jitter(URGENT_TIMEOUT);
             if let Some(n) = self.neighbours.get_mut(&nid) {
@@ -1973,25 +1986,48 @@ impl Engine {
             timestamp: ts,
         });
         let cfg = i.cfg.clone();
-        let mut msgs = vec![hello];
+        let mut msgs = vec![hello.clone()];
         let ids: Vec<u64> = self
             .neighbours
             .values()
             .filter(|n| n.ifindex == ifindex)
             .map(|n| n.id)
             .collect();
+        let mut copies = Vec::new();
         for id in ids {
             self.refresh_neighbour(now, id);
-            if cfg.unicast {
+            let Some(n) = self.neighbours.get(&id) else {
+                continue;
+            };
+            let (addr, configured) = (n.address, n.configured);
+            // A configured neighbour whose multicast Hellos we do not hear gets a unicast copy of
+            // this Hello: babeld 1.12 flushes a neighbour whose multicast history is empty.
+            let copy = configured && n.hello.reach & 0xF000 == 0;
+            if cfg.unicast && !configured {
                 continue;
             }
-            if let Some(ihu) = self.ihu_for(id, &cfg, all, ts.is_some()) {
-                msgs.push(ihu);
+            let ihu = self.ihu_for(id, &cfg, all, ts.is_some());
+            match (cfg.unicast, copy) {
+                (false, _) => {
+                    msgs.extend(ihu);
+                    if copy {
+                        copies.push((addr, vec![hello.clone()]));
+                    }
+                }
+                (true, true) => {
+                    copies.push((addr, [hello.clone()].into_iter().chain(ihu).collect()))
+                }
+                (true, false) => copies.extend(ihu.map(|m| (addr, vec![m]))),
             }
         }
         self.counters.hellos_sent += 1;
         self.counters.ihus_sent += (msgs.len() - 1) as u64;
         self.send_packed(ifindex, Destination::Multicast, msgs);
+        for (addr, msgs) in copies {
+            self.counters.ihus_sent +=
+                msgs.iter().filter(|m| matches!(m, Message::Ihu(_))).count() as u64;
+            self.send_packed(ifindex, Destination::Unicast(addr), msgs);
+        }
     }
 
     /// The IHU for neighbour `nid` (RFC 8966 §3.4.2) if one is due: with every third Hello (`all`),

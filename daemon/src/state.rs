@@ -651,9 +651,6 @@ pub fn interface_config(
     }
     // babeld's `unicast`; configured neighbours (ours) imply it unless `unicast false`.
     c.unicast = o.unicast.unwrap_or(!o.neighbours.is_empty());
-    if c.unicast {
-        c.unicast_hello_interval = Some(c.hello_interval);
-    }
     c.neighbours = o.neighbours.iter().map(|a| IpAddr::V6(*a)).collect();
     c.flavour = flavour;
     c.mtu = iface.mtu;

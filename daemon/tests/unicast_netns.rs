@@ -58,18 +58,24 @@ fn neighbours(ns: &Netns) -> Vec<String> {
         .collect()
 }
 
+/// The dump line of neighbour `peer` in `ns`.
+fn neighbour_line(ns: &Netns, peer: std::net::Ipv6Addr) -> String {
+    let lines = neighbours(ns);
+    lines
+        .iter()
+        .find(|l| field(l, "address") == Some(&peer.to_string()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}: no neighbour {peer}: {lines:?}", ns.name))
+}
+
 /// The value after `key` on a dump line.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .skip_while(|w| *w != key)
-        .nth(1)
+    line.split_whitespace().skip_while(|w| *w != key).nth(1)
 }
 
 fn ping(ns: &Netns, dst: &str) -> bool {
     Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "ping", "-c", "1", "-W", "1", dst,
-        ])
+        .args(["netns", "exec", &ns.name, "ping", "-c", "1", "-W", "1", dst])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -119,9 +125,16 @@ fn unicast_configured_neighbour_and_learned_neighbour_without_multicast() {
 
     // Multicast only: Hellos leave (and are dropped), nobody hears anybody.
     let mut da = start_router(&a, "unia-plain", BIN, "interface uniab\n", &["uniab"]);
-    let db = start_router(&b, "unib", BIN, "interface uniba unicast true\n", &["uniba"]);
+    let db = start_router(
+        &b,
+        "unib",
+        BIN,
+        "interface uniba unicast true\n",
+        &["uniba"],
+    );
     assert!(
-        wait_for(20, || dropped_multicast(&a) >= 8 && dropped_multicast(&b) >= 8),
+        wait_for(20, || dropped_multicast(&a) >= 8
+            && dropped_multicast(&b) >= 8),
         "no multicast Hellos were dropped: a {} b {}\n{}",
         dropped_multicast(&a),
         dropped_multicast(&b),
@@ -141,17 +154,73 @@ fn unicast_configured_neighbour_and_learned_neighbour_without_multicast() {
         &["uniab"],
     );
     routes_and_pings(&a, 1, &b, 2, &[&da, &db]);
-    for (ns, peer) in [(&a, llb), (&b, lla)] {
-        let ns_lines = neighbours(ns);
-        let line = ns_lines
-            .iter()
-            .find(|l| field(l, "address") == Some(&peer.to_string()))
-            .unwrap_or_else(|| panic!("{}: no neighbour {peer}: {ns_lines:?}", ns.name));
-        // Heard through unicast only: the multicast history is empty, the unicast one is not.
-        assert_eq!(field(line, "reach"), Some("0000"), "{line}");
-        assert_ne!(field(line, "ureach"), Some("0000"), "{line}");
-        assert_eq!(field(line, "cost"), Some("96"), "{line}");
+    // a hears b's unicast Hellos (U flag, b's seqno for a): its multicast history stays empty.
+    // b hears a's interface Hellos, which a copies to its configured neighbour by unicast.
+    for (ns, peer, reach_empty) in [(&a, llb, true), (&b, lla, false)] {
+        let line = neighbour_line(ns, peer);
         println!("{}: {line}", ns.name);
+        assert_eq!(field(&line, "reach") == Some("0000"), reach_empty, "{line}");
+        assert_eq!(
+            field(&line, "ureach") == Some("0000"),
+            !reach_empty,
+            "{line}"
+        );
+        assert_eq!(field(&line, "cost"), Some("96"), "{line}");
     }
     assert!(dropped_multicast(&a) > 0 && dropped_multicast(&b) > 0);
+}
+
+/// babeld-rs with `neighbour <babeld>` and Debian's babeld 1.12.1 with `unicast true` on a veth
+/// that carries no multicast: babeld learns us from our unicast Hellos; both list the other as a
+/// neighbour heard only through unicast, and routes and pings pass both ways.
+#[test]
+fn unicast_with_babeld_without_multicast() {
+    let t = "unicast_with_babeld_without_multicast";
+    if !can_use_netns(t) || !have("nft", t) || !have("babeld", t) {
+        return;
+    }
+    let (a, b) = (node("unic", 1), node("unid", 2));
+    veth(&a, "unicd", &b, "unidc");
+    drop_multicast(&a);
+    drop_multicast(&b);
+    let (lla, llb) = (a.link_local("unicd"), b.link_local("unidc"));
+    let db = start_router(
+        &b,
+        "unid-babeld",
+        "babeld",
+        // babeld sends Hellos to a unicast-only neighbour only as unscheduled unicast Hellos
+        // with its timestamped IHUs: without timestamps it would never send us a Hello.
+        "interface unidc unicast true type tunnel\n",
+        &["unidc"],
+    );
+    // babeld alone: its multicast Hellos are dropped and it has no neighbour.
+    assert!(
+        wait_for(20, || dropped_multicast(&b) >= 4),
+        "babeld sent no multicast: {}\n{}",
+        dropped_multicast(&b),
+        db.log_text()
+    );
+    assert!(neighbours(&b).is_empty(), "{:?}", neighbours(&b));
+    let da = start_router(
+        &a,
+        "unic",
+        BIN,
+        &format!("interface unicd neighbour {llb} type tunnel\n"),
+        &["unicd"],
+    );
+    routes_and_pings(&a, 1, &b, 2, &[&da, &db]);
+    // babeld hears our interface Hellos, copied to it by unicast (its multicast history); we
+    // hear its unscheduled unicast Hellos (our unicast history). Both links are up both ways.
+    for (ns, peer, reach_empty) in [(&a, llb, true), (&b, lla, false)] {
+        let line = neighbour_line(ns, peer);
+        println!("{}: {line}", ns.name);
+        assert_eq!(field(&line, "reach") == Some("0000"), reach_empty, "{line}");
+        assert_eq!(
+            field(&line, "ureach") == Some("0000"),
+            !reach_empty,
+            "{line}"
+        );
+        assert_eq!(field(&line, "txcost"), Some("96"), "{line}");
+    }
+    assert!(dropped_multicast(&a) > 0);
 }
