@@ -54,9 +54,13 @@
 //! * no `unreachable` kernel routes: a lost destination is a [`RouteOp::Delete`];
 //! * smoothing uses a fixed half-life (babeld randomises it slightly) and fixed-point decay.
 //!
+//! Unicast operation (`spec/unicast.md`): on an interface with [`InterfaceConfig::unicast`] every
+//! TLV that would go to the multicast group goes to each neighbour instead, IHUs ride on
+//! per-neighbour unicast Hellos; [`InterfaceConfig::neighbours`] (our extension) are neighbours
+//! that exist from the start and never expire, for links that carry no multicast.
+//!
 //! Not implemented here: diversity routing, babeld's filters and redistribution (the daemon's
-//! job), packet authentication (RFC 8967, the daemon's job before `handle_packet`), sending
-//! updates unicast (`unicast` interfaces only send unicast Hellos).
+//! job), packet authentication (RFC 8967, the daemon's job before `handle_packet`).
 //!
 //! ## Driver loop
 //!

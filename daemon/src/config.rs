@@ -1207,4 +1207,25 @@ redistribute local deny
         assert_eq!(o.rxcost, Some(50));
         assert_eq!(c.interface_options("b").rxcost, Some(300));
     }
+
+    #[test]
+    fn configured_neighbours_accumulate_and_must_be_link_local() {
+        let mut c = Config::default();
+        c.parse_text(
+            "c",
+            "interface wg0 neighbour fe80::2 neighbor fe80::3\ninterface wg0 neighbour fe80::2 neighbour fe80::4 unicast false\n",
+        )
+        .unwrap();
+        let o = c.interface_options("wg0");
+        let want: Vec<std::net::Ipv6Addr> = ["fe80::2", "fe80::3", "fe80::4"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(o.neighbours, want);
+        assert_eq!(o.unicast, Some(false));
+        for bad in ["2001:db8::1", "10.0.0.1", "fe80::1%wg0", "nope"] {
+            let line = format!("interface wg0 neighbour {bad}");
+            assert!(parse_statement(&line, Context::Startup).is_err(), "{bad}");
+        }
+    }
 }

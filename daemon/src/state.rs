@@ -657,3 +657,61 @@ pub fn interface_config(
     c.ipv4 = iface.ipv4;
     c
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            dialect: Dialect::Babel,
+            hello_wireless_ms: None,
+            hello_wired_ms: None,
+            all_wireless: false,
+            no_split_horizon: false,
+            kernel_check_interval: None,
+            version: String::new(),
+        }
+    }
+
+    fn iface(point_to_point: bool) -> Iface {
+        Iface {
+            name: "wg0".into(),
+            ifindex: Some(3),
+            link_local: None,
+            ipv4: None,
+            mtu: 1420,
+            wireless: false,
+            point_to_point,
+            link_up: true,
+            running: false,
+        }
+    }
+
+    fn cfg(line: &str, p2p: bool) -> InterfaceConfig {
+        let mut c = crate::config::Config::default();
+        c.parse_text("t", line).unwrap();
+        let o = c.interface_options("wg0");
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        interface_config(&o, &iface(p2p), ll, &settings(), Flavour::Standard)
+    }
+
+    #[test]
+    fn neighbours_imply_unicast_and_point_to_point_means_tunnel() {
+        let c = cfg("interface wg0 neighbour fe80::2\n", false);
+        assert!(c.unicast);
+        assert_eq!(c.neighbours, vec!["fe80::2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.kind, InterfaceKind::Wired);
+        assert!(!cfg("interface wg0 neighbour fe80::2 unicast false\n", false).unicast);
+        assert!(cfg("interface wg0 unicast true\n", false).unicast);
+        assert!(!cfg("interface wg0\n", false).unicast);
+        let t = cfg("interface wg0\n", true);
+        assert_eq!(t.kind, InterfaceKind::Tunnel);
+        assert!(t.timestamps && !t.split_horizon && t.max_rtt_penalty == 96);
+        assert_eq!(
+            cfg("interface wg0 type wired\n", true).kind,
+            InterfaceKind::Wired
+        );
+    }
+}

@@ -223,4 +223,129 @@ fn unicast_with_babeld_without_multicast() {
         assert_eq!(field(&line, "txcost"), Some("96"), "{line}");
     }
     assert!(dropped_multicast(&a) > 0);
+    // Both dumps print interface lines the same way (babeld has no ureach there).
+    for ns in [&a, &b] {
+        let dump = control(ns, 33123, "dump\nquit\n");
+        let iface = dump
+            .lines()
+            .find(|l| l.starts_with("add interface"))
+            .unwrap_or_default()
+            .to_owned();
+        println!("{}: {iface}", ns.name);
+        assert!(iface.contains(" up true ipv6 fe80::"), "{dump}");
+    }
+}
+
+/// A WireGuard interface made by wireguard-go in `ns`, with link-local address `ll`, talking to
+/// one peer whose allowed IPs leave out the multicast group (so Babel's multicast is dropped by
+/// WireGuard itself). Returns the wireguard-go process.
+fn wireguard(ns: &Netns, dev: &str, ll: &str, port: u16, peer: (&str, &str, u16)) -> Daemon {
+    let log = tmp(&format!("{dev}.wg.log"));
+    let d = Daemon::start(ns, "wireguard-go", &["-f", dev], log);
+    let sock = format!("/var/run/wireguard/{dev}.sock");
+    assert!(
+        wait_for(10, || std::path::Path::new(&sock).exists()),
+        "wireguard-go made no {sock}"
+    );
+    let key = tmp(&format!("{dev}.key"));
+    std::fs::write(&key, format!("{}\n", peer.0)).unwrap();
+    ns.exec(&[
+        "wg",
+        "set",
+        dev,
+        "private-key",
+        key.to_str().unwrap(),
+        "listen-port",
+        &port.to_string(),
+        "peer",
+        peer.1,
+        "allowed-ips",
+        "fe80::/64,fd77::/16,10.77.0.0/16",
+        "endpoint",
+        &format!("172.31.77.{}:{}", if port == 51801 { 2 } else { 1 }, peer.2),
+    ]);
+    // Only the link-local address we give it (no kernel-made one).
+    ns.ip(&["link", "set", "dev", dev, "addrgenmode", "none"]);
+    ns.ip(&["addr", "add", &format!("{ll}/64"), "dev", dev]);
+    ns.ip(&["link", "set", dev, "up"]);
+    d
+}
+
+fn wg_key(args: &[&str], input: Option<&str>) -> String {
+    use std::io::Write;
+    let mut c = Command::new("wg")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(i) = input {
+        c.stdin.as_mut().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    drop(c.stdin.take());
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Two babeld-rs over a real WireGuard link (wireguard-go in two namespaces, allowed IPs without
+/// the multicast group): the point-to-point device is detected as a `tunnel` (timestamps, so an
+/// RTT shows in the dump), `a` names `b` as a neighbour, `b` learns `a` from unicast, and routes
+/// and pings pass through the tunnel.
+#[test]
+fn unicast_over_wireguard_go_without_multicast() {
+    let t = "unicast_over_wireguard_go_without_multicast";
+    if !can_use_netns(t) || !have("wireguard-go", t) || !have("wg", t) {
+        return;
+    }
+    let (a, b) = (node("uniwa", 1), node("uniwb", 2));
+    veth(&a, "uniwua", &b, "uniwub");
+    a.ip(&["addr", "add", "172.31.77.1/30", "dev", "uniwua"]);
+    b.ip(&["addr", "add", "172.31.77.2/30", "dev", "uniwub"]);
+    let (ka, kb) = (wg_key(&["genkey"], None), wg_key(&["genkey"], None));
+    let (pa, pb) = (
+        wg_key(&["pubkey"], Some(&ka)),
+        wg_key(&["pubkey"], Some(&kb)),
+    );
+    let dev_a = format!("uniwga{}", std::process::id() % 10_000);
+    let dev_b = format!("uniwgb{}", std::process::id() % 10_000);
+    let _wa = wireguard(&a, &dev_a, "fe80::a", 51801, (&ka, &pb, 51802));
+    let _wb = wireguard(&b, &dev_b, "fe80::b", 51802, (&kb, &pa, 51801));
+    // Unicast crosses the tunnel; multicast to the Babel group has no allowed IP and is dropped.
+    assert!(
+        wait_for(10, || ping(&a, &format!("fe80::b%{dev_a}"))),
+        "the tunnel does not pass unicast"
+    );
+    let link_a = a.ip(&["link", "show", "dev", &dev_a]);
+    assert!(link_a.contains("POINTOPOINT"), "{link_a}");
+    let da = start_router(
+        &a,
+        "uniwa",
+        BIN,
+        &format!("interface {dev_a} neighbour fe80::b\n"),
+        &[&dev_a],
+    );
+    let db = start_router(
+        &b,
+        "uniwb",
+        BIN,
+        &format!("interface {dev_b} unicast true\n"),
+        &[&dev_b],
+    );
+    routes_and_pings(&a, 1, &b, 2, &[&da, &db]);
+    let lb: std::net::Ipv6Addr = "fe80::b".parse().unwrap();
+    let la: std::net::Ipv6Addr = "fe80::a".parse().unwrap();
+    assert!(
+        wait_for(20, || neighbour_line(&a, lb).contains(" rtt ")
+            && neighbour_line(&b, la).contains(" rtt ")),
+        "no RTT: the WireGuard device was not taken as a tunnel: {} / {}",
+        neighbour_line(&a, lb),
+        neighbour_line(&b, la)
+    );
+    let line = neighbour_line(&a, lb);
+    println!("{line}\n{}", neighbour_line(&b, la));
+    assert_eq!(
+        field(&line, "reach"),
+        Some("0000"),
+        "no multicast crossed: {line}"
+    );
 }
