@@ -236,16 +236,33 @@ fn unicast_with_babeld_without_multicast() {
     }
 }
 
+/// A wireguard-go process; stopped with SIGTERM on drop, its global control socket removed.
+struct WireguardGo {
+    process: Daemon,
+    sock: std::path::PathBuf,
+}
+
+impl Drop for WireguardGo {
+    fn drop(&mut self) {
+        self.process.terminate();
+        let _ = std::fs::remove_file(&self.sock);
+    }
+}
+
 /// A WireGuard interface made by wireguard-go in `ns`, with link-local address `ll`, talking to
 /// one peer whose allowed IPs leave out the multicast group (so Babel's multicast is dropped by
-/// WireGuard itself). Returns the wireguard-go process.
-fn wireguard(ns: &Netns, dev: &str, ll: &str, port: u16, peer: (&str, &str, u16)) -> Daemon {
+/// WireGuard itself).
+fn wireguard(ns: &Netns, dev: &str, ll: &str, port: u16, peer: (&str, &str, u16)) -> WireguardGo {
     let log = tmp(&format!("{dev}.wg.log"));
-    let d = Daemon::start(ns, "wireguard-go", &["-f", dev], log);
-    let sock = format!("/var/run/wireguard/{dev}.sock");
+    let sock = std::path::PathBuf::from(format!("/var/run/wireguard/{dev}.sock"));
+    let d = WireguardGo {
+        process: Daemon::start(ns, "wireguard-go", &["-f", dev], log),
+        sock: sock.clone(),
+    };
     assert!(
-        wait_for(10, || std::path::Path::new(&sock).exists()),
-        "wireguard-go made no {sock}"
+        wait_for(10, || sock.exists()),
+        "wireguard-go made no {}",
+        sock.display()
     );
     let key = tmp(&format!("{dev}.key"));
     std::fs::write(&key, format!("{}\n", peer.0)).unwrap();
