@@ -18,7 +18,8 @@ pub enum InterfaceKind {
     /// Wireless: babeld's ETX with nominal cost 256 (A.2.2), no split horizon, IHU with every Hello
     /// to lossy neighbours.
     Wireless,
-    /// Tunnel: like wired, plus RFC 9616 timestamps and an RTT penalty of up to 96.
+    /// Tunnel (babeld `type tunnel`): 2-out-of-3 with rxcost 96 like wired, but no split horizon
+    /// (babeld applies it to wired links only), RFC 9616 timestamps and an RTT penalty of up to 96.
     Tunnel,
 }
 
@@ -37,7 +38,7 @@ pub struct InterfaceConfig {
     pub update_interval: Duration,
     /// Nominal receive cost (babeld `rxcost`: 96 wired/tunnel, 256 wireless).
     pub rxcost: u16,
-    /// Split horizon (RFC 8966 §3.7.4): on for wired, off for wireless.
+    /// Split horizon (RFC 8966 §3.7.4): on for wired, off for wireless and tunnel (babeld).
     pub split_horizon: bool,
     /// babeld `link-quality`: ETX (A.2.2) instead of 2-out-of-3 (A.2.1).
     pub link_quality: bool,
@@ -52,9 +53,17 @@ pub struct InterfaceConfig {
     /// Weight of a new RTT sample in the moving average, in 1/256 (babeld `rtt-decay`, 42;
     /// 1-256). RFC 9616 §3.1 suggests keeping 0.836 of the old value: (256 - 42) / 256.
     pub rtt_decay: u16,
-    /// Send unicast Hellos to every neighbour at this interval (babeld `unicast`), each with its
+    /// Send scheduled unicast Hellos to every neighbour at this interval, each neighbour with its
     /// own seqno (RFC 8966 §3.4.1).
     pub unicast_hello_interval: Option<Duration>,
+    /// babeld `unicast`: every TLV that would go to the multicast group (Updates, IHUs, requests,
+    /// wildcard retractions) goes instead as a copy to each neighbour on the interface; the
+    /// multicast Hello still goes out, and each neighbour also gets unicast Hellos (at
+    /// [`InterfaceConfig::unicast_hello_interval`], or the Hello interval) carrying its IHU.
+    pub unicast: bool,
+    /// Configured neighbours (our extension, for links that carry no multicast): each exists from
+    /// the start, gets unicast Hellos, and is kept while nothing is heard from it. Link-local.
+    pub neighbours: Vec<IpAddr>,
     /// Update layout on this link.
     pub flavour: Flavour,
     /// Our IPv4 address on the link, if it has one: IPv4 routes are then announced with AE 1
@@ -85,7 +94,7 @@ impl InterfaceConfig {
             hello_interval: Duration::from_secs(4),
             update_interval: Duration::from_secs(16),
             rxcost: if wireless { 256 } else { 96 },
-            split_horizon: !wireless,
+            split_horizon: kind == InterfaceKind::Wired,
             link_quality: wireless,
             timestamps: tunnel,
             max_rtt_penalty: if tunnel { 96 } else { 0 },
@@ -93,6 +102,8 @@ impl InterfaceConfig {
             rtt_max: Duration::from_millis(120),
             rtt_decay: 42,
             unicast_hello_interval: None,
+            unicast: false,
+            neighbours: Vec::new(),
             flavour: Flavour::Standard,
             ipv4: None,
             v4_via_v6: true,
@@ -100,6 +111,15 @@ impl InterfaceConfig {
             one_sub_tlv: false,
             auth: None,
         }
+    }
+
+    /// The interval of scheduled unicast Hellos (U flag, per-neighbour seqno; RFC 8966 §3.4.1) to
+    /// a neighbour: the configured one, else the Hello interval for learned neighbours on
+    /// `unicast` interfaces, else none. Configured neighbours get a unicast copy of the
+    /// interface's Hello instead (see `spec/unicast.md`).
+    pub fn unicast_hello_interval_for(&self, configured: bool) -> Option<Duration> {
+        self.unicast_hello_interval
+            .or((self.unicast && !configured).then_some(self.hello_interval))
     }
 
     /// Sets the Hello interval and the update interval to 4 × it (babeld's `-h`).

@@ -625,6 +625,7 @@ impl Engine {
                 for id in ids {
                     self.refresh_neighbour(now, id);
                 }
+                self.sync_configured_neighbours(now, ifindex);
                 return;
             }
             _ => {}
@@ -651,6 +652,7 @@ impl Engine {
             kind: ChangeKind::Add,
             ifindex,
         });
+        self.sync_configured_neighbours(now, ifindex);
         // "Forget what I said before" (a restart may have lost our state), then ask for a dump.
         let retract = Message::Update(Update {
             prefix: None,
@@ -1092,10 +1094,25 @@ impl Engine {
         p.accept
     }
 
+    /// The neighbour `addr` on `ifindex`, created on its first packet whatever it is (RFC 8966
+    /// §3.2.4; babeld's `find_neighbour`): a neighbour heard only through unicast on a link
+    /// without multicast is learned this way.
     fn neighbour_for(&mut self, now: Instant, ifindex: u32, addr: IpAddr) -> Option<u64> {
         if let Some(id) = self.neigh_index.get(&(ifindex, addr)) {
             return Some(*id);
         }
+        self.add_neighbour(now, ifindex, addr, false)
+    }
+
+    /// Creates a neighbour (within the per-interface limit). It gets unicast Hellos soon if its
+    /// interface sends them to it (RFC 8966 §3.4.1), starting from a random seqno.
+    fn add_neighbour(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        addr: IpAddr,
+        configured: bool,
+    ) -> Option<u64> {
         let count = self
             .neighbours
             .values()
@@ -1107,8 +1124,18 @@ impl Engine {
         }
         let id = self.next_neigh_id;
         self.next_neigh_id += 1;
-        self.neighbours
-            .insert(id, Neighbour::new(id, ifindex, addr, now));
+        let mut n = Neighbour::new(id, ifindex, addr, now);
+        n.configured = configured;
+        n.uhello_seqno = u16::try_from(self.rng.below(0x1_0000)).unwrap_or(0);
+        let uhello = self
+            .interfaces
+            .get(&ifindex)
+            .and_then(|i| i.cfg.unicast_hello_interval_for(configured));
+        if uhello.is_some() {
+            n.next_uhello = Some(now + self.jitter(Duration::from_millis(100)));
+            n.ihu_asap = true;
+        }
+        self.neighbours.insert(id, n);
         self.neigh_index.insert((ifindex, addr), id);
         self.event(Event::Neighbour {
             kind: ChangeKind::Add,
@@ -1117,6 +1144,42 @@ impl Engine {
         });
         self.next_neigh_check = min_opt(self.next_neigh_check, Some(now + Duration::from_secs(1)));
         Some(id)
+    }
+
+    /// Makes the configured neighbours of an interface exist and marks them (our `neighbour`
+    /// option); neighbours no longer configured become ordinary ones that expire when silent.
+    fn sync_configured_neighbours(&mut self, now: Instant, ifindex: u32) {
+        let Some(wanted) = self
+            .interfaces
+            .get(&ifindex)
+            .map(|i| i.cfg.neighbours.clone())
+        else {
+            return;
+        };
+        let cfg = self.interfaces.get(&ifindex).map(|i| i.cfg.clone());
+        let j = self.jitter(Duration::from_millis(100));
+        for n in self
+            .neighbours
+            .values_mut()
+            .filter(|n| n.ifindex == ifindex)
+        {
+            if n.configured && !wanted.contains(&n.address) {
+                // No longer configured: the next check may flush it.
+                self.next_neigh_check = Some(now);
+            }
+            n.configured = wanted.contains(&n.address);
+            let uhello = cfg
+                .as_ref()
+                .and_then(|c| c.unicast_hello_interval_for(n.configured));
+            if uhello.is_some() && n.next_uhello.is_none() {
+                n.next_uhello = Some(now + j);
+            }
+        }
+        for addr in wanted {
+            if !self.neigh_index.contains_key(&(ifindex, addr)) {
+                self.add_neighbour(now, ifindex, addr, true);
+            }
+        }
     }
 
     /// RFC 8966 §3.4.1 and Appendix A.1: a Hello updates the multicast or unicast history.
@@ -1133,6 +1196,9 @@ impl Engine {
         };
         let out = hist.hello(now, h.seqno, h.interval);
         let reach = hist.reach;
+        if h.unicast {
+            n.uheard = now;
+        }
         if let Some(ts) = h.timestamp {
             n.hello_ts = Some((ts, now.as_micros() as u32));
             n.hello_ts_time = now;
@@ -1145,7 +1211,16 @@ impl Engine {
             debug!(ifindex, %addr, "neighbour rebooted: retracting its routes");
             self.retract_all_from(now, nid, None);
         }
-        if reach & 0xBF00 == 0x8000 {
+        let unicast_if = self.interfaces.get(&ifindex).is_some_and(|i| i.cfg.unicast);
+        let configured = self.neighbours.get(&nid).is_some_and(|n| n.configured);
+        if reach & 0xBF00 == 0x8000 && unicast_if && !configured {
+            // A new neighbour on a `unicast` interface: its own Hello, with an IHU, soon.
+            let j = self.jitter(URGENT_TIMEOUT);
+            if let Some(n) = self.neighbours.get_mut(&nid) {
+                n.ihu_asap = true;
+                n.next_uhello = min_opt(n.next_uhello, Some(now + j));
+            }
+        } else if reach & 0xBF00 == 0x8000 {
             let j = self.jitter(URGENT_TIMEOUT);
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
                 i.next_hello = i.next_hello.min(now + j);
@@ -1992,8 +2067,30 @@ impl Engine {
         }
     }
 
-    /// Packs messages into as few packets as the interface allows and queues them.
+    /// Sends messages to `dst`; on a `unicast` interface what would go to the multicast group
+    /// goes instead as one copy to each neighbour on it (babeld's `unicast`: RFC 8966 §4 allows
+    /// any TLV but Hellos to be sent unicast, and Hellos are handled by the callers).
     fn send(&mut self, ifindex: u32, dst: Destination, msgs: Vec<Message>) {
+        let Some(i) = self.interfaces.get(&ifindex) else {
+            return;
+        };
+        if dst == Destination::Multicast && i.cfg.unicast {
+            let addrs: Vec<IpAddr> = self
+                .neighbours
+                .values()
+                .filter(|n| n.ifindex == ifindex)
+                .map(|n| n.address)
+                .collect();
+            for a in addrs {
+                self.send_packed(ifindex, Destination::Unicast(a), msgs.clone());
+            }
+            return;
+        }
+        self.send_packed(ifindex, dst, msgs);
+    }
+
+    /// Packs messages into as few packets as the interface allows and queues them.
+    fn send_packed(&mut self, ifindex: u32, dst: Destination, msgs: Vec<Message>) {
         let Some(i) = self.interfaces.get(&ifindex) else {
             return;
         };
@@ -2082,7 +2179,9 @@ impl Engine {
     /// RFC 8966 §3.4.1-§3.4.2: a multicast Hello, with IHUs for every neighbour every third Hello
     /// (babeld), and in between for neighbours whose rxcost changed since the last IHU or, on
     /// lossy (link-quality) links, whose rxcost is above nominal. With timestamps (RFC 9616) the
-    /// IHUs echo the neighbour's last Hello timestamp and travel with our timestamped Hello.
+    /// IHUs echo the neighbour's last Hello timestamp and travel with our timestamped Hello. On a
+    /// `unicast` interface the multicast Hello goes alone (babeld still sends it) and each
+    /// neighbour's IHU travels with its unicast Hello ([`Engine::send_unicast_hello`]).
     fn send_hello(&mut self, now: Instant, ifindex: u32) {
         let Some(i) = self.interfaces.get_mut(&ifindex) else {
             return;
@@ -2098,48 +2197,52 @@ impl Engine {
             interval: to_centis(i.cfg.hello_interval),
             timestamp: ts,
         });
-        let ihu_interval = to_centis(i.cfg.hello_interval * 3);
         let cfg = i.cfg.clone();
-        let mut msgs = vec![hello];
+        let mut msgs = vec![hello.clone()];
         let ids: Vec<u64> = self
             .neighbours
             .values()
             .filter(|n| n.ifindex == ifindex)
             .map(|n| n.id)
             .collect();
+        let mut copies = Vec::new();
         for id in ids {
             self.refresh_neighbour(now, id);
-            let Some(n) = self.neighbours.get_mut(&id) else {
+            let Some(n) = self.neighbours.get(&id) else {
                 continue;
             };
-            let marginal = cfg.link_quality && n.rxcost > cfg.rxcost;
-            if !(all || marginal || n.rxcost != n.rxcost_sent) {
+            let (addr, configured) = (n.address, n.configured);
+            // A configured neighbour whose multicast Hellos we do not hear gets a unicast copy of
+            // this Hello: babeld 1.12 flushes a neighbour whose multicast history is empty.
+            let copy = configured && n.hello.reach & 0xF000 == 0;
+            if cfg.unicast && !configured {
                 continue;
             }
-            n.rxcost_sent = n.rxcost;
-            // babeld echoes the neighbour's last Hello timestamp while it is fresh enough, and
-            // forgets it otherwise (or when we send no timestamps).
-            let fresh = now.saturating_since(n.hello_ts_time) < crate::rtt::ECHO_VALIDITY;
-            if ts.is_none() || !fresh {
-                n.hello_ts = None;
+            let ihu = self.ihu_for(now, id, &cfg, all, ts.is_some());
+            match (cfg.unicast, copy) {
+                (false, _) => {
+                    msgs.extend(ihu);
+                    if copy {
+                        copies.push((addr, vec![hello.clone()]));
+                    }
+                }
+                (true, true) => {
+                    copies.push((addr, [hello.clone()].into_iter().chain(ihu).collect()))
+                }
+                (true, false) => copies.extend(ihu.map(|m| (addr, vec![m]))),
             }
-            let timestamp = match (ts, n.hello_ts) {
-                (Some(_), Some((origin, receive))) => Some(IhuTimestamp { origin, receive }),
-                _ => None,
-            };
-            msgs.push(Message::Ihu(Ihu {
-                address: Some(n.address),
-                rxcost: n.rxcost,
-                interval: ihu_interval,
-                timestamp,
-            }));
         }
         self.counters.hellos_sent += 1;
         self.counters.ihus_sent += (msgs.len() - 1) as u64;
         if ts.is_some() {
             self.send_timestamped(now, ifindex, msgs);
         } else {
-            self.send(ifindex, Destination::Multicast, msgs);
+            self.send_packed(ifindex, Destination::Multicast, msgs);
+        }
+        for (addr, msgs) in copies {
+            self.counters.ihus_sent +=
+                msgs.iter().filter(|m| matches!(m, Message::Ihu(_))).count() as u64;
+            self.send_packed(ifindex, Destination::Unicast(addr), msgs);
         }
     }
 
@@ -2150,7 +2253,7 @@ impl Engine {
     fn send_timestamped(&mut self, now: Instant, ifindex: u32, mut msgs: Vec<Message>) {
         loop {
             let before = self.transmits.len();
-            self.send(ifindex, Destination::Multicast, msgs.clone());
+            self.send_packed(ifindex, Destination::Multicast, msgs.clone());
             let first = self.transmits.get(before).map_or(0, |t| t.messages);
             if self.transmits.len() <= before + 1 || first <= 1 || first >= msgs.len() {
                 return;
@@ -2180,28 +2283,79 @@ impl Engine {
         }
     }
 
+    /// The IHU for neighbour `nid` (RFC 8966 §3.4.2) if one is due: with every third Hello (`all`),
+    /// when its rxcost changed since the last one, or when it is lossy on a link-quality link;
+    /// with `timestamped`, echoing its last Hello timestamp (RFC 9616 §3.2).
+    fn ihu_for(
+        &mut self,
+        now: Instant,
+        nid: u64,
+        cfg: &InterfaceConfig,
+        all: bool,
+        timestamped: bool,
+    ) -> Option<Message> {
+        let n = self.neighbours.get_mut(&nid)?;
+        let marginal = cfg.link_quality && n.rxcost > cfg.rxcost;
+        if !(all || marginal || n.rxcost != n.rxcost_sent) {
+            return None;
+        }
+        n.rxcost_sent = n.rxcost;
+        // babeld echoes the neighbour's last Hello timestamp while it is fresh enough, and
+        // forgets it otherwise (or when we send no timestamps).
+        let fresh = now.saturating_since(n.hello_ts_time) < crate::rtt::ECHO_VALIDITY;
+        if !timestamped || !fresh {
+            n.hello_ts = None;
+        }
+        let timestamp = match (timestamped, n.hello_ts) {
+            (true, Some((origin, receive))) => Some(IhuTimestamp { origin, receive }),
+            _ => None,
+        };
+        Some(Message::Ihu(Ihu {
+            address: Some(n.address),
+            rxcost: n.rxcost,
+            interval: to_centis(cfg.hello_interval * 3),
+            timestamp,
+        }))
+    }
+
+    /// RFC 8966 §3.4.1: a scheduled unicast Hello to one neighbour, with the neighbour's own
+    /// seqno. On a `unicast` interface it carries the neighbour's IHU (every third Hello, or as
+    /// [`Engine::ihu_for`] says), so that IHU and Hello timestamps share a packet (RFC 9616).
     fn send_unicast_hello(&mut self, now: Instant, nid: u64) {
         let Some(n) = self.neighbours.get_mut(&nid) else {
             return;
         };
-        let Some(i) = self.interfaces.get(&n.ifindex) else {
+        let Some(i) = self.interfaces.get(&n.ifindex).filter(|i| i.up) else {
+            n.next_uhello = None;
             return;
         };
-        let Some(iv) = i.cfg.unicast_hello_interval else {
+        let Some(iv) = i.cfg.unicast_hello_interval_for(n.configured) else {
             n.next_uhello = None;
             return;
         };
         n.uhello_seqno = n.uhello_seqno.wrapping_add(1);
+        n.uhello_count = n.uhello_count.wrapping_add(1);
         n.next_uhello = Some(now + iv);
+        let all = std::mem::take(&mut n.ihu_asap) || n.uhello_count % 3 == 1;
+        let ts = i.cfg.timestamps.then(|| now.as_micros() as u32);
         let msg = Message::Hello(Hello {
             unicast: true,
             seqno: n.uhello_seqno,
             interval: to_centis(iv),
-            timestamp: i.cfg.timestamps.then(|| now.as_micros() as u32),
+            timestamp: ts,
         });
         let (ifindex, addr) = (n.ifindex, n.address);
+        let cfg = i.cfg.clone();
+        let mut msgs = vec![msg];
+        if cfg.unicast {
+            self.refresh_neighbour(now, nid);
+            if let Some(ihu) = self.ihu_for(now, nid, &cfg, all, ts.is_some()) {
+                self.counters.ihus_sent += 1;
+                msgs.push(ihu);
+            }
+        }
         self.counters.hellos_sent += 1;
-        self.send(ifindex, Destination::Unicast(addr), vec![msg]);
+        self.send_packed(ifindex, Destination::Unicast(addr), msgs);
     }
 
     // ------------------------------------------------------------------ timers
@@ -2302,26 +2456,28 @@ impl Engine {
             };
             n.hello.check_missed(now);
             n.uhello.check_missed(now);
-            let last = n.hello.time.max(n.uhello.time);
+            let last = n.hello.time.max(n.uhello.time).max(n.uheard);
             let silent = now.saturating_since(last) > NEIGHBOUR_FLUSH;
             let empty = n.hello.reach == 0 && n.uhello.reach == 0;
             // A neighbour heard only through IHUs or requests gets one Hello interval of grace.
             let young = now.saturating_since(n.created) < Duration::from_secs(10);
-            if silent || (empty && !young) {
+            // A configured neighbour stays, heard or not (our `neighbour` option).
+            if !n.configured && (silent || (empty && !young)) {
                 self.flush_neighbour(now, id);
                 continue;
             }
             next = min_opt(next, n.hello.next_miss());
             next = min_opt(next, n.uhello.next_miss());
             next = min_opt(next, n.next_txcost_check(now));
-            if empty {
+            if empty && !n.configured {
                 next = min_opt(next, Some(n.created + Duration::from_secs(10)));
             }
+            let configured = n.configured;
             if n.next_uhello.is_none()
                 && let Some(iv) = self
                     .interfaces
                     .get(&n.ifindex)
-                    .and_then(|i| i.cfg.unicast_hello_interval)
+                    .and_then(|i| i.cfg.unicast_hello_interval_for(configured))
             {
                 n.next_uhello = Some(now + iv);
             }

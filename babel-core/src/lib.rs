@@ -58,8 +58,13 @@
 //! done here when an interface has keys ([`InterfaceConfig::auth`]): packets are signed as they
 //! are sent and checked before any TLV is processed; see `spec/auth.md`.
 //!
-//! Not implemented here: diversity routing, babeld's filters and redistribution (the daemon's
-//! job), sending updates unicast (`unicast` interfaces only send unicast Hellos).
+//! Unicast operation (`spec/unicast.md`): on an interface with [`InterfaceConfig::unicast`] every
+//! TLV that would go to the multicast group goes to each neighbour instead, IHUs ride on
+//! per-neighbour unicast Hellos; [`InterfaceConfig::neighbours`] (our extension) are neighbours
+//! that exist from the start and never expire, for links that carry no multicast.
+//!
+//! Not implemented here: diversity routing, babeld's filter grammar and redistribution (the
+//! daemon's job; the engine asks a [`RouteFilter`] for `in`/`out` decisions).
 //!
 //! ## Driver loop
 //!

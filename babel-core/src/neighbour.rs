@@ -161,6 +161,15 @@ pub(crate) struct Neighbour {
     /// Next unicast Hello seqno and time.
     pub uhello_seqno: u16,
     pub next_uhello: Option<Instant>,
+    /// Unicast Hellos sent (IHUs ride on every third one on `unicast` interfaces).
+    pub uhello_count: u32,
+    /// Put an IHU in the next unicast Hello (a new neighbour on a `unicast` interface).
+    pub ihu_asap: bool,
+    /// When the last unicast Hello arrived, scheduled or not: babeld sends unscheduled ones
+    /// (interval 0) with its IHUs on `unicast` interfaces, which never move `uhello.time`.
+    pub uheard: Instant,
+    /// A configured neighbour (our `neighbour` option): never flushed for silence.
+    pub configured: bool,
     /// Accuracy, per mille.
     pub accuracy: u16,
     pub routes: usize,
@@ -194,6 +203,10 @@ impl Neighbour {
             rtt_time: now,
             uhello_seqno: 0,
             next_uhello: None,
+            uhello_count: 0,
+            ihu_asap: false,
+            uheard: now,
+            configured: false,
             accuracy: 1000,
             routes: 0,
             limit_logged: false,
@@ -205,7 +218,7 @@ impl Neighbour {
     /// the two most recent Hellos weighted more, penalised when the last Hello is over 40 s old.
     pub fn compute_rxcost(&self, now: Instant, ifc: &InterfaceConfig) -> u16 {
         let delay = now.saturating_since(self.hello.time);
-        let udelay = now.saturating_since(self.uhello.time);
+        let udelay = now.saturating_since(self.uhello.time.max(self.uheard));
         let stale = Duration::from_secs(180);
         let dead = (self.hello.reach & 0xFFF0 == 0 || delay >= stale)
             && (self.uhello.reach & 0xFFF0 == 0 || udelay >= stale);

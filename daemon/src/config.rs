@@ -125,13 +125,23 @@ pub struct InterfaceOptions {
     pub v4_via_v6: Option<bool>,
     /// `probe-mtu` (babeld 1.13.1).
     pub probe_mtu: Option<bool>,
+    /// `neighbour ADDR` (our extension, repeatable): a link-local neighbour to send unicast
+    /// Hellos to from start-up, for links that carry no multicast.
+    pub neighbours: Vec<std::net::Ipv6Addr>,
 }
 
 impl InterfaceOptions {
     /// `self` with every option that `over` sets replaced by its value.
     pub fn merged(&self, over: &InterfaceOptions) -> InterfaceOptions {
         macro_rules! pick {
-            ($($f:ident),*) => { InterfaceOptions { $($f: over.$f.clone().or_else(|| self.$f.clone())),* } };
+            ($($f:ident),*) => { InterfaceOptions {
+                $($f: over.$f.clone().or_else(|| self.$f.clone())),*,
+                neighbours: {
+                    let mut v = self.neighbours.clone();
+                    v.extend(over.neighbours.iter().filter(|a| !self.neighbours.contains(a)));
+                    v
+                },
+            } };
         }
         pick!(
             rxcost,
@@ -780,6 +790,14 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             }
             "faraway" => o.faraway = Some(boolean(k, v)?),
             "unicast" => o.unicast = Some(boolean(k, v)?),
+            "neighbour" | "neighbor" => match v.parse::<std::net::Ipv6Addr>() {
+                Ok(a) if a.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80) => {
+                    if !o.neighbours.contains(&a) {
+                        o.neighbours.push(a);
+                    }
+                }
+                _ => return Err(bad(k, v, "not a link-local IPv6 address")),
+            },
             "link-quality" => o.link_quality = Some(tristate(k, v)?),
             "split-horizon" => o.split_horizon = Some(tristate(k, v)?),
             "channel" => {
@@ -1188,5 +1206,26 @@ redistribute local deny
         assert_eq!(o.kind, Some(InterfaceType::Wired));
         assert_eq!(o.rxcost, Some(50));
         assert_eq!(c.interface_options("b").rxcost, Some(300));
+    }
+
+    #[test]
+    fn configured_neighbours_accumulate_and_must_be_link_local() {
+        let mut c = Config::default();
+        c.parse_text(
+            "c",
+            "interface wg0 neighbour fe80::2 neighbor fe80::3\ninterface wg0 neighbour fe80::2 neighbour fe80::4 unicast false\n",
+        )
+        .unwrap();
+        let o = c.interface_options("wg0");
+        let want: Vec<std::net::Ipv6Addr> = ["fe80::2", "fe80::3", "fe80::4"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(o.neighbours, want);
+        assert_eq!(o.unicast, Some(false));
+        for bad in ["2001:db8::1", "10.0.0.1", "fe80::1%wg0", "nope"] {
+            let line = format!("interface wg0 neighbour {bad}");
+            assert!(parse_statement(&line, Context::Startup).is_err(), "{bad}");
+        }
     }
 }

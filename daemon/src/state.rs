@@ -33,6 +33,9 @@ pub struct Iface {
     pub mtu: usize,
     /// True if the kernel says it is wireless.
     pub wireless: bool,
+    /// True if the kernel says it is point-to-point (`IFF_POINTOPOINT`: TUN, WireGuard, GRE):
+    /// `type auto` then means `tunnel`.
+    pub point_to_point: bool,
     /// Administratively and (with link detection) operationally up.
     pub link_up: bool,
     /// Running in the engine.
@@ -433,6 +436,7 @@ impl Daemon {
                         ipv4: None,
                         mtu: 1500,
                         wireless: false,
+                        point_to_point: false,
                         link_up: false,
                         running: false,
                     });
@@ -711,6 +715,8 @@ pub fn interface_config(
         InterfaceType::Wireless => InterfaceKind::Wireless,
         InterfaceType::Tunnel => InterfaceKind::Tunnel,
         InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
+        // Ours: babeld 1.12 only tells wireless from not; a point-to-point device is a tunnel.
+        InterfaceType::Auto if iface.point_to_point => InterfaceKind::Tunnel,
         InterfaceType::Auto => InterfaceKind::Wired,
     };
     let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
@@ -742,9 +748,9 @@ pub fn interface_config(
         c.timestamps = b;
     }
     rtt_options(&mut c, o);
-    if o.unicast == Some(true) {
-        c.unicast_hello_interval = Some(c.hello_interval);
-    }
+    // babeld's `unicast`; configured neighbours (ours) imply it unless `unicast false`.
+    c.unicast = o.unicast.unwrap_or(!o.neighbours.is_empty());
+    c.neighbours = o.neighbours.iter().map(|a| IpAddr::V6(*a)).collect();
     c.flavour = flavour;
     c.mtu = iface.mtu;
     c.ipv4 = iface.ipv4;
@@ -857,5 +863,64 @@ mod key_tests {
         let c = config("key id n type none\ninterface eth0 key nope\ninterface eth1 key n\n");
         assert!(mac_auth(&c, &c.interface_options("eth0")).is_err());
         assert!(mac_auth(&c, &c.interface_options("eth1")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod unicast_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            dialect: Dialect::Babel,
+            hello_wireless_ms: None,
+            hello_wired_ms: None,
+            all_wireless: false,
+            no_split_horizon: false,
+            kernel_check_interval: None,
+            version: String::new(),
+            kernel_safe_v4_via_v6: true,
+        }
+    }
+
+    fn iface(point_to_point: bool) -> Iface {
+        Iface {
+            name: "wg0".into(),
+            ifindex: Some(3),
+            link_local: None,
+            ipv4: None,
+            mtu: 1420,
+            wireless: false,
+            point_to_point,
+            link_up: true,
+            running: false,
+        }
+    }
+
+    fn cfg(line: &str, p2p: bool) -> InterfaceConfig {
+        let mut c = crate::config::Config::default();
+        c.parse_text("t", line).unwrap();
+        let o = c.interface_options("wg0");
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        interface_config(&o, &iface(p2p), ll, &settings(), Flavour::Standard)
+    }
+
+    #[test]
+    fn neighbours_imply_unicast_and_point_to_point_means_tunnel() {
+        let c = cfg("interface wg0 neighbour fe80::2\n", false);
+        assert!(c.unicast);
+        assert_eq!(c.neighbours, vec!["fe80::2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.kind, InterfaceKind::Wired);
+        assert!(!cfg("interface wg0 neighbour fe80::2 unicast false\n", false).unicast);
+        assert!(cfg("interface wg0 unicast true\n", false).unicast);
+        assert!(!cfg("interface wg0\n", false).unicast);
+        let t = cfg("interface wg0\n", true);
+        assert_eq!(t.kind, InterfaceKind::Tunnel);
+        assert!(t.timestamps && !t.split_horizon && t.max_rtt_penalty == 96);
+        assert_eq!(
+            cfg("interface wg0 type wired\n", true).kind,
+            InterfaceKind::Wired
+        );
     }
 }

@@ -304,6 +304,7 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
                 .join(name)
                 .join("wireless")
                 .exists(),
+            point_to_point: false,
             link_up: false,
             running: false,
         })
@@ -712,6 +713,9 @@ fn spawn_client<R, W>(
     });
 }
 
+/// `IFF_POINTOPOINT` (linux/if.h): TUN devices, WireGuard, GRE and other point-to-point links.
+const IFF_POINTOPOINT: u32 = 0x10;
+
 /// Brings configured interfaces up or down in the engine to match the kernel.
 fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
     let now = d.now;
@@ -740,6 +744,7 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
             link_local: ll,
             ipv4,
             mtu: link.and_then(|l| l.mtu).map_or(1500, |m| m as usize),
+            point_to_point: link.is_some_and(|l| l.flags & IFF_POINTOPOINT != 0),
             link_up: up,
             ..iface.clone()
         };
