@@ -720,6 +720,12 @@ pub fn interface_config(
         InterfaceType::Auto => InterfaceKind::Wired,
     };
     let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
+    if o.kind.unwrap_or_default() == InterfaceType::Auto {
+        // babeld applies split horizon only to interfaces declared `type wired`: one it merely
+        // did not find to be wireless gets wired costs but sends routes back where they came
+        // from (seen in spec/captures/babeld-1.12-plain.jsonl).
+        c.split_horizon = false;
+    }
     let flag_hello = if kind == InterfaceKind::Wireless {
         s.hello_wireless_ms
     } else {
@@ -904,6 +910,16 @@ mod unicast_tests {
         let o = c.interface_options("wg0");
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
         interface_config(&o, &iface(p2p), ll, &settings(), Flavour::Standard)
+    }
+
+    #[test]
+    fn split_horizon_only_on_declared_wired_interfaces_as_babeld() {
+        let auto = cfg("interface wg0\n", false);
+        assert_eq!(auto.kind, InterfaceKind::Wired);
+        assert!(!auto.split_horizon);
+        assert!(cfg("interface wg0 type wired\n", false).split_horizon);
+        assert!(cfg("interface wg0 split-horizon true\n", false).split_horizon);
+        assert!(!cfg("interface wg0 type wireless\n", false).split_horizon);
     }
 
     #[test]
