@@ -1355,7 +1355,7 @@ impl Engine {
             None => return,
         };
         let add_metric = self.input_filter(key, rid, via, ifindex);
-        if add_metric >= INFINITY {
+        if add_metric == INFINITY {
             self.counters.filtered_in += 1;
             return;
         }
@@ -1957,7 +1957,7 @@ impl Engine {
             ifindex,
             ifname,
         });
-        if add >= INFINITY {
+        if add == INFINITY {
             self.counters.filtered_out += 1;
             return None;
         }

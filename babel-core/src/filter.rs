@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::net::IpAddr;
 
-use babel_wire::{INFINITY, Prefix, RouterId};
+use babel_wire::{Prefix, RouterId};
 
 /// A route as a filter sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct FilterRoute<'a> {
     pub ifname: &'a str,
 }
 
-/// Decides the metric added to routes as they are received and sent. [`INFINITY`] (or more)
+/// Decides the metric added to routes as they are received and sent. [`babel_wire::INFINITY`]
 /// refuses: an update refused by `input` is ignored as if never received, a route refused by
 /// `output` is not sent on that interface at all, not even as a retraction, as in babeld.
 pub trait RouteFilter: Debug + Send + Sync {
@@ -40,7 +40,7 @@ pub trait RouteFilter: Debug + Send + Sync {
     }
 }
 
-/// Adds a filter's metric, saturating at [`INFINITY`].
+/// Adds a filter's metric, saturating at [`babel_wire::INFINITY`] (which is `u16::MAX`).
 pub(crate) fn add_metric(metric: u16, add: u16) -> u16 {
-    metric.saturating_add(add).min(INFINITY)
+    metric.saturating_add(add)
 }
