@@ -14,23 +14,13 @@ use std::time::Duration;
 use babel_wire::mac::{MacAlgorithm, MacCheck, MacKey, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, decode};
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, has_route, node, start_router, veth, wait_for,
+    Daemon, Netns, babel_routes, can_use_netns, has_route, have, node, start_router, try_control,
+    veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const HMAC_KEY: &str = "6d61632d746573742d6b65792d6f6e652d7368613235362d2d";
 const BLAKE_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-fn have_babeld(test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v babeld"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIP {test}: babeld is not installed (apt-get install babeld)");
-    }
-    found
-}
 
 fn key_conf(kind: &str, value: &str, iface: &str, extra: &str) -> String {
     format!("key id k type {kind} value {value}\ninterface {iface} key k {extra}\n")
@@ -50,7 +40,7 @@ fn counters(ns: &Netns) -> std::collections::HashMap<String, u64> {
     // The control socket opens a moment after the daemon starts.
     let mut out = String::new();
     wait_for(10, || {
-        out = control_text(ns, "dump counters\nquit\n");
+        out = try_control(ns, "dump counters\nquit\n");
         out.contains("counter ")
     });
     let c: std::collections::HashMap<String, u64> = out
@@ -62,24 +52,6 @@ fn counters(ns: &Netns) -> std::collections::HashMap<String, u64> {
         .collect();
     assert!(c.contains_key("auth_replayed"), "{out:?}");
     c
-}
-
-/// Like `common::control`, but an unopened socket reads as an empty answer.
-fn control_text(ns: &Netns, commands: &str) -> String {
-    let commands = commands.to_owned();
-    ns.spawn(move || {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("::1", 33123)) else {
-            return String::new();
-        };
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(commands.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-    .join()
-    .unwrap()
 }
 
 /// babeld-rs's counter `name`.
@@ -150,7 +122,7 @@ fn same_key(tag: &str, kind: &str, value: &str, second_ll: bool) {
 #[test]
 fn same_hmac_sha256_key_as_babeld_routes_and_pings() {
     let t = "same_hmac_sha256_key_as_babeld_routes_and_pings";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     same_key("macsh", "hmac-sha256", HMAC_KEY, false);
@@ -159,7 +131,7 @@ fn same_hmac_sha256_key_as_babeld_routes_and_pings() {
 #[test]
 fn same_blake2s128_key_as_babeld_routes_and_pings() {
     let t = "same_blake2s128_key_as_babeld_routes_and_pings";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     same_key("macbl", "blake2s128", BLAKE_KEY, true);
@@ -168,7 +140,7 @@ fn same_blake2s128_key_as_babeld_routes_and_pings() {
 #[test]
 fn different_keys_accept_nothing_on_either_side() {
     let t = "different_keys_accept_nothing_on_either_side";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let a = node("macdka", 1);
@@ -197,9 +169,9 @@ fn different_keys_accept_nothing_on_either_side() {
     );
     assert!(babel_routes(&a).is_empty(), "{:?}", babel_routes(&a));
     assert!(babel_routes(&b).is_empty(), "{:?}", babel_routes(&b));
-    let ours_dump = control_text(&a, "dump\nquit\n");
+    let ours_dump = try_control(&a, "dump\nquit\n");
     assert!(!ours_dump.contains("neighbour"), "{ours_dump}");
-    let theirs_dump = control_text(&b, "dump\nquit\n");
+    let theirs_dump = try_control(&b, "dump\nquit\n");
     assert!(theirs_dump.contains("BABEL"), "{theirs_dump}");
     assert!(
         !theirs_dump.contains("neighbour"),
@@ -271,7 +243,7 @@ fn send_as(x: &Netns, dev: &str, spoofed: Ipv6Addr, bytes: Vec<u8>) {
 #[test]
 fn replayed_babeld_packets_are_refused_and_altered_ones_are_bad_macs() {
     let t = "replayed_babeld_packets_are_refused_and_altered_ones_are_bad_macs";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let sw = Netns::new("macsw");
@@ -343,7 +315,7 @@ fn replayed_babeld_packets_are_refused_and_altered_ones_are_bad_macs() {
 #[test]
 fn accept_bad_signatures_lets_unsigned_babeld_through_and_counts_it() {
     let t = "accept_bad_signatures_lets_unsigned_babeld_through_and_counts_it";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let a = node("macaba", 1);

@@ -3,29 +3,11 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Netns, babel_routes, can_use_netns, has_route, node, start_router, veth, wait_for};
+use common::{
+    babel_routes, can_use_netns, has_route, have, node, start_router, try_control, veth, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
-/// A control-socket dump, or nothing while the daemon is not listening yet.
-fn dump(ns: &Netns) -> String {
-    ns.spawn(|| {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("::1", 33123)) else {
-            return String::new();
-        };
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        s.write_all(b"dump\nquit\n").unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-    .join()
-    .unwrap()
-}
 
 /// The `metric` of the installed route line for `prefix` in a control-socket dump.
 fn dump_metric(dump: &str, prefix: &str) -> Option<u32> {
@@ -46,12 +28,7 @@ fn in_and_out_filters_against_babeld() {
     if !can_use_netns(t) {
         return;
     }
-    if !Command::new("sh")
-        .args(["-c", "command -v babeld"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        println!("SKIP {t}: babeld is not installed");
+    if !have("babeld", t) {
         return;
     }
     let (a, b) = (node("fla", 1), node("flb", 2));
@@ -66,16 +43,22 @@ fn in_and_out_filters_against_babeld() {
 
     // in: fd77::2 arrives with 300 added to babeld's metric 0 plus the link cost 96.
     assert!(
-        wait_for(60, || dump_metric(&dump(&a), "fd77::2/128") == Some(396)),
+        wait_for(60, || dump_metric(
+            &try_control(&a, "dump\nquit\n"),
+            "fd77::2/128"
+        ) == Some(396)),
         "a: {}\n{}",
-        dump(&a),
+        try_control(&a, "dump\nquit\n"),
         logs()
     );
     // out: babeld gets fd77::1 with our 200 added (plus its link cost 96).
     assert!(
-        wait_for(60, || dump_metric(&dump(&b), "fd77::1/128") == Some(296)),
+        wait_for(60, || dump_metric(
+            &try_control(&b, "dump\nquit\n"),
+            "fd77::1/128"
+        ) == Some(296)),
         "b: {}\n{}",
-        dump(&b),
+        try_control(&b, "dump\nquit\n"),
         logs()
     );
     // Both sides have now processed full updates from each other (IPv4 and IPv6 travel in the

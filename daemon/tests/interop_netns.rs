@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, node, start_router,
-    tmp, veth, wait_for,
+    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, have, node,
+    start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -18,19 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> Daemon {
     start_router(ns, name, if ours { BIN } else { "babeld" }, extra, ifaces)
 }
-fn have(program: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!(
-            "SKIP {test}: {program} is not installed (apt-get install it, or run scripts/test.sh as root)"
-        );
-    }
-    found
-}
-
 /// The interface a route to `dst` leaves by, if any.
 fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
     babel_routes(ns)

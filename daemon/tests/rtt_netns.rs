@@ -8,24 +8,12 @@ mod common;
 #[path = "common/tapdelay.rs"]
 mod tapdelay;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, Netns, babel_routes, can_use_netns, node, start_router, wait_for};
+use common::{Daemon, Netns, babel_routes, can_use_netns, have, node, start_router, wait_for};
 use tapdelay::TapLink;
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
-fn have_babeld(test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v babeld"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIP {test}: babeld is not installed (apt-get install babeld)");
-    }
-    found
-}
 
 /// Starts `program` with the common filters plus `extra`; interfaces come from `extra`.
 fn start(ns: &Netns, name: &str, program: &str, extra: &str) -> Daemon {
@@ -81,7 +69,7 @@ fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
 #[test]
 fn rtt_matches_babeld_on_a_delayed_link() {
     let t = "rtt_matches_babeld_on_a_delayed_link";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let (a, b) = (node("rtta", 1), node("rttb", 2));
@@ -126,7 +114,7 @@ fn rtt_matches_babeld_on_a_delayed_link() {
 #[test]
 fn rtt_penalty_moves_the_route_off_a_slow_link() {
     let t = "rtt_penalty_moves_the_route_off_a_slow_link";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let (a, b, c) = (node("rtra", 1), node("rtrb", 2), node("rtrc", 3));

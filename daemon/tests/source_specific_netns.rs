@@ -17,21 +17,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{Daemon, Netns, can_use_netns, control, forwarding, tmp, veth, wait_for};
+use common::{Daemon, Netns, can_use_netns, control, forwarding, have, tmp, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
-
-fn have_babeld(test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v babeld"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIP {test}: babeld is not installed (apt-get install babeld)");
-    }
-    found
-}
 
 /// Starts `program` with `conf` as its whole configuration (Hellos every second, control port
 /// [`PORT`]).
@@ -183,7 +172,7 @@ const GW1: &str = "redistribute ip ::/0 eq 0 allow\nredistribute ip 2001:db8:ee:
 const GW2: &str = "redistribute ip ::/0 eq 0 src-prefix 2001:db8:2::/48\nredistribute local deny\n";
 
 fn run(test: &str, tag: &str, subtrees: bool) {
-    if !can_use_netns(test) || !have_babeld(test) {
+    if !can_use_netns(test) || !have("babeld", test) {
         return;
     }
     let n = network(tag);

@@ -9,23 +9,10 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, can_use_netns, control, has_route, node, start_router, tmp, veth, wait_for,
+    Daemon, Netns, can_use_netns, control, has_route, have, node, start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
-fn have(program: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!(
-            "SKIP {test}: {program} is not installed (apt-get install it, or run scripts/test.sh as root)"
-        );
-    }
-    found
-}
 
 /// Makes `ns` drop every IPv6 multicast datagram except ICMPv6 (neighbour discovery, which
 /// unicast needs), in and out, counting what it drops.

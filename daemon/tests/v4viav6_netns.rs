@@ -6,20 +6,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{Netns, babel_routes, can_use_netns, has_route, node, start_router, veth, wait_for};
+use common::{
+    Netns, babel_routes, can_use_netns, has_route, have, node, start_router, veth, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
-fn have_babeld(test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v babeld"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIP {test}: babeld is not installed (run scripts/test.sh as root)");
-    }
-    found
-}
 
 fn route_line(ns: &Netns, dst: &str) -> Option<String> {
     babel_routes(ns)
@@ -42,7 +33,7 @@ fn ping(from: &Netns, dst: &str) -> bool {
 #[test]
 fn ipv4_crosses_links_without_ipv4_through_babeld() {
     let t = "ipv4_crosses_links_without_ipv4_through_babeld";
-    if !can_use_netns(t) || !have_babeld(t) {
+    if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
     let (a, b, c, d) = (

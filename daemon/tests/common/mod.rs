@@ -291,3 +291,37 @@ pub fn start_router(ns: &Netns, name: &str, program: &str, extra: &str, ifaces: 
     args.extend_from_slice(ifaces);
     Daemon::start(ns, program, &args, log.clone())
 }
+
+/// True if `program` is on the PATH; otherwise prints why `test` skips.
+pub fn have(program: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!(
+            "SKIP {test}: {program} is not installed (apt-get install it, or run scripts/test.sh as root)"
+        );
+    }
+    found
+}
+
+/// Like [`control`] on port 33123, but a daemon not listening yet reads as an empty answer, so
+/// it can be polled with [`wait_for`].
+pub fn try_control(ns: &Netns, commands: &str) -> String {
+    let commands = commands.to_owned();
+    ns.spawn(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("::1", 33123)) else {
+            return String::new();
+        };
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(commands.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .join()
+    .unwrap()
+}
