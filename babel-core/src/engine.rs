@@ -616,12 +616,7 @@ impl Engine {
                     kind: ChangeKind::Change,
                     ifindex,
                 });
-                let ids: Vec<u64> = self
-                    .neighbours
-                    .values()
-                    .filter(|n| n.ifindex == ifindex)
-                    .map(|n| n.id)
-                    .collect();
+                let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
                 for id in ids {
                     self.refresh_neighbour(now, id);
                 }
@@ -703,12 +698,7 @@ impl Engine {
         i.next_resend = None;
         i.pending_full = false;
         i.flush_at = None;
-        let ids: Vec<u64> = self
-            .neighbours
-            .values()
-            .filter(|n| n.ifindex == ifindex)
-            .map(|n| n.id)
-            .collect();
+        let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
         for id in ids {
             self.flush_neighbour(now, id);
         }
@@ -1097,6 +1087,16 @@ impl Engine {
     /// The neighbour `addr` on `ifindex`, created on its first packet whatever it is (RFC 8966
     /// §3.2.4; babeld's `find_neighbour`): a neighbour heard only through unicast on a link
     /// without multicast is learned this way.
+    /// The neighbours on `ifindex` as (address, id), by address: a range of the index, which is
+    /// ordered by interface, rather than a scan of every neighbour.
+    fn neighbours_on(&self, ifindex: u32) -> impl Iterator<Item = (IpAddr, u64)> + '_ {
+        let first = (ifindex, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.neigh_index
+            .range(first..)
+            .take_while(move |((i, _), _)| *i == ifindex)
+            .map(|((_, a), id)| (*a, *id))
+    }
+
     fn neighbour_for(&mut self, now: Instant, ifindex: u32, addr: IpAddr) -> Option<u64> {
         if let Some(id) = self.neigh_index.get(&(ifindex, addr)) {
             return Some(*id);
@@ -1113,11 +1113,7 @@ impl Engine {
         addr: IpAddr,
         configured: bool,
     ) -> Option<u64> {
-        let count = self
-            .neighbours
-            .values()
-            .filter(|n| n.ifindex == ifindex)
-            .count();
+        let count = self.neighbours_on(ifindex).count();
         if count >= self.cfg.limits.max_neighbours_per_interface {
             self.counters.neighbours_over_limit += 1;
             return None;
@@ -2075,12 +2071,7 @@ impl Engine {
             return;
         };
         if dst == Destination::Multicast && i.cfg.unicast {
-            let addrs: Vec<IpAddr> = self
-                .neighbours
-                .values()
-                .filter(|n| n.ifindex == ifindex)
-                .map(|n| n.address)
-                .collect();
+            let addrs: Vec<IpAddr> = self.neighbours_on(ifindex).map(|(a, _)| a).collect();
             for a in addrs {
                 self.send_packed(ifindex, Destination::Unicast(a), msgs.clone());
             }
@@ -2199,12 +2190,7 @@ impl Engine {
         });
         let cfg = i.cfg.clone();
         let mut msgs = vec![hello.clone()];
-        let ids: Vec<u64> = self
-            .neighbours
-            .values()
-            .filter(|n| n.ifindex == ifindex)
-            .map(|n| n.id)
-            .collect();
+        let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
         let mut copies = Vec::new();
         for id in ids {
             self.refresh_neighbour(now, id);
