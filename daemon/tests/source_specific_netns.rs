@@ -17,39 +17,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{Daemon, Netns, can_use_netns, control, forwarding, have, tmp, veth, wait_for};
+use common::{Netns, can_use_netns, control, forwarding, have, start_with_config, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
-
-/// Starts `program` with `conf` as its whole configuration (Hellos every second, control port
-/// [`PORT`]).
-fn start(ns: &Netns, name: &str, program: &str, conf: &str, ifaces: &[&str]) -> Daemon {
-    let path = tmp(&format!("{name}.conf"));
-    std::fs::write(&path, conf).unwrap();
-    let log = tmp(&format!("{name}.log"));
-    let state = tmp(&format!("{name}.state"));
-    let mut args: Vec<&str> = vec![
-        "-I",
-        "",
-        "-S",
-        state.to_str().unwrap(),
-        "-d",
-        "1",
-        "-L",
-        log.to_str().unwrap(),
-        "-h",
-        "1",
-        "-H",
-        "1",
-        "-G",
-        "33123",
-        "-c",
-        path.to_str().unwrap(),
-    ];
-    args.extend_from_slice(ifaces);
-    Daemon::start(ns, program, &args, log.clone())
-}
 
 /// `Icmp6InEchos` of a namespace.
 fn in_echos(ns: &Netns) -> u64 {
@@ -181,15 +152,15 @@ fn run(test: &str, tag: &str, subtrees: bool) {
     } else {
         "ipv6-subtrees false\nfirst-rule-priority 200\n"
     };
-    let mut dc = start(
+    let mut dc = start_with_config(
         &n.c,
         &format!("{tag}c"),
         BIN,
         &format!("{CLIENT}{mode}"),
         &["ssc1", "ssc2"],
     );
-    let d1 = start(&n.g1, &format!("{tag}g1"), "babeld", GW1, &["ssg1c"]);
-    let d2 = start(&n.g2, &format!("{tag}g2"), BIN, GW2, &["ssg2c"]);
+    let d1 = start_with_config(&n.g1, &format!("{tag}g1"), "babeld", GW1, &["ssg1c"]);
+    let d2 = start_with_config(&n.g2, &format!("{tag}g2"), BIN, GW2, &["ssg2c"]);
     let logs = || {
         format!(
             "--- client\n{}\n--- gw1 (babeld)\n{}\n--- gw2\n{}",

@@ -264,8 +264,19 @@ pub const FILTERS: &str = "redistribute local ip 10.77.0.0/16 allow\nredistribut
 /// Starts `program` (babeld-rs or babeld, same flags) in `ns` with [`FILTERS`] plus `extra`,
 /// Hellos every second, control port 33123, on `ifaces`.
 pub fn start_router(ns: &Netns, name: &str, program: &str, extra: &str, ifaces: &[&str]) -> Daemon {
+    start_with_config(ns, name, program, &format!("{FILTERS}{extra}"), ifaces)
+}
+
+/// Like [`start_router`], with `conf` as the whole configuration (no [`FILTERS`]).
+pub fn start_with_config(
+    ns: &Netns,
+    name: &str,
+    program: &str,
+    conf_text: &str,
+    ifaces: &[&str],
+) -> Daemon {
     let conf = tmp(&format!("{name}.conf"));
-    std::fs::write(&conf, format!("{FILTERS}{extra}")).unwrap();
+    std::fs::write(&conf, conf_text).unwrap();
     let log = tmp(&format!("{name}.log"));
     let state = tmp(&format!("{name}.state"));
     let mut args: Vec<&str> = vec![
