@@ -1,0 +1,54 @@
+//! # payments
+//!
+//! Neighbours pay each other for forwarded traffic through one unidirectional payment channel per
+//! (payer, payee) pair: the payer signs updates that carry the **cumulative** amount paid so far,
+//! the payee keeps the best one it has seen. This crate is sans-IO: it takes `now` as a parameter
+//! and performs no I/O of its own except through the storage it is given.
+//!
+//! [`update`] fixes the byte layout that both the payee and a settlement layer (an escrow contract
+//! on a chain) verify; [`Settlement`] is the boundary to that layer.
+
+pub mod update;
+
+pub use update::{
+    Amount, CANONICAL_LEN, ChannelId, ChannelUpdate, DOMAIN_TAG, SIGNED_LEN, SignedUpdate,
+    UpdateError,
+};
+
+/// What the payment logic needs from the layer that holds the money behind a channel (an escrow
+/// contract on a chain, or nothing but a configured number for off-chain IOUs).
+///
+/// Implementations must not block: a chain that is unreachable answers `None` and keeps the last
+/// update to offer it later, so that routing and metering never wait on settlement.
+pub trait Settlement {
+    /// The collateral locked for `channel` as last known, or `None` when it is not known (never
+    /// opened, or the layer is unreachable). A payee accepts no update above it.
+    fn deposit(&self, channel: &ChannelId) -> Option<Amount>;
+
+    /// The payee's newest valid update for a channel, handed over so the settlement layer can
+    /// redeem it before the deposit runs out or answer a unilateral close with it.
+    fn offer(&mut self, update: &SignedUpdate);
+}
+
+/// Settlement for channels whose deposit is a configured number and that are never redeemed on a
+/// chain: the update stream is then a signed, replay-proof debt ledger, and exposure is bounded
+/// only by the thresholds.
+#[derive(Debug, Clone, Default)]
+pub struct FixedDeposits {
+    deposits: std::collections::BTreeMap<ChannelId, Amount>,
+}
+
+impl FixedDeposits {
+    /// Sets the deposit of one channel.
+    pub fn set(&mut self, channel: ChannelId, deposit: Amount) {
+        self.deposits.insert(channel, deposit);
+    }
+}
+
+impl Settlement for FixedDeposits {
+    fn deposit(&self, channel: &ChannelId) -> Option<Amount> {
+        self.deposits.get(channel).copied()
+    }
+
+    fn offer(&mut self, _update: &SignedUpdate) {}
+}
