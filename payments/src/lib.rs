@@ -8,8 +8,21 @@
 //! [`update`] fixes the byte layout that both the payee and a settlement layer (an escrow contract
 //! on a chain) verify; [`Settlement`] is the boundary to that layer.
 
+pub mod channel;
+pub mod meter;
+pub mod peer;
+pub mod price;
+pub mod shaper;
+pub mod store;
 pub mod update;
+pub mod wire;
 
+pub use channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
+pub use meter::{Flow, Meter};
+pub use peer::{Counters, Event, Output, Peer, PeerConfig, ServiceLevel, Thresholds};
+pub use price::{Price, cost};
+pub use shaper::{Shaper, ShaperConfig, Verdict};
+pub use store::{MemStore, Record, RedbStore, Store, StoreError};
 pub use update::{
     Amount, CANONICAL_LEN, ChannelId, ChannelUpdate, DOMAIN_TAG, SIGNED_LEN, SignedUpdate,
     UpdateError,

@@ -57,7 +57,7 @@ pub struct SignedUpdate {
 }
 
 /// Why bytes are not a valid signed update.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum UpdateError {
     /// Not exactly [`SIGNED_LEN`] bytes.
     #[error("signed update must be {SIGNED_LEN} bytes, got {0}")]
