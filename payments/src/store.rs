@@ -143,13 +143,32 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens or creates the database at `path`.
+    /// Opens the database at `path`, creating it if it does not exist. Creation is atomic: the
+    /// file is built and synced under a temporary name, then renamed into place and the directory
+    /// synced, so a process killed while creating it never leaves a half-initialised file.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(PEERS).map_err(backend)?;
-        txn.open_table(JOURNAL).map_err(backend)?;
-        txn.commit().map_err(backend)?;
+        if !path.exists() {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".creating");
+            let tmp = std::path::PathBuf::from(tmp);
+            let _ = std::fs::remove_file(&tmp);
+            {
+                let db = Database::create(&tmp).map_err(backend)?;
+                let txn = db.begin_write().map_err(backend)?;
+                txn.open_table(PEERS).map_err(backend)?;
+                txn.open_table(JOURNAL).map_err(backend)?;
+                txn.commit().map_err(backend)?;
+            }
+            std::fs::rename(&tmp, path).map_err(backend)?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(backend)?;
+        }
+        let db = Database::open(path).map_err(backend)?;
         Ok(RedbStore { db })
     }
 
