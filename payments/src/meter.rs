@@ -63,29 +63,28 @@ impl<D: Hash + Eq + Clone> Meter<D> {
         }
     }
 
-    fn row(&mut self, destination: &D) -> &mut Flow {
-        if !self.destinations.contains_key(destination)
-            && self.destinations.len() >= self.max_destinations
-        {
-            return &mut self.other;
+    fn add(&mut self, destination: &D, f: impl Fn(&mut Flow)) {
+        f(&mut self.total);
+        f(&mut self.pending);
+        if let Some(row) = self.destinations.get_mut(destination) {
+            f(row);
+        } else if self.destinations.len() >= self.max_destinations {
+            f(&mut self.other);
+        } else {
+            f(self.destinations.entry(destination.clone()).or_default());
         }
-        self.destinations.entry(destination.clone()).or_default()
     }
 
     /// The neighbour sent us `bytes` to forward to `destination`; `price` is ours for it.
     pub fn forwarded_for(&mut self, destination: &D, bytes: u64, price: Price) {
         let v = cost(bytes, price);
-        self.row(destination).add_in(bytes, v);
-        self.total.add_in(bytes, v);
-        self.pending.add_in(bytes, v);
+        self.add(destination, |f| f.add_in(bytes, v));
     }
 
     /// We sent `bytes` to `destination` through the neighbour; `price` is the neighbour's.
     pub fn sent_through(&mut self, destination: &D, bytes: u64, price: Price) {
         let v = cost(bytes, price);
-        self.row(destination).add_out(bytes, v);
-        self.total.add_out(bytes, v);
-        self.pending.add_out(bytes, v);
+        self.add(destination, |f| f.add_out(bytes, v));
     }
 
     /// What was metered since the last call: hand it to [`crate::Peer::meter`] once per

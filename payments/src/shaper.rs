@@ -39,11 +39,17 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant, rate: u64, depth: i64) {
-        let dt = now.saturating_duration_since(self.at);
+        // Past one second the bucket is full anyway: u64 arithmetic suffices.
+        let dt = now
+            .saturating_duration_since(self.at)
+            .min(Duration::from_secs(1));
         self.at = now;
-        let add = (dt.as_nanos().saturating_mul(u128::from(rate)) / 1_000_000_000)
-            .min(i64::MAX as u128) as i64;
-        self.tokens = self.tokens.saturating_add(add).min(depth);
+        let add = (dt.subsec_nanos() as u64 + dt.as_secs() * 1_000_000_000).saturating_mul(rate)
+            / 1_000_000_000;
+        self.tokens = self
+            .tokens
+            .saturating_add(i64::try_from(add).unwrap_or(i64::MAX))
+            .min(depth);
     }
 }
 
@@ -79,6 +85,9 @@ pub struct Class {
     /// Its weight (what it pays; at least 1).
     pub weight: u64,
     bucket: Bucket,
+    /// Its current rate (bytes per second) and bucket depth.
+    rate: u64,
+    depth: i64,
     last_seen: Instant,
     /// Bytes passed.
     pub passed: u64,
@@ -91,6 +100,7 @@ pub struct Class {
 pub struct Shaper<K> {
     cfg: ShaperConfig,
     link: Bucket,
+    link_depth: i64,
     classes: HashMap<K, Class>,
     active_weight: u64,
     recomputed: Option<Instant>,
@@ -108,6 +118,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
         Shaper {
             cfg,
             link: Bucket::new(now, depth(cfg.capacity.unwrap_or(0), cfg.burst)),
+            link_depth: depth(cfg.capacity.unwrap_or(0), cfg.burst),
             classes: HashMap::new(),
             active_weight: 0,
             recomputed: None,
@@ -120,6 +131,8 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
             level,
             weight: 1,
             bucket: Bucket::new(now, 0),
+            rate: 0,
+            depth: 0,
             last_seen: now,
             passed: 0,
             dropped: 0,
@@ -156,35 +169,62 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
             .map(|c| c.weight)
             .fold(0u64, u64::saturating_add);
         self.recomputed = Some(now);
+        self.rates();
+    }
+
+    /// Each class's rate and depth from its level, weight and the active weight.
+    fn rates(&mut self) {
+        let cfg = self.cfg;
+        let active = self.active_weight.max(1);
+        for c in self.classes.values_mut() {
+            c.rate = match (c.level, cfg.capacity) {
+                (ServiceLevel::FreeTier, _) => cfg.free_tier,
+                (ServiceLevel::Full, None) => u64::MAX,
+                (ServiceLevel::Full, Some(cap)) => {
+                    u64::try_from(u128::from(cap) * u128::from(c.weight) / u128::from(active))
+                        .unwrap_or(cap)
+                }
+            };
+            c.depth = depth(c.rate, cfg.burst);
+        }
     }
 
     /// One packet of `bytes` from or to neighbour `key` at `now`. Unknown neighbours are at
     /// full service with weight 1.
     pub fn admit(&mut self, now: Instant, key: &K, bytes: u32) -> Verdict {
         let cfg = self.cfg;
-        if !self.classes.contains_key(key) {
-            self.set(now, key, ServiceLevel::Full, 1);
-        }
-        let newly_active = self
-            .classes
-            .get(key)
-            .is_some_and(|c| now.saturating_duration_since(c.last_seen) >= cfg.active_window);
-        if newly_active {
-            self.recomputed = None;
-        }
-        if let Some(c) = self.classes.get_mut(key) {
-            c.last_seen = now;
-        }
         self.recompute(now);
-        let active_weight = self.active_weight.max(1);
+        let mut new = false;
+        let c = self.classes.entry(key.clone()).or_insert_with(|| {
+            new = true;
+            Class {
+                level: ServiceLevel::Full,
+                weight: 1,
+                bucket: Bucket::new(now, 0),
+                rate: 0,
+                depth: 0,
+                last_seen: now,
+                passed: 0,
+                dropped: 0,
+            }
+        });
+        if (new || now.saturating_duration_since(c.last_seen) >= cfg.active_window)
+            && c.level == ServiceLevel::Full
+        {
+            // Newly active: count it now, not at the next recomputation.
+            c.last_seen = now;
+            self.active_weight = self.active_weight.saturating_add(c.weight);
+            self.rates();
+        }
         let Some(c) = self.classes.get_mut(key) else {
             return Verdict::Pass;
         };
+        c.last_seen = now;
         let b = i64::from(bytes);
         let verdict = match (c.level, cfg.capacity) {
+            (ServiceLevel::Full, None) => Verdict::Pass,
             (ServiceLevel::FreeTier, _) => {
-                let d = depth(cfg.free_tier, cfg.burst);
-                c.bucket.refill(now, cfg.free_tier, d);
+                c.bucket.refill(now, c.rate, c.depth);
                 if c.bucket.tokens >= b {
                     c.bucket.tokens -= b;
                     Verdict::Pass
@@ -192,15 +232,9 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
                     Verdict::Drop
                 }
             }
-            (ServiceLevel::Full, None) => Verdict::Pass,
             (ServiceLevel::Full, Some(cap)) => {
-                let share = u64::try_from(
-                    u128::from(cap) * u128::from(c.weight) / u128::from(active_weight),
-                )
-                .unwrap_or(cap);
-                let d = depth(share, cfg.burst);
-                c.bucket.refill(now, share, d);
-                let ld = depth(cap, cfg.burst);
+                let ld = self.link_depth;
+                c.bucket.refill(now, c.rate, c.depth);
                 self.link.refill(now, cap, ld);
                 if c.bucket.tokens >= b {
                     // Guaranteed share; the link may go into debt, which blocks borrowing.
