@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod meter;
+pub mod node;
 pub mod peer;
 pub mod price;
 pub mod shaper;
@@ -19,6 +20,7 @@ pub mod wire;
 
 pub use channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
 pub use meter::{Flow, Meter};
+pub use node::{Neighbour, Payments, View};
 pub use peer::{Counters, Event, Output, Peer, PeerConfig, ServiceLevel, Thresholds};
 pub use price::{Price, cost};
 pub use shaper::{Shaper, ShaperConfig, Verdict};

@@ -368,30 +368,48 @@ impl Peer {
                 self.arm_retry(now);
             }
         } else {
-            let owed = self.owed_out();
-            if owed > self.cfg.thresholds.pay && owed.0 > 0 {
-                if let Some(u) = self.payer.next(&self.key, owed) {
-                    let mut r = self.record();
-                    r.out = Some(u);
-                    store.commit(&self.neighbour, &r)?;
-                    self.payer.signed(u);
-                    self.counters.sent += 1;
-                    self.backoff = self.cfg.retry;
-                    self.arm_retry(now);
-                    out.send.push(Message::Update(u.to_bytes()).encode());
-                    out.events.push(Event::PaymentSent {
-                        nonce: u.update.nonce,
-                        cumulative: u.update.cumulative,
-                        amount: owed,
-                    });
-                }
-            }
+            self.pay_if_due(now, store, &mut out)?;
         }
         self.update_level(&mut out);
         Ok(out)
     }
 
-    /// One message from the neighbour.
+    /// Signs, commits and sends a payment when we owe more than the pay threshold and nothing is
+    /// in flight.
+    fn pay_if_due(
+        &mut self,
+        now: Instant,
+        store: &mut impl Store,
+        out: &mut Output,
+    ) -> Result<(), StoreError> {
+        if self.payer.in_flight() {
+            return Ok(());
+        }
+        let owed = self.owed_out();
+        if owed <= self.cfg.thresholds.pay || owed.0 == 0 {
+            return Ok(());
+        }
+        let Some(u) = self.payer.next(&self.key, owed) else {
+            return Ok(());
+        };
+        let mut r = self.record();
+        r.out = Some(u);
+        store.commit(&self.neighbour, &r)?;
+        self.payer.signed(u);
+        self.counters.sent += 1;
+        self.backoff = self.cfg.retry;
+        self.arm_retry(now);
+        out.send.push(Message::Update(u.to_bytes()).encode());
+        out.events.push(Event::PaymentSent {
+            nonce: u.update.nonce,
+            cumulative: u.update.cumulative,
+            amount: owed,
+        });
+        Ok(())
+    }
+
+    /// One message from the neighbour. An acknowledgement that completes our update lets the
+    /// next payment go at once if one is due.
     pub fn handle(
         &mut self,
         now: Instant,
@@ -421,6 +439,7 @@ impl Peer {
                 }
                 if channel == self.payer.channel() {
                     self.claim = self.claim.max(claim);
+                    self.pay_if_due(now, store, &mut out)?;
                 }
             }
             Message::Refuse { at, reason, .. } => {
