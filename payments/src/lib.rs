@@ -6,7 +6,17 @@
 //! and performs no I/O of its own except through the storage it is given.
 //!
 //! [`update`] fixes the byte layout that both the payee and a settlement layer (an escrow contract
-//! on a chain) verify; [`Settlement`] is the boundary to that layer.
+//! on a chain) verify; [`Settlement`] is the boundary to that layer. `spec/payments.md` is the
+//! specification:
+//!
+//! * [`price`]: the unit (wei per byte) and exact costing;
+//! * [`meter`]: per-neighbour, per-destination metering;
+//! * [`channel`]: the payer's and the payee's ends of a channel, and every refusal;
+//! * [`wire`]: the messages between two routers (update, ack, refuse, reestablish, latest);
+//! * [`peer`]: one neighbour: ledger, thresholds, retries, resynchronisation, service level;
+//! * [`store`]: the durable record and the `redb` ledger, committed before send or ack;
+//! * [`shaper`]: free tier and payment-weighted sharing of a link, per packet;
+//! * [`node`]: all neighbours of a router, as the daemon drives them.
 
 pub mod channel;
 pub mod meter;
@@ -24,7 +34,7 @@ pub use node::{Neighbour, Payments, View};
 pub use peer::{Counters, Event, Output, Peer, PeerConfig, ServiceLevel, Thresholds};
 pub use price::{Price, cost};
 pub use shaper::{Shaper, ShaperConfig, Verdict};
-pub use store::{MemStore, Record, RedbStore, Store, StoreError};
+pub use store::{Direction, MemStore, Record, RedbStore, Store, StoreError};
 pub use update::{
     Amount, CANONICAL_LEN, ChannelId, ChannelUpdate, DOMAIN_TAG, SIGNED_LEN, SignedUpdate,
     UpdateError,

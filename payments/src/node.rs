@@ -1,5 +1,5 @@
 //! All neighbours of one router: what the daemon holds. Per packet it meters and shapes
-//! ([`Payments::forwarded_for`], [`Payments::sent_through`]); once per metering interval
+//! ([`Payments::packet`]); once per metering interval
 //! ([`Payments::tick`]) it moves what was metered into each neighbour's ledger, commits it, pays
 //! what is due, and sets every neighbour's service level and weight in the shaper, so shaping
 //! follows payment within one interval.
@@ -13,7 +13,7 @@ use ed25519_dalek::SigningKey;
 use crate::peer::{Output, Peer, PeerConfig};
 use crate::price::Price;
 use crate::shaper::{Shaper, ShaperConfig, Verdict};
-use crate::store::{Store, StoreError};
+use crate::store::{Direction, Store, StoreError};
 use crate::{Amount, ChannelId, Meter, Settlement};
 
 /// One neighbour: its payments and its meter.
@@ -144,12 +144,16 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         &self.shaper
     }
 
-    /// A packet from `neighbour` for us to forward to `destination` at our `price` for it:
-    /// metered, then shaped. Packets of unknown neighbours pass unmetered.
-    pub fn forwarded_for(
+    /// One packet of `bytes` to or from `neighbour`, shaped, then metered if it passed:
+    /// [`Direction::In`], the neighbour sent it for us to forward to `destination` and `price`
+    /// is ours for it; [`Direction::Out`], we send it to `destination` through the neighbour
+    /// and `price` is the neighbour's. Both directions are shaped. Packets of unknown
+    /// neighbours pass unmetered.
+    pub fn packet(
         &mut self,
         now: Instant,
         neighbour: &[u8; 32],
+        direction: Direction,
         destination: &D,
         bytes: u32,
         price: Price,
@@ -159,27 +163,10 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         };
         let v = self.shaper.admit(now, neighbour, bytes);
         if v == Verdict::Pass {
-            n.meter.forwarded_for(destination, u64::from(bytes), price);
-        }
-        v
-    }
-
-    /// A packet we send to `destination` through `neighbour` at its `price`: shaped, then
-    /// metered (we shape what we send a free-tier neighbour too: both directions pass here).
-    pub fn sent_through(
-        &mut self,
-        now: Instant,
-        neighbour: &[u8; 32],
-        destination: &D,
-        bytes: u32,
-        price: Price,
-    ) -> Verdict {
-        let Some(n) = self.neighbours.get_mut(neighbour) else {
-            return Verdict::Pass;
-        };
-        let v = self.shaper.admit(now, neighbour, bytes);
-        if v == Verdict::Pass {
-            n.meter.sent_through(destination, u64::from(bytes), price);
+            match direction {
+                Direction::In => n.meter.forwarded_for(destination, u64::from(bytes), price),
+                Direction::Out => n.meter.sent_through(destination, u64::from(bytes), price),
+            }
         }
         v
     }
@@ -318,8 +305,8 @@ mod tests {
             // C sends 100 packets of 100 bytes through B at price 10 (1 000 wei per packet).
             for _ in 0..100 {
                 now += iv / 200;
-                c.sent_through(now, &pb, &1, 100, 10);
-                b.forwarded_for(now, &pc, &1, 100, 10);
+                c.packet(now, &pb, Direction::Out, &1, 100, 10);
+                b.packet(now, &pc, Direction::In, &1, 100, 10);
             }
             now = t0 + iv * interval;
             if interval == 4 {

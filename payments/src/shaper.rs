@@ -95,6 +95,21 @@ pub struct Class {
     pub dropped: u64,
 }
 
+impl Class {
+    fn new(now: Instant, level: ServiceLevel) -> Class {
+        Class {
+            level,
+            weight: 1,
+            bucket: Bucket::new(now, 0),
+            rate: 0,
+            depth: 0,
+            last_seen: now,
+            passed: 0,
+            dropped: 0,
+        }
+    }
+}
+
 /// One link's shaper, keyed by neighbour.
 #[derive(Debug, Clone)]
 pub struct Shaper<K> {
@@ -127,16 +142,10 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
 
     /// Sets a neighbour's service level and weight (at every metering interval).
     pub fn set(&mut self, now: Instant, key: &K, level: ServiceLevel, weight: u64) {
-        let c = self.classes.entry(key.clone()).or_insert(Class {
-            level,
-            weight: 1,
-            bucket: Bucket::new(now, 0),
-            rate: 0,
-            depth: 0,
-            last_seen: now,
-            passed: 0,
-            dropped: 0,
-        });
+        let c = self
+            .classes
+            .entry(key.clone())
+            .or_insert_with(|| Class::new(now, level));
         c.level = level;
         c.weight = weight.max(1);
         self.recomputed = None;
@@ -197,16 +206,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
         let mut new = false;
         let c = self.classes.entry(key.clone()).or_insert_with(|| {
             new = true;
-            Class {
-                level: ServiceLevel::Full,
-                weight: 1,
-                bucket: Bucket::new(now, 0),
-                rate: 0,
-                depth: 0,
-                last_seen: now,
-                passed: 0,
-                dropped: 0,
-            }
+            Class::new(now, ServiceLevel::Full)
         });
         if (new || now.saturating_duration_since(c.last_seen) >= cfg.active_window)
             && c.level == ServiceLevel::Full
@@ -287,17 +287,20 @@ mod tests {
         got
     }
 
-    #[test]
-    fn contended_link_is_shared_by_weight_within_fifteen_percent() {
-        let t0 = Instant::now();
-        let cap = 10_000_000;
-        let mut s = Shaper::new(
+    fn contended(t0: Instant, cap: u64) -> Shaper<u8> {
+        Shaper::new(
             ShaperConfig {
                 capacity: Some(cap),
                 ..ShaperConfig::default()
             },
             t0,
-        );
+        )
+    }
+
+    #[test]
+    fn contended_link_is_shared_by_weight_within_fifteen_percent() {
+        let (t0, cap) = (Instant::now(), 10_000_000);
+        let mut s = contended(t0, cap);
         s.set(t0, &1, ServiceLevel::Full, 200);
         s.set(t0, &2, ServiceLevel::Full, 100);
         let got = run(&mut s, t0, &[(1, 15_000_000), (2, 15_000_000)], 10);
@@ -320,15 +323,8 @@ mod tests {
 
     #[test]
     fn a_lone_sender_gets_the_whole_link_and_free_tier_is_capped() {
-        let t0 = Instant::now();
-        let cap = 10_000_000;
-        let mut s = Shaper::new(
-            ShaperConfig {
-                capacity: Some(cap),
-                ..ShaperConfig::default()
-            },
-            t0,
-        );
+        let (t0, cap) = (Instant::now(), 10_000_000);
+        let mut s = contended(t0, cap);
         s.set(t0, &1, ServiceLevel::Full, 1);
         s.set(t0, &2, ServiceLevel::Full, 100);
         s.set(t0, &3, ServiceLevel::FreeTier, 100);

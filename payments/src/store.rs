@@ -123,12 +123,13 @@ const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");
 /// BE): the audit trail of payments, written in the same transaction as the record.
 const JOURNAL: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("journal");
 
-/// Direction of a journal entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A direction relative to a neighbour: of a journal entry (out: signed by us, in: accepted
+/// from it) and of a packet (out: we send through it, in: it sent us to forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
-    /// Signed by us.
+    /// From us to the neighbour.
     Out = 0,
-    /// Accepted from the peer.
+    /// From the neighbour to us.
     In = 1,
 }
 

@@ -188,85 +188,94 @@ fn nothing_leaves_or_is_acknowledged_without_a_commit() -> Result<(), StoreError
     Ok(())
 }
 
-/// Polls `pa` and delivers every message both ways until the two are quiet.
-fn settle(
-    pa: &mut Peer,
-    sa: &mut MemStore,
-    pb: &mut Peer,
-    sb: &mut MemStore,
-    dep: &mut FixedDeposits,
-    t: Instant,
-) -> Result<(), StoreError> {
-    let mut to_b = pa.poll(t, sa)?.send;
-    while !to_b.is_empty() {
-        let mut to_a = Vec::new();
-        for m in to_b.drain(..) {
-            to_a.extend(pb.handle(t, &m, dep, sb)?.send);
-        }
-        for m in to_a {
-            to_b.extend(pa.handle(t, &m, dep, sa)?.send);
+/// Payer `a` (key 1) and payee `b` (key 2) with in-memory stores and an unlimited deposit.
+struct Pair {
+    a: SigningKey,
+    b: SigningKey,
+    pa: Peer,
+    sa: MemStore,
+    pb: Peer,
+    sb: MemStore,
+    dep: FixedDeposits,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (a, b) = (key(1), key(2));
+        let (sa, sb) = (MemStore::default(), MemStore::default());
+        let pa = peer(&a, &b, &sa, 0);
+        let pb = peer(&b, &a, &sb, 0);
+        let mut dep = FixedDeposits::default();
+        dep.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(u128::MAX));
+        Pair {
+            a,
+            b,
+            pa,
+            sa,
+            pb,
+            sb,
+            dep,
         }
     }
-    Ok(())
+
+    /// Polls `pa` and delivers every message both ways until the two are quiet; returns a's
+    /// events.
+    fn settle(&mut self, t: Instant) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        let mut to_b = self.pa.poll(t, &mut self.sa)?.send;
+        while !to_b.is_empty() {
+            let mut to_a = Vec::new();
+            for m in to_b.drain(..) {
+                to_a.extend(self.pb.handle(t, &m, &mut self.dep, &mut self.sb)?.send);
+            }
+            for m in to_a {
+                let o = self.pa.handle(t, &m, &mut self.dep, &mut self.sa)?;
+                events.extend(o.events);
+                to_b.extend(o.send);
+            }
+        }
+        Ok(events)
+    }
 }
 
 #[test]
 fn a_claim_within_the_drift_tolerance_is_paid_and_beyond_it_is_capped() -> Result<(), StoreError> {
-    let (a, b) = (key(1), key(2));
     let t = Instant::now();
-    let (mut sa, mut sb) = (MemStore::default(), MemStore::default());
-    let mut pa = peer(&a, &b, &sa, 0);
-    let mut pb = peer(&b, &a, &sb, 0);
-    let mut dep = FixedDeposits::default();
-    dep.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(u128::MAX));
+    let mut x = Pair::new();
     // a measured 1 000 000 of service, b 1 010 000 (1 % drift): a ends up paying b's figure.
-    pa.meter(Amount(0), Amount(1_000_000));
-    pb.meter(Amount(1_010_000), Amount(0));
-    settle(&mut pa, &mut sa, &mut pb, &mut sb, &mut dep, t)?;
-    assert_eq!(pb.payee().paid(), Amount(1_010_000));
-    assert_eq!(pb.owed_in(), Amount(0));
+    x.pa.meter(Amount(0), Amount(1_000_000));
+    x.pb.meter(Amount(1_010_000), Amount(0));
+    x.settle(t)?;
+    assert_eq!(x.pb.payee().paid(), Amount(1_010_000));
+    assert_eq!(x.pb.owed_in(), Amount(0));
     // b now claims 10 % more than a measured: a pays its own view plus 2 % only.
-    pa.meter(Amount(0), Amount(1_000_000));
-    pb.meter(Amount(1_190_000), Amount(0));
-    settle(&mut pa, &mut sa, &mut pb, &mut sb, &mut dep, t)?;
-    assert_eq!(pb.payee().paid(), Amount(2_040_000));
-    assert_eq!(pb.owed_in(), Amount(160_000));
+    x.pa.meter(Amount(0), Amount(1_000_000));
+    x.pb.meter(Amount(1_190_000), Amount(0));
+    x.settle(t)?;
+    assert_eq!(x.pb.payee().paid(), Amount(2_040_000));
+    assert_eq!(x.pb.owed_in(), Amount(160_000));
     Ok(())
 }
 
 #[test]
 fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> Result<(), StoreError>
 {
-    let (a, b) = (key(1), key(2));
     let t = Instant::now();
-    let (mut sa, mut sb) = (MemStore::default(), MemStore::default());
-    let mut pa = peer(&a, &b, &sa, 0);
-    let mut pb = peer(&b, &a, &sb, 0);
-    let mut dep = FixedDeposits::default();
-    dep.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(u128::MAX));
-    let old = sa.clone();
-    pa.meter(Amount(0), Amount(700));
-    for m in pa.poll(t, &mut sa)?.send {
-        pb.handle(t, &m, &mut dep, &mut sb)?;
-    }
+    let mut x = Pair::new();
+    let old = x.sa.clone();
+    x.pa.meter(Amount(0), Amount(700));
+    x.settle(t)?;
+    assert_eq!(x.pb.payee().paid(), Amount(700));
     // a's store goes back to an old backup: it restarts behind what b holds.
-    let mut sa = old;
-    let mut pa = peer(&a, &b, &sa, 0);
-    let mut events = Vec::new();
-    let mut to_b: Vec<Vec<u8>> = pa.poll(t, &mut sa)?.send;
-    for _ in 0..4 {
-        let mut to_a = Vec::new();
-        for m in to_b.drain(..) {
-            to_a.extend(pb.handle(t, &m, &mut dep, &mut sb)?.send);
-        }
-        for m in to_a {
-            let o = pa.handle(t, &m, &mut dep, &mut sa)?;
-            events.extend(o.events);
-            to_b.extend(o.send);
-        }
-    }
+    x.sa = old;
+    x.pa = peer(&x.a, &x.b, &x.sa, 0);
+    let events = x.settle(t)?;
     assert!(events.contains(&Event::Adopted { nonce: 1 }), "{events:?}");
-    assert_eq!(pa.payer().paid(), Amount(700));
+    assert_eq!(x.pa.payer().paid(), Amount(700));
+    assert_eq!(
+        x.sa.records.values().next().and_then(|r| r.out),
+        x.pb.payee().best().copied()
+    );
     Ok(())
 }
 
