@@ -97,8 +97,11 @@ mod auth;
 mod config;
 mod engine;
 mod filter;
+mod input;
 mod neighbour;
 mod output;
+#[cfg(feature = "serde")]
+pub mod record;
 mod rng;
 pub mod rtt;
 mod time;
@@ -112,6 +115,7 @@ pub use engine::{
     URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
 pub use filter::{FilterRoute, RouteFilter};
+pub use input::{Input, InputError};
 pub use output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,
