@@ -275,6 +275,18 @@ pub fn start_with_config(
     conf_text: &str,
     ifaces: &[&str],
 ) -> Daemon {
+    start_with_args(ns, name, program, conf_text, &[], ifaces)
+}
+
+/// Like [`start_with_config`], with `extra` arguments before the interfaces.
+pub fn start_with_args(
+    ns: &Netns,
+    name: &str,
+    program: &str,
+    conf_text: &str,
+    extra: &[&str],
+    ifaces: &[&str],
+) -> Daemon {
     let conf = tmp(&format!("{name}.conf"));
     std::fs::write(&conf, conf_text).unwrap();
     let log = tmp(&format!("{name}.log"));
@@ -299,6 +311,7 @@ pub fn start_with_config(
         "-c",
         conf.to_str().unwrap(),
     ]);
+    args.extend_from_slice(extra);
     args.extend_from_slice(ifaces);
     Daemon::start(ns, program, &args, log.clone())
 }
