@@ -17,6 +17,9 @@
 //!   [`Engine::poll_timeout`] (when to call [`Engine::handle_timeout`] next).
 //! * Views for babeld's `dump`: [`Engine::interfaces`], [`Engine::neighbours`],
 //!   [`Engine::xroutes`], [`Engine::routes`], plus [`Engine::counters`].
+//! * Every input is also a value, [`Input`], applied by [`Engine::handle_input`]. With the
+//!   `serde` feature inputs and outputs have a JSON form, `record` drives an engine while
+//!   recording it and replays a recording, and `tests/conformance/` holds cases in that form.
 //!
 //! Route selection is a [`price_metric::Policy`]: plain babeld, Althea's
 //! `log2(price) + log2(metric) × factor / 1000`, or the paper's `metric + price × n`.

@@ -195,30 +195,15 @@ fn run_case(dir: &Path, update: bool) -> String {
     let mut failures = String::new();
     for (n, out, st) in &played.steps {
         let file = |kind: &str| dir.join(format!("{n:02}-output-{kind}"));
-        golden(
-            &file("transmits.jsonl"),
-            &jsonl(&out.transmits),
-            update,
-            &mut failures,
-        );
-        golden(
-            &file("routes.jsonl"),
-            &jsonl(&out.routes),
-            update,
-            &mut failures,
-        );
-        golden(
-            &file("events.jsonl"),
-            &jsonl(&out.events),
-            update,
-            &mut failures,
-        );
-        golden(
-            &file("errors.jsonl"),
-            &jsonl(&out.errors),
-            update,
-            &mut failures,
-        );
+        for (kind, lines) in [
+            ("transmits", &out.transmits),
+            ("routes", &out.routes),
+            ("events", &out.events),
+            ("errors", &out.errors),
+        ] {
+            let path = file(&format!("{kind}.jsonl"));
+            golden(&path, &jsonl(lines), update, &mut failures);
+        }
         golden(&file("state.json"), st, update, &mut failures);
     }
     failures

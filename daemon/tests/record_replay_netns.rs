@@ -11,30 +11,22 @@ use std::process::Command;
 use babel_core::RouteOp;
 use babel_core::record::{Output, Recording, Step, replay};
 use common::{
-    FILTERS, Netns, babel_routes, can_use_netns, have, node, start_router, start_with_args, tmp,
-    veth, wait_for,
+    FILTERS, babel_routes, can_use_netns, have, node, route_dev, start_router, start_with_args,
+    tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
-/// The interface a route to `dst` leaves by, if any.
-fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
-    babel_routes(ns)
-        .into_iter()
-        .find(|l| l.split_whitespace().next() == Some(dst))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            w.iter()
-                .position(|x| *x == "dev")
-                .and_then(|i| w.get(i + 1))
-                .map(|s| s.to_string())
-        })
+/// Runs `babelctl args...`: (success, stdout, stderr).
+fn babelctl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(CTL).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 /// A triangle: a (babeld-rs, recorded) linked to b and c (Debian's babeld), b linked to c.
-/// a reaches c directly; c's end of a - c is cut, a's Hellos from c stop, and a reroutes
-/// through b. Then a stops (SIGTERM) and its recording is replayed.
+/// a reaches c directly; c's end of a - c is cut and a reroutes through b. Then a stops (SIGTERM) and its recording is replayed.
 #[test]
 fn a_recorded_daemon_replays_to_the_same_route_changes() {
     let t = "a_recorded_daemon_replays_to_the_same_route_changes";
@@ -120,17 +112,23 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     assert!(r.inputs > 30, "{} inputs", r.inputs);
 
     // And through the operator's tool.
-    let out = Command::new(CTL)
-        .args(["replay", "--check", "--routes", rec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rec_path = rec.to_str().unwrap();
+    let (ok, stdout, stderr) = babelctl(&["replay", "--check", "--routes", rec_path]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), recorded.len());
+
+    // The recording as a conformance case: the same inputs, one step.
+    let case = tmp("rra-case");
+    let (ok, _, stderr) = babelctl(&["replay", "--case", case.to_str().unwrap(), rec_path]);
+    assert!(ok, "{stderr}");
+    let inputs = std::fs::read_to_string(case.join("01-input.jsonl")).unwrap();
+    assert_eq!(inputs.lines().count(), r.inputs);
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    assert_eq!(
+        serde_json::from_value::<babel_core::Config>(c["config"].clone()).unwrap(),
+        recording.header.config
     );
-    let printed = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert_eq!(printed, recorded.len());
 
     // A recording whose seed was changed no longer replays: the check can fail.
     let tampered = tmp("rra.tampered");
@@ -140,14 +138,7 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     h["header"]["config"]["seed"] = serde_json::json!(seed.wrapping_add(1));
     lines[0] = h.to_string();
     std::fs::write(&tampered, lines.join("\n")).unwrap();
-    let out = Command::new(CTL)
-        .args(["replay", "--check", tampered.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("differs"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, stderr) = babelctl(&["replay", "--check", tampered.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("differs"), "{stderr}");
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use babel_core::record::{Output, Recording, replay};
+use babel_core::record::{Output, Recording, Step, replay};
 
 /// Arguments of `babelctl replay`.
 #[derive(clap::Args, Debug)]
@@ -18,6 +18,11 @@ pub struct ReplayArgs {
     /// Print only the kernel route changes.
     #[arg(long)]
     pub routes: bool,
+    /// Instead of replaying, write the recording as a conformance case into this new directory
+    /// (`case.json` and `01-input.jsonl`; the outputs come from `UPDATE_GOLDEN=1`, see
+    /// `babel-core/tests/conformance.rs`). A case has no filters: refused if the recording has.
+    #[arg(long, value_name = "DIR")]
+    pub case: Option<PathBuf>,
 }
 
 /// Runs `babelctl replay`.
@@ -26,6 +31,12 @@ pub fn run(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.file.display()))?;
     let rec = Recording::parse(&text)?;
     let filter = crate::record::route_filter(&rec.header)?;
+    if let Some(dir) = &args.case {
+        if filter.is_some() {
+            bail!("the recording has in/out filters, which a conformance case cannot express");
+        }
+        return write_case(&rec, &args.file, dir);
+    }
     let mut write_err = None;
     let r = replay(&rec, filter, |line, outputs| {
         for o in outputs {
@@ -68,5 +79,32 @@ pub fn run(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<()> {
             r.routes.len()
         );
     }
+    Ok(())
+}
+
+/// Writes `rec` as a conformance case in `dir` (which must not exist).
+fn write_case(
+    rec: &Recording,
+    from: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let case = serde_json::json!({
+        "description": format!("Recorded by babeld-rs --record ({}).", from.display()),
+        "start": rec.header.start,
+        "config": rec.header.config,
+    });
+    std::fs::write(
+        dir.join("case.json"),
+        serde_json::to_string_pretty(&case)? + "\n",
+    )?;
+    let mut inputs = String::new();
+    for (_, s) in &rec.steps {
+        if let Step::Input(t) = s {
+            inputs.push_str(&serde_json::to_string(t)?);
+            inputs.push('\n');
+        }
+    }
+    std::fs::write(dir.join("01-input.jsonl"), inputs)?;
     Ok(())
 }
