@@ -7,7 +7,7 @@
 //! changes), `NN-output-events.jsonl`, `NN-output-errors.jsonl` (inputs the engine refused) and `NN-output-state.json` (neighbours, routes, xroutes,
 //! seqno and non-zero counters after the step). A missing output file means no such output.
 //!
-//! `UPDATE_GOLDEN=1 cargo test -p babel-core --features serde --test conformance` rewrites the
+//! `UPDATE_GOLDEN=1 cargo test -p babel-core --test conformance` rewrites the
 //! output files from what the engine does; review the diff before committing it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 

@@ -9,7 +9,7 @@ rest. Needs tshark. The outputs come from the engine:
 
   spec/captures/capture-to-case.py spec/captures/babeld-1.12-plain.pcap \\
       babel-core/tests/conformance/NAME "what it shows" ['{"ipv4": "10.99.1.1"}']
-  UPDATE_GOLDEN=1 cargo test -p babel-core --features serde --test conformance
+  UPDATE_GOLDEN=1 cargo test -p babel-core --test conformance
 """
 import json
 import os
