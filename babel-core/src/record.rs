@@ -169,7 +169,8 @@ impl Deref for Driver {
 }
 
 impl Driver {
-    /// A driver that does not record.
+    /// A driver that does not record. What is not an input (the route filter) is set on the
+    /// engine before: a driver offers no other mutable access to it.
     pub fn new(engine: Engine) -> Driver {
         Driver {
             engine,
@@ -257,12 +258,6 @@ impl Driver {
             tracing::error!("recording stopped: {e}");
             self.sink = None;
         }
-    }
-
-    /// Mutable access to the engine for what is not an input (the route filter, set once
-    /// before anything is fed).
-    pub fn set_route_filter(&mut self, filter: Option<Arc<dyn RouteFilter>>) {
-        self.engine.set_route_filter(filter);
     }
 }
 
@@ -394,9 +389,9 @@ pub fn replay(
     filter: Option<Arc<dyn RouteFilter>>,
     mut each: impl FnMut(usize, &[Output]),
 ) -> Result<Replayed, RecordError> {
-    let engine = Engine::new(rec.header.config.clone(), rec.header.start)?;
+    let mut engine = Engine::new(rec.header.config.clone(), rec.header.start)?;
+    engine.set_route_filter(filter);
     let mut d = Driver::new(engine);
-    d.set_route_filter(filter);
     let mut r = Replayed::default();
     let mut last_line = 1;
     for (line, step) in &rec.steps {
