@@ -206,6 +206,34 @@ fn run_case(dir: &Path, update: bool) -> String {
         }
         golden(&file("state.json"), st, update, &mut failures);
     }
+    // Every other file is an output of a step that no longer exists, or a typo.
+    let steps: Vec<String> = played
+        .steps
+        .iter()
+        .map(|(n, ..)| format!("{n:02}-"))
+        .collect();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let known = name == "case.json"
+            || steps.iter().any(|s| {
+                name.strip_prefix(s.as_str()).is_some_and(|rest| {
+                    rest == "input.jsonl"
+                        || rest == "output-state.json"
+                        || ["transmits", "routes", "events", "errors"]
+                            .iter()
+                            .any(|k| rest == format!("output-{k}.jsonl"))
+                })
+            });
+        if known {
+            continue;
+        }
+        if update && name.contains("-output-") {
+            std::fs::remove_file(&p).unwrap();
+        } else {
+            let _ = writeln!(failures, "{}: not part of the case", p.display());
+        }
+    }
     failures
 }
 
