@@ -1,6 +1,6 @@
 //! `babeld-rs --record FILE`: the daemon's engine as a recording [`Driver`], and what
-//! `babelctl replay` needs to rebuild the daemon's side of the engine (its `in`/`out` filters,
-//! the one engine hook that is not an input).
+//! `babelctl replay` needs to rebuild the daemon's side of the engine (its filters, from which
+//! it builds the engine's filter hook, the one engine hook that is not an input).
 
 use std::fs::OpenOptions;
 use std::io::BufWriter;
@@ -31,20 +31,18 @@ pub fn start(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("record file {}", path.display()))?;
-    let route_filters: Vec<&(FilterKind, Filter)> = filters
-        .iter()
-        .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out))
-        .collect();
+    // Every filter: the replay builds the engine's hook from them as the daemon does.
     let header = Header::new(
         start,
         config,
-        serde_json::json!({ "daemon": "babeld-rs", "filters": route_filters }),
+        serde_json::json!({ "daemon": "babeld-rs", "filters": filters }),
     );
     Driver::recording(engine, &header, Box::new(BufWriter::new(file)))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The `in`/`out` filters a recording's header names, as the daemon built them.
+/// The engine's filter hook, built from the filters in a recording's header as the daemon
+/// built it from its configuration.
 pub fn route_filter(header: &Header) -> anyhow::Result<Option<Arc<dyn RouteFilter>>> {
     let filters: Vec<(FilterKind, Filter)> = match header.driver.get("filters") {
         Some(f) => serde_json::from_value(f.clone()).context("the header's filters")?,

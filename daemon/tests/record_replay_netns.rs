@@ -38,11 +38,13 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     veth(&a, "rrac", &c, "rrca");
     veth(&b, "rrbc", &c, "rrcb");
     let rec = tmp("rra.record");
+    // An `in` filter: the replay must rebuild it from the recording's header.
+    let conf = format!("{FILTERS}in ip fd77::2/128 metric 50\n");
     let mut da = start_with_args(
         &a,
         "rra",
         BIN,
-        FILTERS,
+        &conf,
         &["--record", rec.to_str().unwrap()],
         &["rrab", "rrac"],
     );
@@ -110,6 +112,13 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     assert_eq!(r.routes, recorded);
     assert_eq!(r.divergence, None);
     assert!(r.inputs > 30, "{} inputs", r.inputs);
+    let to_b = recorded
+        .iter()
+        .find(|c| c.prefix.to_string() == "fd77::2/128");
+    assert!(to_b.is_some_and(|c| c.metric >= 96 + 50), "{to_b:?}");
+    // Without the filter the same inputs give other metrics.
+    let unfiltered = replay(&recording, None, |_, _| {}).unwrap();
+    assert!(unfiltered.divergence.is_some());
 
     // And through the operator's tool.
     let rec_path = rec.to_str().unwrap();
@@ -117,9 +126,32 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().count(), recorded.len());
 
-    // The recording as a conformance case: the same inputs, one step.
+    // A recording with a changed header: `edit` gets the header line as JSON.
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let mut h: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        edit(&mut h["header"]);
+        lines[0] = h.to_string();
+        let path = tmp(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+
+    // The recording as a conformance case, the same inputs in one step; a case has no filters,
+    // so only once they are taken out of the header.
     let case = tmp("rra-case");
     let (ok, _, stderr) = babelctl(&["replay", "--case", case.to_str().unwrap(), rec_path]);
+    assert!(!ok && stderr.contains("filters"), "{stderr}");
+    let no_filters = edited("rra.no-filters", &|h| {
+        h["driver"]["filters"] = serde_json::json!([])
+    });
+    let args = [
+        "replay",
+        "--case",
+        case.to_str().unwrap(),
+        no_filters.to_str().unwrap(),
+    ];
+    let (ok, _, stderr) = babelctl(&args);
     assert!(ok, "{stderr}");
     let inputs = std::fs::read_to_string(case.join("01-input.jsonl")).unwrap();
     assert_eq!(inputs.lines().count(), r.inputs);
@@ -131,13 +163,10 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     );
 
     // A recording whose seed was changed no longer replays: the check can fail.
-    let tampered = tmp("rra.tampered");
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut h: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-    let seed = h["header"]["config"]["seed"].as_u64().unwrap();
-    h["header"]["config"]["seed"] = serde_json::json!(seed.wrapping_add(1));
-    lines[0] = h.to_string();
-    std::fs::write(&tampered, lines.join("\n")).unwrap();
+    let tampered = edited("rra.tampered", &|h| {
+        let seed = h["config"]["seed"].as_u64().unwrap();
+        h["config"]["seed"] = serde_json::json!(seed.wrapping_add(1));
+    });
     let (ok, _, stderr) = babelctl(&["replay", "--check", tampered.to_str().unwrap()]);
     assert!(!ok);
     assert!(stderr.contains("differs"), "{stderr}");
