@@ -17,6 +17,9 @@
 //!   [`Engine::poll_timeout`] (when to call [`Engine::handle_timeout`] next).
 //! * Views for babeld's `dump`: [`Engine::interfaces`], [`Engine::neighbours`],
 //!   [`Engine::xroutes`], [`Engine::routes`], plus [`Engine::counters`].
+//! * Every input is also a value, [`Input`], applied by [`Engine::handle_input`]. With the
+//!   `serde` feature inputs and outputs have a JSON form, `record` drives an engine while
+//!   recording it and replays a recording, and `tests/conformance/` holds cases in that form.
 //!
 //! Route selection is a [`price_metric::Policy`]: plain babeld, Althea's
 //! `log2(price) + log2(metric) × factor / 1000`, or the paper's `metric + price × n`.
@@ -97,8 +100,11 @@ mod auth;
 mod config;
 mod engine;
 mod filter;
+mod input;
 mod neighbour;
 mod output;
+#[cfg(feature = "serde")]
+pub mod record;
 mod rng;
 pub mod rtt;
 mod time;
@@ -112,6 +118,7 @@ pub use engine::{
     URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
 pub use filter::{FilterRoute, RouteFilter};
+pub use input::{Input, InputError};
 pub use output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,

@@ -10,6 +10,8 @@ use crate::config::InterfaceKind;
 
 /// Where a packet goes on its interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Destination {
     /// To ff02::1:6 port 6696 (RFC 8966 §4).
     Multicast,
@@ -32,6 +34,8 @@ pub struct Transmit {
 
 /// Kernel operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum RouteOp {
     /// Install a route that was not installed.
     Add,
@@ -43,6 +47,7 @@ pub enum RouteOp {
 
 /// A change to apply to the kernel's forwarding table.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteChange {
     /// What to do.
     pub op: RouteOp,
@@ -60,6 +65,8 @@ pub struct RouteChange {
 
 /// Kind of change, as in babeld's monitor lines (`add`, `change`, `flush`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum ChangeKind {
     /// New object.
     Add,
@@ -71,6 +78,8 @@ pub enum ChangeKind {
 
 /// An event for observers (babeld's `monitor` stream); details are in the views.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "kebab-case"))]
 pub enum Event {
     /// An interface went up, down, or was reconfigured.
     Interface {
@@ -252,6 +261,7 @@ pub struct InterfaceView {
 
 /// A neighbour (`add neighbour ... reach ureach rxcost txcost rtt rttcost cost`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NeighbourView {
     /// Interface.
     pub ifindex: u32,
@@ -279,6 +289,7 @@ pub struct NeighbourView {
 
 /// A local route we announce (`add xroute ... prefix from metric`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct XrouteView {
     /// Destination.
     pub prefix: Prefix,
@@ -290,6 +301,7 @@ pub struct XrouteView {
 
 /// A learned route (`add route ... installed id metric price fee refmetric full-path-rtt ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteView {
     /// Destination.
     pub prefix: Prefix,

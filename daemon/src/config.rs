@@ -168,7 +168,8 @@ impl InterfaceOptions {
 }
 
 /// Which filter list a filter goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FilterKind {
     /// `in`: routes learned from neighbours.
     In,
@@ -181,7 +182,8 @@ pub enum FilterKind {
 }
 
 /// What a matching filter does. Several may be combined on one line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FilterAction {
     /// `allow`.
     Allow,
@@ -198,7 +200,7 @@ pub enum FilterAction {
 }
 
 /// A filter line: every present selector must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// `ip P`.
     pub prefix: Option<Prefix>,

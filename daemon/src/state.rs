@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use babel_core::record::Driver;
 use babel_core::{
-    ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
+    ChangeKind, Event, Input, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
     MacKey, Policy, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
@@ -118,8 +119,9 @@ pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 
 /// The engine plus everything the control protocol shows.
 pub struct Daemon {
-    /// The protocol engine.
-    pub engine: Engine,
+    /// The protocol engine. Reads go through it as a [`babel_core::Engine`]; every input goes through
+    /// [`Driver::input`] and every output through [`Driver::drain`], so `--record` sees them all.
+    pub engine: Driver,
     /// The configuration as read and changed at runtime.
     pub config: Config,
     /// Interfaces by name, in the order they were named.
@@ -145,9 +147,9 @@ enum MonitorKey {
 }
 
 impl Daemon {
-    /// A daemon around a new engine.
+    /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
-        engine: Engine,
+        engine: Driver,
         config: Config,
         ifaces: Vec<Iface>,
         settings: Settings,
@@ -162,6 +164,13 @@ impl Daemon {
             monitor_cache: HashMap::new(),
             flushed: Vec::new(),
             tunnels: Vec::new(),
+        }
+    }
+
+    /// Feeds one input to the engine at `self.now`; a refusal is logged.
+    pub fn input(&mut self, input: Input) {
+        if let Err(e) = self.engine.input(self.now, input) {
+            tracing::debug!("engine refused an input: {e}");
         }
     }
 
@@ -417,10 +426,10 @@ impl Daemon {
         match &s {
             Statement::Global(g) => {
                 if let Some(fee) = g.fee {
-                    self.engine.set_fee(self.now, fee);
+                    self.input(Input::SetFee { fee });
                 }
-                if let Some(mf) = g.metric_factor {
-                    self.engine.set_metric_factor(self.now, mf);
+                if let Some(metric_factor) = g.metric_factor {
+                    self.input(Input::SetMetricFactor { metric_factor });
                 }
                 if let Some(k) = g.kernel_check_interval {
                     self.settings.kernel_check_interval = Some(k);
@@ -623,7 +632,7 @@ impl Handler for Daemon {
         };
         let i = self.ifaces.remove(pos);
         if let (Some(ix), true) = (i.ifindex, i.running) {
-            self.engine.interface_down(self.now, ix);
+            self.input(Input::InterfaceDown { ifindex: ix });
             self.flushed.push(ix);
         }
         self.config.interfaces.retain(|(n, _)| n != name);

@@ -179,6 +179,8 @@ impl Policy {
 
 /// What to do when a price overflows `u32`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Accumulation {
     /// Stop at `u32::MAX` ("unaffordable"). Our default.
     #[default]

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use babel_core::{
-    Config as EngineConfig, Destination, Engine, Event, Instant, Policy, RouteKey, is_martian,
+    Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
+    is_martian,
 };
 use babel_wire::{Prefix, RouterId};
 use daemon::cli::Invocation;
@@ -39,7 +40,7 @@ const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
 const DEFAULT_PID_FILE: &str = "/var/run/babeld.pid";
 
 /// Reads the configuration's files, daemonises, and runs until SIGTERM or SIGINT.
-pub fn start(inv: Invocation) -> anyhow::Result<()> {
+pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = &inv.config.globals;
     init_logging(g.debug.unwrap_or(0), g.log_file.as_deref())?;
     if g.daemonise == Some(true) {
@@ -56,7 +57,7 @@ pub fn start(inv: Invocation) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(inv));
+    let result = rt.block_on(run(inv, record));
     if let Some(p) = &pid_file {
         let _ = fs::remove_file(p);
     }
@@ -213,7 +214,7 @@ struct Io {
     announced: Announcements,
 }
 
-async fn run(mut inv: Invocation) -> anyhow::Result<()> {
+async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
     let clock = Clock(std::time::Instant::now());
     let dialect = if g.althea_compatible == Some(true) {
@@ -286,10 +287,16 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
     ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
-    let mut engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    let start = clock.now();
+    let mut engine =
+        Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
+    let engine = match &record {
+        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
+        None => babel_core::record::Driver::new(engine),
+    };
 
     let ifaces: Vec<Iface> = inv
         .interfaces
@@ -423,12 +430,13 @@ async fn main_loop(
                 d.now = clock.now();
                 for (r, buf) in received.iter().zip(&bufs) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
-                    d.engine.handle_packet(d.now, r.ifindex, IpAddr::V6(*r.src.ip()), dst, buf);
+                    let src = IpAddr::V6(*r.src.ip());
+                    d.input(Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
                 }
             }
             () = sleep => {
                 d.now = clock.now();
-                d.engine.handle_timeout(d.now);
+                d.input(Input::Timeout);
             }
             Some(e) = events.recv() => {
                 d.now = clock.now();
@@ -485,7 +493,7 @@ async fn main_loop(
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
 async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut HashMap<u64, Client>) {
     d.now = clock.now();
-    d.engine.shutdown(d.now);
+    d.input(Input::Shutdown);
     flush_outputs(d, io, clients).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
@@ -501,7 +509,8 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut Hash
 
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
 async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, Client>) {
-    while let Some(t) = d.engine.poll_transmit() {
+    let out = d.engine.drain();
+    for t in out.transmits {
         let dst = match t.dst {
             Destination::Multicast => io.group,
             Destination::Unicast(IpAddr::V6(a)) => a,
@@ -521,7 +530,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
         }
     }
     let mut changes = Vec::new();
-    while let Some(c) = d.engine.poll_route() {
+    for c in out.routes {
         let ifname = d.ifname(c.ifindex);
         let cand = Candidate {
             prefix: c.prefix,
@@ -546,7 +555,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
         tracing::error!("kernel route thread is gone");
     }
     let monitoring = clients.values().any(|c| c.session.is_monitoring());
-    while let Some(e) = d.engine.poll_event() {
+    for e in out.events {
         if let Event::SeqnoChanged { seqno } = e {
             if let Some(p) = &io.state_file {
                 write_state(p, d.engine.router_id(), seqno);
@@ -718,7 +727,6 @@ const IFF_POINTOPOINT: u32 = 0x10;
 
 /// Brings configured interfaces up or down in the engine to match the kernel.
 fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    let now = d.now;
     for i in 0..d.ifaces.len() {
         let Some(iface) = d.ifaces.get(i).cloned() else {
             continue;
@@ -756,13 +764,16 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                     continue;
                 }
                 let cfg = d.interface_config(&next, ll);
-                d.engine.interface_up(now, ix, cfg);
+                d.input(Input::InterfaceUp {
+                    ifindex: ix,
+                    config: cfg,
+                });
                 next.running = true;
                 tracing::info!("interface {} up (index {ix}, {ll})", iface.name);
             }
             (true, false, _, _) => {
                 if let Some(ix) = iface.ifindex {
-                    d.engine.interface_down(now, ix);
+                    d.input(Input::InterfaceDown { ifindex: ix });
                     io.socket.leave(ix);
                 }
                 next.running = false;
@@ -774,7 +785,10 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                     || iface.ipv4 != next.ipv4 =>
             {
                 let cfg = d.interface_config(&next, ll);
-                d.engine.interface_up(now, ix, cfg);
+                d.input(Input::InterfaceUp {
+                    ifindex: ix,
+                    config: cfg,
+                });
             }
             _ => {}
         }
@@ -819,23 +833,20 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
         .filter(|((p, _), _)| !is_martian(p) && !is_link_local(p))
         .collect();
     for (k, _) in io.announced.iter().filter(|(k, _)| !wanted.contains_key(k)) {
-        d.engine.withdraw(
-            d.now,
-            RouteKey {
-                prefix: k.0,
-                src_prefix: k.1,
-            },
-        );
+        d.input(Input::Withdraw {
+            prefix: k.0,
+            src_prefix: k.1,
+        });
     }
     for ((prefix, src), metric) in &wanted {
         if io.announced.get(&(*prefix, *src)) != Some(metric)
-            && let Err(e) = d.engine.announce(
+            && let Err(e) = d.engine.input(
                 d.now,
-                RouteKey {
+                Input::Announce {
                     prefix: *prefix,
                     src_prefix: *src,
+                    metric: *metric,
                 },
-                *metric,
             )
         {
             tracing::debug!("not announcing {prefix}: {e}");
