@@ -1,0 +1,202 @@
+//! Route and seqno requests (RFC 8966 §3.8): answering, forwarding, sending and resending.
+
+use super::*;
+
+impl Engine {
+    /// RFC 8966 §3.8.1.1: a wildcard request gets a full dump (at most one per Hello interval,
+    /// as babeld), a specific one an update or a retraction.
+    pub(super) fn handle_route_request(&mut self, now: Instant, ifindex: u32, r: &RouteRequest) {
+        self.counters.route_requests_received += 1;
+        match r.prefix {
+            None => {
+                if r.src_prefix.is_some() {
+                    self.counters.rfc_violations += 1;
+                    return;
+                }
+                let j = self.jitter(URGENT_TIMEOUT);
+                if let Some(i) = self.interfaces.get_mut(&ifindex) {
+                    // babeld sends at most one full dump per Hello interval; a request that
+                    // comes sooner is served when that interval is over (babeld drops it).
+                    let min_gap = i.cfg.hello_interval.max(Duration::from_secs(1));
+                    let at = match i.last_full {
+                        Some(t) if now.saturating_since(t) < min_gap => t + min_gap + j,
+                        _ => now + j,
+                    };
+                    i.pending_full = true;
+                    i.flush_at = min_opt(i.flush_at, Some(at));
+                }
+            }
+            Some(prefix) => {
+                let key = RouteKey {
+                    prefix,
+                    src_prefix: r.src_prefix,
+                };
+                self.schedule_update(now, Some(ifindex), key, false);
+            }
+        }
+    }
+
+    /// RFC 8966 §3.8.1.2: a seqno request for our own prefix bumps our seqno (babeld ignores
+    /// requests more than 100 ahead); one we can satisfy is answered with an urgent update; otherwise
+    /// it is forwarded to our successor with the hop count decremented, never back to the requester.
+    pub(super) fn handle_seqno_request(
+        &mut self,
+        now: Instant,
+        nid: u64,
+        ifindex: u32,
+        s: &SeqnoRequest,
+    ) {
+        self.counters.seqno_requests_received += 1;
+        if s.hop_count == 0 || !s.router_id.is_valid() {
+            self.counters.rfc_violations += 1;
+            return;
+        }
+        let key = RouteKey {
+            prefix: s.prefix,
+            src_prefix: s.src_prefix,
+        };
+        if self.xroutes.contains_key(&key) {
+            if s.router_id == self.cfg.router_id {
+                let d = seqno_minus(s.seqno, self.seqno);
+                if d > MAX_SEQNO_JUMP {
+                    debug!(prefix = %s.prefix, "ignoring seqno request too far ahead");
+                    return;
+                }
+                if d > 0 {
+                    self.set_seqno(s.seqno);
+                }
+            }
+            self.schedule_update(now, None, key, true);
+            return;
+        }
+        let Some(inst) = self.routes.get(&key).and_then(|d| d.installed) else {
+            return;
+        };
+        if inst.router_id != s.router_id || seqno_minus(inst.seqno, s.seqno) >= 0 {
+            self.schedule_update(now, Some(ifindex), key, true);
+            return;
+        }
+        if s.hop_count < 2 {
+            return;
+        }
+        let Some(succ) = self.routes.get(&key).and_then(|d| d.selected) else {
+            return;
+        };
+        if succ == nid {
+            return;
+        }
+        self.counters.seqno_requests_forwarded += 1;
+        self.request_seqno(now, key, s.router_id, s.seqno, s.hop_count - 1, Some(succ));
+    }
+
+    /// Sends a seqno request unless an equivalent one is pending (RFC 8966 §3.8.2 duplicate
+    /// suppression), and records it for resending (2 s, doubled, 3 resends).
+    pub(super) fn request_seqno(
+        &mut self,
+        now: Instant,
+        key: RouteKey,
+        rid: RouterId,
+        seqno: u16,
+        hop_count: u8,
+        target: Option<u64>,
+    ) {
+        if let Some(p) = self.requests.get(&key)
+            && p.router_id == rid
+            && seqno_minus(p.seqno, seqno) >= 0
+            && now < p.expires
+        {
+            return;
+        }
+        if !self.requests.contains_key(&key)
+            && self.requests.len() >= self.cfg.limits.max_pending_requests
+        {
+            self.counters.requests_over_limit += 1;
+            return;
+        }
+        let delay = REQUEST_TIMEOUT;
+        let total = delay * (1 + 2 + 4 + 8);
+        self.requests.insert(
+            key,
+            PendingRequest {
+                router_id: rid,
+                seqno,
+                hop_count,
+                target,
+                resends_left: REQUEST_RESENDS,
+                next_resend: now + delay,
+                delay,
+                expires: now + total,
+            },
+        );
+        self.next_request_check = min_opt(self.next_request_check, Some(now + delay));
+        self.send_seqno_request(key, rid, seqno, hop_count, target);
+    }
+
+    pub(super) fn send_seqno_request(
+        &mut self,
+        key: RouteKey,
+        rid: RouterId,
+        seqno: u16,
+        hop_count: u8,
+        target: Option<u64>,
+    ) {
+        let msg = Message::SeqnoRequest(SeqnoRequest {
+            prefix: key.prefix,
+            v4_via_v6: false,
+            src_prefix: key.src_prefix,
+            seqno,
+            hop_count,
+            router_id: rid,
+        });
+        match target {
+            Some(nid) => {
+                if let Some(n) = self.neighbours.get(&nid) {
+                    let (ifindex, addr) = (n.ifindex, n.address);
+                    self.counters.seqno_requests_sent += 1;
+                    self.queue(ifindex, Destination::Unicast(addr), msg);
+                }
+            }
+            None => {
+                let ifs: Vec<u32> = self
+                    .interfaces
+                    .iter()
+                    .filter(|(_, i)| i.up)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for ifindex in ifs {
+                    self.counters.seqno_requests_sent += 1;
+                    self.queue(ifindex, Destination::Multicast, msg.clone());
+                }
+            }
+        }
+    }
+
+    pub(super) fn resend_requests(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut resend = Vec::new();
+        self.requests.retain(|k, p| {
+            if now >= p.expires {
+                return false;
+            }
+            if p.resends_left > 0 && now >= p.next_resend {
+                p.resends_left -= 1;
+                p.delay *= 2;
+                p.next_resend = now + p.delay;
+                resend.push((*k, p.router_id, p.seqno, p.hop_count, p.target));
+            }
+            next = min_opt(
+                next,
+                Some(if p.resends_left > 0 {
+                    p.next_resend
+                } else {
+                    p.expires
+                }),
+            );
+            true
+        });
+        for (k, rid, seqno, hop, target) in resend {
+            self.send_seqno_request(k, rid, seqno, hop, target);
+        }
+        self.next_request_check = next;
+    }
+}
