@@ -172,7 +172,6 @@ pub(crate) struct Neighbour {
     pub configured: bool,
     /// Accuracy, per mille.
     pub accuracy: u16,
-    pub routes: usize,
     pub limit_logged: bool,
     pub created: Instant,
 }
@@ -208,7 +207,6 @@ impl Neighbour {
             uheard: now,
             configured: false,
             accuracy: 1000,
-            routes: 0,
             limit_logged: false,
             created: now,
         }

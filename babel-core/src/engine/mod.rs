@@ -27,6 +27,7 @@ use crate::time::{Instant, from_centis, to_centis};
 mod hello;
 mod neighbours;
 mod requests;
+mod route_table;
 mod routes;
 mod selection;
 mod sources;
@@ -35,6 +36,7 @@ mod updates;
 mod views;
 mod wire;
 
+use route_table::{Dest, NewRoute, Refused, Route, RouteEntry, RouteTable};
 use timers::min_opt;
 pub use views::link_cost_algorithm;
 
@@ -98,36 +100,6 @@ pub struct Installed {
     pub seqno: u16,
     /// Total price (received + our fee).
     pub price: u32,
-}
-
-#[derive(Clone, Debug)]
-struct Route {
-    neigh: u64,
-    ifindex: u32,
-    via: IpAddr,
-    next_hop: IpAddr,
-    router_id: RouterId,
-    seqno: u16,
-    refmetric: u16,
-    /// Metric added by the `in` filter (babeld `add_metric`).
-    add_metric: u16,
-    /// Advertised update interval, centiseconds.
-    interval: u16,
-    received_price: u32,
-    price: u32,
-    path_rtt: u32,
-    time: Instant,
-    smoothed: u16,
-    smoothed_time: Instant,
-    verified: Option<(u16, Instant)>,
-    refresh_requested: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-struct Dest {
-    routes: Vec<Route>,
-    selected: Option<u64>,
-    installed: Option<Installed>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -207,8 +179,7 @@ pub struct Engine {
     neighbours: BTreeMap<u64, Neighbour>,
     neigh_index: BTreeMap<(u32, IpAddr), u64>,
     next_neigh_id: u64,
-    routes: BTreeMap<RouteKey, Dest>,
-    route_count: usize,
+    routes: RouteTable,
     total_limit_logged: bool,
     sources: BTreeMap<(RouteKey, RouterId), Source>,
     xroutes: BTreeMap<RouteKey, Xroute>,
@@ -281,8 +252,7 @@ impl Engine {
             neighbours: BTreeMap::new(),
             neigh_index: BTreeMap::new(),
             next_neigh_id: 1,
-            routes: BTreeMap::new(),
-            route_count: 0,
+            routes: RouteTable::default(),
             total_limit_logged: false,
             sources: BTreeMap::new(),
             xroutes: BTreeMap::new(),
@@ -509,10 +479,8 @@ impl Engine {
     pub fn set_fee(&mut self, now: Instant, fee: u32) {
         self.cfg.fee = fee;
         let mode = self.cfg.accumulation;
-        for d in self.routes.values_mut() {
-            for r in &mut d.routes {
-                r.price = accumulate(r.received_price, fee, mode);
-            }
+        for r in self.routes.routes_mut() {
+            r.price = accumulate(r.received_price, fee, mode);
         }
         self.reselect_all(now);
         self.schedule_full_dumps(now);
@@ -545,8 +513,7 @@ impl Engine {
         let id = self.neighbour_id(ifindex, via)?;
         let r = self
             .routes
-            .get_mut(&key)
-            .and_then(|d| d.routes.iter_mut().find(|r| r.neigh == id))
+            .route_mut(&key, id)
             .ok_or(EngineError::NoSuchRoute)?;
         r.verified = Some((metric, until));
         // The override takes effect at once, not through smoothing.
@@ -587,21 +554,8 @@ impl Engine {
             self.counters.updates_sent += 1;
             self.send(ifindex, Destination::Multicast, vec![m]);
         }
-        let keys: Vec<RouteKey> = self.routes.keys().copied().collect();
-        for k in keys {
-            if let Some(d) = self.routes.get_mut(&k)
-                && let Some(inst) = d.installed.take()
-            {
-                d.selected = None;
-                self.route_changes.push_back(RouteChange {
-                    op: RouteOp::Delete,
-                    prefix: k.prefix,
-                    src_prefix: k.src_prefix,
-                    next_hop: inst.next_hop,
-                    ifindex: inst.ifindex,
-                    metric: inst.metric,
-                });
-            }
+        for (k, inst) in self.routes.uninstall_all() {
+            self.kernel(RouteOp::Delete, k, &inst);
         }
     }
 }

@@ -261,13 +261,7 @@ impl Engine {
     }
 
     pub(super) fn reselect_via(&mut self, now: Instant, nid: u64) {
-        let keys: Vec<RouteKey> = self
-            .routes
-            .iter()
-            .filter(|(_, d)| d.routes.iter().any(|r| r.neigh == nid))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
+        for k in self.routes.keys_via(nid) {
             self.reselect(now, k);
         }
     }
@@ -319,15 +313,7 @@ impl Engine {
         };
         self.neigh_index.remove(&(n.ifindex, n.address));
         self.auth.forget(n.ifindex, n.address);
-        let mut keys = Vec::new();
-        for (k, d) in self.routes.iter_mut() {
-            let before = d.routes.len();
-            d.routes.retain(|r| r.neigh != nid);
-            if d.routes.len() != before {
-                keys.push(*k);
-            }
-        }
-        self.route_count = self.route_count.saturating_sub(n.routes);
+        let keys = self.routes.remove_via(nid);
         self.requests.retain(|_, p| p.target != Some(nid));
         if self.cfg.events {
             for k in &keys {
@@ -347,13 +333,6 @@ impl Engine {
         });
         for k in keys {
             self.reselect(now, k);
-            if self
-                .routes
-                .get(&k)
-                .is_some_and(|d| d.routes.is_empty() && d.installed.is_none())
-            {
-                self.routes.remove(&k);
-            }
         }
     }
 }

@@ -69,7 +69,7 @@ impl Engine {
             self.schedule_update(now, None, key, true);
             return;
         }
-        let Some(inst) = self.routes.get(&key).and_then(|d| d.installed) else {
+        let Some(inst) = self.routes.get(&key).and_then(|d| d.installed()) else {
             return;
         };
         if inst.router_id != s.router_id || seqno_minus(inst.seqno, s.seqno) >= 0 {
@@ -79,7 +79,7 @@ impl Engine {
         if s.hop_count < 2 {
             return;
         }
-        let Some(succ) = self.routes.get(&key).and_then(|d| d.selected) else {
+        let Some(succ) = self.routes.get(&key).and_then(|d| d.selected()) else {
             return;
         };
         if succ == nid {

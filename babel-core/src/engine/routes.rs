@@ -5,7 +5,7 @@ use super::*;
 impl Engine {
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
         let m = u32::from(r.refmetric)
-            + u32::from(self.neighbour_cost(r.neigh))
+            + u32::from(self.neighbour_cost(r.neigh()))
             + u32::from(r.add_metric);
         u16::try_from(m.min(u32::from(INFINITY))).unwrap_or(INFINITY)
     }
@@ -47,11 +47,7 @@ impl Engine {
         };
         if u.is_retraction() {
             let mut changed = false;
-            if let Some(r) = self
-                .routes
-                .get_mut(&key)
-                .and_then(|d| d.routes.iter_mut().find(|r| r.neigh == nid))
-            {
+            if let Some(r) = self.routes.route_mut(&key, nid) {
                 changed = r.refmetric != INFINITY;
                 r.refmetric = INFINITY;
                 r.time = now;
@@ -100,24 +96,13 @@ impl Engine {
                 .min(u32::from(INFINITY)),
         )
         .unwrap_or(INFINITY);
-        let exists = self
-            .routes
-            .get(&key)
-            .is_some_and(|d| d.routes.iter().any(|r| r.neigh == nid));
-        if exists {
-            let mut kind = None;
-            if let Some(r) = self
-                .routes
-                .get_mut(&key)
-                .and_then(|d| d.routes.iter_mut().find(|r| r.neigh == nid))
-            {
-                if r.refmetric != u.metric
+        let limits = self.cfg.limits;
+        match self.routes.entry(key, nid) {
+            RouteEntry::Occupied(r) => {
+                let changed = r.refmetric != u.metric
                     || r.seqno != u.seqno
                     || r.router_id != rid
-                    || r.price != price
-                {
-                    kind = Some(ChangeKind::Change);
-                }
+                    || r.price != price;
                 if r.refmetric == INFINITY {
                     r.smoothed = metric;
                     r.smoothed_time = now;
@@ -133,68 +118,62 @@ impl Engine {
                 r.next_hop = next_hop;
                 r.time = now;
                 r.refresh_requested = false;
+                if changed {
+                    self.route_event(ChangeKind::Change, key, nid);
+                }
             }
-            if let Some(k) = kind {
-                self.route_event(k, key, nid);
+            RouteEntry::Vacant(v) => {
+                let new = NewRoute {
+                    ifindex,
+                    via,
+                    next_hop,
+                    router_id: rid,
+                    seqno: u.seqno,
+                    refmetric: u.metric,
+                    add_metric,
+                    interval: u.interval,
+                    received_price: u.price.unwrap_or(0),
+                    price,
+                    path_rtt,
+                    metric,
+                };
+                match v.insert(now, new, limits.max_routes_per_neighbour, limits.max_routes) {
+                    Ok(()) => self.route_event(ChangeKind::Add, key, nid),
+                    Err(refused) => {
+                        self.route_refused(ifindex, nid, via, refused);
+                        return;
+                    }
+                }
             }
-        } else {
-            let per_neigh = self.neighbours.get(&nid).map_or(0, |n| n.routes);
-            if per_neigh >= self.cfg.limits.max_routes_per_neighbour {
-                self.counters.routes_over_limit += 1;
+        }
+        self.note_route_deadline(now, u.interval);
+        self.reselect(now, key);
+    }
+
+    /// Counts a route refused for a limit and says so once per neighbour (or once for the table).
+    fn route_refused(&mut self, ifindex: u32, nid: u64, via: IpAddr, refused: Refused) {
+        self.counters.routes_over_limit += 1;
+        let limits = self.cfg.limits;
+        match refused {
+            Refused::NeighbourFull => {
                 if let Some(n) = self.neighbours.get_mut(&nid)
                     && !n.limit_logged
                 {
                     n.limit_logged = true;
-                    warn!(ifindex, neighbour = %via, limit = self.cfg.limits.max_routes_per_neighbour,
+                    warn!(ifindex, neighbour = %via, limit = limits.max_routes_per_neighbour,
                         "neighbour exceeds its route limit; dropping the excess");
                 }
-                return;
             }
-            if self.route_count >= self.cfg.limits.max_routes {
-                self.counters.routes_over_limit += 1;
+            Refused::TableFull => {
                 if !self.total_limit_logged {
                     self.total_limit_logged = true;
                     warn!(
-                        limit = self.cfg.limits.max_routes,
+                        limit = limits.max_routes,
                         "route table full; dropping new routes"
                     );
                 }
-                return;
             }
-            let route = Route {
-                neigh: nid,
-                ifindex,
-                via,
-                next_hop,
-                router_id: rid,
-                seqno: u.seqno,
-                refmetric: u.metric,
-                add_metric,
-                interval: u.interval,
-                received_price: u.price.unwrap_or(0),
-                price,
-                path_rtt,
-                time: now,
-                smoothed: metric,
-                smoothed_time: now,
-                verified: None,
-                refresh_requested: false,
-            };
-            let dest = self.routes.entry(key).or_insert_with(|| Dest {
-                // Most destinations have one or two routes; Vec's default growth would reserve 4.
-                routes: Vec::with_capacity(1),
-                selected: None,
-                installed: None,
-            });
-            dest.routes.push(route);
-            self.route_count += 1;
-            if let Some(n) = self.neighbours.get_mut(&nid) {
-                n.routes += 1;
-            }
-            self.route_event(ChangeKind::Add, key, nid);
         }
-        self.note_route_deadline(now, u.interval);
-        self.reselect(now, key);
     }
 
     /// babeld's `input_filter`: the metric the `in` filter adds to a route from `neighbour`.
@@ -245,16 +224,14 @@ impl Engine {
     /// RFC 8966 §4.6.9: a wildcard retraction retracts every route learned from the neighbour.
     pub(super) fn retract_all_from(&mut self, now: Instant, nid: u64, interval: Option<u16>) {
         let mut keys = Vec::new();
-        for (k, d) in self.routes.iter_mut() {
-            for r in d.routes.iter_mut().filter(|r| r.neigh == nid) {
-                if r.refmetric != INFINITY {
-                    r.refmetric = INFINITY;
-                    r.time = now;
-                    r.interval = interval.unwrap_or(r.interval);
-                    keys.push(*k);
-                }
+        self.routes.for_each_via(nid, |k, r| {
+            if r.refmetric != INFINITY {
+                r.refmetric = INFINITY;
+                r.time = now;
+                r.interval = interval.unwrap_or(r.interval);
+                keys.push(*k);
             }
-        }
+        });
         for k in keys {
             self.route_event(ChangeKind::Change, k, nid);
             self.reselect(now, k);
@@ -267,61 +244,51 @@ impl Engine {
     /// overrides.
     pub(super) fn expire_routes(&mut self, now: Instant) {
         let mut next: Option<Instant> = None;
-        let mut reselect = Vec::new();
         let mut refresh: Vec<(u32, IpAddr, RouteKey)> = Vec::new();
         let mut flushed: Vec<(RouteKey, IpAddr, u32)> = Vec::new();
-        let mut removed_per_neigh: BTreeMap<u64, usize> = BTreeMap::new();
-        for (k, d) in self.routes.iter_mut() {
-            let mut changed = false;
-            let selected = d.selected;
-            d.routes.retain_mut(|r| {
-                let iv = from_centis(r.interval);
-                let hold = r.time + hold_time(r.interval);
-                if now >= hold {
-                    changed = true;
-                    flushed.push((*k, r.via, r.ifindex));
-                    *removed_per_neigh.entry(r.neigh).or_default() += 1;
-                    return false;
-                }
-                next = min_opt(next, Some(hold));
-                let expiry = r.time + iv * 7 / 2;
-                if r.refmetric < INFINITY {
-                    if now >= expiry {
-                        r.refmetric = INFINITY;
-                        changed = true;
-                    } else {
-                        next = min_opt(next, Some(expiry));
-                        let old = r.time + iv * 3;
-                        if selected == Some(r.neigh) && !r.refresh_requested {
-                            if now >= old {
-                                r.refresh_requested = true;
-                                refresh.push((r.ifindex, r.via, *k));
-                            } else {
-                                next = min_opt(next, Some(old));
-                            }
+        let mut reselect: Vec<RouteKey> = Vec::new();
+        let mut changed = |k: &RouteKey| {
+            if reselect.last() != Some(k) {
+                reselect.push(*k);
+            }
+        };
+        self.routes.retain(|k, selected, r| {
+            let iv = from_centis(r.interval);
+            let hold = r.time + hold_time(r.interval);
+            if now >= hold {
+                changed(k);
+                flushed.push((*k, r.via, r.ifindex));
+                return false;
+            }
+            next = min_opt(next, Some(hold));
+            let expiry = r.time + iv * 7 / 2;
+            if r.refmetric < INFINITY {
+                if now >= expiry {
+                    r.refmetric = INFINITY;
+                    changed(k);
+                } else {
+                    next = min_opt(next, Some(expiry));
+                    let old = r.time + iv * 3;
+                    if selected == Some(r.neigh()) && !r.refresh_requested {
+                        if now >= old {
+                            r.refresh_requested = true;
+                            refresh.push((r.ifindex, r.via, *k));
+                        } else {
+                            next = min_opt(next, Some(old));
                         }
                     }
                 }
-                if let Some((_, until)) = r.verified {
-                    if now >= until {
-                        r.verified = None;
-                        changed = true;
-                    } else {
-                        next = min_opt(next, Some(until));
-                    }
+            }
+            if let Some((_, until)) = r.verified {
+                if now >= until {
+                    r.verified = None;
+                    changed(k);
+                } else {
+                    next = min_opt(next, Some(until));
                 }
-                true
-            });
-            if changed {
-                reselect.push(*k);
             }
-        }
-        for (nid, c) in removed_per_neigh {
-            self.route_count = self.route_count.saturating_sub(c);
-            if let Some(n) = self.neighbours.get_mut(&nid) {
-                n.routes = n.routes.saturating_sub(c);
-            }
-        }
+            true
+        });
         if self.cfg.events {
             for (k, via, ifindex) in flushed {
                 self.events.push_back(Event::Route {
@@ -344,13 +311,6 @@ impl Engine {
         }
         for k in reselect {
             self.reselect(now, k);
-            if self
-                .routes
-                .get(&k)
-                .is_some_and(|d| d.routes.is_empty() && d.installed.is_none())
-            {
-                self.routes.remove(&k);
-            }
         }
         self.next_route_check = next.map(|t| t.max(now + Duration::from_millis(500)));
     }

@@ -4,7 +4,7 @@ use super::*;
 
 impl Engine {
     pub(super) fn reselect_all(&mut self, now: Instant) {
-        let keys: Vec<RouteKey> = self.routes.keys().copied().collect();
+        let keys: Vec<RouteKey> = self.routes.keys();
         for k in keys {
             self.reselect(now, k);
         }
@@ -21,12 +21,12 @@ impl Engine {
         let Some(dest) = self.routes.get(&key) else {
             return;
         };
-        let mut cands: Vec<Candidate> = Vec::with_capacity(dest.routes.len());
-        let mut smoothed: Vec<u16> = Vec::with_capacity(dest.routes.len());
+        let mut cands: Vec<Candidate> = Vec::with_capacity(dest.routes().len());
+        let mut smoothed: Vec<u16> = Vec::with_capacity(dest.routes().len());
         let mut any_unfeasible: Option<(RouterId, u16)> = None;
         // The best route that only feasibility keeps out (RFC 8966 §3.8.2.2).
         let mut best_unfeasible: Option<(Candidate, RouterId, u16)> = None;
-        for r in &dest.routes {
+        for r in dest.routes() {
             let metric = self.route_metric(r);
             let eff = match r.verified {
                 Some((m, until)) if now < until && metric < INFINITY => m,
@@ -40,14 +40,14 @@ impl Engine {
             }
             let blocked = self
                 .neighbours
-                .get(&r.neigh)
+                .get(&r.neigh())
                 .is_none_or(|n| n.accuracy < threshold);
             let c = Candidate {
                 metric: eff,
                 smoothed_metric: s,
                 price: r.price,
                 feasible: feasible && !blocked && !shadowed,
-                tie_break: r.neigh,
+                tie_break: r.neigh(),
             };
             if !feasible && !blocked && !shadowed && eff < INFINITY {
                 let as_feasible = Candidate {
@@ -61,7 +61,7 @@ impl Engine {
             cands.push(c);
         }
         let current = dest
-            .selected
+            .selected()
             .and_then(|id| cands.iter().find(|c| c.tie_break == id))
             .copied();
         let chosen = match current {
@@ -73,32 +73,28 @@ impl Engine {
             _ => policy.best(cands.iter()).map(|c| c.tie_break),
         };
         let new_inst = chosen.and_then(|id| {
-            dest.routes
-                .iter()
-                .find(|r| r.neigh == id)
-                .map(|r| Installed {
-                    next_hop: r.next_hop,
-                    via: r.via,
-                    ifindex: r.ifindex,
-                    metric: self.route_metric(r),
-                    router_id: r.router_id,
-                    seqno: r.seqno,
-                    price: r.price,
-                })
+            dest.route(id).map(|r| Installed {
+                next_hop: r.next_hop,
+                via: r.via,
+                ifindex: r.ifindex,
+                metric: self.route_metric(r),
+                router_id: r.router_id,
+                seqno: r.seqno,
+                price: r.price,
+            })
         });
         let chosen_cand = chosen
             .and_then(|id| cands.iter().find(|c| c.tie_break == id))
             .copied();
-        let old_inst = dest.installed;
-        let old_sel = dest.selected;
-        if let Some(dest) = self.routes.get_mut(&key) {
-            for (r, s) in dest.routes.iter_mut().zip(smoothed) {
+        let old_inst = dest.installed();
+        let old_sel = dest.selected();
+        if let Some(dest) = self.routes.dest_mut(&key) {
+            for (r, s) in dest.routes_mut().zip(smoothed) {
                 r.smoothed = s;
                 r.smoothed_time = now;
             }
-            dest.selected = chosen;
-            dest.installed = new_inst;
         }
+        self.routes.set_selection(&key, chosen, new_inst);
         // Kernel.
         match (old_inst, new_inst) {
             (None, Some(n)) => self.kernel(RouteOp::Add, key, &n),

@@ -137,11 +137,11 @@ impl Engine {
             self.update_source(now, key, rid, seqno, metric);
             return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
         }
-        let inst = self.routes.get(&key).and_then(|d| {
-            let id = d.selected?;
-            let r = d.routes.iter().find(|r| r.neigh == id)?;
-            d.installed.map(|_| (r.clone(), self.route_metric(r)))
-        });
+        let inst = self
+            .routes
+            .get(&key)
+            .and_then(Dest::installed_route)
+            .map(|r| (r.clone(), self.route_metric(r)));
         match inst {
             Some((r, metric)) if metric < INFINITY => {
                 if split && r.ifindex == ifindex {
@@ -175,7 +175,7 @@ impl Engine {
             keys.extend(
                 self.routes
                     .iter()
-                    .filter(|(_, d)| d.installed.is_some())
+                    .filter(|(_, d)| d.installed().is_some())
                     .map(|(k, _)| *k),
             );
             keys.sort_unstable();

@@ -35,27 +35,24 @@ impl Engine {
 
     /// Number of learned route entries (all neighbours).
     pub fn route_count(&self) -> usize {
-        self.route_count
+        self.routes.len()
     }
 
     /// Number of destinations with an installed route.
     pub fn installed_count(&self) -> usize {
-        self.routes
-            .values()
-            .filter(|d| d.installed.is_some())
-            .count()
+        self.routes.installed_len()
     }
 
     /// The installed route of a destination.
     pub fn installed(&self, key: &RouteKey) -> Option<Installed> {
-        self.routes.get(key).and_then(|d| d.installed)
+        self.routes.get(key).and_then(|d| d.installed())
     }
 
     /// Iterates installed routes.
     pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &Installed)> + '_ {
         self.routes
             .iter()
-            .filter_map(|(k, d)| d.installed.as_ref().map(|i| (k, i)))
+            .filter_map(|(k, d)| d.installed_ref().map(|i| (k, i)))
     }
 
     /// Interfaces.
@@ -115,14 +112,14 @@ impl Engine {
 
     /// Learned routes.
     pub fn routes(&self, now: Instant) -> Vec<RouteView> {
-        let mut out = Vec::with_capacity(self.route_count);
-        for (k, d) in &self.routes {
-            for r in &d.routes {
+        let mut out = Vec::with_capacity(self.routes.len());
+        for (k, d) in self.routes.iter() {
+            for r in d.routes() {
                 let metric = self.route_metric(r);
                 out.push(RouteView {
                     prefix: k.prefix,
                     src_prefix: k.src_prefix,
-                    installed: d.installed.is_some() && d.selected == Some(r.neigh),
+                    installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
                     feasible: self.is_feasible(now, k, r.router_id, r.seqno, r.refmetric),
                     router_id: r.router_id,
                     metric,
