@@ -26,17 +26,20 @@ use crate::time::{Instant, from_centis, to_centis};
 
 mod hello;
 mod neighbours;
+mod request_table;
 mod requests;
 mod route_table;
 mod routes;
 mod selection;
-mod sources;
+mod source_table;
 mod timers;
 mod updates;
 mod views;
 mod wire;
 
+use request_table::{Insert, RequestTable, SeqnoAsk};
 use route_table::{Dest, NewRoute, Refused, Route, RouteEntry, RouteTable};
+use source_table::SourceTable;
 use timers::min_opt;
 pub use views::link_cost_algorithm;
 
@@ -103,13 +106,6 @@ pub struct Installed {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Source {
-    seqno: u16,
-    metric: u16,
-    time: Instant,
-}
-
-#[derive(Clone, Copy, Debug)]
 struct Xroute {
     metric: u16,
 }
@@ -131,19 +127,6 @@ struct Interface {
     resends: BTreeMap<RouteKey, (u8, Instant)>,
     /// Earliest time in `resends`.
     next_resend: Option<Instant>,
-}
-
-#[derive(Clone, Debug)]
-struct PendingRequest {
-    router_id: RouterId,
-    seqno: u16,
-    hop_count: u8,
-    /// `None`: multicast on every interface; otherwise one neighbour.
-    target: Option<u64>,
-    resends_left: u8,
-    next_resend: Instant,
-    delay: Duration,
-    expires: Instant,
 }
 
 /// A selected route whose metric improves by this much is re-advertised at once (non-urgent);
@@ -181,9 +164,9 @@ pub struct Engine {
     next_neigh_id: u64,
     routes: RouteTable,
     total_limit_logged: bool,
-    sources: BTreeMap<(RouteKey, RouterId), Source>,
+    sources: SourceTable,
     xroutes: BTreeMap<RouteKey, Xroute>,
-    requests: BTreeMap<RouteKey, PendingRequest>,
+    requests: RequestTable,
     transmits: VecDeque<Transmit>,
     outbox: BTreeMap<(u32, Destination), Vec<Message>>,
     route_changes: VecDeque<RouteChange>,
@@ -254,9 +237,9 @@ impl Engine {
             next_neigh_id: 1,
             routes: RouteTable::default(),
             total_limit_logged: false,
-            sources: BTreeMap::new(),
+            sources: SourceTable::new(cfg.source_gc_time),
             xroutes: BTreeMap::new(),
-            requests: BTreeMap::new(),
+            requests: RequestTable::default(),
             transmits: VecDeque::new(),
             outbox: BTreeMap::new(),
             route_changes: VecDeque::new(),

@@ -314,7 +314,7 @@ impl Engine {
         self.neigh_index.remove(&(n.ifindex, n.address));
         self.auth.forget(n.ifindex, n.address);
         let keys = self.routes.remove_via(nid);
-        self.requests.retain(|_, p| p.target != Some(nid));
+        self.requests.forget_target(nid);
         if self.cfg.events {
             for k in &keys {
                 self.events.push_back(Event::Route {

@@ -100,55 +100,39 @@ impl Engine {
         hop_count: u8,
         target: Option<u64>,
     ) {
-        if let Some(p) = self.requests.get(&key)
-            && p.router_id == rid
-            && seqno_minus(p.seqno, seqno) >= 0
-            && now < p.expires
-        {
-            return;
-        }
-        if !self.requests.contains_key(&key)
-            && self.requests.len() >= self.cfg.limits.max_pending_requests
-        {
-            self.counters.requests_over_limit += 1;
-            return;
-        }
-        let delay = REQUEST_TIMEOUT;
-        let total = delay * (1 + 2 + 4 + 8);
-        self.requests.insert(
+        let ask = SeqnoAsk {
             key,
-            PendingRequest {
-                router_id: rid,
-                seqno,
-                hop_count,
-                target,
-                resends_left: REQUEST_RESENDS,
-                next_resend: now + delay,
-                delay,
-                expires: now + total,
-            },
-        );
-        self.next_request_check = min_opt(self.next_request_check, Some(now + delay));
-        self.send_seqno_request(key, rid, seqno, hop_count, target);
-    }
-
-    pub(super) fn send_seqno_request(
-        &mut self,
-        key: RouteKey,
-        rid: RouterId,
-        seqno: u16,
-        hop_count: u8,
-        target: Option<u64>,
-    ) {
-        let msg = Message::SeqnoRequest(SeqnoRequest {
-            prefix: key.prefix,
-            v4_via_v6: false,
-            src_prefix: key.src_prefix,
+            router_id: rid,
             seqno,
             hop_count,
-            router_id: rid,
+            target,
+        };
+        match self
+            .requests
+            .insert(now, ask, self.cfg.limits.max_pending_requests)
+        {
+            Insert::Send(check) => {
+                self.next_request_check = min_opt(self.next_request_check, Some(check));
+            }
+            Insert::Duplicate => return,
+            Insert::Full => {
+                self.counters.requests_over_limit += 1;
+                return;
+            }
+        }
+        self.send_seqno_request(ask);
+    }
+
+    pub(super) fn send_seqno_request(&mut self, ask: SeqnoAsk) {
+        let msg = Message::SeqnoRequest(SeqnoRequest {
+            prefix: ask.key.prefix,
+            v4_via_v6: false,
+            src_prefix: ask.key.src_prefix,
+            seqno: ask.seqno,
+            hop_count: ask.hop_count,
+            router_id: ask.router_id,
         });
-        match target {
+        match ask.target {
             Some(nid) => {
                 if let Some(n) = self.neighbours.get(&nid) {
                     let (ifindex, addr) = (n.ifindex, n.address);
@@ -171,31 +155,11 @@ impl Engine {
         }
     }
 
+    /// RFC 8966 Appendix B: pending seqno requests are resent (2 s, doubled, 3 times).
     pub(super) fn resend_requests(&mut self, now: Instant) {
-        let mut next: Option<Instant> = None;
-        let mut resend = Vec::new();
-        self.requests.retain(|k, p| {
-            if now >= p.expires {
-                return false;
-            }
-            if p.resends_left > 0 && now >= p.next_resend {
-                p.resends_left -= 1;
-                p.delay *= 2;
-                p.next_resend = now + p.delay;
-                resend.push((*k, p.router_id, p.seqno, p.hop_count, p.target));
-            }
-            next = min_opt(
-                next,
-                Some(if p.resends_left > 0 {
-                    p.next_resend
-                } else {
-                    p.expires
-                }),
-            );
-            true
-        });
-        for (k, rid, seqno, hop, target) in resend {
-            self.send_seqno_request(k, rid, seqno, hop, target);
+        let (resend, next) = self.requests.due(now);
+        for ask in resend {
+            self.send_seqno_request(ask);
         }
         self.next_request_check = next;
     }

@@ -34,7 +34,9 @@ impl Engine {
             };
             let s = smooth(r.smoothed, eff, now.saturating_since(r.smoothed_time), hl);
             smoothed.push(s);
-            let feasible = self.is_feasible(now, &key, r.router_id, r.seqno, r.refmetric);
+            let feasible = self
+                .sources
+                .is_feasible(now, &key, r.router_id, r.seqno, r.refmetric);
             if !feasible && metric < INFINITY && any_unfeasible.is_none() {
                 any_unfeasible = Some((r.router_id, r.seqno));
             }
@@ -113,24 +115,13 @@ impl Engine {
             }
         }
         // Requests satisfied by the new route (RFC 8966 §3.8.2).
-        let mut satisfied = false;
-        if let Some(n) = new_inst
-            && let Some(p) = self.requests.get(&key)
-            && p.router_id == n.router_id
-            && seqno_minus(n.seqno, p.seqno) >= 0
-        {
-            self.requests.remove(&key);
-            satisfied = true;
-        }
+        let satisfied = new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, n.seqno));
         // An unfeasible route the policy prefers to the selected one: ask its sender for a newer
         // seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
         if let (Some((u, rid, seqno)), Some(c)) = (best_unfeasible, chosen_cand)
             && policy.cmp(&u, &c).is_lt()
         {
-            let want = self
-                .sources
-                .get(&(key, rid))
-                .map_or(seqno.wrapping_add(1), |s| s.seqno.wrapping_add(1));
+            let want = self.sources.seqno_to_request(&key, rid, seqno);
             self.request_seqno(
                 now,
                 key,
@@ -146,10 +137,7 @@ impl Engine {
             (Some(o), None) => {
                 self.schedule_update(now, None, key, true);
                 // Starvation (RFC 8966 §3.8.2.1): ask the source for a newer seqno.
-                let want = self
-                    .sources
-                    .get(&(key, o.router_id))
-                    .map_or(o.seqno.wrapping_add(1), |s| s.seqno.wrapping_add(1));
+                let want = self.sources.seqno_to_request(&key, o.router_id, o.seqno);
                 self.request_seqno(now, key, o.router_id, want, SEQNO_REQUEST_HOP_COUNT, None);
             }
             (Some(o), Some(n)) => {
@@ -168,10 +156,7 @@ impl Engine {
                 if let Some((rid, seqno)) = any_unfeasible
                     && !shadowed
                 {
-                    let want = self
-                        .sources
-                        .get(&(key, rid))
-                        .map_or(seqno.wrapping_add(1), |s| s.seqno.wrapping_add(1));
+                    let want = self.sources.seqno_to_request(&key, rid, seqno);
                     self.request_seqno(now, key, rid, want, SEQNO_REQUEST_HOP_COUNT, None);
                 }
             }

@@ -99,10 +99,8 @@ impl Engine {
             self.resend_requests(now);
         }
         if self.next_source_gc <= now {
-            let gc = self.cfg.source_gc_time;
-            self.sources
-                .retain(|_, s| now.saturating_since(s.time) <= gc);
-            self.next_source_gc = now + gc / 4;
+            self.sources.gc(now);
+            self.next_source_gc = now + self.sources.gc_period();
         }
     }
 }

@@ -134,7 +134,7 @@ impl Engine {
         };
         if let Some(x) = self.xroutes.get(&key) {
             let (seqno, metric, rid) = (self.seqno, x.metric, self.cfg.router_id);
-            self.update_source(now, key, rid, seqno, metric);
+            self.sources.update(now, key, rid, seqno, metric);
             return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
         }
         let inst = self
@@ -148,7 +148,7 @@ impl Engine {
                     // babeld: the route is simply not sent back where it came from.
                     return None;
                 }
-                self.update_source(now, key, r.router_id, r.seqno, metric);
+                self.sources.update(now, key, r.router_id, r.seqno, metric);
                 let rtt = (r.path_rtt != 0).then_some(r.path_rtt);
                 Some(mk(r.seqno, metric, r.router_id, Some(r.price), rtt))
             }
