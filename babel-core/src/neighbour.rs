@@ -158,9 +158,8 @@ pub(crate) struct Neighbour {
     /// Smoothed RTT (µs precision) and the time of its last sample.
     pub rtt: Option<Duration>,
     pub rtt_time: Instant,
-    /// Next unicast Hello seqno and time.
+    /// Next unicast Hello seqno (its time is the engine's `Timer::UnicastHello`).
     pub uhello_seqno: u16,
-    pub next_uhello: Option<Instant>,
     /// Unicast Hellos sent (IHUs ride on every third one on `unicast` interfaces).
     pub uhello_count: u32,
     /// Put an IHU in the next unicast Hello (a new neighbour on a `unicast` interface).
@@ -201,7 +200,6 @@ impl Neighbour {
             rtt: None,
             rtt_time: now,
             uhello_seqno: 0,
-            next_uhello: None,
             uhello_count: 0,
             ihu_asap: false,
             uheard: now,

@@ -148,16 +148,16 @@ impl Engine {
             return;
         };
         let Some(i) = self.interfaces.get(&n.ifindex).filter(|i| i.up) else {
-            n.next_uhello = None;
+            self.timers.stop(Timer::UnicastHello(nid));
             return;
         };
         let Some(iv) = i.cfg.unicast_hello_interval_for(n.configured) else {
-            n.next_uhello = None;
+            self.timers.stop(Timer::UnicastHello(nid));
             return;
         };
         n.uhello_seqno = n.uhello_seqno.wrapping_add(1);
         n.uhello_count = n.uhello_count.wrapping_add(1);
-        n.next_uhello = Some(now + iv);
+        self.timers.set(Timer::UnicastHello(nid), now + iv);
         let all = std::mem::take(&mut n.ihu_asap) || n.uhello_count % 3 == 1;
         let ts = i.cfg.timestamps.then(|| now.as_micros() as u32);
         let msg = Message::Hello(Hello {

@@ -40,7 +40,7 @@ mod wire;
 use request_table::{Insert, RequestTable, SeqnoAsk};
 use route_table::{Dest, NewRoute, Refused, Route, RouteEntry, RouteTable};
 use source_table::SourceTable;
-use timers::min_opt;
+use timers::{IfTimer, Timer, TimerTable, min_opt};
 pub use views::link_cost_algorithm;
 
 /// Errors of the engine's configuration inputs.
@@ -116,17 +116,12 @@ struct Interface {
     up: bool,
     hello_seqno: u16,
     hello_count: u64,
-    next_hello: Instant,
     ihu_asap: bool,
-    next_update: Instant,
-    flush_at: Option<Instant>,
     pending: BTreeMap<RouteKey, bool>,
     pending_full: bool,
     last_full: Option<Instant>,
     /// Urgent updates still to repeat: remaining repeats and next time.
     resends: BTreeMap<RouteKey, (u8, Instant)>,
-    /// Earliest time in `resends`.
-    next_resend: Option<Instant>,
 }
 
 /// A selected route whose metric improves by this much is re-advertised at once (non-urgent);
@@ -174,10 +169,8 @@ pub struct Engine {
     counters: Counters,
     /// RFC 8967 state: our PCs, neighbours' Indexes and PCs, challenges.
     auth: Auth,
-    next_neigh_check: Option<Instant>,
-    next_route_check: Option<Instant>,
-    next_request_check: Option<Instant>,
-    next_source_gc: Instant,
+    /// Every deadline (RFC 8966 Appendix B), see [`Timer`].
+    timers: TimerTable,
     filter: Option<Arc<dyn RouteFilter>>,
 }
 
@@ -224,6 +217,8 @@ impl Engine {
             return Err(EngineError::InvalidRouterId(cfg.router_id));
         }
         let mut rng = Rng::new(cfg.seed);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::SourceGc, now + cfg.source_gc_time / 4);
         let seqno = match cfg.seqno {
             Some(s) => s,
             None => u16::try_from(rng.below(0x1_0000)).unwrap_or(0),
@@ -245,10 +240,7 @@ impl Engine {
             route_changes: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
-            next_neigh_check: None,
-            next_route_check: None,
-            next_request_check: None,
-            next_source_gc: now + cfg.source_gc_time / 4,
+            timers,
             filter: None,
             auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
@@ -337,17 +329,25 @@ impl Engine {
             up: true,
             hello_seqno,
             hello_count: 0,
-            next_hello: now + hello_jitter,
             ihu_asap: false,
-            next_update: now + upd,
-            flush_at: Some(now + hello_jitter),
             pending: BTreeMap::new(),
             pending_full: true,
             last_full: None,
             resends: BTreeMap::new(),
-            next_resend: None,
         };
         self.interfaces.insert(ifindex, iface);
+        self.timers.set(
+            Timer::Interface(ifindex, IfTimer::Hello),
+            now + hello_jitter,
+        );
+        self.timers
+            .set(Timer::Interface(ifindex, IfTimer::Update), now + upd);
+        self.timers.set(
+            Timer::Interface(ifindex, IfTimer::Flush),
+            now + hello_jitter,
+        );
+        self.timers
+            .stop(Timer::Interface(ifindex, IfTimer::UrgentResend));
         self.event(Event::Interface {
             kind: ChangeKind::Add,
             ifindex,
@@ -400,9 +400,8 @@ impl Engine {
         i.up = false;
         i.pending.clear();
         i.resends.clear();
-        i.next_resend = None;
         i.pending_full = false;
-        i.flush_at = None;
+        self.timers.stop_interface(ifindex);
         let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
         for id in ids {
             self.flush_neighbour(now, id);
@@ -502,7 +501,7 @@ impl Engine {
         // The override takes effect at once, not through smoothing.
         r.smoothed = metric;
         r.smoothed_time = now;
-        self.next_route_check = min_opt(self.next_route_check, Some(until));
+        self.timers.set_earlier(Timer::RouteCheck, until);
         self.reselect(now, key);
         Ok(())
     }

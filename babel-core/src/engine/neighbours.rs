@@ -122,7 +122,8 @@ impl Engine {
             .get(&ifindex)
             .and_then(|i| i.cfg.unicast_hello_interval_for(configured));
         if uhello.is_some() {
-            n.next_uhello = Some(now + self.jitter(Duration::from_millis(100)));
+            let at = now + self.jitter(Duration::from_millis(100));
+            self.timers.set(Timer::UnicastHello(id), at);
             n.ihu_asap = true;
         }
         self.neighbours.insert(id, n);
@@ -132,7 +133,8 @@ impl Engine {
             ifindex,
             address: addr,
         });
-        self.next_neigh_check = min_opt(self.next_neigh_check, Some(now + Duration::from_secs(1)));
+        self.timers
+            .set_earlier(Timer::NeighbourCheck, now + Duration::from_secs(1));
         Some(id)
     }
 
@@ -155,14 +157,14 @@ impl Engine {
         {
             if n.configured && !wanted.contains(&n.address) {
                 // No longer configured: the next check may flush it.
-                self.next_neigh_check = Some(now);
+                self.timers.set(Timer::NeighbourCheck, now);
             }
             n.configured = wanted.contains(&n.address);
             let uhello = cfg
                 .as_ref()
                 .and_then(|c| c.unicast_hello_interval_for(n.configured));
-            if uhello.is_some() && n.next_uhello.is_none() {
-                n.next_uhello = Some(now + j);
+            if uhello.is_some() && self.timers.get(Timer::UnicastHello(n.id)).is_none() {
+                self.timers.set(Timer::UnicastHello(n.id), now + j);
             }
         }
         for addr in wanted {
@@ -195,7 +197,9 @@ impl Engine {
         }
         let next = min_opt(n.hello.next_miss(), n.uhello.next_miss());
         let addr = n.address;
-        self.next_neigh_check = min_opt(self.next_neigh_check, next);
+        if let Some(next) = next {
+            self.timers.set_earlier(Timer::NeighbourCheck, next);
+        }
         if out.rebooted {
             // What it told us before belongs to its previous life.
             debug!(ifindex, %addr, "neighbour rebooted: retracting its routes");
@@ -208,12 +212,13 @@ impl Engine {
             let j = self.jitter(URGENT_TIMEOUT);
             if let Some(n) = self.neighbours.get_mut(&nid) {
                 n.ihu_asap = true;
-                n.next_uhello = min_opt(n.next_uhello, Some(now + j));
+                self.timers.set_earlier(Timer::UnicastHello(nid), now + j);
             }
         } else if reach & 0xBF00 == 0x8000 {
             let j = self.jitter(URGENT_TIMEOUT);
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                i.next_hello = i.next_hello.min(now + j);
+                self.timers
+                    .set_earlier(Timer::Interface(ifindex, IfTimer::Hello), now + j);
                 i.ihu_asap = true;
             }
         } else if reach & 0xFC00 == 0xC000 {
@@ -294,17 +299,20 @@ impl Engine {
                 next = min_opt(next, Some(n.created + Duration::from_secs(10)));
             }
             let configured = n.configured;
-            if n.next_uhello.is_none()
+            if self.timers.get(Timer::UnicastHello(id)).is_none()
                 && let Some(iv) = self
                     .interfaces
                     .get(&n.ifindex)
                     .and_then(|i| i.cfg.unicast_hello_interval_for(configured))
             {
-                n.next_uhello = Some(now + iv);
+                self.timers.set(Timer::UnicastHello(id), now + iv);
             }
             self.refresh_neighbour(now, id);
         }
-        self.next_neigh_check = next.map(|t| t.max(now + Duration::from_millis(10)));
+        self.timers.set_opt(
+            Timer::NeighbourCheck,
+            next.map(|t| t.max(now + Duration::from_millis(10))),
+        );
     }
 
     pub(super) fn flush_neighbour(&mut self, now: Instant, nid: u64) {
@@ -312,6 +320,7 @@ impl Engine {
             return;
         };
         self.neigh_index.remove(&(n.ifindex, n.address));
+        self.timers.stop(Timer::UnicastHello(nid));
         self.auth.forget(n.ifindex, n.address);
         let keys = self.routes.remove_via(nid);
         self.requests.forget_target(nid);

@@ -23,7 +23,8 @@ impl Engine {
                         _ => now + j,
                     };
                     i.pending_full = true;
-                    i.flush_at = min_opt(i.flush_at, Some(at));
+                    self.timers
+                        .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), at);
                 }
             }
             Some(prefix) => {
@@ -112,7 +113,7 @@ impl Engine {
             .insert(now, ask, self.cfg.limits.max_pending_requests)
         {
             Insert::Send(check) => {
-                self.next_request_check = min_opt(self.next_request_check, Some(check));
+                self.timers.set_earlier(Timer::RequestCheck, check);
             }
             Insert::Duplicate => return,
             Insert::Full => {
@@ -161,6 +162,6 @@ impl Engine {
         for ask in resend {
             self.send_seqno_request(ask);
         }
-        self.next_request_check = next;
+        self.timers.set_opt(Timer::RequestCheck, next);
     }
 }

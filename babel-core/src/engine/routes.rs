@@ -202,7 +202,7 @@ impl Engine {
 
     pub(super) fn note_route_deadline(&mut self, now: Instant, interval: u16) {
         let t = now + from_centis(interval) * 3;
-        self.next_route_check = min_opt(self.next_route_check, Some(t));
+        self.timers.set_earlier(Timer::RouteCheck, t);
     }
 
     pub(super) fn route_event(&mut self, kind: ChangeKind, key: RouteKey, nid: u64) {
@@ -312,7 +312,10 @@ impl Engine {
         for k in reselect {
             self.reselect(now, k);
         }
-        self.next_route_check = next.map(|t| t.max(now + Duration::from_millis(500)));
+        self.timers.set_opt(
+            Timer::RouteCheck,
+            next.map(|t| t.max(now + Duration::from_millis(500))),
+        );
     }
 }
 

@@ -156,7 +156,10 @@ mod tests {
         t.update(at(1), key(), RID, u16::MAX, 1);
         assert!(!t.is_feasible(at(1), &key(), RID, 5, 300), "65535 < 5");
         let other = RouterId([1; 8]);
-        assert!(t.is_feasible(at(1), &key(), other, 0, 1000), "another originator");
+        assert!(
+            t.is_feasible(at(1), &key(), other, 0, 1000),
+            "another originator"
+        );
         t.update(at(1), key(), other, u16::MAX, 300);
         assert!(t.is_feasible(at(1), &key(), other, 0, 1000));
     }

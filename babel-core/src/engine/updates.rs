@@ -37,11 +37,15 @@ impl Engine {
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
                 let e = i.pending.entry(key).or_insert(false);
                 *e |= urgent;
-                i.flush_at = min_opt(i.flush_at, Some(now + j));
+                self.timers
+                    .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
                 if urgent {
                     let resend = resend.min(i.cfg.hello_interval / 2);
                     i.resends.insert(key, (URGENT_REPEATS, now + resend));
-                    i.next_resend = min_opt(i.next_resend, Some(now + resend));
+                    self.timers.set_earlier(
+                        Timer::Interface(ifindex, IfTimer::UrgentResend),
+                        now + resend,
+                    );
                 }
             }
         }
@@ -58,7 +62,8 @@ impl Engine {
             let j = self.jitter(Duration::from_millis(500));
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
                 i.pending_full = true;
-                i.flush_at = min_opt(i.flush_at, Some(now + j));
+                self.timers
+                    .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
             }
         }
     }
@@ -163,7 +168,7 @@ impl Engine {
         let Some(i) = self.interfaces.get_mut(&ifindex) else {
             return;
         };
-        i.flush_at = None;
+        self.timers.stop(Timer::Interface(ifindex, IfTimer::Flush));
         let full = std::mem::take(&mut i.pending_full);
         let pending = std::mem::take(&mut i.pending);
         if full {
@@ -197,6 +202,37 @@ impl Engine {
         if !msgs.is_empty() {
             self.counters.updates_sent += msgs.len() as u64;
             self.send(ifindex, Destination::Multicast, msgs);
+        }
+    }
+
+    /// RFC 8966 §3.7.2: urgent updates are repeated ([`URGENT_REPEATS`] times, every
+    /// [`REQUEST_TIMEOUT`] or half a Hello interval); the due ones are buffered and sent now.
+    pub(super) fn repeat_urgent(&mut self, now: Instant, ifindex: u32) {
+        let Some(i) = self.interfaces.get_mut(&ifindex) else {
+            return;
+        };
+        let resend = REQUEST_TIMEOUT.min(i.cfg.hello_interval / 2);
+        let mut due = Vec::new();
+        let mut next = None;
+        i.resends.retain(|k, (left, at)| {
+            if *at <= now {
+                due.push(*k);
+                *left = left.saturating_sub(1);
+                *at = now + resend;
+            }
+            if *left > 0 {
+                next = min_opt(next, Some(*at));
+            }
+            *left > 0
+        });
+        for k in &due {
+            i.pending.insert(*k, true);
+        }
+        self.timers
+            .set_opt(Timer::Interface(ifindex, IfTimer::UrgentResend), next);
+        if !due.is_empty() {
+            self.timers
+                .set(Timer::Interface(ifindex, IfTimer::Flush), now);
         }
     }
 }
