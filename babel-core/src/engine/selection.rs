@@ -10,9 +10,10 @@ impl Engine {
         }
     }
 
-    /// RFC 8966 §3.6 route selection with babeld's smoothing and hysteresis (Appendix A.3), using
-    /// the configured [`Policy`]; then the consequences: kernel changes, triggered or urgent
-    /// updates (§3.7.2), satisfied requests (§3.8.2) and starvation recovery (§3.8.2.1).
+    /// RFC 8966 §3.6 route selection for one destination ([`select`]), with babeld's smoothing
+    /// (Appendix A.3) and the verification overrides; then the consequences: kernel changes,
+    /// events, triggered or urgent updates (§3.7.2), satisfied requests (§3.8.2) and starvation
+    /// recovery (§3.8.2.1).
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
         let shadowed = self.xroutes.contains_key(&key);
         let policy = self.cfg.policy;
@@ -21,59 +22,44 @@ impl Engine {
         let Some(dest) = self.routes.get(&key) else {
             return;
         };
-        let mut cands: Vec<Candidate> = Vec::with_capacity(dest.routes().len());
-        let mut smoothed: Vec<u16> = Vec::with_capacity(dest.routes().len());
-        let mut any_unfeasible: Option<(RouterId, u16)> = None;
-        // The best route that only feasibility keeps out (RFC 8966 §3.8.2.2).
-        let mut best_unfeasible: Option<(Candidate, RouterId, u16)> = None;
-        for r in dest.routes() {
-            let metric = self.route_metric(r);
-            let eff = match r.verified {
-                Some((m, until)) if now < until && metric < INFINITY => m,
-                _ => metric,
-            };
-            let s = smooth(r.smoothed, eff, now.saturating_since(r.smoothed_time), hl);
-            smoothed.push(s);
-            let feasible = self
-                .sources
-                .is_feasible(now, &key, r.router_id, r.seqno, r.refmetric);
-            if !feasible && metric < INFINITY && any_unfeasible.is_none() {
-                any_unfeasible = Some((r.router_id, r.seqno));
-            }
-            let blocked = self
-                .neighbours
-                .get(&r.neigh())
-                .is_none_or(|n| n.accuracy < threshold);
-            let c = Candidate {
-                metric: eff,
-                smoothed_metric: s,
-                price: r.price,
-                feasible: feasible && !blocked && !shadowed,
-                tie_break: r.neigh(),
-            };
-            if !feasible && !blocked && !shadowed && eff < INFINITY {
-                let as_feasible = Candidate {
-                    feasible: true,
-                    ..c
+        let contenders: Vec<Contender> = dest
+            .routes()
+            .iter()
+            .map(|r| {
+                let metric = self.route_metric(r);
+                let effective = match r.verified {
+                    Some((m, until)) if now < until && metric < INFINITY => m,
+                    _ => metric,
                 };
-                if best_unfeasible.is_none_or(|(b, _, _)| policy.cmp(&as_feasible, &b).is_lt()) {
-                    best_unfeasible = Some((as_feasible, r.router_id, r.seqno));
+                Contender {
+                    neigh: r.neigh(),
+                    router_id: r.router_id,
+                    seqno: r.seqno,
+                    metric,
+                    effective,
+                    smoothed: smooth(
+                        r.smoothed,
+                        effective,
+                        now.saturating_since(r.smoothed_time),
+                        hl,
+                    ),
+                    price: r.price,
+                    feasible: self.sources.is_feasible(
+                        now,
+                        &key,
+                        r.router_id,
+                        r.seqno,
+                        r.refmetric,
+                    ),
+                    blocked: self
+                        .neighbours
+                        .get(&r.neigh())
+                        .is_none_or(|n| n.accuracy < threshold),
                 }
-            }
-            cands.push(c);
-        }
-        let current = dest
-            .selected()
-            .and_then(|id| cands.iter().find(|c| c.tie_break == id))
-            .copied();
-        let chosen = match current {
-            Some(cur) if cur.selectable() => cands
-                .iter()
-                .filter(|c| c.tie_break != cur.tie_break && policy.should_switch(&cur, c))
-                .min_by(|a, b| policy.cmp(a, b))
-                .map_or(Some(cur.tie_break), |c| Some(c.tie_break)),
-            _ => policy.best(cands.iter()).map(|c| c.tie_break),
-        };
+            })
+            .collect();
+        let choice = select(policy, shadowed, dest.selected(), &contenders);
+        let chosen = choice.selected;
         let new_inst = chosen.and_then(|id| {
             dest.route(id).map(|r| Installed {
                 next_hop: r.next_hop,
@@ -85,14 +71,11 @@ impl Engine {
                 price: r.price,
             })
         });
-        let chosen_cand = chosen
-            .and_then(|id| cands.iter().find(|c| c.tie_break == id))
-            .copied();
         let old_inst = dest.installed();
         let old_sel = dest.selected();
         if let Some(dest) = self.routes.dest_mut(&key) {
-            for (r, s) in dest.routes_mut().zip(smoothed) {
-                r.smoothed = s;
+            for (r, c) in dest.routes_mut().zip(&contenders) {
+                r.smoothed = c.smoothed;
                 r.smoothed_time = now;
             }
         }
@@ -118,17 +101,15 @@ impl Engine {
         let satisfied = new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, n.seqno));
         // An unfeasible route the policy prefers to the selected one: ask its sender for a newer
         // seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
-        if let (Some((u, rid, seqno)), Some(c)) = (best_unfeasible, chosen_cand)
-            && policy.cmp(&u, &c).is_lt()
-        {
-            let want = self.sources.seqno_to_request(&key, rid, seqno);
+        if let Some(u) = choice.preferred_unfeasible {
+            let want = self.sources.seqno_to_request(&key, u.router_id, u.seqno);
             self.request_seqno(
                 now,
                 key,
-                rid,
+                u.router_id,
                 want,
                 SEQNO_REQUEST_HOP_COUNT,
-                Some(u.tie_break),
+                Some(u.neigh),
             );
         }
         // Triggered updates (RFC 8966 §3.7.2).
@@ -153,11 +134,9 @@ impl Engine {
                 }
             }
             (None, None) => {
-                if let Some((rid, seqno)) = any_unfeasible
-                    && !shadowed
-                {
-                    let want = self.sources.seqno_to_request(&key, rid, seqno);
-                    self.request_seqno(now, key, rid, want, SEQNO_REQUEST_HOP_COUNT, None);
+                if let Some(u) = choice.starved_by {
+                    let want = self.sources.seqno_to_request(&key, u.router_id, u.seqno);
+                    self.request_seqno(now, key, u.router_id, want, SEQNO_REQUEST_HOP_COUNT, None);
                 }
             }
         }
@@ -172,6 +151,102 @@ impl Engine {
             ifindex: i.ifindex,
             metric: i.metric,
         });
+    }
+}
+
+/// One route of a destination, as selection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Contender {
+    /// The neighbour it was learned from (its identity, and the tie-break).
+    pub(super) neigh: u64,
+    pub(super) router_id: RouterId,
+    pub(super) seqno: u16,
+    /// Metric through this neighbour (refmetric + link cost + `in` filter).
+    pub(super) metric: u16,
+    /// The metric selection uses: `metric`, or a verified metric in force.
+    pub(super) effective: u16,
+    /// Smoothed `effective` metric (RFC 8966 Appendix A.3).
+    pub(super) smoothed: u16,
+    /// Total price.
+    pub(super) price: u32,
+    /// RFC 8966 §3.5.1.
+    pub(super) feasible: bool,
+    /// Its neighbour's accuracy is under the threshold.
+    pub(super) blocked: bool,
+}
+
+/// What [`select`] decided for one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Choice {
+    /// The neighbour whose route is selected.
+    pub(super) selected: Option<u64>,
+    /// An unfeasible route the policy prefers to the selected one (RFC 8966 §3.8.2.2): ask its
+    /// neighbour for a newer seqno.
+    pub(super) preferred_unfeasible: Option<Contender>,
+    /// With nothing selectable, the first finite route that only feasibility keeps out
+    /// (starvation, RFC 8966 §3.8.2.1): ask its originator for a newer seqno.
+    pub(super) starved_by: Option<Contender>,
+}
+
+/// RFC 8966 §3.6: the route of one destination to use, among `routes`, under `policy`. Only
+/// feasible, finite routes of neighbours not blocked can be selected, none when the destination is
+/// one of our own (`shadowed`). The `current` selection is kept unless the policy says a
+/// contender is worth switching to (babeld's hysteresis on smoothed metrics). Pure: the caller
+/// applies the consequences.
+pub(super) fn select(
+    policy: Policy,
+    shadowed: bool,
+    current: Option<u64>,
+    routes: &[Contender],
+) -> Choice {
+    let candidate = |c: &Contender| Candidate {
+        metric: c.effective,
+        smoothed_metric: c.smoothed,
+        price: c.price,
+        feasible: c.feasible && !c.blocked && !shadowed,
+        tie_break: c.neigh,
+    };
+    let cands: Vec<Candidate> = routes.iter().map(candidate).collect();
+    let cur = current.and_then(|id| cands.iter().find(|c| c.tie_break == id));
+    let selected = match cur {
+        Some(cur) if cur.selectable() => cands
+            .iter()
+            .filter(|c| c.tie_break != cur.tie_break && policy.should_switch(cur, c))
+            .min_by(|a, b| policy.cmp(a, b))
+            .map_or(Some(cur.tie_break), |c| Some(c.tie_break)),
+        _ => policy.best(cands.iter()).map(|c| c.tie_break),
+    };
+    let chosen = selected.and_then(|id| cands.iter().find(|c| c.tie_break == id));
+    // The best route that only feasibility keeps out, judged as if it were feasible.
+    let mut best_unfeasible: Option<(Candidate, &Contender)> = None;
+    for (r, c) in routes.iter().zip(&cands) {
+        if r.feasible || r.blocked || shadowed || r.effective == INFINITY {
+            continue;
+        }
+        let as_feasible = Candidate {
+            feasible: true,
+            ..*c
+        };
+        if best_unfeasible.is_none_or(|(b, _)| policy.cmp(&as_feasible, &b).is_lt()) {
+            best_unfeasible = Some((as_feasible, r));
+        }
+    }
+    let preferred_unfeasible = match (best_unfeasible, chosen) {
+        (Some((u, r)), Some(c)) if policy.cmp(&u, c).is_lt() => Some(*r),
+        _ => None,
+    };
+    let starved_by = if selected.is_none() && !shadowed {
+        routes
+            .iter()
+            .find(|r| !r.feasible && r.metric < INFINITY)
+            .copied()
+    } else {
+        None
+    };
+    Choice {
+        selected,
+        preferred_unfeasible,
+        starved_by,
     }
 }
 
@@ -210,5 +285,122 @@ mod tests {
         assert_eq!(smooth(1000, 0, Duration::ZERO, hl), 1000);
         assert_eq!(smooth(1000, 0, Duration::from_secs(100), hl), 0);
         assert_eq!(smooth(INFINITY, 10, Duration::ZERO, hl), 10);
+    }
+
+    fn route(neigh: u64, metric: u16) -> Contender {
+        Contender {
+            neigh,
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: 1,
+            metric,
+            effective: metric,
+            smoothed: metric,
+            price: 0,
+            feasible: true,
+            blocked: false,
+        }
+    }
+
+    const BABEL: Policy = Policy::Babeld;
+
+    #[test]
+    fn selects_the_best_feasible_finite_route() {
+        let routes = [route(1, 300), route(2, 200), route(3, INFINITY)];
+        let c = select(BABEL, false, None, &routes);
+        assert_eq!(c.selected, Some(2));
+        assert_eq!((c.preferred_unfeasible, c.starved_by), (None, None));
+        assert_eq!(select(BABEL, false, None, &[]).selected, None);
+        assert_eq!(select(BABEL, false, None, &routes[2..]).selected, None);
+    }
+
+    #[test]
+    fn unfeasible_and_blocked_routes_are_never_selected() {
+        let better = Contender {
+            feasible: false,
+            ..route(2, 100)
+        };
+        let c = select(BABEL, false, None, &[route(1, 300), better]);
+        assert_eq!(c.selected, Some(1));
+        // The policy prefers it: its neighbour is asked for a newer seqno (RFC 8966 §3.8.2.2).
+        assert_eq!(c.preferred_unfeasible, Some(better));
+        let worse = Contender {
+            feasible: false,
+            ..route(2, 400)
+        };
+        assert_eq!(
+            select(BABEL, false, None, &[route(1, 300), worse]).preferred_unfeasible,
+            None
+        );
+        let blocked = Contender {
+            blocked: true,
+            ..route(2, 100)
+        };
+        let c = select(BABEL, false, None, &[route(1, 300), blocked]);
+        assert_eq!((c.selected, c.preferred_unfeasible), (Some(1), None));
+    }
+
+    #[test]
+    fn starvation_names_an_unfeasible_route() {
+        let r = Contender {
+            feasible: false,
+            ..route(4, 100)
+        };
+        let c = select(BABEL, false, None, &[route(1, INFINITY), r]);
+        assert_eq!((c.selected, c.starved_by), (None, Some(r)));
+        // Our own destination: nothing selected and nothing to ask for.
+        let c = select(BABEL, true, None, &[route(1, 100), r]);
+        assert_eq!(
+            (c.selected, c.starved_by, c.preferred_unfeasible),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_current_route_is_kept_until_the_smoothed_metric_agrees() {
+        // babeld's hysteresis (RFC 8966 Appendix A.3): a better route whose smoothed metric is
+        // not better yet does not replace the selected one; without a selection it would win.
+        let newly_better = Contender {
+            smoothed: 350,
+            ..route(2, 200)
+        };
+        let routes = [route(1, 300), newly_better];
+        assert_eq!(select(BABEL, false, Some(1), &routes).selected, Some(1));
+        assert_eq!(select(BABEL, false, None, &routes).selected, Some(2));
+        // Once both metrics are better it does; an unselectable current one is replaced.
+        let routes = [route(1, 300), route(2, 200)];
+        assert_eq!(select(BABEL, false, Some(1), &routes).selected, Some(2));
+        let routes = [route(1, INFINITY), route(2, 290)];
+        assert_eq!(select(BABEL, false, Some(1), &routes).selected, Some(2));
+    }
+
+    #[test]
+    fn a_verified_metric_decides() {
+        let liar = Contender {
+            effective: 1000,
+            smoothed: 1000,
+            ..route(1, 100)
+        };
+        assert_eq!(
+            select(BABEL, false, None, &[liar, route(2, 300)]).selected,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn price_policies_see_prices() {
+        let cheap = Contender {
+            price: 10,
+            ..route(1, 400)
+        };
+        let dear = Contender {
+            price: 100_000,
+            ..route(2, 300)
+        };
+        let routes = [cheap, dear];
+        assert_eq!(select(BABEL, false, None, &routes).selected, Some(2));
+        let althea = Policy::Althea {
+            metric_factor: price_metric::DEFAULT_METRIC_FACTOR,
+        };
+        assert_eq!(select(althea, false, None, &routes).selected, Some(1));
     }
 }
