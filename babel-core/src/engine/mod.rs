@@ -5,18 +5,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use babel_wire::is_martian;
 use babel_wire::mac::{self, MacCheck, PseudoHeader};
 use babel_wire::{
     DecodeOptions, EncodeOptions, Hello, INFINITY, Ihu, IhuTimestamp, Message, PacketBuilder,
     Prefix, PushError, RouteRequest, RouterId, SeqnoRequest, Update, decode,
 };
+use babel_wire::{Metric, Seqno, is_link_local};
 use price_metric::{Candidate, Policy, accumulate, shown_price};
 use tracing::{debug, warn};
 
 use crate::auth::Auth;
 use crate::config::{Config, InterfaceConfig, InterfaceKind};
 use crate::filter::{FilterRoute, RouteFilter, add_metric};
-use crate::neighbour::{Neighbour, seqno_minus};
+use crate::neighbour::Neighbour;
 use crate::output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,
@@ -172,36 +174,6 @@ pub struct Engine {
     /// Every deadline (RFC 8966 Appendix B), see [`Timer`].
     timers: TimerTable,
     filter: Option<Arc<dyn RouteFilter>>,
-}
-
-/// babeld's `martian_prefix` (RFC 8966 Appendix C): multicast, link-local, loopback,
-/// unspecified, and the IPv4 this-network, loopback and class D/E ranges.
-pub fn is_martian(p: &Prefix) -> bool {
-    let len = p.len();
-    match p.addr() {
-        IpAddr::V6(a) => {
-            let [o0, o1, ..] = a.octets();
-            if let Some(v4) = a.to_ipv4_mapped() {
-                return len >= 96 && v4_martian(v4.octets(), len - 96);
-            }
-            (len >= 8 && o0 == 0xFF)
-                || (len >= 10 && o0 == 0xFE && o1 & 0xC0 == 0x80)
-                || (len == 128 && (a.is_unspecified() || a.is_loopback()))
-        }
-        IpAddr::V4(a) => v4_martian(a.octets(), len),
-    }
-}
-
-fn v4_martian(o: [u8; 4], len: u8) -> bool {
-    let [o0, ..] = o;
-    (len >= 8 && (o0 == 127 || o0 == 0)) || (len >= 4 && o0 & 0xE0 == 0xE0)
-}
-
-fn is_link_local(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V6(v6) => v6.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80),
-        IpAddr::V4(_) => false,
-    }
 }
 
 impl Engine {

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::time::Duration;
 
-use babel_wire::RouterId;
+use babel_wire::{RouterId, Seqno};
 
 use super::{REQUEST_RESENDS, REQUEST_TIMEOUT, RouteKey};
-use crate::neighbour::seqno_minus;
 use crate::time::Instant;
 
 /// A seqno request to send, or to send again.
@@ -16,7 +15,7 @@ use crate::time::Instant;
 pub(super) struct SeqnoAsk {
     pub(super) key: RouteKey,
     pub(super) router_id: RouterId,
-    pub(super) seqno: u16,
+    pub(super) seqno: Seqno,
     pub(super) hop_count: u8,
     /// `None`: multicast on every interface; otherwise one neighbour.
     pub(super) target: Option<u64>,
@@ -75,7 +74,7 @@ impl RequestTable {
             Entry::Occupied(mut e) => {
                 let p = e.get();
                 if p.ask.router_id == ask.router_id
-                    && seqno_minus(p.ask.seqno, ask.seqno) >= 0
+                    && p.ask.seqno.is_at_least(ask.seqno)
                     && now < p.expires
                 {
                     return Insert::Duplicate;
@@ -92,10 +91,10 @@ impl RequestTable {
 
     /// RFC 8966 §3.8.2: a route from `rid` with at least the requested seqno satisfies the
     /// pending request for `key`, which is forgotten. Returns whether there was one.
-    pub(super) fn satisfy(&mut self, key: &RouteKey, rid: RouterId, seqno: u16) -> bool {
+    pub(super) fn satisfy(&mut self, key: &RouteKey, rid: RouterId, seqno: Seqno) -> bool {
         match self.pending.entry(*key) {
             Entry::Occupied(e)
-                if e.get().ask.router_id == rid && seqno_minus(seqno, e.get().ask.seqno) >= 0 =>
+                if e.get().ask.router_id == rid && seqno.is_at_least(e.get().ask.seqno) =>
             {
                 e.remove();
                 true
@@ -146,7 +145,7 @@ mod tests {
         SeqnoAsk {
             key: RouteKey::new(prefix.parse::<Prefix>().unwrap_or_else(|e| panic!("{e}"))),
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 7]),
-            seqno,
+            seqno: Seqno(seqno),
             hop_count: 127,
             target: None,
         }
@@ -214,9 +213,9 @@ mod tests {
         let mut t = RequestTable::default();
         let a = ask("2001:db8::/64", 5);
         t.insert(at(0), a, 10);
-        assert!(!t.satisfy(&a.key, a.router_id, 4));
-        assert!(!t.satisfy(&a.key, RouterId([1; 8]), 9));
-        assert!(t.satisfy(&a.key, a.router_id, 5));
+        assert!(!t.satisfy(&a.key, a.router_id, Seqno(4)));
+        assert!(!t.satisfy(&a.key, RouterId([1; 8]), Seqno(9)));
+        assert!(t.satisfy(&a.key, a.router_id, Seqno(5)));
         assert_eq!(t.len(), 0);
         t.insert(
             at(0),

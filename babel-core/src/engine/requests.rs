@@ -58,7 +58,7 @@ impl Engine {
         };
         if self.xroutes.contains_key(&key) {
             if s.router_id == self.cfg.router_id {
-                let d = seqno_minus(s.seqno, self.seqno);
+                let d = Seqno(s.seqno).minus(Seqno(self.seqno));
                 if d > MAX_SEQNO_JUMP {
                     debug!(prefix = %s.prefix, "ignoring seqno request too far ahead");
                     return;
@@ -73,7 +73,7 @@ impl Engine {
         let Some(inst) = self.routes.get(&key).and_then(|d| d.installed()) else {
             return;
         };
-        if inst.router_id != s.router_id || seqno_minus(inst.seqno, s.seqno) >= 0 {
+        if inst.router_id != s.router_id || Seqno(inst.seqno).is_at_least(Seqno(s.seqno)) {
             self.schedule_update(now, Some(ifindex), key, true);
             return;
         }
@@ -87,7 +87,14 @@ impl Engine {
             return;
         }
         self.counters.seqno_requests_forwarded += 1;
-        self.request_seqno(now, key, s.router_id, s.seqno, s.hop_count - 1, Some(succ));
+        self.request_seqno(
+            now,
+            key,
+            s.router_id,
+            Seqno(s.seqno),
+            s.hop_count - 1,
+            Some(succ),
+        );
     }
 
     /// Sends a seqno request unless an equivalent one is pending (RFC 8966 §3.8.2 duplicate
@@ -97,7 +104,7 @@ impl Engine {
         now: Instant,
         key: RouteKey,
         rid: RouterId,
-        seqno: u16,
+        seqno: Seqno,
         hop_count: u8,
         target: Option<u64>,
     ) {
@@ -129,7 +136,7 @@ impl Engine {
             prefix: ask.key.prefix,
             v4_via_v6: false,
             src_prefix: ask.key.src_prefix,
-            seqno: ask.seqno,
+            seqno: ask.seqno.0,
             hop_count: ask.hop_count,
             router_id: ask.router_id,
         });

@@ -4,10 +4,10 @@ use super::*;
 
 impl Engine {
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
-        let m = u32::from(r.refmetric)
-            + u32::from(self.neighbour_cost(r.neigh()))
-            + u32::from(r.add_metric);
-        u16::try_from(m.min(u32::from(INFINITY))).unwrap_or(INFINITY)
+        Metric(r.refmetric)
+            .saturating_add(Metric(self.neighbour_cost(r.neigh())))
+            .saturating_add(Metric(r.add_metric))
+            .0
     }
 
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
@@ -91,11 +91,10 @@ impl Engine {
         };
         let next_hop = u.next_hop.unwrap_or(src);
         let cost = self.neighbour_cost(nid);
-        let metric = u16::try_from(
-            (u32::from(u.metric) + u32::from(cost) + u32::from(add_metric))
-                .min(u32::from(INFINITY)),
-        )
-        .unwrap_or(INFINITY);
+        let metric = Metric(u.metric)
+            .saturating_add(Metric(cost))
+            .saturating_add(Metric(add_metric))
+            .0;
         let limits = self.cfg.limits;
         match self.routes.entry(key, nid) {
             RouteEntry::Occupied(r) => {

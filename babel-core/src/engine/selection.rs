@@ -48,8 +48,8 @@ impl Engine {
                         now,
                         &key,
                         r.router_id,
-                        r.seqno,
-                        r.refmetric,
+                        Seqno(r.seqno),
+                        Metric(r.refmetric),
                     ),
                     blocked: self
                         .neighbours
@@ -98,11 +98,14 @@ impl Engine {
             }
         }
         // Requests satisfied by the new route (RFC 8966 §3.8.2).
-        let satisfied = new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, n.seqno));
+        let satisfied =
+            new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, Seqno(n.seqno)));
         // An unfeasible route the policy prefers to the selected one: ask its sender for a newer
         // seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
         if let Some(u) = choice.preferred_unfeasible {
-            let want = self.sources.seqno_to_request(&key, u.router_id, u.seqno);
+            let want = self
+                .sources
+                .seqno_to_request(&key, u.router_id, Seqno(u.seqno));
             self.request_seqno(
                 now,
                 key,
@@ -118,7 +121,9 @@ impl Engine {
             (Some(o), None) => {
                 self.schedule_update(now, None, key, true);
                 // Starvation (RFC 8966 §3.8.2.1): ask the source for a newer seqno.
-                let want = self.sources.seqno_to_request(&key, o.router_id, o.seqno);
+                let want = self
+                    .sources
+                    .seqno_to_request(&key, o.router_id, Seqno(o.seqno));
                 self.request_seqno(now, key, o.router_id, want, SEQNO_REQUEST_HOP_COUNT, None);
             }
             (Some(o), Some(n)) => {
@@ -135,7 +140,9 @@ impl Engine {
             }
             (None, None) => {
                 if let Some(u) = choice.starved_by {
-                    let want = self.sources.seqno_to_request(&key, u.router_id, u.seqno);
+                    let want = self
+                        .sources
+                        .seqno_to_request(&key, u.router_id, Seqno(u.seqno));
                     self.request_seqno(now, key, u.router_id, want, SEQNO_REQUEST_HOP_COUNT, None);
                 }
             }

@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use babel_wire::{INFINITY, RouterId};
+use babel_wire::{Metric, RouterId, Seqno};
 
 use super::RouteKey;
-use crate::neighbour::seqno_minus;
 use crate::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Source {
-    seqno: u16,
-    metric: u16,
+    seqno: Seqno,
+    metric: Metric,
     time: Instant,
 }
 
@@ -47,16 +46,13 @@ impl SourceTable {
         now: Instant,
         key: &RouteKey,
         rid: RouterId,
-        seqno: u16,
-        metric: u16,
+        seqno: Seqno,
+        metric: Metric,
     ) -> bool {
-        if metric == INFINITY {
-            return true;
-        }
-        self.live(now, key, rid).is_none_or(|s| {
-            let d = seqno_minus(seqno, s.seqno);
-            d > 0 || (d == 0 && metric < s.metric)
-        })
+        metric.is_infinite()
+            || self.live(now, key, rid).is_none_or(|s| {
+                seqno.is_newer_than(s.seqno) || (seqno == s.seqno && metric < s.metric)
+            })
     }
 
     /// RFC 8966 §3.7.3: after advertising (seqno, metric) the feasibility distance becomes the
@@ -66,10 +62,10 @@ impl SourceTable {
         now: Instant,
         key: RouteKey,
         rid: RouterId,
-        seqno: u16,
-        metric: u16,
+        seqno: Seqno,
+        metric: Metric,
     ) {
-        if metric == INFINITY {
+        if metric.is_infinite() {
             return;
         }
         let gc = self.gc_time;
@@ -78,8 +74,10 @@ impl SourceTable {
             metric,
             time: now,
         });
-        let d = seqno_minus(seqno, e.seqno);
-        if now.saturating_since(e.time) > gc || d > 0 || (d == 0 && metric < e.metric) {
+        if now.saturating_since(e.time) > gc
+            || seqno.is_newer_than(e.seqno)
+            || (seqno == e.seqno && metric < e.metric)
+        {
             e.seqno = seqno;
             e.metric = metric;
         }
@@ -89,11 +87,11 @@ impl SourceTable {
     /// RFC 8966 §3.8.2.1: the seqno to ask `rid` for so that its route to `key` becomes
     /// feasible again: one more than our feasibility distance's (or than `seqno`, the route's, when
     /// we have no entry).
-    pub(super) fn seqno_to_request(&self, key: &RouteKey, rid: RouterId, seqno: u16) -> u16 {
+    pub(super) fn seqno_to_request(&self, key: &RouteKey, rid: RouterId, seqno: Seqno) -> Seqno {
         self.sources
             .get(&(*key, rid))
             .map_or(seqno, |s| s.seqno)
-            .wrapping_add(1)
+            .next()
     }
 
     /// Forgets the entries unused for the GC time.
@@ -117,7 +115,7 @@ impl SourceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use babel_wire::Prefix;
+    use babel_wire::{INFINITY, Prefix};
 
     const RID: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 7]);
 
@@ -136,61 +134,67 @@ mod tests {
     #[test]
     fn feasible_without_entry_and_for_retractions() {
         let mut t = SourceTable::new(Duration::from_secs(200));
-        assert!(t.is_feasible(at(0), &key(), RID, 5, 300));
-        t.update(at(0), key(), RID, 5, 300);
-        assert!(t.is_feasible(at(0), &key(), RID, 1, INFINITY));
+        assert!(t.is_feasible(at(0), &key(), RID, Seqno(5), Metric(300)));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(t.is_feasible(at(0), &key(), RID, Seqno(1), Metric(INFINITY)));
         // A retraction does not create or move the distance.
-        t.update(at(0), key(), RID, 9, INFINITY);
-        assert!(!t.is_feasible(at(0), &key(), RID, 5, 300));
+        t.update(at(0), key(), RID, Seqno(9), Metric(INFINITY));
+        assert!(!t.is_feasible(at(0), &key(), RID, Seqno(5), Metric(300)));
     }
 
     #[test]
     fn newer_seqno_or_strictly_smaller_metric() {
         let mut t = SourceTable::new(Duration::from_secs(200));
-        t.update(at(0), key(), RID, 5, 300);
-        assert!(!t.is_feasible(at(1), &key(), RID, 5, 300));
-        assert!(t.is_feasible(at(1), &key(), RID, 5, 299));
-        assert!(t.is_feasible(at(1), &key(), RID, 6, 5000));
-        assert!(!t.is_feasible(at(1), &key(), RID, 4, 1));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(!t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(300)));
+        assert!(t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(299)));
+        assert!(t.is_feasible(at(1), &key(), RID, Seqno(6), Metric(5000)));
+        assert!(!t.is_feasible(at(1), &key(), RID, Seqno(4), Metric(1)));
         // Modular (RFC 8966 §3.2.1): 65535 is older than 5, 0 newer than 65535.
-        t.update(at(1), key(), RID, u16::MAX, 1);
-        assert!(!t.is_feasible(at(1), &key(), RID, 5, 300), "65535 < 5");
+        t.update(at(1), key(), RID, Seqno(u16::MAX), Metric(1));
+        assert!(
+            !t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(300)),
+            "65535 < 5"
+        );
         let other = RouterId([1; 8]);
         assert!(
-            t.is_feasible(at(1), &key(), other, 0, 1000),
+            t.is_feasible(at(1), &key(), other, Seqno(0), Metric(1000)),
             "another originator"
         );
-        t.update(at(1), key(), other, u16::MAX, 300);
-        assert!(t.is_feasible(at(1), &key(), other, 0, 1000));
+        t.update(at(1), key(), other, Seqno(u16::MAX), Metric(300));
+        assert!(t.is_feasible(at(1), &key(), other, Seqno(0), Metric(1000)));
     }
 
     #[test]
     fn the_distance_only_improves_while_live() {
         let mut t = SourceTable::new(Duration::from_secs(200));
-        t.update(at(0), key(), RID, 5, 300);
-        t.update(at(1), key(), RID, 5, 400);
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        t.update(at(1), key(), RID, Seqno(5), Metric(400));
         assert!(
-            !t.is_feasible(at(1), &key(), RID, 5, 350),
+            !t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(350)),
             "worse metric kept"
         );
-        t.update(at(2), key(), RID, 4, 100);
+        t.update(at(2), key(), RID, Seqno(4), Metric(100));
         assert!(
-            !t.is_feasible(at(2), &key(), RID, 5, 300),
+            !t.is_feasible(at(2), &key(), RID, Seqno(5), Metric(300)),
             "older seqno kept"
         );
-        assert_eq!(t.seqno_to_request(&key(), RID, 1), 6);
-        assert_eq!(t.seqno_to_request(&key(), RouterId([1; 8]), 1), 2);
+        assert_eq!(t.seqno_to_request(&key(), RID, Seqno(1)), Seqno(6));
+        assert_eq!(
+            t.seqno_to_request(&key(), RouterId([1; 8]), Seqno(1)),
+            Seqno(2)
+        );
     }
 
     #[test]
     fn stale_entries_stop_counting_and_are_collected() {
         let mut t = SourceTable::new(Duration::from_secs(200));
-        t.update(at(0), key(), RID, 5, 300);
-        assert!(!t.is_feasible(at(200), &key(), RID, 5, 300));
-        assert!(t.is_feasible(at(201), &key(), RID, 5, 300));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(!t.is_feasible(at(200), &key(), RID, Seqno(5), Metric(300)));
+        assert!(t.is_feasible(at(201), &key(), RID, Seqno(5), Metric(300)));
         // A stale entry is replaced, even by a worse distance.
-        t.update(at(201), key(), RID, 5, 400);
-        assert!(!t.is_feasible(at(202), &key(), RID, 5, 400));
+        t.update(at(201), key(), RID, Seqno(5), Metric(400));
+        assert!(!t.is_feasible(at(202), &key(), RID, Seqno(5), Metric(400)));
         t.gc(at(401));
         assert_eq!(t.len(), 1);
         t.gc(at(402));

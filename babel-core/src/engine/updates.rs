@@ -139,7 +139,8 @@ impl Engine {
         };
         if let Some(x) = self.xroutes.get(&key) {
             let (seqno, metric, rid) = (self.seqno, x.metric, self.cfg.router_id);
-            self.sources.update(now, key, rid, seqno, metric);
+            self.sources
+                .update(now, key, rid, Seqno(seqno), Metric(metric));
             return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
         }
         let inst = self
@@ -153,7 +154,8 @@ impl Engine {
                     // babeld: the route is simply not sent back where it came from.
                     return None;
                 }
-                self.sources.update(now, key, r.router_id, r.seqno, metric);
+                self.sources
+                    .update(now, key, r.router_id, Seqno(r.seqno), Metric(metric));
                 let rtt = (r.path_rtt != 0).then_some(r.path_rtt);
                 Some(mk(r.seqno, metric, r.router_id, Some(r.price), rtt))
             }

@@ -120,9 +120,13 @@ impl Engine {
                     prefix: k.prefix,
                     src_prefix: k.src_prefix,
                     installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
-                    feasible: self
-                        .sources
-                        .is_feasible(now, k, r.router_id, r.seqno, r.refmetric),
+                    feasible: self.sources.is_feasible(
+                        now,
+                        k,
+                        r.router_id,
+                        Seqno(r.seqno),
+                        Metric(r.refmetric),
+                    ),
                     router_id: r.router_id,
                     metric,
                     smoothed_metric: r.smoothed,

@@ -20,7 +20,9 @@ impl Engine {
             self.counters.packets_refused += 1;
             return;
         };
-        if src == iface.cfg.address || (self.cfg.require_link_local && !is_link_local(&src)) {
+        if src == iface.cfg.address
+            || (self.cfg.require_link_local && !(src.is_ipv6() && is_link_local(&src)))
+        {
             self.counters.packets_refused += 1;
             return;
         }

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use babel_core::{
     Config as EngineConfig, Destination, Engine, Event, Instant, Policy, RouteKey, is_martian,
 };
-use babel_wire::{Prefix, RouterId};
+use babel_wire::RouterId;
 use daemon::cli::Invocation;
 use daemon::config::{FilterKind, LocalEndpoint};
 use daemon::control::{Banner, Dialect, Session};
@@ -816,7 +816,7 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     );
     let wanted: Announcements = wanted
         .into_iter()
-        .filter(|((p, _), _)| !is_martian(p) && !is_link_local(p))
+        .filter(|((p, _), _)| !is_martian(p) && !babel_wire::is_link_local(&p.addr()))
         .collect();
     for (k, _) in io.announced.iter().filter(|(k, _)| !wanted.contains_key(k)) {
         d.engine.withdraw(
@@ -842,11 +842,4 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
         }
     }
     io.announced = wanted;
-}
-
-fn is_link_local(p: &Prefix) -> bool {
-    match p.addr() {
-        IpAddr::V6(a) => a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80),
-        IpAddr::V4(a) => a.is_link_local(),
-    }
 }
