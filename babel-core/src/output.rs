@@ -56,6 +56,10 @@ pub struct RouteChange {
     pub ifindex: u32,
     /// Babel metric of the route.
     pub metric: u16,
+    /// The route's originator.
+    pub router_id: RouterId,
+    /// The neighbour it was learned from.
+    pub via: IpAddr,
 }
 
 /// Kind of change, as in babeld's monitor lines (`add`, `change`, `flush`).
@@ -69,7 +73,8 @@ pub enum ChangeKind {
     Flush,
 }
 
-/// An event for observers (babeld's `monitor` stream); details are in the views.
+/// An event for observers (babeld's `monitor` stream); details are in the views
+/// ([`crate::Engine::route`] finds the one route of an [`Event::Route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// An interface went up, down, or was reconfigured.

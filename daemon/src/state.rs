@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use babel_core::{
     ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
-    MacKey, Policy, RouteView,
+    MacKey, Policy, RouteKey, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
 use serde::Serialize;
@@ -360,16 +360,16 @@ impl Daemon {
                 prefix,
                 src_prefix,
                 neighbour,
-                ..
+                ifindex,
             } => {
+                let key = RouteKey {
+                    prefix: *prefix,
+                    src_prefix: *src_prefix,
+                };
                 let line = self
                     .engine
-                    .routes(self.now)
-                    .iter()
-                    .find(|r| {
-                        r.prefix == *prefix && r.src_prefix == *src_prefix && r.via == *neighbour
-                    })
-                    .map(|r| self.route_line(Change::Add, r));
+                    .route(self.now, &key, *ifindex, *neighbour)
+                    .map(|r| self.route_line(Change::Add, &r));
                 (
                     MonitorKey::Route(*prefix, *src_prefix, *neighbour),
                     *kind,

@@ -157,6 +157,8 @@ impl Engine {
             next_hop: i.next_hop,
             ifindex: i.ifindex,
             metric: i.metric,
+            router_id: i.router_id,
+            via: i.via,
         });
     }
 }

@@ -114,37 +114,55 @@ impl Engine {
     pub fn routes(&self, now: Instant) -> Vec<RouteView> {
         let mut out = Vec::with_capacity(self.routes.len());
         for (k, d) in self.routes.iter() {
-            for r in d.routes() {
-                let metric = self.route_metric(r);
-                out.push(RouteView {
-                    prefix: k.prefix,
-                    src_prefix: k.src_prefix,
-                    installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
-                    feasible: self.sources.is_feasible(
-                        now,
-                        k,
-                        r.router_id,
-                        Seqno(r.seqno),
-                        Metric(r.refmetric),
-                    ),
-                    router_id: r.router_id,
-                    metric,
-                    smoothed_metric: r.smoothed,
-                    refmetric: r.refmetric,
-                    verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| m),
-                    price: r.price,
-                    received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
-                    fee: self.cfg.fee,
-                    seqno: r.seqno,
-                    age: now.saturating_since(r.time),
-                    via: r.via,
-                    next_hop: r.next_hop,
-                    ifindex: r.ifindex,
-                    full_path_rtt: r.path_rtt,
-                });
-            }
+            out.extend(d.routes().iter().map(|r| self.route_view(now, k, d, r)));
         }
         out
+    }
+
+    /// The route to `key` learned from `via` on `ifindex`, as [`Engine::routes`] shows it: one
+    /// lookup (O(log n)), for consumers of [`Event::Route`] such as a `monitor` client.
+    pub fn route(
+        &self,
+        now: Instant,
+        key: &RouteKey,
+        ifindex: u32,
+        via: IpAddr,
+    ) -> Option<RouteView> {
+        let d = self.routes.get(key)?;
+        let r = d
+            .routes()
+            .iter()
+            .find(|r| r.ifindex == ifindex && r.via == via)?;
+        Some(self.route_view(now, key, d, r))
+    }
+
+    fn route_view(&self, now: Instant, k: &RouteKey, d: &Dest, r: &Route) -> RouteView {
+        RouteView {
+            prefix: k.prefix,
+            src_prefix: k.src_prefix,
+            installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
+            feasible: self.sources.is_feasible(
+                now,
+                k,
+                r.router_id,
+                Seqno(r.seqno),
+                Metric(r.refmetric),
+            ),
+            router_id: r.router_id,
+            metric: self.route_metric(r),
+            smoothed_metric: r.smoothed,
+            refmetric: r.refmetric,
+            verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| m),
+            price: r.price,
+            received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
+            fee: self.cfg.fee,
+            seqno: r.seqno,
+            age: now.saturating_since(r.time),
+            via: r.via,
+            next_hop: r.next_hop,
+            ifindex: r.ifindex,
+            full_path_rtt: r.path_rtt,
+        }
     }
 }
 
