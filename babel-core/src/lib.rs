@@ -64,7 +64,7 @@
 //! that exist from the start and never expire, for links that carry no multicast.
 //!
 //! Not implemented here: diversity routing, babeld's filter grammar and redistribution (the
-//! daemon's job; the engine asks a [`RouteFilter`] for `in`/`out` decisions).
+//! daemon's job; the engine asks a [`RouteFilter`] for `in`, `out` and `install` decisions).
 //!
 //! ## Driver loop
 //!
@@ -111,7 +111,7 @@ pub use engine::{
     REQUEST_TIMEOUT, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING,
     URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
-pub use filter::{FilterRoute, RouteFilter};
+pub use filter::{FilterAnswer, FilterRoute, RouteFilter};
 pub use output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,

@@ -6,8 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use babel_core::{FilterRoute, InterfaceConfig, InterfaceKind, RouteFilter, RouteKey};
-use babel_wire::INFINITY;
+use babel_core::{
+    FilterAnswer, FilterRoute, InterfaceConfig, InterfaceKind, RouteFilter, RouteKey,
+};
 use common::*;
 
 /// Denies 10.1.0.0/16 on input, adds 50 to 10.2.0.0/16; on output denies 10.9.0.0/16 and adds
@@ -16,25 +17,25 @@ use common::*;
 struct Rules;
 
 impl RouteFilter for Rules {
-    fn input(&self, r: &FilterRoute<'_>) -> u16 {
+    fn input(&self, r: &FilterRoute<'_>) -> FilterAnswer {
         assert_eq!(r.ifname, "eth0");
         assert_eq!(r.neighbour, Some(nb(1)));
         if r.prefix == pfx("10.1.0.0/16") {
-            INFINITY
+            FilterAnswer::Deny
         } else if r.prefix == pfx("10.2.0.0/16") {
-            50
+            FilterAnswer::AddMetric(50)
         } else {
-            0
+            FilterAnswer::ALLOW
         }
     }
-    fn output(&self, r: &FilterRoute<'_>) -> u16 {
+    fn output(&self, r: &FilterRoute<'_>) -> FilterAnswer {
         assert!(r.neighbour.is_none());
         if r.prefix == pfx("10.9.0.0/16") {
-            INFINITY
+            FilterAnswer::Deny
         } else if r.router_id == rid(1) {
-            7
+            FilterAnswer::AddMetric(7)
         } else {
-            0
+            FilterAnswer::ALLOW
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use babel_core::{FilterRoute, RouteFilter};
+use babel_core::{FilterAnswer, FilterRoute, RouteFilter};
 use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Filter, FilterAction, FilterKind};
@@ -160,7 +160,7 @@ impl RouteFilters {
         (!filters.is_empty()).then_some(RouteFilters { filters })
     }
 
-    fn metric(&self, kind: FilterKind, r: &FilterRoute<'_>) -> u16 {
+    fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
         let c = Candidate {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
@@ -171,19 +171,19 @@ impl RouteFilters {
         };
         let v = verdict(&self.filters, kind, &c, true);
         if v.allow {
-            v.metric
+            FilterAnswer::AddMetric(v.metric)
         } else {
-            babel_wire::INFINITY
+            FilterAnswer::Deny
         }
     }
 }
 
 impl RouteFilter for RouteFilters {
-    fn input(&self, route: &FilterRoute<'_>) -> u16 {
-        self.metric(FilterKind::In, route)
+    fn input(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        self.answer(FilterKind::In, route)
     }
-    fn output(&self, route: &FilterRoute<'_>) -> u16 {
-        self.metric(FilterKind::Out, route)
+    fn output(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        self.answer(FilterKind::Out, route)
     }
 }
 
@@ -276,16 +276,31 @@ mod tests {
         };
         assert_eq!(
             f.input(&r("10.1.0.0/16", "eth0", 1, Some("fe80::2"))),
-            babel_wire::INFINITY
+            FilterAnswer::Deny
         );
         // le 24: a /32 is not matched by the first filter; the second matches on eth1 only.
-        assert_eq!(f.input(&r("10.1.0.1/32", "eth1", 1, Some("fe80::2"))), 128);
-        assert_eq!(f.input(&r("10.1.0.1/32", "eth0", 1, Some("fe80::2"))), 0);
+        assert_eq!(
+            f.input(&r("10.1.0.1/32", "eth1", 1, Some("fe80::2"))),
+            FilterAnswer::AddMetric(128)
+        );
+        assert_eq!(
+            f.input(&r("10.1.0.1/32", "eth0", 1, Some("fe80::2"))),
+            FilterAnswer::AddMetric(0)
+        );
         // out filters never see a neighbour, so `neigh` cannot match there.
-        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 1, None)), 0);
-        assert_eq!(f.output(&r("fd00::/64", "eth0", 9, None)), 7);
+        assert_eq!(
+            f.output(&r("10.1.0.0/16", "eth0", 1, None)),
+            FilterAnswer::AddMetric(0)
+        );
+        assert_eq!(
+            f.output(&r("fd00::/64", "eth0", 9, None)),
+            FilterAnswer::AddMetric(7)
+        );
         // redistribute filters are not route filters.
-        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 3, None)), 0);
+        assert_eq!(
+            f.output(&r("10.1.0.0/16", "eth0", 3, None)),
+            FilterAnswer::AddMetric(0)
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::auth::Auth;
 use crate::config::{Config, InterfaceConfig, InterfaceKind};
-use crate::filter::{FilterRoute, RouteFilter, add_metric};
+use crate::filter::{FilterAnswer, FilterRoute, RouteFilter};
 use crate::neighbour::Neighbour;
 use crate::output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,

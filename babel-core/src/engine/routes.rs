@@ -78,11 +78,13 @@ impl Engine {
             Some(n) => (n.rtt, n.address),
             None => return,
         };
-        let add_metric = self.input_filter(key, rid, via, ifindex);
-        if add_metric == INFINITY {
-            self.counters.filtered_in += 1;
-            return;
-        }
+        let add_metric = match self.input_filter(key, rid, via, ifindex) {
+            FilterAnswer::AddMetric(m) => m,
+            FilterAnswer::Deny => {
+                self.counters.filtered_in += 1;
+                return;
+            }
+        };
         let path_rtt = match (u.path_rtt, neigh_rtt) {
             (Some(p), Some(r)) => {
                 p.saturating_add(u32::try_from(r.as_micros()).unwrap_or(u32::MAX))
@@ -175,16 +177,16 @@ impl Engine {
         }
     }
 
-    /// babeld's `input_filter`: the metric the `in` filter adds to a route from `neighbour`.
+    /// babeld's `input_filter`: what the `in` filter says of a route from `neighbour`.
     pub(super) fn input_filter(
         &self,
         key: RouteKey,
         rid: RouterId,
         neighbour: IpAddr,
         ifindex: u32,
-    ) -> u16 {
+    ) -> FilterAnswer {
         let Some(filter) = &self.filter else {
-            return 0;
+            return FilterAnswer::ALLOW;
         };
         filter.input(&FilterRoute {
             prefix: key.prefix,

@@ -87,7 +87,7 @@ impl Engine {
             .interfaces
             .get(&ifindex)
             .map_or("", |i| i.cfg.name.as_str());
-        let add = filter.output(&FilterRoute {
+        let answer = filter.output(&FilterRoute {
             prefix: key.prefix,
             src_prefix: key.src_prefix,
             router_id: u.router_id.unwrap_or(self.cfg.router_id),
@@ -95,12 +95,16 @@ impl Engine {
             ifindex,
             ifname,
         });
-        if add == INFINITY {
-            self.counters.filtered_out += 1;
-            return None;
+        match answer {
+            FilterAnswer::Deny => {
+                self.counters.filtered_out += 1;
+                None
+            }
+            FilterAnswer::AddMetric(add) => {
+                u.metric = Metric(u.metric).saturating_add(Metric(add)).0;
+                Some(msg)
+            }
         }
-        u.metric = add_metric(u.metric, add);
-        Some(msg)
     }
 
     pub(super) fn unfiltered_update_for(
