@@ -16,7 +16,7 @@ pub struct FilterRoute<'a> {
     pub src_prefix: Option<Prefix>,
     /// The originating router.
     pub router_id: RouterId,
-    /// The neighbour it was learned from (`in` only).
+    /// The neighbour it was learned from (`in`), or its next hop (`install`).
     pub neighbour: Option<IpAddr>,
     /// The interface it arrives on (`in`) or is sent on (`out`).
     pub ifindex: u32,

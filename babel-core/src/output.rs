@@ -143,6 +143,8 @@ pub struct Counters {
     pub filtered_in: u64,
     /// Updates not sent on an interface because of the `out` filter.
     pub filtered_out: u64,
+    /// Selected routes the `install` filter kept out of the kernel.
+    pub filtered_install: u64,
     /// New routes dropped because a route limit was reached.
     pub routes_over_limit: u64,
     /// Neighbours not created because the per-interface limit was reached.
@@ -204,6 +206,7 @@ impl Counters {
             martians,
             filtered_in,
             filtered_out,
+            filtered_install,
             routes_over_limit,
             neighbours_over_limit,
             requests_over_limit,

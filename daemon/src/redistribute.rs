@@ -141,20 +141,21 @@ pub fn verdict(
     }
 }
 
-/// The configuration's `in` and `out` filters as the engine's route filter: the first matching
-/// filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N; with no
-/// match the route passes unchanged (babeld's `input_filter` / `output_filter`).
+/// The configuration's `in`, `out` and `install` filters as the engine's route filter: the first
+/// matching filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N;
+/// with no match the route passes unchanged (babeld's `input_filter`, `output_filter`,
+/// `install_filter`). The `install` filter's table and preferred source are the daemon's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteFilters {
     filters: Vec<(FilterKind, Filter)>,
 }
 
 impl RouteFilters {
-    /// The `in` and `out` filters of `filters`, or `None` when there are none.
+    /// The `in`, `out` and `install` filters of `filters`, or `None` when there are none.
     pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<RouteFilters> {
         let filters: Vec<(FilterKind, Filter)> = filters
             .iter()
-            .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out))
+            .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out | FilterKind::Install))
             .cloned()
             .collect();
         (!filters.is_empty()).then_some(RouteFilters { filters })
@@ -184,6 +185,9 @@ impl RouteFilter for RouteFilters {
     }
     fn output(&self, route: &FilterRoute<'_>) -> FilterAnswer {
         self.answer(FilterKind::Out, route)
+    }
+    fn install(&self, route: &FilterRoute<'_>) -> bool {
+        self.answer(FilterKind::Install, route) != FilterAnswer::Deny
     }
 }
 

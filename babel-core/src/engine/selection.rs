@@ -59,8 +59,8 @@ impl Engine {
             })
             .collect();
         let choice = select(policy, shadowed, dest.selected(), &contenders);
-        let chosen = choice.selected;
-        let new_inst = chosen.and_then(|id| {
+        let mut chosen = choice.selected;
+        let mut new_inst = chosen.and_then(|id| {
             dest.route(id).map(|r| Installed {
                 next_hop: r.next_hop,
                 via: r.via,
@@ -73,6 +73,16 @@ impl Engine {
         });
         let old_inst = dest.installed();
         let old_sel = dest.selected();
+        // "Installed" means in the kernel: an addition the `install` filter refuses leaves the
+        // destination without a route (babeld's `change_route` refuses ROUTE_ADD only; a switch
+        // of next hop or a removal always goes through).
+        let refused =
+            old_inst.is_none() && new_inst.is_some_and(|n| !self.install_allowed(&key, &n));
+        if refused {
+            self.counters.filtered_install += 1;
+            chosen = None;
+            new_inst = None;
+        }
         if let Some(dest) = self.routes.dest_mut(&key) {
             for (r, c) in dest.routes_mut().zip(&contenders) {
                 r.smoothed = c.smoothed;
@@ -138,6 +148,11 @@ impl Engine {
                     self.schedule_update(now, None, key, false);
                 }
             }
+            (None, None) if refused => {
+                // babeld's consider_route after a failed install_route: send_update, which
+                // finds nothing installed and sends a retraction.
+                self.schedule_update(now, None, key, true);
+            }
             (None, None) => {
                 if let Some(u) = choice.starved_by {
                     let want = self
@@ -147,6 +162,24 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// babeld's `install_filter`: whether the `install` filter lets `route` into the kernel.
+    fn install_allowed(&self, key: &RouteKey, route: &Installed) -> bool {
+        let Some(filter) = &self.filter else {
+            return true;
+        };
+        filter.install(&FilterRoute {
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            router_id: route.router_id,
+            neighbour: Some(route.next_hop),
+            ifindex: route.ifindex,
+            ifname: self
+                .interfaces
+                .get(&route.ifindex)
+                .map_or("", |i| i.cfg.name.as_str()),
+        })
     }
 
     pub(super) fn kernel(&mut self, op: RouteOp, key: RouteKey, i: &Installed) {

@@ -211,7 +211,14 @@ struct Io {
     state_file: Option<PathBuf>,
     link_detect: bool,
     announced: Announcements,
+    /// Table and preferred source each installed destination went in with (the `install`
+    /// filter's answer when it was added): a switch of next hop or a removal stays there, as in
+    /// babeld, whose `change_route` takes them from the installed route.
+    installed_in: HashMap<RouteKey, Placement>,
 }
+
+/// Where a route goes in the kernel: table and preferred source (from the `install` filter).
+type Placement = (Option<u32>, Option<IpAddr>);
 
 async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
@@ -363,6 +370,7 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         state_file,
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
+        installed_in: HashMap::new(),
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -520,27 +528,33 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
     }
+    // The engine already applied the `install` filter's allow/deny (a refused route is not
+    // installed); here it chooses the table and preferred source of an added route.
     let mut changes = Vec::new();
     while let Some(c) = d.engine.poll_route() {
-        let ifname = d.ifname(c.ifindex);
-        let cand = Candidate {
+        let key = RouteKey {
             prefix: c.prefix,
             src_prefix: c.src_prefix,
-            ifname: Some(&ifname),
-            proto: Some(RTPROT_BABEL),
-            neighbour: Some(c.next_hop),
-            router_id: d
-                .engine
-                .installed(&RouteKey {
+        };
+        let (table, pref_src) = match c.op {
+            babel_core::RouteOp::Add => {
+                let ifname = d.ifname(c.ifindex);
+                let cand = Candidate {
                     prefix: c.prefix,
                     src_prefix: c.src_prefix,
-                })
-                .map(|i| i.router_id),
+                    ifname: Some(&ifname),
+                    proto: Some(RTPROT_BABEL),
+                    neighbour: Some(c.next_hop),
+                    router_id: Some(c.router_id),
+                };
+                let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
+                io.installed_in.insert(key, (v.table, v.pref_src));
+                (v.table, v.pref_src)
+            }
+            babel_core::RouteOp::Replace => io.installed_in.get(&key).copied().unwrap_or_default(),
+            babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
-        let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
-        if v.allow || c.op == babel_core::RouteOp::Delete {
-            changes.push((c, v.table, v.pref_src));
-        }
+        changes.push((c, table, pref_src));
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
