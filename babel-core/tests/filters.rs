@@ -183,7 +183,8 @@ fn install_filter_never_refuses_a_switch() {
     assert_eq!(h.installed("10.6.0.0/16").unwrap().via, nb(2));
     let k = h.kernel();
     assert!(
-        k.iter().any(|c| c.op == babel_core::RouteOp::Replace && c.next_hop == nb(2)),
+        k.iter()
+            .any(|c| c.op == babel_core::RouteOp::Replace && c.next_hop == nb(2)),
         "{k:?}"
     );
     assert_eq!(h.e.counters().filtered_install, 0);
