@@ -8,6 +8,32 @@ use std::net::IpAddr;
 
 use crate::types::{INFINITY, Prefix};
 
+/// `From` both ways and `Display` for a newtype over `u16`.
+macro_rules! u16_newtype {
+    ($t:ident) => {
+        impl From<u16> for $t {
+            fn from(v: u16) -> $t {
+                $t(v)
+            }
+        }
+
+        impl From<$t> for u16 {
+            fn from(v: $t) -> u16 {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+u16_newtype!(Metric);
+u16_newtype!(Seqno);
+
 /// A Babel metric: 16 bits, [`INFINITY`] (0xFFFF) meaning unreachable. Additions saturate at
 /// infinity (RFC 8966 §3.5.2: a metric is never allowed to wrap).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,24 +54,6 @@ impl Metric {
     /// Whether this is [`Metric::INFINITY`] (a retraction, an unreachable route).
     pub fn is_infinite(self) -> bool {
         self.0 == INFINITY
-    }
-}
-
-impl From<u16> for Metric {
-    fn from(v: u16) -> Metric {
-        Metric(v)
-    }
-}
-
-impl From<Metric> for u16 {
-    fn from(m: Metric) -> u16 {
-        m.0
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 
@@ -89,24 +97,6 @@ impl PartialOrd for Seqno {
             d if d < 0x8000 => Some(Ordering::Greater),
             _ => Some(Ordering::Less),
         }
-    }
-}
-
-impl From<u16> for Seqno {
-    fn from(v: u16) -> Seqno {
-        Seqno(v)
-    }
-}
-
-impl From<Seqno> for u16 {
-    fn from(s: Seqno) -> u16 {
-        s.0
-    }
-}
-
-impl fmt::Display for Seqno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 

@@ -40,7 +40,7 @@ mod views;
 mod wire;
 
 use request_table::{Insert, RequestTable, SeqnoAsk};
-use route_table::{Dest, NewRoute, Refused, Route, RouteEntry, RouteTable};
+use route_table::{Dest, Refused, Route, RouteData, RouteEntry, RouteTable};
 use source_table::SourceTable;
 use timers::{IfTimer, Timer, TimerTable, min_opt};
 pub use views::link_cost_algorithm;
@@ -326,19 +326,7 @@ impl Engine {
         });
         self.sync_configured_neighbours(now, ifindex);
         // "Forget what I said before" (a restart may have lost our state), then ask for a dump.
-        let retract = Message::Update(Update {
-            prefix: None,
-            v4_via_v6: false,
-            src_prefix: None,
-            interval: to_centis(upd_iv),
-            seqno: self.seqno,
-            metric: INFINITY,
-            router_id: None,
-            next_hop: None,
-            price: None,
-            path_rtt: None,
-            diversity: None,
-        });
+        let retract = self.wildcard_retraction(to_centis(upd_iv));
         let req = Message::RouteRequest(RouteRequest {
             prefix: None,
             v4_via_v6: false,
@@ -478,33 +466,42 @@ impl Engine {
         Ok(())
     }
 
-    /// Graceful shutdown (babeld): a wildcard retraction on every interface, then every installed
-    /// route is deleted.
-    pub fn shutdown(&mut self, _now: Instant) {
-        let ifs: Vec<u32> = self
-            .interfaces
+    /// The indexes of the interfaces that are up.
+    fn up_interfaces(&self) -> Vec<u32> {
+        self.interfaces
             .iter()
             .filter(|(_, i)| i.up)
             .map(|(k, _)| *k)
-            .collect();
+            .collect()
+    }
+
+    /// RFC 8966 §4.6.9: a wildcard retraction ("forget every route I gave you").
+    fn wildcard_retraction(&self, interval: u16) -> Message {
+        Message::Update(Update {
+            prefix: None,
+            v4_via_v6: false,
+            src_prefix: None,
+            interval,
+            seqno: self.seqno,
+            metric: INFINITY,
+            router_id: None,
+            next_hop: None,
+            price: None,
+            path_rtt: None,
+            diversity: None,
+        })
+    }
+
+    /// Graceful shutdown (babeld): a wildcard retraction on every interface, then every installed
+    /// route is deleted.
+    pub fn shutdown(&mut self, _now: Instant) {
+        let ifs: Vec<u32> = self.up_interfaces();
         for ifindex in ifs {
             let interval = self
                 .interfaces
                 .get(&ifindex)
                 .map_or(0, |i| to_centis(i.cfg.update_interval));
-            let m = Message::Update(Update {
-                prefix: None,
-                v4_via_v6: false,
-                src_prefix: None,
-                interval,
-                seqno: self.seqno,
-                metric: INFINITY,
-                router_id: None,
-                next_hop: None,
-                price: None,
-                path_rtt: None,
-                diversity: None,
-            });
+            let m = self.wildcard_retraction(interval);
             self.counters.updates_sent += 1;
             self.send(ifindex, Destination::Multicast, vec![m]);
         }

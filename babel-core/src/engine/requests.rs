@@ -149,12 +149,7 @@ impl Engine {
                 }
             }
             None => {
-                let ifs: Vec<u32> = self
-                    .interfaces
-                    .iter()
-                    .filter(|(_, i)| i.up)
-                    .map(|(k, _)| *k)
-                    .collect();
+                let ifs: Vec<u32> = self.up_interfaces();
                 for ifindex in ifs {
                     self.counters.seqno_requests_sent += 1;
                     self.queue(ifindex, Destination::Multicast, msg.clone());

@@ -12,11 +12,18 @@ use babel_wire::RouterId;
 use super::{Installed, RouteKey};
 use crate::time::Instant;
 
-/// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6).
+/// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
+/// [`RouteData`] (reached through `Deref`); the neighbour is fixed once the route is in the
+/// table, since the index depends on it.
 #[derive(Clone, Debug)]
 pub(super) struct Route {
-    /// The neighbour it was learned from; fixed once in the table (the index depends on it).
     neigh: u64,
+    data: RouteData,
+}
+
+/// What a route carries besides its neighbour.
+#[derive(Clone, Debug)]
+pub(super) struct RouteData {
     pub(super) ifindex: u32,
     pub(super) via: IpAddr,
     pub(super) next_hop: IpAddr,
@@ -37,28 +44,23 @@ pub(super) struct Route {
     pub(super) refresh_requested: bool,
 }
 
-/// What a route is made of when it is first learned.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct NewRoute {
-    pub(super) ifindex: u32,
-    pub(super) via: IpAddr,
-    pub(super) next_hop: IpAddr,
-    pub(super) router_id: RouterId,
-    pub(super) seqno: u16,
-    pub(super) refmetric: u16,
-    pub(super) add_metric: u16,
-    pub(super) interval: u16,
-    pub(super) received_price: u32,
-    pub(super) price: u32,
-    pub(super) path_rtt: u32,
-    /// The metric it starts smoothing from.
-    pub(super) metric: u16,
-}
-
 impl Route {
     /// The neighbour this route was learned from.
     pub(super) fn neigh(&self) -> u64 {
         self.neigh
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = RouteData;
+    fn deref(&self) -> &RouteData {
+        &self.data
+    }
+}
+
+impl std::ops::DerefMut for Route {
+    fn deref_mut(&mut self) -> &mut RouteData {
+        &mut self.data
     }
 }
 
@@ -182,8 +184,7 @@ impl VacantRoute<'_> {
     /// Adds the route unless the neighbour or the table is at its limit.
     pub(super) fn insert(
         self,
-        now: Instant,
-        new: NewRoute,
+        data: RouteData,
         max_per_neighbour: usize,
         max_total: usize,
     ) -> Result<(), Refused> {
@@ -199,25 +200,7 @@ impl VacantRoute<'_> {
         if book.count >= max_total {
             return Err(Refused::TableFull);
         }
-        let route = Route {
-            neigh,
-            ifindex: new.ifindex,
-            via: new.via,
-            next_hop: new.next_hop,
-            router_id: new.router_id,
-            seqno: new.seqno,
-            refmetric: new.refmetric,
-            add_metric: new.add_metric,
-            interval: new.interval,
-            received_price: new.received_price,
-            price: new.price,
-            path_rtt: new.path_rtt,
-            time: now,
-            smoothed: new.metric,
-            smoothed_time: now,
-            verified: None,
-            refresh_requested: false,
-        };
+        let route = Route { neigh, data };
         match slot {
             Slot::Dest(d) => d.routes.push(route),
             Slot::New(e) => e.insert(Dest::new()).routes.push(route),
@@ -408,9 +391,9 @@ mod tests {
         RouteKey::new(s.parse::<Prefix>().unwrap_or_else(|_| panic!("{s}")))
     }
 
-    fn new_route() -> NewRoute {
+    fn new_route() -> RouteData {
         let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
-        NewRoute {
+        RouteData {
             ifindex: 1,
             via: a,
             next_hop: a,
@@ -422,13 +405,17 @@ mod tests {
             received_price: 0,
             price: 0,
             path_rtt: 0,
-            metric: 192,
+            time: Instant::ZERO,
+            smoothed: 192,
+            smoothed_time: Instant::ZERO,
+            verified: None,
+            refresh_requested: false,
         }
     }
 
     fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
         match t.entry(k, n) {
-            RouteEntry::Vacant(v) => v.insert(Instant::ZERO, new_route(), 3, 5),
+            RouteEntry::Vacant(v) => v.insert(new_route(), 3, 5),
             RouteEntry::Occupied(_) => Ok(()),
         }
     }

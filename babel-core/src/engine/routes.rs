@@ -124,7 +124,7 @@ impl Engine {
                 }
             }
             RouteEntry::Vacant(v) => {
-                let new = NewRoute {
+                let data = RouteData {
                     ifindex,
                     via,
                     next_hop,
@@ -136,9 +136,13 @@ impl Engine {
                     received_price: u.price.unwrap_or(0),
                     price,
                     path_rtt,
-                    metric,
+                    time: now,
+                    smoothed: metric,
+                    smoothed_time: now,
+                    verified: None,
+                    refresh_requested: false,
                 };
-                match v.insert(now, new, limits.max_routes_per_neighbour, limits.max_routes) {
+                match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
                     Ok(()) => self.route_event(ChangeKind::Add, key, nid),
                     Err(refused) => {
                         self.route_refused(ifindex, nid, via, refused);

@@ -14,12 +14,7 @@ impl Engine {
     ) {
         let ifs: Vec<u32> = match ifindex {
             Some(i) => vec![i],
-            None => self
-                .interfaces
-                .iter()
-                .filter(|(_, i)| i.up)
-                .map(|(k, _)| *k)
-                .collect(),
+            None => self.up_interfaces(),
         };
         for ifindex in ifs {
             let delay_max = match self.interfaces.get(&ifindex) {
@@ -52,12 +47,7 @@ impl Engine {
     }
 
     pub(super) fn schedule_full_dumps(&mut self, now: Instant) {
-        let ifs: Vec<u32> = self
-            .interfaces
-            .iter()
-            .filter(|(_, i)| i.up)
-            .map(|(k, _)| *k)
-            .collect();
+        let ifs: Vec<u32> = self.up_interfaces();
         for ifindex in ifs {
             let j = self.jitter(Duration::from_millis(500));
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
