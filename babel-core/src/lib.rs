@@ -16,7 +16,11 @@
 //!   `monitor`-style events, including [`Event::SeqnoChanged`] to persist the seqno), and
 //!   [`Engine::poll_timeout`] (when to call [`Engine::handle_timeout`] next).
 //! * Views for babeld's `dump`: [`Engine::interfaces`], [`Engine::neighbours`],
-//!   [`Engine::xroutes`], [`Engine::routes`], plus [`Engine::counters`].
+//!   [`Engine::xroutes`], [`Engine::routes`] (and one route, [`Engine::route`], for an
+//!   [`Event::Route`]), plus [`Engine::counters`].
+//!
+//! The engine's parts (one file each under `src/engine/`) and the path of a received Update to
+//! the kernel are drawn in `docs/architecture.md`.
 //!
 //! Route selection is a [`price_metric::Policy`]: plain babeld, Althea's
 //! `log2(price) + log2(metric) × factor / 1000`, or the paper's `metric + price × n`.

@@ -115,7 +115,7 @@ impl Engine {
         self.timers.next_timeout()
     }
 
-    /// Runs every timer due at `now`, each at most once, in [`Timer`] order: Hellos, periodic and
+    /// Runs every timer due at `now`, each at most once, in a fixed order: Hellos, periodic and
     /// buffered updates, urgent repeats, unicast Hellos, missed-Hello detection and neighbour
     /// flush, route expiry and refresh, request resends and source GC. A timer that a job makes
     /// due later in that order (a periodic update makes the interface's flush due) runs in the
