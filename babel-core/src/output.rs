@@ -143,7 +143,7 @@ pub struct Counters {
     pub filtered_in: u64,
     /// Updates not sent on an interface because of the `out` filter.
     pub filtered_out: u64,
-    /// Selected routes the `install` filter kept out of the kernel.
+    /// Kernel additions the `install` filter refused (each time selection tried one).
     pub filtered_install: u64,
     /// New routes dropped because a route limit was reached.
     pub routes_over_limit: u64,
