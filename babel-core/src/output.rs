@@ -61,6 +61,10 @@ pub struct RouteChange {
     pub ifindex: u32,
     /// Babel metric of the route.
     pub metric: u16,
+    /// The route's originator.
+    pub router_id: RouterId,
+    /// The neighbour it was learned from.
+    pub via: IpAddr,
 }
 
 /// Kind of change, as in babeld's monitor lines (`add`, `change`, `flush`).
@@ -76,7 +80,8 @@ pub enum ChangeKind {
     Flush,
 }
 
-/// An event for observers (babeld's `monitor` stream); details are in the views.
+/// An event for observers (babeld's `monitor` stream); details are in the views
+/// ([`crate::Engine::route`] finds the one route of an [`Event::Route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "kebab-case"))]
@@ -147,6 +152,8 @@ pub struct Counters {
     pub filtered_in: u64,
     /// Updates not sent on an interface because of the `out` filter.
     pub filtered_out: u64,
+    /// Kernel additions the `install` filter refused (each time selection tried one).
+    pub filtered_install: u64,
     /// New routes dropped because a route limit was reached.
     pub routes_over_limit: u64,
     /// Neighbours not created because the per-interface limit was reached.
@@ -208,6 +215,7 @@ impl Counters {
             martians,
             filtered_in,
             filtered_out,
+            filtered_install,
             routes_over_limit,
             neighbours_over_limit,
             requests_over_limit,

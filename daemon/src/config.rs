@@ -793,7 +793,7 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             "faraway" => o.faraway = Some(boolean(k, v)?),
             "unicast" => o.unicast = Some(boolean(k, v)?),
             "neighbour" | "neighbor" => match v.parse::<std::net::Ipv6Addr>() {
-                Ok(a) if a.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80) => {
+                Ok(a) if babel_wire::is_link_local(&std::net::IpAddr::V6(a)) => {
                     if !o.neighbours.contains(&a) {
                         o.neighbours.push(a);
                     }

@@ -16,7 +16,7 @@ use babel_core::{
     Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
     is_martian,
 };
-use babel_wire::{Prefix, RouterId};
+use babel_wire::RouterId;
 use daemon::cli::Invocation;
 use daemon::config::{FilterKind, LocalEndpoint};
 use daemon::control::{Banner, Dialect, Session};
@@ -212,7 +212,14 @@ struct Io {
     state_file: Option<PathBuf>,
     link_detect: bool,
     announced: Announcements,
+    /// Table and preferred source each installed destination went in with (the `install`
+    /// filter's answer when it was added): a switch of next hop or a removal stays there, as in
+    /// babeld, whose `change_route` takes them from the installed route.
+    installed_in: HashMap<RouteKey, Placement>,
 }
+
+/// Where a route goes in the kernel: table and preferred source (from the `install` filter).
+type Placement = (Option<u32>, Option<IpAddr>);
 
 async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
@@ -370,6 +377,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         state_file,
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
+        installed_in: HashMap::new(),
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -529,27 +537,33 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
     }
+    // The engine already applied the `install` filter's allow/deny (a refused route is not
+    // installed); here it chooses the table and preferred source of an added route.
     let mut changes = Vec::new();
     for c in out.routes {
-        let ifname = d.ifname(c.ifindex);
-        let cand = Candidate {
+        let key = RouteKey {
             prefix: c.prefix,
             src_prefix: c.src_prefix,
-            ifname: Some(&ifname),
-            proto: Some(RTPROT_BABEL),
-            neighbour: Some(c.next_hop),
-            router_id: d
-                .engine
-                .installed(&RouteKey {
+        };
+        let (table, pref_src) = match c.op {
+            babel_core::RouteOp::Add => {
+                let ifname = d.ifname(c.ifindex);
+                let cand = Candidate {
                     prefix: c.prefix,
                     src_prefix: c.src_prefix,
-                })
-                .map(|i| i.router_id),
+                    ifname: Some(&ifname),
+                    proto: Some(RTPROT_BABEL),
+                    neighbour: Some(c.next_hop),
+                    router_id: Some(c.router_id),
+                };
+                let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
+                io.installed_in.insert(key, (v.table, v.pref_src));
+                (v.table, v.pref_src)
+            }
+            babel_core::RouteOp::Replace => io.installed_in.get(&key).copied().unwrap_or_default(),
+            babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
-        let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
-        if v.allow || c.op == babel_core::RouteOp::Delete {
-            changes.push((c, v.table, v.pref_src));
-        }
+        changes.push((c, table, pref_src));
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
@@ -830,7 +844,7 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     );
     let wanted: Announcements = wanted
         .into_iter()
-        .filter(|((p, _), _)| !is_martian(p) && !is_link_local(p))
+        .filter(|((p, _), _)| !is_martian(p) && !babel_wire::is_link_local(&p.addr()))
         .collect();
     for (k, _) in io.announced.iter().filter(|(k, _)| !wanted.contains_key(k)) {
         d.input(Input::Withdraw {
@@ -853,11 +867,4 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
         }
     }
     io.announced = wanted;
-}
-
-fn is_link_local(p: &Prefix) -> bool {
-    match p.addr() {
-        IpAddr::V6(a) => a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80),
-        IpAddr::V4(a) => a.is_link_local(),
-    }
 }
