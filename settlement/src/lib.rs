@@ -7,6 +7,10 @@
 //! settle on a chain does not carry an Ethereum client. Specification: `spec/settlement.md`.
 
 pub mod anvil;
+pub mod chain;
 pub mod escrow;
+pub mod watchtower;
 
+pub use chain::{ChainConfig, ChainSettlement, Status, Watched};
 pub use escrow::{ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, TxOutcome};
+pub use watchtower::Policy;

@@ -51,6 +51,12 @@ pub fn covered(chain: &ChainChannel, cumulative: Amount) -> Amount {
     Amount(cumulative.0.min(chain.deposit.0))
 }
 
+/// `amount * p / 1000` without overflow for any `u128` amount (p <= 1000 in practice).
+fn permille(amount: u128, p: u32) -> u128 {
+    let p = u128::from(p);
+    (amount / 1000).saturating_mul(p) + amount % 1000 * p / 1000
+}
+
 /// The payee's next step for a channel (spec/settlement.md, "Watchtower").
 pub fn payee_action(
     chain: &ChainChannel,
@@ -77,8 +83,7 @@ pub fn payee_action(
     let unpaid = covered(chain, best.update.cumulative)
         .0
         .saturating_sub(chain.paid.0);
-    let threshold = chain.deposit.0 / 1000 * u128::from(policy.redeem_at_permille)
-        + chain.deposit.0 % 1000 * u128::from(policy.redeem_at_permille) / 1000;
+    let threshold = permille(chain.deposit.0, policy.redeem_at_permille);
     if unpaid > 0 && unpaid >= threshold {
         Action::Redeem(*best)
     } else {
@@ -98,7 +103,7 @@ pub fn payer_top_up(
     if chain.closed || chain.closing_at.is_some() || step.0 == 0 {
         return None;
     }
-    let limit = |deposit: u128| deposit / 1000 * u128::from(low_permille);
+    let limit = |deposit: u128| permille(deposit, low_permille);
     let mut add = 0u128;
     while signed.0 >= limit(chain.deposit.0.saturating_add(add)) {
         add = add.checked_add(step.0)?;
@@ -146,11 +151,17 @@ mod tests {
         let p = Policy::default();
         let c = chain(1000, 0, 0);
         assert_eq!(payee_action(&c, Some(&upd(499)), 0, &p), Action::Wait);
-        assert_eq!(payee_action(&c, Some(&upd(500)), 0, &p), Action::Redeem(upd(500)));
+        assert_eq!(
+            payee_action(&c, Some(&upd(500)), 0, &p),
+            Action::Redeem(upd(500))
+        );
         // Counted from what was already paid out.
         let c = chain(1000, 400, 400);
         assert_eq!(payee_action(&c, Some(&upd(899)), 0, &p), Action::Wait);
-        assert_eq!(payee_action(&c, Some(&upd(900)), 0, &p), Action::Redeem(upd(900)));
+        assert_eq!(
+            payee_action(&c, Some(&upd(900)), 0, &p),
+            Action::Redeem(upd(900))
+        );
         // Beyond the deposit only the deposit counts; once it is all paid there is nothing to do.
         let c = chain(1000, 1000, 1000);
         assert_eq!(payee_action(&c, Some(&upd(5000)), 0, &p), Action::Wait);
@@ -162,7 +173,10 @@ mod tests {
         let p = Policy::default();
         let mut c = chain(1000, 100, 100);
         c.closing_at = Some(50);
-        assert_eq!(payee_action(&c, Some(&upd(101)), 49, &p), Action::Answer(upd(101)));
+        assert_eq!(
+            payee_action(&c, Some(&upd(101)), 49, &p),
+            Action::Answer(upd(101))
+        );
         assert_eq!(payee_action(&c, Some(&upd(100)), 49, &p), Action::Wait);
         assert_eq!(payee_action(&c, Some(&upd(900)), 50, &p), Action::Wait);
         c.closed = true;
@@ -173,8 +187,14 @@ mod tests {
     fn tops_up_in_steps_until_signed_is_below_the_mark() {
         let c = chain(1000, 0, 0);
         assert_eq!(payer_top_up(&c, Amount(799), 800, Amount(500)), None);
-        assert_eq!(payer_top_up(&c, Amount(800), 800, Amount(500)), Some(Amount(500)));
-        assert_eq!(payer_top_up(&c, Amount(1300), 800, Amount(500)), Some(Amount(1000)));
+        assert_eq!(
+            payer_top_up(&c, Amount(800), 800, Amount(500)),
+            Some(Amount(500))
+        );
+        assert_eq!(
+            payer_top_up(&c, Amount(1300), 800, Amount(500)),
+            Some(Amount(1000))
+        );
         let mut closing = c.clone();
         closing.closing_at = Some(1);
         assert_eq!(payer_top_up(&closing, Amount(900), 800, Amount(500)), None);
