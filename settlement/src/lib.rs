@@ -8,9 +8,11 @@
 
 pub mod anvil;
 pub mod chain;
+pub mod config;
 pub mod escrow;
 pub mod watchtower;
 
 pub use chain::{ChainConfig, ChainSettlement, Status, Watched};
+pub use config::{ConfigError, SettlementConfig, read_key_file};
 pub use escrow::{ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, TxOutcome};
 pub use watchtower::Policy;
