@@ -71,27 +71,74 @@ library Ed25519 {
         return X == 0;
     }
 
-    /// [s]B + [k]Q for Q = (qx, qy) affine; returns projective X, Y, Z.
+    /// [s]B + [k]Q for Q = (qx, qy) affine; returns projective X, Y, Z. One interleaved
+    /// double-and-add over the bits of both scalars (Straus), with B, Q and B + Q precomputed in
+    /// the form the addition needs (Y + X, Y - X, 2Z, 2dT). In assembly: it is the hot loop.
     function doubleMul(uint256 s, uint256 k, uint256 qx, uint256 qy)
         internal
         pure
-        returns (uint256, uint256, uint256)
+        returns (uint256 x, uint256 y, uint256 z)
     {
-        uint256[4][4] memory table;
-        table[1] = [BX, BY, 1, mulmod(BX, BY, P)];
-        table[2] = [qx, qy, 1, mulmod(qx, qy, P)];
-        (uint256 x, uint256 y, uint256 z, uint256 t) = add(table[1], table[2]);
-        table[3] = [x, y, z, t];
-        (x, y, z, t) = (0, 1, 1, 0);
-        for (uint256 i = 253; i > 0; ) {
-            unchecked {
-                --i;
+        assembly ("memory-safe") {
+            // dbl-2008-hwcd with a = -1.
+            function dbl(x1, y1, z1) -> x3, y3, z3, t3 {
+                let p := 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed
+                let a := mulmod(x1, x1, p)
+                let b := mulmod(y1, y1, p)
+                let c := mulmod(2, mulmod(z1, z1, p), p)
+                let e := addmod(x1, y1, p)
+                e := addmod(mulmod(e, e, p), sub(p, addmod(a, b, p)), p)
+                let g := addmod(b, sub(p, a), p)
+                c := addmod(g, sub(p, c), p) // F
+                a := sub(p, addmod(a, b, p)) // H (p itself only ever enters mulmod)
+                x3 := mulmod(e, c, p)
+                y3 := mulmod(g, a, p)
+                z3 := mulmod(c, g, p)
+                t3 := mulmod(e, a, p)
             }
-            (x, y, z, t) = dbl(x, y, z);
-            uint256 idx = ((s >> i) & 1) | (((k >> i) & 1) << 1);
-            if (idx != 0) (x, y, z, t) = addXYZT(x, y, z, t, table[idx]);
+            // add-2008-hwcd-3 with the second point cached at q as (Y + X, Y - X, 2Z, 2dT).
+            function addp(x1, y1, z1, t1, q) -> x3, y3, z3, t3 {
+                let p := 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed
+                let a := mulmod(addmod(y1, sub(p, x1), p), mload(add(q, 32)), p)
+                let b := mulmod(addmod(y1, x1, p), mload(q), p)
+                let c := mulmod(t1, mload(add(q, 96)), p)
+                let d := mulmod(z1, mload(add(q, 64)), p)
+                let e := addmod(b, sub(p, a), p)
+                b := addmod(b, a, p) // H
+                a := addmod(d, sub(p, c), p) // F
+                d := addmod(d, c, p) // G
+                x3 := mulmod(e, a, p)
+                y3 := mulmod(d, b, p)
+                t3 := mulmod(e, b, p)
+                z3 := mulmod(a, d, p)
+            }
+            function cache(ptr, px, py, pz, pt) {
+                let p := 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed
+                mstore(ptr, addmod(py, px, p))
+                mstore(add(ptr, 32), addmod(py, sub(p, px), p))
+                mstore(add(ptr, 64), addmod(pz, pz, p))
+                mstore(add(ptr, 96), mulmod(pt, 0x2406d9dc56dffce7198e80f2eef3d13000e0149a8283b156ebd69b9426b2f159, p))
+            }
+            let p := 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed
+            let bx := 0x216936d3cd6e53fec0a4e231fdd6dc5c692cc7609525a7b2c9562d608f25d51a
+            let by := 0x6666666666666666666666666666666666666666666666666666666666666658
+            let table := mload(0x40)
+            mstore(0x40, add(table, 384))
+            cache(table, bx, by, 1, mulmod(bx, by, p))
+            cache(add(table, 128), qx, qy, 1, mulmod(qx, qy, p))
+            let sx, sy, sz, st := addp(bx, by, 1, mulmod(bx, by, p), add(table, 128))
+            cache(add(table, 256), sx, sy, sz, st)
+            x := 0
+            y := 1
+            z := 1
+            let t := 0
+            for { let i := 253 } gt(i, 0) {} {
+                i := sub(i, 1)
+                x, y, z, t := dbl(x, y, z)
+                let idx := or(and(shr(i, s), 1), shl(1, and(shr(i, k), 1)))
+                if idx { x, y, z, t := addp(x, y, z, t, add(table, mul(sub(idx, 1), 128))) }
+            }
         }
-        return (x, y, z);
     }
 
     /// Doubling, dbl-2008-hwcd with a = -1. Returns X, Y, Z, T.
@@ -106,31 +153,6 @@ library Ed25519 {
         uint256 f = addmod(g, P - c, P);
         uint256 h = P - addmod(a, b, P); // D - B
         if (h == P) h = 0;
-        return (mulmod(e, f, P), mulmod(g, h, P), mulmod(f, g, P), mulmod(e, h, P));
-    }
-
-    function add(uint256[4] memory p1, uint256[4] memory p2)
-        internal
-        pure
-        returns (uint256, uint256, uint256, uint256)
-    {
-        return addXYZT(p1[0], p1[1], p1[2], p1[3], p2);
-    }
-
-    /// Unified addition, add-2008-hwcd-3 with k = 2d.
-    function addXYZT(uint256 x1, uint256 y1, uint256 z1, uint256 t1, uint256[4] memory p2)
-        internal
-        pure
-        returns (uint256, uint256, uint256, uint256)
-    {
-        uint256 a = mulmod(addmod(y1, P - x1, P), addmod(p2[1], P - p2[0], P), P);
-        uint256 b = mulmod(addmod(y1, x1, P), addmod(p2[1], p2[0], P), P);
-        uint256 c = mulmod(mulmod(t1, D2, P), p2[3], P);
-        uint256 d = mulmod(mulmod(2, z1, P), p2[2], P);
-        uint256 e = addmod(b, P - a, P);
-        uint256 f = addmod(d, P - c, P);
-        uint256 g = addmod(d, c, P);
-        uint256 h = addmod(b, a, P);
         return (mulmod(e, f, P), mulmod(g, h, P), mulmod(f, g, P), mulmod(e, h, P));
     }
 
@@ -257,55 +279,63 @@ library Ed25519 {
         uint256 total = ((len + 17 + 127) / 128) * 128;
         // Padding: 0x80, zeros, then the length in bits as a 128-bit big-endian number.
         bytes memory m = bytes.concat(data, bytes1(0x80), new bytes(total - len - 17), bytes16(uint128(len * 8)));
-        uint64[80] memory w;
-        unchecked {
-            for (uint256 off = 0; off < total; off += 128) {
-                for (uint256 t = 0; t < 16; t++) {
-                    uint256 word;
-                    assembly ("memory-safe") {
-                        word := mload(add(add(m, 0x20), add(off, mul(t, 8))))
-                    }
-                    w[t] = uint64(word >> 192);
+        assembly ("memory-safe") {
+            function rotr(x, n) -> r {
+                r := and(or(shr(n, x), shl(sub(64, n), x)), 0xffffffffffffffff)
+            }
+            let mask := 0xffffffffffffffff
+            let w := mload(0x40)
+            mstore(0x40, add(w, 2560))
+            let body := add(m, 32)
+            for { let off := 0 } lt(off, total) { off := add(off, 128) } {
+                for { let t := 0 } lt(t, 16) { t := add(t, 1) } {
+                    mstore(add(w, shl(5, t)), shr(192, mload(add(body, add(off, shl(3, t))))))
                 }
-                for (uint256 t = 16; t < 80; t++) {
-                    uint64 x15 = w[t - 15];
-                    uint64 x2 = w[t - 2];
-                    uint64 s0 = rotr(x15, 1) ^ rotr(x15, 8) ^ (x15 >> 7);
-                    uint64 s1 = rotr(x2, 19) ^ rotr(x2, 61) ^ (x2 >> 6);
-                    w[t] = s1 + w[t - 7] + s0 + w[t - 16];
+                for { let t := 16 } lt(t, 80) { t := add(t, 1) } {
+                    let x15 := mload(add(w, shl(5, sub(t, 15))))
+                    let x2 := mload(add(w, shl(5, sub(t, 2))))
+                    let s0 := xor(xor(rotr(x15, 1), rotr(x15, 8)), shr(7, x15))
+                    let s1 := xor(xor(rotr(x2, 19), rotr(x2, 61)), shr(6, x2))
+                    mstore(
+                        add(w, shl(5, t)),
+                        and(add(add(s1, mload(add(w, shl(5, sub(t, 7))))), add(s0, mload(add(w, shl(5, sub(t, 16)))))), mask)
+                    )
                 }
-                uint64[8] memory v = h;
-                uint64 a = v[0];
-                uint64 b = v[1];
-                uint64 c = v[2];
-                uint64 d = v[3];
-                uint64 e = v[4];
-                uint64 f = v[5];
-                uint64 g = v[6];
-                uint64 hh = v[7];
-                for (uint256 t = 0; t < 80; t++) {
-                    uint64 t1 = hh + (rotr(e, 14) ^ rotr(e, 18) ^ rotr(e, 41)) + ((e & f) ^ (~e & g)) + k[t] + w[t];
-                    uint64 t2 = (rotr(a, 28) ^ rotr(a, 34) ^ rotr(a, 39)) + ((a & b) ^ (a & c) ^ (b & c));
-                    hh = g;
-                    g = f;
-                    f = e;
-                    e = d + t1;
-                    d = c;
-                    c = b;
-                    b = a;
-                    a = t1 + t2;
+                let a := mload(h)
+                let b := mload(add(h, 32))
+                let c := mload(add(h, 64))
+                let d := mload(add(h, 96))
+                let e := mload(add(h, 128))
+                let f := mload(add(h, 160))
+                let g := mload(add(h, 192))
+                let hh := mload(add(h, 224))
+                for { let t := 0 } lt(t, 80) { t := add(t, 1) } {
+                    let t1 := add(
+                        add(hh, xor(xor(rotr(e, 14), rotr(e, 18)), rotr(e, 41))),
+                        add(xor(and(e, f), and(not(e), g)), add(mload(add(k, shl(5, t))), mload(add(w, shl(5, t)))))
+                    )
+                    let t2 := add(xor(xor(rotr(a, 28), rotr(a, 34)), rotr(a, 39)), xor(xor(and(a, b), and(a, c)), and(b, c)))
+                    hh := g
+                    g := f
+                    f := e
+                    e := and(add(d, t1), mask)
+                    d := c
+                    c := b
+                    b := a
+                    a := and(add(t1, t2), mask)
                 }
-                h = [h[0] + a, h[1] + b, h[2] + c, h[3] + d, h[4] + e, h[5] + f, h[6] + g, h[7] + hh];
+                mstore(h, and(add(mload(h), a), mask))
+                mstore(add(h, 32), and(add(mload(add(h, 32)), b), mask))
+                mstore(add(h, 64), and(add(mload(add(h, 64)), c), mask))
+                mstore(add(h, 96), and(add(mload(add(h, 96)), d), mask))
+                mstore(add(h, 128), and(add(mload(add(h, 128)), e), mask))
+                mstore(add(h, 160), and(add(mload(add(h, 160)), f), mask))
+                mstore(add(h, 192), and(add(mload(add(h, 192)), g), mask))
+                mstore(add(h, 224), and(add(mload(add(h, 224)), hh), mask))
             }
         }
         uint256 hi = (uint256(h[0]) << 192) | (uint256(h[1]) << 128) | (uint256(h[2]) << 64) | uint256(h[3]);
         uint256 lo = (uint256(h[4]) << 192) | (uint256(h[5]) << 128) | (uint256(h[6]) << 64) | uint256(h[7]);
         return (bytes32(hi), bytes32(lo));
-    }
-
-    function rotr(uint64 x, uint64 n) private pure returns (uint64) {
-        unchecked {
-            return (x >> n) | (x << (64 - n));
-        }
     }
 }
