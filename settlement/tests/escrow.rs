@@ -561,3 +561,99 @@ async fn cooperative_close_from_either_side() {
         pc.gas_used, start.gas_used
     );
 }
+
+/// A payout the recipient refuses (a contract without a way to take ether) does not block the
+/// other party's payout: it is credited to `owed` and taken out later with `withdraw`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_payout_is_kept_for_withdraw_and_blocks_nobody() {
+    use alloy::network::TransactionBuilder;
+    use alloy::primitives::Bytes;
+    use alloy::providers::Provider;
+    use alloy::rpc::types::TransactionRequest;
+    use alloy::sol_types::SolCall;
+    use settlement::escrow::Escrow;
+
+    let Some(s) = setup(31337).await else { return };
+    // Creation code of a contract whose every call reverts (runtime: PUSH1 0 PUSH1 0 REVERT).
+    let code = Bytes::from(hex::decode("6005600c60003960056000f360006000fd").unwrap());
+    let tx = TransactionRequest::default().with_deploy_code(code);
+    let receipt = ok(ok(s.tower.provider().send_transaction(tx).await)
+        .get_receipt()
+        .await);
+    let refuser = receipt.contract_address.unwrap();
+
+    let (id, _) = ok(s
+        .payer
+        .open(
+            refuser,
+            s.payer_ed.verifying_key().to_bytes(),
+            s.payee_ed.verifying_key().to_bytes(),
+            salt("refuser"),
+            CHALLENGE,
+            Amount(ETHER),
+        )
+        .await);
+    ok(s.tower.redeem(&s.update(id, 1, 400)).await);
+    assert_eq!(s.balance(refuser).await, 0);
+    assert_eq!(ok(s.tower.owed(refuser).await), U256::from(400));
+    // The payer's refund goes through although the payee refuses its part.
+    ok(s.payer.start_close(&id, Some(&s.update(id, 2, 500))).await);
+    advance(&s.payer, CHALLENGE).await;
+    let payer_before = s.balance(s.payer.account()).await;
+    ok(s.tower.finalize(&id).await);
+    assert_eq!(
+        s.balance(s.payer.account()).await - payer_before,
+        ETHER - 500
+    );
+    assert_eq!(ok(s.tower.owed(refuser).await), U256::from(500));
+    assert_eq!(
+        s.contract_balance().await,
+        500,
+        "the contract keeps exactly what it owes"
+    );
+
+    // Nothing owed to the tower.
+    refused(
+        async {
+            let call = Escrow::withdrawCall {}.abi_encode();
+            let tx = TransactionRequest::default()
+                .with_to(s.tower.address())
+                .with_input(call);
+            s.tower.provider().estimate_gas(tx).await.map_err(|e| {
+                match e
+                    .as_error_resp()
+                    .and_then(|r| r.as_decoded_interface_error::<Escrow::EscrowErrors>())
+                {
+                    Some(Escrow::EscrowErrors::NothingOwed(_)) => {
+                        ChainError::Reverted("NothingOwed".into())
+                    }
+                    _ => ChainError::Unreachable(e.to_string()),
+                }
+            })
+        }
+        .await,
+        "NothingOwed",
+    );
+    // Once the recipient can take ether (its code is gone), it withdraws what it is owed.
+    let p = s.tower.provider();
+    let _: serde_json::Value = ok(p.raw_request("anvil_setCode".into(), (refuser, "0x")).await);
+    let _: serde_json::Value = ok(p
+        .raw_request("anvil_impersonateAccount".into(), (refuser,))
+        .await);
+    fund(s.node.url(), refuser).await;
+    let before = s.balance(refuser).await;
+    let call = alloy::primitives::hex::encode_prefixed(Escrow::withdrawCall {}.abi_encode());
+    let tx = serde_json::json!({
+        "from": refuser.to_string(),
+        "to": s.tower.address().to_string(),
+        "data": call,
+    });
+    let hash: alloy::primitives::B256 =
+        ok(p.raw_request("eth_sendTransaction".into(), (tx,)).await);
+    let receipt = ok(p.get_transaction_receipt(hash).await).unwrap();
+    assert!(receipt.status());
+    let fee = u128::from(receipt.gas_used) * receipt.effective_gas_price;
+    assert_eq!(s.balance(refuser).await + fee - before, 500);
+    assert_eq!(ok(s.tower.owed(refuser).await), U256::ZERO);
+    assert_eq!(s.contract_balance().await, 0);
+}
