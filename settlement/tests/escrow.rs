@@ -54,18 +54,29 @@ async fn setup(chain_id: u64) -> Option<Setup> {
 
 impl Setup {
     async fn open(&self, salt_label: &str, deposit: u128) -> ChannelId {
-        let (id, _) = ok(self
-            .payer
-            .open(
-                self.payee.account(),
-                self.payer_ed.verifying_key().to_bytes(),
-                self.payee_ed.verifying_key().to_bytes(),
-                salt(salt_label),
-                CHALLENGE,
-                Amount(deposit),
-            )
-            .await);
-        id
+        ok(self
+            .open_from(&self.payer, self.payee.account(), salt_label, deposit)
+            .await)
+        .0
+    }
+
+    /// Opens a channel from `from`'s account to `payee` with the test's ed25519 keys.
+    async fn open_from(
+        &self,
+        from: &EscrowClient,
+        payee: Address,
+        salt_label: &str,
+        deposit: u128,
+    ) -> Result<(ChannelId, settlement::TxOutcome), ChainError> {
+        from.open(
+            payee,
+            self.payer_ed.verifying_key().to_bytes(),
+            self.payee_ed.verifying_key().to_bytes(),
+            salt(salt_label),
+            CHALLENGE,
+            Amount(deposit),
+        )
+        .await
     }
 
     fn update(&self, id: ChannelId, nonce: u64, cumulative: u128) -> SignedUpdate {
@@ -94,17 +105,7 @@ fn refused<T: std::fmt::Debug>(r: Result<T, ChainError>, name: &str) {
 async fn open_top_up_redeem_pay_the_payee_exactly_and_report_gas() {
     let Some(s) = setup(31337).await else { return };
     let payee_before = s.balance(s.payee.account()).await;
-    let (id, open) = ok(s
-        .payer
-        .open(
-            s.payee.account(),
-            s.payer_ed.verifying_key().to_bytes(),
-            s.payee_ed.verifying_key().to_bytes(),
-            salt("c1"),
-            CHALLENGE,
-            Amount(ETHER),
-        )
-        .await);
+    let (id, open) = ok(s.open_from(&s.payer, s.payee.account(), "c1", ETHER).await);
     // The id the client computes is the contract's.
     let params = ChannelParams {
         payer: s.payer.account(),
@@ -194,15 +195,8 @@ async fn updates_do_not_replay_on_another_channel_contract_or_chain() {
         eth_key("payer"),
         other.address(),
     ));
-    let (a2, _) = ok(other_payer
-        .open(
-            s.payee.account(),
-            s.payer_ed.verifying_key().to_bytes(),
-            s.payee_ed.verifying_key().to_bytes(),
-            salt("channel a"),
-            CHALLENGE,
-            Amount(ETHER),
-        )
+    let (a2, _) = ok(s
+        .open_from(&other_payer, s.payee.account(), "channel a", ETHER)
         .await);
     assert_ne!(a2, a);
     refused(other.redeem(&for_a).await, "UnknownChannel");
@@ -227,15 +221,8 @@ async fn updates_do_not_replay_on_another_channel_contract_or_chain() {
         eth_key("payer"),
         escrow2.address(),
     ));
-    let (a3, _) = ok(payer2
-        .open(
-            s.payee.account(),
-            s.payer_ed.verifying_key().to_bytes(),
-            s.payee_ed.verifying_key().to_bytes(),
-            salt("channel a"),
-            CHALLENGE,
-            Amount(ETHER),
-        )
+    let (a3, _) = ok(s
+        .open_from(&payer2, s.payee.account(), "channel a", ETHER)
         .await);
     assert_ne!(a3, a, "the chain id is part of the channel id");
     let params = ChannelParams {
@@ -329,15 +316,7 @@ async fn collateral_is_locked_and_never_backs_two_channels() {
     assert_eq!(s.contract_balance().await, 5 * ETHER);
     // Reopening an id (same parties, keys, salt) is refused: one deposit, one channel.
     refused(
-        s.payer
-            .open(
-                s.payee.account(),
-                s.payer_ed.verifying_key().to_bytes(),
-                s.payee_ed.verifying_key().to_bytes(),
-                salt("lock a"),
-                CHALLENGE,
-                Amount(ETHER),
-            )
+        s.open_from(&s.payer, s.payee.account(), "lock a", ETHER)
             .await,
         "ChannelExists",
     );
@@ -354,15 +333,7 @@ async fn collateral_is_locked_and_never_backs_two_channels() {
     ok(s.payee.close_by_payee(&a).await);
     refused(s.tower.redeem(&s.update(a, 2, ETHER + 1)).await, "NotOpen");
     refused(
-        s.payer
-            .open(
-                s.payee.account(),
-                s.payer_ed.verifying_key().to_bytes(),
-                s.payee_ed.verifying_key().to_bytes(),
-                salt("lock a"),
-                CHALLENGE,
-                Amount(ETHER),
-            )
+        s.open_from(&s.payer, s.payee.account(), "lock a", ETHER)
             .await,
         "ChannelExists",
     );
@@ -582,17 +553,7 @@ async fn a_refused_payout_is_kept_for_withdraw_and_blocks_nobody() {
         .await);
     let refuser = receipt.contract_address.unwrap();
 
-    let (id, _) = ok(s
-        .payer
-        .open(
-            refuser,
-            s.payer_ed.verifying_key().to_bytes(),
-            s.payee_ed.verifying_key().to_bytes(),
-            salt("refuser"),
-            CHALLENGE,
-            Amount(ETHER),
-        )
-        .await);
+    let (id, _) = ok(s.open_from(&s.payer, refuser, "refuser", ETHER).await);
     ok(s.tower.redeem(&s.update(id, 1, 400)).await);
     assert_eq!(s.balance(refuser).await, 0);
     assert_eq!(ok(s.tower.owed(refuser).await), U256::from(400));
