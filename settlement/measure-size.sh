@@ -31,6 +31,7 @@ s = s.replace("fn main() -> ExitCode {\n", """fn main() -> ExitCode {
             channel_key: [0; 32],
             policy: Default::default(),
             poll_interval: std::time::Duration::from_secs(5),
+            top_up: Default::default(),
         };
         let _settlement = settlement::ChainSettlement::start(config);
     }

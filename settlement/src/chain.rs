@@ -20,7 +20,7 @@ use payments::{Amount, ChannelId, Settlement, SignedUpdate};
 use tracing::{info, warn};
 
 use crate::escrow::{ChainChannel, ChainError, EscrowClient};
-use crate::watchtower::{Action, Policy, payee_action};
+use crate::watchtower::{Action, Policy, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
 #[derive(Debug, Clone)]
@@ -39,6 +39,37 @@ pub struct ChainConfig {
     pub policy: Policy,
     /// How often the worker reads the chain when nothing wakes it.
     pub poll_interval: Duration,
+    /// Top-up policy of the channels we pay on.
+    pub top_up: TopUp,
+}
+
+/// When the payer adds to a channel's deposit (see [`crate::watchtower::payer_top_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopUp {
+    /// Top up when what we signed reaches this share of the deposit (thousandths).
+    pub below_permille: u32,
+    /// Amount added at a time (0: never top up).
+    pub step: Amount,
+}
+
+impl Default for TopUp {
+    fn default() -> Self {
+        TopUp {
+            below_permille: 800,
+            step: Amount(0),
+        }
+    }
+}
+
+/// A channel we pay on: what we signed and what the chain holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbound {
+    /// The cumulative amount of our latest signed update.
+    pub signed: Amount,
+    /// The channel on chain at the last good read.
+    pub chain: Option<ChainChannel>,
+    /// The last top-up or refusal, for operators.
+    pub note: Option<String>,
 }
 
 /// What we know of one channel we are paid on.
@@ -69,11 +100,14 @@ pub struct Status {
     pub redemptions: u64,
     /// Watched channels.
     pub channels: BTreeMap<ChannelId, Watched>,
+    /// Channels we pay on.
+    pub outbound: BTreeMap<ChannelId, Outbound>,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     channels: BTreeMap<ChannelId, Watched>,
+    outbound: BTreeMap<ChannelId, Outbound>,
     rounds: u64,
     unreachable_since: Option<Instant>,
     last_error: Option<String>,
@@ -109,9 +143,14 @@ impl ChainSettlement {
         let policy = config.policy;
         let chain_id = config.chain_id;
         let interval = config.poll_interval;
+        let rules = Rules {
+            chain_id,
+            policy,
+            top_up: config.top_up,
+        };
         std::thread::Builder::new()
             .name("settlement".into())
-            .spawn(move || worker(client, chain_id, policy, interval, worker_state, woken))
+            .spawn(move || worker(client, rules, interval, worker_state, woken))
             .map_err(|e| ChainError::Unreachable(format!("cannot start the worker: {e}")))?;
         Ok(ChainSettlement {
             state,
@@ -134,6 +173,17 @@ impl ChainSettlement {
         let _ = self.wake.send(());
     }
 
+    /// Records what we signed on a channel we pay on (the payment logic calls this with each new
+    /// update); the worker tops the channel up by the configured policy.
+    pub fn signed(&self, channel: ChannelId, cumulative: Amount) {
+        {
+            let mut s = lock(&self.state);
+            let o = s.outbound.entry(channel).or_default();
+            o.signed = o.signed.max(cumulative);
+        }
+        let _ = self.wake.send(());
+    }
+
     /// A snapshot of the chain's health and the watched channels.
     pub fn status(&self) -> Status {
         let s = lock(&self.state);
@@ -143,6 +193,7 @@ impl ChainSettlement {
             last_error: s.last_error.clone(),
             redemptions: s.redemptions,
             channels: s.channels.clone(),
+            outbound: s.outbound.clone(),
         }
     }
 
@@ -217,10 +268,17 @@ fn hex(b: &[u8]) -> String {
     b.iter().take(6).map(|x| format!("{x:02x}")).collect()
 }
 
-fn worker(
-    client: EscrowClient,
+/// What the worker goes by.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
     chain_id: u64,
     policy: Policy,
+    top_up: TopUp,
+}
+
+fn worker(
+    client: EscrowClient,
+    rules: Rules,
     interval: Duration,
     state: SharedState,
     woken: mpsc::Receiver<()>,
@@ -236,7 +294,7 @@ fn worker(
         }
     };
     loop {
-        let result = runtime.block_on(round(&client, chain_id, &policy, &state));
+        let result = runtime.block_on(round(&client, &rules, &state));
         {
             let mut s = lock(&state);
             match result {
@@ -284,16 +342,18 @@ fn worker(
 /// chain is unreachable ends the round.
 async fn round(
     client: &EscrowClient,
-    chain_id: u64,
-    policy: &Policy,
+    rules: &Rules,
     state: &SharedState,
 ) -> Result<(), ChainError> {
     let reported = client.chain_id().await?;
-    if reported != chain_id {
+    if reported != rules.chain_id {
         return Err(ChainError::Unreachable(format!(
-            "node reports chain id {reported}, configured {chain_id}"
+            "node reports chain id {reported}, configured {}",
+            rules.chain_id
         )));
     }
+    top_ups(client, rules, state).await?;
+    let policy = &rules.policy;
     let now = client.chain_time().await?;
     let ids: Vec<ChannelId> = lock(state).channels.keys().copied().collect();
     for id in ids {
@@ -343,6 +403,55 @@ async fn round(
             w.note = Some(note);
             w.chain = fresh;
             w.read_at = Some(Instant::now());
+        }
+    }
+    Ok(())
+}
+
+/// The payer's side of a round: read every channel we pay on and top it up by the policy.
+async fn top_ups(
+    client: &EscrowClient,
+    rules: &Rules,
+    state: &SharedState,
+) -> Result<(), ChainError> {
+    let ids: Vec<(ChannelId, Amount)> = lock(state)
+        .outbound
+        .iter()
+        .map(|(id, o)| (*id, o.signed))
+        .collect();
+    for (id, signed) in ids {
+        let chain = client.channel(&id).await?;
+        let add = chain.as_ref().and_then(|c| {
+            if c.payer != client.account() {
+                return None;
+            }
+            payer_top_up(c, signed, rules.top_up.below_permille, rules.top_up.step)
+        });
+        let note = match add {
+            None => None,
+            Some(amount) => Some(match client.top_up(&id, amount).await {
+                Ok(tx) => {
+                    info!(channel = %hex(&id.0), amount = amount.0, gas = tx.gas_used, "topped up");
+                    format!("topped up {} (tx {})", amount.0, tx.tx)
+                }
+                Err(ChainError::Reverted(reason)) => {
+                    warn!(channel = %hex(&id.0), %reason, "top-up refused by the contract");
+                    format!("top-up refused: {reason}")
+                }
+                Err(e) => return Err(e),
+            }),
+        };
+        let fresh = if note.is_some() {
+            client.channel(&id).await?
+        } else {
+            chain
+        };
+        let mut s = lock(state);
+        if let Some(o) = s.outbound.get_mut(&id) {
+            o.chain = fresh;
+            if note.is_some() {
+                o.note = note;
+            }
         }
     }
     Ok(())

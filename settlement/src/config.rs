@@ -20,6 +20,7 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use payments::Amount;
 
+use crate::chain::{ChainConfig, TopUp};
 use crate::watchtower::Policy;
 
 /// Why a configuration or key file is refused.
@@ -205,6 +206,26 @@ impl SettlementConfig {
     }
 }
 
+impl SettlementConfig {
+    /// The worker's configuration for our account `key` (read with [`read_key_file`]) and our
+    /// ed25519 channel key.
+    pub fn chain_config(&self, key: PrivateKeySigner, channel_key: [u8; 32]) -> ChainConfig {
+        ChainConfig {
+            rpc_url: self.rpc_url.clone(),
+            chain_id: self.chain_id,
+            contract: self.contract,
+            key,
+            channel_key,
+            policy: self.policy,
+            poll_interval: self.poll_interval,
+            top_up: TopUp {
+                below_permille: self.top_up_below,
+                step: self.top_up_step,
+            },
+        }
+    }
+}
+
 fn positive(v: &str) -> Option<u128> {
     v.parse::<u128>().ok().filter(|&n| n > 0)
 }
@@ -283,6 +304,21 @@ mod tests {
             }
         );
         assert_eq!(c.poll_interval, Duration::from_secs(5));
+        let key = PrivateKeySigner::from_bytes(&[7u8; 32].into()).unwrap();
+        let chain = c.chain_config(key.clone(), [3; 32]);
+        assert_eq!((chain.chain_id, chain.contract), (100, c.contract));
+        assert_eq!(
+            (chain.key.address(), chain.channel_key),
+            (key.address(), [3; 32])
+        );
+        assert_eq!(chain.policy, c.policy);
+        assert_eq!(
+            chain.top_up,
+            TopUp {
+                below_permille: 900,
+                step: Amount(2500)
+            }
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use common::*;
 use payments::{Amount, ChannelId, Settlement};
 use settlement::anvil::Anvil;
 use settlement::escrow::EscrowClient;
-use settlement::{ChainConfig, ChainSettlement, Policy};
+use settlement::{ChainConfig, ChainSettlement, Policy, TopUp};
 
 const CHALLENGE: u64 = 3600;
 const ROUNDS: Duration = Duration::from_secs(60);
@@ -58,6 +58,7 @@ async fn world(node: &Anvil, deposit: u128) -> World {
         channel_key: ed_key("payee").verifying_key().to_bytes(),
         policy: Policy::default(),
         poll_interval: Duration::from_millis(200),
+        top_up: TopUp::default(),
     }));
     settlement.watch(id, ed_key("payer").verifying_key().to_bytes());
     assert!(settlement.wait_rounds(2, ROUNDS));
@@ -209,4 +210,50 @@ async fn an_unreachable_chain_delays_settlement_and_loses_nothing() {
         "nothing lost"
     );
     drop(node);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_payer_tops_up_when_what_it_signed_nears_the_deposit() {
+    let Some(node) = node(31337) else { return };
+    let w = world(&node, 2 * ETHER).await;
+    let payer = ok(ChainSettlement::start(ChainConfig {
+        rpc_url: node.url().to_string(),
+        chain_id: 31337,
+        contract: w.payer.address(),
+        key: eth_key("payer"),
+        channel_key: ed_key("payer").verifying_key().to_bytes(),
+        policy: Policy::default(),
+        poll_interval: Duration::from_millis(200),
+        top_up: TopUp {
+            below_permille: 800,
+            step: Amount(ETHER),
+        },
+    }));
+    payer.signed(w.id, Amount(ETHER + ETHER / 2));
+    assert!(payer.wait_rounds(2, ROUNDS));
+    assert_eq!(
+        on_chain(&w).await.deposit,
+        Amount(2 * ETHER),
+        "below 80 %: no top-up"
+    );
+    payer.signed(w.id, Amount(ETHER + ETHER * 7 / 10));
+    assert!(payer.wait_rounds(2, ROUNDS));
+    assert_eq!(on_chain(&w).await.deposit, Amount(3 * ETHER));
+    assert!(payer.wait_rounds(2, ROUNDS));
+    assert_eq!(
+        on_chain(&w).await.deposit,
+        Amount(3 * ETHER),
+        "one top-up, not one per round"
+    );
+    let status = payer.status();
+    assert!(
+        status.outbound[&w.id]
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("topped up")
+    );
+    // The payee's deposit view follows.
+    assert!(w.settlement.wait_rounds(2, ROUNDS));
+    assert_eq!(w.settlement.deposit(&w.id), Some(Amount(3 * ETHER)));
 }
