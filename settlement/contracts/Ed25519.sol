@@ -280,12 +280,13 @@ library Ed25519 {
         // Padding: 0x80, zeros, then the length in bits as a 128-bit big-endian number.
         bytes memory m = bytes.concat(data, bytes1(0x80), new bytes(total - len - 17), bytes16(uint128(len * 8)));
         assembly ("memory-safe") {
-            function rotr(x, n) -> r {
-                r := and(or(shr(n, x), shl(sub(64, n), x)), 0xffffffffffffffff)
+            function twice(x) -> r {
+                r := or(x, shl(64, x))
             }
             let mask := 0xffffffffffffffff
             let w := mload(0x40)
-            mstore(0x40, add(w, 2560))
+            // w: 80 words of message schedule, then the a and e sequences of 84 words each.
+            mstore(0x40, add(w, 7936))
             let body := add(m, 32)
             for { let off := 0 } lt(off, total) { off := add(off, 128) } {
                 for { let t := 0 } lt(t, 16) { t := add(t, 1) } {
@@ -294,44 +295,54 @@ library Ed25519 {
                 for { let t := 16 } lt(t, 80) { t := add(t, 1) } {
                     let x15 := mload(add(w, shl(5, sub(t, 15))))
                     let x2 := mload(add(w, shl(5, sub(t, 2))))
-                    let s0 := xor(xor(rotr(x15, 1), rotr(x15, 8)), shr(7, x15))
-                    let s1 := xor(xor(rotr(x2, 19), rotr(x2, 61)), shr(6, x2))
+                    // Rotations of a 64-bit x are shifts of x placed twice (x << 64 | x), masked once.
+                    let s0 := xor(and(xor(shr(1, twice(x15)), shr(8, twice(x15))), mask), shr(7, x15))
+                    let s1 := xor(and(xor(shr(19, twice(x2)), shr(61, twice(x2))), mask), shr(6, x2))
                     mstore(
                         add(w, shl(5, t)),
                         and(add(add(s1, mload(add(w, shl(5, sub(t, 7))))), add(s0, mload(add(w, shl(5, sub(t, 16)))))), mask)
                     )
                 }
-                let a := mload(h)
-                let b := mload(add(h, 32))
-                let c := mload(add(h, 64))
-                let d := mload(add(h, 96))
-                let e := mload(add(h, 128))
-                let f := mload(add(h, 160))
-                let g := mload(add(h, 192))
-                let hh := mload(add(h, 224))
+                // The eight working variables live in memory as two sequences: round t reads
+                // a..d from av[t+3..t] and e..h from ev[t+3..t] and appends the new a and e, so
+                // nothing rotates and the stack stays shallow.
+                let av := add(w, 2560)
+                let ev := add(av, 2688)
+                mstore(add(av, 96), mload(h))
+                mstore(add(av, 64), mload(add(h, 32)))
+                mstore(add(av, 32), mload(add(h, 64)))
+                mstore(av, mload(add(h, 96)))
+                mstore(add(ev, 96), mload(add(h, 128)))
+                mstore(add(ev, 64), mload(add(h, 160)))
+                mstore(add(ev, 32), mload(add(h, 192)))
+                mstore(ev, mload(add(h, 224)))
                 for { let t := 0 } lt(t, 80) { t := add(t, 1) } {
+                    let at := add(av, shl(5, t))
+                    let et := add(ev, shl(5, t))
+                    let e := mload(add(et, 96))
+                    let ee := twice(e)
                     let t1 := add(
-                        add(hh, xor(xor(rotr(e, 14), rotr(e, 18)), rotr(e, 41))),
-                        add(xor(and(e, f), and(not(e), g)), add(mload(add(k, shl(5, t))), mload(add(w, shl(5, t)))))
+                        add(mload(et), and(xor(xor(shr(14, ee), shr(18, ee)), shr(41, ee)), mask)),
+                        add(
+                            xor(and(e, mload(add(et, 64))), and(not(e), mload(add(et, 32)))),
+                            add(mload(add(k, shl(5, t))), mload(add(w, shl(5, t))))
+                        )
                     )
-                    let t2 := add(xor(xor(rotr(a, 28), rotr(a, 34)), rotr(a, 39)), xor(xor(and(a, b), and(a, c)), and(b, c)))
-                    hh := g
-                    g := f
-                    f := e
-                    e := and(add(d, t1), mask)
-                    d := c
-                    c := b
-                    b := a
-                    a := and(add(t1, t2), mask)
+                    let a := mload(add(at, 96))
+                    let b := mload(add(at, 64))
+                    let c := mload(add(at, 32))
+                    let aa := twice(a)
+                    let sigma0 := and(xor(xor(shr(28, aa), shr(34, aa)), shr(39, aa)), mask)
+                    mstore(add(at, 128), and(add(t1, add(sigma0, xor(xor(and(a, b), and(a, c)), and(b, c)))), mask))
+                    mstore(add(et, 128), and(add(mload(at), t1), mask))
                 }
-                mstore(h, and(add(mload(h), a), mask))
-                mstore(add(h, 32), and(add(mload(add(h, 32)), b), mask))
-                mstore(add(h, 64), and(add(mload(add(h, 64)), c), mask))
-                mstore(add(h, 96), and(add(mload(add(h, 96)), d), mask))
-                mstore(add(h, 128), and(add(mload(add(h, 128)), e), mask))
-                mstore(add(h, 160), and(add(mload(add(h, 160)), f), mask))
-                mstore(add(h, 192), and(add(mload(add(h, 192)), g), mask))
-                mstore(add(h, 224), and(add(mload(add(h, 224)), hh), mask))
+                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
+                    let from := shl(5, sub(83, i))
+                    let hi := add(h, shl(5, i))
+                    mstore(hi, and(add(mload(hi), mload(add(av, from))), mask))
+                    let hj := add(hi, 128)
+                    mstore(hj, and(add(mload(hj), mload(add(ev, from))), mask))
+                }
             }
         }
         uint256 hi = (uint256(h[0]) << 192) | (uint256(h[1]) << 128) | (uint256(h[2]) << 64) | uint256(h[3]);
