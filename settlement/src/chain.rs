@@ -85,6 +85,8 @@ pub struct Watched {
     pub read_at: Option<Instant>,
     /// The last thing the watchtower did or found, for operators.
     pub note: Option<String>,
+    /// The cumulative amount of an update the contract refused, not to be sent again.
+    pub refused: Option<Amount>,
 }
 
 /// The chain's health and every watched channel, for `babelctl` and logs.
@@ -355,7 +357,13 @@ async fn round(
     top_ups(client, rules, state).await?;
     let policy = &rules.policy;
     let now = client.chain_time().await?;
-    let ids: Vec<ChannelId> = lock(state).channels.keys().copied().collect();
+    // Closed channels need no more reads.
+    let ids: Vec<ChannelId> = lock(state)
+        .channels
+        .iter()
+        .filter(|(_, w)| !w.chain.as_ref().is_some_and(|c| c.closed))
+        .map(|(id, _)| *id)
+        .collect();
     for id in ids {
         let chain = client.channel(&id).await?;
         let best = {
@@ -368,7 +376,8 @@ async fn round(
             if chain.is_none() {
                 w.note = Some("not on chain".into());
             }
-            w.best
+            // An update the contract refused once is not sent again (a newer one will be).
+            w.best.filter(|b| Some(b.update.cumulative) != w.refused)
         };
         let Some(chain) = chain else { continue };
         let (update, what) = match payee_action(&chain, best.as_ref(), now, policy) {
@@ -376,6 +385,7 @@ async fn round(
             Action::Answer(u) => (u, "answered a unilateral close with"),
             Action::Wait | Action::Forget => continue,
         };
+        let mut refused = None;
         let note = match client.redeem(&update).await {
             Ok(tx) => {
                 info!(
@@ -393,6 +403,7 @@ async fn round(
             }
             Err(ChainError::Reverted(reason)) => {
                 warn!(channel = %hex(&id.0), %reason, "redemption refused by the contract");
+                refused = Some(update.update.cumulative);
                 format!("redemption refused: {reason}")
             }
             Err(e) => return Err(e),
@@ -401,6 +412,7 @@ async fn round(
         let mut s = lock(state);
         if let Some(w) = s.channels.get_mut(&id) {
             w.note = Some(note);
+            w.refused = refused.or(w.refused);
             w.chain = fresh;
             w.read_at = Some(Instant::now());
         }

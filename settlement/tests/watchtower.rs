@@ -257,3 +257,39 @@ async fn the_payer_tops_up_when_what_it_signed_nears_the_deposit() {
     assert!(w.settlement.wait_rounds(2, ROUNDS));
     assert_eq!(w.settlement.deposit(&w.id), Some(Amount(3 * ETHER)));
 }
+
+/// A channel whose on-chain payer key is not the key the payer signs with is worth nothing to
+/// the payee: no deposit counts, and the update the contract refuses is not sent again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_with_another_payer_key_counts_for_nothing() {
+    let Some(node) = node(31337) else { return };
+    let mut w = world(&node, ETHER).await;
+    // The payee expects the payer to sign with "impostor", but the chain holds "payer".
+    let impostor = ed_key("impostor");
+    let other = ok(ChainSettlement::start(ChainConfig {
+        rpc_url: node.url().to_string(),
+        chain_id: 31337,
+        contract: w.payer.address(),
+        key: eth_key("payee"),
+        channel_key: ed_key("payee").verifying_key().to_bytes(),
+        policy: Policy::default(),
+        poll_interval: Duration::from_millis(200),
+        top_up: TopUp::default(),
+    }));
+    drop(std::mem::replace(&mut w.settlement, other));
+    w.settlement
+        .watch(w.id, impostor.verifying_key().to_bytes());
+    assert!(w.settlement.wait_rounds(2, ROUNDS));
+    assert_eq!(w.settlement.deposit(&w.id), None);
+    w.settlement
+        .offer(&update(w.id, &impostor, &ed_key("payee"), 1, ETHER));
+    assert!(w.settlement.wait_rounds(3, ROUNDS));
+    let watched = &w.settlement.status().channels[&w.id];
+    assert_eq!(watched.refused, Some(Amount(ETHER)));
+    assert_eq!(
+        watched.note.as_deref(),
+        Some("redemption refused: BadSignature")
+    );
+    assert_eq!(w.settlement.status().redemptions, 0);
+    assert_eq!(on_chain(&w).await.paid, Amount(0));
+}
