@@ -54,6 +54,7 @@ contract Escrow {
     error BadKey();
     error BadChallengePeriod();
     error ZeroDeposit();
+    error DepositTooLarge();
     error NotNewer();
     error BadSignature();
     error ChallengeOver();
@@ -78,6 +79,7 @@ contract Escrow {
         returns (bytes32 id)
     {
         if (msg.value == 0) revert ZeroDeposit();
+        if (msg.value > type(uint128).max) revert DepositTooLarge();
         if (challengePeriod < MIN_CHALLENGE || challengePeriod > MAX_CHALLENGE) revert BadChallengePeriod();
         if (payee == address(0) || !Ed25519.validKey(payerKey) || !Ed25519.validKey(payeeKey)) revert BadKey();
         id = channelId(msg.sender, payee, payerKey, payeeKey, salt);
@@ -99,6 +101,7 @@ contract Escrow {
         if (msg.sender != ch.payer) revert NotPayer();
         if (ch.closed || ch.closingAt != 0) revert NotOpen();
         if (msg.value == 0) revert ZeroDeposit();
+        if (msg.value > type(uint128).max) revert DepositTooLarge();
         ch.deposit += uint128(msg.value);
         emit ToppedUp(id, ch.deposit);
     }

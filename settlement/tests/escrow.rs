@@ -458,6 +458,33 @@ async fn bad_signatures_and_keys_are_refused() {
         "BadChallengePeriod",
     );
     refused(open(pk, CHALLENGE, 0, "k5").await, "ZeroDeposit");
+    // A deposit that does not fit the contract's 128-bit amounts is refused, not truncated (the
+    // client cannot even express it, so the call is made by hand from a very rich account).
+    {
+        use alloy::providers::Provider;
+        use settlement::escrow::Escrow;
+        let huge = U256::from(1u8) << 128;
+        let _: serde_json::Value = ok(s
+            .tower
+            .provider()
+            .raw_request("anvil_setBalance".into(), (s.payer.account(), huge << 1))
+            .await);
+        let escrow = Escrow::new(s.payer.address(), s.payer.provider().clone());
+        let err = escrow
+            .open(
+                s.payee.account(),
+                pk.into(),
+                s.payee_ed.verifying_key().to_bytes().into(),
+                salt("k6").into(),
+                CHALLENGE,
+            )
+            .value(huge)
+            .call()
+            .await
+            .map(|_| ())
+            .map_err(ChainError::from);
+        refused(err, "DepositTooLarge");
+    }
 }
 
 /// Cooperative close, from either side, with the other side's signature; and the payee's
