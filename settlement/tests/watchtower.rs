@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use alloy::providers::Provider;
 use common::*;
 use payments::{Amount, ChannelId, Settlement};
@@ -22,6 +23,21 @@ struct World {
     tower: EscrowClient,
     id: ChannelId,
     settlement: ChainSettlement,
+}
+
+/// Starts the settlement of `who` ("payer" or "payee": its Ethereum and ed25519 keys) on the
+/// escrow at `contract`.
+fn start(url: &str, contract: Address, who: &str, top_up: TopUp) -> ChainSettlement {
+    ok(ChainSettlement::start(ChainConfig {
+        rpc_url: url.to_string(),
+        chain_id: 31337,
+        contract,
+        key: eth_key(who),
+        channel_key: ed_key(who).verifying_key().to_bytes(),
+        policy: Policy::default(),
+        poll_interval: Duration::from_millis(200),
+        top_up,
+    }))
 }
 
 async fn world(node: &Anvil, deposit: u128) -> World {
@@ -50,16 +66,7 @@ async fn world(node: &Anvil, deposit: u128) -> World {
             Amount(deposit),
         )
         .await);
-    let settlement = ok(ChainSettlement::start(ChainConfig {
-        rpc_url: url.to_string(),
-        chain_id: 31337,
-        contract: escrow.address(),
-        key: eth_key("payee"),
-        channel_key: ed_key("payee").verifying_key().to_bytes(),
-        policy: Policy::default(),
-        poll_interval: Duration::from_millis(200),
-        top_up: TopUp::default(),
-    }));
+    let settlement = start(url, escrow.address(), "payee", TopUp::default());
     settlement.watch(id, ed_key("payer").verifying_key().to_bytes());
     assert!(settlement.wait_rounds(2, ROUNDS));
     World {
@@ -216,19 +223,15 @@ async fn an_unreachable_chain_delays_settlement_and_loses_nothing() {
 async fn the_payer_tops_up_when_what_it_signed_nears_the_deposit() {
     let Some(node) = node(31337) else { return };
     let w = world(&node, 2 * ETHER).await;
-    let payer = ok(ChainSettlement::start(ChainConfig {
-        rpc_url: node.url().to_string(),
-        chain_id: 31337,
-        contract: w.payer.address(),
-        key: eth_key("payer"),
-        channel_key: ed_key("payer").verifying_key().to_bytes(),
-        policy: Policy::default(),
-        poll_interval: Duration::from_millis(200),
-        top_up: TopUp {
+    let payer = start(
+        node.url(),
+        w.payer.address(),
+        "payer",
+        TopUp {
             below_permille: 800,
             step: Amount(ETHER),
         },
-    }));
+    );
     payer.signed(w.id, Amount(ETHER + ETHER / 2));
     assert!(payer.wait_rounds(2, ROUNDS));
     assert_eq!(
@@ -266,16 +269,7 @@ async fn a_channel_with_another_payer_key_counts_for_nothing() {
     let mut w = world(&node, ETHER).await;
     // The payee expects the payer to sign with "impostor", but the chain holds "payer".
     let impostor = ed_key("impostor");
-    let other = ok(ChainSettlement::start(ChainConfig {
-        rpc_url: node.url().to_string(),
-        chain_id: 31337,
-        contract: w.payer.address(),
-        key: eth_key("payee"),
-        channel_key: ed_key("payee").verifying_key().to_bytes(),
-        policy: Policy::default(),
-        poll_interval: Duration::from_millis(200),
-        top_up: TopUp::default(),
-    }));
+    let other = start(node.url(), w.payer.address(), "payee", TopUp::default());
     drop(std::mem::replace(&mut w.settlement, other));
     w.settlement
         .watch(w.id, impostor.verifying_key().to_bytes());
