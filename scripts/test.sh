@@ -20,6 +20,15 @@ else
   echo "== not root: not installing ${packages[*]}; network-namespace tests will skip"
 fi
 
+# Settlement tests run a local EVM node and check the committed contract artifacts against a fresh
+# compile: anvil and solc-js from the npm registry, into a git-ignored folder of the crate.
+settlement_tools=settlement/.tools
+if command -v npm >/dev/null && [ ! -x "$settlement_tools/node_modules/.bin/anvil" ]; then
+  echo "== installing anvil and solc (npm) into $settlement_tools"
+  npm install --silent --no-audit --no-fund --prefix "$settlement_tools" \
+    @foundry-rs/anvil-linux-amd64@1.7.1 solc@0.8.37 >/dev/null
+fi
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
