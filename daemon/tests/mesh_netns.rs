@@ -59,7 +59,7 @@ fn keypair() -> (String, String) {
 /// Starts babeld-rs in `ns` with only `interface X type mesh` lines (plus `extra`); no
 /// interface on the command line and no tunnel lines.
 fn mesh_router(ns: &Netns, name: &str, ifaces: &[&str], extra: &str) -> Daemon {
-    let mut conf = format!("{FILTERS}local-port-readwrite 33123\n{extra}");
+    let mut conf = format!("{FILTERS}{extra}");
     for i in ifaces {
         conf.push_str(&format!("interface {i} type mesh\n"));
     }
@@ -340,4 +340,330 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         "tunnel interfaces left behind"
     );
     let _ = run(&["true"]);
+}
+
+/// Sends `datagrams` to the discovery group on `dev` from namespace `ns`.
+fn send_discovery(ns: &Netns, dev: &str, datagrams: Vec<Vec<u8>>) {
+    let ix = ns.ifindex(dev);
+    ns.spawn(move || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let to = std::net::SocketAddrV6::new("ff02::114".parse().unwrap(), 6697, 0, ix);
+        for d in datagrams {
+            s.send_to(&d, to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+fn announcement(key_b64: &str, port: u16) -> Vec<u8> {
+    let key: tunnel::PublicKey = key_b64.parse().unwrap();
+    daemon::discovery::Announcement {
+        public_key: key,
+        port,
+        seqno: 1,
+    }
+    .encode()
+    .to_vec()
+}
+
+fn counter(ns: &Netns, name: &str) -> u64 {
+    json(ns)["mesh"][0]["counters"][name].as_u64().unwrap_or(0)
+}
+
+/// The neighbour with key `key` (state, tunnel, endpoint).
+fn neighbour(ns: &Netns, key: &str) -> Option<(String, String)> {
+    neighbours(ns)
+        .into_iter()
+        .find(|n| n.1 == key)
+        .map(|n| (n.2, n.3))
+}
+
+#[test]
+fn bridge_policies_intruder_and_forged_announcements() {
+    let test = "bridge_policies_intruder_and_forged_announcements";
+    if !usable(test) {
+        return;
+    }
+    // Routers a, b, c and an intruder x (no daemon) on one bridge in a switch namespace.
+    let sw = Netns::new("mshsw");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.ip(&["link", "set", "br0", "up"]);
+    let a = node("mshb", 1);
+    let b = node("mshb", 2);
+    let c = node("mshb", 3);
+    let x = Netns::new("mshx");
+    for (ns, port) in [(&a, "pa"), (&b, "pb"), (&c, "pc"), (&x, "px")] {
+        veth(ns, "mb0", &sw, port);
+        sw.ip(&["link", "set", port, "master", "br0"]);
+    }
+    let (ka, pa) = keypair();
+    let (kb, pb) = keypair();
+    let (kc, pc) = keypair();
+    // a accepts only b.
+    let _da = mesh_router(
+        &a,
+        "mshb-a",
+        &["mb0"],
+        &format!(
+            "mesh-private-key {ka}\nmesh-policy allow-list\nmesh-allow {pb}\nmesh-timeout 8\n"
+        ),
+    );
+    let _db = mesh_router(&b, "mshb-b", &["mb0"], &format!("mesh-private-key {kb}\n"));
+    let _dc = mesh_router(&c, "mshb-c", &["mb0"], &format!("mesh-private-key {kc}\n"));
+    assert!(
+        wait_for(60, || neighbour(&a, &pb).is_some_and(|n| n.0 == "up")
+            && neighbour(&a, &pc).is_some_and(|n| n.0 == "refused")
+            && neighbour(&b, &pc).is_some_and(|n| n.0 == "up")),
+        "a: {:?}\nb: {:?}",
+        neighbours(&a),
+        neighbours(&b)
+    );
+    // The allow-list leaves c out: no tunnel to it, and every route of a goes through b's
+    // tunnel, c's prefixes too.
+    assert!(
+        wait_for(60, || has_route(&a, "fd77::3")
+            && has_route(&a, "10.77.0.3")),
+        "{:?}",
+        babel_routes(&a)
+    );
+    let to_b = neighbour(&a, &pb).unwrap().1;
+    for r in babel_routes(&a) {
+        assert!(
+            r.contains(&format!("dev {to_b}")),
+            "route not through b: {r}"
+        );
+    }
+    assert_eq!(neighbour(&a, &pc).unwrap().1, "-");
+    assert!(counter(&a, "refused") > 0);
+
+    // The intruder sends to a far prefix (c's) through a: nothing is forwarded, and the
+    // counter of a's filter says why.
+    let a_ll = a.link_local("mb0").to_string();
+    x.ip(&["-6", "addr", "add", "fd66::9/64", "dev", "mb0"]);
+    x.ip(&["addr", "add", "10.66.0.9/24", "dev", "mb0"]);
+    x.ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd77::3/128",
+        "via",
+        &a_ll,
+        "dev",
+        "mb0",
+    ]);
+    x.ip(&[
+        "route",
+        "add",
+        "10.77.0.3/32",
+        "via",
+        "inet6",
+        &a_ll,
+        "dev",
+        "mb0",
+    ]);
+    let before = nft_counter(&a, "mesh_in_mb0");
+    for (fam, dst) in [("-6", "fd77::3"), ("-4", "10.77.0.3")] {
+        assert!(
+            !ping(&x, fam, dst, &["-c", "3", "-i", "0.2"]),
+            "{dst} answered"
+        );
+    }
+    let dropped = nft_counter(&a, "mesh_in_mb0") - before;
+    println!("a dropped {dropped} packets from the intruder");
+    assert!(dropped >= 6, "dropped {dropped}");
+    // a's own traffic to the same destination goes through b's tunnel and passes.
+    assert!(ping(&a, "-6", "fd77::3", &[]));
+
+    // At runtime: open policy admits c.
+    let reply = try_control(&a, "mesh-policy open\nquit\n");
+    assert!(reply.trim_end().ends_with("ok"), "{reply}");
+    assert!(
+        wait_for(30, || neighbour(&a, &pc).is_some_and(|n| n.0 == "up")),
+        "{:?}",
+        neighbours(&a)
+    );
+
+    // Garbage and forged announcements from the intruder: dropped and counted, nothing else
+    // changes.
+    let tunnels_before: Vec<_> = neighbours(&a).into_iter().filter(|n| n.2 == "up").collect();
+    let links_before = a.ip(&["-o", "link", "show"]).lines().count();
+    let (_, fake) = keypair();
+    let mut bad_magic = announcement(&pb, 4000);
+    bad_magic[0] = b'X';
+    let mut bad_version = announcement(&pb, 4000);
+    bad_version[4] = 9;
+    let garbage = vec![
+        vec![0u8; 10],
+        vec![0xff; 48],
+        bad_magic,
+        bad_version,
+        vec![0x42; 1400],
+        Vec::new(),
+    ];
+    let forged = vec![
+        announcement(&pa, 4000),   // a's own key
+        announcement(&pb, 40000),  // b's key from the intruder's address
+        announcement(&fake, 4000), // a key nobody will complete a handshake for
+    ];
+    let m0 = counter(&a, "malformed");
+    send_discovery(&x, "mb0", garbage);
+    send_discovery(&x, "mb0", forged);
+    assert!(
+        wait_for(10, || counter(&a, "malformed") >= m0 + 5
+            && counter(&a, "own_key") >= 1
+            && counter(&a, "endpoint_ignored") >= 1),
+        "{}",
+        json(&a)["mesh"][0]["counters"]
+    );
+    assert_eq!(
+        neighbour(&a, &fake).map(|n| n.0),
+        Some("pending".to_owned())
+    );
+    let v = json(&a);
+    let b_ep = v["mesh"][0]["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["public_key"] == pb.as_str())
+        .unwrap()["endpoint"]
+        .clone();
+    assert!(
+        b_ep.as_str()
+            .unwrap()
+            .contains(&b.link_local("mb0").to_string()),
+        "{b_ep}"
+    );
+    // The forged key is forgotten after the timeout, never having had a tunnel.
+    assert!(
+        wait_for(30, || neighbour(&a, &fake).is_none()),
+        "{:?}",
+        neighbours(&a)
+    );
+    assert!(counter(&a, "never_authenticated") >= 1);
+    let tunnels_after: Vec<_> = neighbours(&a).into_iter().filter(|n| n.2 == "up").collect();
+    assert_eq!(tunnels_before, tunnels_after);
+    assert_eq!(a.ip(&["-o", "link", "show"]).lines().count(), links_before);
+
+    // Deny-list denying b: its tunnel goes at once, routes move to c.
+    let reply = try_control(
+        &a,
+        &format!("mesh-policy deny-list\nmesh-deny {pb}\nquit\n"),
+    );
+    assert!(reply.matches("ok").count() >= 2, "{reply}");
+    assert!(
+        wait_for(20, || neighbour(&a, &pb).is_some_and(|n| n.0 == "refused")
+            && !a.ip(&["-o", "link", "show"]).contains(&to_b)),
+        "{:?}",
+        neighbours(&a)
+    );
+    let to_c = neighbour(&a, &pc).unwrap().1;
+    assert!(
+        wait_for(60, || has_route(&a, "fd77::2")
+            && babel_routes(&a)
+                .iter()
+                .all(|r| r.contains(&format!("dev {to_c}")))),
+        "{:?}",
+        babel_routes(&a)
+    );
+}
+
+/// Reads monitor lines from `ns`'s control socket until `done` holds for the text so far, or
+/// `secs` pass.
+fn monitor_until(
+    ns: &Netns,
+    secs: u64,
+    done: impl Fn(&str) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    ns.spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("::1", 33123)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
+        s.write_all(b"monitor\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline && !done(&text) {
+            if let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        text
+    })
+}
+
+#[test]
+fn neighbour_comes_back_with_a_new_key() {
+    let test = "neighbour_comes_back_with_a_new_key";
+    if !usable(test) {
+        return;
+    }
+    let a = node("mshk", 1);
+    let b = node("mshk", 2);
+    veth(&a, "mka", &b, "mkb");
+    let (kb1, pb1) = keypair();
+    let (kb2, pb2) = keypair();
+    let _da = mesh_router(&a, "mshk-a", &["mka"], "mesh-timeout 6\n");
+    assert!(wait_for(20, || !try_control(&a, "quit\n").is_empty()));
+    let mut db = mesh_router(
+        &b,
+        "mshk-b1",
+        &["mkb"],
+        &format!("mesh-private-key {kb1}\n"),
+    );
+    assert!(
+        wait_for(30, || neighbour(&a, &pb1).is_some_and(|n| n.0 == "up")),
+        "{:?}",
+        neighbours(&a)
+    );
+    assert!(wait_for(60, || has_route(&a, "fd77::2")));
+    let old = neighbour(&a, &pb1).unwrap().1;
+    let (f1, a1) = (
+        format!("flush mesh-neighbour {pb1}"),
+        format!("add mesh-neighbour {pb2}"),
+    );
+    let monitor = monitor_until(&a, 90, move |t| t.contains(&f1) && t.contains(&a1));
+    // b goes away and comes back with a new key.
+    assert!(db.terminate().is_some());
+    drop(db);
+    let _db2 = mesh_router(
+        &b,
+        "mshk-b2",
+        &["mkb"],
+        &format!("mesh-private-key {kb2}\n"),
+    );
+    assert!(
+        wait_for(60, || neighbour(&a, &pb2).is_some_and(|n| n.0 == "up")
+            && neighbour(&a, &pb1).is_none()),
+        "{:?}",
+        neighbours(&a)
+    );
+    let new = neighbour(&a, &pb2).unwrap().1;
+    assert_ne!(old, new);
+    assert!(
+        wait_for(10, || !a.ip(&["-o", "link", "show"]).contains(&old)),
+        "old tunnel interface {old} still there"
+    );
+    assert!(
+        wait_for(60, || has_route(&a, "fd77::2")
+            && babel_routes(&a)
+                .iter()
+                .all(|r| r.contains(&format!("dev {new}")))),
+        "{:?}",
+        babel_routes(&a)
+    );
+    assert!(ping(&a, "-6", "fd77::2", &[]));
+    let text = monitor.join().unwrap();
+    assert!(
+        text.contains(&format!("flush mesh-neighbour {pb1}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("add mesh-neighbour {pb2}")),
+        "{text}"
+    );
 }

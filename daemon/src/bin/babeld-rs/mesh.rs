@@ -468,7 +468,18 @@ impl Driver {
                             self.phys,
                             t.name
                         );
-                        let line = view.map_or_else(String::new, |v| v.line("flush", &self.phys));
+                        // Discovery may have forgotten the neighbour already (a timeout).
+                        let line = view.map_or_else(
+                            || {
+                                format!(
+                                    "flush mesh-neighbour {} if {} state down tunnel {}",
+                                    key.to_base64(),
+                                    self.phys,
+                                    t.name
+                                )
+                            },
+                            |v| v.line("flush", &self.phys),
+                        );
                         let _ = self.events.send(MeshEvent::Down {
                             tunnel: t.name,
                             line,
