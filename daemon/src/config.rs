@@ -331,7 +331,7 @@ pub struct TunnelOptions {
     pub private_key: String,
     /// UDP port (`None`: any).
     pub listen_port: Option<u16>,
-    /// MTU of the tunnel interface (default 1420).
+    /// MTU of the tunnel interface (default 1340, which fits inside a mesh tunnel).
     pub mtu: Option<u32>,
 }
 

@@ -35,6 +35,8 @@ pub const ANNOUNCEMENT_LEN: usize = 48;
 /// IPv6 (40) + UDP (8) + WireGuard transport header and tag (32): what one tunnel layer costs
 /// when its outer packets are IPv6, the worst case (spec/discovery.md, "MTU").
 pub const TUNNEL_OVERHEAD: u32 = 80;
+/// The default MTU of `tunnel` lines: a tunnel inside a mesh tunnel on a 1500-byte link.
+pub const INNER_TUNNEL_MTU: u32 = 1500 - 2 * TUNNEL_OVERHEAD;
 /// The smallest MTU IPv6 allows on a link (RFC 8200 §5); a mesh tunnel never goes below it.
 pub const MIN_MTU: u32 = 1280;
 

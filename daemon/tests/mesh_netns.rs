@@ -667,3 +667,102 @@ fn neighbour_comes_back_with_a_new_key() {
         "{text}"
     );
 }
+
+fn snmp(ns: &Netns, file: &str, field: &str) -> u64 {
+    let text = ns.exec(&["cat", file]);
+    if file.ends_with("snmp6") {
+        return text
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(field)).then(|| w.next().unwrap().parse().unwrap())
+            })
+            .unwrap();
+    }
+    // /proc/net/snmp: a header line of names, then a line of values, per protocol.
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Ip:")).collect();
+    let names: Vec<&str> = lines[0].split_whitespace().collect();
+    let values: Vec<&str> = lines[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == field).unwrap();
+    values[i].parse().unwrap()
+}
+
+#[test]
+fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
+    let test = "full_size_packets_of_both_families_through_two_layers_of_tunnel";
+    if !usable(test) {
+        return;
+    }
+    // a and b on a 1500-byte veth: mesh tunnels of 1420. Inside the mesh tunnel, a static
+    // tunnel between the routers' loopback addresses (the user-to-exit tunnel of later), with
+    // the default MTU for `tunnel` lines: 1340.
+    let a = node("mshm", 1);
+    let b = node("mshm", 2);
+    veth(&a, "mma", &b, "mmb");
+    let ((ka, pa), (kb, pb)) = (keypair(), keypair());
+    let _da = mesh_router(
+        &a,
+        "mshm-a",
+        &["mma"],
+        &format!(
+            "tunnel mmwa private-key {ka} listen-port 51830\ntunnel-peer mmwa public-key {pb} endpoint [fd77::2]:51831 persistent-keepalive 5\n"
+        ),
+    );
+    let _db = mesh_router(
+        &b,
+        "mshm-b",
+        &["mmb"],
+        &format!(
+            "tunnel mmwb private-key {kb} listen-port 51831\ntunnel-peer mmwb public-key {pa} endpoint [fd77::1]:51830 persistent-keepalive 5\n"
+        ),
+    );
+    assert!(
+        wait_for(60, || has_route(&a, "fd77::2") && has_route(&b, "fd77::1")),
+        "{:?}",
+        babel_routes(&a)
+    );
+    let mesh_tunnel = neighbours(&a)[0].3.clone();
+    let mtu = |ns: &Netns, dev: &str| -> u32 {
+        let o = ns.ip(&["-o", "link", "show", "dev", dev]);
+        o.split_whitespace()
+            .skip_while(|w| *w != "mtu")
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(mtu(&a, "mma"), 1500);
+    assert_eq!(mtu(&a, &mesh_tunnel), 1420);
+    assert_eq!(mtu(&a, "mmwa"), 1340);
+    a.ip(&["addr", "add", "10.99.0.1/24", "dev", "mmwa"]);
+    a.ip(&["-6", "addr", "add", "fd99::1/64", "dev", "mmwa", "nodad"]);
+    b.ip(&["addr", "add", "10.99.0.2/24", "dev", "mmwb"]);
+    b.ip(&["-6", "addr", "add", "fd99::2/64", "dev", "mmwb", "nodad"]);
+    let frag = |ns: &Netns| {
+        (
+            snmp(ns, "/proc/net/snmp", "FragCreates"),
+            snmp(ns, "/proc/net/snmp6", "Ip6FragCreates"),
+            snmp(ns, "/proc/net/snmp6", "Ip6ReasmReqds"),
+        )
+    };
+    let (fa, fb) = (frag(&a), frag(&b));
+    // 1340-byte IP packets, don't-fragment: 1340 + 80 = 1420 in the mesh tunnel, + 80 = 1500
+    // on the wire.
+    for (fam, dst, size) in [("-4", "10.99.0.2", "1312"), ("-6", "fd99::2", "1292")] {
+        assert!(
+            wait_for(30, || ping(&a, fam, dst, &["-M", "do", "-s", size])),
+            "full-size {fam} ping through two layers"
+        );
+        for _ in 0..5 {
+            assert!(
+                ping(&a, fam, dst, &["-M", "do", "-s", size]),
+                "{fam} {size}"
+            );
+        }
+    }
+    // One byte more does not fit the inner tunnel: refused at the source, not fragmented.
+    assert!(!ping(&a, "-4", "10.99.0.2", &["-M", "do", "-s", "1313"]));
+    assert!(!ping(&a, "-6", "fd99::2", &["-M", "do", "-s", "1293"]));
+    assert_eq!(frag(&a), fa, "a fragmented or reassembled");
+    assert_eq!(frag(&b), fb, "b fragmented or reassembled");
+}

@@ -137,7 +137,7 @@ impl Device {
         };
         let prng = ChaCha20Rng::from_rng(&mut self.rng)
             .unwrap_or_else(|_| ChaCha20Rng::from_seed([1; 32]));
-        let peer = Peer::with_index_base(
+        let mut peer = Peer::with_index_base(
             self.identity.clone(),
             public,
             options,
@@ -145,6 +145,8 @@ impl Device {
             prng,
             base,
         );
+        // A peer added after `set_mtu` pads within the same MTU as the others.
+        peer.set_mtu(self.mtu);
         self.by_index_base.insert(base >> 8, id);
         self.by_public.insert(public, id);
         for p in allowed_ips {
