@@ -37,6 +37,8 @@ pub const ANNOUNCEMENT_LEN: usize = 48;
 pub const TUNNEL_OVERHEAD: u32 = 80;
 /// The default MTU of `tunnel` lines: a tunnel inside a mesh tunnel on a 1500-byte link.
 pub const INNER_TUNNEL_MTU: u32 = 1500 - 2 * TUNNEL_OVERHEAD;
+/// Most neighbours (pending, up or refused) one mesh interface keeps.
+pub const MAX_NEIGHBOURS: usize = 512;
 /// The smallest MTU IPv6 allows on a link (RFC 8200 §5); a mesh tunnel never goes below it.
 pub const MIN_MTU: u32 = 1280;
 
@@ -586,6 +588,17 @@ impl Discovery {
         }
     }
 
+    /// The driver could not create the tunnel interface of an up neighbour: back to pending,
+    /// so that its next authenticated packet tries again.
+    pub fn tunnel_failed(&mut self, key: &PublicKey) {
+        if let Some(n) = self.neighbours.get_mut(key)
+            && n.state == NeighbourState::Up
+        {
+            n.state = NeighbourState::Pending;
+            self.counters.tunnels_up = self.counters.tunnels_up.saturating_sub(1);
+        }
+    }
+
     /// Applies a new accept policy: refused neighbours lose their tunnel at once; newly
     /// accepted ones get a peer and a handshake.
     pub fn set_policy(&mut self, now: Instant, policy: &AcceptPolicy) {
@@ -924,6 +937,24 @@ mod tests {
         d.handle_timeout(t0 + Duration::from_secs(31));
         assert_eq!(d.counters().never_authenticated, 2);
         assert_eq!(d.neighbours().count(), 1);
+    }
+
+    #[test]
+    fn a_tunnel_that_could_not_be_created_is_retried() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new(key(9), Timers::default(), 8);
+        d.handle_announcement(t0, ll(1, 1), &ann(1, 1), &AcceptPolicy::default())
+            .unwrap();
+        d.authenticated(t0, &key(1), None);
+        assert_eq!(
+            drain(&mut d).last(),
+            Some(&Output::TunnelUp { key: key(1) })
+        );
+        d.tunnel_failed(&key(1));
+        assert_eq!(d.neighbour(&key(1)).unwrap().state, NeighbourState::Pending);
+        d.authenticated(t0, &key(1), None);
+        assert_eq!(drain(&mut d), vec![Output::TunnelUp { key: key(1) }]);
+        assert_eq!(d.counters().tunnels_up, 1);
     }
 
     #[test]

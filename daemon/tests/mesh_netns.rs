@@ -766,3 +766,123 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     assert_eq!(frag(&a), fa, "a fragmented or reassembled");
     assert_eq!(frag(&b), fb, "b fragmented or reassembled");
 }
+
+/// Tunnel routes to other routers' `fd77::N` addresses in a namespace, read from
+/// `/proc/<pid>/net/ipv6_route` of the daemon (no fork per poll).
+fn tunnel_routes(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/net/ipv6_route"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() == 10 && w[0].starts_with("fd77") && w[1] == "80" && w[9].starts_with('m')
+        })
+        .count()
+}
+
+/// (CPU seconds, resident KiB, threads) of a process.
+fn usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (ticks as f64 / hz, field("VmRSS:"), field("Threads:"))
+}
+
+/// N routers on one bridge, each a neighbour of every other: N-1 tunnels each. N is
+/// `MESH_NEIGHBOURS` (default 6 for CI; `scripts/bench-mesh.sh` runs 50).
+#[test]
+fn many_neighbours_on_one_bridge() {
+    let test = "many_neighbours_on_one_bridge";
+    if !usable(test) {
+        return;
+    }
+    let n: usize = std::env::var("MESH_NEIGHBOURS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+        .clamp(2, 200);
+    let sw = Netns::new("mshn");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.ip(&["link", "set", "br0", "up"]);
+    let nodes: Vec<Netns> = (1..=n).map(|i| node("mshn", i as u8)).collect();
+    for (i, ns) in nodes.iter().enumerate() {
+        let port = format!("p{i}");
+        veth(ns, "mn0", &sw, &port);
+        sw.ip(&["link", "set", &port, "master", "br0"]);
+    }
+    let started = std::time::Instant::now();
+    let daemons: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        // Babel's default intervals (Hellos every 4 s), not the 1 s of the other tests.
+        .map(|(i, ns)| {
+            mesh_router(
+                ns,
+                &format!("mshn-{i}"),
+                &["mn0"],
+                "default hello-interval 4\n",
+            )
+        })
+        .collect();
+    let pids: Vec<u32> = daemons.iter().map(|d| d.child.id()).collect();
+    let all_up = wait_for(600, || nodes.iter().all(|ns| up_count(ns) == n - 1));
+    let up_s = started.elapsed().as_secs_f64();
+    assert!(
+        all_up,
+        "tunnels up: {:?}",
+        nodes.iter().map(up_count).collect::<Vec<_>>()
+    );
+    let converged = wait_for(600, || pids.iter().all(|p| tunnel_routes(*p) == n - 1));
+    let routes_s = started.elapsed().as_secs_f64();
+    assert!(
+        converged,
+        "routes: {:?}",
+        pids.iter().map(|p| tunnel_routes(*p)).collect::<Vec<_>>()
+    );
+    let u: Vec<(f64, u64, u64)> = pids.iter().map(|p| usage(*p)).collect();
+    let cpu: Vec<f64> = u.iter().map(|x| x.0).collect();
+    // Steady state: CPU over a further 30 s (a measurement, not a wait for an event).
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    let steady: f64 = pids
+        .iter()
+        .zip(&cpu)
+        .map(|(p, before)| usage(*p).0 - before)
+        .sum::<f64>()
+        / 30.0;
+    let rss: Vec<u64> = u.iter().map(|x| x.1).collect();
+    println!(
+        "MESH n={n} routers on one bridge ({} tunnels each): all tunnels up after {up_s:.1} s, all routes after {routes_s:.1} s",
+        n - 1
+    );
+    println!(
+        "MESH cpu to converge per daemon: mean {:.2} s, max {:.2} s; steady state all daemons {:.1}% of one core",
+        cpu.iter().sum::<f64>() / n as f64,
+        cpu.iter().cloned().fold(0.0, f64::max),
+        steady * 100.0
+    );
+    println!(
+        "MESH rss per daemon: mean {} KiB, max {} KiB; threads {}",
+        rss.iter().sum::<u64>() / n as u64,
+        rss.iter().max().unwrap(),
+        u[0].2
+    );
+    // Everyone can reach everyone: first to last, both families.
+    let last = format!("fd77::{n}");
+    assert!(ping(&nodes[0], "-6", &last, &[]));
+    assert!(ping(&nodes[0], "-4", &format!("10.77.0.{n}"), &[]));
+}

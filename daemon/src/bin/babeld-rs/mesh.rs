@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use daemon::config::{Config, InterfaceType};
 use daemon::discovery::{
-    Announcement, Discovery, GROUP, MeshView, NeighbourState, NeighbourView, Output, PORT,
-    tunnel_mtu,
+    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
+    Output, PORT, tunnel_mtu,
 };
 use kernel_fib::NetlinkFib;
 use tokio::net::UdpSocket;
@@ -22,8 +22,6 @@ use tokio::sync::mpsc;
 use tunnel::driver::TunDevice;
 use tunnel::{DeviceAction, PeerId, PeerOptions, PublicKey};
 
-/// Most neighbours (pending, up or refused) one mesh interface keeps.
-const MAX_NEIGHBOURS: usize = 512;
 /// The nftables table the daemon owns (family `inet`).
 pub const NFT_TABLE: &str = "babeld_rs";
 
@@ -450,7 +448,10 @@ impl Driver {
                     if let Some(id) = self.device.peer_id(&key)
                         && let Err(e) = self.tunnel_up(id, &key).await
                     {
+                        // The next authenticated packet tries again.
                         tracing::warn!("mesh {}: tunnel to {key}: {e:#}", self.phys);
+                        self.discovery.tunnel_failed(&key);
+                        self.seen.remove(&id);
                     }
                 }
                 Output::Remove { key, reason } => {
@@ -461,7 +462,10 @@ impl Driver {
                     self.device.remove_peer(id);
                     self.seen.remove(&id);
                     if let Some(t) = self.tunnels.remove(&id) {
+                        // Wait until the reader task (which holds the TUN too) is gone, so the
+                        // interface is gone and its name free when this function returns.
                         t.reader.abort();
+                        let _ = t.reader.await;
                         drop(t.tun);
                         tracing::info!(
                             "mesh {}: tunnel {} to {key} removed ({reason})",
