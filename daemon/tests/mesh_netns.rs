@@ -470,6 +470,12 @@ fn bridge_policies_intruder_and_forged_announcements() {
         );
     }
     let dropped = nft_counter(&a, "mesh_in_mb0") - before;
+    // Traffic to the router itself on the link is not forwarding and passes.
+    assert!(
+        ping(&x, "-6", &format!("{a_ll}%mb0"), &[]),
+        "a's link-local address"
+    );
+    assert_eq!(nft_counter(&a, "mesh_in_mb0") - before, dropped);
     println!("a dropped {dropped} packets from the intruder");
     assert!(dropped >= 6, "dropped {dropped}");
     // a's own traffic to the same destination goes through b's tunnel and passes.
@@ -780,8 +786,8 @@ fn tunnel_routes(pid: u32) -> usize {
         .count()
 }
 
-/// (CPU seconds, resident KiB, threads) of a process.
-fn usage(pid: u32) -> (f64, u64, u64) {
+/// (CPU seconds, resident KiB, threads, open file descriptors) of a process.
+fn usage(pid: u32) -> (f64, u64, u64, usize) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -800,7 +806,8 @@ fn usage(pid: u32) -> (f64, u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (ticks as f64 / hz, field("VmRSS:"), field("Threads:"))
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (ticks as f64 / hz, field("VmRSS:"), field("Threads:"), fds)
 }
 
 /// N routers on one bridge, each a neighbour of every other: N-1 tunnels each. N is
@@ -854,7 +861,7 @@ fn many_neighbours_on_one_bridge() {
         "routes: {:?}",
         pids.iter().map(|p| tunnel_routes(*p)).collect::<Vec<_>>()
     );
-    let u: Vec<(f64, u64, u64)> = pids.iter().map(|p| usage(*p)).collect();
+    let u: Vec<(f64, u64, u64, usize)> = pids.iter().map(|p| usage(*p)).collect();
     let cpu: Vec<f64> = u.iter().map(|x| x.0).collect();
     // Steady state: CPU over a further 30 s (a measurement, not a wait for an event).
     std::thread::sleep(std::time::Duration::from_secs(30));
@@ -876,10 +883,11 @@ fn many_neighbours_on_one_bridge() {
         steady * 100.0
     );
     println!(
-        "MESH rss per daemon: mean {} KiB, max {} KiB; threads {}",
+        "MESH rss per daemon: mean {} KiB, max {} KiB; threads {}, open files {}",
         rss.iter().sum::<u64>() / n as u64,
         rss.iter().max().unwrap(),
-        u[0].2
+        u[0].2,
+        u[0].3
     );
     // Everyone can reach everyone: first to last, both families.
     let last = format!("fd77::{n}");
