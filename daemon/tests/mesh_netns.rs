@@ -15,7 +15,7 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, has_route, have, node, run,
+    Daemon, FILTERS, Netns, babel_routes, can_use_netns, has_route, have, keypair, node, run,
     start_with_config, tmp, try_control, veth, wait_for,
 };
 
@@ -31,29 +31,6 @@ fn usable(test: &str) -> bool {
         return false;
     }
     true
-}
-
-fn keypair() -> (String, String) {
-    let private = Command::new(CTL).arg("genkey").output().unwrap();
-    let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();
-    let mut child = Command::new(CTL)
-        .arg("pubkey")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let public = String::from_utf8(child.wait_with_output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
-    (private, public)
 }
 
 /// Starts babeld-rs in `ns` with only `interface X type mesh` lines (plus `extra`); no

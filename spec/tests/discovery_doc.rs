@@ -13,19 +13,13 @@ fn doc() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/discovery.md")).unwrap()
 }
 
-/// The rows of the table under `heading`, cells trimmed of spaces and backquotes.
+/// The rows of the table under `heading`, cells trimmed of backquotes.
 fn rows(heading: &str) -> Vec<Vec<String>> {
-    let doc = doc();
-    let start = doc.find(heading).unwrap_or_else(|| panic!("no {heading}"));
-    doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            l.split('|')
-                .map(|c| c.trim().trim_matches('`').to_owned())
-                .filter(|c| !c.is_empty())
+    spec::table_rows(&doc(), heading)
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|c| c.trim_matches('`').to_owned())
                 .collect()
         })
         .collect()

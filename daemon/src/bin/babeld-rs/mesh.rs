@@ -91,17 +91,12 @@ pub fn start(config: &Config, interfaces: &mut Vec<String>) -> anyhow::Result<Op
         std::thread::Builder::new()
             .name(format!("mesh-{p}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                let ran = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("mesh {name}: {e}");
-                        return;
-                    }
-                };
-                if let Err(e) = rt.block_on(run(name.clone(), k, t, v, tx)) {
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(run(name.clone(), k, t, v, tx)));
+                if let Err(e) = ran {
                     tracing::error!("mesh {name}: {e:#}");
                 }
             })?;
@@ -346,14 +341,18 @@ async fn run(
     }
 }
 
+async fn send(socket: &UdpSocket, phys: &str, to: SocketAddr, data: &[u8]) {
+    if let Err(e) = socket.send_to(data, to).await {
+        tracing::debug!(%to, "mesh {phys}: udp send: {e}");
+    }
+}
+
 impl Driver {
     async fn datagram(&mut self, src: SocketAddr, data: &[u8]) {
         let t = now();
         match self.device.handle_datagram(&t, src, data, &mut self.out) {
             Ok(DeviceAction::Send { to, data, .. }) => {
-                if let Err(e) = self.socket.send_to(data, to).await {
-                    tracing::debug!(%to, "mesh {}: udp send: {e}", self.phys);
-                }
+                send(&self.socket, &self.phys, to, data).await;
             }
             Ok(DeviceAction::WriteToTunnel { peer, packet }) => {
                 if let Some(t) = self.tunnels.get(&peer) {
@@ -373,9 +372,7 @@ impl Driver {
         let t = now();
         match self.device.encapsulate_to(&t, id, pkt, &mut self.out) {
             Ok(DeviceAction::Send { to, data, .. }) => {
-                if let Err(e) = self.socket.send_to(data, to).await {
-                    tracing::debug!(%to, "mesh {}: udp send: {e}", self.phys);
-                }
+                send(&self.socket, &self.phys, to, data).await;
             }
             Ok(_) => {}
             Err(e) => tracing::trace!("mesh {}: outgoing packet dropped: {e}", self.phys),
@@ -386,9 +383,7 @@ impl Driver {
     async fn flush(&mut self) {
         let t = now();
         while let Some((_, to, data)) = self.device.poll_transmit(&t, &mut self.out) {
-            if let Err(e) = self.socket.send_to(data, to).await {
-                tracing::debug!(%to, "mesh {}: udp send: {e}", self.phys);
-            }
+            send(&self.socket, &self.phys, to, data).await;
         }
     }
 
@@ -501,9 +496,7 @@ impl Driver {
         let t = now();
         match self.device.initiate(&t, id, &mut self.out) {
             Ok(DeviceAction::Send { to, data, .. }) => {
-                if let Err(e) = self.socket.send_to(data, to).await {
-                    tracing::debug!(%to, "mesh {}: udp send: {e}", self.phys);
-                }
+                send(&self.socket, &self.phys, to, data).await;
             }
             Ok(_) => {}
             Err(e) => tracing::debug!("mesh {}: handshake: {e}", self.phys),
