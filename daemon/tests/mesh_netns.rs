@@ -809,6 +809,14 @@ fn many_neighbours_on_one_bridge() {
         veth(ns, "mn0", &sw, &port);
         sw.ip(&["link", "set", &port, "master", "br0"]);
     }
+    // Every namespace's neighbour entries count against one table of the whole host; N routers
+    // need about 3·N² of them (N-1 on the bridge and N-1 tunnel next hops each, both families).
+    let gc =
+        std::fs::read_to_string("/proc/sys/net/ipv6/neigh/default/gc_thresh3").unwrap_or_default();
+    println!(
+        "MESH host neighbour table limit (net.ipv6.neigh.default.gc_thresh3): {}",
+        gc.trim()
+    );
     let started = std::time::Instant::now();
     let daemons: Vec<Daemon> = nodes
         .iter()
