@@ -213,6 +213,14 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         "tunnels up after {tunnels_s:.1} s, routes after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // RTT is on, as babeld does for tunnels: every Babel neighbour has a measured RTT.
+    assert!(
+        wait_for(30, || json(&ns[2])["neighbours"].as_array().is_some_and(
+            |a| a.len() == 2 && a.iter().all(|n| n["rtt_ms"].is_number())
+        )),
+        "{}",
+        json(&ns[2])["neighbours"]
+    );
     let r1_tunnel = neighbours(&ns[0])[0].3.clone();
     for r in babel_routes(&ns[0]) {
         assert!(r.contains(&format!("dev {r1_tunnel}")), "{r}");
@@ -640,6 +648,25 @@ fn neighbour_comes_back_with_a_new_key() {
         babel_routes(&a)
     );
     assert!(ping(&a, "-6", "fd77::2", &[]));
+    // b's address changes (same key): the tunnel follows it by its authenticated packets.
+    b.ip(&["-6", "addr", "flush", "dev", "mkb", "scope", "link"]);
+    b.ip(&["-6", "addr", "add", "fe80::beef/64", "dev", "mkb"]);
+    assert!(
+        wait_for(60, || json(&a)["mesh"][0]["neighbours"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["public_key"] == pb2.as_str()
+                && n["state"] == "up"
+                && n["endpoint"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("fe80::beef"))),
+        "{}",
+        json(&a)["mesh"]
+    );
+    assert_eq!(neighbour(&a, &pb2).unwrap().1, new, "same tunnel");
+    assert!(wait_for(30, || ping(&a, "-6", "fd77::2", &[])));
     let text = monitor.join().unwrap();
     assert!(
         text.contains(&format!("flush mesh-neighbour {pb1}")),
