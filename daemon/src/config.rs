@@ -71,6 +71,9 @@ pub enum InterfaceType {
     Wireless,
     /// Like wired, with timestamps and an RTT penalty.
     Tunnel,
+    /// Ours: a physical link that runs no Babel itself; the daemon discovers its neighbours and
+    /// runs Babel over one tunnel per neighbour (crate::discovery, spec/discovery.md).
+    Mesh,
 }
 
 /// `channel` (babeld 1.12 diversity routing).
@@ -330,7 +333,7 @@ pub struct TunnelOptions {
     pub private_key: String,
     /// UDP port (`None`: any).
     pub listen_port: Option<u16>,
-    /// MTU of the tunnel interface (default 1420).
+    /// MTU of the tunnel interface (default 1340, which fits inside a mesh tunnel).
     pub mtu: Option<u32>,
 }
 
@@ -371,6 +374,8 @@ pub enum Statement {
     TunnelPeer(String, TunnelPeer),
     /// `tunnel-policy NAME PEER-KEY allow|block|rate N`: the per-peer switch, at runtime too.
     TunnelPolicy(String, tunnel::PublicKey, tunnel::ForwardingPolicy),
+    /// `mesh-*`: discovery on `type mesh` interfaces.
+    Mesh(crate::discovery::MeshStatement),
 }
 
 /// A whole configuration.
@@ -388,6 +393,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     /// Tunnels with their peers, in the order named.
     pub tunnels: Vec<(String, TunnelOptions, Vec<TunnelPeer>)>,
+    /// `mesh-*` settings.
+    pub mesh: crate::discovery::MeshSettings,
 }
 
 impl Config {
@@ -424,6 +431,7 @@ impl Config {
                     p.policy = policy;
                 }
             }
+            Statement::Mesh(m) => self.mesh.apply(m),
             Statement::TunnelPeer(name, p) => {
                 if let Some((_, _, peers)) = self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
                     peers.retain(|q| q.public_key != p.public_key);
@@ -671,6 +679,16 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
             let policy = forwarding_policy(&mut w, "tunnel-policy")?;
             Statement::TunnelPolicy(name, key, policy)
         }
+        m if m.starts_with("mesh-") => {
+            let s = crate::discovery::MeshStatement::parse(m, w.next())?;
+            if ctx == Context::Runtime && !s.runtime() {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            if let Some(extra) = w.next() {
+                return Err(bad(first, extra, "unexpected word after the value"));
+            }
+            Statement::Mesh(s)
+        }
         "tunnel" | "tunnel-peer" => {
             if ctx == Context::Runtime {
                 return Err(ParseError::NotAtRuntime(first.to_owned()));
@@ -779,7 +797,8 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
                     "wired" => InterfaceType::Wired,
                     "wireless" => InterfaceType::Wireless,
                     "tunnel" => InterfaceType::Tunnel,
-                    _ => return Err(bad(k, v, "expected auto, wired, wireless or tunnel")),
+                    "mesh" => InterfaceType::Mesh,
+                    _ => return Err(bad(k, v, "expected auto, wired, wireless, tunnel or mesh")),
                 })
             }
             // Deprecated since babeld 1.7, still accepted.

@@ -136,6 +136,8 @@ pub struct Daemon {
     pub flushed: Vec<u32>,
     /// Running tunnels.
     pub tunnels: Vec<std::sync::Arc<std::sync::Mutex<TunnelState>>>,
+    /// Mesh interfaces (`type mesh`), as their drivers last saw them.
+    pub mesh: Vec<std::sync::Arc<std::sync::Mutex<crate::discovery::MeshView>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,6 +166,7 @@ impl Daemon {
             monitor_cache: HashMap::new(),
             flushed: Vec::new(),
             tunnels: Vec::new(),
+            mesh: Vec::new(),
         }
     }
 
@@ -301,6 +304,7 @@ impl Daemon {
         for r in self.engine.routes(self.now) {
             out.push(self.route_line(Change::Add, &r));
         }
+        out.extend(crate::discovery::dump_lines(&self.mesh));
         out
     }
 
@@ -469,6 +473,15 @@ impl Daemon {
                 }
                 t.pending.push((*key, *policy));
             }
+            Statement::Mesh(m) => {
+                let mut next = self.config.mesh.clone();
+                next.apply(m.clone());
+                for v in &self.mesh {
+                    let mut v = v.lock().map_err(|_| "mesh state poisoned".to_owned())?;
+                    v.policy = next.policy.clone();
+                    v.policy_generation += 1;
+                }
+            }
             Statement::Tunnel(..) | Statement::TunnelPeer(..) => {
                 return Err("tunnels cannot change at runtime".to_owned());
             }
@@ -489,6 +502,7 @@ impl Daemon {
             xroutes: Vec<JXroute>,
             routes: Vec<JRoute>,
             tunnels: Vec<TunnelState>,
+            mesh: Vec<crate::discovery::MeshView>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -541,6 +555,11 @@ impl Daemon {
             .collect();
         let j = J {
             tunnels,
+            mesh: self
+                .mesh
+                .iter()
+                .filter_map(|m| m.lock().ok().map(|m| m.clone()))
+                .collect(),
             router_id: self.engine.router_id().to_string(),
             seqno: self.engine.seqno(),
             fee: self.engine.fee(),
@@ -744,6 +763,8 @@ pub fn interface_config(
         InterfaceType::Wired => InterfaceKind::Wired,
         InterfaceType::Wireless => InterfaceKind::Wireless,
         InterfaceType::Tunnel => InterfaceKind::Tunnel,
+        // Babel never runs on a mesh interface itself, only on its tunnels.
+        InterfaceType::Mesh => InterfaceKind::Wired,
         InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
         // Ours: babeld 1.12 only tells wireless from not; a point-to-point device is a tunnel.
         InterfaceType::Auto if iface.point_to_point => InterfaceKind::Tunnel,

@@ -6,38 +6,12 @@
 mod common;
 
 use common::{
-    babel_routes, can_use_netns, control, has_route, node, start_router, tmp, veth, wait_for,
+    babel_routes, can_use_netns, control, has_route, keypair, node, start_router, tmp, veth,
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
-
-fn keypair() -> (String, String) {
-    let private = std::process::Command::new(CTL)
-        .arg("genkey")
-        .output()
-        .unwrap();
-    assert!(private.status.success());
-    let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();
-    let mut child = std::process::Command::new(CTL)
-        .arg("pubkey")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let public = String::from_utf8(child.wait_with_output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
-    (private, public)
-}
 
 #[test]
 fn two_routers_exchange_routes_only_through_our_tunnel() {

@@ -11,17 +11,9 @@ fn doc() -> String {
 
 /// The first-column cells of the table under `heading`, with their second column.
 fn table(heading: &str) -> Vec<(String, String)> {
-    let doc = doc();
-    let start = doc.find(heading).unwrap_or_else(|| panic!("no {heading}"));
-    doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            let c: Vec<&str> = l.split('|').map(str::trim).collect();
-            (c[1].trim_matches('`').to_owned(), c[2].to_owned())
-        })
+    spec::table_rows(&doc(), heading)
+        .into_iter()
+        .map(|c| (c[0].trim_matches('`').to_owned(), c[1].clone()))
         .collect()
 }
 

@@ -12,22 +12,7 @@ fn doc() -> String {
 
 /// The cells of the table rows under `heading` (header and separator skipped).
 fn rows(heading: &str) -> Vec<Vec<String>> {
-    let d = doc();
-    let start = d
-        .find(heading)
-        .unwrap_or_else(|| panic!("no heading {heading}"));
-    d[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_owned())
-                .collect()
-        })
-        .collect()
+    spec::table_rows(&doc(), heading)
 }
 
 fn ms(cell: &str) -> Duration {

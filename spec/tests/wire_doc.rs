@@ -7,17 +7,10 @@ use babel_wire::{subtlv, tlv};
 /// The `| number | name |` rows of the table under `heading`.
 fn table(heading: &str) -> Vec<(u8, String)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wire.md")).unwrap();
-    let start = doc
-        .find(heading)
-        .unwrap_or_else(|| panic!("no heading {heading}"));
-    doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            Some((cells.get(1)?.parse().ok()?, cells.get(2)?.to_string()))
-        })
+    // Header and separator rows do not parse as numbers, so skipping them is harmless.
+    spec::table_rows(&doc, heading)
+        .into_iter()
+        .filter_map(|c| Some((c.first()?.parse().ok()?, c.get(1)?.clone())))
         .collect()
 }
 

@@ -67,6 +67,10 @@ pub struct Device {
     next_id: u32,
     mtu: Option<usize>,
     stats: DeviceStats,
+    /// Check a decrypted packet's source against the sender's allowed IPs (WireGuard's
+    /// cryptokey routing). Off when every peer has an interface of its own, which then
+    /// identifies the sender.
+    check_source: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -104,6 +108,7 @@ impl Device {
             next_id: 0,
             mtu: None,
             stats: DeviceStats::default(),
+            check_source: true,
         }
     }
 
@@ -132,7 +137,7 @@ impl Device {
         };
         let prng = ChaCha20Rng::from_rng(&mut self.rng)
             .unwrap_or_else(|_| ChaCha20Rng::from_seed([1; 32]));
-        let peer = Peer::with_index_base(
+        let mut peer = Peer::with_index_base(
             self.identity.clone(),
             public,
             options,
@@ -140,6 +145,8 @@ impl Device {
             prng,
             base,
         );
+        // A peer added after `set_mtu` pads within the same MTU as the others.
+        peer.set_mtu(self.mtu);
         self.by_index_base.insert(base >> 8, id);
         self.by_public.insert(public, id);
         for p in allowed_ips {
@@ -188,6 +195,12 @@ impl Device {
         for p in self.peers.values_mut() {
             p.set_mtu(mtu);
         }
+    }
+    /// Turns the allowed-IPs check of decrypted packets' sources off (`false`) or on: for a
+    /// driver that gives every peer its own interface (one tunnel per mesh neighbour), where
+    /// the interface tells the kernel who sent a packet.
+    pub fn set_source_check(&mut self, on: bool) {
+        self.check_source = on;
     }
     /// Forces (or clears) the under-load state (tests, operator knob).
     pub fn set_under_load(&mut self, on: bool) {
@@ -375,6 +388,7 @@ impl Device {
                 };
                 peer.endpoint = Some(src);
                 if let Action::WriteToTunnel(_, inner_src) = &a
+                    && self.check_source
                     && self.allowed.lookup(*inner_src) != Some(&id)
                 {
                     return Err(self.peer_drop(id, DropReason::NotAllowedSource));

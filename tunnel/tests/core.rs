@@ -352,6 +352,18 @@ fn disallowed_inner_source_is_dropped() {
 }
 
 #[test]
+fn source_check_off_accepts_any_inner_source() {
+    // One interface per peer (mesh neighbours): the interface, not the allowed IPs, tells
+    // who sent a packet.
+    let mut n = established(26);
+    n.a.set_source_check(false);
+    n.send(Side::B, &ipv4([10, 9, 9, 9], IP_A, 10))
+        .unwrap_or(());
+    assert_eq!(n.tun_a.len(), 1);
+    assert_eq!(n.tun_a[0], ipv4([10, 9, 9, 9], IP_A, 10));
+}
+
+#[test]
 fn keepalive_after_receiving_data() {
     let mut n = established(15);
     let ka = n.b.peer(n.b_peer).unwrap().stats().tx_keepalives;

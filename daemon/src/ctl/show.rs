@@ -49,6 +49,8 @@ pub struct Dump {
     pub routes: Vec<Entry>,
     /// Tunnel peers (babeld-rs's `dump json` only), one entry per peer, id = tunnel name.
     pub tunnels: Vec<Entry>,
+    /// Neighbours of `type mesh` interfaces (babeld-rs's `mesh-neighbour` lines), id = key.
+    pub mesh: Vec<Entry>,
 }
 
 /// Parses a banner and `dump` reply.
@@ -79,6 +81,7 @@ pub fn parse_dump(text: &str) -> Dump {
                     "neighbour" => d.neighbours.push(e),
                     "xroute" => d.xroutes.push(e),
                     "route" => d.routes.push(e),
+                    "mesh-neighbour" => d.mesh.push(e),
                     _ => {}
                 }
             }
@@ -205,6 +208,39 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
             d.tunnels.push(e);
         }
     }
+    for m in v
+        .get("mesh")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+    {
+        for n in m
+            .get("neighbours")
+            .and_then(|n| n.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let mut e = Entry {
+                id: n.get("public_key").map(s).unwrap_or_default(),
+                fields: BTreeMap::new(),
+            };
+            e.fields
+                .insert("if".into(), m.get("interface").map(s).unwrap_or_default());
+            for (k, out) in [
+                ("endpoint", "endpoint"),
+                ("state", "state"),
+                ("tunnel", "tunnel"),
+                ("last_handshake_s", "handshake-age"),
+                ("handshakes", "handshakes"),
+                ("rx_bytes", "rx"),
+                ("tx_bytes", "tx"),
+            ] {
+                e.fields
+                    .insert(out.into(), n.get(k).map(s).unwrap_or_else(|| "-".into()));
+            }
+            d.mesh.push(e);
+        }
+    }
     if let Some(fee) = v.get("fee") {
         d.info.insert("local fee".into(), s(fee));
     }
@@ -310,6 +346,29 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
         table(
             out,
             &["ADDRESS", "IF", "REACH", "RXCOST", "TXCOST", "RTT", "COST"],
+            rows,
+        )?;
+    }
+    if (all || what == "neighbours") && !d.mesh.is_empty() {
+        writeln!(out, "\nMesh neighbours")?;
+        let rows = d
+            .mesh
+            .iter()
+            .map(|e| {
+                let mut r = vec![get(e, "if"), e.id.clone()];
+                r.extend(
+                    ["endpoint", "state", "tunnel", "handshake-age", "rx", "tx"]
+                        .iter()
+                        .map(|k| get(e, k)),
+                );
+                r
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "IF", "KEY", "ENDPOINT", "STATE", "TUNNEL", "AGE-S", "RX-BYTES", "TX-BYTES",
+            ],
             rows,
         )?;
     }
@@ -430,5 +489,22 @@ mod tests {
         let mut out = Vec::new();
         print_tables(&d, "neighbours", &mut out).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("Routes"));
+    }
+
+    #[test]
+    fn mesh_neighbour_lines_become_a_table() {
+        let text = "BABEL 1.0\nok\nadd mesh-neighbour AbC+/= if eth0 endpoint [fe80::1%2]:4000 state up tunnel m2kabcdef01 handshake-age 3 handshakes 1 rx 100 tx 200\nok\n";
+        let d = parse_dump(text);
+        assert_eq!(d.mesh[0].id, "AbC+/=");
+        assert_eq!(d.mesh[0].fields["state"], "up");
+        let mut out = Vec::new();
+        print_tables(&d, "neighbours", &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(t.contains("Mesh neighbours"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("eth0") && l.contains("m2kabcdef01") && l.contains("200")),
+            "{t}"
+        );
     }
 }

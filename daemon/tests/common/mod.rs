@@ -361,3 +361,29 @@ pub fn try_control(ns: &Netns, commands: &str) -> String {
     .join()
     .unwrap()
 }
+
+/// A WireGuard key pair (private, public) in base64, made by `babelctl genkey` and `pubkey`.
+pub fn keypair() -> (String, String) {
+    let ctl = env!("CARGO_BIN_EXE_babelctl");
+    let private = Command::new(ctl).arg("genkey").output().unwrap();
+    assert!(private.status.success());
+    let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();
+    let mut child = Command::new(ctl)
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(private.as_bytes())
+        .unwrap();
+    let public = String::from_utf8(child.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    (private, public)
+}

@@ -4,6 +4,7 @@
 //! clients, signals and files.
 
 mod kernel;
+mod mesh;
 mod run;
 mod tunnels;
 

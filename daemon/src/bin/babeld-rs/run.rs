@@ -216,6 +216,7 @@ struct Io {
     /// filter's answer when it was added): a switch of next hop or a removal stays there, as in
     /// babeld, whose `change_route` takes them from the installed route.
     installed_in: HashMap<RouteKey, Placement>,
+    mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
 }
 
 /// Where a route goes in the kernel: table and preferred source (from the `install` filter).
@@ -250,6 +251,8 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             inv.interfaces.push(name);
         }
     }
+    // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
+    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces)?;
     let links = netlink.links().context("reading links")?;
     let addrs = netlink.addresses().context("reading addresses")?;
 
@@ -338,6 +341,10 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
+    let mesh_events = mesh.map(|m| {
+        d.mesh = m.views;
+        m.events
+    });
 
     let policy = InstallPolicy {
         protocol: RTPROT_BABEL,
@@ -378,6 +385,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
         installed_in: HashMap::new(),
+        mesh_events,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -484,6 +492,17 @@ async fn main_loop(
                     sync_interfaces(d, io, &links, &addrs);
                 }
             }
+            Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
+                d.now = clock.now();
+                let line = crate::mesh::before_sync(d, &ev);
+                if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
+                    sync_interfaces(d, io, &links, &addrs);
+                }
+                crate::mesh::after_sync(d, &ev);
+                for c in clients.values().filter(|c| c.session.is_monitoring() && !line.is_empty()) {
+                    let _ = c.tx.send(format!("{line}\n").into_bytes());
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {
@@ -512,6 +531,9 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut Hash
     }
     if let Some(p) = &io.state_file {
         write_state(p, d.engine.router_id(), d.engine.seqno());
+    }
+    if io.mesh_events.is_some() {
+        crate::mesh::remove_filter();
     }
 }
 

@@ -12,8 +12,9 @@ use daemon::config::{TunnelOptions, TunnelPeer};
 use daemon::state::{TunnelPeerState, TunnelState};
 use kernel_fib::NetlinkFib;
 
-/// Default MTU of a tunnel interface (WireGuard's).
-const DEFAULT_MTU: u32 = 1420;
+/// Default MTU of a tunnel interface: two layers of tunnel below a 1500-byte link, so that
+/// it fits inside a mesh tunnel (1420) without fragmenting (spec/discovery.md, "MTU").
+const DEFAULT_MTU: u32 = daemon::discovery::INNER_TUNNEL_MTU;
 
 /// Starts a tunnel, brings its interface up with a link-local address derived from our public
 /// key (TUN devices get none by themselves, and Babel needs one), and returns its shared state.
@@ -50,6 +51,7 @@ pub fn start(
         peers: Vec::new(),
         pending: Vec::new(),
     }));
+    let mtu = opts.mtu.unwrap_or(DEFAULT_MTU);
     let (ready_tx, ready_rx) = std_mpsc::channel::<Result<u16, String>>();
     let shared = state.clone();
     let ifname = name.to_owned();
@@ -69,11 +71,10 @@ pub fn start(
             rt.block_on(async move {
                 let opened = tunnel::driver::TunDevice::open(&ifname).and_then(|tun| {
                     let socket = tunnel::driver::bind_udp(cfg.listen_port.unwrap_or(0))?;
-                    tunnel::driver::Driver::new(
-                        tunnel::driver::device_from_config(&cfg),
-                        tun,
-                        socket,
-                    )
+                    let mut device = tunnel::driver::device_from_config(&cfg);
+                    // Padding never takes a packet past the interface MTU.
+                    device.set_mtu(Some(mtu as usize));
+                    tunnel::driver::Driver::new(device, tun, socket)
                 });
                 let mut driver = match opened {
                     Ok(d) => d,
@@ -106,7 +107,7 @@ pub fn start(
         .find(|l| l.name == name)
         .map(|l| l.index)
         .with_context(|| format!("tunnel {name}: interface did not appear"))?;
-    netlink.set_link_up(ifindex, Some(opts.mtu.unwrap_or(DEFAULT_MTU)))?;
+    netlink.set_link_up(ifindex, Some(mtu))?;
     netlink.add_address(ifindex, IpAddr::V6(link_local(&public)), 64)?;
     tracing::info!(
         "tunnel {name} up on UDP port {port}, public key {}",
