@@ -1,7 +1,6 @@
 //! The route table (RFC 8966 §3.2.6): per destination, the routes learned from each neighbour,
 //! the selected one and what is installed. The table owns its counters (routes in total, per
-//! neighbour, installed destinations) and its index of routes by neighbour; no caller keeps them
-//! in step.
+//! neighbour, installed destinations); no caller keeps them in step.
 
 use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
@@ -13,7 +12,7 @@ use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
 /// [`RouteData`] (reached through `Deref`); the neighbour is fixed once the route is in the
-/// table, since the index depends on it.
+/// table, since the counters depend on it.
 #[derive(Clone, Debug)]
 pub(super) struct Route {
     neigh: u64,
