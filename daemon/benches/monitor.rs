@@ -16,7 +16,6 @@ use babel_core::{
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use daemon::config::Config;
-use daemon::control::Dialect;
 use daemon::state::{Daemon, Iface, Settings};
 
 const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
@@ -96,17 +95,13 @@ fn daemon() -> Daemon {
         link_up: true,
         running: true,
     };
-    let settings = Settings {
-        dialect: Dialect::Babel,
-        hello_wireless_ms: None,
-        hello_wired_ms: None,
-        all_wireless: false,
-        no_split_horizon: false,
-        kernel_check_interval: None,
-        version: "bench".into(),
-        kernel_safe_v4_via_v6: true,
-    };
-    Daemon::new(babel_core::record::Driver::new(e), Config::default(), vec![iface], settings, now)
+    Daemon::new(
+        babel_core::record::Driver::new(e),
+        Config::default(),
+        vec![iface],
+        Settings::babeld("bench".into()),
+        now,
+    )
 }
 
 /// Feeds the dump, draining the engine's outputs after every packet as the daemon's loop does;

@@ -104,6 +104,23 @@ pub struct Settings {
     pub kernel_safe_v4_via_v6: bool,
 }
 
+impl Settings {
+    /// babeld's defaults in babeld's dialect (no `-h`, `-H`, `-w`, `-s`) on a kernel that
+    /// forwards IPv4 through IPv6 next hops.
+    pub fn babeld(version: String) -> Settings {
+        Settings {
+            dialect: Dialect::Babel,
+            hello_wireless_ms: None,
+            hello_wired_ms: None,
+            all_wireless: false,
+            no_split_horizon: false,
+            kernel_check_interval: None,
+            version,
+            kernel_safe_v4_via_v6: true,
+        }
+    }
+}
+
 /// Whether a Linux release string (`/proc/sys/kernel/osrelease`, e.g. `6.1.0-27-amd64`) is at
 /// least `major.minor`; an unreadable one counts as older, as babeld's `kernel_older_than`.
 pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
@@ -929,16 +946,7 @@ mod unicast_tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings {
-            dialect: Dialect::Babel,
-            hello_wireless_ms: None,
-            hello_wired_ms: None,
-            all_wireless: false,
-            no_split_horizon: false,
-            kernel_check_interval: None,
-            version: String::new(),
-            kernel_safe_v4_via_v6: true,
-        }
+        Settings::babeld(String::new())
     }
 
     fn iface(point_to_point: bool) -> Iface {
