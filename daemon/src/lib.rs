@@ -5,9 +5,12 @@
 
 pub mod capture;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod netio;
+pub mod pidfile;
 pub mod redistribute;
 pub mod state;
+pub mod statefile;

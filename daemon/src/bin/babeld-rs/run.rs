@@ -3,36 +3,32 @@
 use std::collections::HashMap;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use babel_core::{
     Config as EngineConfig, Destination, Engine, Event, Instant, Policy, RouteKey, is_martian,
 };
 use babel_wire::{Prefix, RouterId};
 use daemon::cli::Invocation;
-use daemon::config::{FilterKind, LocalEndpoint};
-use daemon::control::{Banner, Dialect, Session};
+use daemon::clients::ClientLimits;
+use daemon::config::FilterKind;
+use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
     AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::control_socket::ControlServer;
 use crate::kernel::{InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
 
-/// More than rita's 128 concurrent connections; beyond it new clients are closed at once.
-const MAX_CLIENTS: usize = 256;
 /// babeld's default state file.
 const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
 /// babeld's default pid file.
@@ -51,7 +47,7 @@ pub fn start(inv: Invocation) -> anyhow::Result<()> {
         None => Some(PathBuf::from(DEFAULT_PID_FILE)),
     };
     if let Some(p) = &pid_file {
-        write_pid_file(p)?;
+        daemon::pidfile::write(p)?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,53 +85,6 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
         _ => b.with_writer(std::io::stderr).init(),
     }
     Ok(())
-}
-
-/// Creates the pid file, refusing to run twice (as babeld), but replacing a stale one.
-fn write_pid_file(p: &Path) -> anyhow::Result<()> {
-    if let Ok(old) = fs::read_to_string(p)
-        && let Ok(pid) = old.trim().parse::<i32>()
-        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-    {
-        bail!("{} exists and process {pid} is running", p.display());
-    }
-    let mut f = fs::File::create(p).with_context(|| format!("pid file {}", p.display()))?;
-    writeln!(f, "{}", std::process::id())?;
-    Ok(())
-}
-
-/// The state file: our seqno and router-id across restarts (RFC 8966 §3.2.2).
-#[derive(Default)]
-struct State {
-    seqno: Option<u16>,
-    router_id: Option<RouterId>,
-}
-
-fn read_state(p: &Path) -> State {
-    let mut s = State::default();
-    let Ok(text) = fs::read_to_string(p) else {
-        return s;
-    };
-    for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("seqno"), Some(v)) => s.seqno = v.parse().ok(),
-            (Some("router-id"), Some(v)) => s.router_id = v.parse().ok(),
-            // babeld's own state file holds just the seqno.
-            (Some(v), None) => s.seqno = v.parse().ok(),
-            _ => {}
-        }
-    }
-    s
-}
-
-fn write_state(p: &Path, id: RouterId, seqno: u16) {
-    let tmp = p.with_extension("tmp");
-    let ok = fs::write(&tmp, format!("router-id {id}\nseqno {seqno}\n"))
-        .and_then(|()| fs::rename(&tmp, p));
-    if let Err(e) = ok {
-        tracing::warn!("state file {}: {e}", p.display());
-    }
 }
 
 /// babeld's router-id from a MAC: EUI-64 with the universal/local bit flipped.
@@ -181,27 +130,6 @@ impl Clock {
     }
 }
 
-/// A message from a control connection task.
-enum ClientMsg {
-    Connected {
-        id: u64,
-        read_write: bool,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
-    },
-    Data {
-        id: u64,
-        bytes: Vec<u8>,
-    },
-    Closed {
-        id: u64,
-    },
-}
-
-struct Client {
-    session: Session,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-}
-
 /// Everything the loop owns besides the daemon state.
 struct Io {
     socket: BabelSocket,
@@ -209,6 +137,8 @@ struct Io {
     netlink: NetlinkFib,
     group: Ipv6Addr,
     state_file: Option<PathBuf>,
+    /// The seqno last written to the state file: no packet leaves with another one.
+    persisted_seqno: u16,
     link_detect: bool,
     announced: Announcements,
 }
@@ -250,7 +180,10 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
     };
-    let saved = state_file.as_deref().map(read_state).unwrap_or_default();
+    let saved = state_file
+        .as_deref()
+        .map(daemon::statefile::read)
+        .unwrap_or_default();
     let router_id = if let Some(id) = g.router_id {
         id
     } else if g.random_id == Some(true) {
@@ -269,7 +202,12 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
             .unwrap_or_else(random_id)
     };
     let mut ecfg = EngineConfig::new(router_id);
-    ecfg.seqno = saved.seqno.map(|s| s.wrapping_add(1));
+    // RFC 8966 §3.5.1: the seqno we start with is on disk before any packet carries it.
+    let seqno = daemon::statefile::next_seqno(&saved, (random_u64() & 0xffff) as u16);
+    if let Some(p) = &state_file {
+        persist_seqno(p, router_id, seqno);
+    }
+    ecfg.seqno = Some(seqno);
     ecfg.seed = random_u64();
     ecfg.fee = g.fee.unwrap_or(0);
     ecfg.policy = match dialect {
@@ -361,27 +299,25 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         netlink,
         group,
         state_file,
+        persisted_seqno: seqno,
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
 
-    let (client_tx, client_rx) = mpsc::unbounded_channel();
-    let clients_open = Arc::new(AtomicUsize::new(0));
-    for (ep, rw) in [(g.local_ro.clone(), false), (g.local_rw.clone(), true)] {
-        if let Some(ep) = ep {
-            listen(ep, rw, client_tx.clone(), clients_open.clone()).await?;
-        }
-    }
-    drop(client_tx);
+    let endpoints: Vec<_> = [(g.local_ro.clone(), false), (g.local_rw.clone(), true)]
+        .into_iter()
+        .filter_map(|(ep, rw)| ep.map(|ep| (ep, rw)))
+        .collect();
+    let ctl = ControlServer::bind(&endpoints, ClientLimits::default()).await?;
     let banner = Banner {
         dialect,
         version: d.settings.version.clone(),
         host: hostname(),
         my_id: router_id,
     };
-    main_loop(&mut d, &mut io, &clock, events, client_rx, banner).await
+    main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
 }
 
 fn hostname() -> String {
@@ -396,19 +332,18 @@ async fn main_loop(
     io: &mut Io,
     clock: &Clock,
     mut events: mpsc::UnboundedReceiver<NetEvent>,
-    mut clients_rx: mpsc::UnboundedReceiver<ClientMsg>,
+    mut ctl: ControlServer,
     banner: Banner,
 ) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut clients: HashMap<u64, Client> = HashMap::new();
     let mut bufs = vec![Vec::new(); 64];
     let mut received = Vec::new();
     let mut resync = false;
     loop {
         d.now = clock.now();
-        flush_outputs(d, io, &mut clients).await;
+        flush_outputs(d, io, &mut ctl).await;
         let wake = d.engine.poll_timeout();
         let sleep = tokio::time::sleep_until(wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
@@ -450,10 +385,10 @@ async fn main_loop(
                     }
                 }
             }
-            Some(m) = clients_rx.recv() => {
+            m = ctl.recv() => {
                 d.now = clock.now();
                 let before = d.settings.kernel_check_interval;
-                client_message(d, &mut clients, m, &banner);
+                ctl.handle(d, m, &banner);
                 if d.settings.kernel_check_interval != before
                     && let Some(secs) = d.settings.kernel_check_interval
                 {
@@ -478,15 +413,16 @@ async fn main_loop(
             }
         }
     }
-    shutdown(d, io, clock, &mut clients).await;
+    shutdown(d, io, clock, &mut ctl).await;
+    ctl.shutdown();
     Ok(())
 }
 
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
-async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut HashMap<u64, Client>) {
+async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlServer) {
     d.now = clock.now();
     d.engine.shutdown(d.now);
-    flush_outputs(d, io, clients).await;
+    flush_outputs(d, io, ctl).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
         match rx.recv_timeout(Duration::from_secs(10)) {
@@ -495,12 +431,27 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut Hash
         }
     }
     if let Some(p) = &io.state_file {
-        write_state(p, d.engine.router_id(), d.engine.seqno());
+        persist_seqno(p, d.engine.router_id(), d.engine.seqno());
+    }
+}
+
+/// Writes the state file durably, or says why it could not.
+fn persist_seqno(p: &Path, id: RouterId, seqno: u16) {
+    if let Err(e) = daemon::statefile::write(p, id, seqno) {
+        tracing::warn!("state file {}: {e}", p.display());
     }
 }
 
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
-async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, Client>) {
+async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
+    // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
+    let seqno = d.engine.seqno();
+    if seqno != io.persisted_seqno {
+        if let Some(p) = &io.state_file {
+            persist_seqno(p, d.engine.router_id(), seqno);
+        }
+        io.persisted_seqno = seqno;
+    }
     while let Some(t) = d.engine.poll_transmit() {
         let dst = match t.dst {
             Destination::Multicast => io.group,
@@ -545,12 +496,10 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
     }
-    let monitoring = clients.values().any(|c| c.session.is_monitoring());
+    let monitoring = ctl.monitoring();
     while let Some(e) = d.engine.poll_event() {
-        if let Event::SeqnoChanged { seqno } = e {
-            if let Some(p) = &io.state_file {
-                write_state(p, d.engine.router_id(), seqno);
-            }
+        // Already persisted above, before the packets went out.
+        if let Event::SeqnoChanged { .. } = e {
             continue;
         }
         // Building a line means looking the object up; skip it when nobody listens.
@@ -567,150 +516,8 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             text.extend_from_slice(l.as_bytes());
             text.push(b'\n');
         }
-        for c in clients.values().filter(|c| c.session.is_monitoring()) {
-            let _ = c.tx.send(text.clone());
-        }
+        ctl.broadcast(&text);
     }
-}
-
-fn client_message(
-    d: &mut Daemon,
-    clients: &mut HashMap<u64, Client>,
-    m: ClientMsg,
-    banner: &Banner,
-) {
-    match m {
-        ClientMsg::Connected { id, read_write, tx } => {
-            let _ = tx.send(banner.text().into_bytes());
-            clients.insert(
-                id,
-                Client {
-                    session: Session::new(read_write),
-                    tx,
-                },
-            );
-        }
-        ClientMsg::Data { id, bytes } => {
-            let Some(c) = clients.get_mut(&id) else {
-                return;
-            };
-            let mut out = Vec::new();
-            let outcome = c.session.input(&bytes, d, &mut out);
-            if outcome.bad > 0 {
-                tracing::info!("control client {id}: {} bad commands", outcome.bad);
-            }
-            if !out.is_empty() {
-                let _ = c.tx.send(out);
-            }
-            if c.session.is_closed() {
-                // An empty message asks the writer to close.
-                let _ = c.tx.send(Vec::new());
-                clients.remove(&id);
-            }
-        }
-        ClientMsg::Closed { id } => {
-            clients.remove(&id);
-        }
-    }
-}
-
-/// Accepts control clients on `::1` (TCP) or a Unix path.
-async fn listen(
-    ep: LocalEndpoint,
-    read_write: bool,
-    tx: mpsc::UnboundedSender<ClientMsg>,
-    open: Arc<AtomicUsize>,
-) -> anyhow::Result<()> {
-    match ep {
-        LocalEndpoint::Port(port) => {
-            let l = tokio::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))
-                .await
-                .with_context(|| format!("control port {port}"))?;
-            tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    let (r, w) = s.into_split();
-                    spawn_client(r, w, read_write, &tx, &open);
-                }
-            });
-        }
-        LocalEndpoint::Path(path) => {
-            let _ = fs::remove_file(&path);
-            let l = tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("control socket {}", path.display()))?;
-            tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    let (r, w) = s.into_split();
-                    spawn_client(r, w, read_write, &tx, &open);
-                }
-            });
-        }
-    }
-    Ok(())
-}
-
-fn spawn_client<R, W>(
-    mut r: R,
-    mut w: W,
-    read_write: bool,
-    tx: &mpsc::UnboundedSender<ClientMsg>,
-    open: &Arc<AtomicUsize>,
-) where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
-    if open.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-        open.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!("control: more than {MAX_CLIENTS} clients, refusing one");
-        return;
-    }
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    if tx
-        .send(ClientMsg::Connected {
-            id,
-            read_write,
-            tx: out_tx,
-        })
-        .is_err()
-    {
-        open.fetch_sub(1, Ordering::SeqCst);
-        return;
-    }
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if bytes.is_empty() || w.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
-    let tx = tx.clone();
-    let open = open.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx
-                        .send(ClientMsg::Data {
-                            id,
-                            bytes: buf.get(..n).unwrap_or_default().to_vec(),
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-            if writer.is_finished() {
-                break;
-            }
-        }
-        let _ = tx.send(ClientMsg::Closed { id });
-        open.fetch_sub(1, Ordering::SeqCst);
-    });
 }
 
 /// `IFF_POINTOPOINT` (linux/if.h): TUN devices, WireGuard, GRE and other point-to-point links.
