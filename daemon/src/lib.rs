@@ -9,6 +9,7 @@ pub mod clients;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod kernel_check;
 pub mod netio;
 pub mod pidfile;
 pub mod redistribute;
