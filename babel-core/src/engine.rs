@@ -1121,9 +1121,7 @@ impl Engine {
                     .filter_map(|(_, id)| self.neighbours.get(&id)),
             );
             self.counters.neighbours_over_limit += 1;
-            let Some(v) = victim else {
-                return None;
-            };
+            let v = victim?;
             debug!(ifindex, %addr, evicted = v, "neighbour table full: evicting an unproven neighbour");
             self.flush_neighbour(now, v);
         }

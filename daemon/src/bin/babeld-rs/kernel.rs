@@ -62,8 +62,9 @@ pub enum KernelCmd {
     Flush(std_mpsc::Sender<usize>),
     /// Check the kernel this often (babeld's `kernel-check-interval`; zero: never).
     CheckInterval(Duration),
-    /// A dump of the kernel's routes of our protocol, from the dump thread, to check against.
-    Present(Vec<KernelRoute>),
+    /// A dump of the kernel's routes of our protocol, indexed by the dump thread, to check
+    /// against.
+    Present(CheckRun),
 }
 
 /// The kernel route thread's state.
@@ -400,7 +401,7 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
                         interval = d;
                         next_check = Instant::now() + d;
                     }
-                    KernelCmd::Present(present) => routes.check = Some(CheckRun::new(present)),
+                    KernelCmd::Present(run) => routes.check = Some(run),
                     KernelCmd::Flush(reply) => {
                         let rules = routes.remove_rules();
                         if rules > 0 {
@@ -418,7 +419,8 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
 }
 
 /// The kernel check's dump, on its own thread and netlink socket: each request dumps the
-/// routes of `protocol` and hands them to the route thread as [`KernelCmd::Present`].
+/// routes of `protocol`, indexes them, and hands them to the route thread as
+/// [`KernelCmd::Present`].
 fn spawn_dumper(
     protocol: u8,
     to_routes: std_mpsc::Sender<KernelCmd>,
@@ -431,7 +433,10 @@ fn spawn_dumper(
             while rx.recv().is_ok() {
                 match fib.dump(&RouteFilter::protocol(protocol)) {
                     Ok(rs) => {
-                        if to_routes.send(KernelCmd::Present(rs)).is_err() {
+                        if to_routes
+                            .send(KernelCmd::Present(CheckRun::new(rs)))
+                            .is_err()
+                        {
                             return;
                         }
                     }

@@ -210,6 +210,11 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     ecfg.seqno = Some(seqno);
     ecfg.seed = random_u64();
     ecfg.fee = g.fee.unwrap_or(0);
+    ecfg.limits = daemon::memcaps::limits(
+        daemon::memcaps::available(),
+        g.max_routes,
+        g.max_routes_per_neighbour,
+    );
     ecfg.policy = match dialect {
         Dialect::Althea => Policy::Althea {
             metric_factor: g.metric_factor.unwrap_or(1900),
@@ -290,8 +295,10 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     let socket = BabelSocket::open(g.protocol_port.unwrap_or(babel_wire::PORT), group)
         .context("Babel socket")?;
     tracing::info!(
-        "router-id {router_id}, receive buffer {} bytes",
-        socket.recv_buffer()
+        "router-id {router_id}, receive buffer {} bytes, at most {} routes ({} per neighbour)",
+        socket.recv_buffer(),
+        d.engine.config().limits.max_routes,
+        d.engine.config().limits.max_routes_per_neighbour
     );
     let mut io = Io {
         socket,
