@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod kernel_check;
 pub mod memcaps;
 pub mod netio;
+pub mod pacing;
 pub mod pidfile;
 pub mod redistribute;
 pub mod state;

@@ -14,19 +14,6 @@ use common::{Netns, can_use_netns, node, start_router, tmp, try_control, wait_fo
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 
-/// `VmRSS` and `VmHWM` (peak) of a process, in kB.
-fn memory(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// A fresh client gets a full `dump` answered.
 fn served(ns: &Netns) -> bool {
     wait_for(30, || try_control(ns, "dump\nquit\n").ends_with("ok\n"))
@@ -75,13 +62,13 @@ fn control_socket_abuse_is_bounded() {
     );
     assert!(served(&ns), "{}", d.log_text());
     let pid = d.child.id();
-    let (base, _) = memory(pid);
+    let (base, _) = common::memory(pid);
     println!("baseline: RSS {base} kB");
 
     // 20 clients sending junk and `dump` without ever reading the replies.
     let junk: &'static [u8] = b"dump\nxyzzy plugh\ndump json\nmonitor\n";
     let closed = flood(&ns, 20, junk, 64 << 20);
-    let (rss, peak) = memory(pid);
+    let (rss, peak) = common::memory(pid);
     println!("20 non-reading flooders: {closed}/20 dropped, RSS {rss} kB, peak {peak} kB");
     assert_eq!(closed, 20, "the slow readers were not dropped");
     assert!(served(&ns));
@@ -89,7 +76,7 @@ fn control_socket_abuse_is_bounded() {
     // Endless lines: 4 clients, 64 MiB each, never a newline.
     let line: &'static [u8] = &[b'x'; 65536];
     let closed = flood(&ns, 4, line, 64 << 20);
-    let (rss, peak) = memory(pid);
+    let (rss, peak) = common::memory(pid);
     println!("4 x 64 MiB without a newline: {closed}/4 dropped, RSS {rss} kB, peak {peak} kB");
     assert!(served(&ns));
 
@@ -117,7 +104,7 @@ fn control_socket_abuse_is_bounded() {
         .join()
         .unwrap();
     assert!(answer.ends_with("ok\n"), "{answer}");
-    let (rss, peak) = memory(pid);
+    let (rss, peak) = common::memory(pid);
     println!("300 held connections: RSS {rss} kB, peak {peak} kB");
     // Everything above is a few MiB of socket buffers at most; 64 MiB means a queue grew.
     assert!(peak < 64 * 1024, "peak RSS {peak} kB");

@@ -14,23 +14,8 @@ use common::{can_use_netns, node, start_router, try_control, veth, wait_for};
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const FLOOD: u32 = 100_000;
 
-fn memory(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn routes(ns: &common::Netns) -> usize {
-    try_control(ns, "dump\nquit\n")
-        .lines()
-        .filter(|l| l.starts_with("add route"))
-        .count()
+    common::dump_count(ns, "add route")
 }
 
 #[test]
@@ -132,7 +117,7 @@ fn a_route_flood_stops_at_the_small_router_caps() {
         d.log_text()
     );
     let stored = routes(&a);
-    let (rss, peak) = memory(pid);
+    let (rss, peak) = common::memory(pid);
     println!(
         "{FLOOD} routes flooded in {packets} packets; caps {} / {} per neighbour: {stored} stored, RSS {rss} kB, peak {peak} kB",
         caps.max_routes, caps.max_routes_per_neighbour

@@ -9,9 +9,7 @@ mod common;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::Instant;
 
-use common::{
-    can_use_netns, has_route, have, node, start_router, tmp, try_control, veth, wait_for,
-};
+use common::{can_use_netns, has_route, have, node, start_router, tmp, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const SPOOFED: u16 = 1024;
@@ -21,10 +19,7 @@ fn spoofed(i: u16) -> Ipv6Addr {
 }
 
 fn neighbours(ns: &common::Netns) -> usize {
-    try_control(ns, "dump\nquit\n")
-        .lines()
-        .filter(|l| l.starts_with("add neighbour"))
-        .count()
+    common::dump_count(ns, "add neighbour")
 }
 
 #[test]

@@ -139,6 +139,8 @@ struct Io {
     state_file: Option<PathBuf>,
     /// The seqno last written to the state file: no packet leaves with another one.
     persisted_seqno: u16,
+    /// Packets waiting for their turn on a link.
+    pacer: daemon::pacing::Pacer<babel_core::Transmit>,
     link_detect: bool,
     announced: Announcements,
 }
@@ -307,6 +309,7 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         group,
         state_file,
         persisted_seqno: seqno,
+        pacer: daemon::pacing::Pacer::new(),
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
     };
@@ -352,10 +355,14 @@ async fn main_loop(
         d.now = clock.now();
         flush_outputs(d, io, &mut ctl).await;
         let wake = d.engine.poll_timeout();
-        let sleep = tokio::time::sleep_until(wake.map_or_else(
+        let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
-        ));
+        );
+        if let Some(p) = io.pacer.next_due() {
+            deadline = deadline.min(tokio::time::Instant::from_std(p));
+        }
+        let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
             r = io.socket.recv_batch(&mut bufs, &mut received) => {
                 if let Err(e) = r {
@@ -449,6 +456,15 @@ fn persist_seqno(p: &Path, id: RouterId, seqno: u16) {
     }
 }
 
+/// The link-local address an interface with a key signs from.
+fn signing_address(d: &Daemon, ifindex: u32) -> Option<Ipv6Addr> {
+    d.ifaces
+        .iter()
+        .find(|i| i.ifindex == Some(ifindex))
+        .filter(|i| d.config.interface_options(&i.name).key.is_some())
+        .and_then(|i| i.link_local)
+}
+
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
 async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
     // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
@@ -459,7 +475,25 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
         }
         io.persisted_seqno = seqno;
     }
+    // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
+    // socket); packets the pacer holds go out on later turns of the loop.
+    let now = std::time::Instant::now();
+    let mut ready = Vec::new();
+    for (_, t) in io.pacer.due(now) {
+        ready.push(t);
+    }
     while let Some(t) = d.engine.poll_transmit() {
+        // Signed packets keep their order (the receiver refuses a packet counter that goes
+        // back), so authenticated interfaces are not paced.
+        let keyed = signing_address(d, t.ifindex).is_some();
+        let (ix, len) = (t.ifindex, t.bytes.len());
+        if keyed {
+            ready.push(t);
+        } else if let Some(t) = io.pacer.offer(ix, len, t, now) {
+            ready.push(t);
+        }
+    }
+    for t in ready {
         let dst = match t.dst {
             Destination::Multicast => io.group,
             Destination::Unicast(IpAddr::V6(a)) => a,
@@ -467,13 +501,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
         };
         // A signed packet's MAC covers its source address: send it from the link-local address
         // the engine signed with, not one the kernel might pick among several.
-        let src = d
-            .ifaces
-            .iter()
-            .find(|i| i.ifindex == Some(t.ifindex))
-            .filter(|i| d.config.interface_options(&i.name).key.is_some())
-            .and_then(|i| i.link_local)
-            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let src = signing_address(d, t.ifindex).unwrap_or(Ipv6Addr::UNSPECIFIED);
         if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
@@ -578,6 +606,7 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                 if let Some(ix) = iface.ifindex {
                     d.engine.interface_down(now, ix);
                     io.socket.leave(ix);
+                    io.pacer.forget(ix);
                 }
                 next.running = false;
                 tracing::info!("interface {} down", iface.name);
