@@ -14,6 +14,7 @@ pub mod memcaps;
 pub mod netio;
 pub mod pacing;
 pub mod pidfile;
+pub mod record;
 pub mod redistribute;
 pub mod state;
 pub mod statefile;
