@@ -171,6 +171,13 @@ pub(crate) struct Neighbour {
 }
 
 impl Neighbour {
+    /// Proved itself (issue 11: spoofed Hellos): configured, or it has heard us (an IHU came
+    /// back, so the link is bidirectional and, on an authenticated interface, its packets
+    /// carried a valid MAC). One spoofed Hello proves nothing.
+    pub fn is_proven(&self) -> bool {
+        self.configured || self.ihu_time.is_some()
+    }
+
     pub fn new(id: u64, ifindex: u32, address: IpAddr, now: Instant) -> Neighbour {
         Neighbour {
             id,
@@ -314,4 +321,25 @@ impl Neighbour {
         self.cost = cost;
         changed
     }
+}
+
+/// When an interface's neighbour table is full, the neighbour a newcomer replaces: the unproven
+/// one ([`Neighbour::is_proven`]) created first. Proven neighbours are never evicted, so a flood
+/// of spoofed one-Hello neighbours cannot lock a real neighbour out, nor push one out that has
+/// answered; `None` when every neighbour has proved itself.
+pub(crate) fn eviction_victim<'a>(
+    on_interface: impl Iterator<Item = &'a Neighbour>,
+) -> Option<u64> {
+    on_interface
+        .filter(|n| !n.is_proven())
+        .min_by_key(|n| (n.created, n.id))
+        .map(|n| n.id)
+}
+
+/// True for a neighbour that has not proved itself ([`Neighbour::is_proven`]) and whose last
+/// three Hellos, multicast and unicast, were all missed: a spoofed one-Hello neighbour, three
+/// Hello intervals after its Hello, instead of the 16 it takes its history to run dry.
+pub(crate) fn unproven_and_silent(n: &Neighbour) -> bool {
+    let reach = n.hello.reach | n.uhello.reach;
+    !n.is_proven() && reach != 0 && reach & 0xE000 == 0
 }

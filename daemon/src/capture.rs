@@ -17,8 +17,11 @@ pub struct Datagram {
     pub src: (IpAddr, u16),
     /// Destination address and port.
     pub dst: (IpAddr, u16),
-    /// The UDP payload.
+    /// The UDP payload, as far as the capture holds it.
     pub payload: Vec<u8>,
+    /// The payload's length on the wire (from the UDP header): more than `payload.len()` when
+    /// the capture's snaplen cut the frame.
+    pub wire_len: usize,
 }
 
 /// Reads every UDP datagram to or from `port` in a pcap or pcapng stream.
@@ -32,7 +35,7 @@ pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<Datagram>
     };
     let mut out = Vec::new();
     for (i, (link, data)) in frames.into_iter().enumerate() {
-        if let Some((src, dst, payload)) = udp_of_frame(link, &data)
+        if let Some((src, dst, payload, wire_len)) = udp_of_frame(link, &data)
             && (src.1 == port || dst.1 == port)
         {
             out.push(Datagram {
@@ -40,6 +43,7 @@ pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<Datagram>
                 src,
                 dst,
                 payload: payload.to_vec(),
+                wire_len: wire_len.max(payload.len()),
             });
         }
     }
@@ -50,7 +54,10 @@ fn pcap_frames(bytes: &[u8]) -> anyhow::Result<Vec<(DataLink, Vec<u8>)>> {
     let mut reader = PcapReader::new(bytes).context("not a pcap or pcapng file")?;
     let link = reader.header().datalink;
     let mut out = Vec::new();
-    while let Some(p) = reader.next_packet() {
+    // Raw records: pcap-file's checked packets reject an original length above the snaplen,
+    // which every capture taken with a short snaplen (`tcpdump -s 96`) has. A truncated frame
+    // still yields what it holds; decoding reports the cut.
+    while let Some(p) = reader.next_raw_packet() {
         let p = p.context("reading pcap packet")?;
         out.push((link, p.data.into_owned()));
     }
@@ -99,7 +106,7 @@ fn ip_of_frame(link: DataLink, f: &[u8]) -> Option<&[u8]> {
     }
 }
 
-type Endpoints<'a> = ((IpAddr, u16), (IpAddr, u16), &'a [u8]);
+type Endpoints<'a> = ((IpAddr, u16), (IpAddr, u16), &'a [u8], usize);
 
 /// Extracts source, destination and payload of a UDP datagram in a frame.
 fn udp_of_frame(link: DataLink, f: &[u8]) -> Option<Endpoints<'_>> {
@@ -144,5 +151,5 @@ fn udp_of_frame(link: DataLink, f: &[u8]) -> Option<Endpoints<'_>> {
     let dport = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
     let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
     let payload = udp.get(8..len.max(8)).or_else(|| udp.get(8..))?;
-    Some(((src, sport), (dst, dport), payload))
+    Some(((src, sport), (dst, dport), payload, len.saturating_sub(8)))
 }

@@ -321,6 +321,11 @@ pub struct Globals {
     pub metric_factor: Option<u32>,
     /// `althea-compatible`: Althea's wire layout and control dialect.
     pub althea_compatible: Option<bool>,
+    /// `max-routes` (ours): routes stored in total; default from the machine's memory
+    /// (`daemon::memcaps`).
+    pub max_routes: Option<u32>,
+    /// `max-routes-per-neighbour` (ours): routes stored from one neighbour.
+    pub max_routes_per_neighbour: Option<u32>,
 }
 
 /// `tunnel NAME private-key KEY [listen-port N] [mtu N]`: a WireGuard-compatible tunnel that is
@@ -498,7 +503,9 @@ fn merge_globals(g: &mut Globals, n: Globals) {
         shutdown_delay_ms,
         fee,
         metric_factor,
-        althea_compatible
+        althea_compatible,
+        max_routes,
+        max_routes_per_neighbour
     );
     g.import_tables.extend(n.import_tables);
 }
@@ -778,6 +785,10 @@ fn global(name: &str, w: &mut Words<'_>) -> Result<Globals, ParseError> {
         "fee" => g.fee = Some(int(name, v, 0, u64::from(u32::MAX))?),
         "metric-factor" => g.metric_factor = Some(int(name, v, 0, u64::from(u32::MAX))?),
         "althea-compatible" => g.althea_compatible = Some(boolean(name, v)?),
+        "max-routes" => g.max_routes = Some(int(name, v, 1, u64::from(u32::MAX))?),
+        "max-routes-per-neighbour" => {
+            g.max_routes_per_neighbour = Some(int(name, v, 1, u64::from(u32::MAX))?)
+        }
         other => return Err(ParseError::Unknown(other.to_owned())),
     }
     Ok(g)

@@ -108,6 +108,9 @@ pub struct Session {
 pub struct Outcome {
     /// Commands answered `bad`.
     pub bad: usize,
+    /// A command arrived while more than the allowed output was waiting: the session is
+    /// closed and the rest of the input ignored (see [`Session::input_bounded`]).
+    pub overflow: bool,
 }
 
 impl Session {
@@ -127,6 +130,11 @@ impl Session {
         self.closed
     }
 
+    /// Bytes of the line being read (at most [`MAX_LINE`]).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// True while the client wants `monitor` lines.
     pub fn is_monitoring(&self) -> bool {
         self.monitoring
@@ -134,6 +142,21 @@ impl Session {
 
     /// Feeds received bytes; appends replies to `out`. Complete lines are executed in order.
     pub fn input(&mut self, bytes: &[u8], h: &mut dyn Handler, out: &mut Vec<u8>) -> Outcome {
+        self.input_bounded(bytes, h, out, usize::MAX)
+    }
+
+    /// Like [`Session::input`], for a client that may have at most `room` bytes of replies
+    /// waiting: a command (other than `quit` or an empty line) that arrives when `out` already
+    /// holds more than `room` closes the session with [`Outcome::overflow`]. One reply may be
+    /// larger than `room` (a full `dump`); a client that pipelines a second one without reading
+    /// the first is a slow reader, and is dropped rather than buffered without end.
+    pub fn input_bounded(
+        &mut self,
+        bytes: &[u8],
+        h: &mut dyn Handler,
+        out: &mut Vec<u8>,
+        room: usize,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         for &b in bytes {
             if self.closed {
@@ -146,6 +169,11 @@ impl Session {
                     outcome.bad += 1;
                 } else {
                     let line = std::mem::take(&mut self.pending);
+                    if out.len() > room && !is_quiet(&line) {
+                        self.closed = true;
+                        outcome.overflow = true;
+                        break;
+                    }
                     if !self.command(&line, h, out) {
                         outcome.bad += 1;
                     }
@@ -220,6 +248,11 @@ impl Session {
         out.extend_from_slice(b"ok\n");
         true
     }
+}
+
+/// An empty line or `quit`: commands that add nothing to the output.
+fn is_quiet(line: &[u8]) -> bool {
+    matches!(line.trim_ascii(), b"" | b"quit")
 }
 
 fn push_lines(out: &mut Vec<u8>, lines: Vec<String>) {
@@ -499,6 +532,59 @@ mod tests {
         assert!(s.pending.capacity() <= MAX_LINE * 2);
         let (out, _, _) = run(true, b"\xff\xfe\x00\n\x01\x02\n");
         assert_eq!(out, "bad\nbad\n");
+    }
+
+    #[test]
+    fn pipelined_replies_beyond_the_room_close_the_session() {
+        let mut s = Session::new(false);
+        let mut h = Fake::default();
+        let mut out = Vec::new();
+        // One reply larger than the room is fine, and so is `quit` after it.
+        let o = s.input_bounded(b"dump\nquit\n", &mut h, &mut out, 10);
+        assert!(!o.overflow && s.is_closed());
+        let mut s = Session::new(false);
+        let mut out = Vec::new();
+        let o = s.input_bounded(b"dump\ndump\ndump\n", &mut h, &mut out, 10);
+        assert!(o.overflow && s.is_closed());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "add interface eth0 up true\nok\n"
+        );
+    }
+
+    /// Huge and endless inputs (issue 11): whatever arrives, a session holds at most one line,
+    /// and its output is at most one reply beyond its room.
+    #[test]
+    fn huge_and_endless_inputs_stay_bounded() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 64,
+            ..ProptestConfig::default()
+        });
+        let chunk = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..4096),
+            (any::<u8>(), 0usize..200_000).prop_map(|(b, n)| vec![b; n]),
+            Just(b"dump\n".to_vec()),
+            Just(b"monitor\n".repeat(50)),
+        ];
+        runner
+            .run(&proptest::collection::vec(chunk, 1..40), |chunks| {
+                let mut s = Session::new(true);
+                let mut h = Fake::default();
+                let mut out = Vec::new();
+                for c in &chunks {
+                    s.input_bounded(c, &mut h, &mut out, 4096);
+                    prop_assert!(s.pending.len() <= MAX_LINE);
+                    prop_assert!(s.pending.capacity() <= 2 * MAX_LINE.max(8));
+                    // The fake's largest reply is a dump line plus `ok`.
+                    prop_assert!(out.len() <= 4096 + 64);
+                    if s.is_closed() {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

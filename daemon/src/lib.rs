@@ -5,11 +5,17 @@
 
 pub mod capture;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod discovery;
+pub mod kernel_check;
+pub mod memcaps;
 pub mod netio;
+pub mod pacing;
+pub mod pidfile;
 pub mod record;
 pub mod redistribute;
 pub mod state;
+pub mod statefile;

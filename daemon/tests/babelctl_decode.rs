@@ -117,3 +117,70 @@ fn bad_input_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+/// A classic pcap file (little-endian, microseconds, Ethernet) holding one IPv6/UDP frame
+/// between ports `port`, cut to `snaplen` bytes as `tcpdump -s SNAPLEN` records it.
+fn short_snaplen_pcap(port: u16, snaplen: usize) -> Vec<u8> {
+    // Hello (seqno 7, interval 4 s), then an Update for 10.78.2.0/24 that the snaplen cuts.
+    let body: Vec<u8> = [
+        &[4u8, 6, 0, 0, 0, 7, 1, 144][..],
+        &[6, 10, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8][..],
+        &[8, 13, 1, 0, 24, 0, 0, 100, 0, 0, 0, 96, 10, 78, 2][..],
+    ]
+    .concat();
+    let mut babel = vec![42, 2];
+    babel.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    babel.extend_from_slice(&body);
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&((8 + babel.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&babel);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[17, 1]);
+    ip.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 6]);
+    ip.extend_from_slice(&udp);
+    let mut frame = vec![0x33, 0x33, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+    frame.extend_from_slice(&ip);
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&0i32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&(snaplen as u32).to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+    let incl = frame.len().min(snaplen);
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&(incl as u32).to_le_bytes());
+    f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    f.extend_from_slice(&frame[..incl]);
+    f
+}
+
+/// Issue 11 point 8: captures taken with a short snaplen (tcpdump's own test files are) and on
+/// the old port 6697 decode: what the snaplen kept is printed, the cut is reported.
+#[test]
+fn short_snaplen_captures_on_the_old_port_decode() {
+    let file = std::env::temp_dir().join(format!("short-snaplen-{}.pcap", std::process::id()));
+    // Ethernet 14 + IPv6 40 + UDP 8 + Babel header 4 + the Hello 8 + 4 bytes of the Update.
+    std::fs::write(&file, short_snaplen_pcap(6697, 78)).unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = babelctl(&["decode", "--port", "6697", path]);
+    assert!(ok, "{err}");
+    assert!(out.contains("#1 "), "{out}");
+    assert!(out.contains("hello seqno 7"), "{out}");
+    assert!(out.contains("captured 16 of 39 bytes"), "{out}");
+    // Nothing on the default port.
+    let (ok, out, _) = babelctl(&["decode", path]);
+    assert!(ok && !out.contains("#1 "), "{out}");
+    // The whole frame decodes fully with a long snaplen.
+    std::fs::write(&file, short_snaplen_pcap(6697, 65535)).unwrap();
+    let (ok, out, _) = babelctl(&["decode", "--port", "6697", path]);
+    assert!(ok && out.contains("10.78.2.0/24"), "{out}");
+    let _ = std::fs::remove_file(&file);
+}

@@ -109,8 +109,15 @@ impl Engine {
     ) -> Option<u64> {
         let count = self.neighbours_on(ifindex).count();
         if count >= self.cfg.limits.max_neighbours_per_interface {
+            // Full: the oldest neighbour that has not proved itself makes room (issue 11).
+            let victim = crate::neighbour::eviction_victim(
+                self.neighbours_on(ifindex)
+                    .filter_map(|(_, id)| self.neighbours.get(&id)),
+            );
             self.counters.neighbours_over_limit += 1;
-            return None;
+            let v = victim?;
+            debug!(ifindex, %addr, evicted = v, "neighbour table full: evicting an unproven neighbour");
+            self.flush_neighbour(now, v);
         }
         let id = self.next_neigh_id;
         self.next_neigh_id += 1;
@@ -287,8 +294,11 @@ impl Engine {
             let empty = n.hello.reach == 0 && n.uhello.reach == 0;
             // A neighbour heard only through IHUs or requests gets one Hello interval of grace.
             let young = now.saturating_since(n.created) < Duration::from_secs(10);
+            // A neighbour that has not proved itself and missed its last three Hellos (issue
+            // 11: spoofed one-Hello neighbours) goes now, not when its history has run dry.
+            let unproven_gone = crate::neighbour::unproven_and_silent(n);
             // A configured neighbour stays, heard or not (our `neighbour` option).
-            if !n.configured && (silent || (empty && !young)) {
+            if !n.configured && (silent || (empty && !young) || unproven_gone) {
                 self.flush_neighbour(now, id);
                 continue;
             }

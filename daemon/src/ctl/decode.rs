@@ -33,6 +33,9 @@ struct JsonPacket<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dst: Option<String>,
     length: usize,
+    /// Set when the capture holds only `length` of these bytes (short snaplen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire_length: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,7 +61,17 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for d in &datagrams {
         let src = (d.frame > 0).then(|| format!("[{}]:{}", d.src.0, d.src.1));
         let dst = (d.frame > 0).then(|| format!("[{}]:{}", d.dst.0, d.dst.1));
-        let decoded = decode(&d.payload, &opts);
+        // A frame cut by the capture's snaplen: decode the messages it holds whole (tcpdump
+        // prints them too), with the body length clamped to what was captured.
+        let cut = d.payload.len() < d.wire_len;
+        let clamped;
+        let bytes = if cut {
+            clamped = clamp_body(&d.payload);
+            &clamped
+        } else {
+            &d.payload
+        };
+        let decoded = decode(bytes, &opts);
         if args.json {
             let (messages, error, body_end, macs, ignored) = match &decoded {
                 Ok(p) => (
@@ -72,6 +85,7 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             };
             let j = JsonPacket {
                 frame: d.frame,
+                wire_length: cut.then_some(d.wire_len),
                 src,
                 dst,
                 length: d.payload.len(),
@@ -89,6 +103,14 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 writeln!(out, "#{} {s} > {t} ({} bytes)", d.frame, d.payload.len())?
             }
             _ => writeln!(out, "packet ({} bytes)", d.payload.len())?,
+        }
+        if cut {
+            writeln!(
+                out,
+                "  (captured {} of {} bytes: the capture's snaplen cut the rest)",
+                d.payload.len(),
+                d.wire_len
+            )?;
         }
         match decoded {
             Ok(p) => {
@@ -127,6 +149,19 @@ fn load(input: &str, port: u16) -> anyhow::Result<Vec<Datagram>> {
         frame: 0,
         src: unspecified,
         dst: unspecified,
+        wire_len: payload.len(),
         payload,
     }])
+}
+
+/// A copy of a cut packet whose header's body length is no more than the bytes captured.
+fn clamp_body(p: &[u8]) -> Vec<u8> {
+    let mut v = p.to_vec();
+    let held = u16::try_from(p.len().saturating_sub(4)).unwrap_or(u16::MAX);
+    if let Some(len) = v.get_mut(2..4)
+        && let Ok(b) = <[u8; 2]>::try_from(&*len)
+    {
+        len.copy_from_slice(&u16::from_be_bytes(b).min(held).to_be_bytes());
+    }
+    v
 }

@@ -387,3 +387,24 @@ pub fn keypair() -> (String, String) {
         .to_owned();
     (private, public)
 }
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in kB.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// How many lines of a `dump` on port 33123 start with `what` (`add route`, `add neighbour`).
+pub fn dump_count(ns: &Netns, what: &str) -> usize {
+    try_control(ns, "dump\nquit\n")
+        .lines()
+        .filter(|l| l.starts_with(what))
+        .count()
+}

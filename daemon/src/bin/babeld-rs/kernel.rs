@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use babel_core::{RouteChange, RouteOp};
 use babel_wire::Prefix;
+use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
 use kernel_fib::{
     Fib, FibChange, KernelRoute, KernelRule, NetEvent, NetlinkFib, RouteFilter, RouteKey,
     SourceTables, Watcher,
@@ -16,6 +17,9 @@ use tokio::sync::mpsc;
 
 /// babeld's default `kernel-check-interval`.
 const DEFAULT_CHECK: Duration = Duration::from_secs(300);
+/// How long routes left in the kernel by a previous run are kept while the table is relearned
+/// (graceful restart). Neighbours resend their tables within a few Hello intervals of seeing us.
+pub const RESTART_GRACE: Duration = Duration::from_secs(30);
 
 /// How our routes look in the kernel.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +62,9 @@ pub enum KernelCmd {
     Flush(std_mpsc::Sender<usize>),
     /// Check the kernel this often (babeld's `kernel-check-interval`; zero: never).
     CheckInterval(Duration),
+    /// A dump of the kernel's routes of our protocol, indexed by the dump thread, to check
+    /// against.
+    Present(CheckRun),
 }
 
 /// The kernel route thread's state.
@@ -66,8 +73,13 @@ struct Routes {
     policy: InstallPolicy,
     /// What we installed: a delete is only ever sent for these, so that an IPv4 metric-0
     /// delete of a vanished route cannot take another route with it (kernel-fib's note); and
-    /// what the periodic check puts back when something removed it.
-    ours: HashMap<RouteKey, KernelRoute>,
+    /// what the periodic check puts back when something removed it. Ordered, so that a
+    /// check can resume where it stopped.
+    ours: BTreeMap<RouteKey, KernelRoute>,
+    /// Routes a previous run left (graceful restart).
+    stale: Stale,
+    /// A kernel check in progress.
+    check: Option<CheckRun>,
     /// `Some` when source-specific routes are projected on rules.
     rule_mode: Option<RuleMode>,
 }
@@ -112,12 +124,16 @@ impl Routes {
             }
             match c.op {
                 RouteOp::Add | RouteOp::Replace => {
+                    // A route a previous run left is replaced in place: no gap.
+                    self.stale.relearned(&r.key());
                     self.ours.insert(r.key(), r.clone());
                     batch.push(FibChange::Replace(r));
                 }
                 RouteOp::Delete => {
                     if self.ours.remove(&r.key()).is_some() {
                         batch.push(FibChange::Delete(r));
+                    } else if let Some(old) = self.stale.take(&r.key()) {
+                        batch.push(FibChange::Delete(old));
                     }
                 }
             }
@@ -170,6 +186,11 @@ impl Routes {
             .filter(|r| !p.rules.contains(r))
             .copied()
             .collect();
+        for change in &adds {
+            if let FibChange::Replace(r) = change {
+                self.stale.relearned(&r.key());
+            }
+        }
         m.projected = want;
         m.rules = p.rules;
         for (change, result) in adds.iter().zip(self.fib.apply(&adds)) {
@@ -236,47 +257,83 @@ impl Routes {
         }
     }
 
-    /// babeld's kernel check: puts back any of our routes the kernel no longer has (someone ran
-    /// `ip route flush`, an interface flapped).
-    fn check(&mut self) {
-        let present = match self.fib.dump(&RouteFilter::protocol(self.policy.protocol)) {
-            Ok(rs) => rs,
-            Err(e) => {
-                tracing::warn!("kernel check: {e}");
-                return;
-            }
+    /// One step of babeld's kernel check (see `daemon::kernel_check`): puts back routes of
+    /// ours the kernel lost, removes routes of our protocol we no longer own. Source-table
+    /// projections (`ipv6-subtrees false`) are left as they are.
+    fn check_step(&mut self) {
+        let Some(run) = &mut self.check else {
+            return;
         };
-        let projected = self.rule_mode.iter().flat_map(|m| m.projected.values());
-        let missing: Vec<FibChange> = self
-            .ours
-            .values()
-            .chain(projected)
-            .filter(|r| !present.iter().any(|k| r.same_as_installed(k)))
-            .map(|r| FibChange::Replace(r.clone()))
+        let stale = &self.stale;
+        let projected = self.rule_mode.as_ref().map(|m| &m.projected);
+        let keep = |k: &RouteKey| stale.contains(k) || projected.is_some_and(|p| p.contains_key(k));
+        let (changes, done) = run.step(&self.ours, keep, CHECK_STEP);
+        for (change, result) in changes.iter().zip(self.fib.apply(&changes)) {
+            match (change, result) {
+                (_, Ok(())) => {}
+                // Deleted meanwhile by the engine's own change.
+                (FibChange::Delete(_), Err(kernel_fib::FibError::NotFound)) => {}
+                (_, Err(e)) => tracing::warn!("kernel check {change:?}: {e}"),
+            }
+        }
+        if done {
+            if run.reinstalled + run.removed > 0 {
+                tracing::info!(
+                    "kernel check: {} routes reinstalled, {} not ours removed",
+                    run.reinstalled,
+                    run.removed
+                );
+            }
+            self.check = None;
+        }
+    }
+
+    /// Removes the stale routes not relearned in time.
+    fn expire_stale(&mut self, now: Instant) {
+        let gone: Vec<FibChange> = self
+            .stale
+            .expire(now)
+            .into_iter()
+            .map(FibChange::Delete)
             .collect();
-        if !missing.is_empty() {
-            tracing::info!("kernel check: reinstalling {} routes", missing.len());
-            self.run(&missing);
+        if !gone.is_empty() {
+            tracing::info!(
+                "graceful restart: removing {} routes not relearned",
+                gone.len()
+            );
+            self.run(&gone);
         }
     }
 }
 
-/// Starts the kernel thread; stale routes of our protocol are removed first.
+/// Starts the kernel thread. Routes of our protocol a previous run left are kept for
+/// [`RESTART_GRACE`] while the table is relearned (graceful restart), then removed if not
+/// relearned. The periodic check's dump runs on a thread of its own, so that a large table
+/// never holds up route changes.
 pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<KernelCmd>> {
     let mut fib = NetlinkFib::new()?;
-    match fib.purge(policy.protocol) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            "removed {n} stale kernel routes of protocol {}",
-            policy.protocol
-        ),
-        Err(e) => tracing::warn!("could not remove stale kernel routes: {e}"),
+    let left = match fib.dump(&RouteFilter::protocol(policy.protocol)) {
+        Ok(rs) => rs,
+        Err(e) => {
+            tracing::warn!("reading stale kernel routes: {e}");
+            Vec::new()
+        }
+    };
+    if !left.is_empty() {
+        tracing::info!(
+            "keeping {} kernel routes of protocol {} for up to {} s while they are relearned",
+            left.len(),
+            policy.protocol,
+            RESTART_GRACE.as_secs()
+        );
     }
     let (tx, rx) = std_mpsc::channel::<KernelCmd>();
     let mut routes = Routes {
         fib,
         policy,
-        ours: HashMap::new(),
+        ours: BTreeMap::new(),
+        stale: Stale::new(left, Instant::now(), RESTART_GRACE),
+        check: None,
         rule_mode: policy.rule_priority.map(|first| RuleMode {
             tables: SourceTables::new(
                 first,
@@ -293,29 +350,58 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
         0 => {}
         n => tracing::info!("removed {n} stale source-specific rules"),
     }
+    let dump = spawn_dumper(policy.protocol, tx.clone())?;
     thread::Builder::new()
         .name("kernel-routes".into())
         .spawn(move || {
             let mut interval = DEFAULT_CHECK;
+            let mut next_check = Instant::now() + interval;
             loop {
-                let cmd = if interval.is_zero() {
-                    match rx.recv() {
-                        Ok(c) => c,
-                        Err(_) => return,
+                // During a check, commands go first and the check advances between them.
+                let cmd = if routes.check.is_some() {
+                    match rx.try_recv() {
+                        Ok(c) => Some(c),
+                        Err(std_mpsc::TryRecvError::Empty) => None,
+                        Err(std_mpsc::TryRecvError::Disconnected) => return,
                     }
                 } else {
-                    match rx.recv_timeout(interval) {
-                        Ok(c) => c,
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                            routes.check();
-                            continue;
-                        }
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                    let wake = [
+                        (!interval.is_zero()).then_some(next_check),
+                        routes.stale.deadline(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                    let r = match wake {
+                        Some(w) => rx
+                            .recv_timeout(w.saturating_duration_since(Instant::now()))
+                            .map_err(|e| matches!(e, std_mpsc::RecvTimeoutError::Disconnected)),
+                        None => rx.recv().map_err(|_| true),
+                    };
+                    match r {
+                        Ok(c) => Some(c),
+                        Err(true) => return,
+                        Err(false) => None,
                     }
+                };
+                let Some(cmd) = cmd else {
+                    let now = Instant::now();
+                    routes.expire_stale(now);
+                    if routes.check.is_some() {
+                        routes.check_step();
+                    } else if !interval.is_zero() && now >= next_check {
+                        next_check = now + interval;
+                        let _ = dump.send(());
+                    }
+                    continue;
                 };
                 match cmd {
                     KernelCmd::Apply(changes) => routes.apply(&changes),
-                    KernelCmd::CheckInterval(d) => interval = d,
+                    KernelCmd::CheckInterval(d) => {
+                        interval = d;
+                        next_check = Instant::now() + d;
+                    }
+                    KernelCmd::Present(run) => routes.check = Some(run),
                     KernelCmd::Flush(reply) => {
                         let rules = routes.remove_rules();
                         if rules > 0 {
@@ -323,8 +409,38 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
                         }
                         let n = routes.fib.purge(policy.protocol).unwrap_or(0);
                         routes.ours.clear();
+                        routes.check = None;
                         let _ = reply.send(n);
                     }
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+/// The kernel check's dump, on its own thread and netlink socket: each request dumps the
+/// routes of `protocol`, indexes them, and hands them to the route thread as
+/// [`KernelCmd::Present`].
+fn spawn_dumper(
+    protocol: u8,
+    to_routes: std_mpsc::Sender<KernelCmd>,
+) -> anyhow::Result<std_mpsc::Sender<()>> {
+    let mut fib = NetlinkFib::new()?;
+    let (tx, rx) = std_mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("kernel-check".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                match fib.dump(&RouteFilter::protocol(protocol)) {
+                    Ok(rs) => {
+                        if to_routes
+                            .send(KernelCmd::Present(CheckRun::new(rs)))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!("kernel check: {e}"),
                 }
             }
         })?;

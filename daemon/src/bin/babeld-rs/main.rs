@@ -3,6 +3,7 @@
 //! the UDP socket, the kernel routes (on a thread of their own), kernel notifications, control
 //! clients, signals and files.
 
+mod control_socket;
 mod kernel;
 mod mesh;
 mod run;

@@ -3,37 +3,33 @@
 use std::collections::HashMap;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use babel_core::{
     Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
     is_martian,
 };
 use babel_wire::RouterId;
 use daemon::cli::Invocation;
-use daemon::config::{FilterKind, LocalEndpoint};
-use daemon::control::{Banner, Dialect, Session};
+use daemon::clients::ClientLimits;
+use daemon::config::FilterKind;
+use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
     AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::control_socket::ControlServer;
 use crate::kernel::{InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
 
-/// More than rita's 128 concurrent connections; beyond it new clients are closed at once.
-const MAX_CLIENTS: usize = 256;
 /// babeld's default state file.
 const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
 /// babeld's default pid file.
@@ -52,7 +48,7 @@ pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
         None => Some(PathBuf::from(DEFAULT_PID_FILE)),
     };
     if let Some(p) = &pid_file {
-        write_pid_file(p)?;
+        daemon::pidfile::write(p)?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,53 +86,6 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
         _ => b.with_writer(std::io::stderr).init(),
     }
     Ok(())
-}
-
-/// Creates the pid file, refusing to run twice (as babeld), but replacing a stale one.
-fn write_pid_file(p: &Path) -> anyhow::Result<()> {
-    if let Ok(old) = fs::read_to_string(p)
-        && let Ok(pid) = old.trim().parse::<i32>()
-        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-    {
-        bail!("{} exists and process {pid} is running", p.display());
-    }
-    let mut f = fs::File::create(p).with_context(|| format!("pid file {}", p.display()))?;
-    writeln!(f, "{}", std::process::id())?;
-    Ok(())
-}
-
-/// The state file: our seqno and router-id across restarts (RFC 8966 §3.2.2).
-#[derive(Default)]
-struct State {
-    seqno: Option<u16>,
-    router_id: Option<RouterId>,
-}
-
-fn read_state(p: &Path) -> State {
-    let mut s = State::default();
-    let Ok(text) = fs::read_to_string(p) else {
-        return s;
-    };
-    for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("seqno"), Some(v)) => s.seqno = v.parse().ok(),
-            (Some("router-id"), Some(v)) => s.router_id = v.parse().ok(),
-            // babeld's own state file holds just the seqno.
-            (Some(v), None) => s.seqno = v.parse().ok(),
-            _ => {}
-        }
-    }
-    s
-}
-
-fn write_state(p: &Path, id: RouterId, seqno: u16) {
-    let tmp = p.with_extension("tmp");
-    let ok = fs::write(&tmp, format!("router-id {id}\nseqno {seqno}\n"))
-        .and_then(|()| fs::rename(&tmp, p));
-    if let Err(e) = ok {
-        tracing::warn!("state file {}: {e}", p.display());
-    }
 }
 
 /// babeld's router-id from a MAC: EUI-64 with the universal/local bit flipped.
@@ -182,27 +131,6 @@ impl Clock {
     }
 }
 
-/// A message from a control connection task.
-enum ClientMsg {
-    Connected {
-        id: u64,
-        read_write: bool,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
-    },
-    Data {
-        id: u64,
-        bytes: Vec<u8>,
-    },
-    Closed {
-        id: u64,
-    },
-}
-
-struct Client {
-    session: Session,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-}
-
 /// Everything the loop owns besides the daemon state.
 struct Io {
     socket: BabelSocket,
@@ -210,6 +138,10 @@ struct Io {
     netlink: NetlinkFib,
     group: Ipv6Addr,
     state_file: Option<PathBuf>,
+    /// The seqno last written to the state file: no packet leaves with another one.
+    persisted_seqno: u16,
+    /// Packets waiting for their turn on a link.
+    pacer: daemon::pacing::Pacer<babel_core::Transmit>,
     link_detect: bool,
     announced: Announcements,
     /// Table and preferred source each installed destination went in with (the `install`
@@ -261,7 +193,10 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
     };
-    let saved = state_file.as_deref().map(read_state).unwrap_or_default();
+    let saved = state_file
+        .as_deref()
+        .map(daemon::statefile::read)
+        .unwrap_or_default();
     let router_id = if let Some(id) = g.router_id {
         id
     } else if g.random_id == Some(true) {
@@ -280,9 +215,19 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             .unwrap_or_else(random_id)
     };
     let mut ecfg = EngineConfig::new(router_id);
-    ecfg.seqno = saved.seqno.map(|s| s.wrapping_add(1));
+    // RFC 8966 §3.5.1: the seqno we start with is on disk before any packet carries it.
+    let seqno = daemon::statefile::next_seqno(&saved, (random_u64() & 0xffff) as u16);
+    if let Some(p) = &state_file {
+        persist_seqno(p, router_id, seqno);
+    }
+    ecfg.seqno = Some(seqno);
     ecfg.seed = random_u64();
     ecfg.fee = g.fee.unwrap_or(0);
+    ecfg.limits = daemon::memcaps::limits(
+        daemon::memcaps::available(),
+        g.max_routes,
+        g.max_routes_per_neighbour,
+    );
     ecfg.policy = match dialect {
         Dialect::Althea => Policy::Althea {
             metric_factor: g.metric_factor.unwrap_or(1900),
@@ -373,8 +318,10 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let socket = BabelSocket::open(g.protocol_port.unwrap_or(babel_wire::PORT), group)
         .context("Babel socket")?;
     tracing::info!(
-        "router-id {router_id}, receive buffer {} bytes",
-        socket.recv_buffer()
+        "router-id {router_id}, receive buffer {} bytes, at most {} routes ({} per neighbour)",
+        socket.recv_buffer(),
+        d.engine.config().limits.max_routes,
+        d.engine.config().limits.max_routes_per_neighbour
     );
     let mut io = Io {
         socket,
@@ -382,6 +329,8 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         netlink,
         group,
         state_file,
+        persisted_seqno: seqno,
+        pacer: daemon::pacing::Pacer::new(),
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
         installed_in: HashMap::new(),
@@ -390,21 +339,18 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
 
-    let (client_tx, client_rx) = mpsc::unbounded_channel();
-    let clients_open = Arc::new(AtomicUsize::new(0));
-    for (ep, rw) in [(g.local_ro.clone(), false), (g.local_rw.clone(), true)] {
-        if let Some(ep) = ep {
-            listen(ep, rw, client_tx.clone(), clients_open.clone()).await?;
-        }
-    }
-    drop(client_tx);
+    let endpoints: Vec<_> = [(g.local_ro.clone(), false), (g.local_rw.clone(), true)]
+        .into_iter()
+        .filter_map(|(ep, rw)| ep.map(|ep| (ep, rw)))
+        .collect();
+    let ctl = ControlServer::bind(&endpoints, ClientLimits::default()).await?;
     let banner = Banner {
         dialect,
         version: d.settings.version.clone(),
         host: hostname(),
         my_id: router_id,
     };
-    main_loop(&mut d, &mut io, &clock, events, client_rx, banner).await
+    main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
 }
 
 fn hostname() -> String {
@@ -419,24 +365,27 @@ async fn main_loop(
     io: &mut Io,
     clock: &Clock,
     mut events: mpsc::UnboundedReceiver<NetEvent>,
-    mut clients_rx: mpsc::UnboundedReceiver<ClientMsg>,
+    mut ctl: ControlServer,
     banner: Banner,
 ) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut clients: HashMap<u64, Client> = HashMap::new();
     let mut bufs = vec![Vec::new(); 64];
     let mut received = Vec::new();
     let mut resync = false;
     loop {
         d.now = clock.now();
-        flush_outputs(d, io, &mut clients).await;
+        flush_outputs(d, io, &mut ctl).await;
         let wake = d.engine.poll_timeout();
-        let sleep = tokio::time::sleep_until(wake.map_or_else(
+        let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
-        ));
+        );
+        if let Some(p) = io.pacer.next_due() {
+            deadline = deadline.min(tokio::time::Instant::from_std(p));
+        }
+        let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
             r = io.socket.recv_batch(&mut bufs, &mut received) => {
                 if let Err(e) = r {
@@ -452,7 +401,10 @@ async fn main_loop(
             }
             () = sleep => {
                 d.now = clock.now();
-                d.input(Input::Timeout);
+                // Woken for the pacer only: the engine has nothing due.
+                if wake.is_none_or(|w| w <= d.now) {
+                    d.input(Input::Timeout);
+                }
             }
             Some(e) = events.recv() => {
                 d.now = clock.now();
@@ -474,10 +426,10 @@ async fn main_loop(
                     }
                 }
             }
-            Some(m) = clients_rx.recv() => {
+            m = ctl.recv() => {
                 d.now = clock.now();
                 let before = d.settings.kernel_check_interval;
-                client_message(d, &mut clients, m, &banner);
+                ctl.handle(d, m, &banner);
                 if d.settings.kernel_check_interval != before
                     && let Some(secs) = d.settings.kernel_check_interval
                 {
@@ -499,8 +451,8 @@ async fn main_loop(
                     sync_interfaces(d, io, &links, &addrs);
                 }
                 crate::mesh::after_sync(d, &ev);
-                for c in clients.values().filter(|c| c.session.is_monitoring() && !line.is_empty()) {
-                    let _ = c.tx.send(format!("{line}\n").into_bytes());
+                if !line.is_empty() {
+                    ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
             _ = term.recv() => break,
@@ -513,15 +465,16 @@ async fn main_loop(
             }
         }
     }
-    shutdown(d, io, clock, &mut clients).await;
+    shutdown(d, io, clock, &mut ctl).await;
+    ctl.shutdown();
     Ok(())
 }
 
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
-async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut HashMap<u64, Client>) {
+async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlServer) {
     d.now = clock.now();
     d.input(Input::Shutdown);
-    flush_outputs(d, io, clients).await;
+    flush_outputs(d, io, ctl).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
         match rx.recv_timeout(Duration::from_secs(10)) {
@@ -530,17 +483,59 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut Hash
         }
     }
     if let Some(p) = &io.state_file {
-        write_state(p, d.engine.router_id(), d.engine.seqno());
+        persist_seqno(p, d.engine.router_id(), d.engine.seqno());
     }
     if io.mesh_events.is_some() {
         crate::mesh::remove_filter();
     }
 }
 
+/// Writes the state file durably, or says why it could not.
+fn persist_seqno(p: &Path, id: RouterId, seqno: u16) {
+    if let Err(e) = daemon::statefile::write(p, id, seqno) {
+        tracing::warn!("state file {}: {e}", p.display());
+    }
+}
+
+/// The link-local address an interface with a key signs from.
+fn signing_address(d: &Daemon, ifindex: u32) -> Option<Ipv6Addr> {
+    d.ifaces
+        .iter()
+        .find(|i| i.ifindex == Some(ifindex))
+        .filter(|i| d.config.interface_options(&i.name).key.is_some())
+        .and_then(|i| i.link_local)
+}
+
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
-async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, Client>) {
+async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
+    // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
+    let seqno = d.engine.seqno();
+    if seqno != io.persisted_seqno {
+        if let Some(p) = &io.state_file {
+            persist_seqno(p, d.engine.router_id(), seqno);
+        }
+        io.persisted_seqno = seqno;
+    }
+    // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
+    // socket); packets the pacer holds go out on later turns of the loop.
+    let now = std::time::Instant::now();
+    let mut ready = Vec::new();
+    for (_, t) in io.pacer.due(now) {
+        ready.push(t);
+    }
     let out = d.engine.drain();
     for t in out.transmits {
+        // Signed packets keep their order (the receiver refuses a packet counter that goes
+        // back), so authenticated interfaces are not paced.
+        let keyed = signing_address(d, t.ifindex).is_some();
+        let (ix, len) = (t.ifindex, t.bytes.len());
+        if keyed {
+            ready.push(t);
+        } else if let Some(t) = io.pacer.offer(ix, len, t, now) {
+            ready.push(t);
+        }
+    }
+    for t in ready {
         let dst = match t.dst {
             Destination::Multicast => io.group,
             Destination::Unicast(IpAddr::V6(a)) => a,
@@ -548,13 +543,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
         };
         // A signed packet's MAC covers its source address: send it from the link-local address
         // the engine signed with, not one the kernel might pick among several.
-        let src = d
-            .ifaces
-            .iter()
-            .find(|i| i.ifindex == Some(t.ifindex))
-            .filter(|i| d.config.interface_options(&i.name).key.is_some())
-            .and_then(|i| i.link_local)
-            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let src = signing_address(d, t.ifindex).unwrap_or(Ipv6Addr::UNSPECIFIED);
         if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
@@ -590,12 +579,10 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
     }
-    let monitoring = clients.values().any(|c| c.session.is_monitoring());
+    let monitoring = ctl.monitoring();
     for e in out.events {
-        if let Event::SeqnoChanged { seqno } = e {
-            if let Some(p) = &io.state_file {
-                write_state(p, d.engine.router_id(), seqno);
-            }
+        // Already persisted above, before the packets went out.
+        if let Event::SeqnoChanged { .. } = e {
             continue;
         }
         // Building a line means looking the object up; skip it when nobody listens.
@@ -612,150 +599,8 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             text.extend_from_slice(l.as_bytes());
             text.push(b'\n');
         }
-        for c in clients.values().filter(|c| c.session.is_monitoring()) {
-            let _ = c.tx.send(text.clone());
-        }
+        ctl.broadcast(&text);
     }
-}
-
-fn client_message(
-    d: &mut Daemon,
-    clients: &mut HashMap<u64, Client>,
-    m: ClientMsg,
-    banner: &Banner,
-) {
-    match m {
-        ClientMsg::Connected { id, read_write, tx } => {
-            let _ = tx.send(banner.text().into_bytes());
-            clients.insert(
-                id,
-                Client {
-                    session: Session::new(read_write),
-                    tx,
-                },
-            );
-        }
-        ClientMsg::Data { id, bytes } => {
-            let Some(c) = clients.get_mut(&id) else {
-                return;
-            };
-            let mut out = Vec::new();
-            let outcome = c.session.input(&bytes, d, &mut out);
-            if outcome.bad > 0 {
-                tracing::info!("control client {id}: {} bad commands", outcome.bad);
-            }
-            if !out.is_empty() {
-                let _ = c.tx.send(out);
-            }
-            if c.session.is_closed() {
-                // An empty message asks the writer to close.
-                let _ = c.tx.send(Vec::new());
-                clients.remove(&id);
-            }
-        }
-        ClientMsg::Closed { id } => {
-            clients.remove(&id);
-        }
-    }
-}
-
-/// Accepts control clients on `::1` (TCP) or a Unix path.
-async fn listen(
-    ep: LocalEndpoint,
-    read_write: bool,
-    tx: mpsc::UnboundedSender<ClientMsg>,
-    open: Arc<AtomicUsize>,
-) -> anyhow::Result<()> {
-    match ep {
-        LocalEndpoint::Port(port) => {
-            let l = tokio::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))
-                .await
-                .with_context(|| format!("control port {port}"))?;
-            tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    let (r, w) = s.into_split();
-                    spawn_client(r, w, read_write, &tx, &open);
-                }
-            });
-        }
-        LocalEndpoint::Path(path) => {
-            let _ = fs::remove_file(&path);
-            let l = tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("control socket {}", path.display()))?;
-            tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    let (r, w) = s.into_split();
-                    spawn_client(r, w, read_write, &tx, &open);
-                }
-            });
-        }
-    }
-    Ok(())
-}
-
-fn spawn_client<R, W>(
-    mut r: R,
-    mut w: W,
-    read_write: bool,
-    tx: &mpsc::UnboundedSender<ClientMsg>,
-    open: &Arc<AtomicUsize>,
-) where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
-    if open.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-        open.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!("control: more than {MAX_CLIENTS} clients, refusing one");
-        return;
-    }
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    if tx
-        .send(ClientMsg::Connected {
-            id,
-            read_write,
-            tx: out_tx,
-        })
-        .is_err()
-    {
-        open.fetch_sub(1, Ordering::SeqCst);
-        return;
-    }
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if bytes.is_empty() || w.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
-    let tx = tx.clone();
-    let open = open.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx
-                        .send(ClientMsg::Data {
-                            id,
-                            bytes: buf.get(..n).unwrap_or_default().to_vec(),
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-            if writer.is_finished() {
-                break;
-            }
-        }
-        let _ = tx.send(ClientMsg::Closed { id });
-        open.fetch_sub(1, Ordering::SeqCst);
-    });
 }
 
 /// `IFF_POINTOPOINT` (linux/if.h): TUN devices, WireGuard, GRE and other point-to-point links.
@@ -811,6 +656,7 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                 if let Some(ix) = iface.ifindex {
                     d.input(Input::InterfaceDown { ifindex: ix });
                     io.socket.leave(ix);
+                    io.pacer.forget(ix);
                 }
                 next.running = false;
                 tracing::info!("interface {} down", iface.name);
