@@ -32,6 +32,9 @@ pub use auth::{
 pub use correction::{CorrectionConfig, Corrections};
 pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
-pub use probe::{Action, Check, Counters, HOP_LIMIT, Responder, Verifier, VerifyConfig, via_tag};
+pub use probe::{
+    Action, Check, Counters, HOP_LIMIT, REMOTE_IHU_INTERVAL, Responder, Verifier, VerifyConfig,
+    via_tag,
+};
 pub use schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
 pub use score::{NeighbourScore, Rule, ScoreConfig, Verdict};

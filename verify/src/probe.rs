@@ -127,6 +127,7 @@ struct Session {
     reason: Reason,
     via: RouterId,
     first_seqno: u16,
+    started: Instant,
     sent: u16,
     next_hello: Instant,
     ends: Instant,
@@ -323,6 +324,7 @@ impl Verifier {
                     reason,
                     via: via_tag(&route.neighbour),
                     first_seqno,
+                    started: now,
                     sent: 0,
                     next_hello: now,
                     ends,
@@ -387,13 +389,30 @@ impl Verifier {
         };
         let metric = route.metric;
         let cost = s.answer.as_ref().and_then(|(a, at)| {
-            let received = a.report.received_in(s.first_seqno, s.sent);
+            // Remote Hellos after the highest one the report covers are not counted as lost:
+            // they may have arrived after the destination answered.
+            // Those sent more than `answer_wait` before the answer arrived count either way, so
+            // that dropping the last Remote Hellos hides at most `answer_wait` of them.
+            let by_seqno = a
+                .report
+                .highest_seqno
+                .wrapping_sub(s.first_seqno)
+                .saturating_add(1);
+            let interval = self.cfg.schedule.probe_interval.as_micros().max(1);
+            let settled = at
+                .saturating_since(s.started)
+                .saturating_sub(self.cfg.schedule.answer_wait)
+                .as_micros()
+                / interval;
+            let by_time = u16::try_from(settled.saturating_add(1)).unwrap_or(u16::MAX);
+            let covered = by_seqno.max(by_time).min(s.sent);
+            let received = a.report.received_in(s.first_seqno, covered);
             let rtt = a.ihu.timestamp.map(|t| {
                 Duration::from_micros(u64::from((at.as_micros() as u32).wrapping_sub(t.origin)))
             });
             self.cfg.cost.cost(&Measurement {
                 hops: a.report.hops,
-                sent: s.sent,
+                sent: covered,
                 received,
                 rtt,
             })
@@ -479,7 +498,15 @@ struct Heard {
     hops: u8,
     ts: Option<(u32, Instant)>,
     last: Instant,
+    /// Heard something not yet answered.
+    dirty: bool,
+    last_answer: Option<Instant>,
+    /// When the next Remote Hello is due (its interval), with a margin.
+    quiet_after: Instant,
 }
+
+/// How often a destination answers one session at most (§2.4).
+pub const REMOTE_IHU_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Responder {
     /// A responder signing with `key`. `counter_start` must exceed every counter this key ever
@@ -529,7 +556,13 @@ impl Responder {
             hops,
             ts: None,
             last: now,
+            dirty: false,
+            last_answer: None,
+            quiet_after: now,
         });
+        e.dirty = true;
+        let iv = babel_core::from_centis(h.interval);
+        e.quiet_after = now + iv + iv / 2;
         let ahead = h.seqno.wrapping_sub(e.highest);
         if ahead != 0 && ahead < 0x8000 {
             e.bitmap = if ahead >= 64 { 0 } else { e.bitmap << ahead };
@@ -579,6 +612,47 @@ impl Responder {
             },
             &self.key,
         )
+    }
+
+    /// The Remote IHUs due now (§2.4): per session heard since its last answer, one per
+    /// [`REMOTE_IHU_INTERVAL`], and one as soon as the Remote Hellos stop (the next one is 1.5
+    /// intervals late). Each is `(origin, via, prefix, TLV)`; the driver sends the TLV to the
+    /// origin's address.
+    pub fn poll_answers(&mut self, now: Instant) -> Vec<(RouterId, RouterId, Prefix, Vec<u8>)> {
+        let due: Vec<(RouterId, RouterId, Prefix)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| {
+                e.dirty
+                    && (e.last_answer.is_none_or(|t| now >= t + REMOTE_IHU_INTERVAL)
+                        || now >= e.quiet_after)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for (o, v, p) in due {
+            if let Some(t) = self.answer(now, o, v, p) {
+                if let Some(e) = self.sessions.get_mut(&(o, v, p)) {
+                    e.dirty = false;
+                    e.last_answer = Some(now);
+                }
+                out.push((o, v, p, t));
+            }
+        }
+        out
+    }
+
+    /// When [`Responder::poll_answers`] has something next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter(|e| e.dirty)
+            .map(|e| {
+                e.last_answer
+                    .map_or(e.last, |t| t + REMOTE_IHU_INTERVAL)
+                    .min(e.quiet_after)
+            })
+            .min()
     }
 
     /// Sessions remembered.

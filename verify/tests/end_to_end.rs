@@ -279,3 +279,35 @@ fn responder_bounded() {
     assert_eq!(r.refused, 1);
     let _ = Duration::ZERO;
 }
+
+/// §2.4: the destination answers a session at most once per Remote IHU interval, and once more
+/// when the Remote Hellos stop; the last answer covers the whole session.
+#[test]
+fn responder_answer_pacing() {
+    let mut r = Responder::new(key(3), 0, 8);
+    let mut answers = Vec::new();
+    let start = Instant::from_secs(10);
+    for i in 0..20u16 {
+        let now = start + Duration::from_millis(250 * u64::from(i));
+        let h = babel_wire::RemoteHello {
+            seqno: 100 + i,
+            interval: 25,
+            origin: ME,
+            via: RouterId([2; 8]),
+            prefix: dest(),
+            timestamp: Some(1),
+        };
+        r.handle_remote_hello(now, &h, HOP_LIMIT - 2, true);
+        answers.extend(r.poll_answers(now));
+    }
+    assert_eq!(answers.len(), 5, "one per second over 5 s");
+    let t = r.poll_timeout().expect("an answer is pending");
+    assert!(t <= start + Duration::from_millis(250 * 19 + 375));
+    let last = r.poll_answers(t);
+    assert_eq!(last.len(), 1);
+    assert_eq!(r.poll_timeout(), None);
+    let s = verify::decode_signed_ihu(&last[0].3).unwrap();
+    assert_eq!(s.report.hops, 3);
+    assert_eq!(s.report.received_in(100, 20), 20);
+    assert_eq!(last[0].3.len(), 2 + 22 + 16 + 10 + 2 + verify::REPORT_LEN);
+}
