@@ -1757,7 +1757,10 @@ impl Engine {
                     next_hop: r.next_hop,
                     via: r.via,
                     ifindex: r.ifindex,
-                    metric: self.route_metric(r),
+                    // Verification (spec/verify.md §5): never below a verified cost in force.
+                    metric: self
+                        .route_metric(r)
+                        .max(r.verified.filter(|(_, t)| now < *t).map_or(0, |(v, _)| v)),
                     router_id: r.router_id,
                     seqno: r.seqno,
                     price: r.price,
@@ -2003,7 +2006,11 @@ impl Engine {
         let inst = self.routes.get(&key).and_then(|d| {
             let id = d.selected?;
             let r = d.routes.iter().find(|r| r.neigh == id)?;
-            d.installed.map(|_| (r.clone(), self.route_metric(r)))
+            // Verification (spec/verify.md §5): a corrected route is advertised at no less than
+            // its verified cost, or we would knowingly relay a neighbour's lie.
+            let verified = r.verified.filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+            d.installed
+                .map(|_| (r.clone(), self.route_metric(r).max(verified)))
         });
         match inst {
             Some((r, metric)) if metric < INFINITY => {

@@ -22,6 +22,8 @@ pub struct CorrectionConfig {
     pub max: Duration,
     /// Routes remembered (least recently corrected forgotten first).
     pub max_routes: usize,
+    /// Largest neighbour-wide correction factor (§5.2).
+    pub max_factor: f64,
 }
 
 impl Default for CorrectionConfig {
@@ -34,6 +36,7 @@ impl Default for CorrectionConfig {
             min: Duration::from_secs(60),
             max: Duration::from_secs(3600),
             max_routes: 1024,
+            max_factor: 8.0,
         }
     }
 }

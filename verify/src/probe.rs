@@ -44,6 +44,11 @@ pub struct Counters {
     pub answers: u64,
     /// Sessions that ended without an accepted Remote IHU.
     pub unanswered: u64,
+    /// Unanswered sessions scored as black holes (the route loops, or the destination answered
+    /// us recently).
+    pub black_holes: u64,
+    /// Remote Hellos that came back as ICMPv6 Time Exceeded.
+    pub looped: u64,
     /// Remote IHUs dropped: malformed.
     pub malformed: u64,
     /// Remote IHUs dropped: signature does not verify.
@@ -117,6 +122,11 @@ pub struct Check {
     /// Metric correction: use this metric for the route until then
     /// (`Engine::set_verified_metric`).
     pub correction: Option<(u16, Instant)>,
+    /// Neighbour-wide correction (§5.2): a failing check multiplies the metric of every other
+    /// route through the neighbour by this factor, until then.
+    pub neighbour_factor: Option<(f64, Instant)>,
+    /// Unanswered, and scored as a black hole (§3.4).
+    pub black_hole: bool,
     /// What the check did to the neighbour.
     pub verdict: Verdict,
 }
@@ -132,6 +142,7 @@ struct Session {
     next_hello: Instant,
     ends: Instant,
     answer: Option<(SignedIhu, Instant)>,
+    looped: bool,
 }
 
 /// The verifier of one router (sans-IO: time and seed are parameters).
@@ -144,6 +155,8 @@ pub struct Verifier {
     corrections: Corrections<(Prefix, Neighbour)>,
     keyring: Keyring,
     seqnos: BTreeMap<(Prefix, Neighbour), u16>,
+    /// Last answered session per destination (evidence that its answers reach us).
+    answered: BTreeMap<Prefix, Instant>,
     session: Option<Session>,
     next_cycle: Instant,
     max_neighbours: usize,
@@ -192,6 +205,7 @@ impl Verifier {
             corrections: Corrections::default(),
             keyring,
             seqnos: BTreeMap::new(),
+            answered: BTreeMap::new(),
             session: None,
             next_cycle: first,
             max_neighbours: 256,
@@ -212,6 +226,21 @@ impl Verifier {
     /// Traffic to `prefix` was seen (§2.1: "used" is measured).
     pub fn mark_used(&mut self, now: Instant, prefix: Prefix) {
         self.scheduler.mark_used(now, &self.cfg.schedule, prefix);
+    }
+
+    /// Destinations used within the window (§2.1).
+    pub fn used(&self, now: Instant) -> Vec<Prefix> {
+        self.scheduler.used(now, &self.cfg.schedule)
+    }
+
+    /// Whether the next [`Verifier::handle_timeout`] at `now` reads `candidates` (a cycle starts
+    /// or a session ends); otherwise an empty slice will do.
+    pub fn wants_routes(&self, now: Instant) -> bool {
+        self.next_cycle <= now
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
     }
 
     /// A neighbour's score record.
@@ -329,11 +358,34 @@ impl Verifier {
                     next_hello: now,
                     ends,
                     answer: None,
+                    looped: false,
                 });
                 out.extend(self.handle_timeout(now, candidates));
             }
         }
         out
+    }
+
+    /// An ICMPv6 Time Exceeded quoting one of our Remote Hellos arrived: the route under test
+    /// loops (§3.4). Returns whether it matched the current session.
+    pub fn handle_time_exceeded(&mut self, _now: Instant, quoted: &RemoteHello) -> bool {
+        let Some(s) = self.session.as_mut() else {
+            return false;
+        };
+        let back = s
+            .first_seqno
+            .wrapping_add(s.sent)
+            .wrapping_sub(quoted.seqno);
+        let ours = quoted.origin == self.router_id
+            && quoted.via == s.via
+            && quoted.prefix == s.route.prefix
+            && back >= 1
+            && back <= s.sent;
+        if ours {
+            s.looped = true;
+            self.counters.looped += 1;
+        }
+        ours
     }
 
     /// A Remote IHU TLV (type octet first) arrived for us. Dropped and counted unless it is
@@ -417,9 +469,47 @@ impl Verifier {
                 rtt,
             })
         });
-        if cost.is_none() {
-            self.counters.unanswered += 1;
-        }
+        let mut black_hole_found = false;
+        let cost = match cost {
+            Some(c) => {
+                if !self.answered.contains_key(&route.prefix) && self.answered.len() >= 1024 {
+                    let oldest = self
+                        .answered
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(p, _)| *p);
+                    if let Some(p) = oldest {
+                        self.answered.remove(&p);
+                    }
+                }
+                self.answered.insert(route.prefix, now);
+                Some(c)
+            }
+            None => {
+                self.counters.unanswered += 1;
+                // §3.4: the answers come back along the destination's route to us, whatever
+                // neighbour we probed through. If a Remote Hello came back as an ICMPv6 Time
+                // Exceeded (the route loops), or the destination answered another session
+                // recently (the return path works), the route under test lost every Remote
+                // Hello and costs infinity. Otherwise nothing is scored, and the next cycle
+                // probes the destination through another neighbour.
+                let evidence = s.looped
+                    || self.answered.get(&route.prefix).is_some_and(|t| {
+                        now.saturating_since(*t) <= self.cfg.schedule.evidence_window
+                    });
+                if evidence {
+                    black_hole_found = true;
+                    self.counters.black_holes += 1;
+                    Some(babel_wire::INFINITY - 1)
+                } else {
+                    self.scheduler.control(route.prefix, route.neighbour);
+                    // And this route again after the control (it stays under suspicion).
+                    self.scheduler
+                        .checked(now, &self.cfg.schedule, &route, true);
+                    None
+                }
+            }
+        };
         let a = cost.map(|c| accuracy(metric, c));
         let mut check = Check {
             route,
@@ -428,6 +518,8 @@ impl Verifier {
             cost,
             accuracy: a,
             correction: None,
+            neighbour_factor: None,
+            black_hole: black_hole_found,
             verdict: Verdict::Kept,
         };
         if let (Some(c), Some(a)) = (cost, a) {
@@ -445,6 +537,10 @@ impl Verifier {
             if check.correction.is_some() {
                 self.counters.corrections += 1;
             }
+            if failed {
+                let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
+                check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
+            }
             if !self.scores.contains_key(&route.neighbour)
                 && self.scores.len() >= self.max_neighbours
             {
@@ -460,7 +556,8 @@ impl Verifier {
                 }
             }
             let score = self.scores.entry(route.neighbour).or_default();
-            check.verdict = score.record(now, &self.cfg.score, route.prefix, a);
+            check.verdict =
+                score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
             if let Verdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 out.push(Action::Checked(check));

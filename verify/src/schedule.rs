@@ -50,6 +50,9 @@ pub struct ScheduleConfig {
     pub recheck_after: Duration,
     /// A selected route is "verified" until its metric improves by this factor.
     pub improvement: f64,
+    /// An unanswered session counts as a black hole (infinite cost) if the same destination
+    /// answered one of our sessions this recently (§3.4).
+    pub evidence_window: Duration,
     /// Used destinations remembered.
     pub max_used: usize,
     /// Only the paper's random choice (no priorities), for comparison.
@@ -64,8 +67,9 @@ impl Default for ScheduleConfig {
             probes: 20,
             probe_interval: Duration::from_millis(250),
             answer_wait: Duration::from_secs(1),
-            recheck_after: Duration::from_secs(30),
+            recheck_after: Duration::from_secs(20),
             improvement: 0.9,
+            evidence_window: Duration::from_secs(30),
             max_used: 256,
             paper_only: false,
         }
@@ -77,7 +81,10 @@ impl Default for ScheduleConfig {
 pub enum Reason {
     /// A failed check is due again.
     Recheck,
-    /// A used destination's selected route is new or improved since it was last verified.
+    /// After an unanswered session: the same destination through another neighbour.
+    Control,
+    /// A used destination's selected route changed neighbour or improved since it was last
+    /// verified.
     NewSelection,
     /// The paper's random choice.
     Random,
@@ -87,9 +94,10 @@ pub enum Reason {
 #[derive(Clone, Debug)]
 pub struct Scheduler {
     used: BTreeMap<Prefix, Instant>,
-    /// Selected route last verified per destination: neighbour and metric then.
+    /// Selected route last verified (or first seen) per destination: neighbour and metric.
     verified: BTreeMap<Prefix, (Neighbour, u16)>,
     rechecks: BTreeMap<(Prefix, Neighbour), Instant>,
+    control: Option<(Prefix, Neighbour)>,
     rng: Rng,
 }
 
@@ -100,6 +108,7 @@ impl Scheduler {
             used: BTreeMap::new(),
             verified: BTreeMap::new(),
             rechecks: BTreeMap::new(),
+            control: None,
             rng: Rng::new(seed),
         }
     }
@@ -145,6 +154,12 @@ impl Scheduler {
         self.rechecks.retain(|(p, _), _| used.contains_key(p));
     }
 
+    /// After an unanswered session without evidence that the destination answers us at all,
+    /// the next cycle probes `prefix` through another neighbour (§2.2, item 2).
+    pub fn control(&mut self, prefix: Prefix, not_via: Neighbour) {
+        self.control = Some((prefix, not_via));
+    }
+
     /// Chooses the route to probe this cycle (§2), or none if no used destination has a
     /// feasible route.
     pub fn pick(
@@ -155,6 +170,15 @@ impl Scheduler {
     ) -> Option<(Candidate, Reason)> {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
+        // Baselines: a selected route first seen is not news.
+        for c in candidates
+            .iter()
+            .filter(|c| c.selected && is_used(&c.prefix))
+        {
+            self.verified
+                .entry(c.prefix)
+                .or_insert((c.neighbour, c.metric));
+        }
         if !cfg.paper_only {
             // 1. A failed route whose recheck is due.
             let due = self
@@ -172,7 +196,22 @@ impl Scheduler {
                     return Some((*c, Reason::Recheck));
                 }
             }
-            // 2. A used destination whose selected route is new or improved.
+            // 2. A control probe: the same destination through another neighbour.
+            if let Some((p, n)) = self.control.take() {
+                let others: Vec<&Candidate> = candidates
+                    .iter()
+                    .filter(|c| c.prefix == p && c.neighbour != n && c.feasible)
+                    .collect();
+                if !others.is_empty() {
+                    let i = self.rng.below(others.len() as u64) as usize;
+                    if let Some(c) = others.get(i) {
+                        return Some((**c, Reason::Control));
+                    }
+                }
+            }
+            // 3. A used destination whose selected route changed neighbour or improved since
+            //    it was last verified; among them, one through the neighbour that gained the
+            //    most such routes (a liar attracts many at once).
             let fresh: Vec<&Candidate> = candidates
                 .iter()
                 .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
@@ -180,12 +219,21 @@ impl Scheduler {
                     Some((n, m)) => {
                         *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
                     }
-                    None => true,
+                    None => false,
                 })
                 .collect();
-            if !fresh.is_empty() {
-                let i = self.rng.below(fresh.len() as u64) as usize;
-                if let Some(c) = fresh.get(i) {
+            let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
+            for c in &fresh {
+                *per.entry(c.neighbour).or_default() += 1;
+            }
+            if let Some(most) = per.values().max().copied() {
+                let top: Vec<&Candidate> = fresh
+                    .iter()
+                    .filter(|c| per.get(&c.neighbour) == Some(&most))
+                    .copied()
+                    .collect();
+                let i = self.rng.below(top.len() as u64) as usize;
+                if let Some(c) = top.get(i) {
                     return Some((**c, Reason::NewSelection));
                 }
             }
@@ -269,36 +317,57 @@ mod tests {
         assert_eq!(seen.len(), 2);
     }
 
-    /// §2.2: a new selected route goes first, then a due recheck goes before anything.
+    /// §2.2: a changed selected route goes first, then a due recheck goes before anything;
+    /// a control request probes another neighbour.
     #[test]
     fn priorities() {
         let cfg = ScheduleConfig::default();
         let mut s = Scheduler::new(2);
         let now = Instant::from_secs(100);
         s.mark_used(now, &cfg, p(1));
+        // First sight is the baseline, not news.
+        let before = [cand(1, 1, 100, true), cand(1, 2, 150, false)];
+        let (_, r) = s.pick(now, &cfg, &before).unwrap();
+        assert_eq!(r, Reason::Random);
+        // The selection moves to neighbour 2: news.
         let cands = [cand(1, 1, 100, false), cand(1, 2, 80, true)];
-        let (c, r) = s
-            .pick(now, &cfg, &cands)
-            .unwrap_or((cands[0], Reason::Random));
+        let (c, r) = s.pick(now, &cfg, &cands).unwrap();
         assert_eq!((c.neighbour, r), (nb(2), Reason::NewSelection));
         s.checked(now, &cfg, &c, true);
-        let (_, r) = s
-            .pick(now, &cfg, &cands)
-            .unwrap_or((cands[0], Reason::Recheck));
+        let (_, r) = s.pick(now, &cfg, &cands).unwrap();
         assert_eq!(r, Reason::Random);
         let later = now + cfg.recheck_after;
         s.mark_used(later, &cfg, p(1));
-        let (c, r) = s
-            .pick(later, &cfg, &cands)
-            .unwrap_or((cands[0], Reason::Random));
+        let (c, r) = s.pick(later, &cfg, &cands).unwrap();
         assert_eq!((c.neighbour, r), (nb(2), Reason::Recheck));
-        // A route whose metric improves a lot is new again.
+        // A route whose metric improves a lot is news again.
         s.checked(later, &cfg, &c, false);
         let better = [cand(1, 1, 100, false), cand(1, 2, 40, true)];
-        let (_, r) = s
-            .pick(later, &cfg, &better)
-            .unwrap_or((cands[0], Reason::Random));
+        let (_, r) = s.pick(later, &cfg, &better).unwrap();
         assert_eq!(r, Reason::NewSelection);
+        s.control(p(1), nb(2));
+        let (c, r) = s.pick(later, &cfg, &better).unwrap();
+        assert_eq!((c.neighbour, r), (nb(1), Reason::Control));
+    }
+
+    /// §2.2: among changed routes, those through the neighbour that gained the most go first.
+    #[test]
+    fn neighbour_gaining_most_routes_first() {
+        let cfg = ScheduleConfig::default();
+        let mut s = Scheduler::new(4);
+        let now = Instant::from_secs(100);
+        let base: Vec<Candidate> = (1..=5).map(|d| cand(d, 1, 300, true)).collect();
+        for b in &base {
+            s.mark_used(now, &cfg, b.prefix);
+        }
+        s.pick(now, &cfg, &base);
+        // Neighbour 3 takes four destinations, neighbour 2 one.
+        let mut after: Vec<Candidate> = (1..=4).map(|d| cand(d, 3, 100, true)).collect();
+        after.push(cand(5, 2, 100, true));
+        for _ in 0..20 {
+            let (c, r) = s.pick(now, &cfg, &after).unwrap();
+            assert_eq!((c.neighbour, r), (nb(3), Reason::NewSelection));
+        }
     }
 
     /// §6: used destinations are bounded.

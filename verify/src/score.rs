@@ -34,6 +34,10 @@ pub struct ScoreConfig {
     pub hold: Duration,
     /// Longest eviction.
     pub max_hold: Duration,
+    /// [`Rule::Confirmed`]: a check that found the route black-holed (§3.4) confirms an
+    /// eviction only this long after the first failure: loops are often made by a liar further
+    /// away, and last until its own neighbours evict it.
+    pub black_hole_window: Duration,
     /// Destinations remembered per neighbour (least recently checked forgotten first).
     pub max_destinations: usize,
 }
@@ -43,9 +47,10 @@ impl Default for ScoreConfig {
         ScoreConfig {
             threshold: 0.8,
             rule: Rule::Confirmed,
-            window: Duration::from_secs(25),
+            window: Duration::from_secs(20),
             hold: Duration::from_secs(300),
             max_hold: Duration::from_secs(86_400),
+            black_hole_window: Duration::from_secs(45),
             max_destinations: 64,
         }
     }
@@ -120,6 +125,18 @@ impl NeighbourScore {
     /// Records one check of the route to `prefix` through this neighbour with accuracy `a`
     /// (§4.1 update, then §4.2 or the paper's rule).
     pub fn record(&mut self, now: Instant, cfg: &ScoreConfig, prefix: Prefix, a: f64) -> Verdict {
+        self.record_check(now, cfg, prefix, a, false)
+    }
+
+    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2).
+    pub fn record_check(
+        &mut self,
+        now: Instant,
+        cfg: &ScoreConfig,
+        prefix: Prefix,
+        a: f64,
+        black_hole: bool,
+    ) -> Verdict {
         let a = a.clamp(0.0, 1.0);
         if !self.dests.contains_key(&prefix) && self.dests.len() >= cfg.max_destinations.max(1) {
             let oldest = self
@@ -141,7 +158,12 @@ impl NeighbourScore {
         let failed = a < cfg.threshold;
         let confirmed = if failed {
             let first = *d.first_fail.get_or_insert(now);
-            now.saturating_since(first) >= cfg.window
+            let window = if black_hole {
+                cfg.black_hole_window.max(cfg.window)
+            } else {
+                cfg.window
+            };
+            now.saturating_since(first) >= window
         } else {
             d.first_fail = None;
             false
@@ -284,6 +306,26 @@ mod tests {
         };
         assert_eq!(until2, t(350 + 600));
         assert_eq!(n.evictions(), 2);
+    }
+
+    /// §4.2: black holes confirm only after the longer window.
+    #[test]
+    fn black_holes_confirm_later() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        n.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert_eq!(n.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert!(matches!(
+            n.record_check(t(45), &cfg, p(1), 0.0, true),
+            Verdict::Evicted(_)
+        ));
+        // A lie found by an answered check still confirms after `window`.
+        let mut m = NeighbourScore::default();
+        m.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert!(matches!(
+            m.record_check(t(20), &cfg, p(1), 0.5, false),
+            Verdict::Evicted(_)
+        ));
     }
 
     /// §6: state per neighbour is bounded.

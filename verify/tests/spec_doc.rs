@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 19, "{t:?}");
+    assert_eq!(t.len(), 22, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -53,6 +53,9 @@ fn defaults_table_matches_code() {
             "answer_wait" => dur(v) == c.schedule.answer_wait,
             "used_window" => dur(v) == c.schedule.used_window,
             "recheck_after" => dur(v) == c.schedule.recheck_after,
+            "evidence_window" => dur(v) == c.schedule.evidence_window,
+            "black_hole_window" => dur(v) == c.score.black_hole_window,
+            "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
             "threshold" => v.parse::<f64>().unwrap() == c.score.threshold,
             "window" => dur(v) == c.score.window,
             "hold" => dur(v) == c.score.hold,
