@@ -30,6 +30,7 @@ pub const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Authentication of one interface (babeld's interface options `key` and
 /// `accept-bad-signatures`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MacAuth {
     /// Keys: every packet we send carries one MAC per key; a packet is accepted if any of its
     /// MACs matches any key (RFC 8967 §4.1, §4.3). babeld has one key per interface.

@@ -11,6 +11,8 @@ use crate::auth::MacAuth;
 /// Kind of an interface (babeld's `type`): decides link-cost algorithm, split horizon, IHU
 /// cadence and timestamps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum InterfaceKind {
     /// Wired: 2-out-of-3 with rxcost 96 (RFC 8966 A.2.1), split horizon, IHU every 3rd Hello.
     #[default]
@@ -25,6 +27,7 @@ pub enum InterfaceKind {
 
 /// Per-interface configuration (babeld's interface options).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InterfaceConfig {
     /// Interface name, for views and logs.
     pub name: String,
@@ -132,6 +135,7 @@ impl InterfaceConfig {
 
 /// Bounds on what neighbours can make us store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Limits {
     /// Routes accepted from one neighbour; the excess is dropped and counted.
     pub max_routes_per_neighbour: usize,
@@ -156,6 +160,7 @@ impl Default for Limits {
 
 /// Engine configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Config {
     /// Our router-id (RFC 8966 §3.2.1); must be valid (not all 0 or all 1).
     pub router_id: RouterId,

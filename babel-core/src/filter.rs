@@ -16,7 +16,7 @@ pub struct FilterRoute<'a> {
     pub src_prefix: Option<Prefix>,
     /// The originating router.
     pub router_id: RouterId,
-    /// The neighbour it was learned from (`in` only).
+    /// The neighbour it was learned from (`in`), or its next hop (`install`).
     pub neighbour: Option<IpAddr>,
     /// The interface it arrives on (`in`) or is sent on (`out`).
     pub ifindex: u32,
@@ -24,23 +24,41 @@ pub struct FilterRoute<'a> {
     pub ifname: &'a str,
 }
 
-/// Decides the metric added to routes as they are received and sent. [`babel_wire::INFINITY`]
-/// refuses: an update refused by `input` is ignored as if never received, a route refused by
-/// `output` is not sent on that interface at all, not even as a retraction, as in babeld.
-pub trait RouteFilter: Debug + Send + Sync {
-    /// babeld `in`: metric added to a route received from a neighbour.
-    fn input(&self, route: &FilterRoute<'_>) -> u16 {
-        let _ = route;
-        0
-    }
-    /// babeld `out`: metric added to a route announced on an interface.
-    fn output(&self, route: &FilterRoute<'_>) -> u16 {
-        let _ = route;
-        0
-    }
+/// A filter's answer for a route received (`in`) or sent (`out`) (babeld's filter actions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterAnswer {
+    /// `deny`: an update refused by `in` is ignored as if never received; a route refused by
+    /// `out` is not sent on that interface at all, not even as a retraction, as in babeld.
+    Deny,
+    /// `allow`, adding this to the route's metric (`metric N`; the sum saturates at
+    /// [`babel_wire::INFINITY`]).
+    AddMetric(u16),
 }
 
-/// Adds a filter's metric, saturating at [`babel_wire::INFINITY`] (which is `u16::MAX`).
-pub(crate) fn add_metric(metric: u16, add: u16) -> u16 {
-    metric.saturating_add(add)
+impl FilterAnswer {
+    /// Passes unchanged.
+    pub const ALLOW: FilterAnswer = FilterAnswer::AddMetric(0);
+}
+
+/// Decides what happens to routes as they are received, sent and installed.
+pub trait RouteFilter: Debug + Send + Sync {
+    /// babeld `in`: a route received from a neighbour.
+    fn input(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        let _ = route;
+        FilterAnswer::ALLOW
+    }
+    /// babeld `out`: a route announced on an interface.
+    fn output(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        let _ = route;
+        FilterAnswer::ALLOW
+    }
+    /// babeld `install`: whether a selected route may be added to the kernel (`route` is the
+    /// selected route; `neighbour` is its next hop). A refused route is not installed: `dump` shows
+    /// it `installed no`, nothing goes to the kernel and nothing is advertised for it. As in babeld
+    /// (`change_route`), only an addition can be refused: switching an installed destination to
+    /// another next hop, or removing it, is never refused.
+    fn install(&self, route: &FilterRoute<'_>) -> bool {
+        let _ = route;
+        true
+    }
 }

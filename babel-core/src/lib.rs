@@ -16,7 +16,14 @@
 //!   `monitor`-style events, including [`Event::SeqnoChanged`] to persist the seqno), and
 //!   [`Engine::poll_timeout`] (when to call [`Engine::handle_timeout`] next).
 //! * Views for babeld's `dump`: [`Engine::interfaces`], [`Engine::neighbours`],
-//!   [`Engine::xroutes`], [`Engine::routes`], plus [`Engine::counters`].
+//!   [`Engine::xroutes`], [`Engine::routes`] (and one route, [`Engine::route`], for an
+//!   [`Event::Route`]), plus [`Engine::counters`].
+//! * Every input is also a value, [`Input`], applied by [`Engine::handle_input`]. With the
+//!   `serde` feature inputs and outputs have a JSON form, `record` drives an engine while
+//!   recording it and replays a recording, and `tests/conformance/` holds cases in that form.
+//!
+//! The engine's parts (one file each under `src/engine/`) and the path of a received Update to
+//! the kernel are drawn in `docs/architecture.md`.
 //!
 //! Route selection is a [`price_metric::Policy`]: plain babeld, Althea's
 //! `log2(price) + log2(metric) × factor / 1000`, or the paper's `metric + price × n`.
@@ -64,7 +71,7 @@
 //! that exist from the start and never expire, for links that carry no multicast.
 //!
 //! Not implemented here: diversity routing, babeld's filter grammar and redistribution (the
-//! daemon's job; the engine asks a [`RouteFilter`] for `in`/`out` decisions).
+//! daemon's job; the engine asks a [`RouteFilter`] for `in`, `out` and `install` decisions).
 //!
 //! ## Driver loop
 //!
@@ -97,8 +104,11 @@ mod auth;
 mod config;
 mod engine;
 mod filter;
+mod input;
 mod neighbour;
 mod output;
+#[cfg(feature = "serde")]
+pub mod record;
 mod rng;
 pub mod rtt;
 mod time;
@@ -111,7 +121,8 @@ pub use engine::{
     REQUEST_TIMEOUT, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING,
     URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
-pub use filter::{FilterRoute, RouteFilter};
+pub use filter::{FilterAnswer, FilterRoute, RouteFilter};
+pub use input::{Input, InputError};
 pub use output::{
     ChangeKind, Counters, Destination, Event, InterfaceView, NeighbourView, RouteChange, RouteOp,
     RouteView, Transmit, XrouteView,

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use babel_wire::INFINITY;
+use babel_wire::{INFINITY, Seqno};
 
 use crate::config::InterfaceConfig;
 use crate::rtt;
@@ -32,11 +32,6 @@ pub(crate) struct HelloOutcome {
     pub rebooted: bool,
 }
 
-/// Signed distance `a - b` between two 16-bit seqnos (RFC 8966 §3.2.1, modular arithmetic).
-pub(crate) fn seqno_minus(a: u16, b: u16) -> i32 {
-    i32::from(a.wrapping_sub(b) as i16)
-}
-
 impl History {
     /// RFC 8966 A.1: a Hello with `seqno` and `interval` (centiseconds, 0 = unscheduled) arrived.
     /// babeld's rules: a seqno more than 8 behind means the neighbour rebooted (history reset);
@@ -45,7 +40,7 @@ impl History {
         let mut out = HelloOutcome::default();
         let mut missed: i32 = 0;
         if let (Some(last), true) = (self.seqno, self.reach != 0) {
-            missed = seqno_minus(seqno, last) - 1;
+            missed = Seqno(seqno).minus(Seqno(last)) - 1;
             // A jump far beyond what the elapsed time explains is a reboot too (a restarted
             // neighbour draws a new random seqno that may land ahead of the old one).
             let elapsed =
@@ -158,9 +153,8 @@ pub(crate) struct Neighbour {
     /// Smoothed RTT (µs precision) and the time of its last sample.
     pub rtt: Option<Duration>,
     pub rtt_time: Instant,
-    /// Next unicast Hello seqno and time.
+    /// Next unicast Hello seqno (its time is the engine's `Timer::UnicastHello`).
     pub uhello_seqno: u16,
-    pub next_uhello: Option<Instant>,
     /// Unicast Hellos sent (IHUs ride on every third one on `unicast` interfaces).
     pub uhello_count: u32,
     /// Put an IHU in the next unicast Hello (a new neighbour on a `unicast` interface).
@@ -172,7 +166,6 @@ pub(crate) struct Neighbour {
     pub configured: bool,
     /// Accuracy, per mille.
     pub accuracy: u16,
-    pub routes: usize,
     pub limit_logged: bool,
     pub created: Instant,
 }
@@ -202,13 +195,11 @@ impl Neighbour {
             rtt: None,
             rtt_time: now,
             uhello_seqno: 0,
-            next_uhello: None,
             uhello_count: 0,
             ihu_asap: false,
             uheard: now,
             configured: false,
             accuracy: 1000,
-            routes: 0,
             limit_logged: false,
             created: now,
         }

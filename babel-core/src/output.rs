@@ -10,6 +10,8 @@ use crate::config::InterfaceKind;
 
 /// Where a packet goes on its interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Destination {
     /// To ff02::1:6 port 6696 (RFC 8966 §4).
     Multicast,
@@ -32,6 +34,8 @@ pub struct Transmit {
 
 /// Kernel operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum RouteOp {
     /// Install a route that was not installed.
     Add,
@@ -43,6 +47,7 @@ pub enum RouteOp {
 
 /// A change to apply to the kernel's forwarding table.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteChange {
     /// What to do.
     pub op: RouteOp,
@@ -56,10 +61,16 @@ pub struct RouteChange {
     pub ifindex: u32,
     /// Babel metric of the route.
     pub metric: u16,
+    /// The route's originator.
+    pub router_id: RouterId,
+    /// The neighbour it was learned from.
+    pub via: IpAddr,
 }
 
 /// Kind of change, as in babeld's monitor lines (`add`, `change`, `flush`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum ChangeKind {
     /// New object.
     Add,
@@ -69,8 +80,11 @@ pub enum ChangeKind {
     Flush,
 }
 
-/// An event for observers (babeld's `monitor` stream); details are in the views.
+/// An event for observers (babeld's `monitor` stream); details are in the views
+/// ([`crate::Engine::route`] finds the one route of an [`Event::Route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "kebab-case"))]
 pub enum Event {
     /// An interface went up, down, or was reconfigured.
     Interface {
@@ -138,6 +152,8 @@ pub struct Counters {
     pub filtered_in: u64,
     /// Updates not sent on an interface because of the `out` filter.
     pub filtered_out: u64,
+    /// Kernel additions the `install` filter refused (each time selection tried one).
+    pub filtered_install: u64,
     /// New routes dropped because a route limit was reached.
     pub routes_over_limit: u64,
     /// Neighbours not created because the per-interface limit was reached.
@@ -199,6 +215,7 @@ impl Counters {
             martians,
             filtered_in,
             filtered_out,
+            filtered_install,
             routes_over_limit,
             neighbours_over_limit,
             requests_over_limit,
@@ -252,6 +269,7 @@ pub struct InterfaceView {
 
 /// A neighbour (`add neighbour ... reach ureach rxcost txcost rtt rttcost cost`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NeighbourView {
     /// Interface.
     pub ifindex: u32,
@@ -279,6 +297,7 @@ pub struct NeighbourView {
 
 /// A local route we announce (`add xroute ... prefix from metric`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct XrouteView {
     /// Destination.
     pub prefix: Prefix,
@@ -290,6 +309,7 @@ pub struct XrouteView {
 
 /// A learned route (`add route ... installed id metric price fee refmetric full-path-rtt ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteView {
     /// Destination.
     pub prefix: Prefix,

@@ -6,6 +6,8 @@ use std::time::Duration;
 /// A point in time, in microseconds since an epoch chosen by the caller (for example the
 /// daemon's start). Monotonic by contract: the caller never passes a smaller `now` than before.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Instant(u64);
 
 impl Instant {

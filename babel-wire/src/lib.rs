@@ -23,11 +23,13 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mac;
+mod metric;
 mod types;
 
 pub use decode::{DecodeOptions, Decoded, decode};
 pub use encode::{EncodeOptions, PacketBuilder, encode, encode_packet};
 pub use error::{EncodeError, PacketError, PushError, TlvError, TlvErrorKind};
+pub use metric::{Metric, Seqno, is_link_local, is_martian};
 pub use types::{
     Flavour, Hello, INFINITY, Ihu, IhuTimestamp, Message, Packet, Prefix, PrefixError, RemoteHello,
     RemoteIhu, RouteRequest, RouterId, RouterIdParseError, SeqnoRequest, Update,

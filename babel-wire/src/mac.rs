@@ -29,6 +29,8 @@ pub const PSEUDO_HEADER_LEN: usize = 36;
 
 /// A MAC algorithm of RFC 8967 §4.1 (babeld's `type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum MacAlgorithm {
     /// HMAC-SHA256 (RFC 2104 with SHA-256), 32-octet MAC; keys of 1 to 64 octets (babeld pads
     /// shorter keys with zeros to 64, which is what HMAC does anyway).
@@ -148,6 +150,34 @@ impl MacKey {
         let (ours, len) = self.compute(pseudo, covered);
         let ours = ours.get(..len).unwrap_or_default();
         ours.len() == mac.len() && bool::from(ours.ct_eq(mac))
+    }
+}
+
+/// JSON form `{"algorithm": "hmac-sha256", "secret": "<hex>"}`: a record of engine inputs must
+/// carry the key to replay authenticated packets, so such records are secrets too.
+#[cfg(feature = "serde")]
+impl serde::Serialize for MacKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("MacKey", 2)?;
+        st.serialize_field("algorithm", &self.algorithm)?;
+        let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
+        st.serialize_field("secret", &hex)?;
+        st.end()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MacKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            algorithm: MacAlgorithm,
+            secret: String,
+        }
+        let r = Raw::deserialize(d)?;
+        let secret = crate::types::parse_hex(&r.secret).map_err(serde::de::Error::custom)?;
+        MacKey::new(r.algorithm, &secret).map_err(serde::de::Error::custom)
     }
 }
 

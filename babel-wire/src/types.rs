@@ -243,6 +243,7 @@ impl<'de> serde::Deserialize<'de> for Prefix {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Hello {
     /// Flag U (0x8000): a unicast Hello, with its own seqno space.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub unicast: bool,
     /// Hello seqno.
     pub seqno: u16,
@@ -283,6 +284,7 @@ pub struct Update {
     /// The destination; `None` is AE 0 (wildcard, only meaningful as a retraction).
     pub prefix: Option<Prefix>,
     /// RFC 9229: an IPv4 prefix encoded with AE 4, whose next hop is the IPv6 next hop.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub v4_via_v6: bool,
     /// RFC 9079 Source Prefix sub-TLV (128).
     pub src_prefix: Option<Prefix>,
@@ -319,6 +321,7 @@ pub struct RouteRequest {
     /// The requested prefix; `None` (AE 0, plen 0) is a wildcard request for a full dump.
     pub prefix: Option<Prefix>,
     /// RFC 9229 AE 4 encoding.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub v4_via_v6: bool,
     /// RFC 9079 source prefix.
     pub src_prefix: Option<Prefix>,
@@ -331,6 +334,7 @@ pub struct SeqnoRequest {
     /// The prefix (AE 0 is not allowed in a Seqno Request).
     pub prefix: Prefix,
     /// RFC 9229 AE 4 encoding.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub v4_via_v6: bool,
     /// RFC 9079 source prefix.
     pub src_prefix: Option<Prefix>,
@@ -584,4 +588,25 @@ impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
+}
+
+/// Lowercase or uppercase hex as bytes (the JSON form of keys).
+#[cfg(feature = "serde")]
+pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .map(|c| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!("not a hex digit: {:?}", char::from(c))),
+        })
+        .collect::<Result<_, _>>()?;
+    if !digits.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".to_owned());
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|p| p.iter().fold(0, |a, d| a * 16 + d))
+        .collect())
 }

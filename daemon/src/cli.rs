@@ -106,6 +106,10 @@ pub struct Cli {
     /// Althea: the metric factor of the price/quality selection.
     #[arg(short = 'q', value_name = "FACTOR", allow_hyphen_values = true)]
     pub metric_factor: Option<String>,
+    /// Record every engine input, with its instant, and every output to this file (JSONL; see
+    /// `babelctl replay`). It holds the interface keys: it is created readable by root only.
+    #[arg(long = "record", value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Interfaces to run on.
     pub interfaces: Vec<String>,
 }

@@ -168,7 +168,8 @@ impl InterfaceOptions {
 }
 
 /// Which filter list a filter goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FilterKind {
     /// `in`: routes learned from neighbours.
     In,
@@ -181,7 +182,8 @@ pub enum FilterKind {
 }
 
 /// What a matching filter does. Several may be combined on one line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FilterAction {
     /// `allow`.
     Allow,
@@ -198,7 +200,7 @@ pub enum FilterAction {
 }
 
 /// A filter line: every present selector must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// `ip P`.
     pub prefix: Option<Prefix>,
@@ -791,7 +793,7 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             "faraway" => o.faraway = Some(boolean(k, v)?),
             "unicast" => o.unicast = Some(boolean(k, v)?),
             "neighbour" | "neighbor" => match v.parse::<std::net::Ipv6Addr>() {
-                Ok(a) if a.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80) => {
+                Ok(a) if babel_wire::is_link_local(&std::net::IpAddr::V6(a)) => {
                     if !o.neighbours.contains(&a) {
                         o.neighbours.push(a);
                     }

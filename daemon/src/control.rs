@@ -340,8 +340,9 @@ pub struct RouteLine<'a> {
     pub metric: u16,
     /// The neighbour's advertised metric.
     pub refmetric: u16,
-    /// Total price stored in the route (received price plus our fee at receipt).
-    pub price: u32,
+    /// The price shown: what the route costs before our fee
+    /// ([`babel_core::RouteView::received_price`], computed by the engine only).
+    pub received_price: u32,
     /// Our current fee.
     pub fee: u32,
     /// Full-path RTT in microseconds.
@@ -354,7 +355,7 @@ pub struct RouteLine<'a> {
 
 /// babeld: `add route ID prefix P from S installed yes id X metric M refmetric R via A if I`.
 /// Althea: `... metric M price P fee F refmetric R full-path-rtt T via A if I`, where the price
-/// printed is the stored price minus our fee, as Althea's fork prints it.
+/// printed is the received price (the stored price minus our fee, as Althea's fork prints it).
 pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
     let mut s = format!(
         "{} route {:x} prefix {} from {} installed {} id {} metric {}",
@@ -367,7 +368,7 @@ pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
         r.metric
     );
     if d == Dialect::Althea {
-        let _ = write!(s, " price {} fee {}", r.price.wrapping_sub(r.fee), r.fee);
+        let _ = write!(s, " price {} fee {}", r.received_price, r.fee);
     }
     let _ = write!(s, " refmetric {}", r.refmetric);
     if d == Dialect::Althea {
@@ -520,7 +521,7 @@ mod tests {
             router_id: id,
             metric: 96,
             refmetric: 0,
-            price: 12,
+            received_price: 7,
             fee: 5,
             full_path_rtt: 22_805,
             via,

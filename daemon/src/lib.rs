@@ -9,5 +9,6 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod netio;
+pub mod record;
 pub mod redistribute;
 pub mod state;

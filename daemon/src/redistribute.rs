@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use babel_core::{FilterRoute, RouteFilter};
+use babel_core::{FilterAnswer, FilterRoute, RouteFilter};
 use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Filter, FilterAction, FilterKind};
@@ -141,26 +141,27 @@ pub fn verdict(
     }
 }
 
-/// The configuration's `in` and `out` filters as the engine's route filter: the first matching
-/// filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N; with no
-/// match the route passes unchanged (babeld's `input_filter` / `output_filter`).
+/// The configuration's `in`, `out` and `install` filters as the engine's route filter: the first
+/// matching filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N;
+/// with no match the route passes unchanged (babeld's `input_filter`, `output_filter`,
+/// `install_filter`). The `install` filter's table and preferred source are the daemon's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteFilters {
     filters: Vec<(FilterKind, Filter)>,
 }
 
 impl RouteFilters {
-    /// The `in` and `out` filters of `filters`, or `None` when there are none.
+    /// The `in`, `out` and `install` filters of `filters`, or `None` when there are none.
     pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<RouteFilters> {
         let filters: Vec<(FilterKind, Filter)> = filters
             .iter()
-            .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out))
+            .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out | FilterKind::Install))
             .cloned()
             .collect();
         (!filters.is_empty()).then_some(RouteFilters { filters })
     }
 
-    fn metric(&self, kind: FilterKind, r: &FilterRoute<'_>) -> u16 {
+    fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
         let c = Candidate {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
@@ -171,19 +172,22 @@ impl RouteFilters {
         };
         let v = verdict(&self.filters, kind, &c, true);
         if v.allow {
-            v.metric
+            FilterAnswer::AddMetric(v.metric)
         } else {
-            babel_wire::INFINITY
+            FilterAnswer::Deny
         }
     }
 }
 
 impl RouteFilter for RouteFilters {
-    fn input(&self, route: &FilterRoute<'_>) -> u16 {
-        self.metric(FilterKind::In, route)
+    fn input(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        self.answer(FilterKind::In, route)
     }
-    fn output(&self, route: &FilterRoute<'_>) -> u16 {
-        self.metric(FilterKind::Out, route)
+    fn output(&self, route: &FilterRoute<'_>) -> FilterAnswer {
+        self.answer(FilterKind::Out, route)
+    }
+    fn install(&self, route: &FilterRoute<'_>) -> bool {
+        self.answer(FilterKind::Install, route) != FilterAnswer::Deny
     }
 }
 
@@ -276,16 +280,31 @@ mod tests {
         };
         assert_eq!(
             f.input(&r("10.1.0.0/16", "eth0", 1, Some("fe80::2"))),
-            babel_wire::INFINITY
+            FilterAnswer::Deny
         );
         // le 24: a /32 is not matched by the first filter; the second matches on eth1 only.
-        assert_eq!(f.input(&r("10.1.0.1/32", "eth1", 1, Some("fe80::2"))), 128);
-        assert_eq!(f.input(&r("10.1.0.1/32", "eth0", 1, Some("fe80::2"))), 0);
+        assert_eq!(
+            f.input(&r("10.1.0.1/32", "eth1", 1, Some("fe80::2"))),
+            FilterAnswer::AddMetric(128)
+        );
+        assert_eq!(
+            f.input(&r("10.1.0.1/32", "eth0", 1, Some("fe80::2"))),
+            FilterAnswer::AddMetric(0)
+        );
         // out filters never see a neighbour, so `neigh` cannot match there.
-        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 1, None)), 0);
-        assert_eq!(f.output(&r("fd00::/64", "eth0", 9, None)), 7);
+        assert_eq!(
+            f.output(&r("10.1.0.0/16", "eth0", 1, None)),
+            FilterAnswer::AddMetric(0)
+        );
+        assert_eq!(
+            f.output(&r("fd00::/64", "eth0", 9, None)),
+            FilterAnswer::AddMetric(7)
+        );
         // redistribute filters are not route filters.
-        assert_eq!(f.output(&r("10.1.0.0/16", "eth0", 3, None)), 0);
+        assert_eq!(
+            f.output(&r("10.1.0.0/16", "eth0", 3, None)),
+            FilterAnswer::AddMetric(0)
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use babel_core::record::Driver;
 use babel_core::{
-    ChangeKind, Engine, Event, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
-    MacKey, Policy, RouteView,
+    ChangeKind, Event, Input, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
+    MacKey, Policy, RouteKey, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
 use serde::Serialize;
@@ -118,8 +119,9 @@ pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 
 /// The engine plus everything the control protocol shows.
 pub struct Daemon {
-    /// The protocol engine.
-    pub engine: Engine,
+    /// The protocol engine. Reads go through it as a [`babel_core::Engine`]; every input goes through
+    /// [`Driver::input`] and every output through [`Driver::drain`], so `--record` sees them all.
+    pub engine: Driver,
     /// The configuration as read and changed at runtime.
     pub config: Config,
     /// Interfaces by name, in the order they were named.
@@ -145,9 +147,9 @@ enum MonitorKey {
 }
 
 impl Daemon {
-    /// A daemon around a new engine.
+    /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
-        engine: Engine,
+        engine: Driver,
         config: Config,
         ifaces: Vec<Iface>,
         settings: Settings,
@@ -162,6 +164,13 @@ impl Daemon {
             monitor_cache: HashMap::new(),
             flushed: Vec::new(),
             tunnels: Vec::new(),
+        }
+    }
+
+    /// Feeds one input to the engine at `self.now`; a refusal is logged.
+    pub fn input(&mut self, input: Input) {
+        if let Err(e) = self.engine.input(self.now, input) {
+            tracing::debug!("engine refused an input: {e}");
         }
     }
 
@@ -225,7 +234,7 @@ impl Daemon {
                 router_id: r.router_id,
                 metric: r.metric,
                 refmetric: r.refmetric,
-                price: r.price,
+                received_price: r.received_price,
                 fee: r.fee,
                 full_path_rtt: r.full_path_rtt,
                 via: r.via,
@@ -360,16 +369,16 @@ impl Daemon {
                 prefix,
                 src_prefix,
                 neighbour,
-                ..
+                ifindex,
             } => {
+                let key = RouteKey {
+                    prefix: *prefix,
+                    src_prefix: *src_prefix,
+                };
                 let line = self
                     .engine
-                    .routes(self.now)
-                    .iter()
-                    .find(|r| {
-                        r.prefix == *prefix && r.src_prefix == *src_prefix && r.via == *neighbour
-                    })
-                    .map(|r| self.route_line(Change::Add, r));
+                    .route(self.now, &key, *ifindex, *neighbour)
+                    .map(|r| self.route_line(Change::Add, &r));
                 (
                     MonitorKey::Route(*prefix, *src_prefix, *neighbour),
                     *kind,
@@ -401,13 +410,17 @@ impl Daemon {
         };
         line.map(|l| {
             // Stored lines start with "add "; the event decides the first word.
-            let rest = l.strip_prefix("add ").unwrap_or(&l).to_owned();
+            let rest = l.strip_prefix("add ").unwrap_or(&l);
             let word = match change(kind) {
-                Change::Add => "add",
+                Change::Add => return vec![l],
                 Change::Change => "change",
                 Change::Flush => "flush",
             };
-            vec![format!("{word} {rest}")]
+            let mut out = String::with_capacity(word.len() + 1 + rest.len());
+            out.push_str(word);
+            out.push(' ');
+            out.push_str(rest);
+            vec![out]
         })
         .unwrap_or_default()
     }
@@ -417,10 +430,10 @@ impl Daemon {
         match &s {
             Statement::Global(g) => {
                 if let Some(fee) = g.fee {
-                    self.engine.set_fee(self.now, fee);
+                    self.input(Input::SetFee { fee });
                 }
-                if let Some(mf) = g.metric_factor {
-                    self.engine.set_metric_factor(self.now, mf);
+                if let Some(metric_factor) = g.metric_factor {
+                    self.input(Input::SetMetricFactor { metric_factor });
                 }
                 if let Some(k) = g.kernel_check_interval {
                     self.settings.kernel_check_interval = Some(k);
@@ -581,7 +594,7 @@ impl Daemon {
                     metric: r.metric,
                     smoothed_metric: r.smoothed_metric,
                     refmetric: r.refmetric,
-                    price: r.price.wrapping_sub(r.fee),
+                    price: r.received_price,
                     fee: r.fee,
                     seqno: r.seqno,
                     age_s: r.age.as_secs(),
@@ -623,7 +636,7 @@ impl Handler for Daemon {
         };
         let i = self.ifaces.remove(pos);
         if let (Some(ix), true) = (i.ifindex, i.running) {
-            self.engine.interface_down(self.now, ix);
+            self.input(Input::InterfaceDown { ifindex: ix });
             self.flushed.push(ix);
         }
         self.config.interfaces.retain(|(n, _)| n != name);
@@ -656,10 +669,27 @@ pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
 pub fn route_id(prefix: &Prefix, src: Option<&Prefix>, via: IpAddr) -> u64 {
-    let p = prefix.to_string();
-    let s = src.map(|s| s.to_string()).unwrap_or_default();
-    let v = via.to_string();
-    line_id(&[b"route", p.as_bytes(), s.as_bytes(), v.as_bytes()])
+    // The binary forms, not the text: a monitor computes one id per route event.
+    fn bytes(a: IpAddr) -> [u8; 16] {
+        match a {
+            IpAddr::V6(v6) => v6.octets(),
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        }
+    }
+    let p = |p: &Prefix| {
+        let mut b = [0u8; 17];
+        let (addr, len) = b.split_at_mut(16);
+        addr.copy_from_slice(&bytes(p.addr()));
+        len.fill(p.len());
+        b
+    };
+    let s = src.map(p);
+    line_id(&[
+        b"route",
+        &p(prefix),
+        s.as_ref().map_or(&[][..], |s| &s[..]),
+        &bytes(via),
+    ])
 }
 
 /// A stable id for a neighbour line.

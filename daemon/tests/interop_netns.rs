@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{
     Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, have, node,
-    start_router, tmp, veth, wait_for,
+    route_dev, start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -17,19 +17,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 /// Starts babeld-rs (`ours`) or Debian's babeld with the same flags and filters.
 fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> Daemon {
     start_router(ns, name, if ours { BIN } else { "babeld" }, extra, ifaces)
-}
-/// The interface a route to `dst` leaves by, if any.
-fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
-    babel_routes(ns)
-        .into_iter()
-        .find(|l| l.split_whitespace().next() == Some(dst))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            w.iter()
-                .position(|x| *x == "dev")
-                .and_then(|i| w.get(i + 1))
-                .map(|s| s.to_string())
-        })
 }
 
 fn every_route(nodes: &[(&Netns, u8)], secs: u64, logs: &dyn Fn() -> String) {

@@ -10,7 +10,9 @@ mod tapdelay;
 
 use std::time::Duration;
 
-use common::{Daemon, Netns, babel_routes, can_use_netns, have, node, start_router, wait_for};
+use common::{
+    Daemon, Netns, babel_routes, can_use_netns, have, node, route_dev, start_router, wait_for,
+};
 use tapdelay::TapLink;
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -50,18 +52,6 @@ fn dump(ns: &Netns) -> String {
 
 fn rtt_of(ns: &Netns, ifname: &str) -> Option<f64> {
     neighbour_rtt(&dump(ns), ifname)
-}
-
-/// The device of `ns`'s kernel route to `dst`, if any.
-fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
-    babel_routes(ns)
-        .into_iter()
-        .find(|l| l.split_whitespace().next() == Some(dst))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let i = w.iter().position(|x| *x == "dev")?;
-            w.get(i + 1).map(|s| s.to_string())
-        })
 }
 
 /// (a) One TAP link with 25 ms each way (RTT 50 ms) between babeld-rs and babeld, timestamps on

@@ -349,7 +349,7 @@ impl fmt::Display for KernelRoute {
 
 /// Whether `a` is in fe80::/10.
 pub fn is_ipv6_link_local(a: &Ipv6Addr) -> bool {
-    (a.segments()[0] & 0xffc0) == 0xfe80
+    babel_wire::is_link_local(&IpAddr::V6(*a))
 }
 
 /// Whether an IPv4 route via the IPv4 `gateway` needs `RTNH_F_ONLINK` on an interface whose

@@ -26,8 +26,8 @@
 
 use std::cmp::Ordering;
 
-/// Metric value meaning "unreachable" (RFC 8966 §2.1).
-pub const INFINITY: u16 = 0xFFFF;
+/// Metric value meaning "unreachable" (RFC 8966 §2.1); the workspace's one definition.
+pub use babel_wire::INFINITY;
 
 /// Default Althea metric factor (Althea's `-q`, `metric-factor`: 1900 = 1.9).
 pub const DEFAULT_METRIC_FACTOR: u32 = 1900;
@@ -179,6 +179,8 @@ impl Policy {
 
 /// What to do when a price overflows `u32`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Accumulation {
     /// Stop at `u32::MAX` ("unaffordable"). Our default.
     #[default]

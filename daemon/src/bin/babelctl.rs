@@ -9,7 +9,7 @@ use daemon::ctl;
 #[command(
     name = "babelctl",
     version,
-    about = "Tools for babeld-rs: decode captures, simulate meshes"
+    about = "Tools for babeld-rs: decode captures, replay recordings, simulate meshes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +22,9 @@ enum Command {
     Decode(ctl::decode::DecodeArgs),
     /// Show a running daemon's interfaces, neighbours and routes (tables or JSON).
     Show(ctl::show::ShowArgs),
+    /// Replay a `babeld-rs --record` file on a fresh engine: print its outputs, or `--check`
+    /// them against the recording.
+    Replay(ctl::replay::ReplayArgs),
     /// Run a deterministic simulation of a mesh of babel-core engines.
     Simulate(ctl::simulate::SimulateArgs),
     /// Print a new WireGuard-format private key (for `tunnel` statements).
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => ctl::decode::run(&args, &mut std::io::stdout().lock()),
         Command::Show(args) => ctl::show::run(&args, &mut std::io::stdout().lock()),
         Command::Simulate(args) => ctl::simulate::run(&args),
+        Command::Replay(args) => ctl::replay::run(&args, &mut std::io::stdout().lock()),
         Command::Genkey => ctl::keys::genkey(&mut std::io::stdout().lock()),
         Command::Pubkey => {
             ctl::keys::pubkey(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())

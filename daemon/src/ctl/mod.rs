@@ -2,5 +2,6 @@
 
 pub mod decode;
 pub mod keys;
+pub mod replay;
 pub mod show;
 pub mod simulate;

@@ -214,6 +214,18 @@ pub fn has_route(ns: &Netns, dst: &str) -> bool {
         .any(|l| l.split_whitespace().next() == Some(dst))
 }
 
+/// The device of `ns`'s kernel route to `dst` (e.g. `fd77::3`), if any.
+pub fn route_dev(ns: &Netns, dst: &str) -> Option<String> {
+    babel_routes(ns)
+        .into_iter()
+        .find(|l| l.split_whitespace().next() == Some(dst))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "dev")?;
+            w.get(i + 1).map(|s| s.to_string())
+        })
+}
+
 /// Sends control commands over TCP to `[::1]:port` inside `ns` and returns everything read until
 /// the daemon closes (the commands should end with `quit`).
 pub fn control(ns: &Netns, port: u16, commands: &str) -> String {
@@ -275,6 +287,18 @@ pub fn start_with_config(
     conf_text: &str,
     ifaces: &[&str],
 ) -> Daemon {
+    start_with_args(ns, name, program, conf_text, &[], ifaces)
+}
+
+/// Like [`start_with_config`], with `extra` arguments before the interfaces.
+pub fn start_with_args(
+    ns: &Netns,
+    name: &str,
+    program: &str,
+    conf_text: &str,
+    extra: &[&str],
+    ifaces: &[&str],
+) -> Daemon {
     let conf = tmp(&format!("{name}.conf"));
     std::fs::write(&conf, conf_text).unwrap();
     let log = tmp(&format!("{name}.log"));
@@ -299,6 +323,7 @@ pub fn start_with_config(
         "-c",
         conf.to_str().unwrap(),
     ]);
+    args.extend_from_slice(extra);
     args.extend_from_slice(ifaces);
     Daemon::start(ns, program, &args, log.clone())
 }

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match run::start(inv) {
+    match run::start(inv, cli.record) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("babeld-rs: {e:#}");

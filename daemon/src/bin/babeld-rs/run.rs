@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use babel_core::{
-    Config as EngineConfig, Destination, Engine, Event, Instant, Policy, RouteKey, is_martian,
+    Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
+    is_martian,
 };
-use babel_wire::{Prefix, RouterId};
+use babel_wire::RouterId;
 use daemon::cli::Invocation;
 use daemon::config::{FilterKind, LocalEndpoint};
 use daemon::control::{Banner, Dialect, Session};
@@ -39,7 +40,7 @@ const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
 const DEFAULT_PID_FILE: &str = "/var/run/babeld.pid";
 
 /// Reads the configuration's files, daemonises, and runs until SIGTERM or SIGINT.
-pub fn start(inv: Invocation) -> anyhow::Result<()> {
+pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = &inv.config.globals;
     init_logging(g.debug.unwrap_or(0), g.log_file.as_deref())?;
     if g.daemonise == Some(true) {
@@ -56,7 +57,7 @@ pub fn start(inv: Invocation) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(inv));
+    let result = rt.block_on(run(inv, record));
     if let Some(p) = &pid_file {
         let _ = fs::remove_file(p);
     }
@@ -211,9 +212,16 @@ struct Io {
     state_file: Option<PathBuf>,
     link_detect: bool,
     announced: Announcements,
+    /// Table and preferred source each installed destination went in with (the `install`
+    /// filter's answer when it was added): a switch of next hop or a removal stays there, as in
+    /// babeld, whose `change_route` takes them from the installed route.
+    installed_in: HashMap<RouteKey, Placement>,
 }
 
-async fn run(mut inv: Invocation) -> anyhow::Result<()> {
+/// Where a route goes in the kernel: table and preferred source (from the `install` filter).
+type Placement = (Option<u32>, Option<IpAddr>);
+
+async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
     let clock = Clock(std::time::Instant::now());
     let dialect = if g.althea_compatible == Some(true) {
@@ -286,10 +294,16 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
     ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
-    let mut engine = Engine::new(ecfg, clock.now()).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    let start = clock.now();
+    let mut engine =
+        Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
+    let engine = match &record {
+        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
+        None => babel_core::record::Driver::new(engine),
+    };
 
     let ifaces: Vec<Iface> = inv
         .interfaces
@@ -363,6 +377,7 @@ async fn run(mut inv: Invocation) -> anyhow::Result<()> {
         state_file,
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
+        installed_in: HashMap::new(),
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -423,12 +438,13 @@ async fn main_loop(
                 d.now = clock.now();
                 for (r, buf) in received.iter().zip(&bufs) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
-                    d.engine.handle_packet(d.now, r.ifindex, IpAddr::V6(*r.src.ip()), dst, buf);
+                    let src = IpAddr::V6(*r.src.ip());
+                    d.input(Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
                 }
             }
             () = sleep => {
                 d.now = clock.now();
-                d.engine.handle_timeout(d.now);
+                d.input(Input::Timeout);
             }
             Some(e) = events.recv() => {
                 d.now = clock.now();
@@ -485,7 +501,7 @@ async fn main_loop(
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
 async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut HashMap<u64, Client>) {
     d.now = clock.now();
-    d.engine.shutdown(d.now);
+    d.input(Input::Shutdown);
     flush_outputs(d, io, clients).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
@@ -501,7 +517,8 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, clients: &mut Hash
 
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
 async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, Client>) {
-    while let Some(t) = d.engine.poll_transmit() {
+    let out = d.engine.drain();
+    for t in out.transmits {
         let dst = match t.dst {
             Destination::Multicast => io.group,
             Destination::Unicast(IpAddr::V6(a)) => a,
@@ -520,33 +537,39 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
         }
     }
+    // The engine already applied the `install` filter's allow/deny (a refused route is not
+    // installed); here it chooses the table and preferred source of an added route.
     let mut changes = Vec::new();
-    while let Some(c) = d.engine.poll_route() {
-        let ifname = d.ifname(c.ifindex);
-        let cand = Candidate {
+    for c in out.routes {
+        let key = RouteKey {
             prefix: c.prefix,
             src_prefix: c.src_prefix,
-            ifname: Some(&ifname),
-            proto: Some(RTPROT_BABEL),
-            neighbour: Some(c.next_hop),
-            router_id: d
-                .engine
-                .installed(&RouteKey {
+        };
+        let (table, pref_src) = match c.op {
+            babel_core::RouteOp::Add => {
+                let ifname = d.ifname(c.ifindex);
+                let cand = Candidate {
                     prefix: c.prefix,
                     src_prefix: c.src_prefix,
-                })
-                .map(|i| i.router_id),
+                    ifname: Some(&ifname),
+                    proto: Some(RTPROT_BABEL),
+                    neighbour: Some(c.next_hop),
+                    router_id: Some(c.router_id),
+                };
+                let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
+                io.installed_in.insert(key, (v.table, v.pref_src));
+                (v.table, v.pref_src)
+            }
+            babel_core::RouteOp::Replace => io.installed_in.get(&key).copied().unwrap_or_default(),
+            babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
-        let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
-        if v.allow || c.op == babel_core::RouteOp::Delete {
-            changes.push((c, v.table, v.pref_src));
-        }
+        changes.push((c, table, pref_src));
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
     }
     let monitoring = clients.values().any(|c| c.session.is_monitoring());
-    while let Some(e) = d.engine.poll_event() {
+    for e in out.events {
         if let Event::SeqnoChanged { seqno } = e {
             if let Some(p) = &io.state_file {
                 write_state(p, d.engine.router_id(), seqno);
@@ -718,7 +741,6 @@ const IFF_POINTOPOINT: u32 = 0x10;
 
 /// Brings configured interfaces up or down in the engine to match the kernel.
 fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    let now = d.now;
     for i in 0..d.ifaces.len() {
         let Some(iface) = d.ifaces.get(i).cloned() else {
             continue;
@@ -756,13 +778,16 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                     continue;
                 }
                 let cfg = d.interface_config(&next, ll);
-                d.engine.interface_up(now, ix, cfg);
+                d.input(Input::InterfaceUp {
+                    ifindex: ix,
+                    config: cfg,
+                });
                 next.running = true;
                 tracing::info!("interface {} up (index {ix}, {ll})", iface.name);
             }
             (true, false, _, _) => {
                 if let Some(ix) = iface.ifindex {
-                    d.engine.interface_down(now, ix);
+                    d.input(Input::InterfaceDown { ifindex: ix });
                     io.socket.leave(ix);
                 }
                 next.running = false;
@@ -774,7 +799,10 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
                     || iface.ipv4 != next.ipv4 =>
             {
                 let cfg = d.interface_config(&next, ll);
-                d.engine.interface_up(now, ix, cfg);
+                d.input(Input::InterfaceUp {
+                    ifindex: ix,
+                    config: cfg,
+                });
             }
             _ => {}
         }
@@ -816,37 +844,27 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     );
     let wanted: Announcements = wanted
         .into_iter()
-        .filter(|((p, _), _)| !is_martian(p) && !is_link_local(p))
+        .filter(|((p, _), _)| !is_martian(p) && !babel_wire::is_link_local(&p.addr()))
         .collect();
     for (k, _) in io.announced.iter().filter(|(k, _)| !wanted.contains_key(k)) {
-        d.engine.withdraw(
-            d.now,
-            RouteKey {
-                prefix: k.0,
-                src_prefix: k.1,
-            },
-        );
+        d.input(Input::Withdraw {
+            prefix: k.0,
+            src_prefix: k.1,
+        });
     }
     for ((prefix, src), metric) in &wanted {
         if io.announced.get(&(*prefix, *src)) != Some(metric)
-            && let Err(e) = d.engine.announce(
+            && let Err(e) = d.engine.input(
                 d.now,
-                RouteKey {
+                Input::Announce {
                     prefix: *prefix,
                     src_prefix: *src,
+                    metric: *metric,
                 },
-                *metric,
             )
         {
             tracing::debug!("not announcing {prefix}: {e}");
         }
     }
     io.announced = wanted;
-}
-
-fn is_link_local(p: &Prefix) -> bool {
-    match p.addr() {
-        IpAddr::V6(a) => a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80),
-        IpAddr::V4(a) => a.is_link_local(),
-    }
 }

@@ -1,0 +1,545 @@
+//! The route table (RFC 8966 §3.2.6): per destination, the routes learned from each neighbour,
+//! the selected one and what is installed. The table owns its counters (routes in total, per
+//! neighbour, installed destinations) and its index of routes by neighbour; no caller keeps them
+//! in step.
+
+use std::collections::BTreeSet;
+use std::collections::btree_map::{self, BTreeMap};
+use std::net::IpAddr;
+
+use babel_wire::RouterId;
+
+use super::{Installed, RouteKey};
+use crate::time::Instant;
+
+/// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
+/// [`RouteData`] (reached through `Deref`); the neighbour is fixed once the route is in the
+/// table, since the index depends on it.
+#[derive(Clone, Debug)]
+pub(super) struct Route {
+    neigh: u64,
+    data: RouteData,
+}
+
+/// What a route carries besides its neighbour.
+#[derive(Clone, Debug)]
+pub(super) struct RouteData {
+    pub(super) ifindex: u32,
+    pub(super) via: IpAddr,
+    pub(super) next_hop: IpAddr,
+    pub(super) router_id: RouterId,
+    pub(super) seqno: u16,
+    pub(super) refmetric: u16,
+    /// Metric added by the `in` filter (babeld `add_metric`).
+    pub(super) add_metric: u16,
+    /// Advertised update interval, centiseconds.
+    pub(super) interval: u16,
+    pub(super) received_price: u32,
+    pub(super) price: u32,
+    pub(super) path_rtt: u32,
+    pub(super) time: Instant,
+    pub(super) smoothed: u16,
+    pub(super) smoothed_time: Instant,
+    pub(super) verified: Option<(u16, Instant)>,
+    pub(super) refresh_requested: bool,
+}
+
+impl Route {
+    /// The neighbour this route was learned from.
+    pub(super) fn neigh(&self) -> u64 {
+        self.neigh
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = RouteData;
+    fn deref(&self) -> &RouteData {
+        &self.data
+    }
+}
+
+impl std::ops::DerefMut for Route {
+    fn deref_mut(&mut self) -> &mut RouteData {
+        &mut self.data
+    }
+}
+
+/// One destination: its routes (at most one per neighbour), the selected one, the installed one.
+#[derive(Clone, Debug)]
+pub(super) struct Dest {
+    routes: Vec<Route>,
+    selected: Option<u64>,
+    installed: Option<Installed>,
+}
+
+impl Dest {
+    fn new() -> Dest {
+        // Most destinations have one or two routes; Vec's default growth would reserve 4.
+        Dest {
+            routes: Vec::with_capacity(1),
+            selected: None,
+            installed: None,
+        }
+    }
+
+    /// Its routes, in the order they were learned.
+    pub(super) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The neighbour of the selected route.
+    pub(super) fn selected(&self) -> Option<u64> {
+        self.selected
+    }
+
+    /// The route in the kernel.
+    pub(super) fn installed(&self) -> Option<Installed> {
+        self.installed
+    }
+
+    /// The route in the kernel, by reference.
+    pub(super) fn installed_ref(&self) -> Option<&Installed> {
+        self.installed.as_ref()
+    }
+
+    /// The route learned from `neigh`.
+    pub(super) fn route(&self, neigh: u64) -> Option<&Route> {
+        self.routes.iter().find(|r| r.neigh == neigh)
+    }
+
+    /// The selected route, while it is installed.
+    pub(super) fn installed_route(&self) -> Option<&Route> {
+        self.installed?;
+        self.route(self.selected?)
+    }
+
+    /// Every route, for changes that do not move it (metric smoothing, prices).
+    pub(super) fn routes_mut(&mut self) -> impl Iterator<Item = &mut Route> {
+        self.routes.iter_mut()
+    }
+}
+
+/// Why a new route was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The neighbour has as many routes as it may.
+    NeighbourFull,
+    /// The table has as many routes as it may.
+    TableFull,
+}
+
+/// The counter and the index: everything that changes when a route enters or leaves.
+#[derive(Clone, Debug, Default)]
+struct Book {
+    count: usize,
+    /// The destinations each neighbour gave us a route to.
+    by_neighbour: BTreeMap<u64, BTreeSet<RouteKey>>,
+}
+
+impl Book {
+    fn add(&mut self, neigh: u64, key: RouteKey) {
+        if self.by_neighbour.entry(neigh).or_default().insert(key) {
+            self.count += 1;
+        }
+    }
+
+    fn remove(&mut self, neigh: u64, key: RouteKey) {
+        if let btree_map::Entry::Occupied(mut e) = self.by_neighbour.entry(neigh) {
+            if e.get_mut().remove(&key) {
+                self.count = self.count.saturating_sub(1);
+            }
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+    }
+
+    fn len_via(&self, neigh: u64) -> usize {
+        self.by_neighbour.get(&neigh).map_or(0, BTreeSet::len)
+    }
+}
+
+/// Where a route for (destination, neighbour) is, or would go.
+pub(super) enum RouteEntry<'a> {
+    /// The neighbour already gave us a route to this destination.
+    Occupied(&'a mut Route),
+    /// It did not; [`VacantRoute::insert`] adds one.
+    Vacant(VacantRoute<'a>),
+}
+
+/// A (destination, neighbour) without a route yet.
+pub(super) struct VacantRoute<'a> {
+    slot: Slot<'a>,
+    book: &'a mut Book,
+    key: RouteKey,
+    neigh: u64,
+}
+
+enum Slot<'a> {
+    Dest(&'a mut Dest),
+    New(btree_map::VacantEntry<'a, RouteKey, Dest>),
+}
+
+impl VacantRoute<'_> {
+    /// Adds the route unless the neighbour or the table is at its limit.
+    pub(super) fn insert(
+        self,
+        data: RouteData,
+        max_per_neighbour: usize,
+        max_total: usize,
+    ) -> Result<(), Refused> {
+        let VacantRoute {
+            slot,
+            book,
+            key,
+            neigh,
+        } = self;
+        if book.len_via(neigh) >= max_per_neighbour {
+            return Err(Refused::NeighbourFull);
+        }
+        if book.count >= max_total {
+            return Err(Refused::TableFull);
+        }
+        let route = Route { neigh, data };
+        match slot {
+            Slot::Dest(d) => d.routes.push(route),
+            Slot::New(e) => e.insert(Dest::new()).routes.push(route),
+        }
+        book.add(neigh, key);
+        Ok(())
+    }
+}
+
+/// The route table.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RouteTable {
+    dests: BTreeMap<RouteKey, Dest>,
+    book: Book,
+    installed: usize,
+}
+
+impl RouteTable {
+    /// Routes held, all neighbours.
+    pub(super) fn len(&self) -> usize {
+        self.book.count
+    }
+
+    /// Routes held from one neighbour.
+    #[cfg(test)]
+    pub(super) fn len_via(&self, neigh: u64) -> usize {
+        self.book.len_via(neigh)
+    }
+
+    /// Destinations with an installed route.
+    pub(super) fn installed_len(&self) -> usize {
+        self.installed
+    }
+
+    /// One destination.
+    pub(super) fn get(&self, key: &RouteKey) -> Option<&Dest> {
+        self.dests.get(key)
+    }
+
+    /// One destination, to change its routes in place.
+    pub(super) fn dest_mut(&mut self, key: &RouteKey) -> Option<&mut Dest> {
+        self.dests.get_mut(key)
+    }
+
+    /// Every destination, in key order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&RouteKey, &Dest)> {
+        self.dests.iter()
+    }
+
+    /// Every destination's key, in order.
+    pub(super) fn keys(&self) -> Vec<RouteKey> {
+        self.dests.keys().copied().collect()
+    }
+
+    /// The destinations `neigh` gave us a route to, in key order (from the index).
+    pub(super) fn keys_via(&self, neigh: u64) -> Vec<RouteKey> {
+        self.book
+            .by_neighbour
+            .get(&neigh)
+            .map_or_else(Vec::new, |s| s.iter().copied().collect())
+    }
+
+    /// The route to `key` learned from `neigh`, to update in place.
+    pub(super) fn route_mut(&mut self, key: &RouteKey, neigh: u64) -> Option<&mut Route> {
+        self.dests
+            .get_mut(key)?
+            .routes
+            .iter_mut()
+            .find(|r| r.neigh == neigh)
+    }
+
+    /// The route to `key` learned from `neigh`, or its place: one search of the table.
+    pub(super) fn entry(&mut self, key: RouteKey, neigh: u64) -> RouteEntry<'_> {
+        let RouteTable { dests, book, .. } = self;
+        let slot = match dests.entry(key) {
+            btree_map::Entry::Occupied(e) => {
+                let d = e.into_mut();
+                match d.routes.iter().position(|r| r.neigh == neigh) {
+                    #[allow(clippy::indexing_slicing)] // `i` was just found in this same Vec.
+                    Some(i) => return RouteEntry::Occupied(&mut d.routes[i]),
+                    None => Slot::Dest(d),
+                }
+            }
+            btree_map::Entry::Vacant(e) => Slot::New(e),
+        };
+        RouteEntry::Vacant(VacantRoute {
+            slot,
+            book,
+            key,
+            neigh,
+        })
+    }
+
+    /// Every route, for changes that do not move it (prices after a fee change).
+    pub(super) fn routes_mut(&mut self) -> impl Iterator<Item = &mut Route> {
+        self.dests.values_mut().flat_map(|d| d.routes.iter_mut())
+    }
+
+    /// Every route of `neigh` (from the index), with its destination, to change in place.
+    pub(super) fn for_each_via(&mut self, neigh: u64, mut f: impl FnMut(&RouteKey, &mut Route)) {
+        for key in self.keys_via(neigh) {
+            if let Some(r) = self.route_mut(&key, neigh) {
+                f(&key, r);
+            }
+        }
+    }
+
+    /// Removes every route of `neigh`; returns their destinations, in key order.
+    pub(super) fn remove_via(&mut self, neigh: u64) -> Vec<RouteKey> {
+        let keys = self.keys_via(neigh);
+        for k in &keys {
+            if let Some(d) = self.dests.get_mut(k) {
+                d.routes.retain(|r| r.neigh != neigh);
+            }
+            self.book.remove(neigh, *k);
+        }
+        keys
+    }
+
+    /// Keeps the routes for which `keep(key, selected, route)` is true (it may change the route);
+    /// returns the (key, neighbour) of those removed.
+    pub(super) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&RouteKey, Option<u64>, &mut Route) -> bool,
+    ) -> Vec<(RouteKey, u64)> {
+        let mut removed = Vec::new();
+        for (k, d) in self.dests.iter_mut() {
+            let selected = d.selected;
+            d.routes.retain_mut(|r| {
+                let kept = keep(k, selected, r);
+                if !kept {
+                    removed.push((*k, r.neigh));
+                }
+                kept
+            });
+        }
+        for (k, n) in &removed {
+            self.book.remove(*n, *k);
+        }
+        removed
+    }
+
+    /// Records the result of selection for `key`. A destination left without routes or an
+    /// installed route is forgotten.
+    pub(super) fn set_selection(
+        &mut self,
+        key: &RouteKey,
+        selected: Option<u64>,
+        installed: Option<Installed>,
+    ) {
+        let btree_map::Entry::Occupied(mut e) = self.dests.entry(*key) else {
+            return;
+        };
+        let d = e.get_mut();
+        match (d.installed.is_some(), installed.is_some()) {
+            (false, true) => self.installed += 1,
+            (true, false) => self.installed = self.installed.saturating_sub(1),
+            _ => {}
+        }
+        d.selected = selected;
+        d.installed = installed;
+        if d.routes.is_empty() && d.installed.is_none() {
+            e.remove();
+        }
+    }
+
+    /// Unselects and uninstalls every destination (shutdown); returns what was installed.
+    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Installed)> {
+        let mut out = Vec::new();
+        for (k, d) in self.dests.iter_mut() {
+            if let Some(i) = d.installed.take() {
+                d.selected = None;
+                out.push((*k, i));
+            }
+        }
+        self.installed = 0;
+        self.dests.retain(|_, d| !d.routes.is_empty());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use babel_wire::Prefix;
+
+    fn key(s: &str) -> RouteKey {
+        RouteKey::new(s.parse::<Prefix>().unwrap_or_else(|_| panic!("{s}")))
+    }
+
+    fn new_route() -> RouteData {
+        let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+        RouteData {
+            ifindex: 1,
+            via: a,
+            next_hop: a,
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: 1,
+            refmetric: 96,
+            add_metric: 0,
+            interval: 400,
+            received_price: 0,
+            price: 0,
+            path_rtt: 0,
+            time: Instant::ZERO,
+            smoothed: 192,
+            smoothed_time: Instant::ZERO,
+            verified: None,
+            refresh_requested: false,
+        }
+    }
+
+    fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
+        match t.entry(k, n) {
+            RouteEntry::Vacant(v) => v.insert(new_route(), 3, 5),
+            RouteEntry::Occupied(_) => Ok(()),
+        }
+    }
+
+    /// The counters and the index agree with the destinations, whatever happened.
+    fn check(t: &RouteTable) {
+        let routes: usize = t.dests.values().map(|d| d.routes.len()).sum();
+        assert_eq!(t.len(), routes);
+        let installed = t.dests.values().filter(|d| d.installed.is_some()).count();
+        assert_eq!(t.installed_len(), installed);
+        let mut index: BTreeMap<u64, BTreeSet<RouteKey>> = BTreeMap::new();
+        for (k, d) in &t.dests {
+            assert!(
+                !d.routes.is_empty() || d.installed.is_some(),
+                "empty dest {k:?}"
+            );
+            for r in &d.routes {
+                assert!(
+                    index.entry(r.neigh).or_default().insert(*k),
+                    "two routes from one neighbour"
+                );
+            }
+        }
+        assert_eq!(index, t.book.by_neighbour);
+    }
+
+    #[test]
+    fn entry_finds_the_route_it_inserted() {
+        let mut t = RouteTable::default();
+        let k = key("2001:db8::/64");
+        add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        match t.entry(k, 1) {
+            RouteEntry::Occupied(r) => r.refmetric = 7,
+            RouteEntry::Vacant(_) => panic!("route not found"),
+        }
+        assert_eq!(
+            t.get(&k).and_then(|d| d.route(1)).map(|r| r.refmetric),
+            Some(7)
+        );
+        assert!(matches!(t.entry(k, 2), RouteEntry::Vacant(_)));
+        check(&t);
+    }
+
+    #[test]
+    fn limits_per_neighbour_and_in_total() {
+        let mut t = RouteTable::default();
+        for i in 0..3 {
+            add(&mut t, key(&format!("2001:db8:{i}::/48")), 1).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        assert_eq!(
+            add(&mut t, key("2001:db8:9::/48"), 1),
+            Err(Refused::NeighbourFull)
+        );
+        add(&mut t, key("2001:db8:9::/48"), 2).unwrap_or_else(|e| panic!("{e:?}"));
+        add(&mut t, key("2001:db8:8::/48"), 2).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            add(&mut t, key("2001:db8:7::/48"), 3),
+            Err(Refused::TableFull)
+        );
+        // A refused route leaves no empty destination behind.
+        assert!(t.get(&key("2001:db8:7::/48")).is_none());
+        check(&t);
+        assert_eq!(
+            (t.len(), t.len_via(1), t.len_via(2), t.len_via(3)),
+            (5, 3, 2, 0)
+        );
+    }
+
+    #[test]
+    fn removal_keeps_counters_and_index() {
+        let mut t = RouteTable::default();
+        let (a, b) = (key("2001:db8:1::/48"), key("2001:db8:2::/48"));
+        for (k, n) in [(a, 1), (a, 2), (b, 1)] {
+            add(&mut t, k, n).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        assert_eq!(t.keys_via(1), vec![a, b]);
+        let removed = t.retain(|k, _, r| !(*k == a && r.neigh() == 2));
+        assert_eq!(removed, vec![(a, 2)]);
+        check(&t);
+        assert_eq!(t.remove_via(1), vec![a, b]);
+        // Emptied destinations stay until selection has seen them.
+        assert_eq!(t.len(), 0);
+        assert!(t.get(&a).is_some());
+        t.set_selection(&a, None, None);
+        t.set_selection(&b, None, None);
+        check(&t);
+        assert!(t.iter().next().is_none());
+    }
+
+    #[test]
+    fn installed_count_follows_selection() {
+        let mut t = RouteTable::default();
+        let k = key("2001:db8::/64");
+        add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+        let inst = Installed {
+            next_hop: a,
+            via: a,
+            ifindex: 1,
+            metric: 192,
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: 1,
+            price: 0,
+        };
+        t.set_selection(&k, Some(1), Some(inst));
+        t.set_selection(&k, Some(1), Some(inst));
+        assert_eq!(t.installed_len(), 1);
+        assert!(t.get(&k).and_then(Dest::installed_route).is_some());
+        // Its only route goes, the installed route stays until selection removes it.
+        t.remove_via(1);
+        check(&t);
+        assert_eq!(t.installed_len(), 1);
+        t.set_selection(&k, None, None);
+        check(&t);
+        assert_eq!((t.installed_len(), t.get(&k).is_none()), (0, true));
+        t.set_selection(&k, Some(1), Some(inst));
+        assert_eq!(
+            t.installed_len(),
+            0,
+            "no selection for an unknown destination"
+        );
+        add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        t.set_selection(&k, Some(1), Some(inst));
+        assert_eq!(t.uninstall_all(), vec![(k, inst)]);
+        check(&t);
+    }
+}

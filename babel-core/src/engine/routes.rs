@@ -1,0 +1,337 @@
+//! Route acquisition, retraction and expiry (RFC 8966 §3.5).
+
+use super::*;
+
+impl Engine {
+    pub(super) fn route_metric(&self, r: &Route) -> u16 {
+        Metric(r.refmetric)
+            .saturating_add(Metric(self.neighbour_cost(r.neigh())))
+            .saturating_add(Metric(r.add_metric))
+            .0
+    }
+
+    /// The metric we install and advertise for a selected route: never below a verified cost in
+    /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
+    /// rise sends a triggered update.
+    pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
+        let verified = r.verified.filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+        self.route_metric(r).max(verified)
+    }
+
+    /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
+    /// §3.8.2.2 unfeasible updates), then §3.6 selection.
+    pub(super) fn handle_update(
+        &mut self,
+        now: Instant,
+        nid: u64,
+        ifindex: u32,
+        src: IpAddr,
+        u: Update,
+    ) {
+        self.counters.updates_received += 1;
+        if u.interval == 0 {
+            self.counters.rfc_violations += 1;
+            return;
+        }
+        let Some(prefix) = u.prefix else {
+            if u.metric == INFINITY && u.src_prefix.is_none() {
+                self.retract_all_from(now, nid, Some(u.interval));
+            } else {
+                self.counters.rfc_violations += 1;
+            }
+            return;
+        };
+        if is_martian(&prefix) || u.src_prefix.is_some_and(|s| is_martian(&s)) {
+            self.counters.martians += 1;
+            return;
+        }
+        if u.src_prefix.is_some_and(|s| s.len() == 0) {
+            self.counters.rfc_violations += 1;
+            return;
+        }
+        let key = RouteKey {
+            prefix,
+            src_prefix: u.src_prefix,
+        };
+        if u.is_retraction() {
+            let mut changed = false;
+            if let Some(r) = self.routes.route_mut(&key, nid) {
+                changed = r.refmetric != INFINITY;
+                r.refmetric = INFINITY;
+                r.time = now;
+                r.interval = u.interval;
+                r.refresh_requested = false;
+            }
+            if changed {
+                self.route_event(ChangeKind::Change, key, nid);
+                self.reselect(now, key);
+            }
+            self.note_route_deadline(now, u.interval);
+            return;
+        }
+        let Some(rid) = u.router_id else {
+            self.counters.rfc_violations += 1;
+            return;
+        };
+        if !rid.is_valid() {
+            self.counters.rfc_violations += 1;
+            return;
+        }
+        if rid == self.cfg.router_id {
+            // babeld ignores routes carrying our own router-id (a stale echo of our prefix).
+            return;
+        }
+        let price = accumulate(u.price.unwrap_or(0), self.cfg.fee, self.cfg.accumulation);
+        let (neigh_rtt, via) = match self.neighbours.get(&nid) {
+            Some(n) => (n.rtt, n.address),
+            None => return,
+        };
+        let add_metric = match self.input_filter(key, rid, via, ifindex) {
+            FilterAnswer::AddMetric(m) => m,
+            FilterAnswer::Deny => {
+                self.counters.filtered_in += 1;
+                return;
+            }
+        };
+        let path_rtt = match (u.path_rtt, neigh_rtt) {
+            (Some(p), Some(r)) => {
+                p.saturating_add(u32::try_from(r.as_micros()).unwrap_or(u32::MAX))
+            }
+            _ => 0,
+        };
+        let next_hop = u.next_hop.unwrap_or(src);
+        let cost = self.neighbour_cost(nid);
+        let metric = Metric(u.metric)
+            .saturating_add(Metric(cost))
+            .saturating_add(Metric(add_metric))
+            .0;
+        let limits = self.cfg.limits;
+        match self.routes.entry(key, nid) {
+            RouteEntry::Occupied(r) => {
+                let changed = r.refmetric != u.metric
+                    || r.seqno != u.seqno
+                    || r.router_id != rid
+                    || r.price != price;
+                if r.refmetric == INFINITY {
+                    r.smoothed = metric;
+                    r.smoothed_time = now;
+                }
+                r.router_id = rid;
+                r.seqno = u.seqno;
+                r.refmetric = u.metric;
+                r.add_metric = add_metric;
+                r.interval = u.interval;
+                r.received_price = u.price.unwrap_or(0);
+                r.price = price;
+                r.path_rtt = path_rtt;
+                r.next_hop = next_hop;
+                r.time = now;
+                r.refresh_requested = false;
+                if changed {
+                    self.route_event(ChangeKind::Change, key, nid);
+                }
+            }
+            RouteEntry::Vacant(v) => {
+                let data = RouteData {
+                    ifindex,
+                    via,
+                    next_hop,
+                    router_id: rid,
+                    seqno: u.seqno,
+                    refmetric: u.metric,
+                    add_metric,
+                    interval: u.interval,
+                    received_price: u.price.unwrap_or(0),
+                    price,
+                    path_rtt,
+                    time: now,
+                    smoothed: metric,
+                    smoothed_time: now,
+                    verified: None,
+                    refresh_requested: false,
+                };
+                match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
+                    Ok(()) => self.route_event(ChangeKind::Add, key, nid),
+                    Err(refused) => {
+                        self.route_refused(ifindex, nid, via, refused);
+                        return;
+                    }
+                }
+            }
+        }
+        self.note_route_deadline(now, u.interval);
+        self.reselect(now, key);
+    }
+
+    /// Counts a route refused for a limit and says so once per neighbour (or once for the table).
+    fn route_refused(&mut self, ifindex: u32, nid: u64, via: IpAddr, refused: Refused) {
+        self.counters.routes_over_limit += 1;
+        let limits = self.cfg.limits;
+        match refused {
+            Refused::NeighbourFull => {
+                if let Some(n) = self.neighbours.get_mut(&nid)
+                    && !n.limit_logged
+                {
+                    n.limit_logged = true;
+                    warn!(ifindex, neighbour = %via, limit = limits.max_routes_per_neighbour,
+                        "neighbour exceeds its route limit; dropping the excess");
+                }
+            }
+            Refused::TableFull => {
+                if !self.total_limit_logged {
+                    self.total_limit_logged = true;
+                    warn!(
+                        limit = limits.max_routes,
+                        "route table full; dropping new routes"
+                    );
+                }
+            }
+        }
+    }
+
+    /// babeld's `input_filter`: what the `in` filter says of a route from `neighbour`.
+    pub(super) fn input_filter(
+        &self,
+        key: RouteKey,
+        rid: RouterId,
+        neighbour: IpAddr,
+        ifindex: u32,
+    ) -> FilterAnswer {
+        let Some(filter) = &self.filter else {
+            return FilterAnswer::ALLOW;
+        };
+        filter.input(&FilterRoute {
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            router_id: rid,
+            neighbour: Some(neighbour),
+            ifindex,
+            ifname: self
+                .interfaces
+                .get(&ifindex)
+                .map_or("", |i| i.cfg.name.as_str()),
+        })
+    }
+
+    pub(super) fn note_route_deadline(&mut self, now: Instant, interval: u16) {
+        let t = now + from_centis(interval) * 3;
+        self.timers.set_earlier(Timer::RouteCheck, t);
+    }
+
+    pub(super) fn route_event(&mut self, kind: ChangeKind, key: RouteKey, nid: u64) {
+        if !self.cfg.events {
+            return;
+        }
+        if let Some(n) = self.neighbours.get(&nid) {
+            let e = Event::Route {
+                kind,
+                prefix: key.prefix,
+                src_prefix: key.src_prefix,
+                neighbour: n.address,
+                ifindex: n.ifindex,
+            };
+            self.events.push_back(e);
+        }
+    }
+
+    /// RFC 8966 §4.6.9: a wildcard retraction retracts every route learned from the neighbour.
+    pub(super) fn retract_all_from(&mut self, now: Instant, nid: u64, interval: Option<u16>) {
+        let mut keys = Vec::new();
+        self.routes.for_each_via(nid, |k, r| {
+            if r.refmetric != INFINITY {
+                r.refmetric = INFINITY;
+                r.time = now;
+                r.interval = interval.unwrap_or(r.interval);
+                keys.push(*k);
+            }
+        });
+        for k in keys {
+            self.route_event(ChangeKind::Change, k, nid);
+            self.reselect(now, k);
+        }
+    }
+
+    /// RFC 8966 §3.5.3-§3.5.4 and §3.8.2.3: a route not refreshed for 3 intervals is refreshed by a
+    /// unicast route request if selected; after 3.5 intervals it is retracted (metric infinite);
+    /// after babeld's hold time (max(6 × interval, 15 s)) it is removed. Also ends verified-metric
+    /// overrides.
+    pub(super) fn expire_routes(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut refresh: Vec<(u32, IpAddr, RouteKey)> = Vec::new();
+        let mut flushed: Vec<(RouteKey, IpAddr, u32)> = Vec::new();
+        let mut reselect: Vec<RouteKey> = Vec::new();
+        let mut changed = |k: &RouteKey| {
+            if reselect.last() != Some(k) {
+                reselect.push(*k);
+            }
+        };
+        self.routes.retain(|k, selected, r| {
+            let iv = from_centis(r.interval);
+            let hold = r.time + hold_time(r.interval);
+            if now >= hold {
+                changed(k);
+                flushed.push((*k, r.via, r.ifindex));
+                return false;
+            }
+            next = min_opt(next, Some(hold));
+            let expiry = r.time + iv * 7 / 2;
+            if r.refmetric < INFINITY {
+                if now >= expiry {
+                    r.refmetric = INFINITY;
+                    changed(k);
+                } else {
+                    next = min_opt(next, Some(expiry));
+                    let old = r.time + iv * 3;
+                    if selected == Some(r.neigh()) && !r.refresh_requested {
+                        if now >= old {
+                            r.refresh_requested = true;
+                            refresh.push((r.ifindex, r.via, *k));
+                        } else {
+                            next = min_opt(next, Some(old));
+                        }
+                    }
+                }
+            }
+            if let Some((_, until)) = r.verified {
+                if now >= until {
+                    r.verified = None;
+                    changed(k);
+                } else {
+                    next = min_opt(next, Some(until));
+                }
+            }
+            true
+        });
+        if self.cfg.events {
+            for (k, via, ifindex) in flushed {
+                self.events.push_back(Event::Route {
+                    kind: ChangeKind::Flush,
+                    prefix: k.prefix,
+                    src_prefix: k.src_prefix,
+                    neighbour: via,
+                    ifindex,
+                });
+            }
+        }
+        for (ifindex, via, k) in refresh {
+            let req = Message::RouteRequest(RouteRequest {
+                prefix: Some(k.prefix),
+                v4_via_v6: false,
+                src_prefix: k.src_prefix,
+            });
+            self.counters.route_requests_sent += 1;
+            self.queue(ifindex, Destination::Unicast(via), req);
+        }
+        for k in reselect {
+            self.reselect(now, k);
+        }
+        self.timers.set_opt(
+            Timer::RouteCheck,
+            next.map(|t| t.max(now + Duration::from_millis(500))),
+        );
+    }
+}
+
+pub(super) fn hold_time(interval_cs: u16) -> Duration {
+    (from_centis(interval_cs) * 6).max(MIN_HOLD)
+}

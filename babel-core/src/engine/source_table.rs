@@ -1,0 +1,203 @@
+//! The source table and feasibility (RFC 8966 §3.2.5, §3.5.1, §3.7.3): for each (destination,
+//! originator) we advertised, the feasibility distance (seqno, metric) and when it was last used.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use babel_wire::{Metric, RouterId, Seqno};
+
+use super::RouteKey;
+use crate::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Source {
+    seqno: Seqno,
+    metric: Metric,
+    time: Instant,
+}
+
+/// The source table. An entry unused for `gc_time` (babeld `SOURCE_GC_TIME`) no longer
+/// constrains feasibility and is collected by [`SourceTable::gc`].
+#[derive(Clone, Debug)]
+pub(super) struct SourceTable {
+    sources: BTreeMap<(RouteKey, RouterId), Source>,
+    gc_time: Duration,
+}
+
+impl SourceTable {
+    pub(super) fn new(gc_time: Duration) -> SourceTable {
+        SourceTable {
+            sources: BTreeMap::new(),
+            gc_time,
+        }
+    }
+
+    /// The live entry for (key, originator).
+    fn live(&self, now: Instant, key: &RouteKey, rid: RouterId) -> Option<&Source> {
+        self.sources
+            .get(&(*key, rid))
+            .filter(|s| now.saturating_since(s.time) <= self.gc_time)
+    }
+
+    /// RFC 8966 §3.5.1 feasibility: no (live) source entry, a newer seqno, or the same seqno and a
+    /// strictly smaller metric. Retractions are always feasible.
+    pub(super) fn is_feasible(
+        &self,
+        now: Instant,
+        key: &RouteKey,
+        rid: RouterId,
+        seqno: Seqno,
+        metric: Metric,
+    ) -> bool {
+        metric.is_infinite()
+            || self.live(now, key, rid).is_none_or(|s| {
+                seqno.is_newer_than(s.seqno) || (seqno == s.seqno && metric < s.metric)
+            })
+    }
+
+    /// RFC 8966 §3.7.3: after advertising (seqno, metric) the feasibility distance becomes the
+    /// better of the two; a stale entry is replaced. Retractions change nothing.
+    pub(super) fn update(
+        &mut self,
+        now: Instant,
+        key: RouteKey,
+        rid: RouterId,
+        seqno: Seqno,
+        metric: Metric,
+    ) {
+        if metric.is_infinite() {
+            return;
+        }
+        let gc = self.gc_time;
+        let e = self.sources.entry((key, rid)).or_insert(Source {
+            seqno,
+            metric,
+            time: now,
+        });
+        if now.saturating_since(e.time) > gc
+            || seqno.is_newer_than(e.seqno)
+            || (seqno == e.seqno && metric < e.metric)
+        {
+            e.seqno = seqno;
+            e.metric = metric;
+        }
+        e.time = now;
+    }
+
+    /// RFC 8966 §3.8.2.1: the seqno to ask `rid` for so that its route to `key` becomes
+    /// feasible again: one more than our feasibility distance's (or than `seqno`, the route's, when
+    /// we have no entry).
+    pub(super) fn seqno_to_request(&self, key: &RouteKey, rid: RouterId, seqno: Seqno) -> Seqno {
+        self.sources
+            .get(&(*key, rid))
+            .map_or(seqno, |s| s.seqno)
+            .next()
+    }
+
+    /// Forgets the entries unused for the GC time.
+    pub(super) fn gc(&mut self, now: Instant) {
+        let gc = self.gc_time;
+        self.sources
+            .retain(|_, s| now.saturating_since(s.time) <= gc);
+    }
+
+    /// How often [`SourceTable::gc`] runs (a quarter of the GC time, as before).
+    pub(super) fn gc_period(&self) -> Duration {
+        self.gc_time / 4
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use babel_wire::{INFINITY, Prefix};
+
+    const RID: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 7]);
+
+    fn key() -> RouteKey {
+        RouteKey::new(
+            "2001:db8::/64"
+                .parse::<Prefix>()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn at(s: u64) -> Instant {
+        Instant::ZERO + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn feasible_without_entry_and_for_retractions() {
+        let mut t = SourceTable::new(Duration::from_secs(200));
+        assert!(t.is_feasible(at(0), &key(), RID, Seqno(5), Metric(300)));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(t.is_feasible(at(0), &key(), RID, Seqno(1), Metric(INFINITY)));
+        // A retraction does not create or move the distance.
+        t.update(at(0), key(), RID, Seqno(9), Metric(INFINITY));
+        assert!(!t.is_feasible(at(0), &key(), RID, Seqno(5), Metric(300)));
+    }
+
+    #[test]
+    fn newer_seqno_or_strictly_smaller_metric() {
+        let mut t = SourceTable::new(Duration::from_secs(200));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(!t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(300)));
+        assert!(t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(299)));
+        assert!(t.is_feasible(at(1), &key(), RID, Seqno(6), Metric(5000)));
+        assert!(!t.is_feasible(at(1), &key(), RID, Seqno(4), Metric(1)));
+        // Modular (RFC 8966 §3.2.1): 65535 is older than 5, 0 newer than 65535.
+        t.update(at(1), key(), RID, Seqno(u16::MAX), Metric(1));
+        assert!(
+            !t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(300)),
+            "65535 < 5"
+        );
+        let other = RouterId([1; 8]);
+        assert!(
+            t.is_feasible(at(1), &key(), other, Seqno(0), Metric(1000)),
+            "another originator"
+        );
+        t.update(at(1), key(), other, Seqno(u16::MAX), Metric(300));
+        assert!(t.is_feasible(at(1), &key(), other, Seqno(0), Metric(1000)));
+    }
+
+    #[test]
+    fn the_distance_only_improves_while_live() {
+        let mut t = SourceTable::new(Duration::from_secs(200));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        t.update(at(1), key(), RID, Seqno(5), Metric(400));
+        assert!(
+            !t.is_feasible(at(1), &key(), RID, Seqno(5), Metric(350)),
+            "worse metric kept"
+        );
+        t.update(at(2), key(), RID, Seqno(4), Metric(100));
+        assert!(
+            !t.is_feasible(at(2), &key(), RID, Seqno(5), Metric(300)),
+            "older seqno kept"
+        );
+        assert_eq!(t.seqno_to_request(&key(), RID, Seqno(1)), Seqno(6));
+        assert_eq!(
+            t.seqno_to_request(&key(), RouterId([1; 8]), Seqno(1)),
+            Seqno(2)
+        );
+    }
+
+    #[test]
+    fn stale_entries_stop_counting_and_are_collected() {
+        let mut t = SourceTable::new(Duration::from_secs(200));
+        t.update(at(0), key(), RID, Seqno(5), Metric(300));
+        assert!(!t.is_feasible(at(200), &key(), RID, Seqno(5), Metric(300)));
+        assert!(t.is_feasible(at(201), &key(), RID, Seqno(5), Metric(300)));
+        // A stale entry is replaced, even by a worse distance.
+        t.update(at(201), key(), RID, Seqno(5), Metric(400));
+        assert!(!t.is_feasible(at(202), &key(), RID, Seqno(5), Metric(400)));
+        t.gc(at(401));
+        assert_eq!(t.len(), 1);
+        t.gc(at(402));
+        assert_eq!(t.len(), 0);
+    }
+}

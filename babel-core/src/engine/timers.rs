@@ -1,0 +1,246 @@
+//! The timers: when to call [`Engine::handle_timeout`] next and what runs then.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+/// What a timer does when it fires. The derived order is the order in which timers due at the
+/// same call run: per interface (by index) its Hello, periodic update, urgent repeats and buffered
+/// updates, then unicast Hellos, neighbour checks, route expiry, request resends and source GC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Timer {
+    /// A job of one (up) interface.
+    Interface(u32, IfTimer),
+    /// The next scheduled unicast Hello to a neighbour (RFC 8966 §3.4.1).
+    UnicastHello(u64),
+    /// Missed Hellos, txcost expiry, neighbour flush (RFC 8966 Appendix A.1, §3.4.2).
+    NeighbourCheck,
+    /// Route refresh, retraction and removal, end of verified metrics (RFC 8966 §3.5.3).
+    RouteCheck,
+    /// Seqno request resends (RFC 8966 Appendix B).
+    RequestCheck,
+    /// Source table garbage collection (RFC 8966 §3.2.5).
+    SourceGc,
+}
+
+/// The timers of one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum IfTimer {
+    /// Multicast Hello (with IHUs).
+    Hello,
+    /// Periodic full dump (RFC 8966 §3.7.1).
+    Update,
+    /// Repeats of urgent updates (RFC 8966 §3.7.2).
+    UrgentResend,
+    /// Buffered updates are sent.
+    Flush,
+}
+
+/// Every deadline of the engine, one per [`Timer`], with the next one in O(log n).
+#[derive(Clone, Debug, Default)]
+pub(super) struct TimerTable {
+    at: BTreeMap<Timer, Instant>,
+    /// The same deadlines, by time.
+    queue: BTreeSet<(Instant, Timer)>,
+}
+
+impl TimerTable {
+    /// The deadline of a timer, if it is armed.
+    pub(super) fn get(&self, t: Timer) -> Option<Instant> {
+        self.at.get(&t).copied()
+    }
+
+    /// Arms a timer (replacing its deadline).
+    pub(super) fn set(&mut self, t: Timer, at: Instant) {
+        if let Some(old) = self.at.insert(t, at) {
+            self.queue.remove(&(old, t));
+        }
+        self.queue.insert((at, t));
+    }
+
+    /// Arms a timer, or disarms it with `None`.
+    pub(super) fn set_opt(&mut self, t: Timer, at: Option<Instant>) {
+        match at {
+            Some(at) => self.set(t, at),
+            None => self.stop(t),
+        }
+    }
+
+    /// Arms a timer for `at` unless it fires sooner already.
+    pub(super) fn set_earlier(&mut self, t: Timer, at: Instant) {
+        if self.get(t).is_none_or(|old| at < old) {
+            self.set(t, at);
+        }
+    }
+
+    /// Disarms a timer.
+    pub(super) fn stop(&mut self, t: Timer) {
+        if let Some(old) = self.at.remove(&t) {
+            self.queue.remove(&(old, t));
+        }
+    }
+
+    /// Disarms every timer of an interface.
+    pub(super) fn stop_interface(&mut self, ifindex: u32) {
+        for k in [
+            IfTimer::Hello,
+            IfTimer::Update,
+            IfTimer::UrgentResend,
+            IfTimer::Flush,
+        ] {
+            self.stop(Timer::Interface(ifindex, k));
+        }
+    }
+
+    /// The earliest deadline.
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// The first timer, in [`Timer`] order after `after`, that is due at `now`.
+    pub(super) fn next_due(&self, now: Instant, after: Option<Timer>) -> Option<Timer> {
+        self.queue
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, t)| *t)
+            .filter(|t| after.is_none_or(|a| *t > a))
+            .min()
+    }
+}
+
+impl Engine {
+    /// The instant at which [`Engine::handle_timeout`] must next be called; `None` if nothing is
+    /// scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    /// Runs every timer due at `now`, each at most once, in a fixed order: Hellos, periodic and
+    /// buffered updates, urgent repeats, unicast Hellos, missed-Hello detection and neighbour
+    /// flush, route expiry and refresh, request resends and source GC. A timer that a job makes
+    /// due later in that order (a periodic update makes the interface's flush due) runs in the
+    /// same call.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut last = None;
+        while let Some(t) = self.timers.next_due(now, last) {
+            last = Some(t);
+            self.timers.stop(t);
+            self.fire(now, t);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, t: Timer) {
+        match t {
+            Timer::Interface(ifindex, job) => {
+                let Some(i) = self.interfaces.get(&ifindex).filter(|i| i.up) else {
+                    return;
+                };
+                let (hello_iv, upd_iv) = (i.cfg.hello_interval, i.cfg.update_interval);
+                match job {
+                    IfTimer::Hello => {
+                        self.send_hello(now, ifindex);
+                        let next = now + (hello_iv - self.jitter(hello_iv / 16));
+                        self.timers.set(t, next);
+                    }
+                    IfTimer::Update => {
+                        let next = now + self.roughly(upd_iv);
+                        self.timers.set(t, next);
+                        if let Some(i) = self.interfaces.get_mut(&ifindex) {
+                            i.pending_full = true;
+                        }
+                        self.timers
+                            .set(Timer::Interface(ifindex, IfTimer::Flush), now);
+                    }
+                    IfTimer::UrgentResend => self.repeat_urgent(now, ifindex),
+                    IfTimer::Flush => self.flush_updates(now, ifindex),
+                }
+            }
+            Timer::UnicastHello(nid) => self.send_unicast_hello(now, nid),
+            Timer::NeighbourCheck => self.check_neighbours(now),
+            Timer::RouteCheck => self.expire_routes(now),
+            Timer::RequestCheck => self.resend_requests(now),
+            Timer::SourceGc => {
+                self.sources.gc(now);
+                self.timers.set(t, now + self.sources.gc_period());
+            }
+        }
+    }
+}
+
+pub(super) fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn one_deadline_per_timer_and_the_earliest_first() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.next_timeout(), None);
+        t.set(Timer::SourceGc, at(50));
+        t.set(Timer::RouteCheck, at(30));
+        t.set(Timer::RouteCheck, at(40));
+        assert_eq!(t.next_timeout(), Some(at(40)));
+        t.set_earlier(Timer::RouteCheck, at(45));
+        assert_eq!(t.get(Timer::RouteCheck), Some(at(40)));
+        t.set_earlier(Timer::RouteCheck, at(10));
+        assert_eq!(t.next_timeout(), Some(at(10)));
+        t.set_opt(Timer::RouteCheck, None);
+        assert_eq!(
+            (t.get(Timer::RouteCheck), t.next_timeout()),
+            (None, Some(at(50)))
+        );
+        t.stop(Timer::SourceGc);
+        assert_eq!(t.next_timeout(), None);
+        assert!(t.at.is_empty() && t.queue.is_empty());
+    }
+
+    #[test]
+    fn due_timers_run_in_timer_order_each_once() {
+        let mut t = TimerTable::default();
+        t.set(Timer::SourceGc, at(1));
+        t.set(Timer::Interface(2, IfTimer::Hello), at(5));
+        t.set(Timer::Interface(1, IfTimer::Flush), at(3));
+        t.set(Timer::UnicastHello(7), at(9));
+        t.set(Timer::NeighbourCheck, at(11));
+        let mut ran = Vec::new();
+        let mut last = None;
+        while let Some(x) = t.next_due(at(10), last) {
+            ran.push(x);
+            last = Some(x);
+            t.stop(x);
+            if x == Timer::Interface(2, IfTimer::Hello) {
+                // Re-armed due: not run again in this pass, nor are earlier timers made due.
+                t.set(x, at(10));
+                t.set(Timer::Interface(1, IfTimer::Hello), at(10));
+                // Made due later in the order: runs in this pass.
+                t.set(Timer::Interface(2, IfTimer::Flush), at(10));
+            }
+        }
+        assert_eq!(
+            ran,
+            vec![
+                Timer::Interface(1, IfTimer::Flush),
+                Timer::Interface(2, IfTimer::Hello),
+                Timer::Interface(2, IfTimer::Flush),
+                Timer::UnicastHello(7),
+                Timer::SourceGc,
+            ]
+        );
+        t.stop_interface(2);
+        assert_eq!(
+            t.next_due(at(10), None),
+            Some(Timer::Interface(1, IfTimer::Hello))
+        );
+    }
+}

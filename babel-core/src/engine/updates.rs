@@ -1,0 +1,234 @@
+//! Update scheduling and flushing (RFC 8966 §3.7): triggered, urgent and periodic updates.
+
+use super::*;
+
+impl Engine {
+    /// Queues an update for `key` on one interface or all; urgent ones go out within 200 ms and
+    /// are repeated (RFC 8966 §3.7.2), others within half a Hello interval.
+    pub(super) fn schedule_update(
+        &mut self,
+        now: Instant,
+        ifindex: Option<u32>,
+        key: RouteKey,
+        urgent: bool,
+    ) {
+        let ifs: Vec<u32> = match ifindex {
+            Some(i) => vec![i],
+            None => self.up_interfaces(),
+        };
+        for ifindex in ifs {
+            let delay_max = match self.interfaces.get(&ifindex) {
+                Some(i) if i.up => {
+                    if urgent {
+                        URGENT_TIMEOUT
+                    } else {
+                        i.cfg.hello_interval / 2
+                    }
+                }
+                _ => continue,
+            };
+            let j = self.jitter(delay_max);
+            let resend = REQUEST_TIMEOUT;
+            if let Some(i) = self.interfaces.get_mut(&ifindex) {
+                let e = i.pending.entry(key).or_insert(false);
+                *e |= urgent;
+                self.timers
+                    .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
+                if urgent {
+                    let resend = resend.min(i.cfg.hello_interval / 2);
+                    i.resends.insert(key, (URGENT_REPEATS, now + resend));
+                    self.timers.set_earlier(
+                        Timer::Interface(ifindex, IfTimer::UrgentResend),
+                        now + resend,
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn schedule_full_dumps(&mut self, now: Instant) {
+        let ifs: Vec<u32> = self.up_interfaces();
+        for ifindex in ifs {
+            let j = self.jitter(Duration::from_millis(500));
+            if let Some(i) = self.interfaces.get_mut(&ifindex) {
+                i.pending_full = true;
+                self.timers
+                    .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
+            }
+        }
+    }
+
+    /// The Update we advertise for `key` on `ifindex` now: our xroute, our selected route (not on
+    /// its own interface when split horizon applies, RFC 8966 §3.7.4), or a retraction. `full`
+    /// (periodic dump) leaves out retractions and split-horizon routes. The `out` filter
+    /// (babeld's `output_filter`) adds its metric or keeps the update off this interface.
+    pub(super) fn update_for(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        key: RouteKey,
+        full: bool,
+    ) -> Option<Message> {
+        let mut msg = self.unfiltered_update_for(now, ifindex, key, full)?;
+        let (Some(filter), Message::Update(u)) = (&self.filter, &mut msg) else {
+            return Some(msg);
+        };
+        let ifname = self
+            .interfaces
+            .get(&ifindex)
+            .map_or("", |i| i.cfg.name.as_str());
+        let answer = filter.output(&FilterRoute {
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            router_id: u.router_id.unwrap_or(self.cfg.router_id),
+            neighbour: None,
+            ifindex,
+            ifname,
+        });
+        match answer {
+            FilterAnswer::Deny => {
+                self.counters.filtered_out += 1;
+                None
+            }
+            FilterAnswer::AddMetric(add) => {
+                u.metric = Metric(u.metric).saturating_add(Metric(add)).0;
+                Some(msg)
+            }
+        }
+    }
+
+    pub(super) fn unfiltered_update_for(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        key: RouteKey,
+        full: bool,
+    ) -> Option<Message> {
+        let iface = self.interfaces.get(&ifindex)?;
+        let interval = to_centis(iface.cfg.update_interval);
+        let split = iface.cfg.split_horizon;
+        let althea = iface.cfg.flavour == babel_wire::Flavour::Althea;
+        let v4 = key.prefix.is_ipv4();
+        // babeld: AE 1 with our IPv4 address on links that have one, else AE 4 (RFC 9229).
+        let v4_next_hop = iface.cfg.ipv4.filter(|_| v4).map(IpAddr::V4);
+        if v4 && v4_next_hop.is_none() && !iface.cfg.v4_via_v6 {
+            // RFC 9229 §2 leaves AE 4 optional; babeld then sends nothing for IPv4 on this link,
+            // not even retractions, since no neighbour here can use an IPv4 route from us.
+            return None;
+        }
+        let mk = |seqno: u16, metric: u16, rid: RouterId, price: Option<u32>, rtt: Option<u32>| {
+            Message::Update(Update {
+                prefix: Some(key.prefix),
+                v4_via_v6: v4 && v4_next_hop.is_none(),
+                src_prefix: key.src_prefix,
+                interval,
+                seqno,
+                metric,
+                router_id: Some(rid),
+                next_hop: v4_next_hop,
+                price,
+                path_rtt: rtt,
+                diversity: None,
+            })
+        };
+        if let Some(x) = self.xroutes.get(&key) {
+            let (seqno, metric, rid) = (self.seqno, x.metric, self.cfg.router_id);
+            self.sources
+                .update(now, key, rid, Seqno(seqno), Metric(metric));
+            return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
+        }
+        let inst = self
+            .routes
+            .get(&key)
+            .and_then(Dest::installed_route)
+            .map(|r| (r.clone(), self.advertised_metric(now, r)));
+        match inst {
+            Some((r, metric)) if metric < INFINITY => {
+                if split && r.ifindex == ifindex {
+                    // babeld: the route is simply not sent back where it came from.
+                    return None;
+                }
+                self.sources
+                    .update(now, key, r.router_id, Seqno(r.seqno), Metric(metric));
+                let rtt = (r.path_rtt != 0).then_some(r.path_rtt);
+                Some(mk(r.seqno, metric, r.router_id, Some(r.price), rtt))
+            }
+            _ if full => None,
+            _ => Some(mk(self.seqno, INFINITY, self.cfg.router_id, None, None)),
+        }
+    }
+
+    /// Sends the buffered updates of an interface, packed (RFC 8966 §3.7, §4.5 compression by the
+    /// codec).
+    pub(super) fn flush_updates(&mut self, now: Instant, ifindex: u32) {
+        let Some(i) = self.interfaces.get_mut(&ifindex) else {
+            return;
+        };
+        self.timers.stop(Timer::Interface(ifindex, IfTimer::Flush));
+        let full = std::mem::take(&mut i.pending_full);
+        let pending = std::mem::take(&mut i.pending);
+        if full {
+            i.last_full = Some(now);
+        }
+        let mut msgs = Vec::new();
+        if full {
+            let mut keys: Vec<RouteKey> = self.xroutes.keys().copied().collect();
+            keys.extend(
+                self.routes
+                    .iter()
+                    .filter(|(_, d)| d.installed().is_some())
+                    .map(|(k, _)| *k),
+            );
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                if pending.contains_key(&k) {
+                    continue;
+                }
+                if let Some(m) = self.update_for(now, ifindex, k, true) {
+                    msgs.push(m);
+                }
+            }
+        }
+        for k in pending.keys() {
+            if let Some(m) = self.update_for(now, ifindex, *k, false) {
+                msgs.push(m);
+            }
+        }
+        if !msgs.is_empty() {
+            self.counters.updates_sent += msgs.len() as u64;
+            self.send(ifindex, Destination::Multicast, msgs);
+        }
+    }
+
+    /// RFC 8966 §3.7.2: urgent updates are repeated ([`URGENT_REPEATS`] times, every
+    /// [`REQUEST_TIMEOUT`] or half a Hello interval); the due ones are buffered and sent now.
+    pub(super) fn repeat_urgent(&mut self, now: Instant, ifindex: u32) {
+        let Some(i) = self.interfaces.get_mut(&ifindex) else {
+            return;
+        };
+        let resend = REQUEST_TIMEOUT.min(i.cfg.hello_interval / 2);
+        let mut due = Vec::new();
+        let mut next = None;
+        i.resends.retain(|k, (left, at)| {
+            if *at <= now {
+                due.push(*k);
+                *left = left.saturating_sub(1);
+                *at = now + resend;
+            }
+            if *left > 0 {
+                next = min_opt(next, Some(*at));
+            }
+            *left > 0
+        });
+        for k in &due {
+            i.pending.insert(*k, true);
+        }
+        self.timers
+            .set_opt(Timer::Interface(ifindex, IfTimer::UrgentResend), next);
+        if !due.is_empty() {
+            self.timers
+                .set(Timer::Interface(ifindex, IfTimer::Flush), now);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Views for babeld's `dump`: interfaces, neighbours, xroutes, routes and counters.
+
+use super::*;
+
+impl Engine {
+    /// Our router-id.
+    pub fn router_id(&self) -> RouterId {
+        self.cfg.router_id
+    }
+
+    /// Our current seqno (RFC 8966 §3.2.2).
+    pub fn seqno(&self) -> u16 {
+        self.seqno
+    }
+
+    /// Our fee.
+    pub fn fee(&self) -> u32 {
+        self.cfg.fee
+    }
+
+    /// The selection policy.
+    pub fn policy(&self) -> Policy {
+        self.cfg.policy
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of learned route entries (all neighbours).
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Number of destinations with an installed route.
+    pub fn installed_count(&self) -> usize {
+        self.routes.installed_len()
+    }
+
+    /// The installed route of a destination.
+    pub fn installed(&self, key: &RouteKey) -> Option<Installed> {
+        self.routes.get(key).and_then(|d| d.installed())
+    }
+
+    /// Iterates installed routes.
+    pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &Installed)> + '_ {
+        self.routes
+            .iter()
+            .filter_map(|(k, d)| d.installed_ref().map(|i| (k, i)))
+    }
+
+    /// Interfaces.
+    pub fn interfaces(&self) -> Vec<InterfaceView> {
+        self.interfaces
+            .iter()
+            .map(|(&ifindex, i)| InterfaceView {
+                ifindex,
+                name: i.cfg.name.clone(),
+                kind: i.cfg.kind,
+                up: i.up,
+                address: i.cfg.address,
+                hello_seqno: i.hello_seqno,
+                hello_interval: i.cfg.hello_interval,
+                update_interval: i.cfg.update_interval,
+            })
+            .collect()
+    }
+
+    /// Neighbours.
+    pub fn neighbours(&self, now: Instant) -> Vec<NeighbourView> {
+        self.neighbours
+            .values()
+            .map(|n| {
+                let rttcost = self
+                    .interfaces
+                    .get(&n.ifindex)
+                    .map_or(0, |i| n.rttcost(now, &i.cfg));
+                NeighbourView {
+                    ifindex: n.ifindex,
+                    address: n.address,
+                    reach: n.hello.reach,
+                    ureach: n.uhello.reach,
+                    rxcost: n.rxcost,
+                    txcost: n.effective_txcost(now),
+                    rtt: n.valid_rtt(now),
+                    rttcost,
+                    cost: n.cost,
+                    accuracy: n.accuracy,
+                    blocked: n.accuracy < self.cfg.accuracy_threshold,
+                }
+            })
+            .collect()
+    }
+
+    /// Local routes we announce.
+    pub fn xroutes(&self) -> Vec<XrouteView> {
+        self.xroutes
+            .iter()
+            .map(|(k, x)| XrouteView {
+                prefix: k.prefix,
+                src_prefix: k.src_prefix,
+                metric: x.metric,
+            })
+            .collect()
+    }
+
+    /// Learned routes.
+    pub fn routes(&self, now: Instant) -> Vec<RouteView> {
+        let mut out = Vec::with_capacity(self.routes.len());
+        for (k, d) in self.routes.iter() {
+            out.extend(d.routes().iter().map(|r| self.route_view(now, k, d, r)));
+        }
+        out
+    }
+
+    /// The route to `key` learned from `via` on `ifindex`, as [`Engine::routes`] shows it: one
+    /// lookup (O(log n)), for consumers of [`Event::Route`] such as a `monitor` client.
+    pub fn route(
+        &self,
+        now: Instant,
+        key: &RouteKey,
+        ifindex: u32,
+        via: IpAddr,
+    ) -> Option<RouteView> {
+        let d = self.routes.get(key)?;
+        let r = d
+            .routes()
+            .iter()
+            .find(|r| r.ifindex == ifindex && r.via == via)?;
+        Some(self.route_view(now, key, d, r))
+    }
+
+    fn route_view(&self, now: Instant, k: &RouteKey, d: &Dest, r: &Route) -> RouteView {
+        RouteView {
+            prefix: k.prefix,
+            src_prefix: k.src_prefix,
+            installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
+            feasible: self.sources.is_feasible(
+                now,
+                k,
+                r.router_id,
+                Seqno(r.seqno),
+                Metric(r.refmetric),
+            ),
+            router_id: r.router_id,
+            metric: self.route_metric(r),
+            smoothed_metric: r.smoothed,
+            refmetric: r.refmetric,
+            verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| m),
+            price: r.price,
+            received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
+            fee: self.cfg.fee,
+            seqno: r.seqno,
+            age: now.saturating_since(r.time),
+            via: r.via,
+            next_hop: r.next_hop,
+            ifindex: r.ifindex,
+            full_path_rtt: r.path_rtt,
+        }
+    }
+}
+
+/// The kind of link cost computation an interface of this kind uses, for dumps.
+pub fn link_cost_algorithm(kind: InterfaceKind) -> &'static str {
+    match kind {
+        InterfaceKind::Wired | InterfaceKind::Tunnel => "2-out-of-3",
+        InterfaceKind::Wireless => "etx",
+    }
+}

@@ -1,0 +1,190 @@
+//! Bench: one engine learns N routes (default 100,000) from one neighbour, as real encoded
+//! packets, with and without a `monitor` client attached (every event turned into its monitor
+//! line, as `babeld-rs` does while a client monitors). The goal (issue 10): the monitor costs at
+//! most 1.2× the time without it.
+//!
+//! `cargo bench -p daemon --bench monitor` (`MONITOR_ROUTES=N` to change N). After criterion's
+//! report, the bench prints the ratio of the two medians it measured itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use babel_core::{
+    Config as EngineConfig, Destination, Engine, Event, Instant, InterfaceConfig, InterfaceKind,
+};
+use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use daemon::config::Config;
+use daemon::control::Dialect;
+use daemon::state::{Daemon, Iface, Settings};
+
+const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+const NB: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+
+fn routes() -> u32 {
+    std::env::var("MONITOR_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// The packets of a full dump of `n` /64s from 64 routers.
+fn dump(n: u32) -> Vec<bytes::Bytes> {
+    let updates: Vec<Message> = (0..n)
+        .map(|i| {
+            let addr = Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 0);
+            Message::Update(Update {
+                prefix: Some(Prefix::new(IpAddr::V6(addr), 64).unwrap()),
+                v4_via_v6: false,
+                src_prefix: None,
+                interval: 1600,
+                seqno: 7,
+                metric: 96 + (i % 500) as u16,
+                router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 1, (i % 64) as u8])),
+                next_hop: None,
+                price: Some(100),
+                path_rtt: None,
+                diversity: None,
+            })
+        })
+        .collect();
+    encode(&updates, &EncodeOptions::default()).unwrap()
+}
+
+/// A daemon whose engine has one interface and one established neighbour.
+fn daemon() -> Daemon {
+    let now = Instant::from_secs(1);
+    let mut cfg = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
+    cfg.seqno = Some(1);
+    let mut e = Engine::new(cfg, now).unwrap();
+    e.interface_up(
+        now,
+        1,
+        InterfaceConfig::new("eth0", InterfaceKind::Wired, IpAddr::V6(US)),
+    );
+    let opts = EncodeOptions::default();
+    for seq in 1..=2u16 {
+        let msgs = vec![
+            Message::Hello(Hello {
+                unicast: false,
+                seqno: seq,
+                interval: 400,
+                timestamp: None,
+            }),
+            Message::Ihu(Ihu {
+                address: Some(IpAddr::V6(US)),
+                rxcost: 96,
+                interval: 1200,
+                timestamp: None,
+            }),
+        ];
+        for p in encode(&msgs, &opts).unwrap() {
+            e.handle_packet(now, 1, IpAddr::V6(NB), Destination::Multicast, &p);
+        }
+    }
+    while e.poll_event().is_some() {}
+    while e.poll_transmit().is_some() {}
+    let iface = Iface {
+        name: "eth0".into(),
+        ifindex: Some(1),
+        link_local: Some(US),
+        ipv4: None,
+        mtu: 1500,
+        wireless: false,
+        point_to_point: false,
+        link_up: true,
+        running: true,
+    };
+    let settings = Settings {
+        dialect: Dialect::Babel,
+        hello_wireless_ms: None,
+        hello_wired_ms: None,
+        all_wireless: false,
+        no_split_horizon: false,
+        kernel_check_interval: None,
+        version: "bench".into(),
+        kernel_safe_v4_via_v6: true,
+    };
+    Daemon::new(babel_core::record::Driver::new(e), Config::default(), vec![iface], settings, now)
+}
+
+/// Feeds the dump, draining the engine's outputs after every packet as the daemon's loop does;
+/// with `monitor`, every event becomes its monitor line. Returns the number of lines.
+fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
+    let mut lines = 0;
+    for p in packets {
+        let now = d.now;
+        let input = babel_core::Input::Packet {
+            ifindex: 1,
+            src: IpAddr::V6(NB),
+            dst: Destination::Multicast,
+            bytes: p.to_vec(),
+        };
+        if d.engine.input(now, input).is_err() {
+            continue;
+        }
+        for e in d.engine.drain().events {
+            if matches!(e, Event::SeqnoChanged { .. }) {
+                continue;
+            }
+            if monitor {
+                let mut text = Vec::new();
+                for l in d.monitor_lines(&e) {
+                    text.extend_from_slice(l.as_bytes());
+                    text.push(b'\n');
+                    lines += 1;
+                }
+                std::hint::black_box(text);
+            } else {
+                d.forget_monitored(&e);
+            }
+        }
+    }
+    lines
+}
+
+fn bench(c: &mut Criterion) {
+    let n = routes();
+    let packets = dump(n);
+    // Sanity: every route is learned and, with the monitor, seen.
+    let mut d = daemon();
+    let lines = learn(&mut d, &packets, true);
+    assert_eq!(d.engine.route_count(), n as usize);
+    assert!(lines >= n as usize, "{lines} monitor lines for {n} routes");
+    let mut g = c.benchmark_group(format!("learn {n} routes"));
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    let mut medians = [Duration::ZERO; 2];
+    for (i, monitor) in [false, true].into_iter().enumerate() {
+        let name = if monitor {
+            "with monitor"
+        } else {
+            "without monitor"
+        };
+        let mut times = Vec::new();
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                daemon,
+                |mut d| {
+                    let t = std::time::Instant::now();
+                    learn(&mut d, &packets, monitor);
+                    times.push(t.elapsed());
+                    d
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        times.sort();
+        medians[i] = times.get(times.len() / 2).copied().unwrap_or_default();
+    }
+    g.finish();
+    println!(
+        "learn {n} routes: without monitor {:?}, with monitor {:?}, ratio {:.2}",
+        medians[0],
+        medians[1],
+        medians[1].as_secs_f64() / medians[0].as_secs_f64().max(1e-9)
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

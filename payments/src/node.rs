@@ -1,0 +1,379 @@
+//! All neighbours of one router: what the daemon holds. Per packet it meters and shapes
+//! ([`Payments::packet`]); once per metering interval
+//! ([`Payments::tick`]) it moves what was metered into each neighbour's ledger, commits it, pays
+//! what is due, and sets every neighbour's service level and weight in the shaper, so shaping
+//! follows payment within one interval.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+
+use crate::peer::{Output, Peer, PeerConfig};
+use crate::price::Price;
+use crate::shaper::{Shaper, ShaperConfig, Verdict};
+use crate::store::{Direction, Store, StoreError};
+use crate::{Amount, ChannelId, Meter, Settlement};
+
+/// One neighbour: its payments and its meter.
+#[derive(Debug, Clone)]
+pub struct Neighbour<D> {
+    /// Ledger and channels.
+    pub peer: Peer,
+    /// Packets since the last tick.
+    pub meter: Meter<D>,
+    /// What it paid us per interval, smoothed (weight in the shaper).
+    pub paid_per_interval: u128,
+    paid_at_last_tick: Amount,
+}
+
+/// A neighbour's line in `dump` and `babelctl show payments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Its key, hex.
+    pub neighbour: String,
+    /// It owes us.
+    pub owed_in: Amount,
+    /// We owe it.
+    pub owed_out: Amount,
+    /// Paid to us on its channel.
+    pub paid_in: Amount,
+    /// Paid by us on our channel.
+    pub paid_out: Amount,
+    /// Best nonce of its channel.
+    pub nonce_in: u64,
+    /// Newest nonce of ours.
+    pub nonce_out: u64,
+    /// `full` or `free-tier`.
+    pub service: &'static str,
+    /// Its weight in the shaper.
+    pub weight: u64,
+    /// Updates of its we refused.
+    pub refused: u64,
+}
+
+impl View {
+    /// The `dump` line.
+    pub fn line(&self) -> String {
+        format!(
+            "payment neighbour {} owed-in {} owed-out {} paid-in {} paid-out {} nonce-in {} nonce-out {} service {} weight {} refused {}",
+            self.neighbour,
+            self.owed_in,
+            self.owed_out,
+            self.paid_in,
+            self.paid_out,
+            self.nonce_in,
+            self.nonce_out,
+            self.service,
+            self.weight,
+            self.refused
+        )
+    }
+}
+
+/// Every neighbour's payments (module documentation).
+#[derive(Debug)]
+pub struct Payments<D> {
+    key: SigningKey,
+    cfg: PeerConfig,
+    neighbours: BTreeMap<[u8; 32], Neighbour<D>>,
+    shaper: Shaper<[u8; 32]>,
+    max_destinations: usize,
+    interval: Duration,
+    next_tick: Instant,
+}
+
+fn hex(k: &[u8; 32]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl<D: Hash + Eq + Clone> Payments<D> {
+    /// No neighbours yet. `interval` is the metering interval.
+    pub fn new(
+        key: SigningKey,
+        cfg: PeerConfig,
+        shaper: ShaperConfig,
+        interval: Duration,
+        now: Instant,
+    ) -> Payments<D> {
+        Payments {
+            key,
+            cfg,
+            neighbours: BTreeMap::new(),
+            shaper: Shaper::new(shaper, now),
+            max_destinations: 4096,
+            interval,
+            next_tick: now + interval,
+        }
+    }
+
+    /// Adds a neighbour (restored from `store`), with off-chain channel ids unless given.
+    pub fn add(
+        &mut self,
+        neighbour: [u8; 32],
+        channels: Option<(ChannelId, ChannelId)>,
+        store: &impl Store,
+    ) -> Result<(), StoreError> {
+        let me = self.key.verifying_key().to_bytes();
+        let (out, inbound) = channels.unwrap_or((
+            ChannelId::offchain(&me, &neighbour),
+            ChannelId::offchain(&neighbour, &me),
+        ));
+        let peer = Peer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
+        let paid = peer.payee().paid();
+        self.neighbours.insert(
+            neighbour,
+            Neighbour {
+                peer,
+                meter: Meter::new(self.max_destinations),
+                paid_per_interval: 0,
+                paid_at_last_tick: paid,
+            },
+        );
+        Ok(())
+    }
+
+    /// A neighbour.
+    pub fn neighbour(&self, key: &[u8; 32]) -> Option<&Neighbour<D>> {
+        self.neighbours.get(key)
+    }
+
+    /// The shaper.
+    pub fn shaper(&self) -> &Shaper<[u8; 32]> {
+        &self.shaper
+    }
+
+    /// One packet of `bytes` to or from `neighbour`, shaped, then metered if it passed:
+    /// [`Direction::In`], the neighbour sent it for us to forward to `destination` and `price`
+    /// is ours for it; [`Direction::Out`], we send it to `destination` through the neighbour
+    /// and `price` is the neighbour's. Both directions are shaped. Packets of unknown
+    /// neighbours pass unmetered.
+    pub fn packet(
+        &mut self,
+        now: Instant,
+        neighbour: &[u8; 32],
+        direction: Direction,
+        destination: &D,
+        bytes: u32,
+        price: Price,
+    ) -> Verdict {
+        let Some(n) = self.neighbours.get_mut(neighbour) else {
+            return Verdict::Pass;
+        };
+        let v = self.shaper.admit(now, neighbour, bytes);
+        if v == Verdict::Pass {
+            match direction {
+                Direction::In => n.meter.forwarded_for(destination, u64::from(bytes), price),
+                Direction::Out => n.meter.sent_through(destination, u64::from(bytes), price),
+            }
+        }
+        v
+    }
+
+    /// When [`Payments::tick`] is next due.
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Timers of every neighbour, and at each metering interval: meter into the ledgers, commit,
+    /// pay what is due, set levels and weights in the shaper. Returns per neighbour what to send
+    /// and what happened.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        store: &mut impl Store,
+    ) -> Result<Vec<([u8; 32], Output)>, StoreError> {
+        let interval = now >= self.next_tick;
+        if interval {
+            self.next_tick = now + self.interval;
+        }
+        let mut outs = Vec::new();
+        for (key, n) in self.neighbours.iter_mut() {
+            let mut out = Output::default();
+            if interval {
+                let f = n.meter.take();
+                n.peer.meter(f.value_in, f.value_out);
+                let o = n.peer.commit_metering(store)?;
+                out.events.extend(o.events);
+                let paid = n.peer.payee().paid();
+                let delta = paid.checked_sub(n.paid_at_last_tick).unwrap_or_default().0;
+                n.paid_at_last_tick = paid;
+                // Smoothed over about four intervals.
+                n.paid_per_interval = n.paid_per_interval - n.paid_per_interval / 4 + delta / 4;
+            }
+            let o = n.peer.poll(now, store)?;
+            out.send.extend(o.send);
+            out.events.extend(o.events);
+            if interval {
+                let weight = u64::try_from(n.paid_per_interval).unwrap_or(u64::MAX);
+                self.shaper
+                    .set(now, key, n.peer.service_level(), weight.max(1));
+            }
+            if !out.send.is_empty() || !out.events.is_empty() {
+                outs.push((*key, out));
+            }
+        }
+        Ok(outs)
+    }
+
+    /// A payment message from `neighbour`.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        neighbour: &[u8; 32],
+        bytes: &[u8],
+        settlement: &mut impl Settlement,
+        store: &mut impl Store,
+    ) -> Result<Output, StoreError> {
+        let Some(n) = self.neighbours.get_mut(neighbour) else {
+            return Ok(Output::default());
+        };
+        let out = n.peer.handle(now, bytes, settlement, store)?;
+        if out
+            .events
+            .iter()
+            .any(|e| matches!(e, crate::Event::Service(_)))
+        {
+            let weight = u64::try_from(n.paid_per_interval).unwrap_or(u64::MAX);
+            self.shaper
+                .set(now, neighbour, n.peer.service_level(), weight.max(1));
+        }
+        Ok(out)
+    }
+
+    /// Every neighbour's view, in key order.
+    pub fn views(&self) -> Vec<View> {
+        self.neighbours
+            .iter()
+            .map(|(k, n)| {
+                let p = &n.peer;
+                View {
+                    neighbour: hex(k),
+                    owed_in: p.owed_in(),
+                    owed_out: p.owed_out(),
+                    paid_in: p.payee().paid(),
+                    paid_out: p.payer().paid(),
+                    nonce_in: p.payee().nonce(),
+                    nonce_out: p.payer().nonce(),
+                    service: p.service_level().name(),
+                    weight: self.shaper.class(k).map(|c| c.weight).unwrap_or(1),
+                    refused: p.refusals.total(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FixedDeposits, MemStore, ServiceLevel, Thresholds};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// B forwards for C; C pays, stops paying, pays again. B's shaper follows within one
+    /// metering interval each time.
+    #[test]
+    fn service_follows_payment_within_one_interval() -> Result<(), StoreError> {
+        let t0 = Instant::now();
+        let iv = Duration::from_secs(5);
+        let cfg = PeerConfig {
+            thresholds: Thresholds {
+                pay: Amount(1_000),
+                close: Amount(10_000),
+                drift_ppm: 0,
+            },
+            ..PeerConfig::default()
+        };
+        let (kb, kc) = (key(2), key(3));
+        let (pb, pc) = (kb.verifying_key().to_bytes(), kc.verifying_key().to_bytes());
+        let (mut sb, mut sc) = (MemStore::default(), MemStore::default());
+        let mut b: Payments<u8> = Payments::new(kb.clone(), cfg, ShaperConfig::default(), iv, t0);
+        let mut c: Payments<u8> = Payments::new(kc, cfg, ShaperConfig::default(), iv, t0);
+        b.add(pc, None, &sb)?;
+        c.add(pb, None, &sc)?;
+        let mut dep = FixedDeposits::default();
+        dep.set(ChannelId::offchain(&pc, &pb), Amount(u128::MAX));
+        let mut now = t0;
+        let mut c_pays = true;
+        let mut levels = Vec::new();
+        let mut received = Vec::new();
+        for interval in 1..=12u32 {
+            // C sends 100 packets of 100 bytes through B at price 10 (1 000 wei per packet).
+            for _ in 0..100 {
+                now += iv / 200;
+                c.packet(now, &pb, Direction::Out, &1, 100, 10);
+                b.packet(now, &pc, Direction::In, &1, 100, 10);
+            }
+            now = t0 + iv * interval;
+            if interval == 4 {
+                c_pays = false;
+            }
+            if interval == 8 {
+                c_pays = true;
+            }
+            let mut to_b: Vec<Vec<u8>> = c
+                .tick(now, &mut sc)?
+                .into_iter()
+                .flat_map(|(_, o)| o.send)
+                .collect();
+            while c_pays && !to_b.is_empty() {
+                let mut to_c = Vec::new();
+                for m in to_b.drain(..) {
+                    let r = b.handle(now, &pc, &m, &mut dep, &mut sb)?;
+                    if r.events
+                        .iter()
+                        .any(|e| matches!(e, crate::Event::PaymentReceived { .. }))
+                    {
+                        received.push(interval);
+                    }
+                    to_c.extend(r.send);
+                }
+                for m in to_c {
+                    to_b.extend(c.handle(now, &pb, &m, &mut dep, &mut sc)?.send);
+                }
+            }
+            b.tick(now, &mut sb)?;
+            levels.push(b.shaper().class(&pc).map(|c| c.level));
+        }
+        let full = Some(ServiceLevel::Full);
+        let free = Some(ServiceLevel::FreeTier);
+        // 100 000 wei per interval unpaid passes the 10 000 close threshold at the first tick
+        // without payment (interval 4).
+        assert_eq!(
+            levels.get(..7),
+            Some(&[full, full, full, free, free, free, free][..])
+        );
+        // C's link works again from interval 8; its pending update is retransmitted when its
+        // backoff (doubled at each unanswered try, at most 30 s) expires. The interval B
+        // receives the payment, C is back at full service, and stays there.
+        let back = received.iter().copied().find(|i| *i >= 8);
+        assert!(back.is_some_and(|i| i <= 8 + 30 / 5), "{received:?}");
+        let back = back.unwrap_or(0) as usize;
+        assert!(
+            levels
+                .get(7..back - 1)
+                .is_some_and(|l| l.iter().all(|l| *l == free))
+        );
+        assert!(
+            levels
+                .get(back - 1..)
+                .is_some_and(|l| l.iter().all(|l| *l == full)),
+            "{levels:?}"
+        );
+        let v = b.views();
+        assert_eq!(v.len(), 1);
+        assert!(
+            v.first()
+                .is_some_and(|v| v.line().starts_with("payment neighbour "))
+        );
+        assert_eq!(
+            b.neighbour(&pc).map(|n| n.peer.payee().paid()),
+            c.neighbour(&pb).map(|n| n.peer.payer().paid())
+        );
+        Ok(())
+    }
+}
