@@ -676,22 +676,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         .count() as u32;
     let mut counters = verify::Counters::default();
     for x in &nodes {
-        let c = x.verifier.counters();
-        counters.sessions += c.sessions;
-        counters.probes_sent += c.probes_sent;
-        counters.answers += c.answers;
-        counters.unanswered += c.unanswered;
-        counters.black_holes += c.black_holes;
-        counters.looped += c.looped;
-        counters.malformed += c.malformed;
-        counters.bad_signature += c.bad_signature;
-        counters.unbound_key += c.unbound_key;
-        counters.replayed += c.replayed;
-        counters.unexpected += c.unexpected;
-        counters.checks += c.checks;
-        counters.corrections += c.corrections;
-        counters.evictions += c.evictions;
-        counters.readmissions += c.readmissions;
+        counters.add(&x.verifier.counters());
     }
     let session_secs = (cfg
         .verify
@@ -989,23 +974,7 @@ impl SweepReport {
             f(self.delivery.0, &r.traffic_first),
             f(self.delivery.1, &r.traffic_last),
         );
-        let c = &mut self.counters;
-        let x = r.counters;
-        c.sessions += x.sessions;
-        c.probes_sent += x.probes_sent;
-        c.answers += x.answers;
-        c.unanswered += x.unanswered;
-        c.black_holes += x.black_holes;
-        c.looped += x.looped;
-        c.malformed += x.malformed;
-        c.bad_signature += x.bad_signature;
-        c.unbound_key += x.unbound_key;
-        c.replayed += x.replayed;
-        c.unexpected += x.unexpected;
-        c.checks += x.checks;
-        c.corrections += x.corrections;
-        c.evictions += x.evictions;
-        c.readmissions += x.readmissions;
+        self.counters.add(&r.counters);
         self.probe_bytes_per_session_second = (self.probe_bytes_per_session_second * prev
             + r.probe_bytes_per_session_second)
             / (prev + 1.0);
@@ -1097,22 +1066,14 @@ impl SweepReport {
             self.runs, self.nodes.0, self.nodes.1
         ));
         o.push_str("eviction of a liar by each neighbour whose traffic went through it (cycles from exposure):\n");
-        o.push_str(&format!(
-            "  liar, ours              {}\n",
-            self.liar_cycles.render()
-        ));
-        o.push_str(&format!(
-            "  liar, paper's rule      {}\n",
-            self.paper_liar_cycles.render()
-        ));
-        o.push_str(&format!(
-            "  partial liar, ours      {}\n",
-            self.partial_cycles.render()
-        ));
-        o.push_str(&format!(
-            "  partial liar, paper's   {}\n",
-            self.paper_partial_cycles.render()
-        ));
+        for (label, h) in [
+            ("liar, ours           ", &self.liar_cycles),
+            ("liar, paper's rule   ", &self.paper_liar_cycles),
+            ("partial liar, ours   ", &self.partial_cycles),
+            ("partial liar, paper's", &self.paper_partial_cycles),
+        ] {
+            o.push_str(&format!("  {label}   {}\n", h.render()));
+        }
         o.push_str(&format!(
             "runs with a liar not evicted within 5 cycles by every exposed neighbour: {}\n",
             self.runs_liar_not_within_5

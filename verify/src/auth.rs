@@ -320,18 +320,9 @@ impl Keyring {
         {
             return Err(DropReason::Replayed);
         }
-        if !self.counters.contains_key(&s.key) && self.counters.len() >= self.max_keys.max(1) {
-            // Forget the key with the lowest counter; a replay to it is still caught by the
-            // session check (origin, via, prefix, seqno range).
-            let k = self
-                .counters
-                .iter()
-                .min_by_key(|(_, c)| **c)
-                .map(|(k, _)| *k);
-            if let Some(k) = k {
-                self.counters.remove(&k);
-            }
-        }
+        // Full: forget the key with the lowest counter; a replay to it is still caught by the
+        // session check (origin, via, prefix, seqno range).
+        crate::bounded::make_room(&mut self.counters, self.max_keys, &s.key, |c| *c);
         self.counters.insert(s.key, s.report.counter);
         Ok(())
     }

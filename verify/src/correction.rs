@@ -85,16 +85,7 @@ impl<K: Ord + Clone> Corrections<K> {
             return None;
         }
         let since = self.last.get(&route).map(|t| now.saturating_since(*t));
-        if !self.last.contains_key(&route) && self.last.len() >= cfg.max_routes.max(1) {
-            let oldest = self
-                .last
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.last.remove(&k);
-            }
-        }
+        crate::bounded::make_room(&mut self.last, cfg.max_routes, &route, |t| *t);
         self.last.insert(route, now);
         Some((c, now + cfg.duration(since)))
     }

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod bounded;
 mod correction;
 mod metric;
 mod probe;

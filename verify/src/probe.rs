@@ -70,6 +70,42 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds another set of counters (totals over several verifiers).
+    pub fn add(&mut self, o: &Counters) {
+        let Counters {
+            sessions,
+            probes_sent,
+            answers,
+            unanswered,
+            black_holes,
+            looped,
+            malformed,
+            bad_signature,
+            unbound_key,
+            replayed,
+            unexpected,
+            checks,
+            corrections,
+            evictions,
+            readmissions,
+        } = *o;
+        self.sessions += sessions;
+        self.probes_sent += probes_sent;
+        self.answers += answers;
+        self.unanswered += unanswered;
+        self.black_holes += black_holes;
+        self.looped += looped;
+        self.malformed += malformed;
+        self.bad_signature += bad_signature;
+        self.unbound_key += unbound_key;
+        self.replayed += replayed;
+        self.unexpected += unexpected;
+        self.checks += checks;
+        self.corrections += corrections;
+        self.evictions += evictions;
+        self.readmissions += readmissions;
+    }
+
     fn count(&mut self, r: DropReason) {
         let c = match r {
             DropReason::Malformed => &mut self.malformed,
@@ -472,16 +508,7 @@ impl Verifier {
         let mut black_hole_found = false;
         let cost = match cost {
             Some(c) => {
-                if !self.answered.contains_key(&route.prefix) && self.answered.len() >= 1024 {
-                    let oldest = self
-                        .answered
-                        .iter()
-                        .min_by_key(|(_, t)| **t)
-                        .map(|(p, _)| *p);
-                    if let Some(p) = oldest {
-                        self.answered.remove(&p);
-                    }
-                }
+                crate::bounded::make_room(&mut self.answered, 1024, &route.prefix, |t| *t);
                 self.answered.insert(route.prefix, now);
                 Some(c)
             }
@@ -637,16 +664,7 @@ impl Responder {
         }
         let hops = HOP_LIMIT - hop_limit + 1;
         let key = (h.origin, h.via, h.prefix);
-        if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max_sessions {
-            let oldest = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, v)| v.last)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.sessions.remove(&k);
-            }
-        }
+        crate::bounded::make_room(&mut self.sessions, self.max_sessions, &key, |v| v.last);
         let e = self.sessions.entry(key).or_insert(Heard {
             highest: h.seqno,
             bitmap: 0,

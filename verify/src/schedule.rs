@@ -120,12 +120,8 @@ impl Scheduler {
 
     /// Traffic to `prefix` was seen at `now` (tunnel or kernel counters, or an exit in use).
     pub fn mark_used(&mut self, now: Instant, cfg: &ScheduleConfig, prefix: Prefix) {
-        if !self.used.contains_key(&prefix) && self.used.len() >= cfg.max_used.max(1) {
-            let oldest = self.used.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p);
-            if let Some(p) = oldest {
-                self.used.remove(&p);
-                self.verified.remove(&p);
-            }
+        if let Some(p) = crate::bounded::make_room(&mut self.used, cfg.max_used, &prefix, |t| *t) {
+            self.verified.remove(&p);
         }
         self.used.insert(prefix, now);
     }

@@ -138,16 +138,7 @@ impl NeighbourScore {
         black_hole: bool,
     ) -> Verdict {
         let a = a.clamp(0.0, 1.0);
-        if !self.dests.contains_key(&prefix) && self.dests.len() >= cfg.max_destinations.max(1) {
-            let oldest = self
-                .dests
-                .iter()
-                .min_by_key(|(_, d)| d.last)
-                .map(|(p, _)| *p);
-            if let Some(p) = oldest {
-                self.dests.remove(&p);
-            }
-        }
+        crate::bounded::make_room(&mut self.dests, cfg.max_destinations, &prefix, |d| d.last);
         let d = self.dests.entry(prefix).or_insert(DestScore {
             a: 1.0,
             first_fail: None,
