@@ -18,14 +18,16 @@
 //!
 //! [`run_scenario`] is what `babelctl simulate` calls.
 
+pub mod adversary;
 pub mod sim;
 pub mod topology;
 
 use std::time::Duration;
 
+pub use adversary::{AdversaryConfig, AdversaryRun, LiarOutcome, Role, Traffic, run_adversarial};
 pub use sim::{
-    RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, node_address, node_prefix,
-    node_router_id,
+    Lie, LinkState, RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, node_address,
+    node_prefix, node_router_id,
 };
 pub use topology::{LinkSpec, Topology, TopologyError};
 

@@ -202,6 +202,27 @@ impl Ord for Delivery {
     }
 }
 
+/// A metric liar (adversarial simulation): every Update it sends for a prefix in `prefixes`
+/// (all but its own if `None`) carries its metric divided by `divisor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lie {
+    /// The advertised metric is divided by this.
+    pub divisor: u16,
+    /// The prefixes lied about (`None`: every prefix it does not originate).
+    pub prefixes: Option<BTreeSet<Prefix>>,
+}
+
+/// A link's state as the data plane sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    /// Carries packets.
+    pub up: bool,
+    /// Loss each way, parts per million (the link's and the simulation's).
+    pub loss_ppm: u32,
+    /// One-way delay before jitter.
+    pub delay: Duration,
+}
+
 /// Counters of the whole run.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Stats {
@@ -288,6 +309,31 @@ pub struct Sim {
     /// (destination, node) pairs whose next hop changed in this step.
     changed: BTreeSet<(Prefix, usize)>,
     progress: bool,
+    lies: BTreeMap<usize, Lie>,
+}
+
+/// The liar's rewrite of one of its packets (adversarial simulation).
+fn tell_lie(bytes: &Bytes, lie: &Lie, own: &BTreeSet<Prefix>) -> Bytes {
+    let Ok(mut d) = babel_wire::decode(bytes, &babel_wire::DecodeOptions::default()) else {
+        return bytes.clone();
+    };
+    let mut changed = false;
+    for m in &mut d.packet.messages {
+        if let babel_wire::Message::Update(u) = m
+            && let Some(p) = u.prefix
+            && !own.contains(&p)
+            && u.metric != babel_wire::INFINITY
+            && lie.prefixes.as_ref().is_none_or(|s| s.contains(&p))
+        {
+            u.metric = (u.metric / lie.divisor.max(1)).max(1);
+            changed = true;
+        }
+    }
+    if !changed {
+        return bytes.clone();
+    }
+    babel_wire::encode_packet(&d.packet, babel_wire::Flavour::Standard)
+        .unwrap_or_else(|_| bytes.clone())
 }
 
 /// The kernel table key of a destination route (main table, default metric).
@@ -400,6 +446,7 @@ impl Sim {
             dist_cache: None,
             changed: BTreeSet::new(),
             progress: false,
+            lies: BTreeMap::new(),
         };
         for n in 0..sim.nodes.len() {
             sim.start_node(n, None);
@@ -486,6 +533,63 @@ impl Sim {
     pub fn next_hop_node(&self, n: usize, prefix: Prefix) -> Option<usize> {
         let r = self.nodes.get(n)?.kernel.get(&kernel_key(prefix))?;
         self.peer_by_address(n, r.oif?, r.gateway?)
+    }
+
+    /// The neighbour of `n` at interface `ifindex` with link-local address `addr`, if any.
+    pub fn peer_node(&self, n: usize, ifindex: u32, addr: IpAddr) -> Option<usize> {
+        self.peer_by_address(n, ifindex, addr)
+    }
+
+    /// How node `n` names its neighbour `peer`: its interface towards it and the peer's address.
+    pub fn neighbour_of(&self, n: usize, peer: usize) -> Option<(u32, IpAddr)> {
+        let l = self.links.get(self.link_of(n, peer)?)?;
+        if l.a == n {
+            Some((l.ifa, node_address(l.b, l.ifb)))
+        } else {
+            Some((l.ifb, node_address(l.a, l.ifa)))
+        }
+    }
+
+    /// The data plane's view of the link between `a` and `b`.
+    pub fn link_state(&self, a: usize, b: usize) -> Option<LinkState> {
+        let l = self.links.get(self.link_of(a, b)?)?;
+        Some(LinkState {
+            up: l.up,
+            loss_ppm: l.loss_ppm.saturating_add(self.cfg.loss_ppm),
+            delay: l.delay.unwrap_or(self.cfg.delay),
+        })
+    }
+
+    /// Neighbours of `n` (over links that exist, up or not).
+    pub fn neighbours_of(&self, n: usize) -> Vec<usize> {
+        let Some(node) = self.nodes.get(n) else {
+            return Vec::new();
+        };
+        node.ifaces
+            .iter()
+            .filter_map(|&(_, li)| self.links.get(li))
+            .map(|l| if l.a == n { l.b } else { l.a })
+            .collect()
+    }
+
+    /// Runs `f` on node `n`'s engine at the current time, then sends what it produced.
+    pub fn with_engine<R>(
+        &mut self,
+        n: usize,
+        f: impl FnOnce(&mut Engine, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = f(self.nodes.get_mut(n)?.engine.as_mut()?, now);
+        self.drain(n);
+        Some(r)
+    }
+
+    /// Makes node `n` a metric liar (or honest again with `None`).
+    pub fn set_lie(&mut self, n: usize, lie: Option<Lie>) {
+        match lie {
+            Some(l) => self.lies.insert(n, l),
+            None => self.lies.remove(&n),
+        };
     }
 
     /// When the last kernel route change happened.
@@ -613,7 +717,15 @@ impl Sim {
             node.saved_seqno = e.seqno();
             wake = e.poll_timeout();
         }
-        for t in out {
+        let own = self
+            .nodes
+            .get(n)
+            .map(|nd| nd.prefixes.clone())
+            .unwrap_or_default();
+        for mut t in out {
+            if let Some(lie) = self.lies.get(&n) {
+                t.bytes = tell_lie(&t.bytes, lie, &own);
+            }
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += t.bytes.len() as u64;
             self.stats.messages_sent += t.messages as u64;

@@ -10,6 +10,14 @@ impl Engine {
             .0
     }
 
+    /// The metric we install and advertise for a selected route: never below a verified cost in
+    /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
+    /// rise sends a triggered update.
+    pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
+        let verified = r.verified.filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+        self.route_metric(r).max(verified)
+    }
+
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
     /// §3.8.2.2 unfeasible updates), then §3.6 selection.
     pub(super) fn handle_update(

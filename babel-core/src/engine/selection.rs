@@ -65,7 +65,7 @@ impl Engine {
                 next_hop: r.next_hop,
                 via: r.via,
                 ifindex: r.ifindex,
-                metric: self.route_metric(r),
+                metric: self.advertised_metric(now, r),
                 router_id: r.router_id,
                 seqno: r.seqno,
                 price: r.price,

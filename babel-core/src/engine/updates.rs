@@ -141,7 +141,7 @@ impl Engine {
             .routes
             .get(&key)
             .and_then(Dest::installed_route)
-            .map(|r| (r.clone(), self.route_metric(r)));
+            .map(|r| (r.clone(), self.advertised_metric(now, r)));
         match inst {
             Some((r, metric)) if metric < INFINITY => {
                 if split && r.ifindex == ifindex {

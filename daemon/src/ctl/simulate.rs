@@ -51,6 +51,57 @@ pub struct SimulateArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Route verification under attack (`spec/verify.md` §8): random meshes with a metric liar,
+    /// a partial liar, a dropper, a favourer, a delayer and a forger, over `--seeds` seeds from
+    /// `--seed`; prints the detection figures, ours next to the paper's rule.
+    #[arg(long)]
+    pub adversary: bool,
+    /// With --adversary: number of seeds.
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u64,
+    /// With --adversary: mesh sizes, MIN-MAX nodes.
+    #[arg(long, default_value = "50-200")]
+    pub nodes: String,
+    /// With --adversary: adversaries present, comma-separated (liar, partial-liar, dropper,
+    /// favourer, delayer, forger).
+    #[arg(
+        long,
+        default_value = "liar,partial-liar,dropper,favourer,delayer,forger"
+    )]
+    pub roles: String,
+    /// With --adversary: worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
+    let (min, max) = args
+        .nodes
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .filter(|(a, b)| *a >= 2 && a <= b)
+        .with_context(|| format!("--nodes {:?}: expected MIN-MAX", args.nodes))?;
+    let roles = args
+        .roles
+        .split(',')
+        .map(|r| {
+            serde_json::from_value::<babel_sim::Role>(serde_json::Value::String(
+                r.trim().to_owned(),
+            ))
+            .with_context(|| format!("unknown adversary {r:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kind = parse_kind(&args.kind)?;
+    let (report, _) =
+        babel_sim::adversary::sweep(args.seed, args.seeds, min, max, kind, args.threads, &|c| {
+            c.roles = roles.clone()
+        });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
 }
 
 fn parse_policy(s: &str) -> anyhow::Result<Policy> {
@@ -134,6 +185,9 @@ pub fn scenario(args: &SimulateArgs) -> anyhow::Result<Scenario> {
 
 /// Runs `babelctl simulate`.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    if args.adversary {
+        return run_adversary(args);
+    }
     let s = scenario(args)?;
     let summary = run_scenario(&s)?;
     if args.json {

@@ -1,0 +1,50 @@
+//! Bench: the adversarial verification sweep (`spec/verify.md` §8).
+//!
+//! `cargo bench -p babel-sim --bench adversary -- SEEDS [MIN_NODES MAX_NODES [wired|wireless [THREADS]]]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use babel_sim::{InterfaceKind, adversary::sweep};
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let seeds = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let min = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let max = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let kind = match args.get(3).map(String::as_str) {
+        Some("wireless") => InterfaceKind::Wireless,
+        _ => InterfaceKind::Wired,
+    };
+    let threads = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let t0 = std::time::Instant::now();
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let window = env("ADV_WINDOW");
+    let recheck = env("ADV_RECHECK");
+    let roles: Option<Vec<babel_sim::Role>> = std::env::var("ADV_ROLES").ok().map(|r| {
+        r.split(',')
+            .filter_map(|x| serde_json::from_value(serde_json::Value::String(x.to_owned())).ok())
+            .collect()
+    });
+    let (rep, _runs) = sweep(1, seeds, min, max, kind, threads, &|c| {
+        if let Some(w) = window {
+            c.verify.score.window = std::time::Duration::from_secs(w);
+        }
+        if let Some(r) = &roles {
+            c.roles = r.clone();
+        }
+        if let Some(r) = recheck {
+            c.verify.schedule.recheck_after = std::time::Duration::from_secs(r);
+        }
+    });
+    if std::env::var_os("ADV_JSON").is_some() {
+        println!("{}", serde_json::to_string_pretty(&rep).unwrap());
+    } else {
+        print!("{}", rep.render());
+    }
+    if let Ok(path) = std::env::var("ADV_DUMP") {
+        std::fs::write(path, serde_json::to_string_pretty(&_runs).unwrap()).unwrap();
+    }
+    eprintln!("wall time {:?}", t0.elapsed());
+}

@@ -1,0 +1,1122 @@
+//! Adversarial simulation of route verification (`spec/verify.md` §8): real engines converge
+//! with liars among them, a data plane forwards probes and data hop by hop along each node's
+//! kernel next hops (per-link delay and loss), and every node runs a [`verify::Verifier`] and a
+//! [`verify::Responder`].
+//!
+//! Adversaries (never exits, one node each per run): a metric **liar** (every route it relays
+//! advertised at `1/lie_divisor` of its metric), a **partial liar** (the same on a fraction
+//! `partial_fraction` of destinations), a **dropper** (drops `drop_fraction` of everything it
+//! forwards), a **favourer** (drops data but forwards probes it can recognise, that is all but
+//! those inside an exit tunnel), a **delayer** (delays data by `extra_delay`), and a **forger** on
+//! the return path (alters Remote IHUs, or answers with its own key). A fraction of links is
+//! lossy and slow (honest nodes on bad links).
+//!
+//! Every check is scored by our rule (which drives the engines) and, on the same checks, by the
+//! paper's rule in shadow, so both are compared on the same evidence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
+use babel_wire::Prefix;
+use serde::Serialize;
+use verify::{
+    Action, Candidate, CostModel, Keyring, Neighbour, NeighbourScore, Responder, Rule, ScoreConfig,
+    SigningKey, Verdict, Verifier, VerifyConfig,
+};
+
+use crate::sim::{Lie, Sim, SimConfig, node_prefix, node_router_id};
+use crate::topology::Topology;
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Honest.
+    Honest,
+    /// Honest, and a destination everyone uses (probes to it travel in a tunnel).
+    Exit,
+    /// Lies about every route it relays.
+    Liar,
+    /// Lies about a fraction of the routes it relays.
+    PartialLiar,
+    /// Drops a fraction of everything it forwards.
+    Dropper,
+    /// Drops data, forwards the probes it can recognise.
+    Favourer,
+    /// Delays data.
+    Delayer,
+    /// Alters or forges the Remote IHUs it forwards.
+    Forger,
+}
+
+impl Role {
+    fn lies(self) -> bool {
+        matches!(self, Role::Liar | Role::PartialLiar)
+    }
+    fn adversary(self) -> bool {
+        !matches!(self, Role::Honest | Role::Exit)
+    }
+}
+
+/// Parameters of one adversarial run.
+#[derive(Clone, Debug)]
+pub struct AdversaryConfig {
+    /// Seed of everything (topology, roles, loss, engines, verifiers).
+    pub seed: u64,
+    /// Mesh size (random geometric).
+    pub nodes: usize,
+    /// Link type: wired (2-out-of-3, cost 96) or wireless (ETX, nominal 256).
+    pub kind: InterfaceKind,
+    /// Exits (destinations every node uses).
+    pub exits: usize,
+    /// Further destinations each node uses.
+    pub extra_used: usize,
+    /// Which adversaries are present.
+    pub roles: Vec<Role>,
+    /// Liars divide their metrics by this.
+    pub lie_divisor: u16,
+    /// Fraction of destinations the partial liar lies about.
+    pub partial_fraction: f64,
+    /// Fraction dropped by droppers and favourers.
+    pub drop_fraction: f64,
+    /// Extra delay of the delayer.
+    pub extra_delay: Duration,
+    /// Fraction of links that are lossy (2-10 % loss) and slow (5-40 ms).
+    pub lossy_links: f64,
+    /// Time for the engines to converge before verification starts.
+    pub warmup: Duration,
+    /// Verification cycles before the liars start lying (routes settle, baselines are taken).
+    pub quiet_cycles: u32,
+    /// Verification cycles to run once they lie.
+    pub cycles: u32,
+    /// Verification parameters (cost model adjusted to `kind` by [`AdversaryConfig::new`]).
+    pub verify: VerifyConfig,
+}
+
+impl AdversaryConfig {
+    /// Defaults for `nodes` nodes, seed `seed`, link type `kind`.
+    pub fn new(seed: u64, nodes: usize, kind: InterfaceKind) -> AdversaryConfig {
+        let mut verify = VerifyConfig::default();
+        if kind == InterfaceKind::Wireless {
+            verify.cost = CostModel {
+                hop_cost: 256,
+                loss_in_metric: true,
+                ..CostModel::default()
+            };
+        }
+        AdversaryConfig {
+            seed,
+            nodes,
+            kind,
+            exits: 3,
+            extra_used: 2,
+            roles: vec![
+                Role::Liar,
+                Role::PartialLiar,
+                Role::Dropper,
+                Role::Favourer,
+                Role::Delayer,
+                Role::Forger,
+            ],
+            lie_divisor: 2,
+            partial_fraction: 0.4,
+            drop_fraction: 0.5,
+            extra_delay: Duration::from_millis(50),
+            lossy_links: 0.2,
+            warmup: Duration::from_secs(40),
+            quiet_cycles: 3,
+            cycles: 12,
+            verify,
+        }
+    }
+}
+
+/// How one liar fared.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LiarOutcome {
+    /// The node.
+    pub node: usize,
+    /// Liar or partial liar.
+    pub role: Role,
+    /// Its neighbours that sent traffic through it for a destination it lies about.
+    pub exposed: usize,
+    /// Verification cycles each exposed neighbour took to evict it (ours), `None` if it did not.
+    pub cycles: Vec<Option<u32>>,
+    /// The same for the paper's rule on the same checks.
+    pub paper_cycles: Vec<Option<u32>>,
+}
+
+/// Data-plane figures over one window.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Traffic {
+    /// Flow samples.
+    pub samples: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Samples whose path crossed a liar for a destination it lies about.
+    pub through_liar: u64,
+    /// Samples whose path crossed any adversary.
+    pub through_adversary: u64,
+}
+
+/// The result of one adversarial run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AdversaryRun {
+    /// Seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Links.
+    pub links: usize,
+    /// Roles of the adversaries, by node.
+    pub adversaries: BTreeMap<usize, Role>,
+    /// The liars.
+    pub liars: Vec<LiarOutcome>,
+    /// Evictions of honest neighbours (ours; these drive the engines).
+    pub honest_evicted: u32,
+    /// Evictions of honest neighbours the paper's rule would have made on the same checks.
+    pub paper_honest_evicted: u32,
+    /// Evictions of non-lying adversaries (dropper, favourer, delayer, forger), ours.
+    pub other_adversaries_evicted: u32,
+    /// Data in the first verification cycle.
+    pub traffic_first: Traffic,
+    /// Data in the last two cycles.
+    pub traffic_last: Traffic,
+    /// Verifier counters summed over the nodes.
+    pub counters: verify::Counters,
+    /// Remote Hello and Remote IHU octets on the wire (with IPv6/UDP headers), per probed
+    /// route-second.
+    pub probe_bytes_per_session_second: f64,
+}
+
+struct Node {
+    role: Role,
+    verifier: Verifier,
+    responder: Responder,
+    /// The paper's rule, fed the same checks.
+    shadow: BTreeMap<Neighbour, NeighbourScore>,
+    used: Vec<Prefix>,
+}
+
+/// What a packet is, as the nodes on the path see it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Data,
+    Probe { stealth: bool },
+    Answer,
+}
+
+/// Runs one adversarial scenario.
+pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
+    let mut rng = Rng::new(cfg.seed ^ 0xAD5E_25A1);
+    let mut topo = Topology::random_geometric(cfg.nodes, None, cfg.seed);
+    let unit = |rng: &mut Rng| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    for l in &mut topo.links {
+        if unit(&mut rng) < cfg.lossy_links {
+            l.loss_ppm = 20_000 + rng.below(80_000) as u32;
+            l.delay_ms = Some(5 + rng.below(36));
+        }
+        if cfg.kind == InterfaceKind::Wireless {
+            l.cost = 256;
+        }
+    }
+    let n = topo.nodes;
+    // Roles: exits first, then adversaries, on distinct random nodes.
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..order.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    let mut roles = vec![Role::Honest; n];
+    let mut it = order.iter().copied();
+    let exits: Vec<usize> = it.by_ref().take(cfg.exits.min(n)).collect();
+    for &e in &exits {
+        if let Some(r) = roles.get_mut(e) {
+            *r = Role::Exit;
+        }
+    }
+    let mut adversaries = BTreeMap::new();
+    for &role in &cfg.roles {
+        if let Some(a) = it.next() {
+            if let Some(r) = roles.get_mut(a) {
+                *r = role;
+            }
+            adversaries.insert(a, role);
+        }
+    }
+    let mut sim = Sim::new(
+        &topo,
+        SimConfig {
+            seed: cfg.seed,
+            kind: cfg.kind,
+            delay_jitter: Duration::from_millis(2),
+            check_loops: false,
+            ..SimConfig::default()
+        },
+    );
+    let prefixes: Vec<Prefix> = (0..n).map(node_prefix).collect();
+    let node_of: BTreeMap<Prefix, usize> =
+        prefixes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let rid_of: BTreeMap<babel_wire::RouterId, usize> =
+        (0..n).map(|i| (node_router_id(i), i)).collect();
+    // What each liar lies about.
+    let mut lie_sets: BTreeMap<usize, BTreeSet<Prefix>> = BTreeMap::new();
+    for (&a, &role) in &adversaries {
+        let set: BTreeSet<Prefix> = match role {
+            Role::Liar => prefixes
+                .iter()
+                .copied()
+                .filter(|p| node_of.get(p) != Some(&a))
+                .collect(),
+            Role::PartialLiar => prefixes
+                .iter()
+                .copied()
+                .filter(|p| node_of.get(p) != Some(&a) && unit(&mut rng) < cfg.partial_fraction)
+                .collect(),
+            _ => continue,
+        };
+        lie_sets.insert(a, set);
+    }
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            let mut r = Rng::new(cfg.seed ^ ((i as u64 + 1) << 32) ^ 0x5EED);
+            for chunk in b.chunks_mut(8) {
+                chunk.copy_from_slice(&r.next_u64().to_be_bytes());
+            }
+            SigningKey::from_bytes(&b)
+        })
+        .collect();
+    let mut keyring = Keyring::new(n + 8);
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(p) = prefixes.get(i) {
+            keyring.bind(*p, *k.verifying_key().as_bytes());
+        }
+    }
+    sim.run_until(Instant::ZERO + cfg.warmup);
+    let start = sim.now();
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|i| {
+            let mut used: Vec<Prefix> = exits
+                .iter()
+                .filter(|&&e| e != i)
+                .filter_map(|e| prefixes.get(*e).copied())
+                .collect();
+            for _ in 0..cfg.extra_used {
+                let d = rng.below(n as u64) as usize;
+                if d != i
+                    && let Some(p) = prefixes.get(d)
+                {
+                    used.push(*p);
+                }
+            }
+            Node {
+                role: roles.get(i).copied().unwrap_or(Role::Honest),
+                verifier: Verifier::new(
+                    cfg.verify,
+                    node_router_id(i),
+                    keyring.clone(),
+                    cfg.seed ^ ((i as u64 + 7) << 24),
+                    start,
+                ),
+                responder: Responder::new(
+                    keys.get(i)
+                        .cloned()
+                        .unwrap_or_else(|| SigningKey::from_bytes(&[1; 32])),
+                    1,
+                    4096,
+                ),
+                shadow: BTreeMap::new(),
+                used,
+            }
+        })
+        .collect();
+    let paper_cfg = ScoreConfig {
+        rule: Rule::Paper,
+        ..cfg.verify.score
+    };
+    let cycle = cfg.verify.schedule.cycle;
+    let verify_start = start;
+    let start = verify_start + cycle.saturating_mul(cfg.quiet_cycles);
+    let end = start + cycle.saturating_mul(cfg.cycles);
+    let mut lying = false;
+    let tick = cfg.verify.schedule.probe_interval;
+    let mut exposed: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
+    let mut evicted: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
+    let mut paper_evicted: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
+    let mut traffic_first = Traffic::default();
+    let mut traffic_last = Traffic::default();
+    let mut t = verify_start;
+    let mut next_flow = verify_start;
+    let trace = std::env::var_os("BABEL_SIM_TRACE").is_some();
+    let exit_set: BTreeSet<usize> = exits.iter().copied().collect();
+    let engine_threshold = sim.engine(0).map_or(500, |e| e.config().accuracy_threshold);
+    let mut dp = DataPlane {
+        rng: Rng::new(cfg.seed ^ 0xDA7A),
+        roles: roles.clone(),
+        drop_ppm: (cfg.drop_fraction * 1e6) as u64,
+        extra_delay: cfg.extra_delay,
+        jitter_us: 2000,
+    };
+    while t < end {
+        t = t + tick;
+        if !lying && t >= start {
+            lying = true;
+            for (&a, set) in &lie_sets {
+                sim.set_lie(
+                    a,
+                    Some(Lie {
+                        divisor: cfg.lie_divisor,
+                        prefixes: Some(set.clone()),
+                    }),
+                );
+            }
+        }
+        sim.run_until(t);
+        // Data: every node sends one packet per second to each destination it uses; every node
+        // on the path sees the destination used.
+        if t >= next_flow {
+            next_flow = next_flow + Duration::from_secs(1);
+            let window = if t <= start {
+                None
+            } else if t <= start + cycle {
+                Some(&mut traffic_first)
+            } else if t + cycle.saturating_mul(2) > end {
+                Some(&mut traffic_last)
+            } else {
+                None
+            };
+            let mut w = Traffic::default();
+            for src in 0..n {
+                let used = nodes.get(src).map(|x| x.used.clone()).unwrap_or_default();
+                for p in used {
+                    let Some(&dst) = node_of.get(&p) else {
+                        continue;
+                    };
+                    let Some(first) = sim.next_hop_node(src, p) else {
+                        w.samples += 1;
+                        continue;
+                    };
+                    let r = dp.walk(&sim, src, first, dst, p, Kind::Data);
+                    w.samples += 1;
+                    if r.delivered {
+                        w.delivered += 1;
+                    }
+                    let mut liar = false;
+                    let mut adv = false;
+                    let mut prev = src;
+                    for &hop in &r.path {
+                        if let Some(x) = nodes.get_mut(prev) {
+                            x.verifier.mark_used(t, p);
+                        }
+                        let role = roles.get(hop).copied().unwrap_or(Role::Honest);
+                        if hop != dst && role.adversary() {
+                            adv = true;
+                        }
+                        if lying
+                            && hop != dst
+                            && role.lies()
+                            && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
+                        {
+                            liar = true;
+                            exposed.entry((prev, hop)).or_insert(t);
+                        }
+                        prev = hop;
+                    }
+                    w.through_liar += u64::from(liar);
+                    w.through_adversary += u64::from(adv);
+                }
+            }
+            if let Some(acc) = window {
+                acc.samples += w.samples;
+                acc.delivered += w.delivered;
+                acc.through_liar += w.through_liar;
+                acc.through_adversary += w.through_adversary;
+            }
+        }
+        // Verifiers.
+        for v in 0..n {
+            let Some(node) = nodes.get(v) else { continue };
+            // Liars do not verify (their engines would otherwise correct their own lies away).
+            if node.role.lies() || node.verifier.poll_timeout() > t {
+                continue;
+            }
+            let cands = if node.verifier.wants_routes(t) {
+                candidates(&sim, v, &node.verifier.used(t), t)
+            } else {
+                Vec::new()
+            };
+            let actions = match nodes.get_mut(v) {
+                Some(x) => x.verifier.handle_timeout(t, &cands),
+                None => continue,
+            };
+            for a in actions {
+                match a {
+                    Action::SendRemoteHello { neighbour, hello } => {
+                        let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        else {
+                            continue;
+                        };
+                        let Some(&dst) = node_of.get(&hello.prefix) else {
+                            continue;
+                        };
+                        let stealth = exit_set.contains(&dst);
+                        let r = dp.walk(&sim, v, first, dst, hello.prefix, Kind::Probe { stealth });
+                        if r.looped
+                            && let Some(x) = nodes.get_mut(v)
+                        {
+                            // The router where the hop limit ran out sends ICMPv6 Time Exceeded.
+                            x.verifier.handle_time_exceeded(t, &hello);
+                        }
+                        if r.delivered
+                            && let Some(d) = nodes.get_mut(dst)
+                        {
+                            let hl = verify::HOP_LIMIT
+                                .saturating_sub(r.path.len() as u8)
+                                .saturating_add(1);
+                            d.responder.handle_remote_hello(t, &hello, hl, true);
+                        }
+                    }
+                    Action::Checked(c) => {
+                        let Some(peer) =
+                            sim.peer_node(v, c.route.neighbour.ifindex, c.route.neighbour.address)
+                        else {
+                            continue;
+                        };
+                        if let Some((factor, until)) = c.neighbour_factor {
+                            let nb = c.route.neighbour;
+                            let checked = c.route.prefix;
+                            sim.with_engine(v, |e, now| {
+                                let routes: Vec<(Prefix, u16)> = e
+                                    .routes(now)
+                                    .into_iter()
+                                    .filter(|r| {
+                                        r.ifindex == nb.ifindex
+                                            && r.via == nb.address
+                                            && r.prefix != checked
+                                            && r.src_prefix.is_none()
+                                            && r.metric < babel_wire::INFINITY
+                                    })
+                                    .map(|r| (r.prefix, r.metric))
+                                    .collect();
+                                for (p, m) in routes {
+                                    let scaled = (f64::from(m) * factor)
+                                        .min(f64::from(babel_wire::INFINITY - 1))
+                                        as u16;
+                                    let _ = e.set_verified_metric(
+                                        now,
+                                        RouteKey::new(p),
+                                        nb.ifindex,
+                                        nb.address,
+                                        scaled.max(m),
+                                        until,
+                                    );
+                                }
+                            });
+                        }
+                        if let Some((m, until)) = c.correction {
+                            let nb = c.route.neighbour;
+                            sim.with_engine(v, |e, now| {
+                                let _ = e.set_verified_metric(
+                                    now,
+                                    RouteKey::new(c.route.prefix),
+                                    nb.ifindex,
+                                    nb.address,
+                                    m,
+                                    until,
+                                );
+                            });
+                        }
+                        if let Some(a) = c.accuracy
+                            && let Some(x) = nodes.get_mut(v)
+                        {
+                            let s = x.shadow.entry(c.route.neighbour).or_default();
+                            if let Verdict::Evicted(_) = s.record(t, &paper_cfg, c.route.prefix, a)
+                            {
+                                paper_evicted.entry((v, peer)).or_insert(t);
+                            }
+                        }
+                        if let Verdict::Evicted(_) = c.verdict {
+                            evicted.entry((v, peer)).or_insert(t);
+                        }
+                        if trace {
+                            let role = roles.get(peer).copied().unwrap_or(Role::Honest);
+                            let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
+                            eprintln!(
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} c {:?} a {:?} {:?}",
+                                t.saturating_since(start).as_secs_f64(),
+                                c.reason,
+                                c.route.selected,
+                                c.metric,
+                                c.cost,
+                                c.accuracy.map(|a| (a * 100.0).round() / 100.0),
+                                c.verdict
+                            );
+                            if c.cost == Some(babel_wire::INFINITY - 1) {
+                                let mut path = vec![v, peer];
+                                let mut cur = peer;
+                                while cur != dst && path.len() < 20 {
+                                    match sim.next_hop_node(cur, c.route.prefix) {
+                                        Some(nx) => {
+                                            path.push(nx);
+                                            cur = nx;
+                                        }
+                                        None => break,
+                                    }
+                                }
+                                let back = sim.next_hop_node(
+                                    dst,
+                                    prefixes.get(v).copied().unwrap_or(c.route.prefix),
+                                );
+                                let rl: Vec<String> = path
+                                    .iter()
+                                    .map(|x| {
+                                        format!(
+                                            "{x}:{:?}",
+                                            roles.get(*x).copied().unwrap_or(Role::Honest)
+                                        )
+                                    })
+                                    .collect();
+                                eprintln!("    path {rl:?} back-first-hop {back:?}");
+                            }
+                        }
+                    }
+                    Action::Standing { neighbour, .. } => {
+                        let acc = nodes.get(v).map_or(1000, |x| {
+                            x.verifier.engine_accuracy(t, &neighbour, engine_threshold)
+                        });
+                        sim.with_engine(v, |e, now| {
+                            let _ = e.set_neighbour_accuracy(
+                                now,
+                                neighbour.ifindex,
+                                neighbour.address,
+                                acc,
+                            );
+                        });
+                    }
+                }
+            }
+        }
+        // Destinations answer; answers travel back along the destination's routes.
+        for d in 0..n {
+            let due = nodes
+                .get(d)
+                .and_then(|x| x.responder.poll_timeout())
+                .is_some_and(|w| w <= t);
+            if !due {
+                continue;
+            }
+            let answers = match nodes.get_mut(d) {
+                Some(x) => x.responder.poll_answers(t),
+                None => continue,
+            };
+            for (origin, _via, _prefix, mut tlv) in answers {
+                let Some(&o) = rid_of.get(&origin) else {
+                    continue;
+                };
+                let Some(op) = prefixes.get(o).copied() else {
+                    continue;
+                };
+                let Some(first) = sim.next_hop_node(d, op) else {
+                    continue;
+                };
+                let r = dp.walk(&sim, d, first, o, op, Kind::Answer);
+                if !r.delivered {
+                    continue;
+                }
+                if let Some(&f) = r
+                    .path
+                    .iter()
+                    .find(|&&h| h != o && roles.get(h) == Some(&Role::Forger))
+                {
+                    forge(&mut tlv, &mut dp.rng, keys.get(f));
+                }
+                if let Some(x) = nodes.get_mut(o) {
+                    let _ = x.verifier.handle_remote_ihu(t, &tlv);
+                }
+            }
+        }
+    }
+    // Outcomes.
+    let cycles_to = |from: Instant, to: Option<&Instant>| -> Option<u32> {
+        let to = to?;
+        let d = to.saturating_since(from.max(start)).as_micros();
+        let c = cycle.as_micros().max(1);
+        Some(u32::try_from(d.div_ceil(c)).unwrap_or(u32::MAX).max(1))
+    };
+    let mut liars = Vec::new();
+    for (&a, &role) in adversaries.iter().filter(|(_, r)| r.lies()) {
+        let mut cycles = Vec::new();
+        let mut paper_cycles = Vec::new();
+        for (&(v, l), &at) in exposed.iter().filter(|((_, l), _)| *l == a) {
+            cycles.push(cycles_to(at, evicted.get(&(v, l))));
+            paper_cycles.push(cycles_to(at, paper_evicted.get(&(v, l))));
+        }
+        liars.push(LiarOutcome {
+            node: a,
+            role,
+            exposed: cycles.len(),
+            cycles,
+            paper_cycles,
+        });
+    }
+    let honest = |peer: &usize| {
+        !roles
+            .get(*peer)
+            .copied()
+            .unwrap_or(Role::Honest)
+            .adversary()
+    };
+    let honest_evicted = evicted.keys().filter(|(_, p)| honest(p)).count() as u32;
+    let paper_honest_evicted = paper_evicted.keys().filter(|(_, p)| honest(p)).count() as u32;
+    let other_adversaries_evicted = evicted
+        .keys()
+        .filter(|(_, p)| roles.get(*p).is_some_and(|r| r.adversary() && !r.lies()))
+        .count() as u32;
+    let mut counters = verify::Counters::default();
+    for x in &nodes {
+        counters.add(&x.verifier.counters());
+    }
+    let session_secs = (cfg
+        .verify
+        .schedule
+        .probe_interval
+        .saturating_mul(u32::from(cfg.verify.schedule.probes))
+        + cfg.verify.schedule.answer_wait)
+        .as_secs_f64();
+    let bytes = counters.probes_sent as f64 * 98.0 + counters.answers as f64 * 219.0;
+    AdversaryRun {
+        seed: cfg.seed,
+        nodes: n,
+        links: topo.links.len(),
+        adversaries,
+        liars,
+        honest_evicted,
+        paper_honest_evicted,
+        other_adversaries_evicted,
+        traffic_first,
+        traffic_last,
+        counters,
+        probe_bytes_per_session_second: if counters.sessions == 0 {
+            0.0
+        } else {
+            bytes / counters.sessions as f64 / session_secs
+        },
+    }
+}
+
+/// The routes of node `v` to the destinations it uses, as the verifier needs them.
+fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<Candidate> {
+    let Some(e) = sim.engine(v) else {
+        return Vec::new();
+    };
+    e.routes(now)
+        .into_iter()
+        .filter(|r| r.src_prefix.is_none() && used.binary_search(&r.prefix).is_ok())
+        .map(|r| Candidate {
+            prefix: r.prefix,
+            neighbour: Neighbour {
+                ifindex: r.ifindex,
+                address: r.via,
+            },
+            metric: r.metric,
+            feasible: r.feasible && r.metric < babel_wire::INFINITY,
+            selected: r.installed,
+        })
+        .collect()
+}
+
+/// A Remote IHU altered by a forger: half the time one octet of the report (the hop count), half
+/// the time re-signed with the forger's own key.
+fn forge(tlv: &mut Vec<u8>, rng: &mut Rng, own: Option<&SigningKey>) {
+    if rng.below(2) == 0 || own.is_none() {
+        let at = tlv.len().saturating_sub(64 + 32 + 8 + 2 + 1);
+        if let Some(b) = tlv.get_mut(at) {
+            *b = 1;
+        }
+        return;
+    }
+    if let (Ok(s), Some(k)) = (verify::decode_signed_ihu(tlv), own) {
+        let mut r = s.report;
+        r.hops = 1;
+        if let Some(t) = verify::encode_signed_ihu(&s.ihu, &r, k) {
+            *tlv = t;
+        }
+    }
+}
+
+struct DataPlane {
+    rng: Rng,
+    roles: Vec<Role>,
+    drop_ppm: u64,
+    extra_delay: Duration,
+    jitter_us: u64,
+}
+
+struct Walk {
+    delivered: bool,
+    /// The hop limit ran out (a forwarding loop).
+    looped: bool,
+    /// Nodes reached after `from`, in order (the last is the destination if delivered).
+    path: Vec<usize>,
+    #[allow(dead_code)]
+    delay: Duration,
+}
+
+impl DataPlane {
+    /// Forwards one packet from `from` through `first`, then along next hops, to `dst`.
+    fn walk(
+        &mut self,
+        sim: &Sim,
+        from: usize,
+        first: usize,
+        dst: usize,
+        prefix: Prefix,
+        kind: Kind,
+    ) -> Walk {
+        let mut path = Vec::new();
+        let mut delay = Duration::ZERO;
+        let mut cur = from;
+        let mut next = first;
+        for _ in 0..verify::HOP_LIMIT {
+            let Some(l) = sim.link_state(cur, next) else {
+                return Walk {
+                    delivered: false,
+                    looped: false,
+                    path,
+                    delay,
+                };
+            };
+            if !l.up || (l.loss_ppm > 0 && self.rng.below(1_000_000) < u64::from(l.loss_ppm)) {
+                return Walk {
+                    delivered: false,
+                    looped: false,
+                    path,
+                    delay,
+                };
+            }
+            delay += l.delay + Duration::from_micros(self.rng.below(self.jitter_us.max(1)));
+            path.push(next);
+            cur = next;
+            if cur == dst {
+                return Walk {
+                    delivered: true,
+                    looped: false,
+                    path,
+                    delay,
+                };
+            }
+            // The node forwards it, or not.
+            let looks_like_data = match kind {
+                Kind::Data => true,
+                Kind::Probe { stealth } => stealth,
+                Kind::Answer => false,
+            };
+            let role = self.roles.get(cur).copied().unwrap_or(Role::Honest);
+            let drops = match role {
+                Role::Dropper => kind != Kind::Answer,
+                Role::Favourer => looks_like_data,
+                _ => false,
+            };
+            if drops && self.rng.below(1_000_000) < self.drop_ppm {
+                return Walk {
+                    delivered: false,
+                    looped: false,
+                    path,
+                    delay,
+                };
+            }
+            match role {
+                Role::Delayer if looks_like_data => delay += self.extra_delay,
+                _ => {}
+            }
+            let Some(n) = sim.next_hop_node(cur, prefix) else {
+                return Walk {
+                    delivered: false,
+                    looped: false,
+                    path,
+                    delay,
+                };
+            };
+            next = n;
+        }
+        Walk {
+            delivered: false,
+            looped: true,
+            path,
+            delay,
+        }
+    }
+}
+
+/// Figures over many seeds (`babelctl simulate --adversary`, `cargo bench --bench adversary`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SweepReport {
+    /// Runs.
+    pub runs: u64,
+    /// Nodes, fewest and most.
+    pub nodes: (usize, usize),
+    /// (liar, exposed neighbour) pairs, for full liars and partial liars.
+    pub exposures: (u64, u64),
+    /// Cycles to eviction under our rule: histogram index = cycles (1..), last bucket = more;
+    /// `undetected` counts pairs never evicted. Full liars.
+    pub liar_cycles: Histogram,
+    /// Partial liars, our rule.
+    pub partial_cycles: Histogram,
+    /// Full liars, the paper's rule on the same checks.
+    pub paper_liar_cycles: Histogram,
+    /// Partial liars, the paper's rule on the same checks.
+    pub paper_partial_cycles: Histogram,
+    /// Runs in which some exposed neighbour had not evicted a liar within 5 cycles (ours).
+    pub runs_liar_not_within_5: u64,
+    /// Honest neighbours evicted, ours / the paper's rule (all runs).
+    pub honest_evicted: (u64, u64),
+    /// Non-lying adversaries evicted (ours).
+    pub other_adversaries_evicted: u64,
+    /// Data samples through a liar (for a lied-about destination): first cycle, last two cycles.
+    pub through_liar: (u64, u64),
+    /// Data samples through any adversary: first cycle, last two.
+    pub through_adversary: (u64, u64),
+    /// Delivery ratio of data: first cycle, last two.
+    pub delivery: (f64, f64),
+    /// Summed verifier counters.
+    pub counters: verify::Counters,
+    /// Mean probe octets per second of probe session.
+    pub probe_bytes_per_session_second: f64,
+}
+
+/// A histogram of verification cycles.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Histogram {
+    /// `counts[c]`: pairs evicted after `c` cycles (index 0 unused).
+    pub counts: Vec<u64>,
+    /// Pairs never evicted in the run.
+    pub undetected: u64,
+}
+
+impl Histogram {
+    fn add(&mut self, c: Option<u32>) {
+        match c {
+            Some(c) => {
+                let i = c as usize;
+                if self.counts.len() <= i {
+                    self.counts.resize(i + 1, 0);
+                }
+                if let Some(x) = self.counts.get_mut(i) {
+                    *x += 1;
+                }
+            }
+            None => self.undetected += 1,
+        }
+    }
+    /// Pairs counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.undetected
+    }
+    /// Pairs evicted within `c` cycles.
+    pub fn within(&self, c: u32) -> u64 {
+        self.counts.iter().take(c as usize + 1).sum()
+    }
+    /// The largest number of cycles seen.
+    pub fn max(&self) -> Option<usize> {
+        self.counts.iter().rposition(|&x| x > 0)
+    }
+}
+
+impl SweepReport {
+    /// Adds one run.
+    pub fn add(&mut self, r: &AdversaryRun) {
+        self.runs += 1;
+        self.nodes = if self.runs == 1 {
+            (r.nodes, r.nodes)
+        } else {
+            (self.nodes.0.min(r.nodes), self.nodes.1.max(r.nodes))
+        };
+        let mut late = false;
+        for l in &r.liars {
+            let partial = l.role == Role::PartialLiar;
+            if partial {
+                self.exposures.1 += l.exposed as u64;
+            } else {
+                self.exposures.0 += l.exposed as u64;
+            }
+            for (&ours, &paper) in l.cycles.iter().zip(&l.paper_cycles) {
+                late |= ours.is_none_or(|c| c > 5);
+                if partial {
+                    self.partial_cycles.add(ours);
+                    self.paper_partial_cycles.add(paper);
+                } else {
+                    self.liar_cycles.add(ours);
+                    self.paper_liar_cycles.add(paper);
+                }
+            }
+        }
+        self.runs_liar_not_within_5 += u64::from(late);
+        self.honest_evicted.0 += u64::from(r.honest_evicted);
+        self.honest_evicted.1 += u64::from(r.paper_honest_evicted);
+        self.other_adversaries_evicted += u64::from(r.other_adversaries_evicted);
+        self.through_liar.0 += r.traffic_first.through_liar;
+        self.through_liar.1 += r.traffic_last.through_liar;
+        self.through_adversary.0 += r.traffic_first.through_adversary;
+        self.through_adversary.1 += r.traffic_last.through_adversary;
+        // Running delivery ratios, weighted by samples.
+        let prev = (self.runs - 1) as f64;
+        let f = |old: f64, t: &Traffic| {
+            let x = if t.samples == 0 {
+                1.0
+            } else {
+                t.delivered as f64 / t.samples as f64
+            };
+            (old * prev + x) / (prev + 1.0)
+        };
+        self.delivery = (
+            f(self.delivery.0, &r.traffic_first),
+            f(self.delivery.1, &r.traffic_last),
+        );
+        self.counters.add(&r.counters);
+        self.probe_bytes_per_session_second = (self.probe_bytes_per_session_second * prev
+            + r.probe_bytes_per_session_second)
+            / (prev + 1.0);
+    }
+}
+
+/// Runs `seeds` seeds (`first_seed..`) with mesh sizes drawn in `min_nodes..=max_nodes`, on
+/// `threads` threads; `tweak` adjusts each run's configuration.
+pub fn sweep(
+    first_seed: u64,
+    seeds: u64,
+    min_nodes: usize,
+    max_nodes: usize,
+    kind: InterfaceKind,
+    threads: usize,
+    tweak: &(dyn Fn(&mut AdversaryConfig) + Sync),
+) -> (SweepReport, Vec<AdversaryRun>) {
+    let next = std::sync::atomic::AtomicU64::new(first_seed);
+    let last = first_seed.saturating_add(seeds);
+    let runs = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= last {
+                        break;
+                    }
+                    let span = max_nodes.saturating_sub(min_nodes) as u64 + 1;
+                    let nodes = min_nodes + (Rng::new(seed ^ 0x512E).below(span) as usize);
+                    let mut cfg = AdversaryConfig::new(seed, nodes, kind);
+                    tweak(&mut cfg);
+                    let r = run_adversarial(&cfg);
+                    if let Ok(mut v) = runs.lock() {
+                        v.push(r);
+                    }
+                }
+            });
+        }
+    });
+    let mut runs = runs.into_inner().unwrap_or_default();
+    runs.sort_by_key(|r| r.seed);
+    let mut rep = SweepReport::default();
+    for r in &runs {
+        rep.add(r);
+    }
+    (rep, runs)
+}
+
+impl Histogram {
+    fn render(&self) -> String {
+        let total = self.total();
+        let mut s = String::new();
+        for (c, n) in self.counts.iter().enumerate().skip(1) {
+            if *n > 0 {
+                s.push_str(&format!("{c}:{n} "));
+            }
+        }
+        let pct = |x: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / total as f64
+            }
+        };
+        format!(
+            "{total} pairs; within 5 cycles {:.1} %, never {:.1} %; by cycles [{}]",
+            pct(self.within(5)),
+            pct(self.undetected),
+            s.trim_end()
+        )
+    }
+}
+
+impl SweepReport {
+    /// The figures as text (`babelctl simulate --adversary`).
+    pub fn render(&self) -> String {
+        let c = &self.counters;
+        let rate = |x: u64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / n as f64
+            }
+        };
+        let mut o = String::new();
+        o.push_str(&format!(
+            "runs                     {} (meshes of {}-{} nodes)\n",
+            self.runs, self.nodes.0, self.nodes.1
+        ));
+        o.push_str("eviction of a liar by each neighbour whose traffic went through it (cycles from exposure):\n");
+        for (label, h) in [
+            ("liar, ours           ", &self.liar_cycles),
+            ("liar, paper's rule   ", &self.paper_liar_cycles),
+            ("partial liar, ours   ", &self.partial_cycles),
+            ("partial liar, paper's", &self.paper_partial_cycles),
+        ] {
+            o.push_str(&format!("  {label}   {}\n", h.render()));
+        }
+        o.push_str(&format!(
+            "runs with a liar not evicted within 5 cycles by every exposed neighbour: {}\n",
+            self.runs_liar_not_within_5
+        ));
+        o.push_str(&format!(
+            "honest neighbours evicted ours {} / paper's rule on the same checks {}\n",
+            self.honest_evicted.0, self.honest_evicted.1
+        ));
+        o.push_str(&format!(
+            "other adversaries evicted (dropper, favourer, delayer, forger) {}\n",
+            self.other_adversaries_evicted
+        ));
+        o.push_str(&format!(
+            "data through a liar      {} samples in the first cycle -> {} in the last two\n",
+            self.through_liar.0, self.through_liar.1
+        ));
+        o.push_str(&format!(
+            "data through adversaries {} -> {}; delivery {:.1} % -> {:.1} %\n",
+            self.through_adversary.0,
+            self.through_adversary.1,
+            100.0 * self.delivery.0,
+            100.0 * self.delivery.1
+        ));
+        o.push_str(&format!(
+            "sessions {} (unanswered {:.1} %, black holes {}), Remote Hellos {}, answers {}\n",
+            c.sessions,
+            rate(c.unanswered, c.sessions),
+            c.black_holes,
+            c.probes_sent,
+            c.answers
+        ));
+        o.push_str(&format!(
+            "dropped Remote IHUs: bad signature {}, unbound key {}, replayed {}, unexpected {}, malformed {}\n",
+            c.bad_signature, c.unbound_key, c.replayed, c.unexpected, c.malformed
+        ));
+        o.push_str(&format!(
+            "checks {}, corrections {}, evictions {}, readmissions {}\n",
+            c.checks, c.corrections, c.evictions, c.readmissions
+        ));
+        o.push_str(&format!(
+            "probe overhead           {:.0} octets/s per probed route while probing\n",
+            self.probe_bytes_per_session_second
+        ));
+        o
+    }
+}

@@ -1,0 +1,41 @@
+//! # verify
+//!
+//! Route verification for babeld-rs (the Althea network paper's "Route metric verification",
+//! "Verification scheduling", "Accuracy score" and "Route metric adjustment"), specified in
+//! `spec/verify.md`. Sans-IO: time comes in as an [`Instant`](babel_core::Instant), randomness
+//! from a seed; the daemon and the simulator drive it the same way.
+//!
+//! * [`Verifier`]: each cycle picks a recently used destination and one of its feasible routes
+//!   ([`Scheduler`]), emits the Remote Hellos to send through that route's neighbour, accepts the
+//!   destination's signed Remote IHU ([`decode_signed_ihu`], [`Keyring`]), computes the measured
+//!   cost `c` ([`CostModel`]), the accuracy `a = min(m/c, 1)`, a metric correction
+//!   ([`CorrectionConfig`]) and the neighbour's standing ([`NeighbourScore`], [`Rule`]).
+//! * [`Responder`]: the destination's side, counting Remote Hellos and signing reports.
+//!
+//! Every Remote IHU that is malformed, badly signed, signed by a key not bound to the prefix,
+//! replayed or not for a session of ours is dropped and counted ([`Counters`]); all state is
+//! bounded.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod bounded;
+mod correction;
+mod metric;
+mod probe;
+mod schedule;
+mod score;
+
+pub use auth::{
+    DERIVE_DOMAIN, DERIVED_MIN_BITS, DropReason, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report,
+    SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
+};
+pub use correction::{CorrectionConfig, Corrections};
+pub use ed25519_dalek::SigningKey;
+pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
+pub use probe::{
+    Action, Check, Counters, HOP_LIMIT, REMOTE_IHU_INTERVAL, Responder, Verifier, VerifyConfig,
+    via_tag,
+};
+pub use schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
+pub use score::{NeighbourScore, Rule, ScoreConfig, Verdict};

@@ -1,0 +1,777 @@
+//! The two ends of a check (`spec/verify.md` §2-§5): the [`Verifier`] sends Remote Hellos through
+//! the neighbour under test and scores it from the destination's signed Remote IHU; the
+//! [`Responder`] at the destination counts Remote Hellos and signs reports.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use babel_core::Instant;
+use babel_wire::{IhuTimestamp, Prefix, RemoteHello, RemoteIhu, RouterId};
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+
+use crate::auth::{DropReason, Keyring, Report, SignedIhu, decode_signed_ihu, encode_signed_ihu};
+use crate::correction::{CorrectionConfig, Corrections};
+use crate::metric::{CostModel, Measurement, accuracy};
+use crate::schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
+use crate::score::{NeighbourScore, ScoreConfig, Verdict};
+
+/// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
+/// left (§1.1).
+pub const HOP_LIMIT: u8 = 64;
+
+/// Everything configurable about verification (defaults in `spec/verify.md` §7).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct VerifyConfig {
+    /// The verifiable metric.
+    pub cost: CostModel,
+    /// Scheduling.
+    pub schedule: ScheduleConfig,
+    /// Accuracy and eviction.
+    pub score: ScoreConfig,
+    /// Metric correction.
+    pub correction: CorrectionConfig,
+}
+
+/// Counters (`dump`, `babelctl show`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Probe sessions started.
+    pub sessions: u64,
+    /// Remote Hellos sent.
+    pub probes_sent: u64,
+    /// Remote IHUs accepted.
+    pub answers: u64,
+    /// Sessions that ended without an accepted Remote IHU.
+    pub unanswered: u64,
+    /// Unanswered sessions scored as black holes (the route loops, or the destination answered
+    /// us recently).
+    pub black_holes: u64,
+    /// Remote Hellos that came back as ICMPv6 Time Exceeded.
+    pub looped: u64,
+    /// Remote IHUs dropped: malformed.
+    pub malformed: u64,
+    /// Remote IHUs dropped: signature does not verify.
+    pub bad_signature: u64,
+    /// Remote IHUs dropped: key not bound to the prefix.
+    pub unbound_key: u64,
+    /// Remote IHUs dropped: replayed counter.
+    pub replayed: u64,
+    /// Remote IHUs dropped: not for a session of ours.
+    pub unexpected: u64,
+    /// Checks scored.
+    pub checks: u64,
+    /// Routes whose metric was corrected.
+    pub corrections: u64,
+    /// Neighbours evicted.
+    pub evictions: u64,
+    /// Neighbours readmitted.
+    pub readmissions: u64,
+}
+
+impl Counters {
+    /// Adds another set of counters (totals over several verifiers).
+    pub fn add(&mut self, o: &Counters) {
+        let Counters {
+            sessions,
+            probes_sent,
+            answers,
+            unanswered,
+            black_holes,
+            looped,
+            malformed,
+            bad_signature,
+            unbound_key,
+            replayed,
+            unexpected,
+            checks,
+            corrections,
+            evictions,
+            readmissions,
+        } = *o;
+        self.sessions += sessions;
+        self.probes_sent += probes_sent;
+        self.answers += answers;
+        self.unanswered += unanswered;
+        self.black_holes += black_holes;
+        self.looped += looped;
+        self.malformed += malformed;
+        self.bad_signature += bad_signature;
+        self.unbound_key += unbound_key;
+        self.replayed += replayed;
+        self.unexpected += unexpected;
+        self.checks += checks;
+        self.corrections += corrections;
+        self.evictions += evictions;
+        self.readmissions += readmissions;
+    }
+
+    fn count(&mut self, r: DropReason) {
+        let c = match r {
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::BadSignature => &mut self.bad_signature,
+            DropReason::Unbound => &mut self.unbound_key,
+            DropReason::Replayed => &mut self.replayed,
+            DropReason::Unexpected => &mut self.unexpected,
+        };
+        *c += 1;
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send this Remote Hello (TLV 224, UDP 6696, hop limit [`HOP_LIMIT`]) to the destination
+    /// address of `hello.prefix`, forwarded through `neighbour` whatever the selected route
+    /// (policy routing with a firewall mark, §2.3), or inside the tunnel to it if there is one.
+    SendRemoteHello {
+        /// The neighbour under test.
+        neighbour: Neighbour,
+        /// The TLV.
+        hello: RemoteHello,
+    },
+    /// A check ended.
+    Checked(Check),
+    /// The neighbour's standing changed: give the engine its accuracy
+    /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
+    Standing {
+        /// Neighbour.
+        neighbour: Neighbour,
+        /// Evicted (its routes leave selection and the kernel).
+        evicted: bool,
+    },
+}
+
+/// The result of one check.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Check {
+    /// The route checked.
+    pub route: Candidate,
+    /// Why it was chosen.
+    pub reason: Reason,
+    /// The advertised metric `m` (plus our link cost) when the session ended.
+    pub metric: u16,
+    /// The measured cost `c`; `None` if unanswered (no score then).
+    pub cost: Option<u16>,
+    /// The accuracy `a = min(m/c, 1)`.
+    pub accuracy: Option<f64>,
+    /// Metric correction: use this metric for the route until then
+    /// (`Engine::set_verified_metric`).
+    pub correction: Option<(u16, Instant)>,
+    /// Neighbour-wide correction (§5.2): a failing check multiplies the metric of every other
+    /// route through the neighbour by this factor, until then.
+    pub neighbour_factor: Option<(f64, Instant)>,
+    /// Unanswered, and scored as a black hole (§3.4).
+    pub black_hole: bool,
+    /// What the check did to the neighbour.
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug)]
+struct Session {
+    route: Candidate,
+    reason: Reason,
+    via: RouterId,
+    first_seqno: u16,
+    started: Instant,
+    sent: u16,
+    next_hello: Instant,
+    ends: Instant,
+    answer: Option<(SignedIhu, Instant)>,
+    looped: bool,
+}
+
+/// The verifier of one router (sans-IO: time and seed are parameters).
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    cfg: VerifyConfig,
+    router_id: RouterId,
+    scheduler: Scheduler,
+    scores: BTreeMap<Neighbour, NeighbourScore>,
+    corrections: Corrections<(Prefix, Neighbour)>,
+    keyring: Keyring,
+    seqnos: BTreeMap<(Prefix, Neighbour), u16>,
+    /// Last answered session per destination (evidence that its answers reach us).
+    answered: BTreeMap<Prefix, Instant>,
+    session: Option<Session>,
+    next_cycle: Instant,
+    max_neighbours: usize,
+    counters: Counters,
+}
+
+/// The opaque 8-octet tag a verifier puts in the Remote Hello's Via field for a neighbour (the
+/// destination only echoes it).
+pub fn via_tag(n: &Neighbour) -> RouterId {
+    let mut t = [0u8; 8];
+    let ip = match n.address {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    for (i, b) in ip.iter().enumerate() {
+        if let Some(s) = t.get_mut(i % 8) {
+            *s ^= b.rotate_left(i as u32 / 8);
+        }
+    }
+    for (i, b) in n.ifindex.to_be_bytes().iter().enumerate() {
+        if let Some(s) = t.get_mut(i) {
+            *s ^= b;
+        }
+    }
+    RouterId(t)
+}
+
+impl Verifier {
+    /// A verifier for router `router_id`; first cycle one cycle after `now`.
+    pub fn new(
+        cfg: VerifyConfig,
+        router_id: RouterId,
+        keyring: Keyring,
+        seed: u64,
+        now: Instant,
+    ) -> Verifier {
+        let mut s = Scheduler::new(seed);
+        // Spread the cycles of different routers.
+        let jitter = cfg.schedule.cycle.as_micros() as u64;
+        let first = now + cfg.schedule.cycle + Duration::from_micros(s_rng(&mut s, jitter));
+        Verifier {
+            cfg,
+            router_id,
+            scheduler: s,
+            scores: BTreeMap::new(),
+            corrections: Corrections::default(),
+            keyring,
+            seqnos: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            session: None,
+            next_cycle: first,
+            max_neighbours: 256,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Configuration.
+    pub fn config(&self) -> &VerifyConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Traffic to `prefix` was seen (§2.1: "used" is measured).
+    pub fn mark_used(&mut self, now: Instant, prefix: Prefix) {
+        self.scheduler.mark_used(now, &self.cfg.schedule, prefix);
+    }
+
+    /// Destinations used within the window (§2.1).
+    pub fn used(&self, now: Instant) -> Vec<Prefix> {
+        self.scheduler.used(now, &self.cfg.schedule)
+    }
+
+    /// Whether the next [`Verifier::handle_timeout`] at `now` reads `candidates` (a cycle starts
+    /// or a session ends); otherwise an empty slice will do.
+    pub fn wants_routes(&self, now: Instant) -> bool {
+        self.next_cycle <= now
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
+    }
+
+    /// A neighbour's score record.
+    pub fn neighbour(&self, n: &Neighbour) -> Option<&NeighbourScore> {
+        self.scores.get(n)
+    }
+
+    /// Every scored neighbour.
+    pub fn neighbours(&self) -> impl Iterator<Item = (&Neighbour, &NeighbourScore)> + '_ {
+        self.scores.iter()
+    }
+
+    /// The accuracy (per mille) to give the engine for `n`: the neighbour's score under the
+    /// configured rule, kept on the side of `threshold_pm` that the verifier's decision is on
+    /// (evicted strictly below, admitted at or above).
+    pub fn engine_accuracy(&self, now: Instant, n: &Neighbour, threshold_pm: u16) -> u16 {
+        let Some(s) = self.scores.get(n) else {
+            return 1000;
+        };
+        let pm = (s.score(self.cfg.score.rule) * 1000.0).round() as u16;
+        if s.is_evicted(now) {
+            pm.min(threshold_pm.saturating_sub(1))
+        } else {
+            pm.max(threshold_pm)
+        }
+    }
+
+    /// When [`Verifier::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_cycle;
+        if let Some(s) = &self.session {
+            t = t.min(if s.sent < self.cfg.schedule.probes {
+                s.next_hello
+            } else {
+                s.ends
+            });
+        }
+        for s in self.scores.values() {
+            if let Some(u) = s.evicted_until() {
+                t = t.min(u);
+            }
+        }
+        t
+    }
+
+    /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
+    /// `candidates` are the routes of the engine now.
+    pub fn handle_timeout(&mut self, now: Instant, candidates: &[Candidate]) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (n, s) in self.scores.iter_mut() {
+            if s.readmit(now) {
+                self.counters.readmissions += 1;
+                out.push(Action::Standing {
+                    neighbour: *n,
+                    evicted: false,
+                });
+            }
+        }
+        let probes = self.cfg.schedule.probes;
+        if let Some(s) = self.session.as_mut() {
+            while s.sent < probes && s.next_hello <= now {
+                let hello = RemoteHello {
+                    seqno: s.first_seqno.wrapping_add(s.sent),
+                    interval: babel_core::to_centis(self.cfg.schedule.probe_interval).max(1),
+                    origin: self.router_id,
+                    via: s.via,
+                    prefix: s.route.prefix,
+                    timestamp: Some(now.as_micros() as u32),
+                };
+                s.sent += 1;
+                s.next_hello = s.next_hello + self.cfg.schedule.probe_interval;
+                self.counters.probes_sent += 1;
+                out.push(Action::SendRemoteHello {
+                    neighbour: s.route.neighbour,
+                    hello,
+                });
+            }
+        }
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.sent >= probes && s.ends <= now)
+            && let Some(s) = self.session.take()
+        {
+            self.conclude(now, s, candidates, &mut out);
+        }
+        if self.session.is_none() && self.next_cycle <= now {
+            self.next_cycle = now + self.cfg.schedule.cycle;
+            if let Some((route, reason)) = self.scheduler.pick(now, &self.cfg.schedule, candidates)
+            {
+                let seq = self
+                    .seqnos
+                    .entry((route.prefix, route.neighbour))
+                    .or_insert(0);
+                let first_seqno = *seq;
+                *seq = seq.wrapping_add(probes);
+                if self.seqnos.len() > 4096 {
+                    self.seqnos.clear();
+                }
+                let ends = now
+                    + self
+                        .cfg
+                        .schedule
+                        .probe_interval
+                        .saturating_mul(u32::from(probes))
+                    + self.cfg.schedule.answer_wait;
+                self.counters.sessions += 1;
+                self.session = Some(Session {
+                    route,
+                    reason,
+                    via: via_tag(&route.neighbour),
+                    first_seqno,
+                    started: now,
+                    sent: 0,
+                    next_hello: now,
+                    ends,
+                    answer: None,
+                    looped: false,
+                });
+                out.extend(self.handle_timeout(now, candidates));
+            }
+        }
+        out
+    }
+
+    /// An ICMPv6 Time Exceeded quoting one of our Remote Hellos arrived: the route under test
+    /// loops (§3.4). Returns whether it matched the current session.
+    pub fn handle_time_exceeded(&mut self, _now: Instant, quoted: &RemoteHello) -> bool {
+        let Some(s) = self.session.as_mut() else {
+            return false;
+        };
+        let back = s
+            .first_seqno
+            .wrapping_add(s.sent)
+            .wrapping_sub(quoted.seqno);
+        let ours = quoted.origin == self.router_id
+            && quoted.via == s.via
+            && quoted.prefix == s.route.prefix
+            && back >= 1
+            && back <= s.sent;
+        if ours {
+            s.looped = true;
+            self.counters.looped += 1;
+        }
+        ours
+    }
+
+    /// A Remote IHU TLV (type octet first) arrived for us. Dropped and counted unless it is
+    /// well formed, signed by a key bound to the prefix, fresh, and answers the current session.
+    pub fn handle_remote_ihu(&mut self, now: Instant, tlv: &[u8]) -> Result<(), DropReason> {
+        let r = self.accept(tlv);
+        match r {
+            Ok(s) => {
+                self.counters.answers += 1;
+                if let Some(sess) = self.session.as_mut() {
+                    sess.answer = Some((s, now));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.count(e);
+                Err(e)
+            }
+        }
+    }
+
+    fn accept(&mut self, tlv: &[u8]) -> Result<SignedIhu, DropReason> {
+        let s = decode_signed_ihu(tlv)?;
+        let sess = self.session.as_ref().ok_or(DropReason::Unexpected)?;
+        let last = sess.first_seqno.wrapping_add(sess.sent.saturating_sub(1));
+        let in_range = sess.sent > 0
+            && s.report.highest_seqno.wrapping_sub(sess.first_seqno)
+                <= last.wrapping_sub(sess.first_seqno);
+        if s.ihu.origin != self.router_id
+            || s.ihu.via != sess.via
+            || s.ihu.prefix != sess.route.prefix
+            || !in_range
+        {
+            return Err(DropReason::Unexpected);
+        }
+        self.keyring.admit(&s)?;
+        Ok(s)
+    }
+
+    fn conclude(
+        &mut self,
+        now: Instant,
+        s: Session,
+        candidates: &[Candidate],
+        out: &mut Vec<Action>,
+    ) {
+        let Some(route) = candidates
+            .iter()
+            .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
+            .copied()
+        else {
+            return;
+        };
+        let metric = route.metric;
+        let cost = s.answer.as_ref().and_then(|(a, at)| {
+            // Remote Hellos after the highest one the report covers are not counted as lost:
+            // they may have arrived after the destination answered.
+            // Those sent more than `answer_wait` before the answer arrived count either way, so
+            // that dropping the last Remote Hellos hides at most `answer_wait` of them.
+            let by_seqno = a
+                .report
+                .highest_seqno
+                .wrapping_sub(s.first_seqno)
+                .saturating_add(1);
+            let interval = self.cfg.schedule.probe_interval.as_micros().max(1);
+            let settled = at
+                .saturating_since(s.started)
+                .saturating_sub(self.cfg.schedule.answer_wait)
+                .as_micros()
+                / interval;
+            let by_time = u16::try_from(settled.saturating_add(1)).unwrap_or(u16::MAX);
+            let covered = by_seqno.max(by_time).min(s.sent);
+            let received = a.report.received_in(s.first_seqno, covered);
+            let rtt = a.ihu.timestamp.map(|t| {
+                Duration::from_micros(u64::from((at.as_micros() as u32).wrapping_sub(t.origin)))
+            });
+            self.cfg.cost.cost(&Measurement {
+                hops: a.report.hops,
+                sent: covered,
+                received,
+                rtt,
+            })
+        });
+        let mut black_hole_found = false;
+        let cost = match cost {
+            Some(c) => {
+                crate::bounded::make_room(&mut self.answered, 1024, &route.prefix, |t| *t);
+                self.answered.insert(route.prefix, now);
+                Some(c)
+            }
+            None => {
+                self.counters.unanswered += 1;
+                // §3.4: the answers come back along the destination's route to us, whatever
+                // neighbour we probed through. If a Remote Hello came back as an ICMPv6 Time
+                // Exceeded (the route loops), or the destination answered another session
+                // recently (the return path works), the route under test lost every Remote
+                // Hello and costs infinity. Otherwise nothing is scored, and the next cycle
+                // probes the destination through another neighbour.
+                let evidence = s.looped
+                    || self.answered.get(&route.prefix).is_some_and(|t| {
+                        now.saturating_since(*t) <= self.cfg.schedule.evidence_window
+                    });
+                if evidence {
+                    black_hole_found = true;
+                    self.counters.black_holes += 1;
+                    Some(babel_wire::INFINITY - 1)
+                } else {
+                    self.scheduler.control(route.prefix, route.neighbour);
+                    // And this route again after the control (it stays under suspicion).
+                    self.scheduler
+                        .checked(now, &self.cfg.schedule, &route, true);
+                    None
+                }
+            }
+        };
+        let a = cost.map(|c| accuracy(metric, c));
+        let mut check = Check {
+            route,
+            reason: s.reason,
+            metric,
+            cost,
+            accuracy: a,
+            correction: None,
+            neighbour_factor: None,
+            black_hole: black_hole_found,
+            verdict: Verdict::Kept,
+        };
+        if let (Some(c), Some(a)) = (cost, a) {
+            self.counters.checks += 1;
+            let failed = a < self.cfg.score.threshold;
+            self.scheduler
+                .checked(now, &self.cfg.schedule, &route, failed);
+            check.correction = self.corrections.correct(
+                now,
+                &self.cfg.correction,
+                (route.prefix, route.neighbour),
+                metric,
+                c,
+            );
+            if check.correction.is_some() {
+                self.counters.corrections += 1;
+            }
+            if failed {
+                let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
+                check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
+            }
+            if !self.scores.contains_key(&route.neighbour)
+                && self.scores.len() >= self.max_neighbours
+            {
+                // Bounded: forget a neighbour in good standing with the fewest records.
+                let victim = self
+                    .scores
+                    .iter()
+                    .filter(|(_, v)| !v.is_evicted(now))
+                    .min_by_key(|(_, v)| v.destinations())
+                    .map(|(k, _)| *k);
+                if let Some(v) = victim {
+                    self.scores.remove(&v);
+                }
+            }
+            let score = self.scores.entry(route.neighbour).or_default();
+            check.verdict =
+                score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
+            if let Verdict::Evicted(_) = check.verdict {
+                self.counters.evictions += 1;
+                out.push(Action::Checked(check));
+                out.push(Action::Standing {
+                    neighbour: route.neighbour,
+                    evicted: true,
+                });
+                return;
+            }
+        }
+        out.push(Action::Checked(check));
+    }
+}
+
+fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
+    s.draw(n)
+}
+
+/// The destination's side (§3): counts Remote Hellos per (verifier, via, prefix) and answers
+/// with signed Remote IHUs. Bounded to `max_sessions` (least recently heard forgotten first).
+#[derive(Clone, Debug)]
+pub struct Responder {
+    key: SigningKey,
+    counter: u64,
+    sessions: BTreeMap<(RouterId, RouterId, Prefix), Heard>,
+    max_sessions: usize,
+    /// Remote Hellos refused (prefix not ours, interval 0, hop limit above ours).
+    pub refused: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Heard {
+    highest: u16,
+    bitmap: u64,
+    hops: u8,
+    ts: Option<(u32, Instant)>,
+    last: Instant,
+    /// Heard something not yet answered.
+    dirty: bool,
+    last_answer: Option<Instant>,
+    /// When the next Remote Hello is due (its interval), with a margin.
+    quiet_after: Instant,
+}
+
+/// How often a destination answers one session at most (§2.4).
+pub const REMOTE_IHU_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Responder {
+    /// A responder signing with `key`. `counter_start` must exceed every counter this key ever
+    /// signed (the daemon uses the wall clock in microseconds, §3.3).
+    pub fn new(key: SigningKey, counter_start: u64, max_sessions: usize) -> Responder {
+        Responder {
+            key,
+            counter: counter_start,
+            sessions: BTreeMap::new(),
+            max_sessions: max_sessions.max(1),
+            refused: 0,
+        }
+    }
+
+    /// The public key (to bind to our prefixes, §3.2).
+    pub fn public_key(&self) -> [u8; 32] {
+        *self.key.verifying_key().as_bytes()
+    }
+
+    /// A Remote Hello for one of our prefixes arrived with IPv6 hop limit `hop_limit`.
+    pub fn handle_remote_hello(
+        &mut self,
+        now: Instant,
+        h: &RemoteHello,
+        hop_limit: u8,
+        ours: bool,
+    ) -> bool {
+        if !ours || h.interval == 0 || hop_limit > HOP_LIMIT || hop_limit == 0 {
+            self.refused += 1;
+            return false;
+        }
+        let hops = HOP_LIMIT - hop_limit + 1;
+        let key = (h.origin, h.via, h.prefix);
+        crate::bounded::make_room(&mut self.sessions, self.max_sessions, &key, |v| v.last);
+        let e = self.sessions.entry(key).or_insert(Heard {
+            highest: h.seqno,
+            bitmap: 0,
+            hops,
+            ts: None,
+            last: now,
+            dirty: false,
+            last_answer: None,
+            quiet_after: now,
+        });
+        e.dirty = true;
+        let iv = babel_core::from_centis(h.interval);
+        e.quiet_after = now + iv + iv / 2;
+        let ahead = h.seqno.wrapping_sub(e.highest);
+        if ahead != 0 && ahead < 0x8000 {
+            e.bitmap = if ahead >= 64 { 0 } else { e.bitmap << ahead };
+            e.highest = h.seqno;
+            e.bitmap |= 1;
+        } else {
+            let back = e.highest.wrapping_sub(h.seqno);
+            if back < 64 {
+                e.bitmap |= 1u64 << back;
+            }
+        }
+        e.hops = hops;
+        e.last = now;
+        e.ts = h.timestamp.map(|t| (t, now));
+        true
+    }
+
+    /// The signed Remote IHU TLV answering `origin` about `prefix` through `via`, if heard.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        origin: RouterId,
+        via: RouterId,
+        prefix: Prefix,
+    ) -> Option<Vec<u8>> {
+        let e = *self.sessions.get(&(origin, via, prefix))?;
+        self.counter += 1;
+        let ihu = RemoteIhu {
+            rxcost: u16::from(e.hops).saturating_mul(96),
+            interval: 100,
+            origin,
+            via,
+            prefix,
+            timestamp: e.ts.map(|(t, at)| IhuTimestamp {
+                origin: t,
+                receive: at.as_micros() as u32,
+            }),
+        };
+        let _ = now;
+        encode_signed_ihu(
+            &ihu,
+            &Report {
+                counter: self.counter,
+                hops: e.hops,
+                highest_seqno: e.highest,
+                bitmap: e.bitmap,
+            },
+            &self.key,
+        )
+    }
+
+    /// The Remote IHUs due now (§2.4): per session heard since its last answer, one per
+    /// [`REMOTE_IHU_INTERVAL`], and one as soon as the Remote Hellos stop (the next one is 1.5
+    /// intervals late). Each is `(origin, via, prefix, TLV)`; the driver sends the TLV to the
+    /// origin's address.
+    pub fn poll_answers(&mut self, now: Instant) -> Vec<(RouterId, RouterId, Prefix, Vec<u8>)> {
+        let due: Vec<(RouterId, RouterId, Prefix)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| {
+                e.dirty
+                    && (e.last_answer.is_none_or(|t| now >= t + REMOTE_IHU_INTERVAL)
+                        || now >= e.quiet_after)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for (o, v, p) in due {
+            if let Some(t) = self.answer(now, o, v, p) {
+                if let Some(e) = self.sessions.get_mut(&(o, v, p)) {
+                    e.dirty = false;
+                    e.last_answer = Some(now);
+                }
+                out.push((o, v, p, t));
+            }
+        }
+        out
+    }
+
+    /// When [`Responder::poll_answers`] has something next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter(|e| e.dirty)
+            .map(|e| {
+                e.last_answer
+                    .map_or(e.last, |t| t + REMOTE_IHU_INTERVAL)
+                    .min(e.quiet_after)
+            })
+            .min()
+    }
+
+    /// Sessions remembered.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}

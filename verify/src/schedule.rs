@@ -1,0 +1,382 @@
+//! Verification scheduling (`spec/verify.md` §2): the paper's random choice, with our priorities
+//! in front of it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use babel_core::{Instant, Rng};
+use babel_wire::Prefix;
+
+/// A neighbour, as the engine names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Neighbour {
+    /// Interface.
+    pub ifindex: u32,
+    /// Its link-local address.
+    pub address: IpAddr,
+}
+
+/// One route the verifier may test (from the engine's route view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Destination.
+    pub prefix: Prefix,
+    /// Neighbour it was learned from.
+    pub neighbour: Neighbour,
+    /// Its metric as we compute it: advertised metric plus our link cost (`m` of §1.3).
+    pub metric: u16,
+    /// Feasible (RFC 8966 §3.5.1).
+    pub feasible: bool,
+    /// Selected (installed).
+    pub selected: bool,
+}
+
+/// Scheduling constants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduleConfig {
+    /// The paper's `x`: a destination is "recently used" if traffic went to it this recently.
+    pub used_window: Duration,
+    /// Length of a verification cycle (one route probed per cycle).
+    pub cycle: Duration,
+    /// Remote Hellos per probe session.
+    pub probes: u16,
+    /// Interval between Remote Hellos.
+    pub probe_interval: Duration,
+    /// How long after the last Remote Hello the verifier waits for the Remote IHU.
+    pub answer_wait: Duration,
+    /// A route that failed a check is checked again this long after (and before any random
+    /// choice); [`crate::ScoreConfig::window`] should not exceed it.
+    pub recheck_after: Duration,
+    /// A selected route is "verified" until its metric improves by this factor.
+    pub improvement: f64,
+    /// An unanswered session counts as a black hole (infinite cost) if the same destination
+    /// answered one of our sessions this recently (§3.4).
+    pub evidence_window: Duration,
+    /// Used destinations remembered.
+    pub max_used: usize,
+    /// Only the paper's random choice (no priorities), for comparison.
+    pub paper_only: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            used_window: Duration::from_secs(60),
+            cycle: Duration::from_secs(10),
+            probes: 20,
+            probe_interval: Duration::from_millis(250),
+            answer_wait: Duration::from_secs(1),
+            recheck_after: Duration::from_secs(20),
+            improvement: 0.9,
+            evidence_window: Duration::from_secs(30),
+            max_used: 256,
+            paper_only: false,
+        }
+    }
+}
+
+/// Why a route was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A failed check is due again.
+    Recheck,
+    /// After an unanswered session: the same destination through another neighbour.
+    Control,
+    /// A used destination's selected route changed neighbour or improved since it was last
+    /// verified.
+    NewSelection,
+    /// The paper's random choice.
+    Random,
+}
+
+/// Usage, verification history and the random source of the scheduler (bounded).
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    used: BTreeMap<Prefix, Instant>,
+    /// Selected route last verified (or first seen) per destination: neighbour and metric.
+    verified: BTreeMap<Prefix, (Neighbour, u16)>,
+    rechecks: BTreeMap<(Prefix, Neighbour), Instant>,
+    control: Option<(Prefix, Neighbour)>,
+    rng: Rng,
+}
+
+impl Scheduler {
+    /// A scheduler drawing from `seed`.
+    pub fn new(seed: u64) -> Scheduler {
+        Scheduler {
+            used: BTreeMap::new(),
+            verified: BTreeMap::new(),
+            rechecks: BTreeMap::new(),
+            control: None,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// A uniform draw below `n` from the scheduler's generator.
+    pub fn draw(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.rng.below(n) }
+    }
+
+    /// Traffic to `prefix` was seen at `now` (tunnel or kernel counters, or an exit in use).
+    pub fn mark_used(&mut self, now: Instant, cfg: &ScheduleConfig, prefix: Prefix) {
+        if let Some(p) = crate::bounded::make_room(&mut self.used, cfg.max_used, &prefix, |t| *t) {
+            self.verified.remove(&p);
+        }
+        self.used.insert(prefix, now);
+    }
+
+    /// Destinations used within the window.
+    pub fn used(&self, now: Instant, cfg: &ScheduleConfig) -> Vec<Prefix> {
+        self.used
+            .iter()
+            .filter(|(_, t)| now.saturating_since(**t) <= cfg.used_window)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// A check of `c` ended; `failed` schedules a recheck.
+    pub fn checked(&mut self, now: Instant, cfg: &ScheduleConfig, c: &Candidate, failed: bool) {
+        if c.selected {
+            self.verified.insert(c.prefix, (c.neighbour, c.metric));
+        }
+        if failed {
+            self.rechecks
+                .insert((c.prefix, c.neighbour), now + cfg.recheck_after);
+        } else {
+            self.rechecks.remove(&(c.prefix, c.neighbour));
+        }
+        let used = &self.used;
+        self.rechecks.retain(|(p, _), _| used.contains_key(p));
+    }
+
+    /// After an unanswered session without evidence that the destination answers us at all,
+    /// the next cycle probes `prefix` through another neighbour (§2.2, item 2).
+    pub fn control(&mut self, prefix: Prefix, not_via: Neighbour) {
+        self.control = Some((prefix, not_via));
+    }
+
+    /// Chooses the route to probe this cycle (§2), or none if no used destination has a
+    /// feasible route.
+    pub fn pick(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        candidates: &[Candidate],
+    ) -> Option<(Candidate, Reason)> {
+        let used = self.used(now, cfg);
+        let is_used = |p: &Prefix| used.binary_search(p).is_ok();
+        // Baselines: a selected route first seen is not news.
+        for c in candidates
+            .iter()
+            .filter(|c| c.selected && is_used(&c.prefix))
+        {
+            self.verified
+                .entry(c.prefix)
+                .or_insert((c.neighbour, c.metric));
+        }
+        if !cfg.paper_only {
+            // 1. A failed route whose recheck is due.
+            let due = self
+                .rechecks
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k);
+            if let Some((p, n)) = due {
+                self.rechecks.remove(&(p, n));
+                if let Some(c) = candidates
+                    .iter()
+                    .find(|c| c.prefix == p && c.neighbour == n && c.feasible)
+                {
+                    return Some((*c, Reason::Recheck));
+                }
+            }
+            // 2. A control probe: the same destination through another neighbour.
+            if let Some((p, n)) = self.control.take() {
+                let others: Vec<&Candidate> = candidates
+                    .iter()
+                    .filter(|c| c.prefix == p && c.neighbour != n && c.feasible)
+                    .collect();
+                if !others.is_empty() {
+                    let i = self.rng.below(others.len() as u64) as usize;
+                    if let Some(c) = others.get(i) {
+                        return Some((**c, Reason::Control));
+                    }
+                }
+            }
+            // 3. A used destination whose selected route changed neighbour or improved since
+            //    it was last verified; among them, one through the neighbour that gained the
+            //    most such routes (a liar attracts many at once).
+            let fresh: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
+                .filter(|c| match self.verified.get(&c.prefix) {
+                    Some((n, m)) => {
+                        *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
+                    }
+                    None => false,
+                })
+                .collect();
+            let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
+            for c in &fresh {
+                *per.entry(c.neighbour).or_default() += 1;
+            }
+            if let Some(most) = per.values().max().copied() {
+                let top: Vec<&Candidate> = fresh
+                    .iter()
+                    .filter(|c| per.get(&c.neighbour) == Some(&most))
+                    .copied()
+                    .collect();
+                let i = self.rng.below(top.len() as u64) as usize;
+                if let Some(c) = top.get(i) {
+                    return Some((**c, Reason::NewSelection));
+                }
+            }
+        }
+        // 3. The paper: a used destination at random, then one of its feasible routes at random.
+        let dests: Vec<Prefix> = used
+            .iter()
+            .filter(|p| candidates.iter().any(|c| c.prefix == **p && c.feasible))
+            .copied()
+            .collect();
+        if dests.is_empty() {
+            return None;
+        }
+        let d = *dests.get(self.rng.below(dests.len() as u64) as usize)?;
+        let routes: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.prefix == d && c.feasible)
+            .collect();
+        let r = routes.get(self.rng.below(routes.len() as u64) as usize)?;
+        Some((**r, Reason::Random))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn p(i: u16) -> Prefix {
+        Prefix::host(IpAddr::V6(std::net::Ipv6Addr::new(
+            0xfd00, 0, 0, 0, 0, 0, 0, i,
+        )))
+    }
+    fn nb(i: u16) -> Neighbour {
+        Neighbour {
+            ifindex: u32::from(i),
+            address: IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
+        }
+    }
+    fn cand(d: u16, n: u16, metric: u16, selected: bool) -> Candidate {
+        Candidate {
+            prefix: p(d),
+            neighbour: nb(n),
+            metric,
+            feasible: true,
+            selected,
+        }
+    }
+
+    /// §2.1: only used destinations, only feasible routes, every feasible route (not only the
+    /// selected one) is picked sometimes.
+    #[test]
+    fn paper_random_choice() {
+        let cfg = ScheduleConfig {
+            paper_only: true,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(1);
+        let now = Instant::from_secs(100);
+        s.mark_used(now, &cfg, p(1));
+        s.mark_used(Instant::from_secs(1), &cfg, p(2)); // too old
+        let mut cands = vec![
+            cand(1, 1, 100, true),
+            cand(1, 2, 200, false),
+            cand(2, 1, 100, true),
+        ];
+        cands.push(Candidate {
+            feasible: false,
+            ..cand(1, 3, 50, false)
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let (c, r) = s
+                .pick(now, &cfg, &cands)
+                .unwrap_or((cands[2], Reason::Recheck));
+            assert_eq!(r, Reason::Random);
+            assert_eq!(c.prefix, p(1));
+            assert!(c.feasible);
+            seen.insert(c.neighbour);
+        }
+        assert_eq!(seen.len(), 2);
+    }
+
+    /// §2.2: a changed selected route goes first, then a due recheck goes before anything;
+    /// a control request probes another neighbour.
+    #[test]
+    fn priorities() {
+        let cfg = ScheduleConfig::default();
+        let mut s = Scheduler::new(2);
+        let now = Instant::from_secs(100);
+        s.mark_used(now, &cfg, p(1));
+        // First sight is the baseline, not news.
+        let before = [cand(1, 1, 100, true), cand(1, 2, 150, false)];
+        let (_, r) = s.pick(now, &cfg, &before).unwrap();
+        assert_eq!(r, Reason::Random);
+        // The selection moves to neighbour 2: news.
+        let cands = [cand(1, 1, 100, false), cand(1, 2, 80, true)];
+        let (c, r) = s.pick(now, &cfg, &cands).unwrap();
+        assert_eq!((c.neighbour, r), (nb(2), Reason::NewSelection));
+        s.checked(now, &cfg, &c, true);
+        let (_, r) = s.pick(now, &cfg, &cands).unwrap();
+        assert_eq!(r, Reason::Random);
+        let later = now + cfg.recheck_after;
+        s.mark_used(later, &cfg, p(1));
+        let (c, r) = s.pick(later, &cfg, &cands).unwrap();
+        assert_eq!((c.neighbour, r), (nb(2), Reason::Recheck));
+        // A route whose metric improves a lot is news again.
+        s.checked(later, &cfg, &c, false);
+        let better = [cand(1, 1, 100, false), cand(1, 2, 40, true)];
+        let (_, r) = s.pick(later, &cfg, &better).unwrap();
+        assert_eq!(r, Reason::NewSelection);
+        s.control(p(1), nb(2));
+        let (c, r) = s.pick(later, &cfg, &better).unwrap();
+        assert_eq!((c.neighbour, r), (nb(1), Reason::Control));
+    }
+
+    /// §2.2: among changed routes, those through the neighbour that gained the most go first.
+    #[test]
+    fn neighbour_gaining_most_routes_first() {
+        let cfg = ScheduleConfig::default();
+        let mut s = Scheduler::new(4);
+        let now = Instant::from_secs(100);
+        let base: Vec<Candidate> = (1..=5).map(|d| cand(d, 1, 300, true)).collect();
+        for b in &base {
+            s.mark_used(now, &cfg, b.prefix);
+        }
+        s.pick(now, &cfg, &base);
+        // Neighbour 3 takes four destinations, neighbour 2 one.
+        let mut after: Vec<Candidate> = (1..=4).map(|d| cand(d, 3, 100, true)).collect();
+        after.push(cand(5, 2, 100, true));
+        for _ in 0..20 {
+            let (c, r) = s.pick(now, &cfg, &after).unwrap();
+            assert_eq!((c.neighbour, r), (nb(3), Reason::NewSelection));
+        }
+    }
+
+    /// §6: used destinations are bounded.
+    #[test]
+    fn used_bounded() {
+        let cfg = ScheduleConfig {
+            max_used: 5,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(3);
+        for i in 0..100 {
+            s.mark_used(Instant::from_secs(u64::from(i)), &cfg, p(i));
+        }
+        assert_eq!(s.used(Instant::from_secs(100), &cfg).len(), 5);
+    }
+}

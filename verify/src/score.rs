@@ -1,0 +1,337 @@
+//! Accuracy scores and eviction (`spec/verify.md` §4): the paper's procedure and ours.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use babel_core::Instant;
+use babel_wire::Prefix;
+use serde::Serialize;
+
+/// Which accuracy rule decides eviction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// The network paper as written: `A[d] = (A[d] + a)/2`, `s = mean(A)`, evict if `s < S`.
+    Paper,
+    /// Ours (§4.2): the same per-destination `A[d]`, but a neighbour is judged per destination:
+    /// evicted when one destination fails (`a < S`) at two checks at least `window` apart with no
+    /// passing check between. The mean cannot hide a lie on a few routes, and an honest relay of
+    /// somebody else's lie has `window` to correct itself.
+    Confirmed,
+}
+
+/// Scoring constants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreConfig {
+    /// `S`: lowest allowed accuracy (the paper's example 0.8).
+    pub threshold: f64,
+    /// Rule that evicts.
+    pub rule: Rule,
+    /// [`Rule::Confirmed`]: the shortest time between the first failing check of a destination
+    /// and the failing check that confirms it.
+    pub window: Duration,
+    /// How long a first eviction lasts; doubles with each further eviction.
+    pub hold: Duration,
+    /// Longest eviction.
+    pub max_hold: Duration,
+    /// [`Rule::Confirmed`]: a check that found the route black-holed (§3.4) confirms an
+    /// eviction only this long after the first failure: loops are often made by a liar further
+    /// away, and last until its own neighbours evict it.
+    pub black_hole_window: Duration,
+    /// Destinations remembered per neighbour (least recently checked forgotten first).
+    pub max_destinations: usize,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig {
+            threshold: 0.8,
+            rule: Rule::Confirmed,
+            window: Duration::from_secs(20),
+            hold: Duration::from_secs(300),
+            max_hold: Duration::from_secs(86_400),
+            black_hole_window: Duration::from_secs(45),
+            max_destinations: 64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct DestScore {
+    /// The paper's `A[d]`.
+    a: f64,
+    /// First failing check of the current run of failures.
+    first_fail: Option<Instant>,
+    last: Instant,
+}
+
+/// What a check did to a neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing changed in its standing.
+    Kept,
+    /// It is evicted now, until the given time.
+    Evicted(Instant),
+}
+
+/// The accuracy state of one neighbour (bounded: [`ScoreConfig::max_destinations`]).
+#[derive(Clone, Debug, Default)]
+pub struct NeighbourScore {
+    dests: BTreeMap<Prefix, DestScore>,
+    evicted_until: Option<Instant>,
+    /// Until when any failing check evicts at once (probation after readmission).
+    probation_until: Option<Instant>,
+    evictions: u32,
+}
+
+impl NeighbourScore {
+    /// The neighbour's score `s` under `rule`: the mean of `A` (paper) or its minimum (ours); 1
+    /// with no checks.
+    pub fn score(&self, rule: Rule) -> f64 {
+        if self.dests.is_empty() {
+            return 1.0;
+        }
+        match rule {
+            Rule::Paper => self.dests.values().map(|d| d.a).sum::<f64>() / self.dests.len() as f64,
+            Rule::Confirmed => self.dests.values().map(|d| d.a).fold(1.0, f64::min),
+        }
+    }
+
+    /// The per-destination score `A[d]`.
+    pub fn destination(&self, prefix: &Prefix) -> Option<f64> {
+        self.dests.get(prefix).map(|d| d.a)
+    }
+
+    /// Destinations remembered.
+    pub fn destinations(&self) -> usize {
+        self.dests.len()
+    }
+
+    /// Whether the neighbour is evicted at `now`.
+    pub fn is_evicted(&self, now: Instant) -> bool {
+        self.evicted_until.is_some_and(|t| now < t)
+    }
+
+    /// When the current eviction ends.
+    pub fn evicted_until(&self) -> Option<Instant> {
+        self.evicted_until
+    }
+
+    /// How many times it was evicted.
+    pub fn evictions(&self) -> u32 {
+        self.evictions
+    }
+
+    /// Records one check of the route to `prefix` through this neighbour with accuracy `a`
+    /// (§4.1 update, then §4.2 or the paper's rule).
+    pub fn record(&mut self, now: Instant, cfg: &ScoreConfig, prefix: Prefix, a: f64) -> Verdict {
+        self.record_check(now, cfg, prefix, a, false)
+    }
+
+    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2).
+    pub fn record_check(
+        &mut self,
+        now: Instant,
+        cfg: &ScoreConfig,
+        prefix: Prefix,
+        a: f64,
+        black_hole: bool,
+    ) -> Verdict {
+        let a = a.clamp(0.0, 1.0);
+        crate::bounded::make_room(&mut self.dests, cfg.max_destinations, &prefix, |d| d.last);
+        let d = self.dests.entry(prefix).or_insert(DestScore {
+            a: 1.0,
+            first_fail: None,
+            last: now,
+        });
+        d.a = (d.a + a) / 2.0;
+        d.last = now;
+        let failed = a < cfg.threshold;
+        let confirmed = if failed {
+            let first = *d.first_fail.get_or_insert(now);
+            let window = if black_hole {
+                cfg.black_hole_window.max(cfg.window)
+            } else {
+                cfg.window
+            };
+            now.saturating_since(first) >= window
+        } else {
+            d.first_fail = None;
+            false
+        };
+        if self.is_evicted(now) {
+            return Verdict::Kept;
+        }
+        let on_probation = self.probation_until.is_some_and(|t| now < t);
+        let evict = match cfg.rule {
+            Rule::Paper => self.score(Rule::Paper) < cfg.threshold,
+            Rule::Confirmed => confirmed || (failed && on_probation),
+        };
+        if !evict {
+            return Verdict::Kept;
+        }
+        let shift = self.evictions.min(16);
+        let hold = cfg.hold.saturating_mul(1u32 << shift).min(cfg.max_hold);
+        self.evictions = self.evictions.saturating_add(1);
+        let until = now + hold;
+        self.evicted_until = Some(until);
+        self.probation_until = Some(until + hold);
+        Verdict::Evicted(until)
+    }
+
+    /// §4.3: ends an eviction whose hold has passed. The neighbour is back on probation: its
+    /// per-destination scores are kept, and under [`Rule::Confirmed`] one failing check during
+    /// the probation (as long as the hold) evicts it again, for twice as long. Returns true if it
+    /// was readmitted now.
+    pub fn readmit(&mut self, now: Instant) -> bool {
+        match self.evicted_until {
+            Some(t) if now >= t => {
+                self.evicted_until = None;
+                // Failures older than the eviction do not count towards a new one.
+                for d in self.dests.values_mut() {
+                    d.first_fail = None;
+                    d.a = d.a.max(0.5);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn p(i: u8) -> Prefix {
+        Prefix::host(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(i),
+        )))
+    }
+
+    fn t(s: u64) -> Instant {
+        Instant::from_secs(s)
+    }
+
+    /// §4.1: a single check halves the gap to a (the paper's update).
+    #[test]
+    fn per_destination_update_halves_gap() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        n.record(t(1), &cfg, p(1), 0.5);
+        assert!((n.destination(&p(1)).unwrap_or(0.0) - 0.75).abs() < 1e-9);
+        n.record(t(2), &cfg, p(1), 0.5);
+        assert!((n.destination(&p(1)).unwrap_or(0.0) - 0.625).abs() < 1e-9);
+    }
+
+    /// §4.1 (the paper's weakness): lying 2x on 40% of destinations never brings the mean under
+    /// 0.8, while the confirmed rule evicts.
+    #[test]
+    fn partial_liar_escapes_paper_rule_but_not_confirmed() {
+        let paper = ScoreConfig {
+            rule: Rule::Paper,
+            ..ScoreConfig::default()
+        };
+        let ours = ScoreConfig::default();
+        let mut a = NeighbourScore::default();
+        let mut b = NeighbourScore::default();
+        let mut evicted_paper = false;
+        let mut evicted_ours = None;
+        for round in 0..30u64 {
+            // Honest destinations first: the mean is over every destination checked.
+            for d in (0..10u8).rev() {
+                let acc = if d < 4 { 0.5 } else { 1.0 };
+                let now = t(round * 100 + u64::from(d));
+                evicted_paper |= matches!(a.record(now, &paper, p(d), acc), Verdict::Evicted(_));
+                if let Verdict::Evicted(_) = b.record(now, &ours, p(d), acc) {
+                    evicted_ours.get_or_insert(round);
+                }
+            }
+        }
+        assert!(!evicted_paper);
+        assert!(a.score(Rule::Paper) >= 0.8);
+        assert_eq!(evicted_ours, Some(1));
+    }
+
+    /// §4.2: an isolated failing check (noise, or a relay that corrects itself) does not evict.
+    #[test]
+    fn isolated_failure_is_forgiven() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(30), &cfg, p(1), 1.0), Verdict::Kept);
+        assert_eq!(n.record(t(60), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(70), &cfg, p(1), 0.5), Verdict::Kept);
+        assert!(matches!(
+            n.record(t(90), &cfg, p(1), 0.5),
+            Verdict::Evicted(_)
+        ));
+    }
+
+    /// §4.3: eviction lasts `hold`, doubles on a repeat, and probation re-evicts on one failure.
+    #[test]
+    fn eviction_hold_doubles_and_probation() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        n.record(t(0), &cfg, p(1), 0.1);
+        let Verdict::Evicted(until) = n.record(t(30), &cfg, p(1), 0.1) else {
+            panic!("not evicted");
+        };
+        assert_eq!(until, t(330));
+        assert!(n.is_evicted(t(329)));
+        assert!(!n.readmit(t(329)));
+        assert!(n.readmit(t(330)));
+        assert!(!n.is_evicted(t(330)));
+        // Passing checks keep it in.
+        assert_eq!(n.record(t(340), &cfg, p(1), 1.0), Verdict::Kept);
+        let Verdict::Evicted(until2) = n.record(t(350), &cfg, p(2), 0.3) else {
+            panic!("probation failure did not evict");
+        };
+        assert_eq!(until2, t(350 + 600));
+        assert_eq!(n.evictions(), 2);
+    }
+
+    /// §4.2: black holes confirm only after the longer window.
+    #[test]
+    fn black_holes_confirm_later() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        n.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert_eq!(n.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert!(matches!(
+            n.record_check(t(45), &cfg, p(1), 0.0, true),
+            Verdict::Evicted(_)
+        ));
+        // A lie found by an answered check still confirms after `window`.
+        let mut m = NeighbourScore::default();
+        m.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert!(matches!(
+            m.record_check(t(20), &cfg, p(1), 0.5, false),
+            Verdict::Evicted(_)
+        ));
+    }
+
+    /// §6: state per neighbour is bounded.
+    #[test]
+    fn destinations_bounded() {
+        let cfg = ScoreConfig {
+            max_destinations: 8,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        for d in 0..100u8 {
+            n.record(t(u64::from(d)), &cfg, p(d), 1.0);
+        }
+        assert_eq!(n.destinations(), 8);
+        assert!(n.destination(&p(99)).is_some());
+        assert!(n.destination(&p(0)).is_none());
+    }
+}

@@ -1,0 +1,314 @@
+//! The verifier and the responder together, through the encoded TLVs (`spec/verify.md` §2-§6).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use babel_core::Instant;
+use babel_wire::{Prefix, RouterId};
+use verify::{
+    Action, Candidate, Check, CostModel, DropReason, HOP_LIMIT, Keyring, Neighbour, Reason,
+    Responder, SigningKey, Verdict, Verifier, VerifyConfig,
+};
+
+fn dest() -> Prefix {
+    Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)))
+}
+fn nb(i: u16) -> Neighbour {
+    Neighbour {
+        ifindex: 1,
+        address: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
+    }
+}
+fn cand(n: u16, metric: u16, selected: bool) -> Candidate {
+    Candidate {
+        prefix: dest(),
+        neighbour: nb(n),
+        metric,
+        feasible: true,
+        selected,
+    }
+}
+
+struct World {
+    v: Verifier,
+    r: Responder,
+    now: Instant,
+    /// Links the path through each neighbour crosses, and its delivery ratio (every k-th lost).
+    hops: u8,
+    lose_every: u16,
+    /// Applied to every Remote IHU on its way back.
+    tamper: fn(&mut Vec<u8>),
+    delivered: Vec<Vec<u8>>,
+}
+
+const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
+
+fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World {
+    let mut ring = Keyring::new(16);
+    ring.bind(dest(), bound_key);
+    let now = Instant::from_secs(1000);
+    let mut v = Verifier::new(cfg, ME, ring, 7, now);
+    v.mark_used(now, dest());
+    World {
+        v,
+        r: Responder::new(dest_key.clone(), 1, 64),
+        now,
+        hops: 3,
+        lose_every: 0,
+        tamper: |_| {},
+        delivered: Vec::new(),
+    }
+}
+
+impl World {
+    /// Runs until the next check ends; returns it.
+    fn run_check(&mut self, cands: &[Candidate]) -> Check {
+        let mut sent = 0u16;
+        for _ in 0..10_000 {
+            self.now = self.v.poll_timeout().max(self.now);
+            self.v.mark_used(self.now, dest());
+            for a in self.v.handle_timeout(self.now, cands) {
+                match a {
+                    Action::SendRemoteHello { hello, .. } => {
+                        sent += 1;
+                        if self.lose_every != 0 && sent.is_multiple_of(self.lose_every) {
+                            continue;
+                        }
+                        self.r.handle_remote_hello(
+                            self.now,
+                            &hello,
+                            HOP_LIMIT + 1 - self.hops,
+                            true,
+                        );
+                        if let Some(mut t) =
+                            self.r
+                                .answer(self.now, hello.origin, hello.via, hello.prefix)
+                        {
+                            (self.tamper)(&mut t);
+                            self.delivered.push(t.clone());
+                            let _ = self.v.handle_remote_ihu(self.now, &t);
+                        }
+                    }
+                    Action::Checked(c) => return c,
+                    Action::Standing { .. } => {}
+                }
+            }
+        }
+        panic!("no check");
+    }
+}
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&[b; 32])
+}
+
+/// §1-§2: an honest route is measured at hops × nominal cost, and scores 1.
+#[test]
+fn honest_route_scores_one() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let c = w.run_check(&[cand(1, 288, true)]);
+    // A route first seen is the baseline: the paper's random choice picks it.
+    assert_eq!(c.reason, Reason::Random);
+    assert_eq!(c.cost, Some(288));
+    assert_eq!(c.accuracy, Some(1.0));
+    assert_eq!(c.correction, None);
+    assert_eq!(c.verdict, Verdict::Kept);
+    let n = w.v.counters();
+    assert_eq!(n.probes_sent, 20);
+    assert_eq!(n.answers, 20);
+    assert_eq!(n.checks, 1);
+}
+
+/// §4-§5: a liar (m = c/2) is corrected at the first check and evicted at the confirming one;
+/// the engine accuracy falls under the threshold; it is readmitted after the hold.
+#[test]
+fn liar_corrected_then_evicted_then_readmitted() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let cands = [cand(1, 144, true)];
+    let c1 = w.run_check(&cands);
+    assert_eq!(c1.accuracy, Some(0.5));
+    let (m, until) = c1.correction.expect("corrected");
+    assert_eq!(m, 288);
+    assert!(until > w.now);
+    assert_eq!(c1.verdict, Verdict::Kept);
+    let mut evicted = None;
+    for _ in 0..6 {
+        let c = w.run_check(&cands);
+        if let Verdict::Evicted(t) = c.verdict {
+            evicted = Some(t);
+            break;
+        }
+    }
+    let until = evicted.expect("evicted");
+    assert!(w.v.engine_accuracy(w.now, &nb(1), 500) < 500);
+    assert_eq!(w.v.counters().evictions, 1);
+    // Readmission after the hold.
+    let acts = w.v.handle_timeout(until, &cands);
+    assert!(acts.contains(&Action::Standing {
+        neighbour: nb(1),
+        evicted: false
+    }));
+    assert!(w.v.engine_accuracy(until, &nb(1), 500) >= 500);
+}
+
+/// §1.2: an honest neighbour on a lossy path (wired 2-out-of-3 costs) keeps accuracy 1.
+#[test]
+fn lossy_honest_path_not_penalised() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    w.lose_every = 4;
+    for _ in 0..5 {
+        let c = w.run_check(&[cand(1, 288, true)]);
+        assert_eq!(c.accuracy, Some(1.0));
+    }
+    // With ETX costs, the delivery ratio raises c, but stays under the honest ETX sum.
+    let cfg = VerifyConfig {
+        cost: CostModel {
+            hop_cost: 256,
+            loss_in_metric: true,
+            ..CostModel::default()
+        },
+        ..VerifyConfig::default()
+    };
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.lose_every = 4;
+    // Per link delivery 0.75^(1/3) ≈ 0.909 one way; honest ETX ≥ 3 × 256 / 0.909 = 845.
+    let c = w.run_check(&[cand(1, 845, true)]);
+    assert!(c.cost.unwrap() <= 845, "{:?}", c.cost);
+    assert_eq!(c.accuracy, Some(1.0));
+}
+
+/// §3: altered Remote IHUs are dropped (bad signature) and the session is unanswered.
+#[test]
+fn altered_ihu_dropped_and_counted() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    // An on-path node lowers the hop count in the report.
+    w.tamper = |t| {
+        let n = t.len();
+        t[n - 64 - 32 - 8 - 2 - 1] = 1;
+    };
+    let c = w.run_check(&[cand(1, 100, true)]);
+    assert_eq!(c.cost, None);
+    assert_eq!(c.verdict, Verdict::Kept);
+    let n = w.v.counters();
+    assert_eq!(n.bad_signature, 20);
+    assert_eq!(n.unanswered, 1);
+    assert_eq!(n.answers, 0);
+}
+
+/// §3.2: a report signed by a key not bound to the prefix (a forger) is dropped.
+#[test]
+fn unbound_key_dropped() {
+    let k = key(1);
+    let forger = key(2);
+    let mut w = world(
+        VerifyConfig::default(),
+        &forger,
+        *k.verifying_key().as_bytes(),
+    );
+    let c = w.run_check(&[cand(1, 100, true)]);
+    assert_eq!(c.cost, None);
+    assert_eq!(w.v.counters().unbound_key, 20);
+}
+
+/// §3.3: replayed and unexpected Remote IHUs are dropped and counted; junk never panics.
+#[test]
+fn replayed_unexpected_and_junk_dropped() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let cands = [cand(1, 288, true)];
+    w.run_check(&cands);
+    let old = w.delivered.clone();
+    // Outside a session: unexpected.
+    assert_eq!(
+        w.v.handle_remote_ihu(w.now, &old[5]),
+        Err(DropReason::Unexpected)
+    );
+    // During the next session: the old answers are replays (or out of the seqno range).
+    w.tamper = |_| {};
+    let mut replays = 0;
+    w.now = w.v.poll_timeout();
+    for a in w.v.handle_timeout(w.now, &cands) {
+        if let Action::SendRemoteHello { .. } = a {
+            for t in &old {
+                if w.v.handle_remote_ihu(w.now, t).is_err() {
+                    replays += 1;
+                }
+            }
+            break;
+        }
+    }
+    assert_eq!(replays, old.len());
+    let n = w.v.counters();
+    assert!(n.replayed + n.unexpected >= old.len() as u64);
+    for len in 0..300usize {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+        let _ = w.v.handle_remote_ihu(w.now, &junk);
+    }
+    assert!(w.v.counters().malformed > 0);
+}
+
+/// §6: the responder's state is bounded.
+#[test]
+fn responder_bounded() {
+    let mut r = Responder::new(key(3), 0, 8);
+    for i in 0..100u16 {
+        let h = babel_wire::RemoteHello {
+            seqno: i,
+            interval: 25,
+            origin: RouterId([1, 0, 0, 0, 0, 0, (i >> 8) as u8, i as u8]),
+            via: RouterId([2; 8]),
+            prefix: dest(),
+            timestamp: None,
+        };
+        assert!(r.handle_remote_hello(Instant::from_secs(u64::from(i)), &h, 60, true));
+    }
+    assert_eq!(r.sessions(), 8);
+    let h = babel_wire::RemoteHello {
+        seqno: 1,
+        interval: 0,
+        origin: RouterId([1; 8]),
+        via: RouterId([2; 8]),
+        prefix: dest(),
+        timestamp: None,
+    };
+    assert!(!r.handle_remote_hello(Instant::ZERO, &h, 60, true));
+    assert_eq!(r.refused, 1);
+    let _ = Duration::ZERO;
+}
+
+/// §2.4: the destination answers a session at most once per Remote IHU interval, and once more
+/// when the Remote Hellos stop; the last answer covers the whole session.
+#[test]
+fn responder_answer_pacing() {
+    let mut r = Responder::new(key(3), 0, 8);
+    let mut answers = Vec::new();
+    let start = Instant::from_secs(10);
+    for i in 0..20u16 {
+        let now = start + Duration::from_millis(250 * u64::from(i));
+        let h = babel_wire::RemoteHello {
+            seqno: 100 + i,
+            interval: 25,
+            origin: ME,
+            via: RouterId([2; 8]),
+            prefix: dest(),
+            timestamp: Some(1),
+        };
+        r.handle_remote_hello(now, &h, HOP_LIMIT - 2, true);
+        answers.extend(r.poll_answers(now));
+    }
+    assert_eq!(answers.len(), 5, "one per second over 5 s");
+    let t = r.poll_timeout().expect("an answer is pending");
+    assert!(t <= start + Duration::from_millis(250 * 19 + 375));
+    let last = r.poll_answers(t);
+    assert_eq!(last.len(), 1);
+    assert_eq!(r.poll_timeout(), None);
+    let s = verify::decode_signed_ihu(&last[0].3).unwrap();
+    assert_eq!(s.report.hops, 3);
+    assert_eq!(s.report.received_in(100, 20), 20);
+    assert_eq!(last[0].3.len(), 2 + 22 + 16 + 10 + 2 + verify::REPORT_LEN);
+}

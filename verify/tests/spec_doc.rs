@@ -1,0 +1,114 @@
+//! `spec/verify.md` and the code must agree: the defaults of §7 are those of
+//! `VerifyConfig::default()`, and the sizes and constants it states are the code's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use verify::{CorrectionConfig, VerifyConfig};
+
+fn doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/verify.md")).unwrap()
+}
+
+fn table() -> Vec<(String, String)> {
+    let d = doc();
+    let start = d.find("## 7. Configuration").unwrap();
+    d[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let c: Vec<String> = l
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect();
+            (c[0].clone(), c[1].clone())
+        })
+        .collect()
+}
+
+fn dur(s: &str) -> Duration {
+    if let Some(ms) = s.strip_suffix(" ms") {
+        Duration::from_millis(ms.parse().unwrap())
+    } else {
+        Duration::from_secs(s.strip_suffix(" s").unwrap().parse().unwrap())
+    }
+}
+
+#[test]
+fn defaults_table_matches_code() {
+    let c = VerifyConfig::default();
+    let t = table();
+    assert_eq!(t.len(), 22, "{t:?}");
+    for (k, v) in &t {
+        let ok = match k.as_str() {
+            "hop_cost" => c.cost.hop_cost.to_string() == *v,
+            "loss_in_metric" => c.cost.loss_in_metric.to_string() == *v,
+            "z" => v.parse::<f64>().unwrap() == c.cost.z,
+            "cycle" => dur(v) == c.schedule.cycle,
+            "probes" => c.schedule.probes.to_string() == *v,
+            "probe_interval" => dur(v) == c.schedule.probe_interval,
+            "answer_wait" => dur(v) == c.schedule.answer_wait,
+            "used_window" => dur(v) == c.schedule.used_window,
+            "recheck_after" => dur(v) == c.schedule.recheck_after,
+            "evidence_window" => dur(v) == c.schedule.evidence_window,
+            "black_hole_window" => dur(v) == c.score.black_hole_window,
+            "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
+            "threshold" => v.parse::<f64>().unwrap() == c.score.threshold,
+            "window" => dur(v) == c.score.window,
+            "hold" => dur(v) == c.score.hold,
+            "max_hold" => dur(v) == c.score.max_hold,
+            "c1" => v.parse::<f64>().unwrap() == c.correction.c1,
+            "c2" => v.parse::<f64>().unwrap() == c.correction.c2,
+            "tolerance" => v.parse::<f64>().unwrap() == c.correction.tolerance,
+            "first" => dur(v) == c.correction.first,
+            "min" => dur(v) == c.correction.min,
+            "max" => dur(v) == c.correction.max,
+            other => panic!("unknown option {other}"),
+        };
+        assert!(ok, "{k} = {v}");
+    }
+    // §4.2: the recheck comes after the confirmation window.
+    assert!(c.schedule.recheck_after >= c.score.window);
+}
+
+#[test]
+fn stated_constants_and_examples() {
+    let d = doc();
+    assert!(d.contains(&format!("type {}", verify::REPORT_SUB_TLV)));
+    assert!(d.contains(&format!("length {}", verify::REPORT_LEN)));
+    assert!(d.contains(&format!(
+        "`DERIVED_MIN_BITS` = {}",
+        verify::DERIVED_MIN_BITS
+    )));
+    assert!(d.contains(&format!("`HOP_LIMIT` = {}", verify::HOP_LIMIT)));
+    let cc = CorrectionConfig::default();
+    for (since, stated) in [(60u64, 164u64), (30, 465), (10, 2415)] {
+        let got = cc
+            .duration(Some(Duration::from_secs(since)))
+            .as_secs_f64()
+            .round() as u64;
+        assert_eq!(got, stated, "d = {since} s");
+        assert!(d.contains(&format!("{since} s after")) || since == 60);
+    }
+    // §2.4 sizes: 46/98 and 167/219 octets.
+    let hello = babel_wire::Message::RemoteHello(babel_wire::RemoteHello {
+        seqno: 1,
+        interval: 25,
+        origin: babel_wire::RouterId([1; 8]),
+        via: babel_wire::RouterId([2; 8]),
+        prefix: "fd00::1/128".parse().unwrap(),
+        timestamp: Some(5),
+    });
+    let pkts =
+        babel_wire::encode(&[hello], &babel_wire::EncodeOptions::for_link_mtu(1500)).unwrap();
+    assert_eq!(pkts[0].len(), 4 + 46);
+    assert!(d.contains("a Remote Hello is a 46-octet TLV, 98 octets"));
+    let ihu_tlv = 2 + 22 + 16 + 10 + 2 + verify::REPORT_LEN;
+    assert_eq!(ihu_tlv, 167);
+    assert!(d.contains("a Remote IHU is a 167-octet TLV, 219 octets"));
+    assert_eq!(20 * (46 + 52) + 6 * (167 + 52), 3274);
+    assert!(d.contains("20·98 + 6·219 = 3274 octets"));
+}
