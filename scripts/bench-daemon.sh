@@ -7,7 +7,8 @@
 #               The sender is babeld-rs in every run; only the receiver changes (babeld-rs,
 #               Debian's babeld, and BIRD 2 when installed). Memory: peak RSS (VmHWM) while
 #               learning and re-advertising, steady RSS (VmRSS) and private anonymous memory
-#               (RssAnon) 10 s after the last route is in. HEAPTRACK=1 runs the babeld-rs
+#               (RssAnon) 10 s after the last route is in. RECEIVERS="rs bd bird" picks the
+#               receivers. HEAPTRACK=1 runs the babeld-rs
 #               receiver under heaptrack and keeps the profile in /tmp.
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
@@ -88,6 +89,8 @@ full_table() {
   echo "receiver   routes-in-kernel   time-s   cpu-s   peak-rss-MiB   steady-rss-MiB   steady-anon-MiB   udp6-rcvbuf-errors"
   local kinds=(rs bd)
   command -v bird >/dev/null && kinds+=(bird)
+  # RECEIVERS="rs" (or "rs bd", ...) measures only those receivers.
+  if [ -n "${RECEIVERS:-}" ]; then read -r -a kinds <<< "$RECEIVERS"; fi
   [ -n "${HEAPTRACK:-}" ] && kinds=(rsh)
   for kind in "${kinds[@]}"; do
     mkns s$kind; mkns r$kind; link s$kind r$kind
