@@ -4,7 +4,12 @@
 #
 #   full-table  N routes (default 100000) announced by one node and learned by a neighbour: time
 #               until all are in the receiver's kernel, the receiver's CPU seconds and peak RSS.
-#               The sender is babeld-rs in both runs; only the receiver changes.
+#               The sender is babeld-rs in every run; only the receiver changes (babeld-rs,
+#               Debian's babeld, and BIRD 2 when installed). Memory: peak RSS (VmHWM) while
+#               learning and re-advertising, steady RSS (VmRSS) and private anonymous memory
+#               (RssAnon) 10 s after the last route is in. RECEIVERS="rs bd bird" picks the
+#               receivers. HEAPTRACK=1 runs the babeld-rs
+#               receiver under heaptrack and keeps the profile in /tmp.
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
@@ -14,8 +19,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 command -v babeld >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq babeld >/dev/null; }
-cargo build --release -q -p daemon
-BIN=$PWD/target/release/babeld-rs
+# BIN=path/to/babeld-rs measures a binary built elsewhere (e.g. main, for a before/after).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p daemon
+  BIN=$PWD/target/release/babeld-rs
+fi
 tag="bench$$"
 work=$(mktemp -d)
 pids=()
@@ -44,22 +52,47 @@ link() {
 start() {
   local kind=$1 n=$2 conf=$3; shift 3
   local prog=$BIN; [ "$kind" = bd ] && prog=babeld
-  ip netns exec "$tag$n" "$prog" -I "$work/$n.pid" -S "$work/$n.state" -L "$work/$n.log" -h 1 -H 1 \
+  local wrap=()
+  if [ "$kind" = rsh ]; then wrap=(heaptrack -o "/tmp/babeld-rs-heap.$$"); fi
+  if [ "$kind" = bird ]; then
+    printf 'router id 10.0.0.2;\nprotocol device {}\nprotocol kernel { ipv6 { export all; }; }\nprotocol babel { interface "*" { type wired; }; ipv6 { import all; export none; }; }\n' > "$work/bird.conf"
+    ip netns exec "$tag$n" bird -f -c "$work/bird.conf" -s "$work/$n.bird.ctl" >/dev/null 2>&1 &
+    pids+=($!)
+    echo $!
+    return
+  fi
+  ip netns exec "$tag$n" "${wrap[@]}" "$prog" -I "$work/$n.pid" -S "$work/$n.state" -L "$work/$n.log" -h 1 -H 1 \
     -c "$conf" "$@" >/dev/null 2>&1 &
   pids+=($!)
   echo $!
 }
-count6() { ip -n "$tag$1" -6 route show proto 42 2>/dev/null | grep -vc '^unreachable' || true; }
+count6() { ip -n "$tag$1" -6 route show proto "${2:-42}" 2>/dev/null | grep -vc '^unreachable' || true; }
 cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+rss_mb() { awk -v k="${2:-VmHWM}:" '$1 == k {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# The pid of the routing daemon itself under `ip netns exec` (and heaptrack's wrapper).
+daemon_pid() {
+  local p=$1 c
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    case $(cat "/proc/$p/comm" 2>/dev/null) in babeld-rs|babeld|bird) echo "$p"; return ;; esac
+    c=$(cat "/proc/$p/task/$p/children" 2>/dev/null | awk '{print $1}')
+    [ -n "$c" ] || { echo "$p"; return; }
+    p=$c
+  done
+  echo "$p"
+}
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}'; }
 
 full_table() {
   local n=${1:-100000} kind
   echo "== full table: $n IPv6 /128 routes from one babeld-rs sender to a receiver"
-  echo "receiver   routes-in-kernel   time-s   cpu-s   peak-rss-MiB   udp6-rcvbuf-errors"
-  for kind in rs bd; do
+  echo "receiver   routes-in-kernel   time-s   cpu-s   peak-rss-MiB   steady-rss-MiB   steady-anon-MiB   udp6-rcvbuf-errors"
+  local kinds=(rs bd)
+  command -v bird >/dev/null && kinds+=(bird)
+  # RECEIVERS="rs" (or "rs bd", ...) measures only those receivers.
+  if [ -n "${RECEIVERS:-}" ]; then read -r -a kinds <<< "$RECEIVERS"; fi
+  [ -n "${HEAPTRACK:-}" ] && kinds=(rsh)
+  for kind in "${kinds[@]}"; do
     mkns s$kind; mkns r$kind; link s$kind r$kind
     ip -n "${tag}s$kind" link add bh0 type ifb; ip -n "${tag}s$kind" link set bh0 up
     # n routes fd55:i/128 on the sender, redistributed.
@@ -73,17 +106,22 @@ full_table() {
     local rpid; rpid=$(start "$kind" "r$kind" "$work/r.conf" "r${kind}s$kind")
     # start ran in a subshell: record the receiver here so cleanup stops it.
     pids+=("$rpid")
+    local proto=42; [ "$kind" = bird ] && proto=bird
     local got=0 limit=300
     while :; do
-      got=$(count6 "r$kind")
+      got=$(count6 "r$kind" "$proto")
       [ "$got" -ge "$n" ] && break
       if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN {exit !(b-a > l)}'; then break; fi
       sleep 0.5
     done
     local t; t=$(elapsed "$t0")
     local errs; errs=$(ip netns exec "${tag}r$kind" awk '/Udp6RcvbufErrors/ {print $2}' /proc/net/snmp6)
-    local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"
-    printf '%-10s %-18s %-8s %-7s %-14s %s\n' "$name" "$got/$n" "$t" "$(cpu_s "$rpid")" "$(rss_mb "$rpid")" "$errs"
+    local dpid; dpid=$(daemon_pid "$rpid")
+    sleep 10
+    local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+    [ "$kind" = rsh ] && name="(heaptrack)"
+    printf '%-10s %-18s %-8s %-7s %-14s %-16s %-17s %s\n' "$name" "$got/$n" "$t" "$(cpu_s "$dpid")" \
+      "$(rss_mb "$dpid")" "$(rss_mb "$dpid" VmRSS)" "$(rss_mb "$dpid" RssAnon)" "$errs"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     pids=()

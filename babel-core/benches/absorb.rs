@@ -3,12 +3,49 @@
 //!
 //! `CARGO_TARGET_DIR=/work/target-core cargo bench -p babel-core --bench absorb [-- ROUTES]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+// The counting global allocator below is the one `unsafe` here: `GlobalAlloc` is an unsafe trait.
+#![allow(unsafe_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use babel_core::{Config, Destination, Engine, Instant, InterfaceConfig, InterfaceKind};
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
+
+/// The system allocator, counting the bytes live on the heap: the engine's own bytes per route,
+/// without the allocator's slack and page rounding that the RSS figures include.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -86,12 +123,14 @@ fn main() {
     drop(updates);
     while e.poll_transmit().is_some() {}
     let rss0 = rss_kib();
+    let heap0 = live();
     let t0 = std::time::Instant::now();
     for p in &packets {
         e.handle_packet(now, 1, nb, Destination::Multicast, p);
     }
     let absorb = t0.elapsed();
     let rss_absorbed = rss_kib();
+    let heap_absorbed = live();
     let mut installs = 0;
     while e.poll_route().is_some() {
         installs += 1;
@@ -108,6 +147,7 @@ fn main() {
     }
     let flush = t1.elapsed();
     let rss1 = rss_kib();
+    let heap1 = live();
     drop(packets);
     let per_route = (rss1.saturating_sub(rss0) * 1024) as f64 / f64::from(n);
     println!("routes                     {n}");
@@ -126,6 +166,17 @@ fn main() {
     println!(
         "RSS growth after absorb    {} KiB ({per_route_absorbed:.0} bytes/route)",
         rss_absorbed.saturating_sub(rss0)
+    );
+    let per = |h: usize| h.saturating_sub(heap0) as f64 / f64::from(n);
+    println!(
+        "engine heap after absorb   {} KiB ({:.0} bytes/route, pending updates included)",
+        heap_absorbed.saturating_sub(heap0) / 1024,
+        per(heap_absorbed)
+    );
+    println!(
+        "engine heap after re-advert {} KiB ({:.0} bytes/route: route table + source table)",
+        heap1.saturating_sub(heap0) / 1024,
+        per(heap1)
     );
     println!(
         "RSS growth after re-advert {} KiB ({per_route:.0} bytes/route, incl. source table)",

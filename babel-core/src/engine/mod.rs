@@ -69,13 +69,60 @@ pub enum EngineError {
     NoSuchNeighbour,
 }
 
-/// A destination: prefix and optional source prefix (RFC 9079).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// An output queue keeps at most this many slots once drained: a burst (a full table learned or
+/// withdrawn) grows it to the burst's size, and without this the capacity would stay allocated
+/// for the life of the engine (tens of MiB at 100,000 routes, see `docs/benchmarks.md`).
+const QUEUE_KEEP: usize = 64;
+
+/// Pops the next output; when the queue is empty, gives a burst's capacity back.
+fn pop_releasing<T>(q: &mut VecDeque<T>) -> Option<T> {
+    let next = q.pop_front();
+    if next.is_none() && q.capacity() > QUEUE_KEEP {
+        q.shrink_to(QUEUE_KEEP);
+    }
+    next
+}
+
+/// A destination: prefix and optional source prefix (RFC 9079). Ordered as the derived order of
+/// `(prefix, src_prefix)` would be (IPv4 before IPv6, then address, then length; no source
+/// prefix first), but compared as integers: every table lookup compares keys, and the derived
+/// comparison of `IpAddr` byte by byte was the engine's hottest function in the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RouteKey {
     /// Destination prefix.
     pub prefix: Prefix,
     /// Source prefix, for source-specific routes.
     pub src_prefix: Option<Prefix>,
+}
+
+/// A prefix as integers that order as `Prefix`'s derived `Ord` does.
+#[inline]
+fn prefix_order(p: &Prefix) -> (u8, u128, u8) {
+    match p.addr() {
+        IpAddr::V4(a) => (0, u128::from(u32::from(a)), p.len()),
+        IpAddr::V6(a) => (1, u128::from(a), p.len()),
+    }
+}
+
+impl Ord for RouteKey {
+    #[inline]
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        prefix_order(&self.prefix)
+            .cmp(&prefix_order(&o.prefix))
+            .then_with(|| match (&self.src_prefix, &o.src_prefix) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) => prefix_order(a).cmp(&prefix_order(b)),
+            })
+    }
+}
+
+impl PartialOrd for RouteKey {
+    #[inline]
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 impl RouteKey {
@@ -224,7 +271,7 @@ impl Engine {
         if !self.outbox.is_empty() {
             self.flush_outbox();
         }
-        self.transmits.pop_front()
+        pop_releasing(&mut self.transmits)
     }
 
     /// Queues a small message (request, Ack) so that those produced by one input share packets.
@@ -241,12 +288,12 @@ impl Engine {
 
     /// Next kernel route change.
     pub fn poll_route(&mut self) -> Option<RouteChange> {
-        self.route_changes.pop_front()
+        pop_releasing(&mut self.route_changes)
     }
 
     /// Next observer event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        pop_releasing(&mut self.events)
     }
 
     fn event(&mut self, e: Event) {

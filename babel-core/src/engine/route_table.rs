@@ -392,6 +392,52 @@ mod tests {
         RouteKey::new(s.parse::<Prefix>().unwrap_or_else(|_| panic!("{s}")))
     }
 
+    /// The integer comparison of `RouteKey` orders as the derived order of its fields would:
+    /// tables iterate in this order, and the conformance goldens depend on it.
+    #[test]
+    fn route_key_order_is_the_field_order() {
+        let prefixes: Vec<Prefix> = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "192.0.2.1/32",
+            "255.255.255.255/32",
+            "::/0",
+            "::/128",
+            "2001:db8::/32",
+            "2001:db8::/64",
+            "2001:db8:0:1::/64",
+            "fd00::/8",
+            "fe80::1/128",
+            "ffff::/16",
+            "::ffff:10.0.0.0/104",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap_or_else(|_| panic!("{s}")))
+        .collect();
+        let mut keys = Vec::new();
+        for p in &prefixes {
+            keys.push(RouteKey::new(*p));
+            for s in &prefixes {
+                keys.push(RouteKey {
+                    prefix: *p,
+                    src_prefix: Some(*s),
+                });
+            }
+        }
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(
+                    a.cmp(b),
+                    (a.prefix, a.src_prefix).cmp(&(b.prefix, b.src_prefix)),
+                    "{a:?} {b:?}"
+                );
+                assert_eq!(a.partial_cmp(b), Some(a.cmp(b)));
+            }
+        }
+    }
+
     fn new_route() -> RouteData {
         let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
         RouteData {

@@ -4,6 +4,7 @@
 //! ```text
 //! babelctl simulate --topology grid:10x10 --seed 7 --json
 //! babelctl simulate --topology ring:8 --event 120:link-down:0-1 --event 300:restart-fresh:4
+//! babelctl simulate --topology random --sweep 50,100,200 --csv sweep.csv --svg sweep.svg
 //! ```
 
 use std::time::Duration;
@@ -72,6 +73,16 @@ pub struct SimulateArgs {
     /// With --adversary: worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Sizes to sweep, e.g. `50,100,200`: runs `KIND:N` for each N, KIND being `--topology`'s
+    /// kind (line, ring, full, random), and prints one CSV row per size.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<usize>,
+    /// With `--sweep`: also write the CSV to this file.
+    #[arg(long)]
+    pub csv: Option<std::path::PathBuf>,
+    /// With `--sweep`: write the convergence-time and message-count curves as an SVG plot.
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
@@ -100,6 +111,129 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// One size of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    /// Nodes.
+    pub nodes: usize,
+    /// Links.
+    pub links: usize,
+    /// Convergence time (virtual), seconds; `None` if it did not converge.
+    pub convergence_s: Option<f64>,
+    /// Messages sent in all.
+    pub messages: u64,
+    /// Wall-clock seconds the simulation took.
+    pub wall_s: f64,
+}
+
+/// The sweep as CSV, a header line first.
+pub fn sweep_csv(rows: &[SweepRow]) -> String {
+    let mut out = String::from("nodes,links,convergence_s,messages,messages_per_node,wall_s\n");
+    for r in rows {
+        let conv = r.convergence_s.map_or(String::new(), |c| format!("{c:.3}"));
+        let per = r.messages as f64 / r.nodes.max(1) as f64;
+        out.push_str(&format!(
+            "{},{},{conv},{},{per:.1},{:.3}\n",
+            r.nodes, r.links, r.messages, r.wall_s
+        ));
+    }
+    out
+}
+
+/// The sweep as an SVG plot: convergence time (left axis) and messages per node (right axis)
+/// against the number of nodes.
+pub fn sweep_svg(rows: &[SweepRow]) -> String {
+    let (w, h, m) = (640.0_f64, 400.0_f64, 60.0_f64);
+    let max_n = rows.iter().map(|r| r.nodes).max().unwrap_or(1).max(1) as f64;
+    let max_c = rows
+        .iter()
+        .filter_map(|r| r.convergence_s)
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let per = |r: &SweepRow| r.messages as f64 / r.nodes.max(1) as f64;
+    let max_m = rows.iter().map(per).fold(0.0_f64, f64::max).max(1e-9);
+    let x = |n: usize| m + (w - 2.0 * m) * n as f64 / max_n;
+    let y = |v: f64, max: f64| h - m - (h - 2.0 * m) * v / max;
+    let conv: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            r.convergence_s
+                .map(|c| format!("{:.1},{:.1}", x(r.nodes), y(c, max_c)))
+        })
+        .collect();
+    let msgs: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{:.1},{:.1}", x(r.nodes), y(per(r), max_m)))
+        .collect();
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+         <line x1=\"{m}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
+         <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{b}\" stroke=\"black\"/>\n\
+         <line x1=\"{r}\" y1=\"{m}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
+         <text x=\"{cx}\" y=\"{lx}\" text-anchor=\"middle\">nodes (max {max_n})</text>\n\
+         <text x=\"5\" y=\"{t}\" fill=\"steelblue\">convergence (max {max_c:.1} s)</text>\n\
+         <text x=\"{rr}\" y=\"{t}\" text-anchor=\"end\" fill=\"darkorange\">messages per node (max {max_m:.0})</text>\n",
+        b = h - m,
+        r = w - m,
+        cx = w / 2.0,
+        lx = h - m / 3.0,
+        t = m / 2.0,
+        rr = w - 5.0,
+    );
+    s.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"{}\"/>\n",
+        conv.join(" ")
+    ));
+    s.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"darkorange\" stroke-width=\"2\" stroke-dasharray=\"6 3\" points=\"{}\"/>\n",
+        msgs.join(" ")
+    ));
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Runs the sweep: one scenario per size, in order.
+fn sweep(args: &SimulateArgs) -> anyhow::Result<()> {
+    let kind = args
+        .topology
+        .split(':')
+        .next()
+        .unwrap_or("random")
+        .to_string();
+    let mut rows = Vec::new();
+    println!("{}", sweep_csv(&[]).trim_end());
+    for &n in &args.sweep {
+        let mut a = args.clone();
+        a.topology = format!("{kind}:{n}");
+        let s = scenario(&a)?;
+        let t0 = std::time::Instant::now();
+        let summary = run_scenario(&s)?;
+        let row = SweepRow {
+            nodes: summary.nodes,
+            links: summary.links,
+            convergence_s: summary.convergence_time_ms.map(|ms| ms as f64 / 1000.0),
+            messages: summary.messages_sent,
+            wall_s: t0.elapsed().as_secs_f64(),
+        };
+        print!(
+            "{}",
+            sweep_csv(std::slice::from_ref(&row))
+                .lines()
+                .nth(1)
+                .map_or(String::new(), |l| format!("{l}\n"))
+        );
+        rows.push(row);
+    }
+    if let Some(p) = &args.csv {
+        std::fs::write(p, sweep_csv(&rows)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.svg {
+        std::fs::write(p, sweep_svg(&rows)).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
@@ -188,6 +322,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if args.adversary {
         return run_adversary(args);
     }
+    if !args.sweep.is_empty() {
+        return sweep(args);
+    }
     let s = scenario(args)?;
     let summary = run_scenario(&s)?;
     if args.json {
@@ -223,4 +360,49 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         summary.routes_per_node.min, summary.routes_per_node.max, summary.routes_per_node.mean
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<SweepRow> {
+        vec![
+            SweepRow {
+                nodes: 10,
+                links: 12,
+                convergence_s: Some(4.5),
+                messages: 1000,
+                wall_s: 0.25,
+            },
+            SweepRow {
+                nodes: 20,
+                links: 30,
+                convergence_s: None,
+                messages: 5000,
+                wall_s: 1.5,
+            },
+        ]
+    }
+
+    #[test]
+    fn sweep_csv_has_one_row_per_size() {
+        assert_eq!(
+            sweep_csv(&rows()),
+            "nodes,links,convergence_s,messages,messages_per_node,wall_s\n\
+             10,12,4.500,1000,100.0,0.250\n\
+             20,30,,5000,250.0,1.500\n"
+        );
+    }
+
+    #[test]
+    fn sweep_svg_plots_both_curves() {
+        let svg = sweep_svg(&rows());
+        assert!(svg.starts_with("<svg "));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        // Convergence: only the size that converged; messages per node: both sizes, the
+        // largest at the top of the plot area (y = 60).
+        assert!(svg.contains("points=\"320.0,60.0\""), "{svg}");
+        assert!(svg.contains("points=\"320.0,228.0 580.0,60.0\""), "{svg}");
+    }
 }
