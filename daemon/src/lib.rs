@@ -10,6 +10,7 @@ pub mod control;
 pub mod ctl;
 pub mod discovery;
 pub mod netio;
+pub mod payments;
 pub mod record;
 pub mod redistribute;
 pub mod state;

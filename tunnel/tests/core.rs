@@ -706,18 +706,17 @@ fn poll_timeout_tracks_the_next_timer() {
     );
 }
 
-/// Records every call and drops packets to one destination.
+/// One call of the hook.
+type Seen = (
+    tunnel::hook::Direction,
+    tunnel::PeerId,
+    std::net::IpAddr,
+    usize,
+);
+
+/// Records every call and drops packets of one length.
 struct Recorder {
-    seen: std::sync::Arc<
-        std::sync::Mutex<
-            Vec<(
-                tunnel::hook::Direction,
-                tunnel::PeerId,
-                std::net::IpAddr,
-                usize,
-            )>,
-        >,
-    >,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
     drop_len: usize,
 }
 

@@ -5,6 +5,7 @@
 
 mod kernel;
 mod mesh;
+mod pay;
 mod run;
 mod tunnels;
 

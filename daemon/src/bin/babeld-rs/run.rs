@@ -217,6 +217,8 @@ struct Io {
     /// babeld, whose `change_route` takes them from the installed route.
     installed_in: HashMap<RouteKey, Placement>,
     mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
+    /// Installed routes' prices for the tunnels' metering, republished on route changes.
+    prices: Arc<daemon::payments::PriceTable>,
 }
 
 /// Where a route goes in the kernel: table and preferred source (from the `install` filter).
@@ -252,7 +254,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         }
     }
     // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
-    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces)?;
+    let prices = Arc::new(daemon::payments::PriceTable::default());
+    let meter_board = daemon::payments::MeterBoard::default();
+    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces, &prices, &meter_board)?;
     let links = netlink.links().context("reading links")?;
     let addrs = netlink.addresses().context("reading addresses")?;
 
@@ -341,6 +345,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
+    d.meters = meter_board;
     let mesh_events = mesh.map(|m| {
         d.mesh = m.views;
         m.events
@@ -386,6 +391,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         announced: Announcements::new(),
         installed_in: HashMap::new(),
         mesh_events,
+        prices,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -586,6 +592,9 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, clients: &mut HashMap<u64, C
             babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
         changes.push((c, table, pref_src));
+    }
+    if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
+        crate::pay::publish_prices(d, &io.prices);
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
