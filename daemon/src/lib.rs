@@ -14,6 +14,7 @@ pub mod kernel_check;
 pub mod memcaps;
 pub mod netio;
 pub mod pacing;
+pub mod payments;
 pub mod pidfile;
 pub mod record;
 pub mod redistribute;

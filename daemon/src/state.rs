@@ -155,6 +155,8 @@ pub struct Daemon {
     pub tunnels: Vec<std::sync::Arc<std::sync::Mutex<TunnelState>>>,
     /// Mesh interfaces (`type mesh`), as their drivers last saw them.
     pub mesh: Vec<std::sync::Arc<std::sync::Mutex<crate::discovery::MeshView>>>,
+    /// What the mesh tunnels metered, per neighbour (spec/payments.md).
+    pub meters: crate::payments::MeterBoard,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +186,7 @@ impl Daemon {
             flushed: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
+            meters: Default::default(),
         }
     }
 
@@ -322,6 +325,7 @@ impl Daemon {
             out.push(self.route_line(Change::Add, &r));
         }
         out.extend(crate::discovery::dump_lines(&self.mesh));
+        out.extend(crate::payments::dump_lines(&self.meters));
         out
     }
 
@@ -520,6 +524,7 @@ impl Daemon {
             routes: Vec<JRoute>,
             tunnels: Vec<TunnelState>,
             mesh: Vec<crate::discovery::MeshView>,
+            meters: Vec<crate::payments::MeterRow>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -572,6 +577,7 @@ impl Daemon {
             .collect();
         let j = J {
             tunnels,
+            meters: crate::payments::rows(&self.meters),
             mesh: self
                 .mesh
                 .iter()

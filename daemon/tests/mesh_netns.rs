@@ -311,6 +311,26 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
     ] {
         assert!(line.contains(field), "{line}");
     }
+    // The tunnels meter every inner packet (spec/payments.md, "Where the daemon meters"):
+    // Babel's own traffic crossed them both ways, so each neighbour's meter counted bytes.
+    let meters: Vec<&str> = dump_text
+        .lines()
+        .filter(|l| l.starts_with("add meter "))
+        .collect();
+    assert!(!meters.is_empty(), "{dump_text}");
+    let count = |l: &str, f: &str| -> u64 {
+        l.split(f)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        meters
+            .iter()
+            .any(|l| count(l, " bytes-in ") > 0 && count(l, " bytes-out ") > 0),
+        "{meters:?}"
+    );
     // The filter is in place while running and gone after exit.
     assert!(ns[2].exec(&["nft", "list", "tables"]).contains("babeld_rs"));
     for d in &mut daemons {

@@ -15,6 +15,7 @@ use crate::aead::{AeadProvider, default_provider};
 use crate::allowed_ips::{AllowedIps, IpPrefix};
 use crate::cookie::CookieChecker;
 use crate::error::{DropReason, TunnelError};
+use crate::hook::{Direction, PacketHook, Verdict};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::messages::{self, Message};
 use crate::noise::{self, Identity};
@@ -71,6 +72,8 @@ pub struct Device {
     /// cryptokey routing). Off when every peer has an interface of its own, which then
     /// identifies the sender.
     check_source: bool,
+    /// Metering and shaping of inner packets, if any.
+    hook: Option<Box<dyn PacketHook>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -109,6 +112,7 @@ impl Device {
             mtu: None,
             stats: DeviceStats::default(),
             check_source: true,
+            hook: None,
         }
     }
 
@@ -201,6 +205,10 @@ impl Device {
     /// the interface tells the kernel who sent a packet.
     pub fn set_source_check(&mut self, on: bool) {
         self.check_source = on;
+    }
+    /// Installs (or removes) the hook called for every inner packet (metering, shaping).
+    pub fn set_packet_hook(&mut self, hook: Option<Box<dyn PacketHook>>) {
+        self.hook = hook;
     }
     /// Forces (or clears) the under-load state (tests, operator knob).
     pub fn set_under_load(&mut self, on: bool) {
@@ -393,6 +401,13 @@ impl Device {
                 {
                     return Err(self.peer_drop(id, DropReason::NotAllowedSource));
                 }
+                if let Action::WriteToTunnel(packet, _) = &a
+                    && let Some(hook) = self.hook.as_mut()
+                    && let Some((_, _, dst)) = ip_header(packet)
+                    && hook.packet(Direction::In, id, dst, packet.len()) == Verdict::Drop
+                {
+                    return Err(self.peer_drop(id, DropReason::Policy));
+                }
                 Self::lift(id, Some(src), a)
             }
         }
@@ -430,6 +445,12 @@ impl Device {
         plaintext: &[u8],
         out: &'a mut [u8],
     ) -> Result<DeviceAction<'a>, TunnelError> {
+        if let Some(hook) = self.hook.as_mut()
+            && let Some((_, _, dst)) = ip_header(plaintext)
+            && hook.packet(Direction::Out, id, dst, plaintext.len()) == Verdict::Drop
+        {
+            return Err(self.peer_drop(id, DropReason::Policy));
+        }
         let Some(peer) = self.peers.get_mut(&id) else {
             return Err(TunnelError::NoSuchPeer);
         };

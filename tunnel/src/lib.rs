@@ -29,6 +29,7 @@ pub mod device;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod error;
+pub mod hook;
 #[cfg(test)]
 mod kat;
 pub mod keys;
@@ -46,6 +47,7 @@ pub use allowed_ips::{AllowedIps, IpPrefix};
 pub use config::{InterfaceConfig, PeerConfig};
 pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
+pub use hook::{PacketHook, Verdict};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey, generate_keypair};
 pub use peer::{Action, Peer, PeerOptions};
 pub use policy::ForwardingPolicy;

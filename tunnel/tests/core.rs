@@ -705,3 +705,74 @@ fn poll_timeout_tracks_the_next_timer() {
         due_b - now
     );
 }
+
+/// One call of the hook.
+type Seen = (
+    tunnel::hook::Direction,
+    tunnel::PeerId,
+    std::net::IpAddr,
+    usize,
+);
+
+/// Records every call and drops packets of one length.
+struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    drop_len: usize,
+}
+
+impl tunnel::PacketHook for Recorder {
+    fn packet(
+        &mut self,
+        direction: tunnel::hook::Direction,
+        peer: tunnel::PeerId,
+        destination: std::net::IpAddr,
+        len: usize,
+    ) -> tunnel::Verdict {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((direction, peer, destination, len));
+        if len == self.drop_len {
+            tunnel::Verdict::Drop
+        } else {
+            tunnel::Verdict::Pass
+        }
+    }
+}
+
+#[test]
+fn packet_hook_sees_every_inner_packet_and_can_drop() {
+    use tunnel::hook::Direction::{In, Out};
+    let mut n = established(27);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    n.a.set_packet_hook(Some(Box::new(Recorder {
+        seen: seen.clone(),
+        drop_len: 31,
+    })));
+    let ip_a: std::net::IpAddr = std::net::Ipv4Addr::from(IP_A).into();
+    let ip_b: std::net::IpAddr = std::net::Ipv4Addr::from(IP_B).into();
+    n.send(Side::A, &ipv4(IP_A, IP_B, 100)).unwrap();
+    n.send(Side::B, &ipv4(IP_B, IP_A, 50)).unwrap();
+    // B sends one that A drops on the way in.
+    n.send(Side::B, &ipv4(IP_B, IP_A, 11)).unwrap_or(());
+    assert_eq!(
+        n.tun_a.len(),
+        1,
+        "the packet dropped on the way in never reached A's TUN"
+    );
+    assert_eq!(
+        n.send(Side::A, &ipv4(IP_A, IP_B, 11)),
+        Err(TunnelError::Dropped(DropReason::Policy))
+    );
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![
+            (Out, n.a_peer, ip_b, 120),
+            (In, n.a_peer, ip_a, 70),
+            (In, n.a_peer, ip_a, 31),
+            (Out, n.a_peer, ip_b, 31),
+        ]
+    );
+    assert_eq!(n.tun_b.len(), 2, "the dropped packet never reached B");
+}

@@ -26,7 +26,7 @@ enum Command {
     /// them against the recording.
     Replay(ctl::replay::ReplayArgs),
     /// Run a deterministic simulation of a mesh of babel-core engines.
-    Simulate(ctl::simulate::SimulateArgs),
+    Simulate(Box<ctl::simulate::SimulateArgs>),
     /// Print a new WireGuard-format private key (for `tunnel` statements).
     Genkey,
     /// Read a private key on stdin and print its public key.

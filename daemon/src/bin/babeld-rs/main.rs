@@ -6,6 +6,7 @@
 mod control_socket;
 mod kernel;
 mod mesh;
+mod pay;
 mod run;
 mod tunnels;
 

@@ -16,6 +16,7 @@ use daemon::discovery::{
     Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
     Output, PORT, tunnel_mtu,
 };
+use daemon::payments::{MeterBoard, MeterRow, MeteringHook, Meters, PriceTable};
 use kernel_fib::NetlinkFib;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -54,7 +55,12 @@ pub struct Mesh {
 
 /// Takes the `type mesh` interfaces out of `interfaces` (Babel does not run on them), starts
 /// a driver on each and installs the forwarding filter. `None` when there are none.
-pub fn start(config: &Config, interfaces: &mut Vec<String>) -> anyhow::Result<Option<Mesh>> {
+pub fn start(
+    config: &Config,
+    interfaces: &mut Vec<String>,
+    prices: &Arc<PriceTable>,
+    board: &MeterBoard,
+) -> anyhow::Result<Option<Mesh>> {
     let phys: Vec<String> = config
         .interfaces
         .iter()
@@ -75,6 +81,12 @@ pub fn start(config: &Config, interfaces: &mut Vec<String>) -> anyhow::Result<Op
     let (tx, events) = mpsc::unbounded_channel();
     let mut views = Vec::new();
     for p in &phys {
+        let m = Meters::default();
+        let metering = (
+            MeteringHook::new(prices.clone(), m.clone()),
+            m,
+            board.clone(),
+        );
         let view = Arc::new(Mutex::new(MeshView {
             interface: p.clone(),
             public_key: private.public_key().to_base64(),
@@ -95,7 +107,7 @@ pub fn start(config: &Config, interfaces: &mut Vec<String>) -> anyhow::Result<Op
                     .enable_all()
                     .build()
                     .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(run(name.clone(), k, t, v, tx)));
+                    .and_then(|rt| rt.block_on(run(name.clone(), k, t, v, tx, metering)));
                 if let Err(e) = ran {
                     tracing::error!("mesh {name}: {e:#}");
                 }
@@ -228,6 +240,9 @@ struct Driver {
     events: mpsc::UnboundedSender<MeshEvent>,
     view: Arc<Mutex<MeshView>>,
     out: Vec<u8>,
+    /// What the device's metering hook counts, and where `dump` reads it.
+    meters: Meters,
+    board: MeterBoard,
 }
 
 async fn run(
@@ -236,6 +251,7 @@ async fn run(
     timers: daemon::discovery::Timers,
     view: Arc<Mutex<MeshView>>,
     events: mpsc::UnboundedSender<MeshEvent>,
+    (hook, meters, board): (MeteringHook, Meters, MeterBoard),
 ) -> anyhow::Result<()> {
     let mut netlink = NetlinkFib::new().context("netlink")?;
     // Wait for the physical interface to exist.
@@ -253,6 +269,7 @@ async fn run(
     let our_key = private.public_key();
     let mut device = tunnel::Device::new(private, &mut rand_core::OsRng);
     device.set_source_check(false);
+    device.set_packet_hook(Some(Box::new(hook)));
     device.set_mtu(Some(mtu as usize));
     if let Ok(mut v) = view.lock() {
         v.port = port;
@@ -274,6 +291,8 @@ async fn run(
         events,
         view: view.clone(),
         out: vec![0u8; 65536 + 64],
+        meters,
+        board,
     };
     tracing::info!("mesh {phys}: tunnel port {port}, tunnel MTU {mtu}");
     let mut seqno = 0u64;
@@ -580,6 +599,36 @@ impl Driver {
         if let Ok(mut v) = self.view.lock() {
             v.neighbours = neighbours;
             v.counters = *self.discovery.counters();
+        }
+        self.publish_meters();
+    }
+
+    /// Copies the meters' totals to the board `dump` reads.
+    fn publish_meters(&self) {
+        let Ok(meters) = self.meters.lock() else {
+            return;
+        };
+        let rows: Vec<MeterRow> = meters
+            .iter()
+            .filter_map(|(id, m)| {
+                let key = self.device.peer(*id)?.public_key().to_base64();
+                let t = m.total();
+                Some(MeterRow {
+                    interface: self.phys.clone(),
+                    neighbour: key,
+                    tunnel: self.tunnels.get(id).map(|t| t.name.clone()),
+                    bytes_in: t.bytes_in,
+                    bytes_out: t.bytes_out,
+                    value_in: t.value_in.0,
+                    value_out: t.value_out.0,
+                })
+            })
+            .collect();
+        drop(meters);
+        if let Ok(mut b) = self.board.lock() {
+            for r in rows {
+                b.insert((r.interface.clone(), r.neighbour.clone()), r);
+            }
         }
     }
 }

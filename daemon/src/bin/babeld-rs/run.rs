@@ -5,6 +5,7 @@ use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
@@ -149,6 +150,8 @@ struct Io {
     /// babeld, whose `change_route` takes them from the installed route.
     installed_in: HashMap<RouteKey, Placement>,
     mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
+    /// Installed routes' prices for the tunnels' metering, republished on route changes.
+    prices: Arc<daemon::payments::PriceTable>,
 }
 
 /// Where a route goes in the kernel: table and preferred source (from the `install` filter).
@@ -184,7 +187,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         }
     }
     // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
-    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces)?;
+    let prices = Arc::new(daemon::payments::PriceTable::default());
+    let meter_board = daemon::payments::MeterBoard::default();
+    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces, &prices, &meter_board)?;
     let links = netlink.links().context("reading links")?;
     let addrs = netlink.addresses().context("reading addresses")?;
 
@@ -286,6 +291,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
+    d.meters = meter_board;
     let mesh_events = mesh.map(|m| {
         d.mesh = m.views;
         m.events
@@ -335,6 +341,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         announced: Announcements::new(),
         installed_in: HashMap::new(),
         mesh_events,
+        prices,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -575,6 +582,9 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
             babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
         changes.push((c, table, pref_src));
+    }
+    if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
+        crate::pay::publish_prices(d, &io.prices);
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
