@@ -112,6 +112,9 @@ struct Route {
 #[derive(Clone, Debug, Default)]
 struct Dest {
     routes: Vec<Route>,
+    /// The selected route's neighbour. With `installed` empty it is a *held* route (babeld): it
+    /// lost its metric, nothing else is selectable, and it stays shown as installed with an
+    /// infinite metric (an `unreachable` kernel route) until it leaves the table.
     selected: Option<u64>,
     installed: Option<Installed>,
 }
@@ -494,7 +497,8 @@ impl Engine {
                 out.push(RouteView {
                     prefix: k.prefix,
                     src_prefix: k.src_prefix,
-                    installed: d.installed.is_some() && d.selected == Some(r.neigh),
+                    // A held route (selected, lost) shows as installed, as in babeld.
+                    installed: d.selected == Some(r.neigh),
                     feasible: self.is_feasible(now, k, r.router_id, r.seqno, r.refmetric),
                     router_id: r.router_id,
                     metric,
@@ -752,18 +756,27 @@ impl Engine {
         true
     }
 
-    /// Changes our fee at runtime (Althea `fee`): every route's total price is recomputed at once
-    /// and a full dump is scheduled so neighbours learn the new prices.
-    pub fn set_fee(&mut self, now: Instant, fee: u32) {
+    /// Changes our fee at runtime (Althea `fee`, which rita repeats every 60 s). The same fee
+    /// again changes nothing. A new fee costs nothing on the wire either, as in Althea's fork:
+    /// every stored price is recomputed at once (so `dump` shows it), the selection follows at
+    /// each route's next Update, and neighbours learn the new prices from our periodic updates.
+    pub fn set_fee(&mut self, _now: Instant, fee: u32) {
+        if fee == self.cfg.fee {
+            return;
+        }
         self.cfg.fee = fee;
         let mode = self.cfg.accumulation;
         for d in self.routes.values_mut() {
             for r in &mut d.routes {
                 r.price = accumulate(r.received_price, fee, mode);
             }
+            let selected = d.selected;
+            if let Some(i) = &mut d.installed
+                && let Some(r) = d.routes.iter().find(|r| Some(r.neigh) == selected)
+            {
+                i.price = r.price;
+            }
         }
-        self.reselect_all(now);
-        self.schedule_full_dumps(now);
     }
 
     /// Changes the selection policy at runtime.
@@ -874,6 +887,13 @@ impl Engine {
         }
         let keys: Vec<RouteKey> = self.routes.keys().copied().collect();
         for k in keys {
+            let held = self
+                .routes
+                .get_mut(&k)
+                .is_some_and(|d| d.installed.is_none() && d.selected.take().is_some());
+            if held {
+                self.kernel_unhold(k);
+            }
             if let Some(d) = self.routes.get_mut(&k)
                 && let Some(inst) = d.installed.take()
             {
@@ -1593,7 +1613,11 @@ impl Engine {
         if s.hop_count < 2 {
             return;
         }
-        let Some(succ) = self.routes.get(&key).and_then(|d| d.selected) else {
+        let Some(succ) = self
+            .routes
+            .get(&key)
+            .and_then(|d| d.installed.and(d.selected))
+        else {
             return;
         };
         if succ == nid {
@@ -1768,21 +1792,36 @@ impl Engine {
             .copied();
         let old_inst = dest.installed;
         let old_sel = dest.selected;
+        // babeld holds a destination whose selected route was lost while nothing else is
+        // selectable: the route stays selected with its infinite metric until it leaves the
+        // table, and the kernel keeps an `unreachable` route for it.
+        let held_before = old_inst.is_none() && old_sel.is_some();
+        let held = if new_inst.is_none() && !shadowed {
+            old_sel.filter(|id| {
+                cands
+                    .iter()
+                    .any(|c| c.tie_break == *id && c.metric == INFINITY)
+            })
+        } else {
+            None
+        };
         if let Some(dest) = self.routes.get_mut(&key) {
             for (r, s) in dest.routes.iter_mut().zip(smoothed) {
                 r.smoothed = s;
                 r.smoothed_time = now;
             }
-            dest.selected = chosen;
+            dest.selected = chosen.or(held);
             dest.installed = new_inst;
         }
         // Kernel.
         match (old_inst, new_inst) {
             (None, Some(n)) => self.kernel(RouteOp::Add, key, &n),
+            (Some(o), None) if held.is_some() => self.kernel(RouteOp::Unreachable, key, &o),
             (Some(o), None) => self.kernel(RouteOp::Delete, key, &o),
             (Some(o), Some(n)) if o.next_hop != n.next_hop || o.ifindex != n.ifindex => {
                 self.kernel(RouteOp::Replace, key, &n)
             }
+            (None, None) if held_before && held.is_none() => self.kernel_unhold(key),
             _ => {}
         }
         if old_sel != chosen {
@@ -1859,6 +1898,18 @@ impl Engine {
         }
     }
 
+    /// The held destination's `unreachable` kernel route goes (its route left the table).
+    fn kernel_unhold(&mut self, key: RouteKey) {
+        self.route_changes.push_back(RouteChange {
+            op: RouteOp::Delete,
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            next_hop: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            ifindex: 0,
+            metric: INFINITY,
+        });
+    }
+
     fn kernel(&mut self, op: RouteOp, key: RouteKey, i: &Installed) {
         self.route_changes.push_back(RouteChange {
             op,
@@ -1906,22 +1957,6 @@ impl Engine {
                     i.resends.insert(key, (URGENT_REPEATS, now + resend));
                     i.next_resend = min_opt(i.next_resend, Some(now + resend));
                 }
-            }
-        }
-    }
-
-    fn schedule_full_dumps(&mut self, now: Instant) {
-        let ifs: Vec<u32> = self
-            .interfaces
-            .iter()
-            .filter(|(_, i)| i.up)
-            .map(|(k, _)| *k)
-            .collect();
-        for ifindex in ifs {
-            let j = self.jitter(Duration::from_millis(500));
-            if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                i.pending_full = true;
-                i.flush_at = min_opt(i.flush_at, Some(now + j));
             }
         }
     }
@@ -2528,7 +2563,7 @@ impl Engine {
         let mut removed_per_neigh: BTreeMap<u64, usize> = BTreeMap::new();
         for (k, d) in self.routes.iter_mut() {
             let mut changed = false;
-            let selected = d.selected;
+            let selected = d.installed.and(d.selected);
             d.routes.retain_mut(|r| {
                 let iv = from_centis(r.interval);
                 let hold = r.time + hold_time(r.interval);

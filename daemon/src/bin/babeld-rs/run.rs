@@ -216,11 +216,12 @@ struct Io {
 async fn run(mut inv: Invocation) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
     let clock = Clock(std::time::Instant::now());
-    let dialect = if g.althea_compatible == Some(true) {
+    let dialect = if g.althea_dialect() {
         Dialect::Althea
     } else {
         Dialect::Babel
     };
+    tracing::info!("control and wire dialect: {dialect:?}");
 
     let mut netlink = NetlinkFib::new().context("netlink")?;
     let events = spawn_watcher().context("kernel notifications")?;
