@@ -316,6 +316,8 @@ pub struct Globals {
     pub metric_factor: Option<u32>,
     /// `althea-compatible`: Althea's wire layout and control dialect.
     pub althea_compatible: Option<bool>,
+    /// `metrics-port` (ours): Prometheus metrics over HTTP on `[::1]:PORT`.
+    pub metrics_port: Option<u16>,
 }
 
 impl Globals {
@@ -501,7 +503,8 @@ fn merge_globals(g: &mut Globals, n: Globals) {
         shutdown_delay_ms,
         fee,
         metric_factor,
-        althea_compatible
+        althea_compatible,
+        metrics_port
     );
     g.import_tables.extend(n.import_tables);
 }
@@ -771,6 +774,7 @@ fn global(name: &str, w: &mut Words<'_>) -> Result<Globals, ParseError> {
         "fee" => g.fee = Some(int(name, v, 0, u64::from(u32::MAX))?),
         "metric-factor" => g.metric_factor = Some(int(name, v, 0, u64::from(u32::MAX))?),
         "althea-compatible" => g.althea_compatible = Some(boolean(name, v)?),
+        "metrics-port" => g.metrics_port = Some(int(name, v, 1, 0xFFFE)?),
         other => return Err(ParseError::Unknown(other.to_owned())),
     }
     Ok(g)

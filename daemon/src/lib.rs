@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod metrics;
 pub mod netio;
 pub mod redistribute;
 pub mod state;

@@ -613,6 +613,10 @@ impl Handler for Daemon {
             .collect()
     }
 
+    fn metrics(&mut self) -> String {
+        crate::metrics::render(self)
+    }
+
     fn statement(&mut self, s: Statement) -> Result<(), String> {
         self.apply_runtime(s)
     }

@@ -4,3 +4,4 @@ pub mod decode;
 pub mod keys;
 pub mod show;
 pub mod simulate;
+pub mod web;
