@@ -35,6 +35,7 @@ echo "== Debian package (cargo-deb; systemd unit, man pages from the command lin
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 cargo build --release -q -p daemon --bins
 ./target/release/babelctl man target/release/man
+gzip -9nf target/release/man/babeld-rs.8 target/release/man/babelctl.1
 rm -f target/debian/babeld-rs_*.deb
 cargo deb -p daemon --no-build
 ls -l target/debian/babeld-rs_*.deb
