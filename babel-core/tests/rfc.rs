@@ -289,8 +289,8 @@ fn s3_5_4_retraction_holds_the_destination_and_is_propagated_urgently() {
     assert_eq!(h.kernel()[0].op, RouteOp::Add);
 }
 
-#[test]
-fn held_destination_leaves_the_kernel_with_its_route_after_the_hold_time() {
+/// Two neighbours; nb(1)'s route to 2001:db8:1::/48 was installed, then retracted: held.
+fn held_by_two_neighbours() -> H {
     let mut h = H::new();
     h.establish(nb(1));
     h.establish(nb(2));
@@ -298,6 +298,12 @@ fn held_destination_leaves_the_kernel_with_its_route_after_the_hold_time() {
     h.kernel();
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
     assert_eq!(h.kernel()[0].op, RouteOp::Unreachable);
+    h
+}
+
+#[test]
+fn held_destination_leaves_the_kernel_with_its_route_after_the_hold_time() {
+    let mut h = held_by_two_neighbours();
     // Neighbours stay up; the retracted route is removed after babeld's hold time (6 update
     // intervals of 16 s), and its unreachable kernel route with it.
     for _ in 0..30 {
@@ -315,13 +321,7 @@ fn held_destination_leaves_the_kernel_with_its_route_after_the_hold_time() {
 
 #[test]
 fn held_destination_is_replaced_by_another_neighbours_route() {
-    let mut h = H::new();
-    h.establish(nb(1));
-    h.establish(nb(2));
-    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
-    h.kernel();
-    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
-    assert_eq!(h.kernel()[0].op, RouteOp::Unreachable);
+    let mut h = held_by_two_neighbours();
     h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 300)]);
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
     assert_eq!(h.kernel()[0].op, RouteOp::Add);

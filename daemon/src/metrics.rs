@@ -77,13 +77,17 @@ pub fn render(d: &Daemon) -> String {
             rtt.get_or_create(&l).set(r.as_secs_f64());
         }
     }
-    reg.register(
-        "neighbour_cost",
-        "Link cost (RFC 8966 §3.4.3; 65535 unreachable)",
-        cost,
-    );
-    reg.register("neighbour_rxcost", "Receive cost we advertise", rxcost);
-    reg.register("neighbour_txcost", "Transmit cost from its IHUs", txcost);
+    for (name, help, family) in [
+        (
+            "neighbour_cost",
+            "Link cost (RFC 8966 §3.4.3; 65535 unreachable)",
+            cost,
+        ),
+        ("neighbour_rxcost", "Receive cost we advertise", rxcost),
+        ("neighbour_txcost", "Transmit cost from its IHUs", txcost),
+    ] {
+        reg.register(name, help, family);
+    }
     reg.register(
         "neighbour_rtt_seconds",
         "Smoothed round-trip time (RFC 9616)",
@@ -138,13 +142,17 @@ pub fn render(d: &Daemon) -> String {
             handshakes.get_or_create(&l).inc_by(p.handshakes);
         }
     }
-    reg.register("tunnel_rx_bytes", "Plaintext bytes received per peer", rx);
-    reg.register("tunnel_tx_bytes", "Plaintext bytes sent per peer", tx);
-    reg.register(
-        "tunnel_handshakes",
-        "Completed tunnel handshakes per peer",
-        handshakes,
-    );
+    for (name, help, family) in [
+        ("tunnel_rx_bytes", "Plaintext bytes received per peer", rx),
+        ("tunnel_tx_bytes", "Plaintext bytes sent per peer", tx),
+        (
+            "tunnel_handshakes",
+            "Completed tunnel handshakes per peer",
+            handshakes,
+        ),
+    ] {
+        reg.register(name, help, family);
+    }
 
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {

@@ -31,6 +31,14 @@ fn node(tag: &str, n: u8) -> Netns {
     common::node(tag, n)
 }
 
+/// Routers 1 and 2 (`{tag}a`, `{tag}b`) joined by `{tag}ab` - `{tag}ba`.
+fn linked(tag: &str) -> (Netns, Netns) {
+    let a = node(&format!("{tag}a"), 1);
+    let b = node(&format!("{tag}b"), 2);
+    veth(&a, &format!("{tag}ab"), &b, &format!("{tag}ba"));
+    (a, b)
+}
+
 /// `dump` over the control port (empty while the daemon is not listening yet).
 fn dump(ns: &Netns) -> String {
     common::try_control(ns, "dump\nquit\n")
@@ -201,9 +209,7 @@ fn althea_dialect_from_the_deployed_configuration() {
     if !can_use_netns(t) {
         return;
     }
-    let a = node("adca", 1);
-    let b = node("adcb", 2);
-    veth(&a, "adcab", &b, "adcba");
+    let (a, b) = linked("adc");
     let _da = start_with_config(&a, "adca", BIN, DEPLOYED, &["adcab"]);
     let _db = start_with_config(&b, "adcb", BIN, DEPLOYED, &["adcba"]);
     assert!(wait_for(20, || common::try_control(&a, "dump\nquit\n")
@@ -272,9 +278,7 @@ fn fee_commands_cost_nothing_on_the_wire() {
     if !can_use_netns(t) {
         return;
     }
-    let a = node("feea", 1);
-    let b = node("feeb", 2);
-    veth(&a, "feeab", &b, "feeba");
+    let (a, b) = linked("fee");
     // Long update interval: periodic updates do not blur the window.
     let conf = format!("{DEPLOYED}default update-interval 120\n");
     let _da = start_with_config(&a, "feea", BIN, &conf, &["feeab"]);
@@ -318,9 +322,7 @@ fn althea_dialect_sends_no_ae4_and_ipv4_crosses_numbered_links() {
     if !can_use_netns(t) || !have("tcpdump", t) {
         return;
     }
-    let a = node("ae4a", 1);
-    let b = node("ae4b", 2);
-    veth(&a, "ae4ab", &b, "ae4ba");
+    let (a, b) = linked("ae4");
     let pcap = tmp("ae4.pcap");
     let mut cap = Command::new("ip")
         .args([

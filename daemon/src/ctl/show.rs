@@ -381,6 +381,25 @@ fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> std::i
     Ok(())
 }
 
+/// A tunnel peer's row: tunnel, port, peer, endpoint, rx, tx, handshakes, handshake age (s).
+pub fn tunnel_row(e: &Entry) -> Vec<String> {
+    let mut r = vec![e.id.clone()];
+    r.extend(
+        [
+            "port",
+            "peer",
+            "endpoint",
+            "rx",
+            "tx",
+            "handshakes",
+            "handshake-age",
+        ]
+        .iter()
+        .map(|k| get(e, k)),
+    );
+    r
+}
+
 fn get(e: &Entry, k: &str) -> String {
     e.fields.get(k).cloned().unwrap_or_else(|| "-".into())
 }
@@ -421,27 +440,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
     }
     if (all && !d.tunnels.is_empty()) || what == "tunnels" {
         writeln!(out, "\nTunnels")?;
-        let rows = d
-            .tunnels
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(
-                    [
-                        "port",
-                        "peer",
-                        "endpoint",
-                        "rx",
-                        "tx",
-                        "handshakes",
-                        "handshake-age",
-                    ]
-                    .iter()
-                    .map(|k| get(e, k)),
-                );
-                r
-            })
-            .collect();
+        let rows = d.tunnels.iter().map(tunnel_row).collect();
         table(
             out,
             &[

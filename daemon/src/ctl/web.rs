@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::show::{Dump, Entry, fetch_dump};
+use super::show::{Dump, Entry, fetch_dump, tunnel_row};
 
 /// Arguments of `babelctl web`.
 #[derive(clap::Args, Debug, Clone)]
@@ -190,31 +190,13 @@ svg{{border:1px solid #ccc;background:#fcfcff}}.none{{color:#888}}</style></head
         ],
         &neighbours,
     );
-    let tunnels: Vec<Vec<String>> = d
-        .tunnels
-        .iter()
-        .map(|e| {
-            let mut r = vec![e.id.clone()];
-            r.extend(
-                [
-                    "peer",
-                    "endpoint",
-                    "rx",
-                    "tx",
-                    "handshakes",
-                    "handshake-age",
-                ]
-                .iter()
-                .map(|k| get(e, k).to_owned()),
-            );
-            r
-        })
-        .collect();
+    let tunnels: Vec<Vec<String>> = d.tunnels.iter().map(tunnel_row).collect();
     table(
         &mut html,
         "Tunnels",
         &[
             "tunnel",
+            "port",
             "peer",
             "endpoint",
             "rx bytes",
