@@ -115,7 +115,7 @@ fn assert_held(p: &Pair, who: &str, fields: &[&str]) {
         }) && k == ["unreachable 10.78.0.0/24 proto babel metric 4294967295"]
     };
     assert!(
-        wait_for(30, held),
+        wait_for(90, held),
         "{who}: not held: {:?}\n{}\n{}",
         kernel_lines(&p.b, "10.78.0.0/24"),
         dump(&p.b),
@@ -125,7 +125,7 @@ fn assert_held(p: &Pair, who: &str, fields: &[&str]) {
     // Update), and the unreachable route goes with it.
     let start = std::time::Instant::now();
     assert!(
-        wait_for(150, || kernel_lines(&p.b, "10.78.0.0/24").is_empty()
+        wait_for(240, || kernel_lines(&p.b, "10.78.0.0/24").is_empty()
             && route_line(&dump(&p.b), "10.78.0.0/24").is_none()),
         "{who}: never released: {:?}",
         kernel_lines(&p.b, "10.78.0.0/24")
