@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod discovery;
+pub mod metrics;
 pub mod netio;
 pub mod record;
 pub mod redistribute;
