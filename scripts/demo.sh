@@ -6,9 +6,16 @@
 # Needs root (namespaces); installs babeld from Debian if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "demo: needs root for network namespaces (sudo $0)"; exit 1; }
-command -v babeld >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq babeld >/dev/null; }
-command -v ping >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null
+# As a user, run again through sudo (keeping the Rust toolchain on the PATH); a fresh Debian's
+# root shell has no sudo and needs none.
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "demo: needs root for network namespaces"; exit 1; }
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME "$0" "$@"
+fi
+if ! command -v babeld >/dev/null || ! command -v ping >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends babeld iputils-ping >/dev/null
+fi
 echo "== building babeld-rs and babelctl (release)"
 cargo build --release -q -p daemon
 BIN=$PWD/target/release

@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(babeld bird2 tshark tcpdump iproute2 iputils-ping wireguard-go wireguard-tools iperf3 nftables)
+packages=(babeld bird2 tshark tcpdump iproute2 iputils-ping wireguard-go wireguard-tools iperf3 nftables chromium)
+# As a user with sudo, run again as root (keeping the Rust toolchain on the PATH); a fresh
+# Debian's root shell has no sudo and needs none. BABELD_RS_NO_SUDO=1 runs as the user.
+if [ "$(id -u)" != 0 ] && [ -z "${BABELD_RS_NO_SUDO:-}" ] && command -v sudo >/dev/null; then
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME "$0" "$@"
+fi
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
@@ -35,5 +40,17 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== fuzz targets build"
 cargo check --quiet --manifest-path fuzz/Cargo.toml
+echo "== Debian package (cargo-deb; systemd unit, man pages from the command lines)"
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+cargo build --release -q -p daemon --bins
+./target/release/babelctl man target/release/man
+gzip -9nf target/release/man/babeld-rs.8 target/release/man/babelctl.1
+rm -f target/debian/babeld-rs_*.deb
+cargo deb -p daemon --no-build
+ls -l target/debian/babeld-rs_*.deb
+if [ "$(id -u)" = 0 ]; then
+  # The package's daemon is run in a namespace by daemon/tests/ops_netns.rs.
+  dpkg -i target/debian/babeld-rs_*.deb >/dev/null
+fi
 echo "== cargo test"
 cargo test --workspace

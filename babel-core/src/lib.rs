@@ -58,7 +58,6 @@
 //! * txcost expires after 3 advertised IHU intervals (babeld's code; RFC 8966 says 3.5); a route
 //!   is refreshed by a unicast request after 3 intervals, retracted after 3.5 (RFC 8966 §3.5.3)
 //!   and removed after babeld's hold time;
-//! * no `unreachable` kernel routes: a lost destination is a [`RouteOp::Delete`];
 //! * smoothing uses a fixed half-life (babeld randomises it slightly) and fixed-point decay.
 //!
 //! Packet authentication (RFC 8967 MACs with RFC 9467's separate multicast and unicast PCs) is

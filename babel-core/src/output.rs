@@ -41,8 +41,15 @@ pub enum RouteOp {
     Add,
     /// Replace the installed route (new next hop or interface); use NLM_F_REPLACE.
     Replace,
-    /// Remove the installed route.
+    /// Remove the installed route (or the `unreachable` route of a held destination).
     Delete,
+    /// Hold the destination, as babeld does: its selected route became unreachable (retracted,
+    /// expired, or its neighbour lost) and no other route is selectable, so the kernel's route
+    /// is replaced by an `unreachable` one (babeld: metric 4294967295), which keeps traffic from
+    /// leaking to a less specific route. It stays until a route is selected again (`Add`) or
+    /// the held route leaves the table (`Delete`, whose `next_hop`, `ifindex`, `router_id` and
+    /// `via` are then unspecified: `::`, 0, all zeros).
+    Unreachable,
 }
 
 /// A change to apply to the kernel's forwarding table.

@@ -546,11 +546,15 @@ mod tests {
         let r = replay(&rec, None, |_, o| seen += o.len()).unwrap();
         assert_eq!(r.divergence, None);
         assert!(seen > 0);
-        // Installed, then deleted when the silent neighbour's Hellos are missed.
+        // Installed, then held (an unreachable kernel route, as babeld) when the silent
+        // neighbour's Hellos are missed.
         let ops: Vec<_> = r.routes.iter().map(|c| (c.op, c.metric)).collect();
         assert_eq!(
             ops,
-            [(crate::RouteOp::Add, 196), (crate::RouteOp::Delete, 196)]
+            [
+                (crate::RouteOp::Add, 196),
+                (crate::RouteOp::Unreachable, 196)
+            ]
         );
     }
 

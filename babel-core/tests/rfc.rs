@@ -65,9 +65,15 @@ fn a1_missed_hellos_make_the_link_fail_and_the_neighbour_flush() {
     h.advance(Duration::from_secs(5));
     assert_eq!(h.e.neighbours(h.now)[0].rxcost, INFINITY);
     assert!(h.installed("2001:db8::/64").is_none());
-    assert!(h.kernel().iter().any(|c| c.op == RouteOp::Delete));
+    // babeld holds the lost destination: an unreachable kernel route, shown installed with an
+    // infinite metric, until the neighbour (and so the route) is flushed.
+    assert!(h.kernel().iter().any(|c| c.op == RouteOp::Unreachable));
+    let r = &h.e.routes(h.now)[0];
+    assert!(r.installed && r.metric == INFINITY, "{r:?}");
     h.advance(Duration::from_secs(300));
     assert!(h.e.neighbours(h.now).is_empty(), "flushed");
+    assert!(h.e.routes(h.now).is_empty());
+    assert!(h.kernel().iter().any(|c| c.op == RouteOp::Delete));
 }
 
 #[test]
@@ -257,7 +263,7 @@ fn s3_5_3_route_expiry_and_s3_8_2_3_refresh_request() {
 }
 
 #[test]
-fn s3_5_4_retraction_uninstalls_and_is_propagated_urgently() {
+fn s3_5_4_retraction_holds_the_destination_and_is_propagated_urgently() {
     let mut h = H::new();
     h.establish(nb(1));
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
@@ -266,13 +272,88 @@ fn s3_5_4_retraction_uninstalls_and_is_propagated_urgently() {
     h.kernel();
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
     assert!(h.installed("2001:db8:1::/48").is_none());
-    assert_eq!(h.kernel()[0].op, RouteOp::Delete);
+    // Held as babeld holds it: an unreachable kernel route, `installed yes metric 65535`.
+    assert_eq!(h.kernel()[0].op, RouteOp::Unreachable);
+    let r = &h.e.routes(h.now)[0];
+    assert!(r.installed && r.metric == INFINITY, "{r:?}");
     h.advance(Duration::from_millis(250));
     let ups = updates_in(&h.sent_messages());
     assert!(
         ups.iter()
             .any(|u| u.prefix == Some(pfx("2001:db8:1::/48")) && u.metric == INFINITY)
     );
+    // A route again ends the hold with an ordinary install (the kernel replaces the
+    // unreachable route).
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
+    assert!(h.installed("2001:db8:1::/48").is_some());
+    assert_eq!(h.kernel()[0].op, RouteOp::Add);
+}
+
+/// Two neighbours; nb(1)'s route to 2001:db8:1::/48 was installed, then retracted: held.
+fn held_by_two_neighbours() -> H {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 200)]);
+    h.kernel();
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
+    assert_eq!(h.kernel()[0].op, RouteOp::Unreachable);
+    h
+}
+
+#[test]
+fn held_destination_leaves_the_kernel_with_its_route_after_the_hold_time() {
+    let mut h = held_by_two_neighbours();
+    // Neighbours stay up; the retracted route is removed after babeld's hold time (6 update
+    // intervals of 16 s), and its unreachable kernel route with it.
+    for _ in 0..30 {
+        h.advance(Duration::from_secs(4));
+        let (h1, h2) = (h.hello(nb(1)), h.hello(nb(2)));
+        h.recv(nb(1), &[h1, ihu(96)]);
+        h.recv(nb(2), &[h2, ihu(96)]);
+    }
+    assert!(h.e.routes(h.now).is_empty());
+    let k = h.kernel();
+    assert_eq!(k.len(), 1, "{k:?}");
+    assert_eq!(k[0].op, RouteOp::Delete);
+    assert_eq!(k[0].prefix, pfx("2001:db8:1::/48"));
+}
+
+#[test]
+fn held_destination_is_replaced_by_another_neighbours_route() {
+    let mut h = held_by_two_neighbours();
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
+    assert_eq!(h.kernel()[0].op, RouteOp::Add);
+    let shown: Vec<_> =
+        h.e.routes(h.now)
+            .into_iter()
+            .filter(|r| r.installed)
+            .map(|r| r.via)
+            .collect();
+    assert_eq!(shown, vec![nb(2)], "only the new route shows installed");
+}
+
+#[test]
+fn fee_unchanged_costs_nothing_and_a_change_adds_no_packet() {
+    let mut cfg = config();
+    cfg.fee = 5;
+    let mut h = H::with(cfg, InterfaceKind::Wired);
+    h.establish(nb(1));
+    h.recv(nb(1), &[priced("2001:db8:1::/48", 9, 7, 100, 7)]);
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    let before = h.e.poll_timeout();
+    let sent = h.e.counters().updates_sent;
+    // rita repeats `fee` every 60 s: the same fee is a no-op.
+    h.e.set_fee(h.now, 5);
+    assert_eq!(h.e.poll_timeout(), before, "no timer armed");
+    // A new fee is recomputed at once but, as in Althea's fork, sends nothing by itself.
+    h.e.set_fee(h.now, 6);
+    assert_eq!(h.e.routes(h.now)[0].price, 13);
+    assert_eq!(h.e.poll_timeout(), before, "no timer armed");
+    assert!(h.e.poll_transmit().is_none());
+    assert_eq!(h.e.counters().updates_sent, sent);
 }
 
 #[test]

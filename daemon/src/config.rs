@@ -326,6 +326,21 @@ pub struct Globals {
     pub max_routes: Option<u32>,
     /// `max-routes-per-neighbour` (ours): routes stored from one neighbour.
     pub max_routes_per_neighbour: Option<u32>,
+    /// `metrics-port` (ours): Prometheus metrics over HTTP on `[::1]:PORT`.
+    pub metrics_port: Option<u16>,
+}
+
+impl Globals {
+    /// Whether the daemon speaks Althea's dialect (prices in the Update body, `ALTHEA 0.1` on
+    /// the control socket, the price-aware selection): `althea-compatible` when given, else
+    /// whether the configuration or command line sets `fee` or `metric-factor` (`-F`/`-q`),
+    /// which only Althea's fork knows. Althea's firmware starts babeld with `fee 100` in its
+    /// configuration, so it comes up in the fork's dialect with no change. Decided once at
+    /// start-up (the wire layout cannot be told from a packet); see the README.
+    pub fn althea_dialect(&self) -> bool {
+        self.althea_compatible
+            .unwrap_or(self.fee.is_some() || self.metric_factor.is_some())
+    }
 }
 
 /// `tunnel NAME private-key KEY [listen-port N] [mtu N]`: a WireGuard-compatible tunnel that is
@@ -505,7 +520,8 @@ fn merge_globals(g: &mut Globals, n: Globals) {
         metric_factor,
         althea_compatible,
         max_routes,
-        max_routes_per_neighbour
+        max_routes_per_neighbour,
+        metrics_port
     );
     g.import_tables.extend(n.import_tables);
 }
@@ -789,6 +805,7 @@ fn global(name: &str, w: &mut Words<'_>) -> Result<Globals, ParseError> {
         "max-routes-per-neighbour" => {
             g.max_routes_per_neighbour = Some(int(name, v, 1, u64::from(u32::MAX))?)
         }
+        "metrics-port" => g.metrics_port = Some(int(name, v, 1, 0xFFFE)?),
         other => return Err(ParseError::Unknown(other.to_owned())),
     }
     Ok(g)
@@ -1072,6 +1089,22 @@ redistribute local deny
         assert_eq!(c.filters[2].1.actions, vec![FilterAction::Deny]);
         assert!(c.filters[2].1.local);
         assert_eq!(c.filters[0].1.plen_ge, Some(128));
+        // Althea's dialect without `althea-compatible`: `fee` is only Althea's.
+        assert!(c.globals.althea_dialect());
+    }
+
+    #[test]
+    fn althea_dialect_from_fee_or_metric_factor_and_the_switch_overrides() {
+        let dialect = |text: &str| {
+            let mut c = Config::default();
+            c.parse_text("t.conf", text).unwrap();
+            c.globals.althea_dialect()
+        };
+        assert!(!dialect("local-port-readwrite 33123\n"));
+        assert!(dialect("fee 0\n"));
+        assert!(dialect("metric-factor 1900\n"));
+        assert!(!dialect("fee 100\nalthea-compatible false\n"));
+        assert!(dialect("althea-compatible true\n"));
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub trait Handler {
     fn counters(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// `metrics` (ours, read-only): Prometheus/OpenMetrics text, ending `# EOF`.
+    fn metrics(&mut self) -> String {
+        String::new()
+    }
 }
 
 /// Banner values.
@@ -207,6 +211,7 @@ impl Session {
                 push_lines(out, h.dump());
             }
             "dump counters" => push_lines(out, h.counters()),
+            "metrics" => out.extend_from_slice(h.metrics().as_bytes()),
             "dump json" => {
                 out.extend_from_slice(h.dump_json().as_bytes());
                 out.push(b'\n');

@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod discovery;
 pub mod kernel_check;
 pub mod memcaps;
+pub mod metrics;
 pub mod netio;
 pub mod pacing;
 pub mod payments;

@@ -668,6 +668,10 @@ impl Handler for Daemon {
             .collect()
     }
 
+    fn metrics(&mut self) -> String {
+        crate::metrics::render(self)
+    }
+
     fn statement(&mut self, s: Statement) -> Result<(), String> {
         self.apply_runtime(s)
     }
@@ -834,7 +838,11 @@ pub fn interface_config(
     c.flavour = flavour;
     c.mtu = iface.mtu;
     c.ipv4 = iface.ipv4;
-    c.v4_via_v6 = o.v4_via_v6.unwrap_or(s.kernel_safe_v4_via_v6);
+    // Althea's fork (babeld 1.8) cannot parse AE 4: in its dialect IPv4 crosses only links
+    // with an IPv4 address (AE 1, IPv4 next hop) unless `v4-via-v6 true` is explicit.
+    c.v4_via_v6 = o
+        .v4_via_v6
+        .unwrap_or(s.kernel_safe_v4_via_v6 && flavour != Flavour::Althea);
     c
 }
 

@@ -784,7 +784,9 @@ impl Sim {
                 // The in-memory table cannot fail on well-formed routes; a failure would show as
                 // a missing next hop, which the convergence check reports.
                 let _ = match c.op {
-                    RouteOp::Delete => node.kernel.delete(&route),
+                    // The simulator does not model babeld's unreachable routes: a held
+                    // destination simply has no route.
+                    RouteOp::Delete | RouteOp::Unreachable => node.kernel.delete(&route),
                     RouteOp::Add | RouteOp::Replace => node.kernel.replace(&route),
                 };
             }

@@ -463,16 +463,17 @@ impl Engine {
         true
     }
 
-    /// Changes our fee at runtime (Althea `fee`): every route's total price is recomputed at once
-    /// and a full dump is scheduled so neighbours learn the new prices.
-    pub fn set_fee(&mut self, now: Instant, fee: u32) {
-        self.cfg.fee = fee;
-        let mode = self.cfg.accumulation;
-        for r in self.routes.routes_mut() {
-            r.price = accumulate(r.received_price, fee, mode);
+    /// Changes our fee at runtime (Althea `fee`, which rita repeats every 60 s). The same fee
+    /// again changes nothing. A new fee costs nothing on the wire either, as in Althea's fork:
+    /// every stored price is recomputed at once (so `dump` shows it), the selection follows at
+    /// each route's next Update, and neighbours learn the new prices from our periodic updates.
+    pub fn set_fee(&mut self, _now: Instant, fee: u32) {
+        if fee == self.cfg.fee {
+            return;
         }
-        self.reselect_all(now);
-        self.schedule_full_dumps(now);
+        self.cfg.fee = fee;
+        self.routes
+            .reprice(|received| accumulate(received, fee, self.cfg.accumulation));
     }
 
     /// Changes the selection policy at runtime.
@@ -540,7 +541,7 @@ impl Engine {
     }
 
     /// Graceful shutdown (babeld): a wildcard retraction on every interface, then every installed
-    /// route is deleted.
+    /// route is deleted, and every held destination's `unreachable` route.
     pub fn shutdown(&mut self, _now: Instant) {
         let ifs: Vec<u32> = self.up_interfaces();
         for ifindex in ifs {
@@ -553,7 +554,10 @@ impl Engine {
             self.send(ifindex, Destination::Multicast, vec![m]);
         }
         for (k, inst) in self.routes.uninstall_all() {
-            self.kernel(RouteOp::Delete, k, &inst);
+            match inst {
+                Some(inst) => self.kernel(RouteOp::Delete, k, &inst),
+                None => self.kernel_unhold(k),
+            }
         }
     }
 }

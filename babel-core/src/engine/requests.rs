@@ -80,7 +80,7 @@ impl Engine {
         if s.hop_count < 2 {
             return;
         }
-        let Some(succ) = self.routes.get(&key).and_then(|d| d.selected()) else {
+        let Some(succ) = self.routes.get(&key).and_then(Dest::installed_neigh) else {
             return;
         };
         if succ == nid {

@@ -66,6 +66,9 @@ impl std::ops::DerefMut for Route {
 #[derive(Clone, Debug)]
 pub(super) struct Dest {
     routes: Vec<Route>,
+    /// The selected route's neighbour. With `installed` empty it is a *held* route (babeld): it
+    /// lost its metric, nothing else is selectable, and it stays shown as installed with an
+    /// infinite metric (an `unreachable` kernel route) until it leaves the table.
     selected: Option<u64>,
     installed: Option<Installed>,
 }
@@ -85,9 +88,20 @@ impl Dest {
         &self.routes
     }
 
-    /// The neighbour of the selected route.
+    /// The neighbour of the selected route (installed, or held).
     pub(super) fn selected(&self) -> Option<u64> {
         self.selected
+    }
+
+    /// The neighbour of the selected route while it is installed (not held).
+    pub(super) fn installed_neigh(&self) -> Option<u64> {
+        self.installed.and(self.selected)
+    }
+
+    /// Whether the destination is held: a route is selected, none installed (babeld keeps an
+    /// `unreachable` kernel route for it).
+    pub(super) fn is_held(&self) -> bool {
+        self.installed.is_none() && self.selected.is_some()
     }
 
     /// The route in the kernel.
@@ -286,9 +300,19 @@ impl RouteTable {
         RouteEntry::Vacant(VacantRoute { slot, book, neigh })
     }
 
-    /// Every route, for changes that do not move it (prices after a fee change).
-    pub(super) fn routes_mut(&mut self) -> impl Iterator<Item = &mut Route> {
-        self.dests.values_mut().flat_map(|d| d.routes.iter_mut())
+    /// Recomputes every route's total price from its received price (after a fee change), and
+    /// the installed route's with it, without selecting again.
+    pub(super) fn reprice(&mut self, price: impl Fn(u32) -> u32) {
+        for d in self.dests.values_mut() {
+            for r in &mut d.routes {
+                r.price = price(r.received_price);
+            }
+            if let Some(i) = &mut d.installed
+                && let Some(r) = d.routes.iter().find(|r| Some(r.neigh) == d.selected)
+            {
+                i.price = r.price;
+            }
+        }
     }
 
     /// Every route of `neigh`, with its destination, in key order, to change in place.
@@ -320,17 +344,18 @@ impl RouteTable {
         keys
     }
 
-    /// Keeps the routes for which `keep(key, selected, route)` is true (it may change the route);
-    /// returns the (key, neighbour) of those removed.
+    /// Keeps the routes for which `keep(key, installed_neigh, route)` is true (it may change the
+    /// route), where `installed_neigh` is the neighbour of the installed route (none while the
+    /// destination is held); returns the (key, neighbour) of those removed.
     pub(super) fn retain(
         &mut self,
         mut keep: impl FnMut(&RouteKey, Option<u64>, &mut Route) -> bool,
     ) -> Vec<(RouteKey, u64)> {
         let mut removed = Vec::new();
         for (k, d) in self.dests.iter_mut() {
-            let selected = d.selected;
+            let installed = d.installed_neigh();
             d.routes.retain_mut(|r| {
-                let kept = keep(k, selected, r);
+                let kept = keep(k, installed, r);
                 if !kept {
                     removed.push((*k, r.neigh));
                 }
@@ -367,13 +392,13 @@ impl RouteTable {
         }
     }
 
-    /// Unselects and uninstalls every destination (shutdown); returns what was installed.
-    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Installed)> {
+    /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
+    /// installed, and the held destinations (as `None`).
+    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Option<Installed>)> {
         let mut out = Vec::new();
         for (k, d) in self.dests.iter_mut() {
-            if let Some(i) = d.installed.take() {
-                d.selected = None;
-                out.push((*k, i));
+            if d.selected.take().is_some() || d.installed.is_some() {
+                out.push((*k, d.installed.take()));
             }
         }
         self.installed = 0;
@@ -591,7 +616,43 @@ mod tests {
         );
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         t.set_selection(&k, Some(1), Some(inst));
-        assert_eq!(t.uninstall_all(), vec![(k, inst)]);
+        assert_eq!(t.uninstall_all(), vec![(k, Some(inst))]);
         check(&t);
+    }
+
+    #[test]
+    fn a_held_destination_is_selected_not_installed() {
+        let mut t = RouteTable::default();
+        let (a, b) = (key("2001:db8:1::/48"), key("2001:db8:2::/48"));
+        add(&mut t, a, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        add(&mut t, b, 2).unwrap_or_else(|e| panic!("{e:?}"));
+        let a_addr: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+        let inst = Installed {
+            next_hop: a_addr,
+            via: a_addr,
+            ifindex: 1,
+            metric: 192,
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: 1,
+            price: 0,
+        };
+        t.set_selection(&a, Some(1), None);
+        t.set_selection(&b, Some(2), Some(inst));
+        let d = t.get(&a).unwrap_or_else(|| panic!("held destination gone"));
+        assert!(d.is_held());
+        assert_eq!((d.selected(), d.installed_neigh()), (Some(1), None));
+        assert!(d.installed_route().is_none());
+        assert_eq!(t.installed_len(), 1, "a held destination is not installed");
+        // Route expiry sees only the installed route as selected.
+        let mut seen = Vec::new();
+        t.retain(|k, installed, _| {
+            seen.push((*k, installed));
+            true
+        });
+        assert_eq!(seen, vec![(a, None), (b, Some(2))]);
+        // Shutdown reports both, the held one without an installed route.
+        assert_eq!(t.uninstall_all(), vec![(a, None), (b, Some(inst))]);
+        check(&t);
+        assert!(t.get(&a).is_some_and(|d| !d.is_held()));
     }
 }

@@ -265,7 +265,7 @@ impl Engine {
                 reselect.push(*k);
             }
         };
-        self.routes.retain(|k, selected, r| {
+        self.routes.retain(|k, installed, r| {
             let iv = from_centis(r.interval);
             let hold = r.time + hold_time(r.interval);
             if now >= hold {
@@ -282,7 +282,7 @@ impl Engine {
                 } else {
                     next = min_opt(next, Some(expiry));
                     let old = r.time + iv * 3;
-                    if selected == Some(r.neigh()) && !r.refresh_requested {
+                    if installed == Some(r.neigh()) && !r.refresh_requested {
                         if now >= old {
                             r.refresh_requested = true;
                             refresh.push((r.ifindex, r.via, *k));

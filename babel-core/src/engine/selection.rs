@@ -13,7 +13,10 @@ impl Engine {
     /// RFC 8966 §3.6 route selection for one destination ([`select`]), with babeld's smoothing
     /// (Appendix A.3) and the verification overrides; then the consequences: kernel changes,
     /// events, triggered or urgent updates (§3.7.2), satisfied requests (§3.8.2) and starvation
-    /// recovery (§3.8.2.1).
+    /// recovery (§3.8.2.1). A selected route that lost its metric with nothing to replace it is
+    /// *held* as babeld holds it ([`Choice::held`]): still selected, out of the kernel's unicast
+    /// table, with an `unreachable` kernel route ([`RouteOp::Unreachable`]) until it leaves the
+    /// table.
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
         let shadowed = self.xroutes.contains_key(&key);
         let policy = self.cfg.policy;
@@ -73,37 +76,55 @@ impl Engine {
         });
         let old_inst = dest.installed();
         let old_sel = dest.selected();
+        let held_before = dest.is_held();
         // "Installed" means in the kernel: an addition the `install` filter refuses leaves the
         // destination without a route (babeld's `change_route` refuses ROUTE_ADD only; a switch
-        // of next hop or a removal always goes through).
-        let refused =
-            old_inst.is_none() && new_inst.is_some_and(|n| !self.install_allowed(&key, &n));
+        // of next hop or a removal always goes through, and so does the switch away from a held
+        // route, which babeld still has installed).
+        let refused = old_inst.is_none()
+            && !held_before
+            && new_inst.is_some_and(|n| !self.install_allowed(&key, &n));
         if refused {
             self.counters.filtered_install += 1;
             chosen = None;
             new_inst = None;
         }
+        let held = if new_inst.is_none() {
+            choice.held
+        } else {
+            None
+        };
         if let Some(dest) = self.routes.dest_mut(&key) {
             for (r, c) in dest.routes_mut().zip(&contenders) {
                 r.smoothed = c.smoothed;
                 r.smoothed_time = now;
             }
         }
-        self.routes.set_selection(&key, chosen, new_inst);
+        let new_sel = chosen.or(held);
+        self.routes.set_selection(&key, new_sel, new_inst);
         // Kernel.
         match (old_inst, new_inst) {
             (None, Some(n)) => self.kernel(RouteOp::Add, key, &n),
+            (Some(o), None) if held.is_some() => self.kernel(RouteOp::Unreachable, key, &o),
             (Some(o), None) => self.kernel(RouteOp::Delete, key, &o),
             (Some(o), Some(n)) if o.next_hop != n.next_hop || o.ifindex != n.ifindex => {
                 self.kernel(RouteOp::Replace, key, &n)
             }
+            (None, None) if held_before && held.is_none() => self.kernel_unhold(key),
             _ => {}
         }
-        if old_sel != chosen {
-            if let Some(id) = old_sel {
+        // The selection changed, or the selected route was held or released: what the routes
+        // show (`installed`, metric) changed. (A route that left the table had its flush.)
+        if old_sel != new_sel || held_before != held.is_some() {
+            let present = |id: &u64| {
+                self.routes
+                    .get(&key)
+                    .is_some_and(|d| d.route(*id).is_some())
+            };
+            if let Some(id) = old_sel.filter(present) {
                 self.route_event(ChangeKind::Change, key, id);
             }
-            if let Some(id) = chosen {
+            if let Some(id) = new_sel.filter(|id| Some(*id) != old_sel) {
                 self.route_event(ChangeKind::Change, key, id);
             }
         }
@@ -182,6 +203,21 @@ impl Engine {
         })
     }
 
+    /// The held destination's `unreachable` kernel route goes (its route left the table): a
+    /// [`RouteOp::Delete`] with no next hop, interface, originator or neighbour.
+    pub(super) fn kernel_unhold(&mut self, key: RouteKey) {
+        self.route_changes.push_back(RouteChange {
+            op: RouteOp::Delete,
+            prefix: key.prefix,
+            src_prefix: key.src_prefix,
+            next_hop: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            ifindex: 0,
+            metric: INFINITY,
+            router_id: RouterId([0; 8]),
+            via: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        });
+    }
+
     pub(super) fn kernel(&mut self, op: RouteOp, key: RouteKey, i: &Installed) {
         self.route_changes.push_back(RouteChange {
             op,
@@ -228,6 +264,10 @@ pub(super) struct Choice {
     /// With nothing selectable, the first finite route that only feasibility keeps out
     /// (starvation, RFC 8966 §3.8.2.1): ask its originator for a newer seqno.
     pub(super) starved_by: Option<Contender>,
+    /// The current route, when it lost its metric (infinite: retracted, expired, or its
+    /// neighbour's link lost) and the destination is not ours: babeld keeps it selected, *held*,
+    /// as long as nothing is installed instead. A route blocked for accuracy is not held.
+    pub(super) held: Option<u64>,
 }
 
 /// RFC 8966 §3.6: the route of one destination to use, among `routes`, under `policy`. Only
@@ -285,10 +325,20 @@ pub(super) fn select(
     } else {
         None
     };
+    let held = if shadowed {
+        None
+    } else {
+        current.filter(|id| {
+            routes
+                .iter()
+                .any(|r| r.neigh == *id && r.effective == INFINITY)
+        })
+    };
     Choice {
         selected,
         preferred_unfeasible,
         starved_by,
+        held,
     }
 }
 
@@ -413,6 +463,28 @@ mod tests {
         assert_eq!(select(BABEL, false, Some(1), &routes).selected, Some(2));
         let routes = [route(1, INFINITY), route(2, 290)];
         assert_eq!(select(BABEL, false, Some(1), &routes).selected, Some(2));
+    }
+
+    #[test]
+    fn a_current_route_that_lost_its_metric_is_held() {
+        let lost = route(1, INFINITY);
+        let c = select(BABEL, false, Some(1), &[lost]);
+        assert_eq!((c.selected, c.held), (None, Some(1)));
+        // Not a route that was not selected, nor one of our own destinations.
+        assert_eq!(select(BABEL, false, Some(2), &[lost]).held, None);
+        assert_eq!(select(BABEL, false, None, &[lost]).held, None);
+        assert_eq!(select(BABEL, true, Some(1), &[lost]).held, None);
+        // A finite route blocked for accuracy is not held: it leaves the kernel.
+        let blocked = Contender {
+            blocked: true,
+            ..route(1, 100)
+        };
+        let c = select(BABEL, false, Some(1), &[blocked]);
+        assert_eq!((c.selected, c.held), (None, None));
+        // Another route replaces it; `held` then names the lost route, which the caller drops
+        // because a route is installed.
+        let c = select(BABEL, false, Some(1), &[lost, route(2, 300)]);
+        assert_eq!((c.selected, c.held), (Some(2), Some(1)));
     }
 
     #[test]

@@ -46,18 +46,6 @@ impl Engine {
         }
     }
 
-    pub(super) fn schedule_full_dumps(&mut self, now: Instant) {
-        let ifs: Vec<u32> = self.up_interfaces();
-        for ifindex in ifs {
-            let j = self.jitter(Duration::from_millis(500));
-            if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                i.pending_full = true;
-                self.timers
-                    .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
-            }
-        }
-    }
-
     /// The Update we advertise for `key` on `ifindex` now: our xroute, our selected route (not on
     /// its own interface when split horizon applies, RFC 8966 §3.7.4), or a retraction. `full`
     /// (periodic dump) leaves out retractions and split-horizon routes. The `out` filter

@@ -140,7 +140,8 @@ impl Engine {
         RouteView {
             prefix: k.prefix,
             src_prefix: k.src_prefix,
-            installed: d.installed().is_some() && d.selected() == Some(r.neigh()),
+            // A held route (selected, lost) shows as installed, as in babeld.
+            installed: d.selected() == Some(r.neigh()),
             feasible: self.sources.is_feasible(
                 now,
                 k,

@@ -31,6 +31,14 @@ enum Command {
     Genkey,
     /// Read a private key on stdin and print its public key.
     Pubkey,
+    /// Serve a local read-only web page about a running daemon (neighbours, routes, a graph).
+    Web(ctl::web::WebArgs),
+    /// Write the man pages of babeld-rs (8) and babelctl (1) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +52,8 @@ fn main() -> ExitCode {
         Command::Pubkey => {
             ctl::keys::pubkey(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
         }
+        Command::Web(args) => ctl::web::run(&args, &mut std::io::stdout().lock()),
+        Command::Man { dir } => man_pages(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +64,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The man pages, generated from the command lines themselves (clap_mangen).
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let daemon = daemon::cli::Cli::command().about(
+        "A Babel routing daemon (RFC 8966): babeld's command line, configuration and control \
+         protocol, with Althea's dialect",
+    );
+    for (cmd, section, file) in [
+        (daemon, "8", "babeld-rs.8"),
+        (Cli::command(), "1", "babelctl.1"),
+    ] {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .section(section)
+            .render(&mut out)?;
+        std::fs::write(dir.join(file), out)?;
+    }
+    Ok(())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

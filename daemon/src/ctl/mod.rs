@@ -5,3 +5,4 @@ pub mod keys;
 pub mod replay;
 pub mod show;
 pub mod simulate;
+pub mod web;

@@ -249,38 +249,144 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
 
 /// Reads a daemon's state: babeld-rs's `dump json` when it has it, else babeld's `dump`.
 pub fn fetch_dump(socket: &str) -> anyhow::Result<Dump> {
-    let reply = fetch(socket, b"dump json\nquit\n")?;
-    if let Some(json) = reply.lines().find(|l| l.starts_with('{'))
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+    let mut c = Conversation::connect(socket)?;
+    let banner = c.banner.clone();
+    let (json, end) = c.command("dump json")?;
+    if end == "ok"
+        && let Some(line) = json.lines().find(|l| l.starts_with('{'))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
     {
-        return Ok(from_json(&reply, &v));
+        c.quit();
+        return Ok(from_json(&banner, &v));
     }
-    Ok(parse_dump(&fetch(socket, b"dump\nquit\n")?))
+    // babeld and Althea's fork answer `bad`: ask for the text dump on the same connection.
+    let (text, end) = c.command("dump")?;
+    c.quit();
+    if end != "ok" {
+        bail!("the daemon answered {end:?} to dump");
+    }
+    Ok(parse_dump(&format!("{banner}{text}")))
 }
 
-/// Sends a request to a running daemon and reads until it closes.
-pub fn fetch(socket: &str, request: &[u8]) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if socket.starts_with('/') {
-        let mut s = std::os::unix::net::UnixStream::connect(socket)
-            .with_context(|| format!("connecting to {socket}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(request)?;
-        s.read_to_string(&mut out)?;
-    } else {
-        let port: u16 = socket
-            .parse()
-            .with_context(|| format!("{socket:?} is neither a port nor a path"))?;
-        let mut s = std::net::TcpStream::connect(("::1", port))
-            .with_context(|| format!("connecting to [::1]:{port}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(request)?;
-        s.read_to_string(&mut out)?;
+/// The line that ends an answer on babeld's control protocol: `ok`, `bad`, or `no[ why]`.
+fn is_terminator(line: &str) -> bool {
+    line == "ok" || line == "bad" || line == "no" || line.starts_with("no ")
+}
+
+/// Either kind of control socket.
+enum Stream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
     }
-    if out.is_empty() {
-        bail!("the daemon closed the connection without answering");
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
     }
-    Ok(out)
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// One control connection, spoken one command at a time: each command is written alone and
+/// its answer read up to its `ok`/`no`/`bad` before the next is sent. Althea's fork reads one
+/// command line per read and drops the rest of what a write carried, so a client that sends
+/// `dump json\nquit\n` at once waits forever; babeld and babeld-rs take both ways.
+pub struct Conversation {
+    stream: Stream,
+    pending: Vec<u8>,
+    /// The greeting (`BABEL 1.0` or `ALTHEA 0.1`, `version`, `host`, `my-id`), ending `ok`.
+    pub banner: String,
+}
+
+/// Longest answer read (a big mesh's dump is a few MB); a peer sending more is refused.
+const MAX_ANSWER: usize = 64 << 20;
+
+impl Conversation {
+    /// Connects (a TCP port on ::1, or a Unix socket path) and reads the banner.
+    pub fn connect(socket: &str) -> anyhow::Result<Conversation> {
+        let timeout = Some(Duration::from_secs(10));
+        let stream = if socket.starts_with('/') {
+            let s = std::os::unix::net::UnixStream::connect(socket)
+                .with_context(|| format!("connecting to {socket}"))?;
+            s.set_read_timeout(timeout)?;
+            Stream::Unix(s)
+        } else {
+            let port: u16 = socket
+                .parse()
+                .with_context(|| format!("{socket:?} is neither a port nor a path"))?;
+            let s = std::net::TcpStream::connect(("::1", port))
+                .with_context(|| format!("connecting to [::1]:{port}"))?;
+            s.set_read_timeout(timeout)?;
+            Stream::Tcp(s)
+        };
+        let mut c = Conversation {
+            stream,
+            pending: Vec::new(),
+            banner: String::new(),
+        };
+        let (banner, end) = c.answer()?;
+        c.banner = format!("{banner}{end}\n");
+        Ok(c)
+    }
+
+    /// Sends one command and reads its answer: the lines before the terminator, and the
+    /// terminator (`ok`, `bad`, `no ...`).
+    pub fn command(&mut self, line: &str) -> anyhow::Result<(String, String)> {
+        self.stream.write_all(format!("{line}\n").as_bytes())?;
+        self.stream.flush()?;
+        self.answer()
+    }
+
+    /// `quit` (no answer), then the connection closes.
+    pub fn quit(mut self) {
+        let _ = self.stream.write_all(b"quit\n");
+    }
+
+    fn answer(&mut self) -> anyhow::Result<(String, String)> {
+        let mut text = String::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+                let rest = self.pending.split_off(pos + 1);
+                let line = std::mem::replace(&mut self.pending, rest);
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if is_terminator(line) {
+                    return Ok((text, line.to_owned()));
+                }
+                text.push_str(line);
+                text.push('\n');
+            }
+            if text.len() + self.pending.len() > MAX_ANSWER {
+                bail!("answer longer than {MAX_ANSWER} bytes");
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .context("reading the daemon's answer")?;
+            if n == 0 {
+                bail!("the daemon closed the connection before ending its answer");
+            }
+            self.pending
+                .extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+    }
 }
 
 fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
@@ -309,6 +415,25 @@ fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> std::i
         writeln!(out, "{}", line(r))?;
     }
     Ok(())
+}
+
+/// A tunnel peer's row: tunnel, port, peer, endpoint, rx, tx, handshakes, handshake age (s).
+pub fn tunnel_row(e: &Entry) -> Vec<String> {
+    let mut r = vec![e.id.clone()];
+    r.extend(
+        [
+            "port",
+            "peer",
+            "endpoint",
+            "rx",
+            "tx",
+            "handshakes",
+            "handshake-age",
+        ]
+        .iter()
+        .map(|k| get(e, k)),
+    );
+    r
 }
 
 fn get(e: &Entry, k: &str) -> String {
@@ -374,27 +499,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
     }
     if (all && !d.tunnels.is_empty()) || what == "tunnels" {
         writeln!(out, "\nTunnels")?;
-        let rows = d
-            .tunnels
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(
-                    [
-                        "port",
-                        "peer",
-                        "endpoint",
-                        "rx",
-                        "tx",
-                        "handshakes",
-                        "handshake-age",
-                    ]
-                    .iter()
-                    .map(|k| get(e, k)),
-                );
-                r
-            })
-            .collect();
+        let rows = d.tunnels.iter().map(tunnel_row).collect();
         table(
             out,
             &[

@@ -114,7 +114,8 @@ impl Routes {
                     RouteOp::Add | RouteOp::Replace => {
                         m.logical.insert(k, r.clone());
                     }
-                    RouteOp::Delete => {
+                    // Held source-specific destinations are not projected on rules.
+                    RouteOp::Delete | RouteOp::Unreachable => {
                         m.logical.remove(&k);
                     }
                 }
@@ -122,19 +123,31 @@ impl Routes {
                     continue;
                 }
             }
-            match c.op {
-                RouteOp::Add | RouteOp::Replace => {
-                    // A route a previous run left is replaced in place: no gap.
-                    self.stale.relearned(&r.key());
-                    self.ours.insert(r.key(), r.clone());
-                    batch.push(FibChange::Replace(r));
-                }
-                RouteOp::Delete => {
-                    if self.ours.remove(&r.key()).is_some() {
-                        batch.push(FibChange::Delete(r));
-                    } else if let Some(old) = self.stale.take(&r.key()) {
-                        batch.push(FibChange::Delete(old));
-                    }
+            // A held destination (babeld): an `unreachable` route of metric 4294967295 in the
+            // same table, beside which the unicast route is never kept. New routes go in before
+            // old ones go out, so traffic never falls to a less specific route in between.
+            let mut held = KernelRoute::unreachable(r.dst)
+                .with_table(r.table)
+                .with_protocol(r.protocol);
+            if let Some(s) = r.src {
+                held = held.with_src(s);
+            }
+            let (install, remove) = match c.op {
+                RouteOp::Add | RouteOp::Replace => (Some(r.clone()), vec![held.key()]),
+                RouteOp::Unreachable => (Some(held), vec![r.key()]),
+                RouteOp::Delete => (None, vec![r.key(), held.key()]),
+            };
+            if let Some(new) = install {
+                // A route a previous run left is replaced in place: no gap.
+                self.stale.relearned(&new.key());
+                self.ours.insert(new.key(), new.clone());
+                batch.push(FibChange::Replace(new));
+            }
+            for k in remove {
+                if let Some(old) = self.ours.remove(&k) {
+                    batch.push(FibChange::Delete(old));
+                } else if let Some(old) = self.stale.take(&k) {
+                    batch.push(FibChange::Delete(old));
                 }
             }
         }

@@ -150,6 +150,8 @@ struct Io {
     /// babeld, whose `change_route` takes them from the installed route.
     installed_in: HashMap<RouteKey, Placement>,
     mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
+    /// Scrapes of the `metrics-port` HTTP endpoint, each waiting for a rendering.
+    metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
     prices: Arc<daemon::payments::PriceTable>,
 }
@@ -160,11 +162,12 @@ type Placement = (Option<u32>, Option<IpAddr>);
 async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
     let clock = Clock(std::time::Instant::now());
-    let dialect = if g.althea_compatible == Some(true) {
+    let dialect = if g.althea_dialect() {
         Dialect::Althea
     } else {
         Dialect::Babel
     };
+    tracing::info!("control and wire dialect: {dialect:?}");
 
     let mut netlink = NetlinkFib::new().context("netlink")?;
     let events = spawn_watcher().context("kernel notifications")?;
@@ -341,6 +344,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         announced: Announcements::new(),
         installed_in: HashMap::new(),
         mesh_events,
+        metrics_requests: None,
         prices,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
@@ -351,6 +355,11 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         .filter_map(|(ep, rw)| ep.map(|ep| (ep, rw)))
         .collect();
     let ctl = ControlServer::bind(&endpoints, ClientLimits::default()).await?;
+    if let Some(port) = g.metrics_port {
+        let (tx, rx) = mpsc::unbounded_channel();
+        serve_metrics(port, tx).await?;
+        io.metrics_requests = Some(rx);
+    }
     let banner = Banner {
         dialect,
         version: d.settings.version.clone(),
@@ -450,6 +459,10 @@ async fn main_loop(
                 if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
                     sync_interfaces(d, io, &links, &addrs);
                 }
+            }
+            Some(reply) = next_metrics_request(&mut io.metrics_requests) => {
+                d.now = clock.now();
+                let _ = reply.send(daemon::metrics::render(d));
             }
             Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
                 d.now = clock.now();
@@ -564,21 +577,28 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
             src_prefix: c.src_prefix,
         };
         let (table, pref_src) = match c.op {
-            babel_core::RouteOp::Add => {
-                let ifname = d.ifname(c.ifindex);
-                let cand = Candidate {
-                    prefix: c.prefix,
-                    src_prefix: c.src_prefix,
-                    ifname: Some(&ifname),
-                    proto: Some(RTPROT_BABEL),
-                    neighbour: Some(c.next_hop),
-                    router_id: Some(c.router_id),
-                };
-                let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
-                io.installed_in.insert(key, (v.table, v.pref_src));
-                (v.table, v.pref_src)
+            // The end of a hold is a switch for babeld (`ROUTE_MODIFY`): the route goes where
+            // the held destination's unreachable route is.
+            babel_core::RouteOp::Add => match io.installed_in.get(&key) {
+                Some(placed) => *placed,
+                None => {
+                    let ifname = d.ifname(c.ifindex);
+                    let cand = Candidate {
+                        prefix: c.prefix,
+                        src_prefix: c.src_prefix,
+                        ifname: Some(&ifname),
+                        proto: Some(RTPROT_BABEL),
+                        neighbour: Some(c.next_hop),
+                        router_id: Some(c.router_id),
+                    };
+                    let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
+                    io.installed_in.insert(key, (v.table, v.pref_src));
+                    (v.table, v.pref_src)
+                }
+            },
+            babel_core::RouteOp::Replace | babel_core::RouteOp::Unreachable => {
+                io.installed_in.get(&key).copied().unwrap_or_default()
             }
-            babel_core::RouteOp::Replace => io.installed_in.get(&key).copied().unwrap_or_default(),
             babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
         };
         changes.push((c, table, pref_src));
@@ -611,6 +631,72 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
         }
         ctl.broadcast(&text);
     }
+}
+
+/// Where the main loop sends one rendering of the metrics.
+type MetricsReply = tokio::sync::oneshot::Sender<String>;
+
+/// The next scrape waiting for a rendering; never, without a `metrics-port`.
+async fn next_metrics_request(
+    rx: &mut Option<mpsc::UnboundedReceiver<MetricsReply>>,
+) -> Option<MetricsReply> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Longest HTTP request head read from a metrics client.
+const MAX_HTTP_HEAD: usize = 4096;
+
+/// `metrics-port`: Prometheus metrics over HTTP/1.0 on `[::1]:PORT` (`GET /metrics`; local
+/// only, like the control socket). Each scrape asks the main loop for a fresh rendering.
+async fn serve_metrics(port: u16, tx: mpsc::UnboundedSender<MetricsReply>) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("metrics port {port}"))?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                let read = tokio::time::timeout(Duration::from_secs(5), async {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HTTP_HEAD {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                        }
+                    }
+                })
+                .await;
+                if read.is_err() {
+                    return;
+                }
+                let (status, body) =
+                    if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics\r") {
+                        let (rtx, rrx) = tokio::sync::oneshot::channel();
+                        if tx.send(rtx).is_err() {
+                            return;
+                        }
+                        match rrx.await {
+                            Ok(body) => ("200 OK", body),
+                            Err(_) => return,
+                        }
+                    } else {
+                        ("404 Not Found", "try /metrics\n".to_owned())
+                    };
+                let reply = format!(
+                    "HTTP/1.0 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(())
 }
 
 /// `IFF_POINTOPOINT` (linux/if.h): TUN devices, WireGuard, GRE and other point-to-point links.

@@ -1,0 +1,162 @@
+//! Prometheus metrics (OpenMetrics text, by the `prometheus-client` crate): the engine's
+//! counters, neighbours with their costs, routes with metrics and prices, our fee, and tunnel
+//! bytes. Served by the control socket's `metrics` command and, with `metrics-port N`, over
+//! HTTP on `[::1]:N` (`GET /metrics`). Built from the daemon's state at each scrape, so nothing
+//! is kept in step by hand.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::state::Daemon;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn gauge_family() -> Family<Labels, Gauge> {
+    Family::default()
+}
+
+fn float_family() -> Family<Labels, Gauge<f64, AtomicU64>> {
+    Family::default()
+}
+
+fn counter_family() -> Family<Labels, Counter> {
+    Family::default()
+}
+
+/// The metrics text of the daemon now.
+pub fn render(d: &Daemon) -> String {
+    let mut reg = Registry::with_prefix("babel");
+
+    let engine = counter_family();
+    for (name, v) in d.engine.counters().named() {
+        engine
+            .get_or_create(&labels(&[("name", name.to_string())]))
+            .inc_by(v);
+    }
+    reg.register(
+        "engine_events",
+        "Engine counters (`dump counters`): packets, messages, refusals",
+        engine,
+    );
+
+    let fee = Gauge::<i64>::default();
+    fee.set(i64::from(d.engine.fee()));
+    reg.register("fee", "Our fee per unit of traffic (Althea)", fee);
+
+    let neighbours = d.engine.neighbours(d.now);
+    let count = Gauge::<i64>::default();
+    count.set(i64::try_from(neighbours.len()).unwrap_or(i64::MAX));
+    reg.register("neighbours", "Neighbours heard from", count);
+    let (cost, rxcost, txcost, rtt) = (
+        gauge_family(),
+        gauge_family(),
+        gauge_family(),
+        float_family(),
+    );
+    for n in &neighbours {
+        let l = labels(&[
+            ("interface", d.ifname(n.ifindex)),
+            ("address", n.address.to_string()),
+        ]);
+        cost.get_or_create(&l).set(i64::from(n.cost));
+        rxcost.get_or_create(&l).set(i64::from(n.rxcost));
+        txcost.get_or_create(&l).set(i64::from(n.txcost));
+        if let Some(r) = n.rtt {
+            rtt.get_or_create(&l).set(r.as_secs_f64());
+        }
+    }
+    for (name, help, family) in [
+        (
+            "neighbour_cost",
+            "Link cost (RFC 8966 §3.4.3; 65535 unreachable)",
+            cost,
+        ),
+        ("neighbour_rxcost", "Receive cost we advertise", rxcost),
+        ("neighbour_txcost", "Transmit cost from its IHUs", txcost),
+    ] {
+        reg.register(name, help, family);
+    }
+    reg.register(
+        "neighbour_rtt_seconds",
+        "Smoothed round-trip time (RFC 9616)",
+        rtt,
+    );
+
+    let routes = d.engine.routes(d.now);
+    let (total, metric, price) = (gauge_family(), gauge_family(), gauge_family());
+    for installed in [true, false] {
+        total
+            .get_or_create(&labels(&[("installed", installed.to_string())]))
+            .set(
+                i64::try_from(routes.iter().filter(|r| r.installed == installed).count())
+                    .unwrap_or(i64::MAX),
+            );
+    }
+    for r in routes.iter().filter(|r| r.installed) {
+        let l = labels(&[
+            ("prefix", r.prefix.to_string()),
+            (
+                "from",
+                r.src_prefix.map(|s| s.to_string()).unwrap_or_default(),
+            ),
+            ("via", r.via.to_string()),
+            ("interface", d.ifname(r.ifindex)),
+        ]);
+        metric.get_or_create(&l).set(i64::from(r.metric));
+        price.get_or_create(&l).set(i64::from(r.price));
+    }
+    reg.register("routes", "Routes in the table", total);
+    reg.register(
+        "route_metric",
+        "Metric of each installed route (65535: held)",
+        metric,
+    );
+    reg.register(
+        "route_price",
+        "Total price of each installed route (received price plus our fee)",
+        price,
+    );
+    let xroutes = Gauge::<i64>::default();
+    xroutes.set(i64::try_from(d.engine.xroutes().len()).unwrap_or(i64::MAX));
+    reg.register("xroutes", "Local routes we announce", xroutes);
+
+    let (rx, tx, handshakes) = (counter_family(), counter_family(), counter_family());
+    for t in &d.tunnels {
+        let Ok(t) = t.lock() else { continue };
+        for p in &t.peers {
+            let l = labels(&[("tunnel", t.name.clone()), ("peer", p.public_key.clone())]);
+            rx.get_or_create(&l).inc_by(p.rx_bytes);
+            tx.get_or_create(&l).inc_by(p.tx_bytes);
+            handshakes.get_or_create(&l).inc_by(p.handshakes);
+        }
+    }
+    for (name, help, family) in [
+        ("tunnel_rx_bytes", "Plaintext bytes received per peer", rx),
+        ("tunnel_tx_bytes", "Plaintext bytes sent per peer", tx),
+        (
+            "tunnel_handshakes",
+            "Completed tunnel handshakes per peer",
+            handshakes,
+        ),
+    ] {
+        reg.register(name, help, family);
+    }
+
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &reg) {
+        tracing::warn!("encoding metrics: {e}");
+    }
+    out
+}
