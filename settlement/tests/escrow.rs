@@ -638,7 +638,12 @@ async fn a_refused_payout_is_kept_for_withdraw_and_blocks_nobody() {
     });
     let hash: alloy::primitives::B256 =
         ok(p.raw_request("eth_sendTransaction".into(), (tx,)).await);
-    let receipt = ok(p.get_transaction_receipt(hash).await).unwrap();
+    // Await the receipt: anvil may mine the transaction after answering the send.
+    let receipt = ok(
+        alloy::providers::PendingTransactionBuilder::new(p.root().clone(), hash)
+            .get_receipt()
+            .await,
+    );
     assert!(receipt.status());
     let fee = u128::from(receipt.gas_used) * receipt.effective_gas_price;
     assert_eq!(s.balance(refuser).await + fee - before, 500);
