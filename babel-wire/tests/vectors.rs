@@ -325,7 +325,7 @@ fn standard_flavour_price_and_path_rtt_sub_tlvs() {
 
 #[test]
 fn althea_flavour_price_field_and_path_rtt_45() {
-    // The layout of shared/reference/althea-and-babeld-control.md §1.2, byte for byte.
+    // An Update as Althea's fork sends it (spec/wire.md, the Althea example), byte for byte.
     let mut u = update(Some("fdc5:5bcb:24ac:b35a:4b7f:146a:a2a1:bdc4/128"), 256);
     u.router_id = Some(RouterId([0x4b, 0x7f, 0x14, 0x6a, 0xa2, 0xa1, 0xbd, 0xc4]));
     u.price = Some(1000);

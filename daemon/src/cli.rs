@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn rita_test_invocation() {
-        // rita's integration tests start babeld like this (shared/reference §1.7).
+        // rita's integration tests start babeld like this.
         let c = cli(&[
             "-I",
             "/tmp/b.pid",

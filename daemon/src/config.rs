@@ -1060,7 +1060,7 @@ mod tests {
 
     #[test]
     fn althea_deployed_config_parses() {
-        // What Althea's OpenWrt package generates (shared/reference, §1.7).
+        // What Althea's OpenWrt package generates for babeld.
         let text = "\
 random-id true
 debug 0

@@ -1,5 +1,5 @@
-//! babeld's local control protocol, and Althea's dialect of it
-//! (`shared/reference/althea-and-babeld-control.md` §2-§3).
+//! babeld's local control protocol, and Althea's dialect of it (its banner, `dump` fields and
+//! commands are described in the README, "Althea's dialect").
 //!
 //! [`Session`] is the protocol of one client, sans-IO: bytes in, bytes out. It owns line
 //! framing (several commands per read, a line length limit), the banner, read-only versus

@@ -4,7 +4,7 @@
 //!
 //! Why the buffer: with default buffers (208 KiB) babeld drops hundreds of datagrams when a
 //! neighbour sends a full table, and recovers only at the next periodic update; 10,000 routes
-//! took it 27-65 s (`shared/reference/test-environment.md`). We ask for [`RECV_BUFFER`], forcing
+//! took it 27-65 s in our measurements on Debian's babeld 1.12. We ask for [`RECV_BUFFER`], forcing
 //! it past `net.core.rmem_max` when privileged (SO_RCVBUFFORCE), and drain the socket completely
 //! on every wake-up.
 
