@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,15 +98,11 @@ fn eui64(mac: &[u8]) -> Option<RouterId> {
     }
 }
 
+/// 64 random bits from the operating system's generator (router-ids, the first seqno, the
+/// engine's seed).
 fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
 }
 
 fn random_id() -> RouterId {
