@@ -368,7 +368,7 @@ pub struct TunnelPeer {
     /// Optional pre-shared key.
     pub preshared_key: Option<tunnel::PresharedKey>,
     /// Prefixes routed to and accepted from it (default: everything, one peer per tunnel).
-    pub allowed_ips: Vec<tunnel::IpPrefix>,
+    pub allowed_ips: Vec<babel_wire::Prefix>,
     /// Keepalive interval in seconds.
     pub persistent_keepalive: Option<u16>,
     /// What the tunnel forwards for this peer (`policy allow|block|rate BYTES_PER_SECOND`).
@@ -988,7 +988,7 @@ fn tunnel_peer(w: &mut Words<'_>) -> Result<TunnelPeer, ParseError> {
                 policy = forwarding_policy(w, k)?;
             }
             "allowed-ips" => {
-                for p in v.split(',').filter(|p| !p.is_empty()) {
+                for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     allowed_ips.push(parsed(k, p, "not a prefix")?);
                 }
             }

@@ -1,23 +1,9 @@
 //! A small longest-prefix-match table (cryptokey routing).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// An IP prefix such as `10.0.0.0/24` or `fd00::/64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpPrefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-/// Error parsing an [`IpPrefix`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IP prefix: {0}")]
-pub struct PrefixError(String);
+use babel_wire::Prefix;
 
 fn bits(a: IpAddr) -> (u128, u8) {
     match a {
@@ -35,76 +21,6 @@ fn mask(v: u128, len: u8, width: u8) -> u128 {
     }
 }
 
-impl IpPrefix {
-    /// Builds a prefix; host bits are cleared. `None` if `len` is too long.
-    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
-        let (v, w) = bits(addr);
-        if len > w {
-            return None;
-        }
-        let m = mask(v, len, w);
-        let addr = match addr {
-            IpAddr::V4(_) => IpAddr::V4((m as u32).into()),
-            IpAddr::V6(_) => IpAddr::V6(m.into()),
-        };
-        Some(IpPrefix { addr, len })
-    }
-    /// Network address.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-    /// Prefix length.
-    pub fn len(&self) -> u8 {
-        self.len
-    }
-    /// True for a /0.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// Does the prefix contain `ip`?
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (a, wa) = bits(self.addr);
-        let (b, wb) = bits(ip);
-        wa == wb && mask(b, self.len, wb) == a
-    }
-}
-
-impl fmt::Display for IpPrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for IpPrefix {
-    type Err = PrefixError;
-    fn from_str(s: &str) -> Result<Self, PrefixError> {
-        let err = || PrefixError(s.to_owned());
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.trim().parse().map_err(|_| err())?;
-        let len = match l {
-            Some(l) => l.trim().parse().map_err(|_| err())?,
-            None => bits(addr).1,
-        };
-        IpPrefix::new(addr, len).ok_or_else(err)
-    }
-}
-
-impl Serialize for IpPrefix {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-impl<'de> Deserialize<'de> for IpPrefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// Longest-prefix-match table from IP prefixes to values: one hash map per
 /// prefix length, probed from the longest populated length down.
 #[derive(Debug, Clone)]
@@ -115,7 +31,7 @@ pub struct AllowedIps<T> {
 
 #[derive(Debug, Clone)]
 struct Family<T> {
-    by_len: Vec<HashMap<u128, (IpPrefix, T)>>,
+    by_len: Vec<HashMap<u128, (Prefix, T)>>,
     lens: Vec<u8>,
 }
 
@@ -159,12 +75,12 @@ impl<T> AllowedIps<T> {
     }
 
     /// Inserts (or replaces) a prefix; returns the old value.
-    pub fn insert(&mut self, p: IpPrefix, value: T) -> Option<T> {
-        let (key, _) = bits(p.addr);
-        let f = self.family(p.addr);
+    pub fn insert(&mut self, p: Prefix, value: T) -> Option<T> {
+        let (key, _) = bits(p.addr());
+        let f = self.family(p.addr());
         let old = f
             .by_len
-            .get_mut(usize::from(p.len))
+            .get_mut(usize::from(p.len()))
             .and_then(|m| m.insert(key, (p, value)))
             .map(|(_, v)| v);
         f.refresh();
@@ -172,12 +88,12 @@ impl<T> AllowedIps<T> {
     }
 
     /// Removes a prefix.
-    pub fn remove(&mut self, p: &IpPrefix) -> Option<T> {
-        let (key, _) = bits(p.addr);
-        let f = self.family(p.addr);
+    pub fn remove(&mut self, p: &Prefix) -> Option<T> {
+        let (key, _) = bits(p.addr());
+        let f = self.family(p.addr());
         let old = f
             .by_len
-            .get_mut(usize::from(p.len))
+            .get_mut(usize::from(p.len()))
             .and_then(|m| m.remove(&key))
             .map(|(_, v)| v);
         f.refresh();
@@ -207,7 +123,7 @@ impl<T> AllowedIps<T> {
     }
 
     /// All entries.
-    pub fn iter(&self) -> impl Iterator<Item = (&IpPrefix, &T)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &T)> {
         self.v4
             .by_len
             .iter()
@@ -241,11 +157,11 @@ mod tests {
         t.retain(|v| *v != 1);
         assert_eq!(t.lookup("10.1.2.4".parse().unwrap()), Some(&0));
         assert_eq!(
-            "10.1.2.3/24".parse::<IpPrefix>().unwrap().to_string(),
+            "10.1.2.3/24".parse::<Prefix>().unwrap().to_string(),
             "10.1.2.0/24"
         );
-        assert!("10.0.0.0/33".parse::<IpPrefix>().is_err());
-        assert!("nonsense".parse::<IpPrefix>().is_err());
-        assert_eq!("::1".parse::<IpPrefix>().unwrap().len(), 128);
+        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
+        assert!("nonsense".parse::<Prefix>().is_err());
+        assert_eq!("::1".parse::<Prefix>().unwrap().len(), 128);
     }
 }

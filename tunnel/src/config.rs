@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allowed_ips::IpPrefix;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::peer::PeerOptions;
 use crate::policy::ForwardingPolicy;
+use babel_wire::Prefix;
 
 /// One tunnel interface.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct PeerConfig {
     pub endpoint: Option<SocketAddr>,
     /// Prefixes routed to and accepted from this peer.
     #[serde(default)]
-    pub allowed_ips: Vec<IpPrefix>,
+    pub allowed_ips: Vec<Prefix>,
     /// Persistent keepalive in seconds.
     #[serde(default)]
     pub persistent_keepalive: Option<u16>,

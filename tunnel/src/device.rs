@@ -12,7 +12,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::aead::{AeadProvider, default_provider};
-use crate::allowed_ips::{AllowedIps, IpPrefix};
+use crate::allowed_ips::AllowedIps;
 use crate::cookie::CookieChecker;
 use crate::error::{DropReason, TunnelError};
 use crate::hook::{Direction, PacketHook, Verdict};
@@ -22,6 +22,7 @@ use crate::noise::{self, Identity};
 use crate::peer::{Action, Peer, PeerOptions, ip_header, mac1_ok};
 use crate::stats::DeviceStats;
 use crate::time::Now;
+use babel_wire::Prefix;
 
 /// Identifies a peer within a [`Device`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,7 +127,7 @@ impl Device {
         &mut self,
         public: PublicKey,
         options: PeerOptions,
-        allowed_ips: &[IpPrefix],
+        allowed_ips: &[Prefix],
     ) -> PeerId {
         if let Some(id) = self.by_public.get(&public) {
             return *id;

@@ -43,7 +43,7 @@ pub mod stats;
 pub mod time;
 pub mod timers;
 
-pub use allowed_ips::{AllowedIps, IpPrefix};
+pub use allowed_ips::AllowedIps;
 pub use config::{InterfaceConfig, PeerConfig};
 pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
