@@ -1,0 +1,368 @@
+//! Payments on real kernels in network namespaces (spec/payments.md): mesh routers meter the
+//! traffic in their tunnels, pay each other by signed channel updates over the tunnels, and
+//! shape a neighbour's traffic by what it pays, measured with iperf3.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config,
+    try_control, veth, wait_for,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
+const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
+
+fn usable(test: &str) -> bool {
+    if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
+        return false;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP {test}: no /dev/net/tun");
+        return false;
+    }
+    true
+}
+
+/// A mesh router on `ifaces` with payments on, a fixed mesh key and `extra` configuration.
+fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &str) -> Daemon {
+    let mut conf = format!("{FILTERS}mesh-private-key {mesh_key}\npay-enable true\n{extra}");
+    for i in ifaces {
+        conf.push_str(&format!("interface {i} type mesh\n"));
+    }
+    start_with_config(ns, name, BIN, &conf, &[])
+}
+
+fn json(ns: &Netns) -> serde_json::Value {
+    let text = try_control(ns, "dump json\nquit\n");
+    text.lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// One neighbour's payment row (by its mesh public key).
+#[derive(Debug, Clone, Default)]
+struct Row {
+    owed_in: u128,
+    owed_out: u128,
+    paid_in: u128,
+    paid_out: u128,
+    nonce_in: u64,
+    nonce_out: u64,
+    service: String,
+    weight: u64,
+    known: bool,
+}
+
+fn num(v: &serde_json::Value) -> u128 {
+    v.as_u64()
+        .map(u128::from)
+        .or_else(|| v.as_f64().map(|f| f as u128))
+        .unwrap_or(0)
+}
+
+fn row(ns: &Netns, neighbour: &str) -> Option<Row> {
+    let v = json(ns);
+    let r = v["payments"]
+        .as_array()?
+        .iter()
+        .find(|r| r["neighbour"] == neighbour)?
+        .clone();
+    Some(Row {
+        owed_in: num(&r["owed_in"]),
+        owed_out: num(&r["owed_out"]),
+        paid_in: num(&r["paid_in"]),
+        paid_out: num(&r["paid_out"]),
+        nonce_in: num(&r["nonce_in"]) as u64,
+        nonce_out: num(&r["nonce_out"]) as u64,
+        service: r["service"].as_str().unwrap_or("").to_owned(),
+        weight: num(&r["weight"]) as u64,
+        known: r["payment_key"].is_string(),
+    })
+}
+
+/// (bytes in, bytes out, value in, value out) of a neighbour's meter.
+fn meter(ns: &Netns, neighbour: &str) -> (u128, u128, u128, u128) {
+    let v = json(ns);
+    let mut t = (0, 0, 0, 0);
+    for m in v["meters"].as_array().into_iter().flatten() {
+        if m["neighbour"] == neighbour {
+            t.0 += num(&m["bytes_in"]);
+            t.1 += num(&m["bytes_out"]);
+            t.2 += num(&m["value_in"]);
+            t.3 += num(&m["value_out"]);
+        }
+    }
+    t
+}
+
+/// The price of the installed route to `prefix` (Althea's price: what we charge for it).
+fn route_price(ns: &Netns, prefix: &str) -> Option<u128> {
+    let v = json(ns);
+    v["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["prefix"] == prefix && r["installed"] == true)
+        .map(|r| num(&r["price"]))
+}
+
+/// An iperf3 server in `ns` on `port`, killed on drop.
+struct Server(Child);
+
+impl Server {
+    fn start(ns: &Netns, port: u16) -> Server {
+        let c = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "iperf3", "-s", "-J", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Server(c)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a UDP iperf3 client in `ns` to `dst:port` at `rate` for `secs`, JSON output with the
+/// server's per-second receive report.
+fn udp_client(ns: &Netns, dst: &str, port: u16, rate: &str, secs: u32) -> Child {
+    Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "iperf3", "-c", dst, "-u", "-b", rate,
+        ])
+        .args(["-l", "1000", "-J", "--get-server-output", "-p"])
+        .arg(port.to_string())
+        .arg("-t")
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The receiver's bytes per second, per interval, from an iperf3 client's JSON.
+fn received_per_second(out: std::process::Output) -> Vec<f64> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 output ({e}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["server_output_json"]["intervals"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no server intervals: {text}"))
+        .iter()
+        .map(|i| {
+            i["sum"]["bytes"].as_f64().unwrap_or(0.0) / i["sum"]["seconds"].as_f64().unwrap_or(1.0)
+        })
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Routers on a line with fixed mesh keys: (namespaces, private keys, public keys).
+fn keys(n: usize) -> (Vec<String>, Vec<String>) {
+    (0..n).map(|_| keypair()).unzip()
+}
+
+#[test]
+fn a_line_pays_by_the_prices_and_service_follows_payment() {
+    let test = "a_line_pays_by_the_prices_and_service_follows_payment";
+    if !usable(test) {
+        return;
+    }
+    // A - B - C - D; D sends to A through C and B. A destination charges nothing for its own
+    // prefixes (Althea's prices are the fees of the routers that forward), so two hops pay:
+    // D pays C (C's price: B's fee plus C's), C pays B (B's price: its fee).
+    let ns: Vec<Netns> = (1..=4).map(|i| node("pay4", i)).collect();
+    veth(&ns[0], "pya", &ns[1], "pyb1");
+    veth(&ns[1], "pyb2", &ns[2], "pyc1");
+    veth(&ns[2], "pyc2", &ns[3], "pyd");
+    let (private, public) = keys(4);
+    // Payments every 5 * 10^6 wei owed, cut-off above 5 * 10^7, metering interval 2 s, free
+    // tier 1000 kbit/s (the default).
+    let pay = "pay-threshold 5000000\npay-close-threshold 50000000\npay-interval 2\n";
+    let ifs: [&[&str]; 4] = [&["pya"], &["pyb1", "pyb2"], &["pyc1", "pyc2"], &["pyd"]];
+    let fees = [10, 5, 3, 1];
+    let mut d: Vec<Daemon> = (0..4)
+        .map(|i| {
+            pay_router(
+                &ns[i],
+                &format!("pay4-{i}"),
+                ifs[i],
+                &private[i],
+                &format!("fee {}\n{pay}", fees[i]),
+            )
+        })
+        .collect();
+    assert!(
+        wait_for(120, || has_route(&ns[3], "fd77::1")
+            && has_route(&ns[0], "fd77::4")),
+        "routes: {}",
+        d[2].log_text()
+    );
+    // Payment keys exchanged over the tunnels.
+    assert!(
+        wait_for(30, || row(&ns[3], &public[2]).is_some_and(|r| r.known)
+            && row(&ns[2], &public[3]).is_some_and(|r| r.known)
+            && row(&ns[2], &public[1]).is_some_and(|r| r.known)
+            && row(&ns[1], &public[2]).is_some_and(|r| r.known)),
+        "{}",
+        try_control(&ns[2], "dump\nquit\n")
+    );
+    // What each payer pays per byte to A: the price its next hop advertised.
+    let price_d = route_price(&ns[3], "fd77::1/128").unwrap();
+    let price_c = route_price(&ns[2], "fd77::1/128").unwrap();
+    println!("price of fd77::1: at D {price_d}, at C {price_c}");
+    assert_eq!((price_d, price_c), (8, 5));
+    let _server = Server::start(&ns[0], 5201);
+    let before_c = meter(&ns[3], &public[2]);
+    let before_b = meter(&ns[2], &public[1]);
+    // (a) D sends 4 Mbit/s to A for 8 s.
+    let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 8);
+    assert!(wait_for(60, || {
+        let o = client.try_wait().unwrap();
+        o.is_some()
+    }));
+    let out = client.wait_with_output().unwrap();
+    let got = received_per_second(out);
+    println!("A received (B/s): {got:?}");
+    // Quiet: every debt above the pay threshold is paid and acknowledged.
+    let thr = 5_000_000u128;
+    assert!(
+        wait_for(30, || {
+            let (c, b, b2, a) = (
+                row(&ns[3], &public[2]).unwrap_or_default(),
+                row(&ns[2], &public[3]).unwrap_or_default(),
+                row(&ns[2], &public[1]).unwrap_or_default(),
+                row(&ns[1], &public[2]).unwrap_or_default(),
+            );
+            c.paid_out == b.paid_in
+                && b2.paid_out == a.paid_in
+                && c.owed_out <= thr
+                && b2.owed_out <= thr
+                && c.paid_out > 0
+                && b2.paid_out > 0
+        }),
+        "C {:?}\nB<-C {:?}\nB->A {:?}\nA {:?}",
+        row(&ns[3], &public[2]),
+        row(&ns[2], &public[3]),
+        row(&ns[2], &public[1]),
+        row(&ns[1], &public[2])
+    );
+    let (c, bc, ba, a) = (
+        row(&ns[3], &public[2]).unwrap(),
+        row(&ns[2], &public[3]).unwrap(),
+        row(&ns[2], &public[1]).unwrap(),
+        row(&ns[1], &public[2]).unwrap(),
+    );
+    let mc = meter(&ns[3], &public[2]);
+    let mb = meter(&ns[2], &public[1]);
+    let bytes_c = mc.1 - before_c.1;
+    let bytes_b = mb.1 - before_b.1;
+    println!(
+        "C -> B: {bytes_c} bytes, paid {} (owed {}), B -> A: {bytes_b} bytes, paid {} (owed {})",
+        c.paid_out, c.owed_out, ba.paid_out, ba.owed_out
+    );
+    println!("B from C {bc:?}\nA from B {a:?}");
+    // What the prices say: C pays B's price for every byte it sent through B, B pays A's price
+    // for every byte it sent to A. Tolerance: what is still owed (at most the pay threshold)
+    // plus 1 % for Babel's own packets (metered at price 0) and traffic before the baseline.
+    let check = |what: &str, paid: u128, owed: u128, bytes: u128, price: u128| {
+        let want = bytes * price;
+        let total = paid + owed;
+        let err = total.abs_diff(want) as f64 / want as f64;
+        println!(
+            "{what}: paid+owed {total}, bytes x price {want}, error {:.3} %",
+            err * 100.0
+        );
+        assert!(err < 0.03, "{what}: paid+owed {total} vs {want}");
+        assert!(owed <= thr, "{what}: owes {owed}");
+    };
+    check("D pays C", c.paid_out, c.owed_out, bytes_c, price_d);
+    check("C pays B", ba.paid_out, ba.owed_out, bytes_b, price_c);
+    // The payee's view of the same channel agrees: what it was paid is what was signed.
+    assert_eq!(c.paid_out, bc.paid_in);
+    assert_eq!(ba.paid_out, a.paid_in);
+    assert_eq!((c.nonce_out, ba.nonce_out), (bc.nonce_in, a.nonce_in));
+
+    // (b) C stops paying: it falls to the free tier at B, then pays and recovers.
+    let free = 125_000.0;
+    let mut client = udp_client(&ns[3], "fd77::1", 5201, "6M", 24);
+    let start = Instant::now();
+    assert!(wait_for(15, || start.elapsed() > Duration::from_secs(5)));
+    assert!(try_control(&ns[3], "pay-withhold true\nquit\n").contains("ok"));
+    let withheld = start.elapsed();
+    // B's view: when C's debt passed the close threshold, and when C was cut off.
+    let (mut passed, mut cut) = (None, None);
+    assert!(
+        wait_for(30, || {
+            let r = row(&ns[2], &public[3]).unwrap_or_default();
+            if passed.is_none() && r.owed_in > 50_000_000 {
+                passed = Some(start.elapsed());
+            }
+            if cut.is_none() && r.service == "free-tier" {
+                cut = Some(start.elapsed());
+            }
+            cut.is_some()
+        }),
+        "never cut off: {:?}",
+        row(&ns[2], &public[3])
+    );
+    let (passed, cut) = (passed.unwrap_or(cut.unwrap()), cut.unwrap());
+    println!("withheld at {withheld:?}, debt past close at {passed:?}, free tier at {cut:?}");
+    assert!(
+        cut.saturating_sub(passed) <= Duration::from_secs(2),
+        "{passed:?} {cut:?}"
+    );
+    // Measure the free tier for a while, then pay again.
+    assert!(wait_for(30, || start.elapsed() > cut + Duration::from_secs(7)));
+    assert!(try_control(&ns[3], "pay-withhold false\nquit\n").contains("ok"));
+    let paid_again = start.elapsed();
+    assert!(
+        wait_for(20, || row(&ns[2], &public[3])
+            .is_some_and(|r| r.service == "full")),
+        "{:?}",
+        row(&ns[2], &public[3])
+    );
+    let restored = start.elapsed();
+    println!("paying again at {paid_again:?}, full service at {restored:?}");
+    assert!(wait_for(60, || client.try_wait().unwrap().is_some()));
+    let got = received_per_second(client.wait_with_output().unwrap());
+    println!("A received (B/s): {got:?}");
+    let at = |t: Duration| t.as_secs() as usize;
+    let full_before = mean(&got[1..at(withheld)]);
+    let shaped = mean(&got[at(cut) + 2..at(paid_again)]);
+    let after = mean(&got[(at(restored) + 2).min(got.len() - 2)..got.len() - 1]);
+    println!(
+        "full {full_before:.0} B/s, free tier {shaped:.0} B/s (configured {free}), after paying {after:.0} B/s"
+    );
+    assert!(full_before > 4.0 * free, "{full_before}");
+    assert!(shaped < 1.3 * free && shaped > 0.5 * free, "{shaped}");
+    assert!(after > 4.0 * free, "{after}");
+    // Operators see it: show payments, monitor-visible lines in the log.
+    let show = ns[2].exec(&[CTL, "show", "-s", "33123", "payments"]);
+    println!("{show}");
+    assert!(show.contains("full"), "{show}");
+    for x in &mut d {
+        x.terminate();
+    }
+}
