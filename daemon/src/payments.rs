@@ -104,6 +104,9 @@ pub struct MeterRow {
     pub value_in: u128,
     /// Their value (wei): we owe it.
     pub value_out: u128,
+    /// Value (wei) of what the neighbour sent that our shaper dropped (not owed; weighs its
+    /// payments).
+    pub value_shaped_in: u128,
 }
 
 impl MeterRow {
@@ -211,19 +214,29 @@ impl PacketHook for MeteringHook {
         destination: IpAddr,
         len: usize,
     ) -> Verdict {
-        if let Some(sh) = &self.shaper
-            && !control_traffic(destination)
-            && let Ok(mut sh) = sh.lock()
-            && sh.admit(
-                Instant::now(),
-                &peer,
-                u32::try_from(len).unwrap_or(u32::MAX),
-            ) == payments::Verdict::Drop
-        {
-            return Verdict::Drop;
-        }
+        let dropped = self.shaper.as_ref().is_some_and(|sh| {
+            !control_traffic(destination)
+                && sh.lock().is_ok_and(|mut sh| {
+                    sh.admit(
+                        Instant::now(),
+                        &peer,
+                        u32::try_from(len).unwrap_or(u32::MAX),
+                    ) == payments::Verdict::Drop
+                })
+        });
         let prices = self.prices(destination);
         let bytes = len as u64;
+        if dropped {
+            // Not owed; weighs the neighbour's payments (what it offered, as it pays).
+            if direction == Direction::In
+                && let Ok(mut m) = self.meters.lock()
+            {
+                m.entry(peer)
+                    .or_insert_with(|| Meter::new(MAX_DESTINATIONS))
+                    .shaped_from(bytes, prices.ours);
+            }
+            return Verdict::Drop;
+        }
         if let Ok(mut m) = self.meters.lock() {
             let meter = m
                 .entry(peer)

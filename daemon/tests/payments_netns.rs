@@ -367,18 +367,18 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     }
 }
 
-/// Measured 1.43 rather than 2: each payer pays for what it sent, the payee weighs payment
-/// against what passed its shaper, so the dropped excess inflates both weights and flattens the
-/// ratio. Weighing against offered traffic (passed plus dropped) is the missing piece.
+/// Weights are what each sender pays per unit of the traffic it offered B (spec/payments.md,
+/// "Service follows payment"): S1 bids twice B's price (`pay-premium 100`), S2 pays the price.
 #[test]
-#[ignore = "known gap: weights against passed traffic only give 1.43, not 2 (see comment)"]
 fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     let test = "two_senders_paying_two_to_one_share_a_contended_link_two_to_one";
     if !usable(test) {
         return;
     }
-    // S1 and S2 reach B over one shared link (a bridge in B), B forwards to A. B's link to them
-    // is configured at 4000 kbit/s; both send 4 Mbit/s to A; S1 pays twice B's price.
+    // S1 and S2 reach B over one shared link (a bridge in B), B forwards to A. B's links are
+    // configured at 1600 kbit/s; both send 1.6 Mbit/s to A; S1 pays twice B's price. (Rates
+    // stay low enough for debug builds on a loaded machine: packets a busy router loses before
+    // its shaper were paid for by the sender but weigh nothing at the receiver.)
     let a = node("payc", 1);
     let b = node("payc", 2);
     let s1 = node("payc", 3);
@@ -414,7 +414,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
             "payc-b",
             &["pcba", "pcbr"],
             &private[1],
-            &format!("fee 5\npay-link-capacity 4000\n{pay}"),
+            &format!("fee 5\npay-link-capacity 1600\n{pay}"),
         ),
         pay_router(
             &s1,
@@ -447,8 +447,8 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     assert!(wait_for(10, || {
         a.exec(&["ss", "-ltn"]).contains(":5202")
     }));
-    let c1 = udp_client(&s1, "fd77::1", 5201, "4M", 24);
-    let c2 = udp_client(&s2, "fd77::1", 5202, "4M", 24);
+    let c1 = udp_client(&s1, "fd77::1", 5201, "1600K", 24);
+    let c2 = udp_client(&s2, "fd77::1", 5202, "1600K", 24);
     // Weights follow payments within a few metering intervals.
     assert!(
         wait_for(40, || {
@@ -458,9 +458,13 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
             );
             w1 > 1700 && w2 < 1200 && w2 > 800
         }),
-        "weights: {:?} {:?}",
+        "weights: {:?} {:?}\nmeters at B: {}\nmesh at B: {}\nmesh at S1: {}\n{}",
         row(&b, &public[2]),
-        row(&b, &public[3])
+        row(&b, &public[3]),
+        json(&b)["meters"],
+        json(&b)["mesh"],
+        json(&s1)["mesh"],
+        b.exec(&["nstat", "-az", "Udp6RcvbufErrors", "Udp6InErrors"])
     );
     let (r1, r2) = (
         row(&b, &public[2]).unwrap_or_default(),
@@ -475,7 +479,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     let (t1, t2) = (tail(&g1), tail(&g2));
     let ratio = t1 / t2;
     println!(
-        "S1 {t1:.0} B/s, S2 {t2:.0} B/s, ratio {ratio:.2}, link {:.0} B/s of 500000",
+        "S1 {t1:.0} B/s, S2 {t2:.0} B/s, ratio {ratio:.2}, link {:.0} B/s of 200000",
         t1 + t2
     );
     assert!((ratio - 2.0).abs() / 2.0 < 0.15, "ratio {ratio}");

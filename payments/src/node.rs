@@ -25,8 +25,11 @@ pub struct Neighbour<D> {
     pub meter: Meter<D>,
     /// What it paid us per interval, smoothed over about four intervals.
     pub paid_per_interval: u128,
-    /// The value of what we forwarded for it per interval (our metering), smoothed alike.
+    /// The value of what it offered us per interval (forwarded, plus what our shaper dropped),
+    /// smoothed alike.
     pub value_per_interval: u128,
+    /// Value our shaper dropped since the last interval.
+    shaped: Amount,
     paid_at_last_tick: Amount,
     metered_at_last_tick: Amount,
 }
@@ -36,11 +39,14 @@ pub struct Neighbour<D> {
 pub const NEUTRAL_WEIGHT: u64 = 1000;
 
 impl<D> Neighbour<D> {
-    /// Its weight in the shaper: what it paid per unit of value we metered for it, per mille,
+    /// Its weight in the shaper: what it paid per unit of value it offered us, per mille,
     /// both smoothed over about four intervals (1000: it pays our price; 2000: twice it), at
     /// least 1. A weight proportional to the absolute amount paid would feed back on itself
     /// (a larger share means more bytes, so more paid, so a larger share); the per-byte bid does
-    /// not, so two payers bidding 2:1 settle at 2:1 of a contended link.
+    /// not, so two payers bidding 2:1 settle at 2:1 of a contended link. The value offered
+    /// includes what our shaper dropped, because a payer pays by its own metering, before our
+    /// shaper: weighing only what passed would inflate every contended payer's weight and
+    /// flatten the ratio.
     pub fn weight(&self) -> u64 {
         if self.value_per_interval == 0 {
             return NEUTRAL_WEIGHT;
@@ -158,6 +164,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
                 meter: Meter::new(self.max_destinations),
                 paid_per_interval: 0,
                 value_per_interval: 0,
+                shaped: Amount(0),
                 paid_at_last_tick: paid,
                 metered_at_last_tick: metered,
             },
@@ -180,6 +187,14 @@ impl<D: Hash + Eq + Clone> Payments<D> {
     pub fn meter(&mut self, neighbour: &[u8; 32], value_in: Amount, value_out: Amount) {
         if let Some(n) = self.neighbours.get_mut(neighbour) {
             n.peer.meter(value_in, value_out);
+        }
+    }
+
+    /// Value of traffic from `neighbour` that a shaper elsewhere (the daemon's tunnels) dropped:
+    /// not owed, counted in its weight.
+    pub fn shaped(&mut self, neighbour: &[u8; 32], value: Amount) {
+        if let Some(n) = self.neighbours.get_mut(neighbour) {
+            n.shaped = n.shaped.saturating_add(value);
         }
     }
 
@@ -219,11 +234,15 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             return Verdict::Pass;
         };
         let v = self.shaper.admit(now, neighbour, bytes);
-        if v == Verdict::Pass {
-            match direction {
-                Direction::In => n.meter.forwarded_for(destination, u64::from(bytes), price),
-                Direction::Out => n.meter.sent_through(destination, u64::from(bytes), price),
+        match (v, direction) {
+            (Verdict::Pass, Direction::In) => {
+                n.meter.forwarded_for(destination, u64::from(bytes), price)
             }
+            (Verdict::Pass, Direction::Out) => {
+                n.meter.sent_through(destination, u64::from(bytes), price)
+            }
+            (Verdict::Drop, Direction::In) => n.meter.shaped_from(u64::from(bytes), price),
+            (Verdict::Drop, Direction::Out) => {}
         }
         v
     }
@@ -260,6 +279,8 @@ impl<D: Hash + Eq + Clone> Payments<D> {
                 let value = metered
                     .checked_sub(n.metered_at_last_tick)
                     .unwrap_or_default()
+                    .saturating_add(f.shaped_in)
+                    .saturating_add(std::mem::take(&mut n.shaped))
                     .0;
                 n.metered_at_last_tick = metered;
                 // Smoothed over about four intervals.

@@ -655,6 +655,7 @@ impl Driver {
                     bytes_out: t.bytes_out,
                     value_in: t.value_in.0,
                     value_out: t.value_out.0,
+                    value_shaped_in: t.shaped_in.0,
                 })
             })
             .collect();

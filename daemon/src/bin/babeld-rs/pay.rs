@@ -210,8 +210,9 @@ struct Loop {
     socket: UdpSocket,
     /// By tunnel interface index.
     tunnels: HashMap<u32, Tunnel>,
-    /// Per neighbour tunnel key: the meter totals (in, out with the premium) already fed.
-    fed: HashMap<String, (u128, u128)>,
+    /// Per neighbour tunnel key: the meter totals (in, out with the premium, shaped in)
+    /// already fed.
+    fed: HashMap<String, (u128, u128, u128)>,
     mesh: Vec<Arc<Mutex<MeshView>>>,
     board: MeterBoard,
     shared: Arc<PayShared>,
@@ -483,23 +484,31 @@ impl Loop {
         let Ok(board) = self.board.lock() else { return };
         for t in self.tunnels.values() {
             let Some(pk) = t.payment_key else { continue };
-            let (mut vin, mut vout) = (0u128, 0u128);
+            let (mut vin, mut vout, mut shaped) = (0u128, 0u128, 0u128);
             for ((_, key), row) in board.iter() {
                 if *key == t.key {
                     vin = vin.saturating_add(row.value_in);
                     vout = vout.saturating_add(row.value_out);
+                    shaped = shaped.saturating_add(row.value_shaped_in);
                 }
             }
             // The premium (`pay-premium`) raises what we pay; applied to the totals so that
             // rounding never accumulates.
             let vout = vout.saturating_mul(100 + self.premium) / 100;
-            let last = self.fed.entry(t.key.clone()).or_insert((0, 0));
+            let last = self.fed.entry(t.key.clone()).or_insert((0, 0, 0));
             // A meter that went back (the tunnel was rebuilt and counts from 0) counts anew.
-            let din = if vin >= last.0 { vin - last.0 } else { vin };
-            let dout = if vout >= last.1 { vout - last.1 } else { vout };
-            *last = (vin, vout);
+            let delta = |now: u128, before: u128| if now >= before { now - before } else { now };
+            let (din, dout, dshaped) = (
+                delta(vin, last.0),
+                delta(vout, last.1),
+                delta(shaped, last.2),
+            );
+            *last = (vin, vout, shaped);
             if din > 0 || dout > 0 {
                 self.node.meter(&pk, Amount(din), Amount(dout));
+            }
+            if dshaped > 0 {
+                self.node.shaped(&pk, Amount(dshaped));
             }
         }
     }
