@@ -287,6 +287,22 @@ impl Loop {
 
     /// A neighbour's payment key: its channels are restored from the ledger (or opened).
     async fn hello(&mut self, ix: u32, key: [u8; 32], known: bool) -> anyhow::Result<()> {
+        // One payment key, one tunnel: a neighbour that restarted with a new tunnel key (the
+        // default mesh key is new at every start) says its payment key on its new tunnel while
+        // the old one is still timing out; the newest claim wins and the old tunnel forgets it,
+        // so meters and messages follow the live tunnel. (A neighbour claiming another's key
+        // gains nothing: it cannot sign that key's updates, and what it is metered is what it
+        // sent.)
+        for (i, t) in self.tunnels.iter_mut() {
+            if *i != ix && t.payment_key == Some(key) {
+                tracing::warn!(
+                    "payments: payment key {} moved from tunnel {} to tunnel index {ix}",
+                    hex::encode(key),
+                    t.name
+                );
+                t.payment_key = None;
+            }
+        }
         let Some(t) = self.tunnels.get_mut(&ix) else {
             return Ok(());
         };
