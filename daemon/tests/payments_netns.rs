@@ -41,13 +41,7 @@ fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &s
     start_with_config(ns, name, BIN, &conf, &[])
 }
 
-fn json(ns: &Netns) -> serde_json::Value {
-    let text = try_control(ns, "dump json\nquit\n");
-    text.lines()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
+use common::dump_json as json;
 
 /// One neighbour's payment row (by its mesh public key).
 #[derive(Debug, Clone, Default)]
