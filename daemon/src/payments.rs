@@ -251,6 +251,22 @@ impl PacketHook for MeteringHook {
     }
 }
 
+/// The `pay-*` configuration statements, for the man page (spec/payments.md, "Configuration").
+pub const CONFIG_HELP: &str =
+    "Payments between mesh neighbours (configuration file statements, spec/payments.md):
+  pay-enable BOOL            run the payment loop and the shapers on the mesh tunnels (false)
+  pay-threshold WEI          pay a neighbour when we owe it more than this (3*10^17)
+  pay-close-threshold WEI    cut a neighbour owing more to the free tier (10 * pay-threshold)
+  pay-free-tier KBIT/S       the free tier's rate (1000)
+  pay-link-capacity KBIT/S   each mesh link's capacity, shared by payment when set (none)
+  pay-deposit WEI            deposit accepted on each neighbour's channel to us (10^21)
+  pay-ledger PATH            the redb ledger (the state file's path + .payments.redb)
+  pay-private-key HEX        ed25519 payment key seed, 64 hex digits (generated, in LEDGER.key)
+  pay-interval SECONDS       the metering interval (5)
+  pay-port PORT              UDP port of payment messages on the tunnels (6698)
+  pay-premium PERCENT        pay this much above the metered price (0)
+  pay-withhold BOOL          sign no new payments; also at runtime (false)";
+
 /// Default UDP port of payment messages, on the tunnels' link-local addresses (Babel is 6696,
 /// mesh discovery 6697).
 pub const PAY_PORT: u16 = 6698;
@@ -769,6 +785,22 @@ mod tests {
             assert!(PayStatement::parse(k, Some(v)).is_err(), "{k} {v}");
         }
         assert!(PayStatement::parse("pay-deposit", None).is_err());
+        // Every statement the man page lists is one the parser knows.
+        let listed: Vec<&str> = CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("pay-"))
+            .collect();
+        assert_eq!(listed.len(), 12);
+        for k in listed {
+            assert!(
+                !matches!(
+                    PayStatement::parse(k, Some("x")),
+                    Err(ParseError::Unknown(_))
+                ),
+                "{k}"
+            );
+        }
         assert!(ok("pay-withhold", "yes").runtime());
         assert!(!ok("pay-threshold", "1").runtime());
     }

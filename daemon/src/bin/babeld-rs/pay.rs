@@ -270,16 +270,22 @@ impl Loop {
             self.send_hello(ix).await;
             return Ok(());
         };
-        let out = self
-            .node
-            .handle(
-                Instant::now(),
-                &pk,
-                data,
-                &mut self.deposits,
-                &mut self.store,
-            )
-            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        let out = self.node.handle(
+            Instant::now(),
+            &pk,
+            data,
+            &mut self.deposits,
+            &mut self.store,
+        );
+        // A failed commit sent and acknowledged nothing: the message is as if lost, and the
+        // neighbour retransmits it.
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("payments: ledger commit failed, message dropped: {e}");
+                return Ok(());
+            }
+        };
         self.deliver(&pk, out).await;
         self.publish();
         Ok(())
@@ -317,21 +323,28 @@ impl Loop {
                     hex::encode(key)
                 );
             }
-            t.payment_key = Some(key);
             let me = self.node.public_key();
             if self.node.neighbour(&key).is_none() {
+                if let Err(e) = self.node.add(key, None, &self.store) {
+                    // Its record does not load (or verify): no payments with it rather than
+                    // payments from a state we cannot trust.
+                    tracing::error!(
+                        "payments: neighbour {} (key {}): ledger: {e}",
+                        t.key,
+                        hex::encode(key)
+                    );
+                    return Ok(());
+                }
                 self.deposits
                     .set(payments::ChannelId::offchain(&key, &me), self.deposit);
-                self.node
-                    .add(key, None, &self.store)
-                    .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
-                tracing::info!(
-                    "payments: neighbour {} (tunnel {}) pays with key {}",
-                    t.key,
-                    t.name,
-                    hex::encode(key)
-                );
             }
+            t.payment_key = Some(key);
+            tracing::info!(
+                "payments: neighbour {} (tunnel {}) pays with key {}",
+                t.key,
+                t.name,
+                hex::encode(key)
+            );
         }
         if reply {
             self.send_hello(ix).await;
@@ -563,10 +576,14 @@ impl Loop {
             );
         }
         self.feed_meters();
-        let outs = self
-            .node
-            .tick(now, &mut self.store)
-            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        // A failed commit sent nothing; the next tick tries again.
+        let outs = match self.node.tick(now, &mut self.store) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("payments: ledger commit failed: {e}");
+                Vec::new()
+            }
+        };
         for (pk, out) in outs {
             self.deliver(&pk, out).await;
         }
