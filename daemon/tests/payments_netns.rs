@@ -109,6 +109,18 @@ fn route_price(ns: &Netns, prefix: &str) -> Option<u128> {
         .map(|r| num(&r["price"]))
 }
 
+/// `dst` answers a ping from `ns` (routes exist end to end, both ways).
+fn reachable(ns: &Netns, dst: &str) -> bool {
+    wait_for(90, || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "ping", "-6", "-c", "1", "-W", "2", dst,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// An iperf3 server in `ns` on `port`, killed on drop.
 struct Server(Child);
 
@@ -256,6 +268,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let before_c = meter(&ns[3], &public[2]);
     let before_b = meter(&ns[2], &public[1]);
     // (a) D sends 4 Mbit/s to A for 8 s.
+    assert!(reachable(&ns[3], "fd77::1"));
     let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 8);
     assert!(wait_for(60, || {
         let o = client.try_wait().unwrap();
@@ -334,6 +347,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mon = monitor(&ns[2], stop.clone());
     let free = 125_000.0;
+    assert!(reachable(&ns[3], "fd77::1"));
     let mut client = udp_client(&ns[3], "fd77::1", 5201, "6M", 24);
     let start = Instant::now();
     assert!(wait_for(15, || start.elapsed() > Duration::from_secs(5)));
@@ -494,6 +508,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     assert!(wait_for(10, || {
         a.exec(&["ss", "-ltn"]).contains(":5202")
     }));
+    assert!(reachable(&s1, "fd77::1") && reachable(&s2, "fd77::1"));
     let c1 = udp_client(&s1, "fd77::1", 5201, "1600K", 24);
     let c2 = udp_client(&s2, "fd77::1", 5202, "1600K", 24);
     // Weights follow payments within a few metering intervals.
