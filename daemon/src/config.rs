@@ -396,6 +396,8 @@ pub enum Statement {
     TunnelPolicy(String, tunnel::PublicKey, tunnel::ForwardingPolicy),
     /// `mesh-*`: discovery on `type mesh` interfaces.
     Mesh(crate::discovery::MeshStatement),
+    /// `pay-*`: payments on the mesh tunnels (spec/payments.md).
+    Pay(crate::payments::PayStatement),
 }
 
 /// A whole configuration.
@@ -415,6 +417,8 @@ pub struct Config {
     pub tunnels: Vec<(String, TunnelOptions, Vec<TunnelPeer>)>,
     /// `mesh-*` settings.
     pub mesh: crate::discovery::MeshSettings,
+    /// `pay-*` settings.
+    pub pay: crate::payments::PaySettings,
 }
 
 impl Config {
@@ -452,6 +456,7 @@ impl Config {
                 }
             }
             Statement::Mesh(m) => self.mesh.apply(m),
+            Statement::Pay(p) => self.pay.apply(p),
             Statement::TunnelPeer(name, p) => {
                 if let Some((_, _, peers)) = self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
                     peers.retain(|q| q.public_key != p.public_key);
@@ -711,6 +716,16 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
                 return Err(bad(first, extra, "unexpected word after the value"));
             }
             Statement::Mesh(s)
+        }
+        p if p.starts_with("pay-") => {
+            let s = crate::payments::PayStatement::parse(p, w.next())?;
+            if ctx == Context::Runtime && !s.runtime() {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            if let Some(extra) = w.next() {
+                return Err(bad(first, extra, "unexpected word after the value"));
+            }
+            Statement::Pay(s)
         }
         "tunnel" | "tunnel-peer" => {
             if ctx == Context::Runtime {

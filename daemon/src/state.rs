@@ -157,6 +157,8 @@ pub struct Daemon {
     pub mesh: Vec<std::sync::Arc<std::sync::Mutex<crate::discovery::MeshView>>>,
     /// What the mesh tunnels metered, per neighbour (spec/payments.md).
     pub meters: crate::payments::MeterBoard,
+    /// The payment loop's rows, counters and switches (spec/payments.md).
+    pub payments: std::sync::Arc<crate::payments::PayShared>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -187,6 +189,7 @@ impl Daemon {
             tunnels: Vec::new(),
             mesh: Vec::new(),
             meters: Default::default(),
+            payments: Default::default(),
         }
     }
 
@@ -326,6 +329,7 @@ impl Daemon {
         }
         out.extend(crate::discovery::dump_lines(&self.mesh));
         out.extend(crate::payments::dump_lines(&self.meters));
+        out.extend(self.payments.dump_lines());
         out
     }
 
@@ -506,6 +510,12 @@ impl Daemon {
             Statement::Tunnel(..) | Statement::TunnelPeer(..) => {
                 return Err("tunnels cannot change at runtime".to_owned());
             }
+            Statement::Pay(crate::payments::PayStatement::Withhold(on)) => {
+                self.payments
+                    .withhold
+                    .store(*on, std::sync::atomic::Ordering::Relaxed);
+            }
+            Statement::Pay(_) => return Err("only pay-withhold changes at runtime".to_owned()),
         }
         self.config.apply(s);
         Ok(())
@@ -525,6 +535,7 @@ impl Daemon {
             tunnels: Vec<TunnelState>,
             mesh: Vec<crate::discovery::MeshView>,
             meters: Vec<crate::payments::MeterRow>,
+            payments: Vec<crate::payments::PaymentRow>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -578,6 +589,7 @@ impl Daemon {
         let j = J {
             tunnels,
             meters: crate::payments::rows(&self.meters),
+            payments: self.payments.rows(),
             mesh: self
                 .mesh
                 .iter()

@@ -25,6 +25,10 @@ pub struct Flow {
     pub value_in: Amount,
     /// Their value: we owe it.
     pub value_out: Amount,
+    /// Value of what the neighbour sent us that our shaper dropped: not owed (we did not
+    /// forward it), but the neighbour paid for it by its own metering, so its payments are
+    /// weighed against the traffic it offered (see [`crate::Neighbour::weight`]).
+    pub shaped_in: Amount,
 }
 
 impl Flow {
@@ -85,6 +89,14 @@ impl<D: Hash + Eq + Clone> Meter<D> {
     pub fn sent_through(&mut self, destination: &D, bytes: u64, price: Price) {
         let v = cost(bytes, price);
         self.add(destination, |f| f.add_out(bytes, v));
+    }
+
+    /// The neighbour sent us `bytes` that the shaper dropped; `price` is
+    /// ours for it. Counted in the totals only, never owed.
+    pub fn shaped_from(&mut self, bytes: u64, price: Price) {
+        let v = cost(bytes, price);
+        self.total.shaped_in = self.total.shaped_in.saturating_add(v);
+        self.pending.shaped_in = self.pending.shaped_in.saturating_add(v);
     }
 
     /// What was metered since the last call: hand it to [`crate::Peer::meter`] once per

@@ -23,12 +23,43 @@ pub struct Neighbour<D> {
     pub peer: Peer,
     /// Packets since the last tick.
     pub meter: Meter<D>,
-    /// What it paid us per interval, smoothed (weight in the shaper).
+    /// What it paid us per interval, smoothed over about four intervals.
     pub paid_per_interval: u128,
+    /// The value of what it offered us per interval (forwarded, plus what our shaper dropped),
+    /// smoothed alike.
+    pub value_per_interval: u128,
+    /// Value our shaper dropped since the last interval.
+    shaped: Amount,
     paid_at_last_tick: Amount,
+    metered_at_last_tick: Amount,
 }
 
-/// A neighbour's line in `dump` and `babelctl show payments`.
+/// The shaper weight of a neighbour that pays exactly our price (and of one that sent nothing
+/// yet): weights are per mille of the metered value.
+pub const NEUTRAL_WEIGHT: u64 = 1000;
+
+impl<D> Neighbour<D> {
+    /// Its weight in the shaper: what it paid per unit of value it offered us, per mille,
+    /// both smoothed over about four intervals (1000: it pays our price; 2000: twice it), at
+    /// least 1. A weight proportional to the absolute amount paid would feed back on itself
+    /// (a larger share means more bytes, so more paid, so a larger share); the per-byte bid does
+    /// not, so two payers bidding 2:1 settle at 2:1 of a contended link. The value offered
+    /// includes what our shaper dropped, because a payer pays by its own metering, before our
+    /// shaper: weighing only what passed would inflate every contended payer's weight and
+    /// flatten the ratio.
+    pub fn weight(&self) -> u64 {
+        if self.value_per_interval == 0 {
+            return NEUTRAL_WEIGHT;
+        }
+        let w = self
+            .paid_per_interval
+            .saturating_mul(u128::from(NEUTRAL_WEIGHT))
+            / self.value_per_interval;
+        u64::try_from(w).unwrap_or(u64::MAX).clamp(1, 1_000_000)
+    }
+}
+
+/// A neighbour's payments at a glance (the daemon's `dump` rows carry the same and more).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
     /// Its key, hex.
@@ -53,25 +84,6 @@ pub struct View {
     pub refused: u64,
 }
 
-impl View {
-    /// The `dump` line.
-    pub fn line(&self) -> String {
-        format!(
-            "payment neighbour {} owed-in {} owed-out {} paid-in {} paid-out {} nonce-in {} nonce-out {} service {} weight {} refused {}",
-            self.neighbour,
-            self.owed_in,
-            self.owed_out,
-            self.paid_in,
-            self.paid_out,
-            self.nonce_in,
-            self.nonce_out,
-            self.service,
-            self.weight,
-            self.refused
-        )
-    }
-}
-
 /// Every neighbour's payments (module documentation).
 #[derive(Debug)]
 pub struct Payments<D> {
@@ -82,6 +94,7 @@ pub struct Payments<D> {
     max_destinations: usize,
     interval: Duration,
     next_tick: Instant,
+    paying: bool,
 }
 
 fn hex(k: &[u8; 32]) -> String {
@@ -105,6 +118,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             max_destinations: 4096,
             interval,
             next_tick: now + interval,
+            paying: true,
         }
     }
 
@@ -120,15 +134,20 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             ChannelId::offchain(&me, &neighbour),
             ChannelId::offchain(&neighbour, &me),
         ));
-        let peer = Peer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
+        let mut peer = Peer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
+        peer.set_paying(self.paying);
         let paid = peer.payee().paid();
+        let metered = peer.metered_in();
         self.neighbours.insert(
             neighbour,
             Neighbour {
                 peer,
                 meter: Meter::new(self.max_destinations),
                 paid_per_interval: 0,
+                value_per_interval: 0,
+                shaped: Amount(0),
                 paid_at_last_tick: paid,
+                metered_at_last_tick: metered,
             },
         );
         Ok(())
@@ -137,6 +156,40 @@ impl<D: Hash + Eq + Clone> Payments<D> {
     /// A neighbour.
     pub fn neighbour(&self, key: &[u8; 32]) -> Option<&Neighbour<D>> {
         self.neighbours.get(key)
+    }
+
+    /// Our payment public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Adds value metered elsewhere (the daemon meters in the tunnels): `value_in` of service we
+    /// gave `neighbour`, `value_out` of service it gave us. Committed at the next interval.
+    pub fn meter(&mut self, neighbour: &[u8; 32], value_in: Amount, value_out: Amount) {
+        if let Some(n) = self.neighbours.get_mut(neighbour) {
+            n.peer.meter(value_in, value_out);
+        }
+    }
+
+    /// Value of traffic from `neighbour` that a shaper elsewhere (the daemon's tunnels) dropped:
+    /// not owed, counted in its weight.
+    pub fn shaped(&mut self, neighbour: &[u8; 32], value: Amount) {
+        if let Some(n) = self.neighbours.get_mut(neighbour) {
+            n.shaped = n.shaped.saturating_add(value);
+        }
+    }
+
+    /// Whether we pay our neighbours (see [`Peer::set_paying`]); also for neighbours added later.
+    pub fn set_paying(&mut self, on: bool) {
+        self.paying = on;
+        for n in self.neighbours.values_mut() {
+            n.peer.set_paying(on);
+        }
+    }
+
+    /// Every neighbour, in key order.
+    pub fn neighbours(&self) -> impl Iterator<Item = (&[u8; 32], &Neighbour<D>)> {
+        self.neighbours.iter()
     }
 
     /// The shaper.
@@ -162,11 +215,15 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             return Verdict::Pass;
         };
         let v = self.shaper.admit(now, neighbour, bytes);
-        if v == Verdict::Pass {
-            match direction {
-                Direction::In => n.meter.forwarded_for(destination, u64::from(bytes), price),
-                Direction::Out => n.meter.sent_through(destination, u64::from(bytes), price),
+        match (v, direction) {
+            (Verdict::Pass, Direction::In) => {
+                n.meter.forwarded_for(destination, u64::from(bytes), price)
             }
+            (Verdict::Pass, Direction::Out) => {
+                n.meter.sent_through(destination, u64::from(bytes), price)
+            }
+            (Verdict::Drop, Direction::In) => n.meter.shaped_from(u64::from(bytes), price),
+            (Verdict::Drop, Direction::Out) => {}
         }
         v
     }
@@ -199,16 +256,24 @@ impl<D: Hash + Eq + Clone> Payments<D> {
                 let paid = n.peer.payee().paid();
                 let delta = paid.checked_sub(n.paid_at_last_tick).unwrap_or_default().0;
                 n.paid_at_last_tick = paid;
+                let metered = n.peer.metered_in();
+                let value = metered
+                    .checked_sub(n.metered_at_last_tick)
+                    .unwrap_or_default()
+                    .saturating_add(f.shaped_in)
+                    .saturating_add(std::mem::take(&mut n.shaped))
+                    .0;
+                n.metered_at_last_tick = metered;
                 // Smoothed over about four intervals.
                 n.paid_per_interval = n.paid_per_interval - n.paid_per_interval / 4 + delta / 4;
+                n.value_per_interval = n.value_per_interval - n.value_per_interval / 4 + value / 4;
             }
             let o = n.peer.poll(now, store)?;
             out.send.extend(o.send);
             out.events.extend(o.events);
             if interval {
-                let weight = u64::try_from(n.paid_per_interval).unwrap_or(u64::MAX);
-                self.shaper
-                    .set(now, key, n.peer.service_level(), weight.max(1));
+                let weight = n.weight();
+                self.shaper.set(now, key, n.peer.service_level(), weight);
             }
             if !out.send.is_empty() || !out.events.is_empty() {
                 outs.push((*key, out));
@@ -235,9 +300,9 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             .iter()
             .any(|e| matches!(e, crate::Event::Service(_)))
         {
-            let weight = u64::try_from(n.paid_per_interval).unwrap_or(u64::MAX);
+            let weight = n.weight();
             self.shaper
-                .set(now, neighbour, n.peer.service_level(), weight.max(1));
+                .set(now, neighbour, n.peer.service_level(), weight);
         }
         Ok(out)
     }
@@ -368,7 +433,7 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert!(
             v.first()
-                .is_some_and(|v| v.line().starts_with("payment neighbour "))
+                .is_some_and(|v| v.service == "full" && v.nonce_in > 0)
         );
         assert_eq!(
             b.neighbour(&pc).map(|n| n.peer.payee().paid()),

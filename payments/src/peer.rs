@@ -182,6 +182,7 @@ pub struct Peer {
     heard: bool,
     reestablish_at: Option<Instant>,
     level: ServiceLevel,
+    paying: bool,
     /// Refused updates by kind.
     pub refusals: RefusalCounters,
     /// Other counters.
@@ -225,11 +226,24 @@ impl Peer {
             heard: false,
             reestablish_at: None,
             level: ServiceLevel::Full,
+            paying: true,
             refusals: RefusalCounters::default(),
             counters: Counters::default(),
         };
         peer.level = peer.computed_level();
         Ok(peer)
+    }
+
+    /// Whether we sign new payments when they are due (on by default). Off, an operator (or a
+    /// test) withholds payment: debts keep growing, updates already signed are still
+    /// retransmitted until acknowledged.
+    pub fn set_paying(&mut self, on: bool) {
+        self.paying = on;
+    }
+
+    /// See [`Peer::set_paying`].
+    pub fn paying(&self) -> bool {
+        self.paying
     }
 
     /// The neighbour's key.
@@ -382,7 +396,7 @@ impl Peer {
         store: &mut impl Store,
         out: &mut Output,
     ) -> Result<(), StoreError> {
-        if self.payer.in_flight() {
+        if self.payer.in_flight() || !self.paying {
             return Ok(());
         }
         let owed = self.owed_out();
@@ -496,6 +510,8 @@ impl Peer {
                     _ => self.counters.unmatched += 1,
                 }
             }
+            // Keys are exchanged by the driver (it knows which tunnel a message came through).
+            Message::Hello { .. } => {}
         }
         self.update_level(&mut out);
         Ok(out)

@@ -20,6 +20,8 @@ pub mod kind {
     pub const REESTABLISH: u8 = 4;
     /// The payee's best update, returned to a payer that has forgotten it.
     pub const LATEST: u8 = 5;
+    /// The sender's payment key, inside the tunnel that authenticates the sender.
+    pub const HELLO: u8 = 6;
 }
 
 /// A channel's position: a nonce and the cumulative amount at it.
@@ -72,6 +74,15 @@ pub enum Message {
     },
     /// The payee's best update of the receiver's own channel (2 + 216 bytes).
     Latest([u8; SIGNED_LEN]),
+    /// The sender's ed25519 payment key (2 + 32 + 1 = 35 bytes). It travels inside the tunnel to
+    /// the receiver, whose authentication names the sender; `known` says the sender already has
+    /// the receiver's key (otherwise the receiver answers with its own Hello).
+    Hello {
+        /// The sender's payment public key.
+        key: [u8; 32],
+        /// The sender knows the receiver's key.
+        known: bool,
+    },
 }
 
 /// Why bytes are not a message.
@@ -108,6 +119,7 @@ pub fn length_of(kind: u8) -> Option<usize> {
         kind::ACK => 2 + 32 + 24 + 16,
         kind::REFUSE => 2 + 32 + 24 + 1,
         kind::REESTABLISH => 2 + 1 + 2 * 56,
+        kind::HELLO => 2 + 32 + 1,
         _ => return None,
     })
 }
@@ -177,6 +189,11 @@ impl Message {
                 out.extend_from_slice(&in_channel.0);
                 put_position(&mut out, *inbound);
             }
+            Message::Hello { key, known } => {
+                out.push(kind::HELLO);
+                out.extend_from_slice(key);
+                out.push(u8::from(*known));
+            }
         }
         out
     }
@@ -211,6 +228,15 @@ impl Message {
                 at: r.position(),
                 reason: u8::from_be_bytes(r.take()),
             },
+            kind::HELLO => {
+                let key = r.take();
+                let known = match r.take::<1>() {
+                    [0] => false,
+                    [1] => true,
+                    _ => return Err(WireError::Flag),
+                };
+                Message::Hello { key, known }
+            }
             _ => {
                 let reply = match r.take::<1>() {
                     [0] => false,
@@ -259,6 +285,10 @@ mod tests {
                 in_channel: ChannelId([6; 32]),
                 inbound: Position::default(),
             },
+            Message::Hello {
+                key: [7; 32],
+                known: true,
+            },
         ]
     }
 
@@ -275,7 +305,7 @@ mod tests {
             assert!(Message::decode(&longer).is_err());
         }
         let lens: Vec<usize> = samples().iter().map(|m| m.encode().len()).collect();
-        assert_eq!(lens, vec![218, 218, 74, 59, 115]);
+        assert_eq!(lens, vec![218, 218, 74, 59, 115, 35]);
     }
 
     proptest! {

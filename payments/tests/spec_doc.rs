@@ -18,6 +18,7 @@ fn message_table_matches_the_codec() {
         (kind::REFUSE, "Refuse"),
         (kind::REESTABLISH, "Reestablish"),
         (kind::LATEST, "Latest"),
+        (kind::HELLO, "Hello"),
     ] {
         let len = length_of(code).unwrap_or(0);
         let row = d

@@ -18,7 +18,7 @@ pub struct ShowArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// What to show: all, interfaces, neighbours, routes or tunnels.
+    /// What to show: all, interfaces, neighbours, routes, tunnels or payments.
     #[arg(default_value = "all")]
     pub what: String,
 }
@@ -51,6 +51,8 @@ pub struct Dump {
     pub tunnels: Vec<Entry>,
     /// Neighbours of `type mesh` interfaces (babeld-rs's `mesh-neighbour` lines), id = key.
     pub mesh: Vec<Entry>,
+    /// Payments per mesh neighbour (babeld-rs's `payment` lines), id = its tunnel key.
+    pub payments: Vec<Entry>,
 }
 
 /// Parses a banner and `dump` reply.
@@ -82,6 +84,7 @@ pub fn parse_dump(text: &str) -> Dump {
                     "xroute" => d.xroutes.push(e),
                     "route" => d.routes.push(e),
                     "mesh-neighbour" => d.mesh.push(e),
+                    "payment" => d.payments.push(e),
                     _ => {}
                 }
             }
@@ -135,6 +138,18 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
         &[("interface", "if"), ("rtt_ms", "rtt")],
     );
     d.xroutes = entries("xroutes", "prefix", &[]);
+    d.payments = entries(
+        "payments",
+        "neighbour",
+        &[
+            ("owed_in", "owed-in"),
+            ("owed_out", "owed-out"),
+            ("paid_in", "paid-in"),
+            ("paid_out", "paid-out"),
+            ("nonce_in", "nonce-in"),
+            ("nonce_out", "nonce-out"),
+        ],
+    );
     d.routes = entries(
         "routes",
         "prefix",
@@ -515,6 +530,47 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             rows,
         )?;
     }
+    if (all && !d.payments.is_empty()) || what == "payments" {
+        writeln!(out, "\nPayments (wei)")?;
+        let keys = [
+            "tunnel",
+            "owed-in",
+            "owed-out",
+            "paid-in",
+            "paid-out",
+            "nonce-in",
+            "nonce-out",
+            "service",
+            "weight",
+            "paying",
+        ];
+        let rows = d
+            .payments
+            .iter()
+            .map(|e| {
+                let mut r = vec![e.id.clone()];
+                r.extend(keys.iter().map(|k| get(e, k)));
+                r
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "NEIGHBOUR",
+                "TUNNEL",
+                "OWED-IN",
+                "OWED-OUT",
+                "PAID-IN",
+                "PAID-OUT",
+                "NONCE-IN",
+                "NONCE-OUT",
+                "SERVICE",
+                "WEIGHT",
+                "PAYING",
+            ],
+            rows,
+        )?;
+    }
     if all || what == "routes" {
         writeln!(out, "\nRoutes")?;
         let priced = d.routes.iter().any(|e| e.fields.contains_key("price"));
@@ -609,6 +665,23 @@ mod tests {
         assert!(
             t.lines()
                 .any(|l| l.starts_with("eth0") && l.contains("m2kabcdef01") && l.contains("200")),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn payment_lines_become_a_table() {
+        let text = "BABEL 1.0\nok\nadd payment AbC+/= tunnel m2kab key 00ff owed-in 5 owed-out 7 paid-in 100 paid-out 200 nonce-in 3 nonce-out 4 service free-tier weight 1000 refused 0 paying yes\nok\n";
+        let d = parse_dump(text);
+        assert_eq!(d.payments[0].fields["service"], "free-tier");
+        let mut out = Vec::new();
+        print_tables(&d, "payments", &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.lines().any(|l| l.starts_with("AbC+/=")
+                && l.contains("m2kab")
+                && l.contains("200")
+                && l.contains("free-tier")),
             "{t}"
         );
     }

@@ -16,7 +16,9 @@ use daemon::discovery::{
     Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
     Output, PORT, tunnel_mtu,
 };
-use daemon::payments::{MeterBoard, MeterRow, MeteringHook, Meters, PriceTable};
+use daemon::payments::{
+    LinkShaper, MeterBoard, MeterRow, MeteringHook, Meters, PriceTable, Shaping,
+};
 use kernel_fib::NetlinkFib;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -60,6 +62,7 @@ pub fn start(
     interfaces: &mut Vec<String>,
     prices: &Arc<PriceTable>,
     board: &MeterBoard,
+    shaping: Option<&Shaping>,
 ) -> anyhow::Result<Option<Mesh>> {
     let phys: Vec<String> = config
         .interfaces
@@ -82,11 +85,13 @@ pub fn start(
     let mut views = Vec::new();
     for p in &phys {
         let m = Meters::default();
-        let metering = (
-            MeteringHook::new(prices.clone(), m.clone()),
-            m,
-            board.clone(),
-        );
+        let mut hook = MeteringHook::new(prices.clone(), m.clone());
+        // Payments on: every packet of the link passes its shaper (spec/payments.md).
+        let shaper = shaping.map(|s| (s.link(), s.clone()));
+        if let Some((sh, _)) = &shaper {
+            hook = hook.with_shaper(sh.clone());
+        }
+        let metering = (hook, m, board.clone(), shaper);
         let view = Arc::new(Mutex::new(MeshView {
             interface: p.clone(),
             public_key: private.public_key().to_base64(),
@@ -210,7 +215,7 @@ fn udp(ifname: &str, port: u16, group: Option<(Ipv6Addr, u32)>) -> anyhow::Resul
 
 /// fe80::/64 with our key's first eight bytes as the interface identifier: the same on all our
 /// tunnels (Babel tells neighbours apart by interface), different from every neighbour's.
-fn link_local(key: &PublicKey) -> Ipv6Addr {
+pub fn link_local(key: &PublicKey) -> Ipv6Addr {
     let mut o = [0u8; 16];
     o[0] = 0xfe;
     o[1] = 0x80;
@@ -243,6 +248,8 @@ struct Driver {
     /// What the device's metering hook counts, and where `dump` reads it.
     meters: Meters,
     board: MeterBoard,
+    /// The link's shaper, the payment loop's levels, and their generation last applied.
+    shaping: Option<(LinkShaper, Shaping, u64)>,
 }
 
 async fn run(
@@ -251,7 +258,12 @@ async fn run(
     timers: daemon::discovery::Timers,
     view: Arc<Mutex<MeshView>>,
     events: mpsc::UnboundedSender<MeshEvent>,
-    (hook, meters, board): (MeteringHook, Meters, MeterBoard),
+    (hook, meters, board, shaping): (
+        MeteringHook,
+        Meters,
+        MeterBoard,
+        Option<(LinkShaper, Shaping)>,
+    ),
 ) -> anyhow::Result<()> {
     let mut netlink = NetlinkFib::new().context("netlink")?;
     // Wait for the physical interface to exist.
@@ -293,6 +305,7 @@ async fn run(
         out: vec![0u8; 65536 + 64],
         meters,
         board,
+        shaping: shaping.map(|(l, s)| (l, s, 0)),
     };
     tracing::info!("mesh {phys}: tunnel port {port}, tunnel MTU {mtu}");
     let mut seqno = 0u64;
@@ -345,6 +358,7 @@ async fn run(
                 d.flush().await;
                 d.liveness();
                 d.discovery.handle_timeout(Instant::now());
+                d.apply_shaping();
                 if let Ok(v) = view.lock() && v.policy_generation != generation {
                     generation = v.policy_generation;
                     policy = v.policy.clone();
@@ -367,6 +381,16 @@ async fn send(socket: &UdpSocket, phys: &str, to: SocketAddr, data: &[u8]) {
 }
 
 impl Driver {
+    /// Applies the payment loop's service levels to this link's shaper.
+    fn apply_shaping(&mut self) {
+        if let Some((shaper, shaping, seen)) = &mut self.shaping {
+            let device = &self.device;
+            shaping.apply(shaper, seen, |k| {
+                k.parse::<PublicKey>().ok().and_then(|k| device.peer_id(&k))
+            });
+        }
+    }
+
     async fn datagram(&mut self, src: SocketAddr, data: &[u8]) {
         let t = now();
         match self.device.handle_datagram(&t, src, data, &mut self.out) {
@@ -459,6 +483,9 @@ impl Driver {
                     }
                 }
                 Output::TunnelUp { key } => {
+                    if let Some((_, _, seen)) = &mut self.shaping {
+                        *seen = 0;
+                    }
                     if let Some(id) = self.device.peer_id(&key)
                         && let Err(e) = self.tunnel_up(id, &key).await
                     {
@@ -474,6 +501,13 @@ impl Driver {
                     };
                     let view = self.neighbour_view(id);
                     self.device.remove_peer(id);
+                    if let Some((sh, _, seen)) = &mut self.shaping {
+                        if let Ok(mut sh) = sh.lock() {
+                            sh.remove(&id);
+                        }
+                        // A neighbour coming back gets its level again.
+                        *seen = 0;
+                    }
                     self.seen.remove(&id);
                     if let Some(t) = self.tunnels.remove(&id) {
                         // Wait until the reader task (which holds the TUN too) is gone, so the
@@ -621,6 +655,7 @@ impl Driver {
                     bytes_out: t.bytes_out,
                     value_in: t.value_in.0,
                     value_out: t.value_out.0,
+                    value_shaped_in: t.shaped_in.0,
                 })
             })
             .collect();
@@ -659,8 +694,8 @@ fn view_of(
     }
 }
 
-/// The next tunnel event, or never when there is no mesh interface.
-pub async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<MeshEvent>>) -> Option<MeshEvent> {
+/// The next tunnel event (or payment line), or never when there is none to wait for.
+pub async fn next_event<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,

@@ -145,6 +145,8 @@ struct Io {
     /// babeld, whose `change_route` takes them from the installed route.
     installed_in: HashMap<RouteKey, Placement>,
     mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
+    /// `monitor` lines of the payment loop.
+    pay_lines: Option<mpsc::UnboundedReceiver<String>>,
     /// Scrapes of the `metrics-port` HTTP endpoint, each waiting for a rendering.
     metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
@@ -187,7 +189,17 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
     let prices = Arc::new(daemon::payments::PriceTable::default());
     let meter_board = daemon::payments::MeterBoard::default();
-    let mesh = crate::mesh::start(&inv.config, &mut inv.interfaces, &prices, &meter_board)?;
+    let shaping = inv.config.pay.enable.then(|| daemon::payments::Shaping {
+        config: inv.config.pay.shaper(),
+        levels: Default::default(),
+    });
+    let mesh = crate::mesh::start(
+        &inv.config,
+        &mut inv.interfaces,
+        &prices,
+        &meter_board,
+        shaping.as_ref(),
+    )?;
     let links = netlink.links().context("reading links")?;
     let addrs = netlink.addresses().context("reading addresses")?;
 
@@ -294,6 +306,17 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
+    let pay_lines = match &shaping {
+        Some(s) => crate::pay::start(
+            &inv.config,
+            state_file.as_deref(),
+            d.mesh.clone(),
+            d.meters.clone(),
+            d.payments.clone(),
+            s.levels.clone(),
+        )?,
+        None => None,
+    };
 
     let policy = InstallPolicy {
         protocol: RTPROT_BABEL,
@@ -339,6 +362,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         announced: Announcements::new(),
         installed_in: HashMap::new(),
         mesh_events,
+        pay_lines,
         metrics_requests: None,
         prices,
     };
@@ -469,6 +493,9 @@ async fn main_loop(
                 if !line.is_empty() {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
+            }
+            Some(line) = crate::mesh::next_event(&mut io.pay_lines) => {
+                ctl.broadcast(format!("{line}\n").as_bytes());
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
