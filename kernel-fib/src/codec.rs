@@ -61,14 +61,16 @@ const FRA_PRIORITY: u16 = 6;
 const FRA_TABLE: u16 = 15;
 const FRA_PROTOCOL: u16 = 21;
 /// Attributes that make a rule match something besides its source (destination, interfaces,
-/// fwmark, tunnel id, uid, IP protocol, ports, DSCP, flow label) or suppress its result:
-/// `FRA_DST`, `FRA_IIFNAME`, `FRA_FWMARK`, `FRA_TUN_ID`, `FRA_SUPPRESS_IFGROUP`,
-/// `FRA_SUPPRESS_PREFIXLEN`, `FRA_FWMASK`, `FRA_OIFNAME`, `FRA_L3MDEV`, `FRA_UID_RANGE`,
+/// fwmark, tunnel id, uid, IP protocol, ports, DSCP, flow label): `FRA_DST`, `FRA_IIFNAME`,
+/// `FRA_FWMARK`, `FRA_TUN_ID`, `FRA_FWMASK`, `FRA_OIFNAME`, `FRA_L3MDEV`, `FRA_UID_RANGE`,
 /// `FRA_IP_PROTO`, `FRA_SPORT_RANGE`, `FRA_DPORT_RANGE` and the DSCP, flow-label and port-mask
 /// attributes of newer kernels (25 to 30). The kernel puts each in a dump only when it is set.
-const FRA_SELECTORS: [u16; 19] = [
-    1, 3, 10, 12, 13, 14, 16, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+const FRA_SELECTORS: [u16; 17] = [
+    1, 3, 10, 12, 16, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30,
 ];
+/// `FRA_SUPPRESS_IFGROUP` and `FRA_SUPPRESS_PREFIXLEN`: they suppress the rule's result. The
+/// kernel dumps them with every rule, as `u32::MAX` (-1) when unset.
+const FRA_SUPPRESSORS: [u16; 2] = [13, 14];
 /// `FIB_RULE_INVERT` in `fib_rule_hdr.flags`: `not from SRC`.
 const FIB_RULE_INVERT: u32 = 0x2;
 /// `FR_ACT_TO_TBL`: look the packet up in a table.
@@ -554,6 +556,9 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
             FRA_PRIORITY => priority = rd_u32(data, 0).ok_or(bad)?,
             FRA_PROTOCOL => protocol = rd_u8(data, 0).ok_or(bad)?,
             t if FRA_SELECTORS.contains(&t) => selector = true,
+            t if FRA_SUPPRESSORS.contains(&t) => {
+                selector |= rd_u32(data, 0).ok_or(bad)? != u32::MAX;
+            }
             _ => {}
         }
     }
@@ -1012,6 +1017,14 @@ mod tests {
         let mut inverted = m.payload.to_vec();
         inverted[8..12].copy_from_slice(&FIB_RULE_INVERT.to_ne_bytes());
         assert_eq!(decode_rule(&inverted).unwrap(), None);
+        // The kernel dumps every rule with FRA_SUPPRESS_PREFIXLEN, -1 when unset: still ours.
+        let mut dumped = m.payload.to_vec();
+        dumped.extend(nla(14, &u32::MAX.to_ne_bytes()));
+        assert_eq!(decode_rule(&dumped).unwrap(), Some(rule));
+        // `suppress_prefixlength 0` changes what the rule does.
+        let mut suppressing = m.payload.to_vec();
+        suppressing.extend(nla(14, &0u32.to_ne_bytes()));
+        assert_eq!(decode_rule(&suppressing).unwrap(), None);
         let mut to_dst = m.payload.to_vec();
         to_dst[1] = 64;
         assert_eq!(decode_rule(&to_dst).unwrap(), None);

@@ -308,7 +308,14 @@ fn rule_from_theirs(m: &RuleMessage) -> (KernelRule, Option<u32>) {
     (rule, fwmark)
 }
 
-fn theirs_from_rule(r: &KernelRule, fwmark: Option<u32>, invert: bool) -> RuleMessage {
+/// How they would say `r` as the kernel dumps it: `FRA_SUPPRESS_PREFIXLEN` always (-1 when
+/// unset, `suppress` otherwise), a fwmark with its mask, `not from` when `invert`.
+fn theirs_from_rule(
+    r: &KernelRule,
+    fwmark: Option<u32>,
+    invert: bool,
+    suppress: Option<u32>,
+) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = family(r.src.is_ipv4());
     m.header.src_len = r.src.len();
@@ -321,6 +328,9 @@ fn theirs_from_rule(r: &KernelRule, fwmark: Option<u32>, invert: bool) -> RuleMe
         m.attributes.push(RuleAttribute::Source(r.src.addr()));
     }
     m.attributes.push(RuleAttribute::Table(r.table));
+    m.attributes.push(RuleAttribute::SuppressPrefixLen(
+        suppress.unwrap_or(u32::MAX),
+    ));
     if r.priority != 0 {
         m.attributes.push(RuleAttribute::Priority(r.priority));
     }
@@ -427,12 +437,17 @@ proptest! {
         r in rule(),
         fwmark in proptest::option::of(any::<u32>()),
         invert in any::<bool>(),
+        suppress in proptest::option::of(0u32..=128),
     ) {
-        let bytes = serialize(RouteNetlinkMessage::NewRule(theirs_from_rule(&r, fwmark, invert)), 0, 1);
+        let bytes = serialize(
+            RouteNetlinkMessage::NewRule(theirs_from_rule(&r, fwmark, invert, suppress)),
+            0,
+            1,
+        );
         let m = one_of_ours(&bytes);
         prop_assert_eq!(m.ty, 32);
         let got = decode_rule(m.payload).unwrap();
-        if fwmark.is_some() || invert {
+        if fwmark.is_some() || invert || suppress.is_some() {
             prop_assert_eq!(got, None);
         } else {
             prop_assert_eq!(got, Some(r));
