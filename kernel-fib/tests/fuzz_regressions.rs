@@ -6,15 +6,8 @@ use std::path::Path;
 
 #[test]
 fn netlink_regressions() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/netlink");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        if let Ok(data) = std::fs::read(entry.path()) {
-            kernel_fib::fuzzing::decode_check(&data);
-            n += 1;
-        }
-    }
-    assert!(n >= 1, "no inputs in {}", dir.display());
+    let n = test_support::replay_fuzz_regressions("netlink", kernel_fib::fuzzing::decode_check);
+    assert!(n >= 1);
 }
 
 /// What a real kernel sends parses without error: every message of the kept dumps (routes of

@@ -26,3 +26,19 @@ pub use netns::{
 };
 pub use process::Daemon;
 pub use tap::{TapLink, open_tap_in, open_tun_in};
+
+/// Feeds every file of `fuzz/regressions/<target>/` to `check` (the fuzz target's own check, so
+/// a stable `cargo test` replays what the fuzzers once found); returns how many there were.
+pub fn replay_fuzz_regressions(target: &str, check: impl Fn(&[u8])) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Ok(data) = std::fs::read(entry.path()) {
+            check(&data);
+            n += 1;
+        }
+    }
+    n
+}
