@@ -11,6 +11,7 @@ use babel_core::{
 };
 use babel_wire::mac::{MacCheck, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, RouterId, decode};
+use test_support::engines::{EnginePair, Node};
 
 const IF: u32 = 1;
 
@@ -20,11 +21,6 @@ fn addr(n: u8) -> IpAddr {
 
 fn key(alg: MacAlgorithm, secret: &[u8]) -> MacKey {
     MacKey::new(alg, secret).unwrap()
-}
-
-struct Node {
-    e: Engine,
-    addr: IpAddr,
 }
 
 fn node(n: u8, auth: Option<MacAuth>, mtu: usize) -> Node {
@@ -51,71 +47,20 @@ fn auth(keys: Vec<MacKey>) -> Option<MacAuth> {
     Some(MacAuth::new(keys))
 }
 
-/// A lossless link between two engines; `tap` sees every transmit of `b` (the attacker's
+/// A lossless link between the two engines (`captured`: every transmit of `b`, the attacker's
 /// capture).
-struct Link {
-    a: Node,
-    b: Node,
-    now: Instant,
-    captured: Vec<Transmit>,
+type Link = EnginePair;
+
+fn link(a: Node, b: Node) -> Link {
+    EnginePair::new(a, b, IF, Instant::from_secs(100))
 }
 
-impl Link {
-    fn new(a: Node, b: Node) -> Link {
-        Link {
-            a,
-            b,
-            now: Instant::from_secs(100),
-            captured: Vec::new(),
-        }
-    }
+trait Routes {
+    fn a_has_b_route(&self) -> bool;
+    fn b_has_a_route(&self) -> bool;
+}
 
-    fn deliver(&mut self) {
-        for _ in 0..50 {
-            let mut moved = false;
-            while let Some(t) = self.a.e.poll_transmit() {
-                moved = true;
-                if let Some(dst) = dst_for(&t, self.b.addr) {
-                    self.b
-                        .e
-                        .handle_packet(self.now, IF, self.a.addr, dst, &t.bytes);
-                }
-            }
-            while let Some(t) = self.b.e.poll_transmit() {
-                moved = true;
-                if let Some(dst) = dst_for(&t, self.a.addr) {
-                    self.a
-                        .e
-                        .handle_packet(self.now, IF, self.b.addr, dst, &t.bytes);
-                }
-                self.captured.push(t);
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        loop {
-            self.deliver();
-            let next = [self.a.e.poll_timeout(), self.b.e.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
-                Some(t) if t <= end => {
-                    self.now = self.now.max(t);
-                    self.a.e.handle_timeout(self.now);
-                    self.b.e.handle_timeout(self.now);
-                }
-                _ => break,
-            }
-        }
-        self.now = end;
-    }
-
+impl Routes for Link {
     fn a_has_b_route(&self) -> bool {
         self.a
             .e
@@ -131,17 +76,9 @@ impl Link {
     }
 }
 
-fn dst_for(t: &Transmit, peer: IpAddr) -> Option<Destination> {
-    match t.dst {
-        Destination::Multicast => Some(Destination::Multicast),
-        Destination::Unicast(a) if a == peer => Some(Destination::Unicast(a)),
-        Destination::Unicast(_) => None,
-    }
-}
-
 fn signed_pair(alg: MacAlgorithm) -> Link {
     let k = key(alg, b"shared secret");
-    Link::new(
+    link(
         node(1, auth(vec![k.clone()]), 1500),
         node(2, auth(vec![k]), 1500),
     )
@@ -215,7 +152,7 @@ fn sent_packets_are_signed_for_their_destination() {
 
 #[test]
 fn different_keys_accept_nothing() {
-    let mut l = Link::new(
+    let mut l = link(
         node(1, auth(vec![key(MacAlgorithm::HmacSha256, b"one")]), 1500),
         node(2, auth(vec![key(MacAlgorithm::HmacSha256, b"two")]), 1500),
     );
@@ -236,7 +173,7 @@ fn different_keys_accept_nothing() {
 fn any_matching_key_accepts() {
     let old = key(MacAlgorithm::HmacSha256, b"old");
     let new = key(MacAlgorithm::Blake2s128, b"new");
-    let mut l = Link::new(
+    let mut l = link(
         node(1, auth(vec![old.clone(), new.clone()]), 1500),
         node(2, auth(vec![new]), 1500),
     );
@@ -339,14 +276,14 @@ fn multicast_delayed_behind_unicast_is_accepted() {
 fn accept_bad_signatures_processes_unsigned_packets_and_counts_them() {
     let mut a_auth = MacAuth::new(vec![key(MacAlgorithm::HmacSha256, b"k")]);
     a_auth.accept_bad_signatures = true;
-    let mut l = Link::new(node(1, Some(a_auth), 1500), node(2, None, 1500));
+    let mut l = link(node(1, Some(a_auth), 1500), node(2, None, 1500));
     l.run(Duration::from_secs(30));
     // B has no key: it ignores our PC and MACs; A accepts B's unsigned packets.
     assert!(l.a_has_b_route() && l.b_has_a_route());
     let c = l.a.e.counters();
     assert!(c.auth_no_mac > 0 && c.auth_accepted_unsigned == c.auth_no_mac + c.auth_bad_mac);
     // Without the option the same setup learns nothing from B.
-    let mut l = Link::new(
+    let mut l = link(
         node(1, auth(vec![key(MacAlgorithm::HmacSha256, b"k")]), 1500),
         node(2, None, 1500),
     );
@@ -361,7 +298,7 @@ fn accept_bad_signatures_processes_unsigned_packets_and_counts_them() {
 fn signed_packets_fit_the_mtu() {
     let k1 = key(MacAlgorithm::HmacSha256, b"a");
     let k2 = key(MacAlgorithm::Blake2s128, b"b");
-    let mut l = Link::new(
+    let mut l = link(
         node(1, auth(vec![k1.clone(), k2.clone()]), 1280),
         node(2, auth(vec![k1, k2]), 1280),
     );

@@ -8,14 +8,13 @@
 mod common;
 
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-use std::process::Command;
 use std::time::Duration;
 
 use babel_wire::mac::{MacAlgorithm, MacCheck, MacKey, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, decode};
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, has_route, have, node, start_router, try_control,
-    veth, wait_for,
+    Daemon, Netns, babel_routes, can_use_netns, has_route, have, node, ping, start_router,
+    try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -24,15 +23,6 @@ const BLAKE_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 fn key_conf(kind: &str, value: &str, iface: &str, extra: &str) -> String {
     format!("key id k type {kind} value {value}\ninterface {iface} key k {extra}\n")
-}
-
-fn ping(ns: &Netns, dst: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "ping", "-6", "-c", "1", "-W", "2", dst,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// babeld-rs's counters (`dump counters` on the control port), read at one instant.

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, control, has_route, node, start_router,
-    tmp, veth, wait_for,
+    Daemon, FILTERS, Netns, babel_routes, can_use_netns, control, has_route, node, ping,
+    start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -13,18 +13,6 @@ const PORT: u16 = 33123;
 
 fn start(ns: &Netns, name: &str, extra: &str, ifaces: &[&str]) -> Daemon {
     start_router(ns, name, BIN, extra, ifaces)
-}
-
-fn ping(ns: &Netns, dst: &str) -> bool {
-    let fam = if dst.contains(':') { "-6" } else { "-4" };
-    std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "ping", fam, "-c", "1", "-W", "2", dst,
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 #[test]

@@ -1,19 +1,17 @@
 //! RFC 9616 delay-based metric on real links: babeld-rs and Debian's babeld measure the RTT of a
-//! delayed TAP link (the kernel has no netem; `common/tapdelay.rs` delays frames in a thread),
+//! delayed TAP link (the kernel has no netem; `test_support::TapLink` delays frames in a thread),
 //! the RTT penalty moves a route off a slow link, and the Althea flavour sums RTTs hop by hop
 //! into `full-path-rtt`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
-#[path = "common/tapdelay.rs"]
-mod tapdelay;
 
 use std::time::Duration;
 
+use common::TapLink;
 use common::{
     Daemon, Netns, babel_routes, can_use_netns, have, node, route_dev, start_router, wait_for,
 };
-use tapdelay::TapLink;
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 

@@ -17,7 +17,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{Netns, can_use_netns, control, forwarding, have, start_with_config, veth, wait_for};
+use common::{
+    Netns, can_use_netns, control, forwarding, have, ping_with, start_with_config, veth, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
@@ -31,16 +33,6 @@ fn in_echos(ns: &Netns) -> u64 {
             (w.next() == Some("Icmp6InEchos")).then(|| w.next().unwrap().parse().unwrap())
         })
         .unwrap()
-}
-
-fn ping(ns: &Netns, from: &str, to: &str, count: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "ping", "-6", "-n", "-q", "-c", count,
-        ])
-        .args(["-i", "0.2", "-W", "1", "-I", from, to])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn show(ns: &Netns, args: &[&str]) -> String {
@@ -120,13 +112,24 @@ fn network(tag: &str) -> Net {
 /// `wrong`.
 fn goes_by(n: &Net, from: &str, to: &str, right: &Netns, wrong: &Netns, logs: &dyn Fn() -> String) {
     assert!(
-        wait_for(30, || ping(&n.c, from, to, "1")),
+        wait_for(30, || ping_with(
+            &n.c,
+            to,
+            &["-n", "-q", "-c", "1", "-i", "0.2", "-W", "1", "-I", from]
+        )),
         "no answer from {to} to {from}: {}\n{}",
         show(&n.c, &["route", "show", "table", "all"]),
         logs()
     );
     let (r0, w0) = (in_echos(right), in_echos(wrong));
-    assert!(ping(&n.c, from, to, "5"), "{from} -> {to}");
+    assert!(
+        ping_with(
+            &n.c,
+            to,
+            &["-n", "-q", "-c", "5", "-i", "0.2", "-W", "1", "-I", from]
+        ),
+        "{from} -> {to}"
+    );
     let (r1, w1) = (in_echos(right), in_echos(wrong));
     assert!(
         r1 - r0 >= 5 && w1 == w0,

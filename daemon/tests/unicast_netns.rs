@@ -9,7 +9,8 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, can_use_netns, control, has_route, have, node, start_router, tmp, veth, wait_for,
+    Daemon, Netns, can_use_netns, control, has_route, have, node, ping, start_router, tmp, veth,
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -58,13 +59,6 @@ fn neighbour_line(ns: &Netns, peer: std::net::Ipv6Addr) -> String {
 /// The value after `key` on a dump line.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().skip_while(|w| *w != key).nth(1)
-}
-
-fn ping(ns: &Netns, dst: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ping", "-c", "1", "-W", "1", dst])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn logs(ds: &[&Daemon]) -> String {

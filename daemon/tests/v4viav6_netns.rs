@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{
-    Netns, babel_routes, can_use_netns, has_route, have, node, start_router, veth, wait_for,
+    Netns, babel_routes, can_use_netns, has_route, have, node, ping, start_router, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -16,15 +14,6 @@ fn route_line(ns: &Netns, dst: &str) -> Option<String> {
     babel_routes(ns)
         .into_iter()
         .find(|l| l.split_whitespace().next() == Some(dst))
-}
-
-fn ping(from: &Netns, dst: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns", "exec", &from.name, "ping", "-4", "-c", "1", "-W", "1", dst,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// a (babeld-rs) — b (babeld) — c (babeld-rs), and d (babeld-rs, `v4-via-v6 false`) on b. No

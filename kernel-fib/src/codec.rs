@@ -60,6 +60,19 @@ const FRA_SRC: u16 = 2;
 const FRA_PRIORITY: u16 = 6;
 const FRA_TABLE: u16 = 15;
 const FRA_PROTOCOL: u16 = 21;
+/// Attributes that make a rule match something besides its source (destination, interfaces,
+/// fwmark, tunnel id, uid, IP protocol, ports, DSCP, flow label): `FRA_DST`, `FRA_IIFNAME`,
+/// `FRA_FWMARK`, `FRA_TUN_ID`, `FRA_FWMASK`, `FRA_OIFNAME`, `FRA_L3MDEV`, `FRA_UID_RANGE`,
+/// `FRA_IP_PROTO`, `FRA_SPORT_RANGE`, `FRA_DPORT_RANGE` and the DSCP, flow-label and port-mask
+/// attributes of newer kernels (25 to 30). The kernel puts each in a dump only when it is set.
+const FRA_SELECTORS: [u16; 17] = [
+    1, 3, 10, 12, 16, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+];
+/// `FRA_SUPPRESS_IFGROUP` and `FRA_SUPPRESS_PREFIXLEN`: they suppress the rule's result. The
+/// kernel dumps them with every rule, as `u32::MAX` (-1) when unset.
+const FRA_SUPPRESSORS: [u16; 2] = [13, 14];
+/// `FIB_RULE_INVERT` in `fib_rule_hdr.flags`: `not from SRC`.
+const FIB_RULE_INVERT: u32 = 0x2;
 /// `FR_ACT_TO_TBL`: look the packet up in a table.
 const FR_ACT_TO_TBL: u8 = 1;
 /// Length of `struct fib_rule_hdr`.
@@ -504,14 +517,23 @@ impl MsgBuilder {
 pub(crate) const RULE_HEADER_LEN: usize = FIB_RULE_HDR_LEN;
 
 /// Parses the payload of an `RTM_NEWRULE` message. `Ok(None)` for rules that are not
-/// "look up a table" rules of IPv4/IPv6 (`FR_ACT_TO_TBL`).
+/// "look up a table" rules of IPv4/IPv6 (`FR_ACT_TO_TBL`) selecting on their source alone
+/// (no destination, TOS, fwmark, interface, port... and not inverted).
 pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
     let short = || FibError::Malformed("short fib_rule_hdr");
     let family = rd_u8(payload, 0).ok_or_else(short)?;
+    let dst_len = rd_u8(payload, 1).ok_or_else(short)?;
     let src_len = rd_u8(payload, 2).ok_or_else(short)?;
+    let tos = rd_u8(payload, 3).ok_or_else(short)?;
     let table8 = rd_u8(payload, 4).ok_or_else(short)?;
     let action = rd_u8(payload, 7).ok_or_else(short)?;
+    let flags = rd_u32(payload, 8).ok_or_else(short)?;
     if (family != AF_INET && family != AF_INET6) || action != FR_ACT_TO_TBL {
+        return Ok(None);
+    }
+    // A rule that also matches a destination, a TOS, or anything but its source (`not from`)
+    // is not `from SRC lookup TABLE`: reporting it as one would hide what it does.
+    if dst_len != 0 || tos != 0 || flags & FIB_RULE_INVERT != 0 {
         return Ok(None);
     }
     let unspecified = if family == AF_INET {
@@ -523,6 +545,7 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
     let mut table = u32::from(table8);
     let mut priority = 0;
     let mut protocol = 0;
+    let mut selector = false;
     let attrs = payload.get(FIB_RULE_HDR_LEN..).ok_or_else(short)?;
     for attr in attributes(attrs) {
         let (ty, data) = attr?;
@@ -532,8 +555,15 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
             FRA_TABLE => table = rd_u32(data, 0).ok_or(bad)?,
             FRA_PRIORITY => priority = rd_u32(data, 0).ok_or(bad)?,
             FRA_PROTOCOL => protocol = rd_u8(data, 0).ok_or(bad)?,
+            t if FRA_SELECTORS.contains(&t) => selector = true,
+            t if FRA_SUPPRESSORS.contains(&t) => {
+                selector |= rd_u32(data, 0).ok_or(bad)? != u32::MAX;
+            }
             _ => {}
         }
+    }
+    if selector {
+        return Ok(None);
     }
     let src =
         Prefix::new(src, src_len).map_err(|_| FibError::Malformed("prefix length too long"))?;
@@ -980,6 +1010,24 @@ mod tests {
         let mut other = m.payload.to_vec();
         other[7] = 6;
         assert_eq!(decode_rule(&other).unwrap(), None);
+        // `from S fwmark 5 lookup T` and `not from S lookup T` are not `from S lookup T`.
+        let mut marked = m.payload.to_vec();
+        marked.extend(nla(10, &5u32.to_ne_bytes()));
+        assert_eq!(decode_rule(&marked).unwrap(), None);
+        let mut inverted = m.payload.to_vec();
+        inverted[8..12].copy_from_slice(&FIB_RULE_INVERT.to_ne_bytes());
+        assert_eq!(decode_rule(&inverted).unwrap(), None);
+        // The kernel dumps every rule with FRA_SUPPRESS_PREFIXLEN, -1 when unset: still ours.
+        let mut dumped = m.payload.to_vec();
+        dumped.extend(nla(14, &u32::MAX.to_ne_bytes()));
+        assert_eq!(decode_rule(&dumped).unwrap(), Some(rule));
+        // `suppress_prefixlength 0` changes what the rule does.
+        let mut suppressing = m.payload.to_vec();
+        suppressing.extend(nla(14, &0u32.to_ne_bytes()));
+        assert_eq!(decode_rule(&suppressing).unwrap(), None);
+        let mut to_dst = m.payload.to_vec();
+        to_dst[1] = 64;
+        assert_eq!(decode_rule(&to_dst).unwrap(), None);
         for n in 0..m.payload.len() {
             let _ = decode_rule(&m.payload[..n]);
         }

@@ -17,6 +17,7 @@
 pub mod codec;
 mod error;
 mod fib;
+pub mod fuzzing;
 mod memory;
 mod netlink;
 pub mod netns;

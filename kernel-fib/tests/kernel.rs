@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use babel_wire::Prefix;
-use common::{Ns, wait_for};
+use common::{Ns, wait_for_event};
 use kernel_fib::{
     Fib, FibChange, FibError, KernelRoute, NetEvent, RouteFilter, RouteKind, UNREACHABLE_METRIC,
 };
@@ -196,7 +196,7 @@ fn replace_never_removes_the_route() {
     // The kernel announced every change. Replacements never remove a route (a
     // delete-then-add would show an RTM_DELROUTE); a metric change removes the old key only
     // after the new one is announced.
-    let (_, seen) = wait_for(&mut w, Duration::from_millis(600), |_| false);
+    let (_, seen) = wait_for_event(&mut w, Duration::from_millis(600), |_| false);
     let ours: Vec<&NetEvent> = seen
         .iter()
         .filter(|e| {
@@ -582,13 +582,13 @@ fn watch_links_addresses_and_routes() {
 
     // vb down: the kernel reports it not up, and va losing its carrier.
     ns.ip(&["link", "set", "vb", "down"]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::LinkChanged(l) if l.index == vb && !l.is_up()),
     );
     assert!(ok, "no link-down event: {seen:?}");
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::LinkChanged(l) if l.index == va && !l.is_running()),
@@ -597,7 +597,7 @@ fn watch_links_addresses_and_routes() {
 
     // vb up again: running once the carrier is back (linkwatch may take ~1 s).
     ns.ip(&["link", "set", "vb", "up"]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::LinkChanged(l) if l.index == vb && l.is_up() && l.is_running()),
@@ -606,7 +606,7 @@ fn watch_links_addresses_and_routes() {
 
     // MTU change.
     ns.ip(&["link", "set", "va", "mtu", "1400"]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::LinkChanged(l) if l.index == va && l.mtu == Some(1400) && l.name == "va"),
@@ -615,20 +615,20 @@ fn watch_links_addresses_and_routes() {
 
     // An address added and removed.
     ns.ip(&["addr", "add", "10.0.5.1/24", "dev", "va"]);
-    let (ok, seen) = wait_for(&mut w, Duration::from_secs(5), |e| {
+    let (ok, seen) = wait_for_event(&mut w, Duration::from_secs(5), |e| {
         matches!(e, NetEvent::AddressAdded(a)
             if a.index == va && a.address == ip("10.0.5.1") && a.prefix() == p("10.0.5.0/24"))
     });
     assert!(ok, "no address event: {seen:?}");
     ns.ip(&["addr", "add", "2001:db8:5::1/64", "dev", "va", "nodad"]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::AddressAdded(a) if a.index == va && a.address == ip("2001:db8:5::1")),
     );
     assert!(ok, "no IPv6 address event: {seen:?}");
     ns.ip(&["addr", "del", "10.0.5.1/24", "dev", "va"]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::AddressRemoved(a) if a.address == ip("10.0.5.1")),
@@ -645,7 +645,7 @@ fn watch_links_addresses_and_routes() {
         "proto",
         "static",
     ]);
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::RouteAdded(r) if r.dst == p("10.70.0.0/16") && r.protocol == 4),
@@ -653,14 +653,14 @@ fn watch_links_addresses_and_routes() {
     assert!(ok, "no route event: {seen:?}");
     let ours = KernelRoute::unicast(p("2001:db8:70::/48"), Some(ip("fe80::2")), Some(va));
     fib.add(&ours).unwrap();
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::RouteAdded(r) if r.dst == ours.dst && r.protocol == 42),
     );
     assert!(ok, "no event for our route: {seen:?}");
     fib.delete(&ours).unwrap();
-    let (ok, seen) = wait_for(
+    let (ok, seen) = wait_for_event(
         &mut w,
         Duration::from_secs(5),
         |e| matches!(e, NetEvent::RouteRemoved(r) if r.dst == ours.dst && r.protocol == 42),

@@ -9,27 +9,22 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use test_support::{Daemon, Netns, can_use_netns, have, ping_with, veth, wait_for};
 
 const TUNNELD: &str = env!("CARGO_BIN_EXE_tunneld");
 
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root".into());
+    if !can_use_netns("netns_wireguard_go") {
+        return Some("needs root and ip".into());
     }
     if !Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun missing".into());
     }
-    for tool in ["wireguard-go", "wg", "ip", "ping"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
+    for tool in ["wireguard-go", "wg", "ping"] {
+        if !have(tool, "netns_wireguard_go") {
             return Some(format!(
                 "`{tool}` not installed (apt-get install wireguard-go wireguard-tools iproute2 iputils-ping)"
             ));
@@ -38,75 +33,30 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-fn run(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
-    let mut v = vec!["ip", "netns", "exec", ns];
-    v.extend_from_slice(args);
-    run(&v)
-}
-
-/// Polls `f` every 100 ms until it returns true or `timeout` passes.
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
 struct Env {
     under_a: &'static str,
     under_b: &'static str,
-    ns_a: String,
-    ns_b: String,
+    ns_a: Netns,
+    ns_b: Netns,
     our_if: String,
     wg_if: String,
     dir: PathBuf,
-    ours: Option<Child>,
-    wg: Option<Child>,
+    ours: Option<Daemon>,
+    wg: Option<Daemon>,
 }
 
-fn stop(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        // Ask politely (lets wireguard-go remove its socket), then force.
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
+/// Asks politely (lets wireguard-go remove its socket), then forces (the guard's drop).
+fn stop(child: &mut Option<Daemon>) {
+    if let Some(mut d) = child.take() {
+        d.terminate_within(Duration::from_secs(3));
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Processes first, then the namespaces (dropped with the fields).
         stop(&mut self.ours);
         stop(&mut self.wg);
-        let _ = run(&["ip", "netns", "del", &self.ns_a]);
-        let _ = run(&["ip", "netns", "del", &self.ns_b]);
         let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.wg_if));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -127,6 +77,7 @@ impl Env {
     /// `variant` keeps names unique between tests of this binary, which run
     /// in parallel; `v6` selects an IPv6 underlay.
     fn new(variant: u32, v6: bool) -> Result<Env, String> {
+        // The interface names reach the root namespace's /var/run/wireguard: unique per process.
         let id = (std::process::id() % 10_000) * 10 + variant;
         let (under_a, under_b, plen) = if v6 {
             ("fd00:237::1", "fd00:237::2", 64)
@@ -138,31 +89,20 @@ impl Env {
         let env = Env {
             under_a,
             under_b,
-            ns_a: format!("tnlA{id}"),
-            ns_b: format!("tnlB{id}"),
+            ns_a: Netns::new("tnlA"),
+            ns_b: Netns::new("tnlB"),
             our_if: format!("tno{id}"),
             wg_if: format!("tnw{id}"),
             dir,
             ours: None,
             wg: None,
         };
-        run(&["ip", "netns", "add", &env.ns_a])?;
-        run(&["ip", "netns", "add", &env.ns_b])?;
-        let va = format!("tva{id}");
-        let vb = format!("tvb{id}");
-        run(&[
-            "ip", "link", "add", &va, "netns", &env.ns_a, "type", "veth", "peer", "name", &vb,
-            "netns", &env.ns_b,
-        ])?;
-        for (ns, v, a) in [(&env.ns_a, &va, under_a), (&env.ns_b, &vb, under_b)] {
-            in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])?;
-            in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])?;
-            in_ns(ns, &["ip", "link", "set", "lo", "up"])?;
-            in_ns(ns, &["ip", "addr", "add", &format!("{a}/{plen}"), "dev", v])?;
-            in_ns(ns, &["ip", "link", "set", v, "up"])?;
+        veth(&env.ns_a, "tva", &env.ns_b, "tvb");
+        for (ns, v, a) in [(&env.ns_a, "tva", under_a), (&env.ns_b, "tvb", under_b)] {
+            ns.ip(&["addr", "add", &format!("{a}/{plen}"), "dev", v]);
         }
-        let ok = wait_for(Duration::from_secs(5), || {
-            in_ns(&env.ns_a, &["ping", "-c", "1", "-W", "1", "-q", under_b]).is_ok()
+        let ok = wait_for(5, || {
+            ping_with(&env.ns_a, under_b, &["-c", "1", "-W", "1", "-q"])
         });
         if !ok {
             return Err("underlay veth never came up".into());
@@ -178,7 +118,7 @@ impl Env {
         let path = self.dir.join("ours.json");
         std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns_a, TUNNELD, "run", "--config"])
+            .args(["netns", "exec", &self.ns_a.name, TUNNELD, "run", "--config"])
             .arg(&path)
             .args(["--iface", &self.our_if, "--address", &format!("{TUN_A}/24")])
             .stdout(Stdio::piped())
@@ -186,7 +126,10 @@ impl Env {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        self.ours = Some(child);
+        self.ours = Some(Daemon {
+            child,
+            log: PathBuf::new(),
+        });
         // Wait (bounded) for the readiness line.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -208,7 +151,7 @@ impl Env {
             .args([
                 "netns",
                 "exec",
-                &self.ns_b,
+                &self.ns_b.name,
                 "wireguard-go",
                 "-f",
                 &self.wg_if,
@@ -218,55 +161,45 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        self.wg = Some(child);
+        self.wg = Some(Daemon {
+            child,
+            log: PathBuf::new(),
+        });
         let sock = format!("/var/run/wireguard/{}.sock", self.wg_if);
-        if !wait_for(Duration::from_secs(10), || Path::new(&sock).exists()) {
+        if !wait_for(10, || Path::new(&sock).exists()) {
             return Err("wireguard-go control socket never appeared".into());
         }
         let key = self.dir.join("wg.key");
         std::fs::write(&key, wg_sk).map_err(|e| e.to_string())?;
-        in_ns(
-            &self.ns_b,
-            &[
-                "wg",
-                "set",
-                &self.wg_if,
-                "listen-port",
-                "51821",
-                "private-key",
-                key.to_str().unwrap(),
-                "peer",
-                our_pk,
-                "endpoint",
-                &sockaddr(self.under_a, 51820),
-                "allowed-ips",
-                &format!("{TUN_A}/32"),
-            ],
-        )?;
-        in_ns(
-            &self.ns_b,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("{TUN_B}/24"),
-                "dev",
-                &self.wg_if,
-            ],
-        )?;
-        in_ns(&self.ns_b, &["ip", "link", "set", &self.wg_if, "up"])?;
+        self.ns_b.exec(&[
+            "wg",
+            "set",
+            &self.wg_if,
+            "listen-port",
+            "51821",
+            "private-key",
+            key.to_str().unwrap(),
+            "peer",
+            our_pk,
+            "endpoint",
+            &sockaddr(self.under_a, 51820),
+            "allowed-ips",
+            &format!("{TUN_A}/32"),
+        ]);
+        self.ns_b
+            .ip(&["addr", "add", &format!("{TUN_B}/24"), "dev", &self.wg_if]);
+        self.ns_b.ip(&["link", "set", &self.wg_if, "up"]);
         Ok(())
     }
 
-    fn ping(&self, from_a: bool, timeout: Duration) -> bool {
+    /// Polls a one-echo ping through the tunnel for up to `secs`.
+    fn ping(&self, from_a: bool, secs: u64) -> bool {
         let (ns, dst) = if from_a {
             (&self.ns_a, TUN_B)
         } else {
             (&self.ns_b, TUN_A)
         };
-        wait_for(timeout, || {
-            in_ns(ns, &["ping", "-c", "1", "-W", "1", "-q", dst]).is_ok()
-        })
+        wait_for(secs, || ping_with(ns, dst, &["-c", "1", "-W", "1", "-q"]))
     }
 }
 
@@ -285,15 +218,11 @@ fn ping_both_ways_and_recover_after_restarts() {
     env.start_wg(&wg_sk, &our_pk).unwrap();
     env.start_ours(&our_sk, &wg_pk).unwrap();
 
-    assert!(
-        env.ping(true, Duration::from_secs(10)),
-        "ours -> wireguard-go"
-    );
-    assert!(
-        env.ping(false, Duration::from_secs(10)),
-        "wireguard-go -> ours"
-    );
-    let show = in_ns(&env.ns_b, &["wg", "show", &env.wg_if, "latest-handshakes"]).unwrap();
+    assert!(env.ping(true, 10), "ours -> wireguard-go");
+    assert!(env.ping(false, 10), "wireguard-go -> ours");
+    let show = env
+        .ns_b
+        .exec(&["wg", "show", &env.wg_if, "latest-handshakes"]);
     assert!(
         !show.trim().ends_with("\t0"),
         "wireguard-go saw a handshake: {show}"
@@ -302,27 +231,15 @@ fn ping_both_ways_and_recover_after_restarts() {
     // Restart our side: our fresh instance initiates on the first packet.
     stop(&mut env.ours);
     env.start_ours(&our_sk, &wg_pk).unwrap();
-    assert!(
-        env.ping(true, Duration::from_secs(10)),
-        "after restarting ours: ours -> wg"
-    );
-    assert!(
-        env.ping(false, Duration::from_secs(10)),
-        "after restarting ours: wg -> ours"
-    );
+    assert!(env.ping(true, 10), "after restarting ours: ours -> wg");
+    assert!(env.ping(false, 10), "after restarting ours: wg -> ours");
 
     // Restart wireguard-go: it initiates, our side answers; then our side
     // (stale session, no reply) rekeys within KEEPALIVE + REKEY_TIMEOUT.
     stop(&mut env.wg);
     env.start_wg(&wg_sk, &our_pk).unwrap();
-    assert!(
-        env.ping(false, Duration::from_secs(10)),
-        "after restarting wg: wg -> ours"
-    );
-    assert!(
-        env.ping(true, Duration::from_secs(25)),
-        "after restarting wg: ours -> wg"
-    );
+    assert!(env.ping(false, 10), "after restarting wg: wg -> ours");
+    assert!(env.ping(true, 25), "after restarting wg: ours -> wg");
 }
 
 #[test]
@@ -338,12 +255,6 @@ fn ping_over_ipv6_underlay() {
         .unwrap();
     env.start_ours(&our_sk.to_base64(), &wg_pk.to_base64())
         .unwrap();
-    assert!(
-        env.ping(false, Duration::from_secs(10)),
-        "wireguard-go -> ours over IPv6"
-    );
-    assert!(
-        env.ping(true, Duration::from_secs(10)),
-        "ours -> wireguard-go over IPv6"
-    );
+    assert!(env.ping(false, 10), "wireguard-go -> ours over IPv6");
+    assert!(env.ping(true, 10), "ours -> wireguard-go over IPv6");
 }

@@ -1,192 +1,18 @@
-//! Network namespaces for tests: created with a unique name, removed on drop (also when a test
-//! fails), and entered per thread so sockets opened there live in the namespace.
+//! The daemon's test helpers: the shared harness (`test-support`: namespaces, veth/TAP/TUN,
+//! `wait_for`, `ping`, the process guard, the delaying link) re-exported under the names the
+//! tests have always used, plus what only Babel daemons need (control port, routes of protocol
+//! 42, router namespaces, starting babeld-rs or babeld with the same flags).
 #![allow(
     dead_code,
+    unused_imports,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing
 )]
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-/// True when the test can create namespaces; otherwise prints why the caller skips.
-pub fn can_use_netns(test: &str) -> bool {
-    if !nix::unistd::Uid::effective().is_root() {
-        println!("SKIP {test}: needs root for network namespaces");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        println!("SKIP {test}: iproute2 (ip) is not installed");
-        return false;
-    }
-    true
-}
-
-/// Runs a command, panicking with its output if it fails.
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace that exists as long as this value.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("brs-{tag}-{}-{n}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.exec(&[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ]);
-        ns
-    }
-
-    /// `ip -n NAME args...`.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut a = vec!["ip", "-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        run(&a)
-    }
-
-    /// `ip netns exec NAME args...`.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut a = vec!["ip", "netns", "exec", self.name.as_str()];
-        a.extend_from_slice(args);
-        run(&a)
-    }
-
-    /// The interface index of `dev` in this namespace.
-    pub fn ifindex(&self, dev: &str) -> u32 {
-        let out = self.ip(&["-o", "link", "show", "dev", dev]);
-        out.split(':').next().unwrap().trim().parse().unwrap()
-    }
-
-    /// The link-local address of `dev`, waiting until the kernel has assigned it.
-    pub fn link_local(&self, dev: &str) -> std::net::Ipv6Addr {
-        for _ in 0..200 {
-            let out = self.ip(&["-6", "-o", "addr", "show", "dev", dev, "scope", "link"]);
-            if let Some(a) = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1)
-                && !out.contains("tentative")
-            {
-                return a.split('/').next().unwrap().parse().unwrap();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("no link-local address on {dev} in {}", self.name);
-    }
-
-    /// Runs `f` on a new thread whose network namespace is this one.
-    pub fn spawn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Joins `a:dev_a` and `b:dev_b` with a veth pair, both up.
-pub fn veth(a: &Netns, dev_a: &str, b: &Netns, dev_b: &str) {
-    run(&[
-        "ip", "link", "add", dev_a, "netns", &a.name, "type", "veth", "peer", "name", dev_b,
-        "netns", &b.name,
-    ]);
-    a.ip(&["link", "set", dev_a, "up"]);
-    b.ip(&["link", "set", dev_b, "up"]);
-}
-
-/// A routing daemon process in a namespace, killed on drop.
-pub struct Daemon {
-    pub child: std::process::Child,
-    pub log: std::path::PathBuf,
-}
-
-impl Daemon {
-    /// Starts `program args...` inside `ns`.
-    pub fn start(ns: &Netns, program: &str, args: &[&str], log: std::path::PathBuf) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, program])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
-    }
-
-    /// Sends SIGTERM and waits for the process to exit (bounded).
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// True while the process runs.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The log file's text.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `cond` every 100 ms until it holds or `secs` pass; returns whether it held. This
-/// waits on an observable condition (kernel routes, a reply), never for a fixed time.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
+pub use test_support::*;
 
 /// Our routes (`proto 42` / `proto babel`) in a namespace, IPv4 and IPv6, one line each,
 /// without babeld's unreachable placeholders.
@@ -242,23 +68,6 @@ pub fn control(ns: &Netns, port: u16, commands: &str) -> String {
     })
     .join()
     .unwrap()
-}
-
-/// Enables forwarding in a namespace (babeld does it itself; we test routing, not that).
-pub fn forwarding(ns: &Netns) {
-    ns.exec(&[
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.ip_forward=1",
-    ]);
-}
-
-/// A file in this test process's scratch directory.
-pub fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("babeld-rs-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
 }
 
 /// A router namespace announcing 10.77.0.N/32 and fd77::N/128 from its loopback.
@@ -328,20 +137,6 @@ pub fn start_with_args(
     Daemon::start(ns, program, &args, log.clone())
 }
 
-/// True if `program` is on the PATH; otherwise prints why `test` skips.
-pub fn have(program: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!(
-            "SKIP {test}: {program} is not installed (apt-get install it, or run scripts/test.sh as root)"
-        );
-    }
-    found
-}
-
 /// Like [`control`] on port 33123, but a daemon not listening yet reads as an empty answer, so
 /// it can be polled with [`wait_for`].
 pub fn try_control(ns: &Netns, commands: &str) -> String {
@@ -386,19 +181,6 @@ pub fn keypair() -> (String, String) {
         .trim()
         .to_owned();
     (private, public)
-}
-
-/// `VmRSS` and `VmHWM` (peak) of process `pid`, in kB.
-pub fn memory(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// How many lines of a `dump` on port 33123 start with `what` (`add route`, `add neighbour`).

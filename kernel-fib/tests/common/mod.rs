@@ -1,4 +1,5 @@
-//! A network namespace per test, removed on drop (also when the test fails).
+//! A network namespace per test (the shared `test-support` harness) with a veth pair inside,
+//! and kernel-fib's own sockets opened in it.
 
 #![allow(
     clippy::unwrap_used,
@@ -7,55 +8,36 @@
     dead_code
 )]
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use kernel_fib::{NetEvent, NetlinkFib, Watcher, netns};
 use serde_json::Value;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use test_support::{Netns, can_use_netns};
 
 /// A namespace with a veth pair `va` (10.0.0.1/24, 2001:db8::1/64) and `vb` (10.0.0.2/24,
-/// 2001:db8::2/64), both ends up inside it.
+/// 2001:db8::2/64), both ends up inside it. Dereferences to the [`Netns`] (`ip`, `ip_json`,
+/// `ifindex`, `name`).
 pub struct Ns {
-    pub name: String,
+    netns: Netns,
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
+impl Deref for Ns {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.netns
+    }
 }
 
 impl Ns {
     /// `None` (with the reason printed) when the test cannot run here.
     pub fn new(test: &str) -> Option<Ns> {
-        if !is_root() {
-            println!("SKIPPED {test}: needs root (CAP_NET_ADMIN and ip netns)");
+        if !can_use_netns(test) {
             return None;
         }
-        let name = format!(
-            "kfib-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            println!("SKIPPED {test}: `ip netns add` failed");
-            return None;
-        }
-        let ns = Ns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
+        let ns = Ns {
+            netns: Netns::new("kfib"),
+        };
         ns.ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
         ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
         ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "vb"]);
@@ -66,48 +48,10 @@ impl Ns {
         Some(ns)
     }
 
-    /// Runs `ip -n NS args`, panicking on failure; returns stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip -n {} {:?}: {}",
-            self.name,
-            args,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `ip -j -n NS args` as a list of JSON objects.
-    pub fn ip_json(&self, args: &[&str]) -> Vec<Value> {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let out = self.ip(&all);
-        if out.trim().is_empty() {
-            return Vec::new();
-        }
-        match serde_json::from_str(&out).expect("ip -j output") {
-            Value::Array(v) => v,
-            other => panic!("unexpected ip -j output {other}"),
-        }
-    }
-
     /// Routes of protocol 42 of one family, as `ip` shows them.
     pub fn routes42(&self, v6: bool) -> Vec<Value> {
         let fam = if v6 { "-6" } else { "-4" };
         self.ip_json(&[fam, "route", "show", "table", "all", "proto", "42"])
-    }
-
-    /// Interface index of `dev` in the namespace.
-    pub fn ifindex(&self, dev: &str) -> u32 {
-        let links = self.ip_json(&["link", "show", "dev", dev]);
-        links[0]["ifindex"].as_u64().unwrap() as u32
     }
 
     /// A NetlinkFib whose socket lives in this namespace.
@@ -127,16 +71,8 @@ impl Ns {
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// Reads events until one satisfies `pred` or `limit` passes; returns every event read.
-pub fn wait_for(
+pub fn wait_for_event(
     w: &mut Watcher,
     limit: Duration,
     mut pred: impl FnMut(&NetEvent) -> bool,

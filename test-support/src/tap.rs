@@ -1,17 +1,9 @@
-//! A delaying Ethernet link for netns tests. This kernel has no `sch_netem`, so two TAP devices
-//! (one in each test namespace) are joined by a thread that copies every frame from one to the
-//! other after a one-way delay that can be changed while the link runs. Frames keep their
-//! order and none is dropped by the forwarder. Dropping the [`TapLink`] stops the thread and
-//! closes both TAP file descriptors, which removes the (non-persistent) devices.
-//!
-//! Include it from a test crate that also has `mod common;`:
-//! `#[path = "common/tapdelay.rs"] mod tapdelay;`.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+//! TAP and TUN devices in namespaces, and a delaying Ethernet link. The kernel of the CI
+//! machine has no `sch_netem`, so [`TapLink`] joins two TAP devices (one in each test
+//! namespace) by a thread that copies every frame from one to the other after a one-way delay
+//! that can be changed while the link runs. Frames keep their order and none is dropped by the
+//! forwarder. Dropping the [`TapLink`] stops the thread and closes both TAP file descriptors,
+//! which removes the (non-persistent) devices.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -25,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::common::Netns;
+use crate::Netns;
 
 /// Two TAP devices in two namespaces, joined with a delay.
 pub struct TapLink {
@@ -90,14 +82,25 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
-/// Opens `/dev/net/tun` from a thread inside `ns`, so the TAP device is created in that
-/// namespace (and never exists in the root namespace).
-fn open_tap_in(ns: &Netns, name: &str) -> File {
+/// Opens TAP device `name` inside `ns` (created there, never in the root namespace): a
+/// non-blocking descriptor that reads and writes whole Ethernet frames. The device goes when the
+/// descriptor is closed.
+pub fn open_tap_in(ns: &Netns, name: &str) -> File {
     let name = name.to_owned();
-    ns.spawn(move || open_tap(&name)).join().unwrap()
+    ns.spawn(move || open_tuntap(&name, libc::IFF_TAP))
+        .join()
+        .unwrap()
 }
 
-fn open_tap(name: &str) -> File {
+/// Opens TUN device `name` inside `ns`: like [`open_tap_in`], with whole IP packets.
+pub fn open_tun_in(ns: &Netns, name: &str) -> File {
+    let name = name.to_owned();
+    ns.spawn(move || open_tuntap(&name, libc::IFF_TUN))
+        .join()
+        .unwrap()
+}
+
+fn open_tuntap(name: &str, kind: libc::c_int) -> File {
     assert!(!name.is_empty() && name.len() < libc::IFNAMSIZ, "{name}");
     let file = OpenOptions::new()
         .read(true)
@@ -107,16 +110,16 @@ fn open_tap(name: &str) -> File {
         .expect("open /dev/net/tun");
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+        flags: (kind | libc::IFF_NO_PI) as libc::c_short,
         _pad: [0; 22],
     };
     for (d, s) in req.name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
     // SAFETY: TUNSETIFF is the kernel's only interface for binding a /dev/net/tun descriptor
-    // to a TAP device, and there is no safe wrapper for it in our dependencies. `req` is an
-    // initialised `struct ifreq`-compatible buffer that outlives the call, and the descriptor
-    // is the open /dev/net/tun file.
+    // to a TUN or TAP device, and there is no safe wrapper for it in our dependencies. `req` is
+    // an initialised `struct ifreq`-compatible buffer that outlives the call, and the
+    // descriptor is the open /dev/net/tun file.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
     assert!(
