@@ -72,8 +72,10 @@ fn rtt_matches_babeld_on_a_delayed_link() {
         last = (rtt_of(&a, "rtab"), rtt_of(&b, "rtba"));
         match last {
             (Some(ours), Some(theirs)) => {
-                (47.0..53.0).contains(&ours)
-                    && (47.0..53.0).contains(&theirs)
+                // The link adds 50 ms; a loaded machine adds scheduling delay to both
+                // implementations alike, so the upper bound is loose and the comparison tight.
+                (47.0..70.0).contains(&ours)
+                    && (47.0..70.0).contains(&theirs)
                     && (ours - theirs).abs() <= 0.1 * theirs
             }
             _ => false,
@@ -208,8 +210,9 @@ fn althea_full_path_rtt_sums_the_links() {
             (Some(to_c), Some(to_b), Some(ab), Some(bc)) => {
                 // Hop by hop: a's value is what b advertised (its RTT to c when it sent the
                 // Update) plus a's RTT to b; both averages settle near the link RTTs.
-                (75.0..88.0).contains(&to_c)
-                    && (19.0..24.0).contains(&to_b)
+                // The links add 80 and 20 ms; scheduling delay on a loaded machine only adds.
+                (75.0..110.0).contains(&to_c)
+                    && (19.0..35.0).contains(&to_b)
                     && (to_c - (ab + bc)).abs() <= 0.1 * (ab + bc)
             }
             _ => false,
