@@ -13,8 +13,18 @@
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
+#   reroute     ring of 4 (babeld-rs, babeld, BIRD 2 one after the other), Hello every HELLO s
+#               (default 1), link detection on in all three (babeld -l; BIRD's `check link` is
+#               on by default): node 0 pings node 1 every 10 ms over their direct link, then
+#               the link fails. CUT=down (default): `ip link set down` on node 0's end (node 1
+#               sees its carrier go). CUT=silent: both ends drop every packet on the link with
+#               nftables, carriers stay up, only Hellos can tell. Reported: pings lost and the
+#               longest gap between two replies (the reroute time). LOSS=P (percent, with
+#               CUT=none) instead makes the link lossy for 60 s and counts node 0's changes of
+#               kernel route for node 1 (`ip monitor route` lines: flaps).
 #
-# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size]   (default: all)
+# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute]
+#        (default: full-table line size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
@@ -169,6 +179,113 @@ line() {
   done
 }
 
+reroute() {
+  local kind i hello=${HELLO:-1} cut=${CUT:-down}
+  echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms; cut: $cut ${LOSS:+(loss $LOSS %)}"
+  if [ "$cut" = none ]; then
+    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0"
+  else
+    echo "daemon        pings-lost/sent   longest-gap-ms (reroute time)"
+  fi
+  local kinds=(rs bd)
+  command -v bird >/dev/null && kinds+=(bird)
+  if [ -n "${DAEMONS:-}" ]; then read -r -a kinds <<< "$DAEMONS"; fi
+  for kind in "${kinds[@]}"; do
+    local k=${kind:0:2}
+    for i in 0 1 2 3; do
+      mkns "$k$i"
+      ip -n "$tag$k$i" addr add "fd57::$((i + 1))/128" dev lo
+    done
+    link "${k}0" "${k}1"; link "${k}1" "${k}2"; link "${k}2" "${k}3"; link "${k}3" "${k}0"
+    printf 'redistribute local ip fd57::/16 allow\nredistribute local deny\n' > "$work/ring.conf"
+    for i in 0 1 2 3; do
+      local ifs; ifs=$(ip -n "$tag$k$i" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -v '^lo$' | tr '\n' ' ')
+      if [ "$kind" = bird ]; then
+        cat > "$work/$k$i.bird.conf" <<BIRD
+router id 10.0.0.$((i + 1));
+protocol device { }
+protocol direct { ipv6; interface "lo"; }
+protocol kernel { ipv6 { export where source = RTS_BABEL; }; }
+protocol babel {
+  interface "${k}*" { type wired; hello interval $hello s; update interval $((hello * 4)) s; };
+  ipv6 { import all; export where net ~ [ fd57::/16+ ]; };
+}
+BIRD
+        ip netns exec "$tag$k$i" bird -f -c "$work/$k$i.bird.conf" -s "$work/$k$i.bird.ctl" >/dev/null 2>&1 &
+        pids+=($!)
+      else
+        local prog=$BIN; [ "$kind" = bd ] && prog=babeld
+        # shellcheck disable=SC2086
+        ip netns exec "$tag$k$i" "$prog" -I "$work/$k$i.pid" -S "$work/$k$i.state" -L "$work/$k$i.log" \
+          -h "$hello" -H "$hello" -l -c "$work/ring.conf" $ifs >/dev/null 2>&1 &
+        pids+=($!)
+      fi
+    done
+    local proto=42; [ "$kind" = bird ] && proto=bird
+    local t0; t0=$(now)
+    # Every node routes to the three others, and node 0 reaches node 1 over their direct link.
+    until [ "$(for i in 0 1 2 3; do count6 "$k$i" "$proto"; done | awk '{s+=$1} END {print s}')" -ge 12 ] &&
+      ip -n "$tag${k}0" -6 route show fd57::2 | grep -q "dev ${k}0${k}1"; do
+      sleep 0.2
+      if awk -v a="$t0" -v b="$(now)" 'BEGIN {exit !(b-a > 300)}'; then echo "$kind: no convergence"; break; fi
+    done
+    # Let the alternative routes settle (one update interval).
+    sleep $((hello * 4 + 1))
+    local log=$work/$k.ping
+    if [ "$cut" = none ]; then
+      local n0=$tag${k}0 n1=$tag${k}1
+      for ns in "$n0" "$n1"; do
+        local dev; [ "$ns" = "$n0" ] && dev=${k}0${k}1 || dev=${k}1${k}0
+        ip netns exec "$ns" nft -f - <<NFT
+table inet lossy {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev" numgen random mod 100 < ${LOSS:-10} drop; }
+}
+NFT
+      done
+      ip -n "$n0" monitor route > "$work/$k.mon" 2>/dev/null &
+      local mon=$!
+      pids+=("$mon")
+      ip netns exec "$n0" ping -6 -n -q -i 0.01 -w 60 fd57::2 > "$log" 2>&1 || true
+      kill "$mon" 2>/dev/null || true
+      local flaps; flaps=$(grep -c 'fd57::2' "$work/$k.mon" || true)
+      local sent recv; sent=$(awk '/transmitted/ {print $1}' "$log"); recv=$(awk '/transmitted/ {print $4}' "$log")
+      local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+      printf '%-13s %-8s %-17s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps"
+    else
+      local secs=$((hello * 5 + 8)); [ "$cut" = silent ] && secs=$((hello * 10 + 8))
+      ip netns exec "$tag${k}0" ping -6 -n -D -i 0.01 -w "$secs" fd57::2 > "$log" 2>&1 &
+      local ping=$!
+      sleep 2
+      local tcut; tcut=$(now)
+      if [ "$cut" = down ]; then
+        ip -n "$tag${k}0" link set "${k}0${k}1" down
+      else
+        for i in 0 1; do
+          local dev; [ "$i" = 0 ] && dev=${k}0${k}1 || dev=${k}1${k}0
+          ip netns exec "$tag$k$i" nft -f - <<NFT
+table inet cut {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev" drop; }
+  chain post { type filter hook postrouting priority -300; oifname "$dev" drop; }
+}
+NFT
+        done
+      fi
+      wait "$ping" || true
+      local sent recv; sent=$(awk '/transmitted/ {print $1}' "$log"); recv=$(awk '/transmitted/ {print $4}' "$log")
+      # The longest time between two consecutive replies after the cut.
+      # No reply in the last second: traffic never came back within the run.
+      local gap; gap=$(awk -v c="$tcut" -v e="$(now)" -F'[][]' '/bytes from/ {t = $2 + 0; if (p != "" && t > c - 1 && t - p > g) g = t - p; p = t}
+        END {if (p < e - 1.5) printf "no recovery in %.0f s", e - c; else printf "%.0f", g * 1000}' "$log")
+      local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+      printf '%-13s %-17s %s\n' "$name" "$((sent - recv))/$sent" "$gap"
+    fi
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    for i in 0 1 2 3; do ip netns del "$tag$k$i"; done
+  done
+}
+
 size() {
   echo "== binary size"
   cargo build --profile small -q -p daemon
@@ -187,6 +304,7 @@ while [ $i -lt ${#what[@]} ]; do
       full_table "$n" ;;
     line) line ;;
     size) size ;;
+    reroute) reroute ;;
     *) echo "unknown benchmark ${what[$i]}"; exit 1 ;;
   esac
   i=$((i + 1))

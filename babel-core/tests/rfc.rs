@@ -10,7 +10,7 @@ use babel_core::{
     Config, Destination, Event, InterfaceKind, Limits, Policy, RouteKey, RouteOp,
     SEQNO_REQUEST_HOP_COUNT,
 };
-use babel_wire::{INFINITY, Message, Update};
+use babel_wire::{INFINITY, Message, SeqnoRequest, Update};
 use common::*;
 
 #[test]
@@ -573,6 +573,37 @@ fn s3_8_1_2_seqno_request_for_own_prefix_bumps_seqno_and_persists() {
     assert_eq!(dropped(&h), 1, "dropped by the decoder or the engine");
 }
 
+/// The seqno requests sent since the last look, with where each went.
+fn sent_seqno_requests(h: &mut H) -> Vec<(Destination, SeqnoRequest)> {
+    h.sent()
+        .into_iter()
+        .flat_map(|(d, m)| m.into_iter().map(move |m| (d, m)))
+        .filter_map(|(d, m)| match m {
+            Message::SeqnoRequest(s) => Some((d, s)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn s3_8_1_2_seqno_request_from_the_successor_goes_to_another_route_s_next_hop() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    // A worse (unfeasible) route through nb(2).
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 400)]);
+    h.advance(Duration::from_millis(250));
+    h.sent();
+    // The successor itself asks (it lost its route through us, say): the request goes to
+    // nb(2), the next hop of the other route, with the hop count decremented; not dropped.
+    h.recv(nb(1), &[seqno_request("2001:db8:1::/48", 9, 8, 5)]);
+    let fwd = sent_seqno_requests(&mut h);
+    assert_eq!(fwd.len(), 1, "{fwd:?}");
+    assert_eq!(fwd[0].0, Destination::Unicast(nb(2)));
+    assert_eq!(fwd[0].1.hop_count, 4);
+}
+
 #[test]
 fn s3_8_1_2_seqno_request_forwarded_to_successor_with_hop_count_decremented() {
     let mut h = H::new();
@@ -590,15 +621,7 @@ fn s3_8_1_2_seqno_request_forwarded_to_successor_with_hop_count_decremented() {
     );
     // Newer seqno wanted: forwarded to nb(1) only, hop count 4.
     h.recv(nb(2), &[seqno_request("2001:db8:1::/48", 9, 8, 5)]);
-    let fwd: Vec<_> = h
-        .sent()
-        .into_iter()
-        .flat_map(|(d, m)| m.into_iter().map(move |m| (d, m)))
-        .filter_map(|(d, m)| match m {
-            Message::SeqnoRequest(s) => Some((d, s)),
-            _ => None,
-        })
-        .collect();
+    let fwd = sent_seqno_requests(&mut h);
     assert_eq!(fwd.len(), 1, "{fwd:?}");
     assert_eq!(fwd[0].0, Destination::Unicast(nb(1)));
     assert_eq!(fwd[0].1.hop_count, 4);

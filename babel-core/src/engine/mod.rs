@@ -41,7 +41,7 @@ mod wire;
 
 use request_table::{Insert, RequestTable, SeqnoAsk};
 use route_table::{Dest, Refused, Route, RouteData, RouteEntry, RouteTable};
-use source_table::SourceTable;
+use source_table::{SourceTable, is_feasible_after};
 use timers::{IfTimer, Timer, TimerTable, min_opt};
 pub use views::link_cost_algorithm;
 

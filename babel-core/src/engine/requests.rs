@@ -39,7 +39,8 @@ impl Engine {
 
     /// RFC 8966 §3.8.1.2: a seqno request for our own prefix bumps our seqno (babeld ignores
     /// requests more than 100 ahead); one we can satisfy is answered with an urgent update; otherwise
-    /// it is forwarded to our successor with the hop count decremented, never back to the requester.
+    /// it is forwarded with the hop count decremented to our successor or, when that is the
+    /// requester, to the next hop of our best other route; never back to the requester.
     pub(super) fn handle_seqno_request(
         &mut self,
         now: Instant,
@@ -70,22 +71,34 @@ impl Engine {
             self.schedule_update(now, None, key, true);
             return;
         }
-        let Some(inst) = self.routes.get(&key).and_then(|d| d.installed()) else {
-            return;
-        };
-        if inst.router_id != s.router_id || Seqno(inst.seqno).is_at_least(Seqno(s.seqno)) {
+        let dest = self.routes.get(&key);
+        if let Some(inst) = dest.and_then(Dest::installed)
+            && (inst.router_id != s.router_id || Seqno(inst.seqno).is_at_least(Seqno(s.seqno)))
+        {
             self.schedule_update(now, Some(ifindex), key, true);
             return;
         }
         if s.hop_count < 2 {
             return;
         }
-        let Some(succ) = self.routes.get(&key).and_then(Dest::installed_neigh) else {
+        // The successor; when that is the requester itself (it lost the route through us) or
+        // nothing is installed, the next hop of our best other route, feasible or not (§3.8.1.2;
+        // babeld does the same): dropping the request would leave the requester waiting for
+        // its resend.
+        let Some(dest) = dest else {
             return;
         };
-        if succ == nid {
+        let Some(succ) = dest.installed_neigh().filter(|&id| id != nid).or_else(|| {
+            dest.routes()
+                .iter()
+                .filter(|r| r.neigh() != nid)
+                .map(|r| (r.neigh(), self.route_metric(r)))
+                .filter(|&(_, m)| m < INFINITY)
+                .min_by_key(|&(_, m)| m)
+                .map(|(id, _)| id)
+        }) else {
             return;
-        }
+        };
         self.counters.seqno_requests_forwarded += 1;
         self.request_seqno(
             now,

@@ -25,10 +25,21 @@ impl Engine {
         let Some(dest) = self.routes.get(&key) else {
             return;
         };
+        // The routes of a destination mostly share one originator: its feasibility distance is
+        // looked up once, not once per route.
+        let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
         let contenders: Vec<Contender> = dest
             .routes()
             .iter()
             .map(|r| {
+                let fd = match distance {
+                    Some((rid, fd)) if rid == r.router_id => fd,
+                    _ => {
+                        let fd = self.sources.feasibility_distance(now, &key, r.router_id);
+                        distance = Some((r.router_id, fd));
+                        fd
+                    }
+                };
                 let metric = self.route_metric(r);
                 let effective = match r.verified {
                     Some((m, until)) if now < until && metric < INFINITY => m,
@@ -47,13 +58,7 @@ impl Engine {
                         hl,
                     ),
                     price: r.price,
-                    feasible: self.sources.is_feasible(
-                        now,
-                        &key,
-                        r.router_id,
-                        Seqno(r.seqno),
-                        Metric(r.refmetric),
-                    ),
+                    feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
                     blocked: self
                         .neighbours
                         .get(&r.neigh())

@@ -49,10 +49,19 @@ impl SourceTable {
         seqno: Seqno,
         metric: Metric,
     ) -> bool {
-        metric.is_infinite()
-            || self.live(now, key, rid).is_none_or(|s| {
-                seqno.is_newer_than(s.seqno) || (seqno == s.seqno && metric < s.metric)
-            })
+        is_feasible_after(self.feasibility_distance(now, key, rid), seqno, metric)
+    }
+
+    /// The live feasibility distance (seqno, metric) for (key, originator), if any: what
+    /// [`SourceTable::is_feasible`] compares with, for callers that test several routes with
+    /// the same originator.
+    pub(super) fn feasibility_distance(
+        &self,
+        now: Instant,
+        key: &RouteKey,
+        rid: RouterId,
+    ) -> Option<(Seqno, Metric)> {
+        self.live(now, key, rid).map(|s| (s.seqno, s.metric))
     }
 
     /// RFC 8966 §3.7.3: after advertising (seqno, metric) the feasibility distance becomes the
@@ -110,6 +119,19 @@ impl SourceTable {
     fn len(&self) -> usize {
         self.sources.len()
     }
+}
+
+/// RFC 8966 §3.5.1 feasibility of (seqno, metric) against a feasibility distance (`None`: no
+/// live source entry).
+pub(super) fn is_feasible_after(
+    distance: Option<(Seqno, Metric)>,
+    seqno: Seqno,
+    metric: Metric,
+) -> bool {
+    metric.is_infinite()
+        || distance.is_none_or(|(fd_seqno, fd_metric)| {
+            seqno.is_newer_than(fd_seqno) || (seqno == fd_seqno && metric < fd_metric)
+        })
 }
 
 #[cfg(test)]

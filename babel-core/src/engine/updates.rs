@@ -125,21 +125,33 @@ impl Engine {
                 .update(now, key, rid, Seqno(seqno), Metric(metric));
             return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
         }
+        // What the Update needs from the selected route (not a copy of the whole route).
         let inst = self
             .routes
             .get(&key)
             .and_then(Dest::installed_route)
-            .map(|r| (r.clone(), self.advertised_metric(now, r)));
+            .map(|r| {
+                (
+                    r.ifindex,
+                    r.router_id,
+                    r.seqno,
+                    r.price,
+                    r.path_rtt,
+                    self.advertised_metric(now, r),
+                )
+            });
         match inst {
-            Some((r, metric)) if metric < INFINITY => {
-                if split && r.ifindex == ifindex {
+            Some((route_ifindex, router_id, seqno, price, path_rtt, metric))
+                if metric < INFINITY =>
+            {
+                if split && route_ifindex == ifindex {
                     // babeld: the route is simply not sent back where it came from.
                     return None;
                 }
                 self.sources
-                    .update(now, key, r.router_id, Seqno(r.seqno), Metric(metric));
-                let rtt = (r.path_rtt != 0).then_some(r.path_rtt);
-                Some(mk(r.seqno, metric, r.router_id, Some(r.price), rtt))
+                    .update(now, key, router_id, Seqno(seqno), Metric(metric));
+                let rtt = (path_rtt != 0).then_some(path_rtt);
+                Some(mk(seqno, metric, router_id, Some(price), rtt))
             }
             _ if full => None,
             _ => Some(mk(self.seqno, INFINITY, self.cfg.router_id, None, None)),
