@@ -482,9 +482,17 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             .map(|e| {
                 let mut r = vec![get(e, "if"), e.id.clone()];
                 r.extend(
-                    ["endpoint", "state", "tunnel", "handshake-age", "rx", "tx"]
-                        .iter()
-                        .map(|k| get(e, k)),
+                    [
+                        "endpoint",
+                        "state",
+                        "tunnel",
+                        "handshake-age",
+                        "rx",
+                        "tx",
+                        "drops",
+                    ]
+                    .iter()
+                    .map(|k| get(e, k)),
                 );
                 r
             })
@@ -493,6 +501,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             out,
             &[
                 "IF", "KEY", "ENDPOINT", "STATE", "TUNNEL", "AGE-S", "RX-BYTES", "TX-BYTES",
+                "DROPS",
             ],
             rows,
         )?;
@@ -598,7 +607,7 @@ mod tests {
 
     #[test]
     fn mesh_neighbour_lines_become_a_table() {
-        let text = "BABEL 1.0\nok\nadd mesh-neighbour AbC+/= if eth0 endpoint [fe80::1%2]:4000 state up tunnel m2kabcdef01 handshake-age 3 handshakes 1 rx 100 tx 200\nok\n";
+        let text = "BABEL 1.0\nok\nadd mesh-neighbour AbC+/= if eth0 endpoint [fe80::1%2]:4000 state up tunnel m2kabcdef01 handshake-age 3 handshakes 1 rx 100 tx 200 drops 7\nok\n";
         let d = parse_dump(text);
         assert_eq!(d.mesh[0].id, "AbC+/=");
         assert_eq!(d.mesh[0].fields["state"], "up");
@@ -607,8 +616,10 @@ mod tests {
         let t = String::from_utf8(out).unwrap();
         assert!(t.contains("Mesh neighbours"), "{t}");
         assert!(
-            t.lines()
-                .any(|l| l.starts_with("eth0") && l.contains("m2kabcdef01") && l.contains("200")),
+            t.lines().any(|l| l.starts_with("eth0")
+                && l.contains("m2kabcdef01")
+                && l.contains("200")
+                && l.trim_end().ends_with('7')),
             "{t}"
         );
     }
