@@ -58,7 +58,7 @@ fn main() {
     };
     let exe = std::env::current_exe().unwrap();
     println!(
-        "{:<14} {:>4} {:>5} {:>9} {:>10} {:>10} {:>12} {:>10} {:>9}",
+        "{:<14} {:>4} {:>5} {:>9} {:>10} {:>10} {:>12} {:>10} {:>9} {:>8}",
         "design",
         "N",
         "fds",
@@ -67,7 +67,8 @@ fn main() {
         "idle-cpu",
         "cpu/packet",
         "delivered",
-        "misrouted"
+        "misrouted",
+        "k-drops"
     );
     for n in ns {
         for d in DESIGNS {
@@ -88,7 +89,10 @@ fn main() {
     println!(
         "fds and rss: what the sockets and TUNs add; bring-up: creating them, interfaces up with an \
          address; idle-cpu: driver thread over {} s; cpu/packet: driver thread CPU per packet \
-         forwarded at {RATE} packets/s each way ({PACKET}-byte payloads), no cryptography",
+         forwarded at {RATE} packets/s each way ({PACKET}-byte payloads), no cryptography; \
+         delivered: packets forwarded / packets the generator sent in the same time; k-drops: \
+         packets the kernel dropped on the driver's side (its sockets' receive queues, its TUNs' \
+         queues)",
         IDLE.as_secs()
     );
 }
@@ -116,6 +120,35 @@ fn rss_kib() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+/// Packets the kernel dropped on the driver's side in this namespace: datagrams for the
+/// driver's port dropped by its sockets (`drops` of `/proc/net/udp6`) and packets routed into
+/// its TUNs that their queues dropped (transmit `drop` of `/proc/net/dev`).
+fn driver_drops() -> u64 {
+    let port = format!(":{DAEMON_PORT:04X}");
+    let udp: u64 = std::fs::read_to_string("/proc/self/net/udp6")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.get(1)?.ends_with(&port)).then(|| w.last()?.parse::<u64>().ok())?
+        })
+        .sum();
+    let tun: u64 = std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            // receive: bytes packets errs drop fifo frame compressed multicast; transmit:
+            // bytes packets errs drop ...
+            (name.trim().starts_with("mt")).then(|| w.get(11)?.parse::<u64>().ok())?
+        })
+        .sum();
+    udp + tun
 }
 
 /// CPU time of one thread of this process, in nanoseconds.
@@ -156,6 +189,11 @@ fn udp(port: u16, reuse: bool, connect: Option<SocketAddr>) -> std::net::UdpSock
     s.set_only_v6(true).unwrap();
     if reuse {
         s.set_reuse_port(true).unwrap();
+    }
+    // The daemon's buffers (`tunnel::driver::SOCKET_BUFFER`) on the driver's sockets.
+    if port == DAEMON_PORT {
+        let _ = s.set_recv_buffer_size(tunnel::driver::SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(tunnel::driver::SOCKET_BUFFER);
     }
     s.set_nonblocking(true).unwrap();
     s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port).into())
@@ -204,6 +242,8 @@ fn one(design: &str, n: usize) {
     // second routed into the TUNs (to each neighbour's inner address), round robin.
     let gen_stop = Arc::new(AtomicBool::new(false));
     let gs = gen_stop.clone();
+    let offered = Arc::new(AtomicU64::new(0));
+    let off = offered.clone();
     let generator = std::thread::spawn(move || {
         let inner: Vec<Vec<u8>> = (0..n).map(inner_packet).collect();
         let to_tun = std::net::UdpSocket::bind("[::1]:0").unwrap();
@@ -219,12 +259,14 @@ fn one(design: &str, n: usize) {
                 let _ = to_tun.send_to(&payload, SocketAddrV6::new(peer_addr(i), 9, 0, 0));
                 sent += 1;
             }
+            off.store(2 * sent, Ordering::Relaxed);
             std::thread::sleep(Duration::from_micros(500));
         }
         sent
     });
     // Let the traffic settle, then measure.
     std::thread::sleep(Duration::from_millis(500));
+    let (drops1, offered1) = (driver_drops(), offered.load(Ordering::Relaxed));
     let (cpu1, in1, out1) = (
         thread_cpu_ns(tid),
         counters.inbound.load(Ordering::Relaxed),
@@ -236,14 +278,15 @@ fn one(design: &str, n: usize) {
         counters.inbound.load(Ordering::Relaxed),
         counters.outbound.load(Ordering::Relaxed),
     );
+    let drops = driver_drops() - drops1;
+    let offered = offered.load(Ordering::Relaxed) - offered1;
     gen_stop.store(true, Ordering::Relaxed);
     let sent = generator.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     let _ = driver.join();
     let packets = (in2 - in1) + (out2 - out1);
-    let offered = 2 * RATE * TRAFFIC.as_secs();
     println!(
-        "RESULT {:<14} {:>4} {:>5} {:>9} {:>8.1}ms {:>8.2}ms {:>10.2}µs {:>9.0}% {:>9}",
+        "RESULT {:<14} {:>4} {:>5} {:>9} {:>8.1}ms {:>8.2}ms {:>10.2}µs {:>9.0}% {:>9} {:>8}",
         design,
         n,
         fds_after - fds_before,
@@ -251,8 +294,9 @@ fn one(design: &str, n: usize) {
         bring_up.as_secs_f64() * 1e3,
         idle as f64 / 1e6,
         (cpu2 - cpu1) as f64 / 1e3 / packets.max(1) as f64,
-        100.0 * packets as f64 / offered as f64,
+        100.0 * packets as f64 / offered.max(1) as f64,
         counters.misrouted.load(Ordering::Relaxed),
+        drops,
     );
     let _ = sent;
 }

@@ -894,6 +894,20 @@ impl Drop for NeighbourTableLimits {
     }
 }
 
+/// Daemons that are all killed at once when dropped, before any is waited for: killed one by
+/// one, the others keep creating and deleting tunnel interfaces while each exit waits for the
+/// kernel's interface lock, and cleaning up 50 routers takes minutes.
+struct Fleet(Vec<Daemon>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for d in &mut self.0 {
+            let _ = d.child.kill();
+        }
+        // Each Daemon's own drop then only reaps.
+    }
+}
+
 /// The babeld-rs binary the many-neighbours test runs: `MESH_BIN` when set (scripts/test.sh
 /// points it at the release build it has just made from the same tree), else the binary cargo
 /// built for this test.
@@ -942,16 +956,18 @@ fn many_neighbours_on_one_bridge() {
         gc.trim()
     );
     let started = std::time::Instant::now();
-    let daemons: Vec<Daemon> = nodes
-        .iter()
-        .enumerate()
-        // Babel's default intervals (Hellos every 4 s), not the 1 s of the other tests.
-        .map(|(i, ns)| {
-            let conf = format!("{FILTERS}default hello-interval 4\ninterface mn0 type mesh\n");
-            start_with_config(ns, &format!("mshn-{i}"), &bin, &conf, &[])
-        })
-        .collect();
-    let pids: Vec<u32> = daemons.iter().map(|d| d.child.id()).collect();
+    let daemons = Fleet(
+        nodes
+            .iter()
+            .enumerate()
+            // Babel's default intervals (Hellos every 4 s), not the 1 s of the other tests.
+            .map(|(i, ns)| {
+                let conf = format!("{FILTERS}default hello-interval 4\ninterface mn0 type mesh\n");
+                start_with_config(ns, &format!("mshn-{i}"), &bin, &conf, &[])
+            })
+            .collect(),
+    );
+    let pids: Vec<u32> = daemons.0.iter().map(|d| d.child.id()).collect();
     // Generous bounds for a loaded 2-core machine; the figures below are what to look at.
     let all_up = wait_for(420, || nodes.iter().all(|ns| up_count(ns) == n - 1));
     let up_s = started.elapsed().as_secs_f64();

@@ -238,6 +238,15 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
                 e.fields
                     .insert(out.into(), n.get(k).map(s).unwrap_or_else(|| "-".into()));
             }
+            // The same sum as the text dump's `drops`.
+            let drops = ["replay_drops", "decrypt_drops", "handshake_drops"]
+                .iter()
+                .map(|k| n.get(*k).and_then(|v| v.as_u64()))
+                .sum::<Option<u64>>();
+            e.fields.insert(
+                "drops".into(),
+                drops.map_or_else(|| "-".into(), |d| d.to_string()),
+            );
             d.mesh.push(e);
         }
     }
@@ -603,6 +612,17 @@ mod tests {
         let mut out = Vec::new();
         print_tables(&d, "neighbours", &mut out).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("Routes"));
+    }
+
+    #[test]
+    fn mesh_drops_from_json_are_the_sum_of_the_drop_counters() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"mesh":[{"interface":"eth0","neighbours":[{"public_key":"AbC+/=","state":"up",
+            "replay_drops":3,"decrypt_drops":4,"handshake_drops":1}]}]}"#,
+        )
+        .unwrap();
+        let d = from_json("BABEL 1.0", &v);
+        assert_eq!(d.mesh[0].fields["drops"], "8");
     }
 
     #[test]
