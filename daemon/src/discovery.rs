@@ -387,6 +387,16 @@ pub enum Output {
         /// The new endpoint.
         endpoint: SocketAddrV6,
     },
+    /// Send a handshake initiation to `to` without moving the peer's endpoint: a silent up
+    /// tunnel's key was announced from a new address. Only the answer, an authenticated
+    /// handshake response, moves the endpoint there (WireGuard's roaming), so an announcement
+    /// alone never redirects a tunnel.
+    Probe {
+        /// Its key.
+        key: PublicKey,
+        /// Where the announcement came from.
+        to: SocketAddrV6,
+    },
     /// Start a handshake again.
     Initiate {
         /// Its key.
@@ -421,6 +431,9 @@ pub struct Counters {
     pub refused: u64,
     /// Ignored: tried to move a live tunnel's endpoint.
     pub endpoint_ignored: u64,
+    /// Announcements of a silent up tunnel's key from a new address, answered with a handshake
+    /// initiation there (the endpoint moves only if that handshake completes).
+    pub probes: u64,
     /// Dropped: the neighbour table was full.
     pub table_full: u64,
     /// Neighbours forgotten because their handshake never completed (forged or stale keys).
@@ -554,12 +567,14 @@ impl Discovery {
                     .is_some_and(|t| now.saturating_duration_since(t) < timers.stale);
                 if fresh {
                     self.counters.endpoint_ignored += 1;
-                } else {
-                    n.endpoint = endpoint;
+                } else if now.saturating_duration_since(n.last_initiation) >= timers.retry {
+                    // Silent for a while: perhaps it moved. Ask there; the endpoint stays
+                    // until an authenticated answer comes from the new address.
                     n.last_initiation = now;
-                    self.outputs.push_back(Output::SetEndpoint {
+                    self.counters.probes += 1;
+                    self.outputs.push_back(Output::Probe {
                         key: n.key,
-                        endpoint,
+                        to: endpoint,
                     });
                 }
             }
@@ -695,6 +710,9 @@ pub struct MeshView {
     pub neighbours: Vec<NeighbourView>,
     /// Discovery counters.
     pub counters: Counters,
+    /// The tunnel device's counters: datagrams dropped before a neighbour could be named
+    /// (unknown receiver index, failed handshake authentication, bad mac1, malformed).
+    pub tunnel: tunnel::DeviceStats,
     /// The accept policy to apply; the driver compares `policy_generation` with its own.
     #[serde(skip)]
     pub policy: AcceptPolicy,
@@ -726,16 +744,24 @@ pub struct NeighbourView {
     pub rx_packets: u64,
     /// Data packets sent.
     pub tx_packets: u64,
+    /// Transport packets dropped as replays (or too old for the replay window).
+    pub replay_drops: u64,
+    /// Transport packets that failed authentication.
+    pub decrypt_drops: u64,
+    /// Handshake messages that failed authentication or were replayed.
+    pub handshake_drops: u64,
 }
 
 impl NeighbourView {
-    /// Its `dump`/`monitor` line: `add mesh-neighbour KEY if IF endpoint EP state S ...`.
+    /// Its `dump`/`monitor` line: `add mesh-neighbour KEY if IF endpoint EP state S ...`; `drops`
+    /// counts the transport and handshake packets under its key that were dropped (replayed or
+    /// failing authentication).
     pub fn line(&self, change: &str, interface: &str) -> String {
         let age = self
             .last_handshake_s
             .map_or_else(|| "-".to_owned(), |s| s.to_string());
         format!(
-            "{change} mesh-neighbour {} if {interface} endpoint {} state {} tunnel {} handshake-age {age} handshakes {} rx {} tx {}",
+            "{change} mesh-neighbour {} if {interface} endpoint {} state {} tunnel {} handshake-age {age} handshakes {} rx {} tx {} drops {}",
             self.public_key,
             self.endpoint,
             self.state.word(),
@@ -743,6 +769,7 @@ impl NeighbourView {
             self.handshakes,
             self.rx_bytes,
             self.tx_bytes,
+            self.replay_drops + self.decrypt_drops + self.handshake_drops,
         )
     }
 }
@@ -969,13 +996,24 @@ mod tests {
         let t = t0 + Duration::from_secs(13);
         d.handle_announcement(t, ll(2, 4001), &ann(1, 4001), &open)
             .unwrap();
+        // A handshake is tried at the new address, but the endpoint stays where the last
+        // authenticated packet came from until the handshake there completes.
         assert_eq!(
             drain(&mut d),
-            vec![Output::SetEndpoint {
+            vec![Output::Probe {
                 key: key(1),
-                endpoint: ll(2, 4001)
+                to: ll(2, 4001)
             }]
         );
+        assert_eq!(d.neighbour(&key(1)).unwrap().endpoint, ll(1, 4000));
+        assert_eq!(d.counters().probes, 1);
+        // Repeated announcements do not probe more often than the retry timer.
+        d.handle_announcement(t, ll(2, 4001), &ann(1, 4001), &open)
+            .unwrap();
+        assert!(drain(&mut d).is_empty());
+        // The handshake completed from there: the tunnel follows.
+        d.authenticated(t, &key(1), Some(ll(2, 4001)));
+        assert_eq!(d.neighbour(&key(1)).unwrap().endpoint, ll(2, 4001));
     }
 
     #[test]

@@ -253,6 +253,15 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
                 e.fields
                     .insert(out.into(), n.get(k).map(s).unwrap_or_else(|| "-".into()));
             }
+            // The same sum as the text dump's `drops`.
+            let drops = ["replay_drops", "decrypt_drops", "handshake_drops"]
+                .iter()
+                .map(|k| n.get(*k).and_then(|v| v.as_u64()))
+                .sum::<Option<u64>>();
+            e.fields.insert(
+                "drops".into(),
+                drops.map_or_else(|| "-".into(), |d| d.to_string()),
+            );
             d.mesh.push(e);
         }
     }
@@ -497,9 +506,17 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             .map(|e| {
                 let mut r = vec![get(e, "if"), e.id.clone()];
                 r.extend(
-                    ["endpoint", "state", "tunnel", "handshake-age", "rx", "tx"]
-                        .iter()
-                        .map(|k| get(e, k)),
+                    [
+                        "endpoint",
+                        "state",
+                        "tunnel",
+                        "handshake-age",
+                        "rx",
+                        "tx",
+                        "drops",
+                    ]
+                    .iter()
+                    .map(|k| get(e, k)),
                 );
                 r
             })
@@ -508,6 +525,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             out,
             &[
                 "IF", "KEY", "ENDPOINT", "STATE", "TUNNEL", "AGE-S", "RX-BYTES", "TX-BYTES",
+                "DROPS",
             ],
             rows,
         )?;
@@ -653,8 +671,19 @@ mod tests {
     }
 
     #[test]
+    fn mesh_drops_from_json_are_the_sum_of_the_drop_counters() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"mesh":[{"interface":"eth0","neighbours":[{"public_key":"AbC+/=","state":"up",
+            "replay_drops":3,"decrypt_drops":4,"handshake_drops":1}]}]}"#,
+        )
+        .unwrap();
+        let d = from_json("BABEL 1.0", &v);
+        assert_eq!(d.mesh[0].fields["drops"], "8");
+    }
+
+    #[test]
     fn mesh_neighbour_lines_become_a_table() {
-        let text = "BABEL 1.0\nok\nadd mesh-neighbour AbC+/= if eth0 endpoint [fe80::1%2]:4000 state up tunnel m2kabcdef01 handshake-age 3 handshakes 1 rx 100 tx 200\nok\n";
+        let text = "BABEL 1.0\nok\nadd mesh-neighbour AbC+/= if eth0 endpoint [fe80::1%2]:4000 state up tunnel m2kabcdef01 handshake-age 3 handshakes 1 rx 100 tx 200 drops 7\nok\n";
         let d = parse_dump(text);
         assert_eq!(d.mesh[0].id, "AbC+/=");
         assert_eq!(d.mesh[0].fields["state"], "up");
@@ -663,8 +692,10 @@ mod tests {
         let t = String::from_utf8(out).unwrap();
         assert!(t.contains("Mesh neighbours"), "{t}");
         assert!(
-            t.lines()
-                .any(|l| l.starts_with("eth0") && l.contains("m2kabcdef01") && l.contains("200")),
+            t.lines().any(|l| l.starts_with("eth0")
+                && l.contains("m2kabcdef01")
+                && l.contains("200")
+                && l.trim_end().ends_with('7')),
             "{t}"
         );
     }

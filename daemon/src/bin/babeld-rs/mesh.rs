@@ -436,7 +436,9 @@ impl Driver {
         let mut alive = Vec::new();
         for (id, p) in self.device.peers() {
             let s = p.stats();
-            let cur = (s.rx_packets, s.handshakes_completed);
+            // Keepalives are authenticated too: a neighbour with nothing to send still proves
+            // it is there (WireGuard's passive keepalive answers our data within 10 s).
+            let cur = (s.rx_packets + s.rx_keepalives, s.handshakes_completed);
             if cur != (0, 0) && self.seen.get(&id) != Some(&cur) {
                 self.seen.insert(id, cur);
                 let ep = match p.endpoint() {
@@ -475,6 +477,25 @@ impl Driver {
                         }
                         tracing::info!("mesh {}: neighbour {key} moved to {endpoint}", self.phys);
                         self.initiate(id).await;
+                    }
+                }
+                Output::Probe { key, to } => {
+                    let Some(id) = self.device.peer_id(&key) else {
+                        continue;
+                    };
+                    let t = now();
+                    // The initiation goes to `to`; the peer's endpoint is left alone; the
+                    // device moves it only when the authenticated response comes back.
+                    match self.device.initiate(&t, id, &mut self.out) {
+                        Ok(DeviceAction::Send { data, .. }) => {
+                            tracing::info!(
+                                "mesh {}: neighbour {key} silent, asking at {to}",
+                                self.phys
+                            );
+                            send(&self.socket, &self.phys, SocketAddr::V6(to), data).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("mesh {}: probe: {e}", self.phys),
                     }
                 }
                 Output::Initiate { key } => {
@@ -633,6 +654,7 @@ impl Driver {
         if let Ok(mut v) = self.view.lock() {
             v.neighbours = neighbours;
             v.counters = *self.discovery.counters();
+            v.tunnel = self.device.stats().clone();
         }
         self.publish_meters();
     }
@@ -691,6 +713,9 @@ fn view_of(
         tx_bytes: s.tx_bytes,
         rx_packets: s.rx_packets,
         tx_packets: s.tx_packets,
+        replay_drops: s.replay_drops,
+        decrypt_drops: s.decrypt_drops,
+        handshake_drops: s.handshake_drops,
     }
 }
 
