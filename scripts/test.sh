@@ -53,6 +53,8 @@ if [ "$(id -u)" = 0 ]; then
   dpkg -i target/debian/babeld-rs_*.deb >/dev/null
 fi
 echo "== cargo test"
-# The 50-router mesh test (daemon/tests/mesh_netns.rs) runs the release daemon built above from
-# this same tree: 50 optimised daemons fit a loaded 2-core machine better than 50 debug ones.
-MESH_BIN="$PWD/target/release/babeld-rs" cargo test --workspace
+cargo test --workspace
+echo "== 50 routers on one bridge (alone: it needs the machine to itself)"
+# The release daemon built above from this same tree: 50 optimised daemons fit a 2-core
+# machine better than 50 debug ones.
+MESH_BIN="$PWD/target/release/babeld-rs" cargo test -p daemon --test mesh_netns -- --ignored --nocapture
