@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 22, "{t:?}");
+    assert_eq!(t.len(), 25, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -55,6 +55,9 @@ fn defaults_table_matches_code() {
             "recheck_after" => dur(v) == c.schedule.recheck_after,
             "evidence_window" => dur(v) == c.schedule.evidence_window,
             "black_hole_window" => dur(v) == c.score.black_hole_window,
+            "confirm_within" => dur(v) == c.score.confirm_within,
+            "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
+            "max_sessions" => c.schedule.max_sessions.to_string() == *v,
             "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
             "threshold" => v.parse::<f64>().unwrap() == c.score.threshold,
             "window" => dur(v) == c.score.window,
