@@ -46,7 +46,7 @@ pub struct ScheduleConfig {
     /// How long after the last Remote Hello the verifier waits for the Remote IHU.
     pub answer_wait: Duration,
     /// A route that failed a check is checked again this long after (and before any random
-    /// choice); [`crate::ScoreConfig::window`] should not exceed it.
+    /// choice of its neighbour).
     pub recheck_after: Duration,
     /// A selected route is "verified" until its metric improves by this factor.
     pub improvement: f64,
@@ -74,7 +74,7 @@ impl Default for ScheduleConfig {
             probes: 20,
             probe_interval: Duration::from_millis(250),
             answer_wait: Duration::from_secs(1),
-            recheck_after: Duration::from_secs(20),
+            recheck_after: Duration::from_secs(10),
             improvement: 0.9,
             evidence_window: Duration::from_secs(30),
             max_used: 256,

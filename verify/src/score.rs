@@ -35,9 +35,14 @@ pub struct ScoreConfig {
     /// Longest eviction.
     pub max_hold: Duration,
     /// [`Rule::Confirmed`]: a check that found the route black-holed (§3.4) confirms an
-    /// eviction only this long after the first failure: loops are often made by a liar further
-    /// away, and last until its own neighbours evict it.
+    /// eviction only this long after the first failure, and only with
+    /// [`ScoreConfig::black_holes_evict`]: loops are often made by a liar further away, and last
+    /// until its own neighbours evict it.
     pub black_hole_window: Duration,
+    /// [`Rule::Confirmed`]: whether a black hole can confirm an eviction. Off by default: a
+    /// black hole does not say who on the path is at fault (§3.4), so it corrects metrics and
+    /// joins the run of failures, but only a measured lie (an answered check) confirms it.
+    pub black_holes_evict: bool,
     /// Destinations remembered per neighbour (least recently checked forgotten first).
     pub max_destinations: usize,
     /// [`Rule::Confirmed`]: a run of failures of one destination is broken when two failing
@@ -50,10 +55,11 @@ impl Default for ScoreConfig {
         ScoreConfig {
             threshold: 0.8,
             rule: Rule::Confirmed,
-            window: Duration::from_secs(20),
+            window: Duration::from_secs(15),
             hold: Duration::from_secs(300),
             max_hold: Duration::from_secs(86_400),
             black_hole_window: Duration::from_secs(45),
+            black_holes_evict: false,
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
         }
@@ -174,7 +180,7 @@ impl NeighbourScore {
         // Confirmed by a failing check at least `window` after the earliest live failure, or
         // `black_hole_window` when the confirming check is a black hole (loops are often made by
         // a liar further away, and honest relays need time to leave them).
-        let confirmed = failed && {
+        let confirmed = failed && (!black_hole || cfg.black_holes_evict) && {
             let window = if black_hole {
                 cfg.black_hole_window.max(cfg.window)
             } else {
@@ -365,7 +371,13 @@ mod tests {
     /// §4.2: black holes confirm only after the longer window.
     #[test]
     fn black_holes_confirm_later() {
-        let cfg = ScoreConfig::default();
+        let mut cfg = ScoreConfig::default();
+        // By default a black hole never confirms.
+        let mut o = NeighbourScore::default();
+        o.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert_eq!(o.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert_eq!(o.record_check(t(60), &cfg, p(1), 0.0, true), Verdict::Kept);
+        cfg.black_holes_evict = true;
         let mut n = NeighbourScore::default();
         n.record_check(t(0), &cfg, p(1), 0.0, true);
         assert_eq!(n.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
