@@ -369,9 +369,7 @@ impl Verifier {
         }
         if self.sessions.is_empty() && self.next_cycle <= now {
             self.next_cycle = now + self.cfg.schedule.cycle;
-            let picks = self
-                .scheduler
-                .pick_all(now, &self.cfg.schedule, candidates);
+            let picks = self.scheduler.pick_all(now, &self.cfg.schedule, candidates);
             for (route, reason) in picks {
                 let seq = self
                     .seqnos

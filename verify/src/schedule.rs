@@ -211,7 +211,9 @@ impl Scheduler {
             order
                 .iter()
                 .copied()
-                .find(|n| *n != not_via && per.get(n).is_some_and(|v| v.iter().any(|c| c.prefix == p)))
+                .find(|n| {
+                    *n != not_via && per.get(n).is_some_and(|v| v.iter().any(|c| c.prefix == p))
+                })
                 .map(|n| (p, n))
         });
         let mut out = Vec::with_capacity(order.len());

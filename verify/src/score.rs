@@ -161,8 +161,7 @@ impl NeighbourScore {
         d.last = now;
         let failed = a < cfg.threshold;
         if failed {
-            if d
-                .last_fail
+            if d.last_fail
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
             {
                 d.first_fail = None;
@@ -323,7 +322,10 @@ mod tests {
         let mut n = NeighbourScore::default();
         assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
         assert_eq!(n.record(t(10), &cfg, p(2), 1.0), Verdict::Kept);
-        assert!(matches!(n.record(t(20), &cfg, p(3), 0.5), Verdict::Evicted(_)));
+        assert!(matches!(
+            n.record(t(20), &cfg, p(3), 0.5),
+            Verdict::Evicted(_)
+        ));
         let mut h = NeighbourScore::default();
         assert_eq!(h.record(t(0), &cfg, p(1), 0.6), Verdict::Kept);
         assert_eq!(h.record(t(10), &cfg, p(2), 0.7), Verdict::Kept);
