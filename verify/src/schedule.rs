@@ -165,6 +165,29 @@ impl Scheduler {
         self.control = Some((prefix, not_via));
     }
 
+    /// Baselines: a selected route to a used destination seen for the first time is not news.
+    fn baselines(&mut self, used: &[Prefix], candidates: &[Candidate]) {
+        for c in candidates
+            .iter()
+            .filter(|c| c.selected && used.binary_search(&c.prefix).is_ok())
+        {
+            self.verified
+                .entry(c.prefix)
+                .or_insert((c.neighbour, c.metric));
+        }
+    }
+
+    /// §2.2 item 3: the selected route moved to another neighbour, or improved by more than
+    /// `1 - improvement`, since its destination was last verified.
+    fn is_news(&self, cfg: &ScheduleConfig, c: &Candidate) -> bool {
+        match self.verified.get(&c.prefix) {
+            Some((n, m)) => {
+                *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
+            }
+            None => false,
+        }
+    }
+
     /// The routes to probe this cycle (§2): with [`ScheduleConfig::per_neighbour`] one per
     /// neighbour that has a feasible route to a used destination (at most
     /// [`ScheduleConfig::max_sessions`], neighbours drawn at random beyond that), otherwise the
@@ -185,14 +208,7 @@ impl Scheduler {
         }
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
-        for c in candidates
-            .iter()
-            .filter(|c| c.selected && is_used(&c.prefix))
-        {
-            self.verified
-                .entry(c.prefix)
-                .or_insert((c.neighbour, c.metric));
-        }
+        self.baselines(&used, candidates);
         let mut per: BTreeMap<Neighbour, Vec<&Candidate>> = BTreeMap::new();
         for c in candidates
             .iter()
@@ -241,12 +257,7 @@ impl Scheduler {
             let fresh: Vec<&&Candidate> = routes
                 .iter()
                 .filter(|c| c.selected)
-                .filter(|c| match self.verified.get(&c.prefix) {
-                    Some((vn, m)) => {
-                        *vn != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
-                    }
-                    None => false,
-                })
+                .filter(|c| self.is_news(cfg, c))
                 .collect();
             if !fresh.is_empty() {
                 let i = self.rng.below(fresh.len() as u64) as usize;
@@ -273,15 +284,7 @@ impl Scheduler {
     ) -> Option<(Candidate, Reason)> {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
-        // Baselines: a selected route first seen is not news.
-        for c in candidates
-            .iter()
-            .filter(|c| c.selected && is_used(&c.prefix))
-        {
-            self.verified
-                .entry(c.prefix)
-                .or_insert((c.neighbour, c.metric));
-        }
+        self.baselines(&used, candidates);
         if !cfg.paper_only {
             // 1. A failed route whose recheck is due.
             let due = self
@@ -318,12 +321,7 @@ impl Scheduler {
             let fresh: Vec<&Candidate> = candidates
                 .iter()
                 .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
-                .filter(|c| match self.verified.get(&c.prefix) {
-                    Some((n, m)) => {
-                        *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
-                    }
-                    None => false,
-                })
+                .filter(|c| self.is_news(cfg, c))
                 .collect();
             let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
             for c in &fresh {
