@@ -22,17 +22,30 @@ fn main() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let window = env("ADV_WINDOW");
     let recheck = env("ADV_RECHECK");
+    let bhw = env("ADV_BLACK_HOLE_WINDOW");
+    let within = env("ADV_CONFIRM_WITHIN");
+    let per_neighbour = env("ADV_PER_NEIGHBOUR");
     let roles: Option<Vec<babel_sim::Role>> = std::env::var("ADV_ROLES").ok().map(|r| {
         r.split(',')
             .filter_map(|x| serde_json::from_value(serde_json::Value::String(x.to_owned())).ok())
             .collect()
     });
-    let (rep, _runs) = sweep(1, seeds, min, max, kind, threads, &|c| {
+    let first = env("ADV_FIRST").unwrap_or(1);
+    let (rep, _runs) = sweep(first, seeds, min, max, kind, threads, &|c| {
         if let Some(w) = window {
             c.verify.score.window = std::time::Duration::from_secs(w);
         }
         if let Some(r) = &roles {
             c.roles = r.clone();
+        }
+        if let Some(w) = bhw {
+            c.verify.score.black_hole_window = std::time::Duration::from_secs(w);
+        }
+        if let Some(w) = within {
+            c.verify.score.confirm_within = std::time::Duration::from_secs(w);
+        }
+        if let Some(x) = per_neighbour {
+            c.verify.schedule.per_neighbour = x != 0;
         }
         if let Some(r) = recheck {
             c.verify.schedule.recheck_after = std::time::Duration::from_secs(r);

@@ -420,7 +420,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
                         {
                             liar = true;
-                            exposed.entry((prev, hop)).or_insert(t);
+                            exposed.entry((prev, hop)).or_insert_with(|| {
+                                if trace {
+                                    eprintln!(
+                                        "t={:.1} exposed {prev}->{hop} dst {dst}",
+                                        t.saturating_since(start).as_secs_f64()
+                                    );
+                                }
+                                t
+                            });
                         }
                         prev = hop;
                     }

@@ -193,7 +193,8 @@ pub struct Verifier {
     seqnos: BTreeMap<(Prefix, Neighbour), u16>,
     /// Last answered session per destination (evidence that its answers reach us).
     answered: BTreeMap<Prefix, Instant>,
-    session: Option<Session>,
+    /// Sessions under way, one per neighbour at most (§2.2).
+    sessions: BTreeMap<Neighbour, Session>,
     next_cycle: Instant,
     max_neighbours: usize,
     counters: Counters,
@@ -242,7 +243,7 @@ impl Verifier {
             keyring,
             seqnos: BTreeMap::new(),
             answered: BTreeMap::new(),
-            session: None,
+            sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
             counters: Counters::default(),
@@ -274,9 +275,9 @@ impl Verifier {
     pub fn wants_routes(&self, now: Instant) -> bool {
         self.next_cycle <= now
             || self
-                .session
-                .as_ref()
-                .is_some_and(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
+                .sessions
+                .values()
+                .any(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
     }
 
     /// A neighbour's score record.
@@ -307,7 +308,7 @@ impl Verifier {
     /// When [`Verifier::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_cycle;
-        if let Some(s) = &self.session {
+        for s in self.sessions.values() {
             t = t.min(if s.sent < self.cfg.schedule.probes {
                 s.next_hello
             } else {
@@ -336,7 +337,7 @@ impl Verifier {
             }
         }
         let probes = self.cfg.schedule.probes;
-        if let Some(s) = self.session.as_mut() {
+        for s in self.sessions.values_mut() {
             while s.sent < probes && s.next_hello <= now {
                 let hello = RemoteHello {
                     seqno: s.first_seqno.wrapping_add(s.sent),
@@ -355,18 +356,21 @@ impl Verifier {
                 });
             }
         }
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.sent >= probes && s.ends <= now)
-            && let Some(s) = self.session.take()
-        {
-            self.conclude(now, s, candidates, &mut out);
+        let done: Vec<Neighbour> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sent >= probes && s.ends <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in done {
+            if let Some(s) = self.sessions.remove(&n) {
+                self.conclude(now, s, candidates, &mut out);
+            }
         }
-        if self.session.is_none() && self.next_cycle <= now {
+        if self.sessions.is_empty() && self.next_cycle <= now {
             self.next_cycle = now + self.cfg.schedule.cycle;
-            if let Some((route, reason)) = self.scheduler.pick(now, &self.cfg.schedule, candidates)
-            {
+            let picks = self.scheduler.pick_all(now, &self.cfg.schedule, candidates);
+            for (route, reason) in picks {
                 let seq = self
                     .seqnos
                     .entry((route.prefix, route.neighbour))
@@ -384,18 +388,23 @@ impl Verifier {
                         .saturating_mul(u32::from(probes))
                     + self.cfg.schedule.answer_wait;
                 self.counters.sessions += 1;
-                self.session = Some(Session {
-                    route,
-                    reason,
-                    via: via_tag(&route.neighbour),
-                    first_seqno,
-                    started: now,
-                    sent: 0,
-                    next_hello: now,
-                    ends,
-                    answer: None,
-                    looped: false,
-                });
+                self.sessions.insert(
+                    route.neighbour,
+                    Session {
+                        route,
+                        reason,
+                        via: via_tag(&route.neighbour),
+                        first_seqno,
+                        started: now,
+                        sent: 0,
+                        next_hello: now,
+                        ends,
+                        answer: None,
+                        looped: false,
+                    },
+                );
+            }
+            if !self.sessions.is_empty() {
                 out.extend(self.handle_timeout(now, candidates));
             }
         }
@@ -405,7 +414,11 @@ impl Verifier {
     /// An ICMPv6 Time Exceeded quoting one of our Remote Hellos arrived: the route under test
     /// loops (§3.4). Returns whether it matched the current session.
     pub fn handle_time_exceeded(&mut self, _now: Instant, quoted: &RemoteHello) -> bool {
-        let Some(s) = self.session.as_mut() else {
+        let Some(s) = self
+            .sessions
+            .values_mut()
+            .find(|s| s.via == quoted.via && s.route.prefix == quoted.prefix)
+        else {
             return false;
         };
         let back = s
@@ -431,7 +444,11 @@ impl Verifier {
         match r {
             Ok(s) => {
                 self.counters.answers += 1;
-                if let Some(sess) = self.session.as_mut() {
+                if let Some(sess) = self
+                    .sessions
+                    .values_mut()
+                    .find(|x| x.via == s.ihu.via && x.route.prefix == s.ihu.prefix)
+                {
                     sess.answer = Some((s, now));
                 }
                 Ok(())
@@ -445,7 +462,11 @@ impl Verifier {
 
     fn accept(&mut self, tlv: &[u8]) -> Result<SignedIhu, DropReason> {
         let s = decode_signed_ihu(tlv)?;
-        let sess = self.session.as_ref().ok_or(DropReason::Unexpected)?;
+        let sess = self
+            .sessions
+            .values()
+            .find(|x| x.via == s.ihu.via && x.route.prefix == s.ihu.prefix)
+            .ok_or(DropReason::Unexpected)?;
         let last = sess.first_seqno.wrapping_add(sess.sent.saturating_sub(1));
         let in_range = sess.sent > 0
             && s.report.highest_seqno.wrapping_sub(sess.first_seqno)

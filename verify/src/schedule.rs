@@ -46,7 +46,7 @@ pub struct ScheduleConfig {
     /// How long after the last Remote Hello the verifier waits for the Remote IHU.
     pub answer_wait: Duration,
     /// A route that failed a check is checked again this long after (and before any random
-    /// choice); [`crate::ScoreConfig::window`] should not exceed it.
+    /// choice of its neighbour).
     pub recheck_after: Duration,
     /// A selected route is "verified" until its metric improves by this factor.
     pub improvement: f64,
@@ -55,8 +55,15 @@ pub struct ScheduleConfig {
     pub evidence_window: Duration,
     /// Used destinations remembered.
     pub max_used: usize,
-    /// Only the paper's random choice (no priorities), for comparison.
+    /// Only the paper's random choice (no priorities, one route per cycle), for comparison.
     pub paper_only: bool,
+    /// Stratify by next hop (§2.2): every cycle, one route through **each** neighbour that has
+    /// a feasible route to a used destination (the destination chosen at random among them,
+    /// after the priorities), so that no neighbour goes unprobed for a cycle. Off: one route per
+    /// cycle, as the paper.
+    pub per_neighbour: bool,
+    /// Most sessions in one cycle (neighbours beyond it are chosen at random).
+    pub max_sessions: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -67,11 +74,13 @@ impl Default for ScheduleConfig {
             probes: 20,
             probe_interval: Duration::from_millis(250),
             answer_wait: Duration::from_secs(1),
-            recheck_after: Duration::from_secs(20),
+            recheck_after: Duration::from_secs(10),
             improvement: 0.9,
             evidence_window: Duration::from_secs(30),
             max_used: 256,
             paper_only: false,
+            per_neighbour: true,
+            max_sessions: 16,
         }
     }
 }
@@ -156,6 +165,115 @@ impl Scheduler {
         self.control = Some((prefix, not_via));
     }
 
+    /// Baselines: a selected route to a used destination seen for the first time is not news.
+    fn baselines(&mut self, used: &[Prefix], candidates: &[Candidate]) {
+        for c in candidates
+            .iter()
+            .filter(|c| c.selected && used.binary_search(&c.prefix).is_ok())
+        {
+            self.verified
+                .entry(c.prefix)
+                .or_insert((c.neighbour, c.metric));
+        }
+    }
+
+    /// §2.2 item 3: the selected route moved to another neighbour, or improved by more than
+    /// `1 - improvement`, since its destination was last verified.
+    fn is_news(&self, cfg: &ScheduleConfig, c: &Candidate) -> bool {
+        match self.verified.get(&c.prefix) {
+            Some((n, m)) => {
+                *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
+            }
+            None => false,
+        }
+    }
+
+    /// The routes to probe this cycle (§2): with [`ScheduleConfig::per_neighbour`] one per
+    /// neighbour that has a feasible route to a used destination (at most
+    /// [`ScheduleConfig::max_sessions`], neighbours drawn at random beyond that), otherwise the
+    /// single route of [`Scheduler::pick`].
+    ///
+    /// For each neighbour, in order: its due recheck (the earliest), a control probe asked for
+    /// through it, a used destination whose selected route moved to it or improved through it,
+    /// then the paper's choice restricted to it: a used destination it has a feasible route to,
+    /// at random. The neighbour cannot tell which of its routes is probed next.
+    pub fn pick_all(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        candidates: &[Candidate],
+    ) -> Vec<(Candidate, Reason)> {
+        if cfg.paper_only || !cfg.per_neighbour {
+            return self.pick(now, cfg, candidates).into_iter().collect();
+        }
+        let used = self.used(now, cfg);
+        let is_used = |p: &Prefix| used.binary_search(p).is_ok();
+        self.baselines(&used, candidates);
+        let mut per: BTreeMap<Neighbour, Vec<&Candidate>> = BTreeMap::new();
+        for c in candidates
+            .iter()
+            .filter(|c| c.feasible && is_used(&c.prefix))
+        {
+            per.entry(c.neighbour).or_default().push(c);
+        }
+        let mut order: Vec<Neighbour> = per.keys().copied().collect();
+        for i in (1..order.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        order.truncate(cfg.max_sessions.max(1));
+        // A control probe goes through one other neighbour that has a route to the prefix.
+        let control = self.control.take().and_then(|(p, not_via)| {
+            order
+                .iter()
+                .copied()
+                .find(|n| {
+                    *n != not_via && per.get(n).is_some_and(|v| v.iter().any(|c| c.prefix == p))
+                })
+                .map(|n| (p, n))
+        });
+        let mut out = Vec::with_capacity(order.len());
+        for n in order {
+            let Some(routes) = per.get(&n) else { continue };
+            let due = self
+                .rechecks
+                .iter()
+                .filter(|((_, rn), t)| *rn == n && **t <= now)
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k);
+            if let Some(k) = due
+                && let Some(c) = routes.iter().find(|c| c.prefix == k.0)
+            {
+                self.rechecks.remove(&k);
+                out.push((**c, Reason::Recheck));
+                continue;
+            }
+            if let Some((p, _)) = control.filter(|(_, cn)| *cn == n)
+                && let Some(c) = routes.iter().find(|c| c.prefix == p)
+            {
+                out.push((**c, Reason::Control));
+                continue;
+            }
+            let fresh: Vec<&&Candidate> = routes
+                .iter()
+                .filter(|c| c.selected)
+                .filter(|c| self.is_news(cfg, c))
+                .collect();
+            if !fresh.is_empty() {
+                let i = self.rng.below(fresh.len() as u64) as usize;
+                if let Some(c) = fresh.get(i) {
+                    out.push((***c, Reason::NewSelection));
+                    continue;
+                }
+            }
+            let i = self.rng.below(routes.len() as u64) as usize;
+            if let Some(c) = routes.get(i) {
+                out.push((**c, Reason::Random));
+            }
+        }
+        out
+    }
+
     /// Chooses the route to probe this cycle (§2), or none if no used destination has a
     /// feasible route.
     pub fn pick(
@@ -166,15 +284,7 @@ impl Scheduler {
     ) -> Option<(Candidate, Reason)> {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
-        // Baselines: a selected route first seen is not news.
-        for c in candidates
-            .iter()
-            .filter(|c| c.selected && is_used(&c.prefix))
-        {
-            self.verified
-                .entry(c.prefix)
-                .or_insert((c.neighbour, c.metric));
-        }
+        self.baselines(&used, candidates);
         if !cfg.paper_only {
             // 1. A failed route whose recheck is due.
             let due = self
@@ -211,12 +321,7 @@ impl Scheduler {
             let fresh: Vec<&Candidate> = candidates
                 .iter()
                 .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
-                .filter(|c| match self.verified.get(&c.prefix) {
-                    Some((n, m)) => {
-                        *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
-                    }
-                    None => false,
-                })
+                .filter(|c| self.is_news(cfg, c))
                 .collect();
             let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
             for c in &fresh {
@@ -364,6 +469,41 @@ mod tests {
             let (c, r) = s.pick(now, &cfg, &after).unwrap();
             assert_eq!((c.neighbour, r), (nb(3), Reason::NewSelection));
         }
+    }
+
+    /// §2.2: stratified by next hop, every neighbour with a feasible route to a used destination
+    /// is probed every cycle, through a destination drawn at random among its routes (every one
+    /// of them sometimes), and a due recheck goes first for its neighbour.
+    #[test]
+    fn every_neighbour_every_cycle() {
+        let cfg = ScheduleConfig::default();
+        let mut s = Scheduler::new(5);
+        let now = Instant::from_secs(100);
+        for d in 1..=4 {
+            s.mark_used(now, &cfg, p(d));
+        }
+        let cands: Vec<Candidate> = (1..=4)
+            .flat_map(|d| (1..=3).map(move |n| cand(d, n, 100 * n, n == 1)))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let picks = s.pick_all(now, &cfg, &cands);
+            let ns: std::collections::BTreeSet<Neighbour> =
+                picks.iter().map(|(c, _)| c.neighbour).collect();
+            assert_eq!((picks.len(), ns.len()), (3, 3));
+            for (c, _) in &picks {
+                seen.insert((c.prefix, c.neighbour));
+            }
+        }
+        assert_eq!(seen.len(), 12);
+        s.checked(now, &cfg, &cands[4], true);
+        let later = now + cfg.recheck_after;
+        for d in 1..=4 {
+            s.mark_used(later, &cfg, p(d));
+        }
+        let picks = s.pick_all(later, &cfg, &cands);
+        assert!(picks.contains(&(cands[4], Reason::Recheck)));
+        assert_eq!(picks.len(), 3);
     }
 
     /// §6: used destinations are bounded.

@@ -35,11 +35,19 @@ pub struct ScoreConfig {
     /// Longest eviction.
     pub max_hold: Duration,
     /// [`Rule::Confirmed`]: a check that found the route black-holed (§3.4) confirms an
-    /// eviction only this long after the first failure: loops are often made by a liar further
-    /// away, and last until its own neighbours evict it.
+    /// eviction only this long after the first failure, and only with
+    /// [`ScoreConfig::black_holes_evict`]: loops are often made by a liar further away, and last
+    /// until its own neighbours evict it.
     pub black_hole_window: Duration,
+    /// [`Rule::Confirmed`]: whether a black hole can confirm an eviction. Off by default: a
+    /// black hole does not say who on the path is at fault (§3.4), so it corrects metrics and
+    /// joins the run of failures, but only a measured lie (an answered check) confirms it.
+    pub black_holes_evict: bool,
     /// Destinations remembered per neighbour (least recently checked forgotten first).
     pub max_destinations: usize,
+    /// [`Rule::Confirmed`]: a run of failures of one destination is broken when two failing
+    /// checks are further apart than this (an old failure says nothing about the route now).
+    pub confirm_within: Duration,
 }
 
 impl Default for ScoreConfig {
@@ -47,11 +55,13 @@ impl Default for ScoreConfig {
         ScoreConfig {
             threshold: 0.8,
             rule: Rule::Confirmed,
-            window: Duration::from_secs(20),
+            window: Duration::from_secs(15),
             hold: Duration::from_secs(300),
             max_hold: Duration::from_secs(86_400),
             black_hole_window: Duration::from_secs(45),
+            black_holes_evict: false,
             max_destinations: 64,
+            confirm_within: Duration::from_secs(45),
         }
     }
 }
@@ -62,6 +72,8 @@ struct DestScore {
     a: f64,
     /// First failing check of the current run of failures.
     first_fail: Option<Instant>,
+    /// Last failing check of the current run.
+    last_fail: Option<Instant>,
     last: Instant,
 }
 
@@ -142,22 +154,46 @@ impl NeighbourScore {
         let d = self.dests.entry(prefix).or_insert(DestScore {
             a: 1.0,
             first_fail: None,
+            last_fail: None,
             last: now,
         });
         d.a = (d.a + a) / 2.0;
         d.last = now;
         let failed = a < cfg.threshold;
-        let confirmed = if failed {
-            let first = *d.first_fail.get_or_insert(now);
+        if failed {
+            if d.last_fail
+                .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
+            {
+                d.first_fail = None;
+            }
+            d.last_fail = Some(now);
+            d.first_fail.get_or_insert(now);
+        } else {
+            d.first_fail = None;
+            d.last_fail = None;
+        }
+        // §4.2: the neighbour's run of failures is every destination whose latest check failed,
+        // no longer than `confirm_within` ago; it is confirmed by a failing check at least
+        // `window` after the earliest of them. A passing check clears its destination only,
+        // so a partial liar's honest routes do not hide its lies.
+        // Confirmed by a failing check at least `window` after the earliest live failure, or
+        // `black_hole_window` when the confirming check is a black hole (loops are often made by
+        // a liar further away, and honest relays need time to leave them).
+        let confirmed = failed && (!black_hole || cfg.black_holes_evict) && {
             let window = if black_hole {
                 cfg.black_hole_window.max(cfg.window)
             } else {
                 cfg.window
             };
-            now.saturating_since(first) >= window
-        } else {
-            d.first_fail = None;
-            false
+            self.dests
+                .values()
+                .filter(|d| {
+                    d.last_fail
+                        .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+                })
+                .filter_map(|d| d.first_fail)
+                .min()
+                .is_some_and(|first| now.saturating_since(first) >= window)
         };
         if self.is_evicted(now) {
             return Verdict::Kept;
@@ -190,6 +226,7 @@ impl NeighbourScore {
                 // Failures older than the eviction do not count towards a new one.
                 for d in self.dests.values_mut() {
                     d.first_fail = None;
+                    d.last_fail = None;
                     d.a = d.a.max(0.5);
                 }
                 true
@@ -249,7 +286,7 @@ mod tests {
             // Honest destinations first: the mean is over every destination checked.
             for d in (0..10u8).rev() {
                 let acc = if d < 4 { 0.5 } else { 1.0 };
-                let now = t(round * 100 + u64::from(d));
+                let now = t(round * 30 + u64::from(d));
                 evicted_paper |= matches!(a.record(now, &paper, p(d), acc), Verdict::Evicted(_));
                 if let Verdict::Evicted(_) = b.record(now, &ours, p(d), acc) {
                     evicted_ours.get_or_insert(round);
@@ -272,6 +309,40 @@ mod tests {
         assert_eq!(n.record(t(70), &cfg, p(1), 0.5), Verdict::Kept);
         assert!(matches!(
             n.record(t(90), &cfg, p(1), 0.5),
+            Verdict::Evicted(_)
+        ));
+    }
+
+    /// §4.2: failures of different destinations confirm each other (a liar cannot spread its
+    /// lies thin), a passing check clears only its destination, and a recheck that passes
+    /// before the window (an honest relay that corrected itself) ends the run.
+    #[test]
+    fn confirmation_across_destinations() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(10), &cfg, p(2), 1.0), Verdict::Kept);
+        assert!(matches!(
+            n.record(t(20), &cfg, p(3), 0.5),
+            Verdict::Evicted(_)
+        ));
+        let mut h = NeighbourScore::default();
+        assert_eq!(h.record(t(0), &cfg, p(1), 0.6), Verdict::Kept);
+        assert_eq!(h.record(t(10), &cfg, p(2), 0.7), Verdict::Kept);
+        assert_eq!(h.record(t(20), &cfg, p(1), 1.0), Verdict::Kept);
+        assert_eq!(h.record(t(30), &cfg, p(2), 1.0), Verdict::Kept);
+        assert_eq!(h.record(t(40), &cfg, p(3), 0.5), Verdict::Kept);
+    }
+
+    /// §4.2: failures further apart than `confirm_within` do not confirm each other.
+    #[test]
+    fn stale_failure_does_not_confirm() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(90), &cfg, p(1), 0.5), Verdict::Kept);
+        assert!(matches!(
+            n.record(t(110), &cfg, p(1), 0.5),
             Verdict::Evicted(_)
         ));
     }
@@ -302,7 +373,13 @@ mod tests {
     /// §4.2: black holes confirm only after the longer window.
     #[test]
     fn black_holes_confirm_later() {
-        let cfg = ScoreConfig::default();
+        let mut cfg = ScoreConfig::default();
+        // By default a black hole never confirms.
+        let mut o = NeighbourScore::default();
+        o.record_check(t(0), &cfg, p(1), 0.0, true);
+        assert_eq!(o.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert_eq!(o.record_check(t(60), &cfg, p(1), 0.0, true), Verdict::Kept);
+        cfg.black_holes_evict = true;
         let mut n = NeighbourScore::default();
         n.record_check(t(0), &cfg, p(1), 0.0, true);
         assert_eq!(n.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);

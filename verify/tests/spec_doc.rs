@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 22, "{t:?}");
+    assert_eq!(t.len(), 26, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -55,6 +55,10 @@ fn defaults_table_matches_code() {
             "recheck_after" => dur(v) == c.schedule.recheck_after,
             "evidence_window" => dur(v) == c.schedule.evidence_window,
             "black_hole_window" => dur(v) == c.score.black_hole_window,
+            "confirm_within" => dur(v) == c.score.confirm_within,
+            "black_holes_evict" => c.score.black_holes_evict.to_string() == *v,
+            "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
+            "max_sessions" => c.schedule.max_sessions.to_string() == *v,
             "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
             "threshold" => v.parse::<f64>().unwrap() == c.score.threshold,
             "window" => dur(v) == c.score.window,
@@ -70,8 +74,10 @@ fn defaults_table_matches_code() {
         };
         assert!(ok, "{k} = {v}");
     }
-    // §4.2: the recheck comes after the confirmation window.
-    assert!(c.schedule.recheck_after >= c.score.window);
+    // §4.2: the second recheck of a failed route comes after the confirmation window, and
+    // every recheck within `confirm_within` of the failure before it.
+    assert!(c.schedule.recheck_after * 2 >= c.score.window);
+    assert!(c.schedule.recheck_after + c.schedule.cycle <= c.score.confirm_within);
 }
 
 #[test]
