@@ -68,7 +68,7 @@ impl Engine {
         !dest
             .routes()
             .iter()
-            .any(|x| same(x) && x.refmetric >= INFINITY)
+            .any(|x| same(x) && x.refmetric == INFINITY)
     }
 
     /// After a selection: once the previous run's route is back, `key` is an ordinary
