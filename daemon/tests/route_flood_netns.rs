@@ -37,78 +37,12 @@ fn a_route_flood_stops_at_the_small_router_caps() {
         &["rfab"],
     );
     let a_ll = a.link_local("rfab");
-    // The flooder speaks from an address of its own (binding the kernel's link-local address
-    // and sending fails with EINVAL here).
-    let b_ll: Ipv6Addr = "fe80::b0:1".parse().unwrap();
-    b.ip(&["addr", "add", "fe80::b0:1/64", "dev", "rfba", "nodad"]);
     assert!(wait_for(30, || try_control(&a, "dump\nquit\n").ends_with("ok\n")));
-    let ix = b.ifindex("rfba");
-    // The flooder: Hellos and an IHU make it a neighbour, then 100,000 /64s from 64 routers.
-    let flood = b.spawn(move || {
-        let s = UdpSocket::bind(SocketAddrV6::new(b_ll, 6696, 0, ix)).unwrap();
-        let to = SocketAddrV6::new(babel_wire::MULTICAST_V6, 6696, 0, ix);
-        let opts = EncodeOptions::default();
-        let hello = |seqno: u16| {
-            vec![
-                Message::Hello(Hello {
-                    unicast: false,
-                    seqno,
-                    interval: 100,
-                    timestamp: None,
-                }),
-                Message::Ihu(Ihu {
-                    address: Some(IpAddr::V6(a_ll)),
-                    rxcost: 96,
-                    interval: 300,
-                    timestamp: None,
-                }),
-            ]
-        };
-        // The first sends on a fresh link may fail (EINVAL) for a moment: wait until one passes.
-        let first = encode(&hello(1), &opts).unwrap();
-        assert!(
-            wait_for(10, || s.send_to(&first[0], to).is_ok()),
-            "cannot send on the link"
-        );
-        for seq in 2..=4u16 {
-            for p in encode(&hello(seq), &opts).unwrap() {
-                s.send_to(&p, to).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let updates: Vec<Message> = (0..FLOOD)
-            .map(|i| {
-                let addr = Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 0);
-                Message::Update(Update {
-                    prefix: Some(Prefix::new(IpAddr::V6(addr), 64).unwrap()),
-                    v4_via_v6: false,
-                    src_prefix: None,
-                    interval: 6000,
-                    seqno: 7,
-                    metric: 96,
-                    router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 1, (i % 64) as u8])),
-                    next_hop: None,
-                    price: None,
-                    path_rtt: None,
-                    diversity: None,
-                })
-            })
-            .collect();
-        let packets = encode(&updates, &opts).unwrap();
-        let n = packets.len();
-        for (k, p) in packets.iter().enumerate() {
-            s.send_to(p, to).unwrap();
-            if k % 20 == 0 {
-                // Keep the neighbour alive, and let the daemon's socket drain.
-                for h in encode(&hello(5 + (k / 20) as u16), &opts).unwrap() {
-                    s.send_to(&h, to).unwrap();
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        n
-    });
-    let packets = flood.join().unwrap();
+    // The flooder speaks from an address of its own (binding the kernel's link-local address
+    // and sending fails with EINVAL here): Hellos and an IHU make it a neighbour, then 100,000
+    // prefixes from 64 routers.
+    let b_ll: Ipv6Addr = "fe80::b0:1".parse().unwrap();
+    let packets = flood(&b, "rfba", a_ll, &[b_ll], FLOOD);
     let pid = d.child.id();
     assert!(
         wait_for(60, || routes(&a) >= caps.max_routes_per_neighbour),
@@ -538,8 +472,13 @@ fn caps_hold_inside_a_128_mib_cgroup() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
+    // (Under heavy load a Hello of the real neighbour can wait behind the flood in the socket
+    // long enough to count as missed, and its link drop for a moment: the polls above count
+    // that; here the route must be there, or back within a few Hello intervals.)
     assert!(
-        common::has_route(&a, "10.77.0.3") && common::has_route(&a, "fd77::3") && pings(),
+        wait_for(30, || common::has_route(&a, "10.77.0.3")
+            && common::has_route(&a, "fd77::3")
+            && pings()),
         "the real neighbour's route is gone\n{}",
         d.log_text()
     );
