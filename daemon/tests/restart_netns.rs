@@ -132,6 +132,16 @@ fn relearned(ns: &Netns, prefix: &str) -> bool {
     })
 }
 
+/// A helper process, killed when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Kill -9 and restart cycles per topology.
 const ROUNDS: usize = 3;
 
@@ -185,11 +195,13 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
     ]);
     let before = babel_routes(&b);
     let mon_file = common::tmp(&format!("{tag}b.mon"));
-    let mut mon = Command::new("ip")
-        .args(["-n", &b.name, "monitor", "route"])
-        .stdout(std::fs::File::create(&mon_file).unwrap())
-        .spawn()
-        .unwrap();
+    let mon = KillOnDrop(
+        Command::new("ip")
+            .args(["-n", &b.name, "monitor", "route"])
+            .stdout(std::fs::File::create(&mon_file).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let mut losses = Vec::new();
     for round in 0..ROUNDS {
         let pings = ping_loss(&a, "10.77.0.3", 300);
@@ -210,8 +222,7 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
             "round {round}: B did not relearn its routes"
         );
     }
-    let _ = mon.kill();
-    let _ = mon.wait();
+    drop(mon);
     println!(
         "kill -9 and restart of the middle router between two {}, {ROUNDS} times: {losses:?} of 300 pings lost (50 ms apart)",
         if outer == BIN { "babeld-rs" } else { outer }
