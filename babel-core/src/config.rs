@@ -197,6 +197,33 @@ pub struct Config {
     /// the OS (a repeated Index after a restart would let old packets be replayed); when zero the
     /// Index is derived from [`Config::seed`] alone, which is only fit for tests.
     pub auth_entropy: [u8; 32],
+    /// Graceful restart: the last multicast Hello seqno each interface sent before this process
+    /// started, by interface name (the daemon keeps them across a crash). An interface found here
+    /// continues from it, so neighbours see no reboot and keep their Hello history (RFC 8966
+    /// A.1); see [`crate::Engine::interface_up`] for what else a resumed interface does.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub resume_hellos: std::collections::BTreeMap<String, u16>,
+    /// Graceful restart: the routes the previous run left in the kernel (where its selection
+    /// sent each destination). For [`crate::RESUME_QUIET`] after start a destination found here
+    /// selects only the route through that same next hop, while it is not retracted (a
+    /// neighbour's route through us, echoed back, would otherwise make a loop: our feasibility
+    /// distances died with the previous run, RFC 8966 §3.5.1); see `engine/resume.rs`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub resume_routes: Vec<ResumeRoute>,
+}
+
+/// A route the previous run installed ([`Config::resume_routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ResumeRoute {
+    /// Destination.
+    pub prefix: babel_wire::Prefix,
+    /// Source prefix (RFC 9079).
+    pub src_prefix: Option<babel_wire::Prefix>,
+    /// Interface of the next hop.
+    pub ifindex: u32,
+    /// Next hop.
+    pub next_hop: IpAddr,
 }
 
 impl Config {
@@ -218,6 +245,8 @@ impl Config {
             protocol_port: babel_wire::PORT,
             protocol_group: babel_wire::MULTICAST_V6,
             auth_entropy: [0; 32],
+            resume_hellos: std::collections::BTreeMap::new(),
+            resume_routes: Vec::new(),
         }
     }
 }

@@ -52,7 +52,9 @@
 //! * a seqno request for our prefix sets our seqno to the requested one (when at most 100 ahead)
 //!   rather than adding 1;
 //! * a Hello seqno far ahead of what the elapsed time explains is also a reboot, and a rebooted
-//!   neighbour's routes are retracted; every interface starts with a wildcard retraction;
+//!   neighbour's routes are retracted; every interface starts with a wildcard retraction, except
+//!   after a crash ([`Config::resume_hellos`]: Hello seqnos continued, the previous run's
+//!   routes guide selection for [`RESUME_QUIET`], see `engine/resume.rs`);
 //! * an unfeasible route that the selection *policy* prefers triggers a unicast seqno request
 //!   (so price-aware policies can move traffic);
 //! * txcost expires after 3 advertised IHU intervals (babeld's code; RFC 8966 says 3.5); a route
@@ -114,11 +116,11 @@ mod time;
 
 pub use auth::{CHALLENGE_RATE_LIMIT, CHALLENGE_TIMEOUT, MacAuth, NONCE_LEN};
 pub use babel_wire::mac::{MacAlgorithm, MacKey};
-pub use config::{Config, InterfaceConfig, InterfaceKind, Limits};
+pub use config::{Config, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
 pub use engine::{
     Engine, EngineError, Installed, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH, REQUEST_RESENDS,
-    REQUEST_TIMEOUT, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING,
-    URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
+    REQUEST_TIMEOUT, RESUME_QUIET, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT,
+    TRIGGER_WORSENING, URGENT_REPEATS, URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
 pub use filter::{FilterAnswer, FilterRoute, RouteFilter};
 pub use input::{Input, InputError};

@@ -116,9 +116,21 @@ impl Engine {
         all: bool,
         timestamped: bool,
     ) -> Option<Message> {
+        let resumed = self
+            .neighbours
+            .get(&nid)
+            .and_then(|n| self.interfaces.get(&n.ifindex))
+            .and_then(|i| i.resumed);
         let n = self.neighbours.get_mut(&nid)?;
         let marginal = cfg.link_quality && n.rxcost > cfg.rxcost;
         if !(all || marginal || n.rxcost != n.rxcost_sent) {
+            return None;
+        }
+        // Graceful restart (see `Engine::interface_up`): not yet heard enough is not "down".
+        if n.rxcost == INFINITY
+            && n.rxcost_sent == INFINITY
+            && resumed.is_some_and(|t| now.saturating_since(t) < RESUME_QUIET)
+        {
             return None;
         }
         n.rxcost_sent = n.rxcost;
@@ -178,5 +190,14 @@ impl Engine {
         }
         self.counters.hellos_sent += 1;
         self.send_packed(ifindex, Destination::Unicast(addr), msgs);
+    }
+
+    /// Each interface's name and current multicast Hello seqno (the last one sent), for a driver
+    /// that keeps them across a crash ([`crate::Config::resume_hellos`]).
+    pub fn hello_seqnos(&self) -> impl Iterator<Item = (&str, u16)> + '_ {
+        self.interfaces
+            .values()
+            .filter(|i| i.up)
+            .map(|i| (i.cfg.name.as_str(), i.hello_seqno))
     }
 }

@@ -30,6 +30,7 @@ mod hello;
 mod neighbours;
 mod request_table;
 mod requests;
+mod resume;
 mod route_table;
 mod routes;
 mod selection;
@@ -171,6 +172,8 @@ struct Interface {
     last_full: Option<Instant>,
     /// Urgent updates still to repeat: remaining repeats and next time.
     resends: BTreeMap<RouteKey, (u8, Instant)>,
+    /// When it came up continuing the previous run's Hello seqnos ([`Config::resume_hellos`]).
+    resumed: Option<Instant>,
 }
 
 /// A selected route whose metric improves by this much is re-advertised at once (non-urgent);
@@ -195,6 +198,9 @@ pub const MAX_SEQNO_JUMP: i32 = 100;
 pub const NEIGHBOUR_FLUSH: Duration = Duration::from_secs(300);
 /// Minimum route hold time (babeld: max(6 × interval, 15 s)).
 pub const MIN_HOLD: Duration = Duration::from_secs(15);
+/// After a resumed start ([`Config::resume_hellos`]), for this long no IHU announces an infinite
+/// rxcost to a neighbour that has not had a finite one from us yet.
+pub const RESUME_QUIET: Duration = Duration::from_secs(30);
 
 /// One Babel router, sans IO. See the crate documentation for the driver loop.
 #[derive(Debug)]
@@ -221,6 +227,8 @@ pub struct Engine {
     /// Every deadline (RFC 8966 Appendix B), see [`Timer`].
     timers: TimerTable,
     filter: Option<Arc<dyn RouteFilter>>,
+    /// Graceful restart: the previous run's routes, until the window ends (`resume.rs`).
+    resume: Option<resume::Resume>,
 }
 
 impl Engine {
@@ -231,13 +239,17 @@ impl Engine {
     }
 
     /// A new engine (RFC 8966 §3.2: router-id, own seqno).
-    pub fn new(cfg: Config, now: Instant) -> Result<Engine, EngineError> {
+    pub fn new(mut cfg: Config, now: Instant) -> Result<Engine, EngineError> {
         if !cfg.router_id.is_valid() {
             return Err(EngineError::InvalidRouterId(cfg.router_id));
         }
         let mut rng = Rng::new(cfg.seed);
         let mut timers = TimerTable::default();
         timers.set(Timer::SourceGc, now + cfg.source_gc_time / 4);
+        let resume = resume::Resume::new(now, std::mem::take(&mut cfg.resume_routes));
+        if let Some(r) = &resume {
+            timers.set(Timer::RouteCheck, r.until);
+        }
         let seqno = match cfg.seqno {
             Some(s) => s,
             None => u16::try_from(rng.below(0x1_0000)).unwrap_or(0),
@@ -261,6 +273,7 @@ impl Engine {
             counters: Counters::default(),
             timers,
             filter: None,
+            resume,
             auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
         })
@@ -321,7 +334,16 @@ impl Engine {
 
     /// An interface comes up, or an up interface is reconfigured (babeld `interface` statement).
     /// On coming up: an immediate Hello, a full dump and a wildcard route request (RFC 8966
-    /// §3.8.1.1), as babeld does.
+    /// §3.8.1.1), as babeld does, after a wildcard retraction (babeld: in case we restarted).
+    ///
+    /// Graceful restart: an interface named in [`Config::resume_hellos`] (the process crashed and
+    /// was started again; its routes are still in the kernel) continues the previous run's Hello
+    /// seqnos, so that neighbours keep their Hello history and the link cost (a jump would read
+    /// as a reboot or as missed Hellos, RFC 8966 A.1, and take the link down until enough Hellos
+    /// arrive), and sends no wildcard retraction, so neighbours keep the routes through us while
+    /// we relearn them. For [`RESUME_QUIET`] it also sends no IHU announcing an infinite rxcost to
+    /// a neighbour it has not yet sent a finite one: a neighbour heard once is not yet up by 2-of-3
+    /// (A.2.1), and such an IHU would take down a link that works.
     pub fn interface_up(&mut self, now: Instant, ifindex: u32, cfg: InterfaceConfig) {
         let hello_jitter = self.jitter(Duration::from_millis(100));
         let upd = self.roughly(cfg.update_interval);
@@ -341,7 +363,9 @@ impl Engine {
             }
             _ => {}
         }
-        let hello_seqno = u16::try_from(self.rng.below(0x1_0000)).unwrap_or(0);
+        let previous = self.cfg.resume_hellos.remove(&cfg.name);
+        let hello_seqno =
+            previous.unwrap_or_else(|| u16::try_from(self.rng.below(0x1_0000)).unwrap_or(0));
         let upd_iv = cfg.update_interval;
         let iface = Interface {
             cfg,
@@ -353,6 +377,7 @@ impl Engine {
             pending_full: true,
             last_full: None,
             resends: BTreeMap::new(),
+            resumed: previous.map(|_| now),
         };
         self.interfaces.insert(ifindex, iface);
         self.timers.set(
@@ -373,15 +398,20 @@ impl Engine {
         });
         self.sync_configured_neighbours(now, ifindex);
         // "Forget what I said before" (a restart may have lost our state), then ask for a dump.
-        let retract = self.wildcard_retraction(to_centis(upd_iv));
+        // A graceful restart keeps what it said: its routes are still in the kernel.
         let req = Message::RouteRequest(RouteRequest {
             prefix: None,
             v4_via_v6: false,
             src_prefix: None,
         });
         self.counters.route_requests_sent += 1;
-        self.counters.updates_sent += 1;
-        self.send(ifindex, Destination::Multicast, vec![retract, req]);
+        let msgs = if previous.is_some() {
+            vec![req]
+        } else {
+            self.counters.updates_sent += 1;
+            vec![self.wildcard_retraction(to_centis(upd_iv)), req]
+        };
+        self.send(ifindex, Destination::Multicast, msgs);
     }
 
     /// Reconfigures an interface that is up (babeld's `interface` statement at runtime, e.g. a

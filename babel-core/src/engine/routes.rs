@@ -256,7 +256,7 @@ impl Engine {
     /// after babeld's hold time (max(6 × interval, 15 s)) it is removed. Also ends verified-metric
     /// overrides.
     pub(super) fn expire_routes(&mut self, now: Instant) {
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = self.end_resume(now);
         let mut refresh: Vec<(u32, IpAddr, RouteKey)> = Vec::new();
         let mut flushed: Vec<(RouteKey, IpAddr, u32)> = Vec::new();
         let mut reselect: Vec<RouteKey> = Vec::new();

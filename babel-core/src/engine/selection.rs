@@ -62,7 +62,8 @@ impl Engine {
                     blocked: self
                         .neighbours
                         .get(&r.neigh())
-                        .is_none_or(|n| n.accuracy < threshold),
+                        .is_none_or(|n| n.accuracy < threshold)
+                        || self.resume_blocks(now, &key, dest, r),
                 }
             })
             .collect();
@@ -107,6 +108,7 @@ impl Engine {
         }
         let new_sel = chosen.or(held);
         self.routes.set_selection(&key, new_sel, new_inst);
+        self.resume_selected(&key, new_inst.as_ref());
         // Kernel.
         match (old_inst, new_inst) {
             (None, Some(n)) => self.kernel(RouteOp::Add, key, &n),

@@ -108,6 +108,19 @@ pub fn start_with_args(
     extra: &[&str],
     ifaces: &[&str],
 ) -> Daemon {
+    let (args, log) = daemon_args(name, conf_text, extra, ifaces);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(ns, program, &args, log)
+}
+
+/// The arguments [`start_with_args`] gives a daemon (files in [`tmp`] named after `name`), and
+/// its log file.
+pub fn daemon_args(
+    name: &str,
+    conf_text: &str,
+    extra: &[&str],
+    ifaces: &[&str],
+) -> (Vec<String>, std::path::PathBuf) {
     let conf = tmp(&format!("{name}.conf"));
     std::fs::write(&conf, conf_text).unwrap();
     let log = tmp(&format!("{name}.log"));
@@ -134,7 +147,7 @@ pub fn start_with_args(
     ]);
     args.extend_from_slice(extra);
     args.extend_from_slice(ifaces);
-    Daemon::start(ns, program, &args, log.clone())
+    (args.into_iter().map(str::to_owned).collect(), log)
 }
 
 /// Like [`control`] on port 33123, but a daemon not listening yet reads as an empty answer, so

@@ -136,6 +136,8 @@ struct Io {
     state_file: Option<PathBuf>,
     /// The seqno last written to the state file: no packet leaves with another one.
     persisted_seqno: u16,
+    /// Each interface's last Hello seqno, kept for a restart after a crash.
+    hellos: Option<daemon::statefile::HelloFile>,
     /// Packets waiting for their turn on a link.
     pacer: daemon::pacing::Pacer<babel_core::Transmit>,
     link_detect: bool,
@@ -236,6 +238,23 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         persist_seqno(p, router_id, seqno);
     }
     ecfg.seqno = Some(seqno);
+    // Graceful restart: continue the Hello seqnos of a run that crashed in this boot.
+    let boot = daemon::statefile::boot_id();
+    let hello_file = state_file.as_deref().map(daemon::statefile::hello_path);
+    if let Some(p) = &hello_file {
+        ecfg.resume_hellos = daemon::statefile::read_hellos(p, boot.as_deref());
+        if !ecfg.resume_hellos.is_empty() {
+            tracing::info!("resuming Hello seqnos {:?}", ecfg.resume_hellos);
+            let table = g.export_table.unwrap_or(kernel_fib::TABLE_MAIN);
+            ecfg.resume_routes = resume_routes(&mut netlink, table);
+        }
+    }
+    let hellos = match (&hello_file, boot) {
+        (Some(p), Some(b)) => daemon::statefile::HelloFile::open(p, b)
+            .map_err(|e| tracing::warn!("{}: {e}", p.display()))
+            .ok(),
+        _ => None,
+    };
     ecfg.seed = random_u64();
     ecfg.fee = g.fee.unwrap_or(0);
     ecfg.limits = daemon::memcaps::limits(
@@ -357,6 +376,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         group,
         state_file,
         persisted_seqno: seqno,
+        hellos,
         pacer: daemon::pacing::Pacer::new(),
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
@@ -386,6 +406,31 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         my_id: router_id,
     };
     main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
+}
+
+/// The routes a crashed run of ours left in the kernel (graceful restart,
+/// [`babel_core::Config::resume_routes`]): where it sent each destination.
+/// Source-specific routes in the tables of the rule mode are left out (their source is in a
+/// rule, not in the route).
+fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
+    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
+        Ok(rs) => rs
+            .into_iter()
+            .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
+            .filter_map(|r| {
+                Some(babel_core::ResumeRoute {
+                    prefix: r.dst,
+                    src_prefix: r.src,
+                    ifindex: r.oif?,
+                    next_hop: r.gateway?,
+                })
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading the previous run's routes: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn hostname() -> String {
@@ -557,6 +602,12 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
             persist_seqno(p, d.engine.router_id(), seqno);
         }
         io.persisted_seqno = seqno;
+    }
+    // Likewise each Hello seqno, for a restart after a crash (see `statefile::HelloFile`).
+    if let Some(h) = &mut io.hellos
+        && let Err(e) = h.update(d.engine.hello_seqnos())
+    {
+        tracing::debug!("Hello seqno file: {e}");
     }
     // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
     // socket); packets the pacer holds go out on later turns of the loop.
