@@ -400,8 +400,9 @@ impl Daemon {
     pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
         let mut lines = 0;
         // The route of the previous event and its fields now: consecutive events of one route
-        // (added, then selected) look it up once.
+        // (added, then selected) look it up once, and store it in the line cache once.
         let mut last: Option<(RouteMonitorKey, u32, Option<ShownRoute>, u64)> = None;
+        let mut cached_last = false;
         for e in events {
             let Event::Route {
                 kind,
@@ -425,13 +426,20 @@ impl Daemon {
                     let shown = self.shown_route(&key, *ifindex);
                     let id = route_id(prefix, src_prefix.as_ref(), *neighbour);
                     last = Some((key, *ifindex, shown, id));
+                    cached_last = false;
                     (shown, id)
                 }
             };
             let shown = match (kind, fresh) {
-                (ChangeKind::Flush, _) => self.monitored_routes.remove(&key),
+                (ChangeKind::Flush, _) => {
+                    cached_last = false;
+                    self.monitored_routes.remove(&key)
+                }
                 (_, Some(r)) => {
-                    self.monitored_routes.insert(key, r);
+                    if !cached_last {
+                        self.monitored_routes.insert(key, r);
+                        cached_last = true;
+                    }
                     Some(r)
                 }
                 (_, None) => None,
