@@ -280,8 +280,8 @@ impl Daemon {
                 src_prefix: r.src_prefix,
                 installed: r.installed,
                 router_id: r.router_id,
-                metric: r.metric,
-                refmetric: r.refmetric,
+                metric: r.metric.0,
+                refmetric: r.refmetric.0,
                 received_price: r.received_price,
                 fee: r.fee,
                 full_path_rtt: r.full_path_rtt,
@@ -309,12 +309,15 @@ impl Daemon {
                         ifname: &ifname,
                         reach: n.reach,
                         ureach: n.ureach,
-                        rxcost: n.rxcost,
-                        txcost: n.txcost,
-                        rtt: n
-                            .rtt
-                            .map(|d| (u32::try_from(d.as_micros()).unwrap_or(u32::MAX), n.rttcost)),
-                        cost: n.cost,
+                        rxcost: n.rxcost.0,
+                        txcost: n.txcost.0,
+                        rtt: n.rtt.map(|d| {
+                            (
+                                u32::try_from(d.as_micros()).unwrap_or(u32::MAX),
+                                n.rttcost.0,
+                            )
+                        }),
+                        cost: n.cost.0,
                     },
                 );
                 ((n.ifindex, n.address), line)
@@ -343,7 +346,7 @@ impl Daemon {
                 Change::Add,
                 &x.prefix,
                 x.src_prefix.as_ref(),
-                x.metric,
+                x.metric.0,
             ));
         }
         for r in self.engine.routes(self.now) {
@@ -497,8 +500,8 @@ impl Daemon {
         Some(ShownRoute {
             installed: r.installed,
             router_id: r.router_id,
-            metric: r.metric,
-            refmetric: r.refmetric,
+            metric: r.metric.0,
+            refmetric: r.refmetric.0,
             received_price: r.received_price,
             fee: r.fee,
             full_path_rtt: r.full_path_rtt,
@@ -539,7 +542,9 @@ impl Daemon {
                     .xroutes()
                     .iter()
                     .find(|x| x.prefix == *prefix && x.src_prefix == *src_prefix)
-                    .map(|x| xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric));
+                    .map(|x| {
+                        xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric.0)
+                    });
                 (MonitorKey::Xroute(*prefix, *src_prefix), *kind, line)
             }
             Event::Route { .. } | Event::SeqnoChanged { .. } => return None,
@@ -718,11 +723,11 @@ impl Daemon {
                     interface: self.ifname(n.ifindex),
                     reach: n.reach,
                     ureach: n.ureach,
-                    rxcost: n.rxcost,
-                    txcost: n.txcost,
+                    rxcost: n.rxcost.0,
+                    txcost: n.txcost.0,
                     rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    rttcost: n.rttcost,
-                    cost: n.cost,
+                    rttcost: n.rttcost.0,
+                    cost: n.cost.0,
                 })
                 .collect(),
             xroutes: self
@@ -732,7 +737,7 @@ impl Daemon {
                 .map(|x| JXroute {
                     prefix: x.prefix.to_string(),
                     from: x.src_prefix.map(|p| p.to_string()),
-                    metric: x.metric,
+                    metric: x.metric.0,
                 })
                 .collect(),
             routes: self
@@ -745,12 +750,12 @@ impl Daemon {
                     installed: r.installed,
                     feasible: r.feasible,
                     router_id: r.router_id.to_string(),
-                    metric: r.metric,
-                    smoothed_metric: r.smoothed_metric,
-                    refmetric: r.refmetric,
+                    metric: r.metric.0,
+                    smoothed_metric: r.smoothed_metric.0,
+                    refmetric: r.refmetric.0,
                     price: r.received_price,
                     fee: r.fee,
-                    seqno: r.seqno,
+                    seqno: r.seqno.0,
                     age_s: r.age.as_secs(),
                     via: r.via,
                     interface: self.ifname(r.ifindex),

@@ -73,7 +73,7 @@ impl Engine {
         let Some(inst) = self.routes.get(&key).and_then(|d| d.installed()) else {
             return;
         };
-        if inst.router_id != s.router_id || Seqno(inst.seqno).is_at_least(Seqno(s.seqno)) {
+        if inst.router_id != s.router_id || inst.seqno.is_at_least(Seqno(s.seqno)) {
             self.schedule_update(now, Some(ifindex), key, true);
             return;
         }
