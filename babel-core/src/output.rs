@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use babel_wire::{Prefix, RouterId};
+use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use bytes::Bytes;
 
 use crate::config::InterfaceKind;
@@ -67,7 +67,7 @@ pub struct RouteChange {
     /// Outgoing interface.
     pub ifindex: u32,
     /// Babel metric of the route.
-    pub metric: u16,
+    pub metric: Metric,
     /// The route's originator.
     pub router_id: RouterId,
     /// The neighbour it was learned from.
@@ -134,7 +134,7 @@ pub enum Event {
     /// Our seqno changed: persist it (babeld's state file) so a restart does not reuse it.
     SeqnoChanged {
         /// The new seqno.
-        seqno: u16,
+        seqno: Seqno,
     },
 }
 
@@ -267,7 +267,7 @@ pub struct InterfaceView {
     /// Our link-local address.
     pub address: IpAddr,
     /// Current multicast Hello seqno.
-    pub hello_seqno: u16,
+    pub hello_seqno: Seqno,
     /// Hello interval.
     pub hello_interval: Duration,
     /// Update interval.
@@ -287,15 +287,15 @@ pub struct NeighbourView {
     /// Unicast Hello history.
     pub ureach: u16,
     /// Our receive cost, as sent in IHUs.
-    pub rxcost: u16,
+    pub rxcost: Metric,
     /// Its receive cost from its IHUs (infinity once expired).
-    pub txcost: u16,
+    pub txcost: Metric,
     /// Smoothed RTT (RFC 9616), if measured recently.
     pub rtt: Option<Duration>,
     /// RTT penalty added to the cost.
-    pub rttcost: u16,
+    pub rttcost: Metric,
     /// Link cost (RFC 8966 §3.4.3).
-    pub cost: u16,
+    pub cost: Metric,
     /// Accuracy score (per mille) set through [`crate::Engine::set_neighbour_accuracy`].
     pub accuracy: u16,
     /// True when the accuracy is under the threshold: its routes are not selected.
@@ -311,7 +311,7 @@ pub struct XrouteView {
     /// Source prefix.
     pub src_prefix: Option<Prefix>,
     /// Metric announced.
-    pub metric: u16,
+    pub metric: Metric,
 }
 
 /// A learned route (`add route ... installed id metric price fee refmetric full-path-rtt ...`).
@@ -329,13 +329,13 @@ pub struct RouteView {
     /// Originator.
     pub router_id: RouterId,
     /// Metric: refmetric + link cost (what we would advertise).
-    pub metric: u16,
+    pub metric: Metric,
     /// Smoothed metric (RFC 8966 A.3).
-    pub smoothed_metric: u16,
+    pub smoothed_metric: Metric,
     /// Metric advertised by the neighbour.
-    pub refmetric: u16,
+    pub refmetric: Metric,
     /// Verified metric override in force, if any.
-    pub verified_metric: Option<u16>,
+    pub verified_metric: Option<Metric>,
     /// Total price: received price + our fee (what we advertise).
     pub price: u32,
     /// Price as received (Althea's dump prints this as `price`).
@@ -343,7 +343,7 @@ pub struct RouteView {
     /// Our current fee.
     pub fee: u32,
     /// Seqno.
-    pub seqno: u16,
+    pub seqno: Seqno,
     /// Time since the last update for this route.
     pub age: Duration,
     /// The neighbour it was learned from.

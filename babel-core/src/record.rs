@@ -548,7 +548,7 @@ mod tests {
         assert!(seen > 0);
         // Installed, then held (an unreachable kernel route, as babeld) when the silent
         // neighbour's Hellos are missed.
-        let ops: Vec<_> = r.routes.iter().map(|c| (c.op, c.metric)).collect();
+        let ops: Vec<_> = r.routes.iter().map(|c| (c.op, c.metric.0)).collect();
         assert_eq!(
             ops,
             [

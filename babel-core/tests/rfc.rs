@@ -547,7 +547,9 @@ fn s3_8_1_2_seqno_request_for_own_prefix_bumps_seqno_and_persists() {
     h.events();
     h.recv(nb(1), &[seqno_request("2001:db8:ff::/48", 1, 105, 10)]);
     assert_eq!(h.e.seqno(), 105);
-    assert!(h.events().contains(&Event::SeqnoChanged { seqno: 105 }));
+    assert!(h.events().contains(&Event::SeqnoChanged {
+        seqno: babel_wire::Seqno(105)
+    }));
     h.advance(Duration::from_millis(250));
     let ups = updates_in(&h.sent_messages());
     assert!(
@@ -841,7 +843,7 @@ fn verification_verified_metric_overrides_selection_until_expiry() {
             .find(|r| r.via == nb(1))
             .unwrap()
             .verified_metric,
-        Some(5000)
+        Some(babel_wire::Metric(5000))
     );
     // Keep both alive; after expiry the advertised metric is used again.
     for _ in 0..12 {
@@ -990,7 +992,7 @@ fn tunnel_rtt_from_timestamps_adds_a_penalty() {
     let rtt = n.rtt.unwrap();
     assert!(rtt >= Duration::from_millis(50), "{rtt:?}");
     assert!(n.rttcost > 0 && n.rttcost <= 96, "{n:?}");
-    assert_eq!(n.cost, 96 + n.rttcost);
+    assert_eq!(n.cost.0, 96 + n.rttcost.0);
 }
 
 #[test]

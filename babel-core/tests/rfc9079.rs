@@ -159,13 +159,13 @@ fn s5_selection_is_independent_per_source() {
         h.e.neighbours(h.now)
             .iter()
             .find(|x| x.address == n)
-            .map(|x| x.cost)
+            .map(|x| x.cost.0)
             .unwrap()
     };
     let i1 = h.e.installed(&sskey("::/0", "2001:db8:1::/48")).unwrap();
     let i2 = h.e.installed(&sskey("::/0", "2001:db8:2::/48")).unwrap();
-    assert_eq!(i1.metric, 50 + cost(&h, nb(2)));
-    assert_eq!(i2.metric, 10 + cost(&h, nb(1)));
+    assert_eq!(i1.metric.0, 50 + cost(&h, nb(2)));
+    assert_eq!(i2.metric.0, 10 + cost(&h, nb(1)));
     // Each is announced with its own source prefix and metric (a full dump on request).
     h.sent();
     h.recv(nb(1), &[route_request(None)]);
@@ -178,8 +178,8 @@ fn s5_selection_is_independent_per_source() {
             .next_back()
             .unwrap()
     };
-    assert_eq!(m("2001:db8:1::/48"), i1.metric, "{ups:?}");
-    assert_eq!(m("2001:db8:2::/48"), i2.metric, "{ups:?}");
+    assert_eq!(m("2001:db8:1::/48"), i1.metric.0, "{ups:?}");
+    assert_eq!(m("2001:db8:2::/48"), i2.metric.0, "{ups:?}");
 }
 
 #[test]

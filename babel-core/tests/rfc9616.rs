@@ -305,7 +305,7 @@ fn rfc9616_s3_2_cost_is_linear_between_rtt_min_and_rtt_max() {
     // First sample doubled: 64 ms → 96 × 54 / 110 = 47.
     let n = &h.e.neighbours(h.now)[0];
     assert_eq!(n.rtt, Some(Duration::from_millis(64)));
-    assert_eq!((n.rttcost, n.cost), (47, 96 + 47));
+    assert_eq!((n.rttcost.0, n.cost.0), (47, 96 + 47));
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn rfc9616_s3_rtt_expires_180_s_after_its_last_sample() {
     let hello = h.hello(a);
     h.recv(a, &[hello, ihu(96)]);
     let n = &h.e.neighbours(h.now)[0];
-    assert_eq!((n.rtt, n.rttcost, n.cost), (None, 0, 96), "{n:?}");
+    assert_eq!((n.rtt, n.rttcost.0, n.cost.0), (None, 0, 96), "{n:?}");
     // The next sample starts over (doubled), not averaged with the expired value.
     feed_sample(&mut h, a, Duration::from_millis(20));
     assert_eq!(rtt_us(&h), Some(40_000));

@@ -374,7 +374,7 @@ fn s3_4_1_unscheduled_unicast_hellos_keep_a_neighbour_alive() {
         h.advance(Duration::from_secs(4));
     }
     let n = &h.e.neighbours(h.now)[0];
-    assert_eq!((n.rxcost, n.cost), (96, 96), "{n:?}");
+    assert_eq!((n.rxcost.0, n.cost.0), (96, 96), "{n:?}");
     // Silent for 190 s: the unicast history is stale, the link goes down.
     h.advance(Duration::from_secs(190));
     assert!(

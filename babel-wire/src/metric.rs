@@ -34,9 +34,34 @@ macro_rules! u16_newtype {
 u16_newtype!(Metric);
 u16_newtype!(Seqno);
 
+/// A metric equals and compares with the raw 16-bit value of a wire field or a literal.
+impl PartialEq<u16> for Metric {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialOrd<u16> for Metric {
+    fn partial_cmp(&self, other: &u16) -> Option<Ordering> {
+        Some(self.0.cmp(other))
+    }
+}
+
+/// A seqno equals a raw 16-bit value (its order is modular: compare two [`Seqno`]s).
+impl PartialEq<u16> for Seqno {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
 /// A Babel metric: 16 bits, [`INFINITY`] (0xFFFF) meaning unreachable. Additions saturate at
 /// infinity (RFC 8966 §3.5.2: a metric is never allowed to wrap).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Metric(pub u16);
 
 impl Metric {
@@ -61,6 +86,11 @@ impl Metric {
 /// §3.2.1): `a < b` when `0 < (b - a) mod 2^16 < 32768`. The order is partial: two seqnos exactly
 /// 32768 apart are not comparable (`partial_cmp` is `None`, and neither is newer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Seqno(pub u16);
 
 impl Seqno {

@@ -1,5 +1,10 @@
 //! Plain data types for Babel messages, fully resolved (RFC 8966 §4.5: the decoder applies the
 //! parser state, so an [`Update`] carries its whole prefix, router-id and next hop).
+//!
+//! Metric, cost and seqno fields stay raw `u16` here, as the bytes on the wire: the codec
+//! round-trips any value a peer sends (the round-trip tests and fuzz targets generate raw
+//! fields), and giving them meaning is the engine's job: it does the RFC's arithmetic on them
+//! through [`crate::Metric`] and [`crate::Seqno`], and its public views carry those types.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -395,25 +395,179 @@ pub struct RouteLine<'a> {
 /// Althea: `... metric M price P fee F refmetric R full-path-rtt T via A if I`, where the price
 /// printed is the received price (the stored price minus our fee, as Althea's fork prints it).
 pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
-    let mut s = format!(
-        "{} route {:x} prefix {} from {} installed {} id {} metric {}",
-        c.word(),
-        r.id,
-        r.prefix,
-        from(&r.prefix, r.src_prefix.as_ref()),
-        if r.installed { "yes" } else { "no" },
-        r.router_id,
-        r.metric
-    );
-    if d == Dialect::Althea {
-        let _ = write!(s, " price {} fee {}", r.received_price, r.fee);
-    }
-    let _ = write!(s, " refmetric {}", r.refmetric);
-    if d == Dialect::Althea {
-        let _ = write!(s, " full-path-rtt {}", millis(r.full_path_rtt));
-    }
-    let _ = write!(s, " via {} if {}", r.via, r.ifname);
+    let mut s = String::with_capacity(160);
+    write_route_line(&mut s, c, d, r);
     s
+}
+
+/// [`route_line`] appended to `s`, without `format!`: a `monitor` client receives one or two
+/// such lines per route learned, so they are written digit by digit (same bytes).
+pub fn write_route_line(s: &mut String, c: Change, d: Dialect, r: &RouteLine<'_>) {
+    s.push_str(c.word());
+    s.push_str(" route ");
+    text::hex(s, r.id);
+    s.push_str(" prefix ");
+    text::prefix(s, &r.prefix);
+    s.push_str(" from ");
+    match &r.src_prefix {
+        Some(p) => text::prefix(s, p),
+        None if r.prefix.is_ipv4() => s.push_str("0.0.0.0/0"),
+        None => s.push_str("::/0"),
+    }
+    s.push_str(if r.installed {
+        " installed yes id "
+    } else {
+        " installed no id "
+    });
+    text::router_id(s, &r.router_id);
+    s.push_str(" metric ");
+    text::decimal(s, u64::from(r.metric));
+    if d == Dialect::Althea {
+        s.push_str(" price ");
+        text::decimal(s, u64::from(r.received_price));
+        s.push_str(" fee ");
+        text::decimal(s, u64::from(r.fee));
+    }
+    s.push_str(" refmetric ");
+    text::decimal(s, u64::from(r.refmetric));
+    if d == Dialect::Althea {
+        s.push_str(" full-path-rtt ");
+        text::decimal(s, u64::from(r.full_path_rtt / 1000));
+        s.push('.');
+        let ms = r.full_path_rtt % 1000;
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            text::digit(s, d);
+        }
+    }
+    s.push_str(" via ");
+    text::ip(s, r.via);
+    s.push_str(" if ");
+    s.push_str(r.ifname);
+}
+
+/// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
+pub mod text {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use babel_wire::{Prefix, RouterId};
+
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+
+    /// One hex digit of the low 4 bits of `v`.
+    fn nibble(s: &mut String, v: u32) {
+        if let Some(&b) = HEX.get((v & 0xf) as usize) {
+            s.push(char::from(b));
+        }
+    }
+
+    /// One decimal digit (`v` < 10).
+    pub fn digit(s: &mut String, v: u32) {
+        s.push(char::from(b'0' + (v % 10) as u8));
+    }
+
+    /// `{v}`.
+    pub fn decimal(s: &mut String, v: u64) {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            if let Some(b) = buf.get_mut(i) {
+                *b = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        for &b in buf.get(i..).unwrap_or_default() {
+            s.push(char::from(b));
+        }
+    }
+
+    /// `{v:x}`.
+    pub fn hex(s: &mut String, v: u64) {
+        let digits = (64 - (v | 1).leading_zeros()).div_ceil(4);
+        for k in (0..digits).rev() {
+            nibble(s, (v >> (4 * k)) as u32);
+        }
+    }
+
+    /// An IPv4 address as `Display` prints it.
+    pub fn ipv4(s: &mut String, a: Ipv4Addr) {
+        for (k, o) in a.octets().into_iter().enumerate() {
+            if k > 0 {
+                s.push('.');
+            }
+            decimal(s, u64::from(o));
+        }
+    }
+
+    /// An IPv6 address as `Display` prints it (RFC 5952: lower-case hex, the first longest run
+    /// of two or more zero groups as `::`, `::ffff:a.b.c.d` for IPv4-mapped addresses).
+    pub fn ipv6(s: &mut String, a: Ipv6Addr) {
+        if let Some(v4) = a.to_ipv4_mapped() {
+            s.push_str("::ffff:");
+            return ipv4(s, v4);
+        }
+        let g = a.segments();
+        // The first longest run of zero groups.
+        let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+        for (i, &x) in g.iter().enumerate() {
+            if x == 0 {
+                if run_len == 0 {
+                    run = i;
+                }
+                run_len += 1;
+                if run_len > best_len {
+                    (best, best_len) = (run, run_len);
+                }
+            } else {
+                run_len = 0;
+            }
+        }
+        let groups = |s: &mut String, from: usize, to: usize| {
+            for (k, &x) in g.get(from..to).unwrap_or_default().iter().enumerate() {
+                if k > 0 {
+                    s.push(':');
+                }
+                hex(s, u64::from(x));
+            }
+        };
+        if best_len > 1 {
+            groups(s, 0, best);
+            s.push_str("::");
+            groups(s, best + best_len, 8);
+        } else {
+            groups(s, 0, 8);
+        }
+    }
+
+    /// An address as `Display` prints it.
+    pub fn ip(s: &mut String, a: IpAddr) {
+        match a {
+            IpAddr::V4(a) => ipv4(s, a),
+            IpAddr::V6(a) => ipv6(s, a),
+        }
+    }
+
+    /// `address/length`.
+    pub fn prefix(s: &mut String, p: &Prefix) {
+        ip(s, p.addr());
+        s.push('/');
+        decimal(s, u64::from(p.len()));
+    }
+
+    /// babeld's router-id form: eight colon-separated two-digit hex octets.
+    pub fn router_id(s: &mut String, id: &RouterId) {
+        for (k, o) in id.0.into_iter().enumerate() {
+            if k > 0 {
+                s.push(':');
+            }
+            nibble(s, u32::from(o >> 4));
+            nibble(s, u32::from(o));
+        }
+    }
 }
 
 /// A stable 48-bit identifier for an object named by these parts (babeld prints pointers).
@@ -435,6 +589,7 @@ pub fn line_id(parts: &[&[u8]]) -> u64 {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[derive(Default)]
     struct Fake {
@@ -691,6 +846,116 @@ mod tests {
             ..b
         };
         assert!(b.text().starts_with("BABEL 1.0\n"));
+    }
+
+    /// The `format!` rendering [`route_line`] replaced, as the reference for its bytes.
+    fn reference_route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
+        let mut s = format!(
+            "{} route {:x} prefix {} from {} installed {} id {} metric {}",
+            c.word(),
+            r.id,
+            r.prefix,
+            from(&r.prefix, r.src_prefix.as_ref()),
+            if r.installed { "yes" } else { "no" },
+            r.router_id,
+            r.metric
+        );
+        if d == Dialect::Althea {
+            let _ = write!(s, " price {} fee {}", r.received_price, r.fee);
+        }
+        let _ = write!(s, " refmetric {}", r.refmetric);
+        if d == Dialect::Althea {
+            let _ = write!(s, " full-path-rtt {}", millis(r.full_path_rtt));
+        }
+        let _ = write!(s, " via {} if {}", r.via, r.ifname);
+        s
+    }
+
+    /// Addresses with long and short zero runs, IPv4-mapped ones, and random ones.
+    fn ipv6() -> impl Strategy<Value = Ipv6Addr> {
+        (any::<[u16; 8]>(), any::<u8>(), 0usize..4).prop_map(|(mut g, zeros, kind)| {
+            for (i, x) in g.iter_mut().enumerate() {
+                if zeros & (1 << i) != 0 {
+                    *x = 0;
+                }
+            }
+            match kind {
+                0 => {
+                    let [a, b, ..] = g;
+                    Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8).to_ipv6_mapped()
+                }
+                _ => Ipv6Addr::from(g),
+            }
+        })
+    }
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            ipv6().prop_map(IpAddr::V6),
+            any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        ]
+    }
+
+    fn prefix() -> impl Strategy<Value = Prefix> {
+        (ip(), any::<u8>()).prop_map(|(a, l)| {
+            let max = if a.is_ipv4() { 33 } else { 129 };
+            Prefix::new(a, l % max).unwrap()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn fast_writers_print_what_display_prints(a in ipv6(), b in any::<u32>(), v in any::<u64>(), p in prefix()) {
+            let run = |f: &dyn Fn(&mut String)| { let mut s = String::new(); f(&mut s); s };
+            prop_assert_eq!(run(&|s| text::ipv6(s, a)), a.to_string());
+            let v4 = Ipv4Addr::from(b);
+            prop_assert_eq!(run(&|s| text::ipv4(s, v4)), v4.to_string());
+            prop_assert_eq!(run(&|s| text::hex(s, v)), format!("{v:x}"));
+            prop_assert_eq!(run(&|s| text::decimal(s, v)), v.to_string());
+            prop_assert_eq!(run(&|s| text::decimal(s, u64::from(b % 1000))), (b % 1000).to_string());
+            prop_assert_eq!(run(&|s| text::prefix(s, &p)), p.to_string());
+            let id = RouterId(v.to_be_bytes());
+            prop_assert_eq!(run(&|s| text::router_id(s, &id)), id.to_string());
+        }
+
+        #[test]
+        fn route_line_is_byte_identical_to_its_format_rendering(
+            id in any::<u64>(), p in prefix(), src in proptest::option::of(prefix()),
+            installed in any::<bool>(), rid in any::<[u8; 8]>(), metric in any::<u16>(),
+            refmetric in any::<u16>(), price in any::<u32>(), fee in any::<u32>(),
+            rtt in any::<u32>(), via in ip(), ifname in "[a-z0-9.-]{0,15}",
+            c in 0usize..3, althea in any::<bool>(),
+        ) {
+            let r = RouteLine {
+                id: id & 0xffff_ffff_ffff, prefix: p, src_prefix: src, installed,
+                router_id: RouterId(rid), metric, refmetric, received_price: price, fee,
+                full_path_rtt: rtt, via, ifname: &ifname,
+            };
+            let c = [Change::Add, Change::Change, Change::Flush][c];
+            let d = if althea { Dialect::Althea } else { Dialect::Babel };
+            prop_assert_eq!(route_line(c, d, &r), reference_route_line(c, d, &r));
+        }
+    }
+
+    #[test]
+    fn ipv6_zero_runs_match_display() {
+        for a in [
+            "::",
+            "::1",
+            "1::",
+            "1:0:0:2::",
+            "1::2:0:0:3",
+            "0:1:0:1:0:1:0:1",
+            "fe80::1:0:0:0:1",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "64:ff9b::1.2.3.4",
+        ] {
+            let a: Ipv6Addr = a.parse().unwrap();
+            let mut s = String::new();
+            text::ipv6(&mut s, a);
+            assert_eq!(s, a.to_string());
+        }
     }
 
     #[test]

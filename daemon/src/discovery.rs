@@ -455,10 +455,6 @@ pub struct Discovery {
     outputs: VecDeque<Output>,
 }
 
-fn is_link_local(a: &Ipv6Addr) -> bool {
-    a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80)
-}
-
 impl Discovery {
     /// Discovery for a router whose tunnel key is `our_key`, keeping at most `max_neighbours`.
     pub fn new(our_key: PublicKey, timers: Timers, max_neighbours: usize) -> Self {
@@ -503,7 +499,7 @@ impl Discovery {
     ) -> Result<(), DiscoveryError> {
         self.counters.received += 1;
         let a = Announcement::decode(bytes).inspect_err(|_| self.counters.malformed += 1)?;
-        if !is_link_local(src.ip()) {
+        if !babel_wire::is_link_local(&std::net::IpAddr::V6(*src.ip())) {
             self.counters.bad_source += 1;
             return Err(DiscoveryError::Source(*src.ip()));
         }

@@ -70,9 +70,9 @@ pub fn render(d: &Daemon) -> String {
             ("interface", d.ifname(n.ifindex)),
             ("address", n.address.to_string()),
         ]);
-        cost.get_or_create(&l).set(i64::from(n.cost));
-        rxcost.get_or_create(&l).set(i64::from(n.rxcost));
-        txcost.get_or_create(&l).set(i64::from(n.txcost));
+        cost.get_or_create(&l).set(i64::from(n.cost.0));
+        rxcost.get_or_create(&l).set(i64::from(n.rxcost.0));
+        txcost.get_or_create(&l).set(i64::from(n.txcost.0));
         if let Some(r) = n.rtt {
             rtt.get_or_create(&l).set(r.as_secs_f64());
         }
@@ -114,7 +114,7 @@ pub fn render(d: &Daemon) -> String {
             ("via", r.via.to_string()),
             ("interface", d.ifname(r.ifindex)),
         ]);
-        metric.get_or_create(&l).set(i64::from(r.metric));
+        metric.get_or_create(&l).set(i64::from(r.metric.0));
         price.get_or_create(&l).set(i64::from(r.price));
     }
     reg.register("routes", "Routes in the table", total);

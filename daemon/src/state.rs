@@ -11,12 +11,13 @@ use babel_core::{
     MacKey, Policy, RouteKey, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
+use foldhash::HashMap as FastHashMap;
 use serde::Serialize;
 
 use crate::config::{Config, InterfaceOptions, InterfaceType, KeyType, Statement};
 use crate::control::{
     Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
-    neighbour_line, route_line, xroute_line,
+    neighbour_line, route_line, write_route_line, xroute_line,
 };
 
 /// What the daemon knows about an interface it was asked to run on.
@@ -147,8 +148,14 @@ pub struct Daemon {
     pub settings: Settings,
     /// Current time, set by the loop before every call.
     pub now: Instant,
-    /// Last line printed per monitored object, so a `flush` line can repeat its fields.
+    /// Last line printed per monitored interface, neighbour and xroute, so a `flush` line can
+    /// repeat its fields.
     monitor_cache: HashMap<MonitorKey, String>,
+    /// The same for routes (one entry per route a monitor saw), kept as fields rather than
+    /// text, under a fast hash with a random seed: a monitor sees every route learned.
+    monitored_routes: FastHashMap<RouteMonitorKey, ShownRoute>,
+    /// Interface names of [`ShownRoute::ifname`] (a handful; never shrinks).
+    shown_ifnames: Vec<String>,
     /// Interfaces a control client asked to flush; `run.rs` stops them in the engine.
     pub flushed: Vec<u32>,
     /// Running tunnels.
@@ -165,8 +172,24 @@ pub struct Daemon {
 enum MonitorKey {
     Interface(u32),
     Neighbour(u32, IpAddr),
-    Route(Prefix, Option<Prefix>, IpAddr),
     Xroute(Prefix, Option<Prefix>),
+}
+
+/// A route as monitors know it: destination, source prefix, neighbour.
+type RouteMonitorKey = (Prefix, Option<Prefix>, IpAddr);
+
+/// The fields of a route line last printed (what [`RouteLine`] needs beyond the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShownRoute {
+    installed: bool,
+    router_id: babel_wire::RouterId,
+    metric: u16,
+    refmetric: u16,
+    received_price: u32,
+    fee: u32,
+    full_path_rtt: u32,
+    /// Index in [`Daemon::shown_ifnames`].
+    ifname: usize,
 }
 
 impl Daemon {
@@ -185,6 +208,8 @@ impl Daemon {
             settings,
             now,
             monitor_cache: HashMap::new(),
+            monitored_routes: FastHashMap::default(),
+            shown_ifnames: Vec::new(),
             flushed: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
@@ -258,8 +283,8 @@ impl Daemon {
                 src_prefix: r.src_prefix,
                 installed: r.installed,
                 router_id: r.router_id,
-                metric: r.metric,
-                refmetric: r.refmetric,
+                metric: r.metric.0,
+                refmetric: r.refmetric.0,
                 received_price: r.received_price,
                 fee: r.fee,
                 full_path_rtt: r.full_path_rtt,
@@ -287,12 +312,15 @@ impl Daemon {
                         ifname: &ifname,
                         reach: n.reach,
                         ureach: n.ureach,
-                        rxcost: n.rxcost,
-                        txcost: n.txcost,
-                        rtt: n
-                            .rtt
-                            .map(|d| (u32::try_from(d.as_micros()).unwrap_or(u32::MAX), n.rttcost)),
-                        cost: n.cost,
+                        rxcost: n.rxcost.0,
+                        txcost: n.txcost.0,
+                        rtt: n.rtt.map(|d| {
+                            (
+                                u32::try_from(d.as_micros()).unwrap_or(u32::MAX),
+                                n.rttcost.0,
+                            )
+                        }),
+                        cost: n.cost.0,
                     },
                 );
                 ((n.ifindex, n.address), line)
@@ -321,7 +349,7 @@ impl Daemon {
                 Change::Add,
                 &x.prefix,
                 x.src_prefix.as_ref(),
-                x.metric,
+                x.metric.0,
             ));
         }
         for r in self.engine.routes(self.now) {
@@ -335,6 +363,20 @@ impl Daemon {
 
     /// Keeps the monitor cache right while no client monitors: a flushed object's line goes.
     pub fn forget_monitored(&mut self, e: &Event) {
+        if let Event::Route {
+            kind: ChangeKind::Flush,
+            prefix,
+            src_prefix,
+            neighbour,
+            ..
+        } = e
+        {
+            if !self.monitored_routes.is_empty() {
+                self.monitored_routes
+                    .remove(&(*prefix, *src_prefix, *neighbour));
+            }
+            return;
+        }
         if self.monitor_cache.is_empty() {
             return;
         }
@@ -348,13 +390,6 @@ impl Daemon {
                 ifindex,
                 address,
             } => MonitorKey::Neighbour(*ifindex, *address),
-            Event::Route {
-                kind: ChangeKind::Flush,
-                prefix,
-                src_prefix,
-                neighbour,
-                ..
-            } => MonitorKey::Route(*prefix, *src_prefix, *neighbour),
             Event::Xroute {
                 kind: ChangeKind::Flush,
                 prefix,
@@ -365,13 +400,121 @@ impl Daemon {
         self.monitor_cache.remove(&key);
     }
 
-    /// Monitor lines for one engine event (empty for events monitors do not see).
-    pub fn monitor_lines(&mut self, e: &Event) -> Vec<String> {
-        let change = |k: ChangeKind| match k {
-            ChangeKind::Add => Change::Add,
-            ChangeKind::Change => Change::Change,
-            ChangeKind::Flush => Change::Flush,
+    /// Appends the monitor lines of the events of one drain of the engine to `out`, each
+    /// ending in a newline, in the events' order; returns how many. A line shows its object as
+    /// it is after the drain (a route added then installed in one step shows `installed yes`
+    /// twice); a `flush` line repeats the last line printed for the object.
+    pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
+        let mut lines = 0;
+        // The route of the previous event and its fields now: consecutive events of one route
+        // (added, then selected) look it up once, and store it in the line cache once.
+        let mut last: Option<(RouteMonitorKey, u32, Option<ShownRoute>, u64)> = None;
+        let mut cached_last = false;
+        for e in events {
+            let Event::Route {
+                kind,
+                prefix,
+                src_prefix,
+                neighbour,
+                ifindex,
+            } = e
+            else {
+                if let Some(l) = self.monitor_line(e) {
+                    out.push_str(&l);
+                    out.push('\n');
+                    lines += 1;
+                }
+                continue;
+            };
+            let key = (*prefix, *src_prefix, *neighbour);
+            let (fresh, id) = match &last {
+                Some((k, i, shown, id)) if *k == key && i == ifindex => (*shown, *id),
+                _ => {
+                    let shown = self.shown_route(&key, *ifindex);
+                    let id = route_id(prefix, src_prefix.as_ref(), *neighbour);
+                    last = Some((key, *ifindex, shown, id));
+                    cached_last = false;
+                    (shown, id)
+                }
+            };
+            let shown = match (kind, fresh) {
+                (ChangeKind::Flush, _) => {
+                    cached_last = false;
+                    self.monitored_routes.remove(&key)
+                }
+                (_, Some(r)) => {
+                    if !cached_last {
+                        self.monitored_routes.insert(key, r);
+                        cached_last = true;
+                    }
+                    Some(r)
+                }
+                (_, None) => None,
+            };
+            if let Some(r) = shown {
+                let ifname = self.shown_ifnames.get(r.ifname).map_or("", |n| n.as_str());
+                write_route_line(
+                    out,
+                    change(*kind),
+                    self.settings.dialect,
+                    &RouteLine {
+                        id,
+                        prefix: *prefix,
+                        src_prefix: *src_prefix,
+                        installed: r.installed,
+                        router_id: r.router_id,
+                        metric: r.metric,
+                        refmetric: r.refmetric,
+                        received_price: r.received_price,
+                        fee: r.fee,
+                        full_path_rtt: r.full_path_rtt,
+                        via: *neighbour,
+                        ifname,
+                    },
+                );
+                out.push('\n');
+                lines += 1;
+            }
+        }
+        lines
+    }
+
+    /// The fields a route line shows for this route now, if it exists.
+    fn shown_route(&mut self, key: &RouteMonitorKey, ifindex: u32) -> Option<ShownRoute> {
+        let (prefix, src_prefix, via) = *key;
+        let r = self
+            .engine
+            .route(self.now, &RouteKey { prefix, src_prefix }, ifindex, via)?;
+        let name = self
+            .ifaces
+            .iter()
+            .find(|i| i.ifindex == Some(r.ifindex))
+            .map(|i| i.name.as_str());
+        let ifname = match self
+            .shown_ifnames
+            .iter()
+            .position(|n| name.map_or_else(|| *n == r.ifindex.to_string(), |m| n == m))
+        {
+            Some(i) => i,
+            None => {
+                self.shown_ifnames.push(self.ifname(r.ifindex));
+                self.shown_ifnames.len() - 1
+            }
         };
+        Some(ShownRoute {
+            installed: r.installed,
+            router_id: r.router_id,
+            metric: r.metric.0,
+            refmetric: r.refmetric.0,
+            received_price: r.received_price,
+            fee: r.fee,
+            full_path_rtt: r.full_path_rtt,
+            ifname,
+        })
+    }
+
+    /// The monitor line of an interface, neighbour or xroute event.
+    fn monitor_line(&mut self, e: &Event) -> Option<String> {
         let (key, kind, fresh): (MonitorKey, ChangeKind, Option<String>) = match e {
             Event::Interface { kind, ifindex } => {
                 let line = self
@@ -393,27 +536,6 @@ impl Daemon {
                     .map(|(_, l)| l);
                 (MonitorKey::Neighbour(*ifindex, *address), *kind, line)
             }
-            Event::Route {
-                kind,
-                prefix,
-                src_prefix,
-                neighbour,
-                ifindex,
-            } => {
-                let key = RouteKey {
-                    prefix: *prefix,
-                    src_prefix: *src_prefix,
-                };
-                let line = self
-                    .engine
-                    .route(self.now, &key, *ifindex, *neighbour)
-                    .map(|r| self.route_line(Change::Add, &r));
-                (
-                    MonitorKey::Route(*prefix, *src_prefix, *neighbour),
-                    *kind,
-                    line,
-                )
-            }
             Event::Xroute {
                 kind,
                 prefix,
@@ -424,10 +546,12 @@ impl Daemon {
                     .xroutes()
                     .iter()
                     .find(|x| x.prefix == *prefix && x.src_prefix == *src_prefix)
-                    .map(|x| xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric));
+                    .map(|x| {
+                        xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric.0)
+                    });
                 (MonitorKey::Xroute(*prefix, *src_prefix), *kind, line)
             }
-            Event::SeqnoChanged { .. } => return Vec::new(),
+            Event::Route { .. } | Event::SeqnoChanged { .. } => return None,
         };
         let line = match (kind, fresh) {
             (ChangeKind::Flush, _) => self.monitor_cache.remove(&key),
@@ -436,22 +560,15 @@ impl Daemon {
                 Some(l)
             }
             (_, None) => None,
+        }?;
+        // Stored lines start with "add "; the event decides the first word.
+        let rest = line.strip_prefix("add ").unwrap_or(&line);
+        let word = match change(kind) {
+            Change::Add => return Some(line),
+            Change::Change => "change",
+            Change::Flush => "flush",
         };
-        line.map(|l| {
-            // Stored lines start with "add "; the event decides the first word.
-            let rest = l.strip_prefix("add ").unwrap_or(&l);
-            let word = match change(kind) {
-                Change::Add => return vec![l],
-                Change::Change => "change",
-                Change::Flush => "flush",
-            };
-            let mut out = String::with_capacity(word.len() + 1 + rest.len());
-            out.push_str(word);
-            out.push(' ');
-            out.push_str(rest);
-            vec![out]
-        })
-        .unwrap_or_default()
+        Some(format!("{word} {rest}"))
     }
 
     /// Applies a runtime statement (after `Context::Runtime` parsing).
@@ -618,11 +735,11 @@ impl Daemon {
                     interface: self.ifname(n.ifindex),
                     reach: n.reach,
                     ureach: n.ureach,
-                    rxcost: n.rxcost,
-                    txcost: n.txcost,
+                    rxcost: n.rxcost.0,
+                    txcost: n.txcost.0,
                     rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    rttcost: n.rttcost,
-                    cost: n.cost,
+                    rttcost: n.rttcost.0,
+                    cost: n.cost.0,
                 })
                 .collect(),
             xroutes: self
@@ -632,7 +749,7 @@ impl Daemon {
                 .map(|x| JXroute {
                     prefix: x.prefix.to_string(),
                     from: x.src_prefix.map(|p| p.to_string()),
-                    metric: x.metric,
+                    metric: x.metric.0,
                 })
                 .collect(),
             routes: self
@@ -645,12 +762,12 @@ impl Daemon {
                     installed: r.installed,
                     feasible: r.feasible,
                     router_id: r.router_id.to_string(),
-                    metric: r.metric,
-                    smoothed_metric: r.smoothed_metric,
-                    refmetric: r.refmetric,
+                    metric: r.metric.0,
+                    smoothed_metric: r.smoothed_metric.0,
+                    refmetric: r.refmetric.0,
                     price: r.received_price,
                     fee: r.fee,
-                    seqno: r.seqno,
+                    seqno: r.seqno.0,
                     age_s: r.age.as_secs(),
                     via: r.via,
                     interface: self.ifname(r.ifindex),
@@ -723,6 +840,15 @@ pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>
         keys: vec![key],
         accept_bad_signatures: o.accept_bad_signatures == Some(true),
     }))
+}
+
+/// The first word of a line for an engine change.
+fn change(k: ChangeKind) -> Change {
+    match k {
+        ChangeKind::Add => Change::Add,
+        ChangeKind::Change => Change::Change,
+        ChangeKind::Flush => Change::Flush,
+    }
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
@@ -1022,6 +1148,164 @@ mod unicast_tests {
         assert_eq!(
             cfg("interface wg0 type wired\n", true).kind,
             InterfaceKind::Wired
+        );
+    }
+}
+
+#[cfg(test)]
+mod monitor_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use babel_core::{Config as EngineConfig, Destination, Engine};
+    use babel_wire::{EncodeOptions, Hello, INFINITY, Ihu, Message, RouterId, Update, encode};
+
+    const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const NB: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+
+    fn feed(d: &mut Daemon, msgs: Vec<Message>) -> Vec<Event> {
+        for p in encode(&msgs, &EncodeOptions::default()).unwrap() {
+            d.input(Input::Packet {
+                ifindex: 1,
+                src: IpAddr::V6(NB),
+                dst: Destination::Multicast,
+                bytes: p.to_vec(),
+            });
+        }
+        d.engine.drain().events
+    }
+
+    fn update(i: u16, metric: u16) -> Message {
+        Message::Update(Update {
+            prefix: Some(
+                Prefix::new(
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0)),
+                    64,
+                )
+                .unwrap(),
+            ),
+            v4_via_v6: false,
+            src_prefix: None,
+            interval: 1600,
+            seqno: 7,
+            metric,
+            router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 1, i as u8])),
+            next_hop: None,
+            price: None,
+            path_rtt: None,
+            diversity: None,
+        })
+    }
+
+    /// A daemon whose engine has interface 1 (`eth0`) and one neighbour on it.
+    fn daemon() -> Daemon {
+        let now = Instant::from_secs(1);
+        let mut cfg = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
+        cfg.seqno = Some(1);
+        let mut e = Engine::new(cfg, now).unwrap();
+        e.interface_up(
+            now,
+            1,
+            InterfaceConfig::new("eth0", InterfaceKind::Wired, IpAddr::V6(US)),
+        );
+        let iface = Iface {
+            name: "eth0".into(),
+            ifindex: Some(1),
+            link_local: Some(US),
+            ipv4: None,
+            mtu: 1500,
+            wireless: false,
+            point_to_point: false,
+            link_up: true,
+            running: true,
+        };
+        let mut d = Daemon::new(
+            Driver::new(e),
+            Config::default(),
+            vec![iface],
+            Settings::babeld("t".into()),
+            now,
+        );
+        for seq in 1..=2u16 {
+            feed(
+                &mut d,
+                vec![
+                    Message::Hello(Hello {
+                        unicast: false,
+                        seqno: seq,
+                        interval: 400,
+                        timestamp: None,
+                    }),
+                    Message::Ihu(Ihu {
+                        address: Some(IpAddr::V6(US)),
+                        rxcost: 96,
+                        interval: 1200,
+                        timestamp: None,
+                    }),
+                ],
+            );
+        }
+        d
+    }
+
+    fn lines(d: &mut Daemon, events: &[Event]) -> Vec<String> {
+        let mut text = String::new();
+        let n = d.write_monitor_lines(events, &mut text);
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert_eq!(n, lines.len());
+        lines
+    }
+
+    fn dumped(d: &Daemon, prefix: &str) -> String {
+        d.dump_lines()
+            .into_iter()
+            .find(|l| l.starts_with("add route") && l.contains(&format!(" prefix {prefix} ")))
+            .unwrap()
+    }
+
+    /// Lines show routes as they are after the drain, `change`/`flush` repeat the `add` line's
+    /// fields, and a route no monitor saw gets no `flush` line (as before the line cache held
+    /// fields instead of text).
+    #[test]
+    fn route_lines_add_change_flush() {
+        let mut d = daemon();
+        // Learned while nobody monitors.
+        for e in feed(&mut d, vec![update(9, 100)]) {
+            d.forget_monitored(&e);
+        }
+        let events = feed(&mut d, vec![update(1, 100), update(2, 200)]);
+        let got = lines(&mut d, &events);
+        let (a, b) = (dumped(&d, "2001:db8:1::/64"), dumped(&d, "2001:db8:2::/64"));
+        assert!(
+            a.contains(" installed yes ") && a.ends_with(" via fe80::2 if eth0"),
+            "{a}"
+        );
+        let change = |l: &str| l.replacen("add ", "change ", 1);
+        assert_eq!(got, [a.clone(), change(&a), b.clone(), change(&b)]);
+        // A retraction: a change line with an infinite metric, then the route is unselected.
+        let events = feed(&mut d, vec![update(1, INFINITY)]);
+        let got = lines(&mut d, &events);
+        assert!(
+            !got.is_empty()
+                && got
+                    .iter()
+                    .all(|l| l.starts_with("change route ") && l.contains(" metric 65535 ")),
+            "{got:?}"
+        );
+        let last = got.last().unwrap().clone();
+        // The interface goes: every route is flushed; the flush lines repeat the last lines
+        // printed, and the route learned unmonitored has none.
+        d.input(Input::InterfaceDown { ifindex: 1 });
+        let events = d.engine.drain().events;
+        let got: Vec<String> = lines(&mut d, &events)
+            .into_iter()
+            .filter(|l| l.contains(" route "))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                last.replacen("change ", "flush ", 1),
+                b.replacen("add ", "flush ", 1)
+            ]
         );
     }
 }

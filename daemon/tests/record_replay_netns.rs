@@ -115,7 +115,7 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     let to_b = recorded
         .iter()
         .find(|c| c.prefix.to_string() == "fd77::2/128");
-    assert!(to_b.is_some_and(|c| c.metric >= 96 + 50), "{to_b:?}");
+    assert!(to_b.is_some_and(|c| c.metric.0 >= 96 + 50), "{to_b:?}");
     // Without the filter the same inputs give other metrics.
     let unfiltered = replay(&recording, None, |_, _| {}).unwrap();
     assert!(unfiltered.divergence.is_some());

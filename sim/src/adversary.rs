@@ -504,9 +504,9 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                             && r.via == nb.address
                                             && r.prefix != checked
                                             && r.src_prefix.is_none()
-                                            && r.metric < babel_wire::INFINITY
+                                            && r.metric < babel_wire::Metric::INFINITY
                                     })
-                                    .map(|r| (r.prefix, r.metric))
+                                    .map(|r| (r.prefix, r.metric.0))
                                     .collect();
                                 for (p, m) in routes {
                                     let scaled = (f64::from(m) * factor)
@@ -728,8 +728,8 @@ fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<Candida
                 ifindex: r.ifindex,
                 address: r.via,
             },
-            metric: r.metric,
-            feasible: r.feasible && r.metric < babel_wire::INFINITY,
+            metric: r.metric.0,
+            feasible: r.feasible && r.metric < babel_wire::Metric::INFINITY,
             selected: r.installed,
         })
         .collect()

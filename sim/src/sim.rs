@@ -1070,7 +1070,7 @@ impl Sim {
                         return Err(format!("node {a} has no route to {p} (node {d})"));
                     }
                     (true, Some(r)) => {
-                        if u32::from(r.metric) != want {
+                        if u32::from(r.metric.0) != want {
                             return Err(format!(
                                 "node {a} reaches {p} with metric {} instead of {want}",
                                 r.metric

@@ -46,7 +46,7 @@ fn topology_from_file_converges() {
         sim.check_best()
     );
     // 0 → 2: two hops of 96 (192) beat the diagonal (300).
-    assert_eq!(sim.installed(0, node_prefix(2)).unwrap().metric, 192);
+    assert_eq!(sim.installed(0, node_prefix(2)).unwrap().metric.0, 192);
     assert!(Topology::from_text("x", "link 0 1\n").is_err());
     assert!(Topology::parse("hexagon:3", 0).is_err());
 }
@@ -61,7 +61,7 @@ fn link_cut_reroutes_and_lost_prefix_is_retracted_everywhere() {
         .run_until_converged(Duration::from_secs(300))
         .expect("reroute");
     assert_eq!(sim.next_hop_node(0, node_prefix(1)), Some(5));
-    assert_eq!(sim.installed(0, node_prefix(1)).unwrap().metric, 5 * 96);
+    assert_eq!(sim.installed(0, node_prefix(1)).unwrap().metric.0, 5 * 96);
     assert!(t < Duration::from_secs(120), "{t:?}");
     // Node 3 withdraws its prefix: gone everywhere.
     sim.apply(SimEvent::Withdraw(3, node_prefix(3)));
@@ -232,7 +232,7 @@ fn price_diamond_each_policy_follows_its_formula() {
     let sim = price_diamond(Policy::Babeld);
     assert_eq!(sim.next_hop_node(0, dst), Some(1), "babeld: metric only");
     let r = sim.installed(0, dst).unwrap();
-    assert_eq!((r.metric, r.price), (192, 1000));
+    assert_eq!((r.metric.0, r.price), (192, 1000));
     // Althea 1900: log2(1000)+1.9·log2(192) = 9.97+14.41 = 24.38;
     //              log2(10)+1.9·log2(800)   = 3.32+18.32 = 21.64 → via 2.
     let sim = price_diamond(Policy::Althea {

@@ -26,7 +26,7 @@ fn corrected_route_is_advertised_at_verified_cost() {
         .installed(&RouteKey::new(p))
         .unwrap()
         .metric;
-    assert_eq!(before, 192);
+    assert_eq!(before.0, 192);
     let (ifindex, addr) = sim.neighbour_of(1, 2).unwrap();
     sim.with_engine(1, |e, now| {
         e.set_verified_metric(
@@ -48,7 +48,7 @@ fn corrected_route_is_advertised_at_verified_cost() {
         .installed(&RouteKey::new(p))
         .unwrap()
         .metric;
-    assert_eq!(after, 1000 + 96);
+    assert_eq!(after.0, 1000 + 96);
     // It ends with the correction.
     sim.run_for(Duration::from_secs(160));
     let end = sim
@@ -57,7 +57,7 @@ fn corrected_route_is_advertised_at_verified_cost() {
         .installed(&RouteKey::new(p))
         .unwrap()
         .metric;
-    assert_eq!(end, 192);
+    assert_eq!(end.0, 192);
 }
 
 /// §8 in small: liars and partial liars among honest nodes on lossy links. Traffic leaves the

@@ -146,11 +146,11 @@ pub struct Installed {
     /// Interface.
     pub ifindex: u32,
     /// Metric (refmetric + link cost).
-    pub metric: u16,
+    pub metric: Metric,
     /// Originator.
     pub router_id: RouterId,
     /// Seqno.
-    pub seqno: u16,
+    pub seqno: Seqno,
     /// Total price (received + our fee).
     pub price: u32,
 }
@@ -328,7 +328,9 @@ impl Engine {
     fn set_seqno(&mut self, seqno: u16) {
         if seqno != self.seqno {
             self.seqno = seqno;
-            self.event(Event::SeqnoChanged { seqno });
+            self.event(Event::SeqnoChanged {
+                seqno: Seqno(seqno),
+            });
         }
     }
 

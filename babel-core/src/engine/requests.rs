@@ -73,7 +73,7 @@ impl Engine {
         }
         let dest = self.routes.get(&key);
         if let Some(inst) = dest.and_then(Dest::installed)
-            && (inst.router_id != s.router_id || Seqno(inst.seqno).is_at_least(Seqno(s.seqno)))
+            && (inst.router_id != s.router_id || inst.seqno.is_at_least(Seqno(s.seqno)))
         {
             self.schedule_update(now, Some(ifindex), key, true);
             return;

@@ -592,9 +592,9 @@ mod tests {
             next_hop: a,
             via: a,
             ifindex: 1,
-            metric: 192,
+            metric: babel_wire::Metric(192),
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
-            seqno: 1,
+            seqno: babel_wire::Seqno(1),
             price: 0,
         };
         t.set_selection(&k, Some(1), Some(inst));
@@ -631,9 +631,9 @@ mod tests {
             next_hop: a_addr,
             via: a_addr,
             ifindex: 1,
-            metric: 192,
+            metric: babel_wire::Metric(192),
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
-            seqno: 1,
+            seqno: babel_wire::Seqno(1),
             price: 0,
         };
         t.set_selection(&a, Some(1), None);

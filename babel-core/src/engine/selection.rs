@@ -74,9 +74,9 @@ impl Engine {
                 next_hop: r.next_hop,
                 via: r.via,
                 ifindex: r.ifindex,
-                metric: self.advertised_metric(now, r),
+                metric: Metric(self.advertised_metric(now, r)),
                 router_id: r.router_id,
-                seqno: r.seqno,
+                seqno: Seqno(r.seqno),
                 price: r.price,
             })
         });
@@ -136,8 +136,7 @@ impl Engine {
             }
         }
         // Requests satisfied by the new route (RFC 8966 §3.8.2).
-        let satisfied =
-            new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, Seqno(n.seqno)));
+        let satisfied = new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, n.seqno));
         // An unfeasible route the policy prefers to the selected one: ask its sender for a newer
         // seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
         if let Some(u) = choice.preferred_unfeasible {
@@ -159,9 +158,7 @@ impl Engine {
             (Some(o), None) => {
                 self.schedule_update(now, None, key, true);
                 // Starvation (RFC 8966 §3.8.2.1): ask the source for a newer seqno.
-                let want = self
-                    .sources
-                    .seqno_to_request(&key, o.router_id, Seqno(o.seqno));
+                let want = self.sources.seqno_to_request(&key, o.router_id, o.seqno);
                 self.request_seqno(now, key, o.router_id, want, SEQNO_REQUEST_HOP_COUNT, None);
             }
             (Some(o), Some(n)) => {
@@ -169,8 +166,8 @@ impl Engine {
                     self.schedule_update(now, None, key, true);
                 } else if o.seqno != n.seqno
                     || o.next_hop != n.next_hop
-                    || n.metric.saturating_add(TRIGGER_IMPROVEMENT) <= o.metric
-                    || n.metric >= o.metric.saturating_add(TRIGGER_WORSENING)
+                    || n.metric.saturating_add(Metric(TRIGGER_IMPROVEMENT)) <= o.metric
+                    || n.metric >= o.metric.saturating_add(Metric(TRIGGER_WORSENING))
                     || o.price != n.price
                 {
                     self.schedule_update(now, None, key, false);
@@ -219,7 +216,7 @@ impl Engine {
             src_prefix: key.src_prefix,
             next_hop: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             ifindex: 0,
-            metric: INFINITY,
+            metric: Metric::INFINITY,
             router_id: RouterId([0; 8]),
             via: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         });

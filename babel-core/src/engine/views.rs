@@ -65,7 +65,7 @@ impl Engine {
                 kind: i.cfg.kind,
                 up: i.up,
                 address: i.cfg.address,
-                hello_seqno: i.hello_seqno,
+                hello_seqno: Seqno(i.hello_seqno),
                 hello_interval: i.cfg.hello_interval,
                 update_interval: i.cfg.update_interval,
             })
@@ -86,11 +86,11 @@ impl Engine {
                     address: n.address,
                     reach: n.hello.reach,
                     ureach: n.uhello.reach,
-                    rxcost: n.rxcost,
-                    txcost: n.effective_txcost(now),
+                    rxcost: Metric(n.rxcost),
+                    txcost: Metric(n.effective_txcost(now)),
                     rtt: n.valid_rtt(now),
-                    rttcost,
-                    cost: n.cost,
+                    rttcost: Metric(rttcost),
+                    cost: Metric(n.cost),
                     accuracy: n.accuracy,
                     blocked: n.accuracy < self.cfg.accuracy_threshold,
                 }
@@ -105,7 +105,7 @@ impl Engine {
             .map(|(k, x)| XrouteView {
                 prefix: k.prefix,
                 src_prefix: k.src_prefix,
-                metric: x.metric,
+                metric: Metric(x.metric),
             })
             .collect()
     }
@@ -150,14 +150,14 @@ impl Engine {
                 Metric(r.refmetric),
             ),
             router_id: r.router_id,
-            metric: self.route_metric(r),
-            smoothed_metric: r.smoothed,
-            refmetric: r.refmetric,
-            verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| m),
+            metric: Metric(self.route_metric(r)),
+            smoothed_metric: Metric(r.smoothed),
+            refmetric: Metric(r.refmetric),
+            verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| Metric(m)),
             price: r.price,
             received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
             fee: self.cfg.fee,
-            seqno: r.seqno,
+            seqno: Seqno(r.seqno),
             age: now.saturating_since(r.time),
             via: r.via,
             next_hop: r.next_hop,

@@ -682,27 +682,18 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");
     }
-    let monitoring = ctl.monitoring();
-    for e in out.events {
-        // Already persisted above, before the packets went out.
-        if let Event::SeqnoChanged { .. } = e {
-            continue;
+    // Building a line means looking the object up; skip it when nobody listens. (Our seqno was
+    // persisted above, before the packets went out; it has no line.)
+    if ctl.monitoring() {
+        let mut text = String::new();
+        d.write_monitor_lines(&out.events, &mut text);
+        if !text.is_empty() {
+            ctl.broadcast(text.as_bytes());
         }
-        // Building a line means looking the object up; skip it when nobody listens.
-        if !monitoring {
-            d.forget_monitored(&e);
-            continue;
+    } else {
+        for e in &out.events {
+            d.forget_monitored(e);
         }
-        let lines = d.monitor_lines(&e);
-        if lines.is_empty() {
-            continue;
-        }
-        let mut text = Vec::new();
-        for l in lines {
-            text.extend_from_slice(l.as_bytes());
-            text.push(b'\n');
-        }
-        ctl.broadcast(&text);
     }
 }
 
