@@ -21,6 +21,13 @@ use common::{
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
+/// The throughput measurements need the machine's cores: the tests of this file run one at a
+/// time, whatever `--test-threads` says.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn usable(test: &str) -> bool {
     if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
         return false;
@@ -216,6 +223,7 @@ fn keys(n: usize) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn a_line_pays_by_the_prices_and_service_follows_payment() {
+    let _serial = one_at_a_time();
     let test = "a_line_pays_by_the_prices_and_service_follows_payment";
     if !usable(test) {
         return;
@@ -432,6 +440,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
 /// "Service follows payment"): S1 bids twice B's price (`pay-premium 100`), S2 pays the price.
 #[test]
 fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
+    let _serial = one_at_a_time();
     let test = "two_senders_paying_two_to_one_share_a_contended_link_two_to_one";
     if !usable(test) {
         return;
@@ -552,6 +561,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
 
 #[test]
 fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
+    let _serial = one_at_a_time();
     let test = "payments_survive_sigkill_of_either_daemon_at_random_instants";
     if !usable(test) {
         return;
