@@ -25,7 +25,8 @@ const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 /// time, whatever `--test-threads` says.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn usable(test: &str) -> bool {
