@@ -365,10 +365,11 @@ impl World {
         got
     }
 
-    /// Waits until C's newest update is B's best, neither sees more owed above the threshold,
-    /// and returns (C's out line, B's in line).
+    /// Waits until C's newest update is B's best and has stayed so for three payment
+    /// intervals (nothing more owed above the threshold); returns (C's out line, B's in line).
     fn quiet(&self, id: &str) -> (Line, Line) {
         let mut last = None;
+        let mut since: Option<(u128, std::time::Instant)> = None;
         assert!(
             wait_for(120, || {
                 let (Some(c), Some(b)) = (
@@ -377,24 +378,26 @@ impl World {
                 ) else {
                     return false;
                 };
-                let ok = c.num("ledger-cumulative") > 0
+                let v = c.num("ledger-cumulative");
+                let agree = v > 0
                     && c.get("ledger-nonce") == b.get("ledger-nonce")
-                    && c.num("ledger-cumulative") == b.num("ledger-cumulative");
+                    && v == b.num("ledger-cumulative");
                 last = Some((c, b));
-                ok
+                if !agree {
+                    since = None;
+                    return false;
+                }
+                match since {
+                    Some((x, t)) if x == v => t.elapsed() >= Duration::from_secs(3),
+                    _ => {
+                        since = Some((v, std::time::Instant::now()));
+                        false
+                    }
+                }
             }),
             "not quiet: {last:?}"
         );
-        // Stable across two more payment intervals.
-        let first = last.clone().unwrap();
-        std::thread::sleep(Duration::from_millis(0));
-        assert!(wait_for(30, || {
-            let c = channel(&self.ns[2], "out", Some(id)).unwrap();
-            let b = channel(&self.ns[1], "in", Some(id)).unwrap();
-            c.num("ledger-cumulative") == b.num("ledger-cumulative")
-                && c.num("ledger-cumulative") == first.0.num("ledger-cumulative")
-        }));
-        first
+        last.unwrap()
     }
 
     fn key_of_b_at_c(&self) -> String {
@@ -464,13 +467,15 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
     let id = c0.id.clone();
     // An early update of C's, kept by the "cheating" payer.
     let server_and_early = {
-        let ns2 = w.ns[2].name.clone();
-        let _ = ns2;
         assert!(w.traffic("2M", 3) > 100_000.0);
         let c = w.quiet(&id).0;
-        (c.get("ledger-update").to_owned(), c.num("ledger-cumulative"))
+        (
+            c.get("ledger-update").to_owned(),
+            c.num("ledger-cumulative"),
+            c.num("ledger-nonce"),
+        )
     };
-    let (old, old_amount) = server_and_early;
+    let (old, old_amount, old_nonce) = server_and_early;
     assert!(w.traffic("2M", 5) > 100_000.0);
     let (c, b) = w.quiet(&id);
     let newest = b.num("ledger-cumulative");
@@ -485,13 +490,26 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
         show(&w.ns[2]).0,
         w.d[2].log_text()
     );
+    // The close presented the old update.
+    assert!(
+        wait_for(30, || show(&w.ns[2]).0.contains(&format!(
+            "started_with_nonce_{}_cumulative_{old_amount}_",
+            old_nonce
+        ))),
+        "{}",
+        show(&w.ns[2]).0
+    );
     // B's watchtower answers inside the challenge period with its newest update.
     assert!(
-        wait_for(60, || w.chain(&id).best.0 == newest),
-        "not answered: {:?}\n{}",
+        wait_for(60, || w.chain(&id).best.0 == newest
+            && channel(&w.ns[1], "in", Some(&id))
+                .is_some_and(|l| l.get("note").starts_with("answered_a_unilateral_close"))),
+        "not answered: {:?}\n{}\n{}",
         w.chain(&id),
+        show(&w.ns[1]).0,
         w.d[1].log_text()
     );
+    assert!(w.chain(&id).closing_at.is_some() && !w.chain(&id).closed);
     // The challenge period passes on the node's clock; C finalizes.
     rpc(&w.x, "evm_increaseTime", serde_json::json!([3601]));
     rpc(&w.x, "evm_mine", serde_json::json!([]));
