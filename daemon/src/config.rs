@@ -1091,6 +1091,29 @@ mod tests {
     }
 
     #[test]
+    fn settlement_statements_accumulate_in_order() {
+        let mut c = Config::default();
+        c.parse_text(
+            "t.conf",
+            "settlement rpc-url http://192.0.2.1:8545 chain-id 100\nsettlement deposit 5 # wei\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settlement,
+            vec![
+                vec!["rpc-url", "http://192.0.2.1:8545", "chain-id", "100"],
+                vec!["deposit", "5"],
+            ]
+        );
+        assert!(parse_statement("settlement", Context::Startup).is_err());
+        // At runtime it is a request for the payment loop, not a setting.
+        assert_eq!(
+            parse_statement("settlement close 00ff", Context::Runtime).unwrap(),
+            Some(Statement::Settlement(vec!["close".into(), "00ff".into()]))
+        );
+    }
+
+    #[test]
     fn althea_deployed_config_parses() {
         // What Althea's OpenWrt package generates (shared/reference, §1.7).
         let text = "\

@@ -27,8 +27,8 @@ use std::time::Duration;
 use alloy::providers::Provider;
 
 use common::{
-    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config,
-    tmp, try_control, veth, wait_for,
+    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config, tmp,
+    try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -40,7 +40,9 @@ const DEPLOYER: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7b
 
 fn usable(test: &str) -> bool {
     if !cfg!(feature = "settlement") {
-        println!("SKIP {test}: babeld-rs built without the `settlement` feature (cargo test -p daemon --features settlement --test settlement_netns)");
+        println!(
+            "SKIP {test}: babeld-rs built without the `settlement` feature (cargo test -p daemon --features settlement --test settlement_netns)"
+        );
         return false;
     }
     if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
@@ -51,7 +53,9 @@ fn usable(test: &str) -> bool {
         return false;
     }
     if anvil_bin().is_none() {
-        println!("SKIP {test}: anvil not installed under settlement/.tools (scripts/test.sh installs it)");
+        println!(
+            "SKIP {test}: anvil not installed under settlement/.tools (scripts/test.sh installs it)"
+        );
         return false;
     }
     true
@@ -194,7 +198,16 @@ impl Line {
 
 fn show(ns: &Netns) -> (String, Vec<Line>) {
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, CTL, "settlement", "-s", "33123", "show"])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            CTL,
+            "settlement",
+            "-s",
+            "33123",
+            "show",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -261,8 +274,20 @@ fn world(tag: &str, settle: &str) -> World {
     veth(&ns[1], "slb2", &ns[2], "slc");
     for (i, n) in ns.iter().enumerate() {
         veth(n, "slx", &x, &format!("slx{i}"));
-        n.ip(&["addr", "add", &format!("192.0.2.{}/30", 4 * i + 2), "dev", "slx"]);
-        x.ip(&["addr", "add", &format!("192.0.2.{}/30", 4 * i + 1), "dev", &format!("slx{i}")]);
+        n.ip(&[
+            "addr",
+            "add",
+            &format!("192.0.2.{}/30", 4 * i + 2),
+            "dev",
+            "slx",
+        ]);
+        x.ip(&[
+            "addr",
+            "add",
+            &format!("192.0.2.{}/30", 4 * i + 1),
+            "dev",
+            &format!("slx{i}"),
+        ]);
     }
     let node = Node::start(&x);
     let accounts: Vec<_> = (0..3).map(|i| eth_key(10 + i as u8).address()).collect();
@@ -310,7 +335,8 @@ fn world(tag: &str, settle: &str) -> World {
         public,
     };
     assert!(
-        wait_for(120, || has_route(&w.ns[2], "fd77::1") && has_route(&w.ns[0], "fd77::3")),
+        wait_for(120, || has_route(&w.ns[2], "fd77::1")
+            && has_route(&w.ns[0], "fd77::3")),
         "routes: {}",
         w.d[1].log_text()
     );
@@ -327,7 +353,8 @@ impl World {
                     return false;
                 };
                 let b = channel(&self.ns[1], "in", Some(&c.id));
-                let ok = c.get("chain") == "open" && b.as_ref().is_some_and(|b| b.get("chain") == "open");
+                let ok = c.get("chain") == "open"
+                    && b.as_ref().is_some_and(|b| b.get("chain") == "open");
                 if ok {
                     found = Some((c, b.unwrap()));
                 }
@@ -344,14 +371,33 @@ impl World {
     /// Runs iperf3 UDP from C to A through B at `rate` for `secs`; returns bytes received.
     fn traffic(&self, rate: &str, secs: u32) -> f64 {
         let mut server = Command::new("ip")
-            .args(["netns", "exec", &self.ns[0].name, "iperf3", "-s", "-1", "-p", "5201"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[0].name,
+                "iperf3",
+                "-s",
+                "-1",
+                "-p",
+                "5201",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        assert!(wait_for(10, || self.ns[0].exec(&["ss", "-ltn"]).contains(":5201")));
+        assert!(wait_for(10, || self.ns[0]
+            .exec(&["ss", "-ltn"])
+            .contains(":5201")));
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns[2].name, "iperf3", "-c", "fd77::1", "-u"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[2].name,
+                "iperf3",
+                "-c",
+                "fd77::1",
+                "-u",
+            ])
             .args(["-b", rate, "-l", "1000", "-J", "-p", "5201", "-t"])
             .arg(secs.to_string())
             .output()
@@ -401,7 +447,10 @@ impl World {
     }
 
     fn key_of_b_at_c(&self) -> String {
-        channel(&self.ns[2], "out", None).unwrap().get("neighbour").to_owned()
+        channel(&self.ns[2], "out", None)
+            .unwrap()
+            .get("neighbour")
+            .to_owned()
     }
 
     fn chain(&self, id: &str) -> settlement::ChainChannel {
@@ -431,7 +480,8 @@ fn a_channel_opened_paid_and_closed_cooperatively_pays_out_what_the_ledgers_say(
     println!("C paid B {paid} wei over nonce {}", c.get("ledger-nonce"));
     // The payee redeemed before the deposit ran out, the payer topped up.
     assert!(
-        wait_for(60, || w.chain(&id).paid.0 > 0 && w.chain(&id).deposit.0 > 10_000_000),
+        wait_for(60, || w.chain(&id).paid.0 > 0
+            && w.chain(&id).deposit.0 > 10_000_000),
         "no redemption or top-up: {:?}\n{}\n{}",
         w.chain(&id),
         show(&w.ns[1]).0,
@@ -449,10 +499,16 @@ fn a_channel_opened_paid_and_closed_cooperatively_pays_out_what_the_ledgers_say(
     let ch = w.chain(&id);
     println!("on chain: {ch:?}");
     assert_eq!(ch.paid.0, paid, "the chain paid B what C's ledger says");
-    assert_eq!(ch.paid.0, b.num("ledger-cumulative"), "and what B's ledger says");
+    assert_eq!(
+        ch.paid.0,
+        b.num("ledger-cumulative"),
+        "and what B's ledger says"
+    );
     // B's show has the chain's state next to its ledger's.
     assert!(wait_for(30, || channel(&w.ns[1], "in", Some(&id))
-        .is_some_and(|l| l.get("chain") == "closed" && l.num("paid") == paid)));
+        .is_some_and(
+            |l| l.get("chain") == "closed" && l.num("paid") == paid
+        )));
 }
 
 #[test]
@@ -502,8 +558,9 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
     // B's watchtower answers inside the challenge period with its newest update.
     assert!(
         wait_for(60, || w.chain(&id).best.0 == newest
-            && channel(&w.ns[1], "in", Some(&id))
-                .is_some_and(|l| l.get("note").starts_with("answered_a_unilateral_close"))),
+            && channel(&w.ns[1], "in", Some(&id)).is_some_and(|l| l
+                .get("note")
+                .starts_with("answered_a_unilateral_close"))),
         "not answered: {:?}\n{}\n{}",
         w.chain(&id),
         show(&w.ns[1]).0,
@@ -518,7 +575,11 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
     let ch = w.chain(&id);
     println!("on chain: {ch:?}");
     assert_eq!(ch.paid.0, newest, "the chain paid B its newest update");
-    assert_eq!(ch.paid.0, c.num("ledger-cumulative"), "what C's ledger says it paid");
+    assert_eq!(
+        ch.paid.0,
+        c.num("ledger-cumulative"),
+        "what C's ledger says it paid"
+    );
 }
 
 #[test]
@@ -540,16 +601,39 @@ fn a_chain_that_goes_away_and_comes_back_loses_nothing_and_routing_goes_on() {
         show(&w.ns[1]).0
     );
     assert!(w.d[1].log_text().contains("settlement delayed"));
+    let delayed = |ns: &Netns| {
+        show(ns)
+            .0
+            .split_whitespace()
+            .skip_while(|w| *w != "delayed-rounds")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        delayed(&w.ns[1]) > 0,
+        "the delay is counted: {}",
+        show(&w.ns[1]).0
+    );
     // Routing and metering go on: traffic flows and C keeps paying B.
-    let n0 = channel(&w.ns[2], "out", Some(&id)).unwrap().num("ledger-nonce");
+    let n0 = channel(&w.ns[2], "out", Some(&id))
+        .unwrap()
+        .num("ledger-nonce");
     assert!(w.traffic("2M", 5) > 100_000.0);
     let (c, b) = w.quiet(&id);
-    assert!(c.num("ledger-nonce") > n0, "payments went on without the chain");
+    assert!(
+        c.num("ledger-nonce") > n0,
+        "payments went on without the chain"
+    );
     assert!(has_route(&w.ns[2], "fd77::1"));
     // A cooperative close asked for meanwhile waits for the node.
     let bkey = w.key_of_b_at_c();
     ctl(&w.ns[2], &["close", &bkey]);
-    assert!(wait_for(30, || show(&w.ns[1]).0.contains("pending 1")), "{}", show(&w.ns[1]).0);
+    assert!(
+        wait_for(30, || show(&w.ns[1]).0.contains("pending 1")),
+        "{}",
+        show(&w.ns[1]).0
+    );
     // The node comes back with its state; the close goes through.
     w.node = Node::start(&w.x);
     rpc(&w.x, "anvil_loadState", serde_json::json!([state]));

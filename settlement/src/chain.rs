@@ -19,7 +19,9 @@ use alloy::signers::local::PrivateKeySigner;
 use payments::{Amount, ChannelId, Settlement, SignedUpdate};
 use tracing::{info, warn};
 
-use crate::escrow::{ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id};
+use crate::escrow::{
+    ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id,
+};
 use crate::watchtower::{Action, Policy, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
@@ -100,6 +102,8 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Redemptions and answers sent so far.
     pub redemptions: u64,
+    /// Rounds that ended because the chain could not be reached (settlement delayed).
+    pub failed_rounds: u64,
     /// Watched channels.
     pub channels: BTreeMap<ChannelId, Watched>,
     /// Channels we pay on.
@@ -162,6 +166,9 @@ impl Request {
     }
 }
 
+/// How many requests may wait for the chain.
+pub const MAX_REQUESTS: usize = 64;
+
 /// How many finished requests [`Status::done`] keeps.
 const DONE_KEPT: usize = 32;
 
@@ -175,6 +182,7 @@ struct Shared {
     unreachable_since: Option<Instant>,
     last_error: Option<String>,
     redemptions: u64,
+    failed_rounds: u64,
 }
 
 type SharedState = Arc<(Mutex<Shared>, Condvar)>;
@@ -259,6 +267,7 @@ impl ChainSettlement {
             unreachable_for: s.unreachable_since.map(|t| t.elapsed()),
             last_error: s.last_error.clone(),
             redemptions: s.redemptions,
+            failed_rounds: s.failed_rounds,
             channels: s.channels.clone(),
             outbound: s.outbound.clone(),
             pending: s.requests.iter().cloned().collect(),
@@ -266,10 +275,18 @@ impl ChainSettlement {
         }
     }
 
-    /// Queues an operation for the worker and wakes it.
-    pub fn request(&self, r: Request) {
-        lock(&self.state).requests.push_back(r);
+    /// Queues an operation for the worker and wakes it; false (not queued) when
+    /// [`MAX_REQUESTS`] already wait, so that a peer sending closes cannot grow the queue.
+    pub fn request(&self, r: Request) -> bool {
+        {
+            let mut s = lock(&self.state);
+            if s.requests.len() >= MAX_REQUESTS {
+                return false;
+            }
+            s.requests.push_back(r);
+        }
         let _ = self.wake.send(());
+        true
     }
 
     /// The id of the channel `payer` opens to `payee` with `salt` on this chain and contract:
@@ -410,6 +427,7 @@ fn worker(
                         s.unreachable_since = Some(Instant::now());
                     }
                     s.last_error = Some(e.to_string());
+                    s.failed_rounds += 1;
                 }
             }
             s.rounds += 1;
@@ -594,7 +612,12 @@ async fn perform(client: &EscrowClient, rules: &Rules, r: &Request) -> Result<St
         }
         Request::TopUp(id, amount) => {
             let tx = client.top_up(id, *amount).await?;
-            format!("topped up {} by {} gas {}", short(id), amount.0, tx.gas_used)
+            format!(
+                "topped up {} by {} gas {}",
+                short(id),
+                amount.0,
+                tx.gas_used
+            )
         }
         Request::StartClose(id, update) => {
             let tx = client.start_close(id, update.as_ref()).await?;

@@ -212,8 +212,12 @@ pub mod chain {
             }
             let theirs = *self.accounts.get(&neighbour)?;
             let ours = self.chain.account();
-            let out = self.chain.channel_for(&self.params((me, ours), (neighbour, theirs)));
-            let inbound = self.chain.channel_for(&self.params((neighbour, theirs), (me, ours)));
+            let out = self
+                .chain
+                .channel_for(&self.params((me, ours), (neighbour, theirs)));
+            let inbound = self
+                .chain
+                .channel_for(&self.params((neighbour, theirs), (me, ours)));
             self.chain.watch(inbound, neighbour);
             self.chain.signed(out, Amount(0));
             self.open(me, neighbour);
@@ -221,11 +225,11 @@ pub mod chain {
             Some((out, inbound))
         }
 
-        fn open(&self, me: [u8; 32], neighbour: [u8; 32]) -> bool {
+        fn open(&mut self, me: [u8; 32], neighbour: [u8; 32]) -> bool {
             let Some(theirs) = self.accounts.get(&neighbour) else {
                 return false;
             };
-            self.chain.request(Request::Open {
+            self.queue(Request::Open {
                 payee: *theirs,
                 payer_key: me,
                 payee_key: neighbour,
@@ -234,6 +238,13 @@ pub mod chain {
                 deposit: self.config.deposit,
             });
             true
+        }
+
+        fn queue(&mut self, r: Request) {
+            if !self.chain.request(r) {
+                self.dropped += 1;
+                tracing::warn!("settlement: too many requests wait for the chain; one dropped");
+            }
         }
 
         /// A settlement message from the neighbour with payment key `from`. Returns whether its
@@ -311,8 +322,7 @@ pub mod chain {
                 update.nonce,
                 update.cumulative.0
             );
-            self.chain
-                .request(Request::Cooperative(SignedClose { update, signature }));
+            self.queue(Request::Cooperative(SignedClose { update, signature }));
         }
 
         /// An operator's request (`settlement open|top-up|close|finalize NEIGHBOUR ...`, the
@@ -348,7 +358,7 @@ pub mod chain {
                         .and_then(|a| a.parse::<u128>().ok())
                         .filter(|a| *a > 0)
                         .ok_or("settlement top-up NEIGHBOUR WEI")?;
-                    self.chain.request(Request::TopUp(out, Amount(amount)));
+                    self.queue(Request::TopUp(out, Amount(amount)));
                     Ok(None)
                 }
                 Some("close") if words.get(2).map(String::as_str) == Some("unilateral") => {
@@ -364,12 +374,12 @@ pub mod chain {
                             Some(u)
                         }
                     };
-                    self.chain.request(Request::StartClose(out, update));
+                    self.queue(Request::StartClose(out, update));
                     Ok(None)
                 }
                 Some("close") => {
-                    let (nonce, cumulative) = latest
-                        .map_or((0, Amount(0)), |u| (u.update.nonce, u.update.cumulative));
+                    let (nonce, cumulative) =
+                        latest.map_or((0, Amount(0)), |u| (u.update.nonce, u.update.cumulative));
                     let close = SignedClose::sign(
                         ChannelUpdate {
                             channel: out,
@@ -392,7 +402,7 @@ pub mod chain {
                     Ok(Some((neighbour, m)))
                 }
                 Some("finalize") => {
-                    self.chain.request(Request::Finalize(out));
+                    self.queue(Request::Finalize(out));
                     Ok(None)
                 }
                 _ => Err("settlement open|top-up|close|finalize NEIGHBOUR ...".into()),
@@ -404,11 +414,12 @@ pub mod chain {
         pub fn lines(&self, node: &Payments<std::net::IpAddr>) -> Vec<String> {
             let st = self.chain.status();
             let mut out = vec![format!(
-                "add settlement chain account {} reachable {} unreachable-for {} rounds {} redemptions {} pending {} dropped {}",
+                "add settlement chain account {} reachable {} unreachable-for {} rounds {} delayed-rounds {} redemptions {} pending {} dropped {}",
                 self.chain.account(),
                 st.unreachable_for.is_none() && st.rounds > 0,
                 st.unreachable_for.map_or(0, |d| d.as_secs()),
                 st.rounds,
+                st.failed_rounds,
                 st.redemptions,
                 st.pending.len(),
                 self.dropped
@@ -466,7 +477,10 @@ pub mod chain {
                 }
             }
             for (i, d) in st.done.iter().enumerate() {
-                out.push(format!("add settlement-done {i} what {}", d.replace(' ', "_")));
+                out.push(format!(
+                    "add settlement-done {i} what {}",
+                    d.replace(' ', "_")
+                ));
             }
             out
         }
