@@ -1,6 +1,7 @@
 //! Cost of metering per packet: two in-process tunnel devices (no I/O), every packet
 //! encapsulated by one and decapsulated by the other, with the daemon's `MeteringHook` on both
-//! sides versus no hook, in the same run. 1420 and 64-byte IPv4 packets to 64 destinations
+//! sides versus no hook, and with the hook plus the payment shaper (`pay-enable`: every packet
+//! asks its link's shaper, full service, no capacity) in the same run. 1420 and 64-byte IPv4 packets to 64 destinations
 //! (each a route with a price in the table).
 //!
 //! `cargo bench -p daemon --bench metering`
@@ -93,20 +94,28 @@ fn bench(c: &mut Criterion) {
     for len in [64usize, 1420] {
         let packets: Vec<Vec<u8>> = (0..DESTINATIONS).map(|d| ipv4(len, d)).collect();
         g.throughput(Throughput::Bytes(len as u64));
-        for metered in [false, true] {
+        for mode in ["plain", "metered", "shaped"] {
             let (mut a, mut b, ab) = pair(&now);
-            if metered {
+            if mode != "plain" {
                 let t = table();
-                a.set_packet_hook(Some(Box::new(MeteringHook::new(
-                    t.clone(),
-                    Meters::default(),
-                ))));
-                b.set_packet_hook(Some(Box::new(MeteringHook::new(t, Meters::default()))));
+                let hook = || {
+                    let h = MeteringHook::new(t.clone(), Meters::default());
+                    if mode == "shaped" {
+                        h.with_shaper(Arc::new(std::sync::Mutex::new(payments::Shaper::new(
+                            payments::ShaperConfig::default(),
+                            Instant::now(),
+                        ))))
+                    } else {
+                        h
+                    }
+                };
+                a.set_packet_hook(Some(Box::new(hook())));
+                b.set_packet_hook(Some(Box::new(hook())));
             }
             let mut o1 = vec![0u8; 4096];
             let mut o2 = vec![0u8; 4096];
             let mut i = 0usize;
-            let name = format!("{len}B/{}", if metered { "metered" } else { "plain" });
+            let name = format!("{len}B/{mode}");
             g.bench_function(name, |bch| {
                 bch.iter(|| {
                     i = i.wrapping_add(1);

@@ -154,6 +154,30 @@ pub fn render(d: &Daemon) -> String {
         reg.register(name, help, family);
     }
 
+    // Payments (spec/payments.md): counters of the payment loop, when it runs.
+    if d.payments
+        .running
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && let Ok(c) = d.payments.counters.lock()
+    {
+        let pay = counter_family();
+        for (name, v) in [
+            ("sent", c.sent),
+            ("received", c.received),
+            ("refused", c.refused),
+            ("cut_offs", c.cut_offs),
+            ("dropped", c.dropped),
+        ] {
+            pay.get_or_create(&labels(&[("name", name.to_string())]))
+                .inc_by(v);
+        }
+        reg.register(
+            "payments",
+            "Payments sent, received, refused; neighbours cut off; datagrams dropped",
+            pay,
+        );
+    }
+
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {
         tracing::warn!("encoding metrics: {e}");

@@ -113,14 +113,15 @@ impl MeterRow {
     /// The `dump` line.
     pub fn line(&self) -> String {
         format!(
-            "add meter {} interface {} tunnel {} bytes-in {} bytes-out {} value-in {} value-out {}",
+            "add meter {} interface {} tunnel {} bytes-in {} bytes-out {} value-in {} value-out {} shaped-in {}",
             self.neighbour,
             self.interface,
             self.tunnel.as_deref().unwrap_or("-"),
             self.bytes_in,
             self.bytes_out,
             self.value_in,
-            self.value_out
+            self.value_out,
+            self.value_shaped_in
         )
     }
 }
@@ -249,6 +250,22 @@ impl PacketHook for MeteringHook {
         Verdict::Pass
     }
 }
+
+/// The `pay-*` configuration statements, for the man page (spec/payments.md, "Configuration").
+pub const CONFIG_HELP: &str =
+    "Payments between mesh neighbours (configuration file statements, spec/payments.md):
+  pay-enable BOOL            run the payment loop and the shapers on the mesh tunnels (false)
+  pay-threshold WEI          pay a neighbour when we owe it more than this (3*10^17)
+  pay-close-threshold WEI    cut a neighbour owing more to the free tier (10 * pay-threshold)
+  pay-free-tier KBIT/S       the free tier's rate (1000)
+  pay-link-capacity KBIT/S   each mesh link's capacity, shared by payment when set (none)
+  pay-deposit WEI            deposit accepted on each neighbour's channel to us (10^21)
+  pay-ledger PATH            the redb ledger (the state file's path + .payments.redb)
+  pay-private-key HEX        ed25519 payment key seed, 64 hex digits (generated, in LEDGER.key)
+  pay-interval SECONDS       the metering interval (5)
+  pay-port PORT              UDP port of payment messages on the tunnels (6698)
+  pay-premium PERCENT        pay this much above the metered price (0)
+  pay-withhold BOOL          sign no new payments; also at runtime (false)";
 
 /// Default UDP port of payment messages, on the tunnels' link-local addresses (Babel is 6696,
 /// mesh discovery 6697).
@@ -668,12 +685,13 @@ mod tests {
                 bytes_out: 2,
                 value_in: 3,
                 value_out: 4,
+                value_shaped_in: 5,
             },
         );
         assert_eq!(
             dump_lines(&board),
             vec![
-                "add meter K interface eth0 tunnel mt0 bytes-in 1 bytes-out 2 value-in 3 value-out 4"
+                "add meter K interface eth0 tunnel mt0 bytes-in 1 bytes-out 2 value-in 3 value-out 4 shaped-in 5"
             ]
         );
     }
@@ -686,5 +704,106 @@ mod tests {
             let _ = h.packet(Direction::In, PeerId(0), IpAddr::from(i.to_be_bytes()), 1);
             assert!(h.cache.len() <= MAX_CACHED);
         }
+    }
+
+    #[test]
+    fn the_shaper_drops_in_the_hook_and_dropped_traffic_is_not_owed() {
+        let table = Arc::new(PriceTable::default());
+        table.publish([(prefix("10.0.0.0", 8), Prices { ours: 2, theirs: 1 })]);
+        let settings = PaySettings {
+            free_tier_kbit: Some(80),
+            ..PaySettings::default()
+        };
+        let shaping = Shaping {
+            config: settings.shaper(),
+            levels: Default::default(),
+        };
+        let shaper = shaping.link();
+        let meters = Meters::default();
+        let mut h = MeteringHook::new(table, meters.clone()).with_shaper(shaper.clone());
+        let key = "k".to_string();
+        shaping
+            .levels
+            .lock()
+            .unwrap()
+            .levels
+            .insert(key.clone(), (ServiceLevel::FreeTier, 1000));
+        shaping.levels.lock().unwrap().generation = 1;
+        let mut seen = 0;
+        shaping.apply(&shaper, &mut seen, |k| (k == "k").then_some(PeerId(7)));
+        assert_eq!(seen, 1);
+        let dst: IpAddr = "10.1.1.1".parse().unwrap();
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        let (mut pass, mut drop) = (0u64, 0u64);
+        // 100 packets of 1000 bytes at once: the free tier's bucket (10 000 B/s, at most 2048
+        // bytes deep) lets a few through.
+        for _ in 0..100 {
+            match h.packet(Direction::In, PeerId(7), dst, 1000) {
+                Verdict::Pass => pass += 1,
+                Verdict::Drop => drop += 1,
+            }
+            // Babel and payments between the two routers are never shaped.
+            assert_eq!(h.packet(Direction::In, PeerId(7), ll, 1000), Verdict::Pass);
+        }
+        assert!(pass <= 3 && drop == 100 - pass, "{pass} {drop}");
+        let t = meters.lock().unwrap()[&PeerId(7)].total();
+        assert_eq!(t.bytes_in, pass * 1000 + 100 * 1000);
+        assert_eq!(t.value_in, Amount(u128::from(pass) * 2000));
+        assert_eq!(t.shaped_in, Amount(u128::from(drop) * 2000));
+    }
+
+    #[test]
+    fn pay_statements_parse_and_refuse_bad_values() {
+        let ok = |k: &str, v: &str| PayStatement::parse(k, Some(v)).unwrap();
+        let mut s = PaySettings::default();
+        s.apply(ok("pay-enable", "true"));
+        s.apply(ok(
+            "pay-threshold",
+            "340282366920938463463374607431768211455",
+        ));
+        s.apply(ok("pay-free-tier", "2000"));
+        s.apply(ok("pay-link-capacity", "8000"));
+        s.apply(ok("pay-interval", "2"));
+        assert!(s.enable);
+        assert_eq!(s.thresholds().pay, Amount(u128::MAX));
+        // The close threshold defaults to ten times the pay threshold, saturating.
+        assert_eq!(s.thresholds().close, Amount(u128::MAX));
+        assert_eq!(s.shaper().free_tier, 250_000);
+        assert_eq!(s.shaper().capacity, Some(1_000_000));
+        assert_eq!(s.interval(), Duration::from_secs(2));
+        assert_eq!(
+            s.ledger_path(Some(std::path::Path::new("/x/state"))),
+            PathBuf::from("/x/state.payments.redb")
+        );
+        for (k, v) in [
+            ("pay-threshold", "-1"),
+            ("pay-threshold", "1.5"),
+            ("pay-private-key", "abc"),
+            ("pay-interval", "0"),
+            ("pay-port", "0"),
+            ("pay-enable", "maybe"),
+            ("pay-bogus", "1"),
+        ] {
+            assert!(PayStatement::parse(k, Some(v)).is_err(), "{k} {v}");
+        }
+        assert!(PayStatement::parse("pay-deposit", None).is_err());
+        // Every statement the man page lists is one the parser knows.
+        let listed: Vec<&str> = CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("pay-"))
+            .collect();
+        assert_eq!(listed.len(), 12);
+        for k in listed {
+            assert!(
+                !matches!(
+                    PayStatement::parse(k, Some("x")),
+                    Err(ParseError::Unknown(_))
+                ),
+                "{k}"
+            );
+        }
+        assert!(ok("pay-withhold", "yes").runtime());
+        assert!(!ok("pay-threshold", "1").runtime());
     }
 }

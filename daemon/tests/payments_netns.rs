@@ -41,13 +41,7 @@ fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &s
     start_with_config(ns, name, BIN, &conf, &[])
 }
 
-fn json(ns: &Netns) -> serde_json::Value {
-    let text = try_control(ns, "dump json\nquit\n");
-    text.lines()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
+use common::dump_json as json;
 
 /// One neighbour's payment row (by its mesh public key).
 #[derive(Debug, Clone, Default)]
@@ -115,6 +109,18 @@ fn route_price(ns: &Netns, prefix: &str) -> Option<u128> {
         .map(|r| num(&r["price"]))
 }
 
+/// `dst` answers a ping from `ns` (routes exist end to end, both ways).
+fn reachable(ns: &Netns, dst: &str) -> bool {
+    wait_for(90, || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "ping", "-6", "-c", "1", "-W", "2", dst,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// An iperf3 server in `ns` on `port`, killed on drop.
 struct Server(Child);
 
@@ -178,6 +184,31 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// A `monitor` session on the control socket of `ns`, until `stop` is set: the lines it got.
+fn monitor(
+    ns: &Netns,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<String> {
+    ns.spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("::1", 33123)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s.write_all(b"monitor\n").unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
 /// Routers on a line with fixed mesh keys: (namespaces, private keys, public keys).
 fn keys(n: usize) -> (Vec<String>, Vec<String>) {
     (0..n).map(|_| keypair()).unzip()
@@ -237,14 +268,15 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let before_c = meter(&ns[3], &public[2]);
     let before_b = meter(&ns[2], &public[1]);
     // (a) D sends 4 Mbit/s to A for 8 s.
+    assert!(reachable(&ns[3], "fd77::1"));
     let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 8);
     assert!(wait_for(60, || {
         let o = client.try_wait().unwrap();
         o.is_some()
     }));
-    let out = client.wait_with_output().unwrap();
-    let got = received_per_second(out);
-    println!("A received (B/s): {got:?}");
+    // The claims of (a) are about the meters and the ledgers, not the throughput: a route flap
+    // under load that ends the run early does not matter here.
+    let _ = client.wait_with_output().unwrap();
     // Quiet: every debt above the pay threshold is paid and acknowledged.
     let thr = 5_000_000u128;
     assert!(
@@ -255,7 +287,11 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
                 row(&ns[2], &public[1]).unwrap_or_default(),
                 row(&ns[1], &public[2]).unwrap_or_default(),
             );
-            c.paid_out == b.paid_in
+            // The ledgers have taken in everything the meters counted (they read the meters
+            // once a second).
+            let fed = c.paid_out + c.owed_out >= meter(&ns[3], &public[2]).3
+                && b2.paid_out + b2.owed_out >= meter(&ns[2], &public[1]).3;
+            fed && c.paid_out == b.paid_in
                 && b2.paid_out == a.paid_in
                 && c.owed_out <= thr
                 && b2.owed_out <= thr
@@ -283,9 +319,11 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
         c.paid_out, c.owed_out, ba.paid_out, ba.owed_out
     );
     println!("B from C {bc:?}\nA from B {a:?}");
-    // What the prices say: C pays B's price for every byte it sent through B, B pays A's price
-    // for every byte it sent to A. Tolerance: what is still owed (at most the pay threshold)
-    // plus 1 % for Babel's own packets (metered at price 0) and traffic before the baseline.
+    // What the prices say: D pays C's price for every byte it sent through C, C pays B's price
+    // for every byte it sent through B. Paid plus still owed (at most the pay threshold) is
+    // within 2 % of bytes times price: Babel's and the payment loop's own packets are counted in
+    // bytes at price 0, and the payer may pay up to the drift tolerance (2 %) above its own
+    // metering when the payee claims more.
     let check = |what: &str, paid: u128, owed: u128, bytes: u128, price: u128| {
         let want = bytes * price;
         let total = paid + owed;
@@ -294,7 +332,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
             "{what}: paid+owed {total}, bytes x price {want}, error {:.3} %",
             err * 100.0
         );
-        assert!(err < 0.03, "{what}: paid+owed {total} vs {want}");
+        assert!(err < 0.02, "{what}: paid+owed {total} vs {want}");
         assert!(owed <= thr, "{what}: owes {owed}");
     };
     check("D pays C", c.paid_out, c.owed_out, bytes_c, price_d);
@@ -304,9 +342,13 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     assert_eq!(ba.paid_out, a.paid_in);
     assert_eq!((c.nonce_out, ba.nonce_out), (bc.nonce_in, a.nonce_in));
 
-    // (b) C stops paying: it falls to the free tier at B, then pays and recovers.
+    // (b) D stops paying: it falls to the free tier at C, then pays and recovers. C's monitor
+    // sees it all.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mon = monitor(&ns[2], stop.clone());
     let free = 125_000.0;
-    let mut client = udp_client(&ns[3], "fd77::1", 5201, "6M", 24);
+    assert!(reachable(&ns[3], "fd77::1"));
+    let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 34);
     let start = Instant::now();
     assert!(wait_for(15, || start.elapsed() > Duration::from_secs(5)));
     assert!(try_control(&ns[3], "pay-withhold true\nquit\n").contains("ok"));
@@ -355,13 +397,32 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     println!(
         "full {full_before:.0} B/s, free tier {shaped:.0} B/s (configured {free}), after paying {after:.0} B/s"
     );
-    assert!(full_before > 4.0 * free, "{full_before}");
+    assert!(full_before > 3.0 * free, "{full_before}");
     assert!(shaped < 1.3 * free && shaped > 0.5 * free, "{shaped}");
-    assert!(after > 4.0 * free, "{after}");
-    // Operators see it: show payments, monitor-visible lines in the log.
+    assert!(after > 3.0 * free, "{after}");
+    // Operators see it: monitor events, show payments, metrics.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let events = mon.join().unwrap();
+    for e in [
+        format!("payment received neighbour {} nonce", public[3]),
+        format!("payment sent neighbour {} nonce", public[1]),
+        format!("payment cut-off neighbour {} service free-tier", public[3]),
+        format!("payment restored neighbour {} service full", public[3]),
+    ] {
+        assert!(events.contains(&e), "no {e:?} in:\n{events}");
+    }
     let show = ns[2].exec(&[CTL, "show", "-s", "33123", "payments"]);
     println!("{show}");
-    assert!(show.contains("full"), "{show}");
+    let d_line = show
+        .lines()
+        .find(|l| l.starts_with(&public[3]))
+        .unwrap_or_else(|| panic!("{show}"));
+    assert!(d_line.contains("full"), "{show}");
+    let metrics = try_control(&ns[2], "metrics\nquit\n");
+    assert!(
+        metrics.contains("babel_payments_total{name=\"cut_offs\"} 1"),
+        "{metrics}"
+    );
     for x in &mut d {
         x.terminate();
     }
@@ -447,6 +508,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     assert!(wait_for(10, || {
         a.exec(&["ss", "-ltn"]).contains(":5202")
     }));
+    assert!(reachable(&s1, "fd77::1") && reachable(&s2, "fd77::1"));
     let c1 = udp_client(&s1, "fd77::1", 5201, "1600K", 24);
     let c2 = udp_client(&s2, "fd77::1", 5202, "1600K", 24);
     // Weights follow payments within a few metering intervals.

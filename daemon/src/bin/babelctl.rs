@@ -73,10 +73,12 @@ fn main() -> ExitCode {
 fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     use clap::CommandFactory;
     std::fs::create_dir_all(dir)?;
-    let daemon = daemon::cli::Cli::command().about(
-        "A Babel routing daemon (RFC 8966): babeld's command line, configuration and control \
+    let daemon = daemon::cli::Cli::command()
+        .about(
+            "A Babel routing daemon (RFC 8966): babeld's command line, configuration and control \
          protocol, with Althea's dialect",
-    );
+        )
+        .after_long_help(daemon::payments::CONFIG_HELP);
     for (cmd, section, file) in [
         (daemon, "8", "babeld-rs.8"),
         (Cli::command(), "1", "babelctl.1"),

@@ -408,3 +408,12 @@ pub fn dump_count(ns: &Netns, what: &str) -> usize {
         .filter(|l| l.starts_with(what))
         .count()
 }
+
+/// The daemon's `dump json` in `ns` (control port 33123), or `Null` while it does not answer.
+pub fn dump_json(ns: &Netns) -> serde_json::Value {
+    try_control(ns, "dump json\nquit\n")
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -272,16 +272,22 @@ impl Loop {
             self.send_hello(ix).await;
             return Ok(());
         };
-        let out = self
-            .node
-            .handle(
-                Instant::now(),
-                &pk,
-                data,
-                &mut self.deposits,
-                &mut self.store,
-            )
-            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        let out = self.node.handle(
+            Instant::now(),
+            &pk,
+            data,
+            &mut self.deposits,
+            &mut self.store,
+        );
+        // A failed commit sent and acknowledged nothing: the message is as if lost, and the
+        // neighbour retransmits it.
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("payments: ledger commit failed, message dropped: {e}");
+                return Ok(());
+            }
+        };
         self.deliver(&pk, out).await;
         self.publish();
         Ok(())
@@ -289,6 +295,22 @@ impl Loop {
 
     /// A neighbour's payment key: its channels are restored from the ledger (or opened).
     async fn hello(&mut self, ix: u32, key: [u8; 32], known: bool) -> anyhow::Result<()> {
+        // One payment key, one tunnel: a neighbour that restarted with a new tunnel key (the
+        // default mesh key is new at every start) says its payment key on its new tunnel while
+        // the old one is still timing out; the newest claim wins and the old tunnel forgets it,
+        // so meters and messages follow the live tunnel. (A neighbour claiming another's key
+        // gains nothing: it cannot sign that key's updates, and what it is metered is what it
+        // sent.)
+        for (i, t) in self.tunnels.iter_mut() {
+            if *i != ix && t.payment_key == Some(key) {
+                tracing::warn!(
+                    "payments: payment key {} moved from tunnel {} to tunnel index {ix}",
+                    hex::encode(key),
+                    t.name
+                );
+                t.payment_key = None;
+            }
+        }
         let Some(t) = self.tunnels.get_mut(&ix) else {
             return Ok(());
         };
@@ -304,16 +326,14 @@ impl Loop {
                 );
             }
             t.payment_key = Some(key);
+            tracing::info!(
+                "payments: neighbour {} (tunnel {}) pays with key {}",
+                t.key,
+                t.name,
+                hex::encode(key)
+            );
             let me = self.node.public_key();
-            if self.node.neighbour(&key).is_none() {
-                tracing::info!(
-                    "payments: neighbour {} (tunnel {}) pays with key {}",
-                    t.key,
-                    t.name,
-                    hex::encode(key)
-                );
-                self.add(key, me)?;
-            }
+            self.add(key, me);
         }
         if reply {
             self.send_hello(ix).await;
@@ -343,17 +363,20 @@ impl Loop {
     }
 
     /// Adds a neighbour once its channels are known (at once off chain; on chain when its
-    /// account arrived), handing the settlement layer the best update the ledger holds.
-    fn add(&mut self, key: [u8; 32], me: [u8; 32]) -> anyhow::Result<()> {
+    /// account arrived), handing the settlement layer the best update the ledger holds. A
+    /// record that does not load (or verify) means no payments with it rather than payments
+    /// from a state we cannot trust.
+    fn add(&mut self, key: [u8; 32], me: [u8; 32]) {
         if self.node.neighbour(&key).is_some() {
-            return Ok(());
+            return;
         }
         let Some(channels) = self.deposits.channels(me, key) else {
-            return Ok(());
+            return;
         };
-        self.node
-            .add(key, channels, &self.store)
-            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        if let Err(e) = self.node.add(key, channels, &self.store) {
+            tracing::error!("payments: neighbour key {}: ledger: {e}", hex::encode(key));
+            return;
+        }
         let best = self
             .node
             .neighbour(&key)
@@ -361,7 +384,6 @@ impl Loop {
         if let Some(u) = best {
             payments::Settlement::offer(&mut self.deposits, &u);
         }
-        Ok(())
     }
 
     fn settlement_datagram(&mut self, pk: [u8; 32], data: &[u8]) -> anyhow::Result<()> {
@@ -373,7 +395,7 @@ impl Loop {
                 .and_then(|n| n.peer.payee().best().copied());
             if c.datagram(pk, data, best.as_ref()) {
                 let me = self.node.public_key();
-                self.add(pk, me)?;
+                self.add(pk, me);
             }
             return Ok(());
         }
@@ -637,10 +659,14 @@ impl Loop {
         }
         self.feed_meters();
         self.settlement_tick().await;
-        let outs = self
-            .node
-            .tick(now, &mut self.store)
-            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        // A failed commit sent nothing; the next tick tries again.
+        let outs = match self.node.tick(now, &mut self.store) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("payments: ledger commit failed: {e}");
+                Vec::new()
+            }
+        };
         for (pk, out) in outs {
             self.deliver(&pk, out).await;
         }
