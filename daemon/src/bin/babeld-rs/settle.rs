@@ -138,6 +138,9 @@ pub mod chain {
 
     use super::kind;
 
+    /// A message for the neighbour with this payment key.
+    pub type ToNeighbour = ([u8; 32], Vec<u8>);
+
     /// The salt of every channel the daemon opens (one channel per payer, payee and key pair).
     const SALT: [u8; 32] = [0; 32];
 
@@ -332,7 +335,7 @@ pub mod chain {
             &mut self,
             words: &[String],
             node: &Payments<std::net::IpAddr>,
-        ) -> Result<Option<([u8; 32], Vec<u8>)>, String> {
+        ) -> Result<Option<ToNeighbour>, String> {
             let me = node.public_key();
             let who = words.get(1).ok_or("settlement: which neighbour?")?;
             let neighbour = hex::decode(who)
