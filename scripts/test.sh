@@ -38,6 +38,7 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p daemon --features settlement --all-targets -- -D warnings
 echo "== fuzz targets build"
 cargo check --quiet --manifest-path fuzz/Cargo.toml
 echo "== Debian package (cargo-deb; systemd unit, man pages from the command lines)"
@@ -54,6 +55,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 echo "== cargo test"
 cargo test --workspace
+echo "== settlement in the daemon (feature settlement; anvil in a namespace)"
+cargo test -p daemon --features settlement --test settlement_netns
 echo "== 50 routers on one bridge (alone: it needs the machine to itself)"
 # The release daemon built above from this same tree: 50 optimised daemons fit a 2-core
 # machine better than 50 debug ones.

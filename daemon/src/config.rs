@@ -398,6 +398,10 @@ pub enum Statement {
     Mesh(crate::discovery::MeshStatement),
     /// `pay-*`: payments on the mesh tunnels (spec/payments.md).
     Pay(crate::payments::PayStatement),
+    /// `settlement ...`: in a file, the chain settings (spec/settlement.md, "Configuration");
+    /// at runtime, an operator's request (`open`, `top-up`, `close`, `finalize`). The words
+    /// after `settlement`.
+    Settlement(Vec<String>),
 }
 
 /// A whole configuration.
@@ -419,6 +423,8 @@ pub struct Config {
     pub mesh: crate::discovery::MeshSettings,
     /// `pay-*` settings.
     pub pay: crate::payments::PaySettings,
+    /// `settlement` statements, each the words after `settlement`, in order.
+    pub settlement: Vec<Vec<String>>,
 }
 
 impl Config {
@@ -457,6 +463,7 @@ impl Config {
             }
             Statement::Mesh(m) => self.mesh.apply(m),
             Statement::Pay(p) => self.pay.apply(p),
+            Statement::Settlement(words) => self.settlement.push(words),
             Statement::TunnelPeer(name, p) => {
                 if let Some((_, _, peers)) = self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
                     peers.retain(|q| q.public_key != p.public_key);
@@ -716,6 +723,16 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
                 return Err(bad(first, extra, "unexpected word after the value"));
             }
             Statement::Mesh(s)
+        }
+        "settlement" => {
+            let mut words = Vec::new();
+            while let Some(x) = w.next() {
+                words.push(x.to_owned());
+            }
+            if words.is_empty() || words.len() > 32 {
+                return Err(ParseError::Missing("settlement".to_owned()));
+            }
+            Statement::Settlement(words)
         }
         p if p.starts_with("pay-") => {
             let s = crate::payments::PayStatement::parse(p, w.next())?;
@@ -1071,6 +1088,29 @@ mod tests {
 
     fn one(line: &str) -> Statement {
         parse_statement(line, Context::Startup).unwrap().unwrap()
+    }
+
+    #[test]
+    fn settlement_statements_accumulate_in_order() {
+        let mut c = Config::default();
+        c.parse_text(
+            "t.conf",
+            "settlement rpc-url http://192.0.2.1:8545 chain-id 100\nsettlement deposit 5 # wei\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settlement,
+            vec![
+                vec!["rpc-url", "http://192.0.2.1:8545", "chain-id", "100"],
+                vec!["deposit", "5"],
+            ]
+        );
+        assert!(parse_statement("settlement", Context::Startup).is_err());
+        // At runtime it is a request for the payment loop, not a setting.
+        assert_eq!(
+            parse_statement("settlement close 00ff", Context::Runtime).unwrap(),
+            Some(Statement::Settlement(vec!["close".into(), "00ff".into()]))
+        );
     }
 
     #[test]

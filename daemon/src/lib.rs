@@ -20,5 +20,6 @@ pub mod payments;
 pub mod pidfile;
 pub mod record;
 pub mod redistribute;
+pub mod settle;
 pub mod state;
 pub mod statefile;

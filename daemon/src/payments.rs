@@ -599,6 +599,8 @@ pub struct PayShared {
     pub withhold: AtomicBool,
     /// Whether the loop runs.
     pub running: AtomicBool,
+    /// Settlement requests and `dump` lines (spec/settlement.md).
+    pub settlement: Mutex<crate::settle::SettleBoard>,
 }
 
 impl PayShared {

@@ -358,6 +358,9 @@ impl Daemon {
         out.extend(crate::discovery::dump_lines(&self.mesh));
         out.extend(crate::payments::dump_lines(&self.meters));
         out.extend(self.payments.dump_lines());
+        if let Ok(b) = self.payments.settlement.lock() {
+            out.extend(b.lines.iter().cloned());
+        }
         out
     }
 
@@ -633,6 +636,15 @@ impl Daemon {
                     .store(*on, std::sync::atomic::Ordering::Relaxed);
             }
             Statement::Pay(_) => return Err("only pay-withhold changes at runtime".to_owned()),
+            Statement::Settlement(words) => {
+                // A request, not a setting: it is not kept in the configuration.
+                let mut board = self
+                    .payments
+                    .settlement
+                    .lock()
+                    .map_err(|_| "settlement state poisoned".to_owned())?;
+                return board.request(words.clone());
+            }
         }
         self.config.apply(s);
         Ok(())

@@ -19,7 +19,9 @@ use alloy::signers::local::PrivateKeySigner;
 use payments::{Amount, ChannelId, Settlement, SignedUpdate};
 use tracing::{info, warn};
 
-use crate::escrow::{ChainChannel, ChainError, EscrowClient};
+use crate::escrow::{
+    ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id,
+};
 use crate::watchtower::{Action, Policy, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
@@ -100,20 +102,87 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Redemptions and answers sent so far.
     pub redemptions: u64,
+    /// Rounds that ended because the chain could not be reached (settlement delayed).
+    pub failed_rounds: u64,
     /// Watched channels.
     pub channels: BTreeMap<ChannelId, Watched>,
     /// Channels we pay on.
     pub outbound: BTreeMap<ChannelId, Outbound>,
+    /// Requests waiting for the chain.
+    pub pending: Vec<Request>,
+    /// The latest finished requests, oldest first: what was done, or why the contract refused.
+    pub done: Vec<String>,
 }
+
+/// An operation on the chain asked for by the daemon or an operator (`babelctl settlement`).
+/// The worker performs requests in order at the start of its rounds; one that fails because the
+/// chain is unreachable stays queued and is tried again (settlement delayed, nothing dropped); one
+/// the contract refuses is done, with the refusal in [`Status::done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Open a channel we pay on, unless the chain already has it (the id is deterministic, see
+    /// [`ChainSettlement::channel_for`]); the payment logic then signs on it.
+    Open {
+        /// The payee's account.
+        payee: Address,
+        /// Our ed25519 payment key.
+        payer_key: [u8; 32],
+        /// The payee's ed25519 payment key.
+        payee_key: [u8; 32],
+        /// The salt of the channel id.
+        salt: [u8; 32],
+        /// Challenge period (seconds).
+        challenge_period: u64,
+        /// Deposit.
+        deposit: Amount,
+    },
+    /// Add to a channel we pay on.
+    TopUp(ChannelId, Amount),
+    /// The payer's unilateral close, presenting the given update if any.
+    StartClose(ChannelId, Option<SignedUpdate>),
+    /// A cooperative close with the other party's signed close.
+    Cooperative(SignedClose),
+    /// End a unilateral close whose challenge period is over.
+    Finalize(ChannelId),
+}
+
+impl Request {
+    fn channel(&self) -> Option<ChannelId> {
+        match self {
+            Request::Open { .. } => None,
+            Request::TopUp(id, _) | Request::StartClose(id, _) | Request::Finalize(id) => Some(*id),
+            Request::Cooperative(c) => Some(c.update.channel),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Open { .. } => "open",
+            Request::TopUp(..) => "top-up",
+            Request::StartClose(..) => "unilateral close",
+            Request::Cooperative(_) => "cooperative close",
+            Request::Finalize(_) => "finalize",
+        }
+    }
+}
+
+/// How many requests may wait for the chain.
+pub const MAX_REQUESTS: usize = 64;
+
+/// How many finished requests [`Status::done`] keeps.
+const DONE_KEPT: usize = 32;
 
 #[derive(Debug, Default)]
 struct Shared {
     channels: BTreeMap<ChannelId, Watched>,
     outbound: BTreeMap<ChannelId, Outbound>,
+    requests: std::collections::VecDeque<Request>,
+    done: std::collections::VecDeque<String>,
     rounds: u64,
     unreachable_since: Option<Instant>,
     last_error: Option<String>,
     redemptions: u64,
+    failed_rounds: u64,
 }
 
 type SharedState = Arc<(Mutex<Shared>, Condvar)>;
@@ -131,6 +200,8 @@ pub struct ChainSettlement {
     account: Address,
     channel_key: [u8; 32],
     policy: Policy,
+    chain_id: u64,
+    contract: Address,
 }
 
 impl ChainSettlement {
@@ -160,6 +231,8 @@ impl ChainSettlement {
             account,
             channel_key: config.channel_key,
             policy,
+            chain_id,
+            contract: config.contract,
         })
     }
 
@@ -194,9 +267,37 @@ impl ChainSettlement {
             unreachable_for: s.unreachable_since.map(|t| t.elapsed()),
             last_error: s.last_error.clone(),
             redemptions: s.redemptions,
+            failed_rounds: s.failed_rounds,
             channels: s.channels.clone(),
             outbound: s.outbound.clone(),
+            pending: s.requests.iter().cloned().collect(),
+            done: s.done.iter().cloned().collect(),
         }
+    }
+
+    /// Queues an operation for the worker and wakes it; false (not queued) when
+    /// [`MAX_REQUESTS`] already wait, so that a peer sending closes cannot grow the queue.
+    pub fn request(&self, r: Request) -> bool {
+        {
+            let mut s = lock(&self.state);
+            if s.requests.len() >= MAX_REQUESTS {
+                return false;
+            }
+            s.requests.push_back(r);
+        }
+        let _ = self.wake.send(());
+        true
+    }
+
+    /// The id of the channel `payer` opens to `payee` with `salt` on this chain and contract:
+    /// both ends compute it from what they exchanged, so no id travels between them.
+    pub fn channel_for(&self, params: &ChannelParams) -> ChannelId {
+        channel_id(self.chain_id, self.contract, params)
+    }
+
+    /// Our ed25519 payment key as the contract's payee key.
+    pub fn channel_key(&self) -> [u8; 32] {
+        self.channel_key
     }
 
     /// Waits until `n` more worker rounds have completed, at most `timeout`; false on timeout.
@@ -326,6 +427,7 @@ fn worker(
                         s.unreachable_since = Some(Instant::now());
                     }
                     s.last_error = Some(e.to_string());
+                    s.failed_rounds += 1;
                 }
             }
             s.rounds += 1;
@@ -354,6 +456,7 @@ async fn round(
             rules.chain_id
         )));
     }
+    requests(client, rules, state).await?;
     top_ups(client, rules, state).await?;
     let policy = &rules.policy;
     let now = client.chain_time().await?;
@@ -418,6 +521,133 @@ async fn round(
         }
     }
     Ok(())
+}
+
+/// Performs the queued requests in order; an unreachable chain leaves the rest queued.
+async fn requests(
+    client: &EscrowClient,
+    rules: &Rules,
+    state: &SharedState,
+) -> Result<(), ChainError> {
+    loop {
+        let Some(r) = lock(state).requests.front().cloned() else {
+            return Ok(());
+        };
+        let result = perform(client, rules, &r).await;
+        let line = match &result {
+            Ok(what) => what.clone(),
+            Err(ChainError::Reverted(reason)) => format!("{} refused: {reason}", r.name()),
+            Err(ChainError::Failed(tx)) => format!("{} failed on chain (tx {tx})", r.name()),
+            Err(e) => {
+                // Unreachable: kept at the head, tried again next round.
+                return Err(ChainError::Unreachable(e.to_string()));
+            }
+        };
+        match &result {
+            Ok(_) => info!("settlement: {line}"),
+            Err(_) => warn!("settlement: {line}"),
+        }
+        let fresh = match r.channel() {
+            Some(id) => Some((id, client.channel(&id).await?)),
+            None => None,
+        };
+        let mut s = lock(state);
+        s.requests.pop_front();
+        s.done.push_back(line);
+        while s.done.len() > DONE_KEPT {
+            s.done.pop_front();
+        }
+        if let Some((id, chain)) = fresh {
+            if let Some(o) = s.outbound.get_mut(&id) {
+                o.chain = chain.clone();
+            }
+            if let Some(w) = s.channels.get_mut(&id) {
+                w.chain = chain;
+                w.read_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+async fn perform(client: &EscrowClient, rules: &Rules, r: &Request) -> Result<String, ChainError> {
+    let short = |id: &ChannelId| hex(&id.0);
+    Ok(match r {
+        Request::Open {
+            payee,
+            payer_key,
+            payee_key,
+            salt,
+            challenge_period,
+            deposit,
+        } => {
+            let params = ChannelParams {
+                payer: client.account(),
+                payee: *payee,
+                payer_key: *payer_key,
+                payee_key: *payee_key,
+                salt: *salt,
+            };
+            let id = channel_id(rules.chain_id, client.address(), &params);
+            if client.channel(&id).await?.is_some() {
+                format!("open {}: already on chain", short(&id))
+            } else {
+                let (id, tx) = client
+                    .open(
+                        *payee,
+                        *payer_key,
+                        *payee_key,
+                        *salt,
+                        *challenge_period,
+                        *deposit,
+                    )
+                    .await?;
+                format!(
+                    "opened {} deposit {} gas {} (tx {})",
+                    short(&id),
+                    deposit.0,
+                    tx.gas_used,
+                    tx.tx
+                )
+            }
+        }
+        Request::TopUp(id, amount) => {
+            let tx = client.top_up(id, *amount).await?;
+            format!(
+                "topped up {} by {} gas {}",
+                short(id),
+                amount.0,
+                tx.gas_used
+            )
+        }
+        Request::StartClose(id, update) => {
+            let tx = client.start_close(id, update.as_ref()).await?;
+            format!(
+                "unilateral close of {} started{} gas {}",
+                short(id),
+                update
+                    .map(|u| format!(
+                        " with nonce {} cumulative {}",
+                        u.update.nonce, u.update.cumulative.0
+                    ))
+                    .unwrap_or_default(),
+                tx.gas_used
+            )
+        }
+        Request::Cooperative(c) => {
+            let tx = client.close_cooperative(c).await?;
+            format!(
+                "closed {} cooperatively at nonce {} cumulative {} gas {}",
+                short(&c.update.channel),
+                c.update.nonce,
+                c.update.cumulative.0,
+                tx.gas_used
+            )
+        }
+        Request::Finalize(id) => {
+            let tx = client.finalize(id).await?;
+            format!("finalized {} gas {}", short(id), tx.gas_used)
+        }
+    })
 }
 
 /// The payer's side of a round: read every channel we pay on and top it up by the policy.

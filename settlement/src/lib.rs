@@ -12,7 +12,7 @@ pub mod config;
 pub mod escrow;
 pub mod watchtower;
 
-pub use chain::{ChainConfig, ChainSettlement, Outbound, Status, TopUp, Watched};
+pub use chain::{ChainConfig, ChainSettlement, Outbound, Request, Status, TopUp, Watched};
 pub use config::{ConfigError, SettlementConfig, read_key_file};
 pub use escrow::{ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, TxOutcome};
 pub use watchtower::Policy;

@@ -27,6 +27,8 @@ enum Command {
     Replay(ctl::replay::ReplayArgs),
     /// Run a deterministic simulation of a mesh of babel-core engines.
     Simulate(Box<ctl::simulate::SimulateArgs>),
+    /// Settlement on a chain: show channels (chain next to ledger), open, top up, close.
+    Settlement(ctl::settle::SettleArgs),
     /// Print a new WireGuard-format private key (for `tunnel` statements).
     Genkey,
     /// Read a private key on stdin and print its public key.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Show(args) => ctl::show::run(&args, &mut std::io::stdout().lock()),
         Command::Simulate(args) => ctl::simulate::run(&args),
         Command::Replay(args) => ctl::replay::run(&args, &mut std::io::stdout().lock()),
+        Command::Settlement(args) => ctl::settle::run(&args, &mut std::io::stdout().lock()),
         Command::Genkey => ctl::keys::genkey(&mut std::io::stdout().lock()),
         Command::Pubkey => {
             ctl::keys::pubkey(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())

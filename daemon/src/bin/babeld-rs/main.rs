@@ -8,6 +8,7 @@ mod kernel;
 mod mesh;
 mod pay;
 mod run;
+mod settle;
 mod tunnels;
 
 use std::process::ExitCode;

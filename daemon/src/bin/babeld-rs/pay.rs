@@ -24,9 +24,7 @@ use daemon::payments::{
 use daemon::state::Daemon;
 use ed25519_dalek::SigningKey;
 use payments::wire::{Message, kind};
-use payments::{
-    Amount, Event, FixedDeposits, Payments, PeerConfig, RedbStore, ServiceLevel, ShaperConfig,
-};
+use payments::{Amount, Event, Payments, PeerConfig, RedbStore, ServiceLevel, ShaperConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -122,7 +120,7 @@ pub fn start(
         ..PeerConfig::default()
     };
     let interval = pay.interval();
-    let deposit = Amount(pay.deposit.unwrap_or(daemon::payments::DEFAULT_DEPOSIT));
+    let deposits = crate::settle::Deposits::start(config, &key, &shared)?;
     let premium = u128::from(pay.premium_percent.unwrap_or(0));
     tracing::info!(
         "payments: key {}, ledger {}, UDP port {port}, interval {} s, pay at {} wei, cut off above {} wei",
@@ -153,8 +151,7 @@ pub fn start(
                         let mut l = Loop {
                             node,
                             store,
-                            deposits: FixedDeposits::default(),
-                            deposit,
+                            deposits,
                             premium,
                             port,
                             socket,
@@ -203,8 +200,7 @@ struct Tunnel {
 struct Loop {
     node: Payments<IpAddr>,
     store: RedbStore,
-    deposits: FixedDeposits,
-    deposit: Amount,
+    deposits: crate::settle::Deposits,
     premium: u128,
     port: u16,
     socket: UdpSocket,
@@ -258,6 +254,12 @@ impl Loop {
             self.dropped();
             return Ok(());
         };
+        if crate::settle::is_settlement(data) {
+            if let Some(pk) = self.tunnels.get(&ix).and_then(|t| t.payment_key) {
+                self.settlement_datagram(pk, data)?;
+            }
+            return Ok(());
+        }
         if data.get(1) == Some(&kind::HELLO) {
             match Message::decode(data) {
                 Ok(Message::Hello { key, known }) => self.hello(ix, key, known).await?,
@@ -323,21 +325,6 @@ impl Loop {
                     hex::encode(key)
                 );
             }
-            let me = self.node.public_key();
-            if self.node.neighbour(&key).is_none() {
-                if let Err(e) = self.node.add(key, None, &self.store) {
-                    // Its record does not load (or verify): no payments with it rather than
-                    // payments from a state we cannot trust.
-                    tracing::error!(
-                        "payments: neighbour {} (key {}): ledger: {e}",
-                        t.key,
-                        hex::encode(key)
-                    );
-                    return Ok(());
-                }
-                self.deposits
-                    .set(payments::ChannelId::offchain(&key, &me), self.deposit);
-            }
             t.payment_key = Some(key);
             tracing::info!(
                 "payments: neighbour {} (tunnel {}) pays with key {}",
@@ -345,6 +332,8 @@ impl Loop {
                 t.name,
                 hex::encode(key)
             );
+            let me = self.node.public_key();
+            self.add(key, me);
         }
         if reply {
             self.send_hello(ix).await;
@@ -366,6 +355,90 @@ impl Loop {
         if let Err(e) = self.socket.send_to(&m, to).await {
             tracing::debug!(%to, "payments: hello: {e}");
         }
+        if let Some(m) = self.deposits.hello()
+            && let Err(e) = self.socket.send_to(&m, to).await
+        {
+            tracing::debug!(%to, "payments: settlement account: {e}");
+        }
+    }
+
+    /// Adds a neighbour once its channels are known (at once off chain; on chain when its
+    /// account arrived), handing the settlement layer the best update the ledger holds. A
+    /// record that does not load (or verify) means no payments with it rather than payments
+    /// from a state we cannot trust.
+    fn add(&mut self, key: [u8; 32], me: [u8; 32]) {
+        if self.node.neighbour(&key).is_some() {
+            return;
+        }
+        let Some(channels) = self.deposits.channels(me, key) else {
+            return;
+        };
+        if let Err(e) = self.node.add(key, channels, &self.store) {
+            tracing::error!("payments: neighbour key {}: ledger: {e}", hex::encode(key));
+            return;
+        }
+        let best = self
+            .node
+            .neighbour(&key)
+            .and_then(|n| n.peer.payee().best().copied());
+        if let Some(u) = best {
+            payments::Settlement::offer(&mut self.deposits, &u);
+        }
+    }
+
+    fn settlement_datagram(&mut self, pk: [u8; 32], data: &[u8]) -> anyhow::Result<()> {
+        #[cfg(feature = "settlement")]
+        if let crate::settle::Deposits::Chain(c) = &mut self.deposits {
+            let best = self
+                .node
+                .neighbour(&pk)
+                .and_then(|n| n.peer.payee().best().copied());
+            if c.datagram(pk, data, best.as_ref()) {
+                let me = self.node.public_key();
+                self.add(pk, me);
+            }
+            return Ok(());
+        }
+        let _ = (pk, data);
+        self.dropped();
+        Ok(())
+    }
+
+    /// Operators' settlement requests and the `dump` lines.
+    async fn settlement_tick(&mut self) {
+        #[cfg(feature = "settlement")]
+        if let crate::settle::Deposits::Chain(c) = &mut self.deposits {
+            let requests: Vec<Vec<String>> = self
+                .shared
+                .settlement
+                .lock()
+                .map(|mut b| b.requests.drain(..).collect())
+                .unwrap_or_default();
+            let mut sends = Vec::new();
+            for words in requests {
+                match c.operator(&words, &self.node) {
+                    Ok(Some(m)) => sends.push(m),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+            let lines = c.lines(&self.node);
+            if let Ok(mut b) = self.shared.settlement.lock() {
+                b.lines = lines;
+            }
+            for (pk, m) in sends {
+                let to = self
+                    .tunnels
+                    .values()
+                    .find(|t| t.payment_key == Some(pk))
+                    .map(|t| t.addr);
+                if let Some(to) = to
+                    && let Err(e) = self.socket.send_to(&m, to).await
+                {
+                    tracing::warn!(%to, "settlement: close: {e}");
+                }
+            }
+        }
     }
 
     /// Sends what the node produced to the neighbour and reports what happened.
@@ -384,6 +457,11 @@ impl Loop {
             }
         }
         for e in out.events {
+            if let Event::PaymentSent { cumulative, .. } = e
+                && let Some(n) = self.node.neighbour(pk)
+            {
+                self.deposits.signed(n.peer.payer().channel(), cumulative);
+            }
             self.event(&who, e);
         }
     }
@@ -513,6 +591,10 @@ impl Loop {
         let Ok(board) = self.board.lock() else { return };
         for t in self.tunnels.values() {
             let Some(pk) = t.payment_key else { continue };
+            // Not added yet (its chain account is on its way): its meter waits.
+            if self.node.neighbour(&pk).is_none() {
+                continue;
+            }
             let (mut vin, mut vout, mut shaped) = (0u128, 0u128, 0u128);
             for ((_, key), row) in board.iter() {
                 if *key == t.key {
@@ -576,6 +658,7 @@ impl Loop {
             );
         }
         self.feed_meters();
+        self.settlement_tick().await;
         // A failed commit sent nothing; the next tick tries again.
         let outs = match self.node.tick(now, &mut self.store) {
             Ok(o) => o,
