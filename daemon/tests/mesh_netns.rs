@@ -22,6 +22,14 @@ use common::{
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
+/// Each test here runs several daemons with their tunnels and waits on their timers; run
+/// concurrently on a 2-core machine they starve each other, so they run one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn usable(test: &str) -> bool {
     if !can_use_netns(test) || !have("nft", test) {
         return false;
@@ -163,6 +171,7 @@ fn classify(f: &[u8]) -> String {
 
 #[test]
 fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
+    let _serial = one_at_a_time();
     let test = "five_routers_on_veth_tunnel_to_each_other_by_themselves";
     if !usable(test) || !have("tcpdump", test) {
         return;
@@ -392,6 +401,7 @@ fn neighbour(ns: &Netns, key: &str) -> Option<(String, String)> {
 
 #[test]
 fn bridge_policies_intruder_and_forged_announcements() {
+    let _serial = one_at_a_time();
     let test = "bridge_policies_intruder_and_forged_announcements";
     if !usable(test) {
         return;
@@ -615,6 +625,7 @@ fn monitor_until(
 
 #[test]
 fn neighbour_comes_back_with_a_new_key() {
+    let _serial = one_at_a_time();
     let test = "neighbour_comes_back_with_a_new_key";
     if !usable(test) {
         return;
@@ -725,6 +736,7 @@ fn snmp(ns: &Netns, file: &str, field: &str) -> u64 {
 
 #[test]
 fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
+    let _serial = one_at_a_time();
     let test = "full_size_packets_of_both_families_through_two_layers_of_tunnel";
     if !usable(test) {
         return;
@@ -927,6 +939,7 @@ fn many_neighbours_bin() -> String {
 #[test]
 #[ignore = "needs the machine to itself: scripts/test.sh runs it alone after the suite"]
 fn many_neighbours_on_one_bridge() {
+    let _serial = one_at_a_time();
     let test = "many_neighbours_on_one_bridge";
     if !usable(test) {
         return;
@@ -1082,6 +1095,7 @@ fn neighbour_json(ns: &Netns, key: &str) -> serde_json::Value {
 /// counters say what was dropped; pings keep crossing the tunnel all along.
 #[test]
 fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
+    let _serial = one_at_a_time();
     let test = "a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it";
     if !usable(test) || !have("tcpdump", test) {
         return;
@@ -1112,7 +1126,7 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
     let _da = mesh_router(&a, "mshsp-a", &["sp0"], "");
     let _db = mesh_router(&b, "mshsp-b", &["sp0"], &format!("mesh-private-key {kb}\n"));
     assert!(
-        wait_for(60, || neighbour(&a, &pb).is_some_and(|n| n.0 == "up")
+        wait_for(120, || neighbour(&a, &pb).is_some_and(|n| n.0 == "up")
             && has_route(&a, "fd77::2")),
         "{:?}",
         neighbours(&a)
