@@ -114,8 +114,15 @@ fn assert_held(p: &Pair, who: &str, fields: &[&str]) {
                 && fields.iter().all(|f| l.contains(f))
         }) && k == ["unreachable 10.78.0.0/24 proto babel metric 4294967295"]
     };
+    let seen = wait_for(90, held);
+    if !seen && who.contains("reference") {
+        // Debian's babeld holds a retracted route for 0.7-6.5 s only; a poll on a loaded
+        // machine can miss that window. The reference is printed, not required.
+        println!("{who}: the hold was not observed (babeld holds for a few seconds only)");
+        return;
+    }
     assert!(
-        wait_for(90, held),
+        seen,
         "{who}: not held: {:?}\n{}\n{}",
         kernel_lines(&p.b, "10.78.0.0/24"),
         dump(&p.b),
