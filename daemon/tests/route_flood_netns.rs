@@ -43,7 +43,8 @@ fn a_route_flood_stops_at_the_small_router_caps() {
     // and sending fails with EINVAL here): Hellos and an IHU make it a neighbour, then 100,000
     // prefixes from 64 routers.
     let b_ll: Ipv6Addr = "fe80::b0:1".parse().unwrap();
-    let packets = flood(&b, "rfba", a_ll, &[b_ll], FLOOD);
+    let flooders = flood(&b, "rfba", a_ll, &[b_ll], FLOOD);
+    let packets = flooders.packets;
     let pid = d.child.id();
     assert!(
         wait_for(60, || routes(&a) >= caps.max_routes_per_neighbour),
@@ -167,19 +168,40 @@ impl Drop for Cgroup {
 /// Flooders on `dev` of `ns`: from each address of `from` (added to `dev`), Hellos and an IHU
 /// for `target` (the daemon's link-local address), then `per_source` distinct /64s from 64
 /// routers, with Hellos in between. Returns the packets sent.
+/// Flooders that stay neighbours after their flood: they go on sending Hellos once a second
+/// until dropped, so their routes stay (a flooder that fell silent would see its routes
+/// retracted a few seconds later, racing the test's count).
+struct Flood {
+    packets: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn flood(
     ns: &common::Netns,
     dev: &str,
     target: Ipv6Addr,
     from: &[Ipv6Addr],
     per_source: u32,
-) -> usize {
+) -> Flood {
     for a in from {
         ns.ip(&["addr", "add", &format!("{a}/64"), "dev", dev, "nodad"]);
     }
     let ix = ns.ifindex(dev);
     let from = from.to_vec();
-    ns.spawn(move || {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let keep = stop.clone();
+    let thread = ns.spawn(move || {
         let opts = EncodeOptions::default();
         let to = SocketAddrV6::new(babel_wire::MULTICAST_V6, 6696, 0, ix);
         let hello = |seqno: u16| {
@@ -254,10 +276,24 @@ fn flood(
                 }
             }
         }
-        sent
-    })
-    .join()
-    .unwrap()
+        let _ = sent_tx.send(sent);
+        let mut seq = 6 + (sent / 20) as u16;
+        while !keep.load(std::sync::atomic::Ordering::Relaxed) {
+            for s in &socks {
+                for h in encode(&hello(seq), &opts).unwrap() {
+                    let _ = s.send_to(&h, to);
+                }
+            }
+            seq = seq.wrapping_add(1);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let packets = sent_rx.recv().expect("the flooder thread failed");
+    Flood {
+        packets,
+        stop,
+        thread: Some(thread),
+    }
 }
 
 /// Issue 11 point 7 on a real small router: babeld-rs runs inside a memory cgroup limited to
@@ -363,7 +399,8 @@ fn caps_hold_inside_a_128_mib_cgroup() {
             (polls, missing)
         })
     };
-    let packets = flood(&f, "cgfa", a_ll, &sources, per_source_n);
+    let flooders = flood(&f, "cgfa", a_ll, &sources, per_source_n);
+    let packets = flooders.packets;
     // Every flooder's routes stop at the per-neighbour cap, all of them at the total cap. Each
     // flooded prefix is distinct, so a stored route is a kernel route: counted there, without
     // asking the daemon for a dump.
