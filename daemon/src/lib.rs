@@ -3,6 +3,7 @@
 //! The protocol logic lives in the sans-IO crates (`babel-wire`, `babel-core`); this crate holds
 //! the I/O and the command-line front ends.
 
+pub mod actions;
 pub mod capture;
 pub mod cli;
 pub mod clients;
@@ -11,6 +12,7 @@ pub mod control;
 pub mod ctl;
 pub mod discovery;
 pub mod fuzzing;
+pub mod iface_sync;
 pub mod kernel_check;
 pub mod memcaps;
 pub mod metrics;

@@ -4,11 +4,16 @@
 //! protocol. Filters are tried in order and the first whose selectors all match decides. With no
 //! match, local addresses are announced and kernel routes are not, as babeld does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use babel_core::{FilterAnswer, FilterRoute, RouteFilter};
+use babel_core::{
+    FilterAnswer, FilterRoute, RouteChange, RouteFilter, RouteKey, RouteOp, is_martian,
+};
 use babel_wire::{Prefix, RouterId};
+use kernel_fib::{AddressInfo, KernelRoute, LinkInfo, RTPROT_BABEL, RouteKind};
+
+use crate::actions::Action;
 
 use crate::config::{Filter, FilterAction, FilterKind};
 
@@ -243,6 +248,117 @@ pub fn announcements<'a>(
     out
 }
 
+/// The kernel tables whose routes are candidates for redistribution: main, then each
+/// `import-table`.
+pub fn redistributed_tables(import_tables: &[u32]) -> Vec<u32> {
+    let mut tables = vec![kernel_fib::TABLE_MAIN];
+    tables.extend(import_tables.iter().copied());
+    tables
+}
+
+/// babeld's redistribution, sans-IO: from the kernel's links, addresses and routes (of the
+/// [`redistributed_tables`]) to what is announced, and the [`Action`]s that take us there from
+/// `announced` (what we announce now). Link-local addresses, tentative ones, our own
+/// protocol's routes, routes that are not unicast, martians and link-local prefixes are never
+/// announced (RFC 8966 §3.7 leaves the choice to the implementation; these are babeld's).
+pub fn redistribution(
+    filters: &[(FilterKind, Filter)],
+    links: &[LinkInfo],
+    addrs: &[AddressInfo],
+    routes: &[KernelRoute],
+    announced: &Announcements,
+) -> (Announcements, Vec<Action>) {
+    let name = |ix: u32| {
+        links
+            .iter()
+            .find(|l| l.index == ix)
+            .map(|l| l.name.as_str())
+    };
+    let locals = addrs
+        .iter()
+        .filter(|a| !a.is_link_local() && !a.is_tentative())
+        .map(|a| (name(a.index), a.address));
+    let routes = routes
+        .iter()
+        .filter(|r| r.protocol != RTPROT_BABEL && r.kind == RouteKind::Unicast)
+        .map(|r| (r.dst, r.src, r.oif.and_then(name), r.protocol));
+    let wanted: Announcements = announcements(filters, locals, routes)
+        .into_iter()
+        .filter(|((p, _), _)| !is_martian(p) && !babel_wire::is_link_local(&p.addr()))
+        .collect();
+    let mut actions: Vec<Action> = announced
+        .keys()
+        .filter(|k| !wanted.contains_key(k))
+        .map(|&(prefix, src_prefix)| Action::Withdraw { prefix, src_prefix })
+        .collect();
+    for (&(prefix, src_prefix), &metric) in &wanted {
+        if announced.get(&(prefix, src_prefix)) != Some(&metric) {
+            actions.push(Action::Announce {
+                prefix,
+                src_prefix,
+                metric,
+            });
+        }
+    }
+    (wanted, actions)
+}
+
+/// Where a route goes in the kernel: table and preferred source (the `install` filter's
+/// answer), `None` for the defaults.
+pub type Placement = (Option<u32>, Option<IpAddr>);
+
+/// The table and preferred source each installed destination went in with. The `install`
+/// filter is asked once, when a destination is first added; a switch of next hop, the end of
+/// a hold (babeld's `ROUTE_MODIFY`), an unreachable route or a removal stays where the route
+/// is, as in babeld, whose `change_route` takes them from the installed route.
+#[derive(Clone, Debug, Default)]
+pub struct Placements {
+    placed: HashMap<RouteKey, Placement>,
+}
+
+impl Placements {
+    /// Where the engine's route change goes. `ifname` names its interface for the filter.
+    pub fn place(
+        &mut self,
+        filters: &[(FilterKind, Filter)],
+        change: &RouteChange,
+        ifname: &str,
+    ) -> Placement {
+        let key = RouteKey {
+            prefix: change.prefix,
+            src_prefix: change.src_prefix,
+        };
+        match change.op {
+            RouteOp::Add => *self.placed.entry(key).or_insert_with(|| {
+                let cand = Candidate {
+                    prefix: change.prefix,
+                    src_prefix: change.src_prefix,
+                    ifname: Some(ifname),
+                    proto: Some(RTPROT_BABEL),
+                    neighbour: Some(change.next_hop),
+                    router_id: Some(change.router_id),
+                };
+                let v = verdict(filters, FilterKind::Install, &cand, true);
+                (v.table, v.pref_src)
+            }),
+            RouteOp::Replace | RouteOp::Unreachable => {
+                self.placed.get(&key).copied().unwrap_or_default()
+            }
+            RouteOp::Delete => self.placed.remove(&key).unwrap_or_default(),
+        }
+    }
+
+    /// How many destinations are placed.
+    pub fn len(&self) -> usize {
+        self.placed.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.placed.is_empty()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -423,5 +539,160 @@ mod tests {
             ..c
         };
         assert!(!verdict(&f, FilterKind::Install, &c9, true).allow);
+    }
+
+    fn link(index: u32, name: &str) -> LinkInfo {
+        LinkInfo {
+            index,
+            name: name.into(),
+            flags: 1,
+            mtu: Some(1500),
+            operstate: None,
+            carrier: None,
+            hw_addr: Vec::new(),
+        }
+    }
+
+    fn addr(index: u32, a: &str, flags: u32) -> AddressInfo {
+        AddressInfo {
+            index,
+            address: a.parse().unwrap(),
+            prefix_len: 64,
+            flags,
+            scope: 0,
+            label: None,
+        }
+    }
+
+    fn route(dst: &str, oif: u32, protocol: u8) -> KernelRoute {
+        KernelRoute::unicast(p(dst), None, Some(oif)).with_protocol(protocol)
+    }
+
+    #[test]
+    fn redistribution_announces_usable_local_addresses_only() {
+        let links = [link(2, "eth0")];
+        let addrs = [
+            addr(2, "2001:db8::1", 0),
+            addr(2, "fe80::1", 0),
+            addr(2, "2001:db8::2", kernel_fib::IFA_F_TENTATIVE),
+            addr(2, "192.0.2.1", 0),
+            addr(2, "127.0.0.1", 0),
+        ];
+        let (wanted, actions) = redistribution(&[], &links, &addrs, &[], &Announcements::new());
+        let keys: Vec<_> = wanted.keys().map(|(d, _)| *d).collect();
+        assert_eq!(keys, vec![p("192.0.2.1/32"), p("2001:db8::1/128")]);
+        assert_eq!(actions.len(), 2);
+        assert!(
+            actions
+                .iter()
+                .all(|a| matches!(a, Action::Announce { metric: 0, .. }))
+        );
+    }
+
+    #[test]
+    fn redistribution_takes_other_protocols_unicast_routes_the_filters_allow() {
+        let f = filters("redistribute if eth0 metric 128\nredistribute local deny\n");
+        let links = [link(2, "eth0"), link(3, "eth1")];
+        let mut unreachable = KernelRoute::unreachable(p("2001:db8:4::/48")).with_protocol(3);
+        unreachable.oif = Some(2);
+        let routes = [
+            route("2001:db8:1::/48", 2, 3),
+            route("2001:db8:2::/48", 3, 3),
+            // Our own, a link-local prefix, a martian, an unreachable route: never.
+            route("2001:db8:3::/48", 2, RTPROT_BABEL),
+            route("fe80::/64", 2, 3),
+            route("ff02::/16", 2, 3),
+            unreachable,
+        ];
+        let (wanted, _) = redistribution(&f, &links, &[], &routes, &Announcements::new());
+        assert_eq!(
+            wanted.into_iter().collect::<Vec<_>>(),
+            vec![((p("2001:db8:1::/48"), None), 128)]
+        );
+    }
+
+    #[test]
+    fn redistribution_withdraws_what_goes_and_reannounces_what_changes() {
+        let links = [link(2, "eth0")];
+        let routes = [
+            route("2001:db8:1::/48", 2, 3),
+            route("2001:db8:2::/48", 2, 3),
+        ];
+        let f = filters("redistribute metric 100\n");
+        let (announced, first) = redistribution(&f, &links, &[], &routes, &Announcements::new());
+        assert_eq!(first.len(), 2);
+        // Nothing changed: nothing to do.
+        let (same, none) = redistribution(&f, &links, &[], &routes, &announced);
+        assert_eq!(same, announced);
+        assert!(none.is_empty());
+        // One route goes, the other's metric changes.
+        let f2 = filters("redistribute metric 200\n");
+        let (_, actions) = redistribution(&f2, &links, &[], &routes[..1], &announced);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Withdraw {
+                    prefix: p("2001:db8:2::/48"),
+                    src_prefix: None
+                },
+                Action::Announce {
+                    prefix: p("2001:db8:1::/48"),
+                    src_prefix: None,
+                    metric: 200
+                },
+            ]
+        );
+    }
+
+    fn change(op: RouteOp, dst: &str, id: u8) -> RouteChange {
+        RouteChange {
+            op,
+            prefix: p(dst),
+            src_prefix: None,
+            next_hop: "fe80::9".parse().unwrap(),
+            ifindex: 2,
+            metric: Default::default(),
+            router_id: RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, id]),
+            via: "fe80::9".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn placements_ask_the_install_filter_once_per_destination() {
+        let f = filters("install ip 10.0.0.0/8 table 100 pref-src 10.1.1.1\n");
+        let mut pl = Placements::default();
+        let placed = (Some(100), Some("10.1.1.1".parse().unwrap()));
+        assert_eq!(
+            pl.place(&f, &change(RouteOp::Add, "10.5.0.0/16", 1), "eth0"),
+            placed
+        );
+        assert_eq!(
+            pl.place(&f, &change(RouteOp::Add, "192.0.2.0/24", 1), "eth0"),
+            (None, None)
+        );
+        assert_eq!(pl.len(), 2);
+        // A switch, a hold, the end of a hold stay in the table the route went to, even if the
+        // filters changed meanwhile.
+        let none = filters("install deny\n");
+        for op in [RouteOp::Replace, RouteOp::Unreachable, RouteOp::Add] {
+            assert_eq!(
+                pl.place(&none, &change(op, "10.5.0.0/16", 2), "eth1"),
+                placed
+            );
+        }
+        // A removal takes it out of the book: the next add asks the filter again.
+        assert_eq!(
+            pl.place(&none, &change(RouteOp::Delete, "10.5.0.0/16", 2), "eth0"),
+            placed
+        );
+        assert_eq!(pl.len(), 1);
+        assert_eq!(
+            pl.place(&f, &change(RouteOp::Replace, "10.5.0.0/16", 1), "eth0"),
+            (None, None)
+        );
+        assert_eq!(
+            pl.place(&f, &change(RouteOp::Add, "10.5.0.0/16", 1), "eth0"),
+            placed
+        );
     }
 }

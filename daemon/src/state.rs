@@ -156,8 +156,9 @@ pub struct Daemon {
     monitored_routes: FastHashMap<RouteMonitorKey, ShownRoute>,
     /// Interface names of [`ShownRoute::ifname`] (a handful; never shrinks).
     shown_ifnames: Vec<String>,
-    /// Interfaces a control client asked to flush; `run.rs` stops them in the engine.
-    pub flushed: Vec<u32>,
+    /// Side effects decided here for the main loop to carry out (multicast groups left by a
+    /// client's `flush interface`, a new kernel check interval, interfaces to re-synchronise).
+    pub actions: Vec<crate::actions::Action>,
     /// Running tunnels.
     pub tunnels: Vec<std::sync::Arc<std::sync::Mutex<TunnelState>>>,
     /// Mesh interfaces (`type mesh`), as their drivers last saw them.
@@ -210,7 +211,7 @@ impl Daemon {
             monitor_cache: HashMap::new(),
             monitored_routes: FastHashMap::default(),
             shown_ifnames: Vec::new(),
-            flushed: Vec::new(),
+            actions: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
             meters: Default::default(),
@@ -584,8 +585,13 @@ impl Daemon {
                 if let Some(metric_factor) = g.metric_factor {
                     self.input(Input::SetMetricFactor { metric_factor });
                 }
-                if let Some(k) = g.kernel_check_interval {
+                if let Some(k) = g.kernel_check_interval
+                    && self.settings.kernel_check_interval != Some(k)
+                {
                     self.settings.kernel_check_interval = Some(k);
+                    self.actions.push(crate::actions::Action::KernelCheck(
+                        std::time::Duration::from_secs(u64::from(k)),
+                    ));
                 }
             }
             Statement::Interface(name, o) => {
@@ -603,6 +609,8 @@ impl Daemon {
                         running: false,
                     });
                 }
+                // The interface may exist already.
+                self.actions.push(crate::actions::Action::SyncInterfaces);
             }
             Statement::Default(_) | Statement::Key(_) => {}
             Statement::Filter(..) => return Err("filters cannot change at runtime".to_owned()),
@@ -824,7 +832,8 @@ impl Handler for Daemon {
         let i = self.ifaces.remove(pos);
         if let (Some(ix), true) = (i.ifindex, i.running) {
             self.input(Input::InterfaceDown { ifindex: ix });
-            self.flushed.push(ix);
+            self.actions
+                .push(crate::actions::Action::LeaveGroup { ifindex: ix });
         }
         self.config.interfaces.retain(|(n, _)| n != name);
         Ok(())

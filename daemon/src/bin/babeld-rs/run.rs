@@ -1,6 +1,5 @@
 //! Start-up and the main loop.
 
-use std::collections::HashMap;
 use std::fs;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -9,17 +8,14 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use babel_core::{
-    Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
-    is_martian,
-};
+use babel_core::{Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy};
 use babel_wire::RouterId;
+use daemon::actions::Action;
 use daemon::cli::Invocation;
 use daemon::clients::ClientLimits;
-use daemon::config::FilterKind;
 use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
+use daemon::redistribute::{Announcements, Placements, redistributed_tables, redistribution};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
     AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
@@ -142,10 +138,8 @@ struct Io {
     pacer: daemon::pacing::Pacer<babel_core::Transmit>,
     link_detect: bool,
     announced: Announcements,
-    /// Table and preferred source each installed destination went in with (the `install`
-    /// filter's answer when it was added): a switch of next hop or a removal stays there, as in
-    /// babeld, whose `change_route` takes them from the installed route.
-    installed_in: HashMap<RouteKey, Placement>,
+    /// Table and preferred source each installed destination went in with.
+    placements: Placements,
     mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
     /// `monitor` lines of the payment loop.
     pay_lines: Option<mpsc::UnboundedReceiver<String>>,
@@ -154,9 +148,6 @@ struct Io {
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
     prices: Arc<daemon::payments::PriceTable>,
 }
-
-/// Where a route goes in the kernel: table and preferred source (from the `install` filter).
-type Placement = (Option<u32>, Option<IpAddr>);
 
 async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
@@ -380,7 +371,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         pacer: daemon::pacing::Pacer::new(),
         link_detect: g.link_detect == Some(true),
         announced: Announcements::new(),
-        installed_in: HashMap::new(),
+        placements: Placements::default(),
         mesh_events,
         pay_lines,
         metrics_requests: None,
@@ -508,21 +499,9 @@ async fn main_loop(
             }
             m = ctl.recv() => {
                 d.now = clock.now();
-                let before = d.settings.kernel_check_interval;
                 ctl.handle(d, m, &banner);
-                if d.settings.kernel_check_interval != before
-                    && let Some(secs) = d.settings.kernel_check_interval
-                {
-                    let _ = io.kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(secs))));
-                }
-                // Interfaces flushed by a client leave the multicast group.
-                for ix in std::mem::take(&mut d.flushed) {
-                    io.socket.leave(ix);
-                }
-                // New `interface` statements may name interfaces that already exist.
-                if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
-                    sync_interfaces(d, io, &links, &addrs);
-                }
+                let actions = std::mem::take(&mut d.actions);
+                execute(d, io, actions);
             }
             Some(reply) = next_metrics_request(&mut io.metrics_requests) => {
                 d.now = clock.now();
@@ -645,35 +624,9 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
     // installed); here it chooses the table and preferred source of an added route.
     let mut changes = Vec::new();
     for c in out.routes {
-        let key = RouteKey {
-            prefix: c.prefix,
-            src_prefix: c.src_prefix,
-        };
-        let (table, pref_src) = match c.op {
-            // The end of a hold is a switch for babeld (`ROUTE_MODIFY`): the route goes where
-            // the held destination's unreachable route is.
-            babel_core::RouteOp::Add => match io.installed_in.get(&key) {
-                Some(placed) => *placed,
-                None => {
-                    let ifname = d.ifname(c.ifindex);
-                    let cand = Candidate {
-                        prefix: c.prefix,
-                        src_prefix: c.src_prefix,
-                        ifname: Some(&ifname),
-                        proto: Some(RTPROT_BABEL),
-                        neighbour: Some(c.next_hop),
-                        router_id: Some(c.router_id),
-                    };
-                    let v = verdict(&d.config.filters, FilterKind::Install, &cand, true);
-                    io.installed_in.insert(key, (v.table, v.pref_src));
-                    (v.table, v.pref_src)
-                }
-            },
-            babel_core::RouteOp::Replace | babel_core::RouteOp::Unreachable => {
-                io.installed_in.get(&key).copied().unwrap_or_default()
-            }
-            babel_core::RouteOp::Delete => io.installed_in.remove(&key).unwrap_or_default(),
-        };
+        let (table, pref_src) = io
+            .placements
+            .place(&d.config.filters, &c, &d.ifname(c.ifindex));
         changes.push((c, table, pref_src));
     }
     if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
@@ -763,136 +716,93 @@ async fn serve_metrics(port: u16, tx: mpsc::UnboundedSender<MetricsReply>) -> an
     Ok(())
 }
 
-/// `IFF_POINTOPOINT` (linux/if.h): TUN devices, WireGuard, GRE and other point-to-point links.
-const IFF_POINTOPOINT: u32 = 0x10;
-
-/// Brings configured interfaces up or down in the engine to match the kernel.
+/// Brings configured interfaces up or down in the engine to match the kernel
+/// ([`daemon::iface_sync`]).
 fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    for i in 0..d.ifaces.len() {
-        let Some(iface) = d.ifaces.get(i).cloned() else {
-            continue;
-        };
-        let link = links.iter().find(|l| l.name == iface.name);
-        let ll = link.and_then(|l| {
-            addrs.iter().find_map(|a| match a.address {
-                IpAddr::V6(v6) if a.index == l.index && a.is_link_local() && !a.is_tentative() => {
-                    Some(v6)
-                }
-                _ => None,
-            })
-        });
-        let ipv4 = link.and_then(|l| {
-            addrs.iter().find_map(|a| match a.address {
-                IpAddr::V4(v4) if a.index == l.index => Some(v4),
-                _ => None,
-            })
-        });
-        let up = link.is_some_and(|l| l.is_up() && (!io.link_detect || l.is_running()));
-        let mut next = Iface {
-            ifindex: link.map(|l| l.index),
-            link_local: ll,
-            ipv4,
-            mtu: link.and_then(|l| l.mtu).map_or(1500, |m| m as usize),
-            point_to_point: link.is_some_and(|l| l.flags & IFF_POINTOPOINT != 0),
-            link_up: up,
-            ..iface.clone()
-        };
-        let should_run = up && ll.is_some();
-        match (iface.running, should_run, next.ifindex, ll) {
-            (false, true, Some(ix), Some(ll)) => {
-                if let Err(e) = io.socket.join(ix) {
-                    tracing::warn!("joining {} on {}: {e}", io.group, iface.name);
-                    continue;
-                }
-                let cfg = d.interface_config(&next, ll);
-                d.input(Input::InterfaceUp {
-                    ifindex: ix,
-                    config: cfg,
-                });
-                next.running = true;
-                tracing::info!("interface {} up (index {ix}, {ll})", iface.name);
-            }
-            (true, false, _, _) => {
-                if let Some(ix) = iface.ifindex {
-                    d.input(Input::InterfaceDown { ifindex: ix });
-                    io.socket.leave(ix);
-                    io.pacer.forget(ix);
-                }
-                next.running = false;
-                tracing::info!("interface {} down", iface.name);
-            }
-            (true, true, Some(ix), Some(ll))
-                if iface.link_local != Some(ll)
-                    || iface.mtu != next.mtu
-                    || iface.ipv4 != next.ipv4 =>
-            {
-                let cfg = d.interface_config(&next, ll);
-                d.input(Input::InterfaceUp {
-                    ifindex: ix,
-                    config: cfg,
-                });
-            }
-            _ => {}
-        }
-        if let Some(slot) = d.ifaces.get_mut(i) {
-            *slot = next;
-        }
-    }
+    let actions = daemon::iface_sync::sync_interfaces(&mut d.ifaces, links, addrs, io.link_detect);
+    execute(d, io, actions);
 }
 
-/// Announces what the `redistribute` filters allow, and withdraws what they no longer do.
+/// Announces what the `redistribute` filters allow, and withdraws what they no longer do
+/// ([`daemon::redistribute::redistribution`]).
 fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    let name = |ix: u32| links.iter().find(|l| l.index == ix).map(|l| l.name.clone());
-    let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
-    let locals: Vec<(Option<&str>, IpAddr)> = addrs
-        .iter()
-        .filter(|a| !a.is_link_local() && !a.is_tentative())
-        .map(|a| (names.get(&a.index).map(String::as_str), a.address))
-        .collect();
-    let mut tables = vec![kernel_fib::TABLE_MAIN];
-    tables.extend(d.config.globals.import_tables.iter().copied());
     let mut routes = Vec::new();
-    for t in tables {
+    for t in redistributed_tables(&d.config.globals.import_tables) {
         match io.netlink.dump(&RouteFilter::all().in_table(t)) {
-            Ok(rs) => routes.extend(
-                rs.into_iter()
-                    .filter(|r| r.protocol != RTPROT_BABEL && r.kind == RouteKind::Unicast),
-            ),
+            Ok(rs) => routes.extend(rs),
             Err(e) => tracing::warn!("reading table {t}: {e}"),
         }
     }
-    let route_names: Vec<Option<String>> = routes.iter().map(|r| r.oif.and_then(name)).collect();
-    let wanted = announcements(
-        &d.config.filters,
-        locals.iter().map(|(n, a)| (*n, *a)),
-        routes
-            .iter()
-            .zip(&route_names)
-            .map(|(r, n)| (r.dst, r.src, n.as_deref(), r.protocol)),
-    );
-    let wanted: Announcements = wanted
-        .into_iter()
-        .filter(|((p, _), _)| !is_martian(p) && !babel_wire::is_link_local(&p.addr()))
-        .collect();
-    for (k, _) in io.announced.iter().filter(|(k, _)| !wanted.contains_key(k)) {
-        d.input(Input::Withdraw {
-            prefix: k.0,
-            src_prefix: k.1,
-        });
-    }
-    for ((prefix, src), metric) in &wanted {
-        if io.announced.get(&(*prefix, *src)) != Some(metric)
-            && let Err(e) = d.engine.input(
-                d.now,
-                Input::Announce {
-                    prefix: *prefix,
-                    src_prefix: *src,
-                    metric: *metric,
-                },
-            )
-        {
-            tracing::debug!("not announcing {prefix}: {e}");
+    let (wanted, actions) = redistribution(&d.config.filters, links, addrs, &routes, &io.announced);
+    io.announced = wanted;
+    execute(d, io, actions);
+}
+
+/// Carries out the decisions' side effects ([`Action`]), in order.
+fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
+    for action in actions {
+        match action {
+            Action::StartInterface { ifindex } => {
+                let Some(iface) = d.ifaces.iter_mut().find(|i| i.ifindex == Some(ifindex)) else {
+                    continue;
+                };
+                let Some(ll) = iface.link_local else {
+                    continue;
+                };
+                if let Err(e) = io.socket.join(ifindex) {
+                    tracing::warn!("joining {} on {}: {e}", io.group, iface.name);
+                    iface.running = false;
+                    continue;
+                }
+                let iface = iface.clone();
+                let config = d.interface_config(&iface, ll);
+                d.input(Input::InterfaceUp { ifindex, config });
+                tracing::info!("interface {} up (index {ifindex}, {ll})", iface.name);
+            }
+            Action::ReconfigureInterface { ifindex } => {
+                let Some(iface) = d.ifaces.iter().find(|i| i.ifindex == Some(ifindex)) else {
+                    continue;
+                };
+                let Some(ll) = iface.link_local else {
+                    continue;
+                };
+                let config = d.interface_config(iface, ll);
+                d.input(Input::InterfaceUp { ifindex, config });
+            }
+            Action::StopInterface { ifindex } => {
+                d.input(Input::InterfaceDown { ifindex });
+                io.socket.leave(ifindex);
+                io.pacer.forget(ifindex);
+                tracing::info!("interface {} down", d.ifname(ifindex));
+            }
+            Action::LeaveGroup { ifindex } => io.socket.leave(ifindex),
+            Action::Announce {
+                prefix,
+                src_prefix,
+                metric,
+            } => {
+                let input = Input::Announce {
+                    prefix,
+                    src_prefix,
+                    metric,
+                };
+                if let Err(e) = d.engine.input(d.now, input) {
+                    tracing::debug!("not announcing {prefix}: {e}");
+                }
+            }
+            Action::Withdraw { prefix, src_prefix } => {
+                d.input(Input::Withdraw { prefix, src_prefix });
+            }
+            Action::KernelCheck(every) => {
+                if io.kernel.send(KernelCmd::CheckInterval(every)).is_err() {
+                    tracing::error!("kernel route thread is gone");
+                }
+            }
+            Action::SyncInterfaces => {
+                if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
+                    sync_interfaces(d, io, &links, &addrs);
+                }
+            }
         }
     }
-    io.announced = wanted;
 }
