@@ -149,6 +149,16 @@ impl Stale {
     }
 }
 
+impl kernel_fib::Leftovers for Stale {
+    fn relearned(&mut self, key: &RouteKey) {
+        Stale::relearned(self, key);
+    }
+
+    fn take(&mut self, key: &RouteKey) -> Option<KernelRoute> {
+        Stale::take(self, key)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

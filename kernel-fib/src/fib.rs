@@ -1,6 +1,6 @@
 //! The [`Fib`] trait: what the daemon and the simulator need from a forwarding table.
 
-use crate::{FibChange, FibError, KernelRoute, RouteFilter};
+use crate::{FibChange, FibError, KernelRoute, KernelRule, RouteFilter};
 
 /// A forwarding table: the kernel's ([`crate::NetlinkFib`]) or a simulated one
 /// ([`crate::MemoryFib`]).
@@ -55,6 +55,16 @@ pub trait Fib {
     /// The routes that pass `filter` (cached clones excluded).
     fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError>;
 
+    /// Adds the IPv6 policy rule `rule` ([`FibError::Exists`] if the same rule is there): the
+    /// source tables of [`crate::SourceTables`].
+    fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError>;
+
+    /// Deletes the policy rule `rule`; a rule that is already gone is not an error.
+    fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError>;
+
+    /// Every policy rule that looks up a table.
+    fn rules(&mut self) -> Result<Vec<KernelRule>, FibError>;
+
     /// Deletes every route tagged with `protocol` in any table (stale routes of a previous run
     /// at start, ours at shutdown). Returns how many were deleted.
     fn purge(&mut self, protocol: u8) -> Result<usize, FibError> {
@@ -98,6 +108,15 @@ impl<F: Fib + ?Sized> Fib for Box<F> {
     }
     fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError> {
         (**self).dump(filter)
+    }
+    fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        (**self).add_rule(rule)
+    }
+    fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        (**self).delete_rule(rule)
+    }
+    fn rules(&mut self) -> Result<Vec<KernelRule>, FibError> {
+        (**self).rules()
     }
     fn purge(&mut self, protocol: u8) -> Result<usize, FibError> {
         (**self).purge(protocol)

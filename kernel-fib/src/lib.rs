@@ -10,6 +10,8 @@
 //!   [`NetlinkFib::links`], [`NetlinkFib::addresses`] and [`Fib::dump`].
 //! * [`SourceTables`], [`KernelRule`]: source-specific routes on kernels without IPv6 subtrees
 //!   (one table and one `from SRC` rule per source prefix, RFC 9079 §5.3 ordering kept).
+//! * [`Installed`]: the routes we installed and only those (holds, graceful-restart
+//!   [`Leftovers`], the rule projection applied make before break), over any [`Fib`].
 //! * [`codec`]: the message layouts, pure and panic-free (for tests and fuzzing).
 //!
 //! Everything is synchronous: the daemon runs the kernel table on a thread of its own.
@@ -18,6 +20,7 @@ pub mod codec;
 mod error;
 mod fib;
 pub mod fuzzing;
+mod installed;
 mod memory;
 mod netlink;
 pub mod netns;
@@ -28,6 +31,7 @@ mod watch;
 
 pub use error::FibError;
 pub use fib::Fib;
+pub use installed::{InstallOp, Installed, Leftovers};
 pub use memory::MemoryFib;
 pub use netlink::{NetlinkConfig, NetlinkFib};
 pub use route::{

@@ -1,11 +1,11 @@
 //! [`MemoryFib`]: the kernel table's semantics in memory, for the simulator and tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use babel_wire::Prefix;
 
-use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
+use crate::{Fib, FibError, KernelRoute, KernelRule, RouteFilter, RouteKey};
 
 /// An in-memory forwarding table with the kernel's semantics: routes are keyed by (table,
 /// destination, source, metric), IPv6 metric 0 is stored as 1024, `add` of a taken key fails
@@ -14,6 +14,7 @@ use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFib {
     routes: BTreeMap<RouteKey, KernelRoute>,
+    rules: BTreeSet<KernelRule>,
     operations: u64,
 }
 
@@ -132,6 +133,25 @@ impl Fib for MemoryFib {
             .filter(|r| filter.matches(r))
             .cloned()
             .collect())
+    }
+
+    fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        if !self.rules.insert(*rule) {
+            return Err(FibError::Exists);
+        }
+        self.operations += 1;
+        Ok(())
+    }
+
+    fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        if self.rules.remove(rule) {
+            self.operations += 1;
+        }
+        Ok(())
+    }
+
+    fn rules(&mut self) -> Result<Vec<KernelRule>, FibError> {
+        Ok(self.rules.iter().copied().collect())
     }
 }
 

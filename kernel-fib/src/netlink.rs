@@ -386,6 +386,18 @@ impl Fib for NetlinkFib {
                 Ok(codec::decode_route(m.payload)?.filter(|r| filter.matches(r)))
             })
     }
+
+    fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        NetlinkFib::add_rule(self, rule)
+    }
+
+    fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError> {
+        NetlinkFib::delete_rule(self, rule)
+    }
+
+    fn rules(&mut self) -> Result<Vec<KernelRule>, FibError> {
+        NetlinkFib::rules(self)
+    }
 }
 
 impl AsFd for NetlinkFib {
