@@ -2,12 +2,12 @@
 //! main loop drains and carries out (see `src/bin/babeld-rs/main.rs` for who does what).
 //!
 //! Decisions ([`crate::iface_sync`], [`crate::redistribute::redistribution`], the control
-//! protocol's runtime statements) push [`Action`]s; only the loop touches sockets, the
-//! engine's inputs and the kernel thread.
+//! protocol's runtime statements) return or queue [`Action`]s; only the loop touches sockets
+//! and the kernel threads.
 
 use std::time::Duration;
 
-use babel_wire::Prefix;
+use babel_core::Input;
 
 /// One side effect to carry out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,22 +38,9 @@ pub enum Action {
         /// Kernel index.
         ifindex: u32,
     },
-    /// Announce a redistributed route (RFC 8966 §3.7) with this metric.
-    Announce {
-        /// Destination.
-        prefix: Prefix,
-        /// Source prefix (RFC 9079), if source-specific.
-        src_prefix: Option<Prefix>,
-        /// Metric from the `redistribute` filter.
-        metric: u16,
-    },
-    /// Withdraw a route no longer redistributed.
-    Withdraw {
-        /// Destination.
-        prefix: Prefix,
-        /// Source prefix, if source-specific.
-        src_prefix: Option<Prefix>,
-    },
+    /// An input for the engine: a redistributed route to announce (RFC 8966 §3.7) or to
+    /// withdraw.
+    Engine(Input),
     /// Check the kernel's routes this often (babeld's `kernel-check-interval`; zero: never).
     KernelCheck(Duration),
     /// Bring the interfaces in line with the last known links and addresses again (the

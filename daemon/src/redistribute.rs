@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use babel_core::{
-    FilterAnswer, FilterRoute, RouteChange, RouteFilter, RouteKey, RouteOp, is_martian,
+    FilterAnswer, FilterRoute, Input, RouteChange, RouteFilter, RouteKey, RouteOp, is_martian,
 };
 use babel_wire::{Prefix, RouterId};
 use kernel_fib::{AddressInfo, KernelRoute, LinkInfo, RTPROT_BABEL, RouteKind};
@@ -289,15 +289,15 @@ pub fn redistribution(
     let mut actions: Vec<Action> = announced
         .keys()
         .filter(|k| !wanted.contains_key(k))
-        .map(|&(prefix, src_prefix)| Action::Withdraw { prefix, src_prefix })
+        .map(|&(prefix, src_prefix)| Action::Engine(Input::Withdraw { prefix, src_prefix }))
         .collect();
     for (&(prefix, src_prefix), &metric) in &wanted {
         if announced.get(&(prefix, src_prefix)) != Some(&metric) {
-            actions.push(Action::Announce {
+            actions.push(Action::Engine(Input::Announce {
                 prefix,
                 src_prefix,
                 metric,
-            });
+            }));
         }
     }
     (wanted, actions)
@@ -585,7 +585,7 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .all(|a| matches!(a, Action::Announce { metric: 0, .. }))
+                .all(|a| matches!(a, Action::Engine(Input::Announce { metric: 0, .. })))
         );
     }
 
@@ -631,15 +631,15 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::Withdraw {
+                Action::Engine(Input::Withdraw {
                     prefix: p("2001:db8:2::/48"),
                     src_prefix: None
-                },
-                Action::Announce {
+                }),
+                Action::Engine(Input::Announce {
                     prefix: p("2001:db8:1::/48"),
                     src_prefix: None,
                     metric: 200
-                },
+                }),
             ]
         );
     }

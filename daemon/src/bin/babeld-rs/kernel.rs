@@ -1,17 +1,15 @@
 //! The kernel side: our routes on a dedicated thread (netlink calls block), and notifications
 //! from a watcher thread, both talking to the main loop over channels.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use babel_core::{RouteChange, RouteOp};
-use babel_wire::Prefix;
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
 use kernel_fib::{
-    Fib, FibChange, KernelRoute, KernelRule, NetEvent, NetlinkFib, RouteFilter, RouteKey,
-    SourceTables, Watcher,
+    AddressInfo, Fib, FibChange, FibError, InstallOp, Installed, KernelRoute, LinkInfo, NetEvent,
+    NetlinkFib, RouteFilter, RouteKey, SourceTables, Watcher,
 };
 use tokio::sync::mpsc;
 
@@ -42,18 +40,6 @@ pub fn kernel_has_ipv6_subtrees() -> bool {
         .is_ok_and(|r| daemon::state::kernel_at_least(&r, 3, 11))
 }
 
-/// The rule projection's state (`ipv6-subtrees false`).
-struct RuleMode {
-    tables: SourceTables,
-    /// Every route we would install natively, by (destination, source): the projection is
-    /// recomputed from these.
-    logical: BTreeMap<(Prefix, Option<Prefix>), KernelRoute>,
-    /// Routes of the source tables now in the kernel.
-    projected: HashMap<RouteKey, KernelRoute>,
-    /// Our rules now in the kernel.
-    rules: Vec<KernelRule>,
-}
-
 /// A request to the kernel thread.
 pub enum KernelCmd {
     /// Apply these routes (already filtered by `install` filters).
@@ -71,195 +57,49 @@ pub enum KernelCmd {
 struct Routes {
     fib: NetlinkFib,
     policy: InstallPolicy,
-    /// What we installed: a delete is only ever sent for these, so that an IPv4 metric-0
-    /// delete of a vanished route cannot take another route with it (kernel-fib's note); and
-    /// what the periodic check puts back when something removed it. Ordered, so that a
-    /// check can resume where it stopped.
-    ours: BTreeMap<RouteKey, KernelRoute>,
+    /// What we installed (kernel-fib's bookkeeping and rule projection): a delete is only ever
+    /// sent for these, and the periodic check puts them back when something removed them.
+    installed: Installed,
     /// Routes a previous run left (graceful restart).
     stale: Stale,
     /// A kernel check in progress.
     check: Option<CheckRun>,
-    /// `Some` when source-specific routes are projected on rules.
-    rule_mode: Option<RuleMode>,
 }
 
 impl Routes {
+    /// The engine's route changes as kernel routes of our protocol, in the table and with the
+    /// preferred source the `install` filter chose.
     fn apply(&mut self, changes: &[(RouteChange, Option<u32>, Option<std::net::IpAddr>)]) {
-        let mut batch = Vec::with_capacity(changes.len());
-        for (c, table, pref_src) in changes {
-            let mut r = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex))
-                .with_metric(self.policy.metric)
-                .with_table(table.unwrap_or(self.policy.table))
-                .with_protocol(self.policy.protocol);
-            if let Some(s) = c.src_prefix {
-                r = r.with_src(s);
-            }
-            if let Some(p) = pref_src {
-                r = r.with_pref_src(*p);
-            }
-            // RFC 9079 for IPv6 only: babeld ≥ 1.10 installs no IPv4 source-specific route
-            // (ENOSYS), and neither do we.
-            if r.src.is_some() && r.is_ipv4() {
-                tracing::warn!(
-                    "not installing {} from {:?}: source-specific routing is IPv6 only",
-                    r.dst,
-                    r.src
-                );
-                continue;
-            }
-            if let Some(m) = &mut self.rule_mode {
-                let k = (r.dst, r.src);
-                match c.op {
-                    RouteOp::Add | RouteOp::Replace => {
-                        m.logical.insert(k, r.clone());
-                    }
-                    // Held source-specific destinations are not projected on rules.
-                    RouteOp::Delete | RouteOp::Unreachable => {
-                        m.logical.remove(&k);
-                    }
+        let updates: Vec<(InstallOp, KernelRoute)> = changes
+            .iter()
+            .map(|(c, table, pref_src)| {
+                let mut r = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex))
+                    .with_metric(self.policy.metric)
+                    .with_table(table.unwrap_or(self.policy.table))
+                    .with_protocol(self.policy.protocol);
+                if let Some(s) = c.src_prefix {
+                    r = r.with_src(s);
                 }
-                if r.src.is_some() {
-                    continue;
+                if let Some(p) = pref_src {
+                    r = r.with_pref_src(*p);
                 }
-            }
-            // A held destination (babeld): an `unreachable` route of metric 4294967295 in the
-            // same table, beside which the unicast route is never kept. New routes go in before
-            // old ones go out, so traffic never falls to a less specific route in between.
-            let mut held = KernelRoute::unreachable(r.dst)
-                .with_table(r.table)
-                .with_protocol(r.protocol);
-            if let Some(s) = r.src {
-                held = held.with_src(s);
-            }
-            let (install, remove) = match c.op {
-                RouteOp::Add | RouteOp::Replace => (Some(r.clone()), vec![held.key()]),
-                RouteOp::Unreachable => (Some(held), vec![r.key()]),
-                RouteOp::Delete => (None, vec![r.key(), held.key()]),
-            };
-            if let Some(new) = install {
-                // A route a previous run left is replaced in place: no gap.
-                self.stale.relearned(&new.key());
-                self.ours.insert(new.key(), new.clone());
-                batch.push(FibChange::Replace(new));
-            }
-            for k in remove {
-                if let Some(old) = self.ours.remove(&k) {
-                    batch.push(FibChange::Delete(old));
-                } else if let Some(old) = self.stale.take(&k) {
-                    batch.push(FibChange::Delete(old));
-                }
-            }
-        }
-        self.run(&batch);
-        self.reproject();
-    }
-
-    /// `ipv6-subtrees false`: brings the source tables and rules in line with the routes
-    /// (kernel-fib's [`SourceTables`]). New routes and rules go in before old ones go out.
-    fn reproject(&mut self) {
-        let Some(m) = &mut self.rule_mode else {
-            return;
-        };
-        if m.projected.is_empty()
-            && m.rules.is_empty()
-            && !m.logical.keys().any(|(_, s)| s.is_some())
-        {
-            return;
-        }
-        let p = m.tables.project(m.logical.values());
-        if p.dropped > 0 {
-            tracing::warn!(
-                "{} source-specific routes not installed (too many source prefixes)",
-                p.dropped
-            );
-        }
-        let want: HashMap<RouteKey, KernelRoute> =
-            p.routes.into_iter().map(|r| (r.key(), r)).collect();
-        let adds: Vec<FibChange> = want
-            .iter()
-            .filter(|(k, r)| m.projected.get(k) != Some(r))
-            .map(|(_, r)| FibChange::Replace(r.clone()))
+                let op = match c.op {
+                    RouteOp::Add | RouteOp::Replace => InstallOp::Install,
+                    RouteOp::Unreachable => InstallOp::Hold,
+                    RouteOp::Delete => InstallOp::Remove,
+                };
+                (op, r)
+            })
             .collect();
-        let dels: Vec<FibChange> = m
-            .projected
-            .iter()
-            .filter(|(k, _)| !want.contains_key(k))
-            .map(|(_, r)| FibChange::Delete(r.clone()))
-            .collect();
-        let new_rules: Vec<KernelRule> = p
-            .rules
-            .iter()
-            .filter(|r| !m.rules.contains(r))
-            .copied()
-            .collect();
-        let old_rules: Vec<KernelRule> = m
-            .rules
-            .iter()
-            .filter(|r| !p.rules.contains(r))
-            .copied()
-            .collect();
-        for change in &adds {
-            if let FibChange::Replace(r) = change {
-                self.stale.relearned(&r.key());
-            }
-        }
-        m.projected = want;
-        m.rules = p.rules;
-        for (change, result) in adds.iter().zip(self.fib.apply(&adds)) {
-            if let Err(e) = result {
-                tracing::warn!("source table route {change:?}: {e}");
-            }
-        }
-        for rule in &new_rules {
-            match self.fib.add_rule(rule) {
-                Ok(()) | Err(kernel_fib::FibError::Exists) => {}
-                Err(e) => tracing::warn!("rule {rule}: {e}"),
-            }
-        }
-        for rule in &old_rules {
-            if let Err(e) = self.fib.delete_rule(rule) {
-                tracing::warn!("deleting rule {rule}: {e}");
-            }
-        }
-        for (change, result) in dels.iter().zip(self.fib.apply(&dels)) {
-            if let Err(e) = result {
-                tracing::warn!("source table route {change:?}: {e}");
-            }
-        }
+        self.installed
+            .apply(&mut self.fib, &updates, &mut self.stale);
     }
 
     /// Removes our rules (at exit), and rules of our protocol in our priority range left by an
     /// earlier run.
     fn remove_rules(&mut self) -> usize {
-        let Some(m) = &mut self.rule_mode else {
-            return 0;
-        };
-        let range = m.tables.priorities();
-        let protocol = self.policy.protocol;
-        let mut stale: Vec<KernelRule> = match self.fib.rules() {
-            Ok(rs) => rs
-                .into_iter()
-                .filter(|r| r.protocol == protocol && range.contains(&r.priority))
-                .collect(),
-            Err(e) => {
-                tracing::warn!("reading rules: {e}");
-                Vec::new()
-            }
-        };
-        stale.append(&mut m.rules);
-        stale.sort();
-        stale.dedup();
-        let mut n = 0;
-        for r in &stale {
-            match self.fib.delete_rule(r) {
-                Ok(()) => n += 1,
-                Err(e) => tracing::warn!("deleting rule {r}: {e}"),
-            }
-        }
-        m.projected.clear();
-        m.logical.clear();
-        n
+        self.installed
+            .remove_rules(&mut self.fib, self.policy.protocol)
     }
 
     fn run(&mut self, batch: &[FibChange]) {
@@ -278,9 +118,9 @@ impl Routes {
             return;
         };
         let stale = &self.stale;
-        let projected = self.rule_mode.as_ref().map(|m| &m.projected);
-        let keep = |k: &RouteKey| stale.contains(k) || projected.is_some_and(|p| p.contains_key(k));
-        let (changes, done) = run.step(&self.ours, keep, CHECK_STEP);
+        let installed = &self.installed;
+        let keep = |k: &RouteKey| stale.contains(k) || installed.is_projected(k);
+        let (changes, done) = run.step(installed.ours(), keep, CHECK_STEP);
         for (change, result) in changes.iter().zip(self.fib.apply(&changes)) {
             match (change, result) {
                 (_, Ok(())) => {}
@@ -319,11 +159,21 @@ impl Routes {
     }
 }
 
-/// Starts the kernel thread. Routes of our protocol a previous run left are kept for
+/// The kernel threads' ends the main loop holds.
+pub struct KernelThreads {
+    /// Commands to the route thread.
+    pub routes: std_mpsc::Sender<KernelCmd>,
+    /// Requests to the dump thread.
+    pub dumps: std_mpsc::Sender<DumpRequest>,
+    /// The dump thread's answers to [`DumpRequest::Snapshot`], in order.
+    pub snapshots: Snapshots,
+}
+
+/// Starts the kernel threads. Routes of our protocol a previous run left are kept for
 /// [`RESTART_GRACE`] while the table is relearned (graceful restart), then removed if not
 /// relearned. The periodic check's dump runs on a thread of its own, so that a large table
 /// never holds up route changes.
-pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<KernelCmd>> {
+pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<KernelThreads> {
     let mut fib = NetlinkFib::new()?;
     let left = match fib.dump(&RouteFilter::protocol(policy.protocol)) {
         Ok(rs) => rs,
@@ -344,26 +194,23 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
     let mut routes = Routes {
         fib,
         policy,
-        ours: BTreeMap::new(),
-        stale: Stale::new(left, Instant::now(), RESTART_GRACE),
-        check: None,
-        rule_mode: policy.rule_priority.map(|first| RuleMode {
-            tables: SourceTables::new(
+        installed: Installed::new(policy.rule_priority.map(|first| {
+            SourceTables::new(
                 first,
                 kernel_fib::DEFAULT_FIRST_SOURCE_TABLE,
                 kernel_fib::DEFAULT_MAX_SOURCE_TABLES,
                 policy.protocol,
-            ),
-            logical: BTreeMap::new(),
-            projected: HashMap::new(),
-            rules: Vec::new(),
-        }),
+            )
+        })),
+        stale: Stale::new(left, Instant::now(), RESTART_GRACE),
+        check: None,
     };
     match routes.remove_rules() {
         0 => {}
         n => tracing::info!("removed {n} stale source-specific rules"),
     }
-    let dump = spawn_dumper(policy.protocol, tx.clone())?;
+    let (dumps, snapshots) = spawn_dumper(policy.protocol, tx.clone())?;
+    let dump = dumps.clone();
     thread::Builder::new()
         .name("kernel-routes".into())
         .spawn(move || {
@@ -404,7 +251,7 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
                         routes.check_step();
                     } else if !interval.is_zero() && now >= next_check {
                         next_check = now + interval;
-                        let _ = dump.send(());
+                        let _ = dump.send(DumpRequest::Check);
                     }
                     continue;
                 };
@@ -421,43 +268,99 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
                             tracing::info!("removed {rules} source-specific rules");
                         }
                         let n = routes.fib.purge(policy.protocol).unwrap_or(0);
-                        routes.ours.clear();
+                        routes.installed.clear();
                         routes.check = None;
                         let _ = reply.send(n);
                     }
                 }
             }
         })?;
-    Ok(tx)
+    Ok(KernelThreads {
+        routes: tx,
+        dumps,
+        snapshots,
+    })
 }
 
-/// The kernel check's dump, on its own thread and netlink socket: each request dumps the
-/// routes of `protocol`, indexes them, and hands them to the route thread as
-/// [`KernelCmd::Present`].
+/// A request to the dump thread.
+pub enum DumpRequest {
+    /// The kernel check's dump of our protocol's routes, for the route thread.
+    Check,
+    /// Links, addresses and the routes of these tables, for the main loop.
+    Snapshot(Vec<u32>),
+}
+
+/// What the main loop re-reads from the kernel when it changed: links, addresses, and the
+/// routes of the tables it redistributes from.
+pub struct Snapshot {
+    /// Every link.
+    pub links: Vec<LinkInfo>,
+    /// Every address.
+    pub addrs: Vec<AddressInfo>,
+    /// The routes of the tables asked for (a table that could not be read is left out).
+    pub routes: Vec<KernelRoute>,
+}
+
+/// The routes of `tables`, in order; a table that cannot be read is logged and left out.
+pub fn dump_tables(fib: &mut impl Fib, tables: &[u32]) -> Vec<KernelRoute> {
+    let mut routes = Vec::new();
+    for &t in tables {
+        match fib.dump(&RouteFilter::all().in_table(t)) {
+            Ok(rs) => routes.extend(rs),
+            Err(e) => tracing::warn!("reading table {t}: {e}"),
+        }
+    }
+    routes
+}
+
+/// The dump thread's answers to [`DumpRequest::Snapshot`].
+pub type Snapshots = mpsc::UnboundedReceiver<Result<Snapshot, FibError>>;
+
+/// The dump thread, with its own netlink socket, so that neither the route thread nor the
+/// main loop ever waits for a dump: the kernel check's dumps of the routes of `protocol`
+/// (indexed, handed to the route thread as [`KernelCmd::Present`]) and the main loop's
+/// [`Snapshot`]s (sent on the returned receiver).
 fn spawn_dumper(
     protocol: u8,
     to_routes: std_mpsc::Sender<KernelCmd>,
-) -> anyhow::Result<std_mpsc::Sender<()>> {
+) -> anyhow::Result<(std_mpsc::Sender<DumpRequest>, Snapshots)> {
     let mut fib = NetlinkFib::new()?;
-    let (tx, rx) = std_mpsc::channel::<()>();
+    let (tx, rx) = std_mpsc::channel::<DumpRequest>();
+    let (snap_tx, snap_rx) = mpsc::unbounded_channel();
     thread::Builder::new()
-        .name("kernel-check".into())
+        .name("kernel-dumps".into())
         .spawn(move || {
-            while rx.recv().is_ok() {
-                match fib.dump(&RouteFilter::protocol(protocol)) {
-                    Ok(rs) => {
-                        if to_routes
-                            .send(KernelCmd::Present(CheckRun::new(rs)))
-                            .is_err()
-                        {
+            while let Ok(request) = rx.recv() {
+                match request {
+                    DumpRequest::Check => match fib.dump(&RouteFilter::protocol(protocol)) {
+                        Ok(rs) => {
+                            if to_routes
+                                .send(KernelCmd::Present(CheckRun::new(rs)))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!("kernel check: {e}"),
+                    },
+                    DumpRequest::Snapshot(tables) => {
+                        let snapshot = fib.links().and_then(|links| {
+                            let addrs = fib.addresses()?;
+                            let routes = dump_tables(&mut fib, &tables);
+                            Ok(Snapshot {
+                                links,
+                                addrs,
+                                routes,
+                            })
+                        });
+                        if snap_tx.send(snapshot).is_err() {
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!("kernel check: {e}"),
                 }
             }
         })?;
-    Ok(tx)
+    Ok((tx, snap_rx))
 }
 
 /// Starts the watcher thread; events arrive on the returned channel.

@@ -1,437 +1,78 @@
-//! Start-up and the main loop.
+//! The main loop: one task that owns the daemon's state and waits on every source of input
+//! (see the diagram in `main.rs`), then carries out what the engine and the decisions asked.
 
-use std::fs;
 use std::net::{IpAddr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use anyhow::Context;
-use babel_core::{Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy};
-use babel_wire::RouterId;
-use daemon::actions::Action;
-use daemon::cli::Invocation;
-use daemon::clients::ClientLimits;
-use daemon::control::{Banner, Dialect};
+use babel_core::{Destination, Input};
+use daemon::control::Banner;
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Placements, redistributed_tables, redistribution};
-use daemon::state::{Daemon, Iface, Settings};
-use kernel_fib::{
-    AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
-};
+use daemon::redistribute::{Announcements, Placements};
+use daemon::state::Daemon;
+use kernel_fib::{AddressInfo, LinkInfo, NetEvent, RTPROT_BABEL};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::control_socket::ControlServer;
-use crate::kernel::{InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
+use crate::kernel::{DumpRequest, KernelCmd};
 
-/// babeld's default state file.
-const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
-/// babeld's default pid file.
-const DEFAULT_PID_FILE: &str = "/var/run/babeld.pid";
-
-/// Reads the configuration's files, daemonises, and runs until SIGTERM or SIGINT.
-pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
-    let g = &inv.config.globals;
-    init_logging(g.debug.unwrap_or(0), g.log_file.as_deref())?;
-    if g.daemonise == Some(true) {
-        nix::unistd::daemon(false, false).context("daemonising")?;
-    }
-    let pid_file = match &g.pid_file {
-        Some(p) if p.as_os_str().is_empty() => None,
-        Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(DEFAULT_PID_FILE)),
-    };
-    if let Some(p) = &pid_file {
-        daemon::pidfile::write(p)?;
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(run(inv, record));
-    if let Some(p) = &pid_file {
-        let _ = fs::remove_file(p);
-    }
-    result
-}
-
-fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
-    let level = match debug {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match file {
-        Some(p) if !p.as_os_str().is_empty() => {
-            let f = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("log file {}", p.display()))?;
-            b.with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .init();
-        }
-        _ => b.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
-}
-
-/// babeld's router-id from a MAC: EUI-64 with the universal/local bit flipped.
-fn eui64(mac: &[u8]) -> Option<RouterId> {
-    match mac {
-        [a, b, c, d, e, f] if mac.iter().any(|x| *x != 0) => {
-            Some(RouterId([a ^ 0x02, *b, *c, 0xff, 0xfe, *d, *e, *f]))
-        }
-        _ => None,
-    }
-}
-
-/// 64 random bits from the operating system's generator (router-ids, the first seqno, the
-/// engine's seed).
-fn random_u64() -> u64 {
-    use rand_core::RngCore;
-    rand_core::OsRng.next_u64()
-}
-
-fn random_id() -> RouterId {
-    loop {
-        let id = RouterId(random_u64().to_be_bytes());
-        if id.is_valid() {
-            return id;
-        }
-    }
-}
-
-/// Time since start-up as the engine's clock.
-struct Clock(std::time::Instant);
-
-impl Clock {
-    fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-
-    fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.0 + Duration::from_micros(at.as_micros()))
-    }
-}
+use crate::effects::{
+    apply_snapshot, execute, flush_outputs, persist_seqno, request_snapshot, snapshot_done,
+};
+use crate::metrics_http::{MetricsReply, next_metrics_request};
+use crate::startup::Clock;
 
 /// Everything the loop owns besides the daemon state.
-struct Io {
-    socket: BabelSocket,
-    kernel: std_mpsc::Sender<KernelCmd>,
-    netlink: NetlinkFib,
-    group: Ipv6Addr,
-    state_file: Option<PathBuf>,
+pub struct Io {
+    pub socket: BabelSocket,
+    pub kernel: std_mpsc::Sender<KernelCmd>,
+    /// Requests to the kernel dump thread; its snapshots arrive on `snapshots`.
+    pub dumps: std_mpsc::Sender<DumpRequest>,
+    pub snapshots: crate::kernel::Snapshots,
+    /// Links and addresses as last read, for the interfaces a control client names.
+    pub links: Vec<LinkInfo>,
+    pub addrs: Vec<AddressInfo>,
+    /// A snapshot asked for and not yet answered, and what waits for it.
+    pub resync: Resync,
+    pub group: Ipv6Addr,
+    pub state_file: Option<PathBuf>,
     /// The seqno last written to the state file: no packet leaves with another one.
-    persisted_seqno: u16,
+    pub persisted_seqno: u16,
     /// Each interface's last Hello seqno, kept for a restart after a crash.
-    hellos: Option<daemon::statefile::HelloFile>,
+    pub hellos: Option<daemon::statefile::HelloFile>,
     /// Packets waiting for their turn on a link.
-    pacer: daemon::pacing::Pacer<babel_core::Transmit>,
-    link_detect: bool,
-    announced: Announcements,
+    pub pacer: daemon::pacing::Pacer<babel_core::Transmit>,
+    pub link_detect: bool,
+    pub announced: Announcements,
     /// Table and preferred source each installed destination went in with.
-    placements: Placements,
-    mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
+    pub placements: Placements,
+    pub mesh_events: Option<mpsc::UnboundedReceiver<crate::mesh::MeshEvent>>,
     /// `monitor` lines of the payment loop.
-    pay_lines: Option<mpsc::UnboundedReceiver<String>>,
+    pub pay_lines: Option<mpsc::UnboundedReceiver<String>>,
     /// Scrapes of the `metrics-port` HTTP endpoint, each waiting for a rendering.
-    metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
+    pub metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
-    prices: Arc<daemon::payments::PriceTable>,
+    pub prices: Arc<daemon::payments::PriceTable>,
 }
 
-async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
-    let g = inv.config.globals.clone();
-    let clock = Clock(std::time::Instant::now());
-    let dialect = if g.althea_dialect() {
-        Dialect::Althea
-    } else {
-        Dialect::Babel
-    };
-    tracing::info!("control and wire dialect: {dialect:?}");
-
-    let mut netlink = NetlinkFib::new().context("netlink")?;
-    let events = spawn_watcher().context("kernel notifications")?;
-    // Tunnels first: each is a Babel interface of kind `tunnel` unless configured otherwise.
-    let mut tunnel_states = Vec::new();
-    for (name, opts, peers) in inv.config.tunnels.clone() {
-        tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
-        if inv.config.interface_options(&name).kind.is_none() {
-            let tunnel_kind = daemon::config::InterfaceOptions {
-                kind: Some(daemon::config::InterfaceType::Tunnel),
-                ..Default::default()
-            };
-            inv.config.apply(daemon::config::Statement::Interface(
-                name.clone(),
-                tunnel_kind,
-            ));
-        }
-        if !inv.interfaces.contains(&name) {
-            inv.interfaces.push(name);
-        }
-    }
-    // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
-    let prices = Arc::new(daemon::payments::PriceTable::default());
-    let meter_board = daemon::payments::MeterBoard::default();
-    let shaping = inv.config.pay.enable.then(|| daemon::payments::Shaping {
-        config: inv.config.pay.shaper(),
-        levels: Default::default(),
-    });
-    let mesh = crate::mesh::start(
-        &inv.config,
-        &mut inv.interfaces,
-        &prices,
-        &meter_board,
-        shaping.as_ref(),
-    )?;
-    let links = netlink.links().context("reading links")?;
-    let addrs = netlink.addresses().context("reading addresses")?;
-
-    let state_file = match &g.state_file {
-        Some(p) if p.as_os_str().is_empty() => None,
-        Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
-    };
-    let saved = state_file
-        .as_deref()
-        .map(daemon::statefile::read)
-        .unwrap_or_default();
-    let router_id = if let Some(id) = g.router_id {
-        id
-    } else if g.random_id == Some(true) {
-        random_id()
-    } else {
-        saved
-            .router_id
-            .or_else(|| {
-                inv.interfaces.iter().find_map(|n| {
-                    links
-                        .iter()
-                        .find(|l| l.name == *n)
-                        .and_then(|l| eui64(&l.hw_addr))
-                })
-            })
-            .unwrap_or_else(random_id)
-    };
-    let mut ecfg = EngineConfig::new(router_id);
-    // RFC 8966 §3.5.1: the seqno we start with is on disk before any packet carries it.
-    let seqno = daemon::statefile::next_seqno(&saved, (random_u64() & 0xffff) as u16);
-    if let Some(p) = &state_file {
-        persist_seqno(p, router_id, seqno);
-    }
-    ecfg.seqno = Some(seqno);
-    // Graceful restart: continue the Hello seqnos of a run that crashed in this boot.
-    let boot = daemon::statefile::boot_id();
-    let hello_file = state_file.as_deref().map(daemon::statefile::hello_path);
-    if let Some(p) = &hello_file {
-        ecfg.resume_hellos = daemon::statefile::read_hellos(p, boot.as_deref());
-        if !ecfg.resume_hellos.is_empty() {
-            tracing::info!("resuming Hello seqnos {:?}", ecfg.resume_hellos);
-            let table = g.export_table.unwrap_or(kernel_fib::TABLE_MAIN);
-            ecfg.resume_routes = resume_routes(&mut netlink, table);
-        }
-    }
-    let hellos = match (&hello_file, boot) {
-        (Some(p), Some(b)) => daemon::statefile::HelloFile::open(p, b)
-            .map_err(|e| tracing::warn!("{}: {e}", p.display()))
-            .ok(),
-        _ => None,
-    };
-    ecfg.seed = random_u64();
-    ecfg.fee = g.fee.unwrap_or(0);
-    ecfg.limits = daemon::memcaps::limits(
-        daemon::memcaps::available(),
-        g.max_routes,
-        g.max_routes_per_neighbour,
-    );
-    ecfg.policy = match dialect {
-        Dialect::Althea => Policy::Althea {
-            metric_factor: g.metric_factor.unwrap_or(1900),
-        },
-        Dialect::Babel => Policy::Babeld,
-    };
-    if let Some(h) = g.smoothing_half_life {
-        ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
-    }
-    // RFC 8967: the pseudo-header's port and multicast address, and OS entropy for the Indexes
-    // and nonces.
-    ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
-    ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
-    let start = clock.now();
-    let mut engine =
-        Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
-        engine.set_route_filter(Some(std::sync::Arc::new(f)));
-    }
-    let engine = match &record {
-        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
-        None => babel_core::record::Driver::new(engine),
-    };
-
-    let ifaces: Vec<Iface> = inv
-        .interfaces
-        .iter()
-        .map(|name| Iface {
-            name: name.clone(),
-            ifindex: None,
-            link_local: None,
-            ipv4: None,
-            mtu: 1500,
-            wireless: Path::new("/sys/class/net")
-                .join(name)
-                .join("wireless")
-                .exists(),
-            point_to_point: false,
-            link_up: false,
-            running: false,
-        })
-        .collect();
-    let settings = Settings {
-        dialect,
-        hello_wireless_ms: inv.hello_wireless_ms,
-        hello_wired_ms: inv.hello_wired_ms,
-        all_wireless: inv.all_wireless,
-        no_split_horizon: inv.no_split_horizon,
-        kernel_check_interval: g.kernel_check_interval,
-        version: format!("babeld-rs-{}", env!("CARGO_PKG_VERSION")),
-        kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
-    };
-    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
-    d.check_keys()
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    d.tunnels = tunnel_states;
-    d.meters = meter_board;
-    let mesh_events = mesh.map(|m| {
-        d.mesh = m.views;
-        m.events
-    });
-    let pay_lines = match &shaping {
-        Some(s) => crate::pay::start(
-            &inv.config,
-            state_file.as_deref(),
-            d.mesh.clone(),
-            d.meters.clone(),
-            d.payments.clone(),
-            s.levels.clone(),
-        )?,
-        None => None,
-    };
-
-    let policy = InstallPolicy {
-        protocol: RTPROT_BABEL,
-        table: g.export_table.unwrap_or(kernel_fib::TABLE_MAIN),
-        metric: g.kernel_priority.unwrap_or(0),
-        // babeld: ipv6-subtrees defaults to whether the kernel has them (Linux >= 3.11).
-        rule_priority: if g
-            .ipv6_subtrees
-            .unwrap_or_else(crate::kernel::kernel_has_ipv6_subtrees)
-        {
-            None
-        } else {
-            Some(
-                g.first_rule_priority
-                    .unwrap_or(kernel_fib::DEFAULT_FIRST_RULE_PRIORITY),
-            )
-        },
-    };
-    let kernel = spawn_fib(policy).context("kernel routes")?;
-    if let Some(secs) = g.kernel_check_interval {
-        let _ = kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(
-            secs,
-        ))));
-    }
-    let group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
-    let socket = BabelSocket::open(g.protocol_port.unwrap_or(babel_wire::PORT), group)
-        .context("Babel socket")?;
-    tracing::info!(
-        "router-id {router_id}, receive buffer {} bytes, at most {} routes ({} per neighbour)",
-        socket.recv_buffer(),
-        d.engine.config().limits.max_routes,
-        d.engine.config().limits.max_routes_per_neighbour
-    );
-    let mut io = Io {
-        socket,
-        kernel,
-        netlink,
-        group,
-        state_file,
-        persisted_seqno: seqno,
-        hellos,
-        pacer: daemon::pacing::Pacer::new(),
-        link_detect: g.link_detect == Some(true),
-        announced: Announcements::new(),
-        placements: Placements::default(),
-        mesh_events,
-        pay_lines,
-        metrics_requests: None,
-        prices,
-    };
-    sync_interfaces(&mut d, &mut io, &links, &addrs);
-    redistribute(&mut d, &mut io, &links, &addrs);
-
-    let endpoints: Vec<_> = [(g.local_ro.clone(), false), (g.local_rw.clone(), true)]
-        .into_iter()
-        .filter_map(|(ep, rw)| ep.map(|ep| (ep, rw)))
-        .collect();
-    let ctl = ControlServer::bind(&endpoints, ClientLimits::default()).await?;
-    if let Some(port) = g.metrics_port {
-        let (tx, rx) = mpsc::unbounded_channel();
-        serve_metrics(port, tx).await?;
-        io.metrics_requests = Some(rx);
-    }
-    let banner = Banner {
-        dialect,
-        version: d.settings.version.clone(),
-        host: hostname(),
-        my_id: router_id,
-    };
-    main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
+/// Re-reading the kernel, one snapshot at a time: a change noticed while a snapshot is on its
+/// way asks for another once it is in.
+#[derive(Default)]
+pub struct Resync {
+    /// A snapshot was asked for.
+    pub pending: bool,
+    /// Another one is needed after it.
+    pub again: bool,
+    /// Mesh events to finish once the pending snapshot is in ([`crate::mesh::after_sync`]).
+    pub after: Vec<crate::mesh::MeshEvent>,
+    /// Mesh events to finish after the next one.
+    pub after_next: Vec<crate::mesh::MeshEvent>,
 }
 
-/// The routes a crashed run of ours left in the kernel (graceful restart,
-/// [`babel_core::Config::resume_routes`]): where it sent each destination.
-/// Source-specific routes in the tables of the rule mode are left out (their source is in a
-/// rule, not in the route).
-fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
-    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
-        Ok(rs) => rs
-            .into_iter()
-            .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
-            .filter_map(|r| {
-                Some(babel_core::ResumeRoute {
-                    prefix: r.dst,
-                    src_prefix: r.src,
-                    ifindex: r.oif?,
-                    next_hop: r.gateway?,
-                })
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!("reading the previous run's routes: {e}");
-            Vec::new()
-        }
-    }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-async fn main_loop(
+pub async fn main_loop(
     d: &mut Daemon,
     io: &mut Io,
     clock: &Clock,
@@ -488,14 +129,16 @@ async fn main_loop(
                 }
                 if resync {
                     resync = false;
-                    match (io.netlink.links(), io.netlink.addresses()) {
-                        (Ok(links), Ok(addrs)) => {
-                            sync_interfaces(d, io, &links, &addrs);
-                            redistribute(d, io, &links, &addrs);
-                        }
-                        (Err(e), _) | (_, Err(e)) => tracing::warn!("re-reading links: {e}"),
-                    }
+                    request_snapshot(d, io);
                 }
+            }
+            Some(snapshot) = io.snapshots.recv() => {
+                d.now = clock.now();
+                match snapshot {
+                    Ok(snapshot) => apply_snapshot(d, io, snapshot),
+                    Err(e) => tracing::warn!("re-reading links: {e}"),
+                }
+                snapshot_done(d, io);
             }
             m = ctl.recv() => {
                 d.now = clock.now();
@@ -510,10 +153,13 @@ async fn main_loop(
             Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
                 d.now = clock.now();
                 let line = crate::mesh::before_sync(d, &ev);
-                if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
-                    sync_interfaces(d, io, &links, &addrs);
+                // `after_sync` once the interfaces were re-read.
+                if io.resync.pending {
+                    io.resync.after_next.push(ev);
+                } else {
+                    io.resync.after.push(ev);
                 }
-                crate::mesh::after_sync(d, &ev);
+                request_snapshot(d, io);
                 if !line.is_empty() {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
@@ -553,256 +199,5 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     }
     if io.mesh_events.is_some() {
         crate::mesh::remove_filter();
-    }
-}
-
-/// Writes the state file durably, or says why it could not.
-fn persist_seqno(p: &Path, id: RouterId, seqno: u16) {
-    if let Err(e) = daemon::statefile::write(p, id, seqno) {
-        tracing::warn!("state file {}: {e}", p.display());
-    }
-}
-
-/// The link-local address an interface with a key signs from.
-fn signing_address(d: &Daemon, ifindex: u32) -> Option<Ipv6Addr> {
-    d.ifaces
-        .iter()
-        .find(|i| i.ifindex == Some(ifindex))
-        .filter(|i| d.config.interface_options(&i.name).key.is_some())
-        .and_then(|i| i.link_local)
-}
-
-/// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
-async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
-    // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
-    let seqno = d.engine.seqno();
-    if seqno != io.persisted_seqno {
-        if let Some(p) = &io.state_file {
-            persist_seqno(p, d.engine.router_id(), seqno);
-        }
-        io.persisted_seqno = seqno;
-    }
-    // Likewise each Hello seqno, for a restart after a crash (see `statefile::HelloFile`).
-    if let Some(h) = &mut io.hellos
-        && let Err(e) = h.update(d.engine.hello_seqnos())
-    {
-        tracing::debug!("Hello seqno file: {e}");
-    }
-    // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
-    // socket); packets the pacer holds go out on later turns of the loop.
-    let now = std::time::Instant::now();
-    let mut ready = Vec::new();
-    for (_, t) in io.pacer.due(now) {
-        ready.push(t);
-    }
-    let out = d.engine.drain();
-    for t in out.transmits {
-        // Signed packets keep their order (the receiver refuses a packet counter that goes
-        // back), so authenticated interfaces are not paced.
-        let keyed = signing_address(d, t.ifindex).is_some();
-        let (ix, len) = (t.ifindex, t.bytes.len());
-        if keyed {
-            ready.push(t);
-        } else if let Some(t) = io.pacer.offer(ix, len, t, now) {
-            ready.push(t);
-        }
-    }
-    for t in ready {
-        let dst = match t.dst {
-            Destination::Multicast => io.group,
-            Destination::Unicast(IpAddr::V6(a)) => a,
-            Destination::Unicast(IpAddr::V4(_)) => continue,
-        };
-        // A signed packet's MAC covers its source address: send it from the link-local address
-        // the engine signed with, not one the kernel might pick among several.
-        let src = signing_address(d, t.ifindex).unwrap_or(Ipv6Addr::UNSPECIFIED);
-        if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
-            tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
-        }
-    }
-    // The engine already applied the `install` filter's allow/deny (a refused route is not
-    // installed); here it chooses the table and preferred source of an added route.
-    let mut changes = Vec::new();
-    for c in out.routes {
-        let (table, pref_src) = io
-            .placements
-            .place(&d.config.filters, &c, &d.ifname(c.ifindex));
-        changes.push((c, table, pref_src));
-    }
-    if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
-        crate::pay::publish_prices(d, &io.prices);
-    }
-    if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
-        tracing::error!("kernel route thread is gone");
-    }
-    // Building a line means looking the object up; skip it when nobody listens. (Our seqno was
-    // persisted above, before the packets went out; it has no line.)
-    if ctl.monitoring() {
-        let mut text = String::new();
-        d.write_monitor_lines(&out.events, &mut text);
-        if !text.is_empty() {
-            ctl.broadcast(text.as_bytes());
-        }
-    } else {
-        for e in &out.events {
-            d.forget_monitored(e);
-        }
-    }
-}
-
-/// Where the main loop sends one rendering of the metrics.
-type MetricsReply = tokio::sync::oneshot::Sender<String>;
-
-/// The next scrape waiting for a rendering; never, without a `metrics-port`.
-async fn next_metrics_request(
-    rx: &mut Option<mpsc::UnboundedReceiver<MetricsReply>>,
-) -> Option<MetricsReply> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Longest HTTP request head read from a metrics client.
-const MAX_HTTP_HEAD: usize = 4096;
-
-/// `metrics-port`: Prometheus metrics over HTTP/1.0 on `[::1]:PORT` (`GET /metrics`; local
-/// only, like the control socket). Each scrape asks the main loop for a fresh rendering.
-async fn serve_metrics(port: u16, tx: mpsc::UnboundedSender<MetricsReply>) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))
-        .await
-        .with_context(|| format!("metrics port {port}"))?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                let read = tokio::time::timeout(Duration::from_secs(5), async {
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HTTP_HEAD {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-                        }
-                    }
-                })
-                .await;
-                if read.is_err() {
-                    return;
-                }
-                let (status, body) =
-                    if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics\r") {
-                        let (rtx, rrx) = tokio::sync::oneshot::channel();
-                        if tx.send(rtx).is_err() {
-                            return;
-                        }
-                        match rrx.await {
-                            Ok(body) => ("200 OK", body),
-                            Err(_) => return,
-                        }
-                    } else {
-                        ("404 Not Found", "try /metrics\n".to_owned())
-                    };
-                let reply = format!(
-                    "HTTP/1.0 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    Ok(())
-}
-
-/// Brings configured interfaces up or down in the engine to match the kernel
-/// ([`daemon::iface_sync`]).
-fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    let actions = daemon::iface_sync::sync_interfaces(&mut d.ifaces, links, addrs, io.link_detect);
-    execute(d, io, actions);
-}
-
-/// Announces what the `redistribute` filters allow, and withdraws what they no longer do
-/// ([`daemon::redistribute::redistribution`]).
-fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[AddressInfo]) {
-    let mut routes = Vec::new();
-    for t in redistributed_tables(&d.config.globals.import_tables) {
-        match io.netlink.dump(&RouteFilter::all().in_table(t)) {
-            Ok(rs) => routes.extend(rs),
-            Err(e) => tracing::warn!("reading table {t}: {e}"),
-        }
-    }
-    let (wanted, actions) = redistribution(&d.config.filters, links, addrs, &routes, &io.announced);
-    io.announced = wanted;
-    execute(d, io, actions);
-}
-
-/// Carries out the decisions' side effects ([`Action`]), in order.
-fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
-    for action in actions {
-        match action {
-            Action::StartInterface { ifindex } => {
-                let Some(iface) = d.ifaces.iter_mut().find(|i| i.ifindex == Some(ifindex)) else {
-                    continue;
-                };
-                let Some(ll) = iface.link_local else {
-                    continue;
-                };
-                if let Err(e) = io.socket.join(ifindex) {
-                    tracing::warn!("joining {} on {}: {e}", io.group, iface.name);
-                    iface.running = false;
-                    continue;
-                }
-                let iface = iface.clone();
-                let config = d.interface_config(&iface, ll);
-                d.input(Input::InterfaceUp { ifindex, config });
-                tracing::info!("interface {} up (index {ifindex}, {ll})", iface.name);
-            }
-            Action::ReconfigureInterface { ifindex } => {
-                let Some(iface) = d.ifaces.iter().find(|i| i.ifindex == Some(ifindex)) else {
-                    continue;
-                };
-                let Some(ll) = iface.link_local else {
-                    continue;
-                };
-                let config = d.interface_config(iface, ll);
-                d.input(Input::InterfaceUp { ifindex, config });
-            }
-            Action::StopInterface { ifindex } => {
-                d.input(Input::InterfaceDown { ifindex });
-                io.socket.leave(ifindex);
-                io.pacer.forget(ifindex);
-                tracing::info!("interface {} down", d.ifname(ifindex));
-            }
-            Action::LeaveGroup { ifindex } => io.socket.leave(ifindex),
-            Action::Announce {
-                prefix,
-                src_prefix,
-                metric,
-            } => {
-                let input = Input::Announce {
-                    prefix,
-                    src_prefix,
-                    metric,
-                };
-                if let Err(e) = d.engine.input(d.now, input) {
-                    tracing::debug!("not announcing {prefix}: {e}");
-                }
-            }
-            Action::Withdraw { prefix, src_prefix } => {
-                d.input(Input::Withdraw { prefix, src_prefix });
-            }
-            Action::KernelCheck(every) => {
-                if io.kernel.send(KernelCmd::CheckInterval(every)).is_err() {
-                    tracing::error!("kernel route thread is gone");
-                }
-            }
-            Action::SyncInterfaces => {
-                if let (Ok(links), Ok(addrs)) = (io.netlink.links(), io.netlink.addresses()) {
-                    sync_interfaces(d, io, &links, &addrs);
-                }
-            }
-        }
     }
 }

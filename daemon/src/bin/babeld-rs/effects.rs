@@ -1,0 +1,210 @@
+//! Carrying out: the engine's outputs (packets, kernel routes, monitor lines, the state
+//! files) and the decisions' [`Action`]s, and the kernel snapshots they are taken from.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+
+use babel_core::{Destination, Event, Input};
+use babel_wire::RouterId;
+use daemon::actions::Action;
+use daemon::redistribute::{redistributed_tables, redistribution};
+use daemon::state::Daemon;
+
+use crate::control_socket::ControlServer;
+use crate::kernel::{DumpRequest, KernelCmd, Snapshot};
+
+use crate::run::Io;
+
+/// Writes the state file durably, or says why it could not.
+pub fn persist_seqno(p: &Path, id: RouterId, seqno: u16) {
+    if let Err(e) = daemon::statefile::write(p, id, seqno) {
+        tracing::warn!("state file {}: {e}", p.display());
+    }
+}
+
+/// The link-local address an interface with a key signs from.
+pub fn signing_address(d: &Daemon, ifindex: u32) -> Option<Ipv6Addr> {
+    d.ifaces
+        .iter()
+        .find(|i| i.ifindex == Some(ifindex))
+        .filter(|i| d.config.interface_options(&i.name).key.is_some())
+        .and_then(|i| i.link_local)
+}
+
+/// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
+pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
+    // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
+    let seqno = d.engine.seqno();
+    if seqno != io.persisted_seqno {
+        if let Some(p) = &io.state_file {
+            persist_seqno(p, d.engine.router_id(), seqno);
+        }
+        io.persisted_seqno = seqno;
+    }
+    // Likewise each Hello seqno, for a restart after a crash (see `statefile::HelloFile`).
+    if let Some(h) = &mut io.hellos
+        && let Err(e) = h.update(d.engine.hello_seqnos())
+    {
+        tracing::debug!("Hello seqno file: {e}");
+    }
+    // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
+    // socket); packets the pacer holds go out on later turns of the loop.
+    let now = std::time::Instant::now();
+    let mut ready = Vec::new();
+    for (_, t) in io.pacer.due(now) {
+        ready.push(t);
+    }
+    let out = d.engine.drain();
+    for t in out.transmits {
+        // Signed packets keep their order (the receiver refuses a packet counter that goes
+        // back), so authenticated interfaces are not paced.
+        let keyed = signing_address(d, t.ifindex).is_some();
+        let (ix, len) = (t.ifindex, t.bytes.len());
+        if keyed {
+            ready.push(t);
+        } else if let Some(t) = io.pacer.offer(ix, len, t, now) {
+            ready.push(t);
+        }
+    }
+    for t in ready {
+        let dst = match t.dst {
+            Destination::Multicast => io.group,
+            Destination::Unicast(IpAddr::V6(a)) => a,
+            Destination::Unicast(IpAddr::V4(_)) => continue,
+        };
+        // A signed packet's MAC covers its source address: send it from the link-local address
+        // the engine signed with, not one the kernel might pick among several.
+        let src = signing_address(d, t.ifindex).unwrap_or(Ipv6Addr::UNSPECIFIED);
+        if let Err(e) = io.socket.send_from(&t.bytes, src, dst, t.ifindex).await {
+            tracing::debug!("send on {}: {e}", d.ifname(t.ifindex));
+        }
+    }
+    // The engine already applied the `install` filter's allow/deny (a refused route is not
+    // installed); here it chooses the table and preferred source of an added route.
+    let mut changes = Vec::new();
+    for c in out.routes {
+        let (table, pref_src) = io
+            .placements
+            .place(&d.config.filters, &c, &d.ifname(c.ifindex));
+        changes.push((c, table, pref_src));
+    }
+    if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
+        crate::pay::publish_prices(d, &io.prices);
+    }
+    if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
+        tracing::error!("kernel route thread is gone");
+    }
+    // Building a line means looking the object up; skip it when nobody listens. (Our seqno was
+    // persisted above, before the packets went out; it has no line.)
+    if ctl.monitoring() {
+        let mut text = String::new();
+        d.write_monitor_lines(&out.events, &mut text);
+        if !text.is_empty() {
+            ctl.broadcast(text.as_bytes());
+        }
+    } else {
+        for e in &out.events {
+            d.forget_monitored(e);
+        }
+    }
+}
+
+/// Asks the dump thread for links, addresses and the redistributed tables; one at a time.
+pub fn request_snapshot(d: &Daemon, io: &mut Io) {
+    if io.resync.pending {
+        io.resync.again = true;
+        return;
+    }
+    let tables = redistributed_tables(&d.config.globals.import_tables);
+    if io.dumps.send(DumpRequest::Snapshot(tables)).is_err() {
+        tracing::error!("kernel dump thread is gone");
+        return;
+    }
+    io.resync.pending = true;
+}
+
+/// A snapshot was answered (or failed): finish the mesh events that waited for it, and ask
+/// for the next one if something changed meanwhile.
+pub fn snapshot_done(d: &mut Daemon, io: &mut Io) {
+    io.resync.pending = false;
+    for ev in std::mem::take(&mut io.resync.after) {
+        crate::mesh::after_sync(d, &ev);
+    }
+    if std::mem::take(&mut io.resync.again) {
+        io.resync.after = std::mem::take(&mut io.resync.after_next);
+        request_snapshot(d, io);
+    }
+}
+
+/// Brings the interfaces and the redistributed routes in line with a new reading of the kernel.
+pub fn apply_snapshot(d: &mut Daemon, io: &mut Io, snapshot: Snapshot) {
+    io.links = snapshot.links;
+    io.addrs = snapshot.addrs;
+    sync_interfaces(d, io);
+    let (wanted, actions) = redistribution(
+        &d.config.filters,
+        &io.links,
+        &io.addrs,
+        &snapshot.routes,
+        &io.announced,
+    );
+    io.announced = wanted;
+    execute(d, io, actions);
+}
+
+/// Brings configured interfaces up or down in the engine to match the links and addresses as
+/// last read ([`daemon::iface_sync`]).
+pub fn sync_interfaces(d: &mut Daemon, io: &mut Io) {
+    let actions =
+        daemon::iface_sync::sync_interfaces(&mut d.ifaces, &io.links, &io.addrs, io.link_detect);
+    execute(d, io, actions);
+}
+
+/// Carries out the decisions' side effects ([`Action`]), in order.
+pub fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
+    for action in actions {
+        match action {
+            Action::StartInterface { ifindex } => {
+                let Some(iface) = d.ifaces.iter_mut().find(|i| i.ifindex == Some(ifindex)) else {
+                    continue;
+                };
+                let Some(ll) = iface.link_local else {
+                    continue;
+                };
+                if let Err(e) = io.socket.join(ifindex) {
+                    tracing::warn!("joining {} on {}: {e}", io.group, iface.name);
+                    iface.running = false;
+                    continue;
+                }
+                let iface = iface.clone();
+                let config = d.interface_config(&iface, ll);
+                d.input(Input::InterfaceUp { ifindex, config });
+                tracing::info!("interface {} up (index {ifindex}, {ll})", iface.name);
+            }
+            Action::ReconfigureInterface { ifindex } => {
+                let Some(iface) = d.ifaces.iter().find(|i| i.ifindex == Some(ifindex)) else {
+                    continue;
+                };
+                let Some(ll) = iface.link_local else {
+                    continue;
+                };
+                let config = d.interface_config(iface, ll);
+                d.input(Input::InterfaceUp { ifindex, config });
+            }
+            Action::StopInterface { ifindex } => {
+                d.input(Input::InterfaceDown { ifindex });
+                io.socket.leave(ifindex);
+                io.pacer.forget(ifindex);
+                tracing::info!("interface {} down", d.ifname(ifindex));
+            }
+            Action::LeaveGroup { ifindex } => io.socket.leave(ifindex),
+            Action::Engine(input) => d.input(input),
+            Action::KernelCheck(every) => {
+                if io.kernel.send(KernelCmd::CheckInterval(every)).is_err() {
+                    tracing::error!("kernel route thread is gone");
+                }
+            }
+            Action::SyncInterfaces => sync_interfaces(d, io),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Start-up: logging, daemonising, the pid and state files, the router-id, the engine's
+//! configuration, the kernel threads, tunnels, mesh and payments, and the first reading of the
+//! kernel; then [`crate::run::main_loop`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use babel_core::{Config as EngineConfig, Engine, Instant, Policy};
+use babel_wire::RouterId;
+use daemon::cli::Invocation;
+use daemon::clients::ClientLimits;
+use daemon::control::{Banner, Dialect};
+use daemon::netio::BabelSocket;
+use daemon::redistribute::{Announcements, Placements, redistributed_tables};
+use daemon::state::{Daemon, Iface, Settings};
+use kernel_fib::{Fib, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind};
+use tokio::sync::mpsc;
+
+use crate::control_socket::ControlServer;
+use crate::kernel::{InstallPolicy, KernelCmd, Snapshot, dump_tables, spawn_fib, spawn_watcher};
+
+use crate::effects::{apply_snapshot, persist_seqno};
+use crate::metrics_http::serve_metrics;
+use crate::run::{Io, Resync};
+
+/// babeld's default state file.
+const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
+/// babeld's default pid file.
+const DEFAULT_PID_FILE: &str = "/var/run/babeld.pid";
+
+/// Reads the configuration's files, daemonises, and runs until SIGTERM or SIGINT.
+pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
+    let g = &inv.config.globals;
+    init_logging(g.debug.unwrap_or(0), g.log_file.as_deref())?;
+    if g.daemonise == Some(true) {
+        nix::unistd::daemon(false, false).context("daemonising")?;
+    }
+    let pid_file = match &g.pid_file {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_PID_FILE)),
+    };
+    if let Some(p) = &pid_file {
+        daemon::pidfile::write(p)?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(inv, record));
+    if let Some(p) = &pid_file {
+        let _ = fs::remove_file(p);
+    }
+    result
+}
+
+fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
+    let level = match debug {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match file {
+        Some(p) if !p.as_os_str().is_empty() => {
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("log file {}", p.display()))?;
+            b.with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        _ => b.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// babeld's router-id from a MAC: EUI-64 with the universal/local bit flipped.
+fn eui64(mac: &[u8]) -> Option<RouterId> {
+    match mac {
+        [a, b, c, d, e, f] if mac.iter().any(|x| *x != 0) => {
+            Some(RouterId([a ^ 0x02, *b, *c, 0xff, 0xfe, *d, *e, *f]))
+        }
+        _ => None,
+    }
+}
+
+/// 64 random bits from the operating system's generator (router-ids, the first seqno, the
+/// engine's seed).
+fn random_u64() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
+}
+
+fn random_id() -> RouterId {
+    loop {
+        let id = RouterId(random_u64().to_be_bytes());
+        if id.is_valid() {
+            return id;
+        }
+    }
+}
+
+/// Time since start-up as the engine's clock.
+pub struct Clock(std::time::Instant);
+
+impl Clock {
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0 + Duration::from_micros(at.as_micros()))
+    }
+}
+
+async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
+    let g = inv.config.globals.clone();
+    let clock = Clock(std::time::Instant::now());
+    let dialect = if g.althea_dialect() {
+        Dialect::Althea
+    } else {
+        Dialect::Babel
+    };
+    tracing::info!("control and wire dialect: {dialect:?}");
+
+    let mut netlink = NetlinkFib::new().context("netlink")?;
+    let events = spawn_watcher().context("kernel notifications")?;
+    // Tunnels first: each is a Babel interface of kind `tunnel` unless configured otherwise.
+    let mut tunnel_states = Vec::new();
+    for (name, opts, peers) in inv.config.tunnels.clone() {
+        tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
+        if inv.config.interface_options(&name).kind.is_none() {
+            let tunnel_kind = daemon::config::InterfaceOptions {
+                kind: Some(daemon::config::InterfaceType::Tunnel),
+                ..Default::default()
+            };
+            inv.config.apply(daemon::config::Statement::Interface(
+                name.clone(),
+                tunnel_kind,
+            ));
+        }
+        if !inv.interfaces.contains(&name) {
+            inv.interfaces.push(name);
+        }
+    }
+    // `type mesh` interfaces run no Babel themselves, only their tunnels (spec/discovery.md).
+    let prices = Arc::new(daemon::payments::PriceTable::default());
+    let meter_board = daemon::payments::MeterBoard::default();
+    let shaping = inv.config.pay.enable.then(|| daemon::payments::Shaping {
+        config: inv.config.pay.shaper(),
+        levels: Default::default(),
+    });
+    let mesh = crate::mesh::start(
+        &inv.config,
+        &mut inv.interfaces,
+        &prices,
+        &meter_board,
+        shaping.as_ref(),
+    )?;
+    let links = netlink.links().context("reading links")?;
+    let addrs = netlink.addresses().context("reading addresses")?;
+
+    let state_file = match &g.state_file {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+    };
+    let saved = state_file
+        .as_deref()
+        .map(daemon::statefile::read)
+        .unwrap_or_default();
+    let router_id = if let Some(id) = g.router_id {
+        id
+    } else if g.random_id == Some(true) {
+        random_id()
+    } else {
+        saved
+            .router_id
+            .or_else(|| {
+                inv.interfaces.iter().find_map(|n| {
+                    links
+                        .iter()
+                        .find(|l| l.name == *n)
+                        .and_then(|l| eui64(&l.hw_addr))
+                })
+            })
+            .unwrap_or_else(random_id)
+    };
+    let mut ecfg = EngineConfig::new(router_id);
+    // RFC 8966 §3.5.1: the seqno we start with is on disk before any packet carries it.
+    let seqno = daemon::statefile::next_seqno(&saved, (random_u64() & 0xffff) as u16);
+    if let Some(p) = &state_file {
+        persist_seqno(p, router_id, seqno);
+    }
+    ecfg.seqno = Some(seqno);
+    // Graceful restart: continue the Hello seqnos of a run that crashed in this boot.
+    let boot = daemon::statefile::boot_id();
+    let hello_file = state_file.as_deref().map(daemon::statefile::hello_path);
+    if let Some(p) = &hello_file {
+        ecfg.resume_hellos = daemon::statefile::read_hellos(p, boot.as_deref());
+        if !ecfg.resume_hellos.is_empty() {
+            tracing::info!("resuming Hello seqnos {:?}", ecfg.resume_hellos);
+            let table = g.export_table.unwrap_or(kernel_fib::TABLE_MAIN);
+            ecfg.resume_routes = resume_routes(&mut netlink, table);
+        }
+    }
+    let hellos = match (&hello_file, boot) {
+        (Some(p), Some(b)) => daemon::statefile::HelloFile::open(p, b)
+            .map_err(|e| tracing::warn!("{}: {e}", p.display()))
+            .ok(),
+        _ => None,
+    };
+    ecfg.seed = random_u64();
+    ecfg.fee = g.fee.unwrap_or(0);
+    ecfg.limits = daemon::memcaps::limits(
+        daemon::memcaps::available(),
+        g.max_routes,
+        g.max_routes_per_neighbour,
+    );
+    ecfg.policy = match dialect {
+        Dialect::Althea => Policy::Althea {
+            metric_factor: g.metric_factor.unwrap_or(1900),
+        },
+        Dialect::Babel => Policy::Babeld,
+    };
+    if let Some(h) = g.smoothing_half_life {
+        ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
+    }
+    // RFC 8967: the pseudo-header's port and multicast address, and OS entropy for the Indexes
+    // and nonces.
+    ecfg.protocol_port = g.protocol_port.unwrap_or(babel_wire::PORT);
+    ecfg.protocol_group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ecfg.auth_entropy);
+    let start = clock.now();
+    let mut engine =
+        Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
+        engine.set_route_filter(Some(std::sync::Arc::new(f)));
+    }
+    let engine = match &record {
+        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
+        None => babel_core::record::Driver::new(engine),
+    };
+
+    let ifaces: Vec<Iface> = inv
+        .interfaces
+        .iter()
+        .map(|name| Iface {
+            name: name.clone(),
+            ifindex: None,
+            link_local: None,
+            ipv4: None,
+            mtu: 1500,
+            wireless: Path::new("/sys/class/net")
+                .join(name)
+                .join("wireless")
+                .exists(),
+            point_to_point: false,
+            link_up: false,
+            running: false,
+        })
+        .collect();
+    let settings = Settings {
+        dialect,
+        hello_wireless_ms: inv.hello_wireless_ms,
+        hello_wired_ms: inv.hello_wired_ms,
+        all_wireless: inv.all_wireless,
+        no_split_horizon: inv.no_split_horizon,
+        kernel_check_interval: g.kernel_check_interval,
+        version: format!("babeld-rs-{}", env!("CARGO_PKG_VERSION")),
+        kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
+    };
+    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.check_keys()
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    d.tunnels = tunnel_states;
+    d.meters = meter_board;
+    let mesh_events = mesh.map(|m| {
+        d.mesh = m.views;
+        m.events
+    });
+    let pay_lines = match &shaping {
+        Some(s) => crate::pay::start(
+            &inv.config,
+            state_file.as_deref(),
+            d.mesh.clone(),
+            d.meters.clone(),
+            d.payments.clone(),
+            s.levels.clone(),
+        )?,
+        None => None,
+    };
+
+    let policy = InstallPolicy {
+        protocol: RTPROT_BABEL,
+        table: g.export_table.unwrap_or(kernel_fib::TABLE_MAIN),
+        metric: g.kernel_priority.unwrap_or(0),
+        // babeld: ipv6-subtrees defaults to whether the kernel has them (Linux >= 3.11).
+        rule_priority: if g
+            .ipv6_subtrees
+            .unwrap_or_else(crate::kernel::kernel_has_ipv6_subtrees)
+        {
+            None
+        } else {
+            Some(
+                g.first_rule_priority
+                    .unwrap_or(kernel_fib::DEFAULT_FIRST_RULE_PRIORITY),
+            )
+        },
+    };
+    let kernel_threads = spawn_fib(policy).context("kernel routes")?;
+    let kernel = kernel_threads.routes;
+    if let Some(secs) = g.kernel_check_interval {
+        let _ = kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(
+            secs,
+        ))));
+    }
+    let group = g.protocol_group.unwrap_or(babel_wire::MULTICAST_V6);
+    let socket = BabelSocket::open(g.protocol_port.unwrap_or(babel_wire::PORT), group)
+        .context("Babel socket")?;
+    tracing::info!(
+        "router-id {router_id}, receive buffer {} bytes, at most {} routes ({} per neighbour)",
+        socket.recv_buffer(),
+        d.engine.config().limits.max_routes,
+        d.engine.config().limits.max_routes_per_neighbour
+    );
+    let mut io = Io {
+        socket,
+        kernel,
+        dumps: kernel_threads.dumps,
+        snapshots: kernel_threads.snapshots,
+        links: Vec::new(),
+        addrs: Vec::new(),
+        resync: Resync::default(),
+        group,
+        state_file,
+        persisted_seqno: seqno,
+        hellos,
+        pacer: daemon::pacing::Pacer::new(),
+        link_detect: g.link_detect == Some(true),
+        announced: Announcements::new(),
+        placements: Placements::default(),
+        mesh_events,
+        pay_lines,
+        metrics_requests: None,
+        prices,
+    };
+    // The first reading is synchronous, before the loop; later ones come from the dump thread.
+    let routes = dump_tables(&mut netlink, &redistributed_tables(&g.import_tables));
+    drop(netlink);
+    apply_snapshot(
+        &mut d,
+        &mut io,
+        Snapshot {
+            links,
+            addrs,
+            routes,
+        },
+    );
+
+    let endpoints: Vec<_> = [(g.local_ro.clone(), false), (g.local_rw.clone(), true)]
+        .into_iter()
+        .filter_map(|(ep, rw)| ep.map(|ep| (ep, rw)))
+        .collect();
+    let ctl = ControlServer::bind(&endpoints, ClientLimits::default()).await?;
+    if let Some(port) = g.metrics_port {
+        let (tx, rx) = mpsc::unbounded_channel();
+        serve_metrics(port, tx).await?;
+        io.metrics_requests = Some(rx);
+    }
+    let banner = Banner {
+        dialect,
+        version: d.settings.version.clone(),
+        host: hostname(),
+        my_id: router_id,
+    };
+    crate::run::main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
+}
+
+/// The routes a crashed run of ours left in the kernel (graceful restart,
+/// [`babel_core::Config::resume_routes`]): where it sent each destination.
+/// Source-specific routes in the tables of the rule mode are left out (their source is in a
+/// rule, not in the route).
+fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
+    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
+        Ok(rs) => rs
+            .into_iter()
+            .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
+            .filter_map(|r| {
+                Some(babel_core::ResumeRoute {
+                    prefix: r.dst,
+                    src_prefix: r.src,
+                    ifindex: r.oif?,
+                    next_hop: r.gateway?,
+                })
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading the previous run's routes: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
