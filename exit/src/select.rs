@@ -248,3 +248,183 @@ impl Selector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 32] = [0xa; 32];
+    const B: [u8; 32] = [0xb; 32];
+
+    fn cand(key: [u8; 32], metric: Option<u16>) -> ExitCandidate {
+        ExitCandidate {
+            key,
+            mesh_address: Ipv6Addr::LOCALHOST,
+            fee: 0,
+            route: metric.map(|metric| RouteView {
+                metric,
+                price: 0,
+                verified_cost: None,
+            }),
+        }
+    }
+
+    fn policy() -> SelectionPolicy {
+        SelectionPolicy {
+            policy: Policy::Babeld,
+            margin_percent: 20,
+            hold: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn first_choice_is_the_best_and_none_reachable_is_said() {
+        let mut s = Selector::new(policy());
+        let t0 = Instant::now();
+        let d = s.decide(t0, &[cand(A, None), cand(B, Some(INFINITY))]);
+        assert_eq!(
+            (d.exit, d.reason, d.changed),
+            (None, Reason::NoneReachable, false)
+        );
+        let d = s.decide(t0, &[cand(A, Some(300)), cand(B, Some(200))]);
+        assert_eq!(
+            (d.exit, d.reason, d.changed),
+            (Some(B), Reason::First, true)
+        );
+        assert_eq!(d.reason.name(), "first");
+    }
+
+    #[test]
+    fn unreachable_current_switches_at_once() {
+        let mut s = Selector::new(policy());
+        let t0 = Instant::now();
+        s.decide(t0, &[cand(A, Some(100)), cand(B, Some(500))]);
+        // A retracted (infinite metric): B immediately, although B is much worse.
+        let d = s.decide(t0, &[cand(A, Some(INFINITY)), cand(B, Some(500))]);
+        assert_eq!(d.exit, Some(B));
+        assert_eq!(d.reason, Reason::Unreachable { previous: A });
+        assert!(d.changed);
+        // A's route gone entirely, then A removed from the configuration: same rule.
+        let mut s = Selector::new(policy());
+        s.decide(t0, &[cand(A, Some(100)), cand(B, Some(500))]);
+        let d = s.decide(t0, &[cand(B, Some(500))]);
+        assert_eq!(
+            (d.exit, d.reason),
+            (Some(B), Reason::Unreachable { previous: A })
+        );
+        // Everything gone: no exit, and that is a change.
+        let d = s.decide(t0, &[cand(B, None)]);
+        assert_eq!(
+            (d.exit, d.changed, d.reason),
+            (None, true, Reason::NoneReachable)
+        );
+        assert_eq!(s.current(), None);
+    }
+
+    #[test]
+    fn flapping_metrics_do_not_flap_the_exit() {
+        let mut s = Selector::new(policy());
+        let t0 = Instant::now();
+        s.decide(t0, &[cand(A, Some(200)), cand(B, Some(210))]);
+        let mut switches = 0;
+        // For 10 minutes, every 2 s, the two metrics swap around each other: A and B alternate
+        // as the better by up to 40 % (beyond the margin), but never for 30 s in a row.
+        for i in 1..300u64 {
+            let now = t0 + Duration::from_secs(2 * i);
+            let phase = (i / 5) % 2 == 0; // 10 s each way
+            let (ma, mb) = if phase { (260, 150) } else { (150, 260) };
+            let d = s.decide(now, &[cand(A, Some(ma)), cand(B, Some(mb))]);
+            switches += u32::from(d.changed);
+            assert_eq!(d.exit, Some(A));
+        }
+        assert_eq!(switches, 0);
+        // Small differences (inside the margin) never even start the hold.
+        let d = s.decide(
+            t0 + Duration::from_secs(700),
+            &[cand(A, Some(200)), cand(B, Some(170))],
+        );
+        assert_eq!(d.reason, Reason::Best);
+    }
+
+    #[test]
+    fn a_lasting_improvement_wins_after_the_hold_and_only_once() {
+        let mut s = Selector::new(policy());
+        let t0 = Instant::now();
+        s.decide(t0, &[cand(A, Some(300)), cand(B, Some(400))]);
+        let better = [cand(A, Some(300)), cand(B, Some(200))];
+        let d = s.decide(t0 + Duration::from_secs(1), &better);
+        assert_eq!(
+            d.reason,
+            Reason::Holding {
+                challenger: B,
+                for_: Duration::ZERO
+            }
+        );
+        let d = s.decide(t0 + Duration::from_secs(30), &better);
+        assert_eq!((d.exit, d.changed), (Some(A), false));
+        let d = s.decide(t0 + Duration::from_secs(31), &better);
+        assert_eq!(d.exit, Some(B));
+        assert_eq!(
+            d.reason,
+            Reason::Better {
+                previous: A,
+                previous_score: 300
+            }
+        );
+        let d = s.decide(t0 + Duration::from_secs(32), &better);
+        assert_eq!(
+            (d.exit, d.changed, d.reason),
+            (Some(B), false, Reason::Best)
+        );
+        assert_eq!(s.last().map(|l| l.exit), Some(Some(B)));
+    }
+
+    #[test]
+    fn price_fee_and_verified_cost_count() {
+        let t0 = Instant::now();
+        let p = SelectionPolicy {
+            policy: Policy::Paper { n_milli: 1000 },
+            ..policy()
+        };
+        // Same metric; B's route is cheap but its fee is high.
+        let a = ExitCandidate {
+            fee: 10,
+            route: Some(RouteView {
+                metric: 100,
+                price: 50,
+                verified_cost: None,
+            }),
+            ..cand(A, None)
+        };
+        let b = ExitCandidate {
+            fee: 200,
+            route: Some(RouteView {
+                metric: 100,
+                price: 0,
+                verified_cost: None,
+            }),
+            ..cand(B, None)
+        };
+        let mut s = Selector::new(p);
+        assert_eq!(s.decide(t0, &[a, b]).exit, Some(A));
+        // Verification finds A's path far worse than advertised.
+        let a_verified = ExitCandidate {
+            route: a.route.map(|r| RouteView {
+                verified_cost: Some(2000),
+                ..r
+            }),
+            ..a
+        };
+        let mut s = Selector::new(p);
+        assert_eq!(s.decide(t0, &[a_verified, b]).exit, Some(B));
+        // A verified cost of infinity makes an exit unreachable.
+        let a_dead = ExitCandidate {
+            route: a.route.map(|r| RouteView {
+                verified_cost: Some(INFINITY),
+                ..r
+            }),
+            ..a
+        };
+        assert_eq!(Selector::new(p).decide(t0, &[a_dead]).exit, None);
+    }
+}

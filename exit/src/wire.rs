@@ -452,3 +452,239 @@ impl Message {
         Ok(msg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn pk(seed: u8) -> [u8; 32] {
+        key(seed).verifying_key().to_bytes()
+    }
+
+    fn register() -> Message {
+        Message::Register(Register {
+            user: pk(1),
+            exit: pk(2),
+            tunnel_key: [3; 32],
+            mesh_address: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            timestamp_ms: 1_700_000_000_000,
+            nonce: [4; 16],
+        })
+    }
+
+    #[test]
+    fn lengths_are_fixed_per_kind() {
+        assert_eq!(length_of(kind::REGISTER), Some(202));
+        assert_eq!(length_of(kind::REGISTERED), Some(244));
+        assert_eq!(length_of(kind::REFUSED), Some(163));
+        assert_eq!(length_of(kind::BILL), Some(194));
+        assert_eq!(length_of(0), None);
+        assert_eq!(length_of(5), None);
+    }
+
+    #[test]
+    fn forged_and_tampered_messages_fail_with_typed_errors() {
+        let m = register();
+        let good = m.sign(&key(1));
+        assert_eq!(Message::decode(&good), Ok(m));
+        // Signed by someone else than the user it names.
+        assert_eq!(Message::decode(&m.sign(&key(9))), Err(WireError::Signature));
+        // Any flipped bit in body or signature.
+        for i in 2..good.len() {
+            let mut bad = good.clone();
+            if let Some(b) = bad.get_mut(i) {
+                *b ^= 0x10;
+            }
+            assert!(Message::decode(&bad).is_err(), "flip at {i} accepted");
+        }
+        // Header and length errors.
+        assert_eq!(Message::decode(&[]), Err(WireError::Short));
+        assert_eq!(Message::decode(&[1]), Err(WireError::Short));
+        assert_eq!(Message::decode(&[2, 1]), Err(WireError::Version(2)));
+        assert_eq!(Message::decode(&[1, 9]), Err(WireError::Kind(9)));
+        assert_eq!(
+            Message::decode(good.get(..201).unwrap_or_default()),
+            Err(WireError::Length {
+                kind: kind::REGISTER,
+                want: 202,
+                got: 201
+            })
+        );
+        // A signature cannot move to another domain: the same body signed without the tag.
+        let mut raw = good.clone();
+        raw.truncate(202 - 64);
+        let sig = key(1).sign(&raw).to_bytes();
+        raw.extend_from_slice(&sig);
+        assert_eq!(Message::decode(&raw), Err(WireError::Signature));
+    }
+
+    #[test]
+    fn non_canonical_fields_are_refused() {
+        let m = Message::Registered(Registered {
+            exit: pk(2),
+            user: pk(1),
+            timestamp_ms: 5,
+            nonce: [0; 16],
+            tunnel_key: [7; 32],
+            tunnel_port: 51820,
+            mtu: 1340,
+            ipv4: Ipv4Addr::new(172, 16, 0, 2),
+            ipv4_prefix_len: 33,
+            exit_ipv4: Ipv4Addr::new(172, 16, 0, 1),
+            exit_ipv6: None,
+            ipv6_prefix: None,
+            fee: 10,
+            free_tier_bps: 1_000_000,
+        });
+        assert_eq!(
+            Message::decode(&m.sign(&key(2))),
+            Err(WireError::Field("ipv4 prefix length"))
+        );
+        let mut refused = Message::Refused(Refused {
+            exit: pk(2),
+            user: pk(1),
+            timestamp_ms: 5,
+            nonce: [0; 16],
+            reason: Refusal::NotAllowed,
+            exit_time_ms: 6,
+        })
+        .sign(&key(2));
+        if let Some(b) = refused.get_mut(2 + 32 + 32 + 8 + 16) {
+            *b = 0;
+        }
+        assert_eq!(
+            Message::decode(&refused),
+            Err(WireError::Field("refusal reason"))
+        );
+    }
+
+    fn arb_v6() -> impl Strategy<Value = Ipv6Addr> {
+        any::<u128>().prop_map(Ipv6Addr::from)
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let register = (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            arb_v6(),
+            any::<u64>(),
+            any::<[u8; 16]>(),
+        )
+            .prop_map(|(exit, tunnel_key, mesh_address, timestamp_ms, nonce)| {
+                Message::Register(Register {
+                    user: pk(1),
+                    exit,
+                    tunnel_key,
+                    mesh_address,
+                    timestamp_ms,
+                    nonce,
+                })
+            });
+        let registered = (
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+            ),
+            (
+                any::<u16>(),
+                any::<u16>(),
+                any::<u32>(),
+                0u8..=32,
+                any::<u32>(),
+            ),
+            (proptest::option::of(arb_v6().prop_filter("set", |a| !a.is_unspecified()))),
+            proptest::option::of((arb_v6(), 1u8..=128)),
+            (any::<u32>(), any::<u64>()),
+        )
+            .prop_map(
+                |((user, ts, nonce, tk), (port, mtu, v4, len, ev4), ev6, v6, (fee, free))| {
+                    Message::Registered(Registered {
+                        exit: pk(2),
+                        user,
+                        timestamp_ms: ts,
+                        nonce,
+                        tunnel_key: tk,
+                        tunnel_port: port,
+                        mtu,
+                        ipv4: Ipv4Addr::from(v4),
+                        ipv4_prefix_len: len,
+                        exit_ipv4: Ipv4Addr::from(ev4),
+                        exit_ipv6: ev6,
+                        ipv6_prefix: v6,
+                        fee,
+                        free_tier_bps: free,
+                    })
+                },
+            );
+        let refused = (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<[u8; 16]>(),
+            0usize..3,
+            any::<u64>(),
+        )
+            .prop_map(|(user, ts, nonce, r, t)| {
+                Message::Refused(Refused {
+                    exit: pk(2),
+                    user,
+                    timestamp_ms: ts,
+                    nonce,
+                    reason: Refusal::ALL.get(r).copied().unwrap_or(Refusal::NotAllowed),
+                    exit_time_ms: t,
+                })
+            });
+        let bill = (
+            any::<[u8; 32]>(),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+            (any::<u128>(), any::<u128>()),
+        )
+            .prop_map(|(user, (seq, t, up, down), (ua, da))| {
+                Message::Bill(Bill {
+                    exit: pk(2),
+                    user,
+                    seq,
+                    time_ms: t,
+                    upload_bytes: up,
+                    download_bytes: down,
+                    upload_amount: Amount(ua),
+                    download_amount: Amount(da),
+                })
+            });
+        prop_oneof![register, registered, refused, bill]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_message_round_trips(m in arb_message()) {
+            let k = if matches!(m, Message::Register(_)) { key(1) } else { key(2) };
+            let b = m.sign(&k);
+            prop_assert_eq!(Some(b.len()), length_of(m.kind()));
+            prop_assert_eq!(Message::decode(&b), Ok(m));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Message::decode(&b);
+        }
+
+        #[test]
+        fn arbitrary_bodies_of_the_right_length_never_panic(
+            k in 1u8..=4,
+            body in proptest::collection::vec(any::<u8>(), 242),
+        ) {
+            let mut b = vec![VERSION, k];
+            b.extend_from_slice(&body);
+            b.truncate(length_of(k).unwrap_or(0));
+            prop_assert!(Message::decode(&b).is_err());
+        }
+    }
+}
