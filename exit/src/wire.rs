@@ -38,7 +38,7 @@ pub mod kind {
 }
 
 /// Total length of each message kind, signature included.
-pub fn length_of(kind: u8) -> Option<usize> {
+pub const fn length_of(kind: u8) -> Option<usize> {
     Some(match kind {
         kind::REGISTER => 2 + 32 + 32 + 32 + 16 + 8 + 16 + SIGNATURE_LEN,
         kind::REGISTERED => {

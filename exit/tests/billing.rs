@@ -308,7 +308,8 @@ fn the_user_ledger_survives_a_restart_and_then_checks_the_formula_only() {
     ledger.count(1000, 1000);
     let b1 = bill(&mut e, 2);
     assert!(ledger.check(&b1, tol, ROUTE_BACK).is_ok());
-    let saved = ledger.encode(Some(&b1));
+    let saved = ledger.encode();
+    assert_eq!(ledger.accepted_signed(), Some(b1.as_slice()));
     assert_eq!(saved.len(), UserLedger::ENCODED_LEN);
     let mut restored = UserLedger::decode(&saved).unwrap_or_else(|| panic!("decode"));
     assert_eq!(restored.payable(), ledger.payable());
