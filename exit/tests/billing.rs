@@ -346,11 +346,16 @@ fn service_follows_owed_and_paid_both_ways() {
     let owed = e.user(&pk(1)).map(|u| u.owed);
     assert_eq!(owed, Some(Amount(5_000_010)));
     // A payment that brings the debt under the cut threshold: free tier; all of it: full.
-    assert_eq!(e.paid(&pk(1), Amount(10)), UserService::FreeTier);
-    assert_eq!(e.paid(&pk(1), Amount(5_000_010)), UserService::Full);
+    assert_eq!(e.paid(&pk(1), Amount(10)), Some(UserService::FreeTier));
+    assert_eq!(e.paid(&pk(1), Amount(5_000_010)), Some(UserService::Full));
     // A stale (lower) cumulative payment does not undo it.
-    assert_eq!(e.paid(&pk(1), Amount(0)), UserService::Full);
+    assert_eq!(e.paid(&pk(1), Amount(0)), Some(UserService::Full));
     assert_eq!(e.service(&pk(1)), Some(UserService::Full));
+    assert_eq!(
+        e.paid(&pk(9), Amount(1)),
+        None,
+        "an unknown key gets no account"
+    );
     let u = e.user(&pk(1)).unwrap_or_else(|| panic!("user"));
     assert_eq!(
         (u.paid, u.owed, u.service.name()),
