@@ -350,29 +350,26 @@ impl UserLedger {
         if bill.exit != self.exit || bill.user != self.user {
             return Err(BillError::WrongParty);
         }
-        let prev = self.accepted.unwrap_or(Bill {
-            exit: self.exit,
-            user: self.user,
-            ..Bill::default()
-        });
-        if self.accepted.is_some() && bill.seq == prev.seq {
-            return if bill == prev {
+        let prev = self.accepted.map(|b| b.totals).unwrap_or_default();
+        let new = bill.totals;
+        if self.accepted.is_some() && new.seq == prev.seq {
+            return if new == prev {
                 Ok(Checked::Duplicate)
             } else {
-                Err(BillError::Equivocation(bill.seq))
+                Err(BillError::Equivocation(new.seq))
             };
         }
-        if bill.seq < prev.seq {
+        if new.seq < prev.seq {
             return Err(BillError::Stale {
-                got: bill.seq,
+                got: new.seq,
                 accepted: prev.seq,
             });
         }
         let (Some(up), Some(down), Some(up_amount), Some(down_amount)) = (
-            bill.upload_bytes.checked_sub(prev.upload_bytes),
-            bill.download_bytes.checked_sub(prev.download_bytes),
-            bill.upload_amount.checked_sub(prev.upload_amount),
-            bill.download_amount.checked_sub(prev.download_amount),
+            new.upload_bytes.checked_sub(prev.upload_bytes),
+            new.download_bytes.checked_sub(prev.download_bytes),
+            new.upload_amount.checked_sub(prev.upload_amount),
+            new.download_amount.checked_sub(prev.download_amount),
         ) else {
             return Err(BillError::Regressed);
         };

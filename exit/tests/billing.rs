@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use exit::{
-    Bill, BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message,
-    RedbStore, Registrar, ServiceThresholds, Tolerance, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message, RedbStore,
+    Registrar, ServiceThresholds, Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 
@@ -56,9 +56,9 @@ fn exit_with_user<S: ExitStore>(store: S) -> ExitServer<S> {
     e
 }
 
-fn bill_of(bytes: &[u8]) -> Bill {
+fn bill_of(bytes: &[u8]) -> Totals {
     match Message::decode(bytes) {
-        Ok(Message::Bill(b)) => b,
+        Ok(Message::Bill(b)) => b.totals,
         other => panic!("{other:?}"),
     }
 }
@@ -211,8 +211,8 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
 }
 
 /// Bills signed by the exit's key but with made-up totals.
-fn forge(b: Bill) -> Vec<u8> {
-    Message::Bill(b).sign(&key(200))
+fn forge(t: Totals) -> Vec<u8> {
+    Message::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
 }
 
 #[test]
@@ -220,9 +220,7 @@ fn dishonest_bill_sequences_are_refused() {
     let tol = Tolerance::default();
     let mut ledger = UserLedger::new(pk(200), pk(1), FEE);
     ledger.count(1000, 1000);
-    let b1 = Bill {
-        exit: pk(200),
-        user: pk(1),
+    let b1 = Totals {
         seq: 5,
         time_ms: 1,
         upload_bytes: 1000,
@@ -235,7 +233,7 @@ fn dishonest_bill_sequences_are_refused() {
         Ok(Checked::Accepted(_))
     ));
     // Same seq, other totals.
-    let other = Bill {
+    let other = Totals {
         upload_bytes: 999,
         ..b1
     };
@@ -245,7 +243,7 @@ fn dishonest_bill_sequences_are_refused() {
     );
     // Older seq.
     assert!(matches!(
-        ledger.check(&forge(Bill { seq: 4, ..b1 }), tol, 0),
+        ledger.check(&forge(Totals { seq: 4, ..b1 }), tol, 0),
         Err(BillError::Stale {
             got: 4,
             accepted: 5
@@ -254,7 +252,7 @@ fn dishonest_bill_sequences_are_refused() {
     // Totals going down.
     assert_eq!(
         ledger.check(
-            &forge(Bill {
+            &forge(Totals {
                 seq: 6,
                 upload_bytes: 10,
                 ..b1
@@ -267,7 +265,7 @@ fn dishonest_bill_sequences_are_refused() {
     // Upload priced above the fee.
     assert!(matches!(
         ledger.check(
-            &forge(Bill {
+            &forge(Totals {
                 seq: 6,
                 upload_amount: Amount(b1.upload_amount.0 + 1),
                 ..b1
@@ -281,15 +279,15 @@ fn dishonest_bill_sequences_are_refused() {
         })
     ));
     // Another exit's signature, or for another user.
-    let mut foreign = forge(b1);
-    foreign = {
-        let mut m = bill_of(&foreign);
-        m.exit = pk(201);
-        Message::Bill(m).sign(&key(201))
-    };
+    let foreign = Message::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
     assert_eq!(ledger.check(&foreign, tol, 0), Err(BillError::WrongParty));
+    let other_user = Message::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
+    assert_eq!(
+        ledger.check(&other_user, tol, 0),
+        Err(BillError::WrongParty)
+    );
     // Not signed by the key it names.
-    let mut tampered = forge(Bill { seq: 7, ..b1 });
+    let mut tampered = forge(Totals { seq: 7, ..b1 });
     if let Some(b) = tampered.get_mut(80) {
         *b ^= 1;
     }

@@ -13,25 +13,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use ed25519_dalek::SigningKey;
-use exit::{ExitConfig, ExitServer, Ipv4Pool, RedbStore};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use exit::{ExitStore, RedbStore};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 /// `(seq, up, down, amount)` of a bill.
 type BillLine = (u64, u64, u64, u128);
 
 #[derive(Default)]
 struct Seen {
-    addresses: HashMap<u8, Ipv4Addr>,
+    addresses: HashMap<u8, (u32, Ipv4Addr)>,
     bills: HashMap<(u8, u64), BillLine>,
     newest: HashMap<u8, BillLine>,
     grants: u64,
@@ -47,13 +38,14 @@ impl Seen {
             let line = String::from_utf8_lossy(line);
             let f: Vec<&str> = line.split(' ').collect();
             match f.as_slice() {
-                ["G", u, ip] => {
-                    let (Ok(u), Ok(ip)) = (u.parse::<u8>(), ip.parse::<Ipv4Addr>()) else {
+                ["G", u, slot, ip] => {
+                    let parsed = (u.parse::<u8>(), slot.parse::<u32>(), ip.parse::<Ipv4Addr>());
+                    let (Ok(u), Ok(slot), Ok(ip)) = parsed else {
                         panic!("bad line {line}");
                     };
                     self.grants += 1;
-                    let first = *self.addresses.entry(u).or_insert(ip);
-                    assert_eq!(first, ip, "user {u} got another address");
+                    let first = *self.addresses.entry(u).or_insert((slot, ip));
+                    assert_eq!(first, (slot, ip), "user {u} got another address");
                 }
                 ["B", u, seq, up, down, amount] => {
                     let parsed = (
@@ -83,40 +75,27 @@ impl Seen {
 
     /// Everything printed is in the store.
     fn check_durable(&self, db: &std::path::Path) {
-        let store = RedbStore::open(db).unwrap_or_else(|e| panic!("reopen: {e}"));
-        let cfg = ExitConfig::new(
-            Ipv4Pool {
-                network: Ipv4Addr::new(172, 16, 0, 0),
-                prefix_len: 24,
-            },
-            [0xee; 32],
-            59999,
-            10,
-        );
-        let server = ExitServer::open(
-            cfg,
-            SigningKey::from_bytes(&[200; 32]),
-            store,
-            SystemTime::now(),
-        )
-        .unwrap_or_else(|e| panic!("open: {e}"));
-        for (u, ip) in &self.addresses {
-            let pk = SigningKey::from_bytes(&[*u; 32]).verifying_key().to_bytes();
-            assert_eq!(
-                server.user(&pk).map(|v| v.ipv4),
-                Some(*ip),
-                "user {u}'s lease"
-            );
+        let stored = RedbStore::open(db)
+            .and_then(|s| s.load())
+            .unwrap_or_else(|e| panic!("reopen: {e}"));
+        let pk = |u: u8| SigningKey::from_bytes(&[u; 32]).verifying_key().to_bytes();
+        for (u, (slot, _)) in &self.addresses {
+            let lease = stored.leases.get(&pk(*u)).map(|l| l.slot);
+            assert_eq!(lease, Some(*slot), "user {u}'s lease");
         }
         for (u, b) in &self.newest {
-            let pk = SigningKey::from_bytes(&[*u; 32]).verifying_key().to_bytes();
-            let v = server
-                .user(&pk)
-                .unwrap_or_else(|| panic!("user {u} billed without lease"));
+            let t = stored
+                .totals
+                .get(&pk(*u))
+                .unwrap_or_else(|| panic!("user {u}: printed bill {b:?} not on disk"));
+            let amount = t.upload_amount.0 + t.download_amount.0;
             assert!(
-                v.upload_bytes >= b.1 && v.download_bytes >= b.2 && v.billed.0 >= b.3,
-                "user {u}: printed bill {b:?} not durable: {v:?}"
+                t.seq >= b.0 && t.upload_bytes >= b.1 && t.download_bytes >= b.2 && amount >= b.3,
+                "user {u}: printed bill {b:?} not durable: {t:?}"
             );
+            if t.seq == b.0 {
+                assert_eq!((t.upload_bytes, t.download_bytes, amount), (b.1, b.2, b.3));
+            }
         }
     }
 }
@@ -131,22 +110,20 @@ fn leases_and_bills_survive_sigkill_at_random_instants() {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(1)
-                | 1
         });
     let kills: u32 = std::env::var("EXITCRASH_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     println!("EXITCRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let db = std::env::temp_dir().join(format!("exitcrash-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&db);
     let mut seen = Seen::default();
     let mut lines_per_run = Vec::new();
-    for run in 0..kills {
+    for _ in 0..kills {
         let mut child = Command::new(env!("CARGO_BIN_EXE_exitcrash"))
             .arg(&db)
-            .arg((seed ^ u64::from(run)).to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -165,7 +142,7 @@ fn leases_and_bills_survive_sigkill_at_random_instants() {
             out
         });
         // Let it work for a random while, then SIGKILL it in the middle of whatever it does.
-        let until = Instant::now() + Duration::from_millis(50 + rng.next() % 550);
+        let until = Instant::now() + Duration::from_millis(50 + rng.next_u64() % 550);
         while Instant::now() < until {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("exitcrash exited by itself: {status}");
