@@ -323,6 +323,12 @@ impl UserLedger {
         self.accepted.map(|b| b.amount()).unwrap_or_default()
     }
 
+    /// What to pay now, given what the user's channel to the exit already carries
+    /// (cumulative): the accepted bill's amount minus it, never negative.
+    pub fn to_pay(&self, channel_paid: Amount) -> Amount {
+        self.payable().checked_sub(channel_paid).unwrap_or_default()
+    }
+
     /// Changes the fee (after a new registration announced another).
     pub fn set_fee(&mut self, fee: Price) {
         self.fee = fee;

@@ -174,6 +174,12 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
     ));
     assert_eq!(ledger.payable(), bill_of(&b1).amount());
     assert_eq!(ledger.check(&b1, tol, ROUTE_BACK), Ok(Checked::Duplicate));
+    // Paying is the difference with what the channel already carries, once.
+    let total = bill_of(&b1).amount();
+    assert_eq!(ledger.to_pay(Amount(0)), total);
+    assert_eq!(ledger.to_pay(Amount(total.0 - 5)), Amount(5));
+    assert_eq!(ledger.to_pay(total), Amount(0));
+    assert_eq!(ledger.to_pay(Amount(total.0 + 1)), Amount(0));
     // The route back got dearer than the user accepts.
     e.meter(&pk(1), 0, 10_000, ROUTE_BACK + 5);
     ledger.count(0, 10_000);
