@@ -65,7 +65,7 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cfg: InterfaceConfig = serde_json::from_str(&text)?;
     let mut device = device_from_config(&cfg);
     device.set_mtu(Some(a.mtu as usize));
-    let tun = TunDevice::open(&a.iface)?;
+    let tun = TunDevice::open_offload(&a.iface)?;
     let name = tun.name().to_owned();
     ip(&["link", "set", "dev", &name, "mtu", &a.mtu.to_string(), "up"])?;
     for addr in &a.addresses {
