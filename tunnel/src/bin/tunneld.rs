@@ -67,13 +67,19 @@ async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     device.set_mtu(Some(a.mtu as usize));
     let tun = TunDevice::open_offload(&a.iface)?;
     let name = tun.name().to_owned();
+    let tso = tun.tso();
     ip(&["link", "set", "dev", &name, "mtu", &a.mtu.to_string(), "up"])?;
     for addr in &a.addresses {
         ip(&["addr", "add", addr, "dev", &name])?;
     }
     let socket = bind_udp(cfg.listen_port.unwrap_or(0))?;
     let mut driver = Driver::new(device, tun, socket)?;
-    println!("ready iface={} udp={}", name, driver.local_addr()?);
+    println!(
+        "ready iface={} udp={} tso={}",
+        name,
+        driver.local_addr()?,
+        tso
+    );
     io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
