@@ -115,6 +115,10 @@ impl Env {
     }
 
     fn start_ours(&mut self, our_sk: &str, wg_pk: &str) -> Result<(), String> {
+        self.start_ours_with(our_sk, wg_pk, &[])
+    }
+
+    fn start_ours_with(&mut self, our_sk: &str, wg_pk: &str, extra: &[&str]) -> Result<(), String> {
         let cfg = format!(
             r#"{{"private_key":"{our_sk}","listen_port":51820,"peers":[{{"public_key":"{wg_pk}","endpoint":"{}","allowed_ips":["{TUN_B}/32"]}}]}}"#,
             sockaddr(self.under_b, 51821)
@@ -125,6 +129,7 @@ impl Env {
             .args(["netns", "exec", &self.ns_a.name, TUNNELD, "run", "--config"])
             .arg(&path)
             .args(["--iface", &self.our_if, "--address", &format!("{TUN_A}/24")])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -340,16 +345,27 @@ fn counters(ns: &Netns, dev: &str, dir: &str) -> (u64, u64) {
 /// larger than the MTU really crossed our TUN in both directions.
 #[test]
 fn bulk_tcp_both_ways_with_offloads() {
+    bulk_tcp_both_ways(2, true);
+}
+
+/// The same without TUN offloads: one packet per TUN read and write.
+#[test]
+fn bulk_tcp_both_ways_without_tun_offloads() {
+    bulk_tcp_both_ways(3, false);
+}
+
+fn bulk_tcp_both_ways(variant: u32, offload: bool) {
     if let Some(why) = skip_reason() {
         eprintln!("SKIPPED netns_wireguard_go (bulk): {why}");
         return;
     }
     let (our_sk, our_pk) = tunnel::generate_keypair(&mut rand_core::OsRng);
     let (wg_sk, wg_pk) = tunnel::generate_keypair(&mut rand_core::OsRng);
-    let mut env = Env::new(2, false).unwrap();
+    let mut env = Env::new(variant, false).unwrap();
     env.start_wg(&wg_sk.to_base64(), &our_pk.to_base64())
         .unwrap();
-    env.start_ours(&our_sk.to_base64(), &wg_pk.to_base64())
+    let extra: &[&str] = if offload { &[] } else { &["--no-offload"] };
+    env.start_ours_with(&our_sk.to_base64(), &wg_pk.to_base64(), extra)
         .unwrap();
     assert!(env.ping(true, 10), "ours -> wireguard-go");
 
@@ -372,7 +388,13 @@ fn bulk_tcp_both_ways_with_offloads() {
         "tso={} average TUN read {read_avg} B, write {write_avg} B",
         env.ours_tso
     );
-    if env.ours_tso {
+    if !offload {
+        assert!(!env.ours_tso);
+        assert!(
+            read_avg <= 1420 && write_avg <= 1420,
+            "plain TUN: MTU-sized frames"
+        );
+    } else if env.ours_tso {
         assert!(read_avg > 1420, "TSO reads larger than the MTU: {read_avg}");
         assert!(
             write_avg > 1420,
