@@ -68,13 +68,13 @@ SKA=$("$TUNNELD" genkey); PKA=$(echo "$SKA" | "$TUNNELD" pubkey)
 SKB=$("$TUNNELD" genkey); PKB=$(echo "$SKB" | "$TUNNELD" pubkey)
 echo "$SKA" >"$TMP/ka"; echo "$SKB" >"$TMP/kb"
 
-cputime() { # pid... -> clock ticks of user+system time
-  local t=0 f
+cputime() { # pid... -> "user system" clock ticks, summed
+  local u=0 s=0 f
   for p in "$@"; do
     f=$(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null) || continue
-    t=$((t + ${f% *} + ${f#* }))
+    u=$((u + ${f% *})); s=$((s + ${f#* }))
   done
-  echo "$t"
+  echo "$u $s"
 }
 
 measure() { # label pid_a pid_b
@@ -84,11 +84,11 @@ measure() { # label pid_a pid_b
   local srv=$!
   PIDS+=("$srv")
   wait_for 5 ip netns exec "$NB" sh -c "ss -ltn | grep -q 10.238.0.2:5201"
-  local c0; c0=$(cputime "$pa" "$pb")
+  local c0 c1; read -r -a c0 < <(cputime "$pa" "$pb")
   ip netns exec "$NA" iperf3 -c 10.238.0.2 -t "$DUR" -J >"$TMP/$label.json"
-  local c1; c1=$(cputime "$pa" "$pb")
+  read -r -a c1 < <(cputime "$pa" "$pb")
   wait "$srv" 2>/dev/null || true
-  python3 - "$TMP/$label.json" "$label" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$TMP/$label.json" "$label" "$((c1[0] - c0[0]))" "$((c1[1] - c0[1]))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 e = d["end"]
@@ -96,12 +96,14 @@ bps = e["sum_received"]["bits_per_second"]
 secs = e["sum_received"]["seconds"]
 r = e["sum_sent"].get("retransmits", "?")
 mss = d["start"].get("tcp_mss_default") or 1368
-cpu = int(sys.argv[3]) / int(sys.argv[4])
+hz = int(sys.argv[5])
+user, system = int(sys.argv[3]) / hz, int(sys.argv[4]) / hz
+cpu = user + system
 gbits = bps * secs / 1e9
 per_gbit = cpu / gbits if gbits else float("nan")
 pps = bps / 8 / mss
 print(f"{sys.argv[2]:<16} {bps/1e6:8.0f} Mbit/s  {pps/1e3:6.1f} kpps  "
-      f"CPU {cpu:5.2f} s = {100*cpu/secs:4.0f}% = {per_gbit:5.2f} CPU-s/Gbit  (retransmits {r})")
+      f"CPU {cpu:5.2f} s (user {user:4.2f}) = {100*cpu/secs:4.0f}% = {per_gbit:5.2f} CPU-s/Gbit  (retransmits {r})")
 PY
 }
 

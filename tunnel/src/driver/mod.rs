@@ -50,6 +50,10 @@ const MAX_GSO_SEGMENTS: usize = 64;
 const MAX_GSO_BYTES: usize = 65000;
 /// Space for encrypted datagrams queued between sends: several TSO reads.
 const TX_QUEUE_BYTES: usize = 512 * 1024;
+/// Queue space kept free before another TUN read: what one 64 KiB read
+/// becomes at Linux's smallest MSS (88 bytes: about 750 datagrams of
+/// 180 bytes), so a legal read never overflows the queue.
+const TX_ROOM_PER_READ: usize = 160 * 1024;
 /// Room one encrypted datagram needs beyond its plaintext (header, tag,
 /// padding), or a handshake message.
 const TX_SLACK: usize = 256;
@@ -471,7 +475,7 @@ impl Driver {
                             self.encrypt_read(frame, &mut scratch);
                         }
                         budget -= 1;
-                        next = if budget == 0 || !self.tx.has_room(65536) {
+                        next = if budget == 0 || !self.tx.has_room(TX_ROOM_PER_READ) {
                             None
                         } else {
                             self.tun.try_recv(&mut tun_buf).ok()
