@@ -69,7 +69,7 @@ pub fn start(
                 }
             };
             rt.block_on(async move {
-                let opened = tunnel::driver::TunDevice::open(&ifname).and_then(|tun| {
+                let opened = tunnel::driver::TunDevice::open_offload(&ifname).and_then(|tun| {
                     let socket = tunnel::driver::bind_udp(cfg.listen_port.unwrap_or(0))?;
                     let mut device = tunnel::driver::device_from_config(&cfg);
                     // Padding never takes a packet past the interface MTU.
