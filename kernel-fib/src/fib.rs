@@ -6,7 +6,7 @@ use crate::{FibChange, FibError, KernelRoute, RouteFilter};
 /// ([`crate::MemoryFib`]).
 ///
 /// Methods are synchronous; the daemon runs its kernel table on a dedicated thread. Routes are
-/// identified by their [`crate::RouteKey`] (table, destination, source, metric), as in the
+/// identified by their [`crate::KernelRouteKey`] (table, destination, source, metric), as in the
 /// kernel.
 pub trait Fib {
     /// Installs a new route; [`FibError::Exists`] if a route with its key is there.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use babel_wire::Prefix;
 
-use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
+use crate::{Fib, FibError, KernelRoute, KernelRouteKey, RouteFilter};
 
 /// An in-memory forwarding table with the kernel's semantics: routes are keyed by (table,
 /// destination, source, metric), IPv6 metric 0 is stored as 1024, `add` of a taken key fails
@@ -13,7 +13,7 @@ use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
 /// a route with another protocol tag) succeeds without doing anything.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFib {
-    routes: BTreeMap<RouteKey, KernelRoute>,
+    routes: BTreeMap<KernelRouteKey, KernelRoute>,
     operations: u64,
 }
 
@@ -39,7 +39,7 @@ impl MemoryFib {
     }
 
     /// The route with this key.
-    pub fn get(&self, key: &RouteKey) -> Option<&KernelRoute> {
+    pub fn get(&self, key: &KernelRouteKey) -> Option<&KernelRoute> {
         self.routes.get(key)
     }
 

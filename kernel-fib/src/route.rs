@@ -122,7 +122,7 @@ pub struct KernelRoute {
 /// The part of a route the kernel uses to tell routes apart: two routes with the same key are
 /// the same route, and replacing one with the other is atomic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteKey {
+pub struct KernelRouteKey {
     /// Table.
     pub table: u32,
     /// Destination prefix.
@@ -210,8 +210,8 @@ impl KernelRoute {
     }
 
     /// The route's identity in its table.
-    pub fn key(&self) -> RouteKey {
-        RouteKey {
+    pub fn key(&self) -> KernelRouteKey {
+        KernelRouteKey {
             table: self.table,
             dst: self.dst,
             src: self.src,
