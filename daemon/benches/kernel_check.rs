@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use daemon::kernel_check::{CHECK_STEP, CheckRun};
-use kernel_fib::{Fib, FibChange, KernelRoute, KernelRouteKey, MemoryFib, NetlinkFib, RouteFilter};
+use kernel_fib::{DumpFilter, Fib, FibChange, KernelRoute, KernelRouteKey, MemoryFib, NetlinkFib};
 
 const N: u32 = 1_000_000;
 
@@ -85,7 +85,7 @@ fn memory_part() {
         fib.delete(&route(i, 2)).unwrap();
     }
     let t = Instant::now();
-    let present = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let present = fib.dump(&DumpFilter::protocol(42)).unwrap();
     let dump = t.elapsed();
     let (index, total, longest, changes) = check(present, &ours);
     println!(
@@ -174,7 +174,7 @@ fn kernel_part() {
         let install = t.elapsed();
         drop(batch);
         let (c0, t) = (cpu(), Instant::now());
-        let present = fib.dump(&RouteFilter::protocol(42)).unwrap();
+        let present = fib.dump(&DumpFilter::protocol(42)).unwrap();
         let got = present.len();
         let run = CheckRun::new(present);
         let (dump, dump_cpu) = (t.elapsed(), cpu() - c0);

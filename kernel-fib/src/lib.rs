@@ -31,8 +31,8 @@ pub use fib::Fib;
 pub use memory::MemoryFib;
 pub use netlink::{NetlinkConfig, NetlinkFib};
 pub use route::{
-    FibChange, IPV6_DEFAULT_METRIC, KernelRoute, KernelRouteKey, RTPROT_BABEL, RTPROT_BOOT,
-    RTPROT_KERNEL, RTPROT_STATIC, RouteFilter, RouteKind, TABLE_LOCAL, TABLE_MAIN,
+    DumpFilter, FibChange, IPV6_DEFAULT_METRIC, KernelRoute, KernelRouteKey, RTPROT_BABEL,
+    RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, RouteKind, TABLE_LOCAL, TABLE_MAIN,
     UNREACHABLE_METRIC, ipv4_gateway_needs_onlink, is_ipv6_link_local,
 };
 pub use rules::{

@@ -390,7 +390,7 @@ pub enum FibChange {
 
 /// Which routes [`crate::Fib::dump`] returns. Empty fields match everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RouteFilter {
+pub struct DumpFilter {
     /// `Some(true)`: IPv4 only; `Some(false)`: IPv6 only.
     pub ipv4: Option<bool>,
     /// Only routes with this protocol tag.
@@ -399,30 +399,30 @@ pub struct RouteFilter {
     pub table: Option<u32>,
 }
 
-impl RouteFilter {
+impl DumpFilter {
     /// Every route of both families in every table.
-    pub fn all() -> RouteFilter {
-        RouteFilter::default()
+    pub fn all() -> DumpFilter {
+        DumpFilter::default()
     }
 
     /// Routes with one protocol tag, in any table.
-    pub fn protocol(protocol: u8) -> RouteFilter {
-        RouteFilter {
+    pub fn protocol(protocol: u8) -> DumpFilter {
+        DumpFilter {
             protocol: Some(protocol),
-            ..RouteFilter::default()
+            ..DumpFilter::default()
         }
     }
 
     /// Restricts to one table.
     #[must_use]
-    pub fn in_table(mut self, table: u32) -> RouteFilter {
+    pub fn in_table(mut self, table: u32) -> DumpFilter {
         self.table = Some(table);
         self
     }
 
     /// Restricts to one family.
     #[must_use]
-    pub fn family_ipv4(mut self, ipv4: bool) -> RouteFilter {
+    pub fn family_ipv4(mut self, ipv4: bool) -> DumpFilter {
         self.ipv4 = Some(ipv4);
         self
     }
@@ -512,10 +512,10 @@ mod tests {
         assert_eq!(a.key(), b.key());
         let c = KernelRoute::unicast(p("10.0.0.0/8"), None, Some(2));
         assert_ne!(c.key(), c.clone().with_metric(1).key());
-        assert!(RouteFilter::protocol(42).matches(&a));
-        assert!(!RouteFilter::protocol(3).matches(&a));
-        assert!(!RouteFilter::all().family_ipv4(true).matches(&a));
-        assert!(!RouteFilter::all().in_table(100).matches(&a));
+        assert!(DumpFilter::protocol(42).matches(&a));
+        assert!(!DumpFilter::protocol(3).matches(&a));
+        assert!(!DumpFilter::all().family_ipv4(true).matches(&a));
+        assert!(!DumpFilter::all().in_table(100).matches(&a));
         assert_eq!(RouteKind::from_rtm_type(7), RouteKind::Unreachable);
         for t in 0..=255u8 {
             assert_eq!(RouteKind::from_rtm_type(t).to_rtm_type(), t);

@@ -10,7 +10,7 @@ use babel_core::{RouteChange, RouteOp};
 use babel_wire::Prefix;
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
 use kernel_fib::{
-    Fib, FibChange, KernelRoute, KernelRouteKey, KernelRule, NetEvent, NetlinkFib, RouteFilter,
+    DumpFilter, Fib, FibChange, KernelRoute, KernelRouteKey, KernelRule, NetEvent, NetlinkFib,
     SourceTables, Watcher,
 };
 use tokio::sync::mpsc;
@@ -326,7 +326,7 @@ impl Routes {
 /// never holds up route changes.
 pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<KernelCmd>> {
     let mut fib = NetlinkFib::new()?;
-    let left = match fib.dump(&RouteFilter::protocol(policy.protocol)) {
+    let left = match fib.dump(&DumpFilter::protocol(policy.protocol)) {
         Ok(rs) => rs,
         Err(e) => {
             tracing::warn!("reading stale kernel routes: {e}");
@@ -445,7 +445,7 @@ fn spawn_dumper(
         .name("kernel-check".into())
         .spawn(move || {
             while rx.recv().is_ok() {
-                match fib.dump(&RouteFilter::protocol(protocol)) {
+                match fib.dump(&DumpFilter::protocol(protocol)) {
                     Ok(rs) => {
                         if to_routes
                             .send(KernelCmd::Present(CheckRun::new(rs)))

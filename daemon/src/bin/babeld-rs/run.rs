@@ -22,7 +22,7 @@ use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
-    AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
+    AddressInfo, DumpFilter, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteKind,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -413,7 +413,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
 /// Source-specific routes in the tables of the rule mode are left out (their source is in a
 /// rule, not in the route).
 fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
-    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
+    match netlink.dump(&DumpFilter::protocol(RTPROT_BABEL)) {
         Ok(rs) => rs
             .into_iter()
             .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
@@ -853,7 +853,7 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     tables.extend(d.config.globals.import_tables.iter().copied());
     let mut routes = Vec::new();
     for t in tables {
-        match io.netlink.dump(&RouteFilter::all().in_table(t)) {
+        match io.netlink.dump(&DumpFilter::all().in_table(t)) {
             Ok(rs) => routes.extend(
                 rs.into_iter()
                     .filter(|r| r.protocol != RTPROT_BABEL && r.kind == RouteKind::Unicast),
