@@ -13,7 +13,7 @@ use babel_core::record::{Driver, Header};
 use babel_core::{Config, Engine, Instant, RouteFilter};
 
 use crate::config::{Filter, FilterKind};
-use crate::redistribute::RouteFilters;
+use crate::redistribute::FilterRules;
 
 /// Wraps a new `engine` (created at `start` with `config`, nothing fed yet) in a driver that
 /// records to `path`, truncating it. The file is created with mode 0600: it holds the keys.
@@ -48,5 +48,5 @@ pub fn route_filter(header: &Header) -> anyhow::Result<Option<Arc<dyn RouteFilte
         Some(f) => serde_json::from_value(f.clone()).context("the header's filters")?,
         None => Vec::new(),
     };
-    Ok(RouteFilters::from_config(&filters).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
+    Ok(FilterRules::from_config(&filters).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
 }

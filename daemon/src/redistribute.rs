@@ -146,19 +146,19 @@ pub fn verdict(
 /// with no match the route passes unchanged (babeld's `input_filter`, `output_filter`,
 /// `install_filter`). The `install` filter's table and preferred source are the daemon's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteFilters {
+pub struct FilterRules {
     filters: Vec<(FilterKind, Filter)>,
 }
 
-impl RouteFilters {
+impl FilterRules {
     /// The `in`, `out` and `install` filters of `filters`, or `None` when there are none.
-    pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<RouteFilters> {
+    pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<FilterRules> {
         let filters: Vec<(FilterKind, Filter)> = filters
             .iter()
             .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out | FilterKind::Install))
             .cloned()
             .collect();
-        (!filters.is_empty()).then_some(RouteFilters { filters })
+        (!filters.is_empty()).then_some(FilterRules { filters })
     }
 
     fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
@@ -179,7 +179,7 @@ impl RouteFilters {
     }
 }
 
-impl RouteFilter for RouteFilters {
+impl RouteFilter for FilterRules {
     fn input(&self, route: &FilterRoute<'_>) -> FilterAnswer {
         self.answer(FilterKind::In, route)
     }
@@ -261,8 +261,8 @@ mod tests {
 
     #[test]
     fn in_and_out_filters_as_the_engine_sees_them() {
-        assert!(RouteFilters::from_config(&filters("redistribute local deny\n")).is_none());
-        let f = RouteFilters::from_config(&filters(
+        assert!(FilterRules::from_config(&filters("redistribute local deny\n")).is_none());
+        let f = FilterRules::from_config(&filters(
             "in ip 10.0.0.0/8 le 24 deny\n\
              in if eth1 metric 128\n\
              out neigh fe80::1 deny\n\

@@ -279,7 +279,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let start = clock.now();
     let mut engine =
         Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
+    if let Some(f) = daemon::redistribute::FilterRules::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
     let engine = match &record {
