@@ -12,9 +12,10 @@ use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Filter, FilterAction, FilterKind};
 
-/// What a filter might match on.
+/// What a filter's selectors match on (babeld.man, "Filtering rules"): a local address, a kernel
+/// route, or a route received, sent or installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate<'a> {
+pub struct FilterSubject<'a> {
     /// Destination.
     pub prefix: Prefix,
     /// Source prefix.
@@ -59,7 +60,7 @@ fn default_of(p: &Prefix) -> Prefix {
 }
 
 /// Whether every selector of `f` matches `c`.
-pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
+pub fn matches(f: &Filter, c: &FilterSubject<'_>) -> bool {
     if let Some(p) = f.prefix
         && !p.contains(&c.prefix)
     {
@@ -108,7 +109,7 @@ pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
 pub fn verdict(
     filters: &[(FilterKind, Filter)],
     kind: FilterKind,
-    c: &Candidate<'_>,
+    c: &FilterSubject<'_>,
     default_allow: bool,
 ) -> Verdict {
     for (k, f) in filters {
@@ -162,7 +163,7 @@ impl FilterRules {
     }
 
     fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
             ifname: Some(r.ifname),
@@ -203,7 +204,7 @@ pub fn announcements<'a>(
 ) -> Announcements {
     let mut out = Announcements::new();
     for (ifname, addr) in locals {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: Prefix::host(addr),
             src_prefix: None,
             ifname,
@@ -220,7 +221,7 @@ pub fn announcements<'a>(
         }
     }
     for (prefix, src_prefix, ifname, proto) in routes {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix,
             src_prefix,
             ifname,
@@ -406,7 +407,7 @@ mod tests {
         let f = filters(
             "install ip 10.0.0.0/8 table 100 pref-src 10.1.1.1\ninstall id 02:00:00:ff:fe:00:00:09 deny\n",
         );
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: p("10.5.0.0/16"),
             src_prefix: None,
             ifname: Some("eth0"),
@@ -417,7 +418,7 @@ mod tests {
         let v = verdict(&f, FilterKind::Install, &c, true);
         assert!(v.allow);
         assert_eq!(v.table, Some(100));
-        let c9 = Candidate {
+        let c9 = FilterSubject {
             prefix: p("fd00::/64"),
             router_id: Some(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 9])),
             ..c

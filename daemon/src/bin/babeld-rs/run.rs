@@ -19,7 +19,7 @@ use daemon::clients::ClientLimits;
 use daemon::config::FilterKind;
 use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
+use daemon::redistribute::{Announcements, FilterSubject, announcements, verdict};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
     AddressInfo, DumpFilter, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteKind,
@@ -656,7 +656,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
                 Some(placed) => *placed,
                 None => {
                     let ifname = d.ifname(c.ifindex);
-                    let cand = Candidate {
+                    let cand = FilterSubject {
                         prefix: c.prefix,
                         src_prefix: c.src_prefix,
                         ifname: Some(&ifname),
