@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::auth::{DropReason, Keyring, Report, SignedIhu, decode_signed_ihu, encode_signed_ihu};
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
-use crate::schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
+use crate::schedule::{Neighbour, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 use crate::score::{NeighbourScore, ScoreConfig, Verdict};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
@@ -146,7 +146,7 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Check {
     /// The route checked.
-    pub route: Candidate,
+    pub route: VerifiableRoute,
     /// Why it was chosen.
     pub reason: Reason,
     /// The advertised metric `m` (plus our link cost) when the session ended.
@@ -169,7 +169,7 @@ pub struct Check {
 
 #[derive(Clone, Debug)]
 struct Session {
-    route: Candidate,
+    route: VerifiableRoute,
     reason: Reason,
     via: RouterId,
     first_seqno: u16,
@@ -325,7 +325,7 @@ impl Verifier {
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
     /// `candidates` are the routes of the engine now.
-    pub fn handle_timeout(&mut self, now: Instant, candidates: &[Candidate]) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant, candidates: &[VerifiableRoute]) -> Vec<Action> {
         let mut out = Vec::new();
         for (n, s) in self.scores.iter_mut() {
             if s.readmit(now) {
@@ -486,7 +486,7 @@ impl Verifier {
         &mut self,
         now: Instant,
         s: Session,
-        candidates: &[Candidate],
+        candidates: &[VerifiableRoute],
         out: &mut Vec<Action>,
     ) {
         let Some(route) = candidates
