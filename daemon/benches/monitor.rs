@@ -13,9 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use babel_core::{
-    Config as EngineConfig, Destination, Engine, Instant, InterfaceConfig, InterfaceKind,
-};
+use babel_core::{Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind};
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use daemon::config::Config;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use babel_core::record::{Driver, Header};
-use babel_core::{Config, Engine, Instant, RouteFilter};
+use babel_core::{Engine, EngineConfig, Instant, RouteFilter};
 
 use crate::config::{Filter, FilterKind};
 use crate::redistribute::FilterRules;
@@ -21,7 +21,7 @@ pub fn start(
     path: &Path,
     engine: Engine,
     start: Instant,
-    config: Config,
+    config: EngineConfig,
     filters: &[(FilterKind, Filter)],
 ) -> anyhow::Result<Driver> {
     let file = OpenOptions::new()

@@ -1168,7 +1168,7 @@ mod unicast_tests {
 mod monitor_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
-    use babel_core::{Config as EngineConfig, Destination, Engine};
+    use babel_core::{Destination, Engine, EngineConfig};
     use babel_wire::{EncodeOptions, Hello, INFINITY, Ihu, Message, RouterId, Update, encode};
 
     const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use babel_core::{
-    Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
-    is_martian,
+    Destination, Engine, EngineConfig, Event, Input, Instant, Policy, RouteKey, is_martian,
 };
 use babel_wire::RouterId;
 use daemon::cli::Invocation;
@@ -409,7 +408,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// The routes a crashed run of ours left in the kernel (graceful restart,
-/// [`babel_core::Config::resume_routes`]): where it sent each destination.
+/// [`babel_core::EngineConfig::resume_routes`]): where it sent each destination.
 /// Source-specific routes in the tables of the rule mode are left out (their source is in a
 /// rule, not in the route).
 fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
