@@ -406,7 +406,7 @@ pub enum Statement {
 
 /// A whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Config {
+pub struct DaemonConfig {
     /// Global options.
     pub globals: Globals,
     /// `default` options.
@@ -427,7 +427,7 @@ pub struct Config {
     pub settlement: Vec<Vec<String>>,
 }
 
-impl Config {
+impl DaemonConfig {
     /// Applies one statement; a repeated interface merges its options.
     pub fn apply(&mut self, s: Statement) {
         match s {
@@ -1092,7 +1092,7 @@ mod tests {
 
     #[test]
     fn settlement_statements_accumulate_in_order() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "t.conf",
             "settlement rpc-url http://192.0.2.1:8545 chain-id 100\nsettlement deposit 5 # wei\n",
@@ -1131,7 +1131,7 @@ redistribute eq 128 allow
 out eq 128 allow
 redistribute local deny
 ";
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text("babeld.conf", text).unwrap();
         assert_eq!(c.globals.fee, Some(100));
         assert_eq!(c.globals.local_rw, Some(LocalEndpoint::Port(6872)));
@@ -1151,7 +1151,7 @@ redistribute local deny
     #[test]
     fn althea_dialect_from_fee_or_metric_factor_and_the_switch_overrides() {
         let dialect = |text: &str| {
-            let mut c = Config::default();
+            let mut c = DaemonConfig::default();
             c.parse_text("t.conf", text).unwrap();
             c.globals.althea_dialect()
         };
@@ -1247,7 +1247,7 @@ redistribute local deny
 
     #[test]
     fn comments_blank_and_errors_name_the_line() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         let e = c
             .parse_text("x.conf", "# comment\n\nfee 5 # trailing\nbogus-option 3\n")
             .unwrap_err();
@@ -1265,7 +1265,7 @@ redistribute local deny
     #[test]
     fn tunnels_peers_and_policies() {
         let key = "ZRd1Y9l54FrKeaPRTsjafvVDOrggAzzV9BOmaHpOWWA=";
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "t",
             &format!(
@@ -1316,7 +1316,7 @@ redistribute local deny
 
     #[test]
     fn repeated_interface_merges() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "c",
             "default rxcost 300\ninterface a type wired\ninterface a rxcost 50\n",
@@ -1330,7 +1330,7 @@ redistribute local deny
 
     #[test]
     fn configured_neighbours_accumulate_and_must_be_link_local() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "c",
             "interface wg0 neighbour fe80::2 neighbor fe80::3\ninterface wg0 neighbour fe80::2 neighbour fe80::4 unicast false\n",

@@ -248,10 +248,10 @@ pub fn announcements<'a>(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::DaemonConfig;
 
     fn filters(text: &str) -> Vec<(FilterKind, Filter)> {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text("t", text).unwrap();
         c.filters
     }

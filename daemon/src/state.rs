@@ -14,7 +14,7 @@ use babel_wire::{Flavour, Prefix};
 use foldhash::HashMap as FastHashMap;
 use serde::Serialize;
 
-use crate::config::{Config, InterfaceOptions, InterfaceType, KeyType, Statement};
+use crate::config::{DaemonConfig, InterfaceOptions, InterfaceType, KeyType, Statement};
 use crate::control::{
     Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
     neighbour_line, route_line, write_route_line, xroute_line,
@@ -141,7 +141,7 @@ pub struct Daemon {
     /// [`Driver::input`] and every output through [`Driver::drain`], so `--record` sees them all.
     pub engine: Driver,
     /// The configuration as read and changed at runtime.
-    pub config: Config,
+    pub config: DaemonConfig,
     /// Interfaces by name, in the order they were named.
     pub ifaces: Vec<Iface>,
     /// Settings.
@@ -196,7 +196,7 @@ impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
         engine: Driver,
-        config: Config,
+        config: DaemonConfig,
         ifaces: Vec<Iface>,
         settings: Settings,
         now: Instant,
@@ -833,7 +833,7 @@ impl Handler for Daemon {
 
 /// RFC 8967 authentication of an interface from its `key` and `accept-bad-signatures` options
 /// and the `key` statements: `None` without a key; an error for an unknown key or type `none`.
-pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>, String> {
+pub fn mac_auth(config: &DaemonConfig, o: &InterfaceOptions) -> Result<Option<MacAuth>, String> {
     let Some(id) = &o.key else {
         return Ok(None);
     };
@@ -1073,8 +1073,8 @@ mod rtt_option_tests {
 mod key_tests {
     use super::*;
 
-    fn config(text: &str) -> Config {
-        let mut c = Config::default();
+    fn config(text: &str) -> DaemonConfig {
+        let mut c = DaemonConfig::default();
         c.parse_text("test", text).unwrap();
         c
     }
@@ -1128,7 +1128,7 @@ mod unicast_tests {
     }
 
     fn cfg(line: &str, p2p: bool) -> InterfaceConfig {
-        let mut c = crate::config::Config::default();
+        let mut c = crate::config::DaemonConfig::default();
         c.parse_text("t", line).unwrap();
         let o = c.interface_options("wg0");
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
@@ -1232,7 +1232,7 @@ mod monitor_tests {
         };
         let mut d = Daemon::new(
             Driver::new(e),
-            Config::default(),
+            DaemonConfig::default(),
             vec![iface],
             Settings::babeld("t".into()),
             now,

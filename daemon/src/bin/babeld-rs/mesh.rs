@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use daemon::config::{Config, InterfaceType};
+use daemon::config::{DaemonConfig, InterfaceType};
 use daemon::discovery::{
     Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
     Output, PORT, tunnel_mtu,
@@ -58,7 +58,7 @@ pub struct Mesh {
 /// Takes the `type mesh` interfaces out of `interfaces` (Babel does not run on them), starts
 /// a driver on each and installs the forwarding filter. `None` when there are none.
 pub fn start(
-    config: &Config,
+    config: &DaemonConfig,
     interfaces: &mut Vec<String>,
     prices: &Arc<PriceTable>,
     board: &MeterBoard,
