@@ -6,13 +6,13 @@
 //! tunneld genkey            # prints a base64 private key
 //! tunneld pubkey            # reads a private key on stdin, prints the public key
 //! ```
-//! The config file is a JSON [`tunnel::InterfaceConfig`].
+//! The config file is a JSON [`tunnel::TunnelConfig`].
 
 use std::io::{self, Read, Write};
 use std::process::{Command, ExitCode};
 
 use tunnel::driver::{Driver, TunDevice, bind_udp, device_from_config};
-use tunnel::{InterfaceConfig, generate_keypair, keys::public_key_from_base64};
+use tunnel::{TunnelConfig, generate_keypair, keys::public_key_from_base64};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -62,7 +62,7 @@ fn parse_run(args: &[String]) -> Option<RunArgs> {
 
 async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&a.config)?;
-    let cfg: InterfaceConfig = serde_json::from_str(&text)?;
+    let cfg: TunnelConfig = serde_json::from_str(&text)?;
     let mut device = device_from_config(&cfg);
     device.set_mtu(Some(a.mtu as usize));
     let tun = TunDevice::open(&a.iface)?;

@@ -29,7 +29,7 @@ pub fn start(
         .parse()
         .map_err(|_| anyhow::anyhow!("tunnel {name}: bad private key"))?;
     let public = private.public_key();
-    let cfg = tunnel::InterfaceConfig {
+    let cfg = tunnel::TunnelConfig {
         private_key: private,
         listen_port: opts.listen_port,
         peers: peers
