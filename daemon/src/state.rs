@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::{DaemonConfig, InterfaceOptions, InterfaceType, KeyType, Statement};
 use crate::control::{
-    Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
+    Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
     neighbour_line, route_line, write_route_line, xroute_line,
 };
 
@@ -271,7 +271,7 @@ impl Daemon {
         mac_auth(&self.config, &self.config.defaults).map(|_| ())
     }
 
-    fn route_line(&self, c: Change, r: &RouteView) -> String {
+    fn route_line(&self, c: ChangeKind, r: &RouteView) -> String {
         let ifname = self.ifname(r.ifindex);
         let id = route_id(&r.prefix, r.src_prefix.as_ref(), r.via);
         route_line(
@@ -294,7 +294,7 @@ impl Daemon {
         )
     }
 
-    fn interface_line(&self, c: Change, i: &Iface) -> String {
+    fn interface_line(&self, c: ChangeKind, i: &Iface) -> String {
         interface_line(c, &i.name, i.running, i.link_local, i.ipv4)
     }
 
@@ -305,7 +305,7 @@ impl Daemon {
             .map(|n| {
                 let ifname = self.ifname(n.ifindex);
                 let line = neighbour_line(
-                    Change::Add,
+                    ChangeKind::Add,
                     &NeighbourLine {
                         id: neighbour_id(n.ifindex, n.address),
                         address: n.address,
@@ -341,19 +341,19 @@ impl Daemon {
         out.extend(
             self.ifaces
                 .iter()
-                .map(|i| self.interface_line(Change::Add, i)),
+                .map(|i| self.interface_line(ChangeKind::Add, i)),
         );
         out.extend(self.neighbour_lines().into_iter().map(|(_, l)| l));
         for x in self.engine.xroutes() {
             out.push(xroute_line(
-                Change::Add,
+                ChangeKind::Add,
                 &x.prefix,
                 x.src_prefix.as_ref(),
                 x.metric.0,
             ));
         }
         for r in self.engine.routes(self.now) {
-            out.push(self.route_line(Change::Add, &r));
+            out.push(self.route_line(ChangeKind::Add, &r));
         }
         out.extend(crate::discovery::dump_lines(&self.mesh));
         out.extend(crate::payments::dump_lines(&self.meters));
@@ -458,7 +458,7 @@ impl Daemon {
                 let ifname = self.shown_ifnames.get(r.ifname).map_or("", |n| n.as_str());
                 write_route_line(
                     out,
-                    change(*kind),
+                    *kind,
                     self.settings.dialect,
                     &RouteLine {
                         id,
@@ -524,7 +524,7 @@ impl Daemon {
                     .ifaces
                     .iter()
                     .find(|i| i.ifindex == Some(*ifindex))
-                    .map(|i| self.interface_line(Change::Add, i));
+                    .map(|i| self.interface_line(ChangeKind::Add, i));
                 (MonitorKey::Interface(*ifindex), *kind, line)
             }
             Event::Neighbour {
@@ -550,7 +550,12 @@ impl Daemon {
                     .iter()
                     .find(|x| x.prefix == *prefix && x.src_prefix == *src_prefix)
                     .map(|x| {
-                        xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric.0)
+                        xroute_line(
+                            ChangeKind::Add,
+                            &x.prefix,
+                            x.src_prefix.as_ref(),
+                            x.metric.0,
+                        )
                     });
                 (MonitorKey::Xroute(*prefix, *src_prefix), *kind, line)
             }
@@ -566,10 +571,10 @@ impl Daemon {
         }?;
         // Stored lines start with "add "; the event decides the first word.
         let rest = line.strip_prefix("add ").unwrap_or(&line);
-        let word = match change(kind) {
-            Change::Add => return Some(line),
-            Change::Change => "change",
-            Change::Flush => "flush",
+        let word = match kind {
+            ChangeKind::Add => return Some(line),
+            ChangeKind::Change => "change",
+            ChangeKind::Flush => "flush",
         };
         Some(format!("{word} {rest}"))
     }
@@ -852,15 +857,6 @@ pub fn mac_auth(config: &DaemonConfig, o: &InterfaceOptions) -> Result<Option<Ma
         keys: vec![key],
         accept_bad_signatures: o.accept_bad_signatures == Some(true),
     }))
-}
-
-/// The first word of a line for an engine change.
-fn change(k: ChangeKind) -> Change {
-    match k {
-        ChangeKind::Add => Change::Add,
-        ChangeKind::Change => Change::Change,
-        ChangeKind::Flush => Change::Flush,
-    }
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
