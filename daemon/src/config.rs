@@ -59,9 +59,11 @@ pub struct ConfigError {
     pub error: ParseError,
 }
 
-/// Interface kind (`type`): decides the link cost algorithm and defaults.
+/// The `type` option as written: an engine [`babel_core::InterfaceKind`] (decides the link cost
+/// algorithm and defaults), or `auto` (resolved from what the kernel says of the link) or `mesh`
+/// (Babel runs not on the link itself but on one tunnel per discovered neighbour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum InterfaceType {
+pub enum ConfiguredKind {
     /// Detect wireless interfaces through the kernel.
     #[default]
     Auto,
@@ -97,7 +99,7 @@ pub struct InterfaceOptions {
     /// `update-interval`, milliseconds.
     pub update_interval_ms: Option<u32>,
     /// `type`.
-    pub kind: Option<InterfaceType>,
+    pub kind: Option<ConfiguredKind>,
     /// `faraway`.
     pub faraway: Option<bool>,
     /// `unicast`: send everything unicast to each neighbour.
@@ -853,20 +855,20 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             "update-interval" => o.update_interval_ms = Some(decimal(k, v, 1000, 655_350)?.max(1)),
             "type" => {
                 o.kind = Some(match v {
-                    "auto" => InterfaceType::Auto,
-                    "wired" => InterfaceType::Wired,
-                    "wireless" => InterfaceType::Wireless,
-                    "tunnel" => InterfaceType::Tunnel,
-                    "mesh" => InterfaceType::Mesh,
+                    "auto" => ConfiguredKind::Auto,
+                    "wired" => ConfiguredKind::Wired,
+                    "wireless" => ConfiguredKind::Wireless,
+                    "tunnel" => ConfiguredKind::Tunnel,
+                    "mesh" => ConfiguredKind::Mesh,
                     _ => return Err(bad(k, v, "expected auto, wired, wireless, tunnel or mesh")),
                 })
             }
             // Deprecated since babeld 1.7, still accepted.
             "wired" => {
                 o.kind = Some(match tristate(k, v)? {
-                    Some(true) => InterfaceType::Wired,
-                    Some(false) => InterfaceType::Wireless,
-                    None => InterfaceType::Auto,
+                    Some(true) => ConfiguredKind::Wired,
+                    Some(false) => ConfiguredKind::Wireless,
+                    None => ConfiguredKind::Auto,
                 })
             }
             "faraway" => o.faraway = Some(boolean(k, v)?),
@@ -1323,7 +1325,7 @@ redistribute local deny
         )
         .unwrap();
         let o = c.interface_options("a");
-        assert_eq!(o.kind, Some(InterfaceType::Wired));
+        assert_eq!(o.kind, Some(ConfiguredKind::Wired));
         assert_eq!(o.rxcost, Some(50));
         assert_eq!(c.interface_options("b").rxcost, Some(300));
     }

@@ -14,7 +14,7 @@ use babel_wire::{Flavour, Prefix};
 use foldhash::HashMap as FastHashMap;
 use serde::Serialize;
 
-use crate::config::{DaemonConfig, InterfaceOptions, InterfaceType, KeyType, Statement};
+use crate::config::{ConfiguredKind, DaemonConfig, InterfaceOptions, KeyType, Statement};
 use crate::control::{
     Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
     neighbour_line, route_line, write_route_line, xroute_line,
@@ -933,18 +933,18 @@ pub fn interface_config(
     flavour: Flavour,
 ) -> InterfaceConfig {
     let kind = match o.kind.unwrap_or_default() {
-        InterfaceType::Wired => InterfaceKind::Wired,
-        InterfaceType::Wireless => InterfaceKind::Wireless,
-        InterfaceType::Tunnel => InterfaceKind::Tunnel,
+        ConfiguredKind::Wired => InterfaceKind::Wired,
+        ConfiguredKind::Wireless => InterfaceKind::Wireless,
+        ConfiguredKind::Tunnel => InterfaceKind::Tunnel,
         // Babel never runs on a mesh interface itself, only on its tunnels.
-        InterfaceType::Mesh => InterfaceKind::Wired,
-        InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
+        ConfiguredKind::Mesh => InterfaceKind::Wired,
+        ConfiguredKind::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
         // Ours: babeld 1.12 only tells wireless from not; a point-to-point device is a tunnel.
-        InterfaceType::Auto if iface.point_to_point => InterfaceKind::Tunnel,
-        InterfaceType::Auto => InterfaceKind::Wired,
+        ConfiguredKind::Auto if iface.point_to_point => InterfaceKind::Tunnel,
+        ConfiguredKind::Auto => InterfaceKind::Wired,
     };
     let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
-    if o.kind.unwrap_or_default() == InterfaceType::Auto {
+    if o.kind.unwrap_or_default() == ConfiguredKind::Auto {
         // babeld applies split horizon only to interfaces declared `type wired`: one it merely
         // did not find to be wireless gets wired costs but sends routes back where they came
         // from (seen in spec/captures/babeld-1.12-plain.jsonl).

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use daemon::config::{DaemonConfig, InterfaceType};
+use daemon::config::{ConfiguredKind, DaemonConfig};
 use daemon::discovery::{
     Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
     Output, PORT, tunnel_mtu,
@@ -67,7 +67,7 @@ pub fn start(
     let phys: Vec<String> = config
         .interfaces
         .iter()
-        .filter(|(n, _)| config.interface_options(n).kind == Some(InterfaceType::Mesh))
+        .filter(|(n, _)| config.interface_options(n).kind == Some(ConfiguredKind::Mesh))
         .map(|(n, _)| n.clone())
         .collect();
     if phys.is_empty() {
@@ -733,7 +733,7 @@ pub fn before_sync(d: &mut daemon::state::Daemon, ev: &MeshEvent) -> String {
     match ev {
         MeshEvent::Up { tunnel, line } => {
             let opts = daemon::config::InterfaceOptions {
-                kind: Some(InterfaceType::Tunnel),
+                kind: Some(ConfiguredKind::Tunnel),
                 ..Default::default()
             };
             d.config

@@ -175,7 +175,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
         if inv.config.interface_options(&name).kind.is_none() {
             let tunnel_kind = daemon::config::InterfaceOptions {
-                kind: Some(daemon::config::InterfaceType::Tunnel),
+                kind: Some(daemon::config::ConfiguredKind::Tunnel),
                 ..Default::default()
             };
             inv.config.apply(daemon::config::Statement::Interface(
