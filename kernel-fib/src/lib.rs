@@ -33,7 +33,7 @@ pub use netlink::{NetlinkConfig, NetlinkFib};
 pub use route::{
     DumpFilter, FibChange, IPV6_DEFAULT_METRIC, KernelRoute, KernelRouteKey, RTPROT_BABEL,
     RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, RouteKind, TABLE_LOCAL, TABLE_MAIN,
-    UNREACHABLE_METRIC, ipv4_gateway_needs_onlink, is_ipv6_link_local,
+    UNREACHABLE_METRIC, ipv4_gateway_needs_onlink,
 };
 pub use rules::{
     DEFAULT_FIRST_RULE_PRIORITY, DEFAULT_FIRST_SOURCE_TABLE, DEFAULT_MAX_SOURCE_TABLES, KernelRule,

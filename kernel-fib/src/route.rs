@@ -1,7 +1,7 @@
 //! The plain route type shared by every [`crate::Fib`] implementation.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use babel_wire::Prefix;
 
@@ -274,7 +274,7 @@ impl KernelRoute {
                         return Err(FibError::InvalidRoute("IPv6 route via an IPv4 gateway"));
                     }
                     Some(IpAddr::V6(g)) => {
-                        if is_ipv6_link_local(&g) && self.oif.is_none() {
+                        if babel_wire::is_link_local(&IpAddr::V6(g)) && self.oif.is_none() {
                             return Err(FibError::InvalidRoute(
                                 "link-local gateway needs an interface",
                             ));
@@ -345,11 +345,6 @@ impl fmt::Display for KernelRoute {
         }
         Ok(())
     }
-}
-
-/// Whether `a` is in fe80::/10.
-pub fn is_ipv6_link_local(a: &Ipv6Addr) -> bool {
-    babel_wire::is_link_local(&IpAddr::V6(*a))
 }
 
 /// Whether an IPv4 route via the IPv4 `gateway` needs `RTNH_F_ONLINK` on an interface whose

@@ -811,7 +811,7 @@ fn link_up_and_addresses() {
         .find(|a| a.index == ix && a.address == ip("fe80::1234"))
         .expect("link-local added");
     assert!(
-        ll.is_link_local() && !ll.is_tentative() && ll.prefix_len == 64,
+        babel_wire::is_link_local(&ll.address) && !ll.is_tentative() && ll.prefix_len == 64,
         "{ll:?}"
     );
     assert!(

@@ -774,7 +774,11 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
         let link = links.iter().find(|l| l.name == iface.name);
         let ll = link.and_then(|l| {
             addrs.iter().find_map(|a| match a.address {
-                IpAddr::V6(v6) if a.index == l.index && a.is_link_local() && !a.is_tentative() => {
+                IpAddr::V6(v6)
+                    if a.index == l.index
+                        && babel_wire::is_link_local(&a.address)
+                        && !a.is_tentative() =>
+                {
                     Some(v6)
                 }
                 _ => None,
@@ -845,7 +849,10 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
     let locals: Vec<(Option<&str>, IpAddr)> = addrs
         .iter()
-        .filter(|a| !a.is_link_local() && !a.is_tentative())
+        .filter(|a| {
+            let ipv6_link_local = a.address.is_ipv6() && babel_wire::is_link_local(&a.address);
+            !ipv6_link_local && !a.is_tentative()
+        })
         .map(|a| (names.get(&a.index).map(String::as_str), a.address))
         .collect();
     let mut tables = vec![kernel_fib::TABLE_MAIN];
