@@ -15,8 +15,8 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, has_route, have, keypair, node, run,
-    start_with_config, tmp, try_control, veth, wait_for,
+    Daemon, FILTERS, Netns, babel_routes, can_use_netns, has_route, have, keypair, node, ping,
+    ping_with, run, start_with_config, tmp, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -78,18 +78,6 @@ fn neighbours(ns: &Netns) -> Vec<(String, String, String, String)> {
 
 fn up_count(ns: &Netns) -> usize {
     neighbours(ns).iter().filter(|n| n.2 == "up").count()
-}
-
-fn ping(ns: &Netns, fam: &str, dst: &str, extra: &[&str]) -> bool {
-    let mut a = vec!["netns", "exec", &ns.name, "ping", fam, "-c", "1", "-W", "2"];
-    a.extend_from_slice(extra);
-    a.push(dst);
-    Command::new("ip")
-        .args(&a)
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// Packets counted by one of the daemon's nftables counters in `ns`.
@@ -268,13 +256,17 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         wait_for(10, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24)),
         "tcpdump did not start"
     );
-    for (fam, dst) in [("-6", "fd77::5"), ("-4", "10.77.0.5")] {
+    for dst in ["fd77::5", "10.77.0.5"] {
         assert!(
-            wait_for(30, || ping(&ns[0], fam, dst, &[])),
+            wait_for(30, || ping(&ns[0], dst)),
             "ping {dst} across the mesh"
         );
     }
-    assert!(ping(&ns[0], "-6", "fd77::5", &["-s", "1000"]));
+    assert!(ping_with(
+        &ns[0],
+        "fd77::5",
+        &["-c", "1", "-W", "2", "-s", "1000"]
+    ));
     // Let a discovery announcement pass too (they go every 5 s).
     let discovery_seen = wait_for(15, || {
         pcap_frames(&pcap)
@@ -484,23 +476,20 @@ fn bridge_policies_intruder_and_forged_announcements() {
         "mb0",
     ]);
     let before = nft_counter(&a, "mesh_in_mb0");
-    for (fam, dst) in [("-6", "fd77::3"), ("-4", "10.77.0.3")] {
+    for dst in ["fd77::3", "10.77.0.3"] {
         assert!(
-            !ping(&x, fam, dst, &["-c", "3", "-i", "0.2"]),
+            !ping_with(&x, dst, &["-c", "3", "-i", "0.2", "-W", "2"]),
             "{dst} answered"
         );
     }
     let dropped = nft_counter(&a, "mesh_in_mb0") - before;
     // Traffic to the router itself on the link is not forwarding and passes.
-    assert!(
-        ping(&x, "-6", &format!("{a_ll}%mb0"), &[]),
-        "a's link-local address"
-    );
+    assert!(ping(&x, &format!("{a_ll}%mb0")), "a's link-local address");
     assert_eq!(nft_counter(&a, "mesh_in_mb0") - before, dropped);
     println!("a dropped {dropped} packets from the intruder");
     assert!(dropped >= 6, "dropped {dropped}");
     // a's own traffic to the same destination goes through b's tunnel and passes.
-    assert!(ping(&a, "-6", "fd77::3", &[]));
+    assert!(ping(&a, "fd77::3"));
 
     // At runtime: open policy admits c.
     let reply = try_control(&a, "mesh-policy open\nquit\n");
@@ -684,7 +673,7 @@ fn neighbour_comes_back_with_a_new_key() {
         "{:?}",
         babel_routes(&a)
     );
-    assert!(ping(&a, "-6", "fd77::2", &[]));
+    assert!(ping(&a, "fd77::2"));
     // b's address changes (same key): the tunnel follows it by its authenticated packets.
     b.ip(&["-6", "addr", "flush", "dev", "mkb", "scope", "link"]);
     b.ip(&["-6", "addr", "add", "fe80::beef/64", "dev", "mkb"]);
@@ -703,7 +692,7 @@ fn neighbour_comes_back_with_a_new_key() {
         json(&a)["mesh"]
     );
     assert_eq!(neighbour(&a, &pb2).unwrap().1, new, "same tunnel");
-    assert!(wait_for(30, || ping(&a, "-6", "fd77::2", &[])));
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     let text = monitor.join().unwrap();
     assert!(
         text.contains(&format!("flush mesh-neighbour {pb1}")),
@@ -798,19 +787,31 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     // on the wire.
     for (fam, dst, size) in [("-4", "10.99.0.2", "1312"), ("-6", "fd99::2", "1292")] {
         assert!(
-            wait_for(30, || ping(&a, fam, dst, &["-M", "do", "-s", size])),
+            wait_for(30, || ping_with(
+                &a,
+                dst,
+                &["-c", "1", "-W", "2", "-M", "do", "-s", size]
+            )),
             "full-size {fam} ping through two layers"
         );
         for _ in 0..5 {
             assert!(
-                ping(&a, fam, dst, &["-M", "do", "-s", size]),
+                ping_with(&a, dst, &["-c", "1", "-W", "2", "-M", "do", "-s", size]),
                 "{fam} {size}"
             );
         }
     }
     // One byte more does not fit the inner tunnel: refused at the source, not fragmented.
-    assert!(!ping(&a, "-4", "10.99.0.2", &["-M", "do", "-s", "1313"]));
-    assert!(!ping(&a, "-6", "fd99::2", &["-M", "do", "-s", "1293"]));
+    assert!(!ping_with(
+        &a,
+        "10.99.0.2",
+        &["-c", "1", "-W", "2", "-M", "do", "-s", "1313"]
+    ));
+    assert!(!ping_with(
+        &a,
+        "fd99::2",
+        &["-c", "1", "-W", "2", "-M", "do", "-s", "1293"]
+    ));
     assert_eq!(frag(&a), fa, "a fragmented or reassembled");
     assert_eq!(frag(&b), fb, "b fragmented or reassembled");
 }
@@ -1037,13 +1038,8 @@ fn many_neighbours_on_one_bridge() {
     println!("MESH tunnels torn down and brought up again on the way (all routers): {downs}");
     // Everyone can reach everyone: first to last, both families.
     let last = format!("fd77::{n}");
-    assert!(wait_for(60, || ping(&nodes[0], "-6", &last, &[])));
-    assert!(wait_for(60, || ping(
-        &nodes[0],
-        "-4",
-        &format!("10.77.0.{n}"),
-        &[]
-    )));
+    assert!(wait_for(60, || ping(&nodes[0], &last)));
+    assert!(wait_for(60, || ping(&nodes[0], &format!("10.77.0.{n}"))));
     // Every router still has all its tunnels (none flapped away while we measured).
     assert_eq!(
         nodes.iter().map(up_count).collect::<Vec<_>>(),
@@ -1131,7 +1127,7 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
         "{:?}",
         neighbours(&a)
     );
-    assert!(wait_for(30, || ping(&a, "-6", "fd77::2", &[])));
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     let tunnel_before = neighbour(&a, &pb).unwrap().1;
     let a_ll = a.link_local("sp0");
     let b_old = b.link_local("sp0");
@@ -1256,7 +1252,7 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
             endpoint()
         );
         assert!(
-            wait_for(10, || ping(&a, "-6", "fd77::2", &[])),
+            wait_for(10, || ping(&a, "fd77::2")),
             "ping to b failed while spoofed"
         );
         pings += 1;

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config,
+    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, ping, start_with_config,
     try_control, veth, wait_for,
 };
 
@@ -119,14 +119,7 @@ fn route_price(ns: &Netns, prefix: &str) -> Option<u128> {
 
 /// `dst` answers a ping from `ns` (routes exist end to end, both ways).
 fn reachable(ns: &Netns, dst: &str) -> bool {
-    wait_for(90, || {
-        Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "ping", "-6", "-c", "1", "-W", "2", dst,
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    wait_for(90, || ping(ns, dst))
 }
 
 /// An iperf3 server in `ns` on `port`, killed on drop.
