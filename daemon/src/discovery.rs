@@ -781,6 +781,20 @@ pub fn dump_lines(views: &[std::sync::Arc<std::sync::Mutex<MeshView>>]) -> Vec<S
     out
 }
 
+/// Our IPv6 link-local address on every tunnel interface, from our tunnel public key: fe80::/64
+/// with the key's first eight bytes as the interface identifier. The same on all our tunnels
+/// (Babel tells neighbours apart by interface), different from every neighbour's, and computable
+/// by a neighbour from the key alone (payments address a neighbour by it).
+pub fn tunnel_link_local(key: &PublicKey) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    o[0] = 0xfe;
+    o[1] = 0x80;
+    if let (Some(id), Some(k)) = (o.get_mut(8..), key.as_bytes().get(..8)) {
+        id.copy_from_slice(k);
+    }
+    Ipv6Addr::from(o)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
@@ -807,6 +821,17 @@ mod tests {
         std::iter::from_fn(|| d.poll_output()).collect()
     }
 
+    #[test]
+    fn tunnel_link_local_is_fe80_with_the_key_prefix() {
+        let a = PublicKey([7; 32]);
+        let mut b_key = [7; 32];
+        b_key[7] = 8;
+        let b = PublicKey(b_key);
+        let la = tunnel_link_local(&a);
+        assert!(babel_wire::is_link_local(&std::net::IpAddr::V6(la)));
+        assert_eq!(la, "fe80::707:707:707:707".parse::<Ipv6Addr>().unwrap());
+        assert_ne!(la, tunnel_link_local(&b));
+    }
     #[test]
     fn layout_round_trips_and_matches_the_spec() {
         let a = Announcement {

@@ -213,16 +213,6 @@ fn udp(ifname: &str, port: u16, group: Option<(Ipv6Addr, u32)>) -> anyhow::Resul
     Ok(UdpSocket::from_std(s.into())?)
 }
 
-/// fe80::/64 with our key's first eight bytes as the interface identifier: the same on all our
-/// tunnels (Babel tells neighbours apart by interface), different from every neighbour's.
-pub fn link_local(key: &PublicKey) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o[0] = 0xfe;
-    o[1] = 0x80;
-    o[8..].copy_from_slice(&key.as_bytes()[..8]);
-    Ipv6Addr::from(o)
-}
-
 struct Tunnel {
     name: String,
     tun: Arc<TunDevice>,
@@ -596,8 +586,11 @@ impl Driver {
             .map(|l| l.index)
             .with_context(|| format!("{name} did not appear"))?;
         self.netlink.set_link_up(ix, Some(self.mtu))?;
-        self.netlink
-            .add_address(ix, IpAddr::V6(link_local(&self.our_key)), 64)?;
+        self.netlink.add_address(
+            ix,
+            IpAddr::V6(daemon::discovery::tunnel_link_local(&self.our_key)),
+            64,
+        )?;
         let reader_tun = tun.clone();
         let tx = self.packets.clone();
         let reader = tokio::spawn(async move {

@@ -564,7 +564,7 @@ impl Loop {
                 let Ok(k) = n.public_key.parse::<tunnel::PublicKey>() else {
                     continue;
                 };
-                let ip = crate::mesh::link_local(&k);
+                let ip = daemon::discovery::tunnel_link_local(&k);
                 seen.insert(ix, (name.clone(), n.public_key.clone(), ip));
             }
         }
