@@ -355,7 +355,7 @@ impl NeighbourState {
 
 /// A neighbour heard on a mesh interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Neighbour {
+pub struct MeshNeighbour {
     /// Its tunnel public key.
     pub key: PublicKey,
     /// Its tunnel endpoint (link-local address with scope, port).
@@ -450,7 +450,7 @@ pub struct Discovery {
     our_key: PublicKey,
     timers: Timers,
     max_neighbours: usize,
-    neighbours: BTreeMap<PublicKey, Neighbour>,
+    neighbours: BTreeMap<PublicKey, MeshNeighbour>,
     counters: Counters,
     outputs: VecDeque<Output>,
 }
@@ -474,12 +474,12 @@ impl Discovery {
     }
 
     /// The neighbours, by key.
-    pub fn neighbours(&self) -> impl Iterator<Item = &Neighbour> {
+    pub fn neighbours(&self) -> impl Iterator<Item = &MeshNeighbour> {
         self.neighbours.values()
     }
 
     /// A neighbour.
-    pub fn neighbour(&self, key: &PublicKey) -> Option<&Neighbour> {
+    pub fn neighbour(&self, key: &PublicKey) -> Option<&MeshNeighbour> {
         self.neighbours.get(key)
     }
 
@@ -529,7 +529,7 @@ impl Discovery {
             };
             self.neighbours.insert(
                 a.public_key,
-                Neighbour {
+                MeshNeighbour {
                     key: a.public_key,
                     endpoint,
                     state,
@@ -703,7 +703,7 @@ pub struct MeshView {
     /// The MTU of its tunnels.
     pub tunnel_mtu: u32,
     /// Neighbours.
-    pub neighbours: Vec<NeighbourView>,
+    pub neighbours: Vec<MeshNeighbourView>,
     /// Discovery counters.
     pub counters: Counters,
     /// The tunnel device's counters: datagrams dropped before a neighbour could be named
@@ -719,7 +719,7 @@ pub struct MeshView {
 
 /// One neighbour of a mesh interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct NeighbourView {
+pub struct MeshNeighbourView {
     /// Its tunnel public key.
     pub public_key: String,
     /// Its endpoint.
@@ -748,7 +748,7 @@ pub struct NeighbourView {
     pub handshake_drops: u64,
 }
 
-impl NeighbourView {
+impl MeshNeighbourView {
     /// Its `dump`/`monitor` line: `add mesh-neighbour KEY if IF endpoint EP state S ...`; `drops`
     /// counts the transport and handshake packets under its key that were dropped (replayed or
     /// failing authentication).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use daemon::config::{ConfiguredKind, DaemonConfig};
 use daemon::discovery::{
-    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
+    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView, NeighbourState,
     Output, PORT, tunnel_mtu,
 };
 use daemon::payments::{
@@ -620,7 +620,7 @@ impl Driver {
         Ok(())
     }
 
-    fn neighbour_view(&self, id: PeerId) -> Option<NeighbourView> {
+    fn neighbour_view(&self, id: PeerId) -> Option<MeshNeighbourView> {
         let p = self.device.peer(id)?;
         let n = self.discovery.neighbour(&p.public_key())?;
         Some(view_of(
@@ -684,12 +684,12 @@ impl Driver {
 }
 
 fn view_of(
-    n: &daemon::discovery::Neighbour,
+    n: &daemon::discovery::MeshNeighbour,
     p: Option<&tunnel::Peer>,
     tunnel: Option<String>,
-) -> NeighbourView {
+) -> MeshNeighbourView {
     let s = p.map(|p| p.stats().clone()).unwrap_or_default();
-    NeighbourView {
+    MeshNeighbourView {
         public_key: n.key.to_base64(),
         endpoint: SocketAddr::V6(n.endpoint).to_string(),
         state: if n.state == NeighbourState::Up && tunnel.is_none() {
