@@ -630,7 +630,8 @@ fn neighbour_comes_back_with_a_new_key() {
         "{:?}",
         babel_routes(&a)
     );
-    assert!(ping(&a, "fd77::2"));
+    // The new tunnel's first packets may still wait for its handshake under load.
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     // b's address changes (same key): the tunnel follows it by its authenticated packets.
     b.ip(&["-6", "addr", "flush", "dev", "mkb", "scope", "link"]);
     b.ip(&["-6", "addr", "add", "fe80::beef/64", "dev", "mkb"]);
