@@ -21,7 +21,7 @@ use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
 use serde::Serialize;
 use verify::{
-    Action, CostModel, Keyring, Neighbour, NeighbourScore, Responder, Rule, ScoreConfig,
+    Action, CostModel, Keyring, NeighbourId, NeighbourScore, Responder, Rule, ScoreConfig,
     SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
 };
 
@@ -195,7 +195,7 @@ struct Node {
     verifier: Verifier,
     responder: Responder,
     /// The paper's rule, fed the same checks.
-    shadow: BTreeMap<Neighbour, NeighbourScore>,
+    shadow: BTreeMap<NeighbourId, NeighbourScore>,
     used: Vec<Prefix>,
 }
 
@@ -724,7 +724,7 @@ fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<Verifia
         .filter(|r| r.src_prefix.is_none() && used.binary_search(&r.prefix).is_ok())
         .map(|r| VerifiableRoute {
             prefix: r.prefix,
-            neighbour: Neighbour {
+            neighbour: NeighbourId {
                 ifindex: r.ifindex,
                 address: r.via,
             },

@@ -8,9 +8,9 @@ use std::time::Duration;
 use babel_core::{Instant, Rng};
 use babel_wire::Prefix;
 
-/// A neighbour, as the engine names it.
+/// Which neighbour: its interface and link-local address, as the engine tells neighbours apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Neighbour {
+pub struct NeighbourId {
     /// Interface.
     pub ifindex: u32,
     /// Its link-local address.
@@ -23,7 +23,7 @@ pub struct VerifiableRoute {
     /// Destination.
     pub prefix: Prefix,
     /// Neighbour it was learned from.
-    pub neighbour: Neighbour,
+    pub neighbour: NeighbourId,
     /// Its metric as we compute it: advertised metric plus our link cost (`m` of §1.3).
     pub metric: u16,
     /// Feasible (RFC 8966 §3.5.1).
@@ -104,9 +104,9 @@ pub enum Reason {
 pub struct Scheduler {
     used: BTreeMap<Prefix, Instant>,
     /// Selected route last verified (or first seen) per destination: neighbour and metric.
-    verified: BTreeMap<Prefix, (Neighbour, u16)>,
-    rechecks: BTreeMap<(Prefix, Neighbour), Instant>,
-    control: Option<(Prefix, Neighbour)>,
+    verified: BTreeMap<Prefix, (NeighbourId, u16)>,
+    rechecks: BTreeMap<(Prefix, NeighbourId), Instant>,
+    control: Option<(Prefix, NeighbourId)>,
     rng: Rng,
 }
 
@@ -167,7 +167,7 @@ impl Scheduler {
 
     /// After an unanswered session without evidence that the destination answers us at all,
     /// the next cycle probes `prefix` through another neighbour (§2.2, item 2).
-    pub fn control(&mut self, prefix: Prefix, not_via: Neighbour) {
+    pub fn control(&mut self, prefix: Prefix, not_via: NeighbourId) {
         self.control = Some((prefix, not_via));
     }
 
@@ -215,14 +215,14 @@ impl Scheduler {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
         self.baselines(&used, candidates);
-        let mut per: BTreeMap<Neighbour, Vec<&VerifiableRoute>> = BTreeMap::new();
+        let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
         for c in candidates
             .iter()
             .filter(|c| c.feasible && is_used(&c.prefix))
         {
             per.entry(c.neighbour).or_default().push(c);
         }
-        let mut order: Vec<Neighbour> = per.keys().copied().collect();
+        let mut order: Vec<NeighbourId> = per.keys().copied().collect();
         for i in (1..order.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
@@ -329,7 +329,7 @@ impl Scheduler {
                 .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
                 .filter(|c| self.is_news(cfg, c))
                 .collect();
-            let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
+            let mut per: BTreeMap<NeighbourId, usize> = BTreeMap::new();
             for c in &fresh {
                 *per.entry(c.neighbour).or_default() += 1;
             }
@@ -374,8 +374,8 @@ mod tests {
             0xfd00, 0, 0, 0, 0, 0, 0, i,
         )))
     }
-    fn nb(i: u16) -> Neighbour {
-        Neighbour {
+    fn nb(i: u16) -> NeighbourId {
+        NeighbourId {
             ifindex: u32::from(i),
             address: IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
         }
@@ -494,7 +494,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..100 {
             let picks = s.pick_all(now, &cfg, &cands);
-            let ns: std::collections::BTreeSet<Neighbour> =
+            let ns: std::collections::BTreeSet<NeighbourId> =
                 picks.iter().map(|(c, _)| c.neighbour).collect();
             assert_eq!((picks.len(), ns.len()), (3, 3));
             for (c, _) in &picks {

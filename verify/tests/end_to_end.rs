@@ -7,15 +7,15 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Action, Check, CostModel, DropReason, HOP_LIMIT, Keyring, Neighbour, Reason, Responder,
+    Action, Check, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason, Responder,
     SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)))
 }
-fn nb(i: u16) -> Neighbour {
-    Neighbour {
+fn nb(i: u16) -> NeighbourId {
+    NeighbourId {
         ifindex: 1,
         address: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
     }
