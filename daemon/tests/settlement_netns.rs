@@ -27,7 +27,7 @@ use std::time::Duration;
 use alloy::providers::Provider;
 
 use common::{
-    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config, tmp,
+    Daemon, Netns, can_run_mesh, has_route, keypair, mesh_config, node, start_with_config, tmp,
     try_control, veth, wait_for,
 };
 
@@ -45,11 +45,7 @@ fn usable(test: &str) -> bool {
         );
         return false;
     }
-    if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
-        return false;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIP {test}: no /dev/net/tun");
+    if !can_run_mesh(test, &["iperf3"]) {
         return false;
     }
     if anvil_bin().is_none() {
@@ -313,8 +309,8 @@ fn world(tag: &str, settle: &str) -> World {
                     .unwrap();
                 f.write_all(hex::encode([10 + i as u8; 32]).as_bytes()).unwrap();
             }
-            let mut conf = format!(
-                "{FILTERS}mesh-private-key {}\npay-enable true\nfee {}\n{pay}\
+            let extra = format!(
+                "mesh-private-key {}\npay-enable true\nfee {}\n{pay}\
                  settlement rpc-url http://192.0.2.{}:{PORT} chain-id {CHAIN_ID} contract {contract}\n\
                  settlement key-file {}\nsettlement poll-interval 1\n{settle}",
                 private[i],
@@ -322,10 +318,7 @@ fn world(tag: &str, settle: &str) -> World {
                 4 * i + 1,
                 key.display()
             );
-            for f in ifs[i] {
-                conf.push_str(&format!("interface {f} type mesh\n"));
-            }
-            (format!("{tag}-{i}"), conf)
+            (format!("{tag}-{i}"), mesh_config(&extra, ifs[i]))
         })
         .collect::<Vec<_>>();
     let d = (0..3)

@@ -6,7 +6,7 @@
 //! tunneld genkey            # prints a base64 private key
 //! tunneld pubkey            # reads a private key on stdin, prints the public key
 //! ```
-//! The config file is a JSON [`tunnel::InterfaceConfig`]. `--no-offload`
+//! The config file is a JSON [`tunnel::TunnelConfig`]. `--no-offload`
 //! opens the TUN without the virtio-net header (one packet per read and
 //! write), the path taken when the kernel refuses offloads.
 
@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::process::{Command, ExitCode};
 
 use tunnel::driver::{Driver, TunDevice, bind_udp, device_from_config};
-use tunnel::{InterfaceConfig, generate_keypair, keys::public_key_from_base64};
+use tunnel::{TunnelConfig, generate_keypair, keys::public_key_from_base64};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -68,7 +68,7 @@ fn parse_run(args: &[String]) -> Option<RunArgs> {
 
 async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&a.config)?;
-    let cfg: InterfaceConfig = serde_json::from_str(&text)?;
+    let cfg: TunnelConfig = serde_json::from_str(&text)?;
     let mut device = device_from_config(&cfg);
     device.set_mtu(Some(a.mtu as usize));
     let tun = if a.offload {

@@ -32,7 +32,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 pub use self::tun::TunDevice;
-use crate::config::InterfaceConfig;
+use crate::config::TunnelConfig;
 use crate::device::{Device, DeviceAction};
 use crate::time::Now;
 
@@ -65,9 +65,9 @@ fn now() -> Now {
     Now::new(Instant::now(), SystemTime::now())
 }
 
-/// Builds a [`Device`] from an [`InterfaceConfig`], seeding its RNG from
+/// Builds a [`Device`] from an [`TunnelConfig`], seeding its RNG from
 /// the operating system.
-pub fn device_from_config(cfg: &InterfaceConfig) -> Device {
+pub fn device_from_config(cfg: &TunnelConfig) -> Device {
     let mut dev = Device::new(cfg.private_key.clone(), &mut rand_core::OsRng);
     for p in &cfg.peers {
         dev.add_peer(p.public_key, p.options(), &p.allowed_ips);
