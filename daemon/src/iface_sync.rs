@@ -34,7 +34,11 @@ pub fn sync_interfaces(
         let link = links.iter().find(|l| l.name == iface.name);
         let ll = link.and_then(|l| {
             addrs.iter().find_map(|a| match a.address {
-                IpAddr::V6(v6) if a.index == l.index && a.is_link_local() && !a.is_tentative() => {
+                IpAddr::V6(v6)
+                    if a.index == l.index
+                        && babel_wire::is_link_local(&a.address)
+                        && !a.is_tentative() =>
+                {
                     Some(v6)
                 }
                 _ => None,

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use babel_wire::Prefix;
 
-use crate::{Fib, FibChange, FibError, KernelRoute, KernelRule, RouteKey, SourceTables};
+use crate::{Fib, FibChange, FibError, KernelRoute, KernelRouteKey, KernelRule, SourceTables};
 
 /// What to do with one destination, as the routing engine says it (RFC 8966 §3.6 route
 /// selection, babeld's holds).
@@ -38,15 +38,15 @@ pub enum InstallOp {
 /// never installed removes the stale twin.
 pub trait Leftovers {
     /// A route with this key was installed: it is no longer stale.
-    fn relearned(&mut self, key: &RouteKey);
+    fn relearned(&mut self, key: &KernelRouteKey);
     /// The stale route with this key, taken out of the book (to be deleted).
-    fn take(&mut self, key: &RouteKey) -> Option<KernelRoute>;
+    fn take(&mut self, key: &KernelRouteKey) -> Option<KernelRoute>;
 }
 
 /// No previous run's routes.
 impl Leftovers for () {
-    fn relearned(&mut self, _: &RouteKey) {}
-    fn take(&mut self, _: &RouteKey) -> Option<KernelRoute> {
+    fn relearned(&mut self, _: &KernelRouteKey) {}
+    fn take(&mut self, _: &KernelRouteKey) -> Option<KernelRoute> {
         None
     }
 }
@@ -59,7 +59,7 @@ struct RuleMode {
     /// recomputed from these.
     logical: BTreeMap<(Prefix, Option<Prefix>), KernelRoute>,
     /// Routes of the source tables now in the kernel.
-    projected: HashMap<RouteKey, KernelRoute>,
+    projected: HashMap<KernelRouteKey, KernelRoute>,
     /// Our rules now in the kernel.
     rules: Vec<KernelRule>,
 }
@@ -68,7 +68,7 @@ struct RuleMode {
 #[derive(Clone, Debug, Default)]
 pub struct Installed {
     /// What we installed, ordered so that a kernel check can resume where it stopped.
-    ours: BTreeMap<RouteKey, KernelRoute>,
+    ours: BTreeMap<KernelRouteKey, KernelRoute>,
     /// `Some` when source-specific routes are projected on rules.
     rule_mode: Option<RuleMode>,
 }
@@ -89,12 +89,12 @@ impl Installed {
     }
 
     /// The routes we installed (holds included, source-table projections not).
-    pub fn ours(&self) -> &BTreeMap<RouteKey, KernelRoute> {
+    pub fn ours(&self) -> &BTreeMap<KernelRouteKey, KernelRoute> {
         &self.ours
     }
 
     /// Whether `key` is a route of the rule projection now in the kernel.
-    pub fn is_projected(&self, key: &RouteKey) -> bool {
+    pub fn is_projected(&self, key: &KernelRouteKey) -> bool {
         self.rule_mode
             .as_ref()
             .is_some_and(|m| m.projected.contains_key(key))
@@ -191,7 +191,7 @@ impl Installed {
                 p.dropped
             );
         }
-        let want: HashMap<RouteKey, KernelRoute> =
+        let want: HashMap<KernelRouteKey, KernelRoute> =
             p.routes.into_iter().map(|r| (r.key(), r)).collect();
         let adds: Vec<FibChange> = want
             .iter()
@@ -291,7 +291,7 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::{MemoryFib, RTPROT_BABEL, RouteFilter, RouteKind, TABLE_MAIN};
+    use crate::{DumpFilter, MemoryFib, RTPROT_BABEL, RouteKind, TABLE_MAIN};
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
@@ -310,7 +310,7 @@ mod tests {
     }
 
     fn ours_in(fib: &mut MemoryFib) -> Vec<KernelRoute> {
-        fib.dump(&RouteFilter::protocol(RTPROT_BABEL)).unwrap()
+        fib.dump(&DumpFilter::protocol(RTPROT_BABEL)).unwrap()
     }
 
     #[test]
@@ -366,17 +366,17 @@ mod tests {
     /// Leftovers of a previous run, by key.
     #[derive(Default)]
     struct Left {
-        routes: BTreeMap<RouteKey, KernelRoute>,
-        relearned: BTreeSet<RouteKey>,
+        routes: BTreeMap<KernelRouteKey, KernelRoute>,
+        relearned: BTreeSet<KernelRouteKey>,
     }
 
     impl Leftovers for Left {
-        fn relearned(&mut self, key: &RouteKey) {
+        fn relearned(&mut self, key: &KernelRouteKey) {
             if self.routes.remove(key).is_some() {
                 self.relearned.insert(*key);
             }
         }
-        fn take(&mut self, key: &RouteKey) -> Option<KernelRoute> {
+        fn take(&mut self, key: &KernelRouteKey) -> Option<KernelRoute> {
             self.routes.remove(key)
         }
     }
@@ -444,7 +444,7 @@ mod tests {
         // one rule selecting table 10 for that source.
         assert!(fib.get(&plain.key()).is_some());
         assert!(fib.get(&ss.key()).is_none());
-        let in10 = fib.dump(&RouteFilter::all().in_table(10)).unwrap();
+        let in10 = fib.dump(&DumpFilter::all().in_table(10)).unwrap();
         assert!(in10.iter().any(|r| r.dst == p("::/0") && r.src.is_none()));
         let rule = KernelRule {
             src: p("2001:db8:aa::/48"),
@@ -464,7 +464,7 @@ mod tests {
         // The source-specific route goes: its table and rule go.
         ours.apply(&mut fib, &[(InstallOp::Remove, ss)], &mut ());
         assert!(
-            fib.dump(&RouteFilter::all().in_table(10))
+            fib.dump(&DumpFilter::all().in_table(10))
                 .unwrap()
                 .is_empty()
         );

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use babel_core::{RouteChange, RouteOp};
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
 use kernel_fib::{
-    AddressInfo, Fib, FibChange, FibError, InstallOp, Installed, KernelRoute, LinkInfo, NetEvent,
-    NetlinkFib, RouteFilter, RouteKey, SourceTables, Watcher,
+    AddressInfo, DumpFilter, Fib, FibChange, FibError, InstallOp, Installed, KernelRoute,
+    KernelRouteKey, LinkInfo, NetEvent, NetlinkFib, SourceTables, Watcher,
 };
 use tokio::sync::mpsc;
 
@@ -119,7 +119,7 @@ impl Routes {
         };
         let stale = &self.stale;
         let installed = &self.installed;
-        let keep = |k: &RouteKey| stale.contains(k) || installed.is_projected(k);
+        let keep = |k: &KernelRouteKey| stale.contains(k) || installed.is_projected(k);
         let (changes, done) = run.step(installed.ours(), keep, CHECK_STEP);
         for (change, result) in changes.iter().zip(self.fib.apply(&changes)) {
             match (change, result) {
@@ -175,7 +175,7 @@ pub struct KernelThreads {
 /// never holds up route changes.
 pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<KernelThreads> {
     let mut fib = NetlinkFib::new()?;
-    let left = match fib.dump(&RouteFilter::protocol(policy.protocol)) {
+    let left = match fib.dump(&DumpFilter::protocol(policy.protocol)) {
         Ok(rs) => rs,
         Err(e) => {
             tracing::warn!("reading stale kernel routes: {e}");
@@ -305,7 +305,7 @@ pub struct Snapshot {
 pub fn dump_tables(fib: &mut impl Fib, tables: &[u32]) -> Vec<KernelRoute> {
     let mut routes = Vec::new();
     for &t in tables {
-        match fib.dump(&RouteFilter::all().in_table(t)) {
+        match fib.dump(&DumpFilter::all().in_table(t)) {
             Ok(rs) => routes.extend(rs),
             Err(e) => tracing::warn!("reading table {t}: {e}"),
         }
@@ -332,7 +332,7 @@ fn spawn_dumper(
         .spawn(move || {
             while let Ok(request) = rx.recv() {
                 match request {
-                    DumpRequest::Check => match fib.dump(&RouteFilter::protocol(protocol)) {
+                    DumpRequest::Check => match fib.dump(&DumpFilter::protocol(protocol)) {
                         Ok(rs) => {
                             if to_routes
                                 .send(KernelCmd::Present(CheckRun::new(rs)))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use babel_core::{Config as EngineConfig, Engine, Instant, Policy};
+use babel_core::{Engine, EngineConfig, Instant, Policy};
 use babel_wire::RouterId;
 use daemon::cli::Invocation;
 use daemon::clients::ClientLimits;
@@ -16,7 +16,7 @@ use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Placements, redistributed_tables};
 use daemon::state::{Daemon, Iface, Settings};
-use kernel_fib::{Fib, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind};
+use kernel_fib::{DumpFilter, Fib, NetlinkFib, RTPROT_BABEL, RouteKind};
 use tokio::sync::mpsc;
 
 use crate::control_socket::ControlServer;
@@ -141,7 +141,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
         if inv.config.interface_options(&name).kind.is_none() {
             let tunnel_kind = daemon::config::InterfaceOptions {
-                kind: Some(daemon::config::InterfaceType::Tunnel),
+                kind: Some(daemon::config::ConfiguredKind::Tunnel),
                 ..Default::default()
             };
             inv.config.apply(daemon::config::Statement::Interface(
@@ -244,7 +244,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let start = clock.now();
     let mut engine =
         Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
+    if let Some(f) = daemon::redistribute::FilterRules::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
     let engine = match &record {
@@ -389,11 +389,11 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// The routes a crashed run of ours left in the kernel (graceful restart,
-/// [`babel_core::Config::resume_routes`]): where it sent each destination.
+/// [`babel_core::EngineConfig::resume_routes`]): where it sent each destination.
 /// Source-specific routes in the tables of the rule mode are left out (their source is in a
 /// rule, not in the route).
 fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
-    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
+    match netlink.dump(&DumpFilter::protocol(RTPROT_BABEL)) {
         Ok(rs) => rs
             .into_iter()
             .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
