@@ -3,6 +3,7 @@
 //! The protocol logic lives in the sans-IO crates (`babel-wire`, `babel-core`); this crate holds
 //! the I/O and the command-line front ends.
 
+pub mod allocator;
 pub mod capture;
 pub mod cli;
 pub mod clients;
