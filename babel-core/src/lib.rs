@@ -108,7 +108,7 @@ mod filter;
 mod input;
 mod neighbour;
 mod output;
-mod packed;
+pub mod packed;
 #[cfg(feature = "serde")]
 pub mod record;
 mod rng;

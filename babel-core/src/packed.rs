@@ -8,7 +8,8 @@
 //! streams both trees in order into freshly filled nodes, freeing the old ones as it goes, so
 //! the rebuild costs O(n) moves and about one node's worth of extra memory at a time. The
 //! geometric trigger keeps the cost amortised O(1) per insertion and the part of the tree that
-//! is not packed under a fifth of it.
+//! is not packed under a fifth of it. The daemon's record of its kernel routes, filled in the
+//! same order, uses it too.
 
 use std::collections::BTreeMap;
 
@@ -17,18 +18,18 @@ const MIN_INSERTED: usize = 1024;
 
 /// Keys added to one B-tree since it was last packed.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Repack {
+pub struct Repack {
     inserted: usize,
 }
 
 impl Repack {
     /// Counts one key added to the tree.
-    pub(crate) fn inserted(&mut self) {
+    pub fn inserted(&mut self) {
         self.inserted += 1;
     }
 
     /// Packs `tree` when the keys added since it was last packed are a quarter of it.
-    pub(crate) fn maybe<K: Ord, V>(&mut self, tree: &mut BTreeMap<K, V>) {
+    pub fn maybe<K: Ord, V>(&mut self, tree: &mut BTreeMap<K, V>) {
         if self.inserted >= MIN_INSERTED && self.inserted.saturating_mul(4) >= tree.len() {
             pack(tree);
             self.inserted = 0;
@@ -37,7 +38,7 @@ impl Repack {
 }
 
 /// Rebuilds `tree` with every node full. The order and the entries are unchanged.
-pub(crate) fn pack<K: Ord, V>(tree: &mut BTreeMap<K, V>) {
+pub fn pack<K: Ord, V>(tree: &mut BTreeMap<K, V>) {
     let Some((k, v)) = tree.pop_first() else {
         return;
     };

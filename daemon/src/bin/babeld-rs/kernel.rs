@@ -6,6 +6,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use babel_core::packed::Repack;
 use babel_core::{RouteChange, RouteOp};
 use babel_wire::Prefix;
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
@@ -79,6 +80,8 @@ struct Routes {
     /// what the periodic check puts back when something removed it. Ordered, so that a
     /// check can resume where it stopped.
     ours: BTreeMap<RouteKey, KernelRoute>,
+    /// Routes added to `ours` since it was last packed (a full table fills it in key order).
+    ours_repack: Repack,
     /// Routes a previous run left (graceful restart).
     stale: Stale,
     /// A kernel check in progress.
@@ -93,6 +96,7 @@ impl Routes {
         // route at once (37 MB for 100,000 routes, docs/benchmarks.md).
         for chunk in changes.chunks(APPLY_CHUNK) {
             self.apply_chunk(chunk);
+            self.ours_repack.maybe(&mut self.ours);
         }
         self.reproject();
     }
@@ -152,7 +156,9 @@ impl Routes {
             if let Some(new) = install {
                 // A route a previous run left is replaced in place: no gap.
                 self.stale.relearned(&new.key());
-                self.ours.insert(new.key(), new.clone());
+                if self.ours.insert(new.key(), new.clone()).is_none() {
+                    self.ours_repack.inserted();
+                }
                 batch.push(FibChange::Replace(new));
             }
             for k in remove {
@@ -356,6 +362,7 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<Kerne
         fib,
         policy,
         ours: BTreeMap::new(),
+        ours_repack: Repack::default(),
         stale: Stale::new(left, Instant::now(), RESTART_GRACE),
         check: None,
         rule_mode: policy.rule_priority.map(|first| RuleMode {
