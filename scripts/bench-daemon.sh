@@ -13,6 +13,11 @@
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
+#   idle        ring of 4 (babeld-rs, babeld, BIRD 2 one after the other, Hello 4 s): once every
+#               node routes to the three others, IDLE seconds (default 30) idle, then each
+#               node's RSS (VmRSS), private anonymous memory (RssAnon) and threads; for babeld-rs
+#               also its anonymous memory by mapping (heap, thread stacks, glibc arenas). Measure
+#               the router build: BIN=target/small/babeld-rs (cargo build --profile small -p daemon).
 #   reroute     ring of 4 (babeld-rs, babeld, BIRD 2 one after the other), Hello every HELLO s
 #               (default 1), link detection on in all three (babeld -l; BIRD's `check link` is
 #               on by default): node 0 pings node 1 every 10 ms over their direct link, then
@@ -23,13 +28,15 @@
 #               CUT=none) instead makes the link lossy for 60 s and counts node 0's changes of
 #               kernel route for node 1 (`ip monitor route` lines: flaps).
 #
-# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute]
+# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute] [idle]
 #        (default: full-table line size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 command -v babeld >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq babeld >/dev/null; }
 # BIN=path/to/babeld-rs measures a binary built elsewhere (e.g. main, for a before/after).
+# OLD_BIN=path/to/babeld-rs with receiver or daemon kind "old" (RECEIVERS="old rs bd bird",
+# DAEMONS="old rs bd bird") measures a second babeld-rs binary in the same run.
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q -p daemon
   BIN=$PWD/target/release/babeld-rs
@@ -61,7 +68,7 @@ link() {
 # $(start ...), it runs in a subshell: the caller must add the pid to `pids` itself.
 start() {
   local kind=$1 n=$2 conf=$3; shift 3
-  local prog=$BIN; [ "$kind" = bd ] && prog=babeld
+  local prog=$BIN; [ "$kind" = bd ] && prog=babeld; [ "$kind" = old ] && prog=$OLD_BIN
   local wrap=()
   if [ "$kind" = rsh ]; then wrap=(heaptrack -o "/tmp/babeld-rs-heap.$$"); fi
   if [ "$kind" = bird ]; then
@@ -129,7 +136,7 @@ full_table() {
     local dpid; dpid=$(daemon_pid "$rpid")
     sleep 10
     local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
-    [ "$kind" = rsh ] && name="(heaptrack)"
+    [ "$kind" = rsh ] && name="(heaptrack)"; [ "$kind" = old ] && name="OLD_BIN"
     printf '%-10s %-18s %-8s %-7s %-14s %-16s %-17s %s\n' "$name" "$got/$n" "$t" "$(cpu_s "$dpid")" \
       "$(rss_mb "$dpid")" "$(rss_mb "$dpid" VmRSS)" "$(rss_mb "$dpid" RssAnon)" "$errs"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -179,29 +186,32 @@ line() {
   done
 }
 
-reroute() {
-  local kind i hello=${HELLO:-1} cut=${CUT:-down}
-  echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms; cut: $cut ${LOSS:+(loss $LOSS %)}"
-  if [ "$cut" = none ]; then
-    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0"
-  else
-    echo "daemon        pings-lost/sent   longest-gap-ms (reroute time)"
-  fi
-  local kinds=(rs bd)
+# ring_kinds: the daemons a ring benchmark compares, in the caller's `kinds`: babeld-rs, babeld
+# and BIRD 2 when installed, or DAEMONS.
+ring_kinds() {
+  kinds=(rs bd)
   command -v bird >/dev/null && kinds+=(bird)
   if [ -n "${DAEMONS:-}" ]; then read -r -a kinds <<< "$DAEMONS"; fi
-  for kind in "${kinds[@]}"; do
-    local k=${kind:0:2}
-    for i in 0 1 2 3; do
-      mkns "$k$i"
-      ip -n "$tag$k$i" addr add "fd57::$((i + 1))/128" dev lo
-    done
-    link "${k}0" "${k}1"; link "${k}1" "${k}2"; link "${k}2" "${k}3"; link "${k}3" "${k}0"
-    printf 'redistribute local ip fd57::/16 allow\nredistribute local deny\n' > "$work/ring.conf"
-    for i in 0 1 2 3; do
-      local ifs; ifs=$(ip -n "$tag$k$i" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -v '^lo$' | tr '\n' ' ')
-      if [ "$kind" = bird ]; then
-        cat > "$work/$k$i.bird.conf" <<BIRD
+}
+
+# ring_up KIND HELLO [FLAGS...]: four namespaces ${tag}K0-K3 (K: KIND's first two letters) in a
+# ring, each announcing fd57::N/128 from lo, running babeld-rs (rs), OLD_BIN (old), babeld (bd) or
+# BIRD 2 (bird) with Hello every HELLO s (FLAGS go to babeld-rs and babeld). The daemons' pids,
+# node by node, are in ring_pids.
+ring_up() {
+  local kind=$1 hello=$2 i; shift 2
+  local k=${kind:0:2}
+  ring_pids=()
+  for i in 0 1 2 3; do
+    mkns "$k$i"
+    ip -n "$tag$k$i" addr add "fd57::$((i + 1))/128" dev lo
+  done
+  link "${k}0" "${k}1"; link "${k}1" "${k}2"; link "${k}2" "${k}3"; link "${k}3" "${k}0"
+  printf 'redistribute local ip fd57::/16 allow\nredistribute local deny\n' > "$work/ring.conf"
+  for i in 0 1 2 3; do
+    local ifs; ifs=$(ip -n "$tag$k$i" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -v '^lo$' | tr '\n' ' ')
+    if [ "$kind" = bird ]; then
+      cat > "$work/$k$i.bird.conf" <<BIRD
 router id 10.0.0.$((i + 1));
 protocol device { }
 protocol direct { ipv6; interface "lo"; }
@@ -214,13 +224,28 @@ BIRD
         ip netns exec "$tag$k$i" bird -f -c "$work/$k$i.bird.conf" -s "$work/$k$i.bird.ctl" >/dev/null 2>&1 &
         pids+=($!)
       else
-        local prog=$BIN; [ "$kind" = bd ] && prog=babeld
+        local prog=$BIN; [ "$kind" = bd ] && prog=babeld; [ "$kind" = old ] && prog=$OLD_BIN
         # shellcheck disable=SC2086
         ip netns exec "$tag$k$i" "$prog" -I "$work/$k$i.pid" -S "$work/$k$i.state" -L "$work/$k$i.log" \
-          -h "$hello" -H "$hello" -l -c "$work/ring.conf" $ifs >/dev/null 2>&1 &
+          -h "$hello" -H "$hello" "$@" -c "$work/ring.conf" $ifs >/dev/null 2>&1 &
         pids+=($!)
       fi
+      ring_pids+=($!)
     done
+}
+
+reroute() {
+  local kind i hello=${HELLO:-1} cut=${CUT:-down}
+  echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms; cut: $cut ${LOSS:+(loss $LOSS %)}"
+  if [ "$cut" = none ]; then
+    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0"
+  else
+    echo "daemon        pings-lost/sent   longest-gap-ms (reroute time)"
+  fi
+  local kinds; ring_kinds
+  for kind in "${kinds[@]}"; do
+    local k=${kind:0:2}
+    ring_up "$kind" "$hello" -l
     local proto=42; [ "$kind" = bird ] && proto=bird
     local t0; t0=$(now)
     # Every node routes to the three others, and node 0 reaches node 1 over their direct link.
@@ -286,6 +311,49 @@ NFT
   done
 }
 
+idle() {
+  local kind i idle=${IDLE:-30}
+  echo "== ring of 4, Hello 4 s, ${idle} s idle after convergence: memory of each node (kB)"
+  echo "daemon        node   rss-kB   private-anon-kB   threads"
+  local kinds; ring_kinds
+  for kind in "${kinds[@]}"; do
+    local k=${kind:0:2}
+    ring_up "$kind" 4
+    local proto=42; [ "$kind" = bird ] && proto=bird
+    local t0; t0=$(now)
+    until [ "$(for i in 0 1 2 3; do count6 "$k$i" "$proto"; done | awk '{s+=$1} END {print s}')" -ge 12 ]; do
+      sleep 0.5
+      if awk -v a="$t0" -v b="$(now)" 'BEGIN {exit !(b-a > 300)}'; then echo "$kind: no convergence"; break; fi
+    done
+    sleep "$idle"
+    local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+    [ "$kind" = old ] && name=OLD_BIN
+    for i in 0 1 2 3; do
+      local p; p=$(daemon_pid "${ring_pids[$i]}")
+      printf '%-13s %-6s %-8s %-17s %s\n' "$name" "$i" "$(awk '$1 == "VmRSS:" {print $2}' "/proc/$p/status")" \
+        "$(awk '$1 == "RssAnon:" {print $2}' "/proc/$p/status")" "$(awk '$1 == "Threads:" {print $2}' "/proc/$p/status")"
+    done
+    if [ "$kind" = rs ] || [ "$kind" = old ]; then
+      # Node 0's anonymous memory by mapping: [heap] (the main thread's arena), [stack], thread
+      # stacks (by their size), and the rest (other threads' glibc arenas, large allocations).
+      local p; p=$(daemon_pid "${ring_pids[0]}")
+      echo "babeld-rs node 0, resident anonymous kB by mapping:"
+      awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "anon" : $6)}
+           $1 == "Size:" {size = $2}
+           $1 == "Anonymous:" && $2 > 0 {
+             what = name
+             if (name == "anon") what = (size >= 64 && size <= 8200 && size % 4 == 0 && (size == 2048 || size == 2052 || size == 8192 || size <= 512 && size % 64 == 0)) ? "thread stack (" size " kB)" : "other: thread arenas, large allocations"
+             kb[what] += $2
+           }
+           END {for (w in kb) printf "  %-40s %6d\n", w, kb[w]}' "/proc/$p/smaps" | sort -k1,1
+    fi
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    for i in 0 1 2 3; do ip netns del "$tag$k$i"; done
+  done
+}
+
 size() {
   echo "== binary size"
   cargo build --profile small -q -p daemon
@@ -305,6 +373,7 @@ while [ $i -lt ${#what[@]} ]; do
     line) line ;;
     size) size ;;
     reroute) reroute ;;
+    idle) idle ;;
     *) echo "unknown benchmark ${what[$i]}"; exit 1 ;;
   esac
   i=$((i + 1))

@@ -1,7 +1,12 @@
 //! Bench: time and memory for one engine to absorb a full dump of N routes (default 100,000)
 //! from one neighbour, as real encoded packets.
 //!
-//! `CARGO_TARGET_DIR=/work/target-core cargo bench -p babel-core --bench absorb [-- ROUTES]`
+//! `cargo bench -p babel-core --bench absorb [-- ROUTES]`
+//!
+//! With `ABSORB_KEEP=1` the engine is not freed at the end, so that a heap profiler's "leaked"
+//! figures are the engine's tables after re-advertising, by allocation site:
+//! `ABSORB_KEEP=1 heaptrack target/release/deps/absorb-* 100000`, then
+//! `heaptrack_print --print-leaks 1 --print-peaks 0 --print-allocators 0 --print-temporary 0`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 // The counting global allocator below is the one `unsafe` here: `GlobalAlloc` is an unsafe trait.
 #![allow(unsafe_code)]
@@ -182,4 +187,7 @@ fn main() {
         "RSS growth after re-advert {} KiB ({per_route:.0} bytes/route, incl. source table)",
         rss1.saturating_sub(rss0)
     );
+    if std::env::var_os("ABSORB_KEEP").is_some() {
+        std::mem::forget(e);
+    }
 }

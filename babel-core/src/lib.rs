@@ -108,6 +108,7 @@ mod filter;
 mod input;
 mod neighbour;
 mod output;
+pub mod packed;
 #[cfg(feature = "serde")]
 pub mod record;
 mod rng;

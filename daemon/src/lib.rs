@@ -4,6 +4,7 @@
 //! the I/O and the command-line front ends.
 
 pub mod actions;
+pub mod allocator;
 pub mod capture;
 pub mod cli;
 pub mod clients;

@@ -23,8 +23,11 @@ use tokio::net::UdpSocket;
 /// Receive buffer we ask for: enough for a burst of several thousand full datagrams.
 pub const RECV_BUFFER: usize = 8 << 20;
 
-/// Largest datagram we read (Babel packets fit an interface MTU; jumbo frames included).
-pub const MAX_DATAGRAM: usize = 65_535;
+/// Largest datagram we read: Babel packets fit an interface MTU (RFC 8966 §4), jumbo frames
+/// included. A larger one (only IPv6 fragments can carry it) arrives truncated and is dropped, as
+/// babeld, whose buffer is the largest MTU, drops it. Each of the daemon's receive slots is this
+/// big: 64 slots of 64 KiB cost 4 MiB of resident memory after the first burst, these 576 KiB.
+pub const MAX_DATAGRAM: usize = 9216;
 
 /// One received datagram's addressing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +171,10 @@ fn recv_one(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<Option<Rece
     let Some(src) = msg.address.map(SocketAddrV6::from) else {
         return Ok(None);
     };
+    if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+        tracing::debug!(%src, "datagram larger than {MAX_DATAGRAM} bytes dropped");
+        return Ok(None);
+    }
     let mut pktinfo = None;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use babel_wire::RouterId;
 
 use super::{Installed, RouteKey};
+use crate::packed::Repack;
 use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
@@ -184,6 +185,7 @@ pub(super) enum RouteEntry<'a> {
 pub(super) struct VacantRoute<'a> {
     slot: Slot<'a>,
     book: &'a mut Book,
+    repack: &'a mut Repack,
     neigh: u64,
 }
 
@@ -200,7 +202,12 @@ impl VacantRoute<'_> {
         max_per_neighbour: usize,
         max_total: usize,
     ) -> Result<(), Refused> {
-        let VacantRoute { slot, book, neigh } = self;
+        let VacantRoute {
+            slot,
+            book,
+            repack,
+            neigh,
+        } = self;
         if book.len_via(neigh) >= max_per_neighbour {
             return Err(Refused::NeighbourFull);
         }
@@ -210,7 +217,10 @@ impl VacantRoute<'_> {
         let route = Route { neigh, data };
         match slot {
             Slot::Dest(d) => d.routes.push(route),
-            Slot::New(e) => e.insert(Dest::new()).routes.push(route),
+            Slot::New(e) => {
+                e.insert(Dest::new()).routes.push(route);
+                repack.inserted();
+            }
         }
         book.add(neigh);
         Ok(())
@@ -223,6 +233,8 @@ pub(super) struct RouteTable {
     dests: BTreeMap<RouteKey, Dest>,
     book: Book,
     installed: usize,
+    /// New destinations since `dests` was last packed (a dump fills it in key order).
+    repack: Repack,
 }
 
 impl RouteTable {
@@ -285,7 +297,13 @@ impl RouteTable {
 
     /// The route to `key` learned from `neigh`, or its place: one search of the table.
     pub(super) fn entry(&mut self, key: RouteKey, neigh: u64) -> RouteEntry<'_> {
-        let RouteTable { dests, book, .. } = self;
+        let RouteTable {
+            dests,
+            book,
+            repack,
+            ..
+        } = self;
+        repack.maybe(dests);
         let slot = match dests.entry(key) {
             btree_map::Entry::Occupied(e) => {
                 let d = e.into_mut();
@@ -297,7 +315,12 @@ impl RouteTable {
             }
             btree_map::Entry::Vacant(e) => Slot::New(e),
         };
-        RouteEntry::Vacant(VacantRoute { slot, book, neigh })
+        RouteEntry::Vacant(VacantRoute {
+            slot,
+            book,
+            repack,
+            neigh,
+        })
     }
 
     /// Recomputes every route's total price from its received price (after a fee change), and

@@ -2,11 +2,13 @@
 //! originator) we advertised, the feasibility distance (seqno, metric) and when it was last used.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::time::Duration;
 
 use babel_wire::{Metric, RouterId, Seqno};
 
 use super::RouteKey;
+use crate::packed::Repack;
 use crate::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,8 @@ struct Source {
 pub(super) struct SourceTable {
     sources: BTreeMap<(RouteKey, RouterId), Source>,
     gc_time: Duration,
+    /// Entries added since `sources` was last packed (re-advertising a dump adds them in order).
+    repack: Repack,
 }
 
 impl SourceTable {
@@ -29,6 +33,7 @@ impl SourceTable {
         SourceTable {
             sources: BTreeMap::new(),
             gc_time,
+            repack: Repack::default(),
         }
     }
 
@@ -78,11 +83,18 @@ impl SourceTable {
             return;
         }
         let gc = self.gc_time;
-        let e = self.sources.entry((key, rid)).or_insert(Source {
-            seqno,
-            metric,
-            time: now,
-        });
+        self.repack.maybe(&mut self.sources);
+        let e = match self.sources.entry((key, rid)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.repack.inserted();
+                e.insert(Source {
+                    seqno,
+                    metric,
+                    time: now,
+                })
+            }
+        };
         if now.saturating_since(e.time) > gc
             || seqno.is_newer_than(e.seqno)
             || (seqno == e.seqno && metric < e.metric)

@@ -60,6 +60,7 @@ use clap::Parser;
 use daemon::cli::Cli;
 
 fn main() -> ExitCode {
+    daemon::allocator::tune();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -84,6 +84,7 @@ pub async fn main_loop(
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut bufs = vec![Vec::new(); 64];
+    let mut trim = daemon::allocator::Trim::default();
     let mut received = Vec::new();
     let mut resync = false;
     loop {
@@ -113,6 +114,7 @@ pub async fn main_loop(
             }
             () = sleep => {
                 d.now = clock.now();
+                trim.tick(std::time::Instant::now());
                 // Woken for the pacer only: the engine has nothing due.
                 if wake.is_none_or(|w| w <= d.now) {
                     d.input(Input::Timeout);
