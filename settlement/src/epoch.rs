@@ -35,21 +35,12 @@ mod tests {
     use super::*;
     use crate::escrow::{ChannelParams, channel_id};
     use alloy::primitives::Address;
-    use payments::Amount;
 
     fn chain(closed: bool, closing_at: Option<u64>) -> ChainChannel {
         ChainChannel {
-            payer: Address::ZERO,
-            payee: Address::ZERO,
-            payer_key: [0; 32],
-            payee_key: [0; 32],
-            challenge_period: 3600,
-            closing_at,
-            deposit: Amount(10),
-            paid: Amount(0),
-            best: Amount(0),
-            best_nonce: 0,
             closed,
+            closing_at,
+            ..crate::watchtower::tests::chain(10, 0, 0)
         }
     }
 

@@ -374,24 +374,22 @@ pub mod chain {
                     nonce: u.map_or(0, |u| u.update.nonce),
                     cumulative: u.map_or(Amount(0), |u| u.update.cumulative),
                 };
-                if out_over {
+                if out_over || in_over {
                     tracing::info!(
-                        "settlement: our channel to {} is over; epoch {} on channel {}",
+                        "settlement: with {}, epochs now {} (our channel {}) and {} (its channel {})",
                         hex::encode(nb),
                         next.out_epoch,
-                        hex::encode(next.out.0)
+                        hex::encode(next.out.0),
+                        next.in_epoch,
+                        hex::encode(next.inbound.0)
                     );
+                }
+                if out_over {
                     self.retired.insert(p.out, retire(last_out, p.out_epoch));
                     self.chain.signed(next.out, Amount(0));
                     self.open(me, nb, next.out_epoch);
                 }
                 if in_over {
-                    tracing::info!(
-                        "settlement: {}'s channel to us is over; epoch {} on channel {}",
-                        hex::encode(nb),
-                        next.in_epoch,
-                        hex::encode(next.inbound.0)
-                    );
                     self.retired.insert(p.inbound, retire(best_in, p.in_epoch));
                     self.chain.watch(next.inbound, nb);
                 }
