@@ -593,6 +593,41 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
         w.d[1].log_text()
     );
     assert!(w.chain(&id).closing_at.is_some() && !w.chain(&id).closed);
+    // C signs nothing more on the channel it asked to close: it opened epoch 1's channel, B
+    // followed, and traffic is paid there; C's and B's totals are the two channels' amounts.
+    let mut next = None;
+    assert!(
+        wait_for(120, || {
+            let Some(c1) = channel(&w.ns[2], "out", None).filter(|l| l.id != id) else {
+                return false;
+            };
+            let ok = c1.get("chain") == "open"
+                && channel(&w.ns[1], "in", Some(&c1.id)).is_some_and(|b| b.get("chain") == "open");
+            if ok {
+                next = Some(c1.id);
+            }
+            ok
+        }),
+        "no next epoch:\nC: {}\nB: {}",
+        show(&w.ns[2]).0,
+        show(&w.ns[1]).0
+    );
+    let id1 = next.unwrap();
+    assert!(w.traffic("2M", 3) > 100_000.0);
+    let (c1, _) = w.quiet(&id1);
+    assert_eq!(c1.get("epoch"), "1");
+    let (_, c_total) = paid_totals(&w.ns[2], &bkey);
+    let (b_total, _) = paid_totals(&w.ns[1], b.get("neighbour"));
+    println!(
+        "C's total {c_total} = {} + {}",
+        c.num("ledger-cumulative"),
+        c1.num("ledger-cumulative")
+    );
+    assert_eq!(
+        c_total,
+        c.num("ledger-cumulative") + c1.num("ledger-cumulative")
+    );
+    assert_eq!(b_total, c_total);
     // The challenge period passes on the node's clock; C finalizes.
     rpc(&w.x, "evm_increaseTime", serde_json::json!([3601]));
     rpc(&w.x, "evm_mine", serde_json::json!([]));
