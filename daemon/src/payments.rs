@@ -530,9 +530,9 @@ pub struct PaymentRow {
     pub owed_in: u128,
     /// We owe it (wei).
     pub owed_out: u128,
-    /// Paid to us on its channel (cumulative, wei).
+    /// Paid to us on all its channels (their cumulative amounts summed, wei).
     pub paid_in: u128,
-    /// Paid by us on our channel (cumulative, wei).
+    /// Paid by us on all our channels (their cumulative amounts summed, wei).
     pub paid_out: u128,
     /// Best nonce on its channel.
     pub nonce_in: u64,

@@ -586,6 +586,41 @@ fn a_stale_unilateral_close_is_answered_with_the_newest_update() {
         w.d[1].log_text()
     );
     assert!(w.chain(&id).closing_at.is_some() && !w.chain(&id).closed);
+    // C signs nothing more on the channel it asked to close: it opened epoch 1's channel, B
+    // followed, and traffic is paid there; C's and B's totals are the two channels' amounts.
+    let mut next = None;
+    assert!(
+        wait_for(120, || {
+            let Some(c1) = channel(&w.ns[2], "out", None).filter(|l| l.id != id) else {
+                return false;
+            };
+            let ok = c1.get("chain") == "open"
+                && channel(&w.ns[1], "in", Some(&c1.id)).is_some_and(|b| b.get("chain") == "open");
+            if ok {
+                next = Some(c1.id);
+            }
+            ok
+        }),
+        "no next epoch:\nC: {}\nB: {}",
+        show(&w.ns[2]).0,
+        show(&w.ns[1]).0
+    );
+    let id1 = next.unwrap();
+    assert!(w.traffic("2M", 3) > 100_000.0);
+    let (c1, _) = w.quiet(&id1);
+    assert_eq!(c1.get("epoch"), "1");
+    let (_, c_total) = paid_totals(&w.ns[2], &bkey);
+    let (b_total, _) = paid_totals(&w.ns[1], b.get("neighbour"));
+    println!(
+        "C's total {c_total} = {} + {}",
+        c.num("ledger-cumulative"),
+        c1.num("ledger-cumulative")
+    );
+    assert_eq!(
+        c_total,
+        c.num("ledger-cumulative") + c1.num("ledger-cumulative")
+    );
+    assert_eq!(b_total, c_total);
     // The challenge period passes on the node's clock; C finalizes.
     rpc(&w.x, "evm_increaseTime", serde_json::json!([3601]));
     rpc(&w.x, "evm_mine", serde_json::json!([]));
@@ -754,4 +789,121 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
     ctl(&w.ns[2], &["close", &bkey]);
     w.closed_as_the_ledgers_say(&id, &c, &b);
     println!("{kills} kills: {signed} wei signed, paid out on chain to the wei");
+}
+
+/// (paid-in, paid-out) of `ns`'s payment row for the neighbour with payment key `key`: the
+/// ledger's totals over every channel.
+fn paid_totals(ns: &Netns, key: &str) -> (u128, u128) {
+    let v = common::dump_json(ns);
+    let num = |x: &serde_json::Value| {
+        x.as_u64()
+            .map(u128::from)
+            .or_else(|| x.as_f64().map(|f| f as u128))
+            .unwrap_or(0)
+    };
+    v["payments"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["payment_key"] == key))
+        .map_or((0, 0), |r| (num(&r["paid_in"]), num(&r["paid_out"])))
+}
+
+/// Channel epochs: after a cooperative close C and B move to the next epoch's channel by
+/// themselves (salt 1, read from the chain), traffic goes on, C pays on the new channel from
+/// cumulative 0, and a second close pays out what both ledgers say for it; the two payouts add
+/// up to the ledgers' totals.
+#[test]
+fn a_closed_channel_is_followed_by_the_next_epoch_and_payments_resume_on_it() {
+    let test = "a_closed_channel_is_followed_by_the_next_epoch_and_payments_resume_on_it";
+    if !usable(test) {
+        return;
+    }
+    let w = world("stle", "settlement deposit 100000000\n");
+    let (c0, b0) = w.channel_c_to_b();
+    let id0 = c0.id.clone();
+    assert_eq!(c0.get("epoch"), "0");
+    let bkey = c0.get("neighbour").to_owned();
+    let ckey = b0.get("neighbour").to_owned();
+    assert!(w.traffic("2M", 5) > 500_000.0);
+    let (c, b) = w.quiet(&id0);
+    let first = c.num("ledger-cumulative");
+    ctl(&w.ns[2], &["close", &bkey]);
+    w.closed_as_the_ledgers_say(&id0, &c, &b);
+    // Both ends move on: C opens epoch 1, B watches it; the id is the one salt 1 gives.
+    let mut next = None;
+    assert!(
+        wait_for(120, || {
+            let Some(c) = channel(&w.ns[2], "out", None).filter(|c| c.id != id0) else {
+                return false;
+            };
+            let b = channel(&w.ns[1], "in", Some(&c.id));
+            let ok =
+                c.get("chain") == "open" && b.as_ref().is_some_and(|b| b.get("chain") == "open");
+            if ok {
+                next = Some((c, b.unwrap()));
+            }
+            ok
+        }),
+        "no next epoch:\nC: {}\nB: {}\n{}",
+        show(&w.ns[2]).0,
+        show(&w.ns[1]).0,
+        w.d[2].log_text()
+    );
+    let (c1, b1) = next.unwrap();
+    let id1 = c1.id.clone();
+    assert_eq!((c1.get("epoch"), b1.get("epoch")), ("1", "1"));
+    assert_eq!(
+        c1.num("ledger-cumulative"),
+        0,
+        "a new channel starts from 0"
+    );
+    let key32 = |h: &str| <[u8; 32]>::try_from(hex::decode(h).unwrap().as_slice()).unwrap();
+    let expect = settlement::escrow::channel_id(
+        CHAIN_ID,
+        w.contract,
+        &settlement::ChannelParams {
+            payer: eth_key(12).address(),
+            payee: eth_key(11).address(),
+            payer_key: key32(&ckey),
+            payee_key: key32(&bkey),
+            salt: settlement::epoch::salt(1),
+        },
+    );
+    assert_eq!(hex::encode(expect.0), id1, "epoch 1's channel has salt 1");
+    // The old channel's lines stay, closed, with what the ledgers held on it.
+    assert!(
+        wait_for(30, || channel(&w.ns[2], "out", Some(&id0)).is_some_and(
+            |l| l.get("chain") == "closed"
+                && l.num("ledger-cumulative") == first
+                && l.get("epoch") == "0"
+        )),
+        "{}",
+        show(&w.ns[2]).0
+    );
+    // Payments resume on the new channel.
+    assert!(w.traffic("2M", 5) > 500_000.0);
+    let (c2, b2) = w.quiet(&id1);
+    let second = c2.num("ledger-cumulative");
+    assert!(second > 0, "C paid on the new channel");
+    assert_eq!(c2.get("epoch"), "1");
+    // The ledgers' totals are both channels' amounts.
+    let (_, c_total) = paid_totals(&w.ns[2], &bkey);
+    let (b_total, _) = paid_totals(&w.ns[1], &ckey);
+    assert_eq!((c_total, b_total), (first + second, first + second));
+    // A second close pays out what the ledgers say for epoch 1; both payouts add up to it all.
+    ctl(&w.ns[2], &["close", &bkey]);
+    w.closed_as_the_ledgers_say(&id1, &c2, &b2);
+    let (p0, p1) = (w.chain(&id0).paid.0, w.chain(&id1).paid.0);
+    println!("epoch 0 paid {p0}, epoch 1 paid {p1}, ledgers' total {c_total}");
+    assert_eq!(p0 + p1, c_total);
+    assert_eq!(p0 + p1, b_total);
+    // C stopped signing on the closed channels: none of its updates was refused by B.
+    let refused = common::dump_json(&w.ns[1])["payments"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["payment_key"] == ckey.as_str())
+                .cloned()
+        })
+        .map_or(0, |r| r["refused"].as_u64().unwrap_or(0));
+    println!("B refused {refused} of C's updates");
 }

@@ -136,7 +136,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         ));
         let mut peer = Peer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
         peer.set_paying(self.paying);
-        let paid = peer.payee().paid();
+        let paid = peer.paid_in();
         let metered = peer.metered_in();
         self.neighbours.insert(
             neighbour,
@@ -185,6 +185,28 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         for n in self.neighbours.values_mut() {
             n.peer.set_paying(on);
         }
+    }
+
+    /// Moves our channel to `neighbour` ([`Peer::move_out`]) and its channel to us
+    /// ([`Peer::move_in`]) where given; true when something moved.
+    pub fn move_channels(
+        &mut self,
+        neighbour: &[u8; 32],
+        out: Option<ChannelId>,
+        inbound: Option<ChannelId>,
+        store: &mut impl Store,
+    ) -> Result<bool, StoreError> {
+        let Some(n) = self.neighbours.get_mut(neighbour) else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        if let Some(c) = out {
+            moved |= n.peer.move_out(c, store)?;
+        }
+        if let Some(c) = inbound {
+            moved |= n.peer.move_in(c, store)?;
+        }
+        Ok(moved)
     }
 
     /// Every neighbour, in key order.
@@ -253,7 +275,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
                 n.peer.meter(f.value_in, f.value_out);
                 let o = n.peer.commit_metering(store)?;
                 out.events.extend(o.events);
-                let paid = n.peer.payee().paid();
+                let paid = n.peer.paid_in();
                 let delta = paid.checked_sub(n.paid_at_last_tick).unwrap_or_default().0;
                 n.paid_at_last_tick = paid;
                 let metered = n.peer.metered_in();

@@ -174,6 +174,10 @@ pub struct Peer {
     cfg: PeerConfig,
     metered_in: Amount,
     metered_out: Amount,
+    closed_out: Amount,
+    closed_in: Amount,
+    /// The channels the caller gave at restore: the record names ours only once they moved.
+    given: (ChannelId, ChannelId),
     claim: Amount,
     payer: PayerChannel,
     payee: PayeeChannel,
@@ -191,7 +195,8 @@ pub struct Peer {
 
 impl Peer {
     /// Restores the neighbour `neighbour` (its ed25519 public key) from `store`. `out_channel` is
-    /// our channel to it, `in_channel` its channel to us.
+    /// our channel to it, `in_channel` its channel to us, unless the record names others (the
+    /// channels it moved to, [`Peer::move_out`] and [`Peer::move_in`]).
     pub fn restore(
         key: SigningKey,
         neighbour: [u8; 32],
@@ -202,6 +207,9 @@ impl Peer {
     ) -> Result<Peer, StoreError> {
         let me = key.verifying_key().to_bytes();
         let r = store.load(&neighbour)?.unwrap_or_default();
+        let given = (out_channel, in_channel);
+        let out_channel = r.out_channel.unwrap_or(out_channel);
+        let in_channel = r.in_channel.unwrap_or(in_channel);
         let mine = |u: &Option<SignedUpdate>, ch: ChannelId, payer: [u8; 32], payee: [u8; 32]| {
             u.filter(|u| {
                 u.update.channel == ch && u.update.payer == payer && u.update.payee == payee
@@ -218,6 +226,9 @@ impl Peer {
             cfg,
             metered_in: r.metered_in,
             metered_out: r.metered_out,
+            closed_out: r.closed_out,
+            closed_in: r.closed_in,
+            given,
             claim: Amount(0),
             payer: PayerChannel::new(out_channel, me, neighbour, out),
             payee: PayeeChannel::new(in_channel, neighbour, me, inbound),
@@ -303,15 +314,74 @@ impl Peer {
     /// What we owe the neighbour now.
     pub fn owed_out(&self) -> Amount {
         self.billable_out()
-            .checked_sub(self.payer.paid())
+            .checked_sub(self.paid_out())
             .unwrap_or_default()
     }
 
     /// What the neighbour owes us now.
     pub fn owed_in(&self) -> Amount {
         self.metered_in
-            .checked_sub(self.payee.paid())
+            .checked_sub(self.paid_in())
             .unwrap_or_default()
+    }
+
+    /// Everything we paid the neighbour: on our earlier channels and on the current one.
+    pub fn paid_out(&self) -> Amount {
+        self.closed_out.saturating_add(self.payer.paid())
+    }
+
+    /// Everything the neighbour paid us: on its earlier channels and on the current one.
+    pub fn paid_in(&self) -> Amount {
+        self.closed_in.saturating_add(self.payee.paid())
+    }
+
+    /// Our channel to the neighbour was closed (or a close asked for): from now on we pay on
+    /// `channel`, from cumulative 0, and what we signed on the old one counts as paid
+    /// ([`Peer::paid_out`]). Committed before it takes effect; an update in flight on the old
+    /// channel is no longer retransmitted. False when `channel` is already ours.
+    pub fn move_out(
+        &mut self,
+        channel: ChannelId,
+        store: &mut impl Store,
+    ) -> Result<bool, StoreError> {
+        if channel == self.payer.channel() {
+            return Ok(false);
+        }
+        let me = self.key.verifying_key().to_bytes();
+        let next = PayerChannel::new(channel, me, self.neighbour, None);
+        let mut r = self.record();
+        r.closed_out = self.paid_out();
+        r.out = None;
+        r.out_channel = Some(channel);
+        store.commit(&self.neighbour, &r)?;
+        self.closed_out = r.closed_out;
+        self.payer = next;
+        self.retry_at = None;
+        self.backoff = self.cfg.retry;
+        Ok(true)
+    }
+
+    /// The neighbour's channel to us was closed: from now on it pays on `channel`, from
+    /// cumulative 0, and the best update of the old one counts as paid ([`Peer::paid_in`]).
+    /// Committed before it takes effect. False when `channel` is already its.
+    pub fn move_in(
+        &mut self,
+        channel: ChannelId,
+        store: &mut impl Store,
+    ) -> Result<bool, StoreError> {
+        if channel == self.payee.channel() {
+            return Ok(false);
+        }
+        let me = self.key.verifying_key().to_bytes();
+        let next = PayeeChannel::new(channel, self.neighbour, me, None);
+        let mut r = self.record();
+        r.closed_in = self.paid_in();
+        r.inbound = None;
+        r.in_channel = Some(channel);
+        store.commit(&self.neighbour, &r)?;
+        self.closed_in = r.closed_in;
+        self.payee = next;
+        Ok(true)
     }
 
     /// The service level the neighbour's debt gives it.
@@ -341,6 +411,10 @@ impl Peer {
             metered_out: self.metered_out,
             out: self.payer.latest().copied(),
             inbound: self.payee.best().copied(),
+            closed_out: self.closed_out,
+            closed_in: self.closed_in,
+            out_channel: Some(self.payer.channel()).filter(|c| *c != self.given.0),
+            in_channel: Some(self.payee.channel()).filter(|c| *c != self.given.1),
         }
     }
 

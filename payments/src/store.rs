@@ -6,10 +6,11 @@ use std::path::Path;
 
 use redb::{Database, Durability, TableDefinition};
 
-use crate::{Amount, SIGNED_LEN, SignedUpdate};
+use crate::{Amount, ChannelId, SIGNED_LEN, SignedUpdate};
 
-/// Version byte of an encoded [`Record`].
-const RECORD_VERSION: u8 = 1;
+/// Version byte of an encoded [`Record`] (version 1, without the channel epochs' fields, still
+/// decodes).
+const RECORD_VERSION: u8 = 2;
 
 /// Everything about one neighbour that carries value: metered totals and both channels' newest
 /// updates. It is committed whole, in one transaction.
@@ -23,10 +24,22 @@ pub struct Record {
     pub out: Option<SignedUpdate>,
     /// The best update we accepted on the neighbour's channel to us.
     pub inbound: Option<SignedUpdate>,
+    /// Paid by us on our earlier, closed channels to the neighbour (a channel's cumulative amount
+    /// starts at 0 again on the next one).
+    pub closed_out: Amount,
+    /// Paid to us on the neighbour's earlier, closed channels.
+    pub closed_in: Amount,
+    /// Our current channel to the neighbour (`None`: the one the caller gives).
+    pub out_channel: Option<ChannelId>,
+    /// The neighbour's current channel to us (`None`: the one the caller gives).
+    pub in_channel: Option<ChannelId>,
 }
 
+/// Length of an encoded version 1 [`Record`].
+const RECORD_V1_LEN: usize = 1 + 16 + 16 + 2 * (1 + SIGNED_LEN);
+
 /// Length of an encoded [`Record`].
-pub const RECORD_LEN: usize = 1 + 16 + 16 + 2 * (1 + SIGNED_LEN);
+pub const RECORD_LEN: usize = RECORD_V1_LEN + 16 + 16 + 2 * (1 + 32);
 
 /// Why the store failed. A failed commit means nothing was sent or acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +54,8 @@ pub enum StoreError {
 
 impl Record {
     /// Fixed-width encoding: version, metered in, metered out (u128 BE), then for each channel a
-    /// presence byte and the signed update (zeros when absent).
+    /// presence byte and the signed update (zeros when absent); then closed out, closed in (u128
+    /// BE) and for each channel id a presence byte and the id (zeros when absent).
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut out = Vec::with_capacity(RECORD_LEN);
         out.push(RECORD_VERSION);
@@ -51,14 +65,22 @@ impl Record {
             out.push(u8::from(u.is_some()));
             out.extend_from_slice(&u.map(|u| u.to_bytes()).unwrap_or([0; SIGNED_LEN]));
         }
+        out.extend_from_slice(&self.closed_out.0.to_be_bytes());
+        out.extend_from_slice(&self.closed_in.0.to_be_bytes());
+        for c in [self.out_channel, self.in_channel] {
+            out.push(u8::from(c.is_some()));
+            out.extend_from_slice(&c.map(|c| c.0).unwrap_or([0; 32]));
+        }
         <[u8; RECORD_LEN]>::try_from(out.as_slice()).unwrap_or([0; RECORD_LEN])
     }
 
     /// Decodes and re-verifies both updates (a record is input too).
     pub fn decode(b: &[u8]) -> Result<Record, StoreError> {
-        if b.len() != RECORD_LEN || b.first() != Some(&RECORD_VERSION) {
-            return Err(StoreError::Corrupt);
+        match (b.first(), b.len()) {
+            (Some(1), RECORD_V1_LEN) | (Some(&RECORD_VERSION), RECORD_LEN) => {}
+            _ => return Err(StoreError::Corrupt),
         }
+        let v2 = b.len() == RECORD_LEN;
         let amount = |at: usize| {
             b.get(at..at + 16)
                 .and_then(|s| <[u8; 16]>::try_from(s).ok())
@@ -74,11 +96,25 @@ impl Record {
                 .ok_or(StoreError::Corrupt),
             _ => Err(StoreError::Corrupt),
         };
+        let channel = |at: usize| match b.get(at) {
+            Some(0) => Ok(None),
+            Some(1) => b
+                .get(at + 1..at + 33)
+                .and_then(|s| <[u8; 32]>::try_from(s).ok())
+                .map(|c| Some(ChannelId(c)))
+                .ok_or(StoreError::Corrupt),
+            _ => Err(StoreError::Corrupt),
+        };
+        let e = RECORD_V1_LEN;
         Ok(Record {
             metered_in: amount(1)?,
             metered_out: amount(17)?,
             out: update(33)?,
             inbound: update(33 + 1 + SIGNED_LEN)?,
+            closed_out: if v2 { amount(e)? } else { Amount(0) },
+            closed_in: if v2 { amount(e + 16)? } else { Amount(0) },
+            out_channel: if v2 { channel(e + 32)? } else { None },
+            in_channel: if v2 { channel(e + 65)? } else { None },
         })
     }
 }
@@ -285,9 +321,25 @@ mod tests {
             metered_out: Amount(u128::MAX),
             out: Some(signed(3, 30)),
             inbound: None,
+            closed_out: Amount(12),
+            closed_in: Amount(u128::MAX - 1),
+            out_channel: Some(ChannelId([9; 32])),
+            in_channel: None,
         };
         let b = r.encode();
         assert_eq!(Record::decode(&b).ok(), Some(r));
+        // A version 1 record (before channel epochs) still decodes, with nothing closed.
+        let mut v1 = b.get(..RECORD_V1_LEN).unwrap_or_default().to_vec();
+        if let Some(x) = v1.first_mut() {
+            *x = 1;
+        }
+        let old = Record {
+            closed_out: Amount(0),
+            closed_in: Amount(0),
+            out_channel: None,
+            ..r
+        };
+        assert_eq!(Record::decode(&v1).ok(), Some(old));
         let mut bad = b;
         if let Some(x) = bad.get_mut(40) {
             *x ^= 1;

@@ -279,6 +279,63 @@ fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> R
     Ok(())
 }
 
+/// Channel epochs: both ends move to a new channel; the new one starts from cumulative 0, the
+/// ledger's totals keep what was paid on the old one, nothing more is signed on the old one,
+/// and a restart from the store comes back on the new channel with the same totals.
+#[test]
+fn moving_to_the_next_channel_keeps_the_totals_and_survives_a_restart() -> Result<(), StoreError> {
+    let t = Instant::now();
+    let mut x = Pair::new();
+    x.pa.meter(Amount(0), Amount(700));
+    x.pb.meter(Amount(700), Amount(0));
+    x.settle(t)?;
+    assert_eq!(x.pb.payee().paid(), Amount(700));
+    let (old_out, next) = (x.pa.payer().channel(), ChannelId([7; 32]));
+    assert!(x.pa.move_out(next, &mut x.sa)?);
+    assert!(!x.pa.move_out(next, &mut x.sa)?, "already there");
+    assert!(x.pb.move_in(next, &mut x.sb)?);
+    x.dep.set(next, Amount(u128::MAX));
+    assert_eq!(
+        (x.pa.payer().paid(), x.pa.paid_out()),
+        (Amount(0), Amount(700))
+    );
+    assert_eq!(
+        (x.pb.payee().paid(), x.pb.paid_in()),
+        (Amount(0), Amount(700))
+    );
+    assert_eq!(x.pa.owed_out(), Amount(0), "nothing is owed twice");
+    x.pa.meter(Amount(0), Amount(300));
+    x.pb.meter(Amount(300), Amount(0));
+    x.settle(t)?;
+    let u = x.pb.payee().best().copied();
+    assert_eq!(
+        u.map(|u| (u.update.channel, u.update.nonce)),
+        Some((next, 1))
+    );
+    assert_eq!(
+        x.pb.payee().paid(),
+        Amount(300),
+        "the new channel starts from 0"
+    );
+    assert_eq!(
+        (x.pa.paid_out(), x.pb.paid_in()),
+        (Amount(1000), Amount(1000))
+    );
+    assert_eq!(x.pb.owed_in(), Amount(0));
+    // Restarted with the old channels given, both come back on the new ones from their stores.
+    let (pa, pb) = (peer(&x.a, &x.b, &x.sa, 0), peer(&x.b, &x.a, &x.sb, 0));
+    assert_ne!(pa.payer().channel(), old_out);
+    assert_eq!((pa.payer().channel(), pb.payee().channel()), (next, next));
+    assert_eq!((pa.paid_out(), pb.paid_in()), (Amount(1000), Amount(1000)));
+    assert_eq!(pa.payer().nonce(), 1);
+    // Moved, nothing signed yet: the store still names the new channel.
+    let mut s = MemStore::default();
+    let mut p = peer(&x.a, &x.b, &s, 0);
+    p.move_out(next, &mut s)?;
+    assert_eq!(peer(&x.a, &x.b, &s, 0).payer().channel(), next);
+    Ok(())
+}
+
 /// One step of the simulated exchange.
 #[derive(Debug, Clone)]
 enum Op {

@@ -9,6 +9,7 @@
 pub mod anvil;
 pub mod chain;
 pub mod config;
+pub mod epoch;
 pub mod escrow;
 pub mod watchtower;
 

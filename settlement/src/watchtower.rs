@@ -112,13 +112,13 @@ pub fn payer_top_up(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloy::primitives::Address;
     use ed25519_dalek::SigningKey;
     use payments::{ChannelId, ChannelUpdate};
 
-    fn chain(deposit: u128, paid: u128, best: u128) -> ChainChannel {
+    pub(crate) fn chain(deposit: u128, paid: u128, best: u128) -> ChainChannel {
         ChainChannel {
             payer: Address::ZERO,
             payee: Address::ZERO,

@@ -422,6 +422,7 @@ impl Loop {
                     Err(e) => tracing::warn!("{e}"),
                 }
             }
+            c.sync(&mut self.node, &mut self.store);
             let lines = c.lines(&self.node);
             if let Ok(mut b) = self.shared.settlement.lock() {
                 b.lines = lines;
@@ -690,8 +691,8 @@ impl Loop {
                         payment_key: t.payment_key.map(hex::encode),
                         owed_in: p.owed_in().0,
                         owed_out: p.owed_out().0,
-                        paid_in: p.payee().paid().0,
-                        paid_out: p.payer().paid().0,
+                        paid_in: p.paid_in().0,
+                        paid_out: p.paid_out().0,
                         nonce_in: p.payee().nonce(),
                         nonce_out: p.payer().nonce(),
                         service: p.service_level().name().to_owned(),

@@ -7,9 +7,11 @@
 //!
 //! Neighbours exchange their chain accounts over the payment socket (message `ACCOUNT`); both
 //! ends then compute each channel's id from the chain id, the contract, both accounts, both
-//! payment keys and salt 0, so no id travels between them. A cooperative close travels as
-//! `CLOSE`: the payer's ed25519 signature over the close message, which the payee sends to the
-//! contract.
+//! payment keys and the salt of the pair's channel epoch, so no id travels between them. A
+//! cooperative close travels as `CLOSE`: the payer's ed25519 signature over the close message,
+//! which the payee sends to the contract. Once a channel is closed or closing on chain (or the
+//! payer asked for its close) both ends move to the next epoch's channel
+//! ([`settlement::epoch`]).
 
 use payments::{Amount, ChannelId, FixedDeposits, Settlement, SignedUpdate};
 
@@ -134,15 +136,32 @@ pub mod chain {
     use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
     use payments::{Amount, ChannelId, ChannelUpdate, Payments, SignedUpdate};
     use settlement::escrow::{ChannelParams, SignedClose, close_bytes};
-    use settlement::{ChainSettlement, Request, SettlementConfig, read_key_file};
+    use settlement::{ChainSettlement, Request, SettlementConfig, epoch, read_key_file};
 
     use super::kind;
 
     /// A message for the neighbour with this payment key.
     pub type ToNeighbour = ([u8; 32], Vec<u8>);
 
-    /// The salt of every channel the daemon opens (one channel per payer, payee and key pair).
-    const SALT: [u8; 32] = [0; 32];
+    /// Our channel to one neighbour and its channel to us: their epochs and ids.
+    #[derive(Debug, Clone, Copy)]
+    struct Pair {
+        out_epoch: u64,
+        in_epoch: u64,
+        out: ChannelId,
+        inbound: ChannelId,
+        /// We asked for the close of `out` (cooperative or unilateral).
+        close_asked: bool,
+    }
+
+    /// What the ledger held on a channel when the pair moved off it (shown next to the chain).
+    #[derive(Debug, Clone, Copy)]
+    struct Retired {
+        neighbour: [u8; 32],
+        epoch: u64,
+        nonce: u64,
+        cumulative: Amount,
+    }
 
     /// The chain side of the payment loop.
     pub struct Side {
@@ -152,8 +171,10 @@ pub mod chain {
         key: SigningKey,
         /// Neighbours' accounts by payment key.
         accounts: HashMap<[u8; 32], Address>,
-        /// Channels per neighbour payment key: (ours to it, its to us).
-        ids: HashMap<[u8; 32], (ChannelId, ChannelId)>,
+        /// Channels per neighbour payment key.
+        ids: HashMap<[u8; 32], Pair>,
+        /// Channels of earlier epochs, by id.
+        retired: HashMap<ChannelId, Retired>,
         /// Malformed or refused settlement messages.
         pub dropped: u64,
     }
@@ -186,6 +207,7 @@ pub mod chain {
                 key: key.clone(),
                 accounts: HashMap::new(),
                 ids: HashMap::new(),
+                retired: HashMap::new(),
                 dropped: 0,
             })
         }
@@ -196,14 +218,36 @@ pub mod chain {
             m
         }
 
-        fn params(&self, payer: ([u8; 32], Address), payee: ([u8; 32], Address)) -> ChannelParams {
-            ChannelParams {
+        /// The id of the channel of `epoch` from `payer` to `payee` (key, account).
+        fn id(
+            &self,
+            payer: ([u8; 32], Address),
+            payee: ([u8; 32], Address),
+            epoch: u64,
+        ) -> ChannelId {
+            self.chain.channel_for(&ChannelParams {
                 payer: payer.1,
                 payee: payee.1,
                 payer_key: payer.0,
                 payee_key: payee.0,
-                salt: SALT,
-            }
+                salt: epoch::salt(epoch),
+            })
+        }
+
+        /// Our channel to `neighbour` and its channel to us in `epoch`s.
+        fn ids_at(
+            &self,
+            me: [u8; 32],
+            neighbour: [u8; 32],
+            out: u64,
+            inbound: u64,
+        ) -> Option<(ChannelId, ChannelId)> {
+            let theirs = *self.accounts.get(&neighbour)?;
+            let ours = self.chain.account();
+            Some((
+                self.id((me, ours), (neighbour, theirs), out),
+                self.id((neighbour, theirs), (me, ours), inbound),
+            ))
         }
 
         /// Both channel ids with a neighbour whose account we know; the first time, watches its
@@ -213,25 +257,27 @@ pub mod chain {
             me: [u8; 32],
             neighbour: [u8; 32],
         ) -> Option<(ChannelId, ChannelId)> {
-            if let Some(ids) = self.ids.get(&neighbour) {
-                return Some(*ids);
+            if let Some(p) = self.ids.get(&neighbour) {
+                return Some((p.out, p.inbound));
             }
-            let theirs = *self.accounts.get(&neighbour)?;
-            let ours = self.chain.account();
-            let out = self
-                .chain
-                .channel_for(&self.params((me, ours), (neighbour, theirs)));
-            let inbound = self
-                .chain
-                .channel_for(&self.params((neighbour, theirs), (me, ours)));
+            let (out, inbound) = self.ids_at(me, neighbour, 0, 0)?;
             self.chain.watch(inbound, neighbour);
             self.chain.signed(out, Amount(0));
-            self.open(me, neighbour);
-            self.ids.insert(neighbour, (out, inbound));
+            self.open(me, neighbour, 0);
+            self.ids.insert(
+                neighbour,
+                Pair {
+                    out_epoch: 0,
+                    in_epoch: 0,
+                    out,
+                    inbound,
+                    close_asked: false,
+                },
+            );
             Some((out, inbound))
         }
 
-        fn open(&mut self, me: [u8; 32], neighbour: [u8; 32]) -> bool {
+        fn open(&mut self, me: [u8; 32], neighbour: [u8; 32], epoch: u64) -> bool {
             let Some(theirs) = self.accounts.get(&neighbour) else {
                 return false;
             };
@@ -239,11 +285,119 @@ pub mod chain {
                 payee: *theirs,
                 payer_key: me,
                 payee_key: neighbour,
-                salt: SALT,
+                salt: epoch::salt(epoch),
                 challenge_period: self.config.challenge_period,
                 deposit: self.config.deposit,
             });
             true
+        }
+
+        /// Keeps every neighbour's channels at their epochs (module documentation): a ledger
+        /// restored on a later epoch's channel sets the epoch; a channel the chain shows closed
+        /// or closing (or whose close we asked for) moves the pair and the ledger to the next
+        /// epoch, whose channel we open (ours) or watch (theirs).
+        pub fn sync(
+            &mut self,
+            node: &mut Payments<std::net::IpAddr>,
+            store: &mut impl payments::Store,
+        ) {
+            let me = node.public_key();
+            let status = self.chain.status();
+            let neighbours: Vec<[u8; 32]> = self.ids.keys().copied().collect();
+            for nb in neighbours {
+                let (Some(mut p), Some(n)) = (self.ids.get(&nb).copied(), node.neighbour(&nb))
+                else {
+                    continue;
+                };
+                let (ledger_out, ledger_in) = (n.peer.payer().channel(), n.peer.payee().channel());
+                let signed = n.peer.payer().paid();
+                let (Some(theirs), ours) = (self.accounts.get(&nb).copied(), self.chain.account())
+                else {
+                    continue;
+                };
+                // The ledger moved on before a restart: its channels say which epochs.
+                if ledger_out != p.out
+                    && let Some(e) =
+                        epoch::find(&ledger_out, |e| self.id((me, ours), (nb, theirs), e))
+                {
+                    p.out_epoch = e;
+                    p.out = ledger_out;
+                    self.chain.signed(ledger_out, signed);
+                    self.open(me, nb, e);
+                }
+                if ledger_in != p.inbound
+                    && let Some(e) =
+                        epoch::find(&ledger_in, |e| self.id((nb, theirs), (me, ours), e))
+                {
+                    p.in_epoch = e;
+                    p.inbound = ledger_in;
+                    self.chain.watch(ledger_in, nb);
+                }
+                let out_over = epoch::over(
+                    status.outbound.get(&p.out).and_then(|o| o.chain.as_ref()),
+                    p.close_asked,
+                );
+                let in_over = epoch::over(
+                    status
+                        .channels
+                        .get(&p.inbound)
+                        .and_then(|w| w.chain.as_ref()),
+                    false,
+                );
+                let mut next = p;
+                if out_over {
+                    next.out_epoch += 1;
+                    next.out = self.id((me, ours), (nb, theirs), next.out_epoch);
+                    next.close_asked = false;
+                }
+                if in_over {
+                    next.in_epoch += 1;
+                    next.inbound = self.id((nb, theirs), (me, ours), next.in_epoch);
+                }
+                let last_out = n.peer.payer().latest().copied();
+                let best_in = n.peer.payee().best().copied();
+                if out_over || in_over {
+                    let moved = node.move_channels(
+                        &nb,
+                        out_over.then_some(next.out),
+                        in_over.then_some(next.inbound),
+                        store,
+                    );
+                    if let Err(e) = moved {
+                        tracing::error!(
+                            "settlement: ledger commit failed, channels not moved: {e}"
+                        );
+                        self.ids.insert(nb, p);
+                        continue;
+                    }
+                }
+                let retire = |u: Option<SignedUpdate>, epoch: u64| Retired {
+                    neighbour: nb,
+                    epoch,
+                    nonce: u.map_or(0, |u| u.update.nonce),
+                    cumulative: u.map_or(Amount(0), |u| u.update.cumulative),
+                };
+                if out_over || in_over {
+                    tracing::info!(
+                        "settlement: with {}, epochs now {} (our channel {}) and {} (its channel {})",
+                        hex::encode(nb),
+                        next.out_epoch,
+                        hex::encode(next.out.0),
+                        next.in_epoch,
+                        hex::encode(next.inbound.0)
+                    );
+                }
+                if out_over {
+                    self.retired.insert(p.out, retire(last_out, p.out_epoch));
+                    self.chain.signed(next.out, Amount(0));
+                    self.open(me, nb, next.out_epoch);
+                }
+                if in_over {
+                    self.retired.insert(p.inbound, retire(best_in, p.in_epoch));
+                    self.chain.watch(next.inbound, nb);
+                }
+                self.ids.insert(nb, next);
+            }
         }
 
         fn queue(&mut self, r: Request) {
@@ -292,7 +446,7 @@ pub mod chain {
         fn close_from_payer(&mut self, from: [u8; 32], b: &[u8], best: Option<&SignedUpdate>) {
             let me = self.key.verifying_key().to_bytes();
             let arr = |r: std::ops::Range<usize>| b.get(r).unwrap_or_default();
-            let Some((_, inbound)) = self.ids.get(&from).copied() else {
+            let Some(Pair { inbound, .. }) = self.ids.get(&from).copied() else {
                 self.dropped += 1;
                 return;
             };
@@ -345,17 +499,18 @@ pub mod chain {
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
                 .ok_or_else(|| format!("settlement: {who} is not a payment key (64 hex digits)"))?;
-            let (out, _) = self
+            let pair = self
                 .ids
                 .get(&neighbour)
                 .copied()
                 .ok_or_else(|| format!("settlement: no channel with {who} yet"))?;
+            let out = pair.out;
             let latest = node
                 .neighbour(&neighbour)
                 .and_then(|n| n.peer.payer().latest().copied());
             match words.first().map(String::as_str) {
                 Some("open") => {
-                    self.open(me, neighbour);
+                    self.open(me, neighbour, pair.out_epoch);
                     Ok(None)
                 }
                 Some("top-up") => {
@@ -381,6 +536,7 @@ pub mod chain {
                         }
                     };
                     self.queue(Request::StartClose(out, update));
+                    self.close_asked(neighbour);
                     Ok(None)
                 }
                 Some("close") => {
@@ -405,13 +561,33 @@ pub mod chain {
                         "settlement: asking {who} to close our channel cooperatively at nonce {nonce} cumulative {}",
                         cumulative.0
                     );
+                    self.close_asked(neighbour);
                     Ok(Some((neighbour, m)))
                 }
                 Some("finalize") => {
-                    self.queue(Request::Finalize(out));
+                    // The channel closing is the previous epoch's (asking for the close moved
+                    // us on).
+                    let closing = pair
+                        .out_epoch
+                        .checked_sub(1)
+                        .and_then(|e| {
+                            self.retired
+                                .iter()
+                                .find(|(_, r)| r.neighbour == neighbour && r.epoch == e)
+                        })
+                        .map_or(out, |(id, _)| *id);
+                    self.queue(Request::Finalize(closing));
                     Ok(None)
                 }
                 _ => Err("settlement open|top-up|close|finalize NEIGHBOUR ...".into()),
+            }
+        }
+
+        /// We asked for the close of our current channel to `neighbour`: we sign nothing more on
+        /// it, and the next [`Side::sync`] moves us to the next epoch.
+        fn close_asked(&mut self, neighbour: [u8; 32]) {
+            if let Some(p) = self.ids.get_mut(&neighbour) {
+                p.close_asked = true;
             }
         }
 
@@ -452,14 +628,15 @@ pub mod chain {
                     .map(|n| format!(" note {}", n.replace(' ', "_")))
                     .unwrap_or_default()
             };
-            for (nb, (out_id, in_id)) in &self.ids {
+            for (nb, p) in &self.ids {
                 let peer = node.neighbour(nb).map(|n| &n.peer);
-                if let Some(o) = st.outbound.get(out_id) {
+                if let Some(o) = st.outbound.get(&p.out) {
                     let l = peer.and_then(|p| p.payer().latest().copied());
                     out.push(format!(
-                        "add settlement {} neighbour {} direction out ledger-nonce {} ledger-cumulative {} ledger-update {} chain {}{}{}",
-                        hex::encode(out_id.0),
+                        "add settlement {} neighbour {} direction out epoch {} ledger-nonce {} ledger-cumulative {} ledger-update {} chain {}{}{}",
+                        hex::encode(p.out.0),
                         hex::encode(nb),
+                        p.out_epoch,
                         l.map_or(0, |u| u.update.nonce),
                         l.map_or(0, |u| u.update.cumulative.0),
                         l.map_or("-".to_owned(), |u| hex::encode(u.to_bytes())),
@@ -468,12 +645,13 @@ pub mod chain {
                         note(&o.note)
                     ));
                 }
-                if let Some(w) = st.channels.get(in_id) {
+                if let Some(w) = st.channels.get(&p.inbound) {
                     let b = peer.and_then(|p| p.payee().best().copied());
                     out.push(format!(
-                        "add settlement {} neighbour {} direction in ledger-nonce {} ledger-cumulative {} chain {}{}{}",
-                        hex::encode(in_id.0),
+                        "add settlement {} neighbour {} direction in epoch {} ledger-nonce {} ledger-cumulative {} chain {}{}{}",
+                        hex::encode(p.inbound.0),
                         hex::encode(nb),
+                        p.in_epoch,
                         b.map_or(0, |u| u.update.nonce),
                         b.map_or(0, |u| u.update.cumulative.0),
                         state(&w.chain),
@@ -481,6 +659,25 @@ pub mod chain {
                         note(&w.note)
                     ));
                 }
+            }
+            // Earlier epochs' channels, with what the ledger held when the pair moved on.
+            for (id, r) in &self.retired {
+                let (direction, chain, n) = match (st.outbound.get(id), st.channels.get(id)) {
+                    (Some(o), _) => ("out", &o.chain, &o.note),
+                    (None, Some(w)) => ("in", &w.chain, &w.note),
+                    (None, None) => continue,
+                };
+                out.push(format!(
+                    "add settlement {} neighbour {} direction {direction} epoch {} ledger-nonce {} ledger-cumulative {} chain {}{}{}",
+                    hex::encode(id.0),
+                    hex::encode(r.neighbour),
+                    r.epoch,
+                    r.nonce,
+                    r.cumulative.0,
+                    state(chain),
+                    chain_fields(chain),
+                    note(n)
+                ));
             }
             for (i, d) in st.done.iter().enumerate() {
                 out.push(format!(
