@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod discovery;
+pub mod exit;
 pub mod fuzzing;
 pub mod kernel_check;
 pub mod memcaps;

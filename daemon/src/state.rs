@@ -627,6 +627,7 @@ impl Daemon {
                     v.policy_generation += 1;
                 }
             }
+            Statement::Exit(_) => return Err("exits cannot change at runtime".to_owned()),
             Statement::Tunnel(..) | Statement::TunnelPeer(..) => {
                 return Err("tunnels cannot change at runtime".to_owned());
             }
