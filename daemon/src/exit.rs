@@ -85,8 +85,9 @@ pub struct ExitRole {
 pub struct ExitServer {
     /// A name for logs and `show exits`.
     pub name: String,
-    /// The exit's public key (tunnel and registration).
-    pub public_key: tunnel::PublicKey,
+    /// The exit's ed25519 payment key: its identity, which signs its answers and bills (the
+    /// tunnel key comes in its signed answer).
+    pub key: [u8; 32],
     /// The exit's mesh address (routed by Babel).
     pub address: Ipv6Addr,
     /// Its registration port.
@@ -116,6 +117,9 @@ pub struct ExitClient {
     pub hysteresis_percent: u32,
     /// LAN interfaces whose traffic goes out through the exit.
     pub lan: Vec<String>,
+    /// Our mesh address (announced by Babel): registration requests come from it and the
+    /// exit sends the tunnel's packets to it.
+    pub address: Ipv6Addr,
 }
 
 /// The exit settings of a configuration.
@@ -123,8 +127,8 @@ pub struct ExitClient {
 pub struct ExitSettings {
     /// `exit ...`: this node is an exit.
     pub role: Option<ExitRole>,
-    /// `exit-allow KEY`: keys that may register under `policy allow-list`.
-    pub allow: Vec<tunnel::PublicKey>,
+    /// `exit-allow KEY`: payment keys that may register under `policy allow-list`.
+    pub allow: Vec<[u8; 32]>,
     /// `exit-server ...`: exits this node may use.
     pub servers: Vec<ExitServer>,
     /// `exit-client ...`: this node uses an exit.
@@ -136,8 +140,8 @@ pub struct ExitSettings {
 pub enum ExitStatement {
     /// `exit ...`.
     Role(Box<ExitRole>),
-    /// `exit-allow KEY`.
-    Allow(tunnel::PublicKey),
+    /// `exit-allow KEY`: a user's ed25519 payment key, 64 hex digits.
+    Allow([u8; 32]),
     /// `exit-server ...`.
     Server(Box<ExitServer>),
     /// `exit-client ...`.
@@ -187,9 +191,11 @@ fn private_key(what: &str, v: &str) -> Result<String, ParseError> {
     Ok(v.to_owned())
 }
 
-fn public_key(what: &str, v: &str) -> Result<tunnel::PublicKey, ParseError> {
-    v.parse()
-        .map_err(|_| bad(what, v, "not a WireGuard base64 key"))
+/// An ed25519 public key as 64 hex digits (as `pay-private-key` writes seeds).
+fn payment_key(what: &str, v: &str) -> Result<[u8; 32], ParseError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v, &mut out).map_err(|_| bad(what, v, "not 64 hex digits"))?;
+    Ok(out)
 }
 
 fn if_name(what: &str, v: &str) -> Result<String, ParseError> {
@@ -219,7 +225,7 @@ impl ExitStatement {
         match keyword {
             "exit" => parse_role(rest),
             "exit-allow" => match rest {
-                [k] => Ok(ExitStatement::Allow(public_key(keyword, k)?)),
+                [k] => Ok(ExitStatement::Allow(payment_key(keyword, k)?)),
                 [] => Err(ParseError::Missing(keyword.to_owned())),
                 [_, extra, ..] => Err(bad(keyword, extra, "unexpected word after the value")),
             },
@@ -318,7 +324,7 @@ fn parse_server(rest: &[String]) -> Result<ExitStatement, ParseError> {
     let (mut port, mut tunnel_port) = (REGISTRATION_PORT, TUNNEL_PORT);
     for (k, v) in pairs("exit-server", rest)? {
         match k {
-            "public-key" => key = Some(public_key(k, v)?),
+            "key" => key = Some(payment_key(k, v)?),
             "address" => match v.parse::<IpAddr>() {
                 Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_multicast() => address = Some(a),
                 _ => return Err(bad(k, v, "expected the exit's IPv6 mesh address")),
@@ -330,7 +336,7 @@ fn parse_server(rest: &[String]) -> Result<ExitStatement, ParseError> {
     }
     Ok(ExitStatement::Server(Box::new(ExitServer {
         name: name.clone(),
-        public_key: key.ok_or_else(|| ParseError::Missing("exit-server public-key".to_owned()))?,
+        key: key.ok_or_else(|| ParseError::Missing("exit-server key".to_owned()))?,
         address: address.ok_or_else(|| ParseError::Missing("exit-server address".to_owned()))?,
         port,
         tunnel_port,
@@ -338,12 +344,13 @@ fn parse_server(rest: &[String]) -> Result<ExitStatement, ParseError> {
 }
 
 fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
-    let mut key = None;
+    let (mut key, mut address) = (None, None);
     let mut c = ExitClient {
         private_key: String::new(),
         selection: Selection::Cheapest,
         hysteresis_percent: 20,
         lan: Vec::new(),
+        address: Ipv6Addr::UNSPECIFIED,
     };
     for (k, v) in pairs("exit-client", rest)? {
         match k {
@@ -357,10 +364,15 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
             }
             "hysteresis" => c.hysteresis_percent = num(k, v, 0, 1000)?,
             "lan" => c.lan.push(if_name(k, v)?),
+            "address" => match v.parse::<IpAddr>() {
+                Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_multicast() => address = Some(a),
+                _ => return Err(bad(k, v, "expected our IPv6 mesh address")),
+            },
             other => return Err(ParseError::Unknown(other.to_owned())),
         }
     }
     c.private_key = key.ok_or_else(|| ParseError::Missing("exit-client private-key".to_owned()))?;
+    c.address = address.ok_or_else(|| ParseError::Missing("exit-client address".to_owned()))?;
     Ok(ExitStatement::Client(Box::new(c)))
 }
 
@@ -474,6 +486,189 @@ pub fn tunnel_if_mtu() -> u32 {
     TUNNEL_IF_MTU.max(MIN_MTU)
 }
 
+/// What a user node was granted by its exit (the fields of the exit's signed answer that the
+/// data path needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The exit's tunnel public key.
+    pub tunnel_key: tunnel::PublicKey,
+    /// The exit's mesh address (outer packets go there).
+    pub mesh_address: Ipv6Addr,
+    /// The exit's tunnel UDP port.
+    pub tunnel_port: u16,
+    /// Our IPv4 address in the tunnel and its prefix length.
+    pub ipv4: (Ipv4Addr, u8),
+    /// The exit's IPv4 address in the tunnel (our default gateway).
+    pub exit_ipv4: Ipv4Addr,
+    /// The IPv6 prefix routed to us, if any.
+    pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+}
+
+/// A registered user as the exit's data path knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The user's tunnel public key.
+    pub tunnel_key: tunnel::PublicKey,
+    /// The user's mesh address.
+    pub mesh_address: Ipv6Addr,
+    /// The user's tunnel port.
+    pub tunnel_port: u16,
+    /// The user's IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// The user's IPv6 prefix, if any.
+    pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+}
+
+/// The Babel routes to the configured exits' mesh addresses, published by the main loop after
+/// each batch of route changes, read by the exit client (reachability, metric, price).
+#[derive(Debug, Default)]
+pub struct ExitRoutes {
+    routes: std::sync::Mutex<Vec<(Ipv6Addr, RouteToExit)>>,
+}
+
+/// Babel's view of the route to one exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RouteToExit {
+    /// The route's metric.
+    pub metric: u16,
+    /// Its price (received price plus our fee: what a byte to the exit costs us).
+    pub price: u32,
+}
+
+impl ExitRoutes {
+    /// Replaces the table with the installed routes to `watched` addresses.
+    pub fn publish(&self, installed: impl IntoIterator<Item = (Ipv6Addr, RouteToExit)>) {
+        if let Ok(mut r) = self.routes.lock() {
+            *r = installed.into_iter().collect();
+        }
+    }
+    /// The installed route to `exit`, if any.
+    pub fn get(&self, exit: Ipv6Addr) -> Option<RouteToExit> {
+        self.routes
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(a, _)| *a == exit)
+            .map(|(_, r)| *r)
+    }
+}
+
+/// One user as the exit shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserRow {
+    /// The user's payment (registration) key.
+    pub user: String,
+    /// The user's tunnel key.
+    pub tunnel_key: String,
+    /// Its mesh address.
+    pub mesh_address: String,
+    /// Its IPv4 address.
+    pub ipv4: String,
+    /// Its IPv6 prefix, if any.
+    pub ipv6_prefix: Option<String>,
+    /// Bytes received from it in the tunnel (upload).
+    pub rx_bytes: u64,
+    /// Bytes sent to it in the tunnel (download).
+    pub tx_bytes: u64,
+    /// Seconds since its last handshake.
+    pub last_handshake_s: Option<u64>,
+    /// Registrations answered.
+    pub registrations: u64,
+}
+
+/// One configured exit as a user node shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExitRow {
+    /// Its name.
+    pub name: String,
+    /// Its mesh address.
+    pub mesh_address: String,
+    /// Babel's route to it, if any.
+    pub route: Option<RouteToExit>,
+    /// Its last answer: `registered`, `refused: WHY` or `none`.
+    pub state: String,
+}
+
+/// What `dump`, `dump json` and `babelctl show exits` show about exits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExitView {
+    /// `exit` or `user`.
+    pub role: String,
+    /// Our tunnel public key.
+    pub tunnel_key: String,
+    /// The tunnel interface's MTU and the TCP MSS clamp.
+    pub mtu: u32,
+    /// The TCP MSS clamp.
+    pub mss: u32,
+    /// On an exit: its users.
+    pub users: Vec<UserRow>,
+    /// Registration requests dropped (malformed, forged, replayed), on an exit.
+    pub dropped: u64,
+    /// On a user node: the configured exits.
+    pub exits: Vec<ExitRow>,
+    /// On a user node: the exit in use, if any.
+    pub current: Option<String>,
+    /// Why it is the current one (or why there is none).
+    pub reason: String,
+    /// On a user node: our IPv4 address in the tunnel.
+    pub ipv4: Option<String>,
+    /// On a user node: bytes sent to and received from the current exit in the tunnel.
+    pub tx_bytes: u64,
+    /// Bytes received from the exit.
+    pub rx_bytes: u64,
+    /// On a user node: what the current exit granted (the data path follows it).
+    #[serde(skip)]
+    pub grant: Option<Grant>,
+}
+
+impl ExitView {
+    /// `dump` lines, babeld style (`add exit ...`).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.role == "exit" {
+            for u in &self.users {
+                out.push(format!(
+                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {}",
+                    u.user,
+                    u.ipv4,
+                    u.mesh_address,
+                    u.rx_bytes,
+                    u.tx_bytes,
+                    u.last_handshake_s
+                        .map_or_else(|| "never".to_owned(), |s| format!("{s}s"))
+                ));
+            }
+        } else {
+            for e in &self.exits {
+                let route = e.route.map_or_else(
+                    || "unreachable".to_owned(),
+                    |r| format!("metric {} price {}", r.metric, r.price),
+                );
+                out.push(format!(
+                    "add exit {} mesh {} {route} state {}{}",
+                    e.name,
+                    e.mesh_address,
+                    e.state,
+                    if self.current.as_deref() == Some(e.name.as_str()) {
+                        " current"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            out.push(format!(
+                "add exit-client current {} address {} rx {} tx {} reason \"{}\"",
+                self.current.as_deref().unwrap_or("none"),
+                self.ipv4.as_deref().unwrap_or("none"),
+                self.rx_bytes,
+                self.tx_bytes,
+                self.reason
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -482,6 +677,7 @@ mod tests {
 
     const KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
     const PUB: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+    const HEX: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
 
     fn one(line: &str) -> ExitStatement {
         match parse_statement(line, Context::Startup).unwrap().unwrap() {
@@ -519,7 +715,7 @@ mod tests {
     #[test]
     fn user_lines_parse() {
         let ExitStatement::Server(s) = one(&format!(
-            "exit-server east public-key {PUB} address fd77::5 port 5000"
+            "exit-server east key {HEX} address fd77::5 port 5000"
         )) else {
             panic!()
         };
@@ -527,16 +723,17 @@ mod tests {
         assert_eq!(s.address, "fd77::5".parse::<Ipv6Addr>().unwrap());
         assert_eq!((s.port, s.tunnel_port), (5000, TUNNEL_PORT));
         let ExitStatement::Client(c) = one(&format!(
-            "exit-client private-key {KEY} select ordered hysteresis 50 lan br0 lan eth1"
+            "exit-client private-key {KEY} address fd77::9 select ordered hysteresis 50 lan br0 lan eth1"
         )) else {
             panic!()
         };
         assert_eq!(c.selection, Selection::Ordered);
+        assert_eq!(c.address, "fd77::9".parse::<Ipv6Addr>().unwrap());
         assert_eq!(c.hysteresis_percent, 50);
         assert_eq!(c.lan, vec!["br0".to_owned(), "eth1".to_owned()]);
         assert_eq!(
-            one(&format!("exit-allow {PUB}")),
-            ExitStatement::Allow(PUB.parse().unwrap())
+            one(&format!("exit-allow {HEX}")),
+            ExitStatement::Allow(hex::decode(HEX).unwrap().try_into().unwrap())
         );
     }
 
@@ -592,19 +789,18 @@ mod tests {
                 "exit interface eth0 private-key nope pool-v4 10.0.0.0/24".to_owned(),
                 "hidden",
             ),
-            (
-                format!("exit-server e public-key {PUB} address 10.0.0.1"),
-                "IPv6",
-            ),
-            (format!("exit-server e public-key {PUB}"), "address"),
+            (format!("exit-server e key {HEX} address 10.0.0.1"), "IPv6"),
+            (format!("exit-server e key {HEX}"), "address"),
+            (format!("exit-server e key {PUB} address fd77::1"), "hex"),
+            (format!("exit-client private-key {KEY}"), "address"),
             ("exit-server".to_owned(), "exit-server"),
             ("exit-client select cheapest".to_owned(), "private-key"),
             (
-                format!("exit-client private-key {KEY} select random"),
+                format!("exit-client private-key {KEY} address fd77::1 select random"),
                 "cheapest",
             ),
-            (format!("exit-allow {PUB} {PUB}"), "unexpected"),
-            ("exit-allow zz".to_owned(), "base64"),
+            (format!("exit-allow {HEX} {HEX}"), "unexpected"),
+            ("exit-allow zz".to_owned(), "hex"),
         ] {
             let e = parse_statement(&line, Context::Startup).unwrap_err();
             assert!(e.to_string().contains(want), "{line}: {e}");
@@ -613,13 +809,13 @@ mod tests {
         let e = c
             .parse_text(
                 "f.conf",
-                &format!("# exits\nexit-allow {PUB}\nexit-server e\n"),
+                &format!("# exits\nexit-allow {HEX}\nexit-server e\n"),
             )
             .unwrap_err();
         assert_eq!(e.line, 3);
         assert!(matches!(e.error, ParseError::Missing(_)));
         assert!(
-            parse_statement(&format!("exit-allow {PUB}"), Context::Runtime).is_err(),
+            parse_statement(&format!("exit-allow {HEX}"), Context::Runtime).is_err(),
             "exit lines are start-up only"
         );
     }
@@ -630,7 +826,7 @@ mod tests {
         c.parse_text(
             "f",
             &format!(
-                "exit-allow {PUB}\nexit-allow {PUB}\nexit-server a public-key {PUB} address fd77::1\nexit-server a public-key {PUB} address fd77::2\nexit-server b public-key {PUB} address fd77::3\n"
+                "exit-allow {HEX}\nexit-allow {HEX}\nexit-server a key {HEX} address fd77::1\nexit-server a key {HEX} address fd77::2\nexit-server b key {HEX} address fd77::3\n"
             ),
         )
         .unwrap();
