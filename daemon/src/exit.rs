@@ -32,9 +32,13 @@ pub const TUNNEL_IF_MTU: u32 = 1500;
 
 /// The largest inner packet that crosses both layers of tunnel without fragmentation: the
 /// smallest mesh tunnel MTU on the path (`mesh_mtu`) less one tunnel's worst-case overhead
-/// (IPv6 + UDP + transport header + tag). 1500-byte links give 1500 - 2 x 80 = 1340.
+/// (IPv6 + UDP + transport header + tag), rounded down to a multiple of 16 because the
+/// transport pads its plaintext to 16 bytes (WireGuard §5.4.6) up to the interface MTU, which
+/// is larger here. 1500-byte links: 1500 - 80 = 1420 for the mesh tunnel, then
+/// (1420 - 80) rounded down = 1328 (not 1340: a 1340-byte packet is padded to 1344 and its
+/// outer packet no longer fits; measured as fragments on the relay).
 pub fn inner_mtu(mesh_mtu: u32) -> u32 {
-    mesh_mtu.saturating_sub(TUNNEL_OVERHEAD).max(576)
+    (mesh_mtu.saturating_sub(TUNNEL_OVERHEAD) & !15).max(576)
 }
 
 /// The TCP MSS clamp for IPv4 through the exit tunnel: [`inner_mtu`] less 40 bytes of IPv4
@@ -96,25 +100,18 @@ pub struct ExitServer {
     pub tunnel_port: u16,
 }
 
-/// How a user node picks among its exits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Selection {
-    /// The reachable exit with the lowest cost (Babel metric plus price), with hysteresis.
-    #[default]
-    Cheapest,
-    /// The first reachable exit in configuration order.
-    Ordered,
-}
-
 /// The `exit-client` line: this node is a user of the `exit-server`s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitClient {
     /// Our exit tunnel key, base64; it is our identity with the exits (sticky addresses).
     pub private_key: String,
-    /// Selection policy.
-    pub selection: Selection,
-    /// A challenger must be this many percent cheaper to replace a reachable current exit.
-    pub hysteresis_percent: u32,
+    /// Selection (the reachable exit with the lowest score of metric and price, the exit's
+    /// fee included): a challenger must score this many percent lower than a reachable
+    /// current exit...
+    pub hysteresis_percent: u8,
+    /// ... for this many seconds before the user switches (an unreachable exit is left at
+    /// once).
+    pub hold_s: u32,
     /// LAN interfaces whose traffic goes out through the exit.
     pub lan: Vec<String>,
     /// Our mesh address (announced by Babel): registration requests come from it and the
@@ -347,22 +344,16 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
     let (mut key, mut address) = (None, None);
     let mut c = ExitClient {
         private_key: String::new(),
-        selection: Selection::Cheapest,
         hysteresis_percent: 20,
+        hold_s: 60,
         lan: Vec::new(),
         address: Ipv6Addr::UNSPECIFIED,
     };
     for (k, v) in pairs("exit-client", rest)? {
         match k {
             "private-key" => key = Some(private_key(k, v)?),
-            "select" => {
-                c.selection = match v {
-                    "cheapest" => Selection::Cheapest,
-                    "ordered" => Selection::Ordered,
-                    _ => return Err(bad(k, v, "expected cheapest or ordered")),
-                }
-            }
-            "hysteresis" => c.hysteresis_percent = num(k, v, 0, 1000)?,
+            "hysteresis" => c.hysteresis_percent = num(k, v, 0, 100)?,
+            "hold" => c.hold_s = num(k, v, 0, 86_400)?,
             "lan" => c.lan.push(if_name(k, v)?),
             "address" => match v.parse::<IpAddr>() {
                 Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_multicast() => address = Some(a),
@@ -531,7 +522,7 @@ pub struct ExitRoutes {
 pub struct RouteToExit {
     /// The route's metric.
     pub metric: u16,
-    /// Its price (received price plus our fee: what a byte to the exit costs us).
+    /// Its price as received: what our next hop charges per byte to the exit.
     pub price: u32,
 }
 
@@ -723,11 +714,11 @@ mod tests {
         assert_eq!(s.address, "fd77::5".parse::<Ipv6Addr>().unwrap());
         assert_eq!((s.port, s.tunnel_port), (5000, TUNNEL_PORT));
         let ExitStatement::Client(c) = one(&format!(
-            "exit-client private-key {KEY} address fd77::9 select ordered hysteresis 50 lan br0 lan eth1"
+            "exit-client private-key {KEY} address fd77::9 hold 5 hysteresis 50 lan br0 lan eth1"
         )) else {
             panic!()
         };
-        assert_eq!(c.selection, Selection::Ordered);
+        assert_eq!(c.hold_s, 5);
         assert_eq!(c.address, "fd77::9".parse::<Ipv6Addr>().unwrap());
         assert_eq!(c.hysteresis_percent, 50);
         assert_eq!(c.lan, vec!["br0".to_owned(), "eth1".to_owned()]);
@@ -794,10 +785,10 @@ mod tests {
             (format!("exit-server e key {PUB} address fd77::1"), "hex"),
             (format!("exit-client private-key {KEY}"), "address"),
             ("exit-server".to_owned(), "exit-server"),
-            ("exit-client select cheapest".to_owned(), "private-key"),
+            ("exit-client hold 1".to_owned(), "private-key"),
             (
-                format!("exit-client private-key {KEY} address fd77::1 select random"),
-                "cheapest",
+                format!("exit-client private-key {KEY} address fd77::1 hysteresis 101"),
+                "range",
             ),
             (format!("exit-allow {HEX} {HEX}"), "unexpected"),
             ("exit-allow zz".to_owned(), "hex"),
@@ -845,10 +836,20 @@ mod tests {
 
     #[test]
     fn mtu_covers_both_layers() {
-        // A 1500-byte link: mesh tunnel 1420, exit tunnel payload 1340, MSS 1300.
-        assert_eq!(inner_mtu(crate::discovery::tunnel_mtu(1500)), 1340);
-        assert_eq!(mss_v4(1420), 1300);
+        // A 1500-byte link: mesh tunnel 1420, exit tunnel payload 1328 (padding to 16 bytes
+        // included), MSS 1288; the padded payload plus one tunnel's overhead fits the mesh MTU.
+        assert_eq!(inner_mtu(crate::discovery::tunnel_mtu(1500)), 1328);
+        assert_eq!(mss_v4(1420), 1288);
         assert_eq!(inner_mtu(1280), 1200);
+        for mesh in [1280, 1300, 1419, 1420, 1421, 1500, 9000] {
+            let inner = inner_mtu(mesh);
+            assert_eq!(inner % 16, 0);
+            assert!(inner + TUNNEL_OVERHEAD <= mesh, "{mesh}");
+            assert!(
+                inner + 16 + TUNNEL_OVERHEAD > mesh,
+                "{mesh}: not the largest"
+            );
+        }
         assert!(tunnel_if_mtu() >= 1500);
     }
 
@@ -859,13 +860,13 @@ mod tests {
         )) else {
             panic!()
         };
-        let s = exit_ruleset(&r, 1300, &["10.99.0.2".parse().unwrap()]);
+        let s = exit_ruleset(&r, 1288, &["10.99.0.2".parse().unwrap()]);
         assert!(
             s.contains("oifname \"up0\" ip saddr 10.99.0.0/24 masquerade"),
             "{s}"
         );
         assert!(s.contains("ip saddr != @users"), "{s}");
-        assert!(s.contains("maxseg size set 1300"), "{s}");
+        assert!(s.contains("maxseg size set 1288"), "{s}");
         assert!(
             s.contains("add element inet babeld_rs_exit users { 10.99.0.2 }"),
             "{s}"

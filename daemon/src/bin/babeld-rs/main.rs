@@ -4,6 +4,7 @@
 //! clients, signals and files.
 
 mod control_socket;
+mod exit;
 mod kernel;
 mod mesh;
 mod pay;

@@ -153,6 +153,8 @@ struct Io {
     metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
     prices: Arc<daemon::payments::PriceTable>,
+    /// The exit role or client.
+    exits: Option<crate::exit::Exits>,
 }
 
 /// Where a route goes in the kernel: table and preferred source (from the `install` filter).
@@ -316,7 +318,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
+    let exits = crate::exit::start(&inv.config, state_file.as_deref())?;
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.exits = exits.as_ref().map(|e| e.view.clone());
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
@@ -385,6 +389,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         pay_lines,
         metrics_requests: None,
         prices,
+        exits,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -575,6 +580,9 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     if io.mesh_events.is_some() {
         crate::mesh::remove_filter();
     }
+    if let Some(e) = &io.exits {
+        crate::exit::stop(e);
+    }
 }
 
 /// Writes the state file durably, or says why it could not.
@@ -678,6 +686,9 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
     }
     if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
         crate::pay::publish_prices(d, &io.prices);
+        if let Some(e) = &io.exits {
+            crate::exit::publish_routes(d, e);
+        }
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");

@@ -1,0 +1,646 @@
+//! Exit nodes on real kernels in network namespaces (issue 16): an "internet" namespace with a
+//! server on a documentation address, an exit on it, a gateway whose tunnel to the exit
+//! crosses the internet, a relay, a user node and a LAN host behind it. The user registers with
+//! the exit over the mesh and sends its LAN's traffic through the user-to-exit tunnel, carried
+//! by the mesh tunnels; the exit masquerades it out of its public interface.
+//!
+//! ```text
+//!  server (inet) 198.51.100.1 ── up0 exit 198.51.100.2      (fd77::1, exit role, fee 2)
+//!        │ 203.0.113.1                 │ tunnel bgx over the internet (mtu 1420)
+//!        └──────────────── up0 gw 203.0.113.2              (fd77::2, fee 7)
+//!                                      │ m0 (mesh)
+//!                                    relay                  (fd77::3, fee 4)
+//!                                      │ m1 (mesh)
+//!                                    user                   (fd77::4, exit client, fee 1)
+//!                                      │ lan0 192.168.50.1
+//!                                    lan host 192.168.50.2
+//! ```
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Daemon, FILTERS, Netns, babel_routes, can_use_netns, dump_json, has_route, have, keypair, node,
+    ping, start_with_config, tmp, veth, wait_for,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
+const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
+
+const SERVER: &str = "198.51.100.1";
+const EXIT_PUBLIC: &str = "198.51.100.2";
+const LAN_HOST: &str = "192.168.50.2";
+/// The exit's and the user's payment key seeds (their identities in registration).
+const EXIT_SEED: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const USER_SEED: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const EXIT_FEE: u32 = 2;
+const GW_FEE: u32 = 7;
+const RELAY_FEE: u32 = 4;
+const USER_FEE: u32 = 1;
+
+/// The tests of this file each build the whole topology and measure traffic: one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn usable(test: &str) -> bool {
+    if !can_use_netns(test) || !have("nft", test) {
+        return false;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP {test}: no /dev/net/tun");
+        return false;
+    }
+    true
+}
+
+fn pay_public(seed: &str) -> String {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(seed, &mut b).unwrap();
+    hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&b)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+/// The namespaces and daemons; everything is removed on drop (daemons killed first, then the
+/// namespaces with their interfaces and nftables tables).
+struct World {
+    tag: String,
+    exit_conf: String,
+    user_conf: String,
+    exit_d: Option<Daemon>,
+    gw_d: Option<Daemon>,
+    relay_d: Option<Daemon>,
+    user_d: Option<Daemon>,
+    inet: Netns,
+    exit: Netns,
+    gw: Netns,
+    relay: Netns,
+    user: Netns,
+    lan: Netns,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for d in [
+            &mut self.user_d,
+            &mut self.relay_d,
+            &mut self.gw_d,
+            &mut self.exit_d,
+        ] {
+            if let Some(mut d) = d.take() {
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+            }
+        }
+    }
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        let inet = Netns::new(&format!("{tag}i"));
+        common::forwarding(&inet);
+        let exit = node(&format!("{tag}e"), 1);
+        let gw = node(&format!("{tag}g"), 2);
+        let relay = node(&format!("{tag}r"), 3);
+        let user = node(&format!("{tag}u"), 4);
+        let lan = Netns::new(&format!("{tag}l"));
+        // The internet: the server's side and the gateway's side.
+        veth(&inet, "ex0", &exit, "up0");
+        inet.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "ex0"]);
+        exit.ip(&["addr", "add", &format!("{EXIT_PUBLIC}/24"), "dev", "up0"]);
+        exit.ip(&["route", "add", "default", "via", SERVER]);
+        veth(&inet, "gw0", &gw, "up0");
+        inet.ip(&["addr", "add", "203.0.113.1/24", "dev", "gw0"]);
+        gw.ip(&["addr", "add", "203.0.113.2/24", "dev", "up0"]);
+        gw.ip(&["route", "add", "default", "via", "203.0.113.1"]);
+        // The mesh.
+        veth(&gw, "m0", &relay, "m0");
+        veth(&relay, "m1", &user, "m1");
+        // The LAN.
+        veth(&user, "lan0", &lan, "eth0");
+        user.ip(&["addr", "add", "192.168.50.1/24", "dev", "lan0"]);
+        lan.ip(&["addr", "add", &format!("{LAN_HOST}/24"), "dev", "eth0"]);
+        lan.ip(&["route", "add", "default", "via", "192.168.50.1"]);
+        // Count what reaches the internet from the gateway's own uplink (the leak check).
+        nft(
+            &inet,
+            "table inet t {\n counter from_gw { }\n chain forward {\n  type filter hook forward priority 0;\n  iifname \"gw0\" ip saddr != 203.0.113.2 counter name from_gw\n }\n chain input {\n  type filter hook input priority 0;\n  iifname \"gw0\" ip saddr != 203.0.113.2 counter name from_gw\n }\n}\n",
+        );
+
+        let ((k_exit_bgx, p_exit_bgx), (k_gw_bgx, p_gw_bgx)) = (keypair(), keypair());
+        let ((k_exit_tunnel, _), (k_user_tunnel, _)) = (keypair(), keypair());
+        let state_dir = tmp(&format!("{tag}-exit-store"));
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let exit_conf = format!(
+            "{FILTERS}fee {EXIT_FEE}\npay-private-key {EXIT_SEED}\n\
+             tunnel bgx private-key {k_exit_bgx} listen-port 51820 mtu 1420\n\
+             tunnel-peer bgx public-key {p_gw_bgx} endpoint 203.0.113.2:51821 persistent-keepalive 5\n\
+             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}\n",
+            state_dir.display()
+        );
+        let gw_conf = format!(
+            "{FILTERS}fee {GW_FEE}\n\
+             tunnel bgx private-key {k_gw_bgx} listen-port 51821 mtu 1420\n\
+             tunnel-peer bgx public-key {p_exit_bgx} endpoint {EXIT_PUBLIC}:51820 persistent-keepalive 5\n\
+             interface m0 type mesh\n"
+        );
+        let relay_conf =
+            format!("{FILTERS}fee {RELAY_FEE}\ninterface m0 type mesh\ninterface m1 type mesh\n");
+        let user_conf = format!(
+            "{FILTERS}fee {USER_FEE}\npay-private-key {USER_SEED}\ninterface m1 type mesh\n\
+             exit-client private-key {k_user_tunnel} address fd77::4 lan lan0 hold 5\n\
+             exit-server east key {} address fd77::1\n",
+            pay_public(EXIT_SEED)
+        );
+        let mut w = World {
+            tag: tag.to_owned(),
+            exit_conf,
+            user_conf,
+            exit_d: None,
+            gw_d: None,
+            relay_d: None,
+            user_d: None,
+            inet,
+            exit,
+            gw,
+            relay,
+            user,
+            lan,
+        };
+        w.start_exit();
+        w.gw_d = Some(start_with_config(
+            &w.gw,
+            &format!("{tag}-gw"),
+            BIN,
+            &gw_conf,
+            &[],
+        ));
+        w.relay_d = Some(start_with_config(
+            &w.relay,
+            &format!("{tag}-relay"),
+            BIN,
+            &relay_conf,
+            &[],
+        ));
+        w.start_user();
+        w
+    }
+
+    fn start_exit(&mut self) {
+        self.exit_d = Some(start_with_config(
+            &self.exit,
+            &format!("{}-exit", self.tag),
+            BIN,
+            &self.exit_conf,
+            &[],
+        ));
+    }
+
+    fn start_user(&mut self) {
+        self.user_d = Some(start_with_config(
+            &self.user,
+            &format!("{}-user", self.tag),
+            BIN,
+            &self.user_conf,
+            &[],
+        ));
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for (n, d) in [
+            ("exit", &self.exit_d),
+            ("gw", &self.gw_d),
+            ("relay", &self.relay_d),
+            ("user", &self.user_d),
+        ] {
+            if let Some(d) = d {
+                let t = d.log_text();
+                let tail: Vec<&str> = t.lines().rev().take(40).collect();
+                s.push_str(&format!("--- {n} log (last lines, newest first)\n"));
+                for l in tail {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+
+    /// The user's registered IPv4 address, as its `dump json` shows it.
+    fn user_address(&self) -> Option<String> {
+        let v = dump_json(&self.user);
+        v["exits"]["ipv4"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until the user is registered and its LAN host reaches the server.
+    fn wait_connected(&self, secs: u64) {
+        assert!(
+            wait_for(secs, || self.user_address().is_some()),
+            "never registered\nuser: {}\nexit: {}\n{}",
+            dump_json(&self.user)["exits"],
+            dump_json(&self.exit)["exits"],
+            self.logs()
+        );
+        assert!(
+            wait_for(secs, || ping(&self.lan, SERVER)),
+            "LAN host never reached the server\nuser routes: {}\nexit0 on user: {}\nuser: {}\nexit: {}\n{}",
+            self.user.ip(&["-4", "route"]),
+            self.user.ip(&["addr", "show", "dev", "exit0"]),
+            dump_json(&self.user)["exits"],
+            dump_json(&self.exit)["exits"],
+            self.logs()
+        );
+    }
+}
+
+fn nft(ns: &Netns, script: &str) {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success(), "nft in {}", ns.name);
+}
+
+fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
+    let out = ns.exec(&["nft", "list", "counter", "inet", table, name]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (1) The exit's mesh address reaches the user through the relay and the gateway, with the
+/// price of the two routers that forward (Althea's price: the fees of the forwarders).
+#[test]
+fn exit_route_reaches_the_user_through_the_gateway_with_its_price() {
+    let test = "exit_route_reaches_the_user_through_the_gateway_with_its_price";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::new("x1");
+    assert!(
+        wait_for(120, || has_route(&w.user, "fd77::1")),
+        "no route to the exit at the user: {:?}\n{}",
+        babel_routes(&w.user),
+        w.logs()
+    );
+    // Through the gateway: the relay's route to the exit goes into its tunnel to the gateway.
+    let price = |ns: &Netns| {
+        dump_json(ns)["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["prefix"] == "fd77::1/128" && r["installed"] == true)
+            .and_then(|r| r["price"].as_u64())
+    };
+    let want = u64::from(GW_FEE + RELAY_FEE);
+    assert!(
+        wait_for(60, || price(&w.user) == Some(want)),
+        "price at the user {:?}, want {want} (gateway {GW_FEE} + relay {RELAY_FEE})",
+        price(&w.user)
+    );
+    println!(
+        "route to the exit at the user: price {:?}; at the relay {:?}",
+        price(&w.user),
+        price(&w.relay)
+    );
+    assert_eq!(price(&w.relay), Some(u64::from(GW_FEE)));
+    // The user node's exit view: the route it chooses by.
+    assert!(
+        wait_for(
+            30,
+            || dump_json(&w.user)["exits"]["exits"][0]["route"]["price"].as_u64() == Some(want)
+        ),
+        "{}",
+        dump_json(&w.user)["exits"]
+    );
+    let v = dump_json(&w.user);
+    assert_eq!(v["exits"]["exits"][0]["name"], "east");
+    println!("user's exit view: {}", v["exits"]);
+}
+
+/// (2) Registration gives the same address twice (the user restarts), and again after the exit
+/// is killed with SIGKILL and restarted (the lease is persisted).
+#[test]
+fn registration_is_sticky_across_restarts_and_sigkill() {
+    let test = "registration_is_sticky_across_restarts_and_sigkill";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let mut w = World::new("x2");
+    assert!(
+        wait_for(180, || w.user_address().is_some()),
+        "never registered\n{}",
+        w.logs()
+    );
+    let first = w.user_address().unwrap();
+    println!("first registration: {first}");
+    // The exit shows the user with that address.
+    let exit_row = |w: &World| {
+        dump_json(&w.exit)["exits"]["users"]
+            .as_array()
+            .and_then(|u| u.first().cloned())
+    };
+    let row = exit_row(&w).unwrap();
+    assert_eq!(row["user"], pay_public(USER_SEED));
+    assert_eq!(format!("{}/24", row["ipv4"].as_str().unwrap()), first);
+
+    // Twice: the user restarts and registers again.
+    w.user_d.take().unwrap().terminate();
+    w.start_user();
+    assert!(
+        wait_for(120, || w.user_address().is_some()),
+        "never registered again\n{}",
+        w.logs()
+    );
+    assert_eq!(w.user_address().unwrap(), first);
+
+    // The exit is killed (no chance to write anything) and restarted.
+    let mut e = w.exit_d.take().unwrap();
+    e.child.kill().unwrap();
+    e.child.wait().unwrap();
+    drop(e);
+    let before = Instant::now();
+    w.start_exit();
+    // The restarted exit knows the user from its store before the user asks again...
+    assert!(
+        wait_for(60, || exit_row(&w).is_some()),
+        "restarted exit lost its users\n{}",
+        w.logs()
+    );
+    let row = exit_row(&w).unwrap();
+    assert_eq!(format!("{}/24", row["ipv4"].as_str().unwrap()), first);
+    // ... and answers the user's next registration with the same address.
+    assert!(
+        wait_for(120, || exit_row(&w)
+            .is_some_and(|r| r["registrations"].as_u64() >= Some(1))),
+        "user did not register with the restarted exit\n{}",
+        w.logs()
+    );
+    assert_eq!(w.user_address().unwrap(), first);
+    println!(
+        "same address {first} after the user's restart and the exit's SIGKILL; re-registered {:.1} s after the exit restarted",
+        before.elapsed().as_secs_f64()
+    );
+}
+
+/// Runs a TCP server in `ns` on `addr` that sends `bytes` bytes to the first client and
+/// returns the client's address as it saw it.
+fn tcp_server(ns: &Netns, addr: &str, bytes: usize) -> std::thread::JoinHandle<SocketAddr> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = ns.spawn(move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        let (mut s, peer) = l.accept().unwrap();
+        let chunk = vec![0x5au8; 65536];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        peer
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// Connects from `ns` to `addr` and reads until the server closes: the byte count.
+fn tcp_read_all(ns: &Netns, addr: &str) -> usize {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.spawn(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(20)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    })
+    .join()
+    .unwrap()
+}
+
+/// (3) The LAN host reaches the server, the server sees the exit's public address, and a
+/// capture on the relay shows only tunnel packets (no IPv4 at all, no address of the LAN, the
+/// pool or the server).
+#[test]
+fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels() {
+    let test = "lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels";
+    if !usable(test) || !have("tcpdump", test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::new("x3");
+    w.wait_connected(180);
+    let pcap = tmp("x3-relay.pcap");
+    let _ = std::fs::remove_file(&pcap);
+    let mut cap = Daemon::start(
+        &w.relay,
+        "tcpdump",
+        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
+        tmp("x3-tcpdump.log"),
+    );
+    // The capture runs once it has written its file header.
+    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    let server = tcp_server(&w.inet, &format!("{SERVER}:8080"), 1_000_000);
+    let got = tcp_read_all(&w.lan, &format!("{SERVER}:8080"));
+    let peer = server.join().unwrap();
+    for _ in 0..5 {
+        assert!(ping(&w.lan, SERVER));
+    }
+    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = cap.child.wait();
+    println!("LAN host read {got} bytes; the server saw {peer}");
+    assert_eq!(got, 1_000_000);
+    assert_eq!(
+        peer.ip().to_string(),
+        EXIT_PUBLIC,
+        "the server must see the exit"
+    );
+    let lines = |filter: &str| -> Vec<String> {
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r", pcap.to_str().unwrap(), filter])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let count = |filter: &str| lines(filter).len();
+    // UDP payload bytes of the exit tunnel's packets seen on the relay (every packet is seen
+    // twice: on its way in and on its way out).
+    let tunnel_bytes: u64 = lines("ip6 and udp port 4878")
+        .iter()
+        .filter_map(|l| l.rsplit("length ").next()?.trim().parse::<u64>().ok())
+        .sum();
+    let all = count("");
+    let ipv4 = count("ip");
+    let exit_tunnel = count("ip6 and udp port 4878");
+    let other = count("not udp and not icmp6");
+    // The TCP MSS clamp keeps every packet of both tunnel layers whole (no IPv6 fragment).
+    let fragments = count("ip6 and ip6[6] == 44");
+    println!(
+        "relay capture: {all} packets, {exit_tunnel} exit-tunnel packets ({tunnel_bytes} bytes), {ipv4} IPv4, {other} neither UDP nor ICMPv6, {fragments} fragments"
+    );
+    assert_eq!(fragments, 0, "TCP through the exit tunnel was fragmented");
+    assert!(
+        tunnel_bytes >= 1_000_000,
+        "the data did not go through the relay's tunnels"
+    );
+    assert_eq!(ipv4, 0, "the relay saw IPv4 in the clear");
+    assert_eq!(other, 0, "the relay saw something else than tunnel packets");
+    let _ = std::fs::remove_file(&pcap);
+}
+
+/// (4) With the exit down, the LAN host cannot reach the server (nor anything else on the
+/// internet) through the gateway's own uplink: nothing from it arrives on the internet.
+#[test]
+fn with_the_exit_down_nothing_leaks_through_the_gateway() {
+    let test = "with_the_exit_down_nothing_leaks_through_the_gateway";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let mut w = World::new("x4");
+    w.wait_connected(180);
+    let before = nft_counter(&w.inet, "t", "from_gw");
+    let mut e = w.exit_d.take().unwrap();
+    e.child.kill().unwrap();
+    e.child.wait().unwrap();
+    drop(e);
+    // Until the user's route to the exit is gone, and after.
+    let mut reached = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if ping(&w.lan, SERVER) || ping(&w.lan, "203.0.113.1") {
+            reached += 1;
+        }
+    }
+    assert!(
+        wait_for(120, || !has_route(&w.user, "fd77::1")),
+        "route to the dead exit stays\n{}",
+        w.logs()
+    );
+    for dst in [SERVER, "203.0.113.1", "203.0.113.2"] {
+        assert!(
+            !ping(&w.lan, dst),
+            "LAN host reached {dst} with the exit down"
+        );
+    }
+    let after = nft_counter(&w.inet, "t", "from_gw");
+    println!(
+        "exit down: {reached} pings answered, packets from the gateway's uplink to the internet: {before} -> {after}"
+    );
+    assert_eq!(
+        reached, 0,
+        "the LAN reached the internet with the exit down"
+    );
+    assert_eq!(after, before, "packets leaked out of the gateway's uplink");
+    // The user's default route still points into the exit tunnel.
+    let routes = w.user.ip(&["-4", "route", "show", "default"]);
+    assert!(routes.contains("dev exit0"), "{routes}");
+}
+
+/// (8) Full-size packets from the server to the LAN host pass: a 1500-byte UDP datagram (DF
+/// set, as Linux sends them) and a TCP transfer (MSS clamped by both ends' tables).
+#[test]
+fn full_size_packets_from_the_server_reach_the_lan_host() {
+    let test = "full_size_packets_from_the_server_reach_the_lan_host";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::new("x8");
+    w.wait_connected(180);
+    // UDP: the LAN host asks, the server answers with datagrams filling a 1500-byte packet.
+    let srv: SocketAddr = format!("{SERVER}:9000").parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = w.inet.spawn(move || {
+        let s = UdpSocket::bind(srv).unwrap();
+        tx.send(()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut answered = 0;
+        while let Ok((_, from)) = s.recv_from(&mut buf) {
+            let big = vec![0xa5u8; 1472];
+            s.send_to(&big, from).unwrap();
+            answered += 1;
+            if answered == 10 {
+                break;
+            }
+        }
+        answered
+    });
+    rx.recv().unwrap();
+    let received = w
+        .lan
+        .spawn(move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut sizes = Vec::new();
+            let mut buf = [0u8; 2048];
+            for _ in 0..10 {
+                s.send_to(b"go", srv).unwrap();
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    sizes.push(n);
+                }
+            }
+            sizes
+        })
+        .join()
+        .unwrap();
+    let _ = server.join();
+    println!("UDP datagrams of 1472 bytes (1500-byte packets) received: {received:?}");
+    assert!(
+        received.len() >= 9 && received.iter().all(|n| *n == 1472),
+        "full-size UDP lost: {received:?}"
+    );
+    // TCP: 4 MB from the server.
+    let server = tcp_server(&w.inet, &format!("{SERVER}:8081"), 4_000_000);
+    let got = tcp_read_all(&w.lan, &format!("{SERVER}:8081"));
+    server.join().unwrap();
+    println!("TCP: {got} bytes of 4000000");
+    assert_eq!(got, 4_000_000);
+    // The MTU both ends report.
+    let v = dump_json(&w.user);
+    println!(
+        "exit tunnel MTU {} MSS {}; user exit0: {}",
+        v["exits"]["mtu"],
+        v["exits"]["mss"],
+        w.user.ip(&["link", "show", "dev", "exit0"])
+    );
+}
