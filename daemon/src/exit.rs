@@ -518,7 +518,7 @@ pub struct ExitRoutes {
 }
 
 /// Babel's view of the route to one exit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteToExit {
     /// The route's metric.
     pub metric: u16,
@@ -545,7 +545,7 @@ impl ExitRoutes {
 }
 
 /// One user as the exit shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
     /// The user's payment (registration) key.
     pub user: String,
@@ -568,7 +568,7 @@ pub struct UserRow {
 }
 
 /// One configured exit as a user node shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitRow {
     /// Its name.
     pub name: String,
@@ -581,7 +581,7 @@ pub struct ExitRow {
 }
 
 /// What `dump`, `dump json` and `babelctl show exits` show about exits.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitView {
     /// `exit` or `user`.
     pub role: String,
@@ -632,23 +632,23 @@ impl ExitView {
         } else {
             for e in &self.exits {
                 let route = e.route.map_or_else(
-                    || "unreachable".to_owned(),
+                    || "metric unreachable price -".to_owned(),
                     |r| format!("metric {} price {}", r.metric, r.price),
                 );
                 out.push(format!(
-                    "add exit {} mesh {} {route} state {}{}",
+                    "add exit {} mesh {} {route} state {} current {}",
                     e.name,
                     e.mesh_address,
-                    e.state,
+                    e.state.replace(' ', ""),
                     if self.current.as_deref() == Some(e.name.as_str()) {
-                        " current"
+                        "yes"
                     } else {
-                        ""
+                        "no"
                     }
                 ));
             }
             out.push(format!(
-                "add exit-client current {} address {} rx {} tx {} reason \"{}\"",
+                "add exit-client {} address {} rx {} tx {} reason {}",
                 self.current.as_deref().unwrap_or("none"),
                 self.ipv4.as_deref().unwrap_or("none"),
                 self.rx_bytes,
@@ -832,6 +832,68 @@ mod tests {
             names,
             vec![("a", "fd77::2".to_owned()), ("b", "fd77::3".to_owned())]
         );
+    }
+
+    #[test]
+    fn view_lines_show_users_exits_and_the_current_one() {
+        let exit = ExitView {
+            role: "exit".into(),
+            users: vec![UserRow {
+                user: "ab".into(),
+                ipv4: "10.99.0.2".into(),
+                mesh_address: "fd77::4".into(),
+                rx_bytes: 5,
+                tx_bytes: 7,
+                last_handshake_s: Some(3),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            exit.lines(),
+            vec!["add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s"]
+        );
+        let user = ExitView {
+            role: "user".into(),
+            exits: vec![
+                ExitRow {
+                    name: "east".into(),
+                    mesh_address: "fd77::1".into(),
+                    route: Some(RouteToExit {
+                        metric: 288,
+                        price: 11,
+                    }),
+                    state: "registered".into(),
+                },
+                ExitRow {
+                    name: "west".into(),
+                    mesh_address: "fd77::5".into(),
+                    route: None,
+                    state: "none".into(),
+                },
+            ],
+            current: Some("east".into()),
+            reason: "best".into(),
+            ipv4: Some("10.99.0.2/24".into()),
+            ..Default::default()
+        };
+        let lines = user.lines();
+        assert_eq!(
+            lines,
+            vec![
+                "add exit east mesh fd77::1 metric 288 price 11 state registered current yes",
+                "add exit west mesh fd77::5 metric unreachable price - state none current no",
+                "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best",
+            ]
+        );
+        // `babelctl show exits` reads them back from `dump` and from `dump json`.
+        let json = serde_json::json!({ "exits": user });
+        let d = crate::ctl::show::from_json("BABEL 1.0", &json);
+        assert_eq!(d.exits.len(), 3);
+        assert_eq!(d.exits[2].fields["reason"], "best");
+        assert_eq!(d.exits[0].fields["kind"], "exit");
+        assert_eq!(d.exits[1].fields["metric"], "unreachable");
+        assert_eq!(d.exits[1].fields["current"], "no");
     }
 
     #[test]

@@ -42,6 +42,7 @@ const EXIT_PUBLIC: &str = "198.51.100.2";
 const LAN_HOST: &str = "192.168.50.2";
 /// The exit's and the user's payment key seeds (their identities in registration).
 const EXIT_SEED: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const EXIT2_SEED: &str = "3333333333333333333333333333333333333333333333333333333333333333";
 const USER_SEED: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 const EXIT_FEE: u32 = 2;
 const GW_FEE: u32 = 7;
@@ -81,6 +82,10 @@ fn pay_public(seed: &str) -> String {
 struct World {
     tag: String,
     exit_conf: String,
+    /// The second exit ("west", fd77::5, 192.0.2.2), when the test has two.
+    exit2_conf: Option<String>,
+    exit2_d: Option<Daemon>,
+    exit2: Option<Netns>,
     user_conf: String,
     exit_d: Option<Daemon>,
     gw_d: Option<Daemon>,
@@ -101,6 +106,7 @@ impl Drop for World {
             &mut self.relay_d,
             &mut self.gw_d,
             &mut self.exit_d,
+            &mut self.exit2_d,
         ] {
             if let Some(mut d) = d.take() {
                 let _ = d.child.kill();
@@ -112,6 +118,10 @@ impl Drop for World {
 
 impl World {
     fn new(tag: &str) -> World {
+        World::build(tag, false)
+    }
+
+    fn build(tag: &str, two_exits: bool) -> World {
         let inet = Netns::new(&format!("{tag}i"));
         common::forwarding(&inet);
         let exit = node(&format!("{tag}e"), 1);
@@ -153,23 +163,55 @@ impl World {
              exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}\n",
             state_dir.display()
         );
-        let gw_conf = format!(
+        let mut gw_conf = format!(
             "{FILTERS}fee {GW_FEE}\n\
              tunnel bgx private-key {k_gw_bgx} listen-port 51821 mtu 1420\n\
              tunnel-peer bgx public-key {p_exit_bgx} endpoint {EXIT_PUBLIC}:51820 persistent-keepalive 5\n\
              interface m0 type mesh\n"
         );
+        let mut exit2 = None;
+        let mut exit2_conf = None;
+        let mut user_extra = String::new();
+        if two_exits {
+            let ns = node(&format!("{tag}f"), 5);
+            veth(&inet, "ex1", &ns, "up0");
+            inet.ip(&["addr", "add", "192.0.2.1/24", "dev", "ex1"]);
+            ns.ip(&["addr", "add", "192.0.2.2/24", "dev", "up0"]);
+            ns.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+            let ((k_e2, p_e2), (k_gw2, p_gw2), (k_t2, _)) = (keypair(), keypair(), keypair());
+            let dir = tmp(&format!("{tag}-exit2-store"));
+            std::fs::create_dir_all(&dir).unwrap();
+            exit2_conf = Some(format!(
+                "{FILTERS}fee {EXIT_FEE}\npay-private-key {EXIT2_SEED}\n\
+                 tunnel bgy private-key {k_e2} listen-port 51820 mtu 1420\n\
+                 tunnel-peer bgy public-key {p_gw2} endpoint 203.0.113.2:51822 persistent-keepalive 5\n\
+                 exit interface up0 private-key {k_t2} pool-v4 10.98.0.0/24 fee 3 state-dir {}\n",
+                dir.display()
+            ));
+            gw_conf.push_str(&format!(
+                "tunnel bgy private-key {k_gw2} listen-port 51822 mtu 1420\n\
+                 tunnel-peer bgy public-key {p_e2} endpoint 192.0.2.2:51820 persistent-keepalive 5\n"
+            ));
+            user_extra = format!(
+                "exit-server west key {} address fd77::5\n",
+                pay_public(EXIT2_SEED)
+            );
+            exit2 = Some(ns);
+        }
         let relay_conf =
             format!("{FILTERS}fee {RELAY_FEE}\ninterface m0 type mesh\ninterface m1 type mesh\n");
         let user_conf = format!(
             "{FILTERS}fee {USER_FEE}\npay-private-key {USER_SEED}\ninterface m1 type mesh\n\
              exit-client private-key {k_user_tunnel} address fd77::4 lan lan0 hold 5\n\
-             exit-server east key {} address fd77::1\n",
+             exit-server east key {} address fd77::1\n{user_extra}",
             pay_public(EXIT_SEED)
         );
         let mut w = World {
             tag: tag.to_owned(),
             exit_conf,
+            exit2_conf,
+            exit2_d: None,
+            exit2,
             user_conf,
             exit_d: None,
             gw_d: None,
@@ -183,6 +225,15 @@ impl World {
             lan,
         };
         w.start_exit();
+        if let (Some(ns), Some(conf)) = (&w.exit2, &w.exit2_conf) {
+            w.exit2_d = Some(start_with_config(
+                ns,
+                &format!("{tag}-exit2"),
+                BIN,
+                conf,
+                &[],
+            ));
+        }
         w.gw_d = Some(start_with_config(
             &w.gw,
             &format!("{tag}-gw"),
@@ -225,6 +276,7 @@ impl World {
         let mut s = String::new();
         for (n, d) in [
             ("exit", &self.exit_d),
+            ("exit2", &self.exit2_d),
             ("gw", &self.gw_d),
             ("relay", &self.relay_d),
             ("user", &self.user_d),
@@ -524,6 +576,31 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
     assert_eq!(ipv4, 0, "the relay saw IPv4 in the clear");
     assert_eq!(other, 0, "the relay saw something else than tunnel packets");
     let _ = std::fs::remove_file(&pcap);
+
+    // Operators see it: `babelctl show exits` on both ends, and the counters in `dump`.
+    let show = |ns: &Netns| ns.exec(&[CTL, "show", "exits"]);
+    let (on_exit, on_user) = (show(&w.exit), show(&w.user));
+    println!("babelctl show exits on the exit:\n{on_exit}\non the user:\n{on_user}");
+    assert!(
+        on_exit.contains("exit-user") && on_exit.contains(&pay_public(USER_SEED)),
+        "{on_exit}"
+    );
+    assert!(on_exit.contains("address 10.99.0.2"), "{on_exit}");
+    assert!(
+        on_user.contains("exit-client") && on_user.contains("east"),
+        "{on_user}"
+    );
+    assert!(on_user.contains("current yes"), "{on_user}");
+    let x = dump_json(&w.exit)["exits"]["users"][0].clone();
+    let u = dump_json(&w.user)["exits"].clone();
+    println!(
+        "exit counts rx {} tx {} for the user; the user counts tx {} rx {}",
+        x["rx_bytes"], x["tx_bytes"], u["tx_bytes"], u["rx_bytes"]
+    );
+    assert!(x["tx_bytes"].as_u64().unwrap() >= 1_000_000, "{x}");
+    assert!(u["rx_bytes"].as_u64().unwrap() >= 1_000_000, "{u}");
+    let text = common::try_control(&w.user, "dump\nquit\n");
+    assert!(text.contains("add exit east"), "{text}");
 }
 
 /// (4) With the exit down, the LAN host cannot reach the server (nor anything else on the
@@ -643,4 +720,72 @@ fn full_size_packets_from_the_server_reach_the_lan_host() {
         v["exits"]["mss"],
         w.user.ip(&["link", "show", "dev", "exit0"])
     );
+}
+
+/// (7) Two exits: the user uses one; it is killed with SIGKILL; the user switches to the other
+/// and its LAN reaches the server again. The bound: the selector leaves an unreachable exit at
+/// once, so the switch takes Babel's time to lose the route to the dead exit (its tunnel
+/// neighbour's Hellos stop) plus one decision turn (1 s) and one registration; the test allows
+/// 90 s on a loaded machine and prints the time measured.
+#[test]
+fn two_exits_the_user_switches_when_its_exit_dies() {
+    let test = "two_exits_the_user_switches_when_its_exit_dies";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let mut w = World::build("x7", true);
+    w.wait_connected(180);
+    let current = |w: &World| {
+        dump_json(&w.user)["exits"]["current"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    // Both exits reachable, one chosen.
+    assert!(
+        wait_for(120, || {
+            let v = dump_json(&w.user);
+            v["exits"]["exits"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|e| !e["route"].is_null()))
+        }),
+        "{}",
+        dump_json(&w.user)["exits"]
+    );
+    let first = current(&w).unwrap();
+    println!("user uses {first}: {}", dump_json(&w.user)["exits"]);
+    let victim = if first == "east" {
+        w.exit_d.take()
+    } else {
+        w.exit2_d.take()
+    };
+    let mut victim = victim.unwrap();
+    let killed = Instant::now();
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    drop(victim);
+    assert!(
+        wait_for(90, || current(&w).is_some_and(|c| c != first)),
+        "no switch\n{}\n{}",
+        dump_json(&w.user)["exits"],
+        w.logs()
+    );
+    let switched = killed.elapsed();
+    assert!(
+        wait_for(60, || ping(&w.lan, SERVER)),
+        "LAN host cannot reach the server through the new exit\n{}\n{}",
+        dump_json(&w.user)["exits"],
+        w.logs()
+    );
+    let reachable = killed.elapsed();
+    let v = dump_json(&w.user)["exits"].clone();
+    println!(
+        "switched from {first} to {} in {:.1} s; LAN host reached the server again after {:.1} s; reason {}; address {}",
+        v["current"],
+        switched.as_secs_f64(),
+        reachable.as_secs_f64(),
+        v["reason"],
+        v["ipv4"]
+    );
+    assert_eq!(v["reason"], "previous-unreachable");
 }

@@ -30,6 +30,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// How often the client registers again with its exit (renews the lease; notices an exit that
 /// restarted).
 const RENEW: Duration = Duration::from_secs(10);
+/// How often the tunnel's thread applies peer changes and copies its counters out.
+const TURN: Duration = Duration::from_millis(500);
 /// How long the client waits for an exit's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// Keepalive of the user's tunnel peer (keeps the exit's endpoint for us fresh).
@@ -269,15 +271,11 @@ async fn run(
     let mut assigned: Option<(Ipv4Addr, u8)> = None;
     let mut peers = std::collections::HashMap::new();
     loop {
-        let mut got = None;
-        let wait = async {
-            tokio::select! {
-                c = rx.recv() => got = c,
-                _ = tokio::time::sleep(REFRESH) => {}
-            }
-        };
-        driver.run(wait).await.context("exit tunnel")?;
-        let mut cmds: Vec<Cmd> = got.into_iter().collect();
+        driver
+            .run(tokio::time::sleep(TURN))
+            .await
+            .context("exit tunnel")?;
+        let mut cmds: Vec<Cmd> = Vec::new();
         while let Ok(c) = rx.try_recv() {
             cmds.push(c);
         }
@@ -288,12 +286,39 @@ async fn run(
         let grant = view.lock().ok().and_then(|v| v.grant.clone());
         if let Some(g) = grant {
             if assigned != Some(g.ipv4) {
+                // Another exit, another address: the old one goes, or the LAN's masquerade
+                // would keep using it (the new exit forwards only what it granted).
+                if let Some((a, l)) = assigned {
+                    remove_address(a, l);
+                }
                 netlink.add_address(ix, IpAddr::V4(g.ipv4.0), g.ipv4.1)?;
                 assigned = Some(g.ipv4);
             }
             default_route(&mut netlink, ix, &g);
         }
         snapshot(&driver, &view);
+    }
+}
+
+/// Removes an address from the exit tunnel (kernel-fib adds addresses but has no removal).
+fn remove_address(a: Ipv4Addr, len: u8) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "-4",
+            "addr",
+            "del",
+            &format!("{a}/{len}"),
+            "dev",
+            TUNNEL_IFNAME,
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => tracing::warn!(
+            "exit: removing {a}/{len}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => tracing::warn!("exit: removing {a}/{len}: {e}"),
     }
 }
 
@@ -604,7 +629,16 @@ async fn client(
                     }
                 })
                 .collect();
-            v.reason = sel.reason.name().to_owned();
+            // Why the current exit is the current one: the reason of the decision that chose
+            // it (later turns that keep it say "best"), or why there is none or a challenger
+            // is being held off.
+            if sel.changed
+                || sel.exit.is_none()
+                || v.reason.is_empty()
+                || matches!(sel.reason, ::exit::Reason::Holding { .. })
+            {
+                v.reason = sel.reason.name().to_owned();
+            }
             if sel.changed {
                 tracing::info!(
                     "exit client: exit {} ({})",
