@@ -565,6 +565,18 @@ pub struct UserRow {
     pub last_handshake_s: Option<u64>,
     /// Registrations answered.
     pub registrations: u64,
+    /// Bytes metered from it (upload), cumulative since its first registration (persisted).
+    pub upload_bytes: u64,
+    /// Bytes metered to it (download), cumulative.
+    pub download_bytes: u64,
+    /// Everything metered, wei: upload x fee + download x (fee + price of the route back).
+    pub metered: String,
+    /// The newest signed bill's amount, wei (committed to the store before it is signed).
+    pub billed: String,
+    /// The price of the exit's route back to the user when last metered (wei per byte).
+    pub route_back_price: u32,
+    /// Service level (`full`, `free-tier`, `cut`).
+    pub service: String,
 }
 
 /// One configured exit as a user node shows it.
@@ -578,6 +590,10 @@ pub struct ExitRow {
     pub route: Option<RouteToExit>,
     /// Its last answer: `registered`, `refused: WHY` or `none`.
     pub state: String,
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 /// What `dump`, `dump json` and `babelctl show exits` show about exits.
@@ -619,14 +635,19 @@ impl ExitView {
         if self.role == "exit" {
             for u in &self.users {
                 out.push(format!(
-                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {}",
+                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {} upload {} download {} metered {} billed {} service {}",
                     u.user,
                     u.ipv4,
                     u.mesh_address,
                     u.rx_bytes,
                     u.tx_bytes,
                     u.last_handshake_s
-                        .map_or_else(|| "never".to_owned(), |s| format!("{s}s"))
+                        .map_or_else(|| "never".to_owned(), |s| format!("{s}s")),
+                    u.upload_bytes,
+                    u.download_bytes,
+                    or_dash(&u.metered),
+                    or_dash(&u.billed),
+                    or_dash(&u.service),
                 ));
             }
         } else {
@@ -851,7 +872,9 @@ mod tests {
         };
         assert_eq!(
             exit.lines(),
-            vec!["add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s"]
+            vec![
+                "add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s upload 0 download 0 metered - billed - service -"
+            ]
         );
         let user = ExitView {
             role: "user".into(),

@@ -789,3 +789,95 @@ fn two_exits_the_user_switches_when_its_exit_dies() {
     );
     assert_eq!(v["reason"], "previous-unreachable");
 }
+
+/// Runs `iperf3 -c SERVER -n BYTES [-R]` from `ns` against a server started in `server_ns`:
+/// whether it succeeded.
+fn iperf(server_ns: &Netns, ns: &Netns, bytes: &str, reverse: bool) -> bool {
+    let mut srv = Daemon::start(
+        server_ns,
+        "iperf3",
+        &["-s", "-1", "-B", SERVER, "-p", "5201"],
+        tmp("iperf3-server.log"),
+    );
+    // The server listens once its port is bound.
+    wait_for(20, || {
+        server_ns
+            .exec(&["ss", "-Htln", "sport = :5201"])
+            .contains("5201")
+    });
+    let mut args = vec!["-c", SERVER, "-p", "5201", "-n", bytes];
+    if reverse {
+        args.push("-R");
+    }
+    let ok = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "iperf3"])
+        .args(&args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let _ = srv.child.wait();
+    ok
+}
+
+fn num(v: &serde_json::Value) -> u128 {
+    v.as_u64()
+        .map(u128::from)
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// (5) iperf3 both ways: the exit's and the user's counters of the user-to-exit tunnel agree,
+/// and the exit's metered amount (committed in its signed bill) equals the formula: upload x
+/// fee + download x (fee + the price of the exit's route back to the user).
+#[test]
+fn exit_meters_both_ways_and_bills_by_the_formula() {
+    let test = "exit_meters_both_ways_and_bills_by_the_formula";
+    if !usable(test) || !have("iperf3", test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::new("x5");
+    w.wait_connected(180);
+    assert!(iperf(&w.inet, &w.lan, "20M", false), "iperf3 upload");
+    assert!(iperf(&w.inet, &w.lan, "20M", true), "iperf3 download");
+    let row = |w: &World| dump_json(&w.exit)["exits"]["users"][0].clone();
+    // Counters settle (the tunnel thread copies them every half second) and the bill catches
+    // up with what was metered.
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_for(60, || {
+            let r = row(&w);
+            let settled = r == last && !r["billed"].is_null() && r["billed"] == r["metered"];
+            last = r;
+            settled
+        }),
+        "bill never caught up: {}",
+        row(&w)
+    );
+    let r = row(&w);
+    let u = dump_json(&w.user)["exits"].clone();
+    let (up, down) = (num(&r["upload_bytes"]), num(&r["download_bytes"]));
+    let (user_tx, user_rx) = (num(&u["tx_bytes"]), num(&u["rx_bytes"]));
+    let back = num(&r["route_back_price"]);
+    let fee = 3u128;
+    let metered = num(&r["metered"]);
+    let want = up * fee + down * (fee + back);
+    println!(
+        "exit metered upload {up} B, download {down} B; user counted tx {user_tx} B, rx {user_rx} B; route back price {back}; metered {metered} wei, formula {want} wei, billed {}",
+        r["billed"]
+    );
+    assert!(up >= 20_000_000 && down >= 20_000_000, "{r}");
+    // Inner bytes on both ends of one tunnel: the same packets, counted at both ends.
+    let close = |a: u128, b: u128| a.abs_diff(b) * 1000 <= a.max(b);
+    assert!(close(up, user_tx), "upload: exit {up}, user {user_tx}");
+    assert!(
+        close(down, user_rx),
+        "download: exit {down}, user {user_rx}"
+    );
+    assert_eq!(
+        back,
+        u128::from(GW_FEE + RELAY_FEE),
+        "price of the route back"
+    );
+    assert_eq!(metered, want, "bill formula");
+    assert_eq!(num(&r["billed"]), want);
+}

@@ -18,6 +18,7 @@ use daemon::exit::{
     Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RouteToExit,
     TUNNEL_IFNAME, USER_TABLE, UserRow,
 };
+use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
 use tokio::sync::mpsc;
 
@@ -32,6 +33,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 const RENEW: Duration = Duration::from_secs(10);
 /// How often the tunnel's thread applies peer changes and copies its counters out.
 const TURN: Duration = Duration::from_millis(500);
+/// How often the exit commits and signs its users' bills.
+const BILL_INTERVAL: Duration = Duration::from_secs(5);
 /// How long the client waits for an exit's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// Keepalive of the user's tunnel peer (keeps the exit's endpoint for us fresh).
@@ -88,7 +91,11 @@ fn sysctl(path: &str, value: &str) {
 }
 
 /// Starts the exit role or the exit client if the configuration has one.
-pub fn start(config: &Config, state_file: Option<&Path>) -> anyhow::Result<Option<Exits>> {
+pub fn start(
+    config: &Config,
+    state_file: Option<&Path>,
+    prices: &Arc<PriceTable>,
+) -> anyhow::Result<Option<Exits>> {
     let x = &config.exit;
     let (key, port, table, watched) = match (&x.role, &x.client) {
         (Some(_), Some(_)) => anyhow::bail!("a node is an exit or uses one, not both"),
@@ -124,7 +131,7 @@ pub fn start(config: &Config, state_file: Option<&Path>) -> anyhow::Result<Optio
     }));
     let routes = Arc::new(ExitRoutes::default());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let (config, v, r) = (config.clone(), view.clone(), routes.clone());
+    let (config, v, r, p) = (config.clone(), view.clone(), routes.clone(), prices.clone());
     std::thread::Builder::new()
         .name("exit".to_owned())
         .spawn(move || {
@@ -140,7 +147,8 @@ pub fn start(config: &Config, state_file: Option<&Path>) -> anyhow::Result<Optio
             };
             rt.block_on(async move {
                 let keys = (private, pay_key);
-                if let Err(e) = run(config, keys, state_file, port, mss, (v, r), ready_tx).await {
+                if let Err(e) = run(config, keys, state_file, port, mss, (v, r, p), ready_tx).await
+                {
                     tracing::error!("exit: {e:#}");
                 }
             });
@@ -213,7 +221,7 @@ async fn run(
     state_file: Option<PathBuf>,
     port: u16,
     mss: u32,
-    (view, routes): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>),
+    (view, routes, prices): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>, Arc<PriceTable>),
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
     let mtu = daemon::exit::tunnel_if_mtu();
@@ -234,6 +242,7 @@ async fn run(
     let ix = ifindex(&mut netlink, TUNNEL_IFNAME)?;
     netlink.set_link_up(ix, Some(mtu))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
+    let (meter_tx, meter_rx) = mpsc::unbounded_channel::<Metered>();
     if let Some(role) = &config.exit.role {
         let len = role.pool_v4.1;
         netlink.add_address(ix, IpAddr::V4(role.gateway_v4()), len)?;
@@ -248,7 +257,13 @@ async fn run(
             &pay_key,
             state_file.as_deref(),
         )?;
-        tokio::spawn(serve(role.clone(), server, tx.clone(), view.clone()));
+        tokio::spawn(serve(
+            role.clone(),
+            server,
+            tx.clone(),
+            view.clone(),
+            (meter_rx, prices),
+        ));
         tracing::info!(
             "exit: tunnel {TUNNEL_IFNAME} on UDP port {port}, key {}, pool {}/{len}",
             private.public_key().to_base64(),
@@ -270,6 +285,7 @@ async fn run(
     }
     let mut assigned: Option<(Ipv4Addr, u8)> = None;
     let mut peers = std::collections::HashMap::new();
+    let mut counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)> = Default::default();
     loop {
         driver
             .run(tokio::time::sleep(TURN))
@@ -297,6 +313,36 @@ async fn run(
             default_route(&mut netlink, ix, &g);
         }
         snapshot(&driver, &view);
+        if config.exit.role.is_some() {
+            meter(&driver, &mut counted, &meter_tx);
+        }
+    }
+}
+
+/// Bytes a user's tunnel peer carried since the last turn: (tunnel key, from it, to it).
+type Metered = (tunnel::PublicKey, u64, u64);
+
+/// Sends each peer's new inner bytes to the registration task, which owns the accounts. A peer
+/// that was re-added (counters back to zero) counts from zero again.
+fn meter(
+    driver: &tunnel::driver::Driver,
+    counted: &mut std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+    out: &mpsc::UnboundedSender<Metered>,
+) {
+    for (_, p) in driver.device().peers() {
+        let s = p.stats();
+        let key = p.public_key();
+        let (rx0, tx0) = counted.get(&key).copied().unwrap_or((0, 0));
+        let (rx0, tx0) = if s.rx_bytes < rx0 || s.tx_bytes < tx0 {
+            (0, 0)
+        } else {
+            (rx0, tx0)
+        };
+        let (up, down) = (s.rx_bytes - rx0, s.tx_bytes - tx0);
+        counted.insert(key, (s.rx_bytes, s.tx_bytes));
+        if up > 0 || down > 0 {
+            let _ = out.send((key, up, down));
+        }
     }
 }
 
@@ -508,6 +554,7 @@ async fn serve(
     mut server: ::exit::ExitServer<::exit::RedbStore>,
     tx: mpsc::UnboundedSender<Cmd>,
     view: Arc<Mutex<ExitView>>,
+    (mut meters, prices): (mpsc::UnboundedReceiver<Metered>, Arc<PriceTable>),
 ) {
     // Leases survive restarts: every user with one is a peer again before any request.
     for u in server.users() {
@@ -527,8 +574,20 @@ async fn serve(
     };
     tracing::info!("exit: registration on UDP port {}", role.port);
     let mut buf = vec![0u8; 2048];
+    let mut bill_tick = tokio::time::interval(BILL_INTERVAL);
     loop {
-        let Ok((n, src)) = socket.recv_from(&mut buf).await else {
+        let r = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            Some((key, up, down)) = meters.recv() => {
+                account(&mut server, &view, &prices, key, up, down);
+                continue;
+            }
+            _ = bill_tick.tick() => {
+                bill_all(&mut server, &view);
+                continue;
+            }
+        };
+        let Ok((n, src)) = r else {
             continue;
         };
         let IpAddr::V6(source) = src.ip() else {
@@ -562,6 +621,60 @@ async fn serve(
                     v.dropped += 1;
                 }
             }
+        }
+    }
+}
+
+/// Meters one user's bytes at the exit's fee and, for the download, the price of the exit's
+/// installed route back to the user (what the exit pays its neighbours for it).
+fn account(
+    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    view: &Arc<Mutex<ExitView>>,
+    prices: &PriceTable,
+    key: tunnel::PublicKey,
+    up: u64,
+    down: u64,
+) {
+    let Some(u) = server
+        .users()
+        .into_iter()
+        .find(|u| u.lease.tunnel_key == *key.as_bytes())
+    else {
+        return;
+    };
+    let back = prices
+        .lookup(IpAddr::V6(u.lease.mesh_address))
+        .map_or(0, |p| p.theirs);
+    server.meter(&u.user, up, down, back);
+    if let Some(u) = server.user(&u.user) {
+        show_account(view, &u, Some(back));
+    }
+}
+
+fn show_account(view: &Arc<Mutex<ExitView>>, u: &::exit::UserView, back: Option<u32>) {
+    let Ok(mut v) = view.lock() else { return };
+    let user = hex::encode(u.user);
+    if let Some(r) = v.users.iter_mut().find(|r| r.user == user) {
+        r.upload_bytes = u.upload_bytes;
+        r.download_bytes = u.download_bytes;
+        r.metered = u.metered.0.to_string();
+        r.billed = u.billed.0.to_string();
+        r.service = u.service.name().to_owned();
+        if let Some(b) = back {
+            r.route_back_price = b;
+        }
+    }
+}
+
+/// Commits and signs every user's bill (cumulative totals, durable before signed).
+fn bill_all(server: &mut ::exit::ExitServer<::exit::RedbStore>, view: &Arc<Mutex<ExitView>>) {
+    let now = SystemTime::now();
+    for u in server.users() {
+        if let Err(e) = server.bill(now, &u.user) {
+            tracing::warn!("exit: bill for {}: {e}", hex::encode(u.user));
+        }
+        if let Some(u) = server.user(&u.user) {
+            show_account(view, &u, None);
         }
     }
 }
