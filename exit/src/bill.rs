@@ -15,7 +15,13 @@
 use payments::{Amount, Price, cost};
 
 use crate::store::Totals;
-use crate::wire::{Bill, Message, WireError};
+use crate::wire::{Bill, Message, WireError, kind, length_of};
+
+/// Length of a signed bill.
+const BILL_LEN: usize = match length_of(kind::BILL) {
+    Some(n) => n,
+    None => 0,
+};
 
 /// The service an exit gives a user, following what it owes (`payments::ServiceLevel` with one
 /// more level). The names match `payments::ServiceLevel::name`.
@@ -268,6 +274,7 @@ pub struct UserLedger {
     user: [u8; 32],
     fee: Price,
     accepted: Option<Bill>,
+    accepted_signed: Option<[u8; BILL_LEN]>,
     own_upload: u64,
     own_download: u64,
     base_upload: u64,
@@ -284,6 +291,7 @@ impl UserLedger {
             user,
             fee,
             accepted: None,
+            accepted_signed: None,
             own_upload: 0,
             own_download: 0,
             base_upload: 0,
@@ -304,10 +312,21 @@ impl UserLedger {
         self.accepted.as_ref()
     }
 
+    /// The newest accepted bill as signed by the exit (evidence in a dispute).
+    pub fn accepted_signed(&self) -> Option<&[u8]> {
+        self.accepted_signed.as_ref().map(|b| b.as_slice())
+    }
+
     /// What the user owes in total (the accepted bill's amount); it pays this minus what its
     /// channel to the exit already carries.
     pub fn payable(&self) -> Amount {
         self.accepted.map(|b| b.amount()).unwrap_or_default()
+    }
+
+    /// What to pay now, given what the user's channel to the exit already carries
+    /// (cumulative): the accepted bill's amount minus it, never negative.
+    pub fn to_pay(&self, channel_paid: Amount) -> Amount {
+        self.payable().checked_sub(channel_paid).unwrap_or_default()
     }
 
     /// Changes the fee (after a new registration announced another).
@@ -337,29 +356,26 @@ impl UserLedger {
         if bill.exit != self.exit || bill.user != self.user {
             return Err(BillError::WrongParty);
         }
-        let prev = self.accepted.unwrap_or(Bill {
-            exit: self.exit,
-            user: self.user,
-            ..Bill::default()
-        });
-        if self.accepted.is_some() && bill.seq == prev.seq {
-            return if bill == prev {
+        let prev = self.accepted.map(|b| b.totals).unwrap_or_default();
+        let new = bill.totals;
+        if self.accepted.is_some() && new.seq == prev.seq {
+            return if new == prev {
                 Ok(Checked::Duplicate)
             } else {
-                Err(BillError::Equivocation(bill.seq))
+                Err(BillError::Equivocation(new.seq))
             };
         }
-        if bill.seq < prev.seq {
+        if new.seq < prev.seq {
             return Err(BillError::Stale {
-                got: bill.seq,
+                got: new.seq,
                 accepted: prev.seq,
             });
         }
         let (Some(up), Some(down), Some(up_amount), Some(down_amount)) = (
-            bill.upload_bytes.checked_sub(prev.upload_bytes),
-            bill.download_bytes.checked_sub(prev.download_bytes),
-            bill.upload_amount.checked_sub(prev.upload_amount),
-            bill.download_amount.checked_sub(prev.download_amount),
+            new.upload_bytes.checked_sub(prev.upload_bytes),
+            new.download_bytes.checked_sub(prev.download_bytes),
+            new.upload_amount.checked_sub(prev.upload_amount),
+            new.download_amount.checked_sub(prev.download_amount),
         ) else {
             return Err(BillError::Regressed);
         };
@@ -398,6 +414,7 @@ impl UserLedger {
             });
         }
         self.accepted = Some(bill);
+        self.accepted_signed = <[u8; BILL_LEN]>::try_from(bytes).ok();
         self.base_upload = self.own_upload;
         self.base_download = self.own_download;
         self.unverified = false;
@@ -405,26 +422,19 @@ impl UserLedger {
     }
 
     /// Length of [`UserLedger::encode`].
-    pub const ENCODED_LEN: usize = 1 + 32 + 32 + 4 + 1 + 194;
+    pub const ENCODED_LEN: usize = 1 + 32 + 32 + 4 + 1 + BILL_LEN;
 
-    /// The durable form: version, exit, user, fee, then a presence byte and the accepted bill's
-    /// signed message (zeros when none). `signed_bill` is the accepted bill's bytes as received.
-    pub fn encode(&self, signed_bill: Option<&[u8]>) -> Vec<u8> {
+    /// The durable form: version (1), exit, user, fee, then a presence byte and the accepted
+    /// bill's signed message as received (zeros when none), so that it is re-verified when read
+    /// back.
+    pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::with_capacity(Self::ENCODED_LEN);
         o.push(1);
         o.extend_from_slice(&self.exit);
         o.extend_from_slice(&self.user);
         o.extend_from_slice(&self.fee.to_be_bytes());
-        match signed_bill.filter(|b| b.len() == 194) {
-            Some(b) => {
-                o.push(1);
-                o.extend_from_slice(b);
-            }
-            None => {
-                o.push(0);
-                o.extend_from_slice(&[0; 194]);
-            }
-        }
+        o.push(u8::from(self.accepted_signed.is_some()));
+        o.extend_from_slice(&self.accepted_signed.unwrap_or([0; BILL_LEN]));
         o
     }
 
@@ -437,9 +447,10 @@ impl UserLedger {
         let exit = <[u8; 32]>::try_from(b.get(1..33)?).ok()?;
         let user = <[u8; 32]>::try_from(b.get(33..65)?).ok()?;
         let fee = u32::from_be_bytes(<[u8; 4]>::try_from(b.get(65..69)?).ok()?);
+        let signed = b.get(70..)?;
         let accepted = match b.get(69)? {
             0 => None,
-            1 => match Message::decode(b.get(70..)?).ok()? {
+            1 => match Message::decode(signed).ok()? {
                 Message::Bill(bill) if bill.exit == exit && bill.user == user => Some(bill),
                 _ => return None,
             },
@@ -450,11 +461,140 @@ impl UserLedger {
             user,
             fee,
             accepted,
+            accepted_signed: accepted.and_then(|_| <[u8; BILL_LEN]>::try_from(signed).ok()),
             own_upload: 0,
             own_download: 0,
             base_upload: 0,
             base_download: 0,
             unverified: accepted.is_some(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    const FEE: Price = 1000;
+    const MAX_BACK: Price = 500;
+
+    fn exit_key() -> SigningKey {
+        SigningKey::from_bytes(&[200; 32])
+    }
+
+    fn user() -> [u8; 32] {
+        SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes()
+    }
+
+    /// One billing interval: bytes each way, the route-back price, and how many of the
+    /// download bytes are still in flight towards the user when it checks the bill.
+    fn interval() -> impl Strategy<Value = (u64, u64, Price, u64)> {
+        (
+            0u64..5_000_000,
+            0u64..50_000_000,
+            0..=MAX_BACK,
+            0u64..100_000,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// An honest exit's bills always pass, and what the user owes is exactly the formula.
+        #[test]
+        fn honest_bills_always_pass_and_sum_to_the_formula(
+            intervals in proptest::collection::vec(interval(), 1..12),
+        ) {
+            let exit = exit_key().verifying_key().to_bytes();
+            let mut account = Account::default();
+            let mut ledger = UserLedger::new(exit, user(), FEE);
+            let tol = Tolerance::default();
+            let mut formula = Amount(0);
+            let mut in_flight = 0u64;
+            for (i, (up, down, back, late)) in intervals.into_iter().enumerate() {
+                // The exit meters each interval in a few pieces at the price of the moment.
+                account.meter(up / 2, down / 3, FEE, back);
+                account.meter(up - up / 2, down - down / 3, FEE, back);
+                formula = formula
+                    .saturating_add(cost(up, FEE))
+                    .saturating_add(cost(down, FEE + back));
+                // The user has received all but `late` bytes (which arrive next interval).
+                let late = late.min(down);
+                ledger.count(up, in_flight + down - late);
+                in_flight = late;
+                let totals = account.next_totals(i as u64);
+                account.committed(totals);
+                let signed = Message::Bill(totals.bill(exit, user())).sign(&exit_key());
+                let r = ledger.check(&signed, tol, MAX_BACK);
+                if totals.seq == 0 || (up == 0 && down == 0) {
+                    prop_assert!(r.is_ok() || matches!(r, Err(BillError::Stale { .. })), "{r:?}");
+                } else {
+                    prop_assert!(matches!(r, Ok(Checked::Accepted(_))), "{r:?}");
+                }
+            }
+            prop_assert_eq!(account.metered_amount(), formula);
+            if account.billed().seq > 0 {
+                prop_assert_eq!(ledger.payable(), formula);
+            }
+        }
+
+        /// A bill inflated by more than the tolerance (bytes or price) is refused, and the user
+        /// keeps owing only the last honest bill.
+        #[test]
+        fn inflated_bills_are_refused(
+            (up, down, back, _) in interval(),
+            inflate_bytes in any::<bool>(),
+        ) {
+            prop_assume!(up > 0 && down > 0);
+            let exit = exit_key().verifying_key().to_bytes();
+            let mut ledger = UserLedger::new(exit, user(), FEE);
+            ledger.count(up, down);
+            let tol = Tolerance::default();
+            let mut b = Totals {
+                seq: 1,
+                time_ms: 1,
+                upload_bytes: up,
+                download_bytes: down,
+                upload_amount: cost(up, FEE),
+                download_amount: cost(down, FEE + back),
+            };
+            if inflate_bytes {
+                b.download_bytes = tol.allowance(down) + 1;
+                b.download_amount = cost(b.download_bytes, FEE + back);
+            } else {
+                b.download_amount = cost(down, FEE + MAX_BACK).saturating_add(Amount(1));
+            }
+            let signed = Message::Bill(b.bill(exit, user())).sign(&exit_key());
+            let r = ledger.check(&signed, tol, MAX_BACK);
+            let refused = matches!(
+                r,
+                Err(BillError::Overcounted { way: Way::Download, .. })
+                    | Err(BillError::Overcharged { way: Way::Download, .. })
+            );
+            prop_assert!(refused, "{:?}", r);
+            prop_assert_eq!(ledger.payable(), Amount(0));
+        }
+    }
+
+    #[test]
+    fn thresholds_give_the_three_levels() {
+        let t = ServiceThresholds {
+            close: Amount(10),
+            cut: Amount(20),
+        };
+        assert_eq!(t.service(Amount(10)), UserService::Full);
+        assert_eq!(t.service(Amount(11)), UserService::FreeTier);
+        assert_eq!(t.service(Amount(20)), UserService::FreeTier);
+        assert_eq!(t.service(Amount(21)), UserService::Cut);
+        assert_eq!(
+            UserService::FreeTier.name(),
+            payments::ServiceLevel::FreeTier.name()
+        );
+        assert_eq!(
+            UserService::Full.name(),
+            payments::ServiceLevel::Full.name()
+        );
     }
 }

@@ -104,3 +104,61 @@ impl Registrar {
         (Message::Register(request).sign(key), Pending { request })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Refusal;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn refused(exit: u8, user: [u8; 32], p: &Pending) -> Vec<u8> {
+        Message::Refused(Refused {
+            exit: key(exit).verifying_key().to_bytes(),
+            user,
+            timestamp_ms: p.request.timestamp_ms,
+            nonce: p.request.nonce,
+            reason: Refusal::NotAllowed,
+            exit_time_ms: 0,
+        })
+        .sign(&key(exit))
+    }
+
+    #[test]
+    fn only_the_expected_exits_answer_to_this_request_is_taken() {
+        let mut r = Registrar::new();
+        let exit = key(2).verifying_key().to_bytes();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (req, p) = r.request(&key(1), exit, [3; 32], Ipv6Addr::LOCALHOST, now, [4; 16]);
+        let me = p.request.user;
+        assert!(matches!(
+            p.answer(&refused(2, me, &p)),
+            Ok(Outcome::Refused(_))
+        ));
+        // Another exit, or an answer for another user.
+        assert_eq!(p.answer(&refused(9, me, &p)), Err(AnswerError::WrongParty));
+        assert_eq!(
+            p.answer(&refused(2, [0; 32], &p)),
+            Err(AnswerError::WrongParty)
+        );
+        // Our own request echoed back is not an answer; garbage does not decode.
+        assert_eq!(p.answer(&req), Err(AnswerError::NotAnAnswer));
+        assert!(matches!(p.answer(&[1, 3, 0]), Err(AnswerError::Wire(_))));
+    }
+
+    #[test]
+    fn timestamps_strictly_increase_even_when_the_clock_does_not() {
+        let mut r = Registrar::new();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut last = 0;
+        for back in [0u64, 0, 5, 0, 1000] {
+            let t = now - Duration::from_millis(back);
+            let (_, p) = r.request(&key(1), [2; 32], [3; 32], Ipv6Addr::LOCALHOST, t, [0; 16]);
+            assert!(p.request.timestamp_ms > last);
+            last = p.request.timestamp_ms;
+        }
+    }
+}

@@ -167,3 +167,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the order, clock and capacity, a (key, timestamp) pair is accepted at most
+        /// once, and memory never exceeds the capacity.
+        #[test]
+        fn no_pair_is_ever_accepted_twice(
+            capacity in 1usize..8,
+            requests in proptest::collection::vec((0u8..6, 0u64..200, 0u64..300), 1..300),
+        ) {
+            let mut g = ReplayGuard::new(Duration::from_millis(100), capacity, 0);
+            let mut accepted = std::collections::HashSet::new();
+            for (k, ts, now) in requests {
+                let key = [k; 32];
+                if g.check(&key, ts, now).is_ok() {
+                    prop_assert!(accepted.insert((k, ts)), "({k}, {ts}) accepted twice");
+                    g.accept(&key, ts, now);
+                }
+                prop_assert!(g.len() <= capacity);
+            }
+        }
+    }
+}

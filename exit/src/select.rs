@@ -8,7 +8,8 @@
 //! * An exit is **reachable** when the daemon has a route to its mesh address with a finite
 //!   metric. When the current exit is not (or is no longer configured), the best reachable one
 //!   is taken at once: the switch takes no longer than Babel takes to retract or expire the
-//!   route (RFC 8966 §3.5.5, §3.8.2) plus the daemon's reaction to the route change.
+//!   route (route expiry, RFC 8966 §3.5.3; neighbour loss, §3.4.2) plus the daemon's reaction
+//!   to the route change.
 //! * Otherwise the selector switches only when some exit has scored better than the current
 //!   one by more than `margin_percent` percent **continuously** for `hold`; then it takes the
 //!   best one. An exit that oscillates around the current one never triggers a switch, and two

@@ -320,11 +320,26 @@ impl<S: ExitStore> ExitServer<S> {
         let Some((ipv4, ipv6_prefix)) = self.pool.addresses(plan.lease.slot) else {
             return Ok(self.refuse(&req, Refusal::PoolExhausted, now_ms));
         };
-        // Durable before anything is answered.
-        if self.pool.lease(&req.user) != Some(&plan.lease) {
+        // Durable before anything is answered. A renewal that changes nothing but the renewal
+        // time is written at most once per 1/30 of the lease (a user re-registering in a loop
+        // cannot make the exit sync its disk in a loop; a crash can then make a lease expire
+        // that much early, which matters only when the pool is full).
+        let stored = self.pool.lease(&req.user);
+        let lease_ms = u64::try_from(self.cfg.lease.as_millis()).unwrap_or(u64::MAX);
+        let only_renewed = stored.is_some_and(|l| {
+            l.tunnel_key == plan.lease.tunnel_key
+                && l.mesh_address == plan.lease.mesh_address
+                && plan.lease.renewed_ms.saturating_sub(l.renewed_ms) < lease_ms / 30
+        });
+        if !only_renewed {
             self.store
                 .commit_lease(&plan.user, &plan.lease, plan.evicted.as_ref())?;
         }
+        let plan = match (only_renewed, stored) {
+            // Keep the stored renewal time in memory too, so the next check measures from it.
+            (true, Some(l)) => crate::pool::Plan { lease: *l, ..plan },
+            _ => plan,
+        };
         self.pool.apply(&plan);
         self.replay.accept(&req.user, req.timestamp_ms, now_ms);
         let granted = Registered {
@@ -382,11 +397,16 @@ impl<S: ExitStore> ExitServer<S> {
     }
 
     /// Sets what `user`'s payment channel to the exit carries (cumulative, from the payments
-    /// crate's payee channel). Returns the service level after it.
-    pub fn paid(&mut self, user: &[u8; 32], cumulative: Amount) -> UserService {
+    /// crate's payee channel). Returns the service level after it, or `None` for a key that
+    /// has neither a lease nor an account (nothing is recorded for it: memory stays bounded by
+    /// the users the exit served).
+    pub fn paid(&mut self, user: &[u8; 32], cumulative: Amount) -> Option<UserService> {
+        if self.pool.lease(user).is_none() && !self.accounts.contains_key(user) {
+            return None;
+        }
         let a = self.accounts.entry(*user).or_default();
         a.set_paid(cumulative);
-        self.cfg.thresholds.service(a.owed())
+        Some(self.cfg.thresholds.service(a.owed()))
     }
 
     /// `user`'s current bill, signed: its totals are committed first if anything was metered

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::Path;
 
-use payments::{Amount, StoreError};
+use payments::StoreError;
+use payments::store::{backend, open_database};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
-use crate::wire::Bill;
+use crate::wire::Fields;
+pub use crate::wire::Totals;
 
 /// Version byte of an encoded [`Lease`] or [`Totals`].
 const RECORD_VERSION: u8 = 1;
@@ -59,93 +61,36 @@ impl Lease {
         if b.len() != LEASE_LEN || b.first() != Some(&RECORD_VERSION) {
             return Err(StoreError::Corrupt);
         }
-        let mut at = 1;
-        let mut take = |n: usize| {
-            let s = b.get(at..at + n).unwrap_or_default();
-            at += n;
-            s
-        };
+        let mut f = Fields(b.get(1..).unwrap_or_default());
         Ok(Lease {
-            slot: u32::from_be_bytes(arr(take(4))?),
-            tunnel_key: arr(take(32))?,
-            mesh_address: Ipv6Addr::from(arr::<16>(take(16))?),
-            since_ms: u64::from_be_bytes(arr(take(8))?),
-            renewed_ms: u64::from_be_bytes(arr(take(8))?),
+            slot: f.u32(),
+            tunnel_key: f.take(),
+            mesh_address: f.v6(),
+            since_ms: f.u64(),
+            renewed_ms: f.u64(),
         })
     }
-}
-
-/// A user's billed totals: the content of its newest bill without the two keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Totals {
-    /// The bill's sequence number (0: never billed).
-    pub seq: u64,
-    /// When committed (exit clock, ms since the Unix epoch).
-    pub time_ms: u64,
-    /// Cumulative upload bytes.
-    pub upload_bytes: u64,
-    /// Cumulative download bytes.
-    pub download_bytes: u64,
-    /// Cumulative upload value.
-    pub upload_amount: Amount,
-    /// Cumulative download value.
-    pub download_amount: Amount,
 }
 
 /// Length of encoded [`Totals`].
 pub const TOTALS_LEN: usize = 1 + 4 * 8 + 2 * 16;
 
 impl Totals {
-    /// The bill stating these totals.
-    pub fn bill(&self, exit: [u8; 32], user: [u8; 32]) -> Bill {
-        Bill {
-            exit,
-            user,
-            seq: self.seq,
-            time_ms: self.time_ms,
-            upload_bytes: self.upload_bytes,
-            download_bytes: self.download_bytes,
-            upload_amount: self.upload_amount,
-            download_amount: self.download_amount,
-        }
-    }
-
-    /// Fixed-width encoding: version, seq, time, upload and download bytes (u64 BE), upload and
-    /// download amounts (u128 BE).
+    /// The stored form (table `exit_totals`): version, then the bill's totals as on the wire
+    /// (seq, time, upload and download bytes as u64, upload and download amounts as u128, BE).
     pub fn encode(&self) -> [u8; TOTALS_LEN] {
-        let mut o = [0u8; TOTALS_LEN];
-        let fields: [&[u8]; 7] = [
-            &[RECORD_VERSION],
-            &self.seq.to_be_bytes(),
-            &self.time_ms.to_be_bytes(),
-            &self.upload_bytes.to_be_bytes(),
-            &self.download_bytes.to_be_bytes(),
-            &self.upload_amount.0.to_be_bytes(),
-            &self.download_amount.0.to_be_bytes(),
-        ];
-        put_fields(&mut o, &fields);
-        o
+        let mut o = Vec::with_capacity(TOTALS_LEN);
+        o.push(RECORD_VERSION);
+        self.put(&mut o);
+        <[u8; TOTALS_LEN]>::try_from(o.as_slice()).unwrap_or([0; TOTALS_LEN])
     }
 
-    /// Decodes.
+    /// Decodes the stored form.
     pub fn decode(b: &[u8]) -> Result<Totals, StoreError> {
         if b.len() != TOTALS_LEN || b.first() != Some(&RECORD_VERSION) {
             return Err(StoreError::Corrupt);
         }
-        let mut at = 1;
-        let mut take = |n: usize| {
-            let s = b.get(at..at + n).unwrap_or_default();
-            at += n;
-            s
-        };
-        Ok(Totals {
-            seq: u64::from_be_bytes(arr(take(8))?),
-            time_ms: u64::from_be_bytes(arr(take(8))?),
-            upload_bytes: u64::from_be_bytes(arr(take(8))?),
-            download_bytes: u64::from_be_bytes(arr(take(8))?),
-            upload_amount: Amount(u128::from_be_bytes(arr(take(16))?)),
-            download_amount: Amount(u128::from_be_bytes(arr(take(16))?)),
-        })
+        Ok(Totals::read(&mut Fields(b.get(1..).unwrap_or_default())))
     }
 }
 
@@ -239,77 +184,46 @@ impl ExitStore for MemStore {
 const LEASES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("exit_leases");
 const TOTALS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("exit_totals");
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-/// The exit's records in a `redb` database (its own file, or the payments ledger's: the table
-/// names do not collide).
+/// The exit's records in a `redb` database file of their own.
 pub struct RedbStore {
     db: Database,
 }
 
 impl RedbStore {
-    /// Opens the database at `path`, creating it if needed. Creation is atomic (built and
-    /// synced under a temporary name, renamed into place, directory synced), so a process
-    /// killed while creating it never leaves a half-initialised file.
+    /// Opens the database at `path`, creating it atomically if needed
+    /// (`payments::store::open_database`).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        if !path.exists() {
-            let mut tmp = path.as_os_str().to_owned();
-            tmp.push(".creating");
-            let tmp = std::path::PathBuf::from(tmp);
-            let _ = std::fs::remove_file(&tmp);
-            {
-                let db = Database::create(&tmp).map_err(backend)?;
-                let txn = db.begin_write().map_err(backend)?;
-                txn.open_table(LEASES).map_err(backend)?;
-                txn.open_table(TOTALS).map_err(backend)?;
-                txn.commit().map_err(backend)?;
-            }
-            std::fs::rename(&tmp, path).map_err(backend)?;
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(backend)?;
-        }
-        let db = Database::open(path).map_err(backend)?;
-        // A database created by another component may lack our tables.
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(LEASES).map_err(backend)?;
-        txn.open_table(TOTALS).map_err(backend)?;
-        txn.commit().map_err(backend)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore {
+            db: open_database(path, &[LEASES, TOTALS])?,
+        })
     }
 }
 
 impl ExitStore for RedbStore {
     fn load(&self) -> Result<Stored, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
-        let mut out = Stored::default();
-        for entry in txn
-            .open_table(LEASES)
-            .map_err(backend)?
-            .iter()
-            .map_err(backend)?
-        {
-            let (k, v) = entry.map_err(backend)?;
-            out.leases
-                .insert(arr(k.value())?, Lease::decode(v.value())?);
+        /// Every record of one table, decoded.
+        fn all<T>(
+            txn: &redb::ReadTransaction,
+            table: TableDefinition<'_, &[u8], &[u8]>,
+            decode: fn(&[u8]) -> Result<T, StoreError>,
+        ) -> Result<BTreeMap<[u8; 32], T>, StoreError> {
+            let mut out = BTreeMap::new();
+            for entry in txn
+                .open_table(table)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                out.insert(arr(k.value())?, decode(v.value())?);
+            }
+            Ok(out)
         }
-        for entry in txn
-            .open_table(TOTALS)
-            .map_err(backend)?
-            .iter()
-            .map_err(backend)?
-        {
-            let (k, v) = entry.map_err(backend)?;
-            out.totals
-                .insert(arr(k.value())?, Totals::decode(v.value())?);
-        }
-        Ok(out)
+        Ok(Stored {
+            leases: all(&txn, LEASES, Lease::decode)?,
+            totals: all(&txn, TOTALS, Totals::decode)?,
+        })
     }
 
     fn commit_lease(
@@ -346,6 +260,7 @@ impl ExitStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use payments::Amount;
 
     fn lease(slot: u32) -> Lease {
         Lease {

@@ -38,7 +38,7 @@ pub mod kind {
 }
 
 /// Total length of each message kind, signature included.
-pub fn length_of(kind: u8) -> Option<usize> {
+pub const fn length_of(kind: u8) -> Option<usize> {
     Some(match kind {
         kind::REGISTER => 2 + 32 + 32 + 32 + 16 + 8 + 16 + SIGNATURE_LEN,
         kind::REGISTERED => {
@@ -163,16 +163,11 @@ pub struct Refused {
     pub exit_time_ms: u64,
 }
 
-/// A cumulative bill, signed by `exit`: everything metered for `user` since its first
-/// registration, as of `seq`. A later bill supersedes an earlier one; nothing is ever billed
-/// twice because nothing is ever billed incrementally.
+/// A user's cumulative totals at the exit as of one bill: everything metered since its first
+/// registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Bill {
-    /// The exit's ed25519 payment key (the signer).
-    pub exit: [u8; 32],
-    /// The billed user.
-    pub user: [u8; 32],
-    /// Strictly increasing per (exit, user) with every change of the totals.
+pub struct Totals {
+    /// Strictly increasing per (exit, user) with every change of the totals (0: never billed).
     pub seq: u64,
     /// The exit's clock when the totals were committed, milliseconds since the Unix epoch.
     pub time_ms: u64,
@@ -186,10 +181,58 @@ pub struct Bill {
     pub download_amount: Amount,
 }
 
+impl Totals {
+    /// The cumulative amount: upload plus download value.
+    pub fn amount(&self) -> Amount {
+        self.upload_amount.saturating_add(self.download_amount)
+    }
+
+    /// The bill from `exit` to `user` stating these totals.
+    pub fn bill(self, exit: [u8; 32], user: [u8; 32]) -> Bill {
+        Bill {
+            exit,
+            user,
+            totals: self,
+        }
+    }
+
+    pub(crate) fn put(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(&self.seq.to_be_bytes());
+        o.extend_from_slice(&self.time_ms.to_be_bytes());
+        o.extend_from_slice(&self.upload_bytes.to_be_bytes());
+        o.extend_from_slice(&self.download_bytes.to_be_bytes());
+        o.extend_from_slice(&self.upload_amount.0.to_be_bytes());
+        o.extend_from_slice(&self.download_amount.0.to_be_bytes());
+    }
+
+    pub(crate) fn read(f: &mut Fields<'_>) -> Totals {
+        Totals {
+            seq: f.u64(),
+            time_ms: f.u64(),
+            upload_bytes: f.u64(),
+            download_bytes: f.u64(),
+            upload_amount: f.amount(),
+            download_amount: f.amount(),
+        }
+    }
+}
+
+/// A cumulative bill, signed by `exit`: the user's [`Totals`]. A later bill supersedes an
+/// earlier one; nothing is ever billed twice because nothing is ever billed incrementally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Bill {
+    /// The exit's ed25519 payment key (the signer).
+    pub exit: [u8; 32],
+    /// The billed user.
+    pub user: [u8; 32],
+    /// What it states.
+    pub totals: Totals,
+}
+
 impl Bill {
     /// The cumulative amount billed: upload plus download value.
     pub fn amount(&self) -> Amount {
-        self.upload_amount.saturating_add(self.download_amount)
+        self.totals.amount()
     }
 }
 
@@ -239,34 +282,43 @@ pub enum WireError {
     Signature,
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A cursor over fixed-width big-endian fields, for this crate's decoders (messages and stored
+/// records), which check the total length first: past the end it yields zeros, never panics.
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let (head, rest) = self.0.split_at_checked(N).unwrap_or((&[], &[]));
-        self.0 = rest;
-        <[u8; N]>::try_from(head).unwrap_or([0; N])
+impl Fields<'_> {
+    pub(crate) fn take<const N: usize>(&mut self) -> [u8; N] {
+        match self.0.split_first_chunk::<N>() {
+            Some((head, rest)) => {
+                self.0 = rest;
+                *head
+            }
+            None => {
+                self.0 = &[];
+                [0; N]
+            }
+        }
     }
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         let [b] = self.take::<1>();
         b
     }
-    fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         u16::from_be_bytes(self.take())
     }
-    fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         u32::from_be_bytes(self.take())
     }
-    fn u64(&mut self) -> u64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         u64::from_be_bytes(self.take())
     }
-    fn amount(&mut self) -> Amount {
+    pub(crate) fn amount(&mut self) -> Amount {
         Amount(u128::from_be_bytes(self.take()))
     }
-    fn v4(&mut self) -> Ipv4Addr {
+    pub(crate) fn v4(&mut self) -> Ipv4Addr {
         Ipv4Addr::from(self.take::<4>())
     }
-    fn v6(&mut self) -> Ipv6Addr {
+    pub(crate) fn v6(&mut self) -> Ipv6Addr {
         Ipv6Addr::from(self.take::<16>())
     }
 }
@@ -335,12 +387,7 @@ impl Message {
             Message::Bill(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
-                o.extend_from_slice(&m.seq.to_be_bytes());
-                o.extend_from_slice(&m.time_ms.to_be_bytes());
-                o.extend_from_slice(&m.upload_bytes.to_be_bytes());
-                o.extend_from_slice(&m.download_bytes.to_be_bytes());
-                o.extend_from_slice(&m.upload_amount.0.to_be_bytes());
-                o.extend_from_slice(&m.download_amount.0.to_be_bytes());
+                m.totals.put(&mut o);
             }
         }
         o
@@ -375,7 +422,7 @@ impl Message {
         let (head, sig) = bytes
             .split_at_checked(want - SIGNATURE_LEN)
             .ok_or(WireError::Short)?;
-        let mut r = Reader(head.get(2..).unwrap_or_default());
+        let mut r = Fields(head.get(2..).unwrap_or_default());
         let msg = match kind {
             kind::REGISTER => Message::Register(Register {
                 user: r.take(),
@@ -433,12 +480,7 @@ impl Message {
             kind::BILL => Message::Bill(Bill {
                 exit: r.take(),
                 user: r.take(),
-                seq: r.u64(),
-                time_ms: r.u64(),
-                upload_bytes: r.u64(),
-                download_bytes: r.u64(),
-                upload_amount: r.amount(),
-                download_amount: r.amount(),
+                totals: Totals::read(&mut r),
             }),
             other => return Err(WireError::Kind(other)),
         };
@@ -649,12 +691,14 @@ mod tests {
                 Message::Bill(Bill {
                     exit: pk(2),
                     user,
-                    seq,
-                    time_ms: t,
-                    upload_bytes: up,
-                    download_bytes: down,
-                    upload_amount: Amount(ua),
-                    download_amount: Amount(da),
+                    totals: Totals {
+                        seq,
+                        time_ms: t,
+                        upload_bytes: up,
+                        download_bytes: down,
+                        upload_amount: Amount(ua),
+                        download_amount: Amount(da),
+                    },
                 })
             });
         prop_oneof![register, registered, refused, bill]

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use exit::{
-    Bill, BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message,
-    RedbStore, Registrar, ServiceThresholds, Tolerance, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message, RedbStore,
+    Registrar, ServiceThresholds, Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 
@@ -56,9 +56,9 @@ fn exit_with_user<S: ExitStore>(store: S) -> ExitServer<S> {
     e
 }
 
-fn bill_of(bytes: &[u8]) -> Bill {
+fn bill_of(bytes: &[u8]) -> Totals {
     match Message::decode(bytes) {
-        Ok(Message::Bill(b)) => b,
+        Ok(Message::Bill(b)) => b.totals,
         other => panic!("{other:?}"),
     }
 }
@@ -174,6 +174,12 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
     ));
     assert_eq!(ledger.payable(), bill_of(&b1).amount());
     assert_eq!(ledger.check(&b1, tol, ROUTE_BACK), Ok(Checked::Duplicate));
+    // Paying is the difference with what the channel already carries, once.
+    let total = bill_of(&b1).amount();
+    assert_eq!(ledger.to_pay(Amount(0)), total);
+    assert_eq!(ledger.to_pay(Amount(total.0 - 5)), Amount(5));
+    assert_eq!(ledger.to_pay(total), Amount(0));
+    assert_eq!(ledger.to_pay(Amount(total.0 + 1)), Amount(0));
     // The route back got dearer than the user accepts.
     e.meter(&pk(1), 0, 10_000, ROUTE_BACK + 5);
     ledger.count(0, 10_000);
@@ -211,8 +217,8 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
 }
 
 /// Bills signed by the exit's key but with made-up totals.
-fn forge(b: Bill) -> Vec<u8> {
-    Message::Bill(b).sign(&key(200))
+fn forge(t: Totals) -> Vec<u8> {
+    Message::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
 }
 
 #[test]
@@ -220,9 +226,7 @@ fn dishonest_bill_sequences_are_refused() {
     let tol = Tolerance::default();
     let mut ledger = UserLedger::new(pk(200), pk(1), FEE);
     ledger.count(1000, 1000);
-    let b1 = Bill {
-        exit: pk(200),
-        user: pk(1),
+    let b1 = Totals {
         seq: 5,
         time_ms: 1,
         upload_bytes: 1000,
@@ -235,7 +239,7 @@ fn dishonest_bill_sequences_are_refused() {
         Ok(Checked::Accepted(_))
     ));
     // Same seq, other totals.
-    let other = Bill {
+    let other = Totals {
         upload_bytes: 999,
         ..b1
     };
@@ -245,7 +249,7 @@ fn dishonest_bill_sequences_are_refused() {
     );
     // Older seq.
     assert!(matches!(
-        ledger.check(&forge(Bill { seq: 4, ..b1 }), tol, 0),
+        ledger.check(&forge(Totals { seq: 4, ..b1 }), tol, 0),
         Err(BillError::Stale {
             got: 4,
             accepted: 5
@@ -254,7 +258,7 @@ fn dishonest_bill_sequences_are_refused() {
     // Totals going down.
     assert_eq!(
         ledger.check(
-            &forge(Bill {
+            &forge(Totals {
                 seq: 6,
                 upload_bytes: 10,
                 ..b1
@@ -267,7 +271,7 @@ fn dishonest_bill_sequences_are_refused() {
     // Upload priced above the fee.
     assert!(matches!(
         ledger.check(
-            &forge(Bill {
+            &forge(Totals {
                 seq: 6,
                 upload_amount: Amount(b1.upload_amount.0 + 1),
                 ..b1
@@ -281,15 +285,15 @@ fn dishonest_bill_sequences_are_refused() {
         })
     ));
     // Another exit's signature, or for another user.
-    let mut foreign = forge(b1);
-    foreign = {
-        let mut m = bill_of(&foreign);
-        m.exit = pk(201);
-        Message::Bill(m).sign(&key(201))
-    };
+    let foreign = Message::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
     assert_eq!(ledger.check(&foreign, tol, 0), Err(BillError::WrongParty));
+    let other_user = Message::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
+    assert_eq!(
+        ledger.check(&other_user, tol, 0),
+        Err(BillError::WrongParty)
+    );
     // Not signed by the key it names.
-    let mut tampered = forge(Bill { seq: 7, ..b1 });
+    let mut tampered = forge(Totals { seq: 7, ..b1 });
     if let Some(b) = tampered.get_mut(80) {
         *b ^= 1;
     }
@@ -308,7 +312,8 @@ fn the_user_ledger_survives_a_restart_and_then_checks_the_formula_only() {
     ledger.count(1000, 1000);
     let b1 = bill(&mut e, 2);
     assert!(ledger.check(&b1, tol, ROUTE_BACK).is_ok());
-    let saved = ledger.encode(Some(&b1));
+    let saved = ledger.encode();
+    assert_eq!(ledger.accepted_signed(), Some(b1.as_slice()));
     assert_eq!(saved.len(), UserLedger::ENCODED_LEN);
     let mut restored = UserLedger::decode(&saved).unwrap_or_else(|| panic!("decode"));
     assert_eq!(restored.payable(), ledger.payable());
@@ -345,11 +350,16 @@ fn service_follows_owed_and_paid_both_ways() {
     let owed = e.user(&pk(1)).map(|u| u.owed);
     assert_eq!(owed, Some(Amount(5_000_010)));
     // A payment that brings the debt under the cut threshold: free tier; all of it: full.
-    assert_eq!(e.paid(&pk(1), Amount(10)), UserService::FreeTier);
-    assert_eq!(e.paid(&pk(1), Amount(5_000_010)), UserService::Full);
+    assert_eq!(e.paid(&pk(1), Amount(10)), Some(UserService::FreeTier));
+    assert_eq!(e.paid(&pk(1), Amount(5_000_010)), Some(UserService::Full));
     // A stale (lower) cumulative payment does not undo it.
-    assert_eq!(e.paid(&pk(1), Amount(0)), UserService::Full);
+    assert_eq!(e.paid(&pk(1), Amount(0)), Some(UserService::Full));
     assert_eq!(e.service(&pk(1)), Some(UserService::Full));
+    assert_eq!(
+        e.paid(&pk(9), Amount(1)),
+        None,
+        "an unknown key gets no account"
+    );
     let u = e.user(&pk(1)).unwrap_or_else(|| panic!("user"));
     assert_eq!(
         (u.paid, u.owed, u.service.name()),

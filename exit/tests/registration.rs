@@ -310,3 +310,40 @@ fn exhaustion_is_refused_and_expired_leases_are_reclaimed_only_then() {
         got.first().copied().flatten()
     );
 }
+
+#[test]
+fn renewals_are_written_sparingly_and_key_changes_at_once() {
+    let mut e = open(config(24), MemStore::default(), t(0));
+    let mut reg = Registrar::new();
+    let user = key(1).verifying_key().to_bytes();
+    let send = |e: &mut ExitServer<MemStore>, reg: &mut Registrar, tk: u8, at: u64| {
+        let (req, p) = reg.request(&key(1), exit_pk(), [tk; 32], mesh(1), t(at), [tk; 16]);
+        let a = e
+            .register(t(at), mesh(1), &req)
+            .map(|a| a.reply)
+            .unwrap_or_default();
+        assert!(matches!(p.answer(&a), Ok(Outcome::Registered(_))));
+    };
+    send(&mut e, &mut reg, 1, 1);
+    assert_eq!(e.store().commits, 1);
+    // Re-registering every minute for an hour: no write (the lease is 30 days; 1/30 is a day).
+    for i in 1..60 {
+        send(&mut e, &mut reg, 1, 1 + 60 * i);
+    }
+    assert_eq!(e.store().commits, 1);
+    // A new tunnel key is written before the answer, and the daemon sees it.
+    send(&mut e, &mut reg, 2, 4000);
+    assert_eq!(e.store().commits, 2);
+    assert_eq!(e.user(&user).map(|u| u.lease.tunnel_key), Some([2; 32]));
+    assert_eq!(
+        e.store().stored.leases.get(&user).map(|l| l.tunnel_key),
+        Some([2; 32])
+    );
+    // A day later, the renewal is written.
+    send(&mut e, &mut reg, 2, 4000 + 86_400);
+    assert_eq!(e.store().commits, 3);
+    assert_eq!(
+        e.store().stored.leases.get(&user).map(|l| l.renewed_ms),
+        Some(exit::unix_ms(t(4000 + 86_400)))
+    );
+}
