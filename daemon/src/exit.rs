@@ -13,6 +13,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::config::ParseError;
 use crate::discovery::{MIN_MTU, TUNNEL_OVERHEAD};
 
+/// The `exit*` configuration statements, for the man page.
+pub const CONFIG_HELP: &str = "Exit nodes (configuration file statements; start-up only):
+  exit interface IF private-key KEY pool-v4 PREFIX [pool-v6 PREFIX [prefix-len N]] [fee WEI]
+       [free-tier BYTES/S] [policy open|allow-list] [port N] [tunnel-port N] [state-dir DIR]
+                             this node is an exit: users' IPv4 is masqueraded out of IF; KEY is
+                             the exit tunnel's key; leases and bills live in DIR/exit.redb (the
+                             state file's path + .exit.redb); ports 4877 and 4878 by default
+  exit-allow HEX             a user's payment key (ed25519, 64 hex digits) for policy allow-list
+  exit-server NAME key HEX address MESH-ADDRESS [port N] [tunnel-port N]
+                             an exit this node may use: its payment key and mesh address
+  exit-client private-key KEY address MESH-ADDRESS [lan IF]... [hysteresis PERCENT] [hold S]
+                             this node uses the exit-servers: KEY is its exit tunnel key, the
+                             address its own mesh address; LAN interfaces are masqueraded into
+                             the exit tunnel and never forwarded anywhere else; another exit
+                             must score PERCENT (20) lower for S seconds (60) before a switch
+                             (an unreachable exit is left at once)
+The identity in registration and bills is the node's payment key (pay-private-key).";
+
 /// Default UDP port of the exit's registration service (on its mesh address).
 pub const REGISTRATION_PORT: u16 = 4877;
 /// Default UDP port of the exit tunnel on both ends.

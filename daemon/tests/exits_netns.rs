@@ -422,8 +422,25 @@ fn registration_is_sticky_across_restarts_and_sigkill() {
     assert_eq!(row["user"], pay_public(USER_SEED));
     assert_eq!(format!("{}/24", row["ipv4"].as_str().unwrap()), first);
 
+    // The daemons own their nftables tables: present while they run, gone after SIGTERM.
+    let tables = |ns: &Netns| ns.exec(&["nft", "list", "tables"]);
+    assert!(
+        tables(&w.user).contains("babeld_rs_exit_user"),
+        "{}",
+        tables(&w.user)
+    );
+    assert!(
+        tables(&w.exit).contains("babeld_rs_exit"),
+        "{}",
+        tables(&w.exit)
+    );
     // Twice: the user restarts and registers again.
     w.user_d.take().unwrap().terminate();
+    assert!(
+        !tables(&w.user).contains("babeld_rs_exit_user"),
+        "user's table left behind: {}",
+        tables(&w.user)
+    );
     w.start_user();
     assert!(
         wait_for(120, || w.user_address().is_some()),
@@ -591,8 +608,18 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
         "{on_user}"
     );
     assert!(on_user.contains("current yes"), "{on_user}");
-    let x = dump_json(&w.exit)["exits"]["users"][0].clone();
-    let u = dump_json(&w.user)["exits"].clone();
+    // Both ends copy their tunnel's counters out every half second: wait for the copies.
+    let counted = |w: &World| {
+        (
+            dump_json(&w.exit)["exits"]["users"][0].clone(),
+            dump_json(&w.user)["exits"].clone(),
+        )
+    };
+    wait_for(30, || {
+        let (x, u) = counted(&w);
+        x["tx_bytes"].as_u64() >= Some(1_000_000) && u["rx_bytes"].as_u64() >= Some(1_000_000)
+    });
+    let (x, u) = counted(&w);
     println!(
         "exit counts rx {} tx {} for the user; the user counts tx {} rx {}",
         x["rx_bytes"], x["tx_bytes"], u["tx_bytes"], u["rx_bytes"]

@@ -22,6 +22,8 @@ use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
 use tokio::sync::mpsc;
 
+use crate::mesh::nft;
+
 /// Protocol number of the default route into the exit tunnel (`ip route` shows `proto 44`):
 /// not Babel's 42, so the route thread never takes it for one of its own.
 const RTPROT_EXIT: u8 = 44;
@@ -62,26 +64,6 @@ enum Cmd {
     },
     /// Remove every peer but this one (a user switching exits).
     Only(tunnel::PublicKey),
-}
-
-fn nft(script: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft (install nftables)")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        anyhow::bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
 }
 
 fn sysctl(path: &str, value: &str) {
