@@ -908,3 +908,44 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
     assert_eq!(metered, want, "bill formula");
     assert_eq!(num(&r["billed"]), want);
 }
+
+/// The exit forwards only what comes from a registered user's own address: a user that
+/// spoofs another address of the pool (its own masquerade removed, as a cheating user would)
+/// gets nothing through, while its granted address still does.
+#[test]
+fn the_exit_forwards_only_registered_addresses() {
+    let test = "the_exit_forwards_only_registered_addresses";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::new("x9");
+    w.wait_connected(180);
+    nft(
+        &w.inet,
+        "table inet s {\n counter echo { }\n chain input {\n  type filter hook input priority 0;\n  iifname \"ex0\" icmp type echo-request counter name echo\n }\n}\n",
+    );
+    // The cheating user: no masquerade, a second address of the pool on its tunnel.
+    w.user
+        .exec(&["nft", "delete", "table", "inet", "babeld_rs_exit_user"]);
+    w.user.ip(&["addr", "add", "10.99.0.77/32", "dev", "exit0"]);
+    let echo = || nft_counter(&w.inet, "s", "echo");
+    let before = echo();
+    let spoofed = (0..5)
+        .filter(|_| common::ping_with(&w.user, SERVER, &["-c", "1", "-W", "2", "-I", "10.99.0.77"]))
+        .count();
+    let after_spoof = echo();
+    let own = (0..5)
+        .filter(|_| common::ping_with(&w.user, SERVER, &["-c", "1", "-W", "2", "-I", "10.99.0.2"]))
+        .count();
+    let after_own = echo();
+    println!(
+        "spoofed source: {spoofed}/5 answered, echo requests at the server {before} -> {after_spoof}; granted source: {own}/5 answered, -> {after_own}"
+    );
+    assert_eq!(spoofed, 0);
+    assert_eq!(after_spoof, before, "a spoofed packet reached the internet");
+    assert!(
+        own >= 4 && after_own >= after_spoof + 4,
+        "the granted address must still pass"
+    );
+}
