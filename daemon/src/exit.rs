@@ -16,7 +16,7 @@ use crate::discovery::{MIN_MTU, TUNNEL_OVERHEAD};
 /// The `exit*` configuration statements, for the man page.
 pub const CONFIG_HELP: &str = "Exit nodes (configuration file statements; start-up only):
   exit interface IF private-key KEY pool-v4 PREFIX [pool-v6 PREFIX [prefix-len N]] [fee WEI]
-       [free-tier BYTES/S] [policy open|allow-list] [port N] [tunnel-port N] [state-dir DIR]
+       [free-tier BYTES/S] [close-threshold WEI] [policy open|allow-list] [port N] [tunnel-port N] [state-dir DIR]
                              this node is an exit: users' IPv4 is masqueraded out of IF; KEY is
                              the exit tunnel's key; leases and bills live in DIR/exit.redb (the
                              state file's path + .exit.redb); ports 4877 and 4878 by default
@@ -92,6 +92,9 @@ pub struct ExitRole {
     pub fee: u64,
     /// Free tier in bytes per second (a user who does not pay is throttled to it).
     pub free_tier: u64,
+    /// A user owing more than this (wei) is throttled to the free tier; owing ten times more,
+    /// cut (default: the payments crate's close threshold).
+    pub close_threshold: Option<u128>,
     /// Who may register.
     pub admission: Admission,
     /// Registration UDP port.
@@ -267,6 +270,7 @@ fn parse_role(rest: &[String]) -> Result<ExitStatement, ParseError> {
         v6_prefix_len: 64,
         fee: 0,
         free_tier: 125_000,
+        close_threshold: None,
         admission: Admission::Open,
         port: REGISTRATION_PORT,
         tunnel_port: TUNNEL_PORT,
@@ -288,6 +292,12 @@ fn parse_role(rest: &[String]) -> Result<ExitStatement, ParseError> {
             "prefix-len" => r.v6_prefix_len = num(k, v, 48, 128)?,
             "fee" => r.fee = num(k, v, 0, u64::MAX)?,
             "free-tier" => r.free_tier = num(k, v, 1, u64::from(u32::MAX))?,
+            "close-threshold" => {
+                r.close_threshold = Some(
+                    v.parse::<u128>()
+                        .map_err(|_| bad(k, v, "not a whole number of wei"))?,
+                )
+            }
             "policy" => {
                 r.admission = match v {
                     "open" => Admission::Open,
@@ -732,13 +742,14 @@ mod tests {
         assert_eq!(r.pool_v6, None);
         assert_eq!(r.gateway_v4(), Ipv4Addr::new(10, 99, 0, 1));
         let ExitStatement::Role(r) = one(&format!(
-            "exit interface eth0 private-key {KEY} pool-v4 10.99.0.9/16 pool-v6 fd99::/48 prefix-len 60 free-tier 1000"
+            "exit interface eth0 private-key {KEY} pool-v4 10.99.0.9/16 pool-v6 fd99::/48 prefix-len 60 free-tier 1000 close-threshold 500"
         )) else {
             panic!()
         };
         assert_eq!(r.pool_v6, Some(("fd99::".parse().unwrap(), 48)));
         assert_eq!(r.v6_prefix_len, 60);
         assert_eq!(r.free_tier, 1000);
+        assert_eq!(r.close_threshold, Some(500));
         assert_eq!(r.gateway_v4(), Ipv4Addr::new(10, 99, 0, 1));
     }
 

@@ -118,10 +118,10 @@ impl Drop for World {
 
 impl World {
     fn new(tag: &str) -> World {
-        World::build(tag, false)
+        World::build(tag, false, "")
     }
 
-    fn build(tag: &str, two_exits: bool) -> World {
+    fn build(tag: &str, two_exits: bool, exit_opts: &str) -> World {
         let inet = Netns::new(&format!("{tag}i"));
         common::forwarding(&inet);
         let exit = node(&format!("{tag}e"), 1);
@@ -160,7 +160,7 @@ impl World {
             "{FILTERS}fee {EXIT_FEE}\npay-private-key {EXIT_SEED}\n\
              tunnel bgx private-key {k_exit_bgx} listen-port 51820 mtu 1420\n\
              tunnel-peer bgx public-key {p_gw_bgx} endpoint 203.0.113.2:51821 persistent-keepalive 5\n\
-             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}\n",
+             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}{exit_opts}\n",
             state_dir.display()
         );
         let mut gw_conf = format!(
@@ -761,7 +761,7 @@ fn two_exits_the_user_switches_when_its_exit_dies() {
         return;
     }
     let _g = one_at_a_time();
-    let mut w = World::build("x7", true);
+    let mut w = World::build("x7", true, "");
     w.wait_connected(180);
     let current = |w: &World| {
         dump_json(&w.user)["exits"]["current"]
@@ -948,4 +948,90 @@ fn the_exit_forwards_only_registered_addresses() {
         own >= 4 && after_own >= after_spoof + 4,
         "the granted address must still pass"
     );
+}
+
+/// iperf3's measured rate, bits per second, of a run of `secs` seconds (`-R`: download); a
+/// run that failed (server not up yet on a loaded machine) is tried again, up to 3 times.
+fn iperf_rate(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
+    for _ in 0..3 {
+        let r = iperf_once(server_ns, ns, secs, reverse);
+        if r > 0.0 {
+            return r;
+        }
+    }
+    0.0
+}
+
+fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
+    let mut srv = Daemon::start(
+        server_ns,
+        "iperf3",
+        &["-s", "-1", "-B", SERVER, "-p", "5201"],
+        tmp("iperf3-server.log"),
+    );
+    wait_for(20, || {
+        server_ns
+            .exec(&["ss", "-Htln", "sport = :5201"])
+            .contains("5201")
+    });
+    let mut args = vec!["-c", SERVER, "-p", "5201", "-t", secs, "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "iperf3"])
+        .args(&args)
+        .output()
+        .unwrap();
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// (6, in part) A user who does not pay is throttled to the free tier in both directions once
+/// it owes more than the close threshold (measured with iperf3). Payment and recovery are not
+/// wired yet (no payment channel to the exit).
+#[test]
+fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
+    let test = "a_user_owing_past_the_threshold_is_throttled_both_ways";
+    if !usable(test) || !have("iperf3", test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    // Free tier 62500 B/s (500 kbit/s); throttled after 20,000,000 wei (about 1.4 MB down).
+    let w = World::build("x6", false, " free-tier 62500 close-threshold 20000000");
+    w.wait_connected(180);
+    let service = |w: &World| {
+        dump_json(&w.exit)["exits"]["users"][0]["service"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    assert_eq!(service(&w).as_deref().unwrap_or("full"), "full");
+    let full = iperf_rate(&w.inet, &w.lan, "3", true);
+    assert!(
+        wait_for(30, || service(&w).as_deref() == Some("free-tier")),
+        "{}",
+        dump_json(&w.exit)["exits"]
+    );
+    let down = iperf_rate(&w.inet, &w.lan, "8", true);
+    let up = iperf_rate(&w.inet, &w.lan, "8", false);
+    let tier = 62_500.0 * 8.0;
+    println!(
+        "before the threshold {:.0} kbit/s; throttled: download {:.0} kbit/s, upload {:.0} kbit/s (free tier {:.0} kbit/s)",
+        full / 1e3,
+        down / 1e3,
+        up / 1e3,
+        tier / 1e3
+    );
+    assert!(full > 2.0 * tier, "not full speed before: {full}");
+    for (what, r) in [("download", down), ("upload", up)] {
+        assert!(
+            r > 0.3 * tier && r < 1.3 * tier,
+            "{what} {r} b/s, free tier {tier}"
+        );
+    }
 }

@@ -64,6 +64,8 @@ enum Cmd {
     },
     /// Remove every peer but this one (a user switching exits).
     Only(tunnel::PublicKey),
+    /// A user's service level changed: what its tunnel peer forwards, both ways.
+    Policy(tunnel::PublicKey, tunnel::ForwardingPolicy),
 }
 
 fn sysctl(path: &str, value: &str) {
@@ -401,6 +403,12 @@ fn apply(
             }
             tracing::info!("exit tunnel: peer {} at {endpoint}", key.to_base64());
         }
+        Cmd::Policy(key, policy) => {
+            if let Some(p) = dev.peer_id(&key).and_then(|id| dev.peer_mut(id)) {
+                p.set_policy(policy);
+                tracing::info!("exit tunnel: peer {} policy {policy:?}", key.to_base64());
+            }
+        }
         Cmd::Only(key) => {
             let others: Vec<_> = dev
                 .peers()
@@ -478,6 +486,12 @@ fn open_server(
         }
     };
     cfg.free_tier_bps = role.free_tier.saturating_mul(8);
+    if let Some(close) = role.close_threshold {
+        cfg.thresholds = ::exit::ServiceThresholds {
+            close: payments::Amount(close),
+            cut: payments::Amount(close.saturating_mul(10)),
+        };
+    }
     cfg.tunnel.mtu = u16::try_from(daemon::exit::tunnel_if_mtu()).unwrap_or(1500);
     ::exit::ExitServer::open(cfg, pay_key.clone(), store, SystemTime::now())
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))
@@ -561,7 +575,7 @@ async fn serve(
         let r = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             Some((key, up, down)) = meters.recv() => {
-                account(&mut server, &view, &prices, key, up, down);
+                account(&mut server, (&view, &tx, role.free_tier), &prices, key, up, down);
                 continue;
             }
             _ = bill_tick.tick() => {
@@ -611,7 +625,7 @@ async fn serve(
 /// installed route back to the user (what the exit pays its neighbours for it).
 fn account(
     server: &mut ::exit::ExitServer<::exit::RedbStore>,
-    view: &Arc<Mutex<ExitView>>,
+    (view, tx, free_tier): (&Arc<Mutex<ExitView>>, &mpsc::UnboundedSender<Cmd>, u64),
     prices: &PriceTable,
     key: tunnel::PublicKey,
     up: u64,
@@ -627,8 +641,28 @@ fn account(
     let back = prices
         .lookup(IpAddr::V6(u.lease.mesh_address))
         .map_or(0, |p| p.theirs);
+    let before = u.service;
     server.meter(&u.user, up, down, back);
     if let Some(u) = server.user(&u.user) {
+        if u.service != before {
+            // Throttling happens in the tunnel, both directions, at the free tier; a cut user
+            // gets nothing through it. Payments travel over the mesh, never through this
+            // tunnel, so they are not slowed by it.
+            let policy = match u.service {
+                ::exit::UserService::Full => tunnel::ForwardingPolicy::Allow,
+                ::exit::UserService::FreeTier => tunnel::ForwardingPolicy::RateLimit {
+                    bytes_per_sec: free_tier,
+                    burst: free_tier,
+                },
+                ::exit::UserService::Cut => tunnel::ForwardingPolicy::Block,
+            };
+            tracing::info!(
+                "exit: user {} now {}",
+                hex::encode(u.user),
+                u.service.name()
+            );
+            let _ = tx.send(Cmd::Policy(key, policy));
+        }
         show_account(view, &u, Some(back));
     }
 }
