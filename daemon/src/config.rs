@@ -404,6 +404,8 @@ pub enum Statement {
     /// at runtime, an operator's request (`open`, `top-up`, `close`, `finalize`). The words
     /// after `settlement`.
     Settlement(Vec<String>),
+    /// `exit` and `exit-*`: the exit role and the exits a user node uses (`crate::exit`).
+    Exit(crate::exit::ExitStatement),
 }
 
 /// A whole configuration.
@@ -427,6 +429,8 @@ pub struct DaemonConfig {
     pub pay: crate::payments::PaySettings,
     /// `settlement` statements, each the words after `settlement`, in order.
     pub settlement: Vec<Vec<String>>,
+    /// `exit` and `exit-*` settings.
+    pub exit: crate::exit::ExitSettings,
 }
 
 impl DaemonConfig {
@@ -466,6 +470,7 @@ impl DaemonConfig {
             Statement::Mesh(m) => self.mesh.apply(m),
             Statement::Pay(p) => self.pay.apply(p),
             Statement::Settlement(words) => self.settlement.push(words),
+            Statement::Exit(e) => self.exit.apply(e),
             Statement::TunnelPeer(name, p) => {
                 if let Some((_, _, peers)) = self.tunnels.iter_mut().find(|(n, _, _)| *n == name) {
                     peers.retain(|q| q.public_key != p.public_key);
@@ -725,6 +730,13 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
                 return Err(bad(first, extra, "unexpected word after the value"));
             }
             Statement::Mesh(s)
+        }
+        e if e == "exit" || e.starts_with("exit-") => {
+            if ctx == Context::Runtime {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            let rest = ws.get(1..).unwrap_or_default();
+            Statement::Exit(crate::exit::ExitStatement::parse(e, rest)?)
         }
         "settlement" => {
             let mut words = Vec::new();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod discovery;
+pub mod exit;
 pub mod fuzzing;
 pub mod iface_sync;
 pub mod kernel_check;

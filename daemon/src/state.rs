@@ -167,6 +167,8 @@ pub struct Daemon {
     pub meters: crate::payments::MeterBoard,
     /// The payment loop's rows, counters and switches (spec/payments.md).
     pub payments: std::sync::Arc<crate::payments::PayShared>,
+    /// The exit role or exit client, if configured (`crate::exit`).
+    pub exits: Option<std::sync::Arc<std::sync::Mutex<crate::exit::ExitView>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -216,6 +218,7 @@ impl Daemon {
             mesh: Vec::new(),
             meters: Default::default(),
             payments: Default::default(),
+            exits: None,
         }
     }
 
@@ -359,6 +362,9 @@ impl Daemon {
         out.extend(crate::discovery::dump_lines(&self.mesh));
         out.extend(crate::payments::dump_lines(&self.meters));
         out.extend(self.payments.dump_lines());
+        if let Some(e) = self.exits.as_ref().and_then(|e| e.lock().ok()) {
+            out.extend(e.lines());
+        }
         if let Ok(b) = self.payments.settlement.lock() {
             out.extend(b.lines.iter().cloned());
         }
@@ -640,6 +646,7 @@ impl Daemon {
                     v.policy_generation += 1;
                 }
             }
+            Statement::Exit(_) => return Err("exits cannot change at runtime".to_owned()),
             Statement::Tunnel(..) | Statement::TunnelPeer(..) => {
                 return Err("tunnels cannot change at runtime".to_owned());
             }
@@ -678,6 +685,7 @@ impl Daemon {
             mesh: Vec<crate::discovery::MeshView>,
             meters: Vec<crate::payments::MeterRow>,
             payments: Vec<crate::payments::PaymentRow>,
+            exits: Option<crate::exit::ExitView>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -732,6 +740,10 @@ impl Daemon {
             tunnels,
             meters: crate::payments::rows(&self.meters),
             payments: self.payments.rows(),
+            exits: self
+                .exits
+                .as_ref()
+                .and_then(|e| e.lock().ok().map(|e| e.clone())),
             mesh: self
                 .mesh
                 .iter()

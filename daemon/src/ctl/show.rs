@@ -18,7 +18,7 @@ pub struct ShowArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// What to show: all, interfaces, neighbours, routes, tunnels or payments.
+    /// What to show: all, interfaces, neighbours, routes, tunnels, payments or exits.
     #[arg(default_value = "all")]
     pub what: String,
 }
@@ -53,6 +53,8 @@ pub struct Dump {
     pub mesh: Vec<Entry>,
     /// Payments per mesh neighbour (babeld-rs's `payment` lines), id = its tunnel key.
     pub payments: Vec<Entry>,
+    /// Exits (babeld-rs's `exit`, `exit-user` and `exit-client` lines), field `kind` = which.
+    pub exits: Vec<Entry>,
 }
 
 /// Parses a banner and `dump` reply.
@@ -85,6 +87,10 @@ pub fn parse_dump(text: &str) -> Dump {
                     "route" => d.routes.push(e),
                     "mesh-neighbour" => d.mesh.push(e),
                     "payment" => d.payments.push(e),
+                    "exit" | "exit-user" | "exit-client" => {
+                        e.fields.insert("kind".into(), (*kind).to_string());
+                        d.exits.push(e);
+                    }
                     _ => {}
                 }
             }
@@ -267,6 +273,14 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
     }
     if let Some(fee) = v.get("fee") {
         d.info.insert("local fee".into(), s(fee));
+    }
+    // The exit role's or client's rows, as the text dump gives them.
+    if let Some(x) = v
+        .get("exits")
+        .filter(|x| !x.is_null())
+        .and_then(|x| serde_json::from_value::<crate::exit::ExitView>(x.clone()).ok())
+    {
+        d.exits = parse_dump(&format!("-\n{}", x.lines().join("\n"))).exits;
     }
     d
 }
@@ -588,6 +602,23 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             ],
             rows,
         )?;
+    }
+    if (all && !d.exits.is_empty()) || what == "exits" {
+        writeln!(out, "\nExits")?;
+        let rows = d
+            .exits
+            .iter()
+            .map(|e| {
+                let rest: Vec<String> = e
+                    .fields
+                    .iter()
+                    .filter(|(k, _)| *k != "kind")
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                vec![get(e, "kind"), e.id.clone(), rest.join("  ")]
+            })
+            .collect();
+        table(out, &["KIND", "ID", "DETAILS"], rows)?;
     }
     if all || what == "routes" {
         writeln!(out, "\nRoutes")?;

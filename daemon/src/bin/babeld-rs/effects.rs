@@ -90,6 +90,9 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
     }
     if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
         crate::pay::publish_prices(d, &io.prices);
+        if let Some(e) = &io.exits {
+            crate::exit::publish_routes(d, e);
+        }
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
         tracing::error!("kernel route thread is gone");

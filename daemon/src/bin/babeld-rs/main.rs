@@ -45,6 +45,7 @@
 
 mod control_socket;
 mod effects;
+mod exit;
 mod kernel;
 mod mesh;
 mod metrics_http;

@@ -56,7 +56,7 @@ const HELLO_REFRESH: Duration = Duration::from_secs(10);
 
 /// The payment key: `pay-private-key`, else the seed in `KEYFILE` (created on first start,
 /// mode 0600, synced before use so a restart signs with the same key its ledger holds).
-fn payment_key(config: &DaemonConfig, keyfile: &Path) -> anyhow::Result<SigningKey> {
+pub fn payment_key(config: &DaemonConfig, keyfile: &Path) -> anyhow::Result<SigningKey> {
     let hex_seed = match &config.pay.private_key {
         Some(k) => k.clone(),
         None => match std::fs::read_to_string(keyfile) {

@@ -56,6 +56,8 @@ pub struct Io {
     pub metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
     pub prices: Arc<daemon::payments::PriceTable>,
+    /// The exit role or client.
+    pub exits: Option<crate::exit::Exits>,
 }
 
 /// Re-reading the kernel, one snapshot at a time: a change noticed while a snapshot is on its
@@ -201,5 +203,8 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     }
     if io.mesh_events.is_some() {
         crate::mesh::remove_filter();
+    }
+    if let Some(e) = &io.exits {
+        crate::exit::stop(e);
     }
 }

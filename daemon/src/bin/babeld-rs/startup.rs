@@ -281,7 +281,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
+    let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices)?;
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    d.exits = exits.as_ref().map(|e| e.view.clone());
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     d.tunnels = tunnel_states;
@@ -355,6 +357,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         pay_lines,
         metrics_requests: None,
         prices,
+        exits,
     };
     // The first reading is synchronous, before the loop; later ones come from the dump thread.
     let routes = dump_tables(&mut netlink, &redistributed_tables(&g.import_tables));

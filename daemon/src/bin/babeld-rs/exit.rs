@@ -1,0 +1,873 @@
+//! The exit role and the exit client (`daemon::exit` has the decisions): one thread runs the
+//! user-to-exit tunnel (`tunnel` crate over the TUN `exit0`, its UDP outer packets routed by
+//! Babel through the mesh tunnels), the registration socket and, on a user node, the choice of
+//! exit; it installs the addresses, the default route and the nftables table, and removes the
+//! table at exit.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ed25519_dalek::SigningKey;
+
+use anyhow::Context;
+use babel_wire::Prefix;
+use daemon::config::DaemonConfig;
+use daemon::exit::{
+    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RouteToExit,
+    TUNNEL_IFNAME, USER_TABLE, UserRow,
+};
+use daemon::payments::PriceTable;
+use kernel_fib::{Fib, KernelRoute, NetlinkFib};
+use tokio::sync::mpsc;
+
+use crate::mesh::nft;
+
+/// Protocol number of the default route into the exit tunnel (`ip route` shows `proto 44`):
+/// not Babel's 42, so the route thread never takes it for one of its own.
+const RTPROT_EXIT: u8 = 44;
+/// How often the client decides which exit to use and the tunnel thread re-asserts the
+/// default route (a DHCP client may have replaced it).
+const REFRESH: Duration = Duration::from_secs(1);
+/// How often the client registers again with its exit (renews the lease; notices an exit that
+/// restarted).
+const RENEW: Duration = Duration::from_secs(10);
+/// How often the tunnel's thread applies peer changes and copies its counters out.
+const TURN: Duration = Duration::from_millis(500);
+/// How often the exit commits and signs its users' bills.
+const BILL_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the client waits for an exit's answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// Keepalive of the user's tunnel peer (keeps the exit's endpoint for us fresh).
+const KEEPALIVE: u16 = 5;
+
+/// The running exit role or client.
+pub struct Exits {
+    /// Shown by `dump` and `show exits`.
+    pub view: Arc<Mutex<ExitView>>,
+    /// Babel's routes to the configured exits, published by the main loop.
+    pub routes: Arc<ExitRoutes>,
+    /// The exits' mesh addresses (what [`publish_routes`] looks for).
+    watched: Vec<Ipv6Addr>,
+    table: &'static str,
+}
+
+/// A change for the tunnel's thread.
+enum Cmd {
+    /// Add (or update) a peer.
+    Peer {
+        key: tunnel::PublicKey,
+        endpoint: SocketAddr,
+        allowed: Vec<Prefix>,
+        keepalive: Option<u16>,
+    },
+    /// Remove every peer but this one (a user switching exits).
+    Only(tunnel::PublicKey),
+    /// A user's service level changed: what its tunnel peer forwards, both ways.
+    Policy(tunnel::PublicKey, tunnel::ForwardingPolicy),
+}
+
+fn sysctl(path: &str, value: &str) {
+    if let Err(e) = std::fs::write(path, value) {
+        tracing::warn!("{path}: {e}");
+    }
+}
+
+/// Starts the exit role or the exit client if the configuration has one.
+pub fn start(
+    config: &DaemonConfig,
+    state_file: Option<&Path>,
+    prices: &Arc<PriceTable>,
+) -> anyhow::Result<Option<Exits>> {
+    let x = &config.exit;
+    let (key, port, table, watched) = match (&x.role, &x.client) {
+        (Some(_), Some(_)) => anyhow::bail!("a node is an exit or uses one, not both"),
+        (Some(r), None) => (&r.private_key, r.tunnel_port, EXIT_TABLE, Vec::new()),
+        (None, Some(c)) => {
+            if x.servers.is_empty() {
+                anyhow::bail!("exit-client without any exit-server");
+            }
+            (
+                &c.private_key,
+                daemon::exit::TUNNEL_PORT,
+                USER_TABLE,
+                x.servers.iter().map(|s| s.address).collect(),
+            )
+        }
+        (None, None) => return Ok(None),
+    };
+    let private: tunnel::PrivateKey = key
+        .parse()
+        .map_err(|_| anyhow::anyhow!("exit private key: not a key"))?;
+    // The payment key is the identity that registers and signs (the key whose channel pays).
+    let mut keyfile = config.pay.ledger_path(state_file).into_os_string();
+    keyfile.push(".key");
+    let pay_key = crate::pay::payment_key(config, &PathBuf::from(keyfile))?;
+    let state_file = state_file.map(Path::to_path_buf);
+    let mss = daemon::exit::mss_v4(daemon::discovery::tunnel_mtu(1500));
+    let view = Arc::new(Mutex::new(ExitView {
+        role: if x.role.is_some() { "exit" } else { "user" }.to_owned(),
+        tunnel_key: private.public_key().to_base64(),
+        mtu: daemon::exit::tunnel_if_mtu(),
+        mss,
+        ..Default::default()
+    }));
+    let routes = Arc::new(ExitRoutes::default());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (config, v, r, p) = (config.clone(), view.clone(), routes.clone(), prices.clone());
+    std::thread::Builder::new()
+        .name("exit".to_owned())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let keys = (private, pay_key);
+                if let Err(e) = run(config, keys, state_file, port, mss, (v, r, p), ready_tx).await
+                {
+                    tracing::error!("exit: {e:#}");
+                }
+            });
+        })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("exit thread did not start")?
+        .map_err(|e| anyhow::anyhow!("exit tunnel: {e}"))?;
+    Ok(Some(Exits {
+        view,
+        routes,
+        watched,
+        table,
+    }))
+}
+
+/// Removes our nftables table (at exit; the TUN and its routes go with the process).
+pub fn stop(e: &Exits) {
+    if let Err(err) = nft(&format!("delete table inet {}\n", e.table)) {
+        tracing::warn!("removing nftables table {}: {err}", e.table);
+    }
+}
+
+/// Publishes Babel's routes to the exits' mesh addresses (after route changes): per exit, the
+/// best feasible finite route (the one Babel selects; its kernel installation may still be in
+/// flight, so the `installed` flag is not waited for).
+pub fn publish_routes(d: &daemon::state::Daemon, e: &Exits) {
+    if e.watched.is_empty() {
+        return;
+    }
+    let mut best: Vec<(Ipv6Addr, RouteToExit)> = Vec::new();
+    for r in d.engine.routes(d.now) {
+        let IpAddr::V6(a) = r.prefix.addr() else {
+            continue;
+        };
+        if r.src_prefix.is_some()
+            || r.prefix.len() != 128
+            || !r.feasible
+            || r.metric.0 == u16::MAX
+            || !e.watched.contains(&a)
+        {
+            continue;
+        }
+        // What a byte to the exit costs us: the price our next hop charges (received price).
+        let route = RouteToExit {
+            metric: r.metric.0,
+            price: r.received_price,
+        };
+        match best.iter_mut().find(|(x, _)| *x == a) {
+            Some((_, old)) if old.metric > route.metric => *old = route,
+            Some(_) => {}
+            None => best.push((a, route)),
+        }
+    }
+    e.routes.publish(best);
+}
+
+fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
+    netlink
+        .links()?
+        .into_iter()
+        .find(|l| l.name == name)
+        .map(|l| l.index)
+        .with_context(|| format!("{name} did not appear"))
+}
+
+async fn run(
+    config: DaemonConfig,
+    (private, pay_key): (tunnel::PrivateKey, SigningKey),
+    state_file: Option<PathBuf>,
+    port: u16,
+    mss: u32,
+    (view, routes, prices): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>, Arc<PriceTable>),
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> anyhow::Result<()> {
+    let mtu = daemon::exit::tunnel_if_mtu();
+    let opened = tunnel::driver::TunDevice::open(TUNNEL_IFNAME).and_then(|tun| {
+        let socket = tunnel::driver::bind_udp(port)?;
+        let mut device = tunnel::Device::new(private.clone(), &mut rand_core::OsRng);
+        device.set_mtu(Some(mtu as usize));
+        tunnel::driver::Driver::new(device, tun, socket)
+    });
+    let mut driver = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return Ok(());
+        }
+    };
+    let mut netlink = NetlinkFib::new().context("netlink")?;
+    let ix = ifindex(&mut netlink, TUNNEL_IFNAME)?;
+    netlink.set_link_up(ix, Some(mtu))?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
+    let (meter_tx, meter_rx) = mpsc::unbounded_channel::<Metered>();
+    if let Some(role) = &config.exit.role {
+        let len = role.pool_v4.1;
+        netlink.add_address(ix, IpAddr::V4(role.gateway_v4()), len)?;
+        sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+        sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+        nft(&daemon::exit::exit_ruleset(role, mss, &[])).context("installing the exit table")?;
+        let _ = ready.send(Ok(()));
+        let server = open_server(
+            &config.exit,
+            role,
+            &private,
+            &pay_key,
+            state_file.as_deref(),
+        )?;
+        tokio::spawn(serve(
+            role.clone(),
+            server,
+            tx.clone(),
+            view.clone(),
+            (meter_rx, prices),
+        ));
+        tracing::info!(
+            "exit: tunnel {TUNNEL_IFNAME} on UDP port {port}, key {}, pool {}/{len}",
+            private.public_key().to_base64(),
+            role.gateway_v4()
+        );
+    } else if let Some(c) = &config.exit.client {
+        sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+        nft(&daemon::exit::user_ruleset(&c.lan, mss))
+            .context("installing the exit client table")?;
+        let _ = ready.send(Ok(()));
+        tokio::spawn(client(
+            config.exit.clone(),
+            pay_key,
+            private.public_key(),
+            tx.clone(),
+            view.clone(),
+            routes,
+        ));
+    }
+    let mut assigned: Option<(Ipv4Addr, u8)> = None;
+    let mut peers = std::collections::HashMap::new();
+    let mut counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)> = Default::default();
+    loop {
+        driver
+            .run(tokio::time::sleep(TURN))
+            .await
+            .context("exit tunnel")?;
+        let mut cmds: Vec<Cmd> = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            cmds.push(c);
+        }
+        for c in cmds {
+            apply(&mut driver, &mut peers, c);
+        }
+        // A user node: the address and the default route follow the grant.
+        let grant = view.lock().ok().and_then(|v| v.grant.clone());
+        if let Some(g) = grant {
+            if assigned != Some(g.ipv4) {
+                // Another exit, another address: the old one goes, or the LAN's masquerade
+                // would keep using it (the new exit forwards only what it granted).
+                if let Some((a, l)) = assigned {
+                    remove_address(a, l);
+                }
+                netlink.add_address(ix, IpAddr::V4(g.ipv4.0), g.ipv4.1)?;
+                assigned = Some(g.ipv4);
+            }
+            default_route(&mut netlink, ix, &g);
+        }
+        snapshot(&driver, &view);
+        if config.exit.role.is_some() {
+            meter(&driver, &mut counted, &meter_tx);
+        }
+    }
+}
+
+/// Bytes a user's tunnel peer carried since the last turn: (tunnel key, from it, to it).
+type Metered = (tunnel::PublicKey, u64, u64);
+
+/// Sends each peer's new inner bytes to the registration task, which owns the accounts. A peer
+/// that was re-added (counters back to zero) counts from zero again.
+fn meter(
+    driver: &tunnel::driver::Driver,
+    counted: &mut std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+    out: &mpsc::UnboundedSender<Metered>,
+) {
+    for (_, p) in driver.device().peers() {
+        let s = p.stats();
+        let key = p.public_key();
+        let (rx0, tx0) = counted.get(&key).copied().unwrap_or((0, 0));
+        let (rx0, tx0) = if s.rx_bytes < rx0 || s.tx_bytes < tx0 {
+            (0, 0)
+        } else {
+            (rx0, tx0)
+        };
+        let (up, down) = (s.rx_bytes - rx0, s.tx_bytes - tx0);
+        counted.insert(key, (s.rx_bytes, s.tx_bytes));
+        if up > 0 || down > 0 {
+            let _ = out.send((key, up, down));
+        }
+    }
+}
+
+/// Removes an address from the exit tunnel (kernel-fib adds addresses but has no removal).
+fn remove_address(a: Ipv4Addr, len: u8) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "-4",
+            "addr",
+            "del",
+            &format!("{a}/{len}"),
+            "dev",
+            TUNNEL_IFNAME,
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => tracing::warn!(
+            "exit: removing {a}/{len}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => tracing::warn!("exit: removing {a}/{len}: {e}"),
+    }
+}
+
+/// The user node's IPv4 default route into the exit tunnel, re-asserted every turn.
+fn default_route(netlink: &mut NetlinkFib, ix: u32, g: &Grant) {
+    let mut r = KernelRoute::unicast(
+        Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+            .unwrap_or_else(|_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED))),
+        Some(IpAddr::V4(g.exit_ipv4)),
+        Some(ix),
+    );
+    r.protocol = RTPROT_EXIT;
+    r.onlink = true;
+    if let Err(e) = netlink.replace(&r) {
+        tracing::warn!("exit: default route: {e}");
+    }
+}
+
+/// Applies a change to the tunnel's peers; `peers` remembers each one's allowed IPs.
+fn apply(
+    driver: &mut tunnel::driver::Driver,
+    peers: &mut std::collections::HashMap<tunnel::PublicKey, Vec<Prefix>>,
+    c: Cmd,
+) {
+    let dev = driver.device_mut();
+    match c {
+        Cmd::Peer {
+            key,
+            endpoint,
+            allowed,
+            keepalive,
+        } => {
+            if let Some(id) = dev.peer_id(&key) {
+                // The allowed IPs may have changed (a new lease): start the peer afresh.
+                if peers.get(&key) == Some(&allowed) {
+                    if let Some(p) = dev.peer_mut(id) {
+                        p.set_endpoint(Some(endpoint));
+                    }
+                    return;
+                }
+                dev.remove_peer(id);
+            }
+            let opts = tunnel::PeerOptions {
+                endpoint: Some(endpoint),
+                persistent_keepalive: keepalive,
+                ..Default::default()
+            };
+            let id = dev.add_peer(key, opts, &allowed);
+            peers.insert(key, allowed);
+            if let Some(p) = dev.peer_mut(id) {
+                p.set_endpoint(Some(endpoint));
+            }
+            tracing::info!("exit tunnel: peer {} at {endpoint}", key.to_base64());
+        }
+        Cmd::Policy(key, policy) => {
+            if let Some(p) = dev.peer_id(&key).and_then(|id| dev.peer_mut(id)) {
+                p.set_policy(policy);
+                tracing::info!("exit tunnel: peer {} policy {policy:?}", key.to_base64());
+            }
+        }
+        Cmd::Only(key) => {
+            let others: Vec<_> = dev
+                .peers()
+                .filter(|(_, p)| p.public_key() != key)
+                .map(|(id, _)| id)
+                .collect();
+            for id in others {
+                if let Some(p) = dev.remove_peer(id) {
+                    peers.remove(&p.public_key());
+                }
+            }
+        }
+    }
+}
+
+fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
+    let now = Instant::now();
+    let Ok(mut v) = view.lock() else { return };
+    for (_, p) in driver.device().peers() {
+        let s = p.stats();
+        let key = p.public_key().to_base64();
+        if v.role == "exit" {
+            if let Some(u) = v.users.iter_mut().find(|u| u.tunnel_key == key) {
+                u.rx_bytes = s.rx_bytes;
+                u.tx_bytes = s.tx_bytes;
+                u.last_handshake_s = p
+                    .last_handshake()
+                    .map(|t| now.saturating_duration_since(t).as_secs());
+            }
+        } else {
+            v.rx_bytes = s.rx_bytes;
+            v.tx_bytes = s.tx_bytes;
+        }
+    }
+}
+
+/// The exit's registration service over its durable store (next to the state file).
+fn open_server(
+    settings: &daemon::exit::ExitSettings,
+    role: &ExitRole,
+    private: &tunnel::PrivateKey,
+    pay_key: &SigningKey,
+    state_file: Option<&Path>,
+) -> anyhow::Result<::exit::ExitServer<::exit::RedbStore>> {
+    let path = match (&role.state_dir, state_file) {
+        (Some(d), _) => PathBuf::from(d).join("exit.redb"),
+        (None, Some(f)) => {
+            let mut p = f.as_os_str().to_owned();
+            p.push(".exit.redb");
+            PathBuf::from(p)
+        }
+        (None, None) => PathBuf::from("/var/lib/babeld-rs/exit.redb"),
+    };
+    let store = ::exit::RedbStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))?;
+    let (network, prefix_len) = role.pool_v4;
+    let mut cfg = ::exit::ExitConfig::new(
+        ::exit::Ipv4Pool {
+            network,
+            prefix_len,
+        },
+        *private.public_key().as_bytes(),
+        role.tunnel_port,
+        u32::try_from(role.fee).unwrap_or(u32::MAX),
+    );
+    cfg.ipv6_pool = role.pool_v6.map(|(prefix, prefix_len)| ::exit::Ipv6Pool {
+        prefix,
+        prefix_len,
+        user_prefix_len: role.v6_prefix_len,
+    });
+    cfg.admission = match role.admission {
+        Admission::Open => ::exit::Admission::Open,
+        Admission::AllowList => {
+            ::exit::Admission::AllowList(settings.allow.iter().copied().collect())
+        }
+    };
+    cfg.free_tier_bps = role.free_tier.saturating_mul(8);
+    if let Some(close) = role.close_threshold {
+        cfg.thresholds = ::exit::ServiceThresholds {
+            close: payments::Amount(close),
+            cut: payments::Amount(close.saturating_mul(10)),
+        };
+    }
+    cfg.tunnel.mtu = u16::try_from(daemon::exit::tunnel_if_mtu()).unwrap_or(1500);
+    ::exit::ExitServer::open(cfg, pay_key.clone(), store, SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))
+}
+
+/// Makes a user with a lease a peer of the exit tunnel and admits its address.
+fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
+    let lease = Lease {
+        tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
+        mesh_address: u.lease.mesh_address,
+        tunnel_port: daemon::exit::TUNNEL_PORT,
+        ipv4: u.ipv4,
+        ipv6_prefix: u.ipv6_prefix,
+    };
+    let mut allowed = vec![Prefix::host(IpAddr::V4(lease.ipv4))];
+    if let Some((a, len)) = lease.ipv6_prefix
+        && let Ok(p) = Prefix::new(IpAddr::V6(a), len)
+    {
+        allowed.push(p);
+    }
+    let _ = tx.send(Cmd::Peer {
+        key: lease.tunnel_key,
+        endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
+        allowed,
+        keepalive: None,
+    });
+    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4)) {
+        tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4);
+    }
+    if let Ok(mut v) = view.lock() {
+        let user = hex::encode(u.user);
+        let row = match v.users.iter_mut().position(|r| r.user == user) {
+            Some(i) => v.users.get_mut(i),
+            None => {
+                v.users.push(UserRow {
+                    user: user.clone(),
+                    ..Default::default()
+                });
+                v.users.last_mut()
+            }
+        };
+        if let Some(r) = row {
+            r.tunnel_key = lease.tunnel_key.to_base64();
+            r.mesh_address = lease.mesh_address.to_string();
+            r.ipv4 = lease.ipv4.to_string();
+            r.ipv6_prefix = lease.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
+            r.registrations += 1;
+        }
+    }
+}
+
+/// The exit's registration socket: answers every authentic, fresh request (granted or refused
+/// with the reason), admits granted users, counts and logs the rest.
+async fn serve(
+    role: ExitRole,
+    mut server: ::exit::ExitServer<::exit::RedbStore>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    view: Arc<Mutex<ExitView>>,
+    (mut meters, prices): (mpsc::UnboundedReceiver<Metered>, Arc<PriceTable>),
+) {
+    // Leases survive restarts: every user with one is a peer again before any request.
+    for u in server.users() {
+        admit(&u, &tx, &view);
+        if let Ok(mut v) = view.lock()
+            && let Some(r) = v.users.last_mut()
+        {
+            r.registrations = 0;
+        }
+    }
+    let socket = match tokio::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, role.port)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("exit: registration socket on UDP port {}: {e}", role.port);
+            return;
+        }
+    };
+    tracing::info!("exit: registration on UDP port {}", role.port);
+    let mut buf = vec![0u8; 2048];
+    let mut bill_tick = tokio::time::interval(BILL_INTERVAL);
+    loop {
+        let r = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            Some((key, up, down)) = meters.recv() => {
+                account(&mut server, (&view, &tx, role.free_tier), &prices, key, up, down);
+                continue;
+            }
+            _ = bill_tick.tick() => {
+                bill_all(&mut server, &view);
+                continue;
+            }
+        };
+        let Ok((n, src)) = r else {
+            continue;
+        };
+        let IpAddr::V6(source) = src.ip() else {
+            continue;
+        };
+        let bytes = buf.get(..n).unwrap_or_default();
+        match server.register(SystemTime::now(), source, bytes) {
+            Ok(answer) => {
+                if let Err(e) = socket.send_to(&answer.reply, src).await {
+                    tracing::debug!("exit: answer to {src}: {e}");
+                }
+                match answer.decision {
+                    ::exit::Decision::Registered(r) => {
+                        if let Some(u) = server.user(&r.user) {
+                            tracing::info!(
+                                "exit: {} registered at {source}: {}",
+                                hex::encode(r.user),
+                                u.ipv4
+                            );
+                            admit(&u, &tx, &view);
+                        }
+                    }
+                    ::exit::Decision::Refused(why) => {
+                        tracing::info!("exit: request from {source} refused: {}", why.name());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!("exit: request from {src} dropped: {e}");
+                if let Ok(mut v) = view.lock() {
+                    v.dropped += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Meters one user's bytes at the exit's fee and, for the download, the price of the exit's
+/// installed route back to the user (what the exit pays its neighbours for it).
+fn account(
+    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    (view, tx, free_tier): (&Arc<Mutex<ExitView>>, &mpsc::UnboundedSender<Cmd>, u64),
+    prices: &PriceTable,
+    key: tunnel::PublicKey,
+    up: u64,
+    down: u64,
+) {
+    let Some(u) = server
+        .users()
+        .into_iter()
+        .find(|u| u.lease.tunnel_key == *key.as_bytes())
+    else {
+        return;
+    };
+    let back = prices
+        .lookup(IpAddr::V6(u.lease.mesh_address))
+        .map_or(0, |p| p.theirs);
+    let before = u.service;
+    server.meter(&u.user, up, down, back);
+    if let Some(u) = server.user(&u.user) {
+        if u.service != before {
+            // Throttling happens in the tunnel, both directions, at the free tier; a cut user
+            // gets nothing through it. Payments travel over the mesh, never through this
+            // tunnel, so they are not slowed by it.
+            let policy = match u.service {
+                ::exit::UserService::Full => tunnel::ForwardingPolicy::Allow,
+                ::exit::UserService::FreeTier => tunnel::ForwardingPolicy::RateLimit {
+                    bytes_per_sec: free_tier,
+                    burst: free_tier,
+                },
+                ::exit::UserService::Cut => tunnel::ForwardingPolicy::Block,
+            };
+            tracing::info!(
+                "exit: user {} now {}",
+                hex::encode(u.user),
+                u.service.name()
+            );
+            let _ = tx.send(Cmd::Policy(key, policy));
+        }
+        show_account(view, &u, Some(back));
+    }
+}
+
+fn show_account(view: &Arc<Mutex<ExitView>>, u: &::exit::UserView, back: Option<u32>) {
+    let Ok(mut v) = view.lock() else { return };
+    let user = hex::encode(u.user);
+    if let Some(r) = v.users.iter_mut().find(|r| r.user == user) {
+        r.upload_bytes = u.upload_bytes;
+        r.download_bytes = u.download_bytes;
+        r.metered = u.metered.0.to_string();
+        r.billed = u.billed.0.to_string();
+        r.service = u.service.name().to_owned();
+        if let Some(b) = back {
+            r.route_back_price = b;
+        }
+    }
+}
+
+/// Commits and signs every user's bill (cumulative totals, durable before signed).
+fn bill_all(server: &mut ::exit::ExitServer<::exit::RedbStore>, view: &Arc<Mutex<ExitView>>) {
+    let now = SystemTime::now();
+    for u in server.users() {
+        if let Err(e) = server.bill(now, &u.user) {
+            tracing::warn!("exit: bill for {}: {e}", hex::encode(u.user));
+        }
+        if let Some(u) = server.user(&u.user) {
+            show_account(view, &u, None);
+        }
+    }
+}
+
+/// A user node: chooses an exit among the configured ones by Babel's routes to them,
+/// registers with it (again every few seconds: the answer renews the lease and tells us if the
+/// exit restarted with another tunnel key), and points the tunnel at it.
+async fn client(
+    settings: daemon::exit::ExitSettings,
+    pay_key: SigningKey,
+    tunnel_key: tunnel::PublicKey,
+    tx: mpsc::UnboundedSender<Cmd>,
+    view: Arc<Mutex<ExitView>>,
+    routes: Arc<ExitRoutes>,
+) {
+    let Some(c) = settings.client.clone() else {
+        return;
+    };
+    let socket = match tokio::net::UdpSocket::bind((c.address, 0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("exit client: socket on {}: {e}", c.address);
+            return;
+        }
+    };
+    let mut selector = ::exit::Selector::new(::exit::SelectionPolicy {
+        margin_percent: c.hysteresis_percent,
+        hold: Duration::from_secs(u64::from(c.hold_s)),
+        ..Default::default()
+    });
+    let mut registrar = ::exit::Registrar::new();
+    let mut fees: std::collections::HashMap<[u8; 32], u32> = Default::default();
+    let mut last_registered: Option<(usize, Instant)> = None;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let candidates: Vec<::exit::ExitCandidate> = settings
+            .servers
+            .iter()
+            .map(|s| ::exit::ExitCandidate {
+                key: s.key,
+                mesh_address: s.address,
+                fee: fees.get(&s.key).copied().unwrap_or(0),
+                route: routes.get(s.address).map(|r| ::exit::RouteView {
+                    metric: r.metric,
+                    price: r.price,
+                    verified_cost: None,
+                }),
+            })
+            .collect();
+        let sel = selector.decide(Instant::now(), &candidates);
+        let chosen = sel
+            .exit
+            .and_then(|k| settings.servers.iter().position(|s| s.key == k));
+        if let Ok(mut v) = view.lock() {
+            v.exits = settings
+                .servers
+                .iter()
+                .map(|s| {
+                    let old = v.exits.iter().find(|e| e.name == s.name);
+                    ExitRow {
+                        name: s.name.clone(),
+                        mesh_address: s.address.to_string(),
+                        route: routes.get(s.address),
+                        state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
+                    }
+                })
+                .collect();
+            // Why the current exit is the current one: the reason of the decision that chose
+            // it (later turns that keep it say "best"), or why there is none or a challenger
+            // is being held off.
+            if sel.changed
+                || sel.exit.is_none()
+                || v.reason.is_empty()
+                || matches!(sel.reason, ::exit::Reason::Holding { .. })
+            {
+                v.reason = sel.reason.name().to_owned();
+            }
+            if sel.changed {
+                tracing::info!(
+                    "exit client: exit {} ({})",
+                    chosen
+                        .and_then(|i| settings.servers.get(i))
+                        .map_or("none", |s| s.name.as_str()),
+                    sel.reason.name()
+                );
+            }
+        }
+        let due = match (chosen, last_registered) {
+            (Some(i), Some((j, at))) => i != j || at.elapsed() >= RENEW,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let (true, Some(i)) = (due, chosen)
+            && let Some(s) = settings.servers.get(i)
+        {
+            let mut nonce = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+            let (request, pending) = registrar.request(
+                &pay_key,
+                s.key,
+                *tunnel_key.as_bytes(),
+                c.address,
+                SystemTime::now(),
+                nonce,
+            );
+            let to = SocketAddr::new(IpAddr::V6(s.address), s.port);
+            if let Err(e) = socket.send_to(&request, to).await {
+                tracing::debug!("exit client: request to {to}: {e}");
+            }
+            let answer = tokio::time::timeout(ANSWER_WAIT, async {
+                loop {
+                    let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                        continue;
+                    };
+                    if from != to {
+                        continue;
+                    }
+                    match pending.answer(buf.get(..n).unwrap_or_default()) {
+                        Ok(o) => return o,
+                        Err(e) => tracing::info!("exit client: answer from {from} dropped: {e}"),
+                    }
+                }
+            })
+            .await;
+            match answer {
+                Ok(::exit::Outcome::Registered(r)) => {
+                    fees.insert(s.key, r.fee);
+                    last_registered = Some((i, Instant::now()));
+                    let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
+                    let grant = Grant {
+                        tunnel_key: exit_tunnel_key,
+                        mesh_address: s.address,
+                        tunnel_port: r.tunnel_port,
+                        ipv4: (r.ipv4, r.ipv4_prefix_len),
+                        exit_ipv4: r.exit_ipv4,
+                        ipv6_prefix: r.ipv6_prefix,
+                    };
+                    let _ = tx.send(Cmd::Only(exit_tunnel_key));
+                    let _ = tx.send(Cmd::Peer {
+                        key: exit_tunnel_key,
+                        endpoint: SocketAddr::new(IpAddr::V6(s.address), r.tunnel_port),
+                        allowed: vec![
+                            Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).unwrap_or_else(
+                                |_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                            ),
+                        ],
+                        keepalive: Some(KEEPALIVE),
+                    });
+                    if let Ok(mut v) = view.lock() {
+                        if v.grant.as_ref() != Some(&grant) {
+                            tracing::info!(
+                                "exit client: registered with {} as {}/{}",
+                                s.name,
+                                r.ipv4,
+                                r.ipv4_prefix_len
+                            );
+                        }
+                        v.current = Some(s.name.clone());
+                        v.ipv4 = Some(format!("{}/{}", r.ipv4, r.ipv4_prefix_len));
+                        v.grant = Some(grant);
+                        if let Some(e) = v.exits.get_mut(i) {
+                            e.state = "registered".to_owned();
+                        }
+                    }
+                }
+                Ok(::exit::Outcome::Refused(r)) => {
+                    tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
+                    last_registered = Some((i, Instant::now()));
+                    if let Ok(mut v) = view.lock()
+                        && let Some(e) = v.exits.get_mut(i)
+                    {
+                        e.state = format!("refused: {}", r.reason.name());
+                    }
+                }
+                Err(_) => tracing::debug!("exit client: no answer from {}", s.name),
+            }
+        }
+        tokio::time::sleep(REFRESH).await;
+    }
+}
