@@ -23,3 +23,4 @@ pub mod redistribute;
 pub mod settle;
 pub mod state;
 pub mod statefile;
+pub mod verification;

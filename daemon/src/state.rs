@@ -636,6 +636,9 @@ impl Daemon {
                     .store(*on, std::sync::atomic::Ordering::Relaxed);
             }
             Statement::Pay(_) => return Err("only pay-withhold changes at runtime".to_owned()),
+            Statement::Verify(_) => {
+                return Err("verification cannot change at runtime".to_owned());
+            }
             Statement::Settlement(words) => {
                 // A request, not a setting: it is not kept in the configuration.
                 let mut board = self
