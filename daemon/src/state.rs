@@ -166,6 +166,8 @@ pub struct Daemon {
     pub meters: crate::payments::MeterBoard,
     /// The payment loop's rows, counters and switches (spec/payments.md).
     pub payments: std::sync::Arc<crate::payments::PayShared>,
+    /// Route verification, with `verify-enable` (spec/verify.md, "The daemon").
+    pub verification: Option<crate::verification::Verification>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -215,6 +217,7 @@ impl Daemon {
             mesh: Vec::new(),
             meters: Default::default(),
             payments: Default::default(),
+            verification: None,
         }
     }
 
@@ -360,6 +363,10 @@ impl Daemon {
         out.extend(self.payments.dump_lines());
         if let Ok(b) = self.payments.settlement.lock() {
             out.extend(b.lines.iter().cloned());
+        }
+        if let Some(v) = &self.verification {
+            let t = self.engine.config().accuracy_threshold;
+            out.extend(v.dump_lines(self.now, t, |i| self.ifname(i)));
         }
         out
     }
@@ -668,6 +675,8 @@ impl Daemon {
             mesh: Vec<crate::discovery::MeshView>,
             meters: Vec<crate::payments::MeterRow>,
             payments: Vec<crate::payments::PaymentRow>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            verify: Option<crate::verification::Report>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -719,6 +728,11 @@ impl Daemon {
             .filter_map(|t| t.lock().ok().map(|t| t.clone()))
             .collect();
         let j = J {
+            verify: self.verification.as_ref().map(|v| {
+                v.report(self.now, self.engine.config().accuracy_threshold, |i| {
+                    self.ifname(i)
+                })
+            }),
             tunnels,
             meters: crate::payments::rows(&self.meters),
             payments: self.payments.rows(),

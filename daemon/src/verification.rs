@@ -117,9 +117,7 @@ impl VerifyStatement {
             "verify-enable" => VerifyStatement::Enable(flag()?),
             "verify-loss-in-metric" => VerifyStatement::LossInMetric(flag()?),
             "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
-            "verify-port" => {
-                VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16)
-            }
+            "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
             "verify-private-key" => {
                 if hex32(v).is_none() {
                     return Err(bad("expected 64 hex digits (an ed25519 seed)"));
@@ -319,7 +317,7 @@ pub struct Outputs {
 }
 
 /// The last check of one route (`dump`, `dump json`, `babelctl show`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RouteRow {
     /// Destination.
     pub prefix: Prefix,
@@ -335,13 +333,12 @@ pub struct RouteRow {
     pub accuracy: Option<u16>,
     /// The metric selection uses instead, and for how many more seconds (at the check).
     pub corrected: Option<u16>,
-    /// Seconds since the check.
-    #[serde(skip)]
+    /// When it was checked.
     pub at: Instant,
 }
 
 /// One neighbour's standing (`dump`, `dump json`, `babelctl show`, metrics).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NeighbourRow {
     /// Interface.
     pub ifindex: u32,
@@ -357,6 +354,65 @@ pub struct NeighbourRow {
     pub evictions: u32,
     /// Destinations scored.
     pub destinations: usize,
+}
+
+/// `dump json`'s `verify` object.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Our public key (hex).
+    pub public_key: String,
+    /// The verifier's counters.
+    pub counters: Counters,
+    /// Datagrams refused before the verify crate saw them.
+    pub malformed: u64,
+    /// Remote IHUs we sent.
+    pub answers_sent: u64,
+    /// Remote Hellos we refused.
+    pub refused: u64,
+    /// Per neighbour.
+    pub neighbours: Vec<JsonNeighbour>,
+    /// Per route checked.
+    pub routes: Vec<JsonRoute>,
+}
+
+/// A neighbour's standing in `dump json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonNeighbour {
+    /// Its link-local address.
+    pub neighbour: String,
+    /// Interface name.
+    pub interface: String,
+    /// Score, per mille.
+    pub accuracy: u16,
+    /// Evicted now.
+    pub evicted: bool,
+    /// Seconds left of the eviction.
+    pub evicted_for_s: u64,
+    /// Evictions so far.
+    pub evictions: u32,
+    /// Destinations scored.
+    pub destinations: usize,
+}
+
+/// A route's last check in `dump json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonRoute {
+    /// Destination.
+    pub prefix: String,
+    /// The neighbour under test.
+    pub neighbour: String,
+    /// Interface name.
+    pub interface: String,
+    /// `m`.
+    pub metric: u16,
+    /// `c` (none: unanswered).
+    pub cost: Option<u16>,
+    /// `a`, per mille.
+    pub accuracy: Option<u16>,
+    /// The corrected metric set at the check.
+    pub corrected: Option<u16>,
+    /// Seconds since the check.
+    pub age_s: u64,
 }
 
 /// The verification of one daemon.
@@ -392,13 +448,7 @@ impl Verification {
         now: Instant,
     ) -> Verification {
         let cfg = settings.config();
-        let verifier = Verifier::new(
-            cfg,
-            router_id,
-            settings.keyring(),
-            seed,
-            now,
-        );
+        let verifier = Verifier::new(cfg, router_id, settings.keyring(), seed, now);
         Verification {
             responder: Responder::new(key, counter_start, 256),
             router_id,
@@ -688,10 +738,7 @@ impl Verification {
                         && ours
                             .iter()
                             .any(|x| x.prefix == h.prefix && x.src_prefix.is_none());
-                    if self
-                        .responder
-                        .handle_remote_hello(now, &h, hop_limit, mine)
-                    {
+                    if self.responder.handle_remote_hello(now, &h, hop_limit, mine) {
                         let key = (h.origin, h.via, h.prefix);
                         if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
                             let oldest =
@@ -716,9 +763,10 @@ impl Verification {
             .map(|(n, s)| NeighbourRow {
                 ifindex: n.ifindex,
                 neighbour: n.address,
-                accuracy: self.verifier.engine_accuracy(now, n, threshold_pm).min(
-                    (s.score(self.cfg.score.rule) * 1000.0).round() as u16,
-                ),
+                accuracy: self
+                    .verifier
+                    .engine_accuracy(now, n, threshold_pm)
+                    .min((s.score(self.cfg.score.rule) * 1000.0).round() as u16),
                 evicted: s.is_evicted(now),
                 evicted_for_s: s
                     .evicted_until()
@@ -727,6 +775,49 @@ impl Verification {
                 destinations: s.destinations(),
             })
             .collect()
+    }
+
+    /// `dump json`'s `verify` object.
+    pub fn report(
+        &self,
+        now: Instant,
+        threshold_pm: u16,
+        ifname: impl Fn(u32) -> String,
+    ) -> Report {
+        Report {
+            public_key: self.public_key_hex(),
+            counters: self.counters(),
+            malformed: self.malformed,
+            answers_sent: self.answers_sent,
+            refused: self.refused(),
+            neighbours: self
+                .neighbour_rows(now, threshold_pm)
+                .into_iter()
+                .map(|n| JsonNeighbour {
+                    neighbour: n.neighbour.to_string(),
+                    interface: ifname(n.ifindex),
+                    accuracy: n.accuracy,
+                    evicted: n.evicted,
+                    evicted_for_s: n.evicted_for_s,
+                    evictions: n.evictions,
+                    destinations: n.destinations,
+                })
+                .collect(),
+            routes: self
+                .route_rows()
+                .into_iter()
+                .map(|r| JsonRoute {
+                    prefix: r.prefix.to_string(),
+                    neighbour: r.neighbour.to_string(),
+                    interface: ifname(r.ifindex),
+                    metric: r.metric,
+                    cost: r.cost,
+                    accuracy: r.accuracy,
+                    corrected: r.corrected,
+                    age_s: now.saturating_since(r.at).as_secs(),
+                })
+                .collect(),
+        }
     }
 
     /// The last check per route.
@@ -1062,10 +1153,10 @@ mod tests {
             "{lines:?}"
         );
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("add verify-route fd77::4/128 via fe80::3")
-                    && l.contains("accuracy 1000")),
+            lines.iter().any(
+                |l| l.starts_with("add verify-route fd77::4/128 via fe80::3")
+                    && l.contains("accuracy 1000")
+            ),
             "{lines:?}"
         );
         assert!(a.counters().answers > 0);
@@ -1100,7 +1191,13 @@ mod tests {
             babel_wire::Flavour::Standard,
         )
         .unwrap();
-        d.on_datagram(t0, "fd77::1".parse().unwrap(), 63, &bytes, &[xroute("fd77::4/128")]);
+        d.on_datagram(
+            t0,
+            "fd77::1".parse().unwrap(),
+            63,
+            &bytes,
+            &[xroute("fd77::4/128")],
+        );
         assert_eq!(d.refused(), 1);
         let out = d.on_timer(t0 + Duration::from_secs(2), &[], 800);
         assert!(out.datagrams.is_empty());

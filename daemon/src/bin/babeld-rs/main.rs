@@ -10,6 +10,7 @@ mod pay;
 mod run;
 mod settle;
 mod tunnels;
+mod verify;
 
 use std::process::ExitCode;
 

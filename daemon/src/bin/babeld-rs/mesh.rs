@@ -127,7 +127,8 @@ pub fn start(
     Ok(Some(Mesh { views, events }))
 }
 
-fn nft(script: &str) -> anyhow::Result<()> {
+/// Runs an nftables script.
+pub fn nft(script: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut child = std::process::Command::new("nft")
         .args(["-f", "-"])

@@ -153,6 +153,8 @@ struct Io {
     metrics_requests: Option<mpsc::UnboundedReceiver<MetricsReply>>,
     /// Installed routes' prices for the tunnels' metering, republished on route changes.
     prices: Arc<daemon::payments::PriceTable>,
+    /// Route verification's socket, with `verify-enable`.
+    verify: Option<crate::verify::VerifyIo>,
 }
 
 /// Where a route goes in the kernel: table and preferred source (from the `install` filter).
@@ -325,6 +327,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
+    let verify = crate::verify::start(&mut d, random_u64())?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,
@@ -385,6 +388,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         pay_lines,
         metrics_requests: None,
         prices,
+        verify,
     };
     sync_interfaces(&mut d, &mut io, &links, &addrs);
     redistribute(&mut d, &mut io, &links, &addrs);
@@ -456,12 +460,18 @@ async fn main_loop(
     let mut resync = false;
     loop {
         d.now = clock.now();
+        for line in crate::verify::poll(d, &mut io.verify) {
+            ctl.broadcast(format!("{line}\n").as_bytes());
+        }
         flush_outputs(d, io, &mut ctl).await;
         let wake = d.engine.poll_timeout();
         let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
         );
+        if let Some(v) = crate::verify::deadline(d, &io.verify) {
+            deadline = deadline.min(clock.deadline(v));
+        }
         if let Some(p) = io.pacer.next_due() {
             deadline = deadline.min(tokio::time::Instant::from_std(p));
         }
@@ -539,6 +549,12 @@ async fn main_loop(
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
+            Some(got) = crate::verify::recv(&mut io.verify) => {
+                d.now = clock.now();
+                for line in crate::verify::on_datagrams(d, &mut io.verify, got) {
+                    ctl.broadcast(format!("{line}\n").as_bytes());
+                }
+            }
             Some(line) = crate::mesh::next_event(&mut io.pay_lines) => {
                 ctl.broadcast(format!("{line}\n").as_bytes());
             }
@@ -575,6 +591,7 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     if io.mesh_events.is_some() {
         crate::mesh::remove_filter();
     }
+    crate::verify::shutdown(d, &mut io.verify);
 }
 
 /// Writes the state file durably, or says why it could not.
