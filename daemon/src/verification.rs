@@ -44,6 +44,25 @@ const VERSION: u8 = 2;
 const TLV_REMOTE_HELLO: u8 = 224;
 const TLV_REMOTE_IHU: u8 = 225;
 
+/// The `verify-*` configuration statements, for the man page (spec/verify.md, "The daemon").
+pub const CONFIG_HELP: &str = "Route verification (configuration file statements, spec/verify.md):
+  verify-enable BOOL            verify neighbours' metrics and answer Remote Hellos (false)
+  verify-port PORT              UDP port of Remote Hellos and Remote IHUs (6699)
+  verify-private-key HEX        ed25519 seed our Remote IHUs are signed with (random per run)
+  verify-key PREFIX HEX         the ed25519 public key that may answer for PREFIX (repeatable)
+  verify-derived-range PREFIX   accept self-certifying keys under PREFIX (spec/verify.md 3.2)
+  verify-destination PREFIX     always counted as used, e.g. the exit (repeatable)
+  verify-cycle SECONDS          length of a verification cycle (10)
+  verify-probes N               Remote Hellos per probe session (20)
+  verify-probe-interval MS      between Remote Hellos (250)
+  verify-threshold PERMILLE     accuracy under which a check fails, S (800)
+  verify-window SECONDS         a failure is confirmed this much later (15)
+  verify-hold SECONDS           first eviction, doubled at each further one (300)
+  verify-hop-cost N             lowest cost of an honest link (96; 256 on ETX meshes)
+  verify-loss-in-metric BOOL    ETX links: delivery enters the measured cost (false)
+  verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
+  verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)";
+
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifyStatement {
@@ -1009,6 +1028,37 @@ mod tests {
         assert_eq!(c.score.hold, Duration::from_secs(60));
         assert!((c.correction.c1 - 900.0).abs() < 1e-9);
         assert_eq!(c.score.rule, verify::Rule::Paper);
+    }
+
+    #[test]
+    fn every_listed_statement_parses() {
+        let listed: Vec<&str> = CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("verify-"))
+            .collect();
+        assert_eq!(listed.len(), 16);
+        for k in listed {
+            assert!(
+                !matches!(
+                    VerifyStatement::parse(k, ["x"].into_iter()),
+                    Err(ParseError::Unknown(_))
+                ),
+                "{k}"
+            );
+        }
+        // The defaults listed are the crate's.
+        let c = VerifySettings::default().config();
+        assert_eq!(c, VerifyConfig::default());
+        assert_eq!(c.schedule.cycle, Duration::from_secs(10));
+        assert_eq!(c.schedule.probes, 20);
+        assert_eq!(c.schedule.probe_interval, Duration::from_millis(250));
+        assert!((c.score.threshold - 0.8).abs() < 1e-9);
+        assert_eq!(c.score.window, Duration::from_secs(15));
+        assert_eq!(c.score.hold, Duration::from_secs(300));
+        assert_eq!(c.cost.hop_cost, 96);
+        assert!((c.correction.c1 - 1800.0).abs() < 1e-9);
+        assert!((c.correction.c2 - 1.5).abs() < 1e-9);
     }
 
     #[test]

@@ -207,6 +207,24 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
             && l.contains("evicted true")),
         "{dump}"
     );
+    // babelctl shows it.
+    let show = a.exec(&[
+        env!("CARGO_BIN_EXE_babelctl"),
+        "show",
+        "-s",
+        "33123",
+        "verify",
+    ]);
+    assert!(
+        show.lines()
+            .any(|l| l.contains("a-l") && l.contains("true") && !l.starts_with("fd77")),
+        "{show}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("fd77::4/128") && l.contains("a-l") && l.contains("192")),
+        "{show}"
+    );
     // The destination answered and counted nothing refused.
     let dv = verify_json(&d);
     assert!(dv["answers_sent"].as_u64().unwrap() > 0, "{dv}");

@@ -78,7 +78,11 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
             "A Babel routing daemon (RFC 8966): babeld's command line, configuration and control \
          protocol, with Althea's dialect",
         )
-        .after_long_help(daemon::payments::CONFIG_HELP);
+        .after_long_help(format!(
+            "{}\n\n{}",
+            daemon::payments::CONFIG_HELP,
+            daemon::verification::CONFIG_HELP
+        ));
     for (cmd, section, file) in [
         (daemon, "8", "babeld-rs.8"),
         (Cli::command(), "1", "babelctl.1"),
