@@ -1061,6 +1061,28 @@ mod tests {
         assert!((c.correction.c2 - 1.5).abs() < 1e-9);
     }
 
+    /// `spec/verify.md` §9 gives the code's port, marks, tables and rule priority, and lists
+    /// every statement.
+    #[test]
+    fn the_spec_says_what_the_code_does() {
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/verify.md"))
+                .unwrap()
+                .replace('\n', " ");
+        assert!(spec.contains(&format!("`verify-port` (default {VERIFY_PORT}")));
+        assert!(spec.contains(&format!("`{FWMARK_BASE:#x} + k`")));
+        assert!(spec.contains(&format!("table `{TABLE_BASE} + k`")));
+        assert!(spec.contains(&format!("priority {RULE_PRIORITY}")));
+        assert!(spec.contains(&format!("(at most {MAX_PROBED_NEIGHBOURS} neighbours)")));
+        for k in CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("verify-"))
+        {
+            assert!(spec.contains(&format!("| `{k} ")), "{k}");
+        }
+    }
+
     #[test]
     fn tlv_walker_refuses_junk_without_panicking() {
         assert!(tlvs(&[]).is_none());
