@@ -535,6 +535,17 @@ impl Verification {
             self.verifier.mark_used(now, p);
         }
         let candidates = if self.verifier.wants_routes(now) {
+            // An evicted neighbour the engine forgot and heard again starts at full accuracy
+            // there: tell it again at every cycle.
+            for (n, s) in self.verifier.neighbours() {
+                if s.is_evicted(now) {
+                    out.inputs.push(Input::SetNeighbourAccuracy {
+                        ifindex: n.ifindex,
+                        address: n.address,
+                        accuracy: self.verifier.engine_accuracy(now, n, threshold_pm),
+                    });
+                }
+            }
             candidates(routes)
         } else {
             Vec::new()
@@ -1171,10 +1182,12 @@ mod tests {
         let mut evicted = false;
         let mut corrected = false;
         let mut probe_routes = Vec::new();
+        let mut lines = Vec::new();
         for _ in 0..20_000 {
             now = a.poll_timeout().min(d.poll_timeout()).max(now);
             let out = a.on_timer(now, &routes, 800);
             probe_routes.extend(out.routes);
+            lines.extend(out.lines);
             for g in &out.datagrams {
                 // Two hops whichever the neighbour: hop limit 64 - 1 at the destination.
                 assert_ne!(g.mark, 0, "a Remote Hello without its route's mark");
@@ -1209,6 +1222,17 @@ mod tests {
             now = now + Duration::from_millis(1);
         }
         assert!(corrected, "no correction");
+        // Monitor lines: the checks, and the eviction.
+        assert!(
+            lines.iter().any(|l| l.starts_with("verify route fd77::4/128 via fe80::2 if 3 metric 97 cost 192 accuracy 505 corrected 192")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("verify neighbour fe80::2 if 3") && l.ends_with("evicted")),
+            "{lines:?}"
+        );
         assert!(evicted, "liar not evicted: {:?}", a.counters());
         assert!(now < t0 + Duration::from_secs(120), "took {now:?}");
         // Each neighbour's probes got a table of their own holding the route under test.

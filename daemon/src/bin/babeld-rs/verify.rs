@@ -95,7 +95,12 @@ fn open(port: u16) -> anyhow::Result<UdpSocket> {
 pub fn deadline(d: &Daemon, io: &Option<VerifyIo>) -> Option<Instant> {
     let v = d.verification.as_ref()?;
     let io = io.as_ref()?;
-    Some(v.poll_timeout().min(io.next_used))
+    // Never in the past: a timer that did not move must not spin the loop.
+    Some(
+        v.poll_timeout()
+            .min(io.next_used)
+            .max(d.now + Duration::from_millis(5)),
+    )
 }
 
 /// The datagrams waiting on the socket (never, without verification).
