@@ -319,3 +319,87 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
         x.terminate();
     }
 }
+
+/// Through the mesh tunnels (`type mesh` interfaces: one tunnel interface per neighbour): in a
+/// diamond a - b - d, a - c - d, a checks both of its routes to d, the selected one and the
+/// other one (through policy routing into the other tunnel), each measured as the two tunnel
+/// hops it is.
+#[test]
+fn verification_runs_through_the_mesh_tunnels() {
+    let test = "verification_runs_through_the_mesh_tunnels";
+    if !usable(test) {
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP {test}: no /dev/net/tun");
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, b, c, d) = (
+        node("vma", 1),
+        node("vmb", 2),
+        node("vmc", 3),
+        node("vmd", 4),
+    );
+    veth(&a, "a-b", &b, "b-a");
+    veth(&a, "a-c", &c, "c-a");
+    veth(&b, "b-d", &d, "d-b");
+    veth(&c, "c-d", &d, "d-c");
+    let (d_seed, d_pub) = destination_key();
+    let mesh = |ns: &Netns, name: &str, ifaces: &[&str], extra: &str| {
+        let mut conf = format!("{FILTERS}{extra}");
+        for i in ifaces {
+            conf.push_str(&format!("interface {i} type mesh\n"));
+        }
+        start_with_config(ns, name, BIN, &conf, &[])
+    };
+    let ds = vec![
+        mesh(
+            &a,
+            "vma",
+            &["a-b", "a-c"],
+            &format!("verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}"),
+        ),
+        mesh(&b, "vmb", &["b-a", "b-d"], ""),
+        mesh(&c, "vmc", &["c-a", "c-d"], ""),
+        mesh(
+            &d,
+            "vmd",
+            &["d-b", "d-c"],
+            &format!("verify-enable true\nverify-private-key {d_seed}\n"),
+        ),
+    ];
+    assert!(
+        wait_for(180, || ping(&a, "fd77::4")),
+        "no route to d through the tunnels\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let _traffic = Pinger::start(&a);
+    let both = wait_for(240, || {
+        let v = verify_json(&a);
+        let checked: Vec<_> = v["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["prefix"] == "fd77::4/128" && r["cost"] == 192 && r["accuracy"] == 1000)
+            .map(|r| r["neighbour"].as_str().unwrap_or("").to_owned())
+            .collect();
+        checked.len() == 2 && checked[0] != checked[1]
+    });
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert!(
+        both,
+        "both routes not checked through the tunnels\n{v}\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    // The checks went through tunnel interfaces, not the veths.
+    for r in v["routes"].as_array().unwrap() {
+        let i = r["interface"].as_str().unwrap();
+        assert!(i != "a-b" && i != "a-c", "{r}");
+    }
+    assert_eq!(v["counters"]["evictions"], 0);
+    for mut x in ds {
+        x.terminate();
+    }
+}
