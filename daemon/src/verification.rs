@@ -336,11 +336,13 @@ pub struct Outputs {
 }
 
 /// The last check of one route (`dump`, `dump json`, `babelctl show`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct RouteRow {
     /// Destination.
+    #[serde(serialize_with = "as_text")]
     pub prefix: Prefix,
     /// Interface of the neighbour under test.
+    #[serde(skip)]
     pub ifindex: u32,
     /// The neighbour under test.
     pub neighbour: IpAddr,
@@ -353,13 +355,15 @@ pub struct RouteRow {
     /// The metric selection uses instead, and for how many more seconds (at the check).
     pub corrected: Option<u16>,
     /// When it was checked.
+    #[serde(skip)]
     pub at: Instant,
 }
 
 /// One neighbour's standing (`dump`, `dump json`, `babelctl show`, metrics).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NeighbourRow {
     /// Interface.
+    #[serde(skip)]
     pub ifindex: u32,
     /// Its link-local address.
     pub neighbour: IpAddr,
@@ -389,49 +393,23 @@ pub struct Report {
     /// Remote Hellos we refused.
     pub refused: u64,
     /// Per neighbour.
-    pub neighbours: Vec<JsonNeighbour>,
+    pub neighbours: Vec<Named<NeighbourRow>>,
     /// Per route checked.
-    pub routes: Vec<JsonRoute>,
+    pub routes: Vec<Named<RouteRow>>,
 }
 
-/// A neighbour's standing in `dump json`.
+/// A row of `dump json` with its interface's name (and, for a route, the seconds since the
+/// check).
 #[derive(Clone, Debug, Serialize)]
-pub struct JsonNeighbour {
-    /// Its link-local address.
-    pub neighbour: String,
+pub struct Named<T> {
     /// Interface name.
     pub interface: String,
-    /// Score, per mille.
-    pub accuracy: u16,
-    /// Evicted now.
-    pub evicted: bool,
-    /// Seconds left of the eviction.
-    pub evicted_for_s: u64,
-    /// Evictions so far.
-    pub evictions: u32,
-    /// Destinations scored.
-    pub destinations: usize,
-}
-
-/// A route's last check in `dump json`.
-#[derive(Clone, Debug, Serialize)]
-pub struct JsonRoute {
-    /// Destination.
-    pub prefix: String,
-    /// The neighbour under test.
-    pub neighbour: String,
-    /// Interface name.
-    pub interface: String,
-    /// `m`.
-    pub metric: u16,
-    /// `c` (none: unanswered).
-    pub cost: Option<u16>,
-    /// `a`, per mille.
-    pub accuracy: Option<u16>,
-    /// The corrected metric set at the check.
-    pub corrected: Option<u16>,
-    /// Seconds since the check.
-    pub age_s: u64,
+    /// Seconds since the check (routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<u64>,
+    /// The row.
+    #[serde(flatten)]
+    pub row: T,
 }
 
 /// The verification of one daemon.
@@ -823,28 +801,19 @@ impl Verification {
             neighbours: self
                 .neighbour_rows(now, threshold_pm)
                 .into_iter()
-                .map(|n| JsonNeighbour {
-                    neighbour: n.neighbour.to_string(),
+                .map(|n| Named {
                     interface: ifname(n.ifindex),
-                    accuracy: n.accuracy,
-                    evicted: n.evicted,
-                    evicted_for_s: n.evicted_for_s,
-                    evictions: n.evictions,
-                    destinations: n.destinations,
+                    age_s: None,
+                    row: n,
                 })
                 .collect(),
             routes: self
                 .route_rows()
                 .into_iter()
-                .map(|r| JsonRoute {
-                    prefix: r.prefix.to_string(),
-                    neighbour: r.neighbour.to_string(),
+                .map(|r| Named {
                     interface: ifname(r.ifindex),
-                    metric: r.metric,
-                    cost: r.cost,
-                    accuracy: r.accuracy,
-                    corrected: r.corrected,
-                    age_s: now.saturating_since(r.at).as_secs(),
+                    age_s: Some(now.saturating_since(r.at).as_secs()),
+                    row: r,
                 })
                 .collect(),
         }
@@ -913,6 +882,10 @@ impl Verification {
     }
 }
 
+fn as_text<S: serde::Serializer>(p: &Prefix, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(p)
+}
+
 fn opt(v: Option<u16>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
@@ -927,16 +900,7 @@ pub fn candidates(routes: &[RouteView]) -> Vec<Candidate> {
                 && r.prefix.len() == 128
                 && r.metric.0 < babel_wire::INFINITY
         })
-        .map(|r| Candidate {
-            prefix: r.prefix,
-            neighbour: Neighbour {
-                ifindex: r.ifindex,
-                address: r.via,
-            },
-            metric: r.metric.0,
-            feasible: r.feasible,
-            selected: r.installed,
-        })
+        .map(Candidate::from_route)
         .collect()
 }
 

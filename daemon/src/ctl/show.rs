@@ -497,6 +497,18 @@ pub fn tunnel_row(e: &Entry) -> Vec<String> {
     r
 }
 
+/// One table row per entry: its id, then the fields `keys`.
+fn rows_of(entries: &[Entry], keys: &[&str]) -> Vec<Vec<String>> {
+    entries
+        .iter()
+        .map(|e| {
+            let mut r = vec![e.id.clone()];
+            r.extend(keys.iter().map(|k| get(e, k)));
+            r
+        })
+        .collect()
+}
+
 fn get(e: &Entry, k: &str) -> String {
     e.fields.get(k).cloned().unwrap_or_else(|| "-".into())
 }
@@ -599,15 +611,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             "weight",
             "paying",
         ];
-        let rows = d
-            .payments
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(keys.iter().map(|k| get(e, k)));
-                r
-            })
-            .collect();
+        let rows = rows_of(&d.payments, &keys);
         table(
             out,
             &[
@@ -630,15 +634,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
     {
         writeln!(out, "\nVerified neighbours")?;
         let keys = ["if", "accuracy", "evicted", "evictions", "destinations"];
-        let rows = d
-            .verify_neighbours
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(keys.iter().map(|k| get(e, k)));
-                r
-            })
-            .collect();
+        let rows = rows_of(&d.verify_neighbours, &keys);
         table(
             out,
             &[
@@ -653,15 +649,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
         )?;
         writeln!(out, "\nVerified routes")?;
         let keys = ["via", "if", "metric", "cost", "accuracy", "corrected"];
-        let rows = d
-            .verify_routes
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(keys.iter().map(|k| get(e, k)));
-                r
-            })
-            .collect();
+        let rows = rows_of(&d.verify_routes, &keys);
         table(
             out,
             &[
