@@ -276,7 +276,7 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
     lossy(&a, "a-1", 10);
     lossy(&h1, "1-a", 10);
     let (d_seed, d_pub) = destination_key();
-    let ds = vec![
+    let mut ds = vec![
         start_with_config(&a, "vha", BIN, &verifier_config(&d_pub), &["a-1", "a-2"]),
         start_with_config(&h1, "vh1", BIN, FILTERS, &["1-a", "1-d"]),
         start_with_config(&h2, "vh2", "babeld", FILTERS, &["2-a", "2-d"]),
@@ -315,6 +315,40 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
             "{r}"
         );
     }
+    // babeld skips the Remote TLVs even on its own port: Remote Hellos sent to it leave it
+    // running and routing.
+    let h2_ll = h2.link_local("2-a");
+    let ifindex = a.ifindex("a-2");
+    let hello = babel_wire::encode_packet(
+        &babel_wire::Packet {
+            messages: vec![babel_wire::Message::RemoteHello(babel_wire::RemoteHello {
+                seqno: 1,
+                interval: 25,
+                origin: babel_wire::RouterId([1; 8]),
+                via: babel_wire::RouterId([2; 8]),
+                prefix: "fd77::3/128".parse().unwrap(),
+                timestamp: Some(1),
+            })],
+            macs: Vec::new(),
+        },
+        babel_wire::Flavour::Standard,
+    )
+    .unwrap()
+    .to_vec();
+    a.spawn(move || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let to = std::net::SocketAddrV6::new(h2_ll, 6696, 0, ifindex);
+        for _ in 0..10 {
+            s.send_to(&hello, to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(ds[2].alive(), "babeld died on a Remote Hello");
+    assert!(
+        wait_for(30, || ping(&a, "fd77::3")),
+        "babeld stopped routing"
+    );
     for mut x in ds {
         x.terminate();
     }
