@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use babel_core::{Config, Destination, Engine, Instant, InterfaceConfig, InterfaceKind};
+use babel_core::{Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind};
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
 
 /// The system allocator, counting the bytes live on the heap: the engine's own bytes per route,
@@ -66,7 +66,7 @@ fn main() {
     let us: IpAddr = "fe80::1".parse().unwrap();
     let nb: IpAddr = "fe80::2".parse().unwrap();
     let mut now = Instant::from_secs(1);
-    let mut cfg = Config::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
+    let mut cfg = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
     cfg.events = false;
     cfg.seqno = Some(1);
     let mut e = Engine::new(cfg, now).unwrap();

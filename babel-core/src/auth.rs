@@ -51,7 +51,7 @@ impl MacAuth {
 }
 
 /// A keyed-BLAKE2s counter-mode generator for Indexes and nonces. Seeded by the driver with OS
-/// entropy ([`crate::Config::auth_entropy`]) so that they do not repeat across restarts: a
+/// entropy ([`crate::EngineConfig::auth_entropy`]) so that they do not repeat across restarts: a
 /// repeated Index would let old packets be replayed, a repeated nonce old replies.
 #[derive(Clone)]
 struct AuthRng {

@@ -161,7 +161,7 @@ impl Default for Limits {
 /// Engine configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Config {
+pub struct EngineConfig {
     /// Our router-id (RFC 8966 §3.2.1); must be valid (not all 0 or all 1).
     pub router_id: RouterId,
     /// Initial own seqno, e.g. read from the state file; `None` draws it from the RNG, as babeld
@@ -195,7 +195,7 @@ pub struct Config {
     pub protocol_group: Ipv6Addr,
     /// Entropy for the RFC 8967 Indexes and nonces. Drivers that configure keys must fill it from
     /// the OS (a repeated Index after a restart would let old packets be replayed); when zero the
-    /// Index is derived from [`Config::seed`] alone, which is only fit for tests.
+    /// Index is derived from [`EngineConfig::seed`] alone, which is only fit for tests.
     pub auth_entropy: [u8; 32],
     /// Graceful restart: the last multicast Hello seqno each interface sent before this process
     /// started, by interface name (the daemon keeps them across a crash). An interface found here
@@ -212,7 +212,7 @@ pub struct Config {
     pub resume_routes: Vec<ResumeRoute>,
 }
 
-/// A route the previous run installed ([`Config::resume_routes`]).
+/// A route the previous run installed ([`EngineConfig::resume_routes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ResumeRoute {
@@ -226,10 +226,10 @@ pub struct ResumeRoute {
     pub next_hop: IpAddr,
 }
 
-impl Config {
+impl EngineConfig {
     /// Defaults for a router with this id.
-    pub fn new(router_id: RouterId) -> Config {
-        Config {
+    pub fn new(router_id: RouterId) -> EngineConfig {
+        EngineConfig {
             router_id,
             seqno: None,
             seed: 0,

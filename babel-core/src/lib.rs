@@ -3,7 +3,7 @@
 //! A sans-IO Babel routing engine (RFC 8966) that makes babeld 1.12's routing decisions and
 //! carries Althea's prices in its route table. One [`Engine`] is one router. It owns no socket,
 //! clock, thread or entropy source: time comes in as an [`Instant`] with every input, randomness
-//! from a seeded generator ([`Config::seed`]), and everything it wants done comes out through
+//! from a seeded generator ([`EngineConfig::seed`]), and everything it wants done comes out through
 //! `poll_*` methods.
 //!
 //! * Inputs: [`Engine::handle_packet`] (a UDP payload with its interface and source),
@@ -53,7 +53,7 @@
 //!   rather than adding 1;
 //! * a Hello seqno far ahead of what the elapsed time explains is also a reboot, and a rebooted
 //!   neighbour's routes are retracted; every interface starts with a wildcard retraction, except
-//!   after a crash ([`Config::resume_hellos`]: Hello seqnos continued, the previous run's
+//!   after a crash ([`EngineConfig::resume_hellos`]: Hello seqnos continued, the previous run's
 //!   routes guide selection for [`RESUME_QUIET`], see `engine/resume.rs`);
 //! * an unfeasible route that the selection *policy* prefers triggers a unicast seqno request
 //!   (so price-aware policies can move traffic);
@@ -78,11 +78,11 @@
 //!
 //! ```
 //! use std::net::IpAddr;
-//! use babel_core::{Config, Engine, Instant, InterfaceConfig, InterfaceKind, RouteKey};
+//! use babel_core::{EngineConfig, Engine, Instant, InterfaceConfig, InterfaceKind, RouteKey};
 //! use babel_wire::RouterId;
 //!
 //! let now = Instant::ZERO;
-//! let mut engine = Engine::new(Config::new(RouterId([0, 0, 0, 0, 0, 0, 0, 1])), now).unwrap();
+//! let mut engine = Engine::new(EngineConfig::new(RouterId([0, 0, 0, 0, 0, 0, 0, 1])), now).unwrap();
 //! let addr: IpAddr = "fe80::1".parse().unwrap();
 //! engine.interface_up(now, 2, InterfaceConfig::new("eth0", InterfaceKind::Wired, addr));
 //! engine.announce(now, RouteKey::new("2001:db8::/64".parse().unwrap()), 0).unwrap();
@@ -116,7 +116,7 @@ mod time;
 
 pub use auth::{CHALLENGE_RATE_LIMIT, CHALLENGE_TIMEOUT, MacAuth, NONCE_LEN};
 pub use babel_wire::mac::{MacAlgorithm, MacKey};
-pub use config::{Config, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
+pub use config::{EngineConfig, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
 pub use engine::{
     Engine, EngineError, Installed, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH, REQUEST_RESENDS,
     REQUEST_TIMEOUT, RESUME_QUIET, RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT,

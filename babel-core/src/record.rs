@@ -6,7 +6,7 @@
 //! recording, one JSON object per line:
 //!
 //! * the first line, `{"header": {...}}`: format, version, the instant the engine was created
-//!   at and its whole [`Config`] (the seed, the initial seqno, the RFC 8967 entropy), plus
+//!   at and its whole [`EngineConfig`] (the seed, the initial seqno, the RFC 8967 entropy), plus
 //!   whatever the driver needs to rebuild its hooks (the daemon's `in`/`out` filters);
 //! * an input, `{"at": MICROS, "input": "packet", ...}` ([`Timed`]);
 //! * the outputs of a drain, `{"outputs": [...]}` ([`Output`]), written only when not empty.
@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use babel_wire::{DecodeOptions, Flavour, Message};
 
-use crate::config::Config;
+use crate::config::EngineConfig;
 use crate::engine::{Engine, EngineError};
 use crate::filter::RouteFilter;
 use crate::input::{Input, InputError, hex_bytes};
@@ -48,7 +48,7 @@ pub struct Header {
     /// The instant the engine was created at.
     pub start: Instant,
     /// The engine's configuration, seed included.
-    pub config: Config,
+    pub config: EngineConfig,
     /// Anything the driver needs to rebuild what is not an input (the daemon: its filters).
     #[serde(default)]
     pub driver: serde_json::Value,
@@ -56,7 +56,7 @@ pub struct Header {
 
 impl Header {
     /// A header for an engine created at `start` with `config`.
-    pub fn new(start: Instant, config: Config, driver: serde_json::Value) -> Header {
+    pub fn new(start: Instant, config: EngineConfig, driver: serde_json::Value) -> Header {
         Header {
             format: RECORD_FORMAT.to_owned(),
             version: RECORD_VERSION,
@@ -455,8 +455,8 @@ mod tests {
         }
     }
 
-    fn config(seed: u64) -> Config {
-        let mut c = Config::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
+    fn config(seed: u64) -> EngineConfig {
+        let mut c = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
         c.seed = seed;
         c
     }

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use babel_core::{
-    Config, Counters, Destination, Engine, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm,
-    MacAuth, MacKey, RouteKey, Transmit,
+    Counters, Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind,
+    MacAlgorithm, MacAuth, MacKey, RouteKey, Transmit,
 };
 use babel_wire::mac::{MacCheck, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, RouterId, decode};
@@ -25,7 +25,7 @@ fn key(alg: MacAlgorithm, secret: &[u8]) -> MacKey {
 
 fn node(n: u8, auth: Option<MacAuth>, mtu: usize) -> Node {
     let now = Instant::from_secs(100);
-    let mut c = Config::new(RouterId([2, 0, 0, 0, 0, 0, 0, n]));
+    let mut c = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, n]));
     c.seed = u64::from(n);
     c.auth_entropy = [n; 32];
     let mut e = Engine::new(c, now).unwrap();

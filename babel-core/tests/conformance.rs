@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use babel_core::record::{Driver, Output, Timed};
-use babel_core::{Config, Engine, Instant};
+use babel_core::{Engine, EngineConfig, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +25,7 @@ struct Case {
     #[allow(dead_code)]
     description: String,
     start: Instant,
-    config: Config,
+    config: EngineConfig,
 }
 
 /// One line of an input file.

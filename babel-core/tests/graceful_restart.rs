@@ -1,5 +1,5 @@
 //! Issue 11 point 4: a router restarted after a crash keeps its neighbours routing through it.
-//! A resumed engine ([`babel_core::Config::resume_hellos`], `resume_routes`) continues its Hello
+//! A resumed engine ([`babel_core::EngineConfig::resume_hellos`], `resume_routes`) continues its Hello
 //! seqnos, sends no wildcard retraction, tells no neighbour that the link is down before it could
 //! hear it twice, and selects the previous run's next hop rather than a route echoed back through
 //! itself. A fresh engine does none of this (babeld's behaviour).
@@ -14,7 +14,7 @@ use babel_wire::Message;
 use common::*;
 
 /// The engine's first packets on coming up.
-fn start(cfg: babel_core::Config) -> (H, Vec<Message>) {
+fn start(cfg: babel_core::EngineConfig) -> (H, Vec<Message>) {
     let now = Instant::from_secs(1000);
     let mut e = Engine::new(cfg, now).unwrap();
     e.interface_up(

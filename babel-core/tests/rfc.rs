@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use babel_core::{
-    Config, Destination, Event, InterfaceKind, Limits, Policy, RouteKey, RouteOp,
+    Destination, EngineConfig, Event, InterfaceKind, Limits, Policy, RouteKey, RouteOp,
     SEQNO_REQUEST_HOP_COUNT,
 };
 use babel_wire::{INFINITY, Message, SeqnoRequest, Update};
@@ -887,7 +887,7 @@ fn verification_inaccurate_neighbour_routes_leave_the_kernel_until_it_recovers()
 
 #[test]
 fn s3_2_2_seqno_random_without_state_and_kept_with_it() {
-    let mut c = Config::new(rid(1));
+    let mut c = EngineConfig::new(rid(1));
     c.seed = 42;
     let a = babel_core::Engine::new(c.clone(), babel_core::Instant::ZERO)
         .unwrap()
@@ -903,7 +903,7 @@ fn s3_2_2_seqno_random_without_state_and_kept_with_it() {
             .seqno(),
         4242
     );
-    let bad = Config::new(babel_wire::RouterId([0; 8]));
+    let bad = EngineConfig::new(babel_wire::RouterId([0; 8]));
     assert!(babel_core::Engine::new(bad, babel_core::Instant::ZERO).is_err());
 }
 

@@ -131,7 +131,8 @@ impl PartialOrd for Seqno {
 }
 
 /// A link-local address: IPv6 fe80::/10 or IPv4 169.254.0.0/16. Babel packets come from IPv6
-/// link-local addresses (RFC 8966 §4); link-local prefixes are never redistributed.
+/// link-local addresses (RFC 8966 §4); link-local prefixes are never redistributed. The
+/// workspace's one link-local predicate.
 pub fn is_link_local(a: &IpAddr) -> bool {
     match a {
         IpAddr::V6(v6) => v6.segments().first().is_some_and(|s| s & 0xFFC0 == 0xFE80),

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use daemon::kernel_check::{CHECK_STEP, CheckRun};
-use kernel_fib::{Fib, FibChange, KernelRoute, MemoryFib, NetlinkFib, RouteFilter, RouteKey};
+use kernel_fib::{DumpFilter, Fib, FibChange, KernelRoute, KernelRouteKey, MemoryFib, NetlinkFib};
 
 const N: u32 = 1_000_000;
 
@@ -40,7 +40,7 @@ fn cpu() -> Duration {
 /// daemon indexes the dump on the check thread; only the steps run on the route thread.
 fn check(
     present: Vec<KernelRoute>,
-    ours: &BTreeMap<RouteKey, KernelRoute>,
+    ours: &BTreeMap<KernelRouteKey, KernelRoute>,
 ) -> (Duration, Duration, Duration, usize) {
     let t = Instant::now();
     let run = CheckRun::new(present);
@@ -49,7 +49,10 @@ fn check(
     (index, total, longest, changes)
 }
 
-fn steps(mut run: CheckRun, ours: &BTreeMap<RouteKey, KernelRoute>) -> (Duration, Duration, usize) {
+fn steps(
+    mut run: CheckRun,
+    ours: &BTreeMap<KernelRouteKey, KernelRoute>,
+) -> (Duration, Duration, usize) {
     let t0 = Instant::now();
     let mut longest = Duration::ZERO;
     let mut changes = 0;
@@ -64,7 +67,7 @@ fn steps(mut run: CheckRun, ours: &BTreeMap<RouteKey, KernelRoute>) -> (Duration
     }
 }
 
-fn old_quadratic(present: &[KernelRoute], ours: &BTreeMap<RouteKey, KernelRoute>) -> usize {
+fn old_quadratic(present: &[KernelRoute], ours: &BTreeMap<KernelRouteKey, KernelRoute>) -> usize {
     ours.values()
         .filter(|r| !present.iter().any(|k| r.same_as_installed(k)))
         .count()
@@ -72,7 +75,7 @@ fn old_quadratic(present: &[KernelRoute], ours: &BTreeMap<RouteKey, KernelRoute>
 
 fn memory_part() {
     let mut fib = MemoryFib::new();
-    let ours: BTreeMap<RouteKey, KernelRoute> =
+    let ours: BTreeMap<KernelRouteKey, KernelRoute> =
         (0..N).map(|i| route(i, 2)).map(|r| (r.key(), r)).collect();
     for r in ours.values() {
         fib.replace(r).unwrap();
@@ -82,7 +85,7 @@ fn memory_part() {
         fib.delete(&route(i, 2)).unwrap();
     }
     let t = Instant::now();
-    let present = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let present = fib.dump(&DumpFilter::protocol(42)).unwrap();
     let dump = t.elapsed();
     let (index, total, longest, changes) = check(present, &ours);
     println!(
@@ -93,7 +96,7 @@ fn memory_part() {
         longest.as_secs_f64() * 1e3
     );
     for n in [5_000usize, 10_000] {
-        let small: BTreeMap<RouteKey, KernelRoute> =
+        let small: BTreeMap<KernelRouteKey, KernelRoute> =
             ours.iter().take(n).map(|(k, r)| (*k, r.clone())).collect();
         let present: Vec<KernelRoute> = small.values().cloned().collect();
         let t = Instant::now();
@@ -157,7 +160,7 @@ fn kernel_part() {
             .parse()
             .unwrap();
         let mut fib = NetlinkFib::new().unwrap();
-        let ours: BTreeMap<RouteKey, KernelRoute> = (0..N)
+        let ours: BTreeMap<KernelRouteKey, KernelRoute> = (0..N)
             .map(|i| route(i, oif))
             .map(|r| (r.key(), r))
             .collect();
@@ -171,7 +174,7 @@ fn kernel_part() {
         let install = t.elapsed();
         drop(batch);
         let (c0, t) = (cpu(), Instant::now());
-        let present = fib.dump(&RouteFilter::protocol(42)).unwrap();
+        let present = fib.dump(&DumpFilter::protocol(42)).unwrap();
         let got = present.len();
         let run = CheckRun::new(present);
         let (dump, dump_cpu) = (t.elapsed(), cpu() - c0);

@@ -13,12 +13,10 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use babel_core::{
-    Config as EngineConfig, Destination, Engine, Instant, InterfaceConfig, InterfaceKind,
-};
+use babel_core::{Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind};
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use daemon::config::Config;
+use daemon::config::DaemonConfig;
 use daemon::state::{Daemon, Iface, Settings};
 
 const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
@@ -100,7 +98,7 @@ fn daemon() -> Daemon {
     };
     Daemon::new(
         babel_core::record::Driver::new(e),
-        Config::default(),
+        DaemonConfig::default(),
         vec![iface],
         Settings::babeld("bench".into()),
         now,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{
-    Config, ConfigError, Context, Globals, LocalEndpoint, ParseError, Statement, local,
+    ConfigError, Context, DaemonConfig, Globals, LocalEndpoint, ParseError, Statement, local,
     parse_statement,
 };
 
@@ -118,7 +118,7 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     /// The merged configuration.
-    pub config: Config,
+    pub config: DaemonConfig,
     /// Interfaces named on the command line (with those of `interface` statements).
     pub interfaces: Vec<String>,
     /// `-h`, milliseconds.
@@ -163,7 +163,7 @@ fn global_flag(c: char, keyword: &str, value: &str) -> Result<Globals, ConfigErr
 impl Cli {
     /// The configuration from the flags and `-C` statements alone (no files read).
     pub fn flags_config(&self) -> Result<Invocation, ConfigError> {
-        let mut config = Config::default();
+        let mut config = DaemonConfig::default();
         let mut apply =
             |c: char, keyword: &str, value: &Option<String>| -> Result<(), ConfigError> {
                 if let Some(v) = value {

@@ -59,9 +59,11 @@ pub struct ConfigError {
     pub error: ParseError,
 }
 
-/// Interface kind (`type`): decides the link cost algorithm and defaults.
+/// The `type` option as written: an engine [`babel_core::InterfaceKind`] (decides the link cost
+/// algorithm and defaults), or `auto` (resolved from what the kernel says of the link) or `mesh`
+/// (Babel runs not on the link itself but on one tunnel per discovered neighbour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum InterfaceType {
+pub enum ConfiguredKind {
     /// Detect wireless interfaces through the kernel.
     #[default]
     Auto,
@@ -97,7 +99,7 @@ pub struct InterfaceOptions {
     /// `update-interval`, milliseconds.
     pub update_interval_ms: Option<u32>,
     /// `type`.
-    pub kind: Option<InterfaceType>,
+    pub kind: Option<ConfiguredKind>,
     /// `faraway`.
     pub faraway: Option<bool>,
     /// `unicast`: send everything unicast to each neighbour.
@@ -408,7 +410,7 @@ pub enum Statement {
 
 /// A whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Config {
+pub struct DaemonConfig {
     /// Global options.
     pub globals: Globals,
     /// `default` options.
@@ -431,7 +433,7 @@ pub struct Config {
     pub verify: crate::verification::VerifySettings,
 }
 
-impl Config {
+impl DaemonConfig {
     /// Applies one statement; a repeated interface merges its options.
     pub fn apply(&mut self, s: Statement) {
         match s {
@@ -879,20 +881,20 @@ fn interface_options(w: &mut Words<'_>) -> Result<InterfaceOptions, ParseError> 
             "update-interval" => o.update_interval_ms = Some(decimal(k, v, 1000, 655_350)?.max(1)),
             "type" => {
                 o.kind = Some(match v {
-                    "auto" => InterfaceType::Auto,
-                    "wired" => InterfaceType::Wired,
-                    "wireless" => InterfaceType::Wireless,
-                    "tunnel" => InterfaceType::Tunnel,
-                    "mesh" => InterfaceType::Mesh,
+                    "auto" => ConfiguredKind::Auto,
+                    "wired" => ConfiguredKind::Wired,
+                    "wireless" => ConfiguredKind::Wireless,
+                    "tunnel" => ConfiguredKind::Tunnel,
+                    "mesh" => ConfiguredKind::Mesh,
                     _ => return Err(bad(k, v, "expected auto, wired, wireless, tunnel or mesh")),
                 })
             }
             // Deprecated since babeld 1.7, still accepted.
             "wired" => {
                 o.kind = Some(match tristate(k, v)? {
-                    Some(true) => InterfaceType::Wired,
-                    Some(false) => InterfaceType::Wireless,
-                    None => InterfaceType::Auto,
+                    Some(true) => ConfiguredKind::Wired,
+                    Some(false) => ConfiguredKind::Wireless,
+                    None => ConfiguredKind::Auto,
                 })
             }
             "faraway" => o.faraway = Some(boolean(k, v)?),
@@ -1118,7 +1120,7 @@ mod tests {
 
     #[test]
     fn settlement_statements_accumulate_in_order() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "t.conf",
             "settlement rpc-url http://192.0.2.1:8545 chain-id 100\nsettlement deposit 5 # wei\n",
@@ -1157,7 +1159,7 @@ redistribute eq 128 allow
 out eq 128 allow
 redistribute local deny
 ";
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text("babeld.conf", text).unwrap();
         assert_eq!(c.globals.fee, Some(100));
         assert_eq!(c.globals.local_rw, Some(LocalEndpoint::Port(6872)));
@@ -1177,7 +1179,7 @@ redistribute local deny
     #[test]
     fn althea_dialect_from_fee_or_metric_factor_and_the_switch_overrides() {
         let dialect = |text: &str| {
-            let mut c = Config::default();
+            let mut c = DaemonConfig::default();
             c.parse_text("t.conf", text).unwrap();
             c.globals.althea_dialect()
         };
@@ -1273,7 +1275,7 @@ redistribute local deny
 
     #[test]
     fn comments_blank_and_errors_name_the_line() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         let e = c
             .parse_text("x.conf", "# comment\n\nfee 5 # trailing\nbogus-option 3\n")
             .unwrap_err();
@@ -1291,7 +1293,7 @@ redistribute local deny
     #[test]
     fn tunnels_peers_and_policies() {
         let key = "ZRd1Y9l54FrKeaPRTsjafvVDOrggAzzV9BOmaHpOWWA=";
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "t",
             &format!(
@@ -1342,21 +1344,21 @@ redistribute local deny
 
     #[test]
     fn repeated_interface_merges() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "c",
             "default rxcost 300\ninterface a type wired\ninterface a rxcost 50\n",
         )
         .unwrap();
         let o = c.interface_options("a");
-        assert_eq!(o.kind, Some(InterfaceType::Wired));
+        assert_eq!(o.kind, Some(ConfiguredKind::Wired));
         assert_eq!(o.rxcost, Some(50));
         assert_eq!(c.interface_options("b").rxcost, Some(300));
     }
 
     #[test]
     fn configured_neighbours_accumulate_and_must_be_link_local() {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text(
             "c",
             "interface wg0 neighbour fe80::2 neighbor fe80::3\ninterface wg0 neighbour fe80::2 neighbour fe80::4 unicast false\n",

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use babel_core::ChangeKind;
 use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Context, Statement, parse_statement};
@@ -27,24 +28,12 @@ pub enum Dialect {
     Althea,
 }
 
-/// The first word of a dump or monitor line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// Present (dump) or appeared (monitor).
-    Add,
-    /// Changed.
-    Change,
-    /// Gone.
-    Flush,
-}
-
-impl Change {
-    fn word(self) -> &'static str {
-        match self {
-            Change::Add => "add",
-            Change::Change => "change",
-            Change::Flush => "flush",
-        }
+/// The first word of a dump or monitor line for a change.
+fn word(c: ChangeKind) -> &'static str {
+    match c {
+        ChangeKind::Add => "add",
+        ChangeKind::Change => "change",
+        ChangeKind::Flush => "flush",
     }
 }
 
@@ -277,13 +266,13 @@ pub fn althea_header(fee: u32, metric_factor: u32) -> [String; 2] {
 
 /// An interface line: `add interface eth0 up true ipv6 fe80::1 ipv4 10.0.0.1`.
 pub fn interface_line(
-    c: Change,
+    c: ChangeKind,
     name: &str,
     up: bool,
     ipv6: Option<Ipv6Addr>,
     ipv4: Option<Ipv4Addr>,
 ) -> String {
-    let mut s = format!("{} interface {name} up {up}", c.word());
+    let mut s = format!("{} interface {name} up {up}", word(c));
     if up {
         if let Some(a) = ipv6 {
             let _ = write!(s, " ipv6 {a}");
@@ -319,10 +308,10 @@ pub struct NeighbourLine<'a> {
 }
 
 /// `add neighbour ID address A if IF reach %04x ureach %04x rxcost N txcost N [rtt MS rttcost N] cost N`.
-pub fn neighbour_line(c: Change, n: &NeighbourLine<'_>) -> String {
+pub fn neighbour_line(c: ChangeKind, n: &NeighbourLine<'_>) -> String {
     let mut s = format!(
         "{} neighbour {:x} address {} if {} reach {:04x} ureach {:04x} rxcost {} txcost {}",
-        c.word(),
+        word(c),
         n.id,
         n.address,
         n.ifname,
@@ -353,11 +342,11 @@ fn from(prefix: &Prefix, src: Option<&Prefix>) -> String {
 }
 
 /// `add xroute P-S prefix P from S metric M`.
-pub fn xroute_line(c: Change, prefix: &Prefix, src: Option<&Prefix>, metric: u16) -> String {
+pub fn xroute_line(c: ChangeKind, prefix: &Prefix, src: Option<&Prefix>, metric: u16) -> String {
     let f = from(prefix, src);
     format!(
         "{} xroute {prefix}-{f} prefix {prefix} from {f} metric {metric}",
-        c.word()
+        word(c)
     )
 }
 
@@ -394,7 +383,7 @@ pub struct RouteLine<'a> {
 /// babeld: `add route ID prefix P from S installed yes id X metric M refmetric R via A if I`.
 /// Althea: `... metric M price P fee F refmetric R full-path-rtt T via A if I`, where the price
 /// printed is the received price (the stored price minus our fee, as Althea's fork prints it).
-pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
+pub fn route_line(c: ChangeKind, d: Dialect, r: &RouteLine<'_>) -> String {
     let mut s = String::with_capacity(160);
     write_route_line(&mut s, c, d, r);
     s
@@ -402,8 +391,8 @@ pub fn route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
 
 /// [`route_line`] appended to `s`, without `format!`: a `monitor` client receives one or two
 /// such lines per route learned, so they are written digit by digit (same bytes).
-pub fn write_route_line(s: &mut String, c: Change, d: Dialect, r: &RouteLine<'_>) {
-    s.push_str(c.word());
+pub fn write_route_line(s: &mut String, c: ChangeKind, d: Dialect, r: &RouteLine<'_>) {
+    s.push_str(word(c));
     s.push_str(" route ");
     text::hex(s, r.id);
     s.push_str(" prefix ");
@@ -775,11 +764,11 @@ mod tests {
         };
         // Byte for byte what babeld 1.12.1 printed for the same route.
         assert_eq!(
-            route_line(Change::Add, Dialect::Babel, &r),
+            route_line(ChangeKind::Add, Dialect::Babel, &r),
             "add route 564b531f05b0 prefix 10.5.0.2/32 from 0.0.0.0/0 installed yes id 38:78:3a:0b:14:34:36:56 metric 96 refmetric 0 via fe80::289f:edff:fe50:e6d6 if va"
         );
         assert_eq!(
-            route_line(Change::Change, Dialect::Althea, &r),
+            route_line(ChangeKind::Change, Dialect::Althea, &r),
             "change route 564b531f05b0 prefix 10.5.0.2/32 from 0.0.0.0/0 installed yes id 38:78:3a:0b:14:34:36:56 metric 96 price 7 fee 5 refmetric 0 full-path-rtt 22.805 via fe80::289f:edff:fe50:e6d6 if va"
         );
         let n = NeighbourLine {
@@ -794,7 +783,7 @@ mod tests {
             cost: 96,
         };
         assert_eq!(
-            neighbour_line(Change::Add, &n),
+            neighbour_line(ChangeKind::Add, &n),
             "add neighbour 564b531ef430 address fe80::289f:edff:fe50:e6d6 if va reach fc00 ureach 0000 rxcost 96 txcost 96 cost 96"
         );
         let with_rtt = NeighbourLine {
@@ -803,15 +792,16 @@ mod tests {
             ..n
         };
         assert!(
-            neighbour_line(Change::Add, &with_rtt).ends_with(" rtt 26.723 rttcost 912 cost 1168")
+            neighbour_line(ChangeKind::Add, &with_rtt)
+                .ends_with(" rtt 26.723 rttcost 912 cost 1168")
         );
         assert_eq!(
-            xroute_line(Change::Add, &"fd05::1/128".parse().unwrap(), None, 0),
+            xroute_line(ChangeKind::Add, &"fd05::1/128".parse().unwrap(), None, 0),
             "add xroute fd05::1/128-::/0 prefix fd05::1/128 from ::/0 metric 0"
         );
         assert_eq!(
             interface_line(
-                Change::Add,
+                ChangeKind::Add,
                 "va",
                 true,
                 Some("fe80::50f6:3fff:fe76:686e".parse().unwrap()),
@@ -820,7 +810,7 @@ mod tests {
             "add interface va up true ipv6 fe80::50f6:3fff:fe76:686e ipv4 10.99.0.1"
         );
         assert_eq!(
-            interface_line(Change::Flush, "lo", false, None, None),
+            interface_line(ChangeKind::Flush, "lo", false, None, None),
             "flush interface lo up false"
         );
         assert_eq!(
@@ -849,10 +839,10 @@ mod tests {
     }
 
     /// The `format!` rendering [`route_line`] replaced, as the reference for its bytes.
-    fn reference_route_line(c: Change, d: Dialect, r: &RouteLine<'_>) -> String {
+    fn reference_route_line(c: ChangeKind, d: Dialect, r: &RouteLine<'_>) -> String {
         let mut s = format!(
             "{} route {:x} prefix {} from {} installed {} id {} metric {}",
-            c.word(),
+            word(c),
             r.id,
             r.prefix,
             from(&r.prefix, r.src_prefix.as_ref()),
@@ -931,7 +921,7 @@ mod tests {
                 router_id: RouterId(rid), metric, refmetric, received_price: price, fee,
                 full_path_rtt: rtt, via, ifname: &ifname,
             };
-            let c = [Change::Add, Change::Change, Change::Flush][c];
+            let c = [ChangeKind::Add, ChangeKind::Change, ChangeKind::Flush][c];
             let d = if althea { Dialect::Althea } else { Dialect::Babel };
             prop_assert_eq!(route_line(c, d, &r), reference_route_line(c, d, &r));
         }

@@ -355,7 +355,7 @@ impl NeighbourState {
 
 /// A neighbour heard on a mesh interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Neighbour {
+pub struct MeshNeighbour {
     /// Its tunnel public key.
     pub key: PublicKey,
     /// Its tunnel endpoint (link-local address with scope, port).
@@ -450,7 +450,7 @@ pub struct Discovery {
     our_key: PublicKey,
     timers: Timers,
     max_neighbours: usize,
-    neighbours: BTreeMap<PublicKey, Neighbour>,
+    neighbours: BTreeMap<PublicKey, MeshNeighbour>,
     counters: Counters,
     outputs: VecDeque<Output>,
 }
@@ -474,12 +474,12 @@ impl Discovery {
     }
 
     /// The neighbours, by key.
-    pub fn neighbours(&self) -> impl Iterator<Item = &Neighbour> {
+    pub fn neighbours(&self) -> impl Iterator<Item = &MeshNeighbour> {
         self.neighbours.values()
     }
 
     /// A neighbour.
-    pub fn neighbour(&self, key: &PublicKey) -> Option<&Neighbour> {
+    pub fn neighbour(&self, key: &PublicKey) -> Option<&MeshNeighbour> {
         self.neighbours.get(key)
     }
 
@@ -529,7 +529,7 @@ impl Discovery {
             };
             self.neighbours.insert(
                 a.public_key,
-                Neighbour {
+                MeshNeighbour {
                     key: a.public_key,
                     endpoint,
                     state,
@@ -703,7 +703,7 @@ pub struct MeshView {
     /// The MTU of its tunnels.
     pub tunnel_mtu: u32,
     /// Neighbours.
-    pub neighbours: Vec<NeighbourView>,
+    pub neighbours: Vec<MeshNeighbourView>,
     /// Discovery counters.
     pub counters: Counters,
     /// The tunnel device's counters: datagrams dropped before a neighbour could be named
@@ -719,7 +719,7 @@ pub struct MeshView {
 
 /// One neighbour of a mesh interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct NeighbourView {
+pub struct MeshNeighbourView {
     /// Its tunnel public key.
     pub public_key: String,
     /// Its endpoint.
@@ -748,7 +748,7 @@ pub struct NeighbourView {
     pub handshake_drops: u64,
 }
 
-impl NeighbourView {
+impl MeshNeighbourView {
     /// Its `dump`/`monitor` line: `add mesh-neighbour KEY if IF endpoint EP state S ...`; `drops`
     /// counts the transport and handshake packets under its key that were dropped (replayed or
     /// failing authentication).
@@ -781,6 +781,20 @@ pub fn dump_lines(views: &[std::sync::Arc<std::sync::Mutex<MeshView>>]) -> Vec<S
     out
 }
 
+/// Our IPv6 link-local address on every tunnel interface, from our tunnel public key: fe80::/64
+/// with the key's first eight bytes as the interface identifier. The same on all our tunnels
+/// (Babel tells neighbours apart by interface), different from every neighbour's, and computable
+/// by a neighbour from the key alone (payments address a neighbour by it).
+pub fn tunnel_link_local(key: &PublicKey) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    o[0] = 0xfe;
+    o[1] = 0x80;
+    if let (Some(id), Some(k)) = (o.get_mut(8..), key.as_bytes().get(..8)) {
+        id.copy_from_slice(k);
+    }
+    Ipv6Addr::from(o)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
@@ -807,6 +821,17 @@ mod tests {
         std::iter::from_fn(|| d.poll_output()).collect()
     }
 
+    #[test]
+    fn tunnel_link_local_is_fe80_with_the_key_prefix() {
+        let a = PublicKey([7; 32]);
+        let mut b_key = [7; 32];
+        b_key[7] = 8;
+        let b = PublicKey(b_key);
+        let la = tunnel_link_local(&a);
+        assert!(babel_wire::is_link_local(&std::net::IpAddr::V6(la)));
+        assert_eq!(la, "fe80::707:707:707:707".parse::<Ipv6Addr>().unwrap());
+        assert_ne!(la, tunnel_link_local(&b));
+    }
     #[test]
     fn layout_round_trips_and_matches_the_spec() {
         let a = Announcement {

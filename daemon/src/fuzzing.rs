@@ -8,7 +8,7 @@
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::config::{Config, Context, parse_statement};
+use crate::config::{Context, DaemonConfig, parse_statement};
 
 /// The first octet picks the input: even, a configuration text (also read line by line as
 /// runtime statements); odd, a command line (arguments separated by NUL octets), read without
@@ -19,7 +19,7 @@ pub fn config_check(data: &[u8]) {
     };
     if first & 1 == 0 {
         let text = String::from_utf8_lossy(rest);
-        let mut config = Config::default();
+        let mut config = DaemonConfig::default();
         if config.parse_text("fuzz.conf", &text).is_ok() {
             for (name, _) in &config.interfaces {
                 let _ = config.interface_options(name);

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use kernel_fib::{FibChange, KernelRoute, RouteKey};
+use kernel_fib::{FibChange, KernelRoute, KernelRouteKey};
 
 /// Routes a check examines per step (about a millisecond of work).
 pub const CHECK_STEP: usize = 4096;
@@ -26,9 +26,9 @@ pub const CHECK_STEP: usize = 4096;
 #[derive(Debug)]
 pub struct CheckRun {
     /// The kernel's routes of our protocol not yet matched with one of ours.
-    present: HashMap<RouteKey, KernelRoute>,
+    present: HashMap<KernelRouteKey, KernelRoute>,
     /// Our routes are examined in key order; the last key examined.
-    cursor: Option<RouteKey>,
+    cursor: Option<KernelRouteKey>,
     ours_done: bool,
     /// Routes reinstalled and removed so far.
     pub reinstalled: usize,
@@ -55,8 +55,8 @@ impl CheckRun {
     /// their grace period, source-table projections).
     pub fn step(
         &mut self,
-        ours: &BTreeMap<RouteKey, KernelRoute>,
-        keep: impl Fn(&RouteKey) -> bool,
+        ours: &BTreeMap<KernelRouteKey, KernelRoute>,
+        keep: impl Fn(&KernelRouteKey) -> bool,
         budget: usize,
     ) -> (Vec<FibChange>, bool) {
         let mut changes = Vec::new();
@@ -79,7 +79,7 @@ impl CheckRun {
             return (changes, self.present.is_empty());
         }
         // What is left of the dump is not ours.
-        let batch: Vec<RouteKey> = self.present.keys().take(budget).copied().collect();
+        let batch: Vec<KernelRouteKey> = self.present.keys().take(budget).copied().collect();
         for k in batch {
             if let Some(r) = self.present.remove(&k)
                 && !ours.contains_key(&k)
@@ -96,14 +96,14 @@ impl CheckRun {
 /// Routes of our protocol found in the kernel at start-up (graceful restart).
 #[derive(Debug, Default)]
 pub struct Stale {
-    routes: HashMap<RouteKey, KernelRoute>,
+    routes: HashMap<KernelRouteKey, KernelRoute>,
     deadline: Option<Instant>,
 }
 
 impl Stale {
     /// Keeps `routes` until `now + grace`.
     pub fn new(routes: Vec<KernelRoute>, now: Instant, grace: Duration) -> Self {
-        let routes: HashMap<RouteKey, KernelRoute> =
+        let routes: HashMap<KernelRouteKey, KernelRoute> =
             routes.into_iter().map(|r| (r.key(), r)).collect();
         let deadline = (!routes.is_empty()).then(|| now + grace);
         Stale { routes, deadline }
@@ -125,18 +125,18 @@ impl Stale {
     }
 
     /// Whether `key` is a stale route still kept.
-    pub fn contains(&self, key: &RouteKey) -> bool {
+    pub fn contains(&self, key: &KernelRouteKey) -> bool {
         self.routes.contains_key(key)
     }
 
     /// A route with this key was installed again: the replace took the stale one's place.
-    pub fn relearned(&mut self, key: &RouteKey) {
+    pub fn relearned(&mut self, key: &KernelRouteKey) {
         self.routes.remove(key);
     }
 
     /// A stale route the engine asks us to delete (it cannot: it never installed it, but a
     /// destination it withdraws must not keep the old route).
-    pub fn take(&mut self, key: &RouteKey) -> Option<KernelRoute> {
+    pub fn take(&mut self, key: &KernelRouteKey) -> Option<KernelRoute> {
         self.routes.remove(key)
     }
 
@@ -166,8 +166,8 @@ mod tests {
 
     fn run_all(
         c: &mut CheckRun,
-        ours: &BTreeMap<RouteKey, KernelRoute>,
-        keep: impl Fn(&RouteKey) -> bool + Copy,
+        ours: &BTreeMap<KernelRouteKey, KernelRoute>,
+        keep: impl Fn(&KernelRouteKey) -> bool + Copy,
     ) -> Vec<FibChange> {
         let mut all = Vec::new();
         let mut steps = 0;
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn missing_and_changed_routes_come_back_and_foreign_ones_go() {
-        let ours: BTreeMap<RouteKey, KernelRoute> =
+        let ours: BTreeMap<KernelRouteKey, KernelRoute> =
             (0..10).map(route).map(|r| (r.key(), r)).collect();
         let mut present: Vec<KernelRoute> = (0..10).filter(|i| i % 3 != 0).map(route).collect();
         // Route 1 points elsewhere in the kernel.
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn routes_changed_between_steps_are_not_lost() {
-        let mut ours: BTreeMap<RouteKey, KernelRoute> =
+        let mut ours: BTreeMap<KernelRouteKey, KernelRoute> =
             (0..10).map(route).map(|r| (r.key(), r)).collect();
         let present: Vec<KernelRoute> = (0..10).map(route).collect();
         let mut c = CheckRun::new(present);

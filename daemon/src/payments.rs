@@ -167,10 +167,7 @@ pub struct MeteringHook {
 /// multicast destinations) is never shaped: a neighbour on the free tier must still route and
 /// pay its way back.
 fn control_traffic(destination: IpAddr) -> bool {
-    match destination {
-        IpAddr::V6(a) => a.is_multicast() || a.is_unicast_link_local(),
-        IpAddr::V4(a) => a.is_multicast() || a.is_link_local(),
-    }
+    destination.is_multicast() || babel_wire::is_link_local(&destination)
 }
 
 impl MeteringHook {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use babel_core::record::{Driver, Header};
-use babel_core::{Config, Engine, Instant, RouteFilter};
+use babel_core::{Engine, EngineConfig, Instant, RouteFilter};
 
 use crate::config::{Filter, FilterKind};
-use crate::redistribute::RouteFilters;
+use crate::redistribute::FilterRules;
 
 /// Wraps a new `engine` (created at `start` with `config`, nothing fed yet) in a driver that
 /// records to `path`, truncating it. The file is created with mode 0600: it holds the keys.
@@ -21,7 +21,7 @@ pub fn start(
     path: &Path,
     engine: Engine,
     start: Instant,
-    config: Config,
+    config: EngineConfig,
     filters: &[(FilterKind, Filter)],
 ) -> anyhow::Result<Driver> {
     let file = OpenOptions::new()
@@ -48,5 +48,5 @@ pub fn route_filter(header: &Header) -> anyhow::Result<Option<Arc<dyn RouteFilte
         Some(f) => serde_json::from_value(f.clone()).context("the header's filters")?,
         None => Vec::new(),
     };
-    Ok(RouteFilters::from_config(&filters).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
+    Ok(FilterRules::from_config(&filters).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
 }

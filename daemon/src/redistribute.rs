@@ -12,9 +12,10 @@ use babel_wire::{Prefix, RouterId};
 
 use crate::config::{Filter, FilterAction, FilterKind};
 
-/// What a filter might match on.
+/// What a filter's selectors match on (babeld.man, "Filtering rules"): a local address, a kernel
+/// route, or a route received, sent or installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate<'a> {
+pub struct FilterSubject<'a> {
     /// Destination.
     pub prefix: Prefix,
     /// Source prefix.
@@ -59,7 +60,7 @@ fn default_of(p: &Prefix) -> Prefix {
 }
 
 /// Whether every selector of `f` matches `c`.
-pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
+pub fn matches(f: &Filter, c: &FilterSubject<'_>) -> bool {
     if let Some(p) = f.prefix
         && !p.contains(&c.prefix)
     {
@@ -108,7 +109,7 @@ pub fn matches(f: &Filter, c: &Candidate<'_>) -> bool {
 pub fn verdict(
     filters: &[(FilterKind, Filter)],
     kind: FilterKind,
-    c: &Candidate<'_>,
+    c: &FilterSubject<'_>,
     default_allow: bool,
 ) -> Verdict {
     for (k, f) in filters {
@@ -146,23 +147,23 @@ pub fn verdict(
 /// with no match the route passes unchanged (babeld's `input_filter`, `output_filter`,
 /// `install_filter`). The `install` filter's table and preferred source are the daemon's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteFilters {
+pub struct FilterRules {
     filters: Vec<(FilterKind, Filter)>,
 }
 
-impl RouteFilters {
+impl FilterRules {
     /// The `in`, `out` and `install` filters of `filters`, or `None` when there are none.
-    pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<RouteFilters> {
+    pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<FilterRules> {
         let filters: Vec<(FilterKind, Filter)> = filters
             .iter()
             .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out | FilterKind::Install))
             .cloned()
             .collect();
-        (!filters.is_empty()).then_some(RouteFilters { filters })
+        (!filters.is_empty()).then_some(FilterRules { filters })
     }
 
     fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
             ifname: Some(r.ifname),
@@ -179,7 +180,7 @@ impl RouteFilters {
     }
 }
 
-impl RouteFilter for RouteFilters {
+impl RouteFilter for FilterRules {
     fn input(&self, route: &FilterRoute<'_>) -> FilterAnswer {
         self.answer(FilterKind::In, route)
     }
@@ -203,7 +204,7 @@ pub fn announcements<'a>(
 ) -> Announcements {
     let mut out = Announcements::new();
     for (ifname, addr) in locals {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: Prefix::host(addr),
             src_prefix: None,
             ifname,
@@ -220,7 +221,7 @@ pub fn announcements<'a>(
         }
     }
     for (prefix, src_prefix, ifname, proto) in routes {
-        let c = Candidate {
+        let c = FilterSubject {
             prefix,
             src_prefix,
             ifname,
@@ -247,10 +248,10 @@ pub fn announcements<'a>(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::DaemonConfig;
 
     fn filters(text: &str) -> Vec<(FilterKind, Filter)> {
-        let mut c = Config::default();
+        let mut c = DaemonConfig::default();
         c.parse_text("t", text).unwrap();
         c.filters
     }
@@ -261,8 +262,8 @@ mod tests {
 
     #[test]
     fn in_and_out_filters_as_the_engine_sees_them() {
-        assert!(RouteFilters::from_config(&filters("redistribute local deny\n")).is_none());
-        let f = RouteFilters::from_config(&filters(
+        assert!(FilterRules::from_config(&filters("redistribute local deny\n")).is_none());
+        let f = FilterRules::from_config(&filters(
             "in ip 10.0.0.0/8 le 24 deny\n\
              in if eth1 metric 128\n\
              out neigh fe80::1 deny\n\
@@ -406,7 +407,7 @@ mod tests {
         let f = filters(
             "install ip 10.0.0.0/8 table 100 pref-src 10.1.1.1\ninstall id 02:00:00:ff:fe:00:00:09 deny\n",
         );
-        let c = Candidate {
+        let c = FilterSubject {
             prefix: p("10.5.0.0/16"),
             src_prefix: None,
             ifname: Some("eth0"),
@@ -417,7 +418,7 @@ mod tests {
         let v = verdict(&f, FilterKind::Install, &c, true);
         assert!(v.allow);
         assert_eq!(v.table, Some(100));
-        let c9 = Candidate {
+        let c9 = FilterSubject {
             prefix: p("fd00::/64"),
             router_id: Some(RouterId([2, 0, 0, 0xff, 0xfe, 0, 0, 9])),
             ..c

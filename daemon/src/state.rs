@@ -14,9 +14,9 @@ use babel_wire::{Flavour, Prefix};
 use foldhash::HashMap as FastHashMap;
 use serde::Serialize;
 
-use crate::config::{Config, InterfaceOptions, InterfaceType, KeyType, Statement};
+use crate::config::{ConfiguredKind, DaemonConfig, InterfaceOptions, KeyType, Statement};
 use crate::control::{
-    Change, Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
+    Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
     neighbour_line, route_line, write_route_line, xroute_line,
 };
 
@@ -141,7 +141,7 @@ pub struct Daemon {
     /// [`Driver::input`] and every output through [`Driver::drain`], so `--record` sees them all.
     pub engine: Driver,
     /// The configuration as read and changed at runtime.
-    pub config: Config,
+    pub config: DaemonConfig,
     /// Interfaces by name, in the order they were named.
     pub ifaces: Vec<Iface>,
     /// Settings.
@@ -198,7 +198,7 @@ impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
         engine: Driver,
-        config: Config,
+        config: DaemonConfig,
         ifaces: Vec<Iface>,
         settings: Settings,
         now: Instant,
@@ -274,7 +274,7 @@ impl Daemon {
         mac_auth(&self.config, &self.config.defaults).map(|_| ())
     }
 
-    fn route_line(&self, c: Change, r: &RouteView) -> String {
+    fn route_line(&self, c: ChangeKind, r: &RouteView) -> String {
         let ifname = self.ifname(r.ifindex);
         let id = route_id(&r.prefix, r.src_prefix.as_ref(), r.via);
         route_line(
@@ -297,7 +297,7 @@ impl Daemon {
         )
     }
 
-    fn interface_line(&self, c: Change, i: &Iface) -> String {
+    fn interface_line(&self, c: ChangeKind, i: &Iface) -> String {
         interface_line(c, &i.name, i.running, i.link_local, i.ipv4)
     }
 
@@ -308,7 +308,7 @@ impl Daemon {
             .map(|n| {
                 let ifname = self.ifname(n.ifindex);
                 let line = neighbour_line(
-                    Change::Add,
+                    ChangeKind::Add,
                     &NeighbourLine {
                         id: neighbour_id(n.ifindex, n.address),
                         address: n.address,
@@ -344,19 +344,19 @@ impl Daemon {
         out.extend(
             self.ifaces
                 .iter()
-                .map(|i| self.interface_line(Change::Add, i)),
+                .map(|i| self.interface_line(ChangeKind::Add, i)),
         );
         out.extend(self.neighbour_lines().into_iter().map(|(_, l)| l));
         for x in self.engine.xroutes() {
             out.push(xroute_line(
-                Change::Add,
+                ChangeKind::Add,
                 &x.prefix,
                 x.src_prefix.as_ref(),
                 x.metric.0,
             ));
         }
         for r in self.engine.routes(self.now) {
-            out.push(self.route_line(Change::Add, &r));
+            out.push(self.route_line(ChangeKind::Add, &r));
         }
         out.extend(crate::discovery::dump_lines(&self.mesh));
         out.extend(crate::payments::dump_lines(&self.meters));
@@ -465,7 +465,7 @@ impl Daemon {
                 let ifname = self.shown_ifnames.get(r.ifname).map_or("", |n| n.as_str());
                 write_route_line(
                     out,
-                    change(*kind),
+                    *kind,
                     self.settings.dialect,
                     &RouteLine {
                         id,
@@ -531,7 +531,7 @@ impl Daemon {
                     .ifaces
                     .iter()
                     .find(|i| i.ifindex == Some(*ifindex))
-                    .map(|i| self.interface_line(Change::Add, i));
+                    .map(|i| self.interface_line(ChangeKind::Add, i));
                 (MonitorKey::Interface(*ifindex), *kind, line)
             }
             Event::Neighbour {
@@ -557,7 +557,12 @@ impl Daemon {
                     .iter()
                     .find(|x| x.prefix == *prefix && x.src_prefix == *src_prefix)
                     .map(|x| {
-                        xroute_line(Change::Add, &x.prefix, x.src_prefix.as_ref(), x.metric.0)
+                        xroute_line(
+                            ChangeKind::Add,
+                            &x.prefix,
+                            x.src_prefix.as_ref(),
+                            x.metric.0,
+                        )
                     });
                 (MonitorKey::Xroute(*prefix, *src_prefix), *kind, line)
             }
@@ -573,10 +578,10 @@ impl Daemon {
         }?;
         // Stored lines start with "add "; the event decides the first word.
         let rest = line.strip_prefix("add ").unwrap_or(&line);
-        let word = match change(kind) {
-            Change::Add => return Some(line),
-            Change::Change => "change",
-            Change::Flush => "flush",
+        let word = match kind {
+            ChangeKind::Add => return Some(line),
+            ChangeKind::Change => "change",
+            ChangeKind::Flush => "flush",
         };
         Some(format!("{word} {rest}"))
     }
@@ -850,7 +855,7 @@ impl Handler for Daemon {
 
 /// RFC 8967 authentication of an interface from its `key` and `accept-bad-signatures` options
 /// and the `key` statements: `None` without a key; an error for an unknown key or type `none`.
-pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>, String> {
+pub fn mac_auth(config: &DaemonConfig, o: &InterfaceOptions) -> Result<Option<MacAuth>, String> {
     let Some(id) = &o.key else {
         return Ok(None);
     };
@@ -869,15 +874,6 @@ pub fn mac_auth(config: &Config, o: &InterfaceOptions) -> Result<Option<MacAuth>
         keys: vec![key],
         accept_bad_signatures: o.accept_bad_signatures == Some(true),
     }))
-}
-
-/// The first word of a line for an engine change.
-fn change(k: ChangeKind) -> Change {
-    match k {
-        ChangeKind::Add => Change::Add,
-        ChangeKind::Change => Change::Change,
-        ChangeKind::Flush => Change::Flush,
-    }
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
@@ -954,18 +950,18 @@ pub fn interface_config(
     flavour: Flavour,
 ) -> InterfaceConfig {
     let kind = match o.kind.unwrap_or_default() {
-        InterfaceType::Wired => InterfaceKind::Wired,
-        InterfaceType::Wireless => InterfaceKind::Wireless,
-        InterfaceType::Tunnel => InterfaceKind::Tunnel,
+        ConfiguredKind::Wired => InterfaceKind::Wired,
+        ConfiguredKind::Wireless => InterfaceKind::Wireless,
+        ConfiguredKind::Tunnel => InterfaceKind::Tunnel,
         // Babel never runs on a mesh interface itself, only on its tunnels.
-        InterfaceType::Mesh => InterfaceKind::Wired,
-        InterfaceType::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
+        ConfiguredKind::Mesh => InterfaceKind::Wired,
+        ConfiguredKind::Auto if s.all_wireless || iface.wireless => InterfaceKind::Wireless,
         // Ours: babeld 1.12 only tells wireless from not; a point-to-point device is a tunnel.
-        InterfaceType::Auto if iface.point_to_point => InterfaceKind::Tunnel,
-        InterfaceType::Auto => InterfaceKind::Wired,
+        ConfiguredKind::Auto if iface.point_to_point => InterfaceKind::Tunnel,
+        ConfiguredKind::Auto => InterfaceKind::Wired,
     };
     let mut c = InterfaceConfig::new(iface.name.clone(), kind, IpAddr::V6(link_local));
-    if o.kind.unwrap_or_default() == InterfaceType::Auto {
+    if o.kind.unwrap_or_default() == ConfiguredKind::Auto {
         // babeld applies split horizon only to interfaces declared `type wired`: one it merely
         // did not find to be wireless gets wired costs but sends routes back where they came
         // from (seen in spec/captures/babeld-1.12-plain.jsonl).
@@ -1090,8 +1086,8 @@ mod rtt_option_tests {
 mod key_tests {
     use super::*;
 
-    fn config(text: &str) -> Config {
-        let mut c = Config::default();
+    fn config(text: &str) -> DaemonConfig {
+        let mut c = DaemonConfig::default();
         c.parse_text("test", text).unwrap();
         c
     }
@@ -1145,7 +1141,7 @@ mod unicast_tests {
     }
 
     fn cfg(line: &str, p2p: bool) -> InterfaceConfig {
-        let mut c = crate::config::Config::default();
+        let mut c = crate::config::DaemonConfig::default();
         c.parse_text("t", line).unwrap();
         let o = c.interface_options("wg0");
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
@@ -1185,7 +1181,7 @@ mod unicast_tests {
 mod monitor_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
-    use babel_core::{Config as EngineConfig, Destination, Engine};
+    use babel_core::{Destination, Engine, EngineConfig};
     use babel_wire::{EncodeOptions, Hello, INFINITY, Ihu, Message, RouterId, Update, encode};
 
     const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
@@ -1249,7 +1245,7 @@ mod monitor_tests {
         };
         let mut d = Daemon::new(
             Driver::new(e),
-            Config::default(),
+            DaemonConfig::default(),
             vec![iface],
             Settings::babeld("t".into()),
             now,

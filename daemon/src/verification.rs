@@ -16,7 +16,7 @@ use babel_core::{Input, Instant, RouteView, XrouteView};
 use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
 use serde::Serialize;
 use verify::{
-    Action, Candidate, Check, Counters, Keyring, Neighbour, Responder, SigningKey, Verdict,
+    Action, Check, Counters, Keyring, NeighbourId, Responder, SigningKey, Verdict, VerifiableRoute,
     Verifier, VerifyConfig,
 };
 
@@ -319,7 +319,7 @@ pub struct ProbeRoute {
     /// Destination.
     pub prefix: Prefix,
     /// The neighbour under test.
-    pub neighbour: Neighbour,
+    pub neighbour: NeighbourId,
 }
 
 /// What the binary must do after a call.
@@ -421,12 +421,12 @@ pub struct Verification {
     verifier: Verifier,
     responder: Responder,
     /// Probe table index per neighbour (bounded by [`MAX_PROBED_NEIGHBOURS`]).
-    marks: BTreeMap<Neighbour, u32>,
+    marks: BTreeMap<NeighbourId, u32>,
     /// Probe routes installed.
-    installed: BTreeMap<(u32, Prefix), Neighbour>,
+    installed: BTreeMap<(u32, Prefix), NeighbourId>,
     /// Who sent us Remote Hellos, to answer them: (origin, via, prefix) → its address.
     peers: BTreeMap<(RouterId, RouterId, Prefix), (Ipv6Addr, Instant)>,
-    rows: BTreeMap<(Prefix, Neighbour), RouteRow>,
+    rows: BTreeMap<(Prefix, NeighbourId), RouteRow>,
     /// Datagrams refused before the verify crate saw them (not a Babel packet, bad TLV).
     pub malformed: u64,
     /// Remote IHUs sent.
@@ -612,7 +612,7 @@ impl Verification {
         }
     }
 
-    fn mark_of(&mut self, n: Neighbour) -> Option<u32> {
+    fn mark_of(&mut self, n: NeighbourId) -> Option<u32> {
         if let Some(k) = self.marks.get(&n) {
             return Some(*k);
         }
@@ -891,7 +891,7 @@ fn opt(v: Option<u16>) -> String {
 }
 
 /// The routes the verifier may test: IPv6 host routes, all of them, feasible or not.
-pub fn candidates(routes: &[RouteView]) -> Vec<Candidate> {
+pub fn candidates(routes: &[RouteView]) -> Vec<VerifiableRoute> {
     routes
         .iter()
         .filter(|r| {
@@ -900,7 +900,7 @@ pub fn candidates(routes: &[RouteView]) -> Vec<Candidate> {
                 && r.prefix.len() == 128
                 && r.metric.0 < babel_wire::INFINITY
         })
-        .map(Candidate::from_route)
+        .map(VerifiableRoute::from_route)
         .collect()
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{
     Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, have, node,
-    route_dev, start_router, tmp, veth, wait_for,
+    ping_with, route_dev, start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -73,15 +73,7 @@ fn mixed_ring_with_babeld_converges_reroutes_and_recovers() {
         (&c, "10.77.0.1"),
         (&c, "fd77::1"),
     ] {
-        let fam = if dst.contains(':') { "-6" } else { "-4" };
-        let ok = wait_for(30, || {
-            Command::new("ip")
-                .args([
-                    "netns", "exec", &from.name, "ping", fam, "-c", "1", "-W", "1", dst,
-                ])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        let ok = wait_for(30, || ping_with(from, dst, &["-c", "1", "-W", "1"]));
         assert!(
             ok,
             "{} cannot ping {dst}: {:?}",

@@ -14,50 +14,14 @@ mod common;
 
 use std::process::Command;
 
+use common::dump_json as json;
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, has_route, have, keypair, node, run,
-    start_with_config, tmp, try_control, veth, wait_for,
+    Daemon, Netns, babel_routes, can_run_mesh, has_route, keypair, monitor_until, node,
+    one_at_a_time, ping, ping_with, run, start_mesh_router, tmp, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
-
-/// Each test here runs several daemons with their tunnels and waits on their timers; run
-/// concurrently on a 2-core machine they starve each other, so they run one at a time.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn usable(test: &str) -> bool {
-    if !can_use_netns(test) || !have("nft", test) {
-        return false;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIP {test}: no /dev/net/tun");
-        return false;
-    }
-    true
-}
-
-/// Starts babeld-rs in `ns` with only `interface X type mesh` lines (plus `extra`); no
-/// interface on the command line and no tunnel lines.
-fn mesh_router(ns: &Netns, name: &str, ifaces: &[&str], extra: &str) -> Daemon {
-    let mut conf = format!("{FILTERS}{extra}");
-    for i in ifaces {
-        conf.push_str(&format!("interface {i} type mesh\n"));
-    }
-    start_with_config(ns, name, BIN, &conf, &[])
-}
-
-fn json(ns: &Netns) -> serde_json::Value {
-    let text = try_control(ns, "dump json\nquit\n");
-    text.lines()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
 
 /// (physical interface, key, state, tunnel) of every mesh neighbour.
 fn neighbours(ns: &Netns) -> Vec<(String, String, String, String)> {
@@ -78,18 +42,6 @@ fn neighbours(ns: &Netns) -> Vec<(String, String, String, String)> {
 
 fn up_count(ns: &Netns) -> usize {
     neighbours(ns).iter().filter(|n| n.2 == "up").count()
-}
-
-fn ping(ns: &Netns, fam: &str, dst: &str, extra: &[&str]) -> bool {
-    let mut a = vec!["netns", "exec", &ns.name, "ping", fam, "-c", "1", "-W", "2"];
-    a.extend_from_slice(extra);
-    a.push(dst);
-    Command::new("ip")
-        .args(&a)
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// Packets counted by one of the daemon's nftables counters in `ns`.
@@ -173,7 +125,7 @@ fn classify(f: &[u8]) -> String {
 fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
     let _serial = one_at_a_time();
     let test = "five_routers_on_veth_tunnel_to_each_other_by_themselves";
-    if !usable(test) || !have("tcpdump", test) {
+    if !can_run_mesh(test, &["tcpdump"]) {
         return;
     }
     // r1 - r2 - r3 - r4 - r5 on plain veth links.
@@ -196,7 +148,13 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
             ifs.push(format!("m5r{}", i + 2));
         }
         let ifs: Vec<&str> = ifs.iter().map(String::as_str).collect();
-        daemons.push(mesh_router(&ns[i], &format!("msh5-{i}"), &ifs, ""));
+        daemons.push(start_mesh_router(
+            &ns[i],
+            &format!("msh5-{i}"),
+            BIN,
+            "",
+            &ifs,
+        ));
     }
     // Tunnels come up by themselves: two on each inner router, one on each end.
     let started = std::time::Instant::now();
@@ -268,13 +226,17 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         wait_for(10, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24)),
         "tcpdump did not start"
     );
-    for (fam, dst) in [("-6", "fd77::5"), ("-4", "10.77.0.5")] {
+    for dst in ["fd77::5", "10.77.0.5"] {
         assert!(
-            wait_for(30, || ping(&ns[0], fam, dst, &[])),
+            wait_for(30, || ping(&ns[0], dst)),
             "ping {dst} across the mesh"
         );
     }
-    assert!(ping(&ns[0], "-6", "fd77::5", &["-s", "1000"]));
+    assert!(ping_with(
+        &ns[0],
+        "fd77::5",
+        &["-c", "1", "-W", "2", "-s", "1000"]
+    ));
     // Let a discovery announcement pass too (they go every 5 s).
     let discovery_seen = wait_for(15, || {
         pcap_frames(&pcap)
@@ -403,7 +365,7 @@ fn neighbour(ns: &Netns, key: &str) -> Option<(String, String)> {
 fn bridge_policies_intruder_and_forged_announcements() {
     let _serial = one_at_a_time();
     let test = "bridge_policies_intruder_and_forged_announcements";
-    if !usable(test) {
+    if !can_run_mesh(test, &[]) {
         return;
     }
     // Routers a, b, c and an intruder x (no daemon) on one bridge in a switch namespace.
@@ -422,16 +384,29 @@ fn bridge_policies_intruder_and_forged_announcements() {
     let (kb, pb) = keypair();
     let (kc, pc) = keypair();
     // a accepts only b.
-    let _da = mesh_router(
+    let _da = start_mesh_router(
         &a,
         "mshb-a",
-        &["mb0"],
+        BIN,
         &format!(
             "mesh-private-key {ka}\nmesh-policy allow-list\nmesh-allow {pb}\nmesh-timeout 8\n"
         ),
+        &["mb0"],
     );
-    let _db = mesh_router(&b, "mshb-b", &["mb0"], &format!("mesh-private-key {kb}\n"));
-    let _dc = mesh_router(&c, "mshb-c", &["mb0"], &format!("mesh-private-key {kc}\n"));
+    let _db = start_mesh_router(
+        &b,
+        "mshb-b",
+        BIN,
+        &format!("mesh-private-key {kb}\n"),
+        &["mb0"],
+    );
+    let _dc = start_mesh_router(
+        &c,
+        "mshb-c",
+        BIN,
+        &format!("mesh-private-key {kc}\n"),
+        &["mb0"],
+    );
     assert!(
         wait_for(60, || neighbour(&a, &pb).is_some_and(|n| n.0 == "up")
             && neighbour(&a, &pc).is_some_and(|n| n.0 == "refused")
@@ -484,23 +459,20 @@ fn bridge_policies_intruder_and_forged_announcements() {
         "mb0",
     ]);
     let before = nft_counter(&a, "mesh_in_mb0");
-    for (fam, dst) in [("-6", "fd77::3"), ("-4", "10.77.0.3")] {
+    for dst in ["fd77::3", "10.77.0.3"] {
         assert!(
-            !ping(&x, fam, dst, &["-c", "3", "-i", "0.2"]),
+            !ping_with(&x, dst, &["-c", "3", "-i", "0.2", "-W", "2"]),
             "{dst} answered"
         );
     }
     let dropped = nft_counter(&a, "mesh_in_mb0") - before;
     // Traffic to the router itself on the link is not forwarding and passes.
-    assert!(
-        ping(&x, "-6", &format!("{a_ll}%mb0"), &[]),
-        "a's link-local address"
-    );
+    assert!(ping(&x, &format!("{a_ll}%mb0")), "a's link-local address");
     assert_eq!(nft_counter(&a, "mesh_in_mb0") - before, dropped);
     println!("a dropped {dropped} packets from the intruder");
     assert!(dropped >= 6, "dropped {dropped}");
     // a's own traffic to the same destination goes through b's tunnel and passes.
-    assert!(ping(&a, "-6", "fd77::3", &[]));
+    assert!(ping(&a, "fd77::3"));
 
     // At runtime: open policy admits c.
     let reply = try_control(&a, "mesh-policy open\nquit\n");
@@ -595,39 +567,11 @@ fn bridge_policies_intruder_and_forged_announcements() {
     );
 }
 
-/// Reads monitor lines from `ns`'s control socket until `done` holds for the text so far, or
-/// `secs` pass.
-fn monitor_until(
-    ns: &Netns,
-    secs: u64,
-    done: impl Fn(&str) -> bool + Send + 'static,
-) -> std::thread::JoinHandle<String> {
-    ns.spawn(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("::1", 33123)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
-            .unwrap();
-        s.write_all(b"monitor\n").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        let mut text = String::new();
-        let mut buf = [0u8; 4096];
-        while std::time::Instant::now() < deadline && !done(&text) {
-            if let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-        text
-    })
-}
-
 #[test]
 fn neighbour_comes_back_with_a_new_key() {
     let _serial = one_at_a_time();
     let test = "neighbour_comes_back_with_a_new_key";
-    if !usable(test) {
+    if !can_run_mesh(test, &[]) {
         return;
     }
     let a = node("mshk", 1);
@@ -635,13 +579,14 @@ fn neighbour_comes_back_with_a_new_key() {
     veth(&a, "mka", &b, "mkb");
     let (kb1, pb1) = keypair();
     let (kb2, pb2) = keypair();
-    let _da = mesh_router(&a, "mshk-a", &["mka"], "mesh-timeout 6\n");
+    let _da = start_mesh_router(&a, "mshk-a", BIN, "mesh-timeout 6\n", &["mka"]);
     assert!(wait_for(20, || !try_control(&a, "quit\n").is_empty()));
-    let mut db = mesh_router(
+    let mut db = start_mesh_router(
         &b,
         "mshk-b1",
-        &["mkb"],
+        BIN,
         &format!("mesh-private-key {kb1}\n"),
+        &["mkb"],
     );
     assert!(
         wait_for(30, || neighbour(&a, &pb1).is_some_and(|n| n.0 == "up")),
@@ -658,11 +603,12 @@ fn neighbour_comes_back_with_a_new_key() {
     // b goes away and comes back with a new key.
     assert!(db.terminate().is_some());
     drop(db);
-    let _db2 = mesh_router(
+    let _db2 = start_mesh_router(
         &b,
         "mshk-b2",
-        &["mkb"],
+        BIN,
         &format!("mesh-private-key {kb2}\n"),
+        &["mkb"],
     );
     assert!(
         wait_for(60, || neighbour(&a, &pb2).is_some_and(|n| n.0 == "up")
@@ -684,7 +630,8 @@ fn neighbour_comes_back_with_a_new_key() {
         "{:?}",
         babel_routes(&a)
     );
-    assert!(ping(&a, "-6", "fd77::2", &[]));
+    // The new tunnel's first packets may still wait for its handshake under load.
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     // b's address changes (same key): the tunnel follows it by its authenticated packets.
     b.ip(&["-6", "addr", "flush", "dev", "mkb", "scope", "link"]);
     b.ip(&["-6", "addr", "add", "fe80::beef/64", "dev", "mkb"]);
@@ -703,7 +650,7 @@ fn neighbour_comes_back_with_a_new_key() {
         json(&a)["mesh"]
     );
     assert_eq!(neighbour(&a, &pb2).unwrap().1, new, "same tunnel");
-    assert!(wait_for(30, || ping(&a, "-6", "fd77::2", &[])));
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     let text = monitor.join().unwrap();
     assert!(
         text.contains(&format!("flush mesh-neighbour {pb1}")),
@@ -738,7 +685,7 @@ fn snmp(ns: &Netns, file: &str, field: &str) -> u64 {
 fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     let _serial = one_at_a_time();
     let test = "full_size_packets_of_both_families_through_two_layers_of_tunnel";
-    if !usable(test) {
+    if !can_run_mesh(test, &[]) {
         return;
     }
     // a and b on a 1500-byte veth: mesh tunnels of 1420. Inside the mesh tunnel, a static
@@ -748,21 +695,23 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     let b = node("mshm", 2);
     veth(&a, "mma", &b, "mmb");
     let ((ka, pa), (kb, pb)) = (keypair(), keypair());
-    let _da = mesh_router(
+    let _da = start_mesh_router(
         &a,
         "mshm-a",
-        &["mma"],
+        BIN,
         &format!(
             "tunnel mmwa private-key {ka} listen-port 51830\ntunnel-peer mmwa public-key {pb} endpoint [fd77::2]:51831 persistent-keepalive 5\n"
         ),
+        &["mma"],
     );
-    let _db = mesh_router(
+    let _db = start_mesh_router(
         &b,
         "mshm-b",
-        &["mmb"],
+        BIN,
         &format!(
             "tunnel mmwb private-key {kb} listen-port 51831\ntunnel-peer mmwb public-key {pa} endpoint [fd77::1]:51830 persistent-keepalive 5\n"
         ),
+        &["mmb"],
     );
     assert!(
         wait_for(60, || has_route(&a, "fd77::2") && has_route(&b, "fd77::1")),
@@ -798,19 +747,31 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     // on the wire.
     for (fam, dst, size) in [("-4", "10.99.0.2", "1312"), ("-6", "fd99::2", "1292")] {
         assert!(
-            wait_for(30, || ping(&a, fam, dst, &["-M", "do", "-s", size])),
+            wait_for(30, || ping_with(
+                &a,
+                dst,
+                &["-c", "1", "-W", "2", "-M", "do", "-s", size]
+            )),
             "full-size {fam} ping through two layers"
         );
         for _ in 0..5 {
             assert!(
-                ping(&a, fam, dst, &["-M", "do", "-s", size]),
+                ping_with(&a, dst, &["-c", "1", "-W", "2", "-M", "do", "-s", size]),
                 "{fam} {size}"
             );
         }
     }
     // One byte more does not fit the inner tunnel: refused at the source, not fragmented.
-    assert!(!ping(&a, "-4", "10.99.0.2", &["-M", "do", "-s", "1313"]));
-    assert!(!ping(&a, "-6", "fd99::2", &["-M", "do", "-s", "1293"]));
+    assert!(!ping_with(
+        &a,
+        "10.99.0.2",
+        &["-c", "1", "-W", "2", "-M", "do", "-s", "1313"]
+    ));
+    assert!(!ping_with(
+        &a,
+        "fd99::2",
+        &["-c", "1", "-W", "2", "-M", "do", "-s", "1293"]
+    ));
     assert_eq!(frag(&a), fa, "a fragmented or reassembled");
     assert_eq!(frag(&b), fb, "b fragmented or reassembled");
 }
@@ -941,7 +902,7 @@ fn many_neighbours_bin() -> String {
 fn many_neighbours_on_one_bridge() {
     let _serial = one_at_a_time();
     let test = "many_neighbours_on_one_bridge";
-    if !usable(test) {
+    if !can_run_mesh(test, &[]) {
         return;
     }
     let n: usize = std::env::var("MESH_NEIGHBOURS")
@@ -977,8 +938,8 @@ fn many_neighbours_on_one_bridge() {
             .enumerate()
             // Babel's default intervals (Hellos every 4 s), not the 1 s of the other tests.
             .map(|(i, ns)| {
-                let conf = format!("{FILTERS}default hello-interval 4\ninterface mn0 type mesh\n");
-                start_with_config(ns, &format!("mshn-{i}"), &bin, &conf, &[])
+                let name = format!("mshn-{i}");
+                start_mesh_router(ns, &name, &bin, "default hello-interval 4\n", &["mn0"])
             })
             .collect(),
     );
@@ -1037,13 +998,8 @@ fn many_neighbours_on_one_bridge() {
     println!("MESH tunnels torn down and brought up again on the way (all routers): {downs}");
     // Everyone can reach everyone: first to last, both families.
     let last = format!("fd77::{n}");
-    assert!(wait_for(60, || ping(&nodes[0], "-6", &last, &[])));
-    assert!(wait_for(60, || ping(
-        &nodes[0],
-        "-4",
-        &format!("10.77.0.{n}"),
-        &[]
-    )));
+    assert!(wait_for(60, || ping(&nodes[0], &last)));
+    assert!(wait_for(60, || ping(&nodes[0], &format!("10.77.0.{n}"))));
     // Every router still has all its tunnels (none flapped away while we measured).
     assert_eq!(
         nodes.iter().map(up_count).collect::<Vec<_>>(),
@@ -1097,7 +1053,7 @@ fn neighbour_json(ns: &Netns, key: &str) -> serde_json::Value {
 fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
     let _serial = one_at_a_time();
     let test = "a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it";
-    if !usable(test) || !have("tcpdump", test) {
+    if !can_run_mesh(test, &["tcpdump"]) {
         return;
     }
     let sw = Netns::new("mshsp");
@@ -1123,15 +1079,21 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
         "tcpdump did not start"
     );
     let (kb, pb) = keypair();
-    let _da = mesh_router(&a, "mshsp-a", &["sp0"], "");
-    let _db = mesh_router(&b, "mshsp-b", &["sp0"], &format!("mesh-private-key {kb}\n"));
+    let _da = start_mesh_router(&a, "mshsp-a", BIN, "", &["sp0"]);
+    let _db = start_mesh_router(
+        &b,
+        "mshsp-b",
+        BIN,
+        &format!("mesh-private-key {kb}\n"),
+        &["sp0"],
+    );
     assert!(
         wait_for(120, || neighbour(&a, &pb).is_some_and(|n| n.0 == "up")
             && has_route(&a, "fd77::2")),
         "{:?}",
         neighbours(&a)
     );
-    assert!(wait_for(30, || ping(&a, "-6", "fd77::2", &[])));
+    assert!(wait_for(30, || ping(&a, "fd77::2")));
     let tunnel_before = neighbour(&a, &pb).unwrap().1;
     let a_ll = a.link_local("sp0");
     let b_old = b.link_local("sp0");
@@ -1256,7 +1218,7 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
             endpoint()
         );
         assert!(
-            wait_for(10, || ping(&a, "-6", "fd77::2", &[])),
+            wait_for(10, || ping(&a, "fd77::2")),
             "ping to b failed while spoofed"
         );
         pings += 1;

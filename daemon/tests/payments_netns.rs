@@ -14,39 +14,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config,
-    try_control, veth, wait_for,
+    Daemon, Netns, can_run_mesh, has_route, keypair, monitor_until, node, one_at_a_time, ping,
+    start_mesh_router, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
-/// The throughput measurements need the machine's cores: the tests of this file run one at a
-/// time, whatever `--test-threads` says.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn usable(test: &str) -> bool {
-    if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
-        return false;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIP {test}: no /dev/net/tun");
-        return false;
-    }
-    true
-}
-
 /// A mesh router on `ifaces` with payments on, a fixed mesh key and `extra` configuration.
 fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &str) -> Daemon {
-    let mut conf = format!("{FILTERS}mesh-private-key {mesh_key}\npay-enable true\n{extra}");
-    for i in ifaces {
-        conf.push_str(&format!("interface {i} type mesh\n"));
-    }
-    start_with_config(ns, name, BIN, &conf, &[])
+    let extra = format!("mesh-private-key {mesh_key}\npay-enable true\n{extra}");
+    start_mesh_router(ns, name, BIN, &extra, ifaces)
 }
 
 use common::dump_json as json;
@@ -119,14 +97,7 @@ fn route_price(ns: &Netns, prefix: &str) -> Option<u128> {
 
 /// `dst` answers a ping from `ns` (routes exist end to end, both ways).
 fn reachable(ns: &Netns, dst: &str) -> bool {
-    wait_for(90, || {
-        Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "ping", "-6", "-c", "1", "-W", "2", dst,
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    wait_for(90, || ping(ns, dst))
 }
 
 /// An iperf3 server in `ns` on `port`, killed on drop.
@@ -192,31 +163,6 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-/// A `monitor` session on the control socket of `ns`, until `stop` is set: the lines it got.
-fn monitor(
-    ns: &Netns,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<String> {
-    ns.spawn(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("::1", 33123)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        s.write_all(b"monitor\n").unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    })
-}
-
 /// Routers on a line with fixed mesh keys: (namespaces, private keys, public keys).
 fn keys(n: usize) -> (Vec<String>, Vec<String>) {
     (0..n).map(|_| keypair()).unzip()
@@ -226,7 +172,7 @@ fn keys(n: usize) -> (Vec<String>, Vec<String>) {
 fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let _serial = one_at_a_time();
     let test = "a_line_pays_by_the_prices_and_service_follows_payment";
-    if !usable(test) {
+    if !can_run_mesh(test, &["iperf3"]) {
         return;
     }
     // A - B - C - D; D sends to A through C and B. A destination charges nothing for its own
@@ -354,7 +300,10 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     // (b) D stops paying: it falls to the free tier at C, then pays and recovers. C's monitor
     // sees it all.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mon = monitor(&ns[2], stop.clone());
+    let stopped = stop.clone();
+    let mon = monitor_until(&ns[2], 600, move |_| {
+        stopped.load(std::sync::atomic::Ordering::Relaxed)
+    });
     let free = 125_000.0;
     assert!(reachable(&ns[3], "fd77::1"));
     let mut client = udp_client(&ns[3], "fd77::1", 5201, "4M", 34);
@@ -443,7 +392,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
 fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
     let _serial = one_at_a_time();
     let test = "two_senders_paying_two_to_one_share_a_contended_link_two_to_one";
-    if !usable(test) {
+    if !can_run_mesh(test, &["iperf3"]) {
         return;
     }
     // S1 and S2 reach B over one shared link (a bridge in B), B forwards to A. B's links are
@@ -564,7 +513,7 @@ fn two_senders_paying_two_to_one_share_a_contended_link_two_to_one() {
 fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
     let _serial = one_at_a_time();
     let test = "payments_survive_sigkill_of_either_daemon_at_random_instants";
-    if !usable(test) {
+    if !can_run_mesh(test, &["iperf3"]) {
         return;
     }
     let kills: u32 = std::env::var("PAY_KILLS")

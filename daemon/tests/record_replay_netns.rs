@@ -158,7 +158,7 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     let c: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
     assert_eq!(
-        serde_json::from_value::<babel_core::Config>(c["config"].clone()).unwrap(),
+        serde_json::from_value::<babel_core::EngineConfig>(c["config"].clone()).unwrap(),
         recording.header.config
     );
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use babel_wire::{DecodeOptions, Message, RouterId, decode};
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, has_route, node, start_router, veth, wait_for,
+    Daemon, Netns, babel_routes, can_use_netns, has_route, node, ping_count, start_router, veth,
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -96,33 +97,6 @@ fn seqno_never_goes_back_across_kill9() {
     println!("seqnos across 8 kill -9: {seen:?}");
 }
 
-fn ping_loss(ns: &Netns, dst: &str, count: u32) -> std::thread::JoinHandle<(u32, u32)> {
-    let name = ns.name.clone();
-    let dst = dst.to_owned();
-    std::thread::spawn(move || {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &name, "ping", "-4", "-n", "-q", "-i", "0.05", "-W", "1", "-c",
-            ])
-            .arg(count.to_string())
-            .arg(&dst)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // "N packets transmitted, M received, ..."
-        let line = text
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap_or_else(|| panic!("{text}"))
-            .to_owned();
-        let nums: Vec<u32> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        (nums[0], nums[1])
-    })
-}
-
 /// True once B's engine has selected and installed a route to `prefix` (relearned it).
 fn relearned(ns: &Netns, prefix: &str) -> bool {
     common::try_control(ns, "dump\nquit\n").lines().any(|l| {
@@ -204,12 +178,17 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
     );
     let mut losses = Vec::new();
     for round in 0..ROUNDS {
-        let pings = ping_loss(&a, "10.77.0.3", 300);
-        // Let the pings flow for a second, then crash B and start it again at once.
-        std::thread::sleep(Duration::from_millis(1000));
-        kill9(&mut db);
-        db = start_router(&b, &format!("{tag}b"), BIN, "", &[&ba, &bc]);
-        let (sent, received) = pings.join().unwrap();
+        let (sent, received) = std::thread::scope(|s| {
+            let pings = s.spawn(|| {
+                ping_count(&a, "10.77.0.3", &["-i", "0.05", "-W", "1", "-c", "300"])
+                    .expect("ping's summary")
+            });
+            // Let the pings flow for a second, then crash B and start it again at once.
+            std::thread::sleep(Duration::from_millis(1000));
+            kill9(&mut db);
+            db = start_router(&b, &format!("{tag}b"), BIN, "", &[&ba, &bc]);
+            pings.join().unwrap()
+        });
         losses.push(sent - received);
         assert!(
             db.log_text().contains("resuming Hello seqnos"),

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
-use common::{can_use_netns, node, start_router, try_control, veth, wait_for};
+use common::{can_use_netns, node, ping, start_router, try_control, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const FLOOD: u32 = 100_000;
@@ -493,23 +493,7 @@ fn caps_hold_inside_a_128_mib_cgroup() {
         "{dumped} routes dumped"
     );
     // Still routing: the real neighbour's routes are installed and carry pings.
-    let pings = || {
-        std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &a.name,
-                "ping",
-                "-4",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.77.0.3",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let pings = || ping(&a, "10.77.0.3");
     // (Under heavy load a Hello of the real neighbour can wait behind the flood in the socket
     // long enough to count as missed, and its link drop for a moment: the polls above count
     // that; here the route must be there, or back within a few Hello intervals.)

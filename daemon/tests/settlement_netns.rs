@@ -27,7 +27,7 @@ use std::time::Duration;
 use alloy::providers::Provider;
 
 use common::{
-    Daemon, FILTERS, Netns, can_use_netns, has_route, have, keypair, node, start_with_config, tmp,
+    Daemon, Netns, can_run_mesh, has_route, keypair, mesh_config, node, start_with_config, tmp,
     try_control, veth, wait_for,
 };
 
@@ -45,11 +45,7 @@ fn usable(test: &str) -> bool {
         );
         return false;
     }
-    if !can_use_netns(test) || !have("nft", test) || !have("iperf3", test) {
-        return false;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIP {test}: no /dev/net/tun");
+    if !can_run_mesh(test, &["iperf3"]) {
         return false;
     }
     if anvil_bin().is_none() {
@@ -263,6 +259,8 @@ struct World {
     contract: alloy::primitives::Address,
     d: Vec<Daemon>,
     public: Vec<String>,
+    /// Each router's name and whole configuration, to restart it with the same files.
+    confs: Vec<(String, String)>,
 }
 
 /// Builds A - B - C and the node's namespace X, deploys the escrow, starts the routers with
@@ -296,7 +294,7 @@ fn world(tag: &str, settle: &str) -> World {
     let pay = "pay-threshold 1000000\npay-close-threshold 1000000000000\npay-interval 1\n";
     let ifs: [&[&str]; 3] = [&["sla"], &["slb1", "slb2"], &["slc"]];
     let fees = [10, 5, 1];
-    let d = (0..3)
+    let confs = (0..3)
         .map(|i| {
             let key = tmp(&format!("{tag}-{i}.eth"));
             {
@@ -311,8 +309,8 @@ fn world(tag: &str, settle: &str) -> World {
                     .unwrap();
                 f.write_all(hex::encode([10 + i as u8; 32]).as_bytes()).unwrap();
             }
-            let mut conf = format!(
-                "{FILTERS}mesh-private-key {}\npay-enable true\nfee {}\n{pay}\
+            let extra = format!(
+                "mesh-private-key {}\npay-enable true\nfee {}\n{pay}\
                  settlement rpc-url http://192.0.2.{}:{PORT} chain-id {CHAIN_ID} contract {contract}\n\
                  settlement key-file {}\nsettlement poll-interval 1\n{settle}",
                 private[i],
@@ -320,11 +318,11 @@ fn world(tag: &str, settle: &str) -> World {
                 4 * i + 1,
                 key.display()
             );
-            for f in ifs[i] {
-                conf.push_str(&format!("interface {f} type mesh\n"));
-            }
-            start_with_config(&ns[i], &format!("{tag}-{i}"), BIN, &conf, &[])
+            (format!("{tag}-{i}"), mesh_config(&extra, ifs[i]))
         })
+        .collect::<Vec<_>>();
+    let d = (0..3)
+        .map(|i| start_with_config(&ns[i], &confs[i].0, BIN, &confs[i].1, &[]))
         .collect();
     let w = World {
         ns,
@@ -333,6 +331,7 @@ fn world(tag: &str, settle: &str) -> World {
         contract,
         d,
         public,
+        confs,
     };
     assert!(
         wait_for(120, || has_route(&w.ns[2], "fd77::1")
@@ -344,6 +343,16 @@ fn world(tag: &str, settle: &str) -> World {
 }
 
 impl World {
+    /// Kills router `i` with SIGKILL and starts it again with the same configuration and
+    /// state files.
+    fn kill_and_restart(&mut self, i: usize) {
+        let pid = nix::unistd::Pid::from_raw(self.d[i].child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = self.d[i].child.wait();
+        let (name, conf) = &self.confs[i];
+        self.d[i] = start_with_config(&self.ns[i], name, BIN, conf, &[]);
+    }
+
     /// C's channel to B once it is open on chain, and B's view of it.
     fn channel_c_to_b(&self) -> (Line, Line) {
         let mut found = None;
@@ -653,4 +662,96 @@ fn a_chain_that_goes_away_and_comes_back_loses_nothing_and_routing_goes_on() {
         .log_text()
         .contains("chain reachable again")
         && show(&w.ns[1]).0.contains("reachable true")));
+}
+
+/// Money is neither lost nor invented with the chain in the loop: while C streams to A through
+/// B, and B redeems and C tops up on chain, B or C is killed with SIGKILL at random instants
+/// (`SETTLE_KILLS`, default 6; `SETTLE_SEED` reproduces a run) and started again. Afterwards the
+/// ledgers agree, the chain never paid B more than C signed, and a cooperative close pays out
+/// exactly what both ledgers say.
+#[test]
+fn settlement_survives_sigkill_of_payer_and_payee() {
+    let test = "settlement_survives_sigkill_of_payer_and_payee";
+    if !usable(test) {
+        return;
+    }
+    let kills: u32 = std::env::var("SETTLE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    // Some 10^6 wei a second flow from C to B: B redeems every 4 * 10^6 owed, C tops up by
+    // 2 * 10^7 once it signed 60 % of its deposit, so transactions are in flight when the kills
+    // come.
+    let mut w = world(
+        "stlk",
+        "settlement deposit 20000000 top-up-below 600 top-up-step 20000000 redeem-at 200\n",
+    );
+    let (c0, _) = w.channel_c_to_b();
+    let id = c0.id.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let sender = w.ns[2].spawn(move || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let buf = [0u8; 1000];
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = s.send_to(&buf, "[fd77::1]:9");
+            std::thread::sleep(Duration::from_micros(1500));
+        }
+    });
+    let nonce =
+        |w: &World| channel(&w.ns[2], "out", Some(&id)).map_or(0, |l| l.num("ledger-nonce"));
+    let mut seed: u64 = std::env::var("SETTLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()));
+    println!("SETTLE_SEED={seed}");
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for k in 0..kills {
+        let n0 = nonce(&w);
+        assert!(
+            wait_for(120, || nonce(&w) > n0 + 1),
+            "kill {k}: payments did not resume\nC: {}\nB: {}\n{}",
+            show(&w.ns[2]).0,
+            show(&w.ns[1]).0,
+            w.d[2].log_text()
+        );
+        let victim = 1 + (rnd() % 2) as usize;
+        let pause = Duration::from_millis(rnd() % 2000);
+        let t = std::time::Instant::now();
+        assert!(wait_for(5, || t.elapsed() >= pause));
+        w.kill_and_restart(victim);
+        let ch = w.chain(&id);
+        println!(
+            "kill {k}: {} after {pause:?}; on chain deposit {} paid {}",
+            ["A", "B", "C"][victim],
+            ch.deposit.0,
+            ch.paid.0
+        );
+    }
+    let n0 = nonce(&w);
+    assert!(wait_for(120, || nonce(&w) > n0 + 1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    let (c, b) = w.quiet(&id);
+    let signed = c.num("ledger-cumulative");
+    // Redemptions and top-ups went through across the kills, and nothing was paid that C did
+    // not sign.
+    assert!(
+        wait_for(60, || {
+            let ch = w.chain(&id);
+            ch.paid.0 > 0 && ch.deposit.0 > 20_000_000
+        }),
+        "no redemption or top-up: {:?}",
+        w.chain(&id)
+    );
+    assert!(w.chain(&id).paid.0 <= signed, "{:?}", w.chain(&id));
+    let bkey = w.key_of_b_at_c();
+    ctl(&w.ns[2], &["close", &bkey]);
+    w.closed_as_the_ledgers_say(&id, &c, &b);
+    println!("{kills} kills: {signed} wei signed, paid out on chain to the wei");
 }

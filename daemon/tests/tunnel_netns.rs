@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    babel_routes, can_use_netns, control, has_route, keypair, node, start_router, tmp, veth,
-    wait_for,
+    babel_routes, can_use_netns, control, has_route, keypair, node, ping_with, start_router, tmp,
+    veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -55,14 +55,7 @@ fn two_routers_exchange_routes_only_through_our_tunnel() {
         babel_routes(&a)
     );
     for dst in ["fd77::2", "10.77.0.2"] {
-        let fam = if dst.contains(':') { "-6" } else { "-4" };
-        let ok = std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &a.name, "ping", fam, "-c", "2", "-W", "2", dst,
-            ])
-            .status()
-            .unwrap()
-            .success();
+        let ok = ping_with(&a, dst, &["-c", "2", "-W", "2"]);
         assert!(ok, "ping {dst} through the tunnel");
     }
     // The interface is Babel kind tunnel; dump json carries the tunnel and its counters.
@@ -90,16 +83,7 @@ fn two_routers_exchange_routes_only_through_our_tunnel() {
                 > 0
     }));
     // The per-peer switch at runtime: block cuts the peer off, allow restores it.
-    let ping = |dst: &str| {
-        std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &a.name, "ping", "-6", "-c", "1", "-W", "1", dst,
-            ])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
+    let ping = |dst: &str| ping_with(&a, dst, &["-c", "1", "-W", "1"]);
     let reply = control(&a, 33123, &format!("tunnel-policy bwg0 {pb} block\nquit\n"));
     assert!(reply.trim_end().ends_with("ok"), "{reply}");
     assert!(

@@ -15,19 +15,11 @@
 mod common;
 
 use common::{
-    Netns, can_use_netns, dump_json, have, node, ping, route_dev, start_with_config, try_control,
-    veth, wait_for,
+    Netns, can_run_mesh, can_use_netns, dump_json, have, monitor_until, node, one_at_a_time, ping,
+    route_dev, start_mesh_router, start_with_config, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
-/// Both tests run five daemons and wait on their cycles; on a 2-core machine they run one at a
-/// time.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 const FILTERS: &str = "redistribute local ip fd77::/16 allow\nredistribute local deny\n";
 
@@ -156,6 +148,9 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         "no ping through the liar"
     );
     let _traffic = Pinger::start(&a);
+    let monitor = monitor_until(&a, 300, |t| {
+        t.contains("verify route fd77::4/128") && t.contains(" evicted\n")
+    });
     // a verifies both routes (the selected one through l, and the other one through h): the
     // lie is measured (two hops, c = 192 > 97), corrected, confirmed and l is evicted.
     let evicted = wait_for(240, || {
@@ -176,6 +171,19 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     assert_eq!(via_l["metric"], 97);
     assert_eq!(via_l["cost"], 192, "two hops measured");
     assert!(via_l["accuracy"].as_u64().unwrap() < 800);
+    // `monitor` saw the checks and the eviction.
+    let text = monitor.join().unwrap();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("verify route fd77::4/128") && l.contains(" metric 97 cost 192 ")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("verify neighbour") && l.ends_with(" evicted")),
+        "{text}"
+    );
     // The honest route was checked and passed; its neighbour is in good standing.
     assert!(
         wait_for(60, || {
@@ -360,12 +368,7 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
 /// hops it is.
 #[test]
 fn verification_runs_through_the_mesh_tunnels() {
-    let test = "verification_runs_through_the_mesh_tunnels";
-    if !usable(test) {
-        return;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        println!("SKIP {test}: no /dev/net/tun");
+    if !can_run_mesh("verification_runs_through_the_mesh_tunnels", &[]) {
         return;
     }
     let _serial = one_at_a_time();
@@ -380,27 +383,22 @@ fn verification_runs_through_the_mesh_tunnels() {
     veth(&b, "b-d", &d, "d-b");
     veth(&c, "c-d", &d, "d-c");
     let (d_seed, d_pub) = destination_key();
-    let mesh = |ns: &Netns, name: &str, ifaces: &[&str], extra: &str| {
-        let mut conf = format!("{FILTERS}{extra}");
-        for i in ifaces {
-            conf.push_str(&format!("interface {i} type mesh\n"));
-        }
-        start_with_config(ns, name, BIN, &conf, &[])
-    };
     let ds = vec![
-        mesh(
+        start_mesh_router(
             &a,
             "vma",
-            &["a-b", "a-c"],
+            BIN,
             &format!("verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}"),
+            &["a-b", "a-c"],
         ),
-        mesh(&b, "vmb", &["b-a", "b-d"], ""),
-        mesh(&c, "vmc", &["c-a", "c-d"], ""),
-        mesh(
+        start_mesh_router(&b, "vmb", BIN, "", &["b-a", "b-d"]),
+        start_mesh_router(&c, "vmc", BIN, "", &["c-a", "c-d"]),
+        start_mesh_router(
             &d,
             "vmd",
-            &["d-b", "d-c"],
+            BIN,
             &format!("verify-enable true\nverify-private-key {d_seed}\n"),
+            &["d-b", "d-c"],
         ),
     ];
     assert!(

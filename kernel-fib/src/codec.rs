@@ -355,7 +355,7 @@ impl MsgBuilder {
         let (family, bytes, scope): (u8, Vec<u8>, u8) = match addr {
             IpAddr::V4(a) => (2, a.octets().to_vec(), RT_SCOPE_UNIVERSE),
             IpAddr::V6(a) => {
-                let link = a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80);
+                let link = babel_wire::is_link_local(&IpAddr::V6(a));
                 (
                     10,
                     a.octets().to_vec(),

@@ -1,12 +1,12 @@
 //! The [`Fib`] trait: what the daemon and the simulator need from a forwarding table.
 
-use crate::{FibChange, FibError, KernelRoute, RouteFilter};
+use crate::{DumpFilter, FibChange, FibError, KernelRoute};
 
 /// A forwarding table: the kernel's ([`crate::NetlinkFib`]) or a simulated one
 /// ([`crate::MemoryFib`]).
 ///
 /// Methods are synchronous; the daemon runs its kernel table on a dedicated thread. Routes are
-/// identified by their [`crate::RouteKey`] (table, destination, source, metric), as in the
+/// identified by their [`crate::KernelRouteKey`] (table, destination, source, metric), as in the
 /// kernel.
 pub trait Fib {
     /// Installs a new route; [`FibError::Exists`] if a route with its key is there.
@@ -53,12 +53,12 @@ pub trait Fib {
     }
 
     /// The routes that pass `filter` (cached clones excluded).
-    fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError>;
+    fn dump(&mut self, filter: &DumpFilter) -> Result<Vec<KernelRoute>, FibError>;
 
     /// Deletes every route tagged with `protocol` in any table (stale routes of a previous run
     /// at start, ours at shutdown). Returns how many were deleted.
     fn purge(&mut self, protocol: u8) -> Result<usize, FibError> {
-        let routes = self.dump(&RouteFilter::protocol(protocol))?;
+        let routes = self.dump(&DumpFilter::protocol(protocol))?;
         let changes: Vec<FibChange> = routes.into_iter().map(FibChange::Delete).collect();
         let mut deleted = 0;
         let mut first_error = None;
@@ -96,7 +96,7 @@ impl<F: Fib + ?Sized> Fib for Box<F> {
     fn apply(&mut self, changes: &[FibChange]) -> Vec<Result<(), FibError>> {
         (**self).apply(changes)
     }
-    fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError> {
+    fn dump(&mut self, filter: &DumpFilter) -> Result<Vec<KernelRoute>, FibError> {
         (**self).dump(filter)
     }
     fn purge(&mut self, protocol: u8) -> Result<usize, FibError> {
@@ -115,7 +115,7 @@ mod tests {
         is_send::<crate::MemoryFib>();
         is_send::<crate::Watcher>();
         let mut fib: Box<dyn Fib + Send> = Box::new(crate::MemoryFib::new());
-        assert!(fib.dump(&RouteFilter::all()).is_ok_and(|v| v.is_empty()));
+        assert!(fib.dump(&DumpFilter::all()).is_ok_and(|v| v.is_empty()));
         assert!(fib.purge(42).is_ok_and(|n| n == 0));
     }
 }

@@ -31,9 +31,9 @@ pub use fib::Fib;
 pub use memory::MemoryFib;
 pub use netlink::{NetlinkConfig, NetlinkFib};
 pub use route::{
-    FibChange, IPV6_DEFAULT_METRIC, KernelRoute, RTPROT_BABEL, RTPROT_BOOT, RTPROT_KERNEL,
-    RTPROT_STATIC, RouteFilter, RouteKey, RouteKind, TABLE_LOCAL, TABLE_MAIN, UNREACHABLE_METRIC,
-    ipv4_gateway_needs_onlink, is_ipv6_link_local,
+    DumpFilter, FibChange, IPV6_DEFAULT_METRIC, KernelRoute, KernelRouteKey, RTPROT_BABEL,
+    RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, RouteKind, TABLE_LOCAL, TABLE_MAIN,
+    UNREACHABLE_METRIC, ipv4_gateway_needs_onlink,
 };
 pub use rules::{
     DEFAULT_FIRST_RULE_PRIORITY, DEFAULT_FIRST_SOURCE_TABLE, DEFAULT_MAX_SOURCE_TABLES, KernelRule,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use babel_wire::Prefix;
 
-use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
+use crate::{DumpFilter, Fib, FibError, KernelRoute, KernelRouteKey};
 
 /// An in-memory forwarding table with the kernel's semantics: routes are keyed by (table,
 /// destination, source, metric), IPv6 metric 0 is stored as 1024, `add` of a taken key fails
@@ -13,7 +13,7 @@ use crate::{Fib, FibError, KernelRoute, RouteFilter, RouteKey};
 /// a route with another protocol tag) succeeds without doing anything.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFib {
-    routes: BTreeMap<RouteKey, KernelRoute>,
+    routes: BTreeMap<KernelRouteKey, KernelRoute>,
     operations: u64,
 }
 
@@ -39,7 +39,7 @@ impl MemoryFib {
     }
 
     /// The route with this key.
-    pub fn get(&self, key: &RouteKey) -> Option<&KernelRoute> {
+    pub fn get(&self, key: &KernelRouteKey) -> Option<&KernelRoute> {
         self.routes.get(key)
     }
 
@@ -125,7 +125,7 @@ impl Fib for MemoryFib {
         Ok(())
     }
 
-    fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError> {
+    fn dump(&mut self, filter: &DumpFilter) -> Result<Vec<KernelRoute>, FibError> {
         Ok(self
             .routes
             .values()
@@ -214,7 +214,7 @@ mod tests {
         fib.add(&old).unwrap();
         let new = old.clone().with_metric(5);
         fib.change(&old, &new).unwrap();
-        let all = fib.dump(&RouteFilter::all()).unwrap();
+        let all = fib.dump(&DumpFilter::all()).unwrap();
         assert_eq!(all, vec![new.clone()]);
         // An invalid new route leaves the old one in place.
         let bad = KernelRoute {
@@ -223,7 +223,7 @@ mod tests {
             ..new.clone()
         };
         assert!(fib.change(&new, &bad).is_err());
-        assert_eq!(fib.dump(&RouteFilter::all()).unwrap(), vec![new]);
+        assert_eq!(fib.dump(&DumpFilter::all()).unwrap(), vec![new]);
     }
 
     #[test]
@@ -244,16 +244,16 @@ mod tests {
         assert!(res[0].is_ok());
         assert!(matches!(res[1], Err(FibError::Exists)));
         assert!(res[2].is_ok() && res[3].is_ok() && res[4].is_ok());
-        assert_eq!(fib.dump(&RouteFilter::protocol(42)).unwrap().len(), 2);
+        assert_eq!(fib.dump(&DumpFilter::protocol(42)).unwrap().len(), 2);
         assert_eq!(
-            fib.dump(&RouteFilter::all().in_table(100)).unwrap(),
+            fib.dump(&DumpFilter::all().in_table(100)).unwrap(),
             vec![c.clone()]
         );
-        let v6 = fib.dump(&RouteFilter::all().family_ipv4(false)).unwrap();
+        let v6 = fib.dump(&DumpFilter::all().family_ipv4(false)).unwrap();
         assert_eq!(v6.len(), 1);
         assert_eq!(v6[0].kind, RouteKind::Unreachable);
         assert_eq!(fib.purge(42).unwrap(), 2);
-        assert_eq!(fib.dump(&RouteFilter::all()).unwrap(), vec![c]);
+        assert_eq!(fib.dump(&DumpFilter::all()).unwrap(), vec![c]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::codec::{
 };
 use crate::socket::NlSocket;
 use crate::watch::{AddressInfo, LinkInfo};
-use crate::{Fib, FibChange, FibError, KernelRoute, KernelRule, RouteFilter, RouteKind};
+use crate::{DumpFilter, Fib, FibChange, FibError, KernelRoute, KernelRule, RouteKind};
 
 /// Settings of a [`NetlinkFib`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,7 +376,7 @@ impl Fib for NetlinkFib {
             .collect()
     }
 
-    fn dump(&mut self, filter: &RouteFilter) -> Result<Vec<KernelRoute>, FibError> {
+    fn dump(&mut self, filter: &DumpFilter) -> Result<Vec<KernelRoute>, FibError> {
         let filter = *filter;
         self.sock
             .dump(codec::RTM_GETROUTE, ROUTE_HEADER_LEN, move |m| {

@@ -1,7 +1,7 @@
 //! The plain route type shared by every [`crate::Fib`] implementation.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use babel_wire::Prefix;
 
@@ -122,7 +122,7 @@ pub struct KernelRoute {
 /// The part of a route the kernel uses to tell routes apart: two routes with the same key are
 /// the same route, and replacing one with the other is atomic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteKey {
+pub struct KernelRouteKey {
     /// Table.
     pub table: u32,
     /// Destination prefix.
@@ -210,8 +210,8 @@ impl KernelRoute {
     }
 
     /// The route's identity in its table.
-    pub fn key(&self) -> RouteKey {
-        RouteKey {
+    pub fn key(&self) -> KernelRouteKey {
+        KernelRouteKey {
             table: self.table,
             dst: self.dst,
             src: self.src,
@@ -274,7 +274,7 @@ impl KernelRoute {
                         return Err(FibError::InvalidRoute("IPv6 route via an IPv4 gateway"));
                     }
                     Some(IpAddr::V6(g)) => {
-                        if is_ipv6_link_local(&g) && self.oif.is_none() {
+                        if babel_wire::is_link_local(&IpAddr::V6(g)) && self.oif.is_none() {
                             return Err(FibError::InvalidRoute(
                                 "link-local gateway needs an interface",
                             ));
@@ -347,11 +347,6 @@ impl fmt::Display for KernelRoute {
     }
 }
 
-/// Whether `a` is in fe80::/10.
-pub fn is_ipv6_link_local(a: &Ipv6Addr) -> bool {
-    babel_wire::is_link_local(&IpAddr::V6(*a))
-}
-
 /// Whether an IPv4 route via the IPv4 `gateway` needs `RTNH_F_ONLINK` on an interface whose
 /// IPv4 subnets are `link_prefixes`.
 ///
@@ -390,7 +385,7 @@ pub enum FibChange {
 
 /// Which routes [`crate::Fib::dump`] returns. Empty fields match everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RouteFilter {
+pub struct DumpFilter {
     /// `Some(true)`: IPv4 only; `Some(false)`: IPv6 only.
     pub ipv4: Option<bool>,
     /// Only routes with this protocol tag.
@@ -399,30 +394,30 @@ pub struct RouteFilter {
     pub table: Option<u32>,
 }
 
-impl RouteFilter {
+impl DumpFilter {
     /// Every route of both families in every table.
-    pub fn all() -> RouteFilter {
-        RouteFilter::default()
+    pub fn all() -> DumpFilter {
+        DumpFilter::default()
     }
 
     /// Routes with one protocol tag, in any table.
-    pub fn protocol(protocol: u8) -> RouteFilter {
-        RouteFilter {
+    pub fn protocol(protocol: u8) -> DumpFilter {
+        DumpFilter {
             protocol: Some(protocol),
-            ..RouteFilter::default()
+            ..DumpFilter::default()
         }
     }
 
     /// Restricts to one table.
     #[must_use]
-    pub fn in_table(mut self, table: u32) -> RouteFilter {
+    pub fn in_table(mut self, table: u32) -> DumpFilter {
         self.table = Some(table);
         self
     }
 
     /// Restricts to one family.
     #[must_use]
-    pub fn family_ipv4(mut self, ipv4: bool) -> RouteFilter {
+    pub fn family_ipv4(mut self, ipv4: bool) -> DumpFilter {
         self.ipv4 = Some(ipv4);
         self
     }
@@ -512,10 +507,10 @@ mod tests {
         assert_eq!(a.key(), b.key());
         let c = KernelRoute::unicast(p("10.0.0.0/8"), None, Some(2));
         assert_ne!(c.key(), c.clone().with_metric(1).key());
-        assert!(RouteFilter::protocol(42).matches(&a));
-        assert!(!RouteFilter::protocol(3).matches(&a));
-        assert!(!RouteFilter::all().family_ipv4(true).matches(&a));
-        assert!(!RouteFilter::all().in_table(100).matches(&a));
+        assert!(DumpFilter::protocol(42).matches(&a));
+        assert!(!DumpFilter::protocol(3).matches(&a));
+        assert!(!DumpFilter::all().family_ipv4(true).matches(&a));
+        assert!(!DumpFilter::all().in_table(100).matches(&a));
         assert_eq!(RouteKind::from_rtm_type(7), RouteKind::Unreachable);
         for t in 0..=255u8 {
             assert_eq!(RouteKind::from_rtm_type(t).to_rtm_type(), t);

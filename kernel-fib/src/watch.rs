@@ -95,14 +95,6 @@ impl AddressInfo {
     pub fn is_tentative(&self) -> bool {
         self.flags & IFA_F_TENTATIVE != 0
     }
-
-    /// An IPv6 link-local address (fe80::/10).
-    pub fn is_link_local(&self) -> bool {
-        match self.address {
-            IpAddr::V6(a) => crate::route::is_ipv6_link_local(&a),
-            IpAddr::V4(_) => false,
-        }
-    }
 }
 
 /// One change the kernel announced.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use babel_wire::Prefix;
 use common::{Ns, wait_for_event};
 use kernel_fib::{
-    Fib, FibChange, FibError, KernelRoute, NetEvent, RouteFilter, RouteKind, UNREACHABLE_METRIC,
+    DumpFilter, Fib, FibChange, FibError, KernelRoute, NetEvent, RouteKind, UNREACHABLE_METRIC,
 };
 use serde_json::Value;
 
@@ -53,7 +53,7 @@ fn install_replace_delete_ipv4_and_ipv6() {
         "gateway on the subnet: no onlink needed"
     );
     assert_eq!(
-        fib.dump(&RouteFilter::protocol(42)).unwrap(),
+        fib.dump(&DumpFilter::protocol(42)).unwrap(),
         vec![r4.clone()]
     );
     assert!(matches!(fib.add(&r4), Err(FibError::Exists)));
@@ -102,7 +102,7 @@ fn install_replace_delete_ipv4_and_ipv6() {
     assert_eq!(got.len(), 1, "{k6:?}");
     assert_eq!(got[0]["metric"], 7);
     let dumped = fib
-        .dump(&RouteFilter::protocol(42).family_ipv4(false))
+        .dump(&DumpFilter::protocol(42).family_ipv4(false))
         .unwrap();
     assert_eq!(dumped, vec![r6c.clone()]);
 
@@ -113,7 +113,7 @@ fn install_replace_delete_ipv4_and_ipv6() {
     fib.delete(&r6c).unwrap();
     assert!(ns.routes42(false).is_empty());
     assert!(ns.routes42(true).is_empty());
-    assert!(fib.dump(&RouteFilter::protocol(42)).unwrap().is_empty());
+    assert!(fib.dump(&DumpFilter::protocol(42)).unwrap().is_empty());
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn replace_never_removes_the_route() {
     let observer = std::thread::spawn(move || {
         let (mut dumps, mut gaps) = (0u32, 0u32);
         while !observer_stop.load(Ordering::Relaxed) {
-            let routes = observer.dump(&RouteFilter::protocol(42)).unwrap();
+            let routes = observer.dump(&DumpFilter::protocol(42)).unwrap();
             observer_started.store(true, Ordering::Relaxed);
             dumps += 1;
             let has = |d: &str| routes.iter().any(|r| r.dst == p(d));
@@ -245,7 +245,7 @@ fn unreachable_routes() {
         assert_eq!(got[0]["type"], "unreachable");
         assert_eq!(got[0]["metric"], u64::from(UNREACHABLE_METRIC));
     }
-    let dumped = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let dumped = fib.dump(&DumpFilter::protocol(42)).unwrap();
     assert_eq!(dumped.len(), 2);
     assert!(dumped.iter().all(|r| r.kind == RouteKind::Unreachable));
     for asked in [&u4, &u6] {
@@ -302,7 +302,7 @@ fn ipv4_via_ipv6_next_hop() {
     assert_eq!(got[0]["via"]["host"], "fe80::2");
     let text = ns.ip(&["route", "show", "proto", "42"]);
     assert!(text.contains("via inet6 fe80::2 dev va"), "{text}");
-    let dumped = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let dumped = fib.dump(&DumpFilter::protocol(42)).unwrap();
     assert_eq!(dumped, vec![r.clone()]);
     assert!(dumped[0].is_v4_via_v6());
     // Replace the v6 next hop atomically.
@@ -312,7 +312,7 @@ fn ipv4_via_ipv6_next_hop() {
     };
     fib.replace(&r2).unwrap();
     assert_eq!(
-        fib.dump(&RouteFilter::protocol(42)).unwrap(),
+        fib.dump(&DumpFilter::protocol(42)).unwrap(),
         vec![r2.clone()]
     );
     fib.delete(&r2).unwrap();
@@ -344,12 +344,12 @@ fn source_specific_ipv6() {
     // The same destination without a source is a different route.
     let plain = KernelRoute::unicast(p("2001:db8:4::/48"), Some(ip("fe80::3")), Some(va));
     fib.add(&plain).unwrap();
-    let mut dumped = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let mut dumped = fib.dump(&DumpFilter::protocol(42)).unwrap();
     dumped.sort_by_key(|r| r.src);
     assert_eq!(dumped.len(), 2);
     assert_eq!(dumped[1].src, Some(p("2001:db8:9::/48")));
     fib.delete(&r).unwrap();
-    let dumped = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let dumped = fib.dump(&DumpFilter::protocol(42)).unwrap();
     assert_eq!(dumped.len(), 1);
     assert_eq!(dumped[0].src, None);
 }
@@ -412,9 +412,9 @@ fn purge_removes_only_our_protocol() {
             .with_table(1000),
     )
     .unwrap();
-    assert_eq!(fib.dump(&RouteFilter::protocol(42)).unwrap().len(), 4);
+    assert_eq!(fib.dump(&DumpFilter::protocol(42)).unwrap().len(), 4);
     assert_eq!(
-        fib.dump(&RouteFilter::protocol(42).in_table(1000))
+        fib.dump(&DumpFilter::protocol(42).in_table(1000))
             .unwrap()
             .len(),
         1
@@ -422,7 +422,7 @@ fn purge_removes_only_our_protocol() {
     assert_eq!(fib.purge(42).unwrap(), 4);
     assert!(ns.routes42(false).is_empty());
     assert!(ns.routes42(true).is_empty());
-    let all = fib.dump(&RouteFilter::all()).unwrap();
+    let all = fib.dump(&DumpFilter::all()).unwrap();
     for (dst, proto) in [
         ("10.50.0.0/16", 4u8),
         ("10.51.0.0/16", 43),
@@ -460,7 +460,7 @@ fn onlink_and_typed_errors() {
         text.contains("10.60.0.0/16 via 172.16.0.1 dev va onlink"),
         "{text}"
     );
-    let dumped = fib.dump(&RouteFilter::protocol(42)).unwrap();
+    let dumped = fib.dump(&DumpFilter::protocol(42)).unwrap();
     assert!(dumped[0].onlink);
     assert!(off.same_as_installed(&dumped[0]));
     // No such device.
@@ -485,7 +485,7 @@ fn onlink_and_typed_errors() {
         "{text}"
     );
     assert_eq!(
-        fib.dump(&RouteFilter::all().in_table(1000)).unwrap(),
+        fib.dump(&DumpFilter::all().in_table(1000)).unwrap(),
         vec![goodsrc]
     );
 }
@@ -535,7 +535,7 @@ fn batch_apply_pipelines() {
     assert_eq!(failed, 3);
     assert_eq!(ns.routes42(false).len(), 2000);
     assert_eq!(ns.routes42(true).len(), 2000);
-    assert_eq!(fib.dump(&RouteFilter::protocol(42)).unwrap().len(), 4000);
+    assert_eq!(fib.dump(&DumpFilter::protocol(42)).unwrap().len(), 4000);
     // Delete everything (twice: the second time every route is already gone).
     let deletes: Vec<FibChange> = changes
         .iter()
@@ -722,10 +722,10 @@ fn memory_fib_behaves_like_the_kernel() {
         );
     }
     for filter in [
-        RouteFilter::protocol(42),
-        RouteFilter::protocol(43),
-        RouteFilter::protocol(42).in_table(200),
-        RouteFilter::protocol(42).family_ipv4(false),
+        DumpFilter::protocol(42),
+        DumpFilter::protocol(43),
+        DumpFilter::protocol(42).in_table(200),
+        DumpFilter::protocol(42).family_ipv4(false),
     ] {
         let mut from_kernel = kernel.dump(&filter).unwrap();
         let mut from_memory = memory.dump(&filter).unwrap();
@@ -773,7 +773,7 @@ fn bulk_100k_timing() {
     let install = start.elapsed();
     assert!(results.iter().all(|r| r.is_ok()));
     let start = std::time::Instant::now();
-    let n = fib.dump(&RouteFilter::protocol(42)).unwrap().len();
+    let n = fib.dump(&DumpFilter::protocol(42)).unwrap().len();
     let dump = start.elapsed();
     assert_eq!(n, 100_000);
     let start = std::time::Instant::now();
@@ -811,7 +811,7 @@ fn link_up_and_addresses() {
         .find(|a| a.index == ix && a.address == ip("fe80::1234"))
         .expect("link-local added");
     assert!(
-        ll.is_link_local() && !ll.is_tentative() && ll.prefix_len == 64,
+        babel_wire::is_link_local(&ll.address) && !ll.is_tentative() && ll.prefix_len == 64,
         "{ll:?}"
     );
     assert!(

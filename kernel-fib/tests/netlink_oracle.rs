@@ -540,7 +540,7 @@ proptest! {
         prop_assert_eq!(m.header.index, index);
         prop_assert_eq!(m.header.prefix_len, len);
         prop_assert_eq!(m.header.flags, AddressHeaderFlags::Nodad);
-        let link_local = matches!(addr, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+        let link_local = addr.is_ipv6() && babel_wire::is_link_local(&addr);
         prop_assert_eq!(m.header.scope, if link_local { AddressScope::Link } else { AddressScope::Universe });
         prop_assert_eq!(
             &m.attributes,

@@ -133,7 +133,8 @@ pub enum Direction {
     In = 1,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+/// A database error as a [`StoreError::Backend`].
+pub fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -144,33 +145,11 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens the database at `path`, creating it if it does not exist. Creation is atomic: the
-    /// file is built and synced under a temporary name, then renamed into place and the directory
-    /// synced, so a process killed while creating it never leaves a half-initialised file.
+    /// Opens the database at `path`, creating it if it does not exist ([`open_database`]).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        if !path.exists() {
-            let mut tmp = path.as_os_str().to_owned();
-            tmp.push(".creating");
-            let tmp = std::path::PathBuf::from(tmp);
-            let _ = std::fs::remove_file(&tmp);
-            {
-                let db = Database::create(&tmp).map_err(backend)?;
-                let txn = db.begin_write().map_err(backend)?;
-                txn.open_table(PEERS).map_err(backend)?;
-                txn.open_table(JOURNAL).map_err(backend)?;
-                txn.commit().map_err(backend)?;
-            }
-            std::fs::rename(&tmp, path).map_err(backend)?;
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(backend)?;
-        }
-        let db = Database::open(path).map_err(backend)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore {
+            db: open_database(path, &[PEERS, JOURNAL])?,
+        })
     }
 
     /// The journal of one peer and direction, in nonce order.
@@ -196,6 +175,47 @@ impl RedbStore {
         }
         Ok(out)
     }
+}
+
+/// Opens the `redb` database at `path` with `tables` in it, creating it if it does not exist.
+/// Creation is atomic: the file is built and synced under a temporary name, then renamed into
+/// place and the directory synced, so a process killed while creating it never leaves a
+/// half-initialised file. Tables missing from an existing file (one shared with another
+/// component) are created in one transaction.
+pub fn open_database(
+    path: &Path,
+    tables: &[TableDefinition<'_, &[u8], &[u8]>],
+) -> Result<Database, StoreError> {
+    let init = |db: &Database| -> Result<(), StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        for t in tables {
+            txn.open_table(*t).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    };
+    if !path.exists() {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".creating");
+        let tmp = std::path::PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        init(&Database::create(&tmp).map_err(backend)?)?;
+        std::fs::rename(&tmp, path).map_err(backend)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(backend)?;
+    }
+    let db = Database::open(path).map_err(backend)?;
+    let txn = db.begin_read().map_err(backend)?;
+    let missing = tables.iter().any(|t| txn.open_table(*t).is_err());
+    drop(txn);
+    if missing {
+        init(&db)?;
+    }
+    Ok(db)
 }
 
 fn journal_key(peer: &[u8; 32], direction: Direction, nonce: u64) -> Vec<u8> {

@@ -22,7 +22,8 @@ mod tap;
 pub mod engines;
 
 pub use netns::{
-    Netns, can_use_netns, forwarding, have, memory, ping, ping_with, run, tmp, veth, wait_for,
+    Netns, can_use_netns, forwarding, have, memory, ping, ping_count, ping_with, run, tmp, veth,
+    wait_for,
 };
 pub use process::Daemon;
 pub use tap::{TapLink, open_tap_in, open_tun_in};

@@ -173,6 +173,25 @@ pub fn ping_with(ns: &Netns, dst: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// `ping -4|-6 -n -q ARGS... DST` from inside `ns`, counting: the echo requests sent and the
+/// replies received, from ping's summary line; `None` when ping did not run or printed none.
+pub fn ping_count(ns: &Netns, dst: &str, args: &[&str]) -> Option<(u32, u32)> {
+    let fam = if dst.contains(':') { "-6" } else { "-4" };
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", fam, "-n", "-q"])
+        .args(args)
+        .arg(dst)
+        .output()
+        .ok()?;
+    // "N packets transmitted, M received, ..."
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut nums = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok());
+    Some((nums.next()?, nums.next()?))
+}
+
 /// Enables forwarding in a namespace (routing daemons do it themselves; tests test routing).
 pub fn forwarding(ns: &Netns) {
     ns.exec(&[

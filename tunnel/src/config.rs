@@ -12,7 +12,7 @@ use babel_wire::Prefix;
 /// One tunnel interface.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InterfaceConfig {
+pub struct TunnelConfig {
     /// Our static private key (base64).
     pub private_key: PrivateKey,
     /// UDP listen port (`None`: pick any).
@@ -76,7 +76,7 @@ mod tests {
                 "policy": {"mode": "rate_limit", "bytes_per_sec": 1000, "burst": 2000}
             }]
         }"#;
-        let c: InterfaceConfig = serde_json::from_str(json).unwrap();
+        let c: TunnelConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.listen_port, Some(51820));
         assert_eq!(c.peers[0].allowed_ips.len(), 2);
         assert_eq!(
@@ -87,8 +87,8 @@ mod tests {
             }
         );
         let back = serde_json::to_string(&c).unwrap();
-        let c2: InterfaceConfig = serde_json::from_str(&back).unwrap();
+        let c2: TunnelConfig = serde_json::from_str(&back).unwrap();
         assert_eq!(c2.peers[0].public_key, c.peers[0].public_key);
-        assert!(serde_json::from_str::<InterfaceConfig>(r#"{"private_key":"bad"}"#).is_err());
+        assert!(serde_json::from_str::<TunnelConfig>(r#"{"private_key":"bad"}"#).is_err());
     }
 }

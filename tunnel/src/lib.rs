@@ -44,7 +44,7 @@ pub mod time;
 pub mod timers;
 
 pub use allowed_ips::AllowedIps;
-pub use config::{InterfaceConfig, PeerConfig};
+pub use config::{PeerConfig, TunnelConfig};
 pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
 pub use hook::{PacketHook, Verdict};

@@ -37,5 +37,5 @@ pub use probe::{
     Action, Check, Counters, HOP_LIMIT, REMOTE_IHU_INTERVAL, Responder, Verifier, VerifyConfig,
     via_tag,
 };
-pub use schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
+pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 pub use score::{NeighbourScore, Rule, ScoreConfig, Verdict};

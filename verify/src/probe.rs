@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::auth::{DropReason, Keyring, Report, SignedIhu, decode_signed_ihu, encode_signed_ihu};
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
-use crate::schedule::{Candidate, Neighbour, Reason, ScheduleConfig, Scheduler};
+use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 use crate::score::{NeighbourScore, ScoreConfig, Verdict};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
@@ -127,7 +127,7 @@ pub enum Action {
     /// (policy routing with a firewall mark, §2.3), or inside the tunnel to it if there is one.
     SendRemoteHello {
         /// The neighbour under test.
-        neighbour: Neighbour,
+        neighbour: NeighbourId,
         /// The TLV.
         hello: RemoteHello,
     },
@@ -137,7 +137,7 @@ pub enum Action {
     /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
     Standing {
         /// Neighbour.
-        neighbour: Neighbour,
+        neighbour: NeighbourId,
         /// Evicted (its routes leave selection and the kernel).
         evicted: bool,
     },
@@ -147,7 +147,7 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Check {
     /// The route checked.
-    pub route: Candidate,
+    pub route: VerifiableRoute,
     /// Why it was chosen.
     pub reason: Reason,
     /// The advertised metric `m` (plus our link cost) when the session ended.
@@ -170,7 +170,7 @@ pub struct Check {
 
 #[derive(Clone, Debug)]
 struct Session {
-    route: Candidate,
+    route: VerifiableRoute,
     reason: Reason,
     via: RouterId,
     first_seqno: u16,
@@ -188,14 +188,14 @@ pub struct Verifier {
     cfg: VerifyConfig,
     router_id: RouterId,
     scheduler: Scheduler,
-    scores: BTreeMap<Neighbour, NeighbourScore>,
-    corrections: Corrections<(Prefix, Neighbour)>,
+    scores: BTreeMap<NeighbourId, NeighbourScore>,
+    corrections: Corrections<(Prefix, NeighbourId)>,
     keyring: Keyring,
-    seqnos: BTreeMap<(Prefix, Neighbour), u16>,
+    seqnos: BTreeMap<(Prefix, NeighbourId), u16>,
     /// Last answered session per destination (evidence that its answers reach us).
     answered: BTreeMap<Prefix, Instant>,
     /// Sessions under way, one per neighbour at most (§2.2).
-    sessions: BTreeMap<Neighbour, Session>,
+    sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
     max_neighbours: usize,
     counters: Counters,
@@ -203,7 +203,7 @@ pub struct Verifier {
 
 /// The opaque 8-octet tag a verifier puts in the Remote Hello's Via field for a neighbour (the
 /// destination only echoes it).
-pub fn via_tag(n: &Neighbour) -> RouterId {
+pub fn via_tag(n: &NeighbourId) -> RouterId {
     let mut t = [0u8; 8];
     let ip = match n.address {
         std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
@@ -282,19 +282,19 @@ impl Verifier {
     }
 
     /// A neighbour's score record.
-    pub fn neighbour(&self, n: &Neighbour) -> Option<&NeighbourScore> {
+    pub fn neighbour(&self, n: &NeighbourId) -> Option<&NeighbourScore> {
         self.scores.get(n)
     }
 
     /// Every scored neighbour.
-    pub fn neighbours(&self) -> impl Iterator<Item = (&Neighbour, &NeighbourScore)> + '_ {
+    pub fn neighbours(&self) -> impl Iterator<Item = (&NeighbourId, &NeighbourScore)> + '_ {
         self.scores.iter()
     }
 
     /// The accuracy (per mille) to give the engine for `n`: the neighbour's score under the
     /// configured rule, kept on the side of `threshold_pm` that the verifier's decision is on
     /// (evicted strictly below, admitted at or above).
-    pub fn engine_accuracy(&self, now: Instant, n: &Neighbour, threshold_pm: u16) -> u16 {
+    pub fn engine_accuracy(&self, now: Instant, n: &NeighbourId, threshold_pm: u16) -> u16 {
         let Some(s) = self.scores.get(n) else {
             return 1000;
         };
@@ -326,7 +326,7 @@ impl Verifier {
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
     /// `candidates` are the routes of the engine now.
-    pub fn handle_timeout(&mut self, now: Instant, candidates: &[Candidate]) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant, candidates: &[VerifiableRoute]) -> Vec<Action> {
         let mut out = Vec::new();
         for (n, s) in self.scores.iter_mut() {
             if s.readmit(now) {
@@ -357,7 +357,7 @@ impl Verifier {
                 });
             }
         }
-        let done: Vec<Neighbour> = self
+        let done: Vec<NeighbourId> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.sent >= probes && s.ends <= now)
@@ -487,7 +487,7 @@ impl Verifier {
         &mut self,
         now: Instant,
         s: Session,
-        candidates: &[Candidate],
+        candidates: &[VerifiableRoute],
         out: &mut Vec<Action>,
     ) {
         let Some(route) = candidates

@@ -8,9 +8,9 @@ use std::time::Duration;
 use babel_core::{Instant, Rng};
 use babel_wire::Prefix;
 
-/// A neighbour, as the engine names it.
+/// Which neighbour: its interface and link-local address, as the engine tells neighbours apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Neighbour {
+pub struct NeighbourId {
     /// Interface.
     pub ifindex: u32,
     /// Its link-local address.
@@ -19,11 +19,11 @@ pub struct Neighbour {
 
 /// One route the verifier may test (from the engine's route view).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub struct VerifiableRoute {
     /// Destination.
     pub prefix: Prefix,
     /// Neighbour it was learned from.
-    pub neighbour: Neighbour,
+    pub neighbour: NeighbourId,
     /// Its metric as we compute it: advertised metric plus our link cost (`m` of §1.3).
     pub metric: u16,
     /// Feasible (RFC 8966 §3.5.1).
@@ -32,13 +32,13 @@ pub struct Candidate {
     pub selected: bool,
 }
 
-impl Candidate {
-    /// The candidate of one of the engine's routes (§1.3: `m` is the engine's route metric,
-    /// advertised metric plus our link cost); an unreachable route is not feasible.
-    pub fn from_route(r: &babel_core::RouteView) -> Candidate {
-        Candidate {
+impl VerifiableRoute {
+    /// One of the engine's routes (§1.3: `m` is the engine's route metric, advertised metric
+    /// plus our link cost); an unreachable route is not feasible.
+    pub fn from_route(r: &babel_core::RouteView) -> VerifiableRoute {
+        VerifiableRoute {
             prefix: r.prefix,
-            neighbour: Neighbour {
+            neighbour: NeighbourId {
                 ifindex: r.ifindex,
                 address: r.via,
             },
@@ -121,9 +121,9 @@ pub enum Reason {
 pub struct Scheduler {
     used: BTreeMap<Prefix, Instant>,
     /// Selected route last verified (or first seen) per destination: neighbour and metric.
-    verified: BTreeMap<Prefix, (Neighbour, u16)>,
-    rechecks: BTreeMap<(Prefix, Neighbour), Instant>,
-    control: Option<(Prefix, Neighbour)>,
+    verified: BTreeMap<Prefix, (NeighbourId, u16)>,
+    rechecks: BTreeMap<(Prefix, NeighbourId), Instant>,
+    control: Option<(Prefix, NeighbourId)>,
     rng: Rng,
 }
 
@@ -162,7 +162,13 @@ impl Scheduler {
     }
 
     /// A check of `c` ended; `failed` schedules a recheck.
-    pub fn checked(&mut self, now: Instant, cfg: &ScheduleConfig, c: &Candidate, failed: bool) {
+    pub fn checked(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        c: &VerifiableRoute,
+        failed: bool,
+    ) {
         if c.selected {
             self.verified.insert(c.prefix, (c.neighbour, c.metric));
         }
@@ -178,12 +184,12 @@ impl Scheduler {
 
     /// After an unanswered session without evidence that the destination answers us at all,
     /// the next cycle probes `prefix` through another neighbour (§2.2, item 2).
-    pub fn control(&mut self, prefix: Prefix, not_via: Neighbour) {
+    pub fn control(&mut self, prefix: Prefix, not_via: NeighbourId) {
         self.control = Some((prefix, not_via));
     }
 
     /// Baselines: a selected route to a used destination seen for the first time is not news.
-    fn baselines(&mut self, used: &[Prefix], candidates: &[Candidate]) {
+    fn baselines(&mut self, used: &[Prefix], candidates: &[VerifiableRoute]) {
         for c in candidates
             .iter()
             .filter(|c| c.selected && used.binary_search(&c.prefix).is_ok())
@@ -196,7 +202,7 @@ impl Scheduler {
 
     /// §2.2 item 3: the selected route moved to another neighbour, or improved by more than
     /// `1 - improvement`, since its destination was last verified.
-    fn is_news(&self, cfg: &ScheduleConfig, c: &Candidate) -> bool {
+    fn is_news(&self, cfg: &ScheduleConfig, c: &VerifiableRoute) -> bool {
         match self.verified.get(&c.prefix) {
             Some((n, m)) => {
                 *n != c.neighbour || f64::from(c.metric) < f64::from(*m) * cfg.improvement
@@ -218,22 +224,22 @@ impl Scheduler {
         &mut self,
         now: Instant,
         cfg: &ScheduleConfig,
-        candidates: &[Candidate],
-    ) -> Vec<(Candidate, Reason)> {
+        candidates: &[VerifiableRoute],
+    ) -> Vec<(VerifiableRoute, Reason)> {
         if cfg.paper_only || !cfg.per_neighbour {
             return self.pick(now, cfg, candidates).into_iter().collect();
         }
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
         self.baselines(&used, candidates);
-        let mut per: BTreeMap<Neighbour, Vec<&Candidate>> = BTreeMap::new();
+        let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
         for c in candidates
             .iter()
             .filter(|c| c.feasible && is_used(&c.prefix))
         {
             per.entry(c.neighbour).or_default().push(c);
         }
-        let mut order: Vec<Neighbour> = per.keys().copied().collect();
+        let mut order: Vec<NeighbourId> = per.keys().copied().collect();
         for i in (1..order.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
@@ -271,7 +277,7 @@ impl Scheduler {
                 out.push((**c, Reason::Control));
                 continue;
             }
-            let fresh: Vec<&&Candidate> = routes
+            let fresh: Vec<&&VerifiableRoute> = routes
                 .iter()
                 .filter(|c| c.selected)
                 .filter(|c| self.is_news(cfg, c))
@@ -297,8 +303,8 @@ impl Scheduler {
         &mut self,
         now: Instant,
         cfg: &ScheduleConfig,
-        candidates: &[Candidate],
-    ) -> Option<(Candidate, Reason)> {
+        candidates: &[VerifiableRoute],
+    ) -> Option<(VerifiableRoute, Reason)> {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
         self.baselines(&used, candidates);
@@ -321,7 +327,7 @@ impl Scheduler {
             }
             // 2. A control probe: the same destination through another neighbour.
             if let Some((p, n)) = self.control.take() {
-                let others: Vec<&Candidate> = candidates
+                let others: Vec<&VerifiableRoute> = candidates
                     .iter()
                     .filter(|c| c.prefix == p && c.neighbour != n && c.feasible)
                     .collect();
@@ -335,17 +341,17 @@ impl Scheduler {
             // 3. A used destination whose selected route changed neighbour or improved since
             //    it was last verified; among them, one through the neighbour that gained the
             //    most such routes (a liar attracts many at once).
-            let fresh: Vec<&Candidate> = candidates
+            let fresh: Vec<&VerifiableRoute> = candidates
                 .iter()
                 .filter(|c| c.selected && c.feasible && is_used(&c.prefix))
                 .filter(|c| self.is_news(cfg, c))
                 .collect();
-            let mut per: BTreeMap<Neighbour, usize> = BTreeMap::new();
+            let mut per: BTreeMap<NeighbourId, usize> = BTreeMap::new();
             for c in &fresh {
                 *per.entry(c.neighbour).or_default() += 1;
             }
             if let Some(most) = per.values().max().copied() {
-                let top: Vec<&Candidate> = fresh
+                let top: Vec<&VerifiableRoute> = fresh
                     .iter()
                     .filter(|c| per.get(&c.neighbour) == Some(&most))
                     .copied()
@@ -366,7 +372,7 @@ impl Scheduler {
             return None;
         }
         let d = *dests.get(self.rng.below(dests.len() as u64) as usize)?;
-        let routes: Vec<&Candidate> = candidates
+        let routes: Vec<&VerifiableRoute> = candidates
             .iter()
             .filter(|c| c.prefix == d && c.feasible)
             .collect();
@@ -385,14 +391,14 @@ mod tests {
             0xfd00, 0, 0, 0, 0, 0, 0, i,
         )))
     }
-    fn nb(i: u16) -> Neighbour {
-        Neighbour {
+    fn nb(i: u16) -> NeighbourId {
+        NeighbourId {
             ifindex: u32::from(i),
             address: IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
         }
     }
-    fn cand(d: u16, n: u16, metric: u16, selected: bool) -> Candidate {
-        Candidate {
+    fn cand(d: u16, n: u16, metric: u16, selected: bool) -> VerifiableRoute {
+        VerifiableRoute {
             prefix: p(d),
             neighbour: nb(n),
             metric,
@@ -418,7 +424,7 @@ mod tests {
             cand(1, 2, 200, false),
             cand(2, 1, 100, true),
         ];
-        cands.push(Candidate {
+        cands.push(VerifiableRoute {
             feasible: false,
             ..cand(1, 3, 50, false)
         });
@@ -474,13 +480,13 @@ mod tests {
         let cfg = ScheduleConfig::default();
         let mut s = Scheduler::new(4);
         let now = Instant::from_secs(100);
-        let base: Vec<Candidate> = (1..=5).map(|d| cand(d, 1, 300, true)).collect();
+        let base: Vec<VerifiableRoute> = (1..=5).map(|d| cand(d, 1, 300, true)).collect();
         for b in &base {
             s.mark_used(now, &cfg, b.prefix);
         }
         s.pick(now, &cfg, &base);
         // Neighbour 3 takes four destinations, neighbour 2 one.
-        let mut after: Vec<Candidate> = (1..=4).map(|d| cand(d, 3, 100, true)).collect();
+        let mut after: Vec<VerifiableRoute> = (1..=4).map(|d| cand(d, 3, 100, true)).collect();
         after.push(cand(5, 2, 100, true));
         for _ in 0..20 {
             let (c, r) = s.pick(now, &cfg, &after).unwrap();
@@ -499,13 +505,13 @@ mod tests {
         for d in 1..=4 {
             s.mark_used(now, &cfg, p(d));
         }
-        let cands: Vec<Candidate> = (1..=4)
+        let cands: Vec<VerifiableRoute> = (1..=4)
             .flat_map(|d| (1..=3).map(move |n| cand(d, n, 100 * n, n == 1)))
             .collect();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..100 {
             let picks = s.pick_all(now, &cfg, &cands);
-            let ns: std::collections::BTreeSet<Neighbour> =
+            let ns: std::collections::BTreeSet<NeighbourId> =
                 picks.iter().map(|(c, _)| c.neighbour).collect();
             assert_eq!((picks.len(), ns.len()), (3, 3));
             for (c, _) in &picks {

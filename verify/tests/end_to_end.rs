@@ -7,21 +7,21 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Action, Candidate, Check, CostModel, DropReason, HOP_LIMIT, Keyring, Neighbour, Reason,
-    Responder, SigningKey, Verdict, Verifier, VerifyConfig,
+    Action, Check, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason, Responder,
+    SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)))
 }
-fn nb(i: u16) -> Neighbour {
-    Neighbour {
+fn nb(i: u16) -> NeighbourId {
+    NeighbourId {
         ifindex: 1,
         address: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i)),
     }
 }
-fn cand(n: u16, metric: u16, selected: bool) -> Candidate {
-    Candidate {
+fn cand(n: u16, metric: u16, selected: bool) -> VerifiableRoute {
+    VerifiableRoute {
         prefix: dest(),
         neighbour: nb(n),
         metric,
@@ -63,7 +63,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
 
 impl World {
     /// Runs until the next check ends; returns it.
-    fn run_check(&mut self, cands: &[Candidate]) -> Check {
+    fn run_check(&mut self, cands: &[VerifiableRoute]) -> Check {
         let mut sent = 0u16;
         for _ in 0..10_000 {
             self.now = self.v.poll_timeout().max(self.now);

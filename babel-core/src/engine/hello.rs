@@ -193,7 +193,7 @@ impl Engine {
     }
 
     /// Each interface's name and current multicast Hello seqno (the last one sent), for a driver
-    /// that keeps them across a crash ([`crate::Config::resume_hellos`]).
+    /// that keeps them across a crash ([`crate::EngineConfig::resume_hellos`]).
     pub fn hello_seqnos(&self) -> impl Iterator<Item = (&str, u16)> + '_ {
         self.interfaces
             .values()

@@ -16,7 +16,7 @@ use price_metric::{Candidate, Policy, accumulate, shown_price};
 use tracing::{debug, warn};
 
 use crate::auth::Auth;
-use crate::config::{Config, InterfaceConfig, InterfaceKind};
+use crate::config::{EngineConfig, InterfaceConfig, InterfaceKind};
 use crate::filter::{FilterAnswer, FilterRoute, RouteFilter};
 use crate::neighbour::Neighbour;
 use crate::output::{
@@ -172,7 +172,7 @@ struct Interface {
     last_full: Option<Instant>,
     /// Urgent updates still to repeat: remaining repeats and next time.
     resends: BTreeMap<RouteKey, (u8, Instant)>,
-    /// When it came up continuing the previous run's Hello seqnos ([`Config::resume_hellos`]).
+    /// When it came up continuing the previous run's Hello seqnos ([`EngineConfig::resume_hellos`]).
     resumed: Option<Instant>,
 }
 
@@ -198,14 +198,14 @@ pub const MAX_SEQNO_JUMP: i32 = 100;
 pub const NEIGHBOUR_FLUSH: Duration = Duration::from_secs(300);
 /// Minimum route hold time (babeld: max(6 × interval, 15 s)).
 pub const MIN_HOLD: Duration = Duration::from_secs(15);
-/// After a resumed start ([`Config::resume_hellos`]), for this long no IHU announces an infinite
+/// After a resumed start ([`EngineConfig::resume_hellos`]), for this long no IHU announces an infinite
 /// rxcost to a neighbour that has not had a finite one from us yet.
 pub const RESUME_QUIET: Duration = Duration::from_secs(30);
 
 /// One Babel router, sans IO. See the crate documentation for the driver loop.
 #[derive(Debug)]
 pub struct Engine {
-    cfg: Config,
+    cfg: EngineConfig,
     rng: Rng,
     seqno: u16,
     interfaces: BTreeMap<u32, Interface>,
@@ -239,7 +239,7 @@ impl Engine {
     }
 
     /// A new engine (RFC 8966 §3.2: router-id, own seqno).
-    pub fn new(mut cfg: Config, now: Instant) -> Result<Engine, EngineError> {
+    pub fn new(mut cfg: EngineConfig, now: Instant) -> Result<Engine, EngineError> {
         if !cfg.router_id.is_valid() {
             return Err(EngineError::InvalidRouterId(cfg.router_id));
         }
@@ -338,7 +338,7 @@ impl Engine {
     /// On coming up: an immediate Hello, a full dump and a wildcard route request (RFC 8966
     /// §3.8.1.1), as babeld does, after a wildcard retraction (babeld: in case we restarted).
     ///
-    /// Graceful restart: an interface named in [`Config::resume_hellos`] (the process crashed and
+    /// Graceful restart: an interface named in [`EngineConfig::resume_hellos`] (the process crashed and
     /// was started again; its routes are still in the kernel) continues the previous run's Hello
     /// seqnos, so that neighbours keep their Hello history and the link cost (a jump would read
     /// as a reboot or as missed Hellos, RFC 8966 A.1, and take the link down until enough Hellos

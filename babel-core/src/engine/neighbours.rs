@@ -17,7 +17,7 @@ impl Engine {
     }
 
     /// Verification hook: sets a neighbour's accuracy score (per mille). Below
-    /// [`Config::accuracy_threshold`] none of its routes can be selected (they leave the kernel);
+    /// [`EngineConfig::accuracy_threshold`] none of its routes can be selected (they leave the kernel);
     /// at or above it they can again.
     pub fn set_neighbour_accuracy(
         &mut self,

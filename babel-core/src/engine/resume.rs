@@ -1,5 +1,5 @@
 //! Graceful restart: after a crash, the routes the previous run left in the kernel guide the
-//! first selections ([`Config::resume_routes`]).
+//! first selections ([`EngineConfig::resume_routes`]).
 //!
 //! A router that restarts has lost its source table, so RFC 8966 §3.5.1's feasibility condition
 //! no longer protects it: a neighbour without split horizon (babeld's default on interfaces not

@@ -24,7 +24,7 @@ impl Engine {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
 

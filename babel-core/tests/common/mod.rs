@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use babel_core::{
-    Config, Destination, Engine, Event, Instant, InterfaceConfig, InterfaceKind, RouteChange,
+    Destination, Engine, EngineConfig, Event, Instant, InterfaceConfig, InterfaceKind, RouteChange,
     RouteKey,
 };
 use babel_wire::{
@@ -47,8 +47,8 @@ pub struct H {
     pub hello_seq: std::collections::BTreeMap<IpAddr, u16>,
 }
 
-pub fn config() -> Config {
-    let mut c = Config::new(rid(1));
+pub fn config() -> EngineConfig {
+    let mut c = EngineConfig::new(rid(1));
     c.seed = 1;
     c.seqno = Some(100);
     c
@@ -59,7 +59,7 @@ impl H {
         H::with(config(), InterfaceKind::Wired)
     }
 
-    pub fn with(cfg: Config, kind: InterfaceKind) -> H {
+    pub fn with(cfg: EngineConfig, kind: InterfaceKind) -> H {
         let now = Instant::from_secs(1000);
         let mut e = Engine::new(cfg, now).unwrap();
         e.interface_up(now, IF, InterfaceConfig::new("eth0", kind, us()));

@@ -212,3 +212,74 @@ pub fn dump_json(ns: &Netns) -> serde_json::Value {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// Serialises the tests of one test binary that each run several daemons with tunnels and wait
+/// on their timers (run together on a 2-core machine they starve each other), whatever
+/// `--test-threads` says.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a test of `type mesh` routers can run here: namespaces, `nft`, `/dev/net/tun` and
+/// every program of `tools`. Prints why not.
+pub fn can_run_mesh(test: &str, tools: &[&str]) -> bool {
+    if !can_use_netns(test) || !have("nft", test) || !tools.iter().all(|t| have(t, test)) {
+        return false;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP {test}: no /dev/net/tun");
+        return false;
+    }
+    true
+}
+
+/// The configuration of a `type mesh` router: [`FILTERS`], `extra`, then `interface X type
+/// mesh` for each of `ifaces` (no interface on the command line, no tunnel lines).
+pub fn mesh_config(extra: &str, ifaces: &[&str]) -> String {
+    let mut conf = format!("{FILTERS}{extra}");
+    for i in ifaces {
+        conf.push_str(&format!("interface {i} type mesh\n"));
+    }
+    conf
+}
+
+/// Starts `program` in `ns` as a `type mesh` router on `ifaces` ([`mesh_config`]).
+pub fn start_mesh_router(
+    ns: &Netns,
+    name: &str,
+    program: &str,
+    extra: &str,
+    ifaces: &[&str],
+) -> Daemon {
+    start_with_config(ns, name, program, &mesh_config(extra, ifaces), &[])
+}
+
+/// Reads `monitor` lines from the control socket (port 33123) of `ns` until `done` holds for
+/// the text so far, or `secs` pass: the text it got.
+pub fn monitor_until(
+    ns: &Netns,
+    secs: u64,
+    done: impl Fn(&str) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    ns.spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("::1", 33123)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        s.write_all(b"monitor\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline && !done(&text) {
+            if let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        text
+    })
+}

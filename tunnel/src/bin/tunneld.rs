@@ -2,21 +2,23 @@
 //! driver, used by the netns interop test and the iperf script.
 //!
 //! ```text
-//! tunneld run --config FILE.json --iface NAME [--address CIDR]... [--mtu N]
+//! tunneld run --config FILE.json --iface NAME [--address CIDR]... [--mtu N] [--no-offload]
 //! tunneld genkey            # prints a base64 private key
 //! tunneld pubkey            # reads a private key on stdin, prints the public key
 //! ```
-//! The config file is a JSON [`tunnel::InterfaceConfig`].
+//! The config file is a JSON [`tunnel::TunnelConfig`]. `--no-offload`
+//! opens the TUN without the virtio-net header (one packet per read and
+//! write), the path taken when the kernel refuses offloads.
 
 use std::io::{self, Read, Write};
 use std::process::{Command, ExitCode};
 
 use tunnel::driver::{Driver, TunDevice, bind_udp, device_from_config};
-use tunnel::{InterfaceConfig, generate_keypair, keys::public_key_from_base64};
+use tunnel::{TunnelConfig, generate_keypair, keys::public_key_from_base64};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tunneld run --config FILE --iface NAME [--address CIDR]... [--mtu N]\n       tunneld genkey | pubkey"
+        "usage: tunneld run --config FILE --iface NAME [--address CIDR]... [--mtu N] [--no-offload]\n       tunneld genkey | pubkey"
     );
     ExitCode::from(2)
 }
@@ -35,6 +37,7 @@ struct RunArgs {
     iface: String,
     addresses: Vec<String>,
     mtu: u32,
+    offload: bool,
 }
 
 fn parse_run(args: &[String]) -> Option<RunArgs> {
@@ -42,6 +45,7 @@ fn parse_run(args: &[String]) -> Option<RunArgs> {
     let mut iface = None;
     let mut addresses = vec![];
     let mut mtu = 1420;
+    let mut offload = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -49,6 +53,7 @@ fn parse_run(args: &[String]) -> Option<RunArgs> {
             "--iface" => iface = Some(it.next()?.clone()),
             "--address" => addresses.push(it.next()?.clone()),
             "--mtu" => mtu = it.next()?.parse().ok()?,
+            "--no-offload" => offload = false,
             _ => return None,
         }
     }
@@ -57,23 +62,34 @@ fn parse_run(args: &[String]) -> Option<RunArgs> {
         iface: iface?,
         addresses,
         mtu,
+        offload,
     })
 }
 
 async fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&a.config)?;
-    let cfg: InterfaceConfig = serde_json::from_str(&text)?;
+    let cfg: TunnelConfig = serde_json::from_str(&text)?;
     let mut device = device_from_config(&cfg);
     device.set_mtu(Some(a.mtu as usize));
-    let tun = TunDevice::open(&a.iface)?;
+    let tun = if a.offload {
+        TunDevice::open_offload(&a.iface)?
+    } else {
+        TunDevice::open(&a.iface)?
+    };
     let name = tun.name().to_owned();
+    let tso = tun.tso();
     ip(&["link", "set", "dev", &name, "mtu", &a.mtu.to_string(), "up"])?;
     for addr in &a.addresses {
         ip(&["addr", "add", addr, "dev", &name])?;
     }
     let socket = bind_udp(cfg.listen_port.unwrap_or(0))?;
     let mut driver = Driver::new(device, tun, socket)?;
-    println!("ready iface={} udp={}", name, driver.local_addr()?);
+    println!(
+        "ready iface={} udp={} tso={}",
+        name,
+        driver.local_addr()?,
+        tso
+    );
     io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {

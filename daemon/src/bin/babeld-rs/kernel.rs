@@ -10,7 +10,7 @@ use babel_core::{RouteChange, RouteOp};
 use babel_wire::Prefix;
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
 use kernel_fib::{
-    Fib, FibChange, KernelRoute, KernelRule, NetEvent, NetlinkFib, RouteFilter, RouteKey,
+    DumpFilter, Fib, FibChange, KernelRoute, KernelRouteKey, KernelRule, NetEvent, NetlinkFib,
     SourceTables, Watcher,
 };
 use tokio::sync::mpsc;
@@ -49,7 +49,7 @@ struct RuleMode {
     /// recomputed from these.
     logical: BTreeMap<(Prefix, Option<Prefix>), KernelRoute>,
     /// Routes of the source tables now in the kernel.
-    projected: HashMap<RouteKey, KernelRoute>,
+    projected: HashMap<KernelRouteKey, KernelRoute>,
     /// Our rules now in the kernel.
     rules: Vec<KernelRule>,
 }
@@ -75,7 +75,7 @@ struct Routes {
     /// delete of a vanished route cannot take another route with it (kernel-fib's note); and
     /// what the periodic check puts back when something removed it. Ordered, so that a
     /// check can resume where it stopped.
-    ours: BTreeMap<RouteKey, KernelRoute>,
+    ours: BTreeMap<KernelRouteKey, KernelRoute>,
     /// Routes a previous run left (graceful restart).
     stale: Stale,
     /// A kernel check in progress.
@@ -174,7 +174,7 @@ impl Routes {
                 p.dropped
             );
         }
-        let want: HashMap<RouteKey, KernelRoute> =
+        let want: HashMap<KernelRouteKey, KernelRoute> =
             p.routes.into_iter().map(|r| (r.key(), r)).collect();
         let adds: Vec<FibChange> = want
             .iter()
@@ -279,7 +279,8 @@ impl Routes {
         };
         let stale = &self.stale;
         let projected = self.rule_mode.as_ref().map(|m| &m.projected);
-        let keep = |k: &RouteKey| stale.contains(k) || projected.is_some_and(|p| p.contains_key(k));
+        let keep =
+            |k: &KernelRouteKey| stale.contains(k) || projected.is_some_and(|p| p.contains_key(k));
         let (changes, done) = run.step(&self.ours, keep, CHECK_STEP);
         for (change, result) in changes.iter().zip(self.fib.apply(&changes)) {
             match (change, result) {
@@ -325,7 +326,7 @@ impl Routes {
 /// never holds up route changes.
 pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<std_mpsc::Sender<KernelCmd>> {
     let mut fib = NetlinkFib::new()?;
-    let left = match fib.dump(&RouteFilter::protocol(policy.protocol)) {
+    let left = match fib.dump(&DumpFilter::protocol(policy.protocol)) {
         Ok(rs) => rs,
         Err(e) => {
             tracing::warn!("reading stale kernel routes: {e}");
@@ -444,7 +445,7 @@ fn spawn_dumper(
         .name("kernel-check".into())
         .spawn(move || {
             while rx.recv().is_ok() {
-                match fib.dump(&RouteFilter::protocol(protocol)) {
+                match fib.dump(&DumpFilter::protocol(protocol)) {
                     Ok(rs) => {
                         if to_routes
                             .send(KernelCmd::Present(CheckRun::new(rs)))

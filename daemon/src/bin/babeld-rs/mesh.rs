@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use daemon::config::{Config, InterfaceType};
+use daemon::config::{ConfiguredKind, DaemonConfig};
 use daemon::discovery::{
-    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshView, NeighbourState, NeighbourView,
+    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView, NeighbourState,
     Output, PORT, tunnel_mtu,
 };
 use daemon::payments::{
@@ -58,7 +58,7 @@ pub struct Mesh {
 /// Takes the `type mesh` interfaces out of `interfaces` (Babel does not run on them), starts
 /// a driver on each and installs the forwarding filter. `None` when there are none.
 pub fn start(
-    config: &Config,
+    config: &DaemonConfig,
     interfaces: &mut Vec<String>,
     prices: &Arc<PriceTable>,
     board: &MeterBoard,
@@ -67,7 +67,7 @@ pub fn start(
     let phys: Vec<String> = config
         .interfaces
         .iter()
-        .filter(|(n, _)| config.interface_options(n).kind == Some(InterfaceType::Mesh))
+        .filter(|(n, _)| config.interface_options(n).kind == Some(ConfiguredKind::Mesh))
         .map(|(n, _)| n.clone())
         .collect();
     if phys.is_empty() {
@@ -212,16 +212,6 @@ fn udp(ifname: &str, port: u16, group: Option<(Ipv6Addr, u32)>) -> anyhow::Resul
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
     Ok(UdpSocket::from_std(s.into())?)
-}
-
-/// fe80::/64 with our key's first eight bytes as the interface identifier: the same on all our
-/// tunnels (Babel tells neighbours apart by interface), different from every neighbour's.
-pub fn link_local(key: &PublicKey) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o[0] = 0xfe;
-    o[1] = 0x80;
-    o[8..].copy_from_slice(&key.as_bytes()[..8]);
-    Ipv6Addr::from(o)
 }
 
 struct Tunnel {
@@ -597,8 +587,11 @@ impl Driver {
             .map(|l| l.index)
             .with_context(|| format!("{name} did not appear"))?;
         self.netlink.set_link_up(ix, Some(self.mtu))?;
-        self.netlink
-            .add_address(ix, IpAddr::V6(link_local(&self.our_key)), 64)?;
+        self.netlink.add_address(
+            ix,
+            IpAddr::V6(daemon::discovery::tunnel_link_local(&self.our_key)),
+            64,
+        )?;
         let reader_tun = tun.clone();
         let tx = self.packets.clone();
         let reader = tokio::spawn(async move {
@@ -628,7 +621,7 @@ impl Driver {
         Ok(())
     }
 
-    fn neighbour_view(&self, id: PeerId) -> Option<NeighbourView> {
+    fn neighbour_view(&self, id: PeerId) -> Option<MeshNeighbourView> {
         let p = self.device.peer(id)?;
         let n = self.discovery.neighbour(&p.public_key())?;
         Some(view_of(
@@ -692,12 +685,12 @@ impl Driver {
 }
 
 fn view_of(
-    n: &daemon::discovery::Neighbour,
+    n: &daemon::discovery::MeshNeighbour,
     p: Option<&tunnel::Peer>,
     tunnel: Option<String>,
-) -> NeighbourView {
+) -> MeshNeighbourView {
     let s = p.map(|p| p.stats().clone()).unwrap_or_default();
-    NeighbourView {
+    MeshNeighbourView {
         public_key: n.key.to_base64(),
         endpoint: SocketAddr::V6(n.endpoint).to_string(),
         state: if n.state == NeighbourState::Up && tunnel.is_none() {
@@ -734,7 +727,7 @@ pub fn before_sync(d: &mut daemon::state::Daemon, ev: &MeshEvent) -> String {
     match ev {
         MeshEvent::Up { tunnel, line } => {
             let opts = daemon::config::InterfaceOptions {
-                kind: Some(InterfaceType::Tunnel),
+                kind: Some(ConfiguredKind::Tunnel),
                 ..Default::default()
             };
             d.config

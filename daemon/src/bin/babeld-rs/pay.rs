@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use daemon::config::Config;
+use daemon::config::DaemonConfig;
 use daemon::discovery::{MeshView, NeighbourState};
 use daemon::payments::{
     MeterBoard, PAY_PORT, PayShared, PaymentRow, PriceTable, Prices, ServiceTable,
@@ -56,7 +56,7 @@ const HELLO_REFRESH: Duration = Duration::from_secs(10);
 
 /// The payment key: `pay-private-key`, else the seed in `KEYFILE` (created on first start,
 /// mode 0600, synced before use so a restart signs with the same key its ledger holds).
-fn payment_key(config: &Config, keyfile: &Path) -> anyhow::Result<SigningKey> {
+fn payment_key(config: &DaemonConfig, keyfile: &Path) -> anyhow::Result<SigningKey> {
     let hex_seed = match &config.pay.private_key {
         Some(k) => k.clone(),
         None => match std::fs::read_to_string(keyfile) {
@@ -94,7 +94,7 @@ fn payment_key(config: &Config, keyfile: &Path) -> anyhow::Result<SigningKey> {
 /// Starts the payment loop when `pay-enable` is set and there are mesh interfaces. Returns the
 /// receiver of its `monitor` lines.
 pub fn start(
-    config: &Config,
+    config: &DaemonConfig,
     state_file: Option<&Path>,
     mesh: Vec<Arc<Mutex<MeshView>>>,
     board: MeterBoard,
@@ -564,7 +564,7 @@ impl Loop {
                 let Ok(k) = n.public_key.parse::<tunnel::PublicKey>() else {
                     continue;
                 };
-                let ip = crate::mesh::link_local(&k);
+                let ip = daemon::discovery::tunnel_link_local(&k);
                 seen.insert(ix, (name.clone(), n.public_key.clone(), ip));
             }
         }

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use babel_core::{
-    Config as EngineConfig, Destination, Engine, Event, Input, Instant, Policy, RouteKey,
-    is_martian,
+    Destination, Engine, EngineConfig, Event, Input, Instant, Policy, RouteKey, is_martian,
 };
 use babel_wire::RouterId;
 use daemon::cli::Invocation;
@@ -19,10 +18,10 @@ use daemon::clients::ClientLimits;
 use daemon::config::FilterKind;
 use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Candidate, announcements, verdict};
+use daemon::redistribute::{Announcements, FilterSubject, announcements, verdict};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{
-    AddressInfo, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteFilter, RouteKind,
+    AddressInfo, DumpFilter, Fib, LinkInfo, NetEvent, NetlinkFib, RTPROT_BABEL, RouteKind,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -178,7 +177,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
         if inv.config.interface_options(&name).kind.is_none() {
             let tunnel_kind = daemon::config::InterfaceOptions {
-                kind: Some(daemon::config::InterfaceType::Tunnel),
+                kind: Some(daemon::config::ConfiguredKind::Tunnel),
                 ..Default::default()
             };
             inv.config.apply(daemon::config::Statement::Interface(
@@ -281,7 +280,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let start = clock.now();
     let mut engine =
         Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::RouteFilters::from_config(&inv.config.filters) {
+    if let Some(f) = daemon::redistribute::FilterRules::from_config(&inv.config.filters) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
     let engine = match &record {
@@ -413,11 +412,11 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// The routes a crashed run of ours left in the kernel (graceful restart,
-/// [`babel_core::Config::resume_routes`]): where it sent each destination.
+/// [`babel_core::EngineConfig::resume_routes`]): where it sent each destination.
 /// Source-specific routes in the tables of the rule mode are left out (their source is in a
 /// rule, not in the route).
 fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
-    match netlink.dump(&RouteFilter::protocol(RTPROT_BABEL)) {
+    match netlink.dump(&DumpFilter::protocol(RTPROT_BABEL)) {
         Ok(rs) => rs
             .into_iter()
             .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
@@ -673,7 +672,7 @@ async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
                 Some(placed) => *placed,
                 None => {
                     let ifname = d.ifname(c.ifindex);
-                    let cand = Candidate {
+                    let cand = FilterSubject {
                         prefix: c.prefix,
                         src_prefix: c.src_prefix,
                         ifname: Some(&ifname),
@@ -792,7 +791,11 @@ fn sync_interfaces(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Add
         let link = links.iter().find(|l| l.name == iface.name);
         let ll = link.and_then(|l| {
             addrs.iter().find_map(|a| match a.address {
-                IpAddr::V6(v6) if a.index == l.index && a.is_link_local() && !a.is_tentative() => {
+                IpAddr::V6(v6)
+                    if a.index == l.index
+                        && babel_wire::is_link_local(&a.address)
+                        && !a.is_tentative() =>
+                {
                     Some(v6)
                 }
                 _ => None,
@@ -863,14 +866,17 @@ fn redistribute(d: &mut Daemon, io: &mut Io, links: &[LinkInfo], addrs: &[Addres
     let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
     let locals: Vec<(Option<&str>, IpAddr)> = addrs
         .iter()
-        .filter(|a| !a.is_link_local() && !a.is_tentative())
+        .filter(|a| {
+            let ipv6_link_local = a.address.is_ipv6() && babel_wire::is_link_local(&a.address);
+            !ipv6_link_local && !a.is_tentative()
+        })
         .map(|a| (names.get(&a.index).map(String::as_str), a.address))
         .collect();
     let mut tables = vec![kernel_fib::TABLE_MAIN];
     tables.extend(d.config.globals.import_tables.iter().copied());
     let mut routes = Vec::new();
     for t in tables {
-        match io.netlink.dump(&RouteFilter::all().in_table(t)) {
+        match io.netlink.dump(&DumpFilter::all().in_table(t)) {
             Ok(rs) => routes.extend(
                 rs.into_iter()
                     .filter(|r| r.protocol != RTPROT_BABEL && r.kind == RouteKind::Unicast),

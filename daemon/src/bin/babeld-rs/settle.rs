@@ -57,7 +57,7 @@ impl Settlement for Deposits {
 impl Deposits {
     /// From the configuration: the chain when `settlement` statements are present.
     pub fn start(
-        config: &daemon::config::Config,
+        config: &daemon::config::DaemonConfig,
         key: &ed25519_dalek::SigningKey,
         shared: &daemon::payments::PayShared,
     ) -> anyhow::Result<Deposits> {
@@ -159,7 +159,10 @@ pub mod chain {
     }
 
     impl Side {
-        pub fn start(config: &daemon::config::Config, key: &SigningKey) -> anyhow::Result<Side> {
+        pub fn start(
+            config: &daemon::config::DaemonConfig,
+            key: &SigningKey,
+        ) -> anyhow::Result<Side> {
             let text: String = config
                 .settlement
                 .iter()

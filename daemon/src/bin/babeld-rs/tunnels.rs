@@ -2,7 +2,7 @@
 //! the `tunnel` crate's driver on a thread of its own, and becomes a Babel interface of kind
 //! `tunnel`. Its counters are snapshotted every second for `dump json` and `babelctl show`.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub fn start(
         .parse()
         .map_err(|_| anyhow::anyhow!("tunnel {name}: bad private key"))?;
     let public = private.public_key();
-    let cfg = tunnel::InterfaceConfig {
+    let cfg = tunnel::TunnelConfig {
         private_key: private,
         listen_port: opts.listen_port,
         peers: peers
@@ -69,7 +69,7 @@ pub fn start(
                 }
             };
             rt.block_on(async move {
-                let opened = tunnel::driver::TunDevice::open(&ifname).and_then(|tun| {
+                let opened = tunnel::driver::TunDevice::open_offload(&ifname).and_then(|tun| {
                     let socket = tunnel::driver::bind_udp(cfg.listen_port.unwrap_or(0))?;
                     let mut device = tunnel::driver::device_from_config(&cfg);
                     // Padding never takes a packet past the interface MTU.
@@ -108,28 +108,16 @@ pub fn start(
         .map(|l| l.index)
         .with_context(|| format!("tunnel {name}: interface did not appear"))?;
     netlink.set_link_up(ifindex, Some(mtu))?;
-    netlink.add_address(ifindex, IpAddr::V6(link_local(&public)), 64)?;
+    netlink.add_address(
+        ifindex,
+        IpAddr::V6(daemon::discovery::tunnel_link_local(&public)),
+        64,
+    )?;
     tracing::info!(
         "tunnel {name} up on UDP port {port}, public key {}",
         public.to_base64()
     );
     Ok(state)
-}
-
-/// fe80::/64 with an interface identifier from the public key: stable, unique per router.
-fn link_local(public: &tunnel::PublicKey) -> Ipv6Addr {
-    let k = public.to_base64();
-    let mut id = [0u8; 8];
-    for (i, b) in k.bytes().enumerate() {
-        if let Some(slot) = id.get_mut(i % 8) {
-            *slot = slot.wrapping_mul(31).wrapping_add(b);
-        }
-    }
-    let mut o = [0u8; 16];
-    o[0] = 0xfe;
-    o[1] = 0x80;
-    o[8..].copy_from_slice(&id);
-    Ipv6Addr::from(o)
 }
 
 /// Applies pending policy changes, then copies the counters out.

@@ -21,8 +21,8 @@ use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
 use serde::Serialize;
 use verify::{
-    Action, Candidate, CostModel, Keyring, Neighbour, NeighbourScore, Responder, Rule, ScoreConfig,
-    SigningKey, Verdict, Verifier, VerifyConfig,
+    Action, CostModel, Keyring, NeighbourId, NeighbourScore, Responder, Rule, ScoreConfig,
+    SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 use crate::sim::{Lie, Sim, SimConfig, node_prefix, node_router_id};
@@ -195,7 +195,7 @@ struct Node {
     verifier: Verifier,
     responder: Responder,
     /// The paper's rule, fed the same checks.
-    shadow: BTreeMap<Neighbour, NeighbourScore>,
+    shadow: BTreeMap<NeighbourId, NeighbourScore>,
     used: Vec<Prefix>,
 }
 
@@ -715,14 +715,14 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
 }
 
 /// The routes of node `v` to the destinations it uses, as the verifier needs them.
-fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<Candidate> {
+fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<VerifiableRoute> {
     let Some(e) = sim.engine(v) else {
         return Vec::new();
     };
     e.routes(now)
         .into_iter()
         .filter(|r| r.src_prefix.is_none() && used.binary_search(&r.prefix).is_ok())
-        .map(|r| Candidate::from_route(&r))
+        .map(|r| VerifiableRoute::from_route(&r))
         .collect()
 }
 

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::{
-    Config, Destination, Engine, Installed, Instant, InterfaceConfig, InterfaceKind, Policy, Rng,
-    RouteKey, RouteOp,
+    Destination, Engine, EngineConfig, Installed, Instant, InterfaceConfig, InterfaceKind, Policy,
+    Rng, RouteKey, RouteOp,
 };
 use babel_wire::{Prefix, RouterId};
 use bytes::Bytes;
@@ -472,7 +472,7 @@ impl Sim {
         let Some(node) = self.nodes.get(n) else {
             return;
         };
-        let mut cfg = Config::new(node.router_id);
+        let mut cfg = EngineConfig::new(node.router_id);
         cfg.seed = self.cfg.seed ^ ((n as u64 + 1) << 20) ^ (node.restarts << 48);
         cfg.seqno = seqno;
         cfg.fee = node.fee;
