@@ -722,16 +722,7 @@ fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<Verifia
     e.routes(now)
         .into_iter()
         .filter(|r| r.src_prefix.is_none() && used.binary_search(&r.prefix).is_ok())
-        .map(|r| VerifiableRoute {
-            prefix: r.prefix,
-            neighbour: NeighbourId {
-                ifindex: r.ifindex,
-                address: r.via,
-            },
-            metric: r.metric.0,
-            feasible: r.feasible && r.metric < babel_wire::Metric::INFINITY,
-            selected: r.installed,
-        })
+        .map(|r| VerifiableRoute::from_route(&r))
         .collect()
 }
 

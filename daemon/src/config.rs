@@ -400,6 +400,8 @@ pub enum Statement {
     Mesh(crate::discovery::MeshStatement),
     /// `pay-*`: payments on the mesh tunnels (spec/payments.md).
     Pay(crate::payments::PayStatement),
+    /// `verify-*`: route verification (spec/verify.md, "The daemon").
+    Verify(crate::verification::VerifyStatement),
     /// `settlement ...`: in a file, the chain settings (spec/settlement.md, "Configuration");
     /// at runtime, an operator's request (`open`, `top-up`, `close`, `finalize`). The words
     /// after `settlement`.
@@ -431,6 +433,8 @@ pub struct DaemonConfig {
     pub settlement: Vec<Vec<String>>,
     /// `exit` and `exit-*` settings.
     pub exit: crate::exit::ExitSettings,
+    /// `verify-*` settings.
+    pub verify: crate::verification::VerifySettings,
 }
 
 impl DaemonConfig {
@@ -469,6 +473,7 @@ impl DaemonConfig {
             }
             Statement::Mesh(m) => self.mesh.apply(m),
             Statement::Pay(p) => self.pay.apply(p),
+            Statement::Verify(v) => self.verify.apply(v),
             Statement::Settlement(words) => self.settlement.push(words),
             Statement::Exit(e) => self.exit.apply(e),
             Statement::TunnelPeer(name, p) => {
@@ -747,6 +752,27 @@ pub fn parse_statement(line: &str, ctx: Context) -> Result<Option<Statement>, Pa
                 return Err(ParseError::Missing("settlement".to_owned()));
             }
             Statement::Settlement(words)
+        }
+        p if p.starts_with("verify-") => {
+            if ctx == Context::Runtime {
+                return Err(ParseError::NotAtRuntime(first.to_owned()));
+            }
+            let mut rest: Vec<&str> = Vec::new();
+            while let Some(x) = w.next() {
+                rest.push(x);
+            }
+            let takes = if matches!(p, "verify-key" | "verify-correction") {
+                2
+            } else {
+                1
+            };
+            if let Some(extra) = rest.get(takes) {
+                return Err(bad(first, extra, "unexpected word after the value"));
+            }
+            Statement::Verify(crate::verification::VerifyStatement::parse(
+                p,
+                rest.into_iter(),
+            )?)
         }
         p if p.starts_with("pay-") => {
             let s = crate::payments::PayStatement::parse(p, w.next())?;

@@ -27,3 +27,4 @@ pub mod redistribute;
 pub mod settle;
 pub mod state;
 pub mod statefile;
+pub mod verification;

@@ -178,9 +178,76 @@ pub fn render(d: &Daemon) -> String {
         );
     }
 
+    if let Some(v) = &d.verification {
+        verification(d, v, &mut reg);
+    }
+
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {
         tracing::warn!("encoding metrics: {e}");
     }
     out
+}
+
+/// Route verification (spec/verify.md): its counters, each neighbour's accuracy and standing,
+/// each checked route's measured cost.
+fn verification(d: &Daemon, v: &crate::verification::Verification, reg: &mut Registry) {
+    let events = counter_family();
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(v.counters()) {
+        for (name, x) in m {
+            events
+                .get_or_create(&labels(&[("name", name)]))
+                .inc_by(x.as_u64().unwrap_or(0));
+        }
+    }
+    for (name, x) in [
+        ("answers_sent", v.answers_sent),
+        ("refused", v.refused()),
+        ("malformed_datagrams", v.malformed),
+    ] {
+        events
+            .get_or_create(&labels(&[("name", name.to_owned())]))
+            .inc_by(x);
+    }
+    reg.register(
+        "verify_events",
+        "Verification counters: sessions, probes sent, answers, drops by reason, checks, corrections, evictions",
+        events,
+    );
+    let threshold = d.engine.config().accuracy_threshold;
+    let (accuracy, evicted) = (gauge_family(), gauge_family());
+    for n in v.neighbour_rows(d.now, threshold) {
+        let l = labels(&[
+            ("interface", d.ifname(n.ifindex)),
+            ("address", n.neighbour.to_string()),
+        ]);
+        accuracy.get_or_create(&l).set(i64::from(n.accuracy));
+        evicted.get_or_create(&l).set(i64::from(n.evicted));
+    }
+    reg.register(
+        "verify_accuracy",
+        "Accuracy score of each verified neighbour, per mille",
+        accuracy,
+    );
+    reg.register(
+        "verify_evicted",
+        "1 while a neighbour is evicted for inaccurate metrics",
+        evicted,
+    );
+    let cost = gauge_family();
+    for r in v.route_rows() {
+        if let Some(c) = r.cost {
+            let l = labels(&[
+                ("prefix", r.prefix.to_string()),
+                ("via", r.neighbour.to_string()),
+                ("interface", d.ifname(r.ifindex)),
+            ]);
+            cost.get_or_create(&l).set(i64::from(c));
+        }
+    }
+    reg.register(
+        "verify_route_cost",
+        "Measured cost c of each route at its last answered check",
+        cost,
+    );
 }

@@ -169,6 +169,8 @@ pub struct Daemon {
     pub payments: std::sync::Arc<crate::payments::PayShared>,
     /// The exit role or exit client, if configured (`crate::exit`).
     pub exits: Option<std::sync::Arc<std::sync::Mutex<crate::exit::ExitView>>>,
+    /// Route verification, with `verify-enable` (spec/verify.md, "The daemon").
+    pub verification: Option<crate::verification::Verification>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -219,6 +221,7 @@ impl Daemon {
             meters: Default::default(),
             payments: Default::default(),
             exits: None,
+            verification: None,
         }
     }
 
@@ -367,6 +370,10 @@ impl Daemon {
         }
         if let Ok(b) = self.payments.settlement.lock() {
             out.extend(b.lines.iter().cloned());
+        }
+        if let Some(v) = &self.verification {
+            let t = self.engine.config().accuracy_threshold;
+            out.extend(v.dump_lines(self.now, t, |i| self.ifname(i)));
         }
         out
     }
@@ -656,6 +663,9 @@ impl Daemon {
                     .store(*on, std::sync::atomic::Ordering::Relaxed);
             }
             Statement::Pay(_) => return Err("only pay-withhold changes at runtime".to_owned()),
+            Statement::Verify(_) => {
+                return Err("verification cannot change at runtime".to_owned());
+            }
             Statement::Settlement(words) => {
                 // A request, not a setting: it is not kept in the configuration.
                 let mut board = self
@@ -686,6 +696,8 @@ impl Daemon {
             meters: Vec<crate::payments::MeterRow>,
             payments: Vec<crate::payments::PaymentRow>,
             exits: Option<crate::exit::ExitView>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            verify: Option<crate::verification::Report>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -737,6 +749,11 @@ impl Daemon {
             .filter_map(|t| t.lock().ok().map(|t| t.clone()))
             .collect();
         let j = J {
+            verify: self.verification.as_ref().map(|v| {
+                v.report(self.now, self.engine.config().accuracy_threshold, |i| {
+                    self.ifname(i)
+                })
+            }),
             tunnels,
             meters: crate::payments::rows(&self.meters),
             payments: self.payments.rows(),

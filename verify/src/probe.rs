@@ -121,7 +121,8 @@ impl Counters {
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Send this Remote Hello (TLV 224, UDP 6696, hop limit [`HOP_LIMIT`]) to the destination
+    /// Send this Remote Hello (TLV 224, hop limit [`HOP_LIMIT`]; the daemon's port is in
+    /// `spec/verify.md` §9) to the destination
     /// address of `hello.prefix`, forwarded through `neighbour` whatever the selected route
     /// (policy routing with a firewall mark, §2.3), or inside the tunnel to it if there is one.
     SendRemoteHello {

@@ -32,6 +32,23 @@ pub struct VerifiableRoute {
     pub selected: bool,
 }
 
+impl VerifiableRoute {
+    /// One of the engine's routes (§1.3: `m` is the engine's route metric, advertised metric
+    /// plus our link cost); an unreachable route is not feasible.
+    pub fn from_route(r: &babel_core::RouteView) -> VerifiableRoute {
+        VerifiableRoute {
+            prefix: r.prefix,
+            neighbour: NeighbourId {
+                ifindex: r.ifindex,
+                address: r.via,
+            },
+            metric: r.metric.0,
+            feasible: r.feasible && r.metric < babel_wire::Metric::INFINITY,
+            selected: r.installed,
+        }
+    }
+}
+
 /// Scheduling constants.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScheduleConfig {

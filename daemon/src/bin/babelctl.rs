@@ -79,9 +79,10 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
          protocol, with Althea's dialect",
         )
         .after_long_help(format!(
-            "{}\n\n{}",
+            "{}\n\n{}\n\n{}",
             daemon::payments::CONFIG_HELP,
-            daemon::exit::CONFIG_HELP
+            daemon::exit::CONFIG_HELP,
+            daemon::verification::CONFIG_HELP
         ));
     for (cmd, section, file) in [
         (daemon, "8", "babeld-rs.8"),

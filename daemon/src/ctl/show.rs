@@ -18,7 +18,7 @@ pub struct ShowArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// What to show: all, interfaces, neighbours, routes, tunnels, payments or exits.
+    /// What to show: all, interfaces, neighbours, routes, tunnels, payments, exits or verify.
     #[arg(default_value = "all")]
     pub what: String,
 }
@@ -55,6 +55,10 @@ pub struct Dump {
     pub payments: Vec<Entry>,
     /// Exits (babeld-rs's `exit`, `exit-user` and `exit-client` lines), field `kind` = which.
     pub exits: Vec<Entry>,
+    /// Verified neighbours (babeld-rs's `verify-neighbour` lines), id = address.
+    pub verify_neighbours: Vec<Entry>,
+    /// Verified routes (babeld-rs's `verify-route` lines), id = prefix.
+    pub verify_routes: Vec<Entry>,
 }
 
 /// Parses a banner and `dump` reply.
@@ -91,6 +95,8 @@ pub fn parse_dump(text: &str) -> Dump {
                         e.fields.insert("kind".into(), (*kind).to_string());
                         d.exits.push(e);
                     }
+                    "verify-neighbour" => d.verify_neighbours.push(e),
+                    "verify-route" => d.verify_routes.push(e),
                     _ => {}
                 }
             }
@@ -156,6 +162,37 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
             ("nonce_out", "nonce-out"),
         ],
     );
+    if let Some(v) = v.get("verify") {
+        let from = |key: &str, id: &str| -> Vec<Entry> {
+            let rows = v.get(key).and_then(|a| a.as_array());
+            rows.into_iter()
+                .flatten()
+                .map(|o| Entry {
+                    id: o.get(id).map(s).unwrap_or_default(),
+                    fields: o
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, x)| (k.clone(), s(x)))
+                        .collect(),
+                })
+                .collect()
+        };
+        d.verify_neighbours = from("neighbours", "neighbour");
+        d.verify_routes = from("routes", "prefix");
+        for e in d
+            .verify_neighbours
+            .iter_mut()
+            .chain(d.verify_routes.iter_mut())
+        {
+            if let Some(i) = e.fields.remove("interface") {
+                e.fields.insert("if".into(), i);
+            }
+            if let Some(n) = e.fields.remove("neighbour") {
+                e.fields.insert("via".into(), n);
+            }
+        }
+    }
     d.routes = entries(
         "routes",
         "prefix",
@@ -474,6 +511,18 @@ pub fn tunnel_row(e: &Entry) -> Vec<String> {
     r
 }
 
+/// One table row per entry: its id, then the fields `keys`.
+fn rows_of(entries: &[Entry], keys: &[&str]) -> Vec<Vec<String>> {
+    entries
+        .iter()
+        .map(|e| {
+            let mut r = vec![e.id.clone()];
+            r.extend(keys.iter().map(|k| get(e, k)));
+            r
+        })
+        .collect()
+}
+
 fn get(e: &Entry, k: &str) -> String {
     e.fields.get(k).cloned().unwrap_or_else(|| "-".into())
 }
@@ -576,15 +625,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             "weight",
             "paying",
         ];
-        let rows = d
-            .payments
-            .iter()
-            .map(|e| {
-                let mut r = vec![e.id.clone()];
-                r.extend(keys.iter().map(|k| get(e, k)));
-                r
-            })
-            .collect();
+        let rows = rows_of(&d.payments, &keys);
         table(
             out,
             &[
@@ -619,6 +660,40 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             })
             .collect();
         table(out, &["KIND", "ID", "DETAILS"], rows)?;
+    }
+    if (all && !(d.verify_neighbours.is_empty() && d.verify_routes.is_empty())) || what == "verify"
+    {
+        writeln!(out, "\nVerified neighbours")?;
+        let keys = ["if", "accuracy", "evicted", "evictions", "destinations"];
+        let rows = rows_of(&d.verify_neighbours, &keys);
+        table(
+            out,
+            &[
+                "NEIGHBOUR",
+                "IF",
+                "ACCURACY",
+                "EVICTED",
+                "EVICTIONS",
+                "DESTINATIONS",
+            ],
+            rows,
+        )?;
+        writeln!(out, "\nVerified routes")?;
+        let keys = ["via", "if", "metric", "cost", "accuracy", "corrected"];
+        let rows = rows_of(&d.verify_routes, &keys);
+        table(
+            out,
+            &[
+                "PREFIX",
+                "VIA",
+                "IF",
+                "METRIC",
+                "COST",
+                "ACCURACY",
+                "CORRECTED",
+            ],
+            rows,
+        )?;
     }
     if all || what == "routes" {
         writeln!(out, "\nRoutes")?;
@@ -672,6 +747,39 @@ mod tests {
     use super::*;
 
     const ALTHEA: &str = "ALTHEA 0.1\nversion babeld-1.8.0-24-g6335378\nhost raspberrypi\nmy-id ba:27:eb:ff:fe:09:06:dd\nok\nlocal fee 1024\nmetric factor 1900\nadd interface wlan0 up true ipv6 fe80::1a8b:ec1:8542:1bd8 ipv4 10.28.119.131\nadd neighbour 14f19a8 address fe80::2cee:2fff:648:8796 if wg0 reach ffff rxcost 256 txcost 256 rtt 26.723 rttcost 912 cost 1168\nadd xroute 10.28.119.131/32-::/0 prefix 10.28.119.131/32 from ::/0 metric 0\nadd route 14f0820 prefix 10.28.7.7/32 from 0.0.0.0/0 installed yes id ba:27:eb:ff:fe:5b:fe:c7 metric 1596 price 3072 fee 3072 refmetric 638 full-path-rtt 22.805 via fe80::e914:2335:a76:bda3 if wlan0\nok\n";
+
+    #[test]
+    fn shows_verification_from_dump_and_json() {
+        let text = "BABEL 1.0\nok\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
+        let d = parse_dump(text);
+        assert_eq!(d.verify_neighbours[0].fields["evicted"], "true");
+        assert_eq!(d.verify_routes[0].fields["cost"], "192");
+        let mut out = Vec::new();
+        print_tables(&d, "verify", &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("fe80::2") && l.contains("499") && l.contains("true")),
+            "{t}"
+        );
+        assert!(
+            t.lines().any(|l| l.starts_with("fd77::4/128")
+                && l.contains("97")
+                && l.contains("192")
+                && l.contains("505")),
+            "{t}"
+        );
+        let j = serde_json::json!({"verify": {
+            "neighbours": [{"neighbour": "fe80::2", "interface": "a-l", "accuracy": 499,
+                "evicted": true, "evictions": 1, "destinations": 1}],
+            "routes": [{"prefix": "fd77::4/128", "neighbour": "fe80::2", "interface": "a-l",
+                "metric": 97, "cost": 192, "accuracy": 505, "corrected": null}]}});
+        let d = from_json("BABEL 1.0\nok\n", &j);
+        assert_eq!(d.verify_neighbours[0].id, "fe80::2");
+        assert_eq!(d.verify_neighbours[0].fields["if"], "a-l");
+        assert_eq!(d.verify_routes[0].fields["via"], "fe80::2");
+        assert_eq!(d.verify_routes[0].fields["corrected"], "-");
+    }
 
     #[test]
     fn parses_rita_fixture_and_prints_tables() {

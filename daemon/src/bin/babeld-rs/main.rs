@@ -54,6 +54,7 @@ mod run;
 mod settle;
 mod startup;
 mod tunnels;
+mod verify;
 
 use std::process::ExitCode;
 

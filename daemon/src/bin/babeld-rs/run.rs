@@ -58,6 +58,8 @@ pub struct Io {
     pub prices: Arc<daemon::payments::PriceTable>,
     /// The exit role or client.
     pub exits: Option<crate::exit::Exits>,
+    /// Route verification's socket, with `verify-enable`.
+    pub verify: Option<crate::verify::VerifyIo>,
 }
 
 /// Re-reading the kernel, one snapshot at a time: a change noticed while a snapshot is on its
@@ -91,12 +93,18 @@ pub async fn main_loop(
     let mut resync = false;
     loop {
         d.now = clock.now();
+        for line in crate::verify::poll(d, &mut io.verify) {
+            ctl.broadcast(format!("{line}\n").as_bytes());
+        }
         flush_outputs(d, io, &mut ctl).await;
         let wake = d.engine.poll_timeout();
         let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
         );
+        if let Some(v) = crate::verify::deadline(d, &io.verify) {
+            deadline = deadline.min(clock.deadline(v));
+        }
         if let Some(p) = io.pacer.next_due() {
             deadline = deadline.min(tokio::time::Instant::from_std(p));
         }
@@ -168,6 +176,12 @@ pub async fn main_loop(
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
+            Some(got) = crate::verify::recv(&mut io.verify) => {
+                d.now = clock.now();
+                for line in crate::verify::on_datagrams(d, &mut io.verify, got) {
+                    ctl.broadcast(format!("{line}\n").as_bytes());
+                }
+            }
             Some(line) = crate::mesh::next_event(&mut io.pay_lines) => {
                 ctl.broadcast(format!("{line}\n").as_bytes());
             }
@@ -207,4 +221,5 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     if let Some(e) = &io.exits {
         crate::exit::stop(e);
     }
+    crate::verify::shutdown(d, &mut io.verify);
 }

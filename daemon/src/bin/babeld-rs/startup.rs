@@ -292,6 +292,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
+    let verify = crate::verify::start(&mut d, random_u64())?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,
@@ -358,6 +359,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         metrics_requests: None,
         prices,
         exits,
+        verify,
     };
     // The first reading is synchronous, before the loop; later ones come from the dump thread.
     let routes = dump_tables(&mut netlink, &redistributed_tables(&g.import_tables));

@@ -1,0 +1,308 @@
+//! The I/O of route verification (`daemon::verification` decides; spec/verify.md, "The
+//! daemon"): one UDP socket on `verify-port` that reads the hop limit of what arrives and marks
+//! each Remote Hello with its neighbour's firewall mark, the policy rules and routes that send a
+//! marked probe through the neighbour under test (`ip`), and the nftables set in which the
+//! kernel records the destinations of our and forwarded traffic (what is "used").
+
+use std::collections::BTreeSet;
+use std::io::IoSliceMut;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use babel_core::Instant;
+use daemon::state::Daemon;
+use daemon::verification::{
+    Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, RULE_PRIORITY, Verification,
+};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
+use tokio::net::UdpSocket;
+
+/// Our nftables table (family `inet`) holding the set of used destinations.
+const NFT_TABLE: &str = "babeld_rs_verify";
+/// How often the used set is read.
+const USED_EVERY: Duration = Duration::from_secs(2);
+
+/// The socket and what was installed.
+pub struct VerifyIo {
+    socket: UdpSocket,
+    port: u16,
+    rules: BTreeSet<(u32, u32)>,
+    next_used: Instant,
+}
+
+/// A received datagram: source, hop limit, bytes.
+pub type Received = (Ipv6Addr, u8, Vec<u8>);
+
+/// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
+/// used-destination set. `None` otherwise.
+pub fn start(d: &mut Daemon, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
+    let s = d.config.verify.clone();
+    if !s.enable {
+        return Ok(None);
+    }
+    let key = match &s.private_key {
+        Some(h) => {
+            let b: [u8; 32] = hex::decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("verify-private-key: not 64 hex digits")?;
+            verify::SigningKey::from_bytes(&b)
+        }
+        None => {
+            let mut b = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+            verify::SigningKey::from_bytes(&b)
+        }
+    };
+    // §3.3: a restart never reuses a counter.
+    let counter = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
+    let v = Verification::new(s, d.engine.router_id(), key, counter, seed, d.now);
+    let port = v.port();
+    tracing::info!(
+        "verification on UDP port {port}, public key {}",
+        v.public_key_hex()
+    );
+    let socket = open(port).with_context(|| format!("verification socket, port {port}"))?;
+    crate::mesh::nft(&format!(
+        "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n  set used {{ type ipv6_addr; size 4096; flags dynamic,timeout; timeout 60s; }}\n  chain used_out {{ type filter hook output priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n  }}\n  chain used_fwd {{ type filter hook forward priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n  }}\n}}\n"
+    ))
+    .context("installing the used-destination set")?;
+    d.verification = Some(v);
+    Ok(Some(VerifyIo {
+        socket,
+        port,
+        rules: BTreeSet::new(),
+        next_used: d.now,
+    }))
+}
+
+fn open(port: u16) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(true)?;
+    s.set_unicast_hops_v6(u32::from(verify::HOP_LIMIT))?;
+    s.set_nonblocking(true)?;
+    setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true)?;
+    s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// When the verification's timers are due next.
+pub fn deadline(d: &Daemon, io: &Option<VerifyIo>) -> Option<Instant> {
+    let v = d.verification.as_ref()?;
+    let io = io.as_ref()?;
+    // Never in the past: a timer that did not move must not spin the loop.
+    Some(
+        v.poll_timeout()
+            .min(io.next_used)
+            .max(d.now + Duration::from_millis(5)),
+    )
+}
+
+/// The datagrams waiting on the socket (never, without verification).
+pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<Received>> {
+    let Some(io) = io else {
+        return std::future::pending().await;
+    };
+    if io.socket.readable().await.is_err() {
+        return Some(Vec::new());
+    }
+    let fd = io.socket.as_raw_fd();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while out.len() < 64 {
+        let mut cmsg = nix::cmsg_space!(nix::libc::c_int);
+        let mut iov = [IoSliceMut::new(buf.as_mut_slice())];
+        let Ok(msg) = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+        else {
+            break;
+        };
+        let len = msg.bytes;
+        let src = msg.address.map(|a| *SocketAddrV6::from(a).ip());
+        let mut hops = None;
+        if let Ok(cs) = msg.cmsgs() {
+            for c in cs {
+                if let ControlMessageOwned::Ipv6HopLimit(h) = c {
+                    hops = u8::try_from(h).ok();
+                }
+            }
+        }
+        if let (Some(src), Some(h), Some(b)) = (src, hops, buf.get(..len)) {
+            out.push((src, h, b.to_vec()));
+        }
+    }
+    // A readiness with nothing to read: clear it, or the loop spins.
+    if out.is_empty() {
+        let mut b = [0u8; 1];
+        let _ = io.socket.try_recv(&mut b);
+    }
+    Some(out)
+}
+
+/// Datagrams arrived: hands them to the verification; returns `monitor` lines.
+pub fn on_datagrams(d: &mut Daemon, io: &mut Option<VerifyIo>, got: Vec<Received>) -> Vec<String> {
+    let (Some(v), Some(io)) = (d.verification.as_mut(), io.as_mut()) else {
+        return Vec::new();
+    };
+    let ours = d.engine.xroutes();
+    let mut outs = Vec::new();
+    for (src, hops, bytes) in got {
+        outs.push(v.on_datagram(d.now, src, hops, &bytes, &ours));
+    }
+    outs.into_iter().flat_map(|o| apply(d, io, o)).collect()
+}
+
+/// Runs the timers if due (reading the used set first); returns `monitor` lines.
+pub fn poll(d: &mut Daemon, io: &mut Option<VerifyIo>) -> Vec<String> {
+    let Some(io) = io.as_mut() else {
+        return Vec::new();
+    };
+    let now = d.now;
+    if io.next_used <= now {
+        io.next_used = now + USED_EVERY;
+        let used = read_used();
+        if let Some(v) = d.verification.as_mut() {
+            v.mark_used(now, &used);
+        }
+    }
+    let due = d
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.poll_timeout() <= now);
+    if !due {
+        return Vec::new();
+    }
+    let routes = d.engine.routes(now);
+    let threshold = d.engine.config().accuracy_threshold;
+    let Some(v) = d.verification.as_mut() else {
+        return Vec::new();
+    };
+    let out = v.on_timer(now, &routes, threshold);
+    apply(d, io, out)
+}
+
+fn apply(d: &mut Daemon, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
+    for r in &out.routes {
+        install(d, io, r);
+    }
+    for g in &out.datagrams {
+        send(io, g);
+    }
+    for i in out.inputs {
+        d.input(i);
+    }
+    out.lines
+}
+
+fn ip(args: &[&str]) -> bool {
+    match std::process::Command::new("ip")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(s) => s.success(),
+        Err(e) => {
+            tracing::warn!("running ip: {e}");
+            false
+        }
+    }
+}
+
+/// §2.3: `fwmark M lookup T`, and in T the destination via the neighbour under test.
+fn install(d: &Daemon, io: &mut VerifyIo, r: &ProbeRoute) {
+    let (mark, table) = (r.mark.to_string(), r.table.to_string());
+    let prio = RULE_PRIORITY.to_string();
+    if io.rules.insert((r.mark, r.table)) {
+        let rule = [
+            "-6", "rule", "add", "fwmark", &mark, "table", &table, "priority", &prio,
+        ];
+        let mut del = rule;
+        del[2] = "del";
+        while ip(&del) {}
+        if !ip(&rule) {
+            tracing::warn!("verification: ip {}", rule.join(" "));
+        }
+    }
+    let ifname = d.ifname(r.neighbour.ifindex);
+    let (prefix, via) = (r.prefix.to_string(), r.neighbour.address.to_string());
+    let route = [
+        "-6", "route", "replace", &prefix, "via", &via, "dev", &ifname, "table", &table,
+    ];
+    if !ip(&route) {
+        tracing::warn!("verification: ip {}", route.join(" "));
+    }
+}
+
+fn send(io: &VerifyIo, g: &Datagram) {
+    if let Err(e) = setsockopt(&io.socket, sockopt::Mark, &g.mark) {
+        tracing::debug!("verification: SO_MARK {}: {e}", g.mark);
+        return;
+    }
+    let to = SocketAddr::V6(SocketAddrV6::new(g.dst, io.port, 0, 0));
+    if let Err(e) = io.socket.try_send_to(&g.bytes, to) {
+        tracing::debug!("verification: send to {to}: {e}");
+    }
+}
+
+/// The addresses in the used set (`nft -j list set`), at most 4096.
+fn read_used() -> Vec<Ipv6Addr> {
+    let out = match std::process::Command::new("nft")
+        .args(["-j", "list", "set", "inet", NFT_TABLE, "used"])
+        .output()
+    {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => return Vec::new(),
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    collect(&v, &mut found, 0);
+    found
+}
+
+fn collect(v: &serde_json::Value, out: &mut Vec<Ipv6Addr>, depth: u32) {
+    if depth > 16 || out.len() >= 4096 {
+        return;
+    }
+    match v {
+        serde_json::Value::String(s) => {
+            if let Ok(a) = s.parse::<Ipv6Addr>() {
+                out.push(a);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out, depth + 1)),
+        serde_json::Value::Object(m) => {
+            // Skip the set's own declaration (`type ipv6_addr`); take its elements.
+            for (k, x) in m {
+                if k != "type" && k != "name" && k != "table" && k != "family" {
+                    collect(x, out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// At exit: our rules and table go.
+pub fn shutdown(d: &Daemon, io: &mut Option<VerifyIo>) {
+    let Some(io) = io.as_mut() else {
+        return;
+    };
+    let prio = RULE_PRIORITY.to_string();
+    for (mark, table) in std::mem::take(&mut io.rules) {
+        let (m, t) = (mark.to_string(), table.to_string());
+        ip(&[
+            "-6", "rule", "del", "fwmark", &m, "table", &t, "priority", &prio,
+        ]);
+        ip(&["-6", "route", "flush", "table", &t]);
+    }
+    let _ = d;
+    if let Err(e) = crate::mesh::nft(&format!("delete table inet {NFT_TABLE}\n")) {
+        tracing::warn!("removing nftables table {NFT_TABLE}: {e}");
+    }
+}

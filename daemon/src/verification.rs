@@ -1,0 +1,1267 @@
+//! Route verification in the daemon (`spec/verify.md`, "The daemon"): drives the `verify`
+//! crate's [`Verifier`] (our checks of our neighbours) and [`Responder`] (our answers for the
+//! prefixes we announce) from the engine's routes, and says what the binary must do: datagrams
+//! to send (each with the firewall mark that makes it take the route under test, §2.3), policy
+//! routes to install, engine inputs (verified metrics, neighbour accuracies) and `monitor` lines.
+//! Sans-IO like the crates it drives: time comes in as a parameter; the binary owns the socket,
+//! the `ip` commands and the nftables set that measures which destinations are used (§2.1).
+//!
+//! Only host routes (`/128`) are verified: the Remote Hellos go to the address itself.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use babel_core::{Input, Instant, RouteView, XrouteView};
+use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
+use serde::Serialize;
+use verify::{
+    Action, Check, Counters, Keyring, NeighbourId, Responder, SigningKey, Verdict, VerifiableRoute,
+    Verifier, VerifyConfig,
+};
+
+use crate::config::ParseError;
+
+/// UDP port of Remote Hellos and Remote IHUs (mesh discovery is 6697, payments 6698).
+pub const VERIFY_PORT: u16 = 6699;
+/// First firewall mark of the probe routes (one per neighbour probed).
+pub const FWMARK_BASE: u32 = 0x6261_0000;
+/// First routing table of the probe routes (one per neighbour probed).
+pub const TABLE_BASE: u32 = 6200;
+/// Priority of the probe rules (before the main table's 32766).
+pub const RULE_PRIORITY: u32 = 1000;
+/// Neighbours with a probe table at most.
+pub const MAX_PROBED_NEIGHBOURS: usize = 64;
+/// Routes with a `dump` row at most.
+const MAX_ROWS: usize = 1024;
+/// Remembered Remote Hello senders (to answer them) at most.
+const MAX_PEERS: usize = 1024;
+/// Longest verification datagram accepted.
+pub const MAX_DATAGRAM: usize = 1500;
+/// The Babel packet header: magic, version, body length.
+const MAGIC: u8 = 42;
+const VERSION: u8 = 2;
+const TLV_REMOTE_HELLO: u8 = 224;
+const TLV_REMOTE_IHU: u8 = 225;
+
+/// The `verify-*` configuration statements, for the man page (spec/verify.md, "The daemon").
+pub const CONFIG_HELP: &str = "Route verification (configuration file statements, spec/verify.md):
+  verify-enable BOOL            verify neighbours' metrics and answer Remote Hellos (false)
+  verify-port PORT              UDP port of Remote Hellos and Remote IHUs (6699)
+  verify-private-key HEX        ed25519 seed our Remote IHUs are signed with (random per run)
+  verify-key PREFIX HEX         the ed25519 public key that may answer for PREFIX (repeatable)
+  verify-derived-range PREFIX   accept self-certifying keys under PREFIX (spec/verify.md 3.2)
+  verify-destination PREFIX     always counted as used, e.g. the exit (repeatable)
+  verify-cycle SECONDS          length of a verification cycle (10)
+  verify-probes N               Remote Hellos per probe session (20)
+  verify-probe-interval MS      between Remote Hellos (250)
+  verify-threshold PERMILLE     accuracy under which a check fails, S (800)
+  verify-window SECONDS         a failure is confirmed this much later (15)
+  verify-hold SECONDS           first eviction, doubled at each further one (300)
+  verify-hop-cost N             lowest cost of an honest link (96; 256 on ETX meshes)
+  verify-loss-in-metric BOOL    ETX links: delivery enters the measured cost (false)
+  verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
+  verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)";
+
+/// A `verify-*` statement (config file only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyStatement {
+    /// `verify-enable BOOL`: verify neighbours and answer Remote Hellos.
+    Enable(bool),
+    /// `verify-port PORT`.
+    Port(u16),
+    /// `verify-private-key HEX`: the ed25519 seed our Remote IHUs are signed with.
+    PrivateKey(String),
+    /// `verify-key PREFIX HEX`: the key that may answer for PREFIX and everything inside it.
+    Key(Prefix, [u8; 32]),
+    /// `verify-derived-range PREFIX`: self-certifying addresses under it (§3.2).
+    DerivedRange(Prefix),
+    /// `verify-destination PREFIX`: always counted as used (the exits we use).
+    Destination(Prefix),
+    /// `verify-cycle SECONDS`.
+    Cycle(u32),
+    /// `verify-probes N`.
+    Probes(u16),
+    /// `verify-probe-interval MS`.
+    ProbeInterval(u32),
+    /// `verify-threshold PERMILLE` (`S`).
+    Threshold(u16),
+    /// `verify-window SECONDS` (confirmation window).
+    Window(u32),
+    /// `verify-hold SECONDS` (first eviction).
+    Hold(u32),
+    /// `verify-hop-cost N` (lowest honest link cost).
+    HopCost(u16),
+    /// `verify-loss-in-metric BOOL` (ETX links).
+    LossInMetric(bool),
+    /// `verify-correction C1 C2` (the paper's constants: C1 in seconds, C2 kept in
+    /// thousandths).
+    Correction(u32, u32),
+    /// `verify-paper-rule BOOL`: score with the paper's mean instead of ours.
+    PaperRule(bool),
+}
+
+impl VerifyStatement {
+    /// Parses `keyword` and its values.
+    pub fn parse<'a>(
+        keyword: &str,
+        mut values: impl Iterator<Item = &'a str>,
+    ) -> Result<VerifyStatement, ParseError> {
+        let v = values
+            .next()
+            .ok_or_else(|| ParseError::Missing(keyword.to_owned()))?;
+        let bad = |why: &'static str| ParseError::BadValue {
+            what: keyword.to_owned(),
+            value: v.to_owned(),
+            why,
+        };
+        let flag = || match v {
+            "true" | "yes" => Ok(true),
+            "false" | "no" => Ok(false),
+            _ => Err(bad("expected true or false")),
+        };
+        let num = |lo: u32, hi: u32, why| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| bad(why))
+        };
+        let prefix = || {
+            v.parse::<Prefix>()
+                .ok()
+                .filter(|p| !p.is_ipv4())
+                .ok_or_else(|| bad("expected an IPv6 prefix"))
+        };
+        let s = match keyword {
+            "verify-enable" => VerifyStatement::Enable(flag()?),
+            "verify-loss-in-metric" => VerifyStatement::LossInMetric(flag()?),
+            "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
+            "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
+            "verify-private-key" => {
+                if hex32(v).is_none() {
+                    return Err(bad("expected 64 hex digits (an ed25519 seed)"));
+                }
+                VerifyStatement::PrivateKey(v.to_owned())
+            }
+            "verify-key" => {
+                let p = prefix()?;
+                let k = values
+                    .next()
+                    .ok_or_else(|| ParseError::Missing(keyword.to_owned()))?;
+                let key = hex32(k).ok_or(ParseError::BadValue {
+                    what: keyword.to_owned(),
+                    value: k.to_owned(),
+                    why: "expected 64 hex digits (an ed25519 public key)",
+                })?;
+                VerifyStatement::Key(p, key)
+            }
+            "verify-derived-range" => VerifyStatement::DerivedRange(prefix()?),
+            "verify-destination" => VerifyStatement::Destination(prefix()?),
+            "verify-cycle" => VerifyStatement::Cycle(num(1, 3600, "expected 1 to 3600 seconds")?),
+            "verify-probes" => {
+                VerifyStatement::Probes(num(1, 64, "expected 1 to 64 Remote Hellos")? as u16)
+            }
+            "verify-probe-interval" => VerifyStatement::ProbeInterval(num(
+                10,
+                10_000,
+                "expected 10 to 10000 milliseconds",
+            )?),
+            "verify-threshold" => {
+                VerifyStatement::Threshold(num(1, 1000, "expected 1 to 1000 per mille")? as u16)
+            }
+            "verify-window" => VerifyStatement::Window(num(0, 3600, "expected 0 to 3600 seconds")?),
+            "verify-hold" => VerifyStatement::Hold(num(1, 86_400, "expected 1 to 86400 seconds")?),
+            "verify-hop-cost" => {
+                VerifyStatement::HopCost(num(1, 65534, "expected a link cost")? as u16)
+            }
+            "verify-correction" => {
+                let c1 = num(1, 1_000_000, "expected C1 in seconds, 1 to 1000000")?;
+                let w = values
+                    .next()
+                    .ok_or_else(|| ParseError::Missing(keyword.to_owned()))?;
+                let c2 = w
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0 && *x <= 10.0)
+                    .map(|x| (x * 1000.0).round() as u32)
+                    .ok_or(ParseError::BadValue {
+                        what: keyword.to_owned(),
+                        value: w.to_owned(),
+                        why: "expected C2 in (0, 10]",
+                    })?;
+                VerifyStatement::Correction(c1, c2)
+            }
+            _ => return Err(ParseError::Unknown(keyword.to_owned())),
+        };
+        Ok(s)
+    }
+}
+
+fn hex32(v: &str) -> Option<[u8; 32]> {
+    let b = hex::decode(v).ok()?;
+    b.try_into().ok()
+}
+
+/// The `verify-*` settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// `verify-enable`.
+    pub enable: bool,
+    /// `verify-port`.
+    pub port: Option<u16>,
+    /// `verify-private-key` (hex seed).
+    pub private_key: Option<String>,
+    /// `verify-key` bindings.
+    pub keys: Vec<(Prefix, [u8; 32])>,
+    /// `verify-derived-range`.
+    pub derived: Vec<Prefix>,
+    /// `verify-destination`.
+    pub destinations: Vec<Prefix>,
+    /// The other options, in order, over the crate's defaults ([`VerifySettings::config`]).
+    pub tuning: Vec<VerifyStatement>,
+}
+
+impl VerifySettings {
+    /// Applies one statement.
+    pub fn apply(&mut self, s: VerifyStatement) {
+        match s {
+            VerifyStatement::Enable(b) => self.enable = b,
+            VerifyStatement::Port(p) => self.port = Some(p),
+            VerifyStatement::PrivateKey(k) => self.private_key = Some(k),
+            VerifyStatement::Key(p, k) => {
+                if self.keys.len() < 1024 {
+                    self.keys.push((p, k));
+                }
+            }
+            VerifyStatement::DerivedRange(p) => {
+                if self.derived.len() < 64 {
+                    self.derived.push(p);
+                }
+            }
+            VerifyStatement::Destination(p) => {
+                if self.destinations.len() < 256 {
+                    self.destinations.push(p);
+                }
+            }
+            other => {
+                if self.tuning.len() < 256 {
+                    self.tuning.push(other);
+                }
+            }
+        }
+    }
+
+    /// The `verify` crate's configuration: its defaults (`spec/verify.md` §7) with the options
+    /// applied in order.
+    pub fn config(&self) -> VerifyConfig {
+        let mut c = VerifyConfig::default();
+        for s in &self.tuning {
+            match *s {
+                VerifyStatement::Cycle(s) => c.schedule.cycle = Duration::from_secs(u64::from(s)),
+                VerifyStatement::Probes(n) => c.schedule.probes = n,
+                VerifyStatement::ProbeInterval(ms) => {
+                    c.schedule.probe_interval = Duration::from_millis(u64::from(ms));
+                }
+                VerifyStatement::Threshold(pm) => c.score.threshold = f64::from(pm) / 1000.0,
+                VerifyStatement::Window(s) => c.score.window = Duration::from_secs(u64::from(s)),
+                VerifyStatement::Hold(s) => c.score.hold = Duration::from_secs(u64::from(s)),
+                VerifyStatement::HopCost(h) => c.cost.hop_cost = h,
+                VerifyStatement::LossInMetric(b) => c.cost.loss_in_metric = b,
+                VerifyStatement::Correction(c1, c2) => {
+                    c.correction.c1 = f64::from(c1);
+                    c.correction.c2 = f64::from(c2) / 1000.0;
+                }
+                VerifyStatement::PaperRule(b) => {
+                    c.score.rule = if b {
+                        verify::Rule::Paper
+                    } else {
+                        verify::Rule::Confirmed
+                    };
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// The keyring these settings bind.
+    pub fn keyring(&self) -> Keyring {
+        let mut k = Keyring::new(1024);
+        for (p, key) in &self.keys {
+            k.bind(*p, *key);
+        }
+        for r in &self.derived {
+            k.allow_derived(*r);
+        }
+        k
+    }
+}
+
+/// A datagram to send from the verification socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// The Babel packet.
+    pub bytes: Vec<u8>,
+    /// Destination address (port: the configured `verify-port`).
+    pub dst: Ipv6Addr,
+    /// Firewall mark (0: none, the ordinary route).
+    pub mark: u32,
+}
+
+/// A policy route the binary must install for a probe to take the route under test (§2.3): the
+/// rule `fwmark mark lookup table`, and in that table `prefix via neighbour dev ifindex`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRoute {
+    /// Firewall mark of the neighbour's probes.
+    pub mark: u32,
+    /// Its table.
+    pub table: u32,
+    /// Destination.
+    pub prefix: Prefix,
+    /// The neighbour under test.
+    pub neighbour: NeighbourId,
+}
+
+/// What the binary must do after a call.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Datagrams to send.
+    pub datagrams: Vec<Datagram>,
+    /// Probe routes to install first.
+    pub routes: Vec<ProbeRoute>,
+    /// Engine inputs (verified metrics, neighbour accuracies).
+    pub inputs: Vec<Input>,
+    /// `monitor` lines (without the newline).
+    pub lines: Vec<String>,
+}
+
+/// The last check of one route (`dump`, `dump json`, `babelctl show`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RouteRow {
+    /// Destination.
+    #[serde(serialize_with = "as_text")]
+    pub prefix: Prefix,
+    /// Interface of the neighbour under test.
+    #[serde(skip)]
+    pub ifindex: u32,
+    /// The neighbour under test.
+    pub neighbour: IpAddr,
+    /// `m`: its metric as we compute it.
+    pub metric: u16,
+    /// `c`: the measured cost (none: unanswered).
+    pub cost: Option<u16>,
+    /// `a = min(m/c, 1)`, per mille.
+    pub accuracy: Option<u16>,
+    /// The metric selection uses instead, and for how many more seconds (at the check).
+    pub corrected: Option<u16>,
+    /// When it was checked.
+    #[serde(skip)]
+    pub at: Instant,
+}
+
+/// One neighbour's standing (`dump`, `dump json`, `babelctl show`, metrics).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NeighbourRow {
+    /// Interface.
+    #[serde(skip)]
+    pub ifindex: u32,
+    /// Its link-local address.
+    pub neighbour: IpAddr,
+    /// Its score (per mille) under the configured rule.
+    pub accuracy: u16,
+    /// Evicted now.
+    pub evicted: bool,
+    /// Seconds left of the eviction.
+    pub evicted_for_s: u64,
+    /// Evictions so far.
+    pub evictions: u32,
+    /// Destinations scored.
+    pub destinations: usize,
+}
+
+/// `dump json`'s `verify` object.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Our public key (hex).
+    pub public_key: String,
+    /// The verifier's counters.
+    pub counters: Counters,
+    /// Datagrams refused before the verify crate saw them.
+    pub malformed: u64,
+    /// Remote IHUs we sent.
+    pub answers_sent: u64,
+    /// Remote Hellos we refused.
+    pub refused: u64,
+    /// Per neighbour.
+    pub neighbours: Vec<Named<NeighbourRow>>,
+    /// Per route checked.
+    pub routes: Vec<Named<RouteRow>>,
+}
+
+/// A row of `dump json` with its interface's name (and, for a route, the seconds since the
+/// check).
+#[derive(Clone, Debug, Serialize)]
+pub struct Named<T> {
+    /// Interface name.
+    pub interface: String,
+    /// Seconds since the check (routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<u64>,
+    /// The row.
+    #[serde(flatten)]
+    pub row: T,
+}
+
+/// The verification of one daemon.
+#[derive(Debug)]
+pub struct Verification {
+    settings: VerifySettings,
+    cfg: VerifyConfig,
+    router_id: RouterId,
+    verifier: Verifier,
+    responder: Responder,
+    /// Probe table index per neighbour (bounded by [`MAX_PROBED_NEIGHBOURS`]).
+    marks: BTreeMap<NeighbourId, u32>,
+    /// Probe routes installed.
+    installed: BTreeMap<(u32, Prefix), NeighbourId>,
+    /// Who sent us Remote Hellos, to answer them: (origin, via, prefix) → its address.
+    peers: BTreeMap<(RouterId, RouterId, Prefix), (Ipv6Addr, Instant)>,
+    rows: BTreeMap<(Prefix, NeighbourId), RouteRow>,
+    /// Datagrams refused before the verify crate saw them (not a Babel packet, bad TLV).
+    pub malformed: u64,
+    /// Remote IHUs sent.
+    pub answers_sent: u64,
+}
+
+impl Verification {
+    /// Verification for router `router_id`. `counter_start` must exceed every counter our key
+    /// ever signed (the wall clock in microseconds, §3.3).
+    pub fn new(
+        settings: VerifySettings,
+        router_id: RouterId,
+        key: SigningKey,
+        counter_start: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Verification {
+        let cfg = settings.config();
+        let verifier = Verifier::new(cfg, router_id, settings.keyring(), seed, now);
+        Verification {
+            responder: Responder::new(key, counter_start, 256),
+            router_id,
+            verifier,
+            settings,
+            cfg,
+            marks: BTreeMap::new(),
+            installed: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            rows: BTreeMap::new(),
+            malformed: 0,
+            answers_sent: 0,
+        }
+    }
+
+    /// The UDP port.
+    pub fn port(&self) -> u16 {
+        self.settings.port.unwrap_or(VERIFY_PORT)
+    }
+
+    /// Our public key (hex), which verifiers bind to our prefixes with `verify-key`.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.responder.public_key())
+    }
+
+    /// The verifier's counters.
+    pub fn counters(&self) -> Counters {
+        self.verifier.counters()
+    }
+
+    /// Remote Hellos refused by the responder.
+    pub fn refused(&self) -> u64 {
+        self.responder.refused
+    }
+
+    /// Marks and tables in use (for the binary's clean-up at exit).
+    pub fn tables(&self) -> Vec<(u32, u32)> {
+        self.marks
+            .values()
+            .map(|k| (FWMARK_BASE + k, TABLE_BASE + k))
+            .collect()
+    }
+
+    /// When [`Verification::on_timer`] must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        let t = self.verifier.poll_timeout();
+        self.responder.poll_timeout().map_or(t, |r| r.min(t))
+    }
+
+    /// Traffic went to these addresses recently (measured by the kernel, §2.1): the host routes
+    /// to them are used.
+    pub fn mark_used(&mut self, now: Instant, addresses: &[Ipv6Addr]) {
+        for a in addresses {
+            if !a.is_multicast() && !a.is_unicast_link_local() && !a.is_loopback() {
+                self.verifier.mark_used(now, Prefix::host(IpAddr::V6(*a)));
+            }
+        }
+    }
+
+    /// Runs the timers: configured destinations stay used; Remote Hellos, ends of sessions and
+    /// their consequences; our answers due.
+    pub fn on_timer(&mut self, now: Instant, routes: &[RouteView], threshold_pm: u16) -> Outputs {
+        let mut out = Outputs::default();
+        for p in self.settings.destinations.clone() {
+            self.verifier.mark_used(now, p);
+        }
+        let candidates = if self.verifier.wants_routes(now) {
+            // An evicted neighbour the engine forgot and heard again starts at full accuracy
+            // there: tell it again at every cycle.
+            for (n, s) in self.verifier.neighbours() {
+                if s.is_evicted(now) {
+                    out.inputs.push(Input::SetNeighbourAccuracy {
+                        ifindex: n.ifindex,
+                        address: n.address,
+                        accuracy: self.verifier.engine_accuracy(now, n, threshold_pm),
+                    });
+                }
+            }
+            candidates(routes)
+        } else {
+            Vec::new()
+        };
+        let actions = self.verifier.handle_timeout(now, &candidates);
+        for a in actions {
+            self.act(now, a, routes, threshold_pm, &mut out);
+        }
+        for (o, v, p, tlv) in self.responder.poll_answers(now) {
+            if let Some((addr, _)) = self.peers.get(&(o, v, p)) {
+                self.answers_sent += 1;
+                out.datagrams.push(Datagram {
+                    bytes: packet(&tlv),
+                    dst: *addr,
+                    mark: 0,
+                });
+            }
+        }
+        out
+    }
+
+    fn act(
+        &mut self,
+        now: Instant,
+        a: Action,
+        routes: &[RouteView],
+        threshold_pm: u16,
+        out: &mut Outputs,
+    ) {
+        match a {
+            Action::SendRemoteHello { neighbour, hello } => {
+                let IpAddr::V6(dst) = hello.prefix.addr() else {
+                    return;
+                };
+                let Some(k) = self.mark_of(neighbour) else {
+                    return;
+                };
+                let (mark, table) = (FWMARK_BASE + k, TABLE_BASE + k);
+                if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
+                    if self.installed.len() >= 4096 {
+                        self.installed.clear();
+                    }
+                    self.installed.insert((table, hello.prefix), neighbour);
+                    out.routes.push(ProbeRoute {
+                        mark,
+                        table,
+                        prefix: hello.prefix,
+                        neighbour,
+                    });
+                }
+                let mut bytes = Vec::new();
+                if babel_wire::encode_packet(
+                    &Packet {
+                        messages: vec![Message::RemoteHello(hello)],
+                        macs: Vec::new(),
+                    },
+                    babel_wire::Flavour::Standard,
+                )
+                .map(|b| bytes.extend_from_slice(&b))
+                .is_ok()
+                {
+                    out.datagrams.push(Datagram { bytes, dst, mark });
+                }
+            }
+            Action::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
+            Action::Standing { neighbour, evicted } => {
+                let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
+                out.inputs.push(Input::SetNeighbourAccuracy {
+                    ifindex: neighbour.ifindex,
+                    address: neighbour.address,
+                    accuracy,
+                });
+                out.lines.push(format!(
+                    "verify neighbour {} if {} accuracy {accuracy} {}",
+                    neighbour.address,
+                    neighbour.ifindex,
+                    if evicted { "evicted" } else { "readmitted" }
+                ));
+                let level = if evicted { "evicted" } else { "readmitted" };
+                tracing::warn!(
+                    "verification: neighbour {} (if {}) {level}, accuracy {accuracy}",
+                    neighbour.address,
+                    neighbour.ifindex
+                );
+            }
+        }
+    }
+
+    fn mark_of(&mut self, n: NeighbourId) -> Option<u32> {
+        if let Some(k) = self.marks.get(&n) {
+            return Some(*k);
+        }
+        if self.marks.len() >= MAX_PROBED_NEIGHBOURS {
+            return None;
+        }
+        let k = (0u32..)
+            .find(|k| !self.marks.values().any(|v| v == k))
+            .unwrap_or(0);
+        self.marks.insert(n, k);
+        Some(k)
+    }
+
+    fn checked(
+        &mut self,
+        now: Instant,
+        c: &Check,
+        routes: &[RouteView],
+        threshold_pm: u16,
+        out: &mut Outputs,
+    ) {
+        let n = c.route.neighbour;
+        if let Some((metric, until)) = c.correction {
+            out.inputs.push(Input::SetVerifiedMetric {
+                prefix: c.route.prefix,
+                src_prefix: None,
+                ifindex: n.ifindex,
+                via: n.address,
+                metric,
+                until,
+            });
+        }
+        if let Some((factor, until)) = c.neighbour_factor {
+            // §5.2: every other route through the neighbour is assumed to lie as much.
+            for r in routes.iter().filter(|r| {
+                r.ifindex == n.ifindex
+                    && r.via == n.address
+                    && r.prefix != c.route.prefix
+                    && r.src_prefix.is_none()
+                    && r.verified_metric.is_none()
+            }) {
+                let m = (f64::from(r.metric.0) * factor).min(f64::from(babel_wire::INFINITY - 1));
+                out.inputs.push(Input::SetVerifiedMetric {
+                    prefix: r.prefix,
+                    src_prefix: None,
+                    ifindex: r.ifindex,
+                    via: r.via,
+                    metric: m as u16,
+                    until,
+                });
+            }
+        }
+        if c.cost.is_some() {
+            let accuracy = self.verifier.engine_accuracy(now, &n, threshold_pm);
+            out.inputs.push(Input::SetNeighbourAccuracy {
+                ifindex: n.ifindex,
+                address: n.address,
+                accuracy,
+            });
+        }
+        let row = RouteRow {
+            prefix: c.route.prefix,
+            ifindex: n.ifindex,
+            neighbour: n.address,
+            metric: c.metric,
+            cost: c.cost,
+            accuracy: c.accuracy.map(|a| (a * 1000.0).round() as u16),
+            corrected: c.correction.map(|(m, _)| m),
+            at: now,
+        };
+        if !self.rows.contains_key(&(c.route.prefix, n)) && self.rows.len() >= MAX_ROWS {
+            let oldest = self.rows.iter().min_by_key(|(_, r)| r.at).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.rows.remove(&k);
+            }
+        }
+        self.rows.insert((c.route.prefix, n), row);
+        let verdict = match c.verdict {
+            Verdict::Kept => "kept",
+            Verdict::Evicted(_) => "evicted",
+        };
+        out.lines.push(format!(
+            "verify route {} via {} if {} metric {} cost {} accuracy {} corrected {} {verdict}",
+            c.route.prefix,
+            n.address,
+            n.ifindex,
+            c.metric,
+            opt(c.cost),
+            opt(row.accuracy),
+            opt(row.corrected),
+        ));
+        tracing::info!(
+            "verification: {} via {}: metric {} cost {} accuracy {}",
+            c.route.prefix,
+            n.address,
+            c.metric,
+            opt(c.cost),
+            opt(row.accuracy)
+        );
+    }
+
+    /// A datagram arrived on the verification socket from `src` with IPv6 hop limit
+    /// `hop_limit`. `ours` are the prefixes we announce. Malformed input is counted, never a
+    /// panic.
+    pub fn on_datagram(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        hop_limit: u8,
+        bytes: &[u8],
+        ours: &[XrouteView],
+    ) -> Outputs {
+        let out = Outputs::default();
+        let Some(tlvs) = tlvs(bytes) else {
+            self.malformed += 1;
+            return out;
+        };
+        for tlv in tlvs {
+            match tlv.first() {
+                Some(&TLV_REMOTE_IHU) => {
+                    if let Err(e) = self.verifier.handle_remote_ihu(now, tlv) {
+                        tracing::debug!("Remote IHU from {src} dropped: {e:?}");
+                    }
+                }
+                Some(&TLV_REMOTE_HELLO) => {
+                    let Some(h) = decode_remote_hello(tlv) else {
+                        self.malformed += 1;
+                        continue;
+                    };
+                    let mine = h.origin != self.router_id
+                        && ours
+                            .iter()
+                            .any(|x| x.prefix == h.prefix && x.src_prefix.is_none());
+                    if self.responder.handle_remote_hello(now, &h, hop_limit, mine) {
+                        let key = (h.origin, h.via, h.prefix);
+                        if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
+                            let oldest =
+                                self.peers.iter().min_by_key(|(_, v)| v.1).map(|(k, _)| *k);
+                            if let Some(k) = oldest {
+                                self.peers.remove(&k);
+                            }
+                        }
+                        self.peers.insert(key, (src, now));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Per-neighbour standing.
+    pub fn neighbour_rows(&self, now: Instant, threshold_pm: u16) -> Vec<NeighbourRow> {
+        self.verifier
+            .neighbours()
+            .map(|(n, s)| NeighbourRow {
+                ifindex: n.ifindex,
+                neighbour: n.address,
+                accuracy: self
+                    .verifier
+                    .engine_accuracy(now, n, threshold_pm)
+                    .min((s.score(self.cfg.score.rule) * 1000.0).round() as u16),
+                evicted: s.is_evicted(now),
+                evicted_for_s: s
+                    .evicted_until()
+                    .map_or(0, |u| u.saturating_since(now).as_secs()),
+                evictions: s.evictions(),
+                destinations: s.destinations(),
+            })
+            .collect()
+    }
+
+    /// `dump json`'s `verify` object.
+    pub fn report(
+        &self,
+        now: Instant,
+        threshold_pm: u16,
+        ifname: impl Fn(u32) -> String,
+    ) -> Report {
+        Report {
+            public_key: self.public_key_hex(),
+            counters: self.counters(),
+            malformed: self.malformed,
+            answers_sent: self.answers_sent,
+            refused: self.refused(),
+            neighbours: self
+                .neighbour_rows(now, threshold_pm)
+                .into_iter()
+                .map(|n| Named {
+                    interface: ifname(n.ifindex),
+                    age_s: None,
+                    row: n,
+                })
+                .collect(),
+            routes: self
+                .route_rows()
+                .into_iter()
+                .map(|r| Named {
+                    interface: ifname(r.ifindex),
+                    age_s: Some(now.saturating_since(r.at).as_secs()),
+                    row: r,
+                })
+                .collect(),
+        }
+    }
+
+    /// The last check per route.
+    pub fn route_rows(&self) -> Vec<RouteRow> {
+        self.rows.values().copied().collect()
+    }
+
+    /// `dump` lines: `add verify-neighbour ADDR if IF accuracy PM evicted B evictions N`,
+    /// `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M`, and the
+    /// counters.
+    pub fn dump_lines(
+        &self,
+        now: Instant,
+        threshold_pm: u16,
+        ifname: impl Fn(u32) -> String,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let c = self.counters();
+        out.push(format!(
+            "verify public-key {} sessions {} probes-sent {} answers {} unanswered {} bad-signature {} unbound-key {} replayed {} unexpected {} malformed {} checks {} corrections {} evictions {} answers-sent {} refused {}",
+            self.public_key_hex(),
+            c.sessions,
+            c.probes_sent,
+            c.answers,
+            c.unanswered,
+            c.bad_signature,
+            c.unbound_key,
+            c.replayed,
+            c.unexpected,
+            c.malformed + self.malformed,
+            c.checks,
+            c.corrections,
+            c.evictions,
+            self.answers_sent,
+            self.refused(),
+        ));
+        for n in self.neighbour_rows(now, threshold_pm) {
+            out.push(format!(
+                "add verify-neighbour {} if {} accuracy {} evicted {} evicted-for {} evictions {} destinations {}",
+                n.neighbour,
+                ifname(n.ifindex),
+                n.accuracy,
+                if n.evicted { "true" } else { "false" },
+                n.evicted_for_s,
+                n.evictions,
+                n.destinations
+            ));
+        }
+        for r in self.route_rows() {
+            out.push(format!(
+                "add verify-route {} via {} if {} metric {} cost {} accuracy {} corrected {} age {}",
+                r.prefix,
+                r.neighbour,
+                ifname(r.ifindex),
+                r.metric,
+                opt(r.cost),
+                opt(r.accuracy),
+                opt(r.corrected),
+                now.saturating_since(r.at).as_secs()
+            ));
+        }
+        out
+    }
+}
+
+fn as_text<S: serde::Serializer>(p: &Prefix, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(p)
+}
+
+fn opt(v: Option<u16>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The routes the verifier may test: IPv6 host routes, all of them, feasible or not.
+pub fn candidates(routes: &[RouteView]) -> Vec<VerifiableRoute> {
+    routes
+        .iter()
+        .filter(|r| {
+            r.src_prefix.is_none()
+                && !r.prefix.is_ipv4()
+                && r.prefix.len() == 128
+                && r.metric.0 < babel_wire::INFINITY
+        })
+        .map(VerifiableRoute::from_route)
+        .collect()
+}
+
+/// A Babel packet (RFC 8966 §4.2) holding one TLV.
+pub fn packet(tlv: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(4 + tlv.len());
+    p.push(MAGIC);
+    p.push(VERSION);
+    p.extend_from_slice(&(u16::try_from(tlv.len()).unwrap_or(u16::MAX)).to_be_bytes());
+    p.extend_from_slice(tlv);
+    p
+}
+
+/// The TLVs of a Babel packet's body (type octet first), or `None` if it is not one.
+pub fn tlvs(bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let (&[magic, version, hi, lo], body) = bytes.split_first_chunk::<4>()?;
+    if magic != MAGIC || version != VERSION {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    let mut body = body.get(..len)?;
+    let mut out = Vec::new();
+    while let Some(&t) = body.first() {
+        if t == 0 {
+            // Pad1.
+            body = body.get(1..)?;
+            continue;
+        }
+        let l = usize::from(*body.get(1)?);
+        let (tlv, rest) = body.split_at_checked(2 + l)?;
+        if out.len() >= 64 {
+            return None;
+        }
+        out.push(tlv);
+        body = rest;
+    }
+    Some(out)
+}
+
+fn decode_remote_hello(tlv: &[u8]) -> Option<RemoteHello> {
+    let d = babel_wire::decode(
+        &packet(tlv),
+        &DecodeOptions {
+            flavour: babel_wire::Flavour::Standard,
+        },
+    )
+    .ok()?;
+    d.packet.messages.into_iter().find_map(|m| match m {
+        Message::RemoteHello(h) => Some(h),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use babel_wire::{Metric, Seqno};
+
+    fn words(s: &str) -> Result<VerifyStatement, ParseError> {
+        let mut w = s.split_whitespace();
+        let k = w.next().unwrap();
+        VerifyStatement::parse(k, w)
+    }
+
+    #[test]
+    fn statements_parse_and_refuse() {
+        let k = "11".repeat(32);
+        assert_eq!(
+            words(&format!("verify-key fd77::3/128 {k}")).unwrap(),
+            VerifyStatement::Key("fd77::3/128".parse().unwrap(), [0x11; 32])
+        );
+        assert!(words("verify-key fd77::3/128").is_err());
+        assert!(words("verify-key 10.0.0.1/32 00").is_err());
+        assert!(words("verify-probes 0").is_err());
+        assert!(words("verify-threshold 1001").is_err());
+        assert!(words("verify-correction 1800 0").is_err());
+        assert!(words("verify-private-key abc").is_err());
+        let mut s = VerifySettings::default();
+        for l in [
+            "verify-enable yes",
+            "verify-cycle 5",
+            "verify-probes 10",
+            "verify-probe-interval 100",
+            "verify-threshold 700",
+            "verify-window 8",
+            "verify-hold 60",
+            "verify-correction 900 2",
+            "verify-paper-rule true",
+        ] {
+            s.apply(words(l).unwrap());
+        }
+        assert!(s.enable);
+        let c = s.config();
+        assert_eq!(c.schedule.cycle, Duration::from_secs(5));
+        assert_eq!(c.schedule.probes, 10);
+        assert_eq!(c.schedule.probe_interval, Duration::from_millis(100));
+        assert!((c.score.threshold - 0.7).abs() < 1e-9);
+        assert_eq!(c.score.window, Duration::from_secs(8));
+        assert_eq!(c.score.hold, Duration::from_secs(60));
+        assert!((c.correction.c1 - 900.0).abs() < 1e-9);
+        assert_eq!(c.score.rule, verify::Rule::Paper);
+    }
+
+    #[test]
+    fn every_listed_statement_parses() {
+        let listed: Vec<&str> = CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("verify-"))
+            .collect();
+        assert_eq!(listed.len(), 16);
+        for k in listed {
+            assert!(
+                !matches!(
+                    VerifyStatement::parse(k, ["x"].into_iter()),
+                    Err(ParseError::Unknown(_))
+                ),
+                "{k}"
+            );
+        }
+        // The defaults listed are the crate's.
+        let c = VerifySettings::default().config();
+        assert_eq!(c, VerifyConfig::default());
+        assert_eq!(c.schedule.cycle, Duration::from_secs(10));
+        assert_eq!(c.schedule.probes, 20);
+        assert_eq!(c.schedule.probe_interval, Duration::from_millis(250));
+        assert!((c.score.threshold - 0.8).abs() < 1e-9);
+        assert_eq!(c.score.window, Duration::from_secs(15));
+        assert_eq!(c.score.hold, Duration::from_secs(300));
+        assert_eq!(c.cost.hop_cost, 96);
+        assert!((c.correction.c1 - 1800.0).abs() < 1e-9);
+        assert!((c.correction.c2 - 1.5).abs() < 1e-9);
+    }
+
+    /// `spec/verify.md` §9 gives the code's port, marks, tables and rule priority, and lists
+    /// every statement.
+    #[test]
+    fn the_spec_says_what_the_code_does() {
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/verify.md"))
+                .unwrap()
+                .replace('\n', " ");
+        assert!(spec.contains(&format!("`verify-port` (default {VERIFY_PORT}")));
+        assert!(spec.contains(&format!("`{FWMARK_BASE:#x} + k`")));
+        assert!(spec.contains(&format!("table `{TABLE_BASE} + k`")));
+        assert!(spec.contains(&format!("priority {RULE_PRIORITY}")));
+        assert!(spec.contains(&format!("(at most {MAX_PROBED_NEIGHBOURS} neighbours)")));
+        for k in CONFIG_HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("verify-"))
+        {
+            assert!(spec.contains(&format!("| `{k} ")), "{k}");
+        }
+    }
+
+    #[test]
+    fn tlv_walker_refuses_junk_without_panicking() {
+        assert!(tlvs(&[]).is_none());
+        assert!(tlvs(&[42, 2, 0, 5, 1]).is_none());
+        assert!(tlvs(&[43, 2, 0, 0]).is_none());
+        assert_eq!(tlvs(&[42, 2, 0, 0]).unwrap().len(), 0);
+        assert!(tlvs(&[42, 2, 0, 3, 225, 9, 0]).is_none());
+        let p = packet(&[225, 1, 7]);
+        assert_eq!(tlvs(&p).unwrap(), vec![&[225u8, 1, 7][..]]);
+        for n in 0..64u8 {
+            let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37) ^ n).collect();
+            let _ = tlvs(&junk);
+            let _ = decode_remote_hello(&junk);
+        }
+    }
+
+    fn route(prefix: &str, via: &str, ifindex: u32, metric: u16, installed: bool) -> RouteView {
+        RouteView {
+            prefix: prefix.parse().unwrap(),
+            src_prefix: None,
+            installed,
+            feasible: true,
+            router_id: RouterId([1; 8]),
+            metric: Metric(metric),
+            smoothed_metric: Metric(metric),
+            refmetric: Metric(metric.saturating_sub(96)),
+            verified_metric: None,
+            price: 0,
+            received_price: 0,
+            fee: 0,
+            seqno: Seqno(0),
+            age: Duration::ZERO,
+            via: via.parse().unwrap(),
+            next_hop: via.parse().unwrap(),
+            ifindex,
+            full_path_rtt: 0,
+        }
+    }
+
+    fn xroute(prefix: &str) -> XrouteView {
+        XrouteView {
+            prefix: prefix.parse().unwrap(),
+            src_prefix: None,
+            metric: Metric(0),
+        }
+    }
+
+    /// Two daemons' verification, A verifying B's route to D: the liar's route (advertised
+    /// metric 97 over two hops, `c` = 192) is corrected, then its neighbour evicted, through
+    /// encoded datagrams and with the probe route announced first.
+    #[test]
+    fn a_lie_is_corrected_then_evicted_through_datagrams() {
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let mut a_set = VerifySettings::default();
+        a_set.apply(words("verify-enable true").unwrap());
+        a_set.apply(
+            words(&format!(
+                "verify-key fd77::4/128 {}",
+                hex::encode(d_key.verifying_key().as_bytes())
+            ))
+            .unwrap(),
+        );
+        a_set.apply(words("verify-destination fd77::4/128").unwrap());
+        let t0 = Instant::from_micros(0);
+        let mut a = Verification::new(
+            a_set,
+            RouterId([0xa; 8]),
+            SigningKey::from_bytes(&[1; 32]),
+            1,
+            1,
+            t0,
+        );
+        let mut d = Verification::new(
+            VerifySettings::default(),
+            RouterId([0xd; 8]),
+            d_key,
+            1,
+            2,
+            t0,
+        );
+        let liar = route("fd77::4/128", "fe80::2", 3, 97, true);
+        let honest = route("fd77::4/128", "fe80::3", 4, 192, false);
+        let routes = vec![liar.clone(), honest];
+        let ours = vec![xroute("fd77::4/128")];
+        let mut now = t0;
+        let mut evicted = false;
+        let mut corrected = false;
+        let mut probe_routes = Vec::new();
+        let mut lines = Vec::new();
+        for _ in 0..20_000 {
+            now = a.poll_timeout().min(d.poll_timeout()).max(now);
+            let out = a.on_timer(now, &routes, 800);
+            probe_routes.extend(out.routes);
+            lines.extend(out.lines);
+            for g in &out.datagrams {
+                // Two hops whichever the neighbour: hop limit 64 - 1 at the destination.
+                assert_ne!(g.mark, 0, "a Remote Hello without its route's mark");
+                let o = d.on_datagram(now, "fd77::1".parse().unwrap(), 63, &g.bytes, &ours);
+                assert!(o.datagrams.is_empty());
+            }
+            for i in &out.inputs {
+                match i {
+                    Input::SetVerifiedMetric { via, metric, .. } => {
+                        assert_eq!(*via, liar.via);
+                        assert_eq!(*metric, 192);
+                        corrected = true;
+                    }
+                    Input::SetNeighbourAccuracy {
+                        address, accuracy, ..
+                    } if *accuracy < 800 => {
+                        assert_eq!(*address, liar.via);
+                        evicted = true;
+                    }
+                    _ => {}
+                }
+            }
+            let answers = d.on_timer(now, &[], 800);
+            for g in &answers.datagrams {
+                assert_eq!(g.dst, "fd77::1".parse::<Ipv6Addr>().unwrap());
+                assert_eq!(g.mark, 0);
+                a.on_datagram(now, "fd77::4".parse().unwrap(), 62, &g.bytes, &[]);
+            }
+            if evicted {
+                break;
+            }
+            now = now + Duration::from_millis(1);
+        }
+        assert!(corrected, "no correction");
+        // Monitor lines: the checks, and the eviction.
+        assert!(
+            lines.iter().any(|l| l.starts_with("verify route fd77::4/128 via fe80::2 if 3 metric 97 cost 192 accuracy 505 corrected 192")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("verify neighbour fe80::2 if 3") && l.ends_with("evicted")),
+            "{lines:?}"
+        );
+        assert!(evicted, "liar not evicted: {:?}", a.counters());
+        assert!(now < t0 + Duration::from_secs(120), "took {now:?}");
+        // Each neighbour's probes got a table of their own holding the route under test.
+        assert!(probe_routes.iter().any(|r| r.neighbour.address == liar.via));
+        let tables: std::collections::BTreeSet<u32> =
+            probe_routes.iter().map(|r| r.table).collect();
+        assert_eq!(tables.len(), 2);
+        let lines = a.dump_lines(now, 800, |i| format!("if{i}"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("add verify-neighbour fe80::2 if if3")
+                    && l.contains("evicted true")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("add verify-route fd77::4/128 via fe80::3")
+                    && l.contains("accuracy 1000")
+            ),
+            "{lines:?}"
+        );
+        assert!(a.counters().answers > 0);
+        assert_eq!(a.counters().bad_signature, 0);
+    }
+
+    /// A Remote Hello for a prefix that is not ours is refused; one from ourselves too.
+    #[test]
+    fn remote_hellos_for_others_are_refused() {
+        let t0 = Instant::from_micros(0);
+        let mut d = Verification::new(
+            VerifySettings::default(),
+            RouterId([0xd; 8]),
+            SigningKey::from_bytes(&[7; 32]),
+            1,
+            2,
+            t0,
+        );
+        let h = RemoteHello {
+            seqno: 1,
+            interval: 25,
+            origin: RouterId([0xa; 8]),
+            via: RouterId([1; 8]),
+            prefix: "fd77::9/128".parse().unwrap(),
+            timestamp: None,
+        };
+        let bytes = babel_wire::encode_packet(
+            &Packet {
+                messages: vec![Message::RemoteHello(h)],
+                macs: Vec::new(),
+            },
+            babel_wire::Flavour::Standard,
+        )
+        .unwrap();
+        d.on_datagram(
+            t0,
+            "fd77::1".parse().unwrap(),
+            63,
+            &bytes,
+            &[xroute("fd77::4/128")],
+        );
+        assert_eq!(d.refused(), 1);
+        let out = d.on_timer(t0 + Duration::from_secs(2), &[], 800);
+        assert!(out.datagrams.is_empty());
+        d.on_datagram(t0, "fd77::1".parse().unwrap(), 63, &[1, 2, 3], &[]);
+        assert_eq!(d.malformed, 1);
+    }
+}

@@ -1,0 +1,437 @@
+//! Route verification between real daemons in network namespaces (spec/verify.md, "The
+//! daemon"): Remote Hellos forwarded by the kernels along the route under test (policy routing
+//! with a firewall mark, also through a neighbour that is not the selected next hop), signed
+//! Remote IHUs from the destination, "used" measured by the kernel (nftables).
+//!
+//! 1. A router that lies about its route to a destination (it announces a kernel route to it
+//!    with metric 1, as if it were the destination's neighbour, while the destination is one hop
+//!    further) wins the traffic; the verifying router measures the real cost, corrects the
+//!    route, evicts the liar, the liar's routes leave its kernel, and pings take the honest path.
+//! 2. An honest diamond with a lossy link (10 % each way, dropped by nftables' random numbers),
+//!    its other side through a stock babeld: checks pass on both sides (the probes cross babeld's
+//!    kernel like any packet), nobody is evicted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{
+    Netns, can_run_mesh, can_use_netns, dump_json, have, monitor_until, node, one_at_a_time, ping,
+    route_dev, start_mesh_router, start_with_config, try_control, veth, wait_for,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
+
+const FILTERS: &str = "redistribute local ip fd77::/16 allow\nredistribute local deny\n";
+
+/// The destination's signing seed and its public key (hex).
+fn destination_key() -> (String, String) {
+    let seed = [7u8; 32];
+    let k = verify::SigningKey::from_bytes(&seed);
+    (hex::encode(seed), hex::encode(k.verifying_key().as_bytes()))
+}
+
+/// Fast cycles for a test: a session of 10 Remote Hellos every 200 ms, one cycle every 4 s.
+const FAST: &str = "verify-cycle 4\nverify-probes 10\nverify-probe-interval 200\n";
+
+fn verifier_config(d_pub: &str) -> String {
+    format!("{FILTERS}verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}")
+}
+
+fn destination_config(d_seed: &str) -> String {
+    format!("{FILTERS}verify-enable true\nverify-private-key {d_seed}\n")
+}
+
+fn usable(test: &str) -> bool {
+    can_use_netns(test) && have("nft", test)
+}
+
+/// The `verify` object of a daemon's `dump json`.
+fn verify_json(ns: &Netns) -> serde_json::Value {
+    dump_json(ns).get("verify").cloned().unwrap_or_default()
+}
+
+fn neighbour<'a>(v: &'a serde_json::Value, iface: &str) -> Option<&'a serde_json::Value> {
+    v.get("neighbours")?
+        .as_array()?
+        .iter()
+        .find(|n| n["interface"] == iface)
+}
+
+/// Pings `fd77::4` from `a` in the background until dropped (the traffic that makes the
+/// destination "used", and whose path the test follows).
+struct Pinger(std::process::Child);
+
+impl Pinger {
+    fn start(ns: &Netns) -> Pinger {
+        Pinger(
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns.name, "ping", "-6", "-q", "-i", "0.5", "fd77::4",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_metric_liar_is_detected_corrected_and_dropped() {
+    if !usable("a_metric_liar_is_detected_corrected_and_dropped") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    // a - l - d and a - h - d; l lies about d.
+    let (a, l, h, d) = (
+        node("vla", 1),
+        node("vll", 2),
+        node("vlh", 3),
+        node("vld", 4),
+    );
+    veth(&a, "a-l", &l, "l-a");
+    veth(&a, "a-h", &h, "h-a");
+    veth(&l, "l-d", &d, "d-l");
+    veth(&h, "h-d", &d, "d-h");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(&a, "vla", BIN, &verifier_config(&d_pub), &["a-l", "a-h"]),
+        start_with_config(&h, "vlh", BIN, FILTERS, &["h-a", "h-d"]),
+        start_with_config(
+            &d,
+            "vld",
+            BIN,
+            &destination_config(&d_seed),
+            &["d-l", "d-h"],
+        ),
+    ];
+    // The liar: a kernel route to d over its link (it does forward), announced with metric 1
+    // as if d were one hop from it at no cost. Through it, a sees d at 96 + 1 instead of the
+    // 96 + 96 of two links.
+    let d_ll = d.link_local("d-l");
+    assert!(wait_for(30, || {
+        l.ip(&[
+            "-6",
+            "route",
+            "replace",
+            "fd77::4/128",
+            "via",
+            &d_ll.to_string(),
+            "dev",
+            "l-d",
+        ]);
+        l.ip(&["-6", "route", "show", "fd77::4/128"])
+            .contains("via")
+    }));
+    ds.push(start_with_config(
+        &l,
+        "vll",
+        BIN,
+        &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
+        &["l-a", "l-d"],
+    ));
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-l")),
+        "a never chose the liar's route: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(
+        wait_for(60, || ping(&a, "fd77::4")),
+        "no ping through the liar"
+    );
+    let _traffic = Pinger::start(&a);
+    let monitor = monitor_until(&a, 300, |t| {
+        t.contains("verify route fd77::4/128") && t.contains(" evicted\n")
+    });
+    // a verifies both routes (the selected one through l, and the other one through h): the
+    // lie is measured (two hops, c = 192 > 97), corrected, confirmed and l is evicted.
+    let evicted = wait_for(240, || {
+        let v = verify_json(&a);
+        neighbour(&v, "a-l").is_some_and(|n| n["evicted"] == true)
+    });
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(
+        evicted,
+        "the liar was not evicted\n{dump}\n{}",
+        ds[0].log_text()
+    );
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    let routes = v["routes"].as_array().unwrap();
+    let via_l = routes.iter().find(|r| r["interface"] == "a-l").unwrap();
+    assert_eq!(via_l["prefix"], "fd77::4/128");
+    assert_eq!(via_l["metric"], 97);
+    assert_eq!(via_l["cost"], 192, "two hops measured");
+    assert!(via_l["accuracy"].as_u64().unwrap() < 800);
+    // `monitor` saw the checks and the eviction.
+    let text = monitor.join().unwrap();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("verify route fd77::4/128") && l.contains(" metric 97 cost 192 ")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("verify neighbour") && l.ends_with(" evicted")),
+        "{text}"
+    );
+    // The honest route was checked and passed; its neighbour is in good standing.
+    assert!(
+        wait_for(60, || {
+            let v = verify_json(&a);
+            v["routes"].as_array().is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r["interface"] == "a-h" && r["accuracy"] == 1000)
+            })
+        }),
+        "the honest route was never checked\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(neighbour(&verify_json(&a), "a-h").is_none_or(|n| n["evicted"] == false));
+    let c = &v["counters"];
+    assert!(c["answers"].as_u64().unwrap() > 0);
+    assert_eq!(c["bad_signature"], 0);
+    assert_eq!(c["unbound_key"], 0);
+    // The liar's routes left a's kernel; the traffic takes the honest path.
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "traffic did not move: {:?}",
+        route_dev(&a, "fd77::4")
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(
+        dump.lines().any(|l| l.starts_with("add verify-neighbour")
+            && l.contains(" if a-l ")
+            && l.contains("evicted true")),
+        "{dump}"
+    );
+    // babelctl shows it.
+    let show = a.exec(&[
+        env!("CARGO_BIN_EXE_babelctl"),
+        "show",
+        "-s",
+        "33123",
+        "verify",
+    ]);
+    assert!(
+        show.lines()
+            .any(|l| l.contains("a-l") && l.contains("true") && !l.starts_with("fd77")),
+        "{show}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("fd77::4/128") && l.contains("a-l") && l.contains("192")),
+        "{show}"
+    );
+    // The destination answered and counted nothing refused.
+    let dv = verify_json(&d);
+    assert!(dv["answers_sent"].as_u64().unwrap() > 0, "{dv}");
+    // Prometheus metrics carry the score.
+    let m = try_control(&a, "metrics\nquit\n");
+    assert!(m.contains("babel_verify_accuracy"), "{m}");
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// Drops `percent` % of what arrives on `dev` in `ns` (nftables' random numbers; the kernel
+/// here has no netem).
+fn lossy(ns: &Netns, dev: &str, percent: u32) {
+    let script = format!(
+        "table inet lossy {{\n chain pre {{\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"{dev}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+    );
+    let mut c = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
+    let test = "honest_neighbours_on_a_lossy_link_are_never_evicted";
+    if !usable(test) || !have("babeld", test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, h1, h2, d) = (
+        node("vha", 1),
+        node("vh1", 2),
+        node("vh2", 3),
+        node("vhd", 4),
+    );
+    veth(&a, "a-1", &h1, "1-a");
+    veth(&a, "a-2", &h2, "2-a");
+    veth(&h1, "1-d", &d, "d-1");
+    veth(&h2, "2-d", &d, "d-2");
+    lossy(&a, "a-1", 10);
+    lossy(&h1, "1-a", 10);
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(&a, "vha", BIN, &verifier_config(&d_pub), &["a-1", "a-2"]),
+        start_with_config(&h1, "vh1", BIN, FILTERS, &["1-a", "1-d"]),
+        start_with_config(&h2, "vh2", "babeld", FILTERS, &["2-a", "2-d"]),
+        start_with_config(
+            &d,
+            "vhd",
+            BIN,
+            &destination_config(&d_seed),
+            &["d-1", "d-2"],
+        ),
+    ];
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
+        "no route to d"
+    );
+    let _traffic = Pinger::start(&a);
+    // At least six passing checks through each neighbour.
+    let checked = wait_for(300, || {
+        let v = verify_json(&a);
+        let c = v["counters"]["checks"].as_u64().unwrap_or(0);
+        let both = ["a-1", "a-2"].iter().all(|i| neighbour(&v, i).is_some());
+        both && c >= 12
+    });
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert!(checked, "too few checks\n{v}\n{}", ds[0].log_text());
+    for i in ["a-1", "a-2"] {
+        let n = neighbour(&v, i).unwrap();
+        assert_eq!(n["evicted"], false, "{i} evicted: {v}");
+        assert_eq!(n["evictions"], 0, "{i}: {v}");
+    }
+    assert_eq!(v["counters"]["evictions"], 0);
+    for r in v["routes"].as_array().unwrap() {
+        assert!(
+            r["accuracy"].is_null() || r["accuracy"].as_u64().unwrap() >= 800,
+            "{r}"
+        );
+    }
+    // babeld skips the Remote TLVs even on its own port: Remote Hellos sent to it leave it
+    // running and routing.
+    let h2_ll = h2.link_local("2-a");
+    let ifindex = a.ifindex("a-2");
+    let hello = babel_wire::encode_packet(
+        &babel_wire::Packet {
+            messages: vec![babel_wire::Message::RemoteHello(babel_wire::RemoteHello {
+                seqno: 1,
+                interval: 25,
+                origin: babel_wire::RouterId([1; 8]),
+                via: babel_wire::RouterId([2; 8]),
+                prefix: "fd77::3/128".parse().unwrap(),
+                timestamp: Some(1),
+            })],
+            macs: Vec::new(),
+        },
+        babel_wire::Flavour::Standard,
+    )
+    .unwrap()
+    .to_vec();
+    a.spawn(move || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let to = std::net::SocketAddrV6::new(h2_ll, 6696, 0, ifindex);
+        for _ in 0..10 {
+            s.send_to(&hello, to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(ds[2].alive(), "babeld died on a Remote Hello");
+    assert!(
+        wait_for(30, || ping(&a, "fd77::3")),
+        "babeld stopped routing"
+    );
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// Through the mesh tunnels (`type mesh` interfaces: one tunnel interface per neighbour): in a
+/// diamond a - b - d, a - c - d, a checks both of its routes to d, the selected one and the
+/// other one (through policy routing into the other tunnel), each measured as the two tunnel
+/// hops it is.
+#[test]
+fn verification_runs_through_the_mesh_tunnels() {
+    if !can_run_mesh("verification_runs_through_the_mesh_tunnels", &[]) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, b, c, d) = (
+        node("vma", 1),
+        node("vmb", 2),
+        node("vmc", 3),
+        node("vmd", 4),
+    );
+    veth(&a, "a-b", &b, "b-a");
+    veth(&a, "a-c", &c, "c-a");
+    veth(&b, "b-d", &d, "d-b");
+    veth(&c, "c-d", &d, "d-c");
+    let (d_seed, d_pub) = destination_key();
+    let ds = vec![
+        start_mesh_router(
+            &a,
+            "vma",
+            BIN,
+            &format!("verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}"),
+            &["a-b", "a-c"],
+        ),
+        start_mesh_router(&b, "vmb", BIN, "", &["b-a", "b-d"]),
+        start_mesh_router(&c, "vmc", BIN, "", &["c-a", "c-d"]),
+        start_mesh_router(
+            &d,
+            "vmd",
+            BIN,
+            &format!("verify-enable true\nverify-private-key {d_seed}\n"),
+            &["d-b", "d-c"],
+        ),
+    ];
+    assert!(
+        wait_for(180, || ping(&a, "fd77::4")),
+        "no route to d through the tunnels\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let _traffic = Pinger::start(&a);
+    let both = wait_for(240, || {
+        let v = verify_json(&a);
+        let checked: Vec<_> = v["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["prefix"] == "fd77::4/128" && r["cost"] == 192 && r["accuracy"] == 1000)
+            .map(|r| r["neighbour"].as_str().unwrap_or("").to_owned())
+            .collect();
+        checked.len() == 2 && checked[0] != checked[1]
+    });
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert!(
+        both,
+        "both routes not checked through the tunnels\n{v}\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    // The checks went through tunnel interfaces, not the veths.
+    for r in v["routes"].as_array().unwrap() {
+        let i = r["interface"].as_str().unwrap();
+        assert!(i != "a-b" && i != "a-c", "{r}");
+    }
+    assert_eq!(v["counters"]["evictions"], 0);
+    for mut x in ds {
+        x.terminate();
+    }
+}
