@@ -2,13 +2,14 @@
 //! `dump`/`monitor` lines of the control protocol. No I/O here; `run.rs` does that.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::record::Driver;
 use babel_core::{
     ChangeKind, Event, Input, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
-    MacKey, Policy, RouteKey, RouteView,
+    MacKey, Policy, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
 use foldhash::HashMap as FastHashMap;
@@ -368,15 +369,12 @@ impl Daemon {
     pub fn forget_monitored(&mut self, e: &Event) {
         if let Event::Route {
             kind: ChangeKind::Flush,
-            prefix,
-            src_prefix,
-            neighbour,
-            ..
+            route,
         } = e
         {
             if !self.monitored_routes.is_empty() {
                 self.monitored_routes
-                    .remove(&(*prefix, *src_prefix, *neighbour));
+                    .remove(&(route.prefix, route.src_prefix, route.via));
             }
             return;
         }
@@ -406,22 +404,36 @@ impl Daemon {
     /// Appends the monitor lines of the events of one drain of the engine to `out`, each
     /// ending in a newline, in the events' order; returns how many. A line shows its object as
     /// it is after the drain (a route added then installed in one step shows `installed yes`
-    /// twice); a `flush` line repeats the last line printed for the object.
+    /// twice); a `flush` line repeats the last line printed for the object. Route lines are
+    /// written from the routes the events carry: nothing is looked up in the engine.
     pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
         let mut lines = 0;
-        // The route of the previous event and its fields now: consecutive events of one route
-        // (added, then selected) look it up once, and store it in the line cache once.
-        let mut last: Option<(RouteMonitorKey, u32, Option<ShownRoute>, u64)> = None;
-        let mut cached_last = false;
-        for e in events {
-            let Event::Route {
-                kind,
-                prefix,
-                src_prefix,
-                neighbour,
-                ifindex,
-            } = e
-            else {
+        // For each route event, the index of the drain's last event of the same route: its
+        // route is the route as it is after the drain.
+        let mut latest: Vec<usize> = (0..events.len()).collect();
+        let mut seen: FastHashMap<(RouteMonitorKey, u32), usize> = FastHashMap::default();
+        for (i, e) in events.iter().enumerate().rev() {
+            if let Event::Route { route: r, .. } = e {
+                let key = ((r.prefix, r.src_prefix, r.via), r.ifindex);
+                match seen.entry(key) {
+                    Entry::Occupied(o) => {
+                        if let Some(l) = latest.get_mut(i) {
+                            *l = *o.get();
+                        }
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
+                }
+            }
+        }
+        // Consecutive events of one route (added, then selected) store it in the line cache
+        // once.
+        let mut cached: Option<usize> = None;
+        // The interface of the last route shown, with its name's place in `shown_ifnames`.
+        let mut last_if: Option<(u32, usize)> = None;
+        for (i, e) in events.iter().enumerate() {
+            let Event::Route { kind, route } = e else {
                 if let Some(l) = self.monitor_line(e) {
                     out.push_str(&l);
                     out.push('\n');
@@ -429,26 +441,24 @@ impl Daemon {
                 }
                 continue;
             };
-            let key = (*prefix, *src_prefix, *neighbour);
-            let (fresh, id) = match &last {
-                Some((k, i, shown, id)) if *k == key && i == ifindex => (*shown, *id),
-                _ => {
-                    let shown = self.shown_route(&key, *ifindex);
-                    let id = route_id(prefix, src_prefix.as_ref(), *neighbour);
-                    last = Some((key, *ifindex, shown, id));
-                    cached_last = false;
-                    (shown, id)
-                }
+            let key = (route.prefix, route.src_prefix, route.via);
+            let last = latest.get(i).and_then(|&j| events.get(j));
+            let fresh = match last {
+                Some(Event::Route {
+                    kind: ChangeKind::Add | ChangeKind::Change,
+                    route: now,
+                }) => Some((self.shown_route(now, &mut last_if), latest.get(i).copied())),
+                _ => None,
             };
             let shown = match (kind, fresh) {
                 (ChangeKind::Flush, _) => {
-                    cached_last = false;
+                    cached = None;
                     self.monitored_routes.remove(&key)
                 }
-                (_, Some(r)) => {
-                    if !cached_last {
+                (_, Some((r, j))) => {
+                    if cached != j {
                         self.monitored_routes.insert(key, r);
-                        cached_last = true;
+                        cached = j;
                     }
                     Some(r)
                 }
@@ -461,9 +471,9 @@ impl Daemon {
                     change(*kind),
                     self.settings.dialect,
                     &RouteLine {
-                        id,
-                        prefix: *prefix,
-                        src_prefix: *src_prefix,
+                        id: route_id(&route.prefix, route.src_prefix.as_ref(), route.via),
+                        prefix: route.prefix,
+                        src_prefix: route.src_prefix,
                         installed: r.installed,
                         router_id: r.router_id,
                         metric: r.metric,
@@ -471,7 +481,7 @@ impl Daemon {
                         received_price: r.received_price,
                         fee: r.fee,
                         full_path_rtt: r.full_path_rtt,
-                        via: *neighbour,
+                        via: route.via,
                         ifname,
                     },
                 );
@@ -482,29 +492,24 @@ impl Daemon {
         lines
     }
 
-    /// The fields a route line shows for this route now, if it exists.
-    fn shown_route(&mut self, key: &RouteMonitorKey, ifindex: u32) -> Option<ShownRoute> {
-        let (prefix, src_prefix, via) = *key;
-        let r = self
-            .engine
-            .route(self.now, &RouteKey { prefix, src_prefix }, ifindex, via)?;
-        let name = self
-            .ifaces
-            .iter()
-            .find(|i| i.ifindex == Some(r.ifindex))
-            .map(|i| i.name.as_str());
-        let ifname = match self
-            .shown_ifnames
-            .iter()
-            .position(|n| name.map_or_else(|| *n == r.ifindex.to_string(), |m| n == m))
-        {
-            Some(i) => i,
-            None => {
-                self.shown_ifnames.push(self.ifname(r.ifindex));
-                self.shown_ifnames.len() - 1
+    /// The fields a route line shows for `r`; `last_if` caches the interface name's place.
+    fn shown_route(&mut self, r: &RouteView, last_if: &mut Option<(u32, usize)>) -> ShownRoute {
+        let ifname = match *last_if {
+            Some((ifindex, i)) if ifindex == r.ifindex => i,
+            _ => {
+                let name = self.ifname(r.ifindex);
+                let i = match self.shown_ifnames.iter().position(|n| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        self.shown_ifnames.push(name);
+                        self.shown_ifnames.len() - 1
+                    }
+                };
+                *last_if = Some((r.ifindex, i));
+                i
             }
         };
-        Some(ShownRoute {
+        ShownRoute {
             installed: r.installed,
             router_id: r.router_id,
             metric: r.metric.0,
@@ -513,7 +518,7 @@ impl Daemon {
             fee: r.fee,
             full_path_rtt: r.full_path_rtt,
             ifname,
-        })
+        }
     }
 
     /// The monitor line of an interface, neighbour or xroute event.
