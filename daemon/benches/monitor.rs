@@ -5,7 +5,11 @@
 //! (issue 10): the monitor costs at most 1.2× the time without it.
 //!
 //! `cargo bench -p daemon --bench monitor` (`MONITOR_ROUTES=N` to change N). After criterion's
-//! report, the bench prints the ratio of the two medians it measured itself.
+//! report, the bench prints the ratio of the two medians it measured itself, then runs
+//! `MONITOR_ROUNDS` (default 7) rounds of one pass without and one pass with the monitor,
+//! interleaved so that the load of a shared machine falls on both alike, and prints the median
+//! ratio of their wall times and of their CPU times (user + system, all threads of the process:
+//! the client's reading included).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
@@ -206,6 +210,49 @@ fn bench(c: &mut Criterion) {
         medians[0],
         medians[1],
         medians[1].as_secs_f64() / medians[0].as_secs_f64().max(1e-9)
+    );
+    interleaved(&packets, n);
+}
+
+/// CPU time (user + system) of the whole process so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::new(t.tv_sec() as u64, 0) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// Interleaved rounds: (wall, cpu) ratios of a pass with the monitor to the pass before it
+/// without; prints their medians.
+fn interleaved(packets: &[bytes::Bytes], n: u32) {
+    let rounds: usize = std::env::var("MONITOR_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut pass = [(Duration::ZERO, Duration::ZERO); 2];
+        for (i, monitor) in [false, true].into_iter().enumerate() {
+            let mut d = daemon();
+            let (t, c) = (std::time::Instant::now(), cpu_time());
+            learn(&mut d, packets, monitor);
+            pass[i] = (t.elapsed(), cpu_time().saturating_sub(c));
+            drop(d);
+        }
+        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+        wall.push(ratio(pass[0].0, pass[1].0));
+        cpu.push(ratio(pass[0].1, pass[1].1));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "learn {n} routes, {rounds} interleaved rounds: median ratio with/without monitor: wall {:.2}, cpu {:.2}",
+        median(&mut wall),
+        median(&mut cpu)
     );
 }
 

@@ -152,11 +152,10 @@ pub struct Daemon {
     /// Last line printed per monitored interface, neighbour and xroute, so a `flush` line can
     /// repeat its fields.
     monitor_cache: HashMap<MonitorKey, String>,
-    /// The same for routes (one entry per route a monitor saw), kept as fields rather than
-    /// text, under a fast hash with a random seed: a monitor sees every route learned.
-    monitored_routes: FastHashMap<RouteMonitorKey, ShownRoute>,
-    /// Interface names of [`ShownRoute::ifname`] (a handful; never shrinks).
-    shown_ifnames: Vec<String>,
+    /// The routes a monitor was shown, with the `installed` of their last line (their flush
+    /// repeats it; the other fields come with the flush event), under a fast hash with a
+    /// random seed: a monitor sees every route learned.
+    monitored_routes: FastHashMap<RouteMonitorKey, bool>,
     /// Interfaces a control client asked to flush; `run.rs` stops them in the engine.
     pub flushed: Vec<u32>,
     /// Running tunnels.
@@ -179,20 +178,6 @@ enum MonitorKey {
 /// A route as monitors know it: destination, source prefix, neighbour.
 type RouteMonitorKey = (Prefix, Option<Prefix>, IpAddr);
 
-/// The fields of a route line last printed (what [`RouteLine`] needs beyond the key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ShownRoute {
-    installed: bool,
-    router_id: babel_wire::RouterId,
-    metric: u16,
-    refmetric: u16,
-    received_price: u32,
-    fee: u32,
-    full_path_rtt: u32,
-    /// Index in [`Daemon::shown_ifnames`].
-    ifname: usize,
-}
-
 impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
@@ -210,7 +195,6 @@ impl Daemon {
             now,
             monitor_cache: HashMap::new(),
             monitored_routes: FastHashMap::default(),
-            shown_ifnames: Vec::new(),
             flushed: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
@@ -404,34 +388,16 @@ impl Daemon {
     /// Appends the monitor lines of the events of one drain of the engine to `out`, each
     /// ending in a newline, in the events' order; returns how many. A line shows its object as
     /// it is after the drain (a route added then installed in one step shows `installed yes`
-    /// twice); a `flush` line repeats the last line printed for the object. Route lines are
-    /// written from the routes the events carry: nothing is looked up in the engine.
+    /// twice); a route's `flush` line shows its last fields as shown before (`installed` as its
+    /// last line said), and only for a route a monitor was shown. Route lines are written from
+    /// the routes the events carry: nothing is looked up in the engine.
     pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
         let mut lines = 0;
-        // For each route event, the index of the drain's last event of the same route: its
-        // route is the route as it is after the drain.
-        let mut latest: Vec<usize> = (0..events.len()).collect();
-        let mut seen: FastHashMap<(RouteMonitorKey, u32), usize> = FastHashMap::default();
-        for (i, e) in events.iter().enumerate().rev() {
-            if let Event::Route { route: r, .. } = e {
-                let key = ((r.prefix, r.src_prefix, r.via), r.ifindex);
-                match seen.entry(key) {
-                    Entry::Occupied(o) => {
-                        if let Some(l) = latest.get_mut(i) {
-                            *l = *o.get();
-                        }
-                    }
-                    Entry::Vacant(v) => {
-                        v.insert(i);
-                    }
-                }
-            }
-        }
-        // Consecutive events of one route (added, then selected) store it in the line cache
-        // once.
-        let mut cached: Option<usize> = None;
-        // The interface of the last route shown, with its name's place in `shown_ifnames`.
-        let mut last_if: Option<(u32, usize)> = None;
+        let latest = latest_route_events(events);
+        // Consecutive events of one route (added, then selected) record it as shown once.
+        let mut recorded: Option<usize> = None;
+        // The interface of the last route line, with its name.
+        let mut ifname: Option<(u32, String)> = None;
         for (i, e) in events.iter().enumerate() {
             let Event::Route { kind, route } = e else {
                 if let Some(l) = self.monitor_line(e) {
@@ -442,83 +408,62 @@ impl Daemon {
                 continue;
             };
             let key = (route.prefix, route.src_prefix, route.via);
-            let last = latest.get(i).and_then(|&j| events.get(j));
-            let fresh = match last {
-                Some(Event::Route {
-                    kind: ChangeKind::Add | ChangeKind::Change,
-                    route: now,
-                }) => Some((self.shown_route(now, &mut last_if), latest.get(i).copied())),
-                _ => None,
-            };
-            let shown = match (kind, fresh) {
-                (ChangeKind::Flush, _) => {
-                    cached = None;
-                    self.monitored_routes.remove(&key)
+            let shown = match kind {
+                ChangeKind::Flush => {
+                    recorded = None;
+                    self.monitored_routes
+                        .remove(&key)
+                        .map(|installed| (route, installed))
                 }
-                (_, Some((r, j))) => {
-                    if cached != j {
-                        self.monitored_routes.insert(key, r);
-                        cached = j;
+                ChangeKind::Add | ChangeKind::Change => {
+                    match latest.get(i).and_then(|&j| Some((j, events.get(j)?))) {
+                        Some((
+                            j,
+                            Event::Route {
+                                kind: ChangeKind::Add | ChangeKind::Change,
+                                route: now,
+                            },
+                        )) => {
+                            if recorded != Some(j) {
+                                self.monitored_routes.insert(key, now.installed);
+                                recorded = Some(j);
+                            }
+                            Some((now, now.installed))
+                        }
+                        // The route left the table in this drain: only its flush is shown.
+                        _ => None,
                     }
-                    Some(r)
                 }
-                (_, None) => None,
             };
-            if let Some(r) = shown {
-                let ifname = self.shown_ifnames.get(r.ifname).map_or("", |n| n.as_str());
-                write_route_line(
-                    out,
-                    change(*kind),
-                    self.settings.dialect,
-                    &RouteLine {
-                        id: route_id(&route.prefix, route.src_prefix.as_ref(), route.via),
-                        prefix: route.prefix,
-                        src_prefix: route.src_prefix,
-                        installed: r.installed,
-                        router_id: r.router_id,
-                        metric: r.metric,
-                        refmetric: r.refmetric,
-                        received_price: r.received_price,
-                        fee: r.fee,
-                        full_path_rtt: r.full_path_rtt,
-                        via: route.via,
-                        ifname,
-                    },
-                );
-                out.push('\n');
-                lines += 1;
+            let Some((r, installed)) = shown else {
+                continue;
+            };
+            if ifname.as_ref().is_none_or(|(ix, _)| *ix != r.ifindex) {
+                ifname = Some((r.ifindex, self.ifname(r.ifindex)));
             }
+            write_route_line(
+                out,
+                change(*kind),
+                self.settings.dialect,
+                &RouteLine {
+                    id: route_id(&r.prefix, r.src_prefix.as_ref(), r.via),
+                    prefix: r.prefix,
+                    src_prefix: r.src_prefix,
+                    installed,
+                    router_id: r.router_id,
+                    metric: r.metric.0,
+                    refmetric: r.refmetric.0,
+                    received_price: r.received_price,
+                    fee: r.fee,
+                    full_path_rtt: r.full_path_rtt,
+                    via: r.via,
+                    ifname: ifname.as_ref().map_or("", |(_, n)| n.as_str()),
+                },
+            );
+            out.push('\n');
+            lines += 1;
         }
         lines
-    }
-
-    /// The fields a route line shows for `r`; `last_if` caches the interface name's place.
-    fn shown_route(&mut self, r: &RouteView, last_if: &mut Option<(u32, usize)>) -> ShownRoute {
-        let ifname = match *last_if {
-            Some((ifindex, i)) if ifindex == r.ifindex => i,
-            _ => {
-                let name = self.ifname(r.ifindex);
-                let i = match self.shown_ifnames.iter().position(|n| *n == name) {
-                    Some(i) => i,
-                    None => {
-                        self.shown_ifnames.push(name);
-                        self.shown_ifnames.len() - 1
-                    }
-                };
-                *last_if = Some((r.ifindex, i));
-                i
-            }
-        };
-        ShownRoute {
-            installed: r.installed,
-            router_id: r.router_id,
-            metric: r.metric.0,
-            refmetric: r.refmetric.0,
-            received_price: r.received_price,
-            fee: r.fee,
-            full_path_rtt: r.full_path_rtt,
-            ifname,
-        }
     }
 
     /// The monitor line of an interface, neighbour or xroute event.
@@ -866,6 +811,28 @@ fn change(k: ChangeKind) -> Change {
         ChangeKind::Change => Change::Change,
         ChangeKind::Flush => Change::Flush,
     }
+}
+
+/// For each event of one drain, the index of the drain's last event about the same route (its
+/// own index for other events): that event's route is the route as it is after the drain.
+fn latest_route_events(events: &[Event]) -> Vec<usize> {
+    let mut latest: Vec<usize> = (0..events.len()).collect();
+    let mut seen: FastHashMap<(RouteMonitorKey, u32), usize> = FastHashMap::default();
+    for (i, e) in events.iter().enumerate().rev() {
+        if let Event::Route { route: r, .. } = e {
+            match seen.entry(((r.prefix, r.src_prefix, r.via), r.ifindex)) {
+                Entry::Occupied(o) => {
+                    if let Some(l) = latest.get_mut(i) {
+                        *l = *o.get();
+                    }
+                }
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+    }
+    latest
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
