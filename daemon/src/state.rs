@@ -258,24 +258,10 @@ impl Daemon {
 
     fn route_line(&self, c: Change, r: &RouteView) -> String {
         let ifname = self.ifname(r.ifindex);
-        let id = route_id(&r.prefix, r.src_prefix.as_ref(), r.via);
         route_line(
             c,
             self.settings.dialect,
-            &RouteLine {
-                id,
-                prefix: r.prefix,
-                src_prefix: r.src_prefix,
-                installed: r.installed,
-                router_id: r.router_id,
-                metric: r.metric.0,
-                refmetric: r.refmetric.0,
-                received_price: r.received_price,
-                fee: r.fee,
-                full_path_rtt: r.full_path_rtt,
-                via: r.via,
-                ifname: &ifname,
-            },
+            &shown_route_line(r, r.installed, &ifname),
         )
     }
 
@@ -445,20 +431,11 @@ impl Daemon {
                 out,
                 change(*kind),
                 self.settings.dialect,
-                &RouteLine {
-                    id: route_id(&r.prefix, r.src_prefix.as_ref(), r.via),
-                    prefix: r.prefix,
-                    src_prefix: r.src_prefix,
+                &shown_route_line(
+                    r,
                     installed,
-                    router_id: r.router_id,
-                    metric: r.metric.0,
-                    refmetric: r.refmetric.0,
-                    received_price: r.received_price,
-                    fee: r.fee,
-                    full_path_rtt: r.full_path_rtt,
-                    via: r.via,
-                    ifname: ifname.as_ref().map_or("", |(_, n)| n.as_str()),
-                },
+                    ifname.as_ref().map_or("", |(_, n)| n.as_str()),
+                ),
             );
             out.push('\n');
             lines += 1;
@@ -810,6 +787,24 @@ fn change(k: ChangeKind) -> Change {
         ChangeKind::Add => Change::Add,
         ChangeKind::Change => Change::Change,
         ChangeKind::Flush => Change::Flush,
+    }
+}
+
+/// The fields of `r`'s route line (`installed` as the line should say it).
+fn shown_route_line<'a>(r: &RouteView, installed: bool, ifname: &'a str) -> RouteLine<'a> {
+    RouteLine {
+        id: route_id(&r.prefix, r.src_prefix.as_ref(), r.via),
+        prefix: r.prefix,
+        src_prefix: r.src_prefix,
+        installed,
+        router_id: r.router_id,
+        metric: r.metric.0,
+        refmetric: r.refmetric.0,
+        received_price: r.received_price,
+        fee: r.fee,
+        full_path_rtt: r.full_path_rtt,
+        via: r.via,
+        ifname,
     }
 }
 
