@@ -55,6 +55,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 echo "== cargo test"
 cargo test --workspace
+echo "== monitor bench, once in test mode (its checks: every route learned, a line per event)"
+MONITOR_ROUTES=20000 MONITOR_ROUNDS=1 cargo test -p daemon --bench monitor
 echo "== settlement in the daemon (feature settlement; anvil in a namespace)"
 cargo test -p daemon --features settlement --test settlement_netns
 echo "== 50 routers on one bridge (alone: it needs the machine to itself)"

@@ -87,8 +87,9 @@ pub enum ChangeKind {
     Flush,
 }
 
-/// An event for observers (babeld's `monitor` stream); details are in the views
-/// ([`crate::Engine::route`] finds the one route of an [`Event::Route`]).
+/// An event for observers (babeld's `monitor` stream). A route event carries the route as it
+/// is at that change, so a consumer prints it without looking anything up; interface,
+/// neighbour and xroute details are in the views.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "kebab-case"))]
@@ -109,18 +110,17 @@ pub enum Event {
         /// Its address.
         address: IpAddr,
     },
-    /// A route entry appeared, changed (metric, seqno, price, installed), or was flushed.
+    /// A route entry appeared, changed (metric, seqno, price, selection), or was flushed.
+    ///
+    /// The route is shown as [`crate::Engine::routes`] would show it right after the change,
+    /// as babeld notifies its monitors: a new route is `installed: false` until selection
+    /// installs it (a `Change` follows), and a route that leaves the table is shown out of the
+    /// kernel (`installed: false`) with its last fields.
     Route {
         /// Kind of change.
         kind: ChangeKind,
-        /// Destination.
-        prefix: Prefix,
-        /// Source prefix.
-        src_prefix: Option<Prefix>,
-        /// The neighbour it was learned from.
-        neighbour: IpAddr,
-        /// Its interface.
-        ifindex: u32,
+        /// The route (its `via` is the neighbour it was learned from).
+        route: RouteView,
     },
     /// A local (exported) route was announced or withdrawn.
     Xroute {

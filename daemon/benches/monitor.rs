@@ -5,7 +5,11 @@
 //! (issue 10): the monitor costs at most 1.2× the time without it.
 //!
 //! `cargo bench -p daemon --bench monitor` (`MONITOR_ROUTES=N` to change N). After criterion's
-//! report, the bench prints the ratio of the two medians it measured itself.
+//! report, the bench prints the ratio of the two medians it measured itself, then runs
+//! `MONITOR_ROUNDS` (default 7) rounds of one pass without and one pass with the monitor,
+//! interleaved so that the load of a shared machine falls on both alike, and prints the median
+//! ratio of their wall times and of their CPU times (user + system, all threads of the process:
+//! the client's reading included).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
@@ -204,6 +208,62 @@ fn bench(c: &mut Criterion) {
         medians[0],
         medians[1],
         medians[1].as_secs_f64() / medians[0].as_secs_f64().max(1e-9)
+    );
+    interleaved(&packets, n);
+}
+
+/// CPU time (user + system) so far of the calling thread (`RUSAGE_THREAD`: the daemon's own
+/// work) or of the whole process (`RUSAGE_SELF`: the client's reading too).
+fn cpu_time(who: nix::sys::resource::UsageWho) -> Duration {
+    let u = nix::sys::resource::getrusage(who).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::new(t.tv_sec() as u64, 0) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// Interleaved rounds: ratios of a pass with the monitor to the pass before it without, in wall
+/// time, in the daemon thread's CPU time and in the process's; prints their medians. On a
+/// loaded machine the wall time favours the pass with two threads (the scheduler shares the
+/// cores per thread), so the CPU times are the fairer measure there.
+fn interleaved(packets: &[bytes::Bytes], n: u32) {
+    let rounds: usize = std::env::var("MONITOR_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    use nix::sys::resource::UsageWho::{RUSAGE_SELF, RUSAGE_THREAD};
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        let mut pass = [[Duration::ZERO; 3]; 2];
+        for (i, monitor) in [false, true].into_iter().enumerate() {
+            let mut d = daemon();
+            let start = (
+                std::time::Instant::now(),
+                cpu_time(RUSAGE_THREAD),
+                cpu_time(RUSAGE_SELF),
+            );
+            learn(&mut d, packets, monitor);
+            pass[i] = [
+                start.0.elapsed(),
+                cpu_time(RUSAGE_THREAD).saturating_sub(start.1),
+                cpu_time(RUSAGE_SELF).saturating_sub(start.2),
+            ];
+            drop(d);
+        }
+        for (k, r) in ratios.iter_mut().enumerate() {
+            r.push(pass[1][k].as_secs_f64() / pass[0][k].as_secs_f64().max(1e-9));
+        }
+    }
+    let [mut wall, mut thread, mut cpu] = ratios;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "learn {n} routes, {rounds} interleaved rounds: median ratio with/without monitor: wall {:.2}, daemon thread CPU {:.2}, process CPU {:.2}",
+        median(&mut wall),
+        median(&mut thread),
+        median(&mut cpu)
     );
 }
 

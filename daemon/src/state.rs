@@ -2,13 +2,14 @@
 //! `dump`/`monitor` lines of the control protocol. No I/O here; `run.rs` does that.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::record::Driver;
 use babel_core::{
     ChangeKind, Event, Input, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
-    MacKey, Policy, RouteKey, RouteView,
+    MacKey, Policy, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
 use foldhash::HashMap as FastHashMap;
@@ -151,11 +152,10 @@ pub struct Daemon {
     /// Last line printed per monitored interface, neighbour and xroute, so a `flush` line can
     /// repeat its fields.
     monitor_cache: HashMap<MonitorKey, String>,
-    /// The same for routes (one entry per route a monitor saw), kept as fields rather than
-    /// text, under a fast hash with a random seed: a monitor sees every route learned.
-    monitored_routes: FastHashMap<RouteMonitorKey, ShownRoute>,
-    /// Interface names of [`ShownRoute::ifname`] (a handful; never shrinks).
-    shown_ifnames: Vec<String>,
+    /// The routes a monitor was shown, with the `installed` of their last line (their flush
+    /// repeats it; the other fields come with the flush event), under a fast hash with a
+    /// random seed: a monitor sees every route learned.
+    monitored_routes: FastHashMap<RouteMonitorKey, bool>,
     /// Side effects decided here for the main loop to carry out (multicast groups left by a
     /// client's `flush interface`, a new kernel check interval, interfaces to re-synchronise).
     pub actions: Vec<crate::actions::Action>,
@@ -183,20 +183,6 @@ enum MonitorKey {
 /// A route as monitors know it: destination, source prefix, neighbour.
 type RouteMonitorKey = (Prefix, Option<Prefix>, IpAddr);
 
-/// The fields of a route line last printed (what [`RouteLine`] needs beyond the key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ShownRoute {
-    installed: bool,
-    router_id: babel_wire::RouterId,
-    metric: u16,
-    refmetric: u16,
-    received_price: u32,
-    fee: u32,
-    full_path_rtt: u32,
-    /// Index in [`Daemon::shown_ifnames`].
-    ifname: usize,
-}
-
 impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
@@ -214,7 +200,6 @@ impl Daemon {
             now,
             monitor_cache: HashMap::new(),
             monitored_routes: FastHashMap::default(),
-            shown_ifnames: Vec::new(),
             actions: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
@@ -280,24 +265,10 @@ impl Daemon {
 
     fn route_line(&self, c: ChangeKind, r: &RouteView) -> String {
         let ifname = self.ifname(r.ifindex);
-        let id = route_id(&r.prefix, r.src_prefix.as_ref(), r.via);
         route_line(
             c,
             self.settings.dialect,
-            &RouteLine {
-                id,
-                prefix: r.prefix,
-                src_prefix: r.src_prefix,
-                installed: r.installed,
-                router_id: r.router_id,
-                metric: r.metric.0,
-                refmetric: r.refmetric.0,
-                received_price: r.received_price,
-                fee: r.fee,
-                full_path_rtt: r.full_path_rtt,
-                via: r.via,
-                ifname: &ifname,
-            },
+            &shown_route_line(r, r.installed, &ifname),
         )
     }
 
@@ -382,15 +353,12 @@ impl Daemon {
     pub fn forget_monitored(&mut self, e: &Event) {
         if let Event::Route {
             kind: ChangeKind::Flush,
-            prefix,
-            src_prefix,
-            neighbour,
-            ..
+            route,
         } = e
         {
             if !self.monitored_routes.is_empty() {
                 self.monitored_routes
-                    .remove(&(*prefix, *src_prefix, *neighbour));
+                    .remove(&(route.prefix, route.src_prefix, route.via));
             }
             return;
         }
@@ -420,22 +388,18 @@ impl Daemon {
     /// Appends the monitor lines of the events of one drain of the engine to `out`, each
     /// ending in a newline, in the events' order; returns how many. A line shows its object as
     /// it is after the drain (a route added then installed in one step shows `installed yes`
-    /// twice); a `flush` line repeats the last line printed for the object.
+    /// twice); a route's `flush` line shows its last fields as shown before (`installed` as its
+    /// last line said), and only for a route a monitor was shown. Route lines are written from
+    /// the routes the events carry: nothing is looked up in the engine.
     pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
         let mut lines = 0;
-        // The route of the previous event and its fields now: consecutive events of one route
-        // (added, then selected) look it up once, and store it in the line cache once.
-        let mut last: Option<(RouteMonitorKey, u32, Option<ShownRoute>, u64)> = None;
-        let mut cached_last = false;
-        for e in events {
-            let Event::Route {
-                kind,
-                prefix,
-                src_prefix,
-                neighbour,
-                ifindex,
-            } = e
-            else {
+        let latest = latest_route_events(events);
+        // Consecutive events of one route (added, then selected) record it as shown once.
+        let mut recorded: Option<usize> = None;
+        // The interface of the last route line, with its name.
+        let mut ifname: Option<(u32, String)> = None;
+        for (i, e) in events.iter().enumerate() {
+            let Event::Route { kind, route } = e else {
                 if let Some(l) = self.monitor_line(e) {
                     out.push_str(&l);
                     out.push('\n');
@@ -443,91 +407,54 @@ impl Daemon {
                 }
                 continue;
             };
-            let key = (*prefix, *src_prefix, *neighbour);
-            let (fresh, id) = match &last {
-                Some((k, i, shown, id)) if *k == key && i == ifindex => (*shown, *id),
-                _ => {
-                    let shown = self.shown_route(&key, *ifindex);
-                    let id = route_id(prefix, src_prefix.as_ref(), *neighbour);
-                    last = Some((key, *ifindex, shown, id));
-                    cached_last = false;
-                    (shown, id)
+            let key = (route.prefix, route.src_prefix, route.via);
+            let shown = match kind {
+                ChangeKind::Flush => {
+                    recorded = None;
+                    self.monitored_routes
+                        .remove(&key)
+                        .map(|installed| (route, installed))
                 }
-            };
-            let shown = match (kind, fresh) {
-                (ChangeKind::Flush, _) => {
-                    cached_last = false;
-                    self.monitored_routes.remove(&key)
-                }
-                (_, Some(r)) => {
-                    if !cached_last {
-                        self.monitored_routes.insert(key, r);
-                        cached_last = true;
+                ChangeKind::Add | ChangeKind::Change => {
+                    match latest.get(i).and_then(|&j| Some((j, events.get(j)?))) {
+                        Some((
+                            j,
+                            Event::Route {
+                                kind: ChangeKind::Add | ChangeKind::Change,
+                                route: now,
+                            },
+                        )) => {
+                            if recorded != Some(j) {
+                                self.monitored_routes.insert(key, now.installed);
+                                recorded = Some(j);
+                            }
+                            Some((now, now.installed))
+                        }
+                        // The route left the table in this drain: only its flush is shown.
+                        _ => None,
                     }
-                    Some(r)
                 }
-                (_, None) => None,
             };
-            if let Some(r) = shown {
-                let ifname = self.shown_ifnames.get(r.ifname).map_or("", |n| n.as_str());
-                write_route_line(
-                    out,
-                    *kind,
-                    self.settings.dialect,
-                    &RouteLine {
-                        id,
-                        prefix: *prefix,
-                        src_prefix: *src_prefix,
-                        installed: r.installed,
-                        router_id: r.router_id,
-                        metric: r.metric,
-                        refmetric: r.refmetric,
-                        received_price: r.received_price,
-                        fee: r.fee,
-                        full_path_rtt: r.full_path_rtt,
-                        via: *neighbour,
-                        ifname,
-                    },
-                );
-                out.push('\n');
-                lines += 1;
+            let Some((r, installed)) = shown else {
+                continue;
+            };
+            if ifname.as_ref().is_none_or(|(ix, _)| *ix != r.ifindex) {
+                ifname = Some((r.ifindex, self.ifname(r.ifindex)));
             }
+            write_route_line(
+                out,
+                *kind,
+                self.settings.dialect,
+                &shown_route_line(
+                    r,
+                    installed,
+                    ifname.as_ref().map_or("", |(_, n)| n.as_str()),
+                ),
+            );
+            out.push('\n');
+            lines += 1;
         }
         lines
-    }
-
-    /// The fields a route line shows for this route now, if it exists.
-    fn shown_route(&mut self, key: &RouteMonitorKey, ifindex: u32) -> Option<ShownRoute> {
-        let (prefix, src_prefix, via) = *key;
-        let r = self
-            .engine
-            .route(self.now, &RouteKey { prefix, src_prefix }, ifindex, via)?;
-        let name = self
-            .ifaces
-            .iter()
-            .find(|i| i.ifindex == Some(r.ifindex))
-            .map(|i| i.name.as_str());
-        let ifname = match self
-            .shown_ifnames
-            .iter()
-            .position(|n| name.map_or_else(|| *n == r.ifindex.to_string(), |m| n == m))
-        {
-            Some(i) => i,
-            None => {
-                self.shown_ifnames.push(self.ifname(r.ifindex));
-                self.shown_ifnames.len() - 1
-            }
-        };
-        Some(ShownRoute {
-            installed: r.installed,
-            router_id: r.router_id,
-            metric: r.metric.0,
-            refmetric: r.refmetric.0,
-            received_price: r.received_price,
-            fee: r.fee,
-            full_path_rtt: r.full_path_rtt,
-            ifname,
-        })
     }
 
     /// The monitor line of an interface, neighbour or xroute event.
@@ -895,6 +822,46 @@ pub fn mac_auth(config: &DaemonConfig, o: &InterfaceOptions) -> Result<Option<Ma
         keys: vec![key],
         accept_bad_signatures: o.accept_bad_signatures == Some(true),
     }))
+}
+
+/// The fields of `r`'s route line (`installed` as the line should say it).
+fn shown_route_line<'a>(r: &RouteView, installed: bool, ifname: &'a str) -> RouteLine<'a> {
+    RouteLine {
+        id: route_id(&r.prefix, r.src_prefix.as_ref(), r.via),
+        prefix: r.prefix,
+        src_prefix: r.src_prefix,
+        installed,
+        router_id: r.router_id,
+        metric: r.metric.0,
+        refmetric: r.refmetric.0,
+        received_price: r.received_price,
+        fee: r.fee,
+        full_path_rtt: r.full_path_rtt,
+        via: r.via,
+        ifname,
+    }
+}
+
+/// For each event of one drain, the index of the drain's last event about the same route (its
+/// own index for other events): that event's route is the route as it is after the drain.
+fn latest_route_events(events: &[Event]) -> Vec<usize> {
+    let mut latest: Vec<usize> = (0..events.len()).collect();
+    let mut seen: FastHashMap<(RouteMonitorKey, u32), usize> = FastHashMap::default();
+    for (i, e) in events.iter().enumerate().rev() {
+        if let Event::Route { route: r, .. } = e {
+            match seen.entry(((r.prefix, r.src_prefix, r.via), r.ifindex)) {
+                Entry::Occupied(o) => {
+                    if let Some(l) = latest.get_mut(i) {
+                        *l = *o.get();
+                    }
+                }
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+    }
+    latest
 }
 
 /// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.

@@ -326,31 +326,25 @@ impl Engine {
     }
 
     pub(super) fn flush_neighbour(&mut self, now: Instant, nid: u64) {
+        if !self.neighbours.contains_key(&nid) {
+            return;
+        }
+        // Its routes are shown with the metric they had, through the neighbour still known.
+        let removed = self.routes.remove_via(nid);
+        self.flush_events(now, &removed);
         let Some(n) = self.neighbours.remove(&nid) else {
             return;
         };
         self.neigh_index.remove(&(n.ifindex, n.address));
         self.timers.stop(Timer::UnicastHello(nid));
         self.auth.forget(n.ifindex, n.address);
-        let keys = self.routes.remove_via(nid);
         self.requests.forget_target(nid);
-        if self.cfg.events {
-            for k in &keys {
-                self.events.push_back(Event::Route {
-                    kind: ChangeKind::Flush,
-                    prefix: k.prefix,
-                    src_prefix: k.src_prefix,
-                    neighbour: n.address,
-                    ifindex: n.ifindex,
-                });
-            }
-        }
         self.event(Event::Neighbour {
             kind: ChangeKind::Flush,
             ifindex: n.ifindex,
             address: n.address,
         });
-        for k in keys {
+        for (k, _) in removed {
             self.reselect(now, k);
         }
     }

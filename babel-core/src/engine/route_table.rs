@@ -350,21 +350,19 @@ impl RouteTable {
         }
     }
 
-    /// Removes every route of `neigh`; returns their destinations, in key order.
-    pub(super) fn remove_via(&mut self, neigh: u64) -> Vec<RouteKey> {
-        let mut keys = Vec::new();
+    /// Removes every route of `neigh`; returns them with their destinations, in key order.
+    pub(super) fn remove_via(&mut self, neigh: u64) -> Vec<(RouteKey, Route)> {
+        let mut removed = Vec::new();
         if self.book.len_via(neigh) == 0 {
-            return keys;
+            return removed;
         }
         for (k, d) in self.dests.iter_mut() {
-            let before = d.routes.len();
-            d.routes.retain(|r| r.neigh != neigh);
-            for _ in d.routes.len()..before {
+            for r in d.routes.extract_if(.., |r| r.neigh == neigh) {
                 self.book.remove(neigh);
-                keys.push(*k);
+                removed.push((*k, r));
             }
         }
-        keys
+        removed
     }
 
     /// Keeps the routes for which `keep(key, installed_neigh, route)` is true (it may change the
@@ -595,7 +593,8 @@ mod tests {
         let removed = t.retain(|k, _, r| !(*k == a && r.neigh() == 2));
         assert_eq!(removed, vec![(a, 2)]);
         check(&t);
-        assert_eq!(t.remove_via(1), vec![a, b]);
+        let removed: Vec<RouteKey> = t.remove_via(1).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(removed, vec![a, b]);
         // Emptied destinations stay until selection has seen them.
         assert_eq!(t.len(), 0);
         assert!(t.get(&a).is_some());

@@ -63,7 +63,7 @@ impl Engine {
                 r.refresh_requested = false;
             }
             if changed {
-                self.route_event(ChangeKind::Change, key, nid);
+                self.route_event(now, ChangeKind::Change, key, nid);
                 self.reselect(now, key);
             }
             self.note_route_deadline(now, u.interval);
@@ -128,7 +128,7 @@ impl Engine {
                 r.time = now;
                 r.refresh_requested = false;
                 if changed {
-                    self.route_event(ChangeKind::Change, key, nid);
+                    self.route_event(now, ChangeKind::Change, key, nid);
                 }
             }
             RouteEntry::Vacant(v) => {
@@ -151,7 +151,7 @@ impl Engine {
                     refresh_requested: false,
                 };
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
-                    Ok(()) => self.route_event(ChangeKind::Add, key, nid),
+                    Ok(()) => self.route_event(now, ChangeKind::Add, key, nid),
                     Err(refused) => {
                         self.route_refused(ifindex, nid, via, refused);
                         return;
@@ -218,19 +218,33 @@ impl Engine {
         self.timers.set_earlier(Timer::RouteCheck, t);
     }
 
-    pub(super) fn route_event(&mut self, kind: ChangeKind, key: RouteKey, nid: u64) {
+    /// Tells observers that the route to `key` from neighbour `nid` was added or changed,
+    /// with the route as it is now ([`Event::Route`]).
+    pub(super) fn route_event(&mut self, now: Instant, kind: ChangeKind, key: RouteKey, nid: u64) {
         if !self.cfg.events {
             return;
         }
-        if let Some(n) = self.neighbours.get(&nid) {
-            let e = Event::Route {
-                kind,
-                prefix: key.prefix,
-                src_prefix: key.src_prefix,
-                neighbour: n.address,
-                ifindex: n.ifindex,
-            };
-            self.events.push_back(e);
+        let Some(d) = self.routes.get(&key) else {
+            return;
+        };
+        if let Some(r) = d.route(nid) {
+            let route = self.route_view(now, &key, d.selected() == Some(nid), r);
+            self.events.push_back(Event::Route { kind, route });
+        }
+    }
+
+    /// Tells observers that these routes left the table: each is shown with its last fields,
+    /// out of the kernel (babeld uninstalls a route before it notifies its flush).
+    pub(super) fn flush_events(&mut self, now: Instant, flushed: &[(RouteKey, Route)]) {
+        if !self.cfg.events {
+            return;
+        }
+        for (key, r) in flushed {
+            let route = self.route_view(now, key, false, r);
+            self.events.push_back(Event::Route {
+                kind: ChangeKind::Flush,
+                route,
+            });
         }
     }
 
@@ -246,7 +260,7 @@ impl Engine {
             }
         });
         for k in keys {
-            self.route_event(ChangeKind::Change, k, nid);
+            self.route_event(now, ChangeKind::Change, k, nid);
             self.reselect(now, k);
         }
     }
@@ -258,7 +272,7 @@ impl Engine {
     pub(super) fn expire_routes(&mut self, now: Instant) {
         let mut next: Option<Instant> = self.end_resume(now);
         let mut refresh: Vec<(u32, IpAddr, RouteKey)> = Vec::new();
-        let mut flushed: Vec<(RouteKey, IpAddr, u32)> = Vec::new();
+        let mut flushed: Vec<(RouteKey, Route)> = Vec::new();
         let mut reselect: Vec<RouteKey> = Vec::new();
         let mut changed = |k: &RouteKey| {
             if reselect.last() != Some(k) {
@@ -270,7 +284,7 @@ impl Engine {
             let hold = r.time + hold_time(r.interval);
             if now >= hold {
                 changed(k);
-                flushed.push((*k, r.via, r.ifindex));
+                flushed.push((*k, r.clone()));
                 return false;
             }
             next = min_opt(next, Some(hold));
@@ -302,17 +316,7 @@ impl Engine {
             }
             true
         });
-        if self.cfg.events {
-            for (k, via, ifindex) in flushed {
-                self.events.push_back(Event::Route {
-                    kind: ChangeKind::Flush,
-                    prefix: k.prefix,
-                    src_prefix: k.src_prefix,
-                    neighbour: via,
-                    ifindex,
-                });
-            }
-        }
+        self.flush_events(now, &flushed);
         for (ifindex, via, k) in refresh {
             let req = Message::RouteRequest(RouteRequest {
                 prefix: Some(k.prefix),

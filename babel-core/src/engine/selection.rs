@@ -129,10 +129,10 @@ impl Engine {
                     .is_some_and(|d| d.route(*id).is_some())
             };
             if let Some(id) = old_sel.filter(present) {
-                self.route_event(ChangeKind::Change, key, id);
+                self.route_event(now, ChangeKind::Change, key, id);
             }
             if let Some(id) = new_sel.filter(|id| Some(*id) != old_sel) {
-                self.route_event(ChangeKind::Change, key, id);
+                self.route_event(now, ChangeKind::Change, key, id);
             }
         }
         // Requests satisfied by the new route (RFC 8966 §3.8.2).

@@ -114,13 +114,18 @@ impl Engine {
     pub fn routes(&self, now: Instant) -> Vec<RouteView> {
         let mut out = Vec::with_capacity(self.routes.len());
         for (k, d) in self.routes.iter() {
-            out.extend(d.routes().iter().map(|r| self.route_view(now, k, d, r)));
+            let selected = d.selected();
+            out.extend(
+                d.routes()
+                    .iter()
+                    .map(|r| self.route_view(now, k, selected == Some(r.neigh()), r)),
+            );
         }
         out
     }
 
     /// The route to `key` learned from `via` on `ifindex`, as [`Engine::routes`] shows it: one
-    /// lookup (O(log n)), for consumers of [`Event::Route`] such as a `monitor` client.
+    /// lookup (O(log n)). ([`Event::Route`] already carries its route.)
     pub fn route(
         &self,
         now: Instant,
@@ -133,15 +138,22 @@ impl Engine {
             .routes()
             .iter()
             .find(|r| r.ifindex == ifindex && r.via == via)?;
-        Some(self.route_view(now, key, d, r))
+        Some(self.route_view(now, key, d.selected() == Some(r.neigh()), r))
     }
 
-    fn route_view(&self, now: Instant, k: &RouteKey, d: &Dest, r: &Route) -> RouteView {
+    /// What [`Engine::routes`] shows of `r`, `installed` when it is the destination's selected
+    /// route (a held route, selected but lost, shows as installed, as in babeld).
+    pub(super) fn route_view(
+        &self,
+        now: Instant,
+        k: &RouteKey,
+        installed: bool,
+        r: &Route,
+    ) -> RouteView {
         RouteView {
             prefix: k.prefix,
             src_prefix: k.src_prefix,
-            // A held route (selected, lost) shows as installed, as in babeld.
-            installed: d.selected() == Some(r.neigh()),
+            installed,
             feasible: self.sources.is_feasible(
                 now,
                 k,
