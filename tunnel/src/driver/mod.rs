@@ -117,8 +117,9 @@ fn dest_for(socket_v6: bool, to: SocketAddr) -> SocketAddr {
 }
 
 /// Restores the kernel's default path-MTU behaviour (`*_PMTUDISC_WANT`:
-/// fragment locally above the path MTU) that `quinn-udp` replaces with
-/// "probe" (refuse datagrams above the interface MTU), so tunnels nested
+/// fragment locally above the path MTU, and IPv6 datagrams may be
+/// fragmented) that `quinn-udp` replaces with "probe" and "don't
+/// fragment" (refuse datagrams above the interface MTU), so tunnels nested
 /// in tunnels keep working as before.
 fn restore_pmtu_default(socket: &UdpSocket, v6: bool) {
     let fd = socket.as_raw_fd();
@@ -133,6 +134,9 @@ fn restore_pmtu_default(socket: &UdpSocket, v6: bool) {
             libc::IPV6_MTU_DISCOVER,
             libc::IPV6_PMTUDISC_WANT,
         ));
+        // quinn-udp also sets "don't fragment" on IPv6; a tunnel nested in another (an exit
+        // tunnel carried by a mesh tunnel) sends full-size datagrams that must be fragmented.
+        opts.push((libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0));
     }
     for (level, name, value) in opts {
         // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a
