@@ -538,30 +538,11 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
         )
     };
     let mut d: Vec<Daemon> = (0..3).map(start).collect();
-    // A steady stream from C to A (1000-byte datagrams, errors ignored while routes are gone).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let sender = ns[2].spawn(move || {
-        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
-        let buf = [0u8; 1000];
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = s.send_to(&buf, "[fd77::1]:9");
-            std::thread::sleep(Duration::from_micros(1500));
-        }
-    });
+    // A steady stream from C to A.
+    let mut sender = common::Stream::start(&ns[2], "[fd77::1]:9");
     let c_row = || row(&ns[2], &public[1]).unwrap_or_default();
     let b_row = || row(&ns[1], &public[2]).unwrap_or_default();
-    let mut seed: u64 = std::env::var("PAY_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()));
-    println!("PAY_SEED={seed}");
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rnd = common::seeded("PAY_SEED");
     for k in 0..kills {
         // Payments flow: the payer signs a new one after the last restart.
         let n0 = c_row().nonce_out;
@@ -585,8 +566,7 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
     }
     let n0 = c_row().nonce_out;
     assert!(wait_for(120, || c_row().nonce_out > n0 + 1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sender.join().unwrap();
+    sender.stop();
     // Quiet: the last update is acknowledged and both sides agree.
     assert!(
         wait_for(60, || {

@@ -723,29 +723,11 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
     );
     let (c0, _) = w.channel_c_to_b();
     let id = c0.id.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let sender = w.ns[2].spawn(move || {
-        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
-        let buf = [0u8; 1000];
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = s.send_to(&buf, "[fd77::1]:9");
-            std::thread::sleep(Duration::from_micros(1500));
-        }
-    });
+    // A steady stream from C to A.
+    let mut sender = common::Stream::start(&w.ns[2], "[fd77::1]:9");
     let nonce =
         |w: &World| channel(&w.ns[2], "out", Some(&id)).map_or(0, |l| l.num("ledger-nonce"));
-    let mut seed: u64 = std::env::var("SETTLE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()));
-    println!("SETTLE_SEED={seed}");
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rnd = common::seeded("SETTLE_SEED");
     for k in 0..kills {
         let n0 = nonce(&w);
         assert!(
@@ -770,8 +752,7 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
     }
     let n0 = nonce(&w);
     assert!(wait_for(120, || nonce(&w) > n0 + 1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sender.join().unwrap();
+    sender.stop();
     let (c, b) = w.quiet(&id);
     let signed = c.num("ledger-cumulative");
     // Redemptions and top-ups went through across the kills, and nothing was paid that C did

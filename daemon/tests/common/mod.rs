@@ -283,3 +283,59 @@ pub fn monitor_until(
         text
     })
 }
+
+/// A steady stream of 1000-byte UDP datagrams from `ns` to `to` (about 5 Mbit/s; send errors
+/// ignored while routes are gone), until the returned stream is stopped or dropped.
+pub struct Stream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stream {
+    pub fn start(ns: &Netns, to: &'static str) -> Stream {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = ns.spawn(move || {
+            let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+            let buf = [0u8; 1000];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = s.send_to(&buf, to);
+                std::thread::sleep(std::time::Duration::from_micros(1500));
+            }
+        });
+        Stream {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A reproducible random sequence (xorshift) seeded from the variable `var` if set, else from
+/// the process id; the seed is printed so that a failing run can be repeated.
+pub fn seeded(var: &str) -> impl FnMut() -> u64 {
+    let mut seed: u64 = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()))
+        .max(1);
+    println!("{var}={seed}");
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
