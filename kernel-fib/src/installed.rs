@@ -20,6 +20,9 @@ use babel_wire::Prefix;
 
 use crate::{Fib, FibChange, FibError, KernelRoute, KernelRouteKey, KernelRule, SourceTables};
 
+/// Route changes sent to the kernel in one netlink batch at most.
+pub const APPLY_BATCH: usize = 1024;
+
 /// What to do with one destination, as the routing engine says it (RFC 8966 §3.6 route
 /// selection, babeld's holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,15 +110,24 @@ impl Installed {
 
     /// Applies the engine's decisions. Each route is the unicast route as it would be
     /// installed (table, metric, protocol, preferred source set); the hold of its destination
-    /// is derived from it. Failures are logged and the rest goes on.
-    pub fn apply<F: Fib + ?Sized>(
+    /// is derived from it. Failures are logged and the rest goes on. The kernel gets them in
+    /// batches of [`APPLY_BATCH`] changes (a full table never has a copy of every route in
+    /// one batch), and the rule projection is brought in line once, at the end.
+    pub fn apply<F, U>(
         &mut self,
         fib: &mut F,
-        updates: &[(InstallOp, KernelRoute)],
+        updates: impl IntoIterator<Item = U>,
         left: &mut impl Leftovers,
-    ) {
-        let mut batch = Vec::with_capacity(updates.len());
-        for (op, r) in updates {
+    ) where
+        F: Fib + ?Sized,
+        U: std::borrow::Borrow<(InstallOp, KernelRoute)>,
+    {
+        let mut batch = Vec::new();
+        for u in updates {
+            if batch.len() >= APPLY_BATCH {
+                Self::run(fib, &mut batch);
+            }
+            let (op, r) = u.borrow();
             if r.src.is_some() && r.is_ipv4() {
                 tracing::warn!(
                     "not installing {} from {:?}: source-specific routing is IPv6 only",
@@ -164,12 +176,18 @@ impl Installed {
                 }
             }
         }
-        for (change, result) in batch.iter().zip(fib.apply(&batch)) {
+        Self::run(fib, &mut batch);
+        self.reproject(fib, left);
+    }
+
+    /// Sends `batch` to the kernel and empties it.
+    fn run<F: Fib + ?Sized>(fib: &mut F, batch: &mut Vec<FibChange>) {
+        for (change, result) in batch.iter().zip(fib.apply(batch)) {
             if let Err(e) = result {
                 tracing::warn!("kernel route {change:?}: {e}");
             }
         }
-        self.reproject(fib, left);
+        batch.clear();
     }
 
     /// `ipv6-subtrees false`: brings the source tables and rules in line with the routes.

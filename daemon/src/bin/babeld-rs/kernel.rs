@@ -19,9 +19,6 @@ const DEFAULT_CHECK: Duration = Duration::from_secs(300);
 /// (graceful restart). Neighbours resend their tables within a few Hello intervals of seeing us.
 pub const RESTART_GRACE: Duration = Duration::from_secs(30);
 
-/// Route changes turned into one netlink batch at a time.
-const APPLY_CHUNK: usize = 1024;
-
 /// How our routes look in the kernel.
 #[derive(Clone, Copy, Debug)]
 pub struct InstallPolicy {
@@ -72,38 +69,30 @@ struct Routes {
 impl Routes {
     /// The engine's route changes as kernel routes of our protocol, in the table and with the
     /// preferred source the `install` filter chose.
+    /// A full table arrives as one Apply; the routes are made as kernel-fib sends them, so no
+    /// copy of every route is ever held at once (37 MB for 100,000 routes, docs/benchmarks.md).
     fn apply(&mut self, changes: &[(RouteChange, Option<u32>, Option<std::net::IpAddr>)]) {
-        // A full table arrives as one Apply: in chunks, its batch never holds a copy of every
-        // route at once (37 MB for 100,000 routes, docs/benchmarks.md).
-        for chunk in changes.chunks(APPLY_CHUNK) {
-            self.apply_chunk(chunk);
-        }
-    }
-
-    fn apply_chunk(&mut self, changes: &[(RouteChange, Option<u32>, Option<std::net::IpAddr>)]) {
-        let updates: Vec<(InstallOp, KernelRoute)> = changes
-            .iter()
-            .map(|(c, table, pref_src)| {
-                let mut r = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex))
-                    .with_metric(self.policy.metric)
-                    .with_table(table.unwrap_or(self.policy.table))
-                    .with_protocol(self.policy.protocol);
-                if let Some(s) = c.src_prefix {
-                    r = r.with_src(s);
-                }
-                if let Some(p) = pref_src {
-                    r = r.with_pref_src(*p);
-                }
-                let op = match c.op {
-                    RouteOp::Add | RouteOp::Replace => InstallOp::Install,
-                    RouteOp::Unreachable => InstallOp::Hold,
-                    RouteOp::Delete => InstallOp::Remove,
-                };
-                (op, r)
-            })
-            .collect();
+        let policy = self.policy;
+        let updates = changes.iter().map(|(c, table, pref_src)| {
+            let mut r = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex))
+                .with_metric(policy.metric)
+                .with_table(table.unwrap_or(policy.table))
+                .with_protocol(policy.protocol);
+            if let Some(s) = c.src_prefix {
+                r = r.with_src(s);
+            }
+            if let Some(p) = pref_src {
+                r = r.with_pref_src(*p);
+            }
+            let op = match c.op {
+                RouteOp::Add | RouteOp::Replace => InstallOp::Install,
+                RouteOp::Unreachable => InstallOp::Hold,
+                RouteOp::Delete => InstallOp::Remove,
+            };
+            (op, r)
+        });
         self.installed
-            .apply(&mut self.fib, &updates, &mut self.stale);
+            .apply(&mut self.fib, updates, &mut self.stale);
     }
 
     /// Removes our rules (at exit), and rules of our protocol in our priority range left by an
