@@ -159,12 +159,12 @@ pub fn stop(e: &Exits) {
 /// Publishes Babel's routes to the exits' mesh addresses (after route changes): per exit, the
 /// best feasible finite route (the one Babel selects; its kernel installation may still be in
 /// flight, so the `installed` flag is not waited for).
-pub fn publish_routes(d: &daemon::state::Daemon, e: &Exits) {
+pub fn publish_routes(d: &daemon::state::Daemon, now: babel_core::Instant, e: &Exits) {
     if e.watched.is_empty() {
         return;
     }
     let mut best: Vec<(Ipv6Addr, RouteToExit)> = Vec::new();
-    for r in d.engine.routes(d.now) {
+    for r in d.engine.routes(now) {
         let IpAddr::V6(a) = r.prefix.addr() else {
             continue;
         };

@@ -92,17 +92,17 @@ pub async fn main_loop(
     let mut received = Vec::new();
     let mut resync = false;
     loop {
-        d.now = clock.now();
-        for line in crate::verify::poll(d, &mut io.verify) {
+        let now = clock.now();
+        for line in crate::verify::poll(d, now, &mut io.verify) {
             ctl.broadcast(format!("{line}\n").as_bytes());
         }
-        flush_outputs(d, io, &mut ctl).await;
+        flush_outputs(d, io, &mut ctl, now).await;
         let wake = d.engine.poll_timeout();
         let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
         );
-        if let Some(v) = crate::verify::deadline(d, &io.verify) {
+        if let Some(v) = crate::verify::deadline(d, now, &io.verify) {
             deadline = deadline.min(clock.deadline(v));
         }
         if let Some(p) = io.pacer.next_due() {
@@ -115,23 +115,22 @@ pub async fn main_loop(
                     tracing::warn!("receive: {e}");
                     continue;
                 }
-                d.now = clock.now();
+                let now = clock.now();
                 for (r, buf) in received.iter().zip(&bufs) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
                     let src = IpAddr::V6(*r.src.ip());
-                    d.input(Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
+                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
                 }
             }
             () = sleep => {
-                d.now = clock.now();
+                let now = clock.now();
                 trim.tick(std::time::Instant::now());
                 // Woken for the pacer only: the engine has nothing due.
-                if wake.is_none_or(|w| w <= d.now) {
-                    d.input(Input::Timeout);
+                if wake.is_none_or(|w| w <= now) {
+                    d.input(now, Input::Timeout);
                 }
             }
             Some(e) = events.recv() => {
-                d.now = clock.now();
                 if matches!(e, NetEvent::Overrun) || matches!(e, NetEvent::LinkChanged(_) | NetEvent::LinkRemoved(_) | NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_) | NetEvent::RouteAdded(_) | NetEvent::RouteRemoved(_)) {
                     resync = !matches!(&e, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == RTPROT_BABEL);
                 }
@@ -145,25 +144,22 @@ pub async fn main_loop(
                 }
             }
             Some(snapshot) = io.snapshots.recv() => {
-                d.now = clock.now();
                 match snapshot {
-                    Ok(snapshot) => apply_snapshot(d, io, snapshot),
+                    Ok(snapshot) => apply_snapshot(d, io, clock.now(), snapshot),
                     Err(e) => tracing::warn!("re-reading links: {e}"),
                 }
                 snapshot_done(d, io);
             }
             m = ctl.recv() => {
-                d.now = clock.now();
-                ctl.handle(d, m, &banner);
+                let now = clock.now();
+                ctl.handle(&mut d.at(now), m, &banner);
                 let actions = std::mem::take(&mut d.actions);
-                execute(d, io, actions);
+                execute(d, io, now, actions);
             }
             Some(reply) = next_metrics_request(&mut io.metrics_requests) => {
-                d.now = clock.now();
-                let _ = reply.send(daemon::metrics::render(d));
+                let _ = reply.send(daemon::metrics::render(d, clock.now()));
             }
             Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
-                d.now = clock.now();
                 let line = crate::mesh::before_sync(d, &ev);
                 // `after_sync` once the interfaces were re-read.
                 if io.resync.pending {
@@ -177,8 +173,7 @@ pub async fn main_loop(
                 }
             }
             Some(got) = crate::verify::recv(&mut io.verify) => {
-                d.now = clock.now();
-                for line in crate::verify::on_datagrams(d, &mut io.verify, got) {
+                for line in crate::verify::on_datagrams(d, clock.now(), &mut io.verify, got) {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
@@ -188,8 +183,7 @@ pub async fn main_loop(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {
-                d.now = clock.now();
-                for line in d.dump_lines() {
+                for line in d.dump_lines(clock.now()) {
                     tracing::warn!(target: "dump", "{line}");
                 }
             }
@@ -202,9 +196,9 @@ pub async fn main_loop(
 
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
 async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlServer) {
-    d.now = clock.now();
-    d.input(Input::Shutdown);
-    flush_outputs(d, io, ctl).await;
+    let now = clock.now();
+    d.input(now, Input::Shutdown);
+    flush_outputs(d, io, ctl, now).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
         match rx.recv_timeout(Duration::from_secs(10)) {

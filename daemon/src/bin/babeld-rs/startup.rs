@@ -282,7 +282,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
     let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices)?;
-    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings);
     d.exits = exits.as_ref().map(|e| e.view.clone());
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -292,7 +292,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
-    let verify = crate::verify::start(&mut d, random_u64())?;
+    let verify = crate::verify::start(&mut d, clock.now(), random_u64())?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,
@@ -367,6 +367,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     apply_snapshot(
         &mut d,
         &mut io,
+        clock.now(),
         Snapshot {
             links,
             addrs,
