@@ -14,7 +14,9 @@ use daemon::cli::Invocation;
 use daemon::clients::ClientLimits;
 use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Placements, redistributed_tables};
+use daemon::redistribute::{
+    Announcements, FilterRules, Placements, TunnelEndpoint, redistributed_tables,
+};
 use daemon::state::{Daemon, Iface, Settings};
 use kernel_fib::{DumpFilter, Fib, NetlinkFib, RTPROT_BABEL, RouteKind};
 use tokio::sync::mpsc;
@@ -244,11 +246,19 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let start = clock.now();
     let mut engine =
         Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::FilterRules::from_config(&inv.config.filters) {
+    let endpoints = TunnelEndpoint::from_config(&inv.config.tunnels);
+    for e in &endpoints {
+        tracing::info!(
+            "tunnel {}: routes holding its endpoint {} are not accepted through it",
+            e.ifname,
+            e.endpoint
+        );
+    }
+    if let Some(f) = FilterRules::new(&inv.config.filters, endpoints.clone()) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
     let engine = match &record {
-        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
+        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters, &endpoints)?,
         None => babel_core::record::Driver::new(engine),
     };
 
