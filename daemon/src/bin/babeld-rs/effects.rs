@@ -112,30 +112,33 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     }
 }
 
-/// Asks the dump thread for links, addresses and the redistributed tables; one at a time.
+/// Something in the kernel changed: asks the dump thread for links, addresses and the
+/// redistributed tables, one snapshot at a time ([`daemon::resync::Resync`]).
 pub fn request_snapshot(d: &Daemon, io: &mut Io) {
-    if io.resync.pending {
-        io.resync.again = true;
-        return;
+    if io.resync.wanted() {
+        ask_snapshot(d, io);
     }
+}
+
+/// Sends the request for a snapshot to the dump thread.
+pub fn ask_snapshot(d: &Daemon, io: &mut Io) {
     let tables = redistributed_tables(&d.config.globals.import_tables);
     if io.dumps.send(DumpRequest::Snapshot(tables)).is_err() {
         tracing::error!("kernel dump thread is gone");
         return;
     }
-    io.resync.pending = true;
+    io.resync.asked();
 }
 
 /// A snapshot was answered (or failed): finish the mesh events that waited for it, and ask
 /// for the next one if something changed meanwhile.
 pub fn snapshot_done(d: &mut Daemon, io: &mut Io) {
-    io.resync.pending = false;
-    for ev in std::mem::take(&mut io.resync.after) {
+    let (finished, again) = io.resync.done();
+    for ev in finished {
         crate::mesh::after_sync(d, &ev);
     }
-    if std::mem::take(&mut io.resync.again) {
-        io.resync.after = std::mem::take(&mut io.resync.after_next);
-        request_snapshot(d, io);
+    if again {
+        ask_snapshot(d, io);
     }
 }
 

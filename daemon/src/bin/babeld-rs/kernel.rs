@@ -363,11 +363,6 @@ fn spawn_dumper(
     Ok((tx, snap_rx))
 }
 
-/// A notification about a route of our protocol.
-fn is_ours(e: &NetEvent) -> bool {
-    matches!(e, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == kernel_fib::RTPROT_BABEL)
-}
-
 /// Starts the watcher thread; events arrive on the returned channel (without our own routes').
 pub fn spawn_watcher() -> anyhow::Result<mpsc::UnboundedReceiver<NetEvent>> {
     let mut w = Watcher::new(kernel_fib::Groups::all())?;
@@ -380,7 +375,10 @@ pub fn spawn_watcher() -> anyhow::Result<mpsc::UnboundedReceiver<NetEvent>> {
                     Ok(events) => {
                         // Our own routes' notifications change nothing in the main loop; a
                         // full table would queue 100,000 of them (11 MB).
-                        for e in events.into_iter().filter(|e| !is_ours(e)) {
+                        for e in events
+                            .into_iter()
+                            .filter(|e| daemon::resync::asks_reread(e, kernel_fib::RTPROT_BABEL))
+                        {
                             if tx.send(e).is_err() {
                                 return;
                             }

@@ -20,7 +20,8 @@ use crate::control_socket::ControlServer;
 use crate::kernel::{DumpRequest, KernelCmd};
 
 use crate::effects::{
-    apply_snapshot, execute, flush_outputs, persist_seqno, request_snapshot, snapshot_done,
+    apply_snapshot, ask_snapshot, execute, flush_outputs, persist_seqno, request_snapshot,
+    snapshot_done,
 };
 use crate::metrics_http::{MetricsReply, next_metrics_request};
 use crate::startup::Clock;
@@ -35,8 +36,9 @@ pub struct Io {
     /// Links and addresses as last read, for the interfaces a control client names.
     pub links: Vec<LinkInfo>,
     pub addrs: Vec<AddressInfo>,
-    /// A snapshot asked for and not yet answered, and what waits for it.
-    pub resync: Resync,
+    /// A snapshot asked for and not yet answered, and the mesh events that wait for it
+    /// ([`crate::mesh::after_sync`]).
+    pub resync: daemon::resync::Resync<crate::mesh::MeshEvent>,
     pub group: Ipv6Addr,
     pub state_file: Option<PathBuf>,
     /// The seqno last written to the state file: no packet leaves with another one.
@@ -62,20 +64,6 @@ pub struct Io {
     pub verify: Option<crate::verify::VerifyIo>,
 }
 
-/// Re-reading the kernel, one snapshot at a time: a change noticed while a snapshot is on its
-/// way asks for another once it is in.
-#[derive(Default)]
-pub struct Resync {
-    /// A snapshot was asked for.
-    pub pending: bool,
-    /// Another one is needed after it.
-    pub again: bool,
-    /// Mesh events to finish once the pending snapshot is in ([`crate::mesh::after_sync`]).
-    pub after: Vec<crate::mesh::MeshEvent>,
-    /// Mesh events to finish after the next one.
-    pub after_next: Vec<crate::mesh::MeshEvent>,
-}
-
 pub async fn main_loop(
     d: &mut Daemon,
     io: &mut Io,
@@ -90,7 +78,6 @@ pub async fn main_loop(
     let mut bufs = vec![Vec::new(); 64];
     let mut trim = daemon::allocator::Trim::default();
     let mut received = Vec::new();
-    let mut resync = false;
     loop {
         let now = clock.now();
         for line in crate::verify::poll(d, now, &mut io.verify) {
@@ -131,15 +118,12 @@ pub async fn main_loop(
                 }
             }
             Some(e) = events.recv() => {
-                if matches!(e, NetEvent::Overrun) || matches!(e, NetEvent::LinkChanged(_) | NetEvent::LinkRemoved(_) | NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_) | NetEvent::RouteAdded(_) | NetEvent::RouteRemoved(_)) {
-                    resync = !matches!(&e, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == RTPROT_BABEL);
-                }
-                // Coalesce a burst of notifications into one re-read.
+                // A burst of notifications becomes one re-read.
+                let mut changed = daemon::resync::asks_reread(&e, RTPROT_BABEL);
                 while let Ok(more) = events.try_recv() {
-                    resync |= !matches!(&more, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == RTPROT_BABEL);
+                    changed |= daemon::resync::asks_reread(&more, RTPROT_BABEL);
                 }
-                if resync {
-                    resync = false;
+                if changed {
                     request_snapshot(d, io);
                 }
             }
@@ -162,12 +146,9 @@ pub async fn main_loop(
             Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
                 let line = crate::mesh::before_sync(d, &ev);
                 // `after_sync` once the interfaces were re-read.
-                if io.resync.pending {
-                    io.resync.after_next.push(ev);
-                } else {
-                    io.resync.after.push(ev);
+                if io.resync.after_change(ev) {
+                    ask_snapshot(d, io);
                 }
-                request_snapshot(d, io);
                 if !line.is_empty() {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }

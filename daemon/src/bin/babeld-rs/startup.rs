@@ -26,7 +26,7 @@ use crate::kernel::{InstallPolicy, KernelCmd, Snapshot, dump_tables, spawn_fib, 
 
 use crate::effects::{apply_snapshot, persist_seqno};
 use crate::metrics_http::serve_metrics;
-use crate::run::{Io, Resync};
+use crate::run::Io;
 
 /// babeld's default state file.
 const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
@@ -355,7 +355,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         snapshots: kernel_threads.snapshots,
         links: Vec::new(),
         addrs: Vec::new(),
-        resync: Resync::default(),
+        resync: Default::default(),
         group,
         state_file,
         persisted_seqno: seqno,
