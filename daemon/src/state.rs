@@ -169,6 +169,11 @@ pub struct Daemon {
     pub exits: Option<std::sync::Arc<std::sync::Mutex<crate::exit::ExitView>>>,
     /// Route verification, with `verify-enable` (spec/verify.md, "The daemon").
     pub verification: Option<crate::verification::Verification>,
+    /// Links and addresses as the kernel was last read (the last snapshot): a control client's
+    /// statement is matched against them, never against a new dump.
+    pub links: Vec<kernel_fib::LinkInfo>,
+    /// See [`Daemon::links`].
+    pub addrs: Vec<kernel_fib::AddressInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -203,6 +208,8 @@ impl Daemon {
             payments: Default::default(),
             exits: None,
             verification: None,
+            links: Vec::new(),
+            addrs: Vec::new(),
         }
     }
 
@@ -1299,6 +1306,51 @@ mod monitor_tests {
             .into_iter()
             .find(|l| l.starts_with("add route") && l.contains(&format!(" prefix {prefix} ")))
             .unwrap()
+    }
+
+    /// A control client's `interface` statement reads nothing from the kernel: it queues a
+    /// synchronisation, which starts the interface from the links and addresses last read
+    /// (kept in the daemon's state), and an interface the last reading did not show waits.
+    #[test]
+    fn interface_statement_is_matched_against_the_links_last_read() {
+        use crate::actions::Action;
+        use crate::config::{Context, parse_statement};
+        use kernel_fib::{AddressInfo, LinkInfo};
+        let mut d = daemon();
+        d.links = vec![LinkInfo {
+            index: 7,
+            name: "eth1".into(),
+            flags: 0x1 | 0x40,
+            mtu: Some(1500),
+            operstate: None,
+            carrier: None,
+            hw_addr: Vec::new(),
+        }];
+        d.addrs = vec![AddressInfo {
+            index: 7,
+            address: "fe80::7".parse().unwrap(),
+            prefix_len: 64,
+            flags: 0,
+            scope: 253,
+            label: None,
+        }];
+        for name in ["eth1", "eth9"] {
+            let s = parse_statement(&format!("interface {name}"), Context::Runtime)
+                .unwrap()
+                .unwrap();
+            d.at(now()).statement(s).unwrap();
+        }
+        assert_eq!(
+            std::mem::take(&mut d.actions),
+            [Action::SyncInterfaces, Action::SyncInterfaces]
+        );
+        let actions = crate::iface_sync::sync_interfaces(&mut d.ifaces, &d.links, &d.addrs, false);
+        assert!(
+            actions.contains(&Action::StartInterface { ifindex: 7 }),
+            "{actions:?}"
+        );
+        let eth9 = d.ifaces.iter().find(|i| i.name == "eth9").unwrap();
+        assert!(eth9.ifindex.is_none() && !eth9.running);
     }
 
     /// The daemon keeps no clock: a dump is read at the instant the caller passes, so the same

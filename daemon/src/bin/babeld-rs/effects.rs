@@ -144,13 +144,13 @@ pub fn snapshot_done(d: &mut Daemon, io: &mut Io) {
 
 /// Brings the interfaces and the redistributed routes in line with a new reading of the kernel.
 pub fn apply_snapshot(d: &mut Daemon, io: &mut Io, now: Instant, snapshot: Snapshot) {
-    io.links = snapshot.links;
-    io.addrs = snapshot.addrs;
+    d.links = snapshot.links;
+    d.addrs = snapshot.addrs;
     sync_interfaces(d, io, now);
     let (wanted, actions) = redistribution(
         &d.config.filters,
-        &io.links,
-        &io.addrs,
+        &d.links,
+        &d.addrs,
         &snapshot.routes,
         &io.announced,
     );
@@ -162,7 +162,7 @@ pub fn apply_snapshot(d: &mut Daemon, io: &mut Io, now: Instant, snapshot: Snaps
 /// last read ([`daemon::iface_sync`]).
 pub fn sync_interfaces(d: &mut Daemon, io: &mut Io, now: Instant) {
     let actions =
-        daemon::iface_sync::sync_interfaces(&mut d.ifaces, &io.links, &io.addrs, io.link_detect);
+        daemon::iface_sync::sync_interfaces(&mut d.ifaces, &d.links, &d.addrs, io.link_detect);
     execute(d, io, now, actions);
 }
 

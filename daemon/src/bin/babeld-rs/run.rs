@@ -12,7 +12,7 @@ use daemon::control::Banner;
 use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Placements};
 use daemon::state::Daemon;
-use kernel_fib::{AddressInfo, LinkInfo, NetEvent, RTPROT_BABEL};
+use kernel_fib::{NetEvent, RTPROT_BABEL};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -33,9 +33,6 @@ pub struct Io {
     /// Requests to the kernel dump thread; its snapshots arrive on `snapshots`.
     pub dumps: std_mpsc::Sender<DumpRequest>,
     pub snapshots: crate::kernel::Snapshots,
-    /// Links and addresses as last read, for the interfaces a control client names.
-    pub links: Vec<LinkInfo>,
-    pub addrs: Vec<AddressInfo>,
     /// A snapshot asked for and not yet answered, and the mesh events that wait for it
     /// ([`crate::mesh::after_sync`]).
     pub resync: daemon::resync::Resync<crate::mesh::MeshEvent>,

@@ -357,8 +357,6 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         kernel,
         dumps: kernel_threads.dumps,
         snapshots,
-        links: Vec::new(),
-        addrs: Vec::new(),
         resync: Default::default(),
         group,
         state_file,
