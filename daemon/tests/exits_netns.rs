@@ -40,6 +40,9 @@ const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 const SERVER: &str = "198.51.100.1";
 const EXIT_PUBLIC: &str = "198.51.100.2";
 const LAN_HOST: &str = "192.168.50.2";
+/// The server's IPv6 address and the exit's IPv6 pool (users get /64s of it).
+const SERVER_V6: &str = "2001:db8:1::1";
+const POOL_V6: &str = "2001:db8:99::/48";
 /// The exit's and the user's payment key seeds (their identities in registration).
 const EXIT_SEED: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const EXIT2_SEED: &str = "3333333333333333333333333333333333333333333333333333333333333333";
@@ -134,6 +137,28 @@ impl World {
         inet.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "ex0"]);
         exit.ip(&["addr", "add", &format!("{EXIT_PUBLIC}/24"), "dev", "up0"]);
         exit.ip(&["route", "add", "default", "via", SERVER]);
+        // The IPv6 internet: the server and the exit on documentation addresses, and the
+        // exit's users' pool routed to it.
+        inet.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            "ex0",
+            "nodad",
+        ]);
+        exit.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::2/64",
+            "dev",
+            "up0",
+            "nodad",
+        ]);
+        exit.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+        inet.ip(&["-6", "route", "add", POOL_V6, "via", "2001:db8:1::2"]);
         veth(&inet, "gw0", &gw, "up0");
         inet.ip(&["addr", "add", "203.0.113.1/24", "dev", "gw0"]);
         gw.ip(&["addr", "add", "203.0.113.2/24", "dev", "up0"]);
@@ -1034,4 +1059,97 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
             "{what} {r} b/s, free tier {tier}"
         );
     }
+}
+
+/// IPv6 through the exit: the exit routes the user a /64 of its pool; the user's tunnel carries
+/// its first address and a source-specific IPv6 default route, so the user and a LAN host
+/// numbered from the prefix reach the server on the IPv6 "internet" (routed, not translated:
+/// the server sees the prefix); a source outside the granted prefix gets nothing through.
+#[test]
+fn ipv6_from_the_granted_prefix_only_reaches_the_server_through_the_exit() {
+    let test = "ipv6_from_the_granted_prefix_only_reaches_the_server_through_the_exit";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::build("x10", false, &format!(" pool-v6 {POOL_V6} prefix-len 64"));
+    w.wait_connected(180);
+    let prefix = dump_json(&w.user)["exits"]["ipv6_prefix"].clone();
+    println!("IPv6 prefix granted: {prefix}");
+    assert_eq!(prefix.as_str(), Some("2001:db8:99::/64"));
+    // Echo requests at the server, by source.
+    nft(
+        &w.inet,
+        "table inet s {\n counter granted { }\n counter other { }\n chain input {\n  type filter hook input priority 0;\n  iifname \"ex0\" ip6 saddr 2001:db8:99::/64 icmpv6 type echo-request counter name granted\n  iifname \"ex0\" ip6 saddr != 2001:db8:99::/64 icmpv6 type echo-request counter name other\n }\n}\n",
+    );
+    let user_src = ["-c", "1", "-W", "2", "-I", "2001:db8:99::1"];
+    assert!(
+        wait_for(60, || common::ping_with(&w.user, SERVER_V6, &user_src)),
+        "the user never reached the server over IPv6\nuser: {}\n{}\nexit: {}\n{}",
+        w.user.ip(&["-6", "route"]),
+        w.user.ip(&["-6", "addr", "show", "dev", "exit0"]),
+        w.exit.ip(&["-6", "route"]),
+        w.logs()
+    );
+    // A LAN host numbered from the prefix.
+    w.user.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99::a:1/112",
+        "dev",
+        "lan0",
+        "nodad",
+    ]);
+    w.lan.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99::a:2/112",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    w.lan
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:99::a:1"]);
+    let lan = (0..5).filter(|_| common::ping(&w.lan, SERVER_V6)).count();
+    let granted = nft_counter(&w.inet, "s", "granted");
+    // A source outside the grant (the next user's /64), put on the tunnel by a cheating user.
+    w.user.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99:1::1/128",
+        "dev",
+        "exit0",
+        "nodad",
+    ]);
+    w.user.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "from",
+        "2001:db8:99:1::/64",
+        "dev",
+        "exit0",
+    ]);
+    let other_src = ["-c", "1", "-W", "2", "-I", "2001:db8:99:1::1"];
+    let spoofed = (0..5)
+        .filter(|_| common::ping_with(&w.user, SERVER_V6, &other_src))
+        .count();
+    let other = nft_counter(&w.inet, "s", "other");
+    println!(
+        "LAN host over IPv6: {lan}/5 answered; echo requests at the server from the prefix {granted}, from elsewhere {other}; ungranted source {spoofed}/5 answered"
+    );
+    assert!(lan >= 4, "the LAN host did not reach the server over IPv6");
+    assert!(granted >= 5, "the server did not see the granted prefix");
+    assert_eq!(spoofed, 0, "an ungranted source got through");
+    assert_eq!(other, 0, "an ungranted source reached the internet");
+    // The user's routes: the IPv6 default route is source-specific, into the tunnel.
+    let routes = w.user.ip(&["-6", "route", "show", "proto", "44"]);
+    assert!(
+        routes.contains("default from 2001:db8:99::/64 dev exit0"),
+        "{routes}"
+    );
 }

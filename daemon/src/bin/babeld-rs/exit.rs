@@ -4,7 +4,7 @@
 //! exit; it installs the addresses, the default route and the nftables table, and removes the
 //! table at exit.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,8 +15,8 @@ use anyhow::Context;
 use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
-    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RouteToExit,
-    TUNNEL_IFNAME, USER_TABLE, UserRow,
+    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RTPROT_EXIT,
+    TUNNEL_IFNAME, USER_TABLE, UserPath, UserRow,
 };
 use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
@@ -24,11 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::mesh::nft;
 
-/// Protocol number of the default route into the exit tunnel (`ip route` shows `proto 44`):
-/// not Babel's 42, so the route thread never takes it for one of its own.
-const RTPROT_EXIT: u8 = 44;
-/// How often the client decides which exit to use and the tunnel thread re-asserts the
-/// default route (a DHCP client may have replaced it).
+/// How often the client decides which exit to use.
 const REFRESH: Duration = Duration::from_secs(1);
 /// How often the client registers again with its exit (renews the lease; notices an exit that
 /// restarted).
@@ -156,38 +152,21 @@ pub fn stop(e: &Exits) {
     }
 }
 
-/// Publishes Babel's routes to the exits' mesh addresses (after route changes): per exit, the
-/// best feasible finite route (the one Babel selects; its kernel installation may still be in
-/// flight, so the `installed` flag is not waited for).
+/// Publishes Babel's routes to the exits' mesh addresses (after route changes), with the
+/// last verification checks of them (`daemon::exit::routes_to_exits`).
 pub fn publish_routes(d: &daemon::state::Daemon, e: &Exits) {
     if e.watched.is_empty() {
         return;
     }
-    let mut best: Vec<(Ipv6Addr, RouteToExit)> = Vec::new();
-    for r in d.engine.routes(d.now) {
-        let IpAddr::V6(a) = r.prefix.addr() else {
-            continue;
-        };
-        if r.src_prefix.is_some()
-            || r.prefix.len() != 128
-            || !r.feasible
-            || r.metric.0 == u16::MAX
-            || !e.watched.contains(&a)
-        {
-            continue;
-        }
-        // What a byte to the exit costs us: the price our next hop charges (received price).
-        let route = RouteToExit {
-            metric: r.metric.0,
-            price: r.received_price,
-        };
-        match best.iter_mut().find(|(x, _)| *x == a) {
-            Some((_, old)) if old.metric > route.metric => *old = route,
-            Some(_) => {}
-            None => best.push((a, route)),
-        }
-    }
-    e.routes.publish(best);
+    let checks = d
+        .verification
+        .as_ref()
+        .map(|v| v.route_rows())
+        .unwrap_or_default();
+    let routes = d.engine.routes(d.now);
+    e.routes.publish(daemon::exit::routes_to_exits(
+        &routes, &checks, d.now, &e.watched,
+    ));
 }
 
 fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
@@ -230,6 +209,14 @@ async fn run(
     if let Some(role) = &config.exit.role {
         let len = role.pool_v4.1;
         netlink.add_address(ix, IpAddr::V4(role.gateway_v4()), len)?;
+        if let (Some(a), Some(pool)) = (role.gateway_v6(), role.pool_v6_prefix()) {
+            // The users' prefixes are routed into the tunnel, which hands each packet to the
+            // peer whose allowed IPs hold it (and drops what no peer holds).
+            netlink.add_address(ix, IpAddr::V6(a), 128)?;
+            let mut r = KernelRoute::unicast(pool, None, Some(ix));
+            r.protocol = RTPROT_EXIT;
+            netlink.replace(&r).context("route to the IPv6 pool")?;
+        }
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::exit_ruleset(role, mss, &[])).context("installing the exit table")?;
@@ -255,6 +242,7 @@ async fn run(
         );
     } else if let Some(c) = &config.exit.client {
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+        sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::user_ruleset(&c.lan, mss))
             .context("installing the exit client table")?;
         let _ = ready.send(Ok(()));
@@ -267,7 +255,8 @@ async fn run(
             routes,
         ));
     }
-    let mut assigned: Option<(Ipv4Addr, u8)> = None;
+    // What the tunnel interface carries for the current grant (a user node).
+    let mut path = UserPath::default();
     let mut peers = std::collections::HashMap::new();
     let mut counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)> = Default::default();
     loop {
@@ -282,19 +271,13 @@ async fn run(
         for c in cmds {
             apply(&mut driver, &mut peers, c);
         }
-        // A user node: the address and the default route follow the grant.
+        // A user node: the addresses and the default routes follow the grant, written only
+        // when it changes.
         let grant = view.lock().ok().and_then(|v| v.grant.clone());
         if let Some(g) = grant {
-            if assigned != Some(g.ipv4) {
-                // Another exit, another address: the old one goes, or the LAN's masquerade
-                // would keep using it (the new exit forwards only what it granted).
-                if let Some((a, l)) = assigned {
-                    remove_address(a, l);
-                }
-                netlink.add_address(ix, IpAddr::V4(g.ipv4.0), g.ipv4.1)?;
-                assigned = Some(g.ipv4);
-            }
-            default_route(&mut netlink, ix, &g);
+            let next = UserPath::of(&g, ix);
+            install_path(&mut netlink, ix, &path.changes(&next));
+            path = next;
         }
         snapshot(&driver, &view);
         if config.exit.role.is_some() {
@@ -331,16 +314,9 @@ fn meter(
 }
 
 /// Removes an address from the exit tunnel (kernel-fib adds addresses but has no removal).
-fn remove_address(a: Ipv4Addr, len: u8) {
+fn remove_address(a: IpAddr, len: u8) {
     let out = std::process::Command::new("ip")
-        .args([
-            "-4",
-            "addr",
-            "del",
-            &format!("{a}/{len}"),
-            "dev",
-            TUNNEL_IFNAME,
-        ])
+        .args(["addr", "del", &format!("{a}/{len}"), "dev", TUNNEL_IFNAME])
         .output();
     match out {
         Ok(o) if o.status.success() => {}
@@ -352,18 +328,26 @@ fn remove_address(a: Ipv4Addr, len: u8) {
     }
 }
 
-/// The user node's IPv4 default route into the exit tunnel, re-asserted every turn.
-fn default_route(netlink: &mut NetlinkFib, ix: u32, g: &Grant) {
-    let mut r = KernelRoute::unicast(
-        Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
-            .unwrap_or_else(|_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED))),
-        Some(IpAddr::V4(g.exit_ipv4)),
-        Some(ix),
-    );
-    r.protocol = RTPROT_EXIT;
-    r.onlink = true;
-    if let Err(e) = netlink.replace(&r) {
-        tracing::warn!("exit: default route: {e}");
+/// Writes the changes of the user's tunnel path: the old exit's addresses go (or the LAN's
+/// masquerade would keep using them), the new ones and the default routes come.
+fn install_path(netlink: &mut NetlinkFib, ix: u32, c: &daemon::exit::PathChanges) {
+    for (a, l) in &c.del_addresses {
+        remove_address(*a, *l);
+    }
+    for r in &c.del_routes {
+        if let Err(e) = netlink.delete(r) {
+            tracing::debug!("exit: removing route {}: {e}", r.dst);
+        }
+    }
+    for (a, l) in &c.add_addresses {
+        if let Err(e) = netlink.add_address(ix, *a, *l) {
+            tracing::warn!("exit: address {a}/{l}: {e}");
+        }
+    }
+    for r in &c.add_routes {
+        if let Err(e) = netlink.replace(r) {
+            tracing::warn!("exit: route {}: {e}", r.dst);
+        }
     }
 }
 
@@ -474,11 +458,8 @@ fn open_server(
         role.tunnel_port,
         u32::try_from(role.fee).unwrap_or(u32::MAX),
     );
-    cfg.ipv6_pool = role.pool_v6.map(|(prefix, prefix_len)| ::exit::Ipv6Pool {
-        prefix,
-        prefix_len,
-        user_prefix_len: role.v6_prefix_len,
-    });
+    cfg.ipv6_pool = role.ipv6_pool();
+    cfg.tunnel.ipv6 = role.gateway_v6();
     cfg.admission = match role.admission {
         Admission::Open => ::exit::Admission::Open,
         Admission::AllowList => {
@@ -518,7 +499,7 @@ fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex
         allowed,
         keepalive: None,
     });
-    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4)) {
+    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4, lease.ipv6_prefix)) {
         tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4);
     }
     if let Ok(mut v) = view.lock() {
@@ -736,7 +717,7 @@ async fn client(
                 route: routes.get(s.address).map(|r| ::exit::RouteView {
                     metric: r.metric,
                     price: r.price,
-                    verified_cost: None,
+                    verified_cost: r.verified_cost(),
                 }),
             })
             .collect();
@@ -748,13 +729,15 @@ async fn client(
             v.exits = settings
                 .servers
                 .iter()
-                .map(|s| {
+                .zip(&candidates)
+                .map(|(s, c)| {
                     let old = v.exits.iter().find(|e| e.name == s.name);
                     ExitRow {
                         name: s.name.clone(),
                         mesh_address: s.address.to_string(),
                         route: routes.get(s.address),
                         state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
+                        score: selector.score(c),
                     }
                 })
                 .collect();
@@ -827,16 +810,13 @@ async fn client(
                         ipv4: (r.ipv4, r.ipv4_prefix_len),
                         exit_ipv4: r.exit_ipv4,
                         ipv6_prefix: r.ipv6_prefix,
+                        exit_ipv6: r.exit_ipv6,
                     };
                     let _ = tx.send(Cmd::Only(exit_tunnel_key));
                     let _ = tx.send(Cmd::Peer {
                         key: exit_tunnel_key,
                         endpoint: SocketAddr::new(IpAddr::V6(s.address), r.tunnel_port),
-                        allowed: vec![
-                            Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).unwrap_or_else(
-                                |_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                            ),
-                        ],
+                        allowed: daemon::exit::exit_allowed_ips(&grant),
                         keepalive: Some(KEEPALIVE),
                     });
                     if let Ok(mut v) = view.lock() {
@@ -850,6 +830,7 @@ async fn client(
                         }
                         v.current = Some(s.name.clone());
                         v.ipv4 = Some(format!("{}/{}", r.ipv4, r.ipv4_prefix_len));
+                        v.ipv6_prefix = r.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
                         v.grant = Some(grant);
                         if let Some(e) = v.exits.get_mut(i) {
                             e.state = "registered".to_owned();

@@ -93,7 +93,11 @@ pub async fn main_loop(
     let mut resync = false;
     loop {
         d.now = clock.now();
-        for line in crate::verify::poll(d, &mut io.verify) {
+        let checked = crate::verify::poll(d, &mut io.verify);
+        if let (false, Some(e)) = (checked.is_empty(), &io.exits) {
+            crate::exit::publish_routes(d, e); // the exits' routes with their new checks
+        }
+        for line in checked {
             ctl.broadcast(format!("{line}\n").as_bytes());
         }
         flush_outputs(d, io, &mut ctl).await;

@@ -176,6 +176,7 @@ pub fn poll(d: &mut Daemon, io: &mut Option<VerifyIo>) -> Vec<String> {
     if !due {
         return Vec::new();
     }
+    daemon::exit::sync_stealth(d);
     let routes = d.engine.routes(now);
     let threshold = d.engine.config().accuracy_threshold;
     let Some(v) = d.verification.as_mut() else {
