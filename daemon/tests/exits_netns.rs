@@ -125,6 +125,17 @@ impl World {
     }
 
     fn build(tag: &str, two_exits: bool, exit_opts: &str) -> World {
+        World::build_with(tag, two_exits, exit_opts, "", "")
+    }
+
+    /// As [`World::build`], with more configuration lines for the exit and the user.
+    fn build_with(
+        tag: &str,
+        two_exits: bool,
+        exit_opts: &str,
+        exit_extra: &str,
+        user_extra_conf: &str,
+    ) -> World {
         let inet = Netns::new(&format!("{tag}i"));
         common::forwarding(&inet);
         let exit = node(&format!("{tag}e"), 1);
@@ -185,7 +196,7 @@ impl World {
             "{FILTERS}fee {EXIT_FEE}\npay-private-key {EXIT_SEED}\n\
              tunnel bgx private-key {k_exit_bgx} listen-port 51820 mtu 1420\n\
              tunnel-peer bgx public-key {p_gw_bgx} endpoint 203.0.113.2:51821 persistent-keepalive 5\n\
-             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}{exit_opts}\n",
+             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}{exit_opts}\n{exit_extra}",
             state_dir.display()
         );
         let mut gw_conf = format!(
@@ -228,7 +239,7 @@ impl World {
         let user_conf = format!(
             "{FILTERS}fee {USER_FEE}\npay-private-key {USER_SEED}\ninterface m1 type mesh\n\
              exit-client private-key {k_user_tunnel} address fd77::4 lan lan0 hold 5\n\
-             exit-server east key {} address fd77::1\n{user_extra}",
+             exit-server east key {} address fd77::1\n{user_extra}{user_extra_conf}",
             pay_public(EXIT_SEED)
         );
         let mut w = World {
@@ -1151,5 +1162,117 @@ fn ipv6_from_the_granted_prefix_only_reaches_the_server_through_the_exit() {
     assert!(
         routes.contains("default from 2001:db8:99::/64 dev exit0"),
         "{routes}"
+    );
+}
+
+/// Route verification between the user and its exit (stealth probing): both run the daemon's
+/// verification with each other's key bound to the other's mesh address; their Remote Hellos
+/// and Remote IHUs travel inside the exit tunnel (to the other end's IPv6 address in it), so a
+/// capture on the relay shows none of them in the clear, and the user reports the measured
+/// cost and accuracy of the route to its exit in `dump json` and `babelctl show exits`.
+#[test]
+fn user_and_exit_verify_their_path_inside_the_tunnel() {
+    let test = "user_and_exit_verify_their_path_inside_the_tunnel";
+    if !usable(test) || !have("tcpdump", test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let (exit_vk, user_vk) = ("44".repeat(32), "55".repeat(32));
+    let public = |seed: &str| pay_public(seed);
+    let tuning = "verify-enable true\nverify-cycle 2\nverify-probes 8\nverify-probe-interval 100\n";
+    let exit_extra = format!(
+        "{tuning}verify-private-key {exit_vk}\nverify-key fd77::4/128 {}\n",
+        public(&user_vk)
+    );
+    let user_extra = format!(
+        "{tuning}verify-private-key {user_vk}\nverify-key fd77::1/128 {}\nverify-destination fd77::1/128\n",
+        public(&exit_vk)
+    );
+    let w = World::build_with(
+        "x11",
+        false,
+        &format!(" pool-v6 {POOL_V6} prefix-len 64"),
+        &exit_extra,
+        &user_extra,
+    );
+    let pcap = tmp("x11-relay.pcap");
+    let _ = std::fs::remove_file(&pcap);
+    // The capture starts before the user registers, so it sees every probe from the start.
+    let mut cap = Daemon::start(
+        &w.relay,
+        "tcpdump",
+        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
+        tmp("x11-tcpdump.log"),
+    );
+    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    w.wait_connected(180);
+    let measured = |w: &World| {
+        let v = dump_json(&w.user);
+        v["exits"]["exits"][0]["route"].clone()
+    };
+    let checked_user = |ns: &Netns| {
+        dump_json(ns)["verify"]["routes"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["prefix"] == "fd77::4/128" && r["cost"].as_u64().is_some())
+            })
+    };
+    let ok = wait_for(120, || {
+        measured(&w)["measured_cost"].as_u64().is_some() && checked_user(&w.exit)
+    });
+    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = cap.child.wait();
+    let (uv, xv) = (
+        dump_json(&w.user)["verify"].clone(),
+        dump_json(&w.exit)["verify"].clone(),
+    );
+    assert!(
+        ok,
+        "no verified cost for the exit\nuser route: {}\nuser verify: {uv}\nexit verify: {xv}\n{}",
+        measured(&w),
+        w.logs()
+    );
+    let route = measured(&w);
+    println!("user's route to its exit: {route}");
+    println!("user verify counters: {}", uv["counters"]);
+    println!("exit verify counters: {}", xv["counters"]);
+    let cost = route["measured_cost"].as_u64().unwrap();
+    assert!(cost >= 96, "at least one honest link: {route}");
+    assert_eq!(route["accuracy"].as_u64(), Some(1000), "{route}");
+    // The exit verified the way back to the user the same way.
+    let exit_rows = xv["routes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        exit_rows
+            .iter()
+            .any(|r| r["prefix"] == "fd77::4/128" && r["cost"].as_u64().is_some()),
+        "the exit did not verify its user: {xv}"
+    );
+    // Operators see it.
+    let show = w.user.exec(&[CTL, "show", "exits"]);
+    println!("{show}");
+    assert!(show.contains(&format!("measured-cost {cost}")), "{show}");
+    // The relay saw no probe nor answer in the clear (they were inside the exit tunnel), and
+    // exit-tunnel packets did cross it.
+    let count = |filter: &str| {
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r", pcap.to_str().unwrap(), filter])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let clear = count("udp port 6699 and (host fd77::1 or host fd77::4 or net 2001:db8:99::/48)");
+    let all_probes = count("udp port 6699");
+    let tunnel = count("ip6 and udp port 4878");
+    println!(
+        "relay capture: {tunnel} exit-tunnel packets, {clear} verification packets between user and exit in the clear, {all_probes} verification packets in all"
+    );
+    let _ = std::fs::remove_file(&pcap);
+    assert!(tunnel > 0, "no exit-tunnel packet crossed the relay");
+    assert_eq!(
+        clear, 0,
+        "a probe between user and exit crossed the relay in the clear"
     );
 }

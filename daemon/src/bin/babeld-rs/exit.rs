@@ -107,6 +107,17 @@ pub fn start(
         tunnel_key: private.public_key().to_base64(),
         mtu: daemon::exit::tunnel_if_mtu(),
         mss,
+        // Known from the start, so route verification never probes an exit in the clear.
+        exits: x
+            .servers
+            .iter()
+            .map(|s| ExitRow {
+                name: s.name.clone(),
+                mesh_address: s.address.to_string(),
+                state: "none".to_owned(),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }));
     let routes = Arc::new(ExitRoutes::default());
