@@ -765,6 +765,42 @@ impl StealthTunnels {
     }
 }
 
+/// The exit's meter of its tunnel peers' inner bytes (`spec/exits.md`, "Billing"): turns the
+/// peers' cumulative counters into the bytes carried since the previous reading. A peer that
+/// was re-added (counters back to zero) counts from zero again; a peer that is gone is
+/// forgotten, so the state is bounded by the peers the tunnel has.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+}
+
+impl Meter {
+    /// Reads every peer's `(key, rx_bytes, tx_bytes)`; returns `(key, from it, to it)` for the
+    /// peers that carried something since the last reading.
+    pub fn read(
+        &mut self,
+        peers: impl IntoIterator<Item = (tunnel::PublicKey, u64, u64)>,
+    ) -> Vec<(tunnel::PublicKey, u64, u64)> {
+        let mut next = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for (key, rx, tx) in peers {
+            let (rx0, tx0) = self.counted.get(&key).copied().unwrap_or((0, 0));
+            let (rx0, tx0) = if rx < rx0 || tx < tx0 {
+                (0, 0)
+            } else {
+                (rx0, tx0)
+            };
+            let (up, down) = (rx - rx0, tx - tx0);
+            next.insert(key, (rx, tx));
+            if up > 0 || down > 0 {
+                out.push((key, up, down));
+            }
+        }
+        self.counted = next;
+        out
+    }
+}
+
 /// A registered user as the exit's data path knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -1678,5 +1714,18 @@ mod tests {
             ..r
         };
         assert_eq!(corrected.verified_cost(), Some(700));
+    }
+
+    #[test]
+    fn the_meter_counts_each_byte_once_and_restarts_with_a_readded_peer() {
+        let (a, b) = (tunnel::PublicKey([1; 32]), tunnel::PublicKey([2; 32]));
+        let mut m = Meter::default();
+        assert_eq!(m.read([(a, 100, 50), (b, 0, 0)]), vec![(a, 100, 50)]);
+        assert_eq!(m.read([(a, 100, 50), (b, 7, 0)]), vec![(b, 7, 0)]);
+        assert_eq!(m.read([(a, 150, 80), (b, 7, 0)]), vec![(a, 50, 30)]);
+        // a re-added: its counters start again from zero, and count from there.
+        assert_eq!(m.read([(a, 10, 5)]), vec![(a, 10, 5)]);
+        // b is gone and forgotten: back with the same counts, they are new bytes.
+        assert_eq!(m.read([(a, 10, 5), (b, 7, 0)]), vec![(b, 7, 0)]);
     }
 }

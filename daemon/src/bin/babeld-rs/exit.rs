@@ -269,7 +269,7 @@ async fn run(
     // What the tunnel interface carries for the current grant (a user node).
     let mut path = UserPath::default();
     let mut peers = std::collections::HashMap::new();
-    let mut counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)> = Default::default();
+    let mut counted = daemon::exit::Meter::default();
     loop {
         driver
             .run(tokio::time::sleep(TURN))
@@ -300,27 +300,18 @@ async fn run(
 /// Bytes a user's tunnel peer carried since the last turn: (tunnel key, from it, to it).
 type Metered = (tunnel::PublicKey, u64, u64);
 
-/// Sends each peer's new inner bytes to the registration task, which owns the accounts. A peer
-/// that was re-added (counters back to zero) counts from zero again.
+/// Sends each peer's new inner bytes to the registration task, which owns the accounts.
 fn meter(
     driver: &tunnel::driver::Driver,
-    counted: &mut std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+    counted: &mut daemon::exit::Meter,
     out: &mpsc::UnboundedSender<Metered>,
 ) {
-    for (_, p) in driver.device().peers() {
+    let peers = driver.device().peers().map(|(_, p)| {
         let s = p.stats();
-        let key = p.public_key();
-        let (rx0, tx0) = counted.get(&key).copied().unwrap_or((0, 0));
-        let (rx0, tx0) = if s.rx_bytes < rx0 || s.tx_bytes < tx0 {
-            (0, 0)
-        } else {
-            (rx0, tx0)
-        };
-        let (up, down) = (s.rx_bytes - rx0, s.tx_bytes - tx0);
-        counted.insert(key, (s.rx_bytes, s.tx_bytes));
-        if up > 0 || down > 0 {
-            let _ = out.send((key, up, down));
-        }
+        (p.public_key(), s.rx_bytes, s.tx_bytes)
+    });
+    for m in counted.read(peers) {
+        let _ = out.send(m);
     }
 }
 
