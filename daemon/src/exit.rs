@@ -816,6 +816,30 @@ pub struct Lease {
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
 }
 
+impl Lease {
+    /// The lease of a user the exit's store knows.
+    pub fn of(u: &::exit::UserView) -> Lease {
+        Lease {
+            tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
+            mesh_address: u.lease.mesh_address,
+            tunnel_port: TUNNEL_PORT,
+            ipv4: u.ipv4,
+            ipv6_prefix: u.ipv6_prefix,
+        }
+    }
+
+    /// The allowed IPs of the user as the exit's tunnel peer: its IPv4 address and its IPv6
+    /// prefix, nothing else (the tunnel drops any other source from it, and routes only these
+    /// destinations to it).
+    pub fn allowed_ips(&self) -> Vec<Prefix> {
+        let mut v = vec![Prefix::host(IpAddr::V4(self.ipv4))];
+        if let Some((a, len)) = self.ipv6_prefix {
+            v.extend(Prefix::new(IpAddr::V6(a), len).ok());
+        }
+        v
+    }
+}
+
 /// The Babel routes to the configured exits' mesh addresses, published by the main loop after
 /// each batch of route changes, read by the exit client (reachability, metric, price).
 #[derive(Debug, Default)]
@@ -1014,6 +1038,29 @@ pub struct ExitView {
 }
 
 impl ExitView {
+    /// An exit admitted `user` with `lease` (a registration, or a lease restored at start):
+    /// its row, created if new, shows the lease; a registration counts.
+    pub fn admit(&mut self, user: &[u8; 32], lease: &Lease) {
+        let user = hex::encode(user);
+        let i = match self.users.iter().position(|r| r.user == user) {
+            Some(i) => i,
+            None => {
+                self.users.push(UserRow {
+                    user,
+                    ..Default::default()
+                });
+                self.users.len() - 1
+            }
+        };
+        if let Some(r) = self.users.get_mut(i) {
+            r.tunnel_key = lease.tunnel_key.to_base64();
+            r.mesh_address = lease.mesh_address.to_string();
+            r.ipv4 = lease.ipv4.to_string();
+            r.ipv6_prefix = lease.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
+            r.registrations += 1;
+        }
+    }
+
     /// The exit tunnel ends route verification must probe inside the tunnel (or not at all): on
     /// a user node every configured exit (the current one at its address in the tunnel), on an
     /// exit every user (at the first address of its IPv6 prefix).
@@ -1727,5 +1774,40 @@ mod tests {
         assert_eq!(m.read([(a, 10, 5)]), vec![(a, 10, 5)]);
         // b is gone and forgotten: back with the same counts, they are new bytes.
         assert_eq!(m.read([(a, 10, 5), (b, 7, 0)]), vec![(b, 7, 0)]);
+    }
+
+    #[test]
+    fn an_admitted_user_gets_its_own_addresses_only_and_one_row() {
+        let lease = Lease {
+            tunnel_key: tunnel::PublicKey([3; 32]),
+            mesh_address: "fd77::4".parse().unwrap(),
+            tunnel_port: TUNNEL_PORT,
+            ipv4: "10.99.0.2".parse().unwrap(),
+            ipv6_prefix: Some(("2001:db8:99::".parse().unwrap(), 64)),
+        };
+        assert_eq!(
+            lease.allowed_ips(),
+            vec![
+                "10.99.0.2/32".parse().unwrap(),
+                "2001:db8:99::/64".parse().unwrap()
+            ]
+        );
+        let v4_only = Lease {
+            ipv6_prefix: None,
+            ..lease.clone()
+        };
+        assert_eq!(v4_only.allowed_ips().len(), 1);
+        let mut v = ExitView {
+            role: "exit".to_owned(),
+            ..Default::default()
+        };
+        v.admit(&[0xab; 32], &v4_only);
+        v.admit(&[0xab; 32], &lease);
+        assert_eq!(v.users.len(), 1);
+        let r = &v.users[0];
+        assert_eq!(r.user, "ab".repeat(32));
+        assert_eq!(r.registrations, 2);
+        assert_eq!(r.ipv6_prefix.as_deref(), Some("2001:db8:99::/64"));
+        assert_eq!(r.mesh_address, "fd77::4");
     }
 }

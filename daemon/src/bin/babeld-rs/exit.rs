@@ -16,7 +16,7 @@ use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
     Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RTPROT_EXIT,
-    TUNNEL_IFNAME, USER_TABLE, UserPath, UserRow,
+    TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
@@ -482,47 +482,18 @@ fn open_server(
 
 /// Makes a user with a lease a peer of the exit tunnel and admits its address.
 fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
-    let lease = Lease {
-        tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
-        mesh_address: u.lease.mesh_address,
-        tunnel_port: daemon::exit::TUNNEL_PORT,
-        ipv4: u.ipv4,
-        ipv6_prefix: u.ipv6_prefix,
-    };
-    let mut allowed = vec![Prefix::host(IpAddr::V4(lease.ipv4))];
-    if let Some((a, len)) = lease.ipv6_prefix
-        && let Ok(p) = Prefix::new(IpAddr::V6(a), len)
-    {
-        allowed.push(p);
-    }
+    let lease = Lease::of(u);
     let _ = tx.send(Cmd::Peer {
         key: lease.tunnel_key,
         endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
-        allowed,
+        allowed: lease.allowed_ips(),
         keepalive: None,
     });
     if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4, lease.ipv6_prefix)) {
         tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4);
     }
     if let Ok(mut v) = view.lock() {
-        let user = hex::encode(u.user);
-        let row = match v.users.iter_mut().position(|r| r.user == user) {
-            Some(i) => v.users.get_mut(i),
-            None => {
-                v.users.push(UserRow {
-                    user: user.clone(),
-                    ..Default::default()
-                });
-                v.users.last_mut()
-            }
-        };
-        if let Some(r) = row {
-            r.tunnel_key = lease.tunnel_key.to_base64();
-            r.mesh_address = lease.mesh_address.to_string();
-            r.ipv4 = lease.ipv4.to_string();
-            r.ipv6_prefix = lease.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
-            r.registrations += 1;
-        }
+        v.admit(&u.user, &lease);
     }
 }
 
