@@ -948,6 +948,160 @@ pub fn routes_to_exits(
     best
 }
 
+/// How often a user node registers again with its exit (renews the lease; notices an exit
+/// that restarted with another tunnel key).
+pub const RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A user node's choice of exit and its registration schedule (`spec/exits.md`, "Choosing an
+/// exit"): the selector over the configured exits scored on Babel's routes to them (metric or
+/// verified cost, price, fee), the fees the exits announced, and when to register next. The
+/// binary sends the requests and installs what was granted.
+#[derive(Debug)]
+pub struct ExitChoice {
+    selector: ::exit::Selector,
+    fees: std::collections::HashMap<[u8; 32], u32>,
+    last_registered: Option<(usize, std::time::Instant)>,
+}
+
+/// One decision of [`ExitChoice::decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    /// The selector's decision.
+    pub selection: ::exit::Selection,
+    /// The index of the chosen exit among the configured ones.
+    pub chosen: Option<usize>,
+    /// Whether to register with it now (new choice, never registered, or renewal due).
+    pub register: bool,
+}
+
+impl ExitChoice {
+    /// The choice for a user node's `exit-client` settings.
+    pub fn new(c: &ExitClient) -> ExitChoice {
+        ExitChoice {
+            selector: ::exit::Selector::new(::exit::SelectionPolicy {
+                margin_percent: c.hysteresis_percent,
+                hold: std::time::Duration::from_secs(u64::from(c.hold_s)),
+                ..Default::default()
+            }),
+            fees: Default::default(),
+            last_registered: None,
+        }
+    }
+
+    /// The configured exits as the selector sees them, with Babel's routes to them.
+    pub fn candidates(
+        &self,
+        servers: &[ExitServer],
+        routes: &ExitRoutes,
+    ) -> Vec<::exit::ExitCandidate> {
+        servers
+            .iter()
+            .map(|s| ::exit::ExitCandidate {
+                key: s.key,
+                mesh_address: s.address,
+                fee: self.fees.get(&s.key).copied().unwrap_or(0),
+                route: routes.get(s.address).map(|r| ::exit::RouteView {
+                    metric: r.metric,
+                    price: r.price,
+                    verified_cost: r.verified_cost(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Decides at `now` and records the decision in `view` (each exit's route and score, the
+    /// reason of the current choice and its details).
+    pub fn decide(
+        &mut self,
+        now: std::time::Instant,
+        servers: &[ExitServer],
+        routes: &ExitRoutes,
+        view: &mut ExitView,
+    ) -> Decided {
+        let candidates = self.candidates(servers, routes);
+        let sel = self.selector.decide(now, &candidates);
+        let chosen = sel
+            .exit
+            .and_then(|k| servers.iter().position(|s| s.key == k));
+        view.exits = servers
+            .iter()
+            .zip(&candidates)
+            .map(|(s, c)| {
+                let old = view.exits.iter().find(|e| e.name == s.name);
+                ExitRow {
+                    name: s.name.clone(),
+                    mesh_address: s.address.to_string(),
+                    route: routes.get(s.address),
+                    state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
+                    score: self.selector.score(c),
+                }
+            })
+            .collect();
+        // Why the current exit is the current one: the reason of the decision that chose it
+        // (later turns that keep it say "best"), or why there is none or a challenger is held
+        // off.
+        if sel.changed
+            || sel.exit.is_none()
+            || view.reason.is_empty()
+            || matches!(sel.reason, ::exit::Reason::Holding { .. })
+        {
+            view.reason = sel.reason.name().to_owned();
+            view.why = why(&sel.reason, servers);
+        }
+        let register = match (chosen, self.last_registered) {
+            (Some(i), Some((j, at))) => i != j || now.saturating_duration_since(at) >= RENEW,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        Decided {
+            selection: sel,
+            chosen,
+            register,
+        }
+    }
+
+    /// The exit at `index` answered at `now` (registered with `fee`, or refused: `None`).
+    pub fn answered(
+        &mut self,
+        index: usize,
+        key: [u8; 32],
+        fee: Option<u32>,
+        now: std::time::Instant,
+    ) {
+        // Keyed by configured exits only: bounded by the configuration.
+        if let Some(f) = fee {
+            self.fees.insert(key, f);
+        }
+        self.last_registered = Some((index, now));
+    }
+}
+
+/// The details of a selection reason for `show exits`, without spaces: the exit left and its
+/// score, or the challenger held off and for how long.
+fn why(r: &::exit::Reason, servers: &[ExitServer]) -> String {
+    let name = |k: &[u8; 32]| {
+        servers
+            .iter()
+            .find(|s| s.key == *k)
+            .map_or_else(|| hex::encode(k), |s| s.name.clone())
+    };
+    match r {
+        ::exit::Reason::Unreachable { previous } => format!("left={}", name(previous)),
+        ::exit::Reason::Better {
+            previous,
+            previous_score,
+        } => format!("left={},its-score={previous_score}", name(previous)),
+        ::exit::Reason::Holding { challenger, for_ } => {
+            format!(
+                "challenger={},better-for={}s",
+                name(challenger),
+                for_.as_secs()
+            )
+        }
+        _ => "-".to_owned(),
+    }
+}
+
 /// One user as the exit shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
@@ -1024,6 +1178,9 @@ pub struct ExitView {
     pub current: Option<String>,
     /// Why it is the current one (or why there is none).
     pub reason: String,
+    /// The reason's details: the exit left and its score, or the challenger held off.
+    #[serde(default)]
+    pub why: String,
     /// On a user node: our IPv4 address in the tunnel.
     pub ipv4: Option<String>,
     /// On a user node: the IPv6 prefix the exit routes to us, if any.
@@ -1133,12 +1290,14 @@ impl ExitView {
                 ));
             }
             out.push(format!(
-                "add exit-client {} address {} rx {} tx {} reason {}",
+                "add exit-client {} address {} rx {} tx {} reason {} why {} ipv6 {}",
                 self.current.as_deref().unwrap_or("none"),
                 self.ipv4.as_deref().unwrap_or("none"),
                 self.rx_bytes,
                 self.tx_bytes,
-                self.reason
+                self.reason,
+                or_dash(&self.why),
+                self.ipv6_prefix.as_deref().unwrap_or("none"),
             ));
         }
         out
@@ -1376,7 +1535,7 @@ mod tests {
             vec![
                 "add exit east mesh fd77::1 metric 288 price 11 state registered current yes measured-cost 400 accuracy 720 verified-cost 400 score 400000",
                 "add exit west mesh fd77::5 metric unreachable price - state none current no measured-cost - accuracy - verified-cost - score -",
-                "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best",
+                "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best why - ipv6 none",
             ]
         );
         // `babelctl show exits` reads them back from `dump` and from `dump json`.
@@ -1809,5 +1968,89 @@ mod tests {
         assert_eq!(r.registrations, 2);
         assert_eq!(r.ipv6_prefix.as_deref(), Some("2001:db8:99::/64"));
         assert_eq!(r.mesh_address, "fd77::4");
+    }
+
+    /// The user's choice of exit, sans-IO: first choice and registration, renewal only after
+    /// [`RENEW`], an immediate switch when the exit's route goes, a verified cost worse than
+    /// advertised held off then taken, each shown with its reason and details.
+    #[test]
+    fn the_exit_choice_registers_renews_switches_and_says_why() {
+        let server = |name: &str, key: u8, a: &str| ExitServer {
+            name: name.to_owned(),
+            key: [key; 32],
+            address: a.parse().unwrap(),
+            port: REGISTRATION_PORT,
+            tunnel_port: TUNNEL_PORT,
+        };
+        let servers = vec![server("east", 1, "fd77::1"), server("west", 5, "fd77::5")];
+        let c = ExitClient {
+            private_key: KEY.to_owned(),
+            hysteresis_percent: 20,
+            hold_s: 5,
+            lan: Vec::new(),
+            address: "fd77::4".parse().unwrap(),
+        };
+        let mut choice = ExitChoice::new(&c);
+        let mut view = ExitView {
+            role: "user".to_owned(),
+            ..Default::default()
+        };
+        let routes = ExitRoutes::default();
+        let route = |metric, measured_cost| RouteToExit {
+            metric,
+            price: 0,
+            measured_cost,
+            ..Default::default()
+        };
+        let (e, w): (Ipv6Addr, Ipv6Addr) = ("fd77::1".parse().unwrap(), "fd77::5".parse().unwrap());
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        // Nothing reachable: nothing chosen, nothing to register.
+        let d = choice.decide(t0, &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (None, false));
+        assert_eq!(view.reason, "none-reachable");
+        routes.publish([(e, route(200, None)), (w, route(300, None))]);
+        let d = choice.decide(t0, &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), true));
+        assert_eq!(view.reason, "first");
+        choice.answered(0, [1; 32], Some(3), at(0));
+        let d = choice.decide(at(1), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), false));
+        assert_eq!(view.exits[0].score, Some(200_000 + 3 * 1000));
+        assert_eq!(view.exits[1].score, Some(300_000));
+        let d = choice.decide(at(10), &servers, &routes, &mut view);
+        assert!(d.register, "the renewal");
+        choice.answered(0, [1; 32], Some(3), at(10));
+        // Verification measures east's path at 600: west better by the margin, held off...
+        routes.publish([(e, route(200, Some(600))), (w, route(300, None))]);
+        let d = choice.decide(at(11), &servers, &routes, &mut view);
+        assert_eq!(d.chosen, Some(0));
+        assert_eq!(
+            (view.reason.as_str(), view.why.as_str()),
+            ("holding", "challenger=west,better-for=0s")
+        );
+        let d = choice.decide(at(15), &servers, &routes, &mut view);
+        assert_eq!(d.chosen, Some(0));
+        assert_eq!(view.why, "challenger=west,better-for=4s");
+        // ... then taken after the hold, and registered with at once.
+        let d = choice.decide(at(16), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(1), true));
+        assert_eq!(view.reason, "better");
+        assert_eq!(view.why, format!("left=east,its-score={}", 600_000 + 3000));
+        choice.answered(1, [5; 32], Some(0), at(16));
+        // West's route goes: back to east at once.
+        routes.publish([(e, route(200, Some(600)))]);
+        let d = choice.decide(at(17), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), true));
+        assert_eq!(
+            (view.reason.as_str(), view.why.as_str()),
+            ("previous-unreachable", "left=west")
+        );
+        assert_eq!(view.exits[1].score, None);
+        assert!(
+            view.lines()
+                .iter()
+                .any(|l| l.contains("reason previous-unreachable why left=west"))
+        );
     }
 }

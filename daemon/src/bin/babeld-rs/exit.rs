@@ -26,9 +26,6 @@ use crate::mesh::nft;
 
 /// How often the client decides which exit to use.
 const REFRESH: Duration = Duration::from_secs(1);
-/// How often the client registers again with its exit (renews the lease; notices an exit that
-/// restarted).
-const RENEW: Duration = Duration::from_secs(10);
 /// How often the tunnel's thread applies peer changes and copies its counters out.
 const TURN: Duration = Duration::from_millis(500);
 /// How often the exit commits and signs its users' bills.
@@ -670,75 +667,26 @@ async fn client(
             return;
         }
     };
-    let mut selector = ::exit::Selector::new(::exit::SelectionPolicy {
-        margin_percent: c.hysteresis_percent,
-        hold: Duration::from_secs(u64::from(c.hold_s)),
-        ..Default::default()
-    });
+    let mut choice = daemon::exit::ExitChoice::new(&c);
     let mut registrar = ::exit::Registrar::new();
-    let mut fees: std::collections::HashMap<[u8; 32], u32> = Default::default();
-    let mut last_registered: Option<(usize, Instant)> = None;
     let mut buf = vec![0u8; 2048];
     loop {
-        let candidates: Vec<::exit::ExitCandidate> = settings
-            .servers
-            .iter()
-            .map(|s| ::exit::ExitCandidate {
-                key: s.key,
-                mesh_address: s.address,
-                fee: fees.get(&s.key).copied().unwrap_or(0),
-                route: routes.get(s.address).map(|r| ::exit::RouteView {
-                    metric: r.metric,
-                    price: r.price,
-                    verified_cost: r.verified_cost(),
-                }),
-            })
-            .collect();
-        let sel = selector.decide(Instant::now(), &candidates);
-        let chosen = sel
-            .exit
-            .and_then(|k| settings.servers.iter().position(|s| s.key == k));
-        if let Ok(mut v) = view.lock() {
-            v.exits = settings
-                .servers
-                .iter()
-                .zip(&candidates)
-                .map(|(s, c)| {
-                    let old = v.exits.iter().find(|e| e.name == s.name);
-                    ExitRow {
-                        name: s.name.clone(),
-                        mesh_address: s.address.to_string(),
-                        route: routes.get(s.address),
-                        state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
-                        score: selector.score(c),
-                    }
-                })
-                .collect();
-            // Why the current exit is the current one: the reason of the decision that chose
-            // it (later turns that keep it say "best"), or why there is none or a challenger
-            // is being held off.
-            if sel.changed
-                || sel.exit.is_none()
-                || v.reason.is_empty()
-                || matches!(sel.reason, ::exit::Reason::Holding { .. })
-            {
-                v.reason = sel.reason.name().to_owned();
-            }
-            if sel.changed {
-                tracing::info!(
-                    "exit client: exit {} ({})",
-                    chosen
-                        .and_then(|i| settings.servers.get(i))
-                        .map_or("none", |s| s.name.as_str()),
-                    sel.reason.name()
-                );
-            }
-        }
-        let due = match (chosen, last_registered) {
-            (Some(i), Some((j, at))) => i != j || at.elapsed() >= RENEW,
-            (Some(_), None) => true,
-            (None, _) => false,
+        let Ok(d) = view
+            .lock()
+            .map(|mut v| choice.decide(Instant::now(), &settings.servers, &routes, &mut v))
+        else {
+            return;
         };
+        let (sel, chosen, due) = (d.selection, d.chosen, d.register);
+        if sel.changed {
+            tracing::info!(
+                "exit client: exit {} ({})",
+                chosen
+                    .and_then(|i| settings.servers.get(i))
+                    .map_or("none", |s| s.name.as_str()),
+                sel.reason.name()
+            );
+        }
         if let (true, Some(i)) = (due, chosen)
             && let Some(s) = settings.servers.get(i)
         {
@@ -773,8 +721,7 @@ async fn client(
             .await;
             match answer {
                 Ok(::exit::Outcome::Registered(r)) => {
-                    fees.insert(s.key, r.fee);
-                    last_registered = Some((i, Instant::now()));
+                    choice.answered(i, s.key, Some(r.fee), Instant::now());
                     let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
                     let grant = Grant {
                         tunnel_key: exit_tunnel_key,
@@ -812,7 +759,7 @@ async fn client(
                 }
                 Ok(::exit::Outcome::Refused(r)) => {
                     tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
-                    last_registered = Some((i, Instant::now()));
+                    choice.answered(i, s.key, None, Instant::now());
                     if let Ok(mut v) = view.lock()
                         && let Some(e) = v.exits.get_mut(i)
                     {
