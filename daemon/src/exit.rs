@@ -921,7 +921,7 @@ pub fn routes_to_exits(
         if r.src_prefix.is_some()
             || r.prefix.len() != 128
             || !r.feasible
-            || r.metric.0 >= babel_wire::INFINITY
+            || r.metric.0 == babel_wire::INFINITY
             || !watched.contains(&a)
         {
             continue;
