@@ -380,6 +380,41 @@ fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts `tcpdump` on every interface of the relay, writing `NAME.pcap`; returns once the
+/// capture has written its file header.
+fn relay_capture(w: &World, name: &str) -> (Daemon, std::path::PathBuf) {
+    let pcap = tmp(&format!("{name}.pcap"));
+    let _ = std::fs::remove_file(&pcap);
+    let cap = Daemon::start(
+        &w.relay,
+        "tcpdump",
+        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
+        tmp(&format!("{name}-tcpdump.log")),
+    );
+    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    (cap, pcap)
+}
+
+/// Stops a capture (SIGINT, so it flushes) and waits for it.
+fn stop_capture(mut cap: Daemon) {
+    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = cap.child.wait();
+}
+
+/// The lines `tcpdump -r` prints for the packets of `pcap` matching `filter`.
+fn pcap_lines(pcap: &std::path::Path, filter: &str) -> Vec<String> {
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r", pcap.to_str().unwrap(), filter])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// (1) The exit's mesh address reaches the user through the relay and the gateway, with the
 /// price of the two routers that forward (Althea's price: the fees of the forwarders).
 #[test]
@@ -568,25 +603,14 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
     let _g = one_at_a_time();
     let w = World::new("x3");
     w.wait_connected(180);
-    let pcap = tmp("x3-relay.pcap");
-    let _ = std::fs::remove_file(&pcap);
-    let mut cap = Daemon::start(
-        &w.relay,
-        "tcpdump",
-        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
-        tmp("x3-tcpdump.log"),
-    );
-    // The capture runs once it has written its file header.
-    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    let (cap, pcap) = relay_capture(&w, "x3-relay");
     let server = tcp_server(&w.inet, &format!("{SERVER}:8080"), 1_000_000);
     let got = tcp_read_all(&w.lan, &format!("{SERVER}:8080"));
     let peer = server.join().unwrap();
     for _ in 0..5 {
         assert!(ping(&w.lan, SERVER));
     }
-    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-    let _ = cap.child.wait();
+    stop_capture(cap);
     println!("LAN host read {got} bytes; the server saw {peer}");
     assert_eq!(got, 1_000_000);
     assert_eq!(
@@ -594,17 +618,7 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
         EXIT_PUBLIC,
         "the server must see the exit"
     );
-    let lines = |filter: &str| -> Vec<String> {
-        let out = Command::new("tcpdump")
-            .args(["-n", "-r", pcap.to_str().unwrap(), filter])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
+    let lines = |filter: &str| pcap_lines(&pcap, filter);
     let count = |filter: &str| lines(filter).len();
     // UDP payload bytes of the exit tunnel's packets seen on the relay (every packet is seen
     // twice: on its way in and on its way out).
@@ -1195,16 +1209,8 @@ fn user_and_exit_verify_their_path_inside_the_tunnel() {
         &exit_extra,
         &user_extra,
     );
-    let pcap = tmp("x11-relay.pcap");
-    let _ = std::fs::remove_file(&pcap);
     // The capture starts before the user registers, so it sees every probe from the start.
-    let mut cap = Daemon::start(
-        &w.relay,
-        "tcpdump",
-        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
-        tmp("x11-tcpdump.log"),
-    );
-    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    let (cap, pcap) = relay_capture(&w, "x11-relay");
     w.wait_connected(180);
     let measured = |w: &World| {
         let v = dump_json(&w.user);
@@ -1221,9 +1227,7 @@ fn user_and_exit_verify_their_path_inside_the_tunnel() {
     let ok = wait_for(120, || {
         measured(&w)["measured_cost"].as_u64().is_some() && checked_user(&w.exit)
     });
-    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-    let _ = cap.child.wait();
+    stop_capture(cap);
     let (uv, xv) = (
         dump_json(&w.user)["verify"].clone(),
         dump_json(&w.exit)["verify"].clone(),
@@ -1255,14 +1259,7 @@ fn user_and_exit_verify_their_path_inside_the_tunnel() {
     assert!(show.contains(&format!("measured-cost {cost}")), "{show}");
     // The relay saw no probe nor answer in the clear (they were inside the exit tunnel), and
     // exit-tunnel packets did cross it.
-    let count = |filter: &str| {
-        let out = Command::new("tcpdump")
-            .args(["-n", "-r", pcap.to_str().unwrap(), filter])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
+    let count = |filter: &str| pcap_lines(&pcap, filter).len();
     let clear = count("udp port 6699 and (host fd77::1 or host fd77::4 or net 2001:db8:99::/48)");
     let all_probes = count("udp port 6699");
     let tunnel = count("ip6 and udp port 4878");
