@@ -77,7 +77,11 @@ pub async fn main_loop(
     let mut received = Vec::new();
     loop {
         let now = clock.now();
-        for line in crate::verify::poll(d, now, &mut io.verify) {
+        let checked = crate::verify::poll(d, now, &mut io.verify);
+        if let (false, Some(e)) = (checked.is_empty(), &io.exits) {
+            crate::exit::publish_routes(d, now, e); // the exits' routes with their new checks
+        }
+        for line in checked {
             ctl.broadcast(format!("{line}\n").as_bytes());
         }
         flush_outputs(d, io, &mut ctl, now).await;

@@ -182,6 +182,7 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
     if !due {
         return Vec::new();
     }
+    daemon::exit::sync_stealth(d);
     let routes = d.engine.routes(now);
     let threshold = d.engine.config().accuracy_threshold;
     let Some(v) = d.verification.as_mut() else {
