@@ -1142,6 +1142,18 @@ mod tests {
         }
     }
 
+    /// A daemon's verification at time 0 (router-id `id` repeated, counter from 1).
+    fn peer(settings: VerifySettings, id: u8, key: SigningKey, seed: u64) -> Verification {
+        Verification::new(
+            settings,
+            RouterId([id; 8]),
+            key,
+            1,
+            seed,
+            Instant::from_micros(0),
+        )
+    }
+
     /// Two daemons' verification, A verifying B's route to D: the liar's route (advertised
     /// metric 97 over two hops, `c` = 192) is corrected, then its neighbour evicted, through
     /// encoded datagrams and with the probe route announced first.
@@ -1159,22 +1171,8 @@ mod tests {
         );
         a_set.apply(words("verify-destination fd77::4/128").unwrap());
         let t0 = Instant::from_micros(0);
-        let mut a = Verification::new(
-            a_set,
-            RouterId([0xa; 8]),
-            SigningKey::from_bytes(&[1; 32]),
-            1,
-            1,
-            t0,
-        );
-        let mut d = Verification::new(
-            VerifySettings::default(),
-            RouterId([0xd; 8]),
-            d_key,
-            1,
-            2,
-            t0,
-        );
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let liar = route("fd77::4/128", "fe80::2", 3, 97, true);
         let honest = route("fd77::4/128", "fe80::3", 4, 192, false);
         let routes = vec![liar.clone(), honest];
@@ -1280,31 +1278,10 @@ mod tests {
             );
         }
         let t0 = Instant::from_micros(0);
-        let mut a = Verification::new(
-            a_set,
-            RouterId([0xa; 8]),
-            SigningKey::from_bytes(&[1; 32]),
-            1,
-            1,
-            t0,
-        );
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
         // The destination, and an impostor on the path answering for it with its own key.
-        let mut d = Verification::new(
-            VerifySettings::default(),
-            RouterId([0xd; 8]),
-            d_key,
-            1,
-            2,
-            t0,
-        );
-        let mut x = Verification::new(
-            VerifySettings::default(),
-            RouterId([0xe; 8]),
-            other_key,
-            1,
-            3,
-            t0,
-        );
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
+        let mut x = peer(VerifySettings::default(), 0xe, other_key, 3);
         let liar = route("fd77:4::/64", "fe80::2", 3, 97, true);
         let honest = route("fd77:4::/64", "fe80::3", 4, 192, false);
         let routes = vec![liar.clone(), honest];
