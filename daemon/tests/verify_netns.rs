@@ -57,6 +57,24 @@ fn neighbour<'a>(v: &'a serde_json::Value, iface: &str) -> Option<&'a serde_json
         .find(|n| n["interface"] == iface)
 }
 
+/// Whether a route through `iface` passed its last check (accuracy 1000) at most `max_age`
+/// seconds ago.
+fn passed_check(a: &Netns, iface: &str, max_age: u64) -> bool {
+    verify_json(a)["routes"].as_array().is_some_and(|rs| {
+        rs.iter().any(|r| {
+            r["interface"] == iface
+                && r["accuracy"] == 1000
+                && r["age_s"].as_u64().is_some_and(|s| s <= max_age)
+        })
+    })
+}
+
+/// Whether `monitor` text has a neighbour's standing change to `what` (evicted, readmitted).
+fn standing_changed(text: &str, what: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("verify neighbour") && l.ends_with(&format!(" {what}")))
+}
+
 /// Pings `fd77::4` from `a` in the background until dropped (the traffic that makes the
 /// destination "used", and whose path the test follows).
 struct Pinger(std::process::Child);
@@ -193,20 +211,10 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         ),
         "{text}"
     );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("verify neighbour") && l.ends_with(" evicted")),
-        "{text}"
-    );
+    assert!(standing_changed(&text, "evicted"), "{text}");
     // The honest route was checked and passed; its neighbour is in good standing.
     assert!(
-        wait_for(60, || {
-            let v = verify_json(&a);
-            v["routes"].as_array().is_some_and(|rs| {
-                rs.iter()
-                    .any(|r| r["interface"] == "a-h" && r["accuracy"] == 1000)
-            })
-        }),
+        wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
         "the honest route was never checked\n{}",
         try_control(&a, "dump\nquit\n")
     );
@@ -311,22 +319,10 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     );
     assert!(wait_for(60, || ping(&a, "fd77::4")), "no ping through l");
     let text = monitor.join().unwrap();
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("verify neighbour") && l.ends_with(" readmitted")),
-        "{text}"
-    );
+    assert!(standing_changed(&text, "readmitted"), "{text}");
     // On probation its checks pass (it is honest now), and it stays in.
     assert!(
-        wait_for(120, || {
-            verify_json(&a)["routes"].as_array().is_some_and(|rs| {
-                rs.iter().any(|r| {
-                    r["interface"] == "a-l"
-                        && r["accuracy"] == 1000
-                        && r["age_s"].as_u64().is_some_and(|s| s < 8)
-                })
-            })
-        }),
+        wait_for(120, || passed_check(&a, "a-l", 8)),
         "no passing check through the readmitted neighbour\n{}",
         try_control(&a, "dump\nquit\n")
     );
