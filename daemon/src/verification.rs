@@ -6,7 +6,9 @@
 //! Sans-IO like the crates it drives: time comes in as a parameter; the binary owns the socket,
 //! the `ip` commands and the nftables set that measures which destinations are used (§2.1).
 //!
-//! Only host routes (`/128`) are verified: the Remote Hellos go to the address itself.
+//! Every IPv6 route is verified: the Remote Hellos go to the prefix's probe address
+//! ([`verify::probe_address`]: the address of a `/128`, the `::1` of a wider prefix), and the
+//! answer must be signed by the key bound to the prefix (`spec/verify.md` §3.2).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -433,7 +435,13 @@ pub struct Verification {
     pub answers_sent: u64,
     /// Exit tunnel ends, probed only inside the tunnel (§2.3, stealth probing).
     stealth: crate::exit::StealthTunnels,
+    /// Addresses that carried traffic recently (measured by the kernel), with when: each marks
+    /// the most specific route containing it used (§2.1). Bounded by [`MAX_USED_ADDRESSES`].
+    used_addresses: BTreeMap<Ipv6Addr, Instant>,
 }
+
+/// Addresses remembered as used at most (the kernel's set holds as many).
+const MAX_USED_ADDRESSES: usize = 4096;
 
 impl Verification {
     /// Verification for router `router_id`. `counter_start` must exceed every counter our key
@@ -461,6 +469,7 @@ impl Verification {
             malformed: 0,
             answers_sent: 0,
             stealth: crate::exit::StealthTunnels::default(),
+            used_addresses: BTreeMap::new(),
         }
     }
 
@@ -503,12 +512,25 @@ impl Verification {
         self.responder.poll_timeout().map_or(t, |r| r.min(t))
     }
 
-    /// Traffic went to these addresses recently (measured by the kernel, §2.1): the host routes
-    /// to them are used.
+    /// Traffic went to these addresses recently (measured by the kernel, §2.1): at the next
+    /// cycle, the most specific route containing each of them is used (a `/128`, or the `/64`
+    /// of a LAN behind a router).
     pub fn mark_used(&mut self, now: Instant, addresses: &[Ipv6Addr]) {
         for a in addresses {
             if !a.is_multicast() && !a.is_unicast_link_local() && !a.is_loopback() {
-                self.verifier.mark_used(now, Prefix::host(IpAddr::V6(*a)));
+                if !self.used_addresses.contains_key(a)
+                    && self.used_addresses.len() >= MAX_USED_ADDRESSES
+                {
+                    let oldest = self
+                        .used_addresses
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(k, _)| *k);
+                    if let Some(k) = oldest {
+                        self.used_addresses.remove(&k);
+                    }
+                }
+                self.used_addresses.insert(*a, now);
             }
         }
     }
@@ -532,7 +554,22 @@ impl Verification {
                     });
                 }
             }
-            let mut c = candidates(routes);
+            let candidates = candidates(routes);
+            let window = self.cfg.schedule.used_window;
+            self.used_addresses
+                .retain(|_, t| now.saturating_since(*t) <= window);
+            for (a, t) in &self.used_addresses {
+                let host = Prefix::host(IpAddr::V6(*a));
+                let best = candidates
+                    .iter()
+                    .filter(|c| c.prefix.contains(&host))
+                    .map(|c| c.prefix)
+                    .max_by_key(Prefix::len);
+                if let Some(p) = best {
+                    self.verifier.mark_used(*t, p);
+                }
+            }
+            let mut c = candidates;
             if !self.stealth.is_empty() {
                 c.retain(|v| self.stealth.may_test(&v.prefix, v.selected));
             }
@@ -567,7 +604,7 @@ impl Verification {
     ) {
         match a {
             Action::SendRemoteHello { neighbour, hello } => {
-                let IpAddr::V6(mut dst) = hello.prefix.addr() else {
+                let Some(mut dst) = verify::probe_address(&hello.prefix) else {
                     return;
                 };
                 // Inside an exit tunnel: to the other end's address there, no mark (the
@@ -911,14 +948,14 @@ fn opt(v: Option<u16>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// The routes the verifier may test: IPv6 host routes, all of them, feasible or not.
+/// The routes the verifier may test: IPv6 routes of any length (§3.2.1), all of them,
+/// feasible or not.
 pub fn candidates(routes: &[RouteView]) -> Vec<VerifiableRoute> {
     routes
         .iter()
         .filter(|r| {
             r.src_prefix.is_none()
-                && !r.prefix.is_ipv4()
-                && r.prefix.len() == 128
+                && verify::probe_address(&r.prefix).is_some()
                 && r.metric.0 < babel_wire::INFINITY
         })
         .map(VerifiableRoute::from_route)
@@ -1126,6 +1163,18 @@ mod tests {
         }
     }
 
+    /// A daemon's verification at time 0 (router-id `id` repeated, counter from 1).
+    fn peer(settings: VerifySettings, id: u8, key: SigningKey, seed: u64) -> Verification {
+        Verification::new(
+            settings,
+            RouterId([id; 8]),
+            key,
+            1,
+            seed,
+            Instant::from_micros(0),
+        )
+    }
+
     /// Two daemons' verification, A verifying B's route to D: the liar's route (advertised
     /// metric 97 over two hops, `c` = 192) is corrected, then its neighbour evicted, through
     /// encoded datagrams and with the probe route announced first.
@@ -1143,22 +1192,8 @@ mod tests {
         );
         a_set.apply(words("verify-destination fd77::4/128").unwrap());
         let t0 = Instant::from_micros(0);
-        let mut a = Verification::new(
-            a_set,
-            RouterId([0xa; 8]),
-            SigningKey::from_bytes(&[1; 32]),
-            1,
-            1,
-            t0,
-        );
-        let mut d = Verification::new(
-            VerifySettings::default(),
-            RouterId([0xd; 8]),
-            d_key,
-            1,
-            2,
-            t0,
-        );
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let liar = route("fd77::4/128", "fe80::2", 3, 97, true);
         let honest = route("fd77::4/128", "fe80::3", 4, 192, false);
         let routes = vec![liar.clone(), honest];
@@ -1242,6 +1277,86 @@ mod tests {
         );
         assert!(a.counters().answers > 0);
         assert_eq!(a.counters().bad_signature, 0);
+    }
+
+    /// §3.2.1: a route that is not a host route is verified too. Traffic to an address inside a
+    /// LAN `/64` marks the `/64` used, the Remote Hellos go to its probe address `::1`, the
+    /// answer must be signed by the key bound to the `/64` (a key bound elsewhere is dropped as
+    /// unbound), and the liar is corrected and evicted.
+    #[test]
+    fn a_lie_about_a_lan_prefix_is_caught() {
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let other_key = SigningKey::from_bytes(&[8; 32]);
+        let mut a_set = VerifySettings::default();
+        a_set.apply(words("verify-enable true").unwrap());
+        for (p, k) in [("fd77:4::/64", &d_key), ("fd77:5::/64", &other_key)] {
+            a_set.apply(
+                words(&format!(
+                    "verify-key {p} {}",
+                    hex::encode(k.verifying_key().as_bytes())
+                ))
+                .unwrap(),
+            );
+        }
+        let t0 = Instant::from_micros(0);
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        // The destination, and an impostor on the path answering for it with its own key.
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
+        let mut x = peer(VerifySettings::default(), 0xe, other_key, 3);
+        let liar = route("fd77:4::/64", "fe80::2", 3, 97, true);
+        let honest = route("fd77:4::/64", "fe80::3", 4, 192, false);
+        let routes = vec![liar.clone(), honest];
+        let ours = vec![xroute("fd77:4::/64")];
+        let probe: Ipv6Addr = "fd77:4::1".parse().unwrap();
+        let mut now = t0;
+        let mut evicted = false;
+        let mut sent = 0;
+        let mut lines = Vec::new();
+        for _ in 0..20_000 {
+            a.mark_used(now, &["fd77:4::99".parse().unwrap()]);
+            now = a.poll_timeout().min(d.poll_timeout()).max(now);
+            let out = a.on_timer(now, &routes, 800);
+            lines.extend(out.lines);
+            for g in &out.datagrams {
+                assert_eq!(g.dst, probe);
+                sent += 1;
+                let o = d.on_datagram(now, "fd77::1".parse().unwrap(), 63, &g.bytes, &ours);
+                assert!(o.datagrams.is_empty());
+                x.on_datagram(now, "fd77::1".parse().unwrap(), 63, &g.bytes, &ours);
+            }
+            for i in &out.inputs {
+                if let Input::SetNeighbourAccuracy {
+                    address, accuracy, ..
+                } = i
+                    && *accuracy < 800
+                {
+                    assert_eq!(*address, liar.via);
+                    evicted = true;
+                }
+            }
+            for g in d
+                .on_timer(now, &[], 800)
+                .datagrams
+                .iter()
+                .chain(&x.on_timer(now, &[], 800).datagrams)
+            {
+                a.on_datagram(now, probe, 62, &g.bytes, &[]);
+            }
+            if evicted {
+                break;
+            }
+            now = now + Duration::from_millis(1);
+        }
+        assert!(sent > 0);
+        assert!(evicted, "liar not evicted: {:?}", a.counters());
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "verify route fd77:4::/64 via fe80::2 if 3 metric 97 cost 192 accuracy 505"
+            )),
+            "{lines:?}"
+        );
+        assert!(a.counters().unbound_key > 0, "{:?}", a.counters());
+        assert!(a.counters().answers > 0);
     }
 
     /// A Remote Hello for a prefix that is not ours is refused; one from ourselves too.

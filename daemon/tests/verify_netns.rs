@@ -57,6 +57,24 @@ fn neighbour<'a>(v: &'a serde_json::Value, iface: &str) -> Option<&'a serde_json
         .find(|n| n["interface"] == iface)
 }
 
+/// Whether a route through `iface` passed its last check (accuracy 1000) at most `max_age`
+/// seconds ago.
+fn passed_check(a: &Netns, iface: &str, max_age: u64) -> bool {
+    verify_json(a)["routes"].as_array().is_some_and(|rs| {
+        rs.iter().any(|r| {
+            r["interface"] == iface
+                && r["accuracy"] == 1000
+                && r["age_s"].as_u64().is_some_and(|s| s <= max_age)
+        })
+    })
+}
+
+/// Whether `monitor` text has a neighbour's standing change to `what` (evicted, readmitted).
+fn standing_changed(text: &str, what: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("verify neighbour") && l.ends_with(&format!(" {what}")))
+}
+
 /// Pings `fd77::4` from `a` in the background until dropped (the traffic that makes the
 /// destination "used", and whose path the test follows).
 struct Pinger(std::process::Child);
@@ -83,18 +101,16 @@ impl Drop for Pinger {
     }
 }
 
-#[test]
-fn a_metric_liar_is_detected_corrected_and_dropped() {
-    if !usable("a_metric_liar_is_detected_corrected_and_dropped") {
-        return;
-    }
-    let _serial = one_at_a_time();
+/// a - l - d and a - h - d, where l lies about d (it announces a kernel route to d with metric
+/// 1), a verifies with `a_extra` added to its configuration; returns once a routes through the
+/// liar and pings d that way. Namespaces and daemons as (a, l, h, d), daemons a, h, d, l.
+fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::Daemon>) {
     // a - l - d and a - h - d; l lies about d.
     let (a, l, h, d) = (
-        node("vla", 1),
-        node("vll", 2),
-        node("vlh", 3),
-        node("vld", 4),
+        node(&format!("{tag}a"), 1),
+        node(&format!("{tag}l"), 2),
+        node(&format!("{tag}h"), 3),
+        node(&format!("{tag}d"), 4),
     );
     veth(&a, "a-l", &l, "l-a");
     veth(&a, "a-h", &h, "h-a");
@@ -102,11 +118,17 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     veth(&h, "h-d", &d, "d-h");
     let (d_seed, d_pub) = destination_key();
     let mut ds = vec![
-        start_with_config(&a, "vla", BIN, &verifier_config(&d_pub), &["a-l", "a-h"]),
-        start_with_config(&h, "vlh", BIN, FILTERS, &["h-a", "h-d"]),
+        start_with_config(
+            &a,
+            &format!("{tag}a"),
+            BIN,
+            &format!("{}{a_extra}", verifier_config(&d_pub)),
+            &["a-l", "a-h"],
+        ),
+        start_with_config(&h, &format!("{tag}h"), BIN, FILTERS, &["h-a", "h-d"]),
         start_with_config(
             &d,
-            "vld",
+            &format!("{tag}d"),
             BIN,
             &destination_config(&d_seed),
             &["d-l", "d-h"],
@@ -132,7 +154,7 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     }));
     ds.push(start_with_config(
         &l,
-        "vll",
+        &format!("{tag}l"),
         BIN,
         &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
         &["l-a", "l-d"],
@@ -147,6 +169,16 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         wait_for(60, || ping(&a, "fd77::4")),
         "no ping through the liar"
     );
+    ([a, l, h, d], ds)
+}
+
+#[test]
+fn a_metric_liar_is_detected_corrected_and_dropped() {
+    if !usable("a_metric_liar_is_detected_corrected_and_dropped") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, _l, _h, d], ds) = liar_mesh("vl", "");
     let _traffic = Pinger::start(&a);
     let monitor = monitor_until(&a, 300, |t| {
         t.contains("verify route fd77::4/128") && t.contains(" evicted\n")
@@ -179,20 +211,10 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         ),
         "{text}"
     );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("verify neighbour") && l.ends_with(" evicted")),
-        "{text}"
-    );
+    assert!(standing_changed(&text, "evicted"), "{text}");
     // The honest route was checked and passed; its neighbour is in good standing.
     assert!(
-        wait_for(60, || {
-            let v = verify_json(&a);
-            v["routes"].as_array().is_some_and(|rs| {
-                rs.iter()
-                    .any(|r| r["interface"] == "a-h" && r["accuracy"] == 1000)
-            })
-        }),
+        wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
         "the honest route was never checked\n{}",
         try_control(&a, "dump\nquit\n")
     );
@@ -239,6 +261,76 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     // Prometheus metrics carry the score.
     let m = try_control(&a, "metrics\nquit\n");
     assert!(m.contains("babel_verify_accuracy"), "{m}");
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §4.3: an evicted neighbour earns trust back. The liar is evicted (hold 60 s), then stops
+/// lying (its lie, a kernel route announced with metric 1, is withdrawn, and it routes to d by
+/// Babel like anyone) and a's other path goes down. While the eviction lasts, its routes stay out
+/// of a's kernel (a has no route to d at all); when the hold ends it is readmitted on probation,
+/// its route to d returns to the kernel, pings go through it, and its checks pass.
+#[test]
+fn an_evicted_neighbour_is_readmitted_after_its_hold() {
+    let test = "an_evicted_neighbour_is_readmitted_after_its_hold";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, l, _h, d], ds) = liar_mesh("vr", "verify-hold 60\n");
+    let _traffic = Pinger::start(&a);
+    let monitor = monitor_until(&a, 600, |t| t.contains(" readmitted\n"));
+    let evicted =
+        |a: &Netns| neighbour(&verify_json(a), "a-l").is_some_and(|n| n["evicted"] == true);
+    assert!(
+        wait_for(240, || evicted(&a)),
+        "the liar was not evicted\n{}",
+        ds[0].log_text()
+    );
+    // It stops lying; the honest path goes away.
+    l.ip(&["-6", "route", "del", "fd77::4/128"]);
+    a.ip(&["link", "set", "a-h", "down"]);
+    let mut sampled_evicted = 0;
+    let readmitted = wait_for(240, || {
+        let before = evicted(&a);
+        let dev = route_dev(&a, "fd77::4");
+        if before && evicted(&a) {
+            assert_ne!(
+                dev.as_deref(),
+                Some("a-l"),
+                "an evicted neighbour's route is in the kernel"
+            );
+            sampled_evicted += 1;
+        }
+        !before && !evicted(&a)
+    });
+    assert!(readmitted, "never readmitted\n{}", ds[0].log_text());
+    assert!(
+        sampled_evicted > 0,
+        "the eviction was over before it was observed"
+    );
+    // Its route returns to the kernel and carries the traffic.
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-l")),
+        "the readmitted neighbour's route did not return: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(wait_for(60, || ping(&a, "fd77::4")), "no ping through l");
+    let text = monitor.join().unwrap();
+    assert!(standing_changed(&text, "readmitted"), "{text}");
+    // On probation its checks pass (it is honest now), and it stays in.
+    assert!(
+        wait_for(120, || passed_check(&a, "a-l", 8)),
+        "no passing check through the readmitted neighbour\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let v = verify_json(&a);
+    let n = neighbour(&v, "a-l").unwrap();
+    assert_eq!(n["evicted"], false, "{v}");
+    assert_eq!(n["evictions"], 1, "{v}");
+    let _ = d;
     for mut x in ds {
         x.terminate();
     }

@@ -333,6 +333,27 @@ impl Keyring {
     }
 }
 
+/// The address Remote Hellos for `prefix` go to (`spec/verify.md` §3.2.1): the address itself
+/// for an IPv6 host route, otherwise the prefix's first address after the all-zeros one (its
+/// host bits 0…01, as a router's own address on its LAN `/64` usually is). The destination that
+/// announces the prefix answers there, and the key bound to the prefix signs (§3.2). `None` for
+/// IPv4 prefixes and the default route `::/0` (nobody owns it; the exit behind it is verified at
+/// its own address).
+pub fn probe_address(prefix: &Prefix) -> Option<std::net::Ipv6Addr> {
+    let IpAddr::V6(a) = prefix.addr() else {
+        return None;
+    };
+    if prefix.len() == 0 {
+        return None;
+    }
+    if prefix.len() >= 127 {
+        return Some(a);
+    }
+    let bits = u128::from(a);
+    let host_mask = u128::MAX >> prefix.len();
+    Some(std::net::Ipv6Addr::from((bits & !host_mask) | 1))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
@@ -477,6 +498,37 @@ mod tests {
         assert!(!ring.may_answer(&p64, &k));
         // A prefix wider than the derived part of the address is not owned by one key.
         assert!(!ring.may_answer(&range, &k));
+    }
+
+    /// §3.2.1: where Remote Hellos for a prefix go, and that a non-host prefix is answered for
+    /// by the key bound to it (configured, or derived from the key).
+    #[test]
+    fn probe_address_of_prefixes() {
+        let pa = |s: &str| probe_address(&s.parse().unwrap_or_else(|_| ihu().prefix));
+        assert_eq!(pa("fd00::7/128"), "fd00::7".parse().ok());
+        assert_eq!(pa("2001:db8:5:6::/64"), "2001:db8:5:6::1".parse().ok());
+        assert_eq!(pa("2001:db8:5:6:ff::/56"), "2001:db8:5::1".parse().ok());
+        assert_eq!(pa("10.0.0.0/24"), None);
+        assert_eq!(pa("::/0"), None);
+        let mut ring = Keyring::new(4);
+        let k = *key(7).verifying_key().as_bytes();
+        let lan: Prefix = "2001:db8:5:6::/64".parse().unwrap_or_else(|_| ihu().prefix);
+        ring.bind(lan, k);
+        assert!(ring.may_answer(&lan, &k));
+        assert!(!ring.may_answer(&lan, key(8).verifying_key().as_bytes()));
+        // A wider prefix than the bound one is not answered for by that key.
+        let wider: Prefix = "2001:db8:5::/48".parse().unwrap_or_else(|_| ihu().prefix);
+        assert!(!ring.may_answer(&wider, &k));
+        // Derived: a /64 under a /8 range fixes 56 derived bits.
+        let range: Prefix = "fd00::/8".parse().unwrap_or_else(|_| ihu().prefix);
+        let mut dring = Keyring::new(4);
+        dring.allow_derived(range);
+        let d = derived_address(&range, &k).unwrap_or(range.addr());
+        let p64 = Prefix::new(d, 64).unwrap_or(range);
+        assert!(dring.may_answer(&p64, &k));
+        assert!(p64.contains(&Prefix::host(IpAddr::V6(
+            probe_address(&p64).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+        ))));
     }
 
     /// §3.3: replays (same or older counter) are refused; counters are bounded.

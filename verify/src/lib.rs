@@ -29,6 +29,7 @@ mod score;
 pub use auth::{
     DERIVE_DOMAIN, DERIVED_MIN_BITS, DropReason, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report,
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
+    probe_address,
 };
 pub use correction::{CorrectionConfig, Corrections};
 pub use ed25519_dalek::SigningKey;

@@ -697,6 +697,12 @@ impl Responder {
             last_answer: None,
             quiet_after: now,
         });
+        // §1.1: the fewest hops of the session. A new session starts when the Remote Hellos had
+        // paused (the last one is more than 1.5 intervals old).
+        if now > e.quiet_after {
+            e.hops = hops;
+        }
+        e.hops = e.hops.min(hops);
         e.dirty = true;
         let iv = babel_core::from_centis(h.interval);
         e.quiet_after = now + iv + iv / 2;
@@ -711,7 +717,6 @@ impl Responder {
                 e.bitmap |= 1u64 << back;
             }
         }
-        e.hops = hops;
         e.last = now;
         e.ts = h.timestamp.map(|t| (t, now));
         true

@@ -312,3 +312,38 @@ fn responder_answer_pacing() {
     assert_eq!(s.report.received_in(100, 20), 20);
     assert_eq!(last[0].3.len(), 2 + 22 + 16 + 10 + 2 + verify::REPORT_LEN);
 }
+
+/// §1.1: the destination reports the fewest hops of a session (an honest route that flaps to a
+/// longer detour for part of the session is measured by its short path: `c` stays a lower bound),
+/// and a new session, after the Remote Hellos paused, starts afresh.
+#[test]
+fn responder_reports_fewest_hops_of_the_session() {
+    let mut r = Responder::new(key(3), 0, 8);
+    let start = Instant::from_secs(10);
+    let hello = |i: u16| babel_wire::RemoteHello {
+        seqno: 100 + i,
+        interval: 25,
+        origin: ME,
+        via: RouterId([2; 8]),
+        prefix: dest(),
+        timestamp: None,
+    };
+    let hops_of = |r: &mut Responder, now| {
+        let t = r.answer(now, ME, RouterId([2; 8]), dest()).unwrap();
+        verify::decode_signed_ihu(&t).unwrap().report.hops
+    };
+    // Session 1: two hops, a detour of four for the middle Remote Hellos.
+    for i in 0..20u16 {
+        let now = start + Duration::from_millis(250 * u64::from(i));
+        let hops = if (5..15).contains(&i) { 4 } else { 2 };
+        r.handle_remote_hello(now, &hello(i), HOP_LIMIT + 1 - hops, true);
+    }
+    assert_eq!(hops_of(&mut r, start + Duration::from_secs(5)), 2);
+    // Session 2, 10 s later: the route is now three hops long throughout.
+    let start2 = start + Duration::from_secs(10);
+    for i in 20..40u16 {
+        let now = start2 + Duration::from_millis(250 * u64::from(i - 20));
+        r.handle_remote_hello(now, &hello(i), HOP_LIMIT - 2, true);
+    }
+    assert_eq!(hops_of(&mut r, start2 + Duration::from_secs(5)), 3);
+}
