@@ -17,15 +17,15 @@ use crate::control::{Dialect, RouteLine, write_route_body, write_route_word};
 
 /// A route as monitors know it: destination, source prefix, neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RouteKey {
+struct MonitoredRoute {
     prefix: Prefix,
     src_prefix: Option<Prefix>,
     via: IpAddr,
 }
 
-impl RouteKey {
+impl MonitoredRoute {
     fn of(r: &RouteView) -> Self {
-        RouteKey {
+        MonitoredRoute {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
             via: r.via,
@@ -43,7 +43,7 @@ fn bits(a: IpAddr) -> u128 {
 
 /// A few wide words instead of the fields one by one (a monitor hashes every route learned);
 /// equal keys give equal words, so this agrees with `Eq`.
-impl Hash for RouteKey {
+impl Hash for MonitoredRoute {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let family = |a: IpAddr| u32::from(a.is_ipv4());
         h.write_u128(bits(self.prefix.addr()));
@@ -67,11 +67,11 @@ pub struct RouteMonitor {
     /// The routes a monitor was shown, with the `installed` of their last line (their flush
     /// repeats it; the other fields come with the flush event), under a fast hash with a
     /// random seed: a monitor sees every route learned.
-    shown: FastHashMap<RouteKey, bool>,
+    shown: FastHashMap<MonitoredRoute, bool>,
     /// Per drain: for each event, the index of the drain's last event about the same route.
     latest: Vec<usize>,
     /// Per drain: the last event index of each route, while `latest` is computed.
-    last_of: FastHashMap<(RouteKey, u32), usize>,
+    last_of: FastHashMap<(MonitoredRoute, u32), usize>,
     /// The rest of the last line written (after its first word), and the event it shows.
     body: String,
     body_of: Option<usize>,
@@ -86,7 +86,7 @@ impl RouteMonitor {
     /// Keeps the shown set right while no client monitors: a flushed route is forgotten.
     pub fn forget(&mut self, route: &RouteView) {
         if !self.shown.is_empty() {
-            self.shown.remove(&RouteKey::of(route));
+            self.shown.remove(&MonitoredRoute::of(route));
         }
     }
 
@@ -114,7 +114,7 @@ impl RouteMonitor {
         let Some(Event::Route { kind, route }) = events.get(i) else {
             return false;
         };
-        let key = RouteKey::of(route);
+        let key = MonitoredRoute::of(route);
         match kind {
             ChangeKind::Flush => {
                 self.recorded = None;
@@ -181,12 +181,12 @@ impl RouteMonitor {
         self.latest.clear();
         self.latest.extend(0..events.len());
         self.last_of.clear();
-        let mut run: Option<((RouteKey, u32), usize)> = None;
+        let mut run: Option<((MonitoredRoute, u32), usize)> = None;
         for (i, e) in events.iter().enumerate().rev() {
             let Event::Route { route: r, .. } = e else {
                 continue;
             };
-            let key = (RouteKey::of(r), r.ifindex);
+            let key = (MonitoredRoute::of(r), r.ifindex);
             let last = match run {
                 Some((k, last)) if k == key => last,
                 _ => match self.last_of.entry(key) {
@@ -247,4 +247,93 @@ pub fn route_id(prefix: &Prefix, src: Option<&Prefix>, via: IpAddr) -> u64 {
         s.as_ref().map_or(&[][..], |s| &s[..]),
         &bytes(via),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use std::net::Ipv6Addr;
+    use std::time::Duration;
+
+    use babel_wire::{Metric, RouterId, Seqno};
+
+    use super::*;
+
+    fn view(i: u16, installed: bool, metric: u16) -> RouteView {
+        let a = Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0);
+        RouteView {
+            prefix: Prefix::new(IpAddr::V6(a), 64).unwrap(),
+            src_prefix: None,
+            installed,
+            feasible: true,
+            router_id: RouterId([2, 0, 0, 0, 0, 0, 1, i as u8]),
+            metric: Metric(metric),
+            smoothed_metric: Metric(metric),
+            refmetric: Metric(metric - 96),
+            verified_metric: None,
+            price: 0,
+            received_price: 0,
+            fee: 0,
+            seqno: Seqno(7),
+            age: Duration::ZERO,
+            via: "fe80::2".parse().unwrap(),
+            next_hop: "fe80::2".parse().unwrap(),
+            ifindex: 1,
+            full_path_rtt: 0,
+        }
+    }
+
+    fn ev(kind: ChangeKind, route: RouteView) -> Event {
+        Event::Route { kind, route }
+    }
+
+    fn write(m: &mut RouteMonitor, events: &[Event]) -> Vec<String> {
+        let mut out = String::new();
+        m.begin(events);
+        let n = (0..events.len())
+            .filter(|&i| m.write_line(events, i, Dialect::Babel, &|_| "eth0".into(), &mut out))
+            .count();
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        assert_eq!(n, lines.len());
+        lines
+    }
+
+    /// Events of two routes interleaved: every line shows its route as the drain left it,
+    /// each body written for the right route; a flush repeats the last `installed` shown.
+    #[test]
+    fn interleaved_routes_show_their_state_after_the_drain() {
+        let mut m = RouteMonitor::default();
+        let events = [
+            ev(ChangeKind::Add, view(1, false, 200)),
+            ev(ChangeKind::Add, view(2, false, 300)),
+            ev(ChangeKind::Change, view(1, true, 250)),
+            ev(ChangeKind::Change, view(2, true, 350)),
+        ];
+        let got = write(&mut m, &events);
+        assert_eq!(got.len(), 4);
+        for (l, (word, p, metric)) in got.iter().zip([
+            ("add", "2001:db8:1::/64", 250),
+            ("add", "2001:db8:2::/64", 350),
+            ("change", "2001:db8:1::/64", 250),
+            ("change", "2001:db8:2::/64", 350),
+        ]) {
+            assert!(l.starts_with(&format!("{word} route ")), "{l}");
+            assert!(
+                l.contains(&format!(" prefix {p} from ::/0 installed yes ")),
+                "{l}"
+            );
+            assert!(l.contains(&format!(" metric {metric} ")), "{l}");
+            assert!(l.ends_with(" via fe80::2 if eth0"), "{l}");
+        }
+        // Flushed with `installed` as its event says no: the line repeats the last shown.
+        let got = write(&mut m, &[ev(ChangeKind::Flush, view(1, false, 250))]);
+        assert_eq!(got, [got[0].clone()]);
+        assert!(got[0].starts_with("flush route ") && got[0].contains(" installed yes "));
+        // Flushed again, or a route never shown: no line.
+        assert!(write(&mut m, &[ev(ChangeKind::Flush, view(1, false, 250))]).is_empty());
+        assert!(write(&mut m, &[ev(ChangeKind::Flush, view(3, false, 250))]).is_empty());
+        // Forgotten while nobody monitored: no flush line later.
+        m.forget(&view(2, true, 350));
+        assert!(write(&mut m, &[ev(ChangeKind::Flush, view(2, true, 350))]).is_empty());
+    }
 }
