@@ -393,6 +393,18 @@ pub fn route_line(c: ChangeKind, d: Dialect, r: &RouteLine<'_>) -> String {
 /// such lines per route learned, so they are written digit by digit (same bytes).
 pub fn write_route_line(s: &mut String, c: ChangeKind, d: Dialect, r: &RouteLine<'_>) {
     s.push_str(word(c));
+    write_route_body(s, d, r);
+}
+
+/// The first word of a route line followed by `body`, a line's rest as
+/// [`write_route_body`] wrote it: the `add` and `change` lines of a route differ only there.
+pub fn write_route_word(s: &mut String, c: ChangeKind, body: &str) {
+    s.push_str(word(c));
+    s.push_str(body);
+}
+
+/// A route line after its first word (` route ID prefix ... if IF`, no newline).
+pub fn write_route_body(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
     s.push_str(" route ");
     text::hex(s, r.id);
     s.push_str(" prefix ");
@@ -435,6 +447,7 @@ pub fn write_route_line(s: &mut String, c: ChangeKind, d: Dialect, r: &RouteLine
 }
 
 /// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
+/// Each field is built in a small stack buffer and appended to the line in one piece.
 pub mod text {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -442,11 +455,139 @@ pub mod text {
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
 
-    /// One hex digit of the low 4 bits of `v`.
-    fn nibble(s: &mut String, v: u32) {
-        if let Some(&b) = HEX.get((v & 0xf) as usize) {
-            s.push(char::from(b));
+    /// ASCII text built on the stack: the longest field is an IPv6 prefix (`43` bytes).
+    struct Field {
+        bytes: [u8; 48],
+        len: usize,
+    }
+
+    impl Field {
+        fn new() -> Self {
+            Field {
+                bytes: [0; 48],
+                len: 0,
+            }
         }
+
+        fn byte(&mut self, b: u8) {
+            if let Some(x) = self.bytes.get_mut(self.len) {
+                *x = b;
+                self.len += 1;
+            }
+        }
+
+        /// One hex digit of the low 4 bits of `v`.
+        fn nibble(&mut self, v: u32) {
+            if let Some(&b) = HEX.get((v & 0xf) as usize) {
+                self.byte(b);
+            }
+        }
+
+        /// `{v:x}`.
+        fn hex(&mut self, v: u64) {
+            let digits = (64 - (v | 1).leading_zeros()).div_ceil(4) as usize;
+            let end = self.len + digits;
+            if let Some(dst) = self.bytes.get_mut(self.len..end) {
+                let mut v = v;
+                for d in dst.iter_mut().rev() {
+                    *d = HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0');
+                    v >>= 4;
+                }
+                self.len = end;
+            }
+        }
+
+        /// `{v}`.
+        fn decimal(&mut self, v: u64) {
+            let mut buf = [0u8; 20];
+            let mut i = buf.len();
+            let mut v = v;
+            loop {
+                i -= 1;
+                if let Some(b) = buf.get_mut(i) {
+                    *b = b'0' + (v % 10) as u8;
+                }
+                v /= 10;
+                if v == 0 || i == 0 {
+                    break;
+                }
+            }
+            for &b in buf.get(i..).unwrap_or_default() {
+                self.byte(b);
+            }
+        }
+
+        fn ipv4(&mut self, a: Ipv4Addr) {
+            for (k, o) in a.octets().into_iter().enumerate() {
+                if k > 0 {
+                    self.byte(b'.');
+                }
+                self.decimal(u64::from(o));
+            }
+        }
+
+        fn ipv6(&mut self, a: Ipv6Addr) {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                for &b in b"::ffff:" {
+                    self.byte(b);
+                }
+                return self.ipv4(v4);
+            }
+            let g = a.segments();
+            // The first longest run of zero groups.
+            let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+            for (i, &x) in g.iter().enumerate() {
+                if x == 0 {
+                    if run_len == 0 {
+                        run = i;
+                    }
+                    run_len += 1;
+                    if run_len > best_len {
+                        (best, best_len) = (run, run_len);
+                    }
+                } else {
+                    run_len = 0;
+                }
+            }
+            let groups = |f: &mut Field, from: usize, to: usize| {
+                for (k, &x) in g.get(from..to).unwrap_or_default().iter().enumerate() {
+                    if k > 0 {
+                        f.byte(b':');
+                    }
+                    f.hex(u64::from(x));
+                }
+            };
+            if best_len > 1 {
+                groups(self, 0, best);
+                self.byte(b':');
+                self.byte(b':');
+                groups(self, best + best_len, 8);
+            } else {
+                groups(self, 0, 8);
+            }
+        }
+
+        fn ip(&mut self, a: IpAddr) {
+            match a {
+                IpAddr::V4(a) => self.ipv4(a),
+                IpAddr::V6(a) => self.ipv6(a),
+            }
+        }
+
+        /// Appends the field to `s`.
+        fn to(&self, s: &mut String) {
+            // Only ASCII bytes are ever written, so this is always valid UTF-8.
+            if let Ok(t) = std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()) {
+                s.push_str(t);
+            }
+        }
+    }
+
+    /// Runs `f` on a new field and appends what it wrote to `s`.
+    fn field(s: &mut String, f: impl FnOnce(&mut Field)) {
+        let mut b = Field::new();
+        f(&mut b);
+        b.to(s);
     }
 
     /// One decimal digit (`v` < 10).
@@ -456,106 +597,50 @@ pub mod text {
 
     /// `{v}`.
     pub fn decimal(s: &mut String, v: u64) {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            if let Some(b) = buf.get_mut(i) {
-                *b = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        for &b in buf.get(i..).unwrap_or_default() {
-            s.push(char::from(b));
-        }
+        field(s, |f| f.decimal(v));
     }
 
     /// `{v:x}`.
     pub fn hex(s: &mut String, v: u64) {
-        let digits = (64 - (v | 1).leading_zeros()).div_ceil(4);
-        for k in (0..digits).rev() {
-            nibble(s, (v >> (4 * k)) as u32);
-        }
+        field(s, |f| f.hex(v));
     }
 
     /// An IPv4 address as `Display` prints it.
     pub fn ipv4(s: &mut String, a: Ipv4Addr) {
-        for (k, o) in a.octets().into_iter().enumerate() {
-            if k > 0 {
-                s.push('.');
-            }
-            decimal(s, u64::from(o));
-        }
+        field(s, |f| f.ipv4(a));
     }
 
     /// An IPv6 address as `Display` prints it (RFC 5952: lower-case hex, the first longest run
     /// of two or more zero groups as `::`, `::ffff:a.b.c.d` for IPv4-mapped addresses).
     pub fn ipv6(s: &mut String, a: Ipv6Addr) {
-        if let Some(v4) = a.to_ipv4_mapped() {
-            s.push_str("::ffff:");
-            return ipv4(s, v4);
-        }
-        let g = a.segments();
-        // The first longest run of zero groups.
-        let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
-        for (i, &x) in g.iter().enumerate() {
-            if x == 0 {
-                if run_len == 0 {
-                    run = i;
-                }
-                run_len += 1;
-                if run_len > best_len {
-                    (best, best_len) = (run, run_len);
-                }
-            } else {
-                run_len = 0;
-            }
-        }
-        let groups = |s: &mut String, from: usize, to: usize| {
-            for (k, &x) in g.get(from..to).unwrap_or_default().iter().enumerate() {
-                if k > 0 {
-                    s.push(':');
-                }
-                hex(s, u64::from(x));
-            }
-        };
-        if best_len > 1 {
-            groups(s, 0, best);
-            s.push_str("::");
-            groups(s, best + best_len, 8);
-        } else {
-            groups(s, 0, 8);
-        }
+        field(s, |f| f.ipv6(a));
     }
 
     /// An address as `Display` prints it.
     pub fn ip(s: &mut String, a: IpAddr) {
-        match a {
-            IpAddr::V4(a) => ipv4(s, a),
-            IpAddr::V6(a) => ipv6(s, a),
-        }
+        field(s, |f| f.ip(a));
     }
 
     /// `address/length`.
     pub fn prefix(s: &mut String, p: &Prefix) {
-        ip(s, p.addr());
-        s.push('/');
-        decimal(s, u64::from(p.len()));
+        field(s, |f| {
+            f.ip(p.addr());
+            f.byte(b'/');
+            f.decimal(u64::from(p.len()));
+        });
     }
 
     /// babeld's router-id form: eight colon-separated two-digit hex octets.
     pub fn router_id(s: &mut String, id: &RouterId) {
-        for (k, o) in id.0.into_iter().enumerate() {
-            if k > 0 {
-                s.push(':');
+        field(s, |f| {
+            for (k, o) in id.0.into_iter().enumerate() {
+                if k > 0 {
+                    f.byte(b':');
+                }
+                f.nibble(u32::from(o >> 4));
+                f.nibble(u32::from(o));
             }
-            nibble(s, u32::from(o >> 4));
-            nibble(s, u32::from(o));
-        }
+        });
     }
 }
 

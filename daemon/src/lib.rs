@@ -18,6 +18,7 @@ pub mod iface_sync;
 pub mod kernel_check;
 pub mod memcaps;
 pub mod metrics;
+pub mod monitor;
 pub mod netio;
 pub mod pacing;
 pub mod payments;

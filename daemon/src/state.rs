@@ -2,7 +2,6 @@
 //! `dump`/`monitor` lines of the control protocol. No I/O here; `run.rs` does that.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -12,14 +11,14 @@ use babel_core::{
     MacKey, Policy, RouteView,
 };
 use babel_wire::{Flavour, Prefix};
-use foldhash::HashMap as FastHashMap;
 use serde::Serialize;
 
 use crate::config::{ConfiguredKind, DaemonConfig, InterfaceOptions, KeyType, Statement};
 use crate::control::{
-    Dialect, Handler, NeighbourLine, RouteLine, althea_header, interface_line, line_id,
-    neighbour_line, route_line, write_route_line, xroute_line,
+    Dialect, Handler, NeighbourLine, althea_header, interface_line, line_id, neighbour_line,
+    route_line, xroute_line,
 };
+use crate::monitor::{RouteMonitor, shown_route_line};
 
 /// What the daemon knows about an interface it was asked to run on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,10 +149,8 @@ pub struct Daemon {
     /// Last line printed per monitored interface, neighbour and xroute, so a `flush` line can
     /// repeat its fields.
     monitor_cache: HashMap<MonitorKey, String>,
-    /// The routes a monitor was shown, with the `installed` of their last line (their flush
-    /// repeats it; the other fields come with the flush event), under a fast hash with a
-    /// random seed: a monitor sees every route learned.
-    monitored_routes: FastHashMap<RouteMonitorKey, bool>,
+    /// The routes a monitor was shown, and the writing of their lines.
+    route_monitor: RouteMonitor,
     /// Side effects decided here for the main loop to carry out (multicast groups left by a
     /// client's `flush interface`, a new kernel check interval, interfaces to re-synchronise).
     pub actions: Vec<crate::actions::Action>,
@@ -183,9 +180,6 @@ enum MonitorKey {
     Xroute(Prefix, Option<Prefix>),
 }
 
-/// A route as monitors know it: destination, source prefix, neighbour.
-type RouteMonitorKey = (Prefix, Option<Prefix>, IpAddr);
-
 impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
@@ -200,7 +194,7 @@ impl Daemon {
             ifaces,
             settings,
             monitor_cache: HashMap::new(),
-            monitored_routes: FastHashMap::default(),
+            route_monitor: RouteMonitor::default(),
             actions: Vec::new(),
             tunnels: Vec::new(),
             mesh: Vec::new(),
@@ -359,10 +353,7 @@ impl Daemon {
             route,
         } = e
         {
-            if !self.monitored_routes.is_empty() {
-                self.monitored_routes
-                    .remove(&(route.prefix, route.src_prefix, route.via));
-            }
+            self.route_monitor.forget(route);
             return;
         }
         if self.monitor_cache.is_empty() {
@@ -400,68 +391,22 @@ impl Daemon {
         events: &[Event],
         out: &mut String,
     ) -> usize {
+        // The route lines' state is taken out while `self` writes the other lines.
+        let mut routes = std::mem::take(&mut self.route_monitor);
+        routes.begin(events);
         let mut lines = 0;
-        let latest = latest_route_events(events);
-        // Consecutive events of one route (added, then selected) record it as shown once.
-        let mut recorded: Option<usize> = None;
-        // The interface of the last route line, with its name.
-        let mut ifname: Option<(u32, String)> = None;
         for (i, e) in events.iter().enumerate() {
-            let Event::Route { kind, route } = e else {
-                if let Some(l) = self.monitor_line(now, e) {
-                    out.push_str(&l);
-                    out.push('\n');
-                    lines += 1;
-                }
-                continue;
-            };
-            let key = (route.prefix, route.src_prefix, route.via);
-            let shown = match kind {
-                ChangeKind::Flush => {
-                    recorded = None;
-                    self.monitored_routes
-                        .remove(&key)
-                        .map(|installed| (route, installed))
-                }
-                ChangeKind::Add | ChangeKind::Change => {
-                    match latest.get(i).and_then(|&j| Some((j, events.get(j)?))) {
-                        Some((
-                            j,
-                            Event::Route {
-                                kind: ChangeKind::Add | ChangeKind::Change,
-                                route: now,
-                            },
-                        )) => {
-                            if recorded != Some(j) {
-                                self.monitored_routes.insert(key, now.installed);
-                                recorded = Some(j);
-                            }
-                            Some((now, now.installed))
-                        }
-                        // The route left the table in this drain: only its flush is shown.
-                        _ => None,
-                    }
-                }
-            };
-            let Some((r, installed)) = shown else {
-                continue;
-            };
-            if ifname.as_ref().is_none_or(|(ix, _)| *ix != r.ifindex) {
-                ifname = Some((r.ifindex, self.ifname(r.ifindex)));
+            if let Event::Route { .. } = e {
+                let ifname = |ix| self.ifname(ix);
+                lines +=
+                    usize::from(routes.write_line(events, i, self.settings.dialect, &ifname, out));
+            } else if let Some(l) = self.monitor_line(now, e) {
+                out.push_str(&l);
+                out.push('\n');
+                lines += 1;
             }
-            write_route_line(
-                out,
-                *kind,
-                self.settings.dialect,
-                &shown_route_line(
-                    r,
-                    installed,
-                    ifname.as_ref().map_or("", |(_, n)| n.as_str()),
-                ),
-            );
-            out.push('\n');
-            lines += 1;
         }
+        self.route_monitor = routes;
         lines
     }
 
@@ -848,71 +793,6 @@ pub fn mac_auth(config: &DaemonConfig, o: &InterfaceOptions) -> Result<Option<Ma
         keys: vec![key],
         accept_bad_signatures: o.accept_bad_signatures == Some(true),
     }))
-}
-
-/// The fields of `r`'s route line (`installed` as the line should say it).
-fn shown_route_line<'a>(r: &RouteView, installed: bool, ifname: &'a str) -> RouteLine<'a> {
-    RouteLine {
-        id: route_id(&r.prefix, r.src_prefix.as_ref(), r.via),
-        prefix: r.prefix,
-        src_prefix: r.src_prefix,
-        installed,
-        router_id: r.router_id,
-        metric: r.metric.0,
-        refmetric: r.refmetric.0,
-        received_price: r.received_price,
-        fee: r.fee,
-        full_path_rtt: r.full_path_rtt,
-        via: r.via,
-        ifname,
-    }
-}
-
-/// For each event of one drain, the index of the drain's last event about the same route (its
-/// own index for other events): that event's route is the route as it is after the drain.
-fn latest_route_events(events: &[Event]) -> Vec<usize> {
-    let mut latest: Vec<usize> = (0..events.len()).collect();
-    let mut seen: FastHashMap<(RouteMonitorKey, u32), usize> = FastHashMap::default();
-    for (i, e) in events.iter().enumerate().rev() {
-        if let Event::Route { route: r, .. } = e {
-            match seen.entry(((r.prefix, r.src_prefix, r.via), r.ifindex)) {
-                Entry::Occupied(o) => {
-                    if let Some(l) = latest.get_mut(i) {
-                        *l = *o.get();
-                    }
-                }
-                Entry::Vacant(v) => {
-                    v.insert(i);
-                }
-            }
-        }
-    }
-    latest
-}
-
-/// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
-pub fn route_id(prefix: &Prefix, src: Option<&Prefix>, via: IpAddr) -> u64 {
-    // The binary forms, not the text: a monitor computes one id per route event.
-    fn bytes(a: IpAddr) -> [u8; 16] {
-        match a {
-            IpAddr::V6(v6) => v6.octets(),
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        }
-    }
-    let p = |p: &Prefix| {
-        let mut b = [0u8; 17];
-        let (addr, len) = b.split_at_mut(16);
-        addr.copy_from_slice(&bytes(p.addr()));
-        len.fill(p.len());
-        b
-    };
-    let s = src.map(p);
-    line_id(&[
-        b"route",
-        &p(prefix),
-        s.as_ref().map_or(&[][..], |s| &s[..]),
-        &bytes(via),
-    ])
 }
 
 /// A stable id for a neighbour line.
