@@ -1,6 +1,8 @@
 //! Bench: wall time for the simulator to converge a random geometric mesh (default 1000 nodes).
 //!
-//! `CARGO_TARGET_DIR=/work/target-core cargo bench -p babel-sim --bench mesh [-- NODES [SEED]]`
+//! `cargo bench -p babel-sim --bench mesh [-- NODES [SEED [THREADS]]]`; `SIM_TOPOLOGY=mesh`
+//! (default `random`) picks the topology kind (`KIND:NODES`), `SIM_ANNOUNCE_EVERY=K` makes
+//! only every K-th node announce its prefix, `SIM_PROGRESS=1` prints progress.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
@@ -14,8 +16,14 @@ fn main() {
         .collect();
     let nodes = args.first().copied().unwrap_or(1000) as usize;
     let seed = args.get(1).copied().unwrap_or(1);
+    let threads = args.get(2).copied().unwrap_or(1) as usize;
+    let kind = std::env::var("SIM_TOPOLOGY").unwrap_or_else(|_| "random".into());
+    let announce_every = std::env::var("SIM_ANNOUNCE_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let t0 = std::time::Instant::now();
-    let topo = Topology::random_geometric(nodes, None, seed);
+    let topo = Topology::parse(&format!("{kind}:{nodes}"), seed).unwrap();
     let build = t0.elapsed();
     let mut degree = vec![0usize; nodes];
     for l in &topo.links {
@@ -27,6 +35,8 @@ fn main() {
         &topo,
         SimConfig {
             seed,
+            threads,
+            announce_every,
             ..SimConfig::default()
         },
     );
@@ -35,7 +45,8 @@ fn main() {
     let wall = t1.elapsed();
     let st = sim.stats();
     println!(
-        "topology            random:{nodes} seed {seed}: {} links, mean degree {:.1}, max degree {}",
+        "topology            {} seed {seed}: {} links, mean degree {:.1}, max degree {}",
+        topo.name,
         topo.links.len(),
         2.0 * topo.links.len() as f64 / nodes as f64,
         degree.iter().max().unwrap()
@@ -46,7 +57,11 @@ fn main() {
         conv,
         sim.now().saturating_since(babel_core::Instant::ZERO)
     );
-    println!("wall time           {wall:?}");
+    println!("wall time           {wall:?} ({threads} threads)");
+    println!(
+        "announcing nodes    {}",
+        nodes.div_ceil(announce_every.max(1) as usize)
+    );
     println!("loops               {}", st.loops);
     println!(
         "packets / bytes     {} / {} ({} messages)",

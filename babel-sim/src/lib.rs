@@ -4,7 +4,11 @@
 //! exchanging real encoded packets over point-to-point links with seeded loss and delay.
 //!
 //! * Topologies ([`Topology`]): `line:N`, `ring:N`, `grid:WxH`, `full:N`, `random:N[:RADIUS]`
-//!   (random geometric) and `file:PATH` (format in [`topology`]).
+//!   (random geometric, mean degree about ln N), `mesh:N[:DEGREE]` (random geometric with a
+//!   mean degree that does not grow with N, 6 by default) and `file:PATH` (format in
+//!   [`topology`]).
+//! * [`SimConfig::threads`] ≥ 2 runs the nodes of each lookahead window (the shortest link
+//!   delay) on several threads; the run is the same whatever the number of threads.
 //! * Events ([`SimEvent`]): link down/up, link cost change, node crash, restart with or without
 //!   its persisted seqno, fee and metric-factor changes, prefix announce/withdraw.
 //! * After every step, from every node whose next hop for a destination changed, the next hops

@@ -2,12 +2,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::{
     Destination, Engine, EngineConfig, Installed, Instant, InterfaceConfig, InterfaceKind, Policy,
-    Rng, RouteKey, RouteOp,
+    Rng, RouteKey, RouteOp, Transmit,
 };
 use babel_wire::{Prefix, RouterId};
 use bytes::Bytes;
@@ -38,6 +39,16 @@ pub struct SimConfig {
     pub check_loops: bool,
     /// Emit engine events (off: faster).
     pub events: bool,
+    /// Worker threads. 0 or 1: one event instant at a time, the loop check after every instant.
+    /// 2 or more: windows as long as the shortest link delay, in which every node runs its own
+    /// events on its own (nothing a node sends can arrive inside the window), the nodes spread
+    /// over the threads; packets leave in (time, node) order at the window's end and the loop
+    /// check runs once per window. The result does not depend on how many threads (2 or more).
+    pub threads: usize,
+    /// Which nodes announce their [`node_prefix`]: node `n` does when `n % announce_every == 0`
+    /// (0 or 1: every node). A mesh where a few nodes (gateways) announce costs routes per node
+    /// in proportion to them, not to the mesh.
+    pub announce_every: usize,
 }
 
 impl Default for SimConfig {
@@ -53,6 +64,8 @@ impl Default for SimConfig {
             fee: 0,
             check_loops: true,
             events: false,
+            threads: 1,
+            announce_every: 1,
         }
     }
 }
@@ -171,9 +184,150 @@ struct Node {
     wake: Option<Instant>,
     /// The node's kernel table as forwarding sees it: for each destination with a route (no
     /// source prefix), the neighbour node its next hop is, applied from the engine's route
-    /// changes as the daemon applies them to the kernel. The loop check follows these. Only
-    /// looked up, never iterated, so the hash order cannot reach any result.
-    next_hops: HashMap<Prefix, usize>,
+    /// changes as the daemon applies them to the kernel, with the link to it. The loop check
+    /// follows these. Only looked up, never iterated, so the hash order cannot reach any result.
+    next_hops: HashMap<Prefix, (usize, usize), BuildHasherDefault<PrefixHasher>>,
+}
+
+/// A small multiplicative hash for the next-hop tables (SipHash was 5 % of a run; the keys are
+/// our own prefixes, not input, so flooding is not a concern).
+#[derive(Clone, Copy, Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
+/// What one node produced: its packets with their send times, the destinations whose kernel
+/// route changed, and how many changes.
+#[derive(Default)]
+struct NodeOutput {
+    /// Send time, pass (how many times the node already ran at that instant), packet.
+    tx: Vec<(Instant, u32, Transmit)>,
+    changed: Vec<Prefix>,
+    route_changes: u64,
+    last_change: Option<Instant>,
+}
+
+/// The peer and link at the other end of interface `ifindex` of node `n`, if `addr` is the
+/// peer's address there.
+fn peer_link(
+    links: &[Link],
+    ifaces: &[(u32, usize)],
+    n: usize,
+    ifindex: u32,
+    addr: IpAddr,
+) -> Option<(usize, usize)> {
+    let &(_, li) = ifaces.iter().find(|(i, _)| *i == ifindex)?;
+    let l = links.get(li)?;
+    let (peer, pif) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
+    (node_address(peer, pif) == addr).then_some((peer, li))
+}
+
+/// Takes what node `n`'s engine produced at `now`: its kernel changes go into its next-hop
+/// table, its packets and changed destinations into `out`, its next timer into `node.wake`.
+/// Touches this node only.
+fn take_output(
+    n: usize,
+    node: &mut Node,
+    links: &[Link],
+    now: Instant,
+    pass: u32,
+    out: &mut NodeOutput,
+) {
+    let Some(e) = node.engine.as_mut() else {
+        node.wake = None;
+        return;
+    };
+    while let Some(t) = e.poll_transmit() {
+        out.tx.push((now, pass, t));
+    }
+    while let Some(c) = e.poll_route() {
+        out.route_changes += 1;
+        out.last_change = Some(now);
+        let installed = matches!(c.op, RouteOp::Add | RouteOp::Replace);
+        let peer = installed
+            .then(|| peer_link(links, &node.ifaces, n, c.ifindex, c.next_hop))
+            .flatten();
+        if c.src_prefix.is_none() {
+            // The simulator does not model babeld's unreachable routes: a held destination
+            // simply has no route.
+            match peer {
+                Some(p) => node.next_hops.insert(c.prefix, p),
+                None => node.next_hops.remove(&c.prefix),
+            };
+        }
+        out.changed.push(c.prefix);
+    }
+    while e.poll_event().is_some() {}
+    node.saved_seqno = e.seqno();
+    node.wake = e.poll_timeout();
+}
+
+/// One node's share of a window: its deliveries (in time order) and where it writes.
+struct Job<'a> {
+    n: usize,
+    node: &'a mut Node,
+    deliveries: Vec<Delivery>,
+    /// The node's timer before the window (to know whether the heap needs a new entry).
+    before: Option<Instant>,
+    out: NodeOutput,
+    /// Latest instant it ran at.
+    last: Instant,
+}
+
+impl Job<'_> {
+    /// Runs the node's events before `end` in time order: at each instant its packets, then its
+    /// timer, then its output, as [`Sim::step`] does.
+    fn run(&mut self, links: &[Link], end: Instant) {
+        let mut ds = std::mem::take(&mut self.deliveries).into_iter().peekable();
+        // A timer due at once (a flush) runs the node again at the same instant: in
+        // [`Sim::step`] that is the next step, after every other node's first one.
+        let mut pass = 0;
+        let mut ran_at = None;
+        loop {
+            let nd = ds.peek().map(|d| d.at);
+            let nw = self.node.wake.filter(|w| *w < end);
+            let t = match (nd, nw) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            }
+            .max(self.last);
+            self.last = t;
+            if ran_at == Some(t) {
+                pass += 1;
+            } else {
+                pass = 0;
+            }
+            ran_at = Some(t);
+            let mut touched = false;
+            while let Some(d) = ds.next_if(|d| d.at <= t) {
+                if let Some(e) = self.node.engine.as_mut() {
+                    e.handle_packet(t, d.ifindex, d.src, d.dst, &d.bytes);
+                    touched = true;
+                }
+            }
+            if self.node.wake.is_some_and(|w| w <= t) {
+                self.node.wake = None;
+                if let Some(e) = self.node.engine.as_mut() {
+                    e.handle_timeout(t);
+                    touched = true;
+                }
+            }
+            if touched {
+                take_output(self.n, self.node, links, t, pass, &mut self.out);
+            }
+        }
+    }
 }
 
 struct Delivery {
@@ -315,6 +469,8 @@ pub struct Sim {
     changed: BTreeSet<(Prefix, usize)>,
     progress: bool,
     lies: BTreeMap<usize, Lie>,
+    /// The shortest one-way link delay: nothing sent at `t` arrives before `t + lookahead`.
+    lookahead: Duration,
 }
 
 /// The liar's rewrite of one of its packets (adversarial simulation).
@@ -386,14 +542,18 @@ impl Sim {
             .map(|n| Node {
                 engine: None,
                 router_id: node_router_id(n),
-                prefixes: BTreeSet::from([node_prefix(n)]),
+                prefixes: if n.is_multiple_of(cfg.announce_every.max(1)) {
+                    BTreeSet::from([node_prefix(n)])
+                } else {
+                    BTreeSet::new()
+                },
                 ifaces: Vec::new(),
                 saved_seqno: 0,
                 restarts: 0,
                 fee: cfg.fee,
                 policy: cfg.policy,
                 wake: None,
-                next_hops: HashMap::new(),
+                next_hops: HashMap::default(),
             })
             .collect();
         let mut links = Vec::new();
@@ -428,7 +588,13 @@ impl Sim {
             });
             link_index.insert((l.a.min(l.b), l.a.max(l.b)), idx);
         }
+        let lookahead = links
+            .iter()
+            .map(|l| l.delay.unwrap_or(cfg.delay))
+            .min()
+            .unwrap_or(cfg.delay);
         let mut sim = Sim {
+            lookahead,
             rng: Rng::new(cfg.seed),
             cfg,
             topo_name: topo.name.clone(),
@@ -533,7 +699,13 @@ impl Sim {
 
     /// The node that node `n` forwards to for `prefix` (from its kernel table, over a link that may be down).
     pub fn next_hop_node(&self, n: usize, prefix: Prefix) -> Option<usize> {
-        self.nodes.get(n)?.next_hops.get(&prefix).copied()
+        self.nodes.get(n)?.next_hops.get(&prefix).map(|&(p, _)| p)
+    }
+
+    /// The next node towards `prefix` from `n`, if the link to it carries packets.
+    fn next_hop_up(&self, n: usize, prefix: Prefix) -> Option<usize> {
+        let &(p, li) = self.nodes.get(n)?.next_hops.get(&prefix)?;
+        self.links.get(li).is_some_and(|l| l.up).then_some(p)
     }
 
     /// The neighbour of `n` at interface `ifindex` with link-local address `addr`, if any.
@@ -698,117 +870,233 @@ impl Sim {
     /// Takes everything a node produced: packets onto links, kernel changes into the next-hop table.
     fn drain(&mut self, n: usize) {
         let now = self.now;
-        let mut out = Vec::new();
-        let mut changes = Vec::new();
-        let wake;
+        let mut out = NodeOutput::default();
+        let before;
         {
             let Some(node) = self.nodes.get_mut(n) else {
                 return;
             };
-            let Some(e) = node.engine.as_mut() else {
-                node.wake = None;
-                return;
-            };
-            while let Some(t) = e.poll_transmit() {
-                out.push(t);
-            }
-            while let Some(r) = e.poll_route() {
-                changes.push(r);
-            }
-            while e.poll_event().is_some() {}
-            node.saved_seqno = e.seqno();
-            wake = e.poll_timeout();
+            before = node.wake;
+            take_output(n, node, &self.links, now, 0, &mut out);
         }
-        for mut t in out {
-            if let (Some(lie), Some(node)) = (self.lies.get(&n), self.nodes.get(n)) {
-                t.bytes = tell_lie(&t.bytes, lie, &node.prefixes);
-            }
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += t.bytes.len() as u64;
-            self.stats.messages_sent += t.messages as u64;
-            let Some(&(_, li)) = self
-                .nodes
-                .get(n)
-                .and_then(|nd| nd.ifaces.iter().find(|(i, _)| *i == t.ifindex))
-            else {
-                continue;
-            };
-            let Some(l) = self.links.get(li) else {
-                continue;
-            };
-            let dir = usize::from(l.a != n);
-            let (peer, peer_if) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
-            let lost = !l.up || {
-                let loss = l.loss_ppm.saturating_add(self.cfg.loss_ppm);
-                loss > 0 && self.rng.below(1_000_000) < u64::from(loss)
-            };
-            if let Destination::Unicast(a) = t.dst
-                && a != node_address(peer, peer_if)
-            {
-                self.stats.packets_lost += 1;
-                continue;
-            }
-            if lost {
-                self.stats.packets_lost += 1;
-                continue;
-            }
-            let base = l.delay.unwrap_or(self.cfg.delay);
-            let jit = u64::try_from(self.cfg.delay_jitter.as_micros()).unwrap_or(0);
-            let mut at = now + base + Duration::from_micros(self.rng.below(jit));
-            if let Some(slot) = self.links.get_mut(li).and_then(|l| l.last.get_mut(dir)) {
-                at = at.max(*slot + Duration::from_micros(1));
-                *slot = at;
-            }
-            self.seq += 1;
-            self.deliveries.push(Reverse(Delivery {
-                at,
-                seq: self.seq,
-                node: peer,
-                ifindex: peer_if,
-                src: node_address(n, t.ifindex),
-                dst: t.dst,
-                bytes: t.bytes,
-            }));
+        for (at, _, t) in std::mem::take(&mut out.tx) {
+            self.send(n, at, t);
         }
-        for c in changes {
-            self.stats.route_changes += 1;
-            self.last_change = now;
-            let installed = matches!(c.op, RouteOp::Add | RouteOp::Replace);
-            let peer = installed
-                .then(|| self.peer_by_address(n, c.ifindex, c.next_hop))
-                .flatten();
-            if let Some(node) = self.nodes.get_mut(n)
-                && c.src_prefix.is_none()
-            {
-                // The simulator does not model babeld's unreachable routes: a held destination
-                // simply has no route.
-                match peer {
-                    Some(p) => node.next_hops.insert(c.prefix, p),
-                    None => node.next_hops.remove(&c.prefix),
-                };
-            }
-            self.changed.insert((c.prefix, n));
-        }
-        if let Some(node) = self.nodes.get_mut(n)
-            && node.wake != wake
+        self.absorb(n, out);
+        self.rearm(n, before);
+    }
+
+    /// Puts node `n`'s timer in the heap if it moved from `before`.
+    fn rearm(&mut self, n: usize, before: Option<Instant>) {
+        if let Some(node) = self.nodes.get(n)
+            && node.wake != before
+            && let Some(w) = node.wake
         {
-            node.wake = wake;
+            self.wakeups.push(Reverse((w, n)));
+        }
+    }
+
+    /// Counts node `n`'s route changes and notes its changed destinations for the loop check.
+    fn absorb(&mut self, n: usize, out: NodeOutput) {
+        self.stats.route_changes += out.route_changes;
+        if let Some(t) = out.last_change {
+            self.last_change = self.last_change.max(t);
+        }
+        for p in out.changed {
+            self.changed.insert((p, n));
+        }
+    }
+
+    /// Hands one packet node `n` sent at `now` to its link: loss, delay with jitter (FIFO), and
+    /// the delivery.
+    fn send(&mut self, n: usize, now: Instant, mut t: Transmit) {
+        if let (Some(lie), Some(node)) = (self.lies.get(&n), self.nodes.get(n)) {
+            t.bytes = tell_lie(&t.bytes, lie, &node.prefixes);
+        }
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += t.bytes.len() as u64;
+        self.stats.messages_sent += t.messages as u64;
+        let Some(&(_, li)) = self
+            .nodes
+            .get(n)
+            .and_then(|nd| nd.ifaces.iter().find(|(i, _)| *i == t.ifindex))
+        else {
+            return;
+        };
+        let Some(l) = self.links.get(li) else {
+            return;
+        };
+        let dir = usize::from(l.a != n);
+        let (peer, peer_if) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
+        let lost = !l.up || {
+            let loss = l.loss_ppm.saturating_add(self.cfg.loss_ppm);
+            loss > 0 && self.rng.below(1_000_000) < u64::from(loss)
+        };
+        if let Destination::Unicast(a) = t.dst
+            && a != node_address(peer, peer_if)
+        {
+            self.stats.packets_lost += 1;
+            return;
+        }
+        if lost {
+            self.stats.packets_lost += 1;
+            return;
+        }
+        let base = l.delay.unwrap_or(self.cfg.delay);
+        let jit = u64::try_from(self.cfg.delay_jitter.as_micros()).unwrap_or(0);
+        let mut at = now + base + Duration::from_micros(self.rng.below(jit));
+        if let Some(slot) = self.links.get_mut(li).and_then(|l| l.last.get_mut(dir)) {
+            at = at.max(*slot + Duration::from_micros(1));
+            *slot = at;
+        }
+        self.seq += 1;
+        self.deliveries.push(Reverse(Delivery {
+            at,
+            seq: self.seq,
+            node: peer,
+            ifindex: peer_if,
+            src: node_address(n, t.ifindex),
+            dst: t.dst,
+            bytes: t.bytes,
+        }));
+    }
+
+    /// One window of [`SimConfig::threads`] ≥ 2: every event before the first of (next event +
+    /// lookahead, a scheduled event, just after `limit`), each node on its own. Returns false if
+    /// nothing was due by `limit`.
+    fn window(&mut self, limit: Instant) -> bool {
+        let Some(t0) = self.next_time() else {
+            return false;
+        };
+        if t0 > limit {
+            return false;
+        }
+        let sched = self.scheduled.first_key_value().map(|((at, _), _)| *at);
+        if sched.is_some_and(|s| s <= t0) || self.lookahead.is_zero() {
+            return self.step(limit);
+        }
+        let mut end = (t0 + self.lookahead).min(limit + Duration::from_micros(1));
+        if let Some(s) = sched {
+            end = end.min(s);
+        }
+        self.now = t0;
+        self.stats.steps += 1;
+        let mut due = Vec::new();
+        while self.deliveries.peek().is_some_and(|Reverse(d)| d.at < end) {
+            if let Some(Reverse(d)) = self.deliveries.pop() {
+                due.push(d);
+            }
+        }
+        // Stable: each node's deliveries stay in (time, sequence) order.
+        due.sort_by_key(|d| d.node);
+        let mut active: Vec<usize> = due.iter().map(|d| d.node).collect();
+        while let Some(Reverse((w, n))) = self.wakeups.peek().copied() {
+            if w >= end {
+                break;
+            }
+            self.wakeups.pop();
+            if self.nodes.get(n).is_some_and(|nd| nd.wake == Some(w)) {
+                active.push(n);
+            }
+        }
+        active.sort_unstable();
+        active.dedup();
+        let links = &self.links;
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(active.len());
+        let mut due = due.into_iter().peekable();
+        let mut rest: &mut [Node] = &mut self.nodes;
+        let mut base = 0;
+        for &n in &active {
+            let Some((_, tail)) = std::mem::take(&mut rest).split_at_mut_checked(n - base) else {
+                break;
+            };
+            let Some((node, tail)) = tail.split_first_mut() else {
+                break;
+            };
+            rest = tail;
+            base = n + 1;
+            let mut deliveries = Vec::new();
+            while let Some(d) = due.next_if(|d| d.node == n) {
+                deliveries.push(d);
+            }
+            jobs.push(Job {
+                n,
+                before: node.wake,
+                node,
+                deliveries,
+                out: NodeOutput::default(),
+                last: t0,
+            });
+        }
+        let threads = self.cfg.threads.max(1);
+        if threads > 1 && jobs.len() >= 2 {
+            // Contiguous shares of about equal work (a delivery or a timer each).
+            let total: usize = jobs.iter().map(|j| j.deliveries.len() + 1).sum();
+            let share = total.div_ceil(threads);
+            let mut chunks: Vec<&mut [Job<'_>]> = Vec::with_capacity(threads);
+            let mut rest: &mut [Job<'_>] = &mut jobs;
+            while !rest.is_empty() {
+                let mut w = 0;
+                let mut k = 0;
+                for j in rest.iter() {
+                    if w >= share && chunks.len() + 1 < threads {
+                        break;
+                    }
+                    w += j.deliveries.len() + 1;
+                    k += 1;
+                }
+                let len = rest.len();
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(k.clamp(1, len));
+                chunks.push(head);
+                rest = tail;
+            }
+            std::thread::scope(|s| {
+                let mut it = chunks.into_iter();
+                let first = it.next();
+                for c in it {
+                    s.spawn(move || c.iter_mut().for_each(|j| j.run(links, end)));
+                }
+                if let Some(c) = first {
+                    c.iter_mut().for_each(|j| j.run(links, end));
+                }
+            });
+        } else {
+            jobs.iter_mut().for_each(|j| j.run(links, end));
+        }
+        let mut tx = Vec::new();
+        let mut outs = Vec::with_capacity(jobs.len());
+        let mut last = t0;
+        for j in jobs {
+            last = last.max(j.last);
+            let wake = (j.node.wake != j.before).then_some(j.node.wake).flatten();
+            let mut out = j.out;
+            tx.extend(
+                std::mem::take(&mut out.tx)
+                    .into_iter()
+                    .map(|(at, pass, t)| (at, pass, j.n, t)),
+            );
+            outs.push((j.n, out, wake));
+        }
+        // The order [`Sim::step`] sends them in (instant, step at that instant, node), so the
+        // seeded loss and jitter fall on the same packets; stable: a node's packets in one run
+        // stay in the order it sent them.
+        tx.sort_by_key(|(at, pass, n, _)| (*at, *pass, *n));
+        for (at, _, n, t) in tx {
+            self.send(n, at, t);
+        }
+        for (n, out, wake) in outs {
+            self.absorb(n, out);
             if let Some(w) = wake {
                 self.wakeups.push(Reverse((w, n)));
             }
         }
+        self.now = last;
+        self.check_changed_loops();
+        true
     }
 
     fn peer_by_address(&self, n: usize, ifindex: u32, addr: IpAddr) -> Option<usize> {
-        let &(_, li) = self
-            .nodes
-            .get(n)?
-            .ifaces
-            .iter()
-            .find(|(i, _)| *i == ifindex)?;
-        let l = self.links.get(li)?;
-        let (peer, pif) = if l.a == n { (l.b, l.ifb) } else { (l.a, l.ifa) };
-        (node_address(peer, pif) == addr).then_some(peer)
+        peer_link(&self.links, &self.nodes.get(n)?.ifaces, n, ifindex, addr).map(|(p, _)| p)
     }
 
     /// The time of the next thing that will happen.
@@ -875,6 +1163,13 @@ impl Sim {
         for n in touched {
             self.drain(n);
         }
+        self.check_changed_loops();
+        true
+    }
+
+    /// Counts the destinations with a forwarding loop among those whose next hop changed since
+    /// the last check.
+    fn check_changed_loops(&mut self) {
         if self.cfg.check_loops && !self.changed.is_empty() {
             // A new cycle must go through a node whose next hop changed: walk from those only.
             let changed = std::mem::take(&mut self.changed);
@@ -887,13 +1182,6 @@ impl Sim {
             self.stats.loops += looped.len() as u64;
         }
         self.changed.clear();
-        true
-    }
-
-    fn link_up(&self, a: usize, b: usize) -> bool {
-        self.link_of(a, b)
-            .and_then(|i| self.links.get(i))
-            .is_some_and(|l| l.up)
     }
 
     /// Whether following next hops towards `prefix` from `start` comes back to a node already
@@ -907,9 +1195,9 @@ impl Sim {
                 return true;
             }
             seen.push(cur);
-            match self.next_hop_node(cur, prefix) {
-                Some(next) if self.link_up(cur, next) => cur = next,
-                _ => return false,
+            match self.next_hop_up(cur, prefix) {
+                Some(next) => cur = next,
+                None => return false,
             }
         }
     }
@@ -941,9 +1229,9 @@ impl Sim {
                 path.push(cur);
                 // A packet only follows a next hop over a link that carries packets: a next hop
                 // across a dead link (not yet noticed) is a black hole, not a loop.
-                match self.next_hop_node(cur, prefix) {
-                    Some(next) if self.link_up(cur, next) => cur = next,
-                    _ => break,
+                match self.next_hop_up(cur, prefix) {
+                    Some(next) => cur = next,
+                    None => break,
                 }
             }
             for p in path {
@@ -957,7 +1245,11 @@ impl Sim {
 
     /// Runs until `t` (inclusive).
     pub fn run_until(&mut self, t: Instant) {
-        while self.step(t) {}
+        if self.cfg.threads > 1 {
+            while self.window(t) {}
+        } else {
+            while self.step(t) {}
+        }
         self.now = self.now.max(t);
     }
 

@@ -380,3 +380,112 @@ fn announced_prefix_reaches_everyone_and_withdrawal_removes_it() {
         assert!(sim.installed(n, p).is_none(), "node {n}");
     }
 }
+
+/// The windowed, threaded mode (`threads` ≥ 2): a seed reproduces the run byte for byte, the
+/// number of threads does not change it, it is the single-threaded run, and it converges to shortest paths without loops
+/// through a link cut and lossy links.
+#[test]
+fn threaded_windows_are_deterministic_and_converge() {
+    let cut = |seed| {
+        let l = Topology::parse("mesh:20", seed).unwrap().links[0];
+        SimEvent::LinkDown(l.a, l.b)
+    };
+    let mk = |seed, threads| Scenario {
+        topology: "mesh:20".into(),
+        config: SimConfig {
+            seed,
+            loss_ppm: 20_000,
+            threads,
+            ..SimConfig::default()
+        },
+        events: vec![(Duration::from_secs(40), cut(seed))],
+        max_time: Duration::from_secs(200),
+    };
+    let run =
+        |seed, threads| serde_json::to_string(&run_scenario(&mk(seed, threads)).unwrap()).unwrap();
+    let a = run(7, 2);
+    assert_eq!(a, run(7, 2), "same seed, same run");
+    assert_eq!(a, run(7, 3), "the thread count does not matter");
+    // The windows send in the order single steps do: the same packets are lost and delayed.
+    assert_eq!(a, run(7, 1), "threaded and single-threaded runs agree");
+    assert_ne!(a, run(8, 2), "the seed matters");
+    let s: serde_json::Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(s["converged"], true, "{a}");
+    assert_eq!(s["loops"], 0, "{a}");
+    assert!(s["not_best"].is_null(), "{a}");
+    // A larger lossless mesh on two threads reaches the same best routes as one thread.
+    for threads in [1, 2] {
+        let topo = Topology::parse("mesh:40", 2).unwrap();
+        let mut sim = Sim::new(
+            &topo,
+            SimConfig {
+                seed: 2,
+                threads,
+                ..SimConfig::default()
+            },
+        );
+        sim.run_until_converged(Duration::from_secs(300))
+            .unwrap_or_else(|| panic!("threads {threads}: {:?}", sim.check_best()));
+        assert_eq!(sim.stats().loops, 0);
+        assert_eq!(sim.routes_per_node().min, 39, "threads {threads}");
+    }
+}
+
+/// `mesh:N[:DEGREE]`: connected, mean degree near DEGREE whatever N, same seed same graph.
+#[test]
+fn bounded_degree_mesh() {
+    for (n, d) in [(200usize, 6.0f64), (1000, 6.0), (1000, 4.0)] {
+        let t = Topology::parse(&format!("mesh:{n}:{d}"), 1).unwrap();
+        assert_eq!(t, Topology::parse(&format!("mesh:{n}:{d}"), 1).unwrap());
+        assert_ne!(t, Topology::parse(&format!("mesh:{n}:{d}"), 2).unwrap());
+        let mean = 2.0 * t.links.len() as f64 / n as f64;
+        assert!(
+            mean > d * 0.8 && mean < d * 1.2,
+            "{n}:{d}: mean degree {mean}"
+        );
+        // Connected: a search from node 0 reaches everyone.
+        let mut adj = vec![Vec::new(); n];
+        for l in &t.links {
+            adj[l.a].push(l.b);
+            adj[l.b].push(l.a);
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![0];
+        seen[0] = true;
+        while let Some(x) = stack.pop() {
+            for &y in &adj[x] {
+                if !seen[y] {
+                    seen[y] = true;
+                    stack.push(y);
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s), "{n}:{d} not connected");
+    }
+    // The old model stays selectable, its degree growing with ln N.
+    let r = Topology::parse("random:1000", 1).unwrap();
+    assert!(2.0 * r.links.len() as f64 / 1000.0 > 6.3);
+}
+
+/// Only every K-th node announces: the others still route to every announced prefix.
+#[test]
+fn announce_every_kth_node() {
+    let topo = Topology::parse("grid:5x5", 0).unwrap();
+    let mut sim = Sim::new(
+        &topo,
+        SimConfig {
+            announce_every: 5,
+            ..SimConfig::default()
+        },
+    );
+    sim.run_until_converged(Duration::from_secs(300))
+        .expect("converges");
+    let r = sim.routes_per_node();
+    assert_eq!(
+        (r.min, r.max),
+        (4, 5),
+        "5 announcers: 4 routes at an announcer, 5 elsewhere"
+    );
+    assert!(sim.installed(1, node_prefix(5)).is_some());
+    assert!(sim.installed(0, node_prefix(1)).is_none());
+}

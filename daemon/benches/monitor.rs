@@ -105,7 +105,6 @@ fn daemon() -> Daemon {
         DaemonConfig::default(),
         vec![iface],
         Settings::babeld("bench".into()),
-        now,
     )
 }
 
@@ -132,7 +131,8 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
     let mut monitor = monitor.then(client);
     let mut text = String::new();
     for p in packets {
-        let now = d.now;
+        // The instant `daemon()` set the neighbour up at.
+        let now = Instant::from_secs(1);
         let input = babel_core::Input::Packet {
             ifindex: 1,
             src: IpAddr::V6(NB),
@@ -146,7 +146,7 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
         match &mut monitor {
             Some((socket, _)) => {
                 text.clear();
-                d.write_monitor_lines(&events, &mut text);
+                d.write_monitor_lines(now, &events, &mut text);
                 socket.write_all(text.as_bytes()).unwrap();
             }
             None => {

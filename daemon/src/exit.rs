@@ -10,6 +10,9 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use babel_wire::Prefix;
+use kernel_fib::KernelRoute;
+
 use crate::config::ParseError;
 use crate::discovery::{MIN_MTU, TUNNEL_OVERHEAD};
 
@@ -401,6 +404,26 @@ impl ExitRole {
         let (a, len) = self.pool_v4;
         Ipv4Addr::from((u32::from(a) & mask(len)).wrapping_add(1))
     }
+
+    /// The users' IPv6 pool as the `exit` crate cuts it, if the exit has one.
+    pub fn ipv6_pool(&self) -> Option<::exit::Ipv6Pool> {
+        self.pool_v6.map(|(prefix, prefix_len)| ::exit::Ipv6Pool {
+            prefix,
+            prefix_len,
+            user_prefix_len: self.v6_prefix_len,
+        })
+    }
+
+    /// The exit's own IPv6 address on its tunnel (the pool's last address, never a user's).
+    pub fn gateway_v6(&self) -> Option<Ipv6Addr> {
+        self.ipv6_pool().map(|p| p.exit_address())
+    }
+
+    /// The IPv6 pool as a prefix (its host bits cleared).
+    pub fn pool_v6_prefix(&self) -> Option<Prefix> {
+        let (a, len) = self.pool_v6?;
+        Prefix::new(IpAddr::V6(a), len).ok()
+    }
 }
 
 fn mask(len: u8) -> u32 {
@@ -425,19 +448,17 @@ pub fn exit_ruleset(role: &ExitRole, mss: u32, users: &[Ipv4Addr]) -> String {
     let _ = writeln!(s, "delete table inet {EXIT_TABLE}");
     let _ = writeln!(s, "table inet {EXIT_TABLE} {{");
     let _ = writeln!(s, "  set users {{ type ipv4_addr; }}");
+    let _ = writeln!(s, "  set users6 {{ type ipv6_addr; flags interval; }}");
     let _ = writeln!(s, "  counter unregistered {{ }}");
     let _ = writeln!(s, "  counter leak {{ }}");
     let _ = writeln!(
         s,
         "  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;"
     );
+    let _ = writeln!(s, "{}", mss_clamp(mss));
     let _ = writeln!(
         s,
-        "    iifname \"{t}\" tcp flags syn tcp option maxseg size set {mss}\n    oifname \"{t}\" tcp flags syn tcp option maxseg size set {mss}"
-    );
-    let _ = writeln!(
-        s,
-        "    iifname \"{t}\" ip saddr != @users counter name \"unregistered\" drop"
+        "    iifname \"{t}\" ip saddr != @users counter name \"unregistered\" drop\n    iifname \"{t}\" ip6 saddr != @users6 counter name \"unregistered\" drop"
     );
     let _ = writeln!(s, "    iifname \"{t}\" oifname \"{ext}\" accept");
     let _ = writeln!(s, "    iifname \"{t}\" counter name \"leak\" drop");
@@ -449,6 +470,12 @@ pub fn exit_ruleset(role: &ExitRole, mss: u32, users: &[Ipv4Addr]) -> String {
         s,
         "    ip saddr {pool} counter name \"leak\" drop\n    ip daddr {pool} counter name \"leak\" drop"
     );
+    if let Some(p6) = role.pool_v6_prefix() {
+        let _ = writeln!(
+            s,
+            "    ip6 saddr {p6} counter name \"leak\" drop\n    ip6 daddr {p6} counter name \"leak\" drop"
+        );
+    }
     let _ = writeln!(s, "  }}");
     let _ = writeln!(
         s,
@@ -456,14 +483,28 @@ pub fn exit_ruleset(role: &ExitRole, mss: u32, users: &[Ipv4Addr]) -> String {
     );
     let _ = writeln!(s, "}}");
     for u in users {
-        s.push_str(&exit_admit(*u));
+        s.push_str(&exit_admit(*u, None));
     }
     s
 }
 
-/// The `nft` command that admits one more registered address.
-pub fn exit_admit(v4: Ipv4Addr) -> String {
-    format!("add element inet {EXIT_TABLE} users {{ {v4} }}\n")
+/// The `nft` command that admits one more registered address (and its IPv6 prefix).
+pub fn exit_admit(v4: Ipv4Addr, v6: Option<(Ipv6Addr, u8)>) -> String {
+    let mut s = format!("add element inet {EXIT_TABLE} users {{ {v4} }}\n");
+    if let Some(p) = v6.and_then(|(a, l)| Prefix::new(IpAddr::V6(a), l).ok()) {
+        let _ = writeln!(s, "add element inet {EXIT_TABLE} users6 {{ {p} }}");
+    }
+    s
+}
+
+/// The TCP MSS clamp both ways through the tunnel: `mss` for IPv4, 20 bytes less for IPv6 (its
+/// header is 20 bytes longer), so that neither family's segments outgrow the inner MTU.
+fn mss_clamp(mss: u32) -> String {
+    let t = TUNNEL_IFNAME;
+    let mss6 = mss.saturating_sub(20);
+    format!(
+        "    iifname \"{t}\" meta nfproto ipv4 tcp flags syn tcp option maxseg size set {mss}\n    oifname \"{t}\" meta nfproto ipv4 tcp flags syn tcp option maxseg size set {mss}\n    iifname \"{t}\" meta nfproto ipv6 tcp flags syn tcp option maxseg size set {mss6}\n    oifname \"{t}\" meta nfproto ipv6 tcp flags syn tcp option maxseg size set {mss6}"
+    )
 }
 
 /// A user node's table: its LAN's IPv4 masqueraded into the exit tunnel (the exit routes only
@@ -481,10 +522,7 @@ pub fn user_ruleset(lan: &[String], mss: u32) -> String {
         s,
         "  chain forward {{\n    type filter hook forward priority filter - 5; policy accept;"
     );
-    let _ = writeln!(
-        s,
-        "    iifname \"{t}\" tcp flags syn tcp option maxseg size set {mss}\n    oifname \"{t}\" tcp flags syn tcp option maxseg size set {mss}"
-    );
+    let _ = writeln!(s, "{}", mss_clamp(mss));
     for l in lan {
         let _ = writeln!(
             s,
@@ -494,7 +532,7 @@ pub fn user_ruleset(lan: &[String], mss: u32) -> String {
     let _ = writeln!(s, "  }}");
     let _ = writeln!(
         s,
-        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{t}\" masquerade\n  }}"
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{t}\" meta nfproto ipv4 masquerade\n  }}"
     );
     let _ = writeln!(s, "}}");
     s
@@ -521,6 +559,246 @@ pub struct Grant {
     pub exit_ipv4: Ipv4Addr,
     /// The IPv6 prefix routed to us, if any.
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// The exit's IPv6 address in the tunnel, if the tunnel carries IPv6.
+    pub exit_ipv6: Option<Ipv6Addr>,
+}
+
+/// Route verification learns the exit tunnel ends from the exit view (`dump`'s state, kept by
+/// the exit thread), so that it probes them only inside the tunnel.
+pub fn sync_stealth(d: &mut crate::state::Daemon) {
+    let Some(t) = d
+        .exits
+        .as_ref()
+        .and_then(|v| v.lock().ok().map(|v| v.stealth_tunnels()))
+    else {
+        return;
+    };
+    if let Some(v) = d.verification.as_mut() {
+        v.set_stealth(t);
+    }
+}
+
+/// Protocol number of the routes into the exit tunnel (`ip route` shows `proto 44`): not
+/// Babel's 42, so the route thread never takes them for its own.
+pub const RTPROT_EXIT: u8 = 44;
+
+/// What a user node's exit tunnel interface carries for a grant (`spec/exits.md`, "The data
+/// path"): our IPv4 address and the IPv4 default route via the exit; with an IPv6 prefix, its
+/// first address, a host route to the exit's address in the tunnel and the IPv6 default route
+/// for sources inside the prefix (source-specific, so the mesh's own IPv6 traffic, the tunnel's
+/// outer packets included, never enters the tunnel).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserPath {
+    /// Addresses on the tunnel interface, with their prefix length.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Routes into the tunnel interface.
+    pub routes: Vec<KernelRoute>,
+}
+
+/// The changes that take a tunnel interface from one [`UserPath`] to another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathChanges {
+    /// Addresses to remove (the old exit's: the new exit forwards only what it granted).
+    pub del_addresses: Vec<(IpAddr, u8)>,
+    /// Addresses to add.
+    pub add_addresses: Vec<(IpAddr, u8)>,
+    /// Routes to delete.
+    pub del_routes: Vec<KernelRoute>,
+    /// Routes to add or replace.
+    pub add_routes: Vec<KernelRoute>,
+}
+
+impl PathChanges {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.del_addresses.is_empty()
+            && self.add_addresses.is_empty()
+            && self.del_routes.is_empty()
+            && self.add_routes.is_empty()
+    }
+}
+
+/// The user's address in its IPv6 prefix: the prefix's first host.
+pub fn user_ipv6(prefix: (Ipv6Addr, u8)) -> Option<Ipv6Addr> {
+    let p = Prefix::new(IpAddr::V6(prefix.0), prefix.1).ok()?;
+    let IpAddr::V6(a) = p.addr() else { return None };
+    (prefix.1 < 128).then(|| Ipv6Addr::from(u128::from(a) | 1))
+}
+
+impl UserPath {
+    /// The path for `g` on the interface `ifindex`.
+    pub fn of(g: &Grant, ifindex: u32) -> UserPath {
+        let mut p = UserPath::default();
+        p.addresses.push((IpAddr::V4(g.ipv4.0), g.ipv4.1));
+        if let Ok(default) = Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) {
+            let mut r = KernelRoute::unicast(default, Some(IpAddr::V4(g.exit_ipv4)), Some(ifindex));
+            r.protocol = RTPROT_EXIT;
+            r.onlink = true;
+            p.routes.push(r);
+        }
+        let (Some(prefix), Some(exit6)) = (g.ipv6_prefix, g.exit_ipv6) else {
+            return p;
+        };
+        let (Some(ours), Ok(from)) = (
+            user_ipv6(prefix),
+            Prefix::new(IpAddr::V6(prefix.0), prefix.1),
+        ) else {
+            return p;
+        };
+        p.addresses.push((IpAddr::V6(ours), 128));
+        let mut host = KernelRoute::unicast(Prefix::host(IpAddr::V6(exit6)), None, Some(ifindex));
+        host.protocol = RTPROT_EXIT;
+        host.pref_src = Some(IpAddr::V6(ours));
+        p.routes.push(host);
+        if let Ok(default) = Prefix::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0) {
+            let mut r = KernelRoute::unicast(default, None, Some(ifindex));
+            r.src = Some(from);
+            r.protocol = RTPROT_EXIT;
+            p.routes.push(r);
+        }
+        p
+    }
+
+    /// What to change to go from `self` (installed) to `next`; empty when they are the same, so
+    /// the path is written only when the grant changes.
+    pub fn changes(&self, next: &UserPath) -> PathChanges {
+        let key = |r: &KernelRoute| (r.dst, r.src, r.table, r.metric);
+        PathChanges {
+            del_addresses: self
+                .addresses
+                .iter()
+                .filter(|a| !next.addresses.contains(a))
+                .copied()
+                .collect(),
+            add_addresses: next
+                .addresses
+                .iter()
+                .filter(|a| !self.addresses.contains(a))
+                .copied()
+                .collect(),
+            del_routes: self
+                .routes
+                .iter()
+                .filter(|r| !next.routes.iter().any(|n| key(n) == key(r)))
+                .cloned()
+                .collect(),
+            add_routes: next
+                .routes
+                .iter()
+                .filter(|r| !self.routes.contains(r))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// The allowed IPs of the exit as the user's tunnel peer: everything IPv4, and everything IPv6
+/// when the exit routes a prefix to us (the exit checks sources; we take any destination).
+pub fn exit_allowed_ips(g: &Grant) -> Vec<Prefix> {
+    let mut v = Vec::new();
+    v.extend(Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).ok());
+    if g.ipv6_prefix.is_some() && g.exit_ipv6.is_some() {
+        v.extend(Prefix::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).ok());
+    }
+    v
+}
+
+/// Where the Remote Hellos for a destination go (`spec/verify.md` §2.3, stealth probing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbePath {
+    /// By the mesh's routes (policy-routed through the neighbour under test).
+    Mesh,
+    /// Inside the user-to-exit tunnel, to the other end's address in it: the nodes on the path
+    /// see only tunnel packets, as for data.
+    Tunnel(Ipv6Addr),
+    /// The other end of an exit tunnel that carries no IPv6 now (not registered yet, or no
+    /// prefix): not probed at all, rather than probed in the clear.
+    Hold,
+}
+
+/// The destinations at the other end of an exit tunnel (the user's exits; the exit's users),
+/// by mesh address, with the address to probe inside the tunnel when it carries IPv6. At most
+/// [`MAX_STEALTH`] destinations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StealthTunnels {
+    ends: std::collections::BTreeMap<Prefix, Option<Ipv6Addr>>,
+}
+
+/// Exit tunnel ends the verification knows at most.
+pub const MAX_STEALTH: usize = 4096;
+
+impl StealthTunnels {
+    /// The tunnel ends: (mesh address, address inside the tunnel if any).
+    pub fn new(ends: impl IntoIterator<Item = (Ipv6Addr, Option<Ipv6Addr>)>) -> StealthTunnels {
+        StealthTunnels {
+            ends: ends
+                .into_iter()
+                .take(MAX_STEALTH)
+                .map(|(m, i)| (Prefix::host(IpAddr::V6(m)), i))
+                .collect(),
+        }
+    }
+
+    /// Where Remote Hellos for `prefix` go.
+    pub fn path(&self, prefix: &Prefix) -> ProbePath {
+        match self.ends.get(prefix) {
+            None => ProbePath::Mesh,
+            Some(Some(inner)) => ProbePath::Tunnel(*inner),
+            Some(None) => ProbePath::Hold,
+        }
+    }
+
+    /// Whether the verifier may test this route: any route to an ordinary destination; to a
+    /// tunnel end only the selected one (the tunnel's outer packets take it, so that is the
+    /// path the probes inside the tunnel measure), and none while the tunnel carries no IPv6.
+    pub fn may_test(&self, prefix: &Prefix, selected: bool) -> bool {
+        match self.path(prefix) {
+            ProbePath::Mesh => true,
+            ProbePath::Tunnel(_) => selected,
+            ProbePath::Hold => false,
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// The exit's meter of its tunnel peers' inner bytes (`spec/exits.md`, "Billing"): turns the
+/// peers' cumulative counters into the bytes carried since the previous reading. A peer that
+/// was re-added (counters back to zero) counts from zero again; a peer that is gone is
+/// forgotten, so the state is bounded by the peers the tunnel has.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+}
+
+impl Meter {
+    /// Reads every peer's `(key, rx_bytes, tx_bytes)`; returns `(key, from it, to it)` for the
+    /// peers that carried something since the last reading.
+    pub fn read(
+        &mut self,
+        peers: impl IntoIterator<Item = (tunnel::PublicKey, u64, u64)>,
+    ) -> Vec<(tunnel::PublicKey, u64, u64)> {
+        let mut next = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for (key, rx, tx) in peers {
+            let (rx0, tx0) = self.counted.get(&key).copied().unwrap_or((0, 0));
+            let (rx0, tx0) = if rx < rx0 || tx < tx0 {
+                (0, 0)
+            } else {
+                (rx0, tx0)
+            };
+            let (up, down) = (rx - rx0, tx - tx0);
+            next.insert(key, (rx, tx));
+            if up > 0 || down > 0 {
+                out.push((key, up, down));
+            }
+        }
+        self.counted = next;
+        out
+    }
 }
 
 /// A registered user as the exit's data path knows it.
@@ -538,6 +816,30 @@ pub struct Lease {
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
 }
 
+impl Lease {
+    /// The lease of a user the exit's store knows.
+    pub fn of(u: &::exit::UserView) -> Lease {
+        Lease {
+            tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
+            mesh_address: u.lease.mesh_address,
+            tunnel_port: TUNNEL_PORT,
+            ipv4: u.ipv4,
+            ipv6_prefix: u.ipv6_prefix,
+        }
+    }
+
+    /// The allowed IPs of the user as the exit's tunnel peer: its IPv4 address and its IPv6
+    /// prefix, nothing else (the tunnel drops any other source from it, and routes only these
+    /// destinations to it).
+    pub fn allowed_ips(&self) -> Vec<Prefix> {
+        let mut v = vec![Prefix::host(IpAddr::V4(self.ipv4))];
+        if let Some((a, len)) = self.ipv6_prefix {
+            v.extend(Prefix::new(IpAddr::V6(a), len).ok());
+        }
+        v
+    }
+}
+
 /// The Babel routes to the configured exits' mesh addresses, published by the main loop after
 /// each batch of route changes, read by the exit client (reachability, metric, price).
 #[derive(Debug, Default)]
@@ -552,6 +854,31 @@ pub struct RouteToExit {
     pub metric: u16,
     /// Its price as received: what our next hop charges per byte to the exit.
     pub price: u32,
+    /// A metric correction in force for it (route verification found it worse than
+    /// advertised; `spec/verify.md` §5).
+    #[serde(default)]
+    pub verified_metric: Option<u16>,
+    /// The cost `c` the last check of this route measured (probes inside the exit tunnel).
+    #[serde(default)]
+    pub measured_cost: Option<u16>,
+    /// That check's accuracy `min(m/c, 1)`, per mille.
+    #[serde(default)]
+    pub accuracy: Option<u16>,
+}
+
+impl RouteToExit {
+    /// The verified cost exit selection uses instead of the metric (`spec/exits.md`, "Choosing
+    /// an exit"): the worst of a correction in force and the last measured cost, when that is
+    /// worse than the metric. A measured cost below the metric changes nothing: `c` is a lower
+    /// bound of an honest path's cost (`spec/verify.md` §1.2), so it can show a route worse
+    /// than advertised, never better.
+    pub fn verified_cost(&self) -> Option<u16> {
+        [self.verified_metric, self.measured_cost]
+            .into_iter()
+            .flatten()
+            .max()
+            .filter(|c| *c > self.metric)
+    }
 }
 
 impl ExitRoutes {
@@ -569,6 +896,209 @@ impl ExitRoutes {
             .iter()
             .find(|(a, _)| *a == exit)
             .map(|(_, r)| *r)
+    }
+}
+
+/// How long a check of the route to an exit counts for selection.
+pub const CHECK_VALID: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Babel's routes to the exits' mesh addresses (`watched`): per exit, the best feasible finite
+/// host route (the one Babel selects; its kernel installation may still be in flight, so the
+/// `installed` flag is not waited for), with its price as received (what our next hop charges
+/// per byte to the exit), a metric correction in force, and the last check of that same route
+/// (same neighbour) within [`CHECK_VALID`].
+pub fn routes_to_exits(
+    routes: &[babel_core::RouteView],
+    checks: &[crate::verification::RouteRow],
+    now: babel_core::Instant,
+    watched: &[Ipv6Addr],
+) -> Vec<(Ipv6Addr, RouteToExit)> {
+    let mut best: Vec<(Ipv6Addr, RouteToExit)> = Vec::new();
+    for r in routes {
+        let IpAddr::V6(a) = r.prefix.addr() else {
+            continue;
+        };
+        if r.src_prefix.is_some()
+            || r.prefix.len() != 128
+            || !r.feasible
+            || r.metric.0 == babel_wire::INFINITY
+            || !watched.contains(&a)
+        {
+            continue;
+        }
+        let check = checks.iter().find(|c| {
+            c.prefix == r.prefix
+                && c.ifindex == r.ifindex
+                && c.neighbour == r.via
+                && now.saturating_since(c.at) < CHECK_VALID
+        });
+        let route = RouteToExit {
+            metric: r.metric.0,
+            price: r.received_price,
+            verified_metric: r.verified_metric.map(|m| m.0),
+            measured_cost: check.and_then(|c| c.cost),
+            accuracy: check.and_then(|c| c.accuracy),
+        };
+        match best.iter_mut().find(|(x, _)| *x == a) {
+            Some((_, old)) if old.metric > route.metric => *old = route,
+            Some(_) => {}
+            None => best.push((a, route)),
+        }
+    }
+    best
+}
+
+/// How often a user node registers again with its exit (renews the lease; notices an exit
+/// that restarted with another tunnel key).
+pub const RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A user node's choice of exit and its registration schedule (`spec/exits.md`, "Choosing an
+/// exit"): the selector over the configured exits scored on Babel's routes to them (metric or
+/// verified cost, price, fee), the fees the exits announced, and when to register next. The
+/// binary sends the requests and installs what was granted.
+#[derive(Debug)]
+pub struct ExitChoice {
+    selector: ::exit::Selector,
+    fees: std::collections::HashMap<[u8; 32], u32>,
+    last_registered: Option<(usize, std::time::Instant)>,
+}
+
+/// One decision of [`ExitChoice::decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    /// The selector's decision.
+    pub selection: ::exit::Selection,
+    /// The index of the chosen exit among the configured ones.
+    pub chosen: Option<usize>,
+    /// Whether to register with it now (new choice, never registered, or renewal due).
+    pub register: bool,
+}
+
+impl ExitChoice {
+    /// The choice for a user node's `exit-client` settings.
+    pub fn new(c: &ExitClient) -> ExitChoice {
+        ExitChoice {
+            selector: ::exit::Selector::new(::exit::SelectionPolicy {
+                margin_percent: c.hysteresis_percent,
+                hold: std::time::Duration::from_secs(u64::from(c.hold_s)),
+                ..Default::default()
+            }),
+            fees: Default::default(),
+            last_registered: None,
+        }
+    }
+
+    /// The configured exits as the selector sees them, with Babel's routes to them.
+    pub fn candidates(
+        &self,
+        servers: &[ExitServer],
+        routes: &ExitRoutes,
+    ) -> Vec<::exit::ExitCandidate> {
+        servers
+            .iter()
+            .map(|s| ::exit::ExitCandidate {
+                key: s.key,
+                mesh_address: s.address,
+                fee: self.fees.get(&s.key).copied().unwrap_or(0),
+                route: routes.get(s.address).map(|r| ::exit::RouteView {
+                    metric: r.metric,
+                    price: r.price,
+                    verified_cost: r.verified_cost(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Decides at `now` and records the decision in `view` (each exit's route and score, the
+    /// reason of the current choice and its details).
+    pub fn decide(
+        &mut self,
+        now: std::time::Instant,
+        servers: &[ExitServer],
+        routes: &ExitRoutes,
+        view: &mut ExitView,
+    ) -> Decided {
+        let candidates = self.candidates(servers, routes);
+        let sel = self.selector.decide(now, &candidates);
+        let chosen = sel
+            .exit
+            .and_then(|k| servers.iter().position(|s| s.key == k));
+        view.exits = servers
+            .iter()
+            .zip(&candidates)
+            .map(|(s, c)| {
+                let old = view.exits.iter().find(|e| e.name == s.name);
+                ExitRow {
+                    name: s.name.clone(),
+                    mesh_address: s.address.to_string(),
+                    route: routes.get(s.address),
+                    state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
+                    score: self.selector.score(c),
+                }
+            })
+            .collect();
+        // Why the current exit is the current one: the reason of the decision that chose it
+        // (later turns that keep it say "best"), or why there is none or a challenger is held
+        // off.
+        if sel.changed
+            || sel.exit.is_none()
+            || view.reason.is_empty()
+            || matches!(sel.reason, ::exit::Reason::Holding { .. })
+        {
+            view.reason = sel.reason.name().to_owned();
+            view.why = why(&sel.reason, servers);
+        }
+        let register = match (chosen, self.last_registered) {
+            (Some(i), Some((j, at))) => i != j || now.saturating_duration_since(at) >= RENEW,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        Decided {
+            selection: sel,
+            chosen,
+            register,
+        }
+    }
+
+    /// The exit at `index` answered at `now` (registered with `fee`, or refused: `None`).
+    pub fn answered(
+        &mut self,
+        index: usize,
+        key: [u8; 32],
+        fee: Option<u32>,
+        now: std::time::Instant,
+    ) {
+        // Keyed by configured exits only: bounded by the configuration.
+        if let Some(f) = fee {
+            self.fees.insert(key, f);
+        }
+        self.last_registered = Some((index, now));
+    }
+}
+
+/// The details of a selection reason for `show exits`, without spaces: the exit left and its
+/// score, or the challenger held off and for how long.
+fn why(r: &::exit::Reason, servers: &[ExitServer]) -> String {
+    let name = |k: &[u8; 32]| {
+        servers
+            .iter()
+            .find(|s| s.key == *k)
+            .map_or_else(|| hex::encode(k), |s| s.name.clone())
+    };
+    match r {
+        ::exit::Reason::Unreachable { previous } => format!("left={}", name(previous)),
+        ::exit::Reason::Better {
+            previous,
+            previous_score,
+        } => format!("left={},its-score={previous_score}", name(previous)),
+        ::exit::Reason::Holding { challenger, for_ } => {
+            format!(
+                "challenger={},better-for={}s",
+                name(challenger),
+                for_.as_secs()
+            )
+        }
+        _ => "-".to_owned(),
     }
 }
 
@@ -618,6 +1148,9 @@ pub struct ExitRow {
     pub route: Option<RouteToExit>,
     /// Its last answer: `registered`, `refused: WHY` or `none`.
     pub state: String,
+    /// Its score in the selection (lower is better; none: unreachable).
+    #[serde(default)]
+    pub score: Option<u64>,
 }
 
 fn or_dash(s: &str) -> &str {
@@ -645,8 +1178,13 @@ pub struct ExitView {
     pub current: Option<String>,
     /// Why it is the current one (or why there is none).
     pub reason: String,
+    /// The reason's details: the exit left and its score, or the challenger held off.
+    #[serde(default)]
+    pub why: String,
     /// On a user node: our IPv4 address in the tunnel.
     pub ipv4: Option<String>,
+    /// On a user node: the IPv6 prefix the exit routes to us, if any.
+    pub ipv6_prefix: Option<String>,
     /// On a user node: bytes sent to and received from the current exit in the tunnel.
     pub tx_bytes: u64,
     /// Bytes received from the exit.
@@ -657,6 +1195,55 @@ pub struct ExitView {
 }
 
 impl ExitView {
+    /// An exit admitted `user` with `lease` (a registration, or a lease restored at start):
+    /// its row, created if new, shows the lease; a registration counts.
+    pub fn admit(&mut self, user: &[u8; 32], lease: &Lease) {
+        let user = hex::encode(user);
+        let i = match self.users.iter().position(|r| r.user == user) {
+            Some(i) => i,
+            None => {
+                self.users.push(UserRow {
+                    user,
+                    ..Default::default()
+                });
+                self.users.len() - 1
+            }
+        };
+        if let Some(r) = self.users.get_mut(i) {
+            r.tunnel_key = lease.tunnel_key.to_base64();
+            r.mesh_address = lease.mesh_address.to_string();
+            r.ipv4 = lease.ipv4.to_string();
+            r.ipv6_prefix = lease.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
+            r.registrations += 1;
+        }
+    }
+
+    /// The exit tunnel ends route verification must probe inside the tunnel (or not at all): on
+    /// a user node every configured exit (the current one at its address in the tunnel), on an
+    /// exit every user (at the first address of its IPv6 prefix).
+    pub fn stealth_tunnels(&self) -> StealthTunnels {
+        if self.role == "exit" {
+            StealthTunnels::new(self.users.iter().filter_map(|u| {
+                let mesh = u.mesh_address.parse().ok()?;
+                let inner = u.ipv6_prefix.as_deref().and_then(|p| {
+                    let (a, l) = p.split_once('/')?;
+                    user_ipv6((a.parse().ok()?, l.parse().ok()?))
+                });
+                Some((mesh, inner))
+            }))
+        } else {
+            StealthTunnels::new(self.exits.iter().filter_map(|e| {
+                let mesh: Ipv6Addr = e.mesh_address.parse().ok()?;
+                let inner = self
+                    .grant
+                    .as_ref()
+                    .filter(|g| g.mesh_address == mesh && g.ipv6_prefix.is_some())
+                    .and_then(|g| g.exit_ipv6);
+                Some((mesh, inner))
+            }))
+        }
+    }
+
     /// `dump` lines, babeld style (`add exit ...`).
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -684,8 +1271,10 @@ impl ExitView {
                     || "metric unreachable price -".to_owned(),
                     |r| format!("metric {} price {}", r.metric, r.price),
                 );
+                let dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+                let r = e.route.unwrap_or_default();
                 out.push(format!(
-                    "add exit {} mesh {} {route} state {} current {}",
+                    "add exit {} mesh {} {route} state {} current {} measured-cost {} accuracy {} verified-cost {} score {}",
                     e.name,
                     e.mesh_address,
                     e.state.replace(' ', ""),
@@ -693,16 +1282,22 @@ impl ExitView {
                         "yes"
                     } else {
                         "no"
-                    }
+                    },
+                    dash(r.measured_cost.map(u64::from)),
+                    dash(r.accuracy.map(u64::from)),
+                    dash(e.route.and_then(|r| r.verified_cost()).map(u64::from)),
+                    dash(e.score),
                 ));
             }
             out.push(format!(
-                "add exit-client {} address {} rx {} tx {} reason {}",
+                "add exit-client {} address {} rx {} tx {} reason {} why {} ipv6 {}",
                 self.current.as_deref().unwrap_or("none"),
                 self.ipv4.as_deref().unwrap_or("none"),
                 self.rx_bytes,
                 self.tx_bytes,
-                self.reason
+                self.reason,
+                or_dash(&self.why),
+                self.ipv6_prefix.as_deref().unwrap_or("none"),
             ));
         }
         out
@@ -914,14 +1509,19 @@ mod tests {
                     route: Some(RouteToExit {
                         metric: 288,
                         price: 11,
+                        measured_cost: Some(400),
+                        accuracy: Some(720),
+                        ..Default::default()
                     }),
                     state: "registered".into(),
+                    score: Some(400_000),
                 },
                 ExitRow {
                     name: "west".into(),
                     mesh_address: "fd77::5".into(),
                     route: None,
                     state: "none".into(),
+                    score: None,
                 },
             ],
             current: Some("east".into()),
@@ -933,9 +1533,9 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "add exit east mesh fd77::1 metric 288 price 11 state registered current yes",
-                "add exit west mesh fd77::5 metric unreachable price - state none current no",
-                "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best",
+                "add exit east mesh fd77::1 metric 288 price 11 state registered current yes measured-cost 400 accuracy 720 verified-cost 400 score 400000",
+                "add exit west mesh fd77::5 metric unreachable price - state none current no measured-cost - accuracy - verified-cost - score -",
+                "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best why - ipv6 none",
             ]
         );
         // `babelctl show exits` reads them back from `dump` and from `dump json`.
@@ -990,14 +1590,467 @@ mod tests {
             "{s}"
         );
         assert_eq!(
-            exit_admit("10.99.0.3".parse().unwrap()),
+            exit_admit("10.99.0.3".parse().unwrap(), None),
             "add element inet babeld_rs_exit users { 10.99.0.3 }\n"
         );
+        assert!(s.contains("maxseg size set 1268"), "IPv6 MSS: {s}");
         let u = user_ruleset(&["lan0".to_owned()], 1300);
         assert!(
             u.contains("iifname \"lan0\" meta nfproto ipv4 oifname != \"exit0\""),
             "{u}"
         );
-        assert!(u.contains("oifname \"exit0\" masquerade"), "{u}");
+        // IPv4 only: the user's IPv6 is routed, never translated.
+        assert!(
+            u.contains("oifname \"exit0\" meta nfproto ipv4 masquerade"),
+            "{u}"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_pool_gives_the_exit_an_address_and_admits_prefixes() {
+        let ExitStatement::Role(r) = one(&format!(
+            "exit interface up0 private-key {KEY} pool-v4 10.99.0.0/24 pool-v6 2001:db8:99::/48 prefix-len 64"
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            r.gateway_v6(),
+            Some("2001:db8:99:ffff:ffff:ffff:ffff:ffff".parse().unwrap())
+        );
+        assert_eq!(
+            r.pool_v6_prefix(),
+            Some("2001:db8:99::/48".parse().unwrap())
+        );
+        let s = exit_ruleset(&r, 1288, &[]);
+        assert!(s.contains("ip6 saddr != @users6"), "{s}");
+        assert!(
+            s.contains("ip6 saddr 2001:db8:99::/48 counter name \"leak\" drop"),
+            "{s}"
+        );
+        assert_eq!(
+            exit_admit(
+                "10.99.0.3".parse().unwrap(),
+                Some(("2001:db8:99:1::".parse().unwrap(), 64))
+            ),
+            "add element inet babeld_rs_exit users { 10.99.0.3 }\nadd element inet babeld_rs_exit users6 { 2001:db8:99:1::/64 }\n"
+        );
+        // Without a pool: no IPv6 address, no leak rule for it.
+        let ExitStatement::Role(r) = one(&format!(
+            "exit interface up0 private-key {KEY} pool-v4 10.99.0.0/24"
+        )) else {
+            panic!()
+        };
+        assert_eq!(r.gateway_v6(), None);
+        assert!(!exit_ruleset(&r, 1288, &[]).contains("ip6 saddr 2001"));
+    }
+
+    fn grant(v6: bool) -> Grant {
+        Grant {
+            tunnel_key: tunnel::PublicKey([5; 32]),
+            mesh_address: "fd77::1".parse().unwrap(),
+            tunnel_port: TUNNEL_PORT,
+            ipv4: ("10.99.0.2".parse().unwrap(), 24),
+            exit_ipv4: "10.99.0.1".parse().unwrap(),
+            ipv6_prefix: v6.then(|| ("2001:db8:99::".parse().unwrap(), 64)),
+            exit_ipv6: v6.then(|| "2001:db8:99:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_user_path_follows_the_grant_and_changes_only_on_change() {
+        let v4 = UserPath::of(&grant(false), 7);
+        assert_eq!(v4.addresses, vec![("10.99.0.2".parse().unwrap(), 24)]);
+        assert_eq!(v4.routes.len(), 1);
+        assert_eq!(v4.routes[0].dst, "0.0.0.0/0".parse().unwrap());
+        assert_eq!(v4.routes[0].gateway, Some("10.99.0.1".parse().unwrap()));
+        assert_eq!(exit_allowed_ips(&grant(false)).len(), 1);
+        let both = UserPath::of(&grant(true), 7);
+        assert!(
+            both.addresses
+                .contains(&("2001:db8:99::1".parse().unwrap(), 128))
+        );
+        let default6 = both
+            .routes
+            .iter()
+            .find(|r| r.dst == "::/0".parse().unwrap())
+            .unwrap();
+        // Source-specific: only the granted prefix's traffic enters the tunnel.
+        assert_eq!(default6.src, Some("2001:db8:99::/64".parse().unwrap()));
+        assert_eq!((default6.oif, default6.protocol), (Some(7), RTPROT_EXIT));
+        assert!(both.routes.iter().any(|r| r.dst
+            == "2001:db8:99:ffff:ffff:ffff:ffff:ffff/128".parse().unwrap()
+            && r.pref_src == Some("2001:db8:99::1".parse().unwrap())));
+        assert_eq!(
+            exit_allowed_ips(&grant(true)),
+            vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]
+        );
+        // The same grant again: nothing to write (no re-install every turn).
+        assert!(both.changes(&UserPath::of(&grant(true), 7)).is_empty());
+        // First grant: everything is added, nothing removed.
+        let first = UserPath::default().changes(&both);
+        assert_eq!(first.add_addresses.len(), 2);
+        assert_eq!(first.add_routes.len(), 3);
+        assert!(first.del_addresses.is_empty() && first.del_routes.is_empty());
+        // Another exit, another address and no IPv6: the old address and IPv6 routes go.
+        let mut other = grant(false);
+        other.ipv4 = ("10.98.0.2".parse().unwrap(), 24);
+        other.exit_ipv4 = "10.98.0.1".parse().unwrap();
+        let c = both.changes(&UserPath::of(&other, 7));
+        assert_eq!(c.add_addresses, vec![("10.98.0.2".parse().unwrap(), 24)]);
+        assert_eq!(c.del_addresses.len(), 2);
+        assert_eq!(c.del_routes.len(), 2);
+        assert_eq!(c.add_routes.len(), 1, "the IPv4 default route is replaced");
+    }
+
+    #[test]
+    fn stealth_tunnels_decide_where_probes_go() {
+        let inner: Ipv6Addr = "2001:db8:99:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let t = StealthTunnels::new([
+            ("fd77::1".parse().unwrap(), Some(inner)),
+            ("fd77::5".parse().unwrap(), None),
+        ]);
+        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        assert_eq!(t.path(&p("fd77::1/128")), ProbePath::Tunnel(inner));
+        assert_eq!(t.path(&p("fd77::5/128")), ProbePath::Hold);
+        assert_eq!(t.path(&p("fd77::3/128")), ProbePath::Mesh);
+        assert!(t.may_test(&p("fd77::1/128"), true));
+        assert!(!t.may_test(&p("fd77::1/128"), false));
+        assert!(!t.may_test(&p("fd77::5/128"), true));
+        assert!(t.may_test(&p("fd77::3/128"), false));
+        // From the exit view: a user node with a grant from east (fd77::1) and west configured.
+        let mut v = ExitView {
+            role: "user".to_owned(),
+            grant: Some(grant(true)),
+            ..Default::default()
+        };
+        for (name, a) in [("east", "fd77::1"), ("west", "fd77::5")] {
+            v.exits.push(ExitRow {
+                name: name.to_owned(),
+                mesh_address: a.to_owned(),
+                route: None,
+                state: String::new(),
+                score: None,
+            });
+        }
+        assert_eq!(v.stealth_tunnels(), t);
+        // Granted no IPv6: nothing is probed (never in the clear).
+        v.grant = Some(grant(false));
+        assert_eq!(v.stealth_tunnels().path(&p("fd77::1/128")), ProbePath::Hold);
+        // An exit: each user at the first address of its prefix.
+        let x = ExitView {
+            role: "exit".to_owned(),
+            users: vec![UserRow {
+                mesh_address: "fd77::4".to_owned(),
+                ipv6_prefix: Some("2001:db8:99::/64".to_owned()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            x.stealth_tunnels().path(&p("fd77::4/128")),
+            ProbePath::Tunnel("2001:db8:99::1".parse().unwrap())
+        );
+    }
+
+    fn engine_route(
+        prefix: &str,
+        via: &str,
+        ifindex: u32,
+        metric: u16,
+        installed: bool,
+    ) -> babel_core::RouteView {
+        babel_core::RouteView {
+            prefix: prefix.parse().unwrap(),
+            src_prefix: None,
+            installed,
+            feasible: true,
+            router_id: babel_wire::RouterId([1; 8]),
+            metric: babel_wire::Metric(metric),
+            smoothed_metric: babel_wire::Metric(metric),
+            refmetric: babel_wire::Metric(metric.saturating_sub(96)),
+            verified_metric: None,
+            price: 0,
+            received_price: 9,
+            fee: 0,
+            seqno: babel_wire::Seqno(0),
+            age: std::time::Duration::ZERO,
+            via: via.parse().unwrap(),
+            next_hop: via.parse().unwrap(),
+            ifindex,
+            full_path_rtt: 0,
+        }
+    }
+
+    /// Stealth probing, sans-IO (`spec/verify.md` §2.3): the user verifies the route to its
+    /// exit with Remote Hellos addressed to the exit's address inside the tunnel, without a
+    /// firewall mark or a probe route, only on the selected route; the exit answers inside the
+    /// tunnel; the check's cost reaches the exit's row for selection. With the tunnel carrying
+    /// no IPv6 nothing is sent at all.
+    #[test]
+    fn the_user_probes_its_exit_only_inside_the_tunnel() {
+        use crate::verification::{Verification, VerifySettings, VerifyStatement};
+        let exit_key = verify::SigningKey::from_bytes(&[7; 32]);
+        let mut set = VerifySettings::default();
+        set.apply(VerifyStatement::Enable(true));
+        set.apply(VerifyStatement::Key(
+            "fd77::1/128".parse().unwrap(),
+            *exit_key.verifying_key().as_bytes(),
+        ));
+        set.apply(VerifyStatement::Destination("fd77::1/128".parse().unwrap()));
+        let t0 = babel_core::Instant::from_micros(0);
+        let new_user = |set: &VerifySettings| {
+            Verification::new(
+                set.clone(),
+                babel_wire::RouterId([0xa; 8]),
+                verify::SigningKey::from_bytes(&[1; 32]),
+                1,
+                1,
+                t0,
+            )
+        };
+        let mut user = new_user(&set);
+        let mut exit = Verification::new(
+            VerifySettings::default(),
+            babel_wire::RouterId([0xe; 8]),
+            exit_key,
+            1,
+            2,
+            t0,
+        );
+        let inner: Ipv6Addr = "2001:db8:99:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let user_inner: Ipv6Addr = "2001:db8:99::1".parse().unwrap();
+        user.set_stealth(StealthTunnels::new([(
+            "fd77::1".parse().unwrap(),
+            Some(inner),
+        )]));
+        // The selected route through fe80::2 and another one through fe80::3.
+        let selected = engine_route("fd77::1/128", "fe80::2", 3, 288, true);
+        let other = engine_route("fd77::1/128", "fe80::3", 4, 384, false);
+        let routes = vec![selected.clone(), other];
+        let ours = vec![babel_core::XrouteView {
+            prefix: "fd77::1/128".parse().unwrap(),
+            src_prefix: None,
+            metric: babel_wire::Metric(0),
+        }];
+        let mut now = t0;
+        let mut sent = 0;
+        for _ in 0..5_000 {
+            now = user.poll_timeout().min(exit.poll_timeout()).max(now);
+            let out = user.on_timer(now, &routes, 800);
+            assert!(out.routes.is_empty(), "a probe route for a tunnel end");
+            for g in &out.datagrams {
+                assert_eq!((g.dst, g.mark), (inner, 0), "a probe outside the tunnel");
+                sent += 1;
+                // Inside the tunnel the hop limit arrives untouched.
+                let o = exit.on_datagram(now, user_inner, verify::HOP_LIMIT, &g.bytes, &ours);
+                assert!(o.datagrams.is_empty());
+            }
+            for g in &exit.on_timer(now, &[], 800).datagrams {
+                assert_eq!(
+                    (g.dst, g.mark),
+                    (user_inner, 0),
+                    "an answer outside the tunnel"
+                );
+                user.on_datagram(now, inner, verify::HOP_LIMIT, &g.bytes, &[]);
+            }
+            if user.counters().checks >= 3 {
+                break;
+            }
+            now = now + std::time::Duration::from_millis(1);
+        }
+        let c = user.counters();
+        assert!(sent > 0 && c.answers > 0 && c.checks >= 3, "{c:?}");
+        let rows = user.route_rows();
+        assert!(!rows.is_empty());
+        // Only the selected route (the tunnel's outer packets take it) was tested.
+        assert!(rows.iter().all(|r| r.neighbour == selected.via), "{rows:?}");
+        let cost = rows[0].cost;
+        assert!(cost.is_some(), "{rows:?}");
+        // The check reaches the exit's row: measured cost and accuracy (a lower bound here,
+        // so no verified cost for selection).
+        let exits = routes_to_exits(&routes, &rows, now, &["fd77::1".parse().unwrap()]);
+        assert_eq!(exits.len(), 1);
+        let (_, r) = exits[0];
+        assert_eq!((r.metric, r.price, r.measured_cost), (288, 9, cost));
+        assert_eq!(r.accuracy, Some(1000));
+        assert_eq!(r.verified_cost(), None);
+        // Too old a check no longer counts.
+        let later = now + CHECK_VALID;
+        assert_eq!(
+            routes_to_exits(&routes, &rows, later, &["fd77::1".parse().unwrap()])[0]
+                .1
+                .measured_cost,
+            None
+        );
+
+        // Registered without IPv6 in the tunnel: the exit is never probed.
+        let mut user = new_user(&set);
+        user.set_stealth(StealthTunnels::new([("fd77::1".parse().unwrap(), None)]));
+        let mut now = t0;
+        for _ in 0..200 {
+            now = user.poll_timeout().max(now);
+            let out = user.on_timer(now, &routes, 800);
+            assert!(out.datagrams.is_empty() && out.routes.is_empty());
+            now = now + std::time::Duration::from_millis(100);
+        }
+        assert_eq!(user.counters().probes_sent, 0);
+    }
+
+    #[test]
+    fn the_verified_cost_counts_only_when_worse_than_the_metric() {
+        let r = RouteToExit {
+            metric: 300,
+            price: 1,
+            ..Default::default()
+        };
+        assert_eq!(r.verified_cost(), None);
+        let lower = RouteToExit {
+            measured_cost: Some(96),
+            ..r
+        };
+        assert_eq!(lower.verified_cost(), None);
+        let worse = RouteToExit {
+            measured_cost: Some(500),
+            ..r
+        };
+        assert_eq!(worse.verified_cost(), Some(500));
+        let corrected = RouteToExit {
+            verified_metric: Some(700),
+            measured_cost: Some(500),
+            ..r
+        };
+        assert_eq!(corrected.verified_cost(), Some(700));
+    }
+
+    #[test]
+    fn the_meter_counts_each_byte_once_and_restarts_with_a_readded_peer() {
+        let (a, b) = (tunnel::PublicKey([1; 32]), tunnel::PublicKey([2; 32]));
+        let mut m = Meter::default();
+        assert_eq!(m.read([(a, 100, 50), (b, 0, 0)]), vec![(a, 100, 50)]);
+        assert_eq!(m.read([(a, 100, 50), (b, 7, 0)]), vec![(b, 7, 0)]);
+        assert_eq!(m.read([(a, 150, 80), (b, 7, 0)]), vec![(a, 50, 30)]);
+        // a re-added: its counters start again from zero, and count from there.
+        assert_eq!(m.read([(a, 10, 5)]), vec![(a, 10, 5)]);
+        // b is gone and forgotten: back with the same counts, they are new bytes.
+        assert_eq!(m.read([(a, 10, 5), (b, 7, 0)]), vec![(b, 7, 0)]);
+    }
+
+    #[test]
+    fn an_admitted_user_gets_its_own_addresses_only_and_one_row() {
+        let lease = Lease {
+            tunnel_key: tunnel::PublicKey([3; 32]),
+            mesh_address: "fd77::4".parse().unwrap(),
+            tunnel_port: TUNNEL_PORT,
+            ipv4: "10.99.0.2".parse().unwrap(),
+            ipv6_prefix: Some(("2001:db8:99::".parse().unwrap(), 64)),
+        };
+        assert_eq!(
+            lease.allowed_ips(),
+            vec![
+                "10.99.0.2/32".parse().unwrap(),
+                "2001:db8:99::/64".parse().unwrap()
+            ]
+        );
+        let v4_only = Lease {
+            ipv6_prefix: None,
+            ..lease.clone()
+        };
+        assert_eq!(v4_only.allowed_ips().len(), 1);
+        let mut v = ExitView {
+            role: "exit".to_owned(),
+            ..Default::default()
+        };
+        v.admit(&[0xab; 32], &v4_only);
+        v.admit(&[0xab; 32], &lease);
+        assert_eq!(v.users.len(), 1);
+        let r = &v.users[0];
+        assert_eq!(r.user, "ab".repeat(32));
+        assert_eq!(r.registrations, 2);
+        assert_eq!(r.ipv6_prefix.as_deref(), Some("2001:db8:99::/64"));
+        assert_eq!(r.mesh_address, "fd77::4");
+    }
+
+    /// The user's choice of exit, sans-IO: first choice and registration, renewal only after
+    /// [`RENEW`], an immediate switch when the exit's route goes, a verified cost worse than
+    /// advertised held off then taken, each shown with its reason and details.
+    #[test]
+    fn the_exit_choice_registers_renews_switches_and_says_why() {
+        let server = |name: &str, key: u8, a: &str| ExitServer {
+            name: name.to_owned(),
+            key: [key; 32],
+            address: a.parse().unwrap(),
+            port: REGISTRATION_PORT,
+            tunnel_port: TUNNEL_PORT,
+        };
+        let servers = vec![server("east", 1, "fd77::1"), server("west", 5, "fd77::5")];
+        let c = ExitClient {
+            private_key: KEY.to_owned(),
+            hysteresis_percent: 20,
+            hold_s: 5,
+            lan: Vec::new(),
+            address: "fd77::4".parse().unwrap(),
+        };
+        let mut choice = ExitChoice::new(&c);
+        let mut view = ExitView {
+            role: "user".to_owned(),
+            ..Default::default()
+        };
+        let routes = ExitRoutes::default();
+        let route = |metric, measured_cost| RouteToExit {
+            metric,
+            price: 0,
+            measured_cost,
+            ..Default::default()
+        };
+        let (e, w): (Ipv6Addr, Ipv6Addr) = ("fd77::1".parse().unwrap(), "fd77::5".parse().unwrap());
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        // Nothing reachable: nothing chosen, nothing to register.
+        let d = choice.decide(t0, &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (None, false));
+        assert_eq!(view.reason, "none-reachable");
+        routes.publish([(e, route(200, None)), (w, route(300, None))]);
+        let d = choice.decide(t0, &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), true));
+        assert_eq!(view.reason, "first");
+        choice.answered(0, [1; 32], Some(3), at(0));
+        let d = choice.decide(at(1), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), false));
+        assert_eq!(view.exits[0].score, Some(200_000 + 3 * 1000));
+        assert_eq!(view.exits[1].score, Some(300_000));
+        let d = choice.decide(at(10), &servers, &routes, &mut view);
+        assert!(d.register, "the renewal");
+        choice.answered(0, [1; 32], Some(3), at(10));
+        // Verification measures east's path at 600: west better by the margin, held off...
+        routes.publish([(e, route(200, Some(600))), (w, route(300, None))]);
+        let d = choice.decide(at(11), &servers, &routes, &mut view);
+        assert_eq!(d.chosen, Some(0));
+        assert_eq!(
+            (view.reason.as_str(), view.why.as_str()),
+            ("holding", "challenger=west,better-for=0s")
+        );
+        let d = choice.decide(at(15), &servers, &routes, &mut view);
+        assert_eq!(d.chosen, Some(0));
+        assert_eq!(view.why, "challenger=west,better-for=4s");
+        // ... then taken after the hold, and registered with at once.
+        let d = choice.decide(at(16), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(1), true));
+        assert_eq!(view.reason, "better");
+        assert_eq!(view.why, format!("left=east,its-score={}", 600_000 + 3000));
+        choice.answered(1, [5; 32], Some(0), at(16));
+        // West's route goes: back to east at once.
+        routes.publish([(e, route(200, Some(600)))]);
+        let d = choice.decide(at(17), &servers, &routes, &mut view);
+        assert_eq!((d.chosen, d.register), (Some(0), true));
+        assert_eq!(
+            (view.reason.as_str(), view.why.as_str()),
+            ("previous-unreachable", "left=west")
+        );
+        assert_eq!(view.exits[1].score, None);
+        assert!(
+            view.lines()
+                .iter()
+                .any(|l| l.contains("reason previous-unreachable why left=west"))
+        );
     }
 }

@@ -159,6 +159,26 @@ impl kernel_fib::Leftovers for Stale {
     }
 }
 
+/// The routes a crashed run of ours left in the kernel as the engine's graceful-restart input
+/// ([`babel_core::EngineConfig::resume_routes`]): where it sent each destination. `left` is a
+/// dump of our protocol's routes; only unicast routes with a next hop and an interface in
+/// `table` count. Source-specific routes in the per-source tables of the rule mode are left
+/// out (their source is in a rule, not in the route); held (unreachable) routes name no next
+/// hop.
+pub fn resume_routes(left: &[KernelRoute], table: u32) -> Vec<babel_core::ResumeRoute> {
+    left.iter()
+        .filter(|r| r.kind == kernel_fib::RouteKind::Unicast && r.table == table)
+        .filter_map(|r| {
+            Some(babel_core::ResumeRoute {
+                prefix: r.dst,
+                src_prefix: r.src,
+                ifindex: r.oif?,
+                next_hop: r.gateway?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -266,5 +286,19 @@ mod tests {
         let gone = s.expire(t0 + Duration::from_secs(30));
         assert_eq!(gone, vec![route(3)]);
         assert!(s.is_empty() && s.deadline().is_none());
+    }
+
+    #[test]
+    fn resumed_routes_are_our_unicast_routes_of_the_export_table() {
+        let main = route(1).with_table(254);
+        let other_table = route(2).with_table(300);
+        let no_gateway =
+            KernelRoute::unicast("10.9.0.0/24".parse().unwrap(), None, Some(2)).with_table(254);
+        let r = resume_routes(&[main.clone(), other_table, no_gateway], 254);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].prefix, main.dst);
+        assert_eq!(r[0].ifindex, 2);
+        assert_eq!(r[0].next_hop, main.gateway.unwrap());
+        assert!(resume_routes(&[], 254).is_empty());
     }
 }

@@ -24,6 +24,7 @@ pub mod payments;
 pub mod pidfile;
 pub mod record;
 pub mod redistribute;
+pub mod resync;
 pub mod settle;
 pub mod state;
 pub mod statefile;

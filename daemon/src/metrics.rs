@@ -35,8 +35,8 @@ fn counter_family() -> Family<Labels, Counter> {
     Family::default()
 }
 
-/// The metrics text of the daemon now.
-pub fn render(d: &Daemon) -> String {
+/// The metrics text of the daemon at `now`.
+pub fn render(d: &Daemon, now: babel_core::Instant) -> String {
     let mut reg = Registry::with_prefix("babel");
 
     let engine = counter_family();
@@ -55,7 +55,7 @@ pub fn render(d: &Daemon) -> String {
     fee.set(i64::from(d.engine.fee()));
     reg.register("fee", "Our fee per unit of traffic (Althea)", fee);
 
-    let neighbours = d.engine.neighbours(d.now);
+    let neighbours = d.engine.neighbours(now);
     let count = Gauge::<i64>::default();
     count.set(i64::try_from(neighbours.len()).unwrap_or(i64::MAX));
     reg.register("neighbours", "Neighbours heard from", count);
@@ -94,7 +94,7 @@ pub fn render(d: &Daemon) -> String {
         rtt,
     );
 
-    let routes = d.engine.routes(d.now);
+    let routes = d.engine.routes(now);
     let (total, metric, price) = (gauge_family(), gauge_family(), gauge_family());
     for installed in [true, false] {
         total
@@ -179,7 +179,7 @@ pub fn render(d: &Daemon) -> String {
     }
 
     if let Some(v) = &d.verification {
-        verification(d, v, &mut reg);
+        verification(d, now, v, &mut reg);
     }
 
     let mut out = String::new();
@@ -191,7 +191,12 @@ pub fn render(d: &Daemon) -> String {
 
 /// Route verification (spec/verify.md): its counters, each neighbour's accuracy and standing,
 /// each checked route's measured cost.
-fn verification(d: &Daemon, v: &crate::verification::Verification, reg: &mut Registry) {
+fn verification(
+    d: &Daemon,
+    now: babel_core::Instant,
+    v: &crate::verification::Verification,
+    reg: &mut Registry,
+) {
     let events = counter_family();
     if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(v.counters()) {
         for (name, x) in m {
@@ -216,7 +221,7 @@ fn verification(d: &Daemon, v: &crate::verification::Verification, reg: &mut Reg
     );
     let threshold = d.engine.config().accuracy_threshold;
     let (accuracy, evicted) = (gauge_family(), gauge_family());
-    for n in v.neighbour_rows(d.now, threshold) {
+    for n in v.neighbour_rows(now, threshold) {
         let l = labels(&[
             ("interface", d.ifname(n.ifindex)),
             ("address", n.neighbour.to_string()),

@@ -13,7 +13,7 @@ use babel_core::record::{Driver, Header};
 use babel_core::{Engine, EngineConfig, Instant, RouteFilter};
 
 use crate::config::{Filter, FilterKind};
-use crate::redistribute::FilterRules;
+use crate::redistribute::{FilterRules, TunnelEndpoint};
 
 /// Wraps a new `engine` (created at `start` with `config`, nothing fed yet) in a driver that
 /// records to `path`, truncating it. The file is created with mode 0600: it holds the keys.
@@ -23,6 +23,7 @@ pub fn start(
     start: Instant,
     config: EngineConfig,
     filters: &[(FilterKind, Filter)],
+    endpoints: &[TunnelEndpoint],
 ) -> anyhow::Result<Driver> {
     let file = OpenOptions::new()
         .write(true)
@@ -35,7 +36,11 @@ pub fn start(
     let header = Header::new(
         start,
         config,
-        serde_json::json!({ "daemon": "babeld-rs", "filters": filters }),
+        serde_json::json!({
+            "daemon": "babeld-rs",
+            "filters": filters,
+            "tunnel_endpoints": endpoints,
+        }),
     );
     Driver::recording(engine, &header, Box::new(BufWriter::new(file)))
         .with_context(|| format!("writing {}", path.display()))
@@ -48,5 +53,9 @@ pub fn route_filter(header: &Header) -> anyhow::Result<Option<Arc<dyn RouteFilte
         Some(f) => serde_json::from_value(f.clone()).context("the header's filters")?,
         None => Vec::new(),
     };
-    Ok(FilterRules::from_config(&filters).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
+    let endpoints: Vec<TunnelEndpoint> = match header.driver.get("tunnel_endpoints") {
+        Some(e) => serde_json::from_value(e.clone()).context("the header's tunnel endpoints")?,
+        None => Vec::new(),
+    };
+    Ok(FilterRules::new(&filters, endpoints).map(|f| Arc::new(f) as Arc<dyn RouteFilter>))
 }

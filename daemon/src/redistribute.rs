@@ -151,23 +151,87 @@ pub fn verdict(
 /// matching filter of that kind decides; `deny` (or metric infinity) refuses, `metric N` adds N;
 /// with no match the route passes unchanged (babeld's `input_filter`, `output_filter`,
 /// `install_filter`). The `install` filter's table and preferred source are the daemon's.
+///
+/// Before them, one rule of our own: a route received on a `tunnel` interface whose prefix holds
+/// that tunnel's own endpoint is refused (see [`TunnelEndpoint`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterRules {
     filters: Vec<(FilterKind, Filter)>,
+    endpoints: Vec<TunnelEndpoint>,
+}
+
+/// A `tunnel` interface and the address its outer packets go to (`tunnel-peer ... endpoint`).
+///
+/// A tunnel whose endpoint is reached through the tunnel itself carries nothing: its outer
+/// packets would enter it again (the kernel refuses them as too long for the tunnel's MTU, or they
+/// loop). This happens as soon as Babel runs over a tunnel to a router whose own address it
+/// announces, for example a static tunnel between two mesh routers' addresses, where both the
+/// mesh path and the tunnel offer the endpoint at equal cost. So a route learned on the tunnel
+/// whose prefix holds the endpoint is not accepted. Default routes (length 0) still are: sending
+/// everything into a tunnel is what a tunnel to an exit is for, and the endpoint is then reached
+/// by its more specific route.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TunnelEndpoint {
+    /// The tunnel interface.
+    pub ifname: String,
+    /// Its peer's configured endpoint address.
+    pub endpoint: IpAddr,
+}
+
+impl TunnelEndpoint {
+    /// The endpoints of the configuration's `tunnel-peer` lines.
+    pub fn from_config(
+        tunnels: &[(
+            String,
+            crate::config::TunnelOptions,
+            Vec<crate::config::TunnelPeer>,
+        )],
+    ) -> Vec<TunnelEndpoint> {
+        tunnels
+            .iter()
+            .flat_map(|(ifname, _, peers)| {
+                peers.iter().filter_map(|p| {
+                    p.endpoint.map(|e| TunnelEndpoint {
+                        ifname: ifname.clone(),
+                        endpoint: e.ip(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `r`, received on an interface, would route this endpoint through its own tunnel.
+    fn refuses(&self, r: &FilterRoute<'_>) -> bool {
+        r.ifname == self.ifname
+            && !r.prefix.is_default()
+            && r.prefix.contains(&Prefix::host(self.endpoint))
+    }
 }
 
 impl FilterRules {
     /// The `in`, `out` and `install` filters of `filters`, or `None` when there are none.
     pub fn from_config(filters: &[(FilterKind, Filter)]) -> Option<FilterRules> {
+        FilterRules::new(filters, Vec::new())
+    }
+
+    /// The `in`, `out` and `install` filters of `filters` and the rule for `endpoints`, or
+    /// `None` when there is neither.
+    pub fn new(
+        filters: &[(FilterKind, Filter)],
+        endpoints: Vec<TunnelEndpoint>,
+    ) -> Option<FilterRules> {
         let filters: Vec<(FilterKind, Filter)> = filters
             .iter()
             .filter(|(k, _)| matches!(k, FilterKind::In | FilterKind::Out | FilterKind::Install))
             .cloned()
             .collect();
-        (!filters.is_empty()).then_some(FilterRules { filters })
+        (!filters.is_empty() || !endpoints.is_empty()).then_some(FilterRules { filters, endpoints })
     }
 
     fn answer(&self, kind: FilterKind, r: &FilterRoute<'_>) -> FilterAnswer {
+        if kind == FilterKind::In && self.endpoints.iter().any(|e| e.refuses(r)) {
+            return FilterAnswer::Deny;
+        }
         let c = FilterSubject {
             prefix: r.prefix,
             src_prefix: r.src_prefix,
@@ -392,6 +456,61 @@ mod tests {
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_tunnel_does_not_learn_a_route_to_its_own_endpoint() {
+        let mut c = DaemonConfig::default();
+        let key = "YbEXsupB5h/yYLeVOxXW99zR9DNsdPxiQp5qvfEdc20=";
+        c.parse_text(
+            "t",
+            &format!(
+                "tunnel wg0 private-key {key}\n\
+                 tunnel-peer wg0 public-key {key} endpoint [fd77::2]:51820\n\
+                 tunnel wg1 private-key {key}\n\
+                 tunnel-peer wg1 public-key {key}\n\
+                 in ip fd00::/8 le 128 metric 5\n"
+            ),
+        )
+        .unwrap();
+        let endpoints = TunnelEndpoint::from_config(&c.tunnels);
+        assert_eq!(
+            endpoints,
+            [TunnelEndpoint {
+                ifname: "wg0".to_owned(),
+                endpoint: "fd77::2".parse().unwrap()
+            }]
+        );
+        assert!(FilterRules::new(&[], Vec::new()).is_none());
+        let f = FilterRules::new(&c.filters, endpoints).unwrap();
+        let r = |prefix: &str, ifname| FilterRoute {
+            prefix: p(prefix),
+            src_prefix: None,
+            router_id: RouterId([2, 0, 0, 0, 0, 0, 0, 1]),
+            neighbour: Some("fe80::2".parse().unwrap()),
+            ifindex: 1,
+            ifname,
+        };
+        // The endpoint, and any prefix holding it, is refused on its own tunnel only.
+        for prefix in ["fd77::2/128", "fd77::/64", "fd00::/8"] {
+            assert_eq!(f.input(&r(prefix, "wg0")), FilterAnswer::Deny, "{prefix}");
+            assert_eq!(f.input(&r(prefix, "mesh0")), FilterAnswer::AddMetric(5));
+            assert_eq!(f.input(&r(prefix, "wg1")), FilterAnswer::AddMetric(5));
+        }
+        // Other prefixes, and the default route, still come through the tunnel; the
+        // configured filters still apply to them.
+        assert_eq!(
+            f.input(&r("fd77::3/128", "wg0")),
+            FilterAnswer::AddMetric(5)
+        );
+        assert_eq!(f.input(&r("::/0", "wg0")), FilterAnswer::AddMetric(0));
+        assert_eq!(f.input(&r("10.0.0.0/8", "wg0")), FilterAnswer::AddMetric(0));
+        // Only what is received: announcing and installing are the configured filters' job.
+        assert_eq!(
+            f.output(&r("fd77::2/128", "wg0")),
+            FilterAnswer::AddMetric(0)
+        );
+        assert!(f.install(&r("fd77::2/128", "wg0")));
     }
 
     #[test]

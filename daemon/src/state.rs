@@ -147,8 +147,6 @@ pub struct Daemon {
     pub ifaces: Vec<Iface>,
     /// Settings.
     pub settings: Settings,
-    /// Current time, set by the loop before every call.
-    pub now: Instant,
     /// Last line printed per monitored interface, neighbour and xroute, so a `flush` line can
     /// repeat its fields.
     monitor_cache: HashMap<MonitorKey, String>,
@@ -171,6 +169,11 @@ pub struct Daemon {
     pub exits: Option<std::sync::Arc<std::sync::Mutex<crate::exit::ExitView>>>,
     /// Route verification, with `verify-enable` (spec/verify.md, "The daemon").
     pub verification: Option<crate::verification::Verification>,
+    /// Links and addresses as the kernel was last read (the last snapshot): a control client's
+    /// statement is matched against them, never against a new dump.
+    pub links: Vec<kernel_fib::LinkInfo>,
+    /// See [`Daemon::links`].
+    pub addrs: Vec<kernel_fib::AddressInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -190,14 +193,12 @@ impl Daemon {
         config: DaemonConfig,
         ifaces: Vec<Iface>,
         settings: Settings,
-        now: Instant,
     ) -> Self {
         Daemon {
             engine,
             config,
             ifaces,
             settings,
-            now,
             monitor_cache: HashMap::new(),
             monitored_routes: FastHashMap::default(),
             actions: Vec::new(),
@@ -207,12 +208,14 @@ impl Daemon {
             payments: Default::default(),
             exits: None,
             verification: None,
+            links: Vec::new(),
+            addrs: Vec::new(),
         }
     }
 
-    /// Feeds one input to the engine at `self.now`; a refusal is logged.
-    pub fn input(&mut self, input: Input) {
-        if let Err(e) = self.engine.input(self.now, input) {
+    /// Feeds one input to the engine at `now`; a refusal is logged.
+    pub fn input(&mut self, now: Instant, input: Input) {
+        if let Err(e) = self.engine.input(now, input) {
             tracing::debug!("engine refused an input: {e}");
         }
     }
@@ -276,9 +279,9 @@ impl Daemon {
         interface_line(c, &i.name, i.running, i.link_local, i.ipv4)
     }
 
-    fn neighbour_lines(&self) -> Vec<((u32, IpAddr), String)> {
+    fn neighbour_lines(&self, now: Instant) -> Vec<((u32, IpAddr), String)> {
         self.engine
-            .neighbours(self.now)
+            .neighbours(now)
             .iter()
             .map(|n| {
                 let ifname = self.ifname(n.ifindex);
@@ -307,7 +310,7 @@ impl Daemon {
     }
 
     /// babeld's `dump`: interfaces, neighbours, xroutes, routes (Althea: fee lines first).
-    pub fn dump_lines(&self) -> Vec<String> {
+    pub fn dump_lines(&self, now: Instant) -> Vec<String> {
         let mut out = Vec::new();
         if self.settings.dialect == Dialect::Althea {
             let mf = match self.engine.policy() {
@@ -321,7 +324,7 @@ impl Daemon {
                 .iter()
                 .map(|i| self.interface_line(ChangeKind::Add, i)),
         );
-        out.extend(self.neighbour_lines().into_iter().map(|(_, l)| l));
+        out.extend(self.neighbour_lines(now).into_iter().map(|(_, l)| l));
         for x in self.engine.xroutes() {
             out.push(xroute_line(
                 ChangeKind::Add,
@@ -330,7 +333,7 @@ impl Daemon {
                 x.metric.0,
             ));
         }
-        for r in self.engine.routes(self.now) {
+        for r in self.engine.routes(now) {
             out.push(self.route_line(ChangeKind::Add, &r));
         }
         out.extend(crate::discovery::dump_lines(&self.mesh));
@@ -344,7 +347,7 @@ impl Daemon {
         }
         if let Some(v) = &self.verification {
             let t = self.engine.config().accuracy_threshold;
-            out.extend(v.dump_lines(self.now, t, |i| self.ifname(i)));
+            out.extend(v.dump_lines(now, t, |i| self.ifname(i)));
         }
         out
     }
@@ -391,7 +394,12 @@ impl Daemon {
     /// twice); a route's `flush` line shows its last fields as shown before (`installed` as its
     /// last line said), and only for a route a monitor was shown. Route lines are written from
     /// the routes the events carry: nothing is looked up in the engine.
-    pub fn write_monitor_lines(&mut self, events: &[Event], out: &mut String) -> usize {
+    pub fn write_monitor_lines(
+        &mut self,
+        now: Instant,
+        events: &[Event],
+        out: &mut String,
+    ) -> usize {
         let mut lines = 0;
         let latest = latest_route_events(events);
         // Consecutive events of one route (added, then selected) record it as shown once.
@@ -400,7 +408,7 @@ impl Daemon {
         let mut ifname: Option<(u32, String)> = None;
         for (i, e) in events.iter().enumerate() {
             let Event::Route { kind, route } = e else {
-                if let Some(l) = self.monitor_line(e) {
+                if let Some(l) = self.monitor_line(now, e) {
                     out.push_str(&l);
                     out.push('\n');
                     lines += 1;
@@ -458,7 +466,7 @@ impl Daemon {
     }
 
     /// The monitor line of an interface, neighbour or xroute event.
-    fn monitor_line(&mut self, e: &Event) -> Option<String> {
+    fn monitor_line(&mut self, now: Instant, e: &Event) -> Option<String> {
         let (key, kind, fresh): (MonitorKey, ChangeKind, Option<String>) = match e {
             Event::Interface { kind, ifindex } => {
                 let line = self
@@ -474,7 +482,7 @@ impl Daemon {
                 address,
             } => {
                 let line = self
-                    .neighbour_lines()
+                    .neighbour_lines(now)
                     .into_iter()
                     .find(|(k, _)| *k == (*ifindex, *address))
                     .map(|(_, l)| l);
@@ -521,14 +529,14 @@ impl Daemon {
     }
 
     /// Applies a runtime statement (after `Context::Runtime` parsing).
-    pub fn apply_runtime(&mut self, s: Statement) -> Result<(), String> {
+    pub fn apply_runtime(&mut self, now: Instant, s: Statement) -> Result<(), String> {
         match &s {
             Statement::Global(g) => {
                 if let Some(fee) = g.fee {
-                    self.input(Input::SetFee { fee });
+                    self.input(now, Input::SetFee { fee });
                 }
                 if let Some(metric_factor) = g.metric_factor {
-                    self.input(Input::SetMetricFactor { metric_factor });
+                    self.input(now, Input::SetMetricFactor { metric_factor });
                 }
                 if let Some(k) = g.kernel_check_interval
                     && self.settings.kernel_check_interval != Some(k)
@@ -608,7 +616,7 @@ impl Daemon {
     }
 
     /// A JSON document of the dump.
-    pub fn dump_json(&self) -> String {
+    pub fn dump_json(&self, now: Instant) -> String {
         #[derive(Serialize)]
         struct J<'a> {
             router_id: String,
@@ -677,7 +685,7 @@ impl Daemon {
             .collect();
         let j = J {
             verify: self.verification.as_ref().map(|v| {
-                v.report(self.now, self.engine.config().accuracy_threshold, |i| {
+                v.report(now, self.engine.config().accuracy_threshold, |i| {
                     self.ifname(i)
                 })
             }),
@@ -709,7 +717,7 @@ impl Daemon {
                 .collect(),
             neighbours: self
                 .engine
-                .neighbours(self.now)
+                .neighbours(now)
                 .iter()
                 .map(|n| JNeigh {
                     address: n.address,
@@ -735,7 +743,7 @@ impl Daemon {
                 .collect(),
             routes: self
                 .engine
-                .routes(self.now)
+                .routes(now)
                 .iter()
                 .map(|r| JRoute {
                     prefix: r.prefix.to_string(),
@@ -760,17 +768,34 @@ impl Daemon {
     }
 }
 
-impl Handler for Daemon {
+/// The daemon as a control client sees it at one instant: what [`Handler`] answers is read
+/// at `now`, which the main loop passes in (the daemon keeps no clock of its own).
+pub struct At<'a> {
+    /// The daemon.
+    pub daemon: &'a mut Daemon,
+    /// The engine's time of this message.
+    pub now: Instant,
+}
+
+impl Daemon {
+    /// The daemon at `now`, for a control client's message.
+    pub fn at(&mut self, now: Instant) -> At<'_> {
+        At { daemon: self, now }
+    }
+}
+
+impl Handler for At<'_> {
     fn dump(&mut self) -> Vec<String> {
-        self.dump_lines()
+        self.daemon.dump_lines(self.now)
     }
 
     fn dump_json(&mut self) -> String {
-        Daemon::dump_json(self)
+        self.daemon.dump_json(self.now)
     }
 
     fn counters(&mut self) -> Vec<String> {
-        self.engine
+        self.daemon
+            .engine
             .counters()
             .named()
             .iter()
@@ -779,24 +804,25 @@ impl Handler for Daemon {
     }
 
     fn metrics(&mut self) -> String {
-        crate::metrics::render(self)
+        crate::metrics::render(self.daemon, self.now)
     }
 
     fn statement(&mut self, s: Statement) -> Result<(), String> {
-        self.apply_runtime(s)
+        self.daemon.apply_runtime(self.now, s)
     }
 
     fn flush_interface(&mut self, name: &str) -> Result<(), String> {
-        let Some(pos) = self.ifaces.iter().position(|i| i.name == name) else {
+        let d = &mut *self.daemon;
+        let Some(pos) = d.ifaces.iter().position(|i| i.name == name) else {
             return Err("No such interface".to_owned());
         };
-        let i = self.ifaces.remove(pos);
+        let i = d.ifaces.remove(pos);
         if let (Some(ix), true) = (i.ifindex, i.running) {
-            self.input(Input::InterfaceDown { ifindex: ix });
-            self.actions
+            d.input(self.now, Input::InterfaceDown { ifindex: ix });
+            d.actions
                 .push(crate::actions::Action::LeaveGroup { ifindex: ix });
         }
-        self.config.interfaces.retain(|(n, _)| n != name);
+        d.config.interfaces.retain(|(n, _)| n != name);
         Ok(())
     }
 }
@@ -1175,14 +1201,22 @@ mod monitor_tests {
     const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
     const NB: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 
+    /// The one instant these tests run at: every input and reading passes it.
+    fn now() -> Instant {
+        Instant::from_secs(1)
+    }
+
     fn feed(d: &mut Daemon, msgs: Vec<Message>) -> Vec<Event> {
         for p in encode(&msgs, &EncodeOptions::default()).unwrap() {
-            d.input(Input::Packet {
-                ifindex: 1,
-                src: IpAddr::V6(NB),
-                dst: Destination::Multicast,
-                bytes: p.to_vec(),
-            });
+            d.input(
+                now(),
+                Input::Packet {
+                    ifindex: 1,
+                    src: IpAddr::V6(NB),
+                    dst: Destination::Multicast,
+                    bytes: p.to_vec(),
+                },
+            );
         }
         d.engine.drain().events
     }
@@ -1211,7 +1245,7 @@ mod monitor_tests {
 
     /// A daemon whose engine has interface 1 (`eth0`) and one neighbour on it.
     fn daemon() -> Daemon {
-        let now = Instant::from_secs(1);
+        let now = now();
         let mut cfg = EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1]));
         cfg.seqno = Some(1);
         let mut e = Engine::new(cfg, now).unwrap();
@@ -1236,7 +1270,6 @@ mod monitor_tests {
             DaemonConfig::default(),
             vec![iface],
             Settings::babeld("t".into()),
-            now,
         );
         for seq in 1..=2u16 {
             feed(
@@ -1262,17 +1295,91 @@ mod monitor_tests {
 
     fn lines(d: &mut Daemon, events: &[Event]) -> Vec<String> {
         let mut text = String::new();
-        let n = d.write_monitor_lines(events, &mut text);
+        let n = d.write_monitor_lines(now(), events, &mut text);
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
         assert_eq!(n, lines.len());
         lines
     }
 
     fn dumped(d: &Daemon, prefix: &str) -> String {
-        d.dump_lines()
+        d.dump_lines(now())
             .into_iter()
             .find(|l| l.starts_with("add route") && l.contains(&format!(" prefix {prefix} ")))
             .unwrap()
+    }
+
+    /// A control client's `interface` statement reads nothing from the kernel: it queues a
+    /// synchronisation, which starts the interface from the links and addresses last read
+    /// (kept in the daemon's state), and an interface the last reading did not show waits.
+    #[test]
+    fn interface_statement_is_matched_against_the_links_last_read() {
+        use crate::actions::Action;
+        use crate::config::{Context, parse_statement};
+        use kernel_fib::{AddressInfo, LinkInfo};
+        let mut d = daemon();
+        d.links = vec![LinkInfo {
+            index: 7,
+            name: "eth1".into(),
+            flags: 0x1 | 0x40,
+            mtu: Some(1500),
+            operstate: None,
+            carrier: None,
+            hw_addr: Vec::new(),
+        }];
+        d.addrs = vec![AddressInfo {
+            index: 7,
+            address: "fe80::7".parse().unwrap(),
+            prefix_len: 64,
+            flags: 0,
+            scope: 253,
+            label: None,
+        }];
+        for name in ["eth1", "eth9"] {
+            let s = parse_statement(&format!("interface {name}"), Context::Runtime)
+                .unwrap()
+                .unwrap();
+            d.at(now()).statement(s).unwrap();
+        }
+        assert_eq!(
+            std::mem::take(&mut d.actions),
+            [Action::SyncInterfaces, Action::SyncInterfaces]
+        );
+        let actions = crate::iface_sync::sync_interfaces(&mut d.ifaces, &d.links, &d.addrs, false);
+        assert!(
+            actions.contains(&Action::StartInterface { ifindex: 7 }),
+            "{actions:?}"
+        );
+        let eth9 = d.ifaces.iter().find(|i| i.name == "eth9").unwrap();
+        assert!(eth9.ifindex.is_none() && !eth9.running);
+    }
+
+    /// The daemon keeps no clock: a dump is read at the instant the caller passes, so the same
+    /// state read later (ten IHU intervals of 12 s without an IHU, where babeld gives the
+    /// txcost up; RFC 8966 §3.4.2) shows the neighbour's txcost infinite, with no input in
+    /// between.
+    #[test]
+    fn dump_is_read_at_the_instant_passed() {
+        let d = daemon();
+        let neighbour = |at: Instant| {
+            d.dump_lines(at)
+                .into_iter()
+                .find(|l| l.starts_with("add neighbour"))
+                .unwrap()
+        };
+        assert!(
+            neighbour(now()).contains(" txcost 96 "),
+            "{}",
+            neighbour(now())
+        );
+        let later = now() + std::time::Duration::from_secs(130);
+        assert!(
+            neighbour(later).contains(" txcost 65535 "),
+            "{}",
+            neighbour(later)
+        );
+        // Reading changed nothing: the earlier instant still reads as before.
+        assert_eq!(neighbour(now()), neighbour(now()));
+        assert!(neighbour(now()).contains(" txcost 96 "));
     }
 
     /// Lines show routes as they are after the drain, `change`/`flush` repeat the `add` line's
@@ -1307,7 +1414,7 @@ mod monitor_tests {
         let last = got.last().unwrap().clone();
         // The interface goes: every route is flushed; the flush lines repeat the last lines
         // printed, and the route learned unmonitored has none.
-        d.input(Input::InterfaceDown { ifindex: 1 });
+        d.input(now(), Input::InterfaceDown { ifindex: 1 });
         let events = d.engine.drain().events;
         let got: Vec<String> = lines(&mut d, &events)
             .into_iter()

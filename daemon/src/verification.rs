@@ -431,6 +431,8 @@ pub struct Verification {
     pub malformed: u64,
     /// Remote IHUs sent.
     pub answers_sent: u64,
+    /// Exit tunnel ends, probed only inside the tunnel (§2.3, stealth probing).
+    stealth: crate::exit::StealthTunnels,
 }
 
 impl Verification {
@@ -458,7 +460,13 @@ impl Verification {
             rows: BTreeMap::new(),
             malformed: 0,
             answers_sent: 0,
+            stealth: crate::exit::StealthTunnels::default(),
         }
+    }
+
+    /// The exit tunnel ends (`crate::exit::sync_stealth`).
+    pub fn set_stealth(&mut self, t: crate::exit::StealthTunnels) {
+        self.stealth = t;
     }
 
     /// The UDP port.
@@ -524,7 +532,11 @@ impl Verification {
                     });
                 }
             }
-            candidates(routes)
+            let mut c = candidates(routes);
+            if !self.stealth.is_empty() {
+                c.retain(|v| self.stealth.may_test(&v.prefix, v.selected));
+            }
+            c
         } else {
             Vec::new()
         };
@@ -555,14 +567,23 @@ impl Verification {
     ) {
         match a {
             Action::SendRemoteHello { neighbour, hello } => {
-                let IpAddr::V6(dst) = hello.prefix.addr() else {
+                let IpAddr::V6(mut dst) = hello.prefix.addr() else {
                     return;
+                };
+                // Inside an exit tunnel: to the other end's address there, no mark (the
+                // tunnel's outer packets take the selected route, the one under test).
+                let tunnel = match self.stealth.path(&hello.prefix) {
+                    crate::exit::ProbePath::Hold => return,
+                    crate::exit::ProbePath::Tunnel(inner) => Some(inner),
+                    crate::exit::ProbePath::Mesh => None,
                 };
                 let Some(k) = self.mark_of(neighbour) else {
                     return;
                 };
-                let (mark, table) = (FWMARK_BASE + k, TABLE_BASE + k);
-                if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
+                let (mut mark, table) = (FWMARK_BASE + k, TABLE_BASE + k);
+                if let Some(inner) = tunnel {
+                    (dst, mark) = (inner, 0);
+                } else if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
                     if self.installed.len() >= 4096 {
                         self.installed.clear();
                     }

@@ -40,6 +40,9 @@ const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 const SERVER: &str = "198.51.100.1";
 const EXIT_PUBLIC: &str = "198.51.100.2";
 const LAN_HOST: &str = "192.168.50.2";
+/// The server's IPv6 address and the exit's IPv6 pool (users get /64s of it).
+const SERVER_V6: &str = "2001:db8:1::1";
+const POOL_V6: &str = "2001:db8:99::/48";
 /// The exit's and the user's payment key seeds (their identities in registration).
 const EXIT_SEED: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const EXIT2_SEED: &str = "3333333333333333333333333333333333333333333333333333333333333333";
@@ -122,6 +125,17 @@ impl World {
     }
 
     fn build(tag: &str, two_exits: bool, exit_opts: &str) -> World {
+        World::build_with(tag, two_exits, exit_opts, "", "")
+    }
+
+    /// As [`World::build`], with more configuration lines for the exit and the user.
+    fn build_with(
+        tag: &str,
+        two_exits: bool,
+        exit_opts: &str,
+        exit_extra: &str,
+        user_extra_conf: &str,
+    ) -> World {
         let inet = Netns::new(&format!("{tag}i"));
         common::forwarding(&inet);
         let exit = node(&format!("{tag}e"), 1);
@@ -134,6 +148,28 @@ impl World {
         inet.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "ex0"]);
         exit.ip(&["addr", "add", &format!("{EXIT_PUBLIC}/24"), "dev", "up0"]);
         exit.ip(&["route", "add", "default", "via", SERVER]);
+        // The IPv6 internet: the server and the exit on documentation addresses, and the
+        // exit's users' pool routed to it.
+        inet.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            "ex0",
+            "nodad",
+        ]);
+        exit.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::2/64",
+            "dev",
+            "up0",
+            "nodad",
+        ]);
+        exit.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+        inet.ip(&["-6", "route", "add", POOL_V6, "via", "2001:db8:1::2"]);
         veth(&inet, "gw0", &gw, "up0");
         inet.ip(&["addr", "add", "203.0.113.1/24", "dev", "gw0"]);
         gw.ip(&["addr", "add", "203.0.113.2/24", "dev", "up0"]);
@@ -160,7 +196,7 @@ impl World {
             "{FILTERS}fee {EXIT_FEE}\npay-private-key {EXIT_SEED}\n\
              tunnel bgx private-key {k_exit_bgx} listen-port 51820 mtu 1420\n\
              tunnel-peer bgx public-key {p_gw_bgx} endpoint 203.0.113.2:51821 persistent-keepalive 5\n\
-             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}{exit_opts}\n",
+             exit interface up0 private-key {k_exit_tunnel} pool-v4 10.99.0.0/24 fee 3 state-dir {}{exit_opts}\n{exit_extra}",
             state_dir.display()
         );
         let mut gw_conf = format!(
@@ -203,7 +239,7 @@ impl World {
         let user_conf = format!(
             "{FILTERS}fee {USER_FEE}\npay-private-key {USER_SEED}\ninterface m1 type mesh\n\
              exit-client private-key {k_user_tunnel} address fd77::4 lan lan0 hold 5\n\
-             exit-server east key {} address fd77::1\n{user_extra}",
+             exit-server east key {} address fd77::1\n{user_extra}{user_extra_conf}",
             pay_public(EXIT_SEED)
         );
         let mut w = World {
@@ -342,6 +378,41 @@ fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Starts `tcpdump` on every interface of the relay, writing `NAME.pcap`; returns once the
+/// capture has written its file header.
+fn relay_capture(w: &World, name: &str) -> (Daemon, std::path::PathBuf) {
+    let pcap = tmp(&format!("{name}.pcap"));
+    let _ = std::fs::remove_file(&pcap);
+    let cap = Daemon::start(
+        &w.relay,
+        "tcpdump",
+        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
+        tmp(&format!("{name}-tcpdump.log")),
+    );
+    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    (cap, pcap)
+}
+
+/// Stops a capture (SIGINT, so it flushes) and waits for it.
+fn stop_capture(mut cap: Daemon) {
+    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = cap.child.wait();
+}
+
+/// The lines `tcpdump -r` prints for the packets of `pcap` matching `filter`.
+fn pcap_lines(pcap: &std::path::Path, filter: &str) -> Vec<String> {
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r", pcap.to_str().unwrap(), filter])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// (1) The exit's mesh address reaches the user through the relay and the gateway, with the
@@ -532,25 +603,14 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
     let _g = one_at_a_time();
     let w = World::new("x3");
     w.wait_connected(180);
-    let pcap = tmp("x3-relay.pcap");
-    let _ = std::fs::remove_file(&pcap);
-    let mut cap = Daemon::start(
-        &w.relay,
-        "tcpdump",
-        &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
-        tmp("x3-tcpdump.log"),
-    );
-    // The capture runs once it has written its file header.
-    assert!(wait_for(20, || std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0)));
+    let (cap, pcap) = relay_capture(&w, "x3-relay");
     let server = tcp_server(&w.inet, &format!("{SERVER}:8080"), 1_000_000);
     let got = tcp_read_all(&w.lan, &format!("{SERVER}:8080"));
     let peer = server.join().unwrap();
     for _ in 0..5 {
         assert!(ping(&w.lan, SERVER));
     }
-    let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-    let _ = cap.child.wait();
+    stop_capture(cap);
     println!("LAN host read {got} bytes; the server saw {peer}");
     assert_eq!(got, 1_000_000);
     assert_eq!(
@@ -558,17 +618,7 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
         EXIT_PUBLIC,
         "the server must see the exit"
     );
-    let lines = |filter: &str| -> Vec<String> {
-        let out = Command::new("tcpdump")
-            .args(["-n", "-r", pcap.to_str().unwrap(), filter])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
+    let lines = |filter: &str| pcap_lines(&pcap, filter);
     let count = |filter: &str| lines(filter).len();
     // UDP payload bytes of the exit tunnel's packets seen on the relay (every packet is seen
     // twice: on its way in and on its way out).
@@ -1034,4 +1084,192 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
             "{what} {r} b/s, free tier {tier}"
         );
     }
+}
+
+/// IPv6 through the exit: the exit routes the user a /64 of its pool; the user's tunnel carries
+/// its first address and a source-specific IPv6 default route, so the user and a LAN host
+/// numbered from the prefix reach the server on the IPv6 "internet" (routed, not translated:
+/// the server sees the prefix); a source outside the granted prefix gets nothing through.
+#[test]
+fn ipv6_from_the_granted_prefix_only_reaches_the_server_through_the_exit() {
+    let test = "ipv6_from_the_granted_prefix_only_reaches_the_server_through_the_exit";
+    if !usable(test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let w = World::build("x10", false, &format!(" pool-v6 {POOL_V6} prefix-len 64"));
+    w.wait_connected(180);
+    let prefix = dump_json(&w.user)["exits"]["ipv6_prefix"].clone();
+    println!("IPv6 prefix granted: {prefix}");
+    assert_eq!(prefix.as_str(), Some("2001:db8:99::/64"));
+    // Echo requests at the server, by source.
+    nft(
+        &w.inet,
+        "table inet s {\n counter granted { }\n counter other { }\n chain input {\n  type filter hook input priority 0;\n  iifname \"ex0\" ip6 saddr 2001:db8:99::/64 icmpv6 type echo-request counter name granted\n  iifname \"ex0\" ip6 saddr != 2001:db8:99::/64 icmpv6 type echo-request counter name other\n }\n}\n",
+    );
+    let user_src = ["-c", "1", "-W", "2", "-I", "2001:db8:99::1"];
+    assert!(
+        wait_for(60, || common::ping_with(&w.user, SERVER_V6, &user_src)),
+        "the user never reached the server over IPv6\nuser: {}\n{}\nexit: {}\n{}",
+        w.user.ip(&["-6", "route"]),
+        w.user.ip(&["-6", "addr", "show", "dev", "exit0"]),
+        w.exit.ip(&["-6", "route"]),
+        w.logs()
+    );
+    // A LAN host numbered from the prefix.
+    w.user.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99::a:1/112",
+        "dev",
+        "lan0",
+        "nodad",
+    ]);
+    w.lan.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99::a:2/112",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    w.lan
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:99::a:1"]);
+    let lan = (0..5).filter(|_| common::ping(&w.lan, SERVER_V6)).count();
+    let granted = nft_counter(&w.inet, "s", "granted");
+    // A source outside the grant (the next user's /64), put on the tunnel by a cheating user.
+    w.user.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:99:1::1/128",
+        "dev",
+        "exit0",
+        "nodad",
+    ]);
+    w.user.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "from",
+        "2001:db8:99:1::/64",
+        "dev",
+        "exit0",
+    ]);
+    let other_src = ["-c", "1", "-W", "2", "-I", "2001:db8:99:1::1"];
+    let spoofed = (0..5)
+        .filter(|_| common::ping_with(&w.user, SERVER_V6, &other_src))
+        .count();
+    let other = nft_counter(&w.inet, "s", "other");
+    println!(
+        "LAN host over IPv6: {lan}/5 answered; echo requests at the server from the prefix {granted}, from elsewhere {other}; ungranted source {spoofed}/5 answered"
+    );
+    assert!(lan >= 4, "the LAN host did not reach the server over IPv6");
+    assert!(granted >= 5, "the server did not see the granted prefix");
+    assert_eq!(spoofed, 0, "an ungranted source got through");
+    assert_eq!(other, 0, "an ungranted source reached the internet");
+    // The user's routes: the IPv6 default route is source-specific, into the tunnel.
+    let routes = w.user.ip(&["-6", "route", "show", "proto", "44"]);
+    assert!(
+        routes.contains("default from 2001:db8:99::/64 dev exit0"),
+        "{routes}"
+    );
+}
+
+/// Route verification between the user and its exit (stealth probing): both run the daemon's
+/// verification with each other's key bound to the other's mesh address; their Remote Hellos
+/// and Remote IHUs travel inside the exit tunnel (to the other end's IPv6 address in it), so a
+/// capture on the relay shows none of them in the clear, and the user reports the measured
+/// cost and accuracy of the route to its exit in `dump json` and `babelctl show exits`.
+#[test]
+fn user_and_exit_verify_their_path_inside_the_tunnel() {
+    let test = "user_and_exit_verify_their_path_inside_the_tunnel";
+    if !usable(test) || !have("tcpdump", test) {
+        return;
+    }
+    let _g = one_at_a_time();
+    let (exit_vk, user_vk) = ("44".repeat(32), "55".repeat(32));
+    let public = |seed: &str| pay_public(seed);
+    let tuning = "verify-enable true\nverify-cycle 2\nverify-probes 8\nverify-probe-interval 100\n";
+    let exit_extra = format!(
+        "{tuning}verify-private-key {exit_vk}\nverify-key fd77::4/128 {}\n",
+        public(&user_vk)
+    );
+    let user_extra = format!(
+        "{tuning}verify-private-key {user_vk}\nverify-key fd77::1/128 {}\nverify-destination fd77::1/128\n",
+        public(&exit_vk)
+    );
+    let w = World::build_with(
+        "x11",
+        false,
+        &format!(" pool-v6 {POOL_V6} prefix-len 64"),
+        &exit_extra,
+        &user_extra,
+    );
+    // The capture starts before the user registers, so it sees every probe from the start.
+    let (cap, pcap) = relay_capture(&w, "x11-relay");
+    w.wait_connected(180);
+    let measured = |w: &World| {
+        let v = dump_json(&w.user);
+        v["exits"]["exits"][0]["route"].clone()
+    };
+    let checked_user = |ns: &Netns| {
+        dump_json(ns)["verify"]["routes"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["prefix"] == "fd77::4/128" && r["cost"].as_u64().is_some())
+            })
+    };
+    let ok = wait_for(120, || {
+        measured(&w)["measured_cost"].as_u64().is_some() && checked_user(&w.exit)
+    });
+    stop_capture(cap);
+    let (uv, xv) = (
+        dump_json(&w.user)["verify"].clone(),
+        dump_json(&w.exit)["verify"].clone(),
+    );
+    assert!(
+        ok,
+        "no verified cost for the exit\nuser route: {}\nuser verify: {uv}\nexit verify: {xv}\n{}",
+        measured(&w),
+        w.logs()
+    );
+    let route = measured(&w);
+    println!("user's route to its exit: {route}");
+    println!("user verify counters: {}", uv["counters"]);
+    println!("exit verify counters: {}", xv["counters"]);
+    let cost = route["measured_cost"].as_u64().unwrap();
+    assert!(cost >= 96, "at least one honest link: {route}");
+    assert_eq!(route["accuracy"].as_u64(), Some(1000), "{route}");
+    // The exit verified the way back to the user the same way.
+    let exit_rows = xv["routes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        exit_rows
+            .iter()
+            .any(|r| r["prefix"] == "fd77::4/128" && r["cost"].as_u64().is_some()),
+        "the exit did not verify its user: {xv}"
+    );
+    // Operators see it.
+    let show = w.user.exec(&[CTL, "show", "exits"]);
+    println!("{show}");
+    assert!(show.contains(&format!("measured-cost {cost}")), "{show}");
+    // The relay saw no probe nor answer in the clear (they were inside the exit tunnel), and
+    // exit-tunnel packets did cross it.
+    let count = |filter: &str| pcap_lines(&pcap, filter).len();
+    let clear = count("udp port 6699 and (host fd77::1 or host fd77::4 or net 2001:db8:99::/48)");
+    let all_probes = count("udp port 6699");
+    let tunnel = count("ip6 and udp port 4878");
+    println!(
+        "relay capture: {tunnel} exit-tunnel packets, {clear} verification packets between user and exit in the clear, {all_probes} verification packets in all"
+    );
+    let _ = std::fs::remove_file(&pcap);
+    assert!(tunnel > 0, "no exit-tunnel packet crossed the relay");
+    assert_eq!(
+        clear, 0,
+        "a probe between user and exit crossed the relay in the clear"
+    );
 }

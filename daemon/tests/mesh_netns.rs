@@ -774,6 +774,21 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     ));
     assert_eq!(frag(&a), fa, "a fragmented or reassembled");
     assert_eq!(frag(&b), fb, "b fragmented or reassembled");
+    // Babel runs over the inner tunnel too, and each router announces its own address there;
+    // each tunnel's endpoint is still reached through the mesh, never through the tunnel itself.
+    for (ns, peer, inner) in [(&a, "fd77::2", "mmwa"), (&b, "fd77::1", "mmwb")] {
+        let via = ns.ip(&["-6", "route", "get", peer]);
+        assert!(via.contains(" dev m") && !via.contains(inner), "{via}");
+        let dump = try_control(ns, "dump\nquit\n");
+        assert!(dump.contains(&format!("prefix {peer}/128")), "{dump}");
+        assert!(
+            !dump
+                .lines()
+                .any(|l| l.contains(&format!("prefix {peer}/128"))
+                    && l.contains(&format!(" if {inner}"))),
+            "{dump}"
+        );
+    }
 }
 
 /// Tunnel routes to other routers' `fd77::N` addresses in a namespace, read from

@@ -68,13 +68,27 @@ pub struct Ipv6Pool {
 }
 
 impl Ipv6Pool {
-    /// Number of user prefixes (capped at `u32::MAX`).
+    /// Number of user prefixes (capped at `u32::MAX`): every prefix of the user length but the
+    /// last, which holds the exit's own address ([`Ipv6Pool::exit_address`]).
     pub fn capacity(&self) -> u32 {
         if self.user_prefix_len < self.prefix_len || self.user_prefix_len > 128 {
             return 0;
         }
         let bits = u32::from(self.user_prefix_len - self.prefix_len);
-        if bits >= 32 { u32::MAX } else { 1u32 << bits }
+        if bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        }
+    }
+
+    /// The exit's own IPv6 address in the tunnel: the last address of the pool's prefix (in the
+    /// last user prefix, which is never assigned).
+    pub fn exit_address(&self) -> Ipv6Addr {
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix_len.min(128)))
+            .unwrap_or(0);
+        Ipv6Addr::from(u128::from(self.prefix) | !mask)
     }
 
     /// The prefix of a slot, if the slot is in the pool.
@@ -313,6 +327,23 @@ mod tests {
             ))
         );
         assert_eq!(p.addresses(253), None);
+        // The exit's address is the pool's last, in a user prefix no slot reaches.
+        let v6 = *p.ipv6().unwrap_or(&Ipv6Pool {
+            prefix: Ipv6Addr::UNSPECIFIED,
+            prefix_len: 0,
+            user_prefix_len: 0,
+        });
+        assert_eq!(
+            v6.exit_address(),
+            "2001:db8:100:ffff:ffff:ffff:ffff:ffff"
+                .parse::<Ipv6Addr>()
+                .unwrap_or(Ipv6Addr::UNSPECIFIED)
+        );
+        let last = v6.user_prefix(v6.capacity().saturating_sub(1));
+        assert!(last.is_some_and(|(a, l)| {
+            let span = 1u128 << (128 - u32::from(l));
+            u128::from(v6.exit_address()) >= u128::from(a) + span
+        }));
         assert_eq!(
             Ipv4Pool {
                 network: Ipv4Addr::new(10, 0, 0, 0),

@@ -169,6 +169,12 @@ impl Selector {
         }
     }
 
+    /// A candidate's score under this selector's policy (lower is better; `None`:
+    /// unreachable), for `show exits`.
+    pub fn score(&self, c: &ExitCandidate) -> Option<u64> {
+        c.score(&self.cfg.policy)
+    }
+
     /// The current exit.
     pub fn current(&self) -> Option<[u8; 32]> {
         self.current
@@ -427,5 +433,55 @@ mod tests {
             ..a
         };
         assert_eq!(Selector::new(p).decide(t0, &[a_dead]).exit, None);
+    }
+
+    /// Route verification finds the current exit's path worse than advertised: the verified
+    /// cost replaces its metric, and the usual margin and hold decide (no switch before the
+    /// hold, one switch after it, and a verified cost within the margin changes nothing).
+    #[test]
+    fn a_verified_cost_worse_than_advertised_moves_the_user_after_the_hold() {
+        let t0 = Instant::now();
+        let with_cost = |key, metric, verified_cost| ExitCandidate {
+            route: Some(RouteView {
+                metric,
+                price: 0,
+                verified_cost,
+            }),
+            ..cand(key, None)
+        };
+        let mut s = Selector::new(policy());
+        let d = s.decide(t0, &[with_cost(A, 100, None), with_cost(B, 150, None)]);
+        assert_eq!(d.exit, Some(A));
+        // Within the margin (A verified at 180 against B's 150: B better by 17 %): kept.
+        let near = [with_cost(A, 100, Some(180)), with_cost(B, 150, None)];
+        let d = s.decide(t0 + Duration::from_secs(1), &near);
+        assert_eq!((d.exit, d.reason), (Some(A), Reason::Best));
+        // Verified at 400: B is better by more than the margin, held first.
+        let worse = [with_cost(A, 100, Some(400)), with_cost(B, 150, None)];
+        let d = s.decide(t0 + Duration::from_secs(2), &worse);
+        assert_eq!(d.exit, Some(A));
+        assert!(matches!(d.reason, Reason::Holding { challenger, .. } if challenger == B));
+        assert_eq!(s.score(&worse[0]), Some(400));
+        let d = s.decide(t0 + Duration::from_secs(31), &worse);
+        assert_eq!((d.exit, d.changed), (Some(A), false));
+        let d = s.decide(t0 + Duration::from_secs(32), &worse);
+        assert_eq!((d.exit, d.changed), (Some(B), true));
+        assert_eq!(
+            d.reason,
+            Reason::Better {
+                previous: A,
+                previous_score: 400
+            }
+        );
+        // The same figures without verification never move it.
+        let mut s = Selector::new(policy());
+        s.decide(t0, &[with_cost(A, 100, None), with_cost(B, 150, None)]);
+        for i in 1..100 {
+            let d = s.decide(
+                t0 + Duration::from_secs(i),
+                &[with_cost(A, 100, None), with_cost(B, 150, None)],
+            );
+            assert_eq!((d.exit, d.reason), (Some(A), Reason::Best));
+        }
     }
 }

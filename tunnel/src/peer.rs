@@ -644,6 +644,13 @@ impl Peer {
             // First packet on the responder's new keypair confirms it.
             self.previous = self.current.take();
             self.current = self.next.take();
+            // A session is confirmed: an initiation of ours still waiting for its response is
+            // dropped, as wireguard-go does once a handshake completes, instead of being retried
+            // into a second handshake that replaces this fresh session under traffic.
+            if self.handshake_in_progress() {
+                self.handshake = Handshake::None;
+                self.pending_initiation = false;
+            }
             tracing::debug!(peer = %self.keys.public, "handshake confirmed (responder)");
         }
         self.mark_authenticated_receive();

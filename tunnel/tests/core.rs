@@ -412,6 +412,36 @@ fn handshake_retries_then_gives_up() {
     assert_eq!(n.tun_b.len(), 1);
 }
 
+/// Both sides start a handshake and only B's arrives: once A, as responder, has B's first data
+/// packet, A has a session and its own pending initiation is dropped, as wireguard-go drops it.
+/// (A second handshake on top of the fresh one made the new session change under traffic.)
+#[test]
+fn a_confirmed_session_as_responder_ends_our_own_attempt() {
+    let mut n = pair(21);
+    n.blackhole = Some(Side::A);
+    let _ = n.send(Side::A, &ipv4(IP_A, IP_B, 10));
+    let sent = |n: &Net| {
+        n.a.peer(n.a_peer)
+            .unwrap()
+            .stats()
+            .handshake_initiations_sent
+    };
+    assert_eq!(sent(&n), 1);
+    assert!(n.a.peer(n.a_peer).unwrap().handshake_in_progress());
+    n.blackhole = None;
+    n.send(Side::B, &ipv4(IP_B, IP_A, 10)).unwrap_or(());
+    assert_eq!(n.tun_a.len(), 1, "B's packet confirmed the session at A");
+    assert!(!n.a.peer(n.a_peer).unwrap().handshake_in_progress());
+    // Past A's retransmission time: no second initiation, and traffic flows both ways.
+    n.advance(Duration::from_secs(12), MS * 250);
+    assert_eq!(sent(&n), 1);
+    n.send(Side::A, &ipv4(IP_A, IP_B, 20)).unwrap();
+    n.send(Side::B, &ipv4(IP_B, IP_A, 20)).unwrap();
+    assert_eq!(n.tun_a.last(), Some(&ipv4(IP_B, IP_A, 20)));
+    assert_eq!(n.tun_b.last(), Some(&ipv4(IP_A, IP_B, 20)));
+    assert_eq!(n.b.peer(n.b_peer).unwrap().stats().handshakes_completed, 1);
+}
+
 #[test]
 fn keys_expire_after_reject_time_without_rekey() {
     let mut n = established(18);

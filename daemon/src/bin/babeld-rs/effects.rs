@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 
-use babel_core::{Destination, Event, Input};
+use babel_core::{Destination, Event, Input, Instant};
 use babel_wire::RouterId;
 use daemon::actions::Action;
 use daemon::redistribute::{redistributed_tables, redistribution};
@@ -32,7 +32,7 @@ pub fn signing_address(d: &Daemon, ifindex: u32) -> Option<Ipv6Addr> {
 }
 
 /// Drains the engine: packets out, routes to the kernel, events to monitors and the state file.
-pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer) {
+pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer, now: Instant) {
     // A new seqno reaches the disk before the first packet that carries it (RFC 8966 §3.5.1).
     let seqno = d.engine.seqno();
     if seqno != io.persisted_seqno {
@@ -49,9 +49,9 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
     }
     // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
     // socket); packets the pacer holds go out on later turns of the loop.
-    let now = std::time::Instant::now();
+    let wall = std::time::Instant::now();
     let mut ready = Vec::new();
-    for (_, t) in io.pacer.due(now) {
+    for (_, t) in io.pacer.due(wall) {
         ready.push(t);
     }
     let out = d.engine.drain();
@@ -62,7 +62,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
         let (ix, len) = (t.ifindex, t.bytes.len());
         if keyed {
             ready.push(t);
-        } else if let Some(t) = io.pacer.offer(ix, len, t, now) {
+        } else if let Some(t) = io.pacer.offer(ix, len, t, wall) {
             ready.push(t);
         }
     }
@@ -92,10 +92,10 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
         // Only the tunnels' meters and the exit read the table; without them (no other holder
         // of it) it would be a copy of every installed route, rebuilt on every batch.
         if std::sync::Arc::strong_count(&io.prices) > 1 {
-            crate::pay::publish_prices(d, &io.prices);
+            crate::pay::publish_prices(d, now, &io.prices);
         }
         if let Some(e) = &io.exits {
-            crate::exit::publish_routes(d, e);
+            crate::exit::publish_routes(d, now, e);
         }
     }
     if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
@@ -105,7 +105,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
     // persisted above, before the packets went out; it has no line.)
     if ctl.monitoring() {
         let mut text = String::new();
-        d.write_monitor_lines(&out.events, &mut text);
+        d.write_monitor_lines(now, &out.events, &mut text);
         if !text.is_empty() {
             ctl.broadcast(text.as_bytes());
         }
@@ -116,59 +116,62 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer)
     }
 }
 
-/// Asks the dump thread for links, addresses and the redistributed tables; one at a time.
+/// Something in the kernel changed: asks the dump thread for links, addresses and the
+/// redistributed tables, one snapshot at a time ([`daemon::resync::Resync`]).
 pub fn request_snapshot(d: &Daemon, io: &mut Io) {
-    if io.resync.pending {
-        io.resync.again = true;
-        return;
+    if io.resync.wanted() {
+        ask_snapshot(d, io);
     }
+}
+
+/// Sends the request for a snapshot to the dump thread.
+pub fn ask_snapshot(d: &Daemon, io: &mut Io) {
     let tables = redistributed_tables(&d.config.globals.import_tables);
     if io.dumps.send(DumpRequest::Snapshot(tables)).is_err() {
         tracing::error!("kernel dump thread is gone");
         return;
     }
-    io.resync.pending = true;
+    io.resync.asked();
 }
 
 /// A snapshot was answered (or failed): finish the mesh events that waited for it, and ask
 /// for the next one if something changed meanwhile.
 pub fn snapshot_done(d: &mut Daemon, io: &mut Io) {
-    io.resync.pending = false;
-    for ev in std::mem::take(&mut io.resync.after) {
+    let (finished, again) = io.resync.done();
+    for ev in finished {
         crate::mesh::after_sync(d, &ev);
     }
-    if std::mem::take(&mut io.resync.again) {
-        io.resync.after = std::mem::take(&mut io.resync.after_next);
-        request_snapshot(d, io);
+    if again {
+        ask_snapshot(d, io);
     }
 }
 
 /// Brings the interfaces and the redistributed routes in line with a new reading of the kernel.
-pub fn apply_snapshot(d: &mut Daemon, io: &mut Io, snapshot: Snapshot) {
-    io.links = snapshot.links;
-    io.addrs = snapshot.addrs;
-    sync_interfaces(d, io);
+pub fn apply_snapshot(d: &mut Daemon, io: &mut Io, now: Instant, snapshot: Snapshot) {
+    d.links = snapshot.links;
+    d.addrs = snapshot.addrs;
+    sync_interfaces(d, io, now);
     let (wanted, actions) = redistribution(
         &d.config.filters,
-        &io.links,
-        &io.addrs,
+        &d.links,
+        &d.addrs,
         &snapshot.routes,
         &io.announced,
     );
     io.announced = wanted;
-    execute(d, io, actions);
+    execute(d, io, now, actions);
 }
 
 /// Brings configured interfaces up or down in the engine to match the links and addresses as
 /// last read ([`daemon::iface_sync`]).
-pub fn sync_interfaces(d: &mut Daemon, io: &mut Io) {
+pub fn sync_interfaces(d: &mut Daemon, io: &mut Io, now: Instant) {
     let actions =
-        daemon::iface_sync::sync_interfaces(&mut d.ifaces, &io.links, &io.addrs, io.link_detect);
-    execute(d, io, actions);
+        daemon::iface_sync::sync_interfaces(&mut d.ifaces, &d.links, &d.addrs, io.link_detect);
+    execute(d, io, now, actions);
 }
 
 /// Carries out the decisions' side effects ([`Action`]), in order.
-pub fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
+pub fn execute(d: &mut Daemon, io: &mut Io, now: Instant, actions: Vec<Action>) {
     for action in actions {
         match action {
             Action::StartInterface { ifindex } => {
@@ -185,7 +188,7 @@ pub fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
                 }
                 let iface = iface.clone();
                 let config = d.interface_config(&iface, ll);
-                d.input(Input::InterfaceUp { ifindex, config });
+                d.input(now, Input::InterfaceUp { ifindex, config });
                 tracing::info!("interface {} up (index {ifindex}, {ll})", iface.name);
             }
             Action::ReconfigureInterface { ifindex } => {
@@ -196,22 +199,22 @@ pub fn execute(d: &mut Daemon, io: &mut Io, actions: Vec<Action>) {
                     continue;
                 };
                 let config = d.interface_config(iface, ll);
-                d.input(Input::InterfaceUp { ifindex, config });
+                d.input(now, Input::InterfaceUp { ifindex, config });
             }
             Action::StopInterface { ifindex } => {
-                d.input(Input::InterfaceDown { ifindex });
+                d.input(now, Input::InterfaceDown { ifindex });
                 io.socket.leave(ifindex);
                 io.pacer.forget(ifindex);
                 tracing::info!("interface {} down", d.ifname(ifindex));
             }
             Action::LeaveGroup { ifindex } => io.socket.leave(ifindex),
-            Action::Engine(input) => d.input(input),
+            Action::Engine(input) => d.input(now, input),
             Action::KernelCheck(every) => {
                 if io.kernel.send(KernelCmd::CheckInterval(every)).is_err() {
                     tracing::error!("kernel route thread is gone");
                 }
             }
-            Action::SyncInterfaces => sync_interfaces(d, io),
+            Action::SyncInterfaces => sync_interfaces(d, io, now),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! exit; it installs the addresses, the default route and the nftables table, and removes the
 //! table at exit.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,8 +15,8 @@ use anyhow::Context;
 use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
-    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RouteToExit,
-    TUNNEL_IFNAME, USER_TABLE, UserRow,
+    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RTPROT_EXIT,
+    TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
@@ -24,15 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::mesh::nft;
 
-/// Protocol number of the default route into the exit tunnel (`ip route` shows `proto 44`):
-/// not Babel's 42, so the route thread never takes it for one of its own.
-const RTPROT_EXIT: u8 = 44;
-/// How often the client decides which exit to use and the tunnel thread re-asserts the
-/// default route (a DHCP client may have replaced it).
+/// How often the client decides which exit to use.
 const REFRESH: Duration = Duration::from_secs(1);
-/// How often the client registers again with its exit (renews the lease; notices an exit that
-/// restarted).
-const RENEW: Duration = Duration::from_secs(10);
 /// How often the tunnel's thread applies peer changes and copies its counters out.
 const TURN: Duration = Duration::from_millis(500);
 /// How often the exit commits and signs its users' bills.
@@ -111,6 +104,17 @@ pub fn start(
         tunnel_key: private.public_key().to_base64(),
         mtu: daemon::exit::tunnel_if_mtu(),
         mss,
+        // Known from the start, so route verification never probes an exit in the clear.
+        exits: x
+            .servers
+            .iter()
+            .map(|s| ExitRow {
+                name: s.name.clone(),
+                mesh_address: s.address.to_string(),
+                state: "none".to_owned(),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }));
     let routes = Arc::new(ExitRoutes::default());
@@ -156,38 +160,21 @@ pub fn stop(e: &Exits) {
     }
 }
 
-/// Publishes Babel's routes to the exits' mesh addresses (after route changes): per exit, the
-/// best feasible finite route (the one Babel selects; its kernel installation may still be in
-/// flight, so the `installed` flag is not waited for).
-pub fn publish_routes(d: &daemon::state::Daemon, e: &Exits) {
+/// Publishes Babel's routes to the exits' mesh addresses (after route changes), with the
+/// last verification checks of them (`daemon::exit::routes_to_exits`).
+pub fn publish_routes(d: &daemon::state::Daemon, now: babel_core::Instant, e: &Exits) {
     if e.watched.is_empty() {
         return;
     }
-    let mut best: Vec<(Ipv6Addr, RouteToExit)> = Vec::new();
-    for r in d.engine.routes(d.now) {
-        let IpAddr::V6(a) = r.prefix.addr() else {
-            continue;
-        };
-        if r.src_prefix.is_some()
-            || r.prefix.len() != 128
-            || !r.feasible
-            || r.metric.0 == u16::MAX
-            || !e.watched.contains(&a)
-        {
-            continue;
-        }
-        // What a byte to the exit costs us: the price our next hop charges (received price).
-        let route = RouteToExit {
-            metric: r.metric.0,
-            price: r.received_price,
-        };
-        match best.iter_mut().find(|(x, _)| *x == a) {
-            Some((_, old)) if old.metric > route.metric => *old = route,
-            Some(_) => {}
-            None => best.push((a, route)),
-        }
-    }
-    e.routes.publish(best);
+    let checks = d
+        .verification
+        .as_ref()
+        .map(|v| v.route_rows())
+        .unwrap_or_default();
+    let routes = d.engine.routes(now);
+    e.routes.publish(daemon::exit::routes_to_exits(
+        &routes, &checks, now, &e.watched,
+    ));
 }
 
 fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
@@ -230,6 +217,14 @@ async fn run(
     if let Some(role) = &config.exit.role {
         let len = role.pool_v4.1;
         netlink.add_address(ix, IpAddr::V4(role.gateway_v4()), len)?;
+        if let (Some(a), Some(pool)) = (role.gateway_v6(), role.pool_v6_prefix()) {
+            // The users' prefixes are routed into the tunnel, which hands each packet to the
+            // peer whose allowed IPs hold it (and drops what no peer holds).
+            netlink.add_address(ix, IpAddr::V6(a), 128)?;
+            let mut r = KernelRoute::unicast(pool, None, Some(ix));
+            r.protocol = RTPROT_EXIT;
+            netlink.replace(&r).context("route to the IPv6 pool")?;
+        }
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::exit_ruleset(role, mss, &[])).context("installing the exit table")?;
@@ -255,6 +250,7 @@ async fn run(
         );
     } else if let Some(c) = &config.exit.client {
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+        sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::user_ruleset(&c.lan, mss))
             .context("installing the exit client table")?;
         let _ = ready.send(Ok(()));
@@ -267,9 +263,10 @@ async fn run(
             routes,
         ));
     }
-    let mut assigned: Option<(Ipv4Addr, u8)> = None;
+    // What the tunnel interface carries for the current grant (a user node).
+    let mut path = UserPath::default();
     let mut peers = std::collections::HashMap::new();
-    let mut counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)> = Default::default();
+    let mut counted = daemon::exit::Meter::default();
     loop {
         driver
             .run(tokio::time::sleep(TURN))
@@ -282,19 +279,13 @@ async fn run(
         for c in cmds {
             apply(&mut driver, &mut peers, c);
         }
-        // A user node: the address and the default route follow the grant.
+        // A user node: the addresses and the default routes follow the grant, written only
+        // when it changes.
         let grant = view.lock().ok().and_then(|v| v.grant.clone());
         if let Some(g) = grant {
-            if assigned != Some(g.ipv4) {
-                // Another exit, another address: the old one goes, or the LAN's masquerade
-                // would keep using it (the new exit forwards only what it granted).
-                if let Some((a, l)) = assigned {
-                    remove_address(a, l);
-                }
-                netlink.add_address(ix, IpAddr::V4(g.ipv4.0), g.ipv4.1)?;
-                assigned = Some(g.ipv4);
-            }
-            default_route(&mut netlink, ix, &g);
+            let next = UserPath::of(&g, ix);
+            install_path(&mut netlink, ix, &path.changes(&next));
+            path = next;
         }
         snapshot(&driver, &view);
         if config.exit.role.is_some() {
@@ -306,41 +297,25 @@ async fn run(
 /// Bytes a user's tunnel peer carried since the last turn: (tunnel key, from it, to it).
 type Metered = (tunnel::PublicKey, u64, u64);
 
-/// Sends each peer's new inner bytes to the registration task, which owns the accounts. A peer
-/// that was re-added (counters back to zero) counts from zero again.
+/// Sends each peer's new inner bytes to the registration task, which owns the accounts.
 fn meter(
     driver: &tunnel::driver::Driver,
-    counted: &mut std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
+    counted: &mut daemon::exit::Meter,
     out: &mpsc::UnboundedSender<Metered>,
 ) {
-    for (_, p) in driver.device().peers() {
+    let peers = driver.device().peers().map(|(_, p)| {
         let s = p.stats();
-        let key = p.public_key();
-        let (rx0, tx0) = counted.get(&key).copied().unwrap_or((0, 0));
-        let (rx0, tx0) = if s.rx_bytes < rx0 || s.tx_bytes < tx0 {
-            (0, 0)
-        } else {
-            (rx0, tx0)
-        };
-        let (up, down) = (s.rx_bytes - rx0, s.tx_bytes - tx0);
-        counted.insert(key, (s.rx_bytes, s.tx_bytes));
-        if up > 0 || down > 0 {
-            let _ = out.send((key, up, down));
-        }
+        (p.public_key(), s.rx_bytes, s.tx_bytes)
+    });
+    for m in counted.read(peers) {
+        let _ = out.send(m);
     }
 }
 
 /// Removes an address from the exit tunnel (kernel-fib adds addresses but has no removal).
-fn remove_address(a: Ipv4Addr, len: u8) {
+fn remove_address(a: IpAddr, len: u8) {
     let out = std::process::Command::new("ip")
-        .args([
-            "-4",
-            "addr",
-            "del",
-            &format!("{a}/{len}"),
-            "dev",
-            TUNNEL_IFNAME,
-        ])
+        .args(["addr", "del", &format!("{a}/{len}"), "dev", TUNNEL_IFNAME])
         .output();
     match out {
         Ok(o) if o.status.success() => {}
@@ -352,18 +327,26 @@ fn remove_address(a: Ipv4Addr, len: u8) {
     }
 }
 
-/// The user node's IPv4 default route into the exit tunnel, re-asserted every turn.
-fn default_route(netlink: &mut NetlinkFib, ix: u32, g: &Grant) {
-    let mut r = KernelRoute::unicast(
-        Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
-            .unwrap_or_else(|_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED))),
-        Some(IpAddr::V4(g.exit_ipv4)),
-        Some(ix),
-    );
-    r.protocol = RTPROT_EXIT;
-    r.onlink = true;
-    if let Err(e) = netlink.replace(&r) {
-        tracing::warn!("exit: default route: {e}");
+/// Writes the changes of the user's tunnel path: the old exit's addresses go (or the LAN's
+/// masquerade would keep using them), the new ones and the default routes come.
+fn install_path(netlink: &mut NetlinkFib, ix: u32, c: &daemon::exit::PathChanges) {
+    for (a, l) in &c.del_addresses {
+        remove_address(*a, *l);
+    }
+    for r in &c.del_routes {
+        if let Err(e) = netlink.delete(r) {
+            tracing::debug!("exit: removing route {}: {e}", r.dst);
+        }
+    }
+    for (a, l) in &c.add_addresses {
+        if let Err(e) = netlink.add_address(ix, *a, *l) {
+            tracing::warn!("exit: address {a}/{l}: {e}");
+        }
+    }
+    for r in &c.add_routes {
+        if let Err(e) = netlink.replace(r) {
+            tracing::warn!("exit: route {}: {e}", r.dst);
+        }
     }
 }
 
@@ -474,11 +457,8 @@ fn open_server(
         role.tunnel_port,
         u32::try_from(role.fee).unwrap_or(u32::MAX),
     );
-    cfg.ipv6_pool = role.pool_v6.map(|(prefix, prefix_len)| ::exit::Ipv6Pool {
-        prefix,
-        prefix_len,
-        user_prefix_len: role.v6_prefix_len,
-    });
+    cfg.ipv6_pool = role.ipv6_pool();
+    cfg.tunnel.ipv6 = role.gateway_v6();
     cfg.admission = match role.admission {
         Admission::Open => ::exit::Admission::Open,
         Admission::AllowList => {
@@ -499,47 +479,18 @@ fn open_server(
 
 /// Makes a user with a lease a peer of the exit tunnel and admits its address.
 fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
-    let lease = Lease {
-        tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
-        mesh_address: u.lease.mesh_address,
-        tunnel_port: daemon::exit::TUNNEL_PORT,
-        ipv4: u.ipv4,
-        ipv6_prefix: u.ipv6_prefix,
-    };
-    let mut allowed = vec![Prefix::host(IpAddr::V4(lease.ipv4))];
-    if let Some((a, len)) = lease.ipv6_prefix
-        && let Ok(p) = Prefix::new(IpAddr::V6(a), len)
-    {
-        allowed.push(p);
-    }
+    let lease = Lease::of(u);
     let _ = tx.send(Cmd::Peer {
         key: lease.tunnel_key,
         endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
-        allowed,
+        allowed: lease.allowed_ips(),
         keepalive: None,
     });
-    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4)) {
+    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4, lease.ipv6_prefix)) {
         tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4);
     }
     if let Ok(mut v) = view.lock() {
-        let user = hex::encode(u.user);
-        let row = match v.users.iter_mut().position(|r| r.user == user) {
-            Some(i) => v.users.get_mut(i),
-            None => {
-                v.users.push(UserRow {
-                    user: user.clone(),
-                    ..Default::default()
-                });
-                v.users.last_mut()
-            }
-        };
-        if let Some(r) = row {
-            r.tunnel_key = lease.tunnel_key.to_base64();
-            r.mesh_address = lease.mesh_address.to_string();
-            r.ipv4 = lease.ipv4.to_string();
-            r.ipv6_prefix = lease.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
-            r.registrations += 1;
-        }
+        v.admit(&u.user, &lease);
     }
 }
 
@@ -716,73 +667,26 @@ async fn client(
             return;
         }
     };
-    let mut selector = ::exit::Selector::new(::exit::SelectionPolicy {
-        margin_percent: c.hysteresis_percent,
-        hold: Duration::from_secs(u64::from(c.hold_s)),
-        ..Default::default()
-    });
+    let mut choice = daemon::exit::ExitChoice::new(&c);
     let mut registrar = ::exit::Registrar::new();
-    let mut fees: std::collections::HashMap<[u8; 32], u32> = Default::default();
-    let mut last_registered: Option<(usize, Instant)> = None;
     let mut buf = vec![0u8; 2048];
     loop {
-        let candidates: Vec<::exit::ExitCandidate> = settings
-            .servers
-            .iter()
-            .map(|s| ::exit::ExitCandidate {
-                key: s.key,
-                mesh_address: s.address,
-                fee: fees.get(&s.key).copied().unwrap_or(0),
-                route: routes.get(s.address).map(|r| ::exit::RouteView {
-                    metric: r.metric,
-                    price: r.price,
-                    verified_cost: None,
-                }),
-            })
-            .collect();
-        let sel = selector.decide(Instant::now(), &candidates);
-        let chosen = sel
-            .exit
-            .and_then(|k| settings.servers.iter().position(|s| s.key == k));
-        if let Ok(mut v) = view.lock() {
-            v.exits = settings
-                .servers
-                .iter()
-                .map(|s| {
-                    let old = v.exits.iter().find(|e| e.name == s.name);
-                    ExitRow {
-                        name: s.name.clone(),
-                        mesh_address: s.address.to_string(),
-                        route: routes.get(s.address),
-                        state: old.map_or_else(|| "none".to_owned(), |e| e.state.clone()),
-                    }
-                })
-                .collect();
-            // Why the current exit is the current one: the reason of the decision that chose
-            // it (later turns that keep it say "best"), or why there is none or a challenger
-            // is being held off.
-            if sel.changed
-                || sel.exit.is_none()
-                || v.reason.is_empty()
-                || matches!(sel.reason, ::exit::Reason::Holding { .. })
-            {
-                v.reason = sel.reason.name().to_owned();
-            }
-            if sel.changed {
-                tracing::info!(
-                    "exit client: exit {} ({})",
-                    chosen
-                        .and_then(|i| settings.servers.get(i))
-                        .map_or("none", |s| s.name.as_str()),
-                    sel.reason.name()
-                );
-            }
-        }
-        let due = match (chosen, last_registered) {
-            (Some(i), Some((j, at))) => i != j || at.elapsed() >= RENEW,
-            (Some(_), None) => true,
-            (None, _) => false,
+        let Ok(d) = view
+            .lock()
+            .map(|mut v| choice.decide(Instant::now(), &settings.servers, &routes, &mut v))
+        else {
+            return;
         };
+        let (sel, chosen, due) = (d.selection, d.chosen, d.register);
+        if sel.changed {
+            tracing::info!(
+                "exit client: exit {} ({})",
+                chosen
+                    .and_then(|i| settings.servers.get(i))
+                    .map_or("none", |s| s.name.as_str()),
+                sel.reason.name()
+            );
+        }
         if let (true, Some(i)) = (due, chosen)
             && let Some(s) = settings.servers.get(i)
         {
@@ -817,8 +721,7 @@ async fn client(
             .await;
             match answer {
                 Ok(::exit::Outcome::Registered(r)) => {
-                    fees.insert(s.key, r.fee);
-                    last_registered = Some((i, Instant::now()));
+                    choice.answered(i, s.key, Some(r.fee), Instant::now());
                     let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
                     let grant = Grant {
                         tunnel_key: exit_tunnel_key,
@@ -827,16 +730,13 @@ async fn client(
                         ipv4: (r.ipv4, r.ipv4_prefix_len),
                         exit_ipv4: r.exit_ipv4,
                         ipv6_prefix: r.ipv6_prefix,
+                        exit_ipv6: r.exit_ipv6,
                     };
                     let _ = tx.send(Cmd::Only(exit_tunnel_key));
                     let _ = tx.send(Cmd::Peer {
                         key: exit_tunnel_key,
                         endpoint: SocketAddr::new(IpAddr::V6(s.address), r.tunnel_port),
-                        allowed: vec![
-                            Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).unwrap_or_else(
-                                |_| Prefix::host(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                            ),
-                        ],
+                        allowed: daemon::exit::exit_allowed_ips(&grant),
                         keepalive: Some(KEEPALIVE),
                     });
                     if let Ok(mut v) = view.lock() {
@@ -850,6 +750,7 @@ async fn client(
                         }
                         v.current = Some(s.name.clone());
                         v.ipv4 = Some(format!("{}/{}", r.ipv4, r.ipv4_prefix_len));
+                        v.ipv6_prefix = r.ipv6_prefix.map(|(a, l)| format!("{a}/{l}"));
                         v.grant = Some(grant);
                         if let Some(e) = v.exits.get_mut(i) {
                             e.state = "registered".to_owned();
@@ -858,7 +759,7 @@ async fn client(
                 }
                 Ok(::exit::Outcome::Refused(r)) => {
                     tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
-                    last_registered = Some((i, Instant::now()));
+                    choice.answered(i, s.key, None, Instant::now());
                     if let Ok(mut v) = view.lock()
                         && let Some(e) = v.exits.get_mut(i)
                     {

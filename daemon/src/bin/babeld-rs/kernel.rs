@@ -11,7 +11,9 @@ use kernel_fib::{
     AddressInfo, DumpFilter, Fib, FibChange, FibError, InstallOp, Installed, KernelRoute,
     KernelRouteKey, LinkInfo, NetEvent, NetlinkFib, SourceTables, Watcher,
 };
-use tokio::sync::mpsc;
+use std::net::IpAddr;
+
+use tokio::sync::{mpsc, oneshot};
 
 /// babeld's default `kernel-check-interval`.
 const DEFAULT_CHECK: Duration = Duration::from_secs(300);
@@ -167,13 +169,26 @@ pub struct KernelThreads {
     pub dumps: std_mpsc::Sender<DumpRequest>,
     /// The dump thread's answers to [`DumpRequest::Snapshot`], in order.
     pub snapshots: Snapshots,
+    /// The routes a crashed run left, for the engine to resume (when asked for).
+    pub resume: Vec<babel_core::ResumeRoute>,
+}
+
+impl KernelThreads {
+    /// The dump thread's end for link set-up.
+    pub fn netlink(&self) -> Netlink {
+        Netlink(self.dumps.clone())
+    }
 }
 
 /// Starts the kernel threads. Routes of our protocol a previous run left are kept for
 /// [`RESTART_GRACE`] while the table is relearned (graceful restart), then removed if not
 /// relearned. The periodic check's dump runs on a thread of its own, so that a large table
-/// never holds up route changes.
-pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<KernelThreads> {
+/// never holds up route changes. With `resume_table`, the routes of ours left in that table are
+/// also returned for the engine to resume ([`daemon::kernel_check::resume_routes`]).
+pub fn spawn_fib(
+    policy: InstallPolicy,
+    resume_table: Option<u32>,
+) -> anyhow::Result<KernelThreads> {
     let mut fib = NetlinkFib::new()?;
     let left = match fib.dump(&DumpFilter::protocol(policy.protocol)) {
         Ok(rs) => rs,
@@ -190,6 +205,8 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<KernelThreads> {
             RESTART_GRACE.as_secs()
         );
     }
+    let resume =
+        resume_table.map_or_else(Vec::new, |t| daemon::kernel_check::resume_routes(&left, t));
     let (tx, rx) = std_mpsc::channel::<KernelCmd>();
     let mut routes = Routes {
         fib,
@@ -279,6 +296,7 @@ pub fn spawn_fib(policy: InstallPolicy) -> anyhow::Result<KernelThreads> {
         routes: tx,
         dumps,
         snapshots,
+        resume,
     })
 }
 
@@ -288,6 +306,75 @@ pub enum DumpRequest {
     Check,
     /// Links, addresses and the routes of these tables, for the main loop.
     Snapshot(Vec<u32>),
+    /// The link of this name, if there is one (a mesh interface waiting for its link).
+    Link(String, oneshot::Sender<Result<Option<LinkInfo>, FibError>>),
+    /// Bring the link of this name up with this MTU and give it this address; answers its
+    /// index (a tunnel's TUN device just opened).
+    LinkUp {
+        name: String,
+        mtu: u32,
+        address: (IpAddr, u8),
+        reply: oneshot::Sender<anyhow::Result<u32>>,
+    },
+}
+
+/// The dump thread's end for the threads that set up links (tunnels, mesh tunnels): they ask
+/// and await the answer, and never hold a netlink socket of their own.
+#[derive(Clone)]
+pub struct Netlink(std_mpsc::Sender<DumpRequest>);
+
+impl Netlink {
+    fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> DumpRequest,
+    ) -> anyhow::Result<oneshot::Receiver<T>> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(request(tx))
+            .map_err(|_| anyhow::anyhow!("kernel dump thread is gone"))?;
+        Ok(rx)
+    }
+
+    /// The link named `name`, if it exists.
+    pub async fn link(&self, name: &str) -> anyhow::Result<Option<LinkInfo>> {
+        let rx = self.ask(|tx| DumpRequest::Link(name.to_owned(), tx))?;
+        Ok(rx.await??)
+    }
+
+    /// Brings `name` up with `mtu` and adds `address`/`len`; returns its index.
+    pub async fn link_up(
+        &self,
+        name: &str,
+        mtu: u32,
+        address: IpAddr,
+        len: u8,
+    ) -> anyhow::Result<u32> {
+        let rx = self.ask(|reply| DumpRequest::LinkUp {
+            name: name.to_owned(),
+            mtu,
+            address: (address, len),
+            reply,
+        })?;
+        rx.await?
+    }
+}
+
+/// `LinkUp` on the dump thread's socket.
+fn link_up(
+    fib: &mut NetlinkFib,
+    name: &str,
+    mtu: u32,
+    (address, len): (IpAddr, u8),
+) -> anyhow::Result<u32> {
+    let ix = fib
+        .links()?
+        .into_iter()
+        .find(|l| l.name == name)
+        .map(|l| l.index)
+        .ok_or_else(|| anyhow::anyhow!("{name} did not appear"))?;
+    fib.set_link_up(ix, Some(mtu))?;
+    fib.add_address(ix, address, len)?;
+    Ok(ix)
 }
 
 /// What the main loop re-reads from the kernel when it changed: links, addresses, and the
@@ -343,6 +430,20 @@ fn spawn_dumper(
                         }
                         Err(e) => tracing::warn!("kernel check: {e}"),
                     },
+                    DumpRequest::Link(name, reply) => {
+                        let link = fib
+                            .links()
+                            .map(|ls| ls.into_iter().find(|l| l.name == name));
+                        let _ = reply.send(link);
+                    }
+                    DumpRequest::LinkUp {
+                        name,
+                        mtu,
+                        address,
+                        reply,
+                    } => {
+                        let _ = reply.send(link_up(&mut fib, &name, mtu, address));
+                    }
                     DumpRequest::Snapshot(tables) => {
                         let snapshot = fib.links().and_then(|links| {
                             let addrs = fib.addresses()?;
@@ -363,11 +464,6 @@ fn spawn_dumper(
     Ok((tx, snap_rx))
 }
 
-/// A notification about a route of our protocol.
-fn is_ours(e: &NetEvent) -> bool {
-    matches!(e, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == kernel_fib::RTPROT_BABEL)
-}
-
 /// Starts the watcher thread; events arrive on the returned channel (without our own routes').
 pub fn spawn_watcher() -> anyhow::Result<mpsc::UnboundedReceiver<NetEvent>> {
     let mut w = Watcher::new(kernel_fib::Groups::all())?;
@@ -380,7 +476,10 @@ pub fn spawn_watcher() -> anyhow::Result<mpsc::UnboundedReceiver<NetEvent>> {
                     Ok(events) => {
                         // Our own routes' notifications change nothing in the main loop; a
                         // full table would queue 100,000 of them (11 MB).
-                        for e in events.into_iter().filter(|e| !is_ours(e)) {
+                        for e in events
+                            .into_iter()
+                            .filter(|e| daemon::resync::asks_reread(e, kernel_fib::RTPROT_BABEL))
+                        {
                             if tx.send(e).is_err() {
                                 return;
                             }

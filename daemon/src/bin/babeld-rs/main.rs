@@ -11,32 +11,38 @@
 //!         lines, statements |  ^ replies,                |  ^ one rendering
 //!                           v  | monitor lines           v  |
 //!                    +------------------------------------------------+
-//!    Babel socket    |        main loop (run.rs, current thread)      |
-//!    packets ------> |  engine (babel-core, sans-IO)                   |
-//!    <------ packets |  decisions (daemon::iface_sync, redistribution,|
-//!                    |  Placements) -> daemon::actions::Action queue  |
+//!    Babel socket    |  main loop (run.rs, current thread): reads the |
+//!    packets ------> |  clock once per input and passes `now` down    |
+//!    <------ packets |  engine (babel-core, sans-IO)                  |
+//!                    |  decisions (daemon::iface_sync, resync,        |
+//!                    |  redistribution, Placements) -> Action queue   |
 //!                    +------------------------------------------------+
 //!         Apply, Flush, |        | DumpRequest   ^ Snapshot  ^ NetEvent  ^ MeshEvent  ^ payment
 //!         CheckInterval v        v               |           |           |            | lines
 //!           +---------------+  +--------------+  |    +----------------+ +---------+ +----------+
-//!           | kernel-routes |  | kernel-dumps |--+    | kernel-events  | | mesh-*  | | payments |
-//!           | writes routes |<-| check dumps, |       | notifications  | | threads | | thread   |
-//!           | and rules     |  | snapshots    |       | (Watcher)      | +---------+ +----------+
-//!           +---------------+  +--------------+       +----------------+   tunnel-* threads share
-//!              Present (a kernel check's dump)                               state with the loop
+//!           | kernel-routes |  | kernel-dumps |--+    | kernel-events  | | mesh-*, | | payments |
+//!           | writes routes |<-| dumps, snap- |       | notifications  | | tunnel-*| | thread   |
+//!           | and rules     |  | shots, links |       | (Watcher)      | | threads | +----------+
+//!           +---------------+  +--------------+       +----------------+ +---------+
+//!              Present (a check's dump) ^  Link, LinkUp (set-up, awaited)     |
+//!                                       +-------------------------------------+
 //! ```
 //!
 //! * The main loop ([`run::main_loop`]) is the only owner of the daemon's state. It never waits
 //!   for the kernel: route changes go to `kernel-routes` and re-readings of links, addresses
-//!   and routes are asked of `kernel-dumps`, whose [`kernel::Snapshot`] arrives as one more
-//!   input. A control client's message reads nothing from the kernel: the interfaces it names
-//!   are matched against the last snapshot.
+//!   and routes are asked of `kernel-dumps` when [`daemon::resync`] says so; the
+//!   [`kernel::Snapshot`] arrives as one more input. A control client's message reads nothing
+//!   from the kernel: the interfaces it names are matched against the last snapshot.
+//! * Time is a parameter: the loop reads the clock once per input and passes `now` down
+//!   ([`daemon::state::Daemon::input`], `dump_lines`, `Daemon::at` for a control client); the
+//!   daemon's state keeps no clock.
 //! * Side effects of the decisions leave through one queue of [`daemon::actions::Action`]s
 //!   ([`effects::execute`]); the engine's outputs through [`effects::flush_outputs`].
 //! * `kernel-routes` keeps the routes we installed and only deletes those
-//!   ([`kernel_fib::Installed`]); `kernel-dumps` does the periodic kernel check's dumps and the
-//!   snapshots on its own netlink socket; `kernel-events` turns netlink notifications into
-//!   [`kernel_fib::NetEvent`]s.
+//!   ([`kernel_fib::Installed`]); `kernel-events` turns netlink notifications into
+//!   [`kernel_fib::NetEvent`]s. `kernel-dumps` does every other netlink request: the kernel
+//!   check's dumps, the snapshots (the first one at start-up too) and the link set-up of
+//!   tunnels and mesh tunnels ([`kernel::Netlink`]), so a large dump never holds up a route.
 //! * `mesh-*` (one per `type mesh` interface) discover neighbours and run their tunnels;
 //!   `tunnel-*` run `tunnel` statements; `payments` runs the payment loop. They share views
 //!   with the loop behind mutexes and send it events and monitor lines.

@@ -19,7 +19,6 @@ use daemon::discovery::{
 use daemon::payments::{
     LinkShaper, MeterBoard, MeterRow, MeteringHook, Meters, PriceTable, Shaping,
 };
-use kernel_fib::NetlinkFib;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tunnel::driver::TunDevice;
@@ -63,6 +62,7 @@ pub fn start(
     prices: &Arc<PriceTable>,
     board: &MeterBoard,
     shaping: Option<&Shaping>,
+    netlink: &crate::kernel::Netlink,
 ) -> anyhow::Result<Option<Mesh>> {
     let phys: Vec<String> = config
         .interfaces
@@ -98,12 +98,13 @@ pub fn start(
             policy: config.mesh.policy.clone(),
             ..Default::default()
         }));
-        let (v, k, t, name, tx) = (
+        let (v, k, t, name, tx, nl) = (
             view.clone(),
             private.clone(),
             config.mesh.timers(),
             p.clone(),
             tx.clone(),
+            netlink.clone(),
         );
         std::thread::Builder::new()
             .name(format!("mesh-{p}"))
@@ -112,7 +113,7 @@ pub fn start(
                     .enable_all()
                     .build()
                     .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(run(name.clone(), k, t, v, tx, metering)));
+                    .and_then(|rt| rt.block_on(run(name.clone(), k, t, v, tx, nl, metering)));
                 if let Err(e) = ran {
                     tracing::error!("mesh {name}: {e:#}");
                 }
@@ -231,7 +232,8 @@ struct Driver {
     tunnels: HashMap<PeerId, Tunnel>,
     /// Authenticated packets and handshakes per peer when last looked at.
     seen: HashMap<PeerId, (u64, u64)>,
-    netlink: NetlinkFib,
+    /// Link set-up goes through the kernel dump thread.
+    netlink: crate::kernel::Netlink,
     packets: mpsc::UnboundedSender<(PeerId, Vec<u8>)>,
     events: mpsc::UnboundedSender<MeshEvent>,
     view: Arc<Mutex<MeshView>>,
@@ -249,6 +251,7 @@ async fn run(
     timers: daemon::discovery::Timers,
     view: Arc<Mutex<MeshView>>,
     events: mpsc::UnboundedSender<MeshEvent>,
+    netlink: crate::kernel::Netlink,
     (hook, meters, board, shaping): (
         MeteringHook,
         Meters,
@@ -256,10 +259,9 @@ async fn run(
         Option<(LinkShaper, Shaping)>,
     ),
 ) -> anyhow::Result<()> {
-    let mut netlink = NetlinkFib::new().context("netlink")?;
     // Wait for the physical interface to exist.
     let link = loop {
-        if let Some(l) = netlink.links()?.into_iter().find(|l| l.name == phys) {
+        if let Some(l) = netlink.link(&phys).await? {
             break l;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -579,19 +581,8 @@ impl Driver {
     async fn tunnel_up(&mut self, id: PeerId, key: &PublicKey) -> anyhow::Result<()> {
         let name = self.tunnel_name(key);
         let tun = Arc::new(TunDevice::open(&name).with_context(|| format!("opening {name}"))?);
-        let ix = self
-            .netlink
-            .links()?
-            .into_iter()
-            .find(|l| l.name == name)
-            .map(|l| l.index)
-            .with_context(|| format!("{name} did not appear"))?;
-        self.netlink.set_link_up(ix, Some(self.mtu))?;
-        self.netlink.add_address(
-            ix,
-            IpAddr::V6(daemon::discovery::tunnel_link_local(&self.our_key)),
-            64,
-        )?;
+        let ll = IpAddr::V6(daemon::discovery::tunnel_link_local(&self.our_key));
+        self.netlink.link_up(&name, self.mtu, ll, 64).await?;
         let reader_tun = tun.clone();
         let tx = self.packets.clone();
         let reader = tokio::spawn(async move {

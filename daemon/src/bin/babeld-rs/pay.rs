@@ -31,8 +31,8 @@ use tokio::sync::mpsc;
 /// Republishes the prices of the installed routes (not source-specific ones: the tunnels price
 /// by destination only). Called once per batch of engine outputs that changed a route; the
 /// table bumps its generation only when a price or a route really changed.
-pub fn publish_prices(d: &Daemon, table: &PriceTable) {
-    let routes = d.engine.routes(d.now);
+pub fn publish_prices(d: &Daemon, now: babel_core::Instant, table: &PriceTable) {
+    let routes = d.engine.routes(now);
     table.publish(
         routes
             .into_iter()

@@ -12,7 +12,7 @@ use daemon::control::Banner;
 use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Placements};
 use daemon::state::Daemon;
-use kernel_fib::{AddressInfo, LinkInfo, NetEvent, RTPROT_BABEL};
+use kernel_fib::{NetEvent, RTPROT_BABEL};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -20,7 +20,8 @@ use crate::control_socket::ControlServer;
 use crate::kernel::{DumpRequest, KernelCmd};
 
 use crate::effects::{
-    apply_snapshot, execute, flush_outputs, persist_seqno, request_snapshot, snapshot_done,
+    apply_snapshot, ask_snapshot, execute, flush_outputs, persist_seqno, request_snapshot,
+    snapshot_done,
 };
 use crate::metrics_http::{MetricsReply, next_metrics_request};
 use crate::startup::Clock;
@@ -32,11 +33,9 @@ pub struct Io {
     /// Requests to the kernel dump thread; its snapshots arrive on `snapshots`.
     pub dumps: std_mpsc::Sender<DumpRequest>,
     pub snapshots: crate::kernel::Snapshots,
-    /// Links and addresses as last read, for the interfaces a control client names.
-    pub links: Vec<LinkInfo>,
-    pub addrs: Vec<AddressInfo>,
-    /// A snapshot asked for and not yet answered, and what waits for it.
-    pub resync: Resync,
+    /// A snapshot asked for and not yet answered, and the mesh events that wait for it
+    /// ([`crate::mesh::after_sync`]).
+    pub resync: daemon::resync::Resync<crate::mesh::MeshEvent>,
     pub group: Ipv6Addr,
     pub state_file: Option<PathBuf>,
     /// The seqno last written to the state file: no packet leaves with another one.
@@ -62,20 +61,6 @@ pub struct Io {
     pub verify: Option<crate::verify::VerifyIo>,
 }
 
-/// Re-reading the kernel, one snapshot at a time: a change noticed while a snapshot is on its
-/// way asks for another once it is in.
-#[derive(Default)]
-pub struct Resync {
-    /// A snapshot was asked for.
-    pub pending: bool,
-    /// Another one is needed after it.
-    pub again: bool,
-    /// Mesh events to finish once the pending snapshot is in ([`crate::mesh::after_sync`]).
-    pub after: Vec<crate::mesh::MeshEvent>,
-    /// Mesh events to finish after the next one.
-    pub after_next: Vec<crate::mesh::MeshEvent>,
-}
-
 pub async fn main_loop(
     d: &mut Daemon,
     io: &mut Io,
@@ -90,19 +75,22 @@ pub async fn main_loop(
     let mut bufs = vec![Vec::new(); 64];
     let mut trim = daemon::allocator::Trim::default();
     let mut received = Vec::new();
-    let mut resync = false;
     loop {
-        d.now = clock.now();
-        for line in crate::verify::poll(d, &mut io.verify) {
+        let now = clock.now();
+        let checked = crate::verify::poll(d, now, &mut io.verify);
+        if let (false, Some(e)) = (checked.is_empty(), &io.exits) {
+            crate::exit::publish_routes(d, now, e); // the exits' routes with their new checks
+        }
+        for line in checked {
             ctl.broadcast(format!("{line}\n").as_bytes());
         }
-        flush_outputs(d, io, &mut ctl).await;
+        flush_outputs(d, io, &mut ctl, now).await;
         let wake = d.engine.poll_timeout();
         let mut deadline = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |w| clock.deadline(w),
         );
-        if let Some(v) = crate::verify::deadline(d, &io.verify) {
+        if let Some(v) = crate::verify::deadline(d, now, &io.verify) {
             deadline = deadline.min(clock.deadline(v));
         }
         if let Some(p) = io.pacer.next_due() {
@@ -115,70 +103,59 @@ pub async fn main_loop(
                     tracing::warn!("receive: {e}");
                     continue;
                 }
-                d.now = clock.now();
+                let now = clock.now();
                 for (r, buf) in received.iter().zip(&bufs) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
                     let src = IpAddr::V6(*r.src.ip());
-                    d.input(Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
+                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
                 }
             }
             () = sleep => {
-                d.now = clock.now();
+                let now = clock.now();
                 trim.tick(std::time::Instant::now());
                 // Woken for the pacer only: the engine has nothing due.
-                if wake.is_none_or(|w| w <= d.now) {
-                    d.input(Input::Timeout);
+                if wake.is_none_or(|w| w <= now) {
+                    d.input(now, Input::Timeout);
                 }
             }
             Some(e) = events.recv() => {
-                d.now = clock.now();
-                if matches!(e, NetEvent::Overrun) || matches!(e, NetEvent::LinkChanged(_) | NetEvent::LinkRemoved(_) | NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_) | NetEvent::RouteAdded(_) | NetEvent::RouteRemoved(_)) {
-                    resync = !matches!(&e, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == RTPROT_BABEL);
-                }
-                // Coalesce a burst of notifications into one re-read.
+                // A burst of notifications becomes one re-read.
+                let mut changed = daemon::resync::asks_reread(&e, RTPROT_BABEL);
                 while let Ok(more) = events.try_recv() {
-                    resync |= !matches!(&more, NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) if r.protocol == RTPROT_BABEL);
+                    changed |= daemon::resync::asks_reread(&more, RTPROT_BABEL);
                 }
-                if resync {
-                    resync = false;
+                if changed {
                     request_snapshot(d, io);
                 }
             }
             Some(snapshot) = io.snapshots.recv() => {
-                d.now = clock.now();
                 match snapshot {
-                    Ok(snapshot) => apply_snapshot(d, io, snapshot),
+                    Ok(snapshot) => apply_snapshot(d, io, clock.now(), snapshot),
                     Err(e) => tracing::warn!("re-reading links: {e}"),
                 }
                 snapshot_done(d, io);
             }
             m = ctl.recv() => {
-                d.now = clock.now();
-                ctl.handle(d, m, &banner);
+                let now = clock.now();
+                ctl.handle(&mut d.at(now), m, &banner);
                 let actions = std::mem::take(&mut d.actions);
-                execute(d, io, actions);
+                execute(d, io, now, actions);
             }
             Some(reply) = next_metrics_request(&mut io.metrics_requests) => {
-                d.now = clock.now();
-                let _ = reply.send(daemon::metrics::render(d));
+                let _ = reply.send(daemon::metrics::render(d, clock.now()));
             }
             Some(ev) = crate::mesh::next_event(&mut io.mesh_events) => {
-                d.now = clock.now();
                 let line = crate::mesh::before_sync(d, &ev);
                 // `after_sync` once the interfaces were re-read.
-                if io.resync.pending {
-                    io.resync.after_next.push(ev);
-                } else {
-                    io.resync.after.push(ev);
+                if io.resync.after_change(ev) {
+                    ask_snapshot(d, io);
                 }
-                request_snapshot(d, io);
                 if !line.is_empty() {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
             Some(got) = crate::verify::recv(&mut io.verify) => {
-                d.now = clock.now();
-                for line in crate::verify::on_datagrams(d, &mut io.verify, got) {
+                for line in crate::verify::on_datagrams(d, clock.now(), &mut io.verify, got) {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
@@ -188,8 +165,7 @@ pub async fn main_loop(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {
-                d.now = clock.now();
-                for line in d.dump_lines() {
+                for line in d.dump_lines(clock.now()) {
                     tracing::warn!(target: "dump", "{line}");
                 }
             }
@@ -202,9 +178,9 @@ pub async fn main_loop(
 
 /// SIGTERM/SIGINT: a wildcard retraction on every interface, then our kernel routes go.
 async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlServer) {
-    d.now = clock.now();
-    d.input(Input::Shutdown);
-    flush_outputs(d, io, ctl).await;
+    let now = clock.now();
+    d.input(now, Input::Shutdown);
+    flush_outputs(d, io, ctl, now).await;
     let (tx, rx) = std_mpsc::channel();
     if io.kernel.send(KernelCmd::Flush(tx)).is_ok() {
         match rx.recv_timeout(Duration::from_secs(10)) {

@@ -14,17 +14,19 @@ use daemon::cli::Invocation;
 use daemon::clients::ClientLimits;
 use daemon::control::{Banner, Dialect};
 use daemon::netio::BabelSocket;
-use daemon::redistribute::{Announcements, Placements, redistributed_tables};
+use daemon::redistribute::{
+    Announcements, FilterRules, Placements, TunnelEndpoint, redistributed_tables,
+};
 use daemon::state::{Daemon, Iface, Settings};
-use kernel_fib::{DumpFilter, Fib, NetlinkFib, RTPROT_BABEL, RouteKind};
+use kernel_fib::RTPROT_BABEL;
 use tokio::sync::mpsc;
 
 use crate::control_socket::ControlServer;
-use crate::kernel::{InstallPolicy, KernelCmd, Snapshot, dump_tables, spawn_fib, spawn_watcher};
+use crate::kernel::{DumpRequest, InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
 
 use crate::effects::{apply_snapshot, persist_seqno};
 use crate::metrics_http::serve_metrics;
-use crate::run::{Io, Resync};
+use crate::run::Io;
 
 /// babeld's default state file.
 const DEFAULT_STATE_FILE: &str = "/var/lib/babel-state";
@@ -133,12 +135,32 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     };
     tracing::info!("control and wire dialect: {dialect:?}");
 
-    let mut netlink = NetlinkFib::new().context("netlink")?;
+    let state_file = match &g.state_file {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+    };
+    // Graceful restart: continue the Hello seqnos of a run that crashed in this boot, and the
+    // routes it left in the kernel.
+    let boot = daemon::statefile::boot_id();
+    let hello_file = state_file.as_deref().map(daemon::statefile::hello_path);
+    let resume_hellos = hello_file
+        .as_deref()
+        .map(|p| daemon::statefile::read_hellos(p, boot.as_deref()))
+        .unwrap_or_default();
+    let export_table = g.export_table.unwrap_or(kernel_fib::TABLE_MAIN);
     let events = spawn_watcher().context("kernel notifications")?;
+    let kernel_threads = spawn_fib(
+        install_policy(&g),
+        (!resume_hellos.is_empty()).then_some(export_table),
+    )
+    .context("kernel routes")?;
+    // Every other netlink request goes through the dump thread (see main.rs).
+    let netlink = kernel_threads.netlink();
     // Tunnels first: each is a Babel interface of kind `tunnel` unless configured otherwise.
     let mut tunnel_states = Vec::new();
     for (name, opts, peers) in inv.config.tunnels.clone() {
-        tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &mut netlink)?);
+        tunnel_states.push(crate::tunnels::start(&name, &opts, &peers, &netlink).await?);
         if inv.config.interface_options(&name).kind.is_none() {
             let tunnel_kind = daemon::config::InterfaceOptions {
                 kind: Some(daemon::config::ConfiguredKind::Tunnel),
@@ -166,15 +188,22 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         &prices,
         &meter_board,
         shaping.as_ref(),
+        &netlink,
     )?;
-    let links = netlink.links().context("reading links")?;
-    let addrs = netlink.addresses().context("reading addresses")?;
-
-    let state_file = match &g.state_file {
-        Some(p) if p.as_os_str().is_empty() => None,
-        Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
-    };
+    // The first reading of links, addresses and redistributed routes, from the dump thread
+    // like every later one.
+    let mut snapshots = kernel_threads.snapshots;
+    kernel_threads
+        .dumps
+        .send(DumpRequest::Snapshot(redistributed_tables(
+            &g.import_tables,
+        )))
+        .map_err(|_| anyhow::anyhow!("kernel dump thread is gone"))?;
+    let snapshot = snapshots
+        .recv()
+        .await
+        .context("kernel dump thread is gone")?
+        .context("reading links and addresses")?;
     let saved = state_file
         .as_deref()
         .map(daemon::statefile::read)
@@ -188,7 +217,8 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             .router_id
             .or_else(|| {
                 inv.interfaces.iter().find_map(|n| {
-                    links
+                    snapshot
+                        .links
                         .iter()
                         .find(|l| l.name == *n)
                         .and_then(|l| eui64(&l.hw_addr))
@@ -203,16 +233,10 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         persist_seqno(p, router_id, seqno);
     }
     ecfg.seqno = Some(seqno);
-    // Graceful restart: continue the Hello seqnos of a run that crashed in this boot.
-    let boot = daemon::statefile::boot_id();
-    let hello_file = state_file.as_deref().map(daemon::statefile::hello_path);
-    if let Some(p) = &hello_file {
-        ecfg.resume_hellos = daemon::statefile::read_hellos(p, boot.as_deref());
-        if !ecfg.resume_hellos.is_empty() {
-            tracing::info!("resuming Hello seqnos {:?}", ecfg.resume_hellos);
-            let table = g.export_table.unwrap_or(kernel_fib::TABLE_MAIN);
-            ecfg.resume_routes = resume_routes(&mut netlink, table);
-        }
+    if !resume_hellos.is_empty() {
+        tracing::info!("resuming Hello seqnos {resume_hellos:?}");
+        ecfg.resume_hellos = resume_hellos;
+        ecfg.resume_routes = kernel_threads.resume;
     }
     let hellos = match (&hello_file, boot) {
         (Some(p), Some(b)) => daemon::statefile::HelloFile::open(p, b)
@@ -244,11 +268,19 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     let start = clock.now();
     let mut engine =
         Engine::new(ecfg.clone(), start).map_err(|e| anyhow::anyhow!("engine: {e}"))?;
-    if let Some(f) = daemon::redistribute::FilterRules::from_config(&inv.config.filters) {
+    let endpoints = TunnelEndpoint::from_config(&inv.config.tunnels);
+    for e in &endpoints {
+        tracing::info!(
+            "tunnel {}: routes holding its endpoint {} are not accepted through it",
+            e.ifname,
+            e.endpoint
+        );
+    }
+    if let Some(f) = FilterRules::new(&inv.config.filters, endpoints.clone()) {
         engine.set_route_filter(Some(std::sync::Arc::new(f)));
     }
     let engine = match &record {
-        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters)?,
+        Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters, &endpoints)?,
         None => babel_core::record::Driver::new(engine),
     };
 
@@ -282,7 +314,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
     let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices)?;
-    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings, clock.now());
+    let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings);
     d.exits = exits.as_ref().map(|e| e.view.clone());
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -292,7 +324,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
-    let verify = crate::verify::start(&mut d, random_u64())?;
+    let verify = crate::verify::start(&mut d, clock.now(), random_u64())?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,
@@ -305,24 +337,6 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         None => None,
     };
 
-    let policy = InstallPolicy {
-        protocol: RTPROT_BABEL,
-        table: g.export_table.unwrap_or(kernel_fib::TABLE_MAIN),
-        metric: g.kernel_priority.unwrap_or(0),
-        // babeld: ipv6-subtrees defaults to whether the kernel has them (Linux >= 3.11).
-        rule_priority: if g
-            .ipv6_subtrees
-            .unwrap_or_else(crate::kernel::kernel_has_ipv6_subtrees)
-        {
-            None
-        } else {
-            Some(
-                g.first_rule_priority
-                    .unwrap_or(kernel_fib::DEFAULT_FIRST_RULE_PRIORITY),
-            )
-        },
-    };
-    let kernel_threads = spawn_fib(policy).context("kernel routes")?;
     let kernel = kernel_threads.routes;
     if let Some(secs) = g.kernel_check_interval {
         let _ = kernel.send(KernelCmd::CheckInterval(Duration::from_secs(u64::from(
@@ -342,10 +356,8 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         socket,
         kernel,
         dumps: kernel_threads.dumps,
-        snapshots: kernel_threads.snapshots,
-        links: Vec::new(),
-        addrs: Vec::new(),
-        resync: Resync::default(),
+        snapshots,
+        resync: Default::default(),
         group,
         state_file,
         persisted_seqno: seqno,
@@ -361,18 +373,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         exits,
         verify,
     };
-    // The first reading is synchronous, before the loop; later ones come from the dump thread.
-    let routes = dump_tables(&mut netlink, &redistributed_tables(&g.import_tables));
-    drop(netlink);
-    apply_snapshot(
-        &mut d,
-        &mut io,
-        Snapshot {
-            links,
-            addrs,
-            routes,
-        },
-    );
+    apply_snapshot(&mut d, &mut io, clock.now(), snapshot);
 
     let endpoints: Vec<_> = [(g.local_ro.clone(), false), (g.local_rw.clone(), true)]
         .into_iter()
@@ -393,28 +394,24 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     crate::run::main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
 }
 
-/// The routes a crashed run of ours left in the kernel (graceful restart,
-/// [`babel_core::EngineConfig::resume_routes`]): where it sent each destination.
-/// Source-specific routes in the tables of the rule mode are left out (their source is in a
-/// rule, not in the route).
-fn resume_routes(netlink: &mut NetlinkFib, table: u32) -> Vec<babel_core::ResumeRoute> {
-    match netlink.dump(&DumpFilter::protocol(RTPROT_BABEL)) {
-        Ok(rs) => rs
-            .into_iter()
-            .filter(|r| r.kind == RouteKind::Unicast && r.table == table)
-            .filter_map(|r| {
-                Some(babel_core::ResumeRoute {
-                    prefix: r.dst,
-                    src_prefix: r.src,
-                    ifindex: r.oif?,
-                    next_hop: r.gateway?,
-                })
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!("reading the previous run's routes: {e}");
-            Vec::new()
-        }
+/// How our routes look in the kernel, from the configuration.
+fn install_policy(g: &daemon::config::Globals) -> InstallPolicy {
+    InstallPolicy {
+        protocol: RTPROT_BABEL,
+        table: g.export_table.unwrap_or(kernel_fib::TABLE_MAIN),
+        metric: g.kernel_priority.unwrap_or(0),
+        // babeld: ipv6-subtrees defaults to whether the kernel has them (Linux >= 3.11).
+        rule_priority: if g
+            .ipv6_subtrees
+            .unwrap_or_else(crate::kernel::kernel_has_ipv6_subtrees)
+        {
+            None
+        } else {
+            Some(
+                g.first_rule_priority
+                    .unwrap_or(kernel_fib::DEFAULT_FIRST_RULE_PRIORITY),
+            )
+        },
     }
 }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use daemon::config::{TunnelOptions, TunnelPeer};
 use daemon::state::{TunnelPeerState, TunnelState};
-use kernel_fib::NetlinkFib;
 
 /// Default MTU of a tunnel interface: two layers of tunnel below a 1500-byte link, so that
 /// it fits inside a mesh tunnel (1420) without fragmenting (spec/discovery.md, "MTU").
@@ -18,11 +17,11 @@ const DEFAULT_MTU: u32 = daemon::discovery::INNER_TUNNEL_MTU;
 
 /// Starts a tunnel, brings its interface up with a link-local address derived from our public
 /// key (TUN devices get none by themselves, and Babel needs one), and returns its shared state.
-pub fn start(
+pub async fn start(
     name: &str,
     opts: &TunnelOptions,
     peers: &[TunnelPeer],
-    netlink: &mut NetlinkFib,
+    netlink: &crate::kernel::Netlink,
 ) -> anyhow::Result<Arc<Mutex<TunnelState>>> {
     let private: tunnel::PrivateKey = opts
         .private_key
@@ -101,18 +100,11 @@ pub fn start(
     if let Ok(mut s) = state.lock() {
         s.listen_port = port;
     }
-    let ifindex = netlink
-        .links()?
-        .into_iter()
-        .find(|l| l.name == name)
-        .map(|l| l.index)
-        .with_context(|| format!("tunnel {name}: interface did not appear"))?;
-    netlink.set_link_up(ifindex, Some(mtu))?;
-    netlink.add_address(
-        ifindex,
-        IpAddr::V6(daemon::discovery::tunnel_link_local(&public)),
-        64,
-    )?;
+    let ll = IpAddr::V6(daemon::discovery::tunnel_link_local(&public));
+    netlink
+        .link_up(name, mtu, ll, 64)
+        .await
+        .with_context(|| format!("tunnel {name}"))?;
     tracing::info!(
         "tunnel {name} up on UDP port {port}, public key {}",
         public.to_base64()

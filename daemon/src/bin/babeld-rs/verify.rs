@@ -37,7 +37,7 @@ pub type Received = (Ipv6Addr, u8, Vec<u8>);
 
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
-pub fn start(d: &mut Daemon, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
+pub fn start(d: &mut Daemon, now: Instant, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
     let s = d.config.verify.clone();
     if !s.enable {
         return Ok(None);
@@ -60,7 +60,7 @@ pub fn start(d: &mut Daemon, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
     let counter = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
-    let v = Verification::new(s, d.engine.router_id(), key, counter, seed, d.now);
+    let v = Verification::new(s, d.engine.router_id(), key, counter, seed, now);
     let port = v.port();
     tracing::info!(
         "verification on UDP port {port}, public key {}",
@@ -76,7 +76,7 @@ pub fn start(d: &mut Daemon, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
         socket,
         port,
         rules: BTreeSet::new(),
-        next_used: d.now,
+        next_used: now,
     }))
 }
 
@@ -92,14 +92,14 @@ fn open(port: u16) -> anyhow::Result<UdpSocket> {
 }
 
 /// When the verification's timers are due next.
-pub fn deadline(d: &Daemon, io: &Option<VerifyIo>) -> Option<Instant> {
+pub fn deadline(d: &Daemon, now: Instant, io: &Option<VerifyIo>) -> Option<Instant> {
     let v = d.verification.as_ref()?;
     let io = io.as_ref()?;
     // Never in the past: a timer that did not move must not spin the loop.
     Some(
         v.poll_timeout()
             .min(io.next_used)
-            .max(d.now + Duration::from_millis(5)),
+            .max(now + Duration::from_millis(5)),
     )
 }
 
@@ -144,24 +144,30 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<Received>> {
 }
 
 /// Datagrams arrived: hands them to the verification; returns `monitor` lines.
-pub fn on_datagrams(d: &mut Daemon, io: &mut Option<VerifyIo>, got: Vec<Received>) -> Vec<String> {
+pub fn on_datagrams(
+    d: &mut Daemon,
+    now: Instant,
+    io: &mut Option<VerifyIo>,
+    got: Vec<Received>,
+) -> Vec<String> {
     let (Some(v), Some(io)) = (d.verification.as_mut(), io.as_mut()) else {
         return Vec::new();
     };
     let ours = d.engine.xroutes();
     let mut outs = Vec::new();
     for (src, hops, bytes) in got {
-        outs.push(v.on_datagram(d.now, src, hops, &bytes, &ours));
+        outs.push(v.on_datagram(now, src, hops, &bytes, &ours));
     }
-    outs.into_iter().flat_map(|o| apply(d, io, o)).collect()
+    outs.into_iter()
+        .flat_map(|o| apply(d, now, io, o))
+        .collect()
 }
 
 /// Runs the timers if due (reading the used set first); returns `monitor` lines.
-pub fn poll(d: &mut Daemon, io: &mut Option<VerifyIo>) -> Vec<String> {
+pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<String> {
     let Some(io) = io.as_mut() else {
         return Vec::new();
     };
-    let now = d.now;
     if io.next_used <= now {
         io.next_used = now + USED_EVERY;
         let used = read_used();
@@ -176,16 +182,17 @@ pub fn poll(d: &mut Daemon, io: &mut Option<VerifyIo>) -> Vec<String> {
     if !due {
         return Vec::new();
     }
+    daemon::exit::sync_stealth(d);
     let routes = d.engine.routes(now);
     let threshold = d.engine.config().accuracy_threshold;
     let Some(v) = d.verification.as_mut() else {
         return Vec::new();
     };
     let out = v.on_timer(now, &routes, threshold);
-    apply(d, io, out)
+    apply(d, now, io, out)
 }
 
-fn apply(d: &mut Daemon, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
+fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
     for r in &out.routes {
         install(d, io, r);
     }
@@ -193,7 +200,7 @@ fn apply(d: &mut Daemon, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
         send(io, g);
     }
     for i in out.inputs {
-        d.input(i);
+        d.input(now, i);
     }
     out.lines
 }
