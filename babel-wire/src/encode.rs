@@ -149,6 +149,12 @@ impl PacketBuilder {
             self.buf.put_u8(u8::try_from(mac.len()).unwrap_or(u8::MAX));
             self.buf.put_slice(mac.get(..255).unwrap_or(mac));
         }
+        // The buffer was reserved for a full packet. A packet far shorter than that (a few
+        // triggered Updates, a Hello) may wait in a send queue for a while: it keeps only its
+        // own bytes, not a whole MTU each.
+        if self.buf.len() < self.buf.capacity() / 2 {
+            return Bytes::copy_from_slice(&self.buf);
+        }
         self.buf.freeze()
     }
 

@@ -376,9 +376,24 @@ pub type Placement = (Option<u32>, Option<IpAddr>);
 /// filter is asked once, when a destination is first added; a switch of next hop, the end of
 /// a hold (babeld's `ROUTE_MODIFY`), an unreachable route or a removal stays where the route
 /// is, as in babeld, whose `change_route` takes them from the installed route.
+///
+/// While no `install` filter sets a table or a preferred source and nothing is placed yet,
+/// every placement is the default and none is recorded (a full table would otherwise cost a
+/// map entry per route). A placing filter added at run time then applies to the next `Add` of
+/// a destination added before it, where the book would have kept its default placement.
 #[derive(Clone, Debug, Default)]
 pub struct Placements {
     placed: HashMap<RouteKey, Placement>,
+}
+
+/// Whether some `install` filter sets a table or a preferred source.
+fn places(filters: &[(FilterKind, Filter)]) -> bool {
+    filters.iter().any(|(k, f)| {
+        *k == FilterKind::Install
+            && f.actions
+                .iter()
+                .any(|a| matches!(a, FilterAction::Table(_) | FilterAction::PrefSrc(_)))
+    })
 }
 
 impl Placements {
@@ -389,6 +404,9 @@ impl Placements {
         change: &RouteChange,
         ifname: &str,
     ) -> Placement {
+        if self.placed.is_empty() && !places(filters) {
+            return Placement::default();
+        }
         let key = RouteKey {
             prefix: change.prefix,
             src_prefix: change.src_prefix,
@@ -814,5 +832,22 @@ mod tests {
             pl.place(&f, &change(RouteOp::Add, "10.5.0.0/16", 1), "eth0"),
             placed
         );
+    }
+
+    #[test]
+    fn default_placements_are_not_recorded() {
+        let mut pl = Placements::default();
+        for f in [filters(""), filters("install ip 10.0.0.0/8 deny\n")] {
+            for op in [RouteOp::Add, RouteOp::Replace, RouteOp::Unreachable] {
+                assert_eq!(
+                    pl.place(&f, &change(op, "10.5.0.0/16", 1), "eth0"),
+                    (None, None)
+                );
+            }
+        }
+        assert!(pl.is_empty());
+        let f = filters("install ip 10.0.0.0/8 table 100\n");
+        pl.place(&f, &change(RouteOp::Add, "192.0.2.0/24", 1), "eth0");
+        assert_eq!(pl.len(), 1, "a placing filter records every destination");
     }
 }

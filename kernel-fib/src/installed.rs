@@ -74,6 +74,8 @@ pub struct Installed {
     ours: BTreeMap<KernelRouteKey, KernelRoute>,
     /// `Some` when source-specific routes are projected on rules.
     rule_mode: Option<RuleMode>,
+    /// `ours.len()` when it was last rebuilt with full nodes ([`Installed::repack`]).
+    packed_len: usize,
 }
 
 impl Installed {
@@ -82,6 +84,7 @@ impl Installed {
     pub fn new(source_tables: Option<SourceTables>) -> Installed {
         Installed {
             ours: BTreeMap::new(),
+            packed_len: 0,
             rule_mode: source_tables.map(|tables| RuleMode {
                 tables,
                 logical: BTreeMap::new(),
@@ -177,7 +180,27 @@ impl Installed {
             }
         }
         Self::run(fib, &mut batch);
+        self.repack();
         self.reproject(fib, left);
+    }
+
+    /// Rebuilds `ours` with full B-tree nodes once it has grown by a quarter since it was last
+    /// rebuilt. A full table arrives in key order, and std's B-tree, which splits a full node at
+    /// its middle, leaves nodes filled in order half empty (about 250 bytes per route instead
+    /// of 150). `append` into a one-entry tree streams both in order into full nodes, freeing
+    /// the old ones as it goes; the geometric trigger keeps it amortised O(1) per route.
+    fn repack(&mut self) {
+        let n = self.ours.len();
+        self.packed_len = self.packed_len.min(n);
+        if n < APPLY_BATCH || n < self.packed_len.saturating_add(self.packed_len / 4) {
+            return;
+        }
+        if let Some(first) = self.ours.pop_first() {
+            let mut full = BTreeMap::from([first]);
+            full.append(&mut self.ours);
+            self.ours = full;
+        }
+        self.packed_len = n;
     }
 
     /// Sends `batch` to the kernel and empties it.
@@ -299,6 +322,7 @@ impl Installed {
     /// Forgets every route (after [`Fib::purge`] removed them all).
     pub fn clear(&mut self) {
         self.ours.clear();
+        self.packed_len = 0;
     }
 }
 
@@ -360,6 +384,42 @@ mod tests {
         ours.apply(&mut fib, &[(InstallOp::Remove, a)], &mut ());
         assert!(ours_in(&mut fib).is_empty());
         assert!(ours.ours().is_empty());
+    }
+
+    /// A full table in key order, in several batches, then half of it removed: the record is
+    /// rebuilt along the way and still holds exactly what the kernel has, in key order.
+    #[test]
+    fn repacking_keeps_the_record() {
+        let mut fib = MemoryFib::new();
+        let mut ours = Installed::new(None);
+        let route = |i: u32| {
+            via(
+                &format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff),
+                "fe80::1",
+            )
+        };
+        for chunk in (0..6000u32).collect::<Vec<_>>().chunks(1500) {
+            let ups: Vec<_> = chunk
+                .iter()
+                .map(|i| (InstallOp::Install, route(*i)))
+                .collect();
+            ours.apply(&mut fib, &ups, &mut ());
+        }
+        assert_eq!(ours.packed_len, 6000);
+        let downs: Vec<_> = (0..3000u32)
+            .map(|i| (InstallOp::Remove, route(i)))
+            .collect();
+        ours.apply(&mut fib, &downs, &mut ());
+        assert_eq!(
+            ours.packed_len, 3000,
+            "a shrunk record counts from its new size"
+        );
+        let mut kernel: Vec<KernelRouteKey> =
+            ours_in(&mut fib).iter().map(KernelRoute::key).collect();
+        kernel.sort();
+        let record: Vec<KernelRouteKey> = ours.ours().keys().copied().collect();
+        assert_eq!(record, kernel);
+        assert_eq!(record.first(), Some(&route(3000).key()));
     }
 
     #[test]

@@ -537,7 +537,7 @@ impl Engine {
             .routes
             .route_mut(&key, id)
             .ok_or(EngineError::NoSuchRoute)?;
-        r.verified = Some((metric, until));
+        r.set_verified(Some((metric, until)));
         // The override takes effect at once, not through smoothing.
         r.smoothed = metric;
         r.smoothed_time = now;

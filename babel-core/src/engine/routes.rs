@@ -14,7 +14,7 @@ impl Engine {
     /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
     /// rise sends a triggered update.
     pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
-        let verified = r.verified.filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+        let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
         self.route_metric(r).max(verified)
     }
 
@@ -147,7 +147,8 @@ impl Engine {
                     time: now,
                     smoothed: metric,
                     smoothed_time: now,
-                    verified: None,
+                    verified_metric: 0,
+                    verified_until: Instant::ZERO,
                     refresh_requested: false,
                 };
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
@@ -306,9 +307,9 @@ impl Engine {
                     }
                 }
             }
-            if let Some((_, until)) = r.verified {
+            if let Some((_, until)) = r.verified() {
                 if now >= until {
-                    r.verified = None;
+                    r.set_verified(None);
                     changed(k);
                 } else {
                     next = min_opt(next, Some(until));

@@ -41,7 +41,7 @@ impl Engine {
                     }
                 };
                 let metric = self.route_metric(r);
-                let effective = match r.verified {
+                let effective = match r.verified() {
                     Some((m, until)) if now < until && metric < INFINITY => m,
                     _ => metric,
                 };

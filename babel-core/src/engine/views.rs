@@ -165,7 +165,10 @@ impl Engine {
             metric: Metric(self.route_metric(r)),
             smoothed_metric: Metric(r.smoothed),
             refmetric: Metric(r.refmetric),
-            verified_metric: r.verified.filter(|(_, t)| now < *t).map(|(m, _)| Metric(m)),
+            verified_metric: r
+                .verified()
+                .filter(|(_, t)| now < *t)
+                .map(|(m, _)| Metric(m)),
             price: r.price,
             received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
             fee: self.cfg.fee,

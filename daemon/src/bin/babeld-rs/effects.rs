@@ -89,7 +89,11 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
         changes.push((c, table, pref_src));
     }
     if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
-        crate::pay::publish_prices(d, now, &io.prices);
+        // Only the tunnels' meters and the exit read the table; without them (no other holder
+        // of it) it would be a copy of every installed route, rebuilt on every batch.
+        if std::sync::Arc::strong_count(&io.prices) > 1 {
+            crate::pay::publish_prices(d, now, &io.prices);
+        }
         if let Some(e) = &io.exits {
             crate::exit::publish_routes(d, now, e);
         }
