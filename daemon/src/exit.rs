@@ -138,6 +138,12 @@ pub struct ExitClient {
     /// Our mesh address (announced by Babel): registration requests come from it and the
     /// exit sends the tunnel's packets to it.
     pub address: Ipv6Addr,
+    /// How far an exit's bill may count above our own counters of the tunnel over one bill
+    /// interval (`bill-tolerance PPM`, `bill-slack BYTES`; `exit::Tolerance`).
+    pub tolerance: ::exit::Tolerance,
+    /// The most we accept for the price of the exit's route back to us, wei per byte
+    /// (`bill-max-price`; default: twice the price of our route to the exit).
+    pub max_route_price: Option<u32>,
 }
 
 /// The exit settings of a configuration.
@@ -376,6 +382,8 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
         hold_s: 60,
         lan: Vec::new(),
         address: Ipv6Addr::UNSPECIFIED,
+        tolerance: ::exit::Tolerance::default(),
+        max_route_price: None,
     };
     for (k, v) in pairs("exit-client", rest)? {
         match k {
@@ -383,6 +391,9 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
             "hysteresis" => c.hysteresis_percent = num(k, v, 0, 100)?,
             "hold" => c.hold_s = num(k, v, 0, 86_400)?,
             "lan" => c.lan.push(if_name(k, v)?),
+            "bill-tolerance" => c.tolerance.ppm = num(k, v, 0, 1_000_000)?,
+            "bill-slack" => c.tolerance.slack_bytes = num(k, v, 0, u64::MAX)?,
+            "bill-max-price" => c.max_route_price = Some(num(k, v, 0, u64::from(u32::MAX))?),
             "address" => match v.parse::<IpAddr>() {
                 Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_multicast() => address = Some(a),
                 _ => return Err(bad(k, v, "expected our IPv6 mesh address")),
@@ -521,6 +532,8 @@ pub struct Grant {
     pub exit_ipv4: Ipv4Addr,
     /// The IPv6 prefix routed to us, if any.
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// The exit's fee, wei per byte (what its bills are checked against).
+    pub fee: u32,
 }
 
 /// A registered user as the exit's data path knows it.
@@ -605,6 +618,54 @@ pub struct UserRow {
     pub route_back_price: u32,
     /// Service level (`full`, `free-tier`, `cut`).
     pub service: String,
+    /// What its payment channel to the exit carries, wei (credited).
+    #[serde(default)]
+    pub paid: String,
+    /// Metered minus paid, wei (what the service level follows).
+    #[serde(default)]
+    pub owed: String,
+    /// Sequence number of the newest bill sent to it.
+    #[serde(default)]
+    pub bill_seq: u64,
+    /// Bills sent to it.
+    #[serde(default)]
+    pub bills_sent: u64,
+    /// Payments accepted from it.
+    #[serde(default)]
+    pub payments: u64,
+}
+
+/// A user node's billing with its current exit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserBillRow {
+    /// The exit's name.
+    pub exit: String,
+    /// Sequence number of the newest accepted bill.
+    pub seq: u64,
+    /// Its amount (what we owe in total), wei.
+    pub billed: String,
+    /// What our channel to the exit carries, wei.
+    pub paid: String,
+    /// Whether the exit acknowledged our newest payment.
+    pub acked: bool,
+    /// Whether we pay (`pay-withhold` off).
+    pub paying: bool,
+    /// The last bill's check: `accepted SEQ`, `duplicate` or `refused: WHY`.
+    pub check: String,
+    /// Bills accepted.
+    pub accepted: u64,
+    /// Bills received again.
+    pub duplicates: u64,
+    /// Bills refused as overcharging (bytes or amounts above our counters and the formula).
+    pub overcharged: u64,
+    /// Bills refused as replayed or older.
+    pub replayed: u64,
+    /// Bills refused as forged (not our exit's signature, not for us).
+    pub forged: u64,
+    /// Payments signed (committed before sent).
+    pub payments_sent: u64,
+    /// Payment retransmissions.
+    pub retries: u64,
 }
 
 /// One configured exit as a user node shows it.
@@ -654,6 +715,13 @@ pub struct ExitView {
     /// On a user node: what the current exit granted (the data path follows it).
     #[serde(skip)]
     pub grant: Option<Grant>,
+    /// On a user node: bills and payments with the current exit.
+    #[serde(default)]
+    pub bill: Option<UserBillRow>,
+    /// How many times the tunnel's counters were copied in (a bill is checked against a copy
+    /// taken after it arrived).
+    #[serde(skip)]
+    pub snapshots: u64,
 }
 
 impl ExitView {
@@ -663,7 +731,7 @@ impl ExitView {
         if self.role == "exit" {
             for u in &self.users {
                 out.push(format!(
-                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {} upload {} download {} metered {} billed {} service {}",
+                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {} upload {} download {} metered {} billed {} paid {} owed {} bill {} bills {} payments {} service {}",
                     u.user,
                     u.ipv4,
                     u.mesh_address,
@@ -675,6 +743,11 @@ impl ExitView {
                     u.download_bytes,
                     or_dash(&u.metered),
                     or_dash(&u.billed),
+                    or_dash(&u.paid),
+                    or_dash(&u.owed),
+                    u.bill_seq,
+                    u.bills_sent,
+                    u.payments,
                     or_dash(&u.service),
                 ));
             }
@@ -696,8 +769,24 @@ impl ExitView {
                     }
                 ));
             }
+            let bill = self.bill.as_ref().map_or_else(String::new, |b| {
+                format!(
+                    " bill {} billed {} paid {} acked {} paying {} accepted {} refused-overcharge {} refused-replay {} refused-forged {} payments {} check {}",
+                    b.seq,
+                    or_dash(&b.billed),
+                    or_dash(&b.paid),
+                    if b.acked { "yes" } else { "no" },
+                    if b.paying { "yes" } else { "no" },
+                    b.accepted,
+                    b.overcharged,
+                    b.replayed,
+                    b.forged,
+                    b.payments_sent,
+                    or_dash(&b.check.replace(' ', "-")),
+                )
+            });
             out.push(format!(
-                "add exit-client {} address {} rx {} tx {} reason {}",
+                "add exit-client {} address {} rx {} tx {} reason {}{bill}",
                 self.current.as_deref().unwrap_or("none"),
                 self.ipv4.as_deref().unwrap_or("none"),
                 self.rx_bytes,
@@ -902,7 +991,7 @@ mod tests {
         assert_eq!(
             exit.lines(),
             vec![
-                "add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s upload 0 download 0 metered - billed - service -"
+                "add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s upload 0 download 0 metered - billed - paid - owed - bill 0 bills 0 payments 0 service -"
             ]
         );
         let user = ExitView {

@@ -176,6 +176,11 @@ impl UserBilling {
         r
     }
 
+    /// The exit's fee, as its newest registration answer announced it.
+    pub fn set_fee(&mut self, fee: payments::Price) {
+        self.ledger.set_fee(fee);
+    }
+
     /// The last result: `accepted SEQ`, `duplicate`, `refused: WHY`, or empty.
     pub fn last(&self) -> &str {
         &self.last
@@ -238,6 +243,11 @@ impl<S: Store> UserPayments<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store back (to open the channel to another exit on it).
+    pub fn into_store(self) -> S {
+        self.store
     }
 
     /// The exit's key.

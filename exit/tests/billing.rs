@@ -201,15 +201,16 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
         ledger.check(&b2, tol, ROUTE_BACK + 5),
         Ok(Checked::Accepted(_))
     ));
-    // The exit claims more upload than the user sent, beyond the tolerance.
+    // The exit claims more upload than the user sent, beyond the tolerance (cumulative
+    // counts: 150,000 billed against 140,000 counted).
     e.meter(&pk(1), 50_000, 0, ROUTE_BACK);
     ledger.count(40_000, 0);
     assert!(matches!(
         ledger.check(&bill(&mut e, 4), tol, ROUTE_BACK),
         Err(BillError::Overcounted {
             way: Way::Upload,
-            billed: 50_000,
-            counted: 40_000
+            billed: 150_000,
+            counted: 140_000
         })
     ));
     // Within tolerance: 1 % + 1000 bytes of 40 000 is 41 400.
