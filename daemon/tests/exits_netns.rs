@@ -1098,8 +1098,8 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
 
     // Stop paying, with a download running at full speed: the debt grows past the threshold
     // and the exit throttles the user.
-    assert!(try_control(&w.user, "pay-withhold true\nquit\n").contains("ok"));
     let stopped = Instant::now();
+    assert!(try_control(&w.user, "pay-withhold true\nquit\n").contains("ok"));
     let (throttled_after, owed_at_throttle) = {
         let load = Load::start(&w.inet, &w.lan);
         let mut seen = None;
@@ -1174,8 +1174,8 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
         wait_for(30, || {
             num(&dump_json(&w.user)["exits"]["rx_bytes"]) > rx0 + 200_000
         });
-        assert!(try_control(&w.user, "pay-withhold false\nquit\n").contains("ok"));
         let resumed = Instant::now();
+        assert!(try_control(&w.user, "pay-withhold false\nquit\n").contains("ok"));
         let ok = wait_for(120, || service(&w) == "full");
         let took = resumed.elapsed();
         load.stop();

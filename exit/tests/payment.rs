@@ -4,6 +4,8 @@
 //! forged, replayed and inflated bills are refused and counted; both sides restart from their
 //! stores with nothing lost or doubled.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -170,6 +170,7 @@ mod tests {
         assert!(g.admit(ForwardingPolicy::Allow, t0, 1 << 30));
     }
 
+    #[allow(clippy::indexing_slicing)]
     fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, frag: u16) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0];
         p[6..8].copy_from_slice(&frag.to_be_bytes());
@@ -182,6 +183,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
     fn only_udp_to_and_from_the_service_is_exempt() {
         let ex = PolicyExempt {
             address: "10.0.0.1".parse().unwrap(),

@@ -142,19 +142,8 @@ pub fn start(
             };
             rt.block_on(async move {
                 let keys = (private, pay_key);
-                let pay = (shared, ledger_base);
-                if let Err(e) = run(
-                    config,
-                    keys,
-                    state_file,
-                    port,
-                    mss,
-                    (v, r, p),
-                    pay,
-                    ready_tx,
-                )
-                .await
-                {
+                let files = (state_file, shared, ledger_base);
+                if let Err(e) = run(config, keys, files, port, mss, (v, r, p), ready_tx).await {
                     tracing::error!("exit: {e:#}");
                 }
             });
@@ -224,11 +213,10 @@ fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
 async fn run(
     config: DaemonConfig,
     (private, pay_key): (tunnel::PrivateKey, SigningKey),
-    state_file: Option<PathBuf>,
+    (state_file, shared, ledger_base): (Option<PathBuf>, Arc<daemon::payments::PayShared>, PathBuf),
     port: u16,
     mss: u32,
     (view, routes, prices): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>, Arc<PriceTable>),
-    (shared, ledger_base): (Arc<daemon::payments::PayShared>, PathBuf),
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
     let mtu = daemon::exit::tunnel_if_mtu();
@@ -642,7 +630,7 @@ async fn serve(
                 if let Some(t) = billing.on_datagram(&mut server, from, bytes) {
                     set_service(&server, &t, (&tx, role.free_tier), billing.exempt);
                 }
-                if let Some(u) = server.users().into_iter().find(|u| SocketAddr::new(IpAddr::V4(u.ipv4), from.port()) == from) {
+                if let Some(u) = server.users().into_iter().find(|u| IpAddr::V4(u.ipv4) == from.ip()) {
                     show_account(&view, &u, None, billing.stats(&u.user));
                 }
                 continue;

@@ -157,7 +157,7 @@ impl ExitBilling {
         let body = match Frame::decode(bytes) {
             Ok(Frame::Channel(b)) => b,
             Ok(Frame::Bill(_)) | Err(_) => {
-                tracing::info!("exit: datagram from user {src} dropped: not a channel message");
+                tracing::debug!("exit: datagram from user {src} dropped: not a channel message");
                 return None;
             }
         };
@@ -344,7 +344,19 @@ pub async fn user(
         let to = SocketAddr::new(IpAddr::V4(c.exit_ipv4), PAY_PORT);
         let mut send: Vec<Vec<u8>> = Vec::new();
         let now = Instant::now();
-        c.pay.set_paying(!shared.withhold.load(Ordering::Relaxed));
+        let paying = !shared.withhold.load(Ordering::Relaxed);
+        if paying != c.pay.paying() {
+            c.pay.set_paying(paying);
+            tracing::info!(
+                "exit client: {} {}",
+                if paying {
+                    "paying again"
+                } else {
+                    "withholding payment from"
+                },
+                c.name
+            );
+        }
         if let Some((bytes, from)) = received
             && from.ip() == IpAddr::V4(c.exit_ipv4)
         {
@@ -355,7 +367,7 @@ pub async fn user(
                     Ok(out) => send.extend(out.send),
                     Err(e) => tracing::warn!("exit client: payment ledger: {e}"),
                 },
-                Err(e) => tracing::info!("exit client: datagram from {from} dropped: {e}"),
+                Err(e) => tracing::debug!("exit client: datagram from {from} dropped: {e}"),
             }
         }
         if let Some((bill, at)) = pending.take_if(|(_, at)| snapshots >= at.saturating_add(2)) {
