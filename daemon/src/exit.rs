@@ -29,7 +29,14 @@ pub const CONFIG_HELP: &str = "Exit nodes (configuration file statements; start-
                              the exit tunnel and never forwarded anywhere else; another exit
                              must score PERCENT (20) lower for S seconds (60) before a switch
                              (an unreachable exit is left at once)
-The identity in registration and bills is the node's payment key (pay-private-key).";
+       [bill-tolerance PPM] [bill-slack BYTES] [bill-max-price WEI]
+                             a bill may count PPM millionths (20000) plus BYTES (262144) more
+                             than our own counters of the tunnel, and price the exit's route
+                             back to us at most WEI per byte (twice our route's price to it)
+The identity in registration and bills is the node's payment key (pay-private-key). Bills and
+payments travel inside the exit tunnel (UDP port 4879 at both ends); the user pays each accepted
+bill through its payment channel to the exit (ledger: the payment ledger's path + .exit-pay.redb)
+unless pay-withhold is set.";
 
 /// Default UDP port of the exit's registration service (on its mesh address).
 pub const REGISTRATION_PORT: u16 = 4877;
@@ -407,6 +414,25 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
 }
 
 impl ExitRole {
+    /// Where the exit keeps its database `name` (`exit.redb`, `exit-pay.redb`): in `state-dir`,
+    /// else next to the state file (its path + `.name`), else in `/var/lib/babeld-rs`.
+    pub fn store_path(
+        &self,
+        state_file: Option<&std::path::Path>,
+        name: &str,
+    ) -> std::path::PathBuf {
+        match (&self.state_dir, state_file) {
+            (Some(d), _) => std::path::PathBuf::from(d).join(name),
+            (None, Some(f)) => {
+                let mut p = f.as_os_str().to_owned();
+                p.push(".");
+                p.push(name);
+                std::path::PathBuf::from(p)
+            }
+            (None, None) => std::path::Path::new("/var/lib/babeld-rs").join(name),
+        }
+    }
+
     /// The exit's own address on its tunnel: the first host of the pool.
     pub fn gateway_v4(&self) -> Ipv4Addr {
         let (a, len) = self.pool_v4;
@@ -861,6 +887,21 @@ mod tests {
         assert_eq!(c.address, "fd77::9".parse::<Ipv6Addr>().unwrap());
         assert_eq!(c.hysteresis_percent, 50);
         assert_eq!(c.lan, vec!["br0".to_owned(), "eth1".to_owned()]);
+        assert_eq!(c.tolerance, ::exit::Tolerance::default());
+        assert_eq!(c.max_route_price, None);
+        let ExitStatement::Client(c) = one(&format!(
+            "exit-client private-key {KEY} address fd77::9 bill-tolerance 5000 bill-slack 100 bill-max-price 40"
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            c.tolerance,
+            ::exit::Tolerance {
+                ppm: 5000,
+                slack_bytes: 100
+            }
+        );
+        assert_eq!(c.max_route_price, Some(40));
         assert_eq!(
             one(&format!("exit-allow {HEX}")),
             ExitStatement::Allow(hex::decode(HEX).unwrap().try_into().unwrap())
@@ -1035,6 +1076,30 @@ mod tests {
         assert_eq!(d.exits[0].fields["kind"], "exit");
         assert_eq!(d.exits[1].fields["metric"], "unreachable");
         assert_eq!(d.exits[1].fields["current"], "no");
+        // With bills: what was billed and paid, and the last check, on the client's line.
+        let mut user = user;
+        user.bill = Some(UserBillRow {
+            exit: "east".into(),
+            seq: 7,
+            billed: "900".into(),
+            paid: "800".into(),
+            acked: true,
+            paying: false,
+            check: "refused: Download: billed 5 bytes, counted 1".into(),
+            accepted: 6,
+            overcharged: 1,
+            payments_sent: 5,
+            ..Default::default()
+        });
+        assert_eq!(
+            user.lines()[2],
+            "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best bill 7 billed 900 paid 800 acked yes paying no accepted 6 refused-overcharge 1 refused-replay 0 refused-forged 0 payments 5 check refused:-Download:-billed-5-bytes,-counted-1"
+        );
+        let json = serde_json::json!({ "exits": user });
+        let d = crate::ctl::show::from_json("BABEL 1.0", &json);
+        assert_eq!(d.exits[2].fields["paid"], "800");
+        assert_eq!(d.exits[2].fields["refused-overcharge"], "1");
+        assert_eq!(d.exits[2].fields["paying"], "no");
     }
 
     #[test]

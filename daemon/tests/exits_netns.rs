@@ -962,8 +962,9 @@ fn iperf_rate(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
     0.0
 }
 
-fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
-    let mut srv = Daemon::start(
+/// A one-shot iperf3 server on the server's address, listening.
+fn iperf_server(server_ns: &Netns) -> Daemon {
+    let srv = Daemon::start(
         server_ns,
         "iperf3",
         &["-s", "-1", "-B", SERVER, "-p", "5201"],
@@ -974,6 +975,11 @@ fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
             .exec(&["ss", "-Htln", "sport = :5201"])
             .contains("5201")
     });
+    srv
+}
+
+fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
+    let mut srv = iperf_server(server_ns);
     let mut args = vec!["-c", SERVER, "-p", "5201", "-t", secs, "-J"];
     if reverse {
         args.push("-R");
@@ -1000,17 +1006,7 @@ struct Load {
 
 impl Load {
     fn start(server_ns: &Netns, ns: &Netns) -> Load {
-        let server = Daemon::start(
-            server_ns,
-            "iperf3",
-            &["-s", "-1", "-B", SERVER, "-p", "5201"],
-            tmp("iperf3-load.log"),
-        );
-        wait_for(20, || {
-            server_ns
-                .exec(&["ss", "-Htln", "sport = :5201"])
-                .contains("5201")
-        });
+        let server = iperf_server(server_ns);
         let client = Command::new("ip")
             .args([
                 "netns", "exec", &ns.name, "iperf3", "-c", SERVER, "-p", "5201",
@@ -1053,10 +1049,12 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
         return;
     }
     let _g = one_at_a_time();
-    // Free tier 62500 B/s (500 kbit/s); throttled past 5 * 10^8 wei owed: at 3 + 11 wei per
-    // downloaded byte, about 36 MB, more than a paying user owes between two bills (5 s) at
-    // the speeds of this topology.
-    let close: u128 = 500_000_000;
+    // Free tier 62500 B/s (500 kbit/s); throttled past 1.5 * 10^9 wei owed: at 3 + 11 wei per
+    // downloaded byte, about 107 MB, over twice what a paying user owes at most (a bill
+    // interval of 5 s and the check and payment after it) at this topology's full speed (about
+    // 45 Mbit/s, 80 * 10^6 wei/s). A lower threshold makes a paying user at full speed touch
+    // it between two bills.
+    let close: u128 = 1_500_000_000;
     let w = World::build(
         "x6",
         false,
@@ -1066,8 +1064,23 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
     let tier = 62_500.0 * 8.0;
     let service = |w: &World| exit_user(w)["service"].as_str().unwrap_or("").to_owned();
 
-    // Paying: full speed, every bill accepted and paid, the exit credits it.
+    // Paying: full speed, every bill accepted and paid, the exit credits it. A download at full
+    // speed until more than the threshold's worth was metered never gets a paying user
+    // throttled (it owes at most a bill interval and a check's worth at a time).
     let full = iperf_rate(&w.inet, &w.lan, "4", true);
+    let metered0 = num(&exit_user(&w)["metered"]);
+    let load = Load::start(&w.inet, &w.lan);
+    let started = Instant::now();
+    let mut levels = std::collections::BTreeSet::new();
+    let mut metered = 0;
+    while started.elapsed() < Duration::from_secs(120) && metered <= close {
+        let u = exit_user(&w);
+        levels.insert(u["service"].as_str().unwrap_or("").to_owned());
+        metered = num(&u["metered"]) - metered0;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    let paying_for = started.elapsed();
     assert!(
         wait_for(60, || {
             let b = user_bill(&w);
@@ -1078,7 +1091,11 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
         dump_json(&w.exit)["exits"],
         w.logs()
     );
-    assert_ne!(service(&w), "free-tier", "a paying user was throttled");
+    assert!(
+        !levels.contains("free-tier") && metered > close,
+        "a paying user was throttled ({levels:?}, metered {metered})\n{}",
+        w.logs()
+    );
     let b = user_bill(&w);
     assert_eq!(
         num(&b["overcharged"]) + num(&b["forged"]) + num(&b["replayed"]),
@@ -1087,14 +1104,30 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
     );
     assert!(num(&exit_user(&w)["payments"]) > 0, "{}", exit_user(&w));
     println!(
-        "paying: full speed {:.0} kbit/s, bills accepted {}, payments {}, user paid {} wei, exit credited {} wei",
+        "paying: full speed {:.0} kbit/s, service during {:.1} s of full-speed download {levels:?}, metered {metered} wei, bills accepted {}, payments {}, user paid {} wei, exit credited {} wei",
         full / 1e3,
+        paying_for.as_secs_f64(),
         b["accepted"],
         b["payments_sent"],
         num(&b["paid"]),
         num(&exit_user(&w)["paid"])
     );
     assert!(full > 4.0 * tier, "not full speed: {full}");
+    // Operators see it: `babelctl show exits` on both sides.
+    let shown = (
+        w.exit.exec(&[CTL, "show", "exits"]),
+        w.user.exec(&[CTL, "show", "exits"]),
+    );
+    assert!(
+        shown.0.contains("paid ") && shown.0.contains("owed ") && shown.0.contains("service full"),
+        "{}",
+        shown.0
+    );
+    assert!(
+        shown.1.contains("paid ") && shown.1.contains("check accepted"),
+        "{}",
+        shown.1
+    );
 
     // Stop paying, with a download running at full speed: the debt grows past the threshold
     // and the exit throttles the user.
@@ -1132,7 +1165,14 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
         "throttled late: owed {owed_at_throttle}"
     );
 
-    // Throttled both ways at the free tier.
+    // Throttled both ways at the free tier, measured once the stopped download's packets queued
+    // on the path have drained (the user's tunnel receives less than 20 kB in a second).
+    let rx = || num(&dump_json(&w.user)["exits"]["rx_bytes"]);
+    wait_for(30, || {
+        let a = rx();
+        std::thread::sleep(Duration::from_secs(1));
+        rx() < a + 20_000
+    });
     let down = iperf_rate(&w.inet, &w.lan, "8", true);
     let up = iperf_rate(&w.inet, &w.lan, "8", false);
     println!(

@@ -414,13 +414,7 @@ impl<S: ExitStore> ExitServer<S> {
     /// end's accepted total, `ExitPayments::handle`). Returns the change of service level it
     /// caused, if any (a user paying below the close threshold is restored to full speed).
     pub fn credit(&mut self, user: &[u8; 32], cumulative: Amount) -> Option<Transition> {
-        let from = self.service(user)?;
-        let to = self.paid(user, cumulative)?;
-        (from != to).then_some(Transition {
-            user: *user,
-            from,
-            to,
-        })
+        self.transition(user, |e| e.paid(user, cumulative))
     }
 
     /// Meters like [`ExitServer::meter`] and returns the change of service level it caused, if
@@ -432,8 +426,16 @@ impl<S: ExitStore> ExitServer<S> {
         download: u64,
         route_back_price: Price,
     ) -> Option<Transition> {
+        self.transition(user, |e| e.meter(user, upload, download, route_back_price))
+    }
+
+    fn transition(
+        &mut self,
+        user: &[u8; 32],
+        change: impl FnOnce(&mut Self) -> Option<UserService>,
+    ) -> Option<Transition> {
         let from = self.service(user)?;
-        let to = self.meter(user, upload, download, route_back_price)?;
+        let to = change(self)?;
         (from != to).then_some(Transition {
             user: *user,
             from,

@@ -2,13 +2,15 @@
 //! (a failing commit, and a real `redb` file reopened), the user's checks and refusals, and the
 //! service level following what is owed and paid.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+mod common;
+
+use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use exit::{
-    BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message, RedbStore,
-    Registrar, ServiceThresholds, Tolerance, Totals, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, Message, RedbStore, Registrar,
+    Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 
@@ -32,20 +34,7 @@ fn mesh() -> Ipv6Addr {
 }
 
 fn config() -> ExitConfig {
-    let mut c = ExitConfig::new(
-        Ipv4Pool {
-            network: Ipv4Addr::new(172, 16, 0, 0),
-            prefix_len: 24,
-        },
-        [0xee; 32],
-        59999,
-        FEE,
-    );
-    c.thresholds = ServiceThresholds {
-        close: Amount(1_000_000),
-        cut: Amount(5_000_000),
-    };
-    c
+    common::config(FEE, 5_000_000)
 }
 
 /// An exit with user 1 registered.

@@ -6,13 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+mod common;
+
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use exit::{
-    Checked, ExitConfig, ExitPayments, ExitServer, Frame, FrameError, Ipv4Pool, MemStore, Message,
-    Registrar, ServiceThresholds, Tolerance, Transition, UserLedger, UserPayments, UserService,
+    Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, Message, Registrar, Tolerance,
+    Transition, UserLedger, UserPayments, UserService,
 };
 use payments::Amount;
 
@@ -36,19 +38,7 @@ fn pk(seed: u8) -> [u8; 32] {
 }
 
 fn exit_server() -> ExitServer<exit::MemStore> {
-    let mut c = ExitConfig::new(
-        Ipv4Pool {
-            network: Ipv4Addr::new(172, 16, 0, 0),
-            prefix_len: 24,
-        },
-        [0xee; 32],
-        59999,
-        FEE,
-    );
-    c.thresholds = ServiceThresholds {
-        close: Amount(1_000_000),
-        cut: Amount(100_000_000),
-    };
+    let c = common::config(FEE, 100_000_000);
     let mut e = ExitServer::open(c, key(200), MemStore::default(), t(0)).unwrap();
     let mesh = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
     let (req, _) = Registrar::new().request(&key(1), pk(200), [1; 32], mesh, t(1), [1; 16]);

@@ -485,15 +485,7 @@ fn open_server(
     pay_key: &SigningKey,
     state_file: Option<&Path>,
 ) -> anyhow::Result<::exit::ExitServer<::exit::RedbStore>> {
-    let path = match (&role.state_dir, state_file) {
-        (Some(d), _) => PathBuf::from(d).join("exit.redb"),
-        (None, Some(f)) => {
-            let mut p = f.as_os_str().to_owned();
-            p.push(".exit.redb");
-            PathBuf::from(p)
-        }
-        (None, None) => PathBuf::from("/var/lib/babeld-rs/exit.redb"),
-    };
+    let path = role.store_path(state_file, "exit.redb");
     let store = ::exit::RedbStore::open(&path)
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))?;
     let (network, prefix_len) = role.pool_v4;

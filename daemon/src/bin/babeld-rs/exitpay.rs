@@ -66,15 +66,7 @@ impl ExitBilling {
         key: &SigningKey,
         server: &mut ExitServer<RedbStore>,
     ) -> anyhow::Result<(ExitBilling, Vec<Transition>)> {
-        let path = match (&role.state_dir, state_file) {
-            (Some(d), _) => PathBuf::from(d).join("exit-pay.redb"),
-            (None, Some(f)) => {
-                let mut p = f.as_os_str().to_owned();
-                p.push(".exit-pay.redb");
-                PathBuf::from(p)
-            }
-            (None, None) => PathBuf::from("/var/lib/babeld-rs/exit-pay.redb"),
-        };
+        let path = role.store_path(state_file, "exit-pay.redb");
         let store = payments::RedbStore::open(&path)
             .map_err(|e| anyhow::anyhow!("exit payment ledger {}: {e}", path.display()))?;
         let mut pay = ExitPayments::new(key.clone(), store, Amount(deposit));
