@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::net::Ipv6Addr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use common::{key, pk, t};
 
-use ed25519_dalek::SigningKey;
+use std::net::Ipv6Addr;
+
 use exit::{
     BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, Message, RedbStore, Registrar,
     Tolerance, Totals, UserLedger, UserService, Way,
@@ -16,18 +16,6 @@ use payments::{Amount, cost};
 
 const FEE: u32 = 10;
 const ROUTE_BACK: u32 = 7;
-
-fn t(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
-}
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn pk(seed: u8) -> [u8; 32] {
-    key(seed).verifying_key().to_bytes()
-}
 
 fn mesh() -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)

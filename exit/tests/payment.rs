@@ -8,10 +8,11 @@
 
 mod common;
 
-use std::net::Ipv6Addr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use common::{key, pk, t};
 
-use ed25519_dalek::SigningKey;
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
 use exit::{
     Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, Message, Registrar, Tolerance,
     Transition, UserLedger, UserPayments, UserService,
@@ -24,18 +25,6 @@ const TOL: Tolerance = Tolerance {
     ppm: 20_000,
     slack_bytes: 1000,
 };
-
-fn t(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
-}
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn pk(seed: u8) -> [u8; 32] {
-    key(seed).verifying_key().to_bytes()
-}
 
 fn exit_server() -> ExitServer<exit::MemStore> {
     let c = common::config(FEE, 100_000_000);

@@ -1,6 +1,10 @@
-//! Shared by the integration tests: one exit configuration.
+//! Shared by the integration tests: the clock, keys and one exit configuration.
+#![allow(dead_code)]
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
 
 use exit::{ExitConfig, Ipv4Pool, ServiceThresholds};
 use payments::Amount;
@@ -22,4 +26,19 @@ pub fn config(fee: u32, cut: u128) -> ExitConfig {
         cut: Amount(cut),
     };
     c
+}
+
+/// `s` seconds after a fixed instant.
+pub fn t(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+}
+
+/// The ed25519 key of `seed`.
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// Its public key.
+pub fn pk(seed: u8) -> [u8; 32] {
+    key(seed).verifying_key().to_bytes()
 }
