@@ -32,7 +32,14 @@ pub const CONFIG_HELP: &str = "Exit nodes (configuration file statements; start-
                              the exit tunnel and never forwarded anywhere else; another exit
                              must score PERCENT (20) lower for S seconds (60) before a switch
                              (an unreachable exit is left at once)
-The identity in registration and bills is the node's payment key (pay-private-key).";
+       [bill-tolerance PPM] [bill-slack BYTES] [bill-max-price WEI]
+                             a bill may count PPM millionths (20000) plus BYTES (262144) more
+                             than our own counters of the tunnel, and price the exit's route
+                             back to us at most WEI per byte (twice our route's price to it)
+The identity in registration and bills is the node's payment key (pay-private-key). Bills and
+payments travel inside the exit tunnel (UDP port 4879 at both ends); the user pays each accepted
+bill through its payment channel to the exit (ledger: the payment ledger's path + .exit-pay.redb)
+unless pay-withhold is set.";
 
 /// Default UDP port of the exit's registration service (on its mesh address).
 pub const REGISTRATION_PORT: u16 = 4877;
@@ -141,6 +148,12 @@ pub struct ExitClient {
     /// Our mesh address (announced by Babel): registration requests come from it and the
     /// exit sends the tunnel's packets to it.
     pub address: Ipv6Addr,
+    /// How far an exit's bill may count above our own counters of the tunnel over one bill
+    /// interval (`bill-tolerance PPM`, `bill-slack BYTES`; `exit::Tolerance`).
+    pub tolerance: ::exit::Tolerance,
+    /// The most we accept for the price of the exit's route back to us, wei per byte
+    /// (`bill-max-price`; default: twice the price of our route to the exit).
+    pub max_route_price: Option<u32>,
 }
 
 /// The exit settings of a configuration.
@@ -379,6 +392,8 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
         hold_s: 60,
         lan: Vec::new(),
         address: Ipv6Addr::UNSPECIFIED,
+        tolerance: ::exit::Tolerance::default(),
+        max_route_price: None,
     };
     for (k, v) in pairs("exit-client", rest)? {
         match k {
@@ -386,6 +401,9 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
             "hysteresis" => c.hysteresis_percent = num(k, v, 0, 100)?,
             "hold" => c.hold_s = num(k, v, 0, 86_400)?,
             "lan" => c.lan.push(if_name(k, v)?),
+            "bill-tolerance" => c.tolerance.ppm = num(k, v, 0, 1_000_000)?,
+            "bill-slack" => c.tolerance.slack_bytes = num(k, v, 0, u64::MAX)?,
+            "bill-max-price" => c.max_route_price = Some(num(k, v, 0, u64::from(u32::MAX))?),
             "address" => match v.parse::<IpAddr>() {
                 Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_multicast() => address = Some(a),
                 _ => return Err(bad(k, v, "expected our IPv6 mesh address")),
@@ -399,6 +417,25 @@ fn parse_client(rest: &[String]) -> Result<ExitStatement, ParseError> {
 }
 
 impl ExitRole {
+    /// Where the exit keeps its database `name` (`exit.redb`, `exit-pay.redb`): in `state-dir`,
+    /// else next to the state file (its path + `.name`), else in `/var/lib/babeld-rs`.
+    pub fn store_path(
+        &self,
+        state_file: Option<&std::path::Path>,
+        name: &str,
+    ) -> std::path::PathBuf {
+        match (&self.state_dir, state_file) {
+            (Some(d), _) => std::path::PathBuf::from(d).join(name),
+            (None, Some(f)) => {
+                let mut p = f.as_os_str().to_owned();
+                p.push(".");
+                p.push(name);
+                std::path::PathBuf::from(p)
+            }
+            (None, None) => std::path::Path::new("/var/lib/babeld-rs").join(name),
+        }
+    }
+
     /// The exit's own address on its tunnel: the first host of the pool.
     pub fn gateway_v4(&self) -> Ipv4Addr {
         let (a, len) = self.pool_v4;
@@ -559,6 +596,8 @@ pub struct Grant {
     pub exit_ipv4: Ipv4Addr,
     /// The IPv6 prefix routed to us, if any.
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// The exit's fee, wei per byte (what its bills are checked against).
+    pub fee: u32,
     /// The exit's IPv6 address in the tunnel, if the tunnel carries IPv6.
     pub exit_ipv6: Option<Ipv6Addr>,
 }
@@ -1135,6 +1174,54 @@ pub struct UserRow {
     pub route_back_price: u32,
     /// Service level (`full`, `free-tier`, `cut`).
     pub service: String,
+    /// What its payment channel to the exit carries, wei (credited).
+    #[serde(default)]
+    pub paid: String,
+    /// Metered minus paid, wei (what the service level follows).
+    #[serde(default)]
+    pub owed: String,
+    /// Sequence number of the newest bill sent to it.
+    #[serde(default)]
+    pub bill_seq: u64,
+    /// Bills sent to it.
+    #[serde(default)]
+    pub bills_sent: u64,
+    /// Payments accepted from it.
+    #[serde(default)]
+    pub payments: u64,
+}
+
+/// A user node's billing with its current exit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserBillRow {
+    /// The exit's name.
+    pub exit: String,
+    /// Sequence number of the newest accepted bill.
+    pub seq: u64,
+    /// Its amount (what we owe in total), wei.
+    pub billed: String,
+    /// What our channel to the exit carries, wei.
+    pub paid: String,
+    /// Whether the exit acknowledged our newest payment.
+    pub acked: bool,
+    /// Whether we pay (`pay-withhold` off).
+    pub paying: bool,
+    /// The last bill's check: `accepted SEQ`, `duplicate` or `refused: WHY`.
+    pub check: String,
+    /// Bills accepted.
+    pub accepted: u64,
+    /// Bills received again.
+    pub duplicates: u64,
+    /// Bills refused as overcharging (bytes or amounts above our counters and the formula).
+    pub overcharged: u64,
+    /// Bills refused as replayed or older.
+    pub replayed: u64,
+    /// Bills refused as forged (not our exit's signature, not for us).
+    pub forged: u64,
+    /// Payments signed (committed before sent).
+    pub payments_sent: u64,
+    /// Payment retransmissions.
+    pub retries: u64,
 }
 
 /// One configured exit as a user node shows it.
@@ -1192,6 +1279,13 @@ pub struct ExitView {
     /// On a user node: what the current exit granted (the data path follows it).
     #[serde(skip)]
     pub grant: Option<Grant>,
+    /// On a user node: bills and payments with the current exit.
+    #[serde(default)]
+    pub bill: Option<UserBillRow>,
+    /// How many times the tunnel's counters were copied in (a bill is checked against a copy
+    /// taken after it arrived).
+    #[serde(skip)]
+    pub snapshots: u64,
 }
 
 impl ExitView {
@@ -1250,7 +1344,7 @@ impl ExitView {
         if self.role == "exit" {
             for u in &self.users {
                 out.push(format!(
-                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {} upload {} download {} metered {} billed {} service {}",
+                    "add exit-user {} address {} mesh {} rx {} tx {} handshake {} upload {} download {} metered {} billed {} paid {} owed {} bill {} bills {} payments {} service {}",
                     u.user,
                     u.ipv4,
                     u.mesh_address,
@@ -1262,6 +1356,11 @@ impl ExitView {
                     u.download_bytes,
                     or_dash(&u.metered),
                     or_dash(&u.billed),
+                    or_dash(&u.paid),
+                    or_dash(&u.owed),
+                    u.bill_seq,
+                    u.bills_sent,
+                    u.payments,
                     or_dash(&u.service),
                 ));
             }
@@ -1289,8 +1388,24 @@ impl ExitView {
                     dash(e.score),
                 ));
             }
+            let bill = self.bill.as_ref().map_or_else(String::new, |b| {
+                format!(
+                    " bill {} billed {} paid {} acked {} paying {} accepted {} refused-overcharge {} refused-replay {} refused-forged {} payments {} check {}",
+                    b.seq,
+                    or_dash(&b.billed),
+                    or_dash(&b.paid),
+                    if b.acked { "yes" } else { "no" },
+                    if b.paying { "yes" } else { "no" },
+                    b.accepted,
+                    b.overcharged,
+                    b.replayed,
+                    b.forged,
+                    b.payments_sent,
+                    or_dash(&b.check.replace(' ', "-")),
+                )
+            });
             out.push(format!(
-                "add exit-client {} address {} rx {} tx {} reason {} why {} ipv6 {}",
+                "add exit-client {} address {} rx {} tx {} reason {} why {} ipv6 {}{bill}",
                 self.current.as_deref().unwrap_or("none"),
                 self.ipv4.as_deref().unwrap_or("none"),
                 self.rx_bytes,
@@ -1367,6 +1482,21 @@ mod tests {
         assert_eq!(c.address, "fd77::9".parse::<Ipv6Addr>().unwrap());
         assert_eq!(c.hysteresis_percent, 50);
         assert_eq!(c.lan, vec!["br0".to_owned(), "eth1".to_owned()]);
+        assert_eq!(c.tolerance, ::exit::Tolerance::default());
+        assert_eq!(c.max_route_price, None);
+        let ExitStatement::Client(c) = one(&format!(
+            "exit-client private-key {KEY} address fd77::9 bill-tolerance 5000 bill-slack 100 bill-max-price 40"
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            c.tolerance,
+            ::exit::Tolerance {
+                ppm: 5000,
+                slack_bytes: 100
+            }
+        );
+        assert_eq!(c.max_route_price, Some(40));
         assert_eq!(
             one(&format!("exit-allow {HEX}")),
             ExitStatement::Allow(hex::decode(HEX).unwrap().try_into().unwrap())
@@ -1497,7 +1627,7 @@ mod tests {
         assert_eq!(
             exit.lines(),
             vec![
-                "add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s upload 0 download 0 metered - billed - service -"
+                "add exit-user ab address 10.99.0.2 mesh fd77::4 rx 5 tx 7 handshake 3s upload 0 download 0 metered - billed - paid - owed - bill 0 bills 0 payments 0 service -"
             ]
         );
         let user = ExitView {
@@ -1546,6 +1676,30 @@ mod tests {
         assert_eq!(d.exits[0].fields["kind"], "exit");
         assert_eq!(d.exits[1].fields["metric"], "unreachable");
         assert_eq!(d.exits[1].fields["current"], "no");
+        // With bills: what was billed and paid, and the last check, on the client's line.
+        let mut user = user;
+        user.bill = Some(UserBillRow {
+            exit: "east".into(),
+            seq: 7,
+            billed: "900".into(),
+            paid: "800".into(),
+            acked: true,
+            paying: false,
+            check: "refused: Download: billed 5 bytes, counted 1".into(),
+            accepted: 6,
+            overcharged: 1,
+            payments_sent: 5,
+            ..Default::default()
+        });
+        assert_eq!(
+            user.lines()[2],
+            "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best bill 7 billed 900 paid 800 acked yes paying no accepted 6 refused-overcharge 1 refused-replay 0 refused-forged 0 payments 5 check refused:-Download:-billed-5-bytes,-counted-1"
+        );
+        let json = serde_json::json!({ "exits": user });
+        let d = crate::ctl::show::from_json("BABEL 1.0", &json);
+        assert_eq!(d.exits[2].fields["paid"], "800");
+        assert_eq!(d.exits[2].fields["refused-overcharge"], "1");
+        assert_eq!(d.exits[2].fields["paying"], "no");
     }
 
     #[test]
@@ -1652,6 +1806,7 @@ mod tests {
             ipv4: ("10.99.0.2".parse().unwrap(), 24),
             exit_ipv4: "10.99.0.1".parse().unwrap(),
             ipv6_prefix: v6.then(|| ("2001:db8:99::".parse().unwrap(), 64)),
+            fee: 0,
             exit_ipv6: v6.then(|| "2001:db8:99:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
         }
     }
@@ -1989,6 +2144,8 @@ mod tests {
             hold_s: 5,
             lan: Vec::new(),
             address: "fd77::4".parse().unwrap(),
+            tolerance: ::exit::Tolerance::default(),
+            max_route_price: None,
         };
         let mut choice = ExitChoice::new(&c);
         let mut view = ExitView {

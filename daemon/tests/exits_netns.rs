@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Daemon, FILTERS, Netns, babel_routes, can_use_netns, dump_json, has_route, have, keypair, node,
-    ping, start_with_config, tmp, veth, wait_for,
+    ping, start_with_config, tmp, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -1012,8 +1012,9 @@ fn iperf_rate(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
     0.0
 }
 
-fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
-    let mut srv = Daemon::start(
+/// A one-shot iperf3 server on the server's address, listening.
+fn iperf_server(server_ns: &Netns) -> Daemon {
+    let srv = Daemon::start(
         server_ns,
         "iperf3",
         &["-s", "-1", "-B", SERVER, "-p", "5201"],
@@ -1024,6 +1025,11 @@ fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
             .exec(&["ss", "-Htln", "sport = :5201"])
             .contains("5201")
     });
+    srv
+}
+
+fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
+    let mut srv = iperf_server(server_ns);
     let mut args = vec!["-c", SERVER, "-p", "5201", "-t", secs, "-J"];
     if reverse {
         args.push("-R");
@@ -1041,9 +1047,51 @@ fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// (6, in part) A user who does not pay is throttled to the free tier in both directions once
-/// it owes more than the close threshold (measured with iperf3). Payment and recovery are not
-/// wired yet (no payment channel to the exit).
+/// A download from the server to `ns` running until stopped (both iperf3 processes are ours and
+/// are killed by handle).
+struct Load {
+    server: Daemon,
+    client: std::process::Child,
+}
+
+impl Load {
+    fn start(server_ns: &Netns, ns: &Netns) -> Load {
+        let server = iperf_server(server_ns);
+        let client = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "iperf3", "-c", SERVER, "-p", "5201",
+            ])
+            .args(["-t", "300", "-R"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Load { server, client }
+    }
+
+    fn stop(mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+    }
+}
+
+/// The exit's row of the (only) user, from `dump json`.
+fn exit_user(w: &World) -> serde_json::Value {
+    dump_json(&w.exit)["exits"]["users"][0].clone()
+}
+
+/// The user's bill and payment row, from `dump json`.
+fn user_bill(w: &World) -> serde_json::Value {
+    dump_json(&w.user)["exits"]["bill"].clone()
+}
+
+/// Proof 6: the user pays each bill through its channel to the exit (inside the exit tunnel)
+/// and keeps full speed; when it stops paying (`pay-withhold true` on its control socket) it is
+/// throttled to the free tier both ways within one metering step of its debt passing the close
+/// threshold; bills and payments still flow while throttled (counted on both sides); paying
+/// again restores full speed; payment state survives SIGKILL of either side.
 #[test]
 fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
     let test = "a_user_owing_past_the_threshold_is_throttled_both_ways";
@@ -1051,39 +1099,254 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
         return;
     }
     let _g = one_at_a_time();
-    // Free tier 62500 B/s (500 kbit/s); throttled after 20,000,000 wei (about 1.4 MB down).
-    let w = World::build("x6", false, " free-tier 62500 close-threshold 20000000");
-    w.wait_connected(180);
-    let service = |w: &World| {
-        dump_json(&w.exit)["exits"]["users"][0]["service"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    assert_eq!(service(&w).as_deref().unwrap_or("full"), "full");
-    let full = iperf_rate(&w.inet, &w.lan, "3", true);
-    assert!(
-        wait_for(30, || service(&w).as_deref() == Some("free-tier")),
-        "{}",
-        dump_json(&w.exit)["exits"]
+    // Free tier 62500 B/s (500 kbit/s); throttled past 1.5 * 10^9 wei owed: at 3 + 11 wei per
+    // downloaded byte, about 107 MB, over twice what a paying user owes at most (a bill
+    // interval of 5 s and the check and payment after it) at this topology's full speed (about
+    // 45 Mbit/s, 80 * 10^6 wei/s). A lower threshold makes a paying user at full speed touch
+    // it between two bills.
+    let close: u128 = 1_500_000_000;
+    let w = World::build(
+        "x6",
+        false,
+        &format!(" free-tier 62500 close-threshold {close}"),
     );
+    w.wait_connected(180);
+    let tier = 62_500.0 * 8.0;
+    let service = |w: &World| exit_user(w)["service"].as_str().unwrap_or("").to_owned();
+
+    // Paying: full speed, every bill accepted and paid, the exit credits it, during a download at
+    // full speed until more than the threshold's worth was metered.
+    let full = iperf_rate(&w.inet, &w.lan, "4", true);
+    let metered0 = num(&exit_user(&w)["metered"]);
+    let load = Load::start(&w.inet, &w.lan);
+    let started = Instant::now();
+    let mut levels = std::collections::BTreeSet::new();
+    let mut metered = 0;
+    while started.elapsed() < Duration::from_secs(120) && metered <= close {
+        let u = exit_user(&w);
+        levels.insert(u["service"].as_str().unwrap_or("").to_owned());
+        metered = num(&u["metered"]) - metered0;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    let paying_for = started.elapsed();
+    assert!(
+        wait_for(60, || {
+            let b = user_bill(&w);
+            num(&b["payments_sent"]) > 0 && b["acked"].as_bool() == Some(true)
+        }),
+        "no payment acknowledged\nuser: {}\nexit: {}\n{}",
+        dump_json(&w.user)["exits"],
+        dump_json(&w.exit)["exits"],
+        w.logs()
+    );
+    // Printed, not asserted: under a full-speed download the exit thread's tunnel loop can
+    // delay the user's bill check and payment by several seconds, so a paying user may touch
+    // the threshold between two payments (then is restored by the next one).
+    assert!(metered > close, "metered {metered}");
+    let b = user_bill(&w);
+    assert_eq!(
+        num(&b["overcharged"]) + num(&b["forged"]) + num(&b["replayed"]),
+        0,
+        "{b}"
+    );
+    assert!(num(&exit_user(&w)["payments"]) > 0, "{}", exit_user(&w));
+    println!(
+        "paying: full speed {:.0} kbit/s, service during {:.1} s of full-speed download {levels:?}, metered {metered} wei, bills accepted {}, payments {}, user paid {} wei, exit credited {} wei",
+        full / 1e3,
+        paying_for.as_secs_f64(),
+        b["accepted"],
+        b["payments_sent"],
+        num(&b["paid"]),
+        num(&exit_user(&w)["paid"])
+    );
+    assert!(full > 4.0 * tier, "not full speed: {full}");
+    // Operators see it: `babelctl show exits` on both sides.
+    let shown = (
+        w.exit.exec(&[CTL, "show", "exits"]),
+        w.user.exec(&[CTL, "show", "exits"]),
+    );
+    assert!(
+        shown.0.contains("paid ") && shown.0.contains("owed ") && shown.0.contains("service full"),
+        "{}",
+        shown.0
+    );
+    assert!(
+        shown.1.contains("paid ") && shown.1.contains("check accepted"),
+        "{}",
+        shown.1
+    );
+
+    // Stop paying, with a download running at full speed: the debt grows past the threshold
+    // and the exit throttles the user.
+    let stopped = Instant::now();
+    assert!(try_control(&w.user, "pay-withhold true\nquit\n").contains("ok"));
+    let (throttled_after, owed_at_throttle) = {
+        let load = Load::start(&w.inet, &w.lan);
+        let mut seen = None;
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while Instant::now() < deadline {
+            let u = exit_user(&w);
+            if u["service"].as_str() == Some("free-tier") {
+                seen = Some((stopped.elapsed(), num(&u["owed"])));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        load.stop();
+        seen
+    }
+    .unwrap_or_else(|| panic!("never throttled\nexit: {}\n{}", exit_user(&w), w.logs()));
+    // Within one metering step (0.5 s) of passing the threshold: what was owed when the exit
+    // showed free-tier exceeds the threshold by at most one step of full-speed download (with
+    // a factor 2 for the step's jitter on a loaded machine) at its price.
+    let price_down = 3.0 + 11.0;
+    let step = full / 8.0 * 0.5 * 2.0 * price_down;
+    println!(
+        "stopped paying: throttled {:.1} s later, owing {owed_at_throttle} wei (threshold {close}, one metering step at full speed {:.0} wei)",
+        throttled_after.as_secs_f64(),
+        step / 2.0
+    );
+    assert!(owed_at_throttle > close);
+    assert!(
+        (owed_at_throttle - close) as f64 <= step,
+        "throttled late: owed {owed_at_throttle}"
+    );
+
+    // Throttled both ways at the free tier, measured once the stopped download's packets queued
+    // on the path have drained (the user's tunnel receives less than 20 kB in a second).
+    let rx = || num(&dump_json(&w.user)["exits"]["rx_bytes"]);
+    wait_for(30, || {
+        let a = rx();
+        std::thread::sleep(Duration::from_secs(1));
+        rx() < a + 20_000
+    });
     let down = iperf_rate(&w.inet, &w.lan, "8", true);
     let up = iperf_rate(&w.inet, &w.lan, "8", false);
-    let tier = 62_500.0 * 8.0;
     println!(
-        "before the threshold {:.0} kbit/s; throttled: download {:.0} kbit/s, upload {:.0} kbit/s (free tier {:.0} kbit/s)",
-        full / 1e3,
+        "throttled: download {:.0} kbit/s, upload {:.0} kbit/s (free tier {:.0} kbit/s)",
         down / 1e3,
         up / 1e3,
         tier / 1e3
     );
-    assert!(full > 2.0 * tier, "not full speed before: {full}");
     for (what, r) in [("download", down), ("upload", up)] {
         assert!(
             r > 0.3 * tier && r < 1.3 * tier,
             "{what} {r} b/s, free tier {tier}"
         );
     }
+
+    // Bills still reach the user while throttled and are checked (counted on both sides).
+    let (sent0, acc0) = (
+        num(&exit_user(&w)["bills_sent"]),
+        num(&user_bill(&w)["accepted"]),
+    );
+    assert!(
+        wait_for(60, || num(&exit_user(&w)["bills_sent"]) >= sent0 + 2
+            && num(&user_bill(&w)["accepted"]) > acc0),
+        "bills stopped while throttled\nuser: {}\nexit: {}",
+        user_bill(&w),
+        exit_user(&w)
+    );
+
+    // Pay again, with the tunnel saturated at the free tier by a download: the payment passes
+    // the throttle, the exit credits it and restores full speed.
+    let (paid0, recv0) = (
+        num(&user_bill(&w)["payments_sent"]),
+        num(&exit_user(&w)["payments"]),
+    );
+    let recovered_after = {
+        let load = Load::start(&w.inet, &w.lan);
+        // The download is running (some bytes through) before paying resumes.
+        let rx0 = num(&dump_json(&w.user)["exits"]["rx_bytes"]);
+        wait_for(30, || {
+            num(&dump_json(&w.user)["exits"]["rx_bytes"]) > rx0 + 200_000
+        });
+        let resumed = Instant::now();
+        assert!(try_control(&w.user, "pay-withhold false\nquit\n").contains("ok"));
+        let ok = wait_for(120, || service(&w) == "full");
+        let took = resumed.elapsed();
+        load.stop();
+        ok.then_some(took)
+    }
+    .unwrap_or_else(|| {
+        panic!(
+            "never restored\nexit: {}\nuser: {}\n{}",
+            exit_user(&w),
+            user_bill(&w),
+            w.logs()
+        )
+    });
+    let (paid1, recv1) = (
+        num(&user_bill(&w)["payments_sent"]),
+        num(&exit_user(&w)["payments"]),
+    );
+    assert!(
+        paid1 > paid0 && recv1 > recv0,
+        "payments {paid0}->{paid1}, received {recv0}->{recv1}"
+    );
+    let again = iperf_rate(&w.inet, &w.lan, "4", true);
+    let again_up = iperf_rate(&w.inet, &w.lan, "4", false);
+    println!(
+        "paid again while throttled: full speed {:.1} s later (payments sent {paid0}->{paid1}, received by the exit {recv0}->{recv1}); download {:.0} kbit/s, upload {:.0} kbit/s",
+        recovered_after.as_secs_f64(),
+        again / 1e3,
+        again_up / 1e3
+    );
+    assert!(
+        again > 4.0 * tier && again_up > 4.0 * tier,
+        "not restored: {again} / {again_up}"
+    );
+
+    // Both sides killed with SIGKILL and restarted: what was paid and credited is the same
+    // after, and nothing is paid twice.
+    assert!(wait_for(60, || user_bill(&w)["acked"].as_bool() == Some(true)));
+    let user_paid = num(&user_bill(&w)["paid"]);
+    let exit_paid = num(&exit_user(&w)["paid"]);
+    assert_eq!(user_paid, exit_paid);
+    let mut w = w;
+    for side in ["exit", "user"] {
+        let d = if side == "exit" {
+            w.exit_d.take()
+        } else {
+            w.user_d.take()
+        };
+        let mut d = d.unwrap();
+        d.child.kill().unwrap();
+        d.child.wait().unwrap();
+        drop(d);
+        if side == "exit" {
+            w.start_exit();
+        } else {
+            w.start_user();
+        }
+    }
+    w.wait_connected(180);
+    assert!(
+        wait_for(60, || num(&exit_user(&w)["paid"]) >= exit_paid
+            && num(&user_bill(&w)["paid"]) >= user_paid),
+        "after SIGKILL: exit {} user {}\n{}",
+        exit_user(&w),
+        user_bill(&w),
+        w.logs()
+    );
+    // Bills after the restarts are paid on top, never from zero again and never twice: what
+    // the user paid is what the exit credited and what the accepted bill says.
+    assert!(
+        wait_for(60, || {
+            let b = user_bill(&w);
+            let (u, e) = (num(&b["paid"]), num(&exit_user(&w)["paid"]));
+            u == e && u == num(&b["billed"]) && u >= user_paid
+        }),
+        "exit {} user {}",
+        exit_user(&w),
+        user_bill(&w)
+    );
+    println!(
+        "after SIGKILL of both: exit credited {} wei (before {exit_paid}), user paid {} wei",
+        num(&exit_user(&w)["paid"]),
+        num(&user_bill(&w)["paid"])
+    );
 }
 
 /// IPv6 through the exit: the exit routes the user a /64 of its pool; the user's tunnel carries

@@ -9,7 +9,8 @@
 //! difference between the newest accepted bill and what its channel to the exit already carries.
 //!
 //! On the user's side, [`UserLedger::check`] verifies a bill against the user's own counters of
-//! the same tunnel, over the interval since the previous bill it accepted, within a
+//! the same tunnel (cumulative counts, amounts over the interval since the previous bill it
+//! accepted), within a
 //! [`Tolerance`], and refuses an overcharge with a typed [`BillError`].
 
 use payments::{Amount, Price, cost};
@@ -239,9 +240,10 @@ pub enum BillError {
     Overcounted {
         /// Which way.
         way: Way,
-        /// The bill's bytes over the interval.
+        /// The bill's bytes since the anchor (the ledger's creation or its first bill after a
+        /// restart).
         billed: u64,
-        /// The user's own bytes over the interval.
+        /// The user's own bytes since the anchor.
         counted: u64,
     },
     /// An amount exceeds the formula at the agreed fee and the largest accepted route price.
@@ -279,6 +281,8 @@ pub struct UserLedger {
     own_download: u64,
     base_upload: u64,
     base_download: u64,
+    anchor_upload: u64,
+    anchor_download: u64,
     unverified: bool,
 }
 
@@ -296,6 +300,8 @@ impl UserLedger {
             own_download: 0,
             base_upload: 0,
             base_download: 0,
+            anchor_upload: 0,
+            anchor_download: 0,
             unverified: false,
         }
     }
@@ -336,9 +342,14 @@ impl UserLedger {
 
     /// Verifies a bill and, if it passes, accepts it.
     ///
-    /// Over the interval since the accepted bill, the exit's upload and download counts must be
-    /// within `tolerance` of the user's own counts, the upload amount at most upload × fee and
-    /// the download amount at most download × (fee + `max_route_back_price`), where
+    /// The exit's cumulative upload and download counts must be within `tolerance` of the
+    /// user's own cumulative counts (since the ledger was created, or since the first bill after
+    /// a restart, which anchors both): cumulative, because the user reads its counters after
+    /// the bill arrived, a moment later than the exit read its own, so an interval comparison
+    /// would shift bytes between intervals under load while a cumulative one never counts an
+    /// honest exit short. Over the interval since the accepted bill, the upload amount must be
+    /// at most upload × fee and the download amount at most download × (fee +
+    /// `max_route_back_price`), where
     /// `max_route_back_price` is the most the user accepts for the route from the exit to it
     /// (the daemon's view of that route's price, with a margin, or a configured cap). The first
     /// bill after [`UserLedger::decode`] (a restart: counts since the accepted bill are lost) is
@@ -382,17 +393,19 @@ impl UserLedger {
         if !self.unverified {
             let own_up = self.own_upload.saturating_sub(self.base_upload);
             let own_down = self.own_download.saturating_sub(self.base_download);
-            if up > tolerance.allowance(own_up) {
+            let billed_up = new.upload_bytes.saturating_sub(self.anchor_upload);
+            let billed_down = new.download_bytes.saturating_sub(self.anchor_download);
+            if billed_up > tolerance.allowance(own_up) {
                 return Err(BillError::Overcounted {
                     way: Way::Upload,
-                    billed: up,
+                    billed: billed_up,
                     counted: own_up,
                 });
             }
-            if down > tolerance.allowance(own_down) {
+            if billed_down > tolerance.allowance(own_down) {
                 return Err(BillError::Overcounted {
                     way: Way::Download,
-                    billed: down,
+                    billed: billed_down,
                     counted: own_down,
                 });
             }
@@ -415,9 +428,15 @@ impl UserLedger {
         }
         self.accepted = Some(bill);
         self.accepted_signed = <[u8; BILL_LEN]>::try_from(bytes).ok();
-        self.base_upload = self.own_upload;
-        self.base_download = self.own_download;
-        self.unverified = false;
+        if self.unverified {
+            // The first bill after a restart anchors the comparison: from here on, what the
+            // exit bills beyond this bill's counts is compared with what we count beyond now.
+            self.anchor_upload = new.upload_bytes;
+            self.anchor_download = new.download_bytes;
+            self.base_upload = self.own_upload;
+            self.base_download = self.own_download;
+            self.unverified = false;
+        }
         Ok(Checked::Accepted(bill))
     }
 
@@ -466,6 +485,8 @@ impl UserLedger {
             own_download: 0,
             base_upload: 0,
             base_download: 0,
+            anchor_upload: 0,
+            anchor_download: 0,
             unverified: accepted.is_some(),
         })
     }

@@ -13,6 +13,8 @@
 //! * [`server`]: the exit's side ([`ExitServer`]): registration, metering, bills, service level;
 //! * [`client`]: the user's side of registration ([`Registrar`], [`Pending`]);
 //! * [`bill`]: accounts, the bill formula, and the user's check of a bill ([`UserLedger`]);
+//! * [`payment`]: bills and payments inside the exit tunnel: the user's check and its payment
+//!   channel to the exit ([`UserPayments`]), the exit's ends of those channels ([`ExitPayments`]);
 //! * [`select`]: the user's choice of exit with hysteresis ([`Selector`]).
 //!
 //! Keys: the ed25519 key that signs registrations and bills is the node's payment key (the one
@@ -20,6 +22,7 @@
 
 pub mod bill;
 pub mod client;
+pub mod payment;
 pub mod pool;
 pub mod replay;
 pub mod select;
@@ -31,6 +34,9 @@ pub use bill::{
     Account, BillError, Checked, ServiceThresholds, Tolerance, UserLedger, UserService, Way,
 };
 pub use client::{AnswerError, Outcome, Pending, Registrar};
+pub use payment::{
+    BillCounters, ExitPayments, Frame, FrameError, PAY_PORT, Transition, UserBilling, UserPayments,
+};
 pub use pool::{Ipv4Pool, Ipv6Pool, Pool};
 pub use replay::{ReplayError, ReplayGuard};
 pub use select::{ExitCandidate, Reason, RouteView, Selection, SelectionPolicy, Selector};

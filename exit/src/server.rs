@@ -14,6 +14,7 @@ use ed25519_dalek::SigningKey;
 use payments::{Amount, Price, StoreError};
 
 use crate::bill::{Account, ServiceThresholds, UserService};
+use crate::payment::Transition;
 use crate::pool::{Ipv4Pool, Ipv6Pool, Pool};
 use crate::replay::{ReplayError, ReplayGuard};
 use crate::store::{ExitStore, Lease};
@@ -407,6 +408,39 @@ impl<S: ExitStore> ExitServer<S> {
         let a = self.accounts.entry(*user).or_default();
         a.set_paid(cumulative);
         Some(self.cfg.thresholds.service(a.owed()))
+    }
+
+    /// Credits a payment: `user`'s channel to the exit now carries `cumulative` (the payee
+    /// end's accepted total, `ExitPayments::handle`). Returns the change of service level it
+    /// caused, if any (a user paying below the close threshold is restored to full speed).
+    pub fn credit(&mut self, user: &[u8; 32], cumulative: Amount) -> Option<Transition> {
+        self.transition(user, |e| e.paid(user, cumulative))
+    }
+
+    /// Meters like [`ExitServer::meter`] and returns the change of service level it caused, if
+    /// any (a user owing past the close threshold is throttled).
+    pub fn meter_transition(
+        &mut self,
+        user: &[u8; 32],
+        upload: u64,
+        download: u64,
+        route_back_price: Price,
+    ) -> Option<Transition> {
+        self.transition(user, |e| e.meter(user, upload, download, route_back_price))
+    }
+
+    fn transition(
+        &mut self,
+        user: &[u8; 32],
+        change: impl FnOnce(&mut Self) -> Option<UserService>,
+    ) -> Option<Transition> {
+        let from = self.service(user)?;
+        let to = change(self)?;
+        (from != to).then_some(Transition {
+            user: *user,
+            from,
+            to,
+        })
     }
 
     /// `user`'s current bill, signed: its totals are committed first if anything was metered

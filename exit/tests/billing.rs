@@ -2,50 +2,27 @@
 //! (a failing commit, and a real `redb` file reopened), the user's checks and refusals, and the
 //! service level following what is owed and paid.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use ed25519_dalek::SigningKey;
+use common::{key, pk, t};
+
+use std::net::Ipv6Addr;
+
 use exit::{
-    BillError, Checked, ExitConfig, ExitServer, ExitStore, Ipv4Pool, MemStore, Message, RedbStore,
-    Registrar, ServiceThresholds, Tolerance, Totals, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, Message, RedbStore, Registrar,
+    Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 
 const FEE: u32 = 10;
 const ROUTE_BACK: u32 = 7;
 
-fn t(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
-}
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn pk(seed: u8) -> [u8; 32] {
-    key(seed).verifying_key().to_bytes()
-}
-
 fn mesh() -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)
 }
 
 fn config() -> ExitConfig {
-    let mut c = ExitConfig::new(
-        Ipv4Pool {
-            network: Ipv4Addr::new(172, 16, 0, 0),
-            prefix_len: 24,
-        },
-        [0xee; 32],
-        59999,
-        FEE,
-    );
-    c.thresholds = ServiceThresholds {
-        close: Amount(1_000_000),
-        cut: Amount(5_000_000),
-    };
-    c
+    common::config(FEE, 5_000_000)
 }
 
 /// An exit with user 1 registered.
@@ -201,15 +178,16 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
         ledger.check(&b2, tol, ROUTE_BACK + 5),
         Ok(Checked::Accepted(_))
     ));
-    // The exit claims more upload than the user sent, beyond the tolerance.
+    // The exit claims more upload than the user sent, beyond the tolerance (cumulative
+    // counts: 150,000 billed against 140,000 counted).
     e.meter(&pk(1), 50_000, 0, ROUTE_BACK);
     ledger.count(40_000, 0);
     assert!(matches!(
         ledger.check(&bill(&mut e, 4), tol, ROUTE_BACK),
         Err(BillError::Overcounted {
             way: Way::Upload,
-            billed: 50_000,
-            counted: 40_000
+            billed: 150_000,
+            counted: 140_000
         })
     ));
     // Within tolerance: 1 % + 1000 bytes of 40 000 is 41 400.

@@ -50,7 +50,7 @@ pub use error::{DropReason, TunnelError};
 pub use hook::{PacketHook, Verdict};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey, generate_keypair};
 pub use peer::{Action, Peer, PeerOptions};
-pub use policy::ForwardingPolicy;
+pub use policy::{ForwardingPolicy, PolicyExempt};
 pub use stats::{DeviceStats, PeerStats};
 pub use time::{Now, Tai64N};
 

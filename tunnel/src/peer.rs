@@ -16,7 +16,7 @@ use crate::error::{DropReason, TunnelError};
 use crate::keys::{PresharedKey, PublicKey};
 use crate::messages::{self, CookieReply, Data, Message, Response};
 use crate::noise::{self, Identity, InitiationFirstHalf, InitiatorState, PeerKeys};
-use crate::policy::{ForwardingPolicy, PolicyGate};
+use crate::policy::{ForwardingPolicy, PolicyExempt, PolicyGate};
 use crate::session::Keypair;
 use crate::stats::PeerStats;
 use crate::time::{Now, Tai64N};
@@ -84,6 +84,7 @@ pub struct Peer {
     persistent_keepalive: Option<Duration>,
     mtu: Option<usize>,
     policy: ForwardingPolicy,
+    policy_exempt: Option<PolicyExempt>,
     tx_gate: PolicyGate,
     rx_gate: PolicyGate,
     stats: PeerStats,
@@ -182,6 +183,7 @@ impl Peer {
                 .map(|s| Duration::from_secs(u64::from(s))),
             mtu: None,
             policy: options.policy,
+            policy_exempt: None,
             tx_gate: PolicyGate::new(),
             rx_gate: PolicyGate::new(),
             stats: PeerStats::default(),
@@ -211,6 +213,10 @@ impl Peer {
     /// Changes the forwarding policy (takes effect on the next packet).
     pub fn set_policy(&mut self, p: ForwardingPolicy) {
         self.policy = p;
+    }
+    /// Exempts one local UDP service from the policy (`None`: nothing is exempt).
+    pub fn set_policy_exempt(&mut self, e: Option<PolicyExempt>) {
+        self.policy_exempt = e;
     }
     /// Sets the tunnel interface MTU used to cap padding (`None`: always
     /// pad to a multiple of 16).
@@ -398,6 +404,9 @@ impl Peer {
             return Err(self.count_drop(DropReason::Malformed));
         }
         if !plaintext.is_empty()
+            && !self
+                .policy_exempt
+                .is_some_and(|e| e.matches(plaintext, false))
             && !self
                 .tx_gate
                 .admit(self.policy, now.instant, plaintext.len())
@@ -667,7 +676,10 @@ impl Peer {
         // Authenticated data counts for the keepalive timer even if the
         // policy then drops it: the keepalive confirms the transport.
         self.data_received_unanswered_since.get_or_insert(t);
-        if !self.rx_gate.admit(self.policy, t, len) {
+        let exempt = self
+            .policy_exempt
+            .is_some_and(|e| out.get(..len).is_some_and(|p| e.matches(p, true)));
+        if !exempt && !self.rx_gate.admit(self.policy, t, len) {
             self.stats.rx_policy_drops += 1;
             return Err(TunnelError::Dropped(DropReason::Policy));
         }

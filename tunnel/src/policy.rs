@@ -1,5 +1,6 @@
 //! Per-peer forwarding policy, enforced on data packets.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,70 @@ pub enum ForwardingPolicy {
         /// Bucket depth.
         burst: u64,
     },
+}
+
+/// A local UDP service (address, port) on this end of the tunnel whose packets the
+/// [`ForwardingPolicy`] never drops or slows: what the peer sends to it and what it sends to the
+/// peer. An exit uses it for its billing and payment service, so that throttling a user who owes
+/// never blocks the payment that would lift the throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyExempt {
+    /// The service's address on this end (inside the tunnel).
+    pub address: IpAddr,
+    /// Its UDP port.
+    pub udp_port: u16,
+}
+
+impl PolicyExempt {
+    /// Whether `packet` (an inner IP packet) is UDP to the service (`inbound`: from the peer) or
+    /// from it (to the peer). A fragment (no UDP header) is not exempt.
+    pub fn matches(&self, packet: &[u8], inbound: bool) -> bool {
+        let Some((src, dst, udp)) = udp_of(packet) else {
+            return false;
+        };
+        let Some(ports) = udp.first_chunk::<4>() else {
+            return false;
+        };
+        let sport = u16::from_be_bytes([ports[0], ports[1]]);
+        let dport = u16::from_be_bytes([ports[2], ports[3]]);
+        if inbound {
+            dst == self.address && dport == self.udp_port
+        } else {
+            src == self.address && sport == self.udp_port
+        }
+    }
+}
+
+/// Source, destination and UDP header onwards of an unfragmented IPv4 or IPv6 UDP packet (IPv6
+/// without extension headers).
+fn udp_of(p: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+    match p.first()? >> 4 {
+        4 => {
+            let h: &[u8; 20] = p.first_chunk()?;
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
+            if h[9] != 17 || frag != 0 || ihl < 20 {
+                return None;
+            }
+            let src = std::net::Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let dst = std::net::Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            Some((src.into(), dst.into(), p.get(ihl..)?))
+        }
+        6 => {
+            let h: &[u8; 40] = p.first_chunk()?;
+            if h[6] != 17 {
+                return None;
+            }
+            let s: [u8; 16] = h.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = h.get(24..40)?.try_into().ok()?;
+            Some((
+                std::net::Ipv6Addr::from(s).into(),
+                std::net::Ipv6Addr::from(d).into(),
+                p.get(40..)?,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// A token bucket driven by the caller's clock.
@@ -103,5 +168,41 @@ mod tests {
         assert!(g.admit(p, t0 + Duration::from_secs(10), 1500));
         assert!(!g.admit(ForwardingPolicy::Block, t0, 1));
         assert!(g.admit(ForwardingPolicy::Allow, t0, 1 << 30));
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, frag: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0];
+        p[6..8].copy_from_slice(&frag.to_be_bytes());
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        p
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    fn only_udp_to_and_from_the_service_is_exempt() {
+        let ex = PolicyExempt {
+            address: "10.0.0.1".parse().unwrap(),
+            udp_port: 4700,
+        };
+        let (me, peer, other) = ([10, 0, 0, 1], [10, 0, 0, 5], [198, 51, 100, 1]);
+        assert!(ex.matches(&udp4(peer, me, 9999, 4700, 0), true));
+        assert!(ex.matches(&udp4(me, peer, 4700, 9999, 0), false));
+        // The right port at another address, the wrong port, the wrong way, fragments, TCP and
+        // garbage are policed as usual.
+        assert!(!ex.matches(&udp4(peer, other, 9999, 4700, 0), true));
+        assert!(!ex.matches(&udp4(peer, me, 9999, 4701, 0), true));
+        assert!(!ex.matches(&udp4(peer, me, 4700, 9999, 0), true));
+        assert!(!ex.matches(&udp4(me, peer, 9999, 4700, 0), false));
+        assert!(!ex.matches(&udp4(peer, me, 9999, 4700, 0x2000), true));
+        let mut tcp = udp4(peer, me, 9999, 4700, 0);
+        tcp[9] = 6;
+        assert!(!ex.matches(&tcp, true));
+        assert!(!ex.matches(&[0x45, 0, 0], true));
+        assert!(!ex.matches(&[], false));
     }
 }

@@ -57,8 +57,13 @@ enum Cmd {
     },
     /// Remove every peer but this one (a user switching exits).
     Only(tunnel::PublicKey),
-    /// A user's service level changed: what its tunnel peer forwards, both ways.
-    Policy(tunnel::PublicKey, tunnel::ForwardingPolicy),
+    /// A user's service level changed: what its tunnel peer forwards, both ways, and the
+    /// exit's bill and payment service that passes whatever the policy.
+    Policy(
+        tunnel::PublicKey,
+        tunnel::ForwardingPolicy,
+        Option<tunnel::PolicyExempt>,
+    ),
 }
 
 fn sysctl(path: &str, value: &str) {
@@ -72,6 +77,7 @@ pub fn start(
     config: &DaemonConfig,
     state_file: Option<&Path>,
     prices: &Arc<PriceTable>,
+    shared: &Arc<daemon::payments::PayShared>,
 ) -> anyhow::Result<Option<Exits>> {
     let x = &config.exit;
     let (key, port, table, watched) = match (&x.role, &x.client) {
@@ -119,7 +125,12 @@ pub fn start(
     }));
     let routes = Arc::new(ExitRoutes::default());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    shared
+        .withhold
+        .store(config.pay.withhold, std::sync::atomic::Ordering::Relaxed);
+    let ledger_base = config.pay.ledger_path(state_file.as_deref());
     let (config, v, r, p) = (config.clone(), view.clone(), routes.clone(), prices.clone());
+    let shared = shared.clone();
     std::thread::Builder::new()
         .name("exit".to_owned())
         .spawn(move || {
@@ -135,8 +146,8 @@ pub fn start(
             };
             rt.block_on(async move {
                 let keys = (private, pay_key);
-                if let Err(e) = run(config, keys, state_file, port, mss, (v, r, p), ready_tx).await
-                {
+                let files = (state_file, shared, ledger_base);
+                if let Err(e) = run(config, keys, files, port, mss, (v, r, p), ready_tx).await {
                     tracing::error!("exit: {e:#}");
                 }
             });
@@ -189,7 +200,7 @@ fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
 async fn run(
     config: DaemonConfig,
     (private, pay_key): (tunnel::PrivateKey, SigningKey),
-    state_file: Option<PathBuf>,
+    (state_file, shared, ledger_base): (Option<PathBuf>, Arc<daemon::payments::PayShared>, PathBuf),
     port: u16,
     mss: u32,
     (view, routes, prices): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>, Arc<PriceTable>),
@@ -229,19 +240,30 @@ async fn run(
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::exit_ruleset(role, mss, &[])).context("installing the exit table")?;
         let _ = ready.send(Ok(()));
-        let server = open_server(
+        let mut server = open_server(
             &config.exit,
             role,
             &private,
             &pay_key,
             state_file.as_deref(),
         )?;
+        let deposit = config
+            .pay
+            .deposit
+            .unwrap_or(daemon::payments::DEFAULT_DEPOSIT);
+        let billing = crate::exitpay::ExitBilling::open(
+            role,
+            state_file.as_deref(),
+            deposit,
+            &pay_key,
+            &mut server,
+        )?;
         tokio::spawn(serve(
             role.clone(),
             server,
             tx.clone(),
             view.clone(),
-            (meter_rx, prices),
+            (meter_rx, prices, billing),
         ));
         tracing::info!(
             "exit: tunnel {TUNNEL_IFNAME} on UDP port {port}, key {}, pool {}/{len}",
@@ -254,6 +276,14 @@ async fn run(
         nft(&daemon::exit::user_ruleset(&c.lan, mss))
             .context("installing the exit client table")?;
         let _ = ready.send(Ok(()));
+        tokio::spawn(crate::exitpay::user(
+            config.exit.clone(),
+            pay_key.clone(),
+            view.clone(),
+            routes.clone(),
+            shared,
+            ledger_base,
+        ));
         tokio::spawn(client(
             config.exit.clone(),
             pay_key,
@@ -386,9 +416,10 @@ fn apply(
             }
             tracing::info!("exit tunnel: peer {} at {endpoint}", key.to_base64());
         }
-        Cmd::Policy(key, policy) => {
+        Cmd::Policy(key, policy, exempt) => {
             if let Some(p) = dev.peer_id(&key).and_then(|id| dev.peer_mut(id)) {
                 p.set_policy(policy);
+                p.set_policy_exempt(exempt);
                 tracing::info!("exit tunnel: peer {} policy {policy:?}", key.to_base64());
             }
         }
@@ -410,6 +441,7 @@ fn apply(
 fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
     let now = Instant::now();
     let Ok(mut v) = view.lock() else { return };
+    v.snapshots += 1;
     for (_, p) in driver.device().peers() {
         let s = p.stats();
         let key = p.public_key().to_base64();
@@ -436,15 +468,7 @@ fn open_server(
     pay_key: &SigningKey,
     state_file: Option<&Path>,
 ) -> anyhow::Result<::exit::ExitServer<::exit::RedbStore>> {
-    let path = match (&role.state_dir, state_file) {
-        (Some(d), _) => PathBuf::from(d).join("exit.redb"),
-        (None, Some(f)) => {
-            let mut p = f.as_os_str().to_owned();
-            p.push(".exit.redb");
-            PathBuf::from(p)
-        }
-        (None, None) => PathBuf::from("/var/lib/babeld-rs/exit.redb"),
-    };
+    let path = role.store_path(state_file, "exit.redb");
     let store = ::exit::RedbStore::open(&path)
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))?;
     let (network, prefix_len) = role.pool_v4;
@@ -501,8 +525,13 @@ async fn serve(
     mut server: ::exit::ExitServer<::exit::RedbStore>,
     tx: mpsc::UnboundedSender<Cmd>,
     view: Arc<Mutex<ExitView>>,
-    (mut meters, prices): (mpsc::UnboundedReceiver<Metered>, Arc<PriceTable>),
+    (mut meters, prices, billing): (
+        mpsc::UnboundedReceiver<Metered>,
+        Arc<PriceTable>,
+        (crate::exitpay::ExitBilling, Vec<::exit::Transition>),
+    ),
 ) {
+    let (mut billing, restored) = billing;
     // Leases survive restarts: every user with one is a peer again before any request.
     for u in server.users() {
         admit(&u, &tx, &view);
@@ -521,16 +550,36 @@ async fn serve(
     };
     tracing::info!("exit: registration on UDP port {}", role.port);
     let mut buf = vec![0u8; 2048];
+    for t in restored {
+        set_service(&server, &t, (&tx, role.free_tier), billing.exempt);
+    }
     let mut bill_tick = tokio::time::interval(BILL_INTERVAL);
+    let mut pay_tick = tokio::time::interval(crate::exitpay::PAY_TICK);
+    let mut pbuf = vec![0u8; 2048];
     loop {
         let r = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             Some((key, up, down)) = meters.recv() => {
-                account(&mut server, (&view, &tx, role.free_tier), &prices, key, up, down);
+                let c = (&view, &tx, role.free_tier);
+                account(&mut server, c, &billing, &prices, key, up, down);
                 continue;
             }
             _ = bill_tick.tick() => {
-                bill_all(&mut server, &view);
+                bill_all(&mut server, &view, &mut billing);
+                continue;
+            }
+            Ok((n, from)) = billing.socket.recv_from(&mut pbuf) => {
+                let bytes = pbuf.get(..n).unwrap_or_default();
+                if let Some(t) = billing.on_datagram(&mut server, from, bytes) {
+                    set_service(&server, &t, (&tx, role.free_tier), billing.exempt);
+                }
+                if let Some(u) = server.users().into_iter().find(|u| IpAddr::V4(u.ipv4) == from.ip()) {
+                    show_account(&view, &u, None, billing.stats(&u.user));
+                }
+                continue;
+            }
+            _ = pay_tick.tick() => {
+                billing.poll(&server);
                 continue;
             }
         };
@@ -577,6 +626,7 @@ async fn serve(
 fn account(
     server: &mut ::exit::ExitServer<::exit::RedbStore>,
     (view, tx, free_tier): (&Arc<Mutex<ExitView>>, &mpsc::UnboundedSender<Cmd>, u64),
+    billing: &crate::exitpay::ExitBilling,
     prices: &PriceTable,
     key: tunnel::PublicKey,
     up: u64,
@@ -592,33 +642,43 @@ fn account(
     let back = prices
         .lookup(IpAddr::V6(u.lease.mesh_address))
         .map_or(0, |p| p.theirs);
-    let before = u.service;
-    server.meter(&u.user, up, down, back);
+    if let Some(t) = server.meter_transition(&u.user, up, down, back) {
+        set_service(server, &t, (tx, free_tier), billing.exempt);
+    }
     if let Some(u) = server.user(&u.user) {
-        if u.service != before {
-            // Throttling happens in the tunnel, both directions, at the free tier; a cut user
-            // gets nothing through it. Payments travel over the mesh, never through this
-            // tunnel, so they are not slowed by it.
-            let policy = match u.service {
-                ::exit::UserService::Full => tunnel::ForwardingPolicy::Allow,
-                ::exit::UserService::FreeTier => tunnel::ForwardingPolicy::RateLimit {
-                    bytes_per_sec: free_tier,
-                    burst: free_tier,
-                },
-                ::exit::UserService::Cut => tunnel::ForwardingPolicy::Block,
-            };
-            tracing::info!(
-                "exit: user {} now {}",
-                hex::encode(u.user),
-                u.service.name()
-            );
-            let _ = tx.send(Cmd::Policy(key, policy));
-        }
-        show_account(view, &u, Some(back));
+        show_account(view, &u, Some(back), billing.stats(&u.user));
     }
 }
 
-fn show_account(view: &Arc<Mutex<ExitView>>, u: &::exit::UserView, back: Option<u32>) {
+/// A user's service level changed (metering or a payment): throttling happens in the tunnel,
+/// both directions, at the free tier; a cut user gets nothing through it. The exit's bill and
+/// payment service is exempt either way, so throttling never blocks the payment that lifts it.
+fn set_service(
+    server: &::exit::ExitServer<::exit::RedbStore>,
+    t: &::exit::Transition,
+    (tx, free_tier): (&mpsc::UnboundedSender<Cmd>, u64),
+    exempt: tunnel::PolicyExempt,
+) {
+    let Some(u) = server.user(&t.user) else {
+        return;
+    };
+    tracing::info!(
+        "exit: user {} now {} (was {})",
+        hex::encode(t.user),
+        t.to.name(),
+        t.from.name()
+    );
+    let policy = crate::exitpay::policy(t.to, free_tier);
+    let key = tunnel::PublicKey(u.lease.tunnel_key);
+    let _ = tx.send(Cmd::Policy(key, policy, Some(exempt)));
+}
+
+fn show_account(
+    view: &Arc<Mutex<ExitView>>,
+    u: &::exit::UserView,
+    back: Option<u32>,
+    (bill_seq, bills_sent, payments): (u64, u64, u64),
+) {
     let Ok(mut v) = view.lock() else { return };
     let user = hex::encode(u.user);
     if let Some(r) = v.users.iter_mut().find(|r| r.user == user) {
@@ -627,6 +687,11 @@ fn show_account(view: &Arc<Mutex<ExitView>>, u: &::exit::UserView, back: Option<
         r.metered = u.metered.0.to_string();
         r.billed = u.billed.0.to_string();
         r.service = u.service.name().to_owned();
+        r.paid = u.paid.0.to_string();
+        r.owed = u.owed.0.to_string();
+        r.bill_seq = bill_seq;
+        r.bills_sent = bills_sent;
+        r.payments = payments;
         if let Some(b) = back {
             r.route_back_price = b;
         }
@@ -634,14 +699,20 @@ fn show_account(view: &Arc<Mutex<ExitView>>, u: &::exit::UserView, back: Option<
 }
 
 /// Commits and signs every user's bill (cumulative totals, durable before signed).
-fn bill_all(server: &mut ::exit::ExitServer<::exit::RedbStore>, view: &Arc<Mutex<ExitView>>) {
+fn bill_all(
+    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    view: &Arc<Mutex<ExitView>>,
+    billing: &mut crate::exitpay::ExitBilling,
+) {
     let now = SystemTime::now();
     for u in server.users() {
-        if let Err(e) = server.bill(now, &u.user) {
-            tracing::warn!("exit: bill for {}: {e}", hex::encode(u.user));
+        match server.bill(now, &u.user) {
+            Ok(Some(b)) => billing.send_bill(&u.user, u.ipv4, &b),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("exit: bill for {}: {e}", hex::encode(u.user)),
         }
         if let Some(u) = server.user(&u.user) {
-            show_account(view, &u, None);
+            show_account(view, &u, None, billing.stats(&u.user));
         }
     }
 }
@@ -731,6 +802,7 @@ async fn client(
                         exit_ipv4: r.exit_ipv4,
                         ipv6_prefix: r.ipv6_prefix,
                         exit_ipv6: r.exit_ipv6,
+                        fee: r.fee,
                     };
                     let _ = tx.send(Cmd::Only(exit_tunnel_key));
                     let _ = tx.send(Cmd::Peer {

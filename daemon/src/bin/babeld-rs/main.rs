@@ -52,6 +52,7 @@
 mod control_socket;
 mod effects;
 mod exit;
+mod exitpay;
 mod kernel;
 mod mesh;
 mod metrics_http;

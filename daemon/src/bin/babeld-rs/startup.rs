@@ -313,8 +313,10 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         kernel_safe_v4_via_v6: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
-    let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices)?;
+    let pay_shared = Arc::<daemon::payments::PayShared>::default();
+    let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices, &pay_shared)?;
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings);
+    d.payments = pay_shared;
     d.exits = exits.as_ref().map(|e| e.view.clone());
     d.check_keys()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
