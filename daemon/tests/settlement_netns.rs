@@ -32,7 +32,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 const CHAIN_ID: u64 = 31337;
 const PORT: u16 = 8545;
 /// anvil's first development account (funded by the node at genesis).
@@ -198,7 +197,7 @@ fn show(ns: &Netns) -> (String, Vec<Line>) {
             "netns",
             "exec",
             &ns.name,
-            CTL,
+            test_support::babelctl(),
             "settlement",
             "-s",
             "33123",
@@ -238,7 +237,15 @@ fn channel(ns: &Netns, direction: &str, id: Option<&str>) -> Option<Line> {
 
 fn ctl(ns: &Netns, words: &[&str]) -> String {
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, CTL, "settlement", "-s", "33123"])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            test_support::babelctl(),
+            "settlement",
+            "-s",
+            "33123",
+        ])
         .args(words)
         .output()
         .unwrap();
