@@ -356,7 +356,7 @@ idle() {
 
 size() {
   echo "== binary size"
-  cargo build --profile small -q -p daemon
+  cargo build --profile small -q -p daemon -p babelctl
   printf 'babeld-rs (profile small, stripped): %s bytes\n' "$(stat -c %s target/small/babeld-rs)"
   printf 'babelctl  (profile small, stripped): %s bytes\n' "$(stat -c %s target/small/babelctl)"
   printf 'babeld 1.12 (Debian, stripped):      %s bytes\n' "$(stat -c %s "$(command -v babeld)")"

@@ -17,7 +17,7 @@ if ! command -v babeld >/dev/null || ! command -v ping >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends babeld iputils-ping >/dev/null
 fi
 echo "== building babeld-rs and babelctl (release)"
-cargo build --release -q -p daemon
+cargo build --release -q -p daemon -p babelctl
 BIN=$PWD/target/release
 tag="demo$$"
 work=$(mktemp -d)

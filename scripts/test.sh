@@ -43,7 +43,7 @@ echo "== fuzz targets build"
 cargo check --quiet --manifest-path fuzz/Cargo.toml
 echo "== Debian package (cargo-deb; systemd unit, man pages from the command lines)"
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
-cargo build --release -q -p daemon --bins
+cargo build --release -q -p daemon -p babelctl --bins
 ./target/release/babelctl man target/release/man
 gzip -9nf target/release/man/babeld-rs.8 target/release/man/babelctl.1
 rm -f target/debian/babeld-rs_*.deb

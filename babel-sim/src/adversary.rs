@@ -21,8 +21,8 @@ use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
 use serde::Serialize;
 use verify::{
-    Action, CostModel, Keyring, NeighbourId, NeighbourScore, Responder, Rule, ScoreConfig,
-    SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
+    Action, CheckVerdict, CostModel, Keyring, NeighbourId, NeighbourScore, Responder, Rule,
+    ScoreConfig, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 use crate::sim::{Lie, Sim, SimConfig, node_prefix, node_router_id};
@@ -184,7 +184,7 @@ pub struct AdversaryRun {
     /// Data in the last two cycles.
     pub traffic_last: Traffic,
     /// Verifier counters summed over the nodes.
-    pub counters: verify::Counters,
+    pub counters: verify::ProbeCounters,
     /// Remote Hello and Remote IHU octets on the wire (with IPv6/UDP headers), per probed
     /// route-second.
     pub probe_bytes_per_session_second: f64,
@@ -540,12 +540,13 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             && let Some(x) = nodes.get_mut(v)
                         {
                             let s = x.shadow.entry(c.route.neighbour).or_default();
-                            if let Verdict::Evicted(_) = s.record(t, &paper_cfg, c.route.prefix, a)
+                            if let CheckVerdict::Evicted(_) =
+                                s.record(t, &paper_cfg, c.route.prefix, a)
                             {
                                 paper_evicted.entry((v, peer)).or_insert(t);
                             }
                         }
-                        if let Verdict::Evicted(_) = c.verdict {
+                        if let CheckVerdict::Evicted(_) = c.verdict {
                             evicted.entry((v, peer)).or_insert(t);
                         }
                         if trace {
@@ -682,7 +683,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         .keys()
         .filter(|(_, p)| roles.get(*p).is_some_and(|r| r.adversary() && !r.lies()))
         .count() as u32;
-    let mut counters = verify::Counters::default();
+    let mut counters = verify::ProbeCounters::default();
     for x in &nodes {
         counters.add(&x.verifier.counters());
     }
@@ -880,7 +881,7 @@ pub struct SweepReport {
     /// Delivery ratio of data: first cycle, last two.
     pub delivery: (f64, f64),
     /// Summed verifier counters.
-    pub counters: verify::Counters,
+    pub counters: verify::ProbeCounters,
     /// Mean probe octets per second of probe session.
     pub probe_bytes_per_session_second: f64,
 }

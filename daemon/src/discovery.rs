@@ -418,7 +418,7 @@ pub enum Output {
 
 /// Discovery counters (shown by `dump json` and `babelctl show neighbours`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
+pub struct DiscoveryCounters {
     /// Announcements received (valid or not).
     pub received: u64,
     /// Dropped: not an announcement (length, magic, version, reserved bits, port, zero key).
@@ -451,7 +451,7 @@ pub struct Discovery {
     timers: Timers,
     max_neighbours: usize,
     neighbours: BTreeMap<PublicKey, MeshNeighbour>,
-    counters: Counters,
+    counters: DiscoveryCounters,
     outputs: VecDeque<Output>,
 }
 
@@ -463,13 +463,13 @@ impl Discovery {
             timers,
             max_neighbours,
             neighbours: BTreeMap::new(),
-            counters: Counters::default(),
+            counters: DiscoveryCounters::default(),
             outputs: VecDeque::new(),
         }
     }
 
     /// The counters.
-    pub fn counters(&self) -> &Counters {
+    pub fn counters(&self) -> &DiscoveryCounters {
         &self.counters
     }
 
@@ -705,7 +705,7 @@ pub struct MeshView {
     /// Neighbours.
     pub neighbours: Vec<MeshNeighbourView>,
     /// Discovery counters.
-    pub counters: Counters,
+    pub counters: DiscoveryCounters,
     /// The tunnel device's counters: datagrams dropped before a neighbour could be named
     /// (unknown receiver index, failed handshake authentication, bad mac1, malformed).
     pub tunnel: tunnel::DeviceStats,

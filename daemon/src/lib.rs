@@ -1,11 +1,11 @@
-//! babeld-rs: the daemon and its companion tool `babelctl`.
+//! babeld-rs: the router daemon.
 //!
 //! The protocol logic lives in the sans-IO crates (`babel-wire`, `babel-core`); this crate holds
-//! the I/O and the command-line front ends.
+//! the I/O and the daemon's command line. The operator tool `babelctl` is its own crate and uses
+//! this library's control client and `show` formatting ([`ctl::show`]).
 
 pub mod actions;
 pub mod allocator;
-pub mod capture;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use babel_wire::Prefix;
 use payments::{Amount, Meter, Price, ServiceLevel, Shaper};
 use tunnel::PeerId;
-use tunnel::hook::{Direction, PacketHook, Verdict};
+use tunnel::hook::{Direction, PacketHook, PacketVerdict};
 
 use crate::config::ParseError;
 
@@ -211,7 +211,7 @@ impl PacketHook for MeteringHook {
         peer: PeerId,
         destination: IpAddr,
         len: usize,
-    ) -> Verdict {
+    ) -> PacketVerdict {
         let dropped = self.shaper.as_ref().is_some_and(|sh| {
             !control_traffic(destination)
                 && sh.lock().is_ok_and(|mut sh| {
@@ -219,7 +219,7 @@ impl PacketHook for MeteringHook {
                         Instant::now(),
                         &peer,
                         u32::try_from(len).unwrap_or(u32::MAX),
-                    ) == payments::Verdict::Drop
+                    ) == payments::ShaperVerdict::Drop
                 })
         });
         let prices = self.prices(destination);
@@ -233,7 +233,7 @@ impl PacketHook for MeteringHook {
                     .or_insert_with(|| Meter::new(MAX_DESTINATIONS))
                     .shaped_from(bytes, prices.ours);
             }
-            return Verdict::Drop;
+            return PacketVerdict::Drop;
         }
         if let Ok(mut m) = self.meters.lock() {
             let meter = m
@@ -244,7 +244,7 @@ impl PacketHook for MeteringHook {
                 Direction::Out => meter.sent_through(&destination, bytes, prices.theirs),
             }
         }
-        Verdict::Pass
+        PacketVerdict::Pass
     }
 }
 
@@ -637,11 +637,17 @@ mod tests {
         let a: IpAddr = "10.1.2.3".parse().unwrap();
         let b: IpAddr = "10.2.0.1".parse().unwrap();
         let local: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(h.packet(Direction::In, PeerId(1), a, 100), Verdict::Pass);
-        assert_eq!(h.packet(Direction::Out, PeerId(1), b, 10), Verdict::Pass);
+        assert_eq!(
+            h.packet(Direction::In, PeerId(1), a, 100),
+            PacketVerdict::Pass
+        );
+        assert_eq!(
+            h.packet(Direction::Out, PeerId(1), b, 10),
+            PacketVerdict::Pass
+        );
         assert_eq!(
             h.packet(Direction::Out, PeerId(2), local, 1000),
-            Verdict::Pass
+            PacketVerdict::Pass
         );
         let m = meters.lock().unwrap();
         let t1 = m[&PeerId(1)].total();
@@ -736,11 +742,14 @@ mod tests {
         // bytes deep) lets a few through.
         for _ in 0..100 {
             match h.packet(Direction::In, PeerId(7), dst, 1000) {
-                Verdict::Pass => pass += 1,
-                Verdict::Drop => drop += 1,
+                PacketVerdict::Pass => pass += 1,
+                PacketVerdict::Drop => drop += 1,
             }
             // Babel and payments between the two routers are never shaped.
-            assert_eq!(h.packet(Direction::In, PeerId(7), ll, 1000), Verdict::Pass);
+            assert_eq!(
+                h.packet(Direction::In, PeerId(7), ll, 1000),
+                PacketVerdict::Pass
+            );
         }
         assert!(pass <= 3 && drop == 100 - pass, "{pass} {drop}");
         let t = meters.lock().unwrap()[&PeerId(7)].total();

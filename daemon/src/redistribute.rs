@@ -37,7 +37,7 @@ pub struct FilterSubject<'a> {
 
 /// What the filters decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verdict {
+pub struct FilterVerdict {
     /// Announce (redistribute) or install.
     pub allow: bool,
     /// Metric to add / announce with.
@@ -116,14 +116,14 @@ pub fn verdict(
     kind: FilterKind,
     c: &FilterSubject<'_>,
     default_allow: bool,
-) -> Verdict {
+) -> FilterVerdict {
     for (k, f) in filters {
         if *k != kind || !matches(f, c) {
             continue;
         }
-        let mut v = Verdict {
+        let mut v = FilterVerdict {
             allow: true,
-            ..Verdict::default()
+            ..FilterVerdict::default()
         };
         for a in &f.actions {
             match a {
@@ -141,9 +141,9 @@ pub fn verdict(
         }
         return v;
     }
-    Verdict {
+    FilterVerdict {
         allow: default_allow,
-        ..Verdict::default()
+        ..FilterVerdict::default()
     }
 }
 

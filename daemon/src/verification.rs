@@ -18,8 +18,8 @@ use babel_core::{Input, Instant, RouteView, XrouteView};
 use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
 use serde::Serialize;
 use verify::{
-    Action, Check, Counters, Keyring, NeighbourId, Responder, SigningKey, Verdict, VerifiableRoute,
-    Verifier, VerifyConfig,
+    Action, Check, CheckVerdict, Keyring, NeighbourId, ProbeCounters, Responder, SigningKey,
+    VerifiableRoute, Verifier, VerifyConfig,
 };
 
 use crate::config::ParseError;
@@ -387,7 +387,7 @@ pub struct Report {
     /// Our public key (hex).
     pub public_key: String,
     /// The verifier's counters.
-    pub counters: Counters,
+    pub counters: ProbeCounters,
     /// Datagrams refused before the verify crate saw them.
     pub malformed: u64,
     /// Remote IHUs we sent.
@@ -489,7 +489,7 @@ impl Verification {
     }
 
     /// The verifier's counters.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> ProbeCounters {
         self.verifier.counters()
     }
 
@@ -749,8 +749,8 @@ impl Verification {
         }
         self.rows.insert((c.route.prefix, n), row);
         let verdict = match c.verdict {
-            Verdict::Kept => "kept",
-            Verdict::Evicted(_) => "evicted",
+            CheckVerdict::Kept => "kept",
+            CheckVerdict::Evicted(_) => "evicted",
         };
         out.lines.push(format!(
             "verify route {} via {} if {} metric {} cost {} accuracy {} corrected {} {verdict}",

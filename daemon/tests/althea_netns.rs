@@ -15,7 +15,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 /// What Althea's OpenWrt package writes (no `althea-compatible`), with the test's prefixes.
 const DEPLOYED: &str = "random-id true\nipv6-subtrees true\nfee 100\n\
@@ -348,7 +347,7 @@ fn althea_dialect_sends_no_ae4_and_ipv4_crosses_numbered_links() {
     assert!(!has_route(&b, "10.77.0.1"), "{}", dump(&b));
     let _ = cap.kill();
     let _ = cap.wait();
-    let out = Command::new(CTL)
+    let out = Command::new(test_support::babelctl())
         .args(["decode", "--althea"])
         .arg(&pcap)
         .output()
@@ -410,7 +409,14 @@ add route 2 prefix fd77::9/128 from ::/0 installed yes id 02:00:00:ff:fe:00:00:0
 fn babelctl_show(ns: &Netns, port: u16) -> std::process::Output {
     Command::new("ip")
         .args([
-            "netns", "exec", &ns.name, "timeout", "20", CTL, "show", "-s",
+            "netns",
+            "exec",
+            &ns.name,
+            "timeout",
+            "20",
+            test_support::babelctl(),
+            "show",
+            "-s",
         ])
         .arg(port.to_string())
         .output()

@@ -66,7 +66,7 @@ fn line_of_three_installs_every_route_and_forwards() {
     );
 
     // babelctl show: tables with prices (from `dump json`), and JSON.
-    let show = b.exec(&[env!("CARGO_BIN_EXE_babelctl"), "show", "-s", "33123"]);
+    let show = b.exec(&[test_support::babelctl(), "show", "-s", "33123"]);
     assert!(
         show.contains("PRICE") && show.contains("ROUTER-ID"),
         "{show}"
@@ -82,7 +82,7 @@ fn line_of_three_installs_every_route_and_forwards() {
         "{show}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&b.exec(&[env!("CARGO_BIN_EXE_babelctl"), "show", "--json"])).unwrap();
+        serde_json::from_str(&b.exec(&[test_support::babelctl(), "show", "--json"])).unwrap();
     // Four installed routes; the others are the neighbours' echoes of routes learned from us or
     // each other (auto-typed interfaces have no split horizon, as in babeld).
     let installed = json["routes"]

@@ -35,7 +35,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 const SERVER: &str = "198.51.100.1";
 const EXIT_PUBLIC: &str = "198.51.100.2";
@@ -645,7 +644,7 @@ fn lan_host_reaches_the_server_through_the_exit_and_the_relay_sees_only_tunnels(
     let _ = std::fs::remove_file(&pcap);
 
     // Operators see it: `babelctl show exits` on both ends, and the counters in `dump`.
-    let show = |ns: &Netns| ns.exec(&[CTL, "show", "exits"]);
+    let show = |ns: &Netns| ns.exec(&[test_support::babelctl(), "show", "exits"]);
     let (on_exit, on_user) = (show(&w.exit), show(&w.user));
     println!("babelctl show exits on the exit:\n{on_exit}\non the user:\n{on_user}");
     assert!(

@@ -21,7 +21,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 /// (physical interface, key, state, tunnel) of every mesh neighbour.
 fn neighbours(ns: &Netns) -> Vec<(String, String, String, String)> {
@@ -264,7 +263,13 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         "cleartext on the physical link: {kinds:?}"
     );
     // Operators see it: babelctl show neighbours lists key, endpoint, state, handshake, bytes.
-    let show = ns[2].exec(&[CTL, "show", "-s", "33123", "neighbours"]);
+    let show = ns[2].exec(&[
+        test_support::babelctl(),
+        "show",
+        "-s",
+        "33123",
+        "neighbours",
+    ]);
     let key = &neighbours(&ns[2])[0].1;
     assert!(show.contains(&key[..16]), "{show}");
     assert!(show.contains("up"), "{show}");

@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use common::{Netns, can_use_netns, control, has_route, have, node, start_router, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 /// A line a - b - c of babeld-rs routers (b in the middle), converged.
 struct Line {
@@ -166,7 +165,15 @@ fn web_page_in_headless_chromium_shows_the_mesh() {
     let (ida, idc) = (my_id(&l.a), my_id(&l.c));
     let _web = Child(
         Command::new("ip")
-            .args(["netns", "exec", &l.b.name, CTL, "web", "-s", "33123"])
+            .args([
+                "netns",
+                "exec",
+                &l.b.name,
+                test_support::babelctl(),
+                "web",
+                "-s",
+                "33123",
+            ])
             .args(["-l", "127.0.0.1:8033"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -19,7 +19,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 /// A mesh router on `ifaces` with payments on, a fixed mesh key and `extra` configuration.
 fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &str) -> Daemon {
@@ -369,7 +368,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     ] {
         assert!(events.contains(&e), "no {e:?} in:\n{events}");
     }
-    let show = ns[2].exec(&[CTL, "show", "-s", "33123", "payments"]);
+    let show = ns[2].exec(&[test_support::babelctl(), "show", "-s", "33123", "payments"]);
     println!("{show}");
     let d_line = show
         .lines()

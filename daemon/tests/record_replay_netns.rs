@@ -16,11 +16,13 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 /// Runs `babelctl args...`: (success, stdout, stderr).
 fn babelctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(CTL).args(args).output().unwrap();
+    let out = Command::new(test_support::babelctl())
+        .args(args)
+        .output()
+        .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }

@@ -31,8 +31,9 @@ use common::{
     try_control, veth, wait_for,
 };
 
+use test_support::babelctl;
+
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 const CHAIN_ID: u64 = 31337;
 const PORT: u16 = 8545;
 /// anvil's first development account (funded by the node at genesis).
@@ -198,7 +199,7 @@ fn show(ns: &Netns) -> (String, Vec<Line>) {
             "netns",
             "exec",
             &ns.name,
-            CTL,
+            babelctl(),
             "settlement",
             "-s",
             "33123",
@@ -237,8 +238,9 @@ fn channel(ns: &Netns, direction: &str, id: Option<&str>) -> Option<Line> {
 }
 
 fn ctl(ns: &Netns, words: &[&str]) -> String {
+    let tool = babelctl();
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, CTL, "settlement", "-s", "33123"])
+        .args(["netns", "exec", &ns.name, tool, "settlement", "-s", "33123"])
         .args(words)
         .output()
         .unwrap();

@@ -11,7 +11,6 @@ use common::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-const CTL: &str = env!("CARGO_BIN_EXE_babelctl");
 
 #[test]
 fn two_routers_exchange_routes_only_through_our_tunnel() {
@@ -100,7 +99,7 @@ fn two_routers_exchange_routes_only_through_our_tunnel() {
     );
     let bad = control(&a, 33123, "tunnel-policy nosuch AAAA block\nquit\n");
     assert!(bad.trim_end().ends_with("bad"), "{bad}");
-    let show = a.exec(&[CTL, "show", "-s", "33123", "tunnels"]);
+    let show = a.exec(&[test_support::babelctl(), "show", "-s", "33123", "tunnels"]);
     assert!(show.contains("bwg0") && show.contains(&pb[..10]), "{show}");
     let _ = tmp("unused");
 }

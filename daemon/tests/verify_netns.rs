@@ -238,13 +238,7 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         "{dump}"
     );
     // babelctl shows it.
-    let show = a.exec(&[
-        env!("CARGO_BIN_EXE_babelctl"),
-        "show",
-        "-s",
-        "33123",
-        "verify",
-    ]);
+    let show = a.exec(&[test_support::babelctl(), "show", "-s", "33123", "verify"]);
     assert!(
         show.lines()
             .any(|l| l.contains("a-l") && l.contains("true") && !l.starts_with("fd77")),

@@ -102,7 +102,7 @@ impl Metering {
         } else {
             self.meter.sent_through(&dst, pkt.len() as u64, price);
         }
-        self.shaper.admit(now, &7, pkt.len() as u32) == payments::Verdict::Pass
+        self.shaper.admit(now, &7, pkt.len() as u32) == payments::ShaperVerdict::Pass
     }
 }
 

@@ -31,9 +31,9 @@ pub mod wire;
 pub use channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
 pub use meter::{Flow, Meter};
 pub use node::{Neighbour, Payments, View};
-pub use peer::{Counters, Event, Output, Peer, PeerConfig, ServiceLevel, Thresholds};
+pub use peer::{Event, Output, PaymentCounters, Peer, PeerConfig, ServiceLevel, Thresholds};
 pub use price::{Price, cost};
-pub use shaper::{Shaper, ShaperConfig, Verdict};
+pub use shaper::{Shaper, ShaperConfig, ShaperVerdict};
 pub use store::{Direction, MemStore, Record, RedbStore, Store, StoreError};
 pub use update::{
     Amount, CANONICAL_LEN, ChannelId, ChannelUpdate, DOMAIN_TAG, SIGNED_LEN, SignedUpdate,

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::peer::{Output, Peer, PeerConfig};
 use crate::price::Price;
-use crate::shaper::{Shaper, ShaperConfig, Verdict};
+use crate::shaper::{Shaper, ShaperConfig, ShaperVerdict};
 use crate::store::{Direction, Store, StoreError};
 use crate::{Amount, ChannelId, Meter, Settlement};
 
@@ -232,20 +232,20 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         destination: &D,
         bytes: u32,
         price: Price,
-    ) -> Verdict {
+    ) -> ShaperVerdict {
         let Some(n) = self.neighbours.get_mut(neighbour) else {
-            return Verdict::Pass;
+            return ShaperVerdict::Pass;
         };
         let v = self.shaper.admit(now, neighbour, bytes);
         match (v, direction) {
-            (Verdict::Pass, Direction::In) => {
+            (ShaperVerdict::Pass, Direction::In) => {
                 n.meter.forwarded_for(destination, u64::from(bytes), price)
             }
-            (Verdict::Pass, Direction::Out) => {
+            (ShaperVerdict::Pass, Direction::Out) => {
                 n.meter.sent_through(destination, u64::from(bytes), price)
             }
-            (Verdict::Drop, Direction::In) => n.meter.shaped_from(u64::from(bytes), price),
-            (Verdict::Drop, Direction::Out) => {}
+            (ShaperVerdict::Drop, Direction::In) => n.meter.shaped_from(u64::from(bytes), price),
+            (ShaperVerdict::Drop, Direction::Out) => {}
         }
         v
     }

@@ -149,7 +149,7 @@ pub struct Output {
 
 /// Counters of one neighbour.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
+pub struct PaymentCounters {
     /// Updates signed.
     pub sent: u64,
     /// Retransmissions.
@@ -190,7 +190,7 @@ pub struct Peer {
     /// Refused updates by kind.
     pub refusals: RefusalCounters,
     /// Other counters.
-    pub counters: Counters,
+    pub counters: PaymentCounters,
 }
 
 impl Peer {
@@ -239,7 +239,7 @@ impl Peer {
             level: ServiceLevel::Full,
             paying: true,
             refusals: RefusalCounters::default(),
-            counters: Counters::default(),
+            counters: PaymentCounters::default(),
         };
         peer.level = peer.computed_level();
         Ok(peer)

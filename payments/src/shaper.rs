@@ -16,7 +16,7 @@ use crate::ServiceLevel;
 
 /// What to do with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ShaperVerdict {
     /// Forward it.
     Pass,
     /// Drop it (over the neighbour's rate).
@@ -200,7 +200,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
 
     /// One packet of `bytes` from or to neighbour `key` at `now`. Unknown neighbours are at
     /// full service with weight 1.
-    pub fn admit(&mut self, now: Instant, key: &K, bytes: u32) -> Verdict {
+    pub fn admit(&mut self, now: Instant, key: &K, bytes: u32) -> ShaperVerdict {
         let cfg = self.cfg;
         self.recompute(now);
         let mut new = false;
@@ -217,19 +217,19 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
             self.rates();
         }
         let Some(c) = self.classes.get_mut(key) else {
-            return Verdict::Pass;
+            return ShaperVerdict::Pass;
         };
         c.last_seen = now;
         let b = i64::from(bytes);
         let verdict = match (c.level, cfg.capacity) {
-            (ServiceLevel::Full, None) => Verdict::Pass,
+            (ServiceLevel::Full, None) => ShaperVerdict::Pass,
             (ServiceLevel::FreeTier, _) => {
                 c.bucket.refill(now, c.rate, c.depth);
                 if c.bucket.tokens >= b {
                     c.bucket.tokens -= b;
-                    Verdict::Pass
+                    ShaperVerdict::Pass
                 } else {
-                    Verdict::Drop
+                    ShaperVerdict::Drop
                 }
             }
             (ServiceLevel::Full, Some(cap)) => {
@@ -240,18 +240,18 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
                     // Guaranteed share; the link may go into debt, which blocks borrowing.
                     c.bucket.tokens -= b;
                     self.link.tokens = self.link.tokens.saturating_sub(b).max(-ld);
-                    Verdict::Pass
+                    ShaperVerdict::Pass
                 } else if self.link.tokens >= b {
                     self.link.tokens -= b;
-                    Verdict::Pass
+                    ShaperVerdict::Pass
                 } else {
-                    Verdict::Drop
+                    ShaperVerdict::Drop
                 }
             }
         };
         match verdict {
-            Verdict::Pass => c.passed = c.passed.saturating_add(u64::from(bytes)),
-            Verdict::Drop => c.dropped = c.dropped.saturating_add(u64::from(bytes)),
+            ShaperVerdict::Pass => c.passed = c.passed.saturating_add(u64::from(bytes)),
+            ShaperVerdict::Drop => c.dropped = c.dropped.saturating_add(u64::from(bytes)),
         }
         verdict
     }
@@ -275,7 +275,7 @@ mod tests {
                     *c += rate / 10_000;
                     while *c >= 1000 {
                         *c -= 1000;
-                        if shaper.admit(now, k, 1000) == Verdict::Pass {
+                        if shaper.admit(now, k, 1000) == ShaperVerdict::Pass {
                             if let Some(g) = got.get_mut(j) {
                                 *g += 1000;
                             }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use babel_wire::mac::{MacAlgorithm, MacCheck, MacKey, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, decode};
-use daemon::capture::read_capture;
+use babelctl::capture::read_capture;
 
 fn captures() -> [(&'static str, MacKey); 2] {
     [

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use babel_wire::{DecodeOptions, Flavour, Message, decode, encode_packet};
-use daemon::capture::{Datagram, read_capture};
+use babelctl::capture::{Datagram, read_capture};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures")
@@ -134,7 +134,7 @@ fn timestamps_capture_has_rfc9616_and_rfc9229() {
 #[test]
 fn decoded_captures_match_golden_json() {
     for name in ["babeld-1.12-plain", "babeld-1.12-timestamps"] {
-        let args = daemon::ctl::decode::DecodeArgs {
+        let args = babelctl::decode::DecodeArgs {
             input: dir()
                 .join(format!("{name}.pcap"))
                 .to_string_lossy()
@@ -144,7 +144,7 @@ fn decoded_captures_match_golden_json() {
             port: babel_wire::PORT,
         };
         let mut out = Vec::new();
-        daemon::ctl::decode::run(&args, &mut out).unwrap();
+        babelctl::decode::run(&args, &mut out).unwrap();
         let golden = dir().join(format!("{name}.jsonl"));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&golden, &out).unwrap();

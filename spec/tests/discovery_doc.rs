@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use daemon::discovery::{
-    ANNOUNCEMENT_LEN, Announcement, Counters, GROUP, INNER_TUNNEL_MTU, MAGIC, MAX_NEIGHBOURS, PORT,
-    TUNNEL_OVERHEAD, Timers, VERSION, tunnel_mtu,
+    ANNOUNCEMENT_LEN, Announcement, DiscoveryCounters, GROUP, INNER_TUNNEL_MTU, MAGIC,
+    MAX_NEIGHBOURS, PORT, TUNNEL_OVERHEAD, Timers, VERSION, tunnel_mtu,
 };
 
 fn doc() -> String {
@@ -96,7 +96,7 @@ fn documented_counters_are_the_discovery_counters() {
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
-    let v = serde_json::to_value(Counters::default()).unwrap();
+    let v = serde_json::to_value(DiscoveryCounters::default()).unwrap();
     let mut code: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
     documented.sort();
     code.sort();

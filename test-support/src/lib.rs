@@ -9,6 +9,7 @@
 //! * [`ping`], [`ping_with`]: ICMP echo from inside a namespace.
 //! * [`Daemon`]: a process in a namespace, killed on drop.
 //! * `engines` (feature `engine`): two `babel-core` engines on one lossless link.
+//! * [`babelctl`], [`workspace_bin`]: a binary of another workspace crate, built for the test.
 //!
 //! Root is needed for everything but the engines; [`can_use_netns`] tells a test whether to
 //! skip, with the reason printed.
@@ -17,6 +18,7 @@
 mod netns;
 mod process;
 mod tap;
+mod workspace_bin;
 
 #[cfg(feature = "engine")]
 pub mod engines;
@@ -27,6 +29,7 @@ pub use netns::{
 };
 pub use process::Daemon;
 pub use tap::{TapLink, open_tap_in, open_tun_in};
+pub use workspace_bin::{babelctl, workspace_bin};
 
 /// Feeds every file of `fuzz/regressions/<target>/` to `check` (the fuzz target's own check, so
 /// a stable `cargo test` replays what the fuzzers once found); returns how many there were.

@@ -1,6 +1,6 @@
 //! A per-packet hook for metering and shaping: the [`crate::Device`] calls it once for every
 //! inner (plaintext) IP packet that crosses the tunnel, with the direction, the peer and the
-//! packet's destination, and drops the packet when it answers [`Verdict::Drop`].
+//! packet's destination, and drops the packet when it answers [`PacketVerdict::Drop`].
 //!
 //! The hook runs on the tunnel's hot path: implementations must not block and should cost no
 //! more than a few hash lookups (the daemon's metering caches prices per destination).
@@ -21,7 +21,7 @@ pub enum Direction {
 
 /// What the hook decides for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum PacketVerdict {
     /// Let it through.
     Pass,
     /// Drop it (counted as a policy drop of the peer).
@@ -37,5 +37,5 @@ pub trait PacketHook: Send {
         peer: PeerId,
         destination: IpAddr,
         len: usize,
-    ) -> Verdict;
+    ) -> PacketVerdict;
 }

@@ -47,7 +47,7 @@ pub use allowed_ips::AllowedIps;
 pub use config::{PeerConfig, TunnelConfig};
 pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
-pub use hook::{PacketHook, Verdict};
+pub use hook::{PacketHook, PacketVerdict};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey, generate_keypair};
 pub use peer::{Action, Peer, PeerOptions};
 pub use policy::{ForwardingPolicy, PolicyExempt};

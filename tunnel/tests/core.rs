@@ -757,15 +757,15 @@ impl tunnel::PacketHook for Recorder {
         peer: tunnel::PeerId,
         destination: std::net::IpAddr,
         len: usize,
-    ) -> tunnel::Verdict {
+    ) -> tunnel::PacketVerdict {
         self.seen
             .lock()
             .unwrap()
             .push((direction, peer, destination, len));
         if len == self.drop_len {
-            tunnel::Verdict::Drop
+            tunnel::PacketVerdict::Drop
         } else {
-            tunnel::Verdict::Pass
+            tunnel::PacketVerdict::Pass
         }
     }
 }

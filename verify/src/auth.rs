@@ -23,7 +23,7 @@ pub const DERIVED_MIN_BITS: u8 = 56;
 /// Domain of the key-derived address (§3.2).
 pub const DERIVE_DOMAIN: &[u8] = b"babeld-rs verify address v1";
 
-/// Why a Remote IHU was dropped. Each has a counter ([`crate::Counters`]).
+/// Why a Remote IHU was dropped. Each has a counter ([`crate::ProbeCounters`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DropReason {
     /// Not a well-formed Remote IHU with exactly one report sub-TLV.

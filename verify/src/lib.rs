@@ -13,7 +13,7 @@
 //! * [`Responder`]: the destination's side, counting Remote Hellos and signing reports.
 //!
 //! Every Remote IHU that is malformed, badly signed, signed by a key not bound to the prefix,
-//! replayed or not for a session of ours is dropped and counted ([`Counters`]); all state is
+//! replayed or not for a session of ours is dropped and counted ([`ProbeCounters`]); all state is
 //! bounded.
 
 #![forbid(unsafe_code)]
@@ -35,8 +35,8 @@ pub use correction::{CorrectionConfig, Corrections};
 pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
-    Action, Check, Counters, HOP_LIMIT, REMOTE_IHU_INTERVAL, Responder, Verifier, VerifyConfig,
-    via_tag,
+    Action, Check, HOP_LIMIT, ProbeCounters, REMOTE_IHU_INTERVAL, Responder, Verifier,
+    VerifyConfig, via_tag,
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-pub use score::{NeighbourScore, Rule, ScoreConfig, Verdict};
+pub use score::{CheckVerdict, NeighbourScore, Rule, ScoreConfig};

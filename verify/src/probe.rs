@@ -14,7 +14,7 @@ use crate::auth::{DropReason, Keyring, Report, SignedIhu, decode_signed_ihu, enc
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-use crate::score::{NeighbourScore, ScoreConfig, Verdict};
+use crate::score::{CheckVerdict, NeighbourScore, ScoreConfig};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
 /// left (§1.1).
@@ -35,7 +35,7 @@ pub struct VerifyConfig {
 
 /// Counters (`dump`, `babelctl show`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
+pub struct ProbeCounters {
     /// Probe sessions started.
     pub sessions: u64,
     /// Remote Hellos sent.
@@ -69,10 +69,10 @@ pub struct Counters {
     pub readmissions: u64,
 }
 
-impl Counters {
+impl ProbeCounters {
     /// Adds another set of counters (totals over several verifiers).
-    pub fn add(&mut self, o: &Counters) {
-        let Counters {
+    pub fn add(&mut self, o: &ProbeCounters) {
+        let ProbeCounters {
             sessions,
             probes_sent,
             answers,
@@ -165,7 +165,7 @@ pub struct Check {
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
     /// What the check did to the neighbour.
-    pub verdict: Verdict,
+    pub verdict: CheckVerdict,
 }
 
 #[derive(Clone, Debug)]
@@ -198,7 +198,7 @@ pub struct Verifier {
     sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
     max_neighbours: usize,
-    counters: Counters,
+    counters: ProbeCounters,
 }
 
 /// The opaque 8-octet tag a verifier puts in the Remote Hello's Via field for a neighbour (the
@@ -247,7 +247,7 @@ impl Verifier {
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
-            counters: Counters::default(),
+            counters: ProbeCounters::default(),
         }
     }
 
@@ -257,7 +257,7 @@ impl Verifier {
     }
 
     /// Counters.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> ProbeCounters {
         self.counters
     }
 
@@ -569,7 +569,7 @@ impl Verifier {
             correction: None,
             neighbour_factor: None,
             black_hole: black_hole_found,
-            verdict: Verdict::Kept,
+            verdict: CheckVerdict::Kept,
         };
         if let (Some(c), Some(a)) = (cost, a) {
             self.counters.checks += 1;
@@ -607,7 +607,7 @@ impl Verifier {
             let score = self.scores.entry(route.neighbour).or_default();
             check.verdict =
                 score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
-            if let Verdict::Evicted(_) = check.verdict {
+            if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 out.push(Action::Checked(check));
                 out.push(Action::Standing {

@@ -79,7 +79,7 @@ struct DestScore {
 
 /// What a check did to a neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum CheckVerdict {
     /// Nothing changed in its standing.
     Kept,
     /// It is evicted now, until the given time.
@@ -136,7 +136,13 @@ impl NeighbourScore {
 
     /// Records one check of the route to `prefix` through this neighbour with accuracy `a`
     /// (§4.1 update, then §4.2 or the paper's rule).
-    pub fn record(&mut self, now: Instant, cfg: &ScoreConfig, prefix: Prefix, a: f64) -> Verdict {
+    pub fn record(
+        &mut self,
+        now: Instant,
+        cfg: &ScoreConfig,
+        prefix: Prefix,
+        a: f64,
+    ) -> CheckVerdict {
         self.record_check(now, cfg, prefix, a, false)
     }
 
@@ -148,7 +154,7 @@ impl NeighbourScore {
         prefix: Prefix,
         a: f64,
         black_hole: bool,
-    ) -> Verdict {
+    ) -> CheckVerdict {
         let a = a.clamp(0.0, 1.0);
         crate::bounded::make_room(&mut self.dests, cfg.max_destinations, &prefix, |d| d.last);
         let d = self.dests.entry(prefix).or_insert(DestScore {
@@ -196,7 +202,7 @@ impl NeighbourScore {
                 .is_some_and(|first| now.saturating_since(first) >= window)
         };
         if self.is_evicted(now) {
-            return Verdict::Kept;
+            return CheckVerdict::Kept;
         }
         let on_probation = self.probation_until.is_some_and(|t| now < t);
         let evict = match cfg.rule {
@@ -204,7 +210,7 @@ impl NeighbourScore {
             Rule::Confirmed => confirmed || (failed && on_probation),
         };
         if !evict {
-            return Verdict::Kept;
+            return CheckVerdict::Kept;
         }
         let shift = self.evictions.min(16);
         let hold = cfg.hold.saturating_mul(1u32 << shift).min(cfg.max_hold);
@@ -212,7 +218,7 @@ impl NeighbourScore {
         let until = now + hold;
         self.evicted_until = Some(until);
         self.probation_until = Some(until + hold);
-        Verdict::Evicted(until)
+        CheckVerdict::Evicted(until)
     }
 
     /// §4.3: ends an eviction whose hold has passed. The neighbour is back on probation: its
@@ -287,8 +293,9 @@ mod tests {
             for d in (0..10u8).rev() {
                 let acc = if d < 4 { 0.5 } else { 1.0 };
                 let now = t(round * 30 + u64::from(d));
-                evicted_paper |= matches!(a.record(now, &paper, p(d), acc), Verdict::Evicted(_));
-                if let Verdict::Evicted(_) = b.record(now, &ours, p(d), acc) {
+                evicted_paper |=
+                    matches!(a.record(now, &paper, p(d), acc), CheckVerdict::Evicted(_));
+                if let CheckVerdict::Evicted(_) = b.record(now, &ours, p(d), acc) {
                     evicted_ours.get_or_insert(round);
                 }
             }
@@ -303,13 +310,13 @@ mod tests {
     fn isolated_failure_is_forgiven() {
         let cfg = ScoreConfig::default();
         let mut n = NeighbourScore::default();
-        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
-        assert_eq!(n.record(t(30), &cfg, p(1), 1.0), Verdict::Kept);
-        assert_eq!(n.record(t(60), &cfg, p(1), 0.5), Verdict::Kept);
-        assert_eq!(n.record(t(70), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
+        assert_eq!(n.record(t(30), &cfg, p(1), 1.0), CheckVerdict::Kept);
+        assert_eq!(n.record(t(60), &cfg, p(1), 0.5), CheckVerdict::Kept);
+        assert_eq!(n.record(t(70), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert!(matches!(
             n.record(t(90), &cfg, p(1), 0.5),
-            Verdict::Evicted(_)
+            CheckVerdict::Evicted(_)
         ));
     }
 
@@ -320,18 +327,18 @@ mod tests {
     fn confirmation_across_destinations() {
         let cfg = ScoreConfig::default();
         let mut n = NeighbourScore::default();
-        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
-        assert_eq!(n.record(t(10), &cfg, p(2), 1.0), Verdict::Kept);
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
+        assert_eq!(n.record(t(10), &cfg, p(2), 1.0), CheckVerdict::Kept);
         assert!(matches!(
             n.record(t(20), &cfg, p(3), 0.5),
-            Verdict::Evicted(_)
+            CheckVerdict::Evicted(_)
         ));
         let mut h = NeighbourScore::default();
-        assert_eq!(h.record(t(0), &cfg, p(1), 0.6), Verdict::Kept);
-        assert_eq!(h.record(t(10), &cfg, p(2), 0.7), Verdict::Kept);
-        assert_eq!(h.record(t(20), &cfg, p(1), 1.0), Verdict::Kept);
-        assert_eq!(h.record(t(30), &cfg, p(2), 1.0), Verdict::Kept);
-        assert_eq!(h.record(t(40), &cfg, p(3), 0.5), Verdict::Kept);
+        assert_eq!(h.record(t(0), &cfg, p(1), 0.6), CheckVerdict::Kept);
+        assert_eq!(h.record(t(10), &cfg, p(2), 0.7), CheckVerdict::Kept);
+        assert_eq!(h.record(t(20), &cfg, p(1), 1.0), CheckVerdict::Kept);
+        assert_eq!(h.record(t(30), &cfg, p(2), 1.0), CheckVerdict::Kept);
+        assert_eq!(h.record(t(40), &cfg, p(3), 0.5), CheckVerdict::Kept);
     }
 
     /// §4.2: failures further apart than `confirm_within` do not confirm each other.
@@ -339,11 +346,11 @@ mod tests {
     fn stale_failure_does_not_confirm() {
         let cfg = ScoreConfig::default();
         let mut n = NeighbourScore::default();
-        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), Verdict::Kept);
-        assert_eq!(n.record(t(90), &cfg, p(1), 0.5), Verdict::Kept);
+        assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
+        assert_eq!(n.record(t(90), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert!(matches!(
             n.record(t(110), &cfg, p(1), 0.5),
-            Verdict::Evicted(_)
+            CheckVerdict::Evicted(_)
         ));
     }
 
@@ -353,7 +360,7 @@ mod tests {
         let cfg = ScoreConfig::default();
         let mut n = NeighbourScore::default();
         n.record(t(0), &cfg, p(1), 0.1);
-        let Verdict::Evicted(until) = n.record(t(30), &cfg, p(1), 0.1) else {
+        let CheckVerdict::Evicted(until) = n.record(t(30), &cfg, p(1), 0.1) else {
             panic!("not evicted");
         };
         assert_eq!(until, t(330));
@@ -362,8 +369,8 @@ mod tests {
         assert!(n.readmit(t(330)));
         assert!(!n.is_evicted(t(330)));
         // Passing checks keep it in.
-        assert_eq!(n.record(t(340), &cfg, p(1), 1.0), Verdict::Kept);
-        let Verdict::Evicted(until2) = n.record(t(350), &cfg, p(2), 0.3) else {
+        assert_eq!(n.record(t(340), &cfg, p(1), 1.0), CheckVerdict::Kept);
+        let CheckVerdict::Evicted(until2) = n.record(t(350), &cfg, p(2), 0.3) else {
             panic!("probation failure did not evict");
         };
         assert_eq!(until2, t(350 + 600));
@@ -377,22 +384,31 @@ mod tests {
         // By default a black hole never confirms.
         let mut o = NeighbourScore::default();
         o.record_check(t(0), &cfg, p(1), 0.0, true);
-        assert_eq!(o.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
-        assert_eq!(o.record_check(t(60), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert_eq!(
+            o.record_check(t(30), &cfg, p(1), 0.0, true),
+            CheckVerdict::Kept
+        );
+        assert_eq!(
+            o.record_check(t(60), &cfg, p(1), 0.0, true),
+            CheckVerdict::Kept
+        );
         cfg.black_holes_evict = true;
         let mut n = NeighbourScore::default();
         n.record_check(t(0), &cfg, p(1), 0.0, true);
-        assert_eq!(n.record_check(t(30), &cfg, p(1), 0.0, true), Verdict::Kept);
+        assert_eq!(
+            n.record_check(t(30), &cfg, p(1), 0.0, true),
+            CheckVerdict::Kept
+        );
         assert!(matches!(
             n.record_check(t(45), &cfg, p(1), 0.0, true),
-            Verdict::Evicted(_)
+            CheckVerdict::Evicted(_)
         ));
         // A lie found by an answered check still confirms after `window`.
         let mut m = NeighbourScore::default();
         m.record_check(t(0), &cfg, p(1), 0.0, true);
         assert!(matches!(
             m.record_check(t(20), &cfg, p(1), 0.5, false),
-            Verdict::Evicted(_)
+            CheckVerdict::Evicted(_)
         ));
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Action, Check, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason, Responder,
-    SigningKey, Verdict, VerifiableRoute, Verifier, VerifyConfig,
+    Action, Check, CheckVerdict, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason,
+    Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -114,7 +114,7 @@ fn honest_route_scores_one() {
     assert_eq!(c.cost, Some(288));
     assert_eq!(c.accuracy, Some(1.0));
     assert_eq!(c.correction, None);
-    assert_eq!(c.verdict, Verdict::Kept);
+    assert_eq!(c.verdict, CheckVerdict::Kept);
     let n = w.v.counters();
     assert_eq!(n.probes_sent, 20);
     assert_eq!(n.answers, 20);
@@ -133,11 +133,11 @@ fn liar_corrected_then_evicted_then_readmitted() {
     let (m, until) = c1.correction.expect("corrected");
     assert_eq!(m, 288);
     assert!(until > w.now);
-    assert_eq!(c1.verdict, Verdict::Kept);
+    assert_eq!(c1.verdict, CheckVerdict::Kept);
     let mut evicted = None;
     for _ in 0..6 {
         let c = w.run_check(&cands);
-        if let Verdict::Evicted(t) = c.verdict {
+        if let CheckVerdict::Evicted(t) = c.verdict {
             evicted = Some(t);
             break;
         }
@@ -193,7 +193,7 @@ fn altered_ihu_dropped_and_counted() {
     };
     let c = w.run_check(&[cand(1, 100, true)]);
     assert_eq!(c.cost, None);
-    assert_eq!(c.verdict, Verdict::Kept);
+    assert_eq!(c.verdict, CheckVerdict::Kept);
     let n = w.v.counters();
     assert_eq!(n.bad_signature, 20);
     assert_eq!(n.unanswered, 1);

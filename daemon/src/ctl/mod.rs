@@ -1,9 +1,4 @@
-//! `babelctl` subcommands.
+//! The client side of the control protocol and the `show` formatting, shared with the operator
+//! tool (crate `babelctl`, which holds its other subcommands).
 
-pub mod decode;
-pub mod keys;
-pub mod replay;
-pub mod settle;
 pub mod show;
-pub mod simulate;
-pub mod web;

@@ -172,7 +172,7 @@ pub fn try_control(ns: &Netns, commands: &str) -> String {
 
 /// A WireGuard key pair (private, public) in base64, made by `babelctl genkey` and `pubkey`.
 pub fn keypair() -> (String, String) {
-    let ctl = env!("CARGO_BIN_EXE_babelctl");
+    let ctl = test_support::babelctl();
     let private = Command::new(ctl).arg("genkey").output().unwrap();
     assert!(private.status.success());
     let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::show::{Dump, Entry, fetch_dump, tunnel_row};
+use daemon::ctl::show::{Dump, Entry, fetch_dump, tunnel_row};
 
 /// Arguments of `babelctl web`.
 #[derive(clap::Args, Debug, Clone)]
@@ -429,7 +429,7 @@ fn graph(d: &Dump, host: &str, id: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::ctl::show::parse_dump;
+    use daemon::ctl::show::parse_dump;
 
     #[test]
     fn page_escapes_and_draws_every_router() {

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use babelctl as ctl;
 use clap::{Parser, Subcommand};
-use daemon::ctl;
 
 #[derive(Parser)]
 #[command(

@@ -30,7 +30,7 @@ pub fn run(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let rec = Recording::parse(&text)?;
-    let filter = crate::record::route_filter(&rec.header)?;
+    let filter = daemon::record::route_filter(&rec.header)?;
     if let Some(dir) = &args.case {
         if filter.is_some() {
             bail!("the recording has in/out filters, which a conformance case cannot express");

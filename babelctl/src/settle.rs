@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::bail;
 
-use crate::ctl::show::Conversation;
+use daemon::ctl::show::Conversation;
 
 /// Arguments of `babelctl settlement`.
 #[derive(clap::Args, Debug, Clone)]
