@@ -1162,8 +1162,8 @@ fn a_user_owing_past_the_threshold_is_throttled_both_ways() {
     assert!(full > 4.0 * tier, "not full speed: {full}");
     // Operators see it: `babelctl show exits` on both sides.
     let shown = (
-        w.exit.exec(&[CTL, "show", "exits"]),
-        w.user.exec(&[CTL, "show", "exits"]),
+        w.exit.exec(&[test_support::babelctl(), "show", "exits"]),
+        w.user.exec(&[test_support::babelctl(), "show", "exits"]),
     );
     assert!(
         shown.0.contains("paid ") && shown.0.contains("owed ") && shown.0.contains("service full"),
@@ -1516,7 +1516,7 @@ fn user_and_exit_verify_their_path_inside_the_tunnel() {
         "the exit did not verify its user: {xv}"
     );
     // Operators see it.
-    let show = w.user.exec(&[CTL, "show", "exits"]);
+    let show = w.user.exec(&[test_support::babelctl(), "show", "exits"]);
     println!("{show}");
     assert!(show.contains(&format!("measured-cost {cost}")), "{show}");
     // The relay saw no probe nor answer in the clear (they were inside the exit tunnel), and

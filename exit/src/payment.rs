@@ -292,7 +292,7 @@ impl<S: Store> UserPayments<S> {
     }
 
     /// Payment counters (sent, retries, ...).
-    pub fn counters(&self) -> payments::Counters {
+    pub fn counters(&self) -> payments::PaymentCounters {
         self.peer.counters
     }
 
@@ -426,7 +426,7 @@ impl<S: Store> ExitPayments<S> {
     }
 
     /// Payment counters of `user`'s channel, if restored.
-    pub fn counters(&self, user: &[u8; 32]) -> Option<payments::Counters> {
+    pub fn counters(&self, user: &[u8; 32]) -> Option<payments::PaymentCounters> {
         self.peers.get(user).map(|p| p.counters)
     }
 }
