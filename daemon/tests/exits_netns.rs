@@ -916,20 +916,30 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
     assert!(iperf(&w.inet, &w.lan, "20M", false), "iperf3 upload");
     assert!(iperf(&w.inet, &w.lan, "20M", true), "iperf3 download");
     let row = |w: &World| dump_json(&w.exit)["exits"]["users"][0].clone();
-    // Counters settle (the tunnel thread copies them every half second) and the bill catches
-    // up with what was metered.
-    let mut last = serde_json::Value::Null;
+    let user = |w: &World| {
+        let u = dump_json(&w.user)["exits"].clone();
+        (u["tx_bytes"].clone(), u["rx_bytes"].clone())
+    };
+    // Counters settle and the bill catches up with what was metered. Both ends' tunnel
+    // threads copy their counters every half second, so "settled" is: the exit's row and the
+    // user's counters unchanged over more than two copies.
+    let mut last = (serde_json::Value::Null, user(&w), std::time::Instant::now());
     assert!(
         wait_for(60, || {
-            let r = row(&w);
-            let settled = r == last && !r["billed"].is_null() && r["billed"] == r["metered"];
-            last = r;
-            settled
+            let now = (row(&w), user(&w));
+            if (&now.0, &now.1) != (&last.0, &last.1) {
+                last = (now.0, now.1, std::time::Instant::now());
+                return false;
+            }
+            let r = &last.0;
+            last.2.elapsed() > std::time::Duration::from_millis(1200)
+                && !r["billed"].is_null()
+                && r["billed"] == r["metered"]
         }),
         "bill never caught up: {}",
         row(&w)
     );
-    let r = row(&w);
+    let r = last.0.clone();
     let u = dump_json(&w.user)["exits"].clone();
     let (up, down) = (num(&r["upload_bytes"]), num(&r["download_bytes"]));
     let (user_tx, user_rx) = (num(&u["tx_bytes"]), num(&u["rx_bytes"]));
