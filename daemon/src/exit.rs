@@ -1693,7 +1693,7 @@ mod tests {
         });
         assert_eq!(
             user.lines()[2],
-            "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best bill 7 billed 900 paid 800 acked yes paying no accepted 6 refused-overcharge 1 refused-replay 0 refused-forged 0 payments 5 check refused:-Download:-billed-5-bytes,-counted-1"
+            "add exit-client east address 10.99.0.2/24 rx 0 tx 0 reason best why - ipv6 none bill 7 billed 900 paid 800 acked yes paying no accepted 6 refused-overcharge 1 refused-replay 0 refused-forged 0 payments 5 check refused:-Download:-billed-5-bytes,-counted-1"
         );
         let json = serde_json::json!({ "exits": user });
         let d = crate::ctl::show::from_json("BABEL 1.0", &json);
