@@ -920,38 +920,45 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
         let u = dump_json(&w.user)["exits"].clone();
         (u["tx_bytes"].clone(), u["rx_bytes"].clone())
     };
-    // Counters settle and the bill catches up with what was metered. Both ends' tunnel
-    // threads copy their counters every half second, so "settled" is: the exit's row and the
-    // user's counters unchanged over more than two copies.
+    // Both ends' tunnel threads copy their counters every half second, and the bills and
+    // payments keep crossing the tunnel every few seconds (metered like any traffic). So the
+    // counters are compared in a quiet moment: the exit's counters and the user's unchanged over
+    // more than two copies, after a first bill.
+    let counters = |r: &serde_json::Value| {
+        ["upload_bytes", "download_bytes", "metered", "billed"].map(|k| r[k].clone())
+    };
     let mut last = (serde_json::Value::Null, user(&w), std::time::Instant::now());
     assert!(
-        wait_for(60, || {
+        wait_for(90, || {
             let now = (row(&w), user(&w));
-            if (&now.0, &now.1) != (&last.0, &last.1) {
+            if (counters(&now.0), &now.1) != (counters(&last.0), &last.1) {
                 last = (now.0, now.1, std::time::Instant::now());
                 return false;
             }
-            let r = &last.0;
+            // The newest bill covers everything but the bytes of the newest bill and payment
+            // themselves (a few hundred bytes, in the next bill).
+            let (metered, billed) = (num(&last.0["metered"]), num(&last.0["billed"]));
             last.2.elapsed() > std::time::Duration::from_millis(1200)
-                && !r["billed"].is_null()
-                && r["billed"] == r["metered"]
+                && !last.0["billed"].is_null()
+                && billed <= metered
+                && metered - billed <= 4096 * 14
         }),
-        "bill never caught up: {}",
+        "the bill never caught up with quiet counters: {}",
         row(&w)
     );
     let r = last.0.clone();
-    let u = dump_json(&w.user)["exits"].clone();
+    let (user_tx, user_rx) = (num(&last.1.0), num(&last.1.1));
     let (up, down) = (num(&r["upload_bytes"]), num(&r["download_bytes"]));
-    let (user_tx, user_rx) = (num(&u["tx_bytes"]), num(&u["rx_bytes"]));
     let back = num(&r["route_back_price"]);
     let fee = 3u128;
-    let metered = num(&r["metered"]);
+    let (metered, billed) = (num(&r["metered"]), num(&r["billed"]));
     let want = up * fee + down * (fee + back);
     println!(
-        "exit metered upload {up} B, download {down} B; user counted tx {user_tx} B, rx {user_rx} B; route back price {back}; metered {metered} wei, formula {want} wei, billed {}",
-        r["billed"]
+        "exit metered upload {up} B, download {down} B; user counted tx {user_tx} B, rx {user_rx} B; route back price {back}; metered {metered} wei, formula {want} wei, billed {billed} wei"
     );
-    assert!(up >= 20_000_000 && down >= 20_000_000, "{r}");
+    // `iperf3 -n` stops when the sender has written its bytes, and the one-shot server may
+    // close before the last of them arrive: the counts only show that the transfers crossed.
+    assert!(up >= 10_000_000 && down >= 10_000_000, "{r}");
     // Inner bytes on both ends of one tunnel: the same packets, counted at both ends.
     let close = |a: u128, b: u128| a.abs_diff(b) * 1000 <= a.max(b);
     assert!(close(up, user_tx), "upload: exit {up}, user {user_tx}");
@@ -965,7 +972,7 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
         "price of the route back"
     );
     assert_eq!(metered, want, "bill formula");
-    assert_eq!(num(&r["billed"]), want);
+    assert!(billed <= metered && metered - billed <= 4096 * (fee + back));
 }
 
 /// The exit forwards only what comes from a registered user's own address: a user that
