@@ -57,7 +57,20 @@ impl Engine {
         key: RouteKey,
         full: bool,
     ) -> Option<Message> {
-        let mut msg = self.unfiltered_update_for(now, ifindex, key, full)?;
+        let adv = self.advertised(now, &key);
+        self.update_from(now, ifindex, key, adv, full)
+    }
+
+    /// [`Engine::update_for`] with what we advertise for `key` already found.
+    fn update_from(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        key: RouteKey,
+        adv: Advertised,
+        full: bool,
+    ) -> Option<Message> {
+        let mut msg = self.unfiltered_update_from(now, ifindex, key, adv, full)?;
         let (Some(filter), Message::Update(u)) = (&self.filter, &mut msg) else {
             return Some(msg);
         };
@@ -85,11 +98,37 @@ impl Engine {
         }
     }
 
-    pub(super) fn unfiltered_update_for(
+    /// What we advertise for `key`, whatever the interface: our xroute, else the selected route
+    /// while it is installed.
+    fn advertised(&self, now: Instant, key: &RouteKey) -> Advertised {
+        if let Some(x) = self.xroutes.get(key) {
+            return Advertised::Own { metric: x.metric };
+        }
+        self.routes
+            .get(key)
+            .map_or(Advertised::Nothing, |d| self.advertised_dest(now, d))
+    }
+
+    /// What we advertise for a destination of the route table that is not one of our xroutes.
+    fn advertised_dest(&self, now: Instant, d: &Dest) -> Advertised {
+        // What the Update needs from the selected route (not a copy of the whole route).
+        d.installed_route()
+            .map_or(Advertised::Nothing, |r| Advertised::Selected {
+                ifindex: r.ifindex,
+                router_id: r.router_id,
+                seqno: r.seqno,
+                price: r.price,
+                path_rtt: r.path_rtt,
+                metric: self.advertised_metric(now, r),
+            })
+    }
+
+    fn unfiltered_update_from(
         &mut self,
         now: Instant,
         ifindex: u32,
         key: RouteKey,
+        adv: Advertised,
         full: bool,
     ) -> Option<Message> {
         let iface = self.interfaces.get(&ifindex)?;
@@ -119,31 +158,21 @@ impl Engine {
                 diversity: None,
             })
         };
-        if let Some(x) = self.xroutes.get(&key) {
-            let (seqno, metric, rid) = (self.seqno, x.metric, self.cfg.router_id);
-            self.sources
-                .update(now, key, rid, Seqno(seqno), Metric(metric));
-            return Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)));
-        }
-        // What the Update needs from the selected route (not a copy of the whole route).
-        let inst = self
-            .routes
-            .get(&key)
-            .and_then(Dest::installed_route)
-            .map(|r| {
-                (
-                    r.ifindex,
-                    r.router_id,
-                    r.seqno,
-                    r.price,
-                    r.path_rtt,
-                    self.advertised_metric(now, r),
-                )
-            });
-        match inst {
-            Some((route_ifindex, router_id, seqno, price, path_rtt, metric))
-                if metric < INFINITY =>
-            {
+        match adv {
+            Advertised::Own { metric } => {
+                let (seqno, rid) = (self.seqno, self.cfg.router_id);
+                self.sources
+                    .update(now, key, rid, Seqno(seqno), Metric(metric));
+                Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)))
+            }
+            Advertised::Selected {
+                ifindex: route_ifindex,
+                router_id,
+                seqno,
+                price,
+                path_rtt,
+                metric,
+            } if metric < INFINITY => {
                 if split && route_ifindex == ifindex {
                     // babeld: the route is simply not sent back where it came from.
                     return None;
@@ -156,6 +185,24 @@ impl Engine {
             _ if full => None,
             _ => Some(mk(self.seqno, INFINITY, self.cfg.router_id, None, None)),
         }
+    }
+
+    /// What a periodic full dump advertises, in key order: our xroutes and every destination with
+    /// an installed route, found in one walk of both tables (not one search per destination).
+    fn full_dump(&self, now: Instant) -> Vec<(RouteKey, Advertised)> {
+        let mut out = Vec::with_capacity(self.xroutes.len() + self.routes.installed_len());
+        let mut own = self.xroutes.iter().peekable();
+        for (k, d) in self.routes.iter().filter(|(_, d)| d.installed().is_some()) {
+            while let Some((xk, x)) = own.next_if(|(xk, _)| *xk <= k) {
+                out.push((*xk, Advertised::Own { metric: x.metric }));
+            }
+            // An xroute shadows the route table's destination of the same key.
+            if out.last().is_none_or(|(last, _)| last != k) {
+                out.push((*k, self.advertised_dest(now, d)));
+            }
+        }
+        out.extend(own.map(|(k, x)| (*k, Advertised::Own { metric: x.metric })));
+        out
     }
 
     /// Sends the buffered updates of an interface, packed (RFC 8966 §3.7, §4.5 compression by the
@@ -172,20 +219,11 @@ impl Engine {
         }
         let mut msgs = Vec::new();
         if full {
-            let mut keys: Vec<RouteKey> = self.xroutes.keys().copied().collect();
-            keys.extend(
-                self.routes
-                    .iter()
-                    .filter(|(_, d)| d.installed().is_some())
-                    .map(|(k, _)| *k),
-            );
-            keys.sort_unstable();
-            keys.dedup();
-            for k in keys {
+            for (k, adv) in self.full_dump(now) {
                 if pending.contains_key(&k) {
                     continue;
                 }
-                if let Some(m) = self.update_for(now, ifindex, k, true) {
+                if let Some(m) = self.update_from(now, ifindex, k, adv, true) {
                     msgs.push(m);
                 }
             }
@@ -231,4 +269,23 @@ impl Engine {
                 .set(Timer::Interface(ifindex, IfTimer::Flush), now);
         }
     }
+}
+
+/// What we advertise for one destination before an interface's rules (split horizon, IPv4 on
+/// the link, the `out` filter) apply.
+#[derive(Clone, Copy, Debug)]
+enum Advertised {
+    /// Our own prefix (an xroute) with its metric.
+    Own { metric: u16 },
+    /// The selected, installed route: what its Update needs.
+    Selected {
+        ifindex: u32,
+        router_id: RouterId,
+        seqno: u16,
+        price: u32,
+        path_rtt: u32,
+        metric: u16,
+    },
+    /// Nothing: a retraction, or no Update in a full dump.
+    Nothing,
 }
