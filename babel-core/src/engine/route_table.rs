@@ -144,11 +144,6 @@ impl Dest {
         self.installed?;
         self.route(self.selected?)
     }
-
-    /// Every route, for changes that do not move it (metric smoothing, prices).
-    pub(super) fn routes_mut(&mut self) -> impl Iterator<Item = &mut Route> {
-        self.routes.iter_mut()
-    }
 }
 
 /// Why a new route was not taken.
@@ -278,11 +273,6 @@ impl RouteTable {
         self.dests.get(key)
     }
 
-    /// One destination, to change its routes in place.
-    pub(super) fn dest_mut(&mut self, key: &RouteKey) -> Option<&mut Dest> {
-        self.dests.get_mut(key)
-    }
-
     /// Every destination, in key order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&RouteKey, &Dest)> {
         self.dests.iter()
@@ -408,18 +398,33 @@ impl RouteTable {
         removed
     }
 
-    /// Records the result of selection for `key`. A destination left without routes or an
-    /// installed route is forgotten.
+    /// Records the result of selection for `key` ([`RouteTable::set_selection_smoothed`]
+    /// without smoothing).
+    #[cfg(test)]
     pub(super) fn set_selection(
         &mut self,
         key: &RouteKey,
         selected: Option<u64>,
         installed: Option<Installed>,
     ) {
+        self.set_selection_smoothed(key, selected, installed, |_| {});
+    }
+
+    /// Records the result of selection for `key`, after `smooth` has seen each route of the
+    /// destination in order (selection's smoothed metrics): one search of the table for both. A
+    /// destination left without routes or an installed route is forgotten.
+    pub(super) fn set_selection_smoothed(
+        &mut self,
+        key: &RouteKey,
+        selected: Option<u64>,
+        installed: Option<Installed>,
+        smooth: impl FnMut(&mut Route),
+    ) {
         let btree_map::Entry::Occupied(mut e) = self.dests.entry(*key) else {
             return;
         };
         let d = e.get_mut();
+        d.routes.iter_mut().for_each(smooth);
         match (d.installed.is_some(), installed.is_some()) {
             (false, true) => self.installed += 1,
             (true, false) => self.installed = self.installed.saturating_sub(1),

@@ -4,10 +4,7 @@ use super::*;
 
 impl Engine {
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
-        Metric(r.refmetric)
-            .saturating_add(Metric(self.neighbour_cost(r.neigh())))
-            .saturating_add(Metric(r.add_metric))
-            .0
+        route_metric_via(r, self.neighbour_cost(r.neigh()))
     }
 
     /// The metric we install and advertise for a selected route: never below a verified cost in
@@ -335,6 +332,15 @@ impl Engine {
             next.map(|t| t.max(now + Duration::from_millis(500))),
         );
     }
+}
+
+/// A route's metric through a neighbour whose link costs `cost`: its refmetric, the cost and
+/// what the `in` filter adds (RFC 8966 §3.5.2).
+pub(super) fn route_metric_via(r: &Route, cost: u16) -> u16 {
+    Metric(r.refmetric)
+        .saturating_add(Metric(cost))
+        .saturating_add(Metric(r.add_metric))
+        .0
 }
 
 pub(super) fn hold_time(interval_cs: u16) -> Duration {

@@ -1,5 +1,6 @@
 //! Route selection (RFC 8966 §3.6) and its consequences.
 
+use super::routes::route_metric_via;
 use super::*;
 
 impl Engine {
@@ -40,7 +41,9 @@ impl Engine {
                         fd
                     }
                 };
-                let metric = self.route_metric(r);
+                // One search of the neighbours for both the link cost and the accuracy.
+                let neighbour = self.neighbours.get(&r.neigh());
+                let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
                 let effective = match r.verified() {
                     Some((m, until)) if now < until && metric < INFINITY => m,
                     _ => metric,
@@ -59,10 +62,7 @@ impl Engine {
                     ),
                     price: r.price,
                     feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
-                    blocked: self
-                        .neighbours
-                        .get(&r.neigh())
-                        .is_none_or(|n| n.accuracy < threshold)
+                    blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
                         || self.resume_blocks(now, &key, dest, r),
                 }
             })
@@ -100,14 +100,16 @@ impl Engine {
         } else {
             None
         };
-        if let Some(dest) = self.routes.dest_mut(&key) {
-            for (r, c) in dest.routes_mut().zip(&contenders) {
-                r.smoothed = c.smoothed;
-                r.smoothed_time = now;
-            }
-        }
         let new_sel = chosen.or(held);
-        self.routes.set_selection(&key, new_sel, new_inst);
+        // The smoothed metrics and the selection in one search of the table.
+        let mut smoothed = contenders.iter().map(|c| c.smoothed);
+        self.routes
+            .set_selection_smoothed(&key, new_sel, new_inst, |r| {
+                if let Some(s) = smoothed.next() {
+                    r.smoothed = s;
+                    r.smoothed_time = now;
+                }
+            });
         self.resume_selected(&key, new_inst.as_ref());
         // Kernel.
         match (old_inst, new_inst) {
