@@ -79,8 +79,8 @@ impl Engine {
             return;
         }
         let price = accumulate(u.price.unwrap_or(0), self.cfg.fee, self.cfg.accumulation);
-        let (neigh_rtt, via) = match self.neighbours.get(&nid) {
-            Some(n) => (n.rtt, n.address),
+        let (neigh_rtt, via, cost) = match self.neighbours.get(&nid) {
+            Some(n) => (n.rtt, n.address, n.cost),
             None => return,
         };
         let add_metric = match self.input_filter(key, rid, via, ifindex) {
@@ -97,7 +97,6 @@ impl Engine {
             _ => 0,
         };
         let next_hop = u.next_hop.unwrap_or(src);
-        let cost = self.neighbour_cost(nid);
         let metric = Metric(u.metric)
             .saturating_add(Metric(cost))
             .saturating_add(Metric(add_metric))

@@ -12,11 +12,15 @@ impl Engine {
         key: RouteKey,
         urgent: bool,
     ) {
-        let ifs: Vec<u32> = match ifindex {
-            Some(i) => vec![i],
-            None => self.up_interfaces(),
-        };
-        for ifindex in ifs {
+        // One interface, or each interface up in turn, found without collecting them.
+        let all = ifindex.is_none();
+        let mut next = ifindex.or_else(|| self.up_interface_after(None));
+        while let Some(ifindex) = next {
+            next = if all {
+                self.up_interface_after(Some(ifindex))
+            } else {
+                None
+            };
             let delay_max = match self.interfaces.get(&ifindex) {
                 Some(i) if i.up => {
                     if urgent {
@@ -44,6 +48,15 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The first interface up after `after` (the first of all with `None`), in index order.
+    fn up_interface_after(&self, after: Option<u32>) -> Option<u32> {
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        self.interfaces
+            .range((from, std::ops::Bound::Unbounded))
+            .find(|(_, i)| i.up)
+            .map(|(k, _)| *k)
     }
 
     /// The Update we advertise for `key` on `ifindex` now: our xroute, our selected route (not on
