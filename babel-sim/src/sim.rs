@@ -196,12 +196,41 @@ struct PrefixHasher(u64);
 
 impl Hasher for PrefixHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The product's high bits depend on every input bit, its low bits (the bucket) on the
+        // low input bits only: fold the high half down.
+        self.0 ^ (self.0 >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        // Eight bytes per round: a prefix is hashed on every hop of every loop-check walk.
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.mix(w.iter().fold(0, |a, &b| a << 8 | u64::from(b)));
         }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            self.mix(rest.iter().fold(0, |a, &b| a << 8 | u64::from(b)));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.mix(i as u64);
+    }
+}
+
+impl PrefixHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
