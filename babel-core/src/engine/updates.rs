@@ -230,9 +230,14 @@ impl Engine {
         if full {
             i.last_full = Some(now);
         }
-        let mut msgs = Vec::new();
+        let dump = if full {
+            self.full_dump(now)
+        } else {
+            Vec::new()
+        };
+        let mut msgs = Vec::with_capacity(dump.len() + pending.len());
         if full {
-            for (k, adv) in self.full_dump(now) {
+            for (k, adv) in dump {
                 if pending.contains_key(&k) {
                     continue;
                 }
