@@ -71,19 +71,18 @@ impl Engine {
         full: bool,
     ) -> Option<Message> {
         let adv = self.advertised(now, &key);
-        self.update_from(now, ifindex, key, adv, full)
+        let msg = self.unfiltered_update_from(now, ifindex, key, adv, full)?;
+        self.output_filtered(ifindex, key, msg)
     }
 
-    /// [`Engine::update_for`] with what we advertise for `key` already found.
-    fn update_from(
+    /// An Update for `key` as the `out` filter lets it onto `ifindex`: unchanged, with the
+    /// filter's metric added, or none.
+    fn output_filtered(
         &mut self,
-        now: Instant,
         ifindex: u32,
         key: RouteKey,
-        adv: Advertised,
-        full: bool,
+        mut msg: Message,
     ) -> Option<Message> {
-        let mut msg = self.unfiltered_update_from(now, ifindex, key, adv, full)?;
         let (Some(filter), Message::Update(u)) = (&self.filter, &mut msg) else {
             return Some(msg);
         };
@@ -136,6 +135,8 @@ impl Engine {
             })
     }
 
+    /// [`Engine::update_for`] before the `out` filter, with what we advertise for `key`
+    /// already found.
     fn unfiltered_update_from(
         &mut self,
         now: Instant,
@@ -241,7 +242,10 @@ impl Engine {
                 if pending.contains_key(&k) {
                     continue;
                 }
-                if let Some(m) = self.update_from(now, ifindex, k, adv, true) {
+                if let Some(m) = self
+                    .unfiltered_update_from(now, ifindex, k, adv, true)
+                    .and_then(|m| self.output_filtered(ifindex, k, m))
+                {
                     msgs.push(m);
                 }
             }
