@@ -33,7 +33,10 @@
 #               through birdc). LINK=tap makes the link between nodes 0 and 1 two TAP devices
 #               joined by test-support's delaying forwarder (`tap-link`, DELAY ms one way,
 #               default 10) instead of a veth pair; with it, CUT=down reaches node 0 only (a
-#               TAP device has no peer whose carrier goes).
+#               TAP device has no peer whose carrier goes). CUT=blip: a silent cut of BLIP s
+#               (default 4 Hello intervals), then the link is repaired; reported are when node
+#               0 routes node 1 round the ring, and how long after the repair it comes back to
+#               the direct link (route-selection hysteresis).
 #
 # Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute] [idle]
 #        (default: full-table line size)
@@ -261,6 +264,8 @@ reroute() {
   echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms over a $via; cut: $cut ${LOSS:+(loss $LOSS %)}"
   if [ "$cut" = none ]; then
     echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0   of-them-next-hop-moves"
+  elif [ "$cut" = blip ]; then
+    echo "daemon        on-the-ring-after-cut-s   back-on-the-direct-link-after-repair-s"
   else
     echo "daemon        pings-lost/sent   longest-gap-ms (reroute time)"
   fi
@@ -319,6 +324,39 @@ NFT
       local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
       [ "$kind" = old ] && name=OLD_BIN
       printf '%-13s %-8s %-17s %-43s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps" "$moves"
+    elif [ "$cut" = blip ]; then
+      # A silent cut of BLIP s, then the link works again: when does node 0 route node 1 round
+      # the ring, and when back over the repaired link (the hysteresis of route selection)?
+      local n0=$tag${k}0 blip=${BLIP:-$((hello * 4))} tcut trep ring=- back=-
+      local dev0=${k}0${k}1 dev1=${k}1${k}0
+      tcut=$(now)
+      ip netns exec "$n0" nft -f - <<NFT
+table inet cut {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev0" drop; }
+  chain post { type filter hook postrouting priority -300; oifname "$dev0" drop; }
+}
+NFT
+      ip netns exec "$tag${k}1" nft -f - <<NFT
+table inet cut {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev1" drop; }
+  chain post { type filter hook postrouting priority -300; oifname "$dev1" drop; }
+}
+NFT
+      while awk -v a="$tcut" -v b="$(now)" -v l="$((blip > 60 ? blip : 60))" 'BEGIN {exit !(b-a < l)}'; do
+        if [ "$ring" = - ] && ip -n "$n0" -6 route show fd57::2 | grep -q "dev ${k}0${k}3"; then ring=$(elapsed "$tcut"); fi
+        if awk -v a="$tcut" -v b="$(now)" -v l="$blip" 'BEGIN {exit !(b-a >= l)}' && [ "$ring" != - ]; then break; fi
+        sleep 0.2
+      done
+      ip netns exec "$n0" nft delete table inet cut; ip netns exec "$tag${k}1" nft delete table inet cut
+      trep=$(now)
+      while awk -v a="$trep" -v b="$(now)" 'BEGIN {exit !(b-a < 120)}'; do
+        if ip -n "$n0" -6 route show fd57::2 | grep -q "dev $dev0"; then back=$(elapsed "$trep"); break; fi
+        sleep 0.2
+      done
+      [ "$back" = - ] && back="still on the ring after 120"
+      local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+      [ "$kind" = old ] && name=OLD_BIN
+      printf '%-13s %-25s %s\n' "$name" "$ring" "$back"
     else
       local secs=$((hello * 5 + 8)); [ "$cut" = silent ] && secs=$((hello * 10 + 8))
       ip netns exec "$tag${k}0" ping -6 -n -D -i 0.01 -w "$secs" fd57::2 > "$log" 2>&1 &
