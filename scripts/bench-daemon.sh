@@ -263,7 +263,7 @@ reroute() {
   local via="veth"; [ "${LINK:-veth}" = tap ] && via="TAP link, ${DELAY:-10} ms one way"
   echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms over a $via; cut: $cut ${LOSS:+(loss $LOSS %)}"
   if [ "$cut" = none ]; then
-    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0   of-them-next-hop-moves"
+    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0   route-taken"
   elif [ "$cut" = blip ]; then
     echo "daemon        on-the-ring-after-cut-s   back-on-the-direct-link-after-repair-s"
   else
@@ -317,13 +317,17 @@ NFT
       kill "$mon" 2>/dev/null || true
       [ -z "${COSTLOG:-}" ] || cp "$work/$k.mon" "$COSTLOG/$kind.mon"
       local flaps; flaps=$(grep -c 'fd57::2' "$work/$k.mon" || true)
-      # Moves: a next hop installed (not a deletion, not an `unreachable` hold), whatever the
-      # daemon's way of replacing a route (one line, or several with a hold between).
-      local moves; moves=$(grep 'fd57::2' "$work/$k.mon" | grep -vc '^Deleted\|unreachable' || true)
+      # The way the route went, whatever the daemon's way of replacing a route (one line, or
+      # several with an `unreachable` hold between): direct, hold, ring.
+      local path; path=$(grep 'fd57::2' "$work/$k.mon" | awk -v d="${k}0${k}1" -v r="${k}0${k}3" '
+        /^Deleted/ {next}
+        {w = /^unreachable/ ? "hold" : ($0 ~ "dev " d " " ? "direct" : ($0 ~ "dev " r " " ? "ring" : "other"))
+         if (w != last) {p = p ">" w; last = w}}
+        END {print "direct" p}')
       local sent recv; sent=$(awk '/transmitted/ {print $1}' "$log"); recv=$(awk '/transmitted/ {print $4}' "$log")
       local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
       [ "$kind" = old ] && name=OLD_BIN
-      printf '%-13s %-8s %-17s %-43s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps" "$moves"
+      printf '%-13s %-8s %-17s %-43s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps" "$path"
     elif [ "$cut" = blip ]; then
       # A silent cut of BLIP s, then the link works again: when does node 0 route node 1 round
       # the ring, and when back over the repaired link (the hysteresis of route selection)?
