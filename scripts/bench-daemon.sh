@@ -26,7 +26,17 @@
 #               nftables, carriers stay up, only Hellos can tell. Reported: pings lost and the
 #               longest gap between two replies (the reroute time). LOSS=P (percent, with
 #               CUT=none) instead makes the link lossy for 60 s and counts node 0's changes of
-#               kernel route for node 1 (`ip monitor route` lines: flaps).
+#               kernel route for node 1 (`ip monitor route` lines: flaps). COSTLOG=DIR keeps,
+#               for each daemon, node 0's view once a second during the lossy minute
+#               (DIR/KIND.cost: its neighbour on the lossy link with reach, rxcost, txcost and
+#               cost, and its routes to node 1; babeld-rs and babeld through `-g 33123`, BIRD
+#               through birdc). LINK=tap makes the link between nodes 0 and 1 two TAP devices
+#               joined by test-support's delaying forwarder (`tap-link`, DELAY ms one way,
+#               default 10) instead of a veth pair; with it, CUT=down reaches node 0 only (a
+#               TAP device has no peer whose carrier goes). CUT=blip: a silent cut of BLIP s
+#               (default 4 Hello intervals), then the link is repaired; reported are when node
+#               0 routes node 1 round the ring, and how long after the repair it comes back to
+#               the direct link (route-selection hysteresis).
 #
 # Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute] [idle]
 #        (default: full-table line size)
@@ -63,6 +73,19 @@ mkns() {
 link() {
   ip link add "$1$2" netns "$tag$1" type veth peer name "$2$1" netns "$tag$2"
   ip -n "$tag$1" link set "$1$2" up; ip -n "$tag$2" link set "$2$1" up
+}
+# tap_link A B: like `link`, with two TAP devices joined by test-support's delaying forwarder
+# (DELAY ms one way); the forwarder is in `pids`, and its devices go when it is stopped.
+tap_link() {
+  [ -x "${TAP_LINK:-}" ] || { cargo build -q -p test-support --bin tap-link; TAP_LINK=$PWD/target/debug/tap-link; }
+  "$TAP_LINK" "$tag$1" "$1$2" "$tag$2" "$2$1" "${DELAY:-10}" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    ip -n "$tag$1" link show "$1$2" 2>/dev/null | grep -q ',UP' &&
+      ip -n "$tag$2" link show "$2$1" 2>/dev/null | grep -q ',UP' && return
+    sleep 0.1
+  done
+  echo "tap-link: no TAP devices $1$2/$2$1"; exit 1
 }
 # start KIND NODE CONF IFACES...: runs babeld-rs (rs) or babeld (bd); echoes its pid. Called as
 # $(start ...), it runs in a subshell: the caller must add the pid to `pids` itself.
@@ -206,7 +229,8 @@ ring_up() {
     mkns "$k$i"
     ip -n "$tag$k$i" addr add "fd57::$((i + 1))/128" dev lo
   done
-  link "${k}0" "${k}1"; link "${k}1" "${k}2"; link "${k}2" "${k}3"; link "${k}3" "${k}0"
+  if [ "${LINK:-veth}" = tap ]; then tap_link "${k}0" "${k}1"; else link "${k}0" "${k}1"; fi
+  link "${k}1" "${k}2"; link "${k}2" "${k}3"; link "${k}3" "${k}0"
   printf 'redistribute local ip fd57::/16 allow\nredistribute local deny\n' > "$work/ring.conf"
   for i in 0 1 2 3; do
     local ifs; ifs=$(ip -n "$tag$k$i" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -v '^lo$' | tr '\n' ' ')
@@ -236,16 +260,19 @@ BIRD
 
 reroute() {
   local kind i hello=${HELLO:-1} cut=${CUT:-down}
-  echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms; cut: $cut ${LOSS:+(loss $LOSS %)}"
+  local via="veth"; [ "${LINK:-veth}" = tap ] && via="TAP link, ${DELAY:-10} ms one way"
+  echo "== ring of 4, hello ${hello} s, link detection on; node 0 pings node 1 every 10 ms over a $via; cut: $cut ${LOSS:+(loss $LOSS %)}"
   if [ "$cut" = none ]; then
-    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0"
+    echo "daemon        loss-%   pings-lost/sent   kernel-route-changes-for-node-1-at-node-0   route-taken"
+  elif [ "$cut" = blip ]; then
+    echo "daemon        on-the-ring-after-cut-s   back-on-the-direct-link-after-repair-s"
   else
     echo "daemon        pings-lost/sent   longest-gap-ms (reroute time)"
   fi
   local kinds; ring_kinds
   for kind in "${kinds[@]}"; do
     local k=${kind:0:2}
-    ring_up "$kind" "$hello" -l
+    ring_up "$kind" "$hello" -l ${COSTLOG:+-g 33123}
     local proto=42; [ "$kind" = bird ] && proto=bird
     local t0; t0=$(now)
     # Every node routes to the three others, and node 0 reaches node 1 over their direct link.
@@ -270,12 +297,70 @@ NFT
       ip -n "$n0" monitor route > "$work/$k.mon" 2>/dev/null &
       local mon=$!
       pids+=("$mon")
+      if [ -n "${COSTLOG:-}" ]; then
+        mkdir -p "$COSTLOG"
+        # Node 0's neighbour on the lossy link and its routes to node 1, once a second.
+        while :; do
+          echo "== $(now)"
+          if [ "$kind" = bird ]; then
+            birdc -s "$work/${k}0.bird.ctl" show babel neighbors 2>/dev/null | grep "${k}0${k}1"
+            birdc -s "$work/${k}0.bird.ctl" show route all fd57::2/128 2>/dev/null | grep -E 'via|unreachable|Babel.metric'
+          else
+            ip netns exec "$n0" timeout 1 bash -c 'exec 3<>/dev/tcp/::1/33123; printf "dump\nquit\n" >&3; cat <&3' 2>/dev/null |
+              grep -E "neighbour.* if ${k}0${k}1 |prefix fd57::2/128"
+          fi
+          sleep 1
+        done > "$COSTLOG/$kind.cost" 2>&1 &
+        pids+=($!)
+      fi
       ip netns exec "$n0" ping -6 -n -q -i 0.01 -w 60 fd57::2 > "$log" 2>&1 || true
       kill "$mon" 2>/dev/null || true
+      [ -z "${COSTLOG:-}" ] || cp "$work/$k.mon" "$COSTLOG/$kind.mon"
       local flaps; flaps=$(grep -c 'fd57::2' "$work/$k.mon" || true)
+      # The way the route went, whatever the daemon's way of replacing a route (one line, or
+      # several with an `unreachable` hold between): direct, hold, ring.
+      local path; path=$(grep 'fd57::2' "$work/$k.mon" | awk -v d="${k}0${k}1" -v r="${k}0${k}3" '
+        /^Deleted/ {next}
+        {w = /^unreachable/ ? "hold" : ($0 ~ "dev " d " " ? "direct" : ($0 ~ "dev " r " " ? "ring" : "other"))
+         if (w != last) {p = p ">" w; last = w}}
+        END {print "direct" p}')
       local sent recv; sent=$(awk '/transmitted/ {print $1}' "$log"); recv=$(awk '/transmitted/ {print $4}' "$log")
       local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
-      printf '%-13s %-8s %-17s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps"
+      [ "$kind" = old ] && name=OLD_BIN
+      printf '%-13s %-8s %-17s %-43s %s\n' "$name" "${LOSS:-10}" "$((sent - recv))/$sent" "$flaps" "$path"
+    elif [ "$cut" = blip ]; then
+      # A silent cut of BLIP s, then the link works again: when does node 0 route node 1 round
+      # the ring, and when back over the repaired link (the hysteresis of route selection)?
+      local n0=$tag${k}0 blip=${BLIP:-$((hello * 4))} tcut trep ring=- back=-
+      local dev0=${k}0${k}1 dev1=${k}1${k}0
+      tcut=$(now)
+      ip netns exec "$n0" nft -f - <<NFT
+table inet cut {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev0" drop; }
+  chain post { type filter hook postrouting priority -300; oifname "$dev0" drop; }
+}
+NFT
+      ip netns exec "$tag${k}1" nft -f - <<NFT
+table inet cut {
+  chain pre { type filter hook prerouting priority -300; iifname "$dev1" drop; }
+  chain post { type filter hook postrouting priority -300; oifname "$dev1" drop; }
+}
+NFT
+      while awk -v a="$tcut" -v b="$(now)" -v l="$((blip > 60 ? blip : 60))" 'BEGIN {exit !(b-a < l)}'; do
+        if [ "$ring" = - ] && ip -n "$n0" -6 route show fd57::2 | grep -q "dev ${k}0${k}3"; then ring=$(elapsed "$tcut"); fi
+        if awk -v a="$tcut" -v b="$(now)" -v l="$blip" 'BEGIN {exit !(b-a >= l)}' && [ "$ring" != - ]; then break; fi
+        sleep 0.2
+      done
+      ip netns exec "$n0" nft delete table inet cut; ip netns exec "$tag${k}1" nft delete table inet cut
+      trep=$(now)
+      while awk -v a="$trep" -v b="$(now)" 'BEGIN {exit !(b-a < 120)}'; do
+        if ip -n "$n0" -6 route show fd57::2 | grep -q "dev $dev0"; then back=$(elapsed "$trep"); break; fi
+        sleep 0.2
+      done
+      [ "$back" = - ] && back="still on the ring after 120"
+      local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+      [ "$kind" = old ] && name=OLD_BIN
+      printf '%-13s %-25s %s\n' "$name" "$ring" "$back"
     else
       local secs=$((hello * 5 + 8)); [ "$cut" = silent ] && secs=$((hello * 10 + 8))
       ip netns exec "$tag${k}0" ping -6 -n -D -i 0.01 -w "$secs" fd57::2 > "$log" 2>&1 &
@@ -302,6 +387,7 @@ NFT
       local gap; gap=$(awk -v c="$tcut" -v e="$(now)" -F'[][]' '/bytes from/ {t = $2 + 0; if (p != "" && t > c - 1 && t - p > g) g = t - p; p = t}
         END {if (p < e - 1.5) printf "no recovery in %.0f s", e - c; else printf "%.0f", g * 1000}' "$log")
       local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
+      [ "$kind" = old ] && name=OLD_BIN
       printf '%-13s %-17s %s\n' "$name" "$((sent - recv))/$sent" "$gap"
     fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

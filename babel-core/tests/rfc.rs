@@ -471,6 +471,47 @@ fn a3_smoothing_delays_a_switch_after_the_current_route_improves() {
 }
 
 #[test]
+fn a3_a_route_whose_link_failed_and_came_back_waits_for_its_smoothed_metric() {
+    // A lossy wired link: the 2-out-of-3 rule makes nb(1)'s link infinite now and then (here
+    // its IHU says so). The route through nb(1) is then left for the one through nb(2) at once;
+    // when the link comes back its smoothed metric starts from infinity, as babeld's does, so
+    // the traffic does not go straight back onto the link that just failed (issue 18: on the
+    // lossy ring this flapped twice a minute).
+    let p = "2001:db8:1::/48";
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    let tick = |h: &mut H, rx1: u16| {
+        h.advance(Duration::from_secs(4));
+        let (a, b) = (h.hello(nb(1)), h.hello(nb(2)));
+        h.recv(nb(1), &[a, ihu(rx1), update(p, 9, 7, 100)]);
+        h.recv(nb(2), &[b, ihu(96), update(p, 9, 7, 150)]);
+    };
+    tick(&mut h, 96);
+    assert_eq!(h.installed(p).unwrap().via, nb(1), "196 against 246");
+    tick(&mut h, INFINITY);
+    assert_eq!(
+        h.installed(p).unwrap().via,
+        nb(2),
+        "link lost: moved at once"
+    );
+    // Back at 196 against 246: its smoothed metric falls from infinity, halving its distance
+    // every 4 s (the half-life), and is under 246 only after about 41 s.
+    let mut moved_back = None;
+    for step in 1..=15 {
+        tick(&mut h, 96);
+        if h.installed(p).unwrap().via == nb(1) {
+            moved_back = Some(step * 4);
+            break;
+        }
+    }
+    assert!(
+        moved_back.is_some_and(|secs| secs > 36),
+        "moved back after {moved_back:?} s"
+    );
+}
+
+#[test]
 fn s3_7_1_periodic_full_dump_with_own_prefix_and_price_0() {
     let mut h = H::new();
     h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();

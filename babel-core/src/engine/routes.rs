@@ -108,10 +108,6 @@ impl Engine {
                     || r.seqno != u.seqno
                     || r.router_id != rid
                     || r.price != price;
-                if r.refmetric == INFINITY {
-                    r.smoothed = metric;
-                    r.smoothed_time = now;
-                }
                 r.router_id = rid;
                 r.seqno = u.seqno;
                 r.refmetric = u.metric;

@@ -350,9 +350,14 @@ pub(super) fn select(
 
 /// babeld's smoothing (RFC 8966 Appendix A.3): the smoothed metric decays exponentially toward
 /// the metric with the given half-life (fixed point: whole half-lives by shifting, the fraction
-/// linearly).
+/// linearly). An infinite metric is taken at once; a route coming back from infinity (its
+/// neighbour's link lost and found again, or retracted and announced again) decays from
+/// infinity like any other, as babeld's `route_smoothed_metric` does. That is the hysteresis
+/// that keeps a route off a link that keeps failing: on a lossy wired link the 2-out-of-3 rule
+/// makes the direct route infinite now and then, and a route that jumped straight back to its
+/// old metric would take the traffic back at once (issue 18, the lossy ring benchmark).
 pub(super) fn smooth(old: u16, target: u16, dt: Duration, half_life: Duration) -> u16 {
-    if half_life.is_zero() || old == INFINITY || target == INFINITY {
+    if half_life.is_zero() || target == INFINITY {
         return target;
     }
     let hl = u64::try_from(half_life.as_micros())
@@ -382,7 +387,14 @@ mod tests {
         assert_eq!(smooth(1000, 0, Duration::from_secs(8), hl), 250);
         assert_eq!(smooth(1000, 0, Duration::ZERO, hl), 1000);
         assert_eq!(smooth(1000, 0, Duration::from_secs(100), hl), 0);
-        assert_eq!(smooth(INFINITY, 10, Duration::ZERO, hl), 10);
+        // Back from infinity: it starts from infinity and halves its distance to the metric
+        // every half-life (babeld), so it is not trusted at once.
+        assert_eq!(smooth(INFINITY, 10, Duration::ZERO, hl), INFINITY - 1);
+        assert_eq!(
+            smooth(INFINITY, 10, Duration::from_secs(4), hl),
+            10 + (INFINITY - 10) / 2
+        );
+        assert_eq!(smooth(10, INFINITY, Duration::ZERO, hl), INFINITY);
     }
 
     fn route(neigh: u64, metric: u16) -> Contender {
