@@ -114,6 +114,22 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
             d.forget_monitored(e);
         }
     }
+    choose_route_events(d, io, ctl);
+}
+
+/// Asks the engine for route events only while something reads them: monitors, the price
+/// table's holders and the exit (see [`flush_outputs`]). Without them, a neighbour whose cost
+/// changes would queue a copy of each of its routes (100,000 in a full table) only to be
+/// dropped here. Call after anything that may start a monitor, before the next input.
+pub fn choose_route_events(d: &mut Daemon, io: &Io, ctl: &ControlServer) {
+    let read =
+        ctl.monitoring() || std::sync::Arc::strong_count(&io.prices) > 1 || io.exits.is_some();
+    let which = if read {
+        babel_core::RouteEvents::All
+    } else {
+        d.unmonitored_route_events()
+    };
+    d.engine.set_route_events(which);
 }
 
 /// Something in the kernel changed: asks the dump thread for links, addresses and the
