@@ -195,6 +195,14 @@ impl Driver {
         })
     }
 
+    /// [`Engine::set_route_events`], except on a driver that records: a recording holds every
+    /// output, as a replay on a fresh engine produces them.
+    pub fn set_route_events(&mut self, which: crate::RouteEvents) {
+        if self.sink.is_none() {
+            self.engine.set_route_events(which);
+        }
+    }
+
     /// True while a recording is being written.
     pub fn is_recording(&self) -> bool {
         self.sink.is_some()

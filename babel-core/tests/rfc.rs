@@ -1059,6 +1059,53 @@ fn events_for_monitor() {
     let _ = RouteKey::new(pfx("2001:db8:1::/48"));
 }
 
+/// A host that reads no route events turns them off; kernel changes and the other events
+/// are unchanged, and `Flushes` keeps only the routes that leave the table.
+#[test]
+fn route_events_can_be_limited() {
+    let is_route = |e: &Event| matches!(e, Event::Route { .. });
+    let mut h = H::new();
+    h.e.set_route_events(babel_core::RouteEvents::Off);
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    assert_eq!(h.kernel().len(), 1, "the route is installed as before");
+    let ev = h.events();
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Neighbour { .. })),
+        "{ev:?}"
+    );
+    assert!(!ev.iter().any(is_route), "{ev:?}");
+
+    h.e.set_route_events(babel_core::RouteEvents::Flushes);
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 200)]);
+    h.recv(nb(1), &[update("2001:db8:2::/48", 9, 8, 100)]);
+    assert!(
+        !h.events().iter().any(is_route),
+        "changes and additions are not shown"
+    );
+    h.e.interface_down(h.now, IF);
+    let flushed: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Route { kind, route } => Some((kind, route.prefix)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        flushed,
+        vec![
+            (babel_core::ChangeKind::Flush, pfx("2001:db8:1::/48")),
+            (babel_core::ChangeKind::Flush, pfx("2001:db8:2::/48")),
+        ]
+    );
+
+    let mut all = H::new();
+    all.establish(nb(1));
+    all.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    assert!(all.events().iter().any(is_route), "on by default");
+}
+
 fn second_interface(h: &mut H) {
     let addr = "fe80::2".parse().unwrap();
     h.e.interface_up(

@@ -10,11 +10,10 @@
 //!   stalls netlink for everyone on the machine while the routes go in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use daemon::kernel_check::{CHECK_STEP, CheckRun};
-use kernel_fib::{DumpFilter, Fib, FibChange, KernelRoute, KernelRouteKey, MemoryFib, NetlinkFib};
+use kernel_fib::{DumpFilter, Fib, FibChange, KernelRoute, MemoryFib, NetlinkFib, RouteRecord};
 
 const N: u32 = 1_000_000;
 
@@ -38,10 +37,7 @@ fn cpu() -> Duration {
 
 /// Runs a check to the end; returns (indexing, steps in total, longest step, changes). The
 /// daemon indexes the dump on the check thread; only the steps run on the route thread.
-fn check(
-    present: Vec<KernelRoute>,
-    ours: &BTreeMap<KernelRouteKey, KernelRoute>,
-) -> (Duration, Duration, Duration, usize) {
+fn check(present: Vec<KernelRoute>, ours: &RouteRecord) -> (Duration, Duration, Duration, usize) {
     let t = Instant::now();
     let run = CheckRun::new(present);
     let index = t.elapsed();
@@ -49,10 +45,7 @@ fn check(
     (index, total, longest, changes)
 }
 
-fn steps(
-    mut run: CheckRun,
-    ours: &BTreeMap<KernelRouteKey, KernelRoute>,
-) -> (Duration, Duration, usize) {
+fn steps(mut run: CheckRun, ours: &RouteRecord) -> (Duration, Duration, usize) {
     let t0 = Instant::now();
     let mut longest = Duration::ZERO;
     let mut changes = 0;
@@ -67,17 +60,16 @@ fn steps(
     }
 }
 
-fn old_quadratic(present: &[KernelRoute], ours: &BTreeMap<KernelRouteKey, KernelRoute>) -> usize {
-    ours.values()
+fn old_quadratic(present: &[KernelRoute], ours: &RouteRecord) -> usize {
+    ours.iter()
         .filter(|r| !present.iter().any(|k| r.same_as_installed(k)))
         .count()
 }
 
 fn memory_part() {
     let mut fib = MemoryFib::new();
-    let ours: BTreeMap<KernelRouteKey, KernelRoute> =
-        (0..N).map(|i| route(i, 2)).map(|r| (r.key(), r)).collect();
-    for r in ours.values() {
+    let ours: RouteRecord = (0..N).map(|i| route(i, 2)).collect();
+    for r in ours.iter() {
         fib.replace(r).unwrap();
     }
     // 1% of the routes vanished from the kernel.
@@ -96,9 +88,8 @@ fn memory_part() {
         longest.as_secs_f64() * 1e3
     );
     for n in [5_000usize, 10_000] {
-        let small: BTreeMap<KernelRouteKey, KernelRoute> =
-            ours.iter().take(n).map(|(k, r)| (*k, r.clone())).collect();
-        let present: Vec<KernelRoute> = small.values().cloned().collect();
+        let small: RouteRecord = ours.iter().take(n).cloned().collect();
+        let present: Vec<KernelRoute> = small.iter().cloned().collect();
         let t = Instant::now();
         let missing = old_quadratic(&present, &small);
         let old = t.elapsed();
@@ -160,12 +151,9 @@ fn kernel_part() {
             .parse()
             .unwrap();
         let mut fib = NetlinkFib::new().unwrap();
-        let ours: BTreeMap<KernelRouteKey, KernelRoute> = (0..N)
-            .map(|i| route(i, oif))
-            .map(|r| (r.key(), r))
-            .collect();
+        let ours: RouteRecord = (0..N).map(|i| route(i, oif)).collect();
         let t = Instant::now();
-        let batch: Vec<FibChange> = ours.values().cloned().map(FibChange::Replace).collect();
+        let batch: Vec<FibChange> = ours.iter().cloned().map(FibChange::Replace).collect();
         for chunk in batch.chunks(10_000) {
             for r in fib.apply(chunk) {
                 r.unwrap();

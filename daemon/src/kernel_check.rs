@@ -13,11 +13,10 @@
 //! routers with graceful restart do): a relearned route replaces its stale twin in place, with
 //! no gap in forwarding; what is not relearned within the grace period is removed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kernel_fib::{FibChange, KernelRoute, KernelRouteKey};
+use kernel_fib::{FibChange, KernelRoute, KernelRouteKey, RouteRecord};
 
 /// Routes a check examines per step (about a millisecond of work).
 pub const CHECK_STEP: usize = 4096;
@@ -55,19 +54,19 @@ impl CheckRun {
     /// their grace period, source-table projections).
     pub fn step(
         &mut self,
-        ours: &BTreeMap<KernelRouteKey, KernelRoute>,
+        ours: &RouteRecord,
         keep: impl Fn(&KernelRouteKey) -> bool,
         budget: usize,
     ) -> (Vec<FibChange>, bool) {
         let mut changes = Vec::new();
         if !self.ours_done {
-            let from = self.cursor.map_or(Bound::Unbounded, Bound::Excluded);
-            for (n, (k, r)) in ours.range((from, Bound::Unbounded)).enumerate() {
+            for (n, r) in ours.after(self.cursor.as_ref()).enumerate() {
                 if n == budget {
                     return (changes, false);
                 }
-                self.cursor = Some(*k);
-                match self.present.remove(k) {
+                let k = r.key();
+                self.cursor = Some(k);
+                match self.present.remove(&k) {
                     Some(installed) if r.same_as_installed(&installed) => {}
                     _ => {
                         self.reinstalled += 1;
@@ -196,7 +195,7 @@ mod tests {
 
     fn run_all(
         c: &mut CheckRun,
-        ours: &BTreeMap<KernelRouteKey, KernelRoute>,
+        ours: &RouteRecord,
         keep: impl Fn(&KernelRouteKey) -> bool + Copy,
     ) -> Vec<FibChange> {
         let mut all = Vec::new();
@@ -216,8 +215,7 @@ mod tests {
 
     #[test]
     fn missing_and_changed_routes_come_back_and_foreign_ones_go() {
-        let ours: BTreeMap<KernelRouteKey, KernelRoute> =
-            (0..10).map(route).map(|r| (r.key(), r)).collect();
+        let ours: RouteRecord = (0..10).map(route).collect();
         let mut present: Vec<KernelRoute> = (0..10).filter(|i| i % 3 != 0).map(route).collect();
         // Route 1 points elsewhere in the kernel.
         present[0].oif = Some(9);
@@ -258,8 +256,7 @@ mod tests {
 
     #[test]
     fn routes_changed_between_steps_are_not_lost() {
-        let mut ours: BTreeMap<KernelRouteKey, KernelRoute> =
-            (0..10).map(route).map(|r| (r.key(), r)).collect();
+        let mut ours: RouteRecord = (0..10).map(route).collect();
         let present: Vec<KernelRoute> = (0..10).map(route).collect();
         let mut c = CheckRun::new(present);
         let (ch, done) = c.step(&ours, |_| false, 3);

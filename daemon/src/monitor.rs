@@ -83,6 +83,11 @@ pub struct RouteMonitor {
 }
 
 impl RouteMonitor {
+    /// Whether it remembers a route shown to a monitor (whose flush it must hear of).
+    pub fn remembers(&self) -> bool {
+        !self.shown.is_empty()
+    }
+
     /// Keeps the shown set right while no client monitors: a flushed route is forgotten.
     pub fn forget(&mut self, route: &RouteView) {
         if !self.shown.is_empty() {

@@ -346,6 +346,16 @@ impl Daemon {
         out
     }
 
+    /// The route events the engine must queue while no client monitors and nothing else reads
+    /// them: the flushes of routes a monitor was shown (so they are forgotten), or none.
+    pub fn unmonitored_route_events(&self) -> babel_core::RouteEvents {
+        if self.route_monitor.remembers() {
+            babel_core::RouteEvents::Flushes
+        } else {
+            babel_core::RouteEvents::Off
+        }
+    }
+
     /// Keeps the monitor cache right while no client monitors: a flushed object's line goes.
     pub fn forget_monitored(&mut self, e: &Event) {
         if let Event::Route {

@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use babel_wire::Prefix;
 
-use crate::{Fib, FibChange, FibError, KernelRoute, KernelRouteKey, KernelRule, SourceTables};
+use crate::{
+    Fib, FibChange, FibError, KernelRoute, KernelRouteKey, KernelRule, RouteRecord, SourceTables,
+};
 
 /// Route changes sent to the kernel in one netlink batch at most.
 pub const APPLY_BATCH: usize = 1024;
@@ -71,7 +73,7 @@ struct RuleMode {
 #[derive(Clone, Debug, Default)]
 pub struct Installed {
     /// What we installed, ordered so that a kernel check can resume where it stopped.
-    ours: BTreeMap<KernelRouteKey, KernelRoute>,
+    ours: RouteRecord,
     /// `Some` when source-specific routes are projected on rules.
     rule_mode: Option<RuleMode>,
     /// `ours.len()` when it was last rebuilt with full nodes ([`Installed::repack`]).
@@ -83,7 +85,7 @@ impl Installed {
     /// them (kernels without IPv6 subtrees); without, they are installed with `RTA_SRC`.
     pub fn new(source_tables: Option<SourceTables>) -> Installed {
         Installed {
-            ours: BTreeMap::new(),
+            ours: RouteRecord::new(),
             packed_len: 0,
             rule_mode: source_tables.map(|tables| RuleMode {
                 tables,
@@ -95,7 +97,7 @@ impl Installed {
     }
 
     /// The routes we installed (holds included, source-table projections not).
-    pub fn ours(&self) -> &BTreeMap<KernelRouteKey, KernelRoute> {
+    pub fn ours(&self) -> &RouteRecord {
         &self.ours
     }
 
@@ -168,7 +170,7 @@ impl Installed {
             if let Some(new) = install {
                 // A route a previous run left is replaced in place: no gap.
                 left.relearned(&new.key());
-                self.ours.insert(new.key(), new.clone());
+                self.ours.insert(new.clone());
                 batch.push(FibChange::Replace(new));
             }
             for k in remove {
@@ -195,11 +197,7 @@ impl Installed {
         if n < APPLY_BATCH || n < self.packed_len.saturating_add(self.packed_len / 4) {
             return;
         }
-        if let Some(first) = self.ours.pop_first() {
-            let mut full = BTreeMap::from([first]);
-            full.append(&mut self.ours);
-            self.ours = full;
-        }
+        self.ours.repack();
         self.packed_len = n;
     }
 
@@ -417,7 +415,7 @@ mod tests {
         let mut kernel: Vec<KernelRouteKey> =
             ours_in(&mut fib).iter().map(KernelRoute::key).collect();
         kernel.sort();
-        let record: Vec<KernelRouteKey> = ours.ours().keys().copied().collect();
+        let record: Vec<KernelRouteKey> = ours.ours().keys().collect();
         assert_eq!(record, kernel);
         assert_eq!(record.first(), Some(&route(3000).key()));
     }

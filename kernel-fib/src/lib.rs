@@ -24,6 +24,7 @@ mod installed;
 mod memory;
 mod netlink;
 pub mod netns;
+mod record;
 mod route;
 mod rules;
 mod socket;
@@ -31,9 +32,10 @@ mod watch;
 
 pub use error::FibError;
 pub use fib::Fib;
-pub use installed::{InstallOp, Installed, Leftovers};
+pub use installed::{APPLY_BATCH, InstallOp, Installed, Leftovers};
 pub use memory::MemoryFib;
 pub use netlink::{NetlinkConfig, NetlinkFib};
+pub use record::RouteRecord;
 pub use route::{
     DumpFilter, FibChange, IPV6_DEFAULT_METRIC, KernelRoute, KernelRouteKey, RTPROT_BABEL,
     RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, RouteKind, TABLE_LOCAL, TABLE_MAIN,

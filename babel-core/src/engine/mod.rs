@@ -84,6 +84,17 @@ fn pop_releasing<T>(q: &mut VecDeque<T>) -> Option<T> {
     next
 }
 
+/// Which route events the engine queues ([`Engine::set_route_events`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteEvents {
+    /// Every route added, changed or flushed.
+    All,
+    /// Only routes flushed (a host that remembers routes it showed forgets them).
+    Flushes,
+    /// None.
+    Off,
+}
+
 /// A destination: prefix and optional source prefix (RFC 9079). Ordered as the derived order of
 /// `(prefix, src_prefix)` would be (IPv4 before IPv6, then address, then length; no source
 /// prefix first), but compared as integers: every table lookup compares keys, and the derived
@@ -221,6 +232,8 @@ pub struct Engine {
     outbox: BTreeMap<(u32, Destination), Vec<Message>>,
     route_changes: VecDeque<RouteChange>,
     events: VecDeque<Event>,
+    /// Which [`Event::Route`]s are queued (with `cfg.events`), see [`Engine::set_route_events`].
+    route_events: RouteEvents,
     counters: Counters,
     /// RFC 8967 state: our PCs, neighbours' Indexes and PCs, challenges.
     auth: Auth,
@@ -270,6 +283,7 @@ impl Engine {
             outbox: BTreeMap::new(),
             route_changes: VecDeque::new(),
             events: VecDeque::new(),
+            route_events: RouteEvents::All,
             counters: Counters::default(),
             timers,
             filter: None,
@@ -307,6 +321,15 @@ impl Engine {
     /// Next observer event.
     pub fn poll_event(&mut self) -> Option<Event> {
         pop_releasing(&mut self.events)
+    }
+
+    /// Chooses which [`Event::Route`]s are queued from now on (all by default; nothing at all
+    /// without [`EngineConfig::events`]). A route event carries a copy of its route, and one
+    /// input can produce one per route of the table (a neighbour's cost change reselects all
+    /// its routes): a host that reads them only for some consumers (monitors) turns them off
+    /// while it has none, instead of draining and dropping 100,000 of them.
+    pub fn set_route_events(&mut self, which: RouteEvents) {
+        self.route_events = which;
     }
 
     fn event(&mut self, e: Event) {

@@ -214,7 +214,7 @@ impl Engine {
     /// Tells observers that the route to `key` from neighbour `nid` was added or changed,
     /// with the route as it is now ([`Event::Route`]).
     pub(super) fn route_event(&mut self, now: Instant, kind: ChangeKind, key: RouteKey, nid: u64) {
-        if !self.cfg.events {
+        if !self.cfg.events || self.route_events != RouteEvents::All {
             return;
         }
         let Some(d) = self.routes.get(&key) else {
@@ -229,7 +229,7 @@ impl Engine {
     /// Tells observers that these routes left the table: each is shown with its last fields,
     /// out of the kernel (babeld uninstalls a route before it notifies its flush).
     pub(super) fn flush_events(&mut self, now: Instant, flushed: &[(RouteKey, Route)]) {
-        if !self.cfg.events {
+        if !self.cfg.events || self.route_events == RouteEvents::Off {
             return;
         }
         for (key, r) in flushed {

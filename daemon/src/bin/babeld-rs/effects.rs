@@ -80,15 +80,21 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
         }
     }
     // The engine already applied the `install` filter's allow/deny (a refused route is not
-    // installed); here it chooses the table and preferred source of an added route.
+    // installed); here it chooses the table and preferred source of an added route. The
+    // changes go to the route thread in parts of at most `APPLY_BATCH` (one input can change
+    // every route of a full table: no second copy of all of them is built here).
+    let changed = !out.routes.is_empty();
     let mut changes = Vec::new();
     for c in out.routes {
         let (table, pref_src) = io
             .placements
             .place(&d.config.filters, &c, &d.ifname(c.ifindex));
         changes.push((c, table, pref_src));
+        if changes.len() == kernel_fib::APPLY_BATCH {
+            send_changes(io, std::mem::take(&mut changes));
+        }
     }
-    if !changes.is_empty() || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
+    if changed || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
         // Only the tunnels' meters and the exit read the table; without them (no other holder
         // of it) it would be a copy of every installed route, rebuilt on every batch.
         if std::sync::Arc::strong_count(&io.prices) > 1 {
@@ -98,9 +104,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
             crate::exit::publish_routes(d, now, e);
         }
     }
-    if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
-        tracing::error!("kernel route thread is gone");
-    }
+    send_changes(io, changes);
     // Building a line means looking the object up; skip it when nobody listens. (Our seqno was
     // persisted above, before the packets went out; it has no line.)
     if ctl.monitoring() {
@@ -114,6 +118,29 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
             d.forget_monitored(e);
         }
     }
+    choose_route_events(d, io, ctl);
+}
+
+/// Sends route changes to the kernel route thread, in order.
+fn send_changes(io: &Io, changes: Vec<(babel_core::RouteChange, Option<u32>, Option<IpAddr>)>) {
+    if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
+        tracing::error!("kernel route thread is gone");
+    }
+}
+
+/// Asks the engine for route events only while something reads them: monitors, the price
+/// table's holders and the exit (see [`flush_outputs`]). Without them, a neighbour whose cost
+/// changes would queue a copy of each of its routes (100,000 in a full table) only to be
+/// dropped here. Call after anything that may start a monitor, before the next input.
+pub fn choose_route_events(d: &mut Daemon, io: &Io, ctl: &ControlServer) {
+    let read =
+        ctl.monitoring() || std::sync::Arc::strong_count(&io.prices) > 1 || io.exits.is_some();
+    let which = if read {
+        babel_core::RouteEvents::All
+    } else {
+        d.unmonitored_route_events()
+    };
+    d.engine.set_route_events(which);
 }
 
 /// Something in the kernel changed: asks the dump thread for links, addresses and the

@@ -138,6 +138,7 @@ pub async fn main_loop(
             m = ctl.recv() => {
                 let now = clock.now();
                 ctl.handle(&mut d.at(now), m, &banner);
+                crate::effects::choose_route_events(d, io, &ctl); // a monitor may have begun
                 let actions = std::mem::take(&mut d.actions);
                 execute(d, io, now, actions);
             }
