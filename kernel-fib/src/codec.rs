@@ -352,6 +352,16 @@ impl MsgBuilder {
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
             seq,
         );
+        self.address_body(ifindex, addr, prefix_len);
+    }
+
+    /// A request to remove `addr/prefix_len` from interface `ifindex`.
+    pub fn del_address(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8, seq: u32) {
+        self.begin(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.address_body(ifindex, addr, prefix_len);
+    }
+
+    fn address_body(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8) {
         let (family, bytes, scope): (u8, Vec<u8>, u8) = match addr {
             IpAddr::V4(a) => (2, a.octets().to_vec(), RT_SCOPE_UNIVERSE),
             IpAddr::V6(a) => {

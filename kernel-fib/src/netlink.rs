@@ -111,6 +111,28 @@ impl NetlinkFib {
             .unwrap_or(Err(FibError::Timeout))
     }
 
+    /// Removes an address from an interface; an address that is already gone is not an error.
+    pub fn delete_address(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), FibError> {
+        let seq = self.sock.take_seqs(1);
+        let mut b = codec::MsgBuilder::new();
+        b.del_address(ifindex, addr, prefix_len, seq);
+        self.sock
+            .transact(&b, seq, 1)
+            .into_iter()
+            .next()
+            .unwrap_or(Err(FibError::Timeout))
+            // The kernel says a missing address with `EADDRNOTAVAIL`.
+            .or_else(|e| match e {
+                FibError::AddrNotAvailable => Ok(()),
+                other => gone_is_ok(other),
+            })
+    }
+
     /// Sets an interface up, and its MTU if given.
     pub fn set_link_up(&mut self, ifindex: u32, mtu: Option<u32>) -> Result<(), FibError> {
         let seq = self.sock.take_seqs(1);

@@ -821,6 +821,14 @@ fn link_up_and_addresses() {
             .any(|a| a.index == ix && a.address == ip("10.50.0.1") && a.prefix_len == 24)
     );
     assert!(fib.add_address(9999, ip("fe80::1"), 64).is_err());
+    fib.delete_address(ix, ip("10.50.0.1"), 24).unwrap();
+    fib.delete_address(ix, ip("10.50.0.1"), 24).unwrap(); // already gone: fine
+    assert!(
+        !fib.addresses()
+            .unwrap()
+            .iter()
+            .any(|a| a.index == ix && a.address == ip("10.50.0.1"))
+    );
 }
 
 /// The rule projection (`ipv6-subtrees false`): tables and `from SRC` rules in the real kernel,

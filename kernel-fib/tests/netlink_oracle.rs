@@ -530,7 +530,7 @@ proptest! {
         prop_assert_eq!(link.hw_addr, hw);
     }
 
-    /// Ours adds an address, theirs reads the same request.
+    /// Ours adds and removes an address, theirs reads the same requests.
     #[test]
     fn our_address_requests_parse_as_theirs(
         index in any::<u32>(),
@@ -551,6 +551,17 @@ proptest! {
         prop_assert_eq!(m.header.flags, AddressHeaderFlags::Nodad);
         let link_local = addr.is_ipv6() && babel_wire::is_link_local(&addr);
         prop_assert_eq!(m.header.scope, if link_local { AddressScope::Link } else { AddressScope::Universe });
+        prop_assert_eq!(
+            &m.attributes,
+            &vec![AddressAttribute::Local(addr), AddressAttribute::Address(addr)]
+        );
+        let mut d = MsgBuilder::new();
+        d.del_address(index, addr, len, seq);
+        let (h, msg) = deserialize(d.as_bytes());
+        prop_assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_ACK);
+        let RouteNetlinkMessage::DelAddress(m) = msg else { panic!("not RTM_DELADDR") };
+        prop_assert_eq!(m.header.index, index);
+        prop_assert_eq!(m.header.prefix_len, len);
         prop_assert_eq!(
             &m.attributes,
             &vec![AddressAttribute::Local(addr), AddressAttribute::Address(addr)]
