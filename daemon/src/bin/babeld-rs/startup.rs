@@ -326,7 +326,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
-    let verify = crate::verify::start(&mut d, clock.now(), random_u64())?;
+    let verify = crate::verify::start(&mut d, clock.now(), random_u64(), &netlink)?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,
