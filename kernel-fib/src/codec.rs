@@ -1015,34 +1015,34 @@ mod tests {
     fn fwmark_rules_round_trip() {
         // Route verification's probe rule: `fwmark M lookup T`, from any source; mark 0 is
         // "unmarked" and survives the trip as such (sent with a whole mask).
+        type Build = fn(&mut MsgBuilder, &KernelRule, u32);
+        let requests: [(u16, Build); 2] = [
+            (RTM_NEWRULE, MsgBuilder::new_rule),
+            (RTM_DELRULE, MsgBuilder::del_rule),
+        ];
         for mark in [0x6261_0003, 0, u32::MAX] {
             let rule = KernelRule::fwmark_v6(mark, 6203, 1000, 42);
             assert_eq!(rule.src, p("::/0"));
-            let mut b = MsgBuilder::new();
-            b.new_rule(&rule, 3);
-            let m = one_message(&b);
-            assert_eq!(m.ty, RTM_NEWRULE);
-            // AF_INET6, no source length, FRA_SRC left out.
-            assert_eq!((m.payload[0], m.payload[2]), (AF_INET6, 0));
-            let attrs: Vec<u16> = attributes(&m.payload[FIB_RULE_HDR_LEN..])
-                .map(|a| a.unwrap().0)
-                .collect();
-            assert_eq!(
-                attrs,
-                vec![
+            for (ty, build) in requests {
+                let mut b = MsgBuilder::new();
+                build(&mut b, &rule, 3);
+                let m = one_message(&b);
+                assert_eq!(m.ty, ty);
+                // AF_INET6, no source length, FRA_SRC left out.
+                assert_eq!((m.payload[0], m.payload[2]), (AF_INET6, 0));
+                let attrs: Vec<u16> = attributes(&m.payload[FIB_RULE_HDR_LEN..])
+                    .map(|a| a.unwrap().0)
+                    .collect();
+                let want = [
                     FRA_FWMARK,
                     FRA_FWMASK,
                     FRA_TABLE,
                     FRA_PRIORITY,
-                    FRA_PROTOCOL
-                ]
-            );
-            assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
-            let mut d = MsgBuilder::new();
-            d.del_rule(&rule, 4);
-            let m = one_message(&d);
-            assert_eq!(m.ty, RTM_DELRULE);
-            assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
+                    FRA_PROTOCOL,
+                ];
+                assert_eq!(attrs, want);
+                assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
+            }
         }
         assert_eq!(
             KernelRule::fwmark_v6(0x10, 6200, 1000, 42).to_string(),
