@@ -327,8 +327,6 @@ pub type Failed = Vec<(NetlinkOp, FibError)>;
 
 /// Where the failures of a [`DumpRequest::Ops`] go.
 pub enum OpsReply {
-    /// Nowhere: logged by the netlink thread as warnings of this part.
-    Log(&'static str),
     /// To a task that awaits them.
     Task(oneshot::Sender<Failed>),
     /// To a thread (or the end of the main loop) that blocks on them.
@@ -362,23 +360,13 @@ impl Netlink {
     /// Carries out `ops` in order on the netlink thread and waits for them; an error names
     /// every request that failed.
     pub async fn run(&self, ops: Vec<NetlinkOp>) -> anyhow::Result<()> {
-        let rx = self.ask(|tx| DumpRequest::Ops(ops, OpsReply::Task(tx)))?;
-        failures(rx.await?)
+        failures(self.submit(ops)?.await?)
     }
 
-    /// Hands `ops` to the netlink thread without waiting (the async main loop's requests);
-    /// failures are logged there as `part`'s.
-    pub fn send(&self, ops: Vec<NetlinkOp>, part: &'static str) {
-        if ops.is_empty() {
-            return;
-        }
-        if self
-            .0
-            .send(DumpRequest::Ops(ops, OpsReply::Log(part)))
-            .is_err()
-        {
-            tracing::warn!("{part}: kernel dump thread is gone");
-        }
+    /// Hands `ops` to the netlink thread without waiting (the async main loop's requests):
+    /// the failures arrive on the returned receiver once every request was carried out.
+    pub fn submit(&self, ops: Vec<NetlinkOp>) -> anyhow::Result<oneshot::Receiver<Failed>> {
+        self.ask(|tx| DumpRequest::Ops(ops, OpsReply::Task(tx)))
     }
 
     /// Carries out `ops` and blocks for at most `wait` (at shutdown, after the main loop).
@@ -505,11 +493,6 @@ fn spawn_dumper(
                     DumpRequest::Ops(ops, reply) => {
                         let failed = daemon::netlink_ops::run(&mut fib, &ops);
                         match reply {
-                            OpsReply::Log(part) => {
-                                for (op, e) in &failed {
-                                    tracing::warn!("{part}: {op}: {e}");
-                                }
-                            }
                             OpsReply::Task(tx) => {
                                 let _ = tx.send(failed);
                             }

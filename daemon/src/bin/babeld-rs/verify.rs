@@ -6,7 +6,7 @@
 //! destinations of our and forwarded traffic (what is "used"), read by `nft` on a worker thread
 //! of its own so that the main loop never waits for the subprocess.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::IoSliceMut;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -19,9 +19,9 @@ use daemon::state::Daemon;
 use daemon::verification::{Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, Verification};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::kernel::Netlink;
+use crate::kernel::{Failed, Netlink};
 
 /// Our nftables table (family `inet`) holding the set of used destinations.
 const NFT_TABLE: &str = "babeld_rs_verify";
@@ -48,6 +48,9 @@ pub struct VerifyIo {
     used: mpsc::UnboundedReceiver<Vec<Ipv6Addr>>,
     /// When the reading in progress was asked for.
     reading: Option<Instant>,
+    /// Probe datagrams waiting for their rules and routes: each batch goes once the netlink
+    /// thread has carried out its requests (and every earlier one: it works in order).
+    waiting: VecDeque<(oneshot::Receiver<Failed>, Vec<Datagram>)>,
 }
 
 /// A received datagram: source, hop limit, bytes.
@@ -105,6 +108,7 @@ pub fn start(
         read_used,
         used,
         reading: None,
+        waiting: VecDeque::new(),
     }))
 }
 
@@ -168,6 +172,12 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
     let Some(io) = io else {
         return std::future::pending().await;
     };
+    let installed = async {
+        match io.waiting.front_mut() {
+            Some((rx, _)) => rx.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = io.socket.readable() => {
             if r.is_err() {
@@ -175,6 +185,7 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
             }
         }
         Some(used) = io.used.recv() => return Some(Event::Used(used)),
+        done = installed => return Some(Event::Installed(done.ok())),
     }
     let fd = io.socket.as_raw_fd();
     let mut out = Vec::new();
@@ -214,6 +225,9 @@ pub enum Event {
     Datagrams(Vec<Received>),
     /// A reading of the used set, from the `nft` worker.
     Used(Vec<Ipv6Addr>),
+    /// The netlink thread carried out the oldest waiting batch of probe requests, with these
+    /// failures (`None`: the thread is gone).
+    Installed(Option<Failed>),
 }
 
 /// Hands what arrived to the verification; returns `monitor` lines.
@@ -227,6 +241,20 @@ pub fn on_event(
         Event::Datagrams(got) => on_datagrams(d, now, io, got),
         Event::Used(used) => {
             on_used(d, now, io, &used);
+            Vec::new()
+        }
+        Event::Installed(failed) => {
+            if let Some(io) = io.as_mut() {
+                for (op, e) in failed.unwrap_or_default() {
+                    tracing::warn!("verification: {op}: {e}");
+                }
+                // Sent even if a request failed, as before: the probe then goes unanswered.
+                if let Some((_, datagrams)) = io.waiting.pop_front() {
+                    for g in &datagrams {
+                        send(io, g);
+                    }
+                }
+            }
             Vec::new()
         }
     }
@@ -283,24 +311,43 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
 }
 
 fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
-    for r in &out.routes {
-        install(io, r);
-    }
-    for g in &out.datagrams {
-        send(io, g);
-    }
+    let ops: Vec<_> = out.routes.iter().flat_map(|r| install(io, r)).collect();
+    hand_over(io, ops, out.datagrams);
     for i in out.inputs {
         d.input(now, i);
     }
     out.lines
 }
 
-/// §2.3: `fwmark M lookup T`, and in T the destination via the neighbour under test, handed
-/// to the netlink thread (the loop does not wait; failures are logged there).
-fn install(io: &mut VerifyIo, r: &ProbeRoute) {
+/// §2.3: `fwmark M lookup T`, and in T the destination via the neighbour under test.
+fn install(io: &mut VerifyIo, r: &ProbeRoute) -> Vec<daemon::netlink_ops::NetlinkOp> {
     let new_rule = io.rules.insert((r.mark, r.table));
-    io.netlink
-        .send(daemon::netlink_ops::probe(r, new_rule), "verification");
+    daemon::netlink_ops::probe(r, new_rule)
+}
+
+/// Sends `datagrams` once their probe rules and routes (`ops`) are in the kernel: the
+/// requests go to the netlink thread and the loop goes on; the datagrams wait for its answer
+/// (and behind any batch still waiting). With nothing to install and nothing waiting, they go
+/// at once.
+fn hand_over(
+    io: &mut VerifyIo,
+    ops: Vec<daemon::netlink_ops::NetlinkOp>,
+    datagrams: Vec<Datagram>,
+) {
+    if ops.is_empty() {
+        match io.waiting.back_mut() {
+            Some((_, queued)) => queued.extend(datagrams),
+            None => datagrams.iter().for_each(|g| send(io, g)),
+        }
+        return;
+    }
+    match io.netlink.submit(ops) {
+        Ok(rx) => io.waiting.push_back((rx, datagrams)),
+        Err(e) => {
+            tracing::warn!("verification: {e}");
+            datagrams.iter().for_each(|g| send(io, g));
+        }
+    }
 }
 
 fn send(io: &VerifyIo, g: &Datagram) {
