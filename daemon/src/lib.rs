@@ -20,6 +20,7 @@ pub mod memcaps;
 pub mod metrics;
 pub mod monitor;
 pub mod netio;
+pub mod netlink_ops;
 pub mod pacing;
 pub mod payments;
 pub mod pidfile;

@@ -4,7 +4,8 @@
 //! to send (each with the firewall mark that makes it take the route under test, §2.3), policy
 //! routes to install, engine inputs (verified metrics, neighbour accuracies) and `monitor` lines.
 //! Sans-IO like the crates it drives: time comes in as a parameter; the binary owns the socket,
-//! the `ip` commands and the nftables set that measures which destinations are used (§2.1).
+//! the probe rules and routes (`crate::netlink_ops::probe`, carried out by its netlink thread)
+//! and the nftables set that measures which destinations are used (§2.1).
 //!
 //! Every IPv6 route is verified: the Remote Hellos go to the prefix's probe address
 //! ([`verify::probe_address`]: the address of a `/128`, the `::1` of a wider prefix), and the

@@ -58,16 +58,16 @@ const RTA_VIA: u16 = 18;
 // Rule attributes (`linux/fib_rules.h`).
 const FRA_SRC: u16 = 2;
 const FRA_PRIORITY: u16 = 6;
+const FRA_FWMARK: u16 = 10;
+const FRA_FWMASK: u16 = 16;
 const FRA_TABLE: u16 = 15;
 const FRA_PROTOCOL: u16 = 21;
-/// Attributes that make a rule match something besides its source (destination, interfaces,
-/// fwmark, tunnel id, uid, IP protocol, ports, DSCP, flow label): `FRA_DST`, `FRA_IIFNAME`,
-/// `FRA_FWMARK`, `FRA_TUN_ID`, `FRA_FWMASK`, `FRA_OIFNAME`, `FRA_L3MDEV`, `FRA_UID_RANGE`,
-/// `FRA_IP_PROTO`, `FRA_SPORT_RANGE`, `FRA_DPORT_RANGE` and the DSCP, flow-label and port-mask
-/// attributes of newer kernels (25 to 30). The kernel puts each in a dump only when it is set.
-const FRA_SELECTORS: [u16; 17] = [
-    1, 3, 10, 12, 16, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30,
-];
+/// Attributes that make a rule match something besides its source and whole firewall mark
+/// (destination, interfaces, tunnel id, uid, IP protocol, ports, DSCP, flow label): `FRA_DST`,
+/// `FRA_IIFNAME`, `FRA_TUN_ID`, `FRA_OIFNAME`, `FRA_L3MDEV`, `FRA_UID_RANGE`, `FRA_IP_PROTO`,
+/// `FRA_SPORT_RANGE`, `FRA_DPORT_RANGE` and the DSCP, flow-label and port-mask attributes of
+/// newer kernels (25 to 30). The kernel puts each in a dump only when it is set.
+const FRA_SELECTORS: [u16; 15] = [1, 3, 12, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30];
 /// `FRA_SUPPRESS_IFGROUP` and `FRA_SUPPRESS_PREFIXLEN`: they suppress the rule's result. The
 /// kernel dumps them with every rule, as `u32::MAX` (-1) when unset.
 const FRA_SUPPRESSORS: [u16; 2] = [13, 14];
@@ -352,6 +352,16 @@ impl MsgBuilder {
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
             seq,
         );
+        self.address_body(ifindex, addr, prefix_len);
+    }
+
+    /// A request to remove `addr/prefix_len` from interface `ifindex`.
+    pub fn del_address(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8, seq: u32) {
+        self.begin(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.address_body(ifindex, addr, prefix_len);
+    }
+
+    fn address_body(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8) {
         let (family, bytes, scope): (u8, Vec<u8>, u8) = match addr {
             IpAddr::V4(a) => (2, a.octets().to_vec(), RT_SCOPE_UNIVERSE),
             IpAddr::V6(a) => {
@@ -457,7 +467,8 @@ impl MsgBuilder {
         self.rule_body(rule);
     }
 
-    /// A request to delete the policy rule `rule` (matched on source, table and priority).
+    /// A request to delete the policy rule `rule` (matched on source, firewall mark, table and
+    /// priority).
     pub fn del_rule(&mut self, rule: &KernelRule, seq: u32) {
         self.begin(RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK, seq);
         self.rule_body(rule);
@@ -479,6 +490,11 @@ impl MsgBuilder {
         self.buf.extend_from_slice(&0u32.to_ne_bytes());
         if !rule.src.is_default() {
             self.attr(FRA_SRC, &ip_bytes(rule.src.addr()));
+        }
+        if let Some(mark) = rule.fwmark {
+            // The whole mark: with an explicit mask, `fwmark 0` means "unmarked", not "any".
+            self.attr_u32(FRA_FWMARK, mark);
+            self.attr_u32(FRA_FWMASK, u32::MAX);
         }
         self.attr_u32(FRA_TABLE, rule.table);
         self.attr_u32(FRA_PRIORITY, rule.priority);
@@ -517,8 +533,9 @@ impl MsgBuilder {
 pub(crate) const RULE_HEADER_LEN: usize = FIB_RULE_HDR_LEN;
 
 /// Parses the payload of an `RTM_NEWRULE` message. `Ok(None)` for rules that are not
-/// "look up a table" rules of IPv4/IPv6 (`FR_ACT_TO_TBL`) selecting on their source alone
-/// (no destination, TOS, fwmark, interface, port... and not inverted).
+/// "look up a table" rules of IPv4/IPv6 (`FR_ACT_TO_TBL`) selecting on their source and
+/// whole firewall mark alone (no destination, TOS, partial mark mask, interface, port... and
+/// not inverted).
 pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
     let short = || FibError::Malformed("short fib_rule_hdr");
     let family = rd_u8(payload, 0).ok_or_else(short)?;
@@ -545,6 +562,8 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
     let mut table = u32::from(table8);
     let mut priority = 0;
     let mut protocol = 0;
+    let mut mark = None;
+    let mut mask = None;
     let mut selector = false;
     let attrs = payload.get(FIB_RULE_HDR_LEN..).ok_or_else(short)?;
     for attr in attributes(attrs) {
@@ -555,6 +574,8 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
             FRA_TABLE => table = rd_u32(data, 0).ok_or(bad)?,
             FRA_PRIORITY => priority = rd_u32(data, 0).ok_or(bad)?,
             FRA_PROTOCOL => protocol = rd_u8(data, 0).ok_or(bad)?,
+            FRA_FWMARK => mark = Some(rd_u32(data, 0).ok_or(bad)?),
+            FRA_FWMASK => mask = Some(rd_u32(data, 0).ok_or(bad)?),
             t if FRA_SELECTORS.contains(&t) => selector = true,
             t if FRA_SUPPRESSORS.contains(&t) => {
                 selector |= rd_u32(data, 0).ok_or(bad)? != u32::MAX;
@@ -562,6 +583,14 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
             _ => {}
         }
     }
+    // The kernel's defaults: a non-zero mark without a mask is matched whole, no mark (or
+    // mark 0 without a mask) matches any.
+    let fwmark = match (mark.unwrap_or(0), mask) {
+        (0, None | Some(0)) => None,
+        (m, None | Some(u32::MAX)) => Some(m),
+        // Part of the mark only: not a rule this type can say.
+        (_, Some(_)) => return Ok(None),
+    };
     if selector {
         return Ok(None);
     }
@@ -569,6 +598,7 @@ pub fn decode_rule(payload: &[u8]) -> Result<Option<KernelRule>, FibError> {
         Prefix::new(src, src_len).map_err(|_| FibError::Malformed("prefix length too long"))?;
     Ok(Some(KernelRule {
         src,
+        fwmark,
         table,
         priority,
         protocol,
@@ -982,9 +1012,49 @@ mod tests {
     }
 
     #[test]
+    fn fwmark_rules_round_trip() {
+        // Route verification's probe rule: `fwmark M lookup T`, from any source; mark 0 is
+        // "unmarked" and survives the trip as such (sent with a whole mask).
+        type Build = fn(&mut MsgBuilder, &KernelRule, u32);
+        let requests: [(u16, Build); 2] = [
+            (RTM_NEWRULE, MsgBuilder::new_rule),
+            (RTM_DELRULE, MsgBuilder::del_rule),
+        ];
+        for mark in [0x6261_0003, 0, u32::MAX] {
+            let rule = KernelRule::fwmark_v6(mark, 6203, 1000, 42);
+            assert_eq!(rule.src, p("::/0"));
+            for (ty, build) in requests {
+                let mut b = MsgBuilder::new();
+                build(&mut b, &rule, 3);
+                let m = one_message(&b);
+                assert_eq!(m.ty, ty);
+                // AF_INET6, no source length, FRA_SRC left out.
+                assert_eq!((m.payload[0], m.payload[2]), (AF_INET6, 0));
+                let attrs: Vec<u16> = attributes(&m.payload[FIB_RULE_HDR_LEN..])
+                    .map(|a| a.unwrap().0)
+                    .collect();
+                let want = [
+                    FRA_FWMARK,
+                    FRA_FWMASK,
+                    FRA_TABLE,
+                    FRA_PRIORITY,
+                    FRA_PROTOCOL,
+                ];
+                assert_eq!(attrs, want);
+                assert_eq!(decode_rule(m.payload).unwrap(), Some(rule));
+            }
+        }
+        assert_eq!(
+            KernelRule::fwmark_v6(0x10, 6200, 1000, 42).to_string(),
+            "1000: from ::/0 fwmark 0x10 lookup 6200 proto 42"
+        );
+    }
+
+    #[test]
     fn rules_round_trip() {
         let rule = KernelRule {
             src: p("2001:db8:1::/48"),
+            fwmark: None,
             table: 10,
             priority: 100,
             protocol: 42,
@@ -1010,10 +1080,25 @@ mod tests {
         let mut other = m.payload.to_vec();
         other[7] = 6;
         assert_eq!(decode_rule(&other).unwrap(), None);
-        // `from S fwmark 5 lookup T` and `not from S lookup T` are not `from S lookup T`.
+        // `from S fwmark 5 lookup T` is a marked rule (the kernel matches a mark given without
+        // a mask whole); a partial mask cannot be said; `not from S lookup T` is not ours.
         let mut marked = m.payload.to_vec();
         marked.extend(nla(10, &5u32.to_ne_bytes()));
-        assert_eq!(decode_rule(&marked).unwrap(), None);
+        let with_mark = KernelRule {
+            fwmark: Some(5),
+            ..rule
+        };
+        assert_eq!(decode_rule(&marked).unwrap(), Some(with_mark));
+        let mut part = marked.clone();
+        part.extend(nla(16, &0xffu32.to_ne_bytes()));
+        assert_eq!(decode_rule(&part).unwrap(), None);
+        let mut whole = marked.clone();
+        whole.extend(nla(16, &u32::MAX.to_ne_bytes()));
+        assert_eq!(decode_rule(&whole).unwrap(), Some(with_mark));
+        // Mark 0 without a mask matches any packet: no mark.
+        let mut zero = m.payload.to_vec();
+        zero.extend(nla(10, &0u32.to_ne_bytes()));
+        assert_eq!(decode_rule(&zero).unwrap(), Some(rule));
         let mut inverted = m.payload.to_vec();
         inverted[8..12].copy_from_slice(&FIB_RULE_INVERT.to_ne_bytes());
         assert_eq!(decode_rule(&inverted).unwrap(), None);

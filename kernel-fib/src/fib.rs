@@ -55,14 +55,16 @@ pub trait Fib {
     /// The routes that pass `filter` (cached clones excluded).
     fn dump(&mut self, filter: &DumpFilter) -> Result<Vec<KernelRoute>, FibError>;
 
-    /// Adds the IPv6 policy rule `rule` ([`FibError::Exists`] if the same rule is there): the
-    /// source tables of [`crate::SourceTables`].
+    /// Adds the policy rule `rule` ([`FibError::Exists`] if the same rule is there): the
+    /// `from SRC` rules of [`crate::SourceTables`], and `fwmark M lookup T` rules
+    /// ([`KernelRule::fwmark_v6`], route verification's probes).
     fn add_rule(&mut self, rule: &KernelRule) -> Result<(), FibError>;
 
     /// Deletes the policy rule `rule`; a rule that is already gone is not an error.
     fn delete_rule(&mut self, rule: &KernelRule) -> Result<(), FibError>;
 
-    /// Every policy rule that looks up a table.
+    /// Every policy rule that looks up a table and selects on its source and whole firewall
+    /// mark alone.
     fn rules(&mut self) -> Result<Vec<KernelRule>, FibError>;
 
     /// Deletes every route tagged with `protocol` in any table (stale routes of a previous run

@@ -295,7 +295,11 @@ impl Installed {
         let mut stale: Vec<KernelRule> = match fib.rules() {
             Ok(rs) => rs
                 .into_iter()
-                .filter(|r| r.protocol == protocol && range.contains(&r.priority))
+                // Source rules never carry a mark: a marked rule is someone else's (route
+                // verification's probe rules share our protocol).
+                .filter(|r| {
+                    r.protocol == protocol && range.contains(&r.priority) && r.fwmark.is_none()
+                })
                 .collect(),
             Err(e) => {
                 tracing::warn!("reading rules: {e}");
@@ -524,6 +528,7 @@ mod tests {
         assert!(in10.iter().any(|r| r.dst == p("::/0") && r.src.is_none()));
         let rule = KernelRule {
             src: p("2001:db8:aa::/48"),
+            fwmark: None,
             table: 10,
             priority: 100,
             protocol: RTPROT_BABEL,
@@ -565,24 +570,29 @@ mod tests {
         let mut fib = MemoryFib::new();
         let rule = |priority, protocol| KernelRule {
             src: p("2001:db8:aa::/48"),
+            fwmark: None,
             table: 10,
             priority,
             protocol,
         };
-        // Ours in range, ours out of range, another protocol's in range.
+        // Ours in range, ours out of range, another protocol's in range, and a marked rule
+        // of our protocol in range (a verification probe rule, not a source rule).
+        let probe = KernelRule::fwmark_v6(0x6261_0000, 6200, 100, RTPROT_BABEL);
         for r in [
             rule(101, RTPROT_BABEL),
             rule(300, RTPROT_BABEL),
             rule(100, 4),
+            probe,
         ] {
             fib.add_rule(&r).unwrap();
         }
         let mut ours = Installed::new(Some(source_tables()));
         assert_eq!(ours.remove_rules(&mut fib, RTPROT_BABEL), 1);
-        assert_eq!(
-            fib.rules().unwrap(),
-            vec![rule(100, 4), rule(300, RTPROT_BABEL)]
-        );
+        let mut left = fib.rules().unwrap();
+        left.sort();
+        let mut want = vec![rule(100, 4), rule(300, RTPROT_BABEL), probe];
+        want.sort();
+        assert_eq!(left, want);
         // Native subtrees: no rule is ever touched.
         assert_eq!(Installed::new(None).remove_rules(&mut fib, RTPROT_BABEL), 0);
     }

@@ -9,7 +9,8 @@
 //! * [`Watcher`]: link, address and route notifications as [`NetEvent`]s; one-shot dumps are
 //!   [`NetlinkFib::links`], [`NetlinkFib::addresses`] and [`Fib::dump`].
 //! * [`SourceTables`], [`KernelRule`]: source-specific routes on kernels without IPv6 subtrees
-//!   (one table and one `from SRC` rule per source prefix, RFC 9079 §5.3 ordering kept).
+//!   (one table and one `from SRC` rule per source prefix, RFC 9079 §5.3 ordering kept); rules
+//!   may also select a firewall mark (`fwmark M lookup T`, route verification's probes).
 //! * [`Installed`]: the routes we installed and only those (holds, graceful-restart
 //!   [`Leftovers`], the rule projection applied make before break), over any [`Fib`].
 //! * [`codec`]: the message layouts, pure and panic-free (for tests and fuzzing).

@@ -305,4 +305,28 @@ mod tests {
             Some(4)
         );
     }
+
+    #[test]
+    fn marked_rules_are_rules_of_their_own() {
+        // `fwmark M lookup T` next to `from ::/0 lookup T` at the same priority: two rules, each
+        // added once and deleted on its own, as the kernel keeps them.
+        let mut fib = MemoryFib::new();
+        let marked = KernelRule::fwmark_v6(0x6261_0001, 6201, 1000, 42);
+        let unmarked = KernelRule {
+            fwmark: None,
+            ..marked
+        };
+        let other_mark = KernelRule::fwmark_v6(0x6261_0002, 6201, 1000, 42);
+        fib.add_rule(&marked).unwrap();
+        assert!(matches!(fib.add_rule(&marked), Err(FibError::Exists)));
+        fib.add_rule(&unmarked).unwrap();
+        fib.add_rule(&other_mark).unwrap();
+        assert_eq!(fib.rules().unwrap().len(), 3);
+        fib.delete_rule(&marked).unwrap();
+        fib.delete_rule(&marked).unwrap();
+        let left = fib.rules().unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&unmarked) && left.contains(&other_mark));
+        assert!(left.iter().all(|r| r.fwmark != Some(0x6261_0001)));
+    }
 }

@@ -101,9 +101,14 @@ impl NetlinkFib {
         addr: IpAddr,
         prefix_len: u8,
     ) -> Result<(), FibError> {
+        self.request(|b, seq| b.new_address(ifindex, addr, prefix_len, seq))
+    }
+
+    /// One request built by `build` (given the sequence number), and its acknowledgement.
+    fn request(&mut self, build: impl FnOnce(&mut codec::MsgBuilder, u32)) -> Result<(), FibError> {
         let seq = self.sock.take_seqs(1);
         let mut b = codec::MsgBuilder::new();
-        b.new_address(ifindex, addr, prefix_len, seq);
+        build(&mut b, seq);
         self.sock
             .transact(&b, seq, 1)
             .into_iter()
@@ -111,16 +116,24 @@ impl NetlinkFib {
             .unwrap_or(Err(FibError::Timeout))
     }
 
+    /// Removes an address from an interface; an address that is already gone is not an error.
+    pub fn delete_address(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), FibError> {
+        self.request(|b, seq| b.del_address(ifindex, addr, prefix_len, seq))
+            // The kernel says a missing address with `EADDRNOTAVAIL`.
+            .or_else(|e| match e {
+                FibError::AddrNotAvailable => Ok(()),
+                other => gone_is_ok(other),
+            })
+    }
+
     /// Sets an interface up, and its MTU if given.
     pub fn set_link_up(&mut self, ifindex: u32, mtu: Option<u32>) -> Result<(), FibError> {
-        let seq = self.sock.take_seqs(1);
-        let mut b = codec::MsgBuilder::new();
-        b.link_up(ifindex, mtu, seq);
-        self.sock
-            .transact(&b, seq, 1)
-            .into_iter()
-            .next()
-            .unwrap_or(Err(FibError::Timeout))
+        self.request(|b, seq| b.link_up(ifindex, mtu, seq))
     }
 
     /// Every interface.

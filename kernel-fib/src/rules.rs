@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::Ipv6Addr;
 
 use babel_wire::Prefix;
 
@@ -32,11 +33,16 @@ pub const DEFAULT_FIRST_SOURCE_TABLE: u32 = 10;
 /// sources are not installed.
 pub const DEFAULT_MAX_SOURCE_TABLES: usize = 32;
 
-/// An IPv6 policy rule `from SRC lookup TABLE priority PRIORITY proto PROTOCOL`.
+/// A policy rule `from SRC [fwmark MARK] lookup TABLE priority PRIORITY proto PROTOCOL`: the
+/// source tables' `from SRC` rules, and route verification's `fwmark MARK` rules that send a
+/// marked probe through the route under test (`from ::/0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KernelRule {
-    /// Source prefix (`FRA_SRC`, `src_len`).
+    /// Source prefix (`FRA_SRC`, `src_len`); the family's default prefix matches any source.
     pub src: Prefix,
+    /// Firewall mark the packet must carry, whole (`FRA_FWMARK` with `FRA_FWMASK` all ones);
+    /// `None`: any mark.
+    pub fwmark: Option<u32>,
     /// Table to look up (`FRA_TABLE`).
     pub table: u32,
     /// Priority (`FRA_PRIORITY`); lower is tried first.
@@ -45,13 +51,29 @@ pub struct KernelRule {
     pub protocol: u8,
 }
 
+impl KernelRule {
+    /// `fwmark MARK lookup TABLE` for IPv6 packets from any source (route verification's probe
+    /// rules).
+    pub fn fwmark_v6(mark: u32, table: u32, priority: u32, protocol: u8) -> KernelRule {
+        KernelRule {
+            // `::/0` (a length of 0 is valid for every address; the fallback is never taken).
+            src: Prefix::new(Ipv6Addr::UNSPECIFIED.into(), 0)
+                .unwrap_or_else(|_| Prefix::host(Ipv6Addr::UNSPECIFIED.into())),
+            fwmark: Some(mark),
+            table,
+            priority,
+            protocol,
+        }
+    }
+}
+
 impl fmt::Display for KernelRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: from {} lookup {} proto {}",
-            self.priority, self.src, self.table, self.protocol
-        )
+        write!(f, "{}: from {}", self.priority, self.src)?;
+        if let Some(m) = self.fwmark {
+            write!(f, " fwmark {m:#x}")?;
+        }
+        write!(f, " lookup {} proto {}", self.table, self.protocol)
     }
 }
 
@@ -139,6 +161,7 @@ impl SourceTables {
         for (i, (src, table)) in ordered.iter().enumerate() {
             out.rules.push(KernelRule {
                 src: *src,
+                fwmark: None,
                 table: *table,
                 priority: self
                     .first_priority

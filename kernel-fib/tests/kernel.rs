@@ -13,7 +13,8 @@ use std::time::Duration;
 use babel_wire::Prefix;
 use common::{Ns, wait_for_event};
 use kernel_fib::{
-    DumpFilter, Fib, FibChange, FibError, KernelRoute, NetEvent, RouteKind, UNREACHABLE_METRIC,
+    DumpFilter, Fib, FibChange, FibError, KernelRoute, KernelRule, NetEvent, RouteKind,
+    UNREACHABLE_METRIC,
 };
 use serde_json::Value;
 
@@ -820,6 +821,14 @@ fn link_up_and_addresses() {
             .any(|a| a.index == ix && a.address == ip("10.50.0.1") && a.prefix_len == 24)
     );
     assert!(fib.add_address(9999, ip("fe80::1"), 64).is_err());
+    fib.delete_address(ix, ip("10.50.0.1"), 24).unwrap();
+    fib.delete_address(ix, ip("10.50.0.1"), 24).unwrap(); // already gone: fine
+    assert!(
+        !fib.addresses()
+            .unwrap()
+            .iter()
+            .any(|a| a.index == ix && a.address == ip("10.50.0.1"))
+    );
 }
 
 /// The rule projection (`ipv6-subtrees false`): tables and `from SRC` rules in the real kernel,
@@ -888,4 +897,42 @@ fn rule_projection_in_the_kernel() {
         fib.delete_rule(rule).unwrap(); // already gone: fine
     }
     assert!(!ns.ip(&["-6", "rule", "show"]).contains("2001:db8:2::/48"));
+}
+
+/// Route verification's probe rules: `fwmark M lookup T` added, read back and deleted in the real
+/// kernel, and the kernel's lookup sends a packet with mark M (only) through table T.
+#[test]
+fn fwmark_rules_in_the_kernel() {
+    let Some(ns) = Ns::new("fwmark_rules_in_the_kernel") else {
+        return;
+    };
+    let va = ns.ifindex("va");
+    let mut fib = ns.fib();
+    let main = KernelRoute::unicast(p("2001:db8:77::/48"), Some(ip("fe80::1")), Some(va));
+    let probe = KernelRoute::unicast(p("2001:db8:77::/48"), Some(ip("fe80::3")), Some(va))
+        .with_table(6201)
+        .with_protocol(kernel_fib::RTPROT_BOOT);
+    fib.add(&main).unwrap();
+    fib.replace(&probe).unwrap();
+    let rule = KernelRule::fwmark_v6(0x6261_0001, 6201, 1000, 42);
+    fib.add_rule(&rule).unwrap();
+    assert!(matches!(fib.add_rule(&rule), Err(FibError::Exists)));
+    let shown = ns.ip(&["-6", "rule", "show"]);
+    assert!(
+        shown.contains("1000:\tfrom all fwmark 0x62610001 lookup 6201 proto babel"),
+        "{shown}"
+    );
+    assert!(fib.rules().unwrap().contains(&rule));
+    // The next hop the kernel picks for a packet with `mark`.
+    let via = |mark: &str| {
+        let out = ns.ip(&["-6", "route", "get", "2001:db8:77::1", "mark", mark]);
+        let mut words = out.split_whitespace().skip_while(|w| *w != "via");
+        words.nth(1).unwrap_or(&out).to_owned()
+    };
+    assert_eq!(via("0x62610001"), "fe80::3");
+    assert_eq!(via("0x62610002"), "fe80::1");
+    fib.delete_rule(&rule).unwrap();
+    fib.delete_rule(&rule).unwrap(); // already gone: fine
+    assert!(!fib.rules().unwrap().contains(&rule));
+    assert_eq!(via("0x62610001"), "fe80::1");
 }

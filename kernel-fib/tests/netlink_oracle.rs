@@ -134,9 +134,11 @@ fn rule() -> impl Strategy<Value = KernelRule> {
         table(),
         any::<u32>(),
         any::<u8>(),
+        proptest::option::of(any::<u32>()),
     )
-        .prop_map(|(src, table, priority, protocol)| KernelRule {
+        .prop_map(|(src, table, priority, protocol, fwmark)| KernelRule {
             src,
+            fwmark,
             table,
             priority,
             protocol,
@@ -277,6 +279,7 @@ fn theirs_from_route(r: &KernelRoute, table_attr: bool, multipath: bool) -> Rout
     m
 }
 
+/// Our rule as they read it, and the mark mask they saw.
 fn rule_from_theirs(m: &RuleMessage) -> (KernelRule, Option<u32>) {
     let h = &m.header;
     assert_eq!(h.action, RuleAction::ToTable);
@@ -289,33 +292,31 @@ fn rule_from_theirs(m: &RuleMessage) -> (KernelRule, Option<u32>) {
     let mut src = any;
     let mut rule = KernelRule {
         src: Prefix::new(any, 0).unwrap(),
+        fwmark: None,
         table: u32::from(h.table),
         priority: 0,
         protocol: 0,
     };
-    let mut fwmark = None;
+    let mut mask = None;
     for a in &m.attributes {
         match a {
             RuleAttribute::Source(s) => src = *s,
             RuleAttribute::Table(t) => rule.table = *t,
             RuleAttribute::Priority(p) => rule.priority = *p,
             RuleAttribute::Protocol(p) => rule.protocol = u8::from(*p),
-            RuleAttribute::FwMark(f) => fwmark = Some(*f),
+            RuleAttribute::FwMark(f) => rule.fwmark = Some(*f),
+            RuleAttribute::FwMask(f) => mask = Some(*f),
             other => panic!("unexpected attribute {other:?}"),
         }
     }
     rule.src = Prefix::new(src, h.src_len).unwrap();
-    (rule, fwmark)
+    (rule, mask)
 }
 
 /// How they would say `r` as the kernel dumps it: `FRA_SUPPRESS_PREFIXLEN` always (-1 when
-/// unset, `suppress` otherwise), a fwmark with its mask, `not from` when `invert`.
-fn theirs_from_rule(
-    r: &KernelRule,
-    fwmark: Option<u32>,
-    invert: bool,
-    suppress: Option<u32>,
-) -> RuleMessage {
+/// unset, `suppress` otherwise), its fwmark with `mask` (all ones: the whole mark), `not from`
+/// when `invert`.
+fn theirs_from_rule(r: &KernelRule, mask: u32, invert: bool, suppress: Option<u32>) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = family(r.src.is_ipv4());
     m.header.src_len = r.src.len();
@@ -336,9 +337,12 @@ fn theirs_from_rule(
     }
     m.attributes
         .push(RuleAttribute::Protocol(RouteProtocol::from(r.protocol)));
-    if let Some(f) = fwmark {
-        m.attributes.push(RuleAttribute::FwMark(f));
-        m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    if let Some(f) = r.fwmark {
+        // The kernel leaves a zero mark out and always says the mask.
+        if f != 0 {
+            m.attributes.push(RuleAttribute::FwMark(f));
+        }
+        m.attributes.push(RuleAttribute::FwMask(mask));
     }
     m
 }
@@ -421,33 +425,38 @@ proptest! {
         prop_assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
         prop_assert_eq!(h.sequence_number, seq);
         let RouteNetlinkMessage::NewRule(m) = msg else { panic!("not RTM_NEWRULE") };
-        prop_assert_eq!(rule_from_theirs(&m), (r, None));
+        // A marked rule goes with the whole mask (so that mark 0 means "unmarked").
+        let mask = r.fwmark.map(|_| u32::MAX);
+        prop_assert_eq!(rule_from_theirs(&m), (r, mask));
         let mut d = MsgBuilder::new();
         d.del_rule(&r, seq);
         let (_, msg) = deserialize(d.as_bytes());
         let RouteNetlinkMessage::DelRule(m) = msg else { panic!("not RTM_DELRULE") };
-        prop_assert_eq!(rule_from_theirs(&m), (r, None));
+        prop_assert_eq!(rule_from_theirs(&m), (r, mask));
     }
 
-    /// Theirs encodes a rule, ours parses the same fields; a rule that also matches a fwmark,
-    /// or matches everything but its source (`not from`), is not a source rule and ours says
-    /// so (`None`) instead of reporting a different rule.
+    /// Theirs encodes a rule, ours parses the same fields, the whole firewall mark included; a
+    /// rule that matches part of a mark, or matches everything but its source (`not from`), or
+    /// suppresses its result, is not one ours can say and ours says so (`None`) instead of
+    /// reporting a different rule.
     #[test]
     fn their_rules_parse_as_ours(
         r in rule(),
-        fwmark in proptest::option::of(any::<u32>()),
+        partial_mask in proptest::option::of(1u32..u32::MAX),
         invert in any::<bool>(),
         suppress in proptest::option::of(0u32..=128),
     ) {
+        let mask = partial_mask.unwrap_or(u32::MAX);
         let bytes = serialize(
-            RouteNetlinkMessage::NewRule(theirs_from_rule(&r, fwmark, invert, suppress)),
+            RouteNetlinkMessage::NewRule(theirs_from_rule(&r, mask, invert, suppress)),
             0,
             1,
         );
         let m = one_of_ours(&bytes);
         prop_assert_eq!(m.ty, 32);
         let got = decode_rule(m.payload).unwrap();
-        if fwmark.is_some() || invert || suppress.is_some() {
+        let partial = r.fwmark.is_some() && partial_mask.is_some();
+        if partial || invert || suppress.is_some() {
             prop_assert_eq!(got, None);
         } else {
             prop_assert_eq!(got, Some(r));
@@ -521,7 +530,7 @@ proptest! {
         prop_assert_eq!(link.hw_addr, hw);
     }
 
-    /// Ours adds an address, theirs reads the same request.
+    /// Ours adds and removes an address, theirs reads the same requests.
     #[test]
     fn our_address_requests_parse_as_theirs(
         index in any::<u32>(),
@@ -542,6 +551,17 @@ proptest! {
         prop_assert_eq!(m.header.flags, AddressHeaderFlags::Nodad);
         let link_local = addr.is_ipv6() && babel_wire::is_link_local(&addr);
         prop_assert_eq!(m.header.scope, if link_local { AddressScope::Link } else { AddressScope::Universe });
+        prop_assert_eq!(
+            &m.attributes,
+            &vec![AddressAttribute::Local(addr), AddressAttribute::Address(addr)]
+        );
+        let mut d = MsgBuilder::new();
+        d.del_address(index, addr, len, seq);
+        let (h, msg) = deserialize(d.as_bytes());
+        prop_assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_ACK);
+        let RouteNetlinkMessage::DelAddress(m) = msg else { panic!("not RTM_DELADDR") };
+        prop_assert_eq!(m.header.index, index);
+        prop_assert_eq!(m.header.prefix_len, len);
         prop_assert_eq!(
             &m.attributes,
             &vec![AddressAttribute::Local(addr), AddressAttribute::Address(addr)]

@@ -1,8 +1,9 @@
 //! The exit role and the exit client (`daemon::exit` has the decisions): one thread runs the
 //! user-to-exit tunnel (`tunnel` crate over the TUN `exit0`, its UDP outer packets routed by
 //! Babel through the mesh tunnels), the registration socket and, on a user node, the choice of
-//! exit; it installs the addresses, the default route and the nftables table, and removes the
-//! table at exit.
+//! exit; it installs the addresses, the default route (through the netlink thread,
+//! `daemon::netlink_ops` decides the requests) and the nftables table, and removes the table at
+//! exit.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,9 +20,9 @@ use daemon::exit::{
     TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
-use kernel_fib::{Fib, KernelRoute, NetlinkFib};
 use tokio::sync::mpsc;
 
+use crate::kernel::Netlink;
 use crate::mesh::nft;
 
 /// How often the client decides which exit to use.
@@ -72,12 +73,14 @@ fn sysctl(path: &str, value: &str) {
     }
 }
 
-/// Starts the exit role or the exit client if the configuration has one.
+/// Starts the exit role or the exit client if the configuration has one; the tunnel's link,
+/// addresses and routes are set through `netlink` (the netlink thread).
 pub fn start(
     config: &DaemonConfig,
     state_file: Option<&Path>,
     prices: &Arc<PriceTable>,
     shared: &Arc<daemon::payments::PayShared>,
+    netlink: &Netlink,
 ) -> anyhow::Result<Option<Exits>> {
     let x = &config.exit;
     let (key, port, table, watched) = match (&x.role, &x.client) {
@@ -131,6 +134,7 @@ pub fn start(
     let ledger_base = config.pay.ledger_path(state_file.as_deref());
     let (config, v, r, p) = (config.clone(), view.clone(), routes.clone(), prices.clone());
     let shared = shared.clone();
+    let netlink = netlink.clone();
     std::thread::Builder::new()
         .name("exit".to_owned())
         .spawn(move || {
@@ -147,7 +151,9 @@ pub fn start(
             rt.block_on(async move {
                 let keys = (private, pay_key);
                 let files = (state_file, shared, ledger_base);
-                if let Err(e) = run(config, keys, files, port, mss, (v, r, p), ready_tx).await {
+                let shared = (v, r, p);
+                if let Err(e) = run(config, keys, files, port, mss, shared, netlink, ready_tx).await
+                {
                     tracing::error!("exit: {e:#}");
                 }
             });
@@ -188,15 +194,15 @@ pub fn publish_routes(d: &daemon::state::Daemon, now: babel_core::Instant, e: &E
     ));
 }
 
-fn ifindex(netlink: &mut NetlinkFib, name: &str) -> anyhow::Result<u32> {
+async fn ifindex(netlink: &Netlink, name: &str) -> anyhow::Result<u32> {
     netlink
-        .links()?
-        .into_iter()
-        .find(|l| l.name == name)
+        .link(name)
+        .await?
         .map(|l| l.index)
         .with_context(|| format!("{name} did not appear"))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     config: DaemonConfig,
     (private, pay_key): (tunnel::PrivateKey, SigningKey),
@@ -204,6 +210,7 @@ async fn run(
     port: u16,
     mss: u32,
     (view, routes, prices): (Arc<Mutex<ExitView>>, Arc<ExitRoutes>, Arc<PriceTable>),
+    netlink: Netlink,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
     let mtu = daemon::exit::tunnel_if_mtu();
@@ -220,22 +227,28 @@ async fn run(
             return Ok(());
         }
     };
-    let mut netlink = NetlinkFib::new().context("netlink")?;
-    let ix = ifindex(&mut netlink, TUNNEL_IFNAME)?;
-    netlink.set_link_up(ix, Some(mtu))?;
+    let ix = ifindex(&netlink, TUNNEL_IFNAME).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
     let (meter_tx, meter_rx) = mpsc::unbounded_channel::<Metered>();
     if let Some(role) = &config.exit.role {
         let len = role.pool_v4.1;
-        netlink.add_address(ix, IpAddr::V4(role.gateway_v4()), len)?;
-        if let (Some(a), Some(pool)) = (role.gateway_v6(), role.pool_v6_prefix()) {
-            // The users' prefixes are routed into the tunnel, which hands each packet to the
-            // peer whose allowed IPs hold it (and drops what no peer holds).
-            netlink.add_address(ix, IpAddr::V6(a), 128)?;
-            let mut r = KernelRoute::unicast(pool, None, Some(ix));
-            r.protocol = RTPROT_EXIT;
-            netlink.replace(&r).context("route to the IPv6 pool")?;
-        }
+        // The users' IPv6 prefixes are routed into the tunnel, which hands each packet to the
+        // peer whose allowed IPs hold it (and drops what no peer holds).
+        let v6 = role
+            .gateway_v6()
+            .zip(role.pool_v6_prefix())
+            .map(|(a, pool)| (IpAddr::V6(a), pool));
+        let gateway = (IpAddr::V4(role.gateway_v4()), len);
+        netlink
+            .run(daemon::netlink_ops::exit_tunnel(
+                ix,
+                mtu,
+                gateway,
+                v6,
+                RTPROT_EXIT,
+            ))
+            .await
+            .context("setting up the exit tunnel")?;
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::exit_ruleset(role, mss, &[])).context("installing the exit table")?;
@@ -271,6 +284,14 @@ async fn run(
             role.gateway_v4()
         );
     } else if let Some(c) = &config.exit.client {
+        let up = daemon::netlink_ops::NetlinkOp::LinkUp {
+            ifindex: ix,
+            mtu: Some(mtu),
+        };
+        netlink
+            .run(vec![up])
+            .await
+            .context("setting up the exit tunnel")?;
         sysctl("/proc/sys/net/ipv4/ip_forward", "1");
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
         nft(&daemon::exit::user_ruleset(&c.lan, mss))
@@ -314,7 +335,14 @@ async fn run(
         let grant = view.lock().ok().and_then(|v| v.grant.clone());
         if let Some(g) = grant {
             let next = UserPath::of(&g, ix);
-            install_path(&mut netlink, ix, &path.changes(&next));
+            let changes = path.changes(&next);
+            if !changes.is_empty() {
+                // Only this thread waits (the exit's own), never the main loop.
+                let ops = daemon::netlink_ops::user_path(ix, &changes);
+                if let Err(e) = netlink.run(ops).await {
+                    tracing::warn!("exit: tunnel path: {e}");
+                }
+            }
             path = next;
         }
         snapshot(&driver, &view);
@@ -339,44 +367,6 @@ fn meter(
     });
     for m in counted.read(peers) {
         let _ = out.send(m);
-    }
-}
-
-/// Removes an address from the exit tunnel (kernel-fib adds addresses but has no removal).
-fn remove_address(a: IpAddr, len: u8) {
-    let out = std::process::Command::new("ip")
-        .args(["addr", "del", &format!("{a}/{len}"), "dev", TUNNEL_IFNAME])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => tracing::warn!(
-            "exit: removing {a}/{len}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => tracing::warn!("exit: removing {a}/{len}: {e}"),
-    }
-}
-
-/// Writes the changes of the user's tunnel path: the old exit's addresses go (or the LAN's
-/// masquerade would keep using them), the new ones and the default routes come.
-fn install_path(netlink: &mut NetlinkFib, ix: u32, c: &daemon::exit::PathChanges) {
-    for (a, l) in &c.del_addresses {
-        remove_address(*a, *l);
-    }
-    for r in &c.del_routes {
-        if let Err(e) = netlink.delete(r) {
-            tracing::debug!("exit: removing route {}: {e}", r.dst);
-        }
-    }
-    for (a, l) in &c.add_addresses {
-        if let Err(e) = netlink.add_address(ix, *a, *l) {
-            tracing::warn!("exit: address {a}/{l}: {e}");
-        }
-    }
-    for r in &c.add_routes {
-        if let Err(e) = netlink.replace(r) {
-            tracing::warn!("exit: route {}: {e}", r.dst);
-        }
     }
 }
 

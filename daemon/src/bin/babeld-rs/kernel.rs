@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use babel_core::{RouteChange, RouteOp};
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
+use daemon::netlink_ops::NetlinkOp;
 use kernel_fib::{
     AddressInfo, DumpFilter, Fib, FibChange, FibError, InstallOp, Installed, KernelRoute,
     KernelRouteKey, LinkInfo, NetEvent, NetlinkFib, SourceTables, Watcher,
@@ -316,10 +317,25 @@ pub enum DumpRequest {
         address: (IpAddr, u8),
         reply: oneshot::Sender<anyhow::Result<u32>>,
     },
+    /// Other parts' requests (route verification's probe rules and tables, the exit tunnel's
+    /// link, addresses and routes), carried out in order; the failures go to `reply`.
+    Ops(Vec<NetlinkOp>, OpsReply),
 }
 
-/// The dump thread's end for the threads that set up links (tunnels, mesh tunnels): they ask
-/// and await the answer, and never hold a netlink socket of their own.
+/// The failed requests of a [`DumpRequest::Ops`], each with its error.
+pub type Failed = Vec<(NetlinkOp, FibError)>;
+
+/// Where the failures of a [`DumpRequest::Ops`] go.
+pub enum OpsReply {
+    /// To a task that awaits them.
+    Task(oneshot::Sender<Failed>),
+    /// To a thread (or the end of the main loop) that blocks on them.
+    Thread(std_mpsc::Sender<Failed>),
+}
+
+/// The dump thread's end for every other part that asks netlink something (tunnels, mesh
+/// tunnels and the exit tunnel set up links; route verification installs its probe rules and
+/// tables): they ask, and never hold a netlink socket of their own.
 #[derive(Clone)]
 pub struct Netlink(std_mpsc::Sender<DumpRequest>);
 
@@ -341,6 +357,27 @@ impl Netlink {
         Ok(rx.await??)
     }
 
+    /// Carries out `ops` in order on the netlink thread and waits for them; an error names
+    /// every request that failed.
+    pub async fn run(&self, ops: Vec<NetlinkOp>) -> anyhow::Result<()> {
+        failures(self.submit(ops)?.await?)
+    }
+
+    /// Hands `ops` to the netlink thread without waiting (the async main loop's requests):
+    /// the failures arrive on the returned receiver once every request was carried out.
+    pub fn submit(&self, ops: Vec<NetlinkOp>) -> anyhow::Result<oneshot::Receiver<Failed>> {
+        self.ask(|tx| DumpRequest::Ops(ops, OpsReply::Task(tx)))
+    }
+
+    /// Carries out `ops` and blocks for at most `wait` (at shutdown, after the main loop).
+    pub fn run_blocking(&self, ops: Vec<NetlinkOp>, wait: Duration) -> anyhow::Result<()> {
+        let (tx, rx) = std_mpsc::channel();
+        self.0
+            .send(DumpRequest::Ops(ops, OpsReply::Thread(tx)))
+            .map_err(|_| anyhow::anyhow!("kernel dump thread is gone"))?;
+        failures(rx.recv_timeout(wait)?)
+    }
+
     /// Brings `name` up with `mtu` and adds `address`/`len`; returns its index.
     pub async fn link_up(
         &self,
@@ -357,6 +394,14 @@ impl Netlink {
         })?;
         rx.await?
     }
+}
+
+fn failures(failed: Failed) -> anyhow::Result<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let said: Vec<String> = failed.iter().map(|(op, e)| format!("{op}: {e}")).collect();
+    anyhow::bail!("{}", said.join("; "))
 }
 
 /// `LinkUp` on the dump thread's socket.
@@ -405,8 +450,9 @@ pub type Snapshots = mpsc::UnboundedReceiver<Result<Snapshot, FibError>>;
 
 /// The dump thread, with its own netlink socket, so that neither the route thread nor the
 /// main loop ever waits for a dump: the kernel check's dumps of the routes of `protocol`
-/// (indexed, handed to the route thread as [`KernelCmd::Present`]) and the main loop's
-/// [`Snapshot`]s (sent on the returned receiver).
+/// (indexed, handed to the route thread as [`KernelCmd::Present`]), the main loop's
+/// [`Snapshot`]s (sent on the returned receiver), and every other part's link, address, rule
+/// and route requests ([`Netlink`]).
 fn spawn_dumper(
     protocol: u8,
     to_routes: std_mpsc::Sender<KernelCmd>,
@@ -443,6 +489,17 @@ fn spawn_dumper(
                         reply,
                     } => {
                         let _ = reply.send(link_up(&mut fib, &name, mtu, address));
+                    }
+                    DumpRequest::Ops(ops, reply) => {
+                        let failed = daemon::netlink_ops::run(&mut fib, &ops);
+                        match reply {
+                            OpsReply::Task(tx) => {
+                                let _ = tx.send(failed);
+                            }
+                            OpsReply::Thread(tx) => {
+                                let _ = tx.send(failed);
+                            }
+                        }
                     }
                     DumpRequest::Snapshot(tables) => {
                         let snapshot = fib.links().and_then(|links| {

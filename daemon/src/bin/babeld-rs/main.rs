@@ -10,21 +10,23 @@
 //!              (a tokio task per client)         (a tokio task per scrape)
 //!         lines, statements |  ^ replies,                |  ^ one rendering
 //!                           v  | monitor lines           v  |
-//!                    +------------------------------------------------+
-//!    Babel socket    |  main loop (run.rs, current thread): reads the |
-//!    packets ------> |  clock once per input and passes `now` down    |
-//!    <------ packets |  engine (babel-core, sans-IO)                  |
-//!                    |  decisions (daemon::iface_sync, resync,        |
+//!                    +------------------------------------------------+  used set   +-------------+
+//!    Babel socket    |  main loop (run.rs, current thread): reads the |<------------| verify-used |
+//!    packets ------> |  clock once per input and passes `now` down    |------------>| runs `nft`  |
+//!    <------ packets |  engine (babel-core, sans-IO)                  |  read it    +-------------+
+//!    verify socket <>|  decisions (daemon::iface_sync, resync,        |
 //!                    |  redistribution, Placements) -> Action queue   |
 //!                    +------------------------------------------------+
-//!         Apply, Flush, |        | DumpRequest   ^ Snapshot  ^ NetEvent  ^ MeshEvent  ^ payment
-//!         CheckInterval v        v               |           |           |            | lines
-//!           +---------------+  +--------------+  |    +----------------+ +---------+ +----------+
-//!           | kernel-routes |  | kernel-dumps |--+    | kernel-events  | | mesh-*, | | payments |
-//!           | writes routes |<-| dumps, snap- |       | notifications  | | tunnel-*| | thread   |
-//!           | and rules     |  | shots, links |       | (Watcher)      | | threads | +----------+
-//!           +---------------+  +--------------+       +----------------+ +---------+
-//!              Present (a check's dump) ^  Link, LinkUp (set-up, awaited)     |
+//!         Apply, Flush, |        | DumpRequest,  ^ Snapshot  ^ NetEvent  ^ MeshEvent  ^ payment
+//!         CheckInterval v        v probe Ops     |           |           |            | lines
+//!           +---------------+  +---------------+ |    +----------------+ +---------+ +----------+
+//!           | kernel-routes |  | kernel-dumps  |-+    | kernel-events  | | mesh-*, | | payments |
+//!           | writes routes |<-| dumps, snap-  |      | notifications  | | tunnel-*| | thread   |
+//!           | and rules     |  | shots, links, |      | (Watcher)      | | threads,| +----------+
+//!           +---------------+  | addresses,    |      +----------------+ | exit    |
+//!                              | rules, routes |                         +---------+
+//!                              +---------------+                              |
+//!              Present (a check's dump) ^  Link, LinkUp, Ops (set-up, awaited)|
 //!                                       +-------------------------------------+
 //! ```
 //!
@@ -41,8 +43,11 @@
 //! * `kernel-routes` keeps the routes we installed and only deletes those
 //!   ([`kernel_fib::Installed`]); `kernel-events` turns netlink notifications into
 //!   [`kernel_fib::NetEvent`]s. `kernel-dumps` does every other netlink request: the kernel
-//!   check's dumps, the snapshots (the first one at start-up too) and the link set-up of
-//!   tunnels and mesh tunnels ([`kernel::Netlink`]), so a large dump never holds up a route.
+//!   check's dumps, the snapshots (the first one at start-up too), the link set-up of tunnels,
+//!   mesh tunnels and the exit tunnel, and route verification's probe rules and tables
+//!   ([`kernel::Netlink`], [`daemon::netlink_ops`]), so a large dump never holds up a route.
+//! * `verify-used` runs `nft` to read the used destinations for route verification, so the
+//!   loop never waits for a subprocess.
 //! * `mesh-*` (one per `type mesh` interface) discover neighbours and run their tunnels;
 //!   `tunnel-*` run `tunnel` statements; `payments` runs the payment loop. They share views
 //!   with the loop behind mutexes and send it events and monitor lines.

@@ -156,7 +156,7 @@ pub async fn main_loop(
                 }
             }
             Some(got) = crate::verify::recv(&mut io.verify) => {
-                for line in crate::verify::on_datagrams(d, clock.now(), &mut io.verify, got) {
+                for line in crate::verify::on_event(d, clock.now(), &mut io.verify, got) {
                     ctl.broadcast(format!("{line}\n").as_bytes());
                 }
             }
@@ -198,5 +198,5 @@ async fn shutdown(d: &mut Daemon, io: &mut Io, clock: &Clock, ctl: &mut ControlS
     if let Some(e) = &io.exits {
         crate::exit::stop(e);
     }
-    crate::verify::shutdown(d, &mut io.verify);
+    crate::verify::shutdown(&mut io.verify);
 }

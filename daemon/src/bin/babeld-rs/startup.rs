@@ -314,7 +314,13 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
             .is_ok_and(|r| daemon::state::kernel_at_least(&r, 5, 13)),
     };
     let pay_shared = Arc::<daemon::payments::PayShared>::default();
-    let exits = crate::exit::start(&inv.config, state_file.as_deref(), &prices, &pay_shared)?;
+    let exits = crate::exit::start(
+        &inv.config,
+        state_file.as_deref(),
+        &prices,
+        &pay_shared,
+        &netlink,
+    )?;
     let mut d = Daemon::new(engine, inv.config.clone(), ifaces, settings);
     d.payments = pay_shared;
     d.exits = exits.as_ref().map(|e| e.view.clone());
@@ -326,7 +332,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.mesh = m.views;
         m.events
     });
-    let verify = crate::verify::start(&mut d, clock.now(), random_u64())?;
+    let verify = crate::verify::start(&mut d, clock.now(), random_u64(), &netlink)?;
     let pay_lines = match &shaping {
         Some(s) => crate::pay::start(
             &inv.config,

@@ -1,35 +1,56 @@
 //! The I/O of route verification (`daemon::verification` decides; spec/verify.md, "The
 //! daemon"): one UDP socket on `verify-port` that reads the hop limit of what arrives and marks
 //! each Remote Hello with its neighbour's firewall mark, the policy rules and routes that send a
-//! marked probe through the neighbour under test (`ip`), and the nftables set in which the
-//! kernel records the destinations of our and forwarded traffic (what is "used").
+//! marked probe through the neighbour under test (handed to the netlink thread,
+//! `daemon::netlink_ops::probe`), and the nftables set in which the kernel records the
+//! destinations of our and forwarded traffic (what is "used"), read by `nft` on a worker thread
+//! of its own so that the main loop never waits for the subprocess.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::IoSliceMut;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use babel_core::Instant;
 use daemon::state::Daemon;
-use daemon::verification::{
-    Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, RULE_PRIORITY, Verification,
-};
+use daemon::verification::{Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, Verification};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kernel::{Failed, Netlink};
 
 /// Our nftables table (family `inet`) holding the set of used destinations.
 const NFT_TABLE: &str = "babeld_rs_verify";
 /// How often the used set is read.
 const USED_EVERY: Duration = Duration::from_secs(2);
+/// How long the timers wait for a reading of the used set in progress (they run with the
+/// last one after that: a stuck `nft` never stops verification).
+const USED_WAIT: Duration = Duration::from_secs(1);
+/// How long the clean-up at exit waits for the netlink thread.
+const CLEANUP_WAIT: Duration = Duration::from_secs(10);
 
 /// The socket and what was installed.
 pub struct VerifyIo {
     socket: UdpSocket,
     port: u16,
+    /// The probe rules installed (mark, table).
     rules: BTreeSet<(u32, u32)>,
+    /// Where the probe rules and routes go (the netlink thread).
+    netlink: Netlink,
     next_used: Instant,
+    /// Asks the `nft` worker for a reading of the used set.
+    read_used: std_mpsc::Sender<()>,
+    /// Its readings.
+    used: mpsc::UnboundedReceiver<Vec<Ipv6Addr>>,
+    /// When the reading in progress was asked for.
+    reading: Option<Instant>,
+    /// Probe datagrams waiting for their rules and routes: each batch goes once the netlink
+    /// thread has carried out its requests (and every earlier one: it works in order).
+    waiting: VecDeque<(oneshot::Receiver<Failed>, Vec<Datagram>)>,
 }
 
 /// A received datagram: source, hop limit, bytes.
@@ -37,7 +58,12 @@ pub type Received = (Ipv6Addr, u8, Vec<u8>);
 
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
-pub fn start(d: &mut Daemon, now: Instant, seed: u64) -> anyhow::Result<Option<VerifyIo>> {
+pub fn start(
+    d: &mut Daemon,
+    now: Instant,
+    seed: u64,
+    netlink: &Netlink,
+) -> anyhow::Result<Option<VerifyIo>> {
     let s = d.config.verify.clone();
     if !s.enable {
         return Ok(None);
@@ -71,13 +97,36 @@ pub fn start(d: &mut Daemon, now: Instant, seed: u64) -> anyhow::Result<Option<V
         "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n  set used {{ type ipv6_addr; size 4096; flags dynamic,timeout; timeout 60s; }}\n  chain used_out {{ type filter hook output priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n  }}\n  chain used_fwd {{ type filter hook forward priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n  }}\n}}\n"
     ))
     .context("installing the used-destination set")?;
+    let (read_used, used) = spawn_used_reader()?;
     d.verification = Some(v);
     Ok(Some(VerifyIo {
         socket,
         port,
         rules: BTreeSet::new(),
+        netlink: netlink.clone(),
         next_used: now,
+        read_used,
+        used,
+        reading: None,
+        waiting: VecDeque::new(),
     }))
+}
+
+/// The `nft` worker: reads the used set when asked, until the asking end goes.
+fn spawn_used_reader()
+-> anyhow::Result<(std_mpsc::Sender<()>, mpsc::UnboundedReceiver<Vec<Ipv6Addr>>)> {
+    let (ask, asked) = std_mpsc::channel::<()>();
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("verify-used".into())
+        .spawn(move || {
+            while asked.recv().is_ok() {
+                if tx.send(read_used()).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok((ask, rx))
 }
 
 fn open(port: u16) -> anyhow::Result<UdpSocket> {
@@ -95,21 +144,48 @@ fn open(port: u16) -> anyhow::Result<UdpSocket> {
 pub fn deadline(d: &Daemon, now: Instant, io: &Option<VerifyIo>) -> Option<Instant> {
     let v = d.verification.as_ref()?;
     let io = io.as_ref()?;
+    let next = match io.reading {
+        // The reading wakes the loop when it arrives; the timers wait for it at most so long.
+        Some(asked) if now < asked + USED_WAIT => asked + USED_WAIT,
+        // A reading that never came back: the timers only.
+        Some(_) => v.poll_timeout(),
+        None => v.poll_timeout().min(io.next_used),
+    };
     // Never in the past: a timer that did not move must not spin the loop.
-    Some(
-        v.poll_timeout()
-            .min(io.next_used)
-            .max(now + Duration::from_millis(5)),
-    )
+    Some(next.max(now + Duration::from_millis(5)))
 }
 
-/// The datagrams waiting on the socket (never, without verification).
-pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<Received>> {
+/// A reading of the used set arrived: the verification learns it (the timers run on the
+/// loop's next turn, [`poll`]).
+fn on_used(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>, used: &[Ipv6Addr]) {
+    if let Some(io) = io.as_mut() {
+        io.reading = None;
+    }
+    if let Some(v) = d.verification.as_mut() {
+        v.mark_used(now, used);
+    }
+}
+
+/// The datagrams waiting on the socket, or a reading of the used set (never, without
+/// verification).
+pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
     let Some(io) = io else {
         return std::future::pending().await;
     };
-    if io.socket.readable().await.is_err() {
-        return Some(Vec::new());
+    let installed = async {
+        match io.waiting.front_mut() {
+            Some((rx, _)) => rx.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = io.socket.readable() => {
+            if r.is_err() {
+                return Some(Event::Datagrams(Vec::new()));
+            }
+        }
+        Some(used) = io.used.recv() => return Some(Event::Used(used)),
+        done = installed => return Some(Event::Installed(done.ok())),
     }
     let fd = io.socket.as_raw_fd();
     let mut out = Vec::new();
@@ -140,11 +216,52 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<Received>> {
         let mut b = [0u8; 1];
         let _ = io.socket.try_recv(&mut b);
     }
-    Some(out)
+    Some(Event::Datagrams(out))
+}
+
+/// What [`recv`] got.
+pub enum Event {
+    /// Datagrams on the socket.
+    Datagrams(Vec<Received>),
+    /// A reading of the used set, from the `nft` worker.
+    Used(Vec<Ipv6Addr>),
+    /// The netlink thread carried out the oldest waiting batch of probe requests, with these
+    /// failures (`None`: the thread is gone).
+    Installed(Option<Failed>),
+}
+
+/// Hands what arrived to the verification; returns `monitor` lines.
+pub fn on_event(
+    d: &mut Daemon,
+    now: Instant,
+    io: &mut Option<VerifyIo>,
+    event: Event,
+) -> Vec<String> {
+    match event {
+        Event::Datagrams(got) => on_datagrams(d, now, io, got),
+        Event::Used(used) => {
+            on_used(d, now, io, &used);
+            Vec::new()
+        }
+        Event::Installed(failed) => {
+            if let Some(io) = io.as_mut() {
+                for (op, e) in failed.unwrap_or_default() {
+                    tracing::warn!("verification: {op}: {e}");
+                }
+                // Sent even if a request failed, as before: the probe then goes unanswered.
+                if let Some((_, datagrams)) = io.waiting.pop_front() {
+                    for g in &datagrams {
+                        send(io, g);
+                    }
+                }
+            }
+            Vec::new()
+        }
+    }
 }
 
 /// Datagrams arrived: hands them to the verification; returns `monitor` lines.
-pub fn on_datagrams(
+fn on_datagrams(
     d: &mut Daemon,
     now: Instant,
     io: &mut Option<VerifyIo>,
@@ -168,18 +285,19 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
     let Some(io) = io.as_mut() else {
         return Vec::new();
     };
-    if io.next_used <= now {
+    if io.next_used <= now && io.reading.is_none() {
         io.next_used = now + USED_EVERY;
-        let used = read_used();
-        if let Some(v) = d.verification.as_mut() {
-            v.mark_used(now, &used);
+        if io.read_used.send(()).is_ok() {
+            io.reading = Some(now);
         }
     }
     let due = d
         .verification
         .as_ref()
         .is_some_and(|v| v.poll_timeout() <= now);
-    if !due {
+    // The timers see the used set read before them, as long as the reading is quick.
+    let waiting = io.reading.is_some_and(|asked| now < asked + USED_WAIT);
+    if !due || waiting {
         return Vec::new();
     }
     daemon::exit::sync_stealth(d);
@@ -193,54 +311,42 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
 }
 
 fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
-    for r in &out.routes {
-        install(d, io, r);
-    }
-    for g in &out.datagrams {
-        send(io, g);
-    }
+    let ops: Vec<_> = out.routes.iter().flat_map(|r| install(io, r)).collect();
+    hand_over(io, ops, out.datagrams);
     for i in out.inputs {
         d.input(now, i);
     }
     out.lines
 }
 
-fn ip(args: &[&str]) -> bool {
-    match std::process::Command::new("ip")
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .status()
-    {
-        Ok(s) => s.success(),
-        Err(e) => {
-            tracing::warn!("running ip: {e}");
-            false
-        }
-    }
+/// §2.3: `fwmark M lookup T`, and in T the destination via the neighbour under test.
+fn install(io: &mut VerifyIo, r: &ProbeRoute) -> Vec<daemon::netlink_ops::NetlinkOp> {
+    let new_rule = io.rules.insert((r.mark, r.table));
+    daemon::netlink_ops::probe(r, new_rule)
 }
 
-/// §2.3: `fwmark M lookup T`, and in T the destination via the neighbour under test.
-fn install(d: &Daemon, io: &mut VerifyIo, r: &ProbeRoute) {
-    let (mark, table) = (r.mark.to_string(), r.table.to_string());
-    let prio = RULE_PRIORITY.to_string();
-    if io.rules.insert((r.mark, r.table)) {
-        let rule = [
-            "-6", "rule", "add", "fwmark", &mark, "table", &table, "priority", &prio,
-        ];
-        let mut del = rule;
-        del[2] = "del";
-        while ip(&del) {}
-        if !ip(&rule) {
-            tracing::warn!("verification: ip {}", rule.join(" "));
+/// Sends `datagrams` once their probe rules and routes (`ops`) are in the kernel: the
+/// requests go to the netlink thread and the loop goes on; the datagrams wait for its answer
+/// (and behind any batch still waiting). With nothing to install and nothing waiting, they go
+/// at once.
+fn hand_over(
+    io: &mut VerifyIo,
+    ops: Vec<daemon::netlink_ops::NetlinkOp>,
+    datagrams: Vec<Datagram>,
+) {
+    if ops.is_empty() {
+        match io.waiting.back_mut() {
+            Some((_, queued)) => queued.extend(datagrams),
+            None => datagrams.iter().for_each(|g| send(io, g)),
         }
+        return;
     }
-    let ifname = d.ifname(r.neighbour.ifindex);
-    let (prefix, via) = (r.prefix.to_string(), r.neighbour.address.to_string());
-    let route = [
-        "-6", "route", "replace", &prefix, "via", &via, "dev", &ifname, "table", &table,
-    ];
-    if !ip(&route) {
-        tracing::warn!("verification: ip {}", route.join(" "));
+    match io.netlink.submit(ops) {
+        Ok(rx) => io.waiting.push_back((rx, datagrams)),
+        Err(e) => {
+            tracing::warn!("verification: {e}");
+            datagrams.iter().for_each(|g| send(io, g));
+        }
     }
 }
 
@@ -295,20 +401,16 @@ fn collect(v: &serde_json::Value, out: &mut Vec<Ipv6Addr>, depth: u32) {
     }
 }
 
-/// At exit: our rules and table go.
-pub fn shutdown(d: &Daemon, io: &mut Option<VerifyIo>) {
+/// At exit: our rules and tables go (waiting for the netlink thread: the loop is over), and
+/// the nftables table.
+pub fn shutdown(io: &mut Option<VerifyIo>) {
     let Some(io) = io.as_mut() else {
         return;
     };
-    let prio = RULE_PRIORITY.to_string();
-    for (mark, table) in std::mem::take(&mut io.rules) {
-        let (m, t) = (mark.to_string(), table.to_string());
-        ip(&[
-            "-6", "rule", "del", "fwmark", &m, "table", &t, "priority", &prio,
-        ]);
-        ip(&["-6", "route", "flush", "table", &t]);
+    let ops = daemon::netlink_ops::probe_cleanup(std::mem::take(&mut io.rules));
+    if let Err(e) = io.netlink.run_blocking(ops, CLEANUP_WAIT) {
+        tracing::warn!("verification: removing the probe rules and tables: {e}");
     }
-    let _ = d;
     if let Err(e) = crate::mesh::nft(&format!("delete table inet {NFT_TABLE}\n")) {
         tracing::warn!("removing nftables table {NFT_TABLE}: {e}");
     }
