@@ -6,8 +6,9 @@
 //! timed out) and [`OutputBudget`] bounds the replies waiting for slow readers. Both are sans-IO:
 //! the daemon's socket driver passes the time and the queue sizes in.
 
+use clock::Instant;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bounds of the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +120,7 @@ impl Slots {
                 .slots
                 .iter()
                 .filter(|(_, s)| read_write || !s.read_write)
-                .filter(|(_, s)| now.saturating_duration_since(s.last_command) >= l.evict_after)
+                .filter(|(_, s)| now.saturating_since(s.last_command) >= l.evict_after)
                 .min_by_key(|(k, s)| (s.monitoring, s.read_write, s.last_command, **k))
                 .map(|(k, _)| *k);
             match victim {
@@ -166,7 +167,7 @@ impl Slots {
         let gone: Vec<u64> = self
             .slots
             .iter()
-            .filter(|(_, s)| !s.monitoring && now.saturating_duration_since(s.last_command) > t)
+            .filter(|(_, s)| !s.monitoring && now.saturating_since(s.last_command) > t)
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn read_only_clients_leave_the_reserved_share() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(4, 2));
         assert_eq!(s.admit(1, false, t0), Admission::Accept);
         assert_eq!(s.admit(2, false, t0), Admission::Accept);
@@ -241,13 +242,13 @@ mod tests {
 
     #[test]
     fn held_connections_are_evicted_longest_idle_first() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(3, 1));
         s.admit(1, false, t0);
         s.admit(2, false, t0 + Duration::from_secs(1));
         s.admit(3, true, t0);
         let later = t0 + Duration::from_secs(10);
-        s.touch(1, later - Duration::from_millis(100));
+        s.touch(1, t0 + Duration::from_millis(9_900));
         // Client 1 just spoke; client 2 has held its slot for 9 s without a word.
         assert_eq!(s.admit(4, false, later), Admission::Evict(2));
         // A read-only newcomer never takes a read-write client's slot, even an idle one, and
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn monitors_are_evicted_last_and_never_expire() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(2, 0));
         s.admit(1, false, t0);
         s.set_monitoring(1, true);
@@ -274,7 +275,7 @@ mod tests {
 
     #[test]
     fn idle_clients_time_out() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(ClientLimits::default());
         s.admit(1, false, t0);
         s.admit(2, true, t0);

@@ -13,9 +13,10 @@
 //! This module is sans-IO: the caller passes `now`, received bytes and tunnel events, and drains
 //! [`Output`]s. The daemon's driver does the sockets, the tunnel device and the TUN interfaces.
 
+use clock::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tunnel::PublicKey;
@@ -552,7 +553,7 @@ impl Discovery {
                 });
             }
             NeighbourState::Pending => {
-                if now.saturating_duration_since(n.last_initiation) >= timers.retry {
+                if now.saturating_since(n.last_initiation) >= timers.retry {
                     n.last_initiation = now;
                     self.outputs.push_back(Output::Initiate { key: n.key });
                 }
@@ -560,10 +561,10 @@ impl Discovery {
             NeighbourState::Up if n.endpoint != endpoint => {
                 let fresh = n
                     .last_authenticated
-                    .is_some_and(|t| now.saturating_duration_since(t) < timers.stale);
+                    .is_some_and(|t| now.saturating_since(t) < timers.stale);
                 if fresh {
                     self.counters.endpoint_ignored += 1;
-                } else if now.saturating_duration_since(n.last_initiation) >= timers.retry {
+                } else if now.saturating_since(n.last_initiation) >= timers.retry {
                     // Silent for a while: perhaps it moved. Ask there; the endpoint stays
                     // until an authenticated answer comes from the new address.
                     n.last_initiation = now;
@@ -646,7 +647,7 @@ impl Discovery {
         let dead = self.timers.dead;
         let mut gone = Vec::new();
         for n in self.neighbours.values() {
-            let since = |t: Instant| now.saturating_duration_since(t) > dead;
+            let since = |t: Instant| now.saturating_since(t) > dead;
             let expired = match n.state {
                 NeighbourState::Up => n.last_authenticated.is_none_or(since),
                 NeighbourState::Pending | NeighbourState::Refused => since(n.last_announced),
@@ -880,7 +881,7 @@ mod tests {
 
     #[test]
     fn a_neighbour_comes_up_only_after_the_handshake_and_goes_after_silence() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let open = AcceptPolicy::default();
         d.handle_announcement(t0, ll(1, 4000), &ann(1, 4000), &open)
@@ -941,7 +942,7 @@ mod tests {
 
     #[test]
     fn forged_and_reflected_announcements_change_nothing_that_matters() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 3);
         let open = AcceptPolicy::default();
         // Our own key.
@@ -989,7 +990,7 @@ mod tests {
 
     #[test]
     fn a_tunnel_that_could_not_be_created_is_retried() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         d.handle_announcement(t0, ll(1, 1), &ann(1, 1), &AcceptPolicy::default())
             .unwrap();
@@ -1007,7 +1008,7 @@ mod tests {
 
     #[test]
     fn a_stale_tunnel_follows_a_new_address() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let open = AcceptPolicy::default();
         d.handle_announcement(t0, ll(1, 4000), &ann(1, 4000), &open)
@@ -1039,7 +1040,7 @@ mod tests {
 
     #[test]
     fn policies_refuse_and_readmit_at_runtime() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let mut p = AcceptPolicy {
             mode: AcceptMode::AllowList,

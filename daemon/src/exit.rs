@@ -999,7 +999,7 @@ pub const RENEW: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct ExitChoice {
     selector: ::exit::Selector,
     fees: std::collections::HashMap<[u8; 32], u32>,
-    last_registered: Option<(usize, std::time::Instant)>,
+    last_registered: Option<(usize, clock::Instant)>,
 }
 
 /// One decision of [`ExitChoice::decide`].
@@ -1052,7 +1052,7 @@ impl ExitChoice {
     /// reason of the current choice and its details).
     pub fn decide(
         &mut self,
-        now: std::time::Instant,
+        now: clock::Instant,
         servers: &[ExitServer],
         routes: &ExitRoutes,
         view: &mut ExitView,
@@ -1088,7 +1088,7 @@ impl ExitChoice {
             view.why = why(&sel.reason, servers);
         }
         let register = match (chosen, self.last_registered) {
-            (Some(i), Some((j, at))) => i != j || now.saturating_duration_since(at) >= RENEW,
+            (Some(i), Some((j, at))) => i != j || now.saturating_since(at) >= RENEW,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -1100,13 +1100,7 @@ impl ExitChoice {
     }
 
     /// The exit at `index` answered at `now` (registered with `fee`, or refused: `None`).
-    pub fn answered(
-        &mut self,
-        index: usize,
-        key: [u8; 32],
-        fee: Option<u32>,
-        now: std::time::Instant,
-    ) {
+    pub fn answered(&mut self, index: usize, key: [u8; 32], fee: Option<u32>, now: clock::Instant) {
         // Keyed by configured exits only: bounded by the configuration.
         if let Some(f) = fee {
             self.fees.insert(key, f);
@@ -2160,7 +2154,7 @@ mod tests {
             ..Default::default()
         };
         let (e, w): (Ipv6Addr, Ipv6Addr) = ("fd77::1".parse().unwrap(), "fd77::5".parse().unwrap());
-        let t0 = std::time::Instant::now();
+        let t0 = clock::now();
         let at = |s: u64| t0 + std::time::Duration::from_secs(s);
         // Nothing reachable: nothing chosen, nothing to register.
         let d = choice.decide(t0, &servers, &routes, &mut view);

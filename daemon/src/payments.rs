@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use babel_wire::Prefix;
 use payments::{Amount, Meter, Price, ServiceLevel, Shaper};
@@ -215,11 +215,8 @@ impl PacketHook for MeteringHook {
         let dropped = self.shaper.as_ref().is_some_and(|sh| {
             !control_traffic(destination)
                 && sh.lock().is_ok_and(|mut sh| {
-                    sh.admit(
-                        Instant::now(),
-                        &peer,
-                        u32::try_from(len).unwrap_or(u32::MAX),
-                    ) == payments::ShaperVerdict::Drop
+                    sh.admit(clock::now(), &peer, u32::try_from(len).unwrap_or(u32::MAX))
+                        == payments::ShaperVerdict::Drop
                 })
         });
         let prices = self.prices(destination);
@@ -486,7 +483,7 @@ pub struct Shaping {
 impl Shaping {
     /// A new link shaper.
     pub fn link(&self) -> LinkShaper {
-        Arc::new(Mutex::new(Shaper::new(self.config, Instant::now())))
+        Arc::new(Mutex::new(Shaper::new(self.config, clock::now())))
     }
 
     /// Applies the levels to `shaper` when they changed since `seen` (a mesh driver calls this
@@ -504,7 +501,7 @@ impl Shaping {
         }
         *seen = t.generation;
         let Ok(mut sh) = shaper.lock() else { return };
-        let now = Instant::now();
+        let now = clock::now();
         for (key, (level, weight)) in &t.levels {
             if let Some(id) = peer_of(key) {
                 let changed = sh.class(&id).is_none_or(|c| c.level != *level);

@@ -12,8 +12,8 @@
 //! [`UserPayments`] is the user's end, [`ExitPayments`] the exit's; both are sans-IO over a
 //! `payments::Store`.
 
+use clock::Instant;
 use std::collections::HashMap;
-use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use payments::{

@@ -15,8 +15,9 @@
 //!   best one. An exit that oscillates around the current one never triggers a switch, and two
 //!   switches for quality are at least `hold` apart.
 
+use clock::Instant;
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use payments::Price;
 use price_metric::{Candidate, INFINITY, Policy};
@@ -241,7 +242,7 @@ impl Selector {
             return keep(Reason::Best);
         }
         let since = *self.better_since.get_or_insert(now);
-        let held = now.saturating_duration_since(since);
+        let held = now.saturating_since(since);
         if held >= self.cfg.hold {
             self.better_since = None;
             return switch(Reason::Better {
@@ -287,7 +288,7 @@ mod tests {
     #[test]
     fn first_choice_is_the_best_and_none_reachable_is_said() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let d = s.decide(t0, &[cand(A, None), cand(B, Some(INFINITY))]);
         assert_eq!(
             (d.exit, d.reason, d.changed),
@@ -304,7 +305,7 @@ mod tests {
     #[test]
     fn unreachable_current_switches_at_once() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(100)), cand(B, Some(500))]);
         // A retracted (infinite metric): B immediately, although B is much worse.
         let d = s.decide(t0, &[cand(A, Some(INFINITY)), cand(B, Some(500))]);
@@ -331,7 +332,7 @@ mod tests {
     #[test]
     fn flapping_metrics_do_not_flap_the_exit() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(200)), cand(B, Some(210))]);
         let mut switches = 0;
         // For 10 minutes, every 2 s, the two metrics swap around each other: A and B alternate
@@ -356,7 +357,7 @@ mod tests {
     #[test]
     fn a_lasting_improvement_wins_after_the_hold_and_only_once() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(300)), cand(B, Some(400))]);
         let better = [cand(A, Some(300)), cand(B, Some(200))];
         let d = s.decide(t0 + Duration::from_secs(1), &better);
@@ -388,7 +389,7 @@ mod tests {
 
     #[test]
     fn price_fee_and_verified_cost_count() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let p = SelectionPolicy {
             policy: Policy::Paper { n_milli: 1000 },
             ..policy()
@@ -440,7 +441,7 @@ mod tests {
     /// hold, one switch after it, and a verified cost within the margin changes nothing).
     #[test]
     fn a_verified_cost_worse_than_advertised_moves_the_user_after_the_hold() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let with_cost = |key, metric, verified_cost| ExitCandidate {
             route: Some(RouteView {
                 metric,

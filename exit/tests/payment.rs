@@ -10,8 +10,9 @@ mod common;
 
 use common::{key, pk, t};
 
+use clock::Instant;
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exit::{
     Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, Message, Registrar, Tolerance,
@@ -56,7 +57,7 @@ impl Pair {
             user: UserPayments::open(key(1), pk(200), ledger, payments::MemStore::default())
                 .unwrap(),
             tunnel: (0, 0),
-            now: Instant::now(),
+            now: clock::now(),
             transitions: Vec::new(),
         }
     }

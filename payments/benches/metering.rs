@@ -8,10 +8,11 @@
 //! `cargo bench -p payments --bench metering`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use clock::Instant;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use payments::{Meter, ServiceLevel, Shaper, ShaperConfig};
@@ -107,7 +108,7 @@ impl Metering {
 }
 
 fn bench(c: &mut Criterion) {
-    let t0 = Instant::now();
+    let t0 = clock::now();
     let now = Now::new(t0, SystemTime::now());
     for size in SIZES {
         let mut g = c.benchmark_group(format!("tunnel_{size}B"));

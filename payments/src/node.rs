@@ -4,9 +4,10 @@
 //! what is due, and sets every neighbour's service level and weight in the shaper, so shaping
 //! follows payment within one interval.
 
+use clock::Instant;
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
@@ -365,7 +366,7 @@ mod tests {
     /// metering interval each time.
     #[test]
     fn service_follows_payment_within_one_interval() -> Result<(), StoreError> {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let iv = Duration::from_secs(5);
         let cfg = PeerConfig {
             thresholds: Thresholds {
@@ -391,7 +392,7 @@ mod tests {
         for interval in 1..=12u32 {
             // C sends 100 packets of 100 bytes through B at price 10 (1 000 wei per packet).
             for _ in 0..100 {
-                now += iv / 200;
+                now = now + iv / 200;
                 c.packet(now, &pb, Direction::Out, &1, 100, 10);
                 b.packet(now, &pc, Direction::In, &1, 100, 10);
             }

@@ -5,7 +5,8 @@
 //! is sent, an accepted update is committed before it is acknowledged, an adopted update is
 //! committed before it counts. A failed commit sends and acknowledges nothing.
 
-use std::time::{Duration, Instant};
+use clock::Instant;
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha512};

@@ -4,8 +4,9 @@
 
 #![allow(clippy::indexing_slicing)] // fixed two-element arrays indexed by side
 
+use clock::Instant;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
@@ -70,7 +71,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     let mut payee = peer(&b, &a, &store, 0);
     let mut deposits = FixedDeposits::default();
     deposits.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(1000));
-    let now = Instant::now();
+    let now = clock::now();
     let mut handle = |p: &mut Peer, bytes: Vec<u8>, store: &mut MemStore| {
         p.handle(now, &bytes, &mut deposits, store)
     };
@@ -158,7 +159,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
 #[test]
 fn nothing_leaves_or_is_acknowledged_without_a_commit() -> Result<(), StoreError> {
     let (a, b) = (key(1), key(2));
-    let now = Instant::now();
+    let now = clock::now();
     let mut sa = MemStore {
         fail: true,
         ..MemStore::default()
@@ -240,7 +241,7 @@ impl Pair {
 
 #[test]
 fn a_claim_within_the_drift_tolerance_is_paid_and_beyond_it_is_capped() -> Result<(), StoreError> {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     // a measured 1 000 000 of service, b 1 010 000 (1 % drift): a ends up paying b's figure.
     x.pa.meter(Amount(0), Amount(1_000_000));
@@ -260,7 +261,7 @@ fn a_claim_within_the_drift_tolerance_is_paid_and_beyond_it_is_capped() -> Resul
 #[test]
 fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> Result<(), StoreError>
 {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     let old = x.sa.clone();
     x.pa.meter(Amount(0), Amount(700));
@@ -284,7 +285,7 @@ fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> R
 /// and a restart from the store comes back on the new channel with the same totals.
 #[test]
 fn moving_to_the_next_channel_keeps_the_totals_and_survives_a_restart() -> Result<(), StoreError> {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     x.pa.meter(Amount(0), Amount(700));
     x.pb.meter(Amount(700), Amount(0));
@@ -420,7 +421,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
     dep.set(ChannelId::offchain(&pk(&ka), &pk(&kb)), Amount(u128::MAX));
     dep.set(ChannelId::offchain(&pk(&kb), &pk(&ka)), Amount(u128::MAX));
     let mut queues: [VecDeque<Vec<u8>>; 2] = [VecDeque::new(), VecDeque::new()];
-    let mut now = Instant::now();
+    let mut now = clock::now();
     let err = |e: StoreError| TestCaseError::fail(e.to_string());
 
     let deliver = |sides: &mut [Side; 2],
@@ -474,7 +475,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
                 sides[0].metered_in += v;
             }
             Op::Tick { ms } => {
-                now += Duration::from_millis(u64::from(ms));
+                now = now + Duration::from_millis(u64::from(ms));
                 for (i, s) in sides.iter_mut().enumerate() {
                     let out = s.peer.poll(now, &mut s.store).map_err(err)?;
                     s.absorb(&out.events);
@@ -519,7 +520,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
 
     // Then a quiet, lossless network: both sides converge and agree.
     for _ in 0..50 {
-        now += Duration::from_secs(31);
+        now = now + Duration::from_secs(31);
         for (i, s) in sides.iter_mut().enumerate() {
             let out = s.peer.poll(now, &mut s.store).map_err(err)?;
             s.absorb(&out.events);

@@ -90,7 +90,7 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
-    let now = Now::new(Instant::now(), SystemTime::now());
+    let now = Now::new(clock::now(), SystemTime::now());
     let providers: Vec<&'static dyn AeadProvider> =
         vec![&tunnel::aead::RING, &tunnel::aead::RUST_CRYPTO];
     println!(

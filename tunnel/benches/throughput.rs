@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use boringtun::noise::{Tunn, TunnResult};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -88,7 +88,7 @@ fn bt_pair() -> (Tunn, Tunn) {
 }
 
 fn bench(c: &mut Criterion) {
-    let now = Now::new(Instant::now(), SystemTime::now());
+    let now = Now::new(clock::now(), SystemTime::now());
     let mut providers: Vec<&'static dyn AeadProvider> =
         vec![&tunnel::aead::RING, &tunnel::aead::RUST_CRYPTO];
     providers.dedup_by_key(|p| p.name());

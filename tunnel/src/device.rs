@@ -2,10 +2,10 @@
 //! index, answers initiations from unknown sessions, checks mac1, sends
 //! cookie replies under load and routes outgoing packets by allowed IPs.
 
+use clock::Instant;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;

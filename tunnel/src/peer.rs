@@ -1,10 +1,11 @@
 //! One WireGuard peer: handshake state, keypairs, timers, counters and
 //! forwarding policy. Sans-IO: every method takes [`Now`].
 
+use clock::Instant;
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -267,7 +268,7 @@ impl Peer {
         messages::put(msg, mac1_off, &mac1);
         self.last_sent_mac1 = Some(mac1);
         let mac2 = match self.cookie {
-            Some((c, at)) if now.saturating_duration_since(at) < COOKIE_VALIDITY => {
+            Some((c, at)) if now.saturating_since(at) < COOKIE_VALIDITY => {
                 noise::mac_prefix(&c, msg, mac1_off + 16)
             }
             _ => [0; 16],
@@ -285,7 +286,7 @@ impl Peer {
         }
         if self
             .last_initiation_sent
-            .is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT)
+            .is_some_and(|t| now.saturating_since(t) < REKEY_TIMEOUT)
         {
             return;
         }
@@ -519,8 +520,7 @@ impl Peer {
             return Err(self.count_drop(DropReason::HandshakeReplay));
         }
         if self.last_initiation_received.is_some_and(|t| {
-            now.instant.saturating_duration_since(t)
-                < Duration::from_secs(1) / INITIATIONS_PER_SECOND
+            now.instant.saturating_since(t) < Duration::from_secs(1) / INITIATIONS_PER_SECOND
         }) {
             return Err(self.count_drop(DropReason::HandshakeReplay));
         }
@@ -701,7 +701,7 @@ impl Peer {
         } = &self.handshake
             && t >= *retransmit_at
         {
-            if t.saturating_duration_since(*first_attempt) >= REKEY_ATTEMPT_TIME {
+            if t.saturating_since(*first_attempt) >= REKEY_ATTEMPT_TIME {
                 tracing::debug!(peer = %self.keys.public, "handshake gave up after REKEY_ATTEMPT_TIME");
                 self.handshake = Handshake::None;
                 self.pending_initiation = false;
@@ -717,22 +717,20 @@ impl Peer {
         }
         if self
             .data_sent_unanswered_since
-            .is_some_and(|s| t.saturating_duration_since(s) >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT)
+            .is_some_and(|s| t.saturating_since(s) >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT)
         {
             self.data_sent_unanswered_since = None;
             self.want_handshake(t);
         }
         if self
             .data_received_unanswered_since
-            .is_some_and(|s| t.saturating_duration_since(s) >= KEEPALIVE_TIMEOUT)
+            .is_some_and(|s| t.saturating_since(s) >= KEEPALIVE_TIMEOUT)
         {
             self.data_received_unanswered_since = None;
             self.pending_keepalive = true;
         }
         if let Some(iv) = self.persistent_keepalive
-            && self
-                .last_sent
-                .is_none_or(|s| t.saturating_duration_since(s) >= iv)
+            && self.last_sent.is_none_or(|s| t.saturating_since(s) >= iv)
         {
             if self.is_established(t) {
                 self.pending_keepalive = true;
@@ -747,7 +745,7 @@ impl Peer {
         }
         if self
             .last_handshake_completed
-            .is_some_and(|h| t.saturating_duration_since(h) >= ZERO_KEYS_AFTER)
+            .is_some_and(|h| t.saturating_since(h) >= ZERO_KEYS_AFTER)
         {
             self.current = None;
             self.previous = None;

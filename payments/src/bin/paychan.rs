@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
@@ -80,13 +80,13 @@ fn main() -> Result<(), Error> {
         Amount(0)
     };
     let rate: u128 = if payer { get(&opts, "rate")? } else { 0 };
-    let mut last = Instant::now();
+    let mut last = clock::now();
     let mut buf = [0u8; 1500];
     loop {
-        let now = Instant::now();
+        let now = clock::now();
         if payer {
             // Service received at `rate` wei per millisecond until `total`.
-            let ms = now.duration_since(last).as_millis();
+            let ms = now.saturating_since(last).as_millis();
             if ms > 0 {
                 last = now;
                 let left = total.checked_sub(peer.metered_out()).unwrap_or_default();
@@ -103,7 +103,7 @@ fn main() -> Result<(), Error> {
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from == to => {
                 let out = peer.handle(
-                    Instant::now(),
+                    clock::now(),
                     buf.get(..n).unwrap_or_default(),
                     &mut deposits,
                     &mut store,
@@ -147,7 +147,7 @@ fn bench_commit(db: &std::path::Path, count: u32) -> Result<(), Error> {
             out: Some(u),
             ..Record::default()
         };
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         store.commit(&payee, &r)?;
         times.push(t.elapsed());
     }

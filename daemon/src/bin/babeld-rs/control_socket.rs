@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use daemon::clients::{Admission, ClientLimits, OutputBudget, Slots};
@@ -196,7 +196,7 @@ impl ControlServer {
 
     /// Handles one event: a connection, a command, a close, or the idle sweep.
     pub fn handle(&mut self, h: &mut dyn Handler, e: ControlEvent, banner: &Banner) {
-        let now = Instant::now();
+        let now = clock::now();
         let m = match e {
             ControlEvent::Sweep => {
                 for id in self.slots.expire(now) {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::SigningKey;
 
@@ -439,7 +439,7 @@ fn apply(
 }
 
 fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
-    let now = Instant::now();
+    let now = clock::now();
     let Ok(mut v) = view.lock() else { return };
     v.snapshots += 1;
     for (_, p) in driver.device().peers() {
@@ -451,7 +451,7 @@ fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
                 u.tx_bytes = s.tx_bytes;
                 u.last_handshake_s = p
                     .last_handshake()
-                    .map(|t| now.saturating_duration_since(t).as_secs());
+                    .map(|t| now.saturating_since(t).as_secs());
             }
         } else {
             v.rx_bytes = s.rx_bytes;
@@ -744,7 +744,7 @@ async fn client(
     loop {
         let Ok(d) = view
             .lock()
-            .map(|mut v| choice.decide(Instant::now(), &settings.servers, &routes, &mut v))
+            .map(|mut v| choice.decide(clock::now(), &settings.servers, &routes, &mut v))
         else {
             return;
         };
@@ -792,7 +792,7 @@ async fn client(
             .await;
             match answer {
                 Ok(::exit::Outcome::Registered(r)) => {
-                    choice.answered(i, s.key, Some(r.fee), Instant::now());
+                    choice.answered(i, s.key, Some(r.fee), clock::now());
                     let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
                     let grant = Grant {
                         tunnel_key: exit_tunnel_key,
@@ -831,7 +831,7 @@ async fn client(
                 }
                 Ok(::exit::Outcome::Refused(r)) => {
                     tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
-                    choice.answered(i, s.key, None, Instant::now());
+                    choice.answered(i, s.key, None, clock::now());
                     if let Ok(mut v) = view.lock()
                         && let Some(e) = v.exits.get_mut(i)
                     {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use daemon::exit::{ExitRole, ExitRoutes, ExitSettings, ExitView, UserBillRow};
@@ -153,7 +153,7 @@ impl ExitBilling {
                 return None;
             }
         };
-        let (out, paid) = match self.pay.handle(Instant::now(), &u.user, body) {
+        let (out, paid) = match self.pay.handle(clock::now(), &u.user, body) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("exit: payment ledger: {e}");
@@ -193,7 +193,7 @@ impl ExitBilling {
 
     /// Channel timers (the exit's reestablish and answers).
     pub fn poll(&mut self, server: &ExitServer<RedbStore>) {
-        for (user, out) in self.pay.poll(Instant::now()) {
+        for (user, out) in self.pay.poll(clock::now()) {
             if let Some(u) = server.user(&user) {
                 for m in &out.send {
                     self.send(u.ipv4, Frame::Channel(m));
@@ -335,7 +335,7 @@ pub async fn user(
         let Some(c) = current.as_mut() else { continue };
         let to = SocketAddr::new(IpAddr::V4(c.exit_ipv4), PAY_PORT);
         let mut send: Vec<Vec<u8>> = Vec::new();
-        let now = Instant::now();
+        let now = clock::now();
         let paying = !shared.withhold.load(Ordering::Relaxed);
         if paying != c.pay.paying() {
             c.pay.set_paying(paying);

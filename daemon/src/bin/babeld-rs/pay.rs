@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use daemon::config::DaemonConfig;
@@ -146,7 +146,7 @@ pub fn start(
                             cfg,
                             ShaperConfig::default(),
                             interval,
-                            Instant::now(),
+                            clock::now(),
                         );
                         let mut l = Loop {
                             node,
@@ -194,7 +194,7 @@ struct Tunnel {
     payment_key: Option<[u8; 32]>,
     /// It has our payment key.
     knows_us: bool,
-    hello_at: Option<Instant>,
+    hello_at: Option<clock::Instant>,
 }
 
 struct Loop {
@@ -272,13 +272,9 @@ impl Loop {
             self.send_hello(ix).await;
             return Ok(());
         };
-        let out = self.node.handle(
-            Instant::now(),
-            &pk,
-            data,
-            &mut self.deposits,
-            &mut self.store,
-        );
+        let out = self
+            .node
+            .handle(clock::now(), &pk, data, &mut self.deposits, &mut self.store);
         // A failed commit sent and acknowledged nothing: the message is as if lost, and the
         // neighbour retransmits it.
         let out = match out {
@@ -345,7 +341,7 @@ impl Loop {
         let Some(t) = self.tunnels.get_mut(&ix) else {
             return;
         };
-        t.hello_at = Some(Instant::now());
+        t.hello_at = Some(clock::now());
         let m = Message::Hello {
             key: self.node.public_key(),
             known: t.payment_key.is_some(),
@@ -626,7 +622,7 @@ impl Loop {
     }
 
     async fn tick(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
+        let now = clock::now();
         self.refresh_tunnels();
         let due: Vec<u32> = self
             .tunnels
@@ -637,8 +633,7 @@ impl Loop {
                 } else {
                     Duration::from_secs(1)
                 };
-                t.hello_at
-                    .is_none_or(|h| now.saturating_duration_since(h) >= period)
+                t.hello_at.is_none_or(|h| now.saturating_since(h) >= period)
             })
             .map(|(ix, _)| *ix)
             .collect();
