@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use ed25519_dalek::SigningKey;
 
 use crate::server::unix_ms;
-use crate::wire::{Message, Refused, Register, Registered, WireError};
+use crate::wire::{ExitMessage, Refused, Register, Registered, WireError};
 
 /// Why an answer is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -46,15 +46,15 @@ impl Pending {
     /// Checks an answer against this request.
     pub fn answer(&self, bytes: &[u8]) -> Result<Outcome, AnswerError> {
         let r = &self.request;
-        let (exit, user, ts, nonce, out) = match Message::decode(bytes)? {
-            Message::Registered(m) => (
+        let (exit, user, ts, nonce, out) = match ExitMessage::decode(bytes)? {
+            ExitMessage::Registered(m) => (
                 m.exit,
                 m.user,
                 m.timestamp_ms,
                 m.nonce,
                 Outcome::Registered(m),
             ),
-            Message::Refused(m) => (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m)),
+            ExitMessage::Refused(m) => (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m)),
             _ => return Err(AnswerError::NotAnAnswer),
         };
         if exit != r.exit || user != r.user {
@@ -101,7 +101,7 @@ impl Registrar {
             timestamp_ms: ts,
             nonce,
         };
-        (Message::Register(request).sign(key), Pending { request })
+        (ExitMessage::Register(request).sign(key), Pending { request })
     }
 }
 
@@ -116,7 +116,7 @@ mod tests {
     }
 
     fn refused(exit: u8, user: [u8; 32], p: &Pending) -> Vec<u8> {
-        Message::Refused(Refused {
+        ExitMessage::Refused(Refused {
             exit: key(exit).verifying_key().to_bytes(),
             user,
             timestamp_ms: p.request.timestamp_ms,

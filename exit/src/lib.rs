@@ -45,4 +45,4 @@ pub use server::{
     UserView, unix_ms,
 };
 pub use store::{ExitStore, Lease, MemStore, RedbStore, Stored, Totals};
-pub use wire::{Bill, Message, Refusal, Refused, Register, Registered, WireError};
+pub use wire::{Bill, ExitMessage, Refusal, Refused, Register, Registered, WireError};

@@ -30,7 +30,7 @@ pub const MAX_FRAME: usize = 512;
 
 /// Frame kinds.
 pub mod frame {
-    /// Exit to user: a signed bill (`wire::Message::Bill`).
+    /// Exit to user: a signed bill (`wire::ExitMessage::Bill`).
     pub const BILL: u8 = 1;
     /// Either way: a `payments::wire` message of the user's channel to the exit.
     pub const CHANNEL: u8 = 2;

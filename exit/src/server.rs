@@ -18,7 +18,7 @@ use crate::payment::Transition;
 use crate::pool::{Ipv4Pool, Ipv6Pool, Pool};
 use crate::replay::{ReplayError, ReplayGuard};
 use crate::store::{ExitStore, Lease};
-use crate::wire::{Message, Refusal, Refused, Register, Registered, WireError};
+use crate::wire::{ExitMessage, Refusal, Refused, Register, Registered, WireError};
 
 /// Milliseconds since the Unix epoch (0 before it).
 pub fn unix_ms(t: SystemTime) -> u64 {
@@ -284,8 +284,8 @@ impl<S: ExitStore> ExitServer<S> {
         source: Ipv6Addr,
         request: &[u8],
     ) -> Result<Answer, RegisterError> {
-        let req = match Message::decode(request)? {
-            Message::Register(r) => r,
+        let req = match ExitMessage::decode(request)? {
+            ExitMessage::Register(r) => r,
             _ => return Err(RegisterError::NotARequest),
         };
         if req.exit != self.key() {
@@ -360,13 +360,13 @@ impl<S: ExitStore> ExitServer<S> {
             free_tier_bps: self.cfg.free_tier_bps,
         };
         Ok(Answer {
-            reply: Message::Registered(granted).sign(&self.key),
+            reply: ExitMessage::Registered(granted).sign(&self.key),
             decision: Decision::Registered(granted),
         })
     }
 
     fn refuse(&self, req: &Register, reason: Refusal, now_ms: u64) -> Answer {
-        let m = Message::Refused(Refused {
+        let m = ExitMessage::Refused(Refused {
             exit: self.key(),
             user: req.user,
             timestamp_ms: req.timestamp_ms,
@@ -468,7 +468,7 @@ impl<S: ExitStore> ExitServer<S> {
             }
         }
         Ok(Some(
-            Message::Bill(totals.bill(self.key(), *user)).sign(&self.key),
+            ExitMessage::Bill(totals.bill(self.key(), *user)).sign(&self.key),
         ))
     }
 

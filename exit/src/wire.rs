@@ -7,7 +7,7 @@
 //! exit's payment key for the rest. These are the same ed25519 keys the `payments` crate signs
 //! channel updates with, so the key an exit registers is the key whose channel pays it.
 //!
-//! [`Message::decode`] checks the layout **and** the signature: a decoded message is authentic
+//! [`ExitMessage::decode`] checks the layout **and** the signature: a decoded message is authentic
 //! (its signer signed it). Whether the signer is the one expected is the caller's check.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -238,7 +238,7 @@ impl Bill {
 
 /// One message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Message {
+pub enum ExitMessage {
     /// User to exit.
     Register(Register),
     /// Exit to user.
@@ -323,24 +323,24 @@ impl Fields<'_> {
     }
 }
 
-impl Message {
+impl ExitMessage {
     /// The kind byte.
     pub fn kind(&self) -> u8 {
         match self {
-            Message::Register(_) => kind::REGISTER,
-            Message::Registered(_) => kind::REGISTERED,
-            Message::Refused(_) => kind::REFUSED,
-            Message::Bill(_) => kind::BILL,
+            ExitMessage::Register(_) => kind::REGISTER,
+            ExitMessage::Registered(_) => kind::REGISTERED,
+            ExitMessage::Refused(_) => kind::REFUSED,
+            ExitMessage::Bill(_) => kind::BILL,
         }
     }
 
     /// The key that signs this message: the user's for a [`Register`], the exit's otherwise.
     pub fn signer(&self) -> [u8; 32] {
         match self {
-            Message::Register(m) => m.user,
-            Message::Registered(m) => m.exit,
-            Message::Refused(m) => m.exit,
-            Message::Bill(m) => m.exit,
+            ExitMessage::Register(m) => m.user,
+            ExitMessage::Registered(m) => m.exit,
+            ExitMessage::Refused(m) => m.exit,
+            ExitMessage::Bill(m) => m.exit,
         }
     }
 
@@ -350,7 +350,7 @@ impl Message {
         o.push(VERSION);
         o.push(self.kind());
         match self {
-            Message::Register(m) => {
+            ExitMessage::Register(m) => {
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.tunnel_key);
@@ -358,7 +358,7 @@ impl Message {
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
                 o.extend_from_slice(&m.nonce);
             }
-            Message::Registered(m) => {
+            ExitMessage::Registered(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
@@ -376,7 +376,7 @@ impl Message {
                 o.extend_from_slice(&m.fee.to_be_bytes());
                 o.extend_from_slice(&m.free_tier_bps.to_be_bytes());
             }
-            Message::Refused(m) => {
+            ExitMessage::Refused(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
@@ -384,7 +384,7 @@ impl Message {
                 o.push(m.reason.code());
                 o.extend_from_slice(&m.exit_time_ms.to_be_bytes());
             }
-            Message::Bill(m) => {
+            ExitMessage::Bill(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 m.totals.put(&mut o);
@@ -393,7 +393,7 @@ impl Message {
         o
     }
 
-    /// The signed wire form. `key` must be the [`Message::signer`]'s (otherwise the result does
+    /// The signed wire form. `key` must be the [`ExitMessage::signer`]'s (otherwise the result does
     /// not decode: [`WireError::Signature`]).
     pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
         let mut o = self.body();
@@ -405,7 +405,7 @@ impl Message {
     }
 
     /// Parses bytes and verifies the signature under the signer named inside. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    pub fn decode(bytes: &[u8]) -> Result<ExitMessage, WireError> {
         let (&version, rest) = bytes.split_first().ok_or(WireError::Short)?;
         let &kind = rest.first().ok_or(WireError::Short)?;
         if version != VERSION {
@@ -424,7 +424,7 @@ impl Message {
             .ok_or(WireError::Short)?;
         let mut r = Fields(head.get(2..).unwrap_or_default());
         let msg = match kind {
-            kind::REGISTER => Message::Register(Register {
+            kind::REGISTER => ExitMessage::Register(Register {
                 user: r.take(),
                 exit: r.take(),
                 tunnel_key: r.take(),
@@ -452,7 +452,7 @@ impl Message {
                 if len > 128 || (len == 0 && !prefix.is_unspecified()) {
                     return Err(WireError::Field("ipv6 prefix length"));
                 }
-                Message::Registered(Registered {
+                ExitMessage::Registered(Registered {
                     exit,
                     user,
                     timestamp_ms,
@@ -469,7 +469,7 @@ impl Message {
                     free_tier_bps: r.u64(),
                 })
             }
-            kind::REFUSED => Message::Refused(Refused {
+            kind::REFUSED => ExitMessage::Refused(Refused {
                 exit: r.take(),
                 user: r.take(),
                 timestamp_ms: r.u64(),
@@ -477,7 +477,7 @@ impl Message {
                 reason: Refusal::from_code(r.u8()).ok_or(WireError::Field("refusal reason"))?,
                 exit_time_ms: r.u64(),
             }),
-            kind::BILL => Message::Bill(Bill {
+            kind::BILL => ExitMessage::Bill(Bill {
                 exit: r.take(),
                 user: r.take(),
                 totals: Totals::read(&mut r),
@@ -508,8 +508,8 @@ mod tests {
         key(seed).verifying_key().to_bytes()
     }
 
-    fn register() -> Message {
-        Message::Register(Register {
+    fn register() -> ExitMessage {
+        ExitMessage::Register(Register {
             user: pk(1),
             exit: pk(2),
             tunnel_key: [3; 32],
@@ -533,24 +533,24 @@ mod tests {
     fn forged_and_tampered_messages_fail_with_typed_errors() {
         let m = register();
         let good = m.sign(&key(1));
-        assert_eq!(Message::decode(&good), Ok(m));
+        assert_eq!(ExitMessage::decode(&good), Ok(m));
         // Signed by someone else than the user it names.
-        assert_eq!(Message::decode(&m.sign(&key(9))), Err(WireError::Signature));
+        assert_eq!(ExitMessage::decode(&m.sign(&key(9))), Err(WireError::Signature));
         // Any flipped bit in body or signature.
         for i in 2..good.len() {
             let mut bad = good.clone();
             if let Some(b) = bad.get_mut(i) {
                 *b ^= 0x10;
             }
-            assert!(Message::decode(&bad).is_err(), "flip at {i} accepted");
+            assert!(ExitMessage::decode(&bad).is_err(), "flip at {i} accepted");
         }
         // Header and length errors.
-        assert_eq!(Message::decode(&[]), Err(WireError::Short));
-        assert_eq!(Message::decode(&[1]), Err(WireError::Short));
-        assert_eq!(Message::decode(&[2, 1]), Err(WireError::Version(2)));
-        assert_eq!(Message::decode(&[1, 9]), Err(WireError::Kind(9)));
+        assert_eq!(ExitMessage::decode(&[]), Err(WireError::Short));
+        assert_eq!(ExitMessage::decode(&[1]), Err(WireError::Short));
+        assert_eq!(ExitMessage::decode(&[2, 1]), Err(WireError::Version(2)));
+        assert_eq!(ExitMessage::decode(&[1, 9]), Err(WireError::Kind(9)));
         assert_eq!(
-            Message::decode(good.get(..201).unwrap_or_default()),
+            ExitMessage::decode(good.get(..201).unwrap_or_default()),
             Err(WireError::Length {
                 kind: kind::REGISTER,
                 want: 202,
@@ -562,12 +562,12 @@ mod tests {
         raw.truncate(202 - 64);
         let sig = key(1).sign(&raw).to_bytes();
         raw.extend_from_slice(&sig);
-        assert_eq!(Message::decode(&raw), Err(WireError::Signature));
+        assert_eq!(ExitMessage::decode(&raw), Err(WireError::Signature));
     }
 
     #[test]
     fn non_canonical_fields_are_refused() {
-        let m = Message::Registered(Registered {
+        let m = ExitMessage::Registered(Registered {
             exit: pk(2),
             user: pk(1),
             timestamp_ms: 5,
@@ -584,10 +584,10 @@ mod tests {
             free_tier_bps: 1_000_000,
         });
         assert_eq!(
-            Message::decode(&m.sign(&key(2))),
+            ExitMessage::decode(&m.sign(&key(2))),
             Err(WireError::Field("ipv4 prefix length"))
         );
-        let mut refused = Message::Refused(Refused {
+        let mut refused = ExitMessage::Refused(Refused {
             exit: pk(2),
             user: pk(1),
             timestamp_ms: 5,
@@ -600,7 +600,7 @@ mod tests {
             *b = 0;
         }
         assert_eq!(
-            Message::decode(&refused),
+            ExitMessage::decode(&refused),
             Err(WireError::Field("refusal reason"))
         );
     }
@@ -609,7 +609,7 @@ mod tests {
         any::<u128>().prop_map(Ipv6Addr::from)
     }
 
-    fn arb_message() -> impl Strategy<Value = Message> {
+    fn arb_message() -> impl Strategy<Value = ExitMessage> {
         let register = (
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
@@ -618,7 +618,7 @@ mod tests {
             any::<[u8; 16]>(),
         )
             .prop_map(|(exit, tunnel_key, mesh_address, timestamp_ms, nonce)| {
-                Message::Register(Register {
+                ExitMessage::Register(Register {
                     user: pk(1),
                     exit,
                     tunnel_key,
@@ -647,7 +647,7 @@ mod tests {
         )
             .prop_map(
                 |((user, ts, nonce, tk), (port, mtu, v4, len, ev4), ev6, v6, (fee, free))| {
-                    Message::Registered(Registered {
+                    ExitMessage::Registered(Registered {
                         exit: pk(2),
                         user,
                         timestamp_ms: ts,
@@ -673,7 +673,7 @@ mod tests {
             any::<u64>(),
         )
             .prop_map(|(user, ts, nonce, r, t)| {
-                Message::Refused(Refused {
+                ExitMessage::Refused(Refused {
                     exit: pk(2),
                     user,
                     timestamp_ms: ts,
@@ -688,7 +688,7 @@ mod tests {
             (any::<u128>(), any::<u128>()),
         )
             .prop_map(|(user, (seq, t, up, down), (ua, da))| {
-                Message::Bill(Bill {
+                ExitMessage::Bill(Bill {
                     exit: pk(2),
                     user,
                     totals: Totals {
@@ -709,15 +709,15 @@ mod tests {
 
         #[test]
         fn every_message_round_trips(m in arb_message()) {
-            let k = if matches!(m, Message::Register(_)) { key(1) } else { key(2) };
+            let k = if matches!(m, ExitMessage::Register(_)) { key(1) } else { key(2) };
             let b = m.sign(&k);
             prop_assert_eq!(Some(b.len()), length_of(m.kind()));
-            prop_assert_eq!(Message::decode(&b), Ok(m));
+            prop_assert_eq!(ExitMessage::decode(&b), Ok(m));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Message::decode(&b);
+            let _ = ExitMessage::decode(&b);
         }
 
         #[test]
@@ -728,7 +728,7 @@ mod tests {
             let mut b = vec![VERSION, k];
             b.extend_from_slice(&body);
             b.truncate(length_of(k).unwrap_or(0));
-            prop_assert!(Message::decode(&b).is_err());
+            prop_assert!(ExitMessage::decode(&b).is_err());
         }
     }
 }

@@ -9,7 +9,7 @@ use common::{key, pk, t};
 use std::net::Ipv6Addr;
 
 use exit::{
-    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, Message, RedbStore, Registrar,
+    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, ExitMessage, RedbStore, Registrar,
     Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
@@ -34,8 +34,8 @@ fn exit_with_user<S: ExitStore>(store: S) -> ExitServer<S> {
 }
 
 fn bill_of(bytes: &[u8]) -> Totals {
-    match Message::decode(bytes) {
-        Ok(Message::Bill(b)) => b.totals,
+    match ExitMessage::decode(bytes) {
+        Ok(ExitMessage::Bill(b)) => b.totals,
         other => panic!("{other:?}"),
     }
 }
@@ -196,7 +196,7 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
 
 /// Bills signed by the exit's key but with made-up totals.
 fn forge(t: Totals) -> Vec<u8> {
-    Message::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
+    ExitMessage::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
 }
 
 #[test]
@@ -263,9 +263,9 @@ fn dishonest_bill_sequences_are_refused() {
         })
     ));
     // Another exit's signature, or for another user.
-    let foreign = Message::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
+    let foreign = ExitMessage::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
     assert_eq!(ledger.check(&foreign, tol, 0), Err(BillError::WrongParty));
-    let other_user = Message::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
+    let other_user = ExitMessage::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
     assert_eq!(
         ledger.check(&other_user, tol, 0),
         Err(BillError::WrongParty)

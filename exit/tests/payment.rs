@@ -15,7 +15,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use exit::{
-    Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, Message, Registrar, Tolerance,
+    Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, ExitMessage, Registrar, Tolerance,
     Transition, UserLedger, UserPayments, UserService,
 };
 use payments::Amount;
@@ -205,10 +205,10 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     p.traffic(1000, 2000);
     let second = p.exit.bill(t(11), &pk(1)).unwrap().unwrap();
     // Forged: another key signs the exit's bill; garbled: a flipped byte.
-    let Ok(Message::Bill(mut b)) = Message::decode(&second) else {
+    let Ok(ExitMessage::Bill(mut b)) = ExitMessage::decode(&second) else {
         panic!()
     };
-    assert!(p.deliver_bill(&Message::Bill(b).sign(&key(66))).is_err());
+    assert!(p.deliver_bill(&ExitMessage::Bill(b).sign(&key(66))).is_err());
     let mut garbled = second.clone();
     garbled[40] ^= 1;
     assert!(p.deliver_bill(&garbled).is_err());
@@ -218,7 +218,7 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     assert!(p.deliver_bill(&first).is_err());
     // Inflated: the exit signs more download than went through the tunnel.
     p.traffic(1000, 2000);
-    let Ok(Message::Bill(third)) = Message::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
+    let Ok(ExitMessage::Bill(third)) = ExitMessage::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
     else {
         panic!()
     };
@@ -228,7 +228,7 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
         .totals
         .download_amount
         .saturating_add(Amount(50_000 * u128::from(FEE + BACK)));
-    let r = p.deliver_bill(&Message::Bill(b).sign(&key(200)));
+    let r = p.deliver_bill(&ExitMessage::Bill(b).sign(&key(200)));
     assert!(r.is_err(), "{r:?}");
     assert!(p.user.billing().last().starts_with("refused"));
     let c = p.user.billing().counters;

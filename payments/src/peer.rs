@@ -13,7 +13,7 @@ use sha2::{Digest, Sha512};
 
 use crate::channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
 use crate::store::{Record, Store, StoreError};
-use crate::wire::{Message, Position, WireError};
+use crate::wire::{PaymentMessage, Position, WireError};
 use crate::{Amount, ChannelId, Settlement, SignedUpdate};
 
 impl ChannelId {
@@ -424,7 +424,7 @@ impl Peer {
             nonce: u.map(|u| u.update.nonce).unwrap_or(0),
             cumulative: u.map(|u| u.update.cumulative).unwrap_or_default(),
         };
-        Message::Reestablish {
+        PaymentMessage::Reestablish {
             reply,
             out_channel: self.payer.channel(),
             out: pos(self.payer.latest()),
@@ -451,7 +451,7 @@ impl Peer {
         if self.payer.in_flight() {
             if self.retry_at.is_none_or(|t| now >= t) {
                 if let Some(u) = self.payer.latest() {
-                    out.send.push(Message::Update(u.to_bytes()).encode());
+                    out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
                     self.counters.retries += 1;
                 }
                 self.arm_retry(now);
@@ -488,7 +488,7 @@ impl Peer {
         self.counters.sent += 1;
         self.backoff = self.cfg.retry;
         self.arm_retry(now);
-        out.send.push(Message::Update(u.to_bytes()).encode());
+        out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
         out.events.push(Event::PaymentSent {
             nonce: u.update.nonce,
             cumulative: u.update.cumulative,
@@ -507,7 +507,7 @@ impl Peer {
         store: &mut impl Store,
     ) -> Result<Output, StoreError> {
         let mut out = Output::default();
-        let msg = match Message::decode(bytes) {
+        let msg = match PaymentMessage::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.malformed += 1;
@@ -517,8 +517,8 @@ impl Peer {
         };
         self.heard = true;
         match msg {
-            Message::Update(b) => self.on_update(&b, settlement, store, &mut out)?,
-            Message::Ack { channel, at, claim } => {
+            PaymentMessage::Update(b) => self.on_update(&b, settlement, store, &mut out)?,
+            PaymentMessage::Ack { channel, at, claim } => {
                 if channel == self.payer.channel() && self.payer.on_ack(at.nonce, at.cumulative) {
                     self.retry_at = None;
                     self.backoff = self.cfg.retry;
@@ -531,14 +531,14 @@ impl Peer {
                     self.pay_if_due(now, store, &mut out)?;
                 }
             }
-            Message::Refuse { at, reason, .. } => {
+            PaymentMessage::Refuse { at, reason, .. } => {
                 self.counters.refused_by_peer += 1;
                 out.events.push(Event::RefusedByPeer {
                     reason: Refusal::from_code(reason),
                     at,
                 });
             }
-            Message::Reestablish {
+            PaymentMessage::Reestablish {
                 reply,
                 out_channel,
                 out: their_out,
@@ -551,7 +551,7 @@ impl Peer {
                 if in_channel == self.payer.channel() {
                     if let Some(u) = self.payer.latest().copied() {
                         if inbound.nonce < u.update.nonce {
-                            out.send.push(Message::Update(u.to_bytes()).encode());
+                            out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
                             self.arm_retry(now);
                         } else if inbound.nonce == u.update.nonce
                             && self.payer.on_ack(inbound.nonce, inbound.cumulative)
@@ -565,11 +565,11 @@ impl Peer {
                 }
                 if out_channel == self.payee.channel() && their_out.nonce < self.payee.nonce() {
                     if let Some(b) = self.payee.best() {
-                        out.send.push(Message::Latest(b.to_bytes()).encode());
+                        out.send.push(PaymentMessage::Latest(b.to_bytes()).encode());
                     }
                 }
             }
-            Message::Latest(b) => {
+            PaymentMessage::Latest(b) => {
                 let mut p = self.payer.clone();
                 match SignedUpdate::from_bytes(&b) {
                     Ok(u) if p.adopt(&u) => {
@@ -586,7 +586,7 @@ impl Peer {
                 }
             }
             // Keys are exchanged by the driver (it knows which tunnel a message came through).
-            Message::Hello { .. } => {}
+            PaymentMessage::Hello { .. } => {}
         }
         self.update_level(&mut out);
         Ok(out)
@@ -623,7 +623,7 @@ impl Peer {
                 self.refusals.count(refusal);
                 out.events.push(Event::PaymentRefused(refusal));
                 out.send.push(
-                    Message::Refuse {
+                    PaymentMessage::Refuse {
                         channel,
                         at: self.payee_position(),
                         reason: refusal.code(),
@@ -643,7 +643,7 @@ impl Peer {
     }
 
     fn ack(&self) -> Vec<u8> {
-        Message::Ack {
+        PaymentMessage::Ack {
             channel: self.payee.channel(),
             at: self.payee_position(),
             claim: self.metered_in,

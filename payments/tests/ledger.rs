@@ -11,7 +11,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use payments::{
     Amount, ChannelId, ChannelUpdate, Event, FixedDeposits, MemStore, Peer, PeerConfig, Refusal,
-    SIGNED_LEN, Store, StoreError, Thresholds, wire::Message,
+    SIGNED_LEN, Store, StoreError, Thresholds, wire::PaymentMessage,
 };
 use proptest::prelude::*;
 
@@ -61,7 +61,7 @@ fn update(payer: &SigningKey, payee: &SigningKey, nonce: u64, cumulative: u128) 
 }
 
 fn send(u: ChannelUpdate, signer: &SigningKey) -> Vec<u8> {
-    Message::Update(u.sign(signer).to_bytes()).encode()
+    PaymentMessage::Update(u.sign(signer).to_bytes()).encode()
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     // Garbage: a message of the right length whose update has no domain tag.
     handle(
         &mut payee,
-        Message::Update([0x55; SIGNED_LEN]).encode(),
+        PaymentMessage::Update([0x55; SIGNED_LEN]).encode(),
         &mut store,
     )?;
     // Truncated message: does not even parse.
@@ -89,7 +89,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     bad.signature[10] ^= 1;
     handle(
         &mut payee,
-        Message::Update(bad.to_bytes()).encode(),
+        PaymentMessage::Update(bad.to_bytes()).encode(),
         &mut store,
     )?;
     // Signed by another key than the payer it names.

@@ -17,7 +17,7 @@ use crate::cookie::CookieChecker;
 use crate::error::{DropReason, TunnelError};
 use crate::hook::{Direction, PacketHook, PacketVerdict};
 use crate::keys::{PrivateKey, PublicKey};
-use crate::messages::{self, Message};
+use crate::messages::{self, TunnelMessage};
 use crate::noise::{self, Identity};
 use crate::peer::{Action, Peer, PeerOptions, ip_header, mac1_ok};
 use crate::stats::DeviceStats;
@@ -320,9 +320,9 @@ impl Device {
         out: &'a mut [u8],
     ) -> Result<DeviceAction<'a>, TunnelError> {
         self.stats.rx_datagrams += 1;
-        let msg = Message::parse(datagram).map_err(|r| self.global_drop(r))?;
+        let msg = TunnelMessage::parse(datagram).map_err(|r| self.global_drop(r))?;
         match msg {
-            Message::Initiation(m) => {
+            TunnelMessage::Initiation(m) => {
                 if let Some(n) =
                     self.handshake_gate(now, src, datagram, m.sender(), messages::INIT_MAC1, out)?
                 {
@@ -348,7 +348,7 @@ impl Device {
                 }
                 Self::lift(id, Some(src), a?)
             }
-            Message::Response(m) => {
+            TunnelMessage::Response(m) => {
                 if let Some(n) =
                     self.handshake_gate(now, src, datagram, m.sender(), messages::RESP_MAC1, out)?
                 {
@@ -370,7 +370,7 @@ impl Device {
                 }
                 Self::lift(id, Some(src), a?)
             }
-            Message::CookieReply(m) => {
+            TunnelMessage::CookieReply(m) => {
                 let id = self.index_owner(m.receiver())?;
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return Err(self.global_drop(DropReason::UnknownIndex));
@@ -381,7 +381,7 @@ impl Device {
                 }
                 Ok(DeviceAction::None)
             }
-            Message::Data(m) => {
+            TunnelMessage::Data(m) => {
                 let id = self.index_owner(m.receiver)?;
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return Err(self.global_drop(DropReason::UnknownIndex));

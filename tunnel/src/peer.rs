@@ -15,7 +15,7 @@ use crate::aead::AeadProvider;
 use crate::crypto::{ct_eq, xaead_open};
 use crate::error::{DropReason, TunnelError};
 use crate::keys::{PresharedKey, PublicKey};
-use crate::messages::{self, CookieReply, Data, Message, Response};
+use crate::messages::{self, CookieReply, Data, TunnelMessage, Response};
 use crate::noise::{self, Identity, InitiationFirstHalf, InitiatorState, PeerKeys};
 use crate::policy::{ForwardingPolicy, PolicyExempt, PolicyGate};
 use crate::session::Keypair;
@@ -485,9 +485,9 @@ impl Peer {
         datagram: &[u8],
         out: &'a mut [u8],
     ) -> Result<Action<'a>, TunnelError> {
-        let msg = Message::parse(datagram).map_err(|r| self.count_drop(r))?;
+        let msg = TunnelMessage::parse(datagram).map_err(|r| self.count_drop(r))?;
         match msg {
-            Message::Initiation(m) => {
+            TunnelMessage::Initiation(m) => {
                 if !mac1_ok(&self.identity.mac1_key, datagram, messages::INIT_MAC1) {
                     return Err(self.count_drop(DropReason::InvalidMac1));
                 }
@@ -498,14 +498,14 @@ impl Peer {
                 }
                 self.handle_initiation(now, half, out)
             }
-            Message::Response(m) => {
+            TunnelMessage::Response(m) => {
                 if !mac1_ok(&self.identity.mac1_key, datagram, messages::RESP_MAC1) {
                     return Err(self.count_drop(DropReason::InvalidMac1));
                 }
                 self.handle_response(now, &m, out)
             }
-            Message::CookieReply(m) => self.handle_cookie_reply(now, &m).map(|()| Action::None),
-            Message::Data(m) => self.handle_data(now, &m, out),
+            TunnelMessage::CookieReply(m) => self.handle_cookie_reply(now, &m).map(|()| Action::None),
+            TunnelMessage::Data(m) => self.handle_data(now, &m, out),
         }
     }
 

@@ -116,8 +116,8 @@ impl ExitBilling {
     /// Sends `user` at `ipv4` its signed bill (committed before it was signed).
     pub fn send_bill(&mut self, user: &[u8; 32], ipv4: Ipv4Addr, bill: &[u8]) {
         self.send(ipv4, Frame::Bill(bill));
-        let seq = match exit::Message::decode(bill) {
-            Ok(exit::Message::Bill(b)) => b.totals.seq,
+        let seq = match exit::ExitMessage::decode(bill) {
+            Ok(exit::ExitMessage::Bill(b)) => b.totals.seq,
             _ => 0,
         };
         let e = self.bills_sent.entry(*user).or_default();

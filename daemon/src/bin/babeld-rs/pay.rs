@@ -23,7 +23,7 @@ use daemon::payments::{
 };
 use daemon::state::Daemon;
 use ed25519_dalek::SigningKey;
-use payments::wire::{Message, kind};
+use payments::wire::{PaymentMessage, kind};
 use payments::{Amount, Event, Payments, PeerConfig, RedbStore, ServiceLevel, ShaperConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -261,8 +261,8 @@ impl Loop {
             return Ok(());
         }
         if data.get(1) == Some(&kind::HELLO) {
-            match Message::decode(data) {
-                Ok(Message::Hello { key, known }) => self.hello(ix, key, known).await?,
+            match PaymentMessage::decode(data) {
+                Ok(PaymentMessage::Hello { key, known }) => self.hello(ix, key, known).await?,
                 _ => self.dropped(),
             }
             return Ok(());
@@ -342,7 +342,7 @@ impl Loop {
             return;
         };
         t.hello_at = Some(clock::now());
-        let m = Message::Hello {
+        let m = PaymentMessage::Hello {
             key: self.node.public_key(),
             known: t.payment_key.is_some(),
         }
