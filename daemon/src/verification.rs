@@ -18,7 +18,7 @@ use babel_core::{Input, Instant, RouteView, XrouteView};
 use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
 use serde::Serialize;
 use verify::{
-    Action, Check, CheckVerdict, Keyring, NeighbourId, ProbeCounters, Responder, SigningKey,
+    Check, CheckVerdict, Keyring, NeighbourId, ProbeAction, ProbeCounters, Responder, SigningKey,
     VerifiableRoute, Verifier, VerifyConfig,
 };
 
@@ -597,13 +597,13 @@ impl Verification {
     fn act(
         &mut self,
         now: Instant,
-        a: Action,
+        a: ProbeAction,
         routes: &[RouteView],
         threshold_pm: u16,
         out: &mut Outputs,
     ) {
         match a {
-            Action::SendRemoteHello { neighbour, hello } => {
+            ProbeAction::SendRemoteHello { neighbour, hello } => {
                 let Some(mut dst) = verify::probe_address(&hello.prefix) else {
                     return;
                 };
@@ -646,8 +646,8 @@ impl Verification {
                     out.datagrams.push(Datagram { bytes, dst, mark });
                 }
             }
-            Action::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
-            Action::Standing { neighbour, evicted } => {
+            ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
+            ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
                 out.inputs.push(Input::SetNeighbourAccuracy {
                     ifindex: neighbour.ifindex,

@@ -54,7 +54,9 @@ impl Pending {
                 m.nonce,
                 Outcome::Registered(m),
             ),
-            ExitMessage::Refused(m) => (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m)),
+            ExitMessage::Refused(m) => {
+                (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m))
+            }
             _ => return Err(AnswerError::NotAnAnswer),
         };
         if exit != r.exit || user != r.user {
@@ -101,7 +103,10 @@ impl Registrar {
             timestamp_ms: ts,
             nonce,
         };
-        (ExitMessage::Register(request).sign(key), Pending { request })
+        (
+            ExitMessage::Register(request).sign(key),
+            Pending { request },
+        )
     }
 }
 

@@ -535,7 +535,10 @@ mod tests {
         let good = m.sign(&key(1));
         assert_eq!(ExitMessage::decode(&good), Ok(m));
         // Signed by someone else than the user it names.
-        assert_eq!(ExitMessage::decode(&m.sign(&key(9))), Err(WireError::Signature));
+        assert_eq!(
+            ExitMessage::decode(&m.sign(&key(9))),
+            Err(WireError::Signature)
+        );
         // Any flipped bit in body or signature.
         for i in 2..good.len() {
             let mut bad = good.clone();

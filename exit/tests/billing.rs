@@ -9,8 +9,8 @@ use common::{key, pk, t};
 use std::net::Ipv6Addr;
 
 use exit::{
-    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, ExitMessage, RedbStore, Registrar,
-    Tolerance, Totals, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitMessage, ExitServer, ExitStore, MemStore, RedbStore,
+    Registrar, Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 

@@ -15,8 +15,8 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use exit::{
-    Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, ExitMessage, Registrar, Tolerance,
-    Transition, UserLedger, UserPayments, UserService,
+    Checked, ExitMessage, ExitPayments, ExitServer, Frame, FrameError, MemStore, Registrar,
+    Tolerance, Transition, UserLedger, UserPayments, UserService,
 };
 use payments::Amount;
 
@@ -208,7 +208,10 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     let Ok(ExitMessage::Bill(mut b)) = ExitMessage::decode(&second) else {
         panic!()
     };
-    assert!(p.deliver_bill(&ExitMessage::Bill(b).sign(&key(66))).is_err());
+    assert!(
+        p.deliver_bill(&ExitMessage::Bill(b).sign(&key(66)))
+            .is_err()
+    );
     let mut garbled = second.clone();
     garbled[40] ^= 1;
     assert!(p.deliver_bill(&garbled).is_err());
@@ -218,7 +221,8 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     assert!(p.deliver_bill(&first).is_err());
     // Inflated: the exit signs more download than went through the tunnel.
     p.traffic(1000, 2000);
-    let Ok(ExitMessage::Bill(third)) = ExitMessage::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
+    let Ok(ExitMessage::Bill(third)) =
+        ExitMessage::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
     else {
         panic!()
     };

@@ -19,7 +19,7 @@ use payments::{Meter, ServiceLevel, Shaper, ShaperConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tunnel::noise::Identity;
-use tunnel::{Action, Now, Peer, PeerOptions, PrivateKey};
+use tunnel::{Now, Peer, PeerAction, PeerOptions, PrivateKey};
 
 const SIZES: [usize; 2] = [64, 1420];
 
@@ -54,16 +54,16 @@ fn pair(now: &Now) -> (Peer, Peer) {
     );
     let mut b1 = vec![0u8; 2048];
     let mut b2 = vec![0u8; 2048];
-    let Action::SendToNetwork(init) = a.initiate(now, &mut b1).unwrap() else {
+    let PeerAction::SendToNetwork(init) = a.initiate(now, &mut b1).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(resp) = b.decapsulate(now, init, &mut b2).unwrap() else {
+    let PeerAction::SendToNetwork(resp) = b.decapsulate(now, init, &mut b2).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(ka) = a.decapsulate(now, resp, &mut b1).unwrap() else {
+    let PeerAction::SendToNetwork(ka) = a.decapsulate(now, resp, &mut b1).unwrap() else {
         panic!()
     };
-    assert_eq!(b.decapsulate(now, ka, &mut b2).unwrap(), Action::None);
+    assert_eq!(b.decapsulate(now, ka, &mut b2).unwrap(), PeerAction::None);
     (a, b)
 }
 
@@ -122,12 +122,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function("metering_off", |bch| {
             bch.iter(|| {
                 i = (i + 1) & 63;
-                let Ok(Action::SendToNetwork(d)) =
+                let Ok(PeerAction::SendToNetwork(d)) =
                     a.encapsulate(&now, black_box(&pkts[i]), &mut wire)
                 else {
                     panic!()
                 };
-                let Ok(Action::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain) else {
+                let Ok(PeerAction::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
+                else {
                     panic!()
                 };
                 black_box(out.len())
@@ -141,10 +142,11 @@ fn bench(c: &mut Criterion) {
                 let t = t0 + Duration::from_nanos(k * 500);
                 let pkt = black_box(&pkts[i]);
                 assert!(ma.packet(t, pkt, false));
-                let Ok(Action::SendToNetwork(d)) = a.encapsulate(&now, pkt, &mut wire) else {
+                let Ok(PeerAction::SendToNetwork(d)) = a.encapsulate(&now, pkt, &mut wire) else {
                     panic!()
                 };
-                let Ok(Action::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain) else {
+                let Ok(PeerAction::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
+                else {
                     panic!()
                 };
                 assert!(mb.packet(t, out, true));

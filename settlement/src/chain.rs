@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::escrow::{
     ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id,
 };
-use crate::watchtower::{Action, Policy, payee_action, payer_top_up};
+use crate::watchtower::{Policy, WatchtowerAction, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
 #[derive(Debug, Clone)]
@@ -484,9 +484,9 @@ async fn round(
         };
         let Some(chain) = chain else { continue };
         let (update, what) = match payee_action(&chain, best.as_ref(), now, policy) {
-            Action::Redeem(u) => (u, "redeemed"),
-            Action::Answer(u) => (u, "answered a unilateral close with"),
-            Action::Wait | Action::Forget => continue,
+            WatchtowerAction::Redeem(u) => (u, "redeemed"),
+            WatchtowerAction::Answer(u) => (u, "answered a unilateral close with"),
+            WatchtowerAction::Wait | WatchtowerAction::Forget => continue,
         };
         let mut refused = None;
         let note = match client.redeem(&update).await {

@@ -19,7 +19,7 @@ use crate::hook::{Direction, PacketHook, PacketVerdict};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::messages::{self, TunnelMessage};
 use crate::noise::{self, Identity};
-use crate::peer::{Action, Peer, PeerOptions, ip_header, mac1_ok};
+use crate::peer::{Peer, PeerAction, PeerOptions, ip_header, mac1_ok};
 use crate::stats::DeviceStats;
 use crate::time::Now;
 use babel_wire::Prefix;
@@ -248,11 +248,11 @@ impl Device {
     fn lift<'a>(
         id: PeerId,
         ep: Option<SocketAddr>,
-        a: Action<'a>,
+        a: PeerAction<'a>,
     ) -> Result<DeviceAction<'a>, TunnelError> {
         Ok(match a {
-            Action::None => DeviceAction::None,
-            Action::SendToNetwork(data) => match ep {
+            PeerAction::None => DeviceAction::None,
+            PeerAction::SendToNetwork(data) => match ep {
                 Some(to) => DeviceAction::Send {
                     peer: Some(id),
                     to,
@@ -260,7 +260,9 @@ impl Device {
                 },
                 None => return Err(TunnelError::Dropped(DropReason::NoEndpoint)),
             },
-            Action::WriteToTunnel(packet, _) => DeviceAction::WriteToTunnel { peer: id, packet },
+            PeerAction::WriteToTunnel(packet, _) => {
+                DeviceAction::WriteToTunnel { peer: id, packet }
+            }
         })
     }
 
@@ -396,13 +398,13 @@ impl Device {
                     }
                 };
                 peer.endpoint = Some(src);
-                if let Action::WriteToTunnel(_, inner_src) = &a
+                if let PeerAction::WriteToTunnel(_, inner_src) = &a
                     && self.check_source
                     && self.allowed.lookup(*inner_src) != Some(&id)
                 {
                     return Err(self.peer_drop(id, DropReason::NotAllowedSource));
                 }
-                if let Action::WriteToTunnel(packet, _) = &a
+                if let PeerAction::WriteToTunnel(packet, _) = &a
                     && let Some(hook) = self.hook.as_mut()
                     && let Some((_, _, dst)) = ip_header(packet)
                     && hook.packet(Direction::In, id, dst, packet.len()) == PacketVerdict::Drop
@@ -457,7 +459,7 @@ impl Device {
         };
         let ep = peer.endpoint;
         let a = peer.encapsulate(now, plaintext, out)?;
-        if ep.is_none() && a != Action::None {
+        if ep.is_none() && a != PeerAction::None {
             return Err(self.peer_drop(id, DropReason::NoEndpoint));
         }
         Self::lift(id, ep, a)

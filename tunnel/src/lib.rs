@@ -49,7 +49,7 @@ pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
 pub use hook::{PacketHook, PacketVerdict};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey, generate_keypair};
-pub use peer::{Action, Peer, PeerOptions};
+pub use peer::{Peer, PeerAction, PeerOptions};
 pub use policy::{ForwardingPolicy, PolicyExempt};
 pub use stats::{DeviceStats, PeerStats};
 pub use time::{Now, Tai64N};

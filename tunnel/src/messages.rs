@@ -225,7 +225,10 @@ mod tests {
         assert!(TunnelMessage::parse(&[9, 0, 0, 0]).is_err());
         let mut init = [0u8; INITIATION_LEN];
         init[0] = 1;
-        assert!(matches!(TunnelMessage::parse(&init), Ok(TunnelMessage::Initiation(_))));
+        assert!(matches!(
+            TunnelMessage::parse(&init),
+            Ok(TunnelMessage::Initiation(_))
+        ));
         init[1] = 1;
         assert!(TunnelMessage::parse(&init).is_err());
         assert!(TunnelMessage::parse(&init[..147]).is_err());

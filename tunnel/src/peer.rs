@@ -15,7 +15,7 @@ use crate::aead::AeadProvider;
 use crate::crypto::{ct_eq, xaead_open};
 use crate::error::{DropReason, TunnelError};
 use crate::keys::{PresharedKey, PublicKey};
-use crate::messages::{self, CookieReply, Data, TunnelMessage, Response};
+use crate::messages::{self, CookieReply, Data, Response, TunnelMessage};
 use crate::noise::{self, Identity, InitiationFirstHalf, InitiatorState, PeerKeys};
 use crate::policy::{ForwardingPolicy, PolicyExempt, PolicyGate};
 use crate::session::Keypair;
@@ -26,7 +26,7 @@ use crate::timers::*;
 /// Result of a tunnel operation.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
-pub enum Action<'a> {
+pub enum PeerAction<'a> {
     /// Nothing to do.
     None,
     /// Send this datagram to the peer.
@@ -335,16 +335,17 @@ impl Peer {
     }
 
     /// Builds a handshake initiation now (e.g. to bring a tunnel up
-    /// eagerly). Returns `Action::None` if one is already in flight.
+    /// eagerly). Returns `PeerAction::None` if one is already in flight.
     pub fn initiate<'a>(
         &mut self,
         now: &Now,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         if self.handshake_in_progress() {
-            return Ok(Action::None);
+            return Ok(PeerAction::None);
         }
-        self.write_initiation(now, out).map(Action::SendToNetwork)
+        self.write_initiation(now, out)
+            .map(PeerAction::SendToNetwork)
     }
 
     // ---- sending ----------------------------------------------------
@@ -400,7 +401,7 @@ impl Peer {
         now: &Now,
         plaintext: &[u8],
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         if plaintext.len() > messages::MAX_DATAGRAM - crate::DATA_OVERHEAD - 16 {
             return Err(self.count_drop(DropReason::Malformed));
         }
@@ -424,7 +425,7 @@ impl Peer {
                 self.stats.tx_bytes += plaintext.len() as u64;
                 self.data_sent_unanswered_since.get_or_insert(now.instant);
             }
-            return Ok(Action::SendToNetwork(pkt));
+            return Ok(PeerAction::SendToNetwork(pkt));
         }
         if !plaintext.is_empty() {
             if self.queue.len() >= MAX_QUEUED_PACKETS {
@@ -435,9 +436,11 @@ impl Peer {
         }
         self.want_handshake(now.instant);
         if self.pending_initiation {
-            return self.write_initiation(now, out).map(Action::SendToNetwork);
+            return self
+                .write_initiation(now, out)
+                .map(PeerAction::SendToNetwork);
         }
-        Ok(Action::None)
+        Ok(PeerAction::None)
     }
 
     /// Returns the next datagram the peer wants to send (handshake
@@ -484,7 +487,7 @@ impl Peer {
         now: &Now,
         datagram: &[u8],
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let msg = TunnelMessage::parse(datagram).map_err(|r| self.count_drop(r))?;
         match msg {
             TunnelMessage::Initiation(m) => {
@@ -504,7 +507,9 @@ impl Peer {
                 }
                 self.handle_response(now, &m, out)
             }
-            TunnelMessage::CookieReply(m) => self.handle_cookie_reply(now, &m).map(|()| Action::None),
+            TunnelMessage::CookieReply(m) => {
+                self.handle_cookie_reply(now, &m).map(|()| PeerAction::None)
+            }
             TunnelMessage::Data(m) => self.handle_data(now, &m, out),
         }
     }
@@ -514,7 +519,7 @@ impl Peer {
         now: &Now,
         mut half: InitiationFirstHalf,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let ts = noise::finish_initiation(&mut half, &self.keys).map_err(|r| self.count_drop(r))?;
         if self.last_accepted_timestamp.is_some_and(|last| ts <= last) {
             return Err(self.count_drop(DropReason::HandshakeReplay));
@@ -541,7 +546,7 @@ impl Peer {
         self.last_handshake_completed = Some(now.instant);
         self.mark_sent(now.instant);
         tracing::debug!(peer = %self.keys.public, index = idx, "handshake response sent");
-        Ok(Action::SendToNetwork(&*buf))
+        Ok(PeerAction::SendToNetwork(&*buf))
     }
 
     pub(crate) fn handle_response<'a>(
@@ -549,7 +554,7 @@ impl Peer {
         now: &Now,
         m: &Response<'_>,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let Handshake::InitiationSent { state, .. } = &self.handshake else {
             return Err(self.count_drop(DropReason::Unexpected));
         };
@@ -572,9 +577,9 @@ impl Peer {
         self.pending_keepalive = true;
         tracing::debug!(peer = %self.keys.public, index = idx, "handshake complete (initiator)");
         match self.poll_transmit(now, out) {
-            Some(Ok(p)) => Ok(Action::SendToNetwork(p)),
+            Some(Ok(p)) => Ok(PeerAction::SendToNetwork(p)),
             Some(Err(e)) => Err(e),
-            None => Ok(Action::None),
+            None => Ok(PeerAction::None),
         }
     }
 
@@ -617,7 +622,7 @@ impl Peer {
         now: &Now,
         m: &Data<'_>,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let t = now.instant;
         let slot = [&mut self.current, &mut self.previous, &mut self.next]
             .into_iter()
@@ -668,7 +673,7 @@ impl Peer {
         }
         if n == 0 {
             self.stats.rx_keepalives += 1;
-            return Ok(Action::None);
+            return Ok(PeerAction::None);
         }
         let Some((len, src, _dst)) = out.get(..n).and_then(ip_header) else {
             return Err(self.count_drop(DropReason::Malformed));
@@ -685,7 +690,10 @@ impl Peer {
         }
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += len as u64;
-        Ok(Action::WriteToTunnel(out.get(..len).unwrap_or(&[]), src))
+        Ok(PeerAction::WriteToTunnel(
+            out.get(..len).unwrap_or(&[]),
+            src,
+        ))
     }
 
     // ---- timers -----------------------------------------------------

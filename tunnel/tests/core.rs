@@ -557,7 +557,7 @@ fn mutated_messages_never_panic_and_tunnel_survives() {
 fn standalone_peers_point_to_point() {
     use std::sync::Arc;
     use tunnel::noise::Identity;
-    use tunnel::{Action, Peer, PrivateKey};
+    use tunnel::{Peer, PeerAction, PrivateKey};
     let mut r = rng(22);
     let ska = PrivateKey::generate(&mut r);
     let skb = PrivateKey::generate(&mut r);
@@ -584,27 +584,28 @@ fn standalone_peers_point_to_point() {
         let (mut b1, mut b2) = (vec![0u8; 2048], vec![0u8; 2048]);
         let pkt = ipv4(IP_A, IP_B, 300);
         // The first packet is queued; an initiation goes out instead.
-        let Action::SendToNetwork(init) = a.encapsulate(&now, &pkt, &mut b1).unwrap() else {
+        let PeerAction::SendToNetwork(init) = a.encapsulate(&now, &pkt, &mut b1).unwrap() else {
             panic!()
         };
-        let Action::SendToNetwork(resp) = b.decapsulate(&now, init, &mut b2).unwrap() else {
+        let PeerAction::SendToNetwork(resp) = b.decapsulate(&now, init, &mut b2).unwrap() else {
             panic!()
         };
         // Completing the handshake flushes the queued packet.
-        let Action::SendToNetwork(data) = a.decapsulate(&now, resp, &mut b1).unwrap() else {
+        let PeerAction::SendToNetwork(data) = a.decapsulate(&now, resp, &mut b1).unwrap() else {
             panic!()
         };
-        let Action::WriteToTunnel(got, src) = b.decapsulate(&now, data, &mut b2).unwrap() else {
+        let PeerAction::WriteToTunnel(got, src) = b.decapsulate(&now, data, &mut b2).unwrap()
+        else {
             panic!()
         };
         assert_eq!(got, &pkt[..]);
         assert_eq!(src, std::net::IpAddr::from(IP_A));
         assert!(a.poll_transmit(&now, &mut b1).is_none());
         let back = ipv4(IP_B, IP_A, 5);
-        let Action::SendToNetwork(d) = b.encapsulate(&now, &back, &mut b2).unwrap() else {
+        let PeerAction::SendToNetwork(d) = b.encapsulate(&now, &back, &mut b2).unwrap() else {
             panic!()
         };
-        let Action::WriteToTunnel(got, _) = a.decapsulate(&now, d, &mut b1).unwrap() else {
+        let PeerAction::WriteToTunnel(got, _) = a.decapsulate(&now, d, &mut b1).unwrap() else {
             panic!()
         };
         assert_eq!(got, &back[..]);

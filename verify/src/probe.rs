@@ -120,7 +120,7 @@ impl ProbeCounters {
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum ProbeAction {
     /// Send this Remote Hello (TLV 224, hop limit [`HOP_LIMIT`]; the daemon's port is in
     /// `spec/verify.md` §9) to the destination
     /// address of `hello.prefix`, forwarded through `neighbour` whatever the selected route
@@ -326,12 +326,16 @@ impl Verifier {
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
     /// `candidates` are the routes of the engine now.
-    pub fn handle_timeout(&mut self, now: Instant, candidates: &[VerifiableRoute]) -> Vec<Action> {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+    ) -> Vec<ProbeAction> {
         let mut out = Vec::new();
         for (n, s) in self.scores.iter_mut() {
             if s.readmit(now) {
                 self.counters.readmissions += 1;
-                out.push(Action::Standing {
+                out.push(ProbeAction::Standing {
                     neighbour: *n,
                     evicted: false,
                 });
@@ -351,7 +355,7 @@ impl Verifier {
                 s.sent += 1;
                 s.next_hello = s.next_hello + self.cfg.schedule.probe_interval;
                 self.counters.probes_sent += 1;
-                out.push(Action::SendRemoteHello {
+                out.push(ProbeAction::SendRemoteHello {
                     neighbour: s.route.neighbour,
                     hello,
                 });
@@ -488,7 +492,7 @@ impl Verifier {
         now: Instant,
         s: Session,
         candidates: &[VerifiableRoute],
-        out: &mut Vec<Action>,
+        out: &mut Vec<ProbeAction>,
     ) {
         let Some(route) = candidates
             .iter()
@@ -609,15 +613,15 @@ impl Verifier {
                 score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
-                out.push(Action::Checked(check));
-                out.push(Action::Standing {
+                out.push(ProbeAction::Checked(check));
+                out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
                     evicted: true,
                 });
                 return;
             }
         }
-        out.push(Action::Checked(check));
+        out.push(ProbeAction::Checked(check));
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use ed25519_dalek::SigningKey;
-use exit::{Bill, Decision, ExitConfig, ExitServer, Ipv4Pool, ExitMessage, RedbStore, Registrar};
+use exit::{Bill, Decision, ExitConfig, ExitMessage, ExitServer, Ipv4Pool, RedbStore, Registrar};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -73,7 +73,9 @@ fn main() -> Result<(), Error> {
             );
             if server.meter(&pk, up, down, 7).is_some() {
                 if let Some(bytes) = server.bill(SystemTime::now(), &pk)? {
-                    if let Ok(ExitMessage::Bill(Bill { totals: b, .. })) = ExitMessage::decode(&bytes) {
+                    if let Ok(ExitMessage::Bill(Bill { totals: b, .. })) =
+                        ExitMessage::decode(&bytes)
+                    {
                         let amount = b.amount().0;
                         println!(
                             "B {u} {} {} {} {amount}",
