@@ -8,7 +8,7 @@ use crate::escrow::ChainChannel;
 
 /// When the payee redeems and which channels it counts as collateral.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub struct WatchtowerPolicy {
     /// Redeem once the part of the deposit owed but not yet paid out reaches this share of the
     /// deposit, in thousandths (500: half the deposit). A channel whose updates reach the deposit
     /// is therefore always redeemed before it runs out.
@@ -22,9 +22,9 @@ pub struct Policy {
     pub max_staleness: u64,
 }
 
-impl Default for Policy {
+impl Default for WatchtowerPolicy {
     fn default() -> Self {
-        Policy {
+        WatchtowerPolicy {
             redeem_at_permille: 500,
             min_challenge_period: 3600,
             max_staleness: 1200,
@@ -62,7 +62,7 @@ pub fn payee_action(
     chain: &ChainChannel,
     best: Option<&SignedUpdate>,
     chain_now: u64,
-    policy: &Policy,
+    policy: &WatchtowerPolicy,
 ) -> WatchtowerAction {
     if chain.closed {
         return WatchtowerAction::Forget;
@@ -148,7 +148,7 @@ pub(crate) mod tests {
 
     #[test]
     fn redeems_once_half_the_deposit_is_owed() {
-        let p = Policy::default();
+        let p = WatchtowerPolicy::default();
         let c = chain(1000, 0, 0);
         assert_eq!(
             payee_action(&c, Some(&upd(499)), 0, &p),
@@ -179,7 +179,7 @@ pub(crate) mod tests {
 
     #[test]
     fn answers_a_close_only_inside_the_challenge_period_and_only_with_more() {
-        let p = Policy::default();
+        let p = WatchtowerPolicy::default();
         let mut c = chain(1000, 100, 100);
         c.closing_at = Some(50);
         assert_eq!(
