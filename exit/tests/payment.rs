@@ -268,7 +268,7 @@ fn both_ends_restart_from_their_stores_without_losing_or_doubling_a_payment() {
     assert!(
         out.events
             .iter()
-            .all(|e| !matches!(e, payments::Event::PaymentSent { .. })),
+            .all(|e| !matches!(e, payments::PaymentEvent::PaymentSent { .. })),
         "{:?}",
         out.events
     );

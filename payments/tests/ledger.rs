@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
-    Amount, ChannelId, ChannelUpdate, Event, FixedDeposits, MemStore, Peer, PeerConfig, Refusal,
-    SIGNED_LEN, Store, StoreError, Thresholds, wire::PaymentMessage,
+    Amount, ChannelId, ChannelUpdate, FixedDeposits, MemStore, PaymentEvent, PaymentPeer,
+    PaymentPeerConfig, Refusal, SIGNED_LEN, Store, StoreError, Thresholds, wire::PaymentMessage,
 };
 use proptest::prelude::*;
 
@@ -23,21 +23,21 @@ fn pk(k: &SigningKey) -> [u8; 32] {
     k.verifying_key().to_bytes()
 }
 
-fn cfg(pay: u128) -> PeerConfig {
-    PeerConfig {
+fn cfg(pay: u128) -> PaymentPeerConfig {
+    PaymentPeerConfig {
         thresholds: Thresholds {
             pay: Amount(pay),
             close: Amount(1_000_000),
             drift_ppm: 20_000,
         },
-        ..PeerConfig::default()
+        ..PaymentPeerConfig::default()
     }
 }
 
 /// `me` with neighbour `them`, channels derived from the keys.
-fn peer(me: &SigningKey, them: &SigningKey, store: &MemStore, pay: u128) -> Peer {
+fn peer(me: &SigningKey, them: &SigningKey, store: &MemStore, pay: u128) -> PaymentPeer {
     let (a, b) = (pk(me), pk(them));
-    match Peer::restore(
+    match PaymentPeer::restore(
         me.clone(),
         b,
         ChannelId::offchain(&a, &b),
@@ -72,7 +72,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     let mut deposits = FixedDeposits::default();
     deposits.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(1000));
     let now = clock::now();
-    let mut handle = |p: &mut Peer, bytes: Vec<u8>, store: &mut MemStore| {
+    let mut handle = |p: &mut PaymentPeer, bytes: Vec<u8>, store: &mut MemStore| {
         p.handle(now, &bytes, &mut deposits, store)
     };
 
@@ -112,7 +112,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     let out = handle(&mut payee, good.clone(), &mut store)?;
     assert!(matches!(
         out.events.first(),
-        Some(Event::PaymentReceived {
+        Some(PaymentEvent::PaymentReceived {
             amount: Amount(100),
             ..
         })
@@ -193,9 +193,9 @@ fn nothing_leaves_or_is_acknowledged_without_a_commit() -> Result<(), StoreError
 struct Pair {
     a: SigningKey,
     b: SigningKey,
-    pa: Peer,
+    pa: PaymentPeer,
     sa: MemStore,
-    pb: Peer,
+    pb: PaymentPeer,
     sb: MemStore,
     dep: FixedDeposits,
 }
@@ -221,7 +221,7 @@ impl Pair {
 
     /// Polls `pa` and delivers every message both ways until the two are quiet; returns a's
     /// events.
-    fn settle(&mut self, t: Instant) -> Result<Vec<Event>, StoreError> {
+    fn settle(&mut self, t: Instant) -> Result<Vec<PaymentEvent>, StoreError> {
         let mut events = Vec::new();
         let mut to_b = self.pa.poll(t, &mut self.sa)?.send;
         while !to_b.is_empty() {
@@ -271,7 +271,10 @@ fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> R
     x.sa = old;
     x.pa = peer(&x.a, &x.b, &x.sa, 0);
     let events = x.settle(t)?;
-    assert!(events.contains(&Event::Adopted { nonce: 1 }), "{events:?}");
+    assert!(
+        events.contains(&PaymentEvent::Adopted { nonce: 1 }),
+        "{events:?}"
+    );
     assert_eq!(x.pa.payer().paid(), Amount(700));
     assert_eq!(
         x.sa.records.values().next().and_then(|r| r.out),
@@ -378,7 +381,7 @@ struct Side {
     key: SigningKey,
     other: SigningKey,
     store: MemStore,
-    peer: Peer,
+    peer: PaymentPeer,
     /// Sum of PaymentSent amounts (each event is of a committed update, so restarts keep it).
     sent: u128,
     /// Sum of PaymentReceived amounts.
@@ -389,11 +392,11 @@ struct Side {
 }
 
 impl Side {
-    fn absorb(&mut self, events: &[Event]) {
+    fn absorb(&mut self, events: &[PaymentEvent]) {
         for e in events {
             match e {
-                Event::PaymentSent { amount, .. } => self.sent += amount.0,
-                Event::PaymentReceived { amount, .. } => self.received += amount.0,
+                PaymentEvent::PaymentSent { amount, .. } => self.sent += amount.0,
+                PaymentEvent::PaymentReceived { amount, .. } => self.received += amount.0,
                 _ => {}
             }
         }

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::escrow::{
     ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id,
 };
-use crate::watchtower::{WatchtowerPolicy, WatchtowerAction, payee_action, payer_top_up};
+use crate::watchtower::{WatchtowerAction, WatchtowerPolicy, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
 #[derive(Debug, Clone)]

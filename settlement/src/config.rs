@@ -138,10 +138,12 @@ impl SettlementConfig {
                 return Err(SettlementConfigError::NotSettlement { line });
             }
             while let Some(option) = words.next() {
-                let value = words.next().ok_or_else(|| SettlementConfigError::MissingValue {
-                    line,
-                    option: option.to_string(),
-                })?;
+                let value = words
+                    .next()
+                    .ok_or_else(|| SettlementConfigError::MissingValue {
+                        line,
+                        option: option.to_string(),
+                    })?;
                 let bad = || SettlementConfigError::BadValue {
                     line,
                     option: option.to_string(),
@@ -192,10 +194,18 @@ impl SettlementConfig {
         }
         let deposit = p.deposit.unwrap_or(1_000_000_000_000_000_000);
         Ok(SettlementConfig {
-            rpc_url: p.rpc_url.ok_or(SettlementConfigError::Required("rpc-url"))?,
-            chain_id: p.chain_id.ok_or(SettlementConfigError::Required("chain-id"))?,
-            contract: p.contract.ok_or(SettlementConfigError::Required("contract"))?,
-            key_file: p.key_file.ok_or(SettlementConfigError::Required("key-file"))?,
+            rpc_url: p
+                .rpc_url
+                .ok_or(SettlementConfigError::Required("rpc-url"))?,
+            chain_id: p
+                .chain_id
+                .ok_or(SettlementConfigError::Required("chain-id"))?,
+            contract: p
+                .contract
+                .ok_or(SettlementConfigError::Required("contract"))?,
+            key_file: p
+                .key_file
+                .ok_or(SettlementConfigError::Required("key-file"))?,
             deposit: Amount(deposit),
             challenge_period: p.challenge_period.unwrap_or(policy.min_challenge_period),
             top_up_below: p.top_up_below.unwrap_or(800),

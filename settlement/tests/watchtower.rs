@@ -13,7 +13,7 @@ use common::*;
 use payments::{Amount, ChannelId, Settlement};
 use settlement::anvil::Anvil;
 use settlement::escrow::EscrowClient;
-use settlement::{ChainConfig, ChainSettlement, WatchtowerPolicy, TopUp};
+use settlement::{ChainConfig, ChainSettlement, TopUp, WatchtowerPolicy};
 
 const CHALLENGE: u64 = 3600;
 const ROUNDS: Duration = Duration::from_secs(60);

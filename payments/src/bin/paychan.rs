@@ -1,7 +1,7 @@
 //! `paychan`: one end of a payment channel over real UDP, with its ledger in a `redb` file.
 //!
 //! The crash test (`tests/crash.rs`) runs a payer and a payee as two processes and kills them
-//! with SIGKILL at random instants; the same loop (a `Peer`, a `RedbStore`, a socket) is what the
+//! with SIGKILL at random instants; the same loop (a `PaymentPeer`, a `RedbStore`, a socket) is what the
 //! daemon drives per neighbour.
 //!
 //! ```text
@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
-    Amount, ChannelId, ChannelUpdate, FixedDeposits, Peer, PeerConfig, Record, RedbStore, Store,
-    Thresholds,
+    Amount, ChannelId, ChannelUpdate, FixedDeposits, PaymentPeer, PaymentPeerConfig, Record,
+    RedbStore, Store, Thresholds,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -56,7 +56,7 @@ fn main() -> Result<(), Error> {
         .to_bytes();
     let mine = me.verifying_key().to_bytes();
     let mut store = RedbStore::open(&get::<PathBuf>(&opts, "db")?)?;
-    let cfg = PeerConfig {
+    let cfg = PaymentPeerConfig {
         thresholds: Thresholds {
             pay: Amount(0),
             close: Amount(u128::MAX),
@@ -67,7 +67,7 @@ fn main() -> Result<(), Error> {
     };
     let out_channel = ChannelId::offchain(&mine, &them);
     let in_channel = ChannelId::offchain(&them, &mine);
-    let mut peer = Peer::restore(me, them, out_channel, in_channel, cfg, &store)?;
+    let mut peer = PaymentPeer::restore(me, them, out_channel, in_channel, cfg, &store)?;
     let mut deposits = FixedDeposits::default();
     deposits.set(in_channel, Amount(u128::MAX));
     let sock = UdpSocket::bind(get::<SocketAddr>(&opts, "listen")?)?;

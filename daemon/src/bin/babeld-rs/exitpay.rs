@@ -162,7 +162,7 @@ impl ExitBilling {
         };
         for ev in &out.events {
             match ev {
-                payments::Event::PaymentReceived {
+                payments::PaymentEvent::PaymentReceived {
                     nonce,
                     cumulative,
                     amount,
@@ -175,7 +175,7 @@ impl ExitBilling {
                         cumulative.0
                     );
                 }
-                payments::Event::PaymentRefused(r) => {
+                payments::PaymentEvent::PaymentRefused(r) => {
                     tracing::info!(
                         "exit: payment from {} refused: {}",
                         hex::encode(u.user),

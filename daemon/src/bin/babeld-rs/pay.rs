@@ -24,7 +24,9 @@ use daemon::payments::{
 use daemon::state::Daemon;
 use ed25519_dalek::SigningKey;
 use payments::wire::{PaymentMessage, kind};
-use payments::{Amount, Event, Payments, PeerConfig, RedbStore, ServiceLevel, ShaperConfig};
+use payments::{
+    Amount, PaymentEvent, PaymentPeerConfig, Payments, RedbStore, ServiceLevel, ShaperConfig,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -115,9 +117,9 @@ pub fn start(
     let socket = bind(port).with_context(|| format!("payment socket on UDP port {port}"))?;
     shared.withhold.store(pay.withhold, Ordering::Relaxed);
     shared.running.store(true, Ordering::Relaxed);
-    let cfg = PeerConfig {
+    let cfg = PaymentPeerConfig {
         thresholds: pay.thresholds(),
-        ..PeerConfig::default()
+        ..PaymentPeerConfig::default()
     };
     let interval = pay.interval();
     let deposits = crate::settle::Deposits::start(config, &key, &shared)?;
@@ -439,7 +441,7 @@ impl Loop {
     }
 
     /// Sends what the node produced to the neighbour and reports what happened.
-    async fn deliver(&mut self, pk: &[u8; 32], out: payments::Output) {
+    async fn deliver(&mut self, pk: &[u8; 32], out: payments::PaymentOutput) {
         let Some((_, t)) = self
             .tunnels
             .iter()
@@ -454,7 +456,7 @@ impl Loop {
             }
         }
         for e in out.events {
-            if let Event::PaymentSent { cumulative, .. } = e
+            if let PaymentEvent::PaymentSent { cumulative, .. } = e
                 && let Some(n) = self.node.neighbour(pk)
             {
                 self.deposits.signed(n.peer.payer().channel(), cumulative);
@@ -463,10 +465,10 @@ impl Loop {
         }
     }
 
-    fn event(&mut self, who: &str, e: Event) {
+    fn event(&mut self, who: &str, e: PaymentEvent) {
         let mut counters = self.shared.counters.lock().ok();
         let line = match e {
-            Event::PaymentSent {
+            PaymentEvent::PaymentSent {
                 nonce,
                 cumulative,
                 amount,
@@ -480,7 +482,7 @@ impl Loop {
                     amount.0, cumulative.0
                 )
             }
-            Event::PaymentReceived {
+            PaymentEvent::PaymentReceived {
                 nonce,
                 cumulative,
                 amount,
@@ -497,14 +499,14 @@ impl Loop {
                     amount.0, cumulative.0
                 )
             }
-            Event::PaymentRefused(r) => {
+            PaymentEvent::PaymentRefused(r) => {
                 if let Some(c) = counters.as_mut() {
                     c.refused += 1;
                 }
                 tracing::warn!("payments: refused an update from {who}: {}", r.name());
                 format!("payment refused neighbour {who} reason {}", r.name())
             }
-            Event::RefusedByPeer { reason, at } => {
+            PaymentEvent::RefusedByPeer { reason, at } => {
                 let r = reason.map_or("unknown", |r| r.name());
                 tracing::warn!("payments: {who} refused our update: {r}");
                 format!(
@@ -512,7 +514,7 @@ impl Loop {
                     at.nonce
                 )
             }
-            Event::Service(level) => {
+            PaymentEvent::Service(level) => {
                 if level == ServiceLevel::FreeTier
                     && let Some(c) = counters.as_mut()
                 {
@@ -526,18 +528,18 @@ impl Loop {
                     ServiceLevel::Full => format!("payment restored neighbour {who} service full"),
                 }
             }
-            Event::Adopted { nonce } => {
+            PaymentEvent::Adopted { nonce } => {
                 tracing::warn!("payments: adopted our own update {nonce} from {who}");
                 return;
             }
-            Event::Malformed(e) => {
+            PaymentEvent::Malformed(e) => {
                 tracing::debug!("payments: malformed message from {who}: {e}");
                 if let Some(c) = counters.as_mut() {
                     c.dropped += 1;
                 }
                 return;
             }
-            Event::PaymentAcked { nonce } => {
+            PaymentEvent::PaymentAcked { nonce } => {
                 tracing::debug!("payments: {who} acknowledged {nonce}");
                 return;
             }
