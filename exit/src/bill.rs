@@ -16,7 +16,7 @@
 use payments::{Amount, Price, cost};
 
 use crate::store::Totals;
-use crate::wire::{Bill, ExitMessage, WireError, kind, length_of};
+use crate::wire::{Bill, ExitMessage, ExitWireError, kind, length_of};
 
 /// Length of a signed bill.
 const BILL_LEN: usize = match length_of(kind::BILL) {
@@ -213,7 +213,7 @@ pub enum Way {
 pub enum BillError {
     /// Not an authentic bill.
     #[error("bill does not decode: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] ExitWireError),
     /// An authentic message, but not a bill.
     #[error("not a bill")]
     NotABill,

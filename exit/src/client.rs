@@ -7,14 +7,14 @@ use std::time::SystemTime;
 use ed25519_dalek::SigningKey;
 
 use crate::server::unix_ms;
-use crate::wire::{ExitMessage, Refused, Register, Registered, WireError};
+use crate::wire::{ExitMessage, ExitWireError, Refused, Register, Registered};
 
 /// Why an answer is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum AnswerError {
     /// Not an authentic message.
     #[error("answer does not decode: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] ExitWireError),
     /// An authentic message, but not an answer to a registration.
     #[error("not a registration answer")]
     NotAnAnswer,
@@ -113,7 +113,7 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Refusal;
+    use crate::wire::ExitRefusal;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn key(seed: u8) -> SigningKey {
@@ -126,7 +126,7 @@ mod tests {
             user,
             timestamp_ms: p.request.timestamp_ms,
             nonce: p.request.nonce,
-            reason: Refusal::NotAllowed,
+            reason: ExitRefusal::NotAllowed,
             exit_time_ms: 0,
         })
         .sign(&key(exit))

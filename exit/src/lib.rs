@@ -38,11 +38,11 @@ pub use payment::{
     BillCounters, ExitPayments, Frame, FrameError, PAY_PORT, Transition, UserBilling, UserPayments,
 };
 pub use pool::{Ipv4Pool, Ipv6Pool, Pool};
-pub use replay::{ReplayError, ReplayGuard};
+pub use replay::{ExitReplayError, ReplayGuard};
 pub use select::{ExitCandidate, Reason, RouteView, Selection, SelectionPolicy, Selector};
 pub use server::{
     Admission, Answer, Decision, ExitConfig, ExitCounters, ExitServer, RegisterError, TunnelParams,
     UserView, unix_ms,
 };
-pub use store::{ExitStore, Lease, MemStore, RedbStore, Stored, Totals};
-pub use wire::{Bill, ExitMessage, Refusal, Refused, Register, Registered, WireError};
+pub use store::{ExitMemStore, ExitRedbStore, ExitStore, Lease, Stored, Totals};
+pub use wire::{Bill, ExitMessage, ExitRefusal, ExitWireError, Refused, Register, Registered};

@@ -102,7 +102,7 @@ pub struct Registered {
 
 /// Why an exit refuses a registration (a signed answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Refusal {
+pub enum ExitRefusal {
     /// The exit's policy is an allow-list and the key is not on it.
     #[error("key not allowed by the exit's policy")]
     NotAllowed,
@@ -114,34 +114,34 @@ pub enum Refusal {
     ClockSkew,
 }
 
-impl Refusal {
+impl ExitRefusal {
     /// Every refusal, in code order.
-    pub const ALL: [Refusal; 3] = [
-        Refusal::NotAllowed,
-        Refusal::PoolExhausted,
-        Refusal::ClockSkew,
+    pub const ALL: [ExitRefusal; 3] = [
+        ExitRefusal::NotAllowed,
+        ExitRefusal::PoolExhausted,
+        ExitRefusal::ClockSkew,
     ];
 
     /// The wire code.
     pub fn code(&self) -> u8 {
         match self {
-            Refusal::NotAllowed => 1,
-            Refusal::PoolExhausted => 2,
-            Refusal::ClockSkew => 3,
+            ExitRefusal::NotAllowed => 1,
+            ExitRefusal::PoolExhausted => 2,
+            ExitRefusal::ClockSkew => 3,
         }
     }
 
     /// The refusal of a wire code.
-    pub fn from_code(code: u8) -> Option<Refusal> {
-        Refusal::ALL.into_iter().find(|r| r.code() == code)
+    pub fn from_code(code: u8) -> Option<ExitRefusal> {
+        ExitRefusal::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// Name for logs and `show exits`.
     pub fn name(&self) -> &'static str {
         match self {
-            Refusal::NotAllowed => "not-allowed",
-            Refusal::PoolExhausted => "pool-exhausted",
-            Refusal::ClockSkew => "clock-skew",
+            ExitRefusal::NotAllowed => "not-allowed",
+            ExitRefusal::PoolExhausted => "pool-exhausted",
+            ExitRefusal::ClockSkew => "clock-skew",
         }
     }
 }
@@ -158,7 +158,7 @@ pub struct Refused {
     /// The request's nonce, echoed.
     pub nonce: [u8; 16],
     /// Why.
-    pub reason: Refusal,
+    pub reason: ExitRefusal,
     /// The exit's clock when it refused, milliseconds since the Unix epoch (to diagnose skew).
     pub exit_time_ms: u64,
 }
@@ -251,7 +251,7 @@ pub enum ExitMessage {
 
 /// Why bytes are not an authentic message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum WireError {
+pub enum ExitWireError {
     /// Shorter than the two header bytes.
     #[error("message too short")]
     Short,
@@ -394,7 +394,7 @@ impl ExitMessage {
     }
 
     /// The signed wire form. `key` must be the [`ExitMessage::signer`]'s (otherwise the result does
-    /// not decode: [`WireError::Signature`]).
+    /// not decode: [`ExitWireError::Signature`]).
     pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
         let mut o = self.body();
         let mut signed = Vec::with_capacity(32 + o.len());
@@ -405,15 +405,15 @@ impl ExitMessage {
     }
 
     /// Parses bytes and verifies the signature under the signer named inside. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<ExitMessage, WireError> {
-        let (&version, rest) = bytes.split_first().ok_or(WireError::Short)?;
-        let &kind = rest.first().ok_or(WireError::Short)?;
+    pub fn decode(bytes: &[u8]) -> Result<ExitMessage, ExitWireError> {
+        let (&version, rest) = bytes.split_first().ok_or(ExitWireError::Short)?;
+        let &kind = rest.first().ok_or(ExitWireError::Short)?;
         if version != VERSION {
-            return Err(WireError::Version(version));
+            return Err(ExitWireError::Version(version));
         }
-        let want = length_of(kind).ok_or(WireError::Kind(kind))?;
+        let want = length_of(kind).ok_or(ExitWireError::Kind(kind))?;
         if bytes.len() != want {
-            return Err(WireError::Length {
+            return Err(ExitWireError::Length {
                 kind,
                 want,
                 got: bytes.len(),
@@ -421,7 +421,7 @@ impl ExitMessage {
         }
         let (head, sig) = bytes
             .split_at_checked(want - SIGNATURE_LEN)
-            .ok_or(WireError::Short)?;
+            .ok_or(ExitWireError::Short)?;
         let mut r = Fields(head.get(2..).unwrap_or_default());
         let msg = match kind {
             kind::REGISTER => ExitMessage::Register(Register {
@@ -447,10 +447,10 @@ impl ExitMessage {
                 let prefix = r.v6();
                 let len = r.u8();
                 if ipv4_prefix_len > 32 {
-                    return Err(WireError::Field("ipv4 prefix length"));
+                    return Err(ExitWireError::Field("ipv4 prefix length"));
                 }
                 if len > 128 || (len == 0 && !prefix.is_unspecified()) {
-                    return Err(WireError::Field("ipv6 prefix length"));
+                    return Err(ExitWireError::Field("ipv6 prefix length"));
                 }
                 ExitMessage::Registered(Registered {
                     exit,
@@ -474,7 +474,8 @@ impl ExitMessage {
                 user: r.take(),
                 timestamp_ms: r.u64(),
                 nonce: r.take(),
-                reason: Refusal::from_code(r.u8()).ok_or(WireError::Field("refusal reason"))?,
+                reason: ExitRefusal::from_code(r.u8())
+                    .ok_or(ExitWireError::Field("refusal reason"))?,
                 exit_time_ms: r.u64(),
             }),
             kind::BILL => ExitMessage::Bill(Bill {
@@ -482,15 +483,15 @@ impl ExitMessage {
                 user: r.take(),
                 totals: Totals::read(&mut r),
             }),
-            other => return Err(WireError::Kind(other)),
+            other => return Err(ExitWireError::Kind(other)),
         };
-        let key = VerifyingKey::from_bytes(&msg.signer()).map_err(|_| WireError::SignerKey)?;
-        let sig = <[u8; SIGNATURE_LEN]>::try_from(sig).map_err(|_| WireError::Short)?;
+        let key = VerifyingKey::from_bytes(&msg.signer()).map_err(|_| ExitWireError::SignerKey)?;
+        let sig = <[u8; SIGNATURE_LEN]>::try_from(sig).map_err(|_| ExitWireError::Short)?;
         let mut signed = Vec::with_capacity(32 + head.len());
         signed.extend_from_slice(&DOMAIN_TAG);
         signed.extend_from_slice(head);
         key.verify_strict(&signed, &Signature::from_bytes(&sig))
-            .map_err(|_| WireError::Signature)?;
+            .map_err(|_| ExitWireError::Signature)?;
         Ok(msg)
     }
 }
@@ -537,7 +538,7 @@ mod tests {
         // Signed by someone else than the user it names.
         assert_eq!(
             ExitMessage::decode(&m.sign(&key(9))),
-            Err(WireError::Signature)
+            Err(ExitWireError::Signature)
         );
         // Any flipped bit in body or signature.
         for i in 2..good.len() {
@@ -548,13 +549,13 @@ mod tests {
             assert!(ExitMessage::decode(&bad).is_err(), "flip at {i} accepted");
         }
         // Header and length errors.
-        assert_eq!(ExitMessage::decode(&[]), Err(WireError::Short));
-        assert_eq!(ExitMessage::decode(&[1]), Err(WireError::Short));
-        assert_eq!(ExitMessage::decode(&[2, 1]), Err(WireError::Version(2)));
-        assert_eq!(ExitMessage::decode(&[1, 9]), Err(WireError::Kind(9)));
+        assert_eq!(ExitMessage::decode(&[]), Err(ExitWireError::Short));
+        assert_eq!(ExitMessage::decode(&[1]), Err(ExitWireError::Short));
+        assert_eq!(ExitMessage::decode(&[2, 1]), Err(ExitWireError::Version(2)));
+        assert_eq!(ExitMessage::decode(&[1, 9]), Err(ExitWireError::Kind(9)));
         assert_eq!(
             ExitMessage::decode(good.get(..201).unwrap_or_default()),
-            Err(WireError::Length {
+            Err(ExitWireError::Length {
                 kind: kind::REGISTER,
                 want: 202,
                 got: 201
@@ -565,7 +566,7 @@ mod tests {
         raw.truncate(202 - 64);
         let sig = key(1).sign(&raw).to_bytes();
         raw.extend_from_slice(&sig);
-        assert_eq!(ExitMessage::decode(&raw), Err(WireError::Signature));
+        assert_eq!(ExitMessage::decode(&raw), Err(ExitWireError::Signature));
     }
 
     #[test]
@@ -588,14 +589,14 @@ mod tests {
         });
         assert_eq!(
             ExitMessage::decode(&m.sign(&key(2))),
-            Err(WireError::Field("ipv4 prefix length"))
+            Err(ExitWireError::Field("ipv4 prefix length"))
         );
         let mut refused = ExitMessage::Refused(Refused {
             exit: pk(2),
             user: pk(1),
             timestamp_ms: 5,
             nonce: [0; 16],
-            reason: Refusal::NotAllowed,
+            reason: ExitRefusal::NotAllowed,
             exit_time_ms: 6,
         })
         .sign(&key(2));
@@ -604,7 +605,7 @@ mod tests {
         }
         assert_eq!(
             ExitMessage::decode(&refused),
-            Err(WireError::Field("refusal reason"))
+            Err(ExitWireError::Field("refusal reason"))
         );
     }
 
@@ -681,7 +682,10 @@ mod tests {
                     user,
                     timestamp_ms: ts,
                     nonce,
-                    reason: Refusal::ALL.get(r).copied().unwrap_or(Refusal::NotAllowed),
+                    reason: ExitRefusal::ALL
+                        .get(r)
+                        .copied()
+                        .unwrap_or(ExitRefusal::NotAllowed),
                     exit_time_ms: t,
                 })
             });

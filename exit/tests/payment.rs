@@ -15,7 +15,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use exit::{
-    Checked, ExitMessage, ExitPayments, ExitServer, Frame, FrameError, MemStore, Registrar,
+    Checked, ExitMemStore, ExitMessage, ExitPayments, ExitServer, Frame, FrameError, Registrar,
     Tolerance, Transition, UserLedger, UserPayments, UserService,
 };
 use payments::Amount;
@@ -27,9 +27,9 @@ const TOL: Tolerance = Tolerance {
     slack_bytes: 1000,
 };
 
-fn exit_server() -> ExitServer<exit::MemStore> {
+fn exit_server() -> ExitServer<exit::ExitMemStore> {
     let c = common::config(FEE, 100_000_000);
-    let mut e = ExitServer::open(c, key(200), MemStore::default(), t(0)).unwrap();
+    let mut e = ExitServer::open(c, key(200), ExitMemStore::default(), t(0)).unwrap();
     let mesh = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
     let (req, _) = Registrar::new().request(&key(1), pk(200), [1; 32], mesh, t(1), [1; 16]);
     assert!(e.register(t(1), mesh, &req).is_ok());
@@ -39,7 +39,7 @@ fn exit_server() -> ExitServer<exit::MemStore> {
 /// The two ends, as the daemon wires them: datagrams through [`Frame`], channel messages both
 /// ways until quiet.
 struct Pair {
-    exit: ExitServer<exit::MemStore>,
+    exit: ExitServer<exit::ExitMemStore>,
     exit_pay: ExitPayments<payments::MemStore>,
     user: UserPayments<payments::MemStore>,
     /// The user's tunnel counters (sent, received), cumulative.

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use ed25519_dalek::SigningKey;
-use exit::{Bill, Decision, ExitConfig, ExitMessage, ExitServer, Ipv4Pool, RedbStore, Registrar};
+use exit::{
+    Bill, Decision, ExitConfig, ExitMessage, ExitRedbStore, ExitServer, Ipv4Pool, Registrar,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -36,7 +38,7 @@ fn main() -> Result<(), Error> {
     let mut server = ExitServer::open(
         cfg,
         exit_key.clone(),
-        RedbStore::open(&db)?,
+        ExitRedbStore::open(&db)?,
         SystemTime::now(),
     )?;
     let exit_pk = exit_key.verifying_key().to_bytes();

@@ -467,9 +467,9 @@ fn open_server(
     private: &tunnel::PrivateKey,
     pay_key: &SigningKey,
     state_file: Option<&Path>,
-) -> anyhow::Result<::exit::ExitServer<::exit::RedbStore>> {
+) -> anyhow::Result<::exit::ExitServer<::exit::ExitRedbStore>> {
     let path = role.store_path(state_file, "exit.redb");
-    let store = ::exit::RedbStore::open(&path)
+    let store = ::exit::ExitRedbStore::open(&path)
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))?;
     let (network, prefix_len) = role.pool_v4;
     let mut cfg = ::exit::ExitConfig::new(
@@ -522,7 +522,7 @@ fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex
 /// with the reason), admits granted users, counts and logs the rest.
 async fn serve(
     role: ExitRole,
-    mut server: ::exit::ExitServer<::exit::RedbStore>,
+    mut server: ::exit::ExitServer<::exit::ExitRedbStore>,
     tx: mpsc::UnboundedSender<Cmd>,
     view: Arc<Mutex<ExitView>>,
     (mut meters, prices, billing): (
@@ -624,7 +624,7 @@ async fn serve(
 /// Meters one user's bytes at the exit's fee and, for the download, the price of the exit's
 /// installed route back to the user (what the exit pays its neighbours for it).
 fn account(
-    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    server: &mut ::exit::ExitServer<::exit::ExitRedbStore>,
     (view, tx, free_tier): (&Arc<Mutex<ExitView>>, &mpsc::UnboundedSender<Cmd>, u64),
     billing: &crate::exitpay::ExitBilling,
     prices: &PriceTable,
@@ -654,7 +654,7 @@ fn account(
 /// both directions, at the free tier; a cut user gets nothing through it. The exit's bill and
 /// payment service is exempt either way, so throttling never blocks the payment that lifts it.
 fn set_service(
-    server: &::exit::ExitServer<::exit::RedbStore>,
+    server: &::exit::ExitServer<::exit::ExitRedbStore>,
     t: &::exit::Transition,
     (tx, free_tier): (&mpsc::UnboundedSender<Cmd>, u64),
     exempt: tunnel::PolicyExempt,
@@ -700,7 +700,7 @@ fn show_account(
 
 /// Commits and signs every user's bill (cumulative totals, durable before signed).
 fn bill_all(
-    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    server: &mut ::exit::ExitServer<::exit::ExitRedbStore>,
     view: &Arc<Mutex<ExitView>>,
     billing: &mut crate::exitpay::ExitBilling,
 ) {

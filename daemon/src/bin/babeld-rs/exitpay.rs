@@ -17,7 +17,7 @@ use daemon::exit::{ExitRole, ExitRoutes, ExitSettings, ExitView, UserBillRow};
 use daemon::payments::PayShared;
 use ed25519_dalek::SigningKey;
 use exit::{
-    Checked, ExitPayments, ExitServer, Frame, PAY_PORT, RedbStore, Transition, UserLedger,
+    Checked, ExitPayments, ExitRedbStore, ExitServer, Frame, PAY_PORT, Transition, UserLedger,
     UserPayments, UserService,
 };
 use payments::Amount;
@@ -64,7 +64,7 @@ impl ExitBilling {
         state_file: Option<&Path>,
         deposit: u128,
         key: &SigningKey,
-        server: &mut ExitServer<RedbStore>,
+        server: &mut ExitServer<ExitRedbStore>,
     ) -> anyhow::Result<(ExitBilling, Vec<Transition>)> {
         let path = role.store_path(state_file, "exit-pay.redb");
         let store = payments::RedbStore::open(&path)
@@ -135,7 +135,7 @@ impl ExitBilling {
     /// paid; returns the service change.
     pub fn on_datagram(
         &mut self,
-        server: &mut ExitServer<RedbStore>,
+        server: &mut ExitServer<ExitRedbStore>,
         from: SocketAddr,
         bytes: &[u8],
     ) -> Option<Transition> {
@@ -192,7 +192,7 @@ impl ExitBilling {
     }
 
     /// Channel timers (the exit's reestablish and answers).
-    pub fn poll(&mut self, server: &ExitServer<RedbStore>) {
+    pub fn poll(&mut self, server: &ExitServer<ExitRedbStore>) {
         for (user, out) in self.pay.poll(clock::now()) {
             if let Some(u) = server.user(&user) {
                 for m in &out.send {
