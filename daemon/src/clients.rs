@@ -50,7 +50,7 @@ impl Default for ClientLimits {
 
 /// Whether a new connection may stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub enum ClientAdmission {
     /// There is a free slot.
     Accept,
     /// Accepted in place of this client, which must be closed.
@@ -107,12 +107,12 @@ impl Slots {
     /// before a read-write one for a read-write newcomer. Clients busy within `evict_after`
     /// are never evicted, so held-open connections cannot lock others out, and a burst of
     /// new connections cannot take the slots of clients at work.
-    pub fn admit(&mut self, id: u64, read_write: bool, now: Instant) -> Admission {
+    pub fn admit(&mut self, id: u64, read_write: bool, now: Instant) -> ClientAdmission {
         let l = self.limits;
         let ro_share = l.max_clients.saturating_sub(l.reserved_read_write);
         let full = self.slots.len() >= l.max_clients;
         let ro_full = !read_write && self.read_only() >= ro_share;
-        let mut admission = Admission::Accept;
+        let mut admission = ClientAdmission::Accept;
         if full || ro_full {
             // A read-only newcomer may only replace a read-only client: it must not free a
             // reserved slot for itself by evicting a read-write client.
@@ -126,9 +126,9 @@ impl Slots {
             match victim {
                 Some(v) => {
                     self.slots.remove(&v);
-                    admission = Admission::Evict(v);
+                    admission = ClientAdmission::Evict(v);
                 }
-                None => return Admission::Refuse,
+                None => return ClientAdmission::Refuse,
             }
         }
         self.slots.insert(
@@ -230,14 +230,14 @@ mod tests {
     fn read_only_clients_leave_the_reserved_share() {
         let t0 = clock::now();
         let mut s = Slots::new(limits(4, 2));
-        assert_eq!(s.admit(1, false, t0), Admission::Accept);
-        assert_eq!(s.admit(2, false, t0), Admission::Accept);
+        assert_eq!(s.admit(1, false, t0), ClientAdmission::Accept);
+        assert_eq!(s.admit(2, false, t0), ClientAdmission::Accept);
         // The read-only share is full, and nobody has been idle yet.
-        assert_eq!(s.admit(3, false, t0), Admission::Refuse);
-        assert_eq!(s.admit(4, true, t0), Admission::Accept);
-        assert_eq!(s.admit(5, true, t0), Admission::Accept);
+        assert_eq!(s.admit(3, false, t0), ClientAdmission::Refuse);
+        assert_eq!(s.admit(4, true, t0), ClientAdmission::Accept);
+        assert_eq!(s.admit(5, true, t0), ClientAdmission::Accept);
         assert_eq!(s.len(), 4);
-        assert_eq!(s.admit(6, true, t0), Admission::Refuse);
+        assert_eq!(s.admit(6, true, t0), ClientAdmission::Refuse);
     }
 
     #[test]
@@ -250,13 +250,13 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         s.touch(1, t0 + Duration::from_millis(9_900));
         // Client 1 just spoke; client 2 has held its slot for 9 s without a word.
-        assert_eq!(s.admit(4, false, later), Admission::Evict(2));
+        assert_eq!(s.admit(4, false, later), ClientAdmission::Evict(2));
         // A read-only newcomer never takes a read-write client's slot, even an idle one, and
         // client 1 and 4 are busy.
-        assert_eq!(s.admit(5, false, later), Admission::Refuse);
+        assert_eq!(s.admit(5, false, later), ClientAdmission::Refuse);
         // A read-write newcomer evicts a read-only client before a read-write one.
         let much_later = later + Duration::from_secs(5);
-        assert_eq!(s.admit(6, true, much_later), Admission::Evict(1));
+        assert_eq!(s.admit(6, true, much_later), ClientAdmission::Evict(1));
     }
 
     #[test]
@@ -267,7 +267,7 @@ mod tests {
         s.set_monitoring(1, true);
         s.admit(2, false, t0 + Duration::from_secs(1));
         let t = t0 + Duration::from_secs(5);
-        assert_eq!(s.admit(3, false, t), Admission::Evict(2));
+        assert_eq!(s.admit(3, false, t), ClientAdmission::Evict(2));
         let expired = s.expire(t0 + Duration::from_secs(3600));
         assert_eq!(expired, vec![3]);
         assert_eq!(s.len(), 1);

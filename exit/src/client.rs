@@ -28,7 +28,7 @@ pub enum AnswerError {
 
 /// What the exit answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RegistrationOutcome {
     /// Registered.
     Registered(Registered),
     /// Refused, with the reason.
@@ -44,7 +44,7 @@ pub struct Pending {
 
 impl Pending {
     /// Checks an answer against this request.
-    pub fn answer(&self, bytes: &[u8]) -> Result<Outcome, AnswerError> {
+    pub fn answer(&self, bytes: &[u8]) -> Result<RegistrationOutcome, AnswerError> {
         let r = &self.request;
         let (exit, user, ts, nonce, out) = match ExitMessage::decode(bytes)? {
             ExitMessage::Registered(m) => (
@@ -52,11 +52,15 @@ impl Pending {
                 m.user,
                 m.timestamp_ms,
                 m.nonce,
-                Outcome::Registered(m),
+                RegistrationOutcome::Registered(m),
             ),
-            ExitMessage::Refused(m) => {
-                (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m))
-            }
+            ExitMessage::Refused(m) => (
+                m.exit,
+                m.user,
+                m.timestamp_ms,
+                m.nonce,
+                RegistrationOutcome::Refused(m),
+            ),
             _ => return Err(AnswerError::NotAnAnswer),
         };
         if exit != r.exit || user != r.user {
@@ -141,7 +145,7 @@ mod tests {
         let me = p.request.user;
         assert!(matches!(
             p.answer(&refused(2, me, &p)),
-            Ok(Outcome::Refused(_))
+            Ok(RegistrationOutcome::Refused(_))
         ));
         // Another exit, or an answer for another user.
         assert_eq!(p.answer(&refused(9, me, &p)), Err(AnswerError::WrongParty));

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use exit::{
     Admission, Decision, ExitConfig, ExitMemStore, ExitRedbStore, ExitRefusal, ExitServer,
-    ExitStore, ExitWireError, Ipv4Pool, Ipv6Pool, Outcome, RegisterError, Registrar,
+    ExitStore, ExitWireError, Ipv4Pool, Ipv6Pool, RegisterError, Registrar, RegistrationOutcome,
 };
 
 const EXIT_SEED: u8 = 200;
@@ -63,7 +63,7 @@ fn register<S: ExitStore>(
     reg: &mut Registrar,
     seed: u8,
     now: SystemTime,
-) -> Result<Outcome, String> {
+) -> Result<RegistrationOutcome, String> {
     let (req, pending) = reg.request(
         &key(seed),
         exit_pk(),
@@ -78,9 +78,9 @@ fn register<S: ExitStore>(
     pending.answer(&answer.reply).map_err(|e| e.to_string())
 }
 
-fn address(o: &Result<Outcome, String>) -> Option<(Ipv4Addr, Option<(Ipv6Addr, u8)>)> {
+fn address(o: &Result<RegistrationOutcome, String>) -> Option<(Ipv4Addr, Option<(Ipv6Addr, u8)>)> {
     match o {
-        Ok(Outcome::Registered(r)) => Some((r.ipv4, r.ipv6_prefix)),
+        Ok(RegistrationOutcome::Registered(r)) => Some((r.ipv4, r.ipv6_prefix)),
         _ => None,
     }
 }
@@ -95,7 +95,7 @@ fn db_path(name: &str) -> PathBuf {
 fn a_grant_carries_the_tunnel_parameters() {
     let mut e = open(config(24), ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
-    let Ok(Outcome::Registered(r)) = register(&mut e, &mut reg, 1, t(1)) else {
+    let Ok(RegistrationOutcome::Registered(r)) = register(&mut e, &mut reg, 1, t(1)) else {
         panic!("not registered");
     };
     assert_eq!(r.ipv4, Ipv4Addr::new(172, 16, 0, 2));
@@ -254,7 +254,7 @@ fn policy_and_clock_refusals_are_signed_with_a_reason() {
     let mut reg = Registrar::new();
     assert!(address(&register(&mut e, &mut reg, 1, t(1))).is_some());
     match register(&mut e, &mut reg, 2, t(2)) {
-        Ok(Outcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::NotAllowed),
+        Ok(RegistrationOutcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::NotAllowed),
         other => panic!("{other:?}"),
     }
     // A user whose clock is 10 minutes behind.
@@ -265,7 +265,7 @@ fn policy_and_clock_refusals_are_signed_with_a_reason() {
         Ok(Decision::Refused(ExitRefusal::ClockSkew))
     ));
     match a.map(|a| pending.answer(&a.reply)) {
-        Ok(Ok(Outcome::Refused(r))) => {
+        Ok(Ok(RegistrationOutcome::Refused(r))) => {
             assert_eq!(r.reason, ExitRefusal::ClockSkew);
             assert_eq!(r.exit_time_ms, exit::unix_ms(t(603)));
         }
@@ -291,7 +291,7 @@ fn exhaustion_is_refused_and_expired_leases_are_reclaimed_only_then() {
     }
     assert!(got.iter().all(Option::is_some));
     match register(&mut e, &mut reg, 6, t(10)) {
-        Ok(Outcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::PoolExhausted),
+        Ok(RegistrationOutcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::PoolExhausted),
         other => panic!("{other:?}"),
     }
     // User 1 renews; an hour later the others have expired, user 1 has not.
@@ -322,7 +322,10 @@ fn renewals_are_written_sparingly_and_key_changes_at_once() {
             .register(t(at), mesh(1), &req)
             .map(|a| a.reply)
             .unwrap_or_default();
-        assert!(matches!(p.answer(&a), Ok(Outcome::Registered(_))));
+        assert!(matches!(
+            p.answer(&a),
+            Ok(RegistrationOutcome::Registered(_))
+        ));
     };
     send(&mut e, &mut reg, 1, 1);
     assert_eq!(e.store().commits, 1);

@@ -15,8 +15,8 @@ use anyhow::Context;
 use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
-    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RTPROT_EXIT,
-    TUNNEL_IFNAME, USER_TABLE, UserPath,
+    AdmissionConfig, DataPathLease, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant,
+    RTPROT_EXIT, TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
 use kernel_fib::{Fib, KernelRoute, NetlinkFib};
@@ -296,7 +296,7 @@ async fn run(
     // What the tunnel interface carries for the current grant (a user node).
     let mut path = UserPath::default();
     let mut peers = std::collections::HashMap::new();
-    let mut counted = daemon::exit::Meter::default();
+    let mut counted = daemon::exit::ExitMeter::default();
     loop {
         driver
             .run(tokio::time::sleep(TURN))
@@ -330,7 +330,7 @@ type Metered = (tunnel::PublicKey, u64, u64);
 /// Sends each peer's new inner bytes to the registration task, which owns the accounts.
 fn meter(
     driver: &tunnel::driver::Driver,
-    counted: &mut daemon::exit::Meter,
+    counted: &mut daemon::exit::ExitMeter,
     out: &mpsc::UnboundedSender<Metered>,
 ) {
     let peers = driver.device().peers().map(|(_, p)| {
@@ -484,8 +484,8 @@ fn open_server(
     cfg.ipv6_pool = role.ipv6_pool();
     cfg.tunnel.ipv6 = role.gateway_v6();
     cfg.admission = match role.admission {
-        Admission::Open => ::exit::Admission::Open,
-        Admission::AllowList => {
+        AdmissionConfig::Open => ::exit::Admission::Open,
+        AdmissionConfig::AllowList => {
             ::exit::Admission::AllowList(settings.allow.iter().copied().collect())
         }
     };
@@ -503,7 +503,7 @@ fn open_server(
 
 /// Makes a user with a lease a peer of the exit tunnel and admits its address.
 fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
-    let lease = Lease::of(u);
+    let lease = DataPathLease::of(u);
     let _ = tx.send(Cmd::Peer {
         key: lease.tunnel_key,
         endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
@@ -791,7 +791,7 @@ async fn client(
             })
             .await;
             match answer {
-                Ok(::exit::Outcome::Registered(r)) => {
+                Ok(::exit::RegistrationOutcome::Registered(r)) => {
                     choice.answered(i, s.key, Some(r.fee), clock::now());
                     let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
                     let grant = Grant {
@@ -829,7 +829,7 @@ async fn client(
                         }
                     }
                 }
-                Ok(::exit::Outcome::Refused(r)) => {
+                Ok(::exit::RegistrationOutcome::Refused(r)) => {
                     tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
                     choice.answered(i, s.key, None, clock::now());
                     if let Ok(mut v) = view.lock()
