@@ -326,7 +326,7 @@ pub struct ProbeRoute {
 
 /// What the binary must do after a call.
 #[derive(Debug, Default)]
-pub struct Outputs {
+pub struct VerificationOutputs {
     /// Datagrams to send.
     pub datagrams: Vec<Datagram>,
     /// Probe routes to install first.
@@ -537,8 +537,13 @@ impl Verification {
 
     /// Runs the timers: configured destinations stay used; Remote Hellos, ends of sessions and
     /// their consequences; our answers due.
-    pub fn on_timer(&mut self, now: Instant, routes: &[RouteView], threshold_pm: u16) -> Outputs {
-        let mut out = Outputs::default();
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        routes: &[RouteView],
+        threshold_pm: u16,
+    ) -> VerificationOutputs {
+        let mut out = VerificationOutputs::default();
         for p in self.settings.destinations.clone() {
             self.verifier.mark_used(now, p);
         }
@@ -600,7 +605,7 @@ impl Verification {
         a: ProbeAction,
         routes: &[RouteView],
         threshold_pm: u16,
-        out: &mut Outputs,
+        out: &mut VerificationOutputs,
     ) {
         match a {
             ProbeAction::SendRemoteHello { neighbour, hello } => {
@@ -690,7 +695,7 @@ impl Verification {
         c: &Check,
         routes: &[RouteView],
         threshold_pm: u16,
-        out: &mut Outputs,
+        out: &mut VerificationOutputs,
     ) {
         let n = c.route.neighbour;
         if let Some((metric, until)) = c.correction {
@@ -782,8 +787,8 @@ impl Verification {
         hop_limit: u8,
         bytes: &[u8],
         ours: &[XrouteView],
-    ) -> Outputs {
-        let out = Outputs::default();
+    ) -> VerificationOutputs {
+        let out = VerificationOutputs::default();
         let Some(tlvs) = tlvs(bytes) else {
             self.malformed += 1;
             return out;

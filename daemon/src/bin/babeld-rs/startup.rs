@@ -288,7 +288,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     }
     let engine = match &record {
         Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters, &endpoints)?,
-        None => babel_core::record::Driver::new(engine),
+        None => babel_core::record::RecordingDriver::new(engine),
     };
 
     let ifaces: Vec<Iface> = inv

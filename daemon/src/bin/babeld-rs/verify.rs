@@ -14,7 +14,7 @@ use anyhow::Context;
 use babel_core::Instant;
 use daemon::state::Daemon;
 use daemon::verification::{
-    Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, RULE_PRIORITY, Verification,
+    Datagram, MAX_DATAGRAM, ProbeRoute, RULE_PRIORITY, Verification, VerificationOutputs,
 };
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
 use tokio::net::UdpSocket;
@@ -192,7 +192,7 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
     apply(d, now, io, out)
 }
 
-fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
+fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: VerificationOutputs) -> Vec<String> {
     for r in &out.routes {
         install(d, io, r);
     }
