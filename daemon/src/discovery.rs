@@ -11,7 +11,7 @@
 //! keep a dead neighbour alive or take a live one down.
 //!
 //! This module is sans-IO: the caller passes `now`, received bytes and tunnel events, and drains
-//! [`Output`]s. The daemon's driver does the sockets, the tunnel device and the TUN interfaces.
+//! [`DiscoveryOutput`]s. The daemon's driver does the sockets, the tunnel device and the TUN interfaces.
 
 use clock::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -373,7 +373,7 @@ pub struct MeshNeighbour {
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
+pub enum DiscoveryOutput {
     /// Add a tunnel peer with this endpoint and start a handshake.
     AddPeer {
         /// Its key.
@@ -453,7 +453,7 @@ pub struct Discovery {
     max_neighbours: usize,
     neighbours: BTreeMap<PublicKey, MeshNeighbour>,
     counters: DiscoveryCounters,
-    outputs: VecDeque<Output>,
+    outputs: VecDeque<DiscoveryOutput>,
 }
 
 impl Discovery {
@@ -485,7 +485,7 @@ impl Discovery {
     }
 
     /// Next thing for the driver to do.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<DiscoveryOutput> {
         self.outputs.pop_front()
     }
 
@@ -520,7 +520,7 @@ impl Discovery {
                 return Ok(());
             }
             let state = if accepted {
-                self.outputs.push_back(Output::AddPeer {
+                self.outputs.push_back(DiscoveryOutput::AddPeer {
                     key: a.public_key,
                     endpoint,
                 });
@@ -547,7 +547,7 @@ impl Discovery {
             NeighbourState::Pending if n.endpoint != endpoint => {
                 n.endpoint = endpoint;
                 n.last_initiation = now;
-                self.outputs.push_back(Output::SetEndpoint {
+                self.outputs.push_back(DiscoveryOutput::SetEndpoint {
                     key: n.key,
                     endpoint,
                 });
@@ -555,7 +555,8 @@ impl Discovery {
             NeighbourState::Pending => {
                 if now.saturating_since(n.last_initiation) >= timers.retry {
                     n.last_initiation = now;
-                    self.outputs.push_back(Output::Initiate { key: n.key });
+                    self.outputs
+                        .push_back(DiscoveryOutput::Initiate { key: n.key });
                 }
             }
             NeighbourState::Up if n.endpoint != endpoint => {
@@ -569,7 +570,7 @@ impl Discovery {
                     // until an authenticated answer comes from the new address.
                     n.last_initiation = now;
                     self.counters.probes += 1;
-                    self.outputs.push_back(Output::Probe {
+                    self.outputs.push_back(DiscoveryOutput::Probe {
                         key: n.key,
                         to: endpoint,
                     });
@@ -596,7 +597,8 @@ impl Discovery {
         if n.state == NeighbourState::Pending {
             n.state = NeighbourState::Up;
             self.counters.tunnels_up += 1;
-            self.outputs.push_back(Output::TunnelUp { key: *key });
+            self.outputs
+                .push_back(DiscoveryOutput::TunnelUp { key: *key });
         }
     }
 
@@ -621,7 +623,7 @@ impl Discovery {
                     n.state = NeighbourState::Pending;
                     n.last_initiation = now;
                     n.last_authenticated = None;
-                    self.outputs.push_back(Output::AddPeer {
+                    self.outputs.push_back(DiscoveryOutput::AddPeer {
                         key: n.key,
                         endpoint: n.endpoint,
                     });
@@ -631,7 +633,7 @@ impl Discovery {
                         self.counters.tunnels_down += 1;
                     }
                     n.state = NeighbourState::Refused;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key: n.key,
                         reason: "refused by policy",
                     });
@@ -661,14 +663,14 @@ impl Discovery {
             match state {
                 NeighbourState::Up => {
                     self.counters.tunnels_down += 1;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key,
                         reason: "tunnel silent",
                     });
                 }
                 NeighbourState::Pending => {
                     self.counters.never_authenticated += 1;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key,
                         reason: "handshake never completed",
                     });
@@ -818,7 +820,7 @@ mod tests {
         .encode()
     }
 
-    fn drain(d: &mut Discovery) -> Vec<Output> {
+    fn drain(d: &mut Discovery) -> Vec<DiscoveryOutput> {
         std::iter::from_fn(|| d.poll_output()).collect()
     }
 
@@ -888,7 +890,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             drain(&mut d),
-            vec![Output::AddPeer {
+            vec![DiscoveryOutput::AddPeer {
                 key: key(1),
                 endpoint: ll(1, 4000)
             }]
@@ -911,10 +913,16 @@ mod tests {
             &open,
         )
         .unwrap();
-        assert_eq!(drain(&mut d), vec![Output::Initiate { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::Initiate { key: key(1) }]
+        );
         let t1 = t0 + Duration::from_secs(7);
         d.authenticated(t1, &key(1), None);
-        assert_eq!(drain(&mut d), vec![Output::TunnelUp { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::TunnelUp { key: key(1) }]
+        );
         assert_eq!(d.counters().tunnels_up, 1);
         // Announcements (replayable) do not keep it alive; authenticated traffic does.
         for s in 8..36 {
@@ -931,7 +939,7 @@ mod tests {
         d.handle_timeout(t1 + Duration::from_secs(31));
         assert_eq!(
             drain(&mut d),
-            vec![Output::Remove {
+            vec![DiscoveryOutput::Remove {
                 key: key(1),
                 reason: "tunnel silent"
             }]
@@ -997,12 +1005,15 @@ mod tests {
         d.authenticated(t0, &key(1), None);
         assert_eq!(
             drain(&mut d).last(),
-            Some(&Output::TunnelUp { key: key(1) })
+            Some(&DiscoveryOutput::TunnelUp { key: key(1) })
         );
         d.tunnel_failed(&key(1));
         assert_eq!(d.neighbour(&key(1)).unwrap().state, NeighbourState::Pending);
         d.authenticated(t0, &key(1), None);
-        assert_eq!(drain(&mut d), vec![Output::TunnelUp { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::TunnelUp { key: key(1) }]
+        );
         assert_eq!(d.counters().tunnels_up, 1);
     }
 
@@ -1022,7 +1033,7 @@ mod tests {
         // authenticated packet came from until the handshake there completes.
         assert_eq!(
             drain(&mut d),
-            vec![Output::Probe {
+            vec![DiscoveryOutput::Probe {
                 key: key(1),
                 to: ll(2, 4001)
             }]
@@ -1064,11 +1075,11 @@ mod tests {
         p.deny.insert(key(1));
         d.set_policy(t0, &p);
         let out = drain(&mut d);
-        assert!(out.contains(&Output::Remove {
+        assert!(out.contains(&DiscoveryOutput::Remove {
             key: key(1),
             reason: "refused by policy"
         }));
-        assert!(out.contains(&Output::AddPeer {
+        assert!(out.contains(&DiscoveryOutput::AddPeer {
             key: key(2),
             endpoint: ll(2, 1)
         }));

@@ -577,7 +577,7 @@ impl Daemon {
             payments: Vec<crate::payments::PaymentRow>,
             exits: Option<crate::exit::ExitView>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            verify: Option<crate::verification::Report>,
+            verify: Option<crate::verification::VerificationReport>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {

@@ -383,7 +383,7 @@ pub struct NeighbourRow {
 
 /// `dump json`'s `verify` object.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct VerificationReport {
     /// Our public key (hex).
     pub public_key: String,
     /// The verifier's counters.
@@ -854,8 +854,8 @@ impl Verification {
         now: Instant,
         threshold_pm: u16,
         ifname: impl Fn(u32) -> String,
-    ) -> Report {
-        Report {
+    ) -> VerificationReport {
+        VerificationReport {
             public_key: self.public_key_hex(),
             counters: self.counters(),
             malformed: self.malformed,

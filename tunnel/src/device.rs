@@ -15,7 +15,7 @@ use crate::aead::{AeadProvider, default_provider};
 use crate::allowed_ips::AllowedIps;
 use crate::cookie::CookieChecker;
 use crate::error::{DropReason, TunnelError};
-use crate::hook::{Direction, PacketHook, PacketVerdict};
+use crate::hook::{PacketDirection, PacketHook, PacketVerdict};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::messages::{self, TunnelMessage};
 use crate::noise::{self, Identity};
@@ -407,7 +407,8 @@ impl Device {
                 if let PeerAction::WriteToTunnel(packet, _) = &a
                     && let Some(hook) = self.hook.as_mut()
                     && let Some((_, _, dst)) = ip_header(packet)
-                    && hook.packet(Direction::In, id, dst, packet.len()) == PacketVerdict::Drop
+                    && hook.packet(PacketDirection::In, id, dst, packet.len())
+                        == PacketVerdict::Drop
                 {
                     return Err(self.peer_drop(id, DropReason::Policy));
                 }
@@ -450,7 +451,7 @@ impl Device {
     ) -> Result<DeviceAction<'a>, TunnelError> {
         if let Some(hook) = self.hook.as_mut()
             && let Some((_, _, dst)) = ip_header(plaintext)
-            && hook.packet(Direction::Out, id, dst, plaintext.len()) == PacketVerdict::Drop
+            && hook.packet(PacketDirection::Out, id, dst, plaintext.len()) == PacketVerdict::Drop
         {
             return Err(self.peer_drop(id, DropReason::Policy));
         }

@@ -739,7 +739,7 @@ fn poll_timeout_tracks_the_next_timer() {
 
 /// One call of the hook.
 type Seen = (
-    tunnel::hook::Direction,
+    tunnel::hook::PacketDirection,
     tunnel::PeerId,
     std::net::IpAddr,
     usize,
@@ -754,7 +754,7 @@ struct Recorder {
 impl tunnel::PacketHook for Recorder {
     fn packet(
         &mut self,
-        direction: tunnel::hook::Direction,
+        direction: tunnel::hook::PacketDirection,
         peer: tunnel::PeerId,
         destination: std::net::IpAddr,
         len: usize,
@@ -773,7 +773,7 @@ impl tunnel::PacketHook for Recorder {
 
 #[test]
 fn packet_hook_sees_every_inner_packet_and_can_drop() {
-    use tunnel::hook::Direction::{In, Out};
+    use tunnel::hook::PacketDirection::{In, Out};
     let mut n = established(27);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     n.a.set_packet_hook(Some(Box::new(Recorder {

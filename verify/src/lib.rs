@@ -27,7 +27,7 @@ mod schedule;
 mod score;
 
 pub use auth::{
-    DERIVE_DOMAIN, DERIVED_MIN_BITS, DropReason, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report,
+    DERIVE_DOMAIN, DERIVED_MIN_BITS, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report, ReportDropReason,
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
     probe_address,
 };

@@ -7,8 +7,8 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Check, CheckVerdict, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, ProbeAction,
-    Reason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
+    Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
+    ReportDropReason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -226,7 +226,7 @@ fn replayed_unexpected_and_junk_dropped() {
     // Outside a session: unexpected.
     assert_eq!(
         w.v.handle_remote_ihu(w.now, &old[5]),
-        Err(DropReason::Unexpected)
+        Err(ReportDropReason::Unexpected)
     );
     // During the next session: the old answers are replays (or out of the seqno range).
     w.tamper = |_| {};

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use daemon::config::{ConfiguredKind, DaemonConfig};
 use daemon::discovery::{
-    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView, NeighbourState,
-    Output, PORT, tunnel_mtu,
+    Announcement, Discovery, DiscoveryOutput, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView,
+    NeighbourState, PORT, tunnel_mtu,
 };
 use daemon::payments::{
     LinkShaper, MeterBoard, MeterRow, MeteringHook, Meters, PriceTable, Shaping,
@@ -449,7 +449,7 @@ impl Driver {
     async fn outputs(&mut self) {
         while let Some(o) = self.discovery.poll_output() {
             match o {
-                Output::AddPeer { key, endpoint } => {
+                DiscoveryOutput::AddPeer { key, endpoint } => {
                     let opts = PeerOptions {
                         endpoint: Some(SocketAddr::V6(endpoint)),
                         ..Default::default()
@@ -463,7 +463,7 @@ impl Driver {
                     tracing::info!("mesh {}: neighbour {key} at {endpoint}", self.phys);
                     self.initiate(id).await;
                 }
-                Output::SetEndpoint { key, endpoint } => {
+                DiscoveryOutput::SetEndpoint { key, endpoint } => {
                     if let Some(id) = self.device.peer_id(&key) {
                         if let Some(p) = self.device.peer_mut(id) {
                             p.set_endpoint(Some(SocketAddr::V6(endpoint)));
@@ -472,7 +472,7 @@ impl Driver {
                         self.initiate(id).await;
                     }
                 }
-                Output::Probe { key, to } => {
+                DiscoveryOutput::Probe { key, to } => {
                     let Some(id) = self.device.peer_id(&key) else {
                         continue;
                     };
@@ -491,12 +491,12 @@ impl Driver {
                         Err(e) => tracing::debug!("mesh {}: probe: {e}", self.phys),
                     }
                 }
-                Output::Initiate { key } => {
+                DiscoveryOutput::Initiate { key } => {
                     if let Some(id) = self.device.peer_id(&key) {
                         self.initiate(id).await;
                     }
                 }
-                Output::TunnelUp { key } => {
+                DiscoveryOutput::TunnelUp { key } => {
                     if let Some((_, _, seen)) = &mut self.shaping {
                         *seen = 0;
                     }
@@ -509,7 +509,7 @@ impl Driver {
                         self.seen.remove(&id);
                     }
                 }
-                Output::Remove { key, reason } => {
+                DiscoveryOutput::Remove { key, reason } => {
                     let Some(id) = self.device.peer_id(&key) else {
                         continue;
                     };

@@ -33,7 +33,7 @@ pub struct VerifyIo {
 }
 
 /// A received datagram: source, hop limit, bytes.
-pub type Received = (Ipv6Addr, u8, Vec<u8>);
+pub type ReceivedDatagram = (Ipv6Addr, u8, Vec<u8>);
 
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
@@ -104,7 +104,7 @@ pub fn deadline(d: &Daemon, now: Instant, io: &Option<VerifyIo>) -> Option<Insta
 }
 
 /// The datagrams waiting on the socket (never, without verification).
-pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<Received>> {
+pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Vec<ReceivedDatagram>> {
     let Some(io) = io else {
         return std::future::pending().await;
     };
@@ -148,7 +148,7 @@ pub fn on_datagrams(
     d: &mut Daemon,
     now: Instant,
     io: &mut Option<VerifyIo>,
-    got: Vec<Received>,
+    got: Vec<ReceivedDatagram>,
 ) -> Vec<String> {
     let (Some(v), Some(io)) = (d.verification.as_mut(), io.as_mut()) else {
         return Vec::new();
