@@ -74,7 +74,7 @@
 //! Not implemented here: diversity routing, babeld's filter grammar and redistribution (the
 //! daemon's job; the engine asks a [`RouteFilter`] for `in`, `out` and `install` decisions).
 //!
-//! ## Driver loop
+//! ## RecordingDriver loop
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -119,8 +119,8 @@ pub use auth::{CHALLENGE_RATE_LIMIT, CHALLENGE_TIMEOUT, MacAuth, NONCE_LEN};
 pub use babel_wire::mac::{MacAlgorithm, MacKey};
 pub use config::{EngineConfig, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
 pub use engine::{
-    Engine, EngineError, Installed, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH, REQUEST_RESENDS,
-    REQUEST_TIMEOUT, RESUME_QUIET, RouteEvents, RouteKey, SEQNO_REQUEST_HOP_COUNT,
+    Engine, EngineError, InstalledRoute, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH,
+    REQUEST_RESENDS, REQUEST_TIMEOUT, RESUME_QUIET, RouteEvents, RouteKey, SEQNO_REQUEST_HOP_COUNT,
     TRIGGER_IMPROVEMENT, TRIGGER_WORSENING, URGENT_REPEATS, URGENT_TIMEOUT, is_martian,
     link_cost_algorithm,
 };

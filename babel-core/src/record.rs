@@ -1,8 +1,8 @@
 //! Record and replay (feature `serde`).
 //!
-//! A [`Driver`] is the one way a driver touches the engine: every input goes through
-//! [`Driver::input`] (so a recorder cannot miss one), every output comes out of
-//! [`Driver::drain`], and reads go through `Deref<Target = Engine>`. With a sink it writes a
+//! A [`RecordingDriver`] is the one way a driver touches the engine: every input goes through
+//! [`RecordingDriver::input`] (so a recorder cannot miss one), every output comes out of
+//! [`RecordingDriver::drain`], and reads go through `Deref<Target = Engine>`. With a sink it writes a
 //! recording, one JSON object per line:
 //!
 //! * the first line, `{"header": {...}}`: format, version, the instant the engine was created
@@ -146,33 +146,33 @@ impl Outputs {
 }
 
 /// The engine, with every input and output going through it (and optionally recorded).
-pub struct Driver {
+pub struct RecordingDriver {
     engine: Engine,
     /// Flavour of each interface, from its last configuration, to decode what it sends.
     flavours: BTreeMap<u32, Flavour>,
     sink: Option<Box<dyn Write + Send>>,
 }
 
-impl std::fmt::Debug for Driver {
+impl std::fmt::Debug for RecordingDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
+        f.debug_struct("RecordingDriver")
             .field("recording", &self.sink.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Deref for Driver {
+impl Deref for RecordingDriver {
     type Target = Engine;
     fn deref(&self) -> &Engine {
         &self.engine
     }
 }
 
-impl Driver {
+impl RecordingDriver {
     /// A driver that does not record. What is not an input (the route filter) is set on the
     /// engine before: a driver offers no other mutable access to it.
-    pub fn new(engine: Engine) -> Driver {
-        Driver {
+    pub fn new(engine: Engine) -> RecordingDriver {
+        RecordingDriver {
             engine,
             flavours: BTreeMap::new(),
             sink: None,
@@ -185,10 +185,10 @@ impl Driver {
         engine: Engine,
         header: &Header,
         mut sink: Box<dyn Write + Send>,
-    ) -> std::io::Result<Driver> {
+    ) -> std::io::Result<RecordingDriver> {
         write_line(&mut sink, &serde_json::json!({ "header": header }))?;
         sink.flush()?;
-        Ok(Driver {
+        Ok(RecordingDriver {
             engine,
             flavours: BTreeMap::new(),
             sink: Some(sink),
@@ -399,7 +399,7 @@ pub fn replay(
 ) -> Result<Replayed, RecordError> {
     let mut engine = Engine::new(rec.header.config.clone(), rec.header.start)?;
     engine.set_route_filter(filter);
-    let mut d = Driver::new(engine);
+    let mut d = RecordingDriver::new(engine);
     let mut r = Replayed::default();
     let mut last_line = 1;
     for (line, step) in &rec.steps {
@@ -470,7 +470,7 @@ mod tests {
     }
 
     /// A neighbour comes up, announces a route; we run timers for 20 s.
-    fn drive(d: &mut Driver) {
+    fn drive(d: &mut RecordingDriver) {
         let us: std::net::IpAddr = "fe80::1".parse().unwrap();
         let nb: std::net::IpAddr = "fe80::2".parse().unwrap();
         let mut now = Instant::from_secs(10);
@@ -540,7 +540,7 @@ mod tests {
             serde_json::Value::Null,
         );
         let engine = Engine::new(config(seed), Instant::from_secs(10)).unwrap();
-        let mut d = Driver::recording(engine, &header, Box::new(sink.clone())).unwrap();
+        let mut d = RecordingDriver::recording(engine, &header, Box::new(sink.clone())).unwrap();
         drive(&mut d);
         String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
     }
@@ -554,7 +554,7 @@ mod tests {
         let r = replay(&rec, None, |_, o| seen += o.len()).unwrap();
         assert_eq!(r.divergence, None);
         assert!(seen > 0);
-        // Installed, then held (an unreachable kernel route, as babeld) when the silent
+        // InstalledRoute, then held (an unreachable kernel route, as babeld) when the silent
         // neighbour's Hellos are missed.
         let ops: Vec<_> = r.routes.iter().map(|c| (c.op, c.metric.0)).collect();
         assert_eq!(

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use babel_core::record::{Driver, Output, Timed};
+use babel_core::record::{Output, RecordingDriver, Timed};
 use babel_core::{Engine, EngineConfig, Instant};
 use serde::Deserialize;
 use serde_json::json;
@@ -49,7 +49,7 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
 }
 
-fn drain(d: &mut Driver, out: &mut StepOutputs) {
+fn drain(d: &mut RecordingDriver, out: &mut StepOutputs) {
     let o = d.drain();
     for r in d.records(&o) {
         let s = match &r {
@@ -73,7 +73,7 @@ fn drain(d: &mut Driver, out: &mut StepOutputs) {
     }
 }
 
-fn state(d: &Driver, now: Instant) -> String {
+fn state(d: &RecordingDriver, now: Instant) -> String {
     let counters: BTreeMap<&str, u64> = d
         .counters()
         .named()
@@ -139,7 +139,7 @@ struct Played {
 fn play(dir: &Path) -> Played {
     let case: Case = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
         .unwrap_or_else(|e| panic!("{}/case.json: {e}", dir.display()));
-    let mut d = Driver::new(Engine::new(case.config, case.start).unwrap());
+    let mut d = RecordingDriver::new(Engine::new(case.config, case.start).unwrap());
     let mut now = case.start;
     let mut inputs: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
         .unwrap()

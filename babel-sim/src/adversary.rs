@@ -21,7 +21,7 @@ use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
 use serde::Serialize;
 use verify::{
-    Action, CheckVerdict, CostModel, Keyring, NeighbourId, NeighbourScore, Responder, Rule,
+    CheckVerdict, CostModel, Keyring, NeighbourId, NeighbourScore, ProbeAction, Responder, Rule,
     ScoreConfig, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
@@ -461,7 +461,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             };
             for a in actions {
                 match a {
-                    Action::SendRemoteHello { neighbour, hello } => {
+                    ProbeAction::SendRemoteHello { neighbour, hello } => {
                         let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
                         else {
                             continue;
@@ -486,7 +486,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             d.responder.handle_remote_hello(t, &hello, hl, true);
                         }
                     }
-                    Action::Checked(c) => {
+                    ProbeAction::Checked(c) => {
                         let Some(peer) =
                             sim.peer_node(v, c.route.neighbour.ifindex, c.route.neighbour.address)
                         else {
@@ -591,7 +591,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             }
                         }
                     }
-                    Action::Standing { neighbour, .. } => {
+                    ProbeAction::Standing { neighbour, .. } => {
                         let acc = nodes.get(v).map_or(1000, |x| {
                             x.verifier.engine_accuracy(t, &neighbour, engine_threshold)
                         });

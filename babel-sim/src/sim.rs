@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use babel_core::{
-    Destination, Engine, EngineConfig, Installed, Instant, InterfaceConfig, InterfaceKind, Policy,
-    Rng, RouteKey, RouteOp, Transmit,
+    Destination, Engine, EngineConfig, InstalledRoute, Instant, InterfaceConfig, InterfaceKind,
+    Policy, Rng, RouteKey, RouteOp, Transmit,
 };
 use babel_wire::{Prefix, RouterId};
 use bytes::Bytes;
@@ -467,7 +467,7 @@ pub struct Summary {
     pub packets_lost: u64,
     /// Kernel route changes.
     pub route_changes: u64,
-    /// Installed routes per node.
+    /// InstalledRoute routes per node.
     pub routes_per_node: RoutesPerNode,
     /// Why the final state is not the best, if it is not.
     pub not_best: Option<String>,
@@ -721,7 +721,7 @@ impl Sim {
     }
 
     /// The route node `n` uses for `prefix`.
-    pub fn installed(&self, n: usize, prefix: Prefix) -> Option<Installed> {
+    pub fn installed(&self, n: usize, prefix: Prefix) -> Option<InstalledRoute> {
         self.engine(n)
             .and_then(|e| e.installed(&RouteKey::new(prefix)))
     }
@@ -1474,7 +1474,7 @@ impl Sim {
         }
     }
 
-    /// Installed routes per node (live nodes).
+    /// InstalledRoute routes per node (live nodes).
     pub fn routes_per_node(&self) -> RoutesPerNode {
         let counts: Vec<usize> = self
             .nodes

@@ -10,7 +10,7 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// A UDP datagram found in a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Datagram {
+pub struct CapturedDatagram {
     /// 1-based frame number in the capture.
     pub frame: usize,
     /// Source address and port.
@@ -25,7 +25,7 @@ pub struct Datagram {
 }
 
 /// Reads every UDP datagram to or from `port` in a pcap or pcapng stream.
-pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<Datagram>> {
+pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<CapturedDatagram>> {
     let mut bytes = Vec::new();
     r.read_to_end(&mut bytes).context("reading capture")?;
     let frames = match bytes.get(..4) {
@@ -38,7 +38,7 @@ pub fn read_capture(mut r: impl Read, port: u16) -> anyhow::Result<Vec<Datagram>
         if let Some((src, dst, payload, wire_len)) = udp_of_frame(link, &data)
             && (src.1 == port || dst.1 == port)
         {
-            out.push(Datagram {
+            out.push(CapturedDatagram {
                 frame: i + 1,
                 src,
                 dst,

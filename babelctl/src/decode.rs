@@ -7,7 +7,7 @@ use anyhow::Context;
 use babel_wire::{DecodeOptions, Flavour, decode};
 use serde::Serialize;
 
-use crate::capture::{Datagram, read_capture};
+use crate::capture::{CapturedDatagram, read_capture};
 
 /// Arguments of `babelctl decode`.
 #[derive(clap::Args, Debug)]
@@ -131,7 +131,7 @@ pub fn run(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// A capture file's datagrams, or the single packet of a hex string (frame 0).
-fn load(input: &str, port: u16) -> anyhow::Result<Vec<Datagram>> {
+fn load(input: &str, port: u16) -> anyhow::Result<Vec<CapturedDatagram>> {
     let path = Path::new(input);
     if path.exists() {
         let f = std::fs::File::open(path).with_context(|| format!("opening {input}"))?;
@@ -145,7 +145,7 @@ fn load(input: &str, port: u16) -> anyhow::Result<Vec<Datagram>> {
     let payload = hex::decode(&cleaned)
         .with_context(|| format!("{input:?} is neither a file nor a hex string"))?;
     let unspecified = (std::net::IpAddr::from([0u8; 16]), 0);
-    Ok(vec![Datagram {
+    Ok(vec![CapturedDatagram {
         frame: 0,
         src: unspecified,
         dst: unspecified,

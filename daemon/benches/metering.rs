@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use babel_wire::Prefix;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -87,7 +87,7 @@ fn table() -> Arc<PriceTable> {
 }
 
 fn bench(c: &mut Criterion) {
-    let now = Now::new(Instant::now(), SystemTime::now());
+    let now = Now::new(clock::now(), SystemTime::now());
     let mut g = c.benchmark_group("tunnel_round_trip");
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_secs(1));
@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
                     if mode == "shaped" {
                         h.with_shaper(Arc::new(std::sync::Mutex::new(payments::Shaper::new(
                             payments::ShaperConfig::default(),
-                            Instant::now(),
+                            clock::now(),
                         ))))
                     } else {
                         h

@@ -101,7 +101,7 @@ fn daemon() -> Daemon {
         running: true,
     };
     Daemon::new(
-        babel_core::record::Driver::new(e),
+        babel_core::record::RecordingDriver::new(e),
         DaemonConfig::default(),
         vec![iface],
         Settings::babeld("bench".into()),

@@ -47,12 +47,12 @@ pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// [`release_free_memory`] at most every [`TRIM_EVERY`].
 #[derive(Debug, Default)]
 pub struct Trim {
-    next: Option<std::time::Instant>,
+    next: Option<clock::Instant>,
 }
 
 impl Trim {
     /// Releases free memory if the last release is [`TRIM_EVERY`] old.
-    pub fn tick(&mut self, now: std::time::Instant) {
+    pub fn tick(&mut self, now: clock::Instant) {
         if self.next.is_none_or(|n| now >= n) {
             release_free_memory();
             self.next = Some(now + TRIM_EVERY);

@@ -6,8 +6,9 @@
 //! timed out) and [`OutputBudget`] bounds the replies waiting for slow readers. Both are sans-IO:
 //! the daemon's socket driver passes the time and the queue sizes in.
 
+use clock::Instant;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bounds of the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl Default for ClientLimits {
 
 /// Whether a new connection may stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub enum ClientAdmission {
     /// There is a free slot.
     Accept,
     /// Accepted in place of this client, which must be closed.
@@ -106,12 +107,12 @@ impl Slots {
     /// before a read-write one for a read-write newcomer. Clients busy within `evict_after`
     /// are never evicted, so held-open connections cannot lock others out, and a burst of
     /// new connections cannot take the slots of clients at work.
-    pub fn admit(&mut self, id: u64, read_write: bool, now: Instant) -> Admission {
+    pub fn admit(&mut self, id: u64, read_write: bool, now: Instant) -> ClientAdmission {
         let l = self.limits;
         let ro_share = l.max_clients.saturating_sub(l.reserved_read_write);
         let full = self.slots.len() >= l.max_clients;
         let ro_full = !read_write && self.read_only() >= ro_share;
-        let mut admission = Admission::Accept;
+        let mut admission = ClientAdmission::Accept;
         if full || ro_full {
             // A read-only newcomer may only replace a read-only client: it must not free a
             // reserved slot for itself by evicting a read-write client.
@@ -119,15 +120,15 @@ impl Slots {
                 .slots
                 .iter()
                 .filter(|(_, s)| read_write || !s.read_write)
-                .filter(|(_, s)| now.saturating_duration_since(s.last_command) >= l.evict_after)
+                .filter(|(_, s)| now.saturating_since(s.last_command) >= l.evict_after)
                 .min_by_key(|(k, s)| (s.monitoring, s.read_write, s.last_command, **k))
                 .map(|(k, _)| *k);
             match victim {
                 Some(v) => {
                     self.slots.remove(&v);
-                    admission = Admission::Evict(v);
+                    admission = ClientAdmission::Evict(v);
                 }
-                None => return Admission::Refuse,
+                None => return ClientAdmission::Refuse,
             }
         }
         self.slots.insert(
@@ -166,7 +167,7 @@ impl Slots {
         let gone: Vec<u64> = self
             .slots
             .iter()
-            .filter(|(_, s)| !s.monitoring && now.saturating_duration_since(s.last_command) > t)
+            .filter(|(_, s)| !s.monitoring && now.saturating_since(s.last_command) > t)
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {
@@ -227,46 +228,46 @@ mod tests {
 
     #[test]
     fn read_only_clients_leave_the_reserved_share() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(4, 2));
-        assert_eq!(s.admit(1, false, t0), Admission::Accept);
-        assert_eq!(s.admit(2, false, t0), Admission::Accept);
+        assert_eq!(s.admit(1, false, t0), ClientAdmission::Accept);
+        assert_eq!(s.admit(2, false, t0), ClientAdmission::Accept);
         // The read-only share is full, and nobody has been idle yet.
-        assert_eq!(s.admit(3, false, t0), Admission::Refuse);
-        assert_eq!(s.admit(4, true, t0), Admission::Accept);
-        assert_eq!(s.admit(5, true, t0), Admission::Accept);
+        assert_eq!(s.admit(3, false, t0), ClientAdmission::Refuse);
+        assert_eq!(s.admit(4, true, t0), ClientAdmission::Accept);
+        assert_eq!(s.admit(5, true, t0), ClientAdmission::Accept);
         assert_eq!(s.len(), 4);
-        assert_eq!(s.admit(6, true, t0), Admission::Refuse);
+        assert_eq!(s.admit(6, true, t0), ClientAdmission::Refuse);
     }
 
     #[test]
     fn held_connections_are_evicted_longest_idle_first() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(3, 1));
         s.admit(1, false, t0);
         s.admit(2, false, t0 + Duration::from_secs(1));
         s.admit(3, true, t0);
         let later = t0 + Duration::from_secs(10);
-        s.touch(1, later - Duration::from_millis(100));
+        s.touch(1, t0 + Duration::from_millis(9_900));
         // Client 1 just spoke; client 2 has held its slot for 9 s without a word.
-        assert_eq!(s.admit(4, false, later), Admission::Evict(2));
+        assert_eq!(s.admit(4, false, later), ClientAdmission::Evict(2));
         // A read-only newcomer never takes a read-write client's slot, even an idle one, and
         // client 1 and 4 are busy.
-        assert_eq!(s.admit(5, false, later), Admission::Refuse);
+        assert_eq!(s.admit(5, false, later), ClientAdmission::Refuse);
         // A read-write newcomer evicts a read-only client before a read-write one.
         let much_later = later + Duration::from_secs(5);
-        assert_eq!(s.admit(6, true, much_later), Admission::Evict(1));
+        assert_eq!(s.admit(6, true, much_later), ClientAdmission::Evict(1));
     }
 
     #[test]
     fn monitors_are_evicted_last_and_never_expire() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(limits(2, 0));
         s.admit(1, false, t0);
         s.set_monitoring(1, true);
         s.admit(2, false, t0 + Duration::from_secs(1));
         let t = t0 + Duration::from_secs(5);
-        assert_eq!(s.admit(3, false, t), Admission::Evict(2));
+        assert_eq!(s.admit(3, false, t), ClientAdmission::Evict(2));
         let expired = s.expire(t0 + Duration::from_secs(3600));
         assert_eq!(expired, vec![3]);
         assert_eq!(s.len(), 1);
@@ -274,7 +275,7 @@ mod tests {
 
     #[test]
     fn idle_clients_time_out() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Slots::new(ClientLimits::default());
         s.admit(1, false, t0);
         s.admit(2, true, t0);

@@ -11,11 +11,12 @@
 //! keep a dead neighbour alive or take a live one down.
 //!
 //! This module is sans-IO: the caller passes `now`, received bytes and tunnel events, and drains
-//! [`Output`]s. The daemon's driver does the sockets, the tunnel device and the TUN interfaces.
+//! [`DiscoveryOutput`]s. The daemon's driver does the sockets, the tunnel device and the TUN interfaces.
 
+use clock::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tunnel::PublicKey;
@@ -372,7 +373,7 @@ pub struct MeshNeighbour {
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
+pub enum DiscoveryOutput {
     /// Add a tunnel peer with this endpoint and start a handshake.
     AddPeer {
         /// Its key.
@@ -452,7 +453,7 @@ pub struct Discovery {
     max_neighbours: usize,
     neighbours: BTreeMap<PublicKey, MeshNeighbour>,
     counters: DiscoveryCounters,
-    outputs: VecDeque<Output>,
+    outputs: VecDeque<DiscoveryOutput>,
 }
 
 impl Discovery {
@@ -484,7 +485,7 @@ impl Discovery {
     }
 
     /// Next thing for the driver to do.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<DiscoveryOutput> {
         self.outputs.pop_front()
     }
 
@@ -519,7 +520,7 @@ impl Discovery {
                 return Ok(());
             }
             let state = if accepted {
-                self.outputs.push_back(Output::AddPeer {
+                self.outputs.push_back(DiscoveryOutput::AddPeer {
                     key: a.public_key,
                     endpoint,
                 });
@@ -546,29 +547,30 @@ impl Discovery {
             NeighbourState::Pending if n.endpoint != endpoint => {
                 n.endpoint = endpoint;
                 n.last_initiation = now;
-                self.outputs.push_back(Output::SetEndpoint {
+                self.outputs.push_back(DiscoveryOutput::SetEndpoint {
                     key: n.key,
                     endpoint,
                 });
             }
             NeighbourState::Pending => {
-                if now.saturating_duration_since(n.last_initiation) >= timers.retry {
+                if now.saturating_since(n.last_initiation) >= timers.retry {
                     n.last_initiation = now;
-                    self.outputs.push_back(Output::Initiate { key: n.key });
+                    self.outputs
+                        .push_back(DiscoveryOutput::Initiate { key: n.key });
                 }
             }
             NeighbourState::Up if n.endpoint != endpoint => {
                 let fresh = n
                     .last_authenticated
-                    .is_some_and(|t| now.saturating_duration_since(t) < timers.stale);
+                    .is_some_and(|t| now.saturating_since(t) < timers.stale);
                 if fresh {
                     self.counters.endpoint_ignored += 1;
-                } else if now.saturating_duration_since(n.last_initiation) >= timers.retry {
+                } else if now.saturating_since(n.last_initiation) >= timers.retry {
                     // Silent for a while: perhaps it moved. Ask there; the endpoint stays
                     // until an authenticated answer comes from the new address.
                     n.last_initiation = now;
                     self.counters.probes += 1;
-                    self.outputs.push_back(Output::Probe {
+                    self.outputs.push_back(DiscoveryOutput::Probe {
                         key: n.key,
                         to: endpoint,
                     });
@@ -595,7 +597,8 @@ impl Discovery {
         if n.state == NeighbourState::Pending {
             n.state = NeighbourState::Up;
             self.counters.tunnels_up += 1;
-            self.outputs.push_back(Output::TunnelUp { key: *key });
+            self.outputs
+                .push_back(DiscoveryOutput::TunnelUp { key: *key });
         }
     }
 
@@ -620,7 +623,7 @@ impl Discovery {
                     n.state = NeighbourState::Pending;
                     n.last_initiation = now;
                     n.last_authenticated = None;
-                    self.outputs.push_back(Output::AddPeer {
+                    self.outputs.push_back(DiscoveryOutput::AddPeer {
                         key: n.key,
                         endpoint: n.endpoint,
                     });
@@ -630,7 +633,7 @@ impl Discovery {
                         self.counters.tunnels_down += 1;
                     }
                     n.state = NeighbourState::Refused;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key: n.key,
                         reason: "refused by policy",
                     });
@@ -646,7 +649,7 @@ impl Discovery {
         let dead = self.timers.dead;
         let mut gone = Vec::new();
         for n in self.neighbours.values() {
-            let since = |t: Instant| now.saturating_duration_since(t) > dead;
+            let since = |t: Instant| now.saturating_since(t) > dead;
             let expired = match n.state {
                 NeighbourState::Up => n.last_authenticated.is_none_or(since),
                 NeighbourState::Pending | NeighbourState::Refused => since(n.last_announced),
@@ -660,14 +663,14 @@ impl Discovery {
             match state {
                 NeighbourState::Up => {
                     self.counters.tunnels_down += 1;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key,
                         reason: "tunnel silent",
                     });
                 }
                 NeighbourState::Pending => {
                     self.counters.never_authenticated += 1;
-                    self.outputs.push_back(Output::Remove {
+                    self.outputs.push_back(DiscoveryOutput::Remove {
                         key,
                         reason: "handshake never completed",
                     });
@@ -817,7 +820,7 @@ mod tests {
         .encode()
     }
 
-    fn drain(d: &mut Discovery) -> Vec<Output> {
+    fn drain(d: &mut Discovery) -> Vec<DiscoveryOutput> {
         std::iter::from_fn(|| d.poll_output()).collect()
     }
 
@@ -880,14 +883,14 @@ mod tests {
 
     #[test]
     fn a_neighbour_comes_up_only_after_the_handshake_and_goes_after_silence() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let open = AcceptPolicy::default();
         d.handle_announcement(t0, ll(1, 4000), &ann(1, 4000), &open)
             .unwrap();
         assert_eq!(
             drain(&mut d),
-            vec![Output::AddPeer {
+            vec![DiscoveryOutput::AddPeer {
                 key: key(1),
                 endpoint: ll(1, 4000)
             }]
@@ -910,10 +913,16 @@ mod tests {
             &open,
         )
         .unwrap();
-        assert_eq!(drain(&mut d), vec![Output::Initiate { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::Initiate { key: key(1) }]
+        );
         let t1 = t0 + Duration::from_secs(7);
         d.authenticated(t1, &key(1), None);
-        assert_eq!(drain(&mut d), vec![Output::TunnelUp { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::TunnelUp { key: key(1) }]
+        );
         assert_eq!(d.counters().tunnels_up, 1);
         // Announcements (replayable) do not keep it alive; authenticated traffic does.
         for s in 8..36 {
@@ -930,7 +939,7 @@ mod tests {
         d.handle_timeout(t1 + Duration::from_secs(31));
         assert_eq!(
             drain(&mut d),
-            vec![Output::Remove {
+            vec![DiscoveryOutput::Remove {
                 key: key(1),
                 reason: "tunnel silent"
             }]
@@ -941,7 +950,7 @@ mod tests {
 
     #[test]
     fn forged_and_reflected_announcements_change_nothing_that_matters() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 3);
         let open = AcceptPolicy::default();
         // Our own key.
@@ -989,25 +998,28 @@ mod tests {
 
     #[test]
     fn a_tunnel_that_could_not_be_created_is_retried() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         d.handle_announcement(t0, ll(1, 1), &ann(1, 1), &AcceptPolicy::default())
             .unwrap();
         d.authenticated(t0, &key(1), None);
         assert_eq!(
             drain(&mut d).last(),
-            Some(&Output::TunnelUp { key: key(1) })
+            Some(&DiscoveryOutput::TunnelUp { key: key(1) })
         );
         d.tunnel_failed(&key(1));
         assert_eq!(d.neighbour(&key(1)).unwrap().state, NeighbourState::Pending);
         d.authenticated(t0, &key(1), None);
-        assert_eq!(drain(&mut d), vec![Output::TunnelUp { key: key(1) }]);
+        assert_eq!(
+            drain(&mut d),
+            vec![DiscoveryOutput::TunnelUp { key: key(1) }]
+        );
         assert_eq!(d.counters().tunnels_up, 1);
     }
 
     #[test]
     fn a_stale_tunnel_follows_a_new_address() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let open = AcceptPolicy::default();
         d.handle_announcement(t0, ll(1, 4000), &ann(1, 4000), &open)
@@ -1021,7 +1033,7 @@ mod tests {
         // authenticated packet came from until the handshake there completes.
         assert_eq!(
             drain(&mut d),
-            vec![Output::Probe {
+            vec![DiscoveryOutput::Probe {
                 key: key(1),
                 to: ll(2, 4001)
             }]
@@ -1039,7 +1051,7 @@ mod tests {
 
     #[test]
     fn policies_refuse_and_readmit_at_runtime() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut d = Discovery::new(key(9), Timers::default(), 8);
         let mut p = AcceptPolicy {
             mode: AcceptMode::AllowList,
@@ -1063,11 +1075,11 @@ mod tests {
         p.deny.insert(key(1));
         d.set_policy(t0, &p);
         let out = drain(&mut d);
-        assert!(out.contains(&Output::Remove {
+        assert!(out.contains(&DiscoveryOutput::Remove {
             key: key(1),
             reason: "refused by policy"
         }));
-        assert!(out.contains(&Output::AddPeer {
+        assert!(out.contains(&DiscoveryOutput::AddPeer {
             key: key(2),
             endpoint: ll(2, 1)
         }));

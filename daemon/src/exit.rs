@@ -77,7 +77,7 @@ pub fn mss_v4(mesh_mtu: u32) -> u32 {
 
 /// Who may register with an exit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Admission {
+pub enum AdmissionConfig {
     /// Any key.
     #[default]
     Open,
@@ -106,7 +106,7 @@ pub struct ExitRole {
     /// cut (default: the payments crate's close threshold).
     pub close_threshold: Option<u128>,
     /// Who may register.
-    pub admission: Admission,
+    pub admission: AdmissionConfig,
     /// Registration UDP port.
     pub port: u16,
     /// Exit tunnel UDP port.
@@ -117,7 +117,7 @@ pub struct ExitRole {
 
 /// An `exit-server` line on a user node: an exit it may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitServer {
+pub struct ExitServerConfig {
     /// A name for logs and `show exits`.
     pub name: String,
     /// The exit's ed25519 payment key: its identity, which signs its answers and bills (the
@@ -164,7 +164,7 @@ pub struct ExitSettings {
     /// `exit-allow KEY`: payment keys that may register under `policy allow-list`.
     pub allow: Vec<[u8; 32]>,
     /// `exit-server ...`: exits this node may use.
-    pub servers: Vec<ExitServer>,
+    pub servers: Vec<ExitServerConfig>,
     /// `exit-client ...`: this node uses an exit.
     pub client: Option<ExitClient>,
 }
@@ -177,7 +177,7 @@ pub enum ExitStatement {
     /// `exit-allow KEY`: a user's ed25519 payment key, 64 hex digits.
     Allow([u8; 32]),
     /// `exit-server ...`.
-    Server(Box<ExitServer>),
+    Server(Box<ExitServerConfig>),
     /// `exit-client ...`.
     Client(Box<ExitClient>),
 }
@@ -287,7 +287,7 @@ fn parse_role(rest: &[String]) -> Result<ExitStatement, ParseError> {
         fee: 0,
         free_tier: 125_000,
         close_threshold: None,
-        admission: Admission::Open,
+        admission: AdmissionConfig::Open,
         port: REGISTRATION_PORT,
         tunnel_port: TUNNEL_PORT,
         state_dir: None,
@@ -316,8 +316,8 @@ fn parse_role(rest: &[String]) -> Result<ExitStatement, ParseError> {
             }
             "policy" => {
                 r.admission = match v {
-                    "open" => Admission::Open,
-                    "allow-list" => Admission::AllowList,
+                    "open" => AdmissionConfig::Open,
+                    "allow-list" => AdmissionConfig::AllowList,
                     _ => return Err(bad(k, v, "expected open or allow-list")),
                 }
             }
@@ -375,7 +375,7 @@ fn parse_server(rest: &[String]) -> Result<ExitStatement, ParseError> {
             other => return Err(ParseError::Unknown(other.to_owned())),
         }
     }
-    Ok(ExitStatement::Server(Box::new(ExitServer {
+    Ok(ExitStatement::Server(Box::new(ExitServerConfig {
         name: name.clone(),
         key: key.ok_or_else(|| ParseError::Missing("exit-server key".to_owned()))?,
         address: address.ok_or_else(|| ParseError::Missing("exit-server address".to_owned()))?,
@@ -809,11 +809,11 @@ impl StealthTunnels {
 /// was re-added (counters back to zero) counts from zero again; a peer that is gone is
 /// forgotten, so the state is bounded by the peers the tunnel has.
 #[derive(Clone, Debug, Default)]
-pub struct Meter {
+pub struct ExitMeter {
     counted: std::collections::HashMap<tunnel::PublicKey, (u64, u64)>,
 }
 
-impl Meter {
+impl ExitMeter {
     /// Reads every peer's `(key, rx_bytes, tx_bytes)`; returns `(key, from it, to it)` for the
     /// peers that carried something since the last reading.
     pub fn read(
@@ -842,7 +842,7 @@ impl Meter {
 
 /// A registered user as the exit's data path knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
+pub struct DataPathLease {
     /// The user's tunnel public key.
     pub tunnel_key: tunnel::PublicKey,
     /// The user's mesh address.
@@ -855,10 +855,10 @@ pub struct Lease {
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
 }
 
-impl Lease {
+impl DataPathLease {
     /// The lease of a user the exit's store knows.
-    pub fn of(u: &::exit::UserView) -> Lease {
-        Lease {
+    pub fn of(u: &::exit::UserView) -> DataPathLease {
+        DataPathLease {
             tunnel_key: tunnel::PublicKey(u.lease.tunnel_key),
             mesh_address: u.lease.mesh_address,
             tunnel_port: TUNNEL_PORT,
@@ -999,7 +999,7 @@ pub const RENEW: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct ExitChoice {
     selector: ::exit::Selector,
     fees: std::collections::HashMap<[u8; 32], u32>,
-    last_registered: Option<(usize, std::time::Instant)>,
+    last_registered: Option<(usize, clock::Instant)>,
 }
 
 /// One decision of [`ExitChoice::decide`].
@@ -1030,7 +1030,7 @@ impl ExitChoice {
     /// The configured exits as the selector sees them, with Babel's routes to them.
     pub fn candidates(
         &self,
-        servers: &[ExitServer],
+        servers: &[ExitServerConfig],
         routes: &ExitRoutes,
     ) -> Vec<::exit::ExitCandidate> {
         servers
@@ -1039,7 +1039,7 @@ impl ExitChoice {
                 key: s.key,
                 mesh_address: s.address,
                 fee: self.fees.get(&s.key).copied().unwrap_or(0),
-                route: routes.get(s.address).map(|r| ::exit::RouteView {
+                route: routes.get(s.address).map(|r| ::exit::ExitRouteView {
                     metric: r.metric,
                     price: r.price,
                     verified_cost: r.verified_cost(),
@@ -1052,8 +1052,8 @@ impl ExitChoice {
     /// reason of the current choice and its details).
     pub fn decide(
         &mut self,
-        now: std::time::Instant,
-        servers: &[ExitServer],
+        now: clock::Instant,
+        servers: &[ExitServerConfig],
         routes: &ExitRoutes,
         view: &mut ExitView,
     ) -> Decided {
@@ -1082,13 +1082,13 @@ impl ExitChoice {
         if sel.changed
             || sel.exit.is_none()
             || view.reason.is_empty()
-            || matches!(sel.reason, ::exit::Reason::Holding { .. })
+            || matches!(sel.reason, ::exit::SelectionReason::Holding { .. })
         {
             view.reason = sel.reason.name().to_owned();
             view.why = why(&sel.reason, servers);
         }
         let register = match (chosen, self.last_registered) {
-            (Some(i), Some((j, at))) => i != j || now.saturating_duration_since(at) >= RENEW,
+            (Some(i), Some((j, at))) => i != j || now.saturating_since(at) >= RENEW,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -1100,13 +1100,7 @@ impl ExitChoice {
     }
 
     /// The exit at `index` answered at `now` (registered with `fee`, or refused: `None`).
-    pub fn answered(
-        &mut self,
-        index: usize,
-        key: [u8; 32],
-        fee: Option<u32>,
-        now: std::time::Instant,
-    ) {
+    pub fn answered(&mut self, index: usize, key: [u8; 32], fee: Option<u32>, now: clock::Instant) {
         // Keyed by configured exits only: bounded by the configuration.
         if let Some(f) = fee {
             self.fees.insert(key, f);
@@ -1117,7 +1111,7 @@ impl ExitChoice {
 
 /// The details of a selection reason for `show exits`, without spaces: the exit left and its
 /// score, or the challenger held off and for how long.
-fn why(r: &::exit::Reason, servers: &[ExitServer]) -> String {
+fn why(r: &::exit::SelectionReason, servers: &[ExitServerConfig]) -> String {
     let name = |k: &[u8; 32]| {
         servers
             .iter()
@@ -1125,12 +1119,12 @@ fn why(r: &::exit::Reason, servers: &[ExitServer]) -> String {
             .map_or_else(|| hex::encode(k), |s| s.name.clone())
     };
     match r {
-        ::exit::Reason::Unreachable { previous } => format!("left={}", name(previous)),
-        ::exit::Reason::Better {
+        ::exit::SelectionReason::Unreachable { previous } => format!("left={}", name(previous)),
+        ::exit::SelectionReason::Better {
             previous,
             previous_score,
         } => format!("left={},its-score={previous_score}", name(previous)),
-        ::exit::Reason::Holding { challenger, for_ } => {
+        ::exit::SelectionReason::Holding { challenger, for_ } => {
             format!(
                 "challenger={},better-for={}s",
                 name(challenger),
@@ -1291,7 +1285,7 @@ pub struct ExitView {
 impl ExitView {
     /// An exit admitted `user` with `lease` (a registration, or a lease restored at start):
     /// its row, created if new, shows the lease; a registration counts.
-    pub fn admit(&mut self, user: &[u8; 32], lease: &Lease) {
+    pub fn admit(&mut self, user: &[u8; 32], lease: &DataPathLease) {
         let user = hex::encode(user);
         let i = match self.users.iter().position(|r| r.user == user) {
             Some(i) => i,
@@ -1446,7 +1440,7 @@ mod tests {
         assert_eq!(r.public_interface, "eth0");
         assert_eq!(r.pool_v4, (Ipv4Addr::new(10, 99, 0, 0), 24));
         assert_eq!(r.fee, 7);
-        assert_eq!(r.admission, Admission::AllowList);
+        assert_eq!(r.admission, AdmissionConfig::AllowList);
         assert_eq!(r.port, REGISTRATION_PORT);
         assert_eq!(r.tunnel_port, TUNNEL_PORT);
         assert_eq!(r.pool_v6, None);
@@ -2080,7 +2074,7 @@ mod tests {
     #[test]
     fn the_meter_counts_each_byte_once_and_restarts_with_a_readded_peer() {
         let (a, b) = (tunnel::PublicKey([1; 32]), tunnel::PublicKey([2; 32]));
-        let mut m = Meter::default();
+        let mut m = ExitMeter::default();
         assert_eq!(m.read([(a, 100, 50), (b, 0, 0)]), vec![(a, 100, 50)]);
         assert_eq!(m.read([(a, 100, 50), (b, 7, 0)]), vec![(b, 7, 0)]);
         assert_eq!(m.read([(a, 150, 80), (b, 7, 0)]), vec![(a, 50, 30)]);
@@ -2092,7 +2086,7 @@ mod tests {
 
     #[test]
     fn an_admitted_user_gets_its_own_addresses_only_and_one_row() {
-        let lease = Lease {
+        let lease = DataPathLease {
             tunnel_key: tunnel::PublicKey([3; 32]),
             mesh_address: "fd77::4".parse().unwrap(),
             tunnel_port: TUNNEL_PORT,
@@ -2106,7 +2100,7 @@ mod tests {
                 "2001:db8:99::/64".parse().unwrap()
             ]
         );
-        let v4_only = Lease {
+        let v4_only = DataPathLease {
             ipv6_prefix: None,
             ..lease.clone()
         };
@@ -2130,7 +2124,7 @@ mod tests {
     /// advertised held off then taken, each shown with its reason and details.
     #[test]
     fn the_exit_choice_registers_renews_switches_and_says_why() {
-        let server = |name: &str, key: u8, a: &str| ExitServer {
+        let server = |name: &str, key: u8, a: &str| ExitServerConfig {
             name: name.to_owned(),
             key: [key; 32],
             address: a.parse().unwrap(),
@@ -2160,7 +2154,7 @@ mod tests {
             ..Default::default()
         };
         let (e, w): (Ipv6Addr, Ipv6Addr) = ("fd77::1".parse().unwrap(), "fd77::5".parse().unwrap());
-        let t0 = std::time::Instant::now();
+        let t0 = clock::now();
         let at = |s: u64| t0 + std::time::Duration::from_secs(s);
         // Nothing reachable: nothing chosen, nothing to register.
         let d = choice.decide(t0, &servers, &routes, &mut view);

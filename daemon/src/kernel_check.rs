@@ -13,8 +13,9 @@
 //! routers with graceful restart do): a relearned route replaces its stale twin in place, with
 //! no gap in forwarding; what is not relearned within the grace period is removed.
 
+use clock::Instant;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kernel_fib::{FibChange, KernelRoute, KernelRouteKey, RouteRecord};
 
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn stale_routes_are_kept_until_the_deadline_unless_relearned() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Stale::new(
             vec![route(1), route(2), route(3)],
             t0,

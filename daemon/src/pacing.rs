@@ -9,8 +9,9 @@
 //! bounded ([`MAX_QUEUED`] packets); beyond it the oldest Updates are dropped and counted, and
 //! the protocol's periodic updates repair the loss. Sans-IO: the daemon passes the time.
 
+use clock::Instant;
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Packets sent back to back on an interface.
 pub const BURST: f64 = 32.0;
@@ -52,7 +53,7 @@ impl<T> Pacer<T> {
             at: now,
             queue: VecDeque::new(),
         });
-        let dt = now.saturating_duration_since(b.at).as_secs_f64();
+        let dt = now.saturating_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + dt * RATE).min(BURST);
         b.at = now;
         b
@@ -123,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate_and_small_packets_never_wait() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut p = Pacer::new();
         let sent_now = (0..100u32).filter_map(|i| p.offer(1, 1400, i, t0)).count();
         assert_eq!(sent_now, BURST as usize);
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn queues_are_bounded() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut p = Pacer::new();
         for i in 0..(MAX_QUEUED + 100) {
             p.offer(1, 1400, i, t0);

@@ -7,9 +7,9 @@
 //! [`MeteringHook`] caches the price per destination address until the table's generation moves.
 //!
 //! Which price applies (network paper, "Metering overview"):
-//! * a packet a neighbour sent us to forward ([`tunnel::hook::Direction::In`]) costs it our price
+//! * a packet a neighbour sent us to forward ([`tunnel::hook::PacketDirection::In`]) costs it our price
 //!   for the destination, the rest of the path's price plus our fee ([`Prices::ours`]);
-//! * a packet we send through a neighbour ([`tunnel::hook::Direction::Out`]) costs us the price
+//! * a packet we send through a neighbour ([`tunnel::hook::PacketDirection::Out`]) costs us the price
 //!   the neighbour advertised for the destination ([`Prices::theirs`]).
 //!
 //! A destination without a route (our own addresses, Babel's link-local traffic) is counted in
@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use babel_wire::Prefix;
 use payments::{Amount, Meter, Price, ServiceLevel, Shaper};
 use tunnel::PeerId;
-use tunnel::hook::{Direction, PacketHook, PacketVerdict};
+use tunnel::hook::{PacketDirection, PacketHook, PacketVerdict};
 
 use crate::config::ParseError;
 
@@ -207,7 +207,7 @@ impl MeteringHook {
 impl PacketHook for MeteringHook {
     fn packet(
         &mut self,
-        direction: Direction,
+        direction: PacketDirection,
         peer: PeerId,
         destination: IpAddr,
         len: usize,
@@ -215,18 +215,15 @@ impl PacketHook for MeteringHook {
         let dropped = self.shaper.as_ref().is_some_and(|sh| {
             !control_traffic(destination)
                 && sh.lock().is_ok_and(|mut sh| {
-                    sh.admit(
-                        Instant::now(),
-                        &peer,
-                        u32::try_from(len).unwrap_or(u32::MAX),
-                    ) == payments::ShaperVerdict::Drop
+                    sh.admit(clock::now(), &peer, u32::try_from(len).unwrap_or(u32::MAX))
+                        == payments::ShaperVerdict::Drop
                 })
         });
         let prices = self.prices(destination);
         let bytes = len as u64;
         if dropped {
             // Not owed; weighs the neighbour's payments (what it offered, as it pays).
-            if direction == Direction::In
+            if direction == PacketDirection::In
                 && let Ok(mut m) = self.meters.lock()
             {
                 m.entry(peer)
@@ -240,8 +237,8 @@ impl PacketHook for MeteringHook {
                 .entry(peer)
                 .or_insert_with(|| Meter::new(MAX_DESTINATIONS));
             match direction {
-                Direction::In => meter.forwarded_for(&destination, bytes, prices.ours),
-                Direction::Out => meter.sent_through(&destination, bytes, prices.theirs),
+                PacketDirection::In => meter.forwarded_for(&destination, bytes, prices.ours),
+                PacketDirection::Out => meter.sent_through(&destination, bytes, prices.theirs),
             }
         }
         PacketVerdict::Pass
@@ -486,7 +483,7 @@ pub struct Shaping {
 impl Shaping {
     /// A new link shaper.
     pub fn link(&self) -> LinkShaper {
-        Arc::new(Mutex::new(Shaper::new(self.config, Instant::now())))
+        Arc::new(Mutex::new(Shaper::new(self.config, clock::now())))
     }
 
     /// Applies the levels to `shaper` when they changed since `seen` (a mesh driver calls this
@@ -504,7 +501,7 @@ impl Shaping {
         }
         *seen = t.generation;
         let Ok(mut sh) = shaper.lock() else { return };
-        let now = Instant::now();
+        let now = clock::now();
         for (key, (level, weight)) in &t.levels {
             if let Some(id) = peer_of(key) {
                 let changed = sh.class(&id).is_none_or(|c| c.level != *level);
@@ -638,15 +635,15 @@ mod tests {
         let b: IpAddr = "10.2.0.1".parse().unwrap();
         let local: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            h.packet(Direction::In, PeerId(1), a, 100),
+            h.packet(PacketDirection::In, PeerId(1), a, 100),
             PacketVerdict::Pass
         );
         assert_eq!(
-            h.packet(Direction::Out, PeerId(1), b, 10),
+            h.packet(PacketDirection::Out, PeerId(1), b, 10),
             PacketVerdict::Pass
         );
         assert_eq!(
-            h.packet(Direction::Out, PeerId(2), local, 1000),
+            h.packet(PacketDirection::Out, PeerId(2), local, 1000),
             PacketVerdict::Pass
         );
         let m = meters.lock().unwrap();
@@ -664,13 +661,13 @@ mod tests {
         let meters = Meters::default();
         let mut h = MeteringHook::new(table.clone(), meters.clone());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let _ = h.packet(Direction::In, PeerId(0), a, 10);
+        let _ = h.packet(PacketDirection::In, PeerId(0), a, 10);
         let g = table.generation();
         // Publishing the same table is no change.
         table.publish([(prefix("10.0.0.0", 8), Prices { ours: 1, theirs: 1 })]);
         assert_eq!(table.generation(), g);
         table.publish([(prefix("10.0.0.0", 8), Prices { ours: 4, theirs: 1 })]);
-        let _ = h.packet(Direction::In, PeerId(0), a, 10);
+        let _ = h.packet(PacketDirection::In, PeerId(0), a, 10);
         let t = meters.lock().unwrap()[&PeerId(0)].total();
         assert_eq!(t.value_in, Amount(10 + 40));
     }
@@ -704,7 +701,12 @@ mod tests {
         let table = Arc::new(PriceTable::default());
         let mut h = MeteringHook::new(table, Meters::default());
         for i in 0..(MAX_CACHED as u32 * 2) {
-            let _ = h.packet(Direction::In, PeerId(0), IpAddr::from(i.to_be_bytes()), 1);
+            let _ = h.packet(
+                PacketDirection::In,
+                PeerId(0),
+                IpAddr::from(i.to_be_bytes()),
+                1,
+            );
             assert!(h.cache.len() <= MAX_CACHED);
         }
     }
@@ -741,13 +743,13 @@ mod tests {
         // 100 packets of 1000 bytes at once: the free tier's bucket (10 000 B/s, at most 2048
         // bytes deep) lets a few through.
         for _ in 0..100 {
-            match h.packet(Direction::In, PeerId(7), dst, 1000) {
+            match h.packet(PacketDirection::In, PeerId(7), dst, 1000) {
                 PacketVerdict::Pass => pass += 1,
                 PacketVerdict::Drop => drop += 1,
             }
             // Babel and payments between the two routers are never shaped.
             assert_eq!(
-                h.packet(Direction::In, PeerId(7), ll, 1000),
+                h.packet(PacketDirection::In, PeerId(7), ll, 1000),
                 PacketVerdict::Pass
             );
         }

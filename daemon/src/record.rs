@@ -1,4 +1,4 @@
-//! `babeld-rs --record FILE`: the daemon's engine as a recording [`Driver`], and what
+//! `babeld-rs --record FILE`: the daemon's engine as a [`RecordingDriver`] with a sink, and what
 //! `babelctl replay` needs to rebuild the daemon's side of the engine (its filters, from which
 //! it builds the engine's filter hook, the one engine hook that is not an input).
 
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use babel_core::record::{Driver, Header};
+use babel_core::record::{Header, RecordingDriver};
 use babel_core::{Engine, EngineConfig, Instant, RouteFilter};
 
 use crate::config::{Filter, FilterKind};
@@ -24,7 +24,7 @@ pub fn start(
     config: EngineConfig,
     filters: &[(FilterKind, Filter)],
     endpoints: &[TunnelEndpoint],
-) -> anyhow::Result<Driver> {
+) -> anyhow::Result<RecordingDriver> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -42,7 +42,7 @@ pub fn start(
             "tunnel_endpoints": endpoints,
         }),
     );
-    Driver::recording(engine, &header, Box::new(BufWriter::new(file)))
+    RecordingDriver::recording(engine, &header, Box::new(BufWriter::new(file)))
         .with_context(|| format!("writing {}", path.display()))
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use babel_core::record::Driver;
+use babel_core::record::RecordingDriver;
 use babel_core::{
     ChangeKind, Event, Input, Instant, InterfaceConfig, InterfaceKind, MacAlgorithm, MacAuth,
     MacKey, Policy, RouteView,
@@ -138,8 +138,8 @@ pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 /// The engine plus everything the control protocol shows.
 pub struct Daemon {
     /// The protocol engine. Reads go through it as a [`babel_core::Engine`]; every input goes through
-    /// [`Driver::input`] and every output through [`Driver::drain`], so `--record` sees them all.
-    pub engine: Driver,
+    /// [`RecordingDriver::input`] and every output through [`RecordingDriver::drain`], so `--record` sees them all.
+    pub engine: RecordingDriver,
     /// The configuration as read and changed at runtime.
     pub config: DaemonConfig,
     /// Interfaces by name, in the order they were named.
@@ -183,7 +183,7 @@ enum MonitorKey {
 impl Daemon {
     /// A daemon around a new engine (nothing fed to it yet).
     pub fn new(
-        engine: Driver,
+        engine: RecordingDriver,
         config: DaemonConfig,
         ifaces: Vec<Iface>,
         settings: Settings,
@@ -587,7 +587,7 @@ impl Daemon {
             payments: Vec<crate::payments::PaymentRow>,
             exits: Option<crate::exit::ExitView>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            verify: Option<crate::verification::Report>,
+            verify: Option<crate::verification::VerificationReport>,
         }
         #[derive(Serialize)]
         struct JIface<'a> {
@@ -1156,7 +1156,7 @@ mod monitor_tests {
             running: true,
         };
         let mut d = Daemon::new(
-            Driver::new(e),
+            RecordingDriver::new(e),
             DaemonConfig::default(),
             vec![iface],
             Settings::babeld("t".into()),

@@ -19,7 +19,7 @@ use babel_core::{Input, Instant, RouteView, XrouteView};
 use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
 use serde::Serialize;
 use verify::{
-    Action, Check, CheckVerdict, Keyring, NeighbourId, ProbeCounters, Responder, SigningKey,
+    Check, CheckVerdict, Keyring, NeighbourId, ProbeAction, ProbeCounters, Responder, SigningKey,
     VerifiableRoute, Verifier, VerifyConfig,
 };
 
@@ -327,7 +327,7 @@ pub struct ProbeRoute {
 
 /// What the binary must do after a call.
 #[derive(Debug, Default)]
-pub struct Outputs {
+pub struct VerificationOutputs {
     /// Datagrams to send.
     pub datagrams: Vec<Datagram>,
     /// Probe routes to install first.
@@ -384,7 +384,7 @@ pub struct NeighbourRow {
 
 /// `dump json`'s `verify` object.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct VerificationReport {
     /// Our public key (hex).
     pub public_key: String,
     /// The verifier's counters.
@@ -538,8 +538,13 @@ impl Verification {
 
     /// Runs the timers: configured destinations stay used; Remote Hellos, ends of sessions and
     /// their consequences; our answers due.
-    pub fn on_timer(&mut self, now: Instant, routes: &[RouteView], threshold_pm: u16) -> Outputs {
-        let mut out = Outputs::default();
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        routes: &[RouteView],
+        threshold_pm: u16,
+    ) -> VerificationOutputs {
+        let mut out = VerificationOutputs::default();
         for p in self.settings.destinations.clone() {
             self.verifier.mark_used(now, p);
         }
@@ -598,13 +603,13 @@ impl Verification {
     fn act(
         &mut self,
         now: Instant,
-        a: Action,
+        a: ProbeAction,
         routes: &[RouteView],
         threshold_pm: u16,
-        out: &mut Outputs,
+        out: &mut VerificationOutputs,
     ) {
         match a {
-            Action::SendRemoteHello { neighbour, hello } => {
+            ProbeAction::SendRemoteHello { neighbour, hello } => {
                 let Some(mut dst) = verify::probe_address(&hello.prefix) else {
                     return;
                 };
@@ -647,8 +652,8 @@ impl Verification {
                     out.datagrams.push(Datagram { bytes, dst, mark });
                 }
             }
-            Action::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
-            Action::Standing { neighbour, evicted } => {
+            ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
+            ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
                 out.inputs.push(Input::SetNeighbourAccuracy {
                     ifindex: neighbour.ifindex,
@@ -691,7 +696,7 @@ impl Verification {
         c: &Check,
         routes: &[RouteView],
         threshold_pm: u16,
-        out: &mut Outputs,
+        out: &mut VerificationOutputs,
     ) {
         let n = c.route.neighbour;
         if let Some((metric, until)) = c.correction {
@@ -783,8 +788,8 @@ impl Verification {
         hop_limit: u8,
         bytes: &[u8],
         ours: &[XrouteView],
-    ) -> Outputs {
-        let out = Outputs::default();
+    ) -> VerificationOutputs {
+        let out = VerificationOutputs::default();
         let Some(tlvs) = tlvs(bytes) else {
             self.malformed += 1;
             return out;
@@ -850,8 +855,8 @@ impl Verification {
         now: Instant,
         threshold_pm: u16,
         ifname: impl Fn(u32) -> String,
-    ) -> Report {
-        Report {
+    ) -> VerificationReport {
+        VerificationReport {
             public_key: self.public_key_hex(),
             counters: self.counters(),
             malformed: self.malformed,

@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, can_use_netns, control, forwarding, has_route, have, start_with_config, tmp,
-    veth, wait_for,
+    DaemonProcess, Netns, can_use_netns, control, forwarding, has_route, have, start_with_config,
+    tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -63,8 +63,8 @@ fn kernel_lines(ns: &Netns, dst: &str) -> Vec<String> {
 struct Pair {
     a: Netns,
     b: Netns,
-    da: Daemon,
-    db: Daemon,
+    da: DaemonProcess,
+    db: DaemonProcess,
 }
 
 fn pair(tag: &str, a_prog: &str, b_prog: &str, conf: &str) -> Pair {
@@ -245,7 +245,7 @@ fn althea_dialect_from_the_deployed_configuration() {
         .starts_with("BABEL 1.0\n")));
     let e = node("adce", 4);
     let log = tmp("adce.log");
-    let _de = Daemon::start(
+    let _de = DaemonProcess::start(
         &e,
         BIN,
         &[

@@ -13,7 +13,7 @@ use std::time::Duration;
 use babel_wire::mac::{MacAlgorithm, MacCheck, MacKey, PseudoHeader, verify};
 use babel_wire::{DecodeOptions, Message, decode};
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, has_route, have, node, ping, start_router,
+    DaemonProcess, Netns, babel_routes, can_use_netns, has_route, have, node, ping, start_router,
     try_control, veth, wait_for,
 };
 
@@ -49,8 +49,8 @@ fn counter(ns: &Netns, name: &str) -> u64 {
     counters(ns)[name]
 }
 
-fn logs(ours: &Daemon, theirs: &Daemon) -> String {
-    let tail = |d: &Daemon| {
+fn logs(ours: &DaemonProcess, theirs: &DaemonProcess) -> String {
+    let tail = |d: &DaemonProcess| {
         let t = d.log_text();
         t.lines()
             .rev()

@@ -4,14 +4,14 @@
 mod common;
 
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, control, has_route, node, ping,
+    DaemonProcess, FILTERS, Netns, babel_routes, can_use_netns, control, has_route, node, ping,
     start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
 
-fn start(ns: &Netns, name: &str, extra: &str, ifaces: &[&str]) -> Daemon {
+fn start(ns: &Netns, name: &str, extra: &str, ifaces: &[&str]) -> DaemonProcess {
     start_router(ns, name, BIN, extra, ifaces)
 }
 

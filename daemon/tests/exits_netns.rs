@@ -30,8 +30,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Daemon, FILTERS, Netns, babel_routes, can_use_netns, dump_json, has_route, have, keypair, node,
-    ping, start_with_config, tmp, try_control, veth, wait_for,
+    DaemonProcess, FILTERS, Netns, babel_routes, can_use_netns, dump_json, has_route, have,
+    keypair, node, ping, start_with_config, tmp, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -86,13 +86,13 @@ struct World {
     exit_conf: String,
     /// The second exit ("west", fd77::5, 192.0.2.2), when the test has two.
     exit2_conf: Option<String>,
-    exit2_d: Option<Daemon>,
+    exit2_d: Option<DaemonProcess>,
     exit2: Option<Netns>,
     user_conf: String,
-    exit_d: Option<Daemon>,
-    gw_d: Option<Daemon>,
-    relay_d: Option<Daemon>,
-    user_d: Option<Daemon>,
+    exit_d: Option<DaemonProcess>,
+    gw_d: Option<DaemonProcess>,
+    relay_d: Option<DaemonProcess>,
+    user_d: Option<DaemonProcess>,
     inet: Netns,
     exit: Netns,
     gw: Netns,
@@ -381,10 +381,10 @@ fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
 
 /// Starts `tcpdump` on every interface of the relay, writing `NAME.pcap`; returns once the
 /// capture has written its file header.
-fn relay_capture(w: &World, name: &str) -> (Daemon, std::path::PathBuf) {
+fn relay_capture(w: &World, name: &str) -> (DaemonProcess, std::path::PathBuf) {
     let pcap = tmp(&format!("{name}.pcap"));
     let _ = std::fs::remove_file(&pcap);
-    let cap = Daemon::start(
+    let cap = DaemonProcess::start(
         &w.relay,
         "tcpdump",
         &["-i", "any", "-n", "-U", "-w", pcap.to_str().unwrap()],
@@ -395,7 +395,7 @@ fn relay_capture(w: &World, name: &str) -> (Daemon, std::path::PathBuf) {
 }
 
 /// Stops a capture (SIGINT, so it flushes) and waits for it.
-fn stop_capture(mut cap: Daemon) {
+fn stop_capture(mut cap: DaemonProcess) {
     let pid = nix::unistd::Pid::from_raw(cap.child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     let _ = cap.child.wait();
@@ -869,7 +869,7 @@ fn two_exits_the_user_switches_when_its_exit_dies() {
 /// Runs `iperf3 -c SERVER -n BYTES [-R]` from `ns` against a server started in `server_ns`:
 /// whether it succeeded.
 fn iperf(server_ns: &Netns, ns: &Netns, bytes: &str, reverse: bool) -> bool {
-    let mut srv = Daemon::start(
+    let mut srv = DaemonProcess::start(
         server_ns,
         "iperf3",
         &["-s", "-1", "-B", SERVER, "-p", "5201"],
@@ -1029,8 +1029,8 @@ fn iperf_rate(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
 }
 
 /// A one-shot iperf3 server on the server's address, listening.
-fn iperf_server(server_ns: &Netns) -> Daemon {
-    let srv = Daemon::start(
+fn iperf_server(server_ns: &Netns) -> DaemonProcess {
+    let srv = DaemonProcess::start(
         server_ns,
         "iperf3",
         &["-s", "-1", "-B", SERVER, "-p", "5201"],
@@ -1066,7 +1066,7 @@ fn iperf_once(server_ns: &Netns, ns: &Netns, secs: &str, reverse: bool) -> f64 {
 /// A download from the server to `ns` running until stopped (both iperf3 processes are ours and
 /// are killed by handle).
 struct Load {
-    server: Daemon,
+    server: DaemonProcess,
     client: std::process::Child,
 }
 

@@ -8,14 +8,14 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, control, forwarding, has_route, have, node,
+    DaemonProcess, Netns, babel_routes, can_use_netns, control, forwarding, has_route, have, node,
     ping_with, route_dev, start_router, tmp, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 
 /// Starts babeld-rs (`ours`) or Debian's babeld with the same flags and filters.
-fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> Daemon {
+fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> DaemonProcess {
     start_router(ns, name, if ours { BIN } else { "babeld" }, extra, ifaces)
 }
 
@@ -280,7 +280,7 @@ fn bird2_learns_our_routes_and_we_learn_its() {
         String::from_utf8_lossy(&check.stderr)
     );
     let log = tmp("bird.log");
-    let mut bird = Daemon::start(
+    let mut bird = DaemonProcess::start(
         &b,
         "bird",
         &[

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use common::dump_json as json;
 use common::{
-    Daemon, Netns, babel_routes, can_run_mesh, has_route, keypair, monitor_until, node,
+    DaemonProcess, Netns, babel_routes, can_run_mesh, has_route, keypair, monitor_until, node,
     one_at_a_time, ping, ping_with, run, start_mesh_router, tmp, try_control, veth, wait_for,
 };
 
@@ -890,14 +890,14 @@ impl Drop for NeighbourTableLimits {
 /// Daemons that are all killed at once when dropped, before any is waited for: killed one by
 /// one, the others keep creating and deleting tunnel interfaces while each exit waits for the
 /// kernel's interface lock, and cleaning up 50 routers takes minutes.
-struct Fleet(Vec<Daemon>);
+struct Fleet(Vec<DaemonProcess>);
 
 impl Drop for Fleet {
     fn drop(&mut self) {
         for d in &mut self.0 {
             let _ = d.child.kill();
         }
-        // Each Daemon's own drop then only reaps.
+        // Each DaemonProcess's own drop then only reaps.
     }
 }
 
@@ -1088,7 +1088,7 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
     }
     // Everything b sends and receives, from before its first packet.
     let pcap = tmp("mshsp.pcap");
-    let _dump = Daemon::start(
+    let _dump = DaemonProcess::start(
         &sw,
         "tcpdump",
         &["-U", "-n", "-i", "pb", "-w", pcap.to_str().unwrap()],

@@ -17,7 +17,7 @@ struct Line {
     a: Netns,
     b: Netns,
     c: Netns,
-    _d: Vec<common::Daemon>,
+    _d: Vec<common::DaemonProcess>,
 }
 
 fn line(tag: &str, extra_b: &str) -> Line {

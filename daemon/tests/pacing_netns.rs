@@ -8,19 +8,19 @@ mod common;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{Daemon, Netns, can_use_netns, have, node, tmp, veth, wait_for};
+use common::{DaemonProcess, Netns, can_use_netns, have, node, tmp, veth, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const ROUTES: usize = 10_000;
 
 const CONF: &str = "redistribute ip 10.100.0.0/16 le 32 allow\nredistribute local deny\n";
 
-fn start(ns: &Netns, name: &str, program: &str, iface: &str) -> Daemon {
+fn start(ns: &Netns, name: &str, program: &str, iface: &str) -> DaemonProcess {
     let conf = tmp(&format!("{name}.conf"));
     std::fs::write(&conf, CONF).unwrap();
     let log = tmp(&format!("{name}.log"));
     let state = tmp(&format!("{name}.state"));
-    Daemon::start(
+    DaemonProcess::start(
         ns,
         program,
         &[

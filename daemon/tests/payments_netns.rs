@@ -14,14 +14,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Daemon, Netns, can_run_mesh, has_route, keypair, monitor_until, node, one_at_a_time, ping,
-    start_mesh_router, try_control, veth, wait_for,
+    DaemonProcess, Netns, can_run_mesh, has_route, keypair, monitor_until, node, one_at_a_time,
+    ping, start_mesh_router, try_control, veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 
 /// A mesh router on `ifaces` with payments on, a fixed mesh key and `extra` configuration.
-fn pay_router(ns: &Netns, name: &str, ifaces: &[&str], mesh_key: &str, extra: &str) -> Daemon {
+fn pay_router(
+    ns: &Netns,
+    name: &str,
+    ifaces: &[&str],
+    mesh_key: &str,
+    extra: &str,
+) -> DaemonProcess {
     let extra = format!("mesh-private-key {mesh_key}\npay-enable true\n{extra}");
     start_mesh_router(ns, name, BIN, &extra, ifaces)
 }
@@ -187,7 +193,7 @@ fn a_line_pays_by_the_prices_and_service_follows_payment() {
     let pay = "pay-threshold 5000000\npay-close-threshold 50000000\npay-interval 2\n";
     let ifs: [&[&str]; 4] = [&["pya"], &["pyb1", "pyb2"], &["pyc1", "pyc2"], &["pyd"]];
     let fees = [10, 5, 3, 1];
-    let mut d: Vec<Daemon> = (0..4)
+    let mut d: Vec<DaemonProcess> = (0..4)
         .map(|i| {
             pay_router(
                 &ns[i],
@@ -536,7 +542,7 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
             &format!("fee {}\n{pay}", fees[i]),
         )
     };
-    let mut d: Vec<Daemon> = (0..3).map(start).collect();
+    let mut d: Vec<DaemonProcess> = (0..3).map(start).collect();
     // A steady stream from C to A.
     let mut sender = common::Stream::start(&ns[2], "[fd77::1]:9");
     let c_row = || row(&ns[2], &public[1]).unwrap_or_default();

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use babel_wire::{DecodeOptions, Message, RouterId, decode};
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, has_route, node, ping_count, start_router, veth,
-    wait_for,
+    DaemonProcess, Netns, babel_routes, can_use_netns, has_route, node, ping_count, start_router,
+    veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 
-fn kill9(d: &mut Daemon) {
+fn kill9(d: &mut DaemonProcess) {
     let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     d.child.wait().unwrap();

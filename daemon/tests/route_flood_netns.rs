@@ -336,7 +336,7 @@ fn caps_hold_inside_a_128_mib_cgroup() {
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut d = common::Daemon { child, log };
+    let mut d = common::DaemonProcess { child, log };
     let _dc = common::start_with_config(&c, "cgc", BIN, &conf, &["cgca"]);
     assert!(
         wait_for(60, || common::has_route(&a, "10.77.0.3")),

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use common::TapLink;
 use common::{
-    Daemon, Netns, babel_routes, can_use_netns, have, node, route_dev, start_router, wait_for,
+    DaemonProcess, Netns, babel_routes, can_use_netns, have, node, route_dev, start_router,
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 
 /// Starts `program` with the common filters plus `extra`; interfaces come from `extra`.
-fn start(ns: &Netns, name: &str, program: &str, extra: &str) -> Daemon {
+fn start(ns: &Netns, name: &str, program: &str, extra: &str) -> DaemonProcess {
     start_router(ns, name, program, extra, &[])
 }
 

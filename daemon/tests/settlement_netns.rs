@@ -27,8 +27,8 @@ use std::time::Duration;
 use alloy::providers::Provider;
 
 use common::{
-    Daemon, Netns, can_run_mesh, has_route, keypair, mesh_config, node, start_with_config, tmp,
-    try_control, veth, wait_for,
+    DaemonProcess, Netns, can_run_mesh, has_route, keypair, mesh_config, node, start_with_config,
+    tmp, try_control, veth, wait_for,
 };
 
 use test_support::babelctl;
@@ -259,7 +259,7 @@ struct World {
     x: Netns,
     node: Node,
     contract: alloy::primitives::Address,
-    d: Vec<Daemon>,
+    d: Vec<DaemonProcess>,
     public: Vec<String>,
     /// Each router's name and whole configuration, to restart it with the same files.
     confs: Vec<(String, String)>,

@@ -31,7 +31,7 @@ fn spoofed_hellos_do_not_lock_out_a_real_neighbour() {
     let (a, b) = (node("spa", 1), node("spb", 2));
     veth(&a, "spab", &b, "spba");
     // Hellos every 4 s, as babeld's default on wired links.
-    let _da = common::Daemon::start(
+    let _da = common::DaemonProcess::start(
         &a,
         BIN,
         &[

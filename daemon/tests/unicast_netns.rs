@@ -9,8 +9,8 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Daemon, Netns, can_use_netns, control, has_route, have, node, ping, start_router, tmp, veth,
-    wait_for,
+    DaemonProcess, Netns, can_use_netns, control, has_route, have, node, ping, start_router, tmp,
+    veth, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
@@ -61,7 +61,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().skip_while(|w| *w != key).nth(1)
 }
 
-fn logs(ds: &[&Daemon]) -> String {
+fn logs(ds: &[&DaemonProcess]) -> String {
     ds.iter()
         .map(|d| d.log_text())
         .collect::<Vec<_>>()
@@ -69,7 +69,7 @@ fn logs(ds: &[&Daemon]) -> String {
 }
 
 /// Waits for the routes to each other's loopback prefixes and pings both ways, IPv6 and IPv4.
-fn routes_and_pings(a: &Netns, na: u8, b: &Netns, nb: u8, ds: &[&Daemon]) {
+fn routes_and_pings(a: &Netns, na: u8, b: &Netns, nb: u8, ds: &[&DaemonProcess]) {
     for (ns, n) in [(a, nb), (b, na)] {
         for dst in [format!("fd77::{n}"), format!("10.77.0.{n}")] {
             assert!(
@@ -219,7 +219,7 @@ fn unicast_with_babeld_without_multicast() {
 
 /// A wireguard-go process; stopped with SIGTERM on drop, its global control socket removed.
 struct WireguardGo {
-    process: Daemon,
+    process: DaemonProcess,
     sock: std::path::PathBuf,
 }
 
@@ -237,7 +237,7 @@ fn wireguard(ns: &Netns, dev: &str, ll: &str, port: u16, peer: (&str, &str, u16)
     let log = tmp(&format!("{dev}.wg.log"));
     let sock = std::path::PathBuf::from(format!("/var/run/wireguard/{dev}.sock"));
     let d = WireguardGo {
-        process: Daemon::start(ns, "wireguard-go", &["-f", dev], log),
+        process: DaemonProcess::start(ns, "wireguard-go", &["-f", dev], log),
         sock: sock.clone(),
     };
     assert!(

@@ -104,7 +104,7 @@ impl Drop for Pinger {
 /// a - l - d and a - h - d, where l lies about d (it announces a kernel route to d with metric
 /// 1), a verifies with `a_extra` added to its configuration; returns once a routes through the
 /// liar and pings d that way. Namespaces and daemons as (a, l, h, d), daemons a, h, d, l.
-fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::Daemon>) {
+fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess>) {
     // a - l - d and a - h - d; l lies about d.
     let (a, l, h, d) = (
         node(&format!("{tag}a"), 1),

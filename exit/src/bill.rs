@@ -16,7 +16,7 @@
 use payments::{Amount, Price, cost};
 
 use crate::store::Totals;
-use crate::wire::{Bill, Message, WireError, kind, length_of};
+use crate::wire::{Bill, ExitMessage, ExitWireError, kind, length_of};
 
 /// Length of a signed bill.
 const BILL_LEN: usize = match length_of(kind::BILL) {
@@ -213,7 +213,7 @@ pub enum Way {
 pub enum BillError {
     /// Not an authentic bill.
     #[error("bill does not decode: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] ExitWireError),
     /// An authentic message, but not a bill.
     #[error("not a bill")]
     NotABill,
@@ -360,8 +360,8 @@ impl UserLedger {
         tolerance: Tolerance,
         max_route_back_price: Price,
     ) -> Result<Checked, BillError> {
-        let bill = match Message::decode(bytes)? {
-            Message::Bill(b) => b,
+        let bill = match ExitMessage::decode(bytes)? {
+            ExitMessage::Bill(b) => b,
             _ => return Err(BillError::NotABill),
         };
         if bill.exit != self.exit || bill.user != self.user {
@@ -469,8 +469,8 @@ impl UserLedger {
         let signed = b.get(70..)?;
         let accepted = match b.get(69)? {
             0 => None,
-            1 => match Message::decode(signed).ok()? {
-                Message::Bill(bill) if bill.exit == exit && bill.user == user => Some(bill),
+            1 => match ExitMessage::decode(signed).ok()? {
+                ExitMessage::Bill(bill) if bill.exit == exit && bill.user == user => Some(bill),
                 _ => return None,
             },
             _ => return None,
@@ -547,7 +547,7 @@ mod tests {
                 in_flight = late;
                 let totals = account.next_totals(i as u64);
                 account.committed(totals);
-                let signed = Message::Bill(totals.bill(exit, user())).sign(&exit_key());
+                let signed = ExitMessage::Bill(totals.bill(exit, user())).sign(&exit_key());
                 let r = ledger.check(&signed, tol, MAX_BACK);
                 if totals.seq == 0 || (up == 0 && down == 0) {
                     prop_assert!(r.is_ok() || matches!(r, Err(BillError::Stale { .. })), "{r:?}");
@@ -587,7 +587,7 @@ mod tests {
             } else {
                 b.download_amount = cost(down, FEE + MAX_BACK).saturating_add(Amount(1));
             }
-            let signed = Message::Bill(b.bill(exit, user())).sign(&exit_key());
+            let signed = ExitMessage::Bill(b.bill(exit, user())).sign(&exit_key());
             let r = ledger.check(&signed, tol, MAX_BACK);
             let refused = matches!(
                 r,

@@ -7,14 +7,14 @@ use std::time::SystemTime;
 use ed25519_dalek::SigningKey;
 
 use crate::server::unix_ms;
-use crate::wire::{Message, Refused, Register, Registered, WireError};
+use crate::wire::{ExitMessage, ExitWireError, Refused, Register, Registered};
 
 /// Why an answer is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum AnswerError {
     /// Not an authentic message.
     #[error("answer does not decode: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] ExitWireError),
     /// An authentic message, but not an answer to a registration.
     #[error("not a registration answer")]
     NotAnAnswer,
@@ -28,7 +28,7 @@ pub enum AnswerError {
 
 /// What the exit answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RegistrationOutcome {
     /// Registered.
     Registered(Registered),
     /// Refused, with the reason.
@@ -44,17 +44,23 @@ pub struct Pending {
 
 impl Pending {
     /// Checks an answer against this request.
-    pub fn answer(&self, bytes: &[u8]) -> Result<Outcome, AnswerError> {
+    pub fn answer(&self, bytes: &[u8]) -> Result<RegistrationOutcome, AnswerError> {
         let r = &self.request;
-        let (exit, user, ts, nonce, out) = match Message::decode(bytes)? {
-            Message::Registered(m) => (
+        let (exit, user, ts, nonce, out) = match ExitMessage::decode(bytes)? {
+            ExitMessage::Registered(m) => (
                 m.exit,
                 m.user,
                 m.timestamp_ms,
                 m.nonce,
-                Outcome::Registered(m),
+                RegistrationOutcome::Registered(m),
             ),
-            Message::Refused(m) => (m.exit, m.user, m.timestamp_ms, m.nonce, Outcome::Refused(m)),
+            ExitMessage::Refused(m) => (
+                m.exit,
+                m.user,
+                m.timestamp_ms,
+                m.nonce,
+                RegistrationOutcome::Refused(m),
+            ),
             _ => return Err(AnswerError::NotAnAnswer),
         };
         if exit != r.exit || user != r.user {
@@ -101,14 +107,17 @@ impl Registrar {
             timestamp_ms: ts,
             nonce,
         };
-        (Message::Register(request).sign(key), Pending { request })
+        (
+            ExitMessage::Register(request).sign(key),
+            Pending { request },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Refusal;
+    use crate::wire::ExitRefusal;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn key(seed: u8) -> SigningKey {
@@ -116,12 +125,12 @@ mod tests {
     }
 
     fn refused(exit: u8, user: [u8; 32], p: &Pending) -> Vec<u8> {
-        Message::Refused(Refused {
+        ExitMessage::Refused(Refused {
             exit: key(exit).verifying_key().to_bytes(),
             user,
             timestamp_ms: p.request.timestamp_ms,
             nonce: p.request.nonce,
-            reason: Refusal::NotAllowed,
+            reason: ExitRefusal::NotAllowed,
             exit_time_ms: 0,
         })
         .sign(&key(exit))
@@ -136,7 +145,7 @@ mod tests {
         let me = p.request.user;
         assert!(matches!(
             p.answer(&refused(2, me, &p)),
-            Ok(Outcome::Refused(_))
+            Ok(RegistrationOutcome::Refused(_))
         ));
         // Another exit, or an answer for another user.
         assert_eq!(p.answer(&refused(9, me, &p)), Err(AnswerError::WrongParty));

@@ -33,16 +33,18 @@ pub mod wire;
 pub use bill::{
     Account, BillError, Checked, ServiceThresholds, Tolerance, UserLedger, UserService, Way,
 };
-pub use client::{AnswerError, Outcome, Pending, Registrar};
+pub use client::{AnswerError, Pending, Registrar, RegistrationOutcome};
 pub use payment::{
     BillCounters, ExitPayments, Frame, FrameError, PAY_PORT, Transition, UserBilling, UserPayments,
 };
 pub use pool::{Ipv4Pool, Ipv6Pool, Pool};
-pub use replay::{ReplayError, ReplayGuard};
-pub use select::{ExitCandidate, Reason, RouteView, Selection, SelectionPolicy, Selector};
+pub use replay::{ExitReplayError, ReplayGuard};
+pub use select::{
+    ExitCandidate, ExitRouteView, Selection, SelectionPolicy, SelectionReason, Selector,
+};
 pub use server::{
     Admission, Answer, Decision, ExitConfig, ExitCounters, ExitServer, RegisterError, TunnelParams,
     UserView, unix_ms,
 };
-pub use store::{ExitStore, Lease, MemStore, RedbStore, Stored, Totals};
-pub use wire::{Bill, Message, Refusal, Refused, Register, Registered, WireError};
+pub use store::{ExitMemStore, ExitRedbStore, ExitStore, Lease, Stored, Totals};
+pub use wire::{Bill, ExitMessage, ExitRefusal, ExitWireError, Refused, Register, Registered};

@@ -12,12 +12,13 @@
 //! [`UserPayments`] is the user's end, [`ExitPayments`] the exit's; both are sans-IO over a
 //! `payments::Store`.
 
+use clock::Instant;
 use std::collections::HashMap;
-use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use payments::{
-    Amount, ChannelId, FixedDeposits, Output, Peer, PeerConfig, Store, StoreError, Thresholds,
+    Amount, ChannelId, FixedDeposits, PaymentOutput, PaymentPeer, PaymentPeerConfig, Store,
+    StoreError, Thresholds,
 };
 
 use crate::bill::{BillError, Checked, Tolerance, UserLedger};
@@ -30,7 +31,7 @@ pub const MAX_FRAME: usize = 512;
 
 /// Frame kinds.
 pub mod frame {
-    /// Exit to user: a signed bill (`wire::Message::Bill`).
+    /// Exit to user: a signed bill (`wire::ExitMessage::Bill`).
     pub const BILL: u8 = 1;
     /// Either way: a `payments::wire` message of the user's channel to the exit.
     pub const CHANNEL: u8 = 2;
@@ -195,13 +196,13 @@ impl UserBilling {
 /// The peer configuration of a user-exit channel: the user pays every accepted bill in full at
 /// once (pay threshold zero); the exit's own throttling follows `exit::ServiceThresholds`, so
 /// the close threshold here is not used.
-fn channel_config() -> PeerConfig {
-    PeerConfig {
+fn channel_config() -> PaymentPeerConfig {
+    PaymentPeerConfig {
         thresholds: Thresholds {
             pay: Amount(0),
             ..Thresholds::default()
         },
-        ..PeerConfig::default()
+        ..PaymentPeerConfig::default()
     }
 }
 
@@ -209,7 +210,7 @@ fn channel_config() -> PeerConfig {
 #[derive(Debug)]
 pub struct UserPayments<S: Store> {
     billing: UserBilling,
-    peer: Peer,
+    peer: PaymentPeer,
     store: S,
     deposits: FixedDeposits,
 }
@@ -224,7 +225,7 @@ impl<S: Store> UserPayments<S> {
         store: S,
     ) -> Result<UserPayments<S>, StoreError> {
         let me = user.verifying_key().to_bytes();
-        let peer = Peer::restore(
+        let peer = PaymentPeer::restore(
             user,
             exit,
             ChannelId::offchain(&me, &exit),
@@ -299,7 +300,7 @@ impl<S: Store> UserPayments<S> {
     /// Call after an accepted bill was made durable (its ledger persisted): records the bill's
     /// amount as what we owe (committed) and pays the difference if we pay (committed, then the
     /// update is in the output to send).
-    pub fn bill_accepted(&mut self, now: Instant) -> Result<Output, StoreError> {
+    pub fn bill_accepted(&mut self, now: Instant) -> Result<PaymentOutput, StoreError> {
         let owed = self
             .billing
             .ledger
@@ -315,13 +316,13 @@ impl<S: Store> UserPayments<S> {
     }
 
     /// A channel message from the exit.
-    pub fn handle(&mut self, now: Instant, bytes: &[u8]) -> Result<Output, StoreError> {
+    pub fn handle(&mut self, now: Instant, bytes: &[u8]) -> Result<PaymentOutput, StoreError> {
         self.peer
             .handle(now, bytes, &mut self.deposits, &mut self.store)
     }
 
     /// Timers: reestablish, retransmit, pay what is due.
-    pub fn poll(&mut self, now: Instant) -> Result<Output, StoreError> {
+    pub fn poll(&mut self, now: Instant) -> Result<PaymentOutput, StoreError> {
         self.peer.poll(now, &mut self.store)
     }
 }
@@ -345,7 +346,7 @@ pub struct ExitPayments<S: Store> {
     store: S,
     deposits: FixedDeposits,
     deposit: Amount,
-    peers: HashMap<[u8; 32], Peer>,
+    peers: HashMap<[u8; 32], PaymentPeer>,
     /// Users' messages whose channel could not be restored (store errors).
     pub store_failures: u64,
 }
@@ -369,12 +370,12 @@ impl<S: Store> ExitPayments<S> {
         &self.store
     }
 
-    fn peer(&mut self, user: &[u8; 32]) -> Result<&mut Peer, StoreError> {
+    fn peer(&mut self, user: &[u8; 32]) -> Result<&mut PaymentPeer, StoreError> {
         if !self.peers.contains_key(user) {
             let me = self.key.verifying_key().to_bytes();
             let inbound = ChannelId::offchain(user, &me);
             self.deposits.set(inbound, self.deposit);
-            let p = Peer::restore(
+            let p = PaymentPeer::restore(
                 self.key.clone(),
                 *user,
                 ChannelId::offchain(&me, user),
@@ -400,7 +401,7 @@ impl<S: Store> ExitPayments<S> {
         now: Instant,
         user: &[u8; 32],
         bytes: &[u8],
-    ) -> Result<(Output, Amount), StoreError> {
+    ) -> Result<(PaymentOutput, Amount), StoreError> {
         if let Err(e) = self.peer(user) {
             self.store_failures += 1;
             return Err(e);
@@ -413,7 +414,7 @@ impl<S: Store> ExitPayments<S> {
     }
 
     /// Timers of every channel restored so far (the exit answers; it never pays users).
-    pub fn poll(&mut self, now: Instant) -> Vec<([u8; 32], Output)> {
+    pub fn poll(&mut self, now: Instant) -> Vec<([u8; 32], PaymentOutput)> {
         let mut out = Vec::new();
         for (user, p) in self.peers.iter_mut() {
             match p.poll(now, &mut self.store) {

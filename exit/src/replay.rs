@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Why a request's timestamp is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum ReplayError {
+pub enum ExitReplayError {
     /// Outside the window around the exit's clock.
     #[error("timestamp {timestamp_ms} ms is more than the window away from {now_ms} ms")]
     Window {
@@ -55,15 +55,20 @@ impl ReplayGuard {
     }
 
     /// Whether a request from `key` at `timestamp_ms` would be accepted now (no state change).
-    pub fn check(&self, key: &[u8; 32], timestamp_ms: u64, now_ms: u64) -> Result<(), ReplayError> {
+    pub fn check(
+        &self,
+        key: &[u8; 32],
+        timestamp_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), ExitReplayError> {
         if timestamp_ms.abs_diff(now_ms) > self.window_ms {
-            return Err(ReplayError::Window {
+            return Err(ExitReplayError::Window {
                 timestamp_ms,
                 now_ms,
             });
         }
         if timestamp_ms <= self.floor_ms || self.last.get(key).is_some_and(|&t| timestamp_ms <= t) {
-            return Err(ReplayError::Replay);
+            return Err(ExitReplayError::Replay);
         }
         Ok(())
     }
@@ -116,8 +121,14 @@ mod tests {
         let k = [1; 32];
         assert_eq!(g.check(&k, 1_000_001, 1_000_010), Ok(()));
         g.accept(&k, 1_000_001, 1_000_010);
-        assert_eq!(g.check(&k, 1_000_001, 1_000_020), Err(ReplayError::Replay));
-        assert_eq!(g.check(&k, 1_000_000, 1_000_020), Err(ReplayError::Replay));
+        assert_eq!(
+            g.check(&k, 1_000_001, 1_000_020),
+            Err(ExitReplayError::Replay)
+        );
+        assert_eq!(
+            g.check(&k, 1_000_000, 1_000_020),
+            Err(ExitReplayError::Replay)
+        );
         assert_eq!(g.check(&k, 1_000_002, 1_000_020), Ok(()));
         // Another key is independent.
         assert_eq!(g.check(&[2; 32], 1_000_001, 1_000_020), Ok(()));
@@ -129,11 +140,11 @@ mod tests {
         let now = 10_000_000;
         assert!(matches!(
             g.check(&[1; 32], now - 60_001, now),
-            Err(ReplayError::Window { .. })
+            Err(ExitReplayError::Window { .. })
         ));
         assert!(matches!(
             g.check(&[1; 32], now + 60_001, now),
-            Err(ReplayError::Window { .. })
+            Err(ExitReplayError::Window { .. })
         ));
         assert_eq!(g.check(&[1; 32], now + 60_000, now), Ok(()));
     }
@@ -143,7 +154,7 @@ mod tests {
         let g = ReplayGuard::new(W, 8, 5_000_000);
         assert_eq!(
             g.check(&[1; 32], 4_999_999, 5_000_001),
-            Err(ReplayError::Replay)
+            Err(ExitReplayError::Replay)
         );
         assert_eq!(g.check(&[1; 32], 5_000_001, 5_000_001), Ok(()));
     }
@@ -163,7 +174,7 @@ mod tests {
             assert!(g.len() <= cap);
         }
         for (k, t) in accepted {
-            assert_eq!(g.check(&k, t, now), Err(ReplayError::Replay));
+            assert_eq!(g.check(&k, t, now), Err(ExitReplayError::Replay));
         }
     }
 }

@@ -15,8 +15,9 @@
 //!   best one. An exit that oscillates around the current one never triggers a switch, and two
 //!   switches for quality are at least `hold` apart.
 
+use clock::Instant;
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use payments::Price;
 use price_metric::{Candidate, INFINITY, Policy};
@@ -24,7 +25,7 @@ use price_metric::{Candidate, INFINITY, Policy};
 /// Babel's view of the route to one exit's mesh address, filled by the daemon from the
 /// engine's installed route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RouteView {
+pub struct ExitRouteView {
     /// The route's metric (RFC 8966 §3.5); [`INFINITY`] when retracted.
     pub metric: u16,
     /// The route's price, wei per byte (Althea's price, as accumulated at this router).
@@ -44,7 +45,7 @@ pub struct ExitCandidate {
     /// The exit's fee, when known (from its answer to a registration); 0 otherwise.
     pub fee: Price,
     /// The installed route to `mesh_address`, if any.
-    pub route: Option<RouteView>,
+    pub route: Option<ExitRouteView>,
 }
 
 impl ExitCandidate {
@@ -92,7 +93,7 @@ impl Default for SelectionPolicy {
 
 /// Why the selector chose what it chose (for `show exits` and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum SelectionReason {
     /// No configured exit is reachable.
     NoneReachable,
     /// Nothing was selected before: the best reachable exit.
@@ -121,16 +122,16 @@ pub enum Reason {
     },
 }
 
-impl Reason {
+impl SelectionReason {
     /// Short name for `show exits`.
     pub fn name(&self) -> &'static str {
         match self {
-            Reason::NoneReachable => "none-reachable",
-            Reason::First => "first",
-            Reason::Unreachable { .. } => "previous-unreachable",
-            Reason::Better { .. } => "better",
-            Reason::Best => "best",
-            Reason::Holding { .. } => "holding",
+            SelectionReason::NoneReachable => "none-reachable",
+            SelectionReason::First => "first",
+            SelectionReason::Unreachable { .. } => "previous-unreachable",
+            SelectionReason::Better { .. } => "better",
+            SelectionReason::Best => "best",
+            SelectionReason::Holding { .. } => "holding",
         }
     }
 }
@@ -146,7 +147,7 @@ pub struct Selection {
     /// Whether this decision changed the exit.
     pub changed: bool,
     /// Why.
-    pub reason: Reason,
+    pub reason: SelectionReason,
 }
 
 /// The selector's state: the current exit and since when a challenger has been better.
@@ -211,7 +212,7 @@ impl Selector {
                 exit: None,
                 score: None,
                 changed: self.current.is_some(),
-                reason: Reason::NoneReachable,
+                reason: SelectionReason::NoneReachable,
             };
         };
         let switch = |reason| Selection {
@@ -223,8 +224,8 @@ impl Selector {
         let Some((cur_score, cur_key)) = current else {
             self.better_since = None;
             return match self.current {
-                None => switch(Reason::First),
-                Some(previous) => switch(Reason::Unreachable { previous }),
+                None => switch(SelectionReason::First),
+                Some(previous) => switch(SelectionReason::Unreachable { previous }),
             };
         };
         let keep = |reason| Selection {
@@ -238,18 +239,18 @@ impl Selector {
             && u128::from(best_score) * 100 < u128::from(cur_score) * u128::from(100 - margin);
         if !better_by_margin {
             self.better_since = None;
-            return keep(Reason::Best);
+            return keep(SelectionReason::Best);
         }
         let since = *self.better_since.get_or_insert(now);
-        let held = now.saturating_duration_since(since);
+        let held = now.saturating_since(since);
         if held >= self.cfg.hold {
             self.better_since = None;
-            return switch(Reason::Better {
+            return switch(SelectionReason::Better {
                 previous: cur_key,
                 previous_score: cur_score,
             });
         }
-        keep(Reason::Holding {
+        keep(SelectionReason::Holding {
             challenger: best_key,
             for_: held,
         })
@@ -268,7 +269,7 @@ mod tests {
             key,
             mesh_address: Ipv6Addr::LOCALHOST,
             fee: 0,
-            route: metric.map(|metric| RouteView {
+            route: metric.map(|metric| ExitRouteView {
                 metric,
                 price: 0,
                 verified_cost: None,
@@ -287,16 +288,16 @@ mod tests {
     #[test]
     fn first_choice_is_the_best_and_none_reachable_is_said() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let d = s.decide(t0, &[cand(A, None), cand(B, Some(INFINITY))]);
         assert_eq!(
             (d.exit, d.reason, d.changed),
-            (None, Reason::NoneReachable, false)
+            (None, SelectionReason::NoneReachable, false)
         );
         let d = s.decide(t0, &[cand(A, Some(300)), cand(B, Some(200))]);
         assert_eq!(
             (d.exit, d.reason, d.changed),
-            (Some(B), Reason::First, true)
+            (Some(B), SelectionReason::First, true)
         );
         assert_eq!(d.reason.name(), "first");
     }
@@ -304,12 +305,12 @@ mod tests {
     #[test]
     fn unreachable_current_switches_at_once() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(100)), cand(B, Some(500))]);
         // A retracted (infinite metric): B immediately, although B is much worse.
         let d = s.decide(t0, &[cand(A, Some(INFINITY)), cand(B, Some(500))]);
         assert_eq!(d.exit, Some(B));
-        assert_eq!(d.reason, Reason::Unreachable { previous: A });
+        assert_eq!(d.reason, SelectionReason::Unreachable { previous: A });
         assert!(d.changed);
         // A's route gone entirely, then A removed from the configuration: same rule.
         let mut s = Selector::new(policy());
@@ -317,13 +318,13 @@ mod tests {
         let d = s.decide(t0, &[cand(B, Some(500))]);
         assert_eq!(
             (d.exit, d.reason),
-            (Some(B), Reason::Unreachable { previous: A })
+            (Some(B), SelectionReason::Unreachable { previous: A })
         );
         // Everything gone: no exit, and that is a change.
         let d = s.decide(t0, &[cand(B, None)]);
         assert_eq!(
             (d.exit, d.changed, d.reason),
-            (None, true, Reason::NoneReachable)
+            (None, true, SelectionReason::NoneReachable)
         );
         assert_eq!(s.current(), None);
     }
@@ -331,7 +332,7 @@ mod tests {
     #[test]
     fn flapping_metrics_do_not_flap_the_exit() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(200)), cand(B, Some(210))]);
         let mut switches = 0;
         // For 10 minutes, every 2 s, the two metrics swap around each other: A and B alternate
@@ -350,19 +351,19 @@ mod tests {
             t0 + Duration::from_secs(700),
             &[cand(A, Some(200)), cand(B, Some(170))],
         );
-        assert_eq!(d.reason, Reason::Best);
+        assert_eq!(d.reason, SelectionReason::Best);
     }
 
     #[test]
     fn a_lasting_improvement_wins_after_the_hold_and_only_once() {
         let mut s = Selector::new(policy());
-        let t0 = Instant::now();
+        let t0 = clock::now();
         s.decide(t0, &[cand(A, Some(300)), cand(B, Some(400))]);
         let better = [cand(A, Some(300)), cand(B, Some(200))];
         let d = s.decide(t0 + Duration::from_secs(1), &better);
         assert_eq!(
             d.reason,
-            Reason::Holding {
+            SelectionReason::Holding {
                 challenger: B,
                 for_: Duration::ZERO
             }
@@ -373,7 +374,7 @@ mod tests {
         assert_eq!(d.exit, Some(B));
         assert_eq!(
             d.reason,
-            Reason::Better {
+            SelectionReason::Better {
                 previous: A,
                 previous_score: 300
             }
@@ -381,14 +382,14 @@ mod tests {
         let d = s.decide(t0 + Duration::from_secs(32), &better);
         assert_eq!(
             (d.exit, d.changed, d.reason),
-            (Some(B), false, Reason::Best)
+            (Some(B), false, SelectionReason::Best)
         );
         assert_eq!(s.last().map(|l| l.exit), Some(Some(B)));
     }
 
     #[test]
     fn price_fee_and_verified_cost_count() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let p = SelectionPolicy {
             policy: Policy::Paper { n_milli: 1000 },
             ..policy()
@@ -396,7 +397,7 @@ mod tests {
         // Same metric; B's route is cheap but its fee is high.
         let a = ExitCandidate {
             fee: 10,
-            route: Some(RouteView {
+            route: Some(ExitRouteView {
                 metric: 100,
                 price: 50,
                 verified_cost: None,
@@ -405,7 +406,7 @@ mod tests {
         };
         let b = ExitCandidate {
             fee: 200,
-            route: Some(RouteView {
+            route: Some(ExitRouteView {
                 metric: 100,
                 price: 0,
                 verified_cost: None,
@@ -416,7 +417,7 @@ mod tests {
         assert_eq!(s.decide(t0, &[a, b]).exit, Some(A));
         // Verification finds A's path far worse than advertised.
         let a_verified = ExitCandidate {
-            route: a.route.map(|r| RouteView {
+            route: a.route.map(|r| ExitRouteView {
                 verified_cost: Some(2000),
                 ..r
             }),
@@ -426,7 +427,7 @@ mod tests {
         assert_eq!(s.decide(t0, &[a_verified, b]).exit, Some(B));
         // A verified cost of infinity makes an exit unreachable.
         let a_dead = ExitCandidate {
-            route: a.route.map(|r| RouteView {
+            route: a.route.map(|r| ExitRouteView {
                 verified_cost: Some(INFINITY),
                 ..r
             }),
@@ -440,9 +441,9 @@ mod tests {
     /// hold, one switch after it, and a verified cost within the margin changes nothing).
     #[test]
     fn a_verified_cost_worse_than_advertised_moves_the_user_after_the_hold() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let with_cost = |key, metric, verified_cost| ExitCandidate {
-            route: Some(RouteView {
+            route: Some(ExitRouteView {
                 metric,
                 price: 0,
                 verified_cost,
@@ -455,12 +456,12 @@ mod tests {
         // Within the margin (A verified at 180 against B's 150: B better by 17 %): kept.
         let near = [with_cost(A, 100, Some(180)), with_cost(B, 150, None)];
         let d = s.decide(t0 + Duration::from_secs(1), &near);
-        assert_eq!((d.exit, d.reason), (Some(A), Reason::Best));
+        assert_eq!((d.exit, d.reason), (Some(A), SelectionReason::Best));
         // Verified at 400: B is better by more than the margin, held first.
         let worse = [with_cost(A, 100, Some(400)), with_cost(B, 150, None)];
         let d = s.decide(t0 + Duration::from_secs(2), &worse);
         assert_eq!(d.exit, Some(A));
-        assert!(matches!(d.reason, Reason::Holding { challenger, .. } if challenger == B));
+        assert!(matches!(d.reason, SelectionReason::Holding { challenger, .. } if challenger == B));
         assert_eq!(s.score(&worse[0]), Some(400));
         let d = s.decide(t0 + Duration::from_secs(31), &worse);
         assert_eq!((d.exit, d.changed), (Some(A), false));
@@ -468,7 +469,7 @@ mod tests {
         assert_eq!((d.exit, d.changed), (Some(B), true));
         assert_eq!(
             d.reason,
-            Reason::Better {
+            SelectionReason::Better {
                 previous: A,
                 previous_score: 400
             }
@@ -481,7 +482,7 @@ mod tests {
                 t0 + Duration::from_secs(i),
                 &[with_cost(A, 100, None), with_cost(B, 150, None)],
             );
-            assert_eq!((d.exit, d.reason), (Some(A), Reason::Best));
+            assert_eq!((d.exit, d.reason), (Some(A), SelectionReason::Best));
         }
     }
 }

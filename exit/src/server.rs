@@ -16,9 +16,9 @@ use payments::{Amount, Price, StoreError};
 use crate::bill::{Account, ServiceThresholds, UserService};
 use crate::payment::Transition;
 use crate::pool::{Ipv4Pool, Ipv6Pool, Pool};
-use crate::replay::{ReplayError, ReplayGuard};
+use crate::replay::{ExitReplayError, ReplayGuard};
 use crate::store::{ExitStore, Lease};
-use crate::wire::{Message, Refusal, Refused, Register, Registered, WireError};
+use crate::wire::{ExitMessage, ExitRefusal, ExitWireError, Refused, Register, Registered};
 
 /// Milliseconds since the Unix epoch (0 before it).
 pub fn unix_ms(t: SystemTime) -> u64 {
@@ -106,7 +106,7 @@ impl ExitConfig {
 pub enum RegisterError {
     /// Not an authentic message (bad layout, bad signature, invalid key).
     #[error("request does not decode: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] ExitWireError),
     /// An authentic message, but not a registration request.
     #[error("not a registration request")]
     NotARequest,
@@ -146,7 +146,7 @@ pub enum Decision {
     /// routes from this.
     Registered(Registered),
     /// Refused.
-    Refused(Refusal),
+    Refused(ExitRefusal),
 }
 
 /// One user, for `show exits` and the daemon's tunnel and shaper.
@@ -284,8 +284,8 @@ impl<S: ExitStore> ExitServer<S> {
         source: Ipv6Addr,
         request: &[u8],
     ) -> Result<Answer, RegisterError> {
-        let req = match Message::decode(request)? {
-            Message::Register(r) => r,
+        let req = match ExitMessage::decode(request)? {
+            ExitMessage::Register(r) => r,
             _ => return Err(RegisterError::NotARequest),
         };
         if req.exit != self.key() {
@@ -300,15 +300,15 @@ impl<S: ExitStore> ExitServer<S> {
         let now_ms = unix_ms(now);
         match self.replay.check(&req.user, req.timestamp_ms, now_ms) {
             Ok(()) => {}
-            Err(ReplayError::Replay) => return Err(RegisterError::Replay),
-            Err(ReplayError::Window { .. }) => {
-                return Ok(self.refuse(&req, Refusal::ClockSkew, now_ms));
+            Err(ExitReplayError::Replay) => return Err(RegisterError::Replay),
+            Err(ExitReplayError::Window { .. }) => {
+                return Ok(self.refuse(&req, ExitRefusal::ClockSkew, now_ms));
             }
         }
         if let Admission::AllowList(keys) = &self.cfg.admission {
             if !keys.contains(&req.user) {
                 self.replay.accept(&req.user, req.timestamp_ms, now_ms);
-                return Ok(self.refuse(&req, Refusal::NotAllowed, now_ms));
+                return Ok(self.refuse(&req, ExitRefusal::NotAllowed, now_ms));
             }
         }
         let Some(plan) = self
@@ -316,10 +316,10 @@ impl<S: ExitStore> ExitServer<S> {
             .plan(&req.user, req.tunnel_key, req.mesh_address, now_ms)
         else {
             self.replay.accept(&req.user, req.timestamp_ms, now_ms);
-            return Ok(self.refuse(&req, Refusal::PoolExhausted, now_ms));
+            return Ok(self.refuse(&req, ExitRefusal::PoolExhausted, now_ms));
         };
         let Some((ipv4, ipv6_prefix)) = self.pool.addresses(plan.lease.slot) else {
-            return Ok(self.refuse(&req, Refusal::PoolExhausted, now_ms));
+            return Ok(self.refuse(&req, ExitRefusal::PoolExhausted, now_ms));
         };
         // Durable before anything is answered. A renewal that changes nothing but the renewal
         // time is written at most once per 1/30 of the lease (a user re-registering in a loop
@@ -360,13 +360,13 @@ impl<S: ExitStore> ExitServer<S> {
             free_tier_bps: self.cfg.free_tier_bps,
         };
         Ok(Answer {
-            reply: Message::Registered(granted).sign(&self.key),
+            reply: ExitMessage::Registered(granted).sign(&self.key),
             decision: Decision::Registered(granted),
         })
     }
 
-    fn refuse(&self, req: &Register, reason: Refusal, now_ms: u64) -> Answer {
-        let m = Message::Refused(Refused {
+    fn refuse(&self, req: &Register, reason: ExitRefusal, now_ms: u64) -> Answer {
+        let m = ExitMessage::Refused(Refused {
             exit: self.key(),
             user: req.user,
             timestamp_ms: req.timestamp_ms,
@@ -468,7 +468,7 @@ impl<S: ExitStore> ExitServer<S> {
             }
         }
         Ok(Some(
-            Message::Bill(totals.bill(self.key(), *user)).sign(&self.key),
+            ExitMessage::Bill(totals.bill(self.key(), *user)).sign(&self.key),
         ))
     }
 

@@ -3,7 +3,7 @@
 //! depends on them is produced (`spec/exits.md`, "Persistence"), so a process killed at any
 //! instant restarts with every address it ever handed out and every amount it ever billed.
 //!
-//! [`RedbStore`] keeps them in a `redb` database, one write transaction per commit with
+//! [`ExitRedbStore`] keeps them in a `redb` database, one write transaction per commit with
 //! `Durability::Immediate`, as the `payments` ledger does.
 
 use std::collections::BTreeMap;
@@ -136,7 +136,7 @@ pub trait ExitStore {
 
 /// An in-memory store for unit tests and simulations (not durable).
 #[derive(Debug, Clone, Default)]
-pub struct MemStore {
+pub struct ExitMemStore {
     /// The data.
     pub stored: Stored,
     /// Commits made.
@@ -145,7 +145,7 @@ pub struct MemStore {
     pub fail: bool,
 }
 
-impl MemStore {
+impl ExitMemStore {
     fn check(&mut self) -> Result<(), StoreError> {
         if self.fail {
             return Err(StoreError::Backend("commit refused by test".into()));
@@ -155,7 +155,7 @@ impl MemStore {
     }
 }
 
-impl ExitStore for MemStore {
+impl ExitStore for ExitMemStore {
     fn load(&self) -> Result<Stored, StoreError> {
         Ok(self.stored.clone())
     }
@@ -185,21 +185,21 @@ const LEASES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("exit_lea
 const TOTALS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("exit_totals");
 
 /// The exit's records in a `redb` database file of their own.
-pub struct RedbStore {
+pub struct ExitRedbStore {
     db: Database,
 }
 
-impl RedbStore {
+impl ExitRedbStore {
     /// Opens the database at `path`, creating it atomically if needed
     /// (`payments::store::open_database`).
-    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        Ok(RedbStore {
+    pub fn open(path: &Path) -> Result<ExitRedbStore, StoreError> {
+        Ok(ExitRedbStore {
             db: open_database(path, &[LEASES, TOTALS])?,
         })
     }
 }
 
-impl ExitStore for RedbStore {
+impl ExitStore for ExitRedbStore {
     fn load(&self) -> Result<Stored, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         /// Every record of one table, decoded.
@@ -302,14 +302,14 @@ mod tests {
             ..Totals::default()
         };
         {
-            let mut s = RedbStore::open(&path)?;
+            let mut s = ExitRedbStore::open(&path)?;
             assert_eq!(s.load()?, Stored::default());
             s.commit_lease(&[1; 32], &lease(0), None)?;
             s.commit_lease(&[2; 32], &lease(1), None)?;
             s.commit_lease(&[3; 32], &lease(1), Some(&[2; 32]))?;
             s.commit_totals(&[1; 32], &t)?;
         }
-        let s = RedbStore::open(&path)?;
+        let s = ExitRedbStore::open(&path)?;
         let got = s.load()?;
         assert_eq!(got.leases.len(), 2);
         assert_eq!(got.leases.get(&[1; 32]), Some(&lease(0)));

@@ -7,7 +7,7 @@
 //! exit's payment key for the rest. These are the same ed25519 keys the `payments` crate signs
 //! channel updates with, so the key an exit registers is the key whose channel pays it.
 //!
-//! [`Message::decode`] checks the layout **and** the signature: a decoded message is authentic
+//! [`ExitMessage::decode`] checks the layout **and** the signature: a decoded message is authentic
 //! (its signer signed it). Whether the signer is the one expected is the caller's check.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -102,7 +102,7 @@ pub struct Registered {
 
 /// Why an exit refuses a registration (a signed answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Refusal {
+pub enum ExitRefusal {
     /// The exit's policy is an allow-list and the key is not on it.
     #[error("key not allowed by the exit's policy")]
     NotAllowed,
@@ -114,34 +114,34 @@ pub enum Refusal {
     ClockSkew,
 }
 
-impl Refusal {
+impl ExitRefusal {
     /// Every refusal, in code order.
-    pub const ALL: [Refusal; 3] = [
-        Refusal::NotAllowed,
-        Refusal::PoolExhausted,
-        Refusal::ClockSkew,
+    pub const ALL: [ExitRefusal; 3] = [
+        ExitRefusal::NotAllowed,
+        ExitRefusal::PoolExhausted,
+        ExitRefusal::ClockSkew,
     ];
 
     /// The wire code.
     pub fn code(&self) -> u8 {
         match self {
-            Refusal::NotAllowed => 1,
-            Refusal::PoolExhausted => 2,
-            Refusal::ClockSkew => 3,
+            ExitRefusal::NotAllowed => 1,
+            ExitRefusal::PoolExhausted => 2,
+            ExitRefusal::ClockSkew => 3,
         }
     }
 
     /// The refusal of a wire code.
-    pub fn from_code(code: u8) -> Option<Refusal> {
-        Refusal::ALL.into_iter().find(|r| r.code() == code)
+    pub fn from_code(code: u8) -> Option<ExitRefusal> {
+        ExitRefusal::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// Name for logs and `show exits`.
     pub fn name(&self) -> &'static str {
         match self {
-            Refusal::NotAllowed => "not-allowed",
-            Refusal::PoolExhausted => "pool-exhausted",
-            Refusal::ClockSkew => "clock-skew",
+            ExitRefusal::NotAllowed => "not-allowed",
+            ExitRefusal::PoolExhausted => "pool-exhausted",
+            ExitRefusal::ClockSkew => "clock-skew",
         }
     }
 }
@@ -158,7 +158,7 @@ pub struct Refused {
     /// The request's nonce, echoed.
     pub nonce: [u8; 16],
     /// Why.
-    pub reason: Refusal,
+    pub reason: ExitRefusal,
     /// The exit's clock when it refused, milliseconds since the Unix epoch (to diagnose skew).
     pub exit_time_ms: u64,
 }
@@ -238,7 +238,7 @@ impl Bill {
 
 /// One message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Message {
+pub enum ExitMessage {
     /// User to exit.
     Register(Register),
     /// Exit to user.
@@ -251,7 +251,7 @@ pub enum Message {
 
 /// Why bytes are not an authentic message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum WireError {
+pub enum ExitWireError {
     /// Shorter than the two header bytes.
     #[error("message too short")]
     Short,
@@ -323,24 +323,24 @@ impl Fields<'_> {
     }
 }
 
-impl Message {
+impl ExitMessage {
     /// The kind byte.
     pub fn kind(&self) -> u8 {
         match self {
-            Message::Register(_) => kind::REGISTER,
-            Message::Registered(_) => kind::REGISTERED,
-            Message::Refused(_) => kind::REFUSED,
-            Message::Bill(_) => kind::BILL,
+            ExitMessage::Register(_) => kind::REGISTER,
+            ExitMessage::Registered(_) => kind::REGISTERED,
+            ExitMessage::Refused(_) => kind::REFUSED,
+            ExitMessage::Bill(_) => kind::BILL,
         }
     }
 
     /// The key that signs this message: the user's for a [`Register`], the exit's otherwise.
     pub fn signer(&self) -> [u8; 32] {
         match self {
-            Message::Register(m) => m.user,
-            Message::Registered(m) => m.exit,
-            Message::Refused(m) => m.exit,
-            Message::Bill(m) => m.exit,
+            ExitMessage::Register(m) => m.user,
+            ExitMessage::Registered(m) => m.exit,
+            ExitMessage::Refused(m) => m.exit,
+            ExitMessage::Bill(m) => m.exit,
         }
     }
 
@@ -350,7 +350,7 @@ impl Message {
         o.push(VERSION);
         o.push(self.kind());
         match self {
-            Message::Register(m) => {
+            ExitMessage::Register(m) => {
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.tunnel_key);
@@ -358,7 +358,7 @@ impl Message {
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
                 o.extend_from_slice(&m.nonce);
             }
-            Message::Registered(m) => {
+            ExitMessage::Registered(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
@@ -376,7 +376,7 @@ impl Message {
                 o.extend_from_slice(&m.fee.to_be_bytes());
                 o.extend_from_slice(&m.free_tier_bps.to_be_bytes());
             }
-            Message::Refused(m) => {
+            ExitMessage::Refused(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 o.extend_from_slice(&m.timestamp_ms.to_be_bytes());
@@ -384,7 +384,7 @@ impl Message {
                 o.push(m.reason.code());
                 o.extend_from_slice(&m.exit_time_ms.to_be_bytes());
             }
-            Message::Bill(m) => {
+            ExitMessage::Bill(m) => {
                 o.extend_from_slice(&m.exit);
                 o.extend_from_slice(&m.user);
                 m.totals.put(&mut o);
@@ -393,8 +393,8 @@ impl Message {
         o
     }
 
-    /// The signed wire form. `key` must be the [`Message::signer`]'s (otherwise the result does
-    /// not decode: [`WireError::Signature`]).
+    /// The signed wire form. `key` must be the [`ExitMessage::signer`]'s (otherwise the result does
+    /// not decode: [`ExitWireError::Signature`]).
     pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
         let mut o = self.body();
         let mut signed = Vec::with_capacity(32 + o.len());
@@ -405,15 +405,15 @@ impl Message {
     }
 
     /// Parses bytes and verifies the signature under the signer named inside. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
-        let (&version, rest) = bytes.split_first().ok_or(WireError::Short)?;
-        let &kind = rest.first().ok_or(WireError::Short)?;
+    pub fn decode(bytes: &[u8]) -> Result<ExitMessage, ExitWireError> {
+        let (&version, rest) = bytes.split_first().ok_or(ExitWireError::Short)?;
+        let &kind = rest.first().ok_or(ExitWireError::Short)?;
         if version != VERSION {
-            return Err(WireError::Version(version));
+            return Err(ExitWireError::Version(version));
         }
-        let want = length_of(kind).ok_or(WireError::Kind(kind))?;
+        let want = length_of(kind).ok_or(ExitWireError::Kind(kind))?;
         if bytes.len() != want {
-            return Err(WireError::Length {
+            return Err(ExitWireError::Length {
                 kind,
                 want,
                 got: bytes.len(),
@@ -421,10 +421,10 @@ impl Message {
         }
         let (head, sig) = bytes
             .split_at_checked(want - SIGNATURE_LEN)
-            .ok_or(WireError::Short)?;
+            .ok_or(ExitWireError::Short)?;
         let mut r = Fields(head.get(2..).unwrap_or_default());
         let msg = match kind {
-            kind::REGISTER => Message::Register(Register {
+            kind::REGISTER => ExitMessage::Register(Register {
                 user: r.take(),
                 exit: r.take(),
                 tunnel_key: r.take(),
@@ -447,12 +447,12 @@ impl Message {
                 let prefix = r.v6();
                 let len = r.u8();
                 if ipv4_prefix_len > 32 {
-                    return Err(WireError::Field("ipv4 prefix length"));
+                    return Err(ExitWireError::Field("ipv4 prefix length"));
                 }
                 if len > 128 || (len == 0 && !prefix.is_unspecified()) {
-                    return Err(WireError::Field("ipv6 prefix length"));
+                    return Err(ExitWireError::Field("ipv6 prefix length"));
                 }
-                Message::Registered(Registered {
+                ExitMessage::Registered(Registered {
                     exit,
                     user,
                     timestamp_ms,
@@ -469,28 +469,29 @@ impl Message {
                     free_tier_bps: r.u64(),
                 })
             }
-            kind::REFUSED => Message::Refused(Refused {
+            kind::REFUSED => ExitMessage::Refused(Refused {
                 exit: r.take(),
                 user: r.take(),
                 timestamp_ms: r.u64(),
                 nonce: r.take(),
-                reason: Refusal::from_code(r.u8()).ok_or(WireError::Field("refusal reason"))?,
+                reason: ExitRefusal::from_code(r.u8())
+                    .ok_or(ExitWireError::Field("refusal reason"))?,
                 exit_time_ms: r.u64(),
             }),
-            kind::BILL => Message::Bill(Bill {
+            kind::BILL => ExitMessage::Bill(Bill {
                 exit: r.take(),
                 user: r.take(),
                 totals: Totals::read(&mut r),
             }),
-            other => return Err(WireError::Kind(other)),
+            other => return Err(ExitWireError::Kind(other)),
         };
-        let key = VerifyingKey::from_bytes(&msg.signer()).map_err(|_| WireError::SignerKey)?;
-        let sig = <[u8; SIGNATURE_LEN]>::try_from(sig).map_err(|_| WireError::Short)?;
+        let key = VerifyingKey::from_bytes(&msg.signer()).map_err(|_| ExitWireError::SignerKey)?;
+        let sig = <[u8; SIGNATURE_LEN]>::try_from(sig).map_err(|_| ExitWireError::Short)?;
         let mut signed = Vec::with_capacity(32 + head.len());
         signed.extend_from_slice(&DOMAIN_TAG);
         signed.extend_from_slice(head);
         key.verify_strict(&signed, &Signature::from_bytes(&sig))
-            .map_err(|_| WireError::Signature)?;
+            .map_err(|_| ExitWireError::Signature)?;
         Ok(msg)
     }
 }
@@ -508,8 +509,8 @@ mod tests {
         key(seed).verifying_key().to_bytes()
     }
 
-    fn register() -> Message {
-        Message::Register(Register {
+    fn register() -> ExitMessage {
+        ExitMessage::Register(Register {
             user: pk(1),
             exit: pk(2),
             tunnel_key: [3; 32],
@@ -533,25 +534,28 @@ mod tests {
     fn forged_and_tampered_messages_fail_with_typed_errors() {
         let m = register();
         let good = m.sign(&key(1));
-        assert_eq!(Message::decode(&good), Ok(m));
+        assert_eq!(ExitMessage::decode(&good), Ok(m));
         // Signed by someone else than the user it names.
-        assert_eq!(Message::decode(&m.sign(&key(9))), Err(WireError::Signature));
+        assert_eq!(
+            ExitMessage::decode(&m.sign(&key(9))),
+            Err(ExitWireError::Signature)
+        );
         // Any flipped bit in body or signature.
         for i in 2..good.len() {
             let mut bad = good.clone();
             if let Some(b) = bad.get_mut(i) {
                 *b ^= 0x10;
             }
-            assert!(Message::decode(&bad).is_err(), "flip at {i} accepted");
+            assert!(ExitMessage::decode(&bad).is_err(), "flip at {i} accepted");
         }
         // Header and length errors.
-        assert_eq!(Message::decode(&[]), Err(WireError::Short));
-        assert_eq!(Message::decode(&[1]), Err(WireError::Short));
-        assert_eq!(Message::decode(&[2, 1]), Err(WireError::Version(2)));
-        assert_eq!(Message::decode(&[1, 9]), Err(WireError::Kind(9)));
+        assert_eq!(ExitMessage::decode(&[]), Err(ExitWireError::Short));
+        assert_eq!(ExitMessage::decode(&[1]), Err(ExitWireError::Short));
+        assert_eq!(ExitMessage::decode(&[2, 1]), Err(ExitWireError::Version(2)));
+        assert_eq!(ExitMessage::decode(&[1, 9]), Err(ExitWireError::Kind(9)));
         assert_eq!(
-            Message::decode(good.get(..201).unwrap_or_default()),
-            Err(WireError::Length {
+            ExitMessage::decode(good.get(..201).unwrap_or_default()),
+            Err(ExitWireError::Length {
                 kind: kind::REGISTER,
                 want: 202,
                 got: 201
@@ -562,12 +566,12 @@ mod tests {
         raw.truncate(202 - 64);
         let sig = key(1).sign(&raw).to_bytes();
         raw.extend_from_slice(&sig);
-        assert_eq!(Message::decode(&raw), Err(WireError::Signature));
+        assert_eq!(ExitMessage::decode(&raw), Err(ExitWireError::Signature));
     }
 
     #[test]
     fn non_canonical_fields_are_refused() {
-        let m = Message::Registered(Registered {
+        let m = ExitMessage::Registered(Registered {
             exit: pk(2),
             user: pk(1),
             timestamp_ms: 5,
@@ -584,15 +588,15 @@ mod tests {
             free_tier_bps: 1_000_000,
         });
         assert_eq!(
-            Message::decode(&m.sign(&key(2))),
-            Err(WireError::Field("ipv4 prefix length"))
+            ExitMessage::decode(&m.sign(&key(2))),
+            Err(ExitWireError::Field("ipv4 prefix length"))
         );
-        let mut refused = Message::Refused(Refused {
+        let mut refused = ExitMessage::Refused(Refused {
             exit: pk(2),
             user: pk(1),
             timestamp_ms: 5,
             nonce: [0; 16],
-            reason: Refusal::NotAllowed,
+            reason: ExitRefusal::NotAllowed,
             exit_time_ms: 6,
         })
         .sign(&key(2));
@@ -600,8 +604,8 @@ mod tests {
             *b = 0;
         }
         assert_eq!(
-            Message::decode(&refused),
-            Err(WireError::Field("refusal reason"))
+            ExitMessage::decode(&refused),
+            Err(ExitWireError::Field("refusal reason"))
         );
     }
 
@@ -609,7 +613,7 @@ mod tests {
         any::<u128>().prop_map(Ipv6Addr::from)
     }
 
-    fn arb_message() -> impl Strategy<Value = Message> {
+    fn arb_message() -> impl Strategy<Value = ExitMessage> {
         let register = (
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
@@ -618,7 +622,7 @@ mod tests {
             any::<[u8; 16]>(),
         )
             .prop_map(|(exit, tunnel_key, mesh_address, timestamp_ms, nonce)| {
-                Message::Register(Register {
+                ExitMessage::Register(Register {
                     user: pk(1),
                     exit,
                     tunnel_key,
@@ -647,7 +651,7 @@ mod tests {
         )
             .prop_map(
                 |((user, ts, nonce, tk), (port, mtu, v4, len, ev4), ev6, v6, (fee, free))| {
-                    Message::Registered(Registered {
+                    ExitMessage::Registered(Registered {
                         exit: pk(2),
                         user,
                         timestamp_ms: ts,
@@ -673,12 +677,15 @@ mod tests {
             any::<u64>(),
         )
             .prop_map(|(user, ts, nonce, r, t)| {
-                Message::Refused(Refused {
+                ExitMessage::Refused(Refused {
                     exit: pk(2),
                     user,
                     timestamp_ms: ts,
                     nonce,
-                    reason: Refusal::ALL.get(r).copied().unwrap_or(Refusal::NotAllowed),
+                    reason: ExitRefusal::ALL
+                        .get(r)
+                        .copied()
+                        .unwrap_or(ExitRefusal::NotAllowed),
                     exit_time_ms: t,
                 })
             });
@@ -688,7 +695,7 @@ mod tests {
             (any::<u128>(), any::<u128>()),
         )
             .prop_map(|(user, (seq, t, up, down), (ua, da))| {
-                Message::Bill(Bill {
+                ExitMessage::Bill(Bill {
                     exit: pk(2),
                     user,
                     totals: Totals {
@@ -709,15 +716,15 @@ mod tests {
 
         #[test]
         fn every_message_round_trips(m in arb_message()) {
-            let k = if matches!(m, Message::Register(_)) { key(1) } else { key(2) };
+            let k = if matches!(m, ExitMessage::Register(_)) { key(1) } else { key(2) };
             let b = m.sign(&k);
             prop_assert_eq!(Some(b.len()), length_of(m.kind()));
-            prop_assert_eq!(Message::decode(&b), Ok(m));
+            prop_assert_eq!(ExitMessage::decode(&b), Ok(m));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Message::decode(&b);
+            let _ = ExitMessage::decode(&b);
         }
 
         #[test]
@@ -728,7 +735,7 @@ mod tests {
             let mut b = vec![VERSION, k];
             b.extend_from_slice(&body);
             b.truncate(length_of(k).unwrap_or(0));
-            prop_assert!(Message::decode(&b).is_err());
+            prop_assert!(ExitMessage::decode(&b).is_err());
         }
     }
 }

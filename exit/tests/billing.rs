@@ -9,8 +9,8 @@ use common::{key, pk, t};
 use std::net::Ipv6Addr;
 
 use exit::{
-    BillError, Checked, ExitConfig, ExitServer, ExitStore, MemStore, Message, RedbStore, Registrar,
-    Tolerance, Totals, UserLedger, UserService, Way,
+    BillError, Checked, ExitConfig, ExitMemStore, ExitMessage, ExitRedbStore, ExitServer,
+    ExitStore, Registrar, Tolerance, Totals, UserLedger, UserService, Way,
 };
 use payments::{Amount, cost};
 
@@ -34,8 +34,8 @@ fn exit_with_user<S: ExitStore>(store: S) -> ExitServer<S> {
 }
 
 fn bill_of(bytes: &[u8]) -> Totals {
-    match Message::decode(bytes) {
-        Ok(Message::Bill(b)) => b.totals,
+    match ExitMessage::decode(bytes) {
+        Ok(ExitMessage::Bill(b)) => b.totals,
         other => panic!("{other:?}"),
     }
 }
@@ -49,7 +49,7 @@ fn bill(e: &mut ExitServer<impl ExitStore>, at: u64) -> Vec<u8> {
 
 #[test]
 fn the_bill_is_the_formula_and_cumulative() {
-    let mut e = exit_with_user(MemStore::default());
+    let mut e = exit_with_user(ExitMemStore::default());
     assert_eq!(
         e.bill(t(2), &pk(1)).ok(),
         Some(None),
@@ -87,7 +87,7 @@ fn the_bill_is_the_formula_and_cumulative() {
 
 #[test]
 fn a_failed_commit_produces_no_bill_and_loses_nothing() {
-    let mut e = exit_with_user(MemStore::default());
+    let mut e = exit_with_user(ExitMemStore::default());
     e.meter(&pk(1), 1000, 1000, ROUTE_BACK);
     let b1 = bill_of(&bill(&mut e, 2));
     e.meter(&pk(1), 2000, 0, ROUTE_BACK);
@@ -110,7 +110,7 @@ fn a_restarted_exit_resends_the_committed_bill_and_continues_from_it() {
     let path = std::env::temp_dir().join(format!("exit-bill-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let b1 = {
-        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = ExitRedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut e = exit_with_user(store);
         e.meter(&pk(1), 4000, 9000, ROUTE_BACK);
         let b = bill(&mut e, 2);
@@ -119,7 +119,7 @@ fn a_restarted_exit_resends_the_committed_bill_and_continues_from_it() {
         e.meter(&pk(1), 1, 1, ROUTE_BACK);
         b
     };
-    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let store = ExitRedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let mut e =
         ExitServer::open(config(), key(200), store, t(10)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(bill(&mut e, 11), b1, "the same signed bill, byte for byte");
@@ -139,7 +139,7 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
         ppm: 10_000,
         slack_bytes: 1000,
     };
-    let mut e = exit_with_user(MemStore::default());
+    let mut e = exit_with_user(ExitMemStore::default());
     let mut ledger = UserLedger::new(pk(200), pk(1), FEE);
     // Honest: the user counted the same traffic (a little less download: in flight).
     e.meter(&pk(1), 100_000, 200_000, ROUTE_BACK);
@@ -196,7 +196,7 @@ fn the_user_accepts_honest_bills_and_refuses_overcharges_with_a_reason() {
 
 /// Bills signed by the exit's key but with made-up totals.
 fn forge(t: Totals) -> Vec<u8> {
-    Message::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
+    ExitMessage::Bill(t.bill(pk(200), pk(1))).sign(&key(200))
 }
 
 #[test]
@@ -263,9 +263,9 @@ fn dishonest_bill_sequences_are_refused() {
         })
     ));
     // Another exit's signature, or for another user.
-    let foreign = Message::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
+    let foreign = ExitMessage::Bill(b1.bill(pk(201), pk(1))).sign(&key(201));
     assert_eq!(ledger.check(&foreign, tol, 0), Err(BillError::WrongParty));
-    let other_user = Message::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
+    let other_user = ExitMessage::Bill(b1.bill(pk(200), pk(2))).sign(&key(200));
     assert_eq!(
         ledger.check(&other_user, tol, 0),
         Err(BillError::WrongParty)
@@ -284,7 +284,7 @@ fn dishonest_bill_sequences_are_refused() {
 #[test]
 fn the_user_ledger_survives_a_restart_and_then_checks_the_formula_only() {
     let tol = Tolerance::default();
-    let mut e = exit_with_user(MemStore::default());
+    let mut e = exit_with_user(ExitMemStore::default());
     let mut ledger = UserLedger::new(pk(200), pk(1), FEE);
     e.meter(&pk(1), 1000, 1000, ROUTE_BACK);
     ledger.count(1000, 1000);
@@ -320,7 +320,7 @@ fn the_user_ledger_survives_a_restart_and_then_checks_the_formula_only() {
 
 #[test]
 fn service_follows_owed_and_paid_both_ways() {
-    let mut e = exit_with_user(MemStore::default());
+    let mut e = exit_with_user(ExitMemStore::default());
     // close 1 000 000, cut 5 000 000 wei; upload costs 10 wei/byte.
     assert_eq!(e.meter(&pk(1), 100_000, 0, 0), Some(UserService::Full)); // owes 1 000 000
     assert_eq!(e.meter(&pk(1), 1, 0, 0), Some(UserService::FreeTier));

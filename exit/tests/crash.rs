@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use ed25519_dalek::SigningKey;
-use exit::{ExitStore, RedbStore};
+use exit::{ExitRedbStore, ExitStore};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -75,7 +75,7 @@ impl Seen {
 
     /// Everything printed is in the store.
     fn check_durable(&self, db: &std::path::Path) {
-        let stored = RedbStore::open(db)
+        let stored = ExitRedbStore::open(db)
             .and_then(|s| s.load())
             .unwrap_or_else(|e| panic!("reopen: {e}"));
         let pk = |u: u8| SigningKey::from_bytes(&[u; 32]).verifying_key().to_bytes();

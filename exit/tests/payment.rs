@@ -10,12 +10,13 @@ mod common;
 
 use common::{key, pk, t};
 
+use clock::Instant;
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exit::{
-    Checked, ExitPayments, ExitServer, Frame, FrameError, MemStore, Message, Registrar, Tolerance,
-    Transition, UserLedger, UserPayments, UserService,
+    Checked, ExitMemStore, ExitMessage, ExitPayments, ExitServer, Frame, FrameError, Registrar,
+    Tolerance, Transition, UserLedger, UserPayments, UserService,
 };
 use payments::Amount;
 
@@ -26,9 +27,9 @@ const TOL: Tolerance = Tolerance {
     slack_bytes: 1000,
 };
 
-fn exit_server() -> ExitServer<exit::MemStore> {
+fn exit_server() -> ExitServer<exit::ExitMemStore> {
     let c = common::config(FEE, 100_000_000);
-    let mut e = ExitServer::open(c, key(200), MemStore::default(), t(0)).unwrap();
+    let mut e = ExitServer::open(c, key(200), ExitMemStore::default(), t(0)).unwrap();
     let mesh = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
     let (req, _) = Registrar::new().request(&key(1), pk(200), [1; 32], mesh, t(1), [1; 16]);
     assert!(e.register(t(1), mesh, &req).is_ok());
@@ -38,7 +39,7 @@ fn exit_server() -> ExitServer<exit::MemStore> {
 /// The two ends, as the daemon wires them: datagrams through [`Frame`], channel messages both
 /// ways until quiet.
 struct Pair {
-    exit: ExitServer<exit::MemStore>,
+    exit: ExitServer<exit::ExitMemStore>,
     exit_pay: ExitPayments<payments::MemStore>,
     user: UserPayments<payments::MemStore>,
     /// The user's tunnel counters (sent, received), cumulative.
@@ -56,7 +57,7 @@ impl Pair {
             user: UserPayments::open(key(1), pk(200), ledger, payments::MemStore::default())
                 .unwrap(),
             tunnel: (0, 0),
-            now: Instant::now(),
+            now: clock::now(),
             transitions: Vec::new(),
         }
     }
@@ -204,10 +205,13 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     p.traffic(1000, 2000);
     let second = p.exit.bill(t(11), &pk(1)).unwrap().unwrap();
     // Forged: another key signs the exit's bill; garbled: a flipped byte.
-    let Ok(Message::Bill(mut b)) = Message::decode(&second) else {
+    let Ok(ExitMessage::Bill(mut b)) = ExitMessage::decode(&second) else {
         panic!()
     };
-    assert!(p.deliver_bill(&Message::Bill(b).sign(&key(66))).is_err());
+    assert!(
+        p.deliver_bill(&ExitMessage::Bill(b).sign(&key(66)))
+            .is_err()
+    );
     let mut garbled = second.clone();
     garbled[40] ^= 1;
     assert!(p.deliver_bill(&garbled).is_err());
@@ -217,7 +221,8 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
     assert!(p.deliver_bill(&first).is_err());
     // Inflated: the exit signs more download than went through the tunnel.
     p.traffic(1000, 2000);
-    let Ok(Message::Bill(third)) = Message::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
+    let Ok(ExitMessage::Bill(third)) =
+        ExitMessage::decode(&p.exit.bill(t(12), &pk(1)).unwrap().unwrap())
     else {
         panic!()
     };
@@ -227,7 +232,7 @@ fn forged_replayed_and_inflated_bills_are_refused_counted_and_not_paid() {
         .totals
         .download_amount
         .saturating_add(Amount(50_000 * u128::from(FEE + BACK)));
-    let r = p.deliver_bill(&Message::Bill(b).sign(&key(200)));
+    let r = p.deliver_bill(&ExitMessage::Bill(b).sign(&key(200)));
     assert!(r.is_err(), "{r:?}");
     assert!(p.user.billing().last().starts_with("refused"));
     let c = p.user.billing().counters;
@@ -263,7 +268,7 @@ fn both_ends_restart_from_their_stores_without_losing_or_doubling_a_payment() {
     assert!(
         out.events
             .iter()
-            .all(|e| !matches!(e, payments::Event::PaymentSent { .. })),
+            .all(|e| !matches!(e, payments::PaymentEvent::PaymentSent { .. })),
         "{:?}",
         out.events
     );

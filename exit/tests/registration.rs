@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use exit::{
-    Admission, Decision, ExitConfig, ExitServer, ExitStore, Ipv4Pool, Ipv6Pool, MemStore, Outcome,
-    RedbStore, Refusal, RegisterError, Registrar, WireError,
+    Admission, Decision, ExitConfig, ExitMemStore, ExitRedbStore, ExitRefusal, ExitServer,
+    ExitStore, ExitWireError, Ipv4Pool, Ipv6Pool, RegisterError, Registrar, RegistrationOutcome,
 };
 
 const EXIT_SEED: u8 = 200;
@@ -63,7 +63,7 @@ fn register<S: ExitStore>(
     reg: &mut Registrar,
     seed: u8,
     now: SystemTime,
-) -> Result<Outcome, String> {
+) -> Result<RegistrationOutcome, String> {
     let (req, pending) = reg.request(
         &key(seed),
         exit_pk(),
@@ -78,9 +78,9 @@ fn register<S: ExitStore>(
     pending.answer(&answer.reply).map_err(|e| e.to_string())
 }
 
-fn address(o: &Result<Outcome, String>) -> Option<(Ipv4Addr, Option<(Ipv6Addr, u8)>)> {
+fn address(o: &Result<RegistrationOutcome, String>) -> Option<(Ipv4Addr, Option<(Ipv6Addr, u8)>)> {
     match o {
-        Ok(Outcome::Registered(r)) => Some((r.ipv4, r.ipv6_prefix)),
+        Ok(RegistrationOutcome::Registered(r)) => Some((r.ipv4, r.ipv6_prefix)),
         _ => None,
     }
 }
@@ -93,9 +93,9 @@ fn db_path(name: &str) -> PathBuf {
 
 #[test]
 fn a_grant_carries_the_tunnel_parameters() {
-    let mut e = open(config(24), MemStore::default(), t(0));
+    let mut e = open(config(24), ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
-    let Ok(Outcome::Registered(r)) = register(&mut e, &mut reg, 1, t(1)) else {
+    let Ok(RegistrationOutcome::Registered(r)) = register(&mut e, &mut reg, 1, t(1)) else {
         panic!("not registered");
     };
     assert_eq!(r.ipv4, Ipv4Addr::new(172, 16, 0, 2));
@@ -132,7 +132,7 @@ fn same_key_same_address_across_restarts_of_both_sides() {
     let path = db_path("sticky");
     let mut first = Vec::new();
     {
-        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = ExitRedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut e = open(config(24), store, t(0));
         let mut reg = Registrar::new();
         for seed in [5u8, 3, 9, 1] {
@@ -146,7 +146,7 @@ fn same_key_same_address_across_restarts_of_both_sides() {
     }
     // The exit restarts (the store is reopened from the file); the users restart too (fresh
     // registrars) and register in another order.
-    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let store = ExitRedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let mut e = open(config(24), store, t(100));
     for (i, (seed, was)) in [(1u8, 3), (9, 2), (3, 1), (5, 0)].into_iter().enumerate() {
         let mut reg = Registrar::new();
@@ -166,9 +166,9 @@ fn same_key_same_address_across_restarts_of_both_sides() {
 
 #[test]
 fn the_lease_is_durable_before_the_answer_exists() {
-    let store = MemStore {
+    let store = ExitMemStore {
         fail: true,
-        ..MemStore::default()
+        ..ExitMemStore::default()
     };
     let mut e = open(config(24), store, t(0));
     let mut reg = Registrar::new();
@@ -183,7 +183,7 @@ fn the_lease_is_durable_before_the_answer_exists() {
 
 #[test]
 fn replays_and_forgeries_get_no_answer() {
-    let mut e = open(config(24), MemStore::default(), t(0));
+    let mut e = open(config(24), ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
     let (req, _) = reg.request(&key(1), exit_pk(), [1; 32], mesh(1), t(1), [1; 16]);
     assert!(e.register(t(1), mesh(1), &req).is_ok());
@@ -200,7 +200,7 @@ fn replays_and_forgeries_get_no_answer() {
     forged.splice(2..34, user1);
     assert!(matches!(
         e.register(t(3), mesh(1), &forged),
-        Err(RegisterError::Wire(WireError::Signature))
+        Err(RegisterError::Wire(ExitWireError::Signature))
     ));
     // For another exit.
     let (other, _) = reg.request(&key(1), [9; 32], [1; 32], mesh(1), t(4), [3; 16]);
@@ -235,7 +235,7 @@ fn replays_and_forgeries_get_no_answer() {
 
 #[test]
 fn an_old_answer_is_not_taken_for_a_new_one() {
-    let mut e = open(config(24), MemStore::default(), t(0));
+    let mut e = open(config(24), ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
     let (req, _) = reg.request(&key(1), exit_pk(), [1; 32], mesh(1), t(1), [1; 16]);
     let old = e
@@ -250,11 +250,11 @@ fn an_old_answer_is_not_taken_for_a_new_one() {
 fn policy_and_clock_refusals_are_signed_with_a_reason() {
     let mut cfg = config(24);
     cfg.admission = Admission::AllowList(BTreeSet::from([key(1).verifying_key().to_bytes()]));
-    let mut e = open(cfg, MemStore::default(), t(0));
+    let mut e = open(cfg, ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
     assert!(address(&register(&mut e, &mut reg, 1, t(1))).is_some());
     match register(&mut e, &mut reg, 2, t(2)) {
-        Ok(Outcome::Refused(r)) => assert_eq!(r.reason, Refusal::NotAllowed),
+        Ok(RegistrationOutcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::NotAllowed),
         other => panic!("{other:?}"),
     }
     // A user whose clock is 10 minutes behind.
@@ -262,11 +262,11 @@ fn policy_and_clock_refusals_are_signed_with_a_reason() {
     let a = e.register(t(603), mesh(1), &req);
     assert!(matches!(
         a.as_ref().map(|a| a.decision),
-        Ok(Decision::Refused(Refusal::ClockSkew))
+        Ok(Decision::Refused(ExitRefusal::ClockSkew))
     ));
     match a.map(|a| pending.answer(&a.reply)) {
-        Ok(Ok(Outcome::Refused(r))) => {
-            assert_eq!(r.reason, Refusal::ClockSkew);
+        Ok(Ok(RegistrationOutcome::Refused(r))) => {
+            assert_eq!(r.reason, ExitRefusal::ClockSkew);
             assert_eq!(r.exit_time_ms, exit::unix_ms(t(603)));
         }
         other => panic!("{other:?}"),
@@ -278,7 +278,7 @@ fn exhaustion_is_refused_and_expired_leases_are_reclaimed_only_then() {
     // A /29: 5 user addresses.
     let mut cfg = config(29);
     cfg.lease = Duration::from_secs(3600);
-    let mut e = open(cfg, MemStore::default(), t(0));
+    let mut e = open(cfg, ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
     let mut got = Vec::new();
     for seed in 1..=5u8 {
@@ -291,7 +291,7 @@ fn exhaustion_is_refused_and_expired_leases_are_reclaimed_only_then() {
     }
     assert!(got.iter().all(Option::is_some));
     match register(&mut e, &mut reg, 6, t(10)) {
-        Ok(Outcome::Refused(r)) => assert_eq!(r.reason, Refusal::PoolExhausted),
+        Ok(RegistrationOutcome::Refused(r)) => assert_eq!(r.reason, ExitRefusal::PoolExhausted),
         other => panic!("{other:?}"),
     }
     // User 1 renews; an hour later the others have expired, user 1 has not.
@@ -313,16 +313,19 @@ fn exhaustion_is_refused_and_expired_leases_are_reclaimed_only_then() {
 
 #[test]
 fn renewals_are_written_sparingly_and_key_changes_at_once() {
-    let mut e = open(config(24), MemStore::default(), t(0));
+    let mut e = open(config(24), ExitMemStore::default(), t(0));
     let mut reg = Registrar::new();
     let user = key(1).verifying_key().to_bytes();
-    let send = |e: &mut ExitServer<MemStore>, reg: &mut Registrar, tk: u8, at: u64| {
+    let send = |e: &mut ExitServer<ExitMemStore>, reg: &mut Registrar, tk: u8, at: u64| {
         let (req, p) = reg.request(&key(1), exit_pk(), [tk; 32], mesh(1), t(at), [tk; 16]);
         let a = e
             .register(t(at), mesh(1), &req)
             .map(|a| a.reply)
             .unwrap_or_default();
-        assert!(matches!(p.answer(&a), Ok(Outcome::Registered(_))));
+        assert!(matches!(
+            p.answer(&a),
+            Ok(RegistrationOutcome::Registered(_))
+        ));
     };
     send(&mut e, &mut reg, 1, 1);
     assert_eq!(e.store().commits, 1);

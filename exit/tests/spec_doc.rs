@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use exit::store::{LEASE_LEN, TOTALS_LEN};
 use exit::wire::{kind, length_of};
-use exit::{ExitConfig, Ipv4Pool, Refusal, SelectionPolicy, ServiceThresholds, Tolerance};
+use exit::{ExitConfig, ExitRefusal, Ipv4Pool, SelectionPolicy, ServiceThresholds, Tolerance};
 
 fn doc() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/exits.md"))
@@ -82,13 +82,13 @@ fn every_layout_is_contiguous_and_as_long_as_the_codec_says() {
 #[test]
 fn refusal_codes_and_names_match() {
     let d = doc();
-    for r in Refusal::ALL {
-        assert_eq!(Refusal::from_code(r.code()), Some(r));
+    for r in ExitRefusal::ALL {
+        assert_eq!(ExitRefusal::from_code(r.code()), Some(r));
         let row = format!("| {} | `{}` |", r.code(), r.name());
         assert!(d.contains(&row), "{row}");
     }
-    assert_eq!(Refusal::from_code(0), None);
-    assert_eq!(Refusal::from_code(4), None);
+    assert_eq!(ExitRefusal::from_code(0), None);
+    assert_eq!(ExitRefusal::from_code(4), None);
 }
 
 #[test]

@@ -8,17 +8,18 @@
 //! `cargo bench -p payments --bench metering`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use clock::Instant;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use payments::{Meter, ServiceLevel, Shaper, ShaperConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tunnel::noise::Identity;
-use tunnel::{Action, Now, Peer, PeerOptions, PrivateKey};
+use tunnel::{Now, Peer, PeerAction, PeerOptions, PrivateKey};
 
 const SIZES: [usize; 2] = [64, 1420];
 
@@ -53,16 +54,16 @@ fn pair(now: &Now) -> (Peer, Peer) {
     );
     let mut b1 = vec![0u8; 2048];
     let mut b2 = vec![0u8; 2048];
-    let Action::SendToNetwork(init) = a.initiate(now, &mut b1).unwrap() else {
+    let PeerAction::SendToNetwork(init) = a.initiate(now, &mut b1).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(resp) = b.decapsulate(now, init, &mut b2).unwrap() else {
+    let PeerAction::SendToNetwork(resp) = b.decapsulate(now, init, &mut b2).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(ka) = a.decapsulate(now, resp, &mut b1).unwrap() else {
+    let PeerAction::SendToNetwork(ka) = a.decapsulate(now, resp, &mut b1).unwrap() else {
         panic!()
     };
-    assert_eq!(b.decapsulate(now, ka, &mut b2).unwrap(), Action::None);
+    assert_eq!(b.decapsulate(now, ka, &mut b2).unwrap(), PeerAction::None);
     (a, b)
 }
 
@@ -107,7 +108,7 @@ impl Metering {
 }
 
 fn bench(c: &mut Criterion) {
-    let t0 = Instant::now();
+    let t0 = clock::now();
     let now = Now::new(t0, SystemTime::now());
     for size in SIZES {
         let mut g = c.benchmark_group(format!("tunnel_{size}B"));
@@ -121,12 +122,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function("metering_off", |bch| {
             bch.iter(|| {
                 i = (i + 1) & 63;
-                let Ok(Action::SendToNetwork(d)) =
+                let Ok(PeerAction::SendToNetwork(d)) =
                     a.encapsulate(&now, black_box(&pkts[i]), &mut wire)
                 else {
                     panic!()
                 };
-                let Ok(Action::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain) else {
+                let Ok(PeerAction::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
+                else {
                     panic!()
                 };
                 black_box(out.len())
@@ -140,10 +142,11 @@ fn bench(c: &mut Criterion) {
                 let t = t0 + Duration::from_nanos(k * 500);
                 let pkt = black_box(&pkts[i]);
                 assert!(ma.packet(t, pkt, false));
-                let Ok(Action::SendToNetwork(d)) = a.encapsulate(&now, pkt, &mut wire) else {
+                let Ok(PeerAction::SendToNetwork(d)) = a.encapsulate(&now, pkt, &mut wire) else {
                     panic!()
                 };
-                let Ok(Action::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain) else {
+                let Ok(PeerAction::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
+                else {
                     panic!()
                 };
                 assert!(mb.packet(t, out, true));

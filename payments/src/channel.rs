@@ -1,7 +1,7 @@
 //! The two ends of one unidirectional channel: the payer, who signs ever higher cumulative
 //! updates, and the payee, who keeps the best valid one.
 //!
-//! Neither end writes anything itself: [`crate::Peer`] commits the new state to its
+//! Neither end writes anything itself: [`crate::PaymentPeer`] commits the new state to its
 //! [`crate::Store`] before the update leaves (payer) or is acknowledged (payee).
 
 use ed25519_dalek::SigningKey;

@@ -31,7 +31,10 @@ pub mod wire;
 pub use channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
 pub use meter::{Flow, Meter};
 pub use node::{Neighbour, Payments, View};
-pub use peer::{Event, Output, PaymentCounters, Peer, PeerConfig, ServiceLevel, Thresholds};
+pub use peer::{
+    PaymentCounters, PaymentEvent, PaymentOutput, PaymentPeer, PaymentPeerConfig, ServiceLevel,
+    Thresholds,
+};
 pub use price::{Price, cost};
 pub use shaper::{Shaper, ShaperConfig, ShaperVerdict};
 pub use store::{Direction, MemStore, Record, RedbStore, Store, StoreError};

@@ -99,7 +99,7 @@ impl<D: Hash + Eq + Clone> Meter<D> {
         self.pending.shaped_in = self.pending.shaped_in.saturating_add(v);
     }
 
-    /// What was metered since the last call: hand it to [`crate::Peer::meter`] once per
+    /// What was metered since the last call: hand it to [`crate::PaymentPeer::meter`] once per
     /// metering interval.
     pub fn take(&mut self) -> Flow {
         std::mem::take(&mut self.pending)

@@ -4,13 +4,14 @@
 //! what is due, and sets every neighbour's service level and weight in the shaper, so shaping
 //! follows payment within one interval.
 
+use clock::Instant;
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
-use crate::peer::{Output, Peer, PeerConfig};
+use crate::peer::{PaymentOutput, PaymentPeer, PaymentPeerConfig};
 use crate::price::Price;
 use crate::shaper::{Shaper, ShaperConfig, ShaperVerdict};
 use crate::store::{Direction, Store, StoreError};
@@ -20,7 +21,7 @@ use crate::{Amount, ChannelId, Meter, Settlement};
 #[derive(Debug, Clone)]
 pub struct Neighbour<D> {
     /// Ledger and channels.
-    pub peer: Peer,
+    pub peer: PaymentPeer,
     /// Packets since the last tick.
     pub meter: Meter<D>,
     /// What it paid us per interval, smoothed over about four intervals.
@@ -88,7 +89,7 @@ pub struct View {
 #[derive(Debug)]
 pub struct Payments<D> {
     key: SigningKey,
-    cfg: PeerConfig,
+    cfg: PaymentPeerConfig,
     neighbours: BTreeMap<[u8; 32], Neighbour<D>>,
     shaper: Shaper<[u8; 32]>,
     max_destinations: usize,
@@ -105,7 +106,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
     /// No neighbours yet. `interval` is the metering interval.
     pub fn new(
         key: SigningKey,
-        cfg: PeerConfig,
+        cfg: PaymentPeerConfig,
         shaper: ShaperConfig,
         interval: Duration,
         now: Instant,
@@ -134,7 +135,8 @@ impl<D: Hash + Eq + Clone> Payments<D> {
             ChannelId::offchain(&me, &neighbour),
             ChannelId::offchain(&neighbour, &me),
         ));
-        let mut peer = Peer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
+        let mut peer =
+            PaymentPeer::restore(self.key.clone(), neighbour, out, inbound, self.cfg, store)?;
         peer.set_paying(self.paying);
         let paid = peer.paid_in();
         let metered = peer.metered_in();
@@ -179,7 +181,7 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         }
     }
 
-    /// Whether we pay our neighbours (see [`Peer::set_paying`]); also for neighbours added later.
+    /// Whether we pay our neighbours (see [`PaymentPeer::set_paying`]); also for neighbours added later.
     pub fn set_paying(&mut self, on: bool) {
         self.paying = on;
         for n in self.neighbours.values_mut() {
@@ -187,8 +189,8 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         }
     }
 
-    /// Moves our channel to `neighbour` ([`Peer::move_out`]) and its channel to us
-    /// ([`Peer::move_in`]) where given; true when something moved.
+    /// Moves our channel to `neighbour` ([`PaymentPeer::move_out`]) and its channel to us
+    /// ([`PaymentPeer::move_in`]) where given; true when something moved.
     pub fn move_channels(
         &mut self,
         neighbour: &[u8; 32],
@@ -262,14 +264,14 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         &mut self,
         now: Instant,
         store: &mut impl Store,
-    ) -> Result<Vec<([u8; 32], Output)>, StoreError> {
+    ) -> Result<Vec<([u8; 32], PaymentOutput)>, StoreError> {
         let interval = now >= self.next_tick;
         if interval {
             self.next_tick = now + self.interval;
         }
         let mut outs = Vec::new();
         for (key, n) in self.neighbours.iter_mut() {
-            let mut out = Output::default();
+            let mut out = PaymentOutput::default();
             if interval {
                 let f = n.meter.take();
                 n.peer.meter(f.value_in, f.value_out);
@@ -312,15 +314,15 @@ impl<D: Hash + Eq + Clone> Payments<D> {
         bytes: &[u8],
         settlement: &mut impl Settlement,
         store: &mut impl Store,
-    ) -> Result<Output, StoreError> {
+    ) -> Result<PaymentOutput, StoreError> {
         let Some(n) = self.neighbours.get_mut(neighbour) else {
-            return Ok(Output::default());
+            return Ok(PaymentOutput::default());
         };
         let out = n.peer.handle(now, bytes, settlement, store)?;
         if out
             .events
             .iter()
-            .any(|e| matches!(e, crate::Event::Service(_)))
+            .any(|e| matches!(e, crate::PaymentEvent::Service(_)))
         {
             let weight = n.weight();
             self.shaper
@@ -365,15 +367,15 @@ mod tests {
     /// metering interval each time.
     #[test]
     fn service_follows_payment_within_one_interval() -> Result<(), StoreError> {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let iv = Duration::from_secs(5);
-        let cfg = PeerConfig {
+        let cfg = PaymentPeerConfig {
             thresholds: Thresholds {
                 pay: Amount(1_000),
                 close: Amount(10_000),
                 drift_ppm: 0,
             },
-            ..PeerConfig::default()
+            ..PaymentPeerConfig::default()
         };
         let (kb, kc) = (key(2), key(3));
         let (pb, pc) = (kb.verifying_key().to_bytes(), kc.verifying_key().to_bytes());
@@ -391,7 +393,7 @@ mod tests {
         for interval in 1..=12u32 {
             // C sends 100 packets of 100 bytes through B at price 10 (1 000 wei per packet).
             for _ in 0..100 {
-                now += iv / 200;
+                now = now + iv / 200;
                 c.packet(now, &pb, Direction::Out, &1, 100, 10);
                 b.packet(now, &pc, Direction::In, &1, 100, 10);
             }
@@ -413,7 +415,7 @@ mod tests {
                     let r = b.handle(now, &pc, &m, &mut dep, &mut sb)?;
                     if r.events
                         .iter()
-                        .any(|e| matches!(e, crate::Event::PaymentReceived { .. }))
+                        .any(|e| matches!(e, crate::PaymentEvent::PaymentReceived { .. }))
                     {
                         received.push(interval);
                     }

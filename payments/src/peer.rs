@@ -5,14 +5,15 @@
 //! is sent, an accepted update is committed before it is acknowledged, an adopted update is
 //! committed before it counts. A failed commit sends and acknowledges nothing.
 
-use std::time::{Duration, Instant};
+use clock::Instant;
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha512};
 
 use crate::channel::{Accept, PayeeChannel, PayerChannel, Refusal, RefusalCounters};
 use crate::store::{Record, Store, StoreError};
-use crate::wire::{Message, Position, WireError};
+use crate::wire::{PaymentMessage, Position, WireError};
 use crate::{Amount, ChannelId, Settlement, SignedUpdate};
 
 impl ChannelId {
@@ -72,7 +73,7 @@ impl ServiceLevel {
 
 /// Configuration of one neighbour's payments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerConfig {
+pub struct PaymentPeerConfig {
     /// Pay and close thresholds.
     pub thresholds: Thresholds,
     /// First retransmission delay of an unacknowledged update or reestablish; doubles up to
@@ -82,9 +83,9 @@ pub struct PeerConfig {
     pub retry_max: Duration,
 }
 
-impl Default for PeerConfig {
-    fn default() -> PeerConfig {
-        PeerConfig {
+impl Default for PaymentPeerConfig {
+    fn default() -> PaymentPeerConfig {
+        PaymentPeerConfig {
             thresholds: Thresholds::default(),
             retry: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
@@ -94,7 +95,7 @@ impl Default for PeerConfig {
 
 /// Something that happened, for logs, `monitor` and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub enum PaymentEvent {
     /// We signed (and committed) a payment.
     PaymentSent {
         /// Its nonce.
@@ -140,11 +141,11 @@ pub enum Event {
 
 /// What the driver does after a call: send these messages to the neighbour (in order).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Output {
+pub struct PaymentOutput {
     /// Encoded messages.
     pub send: Vec<Vec<u8>>,
     /// What happened.
-    pub events: Vec<Event>,
+    pub events: Vec<PaymentEvent>,
 }
 
 /// Counters of one neighbour.
@@ -168,10 +169,10 @@ pub struct PaymentCounters {
 
 /// One neighbour's payments (module documentation).
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub struct PaymentPeer {
     key: SigningKey,
     neighbour: [u8; 32],
-    cfg: PeerConfig,
+    cfg: PaymentPeerConfig,
     metered_in: Amount,
     metered_out: Amount,
     closed_out: Amount,
@@ -193,18 +194,18 @@ pub struct Peer {
     pub counters: PaymentCounters,
 }
 
-impl Peer {
+impl PaymentPeer {
     /// Restores the neighbour `neighbour` (its ed25519 public key) from `store`. `out_channel` is
     /// our channel to it, `in_channel` its channel to us, unless the record names others (the
-    /// channels it moved to, [`Peer::move_out`] and [`Peer::move_in`]).
+    /// channels it moved to, [`PaymentPeer::move_out`] and [`PaymentPeer::move_in`]).
     pub fn restore(
         key: SigningKey,
         neighbour: [u8; 32],
         out_channel: ChannelId,
         in_channel: ChannelId,
-        cfg: PeerConfig,
+        cfg: PaymentPeerConfig,
         store: &impl Store,
-    ) -> Result<Peer, StoreError> {
+    ) -> Result<PaymentPeer, StoreError> {
         let me = key.verifying_key().to_bytes();
         let r = store.load(&neighbour)?.unwrap_or_default();
         let given = (out_channel, in_channel);
@@ -220,7 +221,7 @@ impl Peer {
         if out != r.out || inbound != r.inbound {
             return Err(StoreError::Corrupt);
         }
-        let mut peer = Peer {
+        let mut peer = PaymentPeer {
             key,
             neighbour,
             cfg,
@@ -252,7 +253,7 @@ impl Peer {
         self.paying = on;
     }
 
-    /// See [`Peer::set_paying`].
+    /// See [`PaymentPeer::set_paying`].
     pub fn paying(&self) -> bool {
         self.paying
     }
@@ -296,9 +297,9 @@ impl Peer {
 
     /// Commits the metered totals (once per metering interval) and re-evaluates the service
     /// level.
-    pub fn commit_metering(&mut self, store: &mut impl Store) -> Result<Output, StoreError> {
+    pub fn commit_metering(&mut self, store: &mut impl Store) -> Result<PaymentOutput, StoreError> {
         store.commit(&self.neighbour, &self.record())?;
-        let mut out = Output::default();
+        let mut out = PaymentOutput::default();
         self.update_level(&mut out);
         Ok(out)
     }
@@ -337,7 +338,7 @@ impl Peer {
 
     /// Our channel to the neighbour was closed (or a close asked for): from now on we pay on
     /// `channel`, from cumulative 0, and what we signed on the old one counts as paid
-    /// ([`Peer::paid_out`]). Committed before it takes effect; an update in flight on the old
+    /// ([`PaymentPeer::paid_out`]). Committed before it takes effect; an update in flight on the old
     /// channel is no longer retransmitted. False when `channel` is already ours.
     pub fn move_out(
         &mut self,
@@ -362,7 +363,7 @@ impl Peer {
     }
 
     /// The neighbour's channel to us was closed: from now on it pays on `channel`, from
-    /// cumulative 0, and the best update of the old one counts as paid ([`Peer::paid_in`]).
+    /// cumulative 0, and the best update of the old one counts as paid ([`PaymentPeer::paid_in`]).
     /// Committed before it takes effect. False when `channel` is already its.
     pub fn move_in(
         &mut self,
@@ -397,11 +398,11 @@ impl Peer {
         }
     }
 
-    fn update_level(&mut self, out: &mut Output) {
+    fn update_level(&mut self, out: &mut PaymentOutput) {
         let l = self.computed_level();
         if l != self.level {
             self.level = l;
-            out.events.push(Event::Service(l));
+            out.events.push(PaymentEvent::Service(l));
         }
     }
 
@@ -423,7 +424,7 @@ impl Peer {
             nonce: u.map(|u| u.update.nonce).unwrap_or(0),
             cumulative: u.map(|u| u.update.cumulative).unwrap_or_default(),
         };
-        Message::Reestablish {
+        PaymentMessage::Reestablish {
             reply,
             out_channel: self.payer.channel(),
             out: pos(self.payer.latest()),
@@ -441,8 +442,12 @@ impl Peer {
     /// Timers and decisions: reestablish until the neighbour answers, retransmit an
     /// unacknowledged update, and pay (commit, then send) when we owe more than the pay
     /// threshold and nothing is in flight.
-    pub fn poll(&mut self, now: Instant, store: &mut impl Store) -> Result<Output, StoreError> {
-        let mut out = Output::default();
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        store: &mut impl Store,
+    ) -> Result<PaymentOutput, StoreError> {
+        let mut out = PaymentOutput::default();
         if !self.heard && self.reestablish_at.is_none_or(|t| now >= t) {
             out.send.push(self.reestablish(true));
             self.reestablish_at = Some(now + self.cfg.retry);
@@ -450,7 +455,7 @@ impl Peer {
         if self.payer.in_flight() {
             if self.retry_at.is_none_or(|t| now >= t) {
                 if let Some(u) = self.payer.latest() {
-                    out.send.push(Message::Update(u.to_bytes()).encode());
+                    out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
                     self.counters.retries += 1;
                 }
                 self.arm_retry(now);
@@ -468,7 +473,7 @@ impl Peer {
         &mut self,
         now: Instant,
         store: &mut impl Store,
-        out: &mut Output,
+        out: &mut PaymentOutput,
     ) -> Result<(), StoreError> {
         if self.payer.in_flight() || !self.paying {
             return Ok(());
@@ -487,8 +492,8 @@ impl Peer {
         self.counters.sent += 1;
         self.backoff = self.cfg.retry;
         self.arm_retry(now);
-        out.send.push(Message::Update(u.to_bytes()).encode());
-        out.events.push(Event::PaymentSent {
+        out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
+        out.events.push(PaymentEvent::PaymentSent {
             nonce: u.update.nonce,
             cumulative: u.update.cumulative,
             amount: owed,
@@ -504,24 +509,25 @@ impl Peer {
         bytes: &[u8],
         settlement: &mut impl Settlement,
         store: &mut impl Store,
-    ) -> Result<Output, StoreError> {
-        let mut out = Output::default();
-        let msg = match Message::decode(bytes) {
+    ) -> Result<PaymentOutput, StoreError> {
+        let mut out = PaymentOutput::default();
+        let msg = match PaymentMessage::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.malformed += 1;
-                out.events.push(Event::Malformed(e));
+                out.events.push(PaymentEvent::Malformed(e));
                 return Ok(out);
             }
         };
         self.heard = true;
         match msg {
-            Message::Update(b) => self.on_update(&b, settlement, store, &mut out)?,
-            Message::Ack { channel, at, claim } => {
+            PaymentMessage::Update(b) => self.on_update(&b, settlement, store, &mut out)?,
+            PaymentMessage::Ack { channel, at, claim } => {
                 if channel == self.payer.channel() && self.payer.on_ack(at.nonce, at.cumulative) {
                     self.retry_at = None;
                     self.backoff = self.cfg.retry;
-                    out.events.push(Event::PaymentAcked { nonce: at.nonce });
+                    out.events
+                        .push(PaymentEvent::PaymentAcked { nonce: at.nonce });
                 } else if at.nonce > self.payer.nonce() {
                     self.counters.unmatched += 1;
                 }
@@ -530,14 +536,14 @@ impl Peer {
                     self.pay_if_due(now, store, &mut out)?;
                 }
             }
-            Message::Refuse { at, reason, .. } => {
+            PaymentMessage::Refuse { at, reason, .. } => {
                 self.counters.refused_by_peer += 1;
-                out.events.push(Event::RefusedByPeer {
+                out.events.push(PaymentEvent::RefusedByPeer {
                     reason: Refusal::from_code(reason),
                     at,
                 });
             }
-            Message::Reestablish {
+            PaymentMessage::Reestablish {
                 reply,
                 out_channel,
                 out: their_out,
@@ -550,13 +556,13 @@ impl Peer {
                 if in_channel == self.payer.channel() {
                     if let Some(u) = self.payer.latest().copied() {
                         if inbound.nonce < u.update.nonce {
-                            out.send.push(Message::Update(u.to_bytes()).encode());
+                            out.send.push(PaymentMessage::Update(u.to_bytes()).encode());
                             self.arm_retry(now);
                         } else if inbound.nonce == u.update.nonce
                             && self.payer.on_ack(inbound.nonce, inbound.cumulative)
                         {
                             self.retry_at = None;
-                            out.events.push(Event::PaymentAcked {
+                            out.events.push(PaymentEvent::PaymentAcked {
                                 nonce: inbound.nonce,
                             });
                         }
@@ -564,11 +570,11 @@ impl Peer {
                 }
                 if out_channel == self.payee.channel() && their_out.nonce < self.payee.nonce() {
                     if let Some(b) = self.payee.best() {
-                        out.send.push(Message::Latest(b.to_bytes()).encode());
+                        out.send.push(PaymentMessage::Latest(b.to_bytes()).encode());
                     }
                 }
             }
-            Message::Latest(b) => {
+            PaymentMessage::Latest(b) => {
                 let mut p = self.payer.clone();
                 match SignedUpdate::from_bytes(&b) {
                     Ok(u) if p.adopt(&u) => {
@@ -577,7 +583,7 @@ impl Peer {
                         store.commit(&self.neighbour, &r)?;
                         self.payer = p;
                         self.retry_at = None;
-                        out.events.push(Event::Adopted {
+                        out.events.push(PaymentEvent::Adopted {
                             nonce: u.update.nonce,
                         });
                     }
@@ -585,7 +591,7 @@ impl Peer {
                 }
             }
             // Keys are exchanged by the driver (it knows which tunnel a message came through).
-            Message::Hello { .. } => {}
+            PaymentMessage::Hello { .. } => {}
         }
         self.update_level(&mut out);
         Ok(out)
@@ -596,7 +602,7 @@ impl Peer {
         bytes: &[u8],
         settlement: &mut impl Settlement,
         store: &mut impl Store,
-        out: &mut Output,
+        out: &mut PaymentOutput,
     ) -> Result<(), StoreError> {
         let channel = self.payee.channel();
         match self.payee.check(bytes, settlement.deposit(&channel)) {
@@ -607,7 +613,7 @@ impl Peer {
                 self.payee.accepted(update);
                 settlement.offer(&update);
                 self.counters.received += 1;
-                out.events.push(Event::PaymentReceived {
+                out.events.push(PaymentEvent::PaymentReceived {
                     nonce: update.update.nonce,
                     cumulative: update.update.cumulative,
                     amount,
@@ -620,9 +626,9 @@ impl Peer {
             }
             Err(refusal) => {
                 self.refusals.count(refusal);
-                out.events.push(Event::PaymentRefused(refusal));
+                out.events.push(PaymentEvent::PaymentRefused(refusal));
                 out.send.push(
-                    Message::Refuse {
+                    PaymentMessage::Refuse {
                         channel,
                         at: self.payee_position(),
                         reason: refusal.code(),
@@ -642,7 +648,7 @@ impl Peer {
     }
 
     fn ack(&self) -> Vec<u8> {
-        Message::Ack {
+        PaymentMessage::Ack {
             channel: self.payee.channel(),
             at: self.payee_position(),
             claim: self.metered_in,

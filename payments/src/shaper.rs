@@ -8,9 +8,10 @@
 //!   capacity goes to whoever has traffic (work-conserving, like an HTB class with a ceiling)
 //!   while a contended link is shared in proportion to the weights, i.e. to what each pays.
 
+use clock::Instant;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::ServiceLevel;
 
@@ -40,9 +41,7 @@ impl Bucket {
 
     fn refill(&mut self, now: Instant, rate: u64, depth: i64) {
         // Past one second the bucket is full anyway: u64 arithmetic suffices.
-        let dt = now
-            .saturating_duration_since(self.at)
-            .min(Duration::from_secs(1));
+        let dt = now.saturating_since(self.at).min(Duration::from_secs(1));
         self.at = now;
         let add = (dt.subsec_nanos() as u64 + dt.as_secs() * 1_000_000_000).saturating_mul(rate)
             / 1_000_000_000;
@@ -165,7 +164,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
     fn recompute(&mut self, now: Instant) {
         if self
             .recomputed
-            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.active_window / 4)
+            .is_some_and(|t| now.saturating_since(t) < self.cfg.active_window / 4)
         {
             return;
         }
@@ -174,7 +173,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
             .classes
             .values()
             .filter(|c| c.level == ServiceLevel::Full)
-            .filter(|c| now.saturating_duration_since(c.last_seen) < w)
+            .filter(|c| now.saturating_since(c.last_seen) < w)
             .map(|c| c.weight)
             .fold(0u64, u64::saturating_add);
         self.recomputed = Some(now);
@@ -208,7 +207,7 @@ impl<K: Hash + Eq + Clone> Shaper<K> {
             new = true;
             Class::new(now, ServiceLevel::Full)
         });
-        if (new || now.saturating_duration_since(c.last_seen) >= cfg.active_window)
+        if (new || now.saturating_since(c.last_seen) >= cfg.active_window)
             && c.level == ServiceLevel::Full
         {
             // Newly active: count it now, not at the next recomputation.
@@ -299,7 +298,7 @@ mod tests {
 
     #[test]
     fn contended_link_is_shared_by_weight_within_fifteen_percent() {
-        let (t0, cap) = (Instant::now(), 10_000_000);
+        let (t0, cap) = (clock::now(), 10_000_000);
         let mut s = contended(t0, cap);
         s.set(t0, &1, ServiceLevel::Full, 200);
         s.set(t0, &2, ServiceLevel::Full, 100);
@@ -323,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_lone_sender_gets_the_whole_link_and_free_tier_is_capped() {
-        let (t0, cap) = (Instant::now(), 10_000_000);
+        let (t0, cap) = (clock::now(), 10_000_000);
         let mut s = contended(t0, cap);
         s.set(t0, &1, ServiceLevel::Full, 1);
         s.set(t0, &2, ServiceLevel::Full, 100);
@@ -338,7 +337,7 @@ mod tests {
 
     #[test]
     fn without_capacity_full_service_is_unlimited() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut s = Shaper::new(ShaperConfig::default(), t0);
         let got = run(&mut s, t0, &[(1, 50_000_000)], 1);
         assert_eq!(got, vec![50_000_000]);

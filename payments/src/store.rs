@@ -1,4 +1,4 @@
-//! Durable channel state: what a [`crate::Peer`] commits before anything leaves or is
+//! Durable channel state: what a [`crate::PaymentPeer`] commits before anything leaves or is
 //! acknowledged, and the embedded transactional database behind it ([`RedbStore`]).
 
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ impl Record {
     }
 }
 
-/// Where a [`crate::Peer`] commits its [`Record`]. `commit` returns only once the record is
+/// Where a [`crate::PaymentPeer`] commits its [`Record`]. `commit` returns only once the record is
 /// durable (on disk, synced): the caller sends or acknowledges after it, never before.
 pub trait Store {
     /// The record of `peer`, if any.

@@ -35,7 +35,7 @@ pub struct Position {
 
 /// One message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+pub enum PaymentMessage {
     /// A signed update (2 + 216 bytes). Its signature is verified by the payee, not the parser.
     Update([u8; SIGNED_LEN]),
     /// The payee's best update is now `at` (2 + 32 + 24 + 16 = 74 bytes). `claim` is what the
@@ -145,27 +145,27 @@ fn put_position(out: &mut Vec<u8>, p: Position) {
     out.extend_from_slice(&p.cumulative.0.to_be_bytes());
 }
 
-impl Message {
+impl PaymentMessage {
     /// The wire form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + SIGNED_LEN);
         out.push(VERSION);
         match self {
-            Message::Update(b) | Message::Latest(b) => {
-                out.push(if matches!(self, Message::Update(_)) {
+            PaymentMessage::Update(b) | PaymentMessage::Latest(b) => {
+                out.push(if matches!(self, PaymentMessage::Update(_)) {
                     kind::UPDATE
                 } else {
                     kind::LATEST
                 });
                 out.extend_from_slice(b);
             }
-            Message::Ack { channel, at, claim } => {
+            PaymentMessage::Ack { channel, at, claim } => {
                 out.push(kind::ACK);
                 out.extend_from_slice(&channel.0);
                 put_position(&mut out, *at);
                 out.extend_from_slice(&claim.0.to_be_bytes());
             }
-            Message::Refuse {
+            PaymentMessage::Refuse {
                 channel,
                 at,
                 reason,
@@ -175,7 +175,7 @@ impl Message {
                 put_position(&mut out, *at);
                 out.push(*reason);
             }
-            Message::Reestablish {
+            PaymentMessage::Reestablish {
                 reply,
                 out_channel,
                 out: o,
@@ -189,7 +189,7 @@ impl Message {
                 out.extend_from_slice(&in_channel.0);
                 put_position(&mut out, *inbound);
             }
-            Message::Hello { key, known } => {
+            PaymentMessage::Hello { key, known } => {
                 out.push(kind::HELLO);
                 out.extend_from_slice(key);
                 out.push(u8::from(*known));
@@ -199,7 +199,7 @@ impl Message {
     }
 
     /// Parses one message; the length must be exactly its type's.
-    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    pub fn decode(bytes: &[u8]) -> Result<PaymentMessage, WireError> {
         let [version, k, ..] = bytes else {
             return Err(WireError::Short);
         };
@@ -216,14 +216,14 @@ impl Message {
         }
         let mut r = Reader(bytes.get(2..).unwrap_or_default());
         Ok(match *k {
-            kind::UPDATE => Message::Update(r.take()),
-            kind::LATEST => Message::Latest(r.take()),
-            kind::ACK => Message::Ack {
+            kind::UPDATE => PaymentMessage::Update(r.take()),
+            kind::LATEST => PaymentMessage::Latest(r.take()),
+            kind::ACK => PaymentMessage::Ack {
                 channel: ChannelId(r.take()),
                 at: r.position(),
                 claim: Amount(u128::from_be_bytes(r.take())),
             },
-            kind::REFUSE => Message::Refuse {
+            kind::REFUSE => PaymentMessage::Refuse {
                 channel: ChannelId(r.take()),
                 at: r.position(),
                 reason: u8::from_be_bytes(r.take()),
@@ -235,7 +235,7 @@ impl Message {
                     [1] => true,
                     _ => return Err(WireError::Flag),
                 };
-                Message::Hello { key, known }
+                PaymentMessage::Hello { key, known }
             }
             _ => {
                 let reply = match r.take::<1>() {
@@ -243,7 +243,7 @@ impl Message {
                     [1] => true,
                     _ => return Err(WireError::Flag),
                 };
-                Message::Reestablish {
+                PaymentMessage::Reestablish {
                     reply,
                     out_channel: ChannelId(r.take()),
                     out: r.position(),
@@ -260,32 +260,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn samples() -> Vec<Message> {
+    fn samples() -> Vec<PaymentMessage> {
         let p = Position {
             nonce: 7,
             cumulative: Amount(1 << 100),
         };
         vec![
-            Message::Update([3; SIGNED_LEN]),
-            Message::Latest([4; SIGNED_LEN]),
-            Message::Ack {
+            PaymentMessage::Update([3; SIGNED_LEN]),
+            PaymentMessage::Latest([4; SIGNED_LEN]),
+            PaymentMessage::Ack {
                 channel: ChannelId([1; 32]),
                 at: p,
                 claim: Amount(99),
             },
-            Message::Refuse {
+            PaymentMessage::Refuse {
                 channel: ChannelId([2; 32]),
                 at: p,
                 reason: 5,
             },
-            Message::Reestablish {
+            PaymentMessage::Reestablish {
                 reply: true,
                 out_channel: ChannelId([5; 32]),
                 out: p,
                 in_channel: ChannelId([6; 32]),
                 inbound: Position::default(),
             },
-            Message::Hello {
+            PaymentMessage::Hello {
                 key: [7; 32],
                 known: true,
             },
@@ -297,12 +297,12 @@ mod tests {
         for m in samples() {
             let b = m.encode();
             assert_eq!(Some(b.len()), b.get(1).and_then(|k| length_of(*k)));
-            assert_eq!(Message::decode(&b), Ok(m));
+            assert_eq!(PaymentMessage::decode(&b), Ok(m));
             // One byte more or less is refused.
-            assert!(Message::decode(b.get(..b.len() - 1).unwrap_or_default()).is_err());
+            assert!(PaymentMessage::decode(b.get(..b.len() - 1).unwrap_or_default()).is_err());
             let mut longer = b.clone();
             longer.push(0);
-            assert!(Message::decode(&longer).is_err());
+            assert!(PaymentMessage::decode(&longer).is_err());
         }
         let lens: Vec<usize> = samples().iter().map(|m| m.encode().len()).collect();
         assert_eq!(lens, vec![218, 218, 74, 59, 115, 35]);
@@ -311,7 +311,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_and_reencode_exactly(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            if let Ok(m) = Message::decode(&bytes) {
+            if let Ok(m) = PaymentMessage::decode(&bytes) {
                 prop_assert_eq!(m.encode(), bytes);
             }
         }

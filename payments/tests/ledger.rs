@@ -4,13 +4,14 @@
 
 #![allow(clippy::indexing_slicing)] // fixed two-element arrays indexed by side
 
+use clock::Instant;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
-    Amount, ChannelId, ChannelUpdate, Event, FixedDeposits, MemStore, Peer, PeerConfig, Refusal,
-    SIGNED_LEN, Store, StoreError, Thresholds, wire::Message,
+    Amount, ChannelId, ChannelUpdate, FixedDeposits, MemStore, PaymentEvent, PaymentPeer,
+    PaymentPeerConfig, Refusal, SIGNED_LEN, Store, StoreError, Thresholds, wire::PaymentMessage,
 };
 use proptest::prelude::*;
 
@@ -22,21 +23,21 @@ fn pk(k: &SigningKey) -> [u8; 32] {
     k.verifying_key().to_bytes()
 }
 
-fn cfg(pay: u128) -> PeerConfig {
-    PeerConfig {
+fn cfg(pay: u128) -> PaymentPeerConfig {
+    PaymentPeerConfig {
         thresholds: Thresholds {
             pay: Amount(pay),
             close: Amount(1_000_000),
             drift_ppm: 20_000,
         },
-        ..PeerConfig::default()
+        ..PaymentPeerConfig::default()
     }
 }
 
 /// `me` with neighbour `them`, channels derived from the keys.
-fn peer(me: &SigningKey, them: &SigningKey, store: &MemStore, pay: u128) -> Peer {
+fn peer(me: &SigningKey, them: &SigningKey, store: &MemStore, pay: u128) -> PaymentPeer {
     let (a, b) = (pk(me), pk(them));
-    match Peer::restore(
+    match PaymentPeer::restore(
         me.clone(),
         b,
         ChannelId::offchain(&a, &b),
@@ -60,7 +61,7 @@ fn update(payer: &SigningKey, payee: &SigningKey, nonce: u64, cumulative: u128) 
 }
 
 fn send(u: ChannelUpdate, signer: &SigningKey) -> Vec<u8> {
-    Message::Update(u.sign(signer).to_bytes()).encode()
+    PaymentMessage::Update(u.sign(signer).to_bytes()).encode()
 }
 
 #[test]
@@ -70,15 +71,15 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     let mut payee = peer(&b, &a, &store, 0);
     let mut deposits = FixedDeposits::default();
     deposits.set(ChannelId::offchain(&pk(&a), &pk(&b)), Amount(1000));
-    let now = Instant::now();
-    let mut handle = |p: &mut Peer, bytes: Vec<u8>, store: &mut MemStore| {
+    let now = clock::now();
+    let mut handle = |p: &mut PaymentPeer, bytes: Vec<u8>, store: &mut MemStore| {
         p.handle(now, &bytes, &mut deposits, store)
     };
 
     // Garbage: a message of the right length whose update has no domain tag.
     handle(
         &mut payee,
-        Message::Update([0x55; SIGNED_LEN]).encode(),
+        PaymentMessage::Update([0x55; SIGNED_LEN]).encode(),
         &mut store,
     )?;
     // Truncated message: does not even parse.
@@ -88,7 +89,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     bad.signature[10] ^= 1;
     handle(
         &mut payee,
-        Message::Update(bad.to_bytes()).encode(),
+        PaymentMessage::Update(bad.to_bytes()).encode(),
         &mut store,
     )?;
     // Signed by another key than the payer it names.
@@ -111,7 +112,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
     let out = handle(&mut payee, good.clone(), &mut store)?;
     assert!(matches!(
         out.events.first(),
-        Some(Event::PaymentReceived {
+        Some(PaymentEvent::PaymentReceived {
             amount: Amount(100),
             ..
         })
@@ -158,7 +159,7 @@ fn every_voucher_rule_is_refused_and_counted() -> Result<(), StoreError> {
 #[test]
 fn nothing_leaves_or_is_acknowledged_without_a_commit() -> Result<(), StoreError> {
     let (a, b) = (key(1), key(2));
-    let now = Instant::now();
+    let now = clock::now();
     let mut sa = MemStore {
         fail: true,
         ..MemStore::default()
@@ -192,9 +193,9 @@ fn nothing_leaves_or_is_acknowledged_without_a_commit() -> Result<(), StoreError
 struct Pair {
     a: SigningKey,
     b: SigningKey,
-    pa: Peer,
+    pa: PaymentPeer,
     sa: MemStore,
-    pb: Peer,
+    pb: PaymentPeer,
     sb: MemStore,
     dep: FixedDeposits,
 }
@@ -220,7 +221,7 @@ impl Pair {
 
     /// Polls `pa` and delivers every message both ways until the two are quiet; returns a's
     /// events.
-    fn settle(&mut self, t: Instant) -> Result<Vec<Event>, StoreError> {
+    fn settle(&mut self, t: Instant) -> Result<Vec<PaymentEvent>, StoreError> {
         let mut events = Vec::new();
         let mut to_b = self.pa.poll(t, &mut self.sa)?.send;
         while !to_b.is_empty() {
@@ -240,7 +241,7 @@ impl Pair {
 
 #[test]
 fn a_claim_within_the_drift_tolerance_is_paid_and_beyond_it_is_capped() -> Result<(), StoreError> {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     // a measured 1 000 000 of service, b 1 010 000 (1 % drift): a ends up paying b's figure.
     x.pa.meter(Amount(0), Amount(1_000_000));
@@ -260,7 +261,7 @@ fn a_claim_within_the_drift_tolerance_is_paid_and_beyond_it_is_capped() -> Resul
 #[test]
 fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> Result<(), StoreError>
 {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     let old = x.sa.clone();
     x.pa.meter(Amount(0), Amount(700));
@@ -270,7 +271,10 @@ fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> R
     x.sa = old;
     x.pa = peer(&x.a, &x.b, &x.sa, 0);
     let events = x.settle(t)?;
-    assert!(events.contains(&Event::Adopted { nonce: 1 }), "{events:?}");
+    assert!(
+        events.contains(&PaymentEvent::Adopted { nonce: 1 }),
+        "{events:?}"
+    );
     assert_eq!(x.pa.payer().paid(), Amount(700));
     assert_eq!(
         x.sa.records.values().next().and_then(|r| r.out),
@@ -284,7 +288,7 @@ fn a_payer_that_lost_its_state_adopts_its_own_newer_update_from_the_payee() -> R
 /// and a restart from the store comes back on the new channel with the same totals.
 #[test]
 fn moving_to_the_next_channel_keeps_the_totals_and_survives_a_restart() -> Result<(), StoreError> {
-    let t = Instant::now();
+    let t = clock::now();
     let mut x = Pair::new();
     x.pa.meter(Amount(0), Amount(700));
     x.pb.meter(Amount(700), Amount(0));
@@ -377,7 +381,7 @@ struct Side {
     key: SigningKey,
     other: SigningKey,
     store: MemStore,
-    peer: Peer,
+    peer: PaymentPeer,
     /// Sum of PaymentSent amounts (each event is of a committed update, so restarts keep it).
     sent: u128,
     /// Sum of PaymentReceived amounts.
@@ -388,11 +392,11 @@ struct Side {
 }
 
 impl Side {
-    fn absorb(&mut self, events: &[Event]) {
+    fn absorb(&mut self, events: &[PaymentEvent]) {
         for e in events {
             match e {
-                Event::PaymentSent { amount, .. } => self.sent += amount.0,
-                Event::PaymentReceived { amount, .. } => self.received += amount.0,
+                PaymentEvent::PaymentSent { amount, .. } => self.sent += amount.0,
+                PaymentEvent::PaymentReceived { amount, .. } => self.received += amount.0,
                 _ => {}
             }
         }
@@ -420,7 +424,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
     dep.set(ChannelId::offchain(&pk(&ka), &pk(&kb)), Amount(u128::MAX));
     dep.set(ChannelId::offchain(&pk(&kb), &pk(&ka)), Amount(u128::MAX));
     let mut queues: [VecDeque<Vec<u8>>; 2] = [VecDeque::new(), VecDeque::new()];
-    let mut now = Instant::now();
+    let mut now = clock::now();
     let err = |e: StoreError| TestCaseError::fail(e.to_string());
 
     let deliver = |sides: &mut [Side; 2],
@@ -474,7 +478,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
                 sides[0].metered_in += v;
             }
             Op::Tick { ms } => {
-                now += Duration::from_millis(u64::from(ms));
+                now = now + Duration::from_millis(u64::from(ms));
                 for (i, s) in sides.iter_mut().enumerate() {
                     let out = s.peer.poll(now, &mut s.store).map_err(err)?;
                     s.absorb(&out.events);
@@ -519,7 +523,7 @@ fn exchange(ops: &[Op], pay: u128) -> Result<(), TestCaseError> {
 
     // Then a quiet, lossless network: both sides converge and agree.
     for _ in 0..50 {
-        now += Duration::from_secs(31);
+        now = now + Duration::from_secs(31);
         for (i, s) in sides.iter_mut().enumerate() {
             let out = s.peer.poll(now, &mut s.store).map_err(err)?;
             s.absorb(&out.events);

@@ -5,7 +5,7 @@
 //! write a shared table; a worker thread reads the chain, redeems and answers closes. When the
 //! chain cannot be reached the worker says so (log line, [`Status::unreachable_for`]), keeps the
 //! best update of every channel and tries again each round: settlement is delayed, nothing is
-//! dropped. The last deposit read keeps counting for [`Policy::max_staleness`], which is shorter
+//! dropped. The last deposit read keeps counting for [`WatchtowerPolicy::max_staleness`], which is shorter
 //! than the shortest challenge period accepted, so that a close the payee has not seen yet can
 //! still be answered when the chain is back.
 
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::escrow::{
     ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, channel_id,
 };
-use crate::watchtower::{Action, Policy, payee_action, payer_top_up};
+use crate::watchtower::{WatchtowerAction, WatchtowerPolicy, payee_action, payer_top_up};
 
 /// Where the escrow is and who we are on it.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct ChainConfig {
     /// Our ed25519 channel key (the payee key of the channels we are paid on).
     pub channel_key: [u8; 32],
     /// Redemption and acceptance policy.
-    pub policy: Policy,
+    pub policy: WatchtowerPolicy,
     /// How often the worker reads the chain when nothing wakes it.
     pub poll_interval: Duration,
     /// Top-up policy of the channels we pay on.
@@ -199,7 +199,7 @@ pub struct ChainSettlement {
     wake: mpsc::Sender<()>,
     account: Address,
     channel_key: [u8; 32],
-    policy: Policy,
+    policy: WatchtowerPolicy,
     chain_id: u64,
     contract: Address,
 }
@@ -375,7 +375,7 @@ fn hex(b: &[u8]) -> String {
 #[derive(Debug, Clone, Copy)]
 struct Rules {
     chain_id: u64,
-    policy: Policy,
+    policy: WatchtowerPolicy,
     top_up: TopUp,
 }
 
@@ -484,9 +484,9 @@ async fn round(
         };
         let Some(chain) = chain else { continue };
         let (update, what) = match payee_action(&chain, best.as_ref(), now, policy) {
-            Action::Redeem(u) => (u, "redeemed"),
-            Action::Answer(u) => (u, "answered a unilateral close with"),
-            Action::Wait | Action::Forget => continue,
+            WatchtowerAction::Redeem(u) => (u, "redeemed"),
+            WatchtowerAction::Answer(u) => (u, "answered a unilateral close with"),
+            WatchtowerAction::Wait | WatchtowerAction::Forget => continue,
         };
         let mut refused = None;
         let note = match client.redeem(&update).await {

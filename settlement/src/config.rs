@@ -21,11 +21,11 @@ use alloy::signers::local::PrivateKeySigner;
 use payments::Amount;
 
 use crate::chain::{ChainConfig, TopUp};
-use crate::watchtower::Policy;
+use crate::watchtower::WatchtowerPolicy;
 
 /// Why a configuration or key file is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettlementConfigError {
     /// A line that is not a `settlement` statement.
     #[error("line {line}: not a settlement statement")]
     NotSettlement {
@@ -101,7 +101,7 @@ pub struct SettlementConfig {
     /// Top-up step.
     pub top_up_step: Amount,
     /// The payee's policy.
-    pub policy: Policy,
+    pub policy: WatchtowerPolicy,
     /// Worker poll interval.
     pub poll_interval: Duration,
 }
@@ -125,7 +125,7 @@ struct Partial {
 impl SettlementConfig {
     /// Parses `settlement` statements; blank lines and `#` comments are skipped, any other line is
     /// an error (the daemon passes only its `settlement` lines).
-    pub fn parse(text: &str) -> Result<SettlementConfig, ConfigError> {
+    pub fn parse(text: &str) -> Result<SettlementConfig, SettlementConfigError> {
         let mut p = Partial::default();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -135,14 +135,16 @@ impl SettlementConfig {
             }
             let mut words = content.split_whitespace();
             if words.next() != Some("settlement") {
-                return Err(ConfigError::NotSettlement { line });
+                return Err(SettlementConfigError::NotSettlement { line });
             }
             while let Some(option) = words.next() {
-                let value = words.next().ok_or_else(|| ConfigError::MissingValue {
-                    line,
-                    option: option.to_string(),
-                })?;
-                let bad = || ConfigError::BadValue {
+                let value = words
+                    .next()
+                    .ok_or_else(|| SettlementConfigError::MissingValue {
+                        line,
+                        option: option.to_string(),
+                    })?;
+                let bad = || SettlementConfigError::BadValue {
                     line,
                     option: option.to_string(),
                     value: value.to_string(),
@@ -170,7 +172,7 @@ impl SettlementConfig {
                     "max-staleness" => p.max_staleness = Some(seconds(value).ok_or_else(bad)?),
                     "poll-interval" => p.poll_interval = Some(seconds(value).ok_or_else(bad)?),
                     _ => {
-                        return Err(ConfigError::UnknownOption {
+                        return Err(SettlementConfigError::UnknownOption {
                             line,
                             option: option.to_string(),
                         });
@@ -178,24 +180,32 @@ impl SettlementConfig {
                 }
             }
         }
-        let defaults = Policy::default();
-        let policy = Policy {
+        let defaults = WatchtowerPolicy::default();
+        let policy = WatchtowerPolicy {
             redeem_at_permille: p.redeem_at.unwrap_or(defaults.redeem_at_permille),
             min_challenge_period: p.min_challenge.unwrap_or(defaults.min_challenge_period),
             max_staleness: p.max_staleness.unwrap_or(defaults.max_staleness),
         };
         if policy.max_staleness >= policy.min_challenge_period {
-            return Err(ConfigError::Staleness {
+            return Err(SettlementConfigError::Staleness {
                 max_staleness: policy.max_staleness,
                 min_challenge: policy.min_challenge_period,
             });
         }
         let deposit = p.deposit.unwrap_or(1_000_000_000_000_000_000);
         Ok(SettlementConfig {
-            rpc_url: p.rpc_url.ok_or(ConfigError::Required("rpc-url"))?,
-            chain_id: p.chain_id.ok_or(ConfigError::Required("chain-id"))?,
-            contract: p.contract.ok_or(ConfigError::Required("contract"))?,
-            key_file: p.key_file.ok_or(ConfigError::Required("key-file"))?,
+            rpc_url: p
+                .rpc_url
+                .ok_or(SettlementConfigError::Required("rpc-url"))?,
+            chain_id: p
+                .chain_id
+                .ok_or(SettlementConfigError::Required("chain-id"))?,
+            contract: p
+                .contract
+                .ok_or(SettlementConfigError::Required("contract"))?,
+            key_file: p
+                .key_file
+                .ok_or(SettlementConfigError::Required("key-file"))?,
             deposit: Amount(deposit),
             challenge_period: p.challenge_period.unwrap_or(policy.min_challenge_period),
             top_up_below: p.top_up_below.unwrap_or(800),
@@ -242,8 +252,8 @@ fn share(v: &str) -> Option<u32> {
 
 /// Reads our account's private key: one line of 64 hex digits (optionally `0x`-prefixed), in a
 /// file that only its owner may read.
-pub fn read_key_file(path: &Path) -> Result<PrivateKeySigner, ConfigError> {
-    let fail = |reason: String| ConfigError::KeyFile {
+pub fn read_key_file(path: &Path) -> Result<PrivateKeySigner, SettlementConfigError> {
+    let fail = |reason: String| SettlementConfigError::KeyFile {
         path: path.to_path_buf(),
         reason,
     };
@@ -297,7 +307,7 @@ mod tests {
         assert_eq!((c.top_up_below, c.top_up_step), (900, Amount(2500)));
         assert_eq!(
             c.policy,
-            Policy {
+            WatchtowerPolicy {
                 redeem_at_permille: 400,
                 min_challenge_period: 1800,
                 max_staleness: 600
@@ -325,31 +335,31 @@ mod tests {
     fn refuses_what_it_does_not_understand() {
         let base = "settlement rpc-url http://x chain-id 1 contract 0x5FbDB2315678afecb367f032d93F642f64180aa3 key-file k\n";
         assert!(SettlementConfig::parse(base).is_ok());
-        type Check = fn(&ConfigError) -> bool;
+        type Check = fn(&SettlementConfigError) -> bool;
         let cases: [(&str, Check); 8] = [
             ("interface eth0", |e| {
-                matches!(e, ConfigError::NotSettlement { line: 2 })
+                matches!(e, SettlementConfigError::NotSettlement { line: 2 })
             }),
             ("settlement colour blue", |e| {
-                matches!(e, ConfigError::UnknownOption { .. })
+                matches!(e, SettlementConfigError::UnknownOption { .. })
             }),
             ("settlement deposit", |e| {
-                matches!(e, ConfigError::MissingValue { .. })
+                matches!(e, SettlementConfigError::MissingValue { .. })
             }),
             ("settlement deposit 0", |e| {
-                matches!(e, ConfigError::BadValue { .. })
+                matches!(e, SettlementConfigError::BadValue { .. })
             }),
             ("settlement redeem-at 1001", |e| {
-                matches!(e, ConfigError::BadValue { .. })
+                matches!(e, SettlementConfigError::BadValue { .. })
             }),
             ("settlement contract 0x12", |e| {
-                matches!(e, ConfigError::BadValue { .. })
+                matches!(e, SettlementConfigError::BadValue { .. })
             }),
             ("settlement rpc-url ftp://x", |e| {
-                matches!(e, ConfigError::BadValue { .. })
+                matches!(e, SettlementConfigError::BadValue { .. })
             }),
             ("settlement max-staleness 4000", |e| {
-                matches!(e, ConfigError::Staleness { .. })
+                matches!(e, SettlementConfigError::Staleness { .. })
             }),
         ];
         for (extra, expected) in cases {
@@ -358,7 +368,7 @@ mod tests {
         }
         assert_eq!(
             SettlementConfig::parse("settlement chain-id 1").unwrap_err(),
-            ConfigError::Required("rpc-url")
+            SettlementConfigError::Required("rpc-url")
         );
     }
 

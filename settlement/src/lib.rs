@@ -14,6 +14,6 @@ pub mod escrow;
 pub mod watchtower;
 
 pub use chain::{ChainConfig, ChainSettlement, Outbound, Request, Status, TopUp, Watched};
-pub use config::{ConfigError, SettlementConfig, read_key_file};
+pub use config::{SettlementConfig, SettlementConfigError, read_key_file};
 pub use escrow::{ChainChannel, ChainError, ChannelParams, EscrowClient, SignedClose, TxOutcome};
-pub use watchtower::Policy;
+pub use watchtower::WatchtowerPolicy;

@@ -8,7 +8,7 @@ use crate::escrow::ChainChannel;
 
 /// When the payee redeems and which channels it counts as collateral.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub struct WatchtowerPolicy {
     /// Redeem once the part of the deposit owed but not yet paid out reaches this share of the
     /// deposit, in thousandths (500: half the deposit). A channel whose updates reach the deposit
     /// is therefore always redeemed before it runs out.
@@ -22,9 +22,9 @@ pub struct Policy {
     pub max_staleness: u64,
 }
 
-impl Default for Policy {
+impl Default for WatchtowerPolicy {
     fn default() -> Self {
-        Policy {
+        WatchtowerPolicy {
             redeem_at_permille: 500,
             min_challenge_period: 3600,
             max_staleness: 1200,
@@ -34,7 +34,7 @@ impl Default for Policy {
 
 /// What to do next about a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum WatchtowerAction {
     /// Nothing now.
     Wait,
     /// Redeem this update while the channel is open.
@@ -62,22 +62,22 @@ pub fn payee_action(
     chain: &ChainChannel,
     best: Option<&SignedUpdate>,
     chain_now: u64,
-    policy: &Policy,
-) -> Action {
+    policy: &WatchtowerPolicy,
+) -> WatchtowerAction {
     if chain.closed {
-        return Action::Forget;
+        return WatchtowerAction::Forget;
     }
     let Some(best) = best else {
-        return Action::Wait;
+        return WatchtowerAction::Wait;
     };
     if best.update.cumulative <= chain.best {
-        return Action::Wait;
+        return WatchtowerAction::Wait;
     }
     if let Some(closing_at) = chain.closing_at {
         return if chain_now < closing_at {
-            Action::Answer(*best)
+            WatchtowerAction::Answer(*best)
         } else {
-            Action::Wait
+            WatchtowerAction::Wait
         };
     }
     let unpaid = covered(chain, best.update.cumulative)
@@ -85,9 +85,9 @@ pub fn payee_action(
         .saturating_sub(chain.paid.0);
     let threshold = permille(chain.deposit.0, policy.redeem_at_permille);
     if unpaid > 0 && unpaid >= threshold {
-        Action::Redeem(*best)
+        WatchtowerAction::Redeem(*best)
     } else {
-        Action::Wait
+        WatchtowerAction::Wait
     }
 }
 
@@ -148,39 +148,57 @@ pub(crate) mod tests {
 
     #[test]
     fn redeems_once_half_the_deposit_is_owed() {
-        let p = Policy::default();
+        let p = WatchtowerPolicy::default();
         let c = chain(1000, 0, 0);
-        assert_eq!(payee_action(&c, Some(&upd(499)), 0, &p), Action::Wait);
+        assert_eq!(
+            payee_action(&c, Some(&upd(499)), 0, &p),
+            WatchtowerAction::Wait
+        );
         assert_eq!(
             payee_action(&c, Some(&upd(500)), 0, &p),
-            Action::Redeem(upd(500))
+            WatchtowerAction::Redeem(upd(500))
         );
         // Counted from what was already paid out.
         let c = chain(1000, 400, 400);
-        assert_eq!(payee_action(&c, Some(&upd(899)), 0, &p), Action::Wait);
+        assert_eq!(
+            payee_action(&c, Some(&upd(899)), 0, &p),
+            WatchtowerAction::Wait
+        );
         assert_eq!(
             payee_action(&c, Some(&upd(900)), 0, &p),
-            Action::Redeem(upd(900))
+            WatchtowerAction::Redeem(upd(900))
         );
         // Beyond the deposit only the deposit counts; once it is all paid there is nothing to do.
         let c = chain(1000, 1000, 1000);
-        assert_eq!(payee_action(&c, Some(&upd(5000)), 0, &p), Action::Wait);
-        assert_eq!(payee_action(&c, None, 0, &p), Action::Wait);
+        assert_eq!(
+            payee_action(&c, Some(&upd(5000)), 0, &p),
+            WatchtowerAction::Wait
+        );
+        assert_eq!(payee_action(&c, None, 0, &p), WatchtowerAction::Wait);
     }
 
     #[test]
     fn answers_a_close_only_inside_the_challenge_period_and_only_with_more() {
-        let p = Policy::default();
+        let p = WatchtowerPolicy::default();
         let mut c = chain(1000, 100, 100);
         c.closing_at = Some(50);
         assert_eq!(
             payee_action(&c, Some(&upd(101)), 49, &p),
-            Action::Answer(upd(101))
+            WatchtowerAction::Answer(upd(101))
         );
-        assert_eq!(payee_action(&c, Some(&upd(100)), 49, &p), Action::Wait);
-        assert_eq!(payee_action(&c, Some(&upd(900)), 50, &p), Action::Wait);
+        assert_eq!(
+            payee_action(&c, Some(&upd(100)), 49, &p),
+            WatchtowerAction::Wait
+        );
+        assert_eq!(
+            payee_action(&c, Some(&upd(900)), 50, &p),
+            WatchtowerAction::Wait
+        );
         c.closed = true;
-        assert_eq!(payee_action(&c, Some(&upd(900)), 0, &p), Action::Forget);
+        assert_eq!(
+            payee_action(&c, Some(&upd(900)), 0, &p),
+            WatchtowerAction::Forget
+        );
     }
 
     #[test]

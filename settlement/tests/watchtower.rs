@@ -13,7 +13,7 @@ use common::*;
 use payments::{Amount, ChannelId, Settlement};
 use settlement::anvil::Anvil;
 use settlement::escrow::EscrowClient;
-use settlement::{ChainConfig, ChainSettlement, Policy, TopUp};
+use settlement::{ChainConfig, ChainSettlement, TopUp, WatchtowerPolicy};
 
 const CHALLENGE: u64 = 3600;
 const ROUNDS: Duration = Duration::from_secs(60);
@@ -34,7 +34,7 @@ fn start(url: &str, contract: Address, who: &str, top_up: TopUp) -> ChainSettlem
         contract,
         key: eth_key(who),
         channel_key: ed_key(who).verifying_key().to_bytes(),
-        policy: Policy::default(),
+        policy: WatchtowerPolicy::default(),
         poll_interval: Duration::from_millis(200),
         top_up,
     }))

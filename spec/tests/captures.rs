@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 
 use babel_wire::{DecodeOptions, Flavour, Message, decode, encode_packet};
-use babelctl::capture::{Datagram, read_capture};
+use babelctl::capture::{CapturedDatagram, read_capture};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
-fn datagrams(name: &str) -> Vec<Datagram> {
+fn datagrams(name: &str) -> Vec<CapturedDatagram> {
     let f = std::fs::File::open(dir().join(name)).unwrap();
     let d = read_capture(f, babel_wire::PORT).unwrap();
     assert!(d.len() > 20, "{name}: only {} datagrams", d.len());

@@ -7,7 +7,7 @@
 //!   machine has no `sch_netem`).
 //! * [`wait_for`]: polls an observable condition with a bound, never a fixed sleep.
 //! * [`ping`], [`ping_with`]: ICMP echo from inside a namespace.
-//! * [`Daemon`]: a process in a namespace, killed on drop.
+//! * [`DaemonProcess`]: a process in a namespace, killed on drop.
 //! * `engines` (feature `engine`): two `babel-core` engines on one lossless link.
 //! * [`babelctl`], [`workspace_bin`]: a binary of another workspace crate, built for the test.
 //!
@@ -27,7 +27,7 @@ pub use netns::{
     Netns, can_use_netns, forwarding, have, memory, ping, ping_count, ping_with, run, tmp, veth,
     wait_for,
 };
-pub use process::Daemon;
+pub use process::DaemonProcess;
 pub use tap::{TapLink, open_tap_in, open_tun_in};
 pub use workspace_bin::{babelctl, workspace_bin};
 

@@ -6,22 +6,27 @@ use std::time::{Duration, Instant};
 use crate::Netns;
 
 /// A daemon process (ours, babeld, BIRD, wireguard-go...) in a namespace, killed on drop.
-pub struct Daemon {
+pub struct DaemonProcess {
     pub child: Child,
     /// Where it logs (empty when it does not).
     pub log: std::path::PathBuf,
 }
 
-impl Daemon {
+impl DaemonProcess {
     /// Starts `program args...` inside `ns`.
-    pub fn start(ns: &Netns, program: &str, args: &[&str], log: std::path::PathBuf) -> Daemon {
+    pub fn start(
+        ns: &Netns,
+        program: &str,
+        args: &[&str],
+        log: std::path::PathBuf,
+    ) -> DaemonProcess {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, program])
             .args(args)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        Daemon { child, log }
+        DaemonProcess { child, log }
     }
 
     /// Sends SIGTERM and waits for the process to exit (bounded: 15 s).
@@ -54,7 +59,7 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
+impl Drop for DaemonProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

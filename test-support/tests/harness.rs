@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use test_support::{
-    Daemon, Netns, TapLink, can_use_netns, open_tun_in, ping, ping_with, tmp, veth, wait_for,
+    DaemonProcess, Netns, TapLink, can_use_netns, open_tun_in, ping, ping_with, tmp, veth, wait_for,
 };
 
 #[test]
@@ -96,11 +96,11 @@ fn daemon_guard_ends_its_process() {
         return;
     }
     let a = Netns::new("hproc");
-    let mut d = Daemon::start(&a, "sleep", &["600"], tmp("none.log"));
+    let mut d = DaemonProcess::start(&a, "sleep", &["600"], tmp("none.log"));
     assert!(d.alive());
     assert!(d.terminate().is_some());
     assert!(!d.alive());
-    let d = Daemon::start(&a, "sleep", &["600"], tmp("none.log"));
+    let d = DaemonProcess::start(&a, "sleep", &["600"], tmp("none.log"));
     let pid = d.child.id();
     drop(d);
     // Killed and reaped: no such process any more.

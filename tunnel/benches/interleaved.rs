@@ -14,7 +14,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tunnel::aead::AeadProvider;
 use tunnel::noise::Identity;
-use tunnel::{Action, Now, Peer, PeerOptions, PrivateKey};
+use tunnel::{Now, Peer, PeerAction, PeerOptions, PrivateKey};
 
 const BATCH: usize = 5_000;
 
@@ -48,16 +48,16 @@ fn our_pair(provider: &'static dyn AeadProvider, now: &Now) -> (Peer, Peer) {
     );
     let mut buf1 = vec![0u8; 2048];
     let mut buf2 = vec![0u8; 2048];
-    let Action::SendToNetwork(init) = a.initiate(now, &mut buf1).unwrap() else {
+    let PeerAction::SendToNetwork(init) = a.initiate(now, &mut buf1).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(resp) = b.decapsulate(now, init, &mut buf2).unwrap() else {
+    let PeerAction::SendToNetwork(resp) = b.decapsulate(now, init, &mut buf2).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(ka) = a.decapsulate(now, resp, &mut buf1).unwrap() else {
+    let PeerAction::SendToNetwork(ka) = a.decapsulate(now, resp, &mut buf1).unwrap() else {
         panic!()
     };
-    assert_eq!(b.decapsulate(now, ka, &mut buf2).unwrap(), Action::None);
+    assert_eq!(b.decapsulate(now, ka, &mut buf2).unwrap(), PeerAction::None);
     (a, b)
 }
 
@@ -90,7 +90,7 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
-    let now = Now::new(Instant::now(), SystemTime::now());
+    let now = Now::new(clock::now(), SystemTime::now());
     let providers: Vec<&'static dyn AeadProvider> =
         vec![&tunnel::aead::RING, &tunnel::aead::RUST_CRYPTO];
     println!(
@@ -113,12 +113,13 @@ fn main() {
             for (_, a, b, times) in &mut ours {
                 let t = Instant::now();
                 for _ in 0..BATCH {
-                    let Ok(Action::SendToNetwork(d)) =
+                    let Ok(PeerAction::SendToNetwork(d)) =
                         a.encapsulate(&now, black_box(&pkt), &mut wire)
                     else {
                         panic!()
                     };
-                    let Ok(Action::WriteToTunnel(o, _)) = b.decapsulate(&now, d, &mut plain) else {
+                    let Ok(PeerAction::WriteToTunnel(o, _)) = b.decapsulate(&now, d, &mut plain)
+                    else {
                         panic!()
                     };
                     black_box(o.len());

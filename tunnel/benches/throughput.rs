@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use boringtun::noise::{Tunn, TunnResult};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -15,7 +15,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tunnel::aead::AeadProvider;
 use tunnel::noise::Identity;
-use tunnel::{Action, Now, Peer, PeerOptions, PrivateKey};
+use tunnel::{Now, Peer, PeerAction, PeerOptions, PrivateKey};
 
 const SIZES: [usize; 3] = [64, 512, 1420];
 
@@ -49,16 +49,16 @@ fn our_pair(provider: &'static dyn AeadProvider, now: &Now) -> (Peer, Peer) {
     );
     let mut buf1 = vec![0u8; 2048];
     let mut buf2 = vec![0u8; 2048];
-    let Action::SendToNetwork(init) = a.initiate(now, &mut buf1).unwrap() else {
+    let PeerAction::SendToNetwork(init) = a.initiate(now, &mut buf1).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(resp) = b.decapsulate(now, init, &mut buf2).unwrap() else {
+    let PeerAction::SendToNetwork(resp) = b.decapsulate(now, init, &mut buf2).unwrap() else {
         panic!()
     };
-    let Action::SendToNetwork(ka) = a.decapsulate(now, resp, &mut buf1).unwrap() else {
+    let PeerAction::SendToNetwork(ka) = a.decapsulate(now, resp, &mut buf1).unwrap() else {
         panic!()
     };
-    assert_eq!(b.decapsulate(now, ka, &mut buf2).unwrap(), Action::None);
+    assert_eq!(b.decapsulate(now, ka, &mut buf2).unwrap(), PeerAction::None);
     (a, b)
 }
 
@@ -88,7 +88,7 @@ fn bt_pair() -> (Tunn, Tunn) {
 }
 
 fn bench(c: &mut Criterion) {
-    let now = Now::new(Instant::now(), SystemTime::now());
+    let now = Now::new(clock::now(), SystemTime::now());
     let mut providers: Vec<&'static dyn AeadProvider> =
         vec![&tunnel::aead::RING, &tunnel::aead::RUST_CRYPTO];
     providers.dedup_by_key(|p| p.name());
@@ -102,12 +102,12 @@ fn bench(c: &mut Criterion) {
             let mut plain = vec![0u8; 2048];
             g.bench_function(format!("ours_{}", p.name()), |bch| {
                 bch.iter(|| {
-                    let Ok(Action::SendToNetwork(d)) =
+                    let Ok(PeerAction::SendToNetwork(d)) =
                         a.encapsulate(&now, black_box(&pkt), &mut wire)
                     else {
                         panic!("encapsulate")
                     };
-                    let Ok(Action::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
+                    let Ok(PeerAction::WriteToTunnel(out, _)) = b.decapsulate(&now, d, &mut plain)
                     else {
                         panic!("decapsulate")
                     };

@@ -1,9 +1,10 @@
 //! Responder-side DoS protection: load detection, cookies (mac2) and a
 //! per-source handshake rate limiter.
 
+use clock::Instant;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -60,7 +61,7 @@ impl CookieChecker {
     /// Counts one handshake message and reports whether we are under load.
     pub(crate) fn note_handshake(&mut self, now: Instant) -> bool {
         match self.window_start {
-            Some(s) if now.saturating_duration_since(s) < Duration::from_secs(1) => {
+            Some(s) if now.saturating_since(s) < Duration::from_secs(1) => {
                 self.window_count = self.window_count.saturating_add(1);
             }
             _ => {
@@ -77,7 +78,7 @@ impl CookieChecker {
     fn rotate<R: RngCore + CryptoRng>(&mut self, now: Instant, rng: &mut R) {
         let stale = self
             .secret_born
-            .is_none_or(|b| now.saturating_duration_since(b) >= COOKIE_SECRET_MAX_AGE);
+            .is_none_or(|b| now.saturating_since(b) >= COOKIE_SECRET_MAX_AGE);
         if stale {
             rng.fill_bytes(&mut self.secret);
             self.secret_born = Some(now);
@@ -113,7 +114,7 @@ impl CookieChecker {
     pub(crate) fn allow_source(&mut self, now: Instant, src: IpAddr) -> bool {
         if self
             .last_sweep
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+            .is_none_or(|t| now.saturating_since(t) >= Duration::from_secs(1))
             || self.per_source.len() >= MAX_SOURCES
         {
             // Buckets refill to full within a second; forgetting them is

@@ -2,10 +2,10 @@
 //! index, answers initiations from unknown sessions, checks mac1, sends
 //! cookie replies under load and routes outgoing packets by allowed IPs.
 
+use clock::Instant;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -15,11 +15,11 @@ use crate::aead::{AeadProvider, default_provider};
 use crate::allowed_ips::AllowedIps;
 use crate::cookie::CookieChecker;
 use crate::error::{DropReason, TunnelError};
-use crate::hook::{Direction, PacketHook, PacketVerdict};
+use crate::hook::{PacketDirection, PacketHook, PacketVerdict};
 use crate::keys::{PrivateKey, PublicKey};
-use crate::messages::{self, Message};
+use crate::messages::{self, TunnelMessage};
 use crate::noise::{self, Identity};
-use crate::peer::{Action, Peer, PeerOptions, ip_header, mac1_ok};
+use crate::peer::{Peer, PeerAction, PeerOptions, ip_header, mac1_ok};
 use crate::stats::DeviceStats;
 use crate::time::Now;
 use babel_wire::Prefix;
@@ -248,11 +248,11 @@ impl Device {
     fn lift<'a>(
         id: PeerId,
         ep: Option<SocketAddr>,
-        a: Action<'a>,
+        a: PeerAction<'a>,
     ) -> Result<DeviceAction<'a>, TunnelError> {
         Ok(match a {
-            Action::None => DeviceAction::None,
-            Action::SendToNetwork(data) => match ep {
+            PeerAction::None => DeviceAction::None,
+            PeerAction::SendToNetwork(data) => match ep {
                 Some(to) => DeviceAction::Send {
                     peer: Some(id),
                     to,
@@ -260,7 +260,9 @@ impl Device {
                 },
                 None => return Err(TunnelError::Dropped(DropReason::NoEndpoint)),
             },
-            Action::WriteToTunnel(packet, _) => DeviceAction::WriteToTunnel { peer: id, packet },
+            PeerAction::WriteToTunnel(packet, _) => {
+                DeviceAction::WriteToTunnel { peer: id, packet }
+            }
         })
     }
 
@@ -320,9 +322,9 @@ impl Device {
         out: &'a mut [u8],
     ) -> Result<DeviceAction<'a>, TunnelError> {
         self.stats.rx_datagrams += 1;
-        let msg = Message::parse(datagram).map_err(|r| self.global_drop(r))?;
+        let msg = TunnelMessage::parse(datagram).map_err(|r| self.global_drop(r))?;
         match msg {
-            Message::Initiation(m) => {
+            TunnelMessage::Initiation(m) => {
                 if let Some(n) =
                     self.handshake_gate(now, src, datagram, m.sender(), messages::INIT_MAC1, out)?
                 {
@@ -348,7 +350,7 @@ impl Device {
                 }
                 Self::lift(id, Some(src), a?)
             }
-            Message::Response(m) => {
+            TunnelMessage::Response(m) => {
                 if let Some(n) =
                     self.handshake_gate(now, src, datagram, m.sender(), messages::RESP_MAC1, out)?
                 {
@@ -370,7 +372,7 @@ impl Device {
                 }
                 Self::lift(id, Some(src), a?)
             }
-            Message::CookieReply(m) => {
+            TunnelMessage::CookieReply(m) => {
                 let id = self.index_owner(m.receiver())?;
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return Err(self.global_drop(DropReason::UnknownIndex));
@@ -381,7 +383,7 @@ impl Device {
                 }
                 Ok(DeviceAction::None)
             }
-            Message::Data(m) => {
+            TunnelMessage::Data(m) => {
                 let id = self.index_owner(m.receiver)?;
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return Err(self.global_drop(DropReason::UnknownIndex));
@@ -396,16 +398,17 @@ impl Device {
                     }
                 };
                 peer.endpoint = Some(src);
-                if let Action::WriteToTunnel(_, inner_src) = &a
+                if let PeerAction::WriteToTunnel(_, inner_src) = &a
                     && self.check_source
                     && self.allowed.lookup(*inner_src) != Some(&id)
                 {
                     return Err(self.peer_drop(id, DropReason::NotAllowedSource));
                 }
-                if let Action::WriteToTunnel(packet, _) = &a
+                if let PeerAction::WriteToTunnel(packet, _) = &a
                     && let Some(hook) = self.hook.as_mut()
                     && let Some((_, _, dst)) = ip_header(packet)
-                    && hook.packet(Direction::In, id, dst, packet.len()) == PacketVerdict::Drop
+                    && hook.packet(PacketDirection::In, id, dst, packet.len())
+                        == PacketVerdict::Drop
                 {
                     return Err(self.peer_drop(id, DropReason::Policy));
                 }
@@ -448,7 +451,7 @@ impl Device {
     ) -> Result<DeviceAction<'a>, TunnelError> {
         if let Some(hook) = self.hook.as_mut()
             && let Some((_, _, dst)) = ip_header(plaintext)
-            && hook.packet(Direction::Out, id, dst, plaintext.len()) == PacketVerdict::Drop
+            && hook.packet(PacketDirection::Out, id, dst, plaintext.len()) == PacketVerdict::Drop
         {
             return Err(self.peer_drop(id, DropReason::Policy));
         }
@@ -457,7 +460,7 @@ impl Device {
         };
         let ep = peer.endpoint;
         let a = peer.encapsulate(now, plaintext, out)?;
-        if ep.is_none() && a != Action::None {
+        if ep.is_none() && a != PeerAction::None {
             return Err(self.peer_drop(id, DropReason::NoEndpoint));
         }
         Self::lift(id, ep, a)

@@ -12,7 +12,7 @@ use crate::device::PeerId;
 
 /// Which way an inner packet crosses the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
+pub enum PacketDirection {
     /// Decrypted from a peer, about to be written to the TUN interface.
     In,
     /// Read from the TUN interface, about to be encrypted for a peer.
@@ -33,7 +33,7 @@ pub trait PacketHook: Send {
     /// One inner packet of `len` bytes to `destination`, crossing in `direction` for `peer`.
     fn packet(
         &mut self,
-        direction: Direction,
+        direction: PacketDirection,
         peer: PeerId,
         destination: IpAddr,
         len: usize,

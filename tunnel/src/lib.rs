@@ -2,7 +2,7 @@
 //!
 //! The protocol core ([`Peer`], [`Device`]) is sans-IO: it never reads a
 //! clock, never opens a socket and never spawns. Every call takes the
-//! current time as a [`Now`] value (a monotonic [`std::time::Instant`] plus a
+//! current time as a [`Now`] value (a monotonic [`clock::Instant`] plus a
 //! wall-clock [`Tai64N`] used only for handshake timestamps). Randomness
 //! (ephemeral keys, indices, cookie nonces, timer jitter) comes from an RNG
 //! handed in at construction, so tests can be fully deterministic.
@@ -49,7 +49,7 @@ pub use device::{Device, DeviceAction, PeerId};
 pub use error::{DropReason, TunnelError};
 pub use hook::{PacketHook, PacketVerdict};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey, generate_keypair};
-pub use peer::{Action, Peer, PeerOptions};
+pub use peer::{Peer, PeerAction, PeerOptions};
 pub use policy::{ForwardingPolicy, PolicyExempt};
 pub use stats::{DeviceStats, PeerStats};
 pub use time::{Now, Tai64N};

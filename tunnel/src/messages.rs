@@ -1,7 +1,7 @@
 //! WireGuard message codec (borrowed, zero-copy views).
 //!
 //! Parsing checks the exact length and the reserved bytes; after a
-//! successful [`Message::parse`] no accessor can panic.
+//! successful [`TunnelMessage::parse`] no accessor can panic.
 
 use crate::error::DropReason;
 
@@ -146,7 +146,7 @@ pub struct Data<'a> {
 
 /// Any WireGuard message.
 #[derive(Debug, Clone, Copy)]
-pub enum Message<'a> {
+pub enum TunnelMessage<'a> {
     /// Type 1.
     Initiation(Initiation<'a>),
     /// Type 2.
@@ -157,7 +157,7 @@ pub enum Message<'a> {
     Data(Data<'a>),
 }
 
-impl<'a> Message<'a> {
+impl<'a> TunnelMessage<'a> {
     /// Parses a datagram. Never panics.
     pub fn parse(b: &'a [u8]) -> Result<Self, DropReason> {
         let Some(&[t, r0, r1, r2]) = b.first_chunk::<4>() else {
@@ -169,15 +169,15 @@ impl<'a> Message<'a> {
         match t {
             TYPE_INITIATION => b
                 .try_into()
-                .map(|a| Message::Initiation(Initiation(a)))
+                .map(|a| TunnelMessage::Initiation(Initiation(a)))
                 .map_err(|_| DropReason::Malformed),
             TYPE_RESPONSE => b
                 .try_into()
-                .map(|a| Message::Response(Response(a)))
+                .map(|a| TunnelMessage::Response(Response(a)))
                 .map_err(|_| DropReason::Malformed),
             TYPE_COOKIE_REPLY => b
                 .try_into()
-                .map(|a| Message::CookieReply(CookieReply(a)))
+                .map(|a| TunnelMessage::CookieReply(CookieReply(a)))
                 .map_err(|_| DropReason::Malformed),
             TYPE_DATA => {
                 if b.len() < DATA_MIN_LEN || b.len() > MAX_DATAGRAM {
@@ -186,7 +186,7 @@ impl<'a> Message<'a> {
                 let (body, tag) = b.split_at(b.len() - 16);
                 let ciphertext = body.get(DATA_HEADER_LEN..).ok_or(DropReason::Malformed)?;
                 let tag: [u8; 16] = tag.try_into().map_err(|_| DropReason::Malformed)?;
-                Ok(Message::Data(Data {
+                Ok(TunnelMessage::Data(Data {
                     receiver: u32_at(b, 4),
                     counter: u64::from_le_bytes(arr::<8>(b, 8)),
                     ciphertext,
@@ -219,40 +219,43 @@ mod tests {
 
     #[test]
     fn parse_rejects_garbage() {
-        assert!(Message::parse(&[]).is_err());
-        assert!(Message::parse(&[1]).is_err());
-        assert!(Message::parse(&[1, 0, 0, 0]).is_err());
-        assert!(Message::parse(&[9, 0, 0, 0]).is_err());
+        assert!(TunnelMessage::parse(&[]).is_err());
+        assert!(TunnelMessage::parse(&[1]).is_err());
+        assert!(TunnelMessage::parse(&[1, 0, 0, 0]).is_err());
+        assert!(TunnelMessage::parse(&[9, 0, 0, 0]).is_err());
         let mut init = [0u8; INITIATION_LEN];
         init[0] = 1;
-        assert!(matches!(Message::parse(&init), Ok(Message::Initiation(_))));
+        assert!(matches!(
+            TunnelMessage::parse(&init),
+            Ok(TunnelMessage::Initiation(_))
+        ));
         init[1] = 1;
-        assert!(Message::parse(&init).is_err());
-        assert!(Message::parse(&init[..147]).is_err());
+        assert!(TunnelMessage::parse(&init).is_err());
+        assert!(TunnelMessage::parse(&init[..147]).is_err());
         let mut big = vec![0u8; 149];
         big[0] = 1;
-        assert!(Message::parse(&big).is_err());
+        assert!(TunnelMessage::parse(&big).is_err());
         let mut d = [0u8; 31];
         d[0] = 4;
-        assert!(Message::parse(&d).is_err());
+        assert!(TunnelMessage::parse(&d).is_err());
         let mut d = [0u8; 32];
         d[0] = 4;
         d[8] = 5;
-        match Message::parse(&d).unwrap() {
-            Message::Data(m) => {
+        match TunnelMessage::parse(&d).unwrap() {
+            TunnelMessage::Data(m) => {
                 assert_eq!(m.counter, 5);
                 assert!(m.ciphertext.is_empty());
             }
             _ => panic!(),
         }
         let huge = vec![4u8; MAX_DATAGRAM + 1];
-        assert!(Message::parse(&huge).is_err());
+        assert!(TunnelMessage::parse(&huge).is_err());
         // Every prefix of every type must parse or fail, never panic.
         for t in 0..6u8 {
             let mut b = [0u8; 200];
             b[0] = t;
             for n in 0..b.len() {
-                let _ = Message::parse(&b[..n]);
+                let _ = TunnelMessage::parse(&b[..n]);
             }
         }
     }

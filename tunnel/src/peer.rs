@@ -1,10 +1,11 @@
 //! One WireGuard peer: handshake state, keypairs, timers, counters and
 //! forwarding policy. Sans-IO: every method takes [`Now`].
 
+use clock::Instant;
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -14,7 +15,7 @@ use crate::aead::AeadProvider;
 use crate::crypto::{ct_eq, xaead_open};
 use crate::error::{DropReason, TunnelError};
 use crate::keys::{PresharedKey, PublicKey};
-use crate::messages::{self, CookieReply, Data, Message, Response};
+use crate::messages::{self, CookieReply, Data, Response, TunnelMessage};
 use crate::noise::{self, Identity, InitiationFirstHalf, InitiatorState, PeerKeys};
 use crate::policy::{ForwardingPolicy, PolicyExempt, PolicyGate};
 use crate::session::Keypair;
@@ -25,7 +26,7 @@ use crate::timers::*;
 /// Result of a tunnel operation.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
-pub enum Action<'a> {
+pub enum PeerAction<'a> {
     /// Nothing to do.
     None,
     /// Send this datagram to the peer.
@@ -267,7 +268,7 @@ impl Peer {
         messages::put(msg, mac1_off, &mac1);
         self.last_sent_mac1 = Some(mac1);
         let mac2 = match self.cookie {
-            Some((c, at)) if now.saturating_duration_since(at) < COOKIE_VALIDITY => {
+            Some((c, at)) if now.saturating_since(at) < COOKIE_VALIDITY => {
                 noise::mac_prefix(&c, msg, mac1_off + 16)
             }
             _ => [0; 16],
@@ -285,7 +286,7 @@ impl Peer {
         }
         if self
             .last_initiation_sent
-            .is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT)
+            .is_some_and(|t| now.saturating_since(t) < REKEY_TIMEOUT)
         {
             return;
         }
@@ -334,16 +335,17 @@ impl Peer {
     }
 
     /// Builds a handshake initiation now (e.g. to bring a tunnel up
-    /// eagerly). Returns `Action::None` if one is already in flight.
+    /// eagerly). Returns `PeerAction::None` if one is already in flight.
     pub fn initiate<'a>(
         &mut self,
         now: &Now,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         if self.handshake_in_progress() {
-            return Ok(Action::None);
+            return Ok(PeerAction::None);
         }
-        self.write_initiation(now, out).map(Action::SendToNetwork)
+        self.write_initiation(now, out)
+            .map(PeerAction::SendToNetwork)
     }
 
     // ---- sending ----------------------------------------------------
@@ -399,7 +401,7 @@ impl Peer {
         now: &Now,
         plaintext: &[u8],
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         if plaintext.len() > messages::MAX_DATAGRAM - crate::DATA_OVERHEAD - 16 {
             return Err(self.count_drop(DropReason::Malformed));
         }
@@ -423,7 +425,7 @@ impl Peer {
                 self.stats.tx_bytes += plaintext.len() as u64;
                 self.data_sent_unanswered_since.get_or_insert(now.instant);
             }
-            return Ok(Action::SendToNetwork(pkt));
+            return Ok(PeerAction::SendToNetwork(pkt));
         }
         if !plaintext.is_empty() {
             if self.queue.len() >= MAX_QUEUED_PACKETS {
@@ -434,9 +436,11 @@ impl Peer {
         }
         self.want_handshake(now.instant);
         if self.pending_initiation {
-            return self.write_initiation(now, out).map(Action::SendToNetwork);
+            return self
+                .write_initiation(now, out)
+                .map(PeerAction::SendToNetwork);
         }
-        Ok(Action::None)
+        Ok(PeerAction::None)
     }
 
     /// Returns the next datagram the peer wants to send (handshake
@@ -483,10 +487,10 @@ impl Peer {
         now: &Now,
         datagram: &[u8],
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
-        let msg = Message::parse(datagram).map_err(|r| self.count_drop(r))?;
+    ) -> Result<PeerAction<'a>, TunnelError> {
+        let msg = TunnelMessage::parse(datagram).map_err(|r| self.count_drop(r))?;
         match msg {
-            Message::Initiation(m) => {
+            TunnelMessage::Initiation(m) => {
                 if !mac1_ok(&self.identity.mac1_key, datagram, messages::INIT_MAC1) {
                     return Err(self.count_drop(DropReason::InvalidMac1));
                 }
@@ -497,14 +501,16 @@ impl Peer {
                 }
                 self.handle_initiation(now, half, out)
             }
-            Message::Response(m) => {
+            TunnelMessage::Response(m) => {
                 if !mac1_ok(&self.identity.mac1_key, datagram, messages::RESP_MAC1) {
                     return Err(self.count_drop(DropReason::InvalidMac1));
                 }
                 self.handle_response(now, &m, out)
             }
-            Message::CookieReply(m) => self.handle_cookie_reply(now, &m).map(|()| Action::None),
-            Message::Data(m) => self.handle_data(now, &m, out),
+            TunnelMessage::CookieReply(m) => {
+                self.handle_cookie_reply(now, &m).map(|()| PeerAction::None)
+            }
+            TunnelMessage::Data(m) => self.handle_data(now, &m, out),
         }
     }
 
@@ -513,14 +519,13 @@ impl Peer {
         now: &Now,
         mut half: InitiationFirstHalf,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let ts = noise::finish_initiation(&mut half, &self.keys).map_err(|r| self.count_drop(r))?;
         if self.last_accepted_timestamp.is_some_and(|last| ts <= last) {
             return Err(self.count_drop(DropReason::HandshakeReplay));
         }
         if self.last_initiation_received.is_some_and(|t| {
-            now.instant.saturating_duration_since(t)
-                < Duration::from_secs(1) / INITIATIONS_PER_SECOND
+            now.instant.saturating_since(t) < Duration::from_secs(1) / INITIATIONS_PER_SECOND
         }) {
             return Err(self.count_drop(DropReason::HandshakeReplay));
         }
@@ -541,7 +546,7 @@ impl Peer {
         self.last_handshake_completed = Some(now.instant);
         self.mark_sent(now.instant);
         tracing::debug!(peer = %self.keys.public, index = idx, "handshake response sent");
-        Ok(Action::SendToNetwork(&*buf))
+        Ok(PeerAction::SendToNetwork(&*buf))
     }
 
     pub(crate) fn handle_response<'a>(
@@ -549,7 +554,7 @@ impl Peer {
         now: &Now,
         m: &Response<'_>,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let Handshake::InitiationSent { state, .. } = &self.handshake else {
             return Err(self.count_drop(DropReason::Unexpected));
         };
@@ -572,9 +577,9 @@ impl Peer {
         self.pending_keepalive = true;
         tracing::debug!(peer = %self.keys.public, index = idx, "handshake complete (initiator)");
         match self.poll_transmit(now, out) {
-            Some(Ok(p)) => Ok(Action::SendToNetwork(p)),
+            Some(Ok(p)) => Ok(PeerAction::SendToNetwork(p)),
             Some(Err(e)) => Err(e),
-            None => Ok(Action::None),
+            None => Ok(PeerAction::None),
         }
     }
 
@@ -617,7 +622,7 @@ impl Peer {
         now: &Now,
         m: &Data<'_>,
         out: &'a mut [u8],
-    ) -> Result<Action<'a>, TunnelError> {
+    ) -> Result<PeerAction<'a>, TunnelError> {
         let t = now.instant;
         let slot = [&mut self.current, &mut self.previous, &mut self.next]
             .into_iter()
@@ -668,7 +673,7 @@ impl Peer {
         }
         if n == 0 {
             self.stats.rx_keepalives += 1;
-            return Ok(Action::None);
+            return Ok(PeerAction::None);
         }
         let Some((len, src, _dst)) = out.get(..n).and_then(ip_header) else {
             return Err(self.count_drop(DropReason::Malformed));
@@ -685,7 +690,10 @@ impl Peer {
         }
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += len as u64;
-        Ok(Action::WriteToTunnel(out.get(..len).unwrap_or(&[]), src))
+        Ok(PeerAction::WriteToTunnel(
+            out.get(..len).unwrap_or(&[]),
+            src,
+        ))
     }
 
     // ---- timers -----------------------------------------------------
@@ -701,7 +709,7 @@ impl Peer {
         } = &self.handshake
             && t >= *retransmit_at
         {
-            if t.saturating_duration_since(*first_attempt) >= REKEY_ATTEMPT_TIME {
+            if t.saturating_since(*first_attempt) >= REKEY_ATTEMPT_TIME {
                 tracing::debug!(peer = %self.keys.public, "handshake gave up after REKEY_ATTEMPT_TIME");
                 self.handshake = Handshake::None;
                 self.pending_initiation = false;
@@ -717,22 +725,20 @@ impl Peer {
         }
         if self
             .data_sent_unanswered_since
-            .is_some_and(|s| t.saturating_duration_since(s) >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT)
+            .is_some_and(|s| t.saturating_since(s) >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT)
         {
             self.data_sent_unanswered_since = None;
             self.want_handshake(t);
         }
         if self
             .data_received_unanswered_since
-            .is_some_and(|s| t.saturating_duration_since(s) >= KEEPALIVE_TIMEOUT)
+            .is_some_and(|s| t.saturating_since(s) >= KEEPALIVE_TIMEOUT)
         {
             self.data_received_unanswered_since = None;
             self.pending_keepalive = true;
         }
         if let Some(iv) = self.persistent_keepalive
-            && self
-                .last_sent
-                .is_none_or(|s| t.saturating_duration_since(s) >= iv)
+            && self.last_sent.is_none_or(|s| t.saturating_since(s) >= iv)
         {
             if self.is_established(t) {
                 self.pending_keepalive = true;
@@ -747,7 +753,7 @@ impl Peer {
         }
         if self
             .last_handshake_completed
-            .is_some_and(|h| t.saturating_duration_since(h) >= ZERO_KEYS_AFTER)
+            .is_some_and(|h| t.saturating_since(h) >= ZERO_KEYS_AFTER)
         {
             self.current = None;
             self.previous = None;

@@ -1,7 +1,7 @@
 //! Per-peer forwarding policy, enforced on data packets.
 
+use clock::Instant;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +109,7 @@ impl TokenBucket {
         match self.last {
             None => self.tokens = burst,
             Some(last) => {
-                let dt = now.saturating_duration_since(last).as_secs_f64();
+                let dt = now.saturating_since(last).as_secs_f64();
                 self.tokens = (self.tokens + dt * rate as f64).min(burst);
             }
         }
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn token_bucket_refills_with_time() {
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut g = PolicyGate::new();
         let p = ForwardingPolicy::RateLimit {
             bytes_per_sec: 1000,

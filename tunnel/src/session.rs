@@ -1,6 +1,6 @@
 //! Transport keypairs.
 
-use std::time::Instant;
+use clock::Instant;
 
 use crate::aead::{AeadProvider, TransportKey};
 use crate::noise::SessionKeys;
@@ -39,7 +39,7 @@ impl Keypair {
     }
 
     pub(crate) fn age(&self, now: Instant) -> std::time::Duration {
-        now.saturating_duration_since(self.created)
+        now.saturating_since(self.created)
     }
 
     pub(crate) fn expired(&self, now: Instant) -> bool {

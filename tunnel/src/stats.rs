@@ -1,6 +1,6 @@
 //! Counters.
 
-use std::time::Instant;
+use clock::Instant;
 
 use serde::Serialize;
 

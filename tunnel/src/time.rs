@@ -1,6 +1,7 @@
 //! Time values passed into the sans-IO core.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use clock::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A TAI64N timestamp (12 bytes on the wire, big-endian), as used in the
 /// handshake initiation to reject replayed initiations.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use test_support::{Daemon, Netns, can_use_netns, have, ping_with, veth, wait_for};
+use test_support::{DaemonProcess, Netns, can_use_netns, have, ping_with, veth, wait_for};
 
 const TUNNELD: &str = env!("CARGO_BIN_EXE_tunneld");
 
@@ -42,14 +42,14 @@ struct Env {
     our_if: String,
     wg_if: String,
     dir: PathBuf,
-    ours: Option<Daemon>,
+    ours: Option<DaemonProcess>,
     /// Whether our last `tunneld` reported TCP segmentation offload.
     ours_tso: bool,
-    wg: Option<Daemon>,
+    wg: Option<DaemonProcess>,
 }
 
 /// Asks politely (lets wireguard-go remove its socket), then forces (the guard's drop).
-fn stop(child: &mut Option<Daemon>) {
+fn stop(child: &mut Option<DaemonProcess>) {
     if let Some(mut d) = child.take() {
         d.terminate_within(Duration::from_secs(3));
     }
@@ -135,7 +135,7 @@ impl Env {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        self.ours = Some(Daemon {
+        self.ours = Some(DaemonProcess {
             child,
             log: PathBuf::new(),
         });
@@ -171,7 +171,7 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        self.wg = Some(Daemon {
+        self.wg = Some(DaemonProcess {
             child,
             log: PathBuf::new(),
         });

@@ -25,7 +25,7 @@ pub const DERIVE_DOMAIN: &[u8] = b"babeld-rs verify address v1";
 
 /// Why a Remote IHU was dropped. Each has a counter ([`crate::ProbeCounters`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DropReason {
+pub enum ReportDropReason {
     /// Not a well-formed Remote IHU with exactly one report sub-TLV.
     #[error("malformed Remote IHU")]
     Malformed,
@@ -140,8 +140,8 @@ fn rid(b: &[u8], at: usize) -> Option<RouterId> {
 
 /// Parses a Remote IHU TLV (type octet first) and checks its signature. It does not check the
 /// key binding nor freshness ([`Keyring::admit`] does).
-pub fn decode_signed_ihu(tlv_bytes: &[u8]) -> Result<SignedIhu, DropReason> {
-    let m = DropReason::Malformed;
+pub fn decode_signed_ihu(tlv_bytes: &[u8]) -> Result<SignedIhu, ReportDropReason> {
+    let m = ReportDropReason::Malformed;
     let (&ty, rest) = tlv_bytes.split_first().ok_or(m)?;
     let (&len, _) = rest.split_first().ok_or(m)?;
     if ty != tlv::REMOTE_IHU {
@@ -216,9 +216,9 @@ pub fn decode_signed_ihu(tlv_bytes: &[u8]) -> Result<SignedIhu, DropReason> {
     let key: [u8; 32] = sb.get(19..51).ok_or(m)?.try_into().map_err(|_| m)?;
     let sig: [u8; 64] = sb.get(51..115).ok_or(m)?.try_into().map_err(|_| m)?;
     let signed = whole.get(..2 + start + 51).ok_or(m)?;
-    let vk = VerifyingKey::from_bytes(&key).map_err(|_| DropReason::BadSignature)?;
+    let vk = VerifyingKey::from_bytes(&key).map_err(|_| ReportDropReason::BadSignature)?;
     vk.verify_strict(&signed_message(signed), &Signature::from_bytes(&sig))
-        .map_err(|_| DropReason::BadSignature)?;
+        .map_err(|_| ReportDropReason::BadSignature)?;
     Ok(SignedIhu {
         ihu: RemoteIhu {
             rxcost,
@@ -309,16 +309,16 @@ impl Keyring {
     }
 
     /// Checks binding and freshness of a verified report, and records its counter.
-    pub fn admit(&mut self, s: &SignedIhu) -> Result<(), DropReason> {
+    pub fn admit(&mut self, s: &SignedIhu) -> Result<(), ReportDropReason> {
         if !self.may_answer(&s.ihu.prefix, &s.key) {
-            return Err(DropReason::Unbound);
+            return Err(ReportDropReason::Unbound);
         }
         if self
             .counters
             .get(&s.key)
             .is_some_and(|c| s.report.counter <= *c)
         {
-            return Err(DropReason::Replayed);
+            return Err(ReportDropReason::Replayed);
         }
         // Full: forget the key with the lowest counter; a replay to it is still caught by the
         // session check (origin, via, prefix, seqno range).
@@ -541,9 +541,9 @@ mod tests {
             |c| decode_signed_ihu(&encode_signed_ihu(&ihu(), &report(c), &k).unwrap_or_default());
         let Ok(s5) = s(5) else { panic!() };
         assert_eq!(ring.admit(&s5), Ok(()));
-        assert_eq!(ring.admit(&s5), Err(DropReason::Replayed));
+        assert_eq!(ring.admit(&s5), Err(ReportDropReason::Replayed));
         let Ok(s4) = s(4) else { panic!() };
-        assert_eq!(ring.admit(&s4), Err(DropReason::Replayed));
+        assert_eq!(ring.admit(&s4), Err(ReportDropReason::Replayed));
         let Ok(s6) = s(6) else { panic!() };
         assert_eq!(ring.admit(&s6), Ok(()));
         for b in 20..40u8 {
@@ -561,6 +561,6 @@ mod tests {
         let Ok(s) = decode_signed_ihu(&t) else {
             panic!()
         };
-        assert_eq!(ring.admit(&s), Err(DropReason::Unbound));
+        assert_eq!(ring.admit(&s), Err(ReportDropReason::Unbound));
     }
 }

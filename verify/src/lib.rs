@@ -27,7 +27,7 @@ mod schedule;
 mod score;
 
 pub use auth::{
-    DERIVE_DOMAIN, DERIVED_MIN_BITS, DropReason, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report,
+    DERIVE_DOMAIN, DERIVED_MIN_BITS, Keyring, REPORT_LEN, REPORT_SUB_TLV, Report, ReportDropReason,
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
     probe_address,
 };
@@ -35,7 +35,7 @@ pub use correction::{CorrectionConfig, Corrections};
 pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
-    Action, Check, HOP_LIMIT, ProbeCounters, REMOTE_IHU_INTERVAL, Responder, Verifier,
+    Check, HOP_LIMIT, ProbeAction, ProbeCounters, REMOTE_IHU_INTERVAL, Responder, Verifier,
     VerifyConfig, via_tag,
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};

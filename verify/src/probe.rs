@@ -10,7 +10,9 @@ use babel_wire::{IhuTimestamp, Prefix, RemoteHello, RemoteIhu, RouterId};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
-use crate::auth::{DropReason, Keyring, Report, SignedIhu, decode_signed_ihu, encode_signed_ihu};
+use crate::auth::{
+    Keyring, Report, ReportDropReason, SignedIhu, decode_signed_ihu, encode_signed_ihu,
+};
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
@@ -106,13 +108,13 @@ impl ProbeCounters {
         self.readmissions += readmissions;
     }
 
-    fn count(&mut self, r: DropReason) {
+    fn count(&mut self, r: ReportDropReason) {
         let c = match r {
-            DropReason::Malformed => &mut self.malformed,
-            DropReason::BadSignature => &mut self.bad_signature,
-            DropReason::Unbound => &mut self.unbound_key,
-            DropReason::Replayed => &mut self.replayed,
-            DropReason::Unexpected => &mut self.unexpected,
+            ReportDropReason::Malformed => &mut self.malformed,
+            ReportDropReason::BadSignature => &mut self.bad_signature,
+            ReportDropReason::Unbound => &mut self.unbound_key,
+            ReportDropReason::Replayed => &mut self.replayed,
+            ReportDropReason::Unexpected => &mut self.unexpected,
         };
         *c += 1;
     }
@@ -120,7 +122,7 @@ impl ProbeCounters {
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum ProbeAction {
     /// Send this Remote Hello (TLV 224, hop limit [`HOP_LIMIT`]; the daemon's port is in
     /// `spec/verify.md` §9) to the destination
     /// address of `hello.prefix`, forwarded through `neighbour` whatever the selected route
@@ -326,12 +328,16 @@ impl Verifier {
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
     /// `candidates` are the routes of the engine now.
-    pub fn handle_timeout(&mut self, now: Instant, candidates: &[VerifiableRoute]) -> Vec<Action> {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+    ) -> Vec<ProbeAction> {
         let mut out = Vec::new();
         for (n, s) in self.scores.iter_mut() {
             if s.readmit(now) {
                 self.counters.readmissions += 1;
-                out.push(Action::Standing {
+                out.push(ProbeAction::Standing {
                     neighbour: *n,
                     evicted: false,
                 });
@@ -351,7 +357,7 @@ impl Verifier {
                 s.sent += 1;
                 s.next_hello = s.next_hello + self.cfg.schedule.probe_interval;
                 self.counters.probes_sent += 1;
-                out.push(Action::SendRemoteHello {
+                out.push(ProbeAction::SendRemoteHello {
                     neighbour: s.route.neighbour,
                     hello,
                 });
@@ -440,7 +446,7 @@ impl Verifier {
 
     /// A Remote IHU TLV (type octet first) arrived for us. Dropped and counted unless it is
     /// well formed, signed by a key bound to the prefix, fresh, and answers the current session.
-    pub fn handle_remote_ihu(&mut self, now: Instant, tlv: &[u8]) -> Result<(), DropReason> {
+    pub fn handle_remote_ihu(&mut self, now: Instant, tlv: &[u8]) -> Result<(), ReportDropReason> {
         let r = self.accept(tlv);
         match r {
             Ok(s) => {
@@ -461,13 +467,13 @@ impl Verifier {
         }
     }
 
-    fn accept(&mut self, tlv: &[u8]) -> Result<SignedIhu, DropReason> {
+    fn accept(&mut self, tlv: &[u8]) -> Result<SignedIhu, ReportDropReason> {
         let s = decode_signed_ihu(tlv)?;
         let sess = self
             .sessions
             .values()
             .find(|x| x.via == s.ihu.via && x.route.prefix == s.ihu.prefix)
-            .ok_or(DropReason::Unexpected)?;
+            .ok_or(ReportDropReason::Unexpected)?;
         let last = sess.first_seqno.wrapping_add(sess.sent.saturating_sub(1));
         let in_range = sess.sent > 0
             && s.report.highest_seqno.wrapping_sub(sess.first_seqno)
@@ -477,7 +483,7 @@ impl Verifier {
             || s.ihu.prefix != sess.route.prefix
             || !in_range
         {
-            return Err(DropReason::Unexpected);
+            return Err(ReportDropReason::Unexpected);
         }
         self.keyring.admit(&s)?;
         Ok(s)
@@ -488,7 +494,7 @@ impl Verifier {
         now: Instant,
         s: Session,
         candidates: &[VerifiableRoute],
-        out: &mut Vec<Action>,
+        out: &mut Vec<ProbeAction>,
     ) {
         let Some(route) = candidates
             .iter()
@@ -609,15 +615,15 @@ impl Verifier {
                 score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
-                out.push(Action::Checked(check));
-                out.push(Action::Standing {
+                out.push(ProbeAction::Checked(check));
+                out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
                     evicted: true,
                 });
                 return;
             }
         }
-        out.push(Action::Checked(check));
+        out.push(ProbeAction::Checked(check));
     }
 }
 

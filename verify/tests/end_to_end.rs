@@ -7,8 +7,8 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Action, Check, CheckVerdict, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason,
-    Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
+    Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
+    ReportDropReason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -70,7 +70,7 @@ impl World {
             self.v.mark_used(self.now, dest());
             for a in self.v.handle_timeout(self.now, cands) {
                 match a {
-                    Action::SendRemoteHello { hello, .. } => {
+                    ProbeAction::SendRemoteHello { hello, .. } => {
                         sent += 1;
                         if self.lose_every != 0 && sent.is_multiple_of(self.lose_every) {
                             continue;
@@ -90,8 +90,8 @@ impl World {
                             let _ = self.v.handle_remote_ihu(self.now, &t);
                         }
                     }
-                    Action::Checked(c) => return c,
-                    Action::Standing { .. } => {}
+                    ProbeAction::Checked(c) => return c,
+                    ProbeAction::Standing { .. } => {}
                 }
             }
         }
@@ -147,7 +147,7 @@ fn liar_corrected_then_evicted_then_readmitted() {
     assert_eq!(w.v.counters().evictions, 1);
     // Readmission after the hold.
     let acts = w.v.handle_timeout(until, &cands);
-    assert!(acts.contains(&Action::Standing {
+    assert!(acts.contains(&ProbeAction::Standing {
         neighbour: nb(1),
         evicted: false
     }));
@@ -226,14 +226,14 @@ fn replayed_unexpected_and_junk_dropped() {
     // Outside a session: unexpected.
     assert_eq!(
         w.v.handle_remote_ihu(w.now, &old[5]),
-        Err(DropReason::Unexpected)
+        Err(ReportDropReason::Unexpected)
     );
     // During the next session: the old answers are replays (or out of the seqno range).
     w.tamper = |_| {};
     let mut replays = 0;
     w.now = w.v.poll_timeout();
     for a in w.v.handle_timeout(w.now, &cands) {
-        if let Action::SendRemoteHello { .. } = a {
+        if let ProbeAction::SendRemoteHello { .. } = a {
             for t in &old {
                 if w.v.handle_remote_ihu(w.now, t).is_err() {
                     replays += 1;

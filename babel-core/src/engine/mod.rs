@@ -149,7 +149,7 @@ impl RouteKey {
 
 /// The route a destination currently uses (what is in the kernel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Installed {
+pub struct InstalledRoute {
     /// Next hop.
     pub next_hop: IpAddr,
     /// The neighbour it was learned from.

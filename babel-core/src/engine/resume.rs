@@ -73,7 +73,7 @@ impl Engine {
 
     /// After a selection: once the previous run's route is back, `key` is an ordinary
     /// destination again.
-    pub(super) fn resume_selected(&mut self, key: &RouteKey, installed: Option<&Installed>) {
+    pub(super) fn resume_selected(&mut self, key: &RouteKey, installed: Option<&InstalledRoute>) {
         let Some(resume) = self.resume.as_mut() else {
             return;
         };

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use babel_wire::RouterId;
 
-use super::{Installed, RouteKey};
+use super::{InstalledRoute, RouteKey};
 use crate::packed::Repack;
 use crate::time::Instant;
 
@@ -90,7 +90,7 @@ pub(super) struct Dest {
     /// lost its metric, nothing else is selectable, and it stays shown as installed with an
     /// infinite metric (an `unreachable` kernel route) until it leaves the table.
     selected: Option<u64>,
-    installed: Option<Installed>,
+    installed: Option<InstalledRoute>,
 }
 
 impl Dest {
@@ -125,12 +125,12 @@ impl Dest {
     }
 
     /// The route in the kernel.
-    pub(super) fn installed(&self) -> Option<Installed> {
+    pub(super) fn installed(&self) -> Option<InstalledRoute> {
         self.installed
     }
 
     /// The route in the kernel, by reference.
-    pub(super) fn installed_ref(&self) -> Option<&Installed> {
+    pub(super) fn installed_ref(&self) -> Option<&InstalledRoute> {
         self.installed.as_ref()
     }
 
@@ -405,7 +405,7 @@ impl RouteTable {
         &mut self,
         key: &RouteKey,
         selected: Option<u64>,
-        installed: Option<Installed>,
+        installed: Option<InstalledRoute>,
     ) {
         self.set_selection_smoothed(key, selected, installed, |_| {});
     }
@@ -417,7 +417,7 @@ impl RouteTable {
         &mut self,
         key: &RouteKey,
         selected: Option<u64>,
-        installed: Option<Installed>,
+        installed: Option<InstalledRoute>,
         smooth: impl FnMut(&mut Route),
     ) {
         let btree_map::Entry::Occupied(mut e) = self.dests.entry(*key) else {
@@ -439,7 +439,7 @@ impl RouteTable {
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
     /// installed, and the held destinations (as `None`).
-    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Option<Installed>)> {
+    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Option<InstalledRoute>)> {
         let mut out = Vec::new();
         for (k, d) in self.dests.iter_mut() {
             if d.selected.take().is_some() || d.installed.is_some() {
@@ -649,7 +649,7 @@ mod tests {
         let k = key("2001:db8::/64");
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
-        let inst = Installed {
+        let inst = InstalledRoute {
             next_hop: a,
             via: a,
             ifindex: 1,
@@ -688,7 +688,7 @@ mod tests {
         add(&mut t, a, 1).unwrap_or_else(|e| panic!("{e:?}"));
         add(&mut t, b, 2).unwrap_or_else(|e| panic!("{e:?}"));
         let a_addr: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
-        let inst = Installed {
+        let inst = InstalledRoute {
             next_hop: a_addr,
             via: a_addr,
             ifindex: 1,

@@ -70,7 +70,7 @@ impl Engine {
         let choice = select(policy, shadowed, dest.selected(), &contenders);
         let mut chosen = choice.selected;
         let mut new_inst = chosen.and_then(|id| {
-            dest.route(id).map(|r| Installed {
+            dest.route(id).map(|r| InstalledRoute {
                 next_hop: r.next_hop,
                 via: r.via,
                 ifindex: r.ifindex,
@@ -83,7 +83,7 @@ impl Engine {
         let old_inst = dest.installed();
         let old_sel = dest.selected();
         let held_before = dest.is_held();
-        // "Installed" means in the kernel: an addition the `install` filter refuses leaves the
+        // "InstalledRoute" means in the kernel: an addition the `install` filter refuses leaves the
         // destination without a route (babeld's `change_route` refuses ROUTE_ADD only; a switch
         // of next hop or a removal always goes through, and so does the switch away from a held
         // route, which babeld still has installed).
@@ -192,7 +192,7 @@ impl Engine {
     }
 
     /// babeld's `install_filter`: whether the `install` filter lets `route` into the kernel.
-    fn install_allowed(&self, key: &RouteKey, route: &Installed) -> bool {
+    fn install_allowed(&self, key: &RouteKey, route: &InstalledRoute) -> bool {
         let Some(filter) = &self.filter else {
             return true;
         };
@@ -224,7 +224,7 @@ impl Engine {
         });
     }
 
-    pub(super) fn kernel(&mut self, op: RouteOp, key: RouteKey, i: &Installed) {
+    pub(super) fn kernel(&mut self, op: RouteOp, key: RouteKey, i: &InstalledRoute) {
         self.route_changes.push_back(RouteChange {
             op,
             prefix: key.prefix,

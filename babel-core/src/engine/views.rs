@@ -44,12 +44,12 @@ impl Engine {
     }
 
     /// The installed route of a destination.
-    pub fn installed(&self, key: &RouteKey) -> Option<Installed> {
+    pub fn installed(&self, key: &RouteKey) -> Option<InstalledRoute> {
         self.routes.get(key).and_then(|d| d.installed())
     }
 
     /// Iterates installed routes.
-    pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &Installed)> + '_ {
+    pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &InstalledRoute)> + '_ {
         self.routes
             .iter()
             .filter_map(|(k, d)| d.installed_ref().map(|i| (k, i)))

@@ -164,7 +164,7 @@ impl H {
         self.recv(from, &[h2, ihu(96)]);
     }
 
-    pub fn installed(&self, k: &str) -> Option<babel_core::Installed> {
+    pub fn installed(&self, k: &str) -> Option<babel_core::InstalledRoute> {
         self.e.installed(&key(k))
     }
 }

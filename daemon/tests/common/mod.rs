@@ -84,7 +84,13 @@ pub const FILTERS: &str = "redistribute local ip 10.77.0.0/16 allow\nredistribut
 
 /// Starts `program` (babeld-rs or babeld, same flags) in `ns` with [`FILTERS`] plus `extra`,
 /// Hellos every second, control port 33123, on `ifaces`.
-pub fn start_router(ns: &Netns, name: &str, program: &str, extra: &str, ifaces: &[&str]) -> Daemon {
+pub fn start_router(
+    ns: &Netns,
+    name: &str,
+    program: &str,
+    extra: &str,
+    ifaces: &[&str],
+) -> DaemonProcess {
     start_with_config(ns, name, program, &format!("{FILTERS}{extra}"), ifaces)
 }
 
@@ -95,7 +101,7 @@ pub fn start_with_config(
     program: &str,
     conf_text: &str,
     ifaces: &[&str],
-) -> Daemon {
+) -> DaemonProcess {
     start_with_args(ns, name, program, conf_text, &[], ifaces)
 }
 
@@ -107,10 +113,10 @@ pub fn start_with_args(
     conf_text: &str,
     extra: &[&str],
     ifaces: &[&str],
-) -> Daemon {
+) -> DaemonProcess {
     let (args, log) = daemon_args(name, conf_text, extra, ifaces);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(ns, program, &args, log)
+    DaemonProcess::start(ns, program, &args, log)
 }
 
 /// The arguments [`start_with_args`] gives a daemon (files in [`tmp`] named after `name`), and
@@ -252,7 +258,7 @@ pub fn start_mesh_router(
     program: &str,
     extra: &str,
     ifaces: &[&str],
-) -> Daemon {
+) -> DaemonProcess {
     start_with_config(ns, name, program, &mesh_config(extra, ifaces), &[])
 }
 

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use ed25519_dalek::SigningKey;
-use exit::{Bill, Decision, ExitConfig, ExitServer, Ipv4Pool, Message, RedbStore, Registrar};
+use exit::{
+    Bill, Decision, ExitConfig, ExitMessage, ExitRedbStore, ExitServer, Ipv4Pool, Registrar,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -36,7 +38,7 @@ fn main() -> Result<(), Error> {
     let mut server = ExitServer::open(
         cfg,
         exit_key.clone(),
-        RedbStore::open(&db)?,
+        ExitRedbStore::open(&db)?,
         SystemTime::now(),
     )?;
     let exit_pk = exit_key.verifying_key().to_bytes();
@@ -73,7 +75,9 @@ fn main() -> Result<(), Error> {
             );
             if server.meter(&pk, up, down, 7).is_some() {
                 if let Some(bytes) = server.bill(SystemTime::now(), &pk)? {
-                    if let Ok(Message::Bill(Bill { totals: b, .. })) = Message::decode(&bytes) {
+                    if let Ok(ExitMessage::Bill(Bill { totals: b, .. })) =
+                        ExitMessage::decode(&bytes)
+                    {
                         let amount = b.amount().0;
                         println!(
                             "B {u} {} {} {} {amount}",

@@ -1,7 +1,7 @@
 //! `paychan`: one end of a payment channel over real UDP, with its ledger in a `redb` file.
 //!
 //! The crash test (`tests/crash.rs`) runs a payer and a payee as two processes and kills them
-//! with SIGKILL at random instants; the same loop (a `Peer`, a `RedbStore`, a socket) is what the
+//! with SIGKILL at random instants; the same loop (a `PaymentPeer`, a `RedbStore`, a socket) is what the
 //! daemon drives per neighbour.
 //!
 //! ```text
@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use payments::{
-    Amount, ChannelId, ChannelUpdate, FixedDeposits, Peer, PeerConfig, Record, RedbStore, Store,
-    Thresholds,
+    Amount, ChannelId, ChannelUpdate, FixedDeposits, PaymentPeer, PaymentPeerConfig, Record,
+    RedbStore, Store, Thresholds,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -56,7 +56,7 @@ fn main() -> Result<(), Error> {
         .to_bytes();
     let mine = me.verifying_key().to_bytes();
     let mut store = RedbStore::open(&get::<PathBuf>(&opts, "db")?)?;
-    let cfg = PeerConfig {
+    let cfg = PaymentPeerConfig {
         thresholds: Thresholds {
             pay: Amount(0),
             close: Amount(u128::MAX),
@@ -67,7 +67,7 @@ fn main() -> Result<(), Error> {
     };
     let out_channel = ChannelId::offchain(&mine, &them);
     let in_channel = ChannelId::offchain(&them, &mine);
-    let mut peer = Peer::restore(me, them, out_channel, in_channel, cfg, &store)?;
+    let mut peer = PaymentPeer::restore(me, them, out_channel, in_channel, cfg, &store)?;
     let mut deposits = FixedDeposits::default();
     deposits.set(in_channel, Amount(u128::MAX));
     let sock = UdpSocket::bind(get::<SocketAddr>(&opts, "listen")?)?;
@@ -80,13 +80,13 @@ fn main() -> Result<(), Error> {
         Amount(0)
     };
     let rate: u128 = if payer { get(&opts, "rate")? } else { 0 };
-    let mut last = Instant::now();
+    let mut last = clock::now();
     let mut buf = [0u8; 1500];
     loop {
-        let now = Instant::now();
+        let now = clock::now();
         if payer {
             // Service received at `rate` wei per millisecond until `total`.
-            let ms = now.duration_since(last).as_millis();
+            let ms = now.saturating_since(last).as_millis();
             if ms > 0 {
                 last = now;
                 let left = total.checked_sub(peer.metered_out()).unwrap_or_default();
@@ -103,7 +103,7 @@ fn main() -> Result<(), Error> {
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from == to => {
                 let out = peer.handle(
-                    Instant::now(),
+                    clock::now(),
                     buf.get(..n).unwrap_or_default(),
                     &mut deposits,
                     &mut store,
@@ -147,7 +147,7 @@ fn bench_commit(db: &std::path::Path, count: u32) -> Result<(), Error> {
             out: Some(u),
             ..Record::default()
         };
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         store.commit(&payee, &r)?;
         times.push(t.elapsed());
     }

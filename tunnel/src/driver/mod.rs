@@ -15,7 +15,7 @@
 //!   `recvmmsg` with `UDP_GRO`, so one call returns many datagrams.
 //!
 //! The driver is the only place that reads clocks: it builds a [`Now`]
-//! from `Instant::now()` and `SystemTime::now()` and passes it into the
+//! from `clock::now()` and `SystemTime::now()` and passes it into the
 //! sans-IO core.
 
 pub mod offload;
@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
@@ -62,7 +62,7 @@ const TX_SLACK: usize = 256;
 pub const TIMER_INTERVAL: Duration = Duration::from_millis(250);
 
 fn now() -> Now {
-    Now::new(Instant::now(), SystemTime::now())
+    Now::new(clock::now(), SystemTime::now())
 }
 
 /// Builds a [`Device`] from an [`TunnelConfig`], seeding its RNG from

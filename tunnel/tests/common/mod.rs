@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -35,7 +35,7 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
 }
 
 pub fn now0() -> Now {
-    Now::new(Instant::now(), SystemTime::now())
+    Now::new(clock::now(), SystemTime::now())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,10 +9,10 @@ use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use daemon::clients::{Admission, ClientLimits, OutputBudget, Slots};
+use daemon::clients::{ClientAdmission, ClientLimits, OutputBudget, Slots};
 use daemon::config::LocalEndpoint;
 use daemon::control::{Banner, Handler, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -196,7 +196,7 @@ impl ControlServer {
 
     /// Handles one event: a connection, a command, a close, or the idle sweep.
     pub fn handle(&mut self, h: &mut dyn Handler, e: ControlEvent, banner: &Banner) {
-        let now = Instant::now();
+        let now = clock::now();
         let m = match e {
             ControlEvent::Sweep => {
                 for id in self.slots.expire(now) {
@@ -225,7 +225,7 @@ impl ControlServer {
                     writer,
                 };
                 match self.slots.admit(id, read_write, now) {
-                    Admission::Refuse => {
+                    ClientAdmission::Refuse => {
                         self.stats.refused += 1;
                         tracing::warn!(
                             "control: {} clients connected, none idle; refusing one",
@@ -234,14 +234,14 @@ impl ControlServer {
                         c.abort();
                         return;
                     }
-                    Admission::Evict(old) => {
+                    ClientAdmission::Evict(old) => {
                         self.stats.evicted += 1;
                         tracing::info!("control client {old}: idle, replaced by {id}");
                         if let Some(o) = self.clients.remove(&old) {
                             o.abort();
                         }
                     }
-                    Admission::Accept => {}
+                    ClientAdmission::Accept => {}
                 }
                 self.clients.insert(id, c);
                 self.send(id, banner.text().into_bytes());

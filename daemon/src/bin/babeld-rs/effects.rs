@@ -49,7 +49,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     }
     // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
     // socket); packets the pacer holds go out on later turns of the loop.
-    let wall = std::time::Instant::now();
+    let wall = clock::now();
     let mut ready = Vec::new();
     for (_, t) in io.pacer.due(wall) {
         ready.push(t);

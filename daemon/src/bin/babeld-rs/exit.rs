@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::SigningKey;
 
@@ -16,8 +16,8 @@ use anyhow::Context;
 use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
-    Admission, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant, Lease, RTPROT_EXIT,
-    TUNNEL_IFNAME, USER_TABLE, UserPath,
+    AdmissionConfig, DataPathLease, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant,
+    RTPROT_EXIT, TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
 use tokio::sync::mpsc;
@@ -317,7 +317,7 @@ async fn run(
     // What the tunnel interface carries for the current grant (a user node).
     let mut path = UserPath::default();
     let mut peers = std::collections::HashMap::new();
-    let mut counted = daemon::exit::Meter::default();
+    let mut counted = daemon::exit::ExitMeter::default();
     loop {
         driver
             .run(tokio::time::sleep(TURN))
@@ -358,7 +358,7 @@ type Metered = (tunnel::PublicKey, u64, u64);
 /// Sends each peer's new inner bytes to the registration task, which owns the accounts.
 fn meter(
     driver: &tunnel::driver::Driver,
-    counted: &mut daemon::exit::Meter,
+    counted: &mut daemon::exit::ExitMeter,
     out: &mpsc::UnboundedSender<Metered>,
 ) {
     let peers = driver.device().peers().map(|(_, p)| {
@@ -429,7 +429,7 @@ fn apply(
 }
 
 fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
-    let now = Instant::now();
+    let now = clock::now();
     let Ok(mut v) = view.lock() else { return };
     v.snapshots += 1;
     for (_, p) in driver.device().peers() {
@@ -441,7 +441,7 @@ fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
                 u.tx_bytes = s.tx_bytes;
                 u.last_handshake_s = p
                     .last_handshake()
-                    .map(|t| now.saturating_duration_since(t).as_secs());
+                    .map(|t| now.saturating_since(t).as_secs());
             }
         } else {
             v.rx_bytes = s.rx_bytes;
@@ -457,9 +457,9 @@ fn open_server(
     private: &tunnel::PrivateKey,
     pay_key: &SigningKey,
     state_file: Option<&Path>,
-) -> anyhow::Result<::exit::ExitServer<::exit::RedbStore>> {
+) -> anyhow::Result<::exit::ExitServer<::exit::ExitRedbStore>> {
     let path = role.store_path(state_file, "exit.redb");
-    let store = ::exit::RedbStore::open(&path)
+    let store = ::exit::ExitRedbStore::open(&path)
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))?;
     let (network, prefix_len) = role.pool_v4;
     let mut cfg = ::exit::ExitConfig::new(
@@ -474,8 +474,8 @@ fn open_server(
     cfg.ipv6_pool = role.ipv6_pool();
     cfg.tunnel.ipv6 = role.gateway_v6();
     cfg.admission = match role.admission {
-        Admission::Open => ::exit::Admission::Open,
-        Admission::AllowList => {
+        AdmissionConfig::Open => ::exit::Admission::Open,
+        AdmissionConfig::AllowList => {
             ::exit::Admission::AllowList(settings.allow.iter().copied().collect())
         }
     };
@@ -493,7 +493,7 @@ fn open_server(
 
 /// Makes a user with a lease a peer of the exit tunnel and admits its address.
 fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
-    let lease = Lease::of(u);
+    let lease = DataPathLease::of(u);
     let _ = tx.send(Cmd::Peer {
         key: lease.tunnel_key,
         endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
@@ -512,7 +512,7 @@ fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex
 /// with the reason), admits granted users, counts and logs the rest.
 async fn serve(
     role: ExitRole,
-    mut server: ::exit::ExitServer<::exit::RedbStore>,
+    mut server: ::exit::ExitServer<::exit::ExitRedbStore>,
     tx: mpsc::UnboundedSender<Cmd>,
     view: Arc<Mutex<ExitView>>,
     (mut meters, prices, billing): (
@@ -614,7 +614,7 @@ async fn serve(
 /// Meters one user's bytes at the exit's fee and, for the download, the price of the exit's
 /// installed route back to the user (what the exit pays its neighbours for it).
 fn account(
-    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    server: &mut ::exit::ExitServer<::exit::ExitRedbStore>,
     (view, tx, free_tier): (&Arc<Mutex<ExitView>>, &mpsc::UnboundedSender<Cmd>, u64),
     billing: &crate::exitpay::ExitBilling,
     prices: &PriceTable,
@@ -644,7 +644,7 @@ fn account(
 /// both directions, at the free tier; a cut user gets nothing through it. The exit's bill and
 /// payment service is exempt either way, so throttling never blocks the payment that lifts it.
 fn set_service(
-    server: &::exit::ExitServer<::exit::RedbStore>,
+    server: &::exit::ExitServer<::exit::ExitRedbStore>,
     t: &::exit::Transition,
     (tx, free_tier): (&mpsc::UnboundedSender<Cmd>, u64),
     exempt: tunnel::PolicyExempt,
@@ -690,7 +690,7 @@ fn show_account(
 
 /// Commits and signs every user's bill (cumulative totals, durable before signed).
 fn bill_all(
-    server: &mut ::exit::ExitServer<::exit::RedbStore>,
+    server: &mut ::exit::ExitServer<::exit::ExitRedbStore>,
     view: &Arc<Mutex<ExitView>>,
     billing: &mut crate::exitpay::ExitBilling,
 ) {
@@ -734,7 +734,7 @@ async fn client(
     loop {
         let Ok(d) = view
             .lock()
-            .map(|mut v| choice.decide(Instant::now(), &settings.servers, &routes, &mut v))
+            .map(|mut v| choice.decide(clock::now(), &settings.servers, &routes, &mut v))
         else {
             return;
         };
@@ -781,8 +781,8 @@ async fn client(
             })
             .await;
             match answer {
-                Ok(::exit::Outcome::Registered(r)) => {
-                    choice.answered(i, s.key, Some(r.fee), Instant::now());
+                Ok(::exit::RegistrationOutcome::Registered(r)) => {
+                    choice.answered(i, s.key, Some(r.fee), clock::now());
                     let exit_tunnel_key = tunnel::PublicKey(r.tunnel_key);
                     let grant = Grant {
                         tunnel_key: exit_tunnel_key,
@@ -819,9 +819,9 @@ async fn client(
                         }
                     }
                 }
-                Ok(::exit::Outcome::Refused(r)) => {
+                Ok(::exit::RegistrationOutcome::Refused(r)) => {
                     tracing::warn!("exit client: {} refused: {}", s.name, r.reason.name());
-                    choice.answered(i, s.key, None, Instant::now());
+                    choice.answered(i, s.key, None, clock::now());
                     if let Ok(mut v) = view.lock()
                         && let Some(e) = v.exits.get_mut(i)
                     {

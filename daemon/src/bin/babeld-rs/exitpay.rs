@@ -10,14 +10,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use daemon::exit::{ExitRole, ExitRoutes, ExitSettings, ExitView, UserBillRow};
 use daemon::payments::PayShared;
 use ed25519_dalek::SigningKey;
 use exit::{
-    Checked, ExitPayments, ExitServer, Frame, PAY_PORT, RedbStore, Transition, UserLedger,
+    Checked, ExitPayments, ExitRedbStore, ExitServer, Frame, PAY_PORT, Transition, UserLedger,
     UserPayments, UserService,
 };
 use payments::Amount;
@@ -64,7 +64,7 @@ impl ExitBilling {
         state_file: Option<&Path>,
         deposit: u128,
         key: &SigningKey,
-        server: &mut ExitServer<RedbStore>,
+        server: &mut ExitServer<ExitRedbStore>,
     ) -> anyhow::Result<(ExitBilling, Vec<Transition>)> {
         let path = role.store_path(state_file, "exit-pay.redb");
         let store = payments::RedbStore::open(&path)
@@ -116,8 +116,8 @@ impl ExitBilling {
     /// Sends `user` at `ipv4` its signed bill (committed before it was signed).
     pub fn send_bill(&mut self, user: &[u8; 32], ipv4: Ipv4Addr, bill: &[u8]) {
         self.send(ipv4, Frame::Bill(bill));
-        let seq = match exit::Message::decode(bill) {
-            Ok(exit::Message::Bill(b)) => b.totals.seq,
+        let seq = match exit::ExitMessage::decode(bill) {
+            Ok(exit::ExitMessage::Bill(b)) => b.totals.seq,
             _ => 0,
         };
         let e = self.bills_sent.entry(*user).or_default();
@@ -135,7 +135,7 @@ impl ExitBilling {
     /// paid; returns the service change.
     pub fn on_datagram(
         &mut self,
-        server: &mut ExitServer<RedbStore>,
+        server: &mut ExitServer<ExitRedbStore>,
         from: SocketAddr,
         bytes: &[u8],
     ) -> Option<Transition> {
@@ -153,7 +153,7 @@ impl ExitBilling {
                 return None;
             }
         };
-        let (out, paid) = match self.pay.handle(Instant::now(), &u.user, body) {
+        let (out, paid) = match self.pay.handle(clock::now(), &u.user, body) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("exit: payment ledger: {e}");
@@ -162,7 +162,7 @@ impl ExitBilling {
         };
         for ev in &out.events {
             match ev {
-                payments::Event::PaymentReceived {
+                payments::PaymentEvent::PaymentReceived {
                     nonce,
                     cumulative,
                     amount,
@@ -175,7 +175,7 @@ impl ExitBilling {
                         cumulative.0
                     );
                 }
-                payments::Event::PaymentRefused(r) => {
+                payments::PaymentEvent::PaymentRefused(r) => {
                     tracing::info!(
                         "exit: payment from {} refused: {}",
                         hex::encode(u.user),
@@ -192,8 +192,8 @@ impl ExitBilling {
     }
 
     /// Channel timers (the exit's reestablish and answers).
-    pub fn poll(&mut self, server: &ExitServer<RedbStore>) {
-        for (user, out) in self.pay.poll(Instant::now()) {
+    pub fn poll(&mut self, server: &ExitServer<ExitRedbStore>) {
+        for (user, out) in self.pay.poll(clock::now()) {
             if let Some(u) = server.user(&user) {
                 for m in &out.send {
                     self.send(u.ipv4, Frame::Channel(m));
@@ -335,7 +335,7 @@ pub async fn user(
         let Some(c) = current.as_mut() else { continue };
         let to = SocketAddr::new(IpAddr::V4(c.exit_ipv4), PAY_PORT);
         let mut send: Vec<Vec<u8>> = Vec::new();
-        let now = Instant::now();
+        let now = clock::now();
         let paying = !shared.withhold.load(Ordering::Relaxed);
         if paying != c.pay.paying() {
             c.pay.set_paying(paying);

@@ -1,9 +1,10 @@
 //! The kernel side: our routes on a dedicated thread (netlink calls block), and notifications
 //! from a watcher thread, both talking to the main loop over channels.
 
+use clock::Instant;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use babel_core::{RouteChange, RouteOp};
 use daemon::kernel_check::{CHECK_STEP, CheckRun, Stale};
@@ -220,7 +221,7 @@ pub fn spawn_fib(
                 policy.protocol,
             )
         })),
-        stale: Stale::new(left, Instant::now(), RESTART_GRACE),
+        stale: Stale::new(left, clock::now(), RESTART_GRACE),
         check: None,
     };
     match routes.remove_rules() {
@@ -233,7 +234,7 @@ pub fn spawn_fib(
         .name("kernel-routes".into())
         .spawn(move || {
             let mut interval = DEFAULT_CHECK;
-            let mut next_check = Instant::now() + interval;
+            let mut next_check = clock::now() + interval;
             loop {
                 // During a check, commands go first and the check advances between them.
                 let cmd = if routes.check.is_some() {
@@ -252,7 +253,7 @@ pub fn spawn_fib(
                     .min();
                     let r = match wake {
                         Some(w) => rx
-                            .recv_timeout(w.saturating_duration_since(Instant::now()))
+                            .recv_timeout(w.saturating_since(clock::now()))
                             .map_err(|e| matches!(e, std_mpsc::RecvTimeoutError::Disconnected)),
                         None => rx.recv().map_err(|_| true),
                     };
@@ -263,7 +264,7 @@ pub fn spawn_fib(
                     }
                 };
                 let Some(cmd) = cmd else {
-                    let now = Instant::now();
+                    let now = clock::now();
                     routes.expire_stale(now);
                     if routes.check.is_some() {
                         routes.check_step();
@@ -277,7 +278,7 @@ pub fn spawn_fib(
                     KernelCmd::Apply(changes) => routes.apply(&changes),
                     KernelCmd::CheckInterval(d) => {
                         interval = d;
-                        next_check = Instant::now() + d;
+                        next_check = clock::now() + d;
                     }
                     KernelCmd::Present(run) => routes.check = Some(run),
                     KernelCmd::Flush(reply) => {

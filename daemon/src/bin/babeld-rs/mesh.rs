@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use daemon::config::{ConfiguredKind, DaemonConfig};
 use daemon::discovery::{
-    Announcement, Discovery, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView, NeighbourState,
-    Output, PORT, tunnel_mtu,
+    Announcement, Discovery, DiscoveryOutput, GROUP, MAX_NEIGHBOURS, MeshNeighbourView, MeshView,
+    NeighbourState, PORT, tunnel_mtu,
 };
 use daemon::payments::{
     LinkShaper, MeterBoard, MeterRow, MeteringHook, Meters, PriceTable, Shaping,
@@ -192,7 +192,7 @@ pub fn remove_filter() {
 }
 
 fn now() -> tunnel::Now {
-    tunnel::Now::new(Instant::now(), SystemTime::now())
+    tunnel::Now::new(clock::now(), SystemTime::now())
 }
 
 fn udp(ifname: &str, port: u16, group: Option<(Ipv6Addr, u32)>) -> anyhow::Result<UdpSocket> {
@@ -306,8 +306,8 @@ async fn run(
     let mut announce = tokio::time::interval(timers.announce);
     let mut tick = tokio::time::interval(tunnel::driver::TIMER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_snapshot = Instant::now();
-    let mut last_eager = Instant::now();
+    let mut last_snapshot = clock::now();
+    let mut last_eager = clock::now();
     let mut generation = 0u64;
     let mut policy = view.lock().map(|v| v.policy.clone()).unwrap_or_default();
     let mut abuf = vec![0u8; 2048];
@@ -325,13 +325,13 @@ async fn run(
                 let Ok((n, SocketAddr::V6(src))) = r else { continue };
                 let before = d.discovery.neighbours().count();
                 let bytes = abuf.get(..n).unwrap_or_default();
-                if let Err(e) = d.discovery.handle_announcement(Instant::now(), src, bytes, &policy) {
+                if let Err(e) = d.discovery.handle_announcement(clock::now(), src, bytes, &policy) {
                     tracing::debug!("mesh {phys}: announcement from {src} dropped: {e}");
                 }
                 // Someone new: answer with our own announcement at once (at most once a
                 // second) rather than at the next interval, so it can start its handshake.
-                if d.discovery.neighbours().count() > before && last_eager.elapsed() >= Duration::from_secs(1) {
-                    last_eager = Instant::now();
+                if d.discovery.neighbours().count() > before && clock::now().saturating_since(last_eager) >= Duration::from_secs(1) {
+                    last_eager = clock::now();
                     seqno += 1;
                     let a = Announcement { public_key: our_key, port, seqno }.encode();
                     let _ = announce_socket.send_to(&a, group).await;
@@ -350,16 +350,16 @@ async fn run(
                 d.device.update_timers(&t);
                 d.flush().await;
                 d.liveness();
-                d.discovery.handle_timeout(Instant::now());
+                d.discovery.handle_timeout(clock::now());
                 d.apply_shaping();
                 if let Ok(v) = view.lock() && v.policy_generation != generation {
                     generation = v.policy_generation;
                     policy = v.policy.clone();
-                    d.discovery.set_policy(Instant::now(), &policy);
+                    d.discovery.set_policy(clock::now(), &policy);
                 }
                 d.outputs().await;
-                if last_snapshot.elapsed() >= Duration::from_secs(1) {
-                    last_snapshot = Instant::now();
+                if clock::now().saturating_since(last_snapshot) >= Duration::from_secs(1) {
+                    last_snapshot = clock::now();
                     d.snapshot();
                 }
             }
@@ -425,7 +425,7 @@ impl Driver {
 
     /// Tells discovery about peers whose tunnels received authenticated packets.
     fn liveness(&mut self) {
-        let now = Instant::now();
+        let now = clock::now();
         let mut alive = Vec::new();
         for (id, p) in self.device.peers() {
             let s = p.stats();
@@ -449,7 +449,7 @@ impl Driver {
     async fn outputs(&mut self) {
         while let Some(o) = self.discovery.poll_output() {
             match o {
-                Output::AddPeer { key, endpoint } => {
+                DiscoveryOutput::AddPeer { key, endpoint } => {
                     let opts = PeerOptions {
                         endpoint: Some(SocketAddr::V6(endpoint)),
                         ..Default::default()
@@ -463,7 +463,7 @@ impl Driver {
                     tracing::info!("mesh {}: neighbour {key} at {endpoint}", self.phys);
                     self.initiate(id).await;
                 }
-                Output::SetEndpoint { key, endpoint } => {
+                DiscoveryOutput::SetEndpoint { key, endpoint } => {
                     if let Some(id) = self.device.peer_id(&key) {
                         if let Some(p) = self.device.peer_mut(id) {
                             p.set_endpoint(Some(SocketAddr::V6(endpoint)));
@@ -472,7 +472,7 @@ impl Driver {
                         self.initiate(id).await;
                     }
                 }
-                Output::Probe { key, to } => {
+                DiscoveryOutput::Probe { key, to } => {
                     let Some(id) = self.device.peer_id(&key) else {
                         continue;
                     };
@@ -491,12 +491,12 @@ impl Driver {
                         Err(e) => tracing::debug!("mesh {}: probe: {e}", self.phys),
                     }
                 }
-                Output::Initiate { key } => {
+                DiscoveryOutput::Initiate { key } => {
                     if let Some(id) = self.device.peer_id(&key) {
                         self.initiate(id).await;
                     }
                 }
-                Output::TunnelUp { key } => {
+                DiscoveryOutput::TunnelUp { key } => {
                     if let Some((_, _, seen)) = &mut self.shaping {
                         *seen = 0;
                     }
@@ -509,7 +509,7 @@ impl Driver {
                         self.seen.remove(&id);
                     }
                 }
-                Output::Remove { key, reason } => {
+                DiscoveryOutput::Remove { key, reason } => {
                     let Some(id) = self.device.peer_id(&key) else {
                         continue;
                     };
@@ -692,7 +692,7 @@ fn view_of(
         tunnel,
         last_handshake_s: p
             .and_then(|p| p.last_handshake())
-            .map(|t| Instant::now().saturating_duration_since(t).as_secs()),
+            .map(|t| clock::now().saturating_since(t).as_secs()),
         handshakes: s.handshakes_completed,
         rx_bytes: s.rx_bytes,
         tx_bytes: s.tx_bytes,

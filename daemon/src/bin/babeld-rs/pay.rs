@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use daemon::config::DaemonConfig;
@@ -23,8 +23,10 @@ use daemon::payments::{
 };
 use daemon::state::Daemon;
 use ed25519_dalek::SigningKey;
-use payments::wire::{Message, kind};
-use payments::{Amount, Event, Payments, PeerConfig, RedbStore, ServiceLevel, ShaperConfig};
+use payments::wire::{PaymentMessage, kind};
+use payments::{
+    Amount, PaymentEvent, PaymentPeerConfig, Payments, RedbStore, ServiceLevel, ShaperConfig,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -115,9 +117,9 @@ pub fn start(
     let socket = bind(port).with_context(|| format!("payment socket on UDP port {port}"))?;
     shared.withhold.store(pay.withhold, Ordering::Relaxed);
     shared.running.store(true, Ordering::Relaxed);
-    let cfg = PeerConfig {
+    let cfg = PaymentPeerConfig {
         thresholds: pay.thresholds(),
-        ..PeerConfig::default()
+        ..PaymentPeerConfig::default()
     };
     let interval = pay.interval();
     let deposits = crate::settle::Deposits::start(config, &key, &shared)?;
@@ -146,7 +148,7 @@ pub fn start(
                             cfg,
                             ShaperConfig::default(),
                             interval,
-                            Instant::now(),
+                            clock::now(),
                         );
                         let mut l = Loop {
                             node,
@@ -194,7 +196,7 @@ struct Tunnel {
     payment_key: Option<[u8; 32]>,
     /// It has our payment key.
     knows_us: bool,
-    hello_at: Option<Instant>,
+    hello_at: Option<clock::Instant>,
 }
 
 struct Loop {
@@ -261,8 +263,8 @@ impl Loop {
             return Ok(());
         }
         if data.get(1) == Some(&kind::HELLO) {
-            match Message::decode(data) {
-                Ok(Message::Hello { key, known }) => self.hello(ix, key, known).await?,
+            match PaymentMessage::decode(data) {
+                Ok(PaymentMessage::Hello { key, known }) => self.hello(ix, key, known).await?,
                 _ => self.dropped(),
             }
             return Ok(());
@@ -272,13 +274,9 @@ impl Loop {
             self.send_hello(ix).await;
             return Ok(());
         };
-        let out = self.node.handle(
-            Instant::now(),
-            &pk,
-            data,
-            &mut self.deposits,
-            &mut self.store,
-        );
+        let out = self
+            .node
+            .handle(clock::now(), &pk, data, &mut self.deposits, &mut self.store);
         // A failed commit sent and acknowledged nothing: the message is as if lost, and the
         // neighbour retransmits it.
         let out = match out {
@@ -345,8 +343,8 @@ impl Loop {
         let Some(t) = self.tunnels.get_mut(&ix) else {
             return;
         };
-        t.hello_at = Some(Instant::now());
-        let m = Message::Hello {
+        t.hello_at = Some(clock::now());
+        let m = PaymentMessage::Hello {
             key: self.node.public_key(),
             known: t.payment_key.is_some(),
         }
@@ -443,7 +441,7 @@ impl Loop {
     }
 
     /// Sends what the node produced to the neighbour and reports what happened.
-    async fn deliver(&mut self, pk: &[u8; 32], out: payments::Output) {
+    async fn deliver(&mut self, pk: &[u8; 32], out: payments::PaymentOutput) {
         let Some((_, t)) = self
             .tunnels
             .iter()
@@ -458,7 +456,7 @@ impl Loop {
             }
         }
         for e in out.events {
-            if let Event::PaymentSent { cumulative, .. } = e
+            if let PaymentEvent::PaymentSent { cumulative, .. } = e
                 && let Some(n) = self.node.neighbour(pk)
             {
                 self.deposits.signed(n.peer.payer().channel(), cumulative);
@@ -467,10 +465,10 @@ impl Loop {
         }
     }
 
-    fn event(&mut self, who: &str, e: Event) {
+    fn event(&mut self, who: &str, e: PaymentEvent) {
         let mut counters = self.shared.counters.lock().ok();
         let line = match e {
-            Event::PaymentSent {
+            PaymentEvent::PaymentSent {
                 nonce,
                 cumulative,
                 amount,
@@ -484,7 +482,7 @@ impl Loop {
                     amount.0, cumulative.0
                 )
             }
-            Event::PaymentReceived {
+            PaymentEvent::PaymentReceived {
                 nonce,
                 cumulative,
                 amount,
@@ -501,14 +499,14 @@ impl Loop {
                     amount.0, cumulative.0
                 )
             }
-            Event::PaymentRefused(r) => {
+            PaymentEvent::PaymentRefused(r) => {
                 if let Some(c) = counters.as_mut() {
                     c.refused += 1;
                 }
                 tracing::warn!("payments: refused an update from {who}: {}", r.name());
                 format!("payment refused neighbour {who} reason {}", r.name())
             }
-            Event::RefusedByPeer { reason, at } => {
+            PaymentEvent::RefusedByPeer { reason, at } => {
                 let r = reason.map_or("unknown", |r| r.name());
                 tracing::warn!("payments: {who} refused our update: {r}");
                 format!(
@@ -516,7 +514,7 @@ impl Loop {
                     at.nonce
                 )
             }
-            Event::Service(level) => {
+            PaymentEvent::Service(level) => {
                 if level == ServiceLevel::FreeTier
                     && let Some(c) = counters.as_mut()
                 {
@@ -530,18 +528,18 @@ impl Loop {
                     ServiceLevel::Full => format!("payment restored neighbour {who} service full"),
                 }
             }
-            Event::Adopted { nonce } => {
+            PaymentEvent::Adopted { nonce } => {
                 tracing::warn!("payments: adopted our own update {nonce} from {who}");
                 return;
             }
-            Event::Malformed(e) => {
+            PaymentEvent::Malformed(e) => {
                 tracing::debug!("payments: malformed message from {who}: {e}");
                 if let Some(c) = counters.as_mut() {
                     c.dropped += 1;
                 }
                 return;
             }
-            Event::PaymentAcked { nonce } => {
+            PaymentEvent::PaymentAcked { nonce } => {
                 tracing::debug!("payments: {who} acknowledged {nonce}");
                 return;
             }
@@ -626,7 +624,7 @@ impl Loop {
     }
 
     async fn tick(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
+        let now = clock::now();
         self.refresh_tunnels();
         let due: Vec<u32> = self
             .tunnels
@@ -637,8 +635,7 @@ impl Loop {
                 } else {
                     Duration::from_secs(1)
                 };
-                t.hello_at
-                    .is_none_or(|h| now.saturating_duration_since(h) >= period)
+                t.hello_at.is_none_or(|h| now.saturating_since(h) >= period)
             })
             .map(|(ix, _)| *ix)
             .collect();

@@ -94,7 +94,7 @@ pub async fn main_loop(
             deadline = deadline.min(clock.deadline(v));
         }
         if let Some(p) = io.pacer.next_due() {
-            deadline = deadline.min(tokio::time::Instant::from_std(p));
+            deadline = deadline.min(clock.deadline(p));
         }
         let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
@@ -112,7 +112,7 @@ pub async fn main_loop(
             }
             () = sleep => {
                 let now = clock.now();
-                trim.tick(std::time::Instant::now());
+                trim.tick(clock::now());
                 // Woken for the pacer only: the engine has nothing due.
                 if wake.is_none_or(|w| w <= now) {
                     d.input(now, Input::Timeout);

@@ -35,7 +35,7 @@ pub enum Deposits {
     Fixed(FixedDeposits, Amount),
     /// An escrow contract.
     #[cfg(feature = "settlement")]
-    Chain(Box<chain::Side>),
+    Chain(Box<chain::ChainSide>),
 }
 
 impl Settlement for Deposits {
@@ -74,7 +74,7 @@ impl Deposits {
         }
         #[cfg(feature = "settlement")]
         {
-            let side = chain::Side::start(config, key)?;
+            let side = chain::ChainSide::start(config, key)?;
             if let Ok(mut b) = shared.settlement.lock() {
                 b.enabled = true;
             }
@@ -164,7 +164,7 @@ pub mod chain {
     }
 
     /// The chain side of the payment loop.
-    pub struct Side {
+    pub struct ChainSide {
         /// The worker.
         pub chain: ChainSettlement,
         config: SettlementConfig,
@@ -179,11 +179,11 @@ pub mod chain {
         pub dropped: u64,
     }
 
-    impl Side {
+    impl ChainSide {
         pub fn start(
             config: &daemon::config::DaemonConfig,
             key: &SigningKey,
-        ) -> anyhow::Result<Side> {
+        ) -> anyhow::Result<ChainSide> {
             let text: String = config
                 .settlement
                 .iter()
@@ -201,7 +201,7 @@ pub mod chain {
                 sc.contract,
                 sc.deposit.0
             );
-            Ok(Side {
+            Ok(ChainSide {
                 chain,
                 config: sc,
                 key: key.clone(),
@@ -584,7 +584,7 @@ pub mod chain {
         }
 
         /// We asked for the close of our current channel to `neighbour`: we sign nothing more on
-        /// it, and the next [`Side::sync`] moves us to the next epoch.
+        /// it, and the next [`ChainSide::sync`] moves us to the next epoch.
         fn close_asked(&mut self, neighbour: [u8; 32]) {
             if let Some(p) = self.ids.get_mut(&neighbour) {
                 p.close_asked = true;

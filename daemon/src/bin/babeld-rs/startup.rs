@@ -112,22 +112,29 @@ fn random_id() -> RouterId {
     }
 }
 
-/// Time since start-up as the engine's clock.
-pub struct Clock(std::time::Instant);
+/// The engine's clock: the process's one reading of the OS clock ([`clock::now`]), shared with
+/// the tunnel, payment and exit threads so their instants compare.
+pub struct Clock;
 
 impl Clock {
+    /// Fixes the process's epoch at start-up.
+    fn start() -> Clock {
+        let _ = clock::now();
+        Clock
+    }
+
     pub fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
+        clock::now()
     }
 
     pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.0 + Duration::from_micros(at.as_micros()))
+        tokio::time::Instant::from_std(clock::to_std(at))
     }
 }
 
 async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let g = inv.config.globals.clone();
-    let clock = Clock(std::time::Instant::now());
+    let clock = Clock::start();
     let dialect = if g.althea_dialect() {
         Dialect::Althea
     } else {
@@ -281,7 +288,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     }
     let engine = match &record {
         Some(p) => daemon::record::start(p, engine, start, ecfg, &inv.config.filters, &endpoints)?,
-        None => babel_core::record::Driver::new(engine),
+        None => babel_core::record::RecordingDriver::new(engine),
     };
 
     let ifaces: Vec<Iface> = inv

@@ -128,7 +128,7 @@ fn snapshot(driver: &mut tunnel::driver::Driver, shared: &Arc<Mutex<TunnelState>
             None => tracing::warn!("tunnel policy for unknown peer {}", key.to_base64()),
         }
     }
-    let now = std::time::Instant::now();
+    let now = clock::now();
     let peers = driver
         .device()
         .peers()
@@ -144,7 +144,7 @@ fn snapshot(driver: &mut tunnel::driver::Driver, shared: &Arc<Mutex<TunnelState>
                 handshakes: s.handshakes_completed,
                 last_handshake_s: p
                     .last_handshake()
-                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                    .map(|t| now.saturating_since(t).as_secs()),
                 policy: format!("{:?}", p.policy()),
             }
         })

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use babel_core::Instant;
 use daemon::state::Daemon;
-use daemon::verification::{Datagram, MAX_DATAGRAM, Outputs, ProbeRoute, Verification};
+use daemon::verification::{Datagram, MAX_DATAGRAM, ProbeRoute, Verification, VerificationOutputs};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -54,7 +54,7 @@ pub struct VerifyIo {
 }
 
 /// A received datagram: source, hop limit, bytes.
-pub type Received = (Ipv6Addr, u8, Vec<u8>);
+pub type ReceivedDatagram = (Ipv6Addr, u8, Vec<u8>);
 
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
@@ -222,7 +222,7 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
 /// What [`recv`] got.
 pub enum Event {
     /// Datagrams on the socket.
-    Datagrams(Vec<Received>),
+    Datagrams(Vec<ReceivedDatagram>),
     /// A reading of the used set, from the `nft` worker.
     Used(Vec<Ipv6Addr>),
     /// The netlink thread carried out the oldest waiting batch of probe requests, with these
@@ -265,7 +265,7 @@ fn on_datagrams(
     d: &mut Daemon,
     now: Instant,
     io: &mut Option<VerifyIo>,
-    got: Vec<Received>,
+    got: Vec<ReceivedDatagram>,
 ) -> Vec<String> {
     let (Some(v), Some(io)) = (d.verification.as_mut(), io.as_mut()) else {
         return Vec::new();
@@ -310,7 +310,7 @@ pub fn poll(d: &mut Daemon, now: Instant, io: &mut Option<VerifyIo>) -> Vec<Stri
     apply(d, now, io, out)
 }
 
-fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: Outputs) -> Vec<String> {
+fn apply(d: &mut Daemon, now: Instant, io: &mut VerifyIo, out: VerificationOutputs) -> Vec<String> {
     let ops: Vec<_> = out.routes.iter().flat_map(|r| install(io, r)).collect();
     hand_over(io, ops, out.datagrams);
     for i in out.inputs {
