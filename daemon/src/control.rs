@@ -405,6 +405,21 @@ pub fn write_route_word(s: &mut String, c: ChangeKind, body: &str) {
 
 /// A route line after its first word (` route ID prefix ... if IF`, no newline).
 pub fn write_route_body(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
+    write_route_head(s, d, r);
+    write_route_tail(s, r.via, r.ifname);
+}
+
+/// The end of a route line, ` via A if I`: the same for every route through one neighbour,
+/// so a monitor writes it once and copies it.
+pub fn write_route_tail(s: &mut String, via: IpAddr, ifname: &str) {
+    s.push_str(" via ");
+    text::ip(s, via);
+    s.push_str(" if ");
+    s.push_str(ifname);
+}
+
+/// A route line after its first word and before [`write_route_tail`].
+pub fn write_route_head(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
     s.push_str(" route ");
     text::hex(s, r.id);
     s.push_str(" prefix ");
@@ -440,10 +455,6 @@ pub fn write_route_body(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
             text::digit(s, d);
         }
     }
-    s.push_str(" via ");
-    text::ip(s, r.via);
-    s.push_str(" if ");
-    s.push_str(r.ifname);
 }
 
 /// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
