@@ -6,7 +6,7 @@
 //! Every field is written without `format!` (`control::text`).
 
 use std::collections::hash_map::Entry;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
 use babel_core::{ChangeKind, Event, RouteView};
@@ -61,13 +61,105 @@ impl Hash for MonitoredRoute {
     }
 }
 
+/// A route a monitor was shown, with the `installed` of its last line and its hash.
+#[derive(Debug)]
+struct ShownRoute {
+    route: MonitoredRoute,
+    installed: bool,
+    hash: u32,
+}
+
+/// The routes a monitor was shown. A monitor sees every route learned, so this is one insert
+/// per route: the routes are kept in a vector and the hash table holds only their index and
+/// 32 bits of their hash (8 bytes a slot, about 1 MB for 100,000 routes, where slots holding
+/// the routes took 7 MB and a cache miss or two per insert), under a fast hash with a random
+/// seed.
+#[derive(Debug, Default)]
+struct ShownRoutes {
+    index: hashbrown::HashTable<(u32, u32)>,
+    routes: Vec<ShownRoute>,
+    seed: foldhash::fast::RandomState,
+}
+
+/// A stored 32-bit hash as the table's 64 (its top bits choose the control byte, its low
+/// bits the slot).
+fn spread(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
+}
+
+impl ShownRoutes {
+    fn hash(&self, r: &MonitoredRoute) -> u32 {
+        (self.seed.hash_one(r) >> 32) as u32
+    }
+
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Records that `r`'s last line said `installed`.
+    fn insert(&mut self, r: MonitoredRoute, installed: bool) {
+        let h = self.hash(&r);
+        let routes = &mut self.routes;
+        let entry = self.index.entry(
+            spread(h),
+            |&(i, hh)| {
+                hh == h
+                    && routes
+                        .get(i as usize)
+                        .is_some_and(|s: &ShownRoute| s.route == r)
+            },
+            |&(_, hh)| spread(hh),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                if let Some(s) = routes.get_mut(o.get().0 as usize) {
+                    s.installed = installed;
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                // More than 4 billion routes cannot be held in memory anyway.
+                let Ok(i) = u32::try_from(routes.len()) else {
+                    return;
+                };
+                routes.push(ShownRoute {
+                    route: r,
+                    installed,
+                    hash: h,
+                });
+                v.insert((i, h));
+            }
+        }
+    }
+
+    /// Forgets `r`; the `installed` of its last line if it was shown.
+    fn remove(&mut self, r: &MonitoredRoute) -> Option<bool> {
+        let h = self.hash(r);
+        let routes = &self.routes;
+        let found = self.index.find_entry(spread(h), |&(i, hh)| {
+            hh == h && routes.get(i as usize).is_some_and(|s| s.route == *r)
+        });
+        let ((i, _), _) = found.ok()?.remove();
+        let last = self.routes.len().checked_sub(1)?;
+        let gone = self.routes.swap_remove(i as usize);
+        // The last route moved to the hole: its slot follows it.
+        if let Some(moved) = self.routes.get(i as usize) {
+            if let Some(slot) = self
+                .index
+                .find_mut(spread(moved.hash), |&(j, _)| j as usize == last)
+            {
+                slot.0 = i;
+            }
+        }
+        Some(gone.installed)
+    }
+}
+
 /// The routes a monitor was shown and the scratch space of writing their lines.
 #[derive(Debug, Default)]
 pub struct RouteMonitor {
     /// The routes a monitor was shown, with the `installed` of their last line (their flush
-    /// repeats it; the other fields come with the flush event), under a fast hash with a
-    /// random seed: a monitor sees every route learned.
-    shown: FastHashMap<MonitoredRoute, bool>,
+    /// repeats it; the other fields come with the flush event).
+    shown: ShownRoutes,
     /// Per drain: for each event, the index of the drain's last event about the same route.
     latest: Vec<usize>,
     /// Per drain: the last event index of each route, while `latest` is computed.
@@ -328,6 +420,34 @@ mod tests {
         }
         // The same route, the same id.
         assert_eq!(ids[0], route_id(&routes[0].0, None, via));
+    }
+
+    /// The shown set agrees with a map of the same inserts and removals (removals move the
+    /// last route into the hole and its slot with it).
+    #[test]
+    fn shown_routes_agree_with_a_map() {
+        let mut shown = ShownRoutes::default();
+        let mut model = std::collections::HashMap::new();
+        let key = |i: u64| MonitoredRoute::of(&view((i % 700) as u16, false, 200));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = key(x >> 8);
+            if x % 3 == 0 {
+                assert_eq!(shown.remove(&k), model.remove(&k), "step {step}");
+            } else {
+                shown.insert(k, x % 2 == 0);
+                model.insert(k, x % 2 == 0);
+            }
+            assert_eq!(shown.routes.len(), model.len());
+            assert_eq!(shown.index.len(), model.len());
+        }
+        for (k, v) in model {
+            assert_eq!(shown.remove(&k), Some(v));
+        }
+        assert!(shown.is_empty() && shown.index.is_empty());
     }
 
     /// The end of a line (` via A if I`) is written once per neighbour and interface: routes
