@@ -142,13 +142,12 @@ impl ShownRoutes {
         let last = self.routes.len().checked_sub(1)?;
         let gone = self.routes.swap_remove(i as usize);
         // The last route moved to the hole: its slot follows it.
-        if let Some(moved) = self.routes.get(i as usize) {
-            if let Some(slot) = self
+        if let Some(moved) = self.routes.get(i as usize)
+            && let Some(slot) = self
                 .index
                 .find_mut(spread(moved.hash), |&(j, _)| j as usize == last)
-            {
-                slot.0 = i;
-            }
+        {
+            slot.0 = i;
         }
         Some(gone.installed)
     }
@@ -435,11 +434,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let k = key(x >> 8);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 assert_eq!(shown.remove(&k), model.remove(&k), "step {step}");
             } else {
-                shown.insert(k, x % 2 == 0);
-                model.insert(k, x % 2 == 0);
+                shown.insert(k, x.is_multiple_of(2));
+                model.insert(k, x.is_multiple_of(2));
             }
             assert_eq!(shown.routes.len(), model.len());
             assert_eq!(shown.index.len(), model.len());
