@@ -10,6 +10,11 @@
 //! interleaved so that the load of a shared machine falls on both alike, and prints the median
 //! ratio of their wall times and of their CPU times (user + system, all threads of the process:
 //! the client's reading included).
+//!
+//! The text of each drain is written to the socket at once (one write per packet), unless
+//! `MONITOR_WRITE_BYTES=N`: then drains' text is gathered and written N bytes or more at a time,
+//! as `babeld-rs`'s per-client writer gathers the chunks queued while its client is behind (up
+//! to 64 KiB).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
@@ -130,6 +135,10 @@ fn client() -> (UnixStream, std::thread::JoinHandle<usize>) {
 fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
     let mut monitor = monitor.then(client);
     let mut text = String::new();
+    let gather: usize = std::env::var("MONITOR_WRITE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for p in packets {
         // The instant `daemon()` set the neighbour up at.
         let now = Instant::from_secs(1);
@@ -145,9 +154,11 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
         let events = d.engine.drain().events;
         match &mut monitor {
             Some((socket, _)) => {
-                text.clear();
                 d.write_monitor_lines(now, &events, &mut text);
-                socket.write_all(text.as_bytes()).unwrap();
+                if text.len() >= gather {
+                    socket.write_all(text.as_bytes()).unwrap();
+                    text.clear();
+                }
             }
             None => {
                 for e in &events {
@@ -157,7 +168,8 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
         }
     }
     match monitor {
-        Some((socket, reader)) => {
+        Some((mut socket, reader)) => {
+            socket.write_all(text.as_bytes()).unwrap();
             drop(socket);
             reader.join().unwrap()
         }

@@ -405,45 +405,23 @@ pub fn write_route_word(s: &mut String, c: ChangeKind, body: &str) {
 
 /// A route line after its first word (` route ID prefix ... if IF`, no newline).
 pub fn write_route_body(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
-    s.push_str(" route ");
-    text::hex(s, r.id);
-    s.push_str(" prefix ");
-    text::prefix(s, &r.prefix);
-    s.push_str(" from ");
-    match &r.src_prefix {
-        Some(p) => text::prefix(s, p),
-        None if r.prefix.is_ipv4() => s.push_str("0.0.0.0/0"),
-        None => s.push_str("::/0"),
-    }
-    s.push_str(if r.installed {
-        " installed yes id "
-    } else {
-        " installed no id "
-    });
-    text::router_id(s, &r.router_id);
-    s.push_str(" metric ");
-    text::decimal(s, u64::from(r.metric));
-    if d == Dialect::Althea {
-        s.push_str(" price ");
-        text::decimal(s, u64::from(r.received_price));
-        s.push_str(" fee ");
-        text::decimal(s, u64::from(r.fee));
-    }
-    s.push_str(" refmetric ");
-    text::decimal(s, u64::from(r.refmetric));
-    if d == Dialect::Althea {
-        s.push_str(" full-path-rtt ");
-        text::decimal(s, u64::from(r.full_path_rtt / 1000));
-        s.push('.');
-        let ms = r.full_path_rtt % 1000;
-        for d in [ms / 100, ms / 10 % 10, ms % 10] {
-            text::digit(s, d);
-        }
-    }
+    write_route_head(s, d, r);
+    write_route_tail(s, r.via, r.ifname);
+}
+
+/// The end of a route line, ` via A if I`: the same for every route through one neighbour,
+/// so a monitor writes it once and copies it.
+pub fn write_route_tail(s: &mut String, via: IpAddr, ifname: &str) {
     s.push_str(" via ");
-    text::ip(s, r.via);
+    text::ip(s, via);
     s.push_str(" if ");
-    s.push_str(r.ifname);
+    s.push_str(ifname);
+}
+
+/// A route line after its first word and before [`write_route_tail`], built on the stack and
+/// appended in one piece (a monitor writes one per route learned).
+pub fn write_route_head(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
+    text::route_head(s, d, r);
 }
 
 /// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
@@ -455,17 +433,43 @@ pub mod text {
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
 
-    /// ASCII text built on the stack: the longest field is an IPv6 prefix (`43` bytes).
-    struct Field {
-        bytes: [u8; 48],
+    /// ASCII text built on the stack: a field (the longest is an IPv6 prefix, `43` bytes) or,
+    /// `N` bytes long, the head of a route line.
+    struct Field<const N: usize = 48> {
+        bytes: [u8; N],
         len: usize,
     }
 
-    impl Field {
+    impl<const N: usize> Field<N> {
         fn new() -> Self {
             Field {
-                bytes: [0; 48],
+                bytes: [0; N],
                 len: 0,
+            }
+        }
+
+        /// ASCII `t` as it is.
+        fn text(&mut self, t: &[u8]) {
+            let end = self.len + t.len();
+            if let Some(dst) = self.bytes.get_mut(self.len..end) {
+                dst.copy_from_slice(t);
+                self.len = end;
+            }
+        }
+
+        fn prefix(&mut self, p: &Prefix) {
+            self.ip(p.addr());
+            self.byte(b'/');
+            self.decimal(u64::from(p.len()));
+        }
+
+        fn router_id(&mut self, id: &RouterId) {
+            for (k, o) in id.0.into_iter().enumerate() {
+                if k > 0 {
+                    self.byte(b':');
+                }
+                self.nibble(u32::from(o >> 4));
+                self.nibble(u32::from(o));
             }
         }
 
@@ -549,7 +553,7 @@ pub mod text {
                     run_len = 0;
                 }
             }
-            let groups = |f: &mut Field, from: usize, to: usize| {
+            let groups = |f: &mut Self, from: usize, to: usize| {
                 for (k, &x) in g.get(from..to).unwrap_or_default().iter().enumerate() {
                     if k > 0 {
                         f.byte(b':');
@@ -590,6 +594,48 @@ pub mod text {
         b.to(s);
     }
 
+    /// [`super::write_route_head`]: the longest head (Althea, IPv6 prefixes, every number at
+    /// its widest) is about 270 bytes.
+    pub(super) fn route_head(s: &mut String, d: super::Dialect, r: &super::RouteLine<'_>) {
+        let mut f = Field::<320>::new();
+        f.text(b" route ");
+        f.hex(r.id);
+        f.text(b" prefix ");
+        f.prefix(&r.prefix);
+        f.text(b" from ");
+        match &r.src_prefix {
+            Some(p) => f.prefix(p),
+            None if r.prefix.is_ipv4() => f.text(b"0.0.0.0/0"),
+            None => f.text(b"::/0"),
+        }
+        f.text(if r.installed {
+            b" installed yes id "
+        } else {
+            b" installed no id "
+        });
+        f.router_id(&r.router_id);
+        f.text(b" metric ");
+        f.decimal(u64::from(r.metric));
+        if d == super::Dialect::Althea {
+            f.text(b" price ");
+            f.decimal(u64::from(r.received_price));
+            f.text(b" fee ");
+            f.decimal(u64::from(r.fee));
+        }
+        f.text(b" refmetric ");
+        f.decimal(u64::from(r.refmetric));
+        if d == super::Dialect::Althea {
+            f.text(b" full-path-rtt ");
+            f.decimal(u64::from(r.full_path_rtt / 1000));
+            f.byte(b'.');
+            let ms = r.full_path_rtt % 1000;
+            for d in [ms / 100, ms / 10 % 10, ms % 10] {
+                f.byte(b'0' + (d % 10) as u8);
+            }
+        }
+        f.to(s);
+    }
+
     /// One decimal digit (`v` < 10).
     pub fn digit(s: &mut String, v: u32) {
         s.push(char::from(b'0' + (v % 10) as u8));
@@ -623,24 +669,12 @@ pub mod text {
 
     /// `address/length`.
     pub fn prefix(s: &mut String, p: &Prefix) {
-        field(s, |f| {
-            f.ip(p.addr());
-            f.byte(b'/');
-            f.decimal(u64::from(p.len()));
-        });
+        field(s, |f| f.prefix(p));
     }
 
     /// babeld's router-id form: eight colon-separated two-digit hex octets.
     pub fn router_id(s: &mut String, id: &RouterId) {
-        field(s, |f| {
-            for (k, o) in id.0.into_iter().enumerate() {
-                if k > 0 {
-                    f.byte(b':');
-                }
-                f.nibble(u32::from(o >> 4));
-                f.nibble(u32::from(o));
-            }
-        });
+        field(s, |f| f.router_id(id));
     }
 }
 

@@ -6,14 +6,14 @@
 //! Every field is written without `format!` (`control::text`).
 
 use std::collections::hash_map::Entry;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
 use babel_core::{ChangeKind, Event, RouteView};
 use babel_wire::Prefix;
 use foldhash::HashMap as FastHashMap;
 
-use crate::control::{Dialect, RouteLine, write_route_body, write_route_word};
+use crate::control::{Dialect, RouteLine, write_route_head, write_route_tail, write_route_word};
 
 /// A route as monitors know it: destination, source prefix, neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +61,104 @@ impl Hash for MonitoredRoute {
     }
 }
 
+/// A route a monitor was shown, with the `installed` of its last line and its hash.
+#[derive(Debug)]
+struct ShownRoute {
+    route: MonitoredRoute,
+    installed: bool,
+    hash: u32,
+}
+
+/// The routes a monitor was shown. A monitor sees every route learned, so this is one insert
+/// per route: the routes are kept in a vector and the hash table holds only their index and
+/// 32 bits of their hash (8 bytes a slot, about 1 MB for 100,000 routes, where slots holding
+/// the routes took 7 MB and a cache miss or two per insert), under a fast hash with a random
+/// seed.
+#[derive(Debug, Default)]
+struct ShownRoutes {
+    index: hashbrown::HashTable<(u32, u32)>,
+    routes: Vec<ShownRoute>,
+    seed: foldhash::fast::RandomState,
+}
+
+/// A stored 32-bit hash as the table's 64 (its top bits choose the control byte, its low
+/// bits the slot).
+fn spread(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
+}
+
+impl ShownRoutes {
+    fn hash(&self, r: &MonitoredRoute) -> u32 {
+        (self.seed.hash_one(r) >> 32) as u32
+    }
+
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Records that `r`'s last line said `installed`.
+    fn insert(&mut self, r: MonitoredRoute, installed: bool) {
+        let h = self.hash(&r);
+        let routes = &mut self.routes;
+        let entry = self.index.entry(
+            spread(h),
+            |&(i, hh)| {
+                hh == h
+                    && routes
+                        .get(i as usize)
+                        .is_some_and(|s: &ShownRoute| s.route == r)
+            },
+            |&(_, hh)| spread(hh),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                if let Some(s) = routes.get_mut(o.get().0 as usize) {
+                    s.installed = installed;
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                // More than 4 billion routes cannot be held in memory anyway.
+                let Ok(i) = u32::try_from(routes.len()) else {
+                    return;
+                };
+                routes.push(ShownRoute {
+                    route: r,
+                    installed,
+                    hash: h,
+                });
+                v.insert((i, h));
+            }
+        }
+    }
+
+    /// Forgets `r`; the `installed` of its last line if it was shown.
+    fn remove(&mut self, r: &MonitoredRoute) -> Option<bool> {
+        let h = self.hash(r);
+        let routes = &self.routes;
+        let found = self.index.find_entry(spread(h), |&(i, hh)| {
+            hh == h && routes.get(i as usize).is_some_and(|s| s.route == *r)
+        });
+        let ((i, _), _) = found.ok()?.remove();
+        let last = self.routes.len().checked_sub(1)?;
+        let gone = self.routes.swap_remove(i as usize);
+        // The last route moved to the hole: its slot follows it.
+        if let Some(moved) = self.routes.get(i as usize)
+            && let Some(slot) = self
+                .index
+                .find_mut(spread(moved.hash), |&(j, _)| j as usize == last)
+        {
+            slot.0 = i;
+        }
+        Some(gone.installed)
+    }
+}
+
 /// The routes a monitor was shown and the scratch space of writing their lines.
 #[derive(Debug, Default)]
 pub struct RouteMonitor {
     /// The routes a monitor was shown, with the `installed` of their last line (their flush
-    /// repeats it; the other fields come with the flush event), under a fast hash with a
-    /// random seed: a monitor sees every route learned.
-    shown: FastHashMap<MonitoredRoute, bool>,
+    /// repeats it; the other fields come with the flush event).
+    shown: ShownRoutes,
     /// Per drain: for each event, the index of the drain's last event about the same route.
     latest: Vec<usize>,
     /// Per drain: the last event index of each route, while `latest` is computed.
@@ -78,8 +169,9 @@ pub struct RouteMonitor {
     /// The last event whose route was recorded in `shown` (a route's consecutive events
     /// record it once).
     recorded: Option<usize>,
-    /// The interface of the last route line, with its name.
-    ifname: Option<(u32, String)>,
+    /// The neighbour and interface of the last route line, with the line's end written for
+    /// them (` via A if I`); forgotten at each drain, so a renamed interface shows its new name.
+    tail: Option<(IpAddr, u32, String)>,
 }
 
 impl RouteMonitor {
@@ -101,6 +193,7 @@ impl RouteMonitor {
         self.find_latest(events);
         self.body_of = None;
         self.recorded = None;
+        self.tail = None;
     }
 
     /// Appends the line of `events[i]`, a route event, to `out` with its newline; false if
@@ -163,19 +256,18 @@ impl RouteMonitor {
         dialect: Dialect,
         ifname: &dyn Fn(u32) -> String,
     ) {
-        if self.ifname.as_ref().is_none_or(|(ix, _)| *ix != r.ifindex) {
-            self.ifname = Some((r.ifindex, ifname(r.ifindex)));
-        }
+        let tail = match &mut self.tail {
+            Some((via, ix, tail)) if *via == r.via && *ix == r.ifindex => tail,
+            t => {
+                let mut tail = String::new();
+                write_route_tail(&mut tail, r.via, &ifname(r.ifindex));
+                &t.insert((r.via, r.ifindex, tail)).2
+            }
+        };
         self.body.clear();
-        write_route_body(
-            &mut self.body,
-            dialect,
-            &shown_route_line(
-                r,
-                installed,
-                self.ifname.as_ref().map_or("", |(_, n)| n.as_str()),
-            ),
-        );
+        // The interface's name is only in the tail.
+        write_route_head(&mut self.body, dialect, &shown_route_line(r, installed, ""));
+        self.body.push_str(tail);
     }
 
     /// For each event of one drain, the index of the drain's last event about the same route
@@ -229,29 +321,30 @@ pub fn shown_route_line<'a>(r: &RouteView, installed: bool, ifname: &'a str) -> 
     }
 }
 
-/// A stable id for a route line: babeld prints a pointer, we hash what identifies the route.
+/// A stable id for a route line: babeld prints a pointer, we hash what identifies the route
+/// (48 bits, the same in every run, as [`crate::control::line_id`] gives the other lines).
+/// A monitor computes one per route learned, so the route is mixed in 64-bit words (seven
+/// multiplications) rather than byte by byte.
 pub fn route_id(prefix: &Prefix, src: Option<&Prefix>, via: IpAddr) -> u64 {
-    // The binary forms, not the text: a monitor computes one id per route event.
-    fn bytes(a: IpAddr) -> [u8; 16] {
-        match a {
-            IpAddr::V6(v6) => v6.octets(),
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        }
+    fn mix(h: u64, w: u64) -> u64 {
+        (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
     }
-    let p = |p: &Prefix| {
-        let mut b = [0u8; 17];
-        let (addr, len) = b.split_at_mut(16);
-        addr.copy_from_slice(&bytes(p.addr()));
-        len.fill(p.len());
-        b
-    };
-    let s = src.map(p);
-    crate::control::line_id(&[
-        b"route",
-        &p(prefix),
-        s.as_ref().map_or(&[][..], |s| &s[..]),
-        &bytes(via),
-    ])
+    fn words(h: u64, a: IpAddr) -> u64 {
+        let v = bits(a);
+        mix(mix(h, (v >> 64) as u64), v as u64)
+    }
+    let family = |a: IpAddr| u64::from(a.is_ipv4());
+    let mut h = words(0x726f_7574_6500_0000, prefix.addr());
+    let mut shape = u64::from(prefix.len()) | family(prefix.addr()) << 8 | family(via) << 9;
+    if let Some(s) = src {
+        h = words(h, s.addr());
+        shape |= 1 << 10 | family(s.addr()) << 11 | u64::from(s.len()) << 16;
+    }
+    h = words(mix(h, shape), via);
+    // A final avalanche, so the low bits kept depend on every word.
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    (h ^ h >> 32) & 0xffff_ffff_ffff
 }
 
 #[cfg(test)]
@@ -301,6 +394,106 @@ mod tests {
         let lines: Vec<String> = out.lines().map(str::to_owned).collect();
         assert_eq!(n, lines.len());
         lines
+    }
+
+    /// Route ids are the same in every run and tell apart routes that differ in any one of
+    /// prefix, length, source prefix, family or neighbour; they fit in 48 bits.
+    #[test]
+    fn route_ids_tell_routes_apart() {
+        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let via = a("fe80::2");
+        let routes = [
+            (p("2001:db8:1::/64"), None, via),
+            (p("2001:db8:1::/48"), None, via),
+            (p("2001:db8:2::/64"), None, via),
+            (p("2001:db8:1::/64"), Some(p("2001:db8:9::/48")), via),
+            (p("2001:db8:1::/64"), Some(p("2001:db8:9::/56")), via),
+            (p("2001:db8:1::/64"), None, a("fe80::3")),
+            (p("10.0.0.0/8"), None, via),
+            (p("10.0.0.0/8"), None, a("10.0.0.1")),
+            (p("::ffff:10.0.0.0/104"), None, via),
+        ];
+        let ids: Vec<u64> = routes
+            .iter()
+            .map(|(d, s, v)| route_id(d, s.as_ref(), *v))
+            .collect();
+        for (i, x) in ids.iter().enumerate() {
+            assert!(*x <= 0xffff_ffff_ffff);
+            assert_eq!(ids.iter().filter(|y| *y == x).count(), 1, "{:?}", routes[i]);
+        }
+        // The same route, the same id.
+        assert_eq!(ids[0], route_id(&routes[0].0, None, via));
+    }
+
+    /// The shown set agrees with a map of the same inserts and removals (removals move the
+    /// last route into the hole and its slot with it).
+    #[test]
+    fn shown_routes_agree_with_a_map() {
+        let mut shown = ShownRoutes::default();
+        let mut model = std::collections::HashMap::new();
+        let key = |i: u64| MonitoredRoute::of(&view((i % 700) as u16, false, 200));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = key(x >> 8);
+            if x.is_multiple_of(3) {
+                assert_eq!(shown.remove(&k), model.remove(&k), "step {step}");
+            } else {
+                shown.insert(k, x.is_multiple_of(2));
+                model.insert(k, x.is_multiple_of(2));
+            }
+            assert_eq!(shown.routes.len(), model.len());
+            assert_eq!(shown.index.len(), model.len());
+        }
+        for (k, v) in model {
+            assert_eq!(shown.remove(&k), Some(v));
+        }
+        assert!(shown.is_empty() && shown.index.is_empty());
+    }
+
+    /// The end of a line (` via A if I`) is written once per neighbour and interface: routes
+    /// through other neighbours or interfaces in the same drain end in theirs, and a name the
+    /// interface has in a later drain is the one shown.
+    #[test]
+    fn line_ends_follow_neighbour_and_interface() {
+        let mut m = RouteMonitor::default();
+        let mut other = view(2, true, 300);
+        other.via = "fe80::3".parse().unwrap();
+        let mut third = view(3, true, 300);
+        third.ifindex = 2;
+        let events = [
+            ev(ChangeKind::Add, view(1, true, 200)),
+            ev(ChangeKind::Add, other),
+            ev(ChangeKind::Add, third),
+            ev(ChangeKind::Add, view(4, true, 200)),
+        ];
+        let mut out = String::new();
+        let name = |ix: u32| format!("eth{ix}");
+        m.begin(&events);
+        for i in 0..events.len() {
+            assert!(m.write_line(&events, i, Dialect::Babel, &name, &mut out));
+        }
+        let ends: Vec<&str> = out
+            .lines()
+            .map(|l| l.split(" via ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                "fe80::2 if eth1",
+                "fe80::3 if eth1",
+                "fe80::2 if eth2",
+                "fe80::2 if eth1"
+            ]
+        );
+        let events = [ev(ChangeKind::Change, view(1, true, 200))];
+        let mut out = String::new();
+        m.begin(&events);
+        assert!(m.write_line(&events, 0, Dialect::Babel, &|_| "wlan0".into(), &mut out));
+        assert!(out.ends_with(" via fe80::2 if wlan0\n"), "{out}");
     }
 
     /// Events of two routes interleaved: every line shows its route as the drain left it,

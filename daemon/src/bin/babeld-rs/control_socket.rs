@@ -23,6 +23,9 @@ use tokio::task::AbortHandle;
 const INPUT_QUEUE: usize = 64;
 /// One read from a client.
 const READ_SIZE: usize = 4096;
+
+/// The most a client's writer gathers from its queue into one write.
+const WRITE_SIZE: usize = 64 * 1024;
 /// How often idle clients are looked for.
 const SWEEP: Duration = Duration::from_secs(5);
 
@@ -181,17 +184,23 @@ impl ControlServer {
         self.slots.remove(id);
     }
 
-    /// Sends monitor lines to every monitoring client.
-    pub fn broadcast(&mut self, text: &[u8]) {
+    /// Sends monitor lines to every monitoring client (the last one gets `text` itself, not a
+    /// copy: usually there is one).
+    pub fn broadcast(&mut self, text: impl Into<Vec<u8>>) {
         let ids: Vec<u64> = self
             .clients
             .iter()
             .filter(|(_, c)| c.session.is_monitoring())
             .map(|(k, _)| *k)
             .collect();
-        for id in ids {
-            self.send(id, text.to_vec());
+        let Some((last, others)) = ids.split_last() else {
+            return;
+        };
+        let text = text.into();
+        for id in others {
+            self.send(*id, text.clone());
         }
+        self.send(*last, text);
     }
 
     /// Handles one event: a connection, a command, a close, or the idle sweep.
@@ -372,9 +381,22 @@ where
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
         let _done = done_tx;
-        while let Some(bytes) = out_rx.recv().await {
+        while let Some(mut bytes) = out_rx.recv().await {
             if bytes.is_empty() {
                 break;
+            }
+            // Chunks queued while the last write waited go out in one write (up to
+            // `WRITE_SIZE`): a client behind costs few large writes, not one per drain.
+            let mut close = false;
+            while bytes.len() < WRITE_SIZE {
+                match out_rx.try_recv() {
+                    Ok(more) if more.is_empty() => {
+                        close = true;
+                        break;
+                    }
+                    Ok(more) => bytes.extend_from_slice(&more),
+                    Err(_) => break,
+                }
             }
             // A reader that stops reading (or a peer gone without a FIN) blocks this write.
             match tokio::time::timeout(write_timeout, w.write_all(&bytes)).await {
@@ -382,6 +404,9 @@ where
                     queued.fetch_sub(bytes.len(), Ordering::Relaxed);
                 }
                 Ok(Err(_)) | Err(_) => break,
+            }
+            if close {
+                break;
             }
         }
         let _ = w.shutdown().await;

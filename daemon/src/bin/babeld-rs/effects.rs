@@ -111,7 +111,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
         let mut text = String::new();
         d.write_monitor_lines(now, &out.events, &mut text);
         if !text.is_empty() {
-            ctl.broadcast(text.as_bytes());
+            ctl.broadcast(text.into_bytes());
         }
     } else {
         for e in &out.events {
