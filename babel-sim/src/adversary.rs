@@ -486,6 +486,33 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             d.responder.handle_remote_hello(t, &hello, hl, true);
                         }
                     }
+                    Action::SendTrace { neighbour, hello } => {
+                        // §4.2.1: the Remote Hello runs out of hop limit at the neighbour's next
+                        // hop, which answers with an ICMPv6 Time Exceeded from its own address;
+                        // we name it if it is one of our neighbours.
+                        let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        else {
+                            continue;
+                        };
+                        let Some(&dst) = node_of.get(&hello.prefix) else {
+                            continue;
+                        };
+                        let stealth = exit_set.contains(&dst);
+                        let r = dp.walk(&sim, v, first, dst, hello.prefix, Kind::Probe { stealth });
+                        let hops = usize::from(verify::TRACE_HOP_LIMIT);
+                        if r.path.len() >= hops
+                            && let Some(&x) = r.path.get(hops - 1)
+                            && x != dst
+                            && let Some((ifindex, address)) = sim.neighbour_of(v, x)
+                            && let Some(node) = nodes.get_mut(v)
+                        {
+                            node.verifier.handle_trace(
+                                t,
+                                &hello,
+                                verify::NeighbourId { ifindex, address },
+                            );
+                        }
+                    }
                     Action::Checked(c) => {
                         let Some(peer) =
                             sim.peer_node(v, c.route.neighbour.ifindex, c.route.neighbour.address)
