@@ -7,8 +7,8 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Action, Blame, Check, CheckVerdict, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId, Reason,
-    Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
+    Action, Blame, Check, CheckVerdict, CostModel, DropReason, HOP_LIMIT, Keyring, NeighbourId,
+    Reason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -403,7 +403,10 @@ fn relay_of_a_lie_is_not_evicted_with_attribution() {
             Blame::Unknown
         };
         assert!(!relay_blamed.is_empty());
-        assert!(relay_blamed.iter().all(|b| *b == expected), "{relay_blamed:?}");
+        assert!(
+            relay_blamed.iter().all(|b| *b == expected),
+            "{relay_blamed:?}"
+        );
     }
 }
 
