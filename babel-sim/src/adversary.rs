@@ -580,13 +580,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} c {:?} a {:?} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
                                 c.metric,
+                                c.route.advertised,
                                 c.cost,
                                 c.accuracy.map(|a| (a * 100.0).round() / 100.0),
+                                c.blame,
                                 c.verdict
                             );
                             if c.cost == Some(babel_wire::INFINITY - 1) {

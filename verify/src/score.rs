@@ -197,7 +197,10 @@ impl NeighbourScore {
         let failed = a < cfg.threshold;
         // §4.2.1: a relayed lie is the next hop's; it corrects metrics (the driver) and
         // lowers `A[d]`, but says nothing about this neighbour's honesty.
-        if failed && blame == Blame::Relay {
+        // A black hole that does not start at the neighbour blames nobody in particular: it
+        // corrects metrics, and does not count against the neighbour either.
+        let unattributed_hole = cfg.attribution && black_hole && blame != Blame::Origin;
+        if failed && (blame == Blame::Relay || unattributed_hole) {
             return CheckVerdict::Kept;
         }
         if failed {
@@ -525,6 +528,11 @@ mod tests {
                 CheckVerdict::Kept
             );
         }
+        // Nor do they open a run that a measured lie would confirm.
+        assert_eq!(
+            u.record_check(t(70), &cfg, p(2), 0.5, false, Blame::Unknown),
+            CheckVerdict::Kept
+        );
         let mut r = NeighbourScore::default();
         for s in [0, 20, 40, 60] {
             assert_eq!(

@@ -91,10 +91,7 @@ fn stated_constants_and_examples() {
         verify::DERIVED_MIN_BITS
     )));
     assert!(d.contains(&format!("`HOP_LIMIT` = {}", verify::HOP_LIMIT)));
-    assert!(d.contains(&format!(
-        "`TRACE_HOP_LIMIT` = {}",
-        verify::TRACE_HOP_LIMIT
-    )));
+    assert!(d.contains(&format!("`TRACE_HOP_LIMIT` = {}", verify::TRACE_HOP_LIMIT)));
     let cc = CorrectionConfig::default();
     for (since, stated) in [(60u64, 164u64), (30, 465), (10, 2415)] {
         let got = cc
