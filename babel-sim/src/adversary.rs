@@ -460,17 +460,25 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 None => continue,
             };
             for a in actions {
+                // Both kinds of Remote Hello are forwarded through the neighbour under test.
+                let probe = match &a {
+                    Action::SendRemoteHello { neighbour, hello }
+                    | Action::SendTrace { neighbour, hello } => walk_probe(
+                        &sim,
+                        &mut dp,
+                        &node_of,
+                        &exit_set,
+                        v,
+                        *neighbour,
+                        hello.prefix,
+                    ),
+                    _ => None,
+                };
                 match a {
-                    Action::SendRemoteHello { neighbour, hello } => {
-                        let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
-                        else {
+                    Action::SendRemoteHello { hello, .. } => {
+                        let Some((dst, r)) = probe else {
                             continue;
                         };
-                        let Some(&dst) = node_of.get(&hello.prefix) else {
-                            continue;
-                        };
-                        let stealth = exit_set.contains(&dst);
-                        let r = dp.walk(&sim, v, first, dst, hello.prefix, Kind::Probe { stealth });
                         if r.looped
                             && let Some(x) = nodes.get_mut(v)
                         {
@@ -486,19 +494,13 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             d.responder.handle_remote_hello(t, &hello, hl, true);
                         }
                     }
-                    Action::SendTrace { neighbour, hello } => {
+                    Action::SendTrace { hello, .. } => {
                         // §4.2.1: the Remote Hello runs out of hop limit at the neighbour's next
                         // hop, which answers with an ICMPv6 Time Exceeded from its own address;
                         // we name it if it is one of our neighbours.
-                        let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
-                        else {
+                        let Some((dst, r)) = probe else {
                             continue;
                         };
-                        let Some(&dst) = node_of.get(&hello.prefix) else {
-                            continue;
-                        };
-                        let stealth = exit_set.contains(&dst);
-                        let r = dp.walk(&sim, v, first, dst, hello.prefix, Kind::Probe { stealth });
                         let hops = usize::from(verify::TRACE_HOP_LIMIT);
                         if r.path.len() >= hops
                             && let Some(&x) = r.path.get(hops - 1)
@@ -742,6 +744,26 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             bytes / counters.sessions as f64 / session_secs
         },
     }
+}
+
+/// Forwards a Remote Hello of node `v` for `prefix` through its neighbour `neighbour`: the
+/// destination node and the walk, if both are known.
+fn walk_probe(
+    sim: &Sim,
+    dp: &mut DataPlane,
+    node_of: &BTreeMap<Prefix, usize>,
+    exits: &BTreeSet<usize>,
+    v: usize,
+    neighbour: verify::NeighbourId,
+    prefix: Prefix,
+) -> Option<(usize, Walk)> {
+    let first = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
+    let dst = *node_of.get(&prefix)?;
+    let stealth = exits.contains(&dst);
+    Some((
+        dst,
+        dp.walk(sim, v, first, dst, prefix, Kind::Probe { stealth }),
+    ))
 }
 
 /// The routes of node `v` to the destinations it uses, as the verifier needs them.

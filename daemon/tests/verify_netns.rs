@@ -380,20 +380,10 @@ fn a_lan_prefix_is_probed_at_its_first_address() {
     host.ip(&["addr", "add", "fd77:0:0:4::2/64", "dev", "lan-d"]);
     host.ip(&["-6", "route", "add", "default", "via", "fd77:0:0:4::1"]);
     // Remote Hellos that reach d's ::1 on the verification port.
-    let mut c = std::process::Command::new("ip")
-        .args(["netns", "exec", &d.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"table inet probes {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ip6 daddr fd77:0:0:4::1 udp dport 6699 counter\n }\n}\n",
-        )
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    nft_load(
+        &d,
+        "table inet probes {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ip6 daddr fd77:0:0:4::1 udp dport 6699 counter\n }\n}\n",
+    );
     let (d_seed, d_pub) = destination_key();
     // d announces the /64 and not its ::1 as a host route.
     let d_conf = format!(
@@ -458,9 +448,16 @@ fn a_lan_prefix_is_probed_at_its_first_address() {
 /// Drops `percent` % of what arrives on `dev` in `ns` (nftables' random numbers; the kernel
 /// here has no netem).
 fn lossy(ns: &Netns, dev: &str, percent: u32) {
-    let script = format!(
-        "table inet lossy {{\n chain pre {{\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"{dev}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+    nft_load(
+        ns,
+        &format!(
+            "table inet lossy {{\n chain pre {{\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"{dev}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+        ),
     );
+}
+
+/// Loads an nftables `script` in `ns`.
+fn nft_load(ns: &Netns, script: &str) {
     let mut c = std::process::Command::new("ip")
         .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
         .stdin(std::process::Stdio::piped())

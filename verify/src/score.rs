@@ -521,22 +521,17 @@ mod tests {
             n.record_check(t(20), &cfg, p(1), 0.0, true, Blame::Origin),
             CheckVerdict::Evicted(_)
         ));
-        let mut u = NeighbourScore::default();
-        for s in [0, 20, 40, 60] {
+        for blame in [Blame::Unknown, Blame::Relay] {
+            let mut u = NeighbourScore::default();
+            for s in [0, 20, 40, 60] {
+                assert_eq!(
+                    u.record_check(t(s), &cfg, p(1), 0.0, true, blame),
+                    CheckVerdict::Kept
+                );
+            }
+            // Nor do they open a run that a measured lie would confirm.
             assert_eq!(
-                u.record_check(t(s), &cfg, p(1), 0.0, true, Blame::Unknown),
-                CheckVerdict::Kept
-            );
-        }
-        // Nor do they open a run that a measured lie would confirm.
-        assert_eq!(
-            u.record_check(t(70), &cfg, p(2), 0.5, false, Blame::Unknown),
-            CheckVerdict::Kept
-        );
-        let mut r = NeighbourScore::default();
-        for s in [0, 20, 40, 60] {
-            assert_eq!(
-                r.record_check(t(s), &cfg, p(1), 0.0, true, Blame::Relay),
+                u.record_check(t(70), &cfg, p(2), 0.5, false, Blame::Unknown),
                 CheckVerdict::Kept
             );
         }
