@@ -94,6 +94,8 @@ struct DestScore {
     a: f64,
     /// First failing check of the current run of failures.
     first_fail: Option<Instant>,
+    /// First failing check of the current run blamed on the neighbour (§4.2.1).
+    first_origin: Option<Instant>,
     /// Last failing check of the current run.
     last_fail: Option<Instant>,
     last: Instant,
@@ -189,6 +191,7 @@ impl NeighbourScore {
         let d = self.dests.entry(prefix).or_insert(DestScore {
             a: 1.0,
             first_fail: None,
+            first_origin: None,
             last_fail: None,
             last: now,
         });
@@ -208,11 +211,16 @@ impl NeighbourScore {
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
             {
                 d.first_fail = None;
+                d.first_origin = None;
             }
             d.last_fail = Some(now);
             d.first_fail.get_or_insert(now);
+            if blame == Blame::Origin {
+                d.first_origin.get_or_insert(now);
+            }
         } else {
             d.first_fail = None;
+            d.first_origin = None;
             d.last_fail = None;
         }
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
@@ -223,7 +231,8 @@ impl NeighbourScore {
         // `black_hole_window` when the confirming check is a black hole (loops are often made by
         // a liar further away, and honest relays need time to leave them).
         // §4.2.1: a black hole that starts at the neighbour (it is the origin of the lie that
-        // made the loop) is as good as a measured lie.
+        // made the loop) is as good as a measured lie, once an earlier failure of the run was
+        // blamed on the neighbour too (one comparison of metrics can catch an update in flight).
         let origin_hole = black_hole && blame == Blame::Origin;
         let confirmed = failed && (!black_hole || origin_hole || cfg.black_holes_evict) && {
             let window = if black_hole && !origin_hole {
@@ -237,7 +246,13 @@ impl NeighbourScore {
                     d.last_fail
                         .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
                 })
-                .filter_map(|d| d.first_fail)
+                .filter_map(|d| {
+                    if origin_hole {
+                        d.first_origin
+                    } else {
+                        d.first_fail
+                    }
+                })
                 .min()
                 .is_some_and(|first| now.saturating_since(first) >= window)
         };
@@ -272,6 +287,7 @@ impl NeighbourScore {
                 // Failures older than the eviction do not count towards a new one.
                 for d in self.dests.values_mut() {
                     d.first_fail = None;
+                    d.first_origin = None;
                     d.last_fail = None;
                     d.a = d.a.max(0.5);
                 }
@@ -535,6 +551,13 @@ mod tests {
                 CheckVerdict::Kept
             );
         }
+        // A measured lie of unknown blame followed by one origin black hole is not enough.
+        let mut once = NeighbourScore::default();
+        once.record_check(t(0), &cfg, p(1), 0.5, false, Blame::Unknown);
+        assert_eq!(
+            once.record_check(t(30), &cfg, p(1), 0.0, true, Blame::Origin),
+            CheckVerdict::Kept
+        );
         // Without attribution an origin black hole is any black hole.
         let plain = ScoreConfig::default();
         let mut m = NeighbourScore::default();
