@@ -26,6 +26,7 @@ fn main() {
     let within = env("ADV_CONFIRM_WITHIN");
     let per_neighbour = env("ADV_PER_NEIGHBOUR");
     let black_holes_evict = env("ADV_BLACK_HOLES_EVICT");
+    let attribution = env("ADV_ATTRIBUTION");
     let roles: Option<Vec<babel_sim::Role>> = std::env::var("ADV_ROLES").ok().map(|r| {
         r.split(',')
             .filter_map(|x| serde_json::from_value(serde_json::Value::String(x.to_owned())).ok())
@@ -47,6 +48,9 @@ fn main() {
         }
         if let Some(x) = black_holes_evict {
             c.verify.score.black_holes_evict = x != 0;
+        }
+        if let Some(x) = attribution {
+            c.verify.score.attribution = x != 0;
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

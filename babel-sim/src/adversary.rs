@@ -460,17 +460,25 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 None => continue,
             };
             for a in actions {
+                // Both kinds of Remote Hello are forwarded through the neighbour under test.
+                let probe = match &a {
+                    ProbeAction::SendRemoteHello { neighbour, hello }
+                    | ProbeAction::SendTrace { neighbour, hello } => walk_probe(
+                        &sim,
+                        &mut dp,
+                        &node_of,
+                        &exit_set,
+                        v,
+                        *neighbour,
+                        hello.prefix,
+                    ),
+                    _ => None,
+                };
                 match a {
-                    ProbeAction::SendRemoteHello { neighbour, hello } => {
-                        let Some(first) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
-                        else {
+                    ProbeAction::SendRemoteHello { hello, .. } => {
+                        let Some((dst, r)) = probe else {
                             continue;
                         };
-                        let Some(&dst) = node_of.get(&hello.prefix) else {
-                            continue;
-                        };
-                        let stealth = exit_set.contains(&dst);
-                        let r = dp.walk(&sim, v, first, dst, hello.prefix, Kind::Probe { stealth });
                         if r.looped
                             && let Some(x) = nodes.get_mut(v)
                         {
@@ -484,6 +492,27 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 .saturating_sub(r.path.len() as u8)
                                 .saturating_add(1);
                             d.responder.handle_remote_hello(t, &hello, hl, true);
+                        }
+                    }
+                    ProbeAction::SendTrace { hello, .. } => {
+                        // §4.2.1: the Remote Hello runs out of hop limit at the neighbour's next
+                        // hop, which answers with an ICMPv6 Time Exceeded from its own address;
+                        // we name it if it is one of our neighbours.
+                        let Some((dst, r)) = probe else {
+                            continue;
+                        };
+                        let hops = usize::from(verify::TRACE_HOP_LIMIT);
+                        if r.path.len() >= hops
+                            && let Some(&x) = r.path.get(hops - 1)
+                            && x != dst
+                            && let Some((ifindex, address)) = sim.neighbour_of(v, x)
+                            && let Some(node) = nodes.get_mut(v)
+                        {
+                            node.verifier.handle_trace(
+                                t,
+                                &hello,
+                                verify::NeighbourId { ifindex, address },
+                            );
                         }
                     }
                     ProbeAction::Checked(c) => {
@@ -553,13 +582,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} c {:?} a {:?} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
                                 c.metric,
+                                c.route.advertised,
                                 c.cost,
                                 c.accuracy.map(|a| (a * 100.0).round() / 100.0),
+                                c.blame,
                                 c.verdict
                             );
                             if c.cost == Some(babel_wire::INFINITY - 1) {
@@ -713,6 +744,26 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             bytes / counters.sessions as f64 / session_secs
         },
     }
+}
+
+/// Forwards a Remote Hello of node `v` for `prefix` through its neighbour `neighbour`: the
+/// destination node and the walk, if both are known.
+fn walk_probe(
+    sim: &Sim,
+    dp: &mut DataPlane,
+    node_of: &BTreeMap<Prefix, usize>,
+    exits: &BTreeSet<usize>,
+    v: usize,
+    neighbour: verify::NeighbourId,
+    prefix: Prefix,
+) -> Option<(usize, Walk)> {
+    let first = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
+    let dst = *node_of.get(&prefix)?;
+    let stealth = exits.contains(&dst);
+    Some((
+        dst,
+        dp.walk(sim, v, first, dst, prefix, Kind::Probe { stealth }),
+    ))
 }
 
 /// The routes of node `v` to the destinations it uses, as the verifier needs them.

@@ -652,6 +652,9 @@ impl Verification {
                     out.datagrams.push(Datagram { bytes, dst, mark });
                 }
             }
+            // §4.2.1 attribution needs the ICMPv6 Time Exceeded of a hop-limited Remote Hello,
+            // which the daemon does not read yet (`spec/verify.md` §9.6); it stays off here.
+            ProbeAction::SendTrace { .. } => {}
             ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);

@@ -81,10 +81,15 @@ struct Pinger(std::process::Child);
 
 impl Pinger {
     fn start(ns: &Netns) -> Pinger {
+        Pinger::to(ns, "fd77::4")
+    }
+
+    /// Pings `dst` instead.
+    fn to(ns: &Netns, dst: &str) -> Pinger {
         Pinger(
             std::process::Command::new("ip")
                 .args([
-                    "netns", "exec", &ns.name, "ping", "-6", "-q", "-i", "0.5", "fd77::4",
+                    "netns", "exec", &ns.name, "ping", "-6", "-q", "-i", "0.5", dst,
                 ])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -331,12 +336,129 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     }
 }
 
+/// Packets counted by the nftables rule of table `inet NAME` in `ns` (its first `counter`).
+fn nft_counter(ns: &Netns, table: &str) -> u64 {
+    let text = ns.exec(&["nft", "list", "table", "inet", table]);
+    text.split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// §3.2.1 between real kernels: a route to a LAN `/64` (not a host route) is verified at its
+/// `::1`. a - b - d, and d's LAN fd77:0:0:4::/64 (its address ::1 there, a host at ::2 behind
+/// it) is announced by d. a pings the host, which makes the `/64` used; a's Remote Hellos for
+/// the `/64` arrive at d addressed to fd77:0:0:4::1 (counted by an nftables rule on d), d
+/// answers for the `/64` with the key a has for it, and a measures the two hops.
+#[test]
+fn a_lan_prefix_is_probed_at_its_first_address() {
+    let test = "a_lan_prefix_is_probed_at_its_first_address";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, b, d, host) = (
+        node("vpa", 1),
+        node("vpb", 2),
+        node("vpd", 4),
+        Netns::new("vph"),
+    );
+    veth(&a, "a-b", &b, "b-a");
+    veth(&b, "b-d", &d, "d-b");
+    veth(&d, "d-lan", &host, "lan-d");
+    // The LAN: d's address ::1 without the kernel's connected route, and the /64 as an ordinary
+    // route (what d redistributes); the host at ::2 routes everything through d.
+    d.ip(&[
+        "addr",
+        "add",
+        "fd77:0:0:4::1/64",
+        "dev",
+        "d-lan",
+        "noprefixroute",
+    ]);
+    d.ip(&["-6", "route", "add", "fd77:0:0:4::/64", "dev", "d-lan"]);
+    host.ip(&["addr", "add", "fd77:0:0:4::2/64", "dev", "lan-d"]);
+    host.ip(&["-6", "route", "add", "default", "via", "fd77:0:0:4::1"]);
+    // Remote Hellos that reach d's ::1 on the verification port.
+    nft_load(
+        &d,
+        "table inet probes {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ip6 daddr fd77:0:0:4::1 udp dport 6699 counter\n }\n}\n",
+    );
+    let (d_seed, d_pub) = destination_key();
+    // d announces the /64 and not its ::1 as a host route.
+    let d_conf = format!(
+        "redistribute local ip fd77:0:0:4::/64 deny\nredistribute ip fd77:0:0:4::/64 allow\n{}",
+        destination_config(&d_seed)
+    );
+    let a_conf = format!("{FILTERS}verify-enable true\nverify-key fd77:0:0:4::/64 {d_pub}\n{FAST}");
+    let ds = vec![
+        start_with_config(&a, "vpa", BIN, &a_conf, &["a-b"]),
+        start_with_config(&b, "vpb", BIN, FILTERS, &["b-a", "b-d"]),
+        start_with_config(&d, "vpd", BIN, &d_conf, &["d-b"]),
+    ];
+    assert!(
+        wait_for(120, || ping(&a, "fd77:0:0:4::2")),
+        "no route to the LAN\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let routes = try_control(&a, "dump\nquit\n");
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("prefix fd77:0:0:4::/64") && l.contains("installed yes")),
+        "the /64 is not a route of a\n{routes}"
+    );
+    let _traffic = Pinger::to(&a, "fd77:0:0:4::2");
+    let checked = wait_for(240, || {
+        verify_json(&a)["routes"].as_array().is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r["prefix"] == "fd77:0:0:4::/64" && r["cost"] == 192 && r["accuracy"] == 1000
+            })
+        })
+    });
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert!(
+        checked,
+        "the /64 was never checked\n{v}\n{}\n{}",
+        ds[0].log_text(),
+        ds[2].log_text()
+    );
+    // The Remote Hellos went to the /64's ::1, and d answered them for the /64.
+    let arrived = nft_counter(&d, "probes");
+    assert!(arrived > 0, "no Remote Hello reached fd77:0:0:4::1");
+    let dv = verify_json(&d);
+    assert!(dv["answers_sent"].as_u64().unwrap() > 0, "{dv}");
+    assert_eq!(dv["refused"], 0, "{dv}");
+    let c = &v["counters"];
+    assert!(c["answers"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(c["unbound_key"], 0, "{v}");
+    assert_eq!(c["bad_signature"], 0, "{v}");
+    assert_eq!(c["evictions"], 0, "{v}");
+    // No route to ::1 as a host route exists anywhere: the probes were for the /64.
+    assert!(
+        !try_control(&a, "dump\nquit\n").contains("prefix fd77:0:0:4::1/128"),
+        "d announced its ::1 as a host route"
+    );
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
 /// Drops `percent` % of what arrives on `dev` in `ns` (nftables' random numbers; the kernel
 /// here has no netem).
 fn lossy(ns: &Netns, dev: &str, percent: u32) {
-    let script = format!(
-        "table inet lossy {{\n chain pre {{\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"{dev}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+    nft_load(
+        ns,
+        &format!(
+            "table inet lossy {{\n chain pre {{\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"{dev}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+        ),
     );
+}
+
+/// Loads an nftables `script` in `ns`.
+fn nft_load(ns: &Netns, script: &str) {
     let mut c = std::process::Command::new("ip")
         .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
         .stdin(std::process::Stdio::piped())

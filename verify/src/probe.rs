@@ -16,11 +16,16 @@ use crate::auth::{
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-use crate::score::{CheckVerdict, NeighbourScore, ScoreConfig};
+use crate::score::{Blame, CheckVerdict, NeighbourScore, ScoreConfig};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
 /// left (§1.1).
 pub const HOP_LIMIT: u8 = 64;
+
+/// IPv6 hop limit of the one Remote Hello per session that finds the neighbour's next hop on the
+/// route under test (§4.2.1): it runs out at the second router, which answers with an ICMPv6
+/// Time Exceeded from its own address.
+pub const TRACE_HOP_LIMIT: u8 = 2;
 
 /// Everything configurable about verification (defaults in `spec/verify.md` §7).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -133,6 +138,16 @@ pub enum ProbeAction {
         /// The TLV.
         hello: RemoteHello,
     },
+    /// Send this Remote Hello once more with IPv6 hop limit [`TRACE_HOP_LIMIT`] through
+    /// `neighbour` (§4.2.1), and call [`Verifier::handle_trace`] with the neighbour whose address
+    /// the ICMPv6 Time Exceeded comes from, if it is one of ours. Only with
+    /// `ScoreConfig::attribution`.
+    SendTrace {
+        /// The neighbour under test.
+        neighbour: NeighbourId,
+        /// The TLV (the session's first Remote Hello).
+        hello: RemoteHello,
+    },
     /// A check ended.
     Checked(Check),
     /// The neighbour's standing changed: give the engine its accuracy
@@ -166,6 +181,8 @@ pub struct Check {
     pub neighbour_factor: Option<(f64, Instant)>,
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
+    /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
+    pub blame: Blame,
     /// What the check did to the neighbour.
     pub verdict: CheckVerdict,
 }
@@ -182,6 +199,8 @@ struct Session {
     ends: Instant,
     answer: Option<(SignedIhu, Instant)>,
     looped: bool,
+    /// The neighbour's next hop on the route under test, when it is also our neighbour (§4.2.1).
+    next_hop: Option<NeighbourId>,
 }
 
 /// The verifier of one router (sans-IO: time and seed are parameters).
@@ -357,6 +376,13 @@ impl Verifier {
                 s.sent += 1;
                 s.next_hello = s.next_hello + self.cfg.schedule.probe_interval;
                 self.counters.probes_sent += 1;
+                if s.sent == 1 && self.cfg.score.attribution {
+                    self.counters.probes_sent += 1;
+                    out.push(ProbeAction::SendTrace {
+                        neighbour: s.route.neighbour,
+                        hello: hello.clone(),
+                    });
+                }
                 out.push(ProbeAction::SendRemoteHello {
                     neighbour: s.route.neighbour,
                     hello,
@@ -408,6 +434,7 @@ impl Verifier {
                         ends,
                         answer: None,
                         looped: false,
+                        next_hop: None,
                     },
                 );
             }
@@ -442,6 +469,62 @@ impl Verifier {
             self.counters.looped += 1;
         }
         ours
+    }
+
+    /// An ICMPv6 Time Exceeded quoting the session's hop-limited Remote Hello
+    /// ([`ProbeAction::SendTrace`]) came from `from`, one of our neighbours: it is the next hop of
+    /// the neighbour under test on the route (§4.2.1). Returns whether it matched a session.
+    pub fn handle_trace(&mut self, _now: Instant, quoted: &RemoteHello, from: NeighbourId) -> bool {
+        let router_id = self.router_id;
+        let Some(s) = self.sessions.values_mut().find(|s| {
+            quoted.origin == router_id
+                && s.via == quoted.via
+                && s.route.prefix == quoted.prefix
+                && quoted.seqno == s.first_seqno
+        }) else {
+            return false;
+        };
+        if from != s.route.neighbour {
+            s.next_hop = Some(from);
+        }
+        true
+    }
+
+    /// §4.2.1: whom a failing check of `route` with measured cost `cost` blames, given the
+    /// neighbour's next hop `next_hop` on it and the routes we hear.
+    fn blame(
+        &self,
+        route: &VerifiableRoute,
+        next_hop: Option<NeighbourId>,
+        cost: u16,
+        candidates: &[VerifiableRoute],
+    ) -> Blame {
+        if !self.cfg.score.attribution {
+            return Blame::Unknown;
+        }
+        let Some(x) = next_hop.and_then(|x| {
+            candidates
+                .iter()
+                .find(|c| c.prefix == route.prefix && c.neighbour == x)
+        }) else {
+            return Blame::Unknown;
+        };
+        let h = self.cfg.cost.hop_cost;
+        if x.advertised == babel_wire::INFINITY {
+            return Blame::Unknown;
+        }
+        // An honest neighbour's metric is its next hop's plus a link that costs at least `h`.
+        if route.advertised < x.advertised.saturating_add(h) {
+            return Blame::Origin;
+        }
+        // The next hop's claim, with two of the cheapest links before it (ours to the
+        // neighbour, the neighbour's to it), already fails against what we measured.
+        let through_x = f64::from(x.advertised.saturating_add(h.saturating_mul(2)));
+        if through_x < self.cfg.score.threshold * f64::from(cost) {
+            Blame::Relay
+        } else {
+            Blame::Unknown
+        }
     }
 
     /// A Remote IHU TLV (type octet first) arrived for us. Dropped and counted unless it is
@@ -575,6 +658,7 @@ impl Verifier {
             correction: None,
             neighbour_factor: None,
             black_hole: black_hole_found,
+            blame: Blame::Unknown,
             verdict: CheckVerdict::Kept,
         };
         if let (Some(c), Some(a)) = (cost, a) {
@@ -593,6 +677,7 @@ impl Verifier {
                 self.counters.corrections += 1;
             }
             if failed {
+                check.blame = self.blame(&route, s.next_hop, c, candidates);
                 let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
                 check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
             }
@@ -611,8 +696,14 @@ impl Verifier {
                 }
             }
             let score = self.scores.entry(route.neighbour).or_default();
-            check.verdict =
-                score.record_check(now, &self.cfg.score, route.prefix, a, check.black_hole);
+            check.verdict = score.record_check(
+                now,
+                &self.cfg.score,
+                route.prefix,
+                a,
+                check.black_hole,
+                check.blame,
+            );
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 out.push(ProbeAction::Checked(check));

@@ -26,6 +26,9 @@ pub struct VerifiableRoute {
     pub neighbour: NeighbourId,
     /// Its metric as we compute it: advertised metric plus our link cost (`m` of §1.3).
     pub metric: u16,
+    /// The metric the neighbour advertised (its `refmetric`, without our link cost): what the
+    /// attribution of §4.2.1 compares with its next hop's.
+    pub advertised: u16,
     /// Feasible (RFC 8966 §3.5.1).
     pub feasible: bool,
     /// Selected (installed).
@@ -43,6 +46,7 @@ impl VerifiableRoute {
                 address: r.via,
             },
             metric: r.metric.0,
+            advertised: r.refmetric.0,
             feasible: r.feasible && r.metric < babel_wire::Metric::INFINITY,
             selected: r.installed,
         }
@@ -402,6 +406,7 @@ mod tests {
             prefix: p(d),
             neighbour: nb(n),
             metric,
+            advertised: metric.saturating_sub(96),
             feasible: true,
             selected,
         }

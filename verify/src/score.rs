@@ -48,6 +48,27 @@ pub struct ScoreConfig {
     /// [`Rule::Confirmed`]: a run of failures of one destination is broken when two failing
     /// checks are further apart than this (an old failure says nothing about the route now).
     pub confirm_within: Duration,
+    /// [`Rule::Confirmed`]: attribution by the next hop (`spec/verify.md` §4.2.1). A failing
+    /// check whose [`Blame`] is [`Blame::Relay`] neither starts nor confirms a run, and a black
+    /// hole whose blame is [`Blame::Origin`] confirms as a measured lie does.
+    pub attribution: bool,
+}
+
+/// Who on the path a failing check points at (`spec/verify.md` §4.2.1), from the neighbour's
+/// next hop on the route under test (a hop-limited Remote Hello's ICMPv6 Time Exceeded) and the
+/// metrics both advertise to us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Blame {
+    /// The next hop is unknown, or not our neighbour, or nothing can be said.
+    #[default]
+    Unknown,
+    /// The neighbour advertises less than its own next hop offers it plus one cheapest link:
+    /// the lie starts at the neighbour.
+    Origin,
+    /// The neighbour's metric is its next hop's plus at least one link, and the next hop's own
+    /// claim already fails the check: the neighbour repeats a lie told further on.
+    Relay,
 }
 
 impl Default for ScoreConfig {
@@ -62,6 +83,7 @@ impl Default for ScoreConfig {
             black_holes_evict: false,
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
+            attribution: false,
         }
     }
 }
@@ -72,6 +94,8 @@ struct DestScore {
     a: f64,
     /// First failing check of the current run of failures.
     first_fail: Option<Instant>,
+    /// First failing check of the current run blamed on the neighbour (§4.2.1).
+    first_origin: Option<Instant>,
     /// Last failing check of the current run.
     last_fail: Option<Instant>,
     last: Instant,
@@ -143,10 +167,11 @@ impl NeighbourScore {
         prefix: Prefix,
         a: f64,
     ) -> CheckVerdict {
-        self.record_check(now, cfg, prefix, a, false)
+        self.record_check(now, cfg, prefix, a, false, Blame::Unknown)
     }
 
-    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2).
+    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2) and
+    /// whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]).
     pub fn record_check(
         &mut self,
         now: Instant,
@@ -154,28 +179,48 @@ impl NeighbourScore {
         prefix: Prefix,
         a: f64,
         black_hole: bool,
+        blame: Blame,
     ) -> CheckVerdict {
         let a = a.clamp(0.0, 1.0);
+        let blame = if cfg.attribution {
+            blame
+        } else {
+            Blame::Unknown
+        };
         crate::bounded::make_room(&mut self.dests, cfg.max_destinations, &prefix, |d| d.last);
         let d = self.dests.entry(prefix).or_insert(DestScore {
             a: 1.0,
             first_fail: None,
+            first_origin: None,
             last_fail: None,
             last: now,
         });
         d.a = (d.a + a) / 2.0;
         d.last = now;
         let failed = a < cfg.threshold;
+        // §4.2.1: a relayed lie is the next hop's; it corrects metrics (the driver) and
+        // lowers `A[d]`, but says nothing about this neighbour's honesty.
+        // A black hole that does not start at the neighbour blames nobody in particular: it
+        // corrects metrics, and does not count against the neighbour either.
+        let unattributed_hole = cfg.attribution && black_hole && blame != Blame::Origin;
+        if failed && (blame == Blame::Relay || unattributed_hole) {
+            return CheckVerdict::Kept;
+        }
         if failed {
             if d.last_fail
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
             {
                 d.first_fail = None;
+                d.first_origin = None;
             }
             d.last_fail = Some(now);
             d.first_fail.get_or_insert(now);
+            if blame == Blame::Origin {
+                d.first_origin.get_or_insert(now);
+            }
         } else {
             d.first_fail = None;
+            d.first_origin = None;
             d.last_fail = None;
         }
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
@@ -185,8 +230,12 @@ impl NeighbourScore {
         // Confirmed by a failing check at least `window` after the earliest live failure, or
         // `black_hole_window` when the confirming check is a black hole (loops are often made by
         // a liar further away, and honest relays need time to leave them).
-        let confirmed = failed && (!black_hole || cfg.black_holes_evict) && {
-            let window = if black_hole {
+        // §4.2.1: a black hole that starts at the neighbour (it is the origin of the lie that
+        // made the loop) is as good as a measured lie, once an earlier failure of the run was
+        // blamed on the neighbour too (one comparison of metrics can catch an update in flight).
+        let origin_hole = black_hole && blame == Blame::Origin;
+        let confirmed = failed && (!black_hole || origin_hole || cfg.black_holes_evict) && {
+            let window = if black_hole && !origin_hole {
                 cfg.black_hole_window.max(cfg.window)
             } else {
                 cfg.window
@@ -197,7 +246,13 @@ impl NeighbourScore {
                     d.last_fail
                         .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
                 })
-                .filter_map(|d| d.first_fail)
+                .filter_map(|d| {
+                    if origin_hole {
+                        d.first_origin
+                    } else {
+                        d.first_fail
+                    }
+                })
                 .min()
                 .is_some_and(|first| now.saturating_since(first) >= window)
         };
@@ -232,6 +287,7 @@ impl NeighbourScore {
                 // Failures older than the eviction do not count towards a new one.
                 for d in self.dests.values_mut() {
                     d.first_fail = None;
+                    d.first_origin = None;
                     d.last_fail = None;
                     d.a = d.a.max(0.5);
                 }
@@ -383,31 +439,31 @@ mod tests {
         let mut cfg = ScoreConfig::default();
         // By default a black hole never confirms.
         let mut o = NeighbourScore::default();
-        o.record_check(t(0), &cfg, p(1), 0.0, true);
+        o.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Unknown);
         assert_eq!(
-            o.record_check(t(30), &cfg, p(1), 0.0, true),
+            o.record_check(t(30), &cfg, p(1), 0.0, true, Blame::Unknown),
             CheckVerdict::Kept
         );
         assert_eq!(
-            o.record_check(t(60), &cfg, p(1), 0.0, true),
+            o.record_check(t(60), &cfg, p(1), 0.0, true, Blame::Unknown),
             CheckVerdict::Kept
         );
         cfg.black_holes_evict = true;
         let mut n = NeighbourScore::default();
-        n.record_check(t(0), &cfg, p(1), 0.0, true);
+        n.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Unknown);
         assert_eq!(
-            n.record_check(t(30), &cfg, p(1), 0.0, true),
+            n.record_check(t(30), &cfg, p(1), 0.0, true, Blame::Unknown),
             CheckVerdict::Kept
         );
         assert!(matches!(
-            n.record_check(t(45), &cfg, p(1), 0.0, true),
+            n.record_check(t(45), &cfg, p(1), 0.0, true, Blame::Unknown),
             CheckVerdict::Evicted(_)
         ));
         // A lie found by an answered check still confirms after `window`.
         let mut m = NeighbourScore::default();
-        m.record_check(t(0), &cfg, p(1), 0.0, true);
+        m.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Unknown);
         assert!(matches!(
-            m.record_check(t(20), &cfg, p(1), 0.5, false),
+            m.record_check(t(20), &cfg, p(1), 0.5, false, Blame::Unknown),
             CheckVerdict::Evicted(_)
         ));
     }
@@ -426,5 +482,89 @@ mod tests {
         assert_eq!(n.destinations(), 8);
         assert!(n.destination(&p(99)).is_some());
         assert!(n.destination(&p(0)).is_none());
+    }
+
+    /// §4.2.1: a failing check that blames the next hop neither starts nor confirms a run.
+    #[test]
+    fn relayed_lie_is_not_the_neighbours() {
+        let cfg = ScoreConfig {
+            attribution: true,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        for s in [0, 20, 40] {
+            assert_eq!(
+                n.record_check(t(s), &cfg, p(1), 0.5, false, Blame::Relay),
+                CheckVerdict::Kept
+            );
+        }
+        // The paper's A[d] still records it.
+        assert!(n.destination(&p(1)).is_some_and(|a| a < 0.8));
+        // A relay failure does not open a run that a later failure would confirm at once.
+        assert_eq!(
+            n.record_check(t(50), &cfg, p(2), 0.5, false, Blame::Unknown),
+            CheckVerdict::Kept
+        );
+        assert!(matches!(
+            n.record_check(t(65), &cfg, p(2), 0.5, false, Blame::Unknown),
+            CheckVerdict::Evicted(_)
+        ));
+        // Without attribution the same checks are scored as before.
+        let plain = ScoreConfig::default();
+        let mut m = NeighbourScore::default();
+        m.record_check(t(0), &plain, p(1), 0.5, false, Blame::Relay);
+        assert!(matches!(
+            m.record_check(t(20), &plain, p(1), 0.5, false, Blame::Relay),
+            CheckVerdict::Evicted(_)
+        ));
+    }
+
+    /// §4.2.1: a black hole that starts at the neighbour confirms after `window`, as a measured
+    /// lie does; other black holes still do not confirm.
+    #[test]
+    fn black_hole_at_the_origin_confirms() {
+        let cfg = ScoreConfig {
+            attribution: true,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        n.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Origin);
+        assert_eq!(
+            n.record_check(t(10), &cfg, p(1), 0.0, true, Blame::Origin),
+            CheckVerdict::Kept
+        );
+        assert!(matches!(
+            n.record_check(t(20), &cfg, p(1), 0.0, true, Blame::Origin),
+            CheckVerdict::Evicted(_)
+        ));
+        for blame in [Blame::Unknown, Blame::Relay] {
+            let mut u = NeighbourScore::default();
+            for s in [0, 20, 40, 60] {
+                assert_eq!(
+                    u.record_check(t(s), &cfg, p(1), 0.0, true, blame),
+                    CheckVerdict::Kept
+                );
+            }
+            // Nor do they open a run that a measured lie would confirm.
+            assert_eq!(
+                u.record_check(t(70), &cfg, p(2), 0.5, false, Blame::Unknown),
+                CheckVerdict::Kept
+            );
+        }
+        // A measured lie of unknown blame followed by one origin black hole is not enough.
+        let mut once = NeighbourScore::default();
+        once.record_check(t(0), &cfg, p(1), 0.5, false, Blame::Unknown);
+        assert_eq!(
+            once.record_check(t(30), &cfg, p(1), 0.0, true, Blame::Origin),
+            CheckVerdict::Kept
+        );
+        // Without attribution an origin black hole is any black hole.
+        let plain = ScoreConfig::default();
+        let mut m = NeighbourScore::default();
+        m.record_check(t(0), &plain, p(1), 0.0, true, Blame::Origin);
+        assert_eq!(
+            m.record_check(t(20), &plain, p(1), 0.0, true, Blame::Origin),
+            CheckVerdict::Kept
+        );
     }
 }

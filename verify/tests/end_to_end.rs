@@ -7,7 +7,7 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
-    Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
+    Blame, Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
     ReportDropReason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
@@ -25,6 +25,7 @@ fn cand(n: u16, metric: u16, selected: bool) -> VerifiableRoute {
         prefix: dest(),
         neighbour: nb(n),
         metric,
+        advertised: metric.saturating_sub(96),
         feasible: true,
         selected,
     }
@@ -40,6 +41,10 @@ struct World {
     /// Applied to every Remote IHU on its way back.
     tamper: fn(&mut Vec<u8>),
     delivered: Vec<Vec<u8>>,
+    /// The next hop each neighbour's path takes (answers the hop-limited Remote Hello, §4.2.1).
+    next_hops: Vec<(NeighbourId, NeighbourId)>,
+    /// Checks that ended together with the one returned (one session per neighbour, §2.2).
+    pending: std::collections::VecDeque<Check>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -58,12 +63,17 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         lose_every: 0,
         tamper: |_| {},
         delivered: Vec::new(),
+        next_hops: Vec::new(),
+        pending: std::collections::VecDeque::new(),
     }
 }
 
 impl World {
     /// Runs until the next check ends; returns it.
     fn run_check(&mut self, cands: &[VerifiableRoute]) -> Check {
+        if let Some(c) = self.pending.pop_front() {
+            return c;
+        }
         let mut sent = 0u16;
         for _ in 0..10_000 {
             self.now = self.v.poll_timeout().max(self.now);
@@ -90,9 +100,18 @@ impl World {
                             let _ = self.v.handle_remote_ihu(self.now, &t);
                         }
                     }
-                    ProbeAction::Checked(c) => return c,
+                    ProbeAction::SendTrace { neighbour, hello } => {
+                        if let Some(&(_, x)) = self.next_hops.iter().find(|(n, _)| *n == neighbour)
+                        {
+                            assert!(self.v.handle_trace(self.now, &hello, x));
+                        }
+                    }
+                    ProbeAction::Checked(c) => self.pending.push_back(c),
                     ProbeAction::Standing { .. } => {}
                 }
+            }
+            if let Some(c) = self.pending.pop_front() {
+                return c;
             }
         }
         panic!("no check");
@@ -346,4 +365,74 @@ fn responder_reports_fewest_hops_of_the_session() {
         r.handle_remote_hello(now, &hello(i), HOP_LIMIT - 2, true);
     }
     assert_eq!(hops_of(&mut r, start2 + Duration::from_secs(5)), 3);
+}
+
+/// §4.2.1: a neighbour that repeats its next hop's lie (its metric is the next hop's plus a
+/// link) is not evicted for it, while the next hop, the origin of the lie, is; without
+/// attribution both are.
+#[test]
+fn relay_of_a_lie_is_not_evicted_with_attribution() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    // Three links, measured 288. Neighbour 2 claims 20 (m = 116); neighbour 1 routes through
+    // it and claims 20 + 96 (m = 212, a = 0.74: it fails too).
+    let cands = [cand(1, 212, true), cand(2, 116, false)];
+    for attribution in [true, false] {
+        cfg.score.attribution = attribution;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.next_hops.push((nb(1), nb(2)));
+        let (mut relay_evicted, mut liar_evicted, mut relay_blamed) = (false, false, Vec::new());
+        for _ in 0..16 {
+            let c = w.run_check(&cands);
+            let evicted = matches!(c.verdict, CheckVerdict::Evicted(_));
+            if c.route.neighbour == nb(1) {
+                relay_evicted |= evicted;
+                relay_blamed.push(c.blame);
+                // The relayed lie is still corrected.
+                assert!(c.correction.is_some());
+            } else {
+                liar_evicted |= evicted;
+            }
+        }
+        assert!(liar_evicted);
+        assert_eq!(relay_evicted, !attribution);
+        let expected = if attribution {
+            Blame::Relay
+        } else {
+            Blame::Unknown
+        };
+        assert!(!relay_blamed.is_empty());
+        assert!(
+            relay_blamed.iter().all(|b| *b == expected),
+            "{relay_blamed:?}"
+        );
+    }
+}
+
+/// §4.2.1: a neighbour that advertises less than its own next hop offers plus one link is the
+/// origin of the lie.
+#[test]
+fn origin_of_a_lie_is_blamed() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    // Neighbour 1 claims 48 while its next hop, neighbour 2, claims 96.
+    w.next_hops.push((nb(1), nb(2)));
+    let cands = [cand(1, 144, true), cand(2, 192, false)];
+    let mut blamed = Vec::new();
+    for _ in 0..4 {
+        let c = w.run_check(&cands);
+        if c.route.neighbour == nb(1) {
+            blamed.push(c.blame);
+        }
+    }
+    assert!(!blamed.is_empty());
+    assert!(blamed.iter().all(|b| *b == Blame::Origin), "{blamed:?}");
+    // A trace from the neighbour itself, or no trace, blames nobody in particular.
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.next_hops.push((nb(1), nb(1)));
+    let c = w.run_check(&[cand(1, 144, true)]);
+    assert_eq!(c.blame, Blame::Unknown);
 }

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 26, "{t:?}");
+    assert_eq!(t.len(), 27, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -57,6 +57,7 @@ fn defaults_table_matches_code() {
             "black_hole_window" => dur(v) == c.score.black_hole_window,
             "confirm_within" => dur(v) == c.score.confirm_within,
             "black_holes_evict" => c.score.black_holes_evict.to_string() == *v,
+            "attribution" => c.score.attribution.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "max_sessions" => c.schedule.max_sessions.to_string() == *v,
             "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
@@ -90,6 +91,7 @@ fn stated_constants_and_examples() {
         verify::DERIVED_MIN_BITS
     )));
     assert!(d.contains(&format!("`HOP_LIMIT` = {}", verify::HOP_LIMIT)));
+    assert!(d.contains(&format!("`TRACE_HOP_LIMIT` = {}", verify::TRACE_HOP_LIMIT)));
     let cc = CorrectionConfig::default();
     for (since, stated) in [(60u64, 164u64), (30, 465), (10, 2415)] {
         let got = cc
