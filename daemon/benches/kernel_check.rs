@@ -70,7 +70,7 @@ fn memory_part() {
     let mut fib = MemoryFib::new();
     let ours: RouteRecord = (0..N).map(|i| route(i, 2)).collect();
     for r in ours.iter() {
-        fib.replace(r).unwrap();
+        fib.replace(&r).unwrap();
     }
     // 1% of the routes vanished from the kernel.
     for i in (0..N).step_by(100) {
@@ -88,8 +88,8 @@ fn memory_part() {
         longest.as_secs_f64() * 1e3
     );
     for n in [5_000usize, 10_000] {
-        let small: RouteRecord = ours.iter().take(n).cloned().collect();
-        let present: Vec<KernelRoute> = small.iter().cloned().collect();
+        let small: RouteRecord = ours.iter().take(n).collect();
+        let present: Vec<KernelRoute> = small.iter().collect();
         let t = Instant::now();
         let missing = old_quadratic(&present, &small);
         let old = t.elapsed();
@@ -153,7 +153,7 @@ fn kernel_part() {
         let mut fib = NetlinkFib::new().unwrap();
         let ours: RouteRecord = (0..N).map(|i| route(i, oif)).collect();
         let t = Instant::now();
-        let batch: Vec<FibChange> = ours.iter().cloned().map(FibChange::Replace).collect();
+        let batch: Vec<FibChange> = ours.iter().map(FibChange::Replace).collect();
         for chunk in batch.chunks(10_000) {
             for r in fib.apply(chunk) {
                 r.unwrap();

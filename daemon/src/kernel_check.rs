@@ -71,7 +71,7 @@ impl CheckRun {
                     Some(installed) if r.same_as_installed(&installed) => {}
                     _ => {
                         self.reinstalled += 1;
-                        changes.push(FibChange::Replace(r.clone()));
+                        changes.push(FibChange::Replace(r));
                     }
                 }
             }

@@ -82,7 +82,8 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     // The engine already applied the `install` filter's allow/deny (a refused route is not
     // installed); here it chooses the table and preferred source of an added route. The
     // changes go to the route thread in parts of at most `APPLY_BATCH` (one input can change
-    // every route of a full table: no second copy of all of them is built here).
+    // every route of a full table: no second copy of all of them is built here), and at most
+    // `PARTS_AHEAD` of them wait for the route thread (the loop waits for it here).
     let changed = !out.routes.is_empty();
     let mut changes = Vec::new();
     for c in out.routes {
@@ -91,7 +92,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
             .place(&d.config.filters, &c, &d.ifname(c.ifindex));
         changes.push((c, table, pref_src));
         if changes.len() == kernel_fib::APPLY_BATCH {
-            send_changes(io, std::mem::take(&mut changes));
+            send_changes(io, std::mem::take(&mut changes)).await;
         }
     }
     if changed || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
@@ -104,7 +105,7 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
             crate::exit::publish_routes(d, now, e);
         }
     }
-    send_changes(io, changes);
+    send_changes(io, changes).await;
     // Building a line means looking the object up; skip it when nobody listens. (Our seqno was
     // persisted above, before the packets went out; it has no line.)
     if ctl.monitoring() {
@@ -121,9 +122,9 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     choose_route_events(d, io, ctl);
 }
 
-/// Sends route changes to the kernel route thread, in order.
-fn send_changes(io: &Io, changes: Vec<(babel_core::RouteChange, Option<u32>, Option<IpAddr>)>) {
-    if !changes.is_empty() && io.kernel.send(KernelCmd::Apply(changes)).is_err() {
+/// Sends route changes to the kernel route thread, in order, once it has room for them.
+async fn send_changes(io: &Io, changes: Vec<crate::kernel::Placed>) {
+    if !changes.is_empty() && io.kernel.apply(changes).await.is_err() {
         tracing::error!("kernel route thread is gone");
     }
 }

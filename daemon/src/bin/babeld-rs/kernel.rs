@@ -2,6 +2,7 @@
 //! from a watcher thread, both talking to the main loop over channels.
 
 use clock::Instant;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::Duration;
@@ -15,7 +16,17 @@ use kernel_fib::{
 };
 use std::net::IpAddr;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// Parts of route changes (of at most [`kernel_fib::APPLY_BATCH`] each) the main loop may hand
+/// to the route thread before it waits for the route thread to apply one: a burst that changes
+/// a full table (a neighbour with every route goes away) is never copied whole into the
+/// channel, only about 4,096 changes of it at a time.
+pub const PARTS_AHEAD: usize = 4;
+
+/// A route change as the route thread gets it: the engine's change, and the table and preferred
+/// source the `install` filter chose.
+pub type Placed = (RouteChange, Option<u32>, Option<IpAddr>);
 
 /// babeld's default `kernel-check-interval`.
 const DEFAULT_CHECK: Duration = Duration::from_secs(300);
@@ -46,8 +57,9 @@ pub fn kernel_has_ipv6_subtrees() -> bool {
 
 /// A request to the kernel thread.
 pub enum KernelCmd {
-    /// Apply these routes (already filtered by `install` filters).
-    Apply(Vec<(RouteChange, Option<u32>, Option<std::net::IpAddr>)>),
+    /// Apply these routes (already filtered by `install` filters); the permit is one of the
+    /// [`PARTS_AHEAD`], given back once they are applied.
+    Apply(Vec<Placed>, OwnedSemaphorePermit),
     /// Remove every route of our protocol and answer.
     Flush(std_mpsc::Sender<usize>),
     /// Check the kernel this often (babeld's `kernel-check-interval`; zero: never).
@@ -75,7 +87,7 @@ impl Routes {
     /// preferred source the `install` filter chose.
     /// A full table arrives as one Apply; the routes are made as kernel-fib sends them, so no
     /// copy of every route is ever held at once (37 MB for 100,000 routes, docs/benchmarks.md).
-    fn apply(&mut self, changes: &[(RouteChange, Option<u32>, Option<std::net::IpAddr>)]) {
+    fn apply(&mut self, changes: &[Placed]) {
         let policy = self.policy;
         let updates = changes.iter().map(|(c, table, pref_src)| {
             let mut r = KernelRoute::unicast(c.prefix, Some(c.next_hop), Some(c.ifindex))
@@ -163,10 +175,36 @@ impl Routes {
     }
 }
 
+/// The main loop's end of the route thread: route changes with backpressure, other commands
+/// as they come.
+pub struct RouteThread {
+    tx: std_mpsc::Sender<KernelCmd>,
+    /// [`PARTS_AHEAD`] permits, one taken by each part of route changes not yet applied.
+    parts: Arc<Semaphore>,
+}
+
+/// The route thread is gone.
+#[derive(Debug)]
+pub struct Gone;
+
+impl RouteThread {
+    /// Sends a command other than route changes.
+    pub fn send(&self, cmd: KernelCmd) -> Result<(), Gone> {
+        self.tx.send(cmd).map_err(|_| Gone)
+    }
+
+    /// Hands a part of route changes to the route thread, in order, first waiting while
+    /// [`PARTS_AHEAD`] parts are still to be applied.
+    pub async fn apply(&self, changes: Vec<Placed>) -> Result<(), Gone> {
+        let permit = self.parts.clone().acquire_owned().await.map_err(|_| Gone)?;
+        self.send(KernelCmd::Apply(changes, permit))
+    }
+}
+
 /// The kernel threads' ends the main loop holds.
 pub struct KernelThreads {
     /// Commands to the route thread.
-    pub routes: std_mpsc::Sender<KernelCmd>,
+    pub routes: RouteThread,
     /// Requests to the dump thread.
     pub dumps: std_mpsc::Sender<DumpRequest>,
     /// The dump thread's answers to [`DumpRequest::Snapshot`], in order.
@@ -275,7 +313,11 @@ pub fn spawn_fib(
                     continue;
                 };
                 match cmd {
-                    KernelCmd::Apply(changes) => routes.apply(&changes),
+                    KernelCmd::Apply(changes, permit) => {
+                        routes.apply(&changes);
+                        drop(changes);
+                        drop(permit);
+                    }
                     KernelCmd::CheckInterval(d) => {
                         interval = d;
                         next_check = clock::now() + d;
@@ -295,7 +337,10 @@ pub fn spawn_fib(
             }
         })?;
     Ok(KernelThreads {
-        routes: tx,
+        routes: RouteThread {
+            tx,
+            parts: Arc::new(Semaphore::new(PARTS_AHEAD)),
+        },
         dumps,
         snapshots,
         resume,

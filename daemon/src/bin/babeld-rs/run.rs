@@ -29,7 +29,7 @@ use crate::startup::Clock;
 /// Everything the loop owns besides the daemon state.
 pub struct Io {
     pub socket: BabelSocket,
-    pub kernel: std_mpsc::Sender<KernelCmd>,
+    pub kernel: crate::kernel::RouteThread,
     /// Requests to the kernel dump thread; its snapshots arrive on `snapshots`.
     pub dumps: std_mpsc::Sender<DumpRequest>,
     pub snapshots: crate::kernel::Snapshots,
