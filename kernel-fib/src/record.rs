@@ -230,13 +230,14 @@ impl RouteRecord {
             None => (None, self.groups.range::<Group, _>(..)),
             Some(k) => {
                 let g = Group::of(k);
-                let first = self.groups.get_key_value(&g).map(|(g, m)| {
-                    (
-                        g,
-                        m.range((Bound::Excluded(k.dst), Bound::Unbounded)),
-                    )
-                });
-                (first, self.groups.range((Bound::Excluded(g), Bound::Unbounded)))
+                let first = self
+                    .groups
+                    .get_key_value(&g)
+                    .map(|(g, m)| (g, m.range((Bound::Excluded(k.dst), Bound::Unbounded))));
+                (
+                    first,
+                    self.groups.range((Bound::Excluded(g), Bound::Unbounded)),
+                )
             }
         };
         let first = first
@@ -310,7 +311,10 @@ mod tests {
         assert!(rec.contains_key(&route("2001:db8:2::/48", 1024).key()));
         assert!(!rec.contains_key(&route("2001:db8:2::/48", 5).key()));
         assert_eq!(rec.keys().collect::<Vec<_>>(), vec![b.key(), a.key()]);
-        assert_eq!(rec.after(Some(&b.key())).collect::<Vec<_>>(), vec![a2.clone()]);
+        assert_eq!(
+            rec.after(Some(&b.key())).collect::<Vec<_>>(),
+            vec![a2.clone()]
+        );
         assert_eq!(rec.after(None).count(), 2);
         assert_eq!(rec.remove(&b.key()), Some(b));
         assert_eq!(rec.len(), 1);

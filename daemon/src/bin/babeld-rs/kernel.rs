@@ -599,3 +599,58 @@ pub fn spawn_watcher() -> anyhow::Result<mpsc::UnboundedReceiver<NetEvent>> {
         })?;
     Ok(rx)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The main loop hands at most `PARTS_AHEAD` parts to a route thread that has not applied
+    /// them; the next one waits until the route thread applied one, and order is kept.
+    #[tokio::test]
+    async fn at_most_parts_ahead_wait_for_the_route_thread() {
+        let (tx, rx) = std_mpsc::channel();
+        let thread = RouteThread {
+            tx,
+            parts: Arc::new(Semaphore::new(PARTS_AHEAD)),
+        };
+        let part = |n: usize| {
+            let c = RouteChange {
+                op: RouteOp::Add,
+                prefix: "2001:db8::/48".parse().unwrap(),
+                src_prefix: None,
+                next_hop: "fe80::1".parse().unwrap(),
+                ifindex: u32::try_from(n).unwrap(),
+                metric: babel_wire::Metric(96),
+                router_id: babel_wire::RouterId([0, 0, 0, 0, 0, 0, 0, 1]),
+                via: "fe80::1".parse().unwrap(),
+            };
+            vec![(c, None, None)]
+        };
+        for n in 0..PARTS_AHEAD {
+            thread.apply(part(n)).await.unwrap();
+        }
+        let next = thread.apply(part(PARTS_AHEAD));
+        tokio::pin!(next);
+        let waited = tokio::time::timeout(Duration::from_millis(50), &mut next).await;
+        assert!(waited.is_err(), "a fifth part went while four waited");
+        // The route thread applies the first part (and drops its permit): the fifth goes.
+        let Ok(KernelCmd::Apply(first, permit)) = rx.try_recv() else {
+            panic!("no part");
+        };
+        assert_eq!(first[0].0.ifindex, 0);
+        drop(permit);
+        next.await.unwrap();
+        let order: Vec<u32> = rx
+            .try_iter()
+            .filter_map(|c| match c {
+                KernelCmd::Apply(p, _) => Some(p[0].0.ifindex),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2, 3, 4]);
+        // The route thread gone: its parts' permits come back and `apply` fails, never waits.
+        drop(rx);
+        assert!(thread.apply(part(9)).await.is_err());
+    }
+}
