@@ -410,6 +410,8 @@ pub struct VerificationReport {
     pub answers_sent: u64,
     /// Remote Hellos we refused.
     pub refused: u64,
+    /// The raw ICMPv6 socket could not be opened (0 or 1, §9.6).
+    pub trace_socket_failed: u64,
     /// Per neighbour.
     pub neighbours: Vec<Named<NeighbourRow>>,
     /// Per route checked.
@@ -966,6 +968,7 @@ impl Verification {
             malformed: self.malformed,
             answers_sent: self.answers_sent,
             refused: self.refused(),
+            trace_socket_failed: self.trace_socket_failed,
             neighbours: self
                 .neighbour_rows(now, threshold_pm)
                 .into_iter()

@@ -369,6 +369,67 @@ fn a_trace_finds_the_neighbours_next_hop() {
     // Prometheus carries the trace counters.
     let m = try_control(&a, "metrics\nquit\n");
     assert!(m.contains("traces_answered"), "{m}");
+    assert!(m.contains("trace_socket_failed"), "{m}");
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §9.6: without `CAP_NET_RAW` (dropped from the bounding set with `setpriv`) the raw ICMPv6
+/// socket cannot be opened: the daemon logs it once, counts it, sends no trace, and verifies on
+/// without attribution.
+#[test]
+fn without_a_raw_socket_verification_runs_without_attribution() {
+    let test = "without_a_raw_socket_verification_runs_without_attribution";
+    if !usable(test) || !have("setpriv", test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, h, d) = (node("vna", 1), node("vnh", 3), node("vnd", 4));
+    veth(&a, "a-h", &h, "h-a");
+    veth(&h, "h-d", &d, "d-h");
+    let (d_seed, d_pub) = destination_key();
+    let (args, log) = common::daemon_args(
+        "vna",
+        &format!(
+            "{}verify-attribution true\nverify-destination fd77::4/128\n",
+            verifier_config(&d_pub)
+        ),
+        &[],
+        &["a-h"],
+    );
+    let mut wrapped = vec!["--bounding-set=-net_raw", "--", BIN];
+    wrapped.extend(args.iter().map(String::as_str));
+    let ds = [
+        common::DaemonProcess::start(&a, "setpriv", &wrapped, log),
+        start_with_config(&h, "vnh", BIN, FILTERS, &["h-a", "h-d"]),
+        start_with_config(&d, "vnd", BIN, &destination_config(&d_seed), &["d-h"]),
+    ];
+    let answered = wait_for(180, || {
+        verify_json(&a)["counters"]["answers"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(answered, "no check answered\n{dump}\n{}", ds[0].log_text());
+    let head = dump
+        .lines()
+        .find(|l| l.starts_with("verify public-key"))
+        .unwrap();
+    assert!(head.contains(" trace-socket-failed 1"), "{head}");
+    assert!(head.contains(" traces-sent 0 "), "{head}");
+    assert_eq!(verify_json(&a)["trace_socket_failed"], 1);
+    let log = ds[0].log_text();
+    assert_eq!(
+        log.matches("no raw ICMPv6 socket").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(
+        wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
+        "the route through h never passed\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
     for mut x in ds {
         x.terminate();
     }
