@@ -209,6 +209,7 @@ fn verification(
         ("answers_sent", v.answers_sent),
         ("refused", v.refused()),
         ("malformed_datagrams", v.malformed),
+        ("trace_socket_failed", v.trace_socket_failed),
     ] {
         events
             .get_or_create(&labels(&[("name", name.to_owned())]))

@@ -25,6 +25,9 @@ use verify::{
 
 use crate::config::ParseError;
 
+pub mod trace;
+pub use trace::{QuotedRemoteHello, TraceParseError, parse_time_exceeded};
+
 /// UDP port of Remote Hellos and Remote IHUs (mesh discovery is 6697, payments 6698).
 pub const VERIFY_PORT: u16 = 6699;
 /// First firewall mark of the probe routes (one per neighbour probed).
@@ -64,7 +67,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-hop-cost N             lowest cost of an honest link (96; 256 on ETX meshes)
   verify-loss-in-metric BOOL    ETX links: delivery enters the measured cost (false)
   verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
-  verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)";
+  verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)
+  verify-attribution BOOL       trace the neighbour's next hop (hop limit 2, ICMPv6 Time
+                                Exceeded) and blame the origin of a lie, not its relays (false)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +107,8 @@ pub enum VerifyStatement {
     Correction(u32, u32),
     /// `verify-paper-rule BOOL`: score with the paper's mean instead of ours.
     PaperRule(bool),
+    /// `verify-attribution BOOL`: attribution by the next hop (§4.2.1).
+    Attribution(bool),
 }
 
 impl VerifyStatement {
@@ -139,6 +146,7 @@ impl VerifyStatement {
             "verify-enable" => VerifyStatement::Enable(flag()?),
             "verify-loss-in-metric" => VerifyStatement::LossInMetric(flag()?),
             "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
+            "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
             "verify-private-key" => {
                 if hex32(v).is_none() {
@@ -281,6 +289,7 @@ impl VerifySettings {
                         verify::Rule::Confirmed
                     };
                 }
+                VerifyStatement::Attribution(b) => c.score.attribution = b,
                 _ => {}
             }
         }
@@ -309,6 +318,9 @@ pub struct Datagram {
     pub dst: Ipv6Addr,
     /// Firewall mark (0: none, the ordinary route).
     pub mark: u32,
+    /// A trace (§4.2.1): sent from the trace socket, with hop limit
+    /// [`verify::TRACE_HOP_LIMIT`], whose ICMPv6 Time Exceeded names the neighbour's next hop.
+    pub trace: bool,
 }
 
 /// A policy route the binary must install for a probe to take the route under test (§2.3): the
@@ -357,6 +369,9 @@ pub struct RouteRow {
     pub accuracy: Option<u16>,
     /// The metric selection uses instead, and for how many more seconds (at the check).
     pub corrected: Option<u16>,
+    /// The neighbour's next hop on the route, found by the check's trace when it is one of our
+    /// neighbours (§4.2.1; link-local address).
+    pub next_hop: Option<IpAddr>,
     /// When it was checked.
     #[serde(skip)]
     pub at: Instant,
@@ -395,6 +410,8 @@ pub struct VerificationReport {
     pub answers_sent: u64,
     /// Remote Hellos we refused.
     pub refused: u64,
+    /// The raw ICMPv6 socket could not be opened (0 or 1, §9.6).
+    pub trace_socket_failed: u64,
     /// Per neighbour.
     pub neighbours: Vec<Named<NeighbourRow>>,
     /// Per route checked.
@@ -434,6 +451,11 @@ pub struct Verification {
     pub malformed: u64,
     /// Remote IHUs sent.
     pub answers_sent: u64,
+    /// The raw ICMPv6 socket could not be opened (0 or 1): verification runs without
+    /// attribution and without loop evidence.
+    pub trace_socket_failed: u64,
+    /// The binary reads ICMPv6 Time Exceeded ([`Verification::trace_unavailable`] clears it).
+    trace_io: bool,
     /// Exit tunnel ends, probed only inside the tunnel (§2.3, stealth probing).
     stealth: crate::exit::StealthTunnels,
     /// Addresses that carried traffic recently (measured by the kernel), with when: each marks
@@ -469,6 +491,8 @@ impl Verification {
             rows: BTreeMap::new(),
             malformed: 0,
             answers_sent: 0,
+            trace_socket_failed: 0,
+            trace_io: true,
             stealth: crate::exit::StealthTunnels::default(),
             used_addresses: BTreeMap::new(),
         }
@@ -492,6 +516,60 @@ impl Verification {
     /// The verifier's counters.
     pub fn counters(&self) -> ProbeCounters {
         self.verifier.counters()
+    }
+
+    /// The binary cannot read ICMPv6 (no raw socket): attribution is off (§4.2.1), no trace is
+    /// sent, and loops are not seen (§3.4). Counted in `trace_socket_failed`.
+    pub fn trace_unavailable(&mut self) {
+        self.trace_io = false;
+        self.trace_socket_failed = 1;
+        self.verifier.disable_attribution();
+    }
+
+    /// Whether attribution by the next hop is on (§4.2.1).
+    pub fn attribution(&self) -> bool {
+        self.verifier.config().score.attribution
+    }
+
+    /// An ICMPv6 message arrived from `from` on the raw socket (`bytes` from its ICMPv6
+    /// header). A Time Exceeded quoting one of our Remote Hellos sent from `trace_port` with a
+    /// hop limit of at most [`verify::TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
+    /// `from` names the neighbour's next hop if it is one of our neighbours' own addresses
+    /// ([`neighbour_owning`]). One quoting a Remote Hello from the verification port says the
+    /// route under test loops (§3.4). Anything else quoting our port is dropped and counted
+    /// (`traces_dropped`); a Time Exceeded about other traffic is not ours and is ignored.
+    pub fn on_time_exceeded(
+        &mut self,
+        now: Instant,
+        from: Ipv6Addr,
+        bytes: &[u8],
+        trace_port: u16,
+        routes: &[RouteView],
+    ) {
+        let q = match parse_time_exceeded(bytes, self.port()) {
+            Ok(q) => q,
+            Err(TraceParseError::NotTimeExceeded | TraceParseError::NotOurs) => return,
+            Err(e) => {
+                tracing::debug!("ICMPv6 Time Exceeded from {from} dropped: {e}");
+                self.verifier.trace_dropped();
+                return;
+            }
+        };
+        if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT {
+            let x = neighbour_owning(from, routes);
+            let r = self.verifier.handle_trace_answer(now, &q.hello, x);
+            tracing::debug!(
+                "trace of {} answered by {from} (neighbour {:?}): {r:?}",
+                q.hello.prefix,
+                x.map(|x| x.address)
+            );
+        } else if q.src_port == self.port() {
+            if !self.verifier.handle_time_exceeded(now, &q.hello) {
+                self.verifier.trace_dropped();
+            }
+        } else {
+            self.verifier.trace_dropped();
+        }
     }
 
     /// Remote Hellos refused by the responder.
@@ -594,6 +672,7 @@ impl Verification {
                     bytes: packet(&tlv),
                     dst: *addr,
                     mark: 0,
+                    trace: false,
                 });
             }
         }
@@ -610,51 +689,9 @@ impl Verification {
     ) {
         match a {
             ProbeAction::SendRemoteHello { neighbour, hello } => {
-                let Some(mut dst) = verify::probe_address(&hello.prefix) else {
-                    return;
-                };
-                // Inside an exit tunnel: to the other end's address there, no mark (the
-                // tunnel's outer packets take the selected route, the one under test).
-                let tunnel = match self.stealth.path(&hello.prefix) {
-                    crate::exit::ProbePath::Hold => return,
-                    crate::exit::ProbePath::Tunnel(inner) => Some(inner),
-                    crate::exit::ProbePath::Mesh => None,
-                };
-                let Some(k) = self.mark_of(neighbour) else {
-                    return;
-                };
-                let (mut mark, table) = (FWMARK_BASE + k, TABLE_BASE + k);
-                if let Some(inner) = tunnel {
-                    (dst, mark) = (inner, 0);
-                } else if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
-                    if self.installed.len() >= 4096 {
-                        self.installed.clear();
-                    }
-                    self.installed.insert((table, hello.prefix), neighbour);
-                    out.routes.push(ProbeRoute {
-                        mark,
-                        table,
-                        prefix: hello.prefix,
-                        neighbour,
-                    });
-                }
-                let mut bytes = Vec::new();
-                if babel_wire::encode_packet(
-                    &Packet {
-                        messages: vec![Message::RemoteHello(hello)],
-                        macs: Vec::new(),
-                    },
-                    babel_wire::Flavour::Standard,
-                )
-                .map(|b| bytes.extend_from_slice(&b))
-                .is_ok()
-                {
-                    out.datagrams.push(Datagram { bytes, dst, mark });
-                }
+                self.probe(neighbour, hello, false, out);
             }
-            // §4.2.1 attribution needs the ICMPv6 Time Exceeded of a hop-limited Remote Hello,
-            // which the daemon does not read yet (`spec/verify.md` §9.6); it stays off here.
-            ProbeAction::SendTrace { .. } => {}
+            ProbeAction::SendTrace { neighbour, hello } => self.probe(neighbour, hello, true, out),
             ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
@@ -676,6 +713,66 @@ impl Verification {
                     neighbour.ifindex
                 );
             }
+        }
+    }
+
+    /// A Remote Hello through `neighbour` (§2.3), or its trace (§4.2.1).
+    fn probe(
+        &mut self,
+        neighbour: NeighbourId,
+        hello: RemoteHello,
+        trace: bool,
+        out: &mut VerificationOutputs,
+    ) {
+        let Some(mut dst) = verify::probe_address(&hello.prefix) else {
+            return;
+        };
+        // Inside an exit tunnel: to the other end's address there, no mark (the
+        // tunnel's outer packets take the selected route, the one under test).
+        let tunnel = match self.stealth.path(&hello.prefix) {
+            crate::exit::ProbePath::Hold => return,
+            crate::exit::ProbePath::Tunnel(inner) => Some(inner),
+            crate::exit::ProbePath::Mesh => None,
+        };
+        // Inside a tunnel the path's routers never see the inner hop limit: no trace.
+        if trace && (tunnel.is_some() || !self.trace_io) {
+            return;
+        }
+        let Some(k) = self.mark_of(neighbour) else {
+            return;
+        };
+        let (mut mark, table) = (FWMARK_BASE + k, TABLE_BASE + k);
+        if let Some(inner) = tunnel {
+            (dst, mark) = (inner, 0);
+        } else if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
+            if self.installed.len() >= 4096 {
+                self.installed.clear();
+            }
+            self.installed.insert((table, hello.prefix), neighbour);
+            out.routes.push(ProbeRoute {
+                mark,
+                table,
+                prefix: hello.prefix,
+                neighbour,
+            });
+        }
+        let mut bytes = Vec::new();
+        if babel_wire::encode_packet(
+            &Packet {
+                messages: vec![Message::RemoteHello(hello)],
+                macs: Vec::new(),
+            },
+            babel_wire::Flavour::Standard,
+        )
+        .map(|b| bytes.extend_from_slice(&b))
+        .is_ok()
+        {
+            out.datagrams.push(Datagram {
+                bytes,
+                dst,
+                mark,
+                trace,
+            });
         }
     }
 
@@ -748,6 +845,7 @@ impl Verification {
             cost: c.cost,
             accuracy: c.accuracy.map(|a| (a * 1000.0).round() as u16),
             corrected: c.correction.map(|(m, _)| m),
+            next_hop: c.next_hop.map(|x| x.address),
             at: now,
         };
         if !self.rows.contains_key(&(c.route.prefix, n)) && self.rows.len() >= MAX_ROWS {
@@ -809,6 +907,11 @@ impl Verification {
                         self.malformed += 1;
                         continue;
                     };
+                    // A verifier's trace (§4.2.1) that reached us before its hop limit ran
+                    // out: it measures nothing.
+                    if hop_limit <= verify::TRACE_HOP_LIMIT {
+                        continue;
+                    }
                     let mine = h.origin != self.router_id
                         && ours
                             .iter()
@@ -865,6 +968,7 @@ impl Verification {
             malformed: self.malformed,
             answers_sent: self.answers_sent,
             refused: self.refused(),
+            trace_socket_failed: self.trace_socket_failed,
             neighbours: self
                 .neighbour_rows(now, threshold_pm)
                 .into_iter()
@@ -903,7 +1007,7 @@ impl Verification {
         let mut out = Vec::new();
         let c = self.counters();
         out.push(format!(
-            "verify public-key {} sessions {} probes-sent {} answers {} unanswered {} bad-signature {} unbound-key {} replayed {} unexpected {} malformed {} checks {} corrections {} evictions {} answers-sent {} refused {}",
+            "verify public-key {} sessions {} probes-sent {} answers {} unanswered {} bad-signature {} unbound-key {} replayed {} unexpected {} malformed {} checks {} corrections {} evictions {} answers-sent {} refused {} looped {} traces-sent {} traces-answered {} traces-dropped {} trace-socket-failed {}",
             self.public_key_hex(),
             c.sessions,
             c.probes_sent,
@@ -919,6 +1023,11 @@ impl Verification {
             c.evictions,
             self.answers_sent,
             self.refused(),
+            c.looped,
+            c.traces_sent,
+            c.traces_answered,
+            c.traces_dropped,
+            self.trace_socket_failed,
         ));
         for n in self.neighbour_rows(now, threshold_pm) {
             out.push(format!(
@@ -934,7 +1043,7 @@ impl Verification {
         }
         for r in self.route_rows() {
             out.push(format!(
-                "add verify-route {} via {} if {} metric {} cost {} accuracy {} corrected {} age {}",
+                "add verify-route {} via {} if {} metric {} cost {} accuracy {} corrected {} age {} next-hop {}",
                 r.prefix,
                 r.neighbour,
                 ifname(r.ifindex),
@@ -942,7 +1051,8 @@ impl Verification {
                 opt(r.cost),
                 opt(r.accuracy),
                 opt(r.corrected),
-                now.saturating_since(r.at).as_secs()
+                now.saturating_since(r.at).as_secs(),
+                r.next_hop.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             ));
         }
         out
@@ -955,6 +1065,33 @@ fn as_text<S: serde::Serializer>(p: &Prefix, s: S) -> Result<S::Ok, S::Error> {
 
 fn opt(v: Option<u16>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The neighbour whose own address `addr` is (§4.2.1): the one that announces the most
+/// specific prefix containing it as its own (advertised metric 0, RFC 8966 §3.7: a router
+/// originates its prefixes at metric 0). `None` if no neighbour does, or neighbours with
+/// different router-ids do (the router is not identified).
+pub fn neighbour_owning(addr: Ipv6Addr, routes: &[RouteView]) -> Option<NeighbourId> {
+    let host = Prefix::host(IpAddr::V6(addr));
+    let owners: Vec<&RouteView> = routes
+        .iter()
+        .filter(|r| {
+            r.src_prefix.is_none()
+                && r.refmetric.0 == 0
+                && r.metric.0 < babel_wire::INFINITY
+                && r.prefix.contains(&host)
+        })
+        .collect();
+    let len = owners.iter().map(|r| r.prefix.len()).max()?;
+    let mut best = owners.into_iter().filter(|r| r.prefix.len() == len);
+    let first = best.next()?;
+    if best.any(|r| r.router_id != first.router_id) {
+        return None;
+    }
+    Some(NeighbourId {
+        ifindex: first.ifindex,
+        address: first.via,
+    })
 }
 
 /// The routes the verifier may test: IPv6 routes of any length (§3.2.1), all of them,
@@ -1079,7 +1216,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 16);
+        assert_eq!(listed.len(), 17);
         for k in listed {
             assert!(
                 !matches!(
@@ -1369,6 +1506,156 @@ mod tests {
     }
 
     /// A Remote Hello for a prefix that is not ours is refused; one from ourselves too.
+    /// The ICMPv6 Time Exceeded a Linux router at hop 2 sends for a trace from `port`.
+    fn time_exceeded_for(bytes: &[u8], port: u16) -> Vec<u8> {
+        let mut m = vec![3, 0, 0, 0, 0, 0, 0, 0, 0x60, 0, 0, 0];
+        let plen = u16::try_from(8 + bytes.len()).unwrap();
+        m.extend_from_slice(&plen.to_be_bytes());
+        m.extend_from_slice(&[17, 1]);
+        m.extend_from_slice(&"fd77::1".parse::<Ipv6Addr>().unwrap().octets());
+        m.extend_from_slice(&"fd77::4".parse::<Ipv6Addr>().unwrap().octets());
+        m.extend_from_slice(&port.to_be_bytes());
+        m.extend_from_slice(&VERIFY_PORT.to_be_bytes());
+        m.extend_from_slice(&plen.to_be_bytes());
+        m.extend_from_slice(&[0, 0]);
+        m.extend_from_slice(bytes);
+        m
+    }
+
+    /// §4.2.1 through datagrams: A's route to D through B (which forwards to C) is traced; the
+    /// Time Exceeded from C's own address names C, B's next hop, in the route's row and `dump`;
+    /// a forged one (another timestamp), one from the wrong port and junk are dropped and
+    /// counted; the destination ignores a trace that reaches it.
+    #[test]
+    fn a_trace_names_the_neighbours_next_hop() {
+        const TRACE_PORT: u16 = 40_000;
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let mut a_set = VerifySettings::default();
+        for w in [
+            "verify-enable true",
+            "verify-attribution true",
+            "verify-destination fd77::4/128",
+        ] {
+            a_set.apply(words(w).unwrap());
+        }
+        a_set.apply(
+            words(&format!(
+                "verify-key fd77::4/128 {}",
+                hex::encode(d_key.verifying_key().as_bytes())
+            ))
+            .unwrap(),
+        );
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        assert!(a.attribution());
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
+        let mut c_own = route("fd77::3/128", "fe80::3", 4, 96, true);
+        c_own.router_id = RouterId([0xc; 8]);
+        let routes = vec![
+            route("fd77::4/128", "fe80::2", 3, 288, true),
+            route("fd77::4/128", "fe80::3", 4, 192, false),
+            c_own,
+        ];
+        assert_eq!(
+            neighbour_owning("fd77::3".parse().unwrap(), &routes).map(|n| n.address),
+            Some("fe80::3".parse().unwrap())
+        );
+        assert_eq!(neighbour_owning("fd77::9".parse().unwrap(), &routes), None);
+        let ours = vec![xroute("fd77::4/128")];
+        let mut now = Instant::from_micros(0);
+        let mut traces = 0;
+        for _ in 0..20_000 {
+            now = a.poll_timeout().min(d.poll_timeout()).max(now);
+            let out = a.on_timer(now, &routes, 800);
+            for g in &out.datagrams {
+                if g.trace {
+                    traces += 1;
+                    // It reaches the destination when the neighbour is next to it, which
+                    // ignores it (a responder that saw only the trace has nothing to answer).
+                    let mut d2 = peer(
+                        VerifySettings::default(),
+                        0xe,
+                        SigningKey::from_bytes(&[8; 32]),
+                        3,
+                    );
+                    for hl in [1, 2] {
+                        d2.on_datagram(now, "fd77::1".parse().unwrap(), hl, &g.bytes, &ours);
+                    }
+                    let later = now + Duration::from_secs(5);
+                    assert!(d2.on_timer(later, &[], 800).datagrams.is_empty());
+                    assert_eq!(d2.refused(), 0);
+                    if g.mark
+                        != FWMARK_BASE
+                            + a.marks[&NeighbourId {
+                                ifindex: 3,
+                                address: "fe80::2".parse().unwrap(),
+                            }]
+                    {
+                        continue;
+                    }
+                    let from: Ipv6Addr = "fd77::3".parse().unwrap();
+                    let mut forged = g.bytes.clone();
+                    if let Some(x) = forged.last_mut() {
+                        *x ^= 1; // the timestamp's last octet
+                    }
+                    a.on_time_exceeded(
+                        now,
+                        from,
+                        &time_exceeded_for(&forged, TRACE_PORT),
+                        TRACE_PORT,
+                        &routes,
+                    );
+                    a.on_time_exceeded(
+                        now,
+                        from,
+                        &time_exceeded_for(&g.bytes, 1234),
+                        TRACE_PORT,
+                        &routes,
+                    );
+                    a.on_time_exceeded(now, from, &[3, 0, 1, 2], TRACE_PORT, &routes);
+                    a.on_time_exceeded(
+                        now,
+                        from,
+                        &time_exceeded_for(&g.bytes, TRACE_PORT),
+                        TRACE_PORT,
+                        &routes,
+                    );
+                    continue;
+                }
+                let hops = if g.mark == FWMARK_BASE { 62 } else { 63 };
+                d.on_datagram(now, "fd77::1".parse().unwrap(), hops, &g.bytes, &ours);
+            }
+            for g in &d.on_timer(now, &[], 800).datagrams {
+                a.on_datagram(now, "fd77::4".parse().unwrap(), 62, &g.bytes, &[]);
+            }
+            let via_b = a
+                .route_rows()
+                .into_iter()
+                .find(|r| r.neighbour == "fe80::2".parse::<IpAddr>().unwrap());
+            if let Some(r) = via_b {
+                assert_eq!(r.next_hop, Some("fe80::3".parse().unwrap()), "{r:?}");
+                break;
+            }
+            now = now + Duration::from_millis(1);
+        }
+        assert!(traces >= 2, "one trace per session: {traces}");
+        let c = a.counters();
+        assert!(c.traces_sent >= 2 && c.traces_answered == 1, "{c:?}");
+        assert_eq!(c.traces_dropped, 3, "{c:?}");
+        let dump = a.dump_lines(now, 800, |i| format!("if{i}"));
+        assert!(
+            dump.iter().any(
+                |l| l.starts_with("add verify-route fd77::4/128 via fe80::2")
+                    && l.ends_with("next-hop fe80::3")
+            ),
+            "{dump:?}"
+        );
+        assert!(dump[0].contains(" traces-sent "), "{dump:?}");
+        // Without the raw socket: no trace at all, attribution off.
+        a.trace_unavailable();
+        assert!(!a.attribution());
+        assert!(a.dump_lines(now, 800, |i| format!("if{i}"))[0].ends_with("trace-socket-failed 1"));
+    }
+
     #[test]
     fn remote_hellos_for_others_are_refused() {
         let t0 = Instant::from_micros(0);

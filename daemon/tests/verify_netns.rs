@@ -266,6 +266,175 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     }
 }
 
+/// §4.2.1 between real kernels: a - b - c - d with a shortcut a - c that costs a 400 (c's
+/// rxcost), so a routes to d through b, and b forwards to c. a traces its route to d through b:
+/// the hop-limit-2 Remote Hello runs out at c, c's kernel answers with an ICMPv6 Time Exceeded
+/// from its own address, a's raw socket reads it, and a records c (its neighbour on a - c) as
+/// b's next hop for d, in `dump json`, `dump` and the counters. The honest route passes.
+#[test]
+fn a_trace_finds_the_neighbours_next_hop() {
+    let test = "a_trace_finds_the_neighbours_next_hop";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, b, c, d) = (
+        node("vta", 1),
+        node("vtb", 2),
+        node("vtc", 3),
+        node("vtd", 4),
+    );
+    veth(&a, "a-b", &b, "b-a");
+    veth(&b, "b-c", &c, "c-b");
+    veth(&c, "c-d", &d, "d-c");
+    veth(&a, "a-c", &c, "c-a");
+    let (d_seed, d_pub) = destination_key();
+    let ds = [
+        start_with_config(
+            &a,
+            "vta",
+            BIN,
+            &format!(
+                "{}verify-attribution true\nverify-destination fd77::4/128\n",
+                verifier_config(&d_pub)
+            ),
+            &["a-b", "a-c"],
+        ),
+        start_with_config(&b, "vtb", BIN, FILTERS, &["b-a", "b-c"]),
+        start_with_config(
+            &c,
+            "vtc",
+            BIN,
+            &format!("{FILTERS}interface c-a rxcost 400\n"),
+            &["c-a", "c-b", "c-d"],
+        ),
+        start_with_config(&d, "vtd", BIN, &destination_config(&d_seed), &["d-c"]),
+    ];
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-b")
+            && route_dev(&b, "fd77::4").as_deref() == Some("b-c")),
+        "a does not route to d through b and b through c: {:?} {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        route_dev(&b, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    let c_ll = c.link_local("c-a").to_string();
+    let traced = |a: &Netns| {
+        verify_json(a)["routes"].as_array().is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r["prefix"] == "fd77::4/128" && r["interface"] == "a-b" && r["next_hop"] == c_ll
+            })
+        })
+    };
+    let found = wait_for(240, || traced(&a));
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(
+        found,
+        "c never named as b's next hop\n{dump}\n{}",
+        ds[0].log_text()
+    );
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    let counters = &v["counters"];
+    assert!(counters["traces_sent"].as_u64().unwrap() > 0, "{counters}");
+    assert!(
+        counters["traces_answered"].as_u64().unwrap() > 0,
+        "{counters}"
+    );
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("add verify-route fd77::4/128")
+                && l.contains(" if a-b ")
+                && l.ends_with(&format!(" next-hop {c_ll}"))),
+        "{dump}"
+    );
+    let head = dump
+        .lines()
+        .find(|l| l.starts_with("verify public-key"))
+        .unwrap();
+    assert!(head.contains(" trace-socket-failed 0"), "{head}");
+    // The honest route through b passed (three hops, as b claims), and nobody was evicted.
+    assert!(
+        wait_for(60, || passed_check(&a, "a-b", u64::MAX)),
+        "the route through b never passed\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let v = verify_json(&a);
+    for iface in ["a-b", "a-c"] {
+        assert!(
+            neighbour(&v, iface).is_none_or(|n| n["evicted"] == false),
+            "{v}"
+        );
+    }
+    // Prometheus carries the trace counters.
+    let m = try_control(&a, "metrics\nquit\n");
+    assert!(m.contains("traces_answered"), "{m}");
+    assert!(m.contains("trace_socket_failed"), "{m}");
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §9.6: without `CAP_NET_RAW` (dropped from the bounding set with `setpriv`) the raw ICMPv6
+/// socket cannot be opened: the daemon logs it once, counts it, sends no trace, and verifies on
+/// without attribution.
+#[test]
+fn without_a_raw_socket_verification_runs_without_attribution() {
+    let test = "without_a_raw_socket_verification_runs_without_attribution";
+    if !usable(test) || !have("setpriv", test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, h, d) = (node("vna", 1), node("vnh", 3), node("vnd", 4));
+    veth(&a, "a-h", &h, "h-a");
+    veth(&h, "h-d", &d, "d-h");
+    let (d_seed, d_pub) = destination_key();
+    let (args, log) = common::daemon_args(
+        "vna",
+        &format!(
+            "{}verify-attribution true\nverify-destination fd77::4/128\n",
+            verifier_config(&d_pub)
+        ),
+        &[],
+        &["a-h"],
+    );
+    let mut wrapped = vec!["--bounding-set=-net_raw", "--", BIN];
+    wrapped.extend(args.iter().map(String::as_str));
+    let ds = [
+        common::DaemonProcess::start(&a, "setpriv", &wrapped, log),
+        start_with_config(&h, "vnh", BIN, FILTERS, &["h-a", "h-d"]),
+        start_with_config(&d, "vnd", BIN, &destination_config(&d_seed), &["d-h"]),
+    ];
+    let answered = wait_for(180, || {
+        verify_json(&a)["counters"]["answers"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(answered, "no check answered\n{dump}\n{}", ds[0].log_text());
+    let head = dump
+        .lines()
+        .find(|l| l.starts_with("verify public-key"))
+        .unwrap();
+    assert!(head.contains(" trace-socket-failed 1"), "{head}");
+    assert!(head.contains(" traces-sent 0 "), "{head}");
+    assert_eq!(verify_json(&a)["trace_socket_failed"], 1);
+    let log = ds[0].log_text();
+    assert_eq!(
+        log.matches("no raw ICMPv6 socket").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(
+        wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
+        "the route through h never passed\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
 /// §4.3: an evicted neighbour earns trust back. The liar is evicted (hold 60 s), then stops
 /// lying (its lie, a kernel route announced with metric 1, is withdrawn, and it routes to d by
 /// Babel like anyone) and a's other path goes down. While the eviction lasts, its routes stay out

@@ -36,7 +36,7 @@ pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
     Check, HOP_LIMIT, ProbeAction, ProbeCounters, REMOTE_IHU_INTERVAL, Responder, TRACE_HOP_LIMIT,
-    Verifier, VerifyConfig, via_tag,
+    TraceAnswer, Verifier, VerifyConfig, via_tag,
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 pub use score::{Blame, CheckVerdict, NeighbourScore, Rule, ScoreConfig};

@@ -56,6 +56,13 @@ pub struct ProbeCounters {
     pub black_holes: u64,
     /// Remote Hellos that came back as ICMPv6 Time Exceeded.
     pub looped: u64,
+    /// Hop-limited Remote Hellos sent to find the neighbour's next hop (§4.2.1).
+    pub traces_sent: u64,
+    /// Their ICMPv6 Time Exceeded that matched the session's own trace.
+    pub traces_answered: u64,
+    /// ICMPv6 Time Exceeded dropped: matching no trace of a session under way (forged, stale,
+    /// repeated) or malformed.
+    pub traces_dropped: u64,
     /// Remote IHUs dropped: malformed.
     pub malformed: u64,
     /// Remote IHUs dropped: signature does not verify.
@@ -86,6 +93,9 @@ impl ProbeCounters {
             unanswered,
             black_holes,
             looped,
+            traces_sent,
+            traces_answered,
+            traces_dropped,
             malformed,
             bad_signature,
             unbound_key,
@@ -102,6 +112,9 @@ impl ProbeCounters {
         self.unanswered += unanswered;
         self.black_holes += black_holes;
         self.looped += looped;
+        self.traces_sent += traces_sent;
+        self.traces_answered += traces_answered;
+        self.traces_dropped += traces_dropped;
         self.malformed += malformed;
         self.bad_signature += bad_signature;
         self.unbound_key += unbound_key;
@@ -183,6 +196,9 @@ pub struct Check {
     pub black_hole: bool,
     /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
     pub blame: Blame,
+    /// The neighbour's next hop on the route, found by the session's trace when it is one of
+    /// our neighbours (§4.2.1; `None` without attribution).
+    pub next_hop: Option<NeighbourId>,
     /// What the check did to the neighbour.
     pub verdict: CheckVerdict,
 }
@@ -199,8 +215,54 @@ struct Session {
     ends: Instant,
     answer: Option<(SignedIhu, Instant)>,
     looped: bool,
-    /// The neighbour's next hop on the route under test, when it is also our neighbour (§4.2.1).
-    next_hop: Option<NeighbourId>,
+    /// The session's trace (§4.2.1).
+    trace: Trace,
+}
+
+impl Session {
+    /// The neighbour's next hop on the route, if the trace found one of our neighbours.
+    fn next_hop(&self) -> Option<NeighbourId> {
+        match self.trace {
+            Trace::Answered(_, x) => x,
+            _ => None,
+        }
+    }
+}
+
+/// Where a session's trace stands (§4.2.1).
+#[derive(Clone, Debug, PartialEq)]
+enum Trace {
+    /// None sent (attribution off, or the first Remote Hello not sent yet).
+    NotSent,
+    /// Sent: this Remote Hello, exactly, is what its Time Exceeded must quote.
+    Sent(RemoteHello),
+    /// Answered, by one of our neighbours or (`None`) by a router that is not.
+    Answered(RemoteHello, Option<NeighbourId>),
+    /// Two answers that name different routers: somebody forged one, nothing is known.
+    Conflicting(RemoteHello),
+}
+
+impl Trace {
+    /// The Remote Hello sent as the trace.
+    fn hello(&self) -> Option<&RemoteHello> {
+        match self {
+            Trace::NotSent => None,
+            Trace::Sent(h) | Trace::Answered(h, _) | Trace::Conflicting(h) => Some(h),
+        }
+    }
+}
+
+/// What became of an ICMPv6 Time Exceeded offered as a trace's answer
+/// ([`Verifier::handle_trace_answer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceAnswer {
+    /// It quotes the trace of a session under way, exactly, and is the first answer.
+    Accepted,
+    /// It quotes no trace of a session under way (forged, stale, or not a trace): dropped.
+    Unmatched,
+    /// The trace was answered already: dropped; if it names another router than the first
+    /// answer, the session's next hop is forgotten (one of the two was forged).
+    Repeated,
 }
 
 /// The verifier of one router (sans-IO: time and seed are parameters).
@@ -378,6 +440,8 @@ impl Verifier {
                 self.counters.probes_sent += 1;
                 if s.sent == 1 && self.cfg.score.attribution {
                     self.counters.probes_sent += 1;
+                    self.counters.traces_sent += 1;
+                    s.trace = Trace::Sent(hello.clone());
                     out.push(ProbeAction::SendTrace {
                         neighbour: s.route.neighbour,
                         hello: hello.clone(),
@@ -434,7 +498,7 @@ impl Verifier {
                         ends,
                         answer: None,
                         looped: false,
-                        next_hop: None,
+                        trace: Trace::NotSent,
                     },
                 );
             }
@@ -473,21 +537,65 @@ impl Verifier {
 
     /// An ICMPv6 Time Exceeded quoting the session's hop-limited Remote Hello
     /// ([`ProbeAction::SendTrace`]) came from `from`, one of our neighbours: it is the next hop of
-    /// the neighbour under test on the route (§4.2.1). Returns whether it matched a session.
-    pub fn handle_trace(&mut self, _now: Instant, quoted: &RemoteHello, from: NeighbourId) -> bool {
-        let router_id = self.router_id;
-        let Some(s) = self.sessions.values_mut().find(|s| {
-            quoted.origin == router_id
-                && s.via == quoted.via
-                && s.route.prefix == quoted.prefix
-                && quoted.seqno == s.first_seqno
-        }) else {
-            return false;
+    /// the neighbour under test on the route (§4.2.1). Returns whether it was accepted
+    /// ([`Verifier::handle_trace_answer`]).
+    pub fn handle_trace(&mut self, now: Instant, quoted: &RemoteHello, from: NeighbourId) -> bool {
+        self.handle_trace_answer(now, quoted, Some(from)) == TraceAnswer::Accepted
+    }
+
+    /// An ICMPv6 Time Exceeded quoting `quoted` came from `from` (`None`: a router that is not
+    /// our neighbour). It answers a session's trace only if it quotes that trace's Remote Hello
+    /// exactly (origin, via tag, prefix, seqno, interval and timestamp) while the session is
+    /// under way, and only the first answer counts: a second one naming another router makes
+    /// the next hop unknown (§4.2.1, what an attacker can still do). Anything else is dropped
+    /// and counted (`traces_dropped`).
+    pub fn handle_trace_answer(
+        &mut self,
+        _now: Instant,
+        quoted: &RemoteHello,
+        from: Option<NeighbourId>,
+    ) -> TraceAnswer {
+        let Some(s) = self
+            .sessions
+            .values_mut()
+            .find(|s| s.trace.hello() == Some(quoted))
+        else {
+            self.counters.traces_dropped += 1;
+            return TraceAnswer::Unmatched;
         };
-        if from != s.route.neighbour {
-            s.next_hop = Some(from);
+        // The neighbour under test answering for itself names nobody behind it.
+        let from = from.filter(|f| *f != s.route.neighbour);
+        let hello = quoted.clone();
+        match &s.trace {
+            Trace::Sent(_) => {
+                s.trace = Trace::Answered(hello, from);
+                self.counters.traces_answered += 1;
+                TraceAnswer::Accepted
+            }
+            Trace::Answered(_, first) => {
+                if *first != from {
+                    s.trace = Trace::Conflicting(hello);
+                }
+                self.counters.traces_dropped += 1;
+                TraceAnswer::Repeated
+            }
+            Trace::NotSent | Trace::Conflicting(_) => {
+                self.counters.traces_dropped += 1;
+                TraceAnswer::Repeated
+            }
         }
-        true
+    }
+
+    /// Counts an ICMPv6 Time Exceeded the driver dropped before it could be offered (it does
+    /// not parse): `traces_dropped`.
+    pub fn trace_dropped(&mut self) {
+        self.counters.traces_dropped += 1;
+    }
+
+    /// Turns attribution off (§4.2.1): the driver cannot send or read traces (no raw ICMPv6
+    /// socket). Sessions under way keep what they have.
+    pub fn disable_attribution(&mut self) {
+        self.cfg.score.attribution = false;
     }
 
     /// §4.2.1: whom a failing check of `route` with measured cost `cost` blames, given the
@@ -659,6 +767,7 @@ impl Verifier {
             neighbour_factor: None,
             black_hole: black_hole_found,
             blame: Blame::Unknown,
+            next_hop: s.next_hop(),
             verdict: CheckVerdict::Kept,
         };
         if let (Some(c), Some(a)) = (cost, a) {
@@ -677,7 +786,7 @@ impl Verifier {
                 self.counters.corrections += 1;
             }
             if failed {
-                check.blame = self.blame(&route, s.next_hop, c, candidates);
+                check.blame = self.blame(&route, s.next_hop(), c, candidates);
                 let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
                 check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
             }

@@ -8,7 +8,7 @@ use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
     Blame, Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
-    ReportDropReason, Responder, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
+    ReportDropReason, Responder, SigningKey, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -435,4 +435,78 @@ fn origin_of_a_lie_is_blamed() {
     w.next_hops.push((nb(1), nb(1)));
     let c = w.run_check(&[cand(1, 144, true)]);
     assert_eq!(c.blame, Blame::Unknown);
+}
+
+/// §4.2.1: a trace's answer must quote the session's own hop-limited Remote Hello exactly,
+/// while the session is under way; the first answer counts, a second one naming another
+/// router makes the next hop unknown, and everything else is dropped and counted.
+#[test]
+fn forged_stale_and_conflicting_trace_answers_are_dropped() {
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    let run = |answers: &[(bool, Option<NeighbourId>)]| {
+        let mut ring = Keyring::new(4);
+        ring.bind(dest(), *key(1).verifying_key().as_bytes());
+        let mut now = Instant::from_secs(1000);
+        let mut v = Verifier::new(cfg, ME, ring, 7, now);
+        let cands = [cand(1, 192, true)];
+        let (mut trace, mut check, mut outcomes) = (None, None, Vec::new());
+        for _ in 0..1000 {
+            now = v.poll_timeout().max(now);
+            v.mark_used(now, dest());
+            for a in v.handle_timeout(now, &cands) {
+                match a {
+                    ProbeAction::SendTrace { hello, .. } => {
+                        trace = Some(hello.clone());
+                        for (forged, from) in answers {
+                            let mut q = hello.clone();
+                            if *forged {
+                                // An off-path guess: right seqno, via and prefix, wrong time.
+                                q.timestamp = q.timestamp.map(|t| t ^ 1);
+                            }
+                            outcomes.push(v.handle_trace_answer(now, &q, *from));
+                        }
+                    }
+                    ProbeAction::Checked(c) => check = Some(c),
+                    _ => {}
+                }
+            }
+            if check.is_some() {
+                break;
+            }
+        }
+        // The same answer after the session: stale.
+        let stale = v.handle_trace_answer(now, &trace.unwrap(), Some(nb(2)));
+        assert_eq!(stale, TraceAnswer::Unmatched);
+        (check.unwrap(), outcomes, v.counters())
+    };
+    // The real answer from neighbour 2: its next hop.
+    let (c, o, n) = run(&[(false, Some(nb(2)))]);
+    assert_eq!(o, [TraceAnswer::Accepted]);
+    assert_eq!(c.next_hop, Some(nb(2)));
+    assert_eq!(
+        (n.traces_sent, n.traces_answered, n.traces_dropped),
+        (1, 1, 1)
+    );
+    // A forged one first (wrong timestamp) is dropped; the real one still counts.
+    let (c, o, n) = run(&[(true, Some(nb(3))), (false, Some(nb(2)))]);
+    assert_eq!(o, [TraceAnswer::Unmatched, TraceAnswer::Accepted]);
+    assert_eq!(c.next_hop, Some(nb(2)));
+    assert_eq!((n.traces_answered, n.traces_dropped), (1, 2));
+    // The same answer twice: the second is dropped, the next hop stays.
+    let (c, o, _) = run(&[(false, Some(nb(2))), (false, Some(nb(2)))]);
+    assert_eq!(o, [TraceAnswer::Accepted, TraceAnswer::Repeated]);
+    assert_eq!(c.next_hop, Some(nb(2)));
+    // Two answers naming different routers: one is forged, nothing is known.
+    let (c, o, n) = run(&[(false, Some(nb(3))), (false, Some(nb(2)))]);
+    assert_eq!(o, [TraceAnswer::Accepted, TraceAnswer::Repeated]);
+    assert_eq!(c.next_hop, None);
+    assert_eq!((n.traces_answered, n.traces_dropped), (1, 2));
+    // The neighbour under test answering for itself, or a router that is not our neighbour,
+    // names nobody.
+    let (c, _, _) = run(&[(false, Some(nb(1)))]);
+    assert_eq!(c.next_hop, None);
+    let (c, o, _) = run(&[(false, None)]);
+    assert_eq!(o, [TraceAnswer::Accepted]);
+    assert_eq!(c.next_hop, None);
 }

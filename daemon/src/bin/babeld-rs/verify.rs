@@ -4,7 +4,11 @@
 //! marked probe through the neighbour under test (handed to the netlink thread,
 //! `daemon::netlink_ops::probe`), and the nftables set in which the kernel records the
 //! destinations of our and forwarded traffic (what is "used"), read by `nft` on a worker thread
-//! of its own so that the main loop never waits for the subprocess.
+//! of its own so that the main loop never waits for the subprocess. For attribution by the next
+//! hop (`spec/verify.md` §4.2.1) a second UDP socket sends each session's trace with hop limit
+//! [`verify::TRACE_HOP_LIMIT`], and a raw ICMPv6 socket that lets only Time Exceeded through
+//! reads what comes back (parsed and matched by `daemon::verification::trace`); the same socket
+//! shows the Remote Hellos that loop (§3.4).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::IoSliceMut;
@@ -37,6 +41,13 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(10);
 pub struct VerifyIo {
     socket: UdpSocket,
     port: u16,
+    /// Sends traces (hop limit [`verify::TRACE_HOP_LIMIT`]) from its own port; `None` if the
+    /// ICMPv6 socket could not be opened.
+    trace: Option<UdpSocket>,
+    /// The trace socket's port (what a trace's Time Exceeded quotes).
+    trace_port: u16,
+    /// The raw ICMPv6 socket (Time Exceeded only).
+    icmp: Option<UdpSocket>,
     /// The probe rules installed (mark, table).
     rules: BTreeSet<(u32, u32)>,
     /// Where the probe rules and routes go (the netlink thread).
@@ -55,6 +66,64 @@ pub struct VerifyIo {
 
 /// A received datagram: source, hop limit, bytes.
 pub type ReceivedDatagram = (Ipv6Addr, u8, Vec<u8>);
+
+/// `ICMP6_FILTER` (`<netinet/icmp6.h>`, Linux): the ICMPv6 types a raw socket blocks, one bit
+/// each in eight 32-bit words.
+const ICMP6_FILTER: nix::libc::c_int = 1;
+
+#[allow(unsafe_code)]
+mod icmp_filter {
+    // nix's macro writes the setsockopt(2) call (the only unsafe here) for a plain array
+    // passed by pointer and size; it needs `libc` in scope.
+    use nix::libc;
+
+    /// `ICMP6_FILTER` on a raw ICMPv6 socket.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Icmp6Filter;
+
+    nix::setsockopt_impl!(
+        Icmp6Filter,
+        libc::IPPROTO_ICMPV6,
+        super::ICMP6_FILTER,
+        [u32; 8],
+        nix::sys::socket::sockopt::SetStruct<'_, [u32; 8]>
+    );
+}
+
+/// A raw ICMPv6 socket that receives only Time Exceeded (type 3): the kernel hands a raw
+/// socket every ICMPv6 message for us, and the filter keeps Neighbour Discovery and the rest
+/// out. Needs `CAP_NET_RAW`. Driven as a tokio `UdpSocket`: a raw socket is a datagram socket,
+/// and only readiness and `recvfrom(2)` are used.
+fn open_icmp() -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    s.set_nonblocking(true)?;
+    // A set bit blocks the type (Linux's ICMP6_FILTER_SETBLOCKALL, then SETPASS for 3).
+    let mut f = [u32::MAX; 8];
+    let t = daemon::verification::trace::ICMP6_TIME_EXCEEDED;
+    if let Some(w) = f.get_mut(usize::from(t >> 5)) {
+        *w &= !(1u32 << (t & 31));
+    }
+    setsockopt(&s, icmp_filter::Icmp6Filter, &f)?;
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// The trace socket: hop limit [`verify::TRACE_HOP_LIMIT`] on every datagram, an ephemeral
+/// port of its own. Returns it and its port.
+fn open_trace() -> anyhow::Result<(UdpSocket, u16)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(true)?;
+    s.set_unicast_hops_v6(u32::from(verify::TRACE_HOP_LIMIT))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0).into())?;
+    let port = s
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.port())
+        .context("trace socket without a port")?;
+    Ok((UdpSocket::from_std(s.into())?, port))
+}
 
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
@@ -86,8 +155,20 @@ pub fn start(
     let counter = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
-    let v = Verification::new(s, d.engine.router_id(), key, counter, seed, now);
+    let mut v = Verification::new(s, d.engine.router_id(), key, counter, seed, now);
     let port = v.port();
+    // §4.2.1 and §3.4 need the ICMPv6 Time Exceeded of our Remote Hellos; without the raw
+    // socket (no CAP_NET_RAW) verification runs on, without attribution or loop evidence.
+    let (trace, trace_port, icmp) = match open_icmp().and_then(|i| Ok((open_trace()?, i))) {
+        Ok(((t, tp), i)) => (Some(t), tp, Some(i)),
+        Err(e) => {
+            tracing::warn!(
+                "verification: no raw ICMPv6 socket ({e:#}): running without attribution by the next hop"
+            );
+            v.trace_unavailable();
+            (None, 0, None)
+        }
+    };
     tracing::info!(
         "verification on UDP port {port}, public key {}",
         v.public_key_hex()
@@ -102,6 +183,9 @@ pub fn start(
     Ok(Some(VerifyIo {
         socket,
         port,
+        trace,
+        trace_port,
+        icmp,
         rules: BTreeSet::new(),
         netlink: netlink.clone(),
         next_used: now,
@@ -178,11 +262,20 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
             None => std::future::pending().await,
         }
     };
+    let icmp = async {
+        match &io.icmp {
+            Some(a) => a.readable().await.is_ok(),
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = io.socket.readable() => {
             if r.is_err() {
                 return Some(Event::Datagrams(Vec::new()));
             }
+        }
+        ok = icmp => {
+            return Some(Event::Icmp(if ok { recv_icmp(io) } else { Vec::new() }));
         }
         Some(used) = io.used.recv() => return Some(Event::Used(used)),
         done = installed => return Some(Event::Installed(done.ok())),
@@ -219,8 +312,30 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
     Some(Event::Datagrams(out))
 }
 
+/// The ICMPv6 messages waiting on the raw socket (at most 64): source, bytes from the ICMPv6
+/// header.
+fn recv_icmp(io: &VerifyIo) -> Vec<(Ipv6Addr, Vec<u8>)> {
+    let Some(icmp) = &io.icmp else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // `try_recv_from` clears the readiness when the socket runs dry.
+    while out.len() < 64 {
+        let Ok((len, SocketAddr::V6(src))) = icmp.try_recv_from(&mut buf) else {
+            break;
+        };
+        if let Some(b) = buf.get(..len) {
+            out.push((*src.ip(), b.to_vec()));
+        }
+    }
+    out
+}
+
 /// What [`recv`] got.
 pub enum Event {
+    /// ICMPv6 Time Exceeded on the raw socket: source, message.
+    Icmp(Vec<(Ipv6Addr, Vec<u8>)>),
     /// Datagrams on the socket.
     Datagrams(Vec<ReceivedDatagram>),
     /// A reading of the used set, from the `nft` worker.
@@ -239,6 +354,21 @@ pub fn on_event(
 ) -> Vec<String> {
     match event {
         Event::Datagrams(got) => on_datagrams(d, now, io, got),
+        Event::Icmp(got) => {
+            let Some(trace_port) = io.as_ref().map(|io| io.trace_port) else {
+                return Vec::new();
+            };
+            if got.is_empty() {
+                return Vec::new();
+            }
+            let routes = d.engine.routes(now);
+            if let Some(v) = d.verification.as_mut() {
+                for (src, bytes) in got {
+                    v.on_time_exceeded(now, src, &bytes, trace_port, &routes);
+                }
+            }
+            Vec::new()
+        }
         Event::Used(used) => {
             on_used(d, now, io, &used);
             Vec::new()
@@ -351,12 +481,20 @@ fn hand_over(
 }
 
 fn send(io: &VerifyIo, g: &Datagram) {
-    if let Err(e) = setsockopt(&io.socket, sockopt::Mark, &g.mark) {
+    let socket = if g.trace {
+        match &io.trace {
+            Some(t) => t,
+            None => return,
+        }
+    } else {
+        &io.socket
+    };
+    if let Err(e) = setsockopt(socket, sockopt::Mark, &g.mark) {
         tracing::debug!("verification: SO_MARK {}: {e}", g.mark);
         return;
     }
     let to = SocketAddr::V6(SocketAddrV6::new(g.dst, io.port, 0, 0));
-    if let Err(e) = io.socket.try_send_to(&g.bytes, to) {
+    if let Err(e) = socket.try_send_to(&g.bytes, to) {
         tracing::debug!("verification: send to {to}: {e}");
     }
 }
