@@ -26,6 +26,9 @@ use crate::effects::{
 use crate::metrics_http::{MetricsReply, next_metrics_request};
 use crate::startup::Clock;
 
+/// Datagrams read from the Babel socket per wake-up at most.
+const RECV_BATCH: usize = 64;
+
 /// Everything the loop owns besides the daemon state.
 pub struct Io {
     pub socket: BabelSocket,
@@ -72,7 +75,8 @@ pub async fn main_loop(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut bufs = vec![Vec::new(); 64];
+    // One datagram's room; each received datagram is copied out at its own length.
+    let mut scratch = Vec::new();
     let mut trim = daemon::allocator::Trim::default();
     let mut received = Vec::new();
     loop {
@@ -98,16 +102,16 @@ pub async fn main_loop(
         }
         let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
-            r = io.socket.recv_batch(&mut bufs, &mut received) => {
+            r = io.socket.recv_batch(&mut scratch, RECV_BATCH, &mut received) => {
                 if let Err(e) = r {
                     tracing::warn!("receive: {e}");
                     continue;
                 }
                 let now = clock.now();
-                for (r, buf) in received.iter().zip(&bufs) {
+                for r in received.drain(..) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
                     let src = IpAddr::V6(*r.src.ip());
-                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
+                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: r.bytes });
                 }
             }
             () = sleep => {
