@@ -76,6 +76,11 @@ use daemon::cli::{Cli, Invocation};
 
 fn main() -> ExitCode {
     daemon::allocator::tune();
+    // Before any thread starts, so that every thread inherits the mask.
+    if let Err(e) = run::block_signals() {
+        eprintln!("babeld-rs: blocking signals: {e}");
+        return ExitCode::from(1);
+    }
     // The command line and the configuration are read on a thread of their own that ends
     // before the daemon starts: clap's parsing takes about 90 KiB of stack, which glibc
     // returns to the kernel when that thread exits but which would stay resident for the
