@@ -15,9 +15,12 @@
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
 #   idle        ring of 4 (babeld-rs, babeld, BIRD 2 one after the other, Hello 4 s): once every
 #               node routes to the three others, IDLE seconds (default 30) idle, then each
-#               node's RSS (VmRSS), private anonymous memory (RssAnon) and threads; for babeld-rs
-#               also its anonymous memory by mapping (heap, thread stacks, glibc arenas). Measure
-#               the router build: BIN=target/small/babeld-rs (cargo build --profile small -p daemon).
+#               node's RSS (VmRSS), private anonymous memory (RssAnon) and threads; for node 0
+#               of each daemon also its memory by mapping (each file's text, read-only and
+#               writable parts, heap, stack, thread stacks, other anonymous memory) with what it
+#               touched in the idle period's second half (SMAPS=DIR keeps node 0's smaps).
+#               Measure the router build: BIN=target/small/babeld-rs (cargo build --profile
+#               small -p daemon --bin babeld-rs).
 #   reroute     ring of 4 (babeld-rs, babeld, BIRD 2 one after the other), Hello every HELLO s
 #               (default 1), link detection on in all three (babeld -l; BIRD's `check link` is
 #               on by default): node 0 pings node 1 every 10 ms over their direct link, then
@@ -411,7 +414,11 @@ idle() {
       sleep 0.5
       if awk -v a="$t0" -v b="$(now)" 'BEGIN {exit !(b-a > 300)}'; then echo "$kind: no convergence"; break; fi
     done
-    sleep "$idle"
+    # Half-way, node 0's referenced bits are cleared: what it touches in the second half is
+    # its idle working set (the last column of the table by mapping).
+    sleep "$((idle / 2))"
+    echo 1 > "/proc/$(daemon_pid "${ring_pids[0]}")/clear_refs"
+    sleep "$((idle - idle / 2))"
     local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
     [ "$kind" = old ] && name=OLD_BIN
     for i in 0 1 2 3; do
@@ -419,20 +426,26 @@ idle() {
       printf '%-13s %-6s %-8s %-17s %s\n' "$name" "$i" "$(awk '$1 == "VmRSS:" {print $2}' "/proc/$p/status")" \
         "$(awk '$1 == "RssAnon:" {print $2}' "/proc/$p/status")" "$(awk '$1 == "Threads:" {print $2}' "/proc/$p/status")"
     done
-    if [ "$kind" = rs ] || [ "$kind" = old ]; then
-      # Node 0's anonymous memory by mapping: [heap] (the main thread's arena), [stack], thread
-      # stacks (by their size), and the rest (other threads' glibc arenas, large allocations).
-      local p; p=$(daemon_pid "${ring_pids[0]}")
-      echo "babeld-rs node 0, resident anonymous kB by mapping:"
-      awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "anon" : $6)}
-           $1 == "Size:" {size = $2}
-           $1 == "Anonymous:" && $2 > 0 {
-             what = name
-             if (name == "anon") what = (size >= 64 && size <= 8200 && size % 4 == 0 && (size == 2048 || size == 2052 || size == 8192 || size <= 512 && size % 64 == 0)) ? "thread stack (" size " kB)" : "other: thread arenas, large allocations"
-             kb[what] += $2
-           }
-           END {for (w in kb) printf "  %-40s %6d\n", w, kb[w]}' "/proc/$p/smaps" | sort -k1,1
-    fi
+    # Node 0 by mapping (every daemon): resident kB (Rss), private dirty, anonymous, referenced
+    # in the idle period's second half, per file
+    # and permission (r-x: text, r--: read-only data and relocated data once made read-only,
+    # rw-: data), [heap] (the main thread's arena), [stack], thread stacks (anonymous mappings
+    # of a thread stack's size) and other anonymous memory (glibc's other arenas, large
+    # allocations, the relocated data's bss tail). SMAPS=DIR keeps node 0's smaps in DIR.
+    local p0; p0=$(daemon_pid "${ring_pids[0]}")
+    [ -n "${SMAPS:-}" ] && { mkdir -p "$SMAPS"; cp "/proc/$p0/smaps" "$SMAPS/$kind.smaps"; cp "/proc/$p0/smaps_rollup" "$SMAPS/$kind.smaps_rollup"; }
+    echo "$name node 0, kB by mapping: rss private-dirty anonymous referenced-in-2nd-half"
+    awk '/^[0-9a-f]+-[0-9a-f]+ / {perm = substr($2, 1, 3); name = ($6 == "" ? "anon" : $6); n = split(name, parts, "/"); name = parts[n]}
+         $1 == "Size:" {size = $2}
+         $1 == "Rss:" {rss = $2}
+         $1 == "Private_Dirty:" {dirty = $2}
+         $1 == "Referenced:" {refd = $2}
+         $1 == "Anonymous:" {
+           what = name " " perm
+           if (name == "anon") what = (size == 2048 || size == 2052 || size == 8192 || size <= 512 && size % 64 == 0 && size >= 64) ? "thread stack (" size " kB)" : "other anonymous"
+           if (rss > 0) {r[what] += rss; d[what] += dirty; a[what] += $2; f[what] += refd}
+         }
+         END {for (w in r) printf "  %-40s %6d %6d %6d %6d\n", w, r[w], d[w], a[w], f[w]}' "/proc/$p0/smaps" | sort
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     pids=()

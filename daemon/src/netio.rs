@@ -29,8 +29,8 @@ pub const RECV_BUFFER: usize = 8 << 20;
 /// big: 64 slots of 64 KiB cost 4 MiB of resident memory after the first burst, these 576 KiB.
 pub const MAX_DATAGRAM: usize = 9216;
 
-/// One received datagram's addressing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One received datagram: its addressing and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
     /// Sender address and port; its scope id is the receiving interface for link-local senders.
     pub src: SocketAddrV6,
@@ -38,8 +38,8 @@ pub struct Received {
     pub dst: Ipv6Addr,
     /// The interface it arrived on.
     pub ifindex: u32,
-    /// Its length.
-    pub len: usize,
+    /// The datagram, exactly as long as it is.
+    pub bytes: Vec<u8>,
 }
 
 /// The Babel socket.
@@ -134,19 +134,27 @@ impl BabelSocket {
             .await
     }
 
-    /// Waits for datagrams and reads up to `bufs.len()` of them without blocking again.
+    /// Waits for datagrams and reads up to `max` of them without blocking again, each through
+    /// `scratch` (one datagram's room, [`MAX_DATAGRAM`]) into a buffer of its own length: an
+    /// idle router keeps one 9 KiB buffer resident, not one per datagram of its largest burst.
+    /// A datagram that is dropped (truncated, or without addressing) is not in `out`.
     pub async fn recv_batch(
         &self,
-        bufs: &mut [Vec<u8>],
+        scratch: &mut Vec<u8>,
+        max: usize,
         out: &mut Vec<Received>,
     ) -> io::Result<()> {
         out.clear();
+        scratch.resize(MAX_DATAGRAM, 0);
         let fd = self.sock.as_raw_fd();
         loop {
             self.sock.readable().await?;
-            for buf in bufs.iter_mut() {
+            for _ in 0..max {
                 // try_io clears readiness on WouldBlock, so the next readable() waits.
-                match self.sock.try_io(Interest::READABLE, || recv_one(fd, buf)) {
+                match self
+                    .sock
+                    .try_io(Interest::READABLE, || recv_one(fd, scratch))
+                {
                     Ok(Some(r)) => out.push(r),
                     Ok(None) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -160,11 +168,11 @@ impl BabelSocket {
     }
 }
 
-/// One non-blocking recvmsg; `Ok(None)` for a datagram without usable addressing.
-fn recv_one(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<Option<Received>> {
-    buf.resize(MAX_DATAGRAM, 0);
+/// One non-blocking recvmsg through `buf` ([`MAX_DATAGRAM`] long); `Ok(None)` for a datagram
+/// without usable addressing or longer than the buffer.
+fn recv_one(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<Received>> {
     let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
-    let mut iov = [IoSliceMut::new(buf.as_mut_slice())];
+    let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
         .map_err(io::Error::from)?;
     let len = msg.bytes;
@@ -186,15 +194,47 @@ fn recv_one(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<Option<Rece
     let Some((dst, ifindex)) = pktinfo else {
         return Ok(None);
     };
-    buf.truncate(len);
+    let Some(bytes) = buf.get(..len) else {
+        return Ok(None);
+    };
     Ok(Some(Received {
         src,
         dst,
         ifindex,
-        len,
+        bytes: bytes.to_vec(),
     }))
 }
 
 fn libc_eaddrinuse() -> i32 {
     nix::libc::EADDRINUSE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram dropped in the middle of a batch leaves nothing of its bytes under the next
+    /// one's sender.
+    #[test]
+    fn dropped_datagram_leaves_its_slot() -> io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let sock = BabelSocket::open(0, Ipv6Addr::LOCALHOST)?;
+            let port = sock.sock.local_addr()?.port();
+            let to = SocketAddrV6::new(Ipv6Addr::LOCALHOST, port, 0, 0);
+            let big = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))?;
+            let small = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))?;
+            big.send_to(&[0xaa; MAX_DATAGRAM + 100], to)?;
+            small.send_to(b"hello", to)?;
+            let mut scratch = Vec::new();
+            let mut out = Vec::new();
+            sock.recv_batch(&mut scratch, 4, &mut out).await?;
+            assert_eq!(out.len(), 1);
+            let got = out.first().map(|r| (r.src.port(), r.bytes.as_slice()));
+            assert_eq!(got, Some((small.local_addr()?.port(), &b"hello"[..])));
+            Ok(())
+        })
+    }
 }

@@ -42,16 +42,20 @@ fn multicast_and_unicast_carry_interface_and_destination() {
                 s.recv_buffer()
             );
             ready_tx.send(()).unwrap();
-            let mut bufs = vec![Vec::new(); 8];
+            let mut scratch = Vec::new();
             let mut got: Vec<(Received, Vec<u8>)> = Vec::new();
             let mut out = Vec::new();
             while got.len() < 2 {
-                tokio::time::timeout(Duration::from_secs(10), s.recv_batch(&mut bufs, &mut out))
-                    .await
-                    .expect("datagrams within 10 s")
-                    .unwrap();
-                for (r, buf) in out.iter().zip(&bufs) {
-                    got.push((*r, buf.clone()));
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    s.recv_batch(&mut scratch, 8, &mut out),
+                )
+                .await
+                .expect("datagrams within 10 s")
+                .unwrap();
+                for r in out.drain(..) {
+                    let bytes = r.bytes.clone();
+                    got.push((r, bytes));
                 }
             }
             // Answer unicast, so the other side sees our link-local source.
@@ -70,13 +74,18 @@ fn multicast_and_unicast_carry_interface_and_destination() {
                 .await
                 .unwrap();
             s.send(b"hello-unicast", b_ll, a_if).await.unwrap();
-            let mut bufs = vec![Vec::new(); 4];
+            let mut scratch = Vec::new();
             let mut out = Vec::new();
-            tokio::time::timeout(Duration::from_secs(10), s.recv_batch(&mut bufs, &mut out))
-                .await
-                .unwrap()
-                .unwrap();
-            (out[0], bufs[0].clone())
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                s.recv_batch(&mut scratch, 4, &mut out),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            let pong = out.swap_remove(0);
+            let bytes = pong.bytes.clone();
+            (pong, bytes)
         })
     });
     let got = receiver.join().unwrap();
@@ -90,7 +99,7 @@ fn multicast_and_unicast_carry_interface_and_destination() {
     assert_eq!(m.ifindex, b_if);
     assert_eq!(*m.src.ip(), a_ll);
     assert_eq!(m.src.port(), PORT);
-    assert_eq!(m.len, mb.len());
+    assert_eq!(m.bytes, *mb);
     let (u, _) = got
         .iter()
         .find(|(_, b)| b == b"hello-unicast")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto,
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, sendto,
     setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeVal;
@@ -14,7 +14,9 @@ use crate::FibError;
 use crate::codec::{self, MsgBuilder, NLM_F_DUMP_INTR, NlMsg};
 
 /// Bytes of our receive buffer: kernel dump datagrams are at most 32 KiB, notifications and
-/// acks far smaller. A larger datagram is reported as [`FibError::Truncated`].
+/// acks far smaller. A larger datagram is reported as [`FibError::Truncated`]. The buffer is
+/// reserved, not zeroed: only the bytes the kernel writes into it become resident, so an idle
+/// router pays for the largest datagram it received, not for 64 KiB per socket.
 pub(crate) const RECV_BUFFER: usize = 64 * 1024;
 
 /// How often a dump interrupted by concurrent changes is restarted.
@@ -51,7 +53,7 @@ impl NlSocket {
         let mut sock = NlSocket {
             fd,
             seq: 0,
-            buf: vec![0; RECV_BUFFER],
+            buf: Vec::with_capacity(RECV_BUFFER),
         };
         sock.set_timeout(timeout)?;
         // Start sequence numbers somewhere unlikely to match a previous socket's stray answers.
@@ -102,13 +104,37 @@ impl NlSocket {
             flags |= MsgFlags::MSG_DONTWAIT;
         }
         loop {
-            match recv(self.fd.as_raw_fd(), &mut self.buf, flags) {
+            match self.recv_uninit(flags) {
                 Ok(n) if n > self.buf.len() => return Err(FibError::Truncated(n)),
                 Ok(n) => return Ok(Some(n)),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Ok(None),
                 Err(e) => return Err(FibError::Socket(e)),
             }
+        }
+    }
+
+    /// One `recv(2)` into the buffer's reserved capacity; the buffer's length becomes the bytes
+    /// the kernel wrote. Returns the datagram's length (larger than the buffer when truncated,
+    /// with `MSG_TRUNC`).
+    fn recv_uninit(&mut self, flags: MsgFlags) -> Result<usize, Errno> {
+        self.buf.clear();
+        let spare = self.buf.spare_capacity_mut();
+        #[allow(unsafe_code)]
+        // SAFETY: `recv` writes at most `spare.len()` bytes into `spare`, memory this Vec owns
+        // and reserved; `set_len` then covers only the bytes it wrote (`n`, capped at the
+        // capacity when the datagram was truncated). Zeroing the buffer first, as a safe `&mut
+        // [u8]` would need, makes all 64 KiB of every socket's buffer resident for good.
+        unsafe {
+            let n = nix::libc::recv(
+                self.fd.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                flags.bits(),
+            );
+            let n = usize::try_from(n).map_err(|_| Errno::last())?;
+            self.buf.set_len(n.min(self.buf.capacity()));
+            Ok(n)
         }
     }
 

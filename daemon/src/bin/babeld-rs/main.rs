@@ -68,41 +68,62 @@ mod startup;
 mod tunnels;
 mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use daemon::cli::Cli;
+use daemon::cli::{Cli, Invocation};
 
 fn main() -> ExitCode {
     daemon::allocator::tune();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    if cli.version {
-        println!("babeld-rs-{}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    // Before any thread starts, so that every thread inherits the mask.
+    if let Err(e) = run::block_signals() {
+        eprintln!("babeld-rs: blocking signals: {e}");
+        return ExitCode::from(1);
     }
-    let inv = match cli.load() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("babeld-rs: {e}");
-            return ExitCode::from(1);
-        }
+    // The command line and the configuration are read on a thread of their own that ends
+    // before the daemon starts: clap's parsing takes about 90 KiB of stack, which glibc
+    // returns to the kernel when that thread exits but which would stay resident for the
+    // daemon's whole life on the main thread.
+    let parsed = std::thread::scope(|s| s.spawn(parse).join());
+    let (inv, record) = match parsed {
+        Ok(Ok(run)) => run,
+        Ok(Err(code)) => return code,
+        Err(_) => return ExitCode::from(1),
     };
-    match startup::start(inv, cli.record) {
+    match startup::start(inv, record) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("babeld-rs: {e:#}");
             tracing::error!("{e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The command line and the configuration files it names, or the exit code when there is
+/// nothing to run (`--help`, `-V`, an error, which it printed).
+fn parse() -> Result<(Invocation, Option<PathBuf>), ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Err(if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    };
+    if cli.version {
+        println!("babeld-rs-{}", env!("CARGO_PKG_VERSION"));
+        return Err(ExitCode::SUCCESS);
+    }
+    match cli.load() {
+        Ok(inv) => Ok((inv, cli.record)),
+        Err(e) => {
+            eprintln!("babeld-rs: {e}");
+            Err(ExitCode::from(1))
         }
     }
 }

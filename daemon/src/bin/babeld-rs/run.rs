@@ -13,7 +13,9 @@ use daemon::netio::BabelSocket;
 use daemon::redistribute::{Announcements, Placements};
 use daemon::state::Daemon;
 use kernel_fib::{NetEvent, RTPROT_BABEL};
-use tokio::signal::unix::{SignalKind, signal};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::control_socket::ControlServer;
@@ -25,6 +27,64 @@ use crate::effects::{
 };
 use crate::metrics_http::{MetricsReply, next_metrics_request};
 use crate::startup::Clock;
+
+/// The signals the daemon acts on: SIGTERM and SIGINT stop it, SIGUSR1 logs its tables.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGUSR1);
+    set
+}
+
+/// Blocks the handled signals in the calling thread and in every thread it starts afterwards,
+/// so that they wait in the kernel for [`Signals`]: call first thing in `main`. Child processes
+/// start with an empty mask (std's `Command` resets it).
+pub fn block_signals() -> nix::Result<()> {
+    handled_signals().thread_block()
+}
+
+/// The handled signals, read from a signalfd. tokio's signal handling would do as well but
+/// keeps an entry for every signal number resident (about 24 KiB of an idle router's heap).
+struct Signals(AsyncFd<SignalFd>);
+
+impl Signals {
+    fn open() -> std::io::Result<Signals> {
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        let fd = SignalFd::with_flags(&handled_signals(), flags)?;
+        // SAFETY: the `SignalFd` owns its descriptor and the AsyncFd takes ownership of it, so
+        // the descriptor stays open and unchanged for the AsyncFd's whole lifetime, which is
+        // what `register` requires (tokio deprecated the safe `AsyncFd::new` for that reason).
+        #[allow(unsafe_code)]
+        let fd =
+            unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Signals(fd))
+    }
+
+    /// The next handled signal.
+    async fn recv(&self) -> std::io::Result<Signal> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            let read = ready.try_io(|fd| match fd.get_ref().read_signal() {
+                Ok(Some(info)) => Ok(info.ssi_signo),
+                Ok(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e.into()),
+            });
+            match read {
+                Ok(Ok(signo)) => {
+                    if let Ok(Ok(s)) = i32::try_from(signo).map(Signal::try_from) {
+                        return Ok(s);
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// Datagrams read from the Babel socket per wake-up at most.
+const RECV_BATCH: usize = 64;
 
 /// Everything the loop owns besides the daemon state.
 pub struct Io {
@@ -69,10 +129,9 @@ pub async fn main_loop(
     mut ctl: ControlServer,
     banner: Banner,
 ) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut bufs = vec![Vec::new(); 64];
+    let signals = Signals::open()?;
+    // One datagram's room; each received datagram is copied out at its own length.
+    let mut scratch = Vec::new();
     let mut trim = daemon::allocator::Trim::default();
     let mut received = Vec::new();
     loop {
@@ -98,16 +157,16 @@ pub async fn main_loop(
         }
         let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
-            r = io.socket.recv_batch(&mut bufs, &mut received) => {
+            r = io.socket.recv_batch(&mut scratch, RECV_BATCH, &mut received) => {
                 if let Err(e) = r {
                     tracing::warn!("receive: {e}");
                     continue;
                 }
                 let now = clock.now();
-                for (r, buf) in received.iter().zip(&bufs) {
+                for r in received.drain(..) {
                     let dst = if r.dst.is_multicast() { Destination::Multicast } else { Destination::Unicast(IpAddr::V6(r.dst)) };
                     let src = IpAddr::V6(*r.src.ip());
-                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: buf.clone() });
+                    d.input(now, Input::Packet { ifindex: r.ifindex, src, dst, bytes: r.bytes });
                 }
             }
             () = sleep => {
@@ -163,13 +222,19 @@ pub async fn main_loop(
             Some(line) = crate::mesh::next_event(&mut io.pay_lines) => {
                 ctl.broadcast(format!("{line}\n").as_bytes());
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = usr1.recv() => {
-                for line in d.dump_lines(clock.now()) {
-                    tracing::warn!(target: "dump", "{line}");
+            s = signals.recv() => match s {
+                Ok(Signal::SIGUSR1) => {
+                    for line in d.dump_lines(clock.now()) {
+                        tracing::warn!(target: "dump", "{line}");
+                    }
                 }
-            }
+                Ok(_) => break, // SIGTERM, SIGINT
+                Err(e) => {
+                    // Without signals the daemon could not be stopped cleanly any more.
+                    tracing::error!("reading signals: {e}; stopping");
+                    break;
+                }
+            },
         }
     }
     shutdown(d, io, clock, &mut ctl).await;

@@ -51,7 +51,9 @@ pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(run(inv, record));
+    // The daemon's future (the whole main loop's state) on the heap: pinned on the stack, it
+    // and the copies made while handing it to the runtime stay resident in the main stack.
+    let result = rt.block_on(Box::pin(run(inv, record)));
     if let Some(p) = &pid_file {
         let _ = fs::remove_file(p);
     }
