@@ -4,6 +4,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use babel_core::{
@@ -170,6 +172,16 @@ struct Link {
     last: [Instant; 2],
 }
 
+/// The ends of a link (fixed once the network is built): what a node's worker needs to find
+/// the peer behind a next hop, without the link's changing state.
+#[derive(Clone, Copy)]
+struct LinkEnds {
+    a: usize,
+    b: usize,
+    ifa: u32,
+    ifb: u32,
+}
+
 struct Node {
     engine: Option<Engine>,
     router_id: RouterId,
@@ -187,6 +199,24 @@ struct Node {
     /// changes as the daemon applies them to the kernel, with the link to it. The loop check
     /// follows these. Only looked up, never iterated, so the hash order cannot reach any result.
     next_hops: HashMap<Prefix, (usize, usize), BuildHasherDefault<PrefixHasher>>,
+}
+
+impl Node {
+    /// What stands in a node's slot while its job runs on a worker thread (allocates nothing).
+    fn vacant() -> Node {
+        Node {
+            engine: None,
+            router_id: RouterId([0; 8]),
+            prefixes: BTreeSet::new(),
+            ifaces: Vec::new(),
+            saved_seqno: 0,
+            restarts: 0,
+            fee: 0,
+            policy: Policy::Babeld,
+            wake: None,
+            next_hops: HashMap::default(),
+        }
+    }
 }
 
 /// A small multiplicative hash for the next-hop tables (SipHash was 5 % of a run; the keys are
@@ -248,7 +278,7 @@ struct NodeOutput {
 /// The peer and link at the other end of interface `ifindex` of node `n`, if `addr` is the
 /// peer's address there.
 fn peer_link(
-    links: &[Link],
+    links: &[LinkEnds],
     ifaces: &[(u32, usize)],
     n: usize,
     ifindex: u32,
@@ -266,7 +296,7 @@ fn peer_link(
 fn take_output(
     n: usize,
     node: &mut Node,
-    links: &[Link],
+    links: &[LinkEnds],
     now: Instant,
     pass: u32,
     out: &mut NodeOutput,
@@ -300,10 +330,11 @@ fn take_output(
     node.wake = e.poll_timeout();
 }
 
-/// One node's share of a window: its deliveries (in time order) and where it writes.
-struct Job<'a> {
+/// One node's share of a window: the node itself (out of its slot while the job runs, so that a
+/// worker thread can own it), its deliveries (in time order) and where it writes.
+struct Job {
     n: usize,
-    node: &'a mut Node,
+    node: Node,
     deliveries: Vec<Delivery>,
     /// The node's timer before the window (to know whether the heap needs a new entry).
     before: Option<Instant>,
@@ -312,10 +343,10 @@ struct Job<'a> {
     last: Instant,
 }
 
-impl Job<'_> {
+impl Job {
     /// Runs the node's events before `end` in time order: at each instant its packets, then its
     /// timer, then its output, as [`Sim::step`] does.
-    fn run(&mut self, links: &[Link], end: Instant) {
+    fn run(&mut self, links: &[LinkEnds], end: Instant) {
         let mut ds = std::mem::take(&mut self.deliveries).into_iter().peekable();
         // A timer due at once (a flush) runs the node again at the same instant: in
         // [`Sim::step`] that is the next step, after every other node's first one.
@@ -353,9 +384,70 @@ impl Job<'_> {
                 }
             }
             if touched {
-                take_output(self.n, self.node, links, t, pass, &mut self.out);
+                take_output(self.n, &mut self.node, links, t, pass, &mut self.out);
             }
         }
+    }
+}
+
+/// The worker threads of a threaded run: to each, a channel for its share of a window's jobs
+/// (with the window's end) and one back.
+struct Workers {
+    lanes: Vec<Lane>,
+}
+
+/// One worker thread's channels: its share of a window (with the window's end) out, the jobs back.
+type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<Vec<Job>>);
+
+/// A window whose jobs weigh less than this runs on the calling thread alone: handing nodes to a
+/// worker and back costs more than it saves (a weight is a job plus one per 256 bytes received).
+const MIN_SHARED_WEIGHT: usize = 16;
+
+impl Workers {
+    /// Runs every job until `end`: contiguous shares of about equal weight, the first on this
+    /// thread, the others on the workers. Returns the jobs in the order they came (by node).
+    fn run(&self, mut jobs: Vec<Job>, ends: &[LinkEnds], end: Instant) -> Vec<Job> {
+        let weight = |j: &Job| 1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256;
+        let total: usize = jobs.iter().map(weight).sum();
+        if self.lanes.is_empty() || jobs.len() < 2 || total < MIN_SHARED_WEIGHT {
+            jobs.iter_mut().for_each(|j| j.run(ends, end));
+            return jobs;
+        }
+        // Where each worker's share starts.
+        let share = total.div_ceil(self.lanes.len() + 1);
+        let mut cuts = Vec::with_capacity(self.lanes.len());
+        let mut w = 0;
+        for (i, j) in jobs.iter().enumerate() {
+            if w >= share * (cuts.len() + 1) && cuts.len() < self.lanes.len() {
+                cuts.push(i);
+            }
+            w += weight(j);
+        }
+        let mut shares = Vec::with_capacity(cuts.len());
+        for &c in cuts.iter().rev() {
+            shares.push(jobs.split_off(c));
+        }
+        shares.reverse();
+        let mut sent = Vec::with_capacity(shares.len());
+        for (share, (to_worker, from_worker)) in shares.into_iter().zip(&self.lanes) {
+            match to_worker.send((end, share)) {
+                Ok(()) => sent.push(Ok(from_worker)),
+                // The worker is gone: its share runs here.
+                Err(e) => sent.push(Err(e.0.1)),
+            }
+        }
+        jobs.iter_mut().for_each(|j| j.run(ends, end));
+        for s in sent {
+            let mut back = match s {
+                Ok(from_worker) => from_worker.recv().unwrap_or_default(),
+                Err(mut share) => {
+                    share.iter_mut().for_each(|j| j.run(ends, end));
+                    share
+                }
+            };
+            jobs.append(&mut back);
+        }
+        jobs
     }
 }
 
@@ -481,6 +573,8 @@ pub struct Sim {
     rng: Rng,
     nodes: Vec<Node>,
     links: Vec<Link>,
+    /// The links' ends, shared with the worker threads.
+    ends: Arc<[LinkEnds]>,
     link_index: BTreeMap<(usize, usize), usize>,
     deliveries: BinaryHeap<Reverse<Delivery>>,
     wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -622,7 +716,17 @@ impl Sim {
             .map(|l| l.delay.unwrap_or(cfg.delay))
             .min()
             .unwrap_or(cfg.delay);
+        let ends = links
+            .iter()
+            .map(|l| LinkEnds {
+                a: l.a,
+                b: l.b,
+                ifa: l.ifa,
+                ifb: l.ifb,
+            })
+            .collect();
         let mut sim = Sim {
+            ends,
             lookahead,
             rng: Rng::new(cfg.seed),
             cfg,
@@ -906,7 +1010,7 @@ impl Sim {
                 return;
             };
             before = node.wake;
-            take_output(n, node, &self.links, now, 0, &mut out);
+            take_output(n, node, &self.ends, now, 0, &mut out);
         }
         for (at, _, t) in std::mem::take(&mut out.tx) {
             self.send(n, at, t);
@@ -991,9 +1095,9 @@ impl Sim {
     }
 
     /// One window of [`SimConfig::threads`] ≥ 2: every event before the first of (next event +
-    /// lookahead, a scheduled event, just after `limit`), each node on its own. Returns false if
-    /// nothing was due by `limit`.
-    fn window(&mut self, limit: Instant) -> bool {
+    /// lookahead, a scheduled event, just after `limit`), each node on its own, the nodes shared
+    /// with `workers`. Returns false if nothing was due by `limit`.
+    fn window(&mut self, limit: Instant, workers: &Workers) -> bool {
         let Some(t0) = self.next_time() else {
             return false;
         };
@@ -1030,24 +1134,18 @@ impl Sim {
         }
         active.sort_unstable();
         active.dedup();
-        let links = &self.links;
-        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(active.len());
+        let mut jobs: Vec<Job> = Vec::with_capacity(active.len());
         let mut due = due.into_iter().peekable();
-        let mut rest: &mut [Node] = &mut self.nodes;
-        let mut base = 0;
         for &n in &active {
-            let Some((_, tail)) = std::mem::take(&mut rest).split_at_mut_checked(n - base) else {
-                break;
-            };
-            let Some((node, tail)) = tail.split_first_mut() else {
-                break;
-            };
-            rest = tail;
-            base = n + 1;
             let mut deliveries = Vec::new();
             while let Some(d) = due.next_if(|d| d.node == n) {
                 deliveries.push(d);
             }
+            let Some(slot) = self.nodes.get_mut(n) else {
+                continue;
+            };
+            // The node leaves its slot for the window (a worker may own it) and comes back below.
+            let node = std::mem::replace(slot, Node::vacant());
             jobs.push(Job {
                 n,
                 before: node.wake,
@@ -1057,41 +1155,7 @@ impl Sim {
                 last: t0,
             });
         }
-        let threads = self.cfg.threads.max(1);
-        if threads > 1 && jobs.len() >= 2 {
-            // Contiguous shares of about equal work (a delivery or a timer each).
-            let total: usize = jobs.iter().map(|j| j.deliveries.len() + 1).sum();
-            let share = total.div_ceil(threads);
-            let mut chunks: Vec<&mut [Job<'_>]> = Vec::with_capacity(threads);
-            let mut rest: &mut [Job<'_>] = &mut jobs;
-            while !rest.is_empty() {
-                let mut w = 0;
-                let mut k = 0;
-                for j in rest.iter() {
-                    if w >= share && chunks.len() + 1 < threads {
-                        break;
-                    }
-                    w += j.deliveries.len() + 1;
-                    k += 1;
-                }
-                let len = rest.len();
-                let (head, tail) = std::mem::take(&mut rest).split_at_mut(k.clamp(1, len));
-                chunks.push(head);
-                rest = tail;
-            }
-            std::thread::scope(|s| {
-                let mut it = chunks.into_iter();
-                let first = it.next();
-                for c in it {
-                    s.spawn(move || c.iter_mut().for_each(|j| j.run(links, end)));
-                }
-                if let Some(c) = first {
-                    c.iter_mut().for_each(|j| j.run(links, end));
-                }
-            });
-        } else {
-            jobs.iter_mut().for_each(|j| j.run(links, end));
-        }
+        let jobs = workers.run(jobs, &self.ends, end);
         let mut tx = Vec::new();
         let mut outs = Vec::with_capacity(jobs.len());
         let mut last = t0;
@@ -1104,6 +1168,9 @@ impl Sim {
                     .into_iter()
                     .map(|(at, pass, t)| (at, pass, j.n, t)),
             );
+            if let Some(slot) = self.nodes.get_mut(j.n) {
+                *slot = j.node;
+            }
             outs.push((j.n, out, wake));
         }
         // The order [`Sim::step`] sends them in (instant, step at that instant, node), so the
@@ -1125,7 +1192,7 @@ impl Sim {
     }
 
     fn peer_by_address(&self, n: usize, ifindex: u32, addr: IpAddr) -> Option<usize> {
-        peer_link(&self.links, &self.nodes.get(n)?.ifaces, n, ifindex, addr).map(|(p, _)| p)
+        peer_link(&self.ends, &self.nodes.get(n)?.ifaces, n, ifindex, addr).map(|(p, _)| p)
     }
 
     /// The time of the next thing that will happen.
@@ -1275,7 +1342,27 @@ impl Sim {
     /// Runs until `t` (inclusive).
     pub fn run_until(&mut self, t: Instant) {
         if self.cfg.threads > 1 {
-            while self.window(t) {}
+            // The worker threads live as long as this call (not one spawn per window): each waits
+            // for its share of a window's nodes and sends them back once they ran.
+            std::thread::scope(|s| {
+                let mut lanes = Vec::with_capacity(self.cfg.threads - 1);
+                for _ in 1..self.cfg.threads {
+                    let (to_worker, work) = channel::<(Instant, Vec<Job>)>();
+                    let (done, from_worker) = channel::<Vec<Job>>();
+                    let ends = Arc::clone(&self.ends);
+                    s.spawn(move || {
+                        for (end, mut jobs) in work {
+                            jobs.iter_mut().for_each(|j| j.run(&ends, end));
+                            if done.send(jobs).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    lanes.push((to_worker, from_worker));
+                }
+                let workers = Workers { lanes };
+                while self.window(t, &workers) {}
+            });
         } else {
             while self.step(t) {}
         }

@@ -242,6 +242,8 @@ pub struct Engine {
     filter: Option<Arc<dyn RouteFilter>>,
     /// Graceful restart: the previous run's routes, until the window ends (`resume.rs`).
     resume: Option<resume::Resume>,
+    /// Selection's working list, kept between calls (it runs for every Update received).
+    contenders: Vec<selection::Contender>,
 }
 
 impl Engine {
@@ -288,6 +290,7 @@ impl Engine {
             timers,
             filter: None,
             resume,
+            contenders: Vec::new(),
             auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
         })

@@ -29,44 +29,42 @@ impl Engine {
         // The routes of a destination mostly share one originator: its feasibility distance is
         // looked up once, not once per route.
         let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
-        let contenders: Vec<Contender> = dest
-            .routes()
-            .iter()
-            .map(|r| {
-                let fd = match distance {
-                    Some((rid, fd)) if rid == r.router_id => fd,
-                    _ => {
-                        let fd = self.sources.feasibility_distance(now, &key, r.router_id);
-                        distance = Some((r.router_id, fd));
-                        fd
-                    }
-                };
-                // One search of the neighbours for both the link cost and the accuracy.
-                let neighbour = self.neighbours.get(&r.neigh());
-                let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
-                let effective = match r.verified() {
-                    Some((m, until)) if now < until && metric < INFINITY => m,
-                    _ => metric,
-                };
-                Contender {
-                    neigh: r.neigh(),
-                    router_id: r.router_id,
-                    seqno: r.seqno,
-                    metric,
-                    effective,
-                    smoothed: smooth(
-                        r.smoothed,
-                        effective,
-                        now.saturating_since(r.smoothed_time),
-                        hl,
-                    ),
-                    price: r.price,
-                    feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
-                    blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
-                        || self.resume_blocks(now, &key, dest, r),
+        let mut contenders = std::mem::take(&mut self.contenders);
+        contenders.clear();
+        contenders.extend(dest.routes().iter().map(|r| {
+            let fd = match distance {
+                Some((rid, fd)) if rid == r.router_id => fd,
+                _ => {
+                    let fd = self.sources.feasibility_distance(now, &key, r.router_id);
+                    distance = Some((r.router_id, fd));
+                    fd
                 }
-            })
-            .collect();
+            };
+            // One search of the neighbours for both the link cost and the accuracy.
+            let neighbour = self.neighbours.get(&r.neigh());
+            let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
+            let effective = match r.verified() {
+                Some((m, until)) if now < until && metric < INFINITY => m,
+                _ => metric,
+            };
+            Contender {
+                neigh: r.neigh(),
+                router_id: r.router_id,
+                seqno: r.seqno,
+                metric,
+                effective,
+                smoothed: smooth(
+                    r.smoothed,
+                    effective,
+                    now.saturating_since(r.smoothed_time),
+                    hl,
+                ),
+                price: r.price,
+                feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
+                blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
+                    || self.resume_blocks(now, &key, dest, r),
+            }
+        }));
         let choice = select(policy, shadowed, dest.selected(), &contenders);
         let mut chosen = choice.selected;
         let mut new_inst = chosen.and_then(|id| {
@@ -110,6 +108,7 @@ impl Engine {
                     r.smoothed_time = now;
                 }
             });
+        self.contenders = contenders;
         self.resume_selected(&key, new_inst.as_ref());
         // Kernel.
         match (old_inst, new_inst) {
@@ -294,33 +293,39 @@ pub(super) fn select(
         feasible: c.feasible && !c.blocked && !shadowed,
         tie_break: c.neigh,
     };
-    let cands: Vec<Candidate> = routes.iter().map(candidate).collect();
-    let cur = current.and_then(|id| cands.iter().find(|c| c.tie_break == id));
+    // Candidates are made as they are needed (cheap copies), not collected: selection runs for
+    // every Update received.
+    let cands = || routes.iter().map(candidate);
+    let find = |id: u64| cands().find(|c| c.tie_break == id);
+    let cur = current.and_then(find);
     let selected = match cur {
-        Some(cur) if cur.selectable() => cands
-            .iter()
-            .filter(|c| c.tie_break != cur.tie_break && policy.should_switch(cur, c))
+        Some(cur) if cur.selectable() => cands()
+            .filter(|c| c.tie_break != cur.tie_break && policy.should_switch(&cur, c))
             .min_by(|a, b| policy.cmp(a, b))
             .map_or(Some(cur.tie_break), |c| Some(c.tie_break)),
-        _ => policy.best(cands.iter()).map(|c| c.tie_break),
+        // [`Policy::best`] on the candidates as they are made.
+        _ => cands()
+            .filter(|c| c.selectable())
+            .min_by(|a, b| policy.cmp(a, b))
+            .map(|c| c.tie_break),
     };
-    let chosen = selected.and_then(|id| cands.iter().find(|c| c.tie_break == id));
+    let chosen = selected.and_then(find);
     // The best route that only feasibility keeps out, judged as if it were feasible.
     let mut best_unfeasible: Option<(Candidate, &Contender)> = None;
-    for (r, c) in routes.iter().zip(&cands) {
+    for r in routes {
         if r.feasible || r.blocked || shadowed || r.effective == INFINITY {
             continue;
         }
         let as_feasible = Candidate {
             feasible: true,
-            ..*c
+            ..candidate(r)
         };
         if best_unfeasible.is_none_or(|(b, _)| policy.cmp(&as_feasible, &b).is_lt()) {
             best_unfeasible = Some((as_feasible, r));
         }
     }
     let preferred_unfeasible = match (best_unfeasible, chosen) {
-        (Some((u, r)), Some(c)) if policy.cmp(&u, c).is_lt() => Some(*r),
+        (Some((u, r)), Some(c)) if policy.cmp(&u, &c).is_lt() => Some(*r),
         _ => None,
     };
     let starved_by = if selected.is_none() && !shadowed {

@@ -136,7 +136,7 @@ impl Engine {
     }
 
     /// [`Engine::update_for`] before the `out` filter, with what we advertise for `key`
-    /// already found.
+    /// already found; the source table learns what we advertise (RFC 8966 §3.7.3).
     fn unfiltered_update_from(
         &mut self,
         now: Instant,
@@ -145,6 +145,22 @@ impl Engine {
         adv: Advertised,
         full: bool,
     ) -> Option<Message> {
+        let (msg, source) = self.update_message(ifindex, key, adv, full)?;
+        if let Some((rid, seqno, metric)) = source {
+            self.sources.update(now, key, rid, seqno, metric);
+        }
+        Some(msg)
+    }
+
+    /// The Update of [`Engine::unfiltered_update_from`], with the (originator, seqno, metric)
+    /// it advertises for the source table (none for a retraction), which it leaves to the caller.
+    fn update_message(
+        &self,
+        ifindex: u32,
+        key: RouteKey,
+        adv: Advertised,
+        full: bool,
+    ) -> Option<(Message, Option<SourceUse>)> {
         let iface = self.interfaces.get(&ifindex)?;
         let interval = to_centis(iface.cfg.update_interval);
         let split = iface.cfg.split_horizon;
@@ -175,9 +191,10 @@ impl Engine {
         match adv {
             Advertised::Own { metric } => {
                 let (seqno, rid) = (self.seqno, self.cfg.router_id);
-                self.sources
-                    .update(now, key, rid, Seqno(seqno), Metric(metric));
-                Some(mk(seqno, metric, rid, Some(0), althea.then_some(0)))
+                Some((
+                    mk(seqno, metric, rid, Some(0), althea.then_some(0)),
+                    Some((rid, Seqno(seqno), Metric(metric))),
+                ))
             }
             Advertised::Selected {
                 ifindex: route_ifindex,
@@ -191,13 +208,17 @@ impl Engine {
                     // babeld: the route is simply not sent back where it came from.
                     return None;
                 }
-                self.sources
-                    .update(now, key, router_id, Seqno(seqno), Metric(metric));
                 let rtt = (path_rtt != 0).then_some(path_rtt);
-                Some(mk(seqno, metric, router_id, Some(price), rtt))
+                Some((
+                    mk(seqno, metric, router_id, Some(price), rtt),
+                    Some((router_id, Seqno(seqno), Metric(metric))),
+                ))
             }
             _ if full => None,
-            _ => Some(mk(self.seqno, INFINITY, self.cfg.router_id, None, None)),
+            _ => Some((
+                mk(self.seqno, INFINITY, self.cfg.router_id, None, None),
+                None,
+            )),
         }
     }
 
@@ -238,17 +259,24 @@ impl Engine {
         };
         let mut msgs = Vec::with_capacity(dump.len() + pending.len());
         if full {
+            // What the dump advertises goes into the source table in one walk of it, in key
+            // order, once the dump is built (nothing in between reads the table).
+            let mut advertised = Vec::with_capacity(dump.len());
             for (k, adv) in dump {
                 if pending.contains_key(&k) {
                     continue;
                 }
-                if let Some(m) = self
-                    .unfiltered_update_from(now, ifindex, k, adv, true)
-                    .and_then(|m| self.output_filtered(ifindex, k, m))
-                {
+                let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
+                    continue;
+                };
+                if let Some((rid, seqno, metric)) = source {
+                    advertised.push(((k, rid), seqno, metric));
+                }
+                if let Some(m) = self.output_filtered(ifindex, k, m) {
                     msgs.push(m);
                 }
             }
+            self.sources.update_in_order(now, &advertised);
         }
         for k in pending.keys() {
             if let Some(m) = self.update_for(now, ifindex, *k, false) {
@@ -292,6 +320,10 @@ impl Engine {
         }
     }
 }
+
+/// The (originator, seqno, metric) an Update advertises, which the source table learns
+/// (RFC 8966 §3.7.3).
+type SourceUse = (RouterId, Seqno, Metric);
 
 /// What we advertise for one destination before an interface's rules (split horizon, IPv4 on
 /// the link, the `out` filter) apply.
