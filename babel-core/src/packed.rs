@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::time::Instant;
+
 /// Trees smaller than this are never repacked (the slack is a few nodes).
 const MIN_INSERTED: usize = 1024;
 
@@ -50,6 +52,25 @@ pub fn pack<K: Ord, V>(tree: &mut BTreeMap<K, V>) {
     *tree = packed;
 }
 
+/// An [`Instant`] (64-bit µs) as two 32-bit halves: the same value, exactly, in a field aligned
+/// to 4 bytes, so a table entry with 16-bit fields beside it does not pad to 8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedInstant([u32; 2]);
+
+impl PackedInstant {
+    /// Packs `t`.
+    pub fn new(t: Instant) -> PackedInstant {
+        let us = t.as_micros();
+        PackedInstant([(us >> 32) as u32, us as u32])
+    }
+
+    /// The instant packed.
+    pub fn get(self) -> Instant {
+        let [hi, lo] = self.0;
+        Instant::from_micros((u64::from(hi) << 32) | u64::from(lo))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +103,14 @@ mod tests {
         assert_eq!(r.inserted, 0, "repacked");
         assert_eq!(t.len(), MIN_INSERTED);
         assert_eq!(t.keys().next_back(), Some(&u32::MAX));
+    }
+
+    #[test]
+    fn a_packed_instant_is_the_same_instant() {
+        for us in [0, 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX] {
+            let t = Instant::from_micros(us);
+            assert_eq!(PackedInstant::new(t).get(), t);
+        }
+        assert_eq!(std::mem::align_of::<PackedInstant>(), 4);
     }
 }

@@ -60,7 +60,9 @@ impl Engine {
         let Some(&(ifindex, next_hop)) = resume.routes.get(key) else {
             return false;
         };
-        let same = |x: &Route| x.ifindex == ifindex && x.next_hop == next_hop;
+        let same = |x: &Route| {
+            x.next_hop == next_hop && self.route_via(x.neigh()).is_some_and(|(i, _)| i == ifindex)
+        };
         if same(r) {
             return false;
         }

@@ -4,6 +4,7 @@
 
 use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 
 use babel_wire::RouterId;
 
@@ -13,7 +14,10 @@ use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
 /// [`RouteData`] (reached through `Deref`); the neighbour is fixed once the route is in the
-/// table, since the counters depend on it.
+/// table, since the counters depend on it. The neighbour's address and interface are the
+/// route's `via` and interface ([`Engine::route_via`](super::Engine)): a neighbour is known for
+/// as long as it has routes (`flush_neighbour` removes them first), and its id never changes
+/// address or interface, so the route does not keep its own copy (21 bytes, issue 18).
 #[derive(Clone, Debug)]
 pub(super) struct Route {
     neigh: u64,
@@ -23,8 +27,6 @@ pub(super) struct Route {
 /// What a route carries besides its neighbour.
 #[derive(Clone, Debug)]
 pub(super) struct RouteData {
-    pub(super) ifindex: u32,
-    pub(super) via: IpAddr,
     pub(super) next_hop: IpAddr,
     pub(super) router_id: RouterId,
     pub(super) seqno: u16,
@@ -82,22 +84,104 @@ impl std::ops::DerefMut for Route {
     }
 }
 
+/// A destination's routes, in the order they were learned. Most destinations of a large table
+/// have one route: it is kept inline in the destination (no `Vec` header, no allocation of its
+/// own), and only a second route moves them to a `Vec` (issue 18: 24 bytes and an allocation per
+/// destination less in a full table).
+#[derive(Clone, Debug)]
+enum Routes {
+    One(Route),
+    Many(Vec<Route>),
+}
+
+impl Routes {
+    fn push(&mut self, route: Route) {
+        match self {
+            Routes::Many(v) if v.is_empty() => *self = Routes::One(route),
+            Routes::Many(v) => v.push(route),
+            Routes::One(_) => {
+                if let Routes::One(first) = std::mem::replace(self, Routes::Many(Vec::new())) {
+                    *self = Routes::Many(vec![first, route]);
+                }
+            }
+        }
+    }
+
+    /// Back to the inline form once a single route is left.
+    fn compact(&mut self) {
+        if let Routes::Many(v) = self
+            && v.len() == 1
+            && let Some(r) = v.pop()
+        {
+            *self = Routes::One(r);
+        }
+    }
+
+    /// Removes the routes for which `remove` is true; returns them in order.
+    fn extract(&mut self, mut remove: impl FnMut(&Route) -> bool) -> Vec<Route> {
+        let out = match self {
+            Routes::One(r) if remove(r) => {
+                match std::mem::replace(self, Routes::Many(Vec::new())) {
+                    Routes::One(r) => vec![r],
+                    Routes::Many(_) => Vec::new(),
+                }
+            }
+            Routes::One(_) => Vec::new(),
+            Routes::Many(v) => v.extract_if(.., |r| remove(r)).collect(),
+        };
+        self.compact();
+        out
+    }
+
+    /// Keeps the routes for which `keep` is true (it may change them), in order.
+    fn retain_mut(&mut self, mut keep: impl FnMut(&mut Route) -> bool) {
+        match self {
+            Routes::One(r) => {
+                if !keep(r) {
+                    *self = Routes::Many(Vec::new());
+                }
+            }
+            Routes::Many(v) => v.retain_mut(keep),
+        }
+        self.compact();
+    }
+}
+
+impl std::ops::Deref for Routes {
+    type Target = [Route];
+    fn deref(&self) -> &[Route] {
+        match self {
+            Routes::One(r) => std::slice::from_ref(r),
+            Routes::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Routes {
+    fn deref_mut(&mut self) -> &mut [Route] {
+        match self {
+            Routes::One(r) => std::slice::from_mut(r),
+            Routes::Many(v) => v,
+        }
+    }
+}
+
 /// One destination: its routes (at most one per neighbour), the selected one, the installed one.
 #[derive(Clone, Debug)]
 pub(super) struct Dest {
-    routes: Vec<Route>,
+    routes: Routes,
     /// The selected route's neighbour. With `installed` empty it is a *held* route (babeld): it
     /// lost its metric, nothing else is selectable, and it stays shown as installed with an
-    /// infinite metric (an `unreachable` kernel route) until it leaves the table.
-    selected: Option<u64>,
+    /// infinite metric (an `unreachable` kernel route) until it leaves the table. Neighbour ids
+    /// start at 1, so `NonZeroU64` keeps it 8 bytes (an `Option<u64>` is 16).
+    selected: Option<NonZeroU64>,
     installed: Option<InstalledRoute>,
 }
 
 impl Dest {
-    fn new() -> Dest {
-        // Most destinations have one or two routes; Vec's default growth would reserve 4.
+    fn new(route: Route) -> Dest {
         Dest {
-            routes: Vec::with_capacity(1),
+            routes: Routes::One(route),
             selected: None,
             installed: None,
         }
@@ -110,12 +194,12 @@ impl Dest {
 
     /// The neighbour of the selected route (installed, or held).
     pub(super) fn selected(&self) -> Option<u64> {
-        self.selected
+        self.selected.map(NonZeroU64::get)
     }
 
     /// The neighbour of the selected route while it is installed (not held).
     pub(super) fn installed_neigh(&self) -> Option<u64> {
-        self.installed.and(self.selected)
+        self.installed.and(self.selected())
     }
 
     /// Whether the destination is held: a route is selected, none installed (babeld keeps an
@@ -142,7 +226,7 @@ impl Dest {
     /// The selected route, while it is installed.
     pub(super) fn installed_route(&self) -> Option<&Route> {
         self.installed?;
-        self.route(self.selected?)
+        self.route(self.selected()?)
     }
 }
 
@@ -232,7 +316,7 @@ impl VacantRoute<'_> {
         match slot {
             Slot::Dest(d) => d.routes.push(route),
             Slot::New(e) => {
-                e.insert(Dest::new()).routes.push(route);
+                e.insert(Dest::new(route));
                 repack.inserted();
             }
         }
@@ -336,11 +420,12 @@ impl RouteTable {
     /// the installed route's with it, without selecting again.
     pub(super) fn reprice(&mut self, price: impl Fn(u32) -> u32) {
         for d in self.dests.values_mut() {
-            for r in &mut d.routes {
+            for r in d.routes.iter_mut() {
                 r.price = price(r.received_price);
             }
+            let selected = d.selected();
             if let Some(i) = &mut d.installed
-                && let Some(r) = d.routes.iter().find(|r| Some(r.neigh) == d.selected)
+                && let Some(r) = d.routes.iter().find(|r| Some(r.neigh) == selected)
             {
                 i.price = r.price;
             }
@@ -366,7 +451,7 @@ impl RouteTable {
             return removed;
         }
         for (k, d) in self.dests.iter_mut() {
-            for r in d.routes.extract_if(.., |r| r.neigh == neigh) {
+            for r in d.routes.extract(|r| r.neigh == neigh) {
                 self.book.remove(neigh);
                 removed.push((*k, r));
             }
@@ -430,7 +515,8 @@ impl RouteTable {
             (true, false) => self.installed = self.installed.saturating_sub(1),
             _ => {}
         }
-        d.selected = selected;
+        // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
+        d.selected = selected.and_then(NonZeroU64::new);
         d.installed = installed;
         if d.routes.is_empty() && d.installed.is_none() {
             e.remove();
@@ -511,8 +597,6 @@ mod tests {
     fn new_route() -> RouteData {
         let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
         RouteData {
-            ifindex: 1,
-            via: a,
             next_hop: a,
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
             seqno: 1,
@@ -551,7 +635,7 @@ mod tests {
                 !d.routes.is_empty() || d.installed.is_some(),
                 "empty dest {k:?}"
             );
-            for r in &d.routes {
+            for r in d.routes.iter() {
                 assert!(
                     index.entry(r.neigh).or_default().insert(*k),
                     "two routes from one neighbour"
@@ -566,10 +650,14 @@ mod tests {
     }
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
-    /// as two plain fields keeps it at 104 bytes (it was 120 with an `Option<(u16, Instant)>`).
+    /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), and no copy of
+    /// its neighbour's address and interface, keep it at 88 bytes.
     #[test]
-    fn a_route_is_104_bytes() {
-        assert_eq!(std::mem::size_of::<Route>(), 104);
+    fn a_route_is_88_bytes() {
+        assert_eq!(std::mem::size_of::<Route>(), 88);
+        // The one route of most destinations is inline: no `Vec` header, no allocation.
+        assert_eq!(std::mem::size_of::<Routes>(), 88);
+        assert_eq!(std::mem::size_of::<Dest>(), 152);
         let mut r = new_route();
         assert_eq!(r.verified(), None);
         let until = Instant::from_secs(5);

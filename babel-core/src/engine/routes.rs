@@ -3,6 +3,12 @@
 use super::*;
 
 impl Engine {
+    /// The interface and address of the neighbour `nid`: a route's interface and `via`
+    /// ([`Route`] keeps only the neighbour's id). Known while the neighbour has routes.
+    pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
+        self.neighbours.get(&nid).map(|n| (n.ifindex, n.address))
+    }
+
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
         route_metric_via(r, self.neighbour_cost(r.neigh()))
     }
@@ -125,8 +131,6 @@ impl Engine {
             }
             RouteEntry::Vacant(v) => {
                 let data = RouteData {
-                    ifindex,
-                    via,
                     next_hop,
                     router_id: rid,
                     seqno: u.seqno,
@@ -264,7 +268,7 @@ impl Engine {
     /// overrides.
     pub(super) fn expire_routes(&mut self, now: Instant) {
         let mut next: Option<Instant> = self.end_resume(now);
-        let mut refresh: Vec<(u32, IpAddr, RouteKey)> = Vec::new();
+        let mut refresh: Vec<(u64, RouteKey)> = Vec::new();
         let mut flushed: Vec<(RouteKey, Route)> = Vec::new();
         let mut reselect: Vec<RouteKey> = Vec::new();
         let mut changed = |k: &RouteKey| {
@@ -292,7 +296,7 @@ impl Engine {
                     if installed == Some(r.neigh()) && !r.refresh_requested {
                         if now >= old {
                             r.refresh_requested = true;
-                            refresh.push((r.ifindex, r.via, *k));
+                            refresh.push((r.neigh(), *k));
                         } else {
                             next = min_opt(next, Some(old));
                         }
@@ -310,7 +314,10 @@ impl Engine {
             true
         });
         self.flush_events(now, &flushed);
-        for (ifindex, via, k) in refresh {
+        for (nid, k) in refresh {
+            let Some((ifindex, via)) = self.route_via(nid) else {
+                continue;
+            };
             let req = Message::RouteRequest(RouteRequest {
                 prefix: Some(k.prefix),
                 v4_via_v6: false,

@@ -68,10 +68,11 @@ impl Engine {
         let choice = select(policy, shadowed, dest.selected(), &contenders);
         let mut chosen = choice.selected;
         let mut new_inst = chosen.and_then(|id| {
+            let (ifindex, via) = self.route_via(id)?;
             dest.route(id).map(|r| InstalledRoute {
                 next_hop: r.next_hop,
-                via: r.via,
-                ifindex: r.ifindex,
+                via,
+                ifindex,
                 metric: Metric(self.advertised_metric(now, r)),
                 router_id: r.router_id,
                 seqno: Seqno(r.seqno),

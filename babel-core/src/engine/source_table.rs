@@ -3,60 +3,127 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use babel_wire::{Metric, RouterId, Seqno};
+use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::RouteKey;
-use crate::packed::Repack;
+use crate::packed::{PackedInstant, Repack};
 use crate::time::Instant;
 
+/// One entry: 12 bytes (the time as two 32-bit halves keeps it 4-aligned; it was 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Source {
     seqno: Seqno,
     metric: Metric,
-    time: Instant,
+    time: PackedInstant,
+}
+
+/// A destination prefix as 18 bytes: family, address, length. The source table only looks
+/// entries up (its order is never seen), so any one-to-one encoding would do; 18 bytes with
+/// alignment 1 instead of the 36-byte `RouteKey` keep an entry at 38 bytes instead of 60.
+type PlainKey = ([u8; 18], RouterId);
+
+fn plain_key(prefix: &Prefix, rid: RouterId) -> PlainKey {
+    let (family, addr) = match prefix.addr() {
+        IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (1, u128::from(a)),
+    };
+    let addr = addr.to_be_bytes();
+    let b = std::array::from_fn(|i| match i {
+        0 => family,
+        17 => prefix.len(),
+        _ => addr.get(i - 1).copied().unwrap_or(0),
+    });
+    (b, rid)
+}
+
+/// The entries of a B-tree keyed by `K`, packed as the dump fills it in order.
+#[derive(Clone, Debug)]
+struct Sources<K> {
+    map: BTreeMap<K, Source>,
+    /// Entries added since `map` was last packed (re-advertising a dump adds them in order).
+    repack: Repack,
+}
+
+impl<K: Ord> Sources<K> {
+    fn new() -> Sources<K> {
+        Sources {
+            map: BTreeMap::new(),
+            repack: Repack::default(),
+        }
+    }
+
+    /// The entry for `k`, created with (seqno, metric, now) if there was none.
+    fn entry(&mut self, k: K, now: Instant, seqno: Seqno, metric: Metric) -> &mut Source {
+        self.repack.maybe(&mut self.map);
+        match self.map.entry(k) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.repack.inserted();
+                e.insert(Source {
+                    seqno,
+                    metric,
+                    time: PackedInstant::new(now),
+                })
+            }
+        }
+    }
+
+    fn gc(&mut self, now: Instant, gc: Duration) {
+        self.map
+            .retain(|_, s| now.saturating_since(s.time.get()) <= gc);
+    }
 }
 
 impl Source {
     /// RFC 8966 §3.7.3: we advertised (seqno, metric) at `now`; the entry keeps the better
     /// distance, or takes this one if it was stale for `gc`.
     fn advertised(&mut self, now: Instant, gc: Duration, seqno: Seqno, metric: Metric) {
-        if now.saturating_since(self.time) > gc
+        if now.saturating_since(self.time.get()) > gc
             || seqno.is_newer_than(self.seqno)
             || (seqno == self.seqno && metric < self.metric)
         {
             self.seqno = seqno;
             self.metric = metric;
         }
-        self.time = now;
+        self.time = PackedInstant::new(now);
     }
 }
 
 /// The source table. An entry unused for `gc_time` (babeld `SOURCE_GC_TIME`) no longer
-/// constrains feasibility and is collected by [`SourceTable::gc`].
+/// constrains feasibility and is collected by [`SourceTable::gc`]. Entries for destinations
+/// without a source prefix (nearly all) have a compact key; source-specific ones (RFC 9079)
+/// keep the whole `RouteKey`.
 #[derive(Clone, Debug)]
 pub(super) struct SourceTable {
-    sources: BTreeMap<(RouteKey, RouterId), Source>,
+    plain: Sources<PlainKey>,
+    specific: Sources<(RouteKey, RouterId)>,
     gc_time: Duration,
-    /// Entries added since `sources` was last packed (re-advertising a dump adds them in order).
-    repack: Repack,
 }
 
 impl SourceTable {
     pub(super) fn new(gc_time: Duration) -> SourceTable {
         SourceTable {
-            sources: BTreeMap::new(),
+            plain: Sources::new(),
+            specific: Sources::new(),
             gc_time,
-            repack: Repack::default(),
+        }
+    }
+
+    /// The entry for (key, originator), live or not.
+    fn get(&self, key: &RouteKey, rid: RouterId) -> Option<&Source> {
+        match key.src_prefix {
+            None => self.plain.map.get(&plain_key(&key.prefix, rid)),
+            Some(_) => self.specific.map.get(&(*key, rid)),
         }
     }
 
     /// The live entry for (key, originator).
     fn live(&self, now: Instant, key: &RouteKey, rid: RouterId) -> Option<&Source> {
-        self.sources
-            .get(&(*key, rid))
-            .filter(|s| now.saturating_since(s.time) <= self.gc_time)
+        self.get(key, rid)
+            .filter(|s| now.saturating_since(s.time.get()) <= self.gc_time)
     }
 
     /// RFC 8966 §3.5.1 feasibility: no (live) source entry, a newer seqno, or the same seqno and a
@@ -98,17 +165,11 @@ impl SourceTable {
             return;
         }
         let gc = self.gc_time;
-        self.repack.maybe(&mut self.sources);
-        let e = match self.sources.entry((key, rid)) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                self.repack.inserted();
-                e.insert(Source {
-                    seqno,
-                    metric,
-                    time: now,
-                })
-            }
+        let e = match key.src_prefix {
+            None => self
+                .plain
+                .entry(plain_key(&key.prefix, rid), now, seqno, metric),
+            Some(_) => self.specific.entry((key, rid), now, seqno, metric),
         };
         e.advertised(now, gc, seqno, metric);
     }
@@ -122,13 +183,21 @@ impl SourceTable {
         advertised: &[((RouteKey, RouterId), Seqno, Metric)],
     ) {
         let gc = self.gc_time;
-        let mut rest = Vec::new();
-        let mut wanted = advertised.iter().filter(|(_, _, m)| !m.is_infinite());
+        // Only entries with a compact key are walked (source-specific ones are rare).
+        let mut rest: Vec<_> = advertised
+            .iter()
+            .filter(|(k, _, m)| !m.is_infinite() && k.0.src_prefix.is_some())
+            .copied()
+            .collect();
+        let mut wanted = advertised
+            .iter()
+            .filter(|(k, _, m)| !m.is_infinite() && k.0.src_prefix.is_none())
+            .map(|&(k, seqno, metric)| (k, plain_key(&k.0.prefix, k.1), seqno, metric));
         if let Some(first) = wanted.next() {
-            let mut entries = self.sources.range_mut(first.0..).peekable();
-            for &(k, seqno, metric) in std::iter::once(first).chain(wanted) {
-                while entries.next_if(|(ek, _)| **ek < k).is_some() {}
-                let Some((_, e)) = entries.next_if(|(ek, _)| **ek == k) else {
+            let mut entries = self.plain.map.range_mut(first.1..).peekable();
+            for (k, pk, seqno, metric) in std::iter::once(first).chain(wanted) {
+                while entries.next_if(|(ek, _)| **ek < pk).is_some() {}
+                let Some((_, e)) = entries.next_if(|(ek, _)| **ek == pk) else {
                     rest.push((k, seqno, metric));
                     continue;
                 };
@@ -144,17 +213,13 @@ impl SourceTable {
     /// feasible again: one more than our feasibility distance's (or than `seqno`, the route's, when
     /// we have no entry).
     pub(super) fn seqno_to_request(&self, key: &RouteKey, rid: RouterId, seqno: Seqno) -> Seqno {
-        self.sources
-            .get(&(*key, rid))
-            .map_or(seqno, |s| s.seqno)
-            .next()
+        self.get(key, rid).map_or(seqno, |s| s.seqno).next()
     }
 
     /// Forgets the entries unused for the GC time.
     pub(super) fn gc(&mut self, now: Instant) {
-        let gc = self.gc_time;
-        self.sources
-            .retain(|_, s| now.saturating_since(s.time) <= gc);
+        self.plain.gc(now, self.gc_time);
+        self.specific.gc(now, self.gc_time);
     }
 
     /// How often [`SourceTable::gc`] runs (a quarter of the GC time, as before).
@@ -164,7 +229,7 @@ impl SourceTable {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.sources.len()
+        self.plain.map.len() + self.specific.map.len()
     }
 }
 
@@ -255,6 +320,40 @@ mod tests {
         );
     }
 
+    /// Distinct destinations never share an entry: IPv4 and IPv4-mapped IPv6, lengths, and a
+    /// source-specific key beside the plain one (issue 18's compact keys).
+    #[test]
+    fn compact_keys_keep_destinations_apart() {
+        let keys: Vec<RouteKey> = [
+            "10.0.0.0/8",
+            "10.0.0.0/9",
+            "::ffff:10.0.0.0/104",
+            "::/0",
+            "0.0.0.0/0",
+        ]
+        .iter()
+        .map(|p| RouteKey::new(p.parse::<Prefix>().unwrap_or_else(|e| panic!("{e}"))))
+        .chain(std::iter::once(RouteKey {
+            src_prefix: Some("2001:db8::/32".parse().unwrap_or_else(|e| panic!("{e}"))),
+            ..key()
+        }))
+        .chain(std::iter::once(key()))
+        .collect();
+        let mut t = SourceTable::new(Duration::from_secs(200));
+        for (i, k) in keys.iter().enumerate() {
+            t.update(at(0), *k, RID, Seqno(i as u16), Metric(100));
+        }
+        assert_eq!(t.len(), keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                t.feasibility_distance(at(1), k, RID),
+                Some((Seqno(i as u16), Metric(100)))
+            );
+        }
+        assert_eq!(std::mem::size_of::<Source>(), 12);
+        assert_eq!(std::mem::size_of::<PlainKey>(), 26);
+    }
+
     #[test]
     fn stale_entries_stop_counting_and_are_collected() {
         let mut t = SourceTable::new(Duration::from_secs(200));
@@ -298,8 +397,11 @@ mod tests {
                 one.update(now, key, rid, seqno, metric);
             }
             batch.update_in_order(now, adv);
-            let entries =
-                |t: &SourceTable| t.sources.iter().map(|(k, s)| (*k, *s)).collect::<Vec<_>>();
+            let entries = |t: &SourceTable| {
+                let plain: Vec<_> = t.plain.map.iter().map(|(k, s)| (*k, *s)).collect();
+                let specific: Vec<_> = t.specific.map.iter().map(|(k, s)| (*k, *s)).collect();
+                (plain, specific)
+            };
             assert_eq!(entries(&one), entries(&batch));
         }
         assert_eq!(one.len(), 40);

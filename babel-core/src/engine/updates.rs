@@ -123,16 +123,19 @@ impl Engine {
 
     /// What we advertise for a destination of the route table that is not one of our xroutes.
     fn advertised_dest(&self, now: Instant, d: &Dest) -> Advertised {
-        // What the Update needs from the selected route (not a copy of the whole route).
-        d.installed_route()
-            .map_or(Advertised::Nothing, |r| Advertised::Selected {
-                ifindex: r.ifindex,
-                router_id: r.router_id,
-                seqno: r.seqno,
-                price: r.price,
-                path_rtt: r.path_rtt,
-                metric: self.advertised_metric(now, r),
-            })
+        // What the Update needs from the selected route (not a copy of the whole route); its
+        // interface is the installed copy's (a route's interface never changes).
+        let (Some(i), Some(r)) = (d.installed_ref(), d.installed_route()) else {
+            return Advertised::Nothing;
+        };
+        Advertised::Selected {
+            ifindex: i.ifindex,
+            router_id: r.router_id,
+            seqno: r.seqno,
+            price: r.price,
+            path_rtt: r.path_rtt,
+            metric: self.advertised_metric(now, r),
+        }
     }
 
     /// [`Engine::update_for`] before the `out` filter, with what we advertise for `key`

@@ -134,10 +134,7 @@ impl Engine {
         via: IpAddr,
     ) -> Option<RouteView> {
         let d = self.routes.get(key)?;
-        let r = d
-            .routes()
-            .iter()
-            .find(|r| r.ifindex == ifindex && r.via == via)?;
+        let r = d.route(*self.neigh_index.get(&(ifindex, via))?)?;
         Some(self.route_view(now, key, d.selected() == Some(r.neigh()), r))
     }
 
@@ -150,6 +147,11 @@ impl Engine {
         installed: bool,
         r: &Route,
     ) -> RouteView {
+        // A route's neighbour is known while the route is in the table (and while a flushed
+        // route's event is made); the unspecified address is never shown.
+        let (ifindex, via) = self
+            .route_via(r.neigh())
+            .unwrap_or((0, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)));
         RouteView {
             prefix: k.prefix,
             src_prefix: k.src_prefix,
@@ -174,9 +176,9 @@ impl Engine {
             fee: self.cfg.fee,
             seqno: Seqno(r.seqno),
             age: now.saturating_since(r.time),
-            via: r.via,
+            via,
             next_hop: r.next_hop,
-            ifindex: r.ifindex,
+            ifindex,
             full_path_rtt: r.path_rtt,
         }
     }
