@@ -144,7 +144,7 @@ full_table() {
     both) kinds=(rs); for ((r = 0; r < ${ROUNDS:-3}; r++)); do runs+=(rs:0 rs:1); done ;;
     *) echo "MONITOR=0, 1 or both"; exit 1 ;;
   esac
-  [ "${MONITOR:-0}" = 0 ] || echo "(monitor: the monitor column is the lines a monitor client read: all / add route lines)"
+  [ "${MONITOR:-0}" = 0 ] || echo "(monitor: the monitor column is the lines a monitor client read, when it connected, and whether the receiver dropped it as a slow reader)"
   for run in "${runs[@]}"; do
     local kind=${run%%:*} mon=0
     [ "$run" != "$kind" ] && mon=${run#*:}
@@ -167,10 +167,11 @@ full_table() {
     if [ "$mon" = 1 ]; then
       # The client connects as soon as the socket listens (the neighbour takes a Hello
       # interval to come up, so no route is learned before it) and reads until the daemon
-      # goes; it writes how many lines it read, and how many `add route` lines.
-      rm -f "$work/mon.count"
+      # goes, as fast as `wc -l` reads (babeld-rs drops a client that leaves 1 MiB unread);
+      # it writes how many lines it read.
+      rm -f "$work/mon.count" "$work/mon.count.t"
       ip netns exec "${tag}r$kind" bash -c 'for _ in $(seq 200); do exec 3<>/dev/tcp/::1/33123 && break; sleep 0.02; done 2>/dev/null
-        printf "monitor\n" >&3; awk "/^add route /{a++} END {printf \"%d/%d\", NR, a}" <&3 > "$0.tmp"; mv "$0.tmp" "$0"' \
+        date +%s.%N > "$0.t"; printf "monitor\n" >&3; wc -l <&3 > "$0.tmp"; mv "$0.tmp" "$0"' \
         "$work/mon.count" &
       mpid=$!
     fi
@@ -202,7 +203,13 @@ full_table() {
     local monitor=""
     if [ "${MONITOR:-0}" != 0 ]; then
       monitor="monitor -"
-      [ "$mon" = 1 ] && monitor="monitor $(cat "$work/mon.count" 2>/dev/null || echo none)"
+      if [ "$mon" = 1 ]; then
+        # Lines read (a route learned is two: added, then installed); when it connected;
+        # whether babeld-rs dropped it as a slow reader (its queue limit).
+        monitor="monitor $(cat "$work/mon.count" 2>/dev/null || echo none) attached-after-s"
+        monitor+=" $(awk -v a="$t0" '{printf "%.2f", $1 - a}' "$work/mon.count.t" 2>/dev/null || echo -)"
+        monitor+=" dropped-as-slow $(grep -c 'reply bytes not read' "$work/r$kind.log" || true)"
+      fi
     fi
     printf '%-10s %-18s %-8s %-7s %-14s %-16s %-17s %s %s\n' "$name" "$got/$n" "$t" "$cpu" \
       "${mem[0]}" "${mem[1]}" "${mem[2]}" "$errs" "$monitor"

@@ -433,6 +433,25 @@ pub mod text {
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
 
+    /// The two decimal digits of 0 to 99, in order (`00`, `01`, ... `99`): numbers are written
+    /// two digits per division.
+    #[allow(clippy::indexing_slicing)] // i < 100: both indexes are below 200
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
+
+    /// The hex digit of the low 4 bits of `v`.
+    fn hex_digit(v: u32) -> u8 {
+        HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0')
+    }
+
     /// ASCII text built on the stack: a field (the longest is an IPv6 prefix, `43` bytes) or,
     /// `N` bytes long, the head of a route line.
     struct Field<const N: usize = 48> {
@@ -463,14 +482,16 @@ pub mod text {
             self.decimal(u64::from(p.len()));
         }
 
+        /// Eight `xx:` octets built in one piece.
         fn router_id(&mut self, id: &RouterId) {
-            for (k, o) in id.0.into_iter().enumerate() {
-                if k > 0 {
-                    self.byte(b':');
+            let mut t = [b':'; 23];
+            for (d, o) in t.chunks_mut(3).zip(id.0) {
+                if let [hi, lo, ..] = d {
+                    *hi = hex_digit(u32::from(o >> 4));
+                    *lo = hex_digit(u32::from(o));
                 }
-                self.nibble(u32::from(o >> 4));
-                self.nibble(u32::from(o));
             }
+            self.text(&t);
         }
 
         fn byte(&mut self, b: u8) {
@@ -480,11 +501,22 @@ pub mod text {
             }
         }
 
-        /// One hex digit of the low 4 bits of `v`.
-        fn nibble(&mut self, v: u32) {
-            if let Some(&b) = HEX.get((v & 0xf) as usize) {
-                self.byte(b);
-            }
+        /// `{x:x}` of one group of an IPv6 address.
+        fn hex16(&mut self, x: u16) {
+            let x = u32::from(x);
+            let t = [
+                hex_digit(x >> 12),
+                hex_digit(x >> 8),
+                hex_digit(x >> 4),
+                hex_digit(x),
+            ];
+            let skip = match x {
+                0..=0xf => 3,
+                0x10..=0xff => 2,
+                0x100..=0xfff => 1,
+                _ => 0,
+            };
+            self.text(t.get(skip..).unwrap_or_default());
         }
 
         /// `{v:x}`.
@@ -501,24 +533,31 @@ pub mod text {
             }
         }
 
-        /// `{v}`.
+        /// `{v}`, two digits per division.
         fn decimal(&mut self, v: u64) {
+            let pair = |r: u64| PAIRS.get(2 * r as usize..2 * r as usize + 2);
             let mut buf = [0u8; 20];
             let mut i = buf.len();
             let mut v = v;
-            loop {
+            while v >= 100 {
+                i -= 2;
+                if let (Some(d), Some(p)) = (buf.get_mut(i..i + 2), pair(v % 100)) {
+                    d.copy_from_slice(p);
+                }
+                v /= 100;
+            }
+            if v >= 10 {
+                i -= 2;
+                if let (Some(d), Some(p)) = (buf.get_mut(i..i + 2), pair(v)) {
+                    d.copy_from_slice(p);
+                }
+            } else {
                 i -= 1;
-                if let Some(b) = buf.get_mut(i) {
-                    *b = b'0' + (v % 10) as u8;
-                }
-                v /= 10;
-                if v == 0 || i == 0 {
-                    break;
+                if let Some(d) = buf.get_mut(i) {
+                    *d = b'0' + v as u8;
                 }
             }
-            for &b in buf.get(i..).unwrap_or_default() {
-                self.byte(b);
-            }
+            self.text(buf.get(i..).unwrap_or_default());
         }
 
         fn ipv4(&mut self, a: Ipv4Addr) {
@@ -558,7 +597,7 @@ pub mod text {
                     if k > 0 {
                         f.byte(b':');
                     }
-                    f.hex(u64::from(x));
+                    f.hex16(x);
                 }
             };
             if best_len > 1 {
