@@ -13,7 +13,8 @@
 #               receiver has a `monitor` client on its control socket (`-g`) from its start to
 #               its end, reading every line (counted, to show it was attached and kept up);
 #               MONITOR=both: ROUNDS (default 3) interleaved pairs of runs without and with the
-#               client, babeld-rs receivers only. The time is then taken to 0.1 s.
+#               client, for babeld-rs (or RECEIVERS, e.g. "old rs" with OLD_BIN for a
+#               before/after). The time is then taken to 0.1 s.
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
@@ -141,7 +142,11 @@ full_table() {
   case ${MONITOR:-0} in
     0) runs=("${kinds[@]}") ;;
     1) for kind in "${kinds[@]}"; do runs+=("$kind:1"); done ;;
-    both) kinds=(rs); for ((r = 0; r < ${ROUNDS:-3}; r++)); do runs+=(rs:0 rs:1); done ;;
+    both)
+      [ -n "${RECEIVERS:-}" ] || kinds=(rs)
+      for ((r = 0; r < ${ROUNDS:-3}; r++)); do
+        for kind in "${kinds[@]}"; do [ "$kind" = bird ] || runs+=("$kind:0" "$kind:1"); done
+      done ;;
     *) echo "MONITOR=0, 1 or both"; exit 1 ;;
   esac
   [ "${MONITOR:-0}" = 0 ] || echo "(monitor: the monitor column is the lines a monitor client read, when it connected, and whether the receiver dropped it as a slow reader)"

@@ -421,7 +421,13 @@ pub fn write_route_tail(s: &mut String, via: IpAddr, ifname: &str) {
 /// A route line after its first word and before [`write_route_tail`], built on the stack and
 /// appended in one piece (a monitor writes one per route learned).
 pub fn write_route_head(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
-    text::route_head(s, d, r);
+    text::route_head(&mut text::HeadBuf::default(), s, d, r);
+}
+
+/// [`write_route_head`] built in `buf`, a buffer kept from line to line (a monitor writes one
+/// head per route learned: a fresh buffer would be zeroed for each).
+pub fn write_route_head_in(buf: &mut text::HeadBuf, s: &mut String, d: Dialect, r: &RouteLine<'_>) {
+    text::route_head(buf, s, d, r);
 }
 
 /// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
@@ -633,10 +639,31 @@ pub mod text {
         b.to(s);
     }
 
-    /// [`super::write_route_head`]: the longest head (Althea, IPv6 prefixes, every number at
-    /// its widest) is about 270 bytes.
-    pub(super) fn route_head(s: &mut String, d: super::Dialect, r: &super::RouteLine<'_>) {
-        let mut f = Field::<320>::new();
+    /// The stack space of [`super::write_route_head_in`]: the longest head (Althea, IPv6
+    /// prefixes, every number at its widest) is about 270 bytes.
+    pub struct HeadBuf(Field<320>);
+
+    impl Default for HeadBuf {
+        fn default() -> Self {
+            HeadBuf(Field::new())
+        }
+    }
+
+    impl std::fmt::Debug for HeadBuf {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("HeadBuf").finish_non_exhaustive()
+        }
+    }
+
+    /// [`super::write_route_head`], built in `buf` (emptied first).
+    pub(super) fn route_head(
+        buf: &mut HeadBuf,
+        s: &mut String,
+        d: super::Dialect,
+        r: &super::RouteLine<'_>,
+    ) {
+        let f = &mut buf.0;
+        f.len = 0;
         f.text(b" route ");
         f.hex(r.id);
         f.text(b" prefix ");
