@@ -163,6 +163,8 @@ full_table() {
     printf 'redistribute local deny\n' > "$work/r.conf"
     start rs "s$kind" "$work/s.conf" "s${kind}r$kind" >/dev/null
     local t0; t0=$(now)
+    # A fresh log per run: the slow-reader count below reads it.
+    rm -f "$work/r$kind.log"
     local ctl=() mpid=""
     [ "$kind" = bird ] && mon=0
     [ "$mon" = 1 ] && ctl=(-g 33123)
@@ -175,7 +177,7 @@ full_table() {
       # goes, as fast as `wc -l` reads (babeld-rs drops a client that leaves 1 MiB unread);
       # it writes how many lines it read.
       rm -f "$work/mon.count" "$work/mon.count.t"
-      ip netns exec "${tag}r$kind" bash -c 'for _ in $(seq 200); do exec 3<>/dev/tcp/::1/33123 && break; sleep 0.02; done 2>/dev/null
+      ip netns exec "${tag}r$kind" bash -c 'for _ in $(seq 1000); do exec 3<>/dev/tcp/::1/33123 && break; sleep 0.02; done 2>/dev/null
         date +%s.%N > "$0.t"; printf "monitor\n" >&3; wc -l <&3 > "$0.tmp"; mv "$0.tmp" "$0"' \
         "$work/mon.count" &
       mpid=$!

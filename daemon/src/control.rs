@@ -1112,6 +1112,35 @@ mod tests {
         }
     }
 
+    /// Every value of an address group (one to four hex digits) and every `u16` number, as
+    /// `Display` prints them.
+    #[test]
+    fn every_group_and_u16_matches_display() {
+        for x in 0..=u16::MAX {
+            let a = Ipv6Addr::new(0x2001, x, 0, 0, 0, 0, x, 1);
+            let mut s = String::new();
+            text::ipv6(&mut s, a);
+            assert_eq!(s, a.to_string());
+            s.clear();
+            text::decimal(&mut s, u64::from(x));
+            assert_eq!(s, x.to_string());
+        }
+        for v in [
+            u64::MAX,
+            10u64.pow(19),
+            10u64.pow(19) - 1,
+            99,
+            100,
+            101,
+            9,
+            10,
+        ] {
+            let mut s = String::new();
+            text::decimal(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
+
     #[test]
     fn ipv6_zero_runs_match_display() {
         for a in [
