@@ -161,10 +161,12 @@ full_table() {
     ip -n "${tag}s$kind" -batch "$work/routes"
     printf 'redistribute ip fd55::/16 eq 128 allow\nredistribute local deny\n' > "$work/s.conf"
     printf 'redistribute local deny\n' > "$work/r.conf"
+    rm -f "$work/s$kind.pid"
     start rs "s$kind" "$work/s.conf" "s${kind}r$kind" >/dev/null
     local t0; t0=$(now)
-    # A fresh log per run: the slow-reader count below reads it.
-    rm -f "$work/r$kind.log"
+    # A fresh log per run (the slow-reader count below reads it), and no pid file of an
+    # earlier run (its pid may be another process's by now: the daemon would refuse to start).
+    rm -f "$work/r$kind.log" "$work/r$kind.pid"
     local ctl=() mpid=""
     [ "$kind" = bird ] && mon=0
     [ "$mon" = 1 ] && ctl=(-g 33123)
