@@ -9,7 +9,12 @@
 #               learning and re-advertising, steady RSS (VmRSS) and private anonymous memory
 #               (RssAnon) 10 s after the last route is in. RECEIVERS="rs bd bird" picks the
 #               receivers. HEAPTRACK=1 runs the babeld-rs
-#               receiver under heaptrack and keeps the profile in /tmp.
+#               receiver under heaptrack and keeps the profile in /tmp. MONITOR=1: a babeld-rs
+#               receiver has a `monitor` client on its control socket (`-g`) from its start to
+#               its end, reading every line (counted, to show it was attached and kept up);
+#               MONITOR=both: ROUNDS (default 3) interleaved pairs of runs without and with the
+#               client, for babeld-rs (or RECEIVERS, e.g. "old rs" with OLD_BIN for a
+#               before/after). The time is then taken to 0.1 s.
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
@@ -135,7 +140,22 @@ full_table() {
   # RECEIVERS="rs" (or "rs bd", ...) measures only those receivers.
   if [ -n "${RECEIVERS:-}" ]; then read -r -a kinds <<< "$RECEIVERS"; fi
   [ -n "${HEAPTRACK:-}" ] && kinds=(rsh)
-  for kind in "${kinds[@]}"; do
+  # With MONITOR, each entry is KIND:MON (MON 1: a monitor client is attached).
+  local runs=() r
+  case ${MONITOR:-0} in
+    0) runs=("${kinds[@]}") ;;
+    1) for kind in "${kinds[@]}"; do runs+=("$kind:1"); done ;;
+    both)
+      [ -n "${RECEIVERS:-}" ] || kinds=(rs)
+      for ((r = 0; r < ${ROUNDS:-3}; r++)); do
+        for kind in "${kinds[@]}"; do [ "$kind" = bird ] || runs+=("$kind:0" "$kind:1"); done
+      done ;;
+    *) echo "MONITOR=0, 1 or both"; exit 1 ;;
+  esac
+  [ "${MONITOR:-0}" = 0 ] || echo "(monitor: the monitor column is the lines a monitor client read, when it connected, and whether the receiver dropped it as a slow reader)"
+  for run in "${runs[@]}"; do
+    local kind=${run%%:*} mon=0
+    [ "$run" != "$kind" ] && mon=${run#*:}
     mkns s$kind; mkns r$kind; link s$kind r$kind
     ip -n "${tag}s$kind" link add bh0 type ifb; ip -n "${tag}s$kind" link set bh0 up
     # n routes fd55:i/128 on the sender, redistributed.
@@ -144,18 +164,41 @@ full_table() {
     ip -n "${tag}s$kind" -batch "$work/routes"
     printf 'redistribute ip fd55::/16 eq 128 allow\nredistribute local deny\n' > "$work/s.conf"
     printf 'redistribute local deny\n' > "$work/r.conf"
+    rm -f "$work/s$kind.pid"
     start rs "s$kind" "$work/s.conf" "s${kind}r$kind" >/dev/null
     local t0; t0=$(now)
-    local rpid; rpid=$(start "$kind" "r$kind" "$work/r.conf" "r${kind}s$kind")
+    # A fresh log per run (the slow-reader count below reads it), and no pid file of an
+    # earlier run (its pid may be another process's by now: the daemon would refuse to start).
+    rm -f "$work/r$kind.log" "$work/r$kind.pid"
+    local ctl=() mpid=""
+    [ "$kind" = bird ] && mon=0
+    [ "$mon" = 1 ] && ctl=(-g 33123)
+    local rpid; rpid=$(start "$kind" "r$kind" "$work/r.conf" "${ctl[@]}" "r${kind}s$kind")
     # start ran in a subshell: record the receiver here so cleanup stops it.
     pids+=("$rpid")
+    if [ "$mon" = 1 ]; then
+      # The client connects as soon as the socket listens (the neighbour takes a Hello
+      # interval to come up, so no route is learned before it) and reads until the daemon
+      # goes, as fast as `wc -l` reads (babeld-rs drops a client that leaves 1 MiB unread);
+      # it writes how many lines it read.
+      rm -f "$work/mon.count" "$work/mon.count.t"
+      ip netns exec "${tag}r$kind" bash -c 'for _ in $(seq 1000); do exec 3<>/dev/tcp/::1/33123 && break; sleep 0.02; done 2>/dev/null
+        date +%s.%N > "$0.t"; printf "monitor\n" >&3; wc -l <&3 > "$0.tmp"; mv "$0.tmp" "$0"' \
+        "$work/mon.count" &
+      mpid=$!
+    fi
     local proto=42; [ "$kind" = bird ] && proto=bird
-    local got=0 limit=300
+    local got=0 limit=300 last
+    last=$(printf 'fd55::%x:%x' $((n / 65536)) $((n % 65536)))
     while :; do
-      got=$(count6 "r$kind" "$proto")
-      [ "$got" -ge "$n" ] && break
+      # With MONITOR, a cheap look-up of the last route announced comes first, then the count
+      # (listing 100,000 routes takes CPU from the daemon).
+      if [ "${MONITOR:-0}" = 0 ] || ip -n "${tag}r$kind" -6 route get "$last" 2>/dev/null | grep -q "dev r${kind}s$kind"; then
+        got=$(count6 "r$kind" "$proto")
+        [ "$got" -ge "$n" ] && break
+      fi
       if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN {exit !(b-a > l)}'; then break; fi
-      sleep 0.5
+      if [ "${MONITOR:-0}" = 0 ]; then sleep 0.5; else sleep 0.1; fi
     done
     local t; t=$(elapsed "$t0")
     local errs; errs=$(ip netns exec "${tag}r$kind" awk '/Udp6RcvbufErrors/ {print $2}' /proc/net/snmp6)
@@ -163,10 +206,25 @@ full_table() {
     sleep 10
     local name=babeld-rs; [ "$kind" = bd ] && name="babeld 1.12"; [ "$kind" = bird ] && name="BIRD 2"
     [ "$kind" = rsh ] && name="(heaptrack)"; [ "$kind" = old ] && name="OLD_BIN"
-    printf '%-10s %-18s %-8s %-7s %-14s %-16s %-17s %s\n' "$name" "$got/$n" "$t" "$(cpu_s "$dpid")" \
-      "$(rss_mb "$dpid")" "$(rss_mb "$dpid" VmRSS)" "$(rss_mb "$dpid" RssAnon)" "$errs"
+    local cpu; cpu=$(cpu_s "$dpid")
+    local mem=("$(rss_mb "$dpid")" "$(rss_mb "$dpid" VmRSS)" "$(rss_mb "$dpid" RssAnon)")
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    # The client ends when the daemon closes its socket.
+    [ -z "$mpid" ] || wait "$mpid" 2>/dev/null || true
+    local monitor=""
+    if [ "${MONITOR:-0}" != 0 ]; then
+      monitor="monitor -"
+      if [ "$mon" = 1 ]; then
+        # Lines read (a route learned is two: added, then installed); when it connected;
+        # whether babeld-rs dropped it as a slow reader (its queue limit).
+        monitor="monitor $(cat "$work/mon.count" 2>/dev/null || echo none) attached-after-s"
+        monitor+=" $(awk -v a="$t0" '{printf "%.2f", $1 - a}' "$work/mon.count.t" 2>/dev/null || echo -)"
+        monitor+=" dropped-as-slow $(grep -c 'reply bytes not read' "$work/r$kind.log" || true)"
+      fi
+    fi
+    printf '%-10s %-18s %-8s %-7s %-14s %-16s %-17s %s %s\n' "$name" "$got/$n" "$t" "$cpu" \
+      "${mem[0]}" "${mem[1]}" "${mem[2]}" "$errs" "$monitor"
     pids=()
     ip netns del "${tag}s$kind"; ip netns del "${tag}r$kind"
   done

@@ -4,17 +4,24 @@
 //! a client thread reads every byte (the time includes reading the last line). The goal
 //! (issue 10): the monitor costs at most 1.2× the time without it.
 //!
-//! `cargo bench -p daemon --bench monitor` (`MONITOR_ROUTES=N` to change N). After criterion's
-//! report, the bench prints the ratio of the two medians it measured itself, then runs
-//! `MONITOR_ROUNDS` (default 7) rounds of one pass without and one pass with the monitor,
-//! interleaved so that the load of a shared machine falls on both alike, and prints the median
-//! ratio of their wall times and of their CPU times (user + system, all threads of the process:
-//! the client's reading included).
+//! The pass without a monitor does what `babeld-rs` does without one: the engine queues no route
+//! events (`choose_route_events`: nothing reads them) and the drained events go through
+//! `forget_monitored`. The passes with one ask for every route event, as the daemon does while
+//! a client monitors, and write each drain's lines in a fresh buffer, as the daemon's main loop
+//! hands them to the client's writer. Two ways of writing, both measured:
+//! - per drain: one `write` per drain (the daemon when its client keeps up and the writer runs
+//!   between two drains; the most system calls);
+//! - gathered: the drains' chunks are queued and joined into writes of up to 64 KiB, as the
+//!   daemon's per-client writer joins what was queued while the main loop was busy with a
+//!   burst (the fewest system calls).
 //!
-//! The text of each drain is written to the socket at once (one write per packet), unless
-//! `MONITOR_WRITE_BYTES=N`: then drains' text is gathered and written N bytes or more at a time,
-//! as `babeld-rs`'s per-client writer gathers the chunks queued while its client is behind (up
-//! to 64 KiB).
+//! `cargo bench -p daemon --bench monitor` (`MONITOR_ROUTES=N` to change N). After criterion's
+//! report (without monitor and with it, gathered), the bench runs `MONITOR_ROUNDS` (default 7)
+//! rounds of one pass without the monitor and one pass with it in each way, interleaved so that
+//! the load of a shared machine falls on all alike, and prints for each way the median ratio
+//! with/without of the wall time, the daemon thread's CPU time (user + system) and the whole
+//! process's CPU time (the client's reading included). `MONITOR_PASSES=without,drain,gather`
+//! runs only those passes (for a profiler) and prints their median CPU times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
@@ -129,16 +136,47 @@ fn client() -> (UnixStream, std::thread::JoinHandle<usize>) {
     (ours, reader)
 }
 
+/// How a pass writes monitor lines, if it has a monitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// No client monitors.
+    Without,
+    /// A client monitors; one write per drain.
+    PerDrain,
+    /// A client monitors; chunks joined into writes of up to [`WRITE_SIZE`].
+    Gathered,
+}
+
+impl Pass {
+    const ALL: [Pass; 3] = [Pass::Without, Pass::PerDrain, Pass::Gathered];
+
+    fn name(self) -> &'static str {
+        match self {
+            Pass::Without => "without",
+            Pass::PerDrain => "drain",
+            Pass::Gathered => "gather",
+        }
+    }
+}
+
+/// The most `babeld-rs`'s per-client writer joins into one write.
+const WRITE_SIZE: usize = 64 * 1024;
+
 /// Feeds the dump, draining the engine's outputs after every packet as the daemon's loop does;
-/// with `monitor`, the events of each drain become monitor lines a client reads. Returns the
+/// with a monitor, the events of each drain become monitor lines a client reads. Returns the
 /// number of lines the client read.
-fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
-    let mut monitor = monitor.then(client);
-    let mut text = String::new();
-    let gather: usize = std::env::var("MONITOR_WRITE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+fn learn(d: &mut Daemon, packets: &[bytes::Bytes], pass: Pass) -> usize {
+    let mut monitor = (pass != Pass::Without).then(client);
+    // As `choose_route_events` asks: every route event while a client monitors; else only what
+    // the monitor's memory needs (nothing, here).
+    let events = match pass {
+        Pass::Without => d.unmonitored_route_events(),
+        Pass::PerDrain | Pass::Gathered => babel_core::RouteEvents::All,
+    };
+    d.engine.set_route_events(events);
+    // The writer's queue (gathered): chunks and their bytes.
+    let mut queue: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut queued = 0;
     for p in packets {
         // The instant `daemon()` set the neighbour up at.
         let now = Instant::from_secs(1);
@@ -154,10 +192,21 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
         let events = d.engine.drain().events;
         match &mut monitor {
             Some((socket, _)) => {
+                // As `flush_outputs`: a fresh buffer per drain, handed to the writer.
+                let mut text = String::new();
                 d.write_monitor_lines(now, &events, &mut text);
-                if text.len() >= gather {
+                if text.is_empty() {
+                    continue;
+                }
+                if pass == Pass::PerDrain {
                     socket.write_all(text.as_bytes()).unwrap();
-                    text.clear();
+                } else {
+                    queued += text.len();
+                    queue.push_back(text.into_bytes());
+                    if queued >= WRITE_SIZE {
+                        write_gathered(socket, &mut queue);
+                        queued = 0;
+                    }
                 }
             }
             None => {
@@ -169,7 +218,7 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
     }
     match monitor {
         Some((mut socket, reader)) => {
-            socket.write_all(text.as_bytes()).unwrap();
+            write_gathered(&mut socket, &mut queue);
             drop(socket);
             reader.join().unwrap()
         }
@@ -177,50 +226,64 @@ fn learn(d: &mut Daemon, packets: &[bytes::Bytes], monitor: bool) -> usize {
     }
 }
 
+/// Writes the queued chunks as `babeld-rs`'s client writer does: the first chunk grows by the
+/// next ones up to [`WRITE_SIZE`], then one `write_all`.
+fn write_gathered(socket: &mut UnixStream, queue: &mut std::collections::VecDeque<Vec<u8>>) {
+    while let Some(mut bytes) = queue.pop_front() {
+        while bytes.len() < WRITE_SIZE {
+            match queue.pop_front() {
+                Some(more) => bytes.extend_from_slice(&more),
+                None => break,
+            }
+        }
+        socket.write_all(&bytes).unwrap();
+    }
+}
+
+fn passes() -> Vec<Pass> {
+    match std::env::var("MONITOR_PASSES") {
+        Ok(v) => Pass::ALL
+            .into_iter()
+            .filter(|p| v.split(',').any(|w| w == p.name()))
+            .collect(),
+        Err(_) => Pass::ALL.to_vec(),
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let n = routes();
     let packets = dump(n);
     // Sanity: every route is learned and, with the monitor, the client read a line for each
-    // (added, then installed: two).
-    let mut d = daemon();
-    let lines = learn(&mut d, &packets, true);
-    assert_eq!(d.engine.route_count(), n as usize);
-    assert!(
-        lines >= 2 * n as usize,
-        "{lines} monitor lines for {n} routes"
-    );
+    // (added, then installed: two), however the lines are written.
+    for pass in [Pass::PerDrain, Pass::Gathered] {
+        let mut d = daemon();
+        let lines = learn(&mut d, &packets, pass);
+        assert_eq!(d.engine.route_count(), n as usize);
+        assert!(
+            lines >= 2 * n as usize,
+            "{lines} monitor lines for {n} routes ({pass:?})"
+        );
+    }
     let mut g = c.benchmark_group(format!("learn {n} routes"));
     g.sample_size(10).measurement_time(Duration::from_secs(20));
-    let mut medians = [Duration::ZERO; 2];
-    for (i, monitor) in [false, true].into_iter().enumerate() {
-        let name = if monitor {
-            "with monitor"
-        } else {
+    for pass in [Pass::Without, Pass::Gathered] {
+        let name = if pass == Pass::Without {
             "without monitor"
+        } else {
+            "with monitor"
         };
-        let mut times = Vec::new();
         g.bench_function(name, |b| {
             b.iter_batched(
                 daemon,
                 |mut d| {
-                    let t = std::time::Instant::now();
-                    learn(&mut d, &packets, monitor);
-                    times.push(t.elapsed());
+                    learn(&mut d, &packets, pass);
                     d
                 },
                 BatchSize::PerIteration,
             )
         });
-        times.sort();
-        medians[i] = times.get(times.len() / 2).copied().unwrap_or_default();
     }
     g.finish();
-    println!(
-        "learn {n} routes: without monitor {:?}, with monitor {:?}, ratio {:.2}",
-        medians[0],
-        medians[1],
-        medians[1].as_secs_f64() / medians[0].as_secs_f64().max(1e-9)
-    );
     interleaved(&packets, n);
 }
 
@@ -234,49 +297,78 @@ fn cpu_time(who: nix::sys::resource::UsageWho) -> Duration {
     tv(u.user_time()) + tv(u.system_time())
 }
 
-/// Interleaved rounds: ratios of a pass with the monitor to the pass before it without, in wall
-/// time, in the daemon thread's CPU time and in the process's; prints their medians. On a
-/// loaded machine the wall time favours the pass with two threads (the scheduler shares the
-/// cores per thread), so the CPU times are the fairer measure there.
+/// Interleaved rounds: ratios of each pass with the monitor to the pass without it in the same
+/// round, in wall time, in the daemon thread's CPU time and in the process's; prints their
+/// medians. On a loaded machine the wall time favours the passes with two threads (the
+/// scheduler shares the cores per thread), so the CPU times are the fairer measure there.
 fn interleaved(packets: &[bytes::Bytes], n: u32) {
     let rounds: usize = std::env::var("MONITOR_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     use nix::sys::resource::UsageWho::{RUSAGE_SELF, RUSAGE_THREAD};
-    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
+    let passes = passes();
+    // Per pass: per round, [wall, thread CPU, process CPU].
+    let mut times: Vec<Vec<[Duration; 3]>> = vec![Vec::new(); passes.len()];
     for _ in 0..rounds {
-        let mut pass = [[Duration::ZERO; 3]; 2];
-        for (i, monitor) in [false, true].into_iter().enumerate() {
+        for (i, &pass) in passes.iter().enumerate() {
             let mut d = daemon();
             let start = (
                 std::time::Instant::now(),
                 cpu_time(RUSAGE_THREAD),
                 cpu_time(RUSAGE_SELF),
             );
-            learn(&mut d, packets, monitor);
-            pass[i] = [
+            learn(&mut d, packets, pass);
+            times[i].push([
                 start.0.elapsed(),
                 cpu_time(RUSAGE_THREAD).saturating_sub(start.1),
                 cpu_time(RUSAGE_SELF).saturating_sub(start.2),
-            ];
+            ]);
             drop(d);
         }
-        for (k, r) in ratios.iter_mut().enumerate() {
-            r.push(pass[1][k].as_secs_f64() / pass[0][k].as_secs_f64().max(1e-9));
-        }
     }
-    let [mut wall, mut thread, mut cpu] = ratios;
-    let median = |v: &mut Vec<f64>| {
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    println!(
-        "learn {n} routes, {rounds} interleaved rounds: median ratio with/without monitor: wall {:.2}, daemon thread CPU {:.2}, process CPU {:.2}",
-        median(&mut wall),
-        median(&mut thread),
-        median(&mut cpu)
-    );
+    for (i, pass) in passes.iter().enumerate() {
+        let m = |k: usize| median(times[i].iter().map(|t| t[k].as_secs_f64()).collect());
+        println!(
+            "learn {n} routes, pass {:<7} ({rounds} rounds): median wall {:.3} s, daemon thread CPU {:.3} s, process CPU {:.3} s",
+            pass.name(),
+            m(0),
+            m(1),
+            m(2)
+        );
+    }
+    let Some(base) = passes.iter().position(|p| *p == Pass::Without) else {
+        return;
+    };
+    for (i, pass) in passes.iter().enumerate() {
+        if *pass == Pass::Without {
+            continue;
+        }
+        let ratio = |k: usize| {
+            median(
+                times[i]
+                    .iter()
+                    .zip(&times[base])
+                    .map(|(w, wo)| w[k].as_secs_f64() / wo[k].as_secs_f64().max(1e-9))
+                    .collect(),
+            )
+        };
+        println!(
+            "learn {n} routes, {rounds} interleaved rounds, monitor written {}: median ratio with/without monitor: wall {:.2}, daemon thread CPU {:.2}, process CPU {:.2}",
+            if *pass == Pass::PerDrain {
+                "per drain"
+            } else {
+                "gathered (64 KiB writes)"
+            },
+            ratio(0),
+            ratio(1),
+            ratio(2)
+        );
+    }
 }
 
 criterion_group!(benches, bench);

@@ -421,7 +421,13 @@ pub fn write_route_tail(s: &mut String, via: IpAddr, ifname: &str) {
 /// A route line after its first word and before [`write_route_tail`], built on the stack and
 /// appended in one piece (a monitor writes one per route learned).
 pub fn write_route_head(s: &mut String, d: Dialect, r: &RouteLine<'_>) {
-    text::route_head(s, d, r);
+    text::route_head(&mut text::HeadBuf::default(), s, d, r);
+}
+
+/// [`write_route_head`] built in `buf`, a buffer kept from line to line (a monitor writes one
+/// head per route learned: a fresh buffer would be zeroed for each).
+pub fn write_route_head_in(buf: &mut text::HeadBuf, s: &mut String, d: Dialect, r: &RouteLine<'_>) {
+    text::route_head(buf, s, d, r);
 }
 
 /// Writers of the numbers and addresses of a line, byte-identical to their `Display` forms.
@@ -432,6 +438,25 @@ pub mod text {
     use babel_wire::{Prefix, RouterId};
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
+
+    /// The two decimal digits of 0 to 99, in order (`00`, `01`, ... `99`): numbers are written
+    /// two digits per division.
+    #[allow(clippy::indexing_slicing)] // i < 100: both indexes are below 200
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
+
+    /// The hex digit of the low 4 bits of `v`.
+    fn hex_digit(v: u32) -> u8 {
+        HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0')
+    }
 
     /// ASCII text built on the stack: a field (the longest is an IPv6 prefix, `43` bytes) or,
     /// `N` bytes long, the head of a route line.
@@ -463,14 +488,16 @@ pub mod text {
             self.decimal(u64::from(p.len()));
         }
 
+        /// Eight `xx:` octets built in one piece.
         fn router_id(&mut self, id: &RouterId) {
-            for (k, o) in id.0.into_iter().enumerate() {
-                if k > 0 {
-                    self.byte(b':');
+            let mut t = [b':'; 23];
+            for (d, o) in t.chunks_mut(3).zip(id.0) {
+                if let [hi, lo, ..] = d {
+                    *hi = hex_digit(u32::from(o >> 4));
+                    *lo = hex_digit(u32::from(o));
                 }
-                self.nibble(u32::from(o >> 4));
-                self.nibble(u32::from(o));
             }
+            self.text(&t);
         }
 
         fn byte(&mut self, b: u8) {
@@ -480,11 +507,22 @@ pub mod text {
             }
         }
 
-        /// One hex digit of the low 4 bits of `v`.
-        fn nibble(&mut self, v: u32) {
-            if let Some(&b) = HEX.get((v & 0xf) as usize) {
-                self.byte(b);
-            }
+        /// `{x:x}` of one group of an IPv6 address.
+        fn hex16(&mut self, x: u16) {
+            let x = u32::from(x);
+            let t = [
+                hex_digit(x >> 12),
+                hex_digit(x >> 8),
+                hex_digit(x >> 4),
+                hex_digit(x),
+            ];
+            let skip = match x {
+                0..=0xf => 3,
+                0x10..=0xff => 2,
+                0x100..=0xfff => 1,
+                _ => 0,
+            };
+            self.text(t.get(skip..).unwrap_or_default());
         }
 
         /// `{v:x}`.
@@ -501,24 +539,31 @@ pub mod text {
             }
         }
 
-        /// `{v}`.
+        /// `{v}`, two digits per division.
         fn decimal(&mut self, v: u64) {
+            let pair = |r: u64| PAIRS.get(2 * r as usize..2 * r as usize + 2);
             let mut buf = [0u8; 20];
             let mut i = buf.len();
             let mut v = v;
-            loop {
+            while v >= 100 {
+                i -= 2;
+                if let (Some(d), Some(p)) = (buf.get_mut(i..i + 2), pair(v % 100)) {
+                    d.copy_from_slice(p);
+                }
+                v /= 100;
+            }
+            if v >= 10 {
+                i -= 2;
+                if let (Some(d), Some(p)) = (buf.get_mut(i..i + 2), pair(v)) {
+                    d.copy_from_slice(p);
+                }
+            } else {
                 i -= 1;
-                if let Some(b) = buf.get_mut(i) {
-                    *b = b'0' + (v % 10) as u8;
-                }
-                v /= 10;
-                if v == 0 || i == 0 {
-                    break;
+                if let Some(d) = buf.get_mut(i) {
+                    *d = b'0' + v as u8;
                 }
             }
-            for &b in buf.get(i..).unwrap_or_default() {
-                self.byte(b);
-            }
+            self.text(buf.get(i..).unwrap_or_default());
         }
 
         fn ipv4(&mut self, a: Ipv4Addr) {
@@ -558,7 +603,7 @@ pub mod text {
                     if k > 0 {
                         f.byte(b':');
                     }
-                    f.hex(u64::from(x));
+                    f.hex16(x);
                 }
             };
             if best_len > 1 {
@@ -594,10 +639,31 @@ pub mod text {
         b.to(s);
     }
 
-    /// [`super::write_route_head`]: the longest head (Althea, IPv6 prefixes, every number at
-    /// its widest) is about 270 bytes.
-    pub(super) fn route_head(s: &mut String, d: super::Dialect, r: &super::RouteLine<'_>) {
-        let mut f = Field::<320>::new();
+    /// The stack space of [`super::write_route_head_in`]: the longest head (Althea, IPv6
+    /// prefixes, every number at its widest) is about 270 bytes.
+    pub struct HeadBuf(Field<320>);
+
+    impl Default for HeadBuf {
+        fn default() -> Self {
+            HeadBuf(Field::new())
+        }
+    }
+
+    impl std::fmt::Debug for HeadBuf {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("HeadBuf").finish_non_exhaustive()
+        }
+    }
+
+    /// [`super::write_route_head`], built in `buf` (emptied first).
+    pub(super) fn route_head(
+        buf: &mut HeadBuf,
+        s: &mut String,
+        d: super::Dialect,
+        r: &super::RouteLine<'_>,
+    ) {
+        let f = &mut buf.0;
+        f.len = 0;
         f.text(b" route ");
         f.hex(r.id);
         f.text(b" prefix ");
@@ -1043,6 +1109,35 @@ mod tests {
             let c = [ChangeKind::Add, ChangeKind::Change, ChangeKind::Flush][c];
             let d = if althea { Dialect::Althea } else { Dialect::Babel };
             prop_assert_eq!(route_line(c, d, &r), reference_route_line(c, d, &r));
+        }
+    }
+
+    /// Every value of an address group (one to four hex digits) and every `u16` number, as
+    /// `Display` prints them.
+    #[test]
+    fn every_group_and_u16_matches_display() {
+        for x in 0..=u16::MAX {
+            let a = Ipv6Addr::new(0x2001, x, 0, 0, 0, 0, x, 1);
+            let mut s = String::new();
+            text::ipv6(&mut s, a);
+            assert_eq!(s, a.to_string());
+            s.clear();
+            text::decimal(&mut s, u64::from(x));
+            assert_eq!(s, x.to_string());
+        }
+        for v in [
+            u64::MAX,
+            10u64.pow(19),
+            10u64.pow(19) - 1,
+            99,
+            100,
+            101,
+            9,
+            10,
+        ] {
+            let mut s = String::new();
+            text::decimal(&mut s, v);
+            assert_eq!(s, v.to_string());
         }
     }
 

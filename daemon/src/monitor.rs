@@ -13,7 +13,8 @@ use babel_core::{ChangeKind, Event, RouteView};
 use babel_wire::Prefix;
 use foldhash::HashMap as FastHashMap;
 
-use crate::control::{Dialect, RouteLine, write_route_head, write_route_tail, write_route_word};
+use crate::control::text::HeadBuf;
+use crate::control::{Dialect, RouteLine, write_route_head_in, write_route_tail, write_route_word};
 
 /// A route as monitors know it: destination, source prefix, neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +173,8 @@ pub struct RouteMonitor {
     /// The neighbour and interface of the last route line, with the line's end written for
     /// them (` via A if I`); forgotten at each drain, so a renamed interface shows its new name.
     tail: Option<(IpAddr, u32, String)>,
+    /// Where a line's head is built, kept from line to line.
+    head: HeadBuf,
 }
 
 impl RouteMonitor {
@@ -266,7 +269,12 @@ impl RouteMonitor {
         };
         self.body.clear();
         // The interface's name is only in the tail.
-        write_route_head(&mut self.body, dialect, &shown_route_line(r, installed, ""));
+        write_route_head_in(
+            &mut self.head,
+            &mut self.body,
+            dialect,
+            &shown_route_line(r, installed, ""),
+        );
         self.body.push_str(tail);
     }
 

@@ -404,6 +404,13 @@ impl Daemon {
         // The route lines' state is taken out while `self` writes the other lines.
         let mut routes = std::mem::take(&mut self.route_monitor);
         routes.begin(events);
+        // Room for a line per route event at once (a line is about 140 bytes; the daemon
+        // hands every drain a fresh buffer), rather than doubling it several times.
+        let route_events = events
+            .iter()
+            .filter(|e| matches!(e, Event::Route { .. }))
+            .count();
+        out.reserve(route_events * 144);
         let mut lines = 0;
         for (i, e) in events.iter().enumerate() {
             if let Event::Route { .. } = e {
