@@ -28,6 +28,12 @@ pub struct ClientLimits {
     /// Reply bytes a client may have waiting when it sends another command (one reply can
     /// be larger: a full `dump`).
     pub max_queued_per_client: usize,
+    /// Monitor lines a monitoring client may have waiting before the next ones drop it. A
+    /// full table learned at once is about 200 bytes of lines per route (20 MB for 100,000),
+    /// produced a batch of packets at a time: a client reading as fast as it can is still
+    /// several MiB behind between two turns of its writer. A client that stops reading is
+    /// closed by `write_timeout`; `max_queued_total` bounds all clients together.
+    pub max_queued_monitor: usize,
     /// Reply bytes waiting for all clients together before a new reply drops its client (a
     /// reply larger than this is still accepted when nothing else is waiting).
     pub max_queued_total: usize,
@@ -43,6 +49,7 @@ impl Default for ClientLimits {
             write_timeout: Duration::from_secs(30),
             evict_after: Duration::from_secs(1),
             max_queued_per_client: 1 << 20,
+            max_queued_monitor: 16 << 20,
             max_queued_total: 64 << 20,
         }
     }
@@ -182,6 +189,8 @@ impl Slots {
 pub struct OutputBudget {
     /// See [`ClientLimits::max_queued_per_client`].
     pub per_client: usize,
+    /// See [`ClientLimits::max_queued_monitor`].
+    pub per_monitor: usize,
     /// See [`ClientLimits::max_queued_total`].
     pub total: usize,
 }
@@ -191,6 +200,7 @@ impl OutputBudget {
     pub fn new(l: &ClientLimits) -> Self {
         OutputBudget {
             per_client: l.max_queued_per_client,
+            per_monitor: l.max_queued_monitor,
             total: l.max_queued_total,
         }
     }
@@ -207,6 +217,15 @@ impl OutputBudget {
     /// other replies wait; a single reply alone (a big `dump`) always fits.
     pub fn admits(&self, queued: usize, all_queued: usize, len: usize) -> bool {
         if queued > self.per_client {
+            return false;
+        }
+        all_queued == 0 || all_queued.saturating_add(len) <= self.total
+    }
+
+    /// [`OutputBudget::admits`] for monitor lines: a monitoring client may have up to
+    /// `per_monitor` bytes waiting, under the same total.
+    pub fn admits_monitor_lines(&self, queued: usize, all_queued: usize, len: usize) -> bool {
+        if queued > self.per_monitor {
             return false;
         }
         all_queued == 0 || all_queued.saturating_add(len) <= self.total
@@ -290,6 +309,7 @@ mod tests {
     fn output_budget() {
         let b = OutputBudget {
             per_client: 100,
+            per_monitor: 500,
             total: 1000,
         };
         // A reply larger than everything is accepted alone.
@@ -301,5 +321,21 @@ mod tests {
         assert!(!b.admits(101, 101, 1));
         assert_eq!(b.room(40), 60);
         assert_eq!(b.room(400), 0);
+    }
+
+    #[test]
+    fn a_monitor_may_fall_further_behind_under_the_same_total() {
+        let b = OutputBudget {
+            per_client: 100,
+            per_monitor: 500,
+            total: 1000,
+        };
+        // More than a reply's share waiting: monitor lines still go, replies do not.
+        assert!(b.admits_monitor_lines(400, 400, 50));
+        assert!(!b.admits(400, 400, 50));
+        // Past the monitor's share, or the total while others wait: dropped.
+        assert!(!b.admits_monitor_lines(501, 501, 1));
+        assert!(!b.admits_monitor_lines(400, 980, 50));
+        assert!(b.admits_monitor_lines(0, 0, 5000));
     }
 }

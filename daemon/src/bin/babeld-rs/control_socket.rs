@@ -161,11 +161,22 @@ impl ControlServer {
 
     /// Queues `bytes` for client `id`, or drops the client if it is too slow a reader.
     fn send(&mut self, id: u64, bytes: Vec<u8>) {
+        self.send_within(id, bytes, false);
+    }
+
+    /// [`ControlServer::send`]; `monitor_lines` allows the larger share of monitor lines.
+    fn send_within(&mut self, id: u64, bytes: Vec<u8>, monitor_lines: bool) {
         let all = self.all_queued();
         let Some(c) = self.clients.get(&id) else {
             return;
         };
-        if self.budget.admits(c.out.queued(), all, bytes.len()) {
+        let queued = c.out.queued();
+        let admitted = if monitor_lines {
+            self.budget.admits_monitor_lines(queued, all, bytes.len())
+        } else {
+            self.budget.admits(queued, all, bytes.len())
+        };
+        if admitted {
             c.out.push(bytes);
         } else {
             tracing::warn!(
@@ -198,9 +209,9 @@ impl ControlServer {
         };
         let text = text.into();
         for id in others {
-            self.send(*id, text.clone());
+            self.send_within(*id, text.clone(), true);
         }
-        self.send(*last, text);
+        self.send_within(*last, text, true);
     }
 
     /// Handles one event: a connection, a command, a close, or the idle sweep.
