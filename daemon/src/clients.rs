@@ -216,19 +216,19 @@ impl OutputBudget {
     /// has more than its share waiting, or when it would take the total over its bound while
     /// other replies wait; a single reply alone (a big `dump`) always fits.
     pub fn admits(&self, queued: usize, all_queued: usize, len: usize) -> bool {
-        if queued > self.per_client {
-            return false;
-        }
-        all_queued == 0 || all_queued.saturating_add(len) <= self.total
+        self.admits_within(self.per_client, queued, all_queued, len)
     }
 
     /// [`OutputBudget::admits`] for monitor lines: a monitoring client may have up to
     /// `per_monitor` bytes waiting, under the same total.
     pub fn admits_monitor_lines(&self, queued: usize, all_queued: usize, len: usize) -> bool {
-        if queued > self.per_monitor {
-            return false;
-        }
-        all_queued == 0 || all_queued.saturating_add(len) <= self.total
+        self.admits_within(self.per_monitor, queued, all_queued, len)
+    }
+
+    /// A client with more than `share` waiting gets nothing more; the total binds while
+    /// others wait.
+    fn admits_within(&self, share: usize, queued: usize, all_queued: usize, len: usize) -> bool {
+        queued <= share && (all_queued == 0 || all_queued.saturating_add(len) <= self.total)
     }
 }
 
