@@ -568,8 +568,15 @@ impl Peer {
         };
         self.handshake = Handshake::None;
         let kp = Keypair::new(self.provider, &keys, idx, now.instant, true);
-        self.previous = self.current.replace(kp);
-        self.next = None;
+        // Crossed handshakes: an unconfirmed responder session in `next` is the one the peer,
+        // as its initiator, is sending on. It stays receivable as `previous` (the older
+        // `current` goes instead), or nothing either side sends would reach the other until
+        // a third handshake. wireguard-go rotates its keypairs the same way.
+        self.previous = match self.next.take() {
+            Some(unconfirmed) => Some(unconfirmed),
+            None => self.current.take(),
+        };
+        self.current = Some(kp);
         self.stats.handshakes_completed += 1;
         self.stats.last_handshake = Some(now.instant);
         self.last_handshake_completed = Some(now.instant);

@@ -442,6 +442,82 @@ fn a_confirmed_session_as_responder_ends_our_own_attempt() {
     assert_eq!(n.b.peer(n.b_peer).unwrap().stats().handshakes_completed, 1);
 }
 
+/// Both sides start a handshake at the same instant (a mesh's discovery makes both neighbours
+/// initiate on the same announcement round) and both handshakes complete, in every order of
+/// arrival. Each side then sends on its own initiator session while its peer holds that session
+/// as an unconfirmed responder one: both must stay receivable, so that traffic flows at once
+/// both ways without waiting for a third handshake.
+#[test]
+fn crossed_initiations_give_a_working_session_in_every_order() {
+    for order in 0..4u8 {
+        let mut n = pair(40 + u64::from(order));
+        n.capture = Some(vec![]);
+        let _ = n.send(Side::A, &ipv4(IP_A, IP_B, 10));
+        let _ = n.send(Side::B, &ipv4(IP_B, IP_A, 11));
+        let inits = n.capture.replace(vec![]).unwrap();
+        assert_eq!(inits.len(), 2, "one initiation each");
+        // Deliver the two initiations in either order; each answers with a response.
+        let first = usize::from(order & 1);
+        for i in [first, 1 - first] {
+            let (to, src, d) = &inits[i];
+            n.deliver(*to, *src, d).unwrap();
+        }
+        let responses = n.capture.take().unwrap();
+        assert_eq!(responses.len(), 2, "one response each");
+        let first = usize::from(order >> 1);
+        for i in [first, 1 - first] {
+            let (to, src, d) = &responses[i];
+            n.deliver(*to, *src, d).unwrap();
+        }
+        n.pump();
+        let hs = |n: &Net| {
+            (
+                n.a.peer(n.a_peer)
+                    .unwrap()
+                    .stats()
+                    .handshake_initiations_sent,
+                n.b.peer(n.b_peer)
+                    .unwrap()
+                    .stats()
+                    .handshake_initiations_sent,
+            )
+        };
+        let before = hs(&n);
+        assert_eq!(
+            n.tun_b.first(),
+            Some(&ipv4(IP_A, IP_B, 10)),
+            "order {order}"
+        );
+        assert_eq!(
+            n.tun_a.first(),
+            Some(&ipv4(IP_B, IP_A, 11)),
+            "order {order}"
+        );
+        for len in [20, 30] {
+            n.send(Side::A, &ipv4(IP_A, IP_B, len)).unwrap();
+            n.send(Side::B, &ipv4(IP_B, IP_A, len)).unwrap();
+            assert_eq!(
+                n.tun_b.last(),
+                Some(&ipv4(IP_A, IP_B, len)),
+                "order {order}"
+            );
+            assert_eq!(
+                n.tun_a.last(),
+                Some(&ipv4(IP_B, IP_A, len)),
+                "order {order}"
+            );
+        }
+        // Past the time a side waits for a reply to its data: still no new handshake.
+        n.advance(Duration::from_secs(20), MS * 500);
+        n.send(Side::A, &ipv4(IP_A, IP_B, 40)).unwrap();
+        n.send(Side::B, &ipv4(IP_B, IP_A, 40)).unwrap();
+        assert_eq!(n.tun_b.last(), Some(&ipv4(IP_A, IP_B, 40)), "order {order}");
+        assert_eq!(n.tun_a.last(), Some(&ipv4(IP_B, IP_A, 40)), "order {order}");
+        assert_eq!(hs(&n), before, "order {order}: no handshake was needed");
+        assert!(n.errors.is_empty(), "order {order}: {:?}", n.errors);
+    }
+}
+
 #[test]
 fn keys_expire_after_reject_time_without_rekey() {
     let mut n = established(18);
