@@ -307,7 +307,9 @@ async fn run(
     let mut tick = tokio::time::interval(tunnel::driver::TIMER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_snapshot = clock::now();
-    let mut last_eager = clock::now();
+    // No eager answer yet: the first newcomer is answered even right after start-up, when two
+    // routers that start together each miss the other's first announcement.
+    let mut last_eager = None;
     let mut generation = 0u64;
     let mut policy = view.lock().map(|v| v.policy.clone()).unwrap_or_default();
     let mut abuf = vec![0u8; 2048];
@@ -330,8 +332,11 @@ async fn run(
                 }
                 // Someone new: answer with our own announcement at once (at most once a
                 // second) rather than at the next interval, so it can start its handshake.
-                if d.discovery.neighbours().count() > before && clock::now().saturating_since(last_eager) >= Duration::from_secs(1) {
-                    last_eager = clock::now();
+                let t = clock::now();
+                if d.discovery.neighbours().count() > before
+                    && last_eager.is_none_or(|e| t.saturating_since(e) >= Duration::from_secs(1))
+                {
+                    last_eager = Some(t);
                     seqno += 1;
                     let a = Announcement { public_key: our_key, port, seqno }.encode();
                     let _ = announce_socket.send_to(&a, group).await;
