@@ -1,6 +1,66 @@
 //! Update scheduling and flushing (RFC 8966 §3.7): triggered, urgent and periodic updates.
 
+use std::collections::btree_map::Entry;
+
 use super::*;
+use crate::packed::Repack;
+
+/// An interface's updates waiting to be sent, or urgent ones waiting to be repeated, by
+/// destination. One input can queue one for every destination, in key order (a neighbour that
+/// goes away takes its whole table with it), which leaves std's B-tree nodes about half full;
+/// this map is repacked as it grows ([`Repack`]), so 100,000 of them take about half the room.
+#[derive(Clone, Debug)]
+pub(super) struct KeyMap<V> {
+    map: BTreeMap<RouteKey, V>,
+    repack: Repack,
+}
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            map: BTreeMap::new(),
+            repack: Repack::default(),
+        }
+    }
+}
+
+impl<V> std::ops::Deref for KeyMap<V> {
+    type Target = BTreeMap<RouteKey, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<V: Copy> KeyMap<V> {
+    /// The value for `key`, inserted as `v` if there was none.
+    pub(super) fn or_insert(&mut self, key: RouteKey, v: V) -> &mut V {
+        // Packed before the insertion, so that the reference returned stays valid.
+        self.repack.maybe(&mut self.map);
+        match self.map.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.repack.inserted();
+                e.insert(v)
+            }
+        }
+    }
+
+    /// Sets the value for `key`.
+    pub(super) fn insert(&mut self, key: RouteKey, v: V) {
+        *self.or_insert(key, v) = v;
+    }
+
+    /// Keeps the entries for which `f` is true.
+    pub(super) fn retain(&mut self, f: impl FnMut(&RouteKey, &mut V) -> bool) {
+        self.map.retain(f);
+    }
+
+    /// Forgets every entry.
+    pub(super) fn clear(&mut self) {
+        *self = KeyMap::default();
+    }
+}
 
 impl Engine {
     /// Queues an update for `key` on one interface or all; urgent ones go out within 200 ms and
@@ -34,8 +94,7 @@ impl Engine {
             let j = self.jitter(delay_max);
             let resend = REQUEST_TIMEOUT;
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                let e = i.pending.entry(key).or_insert(false);
-                *e |= urgent;
+                *i.pending.or_insert(key, false) |= urgent;
                 self.timers
                     .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
                 if urgent {
@@ -260,11 +319,14 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let mut msgs = Vec::with_capacity(dump.len() + pending.len());
+        // Not reserved for the whole dump: split horizon and the `out` filter may leave out
+        // most of it (a router with one interface sends none of a full table back), and
+        // reserving room for 100,000 messages and sources cost 15 MB at each periodic dump.
+        let mut msgs = Vec::new();
         if full {
             // What the dump advertises goes into the source table in one walk of it, in key
             // order, once the dump is built (nothing in between reads the table).
-            let mut advertised = Vec::with_capacity(dump.len());
+            let mut advertised = Vec::new();
             for (k, adv) in dump {
                 if pending.contains_key(&k) {
                     continue;
