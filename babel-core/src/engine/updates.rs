@@ -471,6 +471,8 @@ enum Advertised {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
     use std::net::Ipv6Addr;
 
     use super::*;
