@@ -227,16 +227,12 @@ impl RecordingDriver {
 
     /// Takes everything the engine has queued (and records it when not empty).
     pub fn drain(&mut self) -> Outputs {
-        let mut out = Outputs::default();
-        while let Some(t) = self.engine.poll_transmit() {
-            out.transmits.push(t);
-        }
-        while let Some(r) = self.engine.poll_route() {
-            out.routes.push(r);
-        }
-        while let Some(e) = self.engine.poll_event() {
-            out.events.push(e);
-        }
+        let (transmits, routes, events) = self.engine.take_outputs();
+        let out = Outputs {
+            transmits,
+            routes,
+            events,
+        };
         if self.sink.is_some() && !out.is_empty() {
             let records = self.records(&out);
             if let Some(sink) = &mut self.sink {

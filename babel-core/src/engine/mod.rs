@@ -178,11 +178,11 @@ struct Interface {
     hello_seqno: u16,
     hello_count: u64,
     ihu_asap: bool,
-    pending: BTreeMap<RouteKey, bool>,
+    pending: updates::KeyMap<bool>,
     pending_full: bool,
     last_full: Option<Instant>,
     /// Urgent updates still to repeat: remaining repeats and next time.
-    resends: BTreeMap<RouteKey, (u8, Instant)>,
+    resends: updates::KeyMap<(u8, Instant)>,
     /// When it came up continuing the previous run's Hello seqnos ([`EngineConfig::resume_hellos`]).
     resumed: Option<Instant>,
 }
@@ -321,6 +321,22 @@ impl Engine {
         pop_releasing(&mut self.route_changes)
     }
 
+    /// Every queued output at once, in the order [`Engine::poll_transmit`],
+    /// [`Engine::poll_route`] and [`Engine::poll_event`] would give them: each queue's buffer
+    /// is handed over as it is, not copied, so a burst (one input that changes 100,000 routes)
+    /// is held once, by the caller, instead of twice while it is drained (issue 18's teardown
+    /// peak). The queues start again empty, without capacity.
+    pub fn take_outputs(&mut self) -> (Vec<Transmit>, Vec<RouteChange>, Vec<Event>) {
+        if !self.outbox.is_empty() {
+            self.flush_outbox();
+        }
+        (
+            Vec::from(std::mem::take(&mut self.transmits)),
+            Vec::from(std::mem::take(&mut self.route_changes)),
+            Vec::from(std::mem::take(&mut self.events)),
+        )
+    }
+
     /// Next observer event.
     pub fn poll_event(&mut self) -> Option<Event> {
         pop_releasing(&mut self.events)
@@ -401,10 +417,10 @@ impl Engine {
             hello_seqno,
             hello_count: 0,
             ihu_asap: false,
-            pending: BTreeMap::new(),
+            pending: Default::default(),
             pending_full: true,
             last_full: None,
-            resends: BTreeMap::new(),
+            resends: Default::default(),
             resumed: previous.map(|_| now),
         };
         self.interfaces.insert(ifindex, iface);

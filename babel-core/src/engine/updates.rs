@@ -1,6 +1,66 @@
 //! Update scheduling and flushing (RFC 8966 §3.7): triggered, urgent and periodic updates.
 
+use std::collections::btree_map::Entry;
+
 use super::*;
+use crate::packed::Repack;
+
+/// An interface's updates waiting to be sent, or urgent ones waiting to be repeated, by
+/// destination. One input can queue one for every destination, in key order (a neighbour that
+/// goes away takes its whole table with it), which leaves std's B-tree nodes about half full;
+/// this map is repacked as it grows ([`Repack`]), so 100,000 of them take about half the room.
+#[derive(Clone, Debug)]
+pub(super) struct KeyMap<V> {
+    map: BTreeMap<RouteKey, V>,
+    repack: Repack,
+}
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            map: BTreeMap::new(),
+            repack: Repack::default(),
+        }
+    }
+}
+
+impl<V> std::ops::Deref for KeyMap<V> {
+    type Target = BTreeMap<RouteKey, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<V: Copy> KeyMap<V> {
+    /// The value for `key`, inserted as `v` if there was none.
+    pub(super) fn or_insert(&mut self, key: RouteKey, v: V) -> &mut V {
+        // Packed before the insertion, so that the reference returned stays valid.
+        self.repack.maybe(&mut self.map);
+        match self.map.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.repack.inserted();
+                e.insert(v)
+            }
+        }
+    }
+
+    /// Sets the value for `key`.
+    pub(super) fn insert(&mut self, key: RouteKey, v: V) {
+        *self.or_insert(key, v) = v;
+    }
+
+    /// Keeps the entries for which `f` is true.
+    pub(super) fn retain(&mut self, f: impl FnMut(&RouteKey, &mut V) -> bool) {
+        self.map.retain(f);
+    }
+
+    /// Forgets every entry.
+    pub(super) fn clear(&mut self) {
+        *self = KeyMap::default();
+    }
+}
 
 impl Engine {
     /// Queues an update for `key` on one interface or all; urgent ones go out within 200 ms and
@@ -34,8 +94,7 @@ impl Engine {
             let j = self.jitter(delay_max);
             let resend = REQUEST_TIMEOUT;
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                let e = i.pending.entry(key).or_insert(false);
-                *e |= urgent;
+                *i.pending.or_insert(key, false) |= urgent;
                 self.timers
                     .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
                 if urgent {
@@ -260,35 +319,84 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let mut msgs = Vec::with_capacity(dump.len() + pending.len());
+        // The Updates go out a part at a time, packed as they come (the same packets as from
+        // one vector of all of them): a periodic dump or a neighbour's whole table retracted
+        // is 100,000 of them, and holding them all took 15 MB, and as much again for what the
+        // source table learns from them.
+        let mut out = self.update_out(ifindex);
         if full {
-            // What the dump advertises goes into the source table in one walk of it, in key
-            // order, once the dump is built (nothing in between reads the table).
-            let mut advertised = Vec::with_capacity(dump.len());
-            for (k, adv) in dump {
-                if pending.contains_key(&k) {
-                    continue;
+            // What the dump advertises goes into the source table in key order, a part at a
+            // time, before the part's messages go out (nothing in between reads the table).
+            for part in dump.chunks(UPDATE_PART) {
+                let mut advertised = Vec::with_capacity(part.len());
+                let mut msgs = Vec::with_capacity(part.len());
+                for &(k, adv) in part {
+                    if pending.contains_key(&k) {
+                        continue;
+                    }
+                    let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
+                        continue;
+                    };
+                    if let Some((rid, seqno, metric)) = source {
+                        advertised.push(((k, rid), seqno, metric));
+                    }
+                    if let Some(m) = self.output_filtered(ifindex, k, m) {
+                        msgs.push(m);
+                    }
                 }
-                let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
-                    continue;
-                };
-                if let Some((rid, seqno, metric)) = source {
-                    advertised.push(((k, rid), seqno, metric));
-                }
-                if let Some(m) = self.output_filtered(ifindex, k, m) {
-                    msgs.push(m);
-                }
+                self.sources.update_in_order(now, &advertised);
+                self.put_updates(&mut out, msgs);
             }
-            self.sources.update_in_order(now, &advertised);
         }
+        let mut msgs = Vec::new();
         for k in pending.keys() {
             if let Some(m) = self.update_for(now, ifindex, *k, false) {
                 msgs.push(m);
+                if msgs.len() == UPDATE_PART {
+                    self.put_updates(&mut out, std::mem::take(&mut msgs));
+                }
             }
         }
-        if !msgs.is_empty() {
-            self.counters.updates_sent += msgs.len() as u64;
-            self.send(ifindex, Destination::Multicast, msgs);
+        self.put_updates(&mut out, msgs);
+        self.finish_updates(ifindex, out);
+    }
+
+    /// Where a flush's Updates for `ifindex` go ([`UpdateOut`]).
+    fn update_out(&self, ifindex: u32) -> UpdateOut {
+        let unicast = self.interfaces.get(&ifindex).is_some_and(|i| i.cfg.unicast);
+        UpdateOut {
+            packer: if unicast {
+                None
+            } else {
+                self.packer(ifindex, Destination::Multicast)
+            },
+            collected: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Packs (or collects) a part of a flush's Updates.
+    fn put_updates(&mut self, out: &mut UpdateOut, msgs: Vec<Message>) {
+        out.sent += msgs.len() as u64;
+        match &mut out.packer {
+            Some(p) => {
+                for m in &msgs {
+                    self.pack(p, m);
+                }
+            }
+            None => out.collected.extend(msgs),
+        }
+    }
+
+    /// Sends what is left of a flush's Updates and counts them.
+    fn finish_updates(&mut self, ifindex: u32, out: UpdateOut) {
+        self.counters.updates_sent += out.sent;
+        match out.packer {
+            Some(p) => self.finish_packing(p),
+            None if !out.collected.is_empty() => {
+                self.send(ifindex, Destination::Multicast, out.collected);
+            }
+            None => {}
         }
     }
 
@@ -324,6 +432,20 @@ impl Engine {
     }
 }
 
+/// Updates of a flush built, and what they advertise given to the source table, this many at a
+/// time.
+const UPDATE_PART: usize = 1024;
+
+/// Where a flush's Updates go: packed as they come for the multicast group; on a `unicast`
+/// interface (a copy for each neighbour, each neighbour's packets in a row) collected and sent
+/// at the end, as [`Engine::send`] does.
+struct UpdateOut {
+    packer: Option<wire::Packer>,
+    collected: Vec<Message>,
+    /// Updates put so far.
+    sent: u64,
+}
+
 /// The (originator, seqno, metric) an Update advertises, which the source table learns
 /// (RFC 8966 §3.7.3).
 type SourceUse = (RouterId, Seqno, Metric);
@@ -345,4 +467,104 @@ enum Advertised {
     },
     /// Nothing: a retraction, or no Update in a full dump.
     Nothing,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::net::Ipv6Addr;
+
+    use super::*;
+
+    /// An engine with one interface up and `n` prefixes of its own announced, in key order.
+    fn engine(n: u32) -> (Engine, Vec<RouteKey>) {
+        let now = Instant::ZERO;
+        let id = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
+        let mut e = Engine::new(EngineConfig::new(id), now).unwrap();
+        let cfg = InterfaceConfig::new("eth0", InterfaceKind::Wired, "fe80::1".parse().unwrap());
+        e.interface_up(now, 1, cfg);
+        let keys: Vec<RouteKey> = (0..n)
+            .map(|i| {
+                let a = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64));
+                RouteKey::new(Prefix::new(IpAddr::V6(a), 64).unwrap())
+            })
+            .collect();
+        for k in &keys {
+            e.announce(now, *k, 0).unwrap();
+        }
+        (e, keys)
+    }
+
+    fn sent(e: &mut Engine) -> Vec<(Destination, bytes::Bytes)> {
+        std::iter::from_fn(|| e.poll_transmit())
+            .map(|t| (t.dst, t.bytes))
+            .collect()
+    }
+
+    /// The reference: every Update of a flush in one vector, packed by `send`.
+    fn flush_in_one(e: &mut Engine, now: Instant, keys: &[RouteKey], full: bool) {
+        let i = e.interfaces.get_mut(&1).unwrap();
+        i.pending = KeyMap::default();
+        i.pending_full = false;
+        let msgs: Vec<Message> = keys
+            .iter()
+            .filter_map(|k| e.update_for(now, 1, *k, full))
+            .collect();
+        e.counters.updates_sent += msgs.len() as u64;
+        e.send(1, Destination::Multicast, msgs);
+    }
+
+    /// A flush builds and packs its Updates a part at a time; the packets are those of all the
+    /// Updates packed at once (no short packet where a part ends), for triggered updates and
+    /// for a periodic full dump.
+    #[test]
+    fn a_flush_in_parts_sends_the_packets_of_one_vector() {
+        let n = 3 * UPDATE_PART as u32 + 17;
+        let (mut a, keys) = engine(n);
+        let (mut b, _) = engine(n);
+        sent(&mut a);
+        sent(&mut b);
+        // Every key pending (the interface's first dump leaves them to the pending updates).
+        let now = Instant::from_secs(1);
+        a.flush_updates(now, 1);
+        flush_in_one(&mut b, now, &keys, false);
+        let (pa, pb) = (sent(&mut a), sent(&mut b));
+        assert!(pa.len() > 3, "{} packets", pa.len());
+        assert_eq!(pa, pb);
+        // A periodic full dump, nothing pending.
+        let now = Instant::from_secs(5);
+        a.interfaces.get_mut(&1).unwrap().pending_full = true;
+        a.flush_updates(now, 1);
+        flush_in_one(&mut b, now, &keys, true);
+        let (pa, pb) = (sent(&mut a), sent(&mut b));
+        assert!(pa.len() > 3, "{} packets", pa.len());
+        assert_eq!(pa, pb);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+    }
+
+    /// The pending map keeps every key and value while it is repacked as it grows.
+    #[test]
+    fn key_map_keeps_entries_while_repacked() {
+        let mut m: KeyMap<bool> = KeyMap::default();
+        let keys: Vec<RouteKey> = (0..5000u32)
+            .map(|i| {
+                let a = Ipv6Addr::from(u128::from(i) << 64);
+                RouteKey::new(Prefix::new(IpAddr::V6(a), 64).unwrap())
+            })
+            .collect();
+        for (n, k) in keys.iter().enumerate() {
+            *m.or_insert(*k, false) |= n % 3 == 0;
+        }
+        for k in keys.iter().step_by(2) {
+            m.insert(*k, true);
+        }
+        assert_eq!(m.len(), keys.len());
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(m.get(k), Some(&(n % 2 == 0 || n % 3 == 0)), "{n}");
+        }
+        assert!(m.keys().zip(m.keys().skip(1)).all(|(x, y)| x < y));
+        m.clear();
+        assert!(m.is_empty());
+    }
 }

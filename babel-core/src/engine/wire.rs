@@ -189,9 +189,18 @@ impl Engine {
 
     /// Packs messages into as few packets as the interface allows and queues them.
     pub(super) fn send_packed(&mut self, ifindex: u32, dst: Destination, msgs: Vec<Message>) {
-        let Some(i) = self.interfaces.get(&ifindex) else {
+        let Some(mut p) = self.packer(ifindex, dst) else {
             return;
         };
+        for m in &msgs {
+            self.pack(&mut p, m);
+        }
+        self.finish_packing(p);
+    }
+
+    /// A [`Packer`] for `dst` on `ifindex`, with the interface's encoding options.
+    pub(super) fn packer(&self, ifindex: u32, dst: Destination) -> Option<Packer> {
+        let i = self.interfaces.get(&ifindex)?;
         let opts = EncodeOptions {
             flavour: i.cfg.flavour,
             max_packet_len: i.cfg.mtu.saturating_sub(48).max(64),
@@ -205,24 +214,35 @@ impl Engine {
             }),
             one_sub_tlv: i.cfg.one_sub_tlv,
         };
-        let mut b = PacketBuilder::new(opts);
-        let mut count = 0usize;
-        for m in &msgs {
-            match b.push(m) {
-                Ok(()) => count += 1,
-                Err(PushError::Full) => {
-                    let full = std::mem::replace(&mut b, PacketBuilder::new(opts));
-                    self.emit(ifindex, dst, full, count);
-                    count = 0;
-                    match b.push(m) {
-                        Ok(()) => count += 1,
-                        Err(e) => warn!(error = %e, "cannot encode message"),
-                    }
+        Some(Packer {
+            ifindex,
+            dst,
+            opts,
+            b: PacketBuilder::new(opts),
+            count: 0,
+        })
+    }
+
+    /// Adds a message to the packet being filled; a full packet is queued first.
+    pub(super) fn pack(&mut self, p: &mut Packer, m: &Message) {
+        match p.b.push(m) {
+            Ok(()) => p.count += 1,
+            Err(PushError::Full) => {
+                let full = std::mem::replace(&mut p.b, PacketBuilder::new(p.opts));
+                self.emit(p.ifindex, p.dst, full, p.count);
+                p.count = 0;
+                match p.b.push(m) {
+                    Ok(()) => p.count += 1,
+                    Err(e) => warn!(error = %e, "cannot encode message"),
                 }
-                Err(e) => warn!(error = %e, "cannot encode message"),
             }
+            Err(e) => warn!(error = %e, "cannot encode message"),
         }
-        self.emit(ifindex, dst, b, count);
+    }
+
+    /// Queues the last packet of a [`Packer`] (none if it is empty).
+    pub(super) fn finish_packing(&mut self, p: Packer) {
+        self.emit(p.ifindex, p.dst, p.b, p.count);
     }
 
     pub(super) fn emit(
@@ -279,4 +299,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// Messages for one destination packed into packets as they come ([`Engine::pack`]): the
+/// same packets as [`Engine::send_packed`] makes of the same messages in one vector, without
+/// holding them all first (a periodic dump of 100,000 routes is 100,000 Updates).
+pub(super) struct Packer {
+    ifindex: u32,
+    dst: Destination,
+    opts: EncodeOptions,
+    b: PacketBuilder,
+    count: usize,
 }
