@@ -59,6 +59,7 @@ mod effects;
 mod exit;
 mod exitpay;
 mod kernel;
+mod logging;
 mod mesh;
 mod metrics_http;
 mod pay;

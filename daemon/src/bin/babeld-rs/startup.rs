@@ -25,6 +25,7 @@ use crate::control_socket::ControlServer;
 use crate::kernel::{DumpRequest, InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
 
 use crate::effects::{apply_snapshot, persist_seqno};
+use crate::logging::Lines;
 use crate::metrics_http::serve_metrics;
 use crate::run::Io;
 
@@ -61,6 +62,8 @@ pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match debug {
         0 => "warn",
         1 => "info",
@@ -69,9 +72,7 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    // Our own subscriber, not `tracing_subscriber::fmt`: see `logging`.
     match file {
         Some(p) if !p.as_os_str().is_empty() => {
             let f = fs::OpenOptions::new()
@@ -79,11 +80,9 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
                 .append(true)
                 .open(p)
                 .with_context(|| format!("log file {}", p.display()))?;
-            b.with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .init();
+            Lines::new(f).with(filter).init();
         }
-        _ => b.with_writer(std::io::stderr).init(),
+        _ => Lines::new(std::io::stderr()).with(filter).init(),
     }
     Ok(())
 }
