@@ -1,7 +1,7 @@
 //! `babeld-rs`: a Babel routing daemon with babeld's command line, configuration and control
 //! protocol. The protocol logic is `babel-core`'s sans-IO engine and the daemon's decisions are
 //! sans-IO functions of the `daemon` library; this binary owns the I/O: the UDP socket, the
-//! kernel (on threads of their own), control clients, signals and files.
+//! kernel (on threads of their own, and a watcher task), control clients, signals and files.
 //!
 //! Tasks and threads, and what flows between them:
 //!
@@ -41,7 +41,8 @@
 //! * Side effects of the decisions leave through one queue of [`daemon::actions::Action`]s
 //!   ([`effects::execute`]); the engine's outputs through [`effects::flush_outputs`].
 //! * `kernel-routes` keeps the routes we installed and only deletes those
-//!   ([`kernel_fib::Installed`]); `kernel-events` turns netlink notifications into
+//!   ([`kernel_fib::Installed`]); `kernel-events`, a task on the main loop's runtime (not a
+//!   thread: [`kernel::spawn_watcher`]), turns netlink notifications into
 //!   [`kernel_fib::NetEvent`]s. `kernel-dumps` does every other netlink request: the kernel
 //!   check's dumps, the snapshots (the first one at start-up too), the link set-up of tunnels,
 //!   mesh tunnels and the exit tunnel, and route verification's probe rules and tables
