@@ -83,15 +83,13 @@ fn main() -> ExitCode {
         eprintln!("babeld-rs: blocking signals: {e}");
         return ExitCode::from(1);
     }
-    // The command line and the configuration are read on a thread of their own that ends
-    // before the daemon starts: clap's parsing takes about 90 KiB of stack, which glibc
-    // returns to the kernel when that thread exits but which would stay resident for the
-    // daemon's whole life on the main thread.
-    let parsed = std::thread::scope(|s| s.spawn(parse).join());
-    let (inv, record) = match parsed {
-        Ok(Ok(run)) => run,
-        Ok(Err(code)) => return code,
-        Err(_) => return ExitCode::from(1),
+    // clap's parsing of the command line takes about 90 KiB of stack; start-up gives those
+    // pages back to the kernel before the main loop starts (`startup::release_dead_stack`). A
+    // thread of its own would do as well, but glibc keeps the top of an ended thread's stack
+    // (about 16 kB resident) for the next thread.
+    let (inv, record) = match parse() {
+        Ok(run) => run,
+        Err(code) => return code,
     };
     match startup::start(inv, record) {
         Ok(()) => ExitCode::SUCCESS,
