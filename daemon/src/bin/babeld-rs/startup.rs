@@ -413,7 +413,7 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
 
 /// Stack below the caller's frame that is kept: the frames of the functions it calls next
 /// (the system call's wrapper among them) and the x86-64 red zone are well inside it.
-const STACK_MARGIN: usize = 16 * 1024;
+const STACK_MARGIN: usize = 4 * 1024;
 
 /// Gives the main thread's stack pages below the current frame back to the kernel, once, at
 /// the end of start-up: the frames start-up left there (the snapshot's application, the
