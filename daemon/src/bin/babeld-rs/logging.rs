@@ -126,7 +126,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -144,25 +143,14 @@ mod tests {
         assert_eq!(s, "2101-01-01T00:00:00.000000Z");
     }
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// Lines carry the level, the message and the fields, and the filter drops what is
     /// below its level.
     #[test]
     fn events_are_lines_filtered_by_level() {
-        let out = Shared::default();
-        let sub = Lines::new(out.clone()).with(tracing_subscriber::EnvFilter::new("info"));
+        // The log file a `log-file` statement names: one line per event, appended.
+        let path = std::env::temp_dir().join(format!("babeld-rs-log-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let sub = Lines::new(file).with(tracing_subscriber::EnvFilter::new("info"));
         tracing::subscriber::with_default(sub, || {
             tracing::info!(error = %"no route", n = 3, "kernel check: {} routes", 2);
             tracing::debug!("not written");
@@ -170,7 +158,8 @@ mod tests {
             let _in = span.enter();
             tracing::warn!("inside a span");
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(
