@@ -16,7 +16,9 @@ use crate::codec::{self, MsgBuilder, NLM_F_DUMP_INTR, NlMsg};
 /// Bytes of our receive buffer: kernel dump datagrams are at most 32 KiB, notifications and
 /// acks far smaller. A larger datagram is reported as [`FibError::Truncated`]. The buffer is
 /// reserved, not zeroed: only the bytes the kernel writes into it become resident, so an idle
-/// router pays for the largest datagram it received, not for 64 KiB per socket.
+/// router pays for the largest datagram it received, not for 64 KiB per socket. After a dump the
+/// buffer is given back to the allocator and reserved again on the next receive, so the large
+/// datagrams of a dump do not stay resident while the socket only receives acks.
 pub(crate) const RECV_BUFFER: usize = 64 * 1024;
 
 /// How often a dump interrupted by concurrent changes is restarted.
@@ -53,7 +55,7 @@ impl NlSocket {
         let mut sock = NlSocket {
             fd,
             seq: 0,
-            buf: Vec::with_capacity(RECV_BUFFER),
+            buf: Vec::new(),
         };
         sock.set_timeout(timeout)?;
         // Start sequence numbers somewhere unlikely to match a previous socket's stray answers.
@@ -119,6 +121,9 @@ impl NlSocket {
     /// with `MSG_TRUNC`).
     fn recv_uninit(&mut self, flags: MsgFlags) -> Result<usize, Errno> {
         self.buf.clear();
+        if self.buf.capacity() < RECV_BUFFER {
+            self.buf.reserve_exact(RECV_BUFFER);
+        }
         let spare = self.buf.spare_capacity_mut();
         #[allow(unsafe_code)]
         // SAFETY: `recv` writes at most `spare.len()` bytes into `spare`, memory this Vec owns
@@ -200,6 +205,18 @@ impl NlSocket {
     /// (answers it cannot decode are logged and skipped). Restarted when the kernel flags the
     /// dump as interrupted.
     pub(crate) fn dump<T>(
+        &mut self,
+        ty: u16,
+        header_len: usize,
+        decode: impl FnMut(&NlMsg<'_>) -> Result<Option<T>, FibError>,
+    ) -> Result<Vec<T>, FibError> {
+        let dumped = self.dump_attempts(ty, header_len, decode);
+        // The dump's datagrams filled the buffer; give it back (see RECV_BUFFER).
+        self.buf = Vec::new();
+        dumped
+    }
+
+    fn dump_attempts<T>(
         &mut self,
         ty: u16,
         header_len: usize,

@@ -218,6 +218,13 @@ impl Watcher {
         self.read(true)
     }
 
+    /// The events of one waiting datagram (possibly none), or `None` if no datagram is waiting:
+    /// for a caller that waits for the socket's readability itself and must know when it has
+    /// read everything (an edge-triggered poller).
+    pub fn try_recv_waiting(&mut self) -> Result<Option<Vec<NetEvent>>, FibError> {
+        self.read_waiting(true)
+    }
+
     /// A blocking iterator over events; it ends only on a socket error (after yielding it).
     pub fn events(&mut self) -> Events<'_> {
         Events {
@@ -228,12 +235,16 @@ impl Watcher {
     }
 
     fn read(&mut self, dontwait: bool) -> Result<Vec<NetEvent>, FibError> {
+        Ok(self.read_waiting(dontwait)?.unwrap_or_default())
+    }
+
+    fn read_waiting(&mut self, dontwait: bool) -> Result<Option<Vec<NetEvent>>, FibError> {
         let len = match self.sock.recv(dontwait) {
             Ok(Some(n)) => n,
-            Ok(None) => return Ok(Vec::new()),
+            Ok(None) => return Ok(None),
             Err(FibError::Socket(Errno::ENOBUFS)) | Err(FibError::Truncated(_)) => {
                 tracing::warn!("netlink notifications lost; a resync is needed");
-                return Ok(vec![NetEvent::Overrun]);
+                return Ok(Some(vec![NetEvent::Overrun]));
             }
             Err(e) => return Err(e),
         };
@@ -252,7 +263,7 @@ impl Watcher {
                 Err(e) => tracing::warn!(error = %e, "netlink notification skipped"),
             }
         }
-        Ok(events)
+        Ok(Some(events))
     }
 }
 

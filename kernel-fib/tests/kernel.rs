@@ -936,3 +936,29 @@ fn fwmark_rules_in_the_kernel() {
     assert!(!fib.rules().unwrap().contains(&rule));
     assert_eq!(via("0x62610001"), "fe80::1");
 }
+
+/// `try_recv_waiting` reads what is waiting without blocking and says when nothing is left,
+/// which an edge-triggered poller (the daemon's watcher task) relies on: a notification the
+/// kernel queued during a request is there when the request returns.
+#[test]
+fn try_recv_waiting_says_when_nothing_is_left() {
+    let Some(ns) = Ns::new("try_recv_waiting") else {
+        return;
+    };
+    let va = ns.ifindex("va");
+    let mut w = ns.watcher();
+    // Whatever the set-up left queued.
+    while w.try_recv_waiting().unwrap().is_some() {}
+    assert!(w.try_recv_waiting().unwrap().is_none());
+    ns.ip(&["link", "set", "va", "mtu", "1300"]);
+    let mut seen = Vec::new();
+    while let Some(events) = w.try_recv_waiting().unwrap() {
+        seen.extend(events);
+    }
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, NetEvent::LinkChanged(l) if l.index == va && l.mtu == Some(1300))),
+        "no MTU event among {seen:?}"
+    );
+    assert!(w.try_recv_waiting().unwrap().is_none());
+}

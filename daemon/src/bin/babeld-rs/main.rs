@@ -1,7 +1,7 @@
 //! `babeld-rs`: a Babel routing daemon with babeld's command line, configuration and control
 //! protocol. The protocol logic is `babel-core`'s sans-IO engine and the daemon's decisions are
 //! sans-IO functions of the `daemon` library; this binary owns the I/O: the UDP socket, the
-//! kernel (on threads of their own), control clients, signals and files.
+//! kernel (on threads of their own, and a watcher task), control clients, signals and files.
 //!
 //! Tasks and threads, and what flows between them:
 //!
@@ -41,7 +41,8 @@
 //! * Side effects of the decisions leave through one queue of [`daemon::actions::Action`]s
 //!   ([`effects::execute`]); the engine's outputs through [`effects::flush_outputs`].
 //! * `kernel-routes` keeps the routes we installed and only deletes those
-//!   ([`kernel_fib::Installed`]); `kernel-events` turns netlink notifications into
+//!   ([`kernel_fib::Installed`]); `kernel-events`, a task on the main loop's runtime (not a
+//!   thread: [`kernel::spawn_watcher`]), turns netlink notifications into
 //!   [`kernel_fib::NetEvent`]s. `kernel-dumps` does every other netlink request: the kernel
 //!   check's dumps, the snapshots (the first one at start-up too), the link set-up of tunnels,
 //!   mesh tunnels and the exit tunnel, and route verification's probe rules and tables
@@ -59,6 +60,7 @@ mod effects;
 mod exit;
 mod exitpay;
 mod kernel;
+mod logging;
 mod mesh;
 mod metrics_http;
 mod pay;
@@ -81,15 +83,13 @@ fn main() -> ExitCode {
         eprintln!("babeld-rs: blocking signals: {e}");
         return ExitCode::from(1);
     }
-    // The command line and the configuration are read on a thread of their own that ends
-    // before the daemon starts: clap's parsing takes about 90 KiB of stack, which glibc
-    // returns to the kernel when that thread exits but which would stay resident for the
-    // daemon's whole life on the main thread.
-    let parsed = std::thread::scope(|s| s.spawn(parse).join());
-    let (inv, record) = match parsed {
-        Ok(Ok(run)) => run,
-        Ok(Err(code)) => return code,
-        Err(_) => return ExitCode::from(1),
+    // clap's parsing of the command line takes about 90 KiB of stack; start-up gives those
+    // pages back to the kernel before the main loop starts (`startup::release_dead_stack`). A
+    // thread of its own would do as well, but glibc keeps the top of an ended thread's stack
+    // (about 16 kB resident) for the next thread.
+    let (inv, record) = match parse() {
+        Ok(run) => run,
+        Err(code) => return code,
     };
     match startup::start(inv, record) {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@ use crate::control_socket::ControlServer;
 use crate::kernel::{DumpRequest, InstallPolicy, KernelCmd, spawn_fib, spawn_watcher};
 
 use crate::effects::{apply_snapshot, persist_seqno};
+use crate::logging::Lines;
 use crate::metrics_http::serve_metrics;
 use crate::run::Io;
 
@@ -61,6 +62,8 @@ pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match debug {
         0 => "warn",
         1 => "info",
@@ -69,9 +72,7 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    // Our own subscriber, not `tracing_subscriber::fmt`: see `logging`.
     match file {
         Some(p) if !p.as_os_str().is_empty() => {
             let f = fs::OpenOptions::new()
@@ -79,11 +80,9 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
                 .append(true)
                 .open(p)
                 .with_context(|| format!("log file {}", p.display()))?;
-            b.with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .init();
+            Lines::new(f).with(filter).init();
         }
-        _ => b.with_writer(std::io::stderr).init(),
+        _ => Lines::new(std::io::stderr()).with(filter).init(),
     }
     Ok(())
 }
@@ -408,7 +407,53 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         host: hostname(),
         my_id: router_id,
     };
+    release_dead_stack();
     crate::run::main_loop(&mut d, &mut io, &clock, events, ctl, banner).await
+}
+
+/// Stack below the caller's frame that is kept: the frames of the functions it calls next
+/// (the system call's wrapper among them) and the x86-64 red zone are well inside it.
+const STACK_MARGIN: usize = 4 * 1024;
+
+/// Gives the main thread's stack pages below the current frame back to the kernel, once, at
+/// the end of start-up: the frames start-up left there (the snapshot's application, the
+/// engine's and the sockets' set-up) are dead, but a stack never shrinks, so without this
+/// they stay resident for the daemon's whole life, as do the command line parser's (`main`). The main loop touches again only the depth
+/// it needs. Does nothing when the stack cannot be found.
+#[inline(never)]
+fn release_dead_stack() {
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    let Some(low) = main_stack_start() else {
+        return;
+    };
+    let Some(high) = sp.checked_sub(STACK_MARGIN).map(|a| a & !(4096 - 1)) else {
+        return;
+    };
+    if !(low < high && high <= sp) {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: [low, high) is the part of this thread's own stack mapping that lies more than
+    // STACK_MARGIN below the live frames; nothing refers to memory below the stack pointer (the
+    // red zone is 128 bytes), so nothing live is there. MADV_DONTNEED on a private anonymous
+    // mapping only drops its pages: a later touch finds zeroed pages, as a fresh stack would.
+    // It runs once, in start-up, on the main thread, which is the thread whose stack it is.
+    let done = unsafe { nix::libc::madvise(low as *mut _, high - low, nix::libc::MADV_DONTNEED) };
+    if done != 0 {
+        tracing::debug!(
+            "releasing the start-up stack: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The lowest address of the main thread's stack mapping (`[stack]` in `/proc/self/maps`).
+fn main_stack_start() -> Option<usize> {
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
+    let (start, _) = line.split_once('-')?;
+    usize::from_str_radix(start, 16).ok()
 }
 
 /// How our routes look in the kernel, from the configuration.
