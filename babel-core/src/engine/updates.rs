@@ -231,12 +231,12 @@ impl Engine {
         let mut out = Vec::with_capacity(self.xroutes.len() + self.routes.installed_len());
         let mut own = self.xroutes.iter().peekable();
         for (k, d) in self.routes.iter().filter(|(_, d)| d.installed().is_some()) {
-            while let Some((xk, x)) = own.next_if(|(xk, _)| *xk <= k) {
+            while let Some((xk, x)) = own.next_if(|(xk, _)| **xk <= k) {
                 out.push((*xk, Advertised::Own { metric: x.metric }));
             }
             // An xroute shadows the route table's destination of the same key.
-            if out.last().is_none_or(|(last, _)| last != k) {
-                out.push((*k, self.advertised_dest(now, d)));
+            if out.last().is_none_or(|(last, _)| *last != k) {
+                out.push((k, self.advertised_dest(now, d)));
             }
         }
         out.extend(own.map(|(k, x)| (*k, Advertised::Own { metric: x.metric })));

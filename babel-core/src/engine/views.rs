@@ -48,11 +48,12 @@ impl Engine {
         self.routes.get(key).and_then(|d| d.installed())
     }
 
-    /// Iterates installed routes.
-    pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &InstalledRoute)> + '_ {
+    /// Iterates installed routes, in key order. Keys and routes are given by value: the table
+    /// keeps neither in this form (issue 18).
+    pub fn installed_routes(&self) -> impl Iterator<Item = (RouteKey, InstalledRoute)> + '_ {
         self.routes
             .iter()
-            .filter_map(|(k, d)| d.installed_ref().map(|i| (k, i)))
+            .filter_map(|(k, d)| d.installed().map(|i| (k, i)))
     }
 
     /// Interfaces.
@@ -118,7 +119,7 @@ impl Engine {
             out.extend(
                 d.routes()
                     .iter()
-                    .map(|r| self.route_view(now, k, selected == Some(r.neigh()), r)),
+                    .map(|r| self.route_view(now, &k, selected == Some(r.neigh()), r)),
             );
         }
         out
