@@ -6,7 +6,7 @@ use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
 use std::num::NonZeroU64;
 
-use babel_wire::{Prefix, RouterId};
+use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::{InstalledRoute, RouteKey, prefix_order};
 use crate::packed::Repack;
@@ -166,6 +166,47 @@ impl std::ops::DerefMut for Routes {
     }
 }
 
+/// What a destination keeps of its installed route: an [`InstalledRoute`] without its `via` and
+/// interface (20 bytes a destination, issue 18). Those are the selected neighbour's address and
+/// interface: the installed route's neighbour is the destination's selection, and a neighbour's
+/// id never changes address or interface. The copy outlives its route until selection runs
+/// (a removed route is still deleted from the kernel with the next hop it was installed with), so
+/// the neighbour may be gone by then: `flush_neighbour` keeps its address and interface known
+/// while it selects again the destinations it had routes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Installed {
+    next_hop: IpAddr,
+    pub(super) metric: Metric,
+    pub(super) router_id: RouterId,
+    pub(super) seqno: Seqno,
+    pub(super) price: u32,
+}
+
+impl Installed {
+    fn of(i: &InstalledRoute) -> Installed {
+        Installed {
+            next_hop: i.next_hop,
+            metric: i.metric,
+            router_id: i.router_id,
+            seqno: i.seqno,
+            price: i.price,
+        }
+    }
+
+    /// The whole installed route, with the interface and address of its neighbour.
+    pub(super) fn with_via(self, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
+        InstalledRoute {
+            next_hop: self.next_hop,
+            via,
+            ifindex,
+            metric: self.metric,
+            router_id: self.router_id,
+            seqno: self.seqno,
+            price: self.price,
+        }
+    }
+}
+
 /// One destination: its routes (at most one per neighbour), the selected one, the installed one.
 #[derive(Clone, Debug)]
 pub(super) struct Dest {
@@ -175,7 +216,7 @@ pub(super) struct Dest {
     /// infinite metric (an `unreachable` kernel route) until it leaves the table. Neighbour ids
     /// start at 1, so `NonZeroU64` keeps it 8 bytes (an `Option<u64>` is 16).
     selected: Option<NonZeroU64>,
-    installed: Option<InstalledRoute>,
+    installed: Option<Installed>,
 }
 
 impl Dest {
@@ -208,14 +249,15 @@ impl Dest {
         self.installed.is_none() && self.selected.is_some()
     }
 
-    /// The route in the kernel.
-    pub(super) fn installed(&self) -> Option<InstalledRoute> {
-        self.installed
+    /// The route in the kernel, without its neighbour's address and interface
+    /// ([`Installed::with_via`] adds them), and that neighbour.
+    pub(super) fn installed(&self) -> Option<(u64, Installed)> {
+        Some((self.selected()?, self.installed?))
     }
 
-    /// The route in the kernel, by reference.
-    pub(super) fn installed_ref(&self) -> Option<&InstalledRoute> {
-        self.installed.as_ref()
+    /// Whether a route is in the kernel.
+    pub(super) fn is_installed(&self) -> bool {
+        self.installed.is_some()
     }
 
     /// The route learned from `neigh`.
@@ -619,7 +661,7 @@ impl RouteTable {
             }
             // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
             d.selected = selected.and_then(NonZeroU64::new);
-            d.installed = installed;
+            d.installed = installed.as_ref().map(Installed::of);
         };
         match key.src_prefix {
             None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
@@ -628,12 +670,19 @@ impl RouteTable {
     }
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
-    /// installed, and the held destinations (as `None`).
-    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Option<InstalledRoute>)> {
+    /// installed, with the interface and address `via` gives for its neighbour, and the held
+    /// destinations (as `None`).
+    pub(super) fn uninstall_all(
+        &mut self,
+        via: impl Fn(u64) -> Option<(u32, IpAddr)>,
+    ) -> Vec<(RouteKey, Option<InstalledRoute>)> {
         let mut out = Vec::new();
         for (k, d) in self.iter_mut() {
-            if d.selected.take().is_some() || d.installed.is_some() {
-                out.push((k, d.installed.take()));
+            let selected = d.selected.take().map(NonZeroU64::get);
+            let installed = d.installed.take();
+            if selected.is_some() || installed.is_some() {
+                let whole = installed.and_then(|i| Some(i.with_via(via(selected?)?)));
+                out.push((k, whole));
             }
         }
         self.installed = 0;
@@ -758,14 +807,16 @@ mod tests {
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
     /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), and no copy of
-    /// its neighbour's address and interface, keep it at 88 bytes. A destination-only key is 18
-    /// bytes (a `RouteKey` 36).
+    /// its neighbour's address and interface, keep it at 88 bytes. The installed copy without
+    /// them is 36 (an `InstalledRoute` is 56), and a destination-only key 18 (a `RouteKey` 36).
     #[test]
     fn a_route_is_88_bytes() {
         assert_eq!(std::mem::size_of::<Route>(), 88);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
         assert_eq!(std::mem::size_of::<Routes>(), 88);
-        assert_eq!(std::mem::size_of::<Dest>(), 152);
+        assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
+        assert_eq!(std::mem::size_of::<Option<Installed>>(), 36);
+        assert_eq!(std::mem::size_of::<Dest>(), 136);
         assert_eq!(std::mem::size_of::<RouteKey>(), 36);
         assert_eq!(std::mem::size_of::<PlainKey>(), 18);
         let mut r = new_route();
@@ -916,6 +967,12 @@ mod tests {
         t.set_selection(&k, Some(1), Some(inst));
         assert_eq!(t.installed_len(), 1);
         assert!(t.get(&k).and_then(Dest::installed_route).is_some());
+        assert_eq!(
+            t.get(&k)
+                .and_then(Dest::installed)
+                .map(|(n, i)| (n, i.with_via((1, a)))),
+            Some((1, inst))
+        );
         // Its only route goes, the installed route stays until selection removes it.
         t.remove_via(1);
         check(&t);
@@ -931,7 +988,7 @@ mod tests {
         );
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         t.set_selection(&k, Some(1), Some(inst));
-        assert_eq!(t.uninstall_all(), vec![(k, Some(inst))]);
+        assert_eq!(t.uninstall_all(|_| Some((1, a))), vec![(k, Some(inst))]);
         check(&t);
     }
 
@@ -966,7 +1023,10 @@ mod tests {
         });
         assert_eq!(seen, vec![(a, None), (b, Some(2))]);
         // Shutdown reports both, the held one without an installed route.
-        assert_eq!(t.uninstall_all(), vec![(a, None), (b, Some(inst))]);
+        assert_eq!(
+            t.uninstall_all(|_| Some((1, a_addr))),
+            vec![(a, None), (b, Some(inst))]
+        );
         check(&t);
         assert!(t.get(&a).is_some_and(|d| !d.is_held()));
     }

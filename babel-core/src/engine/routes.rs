@@ -4,9 +4,24 @@ use super::*;
 
 impl Engine {
     /// The interface and address of the neighbour `nid`: a route's interface and `via`
-    /// ([`Route`] keeps only the neighbour's id). Known while the neighbour has routes.
+    /// ([`Route`] keeps only the neighbour's id), and an installed route's. Known while the
+    /// neighbour has routes, and while the destinations of a flushed neighbour are selected
+    /// again (their installed routes still name it).
     pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
-        self.neighbours.get(&nid).map(|n| (n.ifindex, n.address))
+        match self.neighbours.get(&nid) {
+            Some(n) => Some((n.ifindex, n.address)),
+            None => self
+                .departed
+                .filter(|(id, _, _)| *id == nid)
+                .map(|(_, ifindex, address)| (ifindex, address)),
+        }
+    }
+
+    /// The route `d` has in the kernel, whole ([`Installed`] keeps it without its neighbour's
+    /// interface and address).
+    pub(super) fn installed_of(&self, d: &Dest) -> Option<InstalledRoute> {
+        let (nid, i) = d.installed()?;
+        Some(i.with_via(self.route_via(nid)?))
     }
 
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
@@ -17,8 +32,7 @@ impl Engine {
     /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
     /// rise sends a triggered update.
     pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
-        let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
-        self.route_metric(r).max(verified)
+        advertised_metric_via(now, r, self.neighbour_cost(r.neigh()))
     }
 
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
@@ -334,6 +348,12 @@ impl Engine {
             next.map(|t| t.max(now + Duration::from_millis(500))),
         );
     }
+}
+
+/// [`Engine::advertised_metric`] through a neighbour whose link cost is `cost`.
+pub(super) fn advertised_metric_via(now: Instant, r: &Route, cost: u16) -> u16 {
+    let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+    route_metric_via(r, cost).max(verified)
 }
 
 /// A route's metric through a neighbour whose link costs `cost`: its refmetric, the cost and

@@ -79,7 +79,7 @@ impl Engine {
                 price: r.price,
             })
         });
-        let old_inst = dest.installed();
+        let old_inst = self.installed_of(dest);
         let old_sel = dest.selected();
         let held_before = dest.is_held();
         // "InstalledRoute" means in the kernel: an addition the `install` filter refuses leaves the

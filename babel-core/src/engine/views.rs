@@ -45,7 +45,7 @@ impl Engine {
 
     /// The installed route of a destination.
     pub fn installed(&self, key: &RouteKey) -> Option<InstalledRoute> {
-        self.routes.get(key).and_then(|d| d.installed())
+        self.routes.get(key).and_then(|d| self.installed_of(d))
     }
 
     /// Iterates installed routes, in key order. Keys and routes are given by value: the table
@@ -53,7 +53,7 @@ impl Engine {
     pub fn installed_routes(&self) -> impl Iterator<Item = (RouteKey, InstalledRoute)> + '_ {
         self.routes
             .iter()
-            .filter_map(|(k, d)| d.installed().map(|i| (k, i)))
+            .filter_map(|(k, d)| self.installed_of(d).map(|i| (k, i)))
     }
 
     /// Interfaces.
