@@ -570,7 +570,7 @@ impl Engine {
         r.set_verified(Some((metric, until)));
         // The override takes effect at once, not through smoothing.
         r.smoothed = metric;
-        r.smoothed_time = now;
+        r.smoothed_time = now.into();
         self.timers.set_earlier(Timer::RouteCheck, until);
         self.reselect(now, key);
         Ok(())

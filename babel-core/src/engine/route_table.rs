@@ -9,7 +9,7 @@ use std::num::NonZeroU64;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::{InstalledRoute, RouteKey, prefix_order};
-use crate::packed::Repack;
+use crate::packed::{Instant48, Repack};
 use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
@@ -38,15 +38,17 @@ pub(super) struct RouteData {
     pub(super) received_price: u32,
     pub(super) price: u32,
     pub(super) path_rtt: u32,
-    pub(super) time: Instant,
+    /// When the last Update came (RFC 8966 §3.5.3), 48 bits ([`Instant48`]: exact) as the
+    /// times below: 6 bytes each, 2-byte aligned.
+    pub(super) time: Instant48,
     pub(super) smoothed: u16,
-    pub(super) smoothed_time: Instant,
+    pub(super) smoothed_time: Instant48,
     /// The verified cost in force ([`RouteData::verified`]); meaningless while
     /// `verified_until` is zero.
     pub(super) verified_metric: u16,
     /// Until when the verified cost is in force; [`Instant::ZERO`]: none. Two fields, not an
-    /// `Option<(u16, Instant)>`, which costs 24 bytes in every route instead of 10.
-    pub(super) verified_until: Instant,
+    /// `Option<(u16, Instant)>`, which costs 24 bytes in every route instead of 8.
+    pub(super) verified_until: Instant48,
     pub(super) refresh_requested: bool,
 }
 
@@ -54,13 +56,14 @@ impl RouteData {
     /// The verified cost (`spec/verify.md` §5.2) and until when it is in force, if one was set
     /// and not cleared.
     pub(super) fn verified(&self) -> Option<(u16, Instant)> {
-        (self.verified_until != Instant::ZERO)
-            .then_some((self.verified_metric, self.verified_until))
+        let until = self.verified_until.get();
+        (until != Instant::ZERO).then_some((self.verified_metric, until))
     }
 
     /// Sets or clears the verified cost. One ending at [`Instant::ZERO`] is none.
     pub(super) fn set_verified(&mut self, v: Option<(u16, Instant)>) {
-        (self.verified_metric, self.verified_until) = v.unwrap_or((0, Instant::ZERO));
+        let (metric, until) = v.unwrap_or((0, Instant::ZERO));
+        (self.verified_metric, self.verified_until) = (metric, until.into());
     }
 }
 
@@ -760,11 +763,11 @@ mod tests {
             received_price: 0,
             price: 0,
             path_rtt: 0,
-            time: Instant::ZERO,
+            time: Instant::ZERO.into(),
             smoothed: 192,
-            smoothed_time: Instant::ZERO,
+            smoothed_time: Instant::ZERO.into(),
             verified_metric: 0,
-            verified_until: Instant::ZERO,
+            verified_until: Instant::ZERO.into(),
             refresh_requested: false,
         }
     }
@@ -806,17 +809,18 @@ mod tests {
     }
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
-    /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), and no copy of
-    /// its neighbour's address and interface, keep it at 88 bytes. The installed copy without
-    /// them is 36 (an `InstalledRoute` is 56), and a destination-only key 18 (a `RouteKey` 36).
+    /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), no copy of its
+    /// neighbour's address and interface, and its three times in 48 bits keep it at 80 bytes.
+    /// The installed copy without them is 36 (an `InstalledRoute` is 56), and a destination-only
+    /// key 18 (a `RouteKey` 36).
     #[test]
-    fn a_route_is_88_bytes() {
-        assert_eq!(std::mem::size_of::<Route>(), 88);
+    fn a_route_is_80_bytes() {
+        assert_eq!(std::mem::size_of::<Route>(), 80);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
-        assert_eq!(std::mem::size_of::<Routes>(), 88);
+        assert_eq!(std::mem::size_of::<Routes>(), 80);
         assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
         assert_eq!(std::mem::size_of::<Option<Installed>>(), 36);
-        assert_eq!(std::mem::size_of::<Dest>(), 136);
+        assert_eq!(std::mem::size_of::<Dest>(), 128);
         assert_eq!(std::mem::size_of::<RouteKey>(), 36);
         assert_eq!(std::mem::size_of::<PlainKey>(), 18);
         let mut r = new_route();

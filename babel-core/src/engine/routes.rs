@@ -75,7 +75,7 @@ impl Engine {
             if let Some(r) = self.routes.route_mut(&key, nid) {
                 changed = r.refmetric != INFINITY;
                 r.refmetric = INFINITY;
-                r.time = now;
+                r.time = now.into();
                 r.interval = u.interval;
                 r.refresh_requested = false;
             }
@@ -137,7 +137,7 @@ impl Engine {
                 r.price = price;
                 r.path_rtt = path_rtt;
                 r.next_hop = next_hop;
-                r.time = now;
+                r.time = now.into();
                 r.refresh_requested = false;
                 if changed {
                     self.route_event(now, ChangeKind::Change, key, nid);
@@ -154,11 +154,11 @@ impl Engine {
                     received_price: u.price.unwrap_or(0),
                     price,
                     path_rtt,
-                    time: now,
+                    time: now.into(),
                     smoothed: metric,
-                    smoothed_time: now,
+                    smoothed_time: now.into(),
                     verified_metric: 0,
-                    verified_until: Instant::ZERO,
+                    verified_until: Instant::ZERO.into(),
                     refresh_requested: false,
                 };
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
@@ -265,7 +265,7 @@ impl Engine {
         self.routes.for_each_via(nid, |k, r| {
             if r.refmetric != INFINITY {
                 r.refmetric = INFINITY;
-                r.time = now;
+                r.time = now.into();
                 r.interval = interval.unwrap_or(r.interval);
                 keys.push(*k);
             }
@@ -292,21 +292,21 @@ impl Engine {
         };
         self.routes.retain(|k, installed, r| {
             let iv = from_centis(r.interval);
-            let hold = r.time + hold_time(r.interval);
+            let hold = r.time.get() + hold_time(r.interval);
             if now >= hold {
                 changed(k);
                 flushed.push((*k, r.clone()));
                 return false;
             }
             next = min_opt(next, Some(hold));
-            let expiry = r.time + iv * 7 / 2;
+            let expiry = r.time.get() + iv * 7 / 2;
             if r.refmetric < INFINITY {
                 if now >= expiry {
                     r.refmetric = INFINITY;
                     changed(k);
                 } else {
                     next = min_opt(next, Some(expiry));
-                    let old = r.time + iv * 3;
+                    let old = r.time.get() + iv * 3;
                     if installed == Some(r.neigh()) && !r.refresh_requested {
                         if now >= old {
                             r.refresh_requested = true;

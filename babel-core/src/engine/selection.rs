@@ -56,7 +56,7 @@ impl Engine {
                 smoothed: smooth(
                     r.smoothed,
                     effective,
-                    now.saturating_since(r.smoothed_time),
+                    now.saturating_since(r.smoothed_time.get()),
                     hl,
                 ),
                 price: r.price,
@@ -106,7 +106,7 @@ impl Engine {
             .set_selection_smoothed(&key, new_sel, new_inst, |r| {
                 if let Some(s) = smoothed.next() {
                     r.smoothed = s;
-                    r.smoothed_time = now;
+                    r.smoothed_time = now.into();
                 }
             });
         self.contenders = contenders;

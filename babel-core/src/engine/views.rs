@@ -176,7 +176,7 @@ impl Engine {
             received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
             fee: self.cfg.fee,
             seqno: Seqno(r.seqno),
-            age: now.saturating_since(r.time),
+            age: now.saturating_since(r.time.get()),
             via,
             next_hop: r.next_hop,
             ifindex,
