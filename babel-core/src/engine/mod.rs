@@ -223,6 +223,9 @@ pub struct Engine {
     neighbours: BTreeMap<u64, Neighbour>,
     neigh_index: BTreeMap<(u32, IpAddr), u64>,
     next_neigh_id: u64,
+    /// A neighbour being flushed: its id, interface and address, known until the destinations
+    /// it had routes to are selected again ([`Engine::route_via`]).
+    departed: Option<(u64, u32, IpAddr)>,
     routes: RouteTable,
     total_limit_logged: bool,
     sources: SourceTable,
@@ -276,6 +279,7 @@ impl Engine {
             neighbours: BTreeMap::new(),
             neigh_index: BTreeMap::new(),
             next_neigh_id: 1,
+            departed: None,
             routes: RouteTable::default(),
             total_limit_logged: false,
             sources: SourceTable::new(cfg.source_gc_time),
@@ -582,7 +586,7 @@ impl Engine {
         r.set_verified(Some((metric, until)));
         // The override takes effect at once, not through smoothing.
         r.smoothed = metric;
-        r.smoothed_time = now;
+        r.smoothed_time = now.into();
         self.timers.set_earlier(Timer::RouteCheck, until);
         self.reselect(now, key);
         Ok(())
@@ -627,7 +631,13 @@ impl Engine {
             self.counters.updates_sent += 1;
             self.send(ifindex, Destination::Multicast, vec![m]);
         }
-        for (k, inst) in self.routes.uninstall_all() {
+        let neighbours = &self.neighbours;
+        let via = |nid| {
+            neighbours
+                .get(&nid)
+                .map(|n: &Neighbour| (n.ifindex, n.address))
+        };
+        for (k, inst) in self.routes.uninstall_all(via) {
             match inst {
                 Some(inst) => self.kernel(RouteOp::Delete, k, &inst),
                 None => self.kernel_unhold(k),

@@ -344,8 +344,11 @@ impl Engine {
             ifindex: n.ifindex,
             address: n.address,
         });
+        // Its destinations' installed routes still name it until they are selected again.
+        self.departed = Some((nid, n.ifindex, n.address));
         for (k, _) in removed {
             self.reselect(now, k);
         }
+        self.departed = None;
     }
 }

@@ -72,7 +72,7 @@ impl Engine {
             return;
         }
         let dest = self.routes.get(&key);
-        if let Some(inst) = dest.and_then(Dest::installed)
+        if let Some((_, inst)) = dest.and_then(Dest::installed)
             && (inst.router_id != s.router_id || inst.seqno.is_at_least(Seqno(s.seqno)))
         {
             self.schedule_update(now, Some(ifindex), key, true);

@@ -6,10 +6,10 @@ use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
 use std::num::NonZeroU64;
 
-use babel_wire::RouterId;
+use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
-use super::{InstalledRoute, RouteKey};
-use crate::packed::Repack;
+use super::{InstalledRoute, RouteKey, prefix_order};
+use crate::packed::{Instant48, Repack};
 use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
@@ -38,15 +38,17 @@ pub(super) struct RouteData {
     pub(super) received_price: u32,
     pub(super) price: u32,
     pub(super) path_rtt: u32,
-    pub(super) time: Instant,
+    /// When the last Update came (RFC 8966 §3.5.3), 48 bits ([`Instant48`]: exact) as the
+    /// times below: 6 bytes each, 2-byte aligned.
+    pub(super) time: Instant48,
     pub(super) smoothed: u16,
-    pub(super) smoothed_time: Instant,
+    pub(super) smoothed_time: Instant48,
     /// The verified cost in force ([`RouteData::verified`]); meaningless while
     /// `verified_until` is zero.
     pub(super) verified_metric: u16,
     /// Until when the verified cost is in force; [`Instant::ZERO`]: none. Two fields, not an
-    /// `Option<(u16, Instant)>`, which costs 24 bytes in every route instead of 10.
-    pub(super) verified_until: Instant,
+    /// `Option<(u16, Instant)>`, which costs 24 bytes in every route instead of 8.
+    pub(super) verified_until: Instant48,
     pub(super) refresh_requested: bool,
 }
 
@@ -54,13 +56,14 @@ impl RouteData {
     /// The verified cost (`spec/verify.md` §5.2) and until when it is in force, if one was set
     /// and not cleared.
     pub(super) fn verified(&self) -> Option<(u16, Instant)> {
-        (self.verified_until != Instant::ZERO)
-            .then_some((self.verified_metric, self.verified_until))
+        let until = self.verified_until.get();
+        (until != Instant::ZERO).then_some((self.verified_metric, until))
     }
 
     /// Sets or clears the verified cost. One ending at [`Instant::ZERO`] is none.
     pub(super) fn set_verified(&mut self, v: Option<(u16, Instant)>) {
-        (self.verified_metric, self.verified_until) = v.unwrap_or((0, Instant::ZERO));
+        let (metric, until) = v.unwrap_or((0, Instant::ZERO));
+        (self.verified_metric, self.verified_until) = (metric, until.into());
     }
 }
 
@@ -166,6 +169,47 @@ impl std::ops::DerefMut for Routes {
     }
 }
 
+/// What a destination keeps of its installed route: an [`InstalledRoute`] without its `via` and
+/// interface (20 bytes a destination, issue 18). Those are the selected neighbour's address and
+/// interface: the installed route's neighbour is the destination's selection, and a neighbour's
+/// id never changes address or interface. The copy outlives its route until selection runs
+/// (a removed route is still deleted from the kernel with the next hop it was installed with), so
+/// the neighbour may be gone by then: `flush_neighbour` keeps its address and interface known
+/// while it selects again the destinations it had routes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Installed {
+    next_hop: IpAddr,
+    pub(super) metric: Metric,
+    pub(super) router_id: RouterId,
+    pub(super) seqno: Seqno,
+    pub(super) price: u32,
+}
+
+impl Installed {
+    fn of(i: &InstalledRoute) -> Installed {
+        Installed {
+            next_hop: i.next_hop,
+            metric: i.metric,
+            router_id: i.router_id,
+            seqno: i.seqno,
+            price: i.price,
+        }
+    }
+
+    /// The whole installed route, with the interface and address of its neighbour.
+    pub(super) fn with_via(self, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
+        InstalledRoute {
+            next_hop: self.next_hop,
+            via,
+            ifindex,
+            metric: self.metric,
+            router_id: self.router_id,
+            seqno: self.seqno,
+            price: self.price,
+        }
+    }
+}
+
 /// One destination: its routes (at most one per neighbour), the selected one, the installed one.
 #[derive(Clone, Debug)]
 pub(super) struct Dest {
@@ -175,7 +219,7 @@ pub(super) struct Dest {
     /// infinite metric (an `unreachable` kernel route) until it leaves the table. Neighbour ids
     /// start at 1, so `NonZeroU64` keeps it 8 bytes (an `Option<u64>` is 16).
     selected: Option<NonZeroU64>,
-    installed: Option<InstalledRoute>,
+    installed: Option<Installed>,
 }
 
 impl Dest {
@@ -208,14 +252,15 @@ impl Dest {
         self.installed.is_none() && self.selected.is_some()
     }
 
-    /// The route in the kernel.
-    pub(super) fn installed(&self) -> Option<InstalledRoute> {
-        self.installed
+    /// The route in the kernel, without its neighbour's address and interface
+    /// ([`Installed::with_via`] adds them), and that neighbour.
+    pub(super) fn installed(&self) -> Option<(u64, Installed)> {
+        Some((self.selected()?, self.installed?))
     }
 
-    /// The route in the kernel, by reference.
-    pub(super) fn installed_ref(&self) -> Option<&InstalledRoute> {
-        self.installed.as_ref()
+    /// Whether a route is in the kernel.
+    pub(super) fn is_installed(&self) -> bool {
+        self.installed.is_some()
     }
 
     /// The route learned from `neigh`.
@@ -289,7 +334,72 @@ pub(super) struct VacantRoute<'a> {
 
 enum Slot<'a> {
     Dest(&'a mut Dest),
-    New(btree_map::VacantEntry<'a, RouteKey, Dest>),
+    Plain(btree_map::VacantEntry<'a, PlainKey, Dest>),
+    Specific(btree_map::VacantEntry<'a, RouteKey, Dest>),
+}
+
+/// The key of a destination without a source prefix: its 18-byte prefix, where a [`RouteKey`]
+/// takes 36 (issue 18). Compared as integers, as [`RouteKey`] is, and in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlainKey(Prefix);
+
+impl Ord for PlainKey {
+    #[inline]
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        prefix_order(&self.0).cmp(&prefix_order(&o.0))
+    }
+}
+
+impl PartialOrd for PlainKey {
+    #[inline]
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// Two streams in key order as one, in key order (a destination-only key sorts before the
+/// source-specific keys of its prefix, so the two tables interleave).
+fn merged<T>(
+    a: impl Iterator<Item = (RouteKey, T)>,
+    b: impl Iterator<Item = (RouteKey, T)>,
+) -> impl Iterator<Item = (RouteKey, T)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) if kb < ka => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// The route to `neigh` in `dests[key]`, or where it would go.
+fn find<'a, K: Ord>(
+    dests: &'a mut BTreeMap<K, Dest>,
+    key: K,
+    neigh: u64,
+    vacant: impl FnOnce(btree_map::VacantEntry<'a, K, Dest>) -> Slot<'a>,
+) -> Result<&'a mut Route, Slot<'a>> {
+    match dests.entry(key) {
+        btree_map::Entry::Occupied(e) => {
+            let d = e.into_mut();
+            match d.routes.iter().position(|r| r.neigh == neigh) {
+                #[allow(clippy::indexing_slicing)] // `i` was just found in this same Vec.
+                Some(i) => Ok(&mut d.routes[i]),
+                None => Err(Slot::Dest(d)),
+            }
+        }
+        btree_map::Entry::Vacant(e) => Err(vacant(e)),
+    }
+}
+
+/// Applies `f` to `dests[key]`, then forgets the destination if it is left without routes or an
+/// installed route.
+fn update_dest<K: Ord>(dests: &mut BTreeMap<K, Dest>, key: K, f: impl FnOnce(&mut Dest)) {
+    if let btree_map::Entry::Occupied(mut e) = dests.entry(key) {
+        f(e.get_mut());
+        if e.get().routes.is_empty() && e.get().installed.is_none() {
+            e.remove();
+        }
+    }
 }
 
 impl VacantRoute<'_> {
@@ -315,7 +425,11 @@ impl VacantRoute<'_> {
         let route = Route { neigh, data };
         match slot {
             Slot::Dest(d) => d.routes.push(route),
-            Slot::New(e) => {
+            Slot::Plain(e) => {
+                e.insert(Dest::new(route));
+                repack.inserted();
+            }
+            Slot::Specific(e) => {
                 e.insert(Dest::new(route));
                 repack.inserted();
             }
@@ -325,14 +439,18 @@ impl VacantRoute<'_> {
     }
 }
 
-/// The route table.
+/// The route table. Destinations without a source prefix, nearly all of a large table, are
+/// keyed by their prefix alone (18 bytes a key, not 36); source-specific ones by the whole key,
+/// in a second tree. Walks merge the two in [`RouteKey`] order.
 #[derive(Clone, Debug, Default)]
 pub(super) struct RouteTable {
-    dests: BTreeMap<RouteKey, Dest>,
+    plain: BTreeMap<PlainKey, Dest>,
+    specific: BTreeMap<RouteKey, Dest>,
     book: Book,
     installed: usize,
-    /// New destinations since `dests` was last packed (a dump fills it in key order).
+    /// New destinations since each tree was last packed (a dump fills it in key order).
     repack: Repack,
+    repack_specific: Repack,
 }
 
 impl RouteTable {
@@ -354,17 +472,39 @@ impl RouteTable {
 
     /// One destination.
     pub(super) fn get(&self, key: &RouteKey) -> Option<&Dest> {
-        self.dests.get(key)
+        match key.src_prefix {
+            None => self.plain.get(&PlainKey(key.prefix)),
+            Some(_) => self.specific.get(key),
+        }
+    }
+
+    /// The destination `key`, to change in place.
+    fn get_mut(&mut self, key: &RouteKey) -> Option<&mut Dest> {
+        match key.src_prefix {
+            None => self.plain.get_mut(&PlainKey(key.prefix)),
+            Some(_) => self.specific.get_mut(key),
+        }
     }
 
     /// Every destination, in key order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&RouteKey, &Dest)> {
-        self.dests.iter()
+    pub(super) fn iter(&self) -> impl Iterator<Item = (RouteKey, &Dest)> {
+        merged(
+            self.plain.iter().map(|(k, d)| (RouteKey::new(k.0), d)),
+            self.specific.iter().map(|(k, d)| (*k, d)),
+        )
+    }
+
+    /// Every destination, in key order, to change in place.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (RouteKey, &mut Dest)> {
+        merged(
+            self.plain.iter_mut().map(|(k, d)| (RouteKey::new(k.0), d)),
+            self.specific.iter_mut().map(|(k, d)| (*k, d)),
+        )
     }
 
     /// Every destination's key, in order.
     pub(super) fn keys(&self) -> Vec<RouteKey> {
-        self.dests.keys().copied().collect()
+        self.iter().map(|(k, _)| k).collect()
     }
 
     /// The destinations `neigh` gave us a route to, in key order.
@@ -372,17 +512,15 @@ impl RouteTable {
         if self.book.len_via(neigh) == 0 {
             return Vec::new();
         }
-        self.dests
-            .iter()
+        self.iter()
             .filter(|(_, d)| d.routes.iter().any(|r| r.neigh == neigh))
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect()
     }
 
     /// The route to `key` learned from `neigh`, to update in place.
     pub(super) fn route_mut(&mut self, key: &RouteKey, neigh: u64) -> Option<&mut Route> {
-        self.dests
-            .get_mut(key)?
+        self.get_mut(key)?
             .routes
             .iter_mut()
             .find(|r| r.neigh == neigh)
@@ -391,22 +529,28 @@ impl RouteTable {
     /// The route to `key` learned from `neigh`, or its place: one search of the table.
     pub(super) fn entry(&mut self, key: RouteKey, neigh: u64) -> RouteEntry<'_> {
         let RouteTable {
-            dests,
+            plain,
+            specific,
             book,
             repack,
+            repack_specific,
             ..
         } = self;
-        repack.maybe(dests);
-        let slot = match dests.entry(key) {
-            btree_map::Entry::Occupied(e) => {
-                let d = e.into_mut();
-                match d.routes.iter().position(|r| r.neigh == neigh) {
-                    #[allow(clippy::indexing_slicing)] // `i` was just found in this same Vec.
-                    Some(i) => return RouteEntry::Occupied(&mut d.routes[i]),
-                    None => Slot::Dest(d),
-                }
+        let (found, repack) = match key.src_prefix {
+            None => {
+                repack.maybe(plain);
+                let found = find(plain, PlainKey(key.prefix), neigh, Slot::Plain);
+                (found, repack)
             }
-            btree_map::Entry::Vacant(e) => Slot::New(e),
+            Some(_) => {
+                repack_specific.maybe(specific);
+                let found = find(specific, key, neigh, Slot::Specific);
+                (found, repack_specific)
+            }
+        };
+        let slot = match found {
+            Ok(r) => return RouteEntry::Occupied(r),
+            Err(slot) => slot,
         };
         RouteEntry::Vacant(VacantRoute {
             slot,
@@ -419,7 +563,7 @@ impl RouteTable {
     /// Recomputes every route's total price from its received price (after a fee change), and
     /// the installed route's with it, without selecting again.
     pub(super) fn reprice(&mut self, price: impl Fn(u32) -> u32) {
-        for d in self.dests.values_mut() {
+        for d in self.plain.values_mut().chain(self.specific.values_mut()) {
             for r in d.routes.iter_mut() {
                 r.price = price(r.received_price);
             }
@@ -437,9 +581,9 @@ impl RouteTable {
         if self.book.len_via(neigh) == 0 {
             return;
         }
-        for (k, d) in self.dests.iter_mut() {
+        for (k, d) in self.iter_mut() {
             for r in d.routes.iter_mut().filter(|r| r.neigh == neigh) {
-                f(k, r);
+                f(&k, r);
             }
         }
     }
@@ -450,11 +594,16 @@ impl RouteTable {
         if self.book.len_via(neigh) == 0 {
             return removed;
         }
-        for (k, d) in self.dests.iter_mut() {
-            for r in d.routes.extract(|r| r.neigh == neigh) {
-                self.book.remove(neigh);
-                removed.push((*k, r));
-            }
+        for (k, d) in self.iter_mut() {
+            removed.extend(
+                d.routes
+                    .extract(|r| r.neigh == neigh)
+                    .into_iter()
+                    .map(|r| (k, r)),
+            );
+        }
+        for _ in &removed {
+            self.book.remove(neigh);
         }
         removed
     }
@@ -467,12 +616,12 @@ impl RouteTable {
         mut keep: impl FnMut(&RouteKey, Option<u64>, &mut Route) -> bool,
     ) -> Vec<(RouteKey, u64)> {
         let mut removed = Vec::new();
-        for (k, d) in self.dests.iter_mut() {
+        for (k, d) in self.iter_mut() {
             let installed = d.installed_neigh();
             d.routes.retain_mut(|r| {
-                let kept = keep(k, installed, r);
+                let kept = keep(&k, installed, r);
                 if !kept {
-                    removed.push((*k, r.neigh));
+                    removed.push((k, r.neigh));
                 }
                 kept
             });
@@ -505,35 +654,43 @@ impl RouteTable {
         installed: Option<InstalledRoute>,
         smooth: impl FnMut(&mut Route),
     ) {
-        let btree_map::Entry::Occupied(mut e) = self.dests.entry(*key) else {
-            return;
+        let count = &mut self.installed;
+        let set = |d: &mut Dest| {
+            d.routes.iter_mut().for_each(smooth);
+            match (d.installed.is_some(), installed.is_some()) {
+                (false, true) => *count += 1,
+                (true, false) => *count = count.saturating_sub(1),
+                _ => {}
+            }
+            // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
+            d.selected = selected.and_then(NonZeroU64::new);
+            d.installed = installed.as_ref().map(Installed::of);
         };
-        let d = e.get_mut();
-        d.routes.iter_mut().for_each(smooth);
-        match (d.installed.is_some(), installed.is_some()) {
-            (false, true) => self.installed += 1,
-            (true, false) => self.installed = self.installed.saturating_sub(1),
-            _ => {}
-        }
-        // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
-        d.selected = selected.and_then(NonZeroU64::new);
-        d.installed = installed;
-        if d.routes.is_empty() && d.installed.is_none() {
-            e.remove();
+        match key.src_prefix {
+            None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
+            Some(_) => update_dest(&mut self.specific, *key, set),
         }
     }
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
-    /// installed, and the held destinations (as `None`).
-    pub(super) fn uninstall_all(&mut self) -> Vec<(RouteKey, Option<InstalledRoute>)> {
+    /// installed, with the interface and address `via` gives for its neighbour, and the held
+    /// destinations (as `None`).
+    pub(super) fn uninstall_all(
+        &mut self,
+        via: impl Fn(u64) -> Option<(u32, IpAddr)>,
+    ) -> Vec<(RouteKey, Option<InstalledRoute>)> {
         let mut out = Vec::new();
-        for (k, d) in self.dests.iter_mut() {
-            if d.selected.take().is_some() || d.installed.is_some() {
-                out.push((*k, d.installed.take()));
+        for (k, d) in self.iter_mut() {
+            let selected = d.selected.take().map(NonZeroU64::get);
+            let installed = d.installed.take();
+            if selected.is_some() || installed.is_some() {
+                let whole = installed.and_then(|i| Some(i.with_via(via(selected?)?)));
+                out.push((k, whole));
             }
         }
         self.installed = 0;
-        self.dests.retain(|_, d| !d.routes.is_empty());
+        self.plain.retain(|_, d| !d.routes.is_empty());
+        self.specific.retain(|_, d| !d.routes.is_empty());
         out
     }
 }
@@ -606,11 +763,11 @@ mod tests {
             received_price: 0,
             price: 0,
             path_rtt: 0,
-            time: Instant::ZERO,
+            time: Instant::ZERO.into(),
             smoothed: 192,
-            smoothed_time: Instant::ZERO,
+            smoothed_time: Instant::ZERO.into(),
             verified_metric: 0,
-            verified_until: Instant::ZERO,
+            verified_until: Instant::ZERO.into(),
             refresh_requested: false,
         }
     }
@@ -624,20 +781,22 @@ mod tests {
 
     /// The counters and the index agree with the destinations, whatever happened.
     fn check(t: &RouteTable) {
-        let routes: usize = t.dests.values().map(|d| d.routes.len()).sum();
+        let routes: usize = t.iter().map(|(_, d)| d.routes.len()).sum();
         assert_eq!(t.len(), routes);
-        let installed = t.dests.values().filter(|d| d.installed.is_some()).count();
+        let installed = t.iter().filter(|(_, d)| d.installed.is_some()).count();
         assert_eq!(t.installed_len(), installed);
         let mut index: BTreeMap<u64, BTreeSet<RouteKey>> = BTreeMap::new();
         let mut per_neighbour: BTreeMap<u64, usize> = BTreeMap::new();
-        for (k, d) in &t.dests {
+        let keys = t.keys();
+        assert!(keys.is_sorted(), "{keys:?}");
+        for (k, d) in t.iter() {
             assert!(
                 !d.routes.is_empty() || d.installed.is_some(),
                 "empty dest {k:?}"
             );
             for r in d.routes.iter() {
                 assert!(
-                    index.entry(r.neigh).or_default().insert(*k),
+                    index.entry(r.neigh).or_default().insert(k),
                     "two routes from one neighbour"
                 );
                 *per_neighbour.entry(r.neigh).or_default() += 1;
@@ -650,14 +809,20 @@ mod tests {
     }
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
-    /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), and no copy of
-    /// its neighbour's address and interface, keep it at 88 bytes.
+    /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), no copy of its
+    /// neighbour's address and interface, and its three times in 48 bits keep it at 80 bytes.
+    /// The installed copy without them is 36 (an `InstalledRoute` is 56), and a destination-only
+    /// key 18 (a `RouteKey` 36).
     #[test]
-    fn a_route_is_88_bytes() {
-        assert_eq!(std::mem::size_of::<Route>(), 88);
+    fn a_route_is_80_bytes() {
+        assert_eq!(std::mem::size_of::<Route>(), 80);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
-        assert_eq!(std::mem::size_of::<Routes>(), 88);
-        assert_eq!(std::mem::size_of::<Dest>(), 152);
+        assert_eq!(std::mem::size_of::<Routes>(), 80);
+        assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
+        assert_eq!(std::mem::size_of::<Option<Installed>>(), 36);
+        assert_eq!(std::mem::size_of::<Dest>(), 128);
+        assert_eq!(std::mem::size_of::<RouteKey>(), 36);
+        assert_eq!(std::mem::size_of::<PlainKey>(), 18);
         let mut r = new_route();
         assert_eq!(r.verified(), None);
         let until = Instant::from_secs(5);
@@ -665,6 +830,62 @@ mod tests {
         assert_eq!(r.verified(), Some((300, until)));
         r.set_verified(None);
         assert_eq!(r.verified(), None);
+    }
+
+    /// Destination-only and source-specific destinations live in two trees; every walk sees them
+    /// as one table in `RouteKey` order, and each is found, changed and removed where it is.
+    #[test]
+    fn both_kinds_of_key_walk_in_route_key_order() {
+        let sp = |d: &str, s: &str| RouteKey {
+            prefix: d.parse().unwrap_or_else(|_| panic!("{d}")),
+            src_prefix: Some(s.parse().unwrap_or_else(|_| panic!("{s}"))),
+        };
+        let keys = [
+            sp("2001:db8:1::/48", "2001:db8:ff::/48"),
+            key("2001:db8:2::/48"),
+            sp("2001:db8:1::/48", "::/0"),
+            key("2001:db8:1::/48"),
+            key("10.0.0.0/8"),
+            sp("10.0.0.0/8", "192.0.2.0/24"),
+            sp("::/0", "2001:db8::/32"),
+        ];
+        let mut t = RouteTable::default();
+        for (i, k) in keys.iter().enumerate() {
+            if let RouteEntry::Vacant(v) = t.entry(*k, 1 + i as u64 % 2) {
+                v.insert(new_route(), 10, 10)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(t.keys(), sorted);
+        assert_eq!(t.iter().map(|(k, _)| k).collect::<Vec<_>>(), sorted);
+        for k in &keys {
+            assert!(t.get(k).is_some_and(|d| d.routes().len() == 1), "{k:?}");
+        }
+        let via_1: Vec<RouteKey> = sorted
+            .iter()
+            .copied()
+            .filter(|k| keys.iter().position(|x| x == k).is_some_and(|i| i % 2 == 0))
+            .collect();
+        assert_eq!(t.keys_via(1), via_1);
+        if let Some(r) = t.route_mut(&keys[0], 1) {
+            r.refmetric = 5;
+        }
+        assert_eq!(
+            t.get(&keys[0])
+                .and_then(|d| d.route(1))
+                .map(|r| r.refmetric),
+            Some(5)
+        );
+        let removed: Vec<RouteKey> = t.remove_via(1).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(removed, via_1);
+        for k in &via_1 {
+            t.set_selection(k, None, None);
+            assert!(t.get(k).is_none(), "{k:?}");
+        }
+        check(&t);
+        assert_eq!(t.len(), keys.len() - via_1.len());
     }
 
     #[test]
@@ -750,6 +971,12 @@ mod tests {
         t.set_selection(&k, Some(1), Some(inst));
         assert_eq!(t.installed_len(), 1);
         assert!(t.get(&k).and_then(Dest::installed_route).is_some());
+        assert_eq!(
+            t.get(&k)
+                .and_then(Dest::installed)
+                .map(|(n, i)| (n, i.with_via((1, a)))),
+            Some((1, inst))
+        );
         // Its only route goes, the installed route stays until selection removes it.
         t.remove_via(1);
         check(&t);
@@ -765,7 +992,7 @@ mod tests {
         );
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         t.set_selection(&k, Some(1), Some(inst));
-        assert_eq!(t.uninstall_all(), vec![(k, Some(inst))]);
+        assert_eq!(t.uninstall_all(|_| Some((1, a))), vec![(k, Some(inst))]);
         check(&t);
     }
 
@@ -800,7 +1027,10 @@ mod tests {
         });
         assert_eq!(seen, vec![(a, None), (b, Some(2))]);
         // Shutdown reports both, the held one without an installed route.
-        assert_eq!(t.uninstall_all(), vec![(a, None), (b, Some(inst))]);
+        assert_eq!(
+            t.uninstall_all(|_| Some((1, a_addr))),
+            vec![(a, None), (b, Some(inst))]
+        );
         check(&t);
         assert!(t.get(&a).is_some_and(|d| !d.is_held()));
     }

@@ -4,9 +4,24 @@ use super::*;
 
 impl Engine {
     /// The interface and address of the neighbour `nid`: a route's interface and `via`
-    /// ([`Route`] keeps only the neighbour's id). Known while the neighbour has routes.
+    /// ([`Route`] keeps only the neighbour's id), and an installed route's. Known while the
+    /// neighbour has routes, and while the destinations of a flushed neighbour are selected
+    /// again (their installed routes still name it).
     pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
-        self.neighbours.get(&nid).map(|n| (n.ifindex, n.address))
+        match self.neighbours.get(&nid) {
+            Some(n) => Some((n.ifindex, n.address)),
+            None => self
+                .departed
+                .filter(|(id, _, _)| *id == nid)
+                .map(|(_, ifindex, address)| (ifindex, address)),
+        }
+    }
+
+    /// The route `d` has in the kernel, whole ([`Installed`] keeps it without its neighbour's
+    /// interface and address).
+    pub(super) fn installed_of(&self, d: &Dest) -> Option<InstalledRoute> {
+        let (nid, i) = d.installed()?;
+        Some(i.with_via(self.route_via(nid)?))
     }
 
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
@@ -17,8 +32,7 @@ impl Engine {
     /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
     /// rise sends a triggered update.
     pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
-        let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
-        self.route_metric(r).max(verified)
+        advertised_metric_via(now, r, self.neighbour_cost(r.neigh()))
     }
 
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
@@ -61,7 +75,7 @@ impl Engine {
             if let Some(r) = self.routes.route_mut(&key, nid) {
                 changed = r.refmetric != INFINITY;
                 r.refmetric = INFINITY;
-                r.time = now;
+                r.time = now.into();
                 r.interval = u.interval;
                 r.refresh_requested = false;
             }
@@ -123,7 +137,7 @@ impl Engine {
                 r.price = price;
                 r.path_rtt = path_rtt;
                 r.next_hop = next_hop;
-                r.time = now;
+                r.time = now.into();
                 r.refresh_requested = false;
                 if changed {
                     self.route_event(now, ChangeKind::Change, key, nid);
@@ -140,11 +154,11 @@ impl Engine {
                     received_price: u.price.unwrap_or(0),
                     price,
                     path_rtt,
-                    time: now,
+                    time: now.into(),
                     smoothed: metric,
-                    smoothed_time: now,
+                    smoothed_time: now.into(),
                     verified_metric: 0,
-                    verified_until: Instant::ZERO,
+                    verified_until: Instant::ZERO.into(),
                     refresh_requested: false,
                 };
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
@@ -251,7 +265,7 @@ impl Engine {
         self.routes.for_each_via(nid, |k, r| {
             if r.refmetric != INFINITY {
                 r.refmetric = INFINITY;
-                r.time = now;
+                r.time = now.into();
                 r.interval = interval.unwrap_or(r.interval);
                 keys.push(*k);
             }
@@ -278,21 +292,21 @@ impl Engine {
         };
         self.routes.retain(|k, installed, r| {
             let iv = from_centis(r.interval);
-            let hold = r.time + hold_time(r.interval);
+            let hold = r.time.get() + hold_time(r.interval);
             if now >= hold {
                 changed(k);
                 flushed.push((*k, r.clone()));
                 return false;
             }
             next = min_opt(next, Some(hold));
-            let expiry = r.time + iv * 7 / 2;
+            let expiry = r.time.get() + iv * 7 / 2;
             if r.refmetric < INFINITY {
                 if now >= expiry {
                     r.refmetric = INFINITY;
                     changed(k);
                 } else {
                     next = min_opt(next, Some(expiry));
-                    let old = r.time + iv * 3;
+                    let old = r.time.get() + iv * 3;
                     if installed == Some(r.neigh()) && !r.refresh_requested {
                         if now >= old {
                             r.refresh_requested = true;
@@ -334,6 +348,12 @@ impl Engine {
             next.map(|t| t.max(now + Duration::from_millis(500))),
         );
     }
+}
+
+/// [`Engine::advertised_metric`] through a neighbour whose link cost is `cost`.
+pub(super) fn advertised_metric_via(now: Instant, r: &Route, cost: u16) -> u16 {
+    let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+    route_metric_via(r, cost).max(verified)
 }
 
 /// A route's metric through a neighbour whose link costs `cost`: its refmetric, the cost and

@@ -56,7 +56,7 @@ impl Engine {
                 smoothed: smooth(
                     r.smoothed,
                     effective,
-                    now.saturating_since(r.smoothed_time),
+                    now.saturating_since(r.smoothed_time.get()),
                     hl,
                 ),
                 price: r.price,
@@ -79,7 +79,7 @@ impl Engine {
                 price: r.price,
             })
         });
-        let old_inst = dest.installed();
+        let old_inst = self.installed_of(dest);
         let old_sel = dest.selected();
         let held_before = dest.is_held();
         // "InstalledRoute" means in the kernel: an addition the `install` filter refuses leaves the
@@ -106,7 +106,7 @@ impl Engine {
             .set_selection_smoothed(&key, new_sel, new_inst, |r| {
                 if let Some(s) = smoothed.next() {
                     r.smoothed = s;
-                    r.smoothed_time = now;
+                    r.smoothed_time = now.into();
                 }
             });
         self.contenders = contenders;

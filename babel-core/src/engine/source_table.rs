@@ -9,20 +9,20 @@ use std::time::Duration;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::RouteKey;
-use crate::packed::{PackedInstant, Repack};
+use crate::packed::{Instant48, Repack};
 use crate::time::Instant;
 
-/// One entry: 12 bytes (the time as two 32-bit halves keeps it 4-aligned; it was 16).
+/// One entry: 10 bytes (the time in 48 bits keeps it 2-aligned; it was 16, then 12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Source {
     seqno: Seqno,
     metric: Metric,
-    time: PackedInstant,
+    time: Instant48,
 }
 
 /// A destination prefix as 18 bytes: family, address, length. The source table only looks
 /// entries up (its order is never seen), so any one-to-one encoding would do; 18 bytes with
-/// alignment 1 instead of the 36-byte `RouteKey` keep an entry at 38 bytes instead of 60.
+/// alignment 1 instead of the 36-byte `RouteKey` keep an entry at 36 bytes instead of 60.
 type PlainKey = ([u8; 18], RouterId);
 
 fn plain_key(prefix: &Prefix, rid: RouterId) -> PlainKey {
@@ -65,7 +65,7 @@ impl<K: Ord> Sources<K> {
                 e.insert(Source {
                     seqno,
                     metric,
-                    time: PackedInstant::new(now),
+                    time: Instant48::new(now),
                 })
             }
         }
@@ -88,7 +88,7 @@ impl Source {
             self.seqno = seqno;
             self.metric = metric;
         }
-        self.time = PackedInstant::new(now);
+        self.time = Instant48::new(now);
     }
 }
 
@@ -350,7 +350,7 @@ mod tests {
                 Some((Seqno(i as u16), Metric(100)))
             );
         }
-        assert_eq!(std::mem::size_of::<Source>(), 12);
+        assert_eq!(std::mem::size_of::<Source>(), 10);
         assert_eq!(std::mem::size_of::<PlainKey>(), 26);
     }
 

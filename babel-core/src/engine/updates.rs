@@ -183,17 +183,20 @@ impl Engine {
     /// What we advertise for a destination of the route table that is not one of our xroutes.
     fn advertised_dest(&self, now: Instant, d: &Dest) -> Advertised {
         // What the Update needs from the selected route (not a copy of the whole route); its
-        // interface is the installed copy's (a route's interface never changes).
-        let (Some(i), Some(r)) = (d.installed_ref(), d.installed_route()) else {
+        // interface and link cost are its neighbour's, found once.
+        let Some(r) = d.installed_route() else {
+            return Advertised::Nothing;
+        };
+        let Some(n) = self.neighbours.get(&r.neigh()) else {
             return Advertised::Nothing;
         };
         Advertised::Selected {
-            ifindex: i.ifindex,
+            ifindex: n.ifindex,
             router_id: r.router_id,
             seqno: r.seqno,
             price: r.price,
             path_rtt: r.path_rtt,
-            metric: self.advertised_metric(now, r),
+            metric: super::routes::advertised_metric_via(now, r, n.cost),
         }
     }
 
@@ -289,13 +292,13 @@ impl Engine {
     fn full_dump(&self, now: Instant) -> Vec<(RouteKey, Advertised)> {
         let mut out = Vec::with_capacity(self.xroutes.len() + self.routes.installed_len());
         let mut own = self.xroutes.iter().peekable();
-        for (k, d) in self.routes.iter().filter(|(_, d)| d.installed().is_some()) {
-            while let Some((xk, x)) = own.next_if(|(xk, _)| *xk <= k) {
+        for (k, d) in self.routes.iter().filter(|(_, d)| d.is_installed()) {
+            while let Some((xk, x)) = own.next_if(|(xk, _)| **xk <= k) {
                 out.push((*xk, Advertised::Own { metric: x.metric }));
             }
             // An xroute shadows the route table's destination of the same key.
-            if out.last().is_none_or(|(last, _)| last != k) {
-                out.push((*k, self.advertised_dest(now, d)));
+            if out.last().is_none_or(|(last, _)| *last != k) {
+                out.push((k, self.advertised_dest(now, d)));
             }
         }
         out.extend(own.map(|(k, x)| (*k, Advertised::Own { metric: x.metric })));

@@ -45,14 +45,15 @@ impl Engine {
 
     /// The installed route of a destination.
     pub fn installed(&self, key: &RouteKey) -> Option<InstalledRoute> {
-        self.routes.get(key).and_then(|d| d.installed())
+        self.routes.get(key).and_then(|d| self.installed_of(d))
     }
 
-    /// Iterates installed routes.
-    pub fn installed_routes(&self) -> impl Iterator<Item = (&RouteKey, &InstalledRoute)> + '_ {
+    /// Iterates installed routes, in key order. Keys and routes are given by value: the table
+    /// keeps neither in this form (issue 18).
+    pub fn installed_routes(&self) -> impl Iterator<Item = (RouteKey, InstalledRoute)> + '_ {
         self.routes
             .iter()
-            .filter_map(|(k, d)| d.installed_ref().map(|i| (k, i)))
+            .filter_map(|(k, d)| self.installed_of(d).map(|i| (k, i)))
     }
 
     /// Interfaces.
@@ -118,7 +119,7 @@ impl Engine {
             out.extend(
                 d.routes()
                     .iter()
-                    .map(|r| self.route_view(now, k, selected == Some(r.neigh()), r)),
+                    .map(|r| self.route_view(now, &k, selected == Some(r.neigh()), r)),
             );
         }
         out
@@ -175,7 +176,7 @@ impl Engine {
             received_price: shown_price(r.price, self.cfg.fee, self.cfg.accumulation),
             fee: self.cfg.fee,
             seqno: Seqno(r.seqno),
-            age: now.saturating_since(r.time),
+            age: now.saturating_since(r.time.get()),
             via,
             next_hop: r.next_hop,
             ifindex,
