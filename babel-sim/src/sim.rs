@@ -346,6 +346,9 @@ impl NextHops {
     }
 }
 
+/// A node's next hop towards a destination: the neighbour node and the link to it, if any.
+type NextHop = Option<(usize, usize)>;
+
 /// What one node produced: its packets with their send times, the destinations whose kernel
 /// route changed, and how many changes.
 #[derive(Default)]
@@ -354,7 +357,7 @@ struct NodeOutput {
     tx: Vec<(Instant, u32, Transmit)>,
     /// Each route change's destination, and for one without a source prefix the node's new
     /// next hop towards it (`Some(None)`: none), which [`Sim::absorb`] puts in [`NextHops`].
-    changed: Vec<(Prefix, Option<Option<(usize, usize)>>)>,
+    changed: Vec<(Prefix, Option<NextHop>)>,
     route_changes: u64,
     last_change: Option<Instant>,
 }
