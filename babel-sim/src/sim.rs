@@ -194,11 +194,6 @@ struct Node {
     fee: u32,
     policy: Policy,
     wake: Option<Instant>,
-    /// The node's kernel table as forwarding sees it: for each destination with a route (no
-    /// source prefix), the neighbour node its next hop is, applied from the engine's route
-    /// changes as the daemon applies them to the kernel, with the link to it. The loop check
-    /// follows these. Only looked up, never iterated, so the hash order cannot reach any result.
-    next_hops: HashMap<Prefix, (usize, usize), BuildHasherDefault<PrefixHasher>>,
 }
 
 impl Node {
@@ -214,7 +209,6 @@ impl Node {
             fee: 0,
             policy: Policy::Babeld,
             wake: None,
-            next_hops: HashMap::default(),
         }
     }
 }
@@ -264,13 +258,106 @@ impl PrefixHasher {
     }
 }
 
+/// Every node's kernel table as forwarding sees it: for each destination with a route (no source
+/// prefix), the neighbour node its next hop is and the link to it, applied from the engines'
+/// route changes as the daemon applies them to the kernel. The loop check follows these. Kept by
+/// destination, one row of every node's next hop per prefix, so that a walk towards one
+/// destination reads one small array instead of a hash table per node it passes (a cache miss
+/// per hop, issue 18). Prefixes are only looked up, never iterated, so the hash order cannot
+/// reach any result.
+#[derive(Default)]
+struct NextHops {
+    /// Row of each prefix that had a route somewhere.
+    ids: HashMap<Prefix, u32, BuildHasherDefault<PrefixHasher>>,
+    /// By prefix row, by node: the next hop.
+    rows: Vec<Vec<Hop>>,
+    nodes: usize,
+}
+
+/// A next hop: the neighbour node and the link to it ([`Hop::NONE`]: no route).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Hop {
+    peer: u32,
+    link: u32,
+}
+
+impl Hop {
+    const NONE: Hop = Hop {
+        peer: u32::MAX,
+        link: u32::MAX,
+    };
+
+    fn get(self) -> Option<(usize, usize)> {
+        (self != Hop::NONE).then_some((self.peer as usize, self.link as usize))
+    }
+}
+
+impl NextHops {
+    fn new(nodes: usize) -> NextHops {
+        NextHops {
+            nodes,
+            ..NextHops::default()
+        }
+    }
+
+    /// The row of `prefix`, if any node ever had a route to it.
+    fn row(&self, prefix: &Prefix) -> Option<u32> {
+        self.ids.get(prefix).copied()
+    }
+
+    /// Node `n`'s next hop in row `id`.
+    fn get(&self, id: u32, n: usize) -> Option<(usize, usize)> {
+        self.rows.get(id as usize)?.get(n)?.get()
+    }
+
+    /// Node `n`'s next hop towards `prefix`.
+    fn lookup(&self, n: usize, prefix: &Prefix) -> Option<(usize, usize)> {
+        self.get(self.row(prefix)?, n)
+    }
+
+    /// Sets (or removes) node `n`'s next hop towards `prefix`.
+    fn set(&mut self, n: usize, prefix: Prefix, hop: Option<(usize, usize)>) {
+        let id = match (self.row(&prefix), hop) {
+            (Some(id), _) => id,
+            (None, None) => return,
+            (None, Some(_)) => {
+                let id = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+                self.ids.insert(prefix, id);
+                self.rows.push(vec![Hop::NONE; self.nodes]);
+                id
+            }
+        };
+        let hop = hop.map_or(Hop::NONE, |(peer, link)| Hop {
+            peer: u32::try_from(peer).unwrap_or(u32::MAX),
+            link: u32::try_from(link).unwrap_or(u32::MAX),
+        });
+        if let Some(h) = self.rows.get_mut(id as usize).and_then(|r| r.get_mut(n)) {
+            *h = hop;
+        }
+    }
+
+    /// Node `n` has no route any more (it crashed or restarted).
+    fn clear_node(&mut self, n: usize) {
+        for r in &mut self.rows {
+            if let Some(h) = r.get_mut(n) {
+                *h = Hop::NONE;
+            }
+        }
+    }
+}
+
+/// A node's next hop towards a destination: the neighbour node and the link to it, if any.
+type NextHop = Option<(usize, usize)>;
+
 /// What one node produced: its packets with their send times, the destinations whose kernel
 /// route changed, and how many changes.
 #[derive(Default)]
 struct NodeOutput {
     /// Send time, pass (how many times the node already ran at that instant), packet.
     tx: Vec<(Instant, u32, Transmit)>,
-    changed: Vec<Prefix>,
+    /// Each route change's destination, and for one without a source prefix the node's new
+    /// next hop towards it (`Some(None)`: none), which [`Sim::absorb`] puts in [`NextHops`].
+    changed: Vec<(Prefix, Option<NextHop>)>,
     route_changes: u64,
     last_change: Option<Instant>,
 }
@@ -290,9 +377,9 @@ fn peer_link(
     (node_address(peer, pif) == addr).then_some((peer, li))
 }
 
-/// Takes what node `n`'s engine produced at `now`: its kernel changes go into its next-hop
-/// table, its packets and changed destinations into `out`, its next timer into `node.wake`.
-/// Touches this node only.
+/// Takes what node `n`'s engine produced at `now`: its packets and kernel changes (with the
+/// next hops, for [`NextHops`]) into `out`, its next timer into `node.wake`. Touches this node
+/// only.
 fn take_output(
     n: usize,
     node: &mut Node,
@@ -315,15 +402,10 @@ fn take_output(
         let peer = installed
             .then(|| peer_link(links, &node.ifaces, n, c.ifindex, c.next_hop))
             .flatten();
-        if c.src_prefix.is_none() {
-            // The simulator does not model babeld's unreachable routes: a held destination
-            // simply has no route.
-            match peer {
-                Some(p) => node.next_hops.insert(c.prefix, p),
-                None => node.next_hops.remove(&c.prefix),
-            };
-        }
-        out.changed.push(c.prefix);
+        // The simulator does not model babeld's unreachable routes: a held destination simply
+        // has no route.
+        out.changed
+            .push((c.prefix, c.src_prefix.is_none().then_some(peer)));
     }
     while e.poll_event().is_some() {}
     node.saved_seqno = e.seqno();
@@ -588,8 +670,12 @@ pub struct Sim {
     /// Where [`Sim::check_best_resumed`] found the last violation, and that node's distances.
     check_cursor: usize,
     check_row: Option<(usize, Vec<u32>)>,
-    /// (destination, node) pairs whose next hop changed in this step.
-    changed: BTreeSet<(Prefix, usize)>,
+    /// Every node's next hop towards every destination.
+    next_hops: NextHops,
+    /// (row in [`NextHops`], node) pairs whose next hop changed in this step.
+    changed: Vec<(u32, u32)>,
+    /// The loop check's path, kept between walks.
+    walk: Vec<u32>,
     progress: bool,
     lies: BTreeMap<usize, Lie>,
     /// The shortest one-way link delay: nothing sent at `t` arrives before `t + lookahead`.
@@ -676,7 +762,6 @@ impl Sim {
                 fee: cfg.fee,
                 policy: cfg.policy,
                 wake: None,
-                next_hops: HashMap::default(),
             })
             .collect();
         let mut links = Vec::new();
@@ -745,7 +830,9 @@ impl Sim {
             adjacency: None,
             check_cursor: 0,
             check_row: None,
-            changed: BTreeSet::new(),
+            next_hops: NextHops::new(topo.nodes),
+            changed: Vec::new(),
+            walk: Vec::new(),
             progress: false,
             lies: BTreeMap::new(),
         };
@@ -793,8 +880,8 @@ impl Sim {
         }
         if let Some(node) = self.nodes.get_mut(n) {
             node.engine = Some(engine);
-            node.next_hops.clear();
         }
+        self.next_hops.clear_node(n);
         self.drain(n);
     }
 
@@ -832,12 +919,12 @@ impl Sim {
 
     /// The node that node `n` forwards to for `prefix` (from its kernel table, over a link that may be down).
     pub fn next_hop_node(&self, n: usize, prefix: Prefix) -> Option<usize> {
-        self.nodes.get(n)?.next_hops.get(&prefix).map(|&(p, _)| p)
+        self.next_hops.lookup(n, &prefix).map(|(p, _)| p)
     }
 
-    /// The next node towards `prefix` from `n`, if the link to it carries packets.
-    fn next_hop_up(&self, n: usize, prefix: Prefix) -> Option<usize> {
-        let &(p, li) = self.nodes.get(n)?.next_hops.get(&prefix)?;
+    /// The next node from `n` in row `id` of [`NextHops`], if the link to it carries packets.
+    fn next_hop_up(&self, n: usize, id: u32) -> Option<usize> {
+        let (p, li) = self.next_hops.get(id, n)?;
         self.links.get(li).is_some_and(|l| l.up).then_some(p)
     }
 
@@ -946,9 +1033,9 @@ impl Sim {
                     if let Some(e) = node.engine.take() {
                         node.saved_seqno = e.seqno();
                     }
-                    node.next_hops.clear();
                     node.wake = None;
                 }
+                self.next_hops.clear_node(n);
             }
             SimEvent::Restart { node, keep_seqno } => {
                 let Some(nd) = self.nodes.get_mut(node) else {
@@ -1029,14 +1116,22 @@ impl Sim {
         }
     }
 
-    /// Counts node `n`'s route changes and notes its changed destinations for the loop check.
+    /// Counts node `n`'s route changes, puts its new next hops into [`NextHops`] and notes its
+    /// changed destinations for the loop check.
     fn absorb(&mut self, n: usize, out: NodeOutput) {
         self.stats.route_changes += out.route_changes;
         if let Some(t) = out.last_change {
             self.last_change = self.last_change.max(t);
         }
-        for p in out.changed {
-            self.changed.insert((p, n));
+        for (p, hop) in out.changed {
+            if let Some(hop) = hop {
+                self.next_hops.set(n, p, hop);
+            }
+            // A destination no node ever had a route to has no row, and no loop.
+            if let Some(id) = self.next_hops.row(&p) {
+                self.changed
+                    .push((id, u32::try_from(n).unwrap_or(u32::MAX)));
+            }
         }
     }
 
@@ -1267,35 +1362,45 @@ impl Sim {
     /// the last check.
     fn check_changed_loops(&mut self) {
         if self.cfg.check_loops && !self.changed.is_empty() {
-            // A new cycle must go through a node whose next hop changed: walk from those only.
-            let changed = std::mem::take(&mut self.changed);
-            let mut looped: BTreeSet<Prefix> = BTreeSet::new();
-            for (p, n) in changed {
-                if !looped.contains(&p) && self.loop_from(p, n) {
-                    looped.insert(p);
+            // A new cycle must go through a node whose next hop changed: walk from those only,
+            // and count each destination with a cycle once (which node finds it first does not
+            // matter: a walk reads the next hops only).
+            let mut changed = std::mem::take(&mut self.changed);
+            changed.sort_unstable();
+            changed.dedup();
+            let mut looped: Option<u32> = None;
+            for &(id, n) in &changed {
+                if looped != Some(id) && self.loop_from(id, n as usize) {
+                    looped = Some(id);
+                    self.stats.loops += 1;
                 }
             }
-            self.stats.loops += looped.len() as u64;
+            changed.clear();
+            self.changed = changed;
         }
         self.changed.clear();
     }
 
-    /// Whether following next hops towards `prefix` from `start` comes back to a node already
-    /// visited (over links that are up).
-    fn loop_from(&self, prefix: Prefix, start: usize) -> bool {
+    /// Whether following next hops of row `id` of [`NextHops`] from `start` comes back to a
+    /// node already visited (over links that are up).
+    fn loop_from(&mut self, id: u32, start: usize) -> bool {
         // Paths are short (at most the mesh's diameter before a cycle shows): a vector scan.
-        let mut seen = Vec::new();
+        let mut seen = std::mem::take(&mut self.walk);
+        seen.clear();
         let mut cur = start;
-        loop {
-            if seen.contains(&cur) {
-                return true;
+        let looped = loop {
+            let c = u32::try_from(cur).unwrap_or(u32::MAX);
+            if seen.contains(&c) {
+                break true;
             }
-            seen.push(cur);
-            match self.next_hop_up(cur, prefix) {
+            seen.push(c);
+            match self.next_hop_up(cur, id) {
                 Some(next) => cur = next,
-                None => return false,
+                None => break false,
             }
-        }
+        };
+        self.walk = seen;
+        looped
     }
 
     /// Every node's next hop towards `prefix` (index = node).
@@ -1308,6 +1413,9 @@ impl Sim {
     /// Whether the next hops towards `prefix` contain a cycle that packets would follow (every
     /// hop over a link that is up).
     pub fn has_loop(&self, prefix: Prefix) -> bool {
+        let Some(id) = self.next_hops.row(&prefix) else {
+            return false;
+        };
         // 0 = unvisited, 1 = on the current path, 2 = done.
         let mut state = vec![0u8; self.nodes.len()];
         for start in 0..self.nodes.len() {
@@ -1325,7 +1433,7 @@ impl Sim {
                 path.push(cur);
                 // A packet only follows a next hop over a link that carries packets: a next hop
                 // across a dead link (not yet noticed) is a black hole, not a loop.
-                match self.next_hop_up(cur, prefix) {
+                match self.next_hop_up(cur, id) {
                     Some(next) => cur = next,
                     None => break,
                 }

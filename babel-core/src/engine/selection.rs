@@ -363,7 +363,9 @@ pub(super) fn select(
 /// makes the direct route infinite now and then, and a route that jumped straight back to its
 /// old metric would take the traffic back at once (issue 18, the lossy ring benchmark).
 pub(super) fn smooth(old: u16, target: u16, dt: Duration, half_life: Duration) -> u16 {
-    if half_life.is_zero() || target == INFINITY {
+    // A settled metric stays (what the arithmetic below gives, without its divisions: most
+    // routes are settled, and this runs for each route of a destination on every Update).
+    if old == target || half_life.is_zero() || target == INFINITY {
         return target;
     }
     let hl = u64::try_from(half_life.as_micros())
@@ -401,6 +403,12 @@ mod tests {
             10 + (INFINITY - 10) / 2
         );
         assert_eq!(smooth(10, INFINITY, Duration::ZERO, hl), INFINITY);
+        // A settled metric stays, however long since.
+        for dt in [0, 1, 3_999_999, 4_000_000, 123_456_789, u64::MAX] {
+            for m in [0, 1, 96, 1000, INFINITY - 1] {
+                assert_eq!(smooth(m, m, Duration::from_micros(dt), hl), m);
+            }
+        }
     }
 
     fn route(neigh: u64, metric: u16) -> Contender {
