@@ -836,7 +836,7 @@ impl Verifier {
                     .iter()
                     .find(|c| c.prefix == *p && c.neighbour == route.neighbour)
                     .map(|c| {
-                        if c.advertised >= babel_wire::INFINITY {
+                        if c.advertised == babel_wire::INFINITY {
                             babel_wire::INFINITY
                         } else {
                             c.metric

@@ -220,7 +220,7 @@ impl NeighbourScore {
             let Some(m) = metric_of(prefix) else {
                 continue;
             };
-            let corrected = if m >= babel_wire::INFINITY {
+            let corrected = if m == babel_wire::INFINITY {
                 true
             } else if c >= babel_wire::INFINITY - 1 {
                 f64::from(m) * cfg.threshold >= f64::from(m0)
