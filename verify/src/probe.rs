@@ -197,7 +197,7 @@ pub struct Check {
     /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
     pub blame: Blame,
     /// The route through the neighbour stayed as it was for the whole session: same advertised
-    /// metric and seqno, our metric not risen (§4.2.2; evidence only then with
+    /// metric, our metric not risen (§4.2.2; evidence only then with
     /// `stable_evidence`).
     pub stable: bool,
     /// The neighbour's next hop on the route, found by the session's trace when it is one of
@@ -225,10 +225,11 @@ struct Session {
     stable: bool,
 }
 
-/// §4.2.2: whether `now` is the route `start` unchanged: same advertised metric and seqno, and
-/// our metric (advertised plus our link) not risen.
+/// §4.2.2: whether `now` is the route `start` unchanged: same advertised metric, and our metric
+/// (advertised plus our link) not risen. Seqnos are not compared: the source raises its seqno
+/// whenever anybody asks for one, which in a mesh of verifiers is most sessions.
 fn unchanged(start: &VerifiableRoute, now: &VerifiableRoute) -> bool {
-    now.advertised == start.advertised && now.seqno == start.seqno && now.metric <= start.metric
+    now.advertised == start.advertised && now.metric <= start.metric
 }
 
 impl Session {
@@ -438,7 +439,8 @@ impl Verifier {
         }
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
-            // §4.2.2: a session's route must stay as it was for the whole session.
+            // §4.2.2: a session's route must stay as it was for the whole session (checked
+            // whenever the driver hands us the routes: at least at its start and its end).
             for s in self.sessions.values_mut().filter(|s| s.stable) {
                 s.stable = candidates
                     .iter()

@@ -33,9 +33,6 @@ pub struct VerifiableRoute {
     pub feasible: bool,
     /// Selected (installed).
     pub selected: bool,
-    /// The route's seqno (a change during a session means the route was being refreshed or
-    /// re-routed: §4.2.2).
-    pub seqno: u16,
 }
 
 impl VerifiableRoute {
@@ -52,7 +49,6 @@ impl VerifiableRoute {
             advertised: r.refmetric.0,
             feasible: r.feasible && r.metric < babel_wire::Metric::INFINITY,
             selected: r.installed,
-            seqno: r.seqno.0,
         }
     }
 }
@@ -413,7 +409,6 @@ mod tests {
             advertised: metric.saturating_sub(96),
             feasible: true,
             selected,
-            seqno: 0,
         }
     }
 

@@ -54,7 +54,7 @@ pub struct ScoreConfig {
     pub attribution: bool,
     /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2). A
     /// failing check counts towards an eviction only if the route through the neighbour was
-    /// stable for the whole session (same advertised metric and seqno, our metric not risen),
+    /// stable for the whole session (same advertised metric, our metric not risen),
     /// and a live failure is forgiven when the neighbour's own metric for the destination rises
     /// to what we measured (an honest node converges; a liar keeps lying).
     pub stable_evidence: bool,

@@ -28,7 +28,6 @@ fn cand(n: u16, metric: u16, selected: bool) -> VerifiableRoute {
         advertised: metric.saturating_sub(96),
         feasible: true,
         selected,
-        seqno: 0,
     }
 }
 
