@@ -16,7 +16,7 @@ use crate::auth::{
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-use crate::score::{Blame, CheckVerdict, NeighbourScore, ScoreConfig};
+use crate::score::{Blame, CheckVerdict, Evidence, NeighbourScore, ScoreConfig};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
 /// left (§1.1).
@@ -845,15 +845,13 @@ impl Verifier {
                         }
                     })
             });
-            check.verdict = score.record_evidence(
-                now,
-                &self.cfg.score,
-                route.prefix,
+            let evidence = Evidence {
                 a,
-                check.black_hole,
-                check.blame,
-                Some((metric, c, stable)),
-            );
+                black_hole: check.black_hole,
+                blame: check.blame,
+                measure: Some((metric, c, stable)),
+            };
+            check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 out.push(ProbeAction::Checked(check));

@@ -111,6 +111,32 @@ struct DestScore {
     last: Instant,
 }
 
+impl DestScore {
+    /// Ends the destination's run of failures (a passing check, a correction, readmission).
+    fn end_run(&mut self) {
+        self.first_fail = None;
+        self.first_origin = None;
+        self.last_fail = None;
+        self.fail_measure = None;
+    }
+}
+
+/// What one check found, as the score needs it ([`NeighbourScore::record_evidence`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evidence {
+    /// The accuracy `a = min(m/c, 1)`.
+    pub a: f64,
+    /// Unanswered, and scored as a black hole (§3.4, §4.2).
+    pub black_hole: bool,
+    /// Whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]).
+    pub blame: Blame,
+    /// The route's metric `m`, the measured cost `c`, and whether the route was stable for the
+    /// whole session (§4.2.2, only with [`ScoreConfig::stable_evidence`]: an unstable failure
+    /// is no evidence, and a stable one is forgiven when the neighbour's metric rises to `c`);
+    /// `None`: not known, the check counts as evidence.
+    pub measure: Option<(u16, u16, bool)>,
+}
+
 /// What a check did to a neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckVerdict {
@@ -180,8 +206,9 @@ impl NeighbourScore {
         self.record_check(now, cfg, prefix, a, false, Blame::Unknown)
     }
 
-    /// [`NeighbourScore::record_check`] of a check that counts as evidence (§4.2.2: the route
-    /// was stable for the whole session).
+    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2) and
+    /// whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]); the route's stability
+    /// (§4.2.2) is not known, and the check counts as evidence.
     pub fn record_check(
         &mut self,
         now: Instant,
@@ -191,7 +218,13 @@ impl NeighbourScore {
         black_hole: bool,
         blame: Blame,
     ) -> CheckVerdict {
-        self.record_evidence(now, cfg, prefix, a, black_hole, blame, None)
+        let e = Evidence {
+            a,
+            black_hole,
+            blame,
+            measure: None,
+        };
+        self.record_evidence(now, cfg, prefix, e)
     }
 
     /// §4.2.2 (with [`ScoreConfig::stable_evidence`]): forgives the live failure of every
@@ -228,32 +261,27 @@ impl NeighbourScore {
                 f64::from(m) >= cfg.threshold * f64::from(c)
             };
             if corrected {
-                d.first_fail = None;
-                d.first_origin = None;
-                d.last_fail = None;
-                d.fail_measure = None;
+                d.end_run();
                 n += 1;
             }
         }
         n
     }
 
-    /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2),
-    /// whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]), and, when the route was
-    /// not stable for the whole session (§4.2.2, only with [`ScoreConfig::stable_evidence`]),
-    /// its metric `m` and measured cost `c` as `Some((m, c, false))`; a stable check passes
-    /// `Some((m, c, true))` (kept to forgive it later) or `None`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`NeighbourScore::record`] of one check described by `e` (§4.2, §4.2.1, §4.2.2).
     pub fn record_evidence(
         &mut self,
         now: Instant,
         cfg: &ScoreConfig,
         prefix: Prefix,
-        a: f64,
-        black_hole: bool,
-        blame: Blame,
-        measure: Option<(u16, u16, bool)>,
+        e: Evidence,
     ) -> CheckVerdict {
+        let Evidence {
+            a,
+            black_hole,
+            blame,
+            measure,
+        } = e;
         let a = a.clamp(0.0, 1.0);
         let blame = if cfg.attribution {
             blame
@@ -301,10 +329,7 @@ impl NeighbourScore {
                 d.first_origin.get_or_insert(now);
             }
         } else {
-            d.first_fail = None;
-            d.first_origin = None;
-            d.last_fail = None;
-            d.fail_measure = None;
+            d.end_run();
         }
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
         // no longer than `confirm_within` ago; it is confirmed by a failing check at least
@@ -369,10 +394,7 @@ impl NeighbourScore {
                 self.evicted_until = None;
                 // Failures older than the eviction do not count towards a new one.
                 for d in self.dests.values_mut() {
-                    d.first_fail = None;
-                    d.first_origin = None;
-                    d.last_fail = None;
-                    d.fail_measure = None;
+                    d.end_run();
                     d.a = d.a.max(0.5);
                 }
                 true
@@ -661,131 +683,63 @@ mod tests {
             stable_evidence: true,
             ..ScoreConfig::default()
         };
+        // A check at `s` seconds of destination `d`: accuracy, black hole, (m, c, settled).
+        fn check(
+            n: &mut NeighbourScore,
+            cfg: &ScoreConfig,
+            (s, d): (u64, u8),
+            (a, hole): (f64, bool),
+            measure: (u16, u16, bool),
+        ) -> CheckVerdict {
+            let e = Evidence {
+                a,
+                black_hole: hole,
+                blame: Blame::Unknown,
+                measure: Some(measure),
+            };
+            n.record_evidence(t(s), cfg, p(d), e)
+        }
+        let lie = (0.5, false);
         // Unsettled failures never start, join or confirm a run.
         let mut n = NeighbourScore::default();
         for s in [0, 20, 40] {
-            assert_eq!(
-                n.record_evidence(
-                    t(s),
-                    &cfg,
-                    p(1),
-                    0.5,
-                    false,
-                    Blame::Unknown,
-                    Some((200, 400, false))
-                ),
-                CheckVerdict::Kept
-            );
+            let v = check(&mut n, &cfg, (s, 1), lie, (200, 400, false));
+            assert_eq!(v, CheckVerdict::Kept);
         }
         assert!(n.destination(&p(1)).is_some_and(|a| a < 0.8));
-        assert_eq!(
-            n.record_evidence(
-                t(50),
-                &cfg,
-                p(2),
-                0.5,
-                false,
-                Blame::Unknown,
-                Some((200, 400, true))
-            ),
-            CheckVerdict::Kept
-        );
+        let v = check(&mut n, &cfg, (50, 2), lie, (200, 400, true));
+        assert_eq!(v, CheckVerdict::Kept);
         // The neighbour corrected itself: its metric is now at least S·c.
         assert_eq!(n.forgive_corrected(t(55), &cfg, |_| Some(330)), 1);
-        assert_eq!(
-            n.record_evidence(
-                t(70),
-                &cfg,
-                p(3),
-                0.5,
-                false,
-                Blame::Unknown,
-                Some((200, 400, true))
-            ),
-            CheckVerdict::Kept
-        );
-        // A liar keeps its metric: not forgiven, evicted at the next stable failure.
+        let v = check(&mut n, &cfg, (70, 3), lie, (200, 400, true));
+        assert_eq!(v, CheckVerdict::Kept);
+        // A liar keeps its metric: not forgiven, evicted at the next settled failure.
         assert_eq!(n.forgive_corrected(t(75), &cfg, |_| Some(200)), 0);
-        assert!(matches!(
-            n.record_evidence(
-                t(85),
-                &cfg,
-                p(3),
-                0.5,
-                false,
-                Blame::Unknown,
-                Some((200, 400, true))
-            ),
-            CheckVerdict::Evicted(_)
-        ));
+        let v = check(&mut n, &cfg, (85, 3), lie, (200, 400, true));
+        assert!(matches!(v, CheckVerdict::Evicted(_)));
         // A black hole is forgiven by a retraction or a rise by 1/S, not by less.
         let bh = ScoreConfig {
             black_holes_evict: true,
             black_hole_window: Duration::from_secs(15),
             ..cfg
         };
+        let hole = (0.0, true);
         let inf = babel_wire::INFINITY - 1;
         let mut b = NeighbourScore::default();
-        b.record_evidence(
-            t(0),
-            &bh,
-            p(1),
-            0.0,
-            true,
-            Blame::Unknown,
-            Some((200, inf, true)),
-        );
+        check(&mut b, &bh, (0, 1), hole, (200, inf, true));
         assert_eq!(b.forgive_corrected(t(5), &bh, |_| Some(240)), 0);
         assert_eq!(b.forgive_corrected(t(6), &bh, |_| Some(250)), 1);
-        b.record_evidence(
-            t(10),
-            &bh,
-            p(1),
-            0.0,
-            true,
-            Blame::Unknown,
-            Some((200, inf, true)),
-        );
-        assert_eq!(
-            b.forgive_corrected(t(12), &bh, |_| Some(babel_wire::INFINITY)),
-            1
-        );
-        assert_eq!(
-            b.record_evidence(
-                t(30),
-                &bh,
-                p(1),
-                0.0,
-                true,
-                Blame::Unknown,
-                Some((200, inf, true))
-            ),
-            CheckVerdict::Kept
-        );
+        check(&mut b, &bh, (10, 1), hole, (200, inf, true));
+        let retracted = b.forgive_corrected(t(12), &bh, |_| Some(babel_wire::INFINITY));
+        assert_eq!(retracted, 1);
+        let v = check(&mut b, &bh, (30, 1), hole, (200, inf, true));
+        assert_eq!(v, CheckVerdict::Kept);
         // Without the option the same checks are scored as before.
         let plain = ScoreConfig::default();
         let mut m = NeighbourScore::default();
-        m.record_evidence(
-            t(0),
-            &plain,
-            p(1),
-            0.5,
-            false,
-            Blame::Unknown,
-            Some((200, 400, false)),
-        );
+        check(&mut m, &plain, (0, 1), lie, (200, 400, false));
         assert_eq!(m.forgive_corrected(t(5), &plain, |_| Some(400)), 0);
-        assert!(matches!(
-            m.record_evidence(
-                t(20),
-                &plain,
-                p(1),
-                0.5,
-                false,
-                Blame::Unknown,
-                Some((200, 400, false))
-            ),
-            CheckVerdict::Evicted(_)
-        ));
+        let v = check(&mut m, &plain, (20, 1), lie, (200, 400, false));
+        assert!(matches!(v, CheckVerdict::Evicted(_)));
     }
 }
