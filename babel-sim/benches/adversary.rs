@@ -27,6 +27,7 @@ fn main() {
     let per_neighbour = env("ADV_PER_NEIGHBOUR");
     let black_holes_evict = env("ADV_BLACK_HOLES_EVICT");
     let attribution = env("ADV_ATTRIBUTION");
+    let stable = env("ADV_STABLE");
     let roles: Option<Vec<babel_sim::Role>> = std::env::var("ADV_ROLES").ok().map(|r| {
         r.split(',')
             .filter_map(|x| serde_json::from_value(serde_json::Value::String(x.to_owned())).ok())
@@ -51,6 +52,9 @@ fn main() {
         }
         if let Some(x) = attribution {
             c.verify.score.attribution = x != 0;
+        }
+        if let Some(x) = stable {
+            c.verify.score.stable_evidence = x != 0;
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

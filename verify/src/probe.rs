@@ -16,7 +16,7 @@ use crate::auth::{
 use crate::correction::{CorrectionConfig, Corrections};
 use crate::metric::{CostModel, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-use crate::score::{Blame, CheckVerdict, NeighbourScore, ScoreConfig};
+use crate::score::{Blame, CheckVerdict, Evidence, NeighbourScore, ScoreConfig};
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
 /// left (§1.1).
@@ -196,6 +196,10 @@ pub struct Check {
     pub black_hole: bool,
     /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
     pub blame: Blame,
+    /// The route through the neighbour stayed as it was for the whole session: same advertised
+    /// metric, our metric not risen (§4.2.2; evidence only then with
+    /// `stable_evidence`).
+    pub stable: bool,
     /// The neighbour's next hop on the route, found by the session's trace when it is one of
     /// our neighbours (§4.2.1; `None` without attribution).
     pub next_hop: Option<NeighbourId>,
@@ -217,6 +221,15 @@ struct Session {
     looped: bool,
     /// The session's trace (§4.2.1).
     trace: Trace,
+    /// The route stayed as it was when the session started (§4.2.2).
+    stable: bool,
+}
+
+/// §4.2.2: whether `now` is the route `start` unchanged: same advertised metric, and our metric
+/// (advertised plus our link) not risen. Seqnos are not compared: the source raises its seqno
+/// whenever anybody asks for one, which in a mesh of verifiers is most sessions.
+fn unchanged(start: &VerifiableRoute, now: &VerifiableRoute) -> bool {
+    now.advertised == start.advertised && now.metric <= start.metric
 }
 
 impl Session {
@@ -425,6 +438,16 @@ impl Verifier {
             }
         }
         let probes = self.cfg.schedule.probes;
+        if !candidates.is_empty() {
+            // §4.2.2: a session's route must stay as it was for the whole session (checked
+            // whenever the driver hands us the routes: at least at its start and its end).
+            for s in self.sessions.values_mut().filter(|s| s.stable) {
+                s.stable = candidates
+                    .iter()
+                    .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
+                    .is_some_and(|c| unchanged(&s.route, c));
+            }
+        }
         for s in self.sessions.values_mut() {
             while s.sent < probes && s.next_hello <= now {
                 let hello = RemoteHello {
@@ -499,6 +522,7 @@ impl Verifier {
                         answer: None,
                         looped: false,
                         trace: Trace::NotSent,
+                        stable: true,
                     },
                 );
             }
@@ -757,6 +781,7 @@ impl Verifier {
             }
         };
         let a = cost.map(|c| accuracy(metric, c));
+        let stable = s.stable && unchanged(&s.route, &route);
         let mut check = Check {
             route,
             reason: s.reason,
@@ -767,6 +792,7 @@ impl Verifier {
             neighbour_factor: None,
             black_hole: black_hole_found,
             blame: Blame::Unknown,
+            stable,
             next_hop: s.next_hop(),
             verdict: CheckVerdict::Kept,
         };
@@ -805,14 +831,27 @@ impl Verifier {
                 }
             }
             let score = self.scores.entry(route.neighbour).or_default();
-            check.verdict = score.record_check(
-                now,
-                &self.cfg.score,
-                route.prefix,
+            // §4.2.2: failures the neighbour has since corrected (its own metric rose to what we
+            // measured, or it retracted the route) no longer count.
+            score.forgive_corrected(now, &self.cfg.score, |p| {
+                candidates
+                    .iter()
+                    .find(|c| c.prefix == *p && c.neighbour == route.neighbour)
+                    .map(|c| {
+                        if c.advertised == babel_wire::INFINITY {
+                            babel_wire::INFINITY
+                        } else {
+                            c.metric
+                        }
+                    })
+            });
+            let evidence = Evidence {
                 a,
-                check.black_hole,
-                check.blame,
-            );
+                black_hole: check.black_hole,
+                blame: check.blame,
+                measure: Some((metric, c, stable)),
+            };
+            check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 out.push(ProbeAction::Checked(check));

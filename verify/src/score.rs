@@ -52,6 +52,12 @@ pub struct ScoreConfig {
     /// check whose [`Blame`] is [`Blame::Relay`] neither starts nor confirms a run, and a black
     /// hole whose blame is [`Blame::Origin`] confirms as a measured lie does.
     pub attribution: bool,
+    /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2). A
+    /// failing check counts towards an eviction only if the route through the neighbour was
+    /// stable for the whole session (same advertised metric, our metric not risen),
+    /// and a live failure is forgiven when the neighbour's own metric for the destination rises
+    /// to what we measured (an honest node converges; a liar keeps lying).
+    pub stable_evidence: bool,
 }
 
 /// Who on the path a failing check points at (`spec/verify.md` §4.2.1), from the neighbour's
@@ -84,6 +90,7 @@ impl Default for ScoreConfig {
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
             attribution: false,
+            stable_evidence: false,
         }
     }
 }
@@ -98,7 +105,36 @@ struct DestScore {
     first_origin: Option<Instant>,
     /// Last failing check of the current run.
     last_fail: Option<Instant>,
+    /// The last failing check's metric `m` and measured cost `c` (§4.2.2: a rise of the
+    /// neighbour's metric to `c` forgives the run).
+    fail_measure: Option<(u16, u16)>,
     last: Instant,
+}
+
+impl DestScore {
+    /// Ends the destination's run of failures (a passing check, a correction, readmission).
+    fn end_run(&mut self) {
+        self.first_fail = None;
+        self.first_origin = None;
+        self.last_fail = None;
+        self.fail_measure = None;
+    }
+}
+
+/// What one check found, as the score needs it ([`NeighbourScore::record_evidence`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evidence {
+    /// The accuracy `a = min(m/c, 1)`.
+    pub a: f64,
+    /// Unanswered, and scored as a black hole (§3.4, §4.2).
+    pub black_hole: bool,
+    /// Whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]).
+    pub blame: Blame,
+    /// The route's metric `m`, the measured cost `c`, and whether the route was stable for the
+    /// whole session (§4.2.2, only with [`ScoreConfig::stable_evidence`]: an unstable failure
+    /// is no evidence, and a stable one is forgiven when the neighbour's metric rises to `c`);
+    /// `None`: not known, the check counts as evidence.
+    pub measure: Option<(u16, u16, bool)>,
 }
 
 /// What a check did to a neighbour.
@@ -171,7 +207,8 @@ impl NeighbourScore {
     }
 
     /// [`NeighbourScore::record`], saying whether the check found a black hole (§3.4, §4.2) and
-    /// whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]).
+    /// whom it blames (§4.2.1, only with [`ScoreConfig::attribution`]); the route's stability
+    /// (§4.2.2) is not known, and the check counts as evidence.
     pub fn record_check(
         &mut self,
         now: Instant,
@@ -181,6 +218,70 @@ impl NeighbourScore {
         black_hole: bool,
         blame: Blame,
     ) -> CheckVerdict {
+        let e = Evidence {
+            a,
+            black_hole,
+            blame,
+            measure: None,
+        };
+        self.record_evidence(now, cfg, prefix, e)
+    }
+
+    /// §4.2.2 (with [`ScoreConfig::stable_evidence`]): forgives the live failure of every
+    /// destination whose route through this neighbour is now advertised at no less than the
+    /// failing check found, `metric_of` giving the current metric `m` of the route (our link
+    /// included; `INFINITY` when retracted, `None` when unknown). A measured lie is forgiven
+    /// when `m ≥ S · c`; a black hole when the route is retracted or its metric rose by at
+    /// least `1/S`. Returns how many were forgiven.
+    pub fn forgive_corrected(
+        &mut self,
+        now: Instant,
+        cfg: &ScoreConfig,
+        metric_of: impl Fn(&Prefix) -> Option<u16>,
+    ) -> usize {
+        if !cfg.stable_evidence || cfg.rule != Rule::Confirmed {
+            return 0;
+        }
+        let mut n = 0;
+        for (prefix, d) in self.dests.iter_mut() {
+            let live = d
+                .last_fail
+                .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within);
+            let (Some((m0, c)), true) = (d.fail_measure, live) else {
+                continue;
+            };
+            let Some(m) = metric_of(prefix) else {
+                continue;
+            };
+            let corrected = if m == babel_wire::INFINITY {
+                true
+            } else if c >= babel_wire::INFINITY - 1 {
+                f64::from(m) * cfg.threshold >= f64::from(m0)
+            } else {
+                f64::from(m) >= cfg.threshold * f64::from(c)
+            };
+            if corrected {
+                d.end_run();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// [`NeighbourScore::record`] of one check described by `e` (§4.2, §4.2.1, §4.2.2).
+    pub fn record_evidence(
+        &mut self,
+        now: Instant,
+        cfg: &ScoreConfig,
+        prefix: Prefix,
+        e: Evidence,
+    ) -> CheckVerdict {
+        let Evidence {
+            a,
+            black_hole,
+            blame,
+            measure,
+        } = e;
         let a = a.clamp(0.0, 1.0);
         let blame = if cfg.attribution {
             blame
@@ -193,6 +294,7 @@ impl NeighbourScore {
             first_fail: None,
             first_origin: None,
             last_fail: None,
+            fail_measure: None,
             last: now,
         });
         d.a = (d.a + a) / 2.0;
@@ -206,6 +308,13 @@ impl NeighbourScore {
         if failed && (blame == Blame::Relay || unattributed_hole) {
             return CheckVerdict::Kept;
         }
+        // §4.2.2: a route that changed during the session was reconverging; what it measured
+        // says nothing about the neighbour's honesty (it corrects metrics all the same).
+        let unsettled =
+            cfg.stable_evidence && cfg.rule == Rule::Confirmed && measure.is_some_and(|m| !m.2);
+        if failed && unsettled {
+            return CheckVerdict::Kept;
+        }
         if failed {
             if d.last_fail
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
@@ -214,14 +323,13 @@ impl NeighbourScore {
                 d.first_origin = None;
             }
             d.last_fail = Some(now);
+            d.fail_measure = measure.map(|(m, c, _)| (m, c));
             d.first_fail.get_or_insert(now);
             if blame == Blame::Origin {
                 d.first_origin.get_or_insert(now);
             }
         } else {
-            d.first_fail = None;
-            d.first_origin = None;
-            d.last_fail = None;
+            d.end_run();
         }
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
         // no longer than `confirm_within` ago; it is confirmed by a failing check at least
@@ -286,9 +394,7 @@ impl NeighbourScore {
                 self.evicted_until = None;
                 // Failures older than the eviction do not count towards a new one.
                 for d in self.dests.values_mut() {
-                    d.first_fail = None;
-                    d.first_origin = None;
-                    d.last_fail = None;
+                    d.end_run();
                     d.a = d.a.max(0.5);
                 }
                 true
@@ -566,5 +672,74 @@ mod tests {
             m.record_check(t(20), &plain, p(1), 0.0, true, Blame::Origin),
             CheckVerdict::Kept
         );
+    }
+
+    /// §4.2.2: a failing check of a route that changed during the session is no evidence; a
+    /// failure is forgiven once the neighbour's metric rises to what we measured; a liar that
+    /// keeps its metric is evicted as before.
+    #[test]
+    fn reconvergence_is_no_evidence() {
+        let cfg = ScoreConfig {
+            stable_evidence: true,
+            ..ScoreConfig::default()
+        };
+        // A check at `s` seconds of destination `d`: accuracy, black hole, (m, c, settled).
+        fn check(
+            n: &mut NeighbourScore,
+            cfg: &ScoreConfig,
+            (s, d): (u64, u8),
+            (a, hole): (f64, bool),
+            measure: (u16, u16, bool),
+        ) -> CheckVerdict {
+            let e = Evidence {
+                a,
+                black_hole: hole,
+                blame: Blame::Unknown,
+                measure: Some(measure),
+            };
+            n.record_evidence(t(s), cfg, p(d), e)
+        }
+        let lie = (0.5, false);
+        // Unsettled failures never start, join or confirm a run.
+        let mut n = NeighbourScore::default();
+        for s in [0, 20, 40] {
+            let v = check(&mut n, &cfg, (s, 1), lie, (200, 400, false));
+            assert_eq!(v, CheckVerdict::Kept);
+        }
+        assert!(n.destination(&p(1)).is_some_and(|a| a < 0.8));
+        let v = check(&mut n, &cfg, (50, 2), lie, (200, 400, true));
+        assert_eq!(v, CheckVerdict::Kept);
+        // The neighbour corrected itself: its metric is now at least S·c.
+        assert_eq!(n.forgive_corrected(t(55), &cfg, |_| Some(330)), 1);
+        let v = check(&mut n, &cfg, (70, 3), lie, (200, 400, true));
+        assert_eq!(v, CheckVerdict::Kept);
+        // A liar keeps its metric: not forgiven, evicted at the next settled failure.
+        assert_eq!(n.forgive_corrected(t(75), &cfg, |_| Some(200)), 0);
+        let v = check(&mut n, &cfg, (85, 3), lie, (200, 400, true));
+        assert!(matches!(v, CheckVerdict::Evicted(_)));
+        // A black hole is forgiven by a retraction or a rise by 1/S, not by less.
+        let bh = ScoreConfig {
+            black_holes_evict: true,
+            black_hole_window: Duration::from_secs(15),
+            ..cfg
+        };
+        let hole = (0.0, true);
+        let inf = babel_wire::INFINITY - 1;
+        let mut b = NeighbourScore::default();
+        check(&mut b, &bh, (0, 1), hole, (200, inf, true));
+        assert_eq!(b.forgive_corrected(t(5), &bh, |_| Some(240)), 0);
+        assert_eq!(b.forgive_corrected(t(6), &bh, |_| Some(250)), 1);
+        check(&mut b, &bh, (10, 1), hole, (200, inf, true));
+        let retracted = b.forgive_corrected(t(12), &bh, |_| Some(babel_wire::INFINITY));
+        assert_eq!(retracted, 1);
+        let v = check(&mut b, &bh, (30, 1), hole, (200, inf, true));
+        assert_eq!(v, CheckVerdict::Kept);
+        // Without the option the same checks are scored as before.
+        let plain = ScoreConfig::default();
+        let mut m = NeighbourScore::default();
+        check(&mut m, &plain, (0, 1), lie, (200, 400, false));
+        assert_eq!(m.forgive_corrected(t(5), &plain, |_| Some(400)), 0);
+        let v = check(&mut m, &plain, (20, 1), lie, (200, 400, false));
+        assert!(matches!(v, CheckVerdict::Evicted(_)));
     }
 }

@@ -45,6 +45,9 @@ struct World {
     next_hops: Vec<(NeighbourId, NeighbourId)>,
     /// Checks that ended together with the one returned (one session per neighbour, §2.2).
     pending: std::collections::VecDeque<Check>,
+    /// The routes the engine holds from the session's eleventh Remote Hello on (a route that
+    /// changes during the session, §4.2.2); `None`: unchanged.
+    midway: Option<Vec<VerifiableRoute>>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -65,6 +68,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         delivered: Vec::new(),
         next_hops: Vec::new(),
         pending: std::collections::VecDeque::new(),
+        midway: None,
     }
 }
 
@@ -78,7 +82,11 @@ impl World {
         for _ in 0..10_000 {
             self.now = self.v.poll_timeout().max(self.now);
             self.v.mark_used(self.now, dest());
-            for a in self.v.handle_timeout(self.now, cands) {
+            let now_cands = match &self.midway {
+                Some(m) if sent >= 10 => m.clone(),
+                _ => cands.to_vec(),
+            };
+            for a in self.v.handle_timeout(self.now, &now_cands) {
                 match a {
                     ProbeAction::SendRemoteHello { hello, .. } => {
                         sent += 1;
@@ -509,4 +517,42 @@ fn forged_stale_and_conflicting_trace_answers_are_dropped() {
     let (c, o, _) = run(&[(false, None)]);
     assert_eq!(o, [TraceAnswer::Accepted]);
     assert_eq!(c.next_hop, None);
+}
+
+/// §4.2.2: with `stable_evidence`, a lie measured while the neighbour's route changed during the
+/// session (its advertised metric moved) corrects the route but never evicts; the same lie on a
+/// settled route is evicted as before.
+#[test]
+fn lie_measured_during_reconvergence_is_no_evidence() {
+    let k = key(1);
+    let cfg = VerifyConfig {
+        score: verify::ScoreConfig {
+            stable_evidence: true,
+            ..verify::ScoreConfig::default()
+        },
+        ..VerifyConfig::default()
+    };
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    let cands = [cand(1, 144, true)];
+    w.midway = Some(vec![VerifiableRoute {
+        advertised: 60,
+        ..cand(1, 156, true)
+    }]);
+    for _ in 0..6 {
+        let c = w.run_check(&cands);
+        assert!(!c.stable);
+        assert!(c.accuracy.is_some_and(|a| a < 0.8), "{c:?}");
+        assert!(c.correction.is_some());
+        assert_eq!(c.verdict, CheckVerdict::Kept);
+    }
+    assert_eq!(w.v.counters().evictions, 0);
+    // Settled: the same lie is evicted.
+    w.midway = None;
+    let mut evicted = false;
+    for _ in 0..4 {
+        let c = w.run_check(&cands);
+        assert!(c.stable);
+        evicted |= matches!(c.verdict, CheckVerdict::Evicted(_));
+    }
+    assert!(evicted);
 }
