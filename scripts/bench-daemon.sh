@@ -24,8 +24,8 @@
 #               of each daemon also its memory by mapping (each file's text, read-only and
 #               writable parts, heap, stack, thread stacks, other anonymous memory) with what it
 #               touched in the idle period's second half (SMAPS=DIR keeps node 0's smaps).
-#               Measure the router build: BIN=target/small/babeld-rs (cargo build --profile
-#               small -p daemon --bin babeld-rs).
+#               Measure the router build: BIN=target/small/babeld-rs after `cargo router`
+#               (profile small, static-pie glibc; .cargo/config.toml).
 #   reroute     ring of 4 (babeld-rs, babeld, BIRD 2 one after the other), Hello every HELLO s
 #               (default 1), link detection on in all three (babeld -l; BIRD's `check link` is
 #               on by default): node 0 pings node 1 every 10 ms over their direct link, then

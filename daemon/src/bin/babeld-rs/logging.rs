@@ -1,6 +1,7 @@
 //! The router's log: `tracing` events as lines, `2026-11-30T13:17:11.123456Z  INFO message
 //! key=value`, the layout `tracing_subscriber::fmt` gives (without colours), filtered by
-//! `RUST_LOG` or the `debug` level through `tracing_subscriber::EnvFilter`.
+//! `RUST_LOG` or the `debug` level through `tracing_subscriber::filter::Targets`
+//! (`startup::log_filter`).
 //!
 //! Why not `tracing_subscriber::fmt`: it always sits on `tracing_subscriber`'s span registry,
 //! whose slab writes 32 KiB of shard pointers (on 64-bit machines) when it starts, about a
@@ -150,7 +151,10 @@ mod tests {
         // The log file a `log-file` statement names: one line per event, appended.
         let path = std::env::temp_dir().join(format!("babeld-rs-log-{}", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
-        let sub = Lines::new(file).with(tracing_subscriber::EnvFilter::new("info"));
+        let sub = Lines::new(file).with(
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing_subscriber::filter::LevelFilter::INFO),
+        );
         tracing::subscriber::with_default(sub, || {
             tracing::info!(error = %"no route", n = 3, "kernel check: {} routes", 2);
             tracing::debug!("not written");

@@ -64,14 +64,7 @@ pub fn start(inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()> {
 fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let level = match debug {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), debug);
     // Our own subscriber, not `tracing_subscriber::fmt`: see `logging`.
     match file {
         Some(p) if !p.as_os_str().is_empty() => {
@@ -85,6 +78,31 @@ fn init_logging(debug: u8, file: Option<&Path>) -> anyhow::Result<()> {
         _ => Lines::new(std::io::stderr()).with(filter).init(),
     }
     Ok(())
+}
+
+/// What is logged: `RUST_LOG`'s directives (`level` or `target=level`, comma-separated, a
+/// target matching every target it begins), else, when `RUST_LOG` is unset, empty or not such
+/// a list, the `-d` level (0 warn, 1 info, 2 debug, more trace).
+///
+/// `tracing_subscriber::filter::Targets`, not `EnvFilter`: `EnvFilter`'s span and field
+/// directives (`target[span{field=value}]=level`) bring in the `regex` crates, about 140 KiB
+/// of code and their Unicode tables, in a router whose code pages stay resident from
+/// start-up (see docs/benchmarks.md, "Idle, seventh pass"); the daemon opens no spans.
+fn log_filter(rust_log: Option<&str>, debug: u8) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    if let Some(t) = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| s.parse::<Targets>().ok())
+    {
+        return t;
+    }
+    let level = match debug {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    Targets::new().with_default(level)
 }
 
 /// babeld's router-id from a MAC: EUI-64 with the universal/local bit flipped.
@@ -482,4 +500,33 @@ fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    /// `RUST_LOG` directives by target and a default level, as `EnvFilter` read them; the
+    /// `-d` level when `RUST_LOG` is unset, empty or not a list of directives.
+    #[test]
+    fn log_filter_reads_rust_log_else_the_debug_level() {
+        let f = log_filter(Some("babel_core=trace,warn"), 0);
+        assert!(f.would_enable("babel_core::engine", &Level::TRACE));
+        assert!(f.would_enable("babeld_rs::run", &Level::WARN));
+        assert!(!f.would_enable("babeld_rs::run", &Level::INFO));
+
+        let f = log_filter(Some("debug"), 0);
+        assert!(f.would_enable("kernel_fib", &Level::DEBUG));
+        assert!(!f.would_enable("kernel_fib", &Level::TRACE));
+
+        for rust_log in [None, Some(""), Some("babel_core=loudly")] {
+            let f = log_filter(rust_log, 1);
+            assert!(f.would_enable("babeld_rs", &Level::INFO), "{rust_log:?}");
+            assert!(!f.would_enable("babeld_rs", &Level::DEBUG), "{rust_log:?}");
+        }
+        let f = log_filter(None, 0);
+        assert!(!f.would_enable("babeld_rs", &Level::INFO));
+        assert!(log_filter(None, 3).would_enable("babeld_rs", &Level::TRACE));
+    }
 }
