@@ -494,6 +494,26 @@ impl RouteTable {
         )
     }
 
+    /// The destinations after `after` (all with `None`), in key order: a walk that stops and
+    /// resumes without holding the table borrowed in between.
+    pub(super) fn iter_after(
+        &self,
+        after: Option<RouteKey>,
+    ) -> impl Iterator<Item = (RouteKey, &Dest)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // A destination-only key sorts before the source-specific keys of its prefix, so the
+        // plain keys after `after` are those of a greater prefix, whatever its source prefix.
+        let plain = after.map_or(Unbounded, |k| Excluded(PlainKey(k.prefix)));
+        merged(
+            self.plain
+                .range((plain, Unbounded))
+                .map(|(k, d)| (RouteKey::new(k.0), d)),
+            self.specific
+                .range((after.map_or(Unbounded, Excluded), Unbounded))
+                .map(|(k, d)| (*k, d)),
+        )
+    }
+
     /// Every destination, in key order, to change in place.
     fn iter_mut(&mut self) -> impl Iterator<Item = (RouteKey, &mut Dest)> {
         merged(
@@ -1033,5 +1053,48 @@ mod tests {
         );
         check(&t);
         assert!(t.get(&a).is_some_and(|d| !d.is_held()));
+    }
+
+    /// A walk resumed after any key, in the table or not, of either kind, sees what a whole
+    /// walk sees after that key.
+    #[test]
+    fn a_walk_resumes_after_any_key() {
+        let sp = |d: &str, s: &str| RouteKey {
+            prefix: d.parse().unwrap_or_else(|_| panic!("{d}")),
+            src_prefix: Some(s.parse().unwrap_or_else(|_| panic!("{s}"))),
+        };
+        let keys = [
+            sp("2001:db8:1::/48", "2001:db8:ff::/48"),
+            key("2001:db8:2::/48"),
+            sp("2001:db8:1::/48", "::/0"),
+            key("2001:db8:1::/48"),
+            key("10.0.0.0/8"),
+            sp("10.0.0.0/8", "192.0.2.0/24"),
+            sp("::/0", "2001:db8::/32"),
+            sp("2001:db8:3::/48", "::/0"),
+        ];
+        let mut t = RouteTable::default();
+        for k in &keys {
+            if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
+                v.insert(new_route(), 10, 10)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let all: Vec<RouteKey> = t.iter().map(|(k, _)| k).collect();
+        assert_eq!(t.iter_after(None).map(|(k, _)| k).collect::<Vec<_>>(), all);
+        // Keys not in the table too: a plain key whose prefix has only source-specific
+        // destinations, a source-specific one between two others, and past the end.
+        let absent = [
+            key("2001:db8:3::/48"),
+            key("::/0"),
+            sp("2001:db8:1::/48", "2001:db8:f0::/48"),
+            key("2001:db8:ffff::/48"),
+            sp("10.0.0.0/8", "0.0.0.0/0"),
+        ];
+        for after in keys.iter().chain(&absent) {
+            let want: Vec<RouteKey> = all.iter().copied().filter(|k| k > after).collect();
+            let got: Vec<RouteKey> = t.iter_after(Some(*after)).map(|(k, _)| k).collect();
+            assert_eq!(got, want, "after {after:?}");
+        }
     }
 }
