@@ -1060,19 +1060,26 @@ mod tests {
     #[test]
     fn a_walk_resumes_after_any_key() {
         let sp = |d: &str, s: &str| RouteKey {
-            prefix: d.parse().unwrap_or_else(|_| panic!("{d}")),
             src_prefix: Some(s.parse().unwrap_or_else(|_| panic!("{s}"))),
+            ..key(d)
         };
-        let keys = [
-            sp("2001:db8:1::/48", "2001:db8:ff::/48"),
-            key("2001:db8:2::/48"),
-            sp("2001:db8:1::/48", "::/0"),
-            key("2001:db8:1::/48"),
-            key("10.0.0.0/8"),
-            sp("10.0.0.0/8", "192.0.2.0/24"),
-            sp("::/0", "2001:db8::/32"),
-            sp("2001:db8:3::/48", "::/0"),
+        // Each destination without a source prefix, with one, or both; and one with two.
+        let dsts = [
+            "10.0.0.0/8",
+            "::/0",
+            "2001:db8:1::/48",
+            "2001:db8:2::/48",
+            "2001:db8:3::/48",
         ];
+        let mut keys = vec![sp("2001:db8:1::/48", "2001:db8:ff::/48")];
+        for (i, d) in dsts.iter().enumerate() {
+            if i % 3 != 2 {
+                keys.push(key(d));
+            }
+            if i % 3 != 1 {
+                keys.push(sp(d, if i == 0 { "192.0.2.0/24" } else { "::/0" }));
+            }
+        }
         let mut t = RouteTable::default();
         for k in &keys {
             if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
@@ -1085,12 +1092,13 @@ mod tests {
         // Keys not in the table too: a plain key whose prefix has only source-specific
         // destinations, a source-specific one between two others, and past the end.
         let absent = [
-            key("2001:db8:3::/48"),
-            key("::/0"),
+            key("2001:db8:1::/48"),
+            sp("::/0", "2001:db8::/32"),
             sp("2001:db8:1::/48", "2001:db8:f0::/48"),
             key("2001:db8:ffff::/48"),
             sp("10.0.0.0/8", "0.0.0.0/0"),
         ];
+        assert!(absent.iter().all(|k| t.get(k).is_none()));
         for after in keys.iter().chain(&absent) {
             let want: Vec<RouteKey> = all.iter().copied().filter(|k| k > after).collect();
             let got: Vec<RouteKey> = t.iter_after(Some(*after)).map(|(k, _)| k).collect();
