@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// A change of a neighbour's cost that reconsiders this many routes or more is logged at the
+/// `info` level, since it costs a burst of route changes and updates; fewer, at `debug`.
+const LOGGED_RESELECTION: usize = 1000;
+
 impl Engine {
     pub(super) fn neighbour_cost(&self, id: u64) -> u16 {
         self.neighbours.get(&id).map_or(INFINITY, |n| n.cost)
@@ -261,21 +265,44 @@ impl Engine {
         let Some(i) = self.interfaces.get(&n.ifindex) else {
             return;
         };
+        let was = n.cost;
         if n.refresh_cost(now, &i.cfg) {
             let (ifindex, address) = (n.ifindex, n.address);
+            // What changed the cost, for the log: every route through the neighbour is
+            // reconsidered, and with a full table that is a burst of route changes, updates
+            // and seqno requests.
+            let (cost, rxcost, txcost) = (n.cost, n.rxcost, n.effective_txcost(now));
+            let reach = n.hello.reach;
             self.event(Event::Neighbour {
                 kind: ChangeKind::Change,
                 ifindex,
                 address,
             });
-            self.reselect_via(now, nid);
+            let routes = self.reselect_via(now, nid);
+            macro_rules! log {
+                ($level:ident) => {
+                    tracing::$level!(
+                        "neighbour {address} on {ifindex}: cost {was} -> {cost} (rxcost \
+                         {rxcost}, txcost {txcost}, Hello history {reach:016b}); {routes} \
+                         routes reselected"
+                    )
+                };
+            }
+            if routes >= LOGGED_RESELECTION {
+                log!(info);
+            } else {
+                log!(debug);
+            }
         }
     }
 
-    pub(super) fn reselect_via(&mut self, now: Instant, nid: u64) {
-        for k in self.routes.keys_via(nid) {
-            self.reselect(now, k);
+    /// Reconsiders every route through neighbour `nid`; returns how many.
+    pub(super) fn reselect_via(&mut self, now: Instant, nid: u64) -> usize {
+        let keys = self.routes.keys_via(nid);
+        for k in &keys {
+            self.reselect(now, *k);
         }
+        keys.len()
     }
 
     /// RFC 8966 A.1 missed Hellos, §3.4.2 txcost expiry, and babeld's neighbour flush (empty

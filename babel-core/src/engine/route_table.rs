@@ -494,6 +494,26 @@ impl RouteTable {
         )
     }
 
+    /// The destinations after `after` (all with `None`), in key order: a walk that stops and
+    /// resumes without holding the table borrowed in between.
+    pub(super) fn iter_after(
+        &self,
+        after: Option<RouteKey>,
+    ) -> impl Iterator<Item = (RouteKey, &Dest)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // A destination-only key sorts before the source-specific keys of its prefix, so the
+        // plain keys after `after` are those of a greater prefix, whatever its source prefix.
+        let plain = after.map_or(Unbounded, |k| Excluded(PlainKey(k.prefix)));
+        merged(
+            self.plain
+                .range((plain, Unbounded))
+                .map(|(k, d)| (RouteKey::new(k.0), d)),
+            self.specific
+                .range((after.map_or(Unbounded, Excluded), Unbounded))
+                .map(|(k, d)| (*k, d)),
+        )
+    }
+
     /// Every destination, in key order, to change in place.
     fn iter_mut(&mut self) -> impl Iterator<Item = (RouteKey, &mut Dest)> {
         merged(
@@ -1033,5 +1053,56 @@ mod tests {
         );
         check(&t);
         assert!(t.get(&a).is_some_and(|d| !d.is_held()));
+    }
+
+    /// A walk resumed after any key, in the table or not, of either kind, sees what a whole
+    /// walk sees after that key.
+    #[test]
+    fn a_walk_resumes_after_any_key() {
+        let sp = |d: &str, s: &str| RouteKey {
+            src_prefix: Some(s.parse().unwrap_or_else(|_| panic!("{s}"))),
+            ..key(d)
+        };
+        // Each destination without a source prefix, with one, or both; and one with two.
+        let dsts = [
+            "10.0.0.0/8",
+            "::/0",
+            "2001:db8:1::/48",
+            "2001:db8:2::/48",
+            "2001:db8:3::/48",
+        ];
+        let mut keys = vec![sp("2001:db8:1::/48", "2001:db8:ff::/48")];
+        for (i, d) in dsts.iter().enumerate() {
+            if i % 3 != 2 {
+                keys.push(key(d));
+            }
+            if i % 3 != 1 {
+                keys.push(sp(d, if i == 0 { "192.0.2.0/24" } else { "::/0" }));
+            }
+        }
+        let mut t = RouteTable::default();
+        for k in &keys {
+            if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
+                v.insert(new_route(), 10, 10)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let all: Vec<RouteKey> = t.iter().map(|(k, _)| k).collect();
+        assert_eq!(t.iter_after(None).map(|(k, _)| k).collect::<Vec<_>>(), all);
+        // Keys not in the table too: a plain key whose prefix has only source-specific
+        // destinations, a source-specific one between two others, and past the end.
+        let absent = [
+            key("2001:db8:1::/48"),
+            sp("::/0", "2001:db8::/32"),
+            sp("2001:db8:1::/48", "2001:db8:f0::/48"),
+            key("2001:db8:ffff::/48"),
+            sp("10.0.0.0/8", "0.0.0.0/0"),
+        ];
+        assert!(absent.iter().all(|k| t.get(k).is_none()));
+        for after in keys.iter().chain(&absent) {
+            let want: Vec<RouteKey> = all.iter().copied().filter(|k| k > after).collect();
+            let got: Vec<RouteKey> = t.iter_after(Some(*after)).map(|(k, _)| k).collect();
+            assert_eq!(got, want, "after {after:?}");
+        }
     }
 }

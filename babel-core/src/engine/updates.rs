@@ -287,22 +287,43 @@ impl Engine {
         }
     }
 
-    /// What a periodic full dump advertises, in key order: our xroutes and every destination with
-    /// an installed route, found in one walk of both tables (not one search per destination).
-    fn full_dump(&self, now: Instant) -> Vec<(RouteKey, Advertised)> {
-        let mut out = Vec::with_capacity(self.xroutes.len() + self.routes.installed_len());
-        let mut own = self.xroutes.iter().peekable();
-        for (k, d) in self.routes.iter().filter(|(_, d)| d.is_installed()) {
-            while let Some((xk, x)) = own.next_if(|(xk, _)| **xk <= k) {
-                out.push((*xk, Advertised::Own { metric: x.metric }));
+    /// What a periodic full dump advertises after `after` (from the start with `None`), in key
+    /// order: our xroutes and every destination with an installed route, found in one walk of
+    /// both tables (not one search per destination). The dump takes it a part at a time,
+    /// resuming after the last key of the part before, so the list of the whole table is never
+    /// held (6.4 MB at 100,000 routes).
+    fn full_dump_after(
+        &self,
+        now: Instant,
+        after: Option<RouteKey>,
+    ) -> impl Iterator<Item = (RouteKey, Advertised)> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut own = self
+            .xroutes
+            .range((after.map_or(Unbounded, Excluded), Unbounded))
+            .peekable();
+        let mut dests = self
+            .routes
+            .iter_after(after)
+            .filter(|(_, d)| d.is_installed())
+            .peekable();
+        std::iter::from_fn(move || match (own.peek(), dests.peek()) {
+            (Some((xk, _)), Some((k, _))) if **xk <= *k => {
+                let (xk, x) = own.next()?;
+                // An xroute shadows the route table's destination of the same key.
+                dests.next_if(|(k, _)| k == xk);
+                Some((*xk, Advertised::Own { metric: x.metric }))
             }
-            // An xroute shadows the route table's destination of the same key.
-            if out.last().is_none_or(|(last, _)| *last != k) {
-                out.push((k, self.advertised_dest(now, d)));
+            (_, Some(_)) => {
+                let (k, d) = dests.next()?;
+                Some((k, self.advertised_dest(now, d)))
             }
-        }
-        out.extend(own.map(|(k, x)| (*k, Advertised::Own { metric: x.metric })));
-        out
+            (Some(_), None) => {
+                let (xk, x) = own.next()?;
+                Some((*xk, Advertised::Own { metric: x.metric }))
+            }
+            (None, None) => None,
+        })
     }
 
     /// Sends the buffered updates of an interface, packed (RFC 8966 §3.7, §4.5 compression by the
@@ -317,11 +338,6 @@ impl Engine {
         if full {
             i.last_full = Some(now);
         }
-        let dump = if full {
-            self.full_dump(now)
-        } else {
-            Vec::new()
-        };
         // The Updates go out a part at a time, packed as they come (the same packets as from
         // one vector of all of them): a periodic dump or a neighbour's whole table retracted
         // is 100,000 of them, and holding them all took 15 MB, and as much again for what the
@@ -329,11 +345,19 @@ impl Engine {
         let mut out = self.update_out(ifindex);
         if full {
             // What the dump advertises goes into the source table in key order, a part at a
-            // time, before the part's messages go out (nothing in between reads the table).
-            for part in dump.chunks(UPDATE_PART) {
+            // time, before the part's messages go out (nothing in between reads the table, and
+            // nothing changes what the next part advertises).
+            let mut after = None;
+            loop {
+                let part: Vec<(RouteKey, Advertised)> =
+                    self.full_dump_after(now, after).take(UPDATE_PART).collect();
+                let Some(&(last, _)) = part.last() else {
+                    break;
+                };
+                after = Some(last);
                 let mut advertised = Vec::with_capacity(part.len());
                 let mut msgs = Vec::with_capacity(part.len());
-                for &(k, adv) in part {
+                for &(k, adv) in &part {
                     if pending.contains_key(&k) {
                         continue;
                     }
@@ -455,7 +479,7 @@ type SourceUse = (RouterId, Seqno, Metric);
 
 /// What we advertise for one destination before an interface's rules (split horizon, IPv4 on
 /// the link, the `out` filter) apply.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Advertised {
     /// Our own prefix (an xroute) with its metric.
     Own { metric: u16 },
@@ -540,6 +564,128 @@ mod tests {
         a.interfaces.get_mut(&1).unwrap().pending_full = true;
         a.flush_updates(now, 1);
         flush_in_one(&mut b, now, &keys, true);
+        let (pa, pb) = (sent(&mut a), sent(&mut b));
+        assert!(pa.len() > 3, "{} packets", pa.len());
+        assert_eq!(pa, pb);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+    }
+
+    /// An engine with a neighbour on interface 1 that gave it a route to each of `n` /64s,
+    /// re-advertised on interface 2, and prefixes of its own among them: every seventh learned
+    /// prefix (which shadows the learned destination) and one after each of those.
+    fn engine_with_routes(n: u32) -> Engine {
+        let now = Instant::ZERO;
+        let us: IpAddr = "fe80::1".parse().unwrap();
+        let nb: IpAddr = "fe80::2".parse().unwrap();
+        let mut e =
+            Engine::new(EngineConfig::new(RouterId([0, 0, 0, 0, 0, 0, 0, 1])), now).unwrap();
+        e.interface_up(
+            now,
+            1,
+            InterfaceConfig::new("eth0", InterfaceKind::Wired, us),
+        );
+        let eth1 = InterfaceConfig::new("eth1", InterfaceKind::Wired, "fe80::3".parse().unwrap());
+        e.interface_up(now, 2, eth1);
+        let prefix = |i: u32, sub: u32| {
+            let a = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(2 * i + sub) << 64));
+            Prefix::new(IpAddr::V6(a), 64).unwrap()
+        };
+        let opts = babel_wire::EncodeOptions::default();
+        let mut msgs = Vec::new();
+        for seqno in 1..=2 {
+            msgs.push(Message::Hello(babel_wire::Hello {
+                unicast: false,
+                seqno,
+                interval: 400,
+                timestamp: None,
+            }));
+            msgs.push(Message::Ihu(babel_wire::Ihu {
+                address: Some(us),
+                rxcost: 96,
+                interval: 1200,
+                timestamp: None,
+            }));
+        }
+        msgs.extend((0..n).map(|i| {
+            Message::Update(Update {
+                prefix: Some(prefix(i, 0)),
+                v4_via_v6: false,
+                src_prefix: None,
+                interval: 1600,
+                seqno: 7,
+                metric: 96 + (i % 50) as u16,
+                router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 0, (i % 8) as u8])),
+                next_hop: None,
+                price: Some(100),
+                path_rtt: None,
+                diversity: None,
+            })
+        }));
+        for p in babel_wire::encode(&msgs, &opts).unwrap() {
+            e.handle_packet(now, 1, nb, Destination::Multicast, &p);
+        }
+        for i in (0..n).step_by(7) {
+            e.announce(now, RouteKey::new(prefix(i, 1)), 0).unwrap();
+        }
+        while e.poll_route().is_some() {}
+        // Announcing a learned prefix would uninstall the learned route; the dump still
+        // shadows one that is installed, as here.
+        for i in (0..n).step_by(7) {
+            let k = RouteKey::new(prefix(i, 0));
+            assert!(e.routes.get(&k).is_some_and(Dest::is_installed));
+            e.xroutes.insert(k, Xroute { metric: 0 });
+        }
+        while e.poll_transmit().is_some() {}
+        e
+    }
+
+    /// The periodic dump, taken a part at a time and resumed after the last key of each part,
+    /// is the list of the whole table in one walk: every xroute, each learned destination not
+    /// shadowed by one, in key order; its packets are those of all its Updates packed at once.
+    #[test]
+    fn a_dump_resumed_part_by_part_is_the_whole_list() {
+        let n = 2 * UPDATE_PART as u32 + 300;
+        let mut a = engine_with_routes(n);
+        let now = Instant::from_secs(1);
+        // The reference: both tables merged by searching each key.
+        let mut keys: Vec<RouteKey> = a.xroutes.keys().copied().collect();
+        keys.extend(
+            a.routes
+                .iter()
+                .filter(|(_, d)| d.is_installed())
+                .map(|(k, _)| k),
+        );
+        keys.sort();
+        keys.dedup();
+        assert!(keys.len() > n as usize, "{} keys", keys.len());
+        let whole: Vec<(RouteKey, Advertised)> =
+            keys.iter().map(|k| (*k, a.advertised(now, k))).collect();
+        assert_eq!(a.full_dump_after(now, None).collect::<Vec<_>>(), whole);
+        for part in [1, 6, 7, 1000, UPDATE_PART] {
+            let mut got = Vec::new();
+            let mut after = None;
+            loop {
+                let p: Vec<_> = a.full_dump_after(now, after).take(part).collect();
+                let Some(&(last, _)) = p.last() else { break };
+                after = Some(last);
+                got.extend(p);
+            }
+            assert_eq!(got, whole, "parts of {part}");
+        }
+        // The flush's packets.
+        let mut b = engine_with_routes(n);
+        a.interfaces.get_mut(&2).unwrap().pending_full = true;
+        a.flush_updates(now, 2);
+        let i = b.interfaces.get_mut(&2).unwrap();
+        i.pending = KeyMap::default();
+        i.pending_full = false;
+        let msgs: Vec<Message> = keys
+            .iter()
+            .filter_map(|k| b.update_for(now, 2, *k, true))
+            .collect();
+        assert_eq!(msgs.len(), keys.len());
+        b.counters.updates_sent += msgs.len() as u64;
+        b.send(2, Destination::Multicast, msgs);
         let (pa, pb) = (sent(&mut a), sent(&mut b));
         assert!(pa.len() > 3, "{} packets", pa.len());
         assert_eq!(pa, pb);
