@@ -479,31 +479,59 @@ struct Workers {
 }
 
 /// One worker thread's channels: its share of a window (with the window's end) out, the jobs back.
-type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<Vec<Job>>);
+type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<(Vec<Job>, Duration)>);
 
 /// A window whose jobs weigh less than this runs on the calling thread alone: handing nodes to a
-/// worker and back costs more than it saves (a weight is a job plus one per 256 bytes received).
+/// worker and back costs more than it saves (a weight is a job, plus one per 256 bytes received,
+/// plus one per [`DUMP_PER_WEIGHT`] destinations its periodic dumps walk).
 const MIN_SHARED_WEIGHT: usize = 16;
+
+/// Destinations walked by a periodic full dump per unit of weight. A unit is 256 bytes received,
+/// about 8 Updates; handling a received Update costs about twice as much as putting one
+/// destination in a dump (perf on `random:300`: packet handling 56 %, the dumps' flushes 28 %,
+/// for about as many messages), so 16 destinations dumped weigh one unit.
+const DUMP_PER_WEIGHT: usize = 16;
 
 impl Workers {
     /// Runs every job until `end`: contiguous shares of about equal weight, the first on this
     /// thread, the others on the workers. Returns the jobs in the order they came (by node).
-    fn run(&self, mut jobs: Vec<Job>, ends: &[LinkEnds], end: Instant) -> Vec<Job> {
-        let weight = |j: &Job| 1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256;
-        let total: usize = jobs.iter().map(weight).sum();
-        if self.lanes.is_empty() || jobs.len() < 2 || total < MIN_SHARED_WEIGHT {
+    fn run(
+        &self,
+        mut jobs: Vec<Job>,
+        ends: &[LinkEnds],
+        end: Instant,
+        times: &mut ThreadTimes,
+    ) -> Vec<Job> {
+        let weight = |j: &Job| {
+            1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256
+                + j.node
+                    .engine
+                    .as_ref()
+                    .map_or(0, |e| e.full_dump_work(end) / DUMP_PER_WEIGHT)
+        };
+        times.windows += 1;
+        let weights: Vec<usize> = if self.lanes.is_empty() || jobs.len() < 2 {
+            Vec::new()
+        } else {
+            jobs.iter().map(weight).collect()
+        };
+        let total: usize = weights.iter().sum();
+        if total < MIN_SHARED_WEIGHT {
+            let t = std::time::Instant::now();
             jobs.iter_mut().for_each(|j| j.run(ends, end));
+            times.main_busy += t.elapsed();
             return jobs;
         }
+        times.shared_windows += 1;
         // Where each worker's share starts.
         let share = total.div_ceil(self.lanes.len() + 1);
         let mut cuts = Vec::with_capacity(self.lanes.len());
         let mut w = 0;
-        for (i, j) in jobs.iter().enumerate() {
+        for (i, jw) in weights.iter().enumerate() {
             if w >= share * (cuts.len() + 1) && cuts.len() < self.lanes.len() {
                 cuts.push(i);
             }
-            w += weight(j);
+            w += jw;
         }
         let mut shares = Vec::with_capacity(cuts.len());
         for &c in cuts.iter().rev() {
@@ -518,12 +546,22 @@ impl Workers {
                 Err(e) => sent.push(Err(e.0.1)),
             }
         }
+        let t = std::time::Instant::now();
         jobs.iter_mut().for_each(|j| j.run(ends, end));
+        times.main_busy += t.elapsed();
         for s in sent {
             let mut back = match s {
-                Ok(from_worker) => from_worker.recv().unwrap_or_default(),
+                Ok(from_worker) => {
+                    let t = std::time::Instant::now();
+                    let (back, busy) = from_worker.recv().unwrap_or_default();
+                    times.main_wait += t.elapsed();
+                    times.worker_busy += busy;
+                    back
+                }
                 Err(mut share) => {
+                    let t = std::time::Instant::now();
                     share.iter_mut().for_each(|j| j.run(ends, end));
+                    times.main_busy += t.elapsed();
                     share
                 }
             };
@@ -598,6 +636,41 @@ pub struct Stats {
     pub loops: u64,
     /// Steps executed.
     pub steps: u64,
+}
+
+/// Where a threaded run's wall time went ([`SimConfig::threads`] ≥ 2), measured with the
+/// monotonic clock: not part of the run's result (it depends on the machine), kept apart from
+/// [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadTimes {
+    /// Windows run.
+    pub windows: u64,
+    /// Of them, the windows shared with the worker threads.
+    pub shared_windows: u64,
+    /// The calling thread running nodes (its share of shared windows, and the windows it ran
+    /// alone).
+    pub main_busy: Duration,
+    /// The calling thread waiting for the workers after its own share.
+    pub main_wait: Duration,
+    /// The worker threads running nodes, summed over the workers.
+    pub worker_busy: Duration,
+    /// The calling thread between windows' node runs: sending, next hops, the loop check, the
+    /// queues.
+    pub serial: Duration,
+    /// CPU time of the calling thread, as Linux counts it (`/proc/thread-self/schedstat`; zero
+    /// elsewhere). Unlike the wall times above it does not count time lost to other processes:
+    /// on idle cores a threaded run's wall time is at least this.
+    pub main_cpu: Duration,
+    /// CPU time of the worker threads, summed.
+    pub worker_cpu: Duration,
+}
+
+/// The CPU time of the calling thread so far, where Linux tells it.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// Distribution of installed routes per node.
@@ -680,6 +753,8 @@ pub struct Sim {
     lies: BTreeMap<usize, Lie>,
     /// The shortest one-way link delay: nothing sent at `t` arrives before `t + lookahead`.
     lookahead: Duration,
+    /// Where a threaded run's wall time went.
+    thread_times: ThreadTimes,
 }
 
 /// The liar's rewrite of one of its packets (adversarial simulation).
@@ -813,6 +888,7 @@ impl Sim {
         let mut sim = Sim {
             ends,
             lookahead,
+            thread_times: ThreadTimes::default(),
             rng: Rng::new(cfg.seed),
             cfg,
             topo_name: topo.name.clone(),
@@ -896,7 +972,12 @@ impl Sim {
         self.now
     }
 
-    /// Run counters.
+    /// Where a threaded run's wall time went so far ([`ThreadTimes`]).
+    pub fn thread_times(&self) -> ThreadTimes {
+        self.thread_times
+    }
+
+    /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -1250,7 +1331,7 @@ impl Sim {
                 last: t0,
             });
         }
-        let jobs = workers.run(jobs, &self.ends, end);
+        let jobs = workers.run(jobs, &self.ends, end, &mut self.thread_times);
         let mut tx = Vec::new();
         let mut outs = Vec::with_capacity(jobs.len());
         let mut last = t0;
@@ -1454,22 +1535,37 @@ impl Sim {
             // for its share of a window's nodes and sends them back once they ran.
             std::thread::scope(|s| {
                 let mut lanes = Vec::with_capacity(self.cfg.threads - 1);
+                let mut handles = Vec::with_capacity(self.cfg.threads - 1);
                 for _ in 1..self.cfg.threads {
                     let (to_worker, work) = channel::<(Instant, Vec<Job>)>();
-                    let (done, from_worker) = channel::<Vec<Job>>();
+                    let (done, from_worker) = channel::<(Vec<Job>, Duration)>();
                     let ends = Arc::clone(&self.ends);
-                    s.spawn(move || {
+                    handles.push(s.spawn(move || {
+                        let cpu = thread_cpu();
                         for (end, mut jobs) in work {
+                            let t = std::time::Instant::now();
                             jobs.iter_mut().for_each(|j| j.run(&ends, end));
-                            if done.send(jobs).is_err() {
+                            if done.send((jobs, t.elapsed())).is_err() {
                                 break;
                             }
                         }
-                    });
+                        thread_cpu().saturating_sub(cpu)
+                    }));
                     lanes.push((to_worker, from_worker));
                 }
                 let workers = Workers { lanes };
+                let (start, cpu) = (std::time::Instant::now(), thread_cpu());
+                let before = self.thread_times;
                 while self.window(t, &workers) {}
+                // The workers end when their channels close.
+                drop(workers);
+                let tt = &mut self.thread_times;
+                let nodes = (tt.main_busy + tt.main_wait) - (before.main_busy + before.main_wait);
+                tt.serial += start.elapsed().saturating_sub(nodes);
+                tt.main_cpu += thread_cpu().saturating_sub(cpu);
+                for h in handles {
+                    tt.worker_cpu += h.join().unwrap_or_default();
+                }
             });
         } else {
             while self.step(t) {}
