@@ -346,6 +346,28 @@ impl NextHops {
     }
 }
 
+/// The loop check's walks ([`Sim::loop_from`]): the current path, and the nodes shown to reach
+/// no cycle in the row being checked (those whose mark is `stamp`; a new row takes a new stamp, so
+/// the marks are never cleared one by one).
+#[derive(Default)]
+struct Walks {
+    path: Vec<u32>,
+    clean: Vec<u32>,
+    stamp: u32,
+}
+
+impl Walks {
+    /// Starts the walks of another row of [`NextHops`] in a mesh of `nodes` nodes.
+    fn next_row(&mut self, nodes: usize) {
+        self.clean.resize(nodes, 0);
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.clean.fill(0);
+            self.stamp = 1;
+        }
+    }
+}
+
 /// A node's next hop towards a destination: the neighbour node and the link to it, if any.
 type NextHop = Option<(usize, usize)>;
 
@@ -747,8 +769,8 @@ pub struct Sim {
     next_hops: NextHops,
     /// (row in [`NextHops`], node) pairs whose next hop changed in this step.
     changed: Vec<(u32, u32)>,
-    /// The loop check's path, kept between walks.
-    walk: Vec<u32>,
+    /// The loop check's path and marks, kept between walks.
+    walks: Walks,
     progress: bool,
     lies: BTreeMap<usize, Lie>,
     /// The shortest one-way link delay: nothing sent at `t` arrives before `t + lookahead`.
@@ -908,7 +930,7 @@ impl Sim {
             check_row: None,
             next_hops: NextHops::new(topo.nodes),
             changed: Vec::new(),
-            walk: Vec::new(),
+            walks: Walks::default(),
             progress: false,
             lies: BTreeMap::new(),
         };
@@ -1450,7 +1472,12 @@ impl Sim {
             changed.sort_unstable();
             changed.dedup();
             let mut looped: Option<u32> = None;
+            let mut row: Option<u32> = None;
             for &(id, n) in &changed {
+                if row != Some(id) {
+                    row = Some(id);
+                    self.walks.next_row(self.nodes.len());
+                }
                 if looped != Some(id) && self.loop_from(id, n as usize) {
                     looped = Some(id);
                     self.stats.loops += 1;
@@ -1463,24 +1490,38 @@ impl Sim {
     }
 
     /// Whether following next hops of row `id` of [`NextHops`] from `start` comes back to a
-    /// node already visited (over links that are up).
+    /// node already visited (over links that are up). A walk that reaches a node an earlier walk
+    /// of the same row showed to end without a cycle stops there: from that node on it is the
+    /// earlier walk (and it cannot come back into this walk's nodes, or the earlier one would
+    /// have found that cycle). So the walks of one row cost about one pass over the nodes they
+    /// reach, not a path per changed node.
     fn loop_from(&mut self, id: u32, start: usize) -> bool {
-        // Paths are short (at most the mesh's diameter before a cycle shows): a vector scan.
-        let mut seen = std::mem::take(&mut self.walk);
-        seen.clear();
+        let mut w = std::mem::take(&mut self.walks);
+        w.path.clear();
         let mut cur = start;
         let looped = loop {
+            if w.clean.get(cur) == Some(&w.stamp) {
+                break false;
+            }
             let c = u32::try_from(cur).unwrap_or(u32::MAX);
-            if seen.contains(&c) {
+            // Paths are short (at most the mesh's diameter before a cycle shows): a vector scan.
+            if w.path.contains(&c) {
                 break true;
             }
-            seen.push(c);
+            w.path.push(c);
             match self.next_hop_up(cur, id) {
                 Some(next) => cur = next,
                 None => break false,
             }
         };
-        self.walk = seen;
+        if !looped {
+            for &p in &w.path {
+                if let Some(m) = w.clean.get_mut(p as usize) {
+                    *m = w.stamp;
+                }
+            }
+        }
+        self.walks = w;
         looped
     }
 
@@ -1805,5 +1846,69 @@ impl Sim {
             routes_per_node: self.routes_per_node(),
             not_best,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop check counts each row with a cycle once, whether the cycle is met from a changed
+    /// node's own walk or after a walk already showed part of the row to be loop-free.
+    #[test]
+    fn loop_check_counts_each_row_with_a_cycle_once() {
+        let topo = Topology::parse("full:8", 1).unwrap_or_else(|e| panic!("{e}"));
+        let mut sim = Sim::new(&topo, SimConfig::default());
+        let rows: [(Prefix, &[(usize, usize)], bool); 3] = [
+            // A tree towards node 0: no cycle.
+            (
+                node_prefix(0),
+                &[(1, 0), (2, 1), (3, 1), (4, 3), (5, 4), (6, 5), (7, 6)],
+                false,
+            ),
+            // Tails from 0, 1, 2, 6 and 7 into the cycle 3 -> 4 -> 5 -> 3.
+            (
+                node_prefix(1),
+                &[
+                    (0, 1),
+                    (1, 2),
+                    (2, 3),
+                    (3, 4),
+                    (4, 5),
+                    (5, 3),
+                    (6, 0),
+                    (7, 6),
+                ],
+                true,
+            ),
+            // 0, 1 and 2 end at a node without a route (shown loop-free first), then 3 <-> 4.
+            (node_prefix(2), &[(0, 1), (2, 0), (3, 4), (4, 3)], true),
+        ];
+        for (prefix, hops, _) in rows {
+            for &(n, peer) in hops {
+                let link = sim.link_of(n, peer).unwrap_or_else(|| panic!("no link"));
+                sim.next_hops.set(n, prefix, Some((peer, link)));
+            }
+            let id = sim
+                .next_hops
+                .row(&prefix)
+                .unwrap_or_else(|| panic!("no row"));
+            sim.changed.extend((0..8).map(|n| (id, n)));
+        }
+        sim.check_changed_loops();
+        assert_eq!(sim.stats().loops, 2);
+        for (prefix, _, looped) in rows {
+            assert_eq!(sim.has_loop(prefix), looped);
+        }
+        // Again, every node changed in every row: the marks of the first check do not carry over.
+        for (prefix, _, _) in rows {
+            let id = sim
+                .next_hops
+                .row(&prefix)
+                .unwrap_or_else(|| panic!("no row"));
+            sim.changed.extend((0..8).rev().map(|n| (id, n)));
+        }
+        sim.check_changed_loops();
+        assert_eq!(sim.stats().loops, 4);
     }
 }
