@@ -1859,7 +1859,9 @@ mod tests {
     fn loop_check_counts_each_row_with_a_cycle_once() {
         let topo = Topology::parse("full:8", 1).unwrap_or_else(|e| panic!("{e}"));
         let mut sim = Sim::new(&topo, SimConfig::default());
-        let rows: [(Prefix, &[(usize, usize)], bool); 3] = [
+        // Per row: its prefix, (node, next hop) pairs, and whether it has a cycle.
+        type Row = (Prefix, &'static [(usize, usize)], bool);
+        let rows: [Row; 3] = [
             // A tree towards node 0: no cycle.
             (
                 node_prefix(0),
