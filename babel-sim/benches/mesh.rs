@@ -62,6 +62,21 @@ fn main() {
         "announcing nodes    {}",
         nodes.div_ceil(announce_every.max(1) as usize)
     );
+    if threads > 1 {
+        let tt = sim.thread_times();
+        println!(
+            "threads             {} windows, {} shared; calling thread busy {:?}, waiting {:?}, \
+             serial {:?}; workers busy {:?}; CPU calling thread {:?}, workers {:?}",
+            tt.windows,
+            tt.shared_windows,
+            tt.main_busy,
+            tt.main_wait,
+            tt.serial,
+            tt.worker_busy,
+            tt.main_cpu,
+            tt.worker_cpu
+        );
+    }
     println!("loops               {}", st.loops);
     println!(
         "packets / bytes     {} / {} ({} messages)",

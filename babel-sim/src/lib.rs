@@ -30,8 +30,8 @@ use std::time::Duration;
 
 pub use adversary::{AdversaryConfig, AdversaryRun, LiarOutcome, Role, Traffic, run_adversarial};
 pub use sim::{
-    Lie, LinkState, RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, node_address,
-    node_prefix, node_router_id,
+    Lie, LinkState, RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, ThreadTimes,
+    node_address, node_prefix, node_router_id,
 };
 pub use topology::{LinkSpec, Topology, TopologyError};
 

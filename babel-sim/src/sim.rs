@@ -346,6 +346,28 @@ impl NextHops {
     }
 }
 
+/// The loop check's walks ([`Sim::loop_from`]): the current path, and the nodes shown to reach
+/// no cycle in the row being checked (those whose mark is `stamp`; a new row takes a new stamp, so
+/// the marks are never cleared one by one).
+#[derive(Default)]
+struct Walks {
+    path: Vec<u32>,
+    clean: Vec<u32>,
+    stamp: u32,
+}
+
+impl Walks {
+    /// Starts the walks of another row of [`NextHops`] in a mesh of `nodes` nodes.
+    fn next_row(&mut self, nodes: usize) {
+        self.clean.resize(nodes, 0);
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.clean.fill(0);
+            self.stamp = 1;
+        }
+    }
+}
+
 /// A node's next hop towards a destination: the neighbour node and the link to it, if any.
 type NextHop = Option<(usize, usize)>;
 
@@ -479,31 +501,59 @@ struct Workers {
 }
 
 /// One worker thread's channels: its share of a window (with the window's end) out, the jobs back.
-type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<Vec<Job>>);
+type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<(Vec<Job>, Duration)>);
 
 /// A window whose jobs weigh less than this runs on the calling thread alone: handing nodes to a
-/// worker and back costs more than it saves (a weight is a job plus one per 256 bytes received).
+/// worker and back costs more than it saves (a weight is a job, plus one per 256 bytes received,
+/// plus one per [`DUMP_PER_WEIGHT`] destinations its periodic dumps walk).
 const MIN_SHARED_WEIGHT: usize = 16;
+
+/// Destinations walked by a periodic full dump per unit of weight. A unit is 256 bytes received,
+/// about 8 Updates; handling a received Update costs about twice as much as putting one
+/// destination in a dump (perf on `random:300`: packet handling 56 %, the dumps' flushes 28 %,
+/// for about as many messages), so 16 destinations dumped weigh one unit.
+const DUMP_PER_WEIGHT: usize = 16;
 
 impl Workers {
     /// Runs every job until `end`: contiguous shares of about equal weight, the first on this
     /// thread, the others on the workers. Returns the jobs in the order they came (by node).
-    fn run(&self, mut jobs: Vec<Job>, ends: &[LinkEnds], end: Instant) -> Vec<Job> {
-        let weight = |j: &Job| 1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256;
-        let total: usize = jobs.iter().map(weight).sum();
-        if self.lanes.is_empty() || jobs.len() < 2 || total < MIN_SHARED_WEIGHT {
+    fn run(
+        &self,
+        mut jobs: Vec<Job>,
+        ends: &[LinkEnds],
+        end: Instant,
+        times: &mut ThreadTimes,
+    ) -> Vec<Job> {
+        let weight = |j: &Job| {
+            1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256
+                + j.node
+                    .engine
+                    .as_ref()
+                    .map_or(0, |e| e.full_dump_work(end) / DUMP_PER_WEIGHT)
+        };
+        times.windows += 1;
+        let weights: Vec<usize> = if self.lanes.is_empty() || jobs.len() < 2 {
+            Vec::new()
+        } else {
+            jobs.iter().map(weight).collect()
+        };
+        let total: usize = weights.iter().sum();
+        if total < MIN_SHARED_WEIGHT {
+            let t = std::time::Instant::now();
             jobs.iter_mut().for_each(|j| j.run(ends, end));
+            times.main_busy += t.elapsed();
             return jobs;
         }
+        times.shared_windows += 1;
         // Where each worker's share starts.
         let share = total.div_ceil(self.lanes.len() + 1);
         let mut cuts = Vec::with_capacity(self.lanes.len());
         let mut w = 0;
-        for (i, j) in jobs.iter().enumerate() {
+        for (i, jw) in weights.iter().enumerate() {
             if w >= share * (cuts.len() + 1) && cuts.len() < self.lanes.len() {
                 cuts.push(i);
             }
-            w += weight(j);
+            w += jw;
         }
         let mut shares = Vec::with_capacity(cuts.len());
         for &c in cuts.iter().rev() {
@@ -518,12 +568,22 @@ impl Workers {
                 Err(e) => sent.push(Err(e.0.1)),
             }
         }
+        let t = std::time::Instant::now();
         jobs.iter_mut().for_each(|j| j.run(ends, end));
+        times.main_busy += t.elapsed();
         for s in sent {
             let mut back = match s {
-                Ok(from_worker) => from_worker.recv().unwrap_or_default(),
+                Ok(from_worker) => {
+                    let t = std::time::Instant::now();
+                    let (back, busy) = from_worker.recv().unwrap_or_default();
+                    times.main_wait += t.elapsed();
+                    times.worker_busy += busy;
+                    back
+                }
                 Err(mut share) => {
+                    let t = std::time::Instant::now();
                     share.iter_mut().for_each(|j| j.run(ends, end));
+                    times.main_busy += t.elapsed();
                     share
                 }
             };
@@ -600,6 +660,41 @@ pub struct Stats {
     pub steps: u64,
 }
 
+/// Where a threaded run's wall time went ([`SimConfig::threads`] ≥ 2), measured with the
+/// monotonic clock: not part of the run's result (it depends on the machine), kept apart from
+/// [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadTimes {
+    /// Windows run.
+    pub windows: u64,
+    /// Of them, the windows shared with the worker threads.
+    pub shared_windows: u64,
+    /// The calling thread running nodes (its share of shared windows, and the windows it ran
+    /// alone).
+    pub main_busy: Duration,
+    /// The calling thread waiting for the workers after its own share.
+    pub main_wait: Duration,
+    /// The worker threads running nodes, summed over the workers.
+    pub worker_busy: Duration,
+    /// The calling thread between windows' node runs: sending, next hops, the loop check, the
+    /// queues.
+    pub serial: Duration,
+    /// CPU time of the calling thread, as Linux counts it (`/proc/thread-self/schedstat`; zero
+    /// elsewhere). Unlike the wall times above it does not count time lost to other processes:
+    /// on idle cores a threaded run's wall time is at least this.
+    pub main_cpu: Duration,
+    /// CPU time of the worker threads, summed.
+    pub worker_cpu: Duration,
+}
+
+/// The CPU time of the calling thread so far, where Linux tells it.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Distribution of installed routes per node.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct RoutesPerNode {
@@ -674,12 +769,14 @@ pub struct Sim {
     next_hops: NextHops,
     /// (row in [`NextHops`], node) pairs whose next hop changed in this step.
     changed: Vec<(u32, u32)>,
-    /// The loop check's path, kept between walks.
-    walk: Vec<u32>,
+    /// The loop check's path and marks, kept between walks.
+    walks: Walks,
     progress: bool,
     lies: BTreeMap<usize, Lie>,
     /// The shortest one-way link delay: nothing sent at `t` arrives before `t + lookahead`.
     lookahead: Duration,
+    /// Where a threaded run's wall time went.
+    thread_times: ThreadTimes,
 }
 
 /// The liar's rewrite of one of its packets (adversarial simulation).
@@ -813,6 +910,7 @@ impl Sim {
         let mut sim = Sim {
             ends,
             lookahead,
+            thread_times: ThreadTimes::default(),
             rng: Rng::new(cfg.seed),
             cfg,
             topo_name: topo.name.clone(),
@@ -832,7 +930,7 @@ impl Sim {
             check_row: None,
             next_hops: NextHops::new(topo.nodes),
             changed: Vec::new(),
-            walk: Vec::new(),
+            walks: Walks::default(),
             progress: false,
             lies: BTreeMap::new(),
         };
@@ -896,7 +994,12 @@ impl Sim {
         self.now
     }
 
-    /// Run counters.
+    /// Where a threaded run's wall time went so far ([`ThreadTimes`]).
+    pub fn thread_times(&self) -> ThreadTimes {
+        self.thread_times
+    }
+
+    /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -1250,7 +1353,7 @@ impl Sim {
                 last: t0,
             });
         }
-        let jobs = workers.run(jobs, &self.ends, end);
+        let jobs = workers.run(jobs, &self.ends, end, &mut self.thread_times);
         let mut tx = Vec::new();
         let mut outs = Vec::with_capacity(jobs.len());
         let mut last = t0;
@@ -1369,7 +1472,12 @@ impl Sim {
             changed.sort_unstable();
             changed.dedup();
             let mut looped: Option<u32> = None;
+            let mut row: Option<u32> = None;
             for &(id, n) in &changed {
+                if row != Some(id) {
+                    row = Some(id);
+                    self.walks.next_row(self.nodes.len());
+                }
                 if looped != Some(id) && self.loop_from(id, n as usize) {
                     looped = Some(id);
                     self.stats.loops += 1;
@@ -1382,24 +1490,38 @@ impl Sim {
     }
 
     /// Whether following next hops of row `id` of [`NextHops`] from `start` comes back to a
-    /// node already visited (over links that are up).
+    /// node already visited (over links that are up). A walk that reaches a node an earlier walk
+    /// of the same row showed to end without a cycle stops there: from that node on it is the
+    /// earlier walk (and it cannot come back into this walk's nodes, or the earlier one would
+    /// have found that cycle). So the walks of one row cost about one pass over the nodes they
+    /// reach, not a path per changed node.
     fn loop_from(&mut self, id: u32, start: usize) -> bool {
-        // Paths are short (at most the mesh's diameter before a cycle shows): a vector scan.
-        let mut seen = std::mem::take(&mut self.walk);
-        seen.clear();
+        let mut w = std::mem::take(&mut self.walks);
+        w.path.clear();
         let mut cur = start;
         let looped = loop {
+            if w.clean.get(cur) == Some(&w.stamp) {
+                break false;
+            }
             let c = u32::try_from(cur).unwrap_or(u32::MAX);
-            if seen.contains(&c) {
+            // Paths are short (at most the mesh's diameter before a cycle shows): a vector scan.
+            if w.path.contains(&c) {
                 break true;
             }
-            seen.push(c);
+            w.path.push(c);
             match self.next_hop_up(cur, id) {
                 Some(next) => cur = next,
                 None => break false,
             }
         };
-        self.walk = seen;
+        if !looped {
+            for &p in &w.path {
+                if let Some(m) = w.clean.get_mut(p as usize) {
+                    *m = w.stamp;
+                }
+            }
+        }
+        self.walks = w;
         looped
     }
 
@@ -1454,22 +1576,37 @@ impl Sim {
             // for its share of a window's nodes and sends them back once they ran.
             std::thread::scope(|s| {
                 let mut lanes = Vec::with_capacity(self.cfg.threads - 1);
+                let mut handles = Vec::with_capacity(self.cfg.threads - 1);
                 for _ in 1..self.cfg.threads {
                     let (to_worker, work) = channel::<(Instant, Vec<Job>)>();
-                    let (done, from_worker) = channel::<Vec<Job>>();
+                    let (done, from_worker) = channel::<(Vec<Job>, Duration)>();
                     let ends = Arc::clone(&self.ends);
-                    s.spawn(move || {
+                    handles.push(s.spawn(move || {
+                        let cpu = thread_cpu();
                         for (end, mut jobs) in work {
+                            let t = std::time::Instant::now();
                             jobs.iter_mut().for_each(|j| j.run(&ends, end));
-                            if done.send(jobs).is_err() {
+                            if done.send((jobs, t.elapsed())).is_err() {
                                 break;
                             }
                         }
-                    });
+                        thread_cpu().saturating_sub(cpu)
+                    }));
                     lanes.push((to_worker, from_worker));
                 }
                 let workers = Workers { lanes };
+                let (start, cpu) = (std::time::Instant::now(), thread_cpu());
+                let before = self.thread_times;
                 while self.window(t, &workers) {}
+                // The workers end when their channels close.
+                drop(workers);
+                let tt = &mut self.thread_times;
+                let nodes = (tt.main_busy + tt.main_wait) - (before.main_busy + before.main_wait);
+                tt.serial += start.elapsed().saturating_sub(nodes);
+                tt.main_cpu += thread_cpu().saturating_sub(cpu);
+                for h in handles {
+                    tt.worker_cpu += h.join().unwrap_or_default();
+                }
             });
         } else {
             while self.step(t) {}
@@ -1709,5 +1846,71 @@ impl Sim {
             routes_per_node: self.routes_per_node(),
             not_best,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop check counts each row with a cycle once, whether the cycle is met from a changed
+    /// node's own walk or after a walk already showed part of the row to be loop-free.
+    #[test]
+    fn loop_check_counts_each_row_with_a_cycle_once() {
+        let topo = Topology::parse("full:8", 1).unwrap_or_else(|e| panic!("{e}"));
+        let mut sim = Sim::new(&topo, SimConfig::default());
+        // Per row: its prefix, (node, next hop) pairs, and whether it has a cycle.
+        type Row = (Prefix, &'static [(usize, usize)], bool);
+        let rows: [Row; 3] = [
+            // A tree towards node 0: no cycle.
+            (
+                node_prefix(0),
+                &[(1, 0), (2, 1), (3, 1), (4, 3), (5, 4), (6, 5), (7, 6)],
+                false,
+            ),
+            // Tails from 0, 1, 2, 6 and 7 into the cycle 3 -> 4 -> 5 -> 3.
+            (
+                node_prefix(1),
+                &[
+                    (0, 1),
+                    (1, 2),
+                    (2, 3),
+                    (3, 4),
+                    (4, 5),
+                    (5, 3),
+                    (6, 0),
+                    (7, 6),
+                ],
+                true,
+            ),
+            // 0, 1 and 2 end at a node without a route (shown loop-free first), then 3 <-> 4.
+            (node_prefix(2), &[(0, 1), (2, 0), (3, 4), (4, 3)], true),
+        ];
+        for (prefix, hops, _) in rows {
+            for &(n, peer) in hops {
+                let link = sim.link_of(n, peer).unwrap_or_else(|| panic!("no link"));
+                sim.next_hops.set(n, prefix, Some((peer, link)));
+            }
+            let id = sim
+                .next_hops
+                .row(&prefix)
+                .unwrap_or_else(|| panic!("no row"));
+            sim.changed.extend((0..8).map(|n| (id, n)));
+        }
+        sim.check_changed_loops();
+        assert_eq!(sim.stats().loops, 2);
+        for (prefix, _, looped) in rows {
+            assert_eq!(sim.has_loop(prefix), looped);
+        }
+        // Again, every node changed in every row: the marks of the first check do not carry over.
+        for (prefix, _, _) in rows {
+            let id = sim
+                .next_hops
+                .row(&prefix)
+                .unwrap_or_else(|| panic!("no row"));
+            sim.changed.extend((0..8).rev().map(|n| (id, n)));
+        }
+        sim.check_changed_loops();
+        assert_eq!(sim.stats().loops, 4);
     }
 }

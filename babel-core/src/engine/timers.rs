@@ -115,6 +115,22 @@ impl Engine {
         self.timers.next_timeout()
     }
 
+    /// The periodic full dumps (RFC 8966 §3.7.1) that [`Engine::handle_timeout`] sends before
+    /// `until`, weighed by the destinations each walks: how much work the timers hold, for a
+    /// caller sharing engines between threads (the simulator balances its threads with it).
+    pub fn full_dump_work(&self, until: Instant) -> usize {
+        let due = |t: Timer| self.timers.get(t).is_some_and(|at| at < until);
+        let dumps = self
+            .interfaces
+            .iter()
+            .filter(|&(&ifindex, i)| {
+                i.up && (due(Timer::Interface(ifindex, IfTimer::Update))
+                    || (i.pending_full && due(Timer::Interface(ifindex, IfTimer::Flush))))
+            })
+            .count();
+        dumps * (self.routes.installed_len() + self.xroutes.len())
+    }
+
     /// Runs every timer due at `now`, each at most once, in a fixed order: Hellos, periodic and
     /// buffered updates, urgent repeats, unicast Hellos, missed-Hello detection and neighbour
     /// flush, route expiry and refresh, request resends and source GC. A timer that a job makes
