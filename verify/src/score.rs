@@ -52,12 +52,77 @@ pub struct ScoreConfig {
     /// check whose [`Blame`] is [`Blame::Relay`] neither starts nor confirms a run, and a black
     /// hole whose blame is [`Blame::Origin`] confirms as a measured lie does.
     pub attribution: bool,
-    /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2). A
-    /// failing check counts towards an eviction only if the route through the neighbour was
-    /// stable for the whole session (same advertised metric, our metric not risen),
-    /// and a live failure is forgiven when the neighbour's own metric for the destination rises
-    /// to what we measured (an honest node converges; a liar keeps lying).
-    pub stable_evidence: bool,
+    /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2), in
+    /// two halves that can be used apart ([`StableEvidence`]).
+    pub stable_evidence: StableEvidence,
+}
+
+/// Which halves of §4.2.2 (evidence only from settled routes) are in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StableEvidence {
+    /// Neither: every failing check counts.
+    #[default]
+    Off,
+    /// Settled only: a failing check counts towards an eviction only if the route through the
+    /// neighbour was stable for the whole session (same advertised metric, our metric not
+    /// risen).
+    Settled,
+    /// Forgiveness only: a live failure is forgiven when the neighbour's own metric for the
+    /// destination rises to what we measured, or it retracts the route after a black hole (an
+    /// honest node converges; a liar keeps lying).
+    Forgive,
+    /// Both halves.
+    Both,
+}
+
+impl StableEvidence {
+    /// Whether an unsettled failing check is no evidence.
+    pub fn settled(self) -> bool {
+        matches!(self, StableEvidence::Settled | StableEvidence::Both)
+    }
+
+    /// Whether a live failure is forgiven when the neighbour's metric rises.
+    pub fn forgives(self) -> bool {
+        matches!(self, StableEvidence::Forgive | StableEvidence::Both)
+    }
+
+    /// The configuration keyword (`off`, `settled`, `forgive`, `both`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StableEvidence::Off => "off",
+            StableEvidence::Settled => "settled",
+            StableEvidence::Forgive => "forgive",
+            StableEvidence::Both => "both",
+        }
+    }
+}
+
+impl std::fmt::Display for StableEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `stable_evidence` keyword that is none of `off`, `settled`, `forgive`, `both` (or the
+/// booleans `false`, `true`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stable-evidence mode {0:?} (expected off, settled, forgive or both)")]
+pub struct UnknownStableEvidence(pub String);
+
+impl std::str::FromStr for StableEvidence {
+    type Err = UnknownStableEvidence;
+
+    /// `false`/`off`, `settled`, `forgive`, `true`/`both`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "false" => Ok(StableEvidence::Off),
+            "settled" => Ok(StableEvidence::Settled),
+            "forgive" => Ok(StableEvidence::Forgive),
+            "both" | "true" => Ok(StableEvidence::Both),
+            _ => Err(UnknownStableEvidence(s.to_owned())),
+        }
+    }
 }
 
 /// Who on the path a failing check points at (`spec/verify.md` §4.2.1), from the neighbour's
@@ -90,7 +155,7 @@ impl Default for ScoreConfig {
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
             attribution: false,
-            stable_evidence: false,
+            stable_evidence: StableEvidence::Off,
         }
     }
 }
@@ -239,7 +304,7 @@ impl NeighbourScore {
         cfg: &ScoreConfig,
         metric_of: impl Fn(&Prefix) -> Option<u16>,
     ) -> usize {
-        if !cfg.stable_evidence || cfg.rule != Rule::Confirmed {
+        if !cfg.stable_evidence.forgives() || cfg.rule != Rule::Confirmed {
             return 0;
         }
         let mut n = 0;
@@ -310,8 +375,9 @@ impl NeighbourScore {
         }
         // §4.2.2: a route that changed during the session was reconverging; what it measured
         // says nothing about the neighbour's honesty (it corrects metrics all the same).
-        let unsettled =
-            cfg.stable_evidence && cfg.rule == Rule::Confirmed && measure.is_some_and(|m| !m.2);
+        let unsettled = cfg.stable_evidence.settled()
+            && cfg.rule == Rule::Confirmed
+            && measure.is_some_and(|m| !m.2);
         if failed && unsettled {
             return CheckVerdict::Kept;
         }
@@ -680,7 +746,7 @@ mod tests {
     #[test]
     fn reconvergence_is_no_evidence() {
         let cfg = ScoreConfig {
-            stable_evidence: true,
+            stable_evidence: StableEvidence::Both,
             ..ScoreConfig::default()
         };
         // A check at `s` seconds of destination `d`: accuracy, black hole, (m, c, settled).
@@ -741,5 +807,64 @@ mod tests {
         assert_eq!(m.forgive_corrected(t(5), &plain, |_| Some(400)), 0);
         let v = check(&mut m, &plain, (20, 1), lie, (200, 400, false));
         assert!(matches!(v, CheckVerdict::Evicted(_)));
+    }
+
+    /// §4.2.2's two halves apart: `settled` ignores unsettled failures but forgives nothing;
+    /// `forgive` counts unsettled failures but forgives corrected ones.
+    #[test]
+    fn stable_evidence_halves_apart() {
+        let e = |settled| Evidence {
+            a: 0.5,
+            black_hole: false,
+            blame: Blame::Unknown,
+            measure: Some((200, 400, settled)),
+        };
+        let settled = ScoreConfig {
+            stable_evidence: StableEvidence::Settled,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        assert_eq!(
+            n.record_evidence(t(0), &settled, p(1), e(false)),
+            CheckVerdict::Kept
+        );
+        assert_eq!(
+            n.record_evidence(t(20), &settled, p(1), e(false)),
+            CheckVerdict::Kept
+        );
+        assert_eq!(
+            n.record_evidence(t(25), &settled, p(1), e(true)),
+            CheckVerdict::Kept
+        );
+        // Not forgiven, although the metric rose to what was measured.
+        assert_eq!(n.forgive_corrected(t(30), &settled, |_| Some(400)), 0);
+        assert!(matches!(
+            n.record_evidence(t(40), &settled, p(1), e(true)),
+            CheckVerdict::Evicted(_)
+        ));
+        let forgive = ScoreConfig {
+            stable_evidence: StableEvidence::Forgive,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        assert_eq!(
+            n.record_evidence(t(0), &forgive, p(1), e(false)),
+            CheckVerdict::Kept
+        );
+        assert_eq!(n.forgive_corrected(t(5), &forgive, |_| Some(400)), 1);
+        assert_eq!(
+            n.record_evidence(t(20), &forgive, p(1), e(false)),
+            CheckVerdict::Kept
+        );
+        // Not corrected: the unsettled failure 15 s later confirms.
+        assert_eq!(n.forgive_corrected(t(25), &forgive, |_| Some(200)), 0);
+        assert!(matches!(
+            n.record_evidence(t(35), &forgive, p(1), e(false)),
+            CheckVerdict::Evicted(_)
+        ));
+        assert_eq!("settled".parse(), Ok(StableEvidence::Settled));
+        assert_eq!("true".parse(), Ok(StableEvidence::Both));
+        assert!("maybe".parse::<StableEvidence>().is_err());
+        assert_eq!(StableEvidence::Forgive.to_string(), "forgive");
     }
 }
