@@ -73,7 +73,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-stable-evidence MODE   evidence only from settled routes: off, settled (a check of a
                                 route that changed during its session is no evidence),
                                 forgive (a failure is forgiven once the neighbour's metric
-                                rises to what was measured) or both (off)";
+                                rises to what was measured), both, or forgive-current
+                                (forgiven only while the metric stays risen) (off)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +156,7 @@ impl VerifyStatement {
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-stable-evidence" => VerifyStatement::StableEvidence(
                 v.parse()
-                    .map_err(|_| bad("expected off, settled, forgive or both"))?,
+                    .map_err(|_| bad("expected off, settled, forgive, both or forgive-current"))?,
             ),
             "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
             "verify-private-key" => {
@@ -1234,6 +1235,7 @@ mod tests {
             ("forgive", M::Forgive),
             ("both", M::Both),
             ("true", M::Both),
+            ("forgive-current", M::ForgiveCurrent),
         ] {
             let mut s = VerifySettings::default();
             s.apply(words(&format!("verify-stable-evidence {w}")).unwrap());
