@@ -851,27 +851,21 @@ mod tests {
             blame: Blame::Unknown,
             measure: Some((200, 400, settled)),
         };
+        let rec = |n: &mut NeighbourScore, cfg: &ScoreConfig, s: u64, settled: bool| {
+            n.record_evidence(t(s), cfg, p(1), e(settled))
+        };
         let settled = ScoreConfig {
             stable_evidence: StableEvidence::Settled,
             ..ScoreConfig::default()
         };
         let mut n = NeighbourScore::default();
-        assert_eq!(
-            n.record_evidence(t(0), &settled, p(1), e(false)),
-            CheckVerdict::Kept
-        );
-        assert_eq!(
-            n.record_evidence(t(20), &settled, p(1), e(false)),
-            CheckVerdict::Kept
-        );
-        assert_eq!(
-            n.record_evidence(t(25), &settled, p(1), e(true)),
-            CheckVerdict::Kept
-        );
+        for (s, stable) in [(0, false), (20, false), (25, true)] {
+            assert_eq!(rec(&mut n, &settled, s, stable), CheckVerdict::Kept);
+        }
         // Not forgiven, although the metric rose to what was measured.
         assert_eq!(n.forgive_corrected(t(30), &settled, |_| Some(400)), 0);
         assert!(matches!(
-            n.record_evidence(t(40), &settled, p(1), e(true)),
+            rec(&mut n, &settled, 40, true),
             CheckVerdict::Evicted(_)
         ));
         let forgive = ScoreConfig {
@@ -879,19 +873,13 @@ mod tests {
             ..ScoreConfig::default()
         };
         let mut n = NeighbourScore::default();
-        assert_eq!(
-            n.record_evidence(t(0), &forgive, p(1), e(false)),
-            CheckVerdict::Kept
-        );
+        assert_eq!(rec(&mut n, &forgive, 0, false), CheckVerdict::Kept);
         assert_eq!(n.forgive_corrected(t(5), &forgive, |_| Some(400)), 1);
-        assert_eq!(
-            n.record_evidence(t(20), &forgive, p(1), e(false)),
-            CheckVerdict::Kept
-        );
+        assert_eq!(rec(&mut n, &forgive, 20, false), CheckVerdict::Kept);
         // Not corrected: the unsettled failure 15 s later confirms.
         assert_eq!(n.forgive_corrected(t(25), &forgive, |_| Some(200)), 0);
         assert!(matches!(
-            n.record_evidence(t(35), &forgive, p(1), e(false)),
+            rec(&mut n, &forgive, 35, false),
             CheckVerdict::Evicted(_)
         ));
         assert_eq!("settled".parse(), Ok(StableEvidence::Settled));
