@@ -27,7 +27,13 @@ fn main() {
     let per_neighbour = env("ADV_PER_NEIGHBOUR");
     let black_holes_evict = env("ADV_BLACK_HOLES_EVICT");
     let attribution = env("ADV_ATTRIBUTION");
-    let stable = env("ADV_STABLE");
+    // 0/off, 1/both, settled, forgive (§4.2.2's halves).
+    let stable: Option<verify::StableEvidence> =
+        std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
+            "0" => verify::StableEvidence::Off,
+            "1" => verify::StableEvidence::Both,
+            x => x.parse().unwrap(),
+        });
     let roles: Option<Vec<babel_sim::Role>> = std::env::var("ADV_ROLES").ok().map(|r| {
         r.split(',')
             .filter_map(|x| serde_json::from_value(serde_json::Value::String(x.to_owned())).ok())
@@ -54,7 +60,7 @@ fn main() {
             c.verify.score.attribution = x != 0;
         }
         if let Some(x) = stable {
-            c.verify.score.stable_evidence = x != 0;
+            c.verify.score.stable_evidence = x;
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

@@ -69,7 +69,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
   verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)
   verify-attribution BOOL       trace the neighbour's next hop (hop limit 2, ICMPv6 Time
-                                Exceeded) and blame the origin of a lie, not its relays (false)";
+                                Exceeded) and blame the origin of a lie, not its relays (false)
+  verify-stable-evidence MODE   evidence only from settled routes: off, settled (a check of a
+                                route that changed during its session is no evidence),
+                                forgive (a failure is forgiven once the neighbour's metric
+                                rises to what was measured), both, or forgive-current
+                                (forgiven only while the metric stays risen) (off)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +114,8 @@ pub enum VerifyStatement {
     PaperRule(bool),
     /// `verify-attribution BOOL`: attribution by the next hop (§4.2.1).
     Attribution(bool),
+    /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
+    StableEvidence(verify::StableEvidence),
 }
 
 impl VerifyStatement {
@@ -147,6 +154,10 @@ impl VerifyStatement {
             "verify-loss-in-metric" => VerifyStatement::LossInMetric(flag()?),
             "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
+            "verify-stable-evidence" => VerifyStatement::StableEvidence(
+                v.parse()
+                    .map_err(|_| bad("expected off, settled, forgive, both or forgive-current"))?,
+            ),
             "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
             "verify-private-key" => {
                 if hex32(v).is_none() {
@@ -290,6 +301,7 @@ impl VerifySettings {
                     };
                 }
                 VerifyStatement::Attribution(b) => c.score.attribution = b,
+                VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 _ => {}
             }
         }
@@ -1194,6 +1206,7 @@ mod tests {
             "verify-hold 60",
             "verify-correction 900 2",
             "verify-paper-rule true",
+            "verify-stable-evidence settled",
         ] {
             s.apply(words(l).unwrap());
         }
@@ -1207,6 +1220,46 @@ mod tests {
         assert_eq!(c.score.hold, Duration::from_secs(60));
         assert!((c.correction.c1 - 900.0).abs() < 1e-9);
         assert_eq!(c.score.rule, verify::Rule::Paper);
+        assert_eq!(c.score.stable_evidence, verify::StableEvidence::Settled);
+    }
+
+    /// `verify-stable-evidence` (§4.2.2): each mode and the booleans, the last statement wins,
+    /// and anything else is a typed error naming the statement.
+    #[test]
+    fn stable_evidence_statement() {
+        use verify::StableEvidence as M;
+        for (w, m) in [
+            ("off", M::Off),
+            ("false", M::Off),
+            ("settled", M::Settled),
+            ("forgive", M::Forgive),
+            ("both", M::Both),
+            ("true", M::Both),
+            ("forgive-current", M::ForgiveCurrent),
+        ] {
+            let mut s = VerifySettings::default();
+            s.apply(words(&format!("verify-stable-evidence {w}")).unwrap());
+            assert_eq!(s.config().score.stable_evidence, m, "{w}");
+        }
+        let mut s = VerifySettings::default();
+        s.apply(words("verify-stable-evidence forgive").unwrap());
+        s.apply(words("verify-stable-evidence settled").unwrap());
+        assert_eq!(s.config().score.stable_evidence, M::Settled);
+        assert_eq!(
+            VerifySettings::default().config().score.stable_evidence,
+            M::Off
+        );
+        match words("verify-stable-evidence sometimes") {
+            Err(ParseError::BadValue { what, value, .. }) => {
+                assert_eq!(what, "verify-stable-evidence");
+                assert_eq!(value, "sometimes");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            words("verify-stable-evidence"),
+            Err(ParseError::Missing(_))
+        ));
     }
 
     #[test]
@@ -1216,7 +1269,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 17);
+        assert_eq!(listed.len(), 18);
         for k in listed {
             assert!(
                 !matches!(

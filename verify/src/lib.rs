@@ -39,4 +39,7 @@ pub use probe::{
     TraceAnswer, Verifier, VerifyConfig, via_tag,
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-pub use score::{Blame, CheckVerdict, Evidence, NeighbourScore, Rule, ScoreConfig};
+pub use score::{
+    Blame, CheckVerdict, Evidence, NeighbourScore, Rule, ScoreConfig, StableEvidence,
+    UnknownStableEvidence,
+};

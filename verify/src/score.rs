@@ -52,12 +52,90 @@ pub struct ScoreConfig {
     /// check whose [`Blame`] is [`Blame::Relay`] neither starts nor confirms a run, and a black
     /// hole whose blame is [`Blame::Origin`] confirms as a measured lie does.
     pub attribution: bool,
-    /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2). A
-    /// failing check counts towards an eviction only if the route through the neighbour was
-    /// stable for the whole session (same advertised metric, our metric not risen),
-    /// and a live failure is forgiven when the neighbour's own metric for the destination rises
-    /// to what we measured (an honest node converges; a liar keeps lying).
-    pub stable_evidence: bool,
+    /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2), in
+    /// two halves that can be used apart ([`StableEvidence`]).
+    pub stable_evidence: StableEvidence,
+}
+
+/// Which halves of §4.2.2 (evidence only from settled routes) are in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StableEvidence {
+    /// Neither: every failing check counts.
+    #[default]
+    Off,
+    /// Settled only: a failing check counts towards an eviction only if the route through the
+    /// neighbour was stable for the whole session (same advertised metric, our metric not
+    /// risen).
+    Settled,
+    /// Forgiveness only: a live failure is forgiven when the neighbour's own metric for the
+    /// destination rises to what we measured, or it retracts the route after a black hole (an
+    /// honest node converges; a liar keeps lying).
+    Forgive,
+    /// Both halves.
+    Both,
+    /// Forgiveness judged on the metric now (§4.2.2): as [`StableEvidence::Forgive`], but a
+    /// failure is set aside only while the neighbour's current metric stays corrected, at every
+    /// check of the neighbour, instead of for good at the first moment it was: a liar whose
+    /// real path cost wavers (its lie is half of it) rises for a moment and falls back, an
+    /// honest neighbour that converged stays where it converged.
+    ForgiveCurrent,
+}
+
+impl StableEvidence {
+    /// Whether an unsettled failing check is no evidence.
+    pub fn settled(self) -> bool {
+        matches!(self, StableEvidence::Settled | StableEvidence::Both)
+    }
+
+    /// Whether a live failure is forgiven when the neighbour's metric rises.
+    pub fn forgives(self) -> bool {
+        matches!(
+            self,
+            StableEvidence::Forgive | StableEvidence::Both | StableEvidence::ForgiveCurrent
+        )
+    }
+
+    /// The configuration keyword (`off`, `settled`, `forgive`, `both`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StableEvidence::Off => "off",
+            StableEvidence::Settled => "settled",
+            StableEvidence::Forgive => "forgive",
+            StableEvidence::Both => "both",
+            StableEvidence::ForgiveCurrent => "forgive-current",
+        }
+    }
+}
+
+impl std::fmt::Display for StableEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `stable_evidence` keyword that is none of `off`, `settled`, `forgive`, `both`,
+/// `forgive-current` (or the booleans `false`, `true`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown stable-evidence mode {0:?} (expected off, settled, forgive, both or forgive-current)"
+)]
+pub struct UnknownStableEvidence(pub String);
+
+impl std::str::FromStr for StableEvidence {
+    type Err = UnknownStableEvidence;
+
+    /// `false`/`off`, `settled`, `forgive`, `true`/`both`, `forgive-current`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "false" => Ok(StableEvidence::Off),
+            "settled" => Ok(StableEvidence::Settled),
+            "forgive" => Ok(StableEvidence::Forgive),
+            "both" | "true" => Ok(StableEvidence::Both),
+            "forgive-current" => Ok(StableEvidence::ForgiveCurrent),
+            _ => Err(UnknownStableEvidence(s.to_owned())),
+        }
+    }
 }
 
 /// Who on the path a failing check points at (`spec/verify.md` §4.2.1), from the neighbour's
@@ -90,7 +168,7 @@ impl Default for ScoreConfig {
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
             attribution: false,
-            stable_evidence: false,
+            stable_evidence: StableEvidence::Off,
         }
     }
 }
@@ -108,6 +186,9 @@ struct DestScore {
     /// The last failing check's metric `m` and measured cost `c` (§4.2.2: a rise of the
     /// neighbour's metric to `c` forgives the run).
     fail_measure: Option<(u16, u16)>,
+    /// [`StableEvidence::ForgiveCurrent`]: the run's failure is set aside, as the neighbour's
+    /// metric was corrected at its last check.
+    forgiven: bool,
     last: Instant,
 }
 
@@ -118,6 +199,7 @@ impl DestScore {
         self.first_origin = None;
         self.last_fail = None;
         self.fail_measure = None;
+        self.forgiven = false;
     }
 }
 
@@ -232,14 +314,16 @@ impl NeighbourScore {
     /// failing check found, `metric_of` giving the current metric `m` of the route (our link
     /// included; `INFINITY` when retracted, `None` when unknown). A measured lie is forgiven
     /// when `m ≥ S · c`; a black hole when the route is retracted or its metric rose by at
-    /// least `1/S`. Returns how many were forgiven.
+    /// least `1/S`. With [`StableEvidence::ForgiveCurrent`] a failure is only set aside while
+    /// this holds, judged again at every call, and its run goes on if the metric falls back.
+    /// Returns how many were forgiven (set aside) now.
     pub fn forgive_corrected(
         &mut self,
         now: Instant,
         cfg: &ScoreConfig,
         metric_of: impl Fn(&Prefix) -> Option<u16>,
     ) -> usize {
-        if !cfg.stable_evidence || cfg.rule != Rule::Confirmed {
+        if !cfg.stable_evidence.forgives() || cfg.rule != Rule::Confirmed {
             return 0;
         }
         let mut n = 0;
@@ -260,7 +344,11 @@ impl NeighbourScore {
             } else {
                 f64::from(m) >= cfg.threshold * f64::from(c)
             };
-            if corrected {
+            if cfg.stable_evidence == StableEvidence::ForgiveCurrent {
+                // Set aside while corrected; counted again if the metric falls back.
+                d.forgiven = corrected;
+                n += usize::from(corrected);
+            } else if corrected {
                 d.end_run();
                 n += 1;
             }
@@ -295,6 +383,7 @@ impl NeighbourScore {
             first_origin: None,
             last_fail: None,
             fail_measure: None,
+            forgiven: false,
             last: now,
         });
         d.a = (d.a + a) / 2.0;
@@ -310,8 +399,9 @@ impl NeighbourScore {
         }
         // §4.2.2: a route that changed during the session was reconverging; what it measured
         // says nothing about the neighbour's honesty (it corrects metrics all the same).
-        let unsettled =
-            cfg.stable_evidence && cfg.rule == Rule::Confirmed && measure.is_some_and(|m| !m.2);
+        let unsettled = cfg.stable_evidence.settled()
+            && cfg.rule == Rule::Confirmed
+            && measure.is_some_and(|m| !m.2);
         if failed && unsettled {
             return CheckVerdict::Kept;
         }
@@ -321,6 +411,13 @@ impl NeighbourScore {
             {
                 d.first_fail = None;
                 d.first_origin = None;
+            }
+            // A failure set aside as corrected (judged on the metric now) does not carry on:
+            // this one starts the destination's run afresh.
+            if d.forgiven {
+                d.first_fail = None;
+                d.first_origin = None;
+                d.forgiven = false;
             }
             d.last_fail = Some(now);
             d.fail_measure = measure.map(|(m, c, _)| (m, c));
@@ -351,8 +448,9 @@ impl NeighbourScore {
             self.dests
                 .values()
                 .filter(|d| {
-                    d.last_fail
-                        .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+                    !d.forgiven
+                        && d.last_fail
+                            .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
                 })
                 .filter_map(|d| {
                     if origin_hole {
@@ -680,7 +778,7 @@ mod tests {
     #[test]
     fn reconvergence_is_no_evidence() {
         let cfg = ScoreConfig {
-            stable_evidence: true,
+            stable_evidence: StableEvidence::Both,
             ..ScoreConfig::default()
         };
         // A check at `s` seconds of destination `d`: accuracy, black hole, (m, c, settled).
@@ -741,5 +839,111 @@ mod tests {
         assert_eq!(m.forgive_corrected(t(5), &plain, |_| Some(400)), 0);
         let v = check(&mut m, &plain, (20, 1), lie, (200, 400, false));
         assert!(matches!(v, CheckVerdict::Evicted(_)));
+    }
+
+    /// §4.2.2's two halves apart: `settled` ignores unsettled failures but forgives nothing;
+    /// `forgive` counts unsettled failures but forgives corrected ones.
+    #[test]
+    fn stable_evidence_halves_apart() {
+        let e = |settled| Evidence {
+            a: 0.5,
+            black_hole: false,
+            blame: Blame::Unknown,
+            measure: Some((200, 400, settled)),
+        };
+        let rec = |n: &mut NeighbourScore, cfg: &ScoreConfig, s: u64, settled: bool| {
+            n.record_evidence(t(s), cfg, p(1), e(settled))
+        };
+        let settled = ScoreConfig {
+            stable_evidence: StableEvidence::Settled,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        for (s, stable) in [(0, false), (20, false), (25, true)] {
+            assert_eq!(rec(&mut n, &settled, s, stable), CheckVerdict::Kept);
+        }
+        // Not forgiven, although the metric rose to what was measured.
+        assert_eq!(n.forgive_corrected(t(30), &settled, |_| Some(400)), 0);
+        assert!(matches!(
+            rec(&mut n, &settled, 40, true),
+            CheckVerdict::Evicted(_)
+        ));
+        let forgive = ScoreConfig {
+            stable_evidence: StableEvidence::Forgive,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        assert_eq!(rec(&mut n, &forgive, 0, false), CheckVerdict::Kept);
+        assert_eq!(n.forgive_corrected(t(5), &forgive, |_| Some(400)), 1);
+        assert_eq!(rec(&mut n, &forgive, 20, false), CheckVerdict::Kept);
+        // Not corrected: the unsettled failure 15 s later confirms.
+        assert_eq!(n.forgive_corrected(t(25), &forgive, |_| Some(200)), 0);
+        assert!(matches!(
+            rec(&mut n, &forgive, 35, false),
+            CheckVerdict::Evicted(_)
+        ));
+        assert_eq!("settled".parse(), Ok(StableEvidence::Settled));
+        assert_eq!("true".parse(), Ok(StableEvidence::Both));
+        assert!("maybe".parse::<StableEvidence>().is_err());
+        assert_eq!(StableEvidence::Forgive.to_string(), "forgive");
+    }
+
+    /// §4.2.2 `forgive-current`: a failure is set aside only while the neighbour's metric stays
+    /// corrected; a liar whose metric rose for a moment and fell back is evicted by its next
+    /// failure, where `forgive` had forgiven it for good.
+    #[test]
+    fn forgiveness_judged_on_the_metric_now() {
+        let e = |d: u8, m, c| {
+            (
+                p(d),
+                Evidence {
+                    a: f64::from(m) / f64::from(c),
+                    black_hole: false,
+                    blame: Blame::Unknown,
+                    measure: Some((m, c, true)),
+                },
+            )
+        };
+        for (mode, evicted) in [
+            (StableEvidence::Forgive, false),
+            (StableEvidence::ForgiveCurrent, true),
+        ] {
+            let cfg = ScoreConfig {
+                stable_evidence: mode,
+                ..ScoreConfig::default()
+            };
+            let mut n = NeighbourScore::default();
+            let (d, x) = e(1, 200, 400);
+            assert_eq!(n.record_evidence(t(0), &cfg, d, x), CheckVerdict::Kept);
+            // A moment at 400 (at least S·c): forgiven.
+            assert_eq!(n.forgive_corrected(t(10), &cfg, |_| Some(400)), 1);
+            // Back at 200; another destination fails 20 s after the first failure.
+            n.forgive_corrected(t(20), &cfg, |_| Some(200));
+            let (d, x) = e(2, 200, 400);
+            let v = n.record_evidence(t(20), &cfg, d, x);
+            assert_eq!(matches!(v, CheckVerdict::Evicted(_)), evicted, "{mode}");
+        }
+        // forgive-current: while the metric stays corrected the failure stays set aside, and
+        // the same destination failing again starts a run afresh.
+        let cfg = ScoreConfig {
+            stable_evidence: StableEvidence::ForgiveCurrent,
+            ..ScoreConfig::default()
+        };
+        let mut n = NeighbourScore::default();
+        let (d, x) = e(1, 200, 400);
+        n.record_evidence(t(0), &cfg, d, x);
+        assert_eq!(n.forgive_corrected(t(20), &cfg, |_| Some(400)), 1);
+        let (d, x) = e(2, 200, 400);
+        assert_eq!(n.record_evidence(t(20), &cfg, d, x), CheckVerdict::Kept);
+        let (d, x) = e(1, 400, 600);
+        assert_eq!(
+            n.forgive_corrected(t(25), &cfg, |p2| Some(if *p2 == d { 400 } else { 1000 })),
+            2
+        );
+        assert_eq!(n.record_evidence(t(25), &cfg, d, x), CheckVerdict::Kept);
+        assert_eq!(
+            "forgive-current".parse(),
+            Ok(StableEvidence::ForgiveCurrent)
+        );
     }
 }

@@ -527,7 +527,7 @@ fn lie_measured_during_reconvergence_is_no_evidence() {
     let k = key(1);
     let cfg = VerifyConfig {
         score: verify::ScoreConfig {
-            stable_evidence: true,
+            stable_evidence: verify::StableEvidence::Both,
             ..verify::ScoreConfig::default()
         },
         ..VerifyConfig::default()
