@@ -12,6 +12,7 @@
 //! same order, uses it too.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use crate::time::Instant;
 
@@ -83,6 +84,124 @@ impl From<Instant> for Instant48 {
     }
 }
 
+/// An interned value's index: 4 bytes where the value may take 8 (a router-id) or 17 (an
+/// address), and 4 bytes in an `Option` too (indexes start at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interned(NonZeroU32);
+
+/// The interner holds as many values as an index can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("interner full")]
+pub struct InternerFull;
+
+/// Values shared by many table entries, each kept once and named by an [`Interned`] index.
+///
+/// No reference counts: the owner sweeps. Values no entry uses any more stay until the owner's
+/// next [`Interner::sweep`], which it runs when [`Interner::sweep_due`] says so (before adding a
+/// value); indexes held outside the owner's tables are valid until then. A sweep is due once the
+/// values are more than twice those in use after the last sweep, plus a quarter of the entries
+/// that may name one, plus 64: so the interner stays bounded by the entries it serves (at most
+/// about 2.25 values an entry) whatever a peer sends, and the walks a sweep costs are amortised
+/// over at least a quarter of the entries' count of new values.
+#[derive(Clone, Debug)]
+pub struct Interner<T> {
+    values: Vec<T>,
+    index: BTreeMap<T, Interned>,
+    /// Values in use after the last sweep.
+    live: usize,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Interner<T> {
+        Interner {
+            values: Vec::new(),
+            index: BTreeMap::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T: Ord + Copy> Interner<T> {
+    /// The value `id` names (`None` for an index this interner did not give, or gave before a
+    /// sweep that dropped it).
+    pub fn get(&self, id: Interned) -> Option<T> {
+        let i = usize::try_from(id.0.get()).ok()?.checked_sub(1)?;
+        self.values.get(i).copied()
+    }
+
+    /// The index of `v`, if it is held.
+    pub fn find(&self, v: &T) -> Option<Interned> {
+        self.index.get(v).copied()
+    }
+
+    /// The index of `v`, added if it was not held. Does not sweep.
+    pub fn intern(&mut self, v: T) -> Result<Interned, InternerFull> {
+        if let Some(id) = self.index.get(&v) {
+            return Ok(*id);
+        }
+        let n = u32::try_from(self.values.len() + 1).map_err(|_| InternerFull)?;
+        let id = Interned(NonZeroU32::new(n).ok_or(InternerFull)?);
+        self.values.push(v);
+        self.index.insert(v, id);
+        Ok(id)
+    }
+
+    /// Values held, used or not.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Whether the owner should sweep before adding a value, with `entries` table entries that
+    /// may each name one.
+    pub fn sweep_due(&self, entries: usize) -> bool {
+        self.values.len() >= self.live.saturating_mul(2) + entries / 4 + 64
+    }
+
+    /// Drops the values no entry names. `each` must visit every index held by the owner's
+    /// entries; it is called twice, to mark them and then to renumber them.
+    pub fn sweep(&mut self, mut each: impl FnMut(&mut dyn FnMut(&mut Interned))) {
+        let mut used = vec![false; self.values.len()];
+        each(&mut |id| {
+            if let Some(u) = usize::try_from(id.0.get())
+                .ok()
+                .and_then(|i| used.get_mut(i.wrapping_sub(1)))
+            {
+                *u = true;
+            }
+        });
+        let mut renumber = Vec::with_capacity(self.values.len());
+        let mut kept = Vec::new();
+        for (v, u) in self.values.iter().zip(&used) {
+            renumber.push(if *u {
+                kept.push(*v);
+                u32::try_from(kept.len()).ok().and_then(NonZeroU32::new)
+            } else {
+                None
+            });
+        }
+        each(&mut |id| {
+            if let Some(Some(n)) = usize::try_from(id.0.get())
+                .ok()
+                .and_then(|i| renumber.get(i.wrapping_sub(1)))
+            {
+                id.0 = *n;
+            }
+        });
+        self.index = kept
+            .iter()
+            .zip(1..)
+            .filter_map(|(v, i)| Some((*v, Interned(NonZeroU32::new(i)?))))
+            .collect();
+        self.values = kept;
+        self.live = self.values.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +234,32 @@ mod tests {
         assert_eq!(r.inserted, 0, "repacked");
         assert_eq!(t.len(), MIN_INSERTED);
         assert_eq!(t.keys().next_back(), Some(&u32::MAX));
+    }
+
+    /// Interning gives one index a value; a sweep keeps the values in use, renumbers their
+    /// indexes and makes room; an index from elsewhere reads as nothing, never a panic.
+    #[test]
+    fn an_interner_keeps_what_is_used() {
+        let mut t: Interner<u64> = Interner::default();
+        let ids: Vec<Interned> = (0..100u64).map(|v| t.intern(v * 7).unwrap()).collect();
+        assert_eq!(t.intern(7).unwrap(), ids[1]);
+        assert_eq!(t.len(), 100);
+        assert!(t.sweep_due(0) && !t.sweep_due(400));
+        // Entries name every tenth value.
+        let mut held: Vec<Interned> = ids.iter().copied().step_by(10).collect();
+        t.sweep(|f| held.iter_mut().for_each(|id| f(id)));
+        assert_eq!(t.len(), 10);
+        for (i, id) in held.iter().enumerate() {
+            assert_eq!(t.get(*id), Some(i as u64 * 70));
+            assert_eq!(t.find(&(i as u64 * 70)), Some(*id));
+        }
+        assert_eq!(t.find(&7), None);
+        assert!(!t.sweep_due(0), "10 used: due again at 84");
+        let stray = Interned(NonZeroU32::new(999).unwrap());
+        assert_eq!(t.get(stray), None);
+        let mut s = stray;
+        t.sweep(|f| f(&mut s));
+        assert!(t.is_empty());
     }
 
     #[test]

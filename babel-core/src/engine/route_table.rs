@@ -9,7 +9,7 @@ use std::num::NonZeroU64;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::{InstalledRoute, RouteKey, prefix_order};
-use crate::packed::{Instant48, Repack};
+use crate::packed::{Instant48, Interned, Interner, InternerFull, Repack};
 use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
@@ -27,7 +27,9 @@ pub(super) struct Route {
 /// What a route carries besides its neighbour.
 #[derive(Clone, Debug)]
 pub(super) struct RouteData {
-    pub(super) next_hop: IpAddr,
+    /// The next hop, kept once in the table ([`RouteTable::next_hop`] reads it): most routes'
+    /// next hop is their neighbour's address, or the one IPv4 address it announces.
+    pub(super) next_hop: Interned,
     pub(super) router_id: RouterId,
     pub(super) seqno: u16,
     pub(super) refmetric: u16,
@@ -178,7 +180,7 @@ impl std::ops::DerefMut for Routes {
 /// while it selects again the destinations it had routes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Installed {
-    next_hop: IpAddr,
+    next_hop: Interned,
     pub(super) metric: Metric,
     pub(super) router_id: RouterId,
     pub(super) seqno: Seqno,
@@ -186,9 +188,9 @@ pub(super) struct Installed {
 }
 
 impl Installed {
-    fn of(i: &InstalledRoute) -> Installed {
+    fn of(i: &InstalledRoute, next_hop: Interned) -> Installed {
         Installed {
-            next_hop: i.next_hop,
+            next_hop,
             metric: i.metric,
             router_id: i.router_id,
             seqno: i.seqno,
@@ -196,10 +198,15 @@ impl Installed {
         }
     }
 
-    /// The whole installed route, with the interface and address of its neighbour.
-    pub(super) fn with_via(self, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
+    /// The whole installed route, with its next hop (from [`RouteTable::next_hop`]) and the
+    /// interface and address of its neighbour.
+    pub(super) fn with_via(
+        self,
+        next_hop: IpAddr,
+        (ifindex, via): (u32, IpAddr),
+    ) -> InstalledRoute {
         InstalledRoute {
-            next_hop: self.next_hop,
+            next_hop,
             via,
             ifindex,
             metric: self.metric,
@@ -451,6 +458,9 @@ pub(super) struct RouteTable {
     /// New destinations since each tree was last packed (a dump fills it in key order).
     repack: Repack,
     repack_specific: Repack,
+    /// The next hops of the routes and installed copies, each kept once (issue 18: 4 bytes in
+    /// each instead of 17). Swept by [`RouteTable::next_hop_id`].
+    next_hops: Interner<IpAddr>,
 }
 
 impl RouteTable {
@@ -468,6 +478,49 @@ impl RouteTable {
     /// Destinations with an installed route.
     pub(super) fn installed_len(&self) -> usize {
         self.installed
+    }
+
+    /// The address a route's or an installed copy's next hop names. Every index in the table
+    /// names one; the unspecified address answers any other, never a panic.
+    pub(super) fn next_hop(&self, id: Interned) -> IpAddr {
+        self.next_hops
+            .get(id)
+            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
+
+    /// The index naming `addr`, for a route's next hop. Valid until the next call: the next hops
+    /// no route or installed copy names any more may be swept first (so their count stays
+    /// bounded by the table's, whatever peers announce), and routes removed from the table
+    /// before it no longer read theirs. `Err` only if the index space is exhausted, which the
+    /// sweep keeps out of reach of any table that fits in memory.
+    pub(super) fn next_hop_id(&mut self, addr: IpAddr) -> Result<Interned, InternerFull> {
+        if let Some(id) = self.next_hops.find(&addr) {
+            return Ok(id);
+        }
+        let entries = self.book.count + self.installed;
+        if self.next_hops.sweep_due(entries) {
+            let (plain, specific) = (&mut self.plain, &mut self.specific);
+            self.next_hops.sweep(|f| {
+                for d in plain.values_mut().chain(specific.values_mut()) {
+                    d.routes.iter_mut().for_each(|r| f(&mut r.data.next_hop));
+                    if let Some(i) = &mut d.installed {
+                        f(&mut i.next_hop);
+                    }
+                }
+            });
+        }
+        self.next_hops.intern(addr)
+    }
+
+    /// The whole route `d` has in the kernel, with its neighbour's interface and address as
+    /// `via` gives them.
+    pub(super) fn installed_of(
+        &self,
+        d: &Dest,
+        via: impl FnOnce(u64) -> Option<(u32, IpAddr)>,
+    ) -> Option<InstalledRoute> {
+        let (nid, i) = d.installed()?;
+        Some(i.with_via(self.next_hop(i.next_hop), via(nid)?))
     }
 
     /// One destination.
@@ -655,8 +708,21 @@ impl RouteTable {
         smooth: impl FnMut(&mut Route),
     ) {
         let count = &mut self.installed;
+        let next_hops = &mut self.next_hops;
         let set = |d: &mut Dest| {
             d.routes.iter_mut().for_each(smooth);
+            // The installed copy is made from the selected route: its next hop is the route's,
+            // already held (interning it without a sweep covers any other caller).
+            let installed = installed.and_then(|i| {
+                let held = d
+                    .routes
+                    .iter()
+                    .find(|r| Some(r.neigh) == selected)
+                    .map(|r| r.next_hop)
+                    .filter(|id| next_hops.get(*id) == Some(i.next_hop));
+                let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
+                Some(Installed::of(&i, id))
+            });
             match (d.installed.is_some(), installed.is_some()) {
                 (false, true) => *count += 1,
                 (true, false) => *count = count.saturating_sub(1),
@@ -664,7 +730,7 @@ impl RouteTable {
             }
             // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
             d.selected = selected.and_then(NonZeroU64::new);
-            d.installed = installed.as_ref().map(Installed::of);
+            d.installed = installed;
         };
         match key.src_prefix {
             None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
@@ -679,15 +745,22 @@ impl RouteTable {
         &mut self,
         via: impl Fn(u64) -> Option<(u32, IpAddr)>,
     ) -> Vec<(RouteKey, Option<InstalledRoute>)> {
-        let mut out = Vec::new();
+        let mut taken = Vec::new();
         for (k, d) in self.iter_mut() {
             let selected = d.selected.take().map(NonZeroU64::get);
             let installed = d.installed.take();
             if selected.is_some() || installed.is_some() {
-                let whole = installed.and_then(|i| Some(i.with_via(via(selected?)?)));
-                out.push((k, whole));
+                taken.push((k, selected, installed));
             }
         }
+        let out = taken
+            .into_iter()
+            .map(|(k, selected, installed)| {
+                let whole = installed
+                    .and_then(|i| Some(i.with_via(self.next_hop(i.next_hop), via(selected?)?)));
+                (k, whole)
+            })
+            .collect();
         self.installed = 0;
         self.plain.retain(|_, d| !d.routes.is_empty());
         self.specific.retain(|_, d| !d.routes.is_empty());
@@ -751,10 +824,14 @@ mod tests {
         }
     }
 
-    fn new_route() -> RouteData {
-        let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+    fn fe80_1() -> IpAddr {
+        "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()))
+    }
+
+    /// A route through fe80::1, interned in `t`.
+    fn new_route(t: &mut RouteTable) -> RouteData {
         RouteData {
-            next_hop: a,
+            next_hop: t.next_hop_id(fe80_1()).unwrap_or_else(|e| panic!("{e}")),
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
             seqno: 1,
             refmetric: 96,
@@ -773,8 +850,9 @@ mod tests {
     }
 
     fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
+        let data = new_route(t);
         match t.entry(k, n) {
-            RouteEntry::Vacant(v) => v.insert(new_route(), 3, 5),
+            RouteEntry::Vacant(v) => v.insert(data, 3, 5),
             RouteEntry::Occupied(_) => Ok(()),
         }
     }
@@ -810,26 +888,78 @@ mod tests {
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
     /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), no copy of its
-    /// neighbour's address and interface, and its three times in 48 bits keep it at 80 bytes.
-    /// The installed copy without them is 36 (an `InstalledRoute` is 56), and a destination-only
-    /// key 18 (a `RouteKey` 36).
+    /// neighbour's address and interface, its three times in 48 bits and its next hop as a
+    /// 4-byte index keep it at 64 bytes. The installed copy without them is 20 (an
+    /// `InstalledRoute` is 56), and a destination-only key 18 (a `RouteKey` 36).
     #[test]
-    fn a_route_is_80_bytes() {
-        assert_eq!(std::mem::size_of::<Route>(), 80);
+    fn a_route_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Route>(), 64);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
-        assert_eq!(std::mem::size_of::<Routes>(), 80);
+        assert_eq!(std::mem::size_of::<Routes>(), 64);
         assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
-        assert_eq!(std::mem::size_of::<Option<Installed>>(), 36);
-        assert_eq!(std::mem::size_of::<Dest>(), 128);
+        assert_eq!(std::mem::size_of::<Option<Installed>>(), 20);
+        assert_eq!(std::mem::size_of::<Dest>(), 96);
         assert_eq!(std::mem::size_of::<RouteKey>(), 36);
         assert_eq!(std::mem::size_of::<PlainKey>(), 18);
-        let mut r = new_route();
+        let mut r = new_route(&mut RouteTable::default());
         assert_eq!(r.verified(), None);
         let until = Instant::from_secs(5);
         r.set_verified(Some((300, until)));
         assert_eq!(r.verified(), Some((300, until)));
         r.set_verified(None);
         assert_eq!(r.verified(), None);
+    }
+
+    /// A peer announcing a new next hop with every update: the table keeps the next hops its
+    /// routes and installed copies name, plus a bounded slack, and each still reads its own.
+    #[test]
+    fn next_hops_stay_bounded_by_the_routes() {
+        let mut t = RouteTable::default();
+        let addr = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let k = |i: u32| key(&format!("2001:db8:{i:x}::/48"));
+        for i in 0..10 {
+            let nh = t.next_hop_id(addr(i)).unwrap_or_else(|e| panic!("{e}"));
+            let mut data = new_route(&mut t);
+            data.next_hop = nh;
+            if let RouteEntry::Vacant(v) = t.entry(k(i), 1) {
+                v.insert(data, 100, 100).unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let inst = |i: u32| InstalledRoute {
+            next_hop: addr(i),
+            via: fe80_1(),
+            ifindex: 1,
+            metric: babel_wire::Metric(192),
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: babel_wire::Seqno(1),
+            price: 0,
+        };
+        t.set_selection(&k(3), Some(1), Some(inst(3)));
+        // The route changes its next hop 100,000 times, always to a new one.
+        for j in 0..100_000u32 {
+            let nh = t
+                .next_hop_id(addr(1000 + j))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(r) = t.route_mut(&k(3), 1) {
+                r.next_hop = nh;
+            }
+            assert!(
+                t.next_hops.len() <= 2 * 12 + 11 / 4 + 64 + 1,
+                "{}",
+                t.next_hops.len()
+            );
+        }
+        for i in 0..10 {
+            let r = t.get(&k(i)).and_then(|d| d.route(1));
+            let want = if i == 3 { addr(1000 + 99_999) } else { addr(i) };
+            assert_eq!(r.map(|r| t.next_hop(r.next_hop)), Some(want), "{i}");
+        }
+        // The installed copy keeps the next hop it was installed with.
+        let installed = t
+            .get(&k(3))
+            .and_then(|d| t.installed_of(d, |_| Some((1, fe80_1()))));
+        assert_eq!(installed, Some(inst(3)));
+        check(&t);
     }
 
     /// Destination-only and source-specific destinations live in two trees; every walk sees them
@@ -851,9 +981,9 @@ mod tests {
         ];
         let mut t = RouteTable::default();
         for (i, k) in keys.iter().enumerate() {
+            let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1 + i as u64 % 2) {
-                v.insert(new_route(), 10, 10)
-                    .unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let mut sorted = keys.to_vec();
@@ -974,7 +1104,7 @@ mod tests {
         assert_eq!(
             t.get(&k)
                 .and_then(Dest::installed)
-                .map(|(n, i)| (n, i.with_via((1, a)))),
+                .map(|(n, i)| (n, i.with_via(t.next_hop(i.next_hop), (1, a)))),
             Some((1, inst))
         );
         // Its only route goes, the installed route stays until selection removes it.
