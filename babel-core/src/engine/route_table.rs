@@ -182,35 +182,33 @@ impl std::ops::DerefMut for Routes {
 pub(super) struct Installed {
     next_hop: Interned,
     pub(super) metric: Metric,
-    pub(super) router_id: RouterId,
+    /// Its originator, kept once in the table for all installed copies
+    /// ([`RouteTable::installed_of`] reads it).
+    router_id: Interned,
     pub(super) seqno: Seqno,
     pub(super) price: u32,
 }
 
 impl Installed {
-    fn of(i: &InstalledRoute, next_hop: Interned) -> Installed {
+    fn of(i: &InstalledRoute, next_hop: Interned, router_id: Interned) -> Installed {
         Installed {
             next_hop,
             metric: i.metric,
-            router_id: i.router_id,
+            router_id,
             seqno: i.seqno,
             price: i.price,
         }
     }
 
-    /// The whole installed route, with its next hop (from [`RouteTable::next_hop`]) and the
-    /// interface and address of its neighbour.
-    pub(super) fn with_via(
-        self,
-        next_hop: IpAddr,
-        (ifindex, via): (u32, IpAddr),
-    ) -> InstalledRoute {
+    /// The whole installed route, with its next hop and originator (which `table` keeps) and
+    /// the interface and address of its neighbour.
+    fn with_via(self, table: &RouteTable, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
         InstalledRoute {
-            next_hop,
+            next_hop: table.next_hop(self.next_hop),
             via,
             ifindex,
             metric: self.metric,
-            router_id: self.router_id,
+            router_id: table.installed_router_id(&self),
             seqno: self.seqno,
             price: self.price,
         }
@@ -260,7 +258,7 @@ impl Dest {
     }
 
     /// The route in the kernel, without its neighbour's address and interface
-    /// ([`Installed::with_via`] adds them), and that neighbour.
+    /// ([`RouteTable::installed_of`] makes the whole route), and that neighbour.
     pub(super) fn installed(&self) -> Option<(u64, Installed)> {
         Some((self.selected()?, self.installed?))
     }
@@ -461,6 +459,9 @@ pub(super) struct RouteTable {
     /// The next hops of the routes and installed copies, each kept once (issue 18: 4 bytes in
     /// each instead of 17). Swept by [`RouteTable::next_hop_id`].
     next_hops: Interner<IpAddr>,
+    /// The originators of the installed copies, each kept once (4 bytes a copy instead of 8;
+    /// the routes keep their own). Swept by [`RouteTable::set_selection_smoothed`].
+    installed_router_ids: Interner<RouterId>,
 }
 
 impl RouteTable {
@@ -512,6 +513,34 @@ impl RouteTable {
         self.next_hops.intern(addr)
     }
 
+    /// The originator of an installed copy. Every copy's index names one; the reserved
+    /// all-zeros router-id answers any other, never a panic.
+    pub(super) fn installed_router_id(&self, i: &Installed) -> RouterId {
+        self.installed_router_ids
+            .get(i.router_id)
+            .unwrap_or(RouterId([0; 8]))
+    }
+
+    /// The index naming `rid` for an installed copy, after a sweep of the originators if one is
+    /// due. `None` only if the index space is exhausted (out of reach, see
+    /// [`RouteTable::next_hop_id`]).
+    fn intern_installed_router_id(&mut self, rid: RouterId) -> Option<Interned> {
+        if let Some(id) = self.installed_router_ids.find(&rid) {
+            return Some(id);
+        }
+        if self.installed_router_ids.sweep_due(self.installed) {
+            let (plain, specific) = (&mut self.plain, &mut self.specific);
+            self.installed_router_ids.sweep(|f| {
+                for d in plain.values_mut().chain(specific.values_mut()) {
+                    if let Some(i) = &mut d.installed {
+                        f(&mut i.router_id);
+                    }
+                }
+            });
+        }
+        self.installed_router_ids.intern(rid).ok()
+    }
+
     /// The whole route `d` has in the kernel, with its neighbour's interface and address as
     /// `via` gives them.
     pub(super) fn installed_of(
@@ -520,7 +549,7 @@ impl RouteTable {
         via: impl FnOnce(u64) -> Option<(u32, IpAddr)>,
     ) -> Option<InstalledRoute> {
         let (nid, i) = d.installed()?;
-        Some(i.with_via(self.next_hop(i.next_hop), via(nid)?))
+        Some(i.with_via(self, via(nid)?))
     }
 
     /// One destination.
@@ -707,6 +736,9 @@ impl RouteTable {
         installed: Option<InstalledRoute>,
         smooth: impl FnMut(&mut Route),
     ) {
+        // The originator is interned first: that may sweep the originators no installed copy
+        // names any more (only installed copies hold these indexes).
+        let router_id = installed.and_then(|i| self.intern_installed_router_id(i.router_id));
         let count = &mut self.installed;
         let next_hops = &mut self.next_hops;
         let set = |d: &mut Dest| {
@@ -721,7 +753,7 @@ impl RouteTable {
                     .map(|r| r.next_hop)
                     .filter(|id| next_hops.get(*id) == Some(i.next_hop));
                 let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
-                Some(Installed::of(&i, id))
+                Some(Installed::of(&i, id, router_id?))
             });
             match (d.installed.is_some(), installed.is_some()) {
                 (false, true) => *count += 1,
@@ -756,8 +788,7 @@ impl RouteTable {
         let out = taken
             .into_iter()
             .map(|(k, selected, installed)| {
-                let whole = installed
-                    .and_then(|i| Some(i.with_via(self.next_hop(i.next_hop), via(selected?)?)));
+                let whole = installed.and_then(|i| Some(i.with_via(self, via(selected?)?)));
                 (k, whole)
             })
             .collect();
@@ -889,16 +920,17 @@ mod tests {
     /// What a route costs in every destination of a full table (issue 18): the verified cost
     /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), no copy of its
     /// neighbour's address and interface, its three times in 48 bits and its next hop as a
-    /// 4-byte index keep it at 64 bytes. The installed copy without them is 20 (an
-    /// `InstalledRoute` is 56), and a destination-only key 18 (a `RouteKey` 36).
+    /// 4-byte index keep it at 64 bytes. The installed copy without them, its next hop and
+    /// originator as indexes, is 16 (an `InstalledRoute` is 56), and a destination-only key 18
+    /// (a `RouteKey` 36).
     #[test]
     fn a_route_is_64_bytes() {
         assert_eq!(std::mem::size_of::<Route>(), 64);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
         assert_eq!(std::mem::size_of::<Routes>(), 64);
         assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
-        assert_eq!(std::mem::size_of::<Option<Installed>>(), 20);
-        assert_eq!(std::mem::size_of::<Dest>(), 96);
+        assert_eq!(std::mem::size_of::<Option<Installed>>(), 16);
+        assert_eq!(std::mem::size_of::<Dest>(), 88);
         assert_eq!(std::mem::size_of::<RouteKey>(), 36);
         assert_eq!(std::mem::size_of::<PlainKey>(), 18);
         let mut r = new_route(&mut RouteTable::default());
@@ -959,6 +991,47 @@ mod tests {
             .get(&k(3))
             .and_then(|d| t.installed_of(d, |_| Some((1, fe80_1()))));
         assert_eq!(installed, Some(inst(3)));
+        check(&t);
+    }
+
+    /// Installed copies naming ever new originators: the table keeps those in use, plus a
+    /// bounded slack, and each copy still shows its own.
+    #[test]
+    fn installed_router_ids_stay_bounded() {
+        let mut t = RouteTable::default();
+        let k = |i: u32| key(&format!("2001:db8:{i:x}::/48"));
+        for i in 0..4 {
+            add(&mut t, k(i), 1 + u64::from(i)).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        let inst = |rid: u32| InstalledRoute {
+            next_hop: fe80_1(),
+            via: fe80_1(),
+            ifindex: 1,
+            metric: babel_wire::Metric(192),
+            router_id: RouterId([0; 8]),
+            seqno: babel_wire::Seqno(1),
+            price: rid,
+        };
+        let with_rid = |rid: u32| {
+            let mut i = inst(rid);
+            i.router_id.0[4..].copy_from_slice(&rid.to_be_bytes());
+            i.router_id.0[0] = 2;
+            i
+        };
+        for i in 0..3 {
+            t.set_selection(&k(i), Some(1 + u64::from(i)), Some(with_rid(i)));
+        }
+        for j in 0..50_000u32 {
+            t.set_selection(&k(3), Some(4), Some(with_rid(1000 + j)));
+            assert!(t.installed_router_ids.len() <= 2 * 4 + 4 / 4 + 64 + 1);
+        }
+        for i in 0..4 {
+            let want = with_rid(if i == 3 { 1000 + 49_999 } else { i });
+            let got = t
+                .get(&k(i))
+                .and_then(|d| t.installed_of(d, |_| Some((1, fe80_1()))));
+            assert_eq!(got, Some(want), "{i}");
+        }
         check(&t);
     }
 
@@ -1104,7 +1177,7 @@ mod tests {
         assert_eq!(
             t.get(&k)
                 .and_then(Dest::installed)
-                .map(|(n, i)| (n, i.with_via(t.next_hop(i.next_hop), (1, a)))),
+                .map(|(n, i)| (n, i.with_via(&t, (1, a)))),
             Some((1, inst))
         );
         // Its only route goes, the installed route stays until selection removes it.
