@@ -500,12 +500,12 @@ impl RouteTable {
         }
         let entries = self.book.count + self.installed;
         if self.next_hops.sweep_due(entries) {
-            let (plain, specific) = (&mut self.plain, &mut self.specific);
+            let (plain, specific) = (&self.plain, &self.specific);
             self.next_hops.sweep(|f| {
-                for d in plain.values_mut().chain(specific.values_mut()) {
-                    d.routes.iter_mut().for_each(|r| f(&mut r.data.next_hop));
-                    if let Some(i) = &mut d.installed {
-                        f(&mut i.next_hop);
+                for d in plain.values().chain(specific.values()) {
+                    d.routes.iter().for_each(|r| f(r.data.next_hop));
+                    if let Some(i) = &d.installed {
+                        f(i.next_hop);
                     }
                 }
             });
@@ -529,11 +529,11 @@ impl RouteTable {
             return Some(id);
         }
         if self.installed_router_ids.sweep_due(self.installed) {
-            let (plain, specific) = (&mut self.plain, &mut self.specific);
+            let (plain, specific) = (&self.plain, &self.specific);
             self.installed_router_ids.sweep(|f| {
-                for d in plain.values_mut().chain(specific.values_mut()) {
-                    if let Some(i) = &mut d.installed {
-                        f(&mut i.router_id);
+                for d in plain.values().chain(specific.values()) {
+                    if let Some(i) = &d.installed {
+                        f(i.router_id);
                     }
                 }
             });
