@@ -250,6 +250,7 @@ mod tests {
     /// the others' indexes as they were; freed indexes are taken again first; an index from
     /// elsewhere reads as nothing, never a panic.
     #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
     fn an_interner_keeps_what_is_used() {
         let mut t: Interner<u64> = Interner::default();
         let ids: Vec<Interned> = (0..100u64).map(|v| t.intern(v * 7).unwrap()).collect();

@@ -280,6 +280,25 @@ impl Dest {
     }
 }
 
+/// A router-id as the integer its bytes spell: interned router-ids are looked up for every
+/// route selection compares, and one integer comparison is cheaper than comparing 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct RouterIdBits(u64);
+
+impl From<RouterId> for RouterIdBits {
+    #[inline]
+    fn from(r: RouterId) -> RouterIdBits {
+        RouterIdBits(u64::from_be_bytes(r.0))
+    }
+}
+
+impl From<RouterIdBits> for RouterId {
+    #[inline]
+    fn from(b: RouterIdBits) -> RouterId {
+        RouterId(b.0.to_be_bytes())
+    }
+}
+
 /// Why a new route was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Refused {
@@ -460,8 +479,9 @@ pub(super) struct RouteTable {
     /// each instead of 17). Swept by [`RouteTable::next_hop_id`].
     next_hops: Interner<IpAddr>,
     /// The originators of the installed copies, each kept once (4 bytes a copy instead of 8;
-    /// the routes keep their own). Swept by [`RouteTable::set_selection_smoothed`].
-    installed_router_ids: Interner<RouterId>,
+    /// the routes keep their own). Swept by [`RouteTable::set_selection_smoothed`] after it
+    /// installs a copy.
+    installed_router_ids: Interner<RouterIdBits>,
 }
 
 impl RouteTable {
@@ -518,16 +538,12 @@ impl RouteTable {
     pub(super) fn installed_router_id(&self, i: &Installed) -> RouterId {
         self.installed_router_ids
             .get(i.router_id)
-            .unwrap_or(RouterId([0; 8]))
+            .map_or(RouterId([0; 8]), RouterId::from)
     }
 
-    /// The index naming `rid` for an installed copy, after a sweep of the originators if one is
-    /// due. `None` only if the index space is exhausted (out of reach, see
-    /// [`RouteTable::next_hop_id`]).
-    fn intern_installed_router_id(&mut self, rid: RouterId) -> Option<Interned> {
-        if let Some(id) = self.installed_router_ids.find(&rid) {
-            return Some(id);
-        }
+    /// Sweeps the installed copies' originators if a sweep is due (after a copy named a new
+    /// one, so it is kept).
+    fn sweep_installed_router_ids(&mut self) {
         if self.installed_router_ids.sweep_due(self.installed) {
             let (plain, specific) = (&self.plain, &self.specific);
             self.installed_router_ids.sweep(|f| {
@@ -538,7 +554,6 @@ impl RouteTable {
                 }
             });
         }
-        self.installed_router_ids.intern(rid).ok()
     }
 
     /// The whole route `d` has in the kernel, with its neighbour's interface and address as
@@ -736,11 +751,9 @@ impl RouteTable {
         installed: Option<InstalledRoute>,
         smooth: impl FnMut(&mut Route),
     ) {
-        // The originator is interned first: that may sweep the originators no installed copy
-        // names any more (only installed copies hold these indexes).
-        let router_id = installed.and_then(|i| self.intern_installed_router_id(i.router_id));
         let count = &mut self.installed;
         let next_hops = &mut self.next_hops;
+        let router_ids = &mut self.installed_router_ids;
         let set = |d: &mut Dest| {
             d.routes.iter_mut().for_each(smooth);
             // The installed copy is made from the selected route: its next hop is the route's,
@@ -753,7 +766,14 @@ impl RouteTable {
                     .map(|r| r.next_hop)
                     .filter(|id| next_hops.get(*id) == Some(i.next_hop));
                 let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
-                Some(Installed::of(&i, id, router_id?))
+                // Most often the copy it replaces has the same originator.
+                let rid = RouterIdBits::from(i.router_id);
+                let router_id = d
+                    .installed
+                    .map(|old| old.router_id)
+                    .filter(|old| router_ids.get(*old) == Some(rid))
+                    .or_else(|| router_ids.intern(rid).ok())?;
+                Some(Installed::of(&i, id, router_id))
             });
             match (d.installed.is_some(), installed.is_some()) {
                 (false, true) => *count += 1,
@@ -768,6 +788,7 @@ impl RouteTable {
             None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
             Some(_) => update_dest(&mut self.specific, *key, set),
         }
+        self.sweep_installed_router_ids();
     }
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was

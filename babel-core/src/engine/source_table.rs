@@ -9,6 +9,7 @@ use std::time::Duration;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::RouteKey;
+use super::route_table::RouterIdBits;
 use crate::packed::{Instant48, Interned, Interner, Repack};
 use crate::time::Instant;
 
@@ -110,7 +111,7 @@ pub(super) struct SourceTable {
     specific: Sources<(RouteKey, RouterId)>,
     /// The originators the compact keys name, each kept once (issue 18): swept when a new one
     /// comes and they are more than twice those in use plus a quarter of the entries.
-    router_ids: Interner<RouterId>,
+    router_ids: Interner<RouterIdBits>,
     gc_time: Duration,
 }
 
@@ -128,7 +129,7 @@ impl SourceTable {
     fn get(&self, key: &RouteKey, rid: RouterId) -> Option<&Source> {
         match key.src_prefix {
             None => {
-                let id = self.router_ids.find(&rid)?;
+                let id = self.router_ids.find(&rid.into())?;
                 self.plain.map.get(&plain_key(&key.prefix, id))
             }
             Some(_) => self.specific.map.get(&(*key, rid)),
@@ -197,13 +198,14 @@ impl SourceTable {
     /// entry names. `None` only if the index space is exhausted, out of reach: the sweep keeps
     /// the originators under about 2.25 an entry.
     fn router_id(&mut self, rid: RouterId) -> Option<Interned> {
+        let rid = RouterIdBits::from(rid);
         if let Some(id) = self.router_ids.find(&rid) {
             return Some(id);
         }
         if self.router_ids.sweep_due(self.plain.map.len()) {
             let map = &self.plain.map;
             self.router_ids
-                .sweep(|f| map.keys().filter_map(key_router_id).for_each(|id| f(id)));
+                .sweep(|f| map.keys().filter_map(key_router_id).for_each(f));
         }
         self.router_ids.intern(rid).ok()
     }
@@ -229,7 +231,7 @@ impl SourceTable {
             .iter()
             .filter(|(k, _, m)| !m.is_infinite() && k.0.src_prefix.is_none())
             .map(|&(k, seqno, metric)| {
-                let pk = ids.find(&k.1).map(|id| plain_key(&k.0.prefix, id));
+                let pk = ids.find(&k.1.into()).map(|id| plain_key(&k.0.prefix, id));
                 (k, pk, seqno, metric)
             })
             .peekable();
