@@ -9,11 +9,10 @@ use std::time::Duration;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::RouteKey;
-use super::route_table::RouterIdBits;
-use crate::packed::{Instant48, Interned, Interner, Repack};
+use crate::packed::{Instant48, Repack};
 use crate::time::Instant;
 
-/// One entry: 10 bytes (the time in 48 bits keeps it 2-aligned; it was 16, then 12).
+/// One entry's value: 10 bytes (the time in 48 bits keeps it 2-aligned; it was 16, then 12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Source {
     seqno: Seqno,
@@ -21,31 +20,21 @@ struct Source {
     time: Instant48,
 }
 
-/// A destination prefix as 18 bytes (family, address, length) and the originator's index in
-/// [`SourceTable`]'s router-ids as 4 more. The source table only looks entries up (its order is
-/// never seen), so any one-to-one encoding would do; 22 bytes with alignment 1 instead of the
-/// 36-byte `RouteKey` and an 8-byte router-id keep an entry at 32 bytes instead of 60.
-type PlainKey = [u8; 22];
+/// A destination prefix as 17 bytes: the address, then the length and family in one byte (an
+/// IPv6 length, 0-128, as it is; an IPv4 one, 0-32, plus 129). The source table only looks
+/// entries up (its order is never seen; [`SourceTable::update_in_order`] takes entries out of
+/// this order one by one), so any one-to-one encoding would do; 17 bytes with alignment 1
+/// instead of the 36-byte `RouteKey` keep an entry at 35 bytes instead of 60.
+type PlainKey = ([u8; 17], RouterId);
 
-fn plain_key(prefix: &Prefix, rid: Interned) -> PlainKey {
-    let (family, addr) = match prefix.addr() {
-        IpAddr::V4(a) => (0, u128::from(u32::from(a))),
-        IpAddr::V6(a) => (1, u128::from(a)),
+fn plain_key(prefix: &Prefix, rid: RouterId) -> PlainKey {
+    let (length, addr) = match prefix.addr() {
+        IpAddr::V4(a) => (prefix.len().saturating_add(129), u128::from(u32::from(a))),
+        IpAddr::V6(a) => (prefix.len(), u128::from(a)),
     };
     let addr = addr.to_be_bytes();
-    let rid = rid.get().to_be_bytes();
-    std::array::from_fn(|i| match i {
-        0 => family,
-        1..17 => addr.get(i - 1).copied().unwrap_or(0),
-        17 => prefix.len(),
-        _ => rid.get(i - 18).copied().unwrap_or(0),
-    })
-}
-
-/// The originator's index in a [`PlainKey`].
-fn key_router_id(k: &PlainKey) -> Option<Interned> {
-    let [.., a, b, c, d] = *k;
-    Interned::new(u32::from_be_bytes([a, b, c, d]))
+    let b = std::array::from_fn(|i| addr.get(i).copied().unwrap_or(length));
+    (b, rid)
 }
 
 /// The entries of a B-tree keyed by `K`, packed as the dump fills it in order.
@@ -109,9 +98,6 @@ impl Source {
 pub(super) struct SourceTable {
     plain: Sources<PlainKey>,
     specific: Sources<(RouteKey, RouterId)>,
-    /// The originators the compact keys name, each kept once (issue 18): swept when a new one
-    /// comes and they are more than twice those in use plus a quarter of the entries.
-    router_ids: Interner<RouterIdBits>,
     gc_time: Duration,
 }
 
@@ -120,7 +106,6 @@ impl SourceTable {
         SourceTable {
             plain: Sources::new(),
             specific: Sources::new(),
-            router_ids: Interner::default(),
             gc_time,
         }
     }
@@ -128,10 +113,7 @@ impl SourceTable {
     /// The entry for (key, originator), live or not.
     fn get(&self, key: &RouteKey, rid: RouterId) -> Option<&Source> {
         match key.src_prefix {
-            None => {
-                let id = self.router_ids.find(&rid.into())?;
-                self.plain.map.get(&plain_key(&key.prefix, id))
-            }
+            None => self.plain.map.get(&plain_key(&key.prefix, rid)),
             Some(_) => self.specific.map.get(&(*key, rid)),
         }
     }
@@ -182,32 +164,12 @@ impl SourceTable {
         }
         let gc = self.gc_time;
         let e = match key.src_prefix {
-            None => {
-                let Some(id) = self.router_id(rid) else {
-                    return;
-                };
-                self.plain
-                    .entry(plain_key(&key.prefix, id), now, seqno, metric)
-            }
+            None => self
+                .plain
+                .entry(plain_key(&key.prefix, rid), now, seqno, metric),
             Some(_) => self.specific.entry((key, rid), now, seqno, metric),
         };
         e.advertised(now, gc, seqno, metric);
-    }
-
-    /// The index naming `rid` in the compact keys, added if need be after a sweep of those no
-    /// entry names. `None` only if the index space is exhausted, out of reach: the sweep keeps
-    /// the originators under about 2.25 an entry.
-    fn router_id(&mut self, rid: RouterId) -> Option<Interned> {
-        let rid = RouterIdBits::from(rid);
-        if let Some(id) = self.router_ids.find(&rid) {
-            return Some(id);
-        }
-        if self.router_ids.sweep_due(self.plain.map.len()) {
-            let map = &self.plain.map;
-            self.router_ids
-                .sweep(|f| map.keys().filter_map(key_router_id).for_each(f));
-        }
-        self.router_ids.intern(rid).ok()
     }
 
     /// [`SourceTable::update`] for each (destination, originator) advertised, given in key
@@ -225,26 +187,13 @@ impl SourceTable {
             .filter(|(k, _, m)| !m.is_infinite() && k.0.src_prefix.is_some())
             .copied()
             .collect();
-        // An originator without an index has no entry yet: [`SourceTable::update`] adds it.
-        let ids = &self.router_ids;
         let mut wanted = advertised
             .iter()
             .filter(|(k, _, m)| !m.is_infinite() && k.0.src_prefix.is_none())
-            .map(|&(k, seqno, metric)| {
-                let pk = ids.find(&k.1.into()).map(|id| plain_key(&k.0.prefix, id));
-                (k, pk, seqno, metric)
-            })
-            .peekable();
-        while let Some((k, None, seqno, metric)) = wanted.next_if(|w| w.1.is_none()) {
-            rest.push((k, seqno, metric));
-        }
-        if let Some(&(_, Some(first), _, _)) = wanted.peek() {
-            let mut entries = self.plain.map.range_mut(first..).peekable();
-            for (k, pk, seqno, metric) in wanted {
-                let Some(pk) = pk else {
-                    rest.push((k, seqno, metric));
-                    continue;
-                };
+            .map(|&(k, seqno, metric)| (k, plain_key(&k.0.prefix, k.1), seqno, metric));
+        if let Some(first) = wanted.next() {
+            let mut entries = self.plain.map.range_mut(first.1..).peekable();
+            for (k, pk, seqno, metric) in std::iter::once(first).chain(wanted) {
                 while entries.next_if(|(ek, _)| **ek < pk).is_some() {}
                 let Some((_, e)) = entries.next_if(|(ek, _)| **ek == pk) else {
                     rest.push((k, seqno, metric));
@@ -379,6 +328,9 @@ mod tests {
             "::ffff:10.0.0.0/104",
             "::/0",
             "0.0.0.0/0",
+            "10.0.0.0/32",
+            "::a00:0/128",
+            "::a00:0/32",
         ]
         .iter()
         .map(|p| RouteKey::new(p.parse::<Prefix>().unwrap_or_else(|e| panic!("{e}"))))
@@ -400,56 +352,7 @@ mod tests {
             );
         }
         assert_eq!(std::mem::size_of::<Source>(), 10);
-        assert_eq!(std::mem::size_of::<PlainKey>(), 22);
-    }
-
-    /// Originators come and go: the table keeps those its entries name, plus a bounded slack,
-    /// and every live entry is still found under its own after sweeps.
-    #[test]
-    fn router_ids_stay_bounded_by_the_entries() {
-        let gc = Duration::from_secs(200);
-        let mut t = SourceTable::new(gc);
-        let rid = |i: u32| {
-            let mut r = [2, 0, 0, 0, 0, 0, 0, 0];
-            r[4..].copy_from_slice(&i.to_be_bytes());
-            RouterId(r)
-        };
-        // Ten destinations, each advertised from a new originator every second.
-        let mut most = 0;
-        for s in 0..2000u32 {
-            for d in 0..10u16 {
-                let k = RouteKey::new(Prefix::host(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
-                    0xfd00, 0, 0, 0, 0, 0, 0, d,
-                ))));
-                t.update(
-                    at(u64::from(s)),
-                    k,
-                    rid(s * 10 + u32::from(d)),
-                    Seqno(1),
-                    Metric(9),
-                );
-            }
-            if s % 50 == 0 {
-                t.gc(at(u64::from(s)));
-            }
-            // Bounded by the entries (at most 2.25 an entry, at their most since a sweep).
-            most = most.max(t.len());
-            assert!(t.router_ids.len() <= 2 * most + most / 4 + 64 + 1);
-            assert!(
-                most <= 2510,
-                "{most}: 10 a second for the 200 s GC time and a 50 s period"
-            );
-        }
-        for d in 0..10u16 {
-            let k = RouteKey::new(Prefix::host(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
-                0xfd00, 0, 0, 0, 0, 0, 0, d,
-            ))));
-            assert_eq!(
-                t.feasibility_distance(at(1999), &k, rid(1999 * 10 + u32::from(d))),
-                Some((Seqno(1), Metric(9)))
-            );
-            assert_eq!(t.feasibility_distance(at(1999), &k, rid(5)), None);
-        }
+        assert_eq!(std::mem::size_of::<PlainKey>(), 25);
     }
 
     #[test]
