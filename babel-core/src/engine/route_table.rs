@@ -478,6 +478,9 @@ pub(super) struct RouteTable {
     /// The next hops of the routes and installed copies, each kept once (issue 18: 4 bytes in
     /// each instead of 17). Swept by [`RouteTable::next_hop_id`].
     next_hops: Interner<IpAddr>,
+    /// The next hop interned last (a packet's Updates share one): found without a search.
+    /// Forgotten when the next hops are swept.
+    last_next_hop: Option<(IpAddr, Interned)>,
     /// The originators of the installed copies, each kept once (4 bytes a copy instead of 8;
     /// the routes keep their own). Swept by [`RouteTable::set_selection_smoothed`] after it
     /// installs a copy.
@@ -515,9 +518,16 @@ impl RouteTable {
     /// before it no longer read theirs. `Err` only if the index space is exhausted, which the
     /// sweep keeps out of reach of any table that fits in memory.
     pub(super) fn next_hop_id(&mut self, addr: IpAddr) -> Result<Interned, InternerFull> {
-        if let Some(id) = self.next_hops.find(&addr) {
+        if let Some((last, id)) = self.last_next_hop
+            && last == addr
+        {
             return Ok(id);
         }
+        if let Some(id) = self.next_hops.find(&addr) {
+            self.last_next_hop = Some((addr, id));
+            return Ok(id);
+        }
+        self.last_next_hop = None;
         let entries = self.book.count + self.installed;
         if self.next_hops.sweep_due(entries) {
             let (plain, specific) = (&self.plain, &self.specific);
@@ -530,7 +540,9 @@ impl RouteTable {
                 }
             });
         }
-        self.next_hops.intern(addr)
+        let id = self.next_hops.intern(addr)?;
+        self.last_next_hop = Some((addr, id));
+        Ok(id)
     }
 
     /// The originator of an installed copy. Every copy's index names one; the reserved
