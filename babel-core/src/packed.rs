@@ -12,6 +12,7 @@
 //! same order, uses it too.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use crate::time::Instant;
 
@@ -83,6 +84,134 @@ impl From<Instant> for Instant48 {
     }
 }
 
+/// An interned value's index: 4 bytes where the value may take 8 (a router-id) or 17 (an
+/// address), and 4 bytes in an `Option` too (indexes start at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interned(NonZeroU32);
+
+impl Interned {
+    /// The index as a number (at least 1), to store it in a byte key.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The index a number names (`None` for 0).
+    pub fn new(n: u32) -> Option<Interned> {
+        NonZeroU32::new(n).map(Interned)
+    }
+
+    /// Its slot in [`Interner`]'s values.
+    fn slot(self) -> Option<usize> {
+        usize::try_from(self.0.get()).ok()?.checked_sub(1)
+    }
+}
+
+/// The interner holds as many values as an index can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("interner full")]
+pub struct InternerFull;
+
+/// Values shared by many table entries, each kept once and named by an [`Interned`] index.
+///
+/// No reference counts: the owner sweeps. Values no entry names any more stay until the
+/// owner's next [`Interner::sweep`], which it runs when [`Interner::sweep_due`] says so (before
+/// adding a value); a sweep frees their indexes for new values and leaves the others as they
+/// are, so indexes held outside the owner's tables are valid until then. A sweep is due once
+/// every freed index is taken again and the values held are at least twice those in use after
+/// the last sweep, plus a quarter of the entries that may name one, plus 64: so the interner
+/// stays bounded by the entries it serves (at most about 2.25 values an entry) whatever a peer
+/// sends, and each sweep's walk of the owner's entries is amortised over at least a quarter of
+/// the entries' count of new values.
+#[derive(Clone, Debug)]
+pub struct Interner<T> {
+    /// By index; `None` where an index was freed.
+    values: Vec<Option<T>>,
+    index: BTreeMap<T, Interned>,
+    /// Freed indexes, taken again before the values grow.
+    free: Vec<Interned>,
+    /// Values in use after the last sweep.
+    live: usize,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Interner<T> {
+        Interner {
+            values: Vec::new(),
+            index: BTreeMap::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T: Ord + Copy> Interner<T> {
+    /// The value `id` names (`None` for an index this interner did not give, or freed since).
+    pub fn get(&self, id: Interned) -> Option<T> {
+        self.values.get(id.slot()?).copied().flatten()
+    }
+
+    /// The index of `v`, if it is held.
+    pub fn find(&self, v: &T) -> Option<Interned> {
+        self.index.get(v).copied()
+    }
+
+    /// The index of `v`, added if it was not held. Does not sweep.
+    pub fn intern(&mut self, v: T) -> Result<Interned, InternerFull> {
+        if let Some(id) = self.index.get(&v) {
+            return Ok(*id);
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let n = u32::try_from(self.values.len() + 1).map_err(|_| InternerFull)?;
+                self.values.push(None);
+                Interned::new(n).ok_or(InternerFull)?
+            }
+        };
+        if let Some(slot) = id.slot().and_then(|i| self.values.get_mut(i)) {
+            *slot = Some(v);
+        }
+        self.index.insert(v, id);
+        Ok(id)
+    }
+
+    /// Values held, used or not.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether the owner should sweep before adding a value, with `entries` table entries that
+    /// may each name one.
+    pub fn sweep_due(&self, entries: usize) -> bool {
+        self.free.is_empty() && self.index.len() >= self.live.saturating_mul(2) + entries / 4 + 64
+    }
+
+    /// Frees the values no entry names. `each` must call its argument with every index the
+    /// owner's entries hold.
+    pub fn sweep(&mut self, each: impl FnOnce(&mut dyn FnMut(Interned))) {
+        let mut used = vec![false; self.values.len()];
+        each(&mut |id| {
+            if let Some(u) = id.slot().and_then(|i| used.get_mut(i)) {
+                *u = true;
+            }
+        });
+        for ((slot, used), n) in self.values.iter_mut().zip(&used).zip(1..) {
+            if !used && let Some(v) = slot.take() {
+                self.index.remove(&v);
+                self.free.extend(Interned::new(n));
+            }
+        }
+        // Lowest indexes first.
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        self.live = self.index.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +244,43 @@ mod tests {
         assert_eq!(r.inserted, 0, "repacked");
         assert_eq!(t.len(), MIN_INSERTED);
         assert_eq!(t.keys().next_back(), Some(&u32::MAX));
+    }
+
+    /// Interning gives one index a value; a sweep frees the values no entry names and leaves
+    /// the others' indexes as they were; freed indexes are taken again first; an index from
+    /// elsewhere reads as nothing, never a panic.
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    fn an_interner_keeps_what_is_used() {
+        let mut t: Interner<u64> = Interner::default();
+        let ids: Vec<Interned> = (0..100u64).map(|v| t.intern(v * 7).unwrap()).collect();
+        assert_eq!(t.intern(7).unwrap(), ids[1]);
+        assert_eq!(t.len(), 100);
+        assert!(t.sweep_due(0) && !t.sweep_due(400));
+        // Entries name every tenth value.
+        let held: Vec<Interned> = ids.iter().copied().step_by(10).collect();
+        t.sweep(|f| held.iter().for_each(|id| f(*id)));
+        assert_eq!(t.len(), 10);
+        for (i, id) in held.iter().enumerate() {
+            assert_eq!(t.get(*id), Some(i as u64 * 70));
+            assert_eq!(t.find(&(i as u64 * 70)), Some(*id));
+        }
+        assert_eq!((t.find(&7), t.get(ids[1])), (None, None));
+        assert!(!t.sweep_due(0), "90 indexes free");
+        assert_eq!(t.intern(1).unwrap(), ids[1], "the lowest free index");
+        for v in 2..91 {
+            t.intern(v * 1000).unwrap();
+        }
+        assert_eq!(
+            (t.len(), t.values.len()),
+            (100, 100),
+            "no growth while indexes are free"
+        );
+        assert!(t.sweep_due(0));
+        let stray = Interned::new(999).unwrap();
+        assert_eq!(t.get(stray), None);
+        t.sweep(|f| f(stray));
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -73,7 +73,8 @@ impl Engine {
         }
         let dest = self.routes.get(&key);
         if let Some((_, inst)) = dest.and_then(Dest::installed)
-            && (inst.router_id != s.router_id || inst.seqno.is_at_least(Seqno(s.seqno)))
+            && (self.routes.installed_router_id(&inst) != s.router_id
+                || inst.seqno.is_at_least(Seqno(s.seqno)))
         {
             self.schedule_update(now, Some(ifindex), key, true);
             return;

@@ -61,7 +61,8 @@ impl Engine {
             return false;
         };
         let same = |x: &Route| {
-            x.next_hop == next_hop && self.route_via(x.neigh()).is_some_and(|(i, _)| i == ifindex)
+            self.routes.next_hop(x.next_hop) == next_hop
+                && self.route_via(x.neigh()).is_some_and(|(i, _)| i == ifindex)
         };
         if same(r) {
             return false;

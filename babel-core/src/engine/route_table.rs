@@ -9,7 +9,7 @@ use std::num::NonZeroU64;
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 
 use super::{InstalledRoute, RouteKey, prefix_order};
-use crate::packed::{Instant48, Repack};
+use crate::packed::{Instant48, Interned, Interner, InternerFull, Repack};
 use crate::time::Instant;
 
 /// One route: a destination as learned from one neighbour (RFC 8966 §3.2.6). Its data is
@@ -27,7 +27,9 @@ pub(super) struct Route {
 /// What a route carries besides its neighbour.
 #[derive(Clone, Debug)]
 pub(super) struct RouteData {
-    pub(super) next_hop: IpAddr,
+    /// The next hop, kept once in the table ([`RouteTable::next_hop`] reads it): most routes'
+    /// next hop is their neighbour's address, or the one IPv4 address it announces.
+    pub(super) next_hop: Interned,
     pub(super) router_id: RouterId,
     pub(super) seqno: u16,
     pub(super) refmetric: u16,
@@ -178,32 +180,35 @@ impl std::ops::DerefMut for Routes {
 /// while it selects again the destinations it had routes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Installed {
-    next_hop: IpAddr,
+    next_hop: Interned,
     pub(super) metric: Metric,
-    pub(super) router_id: RouterId,
+    /// Its originator, kept once in the table for all installed copies
+    /// ([`RouteTable::installed_of`] reads it).
+    router_id: Interned,
     pub(super) seqno: Seqno,
     pub(super) price: u32,
 }
 
 impl Installed {
-    fn of(i: &InstalledRoute) -> Installed {
+    fn of(i: &InstalledRoute, next_hop: Interned, router_id: Interned) -> Installed {
         Installed {
-            next_hop: i.next_hop,
+            next_hop,
             metric: i.metric,
-            router_id: i.router_id,
+            router_id,
             seqno: i.seqno,
             price: i.price,
         }
     }
 
-    /// The whole installed route, with the interface and address of its neighbour.
-    pub(super) fn with_via(self, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
+    /// The whole installed route, with its next hop and originator (which `table` keeps) and
+    /// the interface and address of its neighbour.
+    fn with_via(self, table: &RouteTable, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
         InstalledRoute {
-            next_hop: self.next_hop,
+            next_hop: table.next_hop(self.next_hop),
             via,
             ifindex,
             metric: self.metric,
-            router_id: self.router_id,
+            router_id: table.installed_router_id(&self),
             seqno: self.seqno,
             price: self.price,
         }
@@ -253,7 +258,7 @@ impl Dest {
     }
 
     /// The route in the kernel, without its neighbour's address and interface
-    /// ([`Installed::with_via`] adds them), and that neighbour.
+    /// ([`RouteTable::installed_of`] makes the whole route), and that neighbour.
     pub(super) fn installed(&self) -> Option<(u64, Installed)> {
         Some((self.selected()?, self.installed?))
     }
@@ -272,6 +277,26 @@ impl Dest {
     pub(super) fn installed_route(&self) -> Option<&Route> {
         self.installed?;
         self.route(self.selected()?)
+    }
+}
+
+/// A router-id as the integer its bytes spell, as the installed copies' originators are
+/// interned: selection looks one up whenever it installs a copy with another originator, and
+/// one integer comparison is cheaper than comparing 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct RouterIdBits(u64);
+
+impl From<RouterId> for RouterIdBits {
+    #[inline]
+    fn from(r: RouterId) -> RouterIdBits {
+        RouterIdBits(u64::from_be_bytes(r.0))
+    }
+}
+
+impl From<RouterIdBits> for RouterId {
+    #[inline]
+    fn from(b: RouterIdBits) -> RouterId {
+        RouterId(b.0.to_be_bytes())
     }
 }
 
@@ -451,6 +476,16 @@ pub(super) struct RouteTable {
     /// New destinations since each tree was last packed (a dump fills it in key order).
     repack: Repack,
     repack_specific: Repack,
+    /// The next hops of the routes and installed copies, each kept once (issue 18: 4 bytes in
+    /// each instead of 17). Swept by [`RouteTable::next_hop_id`].
+    next_hops: Interner<IpAddr>,
+    /// The next hop interned last (a packet's Updates share one): found without a search.
+    /// Forgotten when the next hops are swept.
+    last_next_hop: Option<(IpAddr, Interned)>,
+    /// The originators of the installed copies, each kept once (4 bytes a copy instead of 8;
+    /// the routes keep their own). Swept by [`RouteTable::set_selection_smoothed`] after it
+    /// installs a copy.
+    installed_router_ids: Interner<RouterIdBits>,
 }
 
 impl RouteTable {
@@ -468,6 +503,81 @@ impl RouteTable {
     /// Destinations with an installed route.
     pub(super) fn installed_len(&self) -> usize {
         self.installed
+    }
+
+    /// The address a route's or an installed copy's next hop names. Every index in the table
+    /// names one; the unspecified address answers any other, never a panic.
+    pub(super) fn next_hop(&self, id: Interned) -> IpAddr {
+        self.next_hops
+            .get(id)
+            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
+
+    /// The index naming `addr`, for a route's next hop. Valid until the next call: the next hops
+    /// no route or installed copy names any more may be swept first (so their count stays
+    /// bounded by the table's, whatever peers announce), and routes removed from the table
+    /// before it no longer read theirs. `Err` only if the index space is exhausted, which the
+    /// sweep keeps out of reach of any table that fits in memory.
+    pub(super) fn next_hop_id(&mut self, addr: IpAddr) -> Result<Interned, InternerFull> {
+        if let Some((last, id)) = self.last_next_hop
+            && last == addr
+        {
+            return Ok(id);
+        }
+        if let Some(id) = self.next_hops.find(&addr) {
+            self.last_next_hop = Some((addr, id));
+            return Ok(id);
+        }
+        self.last_next_hop = None;
+        let entries = self.book.count + self.installed;
+        if self.next_hops.sweep_due(entries) {
+            let (plain, specific) = (&self.plain, &self.specific);
+            self.next_hops.sweep(|f| {
+                for d in plain.values().chain(specific.values()) {
+                    d.routes.iter().for_each(|r| f(r.data.next_hop));
+                    if let Some(i) = &d.installed {
+                        f(i.next_hop);
+                    }
+                }
+            });
+        }
+        let id = self.next_hops.intern(addr)?;
+        self.last_next_hop = Some((addr, id));
+        Ok(id)
+    }
+
+    /// The originator of an installed copy. Every copy's index names one; the reserved
+    /// all-zeros router-id answers any other, never a panic.
+    pub(super) fn installed_router_id(&self, i: &Installed) -> RouterId {
+        self.installed_router_ids
+            .get(i.router_id)
+            .map_or(RouterId([0; 8]), RouterId::from)
+    }
+
+    /// Sweeps the installed copies' originators if a sweep is due (after a copy named a new
+    /// one, so it is kept).
+    fn sweep_installed_router_ids(&mut self) {
+        if self.installed_router_ids.sweep_due(self.installed) {
+            let (plain, specific) = (&self.plain, &self.specific);
+            self.installed_router_ids.sweep(|f| {
+                for d in plain.values().chain(specific.values()) {
+                    if let Some(i) = &d.installed {
+                        f(i.router_id);
+                    }
+                }
+            });
+        }
+    }
+
+    /// The whole route `d` has in the kernel, with its neighbour's interface and address as
+    /// `via` gives them.
+    pub(super) fn installed_of(
+        &self,
+        d: &Dest,
+        via: impl FnOnce(u64) -> Option<(u32, IpAddr)>,
+    ) -> Option<InstalledRoute> {
+        let (nid, i) = d.installed()?;
+        Some(i.with_via(self, via(nid)?))
     }
 
     /// One destination.
@@ -675,8 +785,29 @@ impl RouteTable {
         smooth: impl FnMut(&mut Route),
     ) {
         let count = &mut self.installed;
+        let next_hops = &mut self.next_hops;
+        let router_ids = &mut self.installed_router_ids;
         let set = |d: &mut Dest| {
             d.routes.iter_mut().for_each(smooth);
+            // The installed copy is made from the selected route: its next hop is the route's,
+            // already held (interning it without a sweep covers any other caller).
+            let installed = installed.and_then(|i| {
+                let held = d
+                    .routes
+                    .iter()
+                    .find(|r| Some(r.neigh) == selected)
+                    .map(|r| r.next_hop)
+                    .filter(|id| next_hops.get(*id) == Some(i.next_hop));
+                let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
+                // Most often the copy it replaces has the same originator.
+                let rid = RouterIdBits::from(i.router_id);
+                let router_id = d
+                    .installed
+                    .map(|old| old.router_id)
+                    .filter(|old| router_ids.get(*old) == Some(rid))
+                    .or_else(|| router_ids.intern(rid).ok())?;
+                Some(Installed::of(&i, id, router_id))
+            });
             match (d.installed.is_some(), installed.is_some()) {
                 (false, true) => *count += 1,
                 (true, false) => *count = count.saturating_sub(1),
@@ -684,12 +815,13 @@ impl RouteTable {
             }
             // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
             d.selected = selected.and_then(NonZeroU64::new);
-            d.installed = installed.as_ref().map(Installed::of);
+            d.installed = installed;
         };
         match key.src_prefix {
             None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
             Some(_) => update_dest(&mut self.specific, *key, set),
         }
+        self.sweep_installed_router_ids();
     }
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
@@ -699,15 +831,21 @@ impl RouteTable {
         &mut self,
         via: impl Fn(u64) -> Option<(u32, IpAddr)>,
     ) -> Vec<(RouteKey, Option<InstalledRoute>)> {
-        let mut out = Vec::new();
+        let mut taken = Vec::new();
         for (k, d) in self.iter_mut() {
             let selected = d.selected.take().map(NonZeroU64::get);
             let installed = d.installed.take();
             if selected.is_some() || installed.is_some() {
-                let whole = installed.and_then(|i| Some(i.with_via(via(selected?)?)));
-                out.push((k, whole));
+                taken.push((k, selected, installed));
             }
         }
+        let out = taken
+            .into_iter()
+            .map(|(k, selected, installed)| {
+                let whole = installed.and_then(|i| Some(i.with_via(self, via(selected?)?)));
+                (k, whole)
+            })
+            .collect();
         self.installed = 0;
         self.plain.retain(|_, d| !d.routes.is_empty());
         self.specific.retain(|_, d| !d.routes.is_empty());
@@ -771,10 +909,14 @@ mod tests {
         }
     }
 
-    fn new_route() -> RouteData {
-        let a: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+    fn fe80_1() -> IpAddr {
+        "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()))
+    }
+
+    /// A route through fe80::1, interned in `t`.
+    fn new_route(t: &mut RouteTable) -> RouteData {
         RouteData {
-            next_hop: a,
+            next_hop: t.next_hop_id(fe80_1()).unwrap_or_else(|e| panic!("{e}")),
             router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
             seqno: 1,
             refmetric: 96,
@@ -793,8 +935,9 @@ mod tests {
     }
 
     fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
+        let data = new_route(t);
         match t.entry(k, n) {
-            RouteEntry::Vacant(v) => v.insert(new_route(), 3, 5),
+            RouteEntry::Vacant(v) => v.insert(data, 3, 5),
             RouteEntry::Occupied(_) => Ok(()),
         }
     }
@@ -830,26 +973,120 @@ mod tests {
 
     /// What a route costs in every destination of a full table (issue 18): the verified cost
     /// as two plain fields (it was 120 bytes with an `Option<(u16, Instant)>`), no copy of its
-    /// neighbour's address and interface, and its three times in 48 bits keep it at 80 bytes.
-    /// The installed copy without them is 36 (an `InstalledRoute` is 56), and a destination-only
-    /// key 18 (a `RouteKey` 36).
+    /// neighbour's address and interface, its three times in 48 bits and its next hop as a
+    /// 4-byte index keep it at 64 bytes. The installed copy without them, its next hop and
+    /// originator as indexes, is 16 (an `InstalledRoute` is 56), and a destination-only key 18
+    /// (a `RouteKey` 36).
     #[test]
-    fn a_route_is_80_bytes() {
-        assert_eq!(std::mem::size_of::<Route>(), 80);
+    fn a_route_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Route>(), 64);
         // The one route of most destinations is inline: no `Vec` header, no allocation.
-        assert_eq!(std::mem::size_of::<Routes>(), 80);
+        assert_eq!(std::mem::size_of::<Routes>(), 64);
         assert_eq!(std::mem::size_of::<InstalledRoute>(), 56);
-        assert_eq!(std::mem::size_of::<Option<Installed>>(), 36);
-        assert_eq!(std::mem::size_of::<Dest>(), 128);
+        assert_eq!(std::mem::size_of::<Option<Installed>>(), 16);
+        assert_eq!(std::mem::size_of::<Dest>(), 88);
         assert_eq!(std::mem::size_of::<RouteKey>(), 36);
         assert_eq!(std::mem::size_of::<PlainKey>(), 18);
-        let mut r = new_route();
+        let mut r = new_route(&mut RouteTable::default());
         assert_eq!(r.verified(), None);
         let until = Instant::from_secs(5);
         r.set_verified(Some((300, until)));
         assert_eq!(r.verified(), Some((300, until)));
         r.set_verified(None);
         assert_eq!(r.verified(), None);
+    }
+
+    /// A peer announcing a new next hop with every update: the table keeps the next hops its
+    /// routes and installed copies name, plus a bounded slack, and each still reads its own.
+    #[test]
+    fn next_hops_stay_bounded_by_the_routes() {
+        let mut t = RouteTable::default();
+        let addr = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let k = |i: u32| key(&format!("2001:db8:{i:x}::/48"));
+        for i in 0..10 {
+            let nh = t.next_hop_id(addr(i)).unwrap_or_else(|e| panic!("{e}"));
+            let mut data = new_route(&mut t);
+            data.next_hop = nh;
+            if let RouteEntry::Vacant(v) = t.entry(k(i), 1) {
+                v.insert(data, 100, 100).unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let inst = |i: u32| InstalledRoute {
+            next_hop: addr(i),
+            via: fe80_1(),
+            ifindex: 1,
+            metric: babel_wire::Metric(192),
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: babel_wire::Seqno(1),
+            price: 0,
+        };
+        t.set_selection(&k(3), Some(1), Some(inst(3)));
+        // The route changes its next hop 100,000 times, always to a new one.
+        for j in 0..100_000u32 {
+            let nh = t
+                .next_hop_id(addr(1000 + j))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(r) = t.route_mut(&k(3), 1) {
+                r.next_hop = nh;
+            }
+            assert!(
+                t.next_hops.len() <= 2 * 12 + 11 / 4 + 64 + 1,
+                "{}",
+                t.next_hops.len()
+            );
+        }
+        for i in 0..10 {
+            let r = t.get(&k(i)).and_then(|d| d.route(1));
+            let want = if i == 3 { addr(1000 + 99_999) } else { addr(i) };
+            assert_eq!(r.map(|r| t.next_hop(r.next_hop)), Some(want), "{i}");
+        }
+        // The installed copy keeps the next hop it was installed with.
+        let installed = t
+            .get(&k(3))
+            .and_then(|d| t.installed_of(d, |_| Some((1, fe80_1()))));
+        assert_eq!(installed, Some(inst(3)));
+        check(&t);
+    }
+
+    /// Installed copies naming ever new originators: the table keeps those in use, plus a
+    /// bounded slack, and each copy still shows its own.
+    #[test]
+    fn installed_router_ids_stay_bounded() {
+        let mut t = RouteTable::default();
+        let k = |i: u32| key(&format!("2001:db8:{i:x}::/48"));
+        for i in 0..4 {
+            add(&mut t, k(i), 1 + u64::from(i)).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        let inst = |rid: u32| InstalledRoute {
+            next_hop: fe80_1(),
+            via: fe80_1(),
+            ifindex: 1,
+            metric: babel_wire::Metric(192),
+            router_id: RouterId([0; 8]),
+            seqno: babel_wire::Seqno(1),
+            price: rid,
+        };
+        let with_rid = |rid: u32| {
+            let mut i = inst(rid);
+            i.router_id.0[4..].copy_from_slice(&rid.to_be_bytes());
+            i.router_id.0[0] = 2;
+            i
+        };
+        for i in 0..3 {
+            t.set_selection(&k(i), Some(1 + u64::from(i)), Some(with_rid(i)));
+        }
+        for j in 0..50_000u32 {
+            t.set_selection(&k(3), Some(4), Some(with_rid(1000 + j)));
+            assert!(t.installed_router_ids.len() <= 2 * 4 + 4 / 4 + 64 + 1);
+        }
+        for i in 0..4 {
+            let want = with_rid(if i == 3 { 1000 + 49_999 } else { i });
+            let got = t
+                .get(&k(i))
+                .and_then(|d| t.installed_of(d, |_| Some((1, fe80_1()))));
+            assert_eq!(got, Some(want), "{i}");
+        }
+        check(&t);
     }
 
     /// Destination-only and source-specific destinations live in two trees; every walk sees them
@@ -871,9 +1108,9 @@ mod tests {
         ];
         let mut t = RouteTable::default();
         for (i, k) in keys.iter().enumerate() {
+            let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1 + i as u64 % 2) {
-                v.insert(new_route(), 10, 10)
-                    .unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let mut sorted = keys.to_vec();
@@ -994,7 +1231,7 @@ mod tests {
         assert_eq!(
             t.get(&k)
                 .and_then(Dest::installed)
-                .map(|(n, i)| (n, i.with_via((1, a)))),
+                .map(|(n, i)| (n, i.with_via(&t, (1, a)))),
             Some((1, inst))
         );
         // Its only route goes, the installed route stays until selection removes it.

@@ -20,8 +20,7 @@ impl Engine {
     /// The route `d` has in the kernel, whole ([`Installed`] keeps it without its neighbour's
     /// interface and address).
     pub(super) fn installed_of(&self, d: &Dest) -> Option<InstalledRoute> {
-        let (nid, i) = d.installed()?;
-        Some(i.with_via(self.route_via(nid)?))
+        self.routes.installed_of(d, |nid| self.route_via(nid))
     }
 
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
@@ -116,7 +115,11 @@ impl Engine {
             }
             _ => 0,
         };
-        let next_hop = u.next_hop.unwrap_or(src);
+        // Interned before the route is looked up: it may sweep the table's next hops.
+        let Ok(next_hop) = self.routes.next_hop_id(u.next_hop.unwrap_or(src)) else {
+            self.route_refused(ifindex, nid, via, Refused::TableFull);
+            return;
+        };
         let metric = Metric(u.metric)
             .saturating_add(Metric(cost))
             .saturating_add(Metric(add_metric))

@@ -70,7 +70,7 @@ impl Engine {
         let mut new_inst = chosen.and_then(|id| {
             let (ifindex, via) = self.route_via(id)?;
             dest.route(id).map(|r| InstalledRoute {
-                next_hop: r.next_hop,
+                next_hop: self.routes.next_hop(r.next_hop),
                 via,
                 ifindex,
                 metric: Metric(self.advertised_metric(now, r)),

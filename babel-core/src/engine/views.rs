@@ -178,7 +178,7 @@ impl Engine {
             seqno: Seqno(r.seqno),
             age: now.saturating_since(r.time.get()),
             via,
-            next_hop: r.next_hop,
+            next_hop: self.routes.next_hop(r.next_hop),
             ifindex,
             full_path_rtt: r.path_rtt,
         }
