@@ -1319,9 +1319,9 @@ mod tests {
         }
         let mut t = RouteTable::default();
         for k in &keys {
+            let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
-                v.insert(new_route(), 10, 10)
-                    .unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let all: Vec<RouteKey> = t.iter().map(|(k, _)| k).collect();
