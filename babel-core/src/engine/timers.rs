@@ -171,6 +171,9 @@ impl Engine {
                             .set(Timer::Interface(ifindex, IfTimer::Flush), now);
                     }
                     IfTimer::UrgentResend => self.repeat_urgent(now, ifindex),
+                    // A flush waits for the reselection under way (its slices are due now):
+                    // the Updates sent are those of the whole reselection (`reselection.rs`).
+                    IfTimer::Flush if !self.reselections.is_empty() => self.timers.set(t, now),
                     IfTimer::Flush => self.flush_updates(now, ifindex),
                 }
             }
