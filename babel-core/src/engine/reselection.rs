@@ -31,7 +31,8 @@
 //! * a packet from the same neighbour (or any other) with an Update for a destination not yet
 //!   reached: the destination is first selected as its slice would have (the change before
 //!   the Update, as in one step), then the Update is applied; its slice selects it again later,
-//!   which changes nothing at the same instant;
+//!   which at the same instant changes nothing in the kernel or the table (a starved
+//!   destination may ask for a newer seqno again, as any selection of it does);
 //! * another change of the neighbour's cost, or a retraction of all its routes: the reselection
 //!   starts again from the first destination with the new cost; the destinations not yet reached
 //!   are selected once, with the newest cost, rather than twice;
@@ -40,8 +41,11 @@
 //!
 //! RFC 8966 §3.6 holds for each destination as it is selected: only feasible, finite routes are
 //! selected, with the neighbour's current cost. §3.7.2's triggered and urgent updates are
-//! scheduled by each selection as before (the same jitter draws, in the same key order), so
-//! they are sent by the interfaces' flush timers as before, within the urgent timeout.
+//! scheduled by each selection as before (the same jitter draws, in the same key order); an
+//! interface's flush that falls due while a reselection is under way waits for its last slice
+//! (`timers.rs`), so the Updates sent are those of the whole reselection, not parts of it.
+//! Timers other than the flush that fall due at the same instant (Hellos, route expiry) run
+//! between two slices, as they would between two inputs.
 
 use super::*;
 
