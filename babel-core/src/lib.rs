@@ -120,9 +120,9 @@ pub use babel_wire::mac::{MacAlgorithm, MacKey};
 pub use config::{EngineConfig, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
 pub use engine::{
     Engine, EngineError, InstalledRoute, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH,
-    REQUEST_RESENDS, REQUEST_TIMEOUT, RESUME_QUIET, RouteEvents, RouteKey, SEQNO_REQUEST_HOP_COUNT,
-    TRIGGER_IMPROVEMENT, TRIGGER_WORSENING, URGENT_REPEATS, URGENT_TIMEOUT, is_martian,
-    link_cost_algorithm,
+    REQUEST_RESENDS, REQUEST_TIMEOUT, RESELECT_SLICE, RESUME_QUIET, RouteEvents, RouteKey,
+    SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING, URGENT_REPEATS,
+    URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
 pub use filter::{FilterAnswer, FilterRoute, RouteFilter};
 pub use input::{Input, InputError};

@@ -30,6 +30,7 @@ mod hello;
 mod neighbours;
 mod request_table;
 mod requests;
+mod reselection;
 mod resume;
 mod route_table;
 mod routes;
@@ -41,6 +42,7 @@ mod views;
 mod wire;
 
 use request_table::{Insert, RequestTable, SeqnoAsk};
+pub use reselection::RESELECT_SLICE;
 use route_table::{Dest, Refused, Route, RouteData, RouteEntry, RouteTable};
 use source_table::{SourceTable, is_feasible_after};
 use timers::{IfTimer, Timer, TimerTable, min_opt};
@@ -223,9 +225,15 @@ pub struct Engine {
     neighbours: BTreeMap<u64, Neighbour>,
     neigh_index: BTreeMap<(u32, IpAddr), u64>,
     next_neigh_id: u64,
-    /// A neighbour being flushed: its id, interface and address, known until the destinations
-    /// it had routes to are selected again ([`Engine::route_via`]).
-    departed: Option<(u64, u32, IpAddr)>,
+    /// Neighbours flushed whose routes are still being removed a slice at a time: interface and
+    /// address by id, known until every destination they had routes to is selected again
+    /// ([`Engine::route_via`], `reselection.rs`).
+    departed: BTreeMap<u64, (u32, IpAddr)>,
+    /// Neighbours whose destinations are being reselected a slice at a time: the last
+    /// destination done (`None`: none yet), see `reselection.rs`.
+    reselections: BTreeMap<u64, Option<RouteKey>>,
+    /// Destinations per slice ([`RESELECT_SLICE`]; smaller in tests).
+    reselect_slice: usize,
     routes: RouteTable,
     total_limit_logged: bool,
     sources: SourceTable,
@@ -279,7 +287,9 @@ impl Engine {
             neighbours: BTreeMap::new(),
             neigh_index: BTreeMap::new(),
             next_neigh_id: 1,
-            departed: None,
+            departed: BTreeMap::new(),
+            reselections: BTreeMap::new(),
+            reselect_slice: RESELECT_SLICE,
             routes: RouteTable::default(),
             total_limit_logged: false,
             sources: SourceTable::new(cfg.source_gc_time),
@@ -631,11 +641,12 @@ impl Engine {
             self.counters.updates_sent += 1;
             self.send(ifindex, Destination::Multicast, vec![m]);
         }
-        let neighbours = &self.neighbours;
+        let (neighbours, departed) = (&self.neighbours, &self.departed);
         let via = |nid| {
             neighbours
                 .get(&nid)
                 .map(|n: &Neighbour| (n.ifindex, n.address))
+                .or_else(|| departed.get(&nid).copied())
         };
         for (k, inst) in self.routes.uninstall_all(via) {
             match inst {

@@ -296,15 +296,6 @@ impl Engine {
         }
     }
 
-    /// Reconsiders every route through neighbour `nid`; returns how many.
-    pub(super) fn reselect_via(&mut self, now: Instant, nid: u64) -> usize {
-        let keys = self.routes.keys_via(nid);
-        for k in &keys {
-            self.reselect(now, *k);
-        }
-        keys.len()
-    }
-
     /// RFC 8966 A.1 missed Hellos, §3.4.2 txcost expiry, and babeld's neighbour flush (empty
     /// histories or 300 s without a Hello).
     pub(super) fn check_neighbours(&mut self, now: Instant) {
@@ -352,13 +343,19 @@ impl Engine {
         );
     }
 
+    /// babeld's neighbour flush: the neighbour is forgotten at once; its routes leave the table
+    /// and its destinations are selected again a slice at a time (`reselection.rs`), while its
+    /// interface and address stay known to the installed routes that still name it.
     pub(super) fn flush_neighbour(&mut self, now: Instant, nid: u64) {
-        if !self.neighbours.contains_key(&nid) {
+        let Some((ifindex, address)) = self.neighbours.get(&nid).map(|n| (n.ifindex, n.address))
+        else {
             return;
-        }
+        };
+        // The removal starts over from the first destination, whatever was under way.
+        self.departed.insert(nid, (ifindex, address));
+        self.reselections.insert(nid, None);
         // Its routes are shown with the metric they had, through the neighbour still known.
-        let removed = self.routes.remove_via(nid);
-        self.flush_events(now, &removed);
+        let first = self.take_slice(now, nid);
         let Some(n) = self.neighbours.remove(&nid) else {
             return;
         };
@@ -371,11 +368,6 @@ impl Engine {
             ifindex: n.ifindex,
             address: n.address,
         });
-        // Its destinations' installed routes still name it until they are selected again.
-        self.departed = Some((nid, n.ifindex, n.address));
-        for (k, _) in removed {
-            self.reselect(now, k);
-        }
-        self.departed = None;
+        self.finish_slice(now, nid, first);
     }
 }

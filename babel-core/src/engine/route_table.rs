@@ -495,7 +495,6 @@ impl RouteTable {
     }
 
     /// Routes held from one neighbour.
-    #[cfg(test)]
     pub(super) fn len_via(&self, neigh: u64) -> usize {
         self.book.len_via(neigh)
     }
@@ -638,6 +637,7 @@ impl RouteTable {
     }
 
     /// The destinations `neigh` gave us a route to, in key order.
+    #[cfg(test)]
     pub(super) fn keys_via(&self, neigh: u64) -> Vec<RouteKey> {
         if self.book.len_via(neigh) == 0 {
             return Vec::new();
@@ -646,6 +646,38 @@ impl RouteTable {
             .filter(|(_, d)| d.routes.iter().any(|r| r.neigh == neigh))
             .map(|(k, _)| k)
             .collect()
+    }
+
+    /// At most `limit` destinations after `after` (from the first with `None`) that `neigh` gave
+    /// us a route to, in key order: one slice of a reselection.
+    pub(super) fn keys_via_after(
+        &self,
+        neigh: u64,
+        after: Option<RouteKey>,
+        limit: usize,
+    ) -> Vec<RouteKey> {
+        if self.book.len_via(neigh) == 0 {
+            return Vec::new();
+        }
+        self.iter_after(after)
+            .filter(|(_, d)| d.routes.iter().any(|r| r.neigh == neigh))
+            .map(|(k, _)| k)
+            .take(limit)
+            .collect()
+    }
+
+    /// Removes the route to `key` learned from `neigh`; the destination stays (selection
+    /// forgets it once it has neither routes nor an installed route).
+    pub(super) fn remove_route(&mut self, key: &RouteKey, neigh: u64) -> Option<Route> {
+        let removed = self
+            .get_mut(key)?
+            .routes
+            .extract(|r| r.neigh == neigh)
+            .pop();
+        if removed.is_some() {
+            self.book.remove(neigh);
+        }
+        removed
     }
 
     /// The route to `key` learned from `neigh`, to update in place.
@@ -719,6 +751,7 @@ impl RouteTable {
     }
 
     /// Removes every route of `neigh`; returns them with their destinations, in key order.
+    #[cfg(test)]
     pub(super) fn remove_via(&mut self, neigh: u64) -> Vec<(RouteKey, Route)> {
         let mut removed = Vec::new();
         if self.book.len_via(neigh) == 0 {

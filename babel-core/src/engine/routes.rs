@@ -10,10 +10,7 @@ impl Engine {
     pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
         match self.neighbours.get(&nid) {
             Some(n) => Some((n.ifindex, n.address)),
-            None => self
-                .departed
-                .filter(|(id, _, _)| *id == nid)
-                .map(|(_, ifindex, address)| (ifindex, address)),
+            None => self.departed.get(&nid).copied(),
         }
     }
 
@@ -69,6 +66,8 @@ impl Engine {
             prefix,
             src_prefix: u.src_prefix,
         };
+        // A destination still waiting for its slice sees the change before this Update.
+        self.settle(now, &key);
         if u.is_retraction() {
             let mut changed = false;
             if let Some(r) = self.routes.route_mut(&key, nid) {
@@ -263,19 +262,35 @@ impl Engine {
     }
 
     /// RFC 8966 §4.6.9: a wildcard retraction retracts every route learned from the neighbour.
+    /// Up to one slice of routes ([`RESELECT_SLICE`]), each changed route's destination is
+    /// selected again at once, after its route event. More, every route is marked retracted in
+    /// place (the route events of the changed ones, if any are wanted, come first), and the
+    /// neighbour's destinations are selected again a slice at a time
+    /// ([`Engine::reselect_via`]): the list of keys is not made unless route events are.
     pub(super) fn retract_all_from(&mut self, now: Instant, nid: u64, interval: Option<u16>) {
+        let sliced = self.routes.len_via(nid) > self.reselect_slice;
+        let listed = !sliced || (self.cfg.events && self.route_events == RouteEvents::All);
         let mut keys = Vec::new();
+        let mut retracted = false;
         self.routes.for_each_via(nid, |k, r| {
             if r.refmetric != INFINITY {
                 r.refmetric = INFINITY;
                 r.time = now.into();
                 r.interval = interval.unwrap_or(r.interval);
-                keys.push(*k);
+                retracted = true;
+                if listed {
+                    keys.push(*k);
+                }
             }
         });
         for k in keys {
             self.route_event(now, ChangeKind::Change, k, nid);
-            self.reselect(now, k);
+            if !sliced {
+                self.reselect(now, k);
+            }
+        }
+        if sliced && retracted {
+            self.reselect_via(now, nid);
         }
     }
 
@@ -332,7 +347,9 @@ impl Engine {
         });
         self.flush_events(now, &flushed);
         for (nid, k) in refresh {
-            let Some((ifindex, via)) = self.route_via(nid) else {
+            // Not a neighbour flushed whose routes are still being removed.
+            let Some((ifindex, via)) = self.neighbours.get(&nid).map(|n| (n.ifindex, n.address))
+            else {
                 continue;
             };
             let req = Message::RouteRequest(RouteRequest {

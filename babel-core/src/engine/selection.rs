@@ -19,6 +19,7 @@ impl Engine {
     /// table, with an `unreachable` kernel route ([`RouteOp::Unreachable`]) until it leaves the
     /// table.
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
+        self.drop_departed(now, &key);
         let shadowed = self.xroutes.contains_key(&key);
         let policy = self.cfg.policy;
         let hl = self.cfg.smoothing_half_life;

@@ -15,6 +15,9 @@ pub(super) enum Timer {
     UnicastHello(u64),
     /// Missed Hellos, txcost expiry, neighbour flush (RFC 8966 Appendix A.1, §3.4.2).
     NeighbourCheck,
+    /// The next slice of a neighbour's destinations to select again (`reselection.rs`), due
+    /// at once: the caller drains the outputs of one slice before the next.
+    Reselect(u64),
     /// Route refresh, retraction and removal, end of verified metrics (RFC 8966 §3.5.3).
     RouteCheck,
     /// Seqno request resends (RFC 8966 Appendix B).
@@ -168,11 +171,15 @@ impl Engine {
                             .set(Timer::Interface(ifindex, IfTimer::Flush), now);
                     }
                     IfTimer::UrgentResend => self.repeat_urgent(now, ifindex),
+                    // A flush waits for the reselection under way (its slices are due now):
+                    // the Updates sent are those of the whole reselection (`reselection.rs`).
+                    IfTimer::Flush if !self.reselections.is_empty() => self.timers.set(t, now),
                     IfTimer::Flush => self.flush_updates(now, ifindex),
                 }
             }
             Timer::UnicastHello(nid) => self.send_unicast_hello(now, nid),
             Timer::NeighbourCheck => self.check_neighbours(now),
+            Timer::Reselect(nid) => self.reselect_slice(now, nid),
             Timer::RouteCheck => self.expire_routes(now),
             Timer::RequestCheck => self.resend_requests(now),
             Timer::SourceGc => {
