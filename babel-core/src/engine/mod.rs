@@ -227,6 +227,10 @@ pub struct Engine {
     /// it had routes to are selected again ([`Engine::route_via`]).
     departed: Option<(u64, u32, IpAddr)>,
     routes: RouteTable,
+    /// Periodic dumps under way, by interface, when the host paces them
+    /// ([`Engine::set_paced_dumps`]).
+    dumps: BTreeMap<u32, updates::Dump>,
+    paced_dumps: bool,
     total_limit_logged: bool,
     sources: SourceTable,
     xroutes: BTreeMap<RouteKey, Xroute>,
@@ -281,6 +285,8 @@ impl Engine {
             next_neigh_id: 1,
             departed: None,
             routes: RouteTable::default(),
+            dumps: BTreeMap::new(),
+            paced_dumps: false,
             total_limit_logged: false,
             sources: SourceTable::new(cfg.source_gc_time),
             xroutes: BTreeMap::new(),
@@ -486,6 +492,7 @@ impl Engine {
         i.pending.clear();
         i.resends.clear();
         i.pending_full = false;
+        self.dumps.remove(&ifindex);
         self.timers.stop_interface(ifindex);
         let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
         for id in ids {
