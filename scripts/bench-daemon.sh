@@ -7,7 +7,8 @@
 #               The sender is babeld-rs in every run; only the receiver changes (babeld-rs,
 #               Debian's babeld, and BIRD 2 when installed). Memory: peak RSS (VmHWM) while
 #               learning and re-advertising, steady RSS (VmRSS) and private anonymous memory
-#               (RssAnon) 10 s after the last route is in. RECEIVERS="rs bd bird" picks the
+#               (RssAnon) 10 s after the last route is in (SMAPS=DIR keeps the receiver's
+#               smaps then). RECEIVERS="rs bd bird" picks the
 #               receivers. HEAPTRACK=1 runs the babeld-rs
 #               receiver under heaptrack and keeps the profile in /tmp. MONITOR=1: a babeld-rs
 #               receiver has a `monitor` client on its control socket (`-g`) from its start to
@@ -208,6 +209,11 @@ full_table() {
     [ "$kind" = rsh ] && name="(heaptrack)"; [ "$kind" = old ] && name="OLD_BIN"
     local cpu; cpu=$(cpu_s "$dpid")
     local mem=("$(rss_mb "$dpid")" "$(rss_mb "$dpid" VmRSS)" "$(rss_mb "$dpid" RssAnon)")
+    # SMAPS=DIR keeps the receiver's smaps at steady (DIR/full-KIND.smaps, .status).
+    [ -n "${SMAPS:-}" ] && { mkdir -p "$SMAPS"; cp "/proc/$dpid/smaps" "$SMAPS/full-$kind.smaps"; cp "/proc/$dpid/status" "$SMAPS/full-$kind.status"
+      # glibc's own account of its heap (in use, free, kept), read after the figures above.
+      command -v gdb >/dev/null && [ "$kind" != bird ] && gdb -p "$dpid" -batch -ex 'set $f = (void *) fopen("'"$SMAPS/full-$kind.malloc.xml"'", "w")' \
+        -ex 'call (int) malloc_info(0, $f)' -ex 'call (int) fclose($f)' >/dev/null 2>&1 || true; }
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     # The client ends when the daemon closes its socket.

@@ -203,6 +203,20 @@ impl RecordingDriver {
         }
     }
 
+    /// [`Engine::set_paced_dumps`], except on a driver that records (a replay makes each dump
+    /// whole, as the engine does by default).
+    pub fn set_paced_dumps(&mut self, on: bool) {
+        if self.sink.is_none() {
+            self.engine.set_paced_dumps(on);
+        }
+    }
+
+    /// [`Engine::continue_dump`]; its packets are taken with [`RecordingDriver::drain`].
+    /// Dumps are only paced on a driver that does not record.
+    pub fn continue_dump(&mut self, now: Instant, ifindex: u32) -> bool {
+        self.engine.continue_dump(now, ifindex)
+    }
+
     /// True while a recording is being written.
     pub fn is_recording(&self) -> bool {
         self.sink.is_some()

@@ -235,6 +235,10 @@ pub struct Engine {
     /// Destinations per slice ([`RESELECT_SLICE`]; smaller in tests).
     reselect_slice: usize,
     routes: RouteTable,
+    /// Periodic dumps under way, by interface, when the host paces them
+    /// ([`Engine::set_paced_dumps`]).
+    dumps: BTreeMap<u32, updates::Dump>,
+    paced_dumps: bool,
     total_limit_logged: bool,
     sources: SourceTable,
     xroutes: BTreeMap<RouteKey, Xroute>,
@@ -291,6 +295,8 @@ impl Engine {
             reselections: BTreeMap::new(),
             reselect_slice: RESELECT_SLICE,
             routes: RouteTable::default(),
+            dumps: BTreeMap::new(),
+            paced_dumps: false,
             total_limit_logged: false,
             sources: SourceTable::new(cfg.source_gc_time),
             xroutes: BTreeMap::new(),
@@ -496,6 +502,7 @@ impl Engine {
         i.pending.clear();
         i.resends.clear();
         i.pending_full = false;
+        self.dumps.remove(&ifindex);
         self.timers.stop_interface(ifindex);
         let ids: Vec<u64> = self.neighbours_on(ifindex).map(|(_, id)| id).collect();
         for id in ids {

@@ -343,38 +343,78 @@ impl Engine {
         // is 100,000 of them, and holding them all took 15 MB, and as much again for what the
         // source table learns from them.
         let mut out = self.update_out(ifindex);
+        // A dump under way on this interface (paced by the host) serves as this one.
+        let full = full && !self.dumps.contains_key(&ifindex);
+        if full && self.paced_dumps && out.packer.is_some() {
+            // The host asks for it a part at a time ([`Engine::continue_dump`]); the buffered
+            // updates taken with it go after it, as they would have.
+            self.dumps.insert(
+                ifindex,
+                Dump {
+                    out,
+                    after: None,
+                    pending,
+                },
+            );
+            return;
+        }
         if full {
-            // What the dump advertises goes into the source table in key order, a part at a
-            // time, before the part's messages go out (nothing in between reads the table, and
-            // nothing changes what the next part advertises).
             let mut after = None;
-            loop {
-                let part: Vec<(RouteKey, Advertised)> =
-                    self.full_dump_after(now, after).take(UPDATE_PART).collect();
-                let Some(&(last, _)) = part.last() else {
-                    break;
-                };
+            while let Some(last) = self.dump_part(now, ifindex, &mut out, after, &pending) {
                 after = Some(last);
-                let mut advertised = Vec::with_capacity(part.len());
-                let mut msgs = Vec::with_capacity(part.len());
-                for &(k, adv) in &part {
-                    if pending.contains_key(&k) {
-                        continue;
-                    }
-                    let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
-                        continue;
-                    };
-                    if let Some((rid, seqno, metric)) = source {
-                        advertised.push(((k, rid), seqno, metric));
-                    }
-                    if let Some(m) = self.output_filtered(ifindex, k, m) {
-                        msgs.push(m);
-                    }
-                }
-                self.sources.update_in_order(now, &advertised);
-                self.put_updates(&mut out, msgs);
             }
         }
+        self.flush_pending(now, ifindex, out, &pending);
+    }
+
+    /// Puts the next part of a periodic dump (what [`Engine::full_dump_after`] gives after
+    /// `after`, at most [`UPDATE_PART`] entries; those in `pending` are left to the buffered
+    /// updates) into `out`, and returns its last key; `None` once nothing is left.
+    ///
+    /// What the part advertises goes into the source table in key order before the part's
+    /// messages go out (nothing in between reads the table, and nothing changes what the next
+    /// part advertises).
+    fn dump_part(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        out: &mut UpdateOut,
+        after: Option<RouteKey>,
+        pending: &KeyMap<bool>,
+    ) -> Option<RouteKey> {
+        let part: Vec<(RouteKey, Advertised)> =
+            self.full_dump_after(now, after).take(UPDATE_PART).collect();
+        let &(last, _) = part.last()?;
+        let mut advertised = Vec::with_capacity(part.len());
+        let mut msgs = Vec::with_capacity(part.len());
+        for &(k, adv) in &part {
+            if pending.contains_key(&k) {
+                continue;
+            }
+            let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
+                continue;
+            };
+            if let Some((rid, seqno, metric)) = source {
+                advertised.push(((k, rid), seqno, metric));
+            }
+            if let Some(m) = self.output_filtered(ifindex, k, m) {
+                msgs.push(m);
+            }
+        }
+        self.sources.update_in_order(now, &advertised);
+        self.put_updates(out, msgs);
+        Some(last)
+    }
+
+    /// Puts a flush's buffered updates into `out` after its dump (if any), and sends what is
+    /// left.
+    fn flush_pending(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        mut out: UpdateOut,
+        pending: &KeyMap<bool>,
+    ) {
         let mut msgs = Vec::new();
         for k in pending.keys() {
             if let Some(m) = self.update_for(now, ifindex, *k, false) {
@@ -386,6 +426,41 @@ impl Engine {
         }
         self.put_updates(&mut out, msgs);
         self.finish_updates(ifindex, out);
+    }
+
+    /// Sends the next part of the periodic dump under way on `ifindex` (with paced dumps,
+    /// [`Engine::set_paced_dumps`]), or, once the dump is through, the buffered updates taken
+    /// with it and its last packet. Returns whether more of it is left. The packets are those
+    /// of the whole dump sent at once: the packet being filled is kept between parts.
+    pub fn continue_dump(&mut self, now: Instant, ifindex: u32) -> bool {
+        let Some(mut d) = self.dumps.remove(&ifindex) else {
+            return false;
+        };
+        match self.dump_part(now, ifindex, &mut d.out, d.after, &d.pending) {
+            Some(last) => {
+                d.after = Some(last);
+                self.dumps.insert(ifindex, d);
+                true
+            }
+            None => {
+                self.flush_pending(now, ifindex, d.out, &d.pending);
+                false
+            }
+        }
+    }
+
+    /// The interfaces with a periodic dump under way ([`Engine::continue_dump`]).
+    pub fn dumps_under_way(&self) -> impl Iterator<Item = u32> + '_ {
+        self.dumps.keys().copied()
+    }
+
+    /// With `true`, a periodic dump on a multicast interface is not sent at once: the host
+    /// asks for it a part at a time with [`Engine::continue_dump`], as its pacer has room
+    /// for the packets (so a dump of 100,000 routes never waits whole in a send queue).
+    /// Off by default (a dump is sent whole when its flush runs). Set it before interfaces
+    /// come up.
+    pub fn set_paced_dumps(&mut self, on: bool) {
+        self.paced_dumps = on;
     }
 
     /// Where a flush's Updates for `ifindex` go ([`UpdateOut`]).
@@ -462,6 +537,25 @@ impl Engine {
 /// Updates of a flush built, and what they advertise given to the source table, this many at a
 /// time.
 const UPDATE_PART: usize = 1024;
+
+/// A periodic dump under way, paced by the host ([`Engine::continue_dump`]).
+pub(super) struct Dump {
+    out: UpdateOut,
+    /// The last key of the last part sent (`None`: none yet).
+    after: Option<RouteKey>,
+    /// The buffered updates taken with the dump: left out of it, sent after it.
+    pending: KeyMap<bool>,
+}
+
+impl std::fmt::Debug for Dump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dump")
+            .field("after", &self.after)
+            .field("sent", &self.out.sent)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
 
 /// Where a flush's Updates go: packed as they come for the multicast group; on a `unicast`
 /// interface (a copy for each neighbour, each neighbour's packets in a row) collected and sent
@@ -690,6 +784,63 @@ mod tests {
         assert!(pa.len() > 3, "{} packets", pa.len());
         assert_eq!(pa, pb);
         assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+    }
+
+    /// A paced dump ([`Engine::set_paced_dumps`]) sends nothing when its flush runs, then a
+    /// part per [`Engine::continue_dump`]: never more than a part's packets at a time, and in
+    /// all the packets, source-table entries and count of the same dump sent at once, buffered
+    /// updates taken with it last.
+    #[test]
+    fn a_paced_dump_sends_the_packets_of_the_whole_dump_a_part_at_a_time() {
+        let n = 3 * UPDATE_PART as u32 + 17;
+        let now = Instant::from_secs(1);
+        let (mut a, mut b) = (engine_with_routes(n), engine_with_routes(n));
+        sent(&mut a);
+        sent(&mut b);
+        a.set_paced_dumps(true);
+        let pending: Vec<RouteKey> = a.xroutes.keys().step_by(7).copied().collect();
+        assert!(pending.len() > 2);
+        for e in [&mut a, &mut b] {
+            let i = e.interfaces.get_mut(&2).unwrap();
+            i.pending_full = true;
+            i.pending = KeyMap::default();
+            for k in &pending {
+                i.pending.insert(*k, false);
+            }
+            e.flush_updates(now, 2);
+        }
+        let whole = sent(&mut b);
+        assert!(sent(&mut a).is_empty());
+        assert_eq!(a.dumps_under_way().collect::<Vec<_>>(), vec![2]);
+        let mut paced = Vec::new();
+        let mut calls = 0;
+        loop {
+            let more = a.continue_dump(now, 2);
+            calls += 1;
+            let part: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+            // A part's packets hold its Updates (at most UPDATE_PART, and the last one's the
+            // buffered ones) and the end of the part before's (one packet).
+            let msgs: usize = part.iter().map(|t| t.messages).sum();
+            assert!(msgs <= UPDATE_PART + 100, "{msgs} messages in one part");
+            paced.extend(part.into_iter().map(|t| (t.dst, t.bytes)));
+            if !more {
+                break;
+            }
+        }
+        assert!(calls > 3, "{calls} parts");
+        assert!(whole.len() > 3 * calls / 2, "{} packets", whole.len());
+        assert_eq!(paced, whole);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+        assert!(a.dumps_under_way().next().is_none());
+        assert!(!a.continue_dump(now, 2));
+        let src = |e: &Engine| format!("{:?}", e.sources);
+        assert_eq!(src(&a), src(&b));
+        // An interface that goes down forgets its dump.
+        a.interfaces.get_mut(&2).unwrap().pending_full = true;
+        a.flush_updates(now, 2);
+        assert!(a.dumps_under_way().next().is_some());
+        a.interface_down(now, 2);
+        assert!(a.dumps_under_way().next().is_none());
     }
 
     /// The pending map keeps every key and value while it is repacked as it grows.

@@ -7,6 +7,7 @@ use std::path::Path;
 use babel_core::{Destination, Event, Input, Instant};
 use babel_wire::RouterId;
 use daemon::actions::Action;
+use daemon::pacing::{offer_transmits, send_dumps};
 use daemon::redistribute::{redistributed_tables, redistribution};
 use daemon::state::Daemon;
 
@@ -48,24 +49,28 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
         tracing::debug!("Hello seqno file: {e}");
     }
     // Paced per interface (issue 11: a full table must not overflow a babeld neighbour's
-    // socket); packets the pacer holds go out on later turns of the loop.
+    // socket); packets the pacer holds go out on later turns of the loop. A periodic dump is
+    // made a part at a time as its interface's queue drains (`pacing::send_dumps`).
     let wall = clock::now();
     let mut ready = Vec::new();
     for (_, t) in io.pacer.due(wall) {
         ready.push(t);
     }
-    let out = d.engine.drain();
-    for t in out.transmits {
-        // Signed packets keep their order (the receiver refuses a packet counter that goes
-        // back), so authenticated interfaces are not paced.
-        let keyed = signing_address(d, t.ifindex).is_some();
-        let (ix, len) = (t.ifindex, t.bytes.len());
-        if keyed {
-            ready.push(t);
-        } else if let Some(t) = io.pacer.offer(ix, len, t, wall) {
-            ready.push(t);
-        }
-    }
+    // Signed packets keep their order (the receiver refuses a packet counter that goes
+    // back), so authenticated interfaces are not paced.
+    let keyed: Vec<u32> = d
+        .ifaces
+        .iter()
+        .filter_map(|i| i.ifindex)
+        .filter(|&ix| signing_address(d, ix).is_some())
+        .collect();
+    let unpaced = |ix: u32| keyed.contains(&ix);
+    let mut out = d.engine.drain();
+    let transmits = std::mem::take(&mut out.transmits);
+    offer_transmits(&mut io.pacer, transmits, wall, unpaced, &mut ready);
+    let mut rest = send_dumps(&mut d.engine, &mut io.pacer, now, wall, unpaced, &mut ready);
+    out.routes.append(&mut rest.routes);
+    out.events.append(&mut rest.events);
     for t in ready {
         let dst = match t.dst {
             Destination::Multicast => io.group,

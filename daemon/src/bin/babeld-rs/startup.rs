@@ -386,6 +386,8 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         d.engine.config().limits.max_routes,
         d.engine.config().limits.max_routes_per_neighbour
     );
+    // Periodic dumps are made as the pacer sends them (`pacing::send_dumps`).
+    d.engine.set_paced_dumps(true);
     let mut io = Io {
         socket,
         kernel,
