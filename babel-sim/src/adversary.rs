@@ -502,7 +502,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             continue;
                         };
                         let hops = usize::from(verify::TRACE_HOP_LIMIT);
-                        if r.path.len() >= hops
+                        if r.path.get(hops - 1) == Some(&v)
+                            && let Some(node) = nodes.get_mut(v)
+                        {
+                            // The neighbour forwards it back to us: the hop limit runs out here.
+                            node.verifier.handle_trace_returned(t, &hello);
+                        } else if r.path.len() >= hops
                             && let Some(&x) = r.path.get(hops - 1)
                             && x != dst
                             && let Some((ifindex, address)) = sim.neighbour_of(v, x)
