@@ -28,6 +28,7 @@ fn main() {
     let black_holes_evict = env("ADV_BLACK_HOLES_EVICT");
     let attribution = env("ADV_ATTRIBUTION");
     let returned = env("ADV_RETURNED");
+    let both_ends = env("ADV_BOTH_ENDS");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -62,6 +63,9 @@ fn main() {
         }
         if let Some(x) = returned {
             c.verify.score.returned_blame = x != 0;
+        }
+        if let Some(x) = both_ends {
+            c.verify.score.origin_at_both_ends = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

@@ -226,6 +226,9 @@ struct Session {
     trace: Trace,
     /// The route stayed as it was when the session started (§4.2.2).
     stable: bool,
+    /// The routes to the destination we held when the session started (§4.2.1, the origin at
+    /// both ends of the session).
+    at_start: Vec<VerifiableRoute>,
 }
 
 /// §4.2.2: whether `now` is the route `start` unchanged: same advertised metric, and our metric
@@ -548,6 +551,15 @@ impl Verifier {
                         looped: false,
                         trace: Trace::NotSent,
                         stable: true,
+                        at_start: if self.cfg.score.origin_at_both_ends {
+                            candidates
+                                .iter()
+                                .filter(|c| c.prefix == route.prefix)
+                                .copied()
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
                     },
                 );
             }
@@ -669,31 +681,14 @@ impl Verifier {
     fn blame(
         &self,
         route: &VerifiableRoute,
-        next_hop: Option<NeighbourId>,
-        returned: bool,
+        s: &Session,
         cost: u16,
         candidates: &[VerifiableRoute],
     ) -> Blame {
         if !self.cfg.score.attribution {
             return Blame::Unknown;
         }
-        // What the next hop offers the neighbour: its advertised metric, or, when the next hop
-        // is us (with `returned_blame`), the metric of our own selected route, which is what we
-        // advertise.
-        let offered = if returned && self.cfg.score.returned_blame {
-            candidates
-                .iter()
-                .find(|c| c.prefix == route.prefix && c.selected)
-                .map(|c| c.metric)
-        } else {
-            next_hop.and_then(|x| {
-                candidates
-                    .iter()
-                    .find(|c| c.prefix == route.prefix && c.neighbour == x)
-                    .map(|c| c.advertised)
-            })
-        };
-        let Some(offered) = offered else {
+        let Some(offered) = self.offered(route.prefix, s, candidates) else {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
@@ -701,16 +696,45 @@ impl Verifier {
             return Blame::Unknown;
         }
         // An honest neighbour's metric is its next hop's plus a link that costs at least `h`.
-        if route.advertised < offered.saturating_add(h) {
+        // With `origin_at_both_ends`, at the session's start too: a next hop whose metric rose
+        // during the session (a loop counting up) is ahead of the neighbour's update.
+        let below = |m: u16, offered: u16| m < offered.saturating_add(h);
+        let at_start = || {
+            self.offered(route.prefix, s, &s.at_start)
+                .is_some_and(|o| o < babel_wire::INFINITY && below(s.route.advertised, o))
+        };
+        if below(route.advertised, offered) && (!self.cfg.score.origin_at_both_ends || at_start()) {
             return Blame::Origin;
         }
         // The next hop's claim, with two of the cheapest links before it (ours to the
         // neighbour, the neighbour's to it), already fails against what we measured.
         let through_x = f64::from(offered.saturating_add(h.saturating_mul(2)));
+        if below(route.advertised, offered) {
+            // Not at both ends: nothing can be said.
+            return Blame::Unknown;
+        }
         if through_x < self.cfg.score.threshold * f64::from(cost) {
             Blame::Relay
         } else {
             Blame::Unknown
+        }
+    }
+
+    /// What the neighbour's next hop on the route to `prefix` (the session's trace) offers it,
+    /// by `routes`: the next hop's advertised metric, or, when the next hop is us (with
+    /// `returned_blame`), the metric of our own selected route, which is what we advertise.
+    fn offered(&self, prefix: Prefix, s: &Session, routes: &[VerifiableRoute]) -> Option<u16> {
+        if s.returned() && self.cfg.score.returned_blame {
+            routes
+                .iter()
+                .find(|c| c.prefix == prefix && c.selected)
+                .map(|c| c.metric)
+        } else {
+            let x = s.next_hop()?;
+            routes
+                .iter()
+                .find(|c| c.prefix == prefix && c.neighbour == x)
+                .map(|c| c.advertised)
         }
     }
 
@@ -868,7 +892,7 @@ impl Verifier {
                 self.counters.corrections += 1;
             }
             if failed {
-                check.blame = self.blame(&route, s.next_hop(), s.returned(), c, candidates);
+                check.blame = self.blame(&route, &s, c, candidates);
                 let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
                 check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
             }

@@ -60,6 +60,10 @@ pub struct ScoreConfig {
     /// metric, which is what we advertise to the neighbour (`spec/verify.md` §4.2.1, a loop
     /// through the verifier).
     pub returned_blame: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the neighbour is the origin of a
+    /// lie only if its claim is under its next hop's plus a link both when the session started
+    /// and when it ended (`spec/verify.md` §4.2.1).
+    pub origin_at_both_ends: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -186,6 +190,7 @@ impl Default for ScoreConfig {
             attribution: false,
             stable_evidence: StableEvidence::Off,
             returned_blame: false,
+            origin_at_both_ends: false,
         }
     }
 }

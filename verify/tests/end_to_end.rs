@@ -495,6 +495,44 @@ fn a_loop_through_us_blames_the_neighbour() {
     assert!(b.iter().all(|b| *b != Blame::Origin), "{b:?}");
 }
 
+/// §4.2.1 with `origin_at_both_ends`: a neighbour is the origin only if its claim is under its
+/// next hop's plus a link both when the session starts and when it ends; a next hop whose
+/// metric rose during the session (a loop counting up) is ahead of the neighbour's update.
+#[test]
+fn origin_at_both_ends_of_the_session() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    let blames = |cfg: VerifyConfig, start: &[VerifiableRoute], end: Vec<VerifiableRoute>| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        w.midway = Some(end);
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            let c = w.run_check(start);
+            if c.route.neighbour == nb(1) && c.accuracy.is_some_and(|a| a < 0.8) {
+                out.push(c.blame);
+            }
+        }
+        assert!(!out.is_empty());
+        out
+    };
+    // Neighbour 1 claims 144 throughout; its next hop, neighbour 2, claims 48 at the start
+    // (144 = 48 + a link) and 96 from the middle of the session on.
+    let start = [cand(1, 240, true), cand(2, 144, false)];
+    let end = vec![cand(1, 240, true), cand(2, 192, false)];
+    let b = blames(cfg, &start, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+    let mut both = cfg;
+    both.score.origin_at_both_ends = true;
+    let b = blames(both, &start, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    // Under its next hop's claim plus a link at both ends: the origin.
+    let b = blames(both, &end, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+}
+
 /// §4.2.1: a trace's answer must quote the session's own hop-limited Remote Hello exactly,
 /// while the session is under way; the first answer counts, a second one naming another
 /// router makes the next hop unknown, and everything else is dropped and counted.
