@@ -73,6 +73,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-attribution-returned BOOL  with attribution: a neighbour that forwards the route
                                 back to us is the origin of a lie if it claims less than our
                                 own metric plus a link (false)
+  verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
+                                is under its next hop's plus a link at both ends of the
+                                session (false)
   verify-stable-evidence MODE   evidence only from settled routes: off, settled (a check of a
                                 route that changed during its session is no evidence),
                                 forgive (a failure is forgiven once the neighbour's metric
@@ -122,6 +125,9 @@ pub enum VerifyStatement {
     /// `verify-attribution-returned BOOL`: a trace that comes back to us is attributed against
     /// our own route (§4.2.1).
     AttributionReturned(bool),
+    /// `verify-attribution-both-ends BOOL`: the origin of a lie is judged at both ends of the
+    /// session (§4.2.1).
+    AttributionBothEnds(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
 }
@@ -163,6 +169,7 @@ impl VerifyStatement {
             "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-attribution-returned" => VerifyStatement::AttributionReturned(flag()?),
+            "verify-attribution-both-ends" => VerifyStatement::AttributionBothEnds(flag()?),
             "verify-stable-evidence" => VerifyStatement::StableEvidence(
                 v.parse()
                     .map_err(|_| {
@@ -313,6 +320,7 @@ impl VerifySettings {
                 }
                 VerifyStatement::Attribution(b) => c.score.attribution = b,
                 VerifyStatement::AttributionReturned(b) => c.score.returned_blame = b,
+                VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 _ => {}
             }
@@ -1301,6 +1309,9 @@ mod tests {
             words("verify-attribution-returned sometimes"),
             Err(ParseError::BadValue { .. })
         ));
+        assert!(!s.config().score.origin_at_both_ends);
+        s.apply(words("verify-attribution-both-ends true").unwrap());
+        assert!(s.config().score.origin_at_both_ends);
     }
 
     #[test]
@@ -1310,7 +1321,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 19);
+        assert_eq!(listed.len(), 20);
         for k in listed {
             assert!(
                 !matches!(
