@@ -1811,7 +1811,7 @@ mod tests {
             }
             now = now + Duration::from_millis(1);
         }
-        let row = row.expect("a check");
+        let row = row.unwrap();
         assert!(row.returned, "{row:?}");
         assert_eq!(row.next_hop, None);
         assert_eq!(a.counters().traces_answered, 1);

@@ -692,7 +692,7 @@ impl Verifier {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
-        if offered >= babel_wire::INFINITY {
+        if offered == babel_wire::INFINITY {
             return Blame::Unknown;
         }
         // An honest neighbour's metric is its next hop's plus a link that costs at least `h`.
