@@ -27,7 +27,9 @@ fn main() {
     let per_neighbour = env("ADV_PER_NEIGHBOUR");
     let black_holes_evict = env("ADV_BLACK_HOLES_EVICT");
     let attribution = env("ADV_ATTRIBUTION");
-    // 0/off, 1/both, settled, forgive (§4.2.2's halves).
+    let returned = env("ADV_RETURNED");
+    let both_ends = env("ADV_BOTH_ENDS");
+    // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
             "0" => verify::StableEvidence::Off,
@@ -58,6 +60,12 @@ fn main() {
         }
         if let Some(x) = attribution {
             c.verify.score.attribution = x != 0;
+        }
+        if let Some(x) = returned {
+            c.verify.score.returned_blame = x != 0;
+        }
+        if let Some(x) = both_ends {
+            c.verify.score.origin_at_both_ends = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

@@ -502,7 +502,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             continue;
                         };
                         let hops = usize::from(verify::TRACE_HOP_LIMIT);
-                        if r.path.len() >= hops
+                        if r.path.get(hops - 1) == Some(&v)
+                            && let Some(node) = nodes.get_mut(v)
+                        {
+                            // The neighbour forwards it back to us: the hop limit runs out here.
+                            node.verifier.handle_trace_returned(t, &hello);
+                        } else if r.path.len() >= hops
                             && let Some(&x) = r.path.get(hops - 1)
                             && x != dst
                             && let Some((ifindex, address)) = sim.neighbour_of(v, x)
@@ -582,7 +587,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
@@ -592,6 +597,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 c.accuracy.map(|a| (a * 100.0).round() / 100.0),
                                 c.blame,
                                 c.stable,
+                                c.returned,
                                 c.verdict
                             );
                             if c.cost == Some(babel_wire::INFINITY - 1) {

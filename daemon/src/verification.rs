@@ -70,11 +70,19 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)
   verify-attribution BOOL       trace the neighbour's next hop (hop limit 2, ICMPv6 Time
                                 Exceeded) and blame the origin of a lie, not its relays (false)
+  verify-attribution-returned BOOL  with attribution: a neighbour that forwards the route
+                                back to us is the origin of a lie if it claims less than our
+                                own metric plus a link (false)
+  verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
+                                is under its next hop's plus a link at both ends of the
+                                session (false)
   verify-stable-evidence MODE   evidence only from settled routes: off, settled (a check of a
                                 route that changed during its session is no evidence),
                                 forgive (a failure is forgiven once the neighbour's metric
-                                rises to what was measured), both, or forgive-current
-                                (forgiven only while the metric stays risen) (off)";
+                                rises to what was measured), both, forgive-current
+                                (forgiven only while the metric stays risen), or
+                                forgive-retraction (as forgive, but a black hole is forgiven
+                                only when the route is retracted) (off)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +122,12 @@ pub enum VerifyStatement {
     PaperRule(bool),
     /// `verify-attribution BOOL`: attribution by the next hop (§4.2.1).
     Attribution(bool),
+    /// `verify-attribution-returned BOOL`: a trace that comes back to us is attributed against
+    /// our own route (§4.2.1).
+    AttributionReturned(bool),
+    /// `verify-attribution-both-ends BOOL`: the origin of a lie is judged at both ends of the
+    /// session (§4.2.1).
+    AttributionBothEnds(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
 }
@@ -154,9 +168,13 @@ impl VerifyStatement {
             "verify-loss-in-metric" => VerifyStatement::LossInMetric(flag()?),
             "verify-paper-rule" => VerifyStatement::PaperRule(flag()?),
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
+            "verify-attribution-returned" => VerifyStatement::AttributionReturned(flag()?),
+            "verify-attribution-both-ends" => VerifyStatement::AttributionBothEnds(flag()?),
             "verify-stable-evidence" => VerifyStatement::StableEvidence(
                 v.parse()
-                    .map_err(|_| bad("expected off, settled, forgive, both or forgive-current"))?,
+                    .map_err(|_| {
+                        bad("expected off, settled, forgive, both, forgive-current or forgive-retraction")
+                    })?,
             ),
             "verify-port" => VerifyStatement::Port(num(1, 65535, "expected a UDP port")? as u16),
             "verify-private-key" => {
@@ -301,6 +319,8 @@ impl VerifySettings {
                     };
                 }
                 VerifyStatement::Attribution(b) => c.score.attribution = b,
+                VerifyStatement::AttributionReturned(b) => c.score.returned_blame = b,
+                VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 _ => {}
             }
@@ -384,6 +404,9 @@ pub struct RouteRow {
     /// The neighbour's next hop on the route, found by the check's trace when it is one of our
     /// neighbours (§4.2.1; link-local address).
     pub next_hop: Option<IpAddr>,
+    /// The check's trace came back to us: the neighbour forwards the route to us (§4.2.1;
+    /// `next-hop self` in `dump`).
+    pub returned: bool,
     /// When it was checked.
     #[serde(skip)]
     pub at: Instant,
@@ -547,7 +570,8 @@ impl Verification {
     /// header). A Time Exceeded quoting one of our Remote Hellos sent from `trace_port` with a
     /// hop limit of at most [`verify::TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
     /// `from` names the neighbour's next hop if it is one of our neighbours' own addresses
-    /// ([`neighbour_owning`]). One quoting a Remote Hello from the verification port says the
+    /// ([`neighbour_owning`]); if `from` is the trace's own source address, our kernel sent it:
+    /// the trace came back to us. One quoting a Remote Hello from the verification port says the
     /// route under test loops (§3.4). Anything else quoting our port is dropped and counted
     /// (`traces_dropped`); a Time Exceeded about other traffic is not ours and is ignored.
     pub fn on_time_exceeded(
@@ -567,7 +591,12 @@ impl Verification {
                 return;
             }
         };
-        if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT {
+        if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT && from == q.src {
+            // Sent by our own kernel from the address the trace left from: the neighbour
+            // forwarded it back to us and its hop limit ran out here (§4.2.1, §9.6).
+            let r = self.verifier.handle_trace_returned(now, &q.hello);
+            tracing::debug!("trace of {} came back to us: {r:?}", q.hello.prefix);
+        } else if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT {
             let x = neighbour_owning(from, routes);
             let r = self.verifier.handle_trace_answer(now, &q.hello, x);
             tracing::debug!(
@@ -858,6 +887,7 @@ impl Verification {
             accuracy: c.accuracy.map(|a| (a * 1000.0).round() as u16),
             corrected: c.correction.map(|(m, _)| m),
             next_hop: c.next_hop.map(|x| x.address),
+            returned: c.returned,
             at: now,
         };
         if !self.rows.contains_key(&(c.route.prefix, n)) && self.rows.len() >= MAX_ROWS {
@@ -1064,7 +1094,11 @@ impl Verification {
                 opt(r.accuracy),
                 opt(r.corrected),
                 now.saturating_since(r.at).as_secs(),
-                r.next_hop.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+                match (r.next_hop, r.returned) {
+                    (Some(a), _) => a.to_string(),
+                    (None, true) => "self".to_owned(),
+                    (None, false) => "-".to_owned(),
+                },
             ));
         }
         out
@@ -1236,6 +1270,7 @@ mod tests {
             ("both", M::Both),
             ("true", M::Both),
             ("forgive-current", M::ForgiveCurrent),
+            ("forgive-retraction", M::ForgiveRetraction),
         ] {
             let mut s = VerifySettings::default();
             s.apply(words(&format!("verify-stable-evidence {w}")).unwrap());
@@ -1263,13 +1298,30 @@ mod tests {
     }
 
     #[test]
+    fn attribution_returned_statement() {
+        let mut s = VerifySettings::default();
+        assert!(!s.config().score.returned_blame);
+        s.apply(words("verify-attribution-returned true").unwrap());
+        assert!(s.config().score.returned_blame);
+        s.apply(words("verify-attribution-returned false").unwrap());
+        assert!(!s.config().score.returned_blame);
+        assert!(matches!(
+            words("verify-attribution-returned sometimes"),
+            Err(ParseError::BadValue { .. })
+        ));
+        assert!(!s.config().score.origin_at_both_ends);
+        s.apply(words("verify-attribution-both-ends true").unwrap());
+        assert!(s.config().score.origin_at_both_ends);
+    }
+
+    #[test]
     fn every_listed_statement_parses() {
         let listed: Vec<&str> = CONFIG_HELP
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 18);
+        assert_eq!(listed.len(), 20);
         for k in listed {
             assert!(
                 !matches!(
@@ -1707,6 +1759,70 @@ mod tests {
         a.trace_unavailable();
         assert!(!a.attribution());
         assert!(a.dump_lines(now, 800, |i| format!("if{i}"))[0].ends_with("trace-socket-failed 1"));
+    }
+
+    /// §4.2.1, a loop through the verifier: a Time Exceeded quoting our trace and sent from the
+    /// trace's own source address was sent by our kernel: the neighbour forwarded the trace
+    /// back to us. The route's row says so (`next-hop self`).
+    #[test]
+    fn a_trace_back_to_us_is_recognised() {
+        const TRACE_PORT: u16 = 40_000;
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let mut a_set = VerifySettings::default();
+        for w in [
+            "verify-enable true",
+            "verify-attribution true",
+            "verify-attribution-returned true",
+            "verify-destination fd77::4/128",
+        ] {
+            a_set.apply(words(w).unwrap());
+        }
+        a_set.apply(
+            words(&format!(
+                "verify-key fd77::4/128 {}",
+                hex::encode(d_key.verifying_key().as_bytes())
+            ))
+            .unwrap(),
+        );
+        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
+        let routes = vec![route("fd77::4/128", "fe80::2", 3, 288, true)];
+        let ours = vec![xroute("fd77::4/128")];
+        let mut now = Instant::from_micros(0);
+        let mut row = None;
+        for _ in 0..20_000 {
+            now = a.poll_timeout().min(d.poll_timeout()).max(now);
+            for g in &a.on_timer(now, &routes, 800).datagrams {
+                if g.trace {
+                    // Our own kernel answers, from the address the trace left from (fd77::1).
+                    let from: Ipv6Addr = "fd77::1".parse().unwrap();
+                    let te = time_exceeded_for(&g.bytes, TRACE_PORT);
+                    a.on_time_exceeded(now, from, &te, TRACE_PORT, &routes);
+                    continue;
+                }
+                d.on_datagram(now, "fd77::1".parse().unwrap(), 62, &g.bytes, &ours);
+            }
+            for g in &d.on_timer(now, &[], 800).datagrams {
+                a.on_datagram(now, "fd77::4".parse().unwrap(), 62, &g.bytes, &[]);
+            }
+            row = a.route_rows().into_iter().next();
+            if row.is_some() {
+                break;
+            }
+            now = now + Duration::from_millis(1);
+        }
+        let row = row.unwrap();
+        assert!(row.returned, "{row:?}");
+        assert_eq!(row.next_hop, None);
+        assert_eq!(a.counters().traces_answered, 1);
+        let dump = a.dump_lines(now, 800, |i| format!("if{i}"));
+        assert!(
+            dump.iter().any(
+                |l| l.starts_with("add verify-route fd77::4/128 via fe80::2")
+                    && l.ends_with("next-hop self")
+            ),
+            "{dump:?}"
+        );
     }
 
     #[test]

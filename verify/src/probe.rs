@@ -203,6 +203,9 @@ pub struct Check {
     /// The neighbour's next hop on the route, found by the session's trace when it is one of
     /// our neighbours (§4.2.1; `None` without attribution).
     pub next_hop: Option<NeighbourId>,
+    /// The neighbour's next hop on the route is us: the session's trace came back to us
+    /// (§4.2.1, a loop through the verifier).
+    pub returned: bool,
     /// What the check did to the neighbour.
     pub verdict: CheckVerdict,
 }
@@ -223,6 +226,9 @@ struct Session {
     trace: Trace,
     /// The route stayed as it was when the session started (§4.2.2).
     stable: bool,
+    /// The routes to the destination we held when the session started (§4.2.1, the origin at
+    /// both ends of the session).
+    at_start: Vec<VerifiableRoute>,
 }
 
 /// §4.2.2: whether `now` is the route `start` unchanged: same advertised metric, and our metric
@@ -236,9 +242,31 @@ impl Session {
     /// The neighbour's next hop on the route, if the trace found one of our neighbours.
     fn next_hop(&self) -> Option<NeighbourId> {
         match self.trace {
-            Trace::Answered(_, x) => x,
+            Trace::Answered(_, TraceHop::Neighbour(x)) => Some(x),
             _ => None,
         }
+    }
+
+    /// Whether the trace came back to us: the neighbour forwards the route to us (§4.2.1).
+    fn returned(&self) -> bool {
+        matches!(self.trace, Trace::Answered(_, TraceHop::Us))
+    }
+}
+
+/// Who answered a session's trace (§4.2.1): the neighbour's next hop on the route under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TraceHop {
+    /// One of our neighbours.
+    Neighbour(NeighbourId),
+    /// We did: the trace came back to us, the neighbour forwards the route to us.
+    Us,
+    /// A router that is not our neighbour (or the neighbour under test itself).
+    Other,
+}
+
+impl TraceHop {
+    fn of(from: Option<NeighbourId>) -> TraceHop {
+        from.map_or(TraceHop::Other, TraceHop::Neighbour)
     }
 }
 
@@ -249,8 +277,8 @@ enum Trace {
     NotSent,
     /// Sent: this Remote Hello, exactly, is what its Time Exceeded must quote.
     Sent(RemoteHello),
-    /// Answered, by one of our neighbours or (`None`) by a router that is not.
-    Answered(RemoteHello, Option<NeighbourId>),
+    /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour.
+    Answered(RemoteHello, TraceHop),
     /// Two answers that name different routers: somebody forged one, nothing is known.
     Conflicting(RemoteHello),
 }
@@ -523,6 +551,15 @@ impl Verifier {
                         looped: false,
                         trace: Trace::NotSent,
                         stable: true,
+                        at_start: if self.cfg.score.origin_at_both_ends {
+                            candidates
+                                .iter()
+                                .filter(|c| c.prefix == route.prefix)
+                                .copied()
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
                     },
                 );
             }
@@ -579,6 +616,22 @@ impl Verifier {
         quoted: &RemoteHello,
         from: Option<NeighbourId>,
     ) -> TraceAnswer {
+        self.answer_trace(quoted, from, false)
+    }
+
+    /// A session's trace came back to us: its hop limit ran out here, or we received it to
+    /// forward (§4.2.1): the neighbour under test forwards the route to us. It is matched,
+    /// counted and dropped as [`Verifier::handle_trace_answer`]'s answers are.
+    pub fn handle_trace_returned(&mut self, _now: Instant, quoted: &RemoteHello) -> TraceAnswer {
+        self.answer_trace(quoted, None, true)
+    }
+
+    fn answer_trace(
+        &mut self,
+        quoted: &RemoteHello,
+        from: Option<NeighbourId>,
+        us: bool,
+    ) -> TraceAnswer {
         let Some(s) = self
             .sessions
             .values_mut()
@@ -589,6 +642,7 @@ impl Verifier {
         };
         // The neighbour under test answering for itself names nobody behind it.
         let from = from.filter(|f| *f != s.route.neighbour);
+        let from = if us { TraceHop::Us } else { TraceHop::of(from) };
         let hello = quoted.clone();
         match &s.trace {
             Trace::Sent(_) => {
@@ -627,35 +681,60 @@ impl Verifier {
     fn blame(
         &self,
         route: &VerifiableRoute,
-        next_hop: Option<NeighbourId>,
+        s: &Session,
         cost: u16,
         candidates: &[VerifiableRoute],
     ) -> Blame {
         if !self.cfg.score.attribution {
             return Blame::Unknown;
         }
-        let Some(x) = next_hop.and_then(|x| {
-            candidates
-                .iter()
-                .find(|c| c.prefix == route.prefix && c.neighbour == x)
-        }) else {
+        let Some(offered) = self.offered(route.prefix, s, candidates) else {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
-        if x.advertised == babel_wire::INFINITY {
+        if offered == babel_wire::INFINITY {
             return Blame::Unknown;
         }
         // An honest neighbour's metric is its next hop's plus a link that costs at least `h`.
-        if route.advertised < x.advertised.saturating_add(h) {
+        // With `origin_at_both_ends`, at the session's start too: a next hop whose metric rose
+        // during the session (a loop counting up) is ahead of the neighbour's update.
+        let below = |m: u16, offered: u16| m < offered.saturating_add(h);
+        let at_start = || {
+            self.offered(route.prefix, s, &s.at_start)
+                .is_some_and(|o| o < babel_wire::INFINITY && below(s.route.advertised, o))
+        };
+        if below(route.advertised, offered) && (!self.cfg.score.origin_at_both_ends || at_start()) {
             return Blame::Origin;
         }
         // The next hop's claim, with two of the cheapest links before it (ours to the
         // neighbour, the neighbour's to it), already fails against what we measured.
-        let through_x = f64::from(x.advertised.saturating_add(h.saturating_mul(2)));
+        let through_x = f64::from(offered.saturating_add(h.saturating_mul(2)));
+        if below(route.advertised, offered) {
+            // Not at both ends: nothing can be said.
+            return Blame::Unknown;
+        }
         if through_x < self.cfg.score.threshold * f64::from(cost) {
             Blame::Relay
         } else {
             Blame::Unknown
+        }
+    }
+
+    /// What the neighbour's next hop on the route to `prefix` (the session's trace) offers it,
+    /// by `routes`: the next hop's advertised metric, or, when the next hop is us (with
+    /// `returned_blame`), the metric of our own selected route, which is what we advertise.
+    fn offered(&self, prefix: Prefix, s: &Session, routes: &[VerifiableRoute]) -> Option<u16> {
+        if s.returned() && self.cfg.score.returned_blame {
+            routes
+                .iter()
+                .find(|c| c.prefix == prefix && c.selected)
+                .map(|c| c.metric)
+        } else {
+            let x = s.next_hop()?;
+            routes
+                .iter()
+                .find(|c| c.prefix == prefix && c.neighbour == x)
+                .map(|c| c.advertised)
         }
     }
 
@@ -794,6 +873,7 @@ impl Verifier {
             blame: Blame::Unknown,
             stable,
             next_hop: s.next_hop(),
+            returned: s.returned(),
             verdict: CheckVerdict::Kept,
         };
         if let (Some(c), Some(a)) = (cost, a) {
@@ -812,7 +892,7 @@ impl Verifier {
                 self.counters.corrections += 1;
             }
             if failed {
-                check.blame = self.blame(&route, s.next_hop(), c, candidates);
+                check.blame = self.blame(&route, &s, c, candidates);
                 let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
                 check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
             }

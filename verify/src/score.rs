@@ -55,6 +55,15 @@ pub struct ScoreConfig {
     /// [`Rule::Confirmed`]: evidence only from settled routes (`spec/verify.md` §4.2.2), in
     /// two halves that can be used apart ([`StableEvidence`]).
     pub stable_evidence: StableEvidence,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: a trace that comes back to us
+    /// (the neighbour forwards the route to us) is attributed against our own selected route's
+    /// metric, which is what we advertise to the neighbour (`spec/verify.md` §4.2.1, a loop
+    /// through the verifier).
+    pub returned_blame: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the neighbour is the origin of a
+    /// lie only if its claim is under its next hop's plus a link both when the session started
+    /// and when it ended (`spec/verify.md` §4.2.1).
+    pub origin_at_both_ends: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -80,6 +89,10 @@ pub enum StableEvidence {
     /// real path cost wavers (its lie is half of it) rises for a moment and falls back, an
     /// honest neighbour that converged stays where it converged.
     ForgiveCurrent,
+    /// As [`StableEvidence::Forgive`], but a black hole is forgiven only when the neighbour
+    /// retracts the route (§4.2.2): a looping liar's metric counts up for a moment as the loop
+    /// breaks, an honest neighbour that led us into a loop withdraws the route.
+    ForgiveRetraction,
 }
 
 impl StableEvidence {
@@ -92,11 +105,15 @@ impl StableEvidence {
     pub fn forgives(self) -> bool {
         matches!(
             self,
-            StableEvidence::Forgive | StableEvidence::Both | StableEvidence::ForgiveCurrent
+            StableEvidence::Forgive
+                | StableEvidence::Both
+                | StableEvidence::ForgiveCurrent
+                | StableEvidence::ForgiveRetraction
         )
     }
 
-    /// The configuration keyword (`off`, `settled`, `forgive`, `both`).
+    /// The configuration keyword (`off`, `settled`, `forgive`, `both`, `forgive-current`,
+    /// `forgive-retraction`).
     pub fn as_str(self) -> &'static str {
         match self {
             StableEvidence::Off => "off",
@@ -104,6 +121,7 @@ impl StableEvidence {
             StableEvidence::Forgive => "forgive",
             StableEvidence::Both => "both",
             StableEvidence::ForgiveCurrent => "forgive-current",
+            StableEvidence::ForgiveRetraction => "forgive-retraction",
         }
     }
 }
@@ -115,17 +133,18 @@ impl std::fmt::Display for StableEvidence {
 }
 
 /// A `stable_evidence` keyword that is none of `off`, `settled`, `forgive`, `both`,
-/// `forgive-current` (or the booleans `false`, `true`).
+/// `forgive-current`, `forgive-retraction` (or the booleans `false`, `true`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown stable-evidence mode {0:?} (expected off, settled, forgive, both or forgive-current)"
+    "unknown stable-evidence mode {0:?} (expected off, settled, forgive, both, forgive-current or forgive-retraction)"
 )]
 pub struct UnknownStableEvidence(pub String);
 
 impl std::str::FromStr for StableEvidence {
     type Err = UnknownStableEvidence;
 
-    /// `false`/`off`, `settled`, `forgive`, `true`/`both`, `forgive-current`.
+    /// `false`/`off`, `settled`, `forgive`, `true`/`both`, `forgive-current`,
+    /// `forgive-retraction`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "off" | "false" => Ok(StableEvidence::Off),
@@ -133,6 +152,7 @@ impl std::str::FromStr for StableEvidence {
             "forgive" => Ok(StableEvidence::Forgive),
             "both" | "true" => Ok(StableEvidence::Both),
             "forgive-current" => Ok(StableEvidence::ForgiveCurrent),
+            "forgive-retraction" => Ok(StableEvidence::ForgiveRetraction),
             _ => Err(UnknownStableEvidence(s.to_owned())),
         }
     }
@@ -169,6 +189,8 @@ impl Default for ScoreConfig {
             confirm_within: Duration::from_secs(45),
             attribution: false,
             stable_evidence: StableEvidence::Off,
+            returned_blame: false,
+            origin_at_both_ends: false,
         }
     }
 }
@@ -314,7 +336,8 @@ impl NeighbourScore {
     /// failing check found, `metric_of` giving the current metric `m` of the route (our link
     /// included; `INFINITY` when retracted, `None` when unknown). A measured lie is forgiven
     /// when `m ≥ S · c`; a black hole when the route is retracted or its metric rose by at
-    /// least `1/S`. With [`StableEvidence::ForgiveCurrent`] a failure is only set aside while
+    /// least `1/S` (with [`StableEvidence::ForgiveRetraction`], only when it is retracted).
+    /// With [`StableEvidence::ForgiveCurrent`] a failure is only set aside while
     /// this holds, judged again at every call, and its run goes on if the metric falls back.
     /// Returns how many were forgiven (set aside) now.
     pub fn forgive_corrected(
@@ -340,7 +363,10 @@ impl NeighbourScore {
             let corrected = if m == babel_wire::INFINITY {
                 true
             } else if c >= babel_wire::INFINITY - 1 {
-                f64::from(m) * cfg.threshold >= f64::from(m0)
+                // A black hole: a rise of the metric by `1/S`, or with `forgive-retraction`
+                // nothing short of a retraction.
+                cfg.stable_evidence != StableEvidence::ForgiveRetraction
+                    && f64::from(m) * cfg.threshold >= f64::from(m0)
             } else {
                 f64::from(m) >= cfg.threshold * f64::from(c)
             };
@@ -944,6 +970,76 @@ mod tests {
         assert_eq!(
             "forgive-current".parse(),
             Ok(StableEvidence::ForgiveCurrent)
+        );
+    }
+
+    /// §4.2.2 `forgive-retraction`: a black hole is forgiven only when the neighbour retracts
+    /// the route, not when its metric rises by `1/S` (which a looping liar's metric does for a
+    /// moment as the loop counts up); a measured lie is still forgiven by a rise to `S · c`.
+    #[test]
+    fn black_hole_forgiven_only_by_retraction() {
+        let inf = babel_wire::INFINITY - 1;
+        let hole = Evidence {
+            a: 0.0,
+            black_hole: true,
+            blame: Blame::Origin,
+            measure: Some((200, inf, true)),
+        };
+        for (mode, evicted) in [
+            (StableEvidence::Forgive, false),
+            (StableEvidence::ForgiveRetraction, true),
+        ] {
+            let cfg = ScoreConfig {
+                attribution: true,
+                stable_evidence: mode,
+                ..ScoreConfig::default()
+            };
+            let mut n = NeighbourScore::default();
+            assert_eq!(
+                n.record_evidence(t(0), &cfg, p(1), hole),
+                CheckVerdict::Kept
+            );
+            // The metric rises by 1/S (200 -> 250), the route is not retracted.
+            let forgiven = n.forgive_corrected(t(10), &cfg, |_| Some(250));
+            assert_eq!(forgiven, usize::from(!evicted), "{mode}");
+            let v = n.record_evidence(t(20), &cfg, p(1), hole);
+            assert_eq!(matches!(v, CheckVerdict::Evicted(_)), evicted, "{mode}");
+        }
+        let cfg = ScoreConfig {
+            attribution: true,
+            stable_evidence: StableEvidence::ForgiveRetraction,
+            ..ScoreConfig::default()
+        };
+        // Retracted: forgiven.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &cfg, p(1), hole);
+        let retracted = n.forgive_corrected(t(10), &cfg, |_| Some(babel_wire::INFINITY));
+        assert_eq!(retracted, 1);
+        assert_eq!(
+            n.record_evidence(t(20), &cfg, p(1), hole),
+            CheckVerdict::Kept
+        );
+        // A measured lie: forgiven by a rise to S · c, as with `forgive`.
+        let lie = Evidence {
+            a: 0.5,
+            black_hole: false,
+            blame: Blame::Unknown,
+            measure: Some((200, 400, true)),
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &cfg, p(2), lie);
+        assert_eq!(n.forgive_corrected(t(10), &cfg, |_| Some(320)), 1);
+        assert_eq!(
+            n.record_evidence(t(20), &cfg, p(2), lie),
+            CheckVerdict::Kept
+        );
+        assert_eq!(
+            "forgive-retraction".parse(),
+            Ok(StableEvidence::ForgiveRetraction)
+        );
+        assert_eq!(
+            StableEvidence::ForgiveRetraction.to_string(),
+            "forgive-retraction"
         );
     }
 }

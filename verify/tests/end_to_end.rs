@@ -43,6 +43,9 @@ struct World {
     delivered: Vec<Vec<u8>>,
     /// The next hop each neighbour's path takes (answers the hop-limited Remote Hello, §4.2.1).
     next_hops: Vec<(NeighbourId, NeighbourId)>,
+    /// Neighbours whose path comes back through us (their hop-limited Remote Hello runs out of
+    /// hop limit here, §4.2.1).
+    returns: Vec<NeighbourId>,
     /// Checks that ended together with the one returned (one session per neighbour, §2.2).
     pending: std::collections::VecDeque<Check>,
     /// The routes the engine holds from the session's eleventh Remote Hello on (a route that
@@ -67,6 +70,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         tamper: |_| {},
         delivered: Vec::new(),
         next_hops: Vec::new(),
+        returns: Vec::new(),
         pending: std::collections::VecDeque::new(),
         midway: None,
     }
@@ -112,6 +116,9 @@ impl World {
                         if let Some(&(_, x)) = self.next_hops.iter().find(|(n, _)| *n == neighbour)
                         {
                             assert!(self.v.handle_trace(self.now, &hello, x));
+                        } else if self.returns.contains(&neighbour) {
+                            let r = self.v.handle_trace_returned(self.now, &hello);
+                            assert_eq!(r, TraceAnswer::Accepted);
                         }
                     }
                     ProbeAction::Checked(c) => self.pending.push_back(c),
@@ -443,6 +450,87 @@ fn origin_of_a_lie_is_blamed() {
     w.next_hops.push((nb(1), nb(1)));
     let c = w.run_check(&[cand(1, 144, true)]);
     assert_eq!(c.blame, Blame::Unknown);
+}
+
+/// §4.2.1, a loop through the verifier: a neighbour that forwards the route back to us is
+/// compared with what we advertise (our selected route's metric). One that claims less than
+/// that plus a link is the origin; an honest one behind us is not, and without
+/// `returned_blame` nobody is blamed.
+#[test]
+fn a_loop_through_us_blames_the_neighbour() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    cfg.score.returned_blame = true;
+    let blames = |cfg: VerifyConfig, hops: u8, cands: &[VerifiableRoute]| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = hops;
+        w.returns.push(nb(1));
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            let c = w.run_check(cands);
+            if c.route.neighbour == nb(1) {
+                assert!(c.returned);
+                assert_eq!(c.next_hop, None);
+                out.push(c.blame);
+            }
+        }
+        assert!(!out.is_empty());
+        out
+    };
+    // We route through neighbour 2 at 240 (we advertise 240); neighbour 1 forwards to us and
+    // claims 48: its own path costs at least 240 + a link.
+    let liar = [cand(1, 144, false), cand(2, 240, true)];
+    let b = blames(cfg, 3, &liar);
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+    // Without `returned_blame`, a trace back to us names nobody.
+    let mut off = cfg;
+    off.score.returned_blame = false;
+    let b = blames(off, 3, &liar);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    // An honest neighbour behind us claims 340 (our 240 plus a link of 100); a path of 6 hops
+    // fails the check, but not at the neighbour.
+    let honest = [cand(1, 436, false), cand(2, 240, true)];
+    let b = blames(cfg, 6, &honest);
+    assert!(b.iter().all(|b| *b != Blame::Origin), "{b:?}");
+}
+
+/// §4.2.1 with `origin_at_both_ends`: a neighbour is the origin only if its claim is under its
+/// next hop's plus a link both when the session starts and when it ends; a next hop whose
+/// metric rose during the session (a loop counting up) is ahead of the neighbour's update.
+#[test]
+fn origin_at_both_ends_of_the_session() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    let blames = |cfg: VerifyConfig, start: &[VerifiableRoute], end: Vec<VerifiableRoute>| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        w.midway = Some(end);
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            let c = w.run_check(start);
+            if c.route.neighbour == nb(1) && c.accuracy.is_some_and(|a| a < 0.8) {
+                out.push(c.blame);
+            }
+        }
+        assert!(!out.is_empty());
+        out
+    };
+    // Neighbour 1 claims 144 throughout; its next hop, neighbour 2, claims 48 at the start
+    // (144 = 48 + a link) and 96 from the middle of the session on.
+    let start = [cand(1, 240, true), cand(2, 144, false)];
+    let end = vec![cand(1, 240, true), cand(2, 192, false)];
+    let b = blames(cfg, &start, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+    let mut both = cfg;
+    both.score.origin_at_both_ends = true;
+    let b = blames(both, &start, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    // Under its next hop's claim plus a link at both ends: the origin.
+    let b = blames(both, &end, end.clone());
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
 }
 
 /// §4.2.1: a trace's answer must quote the session's own hop-limited Remote Hello exactly,
