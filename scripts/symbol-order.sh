@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Regenerates packaging/router/symbol-order.txt, the order in which `cargo router` (the router
+# build: profile small, static-pie glibc; .cargo/config.toml) lays out the binary's functions.
+#
+# Why: the kernel maps a binary's text by 64 KiB blocks around each page fault (fault-around),
+# so a function that runs once at start-up keeps its whole block resident. With the functions
+# in the compiler's order, start-up touches nearly every block of the ~3 MB text and all of it
+# stays resident. Laid out with the functions a router runs packed together, the rest is never
+# faulted in. See docs/benchmarks.md, "Idle, eighth pass".
+#
+# How: the router build, with its symbols kept (`-C strip=none`), runs under valgrind's
+# callgrind, which lists every function executed (not a sample), in the daemon bench's ring of 4
+# (start-up, convergence, IDLE s idle, default 30) and in a full-table exchange of ROUTES routes
+# (default 2000; ROUTES=0 skips it): sender and receiver. The list holds every function that ran
+# in any of these daemons, most instructions first. Only names the linker finds are used: a stale
+# list (functions renamed or gone) costs memory, never the build (lld ignores names it does not
+# know; `cargo router` passes --no-warn-symbol-ordering).
+#
+# Usage: sudo scripts/symbol-order.sh     (needs valgrind, lld, babeld; takes a few minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "symbol-order: needs root (the bench's network namespaces)"; exit 1; }
+command -v valgrind >/dev/null || { echo "symbol-order: needs valgrind"; exit 1; }
+out=packaging/router/symbol-order.txt
+work=$(mktemp -d)
+# KEEP=1 keeps the profiles and the lists (the path is printed at the end).
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
+
+cargo router -C strip=none
+cp target/small/babeld-rs "$work/babeld-rs"
+# The bench starts "$BIN": a wrapper that runs the binary under callgrind, one profile per
+# process. Mangled names (--demangle=no): the linker's ordering file takes symbol names.
+cat > "$work/wrap" <<EOF
+#!/bin/sh
+exec valgrind -q --tool=callgrind --demangle=no \
+  --callgrind-out-file=$work/cg.%p $work/babeld-rs "\$@"
+EOF
+chmod +x "$work/wrap"
+what=(idle)
+[ "${ROUTES:-2000}" = 0 ] || what+=(full-table "${ROUTES:-2000}")
+BIN=$work/wrap DAEMONS=rs RECEIVERS=rs IDLE=${IDLE:-30} scripts/bench-daemon.sh "${what[@]}"
+# The bench stops the daemons with SIGTERM; callgrind writes its profile as they exit.
+for _ in $(seq 60); do pgrep -f "$work/babeld-rs" >/dev/null || break; sleep 1; done
+ls "$work"/cg.* >/dev/null
+
+# Each profile: "fn=(id) name" introduces a function, "fn=(id)" repeats it; the cost lines
+# after it (position and instructions) are its own cost; "cfn=(id) name" (a callee) can be the
+# first to name an id. Sum each function's instructions over
+# every profile, keep the names the binary defines, most instructions first.
+nm --defined-only "$work/babeld-rs" | awk '$2 ~ /^[tTwWi]$/ {print $3}' | sort -u > "$work/defined"
+awk '
+  FNR == 1 { npos = 1 }
+  /^positions:/ { npos = NF - 1; next }
+  function fname(s) {
+    if (match(s, /^\([0-9]+\) /)) { name[FILENAME, substr(s, 1, RLENGTH - 1)] = substr(s, RLENGTH + 1); return substr(s, RLENGTH + 1) }
+    if (match(s, /^\([0-9]+\)$/)) return name[FILENAME, s]
+    return s
+  }
+  /^fn=/ { cur = fname(substr($0, 4)); next }
+  /^cfn=/ { fname(substr($0, 5)); next }
+  /^(cfi|cfl|calls|fl|fi|fe|ob|cob)=/ { if ($0 ~ /^calls=/) skip = 1; next }
+  /^[0-9+-]/ { if (skip) { skip = 0; next } if (cur != "") cost[cur] += $(npos + 1); next }
+  END { for (f in cost) printf "%d %s\n", cost[f], f }
+' "$work"/cg.* | sort -k1,1nr -k2 | awk '{print $2}' > "$work/ran"
+# Callgrind marks a recursive call's cycle with 'N (name'2): the name is the same. Start-up code
+# callgrind names otherwise ("(below main)") or sees only in part, and every IFUNC resolver (a
+# static glibc runs them all before main, each from its function's object), follow the list.
+{
+  sed "s/'[0-9]*\$//" "$work/ran"
+  echo _start; echo __libc_start_main; echo __libc_start_call_main; echo _dl_relocate_static_pie
+  nm --defined-only "$work/babeld-rs" | awk '$2 == "i" {print $3}'
+  # A resolver picks a string function's variant for the CPU it runs on, and valgrind's CPU is
+  # not the router's: every variant of a family the list has (__memmove_avx_unaligned_erms:
+  # __memmove_evex_unaligned_erms, __memmove_sse2_unaligned, ...).
+  sed -nE 's/^(__[a-z]+)_(avx|evex|sse|ssse|erms).*$/\1/p' "$work/ran" | sort -u > "$work/families"
+  grep -E '^__[a-z]+_(avx|evex|sse|ssse|erms)' "$work/defined" | grep -F -f <(sed 's/$/_/' "$work/families") || true
+} | awk '!seen[$0]++' | grep -Fxf "$work/defined" > "$work/order" || true
+n=$(wc -l < "$work/order")
+[ "$n" -gt 100 ] || { echo "symbol-order: only $n functions found, keeping $out"; exit 1; }
+mkdir -p "$(dirname "$out")"
+{
+  echo "# Functions a router runs (start-up, ring of 4 idle, full-table exchange), most instructions"
+  echo "# first: the link order of \`cargo router\`. Generated by scripts/symbol-order.sh; do not edit."
+  cat "$work/order"
+} > "$out"
+# Cargo does not see the list (a linker argument): the binary's main file is touched so the next
+# `cargo router` links again. A list changed by git needs the same (or `cargo clean -p daemon`).
+touch daemon/src/bin/babeld-rs/main.rs
+echo "symbol-order: $n functions written to $out; \`cargo router\` links with it"
+[ -z "${KEEP:-}" ] || echo "symbol-order: profiles and lists kept in $work"
