@@ -11,46 +11,17 @@
 // The counting global allocator below is the one `unsafe` here: `GlobalAlloc` is an unsafe trait.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use babel_core::{Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind};
-use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
+use babel_wire::{EncodeOptions, Hello, Ihu, Message, RouterId, encode};
 
-/// The system allocator, counting the bytes live on the heap: the engine's own bytes per route,
-/// without the allocator's slack and page rounding that the RSS figures include.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts the sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod common;
+use common::{Counting, live};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -105,24 +76,7 @@ fn main() {
         }
     }
     // The dump: n /64s from 64 routers.
-    let updates: Vec<Message> = (0..n)
-        .map(|i| {
-            let addr = Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 0);
-            Message::Update(Update {
-                prefix: Some(Prefix::new(IpAddr::V6(addr), 64).unwrap()),
-                v4_via_v6: false,
-                src_prefix: None,
-                interval: 1600,
-                seqno: 7,
-                metric: 96 + (i % 500) as u16,
-                router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 1, (i % 64) as u8])),
-                next_hop: None,
-                price: Some(100),
-                path_rtt: None,
-                diversity: None,
-            })
-        })
-        .collect();
+    let updates: Vec<Message> = common::full_table(n);
     let packets = encode(&updates, &opts).unwrap();
     let wire_bytes: usize = packets.iter().map(|p| p.len()).sum();
     drop(updates);

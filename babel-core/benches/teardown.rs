@@ -10,60 +10,16 @@
 // The counting global allocator below is the one `unsafe` here: `GlobalAlloc` is an unsafe trait.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use babel_core::{Destination, Engine, EngineConfig, Instant, InterfaceConfig, InterfaceKind};
-use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
+use babel_wire::{EncodeOptions, Hello, Ihu, Message, RouterId, Update, encode};
 
-/// The system allocator, counting the bytes live on the heap and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts the sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod common;
+use common::{Counting, live, peak, reset_peak};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-/// Starts a new peak from the bytes live now.
-fn reset_peak() {
-    PEAK.store(live(), Ordering::Relaxed);
-}
-
-fn peak() -> usize {
-    PEAK.load(Ordering::Relaxed)
-}
 
 const US: &str = "fe80::1";
 const NB: &str = "fe80::2";
@@ -111,24 +67,7 @@ fn learned(n: u32, now: Instant) -> Engine {
     for seq in 1..=2u16 {
         receive(&mut e, now, &hello_ihu(seq, 96));
     }
-    let updates: Vec<Message> = (0..n)
-        .map(|i| {
-            let addr = Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 0);
-            Message::Update(Update {
-                prefix: Some(Prefix::new(IpAddr::V6(addr), 64).unwrap()),
-                v4_via_v6: false,
-                src_prefix: None,
-                interval: 1600,
-                seqno: 7,
-                metric: 96 + (i % 500) as u16,
-                router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 1, (i % 64) as u8])),
-                next_hop: None,
-                price: Some(100),
-                path_rtt: None,
-                diversity: None,
-            })
-        })
-        .collect();
+    let updates: Vec<Message> = common::full_table(n);
     receive(&mut e, now, &updates);
     drop(updates);
     e.handle_timeout(now + Duration::from_secs(3));
