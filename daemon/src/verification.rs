@@ -1426,24 +1426,34 @@ mod tests {
         )
     }
 
-    /// Two daemons' verification, A verifying B's route to D: the liar's route (advertised
-    /// metric 97 over two hops, `c` = 192) is corrected, then its neighbour evicted, through
-    /// encoded datagrams and with the probe route announced first.
-    #[test]
-    fn a_lie_is_corrected_then_evicted_through_datagrams() {
-        let d_key = SigningKey::from_bytes(&[7; 32]);
-        let mut a_set = VerifySettings::default();
-        a_set.apply(words("verify-enable true").unwrap());
-        a_set.apply(
+    /// A (router-id 0xa, seed 1) verifying D's `fd77::4/128` with D's key, after the statements
+    /// `extra`.
+    fn verifier_of_d(extra: &[&str], d_key: &SigningKey) -> Verification {
+        let mut settings = VerifySettings::default();
+        for w in ["verify-enable true", "verify-destination fd77::4/128"]
+            .iter()
+            .chain(extra)
+        {
+            settings.apply(words(w).unwrap());
+        }
+        settings.apply(
             words(&format!(
                 "verify-key fd77::4/128 {}",
                 hex::encode(d_key.verifying_key().as_bytes())
             ))
             .unwrap(),
         );
-        a_set.apply(words("verify-destination fd77::4/128").unwrap());
+        peer(settings, 0xa, SigningKey::from_bytes(&[1; 32]), 1)
+    }
+
+    /// Two daemons' verification, A verifying B's route to D: the liar's route (advertised
+    /// metric 97 over two hops, `c` = 192) is corrected, then its neighbour evicted, through
+    /// encoded datagrams and with the probe route announced first.
+    #[test]
+    fn a_lie_is_corrected_then_evicted_through_datagrams() {
+        let d_key = SigningKey::from_bytes(&[7; 32]);
         let t0 = Instant::from_micros(0);
-        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        let mut a = verifier_of_d(&[], &d_key);
         let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let liar = route("fd77::4/128", "fe80::2", 3, 97, true);
         let honest = route("fd77::4/128", "fe80::3", 4, 192, false);
@@ -1635,22 +1645,7 @@ mod tests {
     fn a_trace_names_the_neighbours_next_hop() {
         const TRACE_PORT: u16 = 40_000;
         let d_key = SigningKey::from_bytes(&[7; 32]);
-        let mut a_set = VerifySettings::default();
-        for w in [
-            "verify-enable true",
-            "verify-attribution true",
-            "verify-destination fd77::4/128",
-        ] {
-            a_set.apply(words(w).unwrap());
-        }
-        a_set.apply(
-            words(&format!(
-                "verify-key fd77::4/128 {}",
-                hex::encode(d_key.verifying_key().as_bytes())
-            ))
-            .unwrap(),
-        );
-        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
+        let mut a = verifier_of_d(&["verify-attribution true"], &d_key);
         assert!(a.attribution());
         let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let mut c_own = route("fd77::3/128", "fe80::3", 4, 96, true);
@@ -1768,23 +1763,13 @@ mod tests {
     fn a_trace_back_to_us_is_recognised() {
         const TRACE_PORT: u16 = 40_000;
         let d_key = SigningKey::from_bytes(&[7; 32]);
-        let mut a_set = VerifySettings::default();
-        for w in [
-            "verify-enable true",
-            "verify-attribution true",
-            "verify-attribution-returned true",
-            "verify-destination fd77::4/128",
-        ] {
-            a_set.apply(words(w).unwrap());
-        }
-        a_set.apply(
-            words(&format!(
-                "verify-key fd77::4/128 {}",
-                hex::encode(d_key.verifying_key().as_bytes())
-            ))
-            .unwrap(),
+        let mut a = verifier_of_d(
+            &[
+                "verify-attribution true",
+                "verify-attribution-returned true",
+            ],
+            &d_key,
         );
-        let mut a = peer(a_set, 0xa, SigningKey::from_bytes(&[1; 32]), 1);
         let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let routes = vec![route("fd77::4/128", "fe80::2", 3, 288, true)];
         let ours = vec![xroute("fd77::4/128")];
