@@ -137,10 +137,11 @@ impl Engine {
         if self.departed.is_empty() {
             return;
         }
-        let ids: Vec<u64> = self.departed.keys().copied().collect();
-        let flushed: Vec<(RouteKey, Route)> = ids
-            .into_iter()
-            .filter_map(|nid| Some((*key, self.routes.remove_route(key, nid)?)))
+        let routes = &mut self.routes;
+        let flushed: Vec<(RouteKey, Route)> = self
+            .departed
+            .keys()
+            .filter_map(|nid| Some((*key, routes.remove_route(key, *nid)?)))
             .collect();
         self.flush_events(now, &flushed);
     }
