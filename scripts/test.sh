@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(babeld bird2 tshark tcpdump iproute2 iputils-ping wireguard-go wireguard-tools iperf3 nftables chromium)
+packages=(babeld bird2 tshark tcpdump iproute2 iputils-ping wireguard-go wireguard-tools iperf3 nftables chromium valgrind)
 # As a user with sudo, run again as root (keeping the Rust toolchain on the PATH); a fresh
 # Debian's root shell has no sudo and needs none. BABELD_RS_NO_SUDO=1 runs as the user.
 if [ "$(id -u)" != 0 ] && [ -z "${BABELD_RS_NO_SUDO:-}" ] && command -v sudo >/dev/null; then
@@ -59,6 +59,12 @@ echo "== monitor bench, once in test mode (its checks: every route learned, a li
 MONITOR_ROUTES=20000 MONITOR_ROUNDS=1 cargo test -p daemon --bench monitor
 echo "== settlement in the daemon (feature settlement; anvil in a namespace)"
 cargo test -p daemon --features settlement --test settlement_netns
+echo "== the router build's symbol list covers the functions a router runs (scripts/symbol-order.sh --check)"
+if [ "$(id -u)" = 0 ]; then
+  scripts/symbol-order.sh --check
+else
+  echo "skipped: the check runs routers in network namespaces, which needs root"
+fi
 echo "== 50 routers on one bridge (alone: it needs the machine to itself)"
 # The release daemon built above from this same tree: 50 optimised daemons fit a 2-core
 # machine better than 50 debug ones.
