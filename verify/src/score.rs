@@ -64,6 +64,11 @@ pub struct ScoreConfig {
     /// lie only if its claim is under its next hop's plus a link both when the session started
     /// and when it ended (`spec/verify.md` §4.2.1).
     pub origin_at_both_ends: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: how many traces a session sends,
+    /// with hop limits from 2 up (`spec/verify.md` §4.2.1, the deeper trace): 1 finds the
+    /// neighbour's next hop only; more find the first of our neighbours further on the route.
+    /// At most [`crate::MAX_TRACE_DEPTH`].
+    pub trace_depth: u8,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -191,6 +196,7 @@ impl Default for ScoreConfig {
             stable_evidence: StableEvidence::Off,
             returned_blame: false,
             origin_at_both_ends: false,
+            trace_depth: 1,
         }
     }
 }
