@@ -69,13 +69,13 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
   verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)
   verify-attribution BOOL       trace the neighbour's next hop (hop limit 2, ICMPv6 Time
-                                Exceeded) and blame the origin of a lie, not its relays (false)
+                                Exceeded) and blame the origin of a lie, not its relays (true)
   verify-attribution-returned BOOL  with attribution: a neighbour that forwards the route
                                 back to us is the origin of a lie if it claims less than our
-                                own metric plus a link (false)
+                                own metric plus a link (true)
   verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
                                 is under its next hop's plus a link at both ends of the
-                                session (false)
+                                session (true)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -85,7 +85,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 rises to what was measured), both, forgive-current
                                 (forgiven only while the metric stays risen), or
                                 forgive-retraction (as forgive, but a black hole is forgiven
-                                only when the route is retracted) (off)";
+                                only when the route is retracted) (forgive-retraction)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1302,9 +1302,10 @@ mod tests {
         s.apply(words("verify-stable-evidence forgive").unwrap());
         s.apply(words("verify-stable-evidence settled").unwrap());
         assert_eq!(s.config().score.stable_evidence, M::Settled);
+        // The default since 2026-11-30 (`docs/verify.md`, the deeper trace and the defaults).
         assert_eq!(
             VerifySettings::default().config().score.stable_evidence,
-            M::Off
+            M::ForgiveRetraction
         );
         match words("verify-stable-evidence sometimes") {
             Err(ParseError::BadValue { what, value, .. }) => {
@@ -1321,19 +1322,20 @@ mod tests {
 
     #[test]
     fn attribution_returned_statement() {
+        // On by default since 2026-11-30.
         let mut s = VerifySettings::default();
+        assert!(s.config().score.attribution && s.config().score.returned_blame);
+        s.apply(words("verify-attribution-returned false").unwrap());
         assert!(!s.config().score.returned_blame);
         s.apply(words("verify-attribution-returned true").unwrap());
         assert!(s.config().score.returned_blame);
-        s.apply(words("verify-attribution-returned false").unwrap());
-        assert!(!s.config().score.returned_blame);
         assert!(matches!(
             words("verify-attribution-returned sometimes"),
             Err(ParseError::BadValue { .. })
         ));
-        assert!(!s.config().score.origin_at_both_ends);
-        s.apply(words("verify-attribution-both-ends true").unwrap());
         assert!(s.config().score.origin_at_both_ends);
+        s.apply(words("verify-attribution-both-ends false").unwrap());
+        assert!(!s.config().score.origin_at_both_ends);
     }
 
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the

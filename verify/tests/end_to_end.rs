@@ -168,7 +168,9 @@ fn honest_route_scores_one() {
     assert_eq!(c.correction, None);
     assert_eq!(c.verdict, CheckVerdict::Kept);
     let n = w.v.counters();
-    assert_eq!(n.probes_sent, 20);
+    // 20 Remote Hellos and, with attribution (on by default), one trace.
+    assert_eq!(n.probes_sent, 20 + n.traces_sent);
+    assert_eq!(n.traces_sent, 1);
     assert_eq!(n.answers, 20);
     assert_eq!(n.checks, 1);
 }
@@ -521,6 +523,7 @@ fn origin_at_both_ends_of_the_session() {
     let k = key(1);
     let mut cfg = VerifyConfig::default();
     cfg.score.attribution = true;
+    cfg.score.origin_at_both_ends = false;
     let blames = |cfg: VerifyConfig, start: &[VerifiableRoute], end: Vec<VerifiableRoute>| {
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
