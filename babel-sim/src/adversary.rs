@@ -608,7 +608,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} found {:?} links {} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
@@ -619,9 +619,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 c.blame,
                                 c.stable,
                                 c.returned,
+                                c.next_hop
+                                    .and_then(|x| sim.peer_node(v, x.ifindex, x.address)),
+                                c.trace_links,
                                 c.verdict
                             );
-                            if c.cost == Some(babel_wire::INFINITY - 1) {
+                            if c.accuracy.is_some_and(|a| a < cfg.verify.score.threshold) {
                                 let mut path = vec![v, peer];
                                 let mut cur = peer;
                                 while cur != dst && path.len() < 20 {
