@@ -607,8 +607,24 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         if trace {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
+                            // What the router the traces found advertises to us now (a
+                            // diagnostic: the origin test of §4.2.1 on every check, passing
+                            // ones included).
+                            let found_adv = c.next_hop.and_then(|x| {
+                                sim.engine(v).and_then(|e| {
+                                    e.routes(t)
+                                        .into_iter()
+                                        .find(|r| {
+                                            r.prefix == c.route.prefix
+                                                && r.src_prefix.is_none()
+                                                && r.ifindex == x.ifindex
+                                                && r.via == x.address
+                                        })
+                                        .map(|r| VerifiableRoute::from_route(&r).advertised)
+                                })
+                            });
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} found {:?} links {} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} found {:?} links {} found-adv {:?} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
@@ -622,6 +638,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 c.next_hop
                                     .and_then(|x| sim.peer_node(v, x.ifindex, x.address)),
                                 c.trace_links,
+                                found_adv,
                                 c.verdict
                             );
                             if c.accuracy.is_some_and(|a| a < cfg.verify.score.threshold) {
