@@ -29,6 +29,7 @@ fn main() {
     let attribution = env("ADV_ATTRIBUTION");
     let returned = env("ADV_RETURNED");
     let both_ends = env("ADV_BOTH_ENDS");
+    let trace_depth = env("ADV_TRACE_DEPTH");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -66,6 +67,9 @@ fn main() {
         }
         if let Some(x) = both_ends {
             c.verify.score.origin_at_both_ends = x != 0;
+        }
+        if let Some(x) = trace_depth {
+            c.verify.score.trace_depth = u8::try_from(x).unwrap();
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

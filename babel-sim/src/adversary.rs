@@ -359,6 +359,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         extra_delay: cfg.extra_delay,
         jitter_us: 2000,
     };
+    // Traces (§4.2.1) draw their losses from a stream of their own, so that how many traces a
+    // session sends (`trace_depth`) leaves the losses of every other packet as they were.
+    let mut trace_dp = DataPlane {
+        rng: Rng::new(cfg.seed ^ 0x7ACE),
+        roles: roles.clone(),
+        drop_ppm: (cfg.drop_fraction * 1e6) as u64,
+        extra_delay: cfg.extra_delay,
+        jitter_us: 2000,
+    };
     while t < end {
         t = t + tick;
         if !lying && t >= start {
@@ -462,10 +471,20 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             for a in actions {
                 // Both kinds of Remote Hello are forwarded through the neighbour under test.
                 let probe = match &a {
-                    ProbeAction::SendRemoteHello { neighbour, hello }
-                    | ProbeAction::SendTrace { neighbour, hello } => walk_probe(
+                    ProbeAction::SendRemoteHello { neighbour, hello } => walk_probe(
                         &sim,
                         &mut dp,
+                        &node_of,
+                        &exit_set,
+                        v,
+                        *neighbour,
+                        hello.prefix,
+                    ),
+                    ProbeAction::SendTrace {
+                        neighbour, hello, ..
+                    } => walk_probe(
+                        &sim,
+                        &mut trace_dp,
                         &node_of,
                         &exit_set,
                         v,
@@ -494,30 +513,32 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             d.responder.handle_remote_hello(t, &hello, hl, true);
                         }
                     }
-                    ProbeAction::SendTrace { hello, .. } => {
-                        // §4.2.1: the Remote Hello runs out of hop limit at the neighbour's next
-                        // hop, which answers with an ICMPv6 Time Exceeded from its own address;
-                        // we name it if it is one of our neighbours.
+                    ProbeAction::SendTrace {
+                        hello, hop_limit, ..
+                    } => {
+                        // §4.2.1: the Remote Hello (walked on its own, with its own losses)
+                        // runs out of hop limit at the router `hop_limit - 1` links past the
+                        // neighbour, which answers with an ICMPv6 Time Exceeded from its own
+                        // address; we name it if it is one of our neighbours. One that reaches
+                        // the destination first, or is lost before, is not answered.
                         let Some((dst, r)) = probe else {
                             continue;
                         };
-                        let hops = usize::from(verify::TRACE_HOP_LIMIT);
-                        if r.path.get(hops - 1) == Some(&v)
-                            && let Some(node) = nodes.get_mut(v)
-                        {
-                            // The neighbour forwards it back to us: the hop limit runs out here.
+                        let hops = usize::from(hop_limit);
+                        let Some(&x) = r.path.get(hops.saturating_sub(1)) else {
+                            continue;
+                        };
+                        let Some(node) = nodes.get_mut(v) else {
+                            continue;
+                        };
+                        if x == v {
+                            // Forwarded back to us: the hop limit runs out here.
                             node.verifier.handle_trace_returned(t, &hello);
-                        } else if r.path.len() >= hops
-                            && let Some(&x) = r.path.get(hops - 1)
-                            && x != dst
-                            && let Some((ifindex, address)) = sim.neighbour_of(v, x)
-                            && let Some(node) = nodes.get_mut(v)
-                        {
-                            node.verifier.handle_trace(
-                                t,
-                                &hello,
-                                verify::NeighbourId { ifindex, address },
-                            );
+                        } else if x != dst {
+                            let from = sim
+                                .neighbour_of(v, x)
+                                .map(|(ifindex, address)| verify::NeighbourId { ifindex, address });
+                            node.verifier.handle_trace_answer(t, &hello, from);
                         }
                     }
                     ProbeAction::Checked(c) => {
@@ -586,8 +607,24 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         if trace {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             let dst = node_of.get(&c.route.prefix).copied().unwrap_or(usize::MAX);
+                            // What the router the traces found advertises to us now (a
+                            // diagnostic: the origin test of §4.2.1 on every check, passing
+                            // ones included).
+                            let found_adv = c.next_hop.and_then(|x| {
+                                sim.engine(v).and_then(|e| {
+                                    e.routes(t)
+                                        .into_iter()
+                                        .find(|r| {
+                                            r.prefix == c.route.prefix
+                                                && r.src_prefix.is_none()
+                                                && r.ifindex == x.ifindex
+                                                && r.via == x.address
+                                        })
+                                        .map(|r| VerifiableRoute::from_route(&r).advertised)
+                                })
+                            });
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} {:?}",
+                                "t={:.1} {v}->{peer}({role:?}) dst {dst} {:?} sel {} m {} adv {} c {:?} a {:?} {:?} stable {} ret {} found {:?} links {} found-adv {:?} {:?}",
                                 t.saturating_since(start).as_secs_f64(),
                                 c.reason,
                                 c.route.selected,
@@ -598,9 +635,13 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 c.blame,
                                 c.stable,
                                 c.returned,
+                                c.next_hop
+                                    .and_then(|x| sim.peer_node(v, x.ifindex, x.address)),
+                                c.trace_links,
+                                found_adv,
                                 c.verdict
                             );
-                            if c.cost == Some(babel_wire::INFINITY - 1) {
+                            if c.accuracy.is_some_and(|a| a < cfg.verify.score.threshold) {
                                 let mut path = vec![v, peer];
                                 let mut cur = peer;
                                 while cur != dst && path.len() < 20 {

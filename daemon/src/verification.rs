@@ -69,20 +69,23 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-correction C1 C2       correction duration D = (C1/d)^C2 (1800 1.5)
   verify-paper-rule BOOL        score with the paper's mean instead of per destination (false)
   verify-attribution BOOL       trace the neighbour's next hop (hop limit 2, ICMPv6 Time
-                                Exceeded) and blame the origin of a lie, not its relays (false)
+                                Exceeded) and blame the origin of a lie, not its relays (true)
   verify-attribution-returned BOOL  with attribution: a neighbour that forwards the route
                                 back to us is the origin of a lie if it claims less than our
-                                own metric plus a link (false)
+                                own metric plus a link (true)
   verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
                                 is under its next hop's plus a link at both ends of the
-                                session (false)
+                                session (true)
+  verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
+                                blame goes to the first of our neighbours on the route past the
+                                neighbour (1)
   verify-stable-evidence MODE   evidence only from settled routes: off, settled (a check of a
                                 route that changed during its session is no evidence),
                                 forgive (a failure is forgiven once the neighbour's metric
                                 rises to what was measured), both, forgive-current
                                 (forgiven only while the metric stays risen), or
                                 forgive-retraction (as forgive, but a black hole is forgiven
-                                only when the route is retracted) (off)";
+                                only when the route is retracted) (forgive-retraction)";
 
 /// A `verify-*` statement (config file only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub enum VerifyStatement {
     AttributionBothEnds(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
+    /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
+    TraceDepth(u8),
 }
 
 impl VerifyStatement {
@@ -170,6 +175,11 @@ impl VerifyStatement {
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-attribution-returned" => VerifyStatement::AttributionReturned(flag()?),
             "verify-attribution-both-ends" => VerifyStatement::AttributionBothEnds(flag()?),
+            "verify-trace-depth" => VerifyStatement::TraceDepth(num(
+                1,
+                u32::from(verify::MAX_TRACE_DEPTH),
+                "expected 1 to 8 traces",
+            )? as u8),
             "verify-stable-evidence" => VerifyStatement::StableEvidence(
                 v.parse()
                     .map_err(|_| {
@@ -322,6 +332,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionReturned(b) => c.score.returned_blame = b,
                 VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
+                VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
             }
         }
@@ -350,9 +361,13 @@ pub struct Datagram {
     pub dst: Ipv6Addr,
     /// Firewall mark (0: none, the ordinary route).
     pub mark: u32,
-    /// A trace (§4.2.1): sent from the trace socket, with hop limit
-    /// [`verify::TRACE_HOP_LIMIT`], whose ICMPv6 Time Exceeded names the neighbour's next hop.
+    /// A trace (§4.2.1): sent from the trace socket, with hop limit `hop_limit`, whose ICMPv6
+    /// Time Exceeded names the router where it runs out (the neighbour's next hop for
+    /// [`verify::TRACE_HOP_LIMIT`]).
     pub trace: bool,
+    /// A trace's IPv6 hop limit ([`verify::TRACE_HOP_LIMIT`] up to
+    /// [`verify::MAX_TRACE_HOP_LIMIT`]); 0 for the other datagrams (the socket's own).
+    pub hop_limit: u8,
 }
 
 /// A policy route the binary must install for a probe to take the route under test (§2.3): the
@@ -568,7 +583,7 @@ impl Verification {
 
     /// An ICMPv6 message arrived from `from` on the raw socket (`bytes` from its ICMPv6
     /// header). A Time Exceeded quoting one of our Remote Hellos sent from `trace_port` with a
-    /// hop limit of at most [`verify::TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
+    /// hop limit of at most [`verify::MAX_TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
     /// `from` names the neighbour's next hop if it is one of our neighbours' own addresses
     /// ([`neighbour_owning`]); if `from` is the trace's own source address, our kernel sent it:
     /// the trace came back to us. One quoting a Remote Hello from the verification port says the
@@ -591,12 +606,12 @@ impl Verification {
                 return;
             }
         };
-        if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT && from == q.src {
+        if q.src_port == trace_port && q.hop_limit <= verify::MAX_TRACE_HOP_LIMIT && from == q.src {
             // Sent by our own kernel from the address the trace left from: the neighbour
             // forwarded it back to us and its hop limit ran out here (§4.2.1, §9.6).
             let r = self.verifier.handle_trace_returned(now, &q.hello);
             tracing::debug!("trace of {} came back to us: {r:?}", q.hello.prefix);
-        } else if q.src_port == trace_port && q.hop_limit <= verify::TRACE_HOP_LIMIT {
+        } else if q.src_port == trace_port && q.hop_limit <= verify::MAX_TRACE_HOP_LIMIT {
             let x = neighbour_owning(from, routes);
             let r = self.verifier.handle_trace_answer(now, &q.hello, x);
             tracing::debug!(
@@ -714,6 +729,7 @@ impl Verification {
                     dst: *addr,
                     mark: 0,
                     trace: false,
+                    hop_limit: 0,
                 });
             }
         }
@@ -730,9 +746,13 @@ impl Verification {
     ) {
         match a {
             ProbeAction::SendRemoteHello { neighbour, hello } => {
-                self.probe(neighbour, hello, false, out);
+                self.probe(neighbour, hello, None, out);
             }
-            ProbeAction::SendTrace { neighbour, hello } => self.probe(neighbour, hello, true, out),
+            ProbeAction::SendTrace {
+                neighbour,
+                hello,
+                hop_limit,
+            } => self.probe(neighbour, hello, Some(hop_limit), out),
             ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
@@ -757,14 +777,15 @@ impl Verification {
         }
     }
 
-    /// A Remote Hello through `neighbour` (§2.3), or its trace (§4.2.1).
+    /// A Remote Hello through `neighbour` (§2.3), or a trace with this hop limit (§4.2.1).
     fn probe(
         &mut self,
         neighbour: NeighbourId,
         hello: RemoteHello,
-        trace: bool,
+        trace_hop_limit: Option<u8>,
         out: &mut VerificationOutputs,
     ) {
+        let trace = trace_hop_limit.is_some();
         let Some(mut dst) = verify::probe_address(&hello.prefix) else {
             return;
         };
@@ -813,6 +834,7 @@ impl Verification {
                 dst,
                 mark,
                 trace,
+                hop_limit: trace_hop_limit.unwrap_or(0),
             });
         }
     }
@@ -951,7 +973,7 @@ impl Verification {
                     };
                     // A verifier's trace (§4.2.1) that reached us before its hop limit ran
                     // out: it measures nothing.
-                    if hop_limit <= verify::TRACE_HOP_LIMIT {
+                    if hop_limit <= verify::MAX_TRACE_HOP_LIMIT {
                         continue;
                     }
                     let mine = h.origin != self.router_id
@@ -1280,9 +1302,10 @@ mod tests {
         s.apply(words("verify-stable-evidence forgive").unwrap());
         s.apply(words("verify-stable-evidence settled").unwrap());
         assert_eq!(s.config().score.stable_evidence, M::Settled);
+        // The default since 2026-11-30 (`docs/verify.md`, the deeper trace and the defaults).
         assert_eq!(
             VerifySettings::default().config().score.stable_evidence,
-            M::Off
+            M::ForgiveRetraction
         );
         match words("verify-stable-evidence sometimes") {
             Err(ParseError::BadValue { what, value, .. }) => {
@@ -1299,19 +1322,67 @@ mod tests {
 
     #[test]
     fn attribution_returned_statement() {
+        // On by default since 2026-11-30.
         let mut s = VerifySettings::default();
+        assert!(s.config().score.attribution && s.config().score.returned_blame);
+        s.apply(words("verify-attribution-returned false").unwrap());
         assert!(!s.config().score.returned_blame);
         s.apply(words("verify-attribution-returned true").unwrap());
         assert!(s.config().score.returned_blame);
-        s.apply(words("verify-attribution-returned false").unwrap());
-        assert!(!s.config().score.returned_blame);
         assert!(matches!(
             words("verify-attribution-returned sometimes"),
             Err(ParseError::BadValue { .. })
         ));
-        assert!(!s.config().score.origin_at_both_ends);
-        s.apply(words("verify-attribution-both-ends true").unwrap());
         assert!(s.config().score.origin_at_both_ends);
+        s.apply(words("verify-attribution-both-ends false").unwrap());
+        assert!(!s.config().score.origin_at_both_ends);
+    }
+
+    /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
+    /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
+    /// destination ignores a trace that reaches it with any of them left.
+    #[test]
+    fn trace_depth_statement_and_hop_limits() {
+        assert!(matches!(
+            words("verify-trace-depth 9"),
+            Err(ParseError::BadValue { .. })
+        ));
+        assert!(matches!(
+            words("verify-trace-depth 0"),
+            Err(ParseError::BadValue { .. })
+        ));
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let mut a = verifier_of_d(&["verify-attribution true", "verify-trace-depth 3"], &d_key);
+        assert_eq!(a.verifier.config().score.trace_depth, 3);
+        let routes = vec![route("fd77::4/128", "fe80::2", 3, 288, true)];
+        let ours = vec![xroute("fd77::4/128")];
+        let mut now = Instant::from_micros(0);
+        let mut limits = Vec::new();
+        for _ in 0..100 {
+            now = a.poll_timeout().max(now);
+            let out = a.on_timer(now, &routes, 800);
+            for g in out.datagrams.iter() {
+                if g.trace {
+                    limits.push(g.hop_limit);
+                    let mut d = peer(VerifySettings::default(), 0xd, d_key.clone(), 2);
+                    d.on_datagram(
+                        now,
+                        "fd77::1".parse().unwrap(),
+                        g.hop_limit - 1,
+                        &g.bytes,
+                        &ours,
+                    );
+                    let later = now + Duration::from_secs(5);
+                    assert!(d.on_timer(later, &[], 800).datagrams.is_empty());
+                } else {
+                    assert_eq!(g.hop_limit, 0);
+                }
+            }
+            if !limits.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(limits, vec![2, 3, 4]);
     }
 
     #[test]
@@ -1321,7 +1392,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 20);
+        assert_eq!(listed.len(), 21);
         for k in listed {
             assert!(
                 !matches!(

@@ -27,6 +27,14 @@ pub const HOP_LIMIT: u8 = 64;
 /// Time Exceeded from its own address.
 pub const TRACE_HOP_LIMIT: u8 = 2;
 
+/// The deepest trace (§4.2.1, `ScoreConfig::trace_depth`): traces go out with hop limits
+/// [`TRACE_HOP_LIMIT`] to `TRACE_HOP_LIMIT + MAX_TRACE_DEPTH - 1`.
+pub const MAX_TRACE_DEPTH: u8 = 8;
+
+/// The highest hop limit a trace is sent with: a Remote Hello that reaches its destination with
+/// at most this much hop limit left may be a trace, and measures nothing (§4.2.1, §9.6).
+pub const MAX_TRACE_HOP_LIMIT: u8 = TRACE_HOP_LIMIT + MAX_TRACE_DEPTH - 1;
+
 /// Everything configurable about verification (defaults in `spec/verify.md` §7).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct VerifyConfig {
@@ -151,15 +159,19 @@ pub enum ProbeAction {
         /// The TLV.
         hello: RemoteHello,
     },
-    /// Send this Remote Hello once more with IPv6 hop limit [`TRACE_HOP_LIMIT`] through
-    /// `neighbour` (§4.2.1), and call [`Verifier::handle_trace`] with the neighbour whose address
-    /// the ICMPv6 Time Exceeded comes from, if it is one of ours. Only with
-    /// `ScoreConfig::attribution`.
+    /// Send this Remote Hello with IPv6 hop limit `hop_limit` through `neighbour` (§4.2.1), and
+    /// call [`Verifier::handle_trace_answer`] with the neighbour whose address the ICMPv6 Time
+    /// Exceeded comes from, if it is one of ours. Only with `ScoreConfig::attribution`; one per
+    /// hop limit from [`TRACE_HOP_LIMIT`] up to `ScoreConfig::trace_depth` deep.
     SendTrace {
         /// The neighbour under test.
         neighbour: NeighbourId,
-        /// The TLV (the session's first Remote Hello).
+        /// The TLV (the session's first Remote Hello, its timestamp plus `hop_limit - 2`
+        /// microseconds, so that each trace's Time Exceeded says which trace it answers).
         hello: RemoteHello,
+        /// The IPv6 hop limit: it runs out at the router `hop_limit - 1` links past the
+        /// neighbour (the neighbour's next hop for [`TRACE_HOP_LIMIT`]).
+        hop_limit: u8,
     },
     /// A check ended.
     Checked(Check),
@@ -200,9 +212,12 @@ pub struct Check {
     /// metric, our metric not risen (§4.2.2; evidence only then with
     /// `stable_evidence`).
     pub stable: bool,
-    /// The neighbour's next hop on the route, found by the session's trace when it is one of
-    /// our neighbours (§4.2.1; `None` without attribution).
+    /// The first of our neighbours on the neighbour's route past it, found by the session's
+    /// traces (§4.2.1; `None` without attribution): its next hop when `trace_links` is 1.
     pub next_hop: Option<NeighbourId>,
+    /// How many links past the neighbour under test the router the traces found
+    /// (`next_hop`, or us when `returned`) is; 0 when they found none.
+    pub trace_links: u8,
     /// The neighbour's next hop on the route is us: the session's trace came back to us
     /// (§4.2.1, a loop through the verifier).
     pub returned: bool,
@@ -222,8 +237,9 @@ struct Session {
     ends: Instant,
     answer: Option<(SignedIhu, Instant)>,
     looped: bool,
-    /// The session's trace (§4.2.1).
-    trace: Trace,
+    /// The session's traces (§4.2.1), the one with hop limit [`TRACE_HOP_LIMIT`] first, then
+    /// one link deeper each.
+    traces: Vec<Trace>,
     /// The route stayed as it was when the session started (§4.2.2).
     stable: bool,
     /// The routes to the destination we held when the session started (§4.2.1, the origin at
@@ -239,17 +255,38 @@ fn unchanged(start: &VerifiableRoute, now: &VerifiableRoute) -> bool {
 }
 
 impl Session {
-    /// The neighbour's next hop on the route, if the trace found one of our neighbours.
+    /// The first router on the neighbour's route past it that the traces found to be one of our
+    /// neighbours or us, and how many links past the neighbour it is (§4.2.1). Nothing if a
+    /// trace before it had conflicting answers (one was forged).
+    fn found(&self) -> Option<(u8, TraceHop)> {
+        for (i, t) in self.traces.iter().enumerate() {
+            match t {
+                Trace::Answered(_, h @ (TraceHop::Neighbour(_) | TraceHop::Us)) => {
+                    return Some((u8::try_from(i + 1).unwrap_or(u8::MAX), *h));
+                }
+                Trace::Conflicting(_) => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The first of our neighbours on the route past the neighbour, if the traces found one.
     fn next_hop(&self) -> Option<NeighbourId> {
-        match self.trace {
-            Trace::Answered(_, TraceHop::Neighbour(x)) => Some(x),
+        match self.found() {
+            Some((_, TraceHop::Neighbour(x))) => Some(x),
             _ => None,
         }
     }
 
-    /// Whether the trace came back to us: the neighbour forwards the route to us (§4.2.1).
+    /// Whether the traces came back to us: the route runs from the neighbour back to us.
     fn returned(&self) -> bool {
-        matches!(self.trace, Trace::Answered(_, TraceHop::Us))
+        matches!(self.found(), Some((_, TraceHop::Us)))
+    }
+
+    /// How many links past the neighbour the router the traces found is (0: none).
+    fn trace_links(&self) -> u8 {
+        self.found().map_or(0, |(k, _)| k)
     }
 }
 
@@ -273,8 +310,6 @@ impl TraceHop {
 /// Where a session's trace stands (§4.2.1).
 #[derive(Clone, Debug, PartialEq)]
 enum Trace {
-    /// None sent (attribution off, or the first Remote Hello not sent yet).
-    NotSent,
     /// Sent: this Remote Hello, exactly, is what its Time Exceeded must quote.
     Sent(RemoteHello),
     /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour.
@@ -285,10 +320,9 @@ enum Trace {
 
 impl Trace {
     /// The Remote Hello sent as the trace.
-    fn hello(&self) -> Option<&RemoteHello> {
+    fn hello(&self) -> &RemoteHello {
         match self {
-            Trace::NotSent => None,
-            Trace::Sent(h) | Trace::Answered(h, _) | Trace::Conflicting(h) => Some(h),
+            Trace::Sent(h) | Trace::Answered(h, _) | Trace::Conflicting(h) => h,
         }
     }
 }
@@ -490,13 +524,20 @@ impl Verifier {
                 s.next_hello = s.next_hello + self.cfg.schedule.probe_interval;
                 self.counters.probes_sent += 1;
                 if s.sent == 1 && self.cfg.score.attribution {
-                    self.counters.probes_sent += 1;
-                    self.counters.traces_sent += 1;
-                    s.trace = Trace::Sent(hello.clone());
-                    out.push(ProbeAction::SendTrace {
-                        neighbour: s.route.neighbour,
-                        hello: hello.clone(),
-                    });
+                    let depth = self.cfg.score.trace_depth.clamp(1, MAX_TRACE_DEPTH);
+                    for i in 0..depth {
+                        // Each trace quotes its own Remote Hello: the timestamp plus its depth.
+                        let mut trace = hello.clone();
+                        trace.timestamp = hello.timestamp.map(|t| t.wrapping_add(u32::from(i)));
+                        self.counters.probes_sent += 1;
+                        self.counters.traces_sent += 1;
+                        s.traces.push(Trace::Sent(trace.clone()));
+                        out.push(ProbeAction::SendTrace {
+                            neighbour: s.route.neighbour,
+                            hello: trace,
+                            hop_limit: TRACE_HOP_LIMIT + i,
+                        });
+                    }
                 }
                 out.push(ProbeAction::SendRemoteHello {
                     neighbour: s.route.neighbour,
@@ -549,7 +590,7 @@ impl Verifier {
                         ends,
                         answer: None,
                         looped: false,
-                        trace: Trace::NotSent,
+                        traces: Vec::new(),
                         stable: true,
                         at_start: if self.cfg.score.origin_at_both_ends {
                             candidates
@@ -632,32 +673,34 @@ impl Verifier {
         from: Option<NeighbourId>,
         us: bool,
     ) -> TraceAnswer {
-        let Some(s) = self
-            .sessions
-            .values_mut()
-            .find(|s| s.trace.hello() == Some(quoted))
-        else {
+        let Some((neighbour, trace)) = self.sessions.values_mut().find_map(|s| {
+            let n = s.route.neighbour;
+            s.traces
+                .iter_mut()
+                .find(|t| t.hello() == quoted)
+                .map(|t| (n, t))
+        }) else {
             self.counters.traces_dropped += 1;
             return TraceAnswer::Unmatched;
         };
         // The neighbour under test answering for itself names nobody behind it.
-        let from = from.filter(|f| *f != s.route.neighbour);
+        let from = from.filter(|f| *f != neighbour);
         let from = if us { TraceHop::Us } else { TraceHop::of(from) };
         let hello = quoted.clone();
-        match &s.trace {
+        match trace {
             Trace::Sent(_) => {
-                s.trace = Trace::Answered(hello, from);
+                *trace = Trace::Answered(hello, from);
                 self.counters.traces_answered += 1;
                 TraceAnswer::Accepted
             }
             Trace::Answered(_, first) => {
                 if *first != from {
-                    s.trace = Trace::Conflicting(hello);
+                    *trace = Trace::Conflicting(hello);
                 }
                 self.counters.traces_dropped += 1;
                 TraceAnswer::Repeated
             }
-            Trace::NotSent | Trace::Conflicting(_) => {
+            Trace::Conflicting(_) => {
                 self.counters.traces_dropped += 1;
                 TraceAnswer::Repeated
             }
@@ -677,7 +720,8 @@ impl Verifier {
     }
 
     /// §4.2.1: whom a failing check of `route` with measured cost `cost` blames, given the
-    /// neighbour's next hop `next_hop` on it and the routes we hear.
+    /// first of our neighbours (or us) the session's traces found on the route past the
+    /// neighbour, `k` links past it, and the routes we hear.
     fn blame(
         &self,
         route: &VerifiableRoute,
@@ -692,25 +736,35 @@ impl Verifier {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
-        if offered == babel_wire::INFINITY {
+        let k = s.trace_links();
+        if offered == babel_wire::INFINITY || k == 0 {
             return Blame::Unknown;
         }
-        // An honest neighbour's metric is its next hop's plus a link that costs at least `h`.
-        // With `origin_at_both_ends`, at the session's start too: a next hop whose metric rose
-        // during the session (a loop counting up) is ahead of the neighbour's update.
-        let below = |m: u16, offered: u16| m < offered.saturating_add(h);
+        // An honest router's metric is its next hop's plus a link that costs at least `h`: an
+        // honest neighbour's, `k` honest links before the router found, at least that router's
+        // plus `k` links. With `origin_at_both_ends`, at the session's start too: a next hop
+        // whose metric rose during the session (a loop counting up) is ahead of the neighbour's
+        // update.
+        let links = h.saturating_mul(u16::from(k));
+        let below = |m: u16, offered: u16| m < offered.saturating_add(links);
         let at_start = || {
             self.offered(route.prefix, s, &s.at_start)
                 .is_some_and(|o| o < babel_wire::INFINITY && below(s.route.advertised, o))
         };
-        if below(route.advertised, offered) && (!self.cfg.score.origin_at_both_ends || at_start()) {
+        // Only the neighbour's own next hop makes it the origin: further on, the lie may start
+        // at any router between it and the one found, which we cannot ask.
+        if k == 1
+            && below(route.advertised, offered)
+            && (!self.cfg.score.origin_at_both_ends || at_start())
+        {
             return Blame::Origin;
         }
-        // The next hop's claim, with two of the cheapest links before it (ours to the
-        // neighbour, the neighbour's to it), already fails against what we measured.
-        let through_x = f64::from(offered.saturating_add(h.saturating_mul(2)));
+        // The found router's claim, with the cheapest links before it (ours to the neighbour
+        // and the `k` past it), already fails against what we measured.
+        let through_x = f64::from(offered.saturating_add(links).saturating_add(h));
         if below(route.advertised, offered) {
-            // Not at both ends: nothing can be said.
+            // Not at both ends, or somewhere between the neighbour and the router found: nothing
+            // can be said.
             return Blame::Unknown;
         }
         if through_x < self.cfg.score.threshold * f64::from(cost) {
@@ -873,6 +927,7 @@ impl Verifier {
             blame: Blame::Unknown,
             stable,
             next_hop: s.next_hop(),
+            trace_links: s.trace_links(),
             returned: s.returned(),
             verdict: CheckVerdict::Kept,
         };

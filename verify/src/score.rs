@@ -64,6 +64,11 @@ pub struct ScoreConfig {
     /// lie only if its claim is under its next hop's plus a link both when the session started
     /// and when it ended (`spec/verify.md` §4.2.1).
     pub origin_at_both_ends: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: how many traces a session sends,
+    /// with hop limits from 2 up (`spec/verify.md` §4.2.1, the deeper trace): 1 finds the
+    /// neighbour's next hop only; more find the first of our neighbours further on the route.
+    /// At most [`crate::MAX_TRACE_DEPTH`].
+    pub trace_depth: u8,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -187,10 +192,11 @@ impl Default for ScoreConfig {
             black_holes_evict: false,
             max_destinations: 64,
             confirm_within: Duration::from_secs(45),
-            attribution: false,
-            stable_evidence: StableEvidence::Off,
-            returned_blame: false,
-            origin_at_both_ends: false,
+            attribution: true,
+            stable_evidence: StableEvidence::ForgiveRetraction,
+            returned_blame: true,
+            origin_at_both_ends: true,
+            trace_depth: 1,
         }
     }
 }
@@ -663,10 +669,32 @@ mod tests {
         assert_eq!(n.evictions(), 2);
     }
 
+    /// The defaults before 2026-11-30: no attribution, every failure evidence (what the tests
+    /// written against them compare with).
+    fn old_defaults() -> ScoreConfig {
+        ScoreConfig {
+            attribution: false,
+            returned_blame: false,
+            origin_at_both_ends: false,
+            stable_evidence: StableEvidence::Off,
+            ..ScoreConfig::default()
+        }
+    }
+
+    /// The defaults since 2026-11-30 (`spec/verify.md` §7): attribution with a trace back to
+    /// us and the origin at both ends, black holes forgiven only by a retraction.
+    #[test]
+    fn defaults_attribute_and_forgive_only_retractions() {
+        let c = ScoreConfig::default();
+        assert!(c.attribution && c.returned_blame && c.origin_at_both_ends);
+        assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
+        assert_eq!(c.trace_depth, 1);
+    }
+
     /// §4.2: black holes confirm only after the longer window.
     #[test]
     fn black_holes_confirm_later() {
-        let mut cfg = ScoreConfig::default();
+        let mut cfg = old_defaults();
         // By default a black hole never confirms.
         let mut o = NeighbourScore::default();
         o.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Unknown);
@@ -740,7 +768,7 @@ mod tests {
             CheckVerdict::Evicted(_)
         ));
         // Without attribution the same checks are scored as before.
-        let plain = ScoreConfig::default();
+        let plain = old_defaults();
         let mut m = NeighbourScore::default();
         m.record_check(t(0), &plain, p(1), 0.5, false, Blame::Relay);
         assert!(matches!(
@@ -789,7 +817,7 @@ mod tests {
             CheckVerdict::Kept
         );
         // Without attribution an origin black hole is any black hole.
-        let plain = ScoreConfig::default();
+        let plain = old_defaults();
         let mut m = NeighbourScore::default();
         m.record_check(t(0), &plain, p(1), 0.0, true, Blame::Origin);
         assert_eq!(
@@ -805,7 +833,7 @@ mod tests {
     fn reconvergence_is_no_evidence() {
         let cfg = ScoreConfig {
             stable_evidence: StableEvidence::Both,
-            ..ScoreConfig::default()
+            ..old_defaults()
         };
         // A check at `s` seconds of destination `d`: accuracy, black hole, (m, c, settled).
         fn check(
@@ -859,7 +887,7 @@ mod tests {
         let v = check(&mut b, &bh, (30, 1), hole, (200, inf, true));
         assert_eq!(v, CheckVerdict::Kept);
         // Without the option the same checks are scored as before.
-        let plain = ScoreConfig::default();
+        let plain = old_defaults();
         let mut m = NeighbourScore::default();
         check(&mut m, &plain, (0, 1), lie, (200, 400, false));
         assert_eq!(m.forgive_corrected(t(5), &plain, |_| Some(400)), 0);

@@ -8,7 +8,8 @@ use babel_core::Instant;
 use babel_wire::{Prefix, RouterId};
 use verify::{
     Blame, Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
-    ReportDropReason, Responder, SigningKey, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig,
+    ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute,
+    Verifier, VerifyConfig,
 };
 
 fn dest() -> Prefix {
@@ -46,6 +47,9 @@ struct World {
     /// Neighbours whose path comes back through us (their hop-limited Remote Hello runs out of
     /// hop limit here, §4.2.1).
     returns: Vec<NeighbourId>,
+    /// The routers on each neighbour's path past it, in order (`None`: not our neighbour); the
+    /// trace with hop limit `2 + i` runs out at the `i`-th (§4.2.1, the deeper trace).
+    paths: Vec<(NeighbourId, Vec<Option<NeighbourId>>)>,
     /// Checks that ended together with the one returned (one session per neighbour, §2.2).
     pending: std::collections::VecDeque<Check>,
     /// The routes the engine holds from the session's eleventh Remote Hello on (a route that
@@ -71,6 +75,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         delivered: Vec::new(),
         next_hops: Vec::new(),
         returns: Vec::new(),
+        paths: Vec::new(),
         pending: std::collections::VecDeque::new(),
         midway: None,
     }
@@ -112,8 +117,21 @@ impl World {
                             let _ = self.v.handle_remote_ihu(self.now, &t);
                         }
                     }
-                    ProbeAction::SendTrace { neighbour, hello } => {
-                        if let Some(&(_, x)) = self.next_hops.iter().find(|(n, _)| *n == neighbour)
+                    ProbeAction::SendTrace {
+                        neighbour,
+                        hello,
+                        hop_limit,
+                    } => {
+                        let depth = usize::from(hop_limit - TRACE_HOP_LIMIT);
+                        if let Some((_, path)) = self.paths.iter().find(|(n, _)| *n == neighbour) {
+                            if let Some(&x) = path.get(depth) {
+                                let r = self.v.handle_trace_answer(self.now, &hello, x);
+                                assert_eq!(r, TraceAnswer::Accepted);
+                            }
+                        } else if depth > 0 {
+                            // Only the next hop answers in the other tests.
+                        } else if let Some(&(_, x)) =
+                            self.next_hops.iter().find(|(n, _)| *n == neighbour)
                         {
                             assert!(self.v.handle_trace(self.now, &hello, x));
                         } else if self.returns.contains(&neighbour) {
@@ -150,7 +168,9 @@ fn honest_route_scores_one() {
     assert_eq!(c.correction, None);
     assert_eq!(c.verdict, CheckVerdict::Kept);
     let n = w.v.counters();
-    assert_eq!(n.probes_sent, 20);
+    // 20 Remote Hellos and, with attribution (on by default), one trace.
+    assert_eq!(n.probes_sent, 20 + n.traces_sent);
+    assert_eq!(n.traces_sent, 1);
     assert_eq!(n.answers, 20);
     assert_eq!(n.checks, 1);
 }
@@ -503,6 +523,7 @@ fn origin_at_both_ends_of_the_session() {
     let k = key(1);
     let mut cfg = VerifyConfig::default();
     cfg.score.attribution = true;
+    cfg.score.origin_at_both_ends = false;
     let blames = |cfg: VerifyConfig, start: &[VerifiableRoute], end: Vec<VerifiableRoute>| {
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
@@ -643,4 +664,146 @@ fn lie_measured_during_reconvergence_is_no_evidence() {
         evicted |= matches!(c.verdict, CheckVerdict::Evicted(_));
     }
     assert!(evicted);
+}
+
+/// §4.2.1, the deeper trace: an honest neighbour whose next hop is not our neighbour repeats a
+/// lie told two links past it, by one of our neighbours. One trace (hop limit 2) names nobody,
+/// and the relay is evicted with the liar; with `trace_depth` 2 the trace with hop limit 3 finds
+/// the liar, the neighbour is classed as a relay and kept.
+#[test]
+fn a_relay_behind_a_stranger_is_found_by_a_deeper_trace() {
+    let k = key(1);
+    // Five links, measured 480. Neighbour 2 claims 20 (m = 116); neighbour 1 routes through a
+    // router we do not hear, which routes through neighbour 2: 20 + 96 + 96 (m = 308, a = 0.64).
+    let cands = [cand(1, 308, true), cand(2, 116, false)];
+    for depth in [2, 1] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.attribution = true;
+        cfg.score.trace_depth = depth;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 5;
+        w.paths.push((nb(1), vec![None, Some(nb(2))]));
+        let (mut relay_evicted, mut liar_evicted, mut relay_blamed) = (false, false, Vec::new());
+        for _ in 0..16 {
+            let c = w.run_check(&cands);
+            let evicted = matches!(c.verdict, CheckVerdict::Evicted(_));
+            if c.route.neighbour == nb(1) {
+                relay_evicted |= evicted;
+                relay_blamed.push((c.blame, c.next_hop, c.trace_links));
+            } else {
+                liar_evicted |= evicted;
+            }
+        }
+        assert!(liar_evicted, "depth {depth}");
+        assert_eq!(relay_evicted, depth == 1, "depth {depth}: {relay_blamed:?}");
+        let expected = if depth == 2 {
+            (Blame::Relay, Some(nb(2)), 2)
+        } else {
+            (Blame::Unknown, None, 0)
+        };
+        assert!(!relay_blamed.is_empty());
+        assert!(
+            relay_blamed.iter().all(|b| *b == expected),
+            "depth {depth}: {relay_blamed:?}"
+        );
+    }
+}
+
+/// §4.2.1, the deeper trace: only the neighbour's own next hop can make it the origin. A claim
+/// under that of a neighbour of ours two links further on plus two links may be a lie of the
+/// router between them, which we cannot ask: nothing is known. The same claims with our
+/// neighbour as the next hop blame the origin.
+#[test]
+fn only_the_next_hop_makes_the_origin() {
+    let k = key(1);
+    // Neighbour 1 claims 100, neighbour 2 claims 20; five links, measured 480.
+    let cands = [cand(1, 196, true), cand(2, 116, false)];
+    for (path, expected) in [
+        (vec![None, Some(nb(2))], (Blame::Unknown, 2)),
+        (vec![Some(nb(2))], (Blame::Origin, 1)),
+    ] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.attribution = true;
+        cfg.score.trace_depth = 3;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 5;
+        w.paths.push((nb(1), path));
+        let mut blamed = Vec::new();
+        for _ in 0..4 {
+            let c = w.run_check(&cands);
+            if c.route.neighbour == nb(1) {
+                blamed.push((c.blame, c.trace_links));
+            }
+        }
+        assert!(!blamed.is_empty());
+        assert!(blamed.iter().all(|b| *b == expected), "{blamed:?}");
+    }
+}
+
+/// §4.2.1, the deeper trace: a session sends one trace per hop limit, each quoting its own
+/// Remote Hello (the timestamp plus its depth in microseconds), and each Time Exceeded answers
+/// the trace it quotes, once; the depth is bounded by `MAX_TRACE_DEPTH`.
+#[test]
+fn each_trace_answers_for_its_own_hop_limit() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    for (depth, sent) in [(3u8, 3usize), (200, usize::from(verify::MAX_TRACE_DEPTH))] {
+        cfg.score.trace_depth = depth;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        let cands = [cand(1, 288, true)];
+        let mut traces = Vec::new();
+        let mut first = None;
+        for _ in 0..4 {
+            w.now = w.v.poll_timeout().max(w.now);
+            for a in w.v.handle_timeout(w.now, &cands) {
+                match a {
+                    ProbeAction::SendTrace {
+                        hello, hop_limit, ..
+                    } => traces.push((hello, hop_limit)),
+                    ProbeAction::SendRemoteHello { hello, .. } if first.is_none() => {
+                        first = Some(hello);
+                    }
+                    _ => {}
+                }
+            }
+            if first.is_some() {
+                break;
+            }
+        }
+        let first = first.expect("a Remote Hello");
+        assert_eq!(traces.len(), sent);
+        assert_eq!(w.v.counters().traces_sent, sent as u64);
+        for (i, (h, l)) in traces.iter().enumerate() {
+            assert_eq!(*l, TRACE_HOP_LIMIT + i as u8);
+            assert_eq!(h.seqno, first.seqno);
+            assert_eq!(
+                h.timestamp,
+                first.timestamp.map(|t| t.wrapping_add(i as u32))
+            );
+        }
+        let (third, _) = traces[2].clone();
+        assert_eq!(
+            w.v.handle_trace_answer(w.now, &third, Some(nb(2))),
+            TraceAnswer::Accepted
+        );
+        assert_eq!(
+            w.v.handle_trace_answer(w.now, &third, Some(nb(2))),
+            TraceAnswer::Repeated
+        );
+        let mut stray = third.clone();
+        stray.timestamp = third.timestamp.map(|t| t.wrapping_add(100));
+        assert_eq!(
+            w.v.handle_trace_answer(w.now, &stray, Some(nb(2))),
+            TraceAnswer::Unmatched
+        );
+        // Without the deeper ones answered first, the found router is three links on.
+        let (second, _) = traces[1].clone();
+        assert_eq!(
+            w.v.handle_trace_answer(w.now, &second, None),
+            TraceAnswer::Accepted
+        );
+        let c = w.run_check(&cands);
+        assert_eq!((c.next_hop, c.trace_links), (Some(nb(2)), 3));
+    }
 }

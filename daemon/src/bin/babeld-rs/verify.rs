@@ -41,7 +41,7 @@ const CLEANUP_WAIT: Duration = Duration::from_secs(10);
 pub struct VerifyIo {
     socket: UdpSocket,
     port: u16,
-    /// Sends traces (hop limit [`verify::TRACE_HOP_LIMIT`]) from its own port; `None` if the
+    /// Sends traces (hop limit [`verify::TRACE_HOP_LIMIT`] and deeper, set per datagram) from its own port; `None` if the
     /// ICMPv6 socket could not be opened.
     trace: Option<UdpSocket>,
     /// The trace socket's port (what a trace's Time Exceeded quotes).
@@ -108,7 +108,7 @@ fn open_icmp() -> anyhow::Result<UdpSocket> {
     Ok(UdpSocket::from_std(s.into())?)
 }
 
-/// The trace socket: hop limit [`verify::TRACE_HOP_LIMIT`] on every datagram, an ephemeral
+/// The trace socket: hop limit [`verify::TRACE_HOP_LIMIT`] unless a datagram sets its own, an ephemeral
 /// port of its own. Returns it and its port.
 fn open_trace() -> anyhow::Result<(UdpSocket, u16)> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -491,6 +491,13 @@ fn send(io: &VerifyIo, g: &Datagram) {
     };
     if let Err(e) = setsockopt(socket, sockopt::Mark, &g.mark) {
         tracing::debug!("verification: SO_MARK {}: {e}", g.mark);
+        return;
+    }
+    // A trace's own hop limit (§4.2.1: one trace per depth, all from the trace socket).
+    if g.trace
+        && let Err(e) = setsockopt(socket, sockopt::Ipv6Ttl, &i32::from(g.hop_limit))
+    {
+        tracing::debug!("verification: IPV6_UNICAST_HOPS {}: {e}", g.hop_limit);
         return;
     }
     let to = SocketAddr::V6(SocketAddrV6::new(g.dst, io.port, 0, 0));
