@@ -127,7 +127,10 @@ impl Installed {
         F: Fib + ?Sized,
         U: std::borrow::Borrow<(InstallOp, KernelRoute)>,
     {
-        let mut batch = Vec::new();
+        // One allocation of the batch's size (an update makes at most two changes): a batch
+        // grown by doubling left its smaller buffers as holes in the heap.
+        let updates = updates.into_iter();
+        let mut batch = Vec::with_capacity(updates.size_hint().0.min(APPLY_BATCH) + 2);
         for u in updates {
             if batch.len() >= APPLY_BATCH {
                 Self::run(fib, &mut batch);
