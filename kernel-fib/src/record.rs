@@ -757,6 +757,7 @@ mod tests {
         // Each block also costs its entry in the tree (18-byte key, 24-byte Vec) and its
         // allocation's header.
         let total = bytes + blocks * (KEY + 24 + 16);
+        println!("{bytes} bytes in {blocks} blocks, {total} with their tree: {:.1} B a route", total as f64 / 1e5);
         assert!(total <= 6 * 100_000, "{total} bytes in {blocks} blocks");
         assert_eq!(rec.len(), 100_000);
     }
