@@ -96,9 +96,9 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     let mut left = out.routes.len();
     let mut changes = part(left);
     for c in out.routes {
-        let (table, pref_src) = io
-            .placements
-            .place(&d.config.filters, &c, &d.ifname_ref(c.ifindex));
+        let (table, pref_src) =
+            io.placements
+                .place(&d.config.filters, &c, &d.ifname_ref(c.ifindex));
         changes.push((c, table, pref_src));
         left -= 1;
         if changes.len() == kernel_fib::APPLY_BATCH {
