@@ -7,8 +7,11 @@
 //! the thresholds and uses one arena; [`release_free_memory`] gives freed pages inside the heap
 //! back to the kernel. Only on glibc; elsewhere both do nothing.
 
-/// Allocations from this size on get their own mapping, returned to the kernel when freed.
-pub const MMAP_THRESHOLD: i32 = 128 * 1024;
+/// Allocations from this size on get their own mapping, returned to the kernel when freed. At
+/// 32 KiB (128 KiB before) a burst's batches and buffers of 32-128 KiB never become holes in
+/// the heap that small long-lived blocks then pin (docs/benchmarks.md, "Ninth pass: steady
+/// memory"); a long-lived allocation this large loses at most a page to rounding.
+pub const MMAP_THRESHOLD: i32 = 32 * 1024;
 /// Free memory at the top of the heap beyond this is returned at once.
 pub const TRIM_THRESHOLD: i32 = 128 * 1024;
 

@@ -216,10 +216,19 @@ impl Daemon {
 
     /// The name of an interface index.
     pub fn ifname(&self, ifindex: u32) -> String {
+        self.ifname_ref(ifindex).into_owned()
+    }
+
+    /// The name of an interface index, borrowed when the interface is configured (no copy per
+    /// route when a full table's changes are placed).
+    pub fn ifname_ref(&self, ifindex: u32) -> std::borrow::Cow<'_, str> {
         self.ifaces
             .iter()
             .find(|i| i.ifindex == Some(ifindex))
-            .map_or_else(|| ifindex.to_string(), |i| i.name.clone())
+            .map_or_else(
+                || std::borrow::Cow::Owned(ifindex.to_string()),
+                |i| std::borrow::Cow::Borrowed(i.name.as_str()),
+            )
     }
 
     /// The wire flavour of every interface.

@@ -158,10 +158,28 @@ fn family_of(a: IpAddr) -> u8 {
     if a.is_ipv4() { AF_INET } else { AF_INET6 }
 }
 
-fn ip_bytes(a: IpAddr) -> Vec<u8> {
+fn ip_bytes(a: IpAddr) -> Octets {
     match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
+        IpAddr::V4(v) => Octets::V4(v.octets()),
+        IpAddr::V6(v) => Octets::V6(v.octets()),
+    }
+}
+
+/// An address's bytes on the stack: a full table builds a message per route, and a `Vec` per
+/// address was two short-lived allocations a route on the route thread.
+enum Octets {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl std::ops::Deref for Octets {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Octets::V4(a) => a,
+            Octets::V6(a) => a,
+        }
     }
 }
 
@@ -284,6 +302,15 @@ impl MsgBuilder {
     /// An empty buffer.
     pub fn new() -> MsgBuilder {
         MsgBuilder::default()
+    }
+
+    /// An empty buffer with room for `bytes` (one allocation for a batch of messages, where
+    /// one grown by doubling left its smaller buffers free in the heap).
+    pub fn with_capacity(bytes: usize) -> MsgBuilder {
+        MsgBuilder {
+            buf: Vec::with_capacity(bytes),
+            start: 0,
+        }
     }
 
     /// The bytes built so far.

@@ -127,7 +127,10 @@ impl Installed {
         F: Fib + ?Sized,
         U: std::borrow::Borrow<(InstallOp, KernelRoute)>,
     {
-        let mut batch = Vec::new();
+        // One allocation of the batch's size (an update makes at most two changes): a batch
+        // grown by doubling left its smaller buffers as holes in the heap.
+        let updates = updates.into_iter();
+        let mut batch = Vec::with_capacity(updates.size_hint().0.min(APPLY_BATCH) + 2);
         for u in updates {
             if batch.len() >= APPLY_BATCH {
                 Self::run(fib, &mut batch);
@@ -186,11 +189,11 @@ impl Installed {
         self.reproject(fib, left);
     }
 
-    /// Rebuilds `ours` with full B-tree nodes once it has grown by a quarter since it was last
-    /// rebuilt. A full table arrives in key order, and std's B-tree, which splits a full node at
-    /// its middle, leaves nodes filled in order half empty (about 250 bytes per route instead
-    /// of 150). `append` into a one-entry tree streams both in order into full nodes, freeing
-    /// the old ones as it goes; the geometric trigger keeps it amortised O(1) per route.
+    /// Rebuilds the record's part-empty blocks full ([`RouteRecord`]) once it has grown by a
+    /// quarter since it was last rebuilt. A full table arrives in key order, which fills the
+    /// blocks as it goes; routes inserted out of order split blocks in half, and the rebuild
+    /// (only of a group with a tenth of its blocks or more to spare) packs them again. The
+    /// geometric trigger keeps it amortised O(1) per route.
     fn repack(&mut self) {
         let n = self.ours.len();
         self.packed_len = self.packed_len.min(n);

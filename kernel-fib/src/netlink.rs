@@ -59,6 +59,10 @@ pub struct NetlinkFib {
     v4_subnets: Option<HashMap<u32, Vec<Prefix>>>,
 }
 
+/// Room reserved per request of a batch: an IPv6 route with a gateway, an interface, a
+/// preferred source and a source prefix takes about 130 bytes.
+const ROUTE_MSG_BYTES: usize = 144;
+
 /// What one request of a batch stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
@@ -236,7 +240,7 @@ impl NetlinkFib {
         changes: &[(usize, &FibChange)],
         results: &mut [Option<Result<(), FibError>>],
     ) {
-        let mut msgs = MsgBuilder::new();
+        let mut msgs = MsgBuilder::with_capacity(changes.len().saturating_mul(ROUTE_MSG_BYTES));
         let mut steps = Vec::with_capacity(changes.len());
         let first = self
             .sock

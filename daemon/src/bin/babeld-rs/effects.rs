@@ -90,14 +90,19 @@ pub async fn flush_outputs(d: &mut Daemon, io: &mut Io, ctl: &mut ControlServer,
     // every route of a full table: no second copy of all of them is built here), and at most
     // `PARTS_AHEAD` of them wait for the route thread (the loop waits for it here).
     let changed = !out.routes.is_empty();
-    let mut changes = Vec::new();
+    // One allocation of the part's size: a part grown by doubling left its smaller buffers
+    // as holes among the tables the same burst was filling.
+    let part = |left: usize| Vec::with_capacity(left.min(kernel_fib::APPLY_BATCH));
+    let mut left = out.routes.len();
+    let mut changes = part(left);
     for c in out.routes {
-        let (table, pref_src) = io
-            .placements
-            .place(&d.config.filters, &c, &d.ifname(c.ifindex));
+        let (table, pref_src) =
+            io.placements
+                .place(&d.config.filters, &c, &d.ifname_ref(c.ifindex));
         changes.push((c, table, pref_src));
+        left -= 1;
         if changes.len() == kernel_fib::APPLY_BATCH {
-            send_changes(io, std::mem::take(&mut changes)).await;
+            send_changes(io, std::mem::replace(&mut changes, part(left))).await;
         }
     }
     if changed || out.events.iter().any(|e| matches!(e, Event::Route { .. })) {
