@@ -352,22 +352,10 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let trace = std::env::var_os("BABEL_SIM_TRACE").is_some();
     let exit_set: BTreeSet<usize> = exits.iter().copied().collect();
     let engine_threshold = sim.engine(0).map_or(500, |e| e.config().accuracy_threshold);
-    let mut dp = DataPlane {
-        rng: Rng::new(cfg.seed ^ 0xDA7A),
-        roles: roles.clone(),
-        drop_ppm: (cfg.drop_fraction * 1e6) as u64,
-        extra_delay: cfg.extra_delay,
-        jitter_us: 2000,
-    };
+    let mut dp = DataPlane::new(cfg, 0xDA7A, &roles);
     // Traces (§4.2.1) draw their losses from a stream of their own, so that how many traces a
     // session sends (`trace_depth`) leaves the losses of every other packet as they were.
-    let mut trace_dp = DataPlane {
-        rng: Rng::new(cfg.seed ^ 0x7ACE),
-        roles: roles.clone(),
-        drop_ppm: (cfg.drop_fraction * 1e6) as u64,
-        extra_delay: cfg.extra_delay,
-        jitter_us: 2000,
-    };
+    let mut trace_dp = DataPlane::new(cfg, 0x7ACE, &roles);
     while t < end {
         t = t + tick;
         if !lying && t >= start {
@@ -864,6 +852,17 @@ struct Walk {
 }
 
 impl DataPlane {
+    /// The links of run `cfg`, with losses and jitter drawn from the stream `cfg.seed ^ stream`.
+    fn new(cfg: &AdversaryConfig, stream: u64, roles: &[Role]) -> DataPlane {
+        DataPlane {
+            rng: Rng::new(cfg.seed ^ stream),
+            roles: roles.to_vec(),
+            drop_ppm: (cfg.drop_fraction * 1e6) as u64,
+            extra_delay: cfg.extra_delay,
+            jitter_us: 2000,
+        }
+    }
+
     /// Forwards one packet from `from` through `first`, then along next hops, to `dst`.
     fn walk(
         &mut self,
