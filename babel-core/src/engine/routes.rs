@@ -8,10 +8,7 @@ impl Engine {
     /// neighbour has routes, and while the destinations of a flushed neighbour are selected
     /// again (their installed routes still name it).
     pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
-        match self.neighbours.get(&nid) {
-            Some(n) => Some((n.ifindex, n.address)),
-            None => self.departed.get(&nid).copied(),
-        }
+        super::selection::route_via_in(&self.neighbours, &self.departed, nid)
     }
 
     /// The route `d` has in the kernel, whole ([`Installed`] keeps it without its neighbour's
@@ -22,13 +19,6 @@ impl Engine {
 
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
         route_metric_via(r, self.neighbour_cost(r.neigh()))
-    }
-
-    /// The metric we install and advertise for a selected route: never below a verified cost in
-    /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
-    /// rise sends a triggered update.
-    pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
-        advertised_metric_via(now, r, self.neighbour_cost(r.neigh()))
     }
 
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
@@ -370,7 +360,9 @@ impl Engine {
     }
 }
 
-/// [`Engine::advertised_metric`] through a neighbour whose link cost is `cost`.
+/// The metric we install and advertise for a selected route through a neighbour whose link
+/// cost is `cost`: never below a verified cost in force (`spec/verify.md` §5.2), or we would
+/// knowingly relay a neighbour's lie; a large rise sends a triggered update.
 pub(super) fn advertised_metric_via(now: Instant, r: &Route, cost: u16) -> u16 {
     let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
     route_metric_via(r, cost).max(verified)
