@@ -349,7 +349,7 @@ impl Book {
 /// Where a route for (destination, neighbour) is, or would go.
 pub(super) enum RouteEntry<'a> {
     /// The neighbour already gave us a route to this destination.
-    Occupied(&'a mut Route),
+    Occupied(OccupiedRoute<'a>),
     /// It did not; [`VacantRoute::insert`] adds one.
     Vacant(VacantRoute<'a>),
 }
@@ -407,17 +407,40 @@ fn find<'a, K: Ord>(
     key: K,
     neigh: u64,
     vacant: impl FnOnce(btree_map::VacantEntry<'a, K, Dest>) -> Slot<'a>,
-) -> Result<&'a mut Route, Slot<'a>> {
+) -> Result<(&'a mut Dest, usize), Slot<'a>> {
     match dests.entry(key) {
         btree_map::Entry::Occupied(e) => {
             let d = e.into_mut();
             match d.routes.iter().position(|r| r.neigh == neigh) {
-                #[allow(clippy::indexing_slicing)] // `i` was just found in this same Vec.
-                Some(i) => Ok(&mut d.routes[i]),
+                Some(i) => Ok((d, i)),
                 None => Err(Slot::Dest(d)),
             }
         }
         btree_map::Entry::Vacant(e) => Err(vacant(e)),
+    }
+}
+
+/// A (destination, neighbour) with a route ([`RouteTable::entry`]): the route to change, then
+/// the destination to select in place, without searching the table again.
+pub(super) struct OccupiedRoute<'a> {
+    selecting: Selecting<'a>,
+    /// The route's place in the destination's routes.
+    index: usize,
+}
+
+impl<'a> OccupiedRoute<'a> {
+    /// The route.
+    pub(super) fn route(&mut self) -> &mut Route {
+        #[allow(clippy::indexing_slicing)] // `index` was found in this same Vec, which the
+        // borrow keeps as it was.
+        &mut self.selecting.dest.routes[self.index]
+    }
+
+    /// The destination, to select ([`RouteTable::select_in_place`] without its search); the
+    /// caller ends with [`RouteTable::after_selection`]. The destination keeps this route, so
+    /// it is never left empty.
+    pub(super) fn into_selecting(self) -> Selecting<'a> {
+        self.selecting
     }
 }
 
@@ -807,6 +830,9 @@ impl RouteTable {
             book,
             repack,
             repack_specific,
+            installed,
+            next_hops,
+            installed_router_ids,
             ..
         } = self;
         let (found, repack) = match key.src_prefix {
@@ -822,7 +848,17 @@ impl RouteTable {
             }
         };
         let slot = match found {
-            Ok(r) => return RouteEntry::Occupied(r),
+            Ok((dest, index)) => {
+                return RouteEntry::Occupied(OccupiedRoute {
+                    selecting: Selecting {
+                        dest,
+                        next_hops,
+                        router_ids: installed_router_ids,
+                        installed,
+                    },
+                    index,
+                });
+            }
             Err(slot) => slot,
         };
         RouteEntry::Vacant(VacantRoute {
@@ -940,8 +976,14 @@ impl RouteTable {
             None => in_place(plain, PlainKey(key.prefix), parts, f),
             Some(_) => in_place(specific, *key, parts, f),
         }?;
-        self.sweep_installed_router_ids();
+        self.after_selection();
         Some(r)
+    }
+
+    /// What follows a selection made in place: the installed copies' originators are swept if
+    /// a sweep is due.
+    pub(super) fn after_selection(&mut self) {
+        self.sweep_installed_router_ids();
     }
 
     /// Unselects and uninstalls every destination (shutdown); returns, in key order, what was
@@ -1273,7 +1315,7 @@ mod tests {
         let k = key("2001:db8::/64");
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         match t.entry(k, 1) {
-            RouteEntry::Occupied(r) => r.refmetric = 7,
+            RouteEntry::Occupied(mut o) => o.route().refmetric = 7,
             RouteEntry::Vacant(_) => panic!("route not found"),
         }
         assert_eq!(

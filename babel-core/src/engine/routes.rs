@@ -1,5 +1,6 @@
 //! Route acquisition, retraction and expiry (RFC 8966 §3.5).
 
+use super::selection::SelectCx;
 use super::*;
 
 impl Engine {
@@ -115,7 +116,8 @@ impl Engine {
             .0;
         let limits = self.cfg.limits;
         match self.routes.entry(key, nid) {
-            RouteEntry::Occupied(r) => {
+            RouteEntry::Occupied(mut o) => {
+                let r = o.route();
                 let changed = r.refmetric != u.metric
                     || r.seqno != u.seqno
                     || r.router_id != rid
@@ -131,6 +133,35 @@ impl Engine {
                 r.next_hop = next_hop;
                 r.time = now.into();
                 r.refresh_requested = false;
+                if !changed && self.departed.is_empty() {
+                    // No route event, and nothing for `drop_departed` to remove: the
+                    // destination is selected where the route was found, as `reselect` would
+                    // (issue 18: one search of the table per Update instead of two).
+                    #[cfg(test)]
+                    let fast = !self.full_selection;
+                    #[cfg(not(test))]
+                    let fast = true;
+                    let cx = SelectCx {
+                        now,
+                        key,
+                        shadowed: self.xroutes.contains_key(&key),
+                        cfg: &self.cfg,
+                        fast,
+                        sources: &self.sources,
+                        neighbours: &self.neighbours,
+                        departed: &self.departed,
+                        resume: self.resume.as_ref(),
+                        filter: &self.filter,
+                        interfaces: &self.interfaces,
+                    };
+                    let mut contenders = std::mem::take(&mut self.contenders);
+                    let outcome = cx.select(&mut o.into_selecting(), &mut contenders);
+                    self.contenders = contenders;
+                    self.routes.after_selection();
+                    self.note_route_deadline(now, u.interval);
+                    self.apply_selection(now, key, outcome);
+                    return;
+                }
                 if changed {
                     self.route_event(now, ChangeKind::Change, key, nid);
                 }

@@ -42,14 +42,6 @@ impl Engine {
     /// path on random inputs.
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
         self.drop_departed(now, &key);
-        let shadowed = self.xroutes.contains_key(&key);
-        let policy = self.cfg.policy;
-        let hl = self.cfg.smoothing_half_life;
-        let threshold = self.cfg.accuracy_threshold;
-        #[cfg(test)]
-        let fast = !self.full_selection;
-        #[cfg(not(test))]
-        let fast = true;
         let mut contenders = std::mem::take(&mut self.contenders);
         let Engine {
             routes,
@@ -59,134 +51,39 @@ impl Engine {
             resume,
             filter,
             interfaces,
+            xroutes,
+            cfg,
             ..
         } = self;
-        let (neighbours, departed) = (&*neighbours, &*departed);
-        let via = |nid: u64| route_via_in(neighbours, departed, nid);
-        // No graceful-restart state at all: `resume_selected` would do nothing.
-        let fast = fast && resume.is_none();
-        let resume = resume.as_ref().filter(|x| now < x.until);
-        let outcome = routes.select_in_place(&key, |s| {
-            let dest: &Dest = s.dest;
-            // The routes of a destination mostly share one originator: its feasibility distance
-            // is looked up once, not once per route.
-            let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
-            contenders.clear();
-            contenders.extend(dest.routes().iter().map(|r| {
-                let fd = match distance {
-                    Some((rid, fd)) if rid == r.router_id => fd,
-                    _ => {
-                        let fd = sources.feasibility_distance(now, &key, r.router_id);
-                        distance = Some((r.router_id, fd));
-                        fd
-                    }
-                };
-                // One search of the neighbours for both the link cost and the accuracy.
-                let neighbour = neighbours.get(&r.neigh());
-                let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
-                let effective = match r.verified() {
-                    Some((m, until)) if now < until && metric < INFINITY => m,
-                    _ => metric,
-                };
-                Contender {
-                    neigh: r.neigh(),
-                    router_id: r.router_id,
-                    seqno: r.seqno,
-                    metric,
-                    effective,
-                    smoothed: smooth(
-                        r.smoothed,
-                        effective,
-                        now.saturating_since(r.smoothed_time.get()),
-                        hl,
-                    ),
-                    price: r.price,
-                    feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
-                    blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
-                        || resume
-                            .is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via)),
-                }
-            }));
-            let choice = select(policy, shadowed, dest.selected(), &contenders);
-            // The smoothed metrics, written by either path.
-            let smoothed = |s: &mut Selecting<'_>| {
-                let mut smoothed = contenders.iter().map(|c| c.smoothed);
-                s.each_route(|r| {
-                    if let Some(v) = smoothed.next() {
-                        r.smoothed = v;
-                        r.smoothed_time = now.into();
-                    }
-                });
-            };
-            // The selection stands (see the doc comment): the route selected is the one
-            // installed, and the copy installed is what it would install now.
-            let stands = choice
-                .selected
-                .filter(|id| fast && dest.installed_neigh() == Some(*id))
-                .and_then(|id| {
-                    let r = dest.route(id)?;
-                    let cost = neighbours.get(&id)?.cost;
-                    let metric = Metric(advertised_metric_via(now, r, cost));
-                    s.installed_is(r, metric)
-                        .then_some((r.router_id, Seqno(r.seqno)))
-                });
-            if let Some((rid, seqno)) = stands {
-                smoothed(s);
-                return Selection::Stands { choice, rid, seqno };
-            }
-            let mut chosen = choice.selected;
-            let mut new_inst = chosen.and_then(|id| {
-                let (ifindex, via) = via(id)?;
-                dest.route(id).map(|r| {
-                    let cost = neighbours.get(&id).map_or(INFINITY, |n| n.cost);
-                    InstalledRoute {
-                        next_hop: s.next_hop(r.next_hop),
-                        via,
-                        ifindex,
-                        metric: Metric(advertised_metric_via(now, r, cost)),
-                        router_id: r.router_id,
-                        seqno: Seqno(r.seqno),
-                        price: r.price,
-                    }
-                })
-            });
-            let old_inst = s.installed_of(via);
-            let old_sel = dest.selected();
-            let held_before = dest.is_held();
-            // "InstalledRoute" means in the kernel: an addition the `install` filter refuses
-            // leaves the destination without a route (babeld's `change_route` refuses ROUTE_ADD
-            // only; a switch of next hop or a removal always goes through, and so does the
-            // switch away from a held route, which babeld still has installed).
-            let refused = old_inst.is_none()
-                && !held_before
-                && new_inst.is_some_and(|n| !install_allowed(filter, interfaces, &key, &n));
-            if refused {
-                chosen = None;
-                new_inst = None;
-            }
-            let held = if new_inst.is_none() {
-                choice.held
-            } else {
-                None
-            };
-            let new_sel = chosen.or(held);
-            smoothed(s);
-            s.set(new_sel, new_inst);
-            Selection::Changed {
-                choice,
-                old_inst,
-                new_inst,
-                old_sel,
-                new_sel,
-                held_before,
-                held,
-                refused,
-            }
-        });
+        #[cfg(test)]
+        let fast = !self.full_selection;
+        #[cfg(not(test))]
+        let fast = true;
+        let cx = SelectCx {
+            now,
+            key,
+            shadowed: xroutes.contains_key(&key),
+            cfg,
+            fast,
+            sources,
+            neighbours,
+            departed,
+            resume: resume.as_ref(),
+            filter,
+            interfaces,
+        };
+        let outcome = routes.select_in_place(&key, |s| cx.select(s, &mut contenders));
         self.contenders = contenders;
+        if let Some(o) = outcome {
+            self.apply_selection(now, key, o);
+        }
+    }
+
+    /// What follows [`SelectCx::select`]: the consequences (nothing but the requests it
+    /// satisfies and a preferred unfeasible route's seqno request when the selection stands).
+    pub(super) fn apply_selection(&mut self, now: Instant, key: RouteKey, outcome: Selection) {
         match outcome {
-            None => {}
-            Some(Selection::Stands { choice, rid, seqno }) => {
+            Selection::Stands { choice, rid, seqno } => {
                 #[cfg(test)]
                 {
                     self.fast_selections += 1;
@@ -199,7 +96,7 @@ impl Engine {
                     self.schedule_update(now, None, key, true);
                 }
             }
-            Some(Selection::Changed {
+            Selection::Changed {
                 choice,
                 old_inst,
                 new_inst,
@@ -208,7 +105,7 @@ impl Engine {
                 held_before,
                 held,
                 refused,
-            }) => {
+            } => {
                 if refused {
                     self.counters.filtered_install += 1;
                 }
@@ -351,8 +248,162 @@ impl Engine {
     }
 }
 
+/// What selection reads besides the destination ([`Engine::reselect`]), borrowed from the
+/// engine's other tables so that the destination can be selected in place.
+pub(super) struct SelectCx<'a> {
+    pub(super) now: Instant,
+    pub(super) key: RouteKey,
+    /// The destination is one of our xroutes.
+    pub(super) shadowed: bool,
+    pub(super) cfg: &'a EngineConfig,
+    /// The fast path may be taken (off in tests for the reference).
+    pub(super) fast: bool,
+    pub(super) sources: &'a SourceTable,
+    pub(super) neighbours: &'a BTreeMap<u64, Neighbour>,
+    pub(super) departed: &'a BTreeMap<u64, (u32, IpAddr)>,
+    pub(super) resume: Option<&'a resume::Resume>,
+    pub(super) filter: &'a Option<Arc<dyn RouteFilter>>,
+    pub(super) interfaces: &'a BTreeMap<u32, Interface>,
+}
+
+impl SelectCx<'_> {
+    /// RFC 8966 §3.6 selection of the destination `s` ([`Engine::reselect`]): the contenders,
+    /// [`select`], and the selection and smoothed metrics written; the consequences are left to
+    /// [`Engine::apply_selection`].
+    pub(super) fn select(
+        &self,
+        s: &mut Selecting<'_>,
+        contenders: &mut Vec<Contender>,
+    ) -> Selection {
+        let (now, key, shadowed) = (self.now, self.key, self.shadowed);
+        let policy = self.cfg.policy;
+        let hl = self.cfg.smoothing_half_life;
+        let threshold = self.cfg.accuracy_threshold;
+        let (sources, neighbours, departed) = (self.sources, self.neighbours, self.departed);
+        let (filter, interfaces) = (self.filter, self.interfaces);
+        let via = |nid: u64| route_via_in(neighbours, departed, nid);
+        // No graceful-restart state at all: `resume_selected` would do nothing.
+        let fast = self.fast && self.resume.is_none();
+        let resume = self.resume.filter(|x| now < x.until);
+        let dest: &Dest = s.dest;
+        // The routes of a destination mostly share one originator: its feasibility distance
+        // is looked up once, not once per route.
+        let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
+        contenders.clear();
+        contenders.extend(dest.routes().iter().map(|r| {
+            let fd = match distance {
+                Some((rid, fd)) if rid == r.router_id => fd,
+                _ => {
+                    let fd = sources.feasibility_distance(now, &key, r.router_id);
+                    distance = Some((r.router_id, fd));
+                    fd
+                }
+            };
+            // One search of the neighbours for both the link cost and the accuracy.
+            let neighbour = neighbours.get(&r.neigh());
+            let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
+            let effective = match r.verified() {
+                Some((m, until)) if now < until && metric < INFINITY => m,
+                _ => metric,
+            };
+            Contender {
+                neigh: r.neigh(),
+                router_id: r.router_id,
+                seqno: r.seqno,
+                metric,
+                effective,
+                smoothed: smooth(
+                    r.smoothed,
+                    effective,
+                    now.saturating_since(r.smoothed_time.get()),
+                    hl,
+                ),
+                price: r.price,
+                feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
+                blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
+                    || resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via)),
+            }
+        }));
+        let choice = select(policy, shadowed, dest.selected(), contenders);
+        // The smoothed metrics, written by either path.
+        let smoothed = |s: &mut Selecting<'_>| {
+            let mut smoothed = contenders.iter().map(|c| c.smoothed);
+            s.each_route(|r| {
+                if let Some(v) = smoothed.next() {
+                    r.smoothed = v;
+                    r.smoothed_time = now.into();
+                }
+            });
+        };
+        // The selection stands (see the doc comment): the route selected is the one
+        // installed, and the copy installed is what it would install now.
+        let stands = choice
+            .selected
+            .filter(|id| fast && dest.installed_neigh() == Some(*id))
+            .and_then(|id| {
+                let r = dest.route(id)?;
+                let cost = neighbours.get(&id)?.cost;
+                let metric = Metric(advertised_metric_via(now, r, cost));
+                s.installed_is(r, metric)
+                    .then_some((r.router_id, Seqno(r.seqno)))
+            });
+        if let Some((rid, seqno)) = stands {
+            smoothed(s);
+            return Selection::Stands { choice, rid, seqno };
+        }
+        let mut chosen = choice.selected;
+        let mut new_inst = chosen.and_then(|id| {
+            let (ifindex, via) = via(id)?;
+            dest.route(id).map(|r| {
+                let cost = neighbours.get(&id).map_or(INFINITY, |n| n.cost);
+                InstalledRoute {
+                    next_hop: s.next_hop(r.next_hop),
+                    via,
+                    ifindex,
+                    metric: Metric(advertised_metric_via(now, r, cost)),
+                    router_id: r.router_id,
+                    seqno: Seqno(r.seqno),
+                    price: r.price,
+                }
+            })
+        });
+        let old_inst = s.installed_of(via);
+        let old_sel = dest.selected();
+        let held_before = dest.is_held();
+        // "InstalledRoute" means in the kernel: an addition the `install` filter refuses
+        // leaves the destination without a route (babeld's `change_route` refuses ROUTE_ADD
+        // only; a switch of next hop or a removal always goes through, and so does the
+        // switch away from a held route, which babeld still has installed).
+        let refused = old_inst.is_none()
+            && !held_before
+            && new_inst.is_some_and(|n| !install_allowed(filter, interfaces, &key, &n));
+        if refused {
+            chosen = None;
+            new_inst = None;
+        }
+        let held = if new_inst.is_none() {
+            choice.held
+        } else {
+            None
+        };
+        let new_sel = chosen.or(held);
+        smoothed(s);
+        s.set(new_sel, new_inst);
+        Selection::Changed {
+            choice,
+            old_inst,
+            new_inst,
+            old_sel,
+            new_sel,
+            held_before,
+            held,
+            refused,
+        }
+    }
+}
+
 /// What [`Engine::reselect`] found in the table, for the consequences it applies after.
-enum Selection {
+pub(super) enum Selection {
     /// The selection stands (see [`Engine::reselect`]): the installed route's originator and
     /// seqno, for the requests it satisfies.
     Stands {
@@ -737,6 +788,9 @@ mod fast_path_tests {
     const NEIGHBOURS: [(&str, u32); 3] = [("fe80::2", 1), ("fe80::3", 1), ("fe80::4", 2)];
     const DESTS: u32 = 24;
 
+    /// One input, given to both engines.
+    type Action = Box<dyn Fn(&mut Engine)>;
+
     fn addr(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -796,7 +850,7 @@ mod fast_path_tests {
             let mut now = Instant::ZERO;
             for step in 0..1500 {
                 now = now + Duration::from_millis(rng.below(1500));
-                let mut actions: Vec<Box<dyn Fn(&mut Engine)>> = Vec::new();
+                let mut actions: Vec<Action> = Vec::new();
                 let n = rng.below(NEIGHBOURS.len() as u64) as usize;
                 match rng.below(20) {
                     0..=3 => {

@@ -413,7 +413,10 @@ mod tests {
             let rid = (next() & 0x8000_0000_0000_0181).to_be_bytes();
             keys.push(PlainKey {
                 addr,
-                length: [0, 64, 128, 129, 161][(r % 5) as usize],
+                length: [0, 64, 128, 129, 161]
+                    .get((r % 5) as usize)
+                    .copied()
+                    .unwrap_or(0),
                 rid,
             });
         }
