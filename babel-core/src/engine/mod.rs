@@ -259,6 +259,12 @@ pub struct Engine {
     resume: Option<resume::Resume>,
     /// Selection's working list, kept between calls (it runs for every Update received).
     contenders: Vec<selection::Contender>,
+    /// Tests: every selection takes the full path (the reference for the fast one).
+    #[cfg(test)]
+    full_selection: bool,
+    /// Tests: selections that took the fast path.
+    #[cfg(test)]
+    fast_selections: u64,
 }
 
 impl Engine {
@@ -311,6 +317,10 @@ impl Engine {
             filter: None,
             resume,
             contenders: Vec::new(),
+            #[cfg(test)]
+            full_selection: false,
+            #[cfg(test)]
+            fast_selections: 0,
             auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
         })

@@ -44,25 +44,24 @@ impl Resume {
     }
 }
 
-impl Engine {
+impl Resume {
     /// True if `r` may not be selected for `key` yet: the previous run routed `key` through
-    /// another next hop, whose route has not been retracted.
-    pub(super) fn resume_blocks(
+    /// another next hop, whose route has not been retracted. The caller checks that the window
+    /// is open; `next_hop` and `via` give a route's next-hop address and its neighbour's
+    /// interface.
+    pub(super) fn blocks(
         &self,
-        now: Instant,
         key: &RouteKey,
         dest: &Dest,
         r: &Route,
+        next_hop: impl Fn(crate::packed::Interned) -> IpAddr,
+        via: impl Fn(u64) -> Option<(u32, IpAddr)>,
     ) -> bool {
-        let Some(resume) = self.resume.as_ref().filter(|x| now < x.until) else {
-            return false;
-        };
-        let Some(&(ifindex, next_hop)) = resume.routes.get(key) else {
+        let Some(&(ifindex, prev)) = self.routes.get(key) else {
             return false;
         };
         let same = |x: &Route| {
-            self.routes.next_hop(x.next_hop) == next_hop
-                && self.route_via(x.neigh()).is_some_and(|(i, _)| i == ifindex)
+            next_hop(x.next_hop) == prev && via(x.neigh()).is_some_and(|(i, _)| i == ifindex)
         };
         if same(r) {
             return false;
@@ -73,7 +72,9 @@ impl Engine {
             .iter()
             .any(|x| same(x) && x.refmetric == INFINITY)
     }
+}
 
+impl Engine {
     /// After a selection: once the previous run's route is back, `key` is an ordinary
     /// destination again.
     pub(super) fn resume_selected(&mut self, key: &RouteKey, installed: Option<&InstalledRoute>) {

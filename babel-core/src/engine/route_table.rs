@@ -202,13 +202,18 @@ impl Installed {
 
     /// The whole installed route, with its next hop and originator (which `table` keeps) and
     /// the interface and address of its neighbour.
-    fn with_via(self, table: &RouteTable, (ifindex, via): (u32, IpAddr)) -> InstalledRoute {
+    fn with_via(
+        self,
+        next_hops: &Interner<IpAddr>,
+        router_ids: &Interner<RouterIdBits>,
+        (ifindex, via): (u32, IpAddr),
+    ) -> InstalledRoute {
         InstalledRoute {
-            next_hop: table.next_hop(self.next_hop),
+            next_hop: next_hop_in(next_hops, self.next_hop),
             via,
             ifindex,
             metric: self.metric,
-            router_id: table.installed_router_id(&self),
+            router_id: router_id_in(router_ids, self.router_id),
             seqno: self.seqno,
             price: self.price,
         }
@@ -344,7 +349,7 @@ impl Book {
 /// Where a route for (destination, neighbour) is, or would go.
 pub(super) enum RouteEntry<'a> {
     /// The neighbour already gave us a route to this destination.
-    Occupied(&'a mut Route),
+    Occupied(OccupiedRoute<'a>),
     /// It did not; [`VacantRoute::insert`] adds one.
     Vacant(VacantRoute<'a>),
 }
@@ -402,13 +407,12 @@ fn find<'a, K: Ord>(
     key: K,
     neigh: u64,
     vacant: impl FnOnce(btree_map::VacantEntry<'a, K, Dest>) -> Slot<'a>,
-) -> Result<&'a mut Route, Slot<'a>> {
+) -> Result<(&'a mut Dest, usize), Slot<'a>> {
     match dests.entry(key) {
         btree_map::Entry::Occupied(e) => {
             let d = e.into_mut();
             match d.routes.iter().position(|r| r.neigh == neigh) {
-                #[allow(clippy::indexing_slicing)] // `i` was just found in this same Vec.
-                Some(i) => Ok(&mut d.routes[i]),
+                Some(i) => Ok((d, i)),
                 None => Err(Slot::Dest(d)),
             }
         }
@@ -416,14 +420,27 @@ fn find<'a, K: Ord>(
     }
 }
 
-/// Applies `f` to `dests[key]`, then forgets the destination if it is left without routes or an
-/// installed route.
-fn update_dest<K: Ord>(dests: &mut BTreeMap<K, Dest>, key: K, f: impl FnOnce(&mut Dest)) {
-    if let btree_map::Entry::Occupied(mut e) = dests.entry(key) {
-        f(e.get_mut());
-        if e.get().routes.is_empty() && e.get().installed.is_none() {
-            e.remove();
-        }
+/// A (destination, neighbour) with a route ([`RouteTable::entry`]): the route to change, then
+/// the destination to select in place, without searching the table again.
+pub(super) struct OccupiedRoute<'a> {
+    selecting: Selecting<'a>,
+    /// The route's place in the destination's routes.
+    index: usize,
+}
+
+impl<'a> OccupiedRoute<'a> {
+    /// The route.
+    pub(super) fn route(&mut self) -> &mut Route {
+        #[allow(clippy::indexing_slicing)] // `index` was found in this same Vec, which the
+        // borrow keeps as it was.
+        &mut self.selecting.dest.routes[self.index]
+    }
+
+    /// The destination, to select ([`RouteTable::select_in_place`] without its search); the
+    /// caller ends with [`RouteTable::after_selection`]. The destination keeps this route, so
+    /// it is never left empty.
+    pub(super) fn into_selecting(self) -> Selecting<'a> {
+        self.selecting
     }
 }
 
@@ -461,6 +478,127 @@ impl VacantRoute<'_> {
         }
         book.add(neigh);
         Ok(())
+    }
+}
+
+/// The address `id` names among `next_hops`; the unspecified address answers an unknown index,
+/// never a panic.
+fn next_hop_in(next_hops: &Interner<IpAddr>, id: Interned) -> IpAddr {
+    next_hops
+        .get(id)
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+}
+
+/// The originator `id` names among `router_ids`; the reserved all-zeros router-id answers an
+/// unknown index, never a panic.
+fn router_id_in(router_ids: &Interner<RouterIdBits>, id: Interned) -> RouterId {
+    router_ids.get(id).map_or(RouterId([0; 8]), RouterId::from)
+}
+
+/// What [`RouteTable::select_in_place`] lends besides the destination.
+type SelectParts<'a> = (
+    &'a mut Interner<IpAddr>,
+    &'a mut Interner<RouterIdBits>,
+    &'a mut usize,
+);
+
+/// [`RouteTable::select_in_place`] in one tree.
+fn in_place<K: Ord, R>(
+    dests: &mut BTreeMap<K, Dest>,
+    key: K,
+    (next_hops, router_ids, installed): SelectParts<'_>,
+    f: impl FnOnce(&mut Selecting<'_>) -> R,
+) -> Option<R> {
+    let btree_map::Entry::Occupied(mut e) = dests.entry(key) else {
+        return None;
+    };
+    let r = f(&mut Selecting {
+        dest: e.get_mut(),
+        next_hops,
+        router_ids,
+        installed,
+    });
+    if e.get().routes.is_empty() && e.get().installed.is_none() {
+        e.remove();
+    }
+    Some(r)
+}
+
+/// A destination being selected ([`RouteTable::select_in_place`]): its routes, and the table's
+/// interned next hops and originators its installed copy names.
+pub(super) struct Selecting<'a> {
+    pub(super) dest: &'a mut Dest,
+    next_hops: &'a mut Interner<IpAddr>,
+    router_ids: &'a mut Interner<RouterIdBits>,
+    /// The table's count of installed destinations.
+    installed: &'a mut usize,
+}
+
+impl Selecting<'_> {
+    /// [`RouteTable::next_hop`].
+    pub(super) fn next_hop(&self, id: Interned) -> IpAddr {
+        next_hop_in(self.next_hops, id)
+    }
+
+    /// [`RouteTable::installed_of`] for this destination.
+    pub(super) fn installed_of(
+        &self,
+        via: impl FnOnce(u64) -> Option<(u32, IpAddr)>,
+    ) -> Option<InstalledRoute> {
+        let (nid, i) = self.dest.installed()?;
+        Some(i.with_via(self.next_hops, self.router_ids, via(nid)?))
+    }
+
+    /// Whether the installed copy is the one [`Selecting::set`] would make of route `r` with
+    /// `metric` (its next hop, originator, seqno and price, and that metric): then writing it
+    /// again changes nothing.
+    pub(super) fn installed_is(&self, r: &Route, metric: Metric) -> bool {
+        self.dest.installed.is_some_and(|i| {
+            i.next_hop == r.next_hop
+                && i.metric == metric
+                && i.seqno == Seqno(r.seqno)
+                && i.price == r.price
+                && self.router_ids.get(i.router_id) == Some(RouterIdBits::from(r.router_id))
+        })
+    }
+
+    /// Lets `f` change each route of the destination in order (selection's smoothed metrics).
+    pub(super) fn each_route(&mut self, f: impl FnMut(&mut Route)) {
+        self.dest.routes.iter_mut().for_each(f);
+    }
+
+    /// Records the result of selection: the selected route's neighbour and the copy installed.
+    pub(super) fn set(&mut self, selected: Option<u64>, installed: Option<InstalledRoute>) {
+        let d = &mut *self.dest;
+        let (next_hops, router_ids) = (&mut *self.next_hops, &mut *self.router_ids);
+        // The installed copy is made from the selected route: its next hop is the route's,
+        // already held (interning it without a sweep covers any other caller).
+        let installed = installed.and_then(|i| {
+            let held = d
+                .routes
+                .iter()
+                .find(|r| Some(r.neigh) == selected)
+                .map(|r| r.next_hop)
+                .filter(|id| next_hops.get(*id) == Some(i.next_hop));
+            let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
+            // Most often the copy it replaces has the same originator.
+            let rid = RouterIdBits::from(i.router_id);
+            let router_id = d
+                .installed
+                .map(|old| old.router_id)
+                .filter(|old| router_ids.get(*old) == Some(rid))
+                .or_else(|| router_ids.intern(rid).ok())?;
+            Some(Installed::of(&i, id, router_id))
+        });
+        let count = &mut *self.installed;
+        match (d.installed.is_some(), installed.is_some()) {
+            (false, true) => *count += 1,
+            (true, false) => *count = count.saturating_sub(1),
+            _ => {}
+        }
+        // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
+        d.selected = selected.and_then(NonZeroU64::new);
+        d.installed = installed;
     }
 }
 
@@ -507,9 +645,7 @@ impl RouteTable {
     /// The address a route's or an installed copy's next hop names. Every index in the table
     /// names one; the unspecified address answers any other, never a panic.
     pub(super) fn next_hop(&self, id: Interned) -> IpAddr {
-        self.next_hops
-            .get(id)
-            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+        next_hop_in(&self.next_hops, id)
     }
 
     /// The index naming `addr`, for a route's next hop. Valid until the next call: the next hops
@@ -548,9 +684,7 @@ impl RouteTable {
     /// The originator of an installed copy. Every copy's index names one; the reserved
     /// all-zeros router-id answers any other, never a panic.
     pub(super) fn installed_router_id(&self, i: &Installed) -> RouterId {
-        self.installed_router_ids
-            .get(i.router_id)
-            .map_or(RouterId([0; 8]), RouterId::from)
+        router_id_in(&self.installed_router_ids, i.router_id)
     }
 
     /// Sweeps the installed copies' originators if a sweep is due (after a copy named a new
@@ -576,7 +710,7 @@ impl RouteTable {
         via: impl FnOnce(u64) -> Option<(u32, IpAddr)>,
     ) -> Option<InstalledRoute> {
         let (nid, i) = d.installed()?;
-        Some(i.with_via(self, via(nid)?))
+        Some(i.with_via(&self.next_hops, &self.installed_router_ids, via(nid)?))
     }
 
     /// One destination.
@@ -696,6 +830,9 @@ impl RouteTable {
             book,
             repack,
             repack_specific,
+            installed,
+            next_hops,
+            installed_router_ids,
             ..
         } = self;
         let (found, repack) = match key.src_prefix {
@@ -711,7 +848,17 @@ impl RouteTable {
             }
         };
         let slot = match found {
-            Ok(r) => return RouteEntry::Occupied(r),
+            Ok((dest, index)) => {
+                return RouteEntry::Occupied(OccupiedRoute {
+                    selecting: Selecting {
+                        dest,
+                        next_hops,
+                        router_ids: installed_router_ids,
+                        installed,
+                    },
+                    index,
+                });
+            }
             Err(slot) => slot,
         };
         RouteEntry::Vacant(VacantRoute {
@@ -804,56 +951,38 @@ impl RouteTable {
         selected: Option<u64>,
         installed: Option<InstalledRoute>,
     ) {
-        self.set_selection_smoothed(key, selected, installed, |_| {});
+        self.select_in_place(key, |s| s.set(selected, installed));
     }
 
-    /// Records the result of selection for `key`, after `smooth` has seen each route of the
-    /// destination in order (selection's smoothed metrics): one search of the table for both. A
-    /// destination left without routes or an installed route is forgotten.
-    pub(super) fn set_selection_smoothed(
+    /// Selection of `key` in place ([`Selecting`]): the destination's routes to read and its
+    /// selection to write, found by one search of the table (issue 18: it was one to read and
+    /// one to write). A destination left without routes or an installed route is forgotten.
+    /// `None` if the table has no such destination.
+    pub(super) fn select_in_place<R>(
         &mut self,
         key: &RouteKey,
-        selected: Option<u64>,
-        installed: Option<InstalledRoute>,
-        smooth: impl FnMut(&mut Route),
-    ) {
-        let count = &mut self.installed;
-        let next_hops = &mut self.next_hops;
-        let router_ids = &mut self.installed_router_ids;
-        let set = |d: &mut Dest| {
-            d.routes.iter_mut().for_each(smooth);
-            // The installed copy is made from the selected route: its next hop is the route's,
-            // already held (interning it without a sweep covers any other caller).
-            let installed = installed.and_then(|i| {
-                let held = d
-                    .routes
-                    .iter()
-                    .find(|r| Some(r.neigh) == selected)
-                    .map(|r| r.next_hop)
-                    .filter(|id| next_hops.get(*id) == Some(i.next_hop));
-                let id = held.or_else(|| next_hops.intern(i.next_hop).ok())?;
-                // Most often the copy it replaces has the same originator.
-                let rid = RouterIdBits::from(i.router_id);
-                let router_id = d
-                    .installed
-                    .map(|old| old.router_id)
-                    .filter(|old| router_ids.get(*old) == Some(rid))
-                    .or_else(|| router_ids.intern(rid).ok())?;
-                Some(Installed::of(&i, id, router_id))
-            });
-            match (d.installed.is_some(), installed.is_some()) {
-                (false, true) => *count += 1,
-                (true, false) => *count = count.saturating_sub(1),
-                _ => {}
-            }
-            // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
-            d.selected = selected.and_then(NonZeroU64::new);
-            d.installed = installed;
-        };
-        match key.src_prefix {
-            None => update_dest(&mut self.plain, PlainKey(key.prefix), set),
-            Some(_) => update_dest(&mut self.specific, *key, set),
-        }
+        f: impl FnOnce(&mut Selecting<'_>) -> R,
+    ) -> Option<R> {
+        let RouteTable {
+            plain,
+            specific,
+            installed,
+            next_hops,
+            installed_router_ids,
+            ..
+        } = self;
+        let parts = (next_hops, installed_router_ids, installed);
+        let r = match key.src_prefix {
+            None => in_place(plain, PlainKey(key.prefix), parts, f),
+            Some(_) => in_place(specific, *key, parts, f),
+        }?;
+        self.after_selection();
+        Some(r)
+    }
+
+    /// What follows a selection made in place: the installed copies' originators are swept if
+    /// a sweep is due.
+    pub(super) fn after_selection(&mut self) {
         self.sweep_installed_router_ids();
     }
 
@@ -875,7 +1004,9 @@ impl RouteTable {
         let out = taken
             .into_iter()
             .map(|(k, selected, installed)| {
-                let whole = installed.and_then(|i| Some(i.with_via(self, via(selected?)?)));
+                let whole = installed.and_then(|i| {
+                    Some(i.with_via(&self.next_hops, &self.installed_router_ids, via(selected?)?))
+                });
                 (k, whole)
             })
             .collect();
@@ -1184,7 +1315,7 @@ mod tests {
         let k = key("2001:db8::/64");
         add(&mut t, k, 1).unwrap_or_else(|e| panic!("{e:?}"));
         match t.entry(k, 1) {
-            RouteEntry::Occupied(r) => r.refmetric = 7,
+            RouteEntry::Occupied(mut o) => o.route().refmetric = 7,
             RouteEntry::Vacant(_) => panic!("route not found"),
         }
         assert_eq!(
@@ -1264,7 +1395,7 @@ mod tests {
         assert_eq!(
             t.get(&k)
                 .and_then(Dest::installed)
-                .map(|(n, i)| (n, i.with_via(&t, (1, a)))),
+                .map(|(n, i)| (n, i.with_via(&t.next_hops, &t.installed_router_ids, (1, a)))),
             Some((1, inst))
         );
         // Its only route goes, the installed route stays until selection removes it.

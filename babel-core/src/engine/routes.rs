@@ -1,5 +1,6 @@
 //! Route acquisition, retraction and expiry (RFC 8966 §3.5).
 
+use super::selection::SelectCx;
 use super::*;
 
 impl Engine {
@@ -8,10 +9,7 @@ impl Engine {
     /// neighbour has routes, and while the destinations of a flushed neighbour are selected
     /// again (their installed routes still name it).
     pub(super) fn route_via(&self, nid: u64) -> Option<(u32, IpAddr)> {
-        match self.neighbours.get(&nid) {
-            Some(n) => Some((n.ifindex, n.address)),
-            None => self.departed.get(&nid).copied(),
-        }
+        super::selection::route_via_in(&self.neighbours, &self.departed, nid)
     }
 
     /// The route `d` has in the kernel, whole ([`Installed`] keeps it without its neighbour's
@@ -22,13 +20,6 @@ impl Engine {
 
     pub(super) fn route_metric(&self, r: &Route) -> u16 {
         route_metric_via(r, self.neighbour_cost(r.neigh()))
-    }
-
-    /// The metric we install and advertise for a selected route: never below a verified cost in
-    /// force (`spec/verify.md` §5.2), or we would knowingly relay a neighbour's lie; a large
-    /// rise sends a triggered update.
-    pub(super) fn advertised_metric(&self, now: Instant, r: &Route) -> u16 {
-        advertised_metric_via(now, r, self.neighbour_cost(r.neigh()))
     }
 
     /// RFC 8966 §3.5.3 route acquisition (with §3.5.4 retractions, §4.6.9 wildcard retractions and
@@ -125,7 +116,8 @@ impl Engine {
             .0;
         let limits = self.cfg.limits;
         match self.routes.entry(key, nid) {
-            RouteEntry::Occupied(r) => {
+            RouteEntry::Occupied(mut o) => {
+                let r = o.route();
                 let changed = r.refmetric != u.metric
                     || r.seqno != u.seqno
                     || r.router_id != rid
@@ -141,6 +133,35 @@ impl Engine {
                 r.next_hop = next_hop;
                 r.time = now.into();
                 r.refresh_requested = false;
+                if !changed && self.departed.is_empty() {
+                    // No route event, and nothing for `drop_departed` to remove: the
+                    // destination is selected where the route was found, as `reselect` would
+                    // (issue 18: one search of the table per Update instead of two).
+                    #[cfg(test)]
+                    let fast = !self.full_selection;
+                    #[cfg(not(test))]
+                    let fast = true;
+                    let cx = SelectCx {
+                        now,
+                        key,
+                        shadowed: self.xroutes.contains_key(&key),
+                        cfg: &self.cfg,
+                        fast,
+                        sources: &self.sources,
+                        neighbours: &self.neighbours,
+                        departed: &self.departed,
+                        resume: self.resume.as_ref(),
+                        filter: &self.filter,
+                        interfaces: &self.interfaces,
+                    };
+                    let mut contenders = std::mem::take(&mut self.contenders);
+                    let outcome = cx.select(&mut o.into_selecting(), &mut contenders);
+                    self.contenders = contenders;
+                    self.routes.after_selection();
+                    self.note_route_deadline(now, u.interval);
+                    self.apply_selection(now, key, outcome);
+                    return;
+                }
                 if changed {
                     self.route_event(now, ChangeKind::Change, key, nid);
                 }
@@ -370,7 +391,9 @@ impl Engine {
     }
 }
 
-/// [`Engine::advertised_metric`] through a neighbour whose link cost is `cost`.
+/// The metric we install and advertise for a selected route through a neighbour whose link
+/// cost is `cost`: never below a verified cost in force (`spec/verify.md` §5.2), or we would
+/// knowingly relay a neighbour's lie; a large rise sends a triggered update.
 pub(super) fn advertised_metric_via(now: Instant, r: &Route, cost: u16) -> u16 {
     let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
     route_metric_via(r, cost).max(verified)

@@ -1,6 +1,7 @@
 //! Route selection (RFC 8966 §3.6) and its consequences.
 
-use super::routes::route_metric_via;
+use super::route_table::Selecting;
+use super::routes::{advertised_metric_via, route_metric_via};
 use super::*;
 
 impl Engine {
@@ -18,99 +19,121 @@ impl Engine {
     /// *held* as babeld holds it ([`Choice::held`]): still selected, out of the kernel's unicast
     /// table, with an `unreachable` kernel route ([`RouteOp::Unreachable`]) until it leaves the
     /// table.
+    ///
+    /// The destination is read and written in one search of the route table
+    /// ([`RouteTable::select_in_place`]).
+    ///
+    /// **When the selection stands** (issue 18, the tenth pass): most selections follow an
+    /// Update that repeats a route already held, at a destination whose choice does not move.
+    /// Everything selection reads that time alone can change is still computed every time, in
+    /// the contenders: the smoothed metrics over the time since the last selection, the
+    /// feasibility distances (entries age out, our own dumps lower them), verified metrics
+    /// that end, the neighbours' cost and accuracy, the resume window's holds. What is skipped
+    /// is only what cannot differ once [`select`] keeps the current route: if it selects the
+    /// neighbour whose route is installed (not held), and the installed copy is the one that
+    /// route would make now (same next hop, originator, seqno, price, and the metric it would
+    /// install, verified metric included), and no graceful-restart state is left
+    /// (`resume` is `None`), then the full path would write the same selection and copy back,
+    /// change nothing in the kernel, send no route event, and schedule an update only if a
+    /// request is satisfied; so the fast path writes the smoothed metrics and their time (which
+    /// must move: a later change decays over the time since this selection), answers the
+    /// requests, asks for an unfeasible preferred route's seqno, and stops there. Any other case
+    /// takes the full path. `fast_selection_is_the_full_selection` checks it against the full
+    /// path on random inputs.
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
         self.drop_departed(now, &key);
-        let shadowed = self.xroutes.contains_key(&key);
-        let policy = self.cfg.policy;
-        let hl = self.cfg.smoothing_half_life;
-        let threshold = self.cfg.accuracy_threshold;
-        let Some(dest) = self.routes.get(&key) else {
-            return;
-        };
-        // The routes of a destination mostly share one originator: its feasibility distance is
-        // looked up once, not once per route.
-        let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
         let mut contenders = std::mem::take(&mut self.contenders);
-        contenders.clear();
-        contenders.extend(dest.routes().iter().map(|r| {
-            let fd = match distance {
-                Some((rid, fd)) if rid == r.router_id => fd,
-                _ => {
-                    let fd = self.sources.feasibility_distance(now, &key, r.router_id);
-                    distance = Some((r.router_id, fd));
-                    fd
-                }
-            };
-            // One search of the neighbours for both the link cost and the accuracy.
-            let neighbour = self.neighbours.get(&r.neigh());
-            let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
-            let effective = match r.verified() {
-                Some((m, until)) if now < until && metric < INFINITY => m,
-                _ => metric,
-            };
-            Contender {
-                neigh: r.neigh(),
-                router_id: r.router_id,
-                seqno: r.seqno,
-                metric,
-                effective,
-                smoothed: smooth(
-                    r.smoothed,
-                    effective,
-                    now.saturating_since(r.smoothed_time.get()),
-                    hl,
-                ),
-                price: r.price,
-                feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
-                blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
-                    || self.resume_blocks(now, &key, dest, r),
-            }
-        }));
-        let choice = select(policy, shadowed, dest.selected(), &contenders);
-        let mut chosen = choice.selected;
-        let mut new_inst = chosen.and_then(|id| {
-            let (ifindex, via) = self.route_via(id)?;
-            dest.route(id).map(|r| InstalledRoute {
-                next_hop: self.routes.next_hop(r.next_hop),
-                via,
-                ifindex,
-                metric: Metric(self.advertised_metric(now, r)),
-                router_id: r.router_id,
-                seqno: Seqno(r.seqno),
-                price: r.price,
-            })
-        });
-        let old_inst = self.installed_of(dest);
-        let old_sel = dest.selected();
-        let held_before = dest.is_held();
-        // "InstalledRoute" means in the kernel: an addition the `install` filter refuses leaves the
-        // destination without a route (babeld's `change_route` refuses ROUTE_ADD only; a switch
-        // of next hop or a removal always goes through, and so does the switch away from a held
-        // route, which babeld still has installed).
-        let refused = old_inst.is_none()
-            && !held_before
-            && new_inst.is_some_and(|n| !self.install_allowed(&key, &n));
-        if refused {
-            self.counters.filtered_install += 1;
-            chosen = None;
-            new_inst = None;
-        }
-        let held = if new_inst.is_none() {
-            choice.held
-        } else {
-            None
+        let Engine {
+            routes,
+            sources,
+            neighbours,
+            departed,
+            resume,
+            filter,
+            interfaces,
+            xroutes,
+            cfg,
+            ..
+        } = self;
+        #[cfg(test)]
+        let fast = !self.full_selection;
+        #[cfg(not(test))]
+        let fast = true;
+        let cx = SelectCx {
+            now,
+            key,
+            shadowed: xroutes.contains_key(&key),
+            cfg,
+            fast,
+            sources,
+            neighbours,
+            departed,
+            resume: resume.as_ref(),
+            filter,
+            interfaces,
         };
-        let new_sel = chosen.or(held);
-        // The smoothed metrics and the selection in one search of the table.
-        let mut smoothed = contenders.iter().map(|c| c.smoothed);
-        self.routes
-            .set_selection_smoothed(&key, new_sel, new_inst, |r| {
-                if let Some(s) = smoothed.next() {
-                    r.smoothed = s;
-                    r.smoothed_time = now.into();
-                }
-            });
+        let outcome = routes.select_in_place(&key, |s| cx.select(s, &mut contenders));
         self.contenders = contenders;
+        if let Some(o) = outcome {
+            self.apply_selection(now, key, o);
+        }
+    }
+
+    /// What follows [`SelectCx::select`]: the consequences (nothing but the requests it
+    /// satisfies and a preferred unfeasible route's seqno request when the selection stands).
+    pub(super) fn apply_selection(&mut self, now: Instant, key: RouteKey, outcome: Selection) {
+        match outcome {
+            Selection::Stands { choice, rid, seqno } => {
+                #[cfg(test)]
+                {
+                    self.fast_selections += 1;
+                }
+                // Requests satisfied by the route (RFC 8966 §3.8.2): the full path's urgent
+                // update, its only trigger when the installed copy is unchanged.
+                let satisfied = self.requests.satisfy(&key, rid, seqno);
+                self.ask_preferred_unfeasible(now, key, &choice);
+                if satisfied {
+                    self.schedule_update(now, None, key, true);
+                }
+            }
+            Selection::Changed {
+                choice,
+                old_inst,
+                new_inst,
+                old_sel,
+                new_sel,
+                held_before,
+                held,
+                refused,
+            } => {
+                if refused {
+                    self.counters.filtered_install += 1;
+                }
+                self.selection_changed(
+                    now,
+                    key,
+                    &choice,
+                    (old_inst, new_inst),
+                    (old_sel, new_sel),
+                    (held_before, held),
+                    refused,
+                );
+            }
+        }
+    }
+
+    /// The consequences of a selection on the full path ([`Engine::reselect`]).
+    #[allow(clippy::too_many_arguments)]
+    fn selection_changed(
+        &mut self,
+        now: Instant,
+        key: RouteKey,
+        choice: &Choice,
+        (old_inst, new_inst): (Option<InstalledRoute>, Option<InstalledRoute>),
+        (old_sel, new_sel): (Option<u64>, Option<u64>),
+        (held_before, held): (bool, Option<u64>),
+        refused: bool,
+    ) {
         self.resume_selected(&key, new_inst.as_ref());
         // Kernel.
         match (old_inst, new_inst) {
@@ -140,21 +163,7 @@ impl Engine {
         }
         // Requests satisfied by the new route (RFC 8966 §3.8.2).
         let satisfied = new_inst.is_some_and(|n| self.requests.satisfy(&key, n.router_id, n.seqno));
-        // An unfeasible route the policy prefers to the selected one: ask its sender for a newer
-        // seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
-        if let Some(u) = choice.preferred_unfeasible {
-            let want = self
-                .sources
-                .seqno_to_request(&key, u.router_id, Seqno(u.seqno));
-            self.request_seqno(
-                now,
-                key,
-                u.router_id,
-                want,
-                SEQNO_REQUEST_HOP_COUNT,
-                Some(u.neigh),
-            );
-        }
+        self.ask_preferred_unfeasible(now, key, choice);
         // Triggered updates (RFC 8966 §3.7.2).
         match (old_inst, new_inst) {
             (None, Some(_)) => self.schedule_update(now, None, key, satisfied),
@@ -192,22 +201,22 @@ impl Engine {
         }
     }
 
-    /// babeld's `install_filter`: whether the `install` filter lets `route` into the kernel.
-    fn install_allowed(&self, key: &RouteKey, route: &InstalledRoute) -> bool {
-        let Some(filter) = &self.filter else {
-            return true;
-        };
-        filter.install(&FilterRoute {
-            prefix: key.prefix,
-            src_prefix: key.src_prefix,
-            router_id: route.router_id,
-            neighbour: Some(route.next_hop),
-            ifindex: route.ifindex,
-            ifname: self
-                .interfaces
-                .get(&route.ifindex)
-                .map_or("", |i| i.cfg.name.as_str()),
-        })
+    /// An unfeasible route the policy prefers to the selected one: ask its sender for a newer
+    /// seqno (RFC 8966 §3.8.2.2), so that price-aware policies can move to it too.
+    fn ask_preferred_unfeasible(&mut self, now: Instant, key: RouteKey, choice: &Choice) {
+        if let Some(u) = choice.preferred_unfeasible {
+            let want = self
+                .sources
+                .seqno_to_request(&key, u.router_id, Seqno(u.seqno));
+            self.request_seqno(
+                now,
+                key,
+                u.router_id,
+                want,
+                SEQNO_REQUEST_HOP_COUNT,
+                Some(u.neigh),
+            );
+        }
     }
 
     /// The held destination's `unreachable` kernel route goes (its route left the table): a
@@ -237,6 +246,216 @@ impl Engine {
             via: i.via,
         });
     }
+}
+
+/// What selection reads besides the destination ([`Engine::reselect`]), borrowed from the
+/// engine's other tables so that the destination can be selected in place.
+pub(super) struct SelectCx<'a> {
+    pub(super) now: Instant,
+    pub(super) key: RouteKey,
+    /// The destination is one of our xroutes.
+    pub(super) shadowed: bool,
+    pub(super) cfg: &'a EngineConfig,
+    /// The fast path may be taken (off in tests for the reference).
+    pub(super) fast: bool,
+    pub(super) sources: &'a SourceTable,
+    pub(super) neighbours: &'a BTreeMap<u64, Neighbour>,
+    pub(super) departed: &'a BTreeMap<u64, (u32, IpAddr)>,
+    pub(super) resume: Option<&'a resume::Resume>,
+    pub(super) filter: &'a Option<Arc<dyn RouteFilter>>,
+    pub(super) interfaces: &'a BTreeMap<u32, Interface>,
+}
+
+impl SelectCx<'_> {
+    /// RFC 8966 §3.6 selection of the destination `s` ([`Engine::reselect`]): the contenders,
+    /// [`select`], and the selection and smoothed metrics written; the consequences are left to
+    /// [`Engine::apply_selection`].
+    pub(super) fn select(
+        &self,
+        s: &mut Selecting<'_>,
+        contenders: &mut Vec<Contender>,
+    ) -> Selection {
+        let (now, key, shadowed) = (self.now, self.key, self.shadowed);
+        let policy = self.cfg.policy;
+        let hl = self.cfg.smoothing_half_life;
+        let threshold = self.cfg.accuracy_threshold;
+        let (sources, neighbours, departed) = (self.sources, self.neighbours, self.departed);
+        let (filter, interfaces) = (self.filter, self.interfaces);
+        let via = |nid: u64| route_via_in(neighbours, departed, nid);
+        // No graceful-restart state at all: `resume_selected` would do nothing.
+        let fast = self.fast && self.resume.is_none();
+        let resume = self.resume.filter(|x| now < x.until);
+        let dest: &Dest = s.dest;
+        // The routes of a destination mostly share one originator: its feasibility distance
+        // is looked up once, not once per route.
+        let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
+        contenders.clear();
+        contenders.extend(dest.routes().iter().map(|r| {
+            let fd = match distance {
+                Some((rid, fd)) if rid == r.router_id => fd,
+                _ => {
+                    let fd = sources.feasibility_distance(now, &key, r.router_id);
+                    distance = Some((r.router_id, fd));
+                    fd
+                }
+            };
+            // One search of the neighbours for both the link cost and the accuracy.
+            let neighbour = neighbours.get(&r.neigh());
+            let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
+            let effective = match r.verified() {
+                Some((m, until)) if now < until && metric < INFINITY => m,
+                _ => metric,
+            };
+            Contender {
+                neigh: r.neigh(),
+                router_id: r.router_id,
+                seqno: r.seqno,
+                metric,
+                effective,
+                smoothed: smooth(
+                    r.smoothed,
+                    effective,
+                    now.saturating_since(r.smoothed_time.get()),
+                    hl,
+                ),
+                price: r.price,
+                feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
+                blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
+                    || resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via)),
+            }
+        }));
+        let choice = select(policy, shadowed, dest.selected(), contenders);
+        // The smoothed metrics, written by either path.
+        let smoothed = |s: &mut Selecting<'_>| {
+            let mut smoothed = contenders.iter().map(|c| c.smoothed);
+            s.each_route(|r| {
+                if let Some(v) = smoothed.next() {
+                    r.smoothed = v;
+                    r.smoothed_time = now.into();
+                }
+            });
+        };
+        // The selection stands (see the doc comment): the route selected is the one
+        // installed, and the copy installed is what it would install now.
+        let stands = choice
+            .selected
+            .filter(|id| fast && dest.installed_neigh() == Some(*id))
+            .and_then(|id| {
+                let r = dest.route(id)?;
+                let cost = neighbours.get(&id)?.cost;
+                let metric = Metric(advertised_metric_via(now, r, cost));
+                s.installed_is(r, metric)
+                    .then_some((r.router_id, Seqno(r.seqno)))
+            });
+        if let Some((rid, seqno)) = stands {
+            smoothed(s);
+            return Selection::Stands { choice, rid, seqno };
+        }
+        let mut chosen = choice.selected;
+        let mut new_inst = chosen.and_then(|id| {
+            let (ifindex, via) = via(id)?;
+            dest.route(id).map(|r| {
+                let cost = neighbours.get(&id).map_or(INFINITY, |n| n.cost);
+                InstalledRoute {
+                    next_hop: s.next_hop(r.next_hop),
+                    via,
+                    ifindex,
+                    metric: Metric(advertised_metric_via(now, r, cost)),
+                    router_id: r.router_id,
+                    seqno: Seqno(r.seqno),
+                    price: r.price,
+                }
+            })
+        });
+        let old_inst = s.installed_of(via);
+        let old_sel = dest.selected();
+        let held_before = dest.is_held();
+        // "InstalledRoute" means in the kernel: an addition the `install` filter refuses
+        // leaves the destination without a route (babeld's `change_route` refuses ROUTE_ADD
+        // only; a switch of next hop or a removal always goes through, and so does the
+        // switch away from a held route, which babeld still has installed).
+        let refused = old_inst.is_none()
+            && !held_before
+            && new_inst.is_some_and(|n| !install_allowed(filter, interfaces, &key, &n));
+        if refused {
+            chosen = None;
+            new_inst = None;
+        }
+        let held = if new_inst.is_none() {
+            choice.held
+        } else {
+            None
+        };
+        let new_sel = chosen.or(held);
+        smoothed(s);
+        s.set(new_sel, new_inst);
+        Selection::Changed {
+            choice,
+            old_inst,
+            new_inst,
+            old_sel,
+            new_sel,
+            held_before,
+            held,
+            refused,
+        }
+    }
+}
+
+/// What [`Engine::reselect`] found in the table, for the consequences it applies after.
+pub(super) enum Selection {
+    /// The selection stands (see [`Engine::reselect`]): the installed route's originator and
+    /// seqno, for the requests it satisfies.
+    Stands {
+        choice: Choice,
+        rid: RouterId,
+        seqno: Seqno,
+    },
+    /// The full path: what was and is now installed and selected.
+    Changed {
+        choice: Choice,
+        old_inst: Option<InstalledRoute>,
+        new_inst: Option<InstalledRoute>,
+        old_sel: Option<u64>,
+        new_sel: Option<u64>,
+        held_before: bool,
+        held: Option<u64>,
+        refused: bool,
+    },
+}
+
+/// [`Engine::route_via`] from the tables it reads.
+pub(super) fn route_via_in(
+    neighbours: &BTreeMap<u64, Neighbour>,
+    departed: &BTreeMap<u64, (u32, IpAddr)>,
+    nid: u64,
+) -> Option<(u32, IpAddr)> {
+    match neighbours.get(&nid) {
+        Some(n) => Some((n.ifindex, n.address)),
+        None => departed.get(&nid).copied(),
+    }
+}
+
+/// babeld's `install_filter`: whether the `install` filter lets `route` into the kernel.
+fn install_allowed(
+    filter: &Option<Arc<dyn RouteFilter>>,
+    interfaces: &BTreeMap<u32, Interface>,
+    key: &RouteKey,
+    route: &InstalledRoute,
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    filter.install(&FilterRoute {
+        prefix: key.prefix,
+        src_prefix: key.src_prefix,
+        router_id: route.router_id,
+        neighbour: Some(route.next_hop),
+        ifindex: route.ifindex,
+        ifname: interfaces
+            .get(&route.ifindex)
+            .map_or("", |i| i.cfg.name.as_str()),
+    })
 }
 
 /// One route of a destination, as selection sees it.
@@ -549,5 +768,204 @@ mod tests {
             metric_factor: price_metric::DEFAULT_METRIC_FACTOR,
         };
         assert_eq!(select(althea, false, None, &routes).selected, Some(1));
+    }
+}
+
+/// The fast path of [`Engine::reselect`] against the full one: two engines fed the same random
+/// inputs, one with every selection on the full path, agree after every input.
+#[cfg(test)]
+mod fast_path_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::net::Ipv6Addr;
+
+    use babel_wire::{EncodeOptions, Hello, Ihu, encode};
+
+    use super::*;
+
+    const US: [&str; 2] = ["fe80::1", "fe80::9"];
+    /// Neighbours: (address, interface).
+    const NEIGHBOURS: [(&str, u32); 3] = [("fe80::2", 1), ("fe80::3", 1), ("fe80::4", 2)];
+    const DESTS: u32 = 24;
+
+    /// One input, given to both engines.
+    type Action = Box<dyn Fn(&mut Engine)>;
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn prefix(i: u32) -> Prefix {
+        let a = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64));
+        Prefix::new(IpAddr::V6(a), 64).unwrap()
+    }
+
+    fn engine(full: bool) -> Engine {
+        let now = Instant::ZERO;
+        let mut cfg = EngineConfig::new(RouterId([0, 0, 0, 0, 0, 0, 0, 1]));
+        cfg.seed = 7;
+        let mut e = Engine::new(cfg, now).unwrap();
+        e.full_selection = full;
+        for (i, us) in US.iter().enumerate() {
+            let name = format!("eth{i}");
+            let cfg = InterfaceConfig::new(&name, InterfaceKind::Wired, addr(us));
+            e.interface_up(now, i as u32 + 1, cfg);
+        }
+        e
+    }
+
+    fn send(e: &mut Engine, now: Instant, n: usize, msgs: &[Message]) {
+        let (a, ifindex) = NEIGHBOURS[n];
+        for p in encode(msgs, &EncodeOptions::default()).unwrap() {
+            e.handle_packet(now, ifindex, addr(a), Destination::Multicast, &p);
+        }
+    }
+
+    /// Everything selection decides, and everything it sends.
+    fn seen(e: &mut Engine) -> String {
+        let (t, r, ev) = e.take_outputs();
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{t:?}\n{r:?}\n{ev:?}",
+            e.routes.iter().collect::<Vec<_>>(),
+            e.sources,
+            e.requests,
+            e.counters,
+            e.poll_timeout(),
+        )
+    }
+
+    /// Random inputs: Hellos and IHUs whose costs change, Updates that mostly repeat what the
+    /// neighbour sent last (the fast path's case) and sometimes change its metric, seqno or
+    /// originator or retract it, verified metrics that end, accuracy crossing the threshold,
+    /// seqno requests, our own prefixes announced and withdrawn, and time passing (smoothing,
+    /// expiry, the source table's distances ageing, dumps lowering them).
+    #[test]
+    fn fast_selection_is_the_full_selection() {
+        for seed in 0..6u64 {
+            let (mut fast, mut full) = (engine(false), engine(true));
+            let mut rng = Rng::new(seed);
+            // What each neighbour last sent for each destination: (metric, seqno, originator).
+            let mut sent = vec![vec![None::<(u16, u16, u8)>; DESTS as usize]; NEIGHBOURS.len()];
+            let mut hello = [0u16; NEIGHBOURS.len()];
+            let mut now = Instant::ZERO;
+            for step in 0..1500 {
+                now = now + Duration::from_millis(rng.below(1500));
+                let mut actions: Vec<Action> = Vec::new();
+                let n = rng.below(NEIGHBOURS.len() as u64) as usize;
+                match rng.below(20) {
+                    0..=3 => {
+                        hello[n] = hello[n].wrapping_add(1);
+                        let us = US[(NEIGHBOURS[n].1 - 1) as usize];
+                        let rxcost = [96, 96, 96, 160, 256, INFINITY][rng.below(6) as usize];
+                        let msgs = vec![
+                            Message::Hello(Hello {
+                                unicast: false,
+                                seqno: hello[n],
+                                interval: 400,
+                                timestamp: None,
+                            }),
+                            Message::Ihu(Ihu {
+                                address: Some(addr(us)),
+                                rxcost,
+                                interval: 1200,
+                                timestamp: None,
+                            }),
+                        ];
+                        actions.push(Box::new(move |e| send(e, now, n, &msgs)));
+                    }
+                    4..=14 => {
+                        let mut msgs = Vec::new();
+                        for i in 0..DESTS {
+                            if rng.below(3) == 0 {
+                                continue;
+                            }
+                            let last = &mut sent[n][i as usize];
+                            let (mut metric, mut seqno, mut rid) =
+                                last.unwrap_or((96 + rng.below(400) as u16, 1, 1));
+                            match rng.below(12) {
+                                0 => metric = 96 + rng.below(600) as u16,
+                                1 => seqno = seqno.wrapping_add(1),
+                                2 => rid = 1 + rng.below(2) as u8,
+                                3 => metric = INFINITY,
+                                _ if metric == INFINITY => metric = 96 + rng.below(600) as u16,
+                                _ => {}
+                            }
+                            *last = Some((metric, seqno, rid));
+                            msgs.push(Message::Update(Update {
+                                prefix: Some(prefix(i)),
+                                v4_via_v6: false,
+                                src_prefix: None,
+                                interval: 400,
+                                seqno,
+                                metric,
+                                router_id: Some(RouterId([2, 0, 0, 0, 0, 0, 0, rid])),
+                                next_hop: None,
+                                price: Some(100),
+                                path_rtt: None,
+                                diversity: None,
+                            }));
+                        }
+                        actions.push(Box::new(move |e| send(e, now, n, &msgs)));
+                    }
+                    15 => {
+                        let key = RouteKey::new(prefix(rng.below(u64::from(DESTS)) as u32));
+                        let (a, ifindex) = NEIGHBOURS[n];
+                        let metric = 96 + rng.below(900) as u16;
+                        let until = now + Duration::from_millis(rng.below(20_000));
+                        actions.push(Box::new(move |e| {
+                            let _ =
+                                e.set_verified_metric(now, key, ifindex, addr(a), metric, until);
+                        }));
+                    }
+                    16 => {
+                        let (a, ifindex) = NEIGHBOURS[n];
+                        let accuracy = [0, 500, 1000][rng.below(3) as usize];
+                        actions.push(Box::new(move |e| {
+                            let _ = e.set_neighbour_accuracy(now, ifindex, addr(a), accuracy);
+                        }));
+                    }
+                    17 => {
+                        let i = rng.below(u64::from(DESTS)) as u32;
+                        let seqno = sent[n][i as usize].map_or(1, |s| s.1.wrapping_add(1));
+                        let msgs = vec![Message::SeqnoRequest(babel_wire::SeqnoRequest {
+                            prefix: prefix(i),
+                            v4_via_v6: false,
+                            src_prefix: None,
+                            seqno,
+                            hop_count: 8,
+                            router_id: RouterId([2, 0, 0, 0, 0, 0, 0, 1]),
+                        })];
+                        actions.push(Box::new(move |e| send(e, now, n, &msgs)));
+                    }
+                    _ => {
+                        let key = RouteKey::new(prefix(rng.below(u64::from(DESTS)) as u32));
+                        let on = rng.below(2) == 0;
+                        actions.push(Box::new(move |e| {
+                            if on {
+                                let _ = e.announce(now, key, 0);
+                            } else {
+                                e.withdraw(now, key);
+                            }
+                        }));
+                    }
+                }
+                for e in [&mut fast, &mut full] {
+                    while e.poll_timeout().is_some_and(|t| t <= now) {
+                        e.handle_timeout(now);
+                    }
+                    for a in &actions {
+                        a(e);
+                    }
+                }
+                let (a, b) = (seen(&mut fast), seen(&mut full));
+                assert!(a == b, "seed {seed}, step {step}:\n{a}\n---\n{b}");
+            }
+            assert_eq!(full.fast_selections, 0);
+            assert!(
+                fast.fast_selections > 1000,
+                "seed {seed}: {} fast selections",
+                fast.fast_selections
+            );
+        }
     }
 }

@@ -182,22 +182,9 @@ impl Engine {
 
     /// What we advertise for a destination of the route table that is not one of our xroutes.
     fn advertised_dest(&self, now: Instant, d: &Dest) -> Advertised {
-        // What the Update needs from the selected route (not a copy of the whole route); its
-        // interface and link cost are its neighbour's, found once.
-        let Some(r) = d.installed_route() else {
-            return Advertised::Nothing;
-        };
-        let Some(n) = self.neighbours.get(&r.neigh()) else {
-            return Advertised::Nothing;
-        };
-        Advertised::Selected {
-            ifindex: n.ifindex,
-            router_id: r.router_id,
-            seqno: r.seqno,
-            price: r.price,
-            path_rtt: r.path_rtt,
-            metric: super::routes::advertised_metric_via(now, r, n.cost),
-        }
+        advertised_dest_via(now, d, |nid| {
+            self.neighbours.get(&nid).map(|n| (n.ifindex, n.cost))
+        })
     }
 
     /// [`Engine::update_for`] before the `out` filter, with what we advertise for `key`
@@ -226,14 +213,31 @@ impl Engine {
         adv: Advertised,
         full: bool,
     ) -> Option<(Message, Option<SourceUse>)> {
-        let iface = self.interfaces.get(&ifindex)?;
-        let interval = to_centis(iface.cfg.update_interval);
-        let split = iface.cfg.split_horizon;
-        let althea = iface.cfg.flavour == babel_wire::Flavour::Althea;
+        let on = UpdateIface::of(self.interfaces.get(&ifindex)?);
+        self.update_message_on(&on, ifindex, key, adv, full)
+    }
+
+    /// [`Engine::update_message`] with what it needs from the interface already found (a dump
+    /// finds it once per part, not once per destination).
+    fn update_message_on(
+        &self,
+        on: &UpdateIface,
+        ifindex: u32,
+        key: RouteKey,
+        adv: Advertised,
+        full: bool,
+    ) -> Option<(Message, Option<SourceUse>)> {
+        let UpdateIface {
+            interval,
+            split,
+            althea,
+            ipv4,
+            v4_via_v6,
+        } = *on;
         let v4 = key.prefix.is_ipv4();
         // babeld: AE 1 with our IPv4 address on links that have one, else AE 4 (RFC 9229).
-        let v4_next_hop = iface.cfg.ipv4.filter(|_| v4).map(IpAddr::V4);
-        if v4 && v4_next_hop.is_none() && !iface.cfg.v4_via_v6 {
+        let v4_next_hop = ipv4.filter(|_| v4).map(IpAddr::V4);
+        if v4 && v4_next_hop.is_none() && !v4_via_v6 {
             // RFC 9229 §2 leaves AE 4 optional; babeld then sends nothing for IPv4 on this link,
             // not even retractions, since no neighbour here can use an IPv4 route from us.
             return None;
@@ -307,6 +311,19 @@ impl Engine {
             .iter_after(after)
             .filter(|(_, d)| d.is_installed())
             .peekable();
+        // Each neighbour's interface and cost, read once per part instead of searched for at
+        // every destination (the neighbours do not change while the part is taken).
+        let links: Vec<(u64, u32, u16)> = self
+            .neighbours
+            .iter()
+            .map(|(id, n)| (*id, n.ifindex, n.cost))
+            .collect();
+        let link = move |nid: u64| {
+            links
+                .iter()
+                .find(|l| l.0 == nid)
+                .map(|&(_, ifindex, cost)| (ifindex, cost))
+        };
         std::iter::from_fn(move || match (own.peek(), dests.peek()) {
             (Some((xk, _)), Some((k, _))) if **xk <= *k => {
                 let (xk, x) = own.next()?;
@@ -316,7 +333,7 @@ impl Engine {
             }
             (_, Some(_)) => {
                 let (k, d) = dests.next()?;
-                Some((k, self.advertised_dest(now, d)))
+                Some((k, advertised_dest_via(now, d, &link)))
             }
             (Some(_), None) => {
                 let (xk, x) = own.next()?;
@@ -387,11 +404,16 @@ impl Engine {
         let &(last, _) = part.last()?;
         let mut advertised = Vec::with_capacity(part.len());
         let mut msgs = Vec::with_capacity(part.len());
+        // The interface, found once for the part (no Update without it).
+        let on = self.interfaces.get(&ifindex).map(UpdateIface::of);
         for &(k, adv) in &part {
             if pending.contains_key(&k) {
                 continue;
             }
-            let Some((m, source)) = self.update_message(ifindex, k, adv, true) else {
+            let Some((m, source)) = on
+                .as_ref()
+                .and_then(|on| self.update_message_on(on, ifindex, k, adv, true))
+            else {
                 continue;
             };
             if let Some((rid, seqno, metric)) = source {
@@ -530,6 +552,53 @@ impl Engine {
         if !due.is_empty() {
             self.timers
                 .set(Timer::Interface(ifindex, IfTimer::Flush), now);
+        }
+    }
+}
+
+/// What we advertise for a destination of the route table that is not one of our xroutes, with
+/// `link` giving the interface and link cost of a neighbour: what the Update needs from the
+/// selected route (not a copy of the whole route).
+fn advertised_dest_via(
+    now: Instant,
+    d: &Dest,
+    link: impl Fn(u64) -> Option<(u32, u16)>,
+) -> Advertised {
+    let Some(r) = d.installed_route() else {
+        return Advertised::Nothing;
+    };
+    let Some((ifindex, cost)) = link(r.neigh()) else {
+        return Advertised::Nothing;
+    };
+    Advertised::Selected {
+        ifindex,
+        router_id: r.router_id,
+        seqno: r.seqno,
+        price: r.price,
+        path_rtt: r.path_rtt,
+        metric: super::routes::advertised_metric_via(now, r, cost),
+    }
+}
+
+/// What an Update needs from the interface it goes out on.
+#[derive(Clone, Copy, Debug)]
+struct UpdateIface {
+    /// The update interval, in centiseconds.
+    interval: u16,
+    split: bool,
+    althea: bool,
+    ipv4: Option<std::net::Ipv4Addr>,
+    v4_via_v6: bool,
+}
+
+impl UpdateIface {
+    fn of(i: &Interface) -> UpdateIface {
+        UpdateIface {
+            interval: to_centis(i.cfg.update_interval),
+            split: i.cfg.split_horizon,
+            althea: i.cfg.flavour == babel_wire::Flavour::Althea,
+            ipv4: i.cfg.ipv4,
+            v4_via_v6: i.cfg.v4_via_v6,
         }
     }
 }
