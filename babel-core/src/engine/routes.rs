@@ -1,6 +1,6 @@
 //! Route acquisition, retraction and expiry (RFC 8966 §3.5).
 
-use super::selection::SelectCx;
+use super::selection::{SelectCx, select_cx};
 use super::*;
 
 impl Engine {
@@ -137,23 +137,7 @@ impl Engine {
                     // No route event, and nothing for `drop_departed` to remove: the
                     // destination is selected where the route was found, as `reselect` would
                     // (issue 18: one search of the table per Update instead of two).
-                    #[cfg(test)]
-                    let fast = !self.full_selection;
-                    #[cfg(not(test))]
-                    let fast = true;
-                    let cx = SelectCx {
-                        now,
-                        key,
-                        shadowed: self.xroutes.contains_key(&key),
-                        cfg: &self.cfg,
-                        fast,
-                        sources: &self.sources,
-                        neighbours: &self.neighbours,
-                        departed: &self.departed,
-                        resume: self.resume.as_ref(),
-                        filter: &self.filter,
-                        interfaces: &self.interfaces,
-                    };
+                    let cx = select_cx!(self, now, key);
                     let mut contenders = std::mem::take(&mut self.contenders);
                     let outcome = cx.select(&mut o.into_selecting(), &mut contenders);
                     self.contenders = contenders;

@@ -43,36 +43,10 @@ impl Engine {
     pub(super) fn reselect(&mut self, now: Instant, key: RouteKey) {
         self.drop_departed(now, &key);
         let mut contenders = std::mem::take(&mut self.contenders);
-        let Engine {
-            routes,
-            sources,
-            neighbours,
-            departed,
-            resume,
-            filter,
-            interfaces,
-            xroutes,
-            cfg,
-            ..
-        } = self;
-        #[cfg(test)]
-        let fast = !self.full_selection;
-        #[cfg(not(test))]
-        let fast = true;
-        let cx = SelectCx {
-            now,
-            key,
-            shadowed: xroutes.contains_key(&key),
-            cfg,
-            fast,
-            sources,
-            neighbours,
-            departed,
-            resume: resume.as_ref(),
-            filter,
-            interfaces,
-        };
-        let outcome = routes.select_in_place(&key, |s| cx.select(s, &mut contenders));
+        let cx = select_cx!(self, now, key);
+        let outcome = self
+            .routes
+            .select_in_place(&key, |s| cx.select(s, &mut contenders));
         self.contenders = contenders;
         if let Some(o) = outcome {
             self.apply_selection(now, key, o);
@@ -247,6 +221,31 @@ impl Engine {
         });
     }
 }
+
+/// The [`SelectCx`] of `$engine` for a selection of `$key` at `$now`: a macro, not a method, so
+/// that it borrows only the fields it names and the route table stays free for the selection.
+/// The fast path is off in tests that ask for the full one as their reference.
+macro_rules! select_cx {
+    ($engine:expr, $now:expr, $key:expr) => {
+        SelectCx {
+            now: $now,
+            key: $key,
+            shadowed: $engine.xroutes.contains_key(&$key),
+            cfg: &$engine.cfg,
+            #[cfg(test)]
+            fast: !$engine.full_selection,
+            #[cfg(not(test))]
+            fast: true,
+            sources: &$engine.sources,
+            neighbours: &$engine.neighbours,
+            departed: &$engine.departed,
+            resume: $engine.resume.as_ref(),
+            filter: &$engine.filter,
+            interfaces: &$engine.interfaces,
+        }
+    };
+}
+pub(super) use select_cx;
 
 /// What selection reads besides the destination ([`Engine::reselect`]), borrowed from the
 /// engine's other tables so that the destination can be selected in place.
