@@ -206,7 +206,9 @@ pub struct Check {
     pub neighbour_factor: Option<(f64, Instant)>,
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
-    /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
+    /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution); on a
+    /// passing check [`Blame::Origin`] when, with `passing_origin`, the neighbour claims under
+    /// its next hop's claim at both ends of the session (§4.2.1, passing checks).
     pub blame: Blame,
     /// The route through the neighbour stayed as it was for the whole session: same advertised
     /// metric, our metric not risen (§4.2.2; evidence only then with
@@ -592,7 +594,9 @@ impl Verifier {
                         looped: false,
                         traces: Vec::new(),
                         stable: true,
-                        at_start: if self.cfg.score.origin_at_both_ends {
+                        at_start: if self.cfg.score.origin_at_both_ends
+                            || self.cfg.score.passing_origin
+                        {
                             candidates
                                 .iter()
                                 .filter(|c| c.prefix == route.prefix)
@@ -732,11 +736,21 @@ impl Verifier {
         if !self.cfg.score.attribution {
             return Blame::Unknown;
         }
-        let Some(offered) = self.offered(route.prefix, s, candidates) else {
+        let offered = self.offered(route.prefix, s, candidates);
+        let k = s.trace_links();
+        // The next hop found tells us nothing usable for the destination (retracted, or its
+        // route expired here since split horizon keeps it off our link).
+        if k == 1
+            && self.cfg.score.through_us
+            && !s.returned()
+            && offered.is_none_or(|o| o == babel_wire::INFINITY)
+        {
+            return self.through_us_blame(route, s, cost, candidates);
+        }
+        let Some(offered) = offered else {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
-        let k = s.trace_links();
         if offered == babel_wire::INFINITY || k == 0 {
             return Blame::Unknown;
         }
@@ -772,6 +786,70 @@ impl Verifier {
         } else {
             Blame::Unknown
         }
+    }
+
+    /// §4.2.1, the next hop through us (`through_us`): the trace found the neighbour's next hop
+    /// `x`, one of our neighbours, and `x` advertises the destination to us as unreachable while
+    /// it forwards our probes: split horizon, its route runs through us. An honest `x` then
+    /// offers the neighbour at least our own metric `M_v` plus a link, and an honest neighbour
+    /// claims at least `M_v + 2h`. A claim under that is a lie of the neighbour's or of `x`'s
+    /// (which we cannot hear: it tells us nothing for the destination), so it blames neither
+    /// ([`Blame::ThroughUs`]); a claim at least that, failing, repeats a lie told at or past us
+    /// (our own route, plus the three links, fails too): a relay.
+    fn through_us_blame(
+        &self,
+        route: &VerifiableRoute,
+        s: &Session,
+        cost: u16,
+        candidates: &[VerifiableRoute],
+    ) -> Blame {
+        if s.next_hop().is_none() {
+            return Blame::Unknown;
+        }
+        let Some(ours) = candidates
+            .iter()
+            .find(|c| c.prefix == route.prefix && c.selected)
+            .map(|c| c.metric)
+            .filter(|m| *m < babel_wire::INFINITY)
+        else {
+            return Blame::Unknown;
+        };
+        let h = self.cfg.cost.hop_cost;
+        if route.advertised < ours.saturating_add(h.saturating_mul(2)) {
+            return Blame::ThroughUs;
+        }
+        let through_us = f64::from(ours.saturating_add(h.saturating_mul(3)));
+        if through_us < self.cfg.score.threshold * f64::from(cost) {
+            Blame::Relay
+        } else {
+            Blame::Unknown
+        }
+    }
+
+    /// §4.2.1, the origin test on passing checks (`passing_origin`): whether the neighbour's
+    /// claim is under `S` times what its next hop (the first trace's router, or us) offers it
+    /// plus a link, both with the routes we held at the session's start and at its end.
+    fn claim_under_next_hop(
+        &self,
+        route: &VerifiableRoute,
+        s: &Session,
+        candidates: &[VerifiableRoute],
+    ) -> bool {
+        if !self.cfg.score.attribution || !self.cfg.score.passing_origin || s.trace_links() != 1 {
+            return false;
+        }
+        let h = self.cfg.cost.hop_cost;
+        let under = |m: u16, offered: Option<u16>| {
+            offered.is_some_and(|o| {
+                o < babel_wire::INFINITY
+                    && f64::from(m) < self.cfg.score.threshold * f64::from(o.saturating_add(h))
+            })
+        };
+        under(route.advertised, self.offered(route.prefix, s, candidates))
+            && under(
+                s.route.advertised,
+                self.offered(route.prefix, s, &s.at_start),
+            )
     }
 
     /// What the neighbour's next hop on the route to `prefix` (the session's trace) offers it,
@@ -945,6 +1023,10 @@ impl Verifier {
             );
             if check.correction.is_some() {
                 self.counters.corrections += 1;
+            }
+            if !failed && self.claim_under_next_hop(&route, &s, candidates) {
+                // Passing, but under what its next hop offers it (§4.2.1, passing checks).
+                check.blame = Blame::Origin;
             }
             if failed {
                 check.blame = self.blame(&route, &s, c, candidates);
