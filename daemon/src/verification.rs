@@ -76,6 +76,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
                                 is under its next hop's plus a link at both ends of the
                                 session (true)
+  verify-attribution-passing-origin BOOL  with attribution: a passing check whose neighbour
+                                claims under S times its next hop's claim plus a link at both
+                                ends of the session counts as a failure at the origin (false)
+  verify-attribution-through-us BOOL  with attribution: a failing neighbour whose next hop
+                                routes through us (tells us nothing for the destination) and
+                                that claims under our metric plus two links is not blamed (false)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -131,6 +137,11 @@ pub enum VerifyStatement {
     /// `verify-attribution-both-ends BOOL`: the origin of a lie is judged at both ends of the
     /// session (§4.2.1).
     AttributionBothEnds(bool),
+    /// `verify-attribution-passing-origin BOOL`: the origin test on passing checks (§4.2.1).
+    AttributionPassingOrigin(bool),
+    /// `verify-attribution-through-us BOOL`: a lie through a next hop that routes through us
+    /// blames neither (§4.2.1).
+    AttributionThroughUs(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -175,6 +186,10 @@ impl VerifyStatement {
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-attribution-returned" => VerifyStatement::AttributionReturned(flag()?),
             "verify-attribution-both-ends" => VerifyStatement::AttributionBothEnds(flag()?),
+            "verify-attribution-passing-origin" => {
+                VerifyStatement::AttributionPassingOrigin(flag()?)
+            }
+            "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -331,6 +346,8 @@ impl VerifySettings {
                 VerifyStatement::Attribution(b) => c.score.attribution = b,
                 VerifyStatement::AttributionReturned(b) => c.score.returned_blame = b,
                 VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
+                VerifyStatement::AttributionPassingOrigin(b) => c.score.passing_origin = b,
+                VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1338,6 +1355,31 @@ mod tests {
         assert!(!s.config().score.origin_at_both_ends);
     }
 
+    /// §4.2.1: `verify-attribution-passing-origin` and `verify-attribution-through-us` set
+    /// the origin test on passing checks and the next hop through us.
+    #[test]
+    fn passing_origin_and_through_us_statements() {
+        let mut s = VerifySettings::default();
+        let d = verify::ScoreConfig::default();
+        assert_eq!(s.config().score.passing_origin, d.passing_origin);
+        assert_eq!(s.config().score.through_us, d.through_us);
+        for b in [true, false] {
+            s.apply(words(&format!("verify-attribution-passing-origin {b}")).unwrap());
+            s.apply(words(&format!("verify-attribution-through-us {}", !b)).unwrap());
+            assert_eq!(s.config().score.passing_origin, b);
+            assert_eq!(s.config().score.through_us, !b);
+        }
+        for k in [
+            "verify-attribution-passing-origin",
+            "verify-attribution-through-us",
+        ] {
+            assert!(matches!(
+                words(&format!("{k} maybe")),
+                Err(ParseError::BadValue { .. })
+            ));
+        }
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1392,7 +1434,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 21);
+        assert_eq!(listed.len(), 23);
         for k in listed {
             assert!(
                 !matches!(
