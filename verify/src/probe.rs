@@ -795,7 +795,8 @@ impl Verifier {
     /// claims at least `M_v + 2h`. A claim under that is a lie of the neighbour's or of `x`'s
     /// (which we cannot hear: it tells us nothing for the destination), so it blames neither
     /// ([`Blame::ThroughUs`]); a claim at least that, failing, repeats a lie told at or past us
-    /// (our own route, plus the three links, fails too): a relay.
+    /// (our own route, plus the three links, fails too): a relay. Only while the route through
+    /// the neighbour is not our selected route, at the session's start and end.
     fn through_us_blame(
         &self,
         route: &VerifiableRoute,
@@ -803,7 +804,10 @@ impl Verifier {
         cost: u16,
         candidates: &[VerifiableRoute],
     ) -> Blame {
-        if s.next_hop().is_none() {
+        // Only while the neighbour's claim does not win our traffic: a liar that names such a
+        // next hop in a forged Time Exceeded defers its eviction only while we do not route
+        // through it (as a relay's class needs its claim at least its next hop's plus a link).
+        if s.next_hop().is_none() || route.selected || s.route.selected {
             return Blame::Unknown;
         }
         let Some(ours) = candidates

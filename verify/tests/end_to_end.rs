@@ -863,7 +863,8 @@ fn passing_check_under_the_next_hop_is_the_origin() {
 /// its route runs through us). A failing neighbour that claims less than our own metric plus
 /// the two links is blamed on neither (the next hop lied to it, or it lies) and not evicted;
 /// one that claims at least that repeats a lie told at or past us (a relay); without the
-/// option both are unknown and evicted.
+/// option both are unknown and evicted. Only while the route through the neighbour is not our
+/// selected route.
 #[test]
 fn a_next_hop_through_us_blames_neither() {
     let k = key(1);
@@ -914,6 +915,11 @@ fn a_next_hop_through_us_blames_neither() {
     assert!(!evicted);
     // Without a route of our own nothing can be said.
     let (b, evicted) = run(cfg, 6, &[cand(1, 196, false), unreachable]);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(evicted);
+    // Nor while we route through the neighbour: its claim wins our traffic, and a liar could
+    // name such a next hop in a forged Time Exceeded.
+    let (b, evicted) = run(cfg, 6, &[cand(1, 196, true), unreachable, cand(3, 240, false)]);
     assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
     assert!(evicted);
 }
