@@ -78,10 +78,10 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 session (true)
   verify-attribution-passing-origin BOOL  with attribution: a passing check whose neighbour
                                 claims under S times its next hop's claim plus a link at both
-                                ends of the session counts as a failure at the origin (false)
+                                ends of the session counts as a failure at the origin (true)
   verify-attribution-through-us BOOL  with attribution: a failing neighbour whose next hop
                                 routes through us (tells us nothing for the destination) and
-                                that claims under our metric plus two links is not blamed (false)
+                                that claims under our metric plus two links is not blamed (true)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)

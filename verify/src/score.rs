@@ -217,8 +217,8 @@ impl Default for ScoreConfig {
             returned_blame: true,
             origin_at_both_ends: true,
             trace_depth: 1,
-            passing_origin: false,
-            through_us: false,
+            passing_origin: true,
+            through_us: true,
         }
     }
 }
@@ -718,6 +718,8 @@ mod tests {
             attribution: false,
             returned_blame: false,
             origin_at_both_ends: false,
+            passing_origin: false,
+            through_us: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -729,6 +731,8 @@ mod tests {
     fn defaults_attribute_and_forgive_only_retractions() {
         let c = ScoreConfig::default();
         assert!(c.attribution && c.returned_blame && c.origin_at_both_ends);
+        // Since 2026-12-01: the origin test on passing checks, and a next hop through us.
+        assert!(c.passing_origin && c.through_us);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -1151,7 +1155,11 @@ mod tests {
         // Two 20 s apart, on two destinations: evicted; without the option, kept.
         let two = [(0, 1, under), (20, 2, under)];
         assert!(evicts(&on, &two));
-        assert!(!evicts(&ScoreConfig::default(), &two));
+        let without = ScoreConfig {
+            passing_origin: false,
+            ..on
+        };
+        assert!(!evicts(&without, &two));
         // Under `window` apart: not yet.
         assert!(!evicts(&on, &[(0, 1, under), (10, 2, under)]));
         // The neighbour's metric at what we measured does not forgive it: the lie is in the

@@ -919,7 +919,11 @@ fn a_next_hop_through_us_blames_neither() {
     assert!(evicted);
     // Nor while we route through the neighbour: its claim wins our traffic, and a liar could
     // name such a next hop in a forged Time Exceeded.
-    let (b, evicted) = run(cfg, 6, &[cand(1, 196, true), unreachable, cand(3, 240, false)]);
+    let (b, evicted) = run(
+        cfg,
+        6,
+        &[cand(1, 196, true), unreachable, cand(3, 240, false)],
+    );
     assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
     assert!(evicted);
 }
