@@ -602,7 +602,9 @@ impl Verification {
     /// header). A Time Exceeded quoting one of our Remote Hellos sent from `trace_port` with a
     /// hop limit of at most [`verify::MAX_TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
     /// `from` names the neighbour's next hop if it is one of our neighbours' own addresses
-    /// ([`neighbour_owning`]); if `from` is the trace's own source address, our kernel sent it:
+    /// ([`neighbour_owning`]), and `arrived_on` (the interface it arrived on, if known) says
+    /// whether it came over the link to that neighbour (§4.2.1, a next hop through us); if
+    /// `from` is the trace's own source address, our kernel sent it:
     /// the trace came back to us. One quoting a Remote Hello from the verification port says the
     /// route under test loops (§3.4). Anything else quoting our port is dropped and counted
     /// (`traces_dropped`); a Time Exceeded about other traffic is not ours and is ignored.
@@ -610,6 +612,7 @@ impl Verification {
         &mut self,
         now: Instant,
         from: Ipv6Addr,
+        arrived_on: Option<u32>,
         bytes: &[u8],
         trace_port: u16,
         routes: &[RouteView],
@@ -630,7 +633,10 @@ impl Verification {
             tracing::debug!("trace of {} came back to us: {r:?}", q.hello.prefix);
         } else if q.src_port == trace_port && q.hop_limit <= verify::MAX_TRACE_HOP_LIMIT {
             let x = neighbour_owning(from, routes);
-            let r = self.verifier.handle_trace_answer(now, &q.hello, x);
+            let r = match arrived_on {
+                Some(i) => self.verifier.handle_trace_answer_on(now, &q.hello, x, i),
+                None => self.verifier.handle_trace_answer(now, &q.hello, x),
+            };
             tracing::debug!(
                 "trace of {} answered by {from} (neighbour {:?}): {r:?}",
                 q.hello.prefix,
@@ -1813,6 +1819,7 @@ mod tests {
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&forged, TRACE_PORT),
                         TRACE_PORT,
                         &routes,
@@ -1820,14 +1827,16 @@ mod tests {
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&g.bytes, 1234),
                         TRACE_PORT,
                         &routes,
                     );
-                    a.on_time_exceeded(now, from, &[3, 0, 1, 2], TRACE_PORT, &routes);
+                    a.on_time_exceeded(now, from, None, &[3, 0, 1, 2], TRACE_PORT, &routes);
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&g.bytes, TRACE_PORT),
                         TRACE_PORT,
                         &routes,
@@ -1895,7 +1904,7 @@ mod tests {
                     // Our own kernel answers, from the address the trace left from (fd77::1).
                     let from: Ipv6Addr = "fd77::1".parse().unwrap();
                     let te = time_exceeded_for(&g.bytes, TRACE_PORT);
-                    a.on_time_exceeded(now, from, &te, TRACE_PORT, &routes);
+                    a.on_time_exceeded(now, from, None, &te, TRACE_PORT, &routes);
                     continue;
                 }
                 d.on_datagram(now, "fd77::1".parse().unwrap(), 62, &g.bytes, &ours);

@@ -263,7 +263,7 @@ impl Session {
     fn found(&self) -> Option<(u8, TraceHop)> {
         for (i, t) in self.traces.iter().enumerate() {
             match t {
-                Trace::Answered(_, h @ (TraceHop::Neighbour(_) | TraceHop::Us)) => {
+                Trace::Answered(_, h @ (TraceHop::Neighbour(_) | TraceHop::Us), _) => {
                     return Some((u8::try_from(i + 1).unwrap_or(u8::MAX), *h));
                 }
                 Trace::Conflicting(_) => return None,
@@ -284,6 +284,19 @@ impl Session {
     /// Whether the traces came back to us: the route runs from the neighbour back to us.
     fn returned(&self) -> bool {
         matches!(self.found(), Some((_, TraceHop::Us)))
+    }
+
+    /// Whether the answer that found the router arrived on the link to that neighbour (§4.2.1,
+    /// a next hop through us: an answer forged by the neighbour under test arrives on its own
+    /// link).
+    fn found_on_its_link(&self) -> bool {
+        let Some((k, _)) = self.found() else {
+            return false;
+        };
+        matches!(
+            self.traces.get(usize::from(k).saturating_sub(1)),
+            Some(Trace::Answered(_, TraceHop::Neighbour(_), true))
+        )
     }
 
     /// How many links past the neighbour the router the traces found is (0: none).
@@ -314,8 +327,9 @@ impl TraceHop {
 enum Trace {
     /// Sent: this Remote Hello, exactly, is what its Time Exceeded must quote.
     Sent(RemoteHello),
-    /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour.
-    Answered(RemoteHello, TraceHop),
+    /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour;
+    /// and whether the answer arrived on the link to the neighbour it names.
+    Answered(RemoteHello, TraceHop, bool),
     /// Two answers that name different routers: somebody forged one, nothing is known.
     Conflicting(RemoteHello),
 }
@@ -324,7 +338,7 @@ impl Trace {
     /// The Remote Hello sent as the trace.
     fn hello(&self) -> &RemoteHello {
         match self {
-            Trace::Sent(h) | Trace::Answered(h, _) | Trace::Conflicting(h) => h,
+            Trace::Sent(h) | Trace::Answered(h, _, _) | Trace::Conflicting(h) => h,
         }
     }
 }
@@ -661,14 +675,29 @@ impl Verifier {
         quoted: &RemoteHello,
         from: Option<NeighbourId>,
     ) -> TraceAnswer {
-        self.answer_trace(quoted, from, false)
+        self.answer_trace(quoted, from, false, None)
+    }
+
+    /// [`Verifier::handle_trace_answer`], knowing the interface the Time Exceeded arrived on:
+    /// an answer naming our neighbour `from` that arrived on the link to it may class a check
+    /// as a next hop through us (§4.2.1, `through_us`); one that arrived on another link
+    /// (forged by the neighbour under test, or the next hop's way back to us runs elsewhere)
+    /// names the next hop for every other rule only.
+    pub fn handle_trace_answer_on(
+        &mut self,
+        _now: Instant,
+        quoted: &RemoteHello,
+        from: Option<NeighbourId>,
+        arrived_on: u32,
+    ) -> TraceAnswer {
+        self.answer_trace(quoted, from, false, Some(arrived_on))
     }
 
     /// A session's trace came back to us: its hop limit ran out here, or we received it to
     /// forward (§4.2.1): the neighbour under test forwards the route to us. It is matched,
     /// counted and dropped as [`Verifier::handle_trace_answer`]'s answers are.
     pub fn handle_trace_returned(&mut self, _now: Instant, quoted: &RemoteHello) -> TraceAnswer {
-        self.answer_trace(quoted, None, true)
+        self.answer_trace(quoted, None, true, None)
     }
 
     fn answer_trace(
@@ -676,6 +705,7 @@ impl Verifier {
         quoted: &RemoteHello,
         from: Option<NeighbourId>,
         us: bool,
+        arrived_on: Option<u32>,
     ) -> TraceAnswer {
         let Some((neighbour, trace)) = self.sessions.values_mut().find_map(|s| {
             let n = s.route.neighbour;
@@ -689,15 +719,16 @@ impl Verifier {
         };
         // The neighbour under test answering for itself names nobody behind it.
         let from = from.filter(|f| *f != neighbour);
+        let on_its_link = from.is_some_and(|f| arrived_on == Some(f.ifindex));
         let from = if us { TraceHop::Us } else { TraceHop::of(from) };
         let hello = quoted.clone();
         match trace {
             Trace::Sent(_) => {
-                *trace = Trace::Answered(hello, from);
+                *trace = Trace::Answered(hello, from, on_its_link);
                 self.counters.traces_answered += 1;
                 TraceAnswer::Accepted
             }
-            Trace::Answered(_, first) => {
+            Trace::Answered(_, first, _) => {
                 if *first != from {
                     *trace = Trace::Conflicting(hello);
                 }
@@ -806,8 +837,10 @@ impl Verifier {
     ) -> Blame {
         // Only while the neighbour's claim does not win our traffic: a liar that names such a
         // next hop in a forged Time Exceeded defers its eviction only while we do not route
-        // through it (as a relay's class needs its claim at least its next hop's plus a link).
-        if s.next_hop().is_none() || route.selected || s.route.selected {
+        // through it (as a relay's class needs its claim at least its next hop's plus a link);
+        // and only from an answer that arrived on the next hop's own link (one forged by the
+        // neighbour under test arrives on the neighbour's).
+        if s.next_hop().is_none() || !s.found_on_its_link() || route.selected || s.route.selected {
             return Blame::Unknown;
         }
         let Some(ours) = candidates

@@ -55,6 +55,8 @@ struct World {
     /// The routes the engine holds from the session's eleventh Remote Hello on (a route that
     /// changes during the session, §4.2.2); `None`: unchanged.
     midway: Option<Vec<VerifiableRoute>>,
+    /// The interface the next hop's Time Exceeded arrives on (`None`: the link to it).
+    te_arrives_on: Option<u32>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -78,6 +80,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         paths: Vec::new(),
         pending: std::collections::VecDeque::new(),
         midway: None,
+        te_arrives_on: None,
     }
 }
 
@@ -133,7 +136,9 @@ impl World {
                         } else if let Some(&(_, x)) =
                             self.next_hops.iter().find(|(n, _)| *n == neighbour)
                         {
-                            assert!(self.v.handle_trace(self.now, &hello, x));
+                            let on = self.te_arrives_on.unwrap_or(x.ifindex);
+                            let r = self.v.handle_trace_answer_on(self.now, &hello, Some(x), on);
+                            assert_eq!(r, TraceAnswer::Accepted);
                         } else if self.returns.contains(&neighbour) {
                             let r = self.v.handle_trace_returned(self.now, &hello);
                             assert_eq!(r, TraceAnswer::Accepted);
@@ -864,7 +869,7 @@ fn passing_check_under_the_next_hop_is_the_origin() {
 /// the two links is blamed on neither (the next hop lied to it, or it lies) and not evicted;
 /// one that claims at least that repeats a lie told at or past us (a relay); without the
 /// option both are unknown and evicted. Only while the route through the neighbour is not our
-/// selected route.
+/// selected route, and from a Time Exceeded that arrived on the next hop's own link.
 #[test]
 fn a_next_hop_through_us_blames_neither() {
     let k = key(1);
@@ -876,9 +881,10 @@ fn a_next_hop_through_us_blames_neither() {
         feasible: false,
         ..cand(2, 240, false)
     };
-    let run = |cfg: VerifyConfig, hops: u8, cands: &[VerifiableRoute]| {
+    let run_on = |cfg: VerifyConfig, hops: u8, cands: &[VerifiableRoute], on: Option<u32>| {
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = hops;
+        w.te_arrives_on = on;
         w.next_hops.push((nb(1), nb(2)));
         let (mut blames, mut evicted) = (Vec::new(), false);
         for _ in 0..12 {
@@ -893,6 +899,7 @@ fn a_next_hop_through_us_blames_neither() {
         assert!(blames.len() >= 3);
         (blames, evicted)
     };
+    let run = |cfg, hops, cands: &[VerifiableRoute]| run_on(cfg, hops, cands, None);
     // We route through neighbour 3 at 240. Neighbour 1 claims 100 over six links (576):
     // under 240 + 2 · 96, whether neighbour 2's route is retracted here or gone.
     let lied_to = [cand(1, 196, false), unreachable, cand(3, 240, true)];
@@ -915,6 +922,11 @@ fn a_next_hop_through_us_blames_neither() {
     assert!(!evicted);
     // Without a route of our own nothing can be said.
     let (b, evicted) = run(cfg, 6, &[cand(1, 196, false), unreachable]);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(evicted);
+    // Nor when the Time Exceeded naming neighbour 2 arrived on another link than neighbour
+    // 2's (neighbour 1 forged it): unknown, and evicted.
+    let (b, evicted) = run_on(cfg, 6, &lied_to, Some(9));
     assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
     assert!(evicted);
     // Nor while we route through the neighbour: its claim wins our traffic, and a liar could
