@@ -30,6 +30,8 @@ fn main() {
     let returned = env("ADV_RETURNED");
     let both_ends = env("ADV_BOTH_ENDS");
     let trace_depth = env("ADV_TRACE_DEPTH");
+    let passing_origin = env("ADV_PASSING_ORIGIN");
+    let through_us = env("ADV_THROUGH_US");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -70,6 +72,12 @@ fn main() {
         }
         if let Some(x) = trace_depth {
             c.verify.score.trace_depth = u8::try_from(x).unwrap();
+        }
+        if let Some(x) = passing_origin {
+            c.verify.score.passing_origin = x != 0;
+        }
+        if let Some(x) = through_us {
+            c.verify.score.through_us = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

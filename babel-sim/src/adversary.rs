@@ -526,7 +526,14 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             let from = sim
                                 .neighbour_of(v, x)
                                 .map(|(ifindex, address)| verify::NeighbourId { ifindex, address });
-                            node.verifier.handle_trace_answer(t, &hello, from);
+                            // The Time Exceeded comes back over the link to the router that
+                            // sent it (its way back is not walked).
+                            match from {
+                                Some(x) => node
+                                    .verifier
+                                    .handle_trace_answer_on(t, &hello, from, x.ifindex),
+                                None => node.verifier.handle_trace_answer(t, &hello, None),
+                            };
                         }
                     }
                     ProbeAction::Checked(c) => {

@@ -76,6 +76,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-attribution-both-ends BOOL  with attribution: the origin of a lie only if its claim
                                 is under its next hop's plus a link at both ends of the
                                 session (true)
+  verify-attribution-passing-origin BOOL  with attribution: a passing check whose neighbour
+                                claims under S times its next hop's claim plus a link at both
+                                ends of the session counts as a failure at the origin (true)
+  verify-attribution-through-us BOOL  with attribution: a failing neighbour whose next hop
+                                routes through us (tells us nothing for the destination) and
+                                that claims under our metric plus two links is not blamed (true)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -131,6 +137,11 @@ pub enum VerifyStatement {
     /// `verify-attribution-both-ends BOOL`: the origin of a lie is judged at both ends of the
     /// session (§4.2.1).
     AttributionBothEnds(bool),
+    /// `verify-attribution-passing-origin BOOL`: the origin test on passing checks (§4.2.1).
+    AttributionPassingOrigin(bool),
+    /// `verify-attribution-through-us BOOL`: a lie through a next hop that routes through us
+    /// blames neither (§4.2.1).
+    AttributionThroughUs(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -175,6 +186,10 @@ impl VerifyStatement {
             "verify-attribution" => VerifyStatement::Attribution(flag()?),
             "verify-attribution-returned" => VerifyStatement::AttributionReturned(flag()?),
             "verify-attribution-both-ends" => VerifyStatement::AttributionBothEnds(flag()?),
+            "verify-attribution-passing-origin" => {
+                VerifyStatement::AttributionPassingOrigin(flag()?)
+            }
+            "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -331,6 +346,8 @@ impl VerifySettings {
                 VerifyStatement::Attribution(b) => c.score.attribution = b,
                 VerifyStatement::AttributionReturned(b) => c.score.returned_blame = b,
                 VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
+                VerifyStatement::AttributionPassingOrigin(b) => c.score.passing_origin = b,
+                VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -585,7 +602,9 @@ impl Verification {
     /// header). A Time Exceeded quoting one of our Remote Hellos sent from `trace_port` with a
     /// hop limit of at most [`verify::MAX_TRACE_HOP_LIMIT`] answers a session's trace (§4.2.1):
     /// `from` names the neighbour's next hop if it is one of our neighbours' own addresses
-    /// ([`neighbour_owning`]); if `from` is the trace's own source address, our kernel sent it:
+    /// ([`neighbour_owning`]), and `arrived_on` (the interface it arrived on, if known) says
+    /// whether it came over the link to that neighbour (§4.2.1, a next hop through us); if
+    /// `from` is the trace's own source address, our kernel sent it:
     /// the trace came back to us. One quoting a Remote Hello from the verification port says the
     /// route under test loops (§3.4). Anything else quoting our port is dropped and counted
     /// (`traces_dropped`); a Time Exceeded about other traffic is not ours and is ignored.
@@ -593,6 +612,7 @@ impl Verification {
         &mut self,
         now: Instant,
         from: Ipv6Addr,
+        arrived_on: Option<u32>,
         bytes: &[u8],
         trace_port: u16,
         routes: &[RouteView],
@@ -613,7 +633,10 @@ impl Verification {
             tracing::debug!("trace of {} came back to us: {r:?}", q.hello.prefix);
         } else if q.src_port == trace_port && q.hop_limit <= verify::MAX_TRACE_HOP_LIMIT {
             let x = neighbour_owning(from, routes);
-            let r = self.verifier.handle_trace_answer(now, &q.hello, x);
+            let r = match arrived_on {
+                Some(i) => self.verifier.handle_trace_answer_on(now, &q.hello, x, i),
+                None => self.verifier.handle_trace_answer(now, &q.hello, x),
+            };
             tracing::debug!(
                 "trace of {} answered by {from} (neighbour {:?}): {r:?}",
                 q.hello.prefix,
@@ -1338,6 +1361,31 @@ mod tests {
         assert!(!s.config().score.origin_at_both_ends);
     }
 
+    /// §4.2.1: `verify-attribution-passing-origin` and `verify-attribution-through-us` set
+    /// the origin test on passing checks and the next hop through us.
+    #[test]
+    fn passing_origin_and_through_us_statements() {
+        let mut s = VerifySettings::default();
+        let d = verify::ScoreConfig::default();
+        assert_eq!(s.config().score.passing_origin, d.passing_origin);
+        assert_eq!(s.config().score.through_us, d.through_us);
+        for b in [true, false] {
+            s.apply(words(&format!("verify-attribution-passing-origin {b}")).unwrap());
+            s.apply(words(&format!("verify-attribution-through-us {}", !b)).unwrap());
+            assert_eq!(s.config().score.passing_origin, b);
+            assert_eq!(s.config().score.through_us, !b);
+        }
+        for k in [
+            "verify-attribution-passing-origin",
+            "verify-attribution-through-us",
+        ] {
+            assert!(matches!(
+                words(&format!("{k} maybe")),
+                Err(ParseError::BadValue { .. })
+            ));
+        }
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1392,7 +1440,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 21);
+        assert_eq!(listed.len(), 23);
         for k in listed {
             assert!(
                 !matches!(
@@ -1771,6 +1819,7 @@ mod tests {
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&forged, TRACE_PORT),
                         TRACE_PORT,
                         &routes,
@@ -1778,14 +1827,16 @@ mod tests {
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&g.bytes, 1234),
                         TRACE_PORT,
                         &routes,
                     );
-                    a.on_time_exceeded(now, from, &[3, 0, 1, 2], TRACE_PORT, &routes);
+                    a.on_time_exceeded(now, from, None, &[3, 0, 1, 2], TRACE_PORT, &routes);
                     a.on_time_exceeded(
                         now,
                         from,
+                        None,
                         &time_exceeded_for(&g.bytes, TRACE_PORT),
                         TRACE_PORT,
                         &routes,
@@ -1853,7 +1904,7 @@ mod tests {
                     // Our own kernel answers, from the address the trace left from (fd77::1).
                     let from: Ipv6Addr = "fd77::1".parse().unwrap();
                     let te = time_exceeded_for(&g.bytes, TRACE_PORT);
-                    a.on_time_exceeded(now, from, &te, TRACE_PORT, &routes);
+                    a.on_time_exceeded(now, from, None, &te, TRACE_PORT, &routes);
                     continue;
                 }
                 d.on_datagram(now, "fd77::1".parse().unwrap(), 62, &g.bytes, &ours);

@@ -206,7 +206,9 @@ pub struct Check {
     pub neighbour_factor: Option<(f64, Instant)>,
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
-    /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution).
+    /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution); on a
+    /// passing check [`Blame::Origin`] when, with `passing_origin`, the neighbour claims under
+    /// its next hop's claim at both ends of the session (§4.2.1, passing checks).
     pub blame: Blame,
     /// The route through the neighbour stayed as it was for the whole session: same advertised
     /// metric, our metric not risen (§4.2.2; evidence only then with
@@ -261,7 +263,7 @@ impl Session {
     fn found(&self) -> Option<(u8, TraceHop)> {
         for (i, t) in self.traces.iter().enumerate() {
             match t {
-                Trace::Answered(_, h @ (TraceHop::Neighbour(_) | TraceHop::Us)) => {
+                Trace::Answered(_, h @ (TraceHop::Neighbour(_) | TraceHop::Us), _) => {
                     return Some((u8::try_from(i + 1).unwrap_or(u8::MAX), *h));
                 }
                 Trace::Conflicting(_) => return None,
@@ -282,6 +284,19 @@ impl Session {
     /// Whether the traces came back to us: the route runs from the neighbour back to us.
     fn returned(&self) -> bool {
         matches!(self.found(), Some((_, TraceHop::Us)))
+    }
+
+    /// Whether the answer that found the router arrived on the link to that neighbour (§4.2.1,
+    /// a next hop through us: an answer forged by the neighbour under test arrives on its own
+    /// link).
+    fn found_on_its_link(&self) -> bool {
+        let Some((k, _)) = self.found() else {
+            return false;
+        };
+        matches!(
+            self.traces.get(usize::from(k).saturating_sub(1)),
+            Some(Trace::Answered(_, TraceHop::Neighbour(_), true))
+        )
     }
 
     /// How many links past the neighbour the router the traces found is (0: none).
@@ -312,8 +327,9 @@ impl TraceHop {
 enum Trace {
     /// Sent: this Remote Hello, exactly, is what its Time Exceeded must quote.
     Sent(RemoteHello),
-    /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour.
-    Answered(RemoteHello, TraceHop),
+    /// Answered, by one of our neighbours, by us, or by a router that is not our neighbour;
+    /// and whether the answer arrived on the link to the neighbour it names.
+    Answered(RemoteHello, TraceHop, bool),
     /// Two answers that name different routers: somebody forged one, nothing is known.
     Conflicting(RemoteHello),
 }
@@ -322,7 +338,7 @@ impl Trace {
     /// The Remote Hello sent as the trace.
     fn hello(&self) -> &RemoteHello {
         match self {
-            Trace::Sent(h) | Trace::Answered(h, _) | Trace::Conflicting(h) => h,
+            Trace::Sent(h) | Trace::Answered(h, _, _) | Trace::Conflicting(h) => h,
         }
     }
 }
@@ -592,7 +608,9 @@ impl Verifier {
                         looped: false,
                         traces: Vec::new(),
                         stable: true,
-                        at_start: if self.cfg.score.origin_at_both_ends {
+                        at_start: if self.cfg.score.origin_at_both_ends
+                            || self.cfg.score.passing_origin
+                        {
                             candidates
                                 .iter()
                                 .filter(|c| c.prefix == route.prefix)
@@ -657,14 +675,29 @@ impl Verifier {
         quoted: &RemoteHello,
         from: Option<NeighbourId>,
     ) -> TraceAnswer {
-        self.answer_trace(quoted, from, false)
+        self.answer_trace(quoted, from, false, None)
+    }
+
+    /// [`Verifier::handle_trace_answer`], knowing the interface the Time Exceeded arrived on:
+    /// an answer naming our neighbour `from` that arrived on the link to it may class a check
+    /// as a next hop through us (§4.2.1, `through_us`); one that arrived on another link
+    /// (forged by the neighbour under test, or the next hop's way back to us runs elsewhere)
+    /// names the next hop for every other rule only.
+    pub fn handle_trace_answer_on(
+        &mut self,
+        _now: Instant,
+        quoted: &RemoteHello,
+        from: Option<NeighbourId>,
+        arrived_on: u32,
+    ) -> TraceAnswer {
+        self.answer_trace(quoted, from, false, Some(arrived_on))
     }
 
     /// A session's trace came back to us: its hop limit ran out here, or we received it to
     /// forward (§4.2.1): the neighbour under test forwards the route to us. It is matched,
     /// counted and dropped as [`Verifier::handle_trace_answer`]'s answers are.
     pub fn handle_trace_returned(&mut self, _now: Instant, quoted: &RemoteHello) -> TraceAnswer {
-        self.answer_trace(quoted, None, true)
+        self.answer_trace(quoted, None, true, None)
     }
 
     fn answer_trace(
@@ -672,6 +705,7 @@ impl Verifier {
         quoted: &RemoteHello,
         from: Option<NeighbourId>,
         us: bool,
+        arrived_on: Option<u32>,
     ) -> TraceAnswer {
         let Some((neighbour, trace)) = self.sessions.values_mut().find_map(|s| {
             let n = s.route.neighbour;
@@ -685,15 +719,16 @@ impl Verifier {
         };
         // The neighbour under test answering for itself names nobody behind it.
         let from = from.filter(|f| *f != neighbour);
+        let on_its_link = from.is_some_and(|f| arrived_on == Some(f.ifindex));
         let from = if us { TraceHop::Us } else { TraceHop::of(from) };
         let hello = quoted.clone();
         match trace {
             Trace::Sent(_) => {
-                *trace = Trace::Answered(hello, from);
+                *trace = Trace::Answered(hello, from, on_its_link);
                 self.counters.traces_answered += 1;
                 TraceAnswer::Accepted
             }
-            Trace::Answered(_, first) => {
+            Trace::Answered(_, first, _) => {
                 if *first != from {
                     *trace = Trace::Conflicting(hello);
                 }
@@ -732,11 +767,21 @@ impl Verifier {
         if !self.cfg.score.attribution {
             return Blame::Unknown;
         }
-        let Some(offered) = self.offered(route.prefix, s, candidates) else {
+        let offered = self.offered(route.prefix, s, candidates);
+        let k = s.trace_links();
+        // The next hop found tells us nothing usable for the destination (retracted, or its
+        // route expired here since split horizon keeps it off our link).
+        if k == 1
+            && self.cfg.score.through_us
+            && !s.returned()
+            && offered.is_none_or(|o| o == babel_wire::INFINITY)
+        {
+            return self.through_us_blame(route, s, cost, candidates);
+        }
+        let Some(offered) = offered else {
             return Blame::Unknown;
         };
         let h = self.cfg.cost.hop_cost;
-        let k = s.trace_links();
         if offered == babel_wire::INFINITY || k == 0 {
             return Blame::Unknown;
         }
@@ -772,6 +817,76 @@ impl Verifier {
         } else {
             Blame::Unknown
         }
+    }
+
+    /// §4.2.1, the next hop through us (`through_us`): the trace found the neighbour's next hop
+    /// `x`, one of our neighbours, and `x` advertises the destination to us as unreachable while
+    /// it forwards our probes: split horizon, its route runs through us. An honest `x` then
+    /// offers the neighbour at least our own metric `M_v` plus a link, and an honest neighbour
+    /// claims at least `M_v + 2h`. A claim under that is a lie of the neighbour's or of `x`'s
+    /// (which we cannot hear: it tells us nothing for the destination), so it blames neither
+    /// ([`Blame::ThroughUs`]); a claim at least that, failing, repeats a lie told at or past us
+    /// (our own route, plus the three links, fails too): a relay. Only while the route through
+    /// the neighbour is not our selected route, at the session's start and end.
+    fn through_us_blame(
+        &self,
+        route: &VerifiableRoute,
+        s: &Session,
+        cost: u16,
+        candidates: &[VerifiableRoute],
+    ) -> Blame {
+        // Only while the neighbour's claim does not win our traffic: a liar that names such a
+        // next hop in a forged Time Exceeded defers its eviction only while we do not route
+        // through it (as a relay's class needs its claim at least its next hop's plus a link);
+        // and only from an answer that arrived on the next hop's own link (one forged by the
+        // neighbour under test arrives on the neighbour's).
+        if s.next_hop().is_none() || !s.found_on_its_link() || route.selected || s.route.selected {
+            return Blame::Unknown;
+        }
+        let Some(ours) = candidates
+            .iter()
+            .find(|c| c.prefix == route.prefix && c.selected)
+            .map(|c| c.metric)
+            .filter(|m| *m < babel_wire::INFINITY)
+        else {
+            return Blame::Unknown;
+        };
+        let h = self.cfg.cost.hop_cost;
+        if route.advertised < ours.saturating_add(h.saturating_mul(2)) {
+            return Blame::ThroughUs;
+        }
+        let through_us = f64::from(ours.saturating_add(h.saturating_mul(3)));
+        if through_us < self.cfg.score.threshold * f64::from(cost) {
+            Blame::Relay
+        } else {
+            Blame::Unknown
+        }
+    }
+
+    /// §4.2.1, the origin test on passing checks (`passing_origin`): whether the neighbour's
+    /// claim is under `S` times what its next hop (the first trace's router, or us) offers it
+    /// plus a link, both with the routes we held at the session's start and at its end.
+    fn claim_under_next_hop(
+        &self,
+        route: &VerifiableRoute,
+        s: &Session,
+        candidates: &[VerifiableRoute],
+    ) -> bool {
+        if !self.cfg.score.attribution || !self.cfg.score.passing_origin || s.trace_links() != 1 {
+            return false;
+        }
+        let h = self.cfg.cost.hop_cost;
+        let under = |m: u16, offered: Option<u16>| {
+            offered.is_some_and(|o| {
+                o < babel_wire::INFINITY
+                    && f64::from(m) < self.cfg.score.threshold * f64::from(o.saturating_add(h))
+            })
+        };
+        under(route.advertised, self.offered(route.prefix, s, candidates))
+            && under(
+                s.route.advertised,
+                self.offered(route.prefix, s, &s.at_start),
+            )
     }
 
     /// What the neighbour's next hop on the route to `prefix` (the session's trace) offers it,
@@ -945,6 +1060,10 @@ impl Verifier {
             );
             if check.correction.is_some() {
                 self.counters.corrections += 1;
+            }
+            if !failed && self.claim_under_next_hop(&route, &s, candidates) {
+                // Passing, but under what its next hop offers it (§4.2.1, passing checks).
+                check.blame = Blame::Origin;
             }
             if failed {
                 check.blame = self.blame(&route, &s, c, candidates);

@@ -69,6 +69,20 @@ pub struct ScoreConfig {
     /// neighbour's next hop only; more find the first of our neighbours further on the route.
     /// At most [`crate::MAX_TRACE_DEPTH`].
     pub trace_depth: u8,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the origin test on *passing*
+    /// checks (`spec/verify.md` §4.2.1). A check that passes, but where the neighbour claims
+    /// under `S` times its next hop's claim plus a link at both ends of the session
+    /// ([`Blame::Origin`] on a passing check), joins the run of failures as a failure blamed on
+    /// the origin, and confirms an eviction `window` after an earlier one of them: a liar whose
+    /// lies are priced out by the corrections around it still claims half of what its next hop
+    /// offers it.
+    pub passing_origin: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: a failing check whose neighbour's
+    /// next hop advertises the destination to us as unreachable, its route running through us
+    /// (split horizon), is blamed on neither ([`Blame::ThroughUs`], scored as a relay) when the
+    /// neighbour's claim is under our own metric plus the two links: the lie is the
+    /// neighbour's or its next hop's, and which cannot be told (`spec/verify.md` §4.2.1).
+    pub through_us: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -178,6 +192,12 @@ pub enum Blame {
     /// The neighbour's metric is its next hop's plus at least one link, and the next hop's own
     /// claim already fails the check: the neighbour repeats a lie told further on.
     Relay,
+    /// The neighbour's next hop routes through us (it advertises the destination to us as
+    /// unreachable, split horizon, yet forwards our probes), so an honest next hop offers the
+    /// neighbour at least our own metric plus a link, and the neighbour claims less than that
+    /// plus its own link: the next hop lied to it or it lies, and which cannot be told. Scored
+    /// as a relay ([`ScoreConfig::through_us`], `spec/verify.md` §4.2.1).
+    ThroughUs,
 }
 
 impl Default for ScoreConfig {
@@ -197,6 +217,8 @@ impl Default for ScoreConfig {
             returned_blame: true,
             origin_at_both_ends: true,
             trace_depth: 1,
+            passing_origin: true,
+            through_us: true,
         }
     }
 }
@@ -421,12 +443,22 @@ impl NeighbourScore {
         d.a = (d.a + a) / 2.0;
         d.last = now;
         let failed = a < cfg.threshold;
+        // §4.2.1, the origin test on passing checks: the check passes, but the neighbour
+        // claims well under what its own next hop offers it, at both ends of the session. It
+        // counts as a failure blamed on the origin (it neither ends the run nor corrects).
+        let origin_claim = !failed
+            && cfg.passing_origin
+            && cfg.attribution
+            && cfg.rule == Rule::Confirmed
+            && blame == Blame::Origin
+            && !black_hole;
         // §4.2.1: a relayed lie is the next hop's; it corrects metrics (the driver) and
-        // lowers `A[d]`, but says nothing about this neighbour's honesty.
+        // lowers `A[d]`, but says nothing about this neighbour's honesty. Nor does a lie that
+        // is the neighbour's or its next hop's, which routes through us (`ThroughUs`).
         // A black hole that does not start at the neighbour blames nobody in particular: it
         // corrects metrics, and does not count against the neighbour either.
         let unattributed_hole = cfg.attribution && black_hole && blame != Blame::Origin;
-        if failed && (blame == Blame::Relay || unattributed_hole) {
+        if failed && (matches!(blame, Blame::Relay | Blame::ThroughUs) || unattributed_hole) {
             return CheckVerdict::Kept;
         }
         // §4.2.2: a route that changed during the session was reconverging; what it measured
@@ -434,10 +466,10 @@ impl NeighbourScore {
         let unsettled = cfg.stable_evidence.settled()
             && cfg.rule == Rule::Confirmed
             && measure.is_some_and(|m| !m.2);
-        if failed && unsettled {
+        if (failed || origin_claim) && unsettled {
             return CheckVerdict::Kept;
         }
-        if failed {
+        if failed || origin_claim {
             if d.last_fail
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
             {
@@ -452,7 +484,13 @@ impl NeighbourScore {
                 d.forgiven = false;
             }
             d.last_fail = Some(now);
-            d.fail_measure = measure.map(|(m, c, _)| (m, c));
+            // A passing check's measure would forgive it at once (`m ≥ S · c`): its lie is in
+            // the claims, and only a check without it (which ends the run) clears it.
+            d.fail_measure = if origin_claim {
+                None
+            } else {
+                measure.map(|(m, c, _)| (m, c))
+            };
             d.first_fail.get_or_insert(now);
             if blame == Blame::Origin {
                 d.first_origin.get_or_insert(now);
@@ -470,30 +508,34 @@ impl NeighbourScore {
         // §4.2.1: a black hole that starts at the neighbour (it is the origin of the lie that
         // made the loop) is as good as a measured lie, once an earlier failure of the run was
         // blamed on the neighbour too (one comparison of metrics can catch an update in flight).
+        // §4.2.1, passing checks: a claim under the next hop's confirms as a black hole blamed
+        // on the origin does, `window` after an earlier failure blamed on the origin.
         let origin_hole = black_hole && blame == Blame::Origin;
-        let confirmed = failed && (!black_hole || origin_hole || cfg.black_holes_evict) && {
-            let window = if black_hole && !origin_hole {
-                cfg.black_hole_window.max(cfg.window)
-            } else {
-                cfg.window
+        let origin_only = origin_hole || origin_claim;
+        let confirmed =
+            (failed || origin_claim) && (!black_hole || origin_hole || cfg.black_holes_evict) && {
+                let window = if black_hole && !origin_hole {
+                    cfg.black_hole_window.max(cfg.window)
+                } else {
+                    cfg.window
+                };
+                self.dests
+                    .values()
+                    .filter(|d| {
+                        !d.forgiven
+                            && d.last_fail
+                                .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+                    })
+                    .filter_map(|d| {
+                        if origin_only {
+                            d.first_origin
+                        } else {
+                            d.first_fail
+                        }
+                    })
+                    .min()
+                    .is_some_and(|first| now.saturating_since(first) >= window)
             };
-            self.dests
-                .values()
-                .filter(|d| {
-                    !d.forgiven
-                        && d.last_fail
-                            .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
-                })
-                .filter_map(|d| {
-                    if origin_hole {
-                        d.first_origin
-                    } else {
-                        d.first_fail
-                    }
-                })
-                .min()
-                .is_some_and(|first| now.saturating_since(first) >= window)
-        };
         if self.is_evicted(now) {
             return CheckVerdict::Kept;
         }
@@ -676,6 +718,8 @@ mod tests {
             attribution: false,
             returned_blame: false,
             origin_at_both_ends: false,
+            passing_origin: false,
+            through_us: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -687,6 +731,8 @@ mod tests {
     fn defaults_attribute_and_forgive_only_retractions() {
         let c = ScoreConfig::default();
         assert!(c.attribution && c.returned_blame && c.origin_at_both_ends);
+        // Since 2026-12-01: the origin test on passing checks, and a next hop through us.
+        assert!(c.passing_origin && c.through_us);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -1069,5 +1115,103 @@ mod tests {
             StableEvidence::ForgiveRetraction.to_string(),
             "forgive-retraction"
         );
+    }
+
+    /// §4.2.1, the origin test on passing checks (`passing_origin`): a passing check whose
+    /// neighbour claims under its next hop's claim (`Blame::Origin`) joins the run as a failure
+    /// blamed on the origin, and confirms `window` after an earlier one; its measure forgives
+    /// nothing, a passing check without it ends the destination's run, and without the option
+    /// it is a passing check like any other.
+    #[test]
+    fn passing_claims_under_the_next_hop_confirm() {
+        let under = Evidence {
+            a: 1.0,
+            black_hole: false,
+            blame: Blame::Origin,
+            measure: Some((900, 800, true)),
+        };
+        let plain = Evidence {
+            blame: Blame::Unknown,
+            ..under
+        };
+        let on = ScoreConfig {
+            passing_origin: true,
+            ..ScoreConfig::default()
+        };
+        // `metric`: the neighbour's metric at every check.
+        let evicts_at = |cfg: &ScoreConfig, metric: u16, checks: &[(u64, u8, Evidence)]| {
+            let mut n = NeighbourScore::default();
+            checks.iter().any(|(s, d, e)| {
+                n.forgive_corrected(t(*s), cfg, |_| Some(metric));
+                matches!(
+                    n.record_evidence(t(*s), cfg, p(*d), *e),
+                    CheckVerdict::Evicted(_)
+                )
+            })
+        };
+        // Under what forgives the measured lies below (S · 800).
+        let evicts =
+            |cfg: &ScoreConfig, checks: &[(u64, u8, Evidence)]| evicts_at(cfg, 600, checks);
+        // Two 20 s apart, on two destinations: evicted; without the option, kept.
+        let two = [(0, 1, under), (20, 2, under)];
+        assert!(evicts(&on, &two));
+        let without = ScoreConfig {
+            passing_origin: false,
+            ..on
+        };
+        assert!(!evicts(&without, &two));
+        // Under `window` apart: not yet.
+        assert!(!evicts(&on, &[(0, 1, under), (10, 2, under)]));
+        // The neighbour's metric at what we measured does not forgive it: the lie is in the
+        // claims, not against the measure.
+        assert!(evicts_at(&on, 900, &[(0, 1, under), (20, 1, under)]));
+        // A passing check without it ends its destination's run.
+        assert!(!evicts(
+            &on,
+            &[(0, 1, under), (10, 1, plain), (20, 1, under)]
+        ));
+        // It joins a run of measured lies, and a measured lie joins its run.
+        let lie = Evidence {
+            a: 0.5,
+            measure: Some((400, 800, true)),
+            ..plain
+        };
+        assert!(evicts(&on, &[(0, 1, under), (20, 2, lie)]));
+        // A claim under the next hop's only confirms after a failure blamed on the origin.
+        assert!(!evicts(&on, &[(0, 1, lie), (20, 2, under)]));
+        let origin_lie = Evidence {
+            blame: Blame::Origin,
+            ..lie
+        };
+        assert!(evicts(&on, &[(0, 1, origin_lie), (20, 2, under)]));
+        // Without attribution there is no next hop to compare with.
+        let off = ScoreConfig {
+            attribution: false,
+            ..on
+        };
+        assert!(!evicts(&off, &two));
+    }
+
+    /// §4.2.1, the next hop through us (`through_us`): a failing check whose lie is the
+    /// neighbour's or its next hop's, which routes through us (`Blame::ThroughUs`), corrects
+    /// and lowers `A[d]` but counts against the neighbour no more than a relayed lie does.
+    #[test]
+    fn a_lie_through_us_is_not_the_neighbours() {
+        let cfg = ScoreConfig {
+            through_us: true,
+            ..ScoreConfig::default()
+        };
+        for (blame, evicted) in [(Blame::ThroughUs, false), (Blame::Unknown, true)] {
+            let mut n = NeighbourScore::default();
+            let mut out = false;
+            for s in [0, 20, 40] {
+                out |= matches!(
+                    n.record_check(t(s), &cfg, p(1), 0.5, false, blame),
+                    CheckVerdict::Evicted(_)
+                );
+            }
+            assert_eq!(out, evicted, "{blame:?}");
+            assert!(n.destination(&p(1)).unwrap() < 0.8);
+        }
     }
 }

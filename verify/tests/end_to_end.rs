@@ -55,6 +55,8 @@ struct World {
     /// The routes the engine holds from the session's eleventh Remote Hello on (a route that
     /// changes during the session, §4.2.2); `None`: unchanged.
     midway: Option<Vec<VerifiableRoute>>,
+    /// The interface the next hop's Time Exceeded arrives on (`None`: the link to it).
+    te_arrives_on: Option<u32>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -78,6 +80,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         paths: Vec::new(),
         pending: std::collections::VecDeque::new(),
         midway: None,
+        te_arrives_on: None,
     }
 }
 
@@ -133,7 +136,9 @@ impl World {
                         } else if let Some(&(_, x)) =
                             self.next_hops.iter().find(|(n, _)| *n == neighbour)
                         {
-                            assert!(self.v.handle_trace(self.now, &hello, x));
+                            let on = self.te_arrives_on.unwrap_or(x.ifindex);
+                            let r = self.v.handle_trace_answer_on(self.now, &hello, Some(x), on);
+                            assert_eq!(r, TraceAnswer::Accepted);
                         } else if self.returns.contains(&neighbour) {
                             let r = self.v.handle_trace_returned(self.now, &hello);
                             assert_eq!(r, TraceAnswer::Accepted);
@@ -806,4 +811,131 @@ fn each_trace_answers_for_its_own_hop_limit() {
         let c = w.run_check(&cands);
         assert_eq!((c.next_hop, c.trace_links), (Some(nb(2)), 3));
     }
+}
+
+/// §4.2.1, the origin test on passing checks (`passing_origin`): a neighbour whose checks
+/// pass (its claim is above what we measure) but which claims under `S` times its next hop's
+/// claim plus a link at both ends of the session is blamed as the origin and evicted after two
+/// such checks `window` apart; one whose claim is its next hop's plus a link is not, nor is one
+/// under it only at the session's end, and without the option nobody is.
+#[test]
+fn passing_check_under_the_next_hop_is_the_origin() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.passing_origin = true;
+    let run = |cfg: VerifyConfig, start: &[VerifiableRoute], end: Option<Vec<VerifiableRoute>>| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        // Three links, measured 288.
+        w.next_hops.push((nb(1), nb(2)));
+        w.midway = end;
+        let (mut blames, mut evicted) = (Vec::new(), false);
+        for _ in 0..12 {
+            let c = w.run_check(start);
+            if c.route.neighbour == nb(1) {
+                assert!(c.accuracy.is_some_and(|a| a >= 0.8), "{c:?}");
+                blames.push(c.blame);
+                evicted |= matches!(c.verdict, CheckVerdict::Evicted(_));
+            }
+        }
+        assert!(blames.len() >= 3);
+        (blames, evicted)
+    };
+    // Neighbour 1 claims 240 (m = 336, it passes), its next hop neighbour 2 claims 960:
+    // 240 < 0.8 · (960 + 96).
+    let liar = [cand(1, 336, true), cand(2, 1056, false)];
+    let (b, evicted) = run(cfg, &liar, None);
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+    assert!(evicted);
+    let mut off = cfg;
+    off.score.passing_origin = false;
+    let (b, evicted) = run(off, &liar, None);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(!evicted);
+    // An honest neighbour: 240 is its next hop's 144 plus a link.
+    let honest = [cand(1, 336, true), cand(2, 240, false)];
+    let (b, evicted) = run(cfg, &honest, None);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(!evicted);
+    // Under its next hop's claim at the session's end only (the next hop's metric rose during
+    // the session): not at both ends, nothing is known.
+    let (b, evicted) = run(cfg, &honest, Some(liar.to_vec()));
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(!evicted);
+}
+
+/// §4.2.1, the next hop through us (`through_us`): the neighbour's next hop, one of our
+/// neighbours, forwards our probes but tells us nothing for the destination (split horizon:
+/// its route runs through us). A failing neighbour that claims less than our own metric plus
+/// the two links is blamed on neither (the next hop lied to it, or it lies) and not evicted;
+/// one that claims at least that repeats a lie told at or past us (a relay); without the
+/// option both are unknown and evicted. Only while the route through the neighbour is not our
+/// selected route, and from a Time Exceeded that arrived on the next hop's own link.
+#[test]
+fn a_next_hop_through_us_blames_neither() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.through_us = true;
+    let unreachable = VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        advertised: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(2, 240, false)
+    };
+    let run_on = |cfg: VerifyConfig, hops: u8, cands: &[VerifiableRoute], on: Option<u32>| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = hops;
+        w.te_arrives_on = on;
+        w.next_hops.push((nb(1), nb(2)));
+        let (mut blames, mut evicted) = (Vec::new(), false);
+        for _ in 0..12 {
+            let c = w.run_check(cands);
+            if c.route.neighbour == nb(1) {
+                assert!(c.accuracy.is_some_and(|a| a < 0.8), "{c:?}");
+                assert_eq!(c.next_hop, Some(nb(2)));
+                blames.push(c.blame);
+                evicted |= matches!(c.verdict, CheckVerdict::Evicted(_));
+            }
+        }
+        assert!(blames.len() >= 3);
+        (blames, evicted)
+    };
+    let run = |cfg, hops, cands: &[VerifiableRoute]| run_on(cfg, hops, cands, None);
+    // We route through neighbour 3 at 240. Neighbour 1 claims 100 over six links (576):
+    // under 240 + 2 · 96, whether neighbour 2's route is retracted here or gone.
+    let lied_to = [cand(1, 196, false), unreachable, cand(3, 240, true)];
+    let gone = [cand(1, 196, false), cand(3, 240, true)];
+    for cands in [&lied_to[..], &gone[..]] {
+        let (b, evicted) = run(cfg, 6, cands);
+        assert!(b.iter().all(|b| *b == Blame::ThroughUs), "{b:?}");
+        assert!(!evicted);
+        let mut off = cfg;
+        off.score.through_us = false;
+        let (b, evicted) = run(off, 6, cands);
+        assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+        assert!(evicted);
+    }
+    // Neighbour 1 claims 432 = 240 + 2 · 96 over seven links (672, a = 0.79): our own route
+    // plus the three links (528) fails too, so the lie is told at or past us.
+    let relay = [cand(1, 528, false), unreachable, cand(3, 240, true)];
+    let (b, evicted) = run(cfg, 7, &relay);
+    assert!(b.iter().all(|b| *b == Blame::Relay), "{b:?}");
+    assert!(!evicted);
+    // Without a route of our own nothing can be said.
+    let (b, evicted) = run(cfg, 6, &[cand(1, 196, false), unreachable]);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(evicted);
+    // Nor when the Time Exceeded naming neighbour 2 arrived on another link than neighbour
+    // 2's (neighbour 1 forged it): unknown, and evicted.
+    let (b, evicted) = run_on(cfg, 6, &lied_to, Some(9));
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(evicted);
+    // Nor while we route through the neighbour: its claim wins our traffic, and a liar could
+    // name such a next hop in a forged Time Exceeded.
+    let (b, evicted) = run(
+        cfg,
+        6,
+        &[cand(1, 196, true), unreachable, cand(3, 240, false)],
+    );
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    assert!(evicted);
 }

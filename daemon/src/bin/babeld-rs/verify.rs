@@ -105,6 +105,9 @@ fn open_icmp() -> anyhow::Result<UdpSocket> {
         *w &= !(1u32 << (t & 31));
     }
     setsockopt(&s, icmp_filter::Icmp6Filter, &f)?;
+    // The interface each message arrived on (§4.2.1: a next hop through us is believed only
+    // from a Time Exceeded that arrived on the link to it).
+    setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
     Ok(UdpSocket::from_std(s.into())?)
 }
 
@@ -312,21 +315,38 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
     Some(Event::Datagrams(out))
 }
 
-/// The ICMPv6 messages waiting on the raw socket (at most 64): source, bytes from the ICMPv6
-/// header.
-fn recv_icmp(io: &VerifyIo) -> Vec<(Ipv6Addr, Vec<u8>)> {
+/// The ICMPv6 messages waiting on the raw socket (at most 64): source, the interface it
+/// arrived on (`IPV6_PKTINFO`), bytes from the ICMPv6 header.
+fn recv_icmp(io: &VerifyIo) -> Vec<(Ipv6Addr, Option<u32>, Vec<u8>)> {
     let Some(icmp) = &io.icmp else {
         return Vec::new();
     };
+    let fd = icmp.as_raw_fd();
     let mut out = Vec::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    // `try_recv_from` clears the readiness when the socket runs dry.
+    // `try_io` clears the readiness when the socket runs dry.
     while out.len() < 64 {
-        let Ok((len, SocketAddr::V6(src))) = icmp.try_recv_from(&mut buf) else {
+        let got = icmp.try_io(tokio::io::Interest::READABLE, || {
+            let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+            let mut iov = [IoSliceMut::new(buf.as_mut_slice())];
+            let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                .map_err(std::io::Error::from)?;
+            let src = msg.address.map(|a| *SocketAddrV6::from(a).ip());
+            let mut arrived_on = None;
+            if let Ok(cs) = msg.cmsgs() {
+                for c in cs {
+                    if let ControlMessageOwned::Ipv6PacketInfo(i) = c {
+                        arrived_on = Some(i.ipi6_ifindex);
+                    }
+                }
+            }
+            Ok((src, arrived_on, msg.bytes))
+        });
+        let Ok((src, arrived_on, len)) = got else {
             break;
         };
-        if let Some(b) = buf.get(..len) {
-            out.push((*src.ip(), b.to_vec()));
+        if let (Some(src), Some(b)) = (src, buf.get(..len)) {
+            out.push((src, arrived_on, b.to_vec()));
         }
     }
     out
@@ -334,8 +354,8 @@ fn recv_icmp(io: &VerifyIo) -> Vec<(Ipv6Addr, Vec<u8>)> {
 
 /// What [`recv`] got.
 pub enum Event {
-    /// ICMPv6 Time Exceeded on the raw socket: source, message.
-    Icmp(Vec<(Ipv6Addr, Vec<u8>)>),
+    /// ICMPv6 Time Exceeded on the raw socket: source, the interface it arrived on, message.
+    Icmp(Vec<(Ipv6Addr, Option<u32>, Vec<u8>)>),
     /// Datagrams on the socket.
     Datagrams(Vec<ReceivedDatagram>),
     /// A reading of the used set, from the `nft` worker.
@@ -363,8 +383,8 @@ pub fn on_event(
             }
             let routes = d.engine.routes(now);
             if let Some(v) = d.verification.as_mut() {
-                for (src, bytes) in got {
-                    v.on_time_exceeded(now, src, &bytes, trace_port, &routes);
+                for (src, arrived_on, bytes) in got {
+                    v.on_time_exceeded(now, src, arrived_on, &bytes, trace_port, &routes);
                 }
             }
             Vec::new()
