@@ -65,14 +65,18 @@ fn main() {
     if threads > 1 {
         let tt = sim.thread_times();
         println!(
-            "threads             {} windows, {} shared; calling thread busy {:?}, waiting {:?}, \
-             serial {:?}; workers busy {:?}; CPU calling thread {:?}, workers {:?}",
+            "threads             {} windows, {} shared; calling thread busy {:?} ({:?} alone, {} \
+             jobs shared), waiting {:?}, serial {:?}; workers busy {:?} ({} jobs); CPU calling \
+             thread {:?}, workers {:?}",
             tt.windows,
             tt.shared_windows,
             tt.main_busy,
+            tt.alone_busy,
+            tt.main_jobs,
             tt.main_wait,
             tt.serial,
             tt.worker_busy,
+            tt.worker_jobs,
             tt.main_cpu,
             tt.worker_cpu
         );

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use babel_core::{
@@ -494,19 +493,100 @@ impl Job {
     }
 }
 
-/// The worker threads of a threaded run: to each, a channel for its share of a window's jobs
-/// (with the window's end) and one back.
+/// The worker threads of a threaded run and the calling thread share each window's jobs through
+/// one queue: every thread takes the next job as soon as it finished its last, heaviest first,
+/// so the threads end a window within about one job of each other whatever the jobs weigh, and a
+/// worker that the machine's scheduler wakes late simply takes fewer.
 struct Workers {
-    lanes: Vec<Lane>,
+    pool: Arc<Pool>,
+    /// Worker threads (besides the calling one).
+    count: usize,
 }
 
-/// One worker thread's channels: its share of a window (with the window's end) out, the jobs back.
-type Lane = (Sender<(Instant, Vec<Job>)>, Receiver<(Vec<Job>, Duration)>);
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}
 
-/// A window whose jobs weigh less than this runs on the calling thread alone: handing nodes to a
-/// worker and back costs more than it saves (a weight is a job, plus one per 256 bytes received,
-/// plus one per [`DUMP_PER_WEIGHT`] destinations its periodic dumps walk).
-const MIN_SHARED_WEIGHT: usize = 16;
+/// What the calling thread and the workers share.
+struct Pool {
+    state: std::sync::Mutex<PoolState>,
+    /// Jobs were queued, or the run ends.
+    work: std::sync::Condvar,
+    /// The queue is empty and no worker runs a job.
+    idle: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// The window's end (every queued job runs until it).
+    end: Option<Instant>,
+    /// Jobs not yet taken, the heaviest last (taken first).
+    todo: Vec<Job>,
+    /// Jobs the workers ran.
+    done: Vec<Job>,
+    /// Jobs a worker is running.
+    running: usize,
+    /// The workers' wall time running jobs, summed.
+    busy: Duration,
+    /// A job panicked on a worker: its payload, for the calling thread to resume.
+    panicked: Option<Box<dyn std::any::Any + Send>>,
+    /// The run ends: the workers return.
+    closed: bool,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool {
+            state: std::sync::Mutex::new(PoolState::default()),
+            work: std::sync::Condvar::new(),
+            idle: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A job's panic is caught before it can poison the lock; take the state anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker thread's loop: takes jobs until the run ends.
+    fn serve(&self, ends: &[LinkEnds]) {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            let (Some(end), Some(mut job)) = (st.end, st.todo.pop()) else {
+                st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            st.running += 1;
+            drop(st);
+            let t = std::time::Instant::now();
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.run(ends, end);
+            }));
+            let busy = t.elapsed();
+            st = self.lock();
+            st.busy += busy;
+            st.running -= 1;
+            match ran {
+                Ok(()) => st.done.push(job),
+                Err(p) => st.panicked = Some(p),
+            }
+            if st.running == 0 && st.todo.is_empty() {
+                self.idle.notify_one();
+            }
+        }
+    }
+
+    /// Ends the run: the workers return once they see it.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+    }
+}
 
 /// Destinations walked by a periodic full dump per unit of weight. A unit is 256 bytes received,
 /// about 8 Updates; handling a received Update costs about twice as much as putting one
@@ -515,8 +595,8 @@ const MIN_SHARED_WEIGHT: usize = 16;
 const DUMP_PER_WEIGHT: usize = 16;
 
 impl Workers {
-    /// Runs every job until `end`: contiguous shares of about equal weight, the first on this
-    /// thread, the others on the workers. Returns the jobs in the order they came (by node).
+    /// Runs every job until `end`: the calling thread and the workers take them from one queue,
+    /// heaviest first. Returns the jobs in the order they came (by node).
     fn run(
         &self,
         mut jobs: Vec<Job>,
@@ -532,64 +612,57 @@ impl Workers {
                     .map_or(0, |e| e.full_dump_work(end) / DUMP_PER_WEIGHT)
         };
         times.windows += 1;
-        let weights: Vec<usize> = if self.lanes.is_empty() || jobs.len() < 2 {
-            Vec::new()
-        } else {
-            jobs.iter().map(weight).collect()
-        };
-        let total: usize = weights.iter().sum();
-        if total < MIN_SHARED_WEIGHT {
+        // A window of one node runs here: nobody could take a share. Any other is shared, however
+        // light: a worker that wakes too late to take a job costs the calling thread one wake-up,
+        // while a light window run alone here was the largest part of this thread's excess (at
+        // 300 nodes three quarters of the windows weighed under 16 and ran alone).
+        if self.count == 0 || jobs.len() < 2 {
             let t = std::time::Instant::now();
             jobs.iter_mut().for_each(|j| j.run(ends, end));
-            times.main_busy += t.elapsed();
+            let busy = t.elapsed();
+            times.main_busy += busy;
+            times.alone_busy += busy;
             return jobs;
         }
         times.shared_windows += 1;
-        // Where each worker's share starts.
-        let share = total.div_ceil(self.lanes.len() + 1);
-        let mut cuts = Vec::with_capacity(self.lanes.len());
-        let mut w = 0;
-        for (i, jw) in weights.iter().enumerate() {
-            if w >= share * (cuts.len() + 1) && cuts.len() < self.lanes.len() {
-                cuts.push(i);
-            }
-            w += jw;
+        // Lightest first, so that popping takes the heaviest.
+        let mut order: Vec<(usize, Job)> = jobs.into_iter().map(|j| (weight(&j), j)).collect();
+        order.sort_by_key(|(w, j)| (*w, j.n));
+        let todo: Vec<Job> = order.into_iter().map(|(_, j)| j).collect();
+        let mut mine = Vec::with_capacity(todo.len());
+        {
+            let mut st = self.pool.lock();
+            st.end = Some(end);
+            st.todo = todo;
         }
-        let mut shares = Vec::with_capacity(cuts.len());
-        for &c in cuts.iter().rev() {
-            shares.push(jobs.split_off(c));
-        }
-        shares.reverse();
-        let mut sent = Vec::with_capacity(shares.len());
-        for (share, (to_worker, from_worker)) in shares.into_iter().zip(&self.lanes) {
-            match to_worker.send((end, share)) {
-                Ok(()) => sent.push(Ok(from_worker)),
-                // The worker is gone: its share runs here.
-                Err(e) => sent.push(Err(e.0.1)),
-            }
-        }
+        self.pool.work.notify_all();
         let t = std::time::Instant::now();
-        jobs.iter_mut().for_each(|j| j.run(ends, end));
-        times.main_busy += t.elapsed();
-        for s in sent {
-            let mut back = match s {
-                Ok(from_worker) => {
-                    let t = std::time::Instant::now();
-                    let (back, busy) = from_worker.recv().unwrap_or_default();
-                    times.main_wait += t.elapsed();
-                    times.worker_busy += busy;
-                    back
-                }
-                Err(mut share) => {
-                    let t = std::time::Instant::now();
-                    share.iter_mut().for_each(|j| j.run(ends, end));
-                    times.main_busy += t.elapsed();
-                    share
-                }
+        loop {
+            let Some(mut job) = self.pool.lock().todo.pop() else {
+                break;
             };
-            jobs.append(&mut back);
+            job.run(ends, end);
+            mine.push(job);
         }
-        jobs
+        times.main_busy += t.elapsed();
+        let t = std::time::Instant::now();
+        let mut st = self.pool.lock();
+        while st.running > 0 {
+            st = self.pool.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        times.main_wait += t.elapsed();
+        if let Some(p) = st.panicked.take() {
+            drop(st);
+            std::panic::resume_unwind(p);
+        }
+        st.end = None;
+        times.worker_busy += std::mem::take(&mut st.busy);
+        times.worker_jobs += st.done.len() as u64;
+        times.main_jobs += mine.len() as u64;
+        mine.append(&mut st.done);
+        drop(st);
+        mine.sort_unstable_by_key(|j| j.n);
+        mine
     }
 }
 
@@ -672,7 +745,13 @@ pub struct ThreadTimes {
     /// The calling thread running nodes (its share of shared windows, and the windows it ran
     /// alone).
     pub main_busy: Duration,
-    /// The calling thread waiting for the workers after its own share.
+    /// Of it, the windows too light to share, run on the calling thread alone.
+    pub alone_busy: Duration,
+    /// Jobs (a node's part of a window) the calling thread ran in shared windows.
+    pub main_jobs: u64,
+    /// Jobs the worker threads ran.
+    pub worker_jobs: u64,
+    /// The calling thread waiting for the workers after the queue emptied.
     pub main_wait: Duration,
     /// The worker threads running nodes, summed over the workers.
     pub worker_busy: Duration,
@@ -1575,30 +1654,25 @@ impl Sim {
             // The worker threads live as long as this call (not one spawn per window): each waits
             // for its share of a window's nodes and sends them back once they ran.
             std::thread::scope(|s| {
-                let mut lanes = Vec::with_capacity(self.cfg.threads - 1);
+                let pool = Arc::new(Pool::new());
                 let mut handles = Vec::with_capacity(self.cfg.threads - 1);
                 for _ in 1..self.cfg.threads {
-                    let (to_worker, work) = channel::<(Instant, Vec<Job>)>();
-                    let (done, from_worker) = channel::<(Vec<Job>, Duration)>();
                     let ends = Arc::clone(&self.ends);
+                    let pool = Arc::clone(&pool);
                     handles.push(s.spawn(move || {
                         let cpu = thread_cpu();
-                        for (end, mut jobs) in work {
-                            let t = std::time::Instant::now();
-                            jobs.iter_mut().for_each(|j| j.run(&ends, end));
-                            if done.send((jobs, t.elapsed())).is_err() {
-                                break;
-                            }
-                        }
+                        pool.serve(&ends);
                         thread_cpu().saturating_sub(cpu)
                     }));
-                    lanes.push((to_worker, from_worker));
                 }
-                let workers = Workers { lanes };
+                let workers = Workers {
+                    pool: Arc::clone(&pool),
+                    count: handles.len(),
+                };
                 let (start, cpu) = (std::time::Instant::now(), thread_cpu());
                 let before = self.thread_times;
                 while self.window(t, &workers) {}
-                // The workers end when their channels close.
+                // The workers return once they see the pool closed (also if a window panics).
                 drop(workers);
                 let tt = &mut self.thread_times;
                 let nodes = (tt.main_busy + tt.main_wait) - (before.main_busy + before.main_wait);
