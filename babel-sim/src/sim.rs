@@ -523,9 +523,9 @@ struct PoolState {
     /// The window's end (every queued job runs until it).
     end: Option<Instant>,
     /// Jobs not yet taken, the heaviest last (taken first).
-    todo: Vec<Job>,
+    todo: Vec<Box<Job>>,
     /// Jobs the workers ran.
-    done: Vec<Job>,
+    done: Vec<Box<Job>>,
     /// Jobs a worker is running.
     running: usize,
     /// The workers' wall time running jobs, summed.
@@ -600,12 +600,12 @@ impl Workers {
     /// Returns the jobs in the order they came (by node).
     fn run(
         &self,
-        mut jobs: Vec<Job>,
+        mut jobs: Vec<Box<Job>>,
         ends: &[LinkEnds],
         end: Instant,
         times: &mut ThreadTimes,
         side: impl FnOnce(),
-    ) -> Vec<Job> {
+    ) -> Vec<Box<Job>> {
         let weight = |j: &Job| {
             1 + j.deliveries.iter().map(|d| d.bytes.len()).sum::<usize>() / 256
                 + j.node
@@ -631,9 +631,9 @@ impl Workers {
         }
         times.shared_windows += 1;
         // Lightest first, so that popping takes the heaviest.
-        let mut order: Vec<(usize, Job)> = jobs.into_iter().map(|j| (weight(&j), j)).collect();
-        order.sort_by_key(|(w, j)| (*w, j.n));
-        let todo: Vec<Job> = order.into_iter().map(|(_, j)| j).collect();
+        // Boxed, a job moves as a pointer here and in the queue (a node is 1.5 kB).
+        let mut todo = jobs;
+        todo.sort_by_cached_key(|j| (weight(j), j.n));
         let mut mine = Vec::with_capacity(todo.len());
         {
             let mut st = self.pool.lock();
@@ -1423,7 +1423,7 @@ impl Sim {
         }
         active.sort_unstable();
         active.dedup();
-        let mut jobs: Vec<Job> = Vec::with_capacity(active.len());
+        let mut jobs: Vec<Box<Job>> = Vec::with_capacity(active.len());
         let mut due = due.into_iter().peekable();
         for &n in &active {
             let mut deliveries = Vec::new();
@@ -1435,14 +1435,14 @@ impl Sim {
             };
             // The node leaves its slot for the window (a worker may own it) and comes back below.
             let node = std::mem::replace(slot, Node::vacant());
-            jobs.push(Job {
+            jobs.push(Box::new(Job {
                 n,
                 before: node.wake,
                 node,
                 deliveries,
                 out: NodeOutput::default(),
                 last: t0,
-            });
+            }));
         }
         // The last window's loop check runs on this thread while the workers start on this
         // window's nodes: no job reads or writes the next hops or the links' state, so the check
