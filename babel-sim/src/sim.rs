@@ -518,6 +518,9 @@ struct Pool {
     idle: std::sync::Condvar,
 }
 
+// Boxed jobs: a job (1.6 kB, most of it the node) moves through the queue and the sorts as a
+// pointer, not by copy.
+#[allow(clippy::vec_box)]
 #[derive(Default)]
 struct PoolState {
     /// The window's end (every queued job runs until it).
@@ -598,6 +601,7 @@ impl Workers {
     /// Runs every job until `end`: the calling thread and the workers take them from one queue,
     /// heaviest first; the calling thread runs `side` first, once the workers have the jobs.
     /// Returns the jobs in the order they came (by node).
+    #[allow(clippy::vec_box)] // Boxed jobs, as in `PoolState`.
     fn run(
         &self,
         mut jobs: Vec<Box<Job>>,
