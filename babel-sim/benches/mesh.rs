@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p babel-sim --bench mesh [-- NODES [SEED [THREADS]]]`; `SIM_TOPOLOGY=mesh`
 //! (default `random`) picks the topology kind (`KIND:NODES`), `SIM_ANNOUNCE_EVERY=K` makes
-//! only every K-th node announce its prefix, `SIM_PROGRESS=1` prints progress.
+//! only every K-th node announce its prefix, `SIM_PROGRESS=1` prints progress, `SIM_SUMMARY=FILE`
+//! writes the run's [`Sim::summary`] there as JSON (the same for any number of threads).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
@@ -65,14 +66,19 @@ fn main() {
     if threads > 1 {
         let tt = sim.thread_times();
         println!(
-            "threads             {} windows, {} shared; calling thread busy {:?}, waiting {:?}, \
-             serial {:?}; workers busy {:?}; CPU calling thread {:?}, workers {:?}",
+            "threads             {} windows, {} shared; calling thread busy {:?} ({:?} alone, {} \
+             jobs shared), loop check {:?}, waiting {:?}, serial {:?}; workers busy {:?} ({} jobs); CPU calling \
+             thread {:?}, workers {:?}",
             tt.windows,
             tt.shared_windows,
             tt.main_busy,
+            tt.alone_busy,
+            tt.main_jobs,
+            tt.loop_check,
             tt.main_wait,
             tt.serial,
             tt.worker_busy,
+            tt.worker_jobs,
             tt.main_cpu,
             tt.worker_cpu
         );
@@ -91,5 +97,9 @@ fn main() {
     );
     if conv.is_none() {
         println!("NOT converged: {:?}", sim.check_best());
+    }
+    if let Some(path) = std::env::var_os("SIM_SUMMARY") {
+        let json = serde_json::to_string_pretty(&sim.summary(seed, conv)).unwrap();
+        std::fs::write(path, json + "\n").unwrap();
     }
 }
