@@ -812,7 +812,13 @@ impl Verifier {
             // can be said.
             return Blame::Unknown;
         }
-        if through_x < self.cfg.score.threshold * f64::from(cost) {
+        self.relay_if_failing(through_x, cost)
+    }
+
+    /// §4.2.1: a relay when the cheapest honest claim along the path (`floor`) already fails
+    /// against what we measured (`cost`); otherwise nothing can be said.
+    fn relay_if_failing(&self, floor: f64, cost: u16) -> Blame {
+        if floor < self.cfg.score.threshold * f64::from(cost) {
             Blame::Relay
         } else {
             Blame::Unknown
@@ -856,11 +862,7 @@ impl Verifier {
             return Blame::ThroughUs;
         }
         let through_us = f64::from(ours.saturating_add(h.saturating_mul(3)));
-        if through_us < self.cfg.score.threshold * f64::from(cost) {
-            Blame::Relay
-        } else {
-            Blame::Unknown
-        }
+        self.relay_if_failing(through_us, cost)
     }
 
     /// §4.2.1, the origin test on passing checks (`passing_origin`): whether the neighbour's
