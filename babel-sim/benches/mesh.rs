@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use babel_sim::{Sim, SimConfig, Topology};
 
 fn main() {
