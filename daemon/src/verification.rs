@@ -19,8 +19,8 @@ use babel_core::{Input, Instant, RouteView, XrouteView};
 use babel_wire::{DecodeOptions, Message, Packet, Prefix, RemoteHello, RouterId};
 use serde::Serialize;
 use verify::{
-    Check, CheckVerdict, Keyring, NeighbourId, ProbeAction, ProbeCounters, Responder, SigningKey,
-    VerifiableRoute, Verifier, VerifyConfig,
+    Blame, Check, CheckVerdict, Keyring, NeighbourId, ProbeAction, ProbeCounters, Responder,
+    SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 use crate::config::ParseError;
@@ -439,6 +439,10 @@ pub struct RouteRow {
     /// The check's trace came back to us: the neighbour forwards the route to us (§4.2.1;
     /// `next-hop self` in `dump`).
     pub returned: bool,
+    /// Whom the check blamed (§4.2.1): on a failing check the origin of the lie, a relay of
+    /// it, a next hop through us, or nobody known; on a passing check `origin` when the
+    /// neighbour claims under its next hop's claim (the origin test on passing checks).
+    pub blame: Blame,
     /// When it was checked.
     #[serde(skip)]
     pub at: Instant,
@@ -933,6 +937,7 @@ impl Verification {
             corrected: c.correction.map(|(m, _)| m),
             next_hop: c.next_hop.map(|x| x.address),
             returned: c.returned,
+            blame: c.blame,
             at: now,
         };
         if !self.rows.contains_key(&(c.route.prefix, n)) && self.rows.len() >= MAX_ROWS {
@@ -947,7 +952,7 @@ impl Verification {
             CheckVerdict::Evicted(_) => "evicted",
         };
         out.lines.push(format!(
-            "verify route {} via {} if {} metric {} cost {} accuracy {} corrected {} {verdict}",
+            "verify route {} via {} if {} metric {} cost {} accuracy {} corrected {} blame {} {verdict}",
             c.route.prefix,
             n.address,
             n.ifindex,
@@ -955,6 +960,7 @@ impl Verification {
             opt(c.cost),
             opt(row.accuracy),
             opt(row.corrected),
+            c.blame.as_str(),
         ));
         tracing::info!(
             "verification: {} via {}: metric {} cost {} accuracy {}",
@@ -1083,7 +1089,8 @@ impl Verification {
     }
 
     /// `dump` lines: `add verify-neighbour ADDR if IF accuracy PM evicted B evictions N`,
-    /// `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M`, and the
+    /// `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M age S
+    /// blame B next-hop ADDR`, and the
     /// counters.
     pub fn dump_lines(
         &self,
@@ -1130,7 +1137,7 @@ impl Verification {
         }
         for r in self.route_rows() {
             out.push(format!(
-                "add verify-route {} via {} if {} metric {} cost {} accuracy {} corrected {} age {} next-hop {}",
+                "add verify-route {} via {} if {} metric {} cost {} accuracy {} corrected {} age {} blame {} next-hop {}",
                 r.prefix,
                 r.neighbour,
                 ifname(r.ifindex),
@@ -1139,6 +1146,7 @@ impl Verification {
                 opt(r.accuracy),
                 opt(r.corrected),
                 now.saturating_since(r.at).as_secs(),
+                r.blame.as_str(),
                 match (r.next_hop, r.returned) {
                     (Some(a), _) => a.to_string(),
                     (None, true) => "self".to_owned(),

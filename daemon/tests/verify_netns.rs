@@ -10,6 +10,9 @@
 //! 2. An honest diamond with a lossy link (10 % each way, dropped by nftables' random numbers),
 //!    its other side through a stock babeld: checks pass on both sides (the probes cross babeld's
 //!    kernel like any packet), nobody is evicted.
+//! 3. A router that claims what the path to the destination measures, but under what its own
+//!    next hop offers it (the origin test on passing checks, §4.2.1): evicted with the rule on,
+//!    its passing checks blamed on it as the origin; kept with the rule off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -372,6 +375,223 @@ fn a_trace_finds_the_neighbours_next_hop() {
     assert!(m.contains("trace_socket_failed"), "{m}");
     for mut x in ds {
         x.terminate();
+    }
+}
+
+/// a - n - x - d with a - x: x's link to d costs 400 on paper (d's rxcost) and one hop on the
+/// wire. n routes to d through x in its kernel and announces d with metric 192, what the two
+/// hops measure, where its next hop x offers it 400 plus a link; x's links to n and to a cost
+/// 400 too (their rxcost), so x keeps its own route to d whatever n and a advertise. a selects n (192 + 96 against x's 400 + 96), verifies with the origin test on passing checks set to `passing_origin`, and
+/// pings d through n. Returns once the ping goes through. Namespaces (a, n, x, d).
+fn under_next_hop_mesh(
+    tag: &str,
+    passing_origin: bool,
+) -> ([Netns; 4], Vec<common::DaemonProcess>) {
+    let (a, n, x, d) = (
+        node(&format!("{tag}a"), 1),
+        node(&format!("{tag}n"), 2),
+        node(&format!("{tag}x"), 3),
+        node(&format!("{tag}d"), 4),
+    );
+    veth(&a, "a-n", &n, "n-a");
+    veth(&a, "a-x", &x, "x-a");
+    veth(&n, "n-x", &x, "x-n");
+    veth(&x, "x-d", &d, "d-x");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(&x, &format!("{tag}x"), BIN, FILTERS, &["x-a", "x-n", "x-d"]),
+        start_with_config(
+            &d,
+            &format!("{tag}d"),
+            BIN,
+            &format!("{}interface d-x rxcost 400\n", destination_config(&d_seed)),
+            &["d-x"],
+        ),
+    ];
+    // n: a kernel route to d through x, announced at what the two hops measure (192), not at
+    // what x offers it (400 + 96).
+    let x_ll = x.link_local("x-n");
+    assert!(wait_for(30, || {
+        n.ip(&[
+            "-6",
+            "route",
+            "replace",
+            "fd77::4/128",
+            "via",
+            &x_ll.to_string(),
+            "dev",
+            "n-x",
+        ]);
+        n.ip(&["-6", "route", "show", "fd77::4/128"])
+            .contains("via")
+    }));
+    ds.push(start_with_config(
+        &n,
+        &format!("{tag}n"),
+        BIN,
+        &format!(
+            "redistribute ip fd77::4/128 metric 192 allow\n{FILTERS}interface n-x rxcost 400\n"
+        ),
+        &["n-a", "n-x"],
+    ));
+    // The verifier starts once x routes to d over its own link (before that, x routes d's
+    // address back to n, and the first probes would loop).
+    assert!(
+        wait_for(120, || route_dev(&x, "fd77::4").as_deref() == Some("x-d")
+            && try_control(&x, "dump\nquit\n").lines().any(|l| l
+                .contains("prefix fd77::4/128 ")
+                && l.contains(" if x-n"))),
+        "x does not route to d directly, or does not hear n\n{}",
+        try_control(&x, "dump\nquit\n")
+    );
+    ds.insert(
+        0,
+        start_with_config(
+            &a,
+            &format!("{tag}a"),
+            BIN,
+            &format!(
+                "{}verify-attribution true\nverify-attribution-passing-origin {passing_origin}\nverify-destination fd77::4/128\ninterface a-x rxcost 400\n",
+                verifier_config(&d_pub)
+            ),
+            &["a-n", "a-x"],
+        ),
+    );
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
+        "a has no route to d\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    ([a, n, x, d], ds)
+}
+
+/// The `monitor` lines of a's checks of its route to d through `via`.
+fn checks_via<'t>(text: &'t str, via: &str) -> Vec<&'t str> {
+    let head = format!("verify route fd77::4/128 via {via} ");
+    text.lines().filter(|l| l.starts_with(&head)).collect()
+}
+
+/// §4.2.1, the origin test on passing checks, between real kernels: n's checks pass (it claims
+/// what the path measures), but n claims under what its next hop x offers it plus a link, at
+/// both ends of every session: with the rule on, a's trace names x (its Time Exceeded arrives on
+/// a - x), the passing checks blame n as the origin, two of them `window` apart evict n, its
+/// route leaves a's kernel and the pings go through x; x is not evicted.
+#[test]
+fn a_claim_under_the_next_hops_is_evicted_on_passing_checks() {
+    let test = "a_claim_under_the_next_hops_is_evicted_on_passing_checks";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, _n, x, _d], ds) = under_next_hop_mesh("vpo", true);
+    let _traffic = Pinger::start(&a);
+    let x_ll = x.link_local("x-a").to_string();
+    let evicted = wait_for(240, || {
+        neighbour(&verify_json(&a), "a-n").is_some_and(|r| r["evicted"] == true)
+    });
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(evicted, "n was not evicted\n{dump}\n{}", ds[0].log_text());
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    // No check of n failed (a failing check corrects the route): n claims what the path
+    // measures, and its checks passed, blamed on it as the origin, the trace naming x over
+    // x's own link.
+    assert_eq!(v["counters"]["corrections"], 0, "{v}");
+    let via_n = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["interface"] == "a-n")
+        .unwrap();
+    assert_eq!(via_n["metric"], 288, "{via_n}");
+    assert_eq!(via_n["cost"], 288, "three hops measured: {via_n}");
+    assert_eq!(via_n["accuracy"], 1000, "{via_n}");
+    assert_eq!(via_n["blame"], "origin", "{via_n}");
+    assert_eq!(via_n["next_hop"], x_ll.as_str(), "{via_n}");
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("add verify-route fd77::4/128")
+                && l.contains(" if a-n ")
+                && l.contains(" blame origin ")),
+        "{dump}"
+    );
+    // n's route (288) is better than x's (496) but out of selection and a's kernel: the
+    // traffic goes through x, which stays in good standing.
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-x")),
+        "traffic did not move: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(
+        dump.lines().any(|l| l.contains("prefix fd77::4/128 ")
+            && l.contains(" installed no ")
+            && l.contains(" metric 288 ")
+            && l.contains(" if a-n")),
+        "{dump}"
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through x");
+    let v = verify_json(&a);
+    assert!(
+        neighbour(&v, "a-x").is_none_or(|r| r["evicted"] == false),
+        "{v}"
+    );
+    for mut p in ds {
+        p.terminate();
+    }
+}
+
+/// The same mesh with the origin test on passing checks off: n's checks pass, its trace names
+/// x, nothing blames it, and it is never evicted.
+#[test]
+fn without_the_passing_origin_test_a_claim_under_the_next_hops_stays() {
+    let test = "without_the_passing_origin_test_a_claim_under_the_next_hops_stays";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, n, x, _d], ds) = under_next_hop_mesh("vpn", false);
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-n")),
+        "a never chose n's route: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(wait_for(60, || ping(&a, "fd77::4")), "no ping through n");
+    let _traffic = Pinger::start(&a);
+    let n_ll = n.link_local("n-a").to_string();
+    let x_ll = x.link_local("x-a").to_string();
+    // Four checks of n's route after its trace named x: each `window` (15 s) apart from the one
+    // before at least once, which evicts with the rule on.
+    let via = n_ll.clone();
+    let monitor = monitor_until(&a, 300, move |t| checks_via(t, &via).len() >= 4);
+    let traced = wait_for(240, || {
+        verify_json(&a)["routes"].as_array().is_some_and(|rs| {
+            rs.iter()
+                .any(|r| r["interface"] == "a-n" && r["next_hop"] == x_ll.as_str())
+        })
+    });
+    let text = monitor.join().unwrap();
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(traced, "x never named as n's next hop\n{dump}");
+    let checks = checks_via(&text, &n_ll);
+    assert!(checks.len() >= 4, "{text}\n{}", ds[0].log_text());
+    for l in &checks {
+        assert!(
+            l.contains(" accuracy 1000 ") && l.contains(" blame unknown kept"),
+            "{l}"
+        );
+    }
+    assert!(!standing_changed(&text, "evicted"), "{text}");
+    let v = verify_json(&a);
+    assert!(
+        neighbour(&v, "a-n").is_none_or(|r| r["evicted"] == false),
+        "{v}"
+    );
+    assert_eq!(route_dev(&a, "fd77::4").as_deref(), Some("a-n"));
+    for mut p in ds {
+        p.terminate();
     }
 }
 

@@ -200,6 +200,19 @@ pub enum Blame {
     ThroughUs,
 }
 
+impl Blame {
+    /// Its name in `dump`, `monitor` and `dump json` (`unknown`, `origin`, `relay`,
+    /// `through-us`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Unknown => "unknown",
+            Blame::Origin => "origin",
+            Blame::Relay => "relay",
+            Blame::ThroughUs => "through-us",
+        }
+    }
+}
+
 impl Default for ScoreConfig {
     fn default() -> Self {
         ScoreConfig {
@@ -580,6 +593,19 @@ impl NeighbourScore {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// The text names of [`Blame`] (`dump`, `monitor`) are its `dump json` names.
+    #[test]
+    fn blame_names_are_its_json_names() {
+        for b in [
+            Blame::Unknown,
+            Blame::Origin,
+            Blame::Relay,
+            Blame::ThroughUs,
+        ] {
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str(), "{b:?}");
+        }
+    }
 
     fn p(i: u8) -> Prefix {
         Prefix::host(std::net::IpAddr::V6(std::net::Ipv6Addr::new(

@@ -679,7 +679,15 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             rows,
         )?;
         writeln!(out, "\nVerified routes")?;
-        let keys = ["via", "if", "metric", "cost", "accuracy", "corrected"];
+        let keys = [
+            "via",
+            "if",
+            "metric",
+            "cost",
+            "accuracy",
+            "corrected",
+            "blame",
+        ];
         let rows = rows_of(&d.verify_routes, &keys);
         table(
             out,
@@ -691,6 +699,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
                 "COST",
                 "ACCURACY",
                 "CORRECTED",
+                "BLAME",
             ],
             rows,
         )?;
