@@ -109,17 +109,42 @@ impl Drop for Pinger {
     }
 }
 
+/// Four nodes `{tag}{name}`, with addresses fd77::1 to fd77::4 in that order (the last is the
+/// destination whose key the verifiers know).
+fn nodes(tag: &str, names: [&str; 4]) -> [Netns; 4] {
+    let mut i = 0;
+    names.map(|name| {
+        i += 1;
+        node(&format!("{tag}{name}"), i)
+    })
+}
+
+/// A kernel route to d (fd77::4) in `ns` through `via` on `dev`, outside the daemon (what a
+/// liar forwards by while it announces what it likes).
+fn kernel_route_to_d(ns: &Netns, via: &std::net::Ipv6Addr, dev: &str) {
+    let via = via.to_string();
+    assert!(wait_for(30, || {
+        ns.ip(&[
+            "-6",
+            "route",
+            "replace",
+            "fd77::4/128",
+            "via",
+            &via,
+            "dev",
+            dev,
+        ]);
+        ns.ip(&["-6", "route", "show", "fd77::4/128"])
+            .contains("via")
+    }));
+}
+
 /// a - l - d and a - h - d, where l lies about d (it announces a kernel route to d with metric
 /// 1), a verifies with `a_extra` added to its configuration; returns once a routes through the
 /// liar and pings d that way. Namespaces and daemons as (a, l, h, d), daemons a, h, d, l.
 fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess>) {
     // a - l - d and a - h - d; l lies about d.
-    let (a, l, h, d) = (
-        node(&format!("{tag}a"), 1),
-        node(&format!("{tag}l"), 2),
-        node(&format!("{tag}h"), 3),
-        node(&format!("{tag}d"), 4),
-    );
+    let [a, l, h, d] = nodes(tag, ["a", "l", "h", "d"]);
     veth(&a, "a-l", &l, "l-a");
     veth(&a, "a-h", &h, "h-a");
     veth(&l, "l-d", &d, "d-l");
@@ -145,21 +170,7 @@ fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess
     // The liar: a kernel route to d over its link (it does forward), announced with metric 1
     // as if d were one hop from it at no cost. Through it, a sees d at 96 + 1 instead of the
     // 96 + 96 of two links.
-    let d_ll = d.link_local("d-l");
-    assert!(wait_for(30, || {
-        l.ip(&[
-            "-6",
-            "route",
-            "replace",
-            "fd77::4/128",
-            "via",
-            &d_ll.to_string(),
-            "dev",
-            "l-d",
-        ]);
-        l.ip(&["-6", "route", "show", "fd77::4/128"])
-            .contains("via")
-    }));
+    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
     ds.push(start_with_config(
         &l,
         &format!("{tag}l"),
@@ -387,12 +398,7 @@ fn under_next_hop_mesh(
     tag: &str,
     passing_origin: bool,
 ) -> ([Netns; 4], Vec<common::DaemonProcess>) {
-    let (a, n, x, d) = (
-        node(&format!("{tag}a"), 1),
-        node(&format!("{tag}n"), 2),
-        node(&format!("{tag}x"), 3),
-        node(&format!("{tag}d"), 4),
-    );
+    let [a, n, x, d] = nodes(tag, ["a", "n", "x", "d"]);
     veth(&a, "a-n", &n, "n-a");
     veth(&a, "a-x", &x, "x-a");
     veth(&n, "n-x", &x, "x-n");
@@ -410,21 +416,7 @@ fn under_next_hop_mesh(
     ];
     // n: a kernel route to d through x, announced at what the two hops measure (192), not at
     // what x offers it (400 + 96).
-    let x_ll = x.link_local("x-n");
-    assert!(wait_for(30, || {
-        n.ip(&[
-            "-6",
-            "route",
-            "replace",
-            "fd77::4/128",
-            "via",
-            &x_ll.to_string(),
-            "dev",
-            "n-x",
-        ]);
-        n.ip(&["-6", "route", "show", "fd77::4/128"])
-            .contains("via")
-    }));
+    kernel_route_to_d(&n, &x.link_local("x-n"), "n-x");
     ds.push(start_with_config(
         &n,
         &format!("{tag}n"),
