@@ -84,7 +84,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 that claims under our metric plus two links is not blamed (true)
   verify-progress BOOL          a measured lie whose claim rose by 1/S and whose accuracy
                                 rose by (1 - S)/2 since the destination's last one confirms
-                                nothing and restarts that destination's run (false)
+                                nothing and restarts that destination's run (true)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)

@@ -86,8 +86,9 @@ pub struct ScoreConfig {
     /// [`Rule::Confirmed`]: a claim that converges (`spec/verify.md` §4.2.3). A measured lie
     /// of a destination whose earlier measured lie is still live, where the neighbour's metric
     /// has since risen by at least `1/S` and the accuracy by at least `(1 − S)/2`, confirms
-    /// nothing and starts the destination's run afresh: an honest relay corrects its own next
-    /// hop one link at a time, a liar's accuracy falls as its path's cost rises.
+    /// nothing and starts the destination's run afresh, unless the check blames the origin
+    /// ([`Blame::Origin`]): an honest relay corrects its own next hop one link at a time, a
+    /// liar's accuracy falls as its path's cost rises.
     pub progress: bool,
 }
 
@@ -225,7 +226,7 @@ impl Default for ScoreConfig {
             trace_depth: 1,
             passing_origin: true,
             through_us: true,
-            progress: false,
+            progress: true,
         }
     }
 }
@@ -479,11 +480,13 @@ impl NeighbourScore {
         // §4.2.3: the neighbour's claim converges towards what we measure: its metric rose by
         // at least `1/S` since the destination's live measured lie, and its accuracy by at
         // least `(1 − S)/2`. The run of the destination starts afresh here, and this check
-        // confirms nothing.
+        // confirms nothing. Not when the check blames the origin: a liar's claim follows its
+        // next hop's, which the corrections around it can raise while the path stays as it is.
         let progressed = cfg.progress
             && cfg.rule == Rule::Confirmed
             && failed
             && !black_hole
+            && blame != Blame::Origin
             && !d.forgiven
             && d.last_fail
                 .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
@@ -757,6 +760,7 @@ mod tests {
             origin_at_both_ends: false,
             passing_origin: false,
             through_us: false,
+            progress: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -770,6 +774,8 @@ mod tests {
         assert!(c.attribution && c.returned_blame && c.origin_at_both_ends);
         // Since 2026-12-01: the origin test on passing checks, and a next hop through us.
         assert!(c.passing_origin && c.through_us);
+        // Since 2026-12-01 (the second pass): a claim that converges restarts its run.
+        assert!(c.progress);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -1327,6 +1333,29 @@ mod tests {
             },
         );
         assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(957, 1440))));
+        // A check that blames the origin (the neighbour claims under its own next hop) is
+        // not excused: seed 22's partial liar, 432 against 1,440 then 722 against 1,344, its
+        // next hop's claim raised by the corrections around it.
+        let origin = |m: u16, c: u16| Evidence {
+            blame: Blame::Origin,
+            ..lie(m, c)
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), origin(528, 1440));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            origin(818, 1344)
+        )));
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), origin(528, 1440));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(818, 1344)
+        )));
         // Another destination's earlier failure still confirms with a later failure of its
         // own; the converging destination's check confirms nothing even so.
         let mut n = NeighbourScore::default();
