@@ -609,7 +609,7 @@ impl NeighbourScore {
 /// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
 fn converges(threshold: f64, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
     let hole = babel_wire::INFINITY - 1;
-    if c0 >= hole || c1 >= hole || c0 == 0 || c1 == 0 || m1 >= babel_wire::INFINITY {
+    if c0 >= hole || c1 >= hole || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
         return false;
     }
     let (m0, c0, m1, c1) = (f64::from(m0), f64::from(c0), f64::from(m1), f64::from(c1));
