@@ -32,6 +32,7 @@ fn main() {
     let trace_depth = env("ADV_TRACE_DEPTH");
     let passing_origin = env("ADV_PASSING_ORIGIN");
     let through_us = env("ADV_THROUGH_US");
+    let progress = env("ADV_PROGRESS");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -78,6 +79,9 @@ fn main() {
         }
         if let Some(x) = through_us {
             c.verify.score.through_us = x != 0;
+        }
+        if let Some(x) = progress {
+            c.verify.score.progress = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

@@ -350,6 +350,21 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let mut t = verify_start;
     let mut next_flow = verify_start;
     let trace = std::env::var_os("BABEL_SIM_TRACE").is_some();
+    // `BABEL_SIM_WATCH=v:n:d,...` (a diagnostic): every second, what `v` holds from `n` for
+    // destination node `d`, and the route `n` itself selects (its next hop, what that next hop
+    // claims to `n`, `n`'s own verified correction), so that an honest relay's claim can be
+    // followed while it corrects its own next hop.
+    let watch: Vec<(usize, usize, usize)> = std::env::var("BABEL_SIM_WATCH")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|w| {
+                    let mut it = w.split(':').filter_map(|x| x.trim().parse::<usize>().ok());
+                    Some((it.next()?, it.next()?, it.next()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let exit_set: BTreeSet<usize> = exits.iter().copied().collect();
     let engine_threshold = sim.engine(0).map_or(500, |e| e.config().accuracy_threshold);
     let mut dp = DataPlane::new(cfg, 0xDA7A, &roles);
@@ -375,6 +390,9 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         // on the path sees the destination used.
         if t >= next_flow {
             next_flow = next_flow + Duration::from_secs(1);
+            for &(v, nb, d) in &watch {
+                watch_line(&sim, &prefixes, v, nb, d, t, start);
+            }
             let window = if t <= start {
                 None
             } else if t <= start + cycle {
@@ -810,6 +828,43 @@ fn walk_probe(
 }
 
 /// The routes of node `v` to the destinations it uses, as the verifier needs them.
+/// One line of `BABEL_SIM_WATCH` (a diagnostic, see its use).
+fn watch_line(
+    sim: &Sim,
+    prefixes: &[Prefix],
+    v: usize,
+    nb: usize,
+    d: usize,
+    t: Instant,
+    start: Instant,
+) {
+    let Some(&p) = prefixes.get(d) else { return };
+    let held = |at: usize, from: usize| -> Option<(u16, u16, Option<u16>, bool)> {
+        let (ifindex, addr) = sim.neighbour_of(at, from)?;
+        let e = sim.engine(at)?;
+        e.routes(t)
+            .into_iter()
+            .find(|r| {
+                r.prefix == p && r.src_prefix.is_none() && r.ifindex == ifindex && r.via == addr
+            })
+            .map(|r| {
+                (
+                    r.refmetric.0,
+                    r.metric.0,
+                    r.verified_metric.map(|m| m.0),
+                    r.installed,
+                )
+            })
+    };
+    let x = sim.next_hop_node(nb, p);
+    eprintln!(
+        "t={:.1} watch {v}<-{nb} dst {d}: {v} holds {:?}; {nb} selects via {x:?} {:?}",
+        t.saturating_since(start).as_secs_f64(),
+        held(v, nb),
+        x.and_then(|x| held(nb, x)),
+    );
+}
+
 fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<VerifiableRoute> {
     let Some(e) = sim.engine(v) else {
         return Vec::new();

@@ -82,6 +82,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-attribution-through-us BOOL  with attribution: a failing neighbour whose next hop
                                 routes through us (tells us nothing for the destination) and
                                 that claims under our metric plus two links is not blamed (true)
+  verify-progress BOOL          a measured lie whose claim rose by 1/S and whose accuracy
+                                rose by (1 - S)/2 since the destination's last one confirms
+                                nothing and restarts that destination's run (true)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -142,6 +145,8 @@ pub enum VerifyStatement {
     /// `verify-attribution-through-us BOOL`: a lie through a next hop that routes through us
     /// blames neither (§4.2.1).
     AttributionThroughUs(bool),
+    /// `verify-progress BOOL`: a claim that converges restarts its run (§4.2.3).
+    Progress(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -190,6 +195,7 @@ impl VerifyStatement {
                 VerifyStatement::AttributionPassingOrigin(flag()?)
             }
             "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
+            "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -348,6 +354,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
                 VerifyStatement::AttributionPassingOrigin(b) => c.score.passing_origin = b,
                 VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
+                VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1394,6 +1401,24 @@ mod tests {
         }
     }
 
+    /// §4.2.3: `verify-progress` sets whether a claim that converges restarts its run.
+    #[test]
+    fn progress_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.progress,
+            verify::ScoreConfig::default().progress
+        );
+        for b in [true, false, true] {
+            s.apply(words(&format!("verify-progress {b}")).unwrap());
+            assert_eq!(s.config().score.progress, b);
+        }
+        assert!(matches!(
+            words("verify-progress often"),
+            Err(ParseError::BadValue { .. })
+        ));
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1448,7 +1473,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 23);
+        assert_eq!(listed.len(), 24);
         for k in listed {
             assert!(
                 !matches!(

@@ -83,6 +83,13 @@ pub struct ScoreConfig {
     /// neighbour's claim is under our own metric plus the two links: the lie is the
     /// neighbour's or its next hop's, and which cannot be told (`spec/verify.md` §4.2.1).
     pub through_us: bool,
+    /// [`Rule::Confirmed`]: a claim that converges (`spec/verify.md` §4.2.3). A measured lie
+    /// of a destination whose earlier measured lie is still live, where the neighbour's metric
+    /// has since risen by at least `1/S` and the accuracy by at least `(1 − S)/2`, confirms
+    /// nothing and starts the destination's run afresh, unless the check blames the origin
+    /// ([`Blame::Origin`]): an honest relay corrects its own next hop one link at a time, a
+    /// liar's accuracy falls as its path's cost rises.
+    pub progress: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -232,6 +239,7 @@ impl Default for ScoreConfig {
             trace_depth: 1,
             passing_origin: true,
             through_us: true,
+            progress: true,
         }
     }
 }
@@ -482,9 +490,27 @@ impl NeighbourScore {
         if (failed || origin_claim) && unsettled {
             return CheckVerdict::Kept;
         }
+        // §4.2.3: the neighbour's claim converges towards what we measure: its metric rose by
+        // at least `1/S` since the destination's live measured lie, and its accuracy by at
+        // least `(1 − S)/2`. The run of the destination starts afresh here, and this check
+        // confirms nothing. Not when the check blames the origin: a liar's claim follows its
+        // next hop's, which the corrections around it can raise while the path stays as it is.
+        let progressed = cfg.progress
+            && cfg.rule == Rule::Confirmed
+            && failed
+            && !black_hole
+            && blame != Blame::Origin
+            && !d.forgiven
+            && d.last_fail
+                .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+            && match (d.fail_measure, measure) {
+                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg.threshold, (m0, c0), (m1, c1)),
+                _ => false,
+            };
         if failed || origin_claim {
             if d.last_fail
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
+                || progressed
             {
                 d.first_fail = None;
                 d.first_origin = None;
@@ -525,8 +551,10 @@ impl NeighbourScore {
         // on the origin does, `window` after an earlier failure blamed on the origin.
         let origin_hole = black_hole && blame == Blame::Origin;
         let origin_only = origin_hole || origin_claim;
-        let confirmed =
-            (failed || origin_claim) && (!black_hole || origin_hole || cfg.black_holes_evict) && {
+        let confirmed = !progressed
+            && (failed || origin_claim)
+            && (!black_hole || origin_hole || cfg.black_holes_evict)
+            && {
                 let window = if black_hole && !origin_hole {
                     cfg.black_hole_window.max(cfg.window)
                 } else {
@@ -587,6 +615,18 @@ impl NeighbourScore {
             _ => false,
         }
     }
+}
+
+/// §4.2.3: whether a measured lie `(m1, c1)` (metric, measured cost) shows the neighbour's
+/// claim converging since the earlier one `(m0, c0)`: both answered (neither a black hole),
+/// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
+fn converges(threshold: f64, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
+    let hole = babel_wire::INFINITY - 1;
+    if c0 >= hole || c1 >= hole || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
+        return false;
+    }
+    let (m0, c0, m1, c1) = (f64::from(m0), f64::from(c0), f64::from(m1), f64::from(c1));
+    m1 * threshold >= m0 && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
 }
 
 #[cfg(test)]
@@ -746,6 +786,7 @@ mod tests {
             origin_at_both_ends: false,
             passing_origin: false,
             through_us: false,
+            progress: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -759,6 +800,8 @@ mod tests {
         assert!(c.attribution && c.returned_blame && c.origin_at_both_ends);
         // Since 2026-12-01: the origin test on passing checks, and a next hop through us.
         assert!(c.passing_origin && c.through_us);
+        // Since 2026-12-01 (the second pass): a claim that converges restarts its run.
+        assert!(c.progress);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -1239,5 +1282,117 @@ mod tests {
             assert_eq!(out, evicted, "{blame:?}");
             assert!(n.destination(&p(1)).unwrap() < 0.8);
         }
+    }
+
+    /// §4.2.3, a claim that converges (`progress`): a measured lie whose metric rose by `1/S`
+    /// and whose accuracy rose by `(1 − S)/2` since the destination's live measured lie
+    /// confirms nothing and restarts the destination's run; a liar's (accuracy falling as its
+    /// path's cost rises), a small rise, a black hole and another destination's failure
+    /// confirm as before.
+    #[test]
+    fn a_claim_that_converges_restarts_its_run() {
+        let on = ScoreConfig {
+            progress: true,
+            ..ScoreConfig::default()
+        };
+        let lie = |m: u16, c: u16| Evidence {
+            a: f64::from(m) / f64::from(c),
+            black_hole: false,
+            blame: Blame::Unknown,
+            measure: Some((m, c, true)),
+        };
+        let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
+        // Seed 9's honest relay (docs/verify.md): 648 against 1,248, then 957 against 1,440.
+        let mut n = NeighbourScore::default();
+        assert!(!evicted(n.record_evidence(t(0), &on, p(1), lie(648, 1248))));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(957, 1440)
+        )));
+        // The run restarted at 20 s: a failure 10 s later does not confirm, 15 s later does.
+        let mut m = n.clone();
+        assert!(!evicted(m.record_evidence(
+            t(30),
+            &on,
+            p(1),
+            lie(957, 1440)
+        )));
+        assert!(evicted(n.record_evidence(t(35), &on, p(1), lie(957, 1440))));
+        // Without the option the same two checks evict.
+        let off = ScoreConfig {
+            progress: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &off, p(1), lie(648, 1248));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &off,
+            p(1),
+            lie(957, 1440)
+        )));
+        // A halving liar whose path grew: its claim rose by 1/S, its accuracy fell.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(576, 960));
+        assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(816, 1440))));
+        // The claim rose, but by less than 1/S (accuracy up by more than 0.1).
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(648, 1248));
+        assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(792, 1248))));
+        // The claim rose by 1/S, the accuracy by less than (1 − S)/2.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(600, 1200));
+        assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(750, 1350))));
+        // After a black hole nothing was measured to converge from; a black hole shows none.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(
+            t(0),
+            &on,
+            p(1),
+            Evidence {
+                a: 0.0,
+                black_hole: true,
+                blame: Blame::Origin,
+                measure: Some((648, babel_wire::INFINITY - 1, true)),
+            },
+        );
+        assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(957, 1440))));
+        // A check that blames the origin (the neighbour claims under its own next hop) is
+        // not excused: seed 22's partial liar, 432 against 1,440 then 722 against 1,344, its
+        // next hop's claim raised by the corrections around it.
+        let origin = |m: u16, c: u16| Evidence {
+            blame: Blame::Origin,
+            ..lie(m, c)
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), origin(528, 1440));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            origin(818, 1344)
+        )));
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), origin(528, 1440));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(818, 1344)
+        )));
+        // Another destination's earlier failure still confirms with a later failure of its
+        // own; the converging destination's check confirms nothing even so.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(2), lie(300, 600));
+        n.record_evidence(t(5), &on, p(1), lie(648, 1248));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(957, 1440)
+        )));
+        assert!(evicted(n.record_evidence(t(25), &on, p(2), lie(300, 600))));
     }
 }

@@ -939,3 +939,31 @@ fn a_next_hop_through_us_blames_neither() {
     assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
     assert!(evicted);
 }
+
+/// §4.2.3, a claim that converges (`progress`): an honest relay of a lie told by a router we
+/// do not hear (no trace names anybody) claims 552 (648 with our link) against 1,248
+/// measured, twice, then corrects its next hop and claims 861 (957) against 1,440, then 1,242
+/// (1,338): seed 9's relay. With the rule the third check restarts the run and the relay is
+/// never evicted; without it the third check confirms the first and evicts it.
+#[test]
+fn a_relay_whose_claim_converges_is_kept() {
+    let k = key(1);
+    for progress in [true, false] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.progress = progress;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        let mut verdicts = Vec::new();
+        for (hops, metric) in [(13, 648), (13, 648), (15, 957), (15, 1338), (15, 1338)] {
+            w.hops = hops;
+            let c = w.run_check(&[cand(1, metric, true)]);
+            assert_eq!(c.cost, Some(u16::from(hops) * 96), "{c:?}");
+            assert_eq!(c.blame, Blame::Unknown);
+            verdicts.push(matches!(c.verdict, CheckVerdict::Evicted(_)));
+        }
+        assert_eq!(
+            verdicts,
+            [false, false, !progress, false, false],
+            "progress {progress}"
+        );
+    }
+}
