@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use babel_wire::INFINITY;
 
+/// The largest measured cost `c`: a path too costly to measure, and the cost a check scores
+/// for a black hole (`spec/verify.md` §3.4). One under [`INFINITY`], so `m/c` stays defined.
+pub const MAX_COST: u16 = INFINITY - 1;
+
 /// How the mesh's link costs are built, so that the measured cost `c` is a lower bound of what an
 /// honest route costs (`spec/verify.md` §1.2).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,8 +117,8 @@ pub fn delivery_upper_bound(k: u16, n: u16, z: f64) -> f64 {
 }
 
 fn clamp_metric(c: f64) -> u16 {
-    if !c.is_finite() || c >= f64::from(INFINITY - 1) {
-        INFINITY - 1
+    if !c.is_finite() || c >= f64::from(MAX_COST) {
+        MAX_COST
     } else {
         c.round().max(1.0) as u16
     }

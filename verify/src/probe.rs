@@ -14,7 +14,7 @@ use crate::auth::{
     Keyring, Report, ReportDropReason, SignedIhu, decode_signed_ihu, encode_signed_ihu,
 };
 use crate::correction::{CorrectionConfig, Corrections};
-use crate::metric::{CostModel, Measurement, accuracy};
+use crate::metric::{CostModel, MAX_COST, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 use crate::score::{Blame, CheckVerdict, Evidence, NeighbourScore, ScoreConfig};
 
@@ -1020,7 +1020,7 @@ impl Verifier {
                 if evidence {
                     black_hole_found = true;
                     self.counters.black_holes += 1;
-                    Some(babel_wire::INFINITY - 1)
+                    Some(MAX_COST)
                 } else {
                     self.scheduler.control(route.prefix, route.neighbour);
                     // And this route again after the control (it stays under suspicion).

@@ -7,6 +7,8 @@ use babel_core::Instant;
 use babel_wire::Prefix;
 use serde::Serialize;
 
+use crate::metric::MAX_COST;
+
 /// Which accuracy rule decides eviction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -411,7 +413,7 @@ impl NeighbourScore {
             };
             let corrected = if m == babel_wire::INFINITY {
                 true
-            } else if c >= babel_wire::INFINITY - 1 {
+            } else if c >= MAX_COST {
                 // A black hole: a rise of the metric by `1/S`, or with `forgive-retraction`
                 // nothing short of a retraction.
                 cfg.stable_evidence != StableEvidence::ForgiveRetraction
@@ -621,8 +623,7 @@ impl NeighbourScore {
 /// claim converging since the earlier one `(m0, c0)`: both answered (neither a black hole),
 /// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
 fn converges(threshold: f64, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
-    let hole = babel_wire::INFINITY - 1;
-    if c0 >= hole || c1 >= hole || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
+    if c0 >= MAX_COST || c1 >= MAX_COST || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
         return false;
     }
     let (m0, c0, m1, c1) = (f64::from(m0), f64::from(c0), f64::from(m1), f64::from(c1));
@@ -991,7 +992,7 @@ mod tests {
             ..cfg
         };
         let hole = (0.0, true);
-        let inf = babel_wire::INFINITY - 1;
+        let inf = MAX_COST;
         let mut b = NeighbourScore::default();
         check(&mut b, &bh, (0, 1), hole, (200, inf, true));
         assert_eq!(b.forgive_corrected(t(5), &bh, |_| Some(240)), 0);
@@ -1121,7 +1122,7 @@ mod tests {
     /// moment as the loop counts up); a measured lie is still forgiven by a rise to `S · c`.
     #[test]
     fn black_hole_forgiven_only_by_retraction() {
-        let inf = babel_wire::INFINITY - 1;
+        let inf = MAX_COST;
         let hole = Evidence {
             a: 0.0,
             black_hole: true,
@@ -1355,7 +1356,7 @@ mod tests {
                 a: 0.0,
                 black_hole: true,
                 blame: Blame::Origin,
-                measure: Some((648, babel_wire::INFINITY - 1, true)),
+                measure: Some((648, MAX_COST, true)),
             },
         );
         assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(957, 1440))));
