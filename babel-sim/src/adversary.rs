@@ -827,7 +827,6 @@ fn walk_probe(
     ))
 }
 
-/// The routes of node `v` to the destinations it uses, as the verifier needs them.
 /// One line of `BABEL_SIM_WATCH` (a diagnostic, see its use).
 fn watch_line(
     sim: &Sim,
@@ -865,6 +864,7 @@ fn watch_line(
     );
 }
 
+/// The routes of node `v` to the destinations it uses, as the verifier needs them.
 fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<VerifiableRoute> {
     let Some(e) = sim.engine(v) else {
         return Vec::new();
