@@ -46,6 +46,7 @@ struct Row {
     service: String,
     weight: u64,
     known: bool,
+    paying: bool,
 }
 
 fn num(v: &serde_json::Value) -> u128 {
@@ -72,6 +73,7 @@ fn row(ns: &Netns, neighbour: &str) -> Option<Row> {
         service: r["service"].as_str().unwrap_or("").to_owned(),
         weight: num(&r["weight"]) as u64,
         known: r["payment_key"].is_string(),
+        paying: r["paying"].as_bool().unwrap_or(false),
     })
 }
 
@@ -572,11 +574,14 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
     let n0 = c_row().nonce_out;
     assert!(wait_for(120, || c_row().nonce_out > n0 + 1));
     sender.stop();
-    // Quiet: the last update is acknowledged and both sides agree.
+    // Quiet: C signs nothing new (the stream's last second is metered after it stops and would
+    // otherwise be paid after the rows below are read), its last update is acknowledged and
+    // both sides agree. C's row shows `paying` off only once its payment loop has applied it.
+    assert!(try_control(&ns[2], "pay-withhold true\nquit\n").contains("ok"));
     assert!(
         wait_for(60, || {
             let (c, b) = (c_row(), b_row());
-            c.paid_out == b.paid_in && c.nonce_out == b.nonce_in && c.paid_out > 0
+            !c.paying && c.paid_out == b.paid_in && c.nonce_out == b.nonce_in && c.paid_out > 0
         }),
         "C {:?}\nB {:?}",
         c_row(),
