@@ -360,6 +360,8 @@ pub(super) struct VacantRoute<'a> {
     book: &'a mut Book,
     repack: &'a mut Repack,
     neigh: u64,
+    /// What a [`Selecting`] of the destination lends besides it, for [`VacantRoute::insert`].
+    parts: SelectParts<'a>,
 }
 
 enum Slot<'a> {
@@ -444,19 +446,22 @@ impl<'a> OccupiedRoute<'a> {
     }
 }
 
-impl VacantRoute<'_> {
-    /// Adds the route unless the neighbour or the table is at its limit.
+impl<'a> VacantRoute<'a> {
+    /// Adds the route unless the neighbour or the table is at its limit; returns its
+    /// destination, to select in place ([`OccupiedRoute::into_selecting`]; the caller ends
+    /// with [`RouteTable::after_selection`]) or to drop.
     pub(super) fn insert(
         self,
         data: RouteData,
         max_per_neighbour: usize,
         max_total: usize,
-    ) -> Result<(), Refused> {
+    ) -> Result<Selecting<'a>, Refused> {
         let VacantRoute {
             slot,
             book,
             repack,
             neigh,
+            parts: (next_hops, router_ids, installed),
         } = self;
         if book.len_via(neigh) >= max_per_neighbour {
             return Err(Refused::NeighbourFull);
@@ -465,19 +470,27 @@ impl VacantRoute<'_> {
             return Err(Refused::TableFull);
         }
         let route = Route { neigh, data };
-        match slot {
-            Slot::Dest(d) => d.routes.push(route),
+        let dest = match slot {
+            Slot::Dest(d) => {
+                d.routes.push(route);
+                d
+            }
             Slot::Plain(e) => {
-                e.insert(Dest::new(route));
                 repack.inserted();
+                e.insert(Dest::new(route))
             }
             Slot::Specific(e) => {
-                e.insert(Dest::new(route));
                 repack.inserted();
+                e.insert(Dest::new(route))
             }
-        }
+        };
         book.add(neigh);
-        Ok(())
+        Ok(Selecting {
+            dest,
+            next_hops,
+            router_ids,
+            installed,
+        })
     }
 }
 
@@ -866,6 +879,7 @@ impl RouteTable {
             book,
             repack,
             neigh,
+            parts: (next_hops, installed_router_ids, installed),
         })
     }
 
@@ -1101,7 +1115,7 @@ mod tests {
     fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
         let data = new_route(t);
         match t.entry(k, n) {
-            RouteEntry::Vacant(v) => v.insert(data, 3, 5),
+            RouteEntry::Vacant(v) => v.insert(data, 3, 5).map(drop),
             RouteEntry::Occupied(_) => Ok(()),
         }
     }
@@ -1172,7 +1186,9 @@ mod tests {
             let mut data = new_route(&mut t);
             data.next_hop = nh;
             if let RouteEntry::Vacant(v) = t.entry(k(i), 1) {
-                v.insert(data, 100, 100).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 100, 100)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let inst = |i: u32| InstalledRoute {
@@ -1274,7 +1290,9 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1 + i as u64 % 2) {
-                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let mut sorted = keys.to_vec();
@@ -1485,7 +1503,9 @@ mod tests {
         for k in &keys {
             let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
-                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let all: Vec<RouteKey> = t.iter().map(|(k, _)| k).collect();
