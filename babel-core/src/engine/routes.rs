@@ -79,6 +79,8 @@ impl Engine {
         // destination is selected where the route was found or added, as `reselect` would
         // select it (issue 18: one search of the table per Update instead of two).
         let in_place = self.departed.is_empty() && !self.wants_route_events();
+        #[cfg(test)]
+        let in_place = in_place && !self.full_selection;
         if u.is_retraction() {
             let mut changed = false;
             if let RouteEntry::Occupied(mut o) = self.routes.entry(key, nid) {
@@ -90,6 +92,10 @@ impl Engine {
                 r.refresh_requested = false;
                 if changed && in_place {
                     let outcome = select_here!(self, now, key, o.into_selecting());
+                    #[cfg(test)]
+                    {
+                        self.in_place_selections += 1;
+                    }
                     self.selected_here(now, key, outcome, u.interval);
                     return;
                 }
@@ -163,6 +169,10 @@ impl Engine {
                     // No route event (none for an unchanged route), and nothing for
                     // `drop_departed` to remove.
                     let outcome = select_here!(self, now, key, o.into_selecting());
+                    #[cfg(test)]
+                    if changed {
+                        self.in_place_selections += 1;
+                    }
                     self.selected_here(now, key, outcome, u.interval);
                     return;
                 }
@@ -191,6 +201,10 @@ impl Engine {
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
                     Ok(dest) if in_place => {
                         let outcome = select_here!(self, now, key, dest);
+                        #[cfg(test)]
+                        {
+                            self.in_place_selections += 1;
+                        }
                         self.selected_here(now, key, outcome, u.interval);
                         return;
                     }
