@@ -259,12 +259,17 @@ pub struct Engine {
     resume: Option<resume::Resume>,
     /// Selection's working list, kept between calls (it runs for every Update received).
     contenders: Vec<selection::Contender>,
-    /// Tests: every selection takes the full path (the reference for the fast one).
+    /// Tests: every selection takes the full path (the reference for the fast one), and an
+    /// Update's destination is found again by [`Engine::reselect`] (not selected in place).
     #[cfg(test)]
     full_selection: bool,
     /// Tests: selections that took the fast path.
     #[cfg(test)]
     fast_selections: u64,
+    /// Tests: selections of a route changed, added or retracted by an Update made where the
+    /// Update wrote it (`routes.rs`, `select_here`).
+    #[cfg(test)]
+    in_place_selections: u64,
 }
 
 impl Engine {
@@ -321,6 +326,8 @@ impl Engine {
             full_selection: false,
             #[cfg(test)]
             fast_selections: 0,
+            #[cfg(test)]
+            in_place_selections: 0,
             auth: Auth::new(cfg.auth_entropy, cfg.seed),
             cfg,
         })

@@ -93,28 +93,55 @@ impl std::ops::DerefMut for Route {
 /// have one route: it is kept inline in the destination (no `Vec` header, no allocation of its
 /// own), and only a second route moves them to a `Vec` (issue 18: 24 bytes and an allocation per
 /// destination less in a full table).
-#[derive(Clone, Debug)]
+///
+/// With several routes, the place of the selected one is remembered (a hint, checked before
+/// use: a removal may move it until the next selection). A periodic dump reads each
+/// destination's installed route and nothing else of it: with the hint it reads that route,
+/// not every route learned before it (issue 18: one of a destination's routes read per dump
+/// instead of half of them on average, each a cache miss in a large table). The hint lives
+/// beside the `Vec`, in room the inline route's variant leaves, so it costs no byte.
+#[derive(Clone)]
 enum Routes {
     One(Route),
-    Many(Vec<Route>),
+    Many(Vec<Route>, SelectedAt),
 }
+
+/// The routes, without the hint (which two tables holding the same routes and selections may
+/// have in different states: a selection that stands does not write it).
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Routes::One(r) => f.debug_tuple("One").field(r).finish(),
+            Routes::Many(v, _) => f.debug_tuple("Many").field(v).finish(),
+        }
+    }
+}
+
+/// The index in [`Routes::Many`] of the selected route when it was last selected.
+#[derive(Clone, Copy, Debug, Default)]
+struct SelectedAt(u32);
 
 impl Routes {
     fn push(&mut self, route: Route) {
         match self {
-            Routes::Many(v) if v.is_empty() => *self = Routes::One(route),
-            Routes::Many(v) => v.push(route),
+            Routes::Many(v, _) if v.is_empty() => *self = Routes::One(route),
+            Routes::Many(v, _) => v.push(route),
             Routes::One(_) => {
-                if let Routes::One(first) = std::mem::replace(self, Routes::Many(Vec::new())) {
-                    *self = Routes::Many(vec![first, route]);
+                if let Routes::One(first) = std::mem::replace(self, Routes::none()) {
+                    *self = Routes::Many(vec![first, route], SelectedAt(0));
                 }
             }
         }
     }
 
+    /// No route.
+    fn none() -> Routes {
+        Routes::Many(Vec::new(), SelectedAt(0))
+    }
+
     /// Back to the inline form once a single route is left.
     fn compact(&mut self) {
-        if let Routes::Many(v) = self
+        if let Routes::Many(v, _) = self
             && v.len() == 1
             && let Some(r) = v.pop()
         {
@@ -122,17 +149,35 @@ impl Routes {
         }
     }
 
+    /// The route learned from `neigh`, looked for first where the selected route was when it
+    /// was selected (the caller asks for the selected route).
+    fn selected(&self, neigh: u64) -> Option<&Route> {
+        if let Routes::Many(v, SelectedAt(i)) = self
+            && let Some(r) = v.get(*i as usize).filter(|r| r.neigh == neigh)
+        {
+            return Some(r);
+        }
+        self.iter().find(|r| r.neigh == neigh)
+    }
+
+    /// Remembers where the route of `neigh` is, as the selected one.
+    fn note_selected(&mut self, neigh: Option<u64>) {
+        if let Routes::Many(v, at) = self
+            && let Some(i) = neigh.and_then(|n| v.iter().position(|r| r.neigh == n))
+        {
+            *at = SelectedAt(u32::try_from(i).unwrap_or(0));
+        }
+    }
+
     /// Removes the routes for which `remove` is true; returns them in order.
     fn extract(&mut self, mut remove: impl FnMut(&Route) -> bool) -> Vec<Route> {
         let out = match self {
-            Routes::One(r) if remove(r) => {
-                match std::mem::replace(self, Routes::Many(Vec::new())) {
-                    Routes::One(r) => vec![r],
-                    Routes::Many(_) => Vec::new(),
-                }
-            }
+            Routes::One(r) if remove(r) => match std::mem::replace(self, Routes::none()) {
+                Routes::One(r) => vec![r],
+                Routes::Many(..) => Vec::new(),
+            },
             Routes::One(_) => Vec::new(),
-            Routes::Many(v) => v.extract_if(.., |r| remove(r)).collect(),
+            Routes::Many(v, _) => v.extract_if(.., |r| remove(r)).collect(),
         };
         self.compact();
         out
@@ -143,10 +188,10 @@ impl Routes {
         match self {
             Routes::One(r) => {
                 if !keep(r) {
-                    *self = Routes::Many(Vec::new());
+                    *self = Routes::none();
                 }
             }
-            Routes::Many(v) => v.retain_mut(keep),
+            Routes::Many(v, _) => v.retain_mut(keep),
         }
         self.compact();
     }
@@ -157,7 +202,7 @@ impl std::ops::Deref for Routes {
     fn deref(&self) -> &[Route] {
         match self {
             Routes::One(r) => std::slice::from_ref(r),
-            Routes::Many(v) => v,
+            Routes::Many(v, _) => v,
         }
     }
 }
@@ -166,7 +211,7 @@ impl std::ops::DerefMut for Routes {
     fn deref_mut(&mut self) -> &mut [Route] {
         match self {
             Routes::One(r) => std::slice::from_mut(r),
-            Routes::Many(v) => v,
+            Routes::Many(v, _) => v,
         }
     }
 }
@@ -281,7 +326,7 @@ impl Dest {
     /// The selected route, while it is installed.
     pub(super) fn installed_route(&self) -> Option<&Route> {
         self.installed?;
-        self.route(self.selected()?)
+        self.routes.selected(self.selected()?)
     }
 }
 
@@ -360,6 +405,8 @@ pub(super) struct VacantRoute<'a> {
     book: &'a mut Book,
     repack: &'a mut Repack,
     neigh: u64,
+    /// What a [`Selecting`] of the destination lends besides it, for [`VacantRoute::insert`].
+    parts: SelectParts<'a>,
 }
 
 enum Slot<'a> {
@@ -444,19 +491,22 @@ impl<'a> OccupiedRoute<'a> {
     }
 }
 
-impl VacantRoute<'_> {
-    /// Adds the route unless the neighbour or the table is at its limit.
+impl<'a> VacantRoute<'a> {
+    /// Adds the route unless the neighbour or the table is at its limit; returns its
+    /// destination, to select in place ([`OccupiedRoute::into_selecting`]; the caller ends
+    /// with [`RouteTable::after_selection`]) or to drop.
     pub(super) fn insert(
         self,
         data: RouteData,
         max_per_neighbour: usize,
         max_total: usize,
-    ) -> Result<(), Refused> {
+    ) -> Result<Selecting<'a>, Refused> {
         let VacantRoute {
             slot,
             book,
             repack,
             neigh,
+            parts: (next_hops, router_ids, installed),
         } = self;
         if book.len_via(neigh) >= max_per_neighbour {
             return Err(Refused::NeighbourFull);
@@ -465,19 +515,27 @@ impl VacantRoute<'_> {
             return Err(Refused::TableFull);
         }
         let route = Route { neigh, data };
-        match slot {
-            Slot::Dest(d) => d.routes.push(route),
+        let dest = match slot {
+            Slot::Dest(d) => {
+                d.routes.push(route);
+                d
+            }
             Slot::Plain(e) => {
-                e.insert(Dest::new(route));
                 repack.inserted();
+                e.insert(Dest::new(route))
             }
             Slot::Specific(e) => {
-                e.insert(Dest::new(route));
                 repack.inserted();
+                e.insert(Dest::new(route))
             }
-        }
+        };
         book.add(neigh);
-        Ok(())
+        Ok(Selecting {
+            dest,
+            next_hops,
+            router_ids,
+            installed,
+        })
     }
 }
 
@@ -599,6 +657,7 @@ impl Selecting<'_> {
         // Ids start at 1 (`Engine::neighbour_id`); a 0 would read as no selection.
         d.selected = selected.and_then(NonZeroU64::new);
         d.installed = installed;
+        d.routes.note_selected(selected);
     }
 }
 
@@ -866,6 +925,7 @@ impl RouteTable {
             book,
             repack,
             neigh,
+            parts: (next_hops, installed_router_ids, installed),
         })
     }
 
@@ -1101,7 +1161,7 @@ mod tests {
     fn add(t: &mut RouteTable, k: RouteKey, n: u64) -> Result<(), Refused> {
         let data = new_route(t);
         match t.entry(k, n) {
-            RouteEntry::Vacant(v) => v.insert(data, 3, 5),
+            RouteEntry::Vacant(v) => v.insert(data, 3, 5).map(drop),
             RouteEntry::Occupied(_) => Ok(()),
         }
     }
@@ -1172,7 +1232,9 @@ mod tests {
             let mut data = new_route(&mut t);
             data.next_hop = nh;
             if let RouteEntry::Vacant(v) = t.entry(k(i), 1) {
-                v.insert(data, 100, 100).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 100, 100)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let inst = |i: u32| InstalledRoute {
@@ -1274,7 +1336,9 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1 + i as u64 % 2) {
-                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let mut sorted = keys.to_vec();
@@ -1456,6 +1520,46 @@ mod tests {
         assert!(t.get(&a).is_some_and(|d| !d.is_held()));
     }
 
+    /// The installed route is the selected neighbour's, wherever the routes before it went:
+    /// the place remembered at selection is a hint, checked before use.
+    #[test]
+    fn the_installed_route_is_found_after_its_place_moved() {
+        let mut t = RouteTable::default();
+        let a = key("2001:db8:1::/48");
+        for n in 1..=4 {
+            add(&mut t, a, n).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        let via: IpAddr = "fe80::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+        let inst = InstalledRoute {
+            next_hop: via,
+            via,
+            ifindex: 1,
+            metric: babel_wire::Metric(192),
+            router_id: RouterId([0, 0, 0, 0, 0, 0, 0, 9]),
+            seqno: babel_wire::Seqno(1),
+            price: 0,
+        };
+        let installed = |t: &RouteTable| {
+            t.get(&a)
+                .and_then(|d| d.installed_route())
+                .map(|r| r.neigh())
+        };
+        t.set_selection(&a, Some(3), Some(inst));
+        assert_eq!(installed(&t), Some(3));
+        // Routes before it leave (its place moves), one after it is added.
+        assert!(t.remove_route(&a, 1).is_some());
+        assert_eq!(installed(&t), Some(3));
+        assert!(t.remove_route(&a, 2).is_some());
+        add(&mut t, a, 5).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(installed(&t), Some(3));
+        // Its own route leaves: nothing is installed from the table's routes.
+        assert!(t.remove_route(&a, 3).is_some());
+        assert_eq!(installed(&t), None);
+        t.set_selection(&a, Some(5), Some(inst));
+        assert_eq!(installed(&t), Some(5));
+        check(&t);
+    }
+
     /// A walk resumed after any key, in the table or not, of either kind, sees what a whole
     /// walk sees after that key.
     #[test]
@@ -1485,7 +1589,9 @@ mod tests {
         for k in &keys {
             let data = new_route(&mut t);
             if let RouteEntry::Vacant(v) = t.entry(*k, 1) {
-                v.insert(data, 10, 10).unwrap_or_else(|e| panic!("{e:?}"));
+                v.insert(data, 10, 10)
+                    .map(drop)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             }
         }
         let all: Vec<RouteKey> = t.iter().map(|(k, _)| k).collect();

@@ -1,7 +1,22 @@
 //! Route acquisition, retraction and expiry (RFC 8966 §3.5).
 
-use super::selection::{SelectCx, select_cx};
+use super::selection::{SelectCx, Selection, select_cx};
 use super::*;
+
+/// [`SelectCx::select`] of the destination `$dest` of `$key`, found or made by the search that
+/// wrote its route ([`RouteTable::entry`]): [`Engine::reselect`] without its own search (issue
+/// 18). A macro, so that it borrows only the engine's fields that selection reads beside the
+/// destination; the caller ends with [`Engine::selected_here`].
+macro_rules! select_here {
+    ($engine:expr, $now:expr, $key:expr, $dest:expr) => {{
+        let mut dest = $dest;
+        let cx = select_cx!($engine, $now, $key);
+        let mut contenders = std::mem::take(&mut $engine.contenders);
+        let outcome = cx.select(&mut dest, &mut contenders);
+        $engine.contenders = contenders;
+        outcome
+    }};
+}
 
 impl Engine {
     /// The interface and address of the neighbour `nid`: a route's interface and `via`
@@ -59,14 +74,31 @@ impl Engine {
         };
         // A destination still waiting for its slice sees the change before this Update.
         self.settle(now, &key);
+        // Nothing between a route's write and its destination's selection reads the table
+        // (no route event is wanted, no departed neighbour's routes are to drop): the
+        // destination is selected where the route was found or added, as `reselect` would
+        // select it (issue 18: one search of the table per Update instead of two).
+        let in_place = self.departed.is_empty() && !self.wants_route_events();
+        #[cfg(test)]
+        let in_place = in_place && !self.full_selection;
         if u.is_retraction() {
             let mut changed = false;
-            if let Some(r) = self.routes.route_mut(&key, nid) {
+            if let RouteEntry::Occupied(mut o) = self.routes.entry(key, nid) {
+                let r = o.route();
                 changed = r.refmetric != INFINITY;
                 r.refmetric = INFINITY;
                 r.time = now.into();
                 r.interval = u.interval;
                 r.refresh_requested = false;
+                if changed && in_place {
+                    let outcome = select_here!(self, now, key, o.into_selecting());
+                    #[cfg(test)]
+                    {
+                        self.in_place_selections += 1;
+                    }
+                    self.selected_here(now, key, outcome, u.interval);
+                    return;
+                }
             }
             if changed {
                 self.route_event(now, ChangeKind::Change, key, nid);
@@ -133,17 +165,15 @@ impl Engine {
                 r.next_hop = next_hop;
                 r.time = now.into();
                 r.refresh_requested = false;
-                if !changed && self.departed.is_empty() {
-                    // No route event, and nothing for `drop_departed` to remove: the
-                    // destination is selected where the route was found, as `reselect` would
-                    // (issue 18: one search of the table per Update instead of two).
-                    let cx = select_cx!(self, now, key);
-                    let mut contenders = std::mem::take(&mut self.contenders);
-                    let outcome = cx.select(&mut o.into_selecting(), &mut contenders);
-                    self.contenders = contenders;
-                    self.routes.after_selection();
-                    self.note_route_deadline(now, u.interval);
-                    self.apply_selection(now, key, outcome);
+                if (!changed && self.departed.is_empty()) || in_place {
+                    // No route event (none for an unchanged route), and nothing for
+                    // `drop_departed` to remove.
+                    let outcome = select_here!(self, now, key, o.into_selecting());
+                    #[cfg(test)]
+                    if changed {
+                        self.in_place_selections += 1;
+                    }
+                    self.selected_here(now, key, outcome, u.interval);
                     return;
                 }
                 if changed {
@@ -169,7 +199,16 @@ impl Engine {
                     refresh_requested: false,
                 };
                 match v.insert(data, limits.max_routes_per_neighbour, limits.max_routes) {
-                    Ok(()) => self.route_event(now, ChangeKind::Add, key, nid),
+                    Ok(dest) if in_place => {
+                        let outcome = select_here!(self, now, key, dest);
+                        #[cfg(test)]
+                        {
+                            self.in_place_selections += 1;
+                        }
+                        self.selected_here(now, key, outcome, u.interval);
+                        return;
+                    }
+                    Ok(_) => self.route_event(now, ChangeKind::Add, key, nid),
                     Err(refused) => {
                         self.route_refused(ifindex, nid, via, refused);
                         return;
@@ -179,6 +218,14 @@ impl Engine {
         }
         self.note_route_deadline(now, u.interval);
         self.reselect(now, key);
+    }
+
+    /// The end of [`Engine::handle_update`] once the destination of `key` was selected where
+    /// its route was written ([`select_here`]): [`Engine::reselect`]'s consequences.
+    fn selected_here(&mut self, now: Instant, key: RouteKey, outcome: Selection, interval: u16) {
+        self.routes.after_selection();
+        self.note_route_deadline(now, interval);
+        self.apply_selection(now, key, outcome);
     }
 
     /// Counts a route refused for a limit and says so once per neighbour (or once for the table).
@@ -239,7 +286,7 @@ impl Engine {
     /// Tells observers that the route to `key` from neighbour `nid` was added or changed,
     /// with the route as it is now ([`Event::Route`]).
     pub(super) fn route_event(&mut self, now: Instant, kind: ChangeKind, key: RouteKey, nid: u64) {
-        if !self.cfg.events || self.route_events != RouteEvents::All {
+        if !self.wants_route_events() {
             return;
         }
         let Some(d) = self.routes.get(&key) else {
@@ -249,6 +296,11 @@ impl Engine {
             let route = self.route_view(now, &key, d.selected() == Some(nid), r);
             self.events.push_back(Event::Route { kind, route });
         }
+    }
+
+    /// Whether [`Engine::route_event`] queues anything.
+    fn wants_route_events(&self) -> bool {
+        self.cfg.events && self.route_events == RouteEvents::All
     }
 
     /// Tells observers that these routes left the table: each is shown with its last fields,

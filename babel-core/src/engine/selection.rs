@@ -799,10 +799,11 @@ mod fast_path_tests {
         Prefix::new(IpAddr::V6(a), 64).unwrap()
     }
 
-    fn engine(full: bool) -> Engine {
+    fn engine(full: bool, events: bool) -> Engine {
         let now = Instant::ZERO;
         let mut cfg = EngineConfig::new(RouterId([0, 0, 0, 0, 0, 0, 0, 1]));
         cfg.seed = 7;
+        cfg.events = events;
         let mut e = Engine::new(cfg, now).unwrap();
         e.full_selection = full;
         for (i, us) in US.iter().enumerate() {
@@ -840,8 +841,31 @@ mod fast_path_tests {
     /// expiry, the source table's distances ageing, dumps lowering them).
     #[test]
     fn fast_selection_is_the_full_selection() {
+        let (fast, full) = fast_against_full(true);
+        // With route events wanted, an Update's destination is found again for its selection.
+        assert_eq!((fast.in_place_selections, full.in_place_selections), (0, 0));
+    }
+
+    /// Without route events (the simulator's case), a route that an Update changes, adds or
+    /// retracts is selected where the Update wrote it, as [`Engine::reselect`] selects it.
+    #[test]
+    fn selection_in_place_is_reselect() {
+        let (fast, full) = fast_against_full(false);
+        assert_eq!(full.in_place_selections, 0);
+        assert!(
+            fast.in_place_selections > 1000,
+            "{} selections in place",
+            fast.in_place_selections
+        );
+    }
+
+    /// Runs the random inputs through an engine on the fast paths and one on the reference
+    /// paths, with or without route events, checking after each input that they agree; returns
+    /// the last seed's engines.
+    fn fast_against_full(events: bool) -> (Engine, Engine) {
+        let mut last = None;
         for seed in 0..6u64 {
-            let (mut fast, mut full) = (engine(false), engine(true));
+            let (mut fast, mut full) = (engine(false, events), engine(true, events));
             let mut rng = Rng::new(seed);
             // What each neighbour last sent for each destination: (metric, seqno, originator).
             let mut sent = vec![vec![None::<(u16, u16, u8)>; DESTS as usize]; NEIGHBOURS.len()];
@@ -965,6 +989,8 @@ mod fast_path_tests {
                 "seed {seed}: {} fast selections",
                 fast.fast_selections
             );
+            last = Some((fast, full));
         }
+        last.unwrap()
     }
 }
