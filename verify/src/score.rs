@@ -92,6 +92,14 @@ pub struct ScoreConfig {
     /// ([`Blame::Origin`]): an honest relay corrects its own next hop one link at a time, a
     /// liar's accuracy falls as its path's cost rises.
     pub progress: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: failures blamed on nobody need
+    /// breadth (`spec/verify.md` §4.2.4). When no live failure of the run blames the origin
+    /// (§4.2.1) and the confirming check does not either, the run confirms an eviction only if
+    /// it holds failures of at least two destinations, or the confirming check is at least the
+    /// third failure of its destination's run: an honest relay of a lie told past a router we
+    /// do not hear fails on the routes through that router, usually one destination, and its
+    /// own verification corrects it a link at a time; a liar lies on every route it relays.
+    pub unknown_breadth: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -242,6 +250,7 @@ impl Default for ScoreConfig {
             passing_origin: true,
             through_us: true,
             progress: true,
+            unknown_breadth: true,
         }
     }
 }
@@ -256,6 +265,8 @@ struct DestScore {
     first_origin: Option<Instant>,
     /// Last failing check of the current run.
     last_fail: Option<Instant>,
+    /// Failing checks in the current run (§4.2.4, saturating).
+    fails: u8,
     /// The last failing check's metric `m` and measured cost `c` (§4.2.2: a rise of the
     /// neighbour's metric to `c` forgives the run).
     fail_measure: Option<(u16, u16)>,
@@ -271,6 +282,7 @@ impl DestScore {
         self.first_fail = None;
         self.first_origin = None;
         self.last_fail = None;
+        self.fails = 0;
         self.fail_measure = None;
         self.forgiven = false;
     }
@@ -459,6 +471,7 @@ impl NeighbourScore {
             first_fail: None,
             first_origin: None,
             last_fail: None,
+            fails: 0,
             fail_measure: None,
             forgiven: false,
             last: now,
@@ -516,15 +529,18 @@ impl NeighbourScore {
             {
                 d.first_fail = None;
                 d.first_origin = None;
+                d.fails = 0;
             }
             // A failure set aside as corrected (judged on the metric now) does not carry on:
             // this one starts the destination's run afresh.
             if d.forgiven {
                 d.first_fail = None;
                 d.first_origin = None;
+                d.fails = 0;
                 d.forgiven = false;
             }
             d.last_fail = Some(now);
+            d.fails = d.fails.saturating_add(1);
             // A passing check's measure would forgive it at once (`m ≥ S · c`): its lie is in
             // the claims, and only a check without it (which ends the run) clears it.
             d.fail_measure = if origin_claim {
@@ -539,6 +555,7 @@ impl NeighbourScore {
         } else {
             d.end_run();
         }
+        let run_fails = d.fails;
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
         // no longer than `confirm_within` ago; it is confirmed by a failing check at least
         // `window` after the earliest of them. A passing check clears its destination only,
@@ -579,6 +596,24 @@ impl NeighbourScore {
                     .min()
                     .is_some_and(|first| now.saturating_since(first) >= window)
             };
+        // §4.2.4: a run that blames nobody (no live failure, nor this check, blamed on the
+        // origin) confirms only with breadth: failures of two destinations, or a third failure
+        // of this one.
+        let confirmed = confirmed && {
+            let live = || {
+                self.dests.values().filter(|d| {
+                    !d.forgiven
+                        && d.last_fail
+                            .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+                })
+            };
+            let blames_nobody = cfg.unknown_breadth
+                && cfg.attribution
+                && cfg.rule == Rule::Confirmed
+                && blame != Blame::Origin
+                && live().all(|d| d.first_origin.is_none());
+            !blames_nobody || run_fails >= 3 || live().nth(1).is_some()
+        };
         if self.is_evicted(now) {
             return CheckVerdict::Kept;
         }
@@ -745,7 +780,7 @@ mod tests {
     /// §4.2: failures further apart than `confirm_within` do not confirm each other.
     #[test]
     fn stale_failure_does_not_confirm() {
-        let cfg = ScoreConfig::default();
+        let cfg = no_breadth();
         let mut n = NeighbourScore::default();
         assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert_eq!(n.record(t(90), &cfg, p(1), 0.5), CheckVerdict::Kept);
@@ -758,7 +793,7 @@ mod tests {
     /// §4.3: eviction lasts `hold`, doubles on a repeat, and probation re-evicts on one failure.
     #[test]
     fn eviction_hold_doubles_and_probation() {
-        let cfg = ScoreConfig::default();
+        let cfg = no_breadth();
         let mut n = NeighbourScore::default();
         n.record(t(0), &cfg, p(1), 0.1);
         let CheckVerdict::Evicted(until) = n.record(t(30), &cfg, p(1), 0.1) else {
@@ -776,6 +811,15 @@ mod tests {
         };
         assert_eq!(until2, t(350 + 600));
         assert_eq!(n.evictions(), 2);
+    }
+
+    /// The defaults without §4.2.4 (failures blamed on nobody need breadth), for the tests of
+    /// other clauses that confirm on two failures of one destination blamed on nobody.
+    fn no_breadth() -> ScoreConfig {
+        ScoreConfig {
+            unknown_breadth: false,
+            ..ScoreConfig::default()
+        }
     }
 
     /// The defaults before 2026-11-30: no attribution, every failure evidence (what the tests
@@ -863,7 +907,7 @@ mod tests {
     fn relayed_lie_is_not_the_neighbours() {
         let cfg = ScoreConfig {
             attribution: true,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         for s in [0, 20, 40] {
@@ -1026,7 +1070,7 @@ mod tests {
         };
         let settled = ScoreConfig {
             stable_evidence: StableEvidence::Settled,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         for (s, stable) in [(0, false), (20, false), (25, true)] {
@@ -1040,7 +1084,7 @@ mod tests {
         ));
         let forgive = ScoreConfig {
             stable_evidence: StableEvidence::Forgive,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         assert_eq!(rec(&mut n, &forgive, 0, false), CheckVerdict::Kept);
@@ -1294,7 +1338,7 @@ mod tests {
     fn a_claim_that_converges_restarts_its_run() {
         let on = ScoreConfig {
             progress: true,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let lie = |m: u16, c: u16| Evidence {
             a: f64::from(m) / f64::from(c),
@@ -1395,5 +1439,130 @@ mod tests {
             lie(957, 1440)
         )));
         assert!(evicted(n.record_evidence(t(25), &on, p(2), lie(300, 600))));
+    }
+
+    /// §4.2.4, failures blamed on nobody need breadth (`unknown_breadth`): when no failure of
+    /// the run blames the origin, two failures of one destination do not confirm an eviction;
+    /// a third of it does, and so do failures of two destinations, or a failure blamed on the
+    /// origin in the run or at the confirming check.
+    #[test]
+    fn failures_blamed_on_nobody_need_breadth() {
+        let on = ScoreConfig::default();
+        assert!(on.unknown_breadth && on.attribution);
+        let lie = |m: u16, c: u16, blame| Evidence {
+            a: f64::from(m) / f64::from(c),
+            black_hole: false,
+            blame,
+            measure: Some((m, c, true)),
+        };
+        let u = Blame::Unknown;
+        let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
+        // Seed 36's honest relay (docs/verify.md): 720 against 1,248, then 880 against 1,248
+        // 20 s later, both blamed on nobody. Kept; a third failure 10 s later evicts.
+        let mut n = NeighbourScore::default();
+        assert!(!evicted(n.record_evidence(
+            t(0),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        assert!(evicted(n.record_evidence(
+            t(30),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without the option the second failure evicts.
+        let off = ScoreConfig {
+            unknown_breadth: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &off, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &off,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without attribution nobody is ever blamed, and the rule does not apply.
+        let plain = ScoreConfig {
+            attribution: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &plain, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &plain,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Failures of two destinations confirm each other as before (a liar lies on every
+        // route it relays): 2 at 5 s, then 1 at 20 s, 20 s after 1's first failure.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        assert!(!evicted(n.record_evidence(
+            t(5),
+            &on,
+            p(2),
+            lie(300, 600, u)
+        )));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // ... but not once the other destination's run has ended (a passing check).
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        n.record_evidence(t(5), &on, p(2), lie(300, 600, u));
+        n.record_evidence(t(10), &on, p(2), lie(600, 600, u));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // A passing check of the destination restarts its count of failures.
+        let mut n = NeighbourScore::default();
+        for (s, m) in [(0, 720), (10, 720), (15, 1248), (20, 720)] {
+            assert!(!evicted(n.record_evidence(
+                t(s),
+                &on,
+                p(1),
+                lie(m, 1248, u)
+            )));
+        }
+        assert!(!evicted(n.record_evidence(
+            t(40),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // A failure blamed on the origin in the run, or at the confirming check: as before.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, Blame::Origin));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, Blame::Origin)
+        )));
     }
 }
