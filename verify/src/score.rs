@@ -596,8 +596,8 @@ impl NeighbourScore {
                     .min()
                     .is_some_and(|first| now.saturating_since(first) >= window)
             };
-        // §4.2.4: a run that blames nobody (no live failure, nor this check, blamed on the
-        // origin) confirms only with breadth: failures of two destinations, or a third failure
+        // §4.2.4: a run that blames nobody (no live failure blamed on the origin, this check
+        // included, as it joined the run above) confirms only with breadth: failures of two destinations, or a third failure
         // of this one.
         let confirmed = confirmed && {
             let live = || {
@@ -610,7 +610,6 @@ impl NeighbourScore {
             let blames_nobody = cfg.unknown_breadth
                 && cfg.attribution
                 && cfg.rule == Rule::Confirmed
-                && blame != Blame::Origin
                 && live().all(|d| d.first_origin.is_none());
             !blames_nobody || run_fails >= 3 || live().nth(1).is_some()
         };
@@ -832,6 +831,7 @@ mod tests {
             passing_origin: false,
             through_us: false,
             progress: false,
+            unknown_breadth: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -847,6 +847,8 @@ mod tests {
         assert!(c.passing_origin && c.through_us);
         // Since 2026-12-01 (the second pass): a claim that converges restarts its run.
         assert!(c.progress);
+        // Since 2026-12-01 (the third pass): failures blamed on nobody need breadth.
+        assert!(c.unknown_breadth);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
