@@ -87,7 +87,10 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 nothing and restarts that destination's run (true)
   verify-unknown-breadth BOOL   with attribution: failures that blame nobody (no failure of
                                 the run blamed on the origin) evict only with failures of two
-                                destinations or a third failure of one (true)
+                                destinations or a third failure of one (false)
+  verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
+                                rose by (1 - S)/2, whether or not its metric rose by 1/S
+                                (false)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -152,6 +155,8 @@ pub enum VerifyStatement {
     Progress(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
+    /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
+    ProgressAccuracy(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -202,6 +207,7 @@ impl VerifyStatement {
             "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
+            "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -362,6 +368,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
                 VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
+                VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1430,7 +1437,6 @@ mod tests {
     #[test]
     fn unknown_breadth_statement() {
         let mut s = VerifySettings::default();
-        assert!(s.config().score.unknown_breadth);
         assert_eq!(
             s.config().score.unknown_breadth,
             verify::ScoreConfig::default().unknown_breadth
@@ -1441,6 +1447,24 @@ mod tests {
         }
         assert!(matches!(
             words("verify-unknown-breadth wide"),
+            Err(ParseError::BadValue { .. })
+        ));
+    }
+
+    /// §4.2.3: `verify-progress-accuracy` sets whether a claim converges on its accuracy alone.
+    #[test]
+    fn progress_accuracy_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.progress_on_accuracy,
+            verify::ScoreConfig::default().progress_on_accuracy
+        );
+        for b in [true, false, true] {
+            s.apply(words(&format!("verify-progress-accuracy {b}")).unwrap());
+            assert_eq!(s.config().score.progress_on_accuracy, b);
+        }
+        assert!(matches!(
+            words("verify-progress-accuracy most"),
             Err(ParseError::BadValue { .. })
         ));
     }
@@ -1499,7 +1523,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 25);
+        assert_eq!(listed.len(), 26);
         for k in listed {
             assert!(
                 !matches!(

@@ -92,6 +92,11 @@ pub struct ScoreConfig {
     /// ([`Blame::Origin`]): an honest relay corrects its own next hop one link at a time, a
     /// liar's accuracy falls as its path's cost rises.
     pub progress: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::progress`]: a claim converges on its accuracy
+    /// alone (`spec/verify.md` §4.2.3): the rise of the accuracy by `(1 − S)/2` suffices, the
+    /// metric need not have risen by `1/S` (the measured cost may have fallen instead, or the
+    /// claim risen less). Off by default.
+    pub progress_on_accuracy: bool,
     /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: failures blamed on nobody need
     /// breadth (`spec/verify.md` §4.2.4). When no live failure of the run blames the origin
     /// (§4.2.1) and the confirming check does not either, the run confirms an eviction only if
@@ -250,7 +255,8 @@ impl Default for ScoreConfig {
             passing_origin: true,
             through_us: true,
             progress: true,
-            unknown_breadth: true,
+            progress_on_accuracy: false,
+            unknown_breadth: false,
         }
     }
 }
@@ -519,7 +525,7 @@ impl NeighbourScore {
             && d.last_fail
                 .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
             && match (d.fail_measure, measure) {
-                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg.threshold, (m0, c0), (m1, c1)),
+                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg, (m0, c0), (m1, c1)),
                 _ => false,
             };
         if failed || origin_claim {
@@ -656,12 +662,14 @@ impl NeighbourScore {
 /// §4.2.3: whether a measured lie `(m1, c1)` (metric, measured cost) shows the neighbour's
 /// claim converging since the earlier one `(m0, c0)`: both answered (neither a black hole),
 /// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
-fn converges(threshold: f64, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
+fn converges(cfg: &ScoreConfig, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
     if c0 >= MAX_COST || c1 >= MAX_COST || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
         return false;
     }
     let (m0, c0, m1, c1) = (f64::from(m0), f64::from(c0), f64::from(m1), f64::from(c1));
-    m1 * threshold >= m0 && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
+    let threshold = cfg.threshold;
+    (cfg.progress_on_accuracy || m1 * threshold >= m0)
+        && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
 }
 
 #[cfg(test)]
@@ -847,8 +855,9 @@ mod tests {
         assert!(c.passing_origin && c.through_us);
         // Since 2026-12-01 (the second pass): a claim that converges restarts its run.
         assert!(c.progress);
-        // Since 2026-12-01 (the third pass): failures blamed on nobody need breadth.
-        assert!(c.unknown_breadth);
+        // Not by default (2026-12-01, the third pass): failures blamed on nobody needing
+        // breadth, a claim converging on its accuracy alone.
+        assert!(!c.unknown_breadth && !c.progress_on_accuracy);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -1449,8 +1458,11 @@ mod tests {
     /// origin in the run or at the confirming check.
     #[test]
     fn failures_blamed_on_nobody_need_breadth() {
-        let on = ScoreConfig::default();
-        assert!(on.unknown_breadth && on.attribution);
+        let on = ScoreConfig {
+            unknown_breadth: true,
+            ..ScoreConfig::default()
+        };
+        assert!(on.attribution);
         let lie = |m: u16, c: u16, blame| Evidence {
             a: f64::from(m) / f64::from(c),
             black_hole: false,
@@ -1565,6 +1577,119 @@ mod tests {
             &on,
             p(1),
             lie(720, 1248, Blame::Origin)
+        )));
+    }
+
+    /// §4.2.3, a claim that converges on its accuracy alone (`progress_on_accuracy`): seed
+    /// 36's honest relay (its claim up by 1.22, under `1/S`) and seed 41's (its claim the
+    /// same, the measured cost down as the dropper past it dropped fewer probes) restart their
+    /// runs; a claim whose accuracy rose by less than `(1 − S)/2` (seed 47's), a black hole and
+    /// a check blamed on the origin confirm as before.
+    #[test]
+    fn a_claim_converges_on_its_accuracy_alone() {
+        let on = ScoreConfig {
+            progress_on_accuracy: true,
+            ..ScoreConfig::default()
+        };
+        assert!(on.progress && !on.unknown_breadth);
+        let lie = |m: u16, c: u16, blame| Evidence {
+            a: f64::from(m) / f64::from(c),
+            black_hole: false,
+            blame,
+            measure: Some((m, c, true)),
+        };
+        let u = Blame::Unknown;
+        let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
+        let off = ScoreConfig {
+            progress_on_accuracy: false,
+            ..on
+        };
+        // Seed 36: 720 against 1,248, then 880 against 1,248. Seed 41: 288 against 576, then
+        // 288 against 384.
+        for (first, second) in [((720, 1248), (880, 1248)), ((288, 576), (288, 384))] {
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &on, p(1), lie(first.0, first.1, u));
+            assert!(!evicted(n.record_evidence(
+                t(20),
+                &on,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // The run restarted at 20 s: the same failure 15 s later confirms it.
+            assert!(evicted(n.record_evidence(
+                t(35),
+                &on,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // Without the option (the metric must rise by 1/S) the second check evicts.
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &off, p(1), lie(first.0, first.1, u));
+            assert!(evicted(n.record_evidence(
+                t(20),
+                &off,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // Blamed on the origin: as before.
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &on, p(1), lie(first.0, first.1, Blame::Origin));
+            assert!(evicted(n.record_evidence(
+                t(20),
+                &on,
+                p(1),
+                lie(second.0, second.1, Blame::Origin)
+            )));
+        }
+        // Seed 47: 696 against 1,056, then 720 against 1,056 (accuracy up by 0.02).
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(696, 1056, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1056, u)
+        )));
+        // A liar's repeated lie (the same claim, the same cost) does not converge.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(576, 960, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(576, 960, u)
+        )));
+        // After a black hole nothing was measured to converge from.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(
+            t(0),
+            &on,
+            p(1),
+            Evidence {
+                a: 0.0,
+                black_hole: true,
+                blame: Blame::Origin,
+                measure: Some((720, MAX_COST, true)),
+            },
+        );
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without `progress` the option does nothing.
+        let none = ScoreConfig {
+            progress: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &none, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &none,
+            p(1),
+            lie(880, 1248, u)
         )));
     }
 }
