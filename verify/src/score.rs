@@ -99,11 +99,12 @@ pub struct ScoreConfig {
     pub progress_on_accuracy: bool,
     /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: failures blamed on nobody need
     /// breadth (`spec/verify.md` §4.2.4). When no live failure of the run blames the origin
-    /// (§4.2.1) and the confirming check does not either, the run confirms an eviction only if
-    /// it holds failures of at least two destinations, or the confirming check is at least the
-    /// third failure of its destination's run: an honest relay of a lie told past a router we
-    /// do not hear fails on the routes through that router, usually one destination, and its
-    /// own verification corrects it a link at a time; a liar lies on every route it relays.
+    /// (§4.2.1), the confirming check included, the run confirms an eviction only if it holds
+    /// failures of at least two destinations, or the confirming check is at least the third
+    /// failure of its destination's run: an honest relay of a lie told past a router we do not
+    /// hear fails on the routes through that router, often one destination, and its own
+    /// verification corrects it a link at a time. Off by default: a liar whose next hop is not
+    /// our neighbour blames nobody either, and is evicted later.
     pub unknown_breadth: bool,
 }
 
@@ -285,12 +286,18 @@ struct DestScore {
 impl DestScore {
     /// Ends the destination's run of failures (a passing check, a correction, readmission).
     fn end_run(&mut self) {
-        self.first_fail = None;
-        self.first_origin = None;
+        self.restart_run();
         self.last_fail = None;
-        self.fails = 0;
         self.fail_measure = None;
         self.forgiven = false;
+    }
+
+    /// Starts the destination's run afresh at the failure being recorded: earlier failures no
+    /// longer count towards confirming it (§4.2, §4.2.3, §4.2.4).
+    fn restart_run(&mut self) {
+        self.first_fail = None;
+        self.first_origin = None;
+        self.fails = 0;
     }
 }
 
@@ -533,16 +540,12 @@ impl NeighbourScore {
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
                 || progressed
             {
-                d.first_fail = None;
-                d.first_origin = None;
-                d.fails = 0;
+                d.restart_run();
             }
             // A failure set aside as corrected (judged on the metric now) does not carry on:
             // this one starts the destination's run afresh.
             if d.forgiven {
-                d.first_fail = None;
-                d.first_origin = None;
-                d.fails = 0;
+                d.restart_run();
                 d.forgiven = false;
             }
             d.last_fail = Some(now);
@@ -603,8 +606,8 @@ impl NeighbourScore {
                     .is_some_and(|first| now.saturating_since(first) >= window)
             };
         // §4.2.4: a run that blames nobody (no live failure blamed on the origin, this check
-        // included, as it joined the run above) confirms only with breadth: failures of two destinations, or a third failure
-        // of this one.
+        // included, as it joined the run above) confirms only with breadth: failures of two
+        // destinations, or a third failure of this one.
         let confirmed = confirmed && {
             let live = || {
                 self.dests.values().filter(|d| {
@@ -661,7 +664,8 @@ impl NeighbourScore {
 
 /// §4.2.3: whether a measured lie `(m1, c1)` (metric, measured cost) shows the neighbour's
 /// claim converging since the earlier one `(m0, c0)`: both answered (neither a black hole),
-/// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
+/// the metric risen by at least `1/S` (not required with
+/// [`ScoreConfig::progress_on_accuracy`]), and the accuracy `m/c` by at least `(1 − S)/2`.
 fn converges(cfg: &ScoreConfig, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
     if c0 >= MAX_COST || c1 >= MAX_COST || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
         return false;
