@@ -1586,7 +1586,7 @@ mod tests {
 
     /// §4.2.3, a claim that converges on its accuracy alone (`progress_on_accuracy`): seed
     /// 36's honest relay (its claim up by 1.22, under `1/S`) and seed 41's (its claim the
-    /// same, the measured cost down as the dropper past it dropped fewer probes) restart their
+    /// same, the measured path shorter as its flapping route settled) restart their
     /// runs; a claim whose accuracy rose by less than `(1 − S)/2` (seed 47's), a black hole and
     /// a check blamed on the origin confirm as before.
     #[test]
