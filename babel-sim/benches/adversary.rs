@@ -33,6 +33,8 @@ fn main() {
     let passing_origin = env("ADV_PASSING_ORIGIN");
     let through_us = env("ADV_THROUGH_US");
     let progress = env("ADV_PROGRESS");
+    let unknown_breadth = env("ADV_UNKNOWN_BREADTH");
+    let progress_on_accuracy = env("ADV_PROGRESS_ACCURACY");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -82,6 +84,12 @@ fn main() {
         }
         if let Some(x) = progress {
             c.verify.score.progress = x != 0;
+        }
+        if let Some(x) = progress_on_accuracy {
+            c.verify.score.progress_on_accuracy = x != 0;
+        }
+        if let Some(x) = unknown_breadth {
+            c.verify.score.unknown_breadth = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

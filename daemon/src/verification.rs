@@ -85,6 +85,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-progress BOOL          a measured lie whose claim rose by 1/S and whose accuracy
                                 rose by (1 - S)/2 since the destination's last one confirms
                                 nothing and restarts that destination's run (true)
+  verify-unknown-breadth BOOL   with attribution: failures that blame nobody (no failure of
+                                the run blamed on the origin) evict only with failures of two
+                                destinations or a third failure of one (false)
+  verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
+                                rose by (1 - S)/2, whether or not its metric rose by 1/S
+                                (false)
   verify-trace-depth N          with attribution: traces per session, hop limits 2 to N + 1;
                                 blame goes to the first of our neighbours on the route past the
                                 neighbour (1)
@@ -147,6 +153,10 @@ pub enum VerifyStatement {
     AttributionThroughUs(bool),
     /// `verify-progress BOOL`: a claim that converges restarts its run (§4.2.3).
     Progress(bool),
+    /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
+    UnknownBreadth(bool),
+    /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
+    ProgressAccuracy(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -196,6 +206,8 @@ impl VerifyStatement {
             }
             "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
             "verify-progress" => VerifyStatement::Progress(flag()?),
+            "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
+            "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -355,6 +367,8 @@ impl VerifySettings {
                 VerifyStatement::AttributionPassingOrigin(b) => c.score.passing_origin = b,
                 VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
                 VerifyStatement::Progress(b) => c.score.progress = b,
+                VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
+                VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1419,6 +1433,42 @@ mod tests {
         ));
     }
 
+    /// §4.2.4: `verify-unknown-breadth` sets whether failures blamed on nobody need breadth.
+    #[test]
+    fn unknown_breadth_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.unknown_breadth,
+            verify::ScoreConfig::default().unknown_breadth
+        );
+        for b in [false, true, false] {
+            s.apply(words(&format!("verify-unknown-breadth {b}")).unwrap());
+            assert_eq!(s.config().score.unknown_breadth, b);
+        }
+        assert!(matches!(
+            words("verify-unknown-breadth wide"),
+            Err(ParseError::BadValue { .. })
+        ));
+    }
+
+    /// §4.2.3: `verify-progress-accuracy` sets whether a claim converges on its accuracy alone.
+    #[test]
+    fn progress_accuracy_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.progress_on_accuracy,
+            verify::ScoreConfig::default().progress_on_accuracy
+        );
+        for b in [true, false, true] {
+            s.apply(words(&format!("verify-progress-accuracy {b}")).unwrap());
+            assert_eq!(s.config().score.progress_on_accuracy, b);
+        }
+        assert!(matches!(
+            words("verify-progress-accuracy most"),
+            Err(ParseError::BadValue { .. })
+        ));
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1473,7 +1523,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 24);
+        assert_eq!(listed.len(), 26);
         for k in listed {
             assert!(
                 !matches!(

@@ -92,6 +92,20 @@ pub struct ScoreConfig {
     /// ([`Blame::Origin`]): an honest relay corrects its own next hop one link at a time, a
     /// liar's accuracy falls as its path's cost rises.
     pub progress: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::progress`]: a claim converges on its accuracy
+    /// alone (`spec/verify.md` §4.2.3): the rise of the accuracy by `(1 − S)/2` suffices, the
+    /// metric need not have risen by `1/S` (the measured cost may have fallen instead, or the
+    /// claim risen less). Off by default.
+    pub progress_on_accuracy: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: failures blamed on nobody need
+    /// breadth (`spec/verify.md` §4.2.4). When no live failure of the run blames the origin
+    /// (§4.2.1), the confirming check included, the run confirms an eviction only if it holds
+    /// failures of at least two destinations, or the confirming check is at least the third
+    /// failure of its destination's run: an honest relay of a lie told past a router we do not
+    /// hear fails on the routes through that router, often one destination, and its own
+    /// verification corrects it a link at a time. Off by default: a liar whose next hop is not
+    /// our neighbour blames nobody either, and is evicted later.
+    pub unknown_breadth: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -242,6 +256,8 @@ impl Default for ScoreConfig {
             passing_origin: true,
             through_us: true,
             progress: true,
+            progress_on_accuracy: false,
+            unknown_breadth: false,
         }
     }
 }
@@ -256,6 +272,8 @@ struct DestScore {
     first_origin: Option<Instant>,
     /// Last failing check of the current run.
     last_fail: Option<Instant>,
+    /// Failing checks in the current run (§4.2.4, saturating).
+    fails: u8,
     /// The last failing check's metric `m` and measured cost `c` (§4.2.2: a rise of the
     /// neighbour's metric to `c` forgives the run).
     fail_measure: Option<(u16, u16)>,
@@ -268,11 +286,18 @@ struct DestScore {
 impl DestScore {
     /// Ends the destination's run of failures (a passing check, a correction, readmission).
     fn end_run(&mut self) {
-        self.first_fail = None;
-        self.first_origin = None;
+        self.restart_run();
         self.last_fail = None;
         self.fail_measure = None;
         self.forgiven = false;
+    }
+
+    /// Starts the destination's run afresh at the failure being recorded: earlier failures no
+    /// longer count towards confirming it (§4.2, §4.2.3, §4.2.4).
+    fn restart_run(&mut self) {
+        self.first_fail = None;
+        self.first_origin = None;
+        self.fails = 0;
     }
 }
 
@@ -459,6 +484,7 @@ impl NeighbourScore {
             first_fail: None,
             first_origin: None,
             last_fail: None,
+            fails: 0,
             fail_measure: None,
             forgiven: false,
             last: now,
@@ -506,7 +532,7 @@ impl NeighbourScore {
             && d.last_fail
                 .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
             && match (d.fail_measure, measure) {
-                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg.threshold, (m0, c0), (m1, c1)),
+                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg, (m0, c0), (m1, c1)),
                 _ => false,
             };
         if failed || origin_claim {
@@ -514,17 +540,16 @@ impl NeighbourScore {
                 .is_some_and(|l| now.saturating_since(l) > cfg.confirm_within)
                 || progressed
             {
-                d.first_fail = None;
-                d.first_origin = None;
+                d.restart_run();
             }
             // A failure set aside as corrected (judged on the metric now) does not carry on:
             // this one starts the destination's run afresh.
             if d.forgiven {
-                d.first_fail = None;
-                d.first_origin = None;
+                d.restart_run();
                 d.forgiven = false;
             }
             d.last_fail = Some(now);
+            d.fails = d.fails.saturating_add(1);
             // A passing check's measure would forgive it at once (`m ≥ S · c`): its lie is in
             // the claims, and only a check without it (which ends the run) clears it.
             d.fail_measure = if origin_claim {
@@ -539,6 +564,7 @@ impl NeighbourScore {
         } else {
             d.end_run();
         }
+        let run_fails = d.fails;
         // §4.2: the neighbour's run of failures is every destination whose latest check failed,
         // no longer than `confirm_within` ago; it is confirmed by a failing check at least
         // `window` after the earliest of them. A passing check clears its destination only,
@@ -579,6 +605,23 @@ impl NeighbourScore {
                     .min()
                     .is_some_and(|first| now.saturating_since(first) >= window)
             };
+        // §4.2.4: a run that blames nobody (no live failure blamed on the origin, this check
+        // included, as it joined the run above) confirms only with breadth: failures of two
+        // destinations, or a third failure of this one.
+        let confirmed = confirmed && {
+            let live = || {
+                self.dests.values().filter(|d| {
+                    !d.forgiven
+                        && d.last_fail
+                            .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
+                })
+            };
+            let blames_nobody = cfg.unknown_breadth
+                && cfg.attribution
+                && cfg.rule == Rule::Confirmed
+                && live().all(|d| d.first_origin.is_none());
+            !blames_nobody || run_fails >= 3 || live().nth(1).is_some()
+        };
         if self.is_evicted(now) {
             return CheckVerdict::Kept;
         }
@@ -621,13 +664,16 @@ impl NeighbourScore {
 
 /// §4.2.3: whether a measured lie `(m1, c1)` (metric, measured cost) shows the neighbour's
 /// claim converging since the earlier one `(m0, c0)`: both answered (neither a black hole),
-/// the metric risen by at least `1/S`, and the accuracy `m/c` by at least `(1 − S)/2`.
-fn converges(threshold: f64, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
+/// the metric risen by at least `1/S` (not required with
+/// [`ScoreConfig::progress_on_accuracy`]), and the accuracy `m/c` by at least `(1 − S)/2`.
+fn converges(cfg: &ScoreConfig, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> bool {
     if c0 >= MAX_COST || c1 >= MAX_COST || c0 == 0 || c1 == 0 || m1 == babel_wire::INFINITY {
         return false;
     }
     let (m0, c0, m1, c1) = (f64::from(m0), f64::from(c0), f64::from(m1), f64::from(c1));
-    m1 * threshold >= m0 && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
+    let threshold = cfg.threshold;
+    (cfg.progress_on_accuracy || m1 * threshold >= m0)
+        && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
 }
 
 #[cfg(test)]
@@ -745,7 +791,7 @@ mod tests {
     /// §4.2: failures further apart than `confirm_within` do not confirm each other.
     #[test]
     fn stale_failure_does_not_confirm() {
-        let cfg = ScoreConfig::default();
+        let cfg = no_breadth();
         let mut n = NeighbourScore::default();
         assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert_eq!(n.record(t(90), &cfg, p(1), 0.5), CheckVerdict::Kept);
@@ -758,7 +804,7 @@ mod tests {
     /// §4.3: eviction lasts `hold`, doubles on a repeat, and probation re-evicts on one failure.
     #[test]
     fn eviction_hold_doubles_and_probation() {
-        let cfg = ScoreConfig::default();
+        let cfg = no_breadth();
         let mut n = NeighbourScore::default();
         n.record(t(0), &cfg, p(1), 0.1);
         let CheckVerdict::Evicted(until) = n.record(t(30), &cfg, p(1), 0.1) else {
@@ -778,6 +824,15 @@ mod tests {
         assert_eq!(n.evictions(), 2);
     }
 
+    /// The defaults without §4.2.4 (failures blamed on nobody need breadth), for the tests of
+    /// other clauses that confirm on two failures of one destination blamed on nobody.
+    fn no_breadth() -> ScoreConfig {
+        ScoreConfig {
+            unknown_breadth: false,
+            ..ScoreConfig::default()
+        }
+    }
+
     /// The defaults before 2026-11-30: no attribution, every failure evidence (what the tests
     /// written against them compare with).
     fn old_defaults() -> ScoreConfig {
@@ -788,6 +843,7 @@ mod tests {
             passing_origin: false,
             through_us: false,
             progress: false,
+            unknown_breadth: false,
             stable_evidence: StableEvidence::Off,
             ..ScoreConfig::default()
         }
@@ -803,6 +859,9 @@ mod tests {
         assert!(c.passing_origin && c.through_us);
         // Since 2026-12-01 (the second pass): a claim that converges restarts its run.
         assert!(c.progress);
+        // Not by default (2026-12-01, the third pass): failures blamed on nobody needing
+        // breadth, a claim converging on its accuracy alone.
+        assert!(!c.unknown_breadth && !c.progress_on_accuracy);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
     }
@@ -863,7 +922,7 @@ mod tests {
     fn relayed_lie_is_not_the_neighbours() {
         let cfg = ScoreConfig {
             attribution: true,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         for s in [0, 20, 40] {
@@ -1026,7 +1085,7 @@ mod tests {
         };
         let settled = ScoreConfig {
             stable_evidence: StableEvidence::Settled,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         for (s, stable) in [(0, false), (20, false), (25, true)] {
@@ -1040,7 +1099,7 @@ mod tests {
         ));
         let forgive = ScoreConfig {
             stable_evidence: StableEvidence::Forgive,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let mut n = NeighbourScore::default();
         assert_eq!(rec(&mut n, &forgive, 0, false), CheckVerdict::Kept);
@@ -1294,7 +1353,7 @@ mod tests {
     fn a_claim_that_converges_restarts_its_run() {
         let on = ScoreConfig {
             progress: true,
-            ..ScoreConfig::default()
+            ..no_breadth()
         };
         let lie = |m: u16, c: u16| Evidence {
             a: f64::from(m) / f64::from(c),
@@ -1395,5 +1454,246 @@ mod tests {
             lie(957, 1440)
         )));
         assert!(evicted(n.record_evidence(t(25), &on, p(2), lie(300, 600))));
+    }
+
+    /// §4.2.4, failures blamed on nobody need breadth (`unknown_breadth`): when no failure of
+    /// the run blames the origin, two failures of one destination do not confirm an eviction;
+    /// a third of it does, and so do failures of two destinations, or a failure blamed on the
+    /// origin in the run or at the confirming check.
+    #[test]
+    fn failures_blamed_on_nobody_need_breadth() {
+        let on = ScoreConfig {
+            unknown_breadth: true,
+            ..ScoreConfig::default()
+        };
+        assert!(on.attribution);
+        let lie = |m: u16, c: u16, blame| Evidence {
+            a: f64::from(m) / f64::from(c),
+            black_hole: false,
+            blame,
+            measure: Some((m, c, true)),
+        };
+        let u = Blame::Unknown;
+        let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
+        // Seed 36's honest relay (docs/verify.md): 720 against 1,248, then 880 against 1,248
+        // 20 s later, both blamed on nobody. Kept; a third failure 10 s later evicts.
+        let mut n = NeighbourScore::default();
+        assert!(!evicted(n.record_evidence(
+            t(0),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        assert!(evicted(n.record_evidence(
+            t(30),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without the option the second failure evicts.
+        let off = ScoreConfig {
+            unknown_breadth: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &off, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &off,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without attribution nobody is ever blamed, and the rule does not apply.
+        let plain = ScoreConfig {
+            attribution: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &plain, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &plain,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Failures of two destinations confirm each other as before (a liar lies on every
+        // route it relays): 2 at 5 s, then 1 at 20 s, 20 s after 1's first failure.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        assert!(!evicted(n.record_evidence(
+            t(5),
+            &on,
+            p(2),
+            lie(300, 600, u)
+        )));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // ... but not once the other destination's run has ended (a passing check).
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        n.record_evidence(t(5), &on, p(2), lie(300, 600, u));
+        n.record_evidence(t(10), &on, p(2), lie(600, 600, u));
+        assert!(!evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // A passing check of the destination restarts its count of failures.
+        let mut n = NeighbourScore::default();
+        for (s, m) in [(0, 720), (10, 720), (15, 1248), (20, 720)] {
+            assert!(!evicted(n.record_evidence(
+                t(s),
+                &on,
+                p(1),
+                lie(m, 1248, u)
+            )));
+        }
+        assert!(!evicted(n.record_evidence(
+            t(40),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        // A failure blamed on the origin in the run, or at the confirming check: as before.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, Blame::Origin));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, u)
+        )));
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1248, Blame::Origin)
+        )));
+    }
+
+    /// §4.2.3, a claim that converges on its accuracy alone (`progress_on_accuracy`): seed
+    /// 36's honest relay (its claim up by 1.22, under `1/S`) and seed 41's (its claim the
+    /// same, the measured path shorter as its flapping route settled) restart their
+    /// runs; a claim whose accuracy rose by less than `(1 − S)/2` (seed 47's), a black hole and
+    /// a check blamed on the origin confirm as before.
+    #[test]
+    fn a_claim_converges_on_its_accuracy_alone() {
+        let on = ScoreConfig {
+            progress_on_accuracy: true,
+            ..ScoreConfig::default()
+        };
+        assert!(on.progress && !on.unknown_breadth);
+        let lie = |m: u16, c: u16, blame| Evidence {
+            a: f64::from(m) / f64::from(c),
+            black_hole: false,
+            blame,
+            measure: Some((m, c, true)),
+        };
+        let u = Blame::Unknown;
+        let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
+        let off = ScoreConfig {
+            progress_on_accuracy: false,
+            ..on
+        };
+        // Seed 36: 720 against 1,248, then 880 against 1,248. Seed 41: 288 against 576, then
+        // 288 against 384.
+        for (first, second) in [((720, 1248), (880, 1248)), ((288, 576), (288, 384))] {
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &on, p(1), lie(first.0, first.1, u));
+            assert!(!evicted(n.record_evidence(
+                t(20),
+                &on,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // The run restarted at 20 s: the same failure 15 s later confirms it.
+            assert!(evicted(n.record_evidence(
+                t(35),
+                &on,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // Without the option (the metric must rise by 1/S) the second check evicts.
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &off, p(1), lie(first.0, first.1, u));
+            assert!(evicted(n.record_evidence(
+                t(20),
+                &off,
+                p(1),
+                lie(second.0, second.1, u)
+            )));
+            // Blamed on the origin: as before.
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), &on, p(1), lie(first.0, first.1, Blame::Origin));
+            assert!(evicted(n.record_evidence(
+                t(20),
+                &on,
+                p(1),
+                lie(second.0, second.1, Blame::Origin)
+            )));
+        }
+        // Seed 47: 696 against 1,056, then 720 against 1,056 (accuracy up by 0.02).
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(696, 1056, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(720, 1056, u)
+        )));
+        // A liar's repeated lie (the same claim, the same cost) does not converge.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &on, p(1), lie(576, 960, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(576, 960, u)
+        )));
+        // After a black hole nothing was measured to converge from.
+        let mut n = NeighbourScore::default();
+        n.record_evidence(
+            t(0),
+            &on,
+            p(1),
+            Evidence {
+                a: 0.0,
+                black_hole: true,
+                blame: Blame::Origin,
+                measure: Some((720, MAX_COST, true)),
+            },
+        );
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &on,
+            p(1),
+            lie(880, 1248, u)
+        )));
+        // Without `progress` the option does nothing.
+        let none = ScoreConfig {
+            progress: false,
+            ..on
+        };
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), &none, p(1), lie(720, 1248, u));
+        assert!(evicted(n.record_evidence(
+            t(20),
+            &none,
+            p(1),
+            lie(880, 1248, u)
+        )));
     }
 }

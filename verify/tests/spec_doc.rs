@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 34, "{t:?}");
+    assert_eq!(t.len(), 36, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -64,6 +64,8 @@ fn defaults_table_matches_code() {
             "passing_origin" => c.score.passing_origin.to_string() == *v,
             "through_us" => c.score.through_us.to_string() == *v,
             "progress" => c.score.progress.to_string() == *v,
+            "progress_on_accuracy" => c.score.progress_on_accuracy.to_string() == *v,
+            "unknown_breadth" => c.score.unknown_breadth.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "max_sessions" => c.schedule.max_sessions.to_string() == *v,
