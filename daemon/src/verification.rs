@@ -1415,58 +1415,35 @@ mod tests {
         }
     }
 
-    /// §4.2.3: `verify-progress` sets whether a claim that converges restarts its run.
+    /// The on/off statements of the score, each against its field: §4.2.3 `verify-progress`
+    /// (a claim that converges restarts its run) and `verify-progress-accuracy` (it converges
+    /// on its accuracy alone), §4.2.4 `verify-unknown-breadth` (failures blamed on nobody
+    /// need breadth). Each starts at the crate's default, turns the field the other way and
+    /// back, and refuses a word that is not a boolean.
     #[test]
-    fn progress_statement() {
-        let mut s = VerifySettings::default();
-        assert_eq!(
-            s.config().score.progress,
-            verify::ScoreConfig::default().progress
-        );
-        for b in [true, false, true] {
-            s.apply(words(&format!("verify-progress {b}")).unwrap());
-            assert_eq!(s.config().score.progress, b);
+    fn on_off_statements() {
+        type Field = fn(&verify::ScoreConfig) -> bool;
+        let statements: [(&str, Field); 3] = [
+            ("verify-progress", |c| c.progress),
+            ("verify-progress-accuracy", |c| c.progress_on_accuracy),
+            ("verify-unknown-breadth", |c| c.unknown_breadth),
+        ];
+        for (name, field) in statements {
+            let mut s = VerifySettings::default();
+            let d = field(&verify::ScoreConfig::default());
+            assert_eq!(field(&s.config().score), d, "{name}");
+            for b in [!d, d, !d] {
+                s.apply(words(&format!("{name} {b}")).unwrap());
+                assert_eq!(field(&s.config().score), b, "{name} {b}");
+            }
+            assert!(
+                matches!(
+                    words(&format!("{name} often")),
+                    Err(ParseError::BadValue { .. })
+                ),
+                "{name}"
+            );
         }
-        assert!(matches!(
-            words("verify-progress often"),
-            Err(ParseError::BadValue { .. })
-        ));
-    }
-
-    /// §4.2.4: `verify-unknown-breadth` sets whether failures blamed on nobody need breadth.
-    #[test]
-    fn unknown_breadth_statement() {
-        let mut s = VerifySettings::default();
-        assert_eq!(
-            s.config().score.unknown_breadth,
-            verify::ScoreConfig::default().unknown_breadth
-        );
-        for b in [false, true, false] {
-            s.apply(words(&format!("verify-unknown-breadth {b}")).unwrap());
-            assert_eq!(s.config().score.unknown_breadth, b);
-        }
-        assert!(matches!(
-            words("verify-unknown-breadth wide"),
-            Err(ParseError::BadValue { .. })
-        ));
-    }
-
-    /// §4.2.3: `verify-progress-accuracy` sets whether a claim converges on its accuracy alone.
-    #[test]
-    fn progress_accuracy_statement() {
-        let mut s = VerifySettings::default();
-        assert_eq!(
-            s.config().score.progress_on_accuracy,
-            verify::ScoreConfig::default().progress_on_accuracy
-        );
-        for b in [true, false, true] {
-            s.apply(words(&format!("verify-progress-accuracy {b}")).unwrap());
-            assert_eq!(s.config().score.progress_on_accuracy, b);
-        }
-        assert!(matches!(
-            words("verify-progress-accuracy most"),
-            Err(ParseError::BadValue { .. })
-        ));
     }
 
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the

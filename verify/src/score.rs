@@ -707,6 +707,16 @@ mod tests {
         )))
     }
 
+    /// Two answered failures of one destination, 20 s apart: whether the second evicts.
+    fn second_failure_evicts(cfg: &ScoreConfig, first: Evidence, second: Evidence) -> bool {
+        let mut n = NeighbourScore::default();
+        n.record_evidence(t(0), cfg, p(1), first);
+        matches!(
+            n.record_evidence(t(20), cfg, p(1), second),
+            CheckVerdict::Evicted(_)
+        )
+    }
+
     fn t(s: u64) -> Instant {
         Instant::from_secs(s)
     }
@@ -1501,27 +1511,21 @@ mod tests {
             unknown_breadth: false,
             ..on
         };
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &off, p(1), lie(720, 1248, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &off,
-            p(1),
+            lie(720, 1248, u),
             lie(880, 1248, u)
-        )));
+        ));
         // Without attribution nobody is ever blamed, and the rule does not apply.
         let plain = ScoreConfig {
             attribution: false,
             ..on
         };
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &plain, p(1), lie(720, 1248, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &plain,
-            p(1),
+            lie(720, 1248, u),
             lie(880, 1248, u)
-        )));
+        ));
         // Failures of two destinations confirm each other as before (a liar lies on every
         // route it relays): 2 at 5 s, then 1 at 20 s, 20 s after 1's first failure.
         let mut n = NeighbourScore::default();
@@ -1566,22 +1570,16 @@ mod tests {
             lie(720, 1248, u)
         )));
         // A failure blamed on the origin in the run, or at the confirming check: as before.
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &on, p(1), lie(720, 1248, Blame::Origin));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &on,
-            p(1),
+            lie(720, 1248, Blame::Origin),
             lie(720, 1248, u)
-        )));
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &on, p(1), lie(720, 1248, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        ));
+        assert!(second_failure_evicts(
             &on,
-            p(1),
+            lie(720, 1248, u),
             lie(720, 1248, Blame::Origin)
-        )));
+        ));
     }
 
     /// §4.2.3, a claim that converges on its accuracy alone (`progress_on_accuracy`): seed
@@ -1627,42 +1625,30 @@ mod tests {
                 lie(second.0, second.1, u)
             )));
             // Without the option (the metric must rise by 1/S) the second check evicts.
-            let mut n = NeighbourScore::default();
-            n.record_evidence(t(0), &off, p(1), lie(first.0, first.1, u));
-            assert!(evicted(n.record_evidence(
-                t(20),
+            assert!(second_failure_evicts(
                 &off,
-                p(1),
+                lie(first.0, first.1, u),
                 lie(second.0, second.1, u)
-            )));
+            ));
             // Blamed on the origin: as before.
-            let mut n = NeighbourScore::default();
-            n.record_evidence(t(0), &on, p(1), lie(first.0, first.1, Blame::Origin));
-            assert!(evicted(n.record_evidence(
-                t(20),
+            assert!(second_failure_evicts(
                 &on,
-                p(1),
+                lie(first.0, first.1, Blame::Origin),
                 lie(second.0, second.1, Blame::Origin)
-            )));
+            ));
         }
         // Seed 47: 696 against 1,056, then 720 against 1,056 (accuracy up by 0.02).
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &on, p(1), lie(696, 1056, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &on,
-            p(1),
+            lie(696, 1056, u),
             lie(720, 1056, u)
-        )));
+        ));
         // A liar's repeated lie (the same claim, the same cost) does not converge.
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &on, p(1), lie(576, 960, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &on,
-            p(1),
+            lie(576, 960, u),
             lie(576, 960, u)
-        )));
+        ));
         // After a black hole nothing was measured to converge from.
         let mut n = NeighbourScore::default();
         n.record_evidence(
@@ -1687,13 +1673,10 @@ mod tests {
             progress: false,
             ..on
         };
-        let mut n = NeighbourScore::default();
-        n.record_evidence(t(0), &none, p(1), lie(720, 1248, u));
-        assert!(evicted(n.record_evidence(
-            t(20),
+        assert!(second_failure_evicts(
             &none,
-            p(1),
+            lie(720, 1248, u),
             lie(880, 1248, u)
-        )));
+        ));
     }
 }
