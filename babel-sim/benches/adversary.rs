@@ -1,9 +1,99 @@
 //! Bench: the adversarial verification sweep (`spec/verify.md` §8).
 //!
 //! `cargo bench -p babel-sim --bench adversary -- SEEDS [MIN_NODES MAX_NODES [wired|wireless [THREADS]]]`
+//!
+//! `ADV_RUNS=DIR` keeps each seed's run in `DIR/seed-N.json` as soon as it ends, and takes the
+//! runs already there instead of running their seeds again: a sweep that was stopped resumes
+//! where it was with the same command. `DIR/plan.json` holds the mesh sizes, the link kind and
+//! every `ADV_*` knob of the runs; a command with other ones is refused. A change of the code
+//! is not detected: start a new directory after one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use babel_sim::{InterfaceKind, adversary::sweep};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use babel_sim::{
+    AdversaryRun, InterfaceKind,
+    adversary::{SweepPlan, sweep_with},
+};
+
+// The same allocator as the mesh bench: the sweep's time is the engines' (`docs/benchmarks.md`,
+// "Twelfth pass"); the runs are the same with either allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The knobs that decide a run's result (not `ADV_FIRST`, `ADV_RUNS`, `ADV_JSON`, `ADV_DUMP`).
+fn knobs() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("ADV_")
+                && !matches!(
+                    k.as_str(),
+                    "ADV_FIRST" | "ADV_RUNS" | "ADV_JSON" | "ADV_DUMP"
+                )
+        })
+        .collect()
+}
+
+/// Opens (or starts) a directory of runs for `plan`; exits if it holds another plan's runs.
+fn open_runs(dir: &Path, plan: &SweepPlan) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let want = serde_json::json!({
+        "min_nodes": plan.min_nodes,
+        "max_nodes": plan.max_nodes,
+        "kind": format!("{:?}", plan.kind),
+        "knobs": knobs(),
+    });
+    let path = dir.join("plan.json");
+    match std::fs::read(&path) {
+        Ok(old) => {
+            let old: serde_json::Value = serde_json::from_slice(&old).unwrap();
+            if old != want {
+                eprintln!(
+                    "{} holds runs of another plan:\n  {old}\nthis command:\n  {want}",
+                    dir.display()
+                );
+                std::process::exit(2);
+            }
+        }
+        Err(_) => std::fs::write(&path, serde_json::to_string_pretty(&want).unwrap()).unwrap(),
+    }
+    dir.to_path_buf()
+}
+
+fn seed_path(dir: &Path, seed: u64) -> PathBuf {
+    dir.join(format!("seed-{seed}.json"))
+}
+
+/// A run kept by an earlier sweep, if its file is whole.
+fn known(dir: &Path, seed: u64) -> Option<AdversaryRun> {
+    let bytes = std::fs::read(seed_path(dir, seed)).ok()?;
+    match serde_json::from_slice::<AdversaryRun>(&bytes) {
+        Ok(r) if r.seed == seed => Some(r),
+        _ => {
+            eprintln!(
+                "seed {seed}: unreadable run in {}, running it again",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// Keeps a run: written beside its place, then renamed, so a kill leaves no half file.
+fn keep(dir: &Path, r: &AdversaryRun, t0: std::time::Instant) {
+    let path = seed_path(dir, r.seed);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(r).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eprintln!(
+        "seed {}: {} nodes, honest evicted {}, kept at {:.0?}",
+        r.seed,
+        r.nodes,
+        r.honest_evicted,
+        t0.elapsed()
+    );
+}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -48,7 +138,16 @@ fn main() {
             .collect()
     });
     let first = env("ADV_FIRST").unwrap_or(1);
-    let (rep, _runs) = sweep(first, seeds, min, max, kind, threads, &|c| {
+    let plan = SweepPlan {
+        first_seed: first,
+        seeds,
+        min_nodes: min,
+        max_nodes: max,
+        kind,
+        threads,
+    };
+    let dir = std::env::var_os("ADV_RUNS").map(|d| open_runs(Path::new(&d), &plan));
+    let tweak = |c: &mut babel_sim::AdversaryConfig| {
         if let Some(w) = window {
             c.verify.score.window = std::time::Duration::from_secs(w);
         }
@@ -100,7 +199,17 @@ fn main() {
         if let Some(r) = recheck {
             c.verify.schedule.recheck_after = std::time::Duration::from_secs(r);
         }
-    });
+    };
+    let (rep, _runs) = sweep_with(
+        &plan,
+        &tweak,
+        &|seed| dir.as_deref().and_then(|d| known(d, seed)),
+        &|r| {
+            if let Some(d) = &dir {
+                keep(d, r, t0);
+            }
+        },
+    );
     if std::env::var_os("ADV_JSON").is_some() {
         println!("{}", serde_json::to_string_pretty(&rep).unwrap());
     } else {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use verify::{
     CheckVerdict, CostModel, Keyring, NeighbourId, NeighbourScore, ProbeAction, Responder, Rule,
     ScoreConfig, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
@@ -29,7 +29,7 @@ use crate::sim::{Lie, Sim, SimConfig, node_prefix, node_router_id};
 use crate::topology::Topology;
 
 /// What a node does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Honest.
@@ -133,7 +133,7 @@ impl AdversaryConfig {
 }
 
 /// How one liar fared.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LiarOutcome {
     /// The node.
     pub node: usize,
@@ -148,7 +148,7 @@ pub struct LiarOutcome {
 }
 
 /// Data-plane figures over one window.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Traffic {
     /// Flow samples.
     pub samples: u64,
@@ -161,7 +161,7 @@ pub struct Traffic {
 }
 
 /// The result of one adversarial run.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AdversaryRun {
     /// Seed.
     pub seed: u64,
@@ -1152,22 +1152,75 @@ pub fn sweep(
     threads: usize,
     tweak: &(dyn Fn(&mut AdversaryConfig) + Sync),
 ) -> (SweepReport, Vec<AdversaryRun>) {
-    let next = std::sync::atomic::AtomicU64::new(first_seed);
-    let last = first_seed.saturating_add(seeds);
+    let plan = SweepPlan {
+        first_seed,
+        seeds,
+        min_nodes,
+        max_nodes,
+        kind,
+        threads,
+    };
+    sweep_with(&plan, tweak, &|_| None, &|_| {})
+}
+
+/// Which seeds a sweep runs, on which mesh sizes, on how many threads.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepPlan {
+    /// The first seed.
+    pub first_seed: u64,
+    /// How many seeds, from `first_seed` on.
+    pub seeds: u64,
+    /// Fewest nodes of a mesh.
+    pub min_nodes: usize,
+    /// Most nodes of a mesh.
+    pub max_nodes: usize,
+    /// Wired or wireless links.
+    pub kind: InterfaceKind,
+    /// Worker threads, one seed each at a time.
+    pub threads: usize,
+}
+
+impl SweepPlan {
+    /// The mesh size seed `seed` draws: a function of the seed alone, so a seed's run is the
+    /// same whatever else the sweep runs.
+    pub fn nodes(&self, seed: u64) -> usize {
+        let span = self.max_nodes.saturating_sub(self.min_nodes) as u64 + 1;
+        self.min_nodes + (Rng::new(seed ^ 0x512E).below(span) as usize)
+    }
+}
+
+/// [`sweep`] that can resume: `known(seed)` gives a run already made (from an earlier,
+/// interrupted sweep with the same plan and configuration), which is taken instead of running
+/// the seed again; `finished` sees every run this call makes, as soon as it ends, so the caller
+/// can keep it before the next seed starts. The report covers the known runs and the new ones
+/// alike, in seed order.
+pub fn sweep_with(
+    plan: &SweepPlan,
+    tweak: &(dyn Fn(&mut AdversaryConfig) + Sync),
+    known: &(dyn Fn(u64) -> Option<AdversaryRun> + Sync),
+    finished: &(dyn Fn(&AdversaryRun) + Sync),
+) -> (SweepReport, Vec<AdversaryRun>) {
+    let next = std::sync::atomic::AtomicU64::new(plan.first_seed);
+    let last = plan.first_seed.saturating_add(plan.seeds);
     let runs = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
+        for _ in 0..plan.threads.max(1) {
             s.spawn(|| {
                 loop {
                     let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if seed >= last {
                         break;
                     }
-                    let span = max_nodes.saturating_sub(min_nodes) as u64 + 1;
-                    let nodes = min_nodes + (Rng::new(seed ^ 0x512E).below(span) as usize);
-                    let mut cfg = AdversaryConfig::new(seed, nodes, kind);
-                    tweak(&mut cfg);
-                    let r = run_adversarial(&cfg);
+                    let r = match known(seed) {
+                        Some(r) => r,
+                        None => {
+                            let mut cfg = AdversaryConfig::new(seed, plan.nodes(seed), plan.kind);
+                            tweak(&mut cfg);
+                            let r = run_adversarial(&cfg);
+                            finished(&r);
+                            r
+                        }
+                    };
                     if let Ok(mut v) = runs.lock() {
                         v.push(r);
                     }

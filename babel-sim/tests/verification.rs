@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use babel_core::RouteKey;
-use babel_sim::{InterfaceKind, Role, Sim, SimConfig, Topology, adversary::sweep, node_prefix};
+use babel_sim::{
+    AdversaryConfig, AdversaryRun, InterfaceKind, Role, Sim, SimConfig, Topology,
+    adversary::{SweepPlan, sweep, sweep_with},
+    node_prefix,
+};
 
 /// §5.2: node 1 corrects its route to node 2; node 0 then hears at least the verified cost.
 #[test]
@@ -88,4 +92,44 @@ fn adversarial_sweep_small() {
     // The forger's work is all dropped and counted.
     assert!(rep.counters.bad_signature + rep.counters.unbound_key > 0);
     assert_eq!(rep.counters.replayed + rep.counters.malformed, 0);
+}
+
+/// A sweep that resumes from the runs an interrupted one kept (as JSON, as the bench keeps them)
+/// runs only the seeds it lacks, and reports what one uninterrupted sweep reports.
+#[test]
+fn a_resumed_sweep_runs_only_the_missing_seeds() {
+    let plan = SweepPlan {
+        first_seed: 1,
+        seeds: 3,
+        min_nodes: 30,
+        max_nodes: 36,
+        kind: InterfaceKind::Wired,
+        threads: 2,
+    };
+    let tweak = |c: &mut AdversaryConfig| {
+        c.cycles = 3;
+        c.roles = vec![Role::Liar, Role::PartialLiar];
+    };
+    let (whole, runs) = sweep_with(&plan, &tweak, &|_| None, &|_| {});
+    // Stopped while seed 2 ran: seeds 1 and 3 were kept.
+    let kept: Vec<AdversaryRun> = runs
+        .iter()
+        .filter(|r| r.seed != 2)
+        .map(|r| serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap())
+        .collect();
+    let ran = std::sync::Mutex::new(Vec::new());
+    let (resumed, again) = sweep_with(
+        &plan,
+        &tweak,
+        &|seed| kept.iter().find(|r| r.seed == seed).cloned(),
+        &|r| ran.lock().unwrap().push(r.seed),
+    );
+    assert_eq!(ran.into_inner().unwrap(), vec![2]);
+    assert_eq!(
+        again.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(again.get(1), runs.get(1));
+    assert_eq!(resumed.render(), whole.render());
+    assert_eq!(resumed.runs, 3);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use babel_core::Instant;
 use babel_wire::{IhuTimestamp, Prefix, RemoteHello, RemoteIhu, RouterId};
 use ed25519_dalek::SigningKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{
     Keyring, Report, ReportDropReason, SignedIhu, decode_signed_ihu, encode_signed_ihu,
@@ -49,7 +49,7 @@ pub struct VerifyConfig {
 }
 
 /// Counters (`dump`, `babelctl show`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeCounters {
     /// Probe sessions started.
     pub sessions: u64,
