@@ -10,10 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use babel_sim::{
-    AdversaryRun, InterfaceKind,
+    InterfaceKind, RunStore,
     adversary::{SweepPlan, sweep_with},
 };
 
@@ -33,66 +33,6 @@ fn knobs() -> BTreeMap<String, String> {
                 )
         })
         .collect()
-}
-
-/// Opens (or starts) a directory of runs for `plan`; exits if it holds another plan's runs.
-fn open_runs(dir: &Path, plan: &SweepPlan) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let want = serde_json::json!({
-        "min_nodes": plan.min_nodes,
-        "max_nodes": plan.max_nodes,
-        "kind": format!("{:?}", plan.kind),
-        "knobs": knobs(),
-    });
-    let path = dir.join("plan.json");
-    match std::fs::read(&path) {
-        Ok(old) => {
-            let old: serde_json::Value = serde_json::from_slice(&old).unwrap();
-            if old != want {
-                eprintln!(
-                    "{} holds runs of another plan:\n  {old}\nthis command:\n  {want}",
-                    dir.display()
-                );
-                std::process::exit(2);
-            }
-        }
-        Err(_) => std::fs::write(&path, serde_json::to_string_pretty(&want).unwrap()).unwrap(),
-    }
-    dir.to_path_buf()
-}
-
-fn seed_path(dir: &Path, seed: u64) -> PathBuf {
-    dir.join(format!("seed-{seed}.json"))
-}
-
-/// A run kept by an earlier sweep, if its file is whole.
-fn known(dir: &Path, seed: u64) -> Option<AdversaryRun> {
-    let bytes = std::fs::read(seed_path(dir, seed)).ok()?;
-    match serde_json::from_slice::<AdversaryRun>(&bytes) {
-        Ok(r) if r.seed == seed => Some(r),
-        _ => {
-            eprintln!(
-                "seed {seed}: unreadable run in {}, running it again",
-                dir.display()
-            );
-            None
-        }
-    }
-}
-
-/// Keeps a run: written beside its place, then renamed, so a kill leaves no half file.
-fn keep(dir: &Path, r: &AdversaryRun, t0: std::time::Instant) {
-    let path = seed_path(dir, r.seed);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(r).unwrap()).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    eprintln!(
-        "seed {}: {} nodes, honest evicted {}, kept at {:.0?}",
-        r.seed,
-        r.nodes,
-        r.honest_evicted,
-        t0.elapsed()
-    );
 }
 
 fn main() {
@@ -146,7 +86,12 @@ fn main() {
         kind,
         threads,
     };
-    let dir = std::env::var_os("ADV_RUNS").map(|d| open_runs(Path::new(&d), &plan));
+    let store = std::env::var_os("ADV_RUNS").map(|d| {
+        RunStore::open(Path::new(&d), &plan, knobs()).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        })
+    });
     let tweak = |c: &mut babel_sim::AdversaryConfig| {
         if let Some(w) = window {
             c.verify.score.window = std::time::Duration::from_secs(w);
@@ -203,10 +148,23 @@ fn main() {
     let (rep, _runs) = sweep_with(
         &plan,
         &tweak,
-        &|seed| dir.as_deref().and_then(|d| known(d, seed)),
+        &|seed| {
+            let s = store.as_ref()?;
+            s.known(seed).unwrap_or_else(|e| {
+                eprintln!("{e}; running seed {seed} again");
+                None
+            })
+        },
         &|r| {
-            if let Some(d) = &dir {
-                keep(d, r, t0);
+            if let Some(s) = &store {
+                s.keep(r).unwrap();
+                eprintln!(
+                    "seed {}: {} nodes, honest evicted {}, kept at {:.0?}",
+                    r.seed,
+                    r.nodes,
+                    r.honest_evicted,
+                    t0.elapsed()
+                );
             }
         },
     );

@@ -23,12 +23,14 @@
 //! [`run_scenario`] is what `babelctl simulate` calls.
 
 pub mod adversary;
+pub mod run_store;
 pub mod sim;
 pub mod topology;
 
 use std::time::Duration;
 
 pub use adversary::{AdversaryConfig, AdversaryRun, LiarOutcome, Role, Traffic, run_adversarial};
+pub use run_store::{RunStore, RunStoreError};
 pub use sim::{
     Lie, LinkState, RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, ThreadTimes,
     node_address, node_prefix, node_router_id,

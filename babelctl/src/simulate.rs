@@ -73,6 +73,11 @@ pub struct SimulateArgs {
     /// With --adversary: worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// With --adversary: keep each seed's run in this directory as it ends, and take the runs
+    /// already there instead of running their seeds again, so a stopped sweep resumes with the
+    /// same command. Refused if the directory holds runs of other sizes or adversaries.
+    #[arg(long)]
+    pub runs: Option<std::path::PathBuf>,
     /// Sizes to sweep, e.g. `50,100,200`: runs `KIND:N` for each N, KIND being `--topology`'s
     /// kind (line, ring, full, random), and prints one CSV row per size.
     #[arg(long, value_delimiter = ',')]
@@ -103,10 +108,48 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kind = parse_kind(&args.kind)?;
-    let (report, _) =
-        babel_sim::adversary::sweep(args.seed, args.seeds, min, max, kind, args.threads, &|c| {
-            c.roles = roles.clone()
-        });
+    let plan = babel_sim::adversary::SweepPlan {
+        first_seed: args.seed,
+        seeds: args.seeds,
+        min_nodes: min,
+        max_nodes: max,
+        kind,
+        threads: args.threads,
+    };
+    let store = match &args.runs {
+        Some(dir) => {
+            let settings = [("roles".to_owned(), args.roles.clone())].into();
+            Some(babel_sim::RunStore::open(dir, &plan, settings)?)
+        }
+        None => None,
+    };
+    let failed = std::sync::Mutex::new(None);
+    let (report, _) = babel_sim::adversary::sweep_with(
+        &plan,
+        &|c| c.roles = roles.clone(),
+        &|seed| {
+            let s = store.as_ref()?;
+            s.known(seed).unwrap_or_else(|e| {
+                eprintln!("{e}; running seed {seed} again");
+                None
+            })
+        },
+        &|r| {
+            if let Some(s) = &store {
+                match s.keep(r) {
+                    Ok(()) => eprintln!("seed {}: {} nodes, kept", r.seed, r.nodes),
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        },
+    );
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e).context("keeping a run");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
