@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use babel_sim::{
-    InterfaceKind, RunStore,
+    InterfaceKind, RunStore, SweepProgress,
     adversary::{SweepPlan, sweep_with},
 };
 
@@ -145,29 +145,21 @@ fn main() {
             c.verify.schedule.recheck_after = std::time::Duration::from_secs(r);
         }
     };
-    let (rep, _runs) = sweep_with(
-        &plan,
-        &tweak,
-        &|seed| {
-            let s = store.as_ref()?;
-            s.known(seed).unwrap_or_else(|e| {
-                eprintln!("{e}; running seed {seed} again");
-                None
-            })
-        },
-        &|r| {
-            if let Some(s) = &store {
-                s.keep(r).unwrap();
-                eprintln!(
+    let (rep, _runs) = match &store {
+        None => sweep_with(&plan, &tweak, &|_| None, &|_| {}),
+        Some(store) => store
+            .sweep(&plan, &tweak, &|p| match p {
+                SweepProgress::Kept(r) => eprintln!(
                     "seed {}: {} nodes, honest evicted {}, kept at {:.0?}",
                     r.seed,
                     r.nodes,
                     r.honest_evicted,
                     t0.elapsed()
-                );
-            }
-        },
-    );
+                ),
+                SweepProgress::Unreadable(e) => eprintln!("{e}; running it again"),
+            })
+            .unwrap(),
+    };
     if std::env::var_os("ADV_JSON").is_some() {
         println!("{}", serde_json::to_string_pretty(&rep).unwrap());
     } else {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::adversary::{AdversaryRun, SweepPlan};
+use crate::adversary::{AdversaryConfig, AdversaryRun, SweepPlan, SweepReport, sweep_with};
 
 /// Errors opening or writing a [`RunStore`].
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +147,51 @@ impl RunStore {
         let path = self.path(run.seed);
         let json = serde_json::to_vec(run).unwrap_or_default();
         write_whole(&path, &json).map_err(|source| RunStoreError::Io { path, source })
+    }
+}
+
+/// What [`RunStore::sweep`] tells as it goes.
+#[derive(Debug)]
+pub enum SweepProgress<'a> {
+    /// A seed ran and its run was kept.
+    Kept(&'a AdversaryRun),
+    /// A seed's file could not be read: the seed runs again, and its file is replaced.
+    Unreadable(&'a RunStoreError),
+}
+
+impl RunStore {
+    /// [`sweep_with`] resuming from this store: the seeds kept are taken, the others run and
+    /// are kept as each ends. The first failure to keep a run is returned after the sweep (the
+    /// report is then still whole, but that run will run again next time).
+    pub fn sweep(
+        &self,
+        plan: &SweepPlan,
+        tweak: &(dyn Fn(&mut AdversaryConfig) + Sync),
+        progress: &(dyn Fn(SweepProgress<'_>) + Sync),
+    ) -> Result<(SweepReport, Vec<AdversaryRun>), RunStoreError> {
+        let failed = std::sync::Mutex::new(None);
+        let out = sweep_with(
+            plan,
+            tweak,
+            &|seed| {
+                self.known(seed).unwrap_or_else(|e| {
+                    progress(SweepProgress::Unreadable(&e));
+                    None
+                })
+            },
+            &|r| match self.keep(r) {
+                Ok(()) => progress(SweepProgress::Kept(r)),
+                Err(e) => {
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                }
+            },
+        );
+        match failed.into_inner().ok().flatten() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 }
 

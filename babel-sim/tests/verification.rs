@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use babel_core::RouteKey;
 use babel_sim::{
-    AdversaryConfig, AdversaryRun, InterfaceKind, Role, Sim, SimConfig, Topology,
+    AdversaryConfig, InterfaceKind, Role, RunStore, Sim, SimConfig, SweepProgress, Topology,
     adversary::{SweepPlan, sweep, sweep_with},
     node_prefix,
 };
@@ -94,8 +94,8 @@ fn adversarial_sweep_small() {
     assert_eq!(rep.counters.replayed + rep.counters.malformed, 0);
 }
 
-/// A sweep that resumes from the runs an interrupted one kept (as JSON, as the bench keeps them)
-/// runs only the seeds it lacks, and reports what one uninterrupted sweep reports.
+/// A sweep that resumes from the runs an interrupted one kept in a [`RunStore`] runs only the
+/// seeds it lacks, and reports what one uninterrupted sweep reports.
 #[test]
 fn a_resumed_sweep_runs_only_the_missing_seeds() {
     let plan = SweepPlan {
@@ -111,19 +111,22 @@ fn a_resumed_sweep_runs_only_the_missing_seeds() {
         c.roles = vec![Role::Liar];
     };
     let (whole, runs) = sweep_with(&plan, &tweak, &|_| None, &|_| {});
-    // Stopped while seed 2 ran: seeds 1 and 3 were kept.
-    let kept: Vec<AdversaryRun> = runs
-        .iter()
-        .filter(|r| r.seed != 2)
-        .map(|r| serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap())
-        .collect();
+    let dir = std::env::temp_dir().join(format!("resumed-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = RunStore::open(&dir, &plan, Default::default()).unwrap();
     let ran = std::sync::Mutex::new(Vec::new());
-    let (resumed, again) = sweep_with(
-        &plan,
-        &tweak,
-        &|seed| kept.iter().find(|r| r.seed == seed).cloned(),
-        &|r| ran.lock().unwrap().push(r.seed),
-    );
+    let progress = |p: SweepProgress<'_>| {
+        if let SweepProgress::Kept(r) = p {
+            ran.lock().unwrap().push(r.seed);
+        }
+    };
+    let (first, _) = store.sweep(&plan, &tweak, &progress).unwrap();
+    assert_eq!(first.render(), whole.render());
+    // Stopped while seed 2 ran: only seeds 1 and 3 were kept.
+    std::fs::remove_file(dir.join("seed-2.json")).unwrap();
+    ran.lock().unwrap().clear();
+    let (resumed, again) = store.sweep(&plan, &tweak, &progress).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ran.into_inner().unwrap(), vec![2]);
     assert_eq!(
         again.iter().map(|r| r.seed).collect::<Vec<_>>(),

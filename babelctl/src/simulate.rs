@@ -123,33 +123,18 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let failed = std::sync::Mutex::new(None);
-    let (report, _) = babel_sim::adversary::sweep_with(
-        &plan,
-        &|c| c.roles = roles.clone(),
-        &|seed| {
-            let s = store.as_ref()?;
-            s.known(seed).unwrap_or_else(|e| {
-                eprintln!("{e}; running seed {seed} again");
-                None
-            })
-        },
-        &|r| {
-            if let Some(s) = &store {
-                match s.keep(r) {
-                    Ok(()) => eprintln!("seed {}: {} nodes, kept", r.seed, r.nodes),
-                    Err(e) => {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(e);
-                        }
-                    }
+    let tweak = |c: &mut babel_sim::AdversaryConfig| c.roles = roles.clone();
+    let (report, _) = match &store {
+        None => babel_sim::adversary::sweep_with(&plan, &tweak, &|_| None, &|_| {}),
+        Some(store) => store
+            .sweep(&plan, &tweak, &|p| match p {
+                babel_sim::SweepProgress::Kept(r) => {
+                    eprintln!("seed {}: {} nodes, kept", r.seed, r.nodes)
                 }
-            }
-        },
-    );
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e).context("keeping a run");
-    }
+                babel_sim::SweepProgress::Unreadable(e) => eprintln!("{e}; running it again"),
+            })
+            .context("keeping a run")?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
