@@ -549,10 +549,12 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
     let mut sender = common::Stream::start(&ns[2], "[fd77::1]:9");
     let c_row = || row(&ns[2], &public[1]).unwrap_or_default();
     let b_row = || row(&ns[1], &public[2]).unwrap_or_default();
+    // C's nonce at the last kill, read while every router was up (a restarting C answers with
+    // no row, which must not count as nonce 0).
+    let mut n0 = 0;
     let mut rnd = common::seeded("PAY_SEED");
     for k in 0..kills {
-        // Payments flow: the payer signs a new one after the last restart.
-        let n0 = c_row().nonce_out;
+        // Payments flow: the payer signs two more after the last restart.
         assert!(
             wait_for(120, || c_row().nonce_out > n0 + 1),
             "kill {k}: payments did not resume: C {:?} B {:?}\n{}",
@@ -565,13 +567,13 @@ fn payments_survive_sigkill_of_either_daemon_at_random_instants() {
         let pause = Duration::from_millis(rnd() % 2000);
         let t = Instant::now();
         assert!(wait_for(5, || t.elapsed() >= pause));
+        n0 = c_row().nonce_out;
         let pid = nix::unistd::Pid::from_raw(d[victim].child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         let _ = d[victim].child.wait();
         println!("kill {k}: {} after {pause:?}", ["A", "B", "C"][victim]);
         d[victim] = start(victim);
     }
-    let n0 = c_row().nonce_out;
     assert!(wait_for(120, || c_row().nonce_out > n0 + 1));
     sender.stop();
     // Quiet: C signs nothing new (the stream's last second is metered after it stops and would

@@ -727,13 +727,15 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
     let id = c0.id.clone();
     // A steady stream from C to A.
     let mut sender = common::Stream::start(&w.ns[2], "[fd77::1]:9");
-    let nonce =
-        |w: &World| channel(&w.ns[2], "out", Some(&id)).map_or(0, |l| l.num("ledger-nonce"));
+    // C's newest nonce; None while a restarted C does not answer yet.
+    let nonce = |w: &World| channel(&w.ns[2], "out", Some(&id)).map(|l| l.num("ledger-nonce"));
+    // The nonce at the last kill, read while every router was up: payments have resumed once
+    // C's nonce is 2 past it.
+    let mut n0 = 0;
     let mut rnd = common::seeded("SETTLE_SEED");
     for k in 0..kills {
-        let n0 = nonce(&w);
         assert!(
-            wait_for(120, || nonce(&w) > n0 + 1),
+            wait_for(120, || nonce(&w).is_some_and(|n| n > n0 + 1)),
             "kill {k}: payments did not resume\nC: {}\nB: {}\n{}",
             show(&w.ns[2]).0,
             show(&w.ns[1]).0,
@@ -743,6 +745,7 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
         let pause = Duration::from_millis(rnd() % 2000);
         let t = std::time::Instant::now();
         assert!(wait_for(5, || t.elapsed() >= pause));
+        n0 = nonce(&w).unwrap_or(n0);
         w.kill_and_restart(victim);
         let ch = w.chain(&id);
         println!(
@@ -752,21 +755,24 @@ fn settlement_survives_sigkill_of_payer_and_payee() {
             ch.paid.0
         );
     }
-    let n0 = nonce(&w);
-    assert!(wait_for(120, || nonce(&w) > n0 + 1));
-    sender.stop();
-    let (c, b) = w.quiet(&id);
-    let signed = c.num("ledger-cumulative");
-    // Redemptions and top-ups went through across the kills, and nothing was paid that C did
-    // not sign.
+    assert!(wait_for(120, || nonce(&w).is_some_and(|n| n > n0 + 1)));
+    // Redemptions and top-ups go through after the kills: the stream goes on until C has
+    // signed past the top-up mark and B redeemed.
     assert!(
-        wait_for(60, || {
+        wait_for(120, || {
             let ch = w.chain(&id);
             ch.paid.0 > 0 && ch.deposit.0 > 20_000_000
         }),
-        "no redemption or top-up: {:?}",
-        w.chain(&id)
+        "no redemption or top-up: {:?}\nC: {}\nB: {}\n{}",
+        w.chain(&id),
+        show(&w.ns[2]).0,
+        show(&w.ns[1]).0,
+        w.d[2].log_text()
     );
+    sender.stop();
+    let (c, b) = w.quiet(&id);
+    let signed = c.num("ledger-cumulative");
+    // Nothing was paid that C did not sign.
     assert!(w.chain(&id).paid.0 <= signed, "{:?}", w.chain(&id));
     let bkey = w.key_of_b_at_c();
     ctl(&w.ns[2], &["close", &bkey]);
