@@ -65,6 +65,7 @@ fn main() {
     let progress = env("ADV_PROGRESS");
     let unknown_breadth = env("ADV_UNKNOWN_BREADTH");
     let progress_on_accuracy = env("ADV_PROGRESS_ACCURACY");
+    let scale_advertised = env("ADV_SCALE_ADVERTISED");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -134,6 +135,9 @@ fn main() {
         }
         if let Some(x) = unknown_breadth {
             c.verify.score.unknown_breadth = x != 0;
+        }
+        if let Some(x) = scale_advertised {
+            c.verify.correction.scale_advertised = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

@@ -560,37 +560,6 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         else {
                             continue;
                         };
-                        if let Some((factor, until)) = c.neighbour_factor {
-                            let nb = c.route.neighbour;
-                            let checked = c.route.prefix;
-                            sim.with_engine(v, |e, now| {
-                                let routes: Vec<(Prefix, u16)> = e
-                                    .routes(now)
-                                    .into_iter()
-                                    .filter(|r| {
-                                        r.ifindex == nb.ifindex
-                                            && r.via == nb.address
-                                            && r.prefix != checked
-                                            && r.src_prefix.is_none()
-                                            && r.metric < babel_wire::Metric::INFINITY
-                                    })
-                                    .map(|r| (r.prefix, r.metric.0))
-                                    .collect();
-                                for (p, m) in routes {
-                                    let scaled = (f64::from(m) * factor)
-                                        .min(f64::from(babel_wire::INFINITY - 1))
-                                        as u16;
-                                    let _ = e.set_verified_metric(
-                                        now,
-                                        RouteKey::new(p),
-                                        nb.ifindex,
-                                        nb.address,
-                                        scaled.max(m),
-                                        until,
-                                    );
-                                }
-                            });
-                        }
                         if let Some((m, until)) = c.correction {
                             let nb = c.route.neighbour;
                             sim.with_engine(v, |e, now| {
@@ -696,6 +665,33 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             );
                         });
                     }
+                }
+            }
+            // §5.2: the neighbour-wide corrections, kept up to date with the claims.
+            if nodes
+                .get(v)
+                .is_some_and(|x| x.verifier.has_neighbour_corrections(t))
+            {
+                let routes = sim
+                    .with_engine(v, |e, now| e.routes(now))
+                    .unwrap_or_default();
+                let set = match nodes.get_mut(v) {
+                    Some(x) => x.verifier.neighbour_corrections(t, &routes),
+                    None => Vec::new(),
+                };
+                if !set.is_empty() {
+                    sim.with_engine(v, |e, now| {
+                        for (nb, p, m, until) in set {
+                            let _ = e.set_verified_metric(
+                                now,
+                                RouteKey::new(p),
+                                nb.ifindex,
+                                nb.address,
+                                m,
+                                until,
+                            );
+                        }
+                    });
                 }
             }
         }

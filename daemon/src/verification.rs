@@ -88,6 +88,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-unknown-breadth BOOL   with attribution: failures that blame nobody (no failure of
                                 the run blamed on the origin) evict only with failures of two
                                 destinations or a third failure of one (false)
+  verify-correction-advertised BOOL  a failing check corrects the neighbour's other routes
+                                by scaling what it advertised, not our link cost to it (true)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
                                 (false)
@@ -157,6 +159,9 @@ pub enum VerifyStatement {
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
     ProgressAccuracy(bool),
+    /// `verify-correction-advertised BOOL`: the neighbour-wide correction scales the
+    /// neighbour's advertised metric, not our link cost to it (§5.2).
+    CorrectionAdvertised(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -208,6 +213,7 @@ impl VerifyStatement {
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
+            "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -369,6 +375,7 @@ impl VerifySettings {
                 VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
+                VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -767,7 +774,19 @@ impl Verification {
         };
         let actions = self.verifier.handle_timeout(now, &candidates);
         for a in actions {
-            self.act(now, a, routes, threshold_pm, &mut out);
+            self.act(now, a, threshold_pm, &mut out);
+        }
+        // §5.2: the neighbour-wide corrections, kept up to date with the claims (the route
+        // checked has its own correction, pushed by `act` above; the verifier knows it).
+        for (n, prefix, metric, until) in self.verifier.neighbour_corrections(now, routes) {
+            out.inputs.push(Input::SetVerifiedMetric {
+                prefix,
+                src_prefix: None,
+                ifindex: n.ifindex,
+                via: n.address,
+                metric,
+                until,
+            });
         }
         for (o, v, p, tlv) in self.responder.poll_answers(now) {
             if let Some((addr, _)) = self.peers.get(&(o, v, p)) {
@@ -788,7 +807,6 @@ impl Verification {
         &mut self,
         now: Instant,
         a: ProbeAction,
-        routes: &[RouteView],
         threshold_pm: u16,
         out: &mut VerificationOutputs,
     ) {
@@ -801,7 +819,7 @@ impl Verification {
                 hello,
                 hop_limit,
             } => self.probe(neighbour, hello, Some(hop_limit), out),
-            ProbeAction::Checked(c) => self.checked(now, &c, routes, threshold_pm, out),
+            ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
                 out.inputs.push(Input::SetNeighbourAccuracy {
@@ -905,7 +923,6 @@ impl Verification {
         &mut self,
         now: Instant,
         c: &Check,
-        routes: &[RouteView],
         threshold_pm: u16,
         out: &mut VerificationOutputs,
     ) {
@@ -919,26 +936,6 @@ impl Verification {
                 metric,
                 until,
             });
-        }
-        if let Some((factor, until)) = c.neighbour_factor {
-            // §5.2: every other route through the neighbour is assumed to lie as much.
-            for r in routes.iter().filter(|r| {
-                r.ifindex == n.ifindex
-                    && r.via == n.address
-                    && r.prefix != c.route.prefix
-                    && r.src_prefix.is_none()
-                    && r.verified_metric.is_none()
-            }) {
-                let m = (f64::from(r.metric.0) * factor).min(f64::from(babel_wire::INFINITY - 1));
-                out.inputs.push(Input::SetVerifiedMetric {
-                    prefix: r.prefix,
-                    src_prefix: None,
-                    ifindex: r.ifindex,
-                    via: r.via,
-                    metric: m as u16,
-                    until,
-                });
-            }
         }
         if c.cost.is_some() {
             let accuracy = self.verifier.engine_accuracy(now, &n, threshold_pm);
@@ -1418,23 +1415,27 @@ mod tests {
     /// The on/off statements of the score, each against its field: §4.2.3 `verify-progress`
     /// (a claim that converges restarts its run) and `verify-progress-accuracy` (it converges
     /// on its accuracy alone), §4.2.4 `verify-unknown-breadth` (failures blamed on nobody
-    /// need breadth). Each starts at the crate's default, turns the field the other way and
-    /// back, and refuses a word that is not a boolean.
+    /// need breadth), §5.2 `verify-correction-advertised` (the neighbour-wide correction
+    /// scales the advertised metric). Each starts at the crate's default, turns the field the
+    /// other way and back, and refuses a word that is not a boolean.
     #[test]
     fn on_off_statements() {
-        type Field = fn(&verify::ScoreConfig) -> bool;
-        let statements: [(&str, Field); 3] = [
-            ("verify-progress", |c| c.progress),
-            ("verify-progress-accuracy", |c| c.progress_on_accuracy),
-            ("verify-unknown-breadth", |c| c.unknown_breadth),
+        type Field = fn(&verify::VerifyConfig) -> bool;
+        let statements: [(&str, Field); 4] = [
+            ("verify-progress", |c| c.score.progress),
+            ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
+            ("verify-unknown-breadth", |c| c.score.unknown_breadth),
+            ("verify-correction-advertised", |c| {
+                c.correction.scale_advertised
+            }),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
-            let d = field(&verify::ScoreConfig::default());
-            assert_eq!(field(&s.config().score), d, "{name}");
+            let d = field(&verify::VerifyConfig::default());
+            assert_eq!(field(&s.config()), d, "{name}");
             for b in [!d, d, !d] {
                 s.apply(words(&format!("{name} {b}")).unwrap());
-                assert_eq!(field(&s.config().score), b, "{name} {b}");
+                assert_eq!(field(&s.config()), b, "{name} {b}");
             }
             assert!(
                 matches!(
@@ -1500,7 +1501,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 26);
+        assert_eq!(listed.len(), 27);
         for k in listed {
             assert!(
                 !matches!(

@@ -24,6 +24,9 @@ pub struct CorrectionConfig {
     pub max_routes: usize,
     /// Largest neighbour-wide correction factor (§5.2).
     pub max_factor: f64,
+    /// The neighbour-wide correction scales the neighbour's advertised metric, not our link
+    /// cost to it (§5.2; on by default); off, it scales the whole metric, as before.
+    pub scale_advertised: bool,
 }
 
 impl Default for CorrectionConfig {
@@ -37,6 +40,7 @@ impl Default for CorrectionConfig {
             max: Duration::from_secs(3600),
             max_routes: 1024,
             max_factor: 8.0,
+            scale_advertised: true,
         }
     }
 }
@@ -57,10 +61,73 @@ impl CorrectionConfig {
     }
 }
 
-/// Last correction time per route, bounded.
+/// The neighbour-wide correction of a failing check (`spec/verify.md` §5.2): every other route
+/// through the neighbour is assumed to lie as much as the route checked, until `until`.
+///
+/// The lie is in what the neighbour advertised: our link cost to it is ours, measured by us
+/// (§1.3). So the factor scales the advertised part, `refmetric`: the route checked had
+/// `m = link + advertised` and measured `c`, its advertised part should have been `c − link`,
+/// and another route through the neighbour is taken at `link + advertised' · (c − link) /
+/// advertised`. Scaling the whole metric by `c/m` instead (`scale_advertised` off) dilutes the
+/// lie with our link: over a 96 link, a neighbour that halves a 96 (`m` = 144, `c` = 192,
+/// `a` = 0.75) and a 1,000 (`m` = 596, `c` = 1,096) has the second scaled by 1.33 to 795, still
+/// under 80 % of its cost, where scaling the advertised part by 2 gives 1,096.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NeighbourCorrection {
+    /// Factor on the advertised metric (or on the whole metric with `scale_advertised` off),
+    /// at least 1, at most `max_factor`.
+    pub factor: f64,
+    /// Scales the advertised metric only.
+    pub advertised_only: bool,
+    /// Until then.
+    pub until: Instant,
+}
+
+impl NeighbourCorrection {
+    /// From a failing check: the route's metric `m` (link included), its `advertised` metric,
+    /// and the measured cost `c`.
+    pub fn new(cfg: &CorrectionConfig, m: u16, advertised: u16, c: u16, until: Instant) -> Self {
+        let max = cfg.max_factor.max(1.0);
+        let factor = if cfg.scale_advertised {
+            let link = m.saturating_sub(advertised);
+            let want = f64::from(c.saturating_sub(link));
+            if advertised == 0 {
+                max
+            } else {
+                want / f64::from(advertised)
+            }
+        } else {
+            f64::from(c) / f64::from(m.max(1))
+        };
+        NeighbourCorrection {
+            factor: if factor.is_finite() {
+                factor.clamp(1.0, max)
+            } else {
+                max
+            },
+            advertised_only: cfg.scale_advertised,
+            until,
+        }
+    }
+
+    /// The metric to use for another route through the neighbour, of metric `metric` (link
+    /// included) and advertised metric `advertised`: never below `metric`, always finite.
+    pub fn corrected(&self, metric: u16, advertised: u16) -> u16 {
+        let top = f64::from(babel_wire::INFINITY - 1);
+        let scaled = if self.advertised_only {
+            let link = metric.saturating_sub(advertised);
+            f64::from(link) + f64::from(advertised.min(metric)) * self.factor
+        } else {
+            f64::from(metric) * self.factor
+        };
+        (scaled.min(top) as u16).max(metric.min(babel_wire::INFINITY - 1))
+    }
+}
+
+/// Last correction time per route, and until when it is in force; bounded.
 #[derive(Clone, Debug)]
 pub struct Corrections<K: Ord + Clone> {
-    last: BTreeMap<K, Instant>,
+    last: BTreeMap<K, (Instant, Instant)>,
 }
 
 impl<K: Ord + Clone> Default for Corrections<K> {
@@ -84,10 +151,16 @@ impl<K: Ord + Clone> Corrections<K> {
         if f64::from(c) <= f64::from(m) * (1.0 + cfg.tolerance) {
             return None;
         }
-        let since = self.last.get(&route).map(|t| now.saturating_since(*t));
-        crate::bounded::make_room(&mut self.last, cfg.max_routes, &route, |t| *t);
-        self.last.insert(route, now);
-        Some((c, now + cfg.duration(since)))
+        let since = self.last.get(&route).map(|(t, _)| now.saturating_since(*t));
+        crate::bounded::make_room(&mut self.last, cfg.max_routes, &route, |(t, _)| *t);
+        let until = now + cfg.duration(since);
+        self.last.insert(route, (now, until));
+        Some((c, until))
+    }
+
+    /// True while the last correction of `route` is in force.
+    pub fn in_force(&self, now: Instant, route: &K) -> bool {
+        self.last.get(route).is_some_and(|(_, until)| now < *until)
     }
 
     /// Routes remembered.
@@ -105,6 +178,54 @@ impl<K: Ord + Clone> Corrections<K> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    fn cfg(scale_advertised: bool) -> CorrectionConfig {
+        CorrectionConfig {
+            scale_advertised,
+            ..CorrectionConfig::default()
+        }
+    }
+
+    /// §5.2: the neighbour halves what it advertises, over our 96 link. Scaling the advertised
+    /// part finds every other route's cost; scaling the whole metric leaves the longer claims
+    /// under the threshold.
+    #[test]
+    fn neighbour_correction_scales_what_was_advertised() {
+        let t = Instant::ZERO;
+        // The route checked: advertised 48 (really 96), m = 144, c = 192.
+        let adv = NeighbourCorrection::new(&cfg(true), 144, 48, 192, t);
+        assert!((adv.factor - 2.0).abs() < 1e-9, "{adv:?}");
+        // Another route: advertised 500 (really 1,000), m = 596, cost 1,096.
+        assert_eq!(adv.corrected(596, 500), 1096);
+        let whole = NeighbourCorrection::new(&cfg(false), 144, 48, 192, t);
+        assert!((whole.factor - 192.0 / 144.0).abs() < 1e-9);
+        let w = whole.corrected(596, 500);
+        assert_eq!(w, 794);
+        assert!(f64::from(w) / 1096.0 < 0.8, "scaled whole: {w}");
+        // Our link cost is never scaled: a route through the same neighbour that it advertises
+        // at 0 (the neighbour itself) keeps its metric.
+        assert_eq!(adv.corrected(96, 0), 96);
+        assert_eq!(whole.corrected(96, 0), 128);
+    }
+
+    /// The factor is clamped to [1, `max_factor`], an advertised 0 takes the largest, and a
+    /// corrected metric is never below the metric nor infinite.
+    #[test]
+    fn neighbour_correction_bounds() {
+        let t = Instant::ZERO;
+        let c = cfg(true);
+        assert_eq!(NeighbourCorrection::new(&c, 96, 0, 400, t).factor, 8.0);
+        assert_eq!(NeighbourCorrection::new(&c, 100, 4, 60_000, t).factor, 8.0);
+        // A cost under the metric (not a failure) never lowers a route.
+        let low = NeighbourCorrection::new(&c, 500, 400, 300, t);
+        assert_eq!(low.factor, 1.0);
+        assert_eq!(low.corrected(700, 600), 700);
+        let big = NeighbourCorrection::new(&c, 100, 4, 60_000, t);
+        assert_eq!(big.corrected(30_000, 29_000), babel_wire::INFINITY - 1);
+        // An advertised metric above the metric (a view out of step) is taken as the metric.
+        assert_eq!(big.corrected(200, 300), 1600);
+        assert_eq!(NeighbourCorrection::new(&c, 0, 0, 0, t).corrected(0, 0), 0);
+    }
 
     /// §5: D grows as corrections come closer together; clamped both ways.
     #[test]

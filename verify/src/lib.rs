@@ -31,7 +31,7 @@ pub use auth::{
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
     probe_address,
 };
-pub use correction::{CorrectionConfig, Corrections};
+pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{
     Keyring, Report, ReportDropReason, SignedIhu, decode_signed_ihu, encode_signed_ihu,
 };
-use crate::correction::{CorrectionConfig, Corrections};
+use crate::correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 use crate::metric::{CostModel, MAX_COST, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 use crate::score::{Blame, CheckVerdict, Evidence, NeighbourScore, ScoreConfig};
@@ -201,9 +201,9 @@ pub struct Check {
     /// Metric correction: use this metric for the route until then
     /// (`Engine::set_verified_metric`).
     pub correction: Option<(u16, Instant)>,
-    /// Neighbour-wide correction (§5.2): a failing check multiplies the metric of every other
-    /// route through the neighbour by this factor, until then.
-    pub neighbour_factor: Option<(f64, Instant)>,
+    /// Neighbour-wide correction (§5.2): a failing check corrects every other route through
+    /// the neighbour as if it lied as much, until then.
+    pub neighbour_correction: Option<NeighbourCorrection>,
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
     /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution); on a
@@ -364,6 +364,9 @@ pub struct Verifier {
     scheduler: Scheduler,
     scores: BTreeMap<NeighbourId, NeighbourScore>,
     corrections: Corrections<(Prefix, NeighbourId)>,
+    /// §5.2: the neighbour-wide correction in force per neighbour, and whether every route
+    /// through the neighbour has been given it since it was set.
+    neighbour_corrections: BTreeMap<NeighbourId, (NeighbourCorrection, bool)>,
     keyring: Keyring,
     seqnos: BTreeMap<(Prefix, NeighbourId), u16>,
     /// Last answered session per destination (evidence that its answers reach us).
@@ -415,6 +418,7 @@ impl Verifier {
             scheduler: s,
             scores: BTreeMap::new(),
             corrections: Corrections::default(),
+            neighbour_corrections: BTreeMap::new(),
             keyring,
             seqnos: BTreeMap::new(),
             answered: BTreeMap::new(),
@@ -496,6 +500,61 @@ impl Verifier {
             }
         }
         t
+    }
+
+    /// §5.2, kept up to date: the verified metric each route through a neighbour under a
+    /// neighbour-wide correction should have now, for the driver to apply with
+    /// `Engine::set_verified_metric` (neighbour, destination, metric, until). The correction
+    /// is a factor on what the neighbour advertises, not a number: a liar's claims move (its
+    /// own routes change as the mesh reacts to its lies), and a metric computed from its claim
+    /// at the check would fall under the claim it makes later, leaving the relay that uses it
+    /// relaying the lie again. Every route through the neighbour gets it once after the check
+    /// that set it; after that, only the routes whose verified metric is not what the factor
+    /// gives now (a claim that moved, a route that is new). Routes with a correction of their
+    /// own in force (their own check measured them), with a source prefix, or unreachable are
+    /// left alone. Corrections past their end are forgotten.
+    pub fn neighbour_corrections(
+        &mut self,
+        now: Instant,
+        routes: &[babel_core::RouteView],
+    ) -> Vec<(NeighbourId, Prefix, u16, Instant)> {
+        self.neighbour_corrections
+            .retain(|_, (nc, _)| now < nc.until);
+        let mut out = Vec::new();
+        if self.neighbour_corrections.is_empty() {
+            return out;
+        }
+        for r in routes {
+            let n = NeighbourId {
+                ifindex: r.ifindex,
+                address: r.via,
+            };
+            let Some((nc, applied)) = self.neighbour_corrections.get(&n) else {
+                continue;
+            };
+            if r.src_prefix.is_some()
+                || r.metric >= babel_wire::Metric::INFINITY
+                || self.corrections.in_force(now, &(r.prefix, n))
+            {
+                continue;
+            }
+            let want = nc.corrected(r.metric.0, r.refmetric.0);
+            if !applied || r.verified_metric != Some(babel_wire::Metric(want)) {
+                out.push((n, r.prefix, want, nc.until));
+            }
+        }
+        for (_, applied) in self.neighbour_corrections.values_mut() {
+            *applied = true;
+        }
+        out
+    }
+
+    /// True while a neighbour-wide correction is in force ([`Verifier::neighbour_corrections`]
+    /// has work).
+    pub fn has_neighbour_corrections(&self, now: Instant) -> bool {
+        self.neighbour_corrections
+            .values()
+            .any(|(nc, _)| now < nc.until)
     }
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.
@@ -1039,7 +1098,7 @@ impl Verifier {
             cost,
             accuracy: a,
             correction: None,
-            neighbour_factor: None,
+            neighbour_correction: None,
             black_hole: black_hole_found,
             blame: Blame::Unknown,
             stable,
@@ -1069,8 +1128,22 @@ impl Verifier {
             }
             if failed {
                 check.blame = self.blame(&route, &s, c, candidates);
-                let factor = (1.0 / a.max(f64::MIN_POSITIVE)).min(self.cfg.correction.max_factor);
-                check.neighbour_factor = Some((factor, now + self.cfg.correction.first));
+                let nc = NeighbourCorrection::new(
+                    &self.cfg.correction,
+                    metric,
+                    route.advertised,
+                    c,
+                    now + self.cfg.correction.first,
+                );
+                check.neighbour_correction = Some(nc);
+                crate::bounded::make_room(
+                    &mut self.neighbour_corrections,
+                    self.max_neighbours,
+                    &route.neighbour,
+                    |(nc, _)| nc.until,
+                );
+                self.neighbour_corrections
+                    .insert(route.neighbour, (nc, false));
             }
             if !self.scores.contains_key(&route.neighbour)
                 && self.scores.len() >= self.max_neighbours

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use babel_core::Instant;
-use babel_wire::{Prefix, RouterId};
+use babel_core::{Instant, RouteView};
+use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use verify::{
     Blame, Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
     ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute,
@@ -192,6 +192,12 @@ fn liar_corrected_then_evicted_then_readmitted() {
     let (m, until) = c1.correction.expect("corrected");
     assert_eq!(m, 288);
     assert!(until > w.now);
+    // §5.2: its other routes are taken as if it lied as much on what it advertised, 48 for
+    // the 192 measured past our link.
+    let nc = c1.neighbour_correction.expect("neighbour-wide correction");
+    assert_eq!(nc.factor, 4.0);
+    assert_eq!(nc.corrected(296, 200), 896);
+    assert_eq!(nc.until, until);
     assert_eq!(c1.verdict, CheckVerdict::Kept);
     let mut evicted = None;
     for _ in 0..6 {
@@ -211,6 +217,87 @@ fn liar_corrected_then_evicted_then_readmitted() {
         evicted: false
     }));
     assert!(w.v.engine_accuracy(until, &nb(1), 500) >= 500);
+}
+
+fn view(prefix: Prefix, n: NeighbourId, refmetric: u16, verified: Option<u16>) -> RouteView {
+    RouteView {
+        prefix,
+        src_prefix: None,
+        installed: true,
+        feasible: true,
+        router_id: RouterId([1; 8]),
+        metric: Metric(refmetric.saturating_add(96)),
+        smoothed_metric: Metric(refmetric.saturating_add(96)),
+        refmetric: Metric(refmetric),
+        verified_metric: verified.map(Metric),
+        price: 0,
+        received_price: 0,
+        fee: 0,
+        seqno: Seqno(0),
+        age: Duration::ZERO,
+        via: n.address,
+        next_hop: n.address,
+        ifindex: n.ifindex,
+        full_path_rtt: 0,
+    }
+}
+
+fn host(i: u16) -> Prefix {
+    Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
+}
+
+/// §5.2: after a failing check, every other route through the neighbour gets the correction,
+/// once; afterwards only a route whose claim moved (or a new one) gets it again, at the factor
+/// on what the neighbour claims now. The route checked keeps its own correction, other
+/// neighbours' routes are untouched, and nothing is left once the correction ends.
+#[test]
+fn neighbour_correction_follows_the_claims() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let c1 = w.run_check(&[cand(1, 144, true)]);
+    // Advertised 48 for the 192 measured past our link: factor 4.
+    let nc = c1.neighbour_correction.expect("failing check");
+    assert_eq!(nc.factor, 4.0);
+    let now = w.now;
+    let mut routes = vec![
+        view(dest(), nb(1), 48, None),
+        view(host(2), nb(1), 100, None),
+        view(host(3), nb(1), 200, None),
+        view(host(2), nb(2), 100, None),
+        view(host(5), nb(1), babel_wire::INFINITY, None),
+        RouteView {
+            src_prefix: Some(host(6)),
+            ..view(host(6), nb(1), 100, None)
+        },
+    ];
+    let first = w.v.neighbour_corrections(now, &routes);
+    assert_eq!(
+        first,
+        vec![
+            (nb(1), host(2), 496, nc.until),
+            (nb(1), host(3), 896, nc.until),
+        ]
+    );
+    // Applied: nothing more to do.
+    routes[1] = view(host(2), nb(1), 100, Some(496));
+    routes[2] = view(host(3), nb(1), 200, Some(896));
+    assert!(w.v.neighbour_corrections(now, &routes).is_empty());
+    // The neighbour's claim for host 3 rises (its own route changed): the frozen 896 would
+    // now be under the metric; the factor follows the claim. A new route is corrected too.
+    routes[2] = view(host(3), nb(1), 300, Some(896));
+    routes.push(view(host(4), nb(1), 10, None));
+    let later = now + Duration::from_secs(1);
+    assert_eq!(
+        w.v.neighbour_corrections(later, &routes),
+        vec![
+            (nb(1), host(3), 1296, nc.until),
+            (nb(1), host(4), 136, nc.until),
+        ]
+    );
+    assert!(w.v.has_neighbour_corrections(later));
+    // Past its end: forgotten.
+    assert!(w.v.neighbour_corrections(nc.until, &routes).is_empty());
+    assert!(!w.v.has_neighbour_corrections(nc.until));
 }
 
 /// §1.2: an honest neighbour on a lossy path (wired 2-out-of-3 costs) keeps accuracy 1.
