@@ -66,6 +66,7 @@ fn main() {
     let unknown_breadth = env("ADV_UNKNOWN_BREADTH");
     let progress_on_accuracy = env("ADV_PROGRESS_ACCURACY");
     let scale_advertised = env("ADV_SCALE_ADVERTISED");
+    let follow_claims = env("ADV_CORRECTION_FOLLOW");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -138,6 +139,9 @@ fn main() {
         }
         if let Some(x) = scale_advertised {
             c.verify.correction.scale_advertised = x != 0;
+        }
+        if let Some(x) = follow_claims {
+            c.verify.correction.follow_claims = x != 0;
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;

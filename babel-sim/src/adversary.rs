@@ -667,7 +667,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     }
                 }
             }
-            // §5.2: the neighbour-wide corrections, kept up to date with the claims.
+            // §5.2: the neighbour-wide corrections.
             if nodes
                 .get(v)
                 .is_some_and(|x| x.verifier.has_neighbour_corrections(t))

@@ -89,7 +89,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 the run blamed on the origin) evict only with failures of two
                                 destinations or a third failure of one (false)
   verify-correction-advertised BOOL  a failing check corrects the neighbour's other routes
-                                by scaling what it advertised, not our link cost to it (true)
+                                by scaling what it advertised, not our link cost to it (false)
+  verify-correction-follow BOOL the neighbour-wide correction follows the neighbour's claims
+                                while in force, not only its claims at the check (false)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
                                 (false)
@@ -162,6 +164,9 @@ pub enum VerifyStatement {
     /// `verify-correction-advertised BOOL`: the neighbour-wide correction scales the
     /// neighbour's advertised metric, not our link cost to it (§5.2).
     CorrectionAdvertised(bool),
+    /// `verify-correction-follow BOOL`: the neighbour-wide correction follows the claims while
+    /// in force (§5.2).
+    CorrectionFollow(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -214,6 +219,7 @@ impl VerifyStatement {
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
+            "verify-correction-follow" => VerifyStatement::CorrectionFollow(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -376,6 +382,7 @@ impl VerifySettings {
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
+                VerifyStatement::CorrectionFollow(b) => c.correction.follow_claims = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -776,8 +783,8 @@ impl Verification {
         for a in actions {
             self.act(now, a, threshold_pm, &mut out);
         }
-        // §5.2: the neighbour-wide corrections, kept up to date with the claims (the route
-        // checked has its own correction, pushed by `act` above; the verifier knows it).
+        // §5.2: the neighbour-wide corrections (the route checked has its own correction,
+        // pushed by `act` above; the verifier knows it).
         for (n, prefix, metric, until) in self.verifier.neighbour_corrections(now, routes) {
             out.inputs.push(Input::SetVerifiedMetric {
                 prefix,
@@ -1421,13 +1428,14 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 4] = [
+        let statements: [(&str, Field); 5] = [
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
             ("verify-correction-advertised", |c| {
                 c.correction.scale_advertised
             }),
+            ("verify-correction-follow", |c| c.correction.follow_claims),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -1501,7 +1509,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 27);
+        assert_eq!(listed.len(), 28);
         for k in listed {
             assert!(
                 !matches!(

@@ -25,8 +25,12 @@ pub struct CorrectionConfig {
     /// Largest neighbour-wide correction factor (§5.2).
     pub max_factor: f64,
     /// The neighbour-wide correction scales the neighbour's advertised metric, not our link
-    /// cost to it (§5.2; on by default); off, it scales the whole metric, as before.
+    /// cost to it (§5.2; off by default: measured no better); off, it scales the whole metric.
     pub scale_advertised: bool,
+    /// The neighbour-wide correction follows the neighbour's claims while in force (§5.2; off
+    /// by default): every timer re-applies the factor to what the neighbour claims now.
+    /// Off, each route is given the factor once, on the claim at the check.
+    pub follow_claims: bool,
 }
 
 impl Default for CorrectionConfig {
@@ -40,7 +44,8 @@ impl Default for CorrectionConfig {
             max: Duration::from_secs(3600),
             max_routes: 1024,
             max_factor: 8.0,
-            scale_advertised: true,
+            scale_advertised: false,
+            follow_claims: false,
         }
     }
 }

@@ -502,17 +502,17 @@ impl Verifier {
         t
     }
 
-    /// §5.2, kept up to date: the verified metric each route through a neighbour under a
-    /// neighbour-wide correction should have now, for the driver to apply with
-    /// `Engine::set_verified_metric` (neighbour, destination, metric, until). The correction
-    /// is a factor on what the neighbour advertises, not a number: a liar's claims move (its
-    /// own routes change as the mesh reacts to its lies), and a metric computed from its claim
-    /// at the check would fall under the claim it makes later, leaving the relay that uses it
-    /// relaying the lie again. Every route through the neighbour gets it once after the check
-    /// that set it; after that, only the routes whose verified metric is not what the factor
-    /// gives now (a claim that moved, a route that is new). Routes with a correction of their
-    /// own in force (their own check measured them), with a source prefix, or unreachable are
-    /// left alone. Corrections past their end are forgotten.
+    /// §5.2: the verified metrics a neighbour-wide correction gives the routes through the
+    /// neighbour, for the driver to apply with `Engine::set_verified_metric` (neighbour,
+    /// destination, metric, until), to call after every timer. After the failing check that
+    /// set it, every route through the neighbour without a verified metric gets the factor on
+    /// its claim then, once. With `follow_claims`, the correction follows the claims while in
+    /// force: every route through the neighbour gets it once, then again whenever its verified
+    /// metric is not what the factor gives now (a claim that moved, a route that is new): a
+    /// liar's claims move as the mesh reacts to its lies, and a metric computed from a claim
+    /// at the check can fall under the claim made later. Routes with a correction of their own
+    /// in force (their own check measured them), with a source prefix, or unreachable are left
+    /// alone either way. Corrections past their end are forgotten.
     pub fn neighbour_corrections(
         &mut self,
         now: Instant,
@@ -539,7 +539,13 @@ impl Verifier {
                 continue;
             }
             let want = nc.corrected(r.metric.0, r.refmetric.0);
-            if !applied || r.verified_metric != Some(babel_wire::Metric(want)) {
+            let due = if self.cfg.correction.follow_claims {
+                !applied || r.verified_metric != Some(babel_wire::Metric(want))
+            } else {
+                // Once, on the claims at the check, to routes without a verified metric.
+                !applied && r.verified_metric.is_none()
+            };
+            if due {
                 out.push((n, r.prefix, want, nc.until));
             }
         }

@@ -192,11 +192,11 @@ fn liar_corrected_then_evicted_then_readmitted() {
     let (m, until) = c1.correction.expect("corrected");
     assert_eq!(m, 288);
     assert!(until > w.now);
-    // §5.2: its other routes are taken as if it lied as much on what it advertised, 48 for
-    // the 192 measured past our link.
+    // §5.2: its other routes are taken as if it lied as much: by default its whole metric
+    // scaled by c/m, 288 for 144.
     let nc = c1.neighbour_correction.expect("neighbour-wide correction");
-    assert_eq!(nc.factor, 4.0);
-    assert_eq!(nc.corrected(296, 200), 896);
+    assert_eq!(nc.factor, 2.0);
+    assert_eq!(nc.corrected(296, 200), 592);
     assert_eq!(nc.until, until);
     assert_eq!(c1.verdict, CheckVerdict::Kept);
     let mut evicted = None;
@@ -246,14 +246,17 @@ fn host(i: u16) -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
 }
 
-/// §5.2: after a failing check, every other route through the neighbour gets the correction,
-/// once; afterwards only a route whose claim moved (or a new one) gets it again, at the factor
-/// on what the neighbour claims now. The route checked keeps its own correction, other
+/// §5.2 with `follow_claims` (and `scale_advertised`): after a failing check, every other route through the neighbour
+/// gets the correction, once; afterwards only a route whose claim moved (or a new one) gets it
+/// again, at the factor on what the neighbour claims now. The route checked keeps its own correction, other
 /// neighbours' routes are untouched, and nothing is left once the correction ends.
 #[test]
 fn neighbour_correction_follows_the_claims() {
     let k = key(1);
-    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let mut cfg = VerifyConfig::default();
+    cfg.correction.follow_claims = true;
+    cfg.correction.scale_advertised = true;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
     let c1 = w.run_check(&[cand(1, 144, true)]);
     // Advertised 48 for the 192 measured past our link: factor 4.
     let nc = c1.neighbour_correction.expect("failing check");
@@ -298,6 +301,31 @@ fn neighbour_correction_follows_the_claims() {
     // Past its end: forgotten.
     assert!(w.v.neighbour_corrections(nc.until, &routes).is_empty());
     assert!(!w.v.has_neighbour_corrections(nc.until));
+}
+
+/// §5.2 by default: the routes through the neighbour without a verified metric get the factor
+/// on their claims at the check, once; a claim that moves later, or a new route, does not.
+#[test]
+fn neighbour_correction_once_by_default() {
+    let k = key(1);
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    let c1 = w.run_check(&[cand(1, 144, true)]);
+    let nc = c1.neighbour_correction.expect("failing check");
+    let now = w.now;
+    let mut routes = vec![
+        view(dest(), nb(1), 48, None),
+        view(host(2), nb(1), 100, None),
+        view(host(3), nb(1), 200, Some(250)),
+    ];
+    // The whole metric scaled by c/m = 2: 196 becomes 392.
+    assert_eq!(nc.factor, 2.0);
+    assert_eq!(
+        w.v.neighbour_corrections(now, &routes),
+        vec![(nb(1), host(2), 392, nc.until)]
+    );
+    routes[1] = view(host(2), nb(1), 300, Some(392));
+    routes.push(view(host(4), nb(1), 10, None));
+    assert!(w.v.neighbour_corrections(now, &routes).is_empty());
 }
 
 /// §1.2: an honest neighbour on a lossy path (wired 2-out-of-3 costs) keeps accuracy 1.

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 37, "{t:?}");
+    assert_eq!(t.len(), 38, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -71,6 +71,7 @@ fn defaults_table_matches_code() {
             "max_sessions" => c.schedule.max_sessions.to_string() == *v,
             "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
             "scale_advertised" => c.correction.scale_advertised.to_string() == *v,
+            "follow_claims" => c.correction.follow_claims.to_string() == *v,
             "threshold" => v.parse::<f64>().unwrap() == c.score.threshold,
             "window" => dur(v) == c.score.window,
             "hold" => dur(v) == c.score.hold,
