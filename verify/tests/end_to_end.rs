@@ -246,10 +246,11 @@ fn host(i: u16) -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
 }
 
-/// §5.2 with `follow_claims` (and `scale_advertised`): after a failing check, every other route through the neighbour
-/// gets the correction, once; afterwards only a route whose claim moved (or a new one) gets it
-/// again, at the factor on what the neighbour claims now. The route checked keeps its own correction, other
-/// neighbours' routes are untouched, and nothing is left once the correction ends.
+/// §5.2 with `follow_claims` (and `scale_advertised`): after a failing check, every other
+/// route through the neighbour gets the correction, once; afterwards only a route whose claim
+/// moved (or a new one) gets it again, at the factor on what the neighbour claims now. The
+/// route checked keeps its own correction, other neighbours' routes are untouched, and nothing
+/// is left once the correction ends.
 #[test]
 fn neighbour_correction_follows_the_claims() {
     let k = key(1);
