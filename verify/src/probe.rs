@@ -521,7 +521,7 @@ impl Verifier {
         self.neighbour_corrections
             .retain(|_, (nc, _)| now < nc.until);
         let mut out = Vec::new();
-        if self.neighbour_corrections.is_empty() {
+        if !self.has_neighbour_corrections(now) {
             return out;
         }
         for r in routes {
@@ -555,12 +555,14 @@ impl Verifier {
         out
     }
 
-    /// True while a neighbour-wide correction is in force ([`Verifier::neighbour_corrections`]
-    /// has work).
+    /// True when [`Verifier::neighbour_corrections`] may have work: a neighbour-wide
+    /// correction in force that has not been given to the routes yet (with `follow_claims`,
+    /// any in force), so that a driver builds its route view only then.
     pub fn has_neighbour_corrections(&self, now: Instant) -> bool {
+        let follow = self.cfg.correction.follow_claims;
         self.neighbour_corrections
             .values()
-            .any(|(nc, _)| now < nc.until)
+            .any(|(nc, applied)| now < nc.until && (follow || !applied))
     }
 
     /// Runs the timers: readmissions, the Remote Hellos of the session, its end, the next cycle.

@@ -327,6 +327,8 @@ fn neighbour_correction_once_by_default() {
     routes[1] = view(host(2), nb(1), 300, Some(392));
     routes.push(view(host(4), nb(1), 10, None));
     assert!(w.v.neighbour_corrections(now, &routes).is_empty());
+    // Nothing left to do: a driver need not build its route view again.
+    assert!(!w.v.has_neighbour_corrections(now));
 }
 
 /// §1.2: an honest neighbour on a lossy path (wired 2-out-of-3 costs) keeps accuracy 1.
