@@ -1273,6 +1273,12 @@ pub struct ExitView {
     /// On a user node: what the current exit granted (the data path follows it).
     #[serde(skip)]
     pub grant: Option<Grant>,
+    /// On a user node: the grant whose data path the kernel holds (addresses and routes on the
+    /// tunnel interface, written by the tunnel thread after `grant` changed). Until then the
+    /// exit's address in the tunnel has no route through it, and a packet to it could leave by
+    /// another route, in the clear.
+    #[serde(skip)]
+    pub path_written: Option<Grant>,
     /// On a user node: bills and payments with the current exit.
     #[serde(default)]
     pub bill: Option<UserBillRow>,
@@ -1307,8 +1313,10 @@ impl ExitView {
     }
 
     /// The exit tunnel ends route verification must probe inside the tunnel (or not at all): on
-    /// a user node every configured exit (the current one at its address in the tunnel), on an
-    /// exit every user (at the first address of its IPv6 prefix).
+    /// a user node every configured exit (the current one at its address in the tunnel, once
+    /// the kernel routes that address through the tunnel), on an exit every user (at the first
+    /// address of its IPv6 prefix; the exit's route to its pool goes into the tunnel from the
+    /// start).
     pub fn stealth_tunnels(&self) -> StealthTunnels {
         if self.role == "exit" {
             StealthTunnels::new(self.users.iter().filter_map(|u| {
@@ -1325,6 +1333,7 @@ impl ExitView {
                 let inner = self
                     .grant
                     .as_ref()
+                    .filter(|g| self.path_written.as_ref() == Some(*g))
                     .filter(|g| g.mesh_address == mesh && g.ipv6_prefix.is_some())
                     .and_then(|g| g.exit_ipv6);
                 Some((mesh, inner))
@@ -1870,6 +1879,7 @@ mod tests {
         let mut v = ExitView {
             role: "user".to_owned(),
             grant: Some(grant(true)),
+            path_written: Some(grant(true)),
             ..Default::default()
         };
         for (name, a) in [("east", "fd77::1"), ("west", "fd77::5")] {
@@ -1882,8 +1892,18 @@ mod tests {
             });
         }
         assert_eq!(v.stealth_tunnels(), t);
+        // Granted, the data path not written yet: the exit's address in the tunnel has no
+        // route through it, so nothing is probed.
+        v.path_written = None;
+        assert_eq!(v.stealth_tunnels().path(&p("fd77::1/128")), ProbePath::Hold);
+        // The path of another grant (the previous exit's) does not count either.
+        let mut old = grant(true);
+        old.mesh_address = "fd77::5".parse().unwrap();
+        v.path_written = Some(old);
+        assert_eq!(v.stealth_tunnels().path(&p("fd77::1/128")), ProbePath::Hold);
         // Granted no IPv6: nothing is probed (never in the clear).
         v.grant = Some(grant(false));
+        v.path_written = Some(grant(false));
         assert_eq!(v.stealth_tunnels().path(&p("fd77::1/128")), ProbePath::Hold);
         // An exit: each user at the first address of its prefix.
         let x = ExitView {

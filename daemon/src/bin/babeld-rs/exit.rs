@@ -316,6 +316,8 @@ async fn run(
     }
     // What the tunnel interface carries for the current grant (a user node).
     let mut path = UserPath::default();
+    // Whether the kernel took the last changes of `path`.
+    let mut path_ok = false;
     let mut peers = std::collections::HashMap::new();
     let mut counted = daemon::exit::ExitMeter::default();
     loop {
@@ -339,9 +341,18 @@ async fn run(
             if !changes.is_empty() {
                 // Only this thread waits (the exit's own), never the main loop.
                 let ops = daemon::netlink_ops::user_path(ix, &changes);
-                if let Err(e) = netlink.run(ops).await {
-                    tracing::warn!("exit: tunnel path: {e}");
-                }
+                path_ok = match netlink.run(ops).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!("exit: tunnel path: {e}");
+                        false
+                    }
+                };
+            }
+            // Route verification probes the exit inside the tunnel only once the kernel routes
+            // the exit's address in it through the tunnel.
+            if let Ok(mut v) = view.lock() {
+                v.path_written = path_ok.then_some(g);
             }
             path = next;
         }
@@ -582,10 +593,11 @@ async fn serve(
         let bytes = buf.get(..n).unwrap_or_default();
         match server.register(SystemTime::now(), source, bytes) {
             Ok(answer) => {
-                if let Err(e) = socket.send_to(&answer.reply, src).await {
-                    tracing::debug!("exit: answer to {src}: {e}");
-                }
-                match answer.decision {
+                // The user is taken in (tunnel peer, address set, the view route verification
+                // reads) before it is answered: our answer is the first packet we send it, so
+                // verification never sees it used before it knows it as a tunnel end, and its
+                // first handshake finds the peer (or soon will).
+                match &answer.decision {
                     ::exit::Decision::Registered(r) => {
                         if let Some(u) = server.user(&r.user) {
                             tracing::info!(
@@ -599,6 +611,9 @@ async fn serve(
                     ::exit::Decision::Refused(why) => {
                         tracing::info!("exit: request from {source} refused: {}", why.name());
                     }
+                }
+                if let Err(e) = socket.send_to(&answer.reply, src).await {
+                    tracing::debug!("exit: answer to {src}: {e}");
                 }
             }
             Err(e) => {
