@@ -900,6 +900,36 @@ fn verification_verified_metric_overrides_selection_until_expiry() {
     );
 }
 
+/// A verified cost only ever makes a route worse (`spec/verify.md` §5.1): once the neighbour's
+/// claim rises above the cost measured at the check, selection follows the claim, as the
+/// advertisement does.
+#[test]
+fn verification_verified_metric_never_makes_a_route_look_better_than_its_claim() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    let until = h.now + Duration::from_secs(120);
+    // Checked at 196, measured 350: still under the 396 through 2, so it stays selected.
+    h.e.set_verified_metric(h.now, key("2001:db8:1::/48"), IF, nb(1), 350, until)
+        .unwrap();
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    // Its claim rises to 900 (metric 996): the verified 350 must not hide it.
+    for _ in 0..6 {
+        h.advance(Duration::from_secs(4));
+        let (a, b) = (h.hello(nb(1)), h.hello(nb(2)));
+        h.recv(nb(1), &[a, ihu(96), update("2001:db8:1::/48", 9, 7, 900)]);
+        h.recv(nb(2), &[b, ihu(96), update("2001:db8:1::/48", 9, 7, 300)]);
+    }
+    assert!(h.now < until, "the correction is still in force");
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(2),
+        "selection saw the verified 350 instead of the claim of 996"
+    );
+}
+
 #[test]
 fn verification_inaccurate_neighbour_routes_leave_the_kernel_until_it_recovers() {
     let mut h = H::new();

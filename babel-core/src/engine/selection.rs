@@ -301,8 +301,11 @@ impl SelectCx<'_> {
             // One search of the neighbours for both the link cost and the accuracy.
             let neighbour = neighbours.get(&r.neigh());
             let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
+            // A verified cost in force only ever makes the route worse (`spec/verify.md`
+            // §5.1): a claim that rose above the cost measured at the check is taken, as the
+            // advertisement takes it.
             let effective = match r.verified() {
-                Some((m, until)) if now < until && metric < INFINITY => m,
+                Some((m, until)) if now < until && metric < INFINITY => m.max(metric),
                 _ => metric,
             };
             Contender {
