@@ -67,6 +67,7 @@ fn main() {
     let progress_on_accuracy = env("ADV_PROGRESS_ACCURACY");
     let scale_advertised = env("ADV_SCALE_ADVERTISED");
     let follow_claims = env("ADV_CORRECTION_FOLLOW");
+    let relayed_used = env("ADV_RELAYED_USED");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -145,6 +146,9 @@ fn main() {
         }
         if let Some(x) = stable {
             c.verify.score.stable_evidence = x;
+        }
+        if let Some(x) = relayed_used {
+            c.verify.schedule.relayed_probes_used = x != 0;
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

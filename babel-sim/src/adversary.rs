@@ -504,6 +504,19 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         let Some((dst, r)) = probe else {
                             continue;
                         };
+                        // The relays on the path see a Remote Hello for the destination go
+                        // through (outside a tunnel): with `relayed_probes_used`, it is used
+                        // for them too.
+                        if cfg.verify.schedule.relayed_probes_used && !exit_set.contains(&dst) {
+                            for &hop in &r.path {
+                                if hop != dst
+                                    && hop != v
+                                    && let Some(x) = nodes.get_mut(hop)
+                                {
+                                    x.verifier.mark_used(t, hello.prefix);
+                                }
+                            }
+                        }
                         if r.looped
                             && let Some(x) = nodes.get_mut(v)
                         {

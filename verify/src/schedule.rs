@@ -85,6 +85,12 @@ pub struct ScheduleConfig {
     pub per_neighbour: bool,
     /// Most sessions in one cycle (neighbours beyond it are chosen at random).
     pub max_sessions: usize,
+    /// Remote Hellos we forward for others (not inside a tunnel) make their destination used
+    /// for us too (§2.1), so a relay checks the routes its neighbours are checking through it
+    /// and corrects its own next hop's lie before it is blamed for relaying it (§5.2). Off:
+    /// only data makes a destination used. A driver decision (it marks what is used); here so
+    /// that both drivers read one setting.
+    pub relayed_probes_used: bool,
 }
 
 impl Default for ScheduleConfig {
@@ -102,6 +108,7 @@ impl Default for ScheduleConfig {
             paper_only: false,
             per_neighbour: true,
             max_sessions: 16,
+            relayed_probes_used: false,
         }
     }
 }
