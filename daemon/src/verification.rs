@@ -92,6 +92,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 by scaling what it advertised, not our link cost to it (false)
   verify-correction-follow BOOL the neighbour-wide correction follows the neighbour's claims
                                 while in force, not only its claims at the check (false)
+  verify-relayed-probes-used BOOL  Remote Hellos we forward for others make their
+                                destination used for us too (false)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
                                 (false)
@@ -167,6 +169,9 @@ pub enum VerifyStatement {
     /// `verify-correction-follow BOOL`: the neighbour-wide correction follows the claims while
     /// in force (§5.2).
     CorrectionFollow(bool),
+    /// `verify-relayed-probes-used BOOL`: Remote Hellos we forward make their destination
+    /// used (§2.1).
+    RelayedProbesUsed(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -220,6 +225,7 @@ impl VerifyStatement {
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
             "verify-correction-follow" => VerifyStatement::CorrectionFollow(flag()?),
+            "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -383,6 +389,7 @@ impl VerifySettings {
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
                 VerifyStatement::CorrectionFollow(b) => c.correction.follow_claims = b,
+                VerifyStatement::RelayedProbesUsed(b) => c.schedule.relayed_probes_used = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1428,7 +1435,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 5] = [
+        let statements: [(&str, Field); 6] = [
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -1436,6 +1443,9 @@ mod tests {
                 c.correction.scale_advertised
             }),
             ("verify-correction-follow", |c| c.correction.follow_claims),
+            ("verify-relayed-probes-used", |c| {
+                c.schedule.relayed_probes_used
+            }),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -1509,7 +1519,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 28);
+        assert_eq!(listed.len(), 29);
         for k in listed {
             assert!(
                 !matches!(

@@ -717,6 +717,87 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     }
 }
 
+/// §2.1 `verify-relayed-probes-used` between real kernels: a - h - d and a - g - d, a verifies
+/// d (always used: `verify-destination`) through both; h and g verify too, with d's key, and no
+/// data goes to d. h, with the option, finds d used from a's Remote Hellos it forwards and
+/// checks d itself; g, without it, does not count them: d is not in its used set and it never
+/// checks d.
+#[test]
+fn relayed_remote_hellos_make_the_destination_used_only_with_the_option() {
+    let test = "relayed_remote_hellos_make_the_destination_used_only_with_the_option";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let [a, h, g, d] = nodes("vu", ["a", "h", "g", "d"]);
+    veth(&a, "a-h", &h, "h-a");
+    veth(&a, "a-g", &g, "g-a");
+    veth(&h, "h-d", &d, "d-h");
+    veth(&g, "g-d", &d, "d-g");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            "vua",
+            BIN,
+            &format!(
+                "{}verify-destination fd77::4/128\n",
+                verifier_config(&d_pub)
+            ),
+            &["a-h", "a-g"],
+        ),
+        start_with_config(
+            &h,
+            "vuh",
+            BIN,
+            &format!(
+                "{}verify-relayed-probes-used true\n",
+                verifier_config(&d_pub)
+            ),
+            &["h-a", "h-d"],
+        ),
+        start_with_config(&g, "vug", BIN, &verifier_config(&d_pub), &["g-a", "g-d"]),
+        start_with_config(
+            &d,
+            "vud",
+            BIN,
+            &destination_config(&d_seed),
+            &["d-h", "d-g"],
+        ),
+    ];
+    let sessions = |ns: &Netns| {
+        verify_json(ns)["counters"]["sessions"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let used = |ns: &Netns| {
+        ns.exec(&["nft", "list", "set", "inet", "babeld_rs_verify", "used"])
+            .contains("fd77::4")
+    };
+    // a's checks through both relays pass.
+    assert!(
+        wait_for(180, || passed_check(&a, "a-h", 30)
+            && passed_check(&a, "a-g", 30)),
+        "a did not check d through both relays\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(
+        wait_for(120, || used(&h) && sessions(&h) > 0),
+        "h did not take d as used from the Remote Hellos it forwards: used set has d: {}, sessions {}\n{}",
+        used(&h),
+        sessions(&h),
+        ds[1].log_text()
+    );
+    // g forwarded as many of a's Remote Hellos all the while.
+    assert!(passed_check(&a, "a-g", 30));
+    assert!(!used(&g), "g counted forwarded Remote Hellos as use");
+    assert_eq!(sessions(&g), 0, "g checked d without using it");
+    println!("h: {} sessions; g: {} sessions", sessions(&h), sessions(&g));
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
 /// Packets counted by the nftables rule of table `inet NAME` in `ns` (its first `counter`).
 fn nft_counter(ns: &Netns, table: &str) -> u64 {
     let text = ns.exec(&["nft", "list", "table", "inet", table]);

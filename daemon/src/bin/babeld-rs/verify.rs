@@ -128,6 +128,23 @@ fn open_trace() -> anyhow::Result<(UdpSocket, u16)> {
     Ok((UdpSocket::from_std(s.into())?, port))
 }
 
+/// The nftables table of used destinations (§2.1): what we send and what we forward, to
+/// addresses that are not link-local, multicast or loopback. Our own Remote Hellos never count;
+/// those we forward for others count only with `relayed_probes_used`.
+fn used_set(port: u16, relayed_probes_used: bool) -> String {
+    let fwd = if relayed_probes_used {
+        "    meta nfproto ipv6 ip6 daddr != { fe80::/10, ff00::/8 } update @used { ip6 daddr }\n"
+            .to_owned()
+    } else {
+        format!(
+            "    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n"
+        )
+    };
+    format!(
+        "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n  set used {{ type ipv6_addr; size 4096; flags dynamic,timeout; timeout 60s; }}\n  chain used_out {{ type filter hook output priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n  }}\n  chain used_fwd {{ type filter hook forward priority filter; policy accept;\n{fwd}  }}\n}}\n"
+    )
+}
+
 /// With `verify-enable`: builds the verification into `d`, opens the socket and installs the
 /// used-destination set. `None` otherwise.
 pub fn start(
@@ -177,8 +194,9 @@ pub fn start(
         v.public_key_hex()
     );
     let socket = open(port).with_context(|| format!("verification socket, port {port}"))?;
-    crate::mesh::nft(&format!(
-        "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n  set used {{ type ipv6_addr; size 4096; flags dynamic,timeout; timeout 60s; }}\n  chain used_out {{ type filter hook output priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8, ::1 }} update @used {{ ip6 daddr }}\n  }}\n  chain used_fwd {{ type filter hook forward priority filter; policy accept;\n    meta nfproto ipv6 udp dport != {port} ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n    meta nfproto ipv6 meta l4proto != udp ip6 daddr != {{ fe80::/10, ff00::/8 }} update @used {{ ip6 daddr }}\n  }}\n}}\n"
+    crate::mesh::nft(&used_set(
+        port,
+        d.config.verify.config().schedule.relayed_probes_used,
     ))
     .context("installing the used-destination set")?;
     let (read_used, used) = spawn_used_reader()?;
