@@ -92,7 +92,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 by scaling what it advertised, not our link cost to it (false)
   verify-correction-follow BOOL the neighbour-wide correction follows the neighbour's claims
                                 while in force, not only its claims at the check (false)
-  verify-relayed-probes-used BOOL  Remote Hellos we forward for others make their
+  verify-relayed-probes-used BOOL  verification packets we forward for others make their
                                 destination used for us too (false)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
@@ -169,8 +169,8 @@ pub enum VerifyStatement {
     /// `verify-correction-follow BOOL`: the neighbour-wide correction follows the claims while
     /// in force (§5.2).
     CorrectionFollow(bool),
-    /// `verify-relayed-probes-used BOOL`: Remote Hellos we forward make their destination
-    /// used (§2.1).
+    /// `verify-relayed-probes-used BOOL`: verification packets we forward make their
+    /// destination used (§2.1).
     RelayedProbesUsed(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
