@@ -855,6 +855,35 @@ pub struct DataPathLease {
     pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
 }
 
+/// The leases the exit's data path holds (tunnel peers and the nftables address sets), by user.
+/// A user refreshes its registration every second; a refresh whose lease is the one admitted
+/// needs no tunnel command and no `nft` run, so an exit with many users does not spawn a process
+/// per user per second while its registration service waits.
+#[derive(Debug, Default)]
+pub struct AdmittedLeases(std::collections::HashMap<[u8; 32], DataPathLease>);
+
+impl AdmittedLeases {
+    /// Whether `user` holds `lease` in the data path already.
+    pub fn holds(&self, user: &[u8; 32], lease: &DataPathLease) -> bool {
+        self.0.get(user) == Some(lease)
+    }
+
+    /// `user` holds `lease` in the data path now (taken in without an error).
+    pub fn record(&mut self, user: [u8; 32], lease: &DataPathLease) {
+        self.0.insert(user, lease.clone());
+    }
+
+    /// Users admitted.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No user admitted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl DataPathLease {
     /// The lease of a user the exit's store knows.
     pub fn of(u: &::exit::UserView) -> DataPathLease {
@@ -1437,6 +1466,38 @@ mod tests {
             Statement::Exit(s) => s,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A refresh with the admitted lease is not admitted again; a new user, a new address or a
+    /// new tunnel key is.
+    #[test]
+    fn a_refresh_with_the_same_lease_is_not_admitted_again() {
+        let lease = DataPathLease {
+            tunnel_key: tunnel::PublicKey([1; 32]),
+            mesh_address: "fd77::5".parse().unwrap(),
+            tunnel_port: TUNNEL_PORT,
+            ipv4: Ipv4Addr::new(10, 99, 0, 2),
+            ipv6_prefix: Some(("fd99:0:0:2::".parse().unwrap(), 64)),
+        };
+        let mut a = AdmittedLeases::default();
+        assert!(!a.holds(&[7; 32], &lease));
+        a.record([7; 32], &lease);
+        assert!(a.holds(&[7; 32], &lease));
+        assert!(!a.holds(&[8; 32], &lease), "another user");
+        let moved = DataPathLease {
+            ipv4: Ipv4Addr::new(10, 99, 0, 3),
+            ..lease.clone()
+        };
+        assert!(!a.holds(&[7; 32], &moved));
+        a.record([7; 32], &moved);
+        assert!(a.holds(&[7; 32], &moved));
+        assert!(!a.holds(&[7; 32], &lease), "the lease it held before");
+        let rekeyed = DataPathLease {
+            tunnel_key: tunnel::PublicKey([2; 32]),
+            ..moved
+        };
+        assert!(!a.holds(&[7; 32], &rekeyed));
+        assert_eq!(a.len(), 1);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use anyhow::Context;
 use babel_wire::Prefix;
 use daemon::config::DaemonConfig;
 use daemon::exit::{
-    AdmissionConfig, DataPathLease, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow, ExitView, Grant,
-    RTPROT_EXIT, TUNNEL_IFNAME, USER_TABLE, UserPath,
+    AdmissionConfig, AdmittedLeases, DataPathLease, EXIT_TABLE, ExitRole, ExitRoutes, ExitRow,
+    ExitView, Grant, RTPROT_EXIT, TUNNEL_IFNAME, USER_TABLE, UserPath,
 };
 use daemon::payments::PriceTable;
 use tokio::sync::mpsc;
@@ -502,17 +502,27 @@ fn open_server(
         .map_err(|e| anyhow::anyhow!("exit store {}: {e}", path.display()))
 }
 
-/// Makes a user with a lease a peer of the exit tunnel and admits its address.
-fn admit(u: &::exit::UserView, tx: &mpsc::UnboundedSender<Cmd>, view: &Arc<Mutex<ExitView>>) {
+/// Makes a user with a lease a peer of the exit tunnel and admits its address, unless it holds
+/// that lease already (a refresh: the view only counts it). A failed admission is tried again
+/// at the user's next refresh.
+fn admit(
+    u: &::exit::UserView,
+    tx: &mpsc::UnboundedSender<Cmd>,
+    view: &Arc<Mutex<ExitView>>,
+    admitted: &mut AdmittedLeases,
+) {
     let lease = DataPathLease::of(u);
-    let _ = tx.send(Cmd::Peer {
-        key: lease.tunnel_key,
-        endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
-        allowed: lease.allowed_ips(),
-        keepalive: None,
-    });
-    if let Err(e) = nft(&daemon::exit::exit_admit(lease.ipv4, lease.ipv6_prefix)) {
-        tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4);
+    if !admitted.holds(&u.user, &lease) {
+        let _ = tx.send(Cmd::Peer {
+            key: lease.tunnel_key,
+            endpoint: SocketAddr::new(IpAddr::V6(lease.mesh_address), lease.tunnel_port),
+            allowed: lease.allowed_ips(),
+            keepalive: None,
+        });
+        match nft(&daemon::exit::exit_admit(lease.ipv4, lease.ipv6_prefix)) {
+            Ok(()) => admitted.record(u.user, &lease),
+            Err(e) => tracing::warn!("exit: admitting {}: {e:#}", lease.ipv4),
+        }
     }
     if let Ok(mut v) = view.lock() {
         v.admit(&u.user, &lease);
@@ -533,9 +543,10 @@ async fn serve(
     ),
 ) {
     let (mut billing, restored) = billing;
+    let mut admitted = AdmittedLeases::default();
     // Leases survive restarts: every user with one is a peer again before any request.
     for u in server.users() {
-        admit(&u, &tx, &view);
+        admit(&u, &tx, &view, &mut admitted);
         if let Ok(mut v) = view.lock()
             && let Some(r) = v.users.last_mut()
         {
@@ -605,7 +616,7 @@ async fn serve(
                                 hex::encode(r.user),
                                 u.ipv4
                             );
-                            admit(&u, &tx, &view);
+                            admit(&u, &tx, &view, &mut admitted);
                         }
                     }
                     ::exit::Decision::Refused(why) => {
