@@ -68,6 +68,7 @@ fn main() {
     let scale_advertised = env("ADV_SCALE_ADVERTISED");
     let follow_claims = env("ADV_CORRECTION_FOLLOW");
     let relayed_used = env("ADV_RELAYED_USED");
+    let check_requests = env("ADV_CHECK_REQUESTS");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -149,6 +150,9 @@ fn main() {
         }
         if let Some(x) = relayed_used {
             c.verify.schedule.relayed_probes_used = x != 0;
+        }
+        if let Some(x) = check_requests {
+            c.verify.schedule.check_requests = x != 0;
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

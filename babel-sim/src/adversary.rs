@@ -665,6 +665,20 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             }
                         }
                     }
+                    ProbeAction::SendCheckFailed { neighbour, prefix } => {
+                        // §2.4: over the link to the neighbour, which knows us by our address
+                        // on it.
+                        let Some(peer) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        else {
+                            continue;
+                        };
+                        let from = sim
+                            .neighbour_of(peer, v)
+                            .map(|(ifindex, address)| verify::NeighbourId { ifindex, address });
+                        if let (Some(from), Some(x)) = (from, nodes.get_mut(peer)) {
+                            x.verifier.handle_check_failed(t, from, prefix);
+                        }
+                    }
                     ProbeAction::Standing { neighbour, .. } => {
                         let acc = nodes.get(v).map_or(1000, |x| {
                             x.verifier.engine_accuracy(t, &neighbour, engine_threshold)

@@ -833,6 +833,9 @@ impl Verification {
                 hello,
                 hop_limit,
             } => self.probe(neighbour, hello, Some(hop_limit), out),
+            // Not sent by the daemon yet (the Check Failed TLV is not on its wire): only the
+            // simulator drives `check_requests`.
+            ProbeAction::SendCheckFailed { .. } => {}
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);

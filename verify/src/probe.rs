@@ -89,6 +89,10 @@ pub struct ProbeCounters {
     pub evictions: u64,
     /// Neighbours readmitted.
     pub readmissions: u64,
+    /// Check Failed TLVs sent to neighbours whose route failed a check (§2.4).
+    pub check_failed_sent: u64,
+    /// Check Failed TLVs taken from neighbours (§2.4).
+    pub check_failed_received: u64,
 }
 
 impl ProbeCounters {
@@ -113,6 +117,8 @@ impl ProbeCounters {
             corrections,
             evictions,
             readmissions,
+            check_failed_sent,
+            check_failed_received,
         } = *o;
         self.sessions += sessions;
         self.probes_sent += probes_sent;
@@ -131,6 +137,8 @@ impl ProbeCounters {
         self.checks += checks;
         self.corrections += corrections;
         self.evictions += evictions;
+        self.check_failed_sent += check_failed_sent;
+        self.check_failed_received += check_failed_received;
         self.readmissions += readmissions;
     }
 
@@ -175,6 +183,16 @@ pub enum ProbeAction {
     },
     /// A check ended.
     Checked(Check),
+    /// Tell `neighbour` that its route to `prefix` failed our check (§2.4, with
+    /// `ScheduleConfig::check_requests`): a Check Failed TLV (226) to its link-local address on
+    /// the link, hop limit 255. An honest relay then checks its own route to `prefix` first in
+    /// its next cycle and corrects its next hop's lie before we confirm ours.
+    SendCheckFailed {
+        /// The neighbour whose route failed.
+        neighbour: NeighbourId,
+        /// The destination.
+        prefix: Prefix,
+    },
     /// The neighbour's standing changed: give the engine its accuracy
     /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
     Standing {
@@ -444,9 +462,10 @@ impl Verifier {
         self.scheduler.mark_used(now, &self.cfg.schedule, prefix);
     }
 
-    /// Destinations used within the window (§2.1).
+    /// Destinations to hand routes for (§2.1): those used within the window, and those a
+    /// neighbour asked us to check (§2.4).
     pub fn used(&self, now: Instant) -> Vec<Prefix> {
-        self.scheduler.used(now, &self.cfg.schedule)
+        self.scheduler.wanted(now, &self.cfg.schedule)
     }
 
     /// Whether the next [`Verifier::handle_timeout`] at `now` reads `candidates` (a cycle starts
@@ -1191,6 +1210,7 @@ impl Verifier {
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
+                self.notify_failure(&check, out);
                 out.push(ProbeAction::Checked(check));
                 out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
@@ -1199,7 +1219,34 @@ impl Verifier {
                 return;
             }
         }
+        self.notify_failure(&check, out);
         out.push(ProbeAction::Checked(check));
+    }
+
+    /// §2.4: a check below the threshold tells the neighbour, with `check_requests`.
+    fn notify_failure(&mut self, check: &Check, out: &mut Vec<ProbeAction>) {
+        if self.cfg.schedule.check_requests
+            && check.accuracy.is_some_and(|a| a < self.cfg.score.threshold)
+        {
+            self.counters.check_failed_sent += 1;
+            out.push(ProbeAction::SendCheckFailed {
+                neighbour: check.route.neighbour,
+                prefix: check.route.prefix,
+            });
+        }
+    }
+
+    /// §2.4: neighbour `from` says our route to `prefix` failed its check. With
+    /// `check_requests`, our next cycle checks our selected route to `prefix` first (unless it
+    /// goes through `from`). Returns whether the request was taken.
+    pub fn handle_check_failed(&mut self, now: Instant, from: NeighbourId, prefix: Prefix) -> bool {
+        if !self.cfg.schedule.check_requests {
+            return false;
+        }
+        self.counters.check_failed_received += 1;
+        self.scheduler
+            .request_check(now, &self.cfg.schedule, prefix, from);
+        true
     }
 }
 

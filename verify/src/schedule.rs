@@ -91,6 +91,9 @@ pub struct ScheduleConfig {
     /// only data makes a destination used. A driver decision (it marks what is used); here so
     /// that both drivers read one setting.
     pub relayed_probes_used: bool,
+    /// Check Failed (§2.4): a check below the threshold tells the neighbour, and a neighbour's
+    /// Check Failed for a destination has our next cycle check our selected route to it first.
+    pub check_requests: bool,
 }
 
 impl Default for ScheduleConfig {
@@ -109,6 +112,7 @@ impl Default for ScheduleConfig {
             per_neighbour: true,
             max_sessions: 16,
             relayed_probes_used: false,
+            check_requests: false,
         }
     }
 }
@@ -123,8 +127,21 @@ pub enum Reason {
     /// A used destination's selected route changed neighbour or improved since it was last
     /// verified.
     NewSelection,
+    /// A neighbour's Check Failed asked for it (§2.4).
+    Requested,
     /// The paper's random choice.
     Random,
+}
+
+/// A neighbour's Check Failed for one destination (§2.4).
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    /// When it last came.
+    asked: Instant,
+    /// From whom.
+    by: NeighbourId,
+    /// When our check it asked for ends (or ended).
+    checked_until: Option<Instant>,
 }
 
 /// Usage, verification history and the random source of the scheduler (bounded).
@@ -135,6 +152,10 @@ pub struct Scheduler {
     verified: BTreeMap<Prefix, (NeighbourId, u16)>,
     rechecks: BTreeMap<(Prefix, NeighbourId), Instant>,
     control: Option<(Prefix, NeighbourId)>,
+    /// Check Failed requests by destination (§2.4), at most `max_used`.
+    requests: BTreeMap<Prefix, Request>,
+    /// Neighbours whose session of the last cycle a request chose: not again this cycle.
+    requested_last: Vec<NeighbourId>,
     rng: Rng,
 }
 
@@ -146,6 +167,8 @@ impl Scheduler {
             verified: BTreeMap::new(),
             rechecks: BTreeMap::new(),
             control: None,
+            requests: BTreeMap::new(),
+            requested_last: Vec::new(),
             rng: Rng::new(seed),
         }
     }
@@ -161,6 +184,53 @@ impl Scheduler {
             self.verified.remove(&p);
         }
         self.used.insert(prefix, now);
+    }
+
+    /// Neighbour `by` asked us at `now` to check our route to `prefix` (§2.4).
+    pub fn request_check(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        prefix: Prefix,
+        by: NeighbourId,
+    ) {
+        let checked_until = self.requests.get(&prefix).and_then(|r| r.checked_until);
+        let _ = crate::bounded::make_room(&mut self.requests, cfg.max_used, &prefix, |r| r.asked);
+        self.requests.insert(
+            prefix,
+            Request {
+                asked: now,
+                by,
+                checked_until,
+            },
+        );
+    }
+
+    /// A request is due: asked within the window, after our last check it asked for ended.
+    fn request_due(&self, now: Instant, cfg: &ScheduleConfig, p: &Prefix) -> Option<NeighbourId> {
+        self.requests
+            .get(p)
+            .filter(|r| {
+                now.saturating_since(r.asked) <= cfg.used_window
+                    && r.checked_until.is_none_or(|c| r.asked > c)
+            })
+            .map(|r| r.by)
+    }
+
+    /// Destinations the driver should hand routes for: those used within the window, and
+    /// those a due request names (§2.4).
+    pub fn wanted(&self, now: Instant, cfg: &ScheduleConfig) -> Vec<Prefix> {
+        let mut v = self.used(now, cfg);
+        if cfg.check_requests {
+            v.extend(
+                self.requests
+                    .keys()
+                    .filter(|p| self.request_due(now, cfg, p).is_some()),
+            );
+            v.sort_unstable();
+            v.dedup();
+        }
+        v
     }
 
     /// Destinations used within the window.
@@ -189,8 +259,9 @@ impl Scheduler {
         } else {
             self.rechecks.remove(&(c.prefix, c.neighbour));
         }
-        let used = &self.used;
-        self.rechecks.retain(|(p, _), _| used.contains_key(p));
+        let (used, requests) = (&self.used, &self.requests);
+        self.rechecks
+            .retain(|(p, _), _| used.contains_key(p) || requests.contains_key(p));
     }
 
     /// After an unanswered session without evidence that the destination answers us at all,
@@ -243,13 +314,22 @@ impl Scheduler {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
         self.baselines(&used, candidates);
+        let requested: BTreeMap<Prefix, NeighbourId> = if cfg.check_requests {
+            self.requests
+                .keys()
+                .filter_map(|p| self.request_due(now, cfg, p).map(|by| (*p, by)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
         for c in candidates
             .iter()
-            .filter(|c| c.feasible && is_used(&c.prefix))
+            .filter(|c| c.feasible && (is_used(&c.prefix) || requested.contains_key(&c.prefix)))
         {
             per.entry(c.neighbour).or_default().push(c);
         }
+        let requested_last = std::mem::take(&mut self.requested_last);
         let mut order: Vec<NeighbourId> = per.keys().copied().collect();
         for i in (1..order.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
@@ -288,6 +368,31 @@ impl Scheduler {
                 out.push((**c, Reason::Control));
                 continue;
             }
+            // §2.4: our selected route to a destination a neighbour other than `n` asked us to
+            // check, unless a request chose `n`'s session last cycle.
+            let asked: Vec<&&VerifiableRoute> = routes
+                .iter()
+                .filter(|c| c.selected && requested.get(&c.prefix).is_some_and(|by| *by != n))
+                .collect();
+            if !asked.is_empty() && !requested_last.contains(&n) {
+                let i = self.rng.below(asked.len() as u64) as usize;
+                if let Some(c) = asked.get(i) {
+                    let ends = now
+                        + cfg.probe_interval.saturating_mul(u32::from(cfg.probes))
+                        + cfg.answer_wait;
+                    if let Some(r) = self.requests.get_mut(&c.prefix) {
+                        r.checked_until = Some(ends);
+                    }
+                    self.requested_last.push(n);
+                    out.push((***c, Reason::Requested));
+                    continue;
+                }
+            }
+            let routes: Vec<&VerifiableRoute> = routes
+                .iter()
+                .copied()
+                .filter(|c| is_used(&c.prefix))
+                .collect();
             let fresh: Vec<&&VerifiableRoute> = routes
                 .iter()
                 .filter(|c| c.selected)
@@ -299,6 +404,9 @@ impl Scheduler {
                     out.push((***c, Reason::NewSelection));
                     continue;
                 }
+            }
+            if routes.is_empty() {
+                continue;
             }
             let i = self.rng.below(routes.len() as u64) as usize;
             if let Some(c) = routes.get(i) {
@@ -484,6 +592,72 @@ mod tests {
         s.control(p(1), nb(2));
         let (c, r) = s.pick(later, &cfg, &better).unwrap();
         assert_eq!((c.neighbour, r), (nb(1), Reason::Control));
+    }
+
+    /// §2.4 with `check_requests`: a neighbour's Check Failed has the next cycle check our
+    /// selected route to the destination first, once per request that comes after our check of
+    /// it ended, never through the neighbour that asked, not for the same neighbour two cycles
+    /// running, and the destination never joins the random choice.
+    #[test]
+    fn a_check_failed_request_is_checked_first() {
+        let cfg = ScheduleConfig {
+            check_requests: true,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(6);
+        let now = Instant::from_secs(100);
+        s.mark_used(now, &cfg, p(1));
+        s.request_check(now, &cfg, p(2), nb(9));
+        assert_eq!(s.used(now, &cfg), vec![p(1)]);
+        assert_eq!(s.wanted(now, &cfg), vec![p(1), p(2)]);
+        let cands = [
+            cand(1, 1, 100, true),
+            cand(2, 1, 300, true),
+            cand(2, 2, 400, false),
+        ];
+        let picks = s.pick_all(now, &cfg, &cands);
+        // Neighbour 1 carries our selected route to p(2); neighbour 2 has only an unselected
+        // route to it and no used destination: no session.
+        assert_eq!(picks.len(), 1, "{picks:?}");
+        let (c, r) = picks[0];
+        assert_eq!((c.prefix, c.neighbour, r), (p(2), nb(1), Reason::Requested));
+        // A request during our check asks for nothing more.
+        let during = now + Duration::from_secs(3);
+        s.request_check(during, &cfg, p(2), nb(9));
+        assert_eq!(s.wanted(during, &cfg), vec![p(1)]);
+        for (c, r) in s.pick_all(during, &cfg, &cands) {
+            assert_eq!((c.prefix, r), (p(1), Reason::Random));
+        }
+        // One after it ended does, but neighbour 1's last cycle went to a request: not this one.
+        let after = now + Duration::from_secs(20);
+        s.request_check(after, &cfg, p(2), nb(9));
+        s.requested_last = vec![nb(1)];
+        let picks = s.pick_all(after, &cfg, &cands);
+        assert_eq!(
+            picks.first().map(|(c, r)| (c.prefix, *r)),
+            Some((p(1), Reason::Random))
+        );
+        let picks = s.pick_all(after, &cfg, &cands);
+        assert_eq!(
+            picks.first().map(|(c, r)| (c.prefix, *r)),
+            Some((p(2), Reason::Requested))
+        );
+        // A request from the neighbour our route goes through is not taken.
+        let later = now + Duration::from_secs(40);
+        s.request_check(later, &cfg, p(2), nb(1));
+        s.requested_last.clear();
+        for (c, r) in s.pick_all(later, &cfg, &cands) {
+            assert_eq!((c.prefix, r), (p(1), Reason::Random));
+        }
+        // Off: requests are neither wanted nor checked.
+        let off = ScheduleConfig::default();
+        let mut s = Scheduler::new(6);
+        s.mark_used(now, &off, p(1));
+        s.request_check(now, &off, p(2), nb(9));
+        assert_eq!(s.wanted(now, &off), vec![p(1)]);
+        for (c, _) in s.pick_all(now, &off, &cands) {
+            assert_eq!(c.prefix, p(1));
+        }
     }
 
     /// §2.2: among changed routes, those through the neighbour that gained the most go first.
