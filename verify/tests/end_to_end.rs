@@ -57,6 +57,8 @@ struct World {
     midway: Option<Vec<VerifiableRoute>>,
     /// The interface the next hop's Time Exceeded arrives on (`None`: the link to it).
     te_arrives_on: Option<u32>,
+    /// Check Failed TLVs the verifier asked to send (§2.4).
+    check_failed: Vec<(NeighbourId, Prefix)>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -79,6 +81,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         returns: Vec::new(),
         paths: Vec::new(),
         pending: std::collections::VecDeque::new(),
+        check_failed: Vec::new(),
         midway: None,
         te_arrives_on: None,
     }
@@ -145,6 +148,9 @@ impl World {
                         }
                     }
                     ProbeAction::Checked(c) => self.pending.push_back(c),
+                    ProbeAction::SendCheckFailed { neighbour, prefix } => {
+                        self.check_failed.push((neighbour, prefix));
+                    }
                     ProbeAction::Standing { .. } => {}
                 }
             }
@@ -217,6 +223,33 @@ fn liar_corrected_then_evicted_then_readmitted() {
         evicted: false
     }));
     assert!(w.v.engine_accuracy(until, &nb(1), 500) >= 500);
+}
+
+/// §2.4: with `check_requests` a failing check tells the neighbour (one Check Failed per
+/// failing check), a passing one does not; without it, nothing is sent. A Check Failed taken
+/// is counted, and one is refused when the option is off.
+#[test]
+fn a_failing_check_tells_the_neighbour_with_check_requests() {
+    let k = key(1);
+    for on in [false, true] {
+        let mut cfg = VerifyConfig::default();
+        cfg.schedule.check_requests = on;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        let honest = w.run_check(&[cand(1, 288, true)]);
+        assert_eq!(honest.accuracy, Some(1.0));
+        assert!(w.check_failed.is_empty());
+        let lie = w.run_check(&[cand(1, 144, true)]);
+        assert_eq!(lie.accuracy, Some(0.5));
+        let want = if on {
+            vec![(nb(1), dest())]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(w.check_failed, want);
+        assert_eq!(w.v.counters().check_failed_sent, u64::from(on));
+        assert_eq!(w.v.handle_check_failed(w.now, nb(2), dest()), on);
+        assert_eq!(w.v.counters().check_failed_received, u64::from(on));
+    }
 }
 
 fn view(prefix: Prefix, n: NeighbourId, refmetric: u16, verified: Option<u16>) -> RouteView {
