@@ -666,7 +666,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         }
                     }
                     ProbeAction::SendCheckFailed { neighbour, prefix } => {
-                        // §2.4: over the link to the neighbour, which knows us by our address
+                        // §2.5: over the link to the neighbour, which knows us by our address
                         // on it.
                         let Some(peer) = sim.peer_node(v, neighbour.ifindex, neighbour.address)
                         else {

@@ -82,6 +82,8 @@ pub mod tlv {
     pub const REMOTE_HELLO: u8 = 224;
     /// Remote IHU (ours, experimental range 224-254; `spec/wire.md`).
     pub const REMOTE_IHU: u8 = 225;
+    /// Check Failed (ours, experimental range 224-254; `spec/wire.md`).
+    pub const CHECK_FAILED: u8 = 226;
 }
 
 /// Sub-TLV type numbers (RFC 8966 §4.4, RFC 9616, RFC 9079, Althea, and ours).

@@ -208,6 +208,7 @@ fn verification(
     for (name, x) in [
         ("answers_sent", v.answers_sent),
         ("refused", v.refused()),
+        ("check_failed_refused", v.check_failed_refused),
         ("malformed_datagrams", v.malformed),
         ("trace_socket_failed", v.trace_socket_failed),
     ] {

@@ -49,6 +49,10 @@ const MAGIC: u8 = 42;
 const VERSION: u8 = 2;
 const TLV_REMOTE_HELLO: u8 = 224;
 const TLV_REMOTE_IHU: u8 = 225;
+const TLV_CHECK_FAILED: u8 = babel_wire::tlv::CHECK_FAILED;
+/// §2.5: a Check Failed goes over one link, so it is sent with the largest hop limit and taken
+/// only with it (a router past the link cannot make one arrive with 255).
+pub const CHECK_FAILED_HOP_LIMIT: u8 = 255;
 
 /// The `verify-*` configuration statements, for the man page (spec/verify.md, "The daemon").
 pub const CONFIG_HELP: &str = "Route verification (configuration file statements, spec/verify.md):
@@ -94,6 +98,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 while in force, not only its claims at the check (false)
   verify-relayed-probes-used BOOL  verification packets we forward for others make their
                                 destination used for us too (false)
+  verify-check-requests BOOL    a failing check tells the neighbour (Check Failed), and a
+                                neighbour's Check Failed has our next cycle check our route
+                                to that destination first (false)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
                                 (false)
@@ -172,6 +179,8 @@ pub enum VerifyStatement {
     /// `verify-relayed-probes-used BOOL`: verification packets we forward make their
     /// destination used (§2.1).
     RelayedProbesUsed(bool),
+    /// `verify-check-requests BOOL`: Check Failed sent and taken (§2.5).
+    CheckRequests(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -226,6 +235,7 @@ impl VerifyStatement {
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
             "verify-correction-follow" => VerifyStatement::CorrectionFollow(flag()?),
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
+            "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -390,6 +400,7 @@ impl VerifySettings {
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
                 VerifyStatement::CorrectionFollow(b) => c.correction.follow_claims = b,
                 VerifyStatement::RelayedProbesUsed(b) => c.schedule.relayed_probes_used = b,
+                VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -425,8 +436,11 @@ pub struct Datagram {
     /// [`verify::TRACE_HOP_LIMIT`]).
     pub trace: bool,
     /// A trace's IPv6 hop limit ([`verify::TRACE_HOP_LIMIT`] up to
-    /// [`verify::MAX_TRACE_HOP_LIMIT`]); 0 for the other datagrams (the socket's own).
+    /// [`verify::MAX_TRACE_HOP_LIMIT`]), 255 for a Check Failed (§2.5, to a neighbour's
+    /// link-local address); 0 for the other datagrams (the socket's own).
     pub hop_limit: u8,
+    /// The interface of a link-local `dst` (a Check Failed's); 0 for the others.
+    pub scope: u32,
 }
 
 /// A policy route the binary must install for a probe to take the route under test (§2.3): the
@@ -523,6 +537,8 @@ pub struct VerificationReport {
     pub answers_sent: u64,
     /// Remote Hellos we refused.
     pub refused: u64,
+    /// Check Failed TLVs we refused (§2.5).
+    pub check_failed_refused: u64,
     /// The raw ICMPv6 socket could not be opened (0 or 1, §9.6).
     pub trace_socket_failed: u64,
     /// Per neighbour.
@@ -564,6 +580,9 @@ pub struct Verification {
     pub malformed: u64,
     /// Remote IHUs sent.
     pub answers_sent: u64,
+    /// Check Failed TLVs refused (§2.5): malformed, not from a neighbour over its link, or
+    /// with `check_requests` off.
+    pub check_failed_refused: u64,
     /// The raw ICMPv6 socket could not be opened (0 or 1): verification runs without
     /// attribution and without loop evidence.
     pub trace_socket_failed: u64,
@@ -604,6 +623,7 @@ impl Verification {
             rows: BTreeMap::new(),
             malformed: 0,
             answers_sent: 0,
+            check_failed_refused: 0,
             trace_socket_failed: 0,
             trace_io: true,
             stealth: crate::exit::StealthTunnels::default(),
@@ -811,6 +831,7 @@ impl Verification {
                     mark: 0,
                     trace: false,
                     hop_limit: 0,
+                    scope: 0,
                 });
             }
         }
@@ -833,9 +854,19 @@ impl Verification {
                 hello,
                 hop_limit,
             } => self.probe(neighbour, hello, Some(hop_limit), out),
-            // Not sent by the daemon yet (the Check Failed TLV is not on its wire): only the
-            // simulator drives `check_requests`.
-            ProbeAction::SendCheckFailed { .. } => {}
+            // §2.5: over the link, to the neighbour's link-local address, hop limit 255.
+            ProbeAction::SendCheckFailed { neighbour, prefix } => {
+                if let IpAddr::V6(dst) = neighbour.address {
+                    out.datagrams.push(Datagram {
+                        bytes: packet(&verify::encode_check_failed(&prefix)),
+                        dst,
+                        mark: 0,
+                        trace: false,
+                        hop_limit: CHECK_FAILED_HOP_LIMIT,
+                        scope: neighbour.ifindex,
+                    });
+                }
+            }
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
@@ -918,6 +949,7 @@ impl Verification {
                 mark,
                 trace,
                 hop_limit: trace_hop_limit.unwrap_or(0),
+                scope: 0,
             });
         }
     }
@@ -1018,6 +1050,22 @@ impl Verification {
         bytes: &[u8],
         ours: &[XrouteView],
     ) -> VerificationOutputs {
+        self.on_datagram_from(now, (src, 0), hop_limit, bytes, ours, &[])
+    }
+
+    /// [`Verification::on_datagram`] from `src` on interface `scope` (its scope id, for a
+    /// link-local source), with the engine's `neighbours`: a Check Failed (§2.5) is taken only
+    /// from one of them, from its link-local address on that interface, with hop limit
+    /// [`CHECK_FAILED_HOP_LIMIT`]; the others are refused and counted.
+    pub fn on_datagram_from(
+        &mut self,
+        now: Instant,
+        (src, scope): (Ipv6Addr, u32),
+        hop_limit: u8,
+        bytes: &[u8],
+        ours: &[XrouteView],
+        neighbours: &[NeighbourId],
+    ) -> VerificationOutputs {
         let out = VerificationOutputs::default();
         let Some(tlvs) = tlvs(bytes) else {
             self.malformed += 1;
@@ -1028,6 +1076,33 @@ impl Verification {
                 Some(&TLV_REMOTE_IHU) => {
                     if let Err(e) = self.verifier.handle_remote_ihu(now, tlv) {
                         tracing::debug!("Remote IHU from {src} dropped: {e:?}");
+                    }
+                }
+                Some(&TLV_CHECK_FAILED) => {
+                    let from = NeighbourId {
+                        ifindex: scope,
+                        address: IpAddr::V6(src),
+                    };
+                    let prefix = match verify::decode_check_failed(tlv) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.check_failed_refused += 1;
+                            tracing::debug!("Check Failed from {src}%{scope} dropped: {e}");
+                            continue;
+                        }
+                    };
+                    if !src.is_unicast_link_local()
+                        || hop_limit != CHECK_FAILED_HOP_LIMIT
+                        || !neighbours.contains(&from)
+                    {
+                        self.check_failed_refused += 1;
+                        tracing::debug!(
+                            "Check Failed for {prefix} from {src}%{scope} (hop limit {hop_limit}) refused: not from a neighbour over its link"
+                        );
+                        continue;
+                    }
+                    if !self.verifier.handle_check_failed(now, from, prefix) {
+                        self.check_failed_refused += 1;
                     }
                 }
                 Some(&TLV_REMOTE_HELLO) => {
@@ -1096,6 +1171,7 @@ impl Verification {
             malformed: self.malformed,
             answers_sent: self.answers_sent,
             refused: self.refused(),
+            check_failed_refused: self.check_failed_refused,
             trace_socket_failed: self.trace_socket_failed,
             neighbours: self
                 .neighbour_rows(now, threshold_pm)
@@ -1438,7 +1514,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 6] = [
+        let statements: [(&str, Field); 7] = [
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -1449,6 +1525,7 @@ mod tests {
             ("verify-relayed-probes-used", |c| {
                 c.schedule.relayed_probes_used
             }),
+            ("verify-check-requests", |c| c.schedule.check_requests),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -1522,7 +1599,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 29);
+        assert_eq!(listed.len(), 30);
         for k in listed {
             assert!(
                 !matches!(

@@ -798,6 +798,91 @@ fn relayed_remote_hellos_make_the_destination_used_only_with_the_option() {
     }
 }
 
+/// §2.5 `verify-check-requests` between real kernels: a - r - l - d, where l lies about d (a
+/// kernel route announced with metric 1) and r relays the lie honestly. a's checks of d through
+/// r fail; a sends r a Check Failed over their link; r, which uses no destination and so checks
+/// nothing of its own, takes it and checks its own route to d, through l, which fails too. r
+/// corrects its route, and a's checks through r pass again.
+#[test]
+fn a_failing_check_asks_the_relay_to_check_its_own_route() {
+    let test = "a_failing_check_asks_the_relay_to_check_its_own_route";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let [a, r, l, d] = nodes("vc", ["a", "r", "l", "d"]);
+    veth(&a, "a-r", &r, "r-a");
+    veth(&r, "r-l", &l, "l-r");
+    veth(&l, "l-d", &d, "d-l");
+    let (d_seed, d_pub) = destination_key();
+    let requests = "verify-check-requests true\n";
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            "vca",
+            BIN,
+            &format!(
+                "{}verify-destination fd77::4/128\n{requests}",
+                verifier_config(&d_pub)
+            ),
+            &["a-r"],
+        ),
+        start_with_config(
+            &r,
+            "vcr",
+            BIN,
+            &format!("{}{requests}", verifier_config(&d_pub)),
+            &["r-a", "r-l"],
+        ),
+        start_with_config(&d, "vcd", BIN, &destination_config(&d_seed), &["d-l"]),
+    ];
+    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
+    ds.push(start_with_config(
+        &l,
+        "vcl",
+        BIN,
+        &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
+        &["l-r", "l-d"],
+    ));
+    let counter = |ns: &Netns, name: &str| verify_json(ns)["counters"][name].as_u64().unwrap_or(0);
+    // r's own check of d through l, failed.
+    let failed_via_l = |ns: &Netns| {
+        verify_json(ns)["routes"].as_array().is_some_and(|rs| {
+            rs.iter()
+                .any(|x| x["interface"] == "r-l" && x["accuracy"].as_u64().is_some_and(|a| a < 800))
+        })
+    };
+    assert!(
+        wait_for(180, || counter(&a, "check_failed_sent") > 0),
+        "a sent no Check Failed\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(
+        wait_for(120, || counter(&r, "check_failed_received") > 0
+            && failed_via_l(&r)),
+        "r did not check its route to d after a's Check Failed: received {}, sessions {}\n{}",
+        counter(&r, "check_failed_received"),
+        counter(&r, "sessions"),
+        ds[1].log_text()
+    );
+    assert_eq!(verify_json(&r)["check_failed_refused"], 0);
+    // r corrected its route (its claim rose to what the path costs): a's checks through it pass.
+    assert!(
+        wait_for(120, || passed_check(&a, "a-r", 10)),
+        "a's checks through r never passed again\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    println!(
+        "a: {} Check Failed sent; r: {} taken, {} sessions",
+        counter(&a, "check_failed_sent"),
+        counter(&r, "check_failed_received"),
+        counter(&r, "sessions")
+    );
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
 /// Packets counted by the nftables rule of table `inet NAME` in `ns` (its first `counter`).
 fn nft_counter(ns: &Netns, table: &str) -> u64 {
     let text = ns.exec(&["nft", "list", "table", "inet", table]);

@@ -52,6 +52,7 @@ fn tlv_types_match_the_codec() {
             (tlv::CHALLENGE_REPLY, "Challenge Reply"),
             (tlv::REMOTE_HELLO, "Remote Hello"),
             (tlv::REMOTE_IHU, "Remote IHU"),
+            (tlv::CHECK_FAILED, "Check Failed"),
         ],
     );
 }
@@ -76,7 +77,7 @@ fn sub_tlv_types_match_the_codec() {
 #[test]
 fn experimental_numbers_are_in_the_experimental_ranges() {
     // IANA Babel registries: TLV 224-254 and sub-TLV 112-126 are for experimental use.
-    for t in [tlv::REMOTE_HELLO, tlv::REMOTE_IHU] {
+    for t in [tlv::REMOTE_HELLO, tlv::REMOTE_IHU, tlv::CHECK_FAILED] {
         assert!((224..=254).contains(&t));
     }
     for t in [subtlv::PRICE, subtlv::PATH_RTT] {

@@ -20,6 +20,7 @@
 
 mod auth;
 mod bounded;
+mod check_failed;
 mod correction;
 mod metric;
 mod probe;
@@ -31,6 +32,7 @@ pub use auth::{
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
     probe_address,
 };
+pub use check_failed::{CheckFailedError, decode_check_failed, encode_check_failed};
 pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};

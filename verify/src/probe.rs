@@ -89,9 +89,9 @@ pub struct ProbeCounters {
     pub evictions: u64,
     /// Neighbours readmitted.
     pub readmissions: u64,
-    /// Check Failed TLVs sent to neighbours whose route failed a check (§2.4).
+    /// Check Failed TLVs sent to neighbours whose route failed a check (§2.5).
     pub check_failed_sent: u64,
-    /// Check Failed TLVs taken from neighbours (§2.4).
+    /// Check Failed TLVs taken from neighbours (§2.5).
     pub check_failed_received: u64,
 }
 
@@ -183,7 +183,7 @@ pub enum ProbeAction {
     },
     /// A check ended.
     Checked(Check),
-    /// Tell `neighbour` that its route to `prefix` failed our check (§2.4, with
+    /// Tell `neighbour` that its route to `prefix` failed our check (§2.5, with
     /// `ScheduleConfig::check_requests`): a Check Failed TLV (226) to its link-local address on
     /// the link, hop limit 255. An honest relay then checks its own route to `prefix` first in
     /// its next cycle and corrects its next hop's lie before we confirm ours.
@@ -463,7 +463,7 @@ impl Verifier {
     }
 
     /// Destinations to hand routes for (§2.1): those used within the window, and those a
-    /// neighbour asked us to check (§2.4).
+    /// neighbour asked us to check (§2.5).
     pub fn used(&self, now: Instant) -> Vec<Prefix> {
         self.scheduler.wanted(now, &self.cfg.schedule)
     }
@@ -1223,7 +1223,7 @@ impl Verifier {
         out.push(ProbeAction::Checked(check));
     }
 
-    /// §2.4: a check below the threshold tells the neighbour, with `check_requests`.
+    /// §2.5: a check below the threshold tells the neighbour, with `check_requests`.
     fn notify_failure(&mut self, check: &Check, out: &mut Vec<ProbeAction>) {
         if self.cfg.schedule.check_requests
             && check.accuracy.is_some_and(|a| a < self.cfg.score.threshold)
@@ -1236,7 +1236,7 @@ impl Verifier {
         }
     }
 
-    /// §2.4: neighbour `from` says our route to `prefix` failed its check. With
+    /// §2.5: neighbour `from` says our route to `prefix` failed its check. With
     /// `check_requests`, our next cycle checks our selected route to `prefix` first (unless it
     /// goes through `from`). Returns whether the request was taken.
     pub fn handle_check_failed(&mut self, now: Instant, from: NeighbourId, prefix: Prefix) -> bool {

@@ -91,7 +91,7 @@ pub struct ScheduleConfig {
     /// only data makes a destination used. A driver decision (it marks what is used); here so
     /// that both drivers read one setting.
     pub relayed_probes_used: bool,
-    /// Check Failed (§2.4): a check below the threshold tells the neighbour, and a neighbour's
+    /// Check Failed (§2.5): a check below the threshold tells the neighbour, and a neighbour's
     /// Check Failed for a destination has our next cycle check our selected route to it first.
     pub check_requests: bool,
 }
@@ -127,13 +127,13 @@ pub enum Reason {
     /// A used destination's selected route changed neighbour or improved since it was last
     /// verified.
     NewSelection,
-    /// A neighbour's Check Failed asked for it (§2.4).
+    /// A neighbour's Check Failed asked for it (§2.5).
     Requested,
     /// The paper's random choice.
     Random,
 }
 
-/// A neighbour's Check Failed for one destination (§2.4).
+/// A neighbour's Check Failed for one destination (§2.5).
 #[derive(Clone, Copy, Debug)]
 struct Request {
     /// When it last came.
@@ -152,7 +152,7 @@ pub struct Scheduler {
     verified: BTreeMap<Prefix, (NeighbourId, u16)>,
     rechecks: BTreeMap<(Prefix, NeighbourId), Instant>,
     control: Option<(Prefix, NeighbourId)>,
-    /// Check Failed requests by destination (§2.4), at most `max_used`.
+    /// Check Failed requests by destination (§2.5), at most `max_used`.
     requests: BTreeMap<Prefix, Request>,
     /// Neighbours whose session of the last cycle a request chose: not again this cycle.
     requested_last: Vec<NeighbourId>,
@@ -186,7 +186,7 @@ impl Scheduler {
         self.used.insert(prefix, now);
     }
 
-    /// Neighbour `by` asked us at `now` to check our route to `prefix` (§2.4).
+    /// Neighbour `by` asked us at `now` to check our route to `prefix` (§2.5).
     pub fn request_check(
         &mut self,
         now: Instant,
@@ -218,7 +218,7 @@ impl Scheduler {
     }
 
     /// Destinations the driver should hand routes for: those used within the window, and
-    /// those a due request names (§2.4).
+    /// those a due request names (§2.5).
     pub fn wanted(&self, now: Instant, cfg: &ScheduleConfig) -> Vec<Prefix> {
         let mut v = self.used(now, cfg);
         if cfg.check_requests {
@@ -368,7 +368,7 @@ impl Scheduler {
                 out.push((**c, Reason::Control));
                 continue;
             }
-            // §2.4: our selected route to a destination a neighbour other than `n` asked us to
+            // §2.5: our selected route to a destination a neighbour other than `n` asked us to
             // check, unless a request chose `n`'s session last cycle.
             let asked: Vec<&&VerifiableRoute> = routes
                 .iter()
@@ -594,7 +594,7 @@ mod tests {
         assert_eq!((c.neighbour, r), (nb(1), Reason::Control));
     }
 
-    /// §2.4 with `check_requests`: a neighbour's Check Failed has the next cycle check our
+    /// §2.5 with `check_requests`: a neighbour's Check Failed has the next cycle check our
     /// selected route to the destination first, once per request that comes after our check of
     /// it ended, never through the neighbour that asked, not for the same neighbour two cycles
     /// running, and the destination never joins the random choice.

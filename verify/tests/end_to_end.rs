@@ -57,7 +57,7 @@ struct World {
     midway: Option<Vec<VerifiableRoute>>,
     /// The interface the next hop's Time Exceeded arrives on (`None`: the link to it).
     te_arrives_on: Option<u32>,
-    /// Check Failed TLVs the verifier asked to send (§2.4).
+    /// Check Failed TLVs the verifier asked to send (§2.5).
     check_failed: Vec<(NeighbourId, Prefix)>,
 }
 
@@ -225,7 +225,7 @@ fn liar_corrected_then_evicted_then_readmitted() {
     assert!(w.v.engine_accuracy(until, &nb(1), 500) >= 500);
 }
 
-/// §2.4: with `check_requests` a failing check tells the neighbour (one Check Failed per
+/// §2.5: with `check_requests` a failing check tells the neighbour (one Check Failed per
 /// failing check), a passing one does not; without it, nothing is sent. A Check Failed taken
 /// is counted, and one is refused when the option is off.
 #[test]

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 38, "{t:?}");
+    assert_eq!(t.len(), 39, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -68,6 +68,7 @@ fn defaults_table_matches_code() {
             "unknown_breadth" => c.score.unknown_breadth.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
+            "check_requests" => c.schedule.check_requests.to_string() == *v,
             "max_sessions" => c.schedule.max_sessions.to_string() == *v,
             "max_factor" => v.parse::<f64>().unwrap() == c.correction.max_factor,
             "scale_advertised" => c.correction.scale_advertised.to_string() == *v,

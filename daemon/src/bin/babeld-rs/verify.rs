@@ -65,7 +65,7 @@ pub struct VerifyIo {
 }
 
 /// A received datagram: source, hop limit, bytes.
-pub type ReceivedDatagram = (Ipv6Addr, u8, Vec<u8>);
+pub type ReceivedDatagram = ((Ipv6Addr, u32), u8, Vec<u8>);
 
 /// `ICMP6_FILTER` (`<netinet/icmp6.h>`, Linux): the ICMPv6 types a raw socket blocks, one bit
 /// each in eight 32-bit words.
@@ -312,7 +312,11 @@ pub async fn recv(io: &mut Option<VerifyIo>) -> Option<Event> {
             break;
         };
         let len = msg.bytes;
-        let src = msg.address.map(|a| *SocketAddrV6::from(a).ip());
+        // The scope id names the interface of a link-local source (a Check Failed's, §2.5).
+        let src = msg.address.map(|a| {
+            let a = SocketAddrV6::from(a);
+            (*a.ip(), a.scope_id())
+        });
         let mut hops = None;
         if let Ok(cs) = msg.cmsgs() {
             for c in cs {
@@ -439,9 +443,18 @@ fn on_datagrams(
         return Vec::new();
     };
     let ours = d.engine.xroutes();
+    let neighbours: Vec<verify::NeighbourId> = d
+        .engine
+        .neighbours(now)
+        .into_iter()
+        .map(|n| verify::NeighbourId {
+            ifindex: n.ifindex,
+            address: n.address,
+        })
+        .collect();
     let mut outs = Vec::new();
     for (src, hops, bytes) in got {
-        outs.push(v.on_datagram(now, src, hops, &bytes, &ours));
+        outs.push(v.on_datagram_from(now, src, hops, &bytes, &ours, &neighbours));
     }
     outs.into_iter()
         .flat_map(|o| apply(d, now, io, o))
@@ -538,9 +551,22 @@ fn send(io: &VerifyIo, g: &Datagram) {
         tracing::debug!("verification: IPV6_UNICAST_HOPS {}: {e}", g.hop_limit);
         return;
     }
-    let to = SocketAddr::V6(SocketAddrV6::new(g.dst, io.port, 0, 0));
+    // A Check Failed's own hop limit (§2.5), the socket's set back after it.
+    let own_hops = !g.trace && g.hop_limit != 0;
+    if own_hops && let Err(e) = setsockopt(socket, sockopt::Ipv6Ttl, &i32::from(g.hop_limit)) {
+        tracing::debug!("verification: IPV6_UNICAST_HOPS {}: {e}", g.hop_limit);
+        return;
+    }
+    let to = SocketAddr::V6(SocketAddrV6::new(g.dst, io.port, 0, g.scope));
     if let Err(e) = socket.try_send_to(&g.bytes, to) {
         tracing::debug!("verification: send to {to}: {e}");
+    }
+    if own_hops && let Err(e) = setsockopt(socket, sockopt::Ipv6Ttl, &i32::from(verify::HOP_LIMIT))
+    {
+        tracing::warn!(
+            "verification: IPV6_UNICAST_HOPS back to {}: {e}",
+            verify::HOP_LIMIT
+        );
     }
 }
 
