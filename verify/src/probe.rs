@@ -671,13 +671,7 @@ impl Verifier {
                 if self.seqnos.len() > 4096 {
                     self.seqnos.clear();
                 }
-                let ends = now
-                    + self
-                        .cfg
-                        .schedule
-                        .probe_interval
-                        .saturating_mul(u32::from(probes))
-                    + self.cfg.schedule.answer_wait;
+                let ends = now + self.cfg.schedule.session_length();
                 self.counters.sessions += 1;
                 self.sessions.insert(
                     route.neighbour,

@@ -96,6 +96,14 @@ pub struct ScheduleConfig {
     pub check_requests: bool,
 }
 
+impl ScheduleConfig {
+    /// How long a session lasts from its first Remote Hello: `probes` of them `probe_interval`
+    /// apart, then `answer_wait` for the last Remote IHU.
+    pub fn session_length(&self) -> Duration {
+        self.probe_interval.saturating_mul(u32::from(self.probes)) + self.answer_wait
+    }
+}
+
 impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig {
@@ -377,11 +385,8 @@ impl Scheduler {
             if !asked.is_empty() && !requested_last.contains(&n) {
                 let i = self.rng.below(asked.len() as u64) as usize;
                 if let Some(c) = asked.get(i) {
-                    let ends = now
-                        + cfg.probe_interval.saturating_mul(u32::from(cfg.probes))
-                        + cfg.answer_wait;
                     if let Some(r) = self.requests.get_mut(&c.prefix) {
-                        r.checked_until = Some(ends);
+                        r.checked_until = Some(now + cfg.session_length());
                     }
                     self.requested_last.push(n);
                     out.push((***c, Reason::Requested));
