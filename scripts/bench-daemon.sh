@@ -19,6 +19,10 @@
 #   line        cold start of a 10-node line until every node has a route to every other, then
 #               reconvergence after the middle link is cut (routes across the cut withdrawn).
 #   size        the stripped, size-optimised babeld-rs binary next to Debian's babeld.
+#   pacing      a Debian babeld neighbour with default socket buffers learns a 10,000-route table
+#               (proto static, redistributed), sent by babeld-rs (paced) and then by babeld: the
+#               time until babeld has installed all of it, from the sender's start and again
+#               from its restart (daemon/tests/pacing_netns.rs, the ignored test).
 #   idle        ring of 4 (babeld-rs, babeld, BIRD 2 one after the other, Hello 4 s): once every
 #               node routes to the three others, IDLE seconds (default 30) idle, then each
 #               node's RSS (VmRSS), private anonymous memory (RssAnon) and threads; for node 0
@@ -47,7 +51,7 @@
 #               0 routes node 1 round the ring, and how long after the repair it comes back to
 #               the direct link (route-selection hysteresis).
 #
-# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute] [idle]
+# Usage: sudo scripts/bench-daemon.sh [full-table [N]] [line] [size] [reroute] [idle] [pacing]
 #        (default: full-table line size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -517,6 +521,11 @@ idle() {
   done
 }
 
+pacing() {
+  echo "== pacing a full table to a babeld neighbour (babeld-rs, then babeld)"
+  cargo test --release -q -p daemon --test pacing_netns -- --ignored --nocapture pacing_side_by_side_with_babeld 2>&1 | grep '^PACING'
+}
+
 size() {
   echo "== binary size"
   cargo build --profile small -q -p daemon -p babelctl
@@ -537,6 +546,7 @@ while [ $i -lt ${#what[@]} ]; do
     size) size ;;
     reroute) reroute ;;
     idle) idle ;;
+    pacing) pacing ;;
     *) echo "unknown benchmark ${what[$i]}"; exit 1 ;;
   esac
   i=$((i + 1))

@@ -150,18 +150,29 @@ fn held_routes_as_babeld_shows_them_in_both_dialects() {
     if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
-    let reference = pair("hrr", "babeld", "babeld", PLAIN);
-    assert_held(&reference, "babeld (reference)", &[]);
-    let ours = pair("hro", "babeld", BIN, PLAIN);
-    assert_held(&ours, "babeld-rs beside babeld", &[]);
-    let althea = pair("hra", BIN, BIN, DEPLOYED);
-    assert!(wait_for(20, || dump(&althea.b).starts_with("ALTHEA 0.1")));
-    // With the fields rita's parser requires, as the fork prints them.
-    assert_held(
-        &althea,
-        "babeld-rs in Althea's dialect",
-        &[" price ", " fee 100 ", " full-path-rtt "],
-    );
+    // The three pairs are independent and spend their time waiting on protocol timers (the
+    // hold lasts about a minute): they run side by side, each on a thread of its own; a
+    // failed assertion on any of them fails the test.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let reference = pair("hrr", "babeld", "babeld", PLAIN);
+            assert_held(&reference, "babeld (reference)", &[]);
+        });
+        s.spawn(|| {
+            let ours = pair("hro", "babeld", BIN, PLAIN);
+            assert_held(&ours, "babeld-rs beside babeld", &[]);
+        });
+        s.spawn(|| {
+            let althea = pair("hra", BIN, BIN, DEPLOYED);
+            assert!(wait_for(20, || dump(&althea.b).starts_with("ALTHEA 0.1")));
+            // With the fields rita's parser requires, as the fork prints them.
+            assert_held(
+                &althea,
+                "babeld-rs in Althea's dialect",
+                &[" price ", " fee 100 ", " full-path-rtt "],
+            );
+        });
+    });
 }
 
 /// Point 2, the neighbour-lost case (the fork's 60-80 s with its 4 s Hellos): the route is held
@@ -172,38 +183,46 @@ fn lost_neighbour_routes_are_held_then_flushed_like_babeld() {
     if !can_use_netns(t) || !have("babeld", t) {
         return;
     }
-    for (tag, prog) in [("lnr", "babeld"), ("lno", BIN)] {
-        let mut p = pair(tag, "babeld", prog, PLAIN);
-        assert!(
-            wait_for(60, || has_route(&p.b, "10.78.0.0/24")),
-            "{prog}: {}",
-            dump(&p.b)
-        );
-        // No retraction: the neighbour just goes silent.
-        p.da.child.kill().unwrap();
-        let unreachable = || {
-            kernel_lines(&p.b, "10.78.0.0/24")
-                == ["unreachable 10.78.0.0/24 proto babel metric 4294967295"]
-        };
-        assert!(
-            wait_for(30, unreachable),
-            "{prog}: {:?}",
-            kernel_lines(&p.b, "10.78.0.0/24")
-        );
-        assert!(
-            route_line(&dump(&p.b), "10.78.0.0/24")
-                .is_some_and(|l| l.contains("installed yes") && l.contains(" metric 65535 ")),
-            "{prog}: {}",
-            dump(&p.b)
-        );
-        assert!(
-            wait_for(400, || kernel_lines(&p.b, "10.78.0.0/24").is_empty()
-                && route_line(&dump(&p.b), "10.78.0.0/24").is_none()),
-            "{prog}: never flushed: {:?}",
-            kernel_lines(&p.b, "10.78.0.0/24")
-        );
-        let _ = p.db.terminate();
-    }
+    // babeld and babeld-rs side by side (each waits a minute or more on its timers).
+    std::thread::scope(|s| {
+        for (tag, prog) in [("lnr", "babeld"), ("lno", BIN)] {
+            s.spawn(move || lost_neighbour_route_is_held_then_flushed(tag, prog));
+        }
+    });
+}
+
+/// One of the pairs above: `prog` beside a babeld that goes silent.
+fn lost_neighbour_route_is_held_then_flushed(tag: &str, prog: &str) {
+    let mut p = pair(tag, "babeld", prog, PLAIN);
+    assert!(
+        wait_for(60, || has_route(&p.b, "10.78.0.0/24")),
+        "{prog}: {}",
+        dump(&p.b)
+    );
+    // No retraction: the neighbour just goes silent.
+    p.da.child.kill().unwrap();
+    let unreachable = || {
+        kernel_lines(&p.b, "10.78.0.0/24")
+            == ["unreachable 10.78.0.0/24 proto babel metric 4294967295"]
+    };
+    assert!(
+        wait_for(30, unreachable),
+        "{prog}: {:?}",
+        kernel_lines(&p.b, "10.78.0.0/24")
+    );
+    assert!(
+        route_line(&dump(&p.b), "10.78.0.0/24")
+            .is_some_and(|l| l.contains("installed yes") && l.contains(" metric 65535 ")),
+        "{prog}: {}",
+        dump(&p.b)
+    );
+    assert!(
+        wait_for(400, || kernel_lines(&p.b, "10.78.0.0/24").is_empty()
+            && route_line(&dump(&p.b), "10.78.0.0/24").is_none()),
+        "{prog}: never flushed: {:?}",
+        kernel_lines(&p.b, "10.78.0.0/24")
+    );
+    let _ = p.db.terminate();
 }
 
 /// Point 1: started as Althea's firmware starts babeld (its configuration, no

