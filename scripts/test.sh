@@ -65,6 +65,12 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "skipped: the check runs routers in network namespaces, which needs root"
 fi
+echo "== the demo, the README's first command (scripts/demo.sh: prices, verification, an exit with payments)"
+if [ "$(id -u)" = 0 ]; then
+  scripts/demo.sh
+else
+  echo "skipped: the demo runs routers in network namespaces, which needs root"
+fi
 echo "== 50 routers on one bridge (alone: it needs the machine to itself)"
 # The release daemon built above from this same tree: 50 optimised daemons fit a 2-core
 # machine better than 50 debug ones.

@@ -1,6 +1,8 @@
 //! `babelctl genkey` and `babelctl pubkey`: WireGuard-format keys for `tunnel` statements, with
 //! `wg genkey` / `wg pubkey`'s conventions (the private key goes to stdout; `pubkey` reads it on
-//! stdin).
+//! stdin). With `--ed25519`, the same for the signing keys (64 hex digits, an ed25519 seed)
+//! that `pay-private-key` and `verify-private-key` take, whose public keys (64 hex digits) go
+//! into other routers' `exit-server ... key`, `exit-allow` and `verify-key` statements.
 
 use std::io::{Read, Write};
 
@@ -10,6 +12,28 @@ use anyhow::Context;
 pub fn genkey(out: &mut dyn Write) -> anyhow::Result<()> {
     let (private, _) = tunnel::generate_keypair(&mut rand_core::OsRng);
     writeln!(out, "{}", private.to_base64())?;
+    Ok(())
+}
+
+/// Prints a new ed25519 seed, 64 hex digits (for `pay-private-key`, `verify-private-key`).
+pub fn genkey_ed25519(out: &mut dyn Write) -> anyhow::Result<()> {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    writeln!(out, "{}", hex::encode(key.to_bytes()))?;
+    Ok(())
+}
+
+/// Reads an ed25519 seed (64 hex digits) and prints its public key (64 hex digits).
+pub fn pubkey_ed25519(input: &mut dyn Read, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut text = String::new();
+    input
+        .take(1024)
+        .read_to_string(&mut text)
+        .context("reading the private key")?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .context("not an ed25519 private key (64 hex digits)")?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    writeln!(out, "{}", hex::encode(public.as_bytes()))?;
     Ok(())
 }
 
@@ -43,5 +67,37 @@ mod tests {
         assert_eq!(p.trim().len(), 44);
         assert_ne!(p, text);
         assert!(pubkey(&mut "garbage".as_bytes(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn ed25519_genkey_then_pubkey() {
+        let mut private = Vec::new();
+        genkey_ed25519(&mut private).unwrap();
+        let text = String::from_utf8(private.clone()).unwrap();
+        assert_eq!(text.trim().len(), 64, "{text}");
+        let mut public = Vec::new();
+        pubkey_ed25519(&mut private.as_slice(), &mut public).unwrap();
+        assert_eq!(String::from_utf8(public).unwrap().trim().len(), 64);
+        // RFC 8032 section 7.1, test 1: the secret key and its public key.
+        let mut public = Vec::new();
+        pubkey_ed25519(
+            &mut "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60\n".as_bytes(),
+            &mut public,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(public).unwrap(),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\n"
+        );
+        for bad in [
+            "garbage",
+            "9d61",
+            "zz61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ] {
+            assert!(
+                pubkey_ed25519(&mut bad.as_bytes(), &mut Vec::new()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

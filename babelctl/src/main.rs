@@ -29,10 +29,21 @@ enum Command {
     Simulate(Box<ctl::simulate::SimulateArgs>),
     /// Settlement on a chain: show channels (chain next to ledger), open, top up, close.
     Settlement(ctl::settle::SettleArgs),
-    /// Print a new WireGuard-format private key (for `tunnel` statements).
-    Genkey,
-    /// Read a private key on stdin and print its public key.
-    Pubkey,
+    /// Print a new WireGuard-format private key (for `tunnel` and `mesh-private-key`
+    /// statements); with `--ed25519`, a new signing key (for `pay-private-key` and
+    /// `verify-private-key`).
+    Genkey {
+        /// An ed25519 seed, 64 hex digits, instead of a WireGuard key.
+        #[arg(long)]
+        ed25519: bool,
+    },
+    /// Read a private key on stdin and print its public key; with `--ed25519`, a signing key's
+    /// (what `exit-server ... key`, `exit-allow` and `verify-key` take).
+    Pubkey {
+        /// The private key is an ed25519 seed, 64 hex digits.
+        #[arg(long)]
+        ed25519: bool,
+    },
     /// Serve a local read-only web page about a running daemon (neighbours, routes, a graph).
     Web(ctl::web::WebArgs),
     /// Write the man pages of babeld-rs (8) and babelctl (1) into a directory.
@@ -51,9 +62,15 @@ fn main() -> ExitCode {
         Command::Simulate(args) => ctl::simulate::run(&args),
         Command::Replay(args) => ctl::replay::run(&args, &mut std::io::stdout().lock()),
         Command::Settlement(args) => ctl::settle::run(&args, &mut std::io::stdout().lock()),
-        Command::Genkey => ctl::keys::genkey(&mut std::io::stdout().lock()),
-        Command::Pubkey => {
+        Command::Genkey { ed25519: false } => ctl::keys::genkey(&mut std::io::stdout().lock()),
+        Command::Genkey { ed25519: true } => {
+            ctl::keys::genkey_ed25519(&mut std::io::stdout().lock())
+        }
+        Command::Pubkey { ed25519: false } => {
             ctl::keys::pubkey(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
+        }
+        Command::Pubkey { ed25519: true } => {
+            ctl::keys::pubkey_ed25519(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
         }
         Command::Web(args) => ctl::web::run(&args, &mut std::io::stdout().lock()),
         Command::Man { dir } => man_pages(&dir),

@@ -697,7 +697,9 @@ impl Daemon {
                     ureach: n.ureach,
                     rxcost: n.rxcost.0,
                     txcost: n.txcost.0,
-                    rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    // Whole microseconds over 1000, so that the number prints as the text
+                    // dump's milliseconds do (1.447, not 1.4469999999999998).
+                    rtt_ms: n.rtt.map(|d| d.as_micros() as f64 / 1000.0),
                     rttcost: n.rttcost.0,
                     cost: n.cost.0,
                 })
