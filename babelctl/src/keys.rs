@@ -24,11 +24,7 @@ pub fn genkey_ed25519(out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Reads an ed25519 seed (64 hex digits) and prints its public key (64 hex digits).
 pub fn pubkey_ed25519(input: &mut dyn Read, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut text = String::new();
-    input
-        .take(1024)
-        .read_to_string(&mut text)
-        .context("reading the private key")?;
+    let text = read_private_key(input)?;
     let mut seed = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut seed)
         .context("not an ed25519 private key (64 hex digits)")?;
@@ -39,15 +35,21 @@ pub fn pubkey_ed25519(input: &mut dyn Read, out: &mut dyn Write) -> anyhow::Resu
 
 /// Reads a private key and prints its public key.
 pub fn pubkey(input: &mut dyn Read, out: &mut dyn Write) -> anyhow::Result<()> {
+    let text = read_private_key(input)?;
+    let public =
+        tunnel::keys::public_key_from_base64(text.trim()).context("not a WireGuard private key")?;
+    writeln!(out, "{public}")?;
+    Ok(())
+}
+
+/// The private key on `input`: its first kilobyte at most (a key is far shorter).
+fn read_private_key(input: &mut dyn Read) -> anyhow::Result<String> {
     let mut text = String::new();
     input
         .take(1024)
         .read_to_string(&mut text)
         .context("reading the private key")?;
-    let public =
-        tunnel::keys::public_key_from_base64(text.trim()).context("not a WireGuard private key")?;
-    writeln!(out, "{public}")?;
-    Ok(())
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -55,29 +57,31 @@ pub fn pubkey(input: &mut dyn Read, out: &mut dyn Write) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn genkey_then_pubkey() {
+    type Gen = fn(&mut dyn Write) -> anyhow::Result<()>;
+    type Pub = fn(&mut dyn Read, &mut dyn Write) -> anyhow::Result<()>;
+
+    /// A new key's public key: printed, of `len` characters, not the private key; garbage refused.
+    fn round_trip(genkey: Gen, pubkey: Pub, len: usize) {
         let mut private = Vec::new();
         genkey(&mut private).unwrap();
         let text = String::from_utf8(private.clone()).unwrap();
-        assert_eq!(text.trim().len(), 44, "{text}");
+        assert_eq!(text.trim().len(), len, "{text}");
         let mut public = Vec::new();
         pubkey(&mut private.as_slice(), &mut public).unwrap();
         let p = String::from_utf8(public).unwrap();
-        assert_eq!(p.trim().len(), 44);
+        assert_eq!(p.trim().len(), len);
         assert_ne!(p, text);
         assert!(pubkey(&mut "garbage".as_bytes(), &mut Vec::new()).is_err());
     }
 
     #[test]
+    fn genkey_then_pubkey() {
+        round_trip(genkey, pubkey, 44);
+    }
+
+    #[test]
     fn ed25519_genkey_then_pubkey() {
-        let mut private = Vec::new();
-        genkey_ed25519(&mut private).unwrap();
-        let text = String::from_utf8(private.clone()).unwrap();
-        assert_eq!(text.trim().len(), 64, "{text}");
-        let mut public = Vec::new();
-        pubkey_ed25519(&mut private.as_slice(), &mut public).unwrap();
-        assert_eq!(String::from_utf8(public).unwrap().trim().len(), 64);
+        round_trip(genkey_ed25519, pubkey_ed25519, 64);
         // RFC 8032 section 7.1, test 1: the secret key and its public key.
         let mut public = Vec::new();
         pubkey_ed25519(
