@@ -62,23 +62,36 @@ fn spoofed_hellos_do_not_lock_out_a_real_neighbour() {
     std::fs::write(&batch, lines).unwrap();
     b.ip(&["-batch", batch.to_str().unwrap()]);
     let ix = b.ifindex("spba");
-    let flood = b.spawn(move || {
-        for i in 0..SPOOFED {
-            let s = UdpSocket::bind(SocketAddrV6::new(spoofed(i), 6696, 0, ix)).unwrap();
-            // Hello: seqno i, interval 400 cs.
-            let [hi, lo] = i.to_be_bytes();
-            let pkt = [42, 2, 0, 8, 4, 6, 0, 0, hi, lo, 1, 144];
-            s.send_to(
-                &pkt,
-                SocketAddrV6::new(babel_wire::MULTICAST_V6, 6696, 0, ix),
-            )
-            .unwrap();
-        }
-    });
-    flood.join().unwrap();
+    // One Hello from each address, in rounds (seqno = round), until the table is full: the
+    // daemon may not have joined the multicast group when the first round leaves.
+    let flood = |round: u16| {
+        b.spawn(move || {
+            for i in 0..SPOOFED {
+                let s = UdpSocket::bind(SocketAddrV6::new(spoofed(i), 6696, 0, ix)).unwrap();
+                // Hello: seqno `round`, interval 400 cs.
+                let [hi, lo] = round.to_be_bytes();
+                let pkt = [42, 2, 0, 8, 4, 6, 0, 0, hi, lo, 1, 144];
+                s.send_to(
+                    &pkt,
+                    SocketAddrV6::new(babel_wire::MULTICAST_V6, 6696, 0, ix),
+                )
+                .unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+    };
+    let mut round = 0u16;
     assert!(
-        wait_for(30, || neighbours(&a) >= 1000),
-        "the spoofed Hellos did not fill the table: {} neighbours",
+        wait_for(60, || {
+            if neighbours(&a) >= 1000 {
+                return true;
+            }
+            flood(round);
+            round += 1;
+            false
+        }),
+        "the spoofed Hellos did not fill the table after {round} rounds: {} neighbours",
         neighbours(&a)
     );
     let full = neighbours(&a);
