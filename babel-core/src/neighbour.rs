@@ -168,6 +168,10 @@ pub(crate) struct Neighbour {
     pub accuracy: u16,
     pub limit_logged: bool,
     pub created: Instant,
+    /// When the link cost first became finite (the first IHU, or the first Hellos of a
+    /// configured neighbour): routes learned before it never had a usable metric, so selection
+    /// takes their first finite metric as it takes a new route's, unsmoothed.
+    pub first_up: Option<Instant>,
 }
 
 impl Neighbour {
@@ -209,6 +213,7 @@ impl Neighbour {
             accuracy: 1000,
             limit_logged: false,
             created: now,
+            first_up: None,
         }
     }
 
@@ -319,6 +324,9 @@ impl Neighbour {
         let cost = u16::try_from(cost).unwrap_or(INFINITY);
         let changed = cost != self.cost;
         self.cost = cost;
+        if cost < INFINITY && self.first_up.is_none() {
+            self.first_up = Some(now);
+        }
         changed
     }
 }

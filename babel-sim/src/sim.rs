@@ -1741,7 +1741,7 @@ impl Sim {
 
     /// Shortest-path costs from `src` to every node over the live graph (Dijkstra; links cost
     /// the same both ways). One row at a time: the whole matrix is N² (400 MB at 10,000 nodes).
-    fn distances_from(&mut self, src: usize) -> Vec<u32> {
+    pub fn distances_from(&mut self, src: usize) -> Vec<u32> {
         let n = self.nodes.len();
         let adj = self.adjacency();
         let mut dist = vec![u32::MAX; n];

@@ -314,12 +314,16 @@ impl SelectCx<'_> {
                 seqno: r.seqno,
                 metric,
                 effective,
-                smoothed: smooth(
-                    r.smoothed,
-                    effective,
-                    now.saturating_since(r.smoothed_time.get()),
-                    hl,
-                ),
+                smoothed: if learned_before_link_up(r, neighbour) {
+                    effective
+                } else {
+                    smooth(
+                        r.smoothed,
+                        effective,
+                        now.saturating_since(r.smoothed_time.get()),
+                        hl,
+                    )
+                },
                 price: r.price,
                 feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
                 blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
@@ -584,6 +588,18 @@ pub(super) fn select(
 /// that keeps a route off a link that keeps failing: on a lossy wired link the 2-out-of-3 rule
 /// makes the direct route infinite now and then, and a route that jumped straight back to its
 /// old metric would take the traffic back at once (issue 18, the lossy ring benchmark).
+/// A route whose smoothed metric is infinite only because it was learned before its
+/// neighbour's link cost was ever known (the Update came before the first IHU): it never had a
+/// usable metric, so, like a new route, it takes its first finite one unsmoothed. A route that
+/// had one and lost it (its link failed, or it was retracted) keeps the hysteresis of
+/// [`smooth`]: its infinite smoothed metric dates from after the link came up.
+fn learned_before_link_up(r: &Route, neighbour: Option<&Neighbour>) -> bool {
+    r.smoothed == INFINITY
+        && neighbour
+            .and_then(|n| n.first_up)
+            .is_some_and(|up| r.smoothed_time.get() <= up)
+}
+
 pub(super) fn smooth(old: u16, target: u16, dt: Duration, half_life: Duration) -> u16 {
     // A settled metric stays (what the arithmetic below gives, without its divisions: most
     // routes are settled, and this runs for each route of a destination on every Update).
