@@ -167,6 +167,9 @@ pub struct Counters {
     pub neighbours_over_limit: u64,
     /// Seqno requests dropped because the pending table was full.
     pub requests_over_limit: u64,
+    /// Route switches the hysteresis delays that were not given a deadline because
+    /// [`crate::engine`]'s table of them was full: each waits for its destination's next Update.
+    pub switch_timers_over_limit: u64,
     pub updates_received: u64,
     pub packets_sent: u64,
     pub bytes_sent: u64,
@@ -226,6 +229,7 @@ impl Counters {
             routes_over_limit,
             neighbours_over_limit,
             requests_over_limit,
+            switch_timers_over_limit,
             updates_received,
             packets_sent,
             bytes_sent,

@@ -542,6 +542,54 @@ fn a3_a_route_learned_before_its_link_came_up_is_taken_at_its_metric() {
 }
 
 #[test]
+fn a3_a_switch_the_hysteresis_delays_happens_when_the_smoothed_metrics_cross() {
+    // nb(1)'s route (196) is selected over nb(2)'s (246). nb(1)'s link cost rises to 296: its
+    // route is 396 now and nb(2)'s is better, but the selected route's smoothed metric climbs
+    // from 196 with the 4 s half-life (linearly within a half-life: 396 - 200 * (1 - t/8)) and
+    // passes 246 at t = 2 s. The switch happens then, with no Update in between; before, it
+    // waited for the destination's next Update.
+    let p = "2001:db8:1::/48";
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.advance(Duration::from_secs(1));
+    let (a, b) = (h.hello(nb(1)), h.hello(nb(2)));
+    h.recv(nb(1), &[a, ihu(96), update(p, 9, 7, 100)]);
+    h.recv(nb(2), &[b, ihu(96), update(p, 9, 7, 150)]);
+    assert_eq!(h.installed(p).unwrap().via, nb(1), "196 against 246");
+    h.recv(nb(1), &[ihu(296)]);
+    let changed = h.now;
+    h.advance(Duration::from_millis(1));
+    assert_eq!(
+        h.installed(p).unwrap().metric,
+        babel_wire::Metric(396),
+        "the link cost rose"
+    );
+    assert_eq!(
+        h.installed(p).unwrap().via,
+        nb(1),
+        "smoothed: 196 against 246"
+    );
+    h.advance(Duration::from_millis(1900));
+    assert_eq!(
+        h.installed(p).unwrap().via,
+        nb(1),
+        "smoothed: 243 against 246"
+    );
+    assert!(
+        h.e.poll_timeout()
+            .is_some_and(|t| t.saturating_since(changed) <= Duration::from_millis(2001)),
+        "the next deadline is the crossing"
+    );
+    h.advance(Duration::from_millis(200));
+    assert_eq!(
+        h.installed(p).unwrap().via,
+        nb(2),
+        "the smoothed metrics crossed at 2 s"
+    );
+}
+
+#[test]
 fn s3_7_1_periodic_full_dump_with_own_prefix_and_price_0() {
     let mut h = H::new();
     h.e.announce(h.now, key("2001:db8:ff::/48"), 0).unwrap();

@@ -45,7 +45,7 @@ use request_table::{Insert, RequestTable, SeqnoAsk};
 pub use reselection::RESELECT_SLICE;
 use route_table::{Dest, Refused, Route, RouteData, RouteEntry, RouteTable};
 use source_table::{SourceTable, is_feasible_after};
-use timers::{IfTimer, Timer, TimerTable, min_opt};
+use timers::{IfTimer, SwitchTimers, Timer, TimerTable, min_opt};
 pub use views::link_cost_algorithm;
 
 /// Errors of the engine's configuration inputs.
@@ -254,6 +254,8 @@ pub struct Engine {
     auth: Auth,
     /// Every deadline (RFC 8966 Appendix B), see [`Timer`].
     timers: TimerTable,
+    /// Route switches the hysteresis delays, by deadline ([`Timer::Switch`]).
+    switches: SwitchTimers,
     filter: Option<Arc<dyn RouteFilter>>,
     /// Graceful restart: the previous run's routes, until the window ends (`resume.rs`).
     resume: Option<resume::Resume>,
@@ -319,6 +321,7 @@ impl Engine {
             route_events: RouteEvents::All,
             counters: Counters::default(),
             timers,
+            switches: SwitchTimers::default(),
             filter: None,
             resume,
             contenders: Vec::new(),

@@ -56,6 +56,10 @@ impl Engine {
     /// What follows [`SelectCx::select`]: the consequences (nothing but the requests it
     /// satisfies and a preferred unfeasible route's seqno request when the selection stands).
     pub(super) fn apply_selection(&mut self, now: Instant, key: RouteKey, outcome: Selection) {
+        let (Selection::Stands { choice, .. } | Selection::Changed { choice, .. }) = &outcome;
+        if let Some(at) = choice.switch_at {
+            self.schedule_switch(key, at);
+        }
         match outcome {
             Selection::Stands { choice, rid, seqno } => {
                 #[cfg(test)]
@@ -330,7 +334,9 @@ impl SelectCx<'_> {
                     || resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via)),
             }
         }));
-        let choice = select(policy, shadowed, dest.selected(), contenders);
+        let mut choice = select(policy, shadowed, dest.selected(), contenders);
+        choice.switch_at =
+            switch_due(policy, hl, shadowed, choice.selected, contenders).map(|d| now + d);
         // The smoothed metrics, written by either path.
         let smoothed = |s: &mut Selecting<'_>| {
             let mut smoothed = contenders.iter().map(|c| c.smoothed);
@@ -500,6 +506,9 @@ pub(super) struct Choice {
     /// neighbour's link lost) and the destination is not ours: babeld keeps it selected, *held*,
     /// as long as nothing is installed instead. A route blocked for accuracy is not held.
     pub(super) held: Option<u64>,
+    /// When a route that only the hysteresis keeps out becomes worth switching to, if nothing
+    /// changes before ([`switch_due`]; set by [`SelectCx::select`]).
+    pub(super) switch_at: Option<Instant>,
 }
 
 /// RFC 8966 §3.6: the route of one destination to use, among `routes`, under `policy`. Only
@@ -577,17 +586,64 @@ pub(super) fn select(
         preferred_unfeasible,
         starved_by,
         held,
+        switch_at: None,
     }
 }
 
-/// babeld's smoothing (RFC 8966 Appendix A.3): the smoothed metric decays exponentially toward
-/// the metric with the given half-life (fixed point: whole half-lives by shifting, the fraction
-/// linearly). An infinite metric is taken at once; a route coming back from infinity (its
-/// neighbour's link lost and found again, or retracted and announced again) decays from
-/// infinity like any other, as babeld's `route_smoothed_metric` does. That is the hysteresis
-/// that keeps a route off a link that keeps failing: on a lossy wired link the 2-out-of-3 rule
-/// makes the direct route infinite now and then, and a route that jumped straight back to its
-/// old metric would take the traffic back at once (issue 18, the lossy ring benchmark).
+/// How long until a contender that the hysteresis alone keeps out (RFC 8966 Appendix A.3: the
+/// policy prefers it on its metric, but its smoothed metric has not yet passed the selected
+/// route's) becomes worth switching to, if nothing changes meanwhile: the first instant, to the
+/// microsecond, at which `policy.should_switch` holds with every smoothed metric decayed that
+/// far ([`smooth`]), the soonest over the contenders. `None` when no contender is in that
+/// state. The selection at that instant, from the smoothed metrics written now, sees exactly
+/// these values and switches.
+pub(super) fn switch_due(
+    policy: Policy,
+    half_life: Duration,
+    shadowed: bool,
+    selected: Option<u64>,
+    routes: &[Contender],
+) -> Option<Duration> {
+    if half_life.is_zero() || shadowed {
+        return None;
+    }
+    let cur = routes.iter().find(|c| Some(c.neigh) == selected)?;
+    let at = |c: &Contender, micros: u64| Candidate {
+        metric: c.effective,
+        smoothed_metric: smooth(
+            c.smoothed,
+            c.effective,
+            Duration::from_micros(micros),
+            half_life,
+        ),
+        price: c.price,
+        feasible: c.feasible && !c.blocked,
+        tie_break: c.neigh,
+    };
+    let switches =
+        |c: &Contender, micros: u64| policy.should_switch(&at(cur, micros), &at(c, micros));
+    // After 16 half-lives every smoothed metric is its metric (`smooth`).
+    let settled = u64::try_from(half_life.saturating_mul(16).as_micros()).unwrap_or(u64::MAX);
+    routes
+        .iter()
+        .filter(|c| c.neigh != cur.neigh && switches(c, settled) && !switches(c, 0))
+        .map(|c| {
+            // False at `lo`, true at `hi`: the first instant it holds.
+            let (mut lo, mut hi) = (0, settled);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if switches(c, mid) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            hi
+        })
+        .min()
+        .map(Duration::from_micros)
+}
+
 /// A route whose smoothed metric is infinite only because it was learned before its
 /// neighbour's link cost was ever known (the Update came before the first IHU): it never had a
 /// usable metric, so, like a new route, it takes its first finite one unsmoothed. A route that
@@ -600,6 +656,14 @@ fn learned_before_link_up(r: &Route, neighbour: Option<&Neighbour>) -> bool {
             .is_some_and(|up| r.smoothed_time.get() <= up)
 }
 
+/// babeld's smoothing (RFC 8966 Appendix A.3): the smoothed metric decays exponentially toward
+/// the metric with the given half-life (fixed point: whole half-lives by shifting, the fraction
+/// linearly). An infinite metric is taken at once; a route coming back from infinity (its
+/// neighbour's link lost and found again, or retracted and announced again) decays from
+/// infinity like any other, as babeld's `route_smoothed_metric` does. That is the hysteresis
+/// that keeps a route off a link that keeps failing: on a lossy wired link the 2-out-of-3 rule
+/// makes the direct route infinite now and then, and a route that jumped straight back to its
+/// old metric would take the traffic back at once (issue 18, the lossy ring benchmark).
 pub(super) fn smooth(old: u16, target: u16, dt: Duration, half_life: Duration) -> u16 {
     // A settled metric stays (what the arithmetic below gives, without its divisions: most
     // routes are settled, and this runs for each route of a destination on every Update).
@@ -715,6 +779,87 @@ mod tests {
             (c.selected, c.starved_by, c.preferred_unfeasible),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn a_switch_the_hysteresis_delays_is_due_when_the_smoothed_metrics_cross() {
+        let hl = Duration::from_secs(4);
+        // Better on its metric (200 against 300), its smoothed metric still 350: it falls
+        // linearly within the first half-life (200 + 150 * (1 - t/8)) and passes 300 at t = 8/3 s.
+        let newly_better = Contender {
+            smoothed: 350,
+            ..route(2, 200)
+        };
+        let routes = [route(1, 300), newly_better];
+        let Some(due) = switch_due(BABEL, hl, false, Some(1), &routes) else {
+            panic!("no deadline");
+        };
+        assert!(
+            due > Duration::from_millis(2660) && due < Duration::from_millis(2680),
+            "{due:?}"
+        );
+        // What selection does with the smoothed metrics written now and decayed that far: it
+        // keeps the route a microsecond before and switches at the deadline.
+        let at = |d: Duration| {
+            routes.map(|c| Contender {
+                smoothed: smooth(c.smoothed, c.effective, d, hl),
+                ..c
+            })
+        };
+        let before = at(due - Duration::from_micros(1));
+        assert_eq!(select(BABEL, false, Some(1), &before).selected, Some(1));
+        assert_eq!(select(BABEL, false, Some(1), &at(due)).selected, Some(2));
+        // Nothing is due: without smoothing; for our own destination; when only an equal metric
+        // waits (the smoothed metrics meet but never cross); when the better route is not
+        // selectable; when it is already worth switching to (selection switches now).
+        assert_eq!(
+            switch_due(BABEL, Duration::ZERO, false, Some(1), &routes),
+            None
+        );
+        assert_eq!(switch_due(BABEL, hl, true, Some(1), &routes), None);
+        let equal = Contender {
+            smoothed: 350,
+            ..route(2, 300)
+        };
+        assert_eq!(
+            switch_due(BABEL, hl, false, Some(1), &[route(1, 300), equal]),
+            None
+        );
+        for unselectable in [
+            Contender {
+                feasible: false,
+                ..newly_better
+            },
+            Contender {
+                blocked: true,
+                ..newly_better
+            },
+        ] {
+            assert_eq!(
+                switch_due(BABEL, hl, false, Some(1), &[route(1, 300), unselectable]),
+                None
+            );
+        }
+        assert_eq!(
+            switch_due(BABEL, hl, false, Some(1), &[route(1, 300), route(2, 200)]),
+            None
+        );
+        assert_eq!(switch_due(BABEL, hl, false, None, &routes), None);
+        // The soonest of several.
+        let sooner = Contender {
+            smoothed: 320,
+            ..route(3, 250)
+        };
+        let both = switch_due(
+            BABEL,
+            hl,
+            false,
+            Some(1),
+            &[route(1, 300), newly_better, sooner],
+        );
+        let alone = switch_due(BABEL, hl, false, Some(1), &[route(1, 300), sooner]);
+        assert_eq!(both, alone);
+        assert!(both.is_some_and(|b| b < due));
     }
 
     #[test]

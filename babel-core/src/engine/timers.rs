@@ -24,6 +24,9 @@ pub(super) enum Timer {
     RequestCheck,
     /// Source table garbage collection (RFC 8966 §3.2.5).
     SourceGc,
+    /// Destinations to select again when a route the hysteresis keeps out becomes worth
+    /// switching to ([`SwitchTimers`]).
+    Switch,
 }
 
 /// The timers of one interface.
@@ -111,7 +114,66 @@ impl TimerTable {
     }
 }
 
+/// Destinations whose selection is due again at an instant: when a route that only the
+/// hysteresis keeps out (RFC 8966 Appendix A.3, its smoothed metric not yet past the selected
+/// route's) becomes worth switching to, as `selection::switch_due` computes it. Selection runs
+/// on Updates; without a deadline the switch waits for the destination's next Update, up to an
+/// update interval after the crossing, and a chain of such switches waits that long at each hop.
+/// One deadline a destination; at most [`SwitchTimers::MAX`], beyond which a switch waits for
+/// the next Update as before (counted). A deadline that no longer applies (an Update changed
+/// the routes since) only selects the destination again, which changes nothing.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SwitchTimers {
+    at: BTreeMap<RouteKey, Instant>,
+    /// The same deadlines, by time.
+    queue: BTreeSet<(Instant, RouteKey)>,
+}
+
+impl SwitchTimers {
+    /// Destinations with a deadline at once, at most (about 150 bytes each).
+    pub(super) const MAX: usize = 4096;
+
+    /// Sets the destination's deadline (replacing any); false when the table is full.
+    pub(super) fn set(&mut self, key: RouteKey, at: Instant) -> bool {
+        let full = self.at.len() >= Self::MAX;
+        match self.at.get_mut(&key) {
+            Some(old) => {
+                self.queue.remove(&(*old, key));
+                *old = at;
+            }
+            None if full => return false,
+            None => {
+                self.at.insert(key, at);
+            }
+        }
+        self.queue.insert((at, key));
+        true
+    }
+
+    /// The earliest deadline.
+    pub(super) fn first(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// Takes a destination whose deadline is `now` or earlier.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<RouteKey> {
+        let (at, key) = *self.queue.first().filter(|(at, _)| *at <= now)?;
+        self.queue.remove(&(at, key));
+        self.at.remove(&key);
+        Some(key)
+    }
+}
+
 impl Engine {
+    /// Gives `key` a deadline to be selected again at `at` ([`SwitchTimers`]).
+    pub(super) fn schedule_switch(&mut self, key: RouteKey, at: Instant) {
+        if self.switches.set(key, at) {
+            self.timers.set_earlier(Timer::Switch, at);
+        } else {
+            self.counters.switch_timers_over_limit += 1;
+        }
+    }
+
     /// The instant at which [`Engine::handle_timeout`] must next be called; `None` if nothing is
     /// scheduled.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -186,6 +248,12 @@ impl Engine {
                 self.sources.gc(now);
                 self.timers.set(t, now + self.sources.gc_period());
             }
+            Timer::Switch => {
+                while let Some(key) = self.switches.pop_due(now) {
+                    self.reselect(now, key);
+                }
+                self.timers.set_opt(t, self.switches.first());
+            }
         }
     }
 }
@@ -226,6 +294,32 @@ mod tests {
         t.stop(Timer::SourceGc);
         assert_eq!(t.next_timeout(), None);
         assert!(t.at.is_empty() && t.queue.is_empty());
+    }
+
+    #[test]
+    fn switch_timers_keep_one_deadline_a_destination_and_a_bound() {
+        let key = |i: u128| RouteKey::new(Prefix::host(IpAddr::V6(std::net::Ipv6Addr::from(i))));
+        let mut s = SwitchTimers::default();
+        assert!(s.set(key(1), at(30)));
+        assert!(s.set(key(2), at(20)));
+        // A new deadline replaces the old one.
+        assert!(s.set(key(1), at(10)));
+        assert_eq!(s.first(), Some(at(10)));
+        assert_eq!(s.pop_due(at(9)), None);
+        assert_eq!(s.pop_due(at(25)), Some(key(1)));
+        assert_eq!(s.pop_due(at(25)), Some(key(2)));
+        assert_eq!((s.pop_due(at(100)), s.first()), (None, None));
+        // Full: a new destination is refused, one already there can still move.
+        for i in 0..SwitchTimers::MAX as u128 {
+            assert!(s.set(key(i), at(50)));
+        }
+        assert!(!s.set(key(u128::MAX), at(5)));
+        assert!(s.set(key(7), at(5)));
+        assert_eq!(s.pop_due(at(5)), Some(key(7)));
+        assert_eq!(
+            (s.at.len(), s.queue.len()),
+            (SwitchTimers::MAX - 1, SwitchTimers::MAX - 1)
+        );
     }
 
     #[test]
