@@ -1055,12 +1055,6 @@ impl Sim {
         cfg.fee = node.fee;
         cfg.policy = node.policy;
         cfg.events = self.cfg.events;
-        if let Some(hl) = std::env::var("XHL")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            cfg.smoothing_half_life = Duration::from_millis(hl);
-        }
         let Ok(mut engine) = Engine::new(cfg, now) else {
             return;
         };
