@@ -604,7 +604,8 @@ pub(super) fn switch_due(
     selected: Option<u64>,
     routes: &[Contender],
 ) -> Option<Duration> {
-    if half_life.is_zero() || shadowed {
+    // Settled smoothed metrics do not move: what holds now holds later (most selections).
+    if half_life.is_zero() || shadowed || routes.iter().all(|c| c.smoothed == c.effective) {
         return None;
     }
     let cur = routes.iter().find(|c| Some(c.neigh) == selected)?;

@@ -42,22 +42,35 @@ pub(super) enum IfTimer {
     Flush,
 }
 
-/// Every deadline of the engine, one per [`Timer`], with the next one in O(log n).
-#[derive(Clone, Debug, Default)]
-pub(super) struct TimerTable {
-    at: BTreeMap<Timer, Instant>,
+/// One deadline per key, with the earliest in O(log n): the engine's [`TimerTable`] and its
+/// [`SwitchTimers`].
+#[derive(Clone, Debug)]
+pub(super) struct Deadlines<K> {
+    at: BTreeMap<K, Instant>,
     /// The same deadlines, by time.
-    queue: BTreeSet<(Instant, Timer)>,
+    queue: BTreeSet<(Instant, K)>,
 }
 
-impl TimerTable {
+impl<K> Default for Deadlines<K> {
+    fn default() -> Self {
+        Deadlines {
+            at: BTreeMap::new(),
+            queue: BTreeSet::new(),
+        }
+    }
+}
+
+/// Every deadline of the engine, one per [`Timer`].
+pub(super) type TimerTable = Deadlines<Timer>;
+
+impl<K: Ord + Copy> Deadlines<K> {
     /// The deadline of a timer, if it is armed.
-    pub(super) fn get(&self, t: Timer) -> Option<Instant> {
+    pub(super) fn get(&self, t: K) -> Option<Instant> {
         self.at.get(&t).copied()
     }
 
     /// Arms a timer (replacing its deadline).
-    pub(super) fn set(&mut self, t: Timer, at: Instant) {
+    pub(super) fn set(&mut self, t: K, at: Instant) {
         if let Some(old) = self.at.insert(t, at) {
             self.queue.remove(&(old, t));
         }
@@ -65,7 +78,7 @@ impl TimerTable {
     }
 
     /// Arms a timer, or disarms it with `None`.
-    pub(super) fn set_opt(&mut self, t: Timer, at: Option<Instant>) {
+    pub(super) fn set_opt(&mut self, t: K, at: Option<Instant>) {
         match at {
             Some(at) => self.set(t, at),
             None => self.stop(t),
@@ -73,19 +86,31 @@ impl TimerTable {
     }
 
     /// Arms a timer for `at` unless it fires sooner already.
-    pub(super) fn set_earlier(&mut self, t: Timer, at: Instant) {
+    pub(super) fn set_earlier(&mut self, t: K, at: Instant) {
         if self.get(t).is_none_or(|old| at < old) {
             self.set(t, at);
         }
     }
 
     /// Disarms a timer.
-    pub(super) fn stop(&mut self, t: Timer) {
+    pub(super) fn stop(&mut self, t: K) {
         if let Some(old) = self.at.remove(&t) {
             self.queue.remove(&(old, t));
         }
     }
 
+    /// The earliest deadline.
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// Timers armed.
+    pub(super) fn len(&self) -> usize {
+        self.at.len()
+    }
+}
+
+impl TimerTable {
     /// Disarms every timer of an interface.
     pub(super) fn stop_interface(&mut self, ifindex: u32) {
         for k in [
@@ -96,11 +121,6 @@ impl TimerTable {
         ] {
             self.stop(Timer::Interface(ifindex, k));
         }
-    }
-
-    /// The earliest deadline.
-    pub(super) fn next_timeout(&self) -> Option<Instant> {
-        self.queue.first().map(|(at, _)| *at)
     }
 
     /// The first timer, in [`Timer`] order after `after`, that is due at `now`.
@@ -123,11 +143,7 @@ impl TimerTable {
 /// the next Update as before (counted). A deadline that no longer applies (an Update changed
 /// the routes since) only selects the destination again, which changes nothing.
 #[derive(Clone, Debug, Default)]
-pub(super) struct SwitchTimers {
-    at: BTreeMap<RouteKey, Instant>,
-    /// The same deadlines, by time.
-    queue: BTreeSet<(Instant, RouteKey)>,
-}
+pub(super) struct SwitchTimers(Deadlines<RouteKey>);
 
 impl SwitchTimers {
     /// Destinations with a deadline at once, at most (about 150 bytes each).
@@ -135,31 +151,22 @@ impl SwitchTimers {
 
     /// Sets the destination's deadline (replacing any); false when the table is full.
     pub(super) fn set(&mut self, key: RouteKey, at: Instant) -> bool {
-        let full = self.at.len() >= Self::MAX;
-        match self.at.get_mut(&key) {
-            Some(old) => {
-                self.queue.remove(&(*old, key));
-                *old = at;
-            }
-            None if full => return false,
-            None => {
-                self.at.insert(key, at);
-            }
+        if self.0.len() >= Self::MAX && self.0.get(key).is_none() {
+            return false;
         }
-        self.queue.insert((at, key));
+        self.0.set(key, at);
         true
     }
 
     /// The earliest deadline.
     pub(super) fn first(&self) -> Option<Instant> {
-        self.queue.first().map(|(at, _)| *at)
+        self.0.next_timeout()
     }
 
     /// Takes a destination whose deadline is `now` or earlier.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<RouteKey> {
-        let (at, key) = *self.queue.first().filter(|(at, _)| *at <= now)?;
-        self.queue.remove(&(at, key));
-        self.at.remove(&key);
+        let (_, key) = *self.0.queue.first().filter(|(at, _)| *at <= now)?;
+        self.0.stop(key);
         Some(key)
     }
 }
@@ -317,7 +324,7 @@ mod tests {
         assert!(s.set(key(7), at(5)));
         assert_eq!(s.pop_due(at(5)), Some(key(7)));
         assert_eq!(
-            (s.at.len(), s.queue.len()),
+            (s.0.at.len(), s.0.queue.len()),
             (SwitchTimers::MAX - 1, SwitchTimers::MAX - 1)
         );
     }
