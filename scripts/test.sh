@@ -54,7 +54,48 @@ if [ "$(id -u)" = 0 ]; then
   dpkg -i target/debian/babeld-rs_*.deb >/dev/null
 fi
 echo "== cargo test"
-cargo test --workspace
+# The daemon's namespace tests run the release daemon built and packaged above from this same
+# tree: the binary a router runs. A debug build of it spends its time in unoptimised code, and
+# the daemons of one test starve each other on 2 cores. Without the variable (a plain `cargo
+# test`) they run the debug build, with its debug assertions and overflow checks; the engine's
+# and simulator's tests run with them here too.
+export BABELD_RS_BIN_BABELD_RS="$PWD/target/release/babeld-rs"
+# The tests of `cargo test --workspace`, built once, then run in two lanes at once: the
+# namespace tests (`*_netns`, mostly waiting on the protocol's timers) and all the others (mostly
+# CPU: the engine, the simulator, the crash tests), niced so that the daemons are served first.
+# Both lanes select from the whole workspace, so they run the binaries built here; a lane per
+# package would resolve other features and build again. The second lane's output is printed when
+# both have ended; the doc tests run after.
+cargo test --workspace --no-run
+other_tests=()
+for f in */tests/*.rs; do
+  name=$(basename "$f" .rs)
+  case "$name" in *_netns) ;; *) other_tests+=(--test "$name") ;; esac
+done
+all=$(cargo test --workspace --no-run 2>&1 | grep -c '^  Executable ')
+netns=$(cargo test --workspace --test '*_netns' --no-run 2>&1 | grep -c '^  Executable ')
+rest=$(cargo test --workspace --lib --bins "${other_tests[@]}" --no-run 2>&1 | grep -c '^  Executable ')
+if [ "$all" != $((netns + rest)) ]; then
+  echo "== the two lanes select $netns + $rest test binaries of the workspace's $all"
+  exit 1
+fi
+others_log=$(mktemp)
+nice -n 10 cargo test --workspace --lib --bins "${other_tests[@]}" >"$others_log" 2>&1 &
+others=$!
+trap 'kill "$others" 2>/dev/null || true' EXIT
+netns_rc=0
+cargo test --workspace --test '*_netns' || netns_rc=$?
+others_rc=0
+wait "$others" || others_rc=$?
+trap - EXIT
+echo "== cargo test: the other tests (run beside the namespace tests)"
+cat "$others_log"
+rm -f "$others_log"
+if [ "$netns_rc" != 0 ] || [ "$others_rc" != 0 ]; then
+  echo "== cargo test failed: namespace tests exit code $netns_rc, the others' $others_rc"
+  exit 1
+fi
+cargo test --workspace --doc
 echo "== monitor bench, once in test mode (its checks: every route learned, a line per event)"
 MONITOR_ROUTES=20000 MONITOR_ROUNDS=1 cargo test -p daemon --bench monitor
 echo "== settlement in the daemon (feature settlement; anvil in a namespace)"
@@ -72,6 +113,6 @@ else
   echo "skipped: the demo runs routers in network namespaces, which needs root"
 fi
 echo "== 50 routers on one bridge (alone: it needs the machine to itself)"
-# The release daemon built above from this same tree: 50 optimised daemons fit a 2-core
+# The release daemon built above (BABELD_RS_BIN_BABELD_RS): 50 optimised daemons fit a 2-core
 # machine better than 50 debug ones.
-MESH_BIN="$PWD/target/release/babeld-rs" cargo test -p daemon --test mesh_netns -- --ignored --nocapture
+cargo test -p daemon --test mesh_netns -- --ignored --nocapture

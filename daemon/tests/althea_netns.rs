@@ -14,8 +14,6 @@ use common::{
     tmp, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// What Althea's OpenWrt package writes (no `althea-compatible`), with the test's prefixes.
 const DEPLOYED: &str = "random-id true\nipv6-subtrees true\nfee 100\n\
 default enable-timestamps true\ndefault max-rtt-penalty 1000\n\
@@ -159,11 +157,11 @@ fn held_routes_as_babeld_shows_them_in_both_dialects() {
             assert_held(&reference, "babeld (reference)", &[]);
         });
         s.spawn(|| {
-            let ours = pair("hro", "babeld", BIN, PLAIN);
+            let ours = pair("hro", "babeld", common::daemon_bin(), PLAIN);
             assert_held(&ours, "babeld-rs beside babeld", &[]);
         });
         s.spawn(|| {
-            let althea = pair("hra", BIN, BIN, DEPLOYED);
+            let althea = pair("hra", common::daemon_bin(), common::daemon_bin(), DEPLOYED);
             assert!(wait_for(20, || dump(&althea.b).starts_with("ALTHEA 0.1")));
             // With the fields rita's parser requires, as the fork prints them.
             assert_held(
@@ -185,7 +183,7 @@ fn lost_neighbour_routes_are_held_then_flushed_like_babeld() {
     }
     // babeld and babeld-rs side by side (each waits a minute or more on its timers).
     std::thread::scope(|s| {
-        for (tag, prog) in [("lnr", "babeld"), ("lno", BIN)] {
+        for (tag, prog) in [("lnr", "babeld"), ("lno", common::daemon_bin())] {
             s.spawn(move || lost_neighbour_route_is_held_then_flushed(tag, prog));
         }
     });
@@ -235,8 +233,8 @@ fn althea_dialect_from_the_deployed_configuration() {
         return;
     }
     let (a, b) = linked("adc");
-    let _da = start_with_config(&a, "adca", BIN, DEPLOYED, &["adcab"]);
-    let _db = start_with_config(&b, "adcb", BIN, DEPLOYED, &["adcba"]);
+    let _da = start_with_config(&a, "adca", common::daemon_bin(), DEPLOYED, &["adcab"]);
+    let _db = start_with_config(&b, "adcb", common::daemon_bin(), DEPLOYED, &["adcba"]);
     assert!(wait_for(20, || common::try_control(&a, "dump\nquit\n")
         .starts_with("ALTHEA 0.1\n")));
     let d = dump(&a);
@@ -256,7 +254,7 @@ fn althea_dialect_from_the_deployed_configuration() {
     let _dc = start_with_config(
         &c,
         "adcc",
-        BIN,
+        common::daemon_bin(),
         "fee 100\nalthea-compatible false\n",
         &["lo"],
     );
@@ -266,7 +264,7 @@ fn althea_dialect_from_the_deployed_configuration() {
     let log = tmp("adce.log");
     let _de = DaemonProcess::start(
         &e,
-        BIN,
+        common::daemon_bin(),
         &[
             "-I",
             "",
@@ -306,8 +304,8 @@ fn fee_commands_cost_nothing_on_the_wire() {
     let (a, b) = linked("fee");
     // Long update interval: periodic updates do not blur the window.
     let conf = format!("{DEPLOYED}default update-interval 120\n");
-    let _da = start_with_config(&a, "feea", BIN, &conf, &["feeab"]);
-    let _db = start_with_config(&b, "feeb", BIN, &conf, &["feeba"]);
+    let _da = start_with_config(&a, "feea", common::daemon_bin(), &conf, &["feeab"]);
+    let _db = start_with_config(&b, "feeb", common::daemon_bin(), &conf, &["feeba"]);
     assert!(
         wait_for(60, || route_line(&dump(&a), "fd77::2/128").is_some()),
         "{}",
@@ -358,8 +356,8 @@ fn althea_dialect_sends_no_ae4_and_ipv4_crosses_numbered_links() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _da = start_with_config(&a, "ae4a", BIN, DEPLOYED, &["ae4ab"]);
-    let _db = start_with_config(&b, "ae4b", BIN, DEPLOYED, &["ae4ba"]);
+    let _da = start_with_config(&a, "ae4a", common::daemon_bin(), DEPLOYED, &["ae4ab"]);
+    let _db = start_with_config(&b, "ae4b", common::daemon_bin(), DEPLOYED, &["ae4ba"]);
     assert!(wait_for(60, || has_route(&b, "fd77::1")), "{}", dump(&b));
     // A full update interval after convergence: every route has been advertised.
     std::thread::sleep(std::time::Duration::from_secs(6));
@@ -475,7 +473,7 @@ fn babelctl_show_against_fork_babeld_and_ours() {
     // `dump json` (bad), `dump`, then `quit`: each in its own read.
     assert_eq!(server.join().unwrap(), 3);
 
-    for (tag, prog) in [("shb", "babeld"), ("sho", BIN)] {
+    for (tag, prog) in [("shb", "babeld"), ("sho", common::daemon_bin())] {
         if prog == "babeld" && !have("babeld", t) {
             continue;
         }

@@ -17,7 +17,6 @@ use common::{
     try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const HMAC_KEY: &str = "6d61632d746573742d6b65792d6f6e652d7368613235362d2d";
 const BLAKE_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
@@ -84,7 +83,7 @@ fn same_key(tag: &str, kind: &str, value: &str, second_ll: bool) {
     let ours = start_router(
         &a,
         &format!("{tag}-rs"),
-        BIN,
+        common::daemon_bin(),
         &key_conf(kind, value, &da, ""),
         &[&da],
     );
@@ -139,7 +138,7 @@ fn different_keys_accept_nothing_on_either_side() {
     let ours = start_router(
         &a,
         "macdk-rs",
-        BIN,
+        common::daemon_bin(),
         &key_conf("hmac-sha256", HMAC_KEY, "macdkab", ""),
         &["macdkab"],
     );
@@ -256,7 +255,7 @@ fn replayed_babeld_packets_are_refused_and_altered_ones_are_bad_macs() {
     let ours = start_router(
         &a,
         "macr-rs",
-        BIN,
+        common::daemon_bin(),
         &key_conf("blake2s128", BLAKE_KEY, "macra0", ""),
         &["macra0"],
     );
@@ -317,7 +316,7 @@ fn accept_bad_signatures_lets_unsigned_babeld_through_and_counts_it() {
         "macabab",
         "accept-bad-signatures true",
     );
-    let ours = start_router(&a, "macab-rs", BIN, &conf, &["macabab"]);
+    let ours = start_router(&a, "macab-rs", common::daemon_bin(), &conf, &["macabab"]);
     // babeld without a key: it ignores our PC and MAC TLVs and sends unsigned packets.
     let theirs = start_router(&b, "macab-babeld", "babeld", "", &["macabba"]);
     assert!(

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use common::{Netns, can_use_netns, node, start_router, tmp, try_control, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// A fresh client gets a full `dump` answered.
 fn served(ns: &Netns) -> bool {
     wait_for(30, || try_control(ns, "dump\nquit\n").ends_with("ok\n"))
@@ -56,7 +54,7 @@ fn control_socket_abuse_is_bounded() {
     let mut d = start_router(
         &ns,
         "ctl",
-        BIN,
+        common::daemon_bin(),
         &format!("local-path {}\n", sock.display()),
         &["lo"],
     );

@@ -8,11 +8,10 @@ use common::{
     start_router, tmp, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
 
 fn start(ns: &Netns, name: &str, extra: &str, ifaces: &[&str]) -> DaemonProcess {
-    start_router(ns, name, BIN, extra, ifaces)
+    start_router(ns, name, common::daemon_bin(), extra, ifaces)
 }
 
 #[test]
@@ -137,7 +136,7 @@ fn bad_config_fails_with_file_line_and_reason() {
             "netns",
             "exec",
             &ns.name,
-            BIN,
+            common::daemon_bin(),
             "-I",
             "",
             "-c",
@@ -327,7 +326,7 @@ fn daemonise_and_pid_file() {
             "netns",
             "exec",
             &ns.name,
-            BIN,
+            common::daemon_bin(),
             "-D",
             "-I",
             pid_file.to_str().unwrap(),
@@ -366,7 +365,7 @@ fn daemonise_and_pid_file() {
             "netns",
             "exec",
             &ns.name,
-            BIN,
+            common::daemon_bin(),
             "-I",
             pid_file.to_str().unwrap(),
             "-c",

@@ -34,8 +34,6 @@ use common::{
     keypair, node, ping, start_with_config, tmp, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 const SERVER: &str = "198.51.100.1";
 const EXIT_PUBLIC: &str = "198.51.100.2";
 const LAN_HOST: &str = "192.168.50.2";
@@ -264,7 +262,7 @@ impl World {
             w.exit2_d = Some(start_with_config(
                 ns,
                 &format!("{tag}-exit2"),
-                BIN,
+                common::daemon_bin(),
                 conf,
                 &[],
             ));
@@ -272,14 +270,14 @@ impl World {
         w.gw_d = Some(start_with_config(
             &w.gw,
             &format!("{tag}-gw"),
-            BIN,
+            common::daemon_bin(),
             &gw_conf,
             &[],
         ));
         w.relay_d = Some(start_with_config(
             &w.relay,
             &format!("{tag}-relay"),
-            BIN,
+            common::daemon_bin(),
             &relay_conf,
             &[],
         ));
@@ -291,7 +289,7 @@ impl World {
         self.exit_d = Some(start_with_config(
             &self.exit,
             &format!("{}-exit", self.tag),
-            BIN,
+            common::daemon_bin(),
             &self.exit_conf,
             &[],
         ));
@@ -301,7 +299,7 @@ impl World {
         self.user_d = Some(start_with_config(
             &self.user,
             &format!("{}-user", self.tag),
-            BIN,
+            common::daemon_bin(),
             &self.user_conf,
             &[],
         ));

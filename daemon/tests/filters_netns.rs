@@ -7,8 +7,6 @@ use common::{
     babel_routes, can_use_netns, has_route, have, node, start_router, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// The `metric` of the installed route line for `prefix` in a control-socket dump.
 fn dump_metric(dump: &str, prefix: &str) -> Option<u32> {
     dump.lines()
@@ -37,7 +35,7 @@ fn in_and_out_filters_against_babeld() {
                    in ip fd77::2/128 metric 300\n\
                    out ip 10.77.0.1/32 deny\n\
                    out ip fd77::1/128 metric 200\n";
-    let da = start_router(&a, "fla", BIN, filters, &["flab"]);
+    let da = start_router(&a, "fla", common::daemon_bin(), filters, &["flab"]);
     let db = start_router(&b, "flb", "babeld", "", &["flba"]);
     let logs = || format!("--- a:\n{}\n--- b:\n{}", da.log_text(), db.log_text());
 

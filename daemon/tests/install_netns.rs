@@ -10,8 +10,6 @@ use common::{
     start_with_config, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// `installed yes|no` of each route line for `prefix` in a control-socket dump, with its `if`.
 fn dump_routes(dump: &str, prefix: &str) -> Vec<(bool, String)> {
     dump.lines()
@@ -98,7 +96,7 @@ fn install_filter_refusal_as_babeld() {
         return;
     }
     let reference = refusal("babeld", "irb");
-    let ours = refusal(BIN, "irr");
+    let ours = refusal(common::daemon_bin(), "irr");
     let expected = Refusal {
         dump: vec![(false, "im1".to_owned())],
         in_kernel: false,
@@ -177,7 +175,7 @@ fn install_filter_switch_as_babeld() {
         return;
     }
     let reference = switch("babeld", "isb");
-    let ours = switch(BIN, "isr");
+    let ours = switch(common::daemon_bin(), "isr");
     assert_eq!(
         reference.before.as_deref(),
         Some("im1"),

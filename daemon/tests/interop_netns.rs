@@ -12,11 +12,15 @@ use common::{
     ping_with, route_dev, start_router, tmp, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// Starts babeld-rs (`ours`) or Debian's babeld with the same flags and filters.
 fn start(ns: &Netns, name: &str, ours: bool, extra: &str, ifaces: &[&str]) -> DaemonProcess {
-    start_router(ns, name, if ours { BIN } else { "babeld" }, extra, ifaces)
+    start_router(
+        ns,
+        name,
+        if ours { common::daemon_bin() } else { "babeld" },
+        extra,
+        ifaces,
+    )
 }
 
 fn every_route(nodes: &[(&Netns, u8)], secs: u64, logs: &dyn Fn() -> String) {

@@ -20,8 +20,6 @@ use common::{
     one_at_a_time, ping, ping_with, run, start_mesh_router, tmp, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// (physical interface, key, state, tunnel) of every mesh neighbour.
 fn neighbours(ns: &Netns) -> Vec<(String, String, String, String)> {
     let v = json(ns);
@@ -150,7 +148,7 @@ fn five_routers_on_veth_tunnel_to_each_other_by_themselves() {
         daemons.push(start_mesh_router(
             &ns[i],
             &format!("msh5-{i}"),
-            BIN,
+            common::daemon_bin(),
             "",
             &ifs,
         ));
@@ -395,7 +393,7 @@ fn bridge_policies_intruder_and_forged_announcements() {
     let _da = start_mesh_router(
         &a,
         "mshb-a",
-        BIN,
+        common::daemon_bin(),
         &format!(
             "mesh-private-key {ka}\nmesh-policy allow-list\nmesh-allow {pb}\nmesh-timeout 8\n"
         ),
@@ -404,14 +402,14 @@ fn bridge_policies_intruder_and_forged_announcements() {
     let _db = start_mesh_router(
         &b,
         "mshb-b",
-        BIN,
+        common::daemon_bin(),
         &format!("mesh-private-key {kb}\n"),
         &["mb0"],
     );
     let _dc = start_mesh_router(
         &c,
         "mshb-c",
-        BIN,
+        common::daemon_bin(),
         &format!("mesh-private-key {kc}\n"),
         &["mb0"],
     );
@@ -587,12 +585,18 @@ fn neighbour_comes_back_with_a_new_key() {
     veth(&a, "mka", &b, "mkb");
     let (kb1, pb1) = keypair();
     let (kb2, pb2) = keypair();
-    let _da = start_mesh_router(&a, "mshk-a", BIN, "mesh-timeout 6\n", &["mka"]);
+    let _da = start_mesh_router(
+        &a,
+        "mshk-a",
+        common::daemon_bin(),
+        "mesh-timeout 6\n",
+        &["mka"],
+    );
     assert!(wait_for(20, || !try_control(&a, "quit\n").is_empty()));
     let mut db = start_mesh_router(
         &b,
         "mshk-b1",
-        BIN,
+        common::daemon_bin(),
         &format!("mesh-private-key {kb1}\n"),
         &["mkb"],
     );
@@ -614,7 +618,7 @@ fn neighbour_comes_back_with_a_new_key() {
     let _db2 = start_mesh_router(
         &b,
         "mshk-b2",
-        BIN,
+        common::daemon_bin(),
         &format!("mesh-private-key {kb2}\n"),
         &["mkb"],
     );
@@ -706,7 +710,7 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     let _da = start_mesh_router(
         &a,
         "mshm-a",
-        BIN,
+        common::daemon_bin(),
         &format!(
             "tunnel mmwa private-key {ka} listen-port 51830\ntunnel-peer mmwa public-key {pb} endpoint [fd77::2]:51831 persistent-keepalive 5\n"
         ),
@@ -715,7 +719,7 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     let _db = start_mesh_router(
         &b,
         "mshm-b",
-        BIN,
+        common::daemon_bin(),
         &format!(
             "tunnel mmwb private-key {kb} listen-port 51831\ntunnel-peer mmwb public-key {pa} endpoint [fd77::1]:51830 persistent-keepalive 5\n"
         ),
@@ -904,16 +908,6 @@ impl Drop for Fleet {
     }
 }
 
-/// The babeld-rs binary the many-neighbours test runs: `MESH_BIN` when set (scripts/test.sh
-/// points it at the release build it has just made from the same tree), else the binary cargo
-/// built for this test.
-fn many_neighbours_bin() -> String {
-    std::env::var("MESH_BIN")
-        .ok()
-        .filter(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| BIN.to_owned())
-}
-
 /// N routers on one bridge, each a neighbour of every other: N-1 tunnels each. N is
 /// `MESH_NEIGHBOURS`, 50 by default (the "50 neighbours on one interface").
 /// Asserts every router's N-1 tunnels up and a route through a tunnel to every other router;
@@ -933,7 +927,7 @@ fn many_neighbours_on_one_bridge() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50)
         .clamp(2, 200);
-    let bin = many_neighbours_bin();
+    let bin = common::daemon_bin();
     println!("MESH daemon binary: {bin}");
     // Declared before the namespaces and daemons, so it is dropped after them.
     // Every namespace's neighbour entries count against one table of the whole host; N routers
@@ -962,7 +956,7 @@ fn many_neighbours_on_one_bridge() {
             // Babel's default intervals (Hellos every 4 s), not the 1 s of the other tests.
             .map(|(i, ns)| {
                 let name = format!("mshn-{i}");
-                start_mesh_router(ns, &name, &bin, "default hello-interval 4\n", &["mn0"])
+                start_mesh_router(ns, &name, bin, "default hello-interval 4\n", &["mn0"])
             })
             .collect(),
     );
@@ -1102,11 +1096,11 @@ fn a_moving_neighbour_keeps_its_tunnel_and_a_spoofer_cannot_take_it() {
         "tcpdump did not start"
     );
     let (kb, pb) = keypair();
-    let _da = start_mesh_router(&a, "mshsp-a", BIN, "", &["sp0"]);
+    let _da = start_mesh_router(&a, "mshsp-a", common::daemon_bin(), "", &["sp0"]);
     let _db = start_mesh_router(
         &b,
         "mshsp-b",
-        BIN,
+        common::daemon_bin(),
         &format!("mesh-private-key {kb}\n"),
         &["sp0"],
     );

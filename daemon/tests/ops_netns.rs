@@ -10,8 +10,6 @@ use std::process::{Command, Stdio};
 
 use common::{Netns, can_use_netns, control, has_route, have, node, start_router, veth, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// A line a - b - c of babeld-rs routers (b in the middle), converged.
 struct Line {
     a: Netns,
@@ -27,15 +25,27 @@ fn line(tag: &str, extra_b: &str) -> Line {
     veth(&a, &format!("{tag}ab"), &b, &format!("{tag}ba"));
     veth(&b, &format!("{tag}bc"), &c, &format!("{tag}cb"));
     let d = vec![
-        start_router(&a, &format!("{tag}a"), BIN, "", &[&format!("{tag}ab")]),
+        start_router(
+            &a,
+            &format!("{tag}a"),
+            common::daemon_bin(),
+            "",
+            &[&format!("{tag}ab")],
+        ),
         start_router(
             &b,
             &format!("{tag}b"),
-            BIN,
+            common::daemon_bin(),
             extra_b,
             &[&format!("{tag}ba"), &format!("{tag}bc")],
         ),
-        start_router(&c, &format!("{tag}c"), BIN, "", &[&format!("{tag}cb")]),
+        start_router(
+            &c,
+            &format!("{tag}c"),
+            common::daemon_bin(),
+            "",
+            &[&format!("{tag}cb")],
+        ),
     ];
     for dst in ["fd77::1", "fd77::3"] {
         assert!(
@@ -243,7 +253,7 @@ fn installed_debian_package_runs_in_a_namespace() {
     let b = node("pkgb", 2);
     veth(&a, "pkgab", &b, "pkgba");
     let _da = start_router(&a, "pkga", installed, "", &["pkgab"]);
-    let _db = start_router(&b, "pkgb", BIN, "", &["pkgba"]);
+    let _db = start_router(&b, "pkgb", common::daemon_bin(), "", &["pkgba"]);
     assert!(wait_for(60, || has_route(&a, "fd77::2") && has_route(&b, "fd77::1")));
     let out = Command::new("ip")
         .args([

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use common::{DaemonProcess, Netns, can_use_netns, have, node, tmp, veth, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const ROUTES: usize = 10_000;
 
 const CONF: &str = "redistribute ip 10.100.0.0/16 le 32 allow\nredistribute local deny\n";
@@ -111,7 +110,7 @@ fn a_babeld_neighbour_gets_a_10000_route_table() {
     if !can_use_netns(test) || !have("babeld", test) {
         return;
     }
-    let (first, again) = table_times("pco", BIN);
+    let (first, again) = table_times("pco", common::daemon_bin());
     println!(
         "babeld got {ROUTES} routes from babeld-rs in {first:.1} s, after a restart in {again:.1} s"
     );
@@ -129,7 +128,7 @@ fn pacing_side_by_side_with_babeld() {
     }
     // Tags of its own: with `--include-ignored` both tests run at once, and the tag names
     // their files.
-    let ours = table_times("pso", BIN);
+    let ours = table_times("pso", common::daemon_bin());
     let theirs = table_times("psb", "babeld");
     println!(
         "PACING babeld gets {ROUTES} routes from babeld-rs in {:.1} s (after a restart {:.1} s); from babeld in {:.1} s ({:.1} s)",

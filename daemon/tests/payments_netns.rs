@@ -18,8 +18,6 @@ use common::{
     ping, start_mesh_router, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// A mesh router on `ifaces` with payments on, a fixed mesh key and `extra` configuration.
 fn pay_router(
     ns: &Netns,
@@ -29,7 +27,7 @@ fn pay_router(
     extra: &str,
 ) -> DaemonProcess {
     let extra = format!("mesh-private-key {mesh_key}\npay-enable true\n{extra}");
-    start_mesh_router(ns, name, BIN, &extra, ifaces)
+    start_mesh_router(ns, name, common::daemon_bin(), &extra, ifaces)
 }
 
 use common::dump_json as json;

@@ -15,8 +15,6 @@ use common::{
     tmp, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// Runs `babelctl args...`: (success, stdout, stderr).
 fn babelctl(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(test_support::babelctl())
@@ -45,7 +43,7 @@ fn a_recorded_daemon_replays_to_the_same_route_changes() {
     let mut da = start_with_args(
         &a,
         "rra",
-        BIN,
+        common::daemon_bin(),
         &conf,
         &["--record", rec.to_str().unwrap()],
         &["rrab", "rrac"],

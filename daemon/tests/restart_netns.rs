@@ -15,8 +15,6 @@ use common::{
     veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 fn kill9(d: &mut DaemonProcess) {
     let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -82,7 +80,7 @@ fn seqno_never_goes_back_across_kill9() {
         // Drain what an earlier run left in the socket.
         let mut buf = [0u8; 2048];
         while sock.recv(&mut buf).is_ok() {}
-        let mut d = start_router(&a, "sqa", BIN, &extra, &["sqab"]);
+        let mut d = start_router(&a, "sqa", common::daemon_bin(), &extra, &["sqab"]);
         let s = first_seqno(&sock, id)
             .unwrap_or_else(|| panic!("round {round}: no Update\n{}", d.log_text()));
         kill9(&mut d);
@@ -140,7 +138,13 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
     veth(&a, &ab, &b, &ba);
     veth(&b, &bc, &c, &cb);
     let _da = start_router(&a, &format!("{tag}a"), outer, "", &[&ab]);
-    let mut db = start_router(&b, &format!("{tag}b"), BIN, "", &[&ba, &bc]);
+    let mut db = start_router(
+        &b,
+        &format!("{tag}b"),
+        common::daemon_bin(),
+        "",
+        &[&ba, &bc],
+    );
     let _dc = start_router(&c, &format!("{tag}c"), outer, "", &[&cb]);
     for (ns, dst) in [
         (&a, "10.77.0.3"),
@@ -186,7 +190,13 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
             // Let the pings flow for a second, then crash B and start it again at once.
             std::thread::sleep(Duration::from_millis(1000));
             kill9(&mut db);
-            db = start_router(&b, &format!("{tag}b"), BIN, "", &[&ba, &bc]);
+            db = start_router(
+                &b,
+                &format!("{tag}b"),
+                common::daemon_bin(),
+                "",
+                &[&ba, &bc],
+            );
             pings.join().unwrap()
         });
         losses.push(sent - received);
@@ -204,7 +214,11 @@ fn restart_in_the_middle(tag: &str, outer: &str) -> Vec<u32> {
     drop(mon);
     println!(
         "kill -9 and restart of the middle router between two {}, {ROUNDS} times: {losses:?} of 300 pings lost (50 ms apart)",
-        if outer == BIN { "babeld-rs" } else { outer }
+        if outer == common::daemon_bin() {
+            "babeld-rs"
+        } else {
+            outer
+        }
     );
     // Relearned routes were replaced in place, never deleted and added again.
     let events = std::fs::read_to_string(&mon_file).unwrap();
@@ -248,7 +262,7 @@ fn kill9_restart_between_babeld_rs_neighbours() {
     if !can_use_netns("kill9_restart_between_babeld_rs_neighbours") {
         return;
     }
-    let lost = restart_in_the_middle("gry", BIN);
+    let lost = restart_in_the_middle("gry", common::daemon_bin());
     // Before: 7-77 pings (the same, and a loop through C: B had lost its feasibility distances
     // and took C's route to A, which goes through B, before A's own).
     assert!(lost.iter().all(|l| *l == 0), "pings lost: {lost:?}");

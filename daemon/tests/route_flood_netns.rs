@@ -12,7 +12,6 @@ use std::time::Duration;
 use babel_wire::{EncodeOptions, Hello, Ihu, Message, Prefix, RouterId, Update, encode};
 use common::{can_use_netns, node, ping, start_router, try_control, veth, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const FLOOD: u32 = 100_000;
 
 fn routes(ns: &common::Netns) -> usize {
@@ -30,7 +29,7 @@ fn a_route_flood_stops_at_the_small_router_caps() {
     let mut d = start_router(
         &a,
         "rfa",
-        BIN,
+        common::daemon_bin(),
         &format!(
             "max-routes {}\nmax-routes-per-neighbour {}\n",
             caps.max_routes, caps.max_routes_per_neighbour
@@ -327,9 +326,10 @@ fn caps_hold_inside_a_128_mib_cgroup() {
     let child = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "echo $$ > {} || exit 99; exec nsenter --net=/var/run/netns/{} {BIN} \"$@\"",
+            "echo $$ > {} || exit 99; exec nsenter --net=/var/run/netns/{} {} \"$@\"",
             cg.procs().display(),
-            a.name
+            a.name,
+            common::daemon_bin()
         ))
         .arg("sh")
         .args(&args)
@@ -337,7 +337,7 @@ fn caps_hold_inside_a_128_mib_cgroup() {
         .spawn()
         .unwrap();
     let mut d = common::DaemonProcess { child, log };
-    let _dc = common::start_with_config(&c, "cgc", BIN, &conf, &["cgca"]);
+    let _dc = common::start_with_config(&c, "cgc", common::daemon_bin(), &conf, &["cgca"]);
     assert!(
         wait_for(60, || common::has_route(&a, "10.77.0.3")),
         "no route to the real neighbour\n{}",

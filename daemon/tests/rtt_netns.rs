@@ -14,8 +14,6 @@ use common::{
     wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// Starts `program` with the common filters plus `extra`; interfaces come from `extra`.
 fn start(ns: &Netns, name: &str, program: &str, extra: &str) -> DaemonProcess {
     start_router(ns, name, program, extra, &[])
@@ -64,7 +62,7 @@ fn rtt_matches_babeld_on_a_delayed_link() {
     let (a, b) = (node("rtta", 1), node("rttb", 2));
     let link = TapLink::new(&a, "rtab", &b, "rtba", Duration::from_millis(25));
     let iface = |n: &str| format!("interface {n} enable-timestamps true hello-interval 0.5\n");
-    let _da = start(&a, "rtta", BIN, &iface("rtab"));
+    let _da = start(&a, "rtta", common::daemon_bin(), &iface("rtab"));
     let _db = start(&b, "rttb", "babeld", &iface("rtba"));
     let mut last = (None, None);
     // Both start from twice their first sample (babeld's rule) and average down with
@@ -115,7 +113,7 @@ fn rtt_penalty_moves_the_route_off_a_slow_link() {
     let _da = start(
         &a,
         "rtra",
-        BIN,
+        common::daemon_bin(),
         "interface rtrab enable-timestamps true max-rtt-penalty 300 hello-interval 0.5\n\
          interface rtrac hello-interval 0.5\n",
     );
@@ -129,7 +127,7 @@ fn rtt_penalty_moves_the_route_off_a_slow_link() {
     let _dc = start(
         &c,
         "rtrc",
-        BIN,
+        common::daemon_bin(),
         "interface rtrca hello-interval 0.5\ninterface rtrcb hello-interval 0.5\n",
     );
     assert!(
@@ -185,9 +183,9 @@ fn althea_full_path_rtt_sums_the_links() {
         }
         s
     };
-    let _da = start(&a, "rtaa", BIN, &conf(&["rtaab"]));
-    let _db = start(&b, "rtab", BIN, &conf(&["rtaba", "rtabc"]));
-    let _dc = start(&c, "rtac", BIN, &conf(&["rtacb"]));
+    let _da = start(&a, "rtaa", common::daemon_bin(), &conf(&["rtaab"]));
+    let _db = start(&b, "rtab", common::daemon_bin(), &conf(&["rtaba", "rtabc"]));
+    let _dc = start(&c, "rtac", common::daemon_bin(), &conf(&["rtacb"]));
     let path_rtt = |dump: &str, prefix: &str| -> Option<f64> {
         dump.lines()
             .find(|l| l.starts_with("add route") && l.contains(&format!(" prefix {prefix} ")))

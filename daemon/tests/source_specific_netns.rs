@@ -21,7 +21,6 @@ use common::{
     Netns, can_use_netns, control, forwarding, have, ping_with, start_with_config, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const PORT: u16 = 33123;
 
 /// `Icmp6InEchos` of a namespace.
@@ -158,12 +157,18 @@ fn run(test: &str, tag: &str, subtrees: bool) {
     let mut dc = start_with_config(
         &n.c,
         &format!("{tag}c"),
-        BIN,
+        common::daemon_bin(),
         &format!("{CLIENT}{mode}"),
         &["ssc1", "ssc2"],
     );
     let d1 = start_with_config(&n.g1, &format!("{tag}g1"), "babeld", GW1, &["ssg1c"]);
-    let d2 = start_with_config(&n.g2, &format!("{tag}g2"), BIN, GW2, &["ssg2c"]);
+    let d2 = start_with_config(
+        &n.g2,
+        &format!("{tag}g2"),
+        common::daemon_bin(),
+        GW2,
+        &["ssg2c"],
+    );
     let logs = || {
         format!(
             "--- client\n{}\n--- gw1 (babeld)\n{}\n--- gw2\n{}",

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use common::{can_use_netns, has_route, have, node, start_router, tmp, veth, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
 const SPOOFED: u16 = 1024;
 
 fn spoofed(i: u16) -> Ipv6Addr {
@@ -33,7 +32,7 @@ fn spoofed_hellos_do_not_lock_out_a_real_neighbour() {
     // Hellos every 4 s, as babeld's default on wired links.
     let _da = common::DaemonProcess::start(
         &a,
-        BIN,
+        common::daemon_bin(),
         &[
             "-I",
             "",

@@ -10,8 +10,6 @@ use common::{
     veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 #[test]
 fn two_routers_exchange_routes_only_through_our_tunnel() {
     if !can_use_netns("two_routers_exchange_routes_only_through_our_tunnel") {
@@ -33,8 +31,8 @@ fn two_routers_exchange_routes_only_through_our_tunnel() {
         "tunnel bwg1 private-key {kb} listen-port 51821\ntunnel-peer bwg1 public-key {pa} endpoint 10.61.0.1:51820 persistent-keepalive 5\n"
     );
     // No interface on the command line: the tunnel is the only Babel interface.
-    let _da = start_router(&a, "tua", BIN, &conf_a, &[]);
-    let db = start_router(&b, "tub", BIN, &conf_b, &[]);
+    let _da = start_router(&a, "tua", common::daemon_bin(), &conf_a, &[]);
+    let db = start_router(&b, "tub", common::daemon_bin(), &conf_b, &[]);
     assert!(
         wait_for(60, || has_route(&a, "fd77::2")
             && has_route(&a, "10.77.0.2")

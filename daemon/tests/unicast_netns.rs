@@ -13,8 +13,6 @@ use common::{
     veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 /// Makes `ns` drop every IPv6 multicast datagram except ICMPv6 (neighbour discovery, which
 /// unicast needs), in and out, counting what it drops.
 fn drop_multicast(ns: &Netns) {
@@ -105,11 +103,17 @@ fn unicast_configured_neighbour_and_learned_neighbour_without_multicast() {
     let (lla, llb) = (a.link_local("uniab"), b.link_local("uniba"));
 
     // Multicast only: Hellos leave (and are dropped), nobody hears anybody.
-    let mut da = start_router(&a, "unia-plain", BIN, "interface uniab\n", &["uniab"]);
+    let mut da = start_router(
+        &a,
+        "unia-plain",
+        common::daemon_bin(),
+        "interface uniab\n",
+        &["uniab"],
+    );
     let db = start_router(
         &b,
         "unib",
-        BIN,
+        common::daemon_bin(),
         "interface uniba unicast true\n",
         &["uniba"],
     );
@@ -130,7 +134,7 @@ fn unicast_configured_neighbour_and_learned_neighbour_without_multicast() {
     let da = start_router(
         &a,
         "unia",
-        BIN,
+        common::daemon_bin(),
         &format!("interface uniab neighbour {llb}\n"),
         &["uniab"],
     );
@@ -185,7 +189,7 @@ fn unicast_with_babeld_without_multicast() {
     let da = start_router(
         &a,
         "unic",
-        BIN,
+        common::daemon_bin(),
         &format!("interface unicd neighbour {llb} type tunnel\n"),
         &["unicd"],
     );
@@ -318,14 +322,14 @@ fn unicast_over_wireguard_go_without_multicast() {
     let da = start_router(
         &a,
         "uniwa",
-        BIN,
+        common::daemon_bin(),
         &format!("interface {dev_a} neighbour fe80::b\n"),
         &[&dev_a],
     );
     let db = start_router(
         &b,
         "uniwb",
-        BIN,
+        common::daemon_bin(),
         &format!("interface {dev_b} unicast true\n"),
         &[&dev_b],
     );

@@ -8,8 +8,6 @@ use common::{
     Netns, babel_routes, can_use_netns, has_route, have, node, ping, start_router, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 fn route_line(ns: &Netns, dst: &str) -> Option<String> {
     babel_routes(ns)
         .into_iter()
@@ -45,13 +43,13 @@ fn ipv4_crosses_links_without_ipv4_through_babeld() {
         let addrs = ns.ip(&["-4", "addr", "show", "dev", dev]);
         assert!(!addrs.contains("inet "), "{dev} has IPv4: {addrs}");
     }
-    let da = start_router(&a, "v4a", BIN, "", &["v4ab"]);
+    let da = start_router(&a, "v4a", common::daemon_bin(), "", &["v4ab"]);
     let db = start_router(&b, "v4b", "babeld", "", &["v4ba", "v4bc", "v4bd"]);
-    let _dc = start_router(&c, "v4c", BIN, "", &["v4cb"]);
+    let _dc = start_router(&c, "v4c", common::daemon_bin(), "", &["v4cb"]);
     let _dd = start_router(
         &d,
         "v4d",
-        BIN,
+        common::daemon_bin(),
         "interface v4db v4-via-v6 false\n",
         &["v4db"],
     );

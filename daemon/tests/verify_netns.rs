@@ -22,8 +22,6 @@ use common::{
     route_dev, start_mesh_router, start_with_config, try_control, veth, wait_for,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_babeld-rs");
-
 const FILTERS: &str = "redistribute local ip fd77::/16 allow\nredistribute local deny\n";
 
 /// The destination's signing seed and its public key (hex).
@@ -154,15 +152,21 @@ fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess
         start_with_config(
             &a,
             &format!("{tag}a"),
-            BIN,
+            common::daemon_bin(),
             &format!("{}{a_extra}", verifier_config(&d_pub)),
             &["a-l", "a-h"],
         ),
-        start_with_config(&h, &format!("{tag}h"), BIN, FILTERS, &["h-a", "h-d"]),
+        start_with_config(
+            &h,
+            &format!("{tag}h"),
+            common::daemon_bin(),
+            FILTERS,
+            &["h-a", "h-d"],
+        ),
         start_with_config(
             &d,
             &format!("{tag}d"),
-            BIN,
+            common::daemon_bin(),
             &destination_config(&d_seed),
             &["d-l", "d-h"],
         ),
@@ -174,7 +178,7 @@ fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess
     ds.push(start_with_config(
         &l,
         &format!("{tag}l"),
-        BIN,
+        common::daemon_bin(),
         &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
         &["l-a", "l-d"],
     ));
@@ -307,22 +311,28 @@ fn a_trace_finds_the_neighbours_next_hop() {
         start_with_config(
             &a,
             "vta",
-            BIN,
+            common::daemon_bin(),
             &format!(
                 "{}verify-attribution true\nverify-destination fd77::4/128\n",
                 verifier_config(&d_pub)
             ),
             &["a-b", "a-c"],
         ),
-        start_with_config(&b, "vtb", BIN, FILTERS, &["b-a", "b-c"]),
+        start_with_config(&b, "vtb", common::daemon_bin(), FILTERS, &["b-a", "b-c"]),
         start_with_config(
             &c,
             "vtc",
-            BIN,
+            common::daemon_bin(),
             &format!("{FILTERS}interface c-a rxcost 400\n"),
             &["c-a", "c-b", "c-d"],
         ),
-        start_with_config(&d, "vtd", BIN, &destination_config(&d_seed), &["d-c"]),
+        start_with_config(
+            &d,
+            "vtd",
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-c"],
+        ),
     ];
     assert!(
         wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-b")
@@ -405,11 +415,17 @@ fn under_next_hop_mesh(
     veth(&x, "x-d", &d, "d-x");
     let (d_seed, d_pub) = destination_key();
     let mut ds = vec![
-        start_with_config(&x, &format!("{tag}x"), BIN, FILTERS, &["x-a", "x-n", "x-d"]),
+        start_with_config(
+            &x,
+            &format!("{tag}x"),
+            common::daemon_bin(),
+            FILTERS,
+            &["x-a", "x-n", "x-d"],
+        ),
         start_with_config(
             &d,
             &format!("{tag}d"),
-            BIN,
+            common::daemon_bin(),
             &format!("{}interface d-x rxcost 400\n", destination_config(&d_seed)),
             &["d-x"],
         ),
@@ -420,7 +436,7 @@ fn under_next_hop_mesh(
     ds.push(start_with_config(
         &n,
         &format!("{tag}n"),
-        BIN,
+        common::daemon_bin(),
         &format!(
             "redistribute ip fd77::4/128 metric 192 allow\n{FILTERS}interface n-x rxcost 400\n"
         ),
@@ -441,7 +457,7 @@ fn under_next_hop_mesh(
         start_with_config(
             &a,
             &format!("{tag}a"),
-            BIN,
+            common::daemon_bin(),
             &format!(
                 "{}verify-attribution true\nverify-attribution-passing-origin {passing_origin}\nverify-destination fd77::4/128\ninterface a-x rxcost 400\n",
                 verifier_config(&d_pub)
@@ -610,12 +626,18 @@ fn without_a_raw_socket_verification_runs_without_attribution() {
         &[],
         &["a-h"],
     );
-    let mut wrapped = vec!["--bounding-set=-net_raw", "--", BIN];
+    let mut wrapped = vec!["--bounding-set=-net_raw", "--", common::daemon_bin()];
     wrapped.extend(args.iter().map(String::as_str));
     let ds = [
         common::DaemonProcess::start(&a, "setpriv", &wrapped, log),
-        start_with_config(&h, "vnh", BIN, FILTERS, &["h-a", "h-d"]),
-        start_with_config(&d, "vnd", BIN, &destination_config(&d_seed), &["d-h"]),
+        start_with_config(&h, "vnh", common::daemon_bin(), FILTERS, &["h-a", "h-d"]),
+        start_with_config(
+            &d,
+            "vnd",
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-h"],
+        ),
     ];
     let answered = wait_for(180, || {
         verify_json(&a)["counters"]["answers"]
@@ -739,7 +761,7 @@ fn relayed_remote_hellos_make_the_destination_used_only_with_the_option() {
         start_with_config(
             &a,
             "vua",
-            BIN,
+            common::daemon_bin(),
             &format!(
                 "{}verify-destination fd77::4/128\n",
                 verifier_config(&d_pub)
@@ -749,18 +771,24 @@ fn relayed_remote_hellos_make_the_destination_used_only_with_the_option() {
         start_with_config(
             &h,
             "vuh",
-            BIN,
+            common::daemon_bin(),
             &format!(
                 "{}verify-relayed-probes-used true\n",
                 verifier_config(&d_pub)
             ),
             &["h-a", "h-d"],
         ),
-        start_with_config(&g, "vug", BIN, &verifier_config(&d_pub), &["g-a", "g-d"]),
+        start_with_config(
+            &g,
+            "vug",
+            common::daemon_bin(),
+            &verifier_config(&d_pub),
+            &["g-a", "g-d"],
+        ),
         start_with_config(
             &d,
             "vud",
-            BIN,
+            common::daemon_bin(),
             &destination_config(&d_seed),
             &["d-h", "d-g"],
         ),
@@ -820,7 +848,7 @@ fn a_failing_check_asks_the_relay_to_check_its_own_route() {
         start_with_config(
             &a,
             "vca",
-            BIN,
+            common::daemon_bin(),
             &format!(
                 "{}verify-destination fd77::4/128\n{requests}",
                 verifier_config(&d_pub)
@@ -830,17 +858,23 @@ fn a_failing_check_asks_the_relay_to_check_its_own_route() {
         start_with_config(
             &r,
             "vcr",
-            BIN,
+            common::daemon_bin(),
             &format!("{}{requests}", verifier_config(&d_pub)),
             &["r-a", "r-l"],
         ),
-        start_with_config(&d, "vcd", BIN, &destination_config(&d_seed), &["d-l"]),
+        start_with_config(
+            &d,
+            "vcd",
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-l"],
+        ),
     ];
     kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
     ds.push(start_with_config(
         &l,
         "vcl",
-        BIN,
+        common::daemon_bin(),
         &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
         &["l-r", "l-d"],
     ));
@@ -940,9 +974,9 @@ fn a_lan_prefix_is_probed_at_its_first_address() {
     );
     let a_conf = format!("{FILTERS}verify-enable true\nverify-key fd77:0:0:4::/64 {d_pub}\n{FAST}");
     let ds = vec![
-        start_with_config(&a, "vpa", BIN, &a_conf, &["a-b"]),
-        start_with_config(&b, "vpb", BIN, FILTERS, &["b-a", "b-d"]),
-        start_with_config(&d, "vpd", BIN, &d_conf, &["d-b"]),
+        start_with_config(&a, "vpa", common::daemon_bin(), &a_conf, &["a-b"]),
+        start_with_config(&b, "vpb", common::daemon_bin(), FILTERS, &["b-a", "b-d"]),
+        start_with_config(&d, "vpd", common::daemon_bin(), &d_conf, &["d-b"]),
     ];
     assert!(
         wait_for(120, || ping(&a, "fd77:0:0:4::2")),
@@ -1041,13 +1075,19 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
     lossy(&h1, "1-a", 10);
     let (d_seed, d_pub) = destination_key();
     let mut ds = vec![
-        start_with_config(&a, "vha", BIN, &verifier_config(&d_pub), &["a-1", "a-2"]),
-        start_with_config(&h1, "vh1", BIN, FILTERS, &["1-a", "1-d"]),
+        start_with_config(
+            &a,
+            "vha",
+            common::daemon_bin(),
+            &verifier_config(&d_pub),
+            &["a-1", "a-2"],
+        ),
+        start_with_config(&h1, "vh1", common::daemon_bin(), FILTERS, &["1-a", "1-d"]),
         start_with_config(&h2, "vh2", "babeld", FILTERS, &["2-a", "2-d"]),
         start_with_config(
             &d,
             "vhd",
-            BIN,
+            common::daemon_bin(),
             &destination_config(&d_seed),
             &["d-1", "d-2"],
         ),
@@ -1143,16 +1183,16 @@ fn verification_runs_through_the_mesh_tunnels() {
         start_mesh_router(
             &a,
             "vma",
-            BIN,
+            common::daemon_bin(),
             &format!("verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}"),
             &["a-b", "a-c"],
         ),
-        start_mesh_router(&b, "vmb", BIN, "", &["b-a", "b-d"]),
-        start_mesh_router(&c, "vmc", BIN, "", &["c-a", "c-d"]),
+        start_mesh_router(&b, "vmb", common::daemon_bin(), "", &["b-a", "b-d"]),
+        start_mesh_router(&c, "vmc", common::daemon_bin(), "", &["c-a", "c-d"]),
         start_mesh_router(
             &d,
             "vmd",
-            BIN,
+            common::daemon_bin(),
             &format!("verify-enable true\nverify-private-key {d_seed}\n"),
             &["d-b", "d-c"],
         ),

@@ -219,6 +219,20 @@ pub fn dump_json(ns: &Netns) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The babeld-rs binary the tests run: the one `BABELD_RS_BIN_BABELD_RS` names when set (the
+/// name `test_support::workspace_bin` reads for any workspace binary; `scripts/test.sh` points it
+/// at the release build it has just made from the same tree and packaged), else the binary cargo
+/// built for this test.
+pub fn daemon_bin() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::var("BABELD_RS_BIN_BABELD_RS")
+            .ok()
+            .filter(|p| std::path::Path::new(p).exists())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_babeld-rs").to_owned())
+    })
+}
+
 /// Serialises the tests of one test binary that each run several daemons with tunnels and wait
 /// on their timers (run together on a 2-core machine they starve each other), whatever
 /// `--test-threads` says.
