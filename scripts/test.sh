@@ -54,12 +54,15 @@ if [ "$(id -u)" = 0 ]; then
   dpkg -i target/debian/babeld-rs_*.deb >/dev/null
 fi
 echo "== cargo test"
-# The daemon's namespace tests run the release daemon built and packaged above from this same
-# tree: the binary a router runs. A debug build of it spends its time in unoptimised code, and
-# the daemons of one test starve each other on 2 cores. Without the variable (a plain `cargo
-# test`) they run the debug build, with its debug assertions and overflow checks; the engine's
-# and simulator's tests run with them here too.
+# The daemon's namespace tests run the release daemon and babelctl built and packaged above from
+# this same tree: the binaries a router runs. A debug build of the daemon spends its time in
+# unoptimised code, and the daemons of one test starve each other on 2 cores; a debug babelctl
+# would be built again inside the tests (`test_support::workspace_bin`, with the features of
+# that package alone). Without the variables (a plain `cargo test`) the tests run the debug
+# builds, with their debug assertions and overflow checks; the engine's and simulator's tests
+# run with them here too.
 export BABELD_RS_BIN_BABELD_RS="$PWD/target/release/babeld-rs"
+export BABELD_RS_BIN_BABELCTL="$PWD/target/release/babelctl"
 # The tests of `cargo test --workspace`, built once, then run in two lanes at once: the
 # namespace tests (`*_netns`, mostly waiting on the protocol's timers) and all the others (mostly
 # CPU: the engine, the simulator, the crash tests), niced so that the daemons are served first.
