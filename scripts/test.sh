@@ -68,7 +68,8 @@ export BABELD_RS_BIN_BABELCTL="$PWD/target/release/babelctl"
 # CPU: the engine, the simulator, the crash tests), niced so that the daemons are served first.
 # Both lanes select from the whole workspace, so they run the binaries built here; a lane per
 # package would resolve other features and build again. The second lane's output is printed when
-# both have ended; the doc tests run after.
+# both have ended; the doc tests run after. A failing test binary does not stop its lane, so
+# one run shows every failure.
 cargo test --workspace --no-run
 other_tests=()
 for f in */tests/*.rs; do
@@ -83,11 +84,11 @@ if [ "$all" != $((netns + rest)) ]; then
   exit 1
 fi
 others_log=$(mktemp)
-nice -n 10 cargo test --workspace --lib --bins "${other_tests[@]}" >"$others_log" 2>&1 &
+nice -n 10 cargo test --workspace --no-fail-fast --lib --bins "${other_tests[@]}" >"$others_log" 2>&1 &
 others=$!
 trap 'kill "$others" 2>/dev/null || true' EXIT
 netns_rc=0
-cargo test --workspace --test '*_netns' || netns_rc=$?
+cargo test --workspace --no-fail-fast --test '*_netns' || netns_rc=$?
 others_rc=0
 wait "$others" || others_rc=$?
 trap - EXIT
