@@ -69,6 +69,7 @@ fn main() {
     let follow_claims = env("ADV_CORRECTION_FOLLOW");
     let relayed_used = env("ADV_RELAYED_USED");
     let check_requests = env("ADV_CHECK_REQUESTS");
+    let unanswered_rechecks = env("ADV_UNANSWERED_RECHECKS");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -150,6 +151,9 @@ fn main() {
         }
         if let Some(x) = relayed_used {
             c.verify.schedule.relayed_probes_used = x != 0;
+        }
+        if let Some(x) = unanswered_rechecks {
+            c.verify.schedule.unanswered_rechecks = u8::try_from(x).unwrap_or(u8::MAX);
         }
         if let Some(x) = check_requests {
             c.verify.schedule.check_requests = x != 0;

@@ -101,6 +101,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-check-requests BOOL    a failing check tells the neighbour (Check Failed), and a
                                 neighbour's Check Failed has our next cycle check our route
                                 to that destination first (false)
+  verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
+                                without evidence; then it goes back to the ordinary choice
+                                (0-255, 255 no limit; 2)
   verify-progress-accuracy BOOL with verify-progress: a claim converges when its accuracy
                                 rose by (1 - S)/2, whether or not its metric rose by 1/S
                                 (false)
@@ -181,6 +184,8 @@ pub enum VerifyStatement {
     RelayedProbesUsed(bool),
     /// `verify-check-requests BOOL`: Check Failed sent and taken (§2.5).
     CheckRequests(bool),
+    /// `verify-unanswered-rechecks N`: rechecks after unanswered sessions in a row (§2.2).
+    UnansweredRechecks(u8),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -236,6 +241,11 @@ impl VerifyStatement {
             "verify-correction-follow" => VerifyStatement::CorrectionFollow(flag()?),
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
+            "verify-unanswered-rechecks" => VerifyStatement::UnansweredRechecks(num(
+                0,
+                255,
+                "expected 0 to 255 rechecks (255: no limit)",
+            )? as u8),
             "verify-trace-depth" => VerifyStatement::TraceDepth(num(
                 1,
                 u32::from(verify::MAX_TRACE_DEPTH),
@@ -401,6 +411,7 @@ impl VerifySettings {
                 VerifyStatement::CorrectionFollow(b) => c.correction.follow_claims = b,
                 VerifyStatement::RelayedProbesUsed(b) => c.schedule.relayed_probes_used = b,
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
+                VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1545,6 +1556,27 @@ mod tests {
         }
     }
 
+    /// §2.2: `verify-unanswered-rechecks N` sets how many rechecks unanswered sessions in a
+    /// row get; it starts at the crate's default and refuses what is not 0 to 255.
+    #[test]
+    fn unanswered_rechecks_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().schedule.unanswered_rechecks,
+            verify::VerifyConfig::default().schedule.unanswered_rechecks
+        );
+        for n in [0u8, 3, 255] {
+            s.apply(words(&format!("verify-unanswered-rechecks {n}")).unwrap());
+            assert_eq!(s.config().schedule.unanswered_rechecks, n);
+        }
+        for bad in ["256", "-1", "often"] {
+            assert!(matches!(
+                words(&format!("verify-unanswered-rechecks {bad}")),
+                Err(ParseError::BadValue { .. })
+            ));
+        }
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1599,7 +1631,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 30);
+        assert_eq!(listed.len(), 31);
         for k in listed {
             assert!(
                 !matches!(

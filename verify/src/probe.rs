@@ -1103,9 +1103,9 @@ impl Verifier {
                     Some(MAX_COST)
                 } else {
                     self.scheduler.control(route.prefix, route.neighbour);
-                    // And this route again after the control (it stays under suspicion).
-                    self.scheduler
-                        .checked(now, &self.cfg.schedule, &route, true);
+                    // And this route again after the control (it stays under suspicion), a
+                    // bounded number of times in a row.
+                    self.scheduler.unanswered(now, &self.cfg.schedule, &route);
                     None
                 }
             }

@@ -94,6 +94,12 @@ pub struct ScheduleConfig {
     /// Check Failed (§2.5): a check below the threshold tells the neighbour, and a neighbour's
     /// Check Failed for a destination has our next cycle check our selected route to it first.
     pub check_requests: bool,
+    /// Rechecks a route gets after unanswered sessions in a row that gave no evidence (§2.2,
+    /// item 1): once that many rechecks of it went unanswered too, it goes back to the
+    /// ordinary choice instead of taking its neighbour's session every cycle. Two: the first
+    /// recheck runs beside the control probe (§3.4), whose answer may come after it is judged;
+    /// the second is judged with it. `u8::MAX`: no limit (before 2026-12-02).
+    pub unanswered_rechecks: u8,
 }
 
 impl ScheduleConfig {
@@ -121,6 +127,7 @@ impl Default for ScheduleConfig {
             max_sessions: 16,
             relayed_probes_used: false,
             check_requests: false,
+            unanswered_rechecks: 2,
         }
     }
 }
@@ -159,6 +166,8 @@ pub struct Scheduler {
     /// Selected route last verified (or first seen) per destination: neighbour and metric.
     verified: BTreeMap<Prefix, (NeighbourId, u16)>,
     rechecks: BTreeMap<(Prefix, NeighbourId), Instant>,
+    /// Unanswered sessions in a row without evidence, per route (no entry: none).
+    unanswered: BTreeMap<(Prefix, NeighbourId), u8>,
     control: Option<(Prefix, NeighbourId)>,
     /// Check Failed requests by destination (§2.5), at most `max_used`.
     requests: BTreeMap<Prefix, Request>,
@@ -174,6 +183,7 @@ impl Scheduler {
             used: BTreeMap::new(),
             verified: BTreeMap::new(),
             rechecks: BTreeMap::new(),
+            unanswered: BTreeMap::new(),
             control: None,
             requests: BTreeMap::new(),
             requested_last: Vec::new(),
@@ -261,7 +271,37 @@ impl Scheduler {
         if c.selected {
             self.verified.insert(c.prefix, (c.neighbour, c.metric));
         }
-        if failed {
+        self.unanswered.remove(&(c.prefix, c.neighbour));
+        self.settle_check(now, cfg, c, failed);
+    }
+
+    /// A session of `c` ended unanswered, without evidence that the destination answers us at
+    /// all (§3.4): the route stays under suspicion and is checked again, unless it was already
+    /// unanswered on its last `unanswered_rechecks` rechecks (§2.2, item 1).
+    pub fn unanswered(&mut self, now: Instant, cfg: &ScheduleConfig, c: &VerifiableRoute) {
+        let key = (c.prefix, c.neighbour);
+        let streak = self.unanswered.get(&key).copied().unwrap_or(0);
+        let again = streak < cfg.unanswered_rechecks;
+        self.unanswered.insert(key, streak.saturating_add(1));
+        if c.selected {
+            self.verified.insert(c.prefix, (c.neighbour, c.metric));
+        }
+        if !again {
+            self.unanswered.remove(&key);
+        }
+        self.settle_check(now, cfg, c, again);
+    }
+
+    /// Schedules or clears the recheck of `c` and forgets rechecks of destinations neither
+    /// used nor asked for.
+    fn settle_check(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        c: &VerifiableRoute,
+        again: bool,
+    ) {
+        if again {
             self.rechecks
                 .insert((c.prefix, c.neighbour), now + cfg.recheck_after);
         } else {
@@ -270,6 +310,8 @@ impl Scheduler {
         let (used, requests) = (&self.used, &self.requests);
         self.rechecks
             .retain(|(p, _), _| used.contains_key(p) || requests.contains_key(p));
+        let rechecks = &self.rechecks;
+        self.unanswered.retain(|k, _| rechecks.contains_key(k));
     }
 
     /// After an unanswered session without evidence that the destination answers us at all,
@@ -564,6 +606,72 @@ mod tests {
             seen.insert(c.neighbour);
         }
         assert_eq!(seen.len(), 2);
+    }
+
+    /// §2.2 item 1: a route left unanswered is rechecked, but after `unanswered_rechecks`
+    /// unanswered rechecks in a row it goes back to the ordinary choice; an answered check
+    /// starts the count again.
+    #[test]
+    fn unanswered_rechecks_are_bounded() {
+        let cfg = ScheduleConfig {
+            unanswered_rechecks: 2,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(3);
+        let mut now = Instant::from_secs(100);
+        s.mark_used(now, &cfg, p(1));
+        s.mark_used(now, &cfg, p(2));
+        let cands = [cand(1, 1, 100, true), cand(2, 1, 100, true)];
+        let mut reasons = Vec::new();
+        let mut unanswered_in_a_row = |s: &mut Scheduler, now: &mut Instant, k: usize| {
+            for _ in 0..k {
+                s.unanswered(*now, &cfg, &cands[0]);
+                *now = *now + cfg.recheck_after;
+                s.mark_used(*now, &cfg, p(1));
+                s.mark_used(*now, &cfg, p(2));
+                let picks = s.pick_all(*now, &cfg, &cands);
+                reasons.push(picks.first().map(|(c, r)| (c.prefix, *r)));
+            }
+        };
+        // The first session and two rechecks unanswered: two rechecks, then the ordinary choice.
+        unanswered_in_a_row(&mut s, &mut now, 3);
+        assert_eq!(reasons[0], Some((p(1), Reason::Recheck)));
+        assert_eq!(reasons[1], Some((p(1), Reason::Recheck)));
+        assert!(
+            !matches!(reasons[2], Some((_, Reason::Recheck))),
+            "{reasons:?}"
+        );
+        // An answered failing check resets the count: rechecked again after it.
+        s.checked(now, &cfg, &cands[0], true);
+        now = now + cfg.recheck_after;
+        s.mark_used(now, &cfg, p(1));
+        let picks = s.pick_all(now, &cfg, &cands);
+        assert_eq!(
+            picks.first().map(|(c, r)| (c.prefix, *r)),
+            Some((p(1), Reason::Recheck))
+        );
+        s.unanswered(now, &cfg, &cands[0]);
+        now = now + cfg.recheck_after;
+        s.mark_used(now, &cfg, p(1));
+        let picks = s.pick_all(now, &cfg, &cands);
+        assert_eq!(
+            picks.first().map(|(c, r)| (c.prefix, *r)),
+            Some((p(1), Reason::Recheck))
+        );
+        // Without a limit, rechecked every time.
+        let cfg = ScheduleConfig {
+            unanswered_rechecks: u8::MAX,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(3);
+        for _ in 0..10 {
+            s.mark_used(now, &cfg, p(1));
+            s.unanswered(now, &cfg, &cands[0]);
+            now = now + cfg.recheck_after;
+            s.mark_used(now, &cfg, p(1));
+            let picks = s.pick_all(now, &cfg, &cands);
+            assert_eq!(picks.first().map(|(_, r)| *r), Some(Reason::Recheck));
+        }
     }
 
     /// §2.2: a changed selected route goes first, then a due recheck goes before anything;
