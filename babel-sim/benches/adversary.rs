@@ -70,6 +70,7 @@ fn main() {
     let relayed_used = env("ADV_RELAYED_USED");
     let check_requests = env("ADV_CHECK_REQUESTS");
     let unanswered_rechecks = env("ADV_UNANSWERED_RECHECKS");
+    let verified_next_hop = env("ADV_VERIFIED_NEXT_HOP");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -151,6 +152,9 @@ fn main() {
         }
         if let Some(x) = relayed_used {
             c.verify.schedule.relayed_probes_used = x != 0;
+        }
+        if let Some(x) = verified_next_hop {
+            c.verify.score.verified_next_hop = x != 0;
         }
         if let Some(x) = unanswered_rechecks {
             c.verify.schedule.unanswered_rechecks = u8::try_from(x).unwrap_or(u8::MAX);

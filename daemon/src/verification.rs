@@ -86,6 +86,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-attribution-through-us BOOL  with attribution: a failing neighbour whose next hop
                                 routes through us (tells us nothing for the destination) and
                                 that claims under our metric plus two links is not blamed (true)
+  verify-attribution-verified-next-hop BOOL  with attribution: the next hop found convicts
+                                the neighbour as the origin of a lie only if its own last
+                                session passed (false)
   verify-progress BOOL          a measured lie whose claim rose by 1/S and whose accuracy
                                 rose by (1 - S)/2 since the destination's last one confirms
                                 nothing and restarts that destination's run (true)
@@ -167,6 +170,9 @@ pub enum VerifyStatement {
     /// `verify-attribution-through-us BOOL`: a lie through a next hop that routes through us
     /// blames neither (§4.2.1).
     AttributionThroughUs(bool),
+    /// `verify-attribution-verified-next-hop BOOL`: the origin test trusts only a next hop
+    /// whose last session passed (§4.2.1).
+    AttributionVerifiedNextHop(bool),
     /// `verify-progress BOOL`: a claim that converges restarts its run (§4.2.3).
     Progress(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
@@ -234,6 +240,9 @@ impl VerifyStatement {
                 VerifyStatement::AttributionPassingOrigin(flag()?)
             }
             "verify-attribution-through-us" => VerifyStatement::AttributionThroughUs(flag()?),
+            "verify-attribution-verified-next-hop" => {
+                VerifyStatement::AttributionVerifiedNextHop(flag()?)
+            }
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
@@ -404,6 +413,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionBothEnds(b) => c.score.origin_at_both_ends = b,
                 VerifyStatement::AttributionPassingOrigin(b) => c.score.passing_origin = b,
                 VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
+                VerifyStatement::AttributionVerifiedNextHop(b) => c.score.verified_next_hop = b,
                 VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
@@ -1525,7 +1535,10 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 7] = [
+        let statements: [(&str, Field); 8] = [
+            ("verify-attribution-verified-next-hop", |c| {
+                c.score.verified_next_hop
+            }),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -1631,7 +1644,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 31);
+        assert_eq!(listed.len(), 32);
         for k in listed {
             assert!(
                 !matches!(

@@ -35,6 +35,11 @@ pub const MAX_TRACE_DEPTH: u8 = 8;
 /// at most this much hop limit left may be a trace, and measures nothing (§4.2.1, §9.6).
 pub const MAX_TRACE_HOP_LIMIT: u8 = TRACE_HOP_LIMIT + MAX_TRACE_DEPTH - 1;
 
+/// With `verified_next_hop` (§4.2.1): how recently a next hop must have passed a check of ours
+/// for its claims to convict another neighbour as the origin of a lie. Six cycles: a neighbour
+/// is checked once a cycle (§2.2).
+pub const NEXT_HOP_TRUST: Duration = Duration::from_secs(60);
+
 /// Everything configurable about verification (defaults in `spec/verify.md` §7).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct VerifyConfig {
@@ -389,6 +394,11 @@ pub struct Verifier {
     seqnos: BTreeMap<(Prefix, NeighbourId), u16>,
     /// Last answered session per destination (evidence that its answers reach us).
     answered: BTreeMap<Prefix, Instant>,
+    /// The end of each neighbour's last session and whether it passed (answered, a measured
+    /// accuracy of at least `S`, not blamed on the origin): with `verified_next_hop`, only a
+    /// neighbour whose last session passed can make another neighbour the origin of a lie
+    /// (§4.2.1).
+    passed: BTreeMap<NeighbourId, (Instant, bool)>,
     /// Sessions under way, one per neighbour at most (§2.2).
     sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
@@ -440,6 +450,7 @@ impl Verifier {
             keyring,
             seqnos: BTreeMap::new(),
             answered: BTreeMap::new(),
+            passed: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -839,6 +850,7 @@ impl Verifier {
     /// neighbour, `k` links past it, and the routes we hear.
     fn blame(
         &self,
+        now: Instant,
         route: &VerifiableRoute,
         s: &Session,
         cost: u16,
@@ -882,6 +894,9 @@ impl Verifier {
             && below(route.advertised, offered)
             && (!self.cfg.score.origin_at_both_ends || at_start())
         {
+            if !self.reference_trusted(now, s) {
+                return Blame::Unknown;
+            }
             return Blame::Origin;
         }
         // The found router's claim, with the cheapest links before it (ours to the neighbour
@@ -950,6 +965,7 @@ impl Verifier {
     /// plus a link, both with the routes we held at the session's start and at its end.
     fn claim_under_next_hop(
         &self,
+        now: Instant,
         route: &VerifiableRoute,
         s: &Session,
         candidates: &[VerifiableRoute],
@@ -969,6 +985,34 @@ impl Verifier {
                 s.route.advertised,
                 self.offered(route.prefix, s, &s.at_start),
             )
+            && self.reference_trusted(now, s)
+    }
+
+    /// §4.2.1, `verified_next_hop`: whether the next hop the trace found may serve as the
+    /// reference of the origin test. Its claim to us is what the test holds the neighbour's
+    /// against, and a lying next hop can tell us more than it tells the neighbour. With the
+    /// option, only a next hop whose last session (through it, any destination) passed, within
+    /// [`NEXT_HOP_TRUST`], is taken at its word; we ourselves (a trace back to us) always are.
+    fn reference_trusted(&self, now: Instant, s: &Session) -> bool {
+        if !self.cfg.score.verified_next_hop || s.returned() {
+            return true;
+        }
+        s.next_hop().is_some_and(|x| {
+            self.passed
+                .get(&x)
+                .is_some_and(|(t, ok)| *ok && now.saturating_since(*t) <= NEXT_HOP_TRUST)
+        })
+    }
+
+    /// Records how `neighbour`'s session ending at `now` went (for [`Self::reference_trusted`]).
+    fn session_passed(&mut self, now: Instant, neighbour: NeighbourId, passed: bool) {
+        crate::bounded::make_room(
+            &mut self.passed,
+            self.max_neighbours,
+            &neighbour,
+            |(t, _)| *t,
+        );
+        self.passed.insert(neighbour, (now, passed));
     }
 
     /// What the neighbour's next hop on the route to `prefix` (the session's trace) offers it,
@@ -1102,6 +1146,7 @@ impl Verifier {
                     self.counters.black_holes += 1;
                     Some(MAX_COST)
                 } else {
+                    self.session_passed(now, route.neighbour, false);
                     self.scheduler.control(route.prefix, route.neighbour);
                     // And this route again after the control (it stays under suspicion), a
                     // bounded number of times in a row.
@@ -1143,12 +1188,17 @@ impl Verifier {
             if check.correction.is_some() {
                 self.counters.corrections += 1;
             }
-            if !failed && self.claim_under_next_hop(&route, &s, candidates) {
+            if !failed && self.claim_under_next_hop(now, &route, &s, candidates) {
                 // Passing, but under what its next hop offers it (§4.2.1, passing checks).
                 check.blame = Blame::Origin;
             }
+            self.session_passed(
+                now,
+                route.neighbour,
+                !failed && check.blame != Blame::Origin,
+            );
             if failed {
-                check.blame = self.blame(&route, &s, c, candidates);
+                check.blame = self.blame(now, &route, &s, c, candidates);
                 let nc = NeighbourCorrection::new(
                     &self.cfg.correction,
                     metric,

@@ -85,6 +85,12 @@ pub struct ScoreConfig {
     /// neighbour's claim is under our own metric plus the two links: the lie is the
     /// neighbour's or its next hop's, and which cannot be told (`spec/verify.md` §4.2.1).
     pub through_us: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the origin test (on failing and
+    /// passing checks) takes the next hop found as its reference only if the next hop's own
+    /// last session passed, within [`crate::NEXT_HOP_TRUST`]; otherwise the check blames
+    /// nobody. A lying next hop can tell us more than it tells the neighbour and so frame it
+    /// (`spec/verify.md` §4.2.1).
+    pub verified_next_hop: bool,
     /// [`Rule::Confirmed`]: a claim that converges (`spec/verify.md` §4.2.3). A measured lie
     /// of a destination whose earlier measured lie is still live, where the neighbour's metric
     /// has since risen by at least `1/S` and the accuracy by at least `(1 − S)/2`, confirms
@@ -255,6 +261,7 @@ impl Default for ScoreConfig {
             trace_depth: 1,
             passing_origin: true,
             through_us: true,
+            verified_next_hop: false,
             progress: true,
             progress_on_accuracy: false,
             unknown_breadth: false,

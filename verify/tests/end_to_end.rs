@@ -628,6 +628,44 @@ fn origin_of_a_lie_is_blamed() {
     assert_eq!(c.blame, Blame::Unknown);
 }
 
+/// §4.2.1 with `verified_next_hop`: the next hop's claim convicts the neighbour as the origin
+/// only while the next hop's own last session passed. A next hop that fails our checks may be
+/// telling us more than it tells the neighbour (framing it), and then the neighbour's failing
+/// checks blame nobody; without the option they blame the origin all the same.
+#[test]
+fn the_origin_test_trusts_only_a_next_hop_that_passes() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.attribution = true;
+    // Neighbour 1 claims 48, its next hop 2 claims 96: 1 claims under 2's offer plus a link.
+    let cands = [cand(1, 144, true), cand(2, 192, false)];
+    let blames = |cfg: VerifyConfig, hops: u8| {
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = hops;
+        w.next_hops.push((nb(1), nb(2)));
+        let mut out = Vec::new();
+        for _ in 0..8 {
+            let c = w.run_check(&cands);
+            if c.route.neighbour == nb(1) {
+                out.push(c.blame);
+            }
+        }
+        assert!(out.len() >= 3, "{out:?}");
+        out
+    };
+    cfg.score.verified_next_hop = true;
+    // Two links: 2's route passes (192 against 192), and after its first session 1 is the origin.
+    let b = blames(cfg, 2);
+    assert!(b[1..].iter().all(|b| *b == Blame::Origin), "{b:?}");
+    // Three links: 2's own route fails (192 against 288); 1 is never blamed on its word.
+    let b = blames(cfg, 3);
+    assert!(b.iter().all(|b| *b == Blame::Unknown), "{b:?}");
+    // Without the option, 2's word is taken whatever its own checks say.
+    cfg.score.verified_next_hop = false;
+    let b = blames(cfg, 3);
+    assert!(b.iter().all(|b| *b == Blame::Origin), "{b:?}");
+}
+
 /// §4.2.1, a loop through the verifier: a neighbour that forwards the route back to us is
 /// compared with what we advertise (our selected route's metric). One that claims less than
 /// that plus a link is the origin; an honest one behind us is not, and without

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 40, "{t:?}");
+    assert_eq!(t.len(), 41, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -64,6 +64,7 @@ fn defaults_table_matches_code() {
             "trace_depth" => c.score.trace_depth.to_string() == *v,
             "passing_origin" => c.score.passing_origin.to_string() == *v,
             "through_us" => c.score.through_us.to_string() == *v,
+            "verified_next_hop" => c.score.verified_next_hop.to_string() == *v,
             "progress" => c.score.progress.to_string() == *v,
             "progress_on_accuracy" => c.score.progress_on_accuracy.to_string() == *v,
             "unknown_breadth" => c.score.unknown_breadth.to_string() == *v,
@@ -105,6 +106,10 @@ fn stated_constants_and_examples() {
     )));
     assert!(d.contains(&format!("`HOP_LIMIT` = {}", verify::HOP_LIMIT)));
     assert!(d.contains(&format!("`TRACE_HOP_LIMIT` = {}", verify::TRACE_HOP_LIMIT)));
+    assert!(d.contains(&format!(
+        "`NEXT_HOP_TRUST` = {} s",
+        verify::NEXT_HOP_TRUST.as_secs()
+    )));
     let cc = CorrectionConfig::default();
     for (since, stated) in [(60u64, 164u64), (30, 465), (10, 2415)] {
         let got = cc
