@@ -268,44 +268,47 @@ impl Scheduler {
         c: &VerifiableRoute,
         failed: bool,
     ) {
-        if c.selected {
-            self.verified.insert(c.prefix, (c.neighbour, c.metric));
-        }
-        self.unanswered.remove(&(c.prefix, c.neighbour));
-        self.settle_check(now, cfg, c, failed);
+        self.settle_check(now, cfg, c, failed, 0);
     }
 
     /// A session of `c` ended unanswered, without evidence that the destination answers us at
     /// all (§3.4): the route stays under suspicion and is checked again, unless it was already
     /// unanswered on its last `unanswered_rechecks` rechecks (§2.2, item 1).
     pub fn unanswered(&mut self, now: Instant, cfg: &ScheduleConfig, c: &VerifiableRoute) {
-        let key = (c.prefix, c.neighbour);
-        let streak = self.unanswered.get(&key).copied().unwrap_or(0);
+        let streak = self
+            .unanswered
+            .get(&(c.prefix, c.neighbour))
+            .copied()
+            .unwrap_or(0);
         let again = streak < cfg.unanswered_rechecks;
-        self.unanswered.insert(key, streak.saturating_add(1));
-        if c.selected {
-            self.verified.insert(c.prefix, (c.neighbour, c.metric));
-        }
-        if !again {
-            self.unanswered.remove(&key);
-        }
-        self.settle_check(now, cfg, c, again);
+        self.settle_check(now, cfg, c, again, streak.saturating_add(1));
     }
 
-    /// Schedules or clears the recheck of `c` and forgets rechecks of destinations neither
-    /// used nor asked for.
+    /// Records a check of `c` that ended: its selected route as verified, its recheck
+    /// scheduled (`again`) or cleared, and `streak` unanswered sessions in a row before the
+    /// recheck (0: it was answered). Forgets rechecks of destinations neither used nor asked
+    /// for, and the streaks of routes with no recheck.
     fn settle_check(
         &mut self,
         now: Instant,
         cfg: &ScheduleConfig,
         c: &VerifiableRoute,
         again: bool,
+        streak: u8,
     ) {
+        if c.selected {
+            self.verified.insert(c.prefix, (c.neighbour, c.metric));
+        }
+        let key = (c.prefix, c.neighbour);
         if again {
-            self.rechecks
-                .insert((c.prefix, c.neighbour), now + cfg.recheck_after);
+            self.rechecks.insert(key, now + cfg.recheck_after);
         } else {
-            self.rechecks.remove(&(c.prefix, c.neighbour));
+            self.rechecks.remove(&key);
+        }
+        if streak == 0 {
+            self.unanswered.remove(&key);
+        } else {
+            self.unanswered.insert(key, streak);
         }
         let (used, requests) = (&self.used, &self.requests);
         self.rechecks
