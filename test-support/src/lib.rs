@@ -8,6 +8,7 @@
 //! * [`wait_for`]: polls an observable condition with a bound, never a fixed sleep.
 //! * [`ping`], [`ping_with`]: ICMP echo from inside a namespace.
 //! * [`DaemonProcess`]: a process in a namespace, killed on drop.
+//! * [`tmp`]: a file in the test's [`scratch`] directory, removed when the test passes.
 //! * `engines` (feature `engine`): two `babel-core` engines on one lossless link.
 //! * [`babelctl`], [`workspace_bin`]: a binary of another workspace crate, built for the test.
 //!
@@ -17,6 +18,7 @@
 
 mod netns;
 mod process;
+pub mod scratch;
 mod tap;
 mod workspace_bin;
 

@@ -202,11 +202,10 @@ pub fn forwarding(ns: &Netns) {
     ]);
 }
 
-/// A file in this test process's scratch directory.
+/// A file in the calling test's scratch directory, which goes when the test passes and stays
+/// when it fails ([`crate::scratch`]).
 pub fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("babeld-rs-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    crate::scratch::dir().join(name)
 }
 
 /// True if `program` is on the PATH; otherwise prints why `test` skips.
