@@ -123,6 +123,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        crate::scratch::keep_if_panicking();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();

@@ -61,6 +61,7 @@ impl DaemonProcess {
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
+        crate::scratch::keep_if_panicking();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -3,14 +3,13 @@
 //!
 //! The directory is `$TMPDIR/babeld-rs-tests-PID/TEST`, where `TEST` is the name of the thread
 //! that asked (libtest runs each test in a thread named after it, and joins it before the
-//! process exits). It is removed when that thread exits, unless the thread panicked: a panic
-//! hook, installed with the first scratch file, marks it and prints where the files are. The
+//! process exits). It is removed when that thread exits, unless the test failed while it held a
+//! namespace or a daemon ([`keep_if_panicking`]): then it stays and its path is printed. The
 //! process's directory goes with its last test's. Before this, every test process left its
 //! directory behind (a day of CI runs on one machine: 230 directories, 889 MB in `/tmp`).
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
-use std::sync::Once;
 
 /// Longest test name kept in the path: a Unix socket's path (a control socket, BIRD's) must
 /// stay under 108 bytes.
@@ -19,7 +18,7 @@ const MAX_NAME: usize = 40;
 /// The calling thread's scratch directory, made on first use.
 struct Scratch {
     dir: RefCell<Option<PathBuf>>,
-    panicked: Cell<bool>,
+    kept: Cell<bool>,
 }
 
 impl Drop for Scratch {
@@ -27,7 +26,7 @@ impl Drop for Scratch {
         let Some(dir) = self.dir.get_mut().take() else {
             return;
         };
-        if self.panicked.get() {
+        if self.kept.get() {
             return;
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -42,7 +41,7 @@ thread_local! {
     static SCRATCH: Scratch = const {
         Scratch {
             dir: RefCell::new(None),
-            panicked: Cell::new(false),
+            kept: Cell::new(false),
         }
     };
 }
@@ -78,28 +77,28 @@ fn dir_name(thread: Option<&str>) -> String {
     name.chars().take(MAX_NAME).collect()
 }
 
-/// Marks the panicking thread's scratch directory as kept and says where it is.
-fn install_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            previous(info);
-            let _ = SCRATCH.try_with(|s| {
-                s.panicked.set(true);
-                if let Ok(dir) = s.dir.try_borrow()
-                    && let Some(dir) = dir.as_ref()
-                {
-                    eprintln!("scratch files kept in {}", dir.display());
-                }
-            });
-        }));
+/// Keeps the calling thread's scratch directory if the thread is unwinding from a panic (a
+/// failing test), and says where it is, once. [`crate::Netns`] and [`crate::DaemonProcess`]
+/// call it when they are dropped, so a test that fails while it holds either keeps its files.
+/// A panic a test catches itself (polling with `catch_unwind`) keeps nothing.
+pub fn keep_if_panicking() {
+    if !std::thread::panicking() {
+        return;
+    }
+    let _ = SCRATCH.try_with(|s| {
+        if s.kept.replace(true) {
+            return;
+        }
+        if let Ok(dir) = s.dir.try_borrow()
+            && let Some(dir) = dir.as_ref()
+        {
+            eprintln!("scratch files kept in {}", dir.display());
+        }
     });
 }
 
 /// The calling test's scratch directory (see the module's documentation), created if needed.
 pub fn dir() -> PathBuf {
-    install_hook();
     SCRATCH.with(|s| {
         let mut d = s.dir.borrow_mut();
         let dir = d
@@ -130,34 +129,51 @@ mod tests {
         assert!(!dir_name(None).is_empty());
     }
 
-    /// A passing test's directory goes when its thread ends; a failing one's stays.
-    #[test]
-    fn removed_when_the_test_passes_kept_when_it_fails() {
-        let passed = std::thread::Builder::new()
-            .name("scratch_passes".into())
-            .spawn(|| {
-                let d = dir();
-                std::fs::write(d.join("a.log"), "x").unwrap();
-                d
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert!(!passed.exists(), "{} left behind", passed.display());
+    /// What a test holds while it runs ([`crate::Netns`], [`crate::DaemonProcess`]).
+    struct Held;
 
+    impl Drop for Held {
+        fn drop(&mut self) {
+            keep_if_panicking();
+        }
+    }
+
+    /// Runs `body` in a thread named `name` that writes a scratch file and holds [`Held`];
+    /// returns the directory and whether the thread panicked.
+    fn run(name: &str, body: fn()) -> (PathBuf, bool) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let failed = std::thread::Builder::new()
-            .name("scratch_fails".into())
+        let joined = std::thread::Builder::new()
+            .name(name.into())
             .spawn(move || {
+                let _held = Held;
                 let d = dir();
                 std::fs::write(d.join("a.log"), "x").unwrap();
                 tx.send(d).unwrap();
-                panic!("this test thread fails on purpose");
+                body();
             })
             .unwrap()
             .join();
-        assert!(failed.is_err());
-        let kept = rx.recv().unwrap();
+        (rx.recv().unwrap(), joined.is_err())
+    }
+
+    /// A passing test's directory goes when its thread ends, also after a panic it caught
+    /// itself; a failing one's stays.
+    #[test]
+    fn removed_when_the_test_passes_kept_when_it_fails() {
+        let (passed, failed) = run("scratch_passes", || {});
+        assert!(!failed);
+        assert!(!passed.exists(), "{} left behind", passed.display());
+
+        let (polled, failed) = run("scratch_catches", || {
+            assert!(std::panic::catch_unwind(|| panic!("not listening yet")).is_err());
+        });
+        assert!(!failed);
+        assert!(!polled.exists(), "{} left behind", polled.display());
+
+        let (kept, failed) = run("scratch_fails", || {
+            panic!("this test thread fails on purpose")
+        });
+        assert!(failed);
         assert!(kept.join("a.log").exists(), "{} removed", kept.display());
         std::fs::remove_dir_all(&kept).unwrap();
         if let Some(parent) = kept.parent() {
