@@ -149,18 +149,23 @@ fn held_routes_as_babeld_shows_them_in_both_dialects() {
         return;
     }
     // The three pairs are independent and spend their time waiting on protocol timers (the
-    // hold lasts about a minute): they run side by side, each on a thread of its own; a
-    // failed assertion on any of them fails the test.
+    // hold lasts about a minute): they run side by side, each on a thread of its own, with
+    // their files in the test's scratch directory; a failed assertion on any of them fails the
+    // test.
+    let scratch = test_support::scratch::dir();
     std::thread::scope(|s| {
         s.spawn(|| {
+            test_support::scratch::share(&scratch);
             let reference = pair("hrr", "babeld", "babeld", PLAIN);
             assert_held(&reference, "babeld (reference)", &[]);
         });
         s.spawn(|| {
+            test_support::scratch::share(&scratch);
             let ours = pair("hro", "babeld", common::daemon_bin(), PLAIN);
             assert_held(&ours, "babeld-rs beside babeld", &[]);
         });
         s.spawn(|| {
+            test_support::scratch::share(&scratch);
             let althea = pair("hra", common::daemon_bin(), common::daemon_bin(), DEPLOYED);
             assert!(wait_for(20, || dump(&althea.b).starts_with("ALTHEA 0.1")));
             // With the fields rita's parser requires, as the fork prints them.
@@ -182,9 +187,14 @@ fn lost_neighbour_routes_are_held_then_flushed_like_babeld() {
         return;
     }
     // babeld and babeld-rs side by side (each waits a minute or more on its timers).
+    let scratch = test_support::scratch::dir();
     std::thread::scope(|s| {
         for (tag, prog) in [("lnr", "babeld"), ("lno", common::daemon_bin())] {
-            s.spawn(move || lost_neighbour_route_is_held_then_flushed(tag, prog));
+            let scratch = &scratch;
+            s.spawn(move || {
+                test_support::scratch::share(scratch);
+                lost_neighbour_route_is_held_then_flushed(tag, prog)
+            });
         }
     });
 }
