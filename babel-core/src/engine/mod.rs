@@ -430,7 +430,7 @@ impl Engine {
     /// (A.2.1), and such an IHU would take down a link that works.
     pub fn interface_up(&mut self, now: Instant, ifindex: u32, cfg: InterfaceConfig) {
         let hello_jitter = self.jitter(Duration::from_millis(100));
-        let upd = self.roughly(cfg.update_interval);
+        let first_update = self.first_periodic_update(now, cfg.update_interval);
         match self.interfaces.get_mut(&ifindex) {
             Some(i) if i.up => {
                 i.cfg = cfg;
@@ -469,7 +469,7 @@ impl Engine {
             now + hello_jitter,
         );
         self.timers
-            .set(Timer::Interface(ifindex, IfTimer::Update), now + upd);
+            .set(Timer::Interface(ifindex, IfTimer::Update), first_update);
         self.timers.set(
             Timer::Interface(ifindex, IfTimer::Flush),
             now + hello_jitter,

@@ -230,15 +230,7 @@ impl Engine {
                         let next = now + (hello_iv - self.jitter(hello_iv / 16));
                         self.timers.set(t, next);
                     }
-                    IfTimer::Update => {
-                        let next = now + self.roughly(upd_iv);
-                        self.timers.set(t, next);
-                        if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                            i.pending_full = true;
-                        }
-                        self.timers
-                            .set(Timer::Interface(ifindex, IfTimer::Flush), now);
-                    }
+                    IfTimer::Update => self.periodic_update(now, ifindex, upd_iv),
                     IfTimer::UrgentResend => self.repeat_urgent(now, ifindex),
                     // A flush waits for the reselection under way (its slices are due now):
                     // the Updates sent are those of the whole reselection (`reselection.rs`).

@@ -74,6 +74,12 @@ impl Engine {
     ) {
         // One interface, or each interface up in turn, found without collecting them.
         let all = ifindex.is_none();
+        // One random draw for all the interfaces: those with the same delay get the same
+        // deadline, so that their buffered updates are flushed together, each as late as its
+        // own delay allows ([`Engine::flush_updates`]). Each interface's delay is as random as
+        // with a draw of its own; only interfaces of one node are in step, never the nodes of
+        // a link (RFC 8966 §3.7.2).
+        let mut draw = None;
         let mut next = ifindex.or_else(|| self.up_interface_after(None));
         while let Some(ifindex) = next {
             next = if all {
@@ -91,7 +97,11 @@ impl Engine {
                 }
                 _ => continue,
             };
-            let j = self.jitter(delay_max);
+            let us = u64::try_from(delay_max.as_micros()).unwrap_or(u64::MAX);
+            let j = match us {
+                0 => Duration::ZERO,
+                _ => Duration::from_micros(*draw.get_or_insert_with(|| self.rng.next_u64()) % us),
+            };
             let resend = REQUEST_TIMEOUT;
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
                 *i.pending.or_insert(key, false) |= urgent;
@@ -121,7 +131,10 @@ impl Engine {
     /// The Update we advertise for `key` on `ifindex` now: our xroute, our selected route (not on
     /// its own interface when split horizon applies, RFC 8966 §3.7.4), or a retraction. `full`
     /// (periodic dump) leaves out retractions and split-horizon routes. The `out` filter
-    /// (babeld's `output_filter`) adds its metric or keeps the update off this interface.
+    /// (babeld's `output_filter`) adds its metric or keeps the update off this interface; the
+    /// source table learns what we advertise (RFC 8966 §3.7.3). One destination at a time: the
+    /// reference the flushes' and dumps' batches are checked against.
+    #[cfg(test)]
     pub(super) fn update_for(
         &mut self,
         now: Instant,
@@ -130,7 +143,11 @@ impl Engine {
         full: bool,
     ) -> Option<Message> {
         let adv = self.advertised(now, &key);
-        let msg = self.unfiltered_update_from(now, ifindex, key, adv, full)?;
+        let on = UpdateIface::of(self.interfaces.get(&ifindex)?);
+        let (msg, source) = self.update_message_on(&on, ifindex, key, adv, full)?;
+        if let Some((rid, seqno, metric)) = source {
+            self.sources.update(now, key, rid, seqno, metric);
+        }
         self.output_filtered(ifindex, key, msg)
     }
 
@@ -187,38 +204,10 @@ impl Engine {
         })
     }
 
-    /// [`Engine::update_for`] before the `out` filter, with what we advertise for `key`
-    /// already found; the source table learns what we advertise (RFC 8966 §3.7.3).
-    fn unfiltered_update_from(
-        &mut self,
-        now: Instant,
-        ifindex: u32,
-        key: RouteKey,
-        adv: Advertised,
-        full: bool,
-    ) -> Option<Message> {
-        let (msg, source) = self.update_message(ifindex, key, adv, full)?;
-        if let Some((rid, seqno, metric)) = source {
-            self.sources.update(now, key, rid, seqno, metric);
-        }
-        Some(msg)
-    }
-
-    /// The Update of [`Engine::unfiltered_update_from`], with the (originator, seqno, metric)
-    /// it advertises for the source table (none for a retraction), which it leaves to the caller.
-    fn update_message(
-        &self,
-        ifindex: u32,
-        key: RouteKey,
-        adv: Advertised,
-        full: bool,
-    ) -> Option<(Message, Option<SourceUse>)> {
-        let on = UpdateIface::of(self.interfaces.get(&ifindex)?);
-        self.update_message_on(&on, ifindex, key, adv, full)
-    }
-
-    /// [`Engine::update_message`] with what it needs from the interface already found (a dump
-    /// finds it once per part, not once per destination).
+    /// The Update we advertise for `key` on an interface (as [`Engine::flush_pending`] and
+    /// [`Engine::dump_part`] find it), with the (originator, seqno, metric) it advertises for the
+    /// source table (none for a retraction), which it leaves to the caller. What the interface
+    /// decides is found once per flush or part, not once per destination.
     fn update_message_on(
         &self,
         on: &UpdateIface,
@@ -344,110 +333,222 @@ impl Engine {
     }
 
     /// Sends the buffered updates of an interface, packed (RFC 8966 §3.7, §4.5 compression by the
-    /// codec).
+    /// codec), after its periodic dump if one is due; and with them those of every other
+    /// interface whose flush is due at the same call (they would go in this same call of
+    /// [`Engine::handle_timeout`]).
+    ///
+    /// Interfaces whose updates were buffered together share their flush deadline
+    /// ([`Engine::schedule_update`]), and interfaces with the same update interval their
+    /// periodic dumps ([`Engine::periodic_update`]): they are sent in one pass, and what is
+    /// advertised for a destination is worked out once for all of them instead of once for
+    /// each (issue 18: a router on six links looked each destination up six times, at six
+    /// instants, and walked its table six times per update interval).
     pub(super) fn flush_updates(&mut self, now: Instant, ifindex: u32) {
-        let Some(i) = self.interfaces.get_mut(&ifindex) else {
-            return;
+        let due = |k: u32| {
+            self.timers
+                .get(Timer::Interface(k, IfTimer::Flush))
+                .is_some_and(|at| at <= now)
         };
-        self.timers.stop(Timer::Interface(ifindex, IfTimer::Flush));
-        let full = std::mem::take(&mut i.pending_full);
-        let pending = std::mem::take(&mut i.pending);
-        if full {
-            i.last_full = Some(now);
+        let members: Vec<u32> = std::iter::once(ifindex)
+            .chain(
+                self.interfaces
+                    .iter()
+                    .filter(|&(&k, i)| k != ifindex && i.up && due(k))
+                    .map(|(&k, _)| k),
+            )
+            .collect();
+        let (mut dumping, mut flushes) = (Vec::new(), Vec::new());
+        for k in members {
+            let Some(i) = self.interfaces.get_mut(&k) else {
+                continue;
+            };
+            self.timers.stop(Timer::Interface(k, IfTimer::Flush));
+            let full = std::mem::take(&mut i.pending_full);
+            let pending = std::mem::take(&mut i.pending);
+            if full {
+                i.last_full = Some(now);
+            }
+            // The Updates go out a part at a time, packed as they come (the same packets as
+            // from one vector of all of them): a periodic dump or a neighbour's whole table
+            // retracted is 100,000 of them, and holding them all took 15 MB, and as much again
+            // for what the source table learns from them.
+            let out = self.update_out(k);
+            // A dump under way on this interface (paced by the host) serves as this one.
+            let full = full && !self.dumps.contains_key(&k);
+            let flush = Flush {
+                ifindex: k,
+                out,
+                pending,
+            };
+            if full && self.paced_dumps && flush.out.packer.is_some() {
+                // The host asks for it a part at a time ([`Engine::continue_dump`]); the
+                // buffered updates taken with it go after it, as they would have.
+                self.dumps.insert(k, Dump { flush, after: None });
+            } else if full {
+                dumping.push(flush);
+            } else {
+                flushes.push(flush);
+            }
         }
-        // The Updates go out a part at a time, packed as they come (the same packets as from
-        // one vector of all of them): a periodic dump or a neighbour's whole table retracted
-        // is 100,000 of them, and holding them all took 15 MB, and as much again for what the
-        // source table learns from them.
-        let mut out = self.update_out(ifindex);
-        // A dump under way on this interface (paced by the host) serves as this one.
-        let full = full && !self.dumps.contains_key(&ifindex);
-        if full && self.paced_dumps && out.packer.is_some() {
-            // The host asks for it a part at a time ([`Engine::continue_dump`]); the buffered
-            // updates taken with it go after it, as they would have.
-            self.dumps.insert(
-                ifindex,
-                Dump {
-                    out,
-                    after: None,
-                    pending,
-                },
-            );
-            return;
-        }
-        if full {
+        if !dumping.is_empty() {
             let mut after = None;
-            while let Some(last) = self.dump_part(now, ifindex, &mut out, after, &pending) {
+            while let Some(last) = self.dump_part(now, &mut dumping, after) {
                 after = Some(last);
             }
         }
-        self.flush_pending(now, ifindex, out, &pending);
+        dumping.append(&mut flushes);
+        self.flush_pending(now, dumping);
     }
 
-    /// Puts the next part of a periodic dump (what [`Engine::full_dump_after`] gives after
-    /// `after`, at most [`UPDATE_PART`] entries; those in `pending` are left to the buffered
-    /// updates) into `out`, and returns its last key; `None` once nothing is left.
+    /// The periodic dump of `ifindex` is due (RFC 8966 §3.7.1): it and every other interface
+    /// up with the same update interval whose dump is due at this call dump now, in one pass
+    /// ([`Engine::flush_updates`]), and their next dumps are due together, at one random
+    /// instant (3/4 to 5/4 of the interval, as babeld's). Their neighbours see an interval as
+    /// random as before; only the interfaces of one node are in step, never the nodes of a
+    /// link.
+    pub(super) fn periodic_update(&mut self, now: Instant, ifindex: u32, interval: Duration) {
+        let next = now + self.roughly(interval);
+        let due: Vec<u32> = self
+            .interfaces
+            .iter()
+            .filter(|&(&k, i)| {
+                k == ifindex
+                    || (i.up
+                        && i.cfg.update_interval == interval
+                        && self
+                            .timers
+                            .get(Timer::Interface(k, IfTimer::Update))
+                            .is_some_and(|at| at <= now))
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for k in due {
+            self.timers.set(Timer::Interface(k, IfTimer::Update), next);
+            if let Some(i) = self.interfaces.get_mut(&k) {
+                i.pending_full = true;
+            }
+            self.timers.set(Timer::Interface(k, IfTimer::Flush), now);
+        }
+    }
+
+    /// When the first periodic dump of an interface coming up is due: with the dumps of an
+    /// interface up with the same update interval if there is one ([`Engine::periodic_update`]),
+    /// else at a random instant within 3/4 to 5/4 of the interval.
+    pub(super) fn first_periodic_update(&mut self, now: Instant, interval: Duration) -> Instant {
+        let shared = self
+            .interfaces
+            .iter()
+            .filter(|(_, i)| i.up && i.cfg.update_interval == interval)
+            .find_map(|(&k, _)| self.timers.get(Timer::Interface(k, IfTimer::Update)));
+        match shared {
+            Some(at) => at,
+            None => now + self.roughly(interval),
+        }
+    }
+
+    /// Puts the next part of the periodic dumps (what [`Engine::full_dump_after`] gives after
+    /// `after`, at most [`UPDATE_PART`] entries) into each flush's `out`, and returns its last
+    /// key; `None` once nothing is left. A destination in a flush's `pending` is left to its
+    /// buffered updates.
     ///
     /// What the part advertises goes into the source table in key order before the part's
     /// messages go out (nothing in between reads the table, and nothing changes what the next
-    /// part advertises).
+    /// part advertises), once for all the interfaces.
     fn dump_part(
         &mut self,
         now: Instant,
-        ifindex: u32,
-        out: &mut UpdateOut,
+        flushes: &mut [Flush],
         after: Option<RouteKey>,
-        pending: &KeyMap<bool>,
     ) -> Option<RouteKey> {
         let part: Vec<(RouteKey, Advertised)> =
             self.full_dump_after(now, after).take(UPDATE_PART).collect();
         let &(last, _) = part.last()?;
         let mut advertised = Vec::with_capacity(part.len());
-        let mut msgs = Vec::with_capacity(part.len());
-        // The interface, found once for the part (no Update without it).
-        let on = self.interfaces.get(&ifindex).map(UpdateIface::of);
+        // Each interface, found once for the part (no Update without it).
+        let mut outs: Vec<(Option<UpdateIface>, Vec<Message>)> = flushes
+            .iter()
+            .map(|f| {
+                let on = self.interfaces.get(&f.ifindex).map(UpdateIface::of);
+                (on, Vec::with_capacity(part.len()))
+            })
+            .collect();
         for &(k, adv) in &part {
-            if pending.contains_key(&k) {
-                continue;
+            let mut source = None;
+            for (f, (on, msgs)) in flushes.iter().zip(outs.iter_mut()) {
+                if f.pending.contains_key(&k) {
+                    continue;
+                }
+                let Some((m, used)) = on
+                    .as_ref()
+                    .and_then(|on| self.update_message_on(on, f.ifindex, k, adv, true))
+                else {
+                    continue;
+                };
+                source = source.or(used);
+                if let Some(m) = self.output_filtered(f.ifindex, k, m) {
+                    msgs.push(m);
+                }
             }
-            let Some((m, source)) = on
-                .as_ref()
-                .and_then(|on| self.update_message_on(on, ifindex, k, adv, true))
-            else {
-                continue;
-            };
             if let Some((rid, seqno, metric)) = source {
                 advertised.push(((k, rid), seqno, metric));
             }
-            if let Some(m) = self.output_filtered(ifindex, k, m) {
-                msgs.push(m);
-            }
         }
         self.sources.update_in_order(now, &advertised);
-        self.put_updates(out, msgs);
+        for (f, (_, msgs)) in flushes.iter_mut().zip(outs) {
+            self.put_updates(&mut f.out, msgs);
+        }
         Some(last)
     }
 
-    /// Puts a flush's buffered updates into `out` after its dump (if any), and sends what is
-    /// left.
-    fn flush_pending(
-        &mut self,
-        now: Instant,
-        ifindex: u32,
-        mut out: UpdateOut,
-        pending: &KeyMap<bool>,
-    ) {
-        let mut msgs = Vec::new();
-        for k in pending.keys() {
-            if let Some(m) = self.update_for(now, ifindex, *k, false) {
-                msgs.push(m);
-                if msgs.len() == UPDATE_PART {
-                    self.put_updates(&mut out, std::mem::take(&mut msgs));
+    /// Puts each flush's buffered updates into its `out` after its dump (if any), and sends
+    /// what is left. A destination buffered on several interfaces is looked up once: what it
+    /// advertises does not depend on the interface (only split horizon, the link's IPv4 and the
+    /// `out` filter do), and the source table learns it once (RFC 8966 §3.7.3: the same
+    /// originator, seqno and metric at the same instant).
+    fn flush_pending(&mut self, now: Instant, flushes: Vec<Flush>) {
+        let (pendings, mut outs): (Vec<_>, Vec<_>) = flushes
+            .into_iter()
+            .map(|f| {
+                let on = self.interfaces.get(&f.ifindex).map(UpdateIface::of);
+                (f.pending, (f.ifindex, on, f.out, Vec::new()))
+            })
+            .unzip();
+        // Every flush's keys are in key order: merged, each key is taken once.
+        let mut keys: Vec<_> = pendings.iter().map(|p| p.keys().peekable()).collect();
+        while let Some(key) = keys
+            .iter_mut()
+            .filter_map(|k| k.peek().copied())
+            .min()
+            .copied()
+        {
+            let adv = self.advertised(now, &key);
+            let mut source = None;
+            for (k, (ifindex, on, out, msgs)) in keys.iter_mut().zip(outs.iter_mut()) {
+                if k.next_if_eq(&&key).is_none() {
+                    continue;
+                }
+                let Some((m, used)) = on
+                    .as_ref()
+                    .and_then(|on| self.update_message_on(on, *ifindex, key, adv, false))
+                else {
+                    continue;
+                };
+                source = source.or(used);
+                if let Some(m) = self.output_filtered(*ifindex, key, m) {
+                    msgs.push(m);
+                    if msgs.len() == UPDATE_PART {
+                        self.put_updates(out, std::mem::take(msgs));
+                    }
                 }
             }
+            if let Some((rid, seqno, metric)) = source {
+                self.sources.update(now, key, rid, seqno, metric);
+            }
         }
-        self.put_updates(&mut out, msgs);
-        self.finish_updates(ifindex, out);
+        for (ifindex, _, mut out, msgs) in outs {
+            self.put_updates(&mut out, msgs);
+            self.finish_updates(ifindex, out);
+        }
     }
 
     /// Sends the next part of the periodic dump under way on `ifindex` (with paced dumps,
@@ -458,14 +559,14 @@ impl Engine {
         let Some(mut d) = self.dumps.remove(&ifindex) else {
             return false;
         };
-        match self.dump_part(now, ifindex, &mut d.out, d.after, &d.pending) {
+        match self.dump_part(now, std::slice::from_mut(&mut d.flush), d.after) {
             Some(last) => {
                 d.after = Some(last);
                 self.dumps.insert(ifindex, d);
                 true
             }
             None => {
-                self.flush_pending(now, ifindex, d.out, &d.pending);
+                self.flush_pending(now, vec![d.flush]);
                 false
             }
         }
@@ -609,19 +710,19 @@ const UPDATE_PART: usize = 1024;
 
 /// A periodic dump under way, paced by the host ([`Engine::continue_dump`]).
 pub(super) struct Dump {
-    out: UpdateOut,
+    /// Where the dump goes, and the buffered updates taken with it: left out of it, sent
+    /// after it.
+    flush: Flush,
     /// The last key of the last part sent (`None`: none yet).
     after: Option<RouteKey>,
-    /// The buffered updates taken with the dump: left out of it, sent after it.
-    pending: KeyMap<bool>,
 }
 
 impl std::fmt::Debug for Dump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dump")
             .field("after", &self.after)
-            .field("sent", &self.out.sent)
-            .field("pending", &self.pending.len())
+            .field("sent", &self.flush.out.sent)
+            .field("pending", &self.flush.pending.len())
             .finish()
     }
 }
@@ -634,6 +735,13 @@ struct UpdateOut {
     collected: Vec<Message>,
     /// Updates put so far.
     sent: u64,
+}
+
+/// An interface's buffered updates, taken to be sent ([`Engine::flush_pending`]).
+struct Flush {
+    ifindex: u32,
+    out: UpdateOut,
+    pending: KeyMap<bool>,
 }
 
 /// The (originator, seqno, metric) an Update advertises, which the source table learns
@@ -835,8 +943,10 @@ mod tests {
             }
             assert_eq!(got, whole, "parts of {part}");
         }
-        // The flush's packets.
+        // The flush's packets (interface 1's flush, which is due and would go with it, is
+        // left out).
         let mut b = engine_with_routes(n);
+        a.timers.stop(Timer::Interface(1, IfTimer::Flush));
         a.interfaces.get_mut(&2).unwrap().pending_full = true;
         a.flush_updates(now, 2);
         let i = b.interfaces.get_mut(&2).unwrap();
@@ -855,6 +965,134 @@ mod tests {
         assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
     }
 
+    /// Updates buffered on two interfaces at once share their flush deadline and go out in one
+    /// pass at it: on each interface the packets that flushing it alone sends (split horizon
+    /// keeps the learned routes off the interface they came from), with the source table as it
+    /// would be. Interface 1's flush takes interface 2's along, and interface 2's is over.
+    #[test]
+    fn updates_buffered_on_several_interfaces_go_out_together() {
+        let n = UPDATE_PART as u32 + 40;
+        let (mut a, mut b) = (engine_with_routes(n), engine_with_routes(n));
+        let mut keys: Vec<RouteKey> = a.routes.keys().into_iter().step_by(3).collect();
+        keys.extend(a.xroutes.keys().step_by(2));
+        keys.sort();
+        keys.dedup();
+        let flush = |i: u32| Timer::Interface(i, IfTimer::Flush);
+        for e in [&mut a, &mut b] {
+            for i in [1, 2] {
+                let iface = e.interfaces.get_mut(&i).unwrap();
+                iface.pending = KeyMap::default();
+                iface.pending_full = false;
+                e.timers.stop(flush(i));
+            }
+        }
+        let now = Instant::from_secs(2);
+        for k in &keys {
+            a.schedule_update(now, None, *k, false);
+        }
+        let at = a.timers.get(flush(1)).unwrap();
+        assert!(at > now);
+        assert_eq!(a.timers.get(flush(2)), Some(at));
+        a.flush_updates(at, 1);
+        assert_eq!(a.timers.get(flush(2)), None);
+        assert!(a.interfaces.values().all(|i| i.pending.is_empty()));
+        for i in [1, 2] {
+            let msgs: Vec<Message> = keys
+                .iter()
+                .filter_map(|k| b.update_for(at, i, *k, false))
+                .collect();
+            b.counters.updates_sent += msgs.len() as u64;
+            b.send(i, Destination::Multicast, msgs);
+        }
+        let by_interface = |e: &mut Engine| {
+            let mut t: Vec<(u32, bytes::Bytes)> = std::iter::from_fn(|| e.poll_transmit())
+                .map(|t| (t.ifindex, t.bytes))
+                .collect();
+            t.sort_by_key(|(i, _)| *i);
+            t
+        };
+        let (pa, pb) = (by_interface(&mut a), by_interface(&mut b));
+        let count = |i: u32| pa.iter().filter(|(j, _)| *j == i).count();
+        assert!(
+            count(1) >= 1 && count(2) > count(1),
+            "{} and {}",
+            count(1),
+            count(2)
+        );
+        assert_eq!(pa, pb);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+        assert_eq!(format!("{:?}", a.sources), format!("{:?}", b.sources));
+    }
+
+    /// Interfaces with the same update interval dump together: one coming up takes the next
+    /// dump of one already up; the periodic update of one makes the other's, due at the same
+    /// call, go with it and both next ones due at one instant; and both dumps go in one walk of
+    /// the table, on each interface the packets that dumping it alone sends, with the source
+    /// table as it would be.
+    #[test]
+    fn interfaces_with_one_update_interval_dump_together() {
+        let n = UPDATE_PART as u32 + 40;
+        let (mut a, mut b) = (engine_with_routes(n), engine_with_routes(n));
+        let (update, flush) = (
+            |i: u32| Timer::Interface(i, IfTimer::Update),
+            |i: u32| Timer::Interface(i, IfTimer::Flush),
+        );
+        let at = a.timers.get(update(1)).unwrap();
+        assert_eq!(a.timers.get(update(2)), Some(at));
+        for e in [&mut a, &mut b] {
+            for i in [1, 2] {
+                let iface = e.interfaces.get_mut(&i).unwrap();
+                iface.pending = KeyMap::default();
+                iface.pending_full = false;
+                e.timers.stop(flush(i));
+            }
+        }
+        let interval = a.interfaces.get(&1).unwrap().cfg.update_interval;
+        a.periodic_update(at, 1, interval);
+        let next = a.timers.get(update(1)).unwrap();
+        assert!(next >= at + interval * 3 / 4 && next <= at + interval * 5 / 4);
+        assert_eq!(a.timers.get(update(2)), Some(next));
+        assert_eq!(a.timers.get(flush(2)), Some(at));
+        a.flush_updates(at, 1);
+        assert_eq!(a.timers.get(flush(2)), None);
+        assert!(a.interfaces.values().all(|i| !i.pending_full));
+        let mut keys: Vec<RouteKey> = a.xroutes.keys().copied().collect();
+        keys.extend(
+            a.routes
+                .iter()
+                .filter(|(_, d)| d.is_installed())
+                .map(|(k, _)| k),
+        );
+        keys.sort();
+        keys.dedup();
+        for i in [1, 2] {
+            let msgs: Vec<Message> = keys
+                .iter()
+                .filter_map(|k| b.update_for(at, i, *k, true))
+                .collect();
+            b.counters.updates_sent += msgs.len() as u64;
+            b.send(i, Destination::Multicast, msgs);
+        }
+        let by_interface = |e: &mut Engine| {
+            let mut t: Vec<(u32, bytes::Bytes)> = std::iter::from_fn(|| e.poll_transmit())
+                .map(|t| (t.ifindex, t.bytes))
+                .collect();
+            t.sort_by_key(|(i, _)| *i);
+            t
+        };
+        let (pa, pb) = (by_interface(&mut a), by_interface(&mut b));
+        let count = |i: u32| pa.iter().filter(|(j, _)| *j == i).count();
+        assert!(
+            count(1) >= 1 && count(2) > count(1),
+            "{} and {}",
+            count(1),
+            count(2)
+        );
+        assert_eq!(pa, pb);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+        assert_eq!(format!("{:?}", a.sources), format!("{:?}", b.sources));
+    }
+
     /// A paced dump ([`Engine::set_paced_dumps`]) sends nothing when its flush runs, then a
     /// part per [`Engine::continue_dump`]: never more than a part's packets at a time, and in
     /// all the packets, source-table entries and count of the same dump sent at once, buffered
@@ -870,6 +1108,8 @@ mod tests {
         let pending: Vec<RouteKey> = a.xroutes.keys().step_by(7).copied().collect();
         assert!(pending.len() > 2);
         for e in [&mut a, &mut b] {
+            // Only interface 2's Updates: interface 1's flush is due and would go with them.
+            e.timers.stop(Timer::Interface(1, IfTimer::Flush));
             let i = e.interfaces.get_mut(&2).unwrap();
             i.pending_full = true;
             i.pending = KeyMap::default();
