@@ -965,6 +965,44 @@ mod tests {
         assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
     }
 
+    /// `a` sent on interfaces 1 and 2 the packets that `b` sends building their Updates one
+    /// destination at a time (`full`: a dump), more on interface 2 than on 1 (split horizon),
+    /// and both have the same source table.
+    fn same_as_one_by_one(
+        a: &mut Engine,
+        b: &mut Engine,
+        at: Instant,
+        keys: &[RouteKey],
+        full: bool,
+    ) {
+        for i in [1, 2] {
+            let msgs: Vec<Message> = keys
+                .iter()
+                .filter_map(|k| b.update_for(at, i, *k, full))
+                .collect();
+            b.counters.updates_sent += msgs.len() as u64;
+            b.send(i, Destination::Multicast, msgs);
+        }
+        let by_interface = |e: &mut Engine| {
+            let mut t: Vec<(u32, bytes::Bytes)> = std::iter::from_fn(|| e.poll_transmit())
+                .map(|t| (t.ifindex, t.bytes))
+                .collect();
+            t.sort_by_key(|(i, _)| *i);
+            t
+        };
+        let (pa, pb) = (by_interface(a), by_interface(b));
+        let count = |i: u32| pa.iter().filter(|(j, _)| *j == i).count();
+        assert!(
+            count(1) >= 1 && count(2) > count(1),
+            "{} and {}",
+            count(1),
+            count(2)
+        );
+        assert_eq!(pa, pb);
+        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+        assert_eq!(format!("{:?}", a.sources), format!("{:?}", b.sources));
+    }
+
     /// Updates buffered on two interfaces at once share their flush deadline and go out in one
     /// pass at it: on each interface the packets that flushing it alone sends (split horizon
     /// keeps the learned routes off the interface they came from), with the source table as it
@@ -996,32 +1034,7 @@ mod tests {
         a.flush_updates(at, 1);
         assert_eq!(a.timers.get(flush(2)), None);
         assert!(a.interfaces.values().all(|i| i.pending.is_empty()));
-        for i in [1, 2] {
-            let msgs: Vec<Message> = keys
-                .iter()
-                .filter_map(|k| b.update_for(at, i, *k, false))
-                .collect();
-            b.counters.updates_sent += msgs.len() as u64;
-            b.send(i, Destination::Multicast, msgs);
-        }
-        let by_interface = |e: &mut Engine| {
-            let mut t: Vec<(u32, bytes::Bytes)> = std::iter::from_fn(|| e.poll_transmit())
-                .map(|t| (t.ifindex, t.bytes))
-                .collect();
-            t.sort_by_key(|(i, _)| *i);
-            t
-        };
-        let (pa, pb) = (by_interface(&mut a), by_interface(&mut b));
-        let count = |i: u32| pa.iter().filter(|(j, _)| *j == i).count();
-        assert!(
-            count(1) >= 1 && count(2) > count(1),
-            "{} and {}",
-            count(1),
-            count(2)
-        );
-        assert_eq!(pa, pb);
-        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
-        assert_eq!(format!("{:?}", a.sources), format!("{:?}", b.sources));
+        same_as_one_by_one(&mut a, &mut b, at, &keys, false);
     }
 
     /// Interfaces with the same update interval dump together: one coming up takes the next
@@ -1065,32 +1078,7 @@ mod tests {
         );
         keys.sort();
         keys.dedup();
-        for i in [1, 2] {
-            let msgs: Vec<Message> = keys
-                .iter()
-                .filter_map(|k| b.update_for(at, i, *k, true))
-                .collect();
-            b.counters.updates_sent += msgs.len() as u64;
-            b.send(i, Destination::Multicast, msgs);
-        }
-        let by_interface = |e: &mut Engine| {
-            let mut t: Vec<(u32, bytes::Bytes)> = std::iter::from_fn(|| e.poll_transmit())
-                .map(|t| (t.ifindex, t.bytes))
-                .collect();
-            t.sort_by_key(|(i, _)| *i);
-            t
-        };
-        let (pa, pb) = (by_interface(&mut a), by_interface(&mut b));
-        let count = |i: u32| pa.iter().filter(|(j, _)| *j == i).count();
-        assert!(
-            count(1) >= 1 && count(2) > count(1),
-            "{} and {}",
-            count(1),
-            count(2)
-        );
-        assert_eq!(pa, pb);
-        assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
-        assert_eq!(format!("{:?}", a.sources), format!("{:?}", b.sources));
+        same_as_one_by_one(&mut a, &mut b, at, &keys, true);
     }
 
     /// A paced dump ([`Engine::set_paced_dumps`]) sends nothing when its flush runs, then a
