@@ -919,15 +919,7 @@ mod tests {
         let mut a = engine_with_routes(n);
         let now = Instant::from_secs(1);
         // The reference: both tables merged by searching each key.
-        let mut keys: Vec<RouteKey> = a.xroutes.keys().copied().collect();
-        keys.extend(
-            a.routes
-                .iter()
-                .filter(|(_, d)| d.is_installed())
-                .map(|(k, _)| k),
-        );
-        keys.sort();
-        keys.dedup();
+        let keys = dumped_keys(&a);
         assert!(keys.len() > n as usize, "{} keys", keys.len());
         let whole: Vec<(RouteKey, Advertised)> =
             keys.iter().map(|k| (*k, a.advertised(now, k))).collect();
@@ -963,6 +955,31 @@ mod tests {
         assert!(pa.len() > 3, "{} packets", pa.len());
         assert_eq!(pa, pb);
         assert_eq!(a.counters.updates_sent, b.counters.updates_sent);
+    }
+
+    /// Interfaces 1 and 2 with nothing buffered, no dump due and no flush armed.
+    fn nothing_to_flush(e: &mut Engine) {
+        for i in [1, 2] {
+            let iface = e.interfaces.get_mut(&i).unwrap();
+            iface.pending = KeyMap::default();
+            iface.pending_full = false;
+            e.timers.stop(Timer::Interface(i, IfTimer::Flush));
+        }
+    }
+
+    /// The keys a full dump advertises, found by searching each table: every xroute and every
+    /// installed destination, in key order.
+    fn dumped_keys(e: &Engine) -> Vec<RouteKey> {
+        let mut keys: Vec<RouteKey> = e.xroutes.keys().copied().collect();
+        keys.extend(
+            e.routes
+                .iter()
+                .filter(|(_, d)| d.is_installed())
+                .map(|(k, _)| k),
+        );
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// `a` sent on interfaces 1 and 2 the packets that `b` sends building their Updates one
@@ -1016,14 +1033,8 @@ mod tests {
         keys.sort();
         keys.dedup();
         let flush = |i: u32| Timer::Interface(i, IfTimer::Flush);
-        for e in [&mut a, &mut b] {
-            for i in [1, 2] {
-                let iface = e.interfaces.get_mut(&i).unwrap();
-                iface.pending = KeyMap::default();
-                iface.pending_full = false;
-                e.timers.stop(flush(i));
-            }
-        }
+        nothing_to_flush(&mut a);
+        nothing_to_flush(&mut b);
         let now = Instant::from_secs(2);
         for k in &keys {
             a.schedule_update(now, None, *k, false);
@@ -1052,14 +1063,8 @@ mod tests {
         );
         let at = a.timers.get(update(1)).unwrap();
         assert_eq!(a.timers.get(update(2)), Some(at));
-        for e in [&mut a, &mut b] {
-            for i in [1, 2] {
-                let iface = e.interfaces.get_mut(&i).unwrap();
-                iface.pending = KeyMap::default();
-                iface.pending_full = false;
-                e.timers.stop(flush(i));
-            }
-        }
+        nothing_to_flush(&mut a);
+        nothing_to_flush(&mut b);
         let interval = a.interfaces.get(&1).unwrap().cfg.update_interval;
         a.periodic_update(at, 1, interval);
         let next = a.timers.get(update(1)).unwrap();
@@ -1069,15 +1074,7 @@ mod tests {
         a.flush_updates(at, 1);
         assert_eq!(a.timers.get(flush(2)), None);
         assert!(a.interfaces.values().all(|i| !i.pending_full));
-        let mut keys: Vec<RouteKey> = a.xroutes.keys().copied().collect();
-        keys.extend(
-            a.routes
-                .iter()
-                .filter(|(_, d)| d.is_installed())
-                .map(|(k, _)| k),
-        );
-        keys.sort();
-        keys.dedup();
+        let keys = dumped_keys(&a);
         same_as_one_by_one(&mut a, &mut b, at, &keys, true);
     }
 
