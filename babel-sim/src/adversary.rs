@@ -21,8 +21,8 @@ use babel_core::{Instant, InterfaceKind, Rng, RouteKey};
 use babel_wire::Prefix;
 use serde::{Deserialize, Serialize};
 use verify::{
-    CheckVerdict, CostModel, Keyring, NeighbourId, NeighbourScore, ProbeAction, Responder, Rule,
-    ScoreConfig, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
+    CheckVerdict, ClaimRelay, CostModel, Keyring, NeighbourId, NeighbourScore, ProbeAction,
+    Responder, Rule, ScoreConfig, SigningKey, VerifiableRoute, Verifier, VerifyConfig,
 };
 
 use crate::sim::{Lie, Sim, SimConfig, node_prefix, node_router_id};
@@ -194,6 +194,8 @@ struct Node {
     role: Role,
     verifier: Verifier,
     responder: Responder,
+    /// §4.2.5: Justify Requests forwarded to our next hops.
+    relay: ClaimRelay,
     /// The paper's rule, fed the same checks.
     shadow: BTreeMap<NeighbourId, NeighbourScore>,
     used: Vec<Prefix>,
@@ -327,6 +329,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     1,
                     4096,
                 ),
+                relay: ClaimRelay::new(256),
                 shadow: BTreeMap::new(),
                 used,
             }
@@ -679,6 +682,18 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             x.verifier.handle_check_failed(t, from, prefix);
                         }
                     }
+                    ProbeAction::SendJustifyRequest { neighbour, request } => {
+                        justify(
+                            &sim,
+                            &mut nodes,
+                            (v, neighbour),
+                            request,
+                            t,
+                            &node_of,
+                            &prefixes,
+                            lying.then_some((&lie_sets, cfg.lie_divisor)),
+                        );
+                    }
                     ProbeAction::Standing { neighbour, .. } => {
                         let acc = nodes.get(v).map_or(1000, |x| {
                             x.verifier.engine_accuracy(t, &neighbour, engine_threshold)
@@ -888,6 +903,78 @@ fn watch_line(
 }
 
 /// The routes of node `v` to the destinations it uses, as the verifier needs them.
+/// §4.2.5 over the links, each message delivered at once: the verifier `v` asks `neighbour`
+/// (Justify Request), which asks its next hop for the destination (Claim Request); the next hop
+/// signs the metric it offers (a liar the metric it tells, `lies`), and the neighbour relays the
+/// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. Liars do
+/// not justify their own claims.
+#[allow(clippy::too_many_arguments)]
+fn justify(
+    sim: &Sim,
+    nodes: &mut [Node],
+    (v, neighbour): (usize, NeighbourId),
+    request: verify::ClaimRequest,
+    t: Instant,
+    node_of: &BTreeMap<Prefix, usize>,
+    prefixes: &[Prefix],
+    lies: Option<(&BTreeMap<usize, BTreeSet<Prefix>>, u16)>,
+) -> Option<()> {
+    let peer = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
+    if nodes.get(peer)?.role.lies() {
+        return None;
+    }
+    let id = |a: usize, b: usize| {
+        sim.neighbour_of(a, b)
+            .map(|(ifindex, address)| NeighbourId { ifindex, address })
+    };
+    let x = sim.next_hop_node(peer, request.prefix);
+    let next_hop = x.and_then(|x| id(peer, x));
+    let (to, tlv) = nodes
+        .get_mut(peer)?
+        .relay
+        .forward(t, id(peer, v)?, request, next_hop)?;
+    let x = x?;
+    let r = verify::decode_request(babel_wire::tlv::CLAIM_REQUEST, &tlv).ok()?;
+    let offer = if node_of.get(&r.prefix) == Some(&x) {
+        0
+    } else {
+        let m = sim
+            .engine(x)?
+            .routes(t)
+            .into_iter()
+            .find(|e| e.prefix == r.prefix && e.src_prefix.is_none() && e.installed)
+            .map_or(babel_wire::INFINITY, |e| {
+                VerifiableRoute::from_route(&e).metric
+            });
+        match lies {
+            Some((sets, d)) if sets.get(&x).is_some_and(|s| s.contains(&r.prefix)) => {
+                (m / d.max(1)).max(1)
+            }
+            _ => m,
+        }
+    };
+    let claim = nodes
+        .get(x)?
+        .responder
+        .sign_claim(&r, offer, prefixes.get(x)?);
+    let back = nodes.get_mut(peer)?.relay.answer(t, to, &claim)?;
+    debug_assert_eq!(Some(back), id(peer, v));
+    let now_claimed = sim
+        .engine(v)?
+        .route(
+            t,
+            &RouteKey::new(r.prefix),
+            neighbour.ifindex,
+            neighbour.address,
+        )
+        .map(|e| VerifiableRoute::from_route(&e).advertised);
+    let _ = nodes
+        .get_mut(v)?
+        .verifier
+        .handle_signed_claim(t, neighbour, &claim, now_claimed);
+    Some(())
+}
+
 fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<VerifiableRoute> {
     let Some(e) = sim.engine(v) else {
         return Vec::new();

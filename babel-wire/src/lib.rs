@@ -84,6 +84,12 @@ pub mod tlv {
     pub const REMOTE_IHU: u8 = 225;
     /// Check Failed (ours, experimental range 224-254; `spec/wire.md`).
     pub const CHECK_FAILED: u8 = 226;
+    /// Justify Request (ours, experimental range 224-254; `spec/wire.md`).
+    pub const JUSTIFY_REQUEST: u8 = 227;
+    /// Claim Request (ours, experimental range 224-254; `spec/wire.md`).
+    pub const CLAIM_REQUEST: u8 = 228;
+    /// Signed Claim (ours, experimental range 224-254; `spec/wire.md`).
+    pub const SIGNED_CLAIM: u8 = 229;
 }
 
 /// Sub-TLV type numbers (RFC 8966 §4.4, RFC 9616, RFC 9079, Althea, and ours).

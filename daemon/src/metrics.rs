@@ -209,6 +209,8 @@ fn verification(
         ("answers_sent", v.answers_sent),
         ("refused", v.refused()),
         ("check_failed_refused", v.check_failed_refused),
+        ("justify_refused", v.justify_refused),
+        ("claims_signed", v.claims_signed),
         ("malformed_datagrams", v.malformed),
         ("trace_socket_failed", v.trace_socket_failed),
     ] {

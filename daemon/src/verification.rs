@@ -50,6 +50,9 @@ const VERSION: u8 = 2;
 const TLV_REMOTE_HELLO: u8 = 224;
 const TLV_REMOTE_IHU: u8 = 225;
 const TLV_CHECK_FAILED: u8 = babel_wire::tlv::CHECK_FAILED;
+const TLV_JUSTIFY_REQUEST: u8 = babel_wire::tlv::JUSTIFY_REQUEST;
+const TLV_CLAIM_REQUEST: u8 = babel_wire::tlv::CLAIM_REQUEST;
+const TLV_SIGNED_CLAIM: u8 = babel_wire::tlv::SIGNED_CLAIM;
 /// §2.5: a Check Failed goes over one link, so it is sent with the largest hop limit and taken
 /// only with it (a router past the link cannot make one arrive with 255).
 pub const CHECK_FAILED_HOP_LIMIT: u8 = 255;
@@ -62,11 +65,14 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-key PREFIX HEX         the ed25519 public key that may answer for PREFIX (repeatable)
   verify-derived-range PREFIX   accept self-certifying keys under PREFIX (spec/verify.md 3.2)
   verify-destination PREFIX     always counted as used, e.g. the exit (repeatable)
+  verify-owner PREFIX           the prefix our key is bound to, named in our Signed Claims
+                                (our address under verify-derived-range if set, else the
+                                most specific IPv6 prefix we announce)
   verify-cycle SECONDS          length of a verification cycle (10)
   verify-probes N               Remote Hellos per probe session (20)
   verify-probe-interval MS      between Remote Hellos (250)
   verify-threshold PERMILLE     accuracy under which a check fails, S (800)
-  verify-window SECONDS         a failure is confirmed this much later (15)
+  verify-window SECONDS         a failure is confirmed this much later (5)
   verify-hold SECONDS           first eviction, doubled at each further one (300)
   verify-hop-cost N             lowest cost of an honest link (96; 256 on ETX meshes)
   verify-loss-in-metric BOOL    ETX links: delivery enters the measured cost (false)
@@ -104,6 +110,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-check-requests BOOL    a failing check tells the neighbour (Check Failed), and a
                                 neighbour's Check Failed has our next cycle check our route
                                 to that destination first (false)
+  verify-justification BOOL     a failing check asks the neighbour to justify its claim
+                                with its next hop's Signed Claim; a justified claim is
+                                the next hop's, not the neighbour's (true)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)
@@ -136,6 +145,9 @@ pub enum VerifyStatement {
     DerivedRange(Prefix),
     /// `verify-destination PREFIX`: always counted as used (the exits we use).
     Destination(Prefix),
+    /// `verify-owner PREFIX`: the prefix our key is bound to, named in our Signed Claims
+    /// (§4.2.5).
+    Owner(Prefix),
     /// `verify-cycle SECONDS`.
     Cycle(u32),
     /// `verify-probes N`.
@@ -175,6 +187,8 @@ pub enum VerifyStatement {
     AttributionVerifiedNextHop(bool),
     /// `verify-progress BOOL`: a claim that converges restarts its run (§4.2.3).
     Progress(bool),
+    /// `verify-justification BOOL`: justified claims (§4.2.5).
+    Justification(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -244,6 +258,7 @@ impl VerifyStatement {
                 VerifyStatement::AttributionVerifiedNextHop(flag()?)
             }
             "verify-progress" => VerifyStatement::Progress(flag()?),
+            "verify-justification" => VerifyStatement::Justification(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -287,6 +302,7 @@ impl VerifyStatement {
             }
             "verify-derived-range" => VerifyStatement::DerivedRange(prefix()?),
             "verify-destination" => VerifyStatement::Destination(prefix()?),
+            "verify-owner" => VerifyStatement::Owner(prefix()?),
             "verify-cycle" => VerifyStatement::Cycle(num(1, 3600, "expected 1 to 3600 seconds")?),
             "verify-probes" => {
                 VerifyStatement::Probes(num(1, 64, "expected 1 to 64 Remote Hellos")? as u16)
@@ -347,6 +363,8 @@ pub struct VerifySettings {
     pub derived: Vec<Prefix>,
     /// `verify-destination`.
     pub destinations: Vec<Prefix>,
+    /// `verify-owner`.
+    pub owner: Option<Prefix>,
     /// The other options, in order, over the crate's defaults ([`VerifySettings::config`]).
     pub tuning: Vec<VerifyStatement>,
 }
@@ -373,6 +391,7 @@ impl VerifySettings {
                     self.destinations.push(p);
                 }
             }
+            VerifyStatement::Owner(p) => self.owner = Some(p),
             other => {
                 if self.tuning.len() < 256 {
                     self.tuning.push(other);
@@ -415,6 +434,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionThroughUs(b) => c.score.through_us = b,
                 VerifyStatement::AttributionVerifiedNextHop(b) => c.score.verified_next_hop = b,
                 VerifyStatement::Progress(b) => c.score.progress = b,
+                VerifyStatement::Justification(b) => c.score.justification = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -560,6 +580,11 @@ pub struct VerificationReport {
     pub refused: u64,
     /// Check Failed TLVs we refused (§2.5).
     pub check_failed_refused: u64,
+    /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
+    /// (§4.2.5): malformed, not from a neighbour over its link, nobody to ask.
+    pub justify_refused: u64,
+    /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
+    pub claims_signed: u64,
     /// The raw ICMPv6 socket could not be opened (0 or 1, §9.6).
     pub trace_socket_failed: u64,
     /// Per neighbour.
@@ -604,6 +629,15 @@ pub struct Verification {
     /// Check Failed TLVs refused (§2.5): malformed, not from a neighbour over its link, or
     /// with `check_requests` off.
     pub check_failed_refused: u64,
+    /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
+    /// (§4.2.5): malformed, not from a neighbour over its link, nobody to ask.
+    pub justify_refused: u64,
+    /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
+    pub claims_signed: u64,
+    /// §4.2.5: Justify Requests we forwarded to our next hops.
+    relay: verify::ClaimRelay,
+    /// §4.2.5: the second (of [`Instant`]) and the Signed Claims signed in it.
+    sign_budget: (u64, u32),
     /// The raw ICMPv6 socket could not be opened (0 or 1): verification runs without
     /// attribution and without loop evidence.
     pub trace_socket_failed: u64,
@@ -614,6 +648,67 @@ pub struct Verification {
     /// Addresses that carried traffic recently (measured by the kernel), with when: each marks
     /// the most specific route containing it used (§2.1). Bounded by [`MAX_USED_ADDRESSES`].
     used_addresses: BTreeMap<Ipv6Addr, Instant>,
+}
+
+/// What the justification exchange needs of the route table (§4.2.5).
+pub trait ClaimRoutes {
+    /// The next hop and metric of our installed route to `prefix`.
+    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)>;
+    /// What neighbour `n` advertises to us for `prefix` (its route's refmetric).
+    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16>;
+}
+
+impl ClaimRoutes for Vec<RouteView> {
+    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)> {
+        self.iter()
+            .find(|r| r.prefix == *prefix && r.src_prefix.is_none() && r.installed)
+            .map(|r| {
+                let n = NeighbourId {
+                    ifindex: r.ifindex,
+                    address: r.via,
+                };
+                (n, r.metric.0)
+            })
+    }
+
+    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16> {
+        self.iter()
+            .find(|r| {
+                r.prefix == *prefix
+                    && r.src_prefix.is_none()
+                    && r.ifindex == n.ifindex
+                    && r.via == n.address
+            })
+            .map(|r| r.refmetric.0)
+    }
+}
+
+/// The engine's routes at `now`, each looked up in O(log n).
+pub struct EngineRoutes<'a>(pub &'a babel_core::Engine, pub Instant);
+
+impl ClaimRoutes for EngineRoutes<'_> {
+    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)> {
+        self.0
+            .installed(&babel_core::RouteKey::new(*prefix))
+            .map(|i| {
+                let n = NeighbourId {
+                    ifindex: i.ifindex,
+                    address: i.via,
+                };
+                (n, i.metric.0)
+            })
+    }
+
+    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16> {
+        self.0
+            .route(
+                self.1,
+                &babel_core::RouteKey::new(*prefix),
+                n.ifindex,
+                n.address,
+            )
+            .map(|r| r.refmetric.0)
+    }
 }
 
 /// Addresses remembered as used at most (the kernel's set holds as many).
@@ -645,6 +740,10 @@ impl Verification {
             malformed: 0,
             answers_sent: 0,
             check_failed_refused: 0,
+            justify_refused: 0,
+            claims_signed: 0,
+            relay: verify::ClaimRelay::new(256),
+            sign_budget: (0, 0),
             trace_socket_failed: 0,
             trace_io: true,
             stealth: crate::exit::StealthTunnels::default(),
@@ -888,6 +987,19 @@ impl Verification {
                     });
                 }
             }
+            // §4.2.5: over the link too.
+            ProbeAction::SendJustifyRequest { neighbour, request } => {
+                if let IpAddr::V6(dst) = neighbour.address {
+                    out.datagrams.push(Datagram {
+                        bytes: packet(&verify::encode_request(TLV_JUSTIFY_REQUEST, &request)),
+                        dst,
+                        mark: 0,
+                        trace: false,
+                        hop_limit: CHECK_FAILED_HOP_LIMIT,
+                        scope: neighbour.ifindex,
+                    });
+                }
+            }
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
             ProbeAction::Standing { neighbour, evicted } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
@@ -1071,13 +1183,16 @@ impl Verification {
         bytes: &[u8],
         ours: &[XrouteView],
     ) -> VerificationOutputs {
-        self.on_datagram_from(now, (src, 0), hop_limit, bytes, ours, &[])
+        self.on_datagram_from(now, (src, 0), hop_limit, bytes, ours, &[], None)
     }
 
     /// [`Verification::on_datagram`] from `src` on interface `scope` (its scope id, for a
     /// link-local source), with the engine's `neighbours`: a Check Failed (§2.5) is taken only
     /// from one of them, from its link-local address on that interface, with hop limit
-    /// [`CHECK_FAILED_HOP_LIMIT`]; the others are refused and counted.
+    /// [`CHECK_FAILED_HOP_LIMIT`]; the others are refused and counted. The TLVs of justified
+    /// claims (§4.2.5) are taken on the same terms, and judged with `routes` (the engine's).
+    // One datagram, where it came from, and the router's tables it is judged against.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_datagram_from(
         &mut self,
         now: Instant,
@@ -1086,14 +1201,35 @@ impl Verification {
         bytes: &[u8],
         ours: &[XrouteView],
         neighbours: &[NeighbourId],
+        routes: Option<&dyn ClaimRoutes>,
     ) -> VerificationOutputs {
-        let out = VerificationOutputs::default();
+        let mut out = VerificationOutputs::default();
         let Some(tlvs) = tlvs(bytes) else {
             self.malformed += 1;
             return out;
         };
+        let from = NeighbourId {
+            ifindex: scope,
+            address: IpAddr::V6(src),
+        };
+        // §2.5, §4.2.5: from one of our neighbours, from its link-local address on the
+        // interface we hear it on, with hop limit 255 (nobody past the link can forge that).
+        let over_link = src.is_unicast_link_local()
+            && hop_limit == CHECK_FAILED_HOP_LIMIT
+            && neighbours.contains(&from);
         for tlv in tlvs {
             match tlv.first() {
+                Some(&TLV_JUSTIFY_REQUEST | &TLV_CLAIM_REQUEST | &TLV_SIGNED_CLAIM) => {
+                    if let Err(why) =
+                        self.on_justify_tlv(now, from, over_link, tlv, ours, routes, &mut out)
+                    {
+                        self.justify_refused += 1;
+                        tracing::debug!(
+                            "verification TLV {:?} from {src}%{scope} (hop limit {hop_limit}) refused: {why}",
+                            tlv.first()
+                        );
+                    }
+                }
                 Some(&TLV_REMOTE_IHU) => {
                     if let Err(e) = self.verifier.handle_remote_ihu(now, tlv) {
                         tracing::debug!("Remote IHU from {src} dropped: {e:?}");
@@ -1158,6 +1294,115 @@ impl Verification {
         out
     }
 
+    /// §4.2.5, one TLV of the justification exchange from neighbour `from` (`over_link`: from
+    /// its link-local address on its interface, hop limit 255; every one of them must be):
+    ///
+    /// - a **Justify Request** from a verifier: ask the next hop of our installed route to the
+    ///   destination for its Signed Claim (a Claim Request, same nonce);
+    /// - a **Claim Request** from a neighbour: answer with our Signed Claim, the metric of our
+    ///   installed route (0 for a prefix we announce, infinity for none), signed for our most
+    ///   specific IPv6 prefix;
+    /// - a **Signed Claim**: from the next hop we asked, relay it unchanged to the verifier that
+    ///   asked us; otherwise it answers our own Justify Request (the verifier judges it).
+    #[allow(clippy::too_many_arguments)]
+    fn on_justify_tlv(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        over_link: bool,
+        tlv: &[u8],
+        ours: &[XrouteView],
+        routes: Option<&dyn ClaimRoutes>,
+        out: &mut VerificationOutputs,
+    ) -> Result<(), String> {
+        if !over_link {
+            return Err("not from a neighbour over its link".into());
+        }
+        let to = |n: NeighbourId, bytes: Vec<u8>| match n.address {
+            IpAddr::V6(dst) => Some(Datagram {
+                bytes: packet(&bytes),
+                dst,
+                mark: 0,
+                trace: false,
+                hop_limit: CHECK_FAILED_HOP_LIMIT,
+                scope: n.ifindex,
+            }),
+            IpAddr::V4(_) => None,
+        };
+        let installed = |p: &Prefix| routes.and_then(|r| r.installed(p));
+        match tlv.first() {
+            Some(&TLV_JUSTIFY_REQUEST) => {
+                let r =
+                    verify::decode_request(TLV_JUSTIFY_REQUEST, tlv).map_err(|e| e.to_string())?;
+                let next_hop = installed(&r.prefix).map(|(n, _)| n);
+                let (x, req) = self
+                    .relay
+                    .forward(now, from, r, next_hop)
+                    .ok_or("no next hop to ask")?;
+                out.datagrams.extend(to(x, req));
+                Ok(())
+            }
+            Some(&TLV_CLAIM_REQUEST) => {
+                let r =
+                    verify::decode_request(TLV_CLAIM_REQUEST, tlv).map_err(|e| e.to_string())?;
+                let mine = |x: &&XrouteView| x.src_prefix.is_none();
+                let metric = match ours.iter().filter(mine).find(|x| x.prefix == r.prefix) {
+                    Some(x) => x.metric.0,
+                    None => installed(&r.prefix).map_or(babel_wire::INFINITY, |(_, m)| m),
+                };
+                let owner = self.owner(ours).ok_or("no prefix of ours to sign for")?;
+                // At most `CLAIM_SIGN_RATE` signatures a second.
+                let second = now.as_micros() / 1_000_000;
+                if self.sign_budget.0 != second {
+                    self.sign_budget = (second, 0);
+                }
+                if self.sign_budget.1 >= verify::CLAIM_SIGN_RATE {
+                    return Err("over the signing rate".into());
+                }
+                self.sign_budget.1 += 1;
+                self.claims_signed += 1;
+                out.datagrams
+                    .extend(to(from, self.responder.sign_claim(&r, metric, &owner)));
+                Ok(())
+            }
+            _ => {
+                if let Some(v) = self.relay.answer(now, from, tlv) {
+                    out.datagrams.extend(to(v, tlv.to_vec()));
+                    return Ok(());
+                }
+                let c = verify::decode_signed_claim(tlv).map_err(|e| e.to_string())?;
+                let claim = routes.and_then(|r| r.claim(&c.prefix, &from));
+                // Refused claims are counted by the verifier (`claims_refused`).
+                let _ = self.verifier.handle_signed_claim(now, from, tlv, claim);
+                Ok(())
+            }
+        }
+    }
+
+    /// §4.2.5: the prefix our Signed Claims name as their key's owner: `verify-owner`, else
+    /// our key-derived address under the first `verify-derived-range` (§3.2), else the most
+    /// specific IPv6 prefix we announce (the lowest of those as long).
+    pub fn owner(&self, ours: &[XrouteView]) -> Option<Prefix> {
+        if let Some(p) = self.settings.owner {
+            return Some(p);
+        }
+        if let Some(a) = self
+            .settings
+            .derived
+            .first()
+            .and_then(|r| verify::derived_address(r, &self.responder.public_key()))
+        {
+            return Some(Prefix::host(a));
+        }
+        ours.iter()
+            .filter(|x| x.src_prefix.is_none() && x.prefix.addr().is_ipv6())
+            .max_by(|x, y| {
+                (x.prefix.len(), std::cmp::Reverse(x.prefix.addr()))
+                    .cmp(&(y.prefix.len(), std::cmp::Reverse(y.prefix.addr())))
+            })
+            .map(|x| x.prefix)
+    }
+
     /// Per-neighbour standing.
     pub fn neighbour_rows(&self, now: Instant, threshold_pm: u16) -> Vec<NeighbourRow> {
         self.verifier
@@ -1193,6 +1438,8 @@ impl Verification {
             answers_sent: self.answers_sent,
             refused: self.refused(),
             check_failed_refused: self.check_failed_refused,
+            justify_refused: self.justify_refused,
+            claims_signed: self.claims_signed,
             trace_socket_failed: self.trace_socket_failed,
             neighbours: self
                 .neighbour_rows(now, threshold_pm)
@@ -1535,10 +1782,11 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 8] = [
+        let statements: [(&str, Field); 9] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
+            ("verify-justification", |c| c.score.justification),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -1644,7 +1892,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 32);
+        assert_eq!(listed.len(), 34);
         for k in listed {
             assert!(
                 !matches!(
@@ -1661,7 +1909,7 @@ mod tests {
         assert_eq!(c.schedule.probes, 20);
         assert_eq!(c.schedule.probe_interval, Duration::from_millis(250));
         assert!((c.score.threshold - 0.8).abs() < 1e-9);
-        assert_eq!(c.score.window, Duration::from_secs(15));
+        assert_eq!(c.score.window, Duration::from_secs(5));
         assert_eq!(c.score.hold, Duration::from_secs(300));
         assert_eq!(c.cost.hop_cost, 96);
         assert!((c.correction.c1 - 1800.0).abs() < 1e-9);
@@ -1792,7 +2040,12 @@ mod tests {
             let out = a.on_timer(now, &routes, 800);
             probe_routes.extend(out.routes);
             lines.extend(out.lines);
-            for g in &out.datagrams {
+            // §4.2.5: the Justify Requests to the liar go over its link, unanswered here.
+            for g in out
+                .datagrams
+                .iter()
+                .filter(|g| g.hop_limit != CHECK_FAILED_HOP_LIMIT)
+            {
                 // Two hops whichever the neighbour: hop limit 64 - 1 at the destination.
                 assert_ne!(g.mark, 0, "a Remote Hello without its route's mark");
                 let o = d.on_datagram(now, "fd77::1".parse().unwrap(), 63, &g.bytes, &ours);
@@ -1863,6 +2116,162 @@ mod tests {
         assert_eq!(a.counters().bad_signature, 0);
     }
 
+    /// §4.2.5 through encoded datagrams: A verifies B's route to D (B claims 192, its next hop
+    /// X offers it 96; the path measures 480 over five links). Each failing check sends B a
+    /// Justify Request; B asks X (Claim Request), X signs (Signed Claim), B relays it to A:
+    /// every one of them over a link, hop limit 255. With X's key bound to its prefix, A keeps
+    /// B; without, the claim is refused and B is evicted as a liar. A Justify Request that
+    /// did not come over the link is refused.
+    #[test]
+    fn a_relay_justifies_through_encoded_datagrams() {
+        let d_key = SigningKey::from_bytes(&[7; 32]);
+        let x_key = SigningKey::from_bytes(&[5; 32]);
+        let ll = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let nb = |ifindex: u32, a: &str| NeighbourId {
+            ifindex,
+            address: IpAddr::V6(ll(a)),
+        };
+        for bound in [true, false] {
+            let bind = format!(
+                "verify-key fd77::5/128 {}",
+                hex::encode(x_key.verifying_key().as_bytes())
+            );
+            let extra: Vec<&str> = if bound {
+                vec![bind.as_str()]
+            } else {
+                Vec::new()
+            };
+            let mut a = verifier_of_d(&extra, &d_key);
+            let mut d = peer(VerifySettings::default(), 0xd, d_key.clone(), 2);
+            let mut b = peer(
+                VerifySettings::default(),
+                0xb,
+                SigningKey::from_bytes(&[2; 32]),
+                3,
+            );
+            let mut x = peer(VerifySettings::default(), 0x5, x_key.clone(), 4);
+            let relay = route("fd77::4/128", "fe80::2", 3, 288, true);
+            let honest = route("fd77::4/128", "fe80::3", 4, 480, false);
+            let routes_a = vec![relay.clone(), honest];
+            let routes_b = vec![route("fd77::4/128", "fe80::5", 7, 192, true)];
+            let routes_x = vec![route("fd77::4/128", "fe80::9", 2, 96, true)];
+            let (ours_d, ours_x) = (vec![xroute("fd77::4/128")], vec![xroute("fd77::5/128")]);
+            let (b_hears, x_hears) = ([nb(8, "fe80::a"), nb(7, "fe80::5")], [nb(1, "fe80::b")]);
+            let mut now = Instant::from_micros(0);
+            let mut evicted = false;
+            let mut exchanged = 0;
+            while now < Instant::from_secs(150) && !evicted {
+                now = a.poll_timeout().min(d.poll_timeout()).max(now);
+                let out = a.on_timer(now, &routes_a, 800);
+                for g in &out.datagrams {
+                    if g.hop_limit != CHECK_FAILED_HOP_LIMIT {
+                        // Five links to the destination.
+                        d.on_datagram(now, ll("fd77::1"), 60, &g.bytes, &ours_d);
+                        continue;
+                    }
+                    // A → B → X → B → A, each over its link.
+                    assert_eq!((g.dst, g.scope), (ll("fe80::2"), 3));
+                    let to_x = b.on_datagram_from(
+                        now,
+                        (ll("fe80::a"), 8),
+                        255,
+                        &g.bytes,
+                        &[],
+                        &b_hears,
+                        Some(&routes_b),
+                    );
+                    for q in &to_x.datagrams {
+                        assert_eq!((q.dst, q.scope, q.hop_limit), (ll("fe80::5"), 7, 255));
+                        let signed = x.on_datagram_from(
+                            now,
+                            (ll("fe80::b"), 1),
+                            255,
+                            &q.bytes,
+                            &ours_x,
+                            &x_hears,
+                            Some(&routes_x),
+                        );
+                        for c in &signed.datagrams {
+                            assert_eq!((c.dst, c.scope, c.hop_limit), (ll("fe80::b"), 1, 255));
+                            let back = b.on_datagram_from(
+                                now,
+                                (ll("fe80::5"), 7),
+                                255,
+                                &c.bytes,
+                                &[],
+                                &b_hears,
+                                Some(&routes_b),
+                            );
+                            for r in &back.datagrams {
+                                assert_eq!((r.dst, r.scope, r.hop_limit), (ll("fe80::a"), 8, 255));
+                                assert_eq!(r.bytes, c.bytes, "relayed unchanged");
+                                exchanged += 1;
+                                a.on_datagram_from(
+                                    now,
+                                    (ll("fe80::2"), 3),
+                                    255,
+                                    &r.bytes,
+                                    &[],
+                                    &[nb(3, "fe80::2")],
+                                    Some(&routes_a),
+                                );
+                            }
+                        }
+                    }
+                }
+                evicted |= out.inputs.iter().any(|i| {
+                    matches!(i, Input::SetNeighbourAccuracy { address, accuracy, .. }
+                        if *accuracy < 800 && *address == relay.via)
+                });
+                for g in &d.on_timer(now, &[], 800).datagrams {
+                    a.on_datagram(now, ll("fd77::4"), 60, &g.bytes, &[]);
+                }
+                now = now + Duration::from_millis(1);
+            }
+            let n = a.counters();
+            assert!(exchanged >= 2, "{exchanged} exchanges");
+            assert!(x.claims_signed >= 2);
+            assert_eq!(b.justify_refused + x.justify_refused, 0);
+            if bound {
+                assert!(!evicted, "{n:?}");
+                assert!(n.justified >= 2, "{n:?}");
+                assert_eq!(n.claims_refused, 0);
+            } else {
+                assert!(evicted, "{n:?}");
+                assert_eq!(n.justified, 0);
+                assert!(n.claims_refused >= 1);
+            }
+        }
+        // A Justify Request that did not come over a neighbour's link, or from a router that is
+        // not our neighbour, is refused and counted.
+        let mut b = peer(
+            VerifySettings::default(),
+            0xb,
+            SigningKey::from_bytes(&[2; 32]),
+            3,
+        );
+        let r = verify::ClaimRequest {
+            prefix: "fd77::4/128".parse().unwrap(),
+            nonce: 1,
+        };
+        let req = packet(&verify::encode_request(TLV_JUSTIFY_REQUEST, &r));
+        let routes_b = vec![route("fd77::4/128", "fe80::5", 7, 192, true)];
+        let hears = [nb(8, "fe80::a")];
+        for (src, hl) in [("fe80::a", 254), ("fe80::c", 255), ("fd77::a", 255)] {
+            let o = b.on_datagram_from(
+                Instant::from_micros(0),
+                (ll(src), 8),
+                hl,
+                &req,
+                &[],
+                &hears,
+                Some(&routes_b),
+            );
+            assert!(o.datagrams.is_empty());
+        }
+        assert_eq!(b.justify_refused, 3);
+    }
+
     /// §3.2.1: a route that is not a host route is verified too. Traffic to an address inside a
     /// LAN `/64` marks the `/64` used, the Remote Hellos go to its probe address `::1`, the
     /// answer must be signed by the key bound to the `/64` (a key bound elsewhere is dropped as
@@ -1901,7 +2310,12 @@ mod tests {
             now = a.poll_timeout().min(d.poll_timeout()).max(now);
             let out = a.on_timer(now, &routes, 800);
             lines.extend(out.lines);
-            for g in &out.datagrams {
+            // §4.2.5: the Justify Requests to the liar go over its link, unanswered here.
+            for g in out
+                .datagrams
+                .iter()
+                .filter(|g| g.hop_limit != CHECK_FAILED_HOP_LIMIT)
+            {
                 assert_eq!(g.dst, probe);
                 sent += 1;
                 let o = d.on_datagram(now, "fd77::1".parse().unwrap(), 63, &g.bytes, &ours);

@@ -13,6 +13,8 @@
 //! 3. A router that claims what the path to the destination measures, but under what its own
 //!    next hop offers it (the origin test on passing checks, §4.2.1): evicted with the rule on,
 //!    its passing checks blamed on it as the origin; kept with the rule off.
+//! 4. An honest relay of a lie told past it justifies its claim with its next hop's Signed
+//!    Claim (§4.2.5) and is kept; without justification it is evicted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -911,6 +913,126 @@ fn a_failing_check_asks_the_relay_to_check_its_own_route() {
         counter(&a, "check_failed_sent"),
         counter(&r, "check_failed_received"),
         counter(&r, "sessions")
+    );
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
+/// §4.2.5 justified claims between real kernels: a - r - l - d, where l lies about d (a kernel
+/// route announced with metric 1) and r relays the lie honestly (it claims 97). a's checks of
+/// d through r fail; a sends r a Justify Request over their link, r asks l (its next hop) for
+/// a Signed Claim, l signs the metric it offers (1, for the owner prefix a binds to l's key),
+/// and r relays it to a: r's claim is l's plus a link, justified. a keeps r (never evicted), its
+/// checks through r blame the next hop (`justified`), and the route through r stays corrected.
+/// The same mesh with `verify-justification false` at a evicts r.
+#[test]
+fn a_relay_justifies_its_claim_with_its_next_hops_signature() {
+    let test = "a_relay_justifies_its_claim_with_its_next_hops_signature";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    relay_of_a_lie("vj", true);
+    relay_of_a_lie("vk", false);
+}
+
+/// The mesh of [`a_relay_justifies_its_claim_with_its_next_hops_signature`], with
+/// `verify-justification` at a set to `on`: kept and justified, or evicted.
+fn relay_of_a_lie(tag: &str, on: bool) {
+    let [a, r, l, d] = nodes(tag, ["a", "r", "l", "d"]);
+    veth(&a, "a-r", &r, "r-a");
+    veth(&r, "r-l", &l, "l-r");
+    veth(&l, "l-d", &d, "d-l");
+    let (d_seed, d_pub) = destination_key();
+    let l_seed = [3u8; 32];
+    let l_pub = hex::encode(
+        verify::SigningKey::from_bytes(&l_seed)
+            .verifying_key()
+            .as_bytes(),
+    );
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            &format!("{tag}a"),
+            common::daemon_bin(),
+            &format!(
+                "{}verify-destination fd77::4/128\nverify-key fd77::3/128 {l_pub}\nverify-justification {on}\n",
+                verifier_config(&d_pub)
+            ),
+            &["a-r"],
+        ),
+        start_with_config(
+            &r,
+            &format!("{tag}r"),
+            common::daemon_bin(),
+            &verifier_config(&d_pub),
+            &["r-a", "r-l"],
+        ),
+        start_with_config(
+            &d,
+            &format!("{tag}d"),
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-l"],
+        ),
+    ];
+    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
+    ds.push(start_with_config(
+        &l,
+        &format!("{tag}l"),
+        common::daemon_bin(),
+        &format!(
+            "redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}verify-enable true\nverify-private-key {}\nverify-owner fd77::3/128\n",
+            hex::encode(l_seed)
+        ),
+        &["l-r", "l-d"],
+    ));
+    let counter = |ns: &Netns, name: &str| verify_json(ns)["counters"][name].as_u64().unwrap_or(0);
+    if !on {
+        // Without justification the honest relay is evicted as a liar would be.
+        assert!(
+            wait_for(240, || {
+                let v = verify_json(&a);
+                neighbour(&v, "a-r").is_some_and(|n| n["evicted"] == true)
+            }),
+            "r was not evicted without justification\n{}",
+            try_control(&a, "dump\nquit\n")
+        );
+        assert_eq!(counter(&a, "justify_requests_sent"), 0);
+        for x in &mut ds {
+            x.terminate();
+        }
+        return;
+    }
+    assert!(
+        wait_for(240, || counter(&a, "justified") >= 2),
+        "r's claim never justified: a sent {} Justify Requests, refused {} claims; l signed {}\n{}\n{}",
+        counter(&a, "justify_requests_sent"),
+        counter(&a, "claims_refused"),
+        verify_json(&l)["claims_signed"],
+        try_control(&a, "dump\nquit\n"),
+        ds[1].log_text()
+    );
+    let va = verify_json(&a);
+    let n = neighbour(&va, "a-r").expect("a scores r");
+    assert_eq!(n["evictions"], 0, "{va}");
+    assert_eq!(n["evicted"], false, "{va}");
+    assert_eq!(va["counters"]["claims_refused"], 0, "{va}");
+    assert_eq!(verify_json(&r)["justify_refused"], 0);
+    assert!(verify_json(&l)["claims_signed"].as_u64().unwrap_or(0) >= 2);
+    // The checks through r blame its next hop, and the route through r is priced at its cost.
+    let text = try_control(&a, "dump\nquit\n");
+    assert!(
+        text.lines()
+            .any(|x| x.contains("verify-route fd77::4/128") && x.contains("justified")),
+        "{text}"
+    );
+    println!(
+        "a: {} Justify Requests, {} justified; l: {} Signed Claims",
+        counter(&a, "justify_requests_sent"),
+        counter(&a, "justified"),
+        verify_json(&l)["claims_signed"]
     );
     for x in &mut ds {
         x.terminate();

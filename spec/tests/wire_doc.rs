@@ -53,6 +53,9 @@ fn tlv_types_match_the_codec() {
             (tlv::REMOTE_HELLO, "Remote Hello"),
             (tlv::REMOTE_IHU, "Remote IHU"),
             (tlv::CHECK_FAILED, "Check Failed"),
+            (tlv::JUSTIFY_REQUEST, "Justify Request"),
+            (tlv::CLAIM_REQUEST, "Claim Request"),
+            (tlv::SIGNED_CLAIM, "Signed Claim"),
         ],
     );
 }
@@ -77,7 +80,14 @@ fn sub_tlv_types_match_the_codec() {
 #[test]
 fn experimental_numbers_are_in_the_experimental_ranges() {
     // IANA Babel registries: TLV 224-254 and sub-TLV 112-126 are for experimental use.
-    for t in [tlv::REMOTE_HELLO, tlv::REMOTE_IHU, tlv::CHECK_FAILED] {
+    for t in [
+        tlv::REMOTE_HELLO,
+        tlv::REMOTE_IHU,
+        tlv::CHECK_FAILED,
+        tlv::JUSTIFY_REQUEST,
+        tlv::CLAIM_REQUEST,
+        tlv::SIGNED_CLAIM,
+    ] {
         assert!((224..=254).contains(&t));
     }
     for t in [subtlv::PRICE, subtlv::PATH_RTT] {

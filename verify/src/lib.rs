@@ -22,6 +22,7 @@ mod auth;
 mod bounded;
 mod check_failed;
 mod correction;
+mod justify;
 mod metric;
 mod probe;
 mod schedule;
@@ -35,6 +36,10 @@ pub use auth::{
 pub use check_failed::{CheckFailedError, decode_check_failed, encode_check_failed};
 pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;
+pub use justify::{
+    CLAIM_SIGN_RATE, CLAIM_SIGNING_DOMAIN, ClaimRelay, ClaimRequest, JUSTIFY_WAIT, JustifyError,
+    SignedClaim, decode_request, decode_signed_claim, encode_request, encode_signed_claim,
+};
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
     Check, HOP_LIMIT, MAX_TRACE_DEPTH, MAX_TRACE_HOP_LIMIT, NEXT_HOP_TRUST, ProbeAction,

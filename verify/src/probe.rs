@@ -98,6 +98,13 @@ pub struct ProbeCounters {
     pub check_failed_sent: u64,
     /// Check Failed TLVs taken from neighbours (§2.5).
     pub check_failed_received: u64,
+    /// Justify Requests sent to neighbours whose route failed a check (§4.2.5).
+    pub justify_requests_sent: u64,
+    /// Signed Claims that justified a neighbour's claim (§4.2.5).
+    pub justified: u64,
+    /// Signed Claims refused: malformed, badly signed, unbound, answering no request of ours,
+    /// or covering less than the neighbour claims (§4.2.5).
+    pub claims_refused: u64,
 }
 
 impl ProbeCounters {
@@ -124,6 +131,9 @@ impl ProbeCounters {
             readmissions,
             check_failed_sent,
             check_failed_received,
+            justify_requests_sent,
+            justified,
+            claims_refused,
         } = *o;
         self.sessions += sessions;
         self.probes_sent += probes_sent;
@@ -144,6 +154,9 @@ impl ProbeCounters {
         self.evictions += evictions;
         self.check_failed_sent += check_failed_sent;
         self.check_failed_received += check_failed_received;
+        self.justify_requests_sent += justify_requests_sent;
+        self.justified += justified;
+        self.claims_refused += claims_refused;
         self.readmissions += readmissions;
     }
 
@@ -197,6 +210,16 @@ pub enum ProbeAction {
         neighbour: NeighbourId,
         /// The destination.
         prefix: Prefix,
+    },
+    /// Ask `neighbour` to justify its claim for the route that failed our check (§4.2.5, with
+    /// `ScoreConfig::justification`): a Justify Request TLV (227, `tlv`) to its link-local
+    /// address on the link, hop limit 255. It answers with its next hop's Signed Claim
+    /// ([`Verifier::handle_signed_claim`]).
+    SendJustifyRequest {
+        /// The neighbour whose route failed.
+        neighbour: NeighbourId,
+        /// The request (destination and nonce).
+        request: crate::ClaimRequest,
     },
     /// The neighbour's standing changed: give the engine its accuracy
     /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
@@ -399,6 +422,11 @@ pub struct Verifier {
     /// neighbour whose last session passed can make another neighbour the origin of a lie
     /// (§4.2.1).
     passed: BTreeMap<NeighbourId, (Instant, bool)>,
+    /// §4.2.5: per neighbour and destination, the lowest claim its latest justification
+    /// covers (its next hop's signed offer plus one cheapest link) and when it arrived.
+    justifications: BTreeMap<(NeighbourId, Prefix), (u16, Instant)>,
+    /// §4.2.5: Justify Requests sent and not answered yet: nonce and when.
+    justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant)>,
     /// Sessions under way, one per neighbour at most (§2.2).
     sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
@@ -451,6 +479,8 @@ impl Verifier {
             seqnos: BTreeMap::new(),
             answered: BTreeMap::new(),
             passed: BTreeMap::new(),
+            justifications: BTreeMap::new(),
+            justify_requests: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -1199,6 +1229,11 @@ impl Verifier {
             );
             if failed {
                 check.blame = self.blame(now, &route, &s, c, candidates);
+            }
+            if (failed || check.blame == Blame::Origin) && self.justified(now, &route, &s) {
+                check.blame = Blame::Justified;
+            }
+            if failed {
                 let nc = NeighbourCorrection::new(
                     &self.cfg.correction,
                     metric,
@@ -1254,7 +1289,7 @@ impl Verifier {
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
-                self.notify_failure(&check, out);
+                self.notify_failure(now, &check, out);
                 out.push(ProbeAction::Checked(check));
                 out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
@@ -1263,20 +1298,127 @@ impl Verifier {
                 return;
             }
         }
-        self.notify_failure(&check, out);
+        self.notify_failure(now, &check, out);
         out.push(ProbeAction::Checked(check));
     }
 
-    /// §2.5: a check below the threshold tells the neighbour, with `check_requests`.
-    fn notify_failure(&mut self, check: &Check, out: &mut Vec<ProbeAction>) {
-        if self.cfg.schedule.check_requests
+    /// §4.2.5: whether the neighbour's claim for the route, at the session's start and end,
+    /// is covered by its latest justification (no older than `confirm_within`).
+    fn justified(&self, now: Instant, route: &VerifiableRoute, s: &Session) -> bool {
+        if !self.cfg.score.justification {
+            return false;
+        }
+        self.justifications
+            .get(&(route.neighbour, route.prefix))
+            .is_some_and(|(floor, at)| {
+                now.saturating_since(*at) <= self.cfg.score.confirm_within
+                    && route.advertised >= *floor
+                    && s.route.advertised >= *floor
+            })
+    }
+
+    /// §4.2.5: neighbour `from` relays a Signed Claim (`tlv`) in answer to our Justify
+    /// Request; `claim` is what `from` advertises to us for the destination now (`None`: no
+    /// route). It justifies the claim if its signature verifies, its key is bound to the owner
+    /// prefix it names (§3.2), it answers our latest request to `from` for the destination
+    /// within [`crate::JUSTIFY_WAIT`], and the claim is at least the signed metric plus one
+    /// cheapest link. Then the destination's run of failures through `from` ends, and for
+    /// `confirm_within` failing checks of a claim at least that are the next hop's
+    /// ([`Blame::Justified`]). Anything else is refused and counted.
+    pub fn handle_signed_claim(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        tlv: &[u8],
+        claim: Option<u16>,
+    ) -> Result<(), crate::JustifyError> {
+        let r = self.take_signed_claim(now, from, tlv, claim);
+        match r {
+            Ok(()) => self.counters.justified += 1,
+            Err(_) => self.counters.claims_refused += 1,
+        }
+        r
+    }
+
+    fn take_signed_claim(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        tlv: &[u8],
+        claim: Option<u16>,
+    ) -> Result<(), crate::JustifyError> {
+        use crate::JustifyError::Unexpected;
+        if !self.cfg.score.justification {
+            return Err(Unexpected);
+        }
+        let c = crate::decode_signed_claim(tlv)?;
+        let asked = self
+            .justify_requests
+            .get(&(from, c.prefix))
+            .is_some_and(|(nonce, at)| {
+                *nonce == c.nonce && now.saturating_since(*at) <= crate::JUSTIFY_WAIT
+            });
+        if !asked {
+            return Err(Unexpected);
+        }
+        if !self.keyring.may_answer(&c.owner, &c.key) {
+            return Err(crate::JustifyError::Unbound);
+        }
+        self.justify_requests.remove(&(from, c.prefix));
+        if c.metric == babel_wire::INFINITY {
+            return Err(Unexpected);
+        }
+        let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
+        // The neighbour claims less than its own next hop offers it plus a link: no
+        // justification (its route cannot cost it what it claims).
+        if claim.is_none_or(|m| m < floor) {
+            return Err(Unexpected);
+        }
+        crate::bounded::make_room(
+            &mut self.justifications,
+            self.cfg.schedule.max_used.max(1),
+            &(from, c.prefix),
+            |(_, at)| *at,
+        );
+        self.justifications.insert((from, c.prefix), (floor, now));
+        if let Some(score) = self.scores.get_mut(&from) {
+            score.justify(now, &self.cfg.score, &c.prefix);
+        }
+        Ok(())
+    }
+
+    /// §2.5: a check below the threshold tells the neighbour, with `check_requests` (and with
+    /// `justification`, §4.2.5, which it asks to justify its claim).
+    fn notify_failure(&mut self, now: Instant, check: &Check, out: &mut Vec<ProbeAction>) {
+        if (self.cfg.schedule.check_requests || self.cfg.score.justification)
             && check.accuracy.is_some_and(|a| a < self.cfg.score.threshold)
         {
-            self.counters.check_failed_sent += 1;
-            out.push(ProbeAction::SendCheckFailed {
-                neighbour: check.route.neighbour,
-                prefix: check.route.prefix,
-            });
+            if self.cfg.schedule.check_requests {
+                self.counters.check_failed_sent += 1;
+                out.push(ProbeAction::SendCheckFailed {
+                    neighbour: check.route.neighbour,
+                    prefix: check.route.prefix,
+                });
+            }
+            if self.cfg.score.justification {
+                let key = (check.route.neighbour, check.route.prefix);
+                let nonce = s_rng(&mut self.scheduler, u64::MAX);
+                crate::bounded::make_room(
+                    &mut self.justify_requests,
+                    self.cfg.schedule.max_used.max(1),
+                    &key,
+                    |(_, at)| *at,
+                );
+                self.justify_requests.insert(key, (nonce, now));
+                self.counters.justify_requests_sent += 1;
+                out.push(ProbeAction::SendJustifyRequest {
+                    neighbour: check.route.neighbour,
+                    request: crate::ClaimRequest {
+                        prefix: check.route.prefix,
+                        nonce,
+                    },
+                });
+            }
         }
     }
 
@@ -1343,6 +1485,13 @@ impl Responder {
     /// The public key (to bind to our prefixes, §3.2).
     pub fn public_key(&self) -> [u8; 32] {
         *self.key.verifying_key().as_bytes()
+    }
+
+    /// §4.2.5: our Signed Claim (229) answering a neighbour's Claim Request: the `metric` we
+    /// offer for the request's destination (our selected route's, 0 for a prefix we announce,
+    /// `INFINITY` for none), signed for `owner`, one of our prefixes bound to our key.
+    pub fn sign_claim(&self, r: &crate::ClaimRequest, metric: u16, owner: &Prefix) -> Vec<u8> {
+        crate::encode_signed_claim(r, metric, owner, &self.key)
     }
 
     /// A Remote Hello for one of our prefixes arrived with IPv6 hop limit `hop_limit`.

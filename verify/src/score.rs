@@ -112,6 +112,12 @@ pub struct ScoreConfig {
     /// verification corrects it a link at a time. Off by default: a liar whose next hop is not
     /// our neighbour blames nobody either, and is evicted later.
     pub unknown_breadth: bool,
+    /// [`Rule::Confirmed`]: justified claims (`spec/verify.md` §4.2.5). A failing check makes
+    /// us ask the neighbour to justify its claim; it answers with what its own next hop signs
+    /// that it offers it. A claim at least that plus one cheapest link is the next hop's
+    /// ([`Blame::Justified`], scored as a relay), and the justification ends the destination's
+    /// run of failures. Off by default.
+    pub justification: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -227,6 +233,9 @@ pub enum Blame {
     /// plus its own link: the next hop lied to it or it lies, and which cannot be told. Scored
     /// as a relay ([`ScoreConfig::through_us`], `spec/verify.md` §4.2.1).
     ThroughUs,
+    /// The neighbour justified its claim (§4.2.5): its next hop signed that it offers it a
+    /// metric that, plus one cheapest link, is at most the neighbour's claim. Scored as a relay.
+    Justified,
 }
 
 impl Blame {
@@ -238,6 +247,7 @@ impl Blame {
             Blame::Origin => "origin",
             Blame::Relay => "relay",
             Blame::ThroughUs => "through-us",
+            Blame::Justified => "justified",
         }
     }
 }
@@ -247,7 +257,7 @@ impl Default for ScoreConfig {
         ScoreConfig {
             threshold: 0.8,
             rule: Rule::Confirmed,
-            window: Duration::from_secs(15),
+            window: Duration::from_secs(5),
             hold: Duration::from_secs(300),
             max_hold: Duration::from_secs(86_400),
             black_hole_window: Duration::from_secs(45),
@@ -265,6 +275,7 @@ impl Default for ScoreConfig {
             progress: true,
             progress_on_accuracy: false,
             unknown_breadth: false,
+            justification: true,
         }
     }
 }
@@ -514,7 +525,10 @@ impl NeighbourScore {
         // A black hole that does not start at the neighbour blames nobody in particular: it
         // corrects metrics, and does not count against the neighbour either.
         let unattributed_hole = cfg.attribution && black_hole && blame != Blame::Origin;
-        if failed && (matches!(blame, Blame::Relay | Blame::ThroughUs) || unattributed_hole) {
+        if failed
+            && (matches!(blame, Blame::Relay | Blame::ThroughUs | Blame::Justified)
+                || unattributed_hole)
+        {
             return CheckVerdict::Kept;
         }
         // §4.2.2: a route that changed during the session was reconverging; what it measured
@@ -649,6 +663,19 @@ impl NeighbourScore {
         CheckVerdict::Evicted(until)
     }
 
+    /// §4.2.5: the neighbour justified its claim for `prefix`; the destination's run of
+    /// failures ends (its failures were the next hop's). Returns whether a live failure ended.
+    pub fn justify(&mut self, now: Instant, cfg: &ScoreConfig, prefix: &Prefix) -> bool {
+        let Some(d) = self.dests.get_mut(prefix) else {
+            return false;
+        };
+        let live = d
+            .last_fail
+            .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within);
+        d.end_run();
+        live
+    }
+
     /// §4.3: ends an eviction whose hold has passed. The neighbour is back on probation: its
     /// per-destination scores are kept, and under [`Rule::Confirmed`] one failing check during
     /// the probation (as long as the hold) evicts it again, for twice as long. Returns true if it
@@ -724,6 +751,15 @@ mod tests {
         )
     }
 
+    /// The defaults with the window the scenarios below are timed for (15 s, the default
+    /// before justified claims, §4.2.5).
+    fn base() -> ScoreConfig {
+        ScoreConfig {
+            window: Duration::from_secs(15),
+            ..ScoreConfig::default()
+        }
+    }
+
     fn t(s: u64) -> Instant {
         Instant::from_secs(s)
     }
@@ -731,7 +767,7 @@ mod tests {
     /// §4.1: a single check halves the gap to a (the paper's update).
     #[test]
     fn per_destination_update_halves_gap() {
-        let cfg = ScoreConfig::default();
+        let cfg = base();
         let mut n = NeighbourScore::default();
         n.record(t(1), &cfg, p(1), 0.5);
         assert!((n.destination(&p(1)).unwrap_or(0.0) - 0.75).abs() < 1e-9);
@@ -745,9 +781,9 @@ mod tests {
     fn partial_liar_escapes_paper_rule_but_not_confirmed() {
         let paper = ScoreConfig {
             rule: Rule::Paper,
-            ..ScoreConfig::default()
+            ..base()
         };
-        let ours = ScoreConfig::default();
+        let ours = base();
         let mut a = NeighbourScore::default();
         let mut b = NeighbourScore::default();
         let mut evicted_paper = false;
@@ -772,7 +808,7 @@ mod tests {
     /// §4.2: an isolated failing check (noise, or a relay that corrects itself) does not evict.
     #[test]
     fn isolated_failure_is_forgiven() {
-        let cfg = ScoreConfig::default();
+        let cfg = base();
         let mut n = NeighbourScore::default();
         assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert_eq!(n.record(t(30), &cfg, p(1), 1.0), CheckVerdict::Kept);
@@ -789,7 +825,7 @@ mod tests {
     /// before the window (an honest relay that corrected itself) ends the run.
     #[test]
     fn confirmation_across_destinations() {
-        let cfg = ScoreConfig::default();
+        let cfg = base();
         let mut n = NeighbourScore::default();
         assert_eq!(n.record(t(0), &cfg, p(1), 0.5), CheckVerdict::Kept);
         assert_eq!(n.record(t(10), &cfg, p(2), 1.0), CheckVerdict::Kept);
@@ -846,7 +882,7 @@ mod tests {
     fn no_breadth() -> ScoreConfig {
         ScoreConfig {
             unknown_breadth: false,
-            ..ScoreConfig::default()
+            ..base()
         }
     }
 
@@ -862,7 +898,7 @@ mod tests {
             progress: false,
             unknown_breadth: false,
             stable_evidence: StableEvidence::Off,
-            ..ScoreConfig::default()
+            ..base()
         }
     }
 
@@ -881,6 +917,9 @@ mod tests {
         assert!(!c.unknown_breadth && !c.progress_on_accuracy);
         assert_eq!(c.stable_evidence, StableEvidence::ForgiveRetraction);
         assert_eq!(c.trace_depth, 1);
+        // Since 2026-12-03: justified claims, and with them a window of 5 s.
+        assert!(c.justification);
+        assert_eq!(c.window, Duration::from_secs(5));
     }
 
     /// §4.2: black holes confirm only after the longer window.
@@ -923,7 +962,7 @@ mod tests {
     fn destinations_bounded() {
         let cfg = ScoreConfig {
             max_destinations: 8,
-            ..ScoreConfig::default()
+            ..base()
         };
         let mut n = NeighbourScore::default();
         for d in 0..100u8 {
@@ -975,7 +1014,7 @@ mod tests {
     fn black_hole_at_the_origin_confirms() {
         let cfg = ScoreConfig {
             attribution: true,
-            ..ScoreConfig::default()
+            ..base()
         };
         let mut n = NeighbourScore::default();
         n.record_check(t(0), &cfg, p(1), 0.0, true, Blame::Origin);
@@ -1156,7 +1195,7 @@ mod tests {
         ] {
             let cfg = ScoreConfig {
                 stable_evidence: mode,
-                ..ScoreConfig::default()
+                ..base()
             };
             let mut n = NeighbourScore::default();
             let (d, x) = e(1, 200, 400);
@@ -1173,7 +1212,7 @@ mod tests {
         // the same destination failing again starts a run afresh.
         let cfg = ScoreConfig {
             stable_evidence: StableEvidence::ForgiveCurrent,
-            ..ScoreConfig::default()
+            ..base()
         };
         let mut n = NeighbourScore::default();
         let (d, x) = e(1, 200, 400);
@@ -1212,7 +1251,7 @@ mod tests {
             let cfg = ScoreConfig {
                 attribution: true,
                 stable_evidence: mode,
-                ..ScoreConfig::default()
+                ..base()
             };
             let mut n = NeighbourScore::default();
             assert_eq!(
@@ -1228,7 +1267,7 @@ mod tests {
         let cfg = ScoreConfig {
             attribution: true,
             stable_evidence: StableEvidence::ForgiveRetraction,
-            ..ScoreConfig::default()
+            ..base()
         };
         // Retracted: forgiven.
         let mut n = NeighbourScore::default();
@@ -1282,7 +1321,7 @@ mod tests {
         };
         let on = ScoreConfig {
             passing_origin: true,
-            ..ScoreConfig::default()
+            ..base()
         };
         // `metric`: the neighbour's metric at every check.
         let evicts_at = |cfg: &ScoreConfig, metric: u16, checks: &[(u64, u8, Evidence)]| {
@@ -1345,7 +1384,7 @@ mod tests {
     fn a_lie_through_us_is_not_the_neighbours() {
         let cfg = ScoreConfig {
             through_us: true,
-            ..ScoreConfig::default()
+            ..base()
         };
         for (blame, evicted) in [(Blame::ThroughUs, false), (Blame::Unknown, true)] {
             let mut n = NeighbourScore::default();
@@ -1481,7 +1520,7 @@ mod tests {
     fn failures_blamed_on_nobody_need_breadth() {
         let on = ScoreConfig {
             unknown_breadth: true,
-            ..ScoreConfig::default()
+            ..base()
         };
         assert!(on.attribution);
         let lie = |m: u16, c: u16, blame| Evidence {
@@ -1598,7 +1637,7 @@ mod tests {
     fn a_claim_converges_on_its_accuracy_alone() {
         let on = ScoreConfig {
             progress_on_accuracy: true,
-            ..ScoreConfig::default()
+            ..base()
         };
         assert!(on.progress && !on.unknown_breadth);
         let lie = |m: u16, c: u16, blame| Evidence {

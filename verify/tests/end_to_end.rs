@@ -7,13 +7,16 @@ use std::time::Duration;
 use babel_core::{Instant, RouteView};
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use verify::{
-    Blame, Check, CheckVerdict, CostModel, HOP_LIMIT, Keyring, NeighbourId, ProbeAction, Reason,
-    ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute,
-    Verifier, VerifyConfig,
+    Blame, Check, CheckVerdict, ClaimRequest, CostModel, HOP_LIMIT, JustifyError, Keyring,
+    NeighbourId, ProbeAction, Reason, ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT,
+    TraceAnswer, VerifiableRoute, Verifier, VerifyConfig, encode_signed_claim,
 };
 
 fn dest() -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)))
+}
+fn next_hop_owner() -> Prefix {
+    Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 5)))
 }
 fn nb(i: u16) -> NeighbourId {
     NeighbourId {
@@ -59,6 +62,8 @@ struct World {
     te_arrives_on: Option<u32>,
     /// Check Failed TLVs the verifier asked to send (§2.5).
     check_failed: Vec<(NeighbourId, Prefix)>,
+    /// Justify Requests the verifier asked to send (§4.2.5).
+    justify: Vec<(NeighbourId, ClaimRequest)>,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -66,6 +71,8 @@ const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
 fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World {
     let mut ring = Keyring::new(16);
     ring.bind(dest(), bound_key);
+    // A router on the way, whose Signed Claims justify a relay (§4.2.5).
+    ring.bind(next_hop_owner(), *key(5).verifying_key().as_bytes());
     let now = Instant::from_secs(1000);
     let mut v = Verifier::new(cfg, ME, ring, 7, now);
     v.mark_used(now, dest());
@@ -82,6 +89,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         paths: Vec::new(),
         pending: std::collections::VecDeque::new(),
         check_failed: Vec::new(),
+        justify: Vec::new(),
         midway: None,
         te_arrives_on: None,
     }
@@ -150,6 +158,9 @@ impl World {
                     ProbeAction::Checked(c) => self.pending.push_back(c),
                     ProbeAction::SendCheckFailed { neighbour, prefix } => {
                         self.check_failed.push((neighbour, prefix));
+                    }
+                    ProbeAction::SendJustifyRequest { neighbour, request } => {
+                        self.justify.push((neighbour, request));
                     }
                     ProbeAction::Standing { .. } => {}
                 }
@@ -1140,6 +1151,9 @@ fn a_relay_whose_claim_converges_is_kept() {
     for progress in [true, false] {
         let mut cfg = VerifyConfig::default();
         cfg.score.progress = progress;
+        // A relay that does not justify its claim (§4.2.5), with the window this case was
+        // traced with (15 s; the second check would confirm the first under 5 s).
+        cfg.score.window = Duration::from_secs(15);
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         let mut verdicts = Vec::new();
         for (hops, metric) in [(13, 648), (13, 648), (15, 957), (15, 1338), (15, 1338)] {
@@ -1155,4 +1169,105 @@ fn a_relay_whose_claim_converges_is_kept() {
             "progress {progress}"
         );
     }
+}
+
+/// §4.2.5: neighbour 1 relays a lie told past it: it claims 192 (its next hop offers it 96,
+/// plus a link), and the path measures 480. Each failing check asks it to justify its claim;
+/// the next hop's Signed Claim, relayed, justifies it: its later failures blame the next hop,
+/// and it is never evicted. A claim the signed offer does not cover, a key not bound to its
+/// owner prefix, a nonce not ours, or a claim without the option, justify nothing, and the
+/// relay is evicted as a liar is.
+#[test]
+fn a_justified_relay_is_not_evicted() {
+    let k = key(1);
+    let cands = [cand(1, 288, true)];
+    // What the next hop signs, and with which key; `None`: no answer.
+    type Answer = fn(&ClaimRequest) -> Option<(Vec<u8>, Result<(), JustifyError>)>;
+    let run = |justification: bool, answer: Answer| {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.justification = justification;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 5;
+        let mut blames = Vec::new();
+        let mut evicted = false;
+        for _ in 0..8 {
+            let c = w.run_check(&cands);
+            assert_eq!(c.accuracy, Some(0.6));
+            blames.push(c.blame);
+            if let CheckVerdict::Evicted(_) = c.verdict {
+                evicted = true;
+                break;
+            }
+            let asked: Vec<_> = w.justify.drain(..).collect();
+            assert_eq!(
+                asked.len(),
+                usize::from(justification),
+                "one request per failure"
+            );
+            for (n, r) in asked {
+                assert_eq!((n, r.prefix), (nb(1), dest()));
+                if let Some((tlv, want)) = answer(&r) {
+                    assert_eq!(w.v.handle_signed_claim(w.now, n, &tlv, Some(192)), want);
+                }
+            }
+        }
+        (evicted, blames, w.v.counters())
+    };
+    // Justified: 96 + a link of 96 covers the claim of 192.
+    let (evicted, blames, n) = run(true, |r| {
+        Some((
+            encode_signed_claim(r, 96, &next_hop_owner(), &key(5)),
+            Ok(()),
+        ))
+    });
+    assert!(!evicted, "{blames:?}");
+    assert!(
+        blames[1..].iter().all(|b| *b == Blame::Justified),
+        "{blames:?}"
+    );
+    assert_eq!(n.justified, 8);
+    assert_eq!(n.justify_requests_sent, 8);
+    // The next hop offers 144: 144 + 96 is more than the claim.
+    let (evicted, _, n) = run(true, |r| {
+        Some((
+            encode_signed_claim(r, 144, &next_hop_owner(), &key(5)),
+            Err(JustifyError::Unexpected),
+        ))
+    });
+    assert!(evicted);
+    // (The check that evicts asks too; it is not answered.)
+    assert_eq!(
+        (n.justified, n.claims_refused),
+        (0, n.justify_requests_sent - 1)
+    );
+    // Signed by a key not bound to the owner prefix.
+    let (evicted, _, _) = run(true, |r| {
+        Some((
+            encode_signed_claim(r, 96, &next_hop_owner(), &key(6)),
+            Err(JustifyError::Unbound),
+        ))
+    });
+    assert!(evicted);
+    // Another nonce.
+    let (evicted, _, _) = run(true, |r| {
+        let other = ClaimRequest {
+            nonce: r.nonce ^ 1,
+            ..*r
+        };
+        Some((
+            encode_signed_claim(&other, 96, &next_hop_owner(), &key(5)),
+            Err(JustifyError::Unexpected),
+        ))
+    });
+    assert!(evicted);
+    // Altered on the way.
+    let (evicted, _, _) = run(true, |r| {
+        let mut t = encode_signed_claim(r, 96, &next_hop_owner(), &key(5));
+        t[13] ^= 1;
+        Some((t, Err(JustifyError::BadSignature)))
+    });
+    assert!(evicted);
+    // No answer, or the option off: judged as before.
+    assert!(run(true, |_| None).0);
+    assert!(run(false, |_| None).0);
 }

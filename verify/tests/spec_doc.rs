@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 41, "{t:?}");
+    assert_eq!(t.len(), 42, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -68,6 +68,7 @@ fn defaults_table_matches_code() {
             "progress" => c.score.progress.to_string() == *v,
             "progress_on_accuracy" => c.score.progress_on_accuracy.to_string() == *v,
             "unknown_breadth" => c.score.unknown_breadth.to_string() == *v,
+            "justification" => c.score.justification.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,
@@ -105,6 +106,11 @@ fn stated_constants_and_examples() {
         verify::DERIVED_MIN_BITS
     )));
     assert!(d.contains(&format!("`HOP_LIMIT` = {}", verify::HOP_LIMIT)));
+    assert!(d.contains(&format!(
+        "`JUSTIFY_WAIT` ({} s)",
+        verify::JUSTIFY_WAIT.as_secs()
+    )));
+    assert!(d.contains(&format!("`CLAIM_SIGN_RATE` ({})", verify::CLAIM_SIGN_RATE)));
     assert!(d.contains(&format!("`TRACE_HOP_LIMIT` = {}", verify::TRACE_HOP_LIMIT)));
     assert!(d.contains(&format!(
         "`NEXT_HOP_TRUST` = {} s",

@@ -454,7 +454,15 @@ fn on_datagrams(
         .collect();
     let mut outs = Vec::new();
     for (src, hops, bytes) in got {
-        outs.push(v.on_datagram_from(now, src, hops, &bytes, &ours, &neighbours));
+        outs.push(v.on_datagram_from(
+            now,
+            src,
+            hops,
+            &bytes,
+            &ours,
+            &neighbours,
+            Some(&daemon::verification::EngineRoutes(&d.engine, now)),
+        ));
     }
     outs.into_iter()
         .flat_map(|o| apply(d, now, io, o))
