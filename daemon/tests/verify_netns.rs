@@ -828,6 +828,57 @@ fn relayed_remote_hellos_make_the_destination_used_only_with_the_option() {
     }
 }
 
+/// a - r - l - d, where l lies about d (a kernel route announced with metric 1) and r, a
+/// verifier, relays the lie honestly; a verifies with `d` used. `*_extra` are added to the
+/// configurations of a, r and l.
+fn relay_mesh(
+    tag: &str,
+    a_extra: &str,
+    r_extra: &str,
+    l_extra: &str,
+) -> ([Netns; 4], Vec<common::DaemonProcess>) {
+    let [a, r, l, d] = nodes(tag, ["a", "r", "l", "d"]);
+    veth(&a, "a-r", &r, "r-a");
+    veth(&r, "r-l", &l, "l-r");
+    veth(&l, "l-d", &d, "d-l");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            &format!("{tag}a"),
+            common::daemon_bin(),
+            &format!(
+                "{}verify-destination fd77::4/128\n{a_extra}",
+                verifier_config(&d_pub)
+            ),
+            &["a-r"],
+        ),
+        start_with_config(
+            &r,
+            &format!("{tag}r"),
+            common::daemon_bin(),
+            &format!("{}{r_extra}", verifier_config(&d_pub)),
+            &["r-a", "r-l"],
+        ),
+        start_with_config(
+            &d,
+            &format!("{tag}d"),
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-l"],
+        ),
+    ];
+    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
+    ds.push(start_with_config(
+        &l,
+        &format!("{tag}l"),
+        common::daemon_bin(),
+        &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}{l_extra}"),
+        &["l-r", "l-d"],
+    ));
+    ([a, r, l, d], ds)
+}
+
 /// §2.5 `verify-check-requests` between real kernels: a - r - l - d, where l lies about d (a
 /// kernel route announced with metric 1) and r relays the lie honestly. a's checks of d through
 /// r fail; a sends r a Check Failed over their link; r, which uses no destination and so checks
@@ -840,46 +891,8 @@ fn a_failing_check_asks_the_relay_to_check_its_own_route() {
         return;
     }
     let _serial = one_at_a_time();
-    let [a, r, l, d] = nodes("vc", ["a", "r", "l", "d"]);
-    veth(&a, "a-r", &r, "r-a");
-    veth(&r, "r-l", &l, "l-r");
-    veth(&l, "l-d", &d, "d-l");
-    let (d_seed, d_pub) = destination_key();
     let requests = "verify-check-requests true\n";
-    let mut ds = vec![
-        start_with_config(
-            &a,
-            "vca",
-            common::daemon_bin(),
-            &format!(
-                "{}verify-destination fd77::4/128\n{requests}",
-                verifier_config(&d_pub)
-            ),
-            &["a-r"],
-        ),
-        start_with_config(
-            &r,
-            "vcr",
-            common::daemon_bin(),
-            &format!("{}{requests}", verifier_config(&d_pub)),
-            &["r-a", "r-l"],
-        ),
-        start_with_config(
-            &d,
-            "vcd",
-            common::daemon_bin(),
-            &destination_config(&d_seed),
-            &["d-l"],
-        ),
-    ];
-    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
-    ds.push(start_with_config(
-        &l,
-        "vcl",
-        common::daemon_bin(),
-        &format!("redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}"),
-        &["l-r", "l-d"],
-    ));
+    let ([a, r, _l, _d], mut ds) = relay_mesh("vc", requests, requests, "");
     let counter = |ns: &Netns, name: &str| verify_json(ns)["counters"][name].as_u64().unwrap_or(0);
     // r's own check of d through l, failed.
     let failed_via_l = |ns: &Netns| {
@@ -940,54 +953,21 @@ fn a_relay_justifies_its_claim_with_its_next_hops_signature() {
 /// The mesh of [`a_relay_justifies_its_claim_with_its_next_hops_signature`], with
 /// `verify-justification` at a set to `on`: kept and justified, or evicted.
 fn relay_of_a_lie(tag: &str, on: bool) {
-    let [a, r, l, d] = nodes(tag, ["a", "r", "l", "d"]);
-    veth(&a, "a-r", &r, "r-a");
-    veth(&r, "r-l", &l, "l-r");
-    veth(&l, "l-d", &d, "d-l");
-    let (d_seed, d_pub) = destination_key();
     let l_seed = [3u8; 32];
     let l_pub = hex::encode(
         verify::SigningKey::from_bytes(&l_seed)
             .verifying_key()
             .as_bytes(),
     );
-    let mut ds = vec![
-        start_with_config(
-            &a,
-            &format!("{tag}a"),
-            common::daemon_bin(),
-            &format!(
-                "{}verify-destination fd77::4/128\nverify-key fd77::3/128 {l_pub}\nverify-justification {on}\n",
-                verifier_config(&d_pub)
-            ),
-            &["a-r"],
-        ),
-        start_with_config(
-            &r,
-            &format!("{tag}r"),
-            common::daemon_bin(),
-            &verifier_config(&d_pub),
-            &["r-a", "r-l"],
-        ),
-        start_with_config(
-            &d,
-            &format!("{tag}d"),
-            common::daemon_bin(),
-            &destination_config(&d_seed),
-            &["d-l"],
-        ),
-    ];
-    kernel_route_to_d(&l, &d.link_local("d-l"), "l-d");
-    ds.push(start_with_config(
-        &l,
-        &format!("{tag}l"),
-        common::daemon_bin(),
+    let ([a, r, l, _d], mut ds) = relay_mesh(
+        tag,
+        &format!("verify-key fd77::3/128 {l_pub}\nverify-justification {on}\n"),
+        "",
         &format!(
-            "redistribute ip fd77::4/128 metric 1 allow\n{FILTERS}verify-enable true\nverify-private-key {}\nverify-owner fd77::3/128\n",
+            "verify-enable true\nverify-private-key {}\nverify-owner fd77::3/128\n",
             hex::encode(l_seed)
         ),
-        &["l-r", "l-d"],
-    ));
+    );
     let counter = |ns: &Netns, name: &str| verify_json(ns)["counters"][name].as_u64().unwrap_or(0);
     if !on {
         // Without justification the honest relay is evicted as a liar would be.

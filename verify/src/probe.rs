@@ -1332,7 +1332,7 @@ impl Verifier {
         tlv: &[u8],
         claim: Option<u16>,
     ) -> Result<(), crate::JustifyError> {
-        let r = self.take_signed_claim(now, from, tlv, claim);
+        let r = crate::decode_signed_claim(tlv).and_then(|c| self.justify(now, from, &c, claim));
         match r {
             Ok(()) => self.counters.justified += 1,
             Err(_) => self.counters.claims_refused += 1,
@@ -1340,18 +1340,18 @@ impl Verifier {
         r
     }
 
-    fn take_signed_claim(
+    /// [`Verifier::handle_signed_claim`] once the signature verified.
+    fn justify(
         &mut self,
         now: Instant,
         from: NeighbourId,
-        tlv: &[u8],
+        c: &crate::SignedClaim,
         claim: Option<u16>,
     ) -> Result<(), crate::JustifyError> {
         use crate::JustifyError::Unexpected;
         if !self.cfg.score.justification {
             return Err(Unexpected);
         }
-        let c = crate::decode_signed_claim(tlv)?;
         let asked = self
             .justify_requests
             .get(&(from, c.prefix))
