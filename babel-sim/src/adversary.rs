@@ -684,7 +684,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     }
                     ProbeAction::SendJustifyRequest { neighbour, request } => {
                         justify(
-                            &sim,
+                            &mut sim,
                             &mut nodes,
                             (v, neighbour),
                             request,
@@ -692,6 +692,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             &node_of,
                             &prefixes,
                             lying.then_some((&lie_sets, cfg.lie_divisor)),
+                            cfg.verify.correction.first,
                         );
                     }
                     ProbeAction::Standing { neighbour, .. } => {
@@ -910,7 +911,7 @@ fn watch_line(
 /// not justify their own claims.
 #[allow(clippy::too_many_arguments)]
 fn justify(
-    sim: &Sim,
+    sim: &mut Sim,
     nodes: &mut [Node],
     (v, neighbour): (usize, NeighbourId),
     request: verify::ClaimRequest,
@@ -918,6 +919,7 @@ fn justify(
     node_of: &BTreeMap<Prefix, usize>,
     prefixes: &[Prefix],
     lies: Option<(&BTreeMap<usize, BTreeSet<Prefix>>, u16)>,
+    first: Duration,
 ) -> Option<()> {
     let peer = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
     if nodes.get(peer)?.role.lies() {
@@ -959,6 +961,26 @@ fn justify(
         .sign_claim(&r, offer, prefixes.get(x)?);
     let back = nodes.get_mut(peer)?.relay.answer(t, to, &claim)?;
     debug_assert_eq!(Some(back), id(peer, v));
+    // The relay takes its next hop's signed word where it is more than it was told (the
+    // daemon's `adopt_signed_metric`).
+    let key = RouteKey::new(r.prefix);
+    if let Some(via_x) = sim
+        .engine(peer)
+        .and_then(|e| e.route(t, &key, to.ifindex, to.address))
+        && offer > via_x.refmetric.0
+    {
+        let link = via_x.metric.0.saturating_sub(via_x.refmetric.0);
+        sim.with_engine(peer, |e, now| {
+            let _ = e.set_verified_metric(
+                now,
+                key,
+                to.ifindex,
+                to.address,
+                offer.saturating_add(link),
+                now + first,
+            );
+        });
+    }
     let now_claimed = sim
         .engine(v)?
         .route(

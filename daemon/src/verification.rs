@@ -652,34 +652,21 @@ pub struct Verification {
 
 /// What the justification exchange needs of the route table (§4.2.5).
 pub trait ClaimRoutes {
-    /// The next hop and metric of our installed route to `prefix`.
-    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)>;
-    /// What neighbour `n` advertises to us for `prefix` (its route's refmetric).
-    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16>;
+    /// Our route to `prefix` through neighbour `n`, or our installed one (`None`).
+    fn route_via(&self, prefix: &Prefix, n: Option<&NeighbourId>) -> Option<RouteView>;
 }
 
 impl ClaimRoutes for Vec<RouteView> {
-    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)> {
-        self.iter()
-            .find(|r| r.prefix == *prefix && r.src_prefix.is_none() && r.installed)
-            .map(|r| {
-                let n = NeighbourId {
-                    ifindex: r.ifindex,
-                    address: r.via,
-                };
-                (n, r.metric.0)
-            })
-    }
-
-    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16> {
+    fn route_via(&self, prefix: &Prefix, n: Option<&NeighbourId>) -> Option<RouteView> {
         self.iter()
             .find(|r| {
                 r.prefix == *prefix
                     && r.src_prefix.is_none()
-                    && r.ifindex == n.ifindex
-                    && r.via == n.address
+                    && n.map_or(r.installed, |n| {
+                        r.ifindex == n.ifindex && r.via == n.address
+                    })
             })
-            .map(|r| r.refmetric.0)
+            .cloned()
     }
 }
 
@@ -687,27 +674,13 @@ impl ClaimRoutes for Vec<RouteView> {
 pub struct EngineRoutes<'a>(pub &'a babel_core::Engine, pub Instant);
 
 impl ClaimRoutes for EngineRoutes<'_> {
-    fn installed(&self, prefix: &Prefix) -> Option<(NeighbourId, u16)> {
-        self.0
-            .installed(&babel_core::RouteKey::new(*prefix))
-            .map(|i| {
-                let n = NeighbourId {
-                    ifindex: i.ifindex,
-                    address: i.via,
-                };
-                (n, i.metric.0)
-            })
-    }
-
-    fn claim(&self, prefix: &Prefix, n: &NeighbourId) -> Option<u16> {
-        self.0
-            .route(
-                self.1,
-                &babel_core::RouteKey::new(*prefix),
-                n.ifindex,
-                n.address,
-            )
-            .map(|r| r.refmetric.0)
+    fn route_via(&self, prefix: &Prefix, n: Option<&NeighbourId>) -> Option<RouteView> {
+        let key = babel_core::RouteKey::new(*prefix);
+        let (ifindex, via) = match n {
+            Some(n) => (n.ifindex, n.address),
+            None => self.0.installed(&key).map(|i| (i.ifindex, i.via))?,
+        };
+        self.0.route(self.1, &key, ifindex, via)
     }
 }
 
@@ -1329,7 +1302,15 @@ impl Verification {
             }),
             IpAddr::V4(_) => None,
         };
-        let installed = |p: &Prefix| routes.and_then(|r| r.installed(p));
+        let installed = |p: &Prefix| {
+            routes.and_then(|r| r.route_via(p, None)).map(|r| {
+                let n = NeighbourId {
+                    ifindex: r.ifindex,
+                    address: r.via,
+                };
+                (n, r.metric.0)
+            })
+        };
         match tlv.first() {
             Some(&TLV_JUSTIFY_REQUEST) => {
                 let r =
@@ -1367,16 +1348,53 @@ impl Verification {
             }
             _ => {
                 if let Some(v) = self.relay.answer(now, from, tlv) {
+                    self.adopt_signed_metric(now, from, tlv, routes, out);
                     out.datagrams.extend(to(v, tlv.to_vec()));
                     return Ok(());
                 }
                 let c = verify::decode_signed_claim(tlv).map_err(|e| e.to_string())?;
-                let claim = routes.and_then(|r| r.claim(&c.prefix, &from));
+                let claim = routes
+                    .and_then(|r| r.route_via(&c.prefix, Some(&from)))
+                    .map(|r| r.refmetric.0);
                 // Refused claims are counted by the verifier (`claims_refused`).
                 let _ = self.verifier.handle_signed_claim(now, from, tlv, claim);
                 Ok(())
             }
         }
+    }
+
+    /// §4.2.5: a Signed Claim from our next hop `x`, relayed: its signed word is what it
+    /// offers us. If that is more than it advertised to us, our route through it costs the
+    /// signed metric plus our link until the first correction's end (`first`, §5), and our own
+    /// claim rises with it: a next hop that tells us a lie and signs its true metric does not
+    /// leave us unable to justify ours.
+    fn adopt_signed_metric(
+        &self,
+        now: Instant,
+        x: NeighbourId,
+        tlv: &[u8],
+        routes: Option<&dyn ClaimRoutes>,
+        out: &mut VerificationOutputs,
+    ) {
+        let Ok(c) = verify::decode_signed_claim(tlv) else {
+            return;
+        };
+        let Some(r) = routes.and_then(|r| r.route_via(&c.prefix, Some(&x))) else {
+            return;
+        };
+        let (refmetric, metric) = (r.refmetric.0, r.metric.0);
+        if c.metric <= refmetric {
+            return;
+        }
+        let link = metric.saturating_sub(refmetric);
+        out.inputs.push(Input::SetVerifiedMetric {
+            prefix: c.prefix,
+            src_prefix: None,
+            ifindex: x.ifindex,
+            via: x.address,
+            metric: c.metric.saturating_add(link),
+            until: now + self.cfg.correction.first,
+        });
     }
 
     /// §4.2.5: the prefix our Signed Claims name as their key's owner: `verify-owner`, else
@@ -2116,6 +2134,60 @@ mod tests {
         assert_eq!(a.counters().bad_signature, 0);
     }
 
+    /// A router of the justification tests (§4.2.5): its verification, and the tables it judges
+    /// datagrams against.
+    struct Hop {
+        v: Verification,
+        ours: Vec<XrouteView>,
+        hears: Vec<NeighbourId>,
+        routes: Vec<RouteView>,
+    }
+
+    impl Hop {
+        /// Router-id `id` signing with `key`, announcing `ours`, hearing the neighbours `hears`
+        /// (interface, link-local address), with `routes`.
+        fn new(
+            id: u8,
+            key: SigningKey,
+            ours: &[&str],
+            hears: &[(u32, &str)],
+            routes: Vec<RouteView>,
+        ) -> Hop {
+            Hop {
+                v: peer(VerifySettings::default(), id, key, u64::from(id)),
+                ours: ours.iter().map(|p| xroute(p)).collect(),
+                hears: hears
+                    .iter()
+                    .map(|(ifindex, a)| NeighbourId {
+                        ifindex: *ifindex,
+                        address: a.parse().unwrap(),
+                    })
+                    .collect(),
+                routes,
+            }
+        }
+
+        /// A datagram over the link from `from` (link-local address, interface), hop limit 255.
+        fn hear(
+            &mut self,
+            now: Instant,
+            (src, ifindex): (&str, u32),
+            bytes: &[u8],
+        ) -> VerificationOutputs {
+            let src = src.parse().unwrap();
+            let routes: &dyn ClaimRoutes = &self.routes;
+            self.v.on_datagram_from(
+                now,
+                (src, ifindex),
+                255,
+                bytes,
+                &self.ours,
+                &self.hears,
+                Some(routes),
+            )
+        }
+    }
+
     /// §4.2.5 through encoded datagrams: A verifies B's route to D (B claims 192, its next hop
     /// X offers it 96; the path measures 480 over five links). Each failing check sends B a
     /// Justify Request; B asks X (Claim Request), X signs (Signed Claim), B relays it to A:
@@ -2143,20 +2215,24 @@ mod tests {
             };
             let mut a = verifier_of_d(&extra, &d_key);
             let mut d = peer(VerifySettings::default(), 0xd, d_key.clone(), 2);
-            let mut b = peer(
-                VerifySettings::default(),
+            let mut b = Hop::new(
                 0xb,
                 SigningKey::from_bytes(&[2; 32]),
-                3,
+                &[],
+                &[(8, "fe80::a"), (7, "fe80::5")],
+                vec![route("fd77::4/128", "fe80::5", 7, 192, true)],
             );
-            let mut x = peer(VerifySettings::default(), 0x5, x_key.clone(), 4);
+            let mut x = Hop::new(
+                0x5,
+                x_key.clone(),
+                &["fd77::5/128"],
+                &[(1, "fe80::b")],
+                vec![route("fd77::4/128", "fe80::9", 2, 96, true)],
+            );
             let relay = route("fd77::4/128", "fe80::2", 3, 288, true);
             let honest = route("fd77::4/128", "fe80::3", 4, 480, false);
             let routes_a = vec![relay.clone(), honest];
-            let routes_b = vec![route("fd77::4/128", "fe80::5", 7, 192, true)];
-            let routes_x = vec![route("fd77::4/128", "fe80::9", 2, 96, true)];
-            let (ours_d, ours_x) = (vec![xroute("fd77::4/128")], vec![xroute("fd77::5/128")]);
-            let (b_hears, x_hears) = ([nb(8, "fe80::a"), nb(7, "fe80::5")], [nb(1, "fe80::b")]);
+            let ours_d = vec![xroute("fd77::4/128")];
             let mut now = Instant::from_micros(0);
             let mut evicted = false;
             let mut exchanged = 0;
@@ -2171,37 +2247,13 @@ mod tests {
                     }
                     // A → B → X → B → A, each over its link.
                     assert_eq!((g.dst, g.scope), (ll("fe80::2"), 3));
-                    let to_x = b.on_datagram_from(
-                        now,
-                        (ll("fe80::a"), 8),
-                        255,
-                        &g.bytes,
-                        &[],
-                        &b_hears,
-                        Some(&routes_b),
-                    );
+                    let to_x = b.hear(now, ("fe80::a", 8), &g.bytes);
                     for q in &to_x.datagrams {
                         assert_eq!((q.dst, q.scope, q.hop_limit), (ll("fe80::5"), 7, 255));
-                        let signed = x.on_datagram_from(
-                            now,
-                            (ll("fe80::b"), 1),
-                            255,
-                            &q.bytes,
-                            &ours_x,
-                            &x_hears,
-                            Some(&routes_x),
-                        );
+                        let signed = x.hear(now, ("fe80::b", 1), &q.bytes);
                         for c in &signed.datagrams {
                             assert_eq!((c.dst, c.scope, c.hop_limit), (ll("fe80::b"), 1, 255));
-                            let back = b.on_datagram_from(
-                                now,
-                                (ll("fe80::5"), 7),
-                                255,
-                                &c.bytes,
-                                &[],
-                                &b_hears,
-                                Some(&routes_b),
-                            );
+                            let back = b.hear(now, ("fe80::5", 7), &c.bytes);
                             for r in &back.datagrams {
                                 assert_eq!((r.dst, r.scope, r.hop_limit), (ll("fe80::a"), 8, 255));
                                 assert_eq!(r.bytes, c.bytes, "relayed unchanged");
@@ -2230,8 +2282,8 @@ mod tests {
             }
             let n = a.counters();
             assert!(exchanged >= 2, "{exchanged} exchanges");
-            assert!(x.claims_signed >= 2);
-            assert_eq!(b.justify_refused + x.justify_refused, 0);
+            assert!(x.v.claims_signed >= 2);
+            assert_eq!(b.v.justify_refused + x.v.justify_refused, 0);
             if bound {
                 assert!(!evicted, "{n:?}");
                 assert!(n.justified >= 2, "{n:?}");
@@ -2244,32 +2296,91 @@ mod tests {
         }
         // A Justify Request that did not come over a neighbour's link, or from a router that is
         // not our neighbour, is refused and counted.
-        let mut b = peer(
-            VerifySettings::default(),
+        let mut b = Hop::new(
             0xb,
             SigningKey::from_bytes(&[2; 32]),
-            3,
+            &[],
+            &[(8, "fe80::a")],
+            vec![route("fd77::4/128", "fe80::5", 7, 192, true)],
         );
         let r = verify::ClaimRequest {
             prefix: "fd77::4/128".parse().unwrap(),
             nonce: 1,
         };
         let req = packet(&verify::encode_request(TLV_JUSTIFY_REQUEST, &r));
-        let routes_b = vec![route("fd77::4/128", "fe80::5", 7, 192, true)];
-        let hears = [nb(8, "fe80::a")];
         for (src, hl) in [("fe80::a", 254), ("fe80::c", 255), ("fd77::a", 255)] {
-            let o = b.on_datagram_from(
+            let routes: &dyn ClaimRoutes = &b.routes;
+            let o = b.v.on_datagram_from(
                 Instant::from_micros(0),
                 (ll(src), 8),
                 hl,
                 &req,
                 &[],
-                &hears,
-                Some(&routes_b),
+                &b.hears,
+                Some(routes),
             );
             assert!(o.datagrams.is_empty());
         }
-        assert_eq!(b.justify_refused, 3);
+        assert_eq!(b.v.justify_refused, 3);
+    }
+
+    /// §4.2.5: a relay whose next hop X told it 48 for D, and signs 96 when asked, takes the
+    /// signed word: its route through X costs 96 plus its link (192) for the first correction's
+    /// time, and it relays the claim unchanged. A signed word no more than what X told it
+    /// changes nothing.
+    #[test]
+    fn a_relay_takes_its_next_hops_signed_word() {
+        let ll = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let now = Instant::from_secs(5);
+        let req = packet(&verify::encode_request(
+            TLV_JUSTIFY_REQUEST,
+            &verify::ClaimRequest {
+                prefix: "fd77::4/128".parse().unwrap(),
+                nonce: 9,
+            },
+        ));
+        for (told, adopted) in [(48, Some(192)), (96, None), (120, None)] {
+            let mut b = Hop::new(
+                0xb,
+                SigningKey::from_bytes(&[2; 32]),
+                &[],
+                &[(8, "fe80::a"), (7, "fe80::5")],
+                vec![route("fd77::4/128", "fe80::5", 7, told + 96, true)],
+            );
+            let mut x = Hop::new(
+                0x5,
+                SigningKey::from_bytes(&[5; 32]),
+                &["fd77::5/128"],
+                &[(1, "fe80::b")],
+                vec![route("fd77::4/128", "fe80::9", 2, 96, true)],
+            );
+            let ask = b.hear(now, ("fe80::a", 8), &req);
+            let [q] = &ask.datagrams[..] else {
+                panic!("{:?}", ask.datagrams);
+            };
+            let signed = x.hear(now, ("fe80::b", 1), &q.bytes);
+            let [c] = &signed.datagrams[..] else {
+                panic!("{:?}", signed.datagrams);
+            };
+            let back = b.hear(now, ("fe80::5", 7), &c.bytes);
+            assert_eq!(back.datagrams.len(), 1);
+            assert_eq!(back.datagrams[0].bytes, c.bytes);
+            let set: Vec<u16> = back
+                .inputs
+                .iter()
+                .filter_map(|i| match i {
+                    Input::SetVerifiedMetric {
+                        via, metric, until, ..
+                    } => {
+                        assert_eq!(*via, IpAddr::V6(ll("fe80::5")));
+                        assert_eq!(*until, now + verify::CorrectionConfig::default().first);
+                        Some(*metric)
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(set, adopted.into_iter().collect::<Vec<_>>(), "told {told}");
+        }
     }
 
     /// §3.2.1: a route that is not a host route is verified too. Traffic to an address inside a

@@ -1369,11 +1369,6 @@ impl Verifier {
             return Err(Unexpected);
         }
         let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
-        // The neighbour claims less than its own next hop offers it plus a link: no
-        // justification (its route cannot cost it what it claims).
-        if claim.is_none_or(|m| m < floor) {
-            return Err(Unexpected);
-        }
         crate::bounded::make_room(
             &mut self.justifications,
             self.cfg.schedule.max_used.max(1),
@@ -1381,6 +1376,13 @@ impl Verifier {
             |(_, at)| *at,
         );
         self.justifications.insert((from, c.prefix), (floor, now));
+        // The neighbour claims less than its own next hop offers it plus a link: no
+        // justification now (its route cannot cost it what it claims). The floor is kept: a
+        // neighbour whose next hop told it less than it signs raises its claim to it, and a
+        // later check of the risen claim is justified.
+        if claim.is_none_or(|m| m < floor) {
+            return Err(Unexpected);
+        }
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
         }

@@ -1183,7 +1183,8 @@ fn a_justified_relay_is_not_evicted() {
     let cands = [cand(1, 288, true)];
     // What the next hop signs, and with which key; `None`: no answer.
     type Answer = fn(&ClaimRequest) -> Option<(Vec<u8>, Result<(), JustifyError>)>;
-    let run = |justification: bool, answer: Answer| {
+    // `seen`: what the relay's claim looks like to us when its Signed Claim arrives.
+    let run_seen = |justification: bool, answer: Answer, seen: u16| {
         let mut cfg = VerifyConfig::default();
         cfg.score.justification = justification;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
@@ -1207,12 +1208,16 @@ fn a_justified_relay_is_not_evicted() {
             for (n, r) in asked {
                 assert_eq!((n, r.prefix), (nb(1), dest()));
                 if let Some((tlv, want)) = answer(&r) {
-                    assert_eq!(w.v.handle_signed_claim(w.now, n, &tlv, Some(192)), want);
+                    let got = w.v.handle_signed_claim(w.now, n, &tlv, Some(seen));
+                    if seen == 192 {
+                        assert_eq!(got, want);
+                    }
                 }
             }
         }
         (evicted, blames, w.v.counters())
     };
+    let run = |justification: bool, answer: Answer| run_seen(justification, answer, 192);
     // Justified: 96 + a link of 96 covers the claim of 192.
     let (evicted, blames, n) = run(true, |r| {
         Some((
@@ -1267,6 +1272,24 @@ fn a_justified_relay_is_not_evicted() {
         Some((t, Err(JustifyError::BadSignature)))
     });
     assert!(evicted);
+    // Our view of the claim lags (150 when the claim arrives, under 96 + 96): refused then, but
+    // the floor is kept, and the checks of the claim of 192 are justified.
+    let (evicted, blames, n) = run_seen(
+        true,
+        |r| {
+            Some((
+                encode_signed_claim(r, 96, &next_hop_owner(), &key(5)),
+                Ok(()),
+            ))
+        },
+        150,
+    );
+    assert!(!evicted, "{blames:?}");
+    assert!(
+        blames[1..].iter().all(|b| *b == Blame::Justified),
+        "{blames:?}"
+    );
+    assert_eq!((n.justified, n.claims_refused), (0, 8));
     // No answer, or the option off: judged as before.
     assert!(run(true, |_| None).0);
     assert!(run(false, |_| None).0);
