@@ -72,6 +72,7 @@ fn main() {
     let unanswered_rechecks = env("ADV_UNANSWERED_RECHECKS");
     let verified_next_hop = env("ADV_VERIFIED_NEXT_HOP");
     let justification = env("ADV_JUSTIFY");
+    let unjustified_origin = env("ADV_UNJUSTIFIED_ORIGIN");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -156,6 +157,9 @@ fn main() {
         }
         if let Some(x) = justification {
             c.verify.score.justification = x != 0;
+        }
+        if let Some(x) = unjustified_origin {
+            c.verify.score.unjustified_origin_evicts = x != 0;
         }
         if let Some(x) = verified_next_hop {
             c.verify.score.verified_next_hop = x != 0;

@@ -695,7 +695,16 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             cfg.verify.correction.first,
                         );
                     }
-                    ProbeAction::Standing { neighbour, .. } => {
+                    ProbeAction::Standing {
+                        neighbour,
+                        evicted: e,
+                    } => {
+                        // An eviction without a check (§4.2.5, an unjustified origin).
+                        if e && let Some(peer) =
+                            sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        {
+                            evicted.entry((v, peer)).or_insert(t);
+                        }
                         let acc = nodes.get(v).map_or(1000, |x| {
                             x.verifier.engine_accuracy(t, &neighbour, engine_threshold)
                         });

@@ -113,6 +113,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-justification BOOL     a failing check asks the neighbour to justify its claim
                                 with its next hop's Signed Claim; a justified claim is
                                 the next hop's, not the neighbour's (true)
+  verify-unjustified-origin BOOL  with justification and attribution: a failure blamed on
+                                the neighbour as the origin and not justified within 10 s
+                                evicts it (true)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)
@@ -189,6 +192,8 @@ pub enum VerifyStatement {
     Progress(bool),
     /// `verify-justification BOOL`: justified claims (§4.2.5).
     Justification(bool),
+    /// `verify-unjustified-origin BOOL`: an unjustified failure at the origin evicts (§4.2.5).
+    UnjustifiedOrigin(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -259,6 +264,7 @@ impl VerifyStatement {
             }
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-justification" => VerifyStatement::Justification(flag()?),
+            "verify-unjustified-origin" => VerifyStatement::UnjustifiedOrigin(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -435,6 +441,7 @@ impl VerifySettings {
                 VerifyStatement::AttributionVerifiedNextHop(b) => c.score.verified_next_hop = b,
                 VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::Justification(b) => c.score.justification = b,
+                VerifyStatement::UnjustifiedOrigin(b) => c.score.unjustified_origin_evicts = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -1800,11 +1807,14 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 9] = [
+        let statements: [(&str, Field); 10] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
             ("verify-justification", |c| c.score.justification),
+            ("verify-unjustified-origin", |c| {
+                c.score.unjustified_origin_evicts
+            }),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -1910,7 +1920,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 34);
+        assert_eq!(listed.len(), 35);
         for k in listed {
             assert!(
                 !matches!(

@@ -427,6 +427,9 @@ pub struct Verifier {
     justifications: BTreeMap<(NeighbourId, Prefix), (u16, Instant)>,
     /// §4.2.5: Justify Requests sent and not answered yet: nonce and when.
     justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant)>,
+    /// §4.2.5, `unjustified_origin_evicts`: failures blamed on the neighbour as the origin,
+    /// awaiting its justification until then.
+    origin_deadlines: BTreeMap<(NeighbourId, Prefix), Instant>,
     /// Sessions under way, one per neighbour at most (§2.2).
     sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
@@ -481,6 +484,7 @@ impl Verifier {
             passed: BTreeMap::new(),
             justifications: BTreeMap::new(),
             justify_requests: BTreeMap::new(),
+            origin_deadlines: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -558,6 +562,9 @@ impl Verifier {
             if let Some(u) = s.evicted_until() {
                 t = t.min(u);
             }
+        }
+        if let Some(d) = self.origin_deadlines.values().min() {
+            t = t.min(*d);
         }
         t
     }
@@ -642,6 +649,7 @@ impl Verifier {
                 });
             }
         }
+        self.unjustified_origins(now, &mut out);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
             // §4.2.2: a session's route must stay as it was for the whole session (checked
@@ -1287,6 +1295,25 @@ impl Verifier {
                 measure: Some((metric, c, stable)),
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
+            // §4.2.5: a failure blamed on the neighbour as the origin, unjustified within
+            // `JUSTIFY_WAIT`, evicts it then.
+            if failed
+                && check.blame == Blame::Origin
+                && self.cfg.score.unjustified_origin_evicts
+                && self.cfg.score.justification
+                && self.cfg.score.attribution
+                && self.cfg.score.rule == crate::Rule::Confirmed
+            {
+                crate::bounded::make_room(
+                    &mut self.origin_deadlines,
+                    self.cfg.schedule.max_used.max(1),
+                    &(route.neighbour, route.prefix),
+                    |at| *at,
+                );
+                self.origin_deadlines
+                    .entry((route.neighbour, route.prefix))
+                    .or_insert(now + crate::JUSTIFY_WAIT);
+            }
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
                 self.notify_failure(now, &check, out);
@@ -1300,6 +1327,30 @@ impl Verifier {
         }
         self.notify_failure(now, &check, out);
         out.push(ProbeAction::Checked(check));
+    }
+
+    /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure blamed on it
+    /// as the origin went unjustified until its deadline.
+    fn unjustified_origins(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+        let due: Vec<(NeighbourId, Prefix)> = self
+            .origin_deadlines
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.origin_deadlines.remove(&key);
+            let Some(score) = self.scores.get_mut(&key.0) else {
+                continue;
+            };
+            if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score) {
+                self.counters.evictions += 1;
+                out.push(ProbeAction::Standing {
+                    neighbour: key.0,
+                    evicted: true,
+                });
+            }
+        }
     }
 
     /// §4.2.5: whether the neighbour's claim for the route, at the session's start and end,
@@ -1383,6 +1434,7 @@ impl Verifier {
         if claim.is_none_or(|m| m < floor) {
             return Err(Unexpected);
         }
+        self.origin_deadlines.remove(&(from, c.prefix));
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
         }

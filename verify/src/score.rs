@@ -118,6 +118,11 @@ pub struct ScoreConfig {
     /// ([`Blame::Justified`], scored as a relay), and the justification ends the destination's
     /// run of failures. Off by default.
     pub justification: bool,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::justification`] and
+    /// [`ScoreConfig::attribution`]: a failing check blamed on the neighbour as the origin
+    /// (§4.2.1) that it does not justify within [`crate::JUSTIFY_WAIT`] evicts it then, without
+    /// a second failure (§4.2.5).
+    pub unjustified_origin_evicts: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -276,6 +281,7 @@ impl Default for ScoreConfig {
             progress_on_accuracy: false,
             unknown_breadth: false,
             justification: true,
+            unjustified_origin_evicts: true,
         }
     }
 }
@@ -652,6 +658,15 @@ impl NeighbourScore {
             Rule::Confirmed => confirmed || (failed && on_probation),
         };
         if !evict {
+            return CheckVerdict::Kept;
+        }
+        self.evict(now, cfg)
+    }
+
+    /// §4.3: evicts the neighbour now (unless it is already), for `hold` doubled at every
+    /// earlier eviction, with probation as long after it.
+    pub fn evict(&mut self, now: Instant, cfg: &ScoreConfig) -> CheckVerdict {
+        if self.is_evicted(now) {
             return CheckVerdict::Kept;
         }
         let shift = self.evictions.min(16);

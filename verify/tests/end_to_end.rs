@@ -1294,3 +1294,61 @@ fn a_justified_relay_is_not_evicted() {
     assert!(run(true, |_| None).0);
     assert!(run(false, |_| None).0);
 }
+
+/// §4.2.5, `unjustified_origin_evicts`: neighbour 1 claims 144 where its next hop 2 offers us
+/// 192 (the origin test blames it) and four links measure 384. Its failure, unjustified,
+/// evicts it when `JUSTIFY_WAIT` has passed, without a second failure; justified in time
+/// (2 signs that it offers 1 only 48), it does not; nor without the option.
+#[test]
+fn an_unjustified_origin_is_evicted_at_its_deadline() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    for (option, justified) in [(true, false), (true, true), (false, false)] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.unjustified_origin_evicts = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let mut first = None;
+        for _ in 0..4 {
+            let c = w.run_check(&cands);
+            if c.route.neighbour == nb(1) {
+                first = Some(c);
+                break;
+            }
+        }
+        let c = first.expect("a check of 1");
+        assert_eq!(c.blame, Blame::Origin, "{c:?}");
+        assert_eq!(c.accuracy, Some(0.625));
+        assert_eq!(c.verdict, CheckVerdict::Kept);
+        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+        assert_eq!(asked.len(), 1);
+        if justified {
+            let tlv = encode_signed_claim(&asked[0].1, 48, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
+                Ok(())
+            );
+        }
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let just_before = w.now + (verify::JUSTIFY_WAIT - Duration::from_millis(1));
+        assert!(w.v.poll_timeout() <= deadline);
+        let evicted = |acts: &[ProbeAction]| {
+            acts.iter().any(|a| {
+                *a == ProbeAction::Standing {
+                    neighbour: nb(1),
+                    evicted: true,
+                }
+            })
+        };
+        let before = w.v.handle_timeout(just_before, &cands);
+        assert!(!evicted(&before));
+        let at = w.v.handle_timeout(deadline, &cands);
+        assert_eq!(
+            evicted(&at),
+            option && !justified,
+            "option {option} justified {justified}"
+        );
+        assert_eq!(w.v.counters().evictions, u64::from(option && !justified));
+    }
+}
