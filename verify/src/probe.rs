@@ -212,7 +212,7 @@ pub enum ProbeAction {
         prefix: Prefix,
     },
     /// Ask `neighbour` to justify its claim for the route that failed our check (§4.2.5, with
-    /// `ScoreConfig::justification`): a Justify Request TLV (227, `tlv`) to its link-local
+    /// `ScoreConfig::justification`): a Justify Request TLV (227) to its link-local
     /// address on the link, hop limit 255. It answers with its next hop's Signed Claim
     /// ([`Verifier::handle_signed_claim`]).
     SendJustifyRequest {
