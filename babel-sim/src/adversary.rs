@@ -703,7 +703,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         if e && let Some(peer) =
                             sim.peer_node(v, neighbour.ifindex, neighbour.address)
                         {
+                            let first = !evicted.contains_key(&(v, peer));
                             evicted.entry((v, peer)).or_insert(t);
+                            if trace && first {
+                                let role = roles.get(peer).copied().unwrap_or(Role::Honest);
+                                eprintln!(
+                                    "t={:.1} {v}->{peer}({role:?}) evicted without a check (an unjustified origin)",
+                                    t.saturating_since(start).as_secs_f64()
+                                );
+                            }
                         }
                         let acc = nodes.get(v).map_or(1000, |x| {
                             x.verifier.engine_accuracy(t, &neighbour, engine_threshold)

@@ -521,6 +521,7 @@ impl Verifier {
                 .sessions
                 .values()
                 .any(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
+            || self.origin_deadlines.values().any(|d| *d <= now)
     }
 
     /// A neighbour's score record.
@@ -649,7 +650,7 @@ impl Verifier {
                 });
             }
         }
-        self.unjustified_origins(now, &mut out);
+        self.unjustified_origins(now, candidates, &mut out);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
             // §4.2.2: a session's route must stay as it was for the whole session (checked
@@ -1295,9 +1296,10 @@ impl Verifier {
                 measure: Some((metric, c, stable)),
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
-            // §4.2.5: a failure blamed on the neighbour as the origin, unjustified within
-            // `JUSTIFY_WAIT`, evicts it then.
+            // §4.2.5: a failure blamed on the neighbour as the origin, of a route that stayed as
+            // it was for the whole session, unjustified within `JUSTIFY_WAIT`, evicts it then.
             if failed
+                && stable
                 && check.blame == Blame::Origin
                 && self.cfg.score.unjustified_origin_evicts
                 && self.cfg.score.justification
@@ -1330,8 +1332,16 @@ impl Verifier {
     }
 
     /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure blamed on it
-    /// as the origin went unjustified until its deadline.
-    fn unjustified_origins(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+    /// as the origin went unjustified until its deadline. A Signed Claim refused because the
+    /// claim we saw then was under its floor justifies it still if the neighbour's claim in
+    /// `candidates` has risen to the floor since (a relay that took its next hop's signed
+    /// word, or whose update was on its way).
+    fn unjustified_origins(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+        out: &mut Vec<ProbeAction>,
+    ) {
         let due: Vec<(NeighbourId, Prefix)> = self
             .origin_deadlines
             .iter()
@@ -1340,6 +1350,21 @@ impl Verifier {
             .collect();
         for key in due {
             self.origin_deadlines.remove(&key);
+            let floor = self
+                .justifications
+                .get(&key)
+                .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
+                .map(|(f, _)| *f);
+            let claim = candidates
+                .iter()
+                .find(|c| c.prefix == key.1 && c.neighbour == key.0)
+                .map(|c| c.advertised);
+            if let (Some(f), Some(m)) = (floor, claim)
+                && m >= f
+                && m < babel_wire::INFINITY
+            {
+                continue;
+            }
             let Some(score) = self.scores.get_mut(&key.0) else {
                 continue;
             };

@@ -119,9 +119,9 @@ pub struct ScoreConfig {
     /// run of failures. Off by default.
     pub justification: bool,
     /// [`Rule::Confirmed`] with [`ScoreConfig::justification`] and
-    /// [`ScoreConfig::attribution`]: a failing check blamed on the neighbour as the origin
-    /// (§4.2.1) that it does not justify within [`crate::JUSTIFY_WAIT`] evicts it then, without
-    /// a second failure (§4.2.5).
+    /// [`ScoreConfig::attribution`]: a failure of a settled route blamed on the neighbour as
+    /// the origin (§4.2.1) that it does not justify within [`crate::JUSTIFY_WAIT`] evicts it
+    /// then, without a second failure (§4.2.5).
     pub unjustified_origin_evicts: bool,
 }
 
