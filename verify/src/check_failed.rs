@@ -1,8 +1,6 @@
 //! The Check Failed TLV (226, `spec/wire.md` §5.3; `spec/verify.md` §2.5): a verifier tells
 //! the neighbour whose route to a destination failed its check, over the link between them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use babel_wire::Prefix;
 
 /// Why a Check Failed TLV was refused.
@@ -17,18 +15,13 @@ pub enum CheckFailedError {
 /// The TLV for `prefix`: type, length, AE (1 IPv4, 2 IPv6), prefix length, then the prefix's
 /// ⌈plen/8⌉ octets.
 pub fn encode_check_failed(prefix: &Prefix) -> Vec<u8> {
-    let (ae, octets): (u8, Vec<u8>) = match prefix.addr() {
-        IpAddr::V4(a) => (1, a.octets().to_vec()),
-        IpAddr::V6(a) => (2, a.octets().to_vec()),
-    };
-    let n = usize::from(prefix.len()).div_ceil(8);
-    let body: Vec<u8> = octets.into_iter().take(n).collect();
-    let mut t = Vec::with_capacity(4 + body.len());
-    t.push(babel_wire::tlv::CHECK_FAILED);
-    t.push(u8::try_from(2 + body.len()).unwrap_or(u8::MAX));
-    t.push(ae);
-    t.push(prefix.len());
-    t.extend_from_slice(&body);
+    let mut t = vec![babel_wire::tlv::CHECK_FAILED, 0];
+    crate::justify::put_prefix_header(&mut t, prefix);
+    crate::justify::put_prefix_octets(&mut t, prefix);
+    let len = t.len().saturating_sub(2);
+    if let Some(l) = t.get_mut(1) {
+        *l = u8::try_from(len).unwrap_or(u8::MAX);
+    }
     t
 }
 
@@ -40,24 +33,7 @@ pub fn decode_check_failed(tlv: &[u8]) -> Result<Prefix, CheckFailedError> {
     if t != babel_wire::tlv::CHECK_FAILED || usize::from(len) != tlv.len().saturating_sub(2) {
         return Err(m);
     }
-    let n = usize::from(plen).div_ceil(8);
-    if rest.len() != n {
-        return Err(m);
-    }
-    let addr = match ae {
-        1 if plen <= 32 => {
-            let mut o = [0u8; 4];
-            o.get_mut(..n).ok_or(m)?.copy_from_slice(rest);
-            IpAddr::V4(Ipv4Addr::from(o))
-        }
-        2 if plen <= 128 => {
-            let mut o = [0u8; 16];
-            o.get_mut(..n).ok_or(m)?.copy_from_slice(rest);
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
-        _ => return Err(m),
-    };
-    Prefix::new(addr, plen).map_err(|_| m)
+    crate::justify::read_prefix(ae, plen, rest).ok_or(m)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub struct SignedClaim {
     pub key: [u8; 32],
 }
 
-fn put_prefix_header(out: &mut Vec<u8>, p: &Prefix) {
+pub(crate) fn put_prefix_header(out: &mut Vec<u8>, p: &Prefix) {
     out.push(match p.addr() {
         IpAddr::V4(_) => 1,
         IpAddr::V6(_) => 2,
@@ -72,7 +72,7 @@ fn put_prefix_header(out: &mut Vec<u8>, p: &Prefix) {
     out.push(p.len());
 }
 
-fn put_prefix_octets(out: &mut Vec<u8>, p: &Prefix) {
+pub(crate) fn put_prefix_octets(out: &mut Vec<u8>, p: &Prefix) {
     let n = usize::from(p.len()).div_ceil(8);
     let octets: Vec<u8> = match p.addr() {
         IpAddr::V4(a) => a.octets().to_vec(),
