@@ -94,8 +94,8 @@ tap_link() {
   "$TAP_LINK" "$tag$1" "$1$2" "$tag$2" "$2$1" "${DELAY:-10}" &
   pids+=($!)
   for _ in $(seq 100); do
-    ip -n "$tag$1" link show "$1$2" 2>/dev/null | grep -q ',UP' &&
-      ip -n "$tag$2" link show "$2$1" 2>/dev/null | grep -q ',UP' && return
+    grep -q ',UP' <<< "$(ip -n "$tag$1" link show "$1$2" 2>/dev/null)" &&
+      grep -q ',UP' <<< "$(ip -n "$tag$2" link show "$2$1" 2>/dev/null)" && return
     sleep 0.1
   done
   echo "tap-link: no TAP devices $1$2/$2$1"; exit 1
@@ -198,7 +198,7 @@ full_table() {
     while :; do
       # With MONITOR, a cheap look-up of the last route announced comes first, then the count
       # (listing 100,000 routes takes CPU from the daemon).
-      if [ "${MONITOR:-0}" = 0 ] || ip -n "${tag}r$kind" -6 route get "$last" 2>/dev/null | grep -q "dev r${kind}s$kind"; then
+      if [ "${MONITOR:-0}" = 0 ] || grep -q "dev r${kind}s$kind" <<< "$(ip -n "${tag}r$kind" -6 route get "$last" 2>/dev/null)"; then
         got=$(count6 "r$kind" "$proto")
         [ "$got" -ge "$n" ] && break
       fi
@@ -348,7 +348,7 @@ reroute() {
     local t0; t0=$(now)
     # Every node routes to the three others, and node 0 reaches node 1 over their direct link.
     until [ "$(for i in 0 1 2 3; do count6 "$k$i" "$proto"; done | awk '{s+=$1} END {print s}')" -ge 12 ] &&
-      ip -n "$tag${k}0" -6 route show fd57::2 | grep -q "dev ${k}0${k}1"; do
+      grep -q "dev ${k}0${k}1" <<< "$(ip -n "$tag${k}0" -6 route show fd57::2)"; do
       sleep 0.2
       if awk -v a="$t0" -v b="$(now)" 'BEGIN {exit !(b-a > 300)}'; then echo "$kind: no convergence"; break; fi
     done
@@ -418,14 +418,14 @@ table inet cut {
 }
 NFT
       while awk -v a="$tcut" -v b="$(now)" -v l="$((blip > 60 ? blip : 60))" 'BEGIN {exit !(b-a < l)}'; do
-        if [ "$ring" = - ] && ip -n "$n0" -6 route show fd57::2 | grep -q "dev ${k}0${k}3"; then ring=$(elapsed "$tcut"); fi
+        if [ "$ring" = - ] && grep -q "dev ${k}0${k}3" <<< "$(ip -n "$n0" -6 route show fd57::2)"; then ring=$(elapsed "$tcut"); fi
         if awk -v a="$tcut" -v b="$(now)" -v l="$blip" 'BEGIN {exit !(b-a >= l)}' && [ "$ring" != - ]; then break; fi
         sleep 0.2
       done
       ip netns exec "$n0" nft delete table inet cut; ip netns exec "$tag${k}1" nft delete table inet cut
       trep=$(now)
       while awk -v a="$trep" -v b="$(now)" 'BEGIN {exit !(b-a < 120)}'; do
-        if ip -n "$n0" -6 route show fd57::2 | grep -q "dev $dev0"; then back=$(elapsed "$trep"); break; fi
+        if grep -q "dev $dev0" <<< "$(ip -n "$n0" -6 route show fd57::2)"; then back=$(elapsed "$trep"); break; fi
         sleep 0.2
       done
       [ "$back" = - ] && back="still on the ring after 120"

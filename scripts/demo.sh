@@ -83,6 +83,9 @@ start() {
 }
 show() { in_ns "$1" "$BIN/babelctl" show -s 33123 "${@:2}"; }
 # wait_until SECONDS WHAT COMMAND...: polls COMMAND every half second; fails the demo after SECONDS.
+# A COMMAND reads a command's whole output before grep -q looks at it: with pipefail, `cmd |
+# grep -q` fails whenever grep exits on its match before cmd has written the rest (cmd dies of
+# SIGPIPE), which a busy machine makes likely.
 wait_until() {
   local limit=$1 what=$2 t0; t0=$(date +%s); shift 2
   until "$@" >/dev/null 2>&1; do
@@ -118,11 +121,12 @@ fee ${fee[$n]}" $(ifaces "$n")
     -G 33123 -c "$work/bd.conf" $(ifaces bd) &
   pids+=($!)
   converged() {
+    local n m v4 v6
     for n in r1 r2 r3 r4 bd; do
+      v4=$(ip -n "$tag$n" route show proto 42) && v6=$(ip -n "$tag$n" -6 route show proto 42) || return 1
       for m in 1 2 3 4 5; do
         [ "$m" = "${num[$n]}" ] && continue
-        ip -n "$tag$n" route show proto 42 | grep -q "^10.66.0.$m " || return 1
-        ip -n "$tag$n" -6 route show proto 42 | grep -q "^fd66::$m " || return 1
+        grep -q "^10.66.0.$m " <<< "$v4" && grep -q "^fd66::$m " <<< "$v6" || return 1
       done
     done
   }
@@ -170,14 +174,14 @@ verify-key fd77::4/128 $key
 verify-cycle 4
 verify-probes 10
 verify-probe-interval 200" a-l a-h
-  via() { ip -n "${tag}a" -6 route show fd77::4 proto 42 | grep -q "dev $1"; }
+  via() { local r; r=$(ip -n "${tag}a" -6 route show fd77::4 proto 42) && grep -q "dev $1" <<< "$r"; }
   echo "== a chooses the liar's route to d (metric 97 through l, against 192 through h)"
   wait_until 120 "a routes to d through l" via a-l
   show a routes | grep -E '^(PREFIX|fd77::4/128)' || true
   # Traffic to d: verification checks the destinations a uses (counted by the kernel).
   ip netns exec "${tag}a" ping -6 -q -i 0.5 fd77::4 >/dev/null 2>&1 &
   pids+=($!)
-  evicted() { show a verify | grep -v '^fd77' | grep ' a-l ' | grep -q true; }
+  evicted() { local v; v=$(show a verify) && awk '!/^fd77/ && / a-l / && /true/ {f = 1} END {exit !f}' <<< "$v"; }
   echo; echo "== a measures both routes; the one through l costs two hops, not the 97 l claims"
   wait_until 240 "l evicted by a" evicted
   wait_until 60 "a routes to d through h" via a-h
