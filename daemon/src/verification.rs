@@ -116,6 +116,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-unjustified-origin BOOL  with justification and attribution: a failure blamed on
                                 the neighbour as the origin and not justified within 10 s
                                 evicts it (true)
+  verify-unjustified-unknown BOOL  with verify-unjustified-origin: a measured failure blamed
+                                on nobody and not justified within 10 s evicts it too (false)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)
@@ -194,6 +196,9 @@ pub enum VerifyStatement {
     Justification(bool),
     /// `verify-unjustified-origin BOOL`: an unjustified failure at the origin evicts (§4.2.5).
     UnjustifiedOrigin(bool),
+    /// `verify-unjustified-unknown BOOL`: an unjustified measured failure blamed on nobody
+    /// evicts too (§4.2.5).
+    UnjustifiedUnknown(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -265,6 +270,7 @@ impl VerifyStatement {
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-justification" => VerifyStatement::Justification(flag()?),
             "verify-unjustified-origin" => VerifyStatement::UnjustifiedOrigin(flag()?),
+            "verify-unjustified-unknown" => VerifyStatement::UnjustifiedUnknown(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -442,6 +448,7 @@ impl VerifySettings {
                 VerifyStatement::Progress(b) => c.score.progress = b,
                 VerifyStatement::Justification(b) => c.score.justification = b,
                 VerifyStatement::UnjustifiedOrigin(b) => c.score.unjustified_origin_evicts = b,
+                VerifyStatement::UnjustifiedUnknown(b) => c.score.unjustified_unknown_evicts = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -1807,13 +1814,16 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 10] = [
+        let statements: [(&str, Field); 11] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
             ("verify-justification", |c| c.score.justification),
             ("verify-unjustified-origin", |c| {
                 c.score.unjustified_origin_evicts
+            }),
+            ("verify-unjustified-unknown", |c| {
+                c.score.unjustified_unknown_evicts
             }),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
@@ -1920,7 +1930,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 35);
+        assert_eq!(listed.len(), 36);
         for k in listed {
             assert!(
                 !matches!(

@@ -21,6 +21,12 @@ pub const CLAIM_SIGNING_DOMAIN: &[u8] = b"babeld-rs signed claim v1";
 pub const CLAIM_SIGN_RATE: u32 = 32;
 /// How long a relay waits for its next hop's Signed Claim, and a verifier for the relayed one.
 pub const JUSTIFY_WAIT: Duration = Duration::from_secs(10);
+/// A Justify Request not answered after this long is sent again with the same nonce, at most
+/// [`JUSTIFY_SENDS`] times in all within [`JUSTIFY_WAIT`] (§4.2.5): a lost request or answer
+/// on a lossy link does not leave an honest neighbour unjustified.
+pub const JUSTIFY_RETRY: Duration = Duration::from_secs(3);
+/// How many times a Justify Request is sent at most (the first and its retries).
+pub const JUSTIFY_SENDS: u8 = 3;
 
 /// Why a Justify Request, Claim Request or Signed Claim was refused. Each has a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

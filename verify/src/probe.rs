@@ -98,7 +98,8 @@ pub struct ProbeCounters {
     pub check_failed_sent: u64,
     /// Check Failed TLVs taken from neighbours (§2.5).
     pub check_failed_received: u64,
-    /// Justify Requests sent to neighbours whose route failed a check (§4.2.5).
+    /// Justify Requests sent to neighbours whose route failed a check, retries included
+    /// (§4.2.5).
     pub justify_requests_sent: u64,
     /// Signed Claims that justified a neighbour's claim (§4.2.5).
     pub justified: u64,
@@ -425,11 +426,12 @@ pub struct Verifier {
     /// §4.2.5: per neighbour and destination, the lowest claim its latest justification
     /// covers (its next hop's signed offer plus one cheapest link) and when it arrived.
     justifications: BTreeMap<(NeighbourId, Prefix), (u16, Instant)>,
-    /// §4.2.5: Justify Requests sent and not answered yet: nonce and when.
-    justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant)>,
+    /// §4.2.5: Justify Requests not answered yet: nonce, when first sent, and how many times.
+    justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant, u8)>,
     /// §4.2.5, `unjustified_origin_evicts`: failures blamed on the neighbour as the origin,
     /// awaiting its justification until then.
-    origin_deadlines: BTreeMap<(NeighbourId, Prefix), Instant>,
+    /// The deadline, and the metric and measured cost of the failure.
+    origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
     /// Sessions under way, one per neighbour at most (§2.2).
     sessions: BTreeMap<NeighbourId, Session>,
     next_cycle: Instant,
@@ -521,7 +523,7 @@ impl Verifier {
                 .sessions
                 .values()
                 .any(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
-            || self.origin_deadlines.values().any(|d| *d <= now)
+            || self.origin_deadlines.values().any(|d| d.at <= now)
     }
 
     /// A neighbour's score record.
@@ -564,8 +566,16 @@ impl Verifier {
                 t = t.min(u);
             }
         }
-        if let Some(d) = self.origin_deadlines.values().min() {
-            t = t.min(*d);
+        if let Some(d) = self.origin_deadlines.values().map(|d| d.at).min() {
+            t = t.min(d);
+        }
+        if let Some(r) = self
+            .justify_requests
+            .values()
+            .filter_map(|(_, at, sends)| justify_retry_at(*at, *sends))
+            .min()
+        {
+            t = t.min(r);
         }
         t
     }
@@ -650,6 +660,7 @@ impl Verifier {
                 });
             }
         }
+        self.retry_justify_requests(now, &mut out);
         self.unjustified_origins(now, candidates, &mut out);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
@@ -1281,13 +1292,7 @@ impl Verifier {
                 candidates
                     .iter()
                     .find(|c| c.prefix == *p && c.neighbour == route.neighbour)
-                    .map(|c| {
-                        if c.advertised == babel_wire::INFINITY {
-                            babel_wire::INFINITY
-                        } else {
-                            c.metric
-                        }
-                    })
+                    .map(VerifiableRoute::current_metric)
             });
             let evidence = Evidence {
                 a,
@@ -1298,9 +1303,13 @@ impl Verifier {
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             // §4.2.5: a failure blamed on the neighbour as the origin, of a route that stayed as
             // it was for the whole session, unjustified within `JUSTIFY_WAIT`, evicts it then.
+            let unjustifiable = check.blame == Blame::Origin
+                || (check.blame == Blame::Unknown
+                    && !check.black_hole
+                    && self.cfg.score.unjustified_unknown_evicts);
             if failed
                 && stable
-                && check.blame == Blame::Origin
+                && unjustifiable
                 && self.cfg.score.unjustified_origin_evicts
                 && self.cfg.score.justification
                 && self.cfg.score.attribution
@@ -1310,11 +1319,15 @@ impl Verifier {
                     &mut self.origin_deadlines,
                     self.cfg.schedule.max_used.max(1),
                     &(route.neighbour, route.prefix),
-                    |at| *at,
+                    |d| d.at,
                 );
                 self.origin_deadlines
                     .entry((route.neighbour, route.prefix))
-                    .or_insert(now + crate::JUSTIFY_WAIT);
+                    .or_insert(Deadline {
+                        at: now + crate::JUSTIFY_WAIT,
+                        metric,
+                        cost: c,
+                    });
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
@@ -1331,6 +1344,27 @@ impl Verifier {
         out.push(ProbeAction::Checked(check));
     }
 
+    /// §4.2.5: sends again, with the same nonce, every Justify Request not answered within
+    /// [`crate::JUSTIFY_RETRY`] of its last sending, up to [`crate::JUSTIFY_SENDS`] sendings;
+    /// forgets those older than [`crate::JUSTIFY_WAIT`].
+    fn retry_justify_requests(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+        self.justify_requests
+            .retain(|_, (_, at, _)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT);
+        for (&(neighbour, prefix), (nonce, at, sends)) in self.justify_requests.iter_mut() {
+            if justify_retry_at(*at, *sends).is_some_and(|r| r <= now) {
+                *sends += 1;
+                self.counters.justify_requests_sent += 1;
+                out.push(ProbeAction::SendJustifyRequest {
+                    neighbour,
+                    request: crate::ClaimRequest {
+                        prefix,
+                        nonce: *nonce,
+                    },
+                });
+            }
+        }
+    }
+
     /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure blamed on it
     /// as the origin went unjustified until its deadline. A Signed Claim refused because the
     /// claim we saw then was under its floor justifies it still if the neighbour's claim in
@@ -1342,23 +1376,30 @@ impl Verifier {
         candidates: &[VerifiableRoute],
         out: &mut Vec<ProbeAction>,
     ) {
-        let due: Vec<(NeighbourId, Prefix)> = self
+        let due: Vec<((NeighbourId, Prefix), Deadline)> = self
             .origin_deadlines
             .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(k, _)| *k)
+            .filter(|(_, d)| d.at <= now)
+            .map(|(k, d)| (*k, *d))
             .collect();
-        for key in due {
+        for (key, d) in due {
             self.origin_deadlines.remove(&key);
+            let route = candidates
+                .iter()
+                .find(|c| c.prefix == key.1 && c.neighbour == key.0);
+            // §4.2.2: a failure the neighbour has corrected since (a retraction, or a metric
+            // risen to what we measured) no longer counts, here as in its run of failures.
+            if let Some(r) = route
+                && crate::score::corrected(&self.cfg.score, r.current_metric(), d.metric, d.cost)
+            {
+                continue;
+            }
             let floor = self
                 .justifications
                 .get(&key)
                 .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
                 .map(|(f, _)| *f);
-            let claim = candidates
-                .iter()
-                .find(|c| c.prefix == key.1 && c.neighbour == key.0)
-                .map(|c| c.advertised);
+            let claim = route.map(|c| c.advertised);
             if let (Some(f), Some(m)) = (floor, claim)
                 && m >= f
                 && m < babel_wire::INFINITY
@@ -1431,7 +1472,7 @@ impl Verifier {
         let asked = self
             .justify_requests
             .get(&(from, c.prefix))
-            .is_some_and(|(nonce, at)| {
+            .is_some_and(|(nonce, at, _)| {
                 *nonce == c.nonce && now.saturating_since(*at) <= crate::JUSTIFY_WAIT
             });
         if !asked {
@@ -1486,9 +1527,9 @@ impl Verifier {
                     &mut self.justify_requests,
                     self.cfg.schedule.max_used.max(1),
                     &key,
-                    |(_, at)| *at,
+                    |(_, at, _)| *at,
                 );
-                self.justify_requests.insert(key, (nonce, now));
+                self.justify_requests.insert(key, (nonce, now, 1));
                 self.counters.justify_requests_sent += 1;
                 out.push(ProbeAction::SendJustifyRequest {
                     neighbour: check.route.neighbour,
@@ -1513,6 +1554,22 @@ impl Verifier {
             .request_check(now, &self.cfg.schedule, prefix, from);
         true
     }
+}
+
+/// §4.2.5: an unjustified failure awaiting its deadline.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: Instant,
+    /// Our metric through the neighbour at the failing check.
+    metric: u16,
+    /// The cost measured then ([`MAX_COST`] for a black hole).
+    cost: u16,
+}
+
+/// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if
+/// it is ([`crate::JUSTIFY_RETRY`] after each sending, [`crate::JUSTIFY_SENDS`] at most).
+fn justify_retry_at(at: Instant, sends: u8) -> Option<Instant> {
+    (sends < crate::JUSTIFY_SENDS).then(|| at + crate::JUSTIFY_RETRY * u32::from(sends))
 }
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {

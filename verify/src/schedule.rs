@@ -51,6 +51,16 @@ impl VerifiableRoute {
             selected: r.installed,
         }
     }
+
+    /// Its metric as the corrections of §4.2.2 read it: [`babel_wire::INFINITY`] when the
+    /// neighbour retracted it, our metric otherwise.
+    pub fn current_metric(&self) -> u16 {
+        if self.advertised == babel_wire::INFINITY {
+            babel_wire::INFINITY
+        } else {
+            self.metric
+        }
+    }
 }
 
 /// Scheduling constants.

@@ -116,13 +116,18 @@ pub struct ScoreConfig {
     /// us ask the neighbour to justify its claim; it answers with what its own next hop signs
     /// that it offers it. A claim at least that plus one cheapest link is the next hop's
     /// ([`Blame::Justified`], scored as a relay), and the justification ends the destination's
-    /// run of failures. Off by default.
+    /// run of failures. On by default.
     pub justification: bool,
     /// [`Rule::Confirmed`] with [`ScoreConfig::justification`] and
     /// [`ScoreConfig::attribution`]: a failure of a settled route blamed on the neighbour as
     /// the origin (§4.2.1) that it does not justify within [`crate::JUSTIFY_WAIT`] evicts it
     /// then, without a second failure (§4.2.5).
     pub unjustified_origin_evicts: bool,
+    /// With [`ScoreConfig::unjustified_origin_evicts`]: a measured failure (answered, not a
+    /// black hole) of a settled route blamed on nobody (§4.2.1, the next hop unknown) that the
+    /// neighbour does not justify within [`crate::JUSTIFY_WAIT`] evicts it then too (§4.2.5).
+    /// An honest relay justifies with its next hop's signature. Off by default.
+    pub unjustified_unknown_evicts: bool,
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -282,6 +287,7 @@ impl Default for ScoreConfig {
             unknown_breadth: false,
             justification: true,
             unjustified_origin_evicts: true,
+            unjustified_unknown_evicts: false,
         }
     }
 }
@@ -460,16 +466,7 @@ impl NeighbourScore {
             let Some(m) = metric_of(prefix) else {
                 continue;
             };
-            let corrected = if m == babel_wire::INFINITY {
-                true
-            } else if c >= MAX_COST {
-                // A black hole: a rise of the metric by `1/S`, or with `forgive-retraction`
-                // nothing short of a retraction.
-                cfg.stable_evidence != StableEvidence::ForgiveRetraction
-                    && f64::from(m) * cfg.threshold >= f64::from(m0)
-            } else {
-                f64::from(m) >= cfg.threshold * f64::from(c)
-            };
+            let corrected = corrected(cfg, m, m0, c);
             if cfg.stable_evidence == StableEvidence::ForgiveCurrent {
                 // Set aside while corrected; counted again if the metric falls back.
                 d.forgiven = corrected;
@@ -723,6 +720,24 @@ fn converges(cfg: &ScoreConfig, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> b
     let threshold = cfg.threshold;
     (cfg.progress_on_accuracy || m1 * threshold >= m0)
         && m1 / c1 >= m0 / c0 + (1.0 - threshold) / 2.0
+}
+
+/// §4.2.2: whether a failure measured at `cost` ([`MAX_COST`]: a black hole) when our metric
+/// through the neighbour was `m0` is corrected by its metric now, `m` (`INFINITY`: retracted):
+/// a retraction always; a measured lie, a metric that rose to `S` times the cost; a black
+/// hole, a rise by `1/S`, or with `forgive-retraction` nothing short of a retraction. Always
+/// false when `stable_evidence` does not forgive.
+pub(crate) fn corrected(cfg: &ScoreConfig, m: u16, m0: u16, cost: u16) -> bool {
+    if !cfg.stable_evidence.forgives() {
+        false
+    } else if m == babel_wire::INFINITY {
+        true
+    } else if cost >= MAX_COST {
+        cfg.stable_evidence != StableEvidence::ForgiveRetraction
+            && f64::from(m) * cfg.threshold >= f64::from(m0)
+    } else {
+        f64::from(m) >= cfg.threshold * f64::from(cost)
+    }
 }
 
 #[cfg(test)]

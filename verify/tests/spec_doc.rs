@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 43, "{t:?}");
+    assert_eq!(t.len(), 44, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -70,6 +70,7 @@ fn defaults_table_matches_code() {
             "unknown_breadth" => c.score.unknown_breadth.to_string() == *v,
             "justification" => c.score.justification.to_string() == *v,
             "unjustified_origin_evicts" => c.score.unjustified_origin_evicts.to_string() == *v,
+            "unjustified_unknown_evicts" => c.score.unjustified_unknown_evicts.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,
