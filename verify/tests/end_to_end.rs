@@ -1295,6 +1295,38 @@ fn a_justified_relay_is_not_evicted() {
     assert!(run(false, |_| None).0);
 }
 
+/// The first check of neighbour `n` among the next four of `w` (panics without one).
+fn first_check_of(w: &mut World, cands: &[VerifiableRoute], n: NeighbourId) -> Check {
+    (0..4)
+        .map(|_| w.run_check(cands))
+        .find(|c| c.route.neighbour == n)
+        .expect("a check of the neighbour")
+}
+
+/// The one Justify Request `w` sent neighbour 1; with `justified`, answered now with next hop
+/// 2's signature that it offers 48 (neighbour 1 claims 144).
+fn answer_justify_request(w: &mut World, justified: bool) -> ClaimRequest {
+    let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+    assert_eq!(asked.len(), 1);
+    let request = asked[0].1;
+    if justified {
+        let tlv = encode_signed_claim(&request, 48, &next_hop_owner(), &key(5));
+        assert_eq!(
+            w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
+            Ok(())
+        );
+    }
+    request
+}
+
+/// Whether `acts` evict neighbour `n`.
+fn evicts(acts: &[ProbeAction], n: NeighbourId) -> bool {
+    acts.contains(&ProbeAction::Standing {
+        neighbour: n,
+        evicted: true,
+    })
+}
+
 /// §4.2.5, `unjustified_origin_evicts`: neighbour 1 claims 144 where its next hop 2 offers us
 /// 192 (the origin test blames it) and four links measure 384. Its failure, unjustified,
 /// evicts it when `JUSTIFY_WAIT` has passed, without a second failure; justified in time
@@ -1309,43 +1341,19 @@ fn an_unjustified_origin_is_evicted_at_its_deadline() {
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
         w.next_hops.push((nb(1), nb(2)));
-        let mut first = None;
-        for _ in 0..4 {
-            let c = w.run_check(&cands);
-            if c.route.neighbour == nb(1) {
-                first = Some(c);
-                break;
-            }
-        }
-        let c = first.expect("a check of 1");
+        let c = first_check_of(&mut w, &cands, nb(1));
         assert_eq!(c.blame, Blame::Origin, "{c:?}");
         assert_eq!(c.accuracy, Some(0.625));
         assert_eq!(c.verdict, CheckVerdict::Kept);
-        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
-        assert_eq!(asked.len(), 1);
-        if justified {
-            let tlv = encode_signed_claim(&asked[0].1, 48, &next_hop_owner(), &key(5));
-            assert_eq!(
-                w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
-                Ok(())
-            );
-        }
+        answer_justify_request(&mut w, justified);
         let deadline = w.now + verify::JUSTIFY_WAIT;
         let just_before = w.now + (verify::JUSTIFY_WAIT - Duration::from_millis(1));
         assert!(w.v.poll_timeout() <= deadline);
-        let evicted = |acts: &[ProbeAction]| {
-            acts.iter().any(|a| {
-                *a == ProbeAction::Standing {
-                    neighbour: nb(1),
-                    evicted: true,
-                }
-            })
-        };
         let before = w.v.handle_timeout(just_before, &cands);
-        assert!(!evicted(&before));
+        assert!(!evicts(&before, nb(1)));
         let at = w.v.handle_timeout(deadline, &cands);
         assert_eq!(
-            evicted(&at),
+            evicts(&at, nb(1)),
             option && !justified,
             "option {option} justified {justified}"
         );
@@ -1364,18 +1372,8 @@ fn an_unanswered_justify_request_is_sent_again() {
         let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
         w.hops = 4;
         w.next_hops.push((nb(1), nb(2)));
-        let mut first = None;
-        for _ in 0..4 {
-            let c = w.run_check(&cands);
-            if c.route.neighbour == nb(1) {
-                first = Some(c);
-                break;
-            }
-        }
-        assert!(first.is_some_and(|c| c.accuracy < Some(0.8)));
-        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
-        assert_eq!(asked.len(), 1);
-        let request = asked[0].1;
+        assert!(first_check_of(&mut w, &cands, nb(1)).accuracy < Some(0.8));
+        let request = answer_justify_request(&mut w, false);
         let t0 = w.now;
         let sent0 = w.v.counters().justify_requests_sent;
         let mut sendings = vec![request];
@@ -1437,7 +1435,7 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
         feasible: false,
         ..cand(1, 240, false)
     };
-    for (at_deadline, evicts) in [
+    for (at_deadline, want) in [
         (cand(1, 240, true), true),
         (cand(1, 300, true), true),
         (cand(1, 344, true), false),
@@ -1446,23 +1444,12 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
         let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
         w.hops = 4;
         w.next_hops.push((nb(1), nb(2)));
-        let mut first = None;
-        for _ in 0..4 {
-            let c = w.run_check(&cands);
-            if c.route.neighbour == nb(1) {
-                first = Some(c);
-                break;
-            }
-        }
-        let c = first.expect("a check of 1");
+        let c = first_check_of(&mut w, &cands, nb(1));
         assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
         let later = [at_deadline, cand(2, 288, false)];
         let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &later);
-        let evicted = acts.contains(&ProbeAction::Standing {
-            neighbour: nb(1),
-            evicted: true,
-        });
-        assert_eq!(evicted, evicts, "{at_deadline:?}");
+        let evicted = evicts(&acts, nb(1));
+        assert_eq!(evicted, want, "{at_deadline:?}");
     }
 }
 
@@ -1473,7 +1460,7 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
 fn an_unjustified_failure_blamed_on_nobody_is_evicted_with_the_option() {
     let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 480, false)];
-    for (option, justified, evicts) in [
+    for (option, justified, want) in [
         (true, false, true),
         (true, true, false),
         (false, false, false),
@@ -1482,34 +1469,15 @@ fn an_unjustified_failure_blamed_on_nobody_is_evicted_with_the_option() {
         cfg.score.unjustified_unknown_evicts = option;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
-        let mut first = None;
-        for _ in 0..4 {
-            let c = w.run_check(&cands);
-            if c.route.neighbour == nb(1) {
-                first = Some(c);
-                break;
-            }
-        }
-        let c = first.expect("a check of 1");
+        let c = first_check_of(&mut w, &cands, nb(1));
         assert_eq!(
             (c.blame, c.cost, c.black_hole, c.verdict),
             (Blame::Unknown, Some(384), false, CheckVerdict::Kept),
             "{c:?}"
         );
-        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
-        assert_eq!(asked.len(), 1);
-        if justified {
-            let tlv = encode_signed_claim(&asked[0].1, 48, &next_hop_owner(), &key(5));
-            assert_eq!(
-                w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
-                Ok(())
-            );
-        }
+        answer_justify_request(&mut w, justified);
         let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
-        let evicted = acts.contains(&ProbeAction::Standing {
-            neighbour: nb(1),
-            evicted: true,
-        });
-        assert_eq!(evicted, evicts, "option {option} justified {justified}");
+        let evicted = evicts(&acts, nb(1));
+        assert_eq!(evicted, want, "option {option} justified {justified}");
     }
 }
