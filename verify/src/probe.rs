@@ -428,9 +428,9 @@ pub struct Verifier {
     justifications: BTreeMap<(NeighbourId, Prefix), (u16, Instant)>,
     /// §4.2.5: Justify Requests not answered yet: nonce, when first sent, and how many times.
     justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant, u8)>,
-    /// §4.2.5, `unjustified_origin_evicts`: failures blamed on the neighbour as the origin,
-    /// awaiting its justification until then.
-    /// The deadline, and the metric and measured cost of the failure.
+    /// §4.2.5, `unjustified_origin_evicts`: failures blamed on the neighbour as the origin
+    /// (with `unjustified_unknown_evicts`, measured ones blamed on nobody too), awaiting its
+    /// justification until their deadline; each with the metric and cost of the failure.
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
     /// Sessions under way, one per neighbour at most (§2.2).
     sessions: BTreeMap<NeighbourId, Session>,
@@ -1301,8 +1301,10 @@ impl Verifier {
                 measure: Some((metric, c, stable)),
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
-            // §4.2.5: a failure blamed on the neighbour as the origin, of a route that stayed as
-            // it was for the whole session, unjustified within `JUSTIFY_WAIT`, evicts it then.
+            // §4.2.5: a failure blamed on the neighbour as the origin (with
+            // `unjustified_unknown_evicts`, a measured one blamed on nobody), of a route that
+            // stayed as it was for the whole session, unjustified within `JUSTIFY_WAIT` and not
+            // corrected by then, evicts it then.
             let unjustifiable = check.blame == Blame::Origin
                 || (check.blame == Blame::Unknown
                     && !check.black_hole
@@ -1365,11 +1367,11 @@ impl Verifier {
         }
     }
 
-    /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure blamed on it
-    /// as the origin went unjustified until its deadline. A Signed Claim refused because the
-    /// claim we saw then was under its floor justifies it still if the neighbour's claim in
-    /// `candidates` has risen to the floor since (a relay that took its next hop's signed
-    /// word, or whose update was on its way).
+    /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure awaiting a
+    /// justification went unjustified and uncorrected (§4.2.2) until its deadline. A Signed
+    /// Claim refused because the claim we saw then was under its floor justifies it still if
+    /// the neighbour's claim in `candidates` has risen to the floor since (a relay that took
+    /// its next hop's signed word, or whose update was on its way).
     fn unjustified_origins(
         &mut self,
         now: Instant,
