@@ -625,6 +625,76 @@ fn s3_7_4_split_horizon_on_wired_not_on_wireless() {
     }
 }
 
+/// RFC 8966 §3.7.4 says what split horizon keeps off an interface, not what the neighbours
+/// there hold from before. When the selected route moves onto a split-horizon interface, the
+/// update buffered for it there is a retraction, once: the neighbours drop the route we
+/// advertised to them, instead of keeping a stale claim until it expires. Later triggered
+/// updates and dumps send nothing there, as before.
+#[test]
+fn s3_7_4_a_route_moving_onto_a_split_horizon_interface_is_retracted_there_once() {
+    const IF2: u32 = 2;
+    let p = "2001:db8:1::/48";
+    let mut h = H::new();
+    let c_addr = "fe80::2".parse().unwrap();
+    let c = babel_core::InterfaceConfig::new("eth1", InterfaceKind::Wired, c_addr);
+    h.e.interface_up(h.now, IF2, c);
+    let recv2 = |h: &mut H, msgs: &[Message]| {
+        let opts = babel_wire::EncodeOptions::default();
+        for pk in babel_wire::encode(msgs, &opts).unwrap() {
+            h.e.handle_packet(h.now, IF2, nb(2), Destination::Multicast, &pk);
+        }
+    };
+    h.establish(nb(1));
+    let (h1, h2) = (h.hello(nb(2)), h.hello(nb(2)));
+    recv2(&mut h, &[h1]);
+    let ihu2 = Message::Ihu(babel_wire::Ihu {
+        address: Some(c_addr),
+        rxcost: 96,
+        interval: 1200,
+        timestamp: None,
+    });
+    recv2(&mut h, &[h2, ihu2]);
+    let for_p = |ups: &[(u32, Update)], ifindex: u32| -> Vec<u16> {
+        ups.iter()
+            .filter(|(i, u)| *i == ifindex && u.prefix == Some(pfx(p)))
+            .map(|(_, u)| u.metric)
+            .collect()
+    };
+
+    h.recv(nb(1), &[update(p, 9, 7, 300)]);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.installed(p).unwrap().via, nb(1));
+    let ups = h.updates_by_iface();
+    assert_eq!(for_p(&ups, IF2), vec![396], "{ups:?}");
+    assert!(for_p(&ups, IF).is_empty(), "split horizon on eth0: {ups:?}");
+
+    recv2(&mut h, &[update(p, 9, 7, 100)]);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(
+        h.installed(p).unwrap().via,
+        nb(2),
+        "the route moved to eth1"
+    );
+    let ups = h.updates_by_iface();
+    assert_eq!(
+        for_p(&ups, IF2),
+        vec![INFINITY],
+        "retracted once on eth1: {ups:?}"
+    );
+    assert!(
+        !for_p(&ups, IF).is_empty() && for_p(&ups, IF).iter().all(|m| *m == 196),
+        "advertised on eth0 now: {ups:?}"
+    );
+
+    // A new seqno through the same neighbour: a triggered update, nothing on eth1.
+    recv2(&mut h, &[update(p, 9, 8, 100)]);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.installed(p).unwrap().seqno, babel_wire::Seqno(8));
+    let ups = h.updates_by_iface();
+    assert!(!for_p(&ups, IF).is_empty(), "{ups:?}");
+    assert!(for_p(&ups, IF2).is_empty(), "{ups:?}");
+}
+
 #[test]
 fn s3_8_1_1_route_requests_wildcard_and_specific() {
     let mut h = H::new();

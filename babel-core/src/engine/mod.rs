@@ -180,7 +180,7 @@ struct Interface {
     hello_seqno: u16,
     hello_count: u64,
     ihu_asap: bool,
-    pending: updates::KeyMap<bool>,
+    pending: updates::KeyMap<updates::OnSplit>,
     pending_full: bool,
     last_full: Option<Instant>,
     /// Urgent updates still to repeat: remaining repeats and next time.

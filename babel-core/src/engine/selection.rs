@@ -156,11 +156,15 @@ impl Engine {
                     self.schedule_update(now, None, key, true);
                 } else if o.seqno != n.seqno
                     || o.next_hop != n.next_hop
+                    || o.ifindex != n.ifindex
                     || n.metric.saturating_add(Metric(TRIGGER_IMPROVEMENT)) <= o.metric
                     || n.metric >= o.metric.saturating_add(Metric(TRIGGER_WORSENING))
                     || o.price != n.price
                 {
                     self.schedule_update(now, None, key, false);
+                }
+                if o.ifindex != n.ifindex {
+                    self.retract_on_split(key, n.ifindex);
                 }
             }
             (None, None) if refused => {

@@ -104,7 +104,7 @@ impl Engine {
             };
             let resend = REQUEST_TIMEOUT;
             if let Some(i) = self.interfaces.get_mut(&ifindex) {
-                *i.pending.or_insert(key, false) |= urgent;
+                i.pending.or_insert(key, OnSplit::Silent);
                 self.timers
                     .set_earlier(Timer::Interface(ifindex, IfTimer::Flush), now + j);
                 if urgent {
@@ -116,6 +116,20 @@ impl Engine {
                     );
                 }
             }
+        }
+    }
+
+    /// The selected route for `key` has moved onto `ifindex` from another interface: if split
+    /// horizon applies there, the update buffered for it ([`Engine::schedule_update`], which
+    /// must come first) is a retraction instead of nothing ([`OnSplit::Retract`]). Sent once,
+    /// not repeated with urgent updates nor in dumps: the neighbours there need to hear it
+    /// only once, like any triggered update.
+    pub(super) fn retract_on_split(&mut self, key: RouteKey, ifindex: u32) {
+        let Some(i) = self.interfaces.get_mut(&ifindex) else {
+            return;
+        };
+        if i.up && i.cfg.split_horizon && i.pending.contains_key(&key) {
+            i.pending.insert(key, OnSplit::Retract);
         }
     }
 
@@ -144,7 +158,8 @@ impl Engine {
     ) -> Option<Message> {
         let adv = self.advertised(now, &key);
         let on = UpdateIface::of(self.interfaces.get(&ifindex)?);
-        let (msg, source) = self.update_message_on(&on, ifindex, key, adv, full)?;
+        let (msg, source) =
+            self.update_message_on(&on, ifindex, key, adv, full, OnSplit::Silent)?;
         if let Some((rid, seqno, metric)) = source {
             self.sources.update(now, key, rid, seqno, metric);
         }
@@ -207,7 +222,8 @@ impl Engine {
     /// The Update we advertise for `key` on an interface (as [`Engine::flush_pending`] and
     /// [`Engine::dump_part`] find it), with the (originator, seqno, metric) it advertises for the
     /// source table (none for a retraction), which it leaves to the caller. What the interface
-    /// decides is found once per flush or part, not once per destination.
+    /// decides is found once per flush or part, not once per destination. `on_split` says what
+    /// a buffered update sends where split horizon keeps the selected route off the interface.
     fn update_message_on(
         &self,
         on: &UpdateIface,
@@ -215,6 +231,7 @@ impl Engine {
         key: RouteKey,
         adv: Advertised,
         full: bool,
+        on_split: OnSplit,
     ) -> Option<(Message, Option<SourceUse>)> {
         let UpdateIface {
             interval,
@@ -261,17 +278,22 @@ impl Engine {
                 price,
                 path_rtt,
                 metric,
-            } if metric < INFINITY => {
-                if split && route_ifindex == ifindex {
-                    // babeld: the route is simply not sent back where it came from.
-                    return None;
-                }
+            } if metric < INFINITY && !(split && route_ifindex == ifindex) => {
                 let rtt = (path_rtt != 0).then_some(path_rtt);
                 Some((
                     mk(seqno, metric, router_id, Some(price), rtt),
                     Some((router_id, Seqno(seqno), Metric(metric))),
                 ))
             }
+            Advertised::Selected { metric, .. } if metric < INFINITY => match on_split {
+                // babeld: the route is simply not sent back where it came from.
+                OnSplit::Silent => None,
+                OnSplit::Retract if full => None,
+                OnSplit::Retract => Some((
+                    mk(self.seqno, INFINITY, self.cfg.router_id, None, None),
+                    None,
+                )),
+            },
             _ if full => None,
             _ => Some((
                 mk(self.seqno, INFINITY, self.cfg.router_id, None, None),
@@ -478,10 +500,9 @@ impl Engine {
                 if f.pending.contains_key(&k) {
                     continue;
                 }
-                let Some((m, used)) = on
-                    .as_ref()
-                    .and_then(|on| self.update_message_on(on, f.ifindex, k, adv, true))
-                else {
+                let Some((m, used)) = on.as_ref().and_then(|on| {
+                    self.update_message_on(on, f.ifindex, k, adv, true, OnSplit::Silent)
+                }) else {
                     continue;
                 };
                 source = source.or(used);
@@ -514,22 +535,21 @@ impl Engine {
             })
             .unzip();
         // Every flush's keys are in key order: merged, each key is taken once.
-        let mut keys: Vec<_> = pendings.iter().map(|p| p.keys().peekable()).collect();
+        let mut keys: Vec<_> = pendings.iter().map(|p| p.iter().peekable()).collect();
         while let Some(key) = keys
             .iter_mut()
-            .filter_map(|k| k.peek().copied())
+            .filter_map(|k| k.peek().map(|(k, _)| **k))
             .min()
-            .copied()
         {
             let adv = self.advertised(now, &key);
             let mut source = None;
             for (k, (ifindex, on, out, msgs)) in keys.iter_mut().zip(outs.iter_mut()) {
-                if k.next_if_eq(&&key).is_none() {
+                let Some((_, &on_split)) = k.next_if(|(k, _)| **k == key) else {
                     continue;
-                }
+                };
                 let Some((m, used)) = on
                     .as_ref()
-                    .and_then(|on| self.update_message_on(on, *ifindex, key, adv, false))
+                    .and_then(|on| self.update_message_on(on, *ifindex, key, adv, false, on_split))
                 else {
                     continue;
                 };
@@ -646,7 +666,7 @@ impl Engine {
             *left > 0
         });
         for k in &due {
-            i.pending.insert(*k, true);
+            i.pending.or_insert(*k, OnSplit::Silent);
         }
         self.timers
             .set_opt(Timer::Interface(ifindex, IfTimer::UrgentResend), next);
@@ -741,7 +761,22 @@ struct UpdateOut {
 struct Flush {
     ifindex: u32,
     out: UpdateOut,
-    pending: KeyMap<bool>,
+    pending: KeyMap<OnSplit>,
+}
+
+/// What a buffered update for a destination sends on an interface where split horizon keeps
+/// the selected route off it (RFC 8966 §3.7.4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum OnSplit {
+    /// Nothing, as babeld: the neighbours there hold nothing from us that could mislead them.
+    #[default]
+    Silent,
+    /// A retraction: the selected route has just moved onto this interface, and the
+    /// neighbours there still hold the route we advertised to them before. Without it they
+    /// keep it until it expires (3.5 update intervals): a stale claim that one of them may
+    /// select back through us, and that a verifier would measure against a path that now runs
+    /// through itself ([`Engine::retract_on_split`]).
+    Retract,
 }
 
 /// The (originator, seqno, metric) an Update advertises, which the source table learns
@@ -1099,7 +1134,7 @@ mod tests {
             i.pending_full = true;
             i.pending = KeyMap::default();
             for k in &pending {
-                i.pending.insert(*k, false);
+                i.pending.insert(*k, OnSplit::Silent);
             }
             e.flush_updates(now, 2);
         }
