@@ -117,7 +117,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 the neighbour as the origin and not justified within 10 s
                                 evicts it (true)
   verify-unjustified-unknown BOOL  with verify-unjustified-origin: a measured failure blamed
-                                on nobody and not justified within 10 s evicts it too (false)
+                                on nobody and not justified within 10 s evicts it too (true)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)

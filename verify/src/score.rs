@@ -126,7 +126,7 @@ pub struct ScoreConfig {
     /// With [`ScoreConfig::unjustified_origin_evicts`]: a measured failure (answered, not a
     /// black hole) of a settled route blamed on nobody (§4.2.1, the next hop unknown) that the
     /// neighbour does not justify within [`crate::JUSTIFY_WAIT`] evicts it then too (§4.2.5).
-    /// An honest relay justifies with its next hop's signature. Off by default.
+    /// An honest relay justifies with its next hop's signature. On by default.
     pub unjustified_unknown_evicts: bool,
 }
 
@@ -287,7 +287,7 @@ impl Default for ScoreConfig {
             unknown_breadth: false,
             justification: true,
             unjustified_origin_evicts: true,
-            unjustified_unknown_evicts: false,
+            unjustified_unknown_evicts: true,
         }
     }
 }
