@@ -285,15 +285,13 @@ impl Engine {
                     Some((router_id, Seqno(seqno), Metric(metric))),
                 ))
             }
-            Advertised::Selected { metric, .. } if metric < INFINITY => match on_split {
-                // babeld: the route is simply not sent back where it came from.
-                OnSplit::Silent => None,
-                OnSplit::Retract if full => None,
-                OnSplit::Retract => Some((
-                    mk(self.seqno, INFINITY, self.cfg.router_id, None, None),
-                    None,
-                )),
-            },
+            // babeld: the route is simply not sent back where it came from; a route that has
+            // just moved here is retracted like any lost one (not in a dump).
+            Advertised::Selected { metric, .. }
+                if metric < INFINITY && on_split == OnSplit::Silent =>
+            {
+                None
+            }
             _ if full => None,
             _ => Some((
                 mk(self.seqno, INFINITY, self.cfg.router_id, None, None),
