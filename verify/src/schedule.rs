@@ -315,7 +315,10 @@ impl Scheduler {
         } else {
             self.rechecks.remove(&key);
         }
-        if streak == 0 {
+        // A streak lasts while its recheck is scheduled or under way: a recheck leaves
+        // `rechecks` when it is picked, and other routes' sessions of the same cycle may end
+        // before its own does, so the streak is not tied to `rechecks`.
+        if streak == 0 || !again {
             self.unanswered.remove(&key);
         } else {
             self.unanswered.insert(key, streak);
@@ -323,8 +326,8 @@ impl Scheduler {
         let (used, requests) = (&self.used, &self.requests);
         self.rechecks
             .retain(|(p, _), _| used.contains_key(p) || requests.contains_key(p));
-        let rechecks = &self.rechecks;
-        self.unanswered.retain(|k, _| rechecks.contains_key(k));
+        self.unanswered
+            .retain(|(p, _), _| used.contains_key(p) || requests.contains_key(p));
     }
 
     /// After an unanswered session without evidence that the destination answers us at all,
@@ -646,6 +649,21 @@ mod tests {
         for _ in 0..3 {
             s.unanswered(now, &cfg, &cands[0]);
             reasons.push(next(&mut s, &cfg, &mut now));
+        }
+        assert_eq!(reasons[..2], [Some(Reason::Recheck); 2]);
+        assert_ne!(reasons[2], Some(Reason::Recheck), "{reasons:?}");
+        // The same when another route's session of the cycle ends first: the recheck left
+        // `rechecks` when it was picked, and the count must not go with it.
+        let mut s = Scheduler::new(3);
+        s.mark_used(now, &cfg, p(1));
+        s.mark_used(now, &cfg, p(2));
+        s.unanswered(now, &cfg, &cands[0]);
+        let mut reasons = Vec::new();
+        for _ in 0..3 {
+            let r = next(&mut s, &cfg, &mut now);
+            s.checked(now, &cfg, &cands[1], false);
+            s.unanswered(now, &cfg, &cands[0]);
+            reasons.push(r);
         }
         assert_eq!(reasons[..2], [Some(Reason::Recheck); 2]);
         assert_ne!(reasons[2], Some(Reason::Recheck), "{reasons:?}");
