@@ -74,6 +74,7 @@ fn main() {
     let justification = env("ADV_JUSTIFY");
     let unjustified_origin = env("ADV_UNJUSTIFIED_ORIGIN");
     let unjustified_unknown = env("ADV_UNJUSTIFIED_UNKNOWN");
+    let suspicious = env("ADV_SUSPICIOUS");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -158,6 +159,9 @@ fn main() {
         }
         if let Some(x) = justification {
             c.verify.score.justification = x != 0;
+        }
+        if let Some(x) = suspicious {
+            c.verify.schedule.prefer_suspicious = x != 0;
         }
         if let Some(x) = unjustified_unknown {
             c.verify.score.unjustified_unknown_evicts = x != 0;

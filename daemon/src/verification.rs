@@ -118,6 +118,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 evicts it (true)
   verify-unjustified-unknown BOOL  with verify-unjustified-origin: a measured failure blamed
                                 on nobody and not justified within 10 s evicts it too (true)
+  verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
+                                it undercuts the other neighbours' routes (false: uniform)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)
@@ -216,6 +218,9 @@ pub enum VerifyStatement {
     CheckRequests(bool),
     /// `verify-unanswered-rechecks N`: rechecks after unanswered sessions in a row (§2.2).
     UnansweredRechecks(u8),
+    /// `verify-prefer-suspicious BOOL`: routes drawn by how much they undercut the others
+    /// (§2.2).
+    PreferSuspicious(bool),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -277,6 +282,7 @@ impl VerifyStatement {
             "verify-correction-follow" => VerifyStatement::CorrectionFollow(flag()?),
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
+            "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
             "verify-unanswered-rechecks" => VerifyStatement::UnansweredRechecks(num(
                 0,
                 255,
@@ -456,6 +462,7 @@ impl VerifySettings {
                 VerifyStatement::RelayedProbesUsed(b) => c.schedule.relayed_probes_used = b,
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
+                VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -1814,7 +1821,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 11] = [
+        let statements: [(&str, Field); 12] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -1836,6 +1843,7 @@ mod tests {
                 c.schedule.relayed_probes_used
             }),
             ("verify-check-requests", |c| c.schedule.check_requests),
+            ("verify-prefer-suspicious", |c| c.schedule.prefer_suspicious),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -1930,7 +1938,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 36);
+        assert_eq!(listed.len(), 37);
         for k in listed {
             assert!(
                 !matches!(

@@ -110,6 +110,11 @@ pub struct ScheduleConfig {
     /// recheck runs beside the control probe (§3.4), whose answer may come after it is judged;
     /// the second is judged with it. `u8::MAX`: no limit (before 2026-12-02).
     pub unanswered_rechecks: u8,
+    /// Draw a neighbour's route (§2.2, items 4 and 5) in proportion to how much it undercuts
+    /// the other neighbours' routes to the same destination (the square of the ratio of the
+    /// best other metric to its own, between 1 and 4), instead of uniformly: a lie shows as a
+    /// route much cheaper than every alternative. Off: uniform, as the paper.
+    pub prefer_suspicious: bool,
 }
 
 impl ScheduleConfig {
@@ -138,8 +143,29 @@ impl Default for ScheduleConfig {
             relayed_probes_used: false,
             check_requests: false,
             unanswered_rechecks: 2,
+            prefer_suspicious: false,
         }
     }
+}
+
+/// How suspicious route `r` looks (§2.2, [`ScheduleConfig::prefer_suspicious`]), as a
+/// weight from 16 to 256: the square of 4 times the ratio of the best metric of another
+/// neighbour's route to the same destination in `candidates` to `r`'s own, the ratio held
+/// between 1 and 4 (1 without another route). A route no cheaper than its alternatives
+/// weighs 16; one that claims half of the best alternative, 64.
+pub fn suspicion(r: &VerifiableRoute, candidates: &[VerifiableRoute]) -> u64 {
+    let best_other = candidates
+        .iter()
+        .filter(|c| c.prefix == r.prefix && c.neighbour != r.neighbour)
+        .map(|c| c.metric)
+        .filter(|m| *m < babel_wire::INFINITY)
+        .min();
+    let ratio = match best_other {
+        Some(o) if r.metric > 0 => (f64::from(o) / f64::from(r.metric)).clamp(1.0, 4.0),
+        _ => 1.0,
+    };
+    let q = (ratio * 4.0).round() as u64;
+    q * q
 }
 
 /// Why a route was chosen.
@@ -462,7 +488,7 @@ impl Scheduler {
                 .filter(|c| self.is_news(cfg, c))
                 .collect();
             if !fresh.is_empty() {
-                let i = self.rng.below(fresh.len() as u64) as usize;
+                let i = self.draw_route(cfg, fresh.iter().map(|c| ***c), candidates);
                 if let Some(c) = fresh.get(i) {
                     out.push((***c, Reason::NewSelection));
                     continue;
@@ -471,12 +497,37 @@ impl Scheduler {
             if routes.is_empty() {
                 continue;
             }
-            let i = self.rng.below(routes.len() as u64) as usize;
+            let i = self.draw_route(cfg, routes.iter().map(|c| **c), candidates);
             if let Some(c) = routes.get(i) {
                 out.push((**c, Reason::Random));
             }
         }
         out
+    }
+
+    /// The index of one of `routes` (one neighbour's), drawn uniformly, or with
+    /// [`ScheduleConfig::prefer_suspicious`] in proportion to [`suspicion`] against
+    /// `candidates`.
+    fn draw_route(
+        &mut self,
+        cfg: &ScheduleConfig,
+        routes: impl Iterator<Item = VerifiableRoute> + Clone,
+        candidates: &[VerifiableRoute],
+    ) -> usize {
+        if !cfg.prefer_suspicious {
+            let n = routes.count() as u64;
+            return self.rng.below(n.max(1)) as usize;
+        }
+        let weights: Vec<u64> = routes.map(|r| suspicion(&r, candidates)).collect();
+        let total: u64 = weights.iter().sum();
+        let mut x = self.rng.below(total.max(1));
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        0
     }
 
     /// Chooses the route to probe this cycle (§2), or none if no used destination has a
@@ -622,6 +673,50 @@ mod tests {
             seen.insert(c.neighbour);
         }
         assert_eq!(seen.len(), 2);
+    }
+
+    /// §2.2, `prefer_suspicious`: a route that claims a quarter of the best alternative is
+    /// drawn about sixteen times as often as one no cheaper than its alternatives; off, both
+    /// alike. Routes not selected, so that nothing is news (item 4) and the draw is item 5.
+    #[test]
+    fn suspicious_routes_are_drawn_more_often() {
+        // Through neighbour 1: destination 1 at 100 (neighbour 2 offers 400), destination 2
+        // at 300 (neighbour 2 offers 300).
+        let cands = [
+            cand(1, 1, 100, false),
+            cand(1, 2, 400, false),
+            cand(2, 1, 300, false),
+            cand(2, 2, 300, false),
+        ];
+        assert_eq!(suspicion(&cands[0], &cands), 256);
+        assert_eq!(suspicion(&cands[2], &cands), 16);
+        assert_eq!(
+            suspicion(&cands[1], &cands),
+            16,
+            "dearer than the other: held at 1"
+        );
+        let share = |prefer_suspicious: bool| {
+            let cfg = ScheduleConfig {
+                prefer_suspicious,
+                ..ScheduleConfig::default()
+            };
+            let mut s = Scheduler::new(7);
+            let now = Instant::from_secs(100);
+            s.mark_used(now, &cfg, p(1));
+            s.mark_used(now, &cfg, p(2));
+            let mut first = 0;
+            for _ in 0..1000 {
+                let picks = s.pick_all(now, &cfg, &cands);
+                let via_1 = picks.iter().find(|(c, _)| c.neighbour == nb(1));
+                if via_1.is_some_and(|(c, r)| c.prefix == p(1) && *r == Reason::Random) {
+                    first += 1;
+                }
+            }
+            first
+        };
+        let (on, off) = (share(true), share(false));
+        assert!(on > 900, "{on}");
+        assert!((400..600).contains(&off), "{off}");
     }
 
     /// §2.2 item 1: a route left unanswered is rechecked, but after `unanswered_rechecks`
