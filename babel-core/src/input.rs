@@ -125,6 +125,16 @@ pub enum Input {
         /// Accuracy, per mille.
         accuracy: u16,
     },
+    /// Verification: our current Update for a destination, sent on one interface, a
+    /// retraction where split horizon keeps our route off it ([`Engine::readvertise`]).
+    Readvertise {
+        /// The interface.
+        ifindex: u32,
+        /// Destination.
+        prefix: Prefix,
+        /// Source prefix.
+        src_prefix: Option<Prefix>,
+    },
     /// Graceful shutdown ([`Engine::shutdown`]).
     Shutdown,
 }
@@ -198,6 +208,11 @@ impl Engine {
                 address,
                 accuracy,
             } => self.set_neighbour_accuracy(now, ifindex, address, accuracy)?,
+            Input::Readvertise {
+                ifindex,
+                prefix,
+                src_prefix,
+            } => self.readvertise(now, ifindex, RouteKey { prefix, src_prefix }),
             Input::Shutdown => self.shutdown(now),
         }
         Ok(())

@@ -695,6 +695,49 @@ fn s3_7_4_a_route_moving_onto_a_split_horizon_interface_is_retracted_there_once(
     assert!(for_p(&ups, IF2).is_empty(), "{ups:?}");
 }
 
+/// Verification's readvertise (`spec/verify.md` §4.2.5, step 2): our Update for a destination
+/// sent on one interface now, a retraction where split horizon keeps the selected route off
+/// it or we have no route; on another interface, the route as advertised there.
+#[test]
+fn readvertise_retracts_under_split_horizon_and_advertises_elsewhere() {
+    const IF2: u32 = 2;
+    let p = "2001:db8:1::/48";
+    let none = "2001:db8:2::/48";
+    let mut h = H::new();
+    let c_addr = "fe80::2".parse().unwrap();
+    let c = babel_core::InterfaceConfig::new("eth1", InterfaceKind::Wired, c_addr);
+    h.e.interface_up(h.now, IF2, c);
+    h.establish(nb(1));
+    h.recv(nb(1), &[update(p, 9, 7, 300)]);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.installed(p).unwrap().via, nb(1));
+    h.updates_by_iface();
+    let for_on = |ups: &[(u32, Update)], prefix: &str, ifindex: u32| -> Vec<u16> {
+        ups.iter()
+            .filter(|(i, u)| *i == ifindex && u.prefix == Some(pfx(prefix)))
+            .map(|(_, u)| u.metric)
+            .collect()
+    };
+    for (ifindex, prefix, expect) in [(IF, p, INFINITY), (IF2, p, 396), (IF, none, INFINITY)] {
+        h.e.handle_input(
+            h.now,
+            babel_core::Input::Readvertise {
+                ifindex,
+                prefix: pfx(prefix),
+                src_prefix: None,
+            },
+        )
+        .unwrap();
+        h.advance(Duration::from_secs(3));
+        let ups = h.updates_by_iface();
+        assert_eq!(for_on(&ups, prefix, ifindex), vec![expect], "{ups:?}");
+    }
+    // An interface that is not up: nothing.
+    h.e.readvertise(h.now, 99, key(p));
+    h.advance(Duration::from_secs(3));
+    assert!(for_on(&h.updates_by_iface(), p, 99).is_empty());
+}
+
 #[test]
 fn s3_8_1_1_route_requests_wildcard_and_specific() {
     let mut h = H::new();

@@ -75,6 +75,8 @@ fn main() {
     let unjustified_origin = env("ADV_UNJUSTIFIED_ORIGIN");
     let unjustified_unknown = env("ADV_UNJUSTIFIED_UNKNOWN");
     let suspicious = env("ADV_SUSPICIOUS");
+    let sessions = env("ADV_SESSIONS");
+    let readvertise = env("ADV_READVERTISE");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -177,6 +179,12 @@ fn main() {
         }
         if let Some(x) = check_requests {
             c.verify.schedule.check_requests = x != 0;
+        }
+        if let Some(x) = readvertise {
+            c.readvertise = x != 0;
+        }
+        if let Some(x) = sessions {
+            c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);
         }
         if let Some(x) = per_neighbour {
             c.verify.schedule.per_neighbour = x != 0;

@@ -92,6 +92,11 @@ pub struct AdversaryConfig {
     pub cycles: u32,
     /// Verification parameters (cost model adjusted to `kind` by [`AdversaryConfig::new`]).
     pub verify: VerifyConfig,
+    /// A neighbour asked to justify a claim it cannot back (no route, or its route runs
+    /// through the verifier) sends the verifier its current Update for the destination, a
+    /// retraction under split horizon (`spec/verify.md` §4.2.5, step 2), as the daemon does.
+    /// Off: it stays silent (the runs before 2026-12-03's evening).
+    pub readvertise: bool,
 }
 
 impl AdversaryConfig {
@@ -120,6 +125,7 @@ impl AdversaryConfig {
                 Role::Forger,
             ],
             lie_divisor: 2,
+            readvertise: true,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -693,6 +699,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             &prefixes,
                             lying.then_some((&lie_sets, cfg.lie_divisor)),
                             cfg.verify.correction.first,
+                            cfg.readvertise,
                         );
                     }
                     ProbeAction::Standing {
@@ -924,8 +931,9 @@ fn watch_line(
 /// §4.2.5 over the links, each message delivered at once: the verifier `v` asks `neighbour`
 /// (Justify Request), which asks its next hop for the destination (Claim Request); the next hop
 /// signs the metric it offers (a liar the metric it tells, `lies`), and the neighbour relays the
-/// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. Liars do
-/// not justify their own claims.
+/// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. A
+/// neighbour with nobody to ask (no route, or one through `v`) sends `v` its Update for the
+/// destination instead, with `readvertise`. Liars do not justify their own claims.
 #[allow(clippy::too_many_arguments)]
 fn justify(
     sim: &mut Sim,
@@ -937,16 +945,23 @@ fn justify(
     prefixes: &[Prefix],
     lies: Option<(&BTreeMap<usize, BTreeSet<Prefix>>, u16)>,
     first: Duration,
+    readvertise: bool,
 ) -> Option<()> {
     let peer = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
     if nodes.get(peer)?.role.lies() {
         return None;
     }
+    let x = sim.next_hop_node(peer, request.prefix);
+    if readvertise && (x.is_none() || x == Some(v)) {
+        // Nobody to ask: the claim `v` holds is one the neighbour no longer makes.
+        let (ifindex, _) = sim.neighbour_of(peer, v)?;
+        let key = RouteKey::new(request.prefix);
+        sim.with_engine(peer, |e, now| e.readvertise(now, ifindex, key));
+    }
     let id = |a: usize, b: usize| {
         sim.neighbour_of(a, b)
             .map(|(ifindex, address)| NeighbourId { ifindex, address })
     };
-    let x = sim.next_hop_node(peer, request.prefix);
     let next_hop = x.and_then(|x| id(peer, x));
     let (to, tlv) = nodes
         .get_mut(peer)?

@@ -210,6 +210,7 @@ fn verification(
         ("refused", v.refused()),
         ("check_failed_refused", v.check_failed_refused),
         ("justify_refused", v.justify_refused),
+        ("readvertised", v.readvertised),
         ("claims_signed", v.claims_signed),
         ("malformed_datagrams", v.malformed),
         ("trace_socket_failed", v.trace_socket_failed),

@@ -120,6 +120,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 on nobody and not justified within 10 s evicts it too (true)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
+  verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
+                                another destination, within 16 a cycle (1-8; 1)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)
@@ -221,6 +223,8 @@ pub enum VerifyStatement {
     /// `verify-prefer-suspicious BOOL`: routes drawn by how much they undercut the others
     /// (§2.2).
     PreferSuspicious(bool),
+    /// `verify-sessions-per-neighbour N`: sessions through each neighbour per cycle (§2.2).
+    SessionsPerNeighbour(u8),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
@@ -283,6 +287,11 @@ impl VerifyStatement {
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
+            "verify-sessions-per-neighbour" => VerifyStatement::SessionsPerNeighbour(num(
+                1,
+                8,
+                "expected 1 to 8 sessions",
+            )? as u8),
             "verify-unanswered-rechecks" => VerifyStatement::UnansweredRechecks(num(
                 0,
                 255,
@@ -463,6 +472,7 @@ impl VerifySettings {
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
+                VerifyStatement::SessionsPerNeighbour(n) => c.schedule.sessions_per_neighbour = n,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 _ => {}
@@ -602,8 +612,11 @@ pub struct VerificationReport {
     /// Check Failed TLVs we refused (§2.5).
     pub check_failed_refused: u64,
     /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
-    /// (§4.2.5): malformed, not from a neighbour over its link, nobody to ask.
+    /// (§4.2.5): malformed, not from a neighbour over its link.
     pub justify_refused: u64,
+    /// Justify Requests we had nobody to ask for (no route, or ours runs through the verifier):
+    /// our Update for the destination sent to the verifier instead (§4.2.5, step 2).
+    pub readvertised: u64,
     /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
     pub claims_signed: u64,
     /// The raw ICMPv6 socket could not be opened (0 or 1, §9.6).
@@ -651,8 +664,11 @@ pub struct Verification {
     /// with `check_requests` off.
     pub check_failed_refused: u64,
     /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
-    /// (§4.2.5): malformed, not from a neighbour over its link, nobody to ask.
+    /// (§4.2.5): malformed, not from a neighbour over its link.
     pub justify_refused: u64,
+    /// Justify Requests we had nobody to ask for (no route, or ours runs through the verifier):
+    /// our Update for the destination sent to the verifier instead (§4.2.5, step 2).
+    pub readvertised: u64,
     /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
     pub claims_signed: u64,
     /// §4.2.5: Justify Requests we forwarded to our next hops.
@@ -735,6 +751,7 @@ impl Verification {
             answers_sent: 0,
             check_failed_refused: 0,
             justify_refused: 0,
+            readvertised: 0,
             claims_signed: 0,
             relay: verify::ClaimRelay::new(256),
             sign_budget: (0, 0),
@@ -1337,10 +1354,18 @@ impl Verification {
                 let r =
                     verify::decode_request(TLV_JUSTIFY_REQUEST, tlv).map_err(|e| e.to_string())?;
                 let next_hop = installed(&r.prefix).map(|(n, _)| n);
-                let (x, req) = self
-                    .relay
-                    .forward(now, from, r, next_hop)
-                    .ok_or("no next hop to ask")?;
+                let Some((x, req)) = self.relay.forward(now, from, r, next_hop) else {
+                    // Nobody to ask (no route, or it runs through the verifier): the claim the
+                    // verifier holds is one we no longer make. Step 2: send it our Update as
+                    // it is now, a retraction under split horizon.
+                    self.readvertised += 1;
+                    out.inputs.push(Input::Readvertise {
+                        ifindex: from.ifindex,
+                        prefix: r.prefix,
+                        src_prefix: None,
+                    });
+                    return Ok(());
+                };
                 out.datagrams.extend(to(x, req));
                 Ok(())
             }
@@ -1478,6 +1503,7 @@ impl Verification {
             refused: self.refused(),
             check_failed_refused: self.check_failed_refused,
             justify_refused: self.justify_refused,
+            readvertised: self.readvertised,
             claims_signed: self.claims_signed,
             trace_socket_failed: self.trace_socket_failed,
             neighbours: self
@@ -1884,6 +1910,29 @@ mod tests {
         }
     }
 
+    /// §2.2: `verify-sessions-per-neighbour N` sets the sessions through each neighbour per
+    /// cycle; it starts at the crate's default (one) and refuses what is not 1 to 8.
+    #[test]
+    fn sessions_per_neighbour_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().schedule.sessions_per_neighbour,
+            verify::VerifyConfig::default()
+                .schedule
+                .sessions_per_neighbour
+        );
+        for n in [1u8, 2, 8] {
+            s.apply(words(&format!("verify-sessions-per-neighbour {n}")).unwrap());
+            assert_eq!(s.config().schedule.sessions_per_neighbour, n);
+        }
+        for bad in ["0", "9", "-1", "two"] {
+            assert!(matches!(
+                words(&format!("verify-sessions-per-neighbour {bad}")),
+                Err(ParseError::BadValue { .. })
+            ));
+        }
+    }
+
     /// §4.2.1, the deeper trace: `verify-trace-depth N` sends N traces per session from the
     /// trace socket, with hop limits 2 to N + 1 (bounded by `MAX_TRACE_DEPTH`), and the
     /// destination ignores a trace that reaches it with any of them left.
@@ -1938,7 +1987,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 37);
+        assert_eq!(listed.len(), 38);
         for k in listed {
             assert!(
                 !matches!(
@@ -2350,6 +2399,45 @@ mod tests {
             assert!(o.datagrams.is_empty());
         }
         assert_eq!(b.v.justify_refused, 3);
+    }
+
+    /// §4.2.5, step 2: a router asked to justify a claim it cannot back (its route runs
+    /// through the verifier, or it has none) asks nobody; it has the engine send the verifier
+    /// its Update for the destination as it is now (a retraction under split horizon), and
+    /// counts it. A route through another neighbour is asked about as before.
+    #[test]
+    fn a_claim_nobody_backs_is_advertised_again() {
+        let r = verify::ClaimRequest {
+            prefix: "fd77::4/128".parse().unwrap(),
+            nonce: 1,
+        };
+        let req = packet(&verify::encode_request(TLV_JUSTIFY_REQUEST, &r));
+        let readvertise = Input::Readvertise {
+            ifindex: 8,
+            prefix: r.prefix,
+            src_prefix: None,
+        };
+        for (routes, expect) in [
+            // Through the verifier itself (fe80::a on interface 8).
+            (vec![route("fd77::4/128", "fe80::a", 8, 192, true)], true),
+            // No route at all.
+            (vec![], true),
+            // Through another neighbour: a Claim Request to it, nothing advertised.
+            (vec![route("fd77::4/128", "fe80::5", 7, 192, true)], false),
+        ] {
+            let mut b = Hop::new(
+                0xb,
+                SigningKey::from_bytes(&[2; 32]),
+                &[],
+                &[(8, "fe80::a"), (7, "fe80::5")],
+                routes,
+            );
+            let o = b.hear(Instant::from_micros(0), ("fe80::a", 8), &req);
+            assert_eq!(o.inputs.contains(&readvertise), expect);
+            assert_eq!(b.v.readvertised, u64::from(expect));
+            assert_eq!(o.datagrams.len(), usize::from(!expect));
+            assert_eq!(b.v.justify_refused, 0);
+        }
     }
 
     /// §4.2.5: a relay whose next hop X told it 48 for D, and signs 96 when asked, takes the

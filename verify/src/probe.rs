@@ -433,7 +433,8 @@ pub struct Verifier {
     /// justification until their deadline; each with the metric and cost of the failure.
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
     /// Sessions under way, one per neighbour at most (§2.2).
-    sessions: BTreeMap<NeighbourId, Session>,
+    /// Sessions under way, by neighbour and destination (§2.2: one per neighbour by default).
+    sessions: BTreeMap<(NeighbourId, Prefix), Session>,
     next_cycle: Instant,
     max_neighbours: usize,
     counters: ProbeCounters,
@@ -708,14 +709,14 @@ impl Verifier {
                 });
             }
         }
-        let done: Vec<NeighbourId> = self
+        let done: Vec<(NeighbourId, Prefix)> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.sent >= probes && s.ends <= now)
-            .map(|(n, _)| *n)
+            .map(|(k, _)| *k)
             .collect();
-        for n in done {
-            if let Some(s) = self.sessions.remove(&n) {
+        for k in done {
+            if let Some(s) = self.sessions.remove(&k) {
                 self.conclude(now, s, candidates, &mut out);
             }
         }
@@ -735,7 +736,7 @@ impl Verifier {
                 let ends = now + self.cfg.schedule.session_length();
                 self.counters.sessions += 1;
                 self.sessions.insert(
-                    route.neighbour,
+                    (route.neighbour, route.prefix),
                     Session {
                         route,
                         reason,

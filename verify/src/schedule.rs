@@ -115,6 +115,11 @@ pub struct ScheduleConfig {
     /// best other metric to its own, between 1 and 4), instead of uniformly: a lie shows as a
     /// route much cheaper than every alternative. Off: uniform, as the paper.
     pub prefer_suspicious: bool,
+    /// Sessions per neighbour per cycle with [`ScheduleConfig::per_neighbour`] (§2.2), each
+    /// to another destination, within [`ScheduleConfig::max_sessions`] (every neighbour's
+    /// first before any neighbour's second). More finds a partial liar's lies in fewer
+    /// cycles, for as many times the probe overhead. 1: one, as before.
+    pub sessions_per_neighbour: u8,
 }
 
 impl ScheduleConfig {
@@ -144,6 +149,7 @@ impl Default for ScheduleConfig {
             check_requests: false,
             unanswered_rechecks: 2,
             prefer_suspicious: false,
+            sessions_per_neighbour: 1,
         }
     }
 }
@@ -166,6 +172,20 @@ pub fn suspicion(r: &VerifiableRoute, candidates: &[VerifiableRoute]) -> u64 {
     };
     let q = (ratio * 4.0).round() as u64;
     q * q
+}
+
+/// What [`Scheduler::pick_for`] reads besides the neighbour's routes: one cycle's choice.
+struct PickContext<'a> {
+    now: Instant,
+    cfg: &'a ScheduleConfig,
+    candidates: &'a [VerifiableRoute],
+    /// The used destinations, sorted.
+    used: &'a [Prefix],
+    requested: &'a BTreeMap<Prefix, NeighbourId>,
+    requested_last: &'a [NeighbourId],
+    control: Option<(Prefix, NeighbourId)>,
+    /// Destinations already chosen through this neighbour this cycle.
+    taken: &'a [Prefix],
 }
 
 /// Why a route was chosen.
@@ -438,71 +458,110 @@ impl Scheduler {
                 })
                 .map(|n| (p, n))
         });
-        let mut out = Vec::with_capacity(order.len());
-        for n in order {
-            let Some(routes) = per.get(&n) else { continue };
-            let due = self
-                .rechecks
-                .iter()
-                .filter(|((_, rn), t)| *rn == n && **t <= now)
-                .min_by_key(|(_, t)| **t)
-                .map(|(k, _)| *k);
-            if let Some(k) = due
-                && let Some(c) = routes.iter().find(|c| c.prefix == k.0)
-            {
-                self.rechecks.remove(&k);
-                out.push((**c, Reason::Recheck));
-                continue;
-            }
-            if let Some((p, _)) = control.filter(|(_, cn)| *cn == n)
-                && let Some(c) = routes.iter().find(|c| c.prefix == p)
-            {
-                out.push((**c, Reason::Control));
-                continue;
-            }
-            // §2.5: our selected route to a destination a neighbour other than `n` asked us to
-            // check, unless a request chose `n`'s session last cycle.
-            let asked: Vec<&&VerifiableRoute> = routes
-                .iter()
-                .filter(|c| c.selected && requested.get(&c.prefix).is_some_and(|by| *by != n))
-                .collect();
-            if !asked.is_empty() && !requested_last.contains(&n) {
-                let i = self.rng.below(asked.len() as u64) as usize;
-                if let Some(c) = asked.get(i) {
-                    if let Some(r) = self.requests.get_mut(&c.prefix) {
-                        r.checked_until = Some(now + cfg.session_length());
-                    }
-                    self.requested_last.push(n);
-                    out.push((***c, Reason::Requested));
+        // Every neighbour's first session before any neighbour's second, within `max_sessions`.
+        let rounds = cfg.sessions_per_neighbour.max(1);
+        let mut out: Vec<(VerifiableRoute, Reason)> = Vec::with_capacity(order.len());
+        for round in 0..usize::from(rounds) {
+            for n in &order {
+                if out.len() >= cfg.max_sessions.max(1) {
+                    break;
+                }
+                let Some(routes) = per.get(n) else { continue };
+                let taken: Vec<Prefix> = out
+                    .iter()
+                    .filter(|(c, _)| c.neighbour == *n)
+                    .map(|(c, _)| c.prefix)
+                    .collect();
+                if taken.len() < round {
                     continue;
                 }
-            }
-            let routes: Vec<&VerifiableRoute> = routes
-                .iter()
-                .copied()
-                .filter(|c| is_used(&c.prefix))
-                .collect();
-            let fresh: Vec<&&VerifiableRoute> = routes
-                .iter()
-                .filter(|c| c.selected)
-                .filter(|c| self.is_news(cfg, c))
-                .collect();
-            if !fresh.is_empty() {
-                let i = self.draw_route(cfg, fresh.iter().map(|c| ***c), candidates);
-                if let Some(c) = fresh.get(i) {
-                    out.push((***c, Reason::NewSelection));
-                    continue;
+                let ctx = PickContext {
+                    now,
+                    cfg,
+                    candidates,
+                    used: &used,
+                    requested: &requested,
+                    requested_last: &requested_last,
+                    control,
+                    taken: &taken,
+                };
+                if let Some(pick) = self.pick_for(&ctx, *n, routes) {
+                    out.push(pick);
                 }
-            }
-            if routes.is_empty() {
-                continue;
-            }
-            let i = self.draw_route(cfg, routes.iter().map(|c| **c), candidates);
-            if let Some(c) = routes.get(i) {
-                out.push((**c, Reason::Random));
             }
         }
         out
+    }
+
+    /// One route through neighbour `n` (§2.2, items 1-5 in order), among `routes` (its
+    /// feasible routes to used or requested destinations) and not to a destination in
+    /// `ctx.taken` (its sessions already chosen this cycle).
+    fn pick_for(
+        &mut self,
+        ctx: &PickContext<'_>,
+        n: NeighbourId,
+        routes: &[&VerifiableRoute],
+    ) -> Option<(VerifiableRoute, Reason)> {
+        let free = |p: &Prefix| !ctx.taken.contains(p);
+        let is_used = |p: &Prefix| ctx.used.binary_search(p).is_ok();
+        let due = self
+            .rechecks
+            .iter()
+            .filter(|((p, rn), t)| *rn == n && **t <= ctx.now && free(p))
+            .min_by_key(|(_, t)| **t)
+            .map(|(k, _)| *k);
+        if let Some(k) = due
+            && let Some(c) = routes.iter().find(|c| c.prefix == k.0)
+        {
+            self.rechecks.remove(&k);
+            return Some((**c, Reason::Recheck));
+        }
+        if let Some((p, _)) = ctx.control.filter(|(p, cn)| *cn == n && free(p))
+            && let Some(c) = routes.iter().find(|c| c.prefix == p)
+        {
+            return Some((**c, Reason::Control));
+        }
+        // §2.5: our selected route to a destination a neighbour other than `n` asked us to
+        // check, unless a request chose `n`'s session last cycle.
+        let asked: Vec<&&VerifiableRoute> = routes
+            .iter()
+            .filter(|c| {
+                c.selected
+                    && free(&c.prefix)
+                    && ctx.requested.get(&c.prefix).is_some_and(|by| *by != n)
+            })
+            .collect();
+        if !asked.is_empty() && !ctx.requested_last.contains(&n) {
+            let i = self.rng.below(asked.len() as u64) as usize;
+            if let Some(c) = asked.get(i) {
+                if let Some(r) = self.requests.get_mut(&c.prefix) {
+                    r.checked_until = Some(ctx.now + ctx.cfg.session_length());
+                }
+                self.requested_last.push(n);
+                return Some((***c, Reason::Requested));
+            }
+        }
+        let routes: Vec<&VerifiableRoute> = routes
+            .iter()
+            .copied()
+            .filter(|c| is_used(&c.prefix) && free(&c.prefix))
+            .collect();
+        let fresh: Vec<&&VerifiableRoute> = routes
+            .iter()
+            .filter(|c| c.selected)
+            .filter(|c| self.is_news(ctx.cfg, c))
+            .collect();
+        if !fresh.is_empty() {
+            let i = self.draw_route(ctx.cfg, fresh.iter().map(|c| ***c), ctx.candidates);
+            if let Some(c) = fresh.get(i) {
+                return Some((***c, Reason::NewSelection));
+            }
+        }
+        if routes.is_empty() {
+            return None;
+        }
+        let i = self.draw_route(ctx.cfg, routes.iter().map(|c| **c), ctx.candidates);
+        routes.get(i).map(|c| (**c, Reason::Random))
     }
 
     /// The index of one of `routes` (one neighbour's), drawn uniformly, or with
@@ -903,6 +962,53 @@ mod tests {
     /// §2.2: stratified by next hop, every neighbour with a feasible route to a used destination
     /// is probed every cycle, through a destination drawn at random among its routes (every one
     /// of them sometimes), and a due recheck goes first for its neighbour.
+    /// §2.2, `sessions_per_neighbour`: each neighbour gets that many sessions a cycle, each
+    /// to another destination, as many as it has used routes; its due recheck is still among
+    /// them; and `max_sessions` caps the cycle with every neighbour's first session kept.
+    #[test]
+    fn sessions_per_neighbour_take_distinct_destinations() {
+        let cfg = ScheduleConfig {
+            sessions_per_neighbour: 2,
+            ..ScheduleConfig::default()
+        };
+        let mut s = Scheduler::new(9);
+        let now = Instant::from_secs(100);
+        for d in 1..=4 {
+            s.mark_used(now, &cfg, p(d));
+        }
+        // Neighbours 1 and 2 reach all four destinations, neighbour 3 only destination 1.
+        let mut cands: Vec<VerifiableRoute> = (1..=4)
+            .flat_map(|d| (1..=2).map(move |n| cand(d, n, 100 * n, n == 1)))
+            .collect();
+        cands.push(cand(1, 3, 400, false));
+        for _ in 0..100 {
+            let picks = s.pick_all(now, &cfg, &cands);
+            let per = |n: u16| picks.iter().filter(|(c, _)| c.neighbour == nb(n)).count();
+            assert_eq!((per(1), per(2), per(3)), (2, 2, 1), "{picks:?}");
+            let distinct: std::collections::BTreeSet<(NeighbourId, Prefix)> =
+                picks.iter().map(|(c, _)| (c.neighbour, c.prefix)).collect();
+            assert_eq!(distinct.len(), picks.len());
+        }
+        s.checked(now, &cfg, &cands[0], true);
+        let later = now + cfg.recheck_after;
+        for d in 1..=4 {
+            s.mark_used(later, &cfg, p(d));
+        }
+        let picks = s.pick_all(later, &cfg, &cands);
+        assert!(picks.contains(&(cands[0], Reason::Recheck)), "{picks:?}");
+        assert_eq!(picks.len(), 5);
+        let capped = ScheduleConfig {
+            max_sessions: 4,
+            ..cfg
+        };
+        for _ in 0..100 {
+            let picks = s.pick_all(later, &capped, &cands);
+            let ns: std::collections::BTreeSet<NeighbourId> =
+                picks.iter().map(|(c, _)| c.neighbour).collect();
+            assert_eq!((picks.len(), ns.len()), (4, 3), "{picks:?}");
+        }
+    }
+
     #[test]
     fn every_neighbour_every_cycle() {
         let cfg = ScheduleConfig::default();

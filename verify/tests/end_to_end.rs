@@ -15,6 +15,11 @@ use verify::{
 fn dest() -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)))
 }
+/// A second destination, bound to the destination's key (§2.2, two sessions through one
+/// neighbour).
+fn other_dest() -> Prefix {
+    Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 10)))
+}
 fn next_hop_owner() -> Prefix {
     Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 5)))
 }
@@ -71,6 +76,7 @@ const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
 fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World {
     let mut ring = Keyring::new(16);
     ring.bind(dest(), bound_key);
+    ring.bind(other_dest(), bound_key);
     // A router on the way, whose Signed Claims justify a relay (§4.2.5).
     ring.bind(next_hop_owner(), *key(5).verifying_key().as_bytes());
     let now = Instant::from_secs(1000);
@@ -204,6 +210,36 @@ fn honest_route_scores_one() {
     assert_eq!(n.traces_sent, 1);
     assert_eq!(n.answers, 20);
     assert_eq!(n.checks, 1);
+}
+
+/// §2.2, `sessions_per_neighbour`: two sessions through one neighbour in one cycle, to two
+/// destinations, are answered and scored apart: the route it lies about fails, the other
+/// passes.
+#[test]
+fn two_sessions_through_one_neighbour_are_scored_apart() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.schedule.sessions_per_neighbour = 2;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.v.mark_used(w.now, other_dest());
+    let honest = cand(1, 288, true);
+    let lie = VerifiableRoute {
+        prefix: other_dest(),
+        metric: 144,
+        advertised: 48,
+        ..honest
+    };
+    let mut checks = [w.run_check(&[honest, lie]), w.run_check(&[honest, lie])];
+    checks.sort_by_key(|c| c.route.prefix);
+    let [h, l] = checks;
+    assert_eq!((h.route, l.route), (honest, lie));
+    assert_eq!((h.cost, l.cost), (Some(288), Some(288)));
+    assert_eq!((h.accuracy, l.accuracy), (Some(1.0), Some(0.5)));
+    assert_eq!(h.correction, None);
+    assert!(l.correction.is_some());
+    let n = w.v.counters();
+    assert_eq!((n.sessions, n.checks, n.answers), (2, 2, 40));
+    assert_eq!(n.probes_sent, 40 + n.traces_sent);
 }
 
 /// §4-§5: a liar (m = c/2) is corrected at the first check and evicted at the confirming one;

@@ -629,6 +629,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends on `ifindex` (within half a Hello interval, as a triggered update) the Update we
+    /// advertise for `key` now, and a retraction where split horizon (RFC 8966 §3.7.4) keeps
+    /// our selected route off that interface or we have no route: a neighbour there holds a
+    /// claim of ours we no longer make. For verification (`spec/verify.md` §4.2.5): a router
+    /// asked to justify a claim it can no longer back (its route now runs through the one
+    /// asking, or it has none) corrects the claim instead. Nothing on an interface not up.
+    pub fn readvertise(&mut self, now: Instant, ifindex: u32, key: RouteKey) {
+        if !self.interfaces.get(&ifindex).is_some_and(|i| i.up) {
+            return;
+        }
+        self.schedule_update(now, Some(ifindex), key, false);
+        self.retract_on_split(key, ifindex);
+    }
+
     /// The indexes of the interfaces that are up.
     fn up_interfaces(&self) -> Vec<u32> {
         self.interfaces
