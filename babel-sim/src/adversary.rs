@@ -952,21 +952,25 @@ fn justify(
         return None;
     }
     let x = sim.next_hop_node(peer, request.prefix);
-    if readvertise && (x.is_none() || x == Some(v)) {
-        // Nobody to ask: the claim `v` holds is one the neighbour no longer makes.
-        let (ifindex, _) = sim.neighbour_of(peer, v)?;
-        let key = RouteKey::new(request.prefix);
-        sim.with_engine(peer, |e, now| e.readvertise(now, ifindex, key));
-    }
     let id = |a: usize, b: usize| {
         sim.neighbour_of(a, b)
             .map(|(ifindex, address)| NeighbourId { ifindex, address })
     };
     let next_hop = x.and_then(|x| id(peer, x));
-    let (to, tlv) = nodes
+    let from = id(peer, v)?;
+    let forwarded = nodes
         .get_mut(peer)?
         .relay
-        .forward(t, id(peer, v)?, request, next_hop)?;
+        .forward(t, from, request, next_hop);
+    let Some((to, tlv)) = forwarded else {
+        // Nobody to ask (the relay's decision, as in the daemon): the claim `v` holds is one
+        // the neighbour no longer makes.
+        if readvertise {
+            let key = RouteKey::new(request.prefix);
+            sim.with_engine(peer, |e, now| e.readvertise(now, from.ifindex, key));
+        }
+        return None;
+    };
     let x = x?;
     let r = verify::decode_request(babel_wire::tlv::CLAIM_REQUEST, &tlv).ok()?;
     let offer = if node_of.get(&r.prefix) == Some(&x) {

@@ -432,7 +432,6 @@ pub struct Verifier {
     /// (with `unjustified_unknown_evicts`, measured ones blamed on nobody too), awaiting its
     /// justification until their deadline; each with the metric and cost of the failure.
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
-    /// Sessions under way, one per neighbour at most (§2.2).
     /// Sessions under way, by neighbour and destination (§2.2: one per neighbour by default).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
     next_cycle: Instant,
