@@ -15,6 +15,8 @@
 //!    its passing checks blamed on it as the origin; kept with the rule off.
 //! 4. An honest relay of a lie told past it justifies its claim with its next hop's Signed
 //!    Claim (§4.2.5) and is kept; without justification it is evicted.
+//! 5. A router asked to justify a claim it no longer makes (its retraction was lost) sends its
+//!    Update again, and the verifier drops the claim without evicting it (§4.2.5 step 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -1019,14 +1021,163 @@ fn relay_of_a_lie(tag: &str, on: bool) {
     }
 }
 
+/// The refmetric of the route to `prefix` through interface `iface` in `dump` text, if it has
+/// one that is not a retraction (`refmetric` under 65535).
+fn claim_via(dump: &str, prefix: &str, iface: &str) -> Option<u64> {
+    dump.lines()
+        .filter(|l| l.contains(" route ") && l.contains(&format!("prefix {prefix} ")))
+        .filter(|l| l.ends_with(&format!(" if {iface}")))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "refmetric")?;
+            w.get(i + 1)?.parse::<u64>().ok()
+        })
+        .find(|m| *m < 0xFFFF)
+}
+
+/// §4.2.5 step 2 between real kernels: a claim its router no longer makes is advertised again.
+/// a - r - d and a - h - d, where h's link to d costs 150 (both ends' rxcost): a routes to d
+/// through r (192), and h's route (246) is feasible too, so a checks both. r's Updates to a
+/// say they hold for 200 s (a would keep a claim of r's for 700 s), with split horizon. The
+/// link r - d goes down while a drops every Babel packet from r that is not a Hello, so the
+/// retraction r sends when it loses its only route to d is lost, and then r's seqno requests.
+/// a keeps the stale claim and its traffic to d dies at r. a's checks through r find the black hole (the destination answers the checks through h);
+/// a sends r a Justify Request; r has no route to ask about and sends a its Update for d as it
+/// is now, a retraction. a drops the claim, routes through h, and r is never evicted.
+#[test]
+fn a_claim_nobody_backs_is_retracted_when_its_justification_is_asked() {
+    let test = "a_claim_nobody_backs_is_retracted_when_its_justification_is_asked";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let [a, r, h, d] = nodes("vr", ["a", "r", "h", "d"]);
+    veth(&a, "a-r", &r, "r-a");
+    veth(&r, "r-d", &d, "d-r");
+    veth(&a, "a-h", &h, "h-a");
+    veth(&h, "h-d", &d, "d-h");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            "vra",
+            common::daemon_bin(),
+            &format!(
+                "{}verify-destination fd77::4/128\n",
+                verifier_config(&d_pub)
+            ),
+            &["a-r", "a-h"],
+        ),
+        start_with_config(
+            &r,
+            "vrr",
+            common::daemon_bin(),
+            &format!(
+                "{}interface r-a split-horizon true update-interval 200\n",
+                verifier_config(&d_pub)
+            ),
+            &["r-a", "r-d"],
+        ),
+        start_with_config(
+            &h,
+            "vrh",
+            common::daemon_bin(),
+            &format!("{FILTERS}interface h-d rxcost 150\n"),
+            &["h-a", "h-d"],
+        ),
+        start_with_config(
+            &d,
+            "vrd",
+            common::daemon_bin(),
+            &format!("{}interface d-h rxcost 150\n", destination_config(&d_seed)),
+            &["d-r", "d-h"],
+        ),
+    ];
+    let dump = |ns: &Netns| try_control(ns, "dump\nquit\n");
+    let counter = |ns: &Netns, name: &str| verify_json(ns)["counters"][name].as_u64().unwrap_or(0);
+    // a routes through r on r's direct claim (96), and its checks through r pass.
+    assert!(
+        wait_for(120, || claim_via(&dump(&a), "fd77::4/128", "a-r")
+            == Some(96)
+            && route_dev(&a, "fd77::4").as_deref() == Some("a-r")
+            && passed_check(&a, "a-r", u64::MAX)),
+        "a never routed through r on its direct claim\n{}",
+        dump(&a)
+    );
+    // a drops what r sends it over Babel, except Hellos (the first TLV's type, 4), which the
+    // second rule counts.
+    nft_load(
+        &a,
+        "table inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  iifname \"a-r\" udp dport 6696 @th,96,8 != 4 counter drop\n  iifname \"a-r\" udp dport 6696 counter\n }\n}\n",
+    );
+    let hellos = |a: &Netns| nft_counters(a, "mute").get(1).copied().unwrap_or(0);
+    r.ip(&["link", "set", "r-d", "down"]);
+    assert!(
+        wait_for(60, || route_dev(&r, "fd77::4").is_none()),
+        "r kept a route to d: {:?}\n{}",
+        route_dev(&r, "fd77::4"),
+        dump(&r)
+    );
+    // What r sent when it lost the route left before its second Hello after. From then on a
+    // drops only r's seqno requests (first TLV 10): forwarded through h, one would have d
+    // raise its seqno, and the stale claim, older than a's routes, would no longer be checked.
+    let seen = hellos(&a);
+    assert!(wait_for(30, || hellos(&a) >= seen + 2));
+    let dropped = nft_counters(&a, "mute").first().copied().unwrap_or(0);
+    nft_load(
+        &a,
+        "delete table inet mute\ntable inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  iifname \"a-r\" udp dport 6696 @th,96,8 10 counter drop\n }\n}\n",
+    );
+    assert!(dropped > 0, "nothing of r's was dropped");
+    // a's checks through r find the black hole, a asks r to justify its claim, r advertises d
+    // again, and the claim leaves a's table, well inside the 700 s it would otherwise be kept.
+    assert!(
+        wait_for(120, || claim_via(&dump(&a), "fd77::4/128", "a-r").is_none()),
+        "a still holds r's claim: {} Justify Requests sent, r readvertised {}\n{}\n{}",
+        counter(&a, "justify_requests_sent"),
+        verify_json(&r)["readvertised"],
+        dump(&a),
+        ds[1].log_text()
+    );
+    assert!(counter(&a, "justify_requests_sent") >= 1, "{}", dump(&a));
+    let readvertised = verify_json(&r)["readvertised"].as_u64().unwrap_or(0);
+    assert!(readvertised >= 1, "{}", dump(&r));
+    assert_eq!(verify_json(&r)["justify_refused"], 0);
+    // The traffic takes h, and r was never evicted: the failure was corrected by the
+    // retraction.
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "a does not route through h: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        dump(&a)
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
+    let va = verify_json(&a);
+    let n = neighbour(&va, "a-r").expect("a scores r");
+    assert_eq!(n["evictions"], 0, "{va}");
+    assert_eq!(n["evicted"], false, "{va}");
+    println!(
+        "a: {} Justify Requests, {} black holes; r: {readvertised} Updates sent again; {dropped} packets of r's dropped",
+        counter(&a, "justify_requests_sent"),
+        counter(&a, "black_holes"),
+    );
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
 /// Packets counted by the nftables rule of table `inet NAME` in `ns` (its first `counter`).
 fn nft_counter(ns: &Netns, table: &str) -> u64 {
+    nft_counters(ns, table).first().copied().unwrap_or(0)
+}
+
+/// Packets counted by each `counter` of table `inet NAME` in `ns`, in order.
+fn nft_counters(ns: &Netns, table: &str) -> Vec<u64> {
     let text = ns.exec(&["nft", "list", "table", "inet", table]);
     text.split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+        .skip(1)
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 /// §3.2.1 between real kernels: a route to a LAN `/64` (not a host route) is verified at its
