@@ -51,7 +51,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn lies(self) -> bool {
+    /// A liar or a partial liar: it advertises less than its routes cost.
+    pub fn lies(self) -> bool {
         matches!(self, Role::Liar | Role::PartialLiar)
     }
     fn adversary(self) -> bool {
@@ -145,12 +146,21 @@ pub struct LiarOutcome {
     pub node: usize,
     /// Liar or partial liar.
     pub role: Role,
-    /// Its neighbours that sent traffic through it for a destination it lies about.
+    /// Its neighbours that sent traffic through it for a destination it lies about (liars
+    /// excepted: they run no verifier).
     pub exposed: usize,
+    /// Those neighbours, in the order of `cycles`. Empty in runs stored before.
+    #[serde(default)]
+    pub neighbours: Vec<usize>,
     /// Verification cycles each exposed neighbour took to evict it (ours), `None` if it did not.
     pub cycles: Vec<Option<u32>>,
     /// The same for the paper's rule on the same checks.
     pub paper_cycles: Vec<Option<u32>>,
+    /// For each exposed neighbour (in the order of `cycles`), the data samples it sent through
+    /// the liar for a destination the liar lies about more than 5 cycles after its first
+    /// exposure: the harm a liar missed within 5 cycles still did. Empty in runs stored before.
+    #[serde(default)]
+    pub late_samples: Vec<u64>,
 }
 
 /// Data-plane figures over one window.
@@ -352,6 +362,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let mut lying = false;
     let tick = cfg.verify.schedule.probe_interval;
     let mut exposed: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
+    let mut late: BTreeMap<(usize, usize), u64> = BTreeMap::new();
     let mut evicted: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
     let mut paper_evicted: BTreeMap<(usize, usize), Instant> = BTreeMap::new();
     let mut traffic_first = Traffic::default();
@@ -444,15 +455,23 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
                         {
                             liar = true;
-                            exposed.entry((prev, hop)).or_insert_with(|| {
-                                if trace {
-                                    eprintln!(
-                                        "t={:.1} exposed {prev}->{hop} dst {dst}",
-                                        t.saturating_since(start).as_secs_f64()
-                                    );
+                            // Liars run no verifier (above): a liar's traffic through another
+                            // liar is no exposure that anyone could answer with an eviction.
+                            let verifies = !roles.get(prev).is_some_and(|r| r.lies());
+                            if verifies {
+                                let first = *exposed.entry((prev, hop)).or_insert_with(|| {
+                                    if trace {
+                                        eprintln!(
+                                            "t={:.1} exposed {prev}->{hop} dst {dst}",
+                                            t.saturating_since(start).as_secs_f64()
+                                        );
+                                    }
+                                    t
+                                });
+                                if t.saturating_since(first.max(start)) > cycle.saturating_mul(5) {
+                                    *late.entry((prev, hop)).or_default() += 1;
                                 }
-                                t
-                            });
+                            }
                         }
                         prev = hop;
                     }
@@ -813,16 +832,22 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     for (&a, &role) in adversaries.iter().filter(|(_, r)| r.lies()) {
         let mut cycles = Vec::new();
         let mut paper_cycles = Vec::new();
+        let mut late_samples = Vec::new();
+        let mut neighbours = Vec::new();
         for (&(v, l), &at) in exposed.iter().filter(|((_, l), _)| *l == a) {
+            neighbours.push(v);
             cycles.push(cycles_to(at, evicted.get(&(v, l))));
             paper_cycles.push(cycles_to(at, paper_evicted.get(&(v, l))));
+            late_samples.push(late.get(&(v, l)).copied().unwrap_or(0));
         }
         liars.push(LiarOutcome {
             node: a,
             role,
             exposed: cycles.len(),
+            neighbours,
             cycles,
             paper_cycles,
+            late_samples,
         });
     }
     let honest = |peer: &usize| {
@@ -1198,6 +1223,12 @@ pub struct SweepReport {
     pub paper_partial_cycles: Histogram,
     /// Runs in which some exposed neighbour had not evicted a liar within 5 cycles (ours).
     pub runs_liar_not_within_5: u64,
+    /// Pairs (full liars, partial liars) whose neighbour still sent data through the liar for
+    /// a destination it lies about more than 5 cycles after exposure, and those samples
+    /// ([`LiarOutcome::late_samples`]).
+    pub late_pairs: (u64, u64),
+    /// The samples of `late_pairs`.
+    pub late_samples: u64,
     /// Honest neighbours evicted, ours / the paper's rule (all runs).
     pub honest_evicted: (u64, u64),
     /// Non-lying adversaries evicted (ours).
@@ -1268,6 +1299,14 @@ impl SweepReport {
                 self.exposures.1 += l.exposed as u64;
             } else {
                 self.exposures.0 += l.exposed as u64;
+            }
+            for &n in l.late_samples.iter().filter(|&&n| n > 0) {
+                if partial {
+                    self.late_pairs.1 += 1;
+                } else {
+                    self.late_pairs.0 += 1;
+                }
+                self.late_samples += n;
             }
             for (&ours, &paper) in l.cycles.iter().zip(&l.paper_cycles) {
                 late |= ours.is_none_or(|c| c > 5);
@@ -1458,6 +1497,10 @@ impl SweepReport {
         o.push_str(&format!(
             "runs with a liar not evicted within 5 cycles by every exposed neighbour: {}\n",
             self.runs_liar_not_within_5
+        ));
+        o.push_str(&format!(
+            "pairs still carrying data through the liar after 5 cycles: {} liar, {} partial liar ({} samples)\n",
+            self.late_pairs.0, self.late_pairs.1, self.late_samples
         ));
         o.push_str(&format!(
             "honest neighbours evicted ours {} / paper's rule on the same checks {}\n",

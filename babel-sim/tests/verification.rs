@@ -94,6 +94,35 @@ fn adversarial_sweep_small() {
     assert_eq!(rep.counters.replayed + rep.counters.malformed, 0);
 }
 
+/// A liar's exposures are to neighbours that verify: many liars on a small mesh route through
+/// one another, and none of them, running no verifier, is counted as a neighbour that should
+/// have evicted another. Each exposure carries its cycles and its late samples.
+#[test]
+fn exposures_are_to_neighbours_that_verify() {
+    let (_, runs) = sweep(1, 2, 30, 36, InterfaceKind::Wired, 2, &|c| {
+        c.cycles = 6;
+        c.roles = vec![Role::Liar; 8];
+    });
+    let mut pairs = 0;
+    for r in &runs {
+        for l in &r.liars {
+            assert_eq!(l.neighbours.len(), l.exposed);
+            assert_eq!(l.cycles.len(), l.exposed);
+            assert_eq!(l.late_samples.len(), l.exposed);
+            for v in &l.neighbours {
+                pairs += 1;
+                assert!(
+                    !r.adversaries.get(v).is_some_and(|role| role.lies()),
+                    "seed {}: liar {} counted as exposed to liar {v}",
+                    r.seed,
+                    l.node
+                );
+            }
+        }
+    }
+    assert!(pairs > 0);
+}
+
 /// A sweep that resumes from the runs an interrupted one kept in a [`RunStore`] runs only the
 /// seeds it lacks, and reports what one uninterrupted sweep reports.
 #[test]
