@@ -60,6 +60,7 @@ fn main() {
     let returned = env("ADV_RETURNED");
     let both_ends = env("ADV_BOTH_ENDS");
     let trace_depth = env("ADV_TRACE_DEPTH");
+    let hop_bound = env("ADV_HOP_BOUND");
     let passing_origin = env("ADV_PASSING_ORIGIN");
     let through_us = env("ADV_THROUGH_US");
     let progress = env("ADV_PROGRESS");
@@ -131,6 +132,9 @@ fn main() {
         }
         if let Some(x) = trace_depth {
             c.verify.score.trace_depth = u8::try_from(x).unwrap();
+        }
+        if let Some(x) = hop_bound {
+            c.verify.score.hop_bound = x != 0;
         }
         if let Some(x) = passing_origin {
             c.verify.score.passing_origin = x != 0;

@@ -391,6 +391,8 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     // Traces (§4.2.1) draw their losses from a stream of their own, so that how many traces a
     // session sends (`trace_depth`) leaves the losses of every other packet as they were.
     let mut trace_dp = DataPlane::new(cfg, 0x7ACE, &roles);
+    // And the hop-limit bounds (§1.4) theirs, their Time Exceeded's way back included.
+    let mut bound_dp = DataPlane::new(cfg, 0xB0DD, &roles);
     while t < end {
         t = t + tick;
         if !lying && t >= start {
@@ -525,9 +527,47 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         *neighbour,
                         hello.prefix,
                     ),
+                    ProbeAction::SendBound {
+                        neighbour, hello, ..
+                    } => walk_probe(
+                        &sim,
+                        &mut bound_dp,
+                        &node_of,
+                        &exit_set,
+                        v,
+                        *neighbour,
+                        hello.prefix,
+                    ),
                     _ => None,
                 };
                 match a {
+                    ProbeAction::SendBound {
+                        hello, hop_limit, ..
+                    } => {
+                        let Some((dst, r)) = probe else {
+                            continue;
+                        };
+                        let Some(prefix_v) = prefixes.get(v).copied() else {
+                            continue;
+                        };
+                        if let Some(answered) = bound_answer(
+                            &sim,
+                            &mut bound_dp,
+                            &roles,
+                            v,
+                            prefix_v,
+                            dst,
+                            &r,
+                            hop_limit,
+                        ) && let Some(node) = nodes.get_mut(v)
+                        {
+                            if answered == v {
+                                node.verifier.handle_trace_returned(t, &hello);
+                            } else {
+                                node.verifier.handle_trace_answer(t, &hello, None);
+                            }
+                        }
+                    }
                     ProbeAction::SendRemoteHello { hello, .. } => {
                         let Some((dst, r)) = probe else {
                             continue;
@@ -893,6 +933,45 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             bytes / counters.sessions as f64 / session_secs
         },
     }
+}
+
+/// §1.4: who sends verifier `v` a Time Exceeded for its bound `r` (walked with hop limit
+/// `hop_limit` towards `dst`) that reaches it, if anybody does: the router where the hop limit
+/// ran out (`v` itself when the route comes back through it), if it was not the destination
+/// and its Time Exceeded comes back along its own routes to `v`'s prefix, with their losses.
+/// A forger (which alters what it forwards) answers every bound it forwards with a forged
+/// Time Exceeded, and drops every Time Exceeded it forwards back: the hop limit frames a route
+/// through a forger and the forger hides the routes behind it.
+#[allow(clippy::too_many_arguments)]
+fn bound_answer(
+    sim: &Sim,
+    dp: &mut DataPlane,
+    roles: &[Role],
+    v: usize,
+    prefix_v: Prefix,
+    dst: usize,
+    r: &Walk,
+    hop_limit: u8,
+) -> Option<usize> {
+    let forger = |x: &usize| roles.get(*x) == Some(&Role::Forger);
+    let ran_out = r
+        .path
+        .get(usize::from(hop_limit).saturating_sub(1))
+        .copied();
+    let within = usize::from(hop_limit).saturating_sub(1);
+    // Routers before the one where it runs out (or the destination) that forward it.
+    let before = r.path.get(..within.min(r.path.len())).unwrap_or_default();
+    let sender = match before.iter().find(|x| **x != dst && forger(x)) {
+        Some(&f) => f,
+        None => ran_out.filter(|x| *x != dst)?,
+    };
+    if sender == v {
+        return Some(v);
+    }
+    let first = sim.next_hop_node(sender, prefix_v)?;
+    let back = dp.walk(sim, sender, first, v, prefix_v, Kind::Answer);
+    let dropped = back.path.iter().any(|x| *x != v && forger(x));
+    (back.delivered && !dropped).then_some(sender)
 }
 
 /// Forwards a Remote Hello of node `v` for `prefix` through its neighbour `neighbour`: the

@@ -229,6 +229,9 @@ pub enum VerifyStatement {
     StableEvidence(verify::StableEvidence),
     /// `verify-trace-depth N`: traces per session, hop limits 2 to N + 1 (§4.2.1).
     TraceDepth(u8),
+    /// `verify-hop-bound BOOL`: Remote Hellos with the hop limit the claim allows, whose Time
+    /// Exceeded scores an unanswered session (§1.4).
+    HopBound(bool),
 }
 
 impl VerifyStatement {
@@ -277,6 +280,7 @@ impl VerifyStatement {
                 VerifyStatement::AttributionVerifiedNextHop(flag()?)
             }
             "verify-progress" => VerifyStatement::Progress(flag()?),
+            "verify-hop-bound" => VerifyStatement::HopBound(flag()?),
             "verify-justification" => VerifyStatement::Justification(flag()?),
             "verify-unjustified-origin" => VerifyStatement::UnjustifiedOrigin(flag()?),
             "verify-unjustified-unknown" => VerifyStatement::UnjustifiedUnknown(flag()?),
@@ -475,6 +479,7 @@ impl VerifySettings {
                 VerifyStatement::SessionsPerNeighbour(n) => c.schedule.sessions_per_neighbour = n,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
+                VerifyStatement::HopBound(b) => c.score.hop_bound = b,
                 _ => {}
             }
         }
@@ -508,7 +513,7 @@ pub struct Datagram {
     /// [`verify::TRACE_HOP_LIMIT`]).
     pub trace: bool,
     /// A trace's IPv6 hop limit ([`verify::TRACE_HOP_LIMIT`] up to
-    /// [`verify::MAX_TRACE_HOP_LIMIT`]), 255 for a Check Failed (§2.5, to a neighbour's
+    /// [`verify::MAX_TRACE_HOP_LIMIT`]) or a bound's (§1.4, up to 63), 255 for a Check Failed (§2.5, to a neighbour's
     /// link-local address); 0 for the other datagrams (the socket's own).
     pub hop_limit: u8,
     /// The interface of a link-local `dst` (a Check Failed's); 0 for the others.
@@ -980,7 +985,13 @@ impl Verification {
             ProbeAction::SendRemoteHello { neighbour, hello } => {
                 self.probe(neighbour, hello, None, out);
             }
+            // §4.2.1 and §1.4: both from the trace socket, whose Time Exceeded we read.
             ProbeAction::SendTrace {
+                neighbour,
+                hello,
+                hop_limit,
+            }
+            | ProbeAction::SendBound {
                 neighbour,
                 hello,
                 hop_limit,
@@ -1545,7 +1556,7 @@ impl Verification {
         let mut out = Vec::new();
         let c = self.counters();
         out.push(format!(
-            "verify public-key {} sessions {} probes-sent {} answers {} unanswered {} bad-signature {} unbound-key {} replayed {} unexpected {} malformed {} checks {} corrections {} evictions {} answers-sent {} refused {} looped {} traces-sent {} traces-answered {} traces-dropped {} trace-socket-failed {}",
+            "verify public-key {} sessions {} probes-sent {} answers {} unanswered {} bad-signature {} unbound-key {} replayed {} unexpected {} malformed {} checks {} corrections {} evictions {} answers-sent {} refused {} looped {} traces-sent {} traces-answered {} traces-dropped {} trace-socket-failed {} bounds-sent {} bounds-exceeded {} bounded {}",
             self.public_key_hex(),
             c.sessions,
             c.probes_sent,
@@ -1566,6 +1577,9 @@ impl Verification {
             c.traces_answered,
             c.traces_dropped,
             self.trace_socket_failed,
+            c.bounds_sent,
+            c.bounds_exceeded,
+            c.bounded,
         ));
         for n in self.neighbour_rows(now, threshold_pm) {
             out.push(format!(
@@ -1811,6 +1825,24 @@ mod tests {
         assert!(s.config().score.origin_at_both_ends);
         s.apply(words("verify-attribution-both-ends false").unwrap());
         assert!(!s.config().score.origin_at_both_ends);
+    }
+
+    /// §1.4: `verify-hop-bound` sets the hop-limit bound; anything but a flag is refused.
+    #[test]
+    fn hop_bound_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.hop_bound,
+            verify::ScoreConfig::default().hop_bound
+        );
+        for b in [true, false] {
+            s.apply(words(&format!("verify-hop-bound {b}")).unwrap());
+            assert_eq!(s.config().score.hop_bound, b);
+        }
+        assert!(matches!(
+            words("verify-hop-bound 2"),
+            Err(ParseError::BadValue { .. })
+        ));
     }
 
     /// §4.2.1: `verify-attribution-passing-origin` and `verify-attribution-through-us` set
@@ -2720,7 +2752,9 @@ mod tests {
         // Without the raw socket: no trace at all, attribution off.
         a.trace_unavailable();
         assert!(!a.attribution());
-        assert!(a.dump_lines(now, 800, |i| format!("if{i}"))[0].ends_with("trace-socket-failed 1"));
+        assert!(
+            a.dump_lines(now, 800, |i| format!("if{i}"))[0].contains(" trace-socket-failed 1 ")
+        );
     }
 
     /// §4.2.1, a loop through the verifier: a Time Exceeded quoting our trace and sent from the

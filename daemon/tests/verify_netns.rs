@@ -17,6 +17,9 @@
 //!    Claim (§4.2.5) and is kept; without justification it is evicted.
 //! 5. A router asked to justify a claim it no longer makes (its retraction was lost) sends its
 //!    Update again, and the verifier drops the claim without evicting it (§4.2.5 step 2).
+//! 6. A liar whose destination's answers never reach the verifier: the Remote Hellos sent with
+//!    the hop limit its claim allows run out at it, and their ICMPv6 Time Exceeded alone scores
+//!    and evicts it (§1.4).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -145,8 +148,18 @@ fn kernel_route_to_d(ns: &Netns, via: &std::net::Ipv6Addr, dev: &str) {
 /// 1), a verifies with `a_extra` added to its configuration; returns once a routes through the
 /// liar and pings d that way. Namespaces and daemons as (a, l, h, d), daemons a, h, d, l.
 fn liar_mesh(tag: &str, a_extra: &str) -> ([Netns; 4], Vec<common::DaemonProcess>) {
+    liar_mesh_with(tag, a_extra, &|_| {})
+}
+
+/// [`liar_mesh`], with `setup` run on a's namespace before any daemon starts.
+fn liar_mesh_with(
+    tag: &str,
+    a_extra: &str,
+    setup: &dyn Fn(&Netns),
+) -> ([Netns; 4], Vec<common::DaemonProcess>) {
     // a - l - d and a - h - d; l lies about d.
     let [a, l, h, d] = nodes(tag, ["a", "l", "h", "d"]);
+    setup(&a);
     veth(&a, "a-l", &l, "l-a");
     veth(&a, "a-h", &h, "h-a");
     veth(&l, "l-d", &d, "d-l");
@@ -284,6 +297,76 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     let m = try_control(&a, "metrics\nquit\n");
     assert!(m.contains("babel_verify_accuracy"), "{m}");
     for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §1.4 between real kernels: the liar of [`liar_mesh`] (it claims 1 for d, two links away),
+/// and a that never gets an answer from d (its nftables drops every Remote IHU, from the start).
+/// Without the bound every session is unanswered and nothing is scored. With
+/// `verify-hop-bound true`, the claim through l (97) allows one link: a's Remote Hellos sent
+/// with hop limit 1 run out at l, whose kernel sends an ICMPv6 Time Exceeded; a's raw socket
+/// reads it, the session is scored at two links (192), l cannot justify its claim, and it is
+/// evicted; its route leaves a's kernel and the pings take h. The honest route through h (192,
+/// two links, which the trace's hop limit already bounds) is never scored and never evicted.
+#[test]
+fn a_liar_whose_answers_never_return_is_caught_by_the_hop_limit() {
+    let test = "a_liar_whose_answers_never_return_is_caught_by_the_hop_limit";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let mute = |a: &Netns| {
+        nft_load(
+            a,
+            "table inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ip6 saddr != fe80::/10 udp sport 6699 counter drop\n }\n}\n",
+        );
+    };
+    let ([a, _l, _h, _d], mut ds) = liar_mesh_with("vb", "verify-hop-bound true\n", &mute);
+    let _traffic = Pinger::start(&a);
+    let dump = |ns: &Netns| try_control(ns, "dump\nquit\n");
+    let evicted = wait_for(240, || {
+        neighbour(&verify_json(&a), "a-l").is_some_and(|n| n["evicted"] == true)
+    });
+    assert!(
+        evicted,
+        "the liar was not evicted\n{}\n{}",
+        dump(&a),
+        ds[0].log_text()
+    );
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    let c = &v["counters"];
+    // d answered, and a got none of it: the bound alone scored the liar.
+    assert!(nft_counter(&a, "mute") > 0, "d never answered");
+    assert_eq!(c["answers"], 0, "{v}");
+    assert!(c["bounds_sent"].as_u64().unwrap() > 0, "{v}");
+    assert!(c["bounds_exceeded"].as_u64().unwrap() > 0, "{v}");
+    assert!(c["bounded"].as_u64().unwrap() > 0, "{v}");
+    let via_l = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["interface"] == "a-l")
+        .unwrap();
+    assert_eq!(via_l["metric"], 97, "{v}");
+    assert_eq!(via_l["cost"], 192, "two links shown by the hop limit: {v}");
+    // The text dump has the counters.
+    let text = dump(&a);
+    let head = text
+        .lines()
+        .find(|l| l.starts_with("verify public-key"))
+        .unwrap();
+    assert!(head.contains(" bounded "), "{head}");
+    // Traffic moves to h, which stays in good standing.
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "traffic did not move: {:?}",
+        route_dev(&a, "fd77::4")
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
+    assert!(neighbour(&verify_json(&a), "a-h").is_none_or(|n| n["evicted"] == false));
+    for x in &mut ds {
         x.terminate();
     }
 }

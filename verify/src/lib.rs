@@ -43,9 +43,9 @@ pub use justify::{
 };
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
-    Check, HOP_LIMIT, MAX_TRACE_DEPTH, MAX_TRACE_HOP_LIMIT, NEXT_HOP_TRUST, ProbeAction,
-    ProbeCounters, REMOTE_IHU_INTERVAL, Responder, TRACE_HOP_LIMIT, TraceAnswer, Verifier,
-    VerifyConfig, via_tag,
+    BOUND_PROBES, Check, HOP_LIMIT, MAX_TRACE_DEPTH, MAX_TRACE_HOP_LIMIT, NEXT_HOP_TRUST,
+    ProbeAction, ProbeCounters, REMOTE_IHU_INTERVAL, Responder, TRACE_HOP_LIMIT, TraceAnswer,
+    Verifier, VerifyConfig, bound_hop_limit, via_tag,
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 pub use score::{

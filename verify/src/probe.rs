@@ -35,6 +35,46 @@ pub const MAX_TRACE_DEPTH: u8 = 8;
 /// at most this much hop limit left may be a trace, and measures nothing (§4.2.1, §9.6).
 pub const MAX_TRACE_HOP_LIMIT: u8 = TRACE_HOP_LIMIT + MAX_TRACE_DEPTH - 1;
 
+/// With `hop_bound` (§1.4): how many Remote Hellos of a session are sent again with the hop
+/// limit the claim allows, spread over the session (the first, then every `probes / 2`).
+pub const BOUND_PROBES: u16 = 2;
+
+/// §1.4: the hop limit a Remote Hello must be sent with so that it reaches the destination only
+/// over a path short enough to pass a check of a route claiming `metric`: the most links `k`
+/// whose cost `k · hop_cost` still passes (`a ≥ threshold`). `None` when no such Remote Hello
+/// is needed or can be sent: `k` is 0, at least [`HOP_LIMIT`], or one of the hop limits the
+/// session's `trace_depth` traces already go out with (their Time Exceeded bound the path as
+/// well).
+pub fn bound_hop_limit(metric: u16, hop_cost: u16, threshold: f64, trace_depth: u8) -> Option<u8> {
+    if hop_cost == 0 || threshold.is_nan() || threshold <= 0.0 {
+        return None;
+    }
+    let passes = |k: u32| accuracy(metric, cost_of_links(k, hop_cost)) >= threshold;
+    let guess = (f64::from(metric) / (threshold * f64::from(hop_cost))).floor();
+    let mut k = if guess.is_finite() && guess >= 0.0 {
+        (guess as u32).min(u32::from(HOP_LIMIT))
+    } else {
+        return None;
+    };
+    // The guess is off by one at most (rounding); the scoring's own test decides.
+    while k < u32::from(HOP_LIMIT) && passes(k + 1) {
+        k += 1;
+    }
+    while k > 0 && !passes(k) {
+        k -= 1;
+    }
+    let k = u8::try_from(k).ok().filter(|k| *k >= 1 && *k < HOP_LIMIT)?;
+    let traced = TRACE_HOP_LIMIT..TRACE_HOP_LIMIT.saturating_add(trace_depth);
+    (!traced.contains(&k)).then_some(k)
+}
+
+/// The least an honest path of `links` links costs (§1.2): `links · hop_cost`, capped.
+fn cost_of_links(links: u32, hop_cost: u16) -> u16 {
+    u16::try_from(links.saturating_mul(u32::from(hop_cost)))
+        .unwrap_or(MAX_COST)
+        .min(MAX_COST)
+}
+
 /// With `verified_next_hop` (§4.2.1): how recently a next hop must have passed a check of ours
 /// for its claims to convict another neighbour as the origin of a lie. Six cycles: a neighbour
 /// is checked once a cycle (§2.2).
@@ -76,6 +116,15 @@ pub struct ProbeCounters {
     /// ICMPv6 Time Exceeded dropped: matching no trace of a session under way (forged, stale,
     /// repeated) or malformed.
     pub traces_dropped: u64,
+    /// Remote Hellos sent with the hop limit the neighbour's claim allows (§1.4, `hop_bound`).
+    #[serde(default)]
+    pub bounds_sent: u64,
+    /// Their ICMPv6 Time Exceeded: the path is longer than the claim allows.
+    #[serde(default)]
+    pub bounds_exceeded: u64,
+    /// Unanswered sessions scored by the hop-limit bound alone (§1.4).
+    #[serde(default)]
+    pub bounded: u64,
     /// Remote IHUs dropped: malformed.
     pub malformed: u64,
     /// Remote IHUs dropped: signature does not verify.
@@ -121,6 +170,9 @@ impl ProbeCounters {
             traces_sent,
             traces_answered,
             traces_dropped,
+            bounds_sent,
+            bounds_exceeded,
+            bounded,
             malformed,
             bad_signature,
             unbound_key,
@@ -145,6 +197,9 @@ impl ProbeCounters {
         self.traces_sent += traces_sent;
         self.traces_answered += traces_answered;
         self.traces_dropped += traces_dropped;
+        self.bounds_sent += bounds_sent;
+        self.bounds_exceeded += bounds_exceeded;
+        self.bounded += bounded;
         self.malformed += malformed;
         self.bad_signature += bad_signature;
         self.unbound_key += unbound_key;
@@ -200,6 +255,20 @@ pub enum ProbeAction {
         /// neighbour (the neighbour's next hop for [`TRACE_HOP_LIMIT`]).
         hop_limit: u8,
     },
+    /// Send this Remote Hello with IPv6 hop limit `hop_limit` through `neighbour` (§1.4, with
+    /// `ScoreConfig::hop_bound`), as [`ProbeAction::SendTrace`] is sent: the most links a path
+    /// may have and still pass the check of the neighbour's claim. An ICMPv6 Time Exceeded
+    /// quoting it, from whichever router, goes to [`Verifier::handle_trace_answer`] (or
+    /// [`Verifier::handle_trace_returned`]) as a trace's does.
+    SendBound {
+        /// The neighbour under test.
+        neighbour: NeighbourId,
+        /// The TLV (a Remote Hello of the session, its timestamp plus [`MAX_TRACE_DEPTH`] plus
+        /// the bound's index, so that its Time Exceeded says which one it answers).
+        hello: RemoteHello,
+        /// The IPv6 hop limit ([`bound_hop_limit`]).
+        hop_limit: u8,
+    },
     /// A check ended.
     Checked(Check),
     /// Tell `neighbour` that its route to `prefix` failed our check (§2.5, with
@@ -253,6 +322,9 @@ pub struct Check {
     pub neighbour_correction: Option<NeighbourCorrection>,
     /// Unanswered, and scored as a black hole (§3.4).
     pub black_hole: bool,
+    /// Unanswered, and scored by the hop-limit bound (§1.4): `cost` is the fewest links the
+    /// path was shown to have, times `hop_cost` (a black hole is scored as one, §3.4).
+    pub bounded: bool,
     /// Whom a failing check blames (§4.2.1; [`Blame::Unknown`] without attribution); on a
     /// passing check [`Blame::Origin`] when, with `passing_origin`, the neighbour claims under
     /// its next hop's claim at both ends of the session (§4.2.1, passing checks).
@@ -289,6 +361,8 @@ struct Session {
     /// The session's traces (§4.2.1), the one with hop limit [`TRACE_HOP_LIMIT`] first, then
     /// one link deeper each.
     traces: Vec<Trace>,
+    /// The session's Remote Hellos sent with the hop limit the claim allows (§1.4).
+    bounds: Vec<Bound>,
     /// The route stayed as it was when the session started (§4.2.2).
     stable: bool,
     /// The routes to the destination we held when the session started (§4.2.1, the origin at
@@ -350,6 +424,34 @@ impl Session {
     fn trace_links(&self) -> u8 {
         self.found().map_or(0, |(k, _)| k)
     }
+
+    /// §1.4: the fewest links the route under test was shown to have (0: nothing shown). A
+    /// Remote Hello sent with hop limit `k` that came back as a Time Exceeded ran out at a
+    /// router `k` links away that was not the destination: the path has at least `k + 1`.
+    /// Traces count as well; one with conflicting answers does not.
+    fn links_at_least(&self) -> u32 {
+        let traces = self.traces.iter().zip(0u32..).filter_map(|(t, i)| match t {
+            Trace::Answered(..) => Some(u32::from(TRACE_HOP_LIMIT) + i + 1),
+            _ => None,
+        });
+        let bounds = self
+            .bounds
+            .iter()
+            .filter(|b| b.exceeded)
+            .map(|b| u32::from(b.hop_limit) + 1);
+        traces.chain(bounds).max().unwrap_or(0)
+    }
+}
+
+/// A Remote Hello sent with the hop limit the neighbour's claim allows (§1.4).
+#[derive(Clone, Debug, PartialEq)]
+struct Bound {
+    /// What its Time Exceeded must quote, exactly.
+    hello: RemoteHello,
+    /// The hop limit it left with.
+    hop_limit: u8,
+    /// A Time Exceeded quoting it arrived.
+    exceeded: bool,
 }
 
 /// Who answered a session's trace (§4.2.1): the neighbour's next hop on the route under test.
@@ -702,6 +804,43 @@ impl Verifier {
                         });
                     }
                 }
+                let bound_every = (probes / BOUND_PROBES).max(1);
+                if self.cfg.score.hop_bound
+                    && self.cfg.score.attribution
+                    && (s.sent - 1) % bound_every == 0
+                    && s.bounds.len() < usize::from(BOUND_PROBES)
+                {
+                    // §1.4: with the claim as it stands now.
+                    let metric = candidates
+                        .iter()
+                        .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
+                        .map_or(s.route.metric, |c| c.metric);
+                    let depth = self.cfg.score.trace_depth.clamp(1, MAX_TRACE_DEPTH);
+                    if let Some(hop_limit) = bound_hop_limit(
+                        metric,
+                        self.cfg.cost.hop_cost,
+                        self.cfg.score.threshold,
+                        depth,
+                    ) {
+                        let j = u32::try_from(s.bounds.len()).unwrap_or(0);
+                        let mut bound = hello.clone();
+                        bound.timestamp = hello
+                            .timestamp
+                            .map(|t| t.wrapping_add(u32::from(MAX_TRACE_DEPTH) + j));
+                        self.counters.probes_sent += 1;
+                        self.counters.bounds_sent += 1;
+                        s.bounds.push(Bound {
+                            hello: bound.clone(),
+                            hop_limit,
+                            exceeded: false,
+                        });
+                        out.push(ProbeAction::SendBound {
+                            neighbour: s.route.neighbour,
+                            hello: bound,
+                            hop_limit,
+                        });
+                    }
+                }
                 out.push(ProbeAction::SendRemoteHello {
                     neighbour: s.route.neighbour,
                     hello,
@@ -748,6 +887,7 @@ impl Verifier {
                         answer: None,
                         looped: false,
                         traces: Vec::new(),
+                        bounds: Vec::new(),
                         stable: true,
                         at_start: if self.cfg.score.origin_at_both_ends
                             || self.cfg.score.passing_origin
@@ -848,6 +988,20 @@ impl Verifier {
         us: bool,
         arrived_on: Option<u32>,
     ) -> TraceAnswer {
+        // §1.4: a bound's Time Exceeded, from whichever router, says the path is longer.
+        if let Some(b) = self
+            .sessions
+            .values_mut()
+            .find_map(|s| s.bounds.iter_mut().find(|b| b.hello == *quoted))
+        {
+            if b.exceeded {
+                self.counters.traces_dropped += 1;
+                return TraceAnswer::Repeated;
+            }
+            b.exceeded = true;
+            self.counters.bounds_exceeded += 1;
+            return TraceAnswer::Accepted;
+        }
         let Some((neighbour, trace)) = self.sessions.values_mut().find_map(|s| {
             let n = s.route.neighbour;
             s.traces
@@ -1173,6 +1327,7 @@ impl Verifier {
             })
         });
         let mut black_hole_found = false;
+        let mut bounded = false;
         let cost = match cost {
             Some(c) => {
                 crate::bounded::make_room(&mut self.answered, 1024, &route.prefix, |t| *t);
@@ -1192,9 +1347,17 @@ impl Verifier {
                         now.saturating_since(*t) <= self.cfg.schedule.evidence_window
                     });
                 if evidence {
+                    // A black hole stays one (§1.4): it confirms no eviction, as an honest
+                    // relay of a loop made past it fails alike.
                     black_hole_found = true;
                     self.counters.black_holes += 1;
                     Some(MAX_COST)
+                } else if let Some(c) = self.bound_cost(&s, metric) {
+                    // §1.4: the path is longer than the claim allows, whatever the destination
+                    // would have said.
+                    bounded = true;
+                    self.counters.bounded += 1;
+                    Some(c)
                 } else {
                     self.session_passed(now, route.neighbour, false);
                     self.scheduler.control(route.prefix, route.neighbour);
@@ -1216,6 +1379,7 @@ impl Verifier {
             correction: None,
             neighbour_correction: None,
             black_hole: black_hole_found,
+            bounded,
             blame: Blame::Unknown,
             stable,
             next_hop: s.next_hop(),
@@ -1344,6 +1508,18 @@ impl Verifier {
         }
         self.notify_failure(now, &check, out);
         out.push(ProbeAction::Checked(check));
+    }
+
+    /// §1.4: the cost an unanswered session shows by the hop limits its Remote Hellos ran out
+    /// of, if that alone fails a claim of `metric` (with `hop_bound`); a bound that passes
+    /// shows nothing (the path may cost more).
+    fn bound_cost(&self, s: &Session, metric: u16) -> Option<u16> {
+        if !self.cfg.score.hop_bound || !self.cfg.score.attribution {
+            return None;
+        }
+        let links = s.links_at_least();
+        let c = cost_of_links(links, self.cfg.cost.hop_cost);
+        (links > 0 && accuracy(metric, c) < self.cfg.score.threshold).then_some(c)
     }
 
     /// §4.2.5: sends again, with the same nonce, every Justify Request not answered within
@@ -1760,5 +1936,33 @@ impl Responder {
     /// Sessions remembered.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §1.4: the bound's hop limit is the most links that still pass a check of the claim,
+    /// decided by the scoring's own test (0.8 · 96 is not exactly 76.8 in floating point).
+    #[test]
+    fn bound_hop_limit_is_the_most_links_that_pass() {
+        // 384 / 480 = 0.8 passes; 384 / 576 fails.
+        assert_eq!(bound_hop_limit(384, 96, 0.8, 1), Some(5));
+        assert_eq!(bound_hop_limit(383, 96, 0.8, 1), Some(4));
+        assert_eq!(bound_hop_limit(100, 96, 0.8, 1), Some(1));
+        // Two links: the trace (hop limit 2) already bounds it; with deeper traces, 3 too.
+        assert_eq!(bound_hop_limit(200, 96, 0.8, 1), None);
+        assert_eq!(bound_hop_limit(288, 96, 0.8, 2), None);
+        assert_eq!(bound_hop_limit(288, 96, 0.8, 1), Some(3));
+        // Nothing to bound: a claim under one link, or one no hop limit can run out of.
+        assert_eq!(bound_hop_limit(50, 96, 0.8, 1), None);
+        assert_eq!(bound_hop_limit(0, 96, 0.8, 1), None);
+        assert_eq!(bound_hop_limit(64 * 96, 96, 0.8, 1), None);
+        assert_eq!(bound_hop_limit(500, 0, 0.8, 1), None);
+        assert_eq!(bound_hop_limit(500, 96, 0.0, 1), None);
+        assert_eq!(bound_hop_limit(500, 96, f64::NAN, 1), None);
+        // Wireless: 256 a link.
+        assert_eq!(bound_hop_limit(1024, 256, 0.8, 1), Some(5));
     }
 }

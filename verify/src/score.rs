@@ -71,6 +71,12 @@ pub struct ScoreConfig {
     /// neighbour's next hop only; more find the first of our neighbours further on the route.
     /// At most [`crate::MAX_TRACE_DEPTH`].
     pub trace_depth: u8,
+    /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the hop-limit bound
+    /// (`spec/verify.md` §1.4). Each session also sends Remote Hellos with the hop limit the
+    /// neighbour's claim allows a passing check; one that runs out on the way (an ICMPv6 Time
+    /// Exceeded) proves the path longer, so that a session the destination does not answer is
+    /// still scored when that alone fails it.
+    pub hop_bound: bool,
     /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the origin test on *passing*
     /// checks (`spec/verify.md` §4.2.1). A check that passes, but where the neighbour claims
     /// under `S` times its next hop's claim plus a link at both ends of the session
@@ -279,6 +285,7 @@ impl Default for ScoreConfig {
             returned_blame: true,
             origin_at_both_ends: true,
             trace_depth: 1,
+            hop_bound: false,
             passing_origin: true,
             through_us: true,
             verified_next_hop: false,

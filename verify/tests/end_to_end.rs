@@ -69,6 +69,10 @@ struct World {
     check_failed: Vec<(NeighbourId, Prefix)>,
     /// Justify Requests the verifier asked to send (§4.2.5).
     justify: Vec<(NeighbourId, ClaimRequest)>,
+    /// The hop limits of the bounds sent (§1.4).
+    bounds: Vec<u8>,
+    /// The route loops: every Remote Hello comes back as a Time Exceeded (§3.4).
+    loops: bool,
 }
 
 const ME: RouterId = RouterId([0, 0, 0, 0, 0, 0, 0, 1]);
@@ -96,6 +100,8 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         pending: std::collections::VecDeque::new(),
         check_failed: Vec::new(),
         justify: Vec::new(),
+        bounds: Vec::new(),
+        loops: false,
         midway: None,
         te_arrives_on: None,
     }
@@ -119,6 +125,10 @@ impl World {
                 match a {
                     ProbeAction::SendRemoteHello { hello, .. } => {
                         sent += 1;
+                        if self.loops {
+                            assert!(self.v.handle_time_exceeded(self.now, &hello));
+                            continue;
+                        }
                         if self.lose_every != 0 && sent.is_multiple_of(self.lose_every) {
                             continue;
                         }
@@ -159,6 +169,20 @@ impl World {
                         } else if self.returns.contains(&neighbour) {
                             let r = self.v.handle_trace_returned(self.now, &hello);
                             assert_eq!(r, TraceAnswer::Accepted);
+                        }
+                    }
+                    // §1.4: the path (`hops` links) is longer than the bound's hop limit: the
+                    // router where it runs out answers (any router: nobody is named).
+                    ProbeAction::SendBound {
+                        hello, hop_limit, ..
+                    } => {
+                        self.bounds.push(hop_limit);
+                        if self.hops > hop_limit {
+                            let r = self.v.handle_trace_answer(self.now, &hello, None);
+                            assert_eq!(r, TraceAnswer::Accepted);
+                            // Only the first Time Exceeded of a bound counts.
+                            let again = self.v.handle_trace_answer(self.now, &hello, None);
+                            assert_eq!(again, TraceAnswer::Repeated);
                         }
                     }
                     ProbeAction::Checked(c) => self.pending.push_back(c),
@@ -1524,5 +1548,116 @@ fn an_unjustified_failure_blamed_on_nobody_is_evicted() {
         let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
         let evicted = evicts(&acts, nb(1));
         assert_eq!(evicted, want, "option {option} justified {justified}");
+    }
+}
+
+/// §1.4, the hop-limit bound: a route claiming 288 (three links at the least cost, so a path
+/// of at most 3 links passes at `S` = 0.8: `bound_hop_limit` is 3) whose path is 6 links long,
+/// and whose destination's answers never come back (every Remote IHU arrives badly signed, as
+/// a forger on the way back makes them). Without the bound the session is unanswered and
+/// scores nothing; with it, the Time Exceeded of the bound shows at least 4 links: cost 384,
+/// accuracy 0.75, a failing check blamed on nobody (no trace found a next hop).
+#[test]
+fn a_bound_that_runs_out_fails_an_unanswered_claim() {
+    let k = key(1);
+    let lost = |t: &mut Vec<u8>| {
+        if let Some(b) = t.last_mut() {
+            *b ^= 1;
+        }
+    };
+    let mut cfg = VerifyConfig::default();
+    cfg.score.hop_bound = true;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 6;
+    w.tamper = lost;
+    let c = w.run_check(&[cand(1, 288, true)]);
+    assert_eq!(w.bounds, vec![3; usize::from(verify::BOUND_PROBES)]);
+    assert!(c.bounded && !c.black_hole, "{c:?}");
+    assert_eq!(c.cost, Some(384));
+    assert_eq!(c.accuracy, Some(0.75));
+    assert_eq!(c.blame, Blame::Unknown);
+    let n = w.v.counters();
+    assert_eq!(n.answers, 0);
+    assert_eq!((n.bounds_sent, n.bounds_exceeded, n.bounded), (2, 2, 1));
+    assert_eq!(n.traces_dropped, 2, "each bound's second Time Exceeded");
+
+    // The same without the bound: nothing scored.
+    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    w.hops = 6;
+    w.tamper = lost;
+    let c = w.run_check(&[cand(1, 288, true)]);
+    assert!(w.bounds.is_empty());
+    assert_eq!((c.cost, c.bounded), (None, false));
+}
+
+/// §1.4: an honest route (3 links, claiming 288) whose answers are lost: its bound reaches the
+/// destination, no Time Exceeded comes back, and nothing is scored; answered, the
+/// destination's measure decides and the bound adds nothing.
+#[test]
+fn a_bound_that_reaches_the_destination_shows_nothing() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.hop_bound = true;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 3;
+    w.tamper = |t| {
+        if let Some(b) = t.last_mut() {
+            *b ^= 1;
+        }
+    };
+    let c = w.run_check(&[cand(1, 288, true)]);
+    assert_eq!(w.bounds.len(), usize::from(verify::BOUND_PROBES));
+    assert_eq!((c.cost, c.bounded), (None, false), "{c:?}");
+    assert_eq!(w.v.counters().bounds_exceeded, 0);
+
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 3;
+    let c = w.run_check(&[cand(1, 288, true)]);
+    assert_eq!(
+        (c.cost, c.accuracy, c.bounded),
+        (Some(288), Some(1.0), false)
+    );
+}
+
+/// §1.4: an answered session is scored by the destination's measure even when a bound's Time
+/// Exceeded says more (a router on the path can send one; it can as well lower the hop limit
+/// of every Remote Hello, which the destination's count already shows).
+#[test]
+fn an_answer_takes_precedence_over_a_bound() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.hop_bound = true;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 6;
+    let c = w.run_check(&[cand(1, 288, true)]);
+    assert_eq!(w.v.counters().bounds_exceeded, 2);
+    assert_eq!((c.cost, c.bounded), (Some(576), false), "{c:?}");
+}
+
+/// §1.4 and §3.4: a route that loops is a black hole (`c` infinite), which confirms no eviction
+/// (an honest relay of a loop made past it fails alike). Its bound runs out in the loop too,
+/// and changes nothing: a black hole stays one.
+#[test]
+fn a_black_hole_stays_one_with_the_bound() {
+    let k = key(1);
+    let cands = [cand(1, 288, true), cand(2, 480, false)];
+    for bound in [false, true] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.hop_bound = bound;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 64;
+        w.loops = true;
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert!(c.black_hole && !c.bounded, "{c:?}");
+        assert_eq!(
+            (c.cost, c.blame),
+            (Some(babel_wire::INFINITY - 1), Blame::Unknown)
+        );
+        let n = w.v.counters();
+        assert_eq!(n.bounds_exceeded > 0, bound, "{n:?}");
+        assert_eq!(n.bounded, 0);
+        // Not measured: no deadline evicts it unjustified.
+        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
+        assert!(!evicts(&acts, nb(1)), "bound {bound}");
     }
 }

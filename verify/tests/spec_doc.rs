@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 46, "{t:?}");
+    assert_eq!(t.len(), 47, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -64,6 +64,7 @@ fn defaults_table_matches_code() {
             "returned_blame" => c.score.returned_blame.to_string() == *v,
             "origin_at_both_ends" => c.score.origin_at_both_ends.to_string() == *v,
             "trace_depth" => c.score.trace_depth.to_string() == *v,
+            "hop_bound" => c.score.hop_bound.to_string() == *v,
             "passing_origin" => c.score.passing_origin.to_string() == *v,
             "through_us" => c.score.through_us.to_string() == *v,
             "verified_next_hop" => c.score.verified_next_hop.to_string() == *v,
@@ -116,6 +117,10 @@ fn stated_constants_and_examples() {
     )));
     assert!(d.contains(&format!("`CLAIM_SIGN_RATE` ({})", verify::CLAIM_SIGN_RATE)));
     assert!(d.contains(&format!("`TRACE_HOP_LIMIT` = {}", verify::TRACE_HOP_LIMIT)));
+    assert!(d.contains(&format!("`BOUND_PROBES` = {}", verify::BOUND_PROBES)));
+    // §1.4's example: 384 on wired links allows 5.
+    assert_eq!(verify::bound_hop_limit(384, 96, 0.8, 1), Some(5));
+    assert!(d.contains("5 for `m` = 384 on wired links"));
     assert!(d.contains(&format!(
         "`NEXT_HOP_TRUST` = {} s",
         verify::NEXT_HOP_TRUST.as_secs()
