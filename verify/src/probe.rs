@@ -810,7 +810,7 @@ impl Verifier {
                     && (s.sent - 1) % bound_every == 0
                     && s.bounds.len() < usize::from(BOUND_PROBES)
                 {
-                    // §1.4: with the claim as it stands now.
+                    // §1.4: with the claim handed to us now, if routes were, else the session's.
                     let metric = candidates
                         .iter()
                         .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
