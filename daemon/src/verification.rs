@@ -513,8 +513,9 @@ pub struct Datagram {
     /// [`verify::TRACE_HOP_LIMIT`]).
     pub trace: bool,
     /// A trace's IPv6 hop limit ([`verify::TRACE_HOP_LIMIT`] up to
-    /// [`verify::MAX_TRACE_HOP_LIMIT`]) or a bound's (§1.4, up to 63), 255 for a Check Failed (§2.5, to a neighbour's
-    /// link-local address); 0 for the other datagrams (the socket's own).
+    /// [`verify::MAX_TRACE_HOP_LIMIT`]) or a bound's (§1.4, up to 63), 255 for a Check Failed
+    /// (§2.5, to a neighbour's link-local address); 0 for the other datagrams (the socket's
+    /// own).
     pub hop_limit: u8,
     /// The interface of a link-local `dst` (a Check Failed's); 0 for the others.
     pub scope: u32,

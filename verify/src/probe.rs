@@ -378,6 +378,13 @@ fn unchanged(start: &VerifiableRoute, now: &VerifiableRoute) -> bool {
 }
 
 impl Session {
+    /// The route under test as it stands in `candidates` (same destination, same neighbour).
+    fn route_in<'a>(&self, candidates: &'a [VerifiableRoute]) -> Option<&'a VerifiableRoute> {
+        candidates
+            .iter()
+            .find(|c| c.prefix == self.route.prefix && c.neighbour == self.route.neighbour)
+    }
+
     /// The first router on the neighbour's route past it that the traces found to be one of our
     /// neighbours or us, and how many links past the neighbour it is (§4.2.1). Nothing if a
     /// trace before it had conflicting answers (one was forged).
@@ -769,9 +776,8 @@ impl Verifier {
             // §4.2.2: a session's route must stay as it was for the whole session (checked
             // whenever the driver hands us the routes: at least at its start and its end).
             for s in self.sessions.values_mut().filter(|s| s.stable) {
-                s.stable = candidates
-                    .iter()
-                    .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
+                s.stable = s
+                    .route_in(candidates)
                     .is_some_and(|c| unchanged(&s.route, c));
             }
         }
@@ -811,10 +817,7 @@ impl Verifier {
                     && s.bounds.len() < usize::from(BOUND_PROBES)
                 {
                     // §1.4: with the claim handed to us now, if routes were, else the session's.
-                    let metric = candidates
-                        .iter()
-                        .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
-                        .map_or(s.route.metric, |c| c.metric);
+                    let metric = s.route_in(candidates).map_or(s.route.metric, |c| c.metric);
                     let depth = self.cfg.score.trace_depth.clamp(1, MAX_TRACE_DEPTH);
                     if let Some(hop_limit) = bound_hop_limit(
                         metric,
@@ -1289,11 +1292,7 @@ impl Verifier {
         candidates: &[VerifiableRoute],
         out: &mut Vec<ProbeAction>,
     ) {
-        let Some(route) = candidates
-            .iter()
-            .find(|c| c.prefix == s.route.prefix && c.neighbour == s.route.neighbour)
-            .copied()
-        else {
+        let Some(route) = s.route_in(candidates).copied() else {
             return;
         };
         let metric = route.metric;
