@@ -1295,7 +1295,19 @@ impl Verifier {
         let Some(route) = s.route_in(candidates).copied() else {
             return;
         };
-        let metric = route.metric;
+        // §1.3: `m` is the neighbour's claim priced with our link to it. Our link failing by
+        // the session's end (our metric infinite while the neighbour still advertises the
+        // route) is no claim of the neighbour's: the link of the session's start prices it.
+        let link = if route.metric < babel_wire::INFINITY {
+            route.link_cost()
+        } else {
+            s.route.link_cost()
+        };
+        let metric = if route.metric < babel_wire::INFINITY || link == 0 {
+            route.metric
+        } else {
+            crate::score::claim_metric(route.advertised, link)
+        };
         let cost = s.answer.as_ref().and_then(|(a, at)| {
             // Remote Hellos after the highest one the report covers are not counted as lost:
             // they may have arrived after the destination answered.
@@ -1449,19 +1461,20 @@ impl Verifier {
                 }
             }
             let score = self.scores.entry(route.neighbour).or_default();
-            // §4.2.2: failures the neighbour has since corrected (its own metric rose to what we
+            // §4.2.2: failures the neighbour has since corrected (its claim rose to what we
             // measured, or it retracted the route) no longer count.
             score.forgive_corrected(now, &self.cfg.score, |p| {
                 candidates
                     .iter()
                     .find(|c| c.prefix == *p && c.neighbour == route.neighbour)
-                    .map(VerifiableRoute::current_metric)
+                    .map(|c| c.advertised)
             });
             let evidence = Evidence {
                 a,
                 black_hole: check.black_hole,
                 blame: check.blame,
                 measure: Some((metric, c, stable)),
+                link,
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             // §4.2.5: a failure blamed on the neighbour as the origin (with
@@ -1492,6 +1505,7 @@ impl Verifier {
                         at: now + crate::JUSTIFY_WAIT,
                         metric,
                         cost: c,
+                        link,
                     });
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
@@ -1564,10 +1578,16 @@ impl Verifier {
             let route = candidates
                 .iter()
                 .find(|c| c.prefix == key.1 && c.neighbour == key.0);
-            // §4.2.2: a failure the neighbour has corrected since (a retraction, or a metric
-            // risen to what we measured) no longer counts, here as in its run of failures.
+            // §4.2.2: a failure the neighbour has corrected since (a retraction, or a claim
+            // risen to what we measured, priced with our link at the failure) no longer counts,
+            // here as in its run of failures.
             if let Some(r) = route
-                && crate::score::corrected(&self.cfg.score, r.current_metric(), d.metric, d.cost)
+                && crate::score::corrected(
+                    &self.cfg.score,
+                    crate::score::claim_metric(r.advertised, d.link),
+                    d.metric,
+                    d.cost,
+                )
             {
                 continue;
             }
@@ -1741,6 +1761,8 @@ struct Deadline {
     metric: u16,
     /// The cost measured then ([`MAX_COST`] for a black hole).
     cost: u16,
+    /// Our link cost to the neighbour then (§4.2.2: its claim is judged with it).
+    link: u16,
 }
 
 /// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if

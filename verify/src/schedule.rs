@@ -52,13 +52,13 @@ impl VerifiableRoute {
         }
     }
 
-    /// Its metric as the corrections of §4.2.2 read it: [`babel_wire::INFINITY`] when the
-    /// neighbour retracted it, our metric otherwise.
-    pub fn current_metric(&self) -> u16 {
-        if self.advertised == babel_wire::INFINITY {
-            babel_wire::INFINITY
+    /// Our link cost to its neighbour: its metric less what the neighbour advertised (0 when
+    /// either is infinite). §4.2.2 prices a later claim of the neighbour with it.
+    pub fn link_cost(&self) -> u16 {
+        if self.metric == babel_wire::INFINITY || self.advertised == babel_wire::INFINITY {
+            0
         } else {
-            self.metric
+            self.metric.saturating_sub(self.advertised)
         }
     }
 }

@@ -311,9 +311,9 @@ struct DestScore {
     last_fail: Option<Instant>,
     /// Failing checks in the current run (§4.2.4, saturating).
     fails: u8,
-    /// The last failing check's metric `m` and measured cost `c` (§4.2.2: a rise of the
-    /// neighbour's metric to `c` forgives the run).
-    fail_measure: Option<(u16, u16)>,
+    /// The last failing check's metric `m`, measured cost `c` and our link cost then (§4.2.2:
+    /// a rise of the neighbour's claim, priced with that link, to `S · c` forgives the run).
+    fail_measure: Option<(u16, u16, u16)>,
     /// [`StableEvidence::ForgiveCurrent`]: the run's failure is set aside, as the neighbour's
     /// metric was corrected at its last check.
     forgiven: bool,
@@ -352,6 +352,10 @@ pub struct Evidence {
     /// is no evidence, and a stable one is forgiven when the neighbour's metric rises to `c`);
     /// `None`: not known, the check counts as evidence.
     pub measure: Option<(u16, u16, bool)>,
+    /// Our link cost to the neighbour at the check (`m` less the metric the neighbour
+    /// advertised): §4.2.2 judges a correction on the neighbour's claim priced with this link,
+    /// so that our link to it failing or worsening since forgives nothing.
+    pub link: u16,
 }
 
 /// What a check did to a neighbour.
@@ -440,14 +444,17 @@ impl NeighbourScore {
             black_hole,
             blame,
             measure: None,
+            link: 0,
         };
         self.record_evidence(now, cfg, prefix, e)
     }
 
     /// §4.2.2 (with [`ScoreConfig::stable_evidence`]): forgives the live failure of every
     /// destination whose route through this neighbour is now advertised at no less than the
-    /// failing check found, `metric_of` giving the current metric `m` of the route (our link
-    /// included; `INFINITY` when retracted, `None` when unknown). A measured lie is forgiven
+    /// failing check found, `advertised_of` giving the metric the neighbour advertises for the
+    /// destination now (`INFINITY` when retracted, `None` when unknown); the route's metric `m`
+    /// is that plus our link cost at the failing check, so that our link to the neighbour
+    /// failing or worsening since is no correction of its claim. A measured lie is forgiven
     /// when `m ≥ S · c`; a black hole when the route is retracted or its metric rose by at
     /// least `1/S` (with [`StableEvidence::ForgiveRetraction`], only when it is retracted).
     /// With [`StableEvidence::ForgiveCurrent`] a failure is only set aside while
@@ -457,7 +464,7 @@ impl NeighbourScore {
         &mut self,
         now: Instant,
         cfg: &ScoreConfig,
-        metric_of: impl Fn(&Prefix) -> Option<u16>,
+        advertised_of: impl Fn(&Prefix) -> Option<u16>,
     ) -> usize {
         if !cfg.stable_evidence.forgives() || cfg.rule != Rule::Confirmed {
             return 0;
@@ -467,10 +474,10 @@ impl NeighbourScore {
             let live = d
                 .last_fail
                 .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within);
-            let (Some((m0, c)), true) = (d.fail_measure, live) else {
+            let (Some((m0, c, link)), true) = (d.fail_measure, live) else {
                 continue;
             };
-            let Some(m) = metric_of(prefix) else {
+            let Some(m) = advertised_of(prefix).map(|a| claim_metric(a, link)) else {
                 continue;
             };
             let corrected = corrected(cfg, m, m0, c);
@@ -499,6 +506,7 @@ impl NeighbourScore {
             black_hole,
             blame,
             measure,
+            link,
         } = e;
         let a = a.clamp(0.0, 1.0);
         let blame = if cfg.attribution {
@@ -563,7 +571,7 @@ impl NeighbourScore {
             && d.last_fail
                 .is_some_and(|l| now.saturating_since(l) <= cfg.confirm_within)
             && match (d.fail_measure, measure) {
-                (Some((m0, c0)), Some((m1, c1, _))) => converges(cfg, (m0, c0), (m1, c1)),
+                (Some((m0, c0, _)), Some((m1, c1, _))) => converges(cfg, (m0, c0), (m1, c1)),
                 _ => false,
             };
         if failed || origin_claim {
@@ -586,7 +594,7 @@ impl NeighbourScore {
             d.fail_measure = if origin_claim {
                 None
             } else {
-                measure.map(|(m, c, _)| (m, c))
+                measure.map(|(m, c, _)| (m, c, link))
             };
             d.first_fail.get_or_insert(now);
             if blame == Blame::Origin {
@@ -734,6 +742,18 @@ fn converges(cfg: &ScoreConfig, (m0, c0): (u16, u16), (m1, c1): (u16, u16)) -> b
 /// a retraction always; a measured lie, a metric that rose to `S` times the cost; a black
 /// hole, a rise by `1/S`, or with `forgive-retraction` nothing short of a retraction. Always
 /// false when `stable_evidence` does not forgive.
+/// §4.2.2: the metric `m` of a route whose neighbour advertises `advertised`, priced with our
+/// link cost `link` at the failing check: `INFINITY` only when the neighbour retracted it.
+pub(crate) fn claim_metric(advertised: u16, link: u16) -> u16 {
+    if advertised == babel_wire::INFINITY {
+        babel_wire::INFINITY
+    } else {
+        advertised
+            .saturating_add(link)
+            .min(babel_wire::INFINITY - 1)
+    }
+}
+
 pub(crate) fn corrected(cfg: &ScoreConfig, m: u16, m0: u16, cost: u16) -> bool {
     if !cfg.stable_evidence.forgives() {
         false
@@ -1116,6 +1136,7 @@ mod tests {
                 black_hole: hole,
                 blame: Blame::Unknown,
                 measure: Some(measure),
+                link: 0,
             };
             n.record_evidence(t(s), cfg, p(d), e)
         }
@@ -1172,6 +1193,7 @@ mod tests {
             black_hole: false,
             blame: Blame::Unknown,
             measure: Some((200, 400, settled)),
+            link: 0,
         };
         let rec = |n: &mut NeighbourScore, cfg: &ScoreConfig, s: u64, settled: bool| {
             n.record_evidence(t(s), cfg, p(1), e(settled))
@@ -1223,6 +1245,7 @@ mod tests {
                     black_hole: false,
                     blame: Blame::Unknown,
                     measure: Some((m, c, true)),
+                    link: 0,
                 },
             )
         };
@@ -1272,6 +1295,27 @@ mod tests {
     /// §4.2.2 `forgive-retraction`: a black hole is forgiven only when the neighbour retracts
     /// the route, not when its metric rises by `1/S` (which a looping liar's metric does for a
     /// moment as the loop counts up); a measured lie is still forgiven by a rise to `S · c`.
+    /// §4.2.2: a correction is the neighbour's claim rising, priced with our link cost at the
+    /// failing check: a claim of 144 over a link of 96 (metric 240) failing against 384 is
+    /// forgiven when the claim reaches 212 (212 + 96 ≥ 0.8 · 384), whatever our link does
+    /// since, and not while it stays at 144.
+    #[test]
+    fn a_correction_is_the_claim_priced_with_the_link_at_the_failure() {
+        let cfg = ScoreConfig::default();
+        let mut n = NeighbourScore::default();
+        let e = Evidence {
+            a: 0.625,
+            black_hole: false,
+            blame: Blame::Unknown,
+            measure: Some((240, 384, true)),
+            link: 96,
+        };
+        assert_eq!(n.record_evidence(t(0), &cfg, p(1), e), CheckVerdict::Kept);
+        assert_eq!(n.forgive_corrected(t(5), &cfg, |_| Some(144)), 0);
+        assert_eq!(n.forgive_corrected(t(6), &cfg, |_| Some(211)), 0);
+        assert_eq!(n.forgive_corrected(t(7), &cfg, |_| Some(212)), 1);
+    }
+
     #[test]
     fn black_hole_forgiven_only_by_retraction() {
         let inf = MAX_COST;
@@ -1280,6 +1324,7 @@ mod tests {
             black_hole: true,
             blame: Blame::Origin,
             measure: Some((200, inf, true)),
+            link: 0,
         };
         for (mode, evicted) in [
             (StableEvidence::Forgive, false),
@@ -1321,6 +1366,7 @@ mod tests {
             black_hole: false,
             blame: Blame::Unknown,
             measure: Some((200, 400, true)),
+            link: 0,
         };
         let mut n = NeighbourScore::default();
         n.record_evidence(t(0), &cfg, p(2), lie);
@@ -1351,6 +1397,7 @@ mod tests {
             black_hole: false,
             blame: Blame::Origin,
             measure: Some((900, 800, true)),
+            link: 0,
         };
         let plain = Evidence {
             blame: Blame::Unknown,
@@ -1396,6 +1443,7 @@ mod tests {
         let lie = Evidence {
             a: 0.5,
             measure: Some((400, 800, true)),
+            link: 0,
             ..plain
         };
         assert!(evicts(&on, &[(0, 1, under), (20, 2, lie)]));
@@ -1453,6 +1501,7 @@ mod tests {
             black_hole: false,
             blame: Blame::Unknown,
             measure: Some((m, c, true)),
+            link: 0,
         };
         let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
         // Seed 9's honest relay (docs/verify.md): 648 against 1,248, then 957 against 1,440.
@@ -1509,6 +1558,7 @@ mod tests {
                 black_hole: true,
                 blame: Blame::Origin,
                 measure: Some((648, MAX_COST, true)),
+                link: 0,
             },
         );
         assert!(evicted(n.record_evidence(t(20), &on, p(1), lie(957, 1440))));
@@ -1565,6 +1615,7 @@ mod tests {
             black_hole: false,
             blame,
             measure: Some((m, c, true)),
+            link: 0,
         };
         let u = Blame::Unknown;
         let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
@@ -1682,6 +1733,7 @@ mod tests {
             black_hole: false,
             blame,
             measure: Some((m, c, true)),
+            link: 0,
         };
         let u = Blame::Unknown;
         let evicted = |v| matches!(v, CheckVerdict::Evicted(_));
@@ -1743,6 +1795,7 @@ mod tests {
                 black_hole: true,
                 blame: Blame::Origin,
                 measure: Some((720, MAX_COST, true)),
+                link: 0,
             },
         );
         assert!(evicted(n.record_evidence(

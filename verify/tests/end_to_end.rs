@@ -939,6 +939,35 @@ fn lie_measured_during_reconvergence_is_no_evidence() {
     assert!(evicted);
 }
 
+/// §1.3: `m` is the neighbour's claim priced with our link. Neighbour 1 claims 144 over a link
+/// of 96 and four links measure 384 (a = 0.625). When our link to it fails before the session
+/// ends (our metric infinite, its claim unchanged), the check is still that lie, priced with
+/// the link of the session's start (m = 240), not a pass at an infinite metric: a pass would
+/// end the destination's run of failures, and a neighbour can fail our link by going quiet.
+/// The session is not stable (our metric rose), so it corrects but does not evict.
+#[test]
+fn our_link_failing_is_no_claim_of_the_neighbour() {
+    let k = key(1);
+    let mut w = world(
+        two_failures(VerifyConfig::default()),
+        &k,
+        *k.verifying_key().as_bytes(),
+    );
+    w.hops = 4;
+    let cands = [cand(1, 240, true)];
+    w.midway = Some(vec![VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(1, 240, true)
+    }]);
+    let c = w.run_check(&cands);
+    assert_eq!((c.metric, c.cost), (240, Some(384)), "{c:?}");
+    assert_eq!(c.accuracy, Some(0.625));
+    assert!(!c.stable);
+    assert!(c.correction.is_some());
+    assert_eq!(c.verdict, CheckVerdict::Kept);
+}
+
 /// §4.2.1, the deeper trace: an honest neighbour whose next hop is not our neighbour repeats a
 /// lie told two links past it, by one of our neighbours. One trace (hop limit 2) names nobody,
 /// and the relay is evicted with the liar; with `trace_depth` 2 the trace with hop limit 3 finds
@@ -1492,7 +1521,10 @@ fn an_unanswered_justify_request_is_sent_again() {
 /// §4.2.5 with §4.2.2: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`, left
 /// unjustified, does not evict at the deadline if neighbour 1 has corrected it since: retracted
 /// the route, or raised its claim so that our metric through it (344) is at least `S` times the
-/// 384 measured. A claim that rose less (our metric 300) evicts.
+/// 384 measured. A claim that rose less (our metric 300) evicts. So does the same claim (144)
+/// when only our link to neighbour 1 failed (our metric infinite) or worsened (our metric 400)
+/// by then: the claim is judged priced with our link at the failure, and a link that a
+/// neighbour can break by going quiet for a moment corrects nothing.
 #[test]
 fn a_failure_corrected_before_its_deadline_does_not_evict() {
     let k = key(1);
@@ -1503,11 +1535,22 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
         feasible: false,
         ..cand(1, 240, false)
     };
+    let link_lost = VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(1, 240, false)
+    };
+    let link_worse = VerifiableRoute {
+        metric: 400,
+        ..cand(1, 240, true)
+    };
     for (at_deadline, want) in [
         (cand(1, 240, true), true),
         (cand(1, 300, true), true),
         (cand(1, 344, true), false),
         (retracted, false),
+        (link_lost, true),
+        (link_worse, true),
     ] {
         let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
         w.hops = 4;
