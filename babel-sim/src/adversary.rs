@@ -765,7 +765,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         neighbour,
                         evicted: e,
                     } => {
-                        // An eviction without a check (§4.2.5, an unjustified origin).
+                        // An eviction without a check (§4.2.5: unjustified by its deadline).
                         if e && let Some(peer) =
                             sim.peer_node(v, neighbour.ifindex, neighbour.address)
                         {
@@ -774,7 +774,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             if trace && first {
                                 let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                                 eprintln!(
-                                    "t={:.1} {v}->{peer}({role:?}) evicted without a check (an unjustified origin)",
+                                    "t={:.1} {v}->{peer}({role:?}) evicted without a check (a failure unjustified at its deadline)",
                                     t.saturating_since(start).as_secs_f64()
                                 );
                             }
