@@ -1187,13 +1187,14 @@ fn a_claim_nobody_backs_is_retracted_when_its_justification_is_asked() {
         "a never routed through r on its direct claim\n{}",
         dump(&a)
     );
-    // a drops what r sends it over Babel, except Hellos (the first TLV's type, 4), which the
-    // second rule counts.
+    // a drops what r sends it over Babel, except Hellos (the first TLV's type, 4): the first
+    // rule counts the seqno requests dropped (first TLV 10), the second the other packets
+    // dropped (r's retraction and its repeats), the third the Hellos let through.
     nft_load(
         &a,
-        "table inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  iifname \"a-r\" udp dport 6696 @th,96,8 != 4 counter drop\n  iifname \"a-r\" udp dport 6696 counter\n }\n}\n",
+        "table inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  iifname \"a-r\" udp dport 6696 @th,96,8 10 counter drop\n  iifname \"a-r\" udp dport 6696 @th,96,8 != 4 counter drop\n  iifname \"a-r\" udp dport 6696 counter\n }\n}\n",
     );
-    let hellos = |a: &Netns| nft_counters(a, "mute").get(1).copied().unwrap_or(0);
+    let counted = |a: &Netns, rule: usize| nft_counters(a, "mute").get(rule).copied().unwrap_or(0);
     r.ip(&["link", "set", "r-d", "down"]);
     assert!(
         wait_for(60, || route_dev(&r, "fd77::4").is_none()),
@@ -1201,12 +1202,24 @@ fn a_claim_nobody_backs_is_retracted_when_its_justification_is_asked() {
         route_dev(&r, "fd77::4"),
         dump(&r)
     );
-    // What r sent when it lost the route left before its second Hello after. From then on a
-    // drops only r's seqno requests (first TLV 10): forwarded through h, one would have d
-    // raise its seqno, and the stale claim, older than a's routes, would no longer be checked.
-    let seen = hellos(&a);
-    assert!(wait_for(30, || hellos(&a) >= seen + 2));
-    let dropped = nft_counters(&a, "mute").first().copied().unwrap_or(0);
+    // What r sent when it lost the route must all be dropped before a lets r's Updates in
+    // again: the retraction is sent once and repeated `URGENT_REPEATS` times, the last repeat
+    // `URGENT_REPEATS` times min(`REQUEST_TIMEOUT`, half a Hello interval), 4 s, after the
+    // first (RFC 8966 §3.7.2). a waits for that many packets dropped, and, in case some of them
+    // were other Updates of r's, for three of r's Hellos after the loss: at least 15/16 of 4 s
+    // apart, the third comes 7.5 s after the first, past the last repeat. From then on a drops
+    // only r's seqno requests (first TLV 10): forwarded through h, one would have d raise its
+    // seqno, and the stale claim, older than a's routes, would no longer be checked.
+    let seen = counted(&a, 2);
+    let repeats = u64::from(babel_core::URGENT_REPEATS);
+    assert!(
+        wait_for(60, || counted(&a, 1) > repeats
+            && counted(&a, 2) >= seen + 3),
+        "r's retraction was not dropped {} times: {:?}",
+        repeats + 1,
+        nft_counters(&a, "mute")
+    );
+    let dropped = counted(&a, 0) + counted(&a, 1);
     nft_load(
         &a,
         "delete table inet mute\ntable inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  iifname \"a-r\" udp dport 6696 @th,96,8 10 counter drop\n }\n}\n",
