@@ -61,6 +61,7 @@ fn main() {
     let both_ends = env("ADV_BOTH_ENDS");
     let trace_depth = env("ADV_TRACE_DEPTH");
     let hop_bound = env("ADV_HOP_BOUND");
+    let fallen_claim = std::env::var("ADV_FALLEN_CLAIM").ok();
     let passing_origin = env("ADV_PASSING_ORIGIN");
     let through_us = env("ADV_THROUGH_US");
     let progress = env("ADV_PROGRESS");
@@ -75,6 +76,7 @@ fn main() {
     let justification = env("ADV_JUSTIFY");
     let unjustified_origin = env("ADV_UNJUSTIFIED_ORIGIN");
     let unjustified_unknown = env("ADV_UNJUSTIFIED_UNKNOWN");
+    let unjustified_through_us = env("ADV_UNJUSTIFIED_THROUGH_US");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -136,6 +138,9 @@ fn main() {
         if let Some(x) = hop_bound {
             c.verify.score.hop_bound = x != 0;
         }
+        if let Some(x) = &fallen_claim {
+            c.verify.score.fallen_claim = x.parse().unwrap();
+        }
         if let Some(x) = passing_origin {
             c.verify.score.passing_origin = x != 0;
         }
@@ -171,6 +176,9 @@ fn main() {
         }
         if let Some(x) = unjustified_unknown {
             c.verify.score.unjustified_unknown_evicts = x != 0;
+        }
+        if let Some(x) = unjustified_through_us {
+            c.verify.score.unjustified_through_us_evicts = x != 0;
         }
         if let Some(x) = unjustified_origin {
             c.verify.score.unjustified_origin_evicts = x != 0;

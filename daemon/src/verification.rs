@@ -118,6 +118,15 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 evicts it (true)
   verify-unjustified-unknown BOOL  with verify-unjustified-origin: a measured failure blamed
                                 on nobody and not justified within 10 s evicts it too (true)
+  verify-unjustified-through-us BOOL  with verify-unjustified-origin: a measured failure
+                                blamed on neither because the neighbour's next hop routes
+                                through us, not justified within 10 s, evicts it too (true)
+  verify-fallen-claim MODE      a claim that fell during the session is scored at the end
+                                (end), at the start (start), or at the end but as no evidence
+                                when the fall alone fails it (no-evidence) (end)
+  verify-hop-bound BOOL         with attribution: Remote Hellos also go out with the hop limit
+                                the claim allows; their Time Exceeded scores a session the
+                                destination does not answer (false)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
@@ -203,6 +212,9 @@ pub enum VerifyStatement {
     /// `verify-unjustified-unknown BOOL`: an unjustified measured failure blamed on nobody
     /// evicts too (§4.2.5).
     UnjustifiedUnknown(bool),
+    /// `verify-unjustified-through-us BOOL`: an unjustified measured failure whose next hop
+    /// routes through us evicts too (§4.2.5).
+    UnjustifiedThroughUs(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -232,6 +244,9 @@ pub enum VerifyStatement {
     /// `verify-hop-bound BOOL`: Remote Hellos with the hop limit the claim allows, whose Time
     /// Exceeded scores an unanswered session (§1.4).
     HopBound(bool),
+    /// `verify-fallen-claim MODE`: how a check treats a claim that fell during its session
+    /// (§1.3).
+    FallenClaim(verify::FallenClaim),
 }
 
 impl VerifyStatement {
@@ -281,9 +296,14 @@ impl VerifyStatement {
             }
             "verify-progress" => VerifyStatement::Progress(flag()?),
             "verify-hop-bound" => VerifyStatement::HopBound(flag()?),
+            "verify-fallen-claim" => VerifyStatement::FallenClaim(
+                v.parse()
+                    .map_err(|_| bad("expected end, start or no-evidence"))?,
+            ),
             "verify-justification" => VerifyStatement::Justification(flag()?),
             "verify-unjustified-origin" => VerifyStatement::UnjustifiedOrigin(flag()?),
             "verify-unjustified-unknown" => VerifyStatement::UnjustifiedUnknown(flag()?),
+            "verify-unjustified-through-us" => VerifyStatement::UnjustifiedThroughUs(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -468,6 +488,9 @@ impl VerifySettings {
                 VerifyStatement::Justification(b) => c.score.justification = b,
                 VerifyStatement::UnjustifiedOrigin(b) => c.score.unjustified_origin_evicts = b,
                 VerifyStatement::UnjustifiedUnknown(b) => c.score.unjustified_unknown_evicts = b,
+                VerifyStatement::UnjustifiedThroughUs(b) => {
+                    c.score.unjustified_through_us_evicts = b
+                }
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -480,6 +503,7 @@ impl VerifySettings {
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
                 VerifyStatement::HopBound(b) => c.score.hop_bound = b,
+                VerifyStatement::FallenClaim(m) => c.score.fallen_claim = m,
                 _ => {}
             }
         }
@@ -1846,6 +1870,29 @@ mod tests {
         ));
     }
 
+    /// §1.3: `verify-fallen-claim` sets how a claim that fell during a session is scored;
+    /// anything but a mode is refused.
+    #[test]
+    fn fallen_claim_statement() {
+        let mut s = VerifySettings::default();
+        assert_eq!(
+            s.config().score.fallen_claim,
+            verify::ScoreConfig::default().fallen_claim
+        );
+        for m in [
+            verify::FallenClaim::Start,
+            verify::FallenClaim::NoEvidence,
+            verify::FallenClaim::End,
+        ] {
+            s.apply(words(&format!("verify-fallen-claim {m}")).unwrap());
+            assert_eq!(s.config().score.fallen_claim, m);
+        }
+        assert!(matches!(
+            words("verify-fallen-claim true"),
+            Err(ParseError::BadValue { .. })
+        ));
+    }
+
     /// §4.2.1: `verify-attribution-passing-origin` and `verify-attribution-through-us` set
     /// the origin test on passing checks and the next hop through us.
     #[test]
@@ -1880,7 +1927,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 12] = [
+        let statements: [(&str, Field); 13] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -1890,6 +1937,9 @@ mod tests {
             }),
             ("verify-unjustified-unknown", |c| {
                 c.score.unjustified_unknown_evicts
+            }),
+            ("verify-unjustified-through-us", |c| {
+                c.score.unjustified_through_us_evicts
             }),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
@@ -2020,7 +2070,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 38);
+        assert_eq!(listed.len(), 41);
         for k in listed {
             assert!(
                 !matches!(

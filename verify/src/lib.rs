@@ -49,6 +49,6 @@ pub use probe::{
 };
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 pub use score::{
-    Blame, CheckVerdict, Evidence, NeighbourScore, Rule, ScoreConfig, StableEvidence,
-    UnknownStableEvidence,
+    Blame, CheckVerdict, Evidence, FallenClaim, NeighbourScore, Rule, ScoreConfig, StableEvidence,
+    UnknownFallenClaim, UnknownStableEvidence,
 };

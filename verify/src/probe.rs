@@ -1379,7 +1379,21 @@ impl Verifier {
                 }
             }
         };
-        let a = cost.map(|c| accuracy(metric, c));
+        // §1.3, a claim that fell during the session (`fallen_claim`): the probes measured the
+        // path the claim at the start described (correction still follows the claim now).
+        let at_start = (s.route.advertised < babel_wire::INFINITY
+            && s.route.advertised > route.advertised
+            && link != 0)
+            .then(|| metric.max(crate::score::claim_metric(s.route.advertised, link)));
+        let scored = match (self.cfg.score.fallen_claim, at_start) {
+            (crate::FallenClaim::Start, Some(m)) => m,
+            _ => metric,
+        };
+        let fall_only = self.cfg.score.fallen_claim == crate::FallenClaim::NoEvidence
+            && at_start
+                .zip(cost)
+                .is_some_and(|(m, c)| accuracy(m, c) >= self.cfg.score.threshold);
+        let a = cost.map(|c| accuracy(scored, c));
         let stable = s.stable && unchanged(&s.route, &route);
         let mut check = Check {
             route,
@@ -1446,6 +1460,12 @@ impl Verifier {
                 self.neighbour_corrections
                     .insert(route.neighbour, (nc, false));
             }
+            if fall_only {
+                // §1.3: failed by the fall alone, no evidence either way.
+                self.notify_failure(now, &check, out);
+                out.push(ProbeAction::Checked(check));
+                return;
+            }
             if !self.scores.contains_key(&route.neighbour)
                 && self.scores.len() >= self.max_neighbours
             {
@@ -1473,18 +1493,22 @@ impl Verifier {
                 a,
                 black_hole: check.black_hole,
                 blame: check.blame,
-                measure: Some((metric, c, stable)),
+                measure: Some((scored, c, stable)),
                 link,
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             // §4.2.5: a failure blamed on the neighbour as the origin (with
-            // `unjustified_unknown_evicts`, a measured one blamed on nobody), of a route that
-            // stayed as it was for the whole session, unjustified within `JUSTIFY_WAIT` and not
-            // corrected by then, evicts it then.
+            // `unjustified_unknown_evicts`, a measured one blamed on nobody; with
+            // `unjustified_through_us_evicts`, one whose next hop routes through us), of a
+            // route that stayed as it was for the whole session, unjustified within
+            // `JUSTIFY_WAIT` and not corrected by then, evicts it then.
             let unjustifiable = check.blame == Blame::Origin
                 || (check.blame == Blame::Unknown
                     && !check.black_hole
-                    && self.cfg.score.unjustified_unknown_evicts);
+                    && self.cfg.score.unjustified_unknown_evicts)
+                || (check.blame == Blame::ThroughUs
+                    && !check.black_hole
+                    && self.cfg.score.unjustified_through_us_evicts);
             if failed
                 && stable
                 && unjustifiable

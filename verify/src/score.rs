@@ -77,6 +77,9 @@ pub struct ScoreConfig {
     /// Exceeded) proves the path longer, so that a session the destination does not answer is
     /// still scored when that alone fails it.
     pub hop_bound: bool,
+    /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3,
+    /// [`FallenClaim`]).
+    pub fallen_claim: FallenClaim,
     /// [`Rule::Confirmed`] with [`ScoreConfig::attribution`]: the origin test on *passing*
     /// checks (`spec/verify.md` §4.2.1). A check that passes, but where the neighbour claims
     /// under `S` times its next hop's claim plus a link at both ends of the session
@@ -134,6 +137,65 @@ pub struct ScoreConfig {
     /// neighbour does not justify within [`crate::JUSTIFY_WAIT`] evicts it then too (§4.2.5).
     /// An honest relay justifies with its next hop's signature. On by default.
     pub unjustified_unknown_evicts: bool,
+    /// With [`ScoreConfig::unjustified_origin_evicts`] and [`ScoreConfig::through_us`]: a
+    /// measured failure of a settled route blamed on neither because the neighbour's next hop
+    /// routes through us ([`Blame::ThroughUs`], §4.2.1) that the neighbour does not justify
+    /// within [`crate::JUSTIFY_WAIT`] evicts it then too (§4.2.5). Its next hop signs what it
+    /// offers: a lie of the next hop's justifies the claim, the neighbour's own does not. On
+    /// by default.
+    pub unjustified_through_us_evicts: bool,
+}
+
+/// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
+/// of a session measure the path the claim at its start described, and a claim that fell while
+/// they travelled (a lie reaching an honest relay) no longer describes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FallenClaim {
+    /// Scored at the session's end, as every other claim.
+    #[default]
+    End,
+    /// Scored at the session's start: `m` is the larger of our metric at the end and the
+    /// neighbour's claim at the start priced with our link at the end.
+    Start,
+    /// A check that the fall alone fails (it passes at the start's claim) is no evidence: it
+    /// neither joins nor ends the destination's run of failures.
+    NoEvidence,
+}
+
+impl FallenClaim {
+    /// The configuration keyword (`end`, `start`, `no-evidence`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallenClaim::End => "end",
+            FallenClaim::Start => "start",
+            FallenClaim::NoEvidence => "no-evidence",
+        }
+    }
+}
+
+impl std::fmt::Display for FallenClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `fallen_claim` keyword that is none of `end`, `start`, `no-evidence`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown fallen-claim mode {0:?} (expected end, start or no-evidence)")]
+pub struct UnknownFallenClaim(pub String);
+
+impl std::str::FromStr for FallenClaim {
+    type Err = UnknownFallenClaim;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "end" => Ok(FallenClaim::End),
+            "start" => Ok(FallenClaim::Start),
+            "no-evidence" => Ok(FallenClaim::NoEvidence),
+            _ => Err(UnknownFallenClaim(s.to_owned())),
+        }
+    }
 }
 
 /// Which halves of §4.2.2 (evidence only from settled routes) are in use.
@@ -286,6 +348,7 @@ impl Default for ScoreConfig {
             origin_at_both_ends: true,
             trace_depth: 1,
             hop_bound: false,
+            fallen_claim: FallenClaim::End,
             passing_origin: true,
             through_us: true,
             verified_next_hop: false,
@@ -295,6 +358,7 @@ impl Default for ScoreConfig {
             justification: true,
             unjustified_origin_evicts: true,
             unjustified_unknown_evicts: true,
+            unjustified_through_us_evicts: true,
         }
     }
 }

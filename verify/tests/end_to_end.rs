@@ -7,9 +7,9 @@ use std::time::Duration;
 use babel_core::{Instant, RouteView};
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use verify::{
-    Blame, Check, CheckVerdict, ClaimRequest, CostModel, HOP_LIMIT, JustifyError, Keyring,
-    NeighbourId, ProbeAction, Reason, ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT,
-    TraceAnswer, VerifiableRoute, Verifier, VerifyConfig, encode_signed_claim,
+    Blame, Check, CheckVerdict, ClaimRequest, CostModel, FallenClaim, HOP_LIMIT, JustifyError,
+    Keyring, NeighbourId, ProbeAction, Reason, ReportDropReason, Responder, SigningKey,
+    TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig, encode_signed_claim,
 };
 
 fn dest() -> Prefix {
@@ -204,11 +204,15 @@ impl World {
 }
 
 /// The clauses of a run of failures (§4.2), without §4.2.5's deadline for failures blamed on
-/// nobody: the neighbours of the tests that use it never answer a Justify Request, and with
-/// `unjustified_unknown_evicts` (on by default) such a failure evicts at its deadline, before
-/// the run the test follows (that path: `an_unjustified_failure_blamed_on_nobody_is_evicted`).
+/// nobody or on neither (the next hop through us): the neighbours of the tests that use it
+/// never answer a Justify Request, and with `unjustified_unknown_evicts` and
+/// `unjustified_through_us_evicts` (on by default) such a failure evicts at its deadline,
+/// before the run the test follows (those paths:
+/// `an_unjustified_failure_blamed_on_nobody_is_evicted`,
+/// `an_unjustified_failure_through_us_is_evicted_with_the_option`).
 fn two_failures(mut cfg: VerifyConfig) -> VerifyConfig {
     cfg.score.unjustified_unknown_evicts = false;
+    cfg.score.unjustified_through_us_evicts = false;
     cfg
 }
 
@@ -968,6 +972,43 @@ fn our_link_failing_is_no_claim_of_the_neighbour() {
     assert_eq!(c.verdict, CheckVerdict::Kept);
 }
 
+/// §1.3, a claim that fell during the session (`fallen_claim`): four links, measured 384. A
+/// claim that falls during the session (a lie reaching an honest relay: 288 at the start, 54 at
+/// the end, m = 150) is scored at its start with `start`, the path the probes measured, and
+/// passes; with `no-evidence` it is scored at the end but is no evidence (the neighbour gets no
+/// record). A claim that already lied at the start (m = 200) fails either way, at the start's
+/// metric with `start`; a claim that rose is scored at the end. With `end` (the default) every
+/// check is scored at the end. The end's claim is corrected in every mode.
+#[test]
+fn a_claim_that_fell_during_the_session() {
+    let k = key(1);
+    for mode in [
+        FallenClaim::Start,
+        FallenClaim::NoEvidence,
+        FallenClaim::End,
+    ] {
+        for (start, end, at_start) in [(384, 150, 384), (200, 150, 200), (150, 384, 384)] {
+            let mut cfg = VerifyConfig::default();
+            cfg.score.fallen_claim = mode;
+            let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+            w.hops = 4;
+            w.midway = Some(vec![cand(1, end, true)]);
+            let c = w.run_check(&[cand(1, start, true)]);
+            let m = if mode == FallenClaim::Start {
+                at_start
+            } else {
+                end
+            };
+            let case = format!("{mode}, claim {start} -> {end}: {c:?}");
+            assert_eq!((c.metric, c.cost), (end, Some(384)), "{case}");
+            assert_eq!(c.accuracy, Some((f64::from(m) / 384.0).min(1.0)), "{case}");
+            assert_eq!(c.correction.is_some(), end < 307, "{case}");
+            let fall_only = mode == FallenClaim::NoEvidence && start == 384 && end == 150;
+            assert_eq!(w.v.neighbour(&nb(1)).is_none(), fall_only, "{case}");
+        }
+    }
+}
+
 /// §4.2.1, the deeper trace: an honest neighbour whose next hop is not our neighbour repeats a
 /// lie told two links past it, by one of our neighbours. One trace (hop limit 2) names nobody,
 /// and the relay is evicted with the liar; with `trace_depth` 2 the trace with hop limit 3 finds
@@ -1585,6 +1626,44 @@ fn an_unjustified_failure_blamed_on_nobody_is_evicted() {
         assert_eq!(
             (c.blame, c.cost, c.black_hole, c.verdict),
             (Blame::Unknown, Some(384), false, CheckVerdict::Kept),
+            "{c:?}"
+        );
+        answer_justify_request(&mut w, justified);
+        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
+        let evicted = evicts(&acts, nb(1));
+        assert_eq!(evicted, want, "option {option} justified {justified}");
+    }
+}
+
+/// §4.2.5, `unjustified_through_us_evicts` (on by default): neighbour 1 claims 144 and four
+/// links measure 384; its next hop 2 tells us nothing for the destination (its route runs
+/// through us, whose own metric is 240), so the failure blames neither (§4.2.1). Unjustified,
+/// it evicts neighbour 1 at the deadline with the option (and not without); justified in time
+/// (2 signs that it offers 1 only 48: the lie is 2's), it does not.
+#[test]
+fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
+    let k = key(1);
+    let unreachable = VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        advertised: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(2, 240, false)
+    };
+    let cands = [cand(1, 240, false), unreachable, cand(3, 240, true)];
+    for (option, justified, want) in [
+        (true, false, true),
+        (true, true, false),
+        (false, false, false),
+    ] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.unjustified_through_us_evicts = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!(
+            (c.blame, c.cost, c.black_hole, c.verdict),
+            (Blame::ThroughUs, Some(384), false, CheckVerdict::Kept),
             "{c:?}"
         );
         answer_justify_request(&mut w, justified);

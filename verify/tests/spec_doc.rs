@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 47, "{t:?}");
+    assert_eq!(t.len(), 49, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -65,6 +65,7 @@ fn defaults_table_matches_code() {
             "origin_at_both_ends" => c.score.origin_at_both_ends.to_string() == *v,
             "trace_depth" => c.score.trace_depth.to_string() == *v,
             "hop_bound" => c.score.hop_bound.to_string() == *v,
+            "fallen_claim" => c.score.fallen_claim.to_string() == *v,
             "passing_origin" => c.score.passing_origin.to_string() == *v,
             "through_us" => c.score.through_us.to_string() == *v,
             "verified_next_hop" => c.score.verified_next_hop.to_string() == *v,
@@ -74,6 +75,9 @@ fn defaults_table_matches_code() {
             "justification" => c.score.justification.to_string() == *v,
             "unjustified_origin_evicts" => c.score.unjustified_origin_evicts.to_string() == *v,
             "unjustified_unknown_evicts" => c.score.unjustified_unknown_evicts.to_string() == *v,
+            "unjustified_through_us_evicts" => {
+                c.score.unjustified_through_us_evicts.to_string() == *v
+            }
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,
