@@ -1611,25 +1611,42 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
 /// does not.
 #[test]
 fn an_unjustified_failure_blamed_on_nobody_is_evicted() {
-    let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 480, false)];
+    unjustified_deadline(&cands, None, Blame::Unknown, |cfg, on| {
+        cfg.score.unjustified_unknown_evicts = on;
+    });
+}
+
+/// One failing check of neighbour 1 (four links, 384) blamed `blame`, its Justify Request
+/// answered with its next hop's signature or not, then the deadline: neighbour 1 is evicted
+/// only unjustified and with the option `set` turns on.
+fn unjustified_deadline(
+    cands: &[VerifiableRoute],
+    next_hop: Option<NeighbourId>,
+    blame: Blame,
+    set: fn(&mut VerifyConfig, bool),
+) {
+    let k = key(1);
     for (option, justified, want) in [
         (true, false, true),
         (true, true, false),
         (false, false, false),
     ] {
         let mut cfg = VerifyConfig::default();
-        cfg.score.unjustified_unknown_evicts = option;
+        set(&mut cfg, option);
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
-        let c = first_check_of(&mut w, &cands, nb(1));
+        if let Some(x) = next_hop {
+            w.next_hops.push((nb(1), x));
+        }
+        let c = first_check_of(&mut w, cands, nb(1));
         assert_eq!(
             (c.blame, c.cost, c.black_hole, c.verdict),
-            (Blame::Unknown, Some(384), false, CheckVerdict::Kept),
+            (blame, Some(384), false, CheckVerdict::Kept),
             "{c:?}"
         );
         answer_justify_request(&mut w, justified);
-        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
+        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, cands);
         let evicted = evicts(&acts, nb(1));
         assert_eq!(evicted, want, "option {option} justified {justified}");
     }
@@ -1642,7 +1659,6 @@ fn an_unjustified_failure_blamed_on_nobody_is_evicted() {
 /// (2 signs that it offers 1 only 48: the lie is 2's), it does not.
 #[test]
 fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
-    let k = key(1);
     let unreachable = VerifiableRoute {
         metric: babel_wire::INFINITY,
         advertised: babel_wire::INFINITY,
@@ -1650,27 +1666,9 @@ fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
         ..cand(2, 240, false)
     };
     let cands = [cand(1, 240, false), unreachable, cand(3, 240, true)];
-    for (option, justified, want) in [
-        (true, false, true),
-        (true, true, false),
-        (false, false, false),
-    ] {
-        let mut cfg = VerifyConfig::default();
-        cfg.score.unjustified_through_us_evicts = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!(
-            (c.blame, c.cost, c.black_hole, c.verdict),
-            (Blame::ThroughUs, Some(384), false, CheckVerdict::Kept),
-            "{c:?}"
-        );
-        answer_justify_request(&mut w, justified);
-        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
-        let evicted = evicts(&acts, nb(1));
-        assert_eq!(evicted, want, "option {option} justified {justified}");
-    }
+    unjustified_deadline(&cands, Some(nb(2)), Blame::ThroughUs, |cfg, on| {
+        cfg.score.unjustified_through_us_evicts = on;
+    });
 }
 
 /// §1.4, the hop-limit bound: a route claiming 288 (three links at the least cost, so a path
