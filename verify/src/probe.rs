@@ -1389,11 +1389,13 @@ impl Verifier {
             (crate::FallenClaim::Start, Some(m)) => m,
             _ => metric,
         };
+        let a = cost.map(|c| accuracy(scored, c));
+        // Failing at the end's claim, passing at the start's: the fall alone fails it.
         let fall_only = self.cfg.score.fallen_claim == crate::FallenClaim::NoEvidence
+            && a.is_some_and(|a| a < self.cfg.score.threshold)
             && at_start
                 .zip(cost)
                 .is_some_and(|(m, c)| accuracy(m, c) >= self.cfg.score.threshold);
-        let a = cost.map(|c| accuracy(scored, c));
         let stable = s.stable && unchanged(&s.route, &route);
         let mut check = Check {
             route,

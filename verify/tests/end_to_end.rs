@@ -977,7 +977,8 @@ fn our_link_failing_is_no_claim_of_the_neighbour() {
 /// the end, m = 150) is scored at its start with `start`, the path the probes measured, and
 /// passes; with `no-evidence` it is scored at the end but is no evidence (the neighbour gets no
 /// record). A claim that already lied at the start (m = 200) fails either way, at the start's
-/// metric with `start`; a claim that rose is scored at the end. With `end` (the default) every
+/// metric with `start`; a claim that rose is scored at the end, and so is one that fell but
+/// still passes at the end (m = 360: evidence in every mode). With `end` (the default) every
 /// check is scored at the end. The end's claim is corrected in every mode.
 #[test]
 fn a_claim_that_fell_during_the_session() {
@@ -987,7 +988,12 @@ fn a_claim_that_fell_during_the_session() {
         FallenClaim::NoEvidence,
         FallenClaim::End,
     ] {
-        for (start, end, at_start) in [(384, 150, 384), (200, 150, 200), (150, 384, 384)] {
+        for (start, end, at_start) in [
+            (384, 150, 384),
+            (200, 150, 200),
+            (150, 384, 384),
+            (384, 360, 384),
+        ] {
             let mut cfg = VerifyConfig::default();
             cfg.score.fallen_claim = mode;
             let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
