@@ -1504,13 +1504,14 @@ impl Verifier {
             // `unjustified_through_us_evicts`, one whose next hop routes through us), of a
             // route that stayed as it was for the whole session, unjustified within
             // `JUSTIFY_WAIT` and not corrected by then, evicts it then.
-            let unjustifiable = check.blame == Blame::Origin
-                || (check.blame == Blame::Unknown
-                    && !check.black_hole
-                    && self.cfg.score.unjustified_unknown_evicts)
-                || (check.blame == Blame::ThroughUs
-                    && !check.black_hole
-                    && self.cfg.score.unjustified_through_us_evicts);
+            let unjustifiable = match check.blame {
+                Blame::Origin => true,
+                Blame::Unknown => self.cfg.score.unjustified_unknown_evicts && !check.black_hole,
+                Blame::ThroughUs => {
+                    self.cfg.score.unjustified_through_us_evicts && !check.black_hole
+                }
+                Blame::Relay | Blame::Justified => false,
+            };
             if failed
                 && stable
                 && unjustifiable
