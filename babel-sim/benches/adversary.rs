@@ -77,6 +77,7 @@ fn main() {
     let unjustified_origin = env("ADV_UNJUSTIFIED_ORIGIN");
     let unjustified_unknown = env("ADV_UNJUSTIFIED_UNKNOWN");
     let unjustified_through_us = env("ADV_UNJUSTIFIED_THROUGH_US");
+    let loop_through_us = env("ADV_LOOP_THROUGH_US");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -179,6 +180,9 @@ fn main() {
         }
         if let Some(x) = unjustified_through_us {
             c.verify.score.unjustified_through_us_evicts = x != 0;
+        }
+        if let Some(x) = loop_through_us {
+            c.verify.score.loop_through_us = x != 0;
         }
         if let Some(x) = unjustified_origin {
             c.verify.score.unjustified_origin_evicts = x != 0;

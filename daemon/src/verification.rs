@@ -126,7 +126,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 when the fall alone fails it (no-evidence) (end)
   verify-hop-bound BOOL         with attribution: Remote Hellos also go out with the hop limit
                                 the claim allows; their Time Exceeded scores a session the
-                                destination does not answer (false)
+                                destination does not answer (true)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
@@ -2692,7 +2692,11 @@ mod tests {
     fn a_trace_names_the_neighbours_next_hop() {
         const TRACE_PORT: u16 = 40_000;
         let d_key = SigningKey::from_bytes(&[7; 32]);
-        let mut a = verifier_of_d(&["verify-attribution true"], &d_key);
+        // Traces alone: the hop-limit bound's Remote Hellos leave by the same socket (§1.4).
+        let mut a = verifier_of_d(
+            &["verify-attribution true", "verify-hop-bound false"],
+            &d_key,
+        );
         assert!(a.attribution());
         let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let mut c_own = route("fd77::3/128", "fe80::3", 4, 96, true);

@@ -1148,8 +1148,18 @@ impl Verifier {
         // through it (as a relay's class needs its claim at least its next hop's plus a link);
         // and only from an answer that arrived on the next hop's own link (one forged by the
         // neighbour under test arrives on the neighbour's).
-        if s.next_hop().is_none() || !s.found_on_its_link() || route.selected || s.route.selected {
+        if s.next_hop().is_none() || !s.found_on_its_link() {
             return Blame::Unknown;
+        }
+        if route.selected || s.route.selected {
+            // We route through the neighbour and its next hop routes through us: a loop, which
+            // the neighbour's lie or its next hop's made (`loop_through_us`, §4.2.5).
+            let a_loop = route.selected && s.route.selected && s.looped;
+            return if a_loop && self.cfg.score.loop_through_us {
+                Blame::ThroughUs
+            } else {
+                Blame::Unknown
+            };
         }
         let Some(ours) = candidates
             .iter()
@@ -1507,8 +1517,10 @@ impl Verifier {
             let unjustifiable = match check.blame {
                 Blame::Origin => true,
                 Blame::Unknown => self.cfg.score.unjustified_unknown_evicts && !check.black_hole,
+                // A black hole only as a loop through us (`through_us_blame`).
                 Blame::ThroughUs => {
-                    self.cfg.score.unjustified_through_us_evicts && !check.black_hole
+                    self.cfg.score.unjustified_through_us_evicts
+                        && (!check.black_hole || (self.cfg.score.loop_through_us && route.selected))
                 }
                 Blame::Relay | Blame::Justified => false,
             };

@@ -144,6 +144,14 @@ pub struct ScoreConfig {
     /// offers: a lie of the next hop's justifies the claim, the neighbour's own does not. On
     /// by default.
     pub unjustified_through_us_evicts: bool,
+    /// With [`ScoreConfig::unjustified_through_us_evicts`]: a loop through us
+    /// (`spec/verify.md` §4.2.5). A black hole of a settled route that we select through the
+    /// neighbour, whose Remote Hellos came back looping, and whose next hop (found by the
+    /// trace on its own link) routes through us, is blamed on neither ([`Blame::ThroughUs`])
+    /// and evicts unless justified within [`crate::JUSTIFY_WAIT`]: among honest routers no
+    /// loop forms (RFC 8966 §3.5.1), so the loop is the neighbour's lie or its next hop's,
+    /// whose signature tells them apart.
+    pub loop_through_us: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -347,7 +355,7 @@ impl Default for ScoreConfig {
             returned_blame: true,
             origin_at_both_ends: true,
             trace_depth: 1,
-            hop_bound: false,
+            hop_bound: true,
             fallen_claim: FallenClaim::End,
             passing_origin: true,
             through_us: true,
@@ -359,6 +367,7 @@ impl Default for ScoreConfig {
             unjustified_origin_evicts: true,
             unjustified_unknown_evicts: true,
             unjustified_through_us_evicts: true,
+            loop_through_us: false,
         }
     }
 }

@@ -233,9 +233,10 @@ fn honest_route_scores_one() {
     assert_eq!(c.correction, None);
     assert_eq!(c.verdict, CheckVerdict::Kept);
     let n = w.v.counters();
-    // 20 Remote Hellos and, with attribution (on by default), one trace.
-    assert_eq!(n.probes_sent, 20 + n.traces_sent);
-    assert_eq!(n.traces_sent, 1);
+    // 20 Remote Hellos and, with attribution and the hop-limit bound (on by default), one
+    // trace and two bounds; the bounds (hop limit 3, what 288 allows) reach the destination.
+    assert_eq!(n.probes_sent, 20 + n.traces_sent + n.bounds_sent);
+    assert_eq!((n.traces_sent, n.bounds_sent, n.bounds_exceeded), (1, 2, 0));
     assert_eq!(n.answers, 20);
     assert_eq!(n.checks, 1);
 }
@@ -267,7 +268,7 @@ fn two_sessions_through_one_neighbour_are_scored_apart() {
     assert!(l.correction.is_some());
     let n = w.v.counters();
     assert_eq!((n.sessions, n.checks, n.answers), (2, 2, 40));
-    assert_eq!(n.probes_sent, 40 + n.traces_sent);
+    assert_eq!(n.probes_sent, 40 + n.traces_sent + n.bounds_sent);
 }
 
 /// §4-§5: a liar (m = c/2) is corrected at the first check and evicted at the confirming one;
@@ -490,8 +491,9 @@ fn altered_ihu_dropped_and_counted() {
         t[n - 64 - 32 - 8 - 2 - 1] = 1;
     };
     let c = w.run_check(&[cand(1, 100, true)]);
-    assert_eq!(c.cost, None);
-    assert_eq!(c.verdict, CheckVerdict::Kept);
+    // No answer scores the claim; the hop-limit bound does (§1.4, on by default): a claim of 100
+    // passes over one link, and the path has two.
+    assert_eq!((c.cost, c.bounded), (Some(192), true), "{c:?}");
     let n = w.v.counters();
     assert_eq!(n.bad_signature, 20);
     assert_eq!(n.unanswered, 1);
@@ -509,8 +511,13 @@ fn unbound_key_dropped() {
         *k.verifying_key().as_bytes(),
     );
     let c = w.run_check(&[cand(1, 100, true)]);
-    assert_eq!(c.cost, None);
+    assert_eq!(
+        (c.cost, c.bounded),
+        (Some(192), true),
+        "scored by its bound alone: {c:?}"
+    );
     assert_eq!(w.v.counters().unbound_key, 20);
+    assert_eq!(w.v.counters().answers, 0);
 }
 
 /// §3.3: replayed and unexpected Remote IHUs are dropped and counted; junk never panics.
@@ -1708,7 +1715,8 @@ fn a_bound_that_runs_out_fails_an_unanswered_claim() {
     assert_eq!(n.traces_dropped, 2, "each bound's second Time Exceeded");
 
     // The same without the bound: nothing scored.
-    let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+    cfg.score.hop_bound = false;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
     w.hops = 6;
     w.tamper = lost;
     let c = w.run_check(&[cand(1, 288, true)]);
