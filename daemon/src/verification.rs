@@ -121,6 +121,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-unjustified-through-us BOOL  with verify-unjustified-origin: a measured failure
                                 blamed on neither because the neighbour's next hop routes
                                 through us, not justified within 10 s, evicts it too (true)
+  verify-loop-through-us BOOL   with verify-unjustified-through-us: a black hole looping
+                                through us while we route through the neighbour, not
+                                justified within 10 s, evicts it too (false)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -215,6 +218,9 @@ pub enum VerifyStatement {
     /// `verify-unjustified-through-us BOOL`: an unjustified measured failure whose next hop
     /// routes through us evicts too (§4.2.5).
     UnjustifiedThroughUs(bool),
+    /// `verify-loop-through-us BOOL`: an unjustified black hole that loops through us while we
+    /// route through the neighbour evicts too (§4.2.5).
+    LoopThroughUs(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -304,6 +310,7 @@ impl VerifyStatement {
             "verify-unjustified-origin" => VerifyStatement::UnjustifiedOrigin(flag()?),
             "verify-unjustified-unknown" => VerifyStatement::UnjustifiedUnknown(flag()?),
             "verify-unjustified-through-us" => VerifyStatement::UnjustifiedThroughUs(flag()?),
+            "verify-loop-through-us" => VerifyStatement::LoopThroughUs(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -491,6 +498,7 @@ impl VerifySettings {
                 VerifyStatement::UnjustifiedThroughUs(b) => {
                     c.score.unjustified_through_us_evicts = b
                 }
+                VerifyStatement::LoopThroughUs(b) => c.score.loop_through_us = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -1927,7 +1935,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 13] = [
+        let statements: [(&str, Field); 14] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -1941,6 +1949,7 @@ mod tests {
             ("verify-unjustified-through-us", |c| {
                 c.score.unjustified_through_us_evicts
             }),
+            ("verify-loop-through-us", |c| c.score.loop_through_us),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -2070,7 +2079,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 41);
+        assert_eq!(listed.len(), 42);
         for k in listed {
             assert!(
                 !matches!(

@@ -1684,6 +1684,57 @@ fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
     });
 }
 
+/// §4.2.5, `loop_through_us` (with `unjustified_through_us_evicts`): we route through
+/// neighbour 1 (claim 144), its next hop 2 tells us nothing for the destination (its route runs
+/// through us), and the Remote Hellos come back as Time Exceeded: a loop through us, a black
+/// hole. Among honest routers no loop forms, so it is 1's lie or 2's. Unjustified, it evicts 1
+/// at the deadline with the option (and not without); justified (2 signs that it offers 1 only
+/// 48: the lie is 2's), it does not; nor does the same loop of a route we do not select.
+#[test]
+fn a_loop_through_us_is_evicted_unless_justified() {
+    let k = key(1);
+    let unreachable = VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        advertised: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(2, 240, false)
+    };
+    for (selected, option, justified, want) in [
+        (true, true, false, true),
+        (true, true, true, false),
+        (true, false, false, false),
+        (false, true, false, false),
+    ] {
+        let cands = [cand(1, 240, selected), unreachable, cand(3, 480, !selected)];
+        let mut cfg = VerifyConfig::default();
+        cfg.score.loop_through_us = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 64;
+        w.loops = true;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        // A route we do not select is blamed so already (its claim is under our metric plus
+        // the two links), and as a black hole sets no deadline.
+        let blame = if selected && !option {
+            Blame::Unknown
+        } else {
+            Blame::ThroughUs
+        };
+        assert_eq!(
+            (c.blame, c.black_hole, c.stable, c.verdict),
+            (blame, true, true, CheckVerdict::Kept),
+            "{c:?}"
+        );
+        answer_justify_request(&mut w, justified);
+        let acts = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
+        assert_eq!(
+            evicts(&acts, nb(1)),
+            want,
+            "selected {selected} option {option} justified {justified}"
+        );
+    }
+}
+
 /// §1.4, the hop-limit bound: a route claiming 288 (three links at the least cost, so a path
 /// of at most 3 links passes at `S` = 0.8: `bound_hop_limit` is 3) whose path is 6 links long,
 /// and whose destination's answers never come back (every Remote IHU arrives badly signed, as
