@@ -78,6 +78,7 @@ fn main() {
     let unjustified_unknown = env("ADV_UNJUSTIFIED_UNKNOWN");
     let unjustified_through_us = env("ADV_UNJUSTIFIED_THROUGH_US");
     let loop_through_us = env("ADV_LOOP_THROUGH_US");
+    let justify_on_rise = env("ADV_JUSTIFY_ON_RISE");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -180,6 +181,9 @@ fn main() {
         }
         if let Some(x) = unjustified_through_us {
             c.verify.score.unjustified_through_us_evicts = x != 0;
+        }
+        if let Some(x) = justify_on_rise {
+            c.verify.score.justify_on_rise = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

@@ -124,6 +124,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-loop-through-us BOOL   with verify-unjustified-through-us: a black hole looping
                                 through us while we route through the neighbour, not
                                 justified within 10 s, evicts it too (false)
+  verify-justify-on-rise BOOL   a Signed Claim refused for a claim under its floor justifies
+                                once the claim reaches the floor before the deadline (false)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -221,6 +223,9 @@ pub enum VerifyStatement {
     /// `verify-loop-through-us BOOL`: an unjustified black hole that loops through us while we
     /// route through the neighbour evicts too (§4.2.5).
     LoopThroughUs(bool),
+    /// `verify-justify-on-rise BOOL`: a refused Signed Claim justifies once the claim reaches
+    /// its floor before the deadline (§4.2.5).
+    JustifyOnRise(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -311,6 +316,7 @@ impl VerifyStatement {
             "verify-unjustified-unknown" => VerifyStatement::UnjustifiedUnknown(flag()?),
             "verify-unjustified-through-us" => VerifyStatement::UnjustifiedThroughUs(flag()?),
             "verify-loop-through-us" => VerifyStatement::LoopThroughUs(flag()?),
+            "verify-justify-on-rise" => VerifyStatement::JustifyOnRise(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -499,6 +505,7 @@ impl VerifySettings {
                     c.score.unjustified_through_us_evicts = b
                 }
                 VerifyStatement::LoopThroughUs(b) => c.score.loop_through_us = b,
+                VerifyStatement::JustifyOnRise(b) => c.score.justify_on_rise = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -1935,7 +1942,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 14] = [
+        let statements: [(&str, Field); 15] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -1950,6 +1957,7 @@ mod tests {
                 c.score.unjustified_through_us_evicts
             }),
             ("verify-loop-through-us", |c| c.score.loop_through_us),
+            ("verify-justify-on-rise", |c| c.score.justify_on_rise),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -2079,7 +2087,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 42);
+        assert_eq!(listed.len(), 43);
         for k in listed {
             assert!(
                 !matches!(

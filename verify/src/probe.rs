@@ -633,6 +633,51 @@ impl Verifier {
                 .values()
                 .any(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
             || self.origin_deadlines.values().any(|d| d.at <= now)
+            || (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
+    }
+
+    /// §4.2.5, `justify_on_rise`: the failures awaiting a justification whose Signed Claim was
+    /// refused for a claim under its floor (still fresh): the floor each waits for.
+    fn awaiting_rise(&self) -> impl Iterator<Item = ((NeighbourId, Prefix), u16)> + '_ {
+        self.origin_deadlines.keys().filter_map(|k| {
+            self.justifications
+                .get(k)
+                .filter(|(_, at)| {
+                    // Received for this failure: after its check, before its deadline.
+                    self.origin_deadlines.get(k).is_some_and(|d| {
+                        *at <= d.at && d.at.saturating_since(*at) <= crate::JUSTIFY_WAIT
+                    })
+                })
+                .map(|(floor, _)| (*k, *floor))
+        })
+    }
+
+    /// §4.2.5, `justify_on_rise`: a failure whose refused Signed Claim's floor the neighbour's
+    /// claim in `candidates` has reached is justified now, as the Signed Claim would have been
+    /// had the claim been there when it came.
+    fn justified_on_rise(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
+        if !self.cfg.score.justify_on_rise || candidates.is_empty() {
+            return;
+        }
+        let risen: Vec<(NeighbourId, Prefix)> = self
+            .awaiting_rise()
+            .filter(|((n, p), floor)| {
+                candidates.iter().any(|c| {
+                    c.neighbour == *n
+                        && c.prefix == *p
+                        && c.advertised >= *floor
+                        && c.advertised < babel_wire::INFINITY
+                })
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in risen {
+            self.origin_deadlines.remove(&key);
+            self.counters.justified += 1;
+            if let Some(score) = self.scores.get_mut(&key.0) {
+                score.justify(now, &self.cfg.score, &key.1);
+            }
+        }
     }
 
     /// A neighbour's score record.
@@ -770,6 +815,7 @@ impl Verifier {
             }
         }
         self.retry_justify_requests(now, &mut out);
+        self.justified_on_rise(now, candidates);
         self.unjustified_origins(now, candidates, &mut out);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {

@@ -152,6 +152,12 @@ pub struct ScoreConfig {
     /// loop forms (RFC 8966 §3.5.1), so the loop is the neighbour's lie or its next hop's,
     /// whose signature tells them apart.
     pub loop_through_us: bool,
+    /// With [`ScoreConfig::justification`]: a Signed Claim refused because the neighbour's
+    /// claim was under its floor justifies as soon as the claim we hear reaches the floor,
+    /// before the deadline, rather than only if it is there at the deadline
+    /// (`spec/verify.md` §4.2.5). The verifier asks for the routes at every timer while such
+    /// a claim is pending ([`crate::Verifier::wants_routes`]).
+    pub justify_on_rise: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -368,6 +374,7 @@ impl Default for ScoreConfig {
             unjustified_unknown_evicts: true,
             unjustified_through_us_evicts: true,
             loop_through_us: false,
+            justify_on_rise: false,
         }
     }
 }

@@ -1512,6 +1512,47 @@ fn an_unjustified_origin_is_evicted_at_its_deadline() {
     }
 }
 
+/// §4.2.5, `justify_on_rise`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
+/// (neighbour 1 claims 144), its next hop signing 96: floor 192, above the claim, so the Signed
+/// Claim is refused. Neighbour 1's claim rises to the floor 4 s later (it took the signed word)
+/// and falls back to 144 before the deadline (its route moved). With the option the rise
+/// justifies it (the verifier asks for the routes meanwhile) and the deadline evicts nothing;
+/// without, the claim at the deadline is all that counts, and it is evicted; with the option,
+/// a claim that never reaches the floor is evicted too.
+#[test]
+fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    let risen = [cand(1, 288, true), cand(2, 288, false)];
+    let short = [cand(1, 287, true), cand(2, 288, false)];
+    for (option, meanwhile, want) in [
+        (true, &risen, false),
+        (false, &risen, true),
+        (true, &short, true),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.justify_on_rise = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+        let tlv = encode_signed_claim(&asked[0].1, 96, &next_hop_owner(), &key(5));
+        assert!(
+            w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144))
+                .is_err()
+        );
+        assert_eq!(w.v.counters().claims_refused, 1);
+        let later = w.now + Duration::from_secs(4);
+        assert!(!option || w.v.wants_routes(later));
+        let _ = w.v.handle_timeout(later, meanwhile);
+        let at = w.v.handle_timeout(w.now + verify::JUSTIFY_WAIT, &cands);
+        assert_eq!(evicts(&at, nb(1)), want, "option {option} {meanwhile:?}");
+        assert_eq!(w.v.counters().justified, u64::from(!want));
+    }
+}
+
 /// §4.2.5: a Justify Request not answered is sent again with the same nonce `JUSTIFY_RETRY`
 /// after each sending, `JUSTIFY_SENDS` times in all (a request or its answer lost on a lossy
 /// link); one answered is not, and a late retry's answer still justifies.

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 50, "{t:?}");
+    assert_eq!(t.len(), 51, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -79,6 +79,7 @@ fn defaults_table_matches_code() {
                 c.score.unjustified_through_us_evicts.to_string() == *v
             }
             "loop_through_us" => c.score.loop_through_us.to_string() == *v,
+            "justify_on_rise" => c.score.justify_on_rise.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,
