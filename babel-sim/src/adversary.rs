@@ -753,7 +753,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             &mut nodes,
                             (v, neighbour),
                             request,
-                            t,
+                            (t, start),
                             &node_of,
                             &prefixes,
                             lying.then_some((&lie_sets, cfg.lie_divisor)),
@@ -1044,7 +1044,7 @@ fn justify(
     nodes: &mut [Node],
     (v, neighbour): (usize, NeighbourId),
     request: verify::ClaimRequest,
-    t: Instant,
+    (t, start): (Instant, Instant),
     node_of: &BTreeMap<Prefix, usize>,
     prefixes: &[Prefix],
     lies: Option<(&BTreeMap<usize, BTreeSet<Prefix>>, u16)>,
@@ -1130,10 +1130,17 @@ fn justify(
             neighbour.address,
         )
         .map(|e| VerifiableRoute::from_route(&e).advertised);
-    let _ = nodes
+    let result = nodes
         .get_mut(v)?
         .verifier
         .handle_signed_claim(t, neighbour, &claim, now_claimed);
+    if std::env::var_os("BABEL_SIM_TRACE").is_some() {
+        eprintln!(
+            "t={:.1} justify {v}->{peer} dst {}: next hop {x} signs {offer}, claim {now_claimed:?}: {result:?}",
+            t.saturating_since(start).as_secs_f64(),
+            node_of.get(&r.prefix).map_or(-1, |d| *d as i64),
+        );
+    }
     Some(())
 }
 

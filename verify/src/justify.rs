@@ -21,6 +21,9 @@ pub const CLAIM_SIGNING_DOMAIN: &[u8] = b"babeld-rs signed claim v1";
 pub const CLAIM_SIGN_RATE: u32 = 32;
 /// How long a relay waits for its next hop's Signed Claim, and a verifier for the relayed one.
 pub const JUSTIFY_WAIT: Duration = Duration::from_secs(10);
+/// With `justify_on_rise` (`spec/verify.md` §4.2.5): how often the verifier looks at the claims
+/// while a refused Signed Claim waits for its claim to reach the floor.
+pub const RISE_POLL: Duration = Duration::from_millis(500);
 /// A Justify Request not answered after this long is sent again with the same nonce, at most
 /// [`JUSTIFY_SENDS`] times in all within [`JUSTIFY_WAIT`] (§4.2.5): a lost request or answer
 /// on a lossy link does not leave an honest neighbour unjustified.

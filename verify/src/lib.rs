@@ -38,8 +38,8 @@ pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;
 pub use justify::{
     CLAIM_SIGN_RATE, CLAIM_SIGNING_DOMAIN, ClaimRelay, ClaimRequest, JUSTIFY_RETRY, JUSTIFY_SENDS,
-    JUSTIFY_WAIT, JustifyError, SignedClaim, decode_request, decode_signed_claim, encode_request,
-    encode_signed_claim,
+    JUSTIFY_WAIT, JustifyError, RISE_POLL, SignedClaim, decode_request, decode_signed_claim,
+    encode_request, encode_signed_claim,
 };
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{

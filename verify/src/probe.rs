@@ -541,6 +541,9 @@ pub struct Verifier {
     /// (with `unjustified_unknown_evicts`, measured ones blamed on nobody too), awaiting its
     /// justification until their deadline; each with the metric and cost of the failure.
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
+    /// §4.2.5, `justify_on_rise`: when to look at the claims again while a refused Signed
+    /// Claim waits for its claim to reach the floor (every [`crate::RISE_POLL`]).
+    rise_poll: Option<Instant>,
     /// Sessions under way, by neighbour and destination (§2.2: one per neighbour by default).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
     next_cycle: Instant,
@@ -596,6 +599,7 @@ impl Verifier {
             justifications: BTreeMap::new(),
             justify_requests: BTreeMap::new(),
             origin_deadlines: BTreeMap::new(),
+            rise_poll: None,
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -656,7 +660,13 @@ impl Verifier {
     /// claim in `candidates` has reached is justified now, as the Signed Claim would have been
     /// had the claim been there when it came.
     fn justified_on_rise(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
-        if !self.cfg.score.justify_on_rise || candidates.is_empty() {
+        if !self.cfg.score.justify_on_rise {
+            return;
+        }
+        if candidates.is_empty() {
+            // No route of a used destination to look at: again later.
+            let awaiting = self.awaiting_rise().next().is_some();
+            self.rise_poll = awaiting.then(|| now + crate::RISE_POLL);
             return;
         }
         let risen: Vec<(NeighbourId, Prefix)> = self
@@ -678,6 +688,8 @@ impl Verifier {
                 score.justify(now, &self.cfg.score, &key.1);
             }
         }
+        let awaiting = self.awaiting_rise().next().is_some();
+        self.rise_poll = awaiting.then(|| now + crate::RISE_POLL);
     }
 
     /// A neighbour's score record.
@@ -729,6 +741,9 @@ impl Verifier {
             .filter_map(|(_, at, sends)| justify_retry_at(*at, *sends))
             .min()
         {
+            t = t.min(r);
+        }
+        if let Some(r) = self.rise_poll {
             t = t.min(r);
         }
         t
@@ -1780,6 +1795,9 @@ impl Verifier {
         // neighbour whose next hop told it less than it signs raises its claim to it, and a
         // later check of the risen claim is justified.
         if claim.is_none_or(|m| m < floor) {
+            if self.cfg.score.justify_on_rise {
+                self.rise_poll = Some(now + crate::RISE_POLL);
+            }
             return Err(Unexpected);
         }
         self.origin_deadlines.remove(&(from, c.prefix));
