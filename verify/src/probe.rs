@@ -643,15 +643,11 @@ impl Verifier {
     /// §4.2.5, `justify_on_rise`: the failures awaiting a justification whose Signed Claim was
     /// refused for a claim under its floor (still fresh): the floor each waits for.
     fn awaiting_rise(&self) -> impl Iterator<Item = ((NeighbourId, Prefix), u16)> + '_ {
-        self.origin_deadlines.keys().filter_map(|k| {
+        self.origin_deadlines.iter().filter_map(|(k, d)| {
             self.justifications
                 .get(k)
-                .filter(|(_, at)| {
-                    // Received for this failure: after its check, before its deadline.
-                    self.origin_deadlines.get(k).is_some_and(|d| {
-                        *at <= d.at && d.at.saturating_since(*at) <= crate::JUSTIFY_WAIT
-                    })
-                })
+                // Received for this failure: after its check, before its deadline.
+                .filter(|(_, at)| *at <= d.at && d.at.saturating_since(*at) <= crate::JUSTIFY_WAIT)
                 .map(|(floor, _)| (*k, *floor))
         })
     }
