@@ -79,6 +79,9 @@ fn main() {
     let unjustified_through_us = env("ADV_UNJUSTIFIED_THROUGH_US");
     let loop_through_us = env("ADV_LOOP_THROUGH_US");
     let justify_on_rise = env("ADV_JUSTIFY_ON_RISE");
+    let reask_moved_claim = env("ADV_REASK_MOVED_CLAIM");
+    let awaits_justification = env("ADV_AWAITS_JUSTIFICATION");
+    let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -184,6 +187,15 @@ fn main() {
         }
         if let Some(x) = justify_on_rise {
             c.verify.score.justify_on_rise = x != 0;
+        }
+        if let Some(x) = reask_moved_claim {
+            c.verify.score.reask_moved_claim = x != 0;
+        }
+        if let Some(x) = awaits_justification {
+            c.verify.score.confirmed_awaits_justification = x != 0;
+        }
+        if let Some(x) = reask_infinite_claim {
+            c.verify.score.reask_infinite_claim = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

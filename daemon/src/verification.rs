@@ -126,6 +126,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 justified within 10 s, evicts it too (false)
   verify-justify-on-rise BOOL   a Signed Claim refused for a claim under its floor justifies
                                 once the claim reaches the floor before the deadline (false)
+  verify-reask-moved-claim BOOL  a deadline that finds the claim moved asks once more and
+                                judges the new claim 10 s later (false)
+  verify-awaits-justification BOOL  a check that confirms failures blamed on nobody evicts
+                                only at its deadline, 4 s later, if still unjustified (false)
+  verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
+                                to be sent again (false)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -226,6 +232,15 @@ pub enum VerifyStatement {
     /// `verify-justify-on-rise BOOL`: a refused Signed Claim justifies once the claim reaches
     /// its floor before the deadline (§4.2.5).
     JustifyOnRise(bool),
+    /// `verify-reask-moved-claim BOOL`: a deadline that finds the neighbour's claim moved asks
+    /// again and judges the claim made then at a second deadline (§4.2.5).
+    ReaskMovedClaim(bool),
+    /// `verify-awaits-justification BOOL`: a check confirming failures blamed on nobody evicts
+    /// at its justification deadline, not at once (§4.2.5).
+    AwaitsJustification(bool),
+    /// `verify-reask-infinite-claim BOOL`: a Signed Claim of infinity leaves the Justify
+    /// Request to be sent again (§4.2.5).
+    ReaskInfiniteClaim(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -317,6 +332,9 @@ impl VerifyStatement {
             "verify-unjustified-through-us" => VerifyStatement::UnjustifiedThroughUs(flag()?),
             "verify-loop-through-us" => VerifyStatement::LoopThroughUs(flag()?),
             "verify-justify-on-rise" => VerifyStatement::JustifyOnRise(flag()?),
+            "verify-reask-moved-claim" => VerifyStatement::ReaskMovedClaim(flag()?),
+            "verify-awaits-justification" => VerifyStatement::AwaitsJustification(flag()?),
+            "verify-reask-infinite-claim" => VerifyStatement::ReaskInfiniteClaim(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -506,6 +524,11 @@ impl VerifySettings {
                 }
                 VerifyStatement::LoopThroughUs(b) => c.score.loop_through_us = b,
                 VerifyStatement::JustifyOnRise(b) => c.score.justify_on_rise = b,
+                VerifyStatement::ReaskMovedClaim(b) => c.score.reask_moved_claim = b,
+                VerifyStatement::AwaitsJustification(b) => {
+                    c.score.confirmed_awaits_justification = b
+                }
+                VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -1212,6 +1235,7 @@ impl Verification {
         let verdict = match c.verdict {
             CheckVerdict::Kept => "kept",
             CheckVerdict::Evicted(_) => "evicted",
+            CheckVerdict::Awaiting => "awaiting",
         };
         out.lines.push(format!(
             "verify route {} via {} if {} metric {} cost {} accuracy {} corrected {} blame {} {verdict}",
@@ -1942,7 +1966,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 15] = [
+        let statements: [(&str, Field); 18] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -1958,6 +1982,13 @@ mod tests {
             }),
             ("verify-loop-through-us", |c| c.score.loop_through_us),
             ("verify-justify-on-rise", |c| c.score.justify_on_rise),
+            ("verify-reask-moved-claim", |c| c.score.reask_moved_claim),
+            ("verify-awaits-justification", |c| {
+                c.score.confirmed_awaits_justification
+            }),
+            ("verify-reask-infinite-claim", |c| {
+                c.score.reask_infinite_claim
+            }),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),
@@ -2087,7 +2118,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 43);
+        assert_eq!(listed.len(), 46);
         for k in listed {
             assert!(
                 !matches!(

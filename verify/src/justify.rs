@@ -30,6 +30,11 @@ pub const RISE_POLL: Duration = Duration::from_millis(500);
 pub const JUSTIFY_RETRY: Duration = Duration::from_secs(3);
 /// How many times a Justify Request is sent at most (the first and its retries).
 pub const JUSTIFY_SENDS: u8 = 3;
+/// With `confirmed_awaits_justification` (`spec/verify.md` §4.2.5): how long a check that
+/// confirms failures blamed on nobody waits for the justification before it evicts. Time for
+/// one retry of the Justify Request ([`JUSTIFY_RETRY`]) and its answer, and short of a cycle,
+/// so that a liar caught so is evicted in the cycle that caught it.
+pub const AWAIT_JUSTIFY: Duration = Duration::from_secs(4);
 
 /// Why a Justify Request, Claim Request or Signed Claim was refused. Each has a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -37,9 +37,9 @@ pub use check_failed::{CheckFailedError, decode_check_failed, encode_check_faile
 pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;
 pub use justify::{
-    CLAIM_SIGN_RATE, CLAIM_SIGNING_DOMAIN, ClaimRelay, ClaimRequest, JUSTIFY_RETRY, JUSTIFY_SENDS,
-    JUSTIFY_WAIT, JustifyError, RISE_POLL, SignedClaim, decode_request, decode_signed_claim,
-    encode_request, encode_signed_claim,
+    AWAIT_JUSTIFY, CLAIM_SIGN_RATE, CLAIM_SIGNING_DOMAIN, ClaimRelay, ClaimRequest, JUSTIFY_RETRY,
+    JUSTIFY_SENDS, JUSTIFY_WAIT, JustifyError, RISE_POLL, SignedClaim, decode_request,
+    decode_signed_claim, encode_request, encode_signed_claim,
 };
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{

@@ -1581,9 +1581,10 @@ impl Verifier {
                 }
                 Blame::Relay | Blame::Justified => false,
             };
+            let awaiting = check.verdict == CheckVerdict::Awaiting;
             if failed
-                && stable
-                && unjustifiable
+                && (stable || awaiting)
+                && (unjustifiable || awaiting)
                 && self.cfg.score.unjustified_origin_evicts
                 && self.cfg.score.justification
                 && self.cfg.score.attribution
@@ -1598,10 +1599,17 @@ impl Verifier {
                 self.origin_deadlines
                     .entry((route.neighbour, route.prefix))
                     .or_insert(Deadline {
-                        at: now + crate::JUSTIFY_WAIT,
+                        at: now
+                            + if awaiting {
+                                crate::AWAIT_JUSTIFY
+                            } else {
+                                crate::JUSTIFY_WAIT
+                            },
                         metric,
                         cost: c,
                         link,
+                        claim: route.advertised,
+                        asked_again: false,
                     });
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
@@ -1699,6 +1707,26 @@ impl Verifier {
             {
                 continue;
             }
+            // `reask_moved_claim`: the claim that failed is no longer made; ask once more,
+            // for the claim made now, and judge that at a second deadline.
+            if let Some(m) = claim
+                && self.cfg.score.reask_moved_claim
+                && !d.asked_again
+                && m != d.claim
+                && m < babel_wire::INFINITY
+            {
+                self.origin_deadlines.insert(
+                    key,
+                    Deadline {
+                        at: now + crate::JUSTIFY_WAIT,
+                        claim: m,
+                        asked_again: true,
+                        ..d
+                    },
+                );
+                self.ask_to_justify(now, key, out);
+                continue;
+            }
             let Some(score) = self.scores.get_mut(&key.0) else {
                 continue;
             };
@@ -1774,10 +1802,16 @@ impl Verifier {
         if !self.keyring.may_answer(&c.owner, &c.key) {
             return Err(crate::JustifyError::Unbound);
         }
-        self.justify_requests.remove(&(from, c.prefix));
         if c.metric == babel_wire::INFINITY {
+            // The next hop has no route at this instant: `from`'s claim is in flux. With
+            // `reask_infinite_claim` the request stays, sent again as its retries fall due
+            // (to the next hop `from` has then); otherwise it is answered.
+            if !self.cfg.score.reask_infinite_claim {
+                self.justify_requests.remove(&(from, c.prefix));
+            }
             return Err(Unexpected);
         }
+        self.justify_requests.remove(&(from, c.prefix));
         let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
         crate::bounded::make_room(
             &mut self.justifications,
@@ -1817,25 +1851,34 @@ impl Verifier {
                 });
             }
             if self.cfg.score.justification {
-                let key = (check.route.neighbour, check.route.prefix);
-                let nonce = s_rng(&mut self.scheduler, u64::MAX);
-                crate::bounded::make_room(
-                    &mut self.justify_requests,
-                    self.cfg.schedule.max_used.max(1),
-                    &key,
-                    |(_, at, _)| *at,
-                );
-                self.justify_requests.insert(key, (nonce, now, 1));
-                self.counters.justify_requests_sent += 1;
-                out.push(ProbeAction::SendJustifyRequest {
-                    neighbour: check.route.neighbour,
-                    request: crate::ClaimRequest {
-                        prefix: check.route.prefix,
-                        nonce,
-                    },
-                });
+                self.ask_to_justify(now, (check.route.neighbour, check.route.prefix), out);
             }
         }
+    }
+
+    /// §4.2.5: asks `neighbour` to justify its claim for `prefix`, with a fresh nonce (an
+    /// answer to an earlier request no longer counts); sent again by
+    /// [`Verifier::retry_justify_requests`].
+    fn ask_to_justify(
+        &mut self,
+        now: Instant,
+        (neighbour, prefix): (NeighbourId, Prefix),
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let nonce = s_rng(&mut self.scheduler, u64::MAX);
+        crate::bounded::make_room(
+            &mut self.justify_requests,
+            self.cfg.schedule.max_used.max(1),
+            &(neighbour, prefix),
+            |(_, at, _)| *at,
+        );
+        self.justify_requests
+            .insert((neighbour, prefix), (nonce, now, 1));
+        self.counters.justify_requests_sent += 1;
+        out.push(ProbeAction::SendJustifyRequest {
+            neighbour,
+            request: crate::ClaimRequest { prefix, nonce },
+        });
     }
 
     /// §2.5: neighbour `from` says our route to `prefix` failed its check. With
@@ -1862,6 +1905,11 @@ struct Deadline {
     cost: u16,
     /// Our link cost to the neighbour then (§4.2.2: its claim is judged with it).
     link: u16,
+    /// The neighbour's claim that failed (with `reask_moved_claim`: a deadline that finds
+    /// another asks again).
+    claim: u16,
+    /// Whether this is the second deadline, after asking again for a claim that moved.
+    asked_again: bool,
 }
 
 /// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if

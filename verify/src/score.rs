@@ -158,6 +158,25 @@ pub struct ScoreConfig {
     /// (`spec/verify.md` §4.2.5). The verifier asks for the routes at every timer while such
     /// a claim is pending ([`crate::Verifier::wants_routes`]).
     pub justify_on_rise: bool,
+    /// With [`ScoreConfig::justification`]: a failure whose deadline finds the neighbour's
+    /// claim moved from the claim that failed (and not corrected) is not judged on the claim
+    /// it no longer makes. The verifier asks the neighbour once more to justify the claim it
+    /// makes now and judges at a second deadline, [`crate::JUSTIFY_WAIT`] later
+    /// (`spec/verify.md` §4.2.5). An honest relay that moved onto another's lie in the
+    /// meantime justifies with that next hop's signed word; a neighbour's own lie does not.
+    pub reask_moved_claim: bool,
+    /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]: a
+    /// failing check blamed on nobody ([`Blame::Unknown`]) that confirms the run of failures
+    /// does not evict at once ([`CheckVerdict::Awaiting`]); it evicts at its deadline,
+    /// [`crate::AWAIT_JUSTIFY`] later, unless the neighbour justifies or corrects the claim
+    /// by then (`spec/verify.md` §4.2.5). A neighbour whose next hop signs that it offers
+    /// what the neighbour's claim says is not the liar, whoever made the path cost more.
+    pub confirmed_awaits_justification: bool,
+    /// With [`ScoreConfig::justification`]: a Signed Claim of infinity (the neighbour's next
+    /// hop had no route when it signed) does not answer the Justify Request; the request is
+    /// sent again as its retries fall due ([`crate::JUSTIFY_RETRY`]), to whichever next hop
+    /// the neighbour has then (`spec/verify.md` §4.2.5).
+    pub reask_infinite_claim: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -375,6 +394,9 @@ impl Default for ScoreConfig {
             unjustified_through_us_evicts: true,
             loop_through_us: false,
             justify_on_rise: false,
+            reask_moved_claim: false,
+            confirmed_awaits_justification: false,
+            reask_infinite_claim: false,
         }
     }
 }
@@ -445,6 +467,10 @@ pub enum CheckVerdict {
     Kept,
     /// It is evicted now, until the given time.
     Evicted(Instant),
+    /// With [`ScoreConfig::confirmed_awaits_justification`]: the check confirmed a run of
+    /// failures blamed on nobody; the neighbour is evicted at the failure's justification
+    /// deadline unless it justifies or corrects its claim by then (`spec/verify.md` §4.2.5).
+    Awaiting,
 }
 
 /// The accuracy state of one neighbour (bounded: [`ScoreConfig::max_destinations`]).
@@ -751,6 +777,20 @@ impl NeighbourScore {
         };
         if !evict {
             return CheckVerdict::Kept;
+        }
+        // `confirmed_awaits_justification`: a confirmation blamed on nobody evicts at its
+        // deadline (the verifier sets it), unless justified or corrected by then.
+        if cfg.confirmed_awaits_justification
+            && cfg.rule == Rule::Confirmed
+            && confirmed
+            && !on_probation
+            && cfg.justification
+            && cfg.unjustified_origin_evicts
+            && cfg.attribution
+            && blame == Blame::Unknown
+            && failed
+        {
+            return CheckVerdict::Awaiting;
         }
         self.evict(now, cfg)
     }
@@ -1894,5 +1934,50 @@ mod tests {
             lie(720, 1248, u),
             lie(880, 1248, u)
         ));
+    }
+
+    /// §4.2.5, `confirmed_awaits_justification`: the confirming failure of a run blamed on
+    /// nobody awaits its deadline; one blamed on the origin, the paper's rule, and a failure on
+    /// probation evict at once as before.
+    #[test]
+    fn a_confirmation_blamed_on_nobody_awaits() {
+        let e = |blame| Evidence {
+            a: 0.5,
+            black_hole: false,
+            blame,
+            measure: Some((200, 400, true)),
+            link: 0,
+        };
+        let awaits = ScoreConfig {
+            confirmed_awaits_justification: true,
+            ..base()
+        };
+        let second = |cfg: &ScoreConfig, blame| {
+            let mut n = NeighbourScore::default();
+            n.record_evidence(t(0), cfg, p(1), e(blame));
+            n.record_evidence(t(20), cfg, p(2), e(blame))
+        };
+        assert_eq!(second(&awaits, Blame::Unknown), CheckVerdict::Awaiting);
+        assert!(matches!(
+            second(&base(), Blame::Unknown),
+            CheckVerdict::Evicted(_)
+        ));
+        assert!(matches!(
+            second(&awaits, Blame::Origin),
+            CheckVerdict::Evicted(_)
+        ));
+        let paper = ScoreConfig {
+            rule: Rule::Paper,
+            ..awaits
+        };
+        let mut n = NeighbourScore::default();
+        let v = n.record_evidence(t(0), &paper, p(1), e(Blame::Unknown));
+        assert!(matches!(v, CheckVerdict::Evicted(_)), "{v:?}");
+        // Readmitted after the hold: on probation, one failure blamed on nobody evicts at once.
+        let mut n = NeighbourScore::default();
+        let _ = n.evict(t(0), &awaits);
+        assert!(n.readmit(t(0) + awaits.hold));
+        let v = n.record_evidence(t(0) + awaits.hold, &awaits, p(1), e(Blame::Unknown));
+        assert!(matches!(v, CheckVerdict::Evicted(_)), "{v:?}");
     }
 }

@@ -1557,6 +1557,189 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     }
 }
 
+/// §4.2.5, `reask_moved_claim`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
+/// (neighbour 1 claims 144), unanswered. At the deadline neighbour 1 claims 160 (its route
+/// moved; still under what we measured). With the option the deadline evicts nothing: it asks
+/// again, with a fresh nonce, and judges the claim of 160 a `JUSTIFY_WAIT` later, where a
+/// Signed Claim of its next hop offering 48 (floor 144) justifies it and none evicts. A claim
+/// that did not move, or the option off, is evicted at the first deadline; so is a second
+/// move (asked again once only).
+#[test]
+fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    let moved = [cand(1, 256, true), cand(2, 288, false)];
+    let moved_again = [cand(1, 250, true), cand(2, 288, false)];
+    // (option, claims at the first deadline, answered again, claims at the second, evicted at
+    // the first deadline, evicted at the second)
+    for (option, first, answered, second, want_first, want_second) in [
+        (true, &moved, true, &moved, false, false),
+        (true, &moved, false, &moved, false, true),
+        (true, &moved, false, &moved_again, false, true),
+        (true, &cands, false, &cands, true, false),
+        (false, &moved, false, &moved, true, false),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.reask_moved_claim = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+        let first_request = answer_justify_request(&mut w, false);
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let at = w.v.handle_timeout(deadline, first);
+        let case = format!("option {option} {first:?} answered {answered}");
+        assert_eq!(evicts(&at, nb(1)), want_first, "{case}");
+        let asked: Vec<verify::ClaimRequest> = at
+            .iter()
+            .filter_map(|a| match a {
+                // (Not the first request, sent again as its retries fall due.)
+                ProbeAction::SendJustifyRequest { neighbour, request }
+                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
+                {
+                    Some(*request)
+                }
+                _ => None,
+            })
+            .collect();
+        if want_first || !option {
+            assert_eq!(asked, vec![], "{case}");
+            continue;
+        }
+        assert_eq!(asked.len(), 1, "{case}");
+        // The first request's answer, late, no longer counts.
+        let old = encode_signed_claim(&first_request, 48, &next_hop_owner(), &key(5));
+        assert!(
+            w.v.handle_signed_claim(deadline, nb(1), &old, Some(160))
+                .is_err()
+        );
+        if answered {
+            let tlv = encode_signed_claim(&asked[0], 48, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(deadline, nb(1), &tlv, Some(160)),
+                Ok(())
+            );
+        }
+        let second_deadline = deadline + verify::JUSTIFY_WAIT;
+        let just_before = deadline + (verify::JUSTIFY_WAIT - Duration::from_millis(1));
+        assert!(w.v.poll_timeout() <= second_deadline);
+        assert!(
+            !evicts(&w.v.handle_timeout(just_before, second), nb(1)),
+            "{case}"
+        );
+        let at = w.v.handle_timeout(second_deadline, second);
+        assert_eq!(evicts(&at, nb(1)), want_second, "{case}");
+        assert_eq!(w.v.counters().evictions, u64::from(want_second));
+    }
+}
+
+/// §4.2.5, `confirmed_awaits_justification`: neighbour 1 claims 144, four links measure 384,
+/// and its next hop is unknown: failures blamed on nobody, which a second one `window` later
+/// confirms. Without the option that check evicts it; with it, the check awaits
+/// (`CheckVerdict::Awaiting`) and the deadline, `AWAIT_JUSTIFY` later, evicts it unless its
+/// next hop's Signed Claim (offering 48) justifies the claim first.
+#[test]
+fn a_confirmation_blamed_on_nobody_awaits_justification_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 480, false)];
+    for (option, justified) in [(false, false), (true, false), (true, true)] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.confirmed_awaits_justification = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        let case = format!("option {option} justified {justified}");
+        let mut verdicts = vec![];
+        for _ in 0..8 {
+            w.justify.clear();
+            let c = first_check_of(&mut w, &cands, nb(1));
+            assert_eq!((c.blame, c.cost), (Blame::Unknown, Some(384)), "{c:?}");
+            verdicts.push(c.verdict);
+            if c.verdict != CheckVerdict::Kept {
+                break;
+            }
+        }
+        let last = verdicts.last().copied();
+        assert!(verdicts.len() >= 2, "{case}: {verdicts:?}");
+        if !option {
+            assert!(matches!(last, Some(CheckVerdict::Evicted(_))), "{case}");
+            continue;
+        }
+        assert_eq!(last, Some(CheckVerdict::Awaiting), "{case}");
+        assert_eq!(w.v.counters().evictions, 0);
+        // The request the confirming check sent (earlier ones may be sent again meanwhile).
+        let request = w
+            .justify
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == nb(1))
+            .map(|r| r.1);
+        let request = request.expect("a Justify Request");
+        if justified {
+            let tlv = encode_signed_claim(&request, 48, &next_hop_owner(), &key(5));
+            let r = w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144));
+            assert_eq!(r, Ok(()));
+        }
+        let deadline = w.now + verify::AWAIT_JUSTIFY;
+        let just_before = w.now + (verify::AWAIT_JUSTIFY - Duration::from_millis(1));
+        assert!(w.v.poll_timeout() <= deadline);
+        assert!(
+            !evicts(&w.v.handle_timeout(just_before, &cands), nb(1)),
+            "{case}"
+        );
+        let at = w.v.handle_timeout(deadline, &cands);
+        assert_eq!(evicts(&at, nb(1)), !justified, "{case}");
+        assert_eq!(w.v.counters().evictions, u64::from(!justified), "{case}");
+    }
+}
+
+/// §4.2.5, `reask_infinite_claim`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
+/// (neighbour 1 claims 144), whose Justify Request its next hop answers with a Signed Claim of
+/// infinity (it had no route at that instant). Refused either way; with the option the request
+/// is sent again with the same nonce at `JUSTIFY_RETRY`, and the next hop's answer then
+/// (offering 48) justifies the claim, so the deadline evicts nothing. Without the option the
+/// infinite claim answered the request: it is not sent again, and the deadline evicts.
+#[test]
+fn a_claim_signed_infinite_is_asked_again_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    for option in [true, false] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.reask_infinite_claim = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+        let request = answer_justify_request(&mut w, false);
+        let t0 = w.now;
+        let infinite =
+            encode_signed_claim(&request, babel_wire::INFINITY, &next_hop_owner(), &key(5));
+        assert!(
+            w.v.handle_signed_claim(t0, nb(1), &infinite, Some(144))
+                .is_err()
+        );
+        let retry = t0 + verify::JUSTIFY_RETRY;
+        let again: Vec<_> =
+            w.v.handle_timeout(retry, &cands)
+                .into_iter()
+                .filter_map(|a| match a {
+                    ProbeAction::SendJustifyRequest {
+                        neighbour,
+                        request: r,
+                    } if neighbour == nb(1) && r.nonce == request.nonce => Some(r),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(again.len(), usize::from(option), "option {option}");
+        let tlv = encode_signed_claim(&request, 48, &next_hop_owner(), &key(5));
+        let answered = w.v.handle_signed_claim(retry, nb(1), &tlv, Some(144));
+        assert_eq!(answered.is_ok(), option, "option {option}: {answered:?}");
+        let at = w.v.handle_timeout(t0 + verify::JUSTIFY_WAIT, &cands);
+        assert_eq!(evicts(&at, nb(1)), !option, "option {option}");
+    }
+}
+
 /// §4.2.5: a Justify Request not answered is sent again with the same nonce `JUSTIFY_RETRY`
 /// after each sending, `JUSTIFY_SENDS` times in all (a request or its answer lost on a lossy
 /// link); one answered is not, and a late retry's answer still justifies.

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 51, "{t:?}");
+    assert_eq!(t.len(), 54, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -80,6 +80,11 @@ fn defaults_table_matches_code() {
             }
             "loop_through_us" => c.score.loop_through_us.to_string() == *v,
             "justify_on_rise" => c.score.justify_on_rise.to_string() == *v,
+            "reask_moved_claim" => c.score.reask_moved_claim.to_string() == *v,
+            "confirmed_awaits_justification" => {
+                c.score.confirmed_awaits_justification.to_string() == *v
+            }
+            "reask_infinite_claim" => c.score.reask_infinite_claim.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,
