@@ -1583,8 +1583,7 @@ impl Verifier {
             };
             let awaiting = check.verdict == CheckVerdict::Awaiting;
             if failed
-                && (stable || awaiting)
-                && (unjustifiable || awaiting)
+                && (awaiting || (stable && unjustifiable))
                 && self.cfg.score.unjustified_origin_evicts
                 && self.cfg.score.justification
                 && self.cfg.score.attribution
