@@ -126,8 +126,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 justified within 10 s, evicts it too (false)
   verify-justify-on-rise BOOL   a Signed Claim refused for a claim under its floor justifies
                                 once the claim reaches the floor before the deadline (false)
-  verify-reask-moved-claim BOOL  a deadline that finds the claim moved asks once more and
-                                judges the new claim 10 s later (false)
+  verify-reask-moved-claim BOOL  a deadline that finds the claim moved (or made again after
+                                a withdrawal) asks once more and judges it 10 s later (false)
   verify-awaits-justification BOOL  a check that confirms failures blamed on nobody evicts
                                 only at its deadline, 4 s later, if still unjustified (false)
   verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
@@ -232,8 +232,9 @@ pub enum VerifyStatement {
     /// `verify-justify-on-rise BOOL`: a refused Signed Claim justifies once the claim reaches
     /// its floor before the deadline (§4.2.5).
     JustifyOnRise(bool),
-    /// `verify-reask-moved-claim BOOL`: a deadline that finds the neighbour's claim moved asks
-    /// again and judges the claim made then at a second deadline (§4.2.5).
+    /// `verify-reask-moved-claim BOOL`: a deadline that finds the neighbour's claim moved (or
+    /// made again after a withdrawal) asks again and judges the claim made then at a second
+    /// deadline (§4.2.5).
     ReaskMovedClaim(bool),
     /// `verify-awaits-justification BOOL`: a check confirming failures blamed on nobody evicts
     /// at its justification deadline, not at once (§4.2.5).

@@ -541,9 +541,10 @@ pub struct Verifier {
     /// (with `unjustified_unknown_evicts`, measured ones blamed on nobody too), awaiting its
     /// justification until their deadline; each with the metric and cost of the failure.
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
-    /// §4.2.5, `justify_on_rise`: when to look at the claims again while a refused Signed
-    /// Claim waits for its claim to reach the floor (every [`crate::RISE_POLL`]).
-    rise_poll: Option<Instant>,
+    /// §4.2.5: when to look at the claims again (every [`crate::RISE_POLL`]) while a refused
+    /// Signed Claim waits for its claim to reach the floor (`justify_on_rise`) or a failure
+    /// awaits its deadline (`reask_moved_claim`, which notes a claim withdrawn meanwhile).
+    route_poll: Option<Instant>,
     /// Sessions under way, by neighbour and destination (§2.2: one per neighbour by default).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
     next_cycle: Instant,
@@ -599,7 +600,7 @@ impl Verifier {
             justifications: BTreeMap::new(),
             justify_requests: BTreeMap::new(),
             origin_deadlines: BTreeMap::new(),
-            rise_poll: None,
+            route_poll: None,
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -638,6 +639,37 @@ impl Verifier {
                 .any(|s| s.sent >= self.cfg.schedule.probes && s.ends <= now)
             || self.origin_deadlines.values().any(|d| d.at <= now)
             || (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
+            || self.route_poll.is_some_and(|r| r <= now)
+    }
+
+    /// §4.2.5: whether a failure awaiting its deadline wants the claims looked at again:
+    /// with `justify_on_rise` one whose refused Signed Claim waits for the claim to reach its
+    /// floor, with `reask_moved_claim` one whose claim has not been seen withdrawn yet.
+    fn watching_claims(&self) -> bool {
+        (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
+            || (self.cfg.score.reask_moved_claim
+                && self.origin_deadlines.values().any(|d| !d.withdrawn))
+    }
+
+    /// §4.2.5, `reask_moved_claim`: notes every failure awaiting its deadline whose claim
+    /// `candidates` show withdrawn (unreachable, or gone while the destination has other
+    /// routes: a destination no longer used is absent altogether, and says nothing). A
+    /// withdrawn claim that comes back by the deadline is a claim made anew, which the
+    /// deadline asks to justify rather than judging it on the failure of the claim before.
+    fn watch_withdrawals(&mut self, candidates: &[VerifiableRoute]) {
+        if !self.cfg.score.reask_moved_claim {
+            return;
+        }
+        for ((n, p), d) in self.origin_deadlines.iter_mut() {
+            let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
+            if routes.peek().is_none() {
+                continue;
+            }
+            let held = routes
+                .find(|c| c.neighbour == *n)
+                .is_some_and(|c| c.advertised < babel_wire::INFINITY);
+            d.withdrawn |= !held;
+        }
     }
 
     /// §4.2.5, `justify_on_rise`: the failures awaiting a justification whose Signed Claim was
@@ -661,8 +693,6 @@ impl Verifier {
         }
         if candidates.is_empty() {
             // No route of a used destination to look at: again later.
-            let awaiting = self.awaiting_rise().next().is_some();
-            self.rise_poll = awaiting.then(|| now + crate::RISE_POLL);
             return;
         }
         let risen: Vec<(NeighbourId, Prefix)> = self
@@ -684,8 +714,6 @@ impl Verifier {
                 score.justify(now, &self.cfg.score, &key.1);
             }
         }
-        let awaiting = self.awaiting_rise().next().is_some();
-        self.rise_poll = awaiting.then(|| now + crate::RISE_POLL);
     }
 
     /// A neighbour's score record.
@@ -739,7 +767,7 @@ impl Verifier {
         {
             t = t.min(r);
         }
-        if let Some(r) = self.rise_poll {
+        if let Some(r) = self.route_poll {
             t = t.min(r);
         }
         t
@@ -827,7 +855,14 @@ impl Verifier {
         }
         self.retry_justify_requests(now, &mut out);
         self.justified_on_rise(now, candidates);
+        self.watch_withdrawals(candidates);
         self.unjustified_origins(now, candidates, &mut out);
+        // Looked at the claims now (routes handed) or due: next in RISE_POLL; else as it was.
+        let poll = match self.route_poll {
+            Some(r) if candidates.is_empty() && r > now => r,
+            _ => now + crate::RISE_POLL,
+        };
+        self.route_poll = self.watching_claims().then_some(poll);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
             // §4.2.2: a session's route must stay as it was for the whole session (checked
@@ -1609,7 +1644,11 @@ impl Verifier {
                         link,
                         claim: route.advertised,
                         asked_again: false,
+                        withdrawn: false,
                     });
+                if self.cfg.score.reask_moved_claim {
+                    self.route_poll = Some(now + crate::RISE_POLL);
+                }
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
@@ -1706,12 +1745,13 @@ impl Verifier {
             {
                 continue;
             }
-            // `reask_moved_claim`: the claim that failed is no longer made; ask once more,
-            // for the claim made now, and judge that at a second deadline.
+            // `reask_moved_claim`: the claim that failed is no longer made (another now, or
+            // the same made anew after a withdrawal); ask once more, for the claim made now,
+            // and judge that at a second deadline.
             if let Some(m) = claim
                 && self.cfg.score.reask_moved_claim
                 && !d.asked_again
-                && m != d.claim
+                && (m != d.claim || d.withdrawn)
                 && m < babel_wire::INFINITY
             {
                 self.origin_deadlines.insert(
@@ -1720,6 +1760,7 @@ impl Verifier {
                         at: now + crate::JUSTIFY_WAIT,
                         claim: m,
                         asked_again: true,
+                        withdrawn: false,
                         ..d
                     },
                 );
@@ -1825,7 +1866,7 @@ impl Verifier {
         // later check of the risen claim is justified.
         if claim.is_none_or(|m| m < floor) {
             if self.cfg.score.justify_on_rise {
-                self.rise_poll = Some(now + crate::RISE_POLL);
+                self.route_poll = Some(now + crate::RISE_POLL);
             }
             return Err(Unexpected);
         }
@@ -1909,6 +1950,9 @@ struct Deadline {
     claim: u16,
     /// Whether this is the second deadline, after asking again for a claim that moved.
     asked_again: bool,
+    /// With `reask_moved_claim`: the claim was seen withdrawn since the failure (or since
+    /// asking again); one there at the deadline was made anew.
+    withdrawn: bool,
 }
 
 /// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if

@@ -159,8 +159,8 @@ pub struct ScoreConfig {
     /// a claim is pending ([`crate::Verifier::wants_routes`]).
     pub justify_on_rise: bool,
     /// With [`ScoreConfig::justification`]: a failure whose deadline finds the neighbour's
-    /// claim moved from the claim that failed (and not corrected) is not judged on the claim
-    /// it no longer makes. The verifier asks the neighbour once more to justify the claim it
+    /// claim moved from the claim that failed, or made again after the verifier saw it
+    /// withdrawn (and not corrected), is not judged on the claim it no longer makes. The verifier asks the neighbour once more to justify the claim it
     /// makes now and judges at a second deadline, [`crate::JUSTIFY_WAIT`] later
     /// (`spec/verify.md` §4.2.5). An honest relay that moved onto another's lie in the
     /// meantime justifies with that next hop's signed word; a neighbour's own lie does not.

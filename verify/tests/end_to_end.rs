@@ -1634,6 +1634,89 @@ fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
     }
 }
 
+/// §4.2.5, `reask_moved_claim`, a claim withdrawn meanwhile: the failure of
+/// `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144), unanswered.
+/// Before the deadline the verifier sees the claim withdrawn (unreachable, or gone while the
+/// destination has other routes: the neighbour's route ran through us for a while), or the
+/// destination absent altogether (no longer used: that says nothing), and at the deadline the same
+/// claim of 144 is made again. With the option that is a claim made anew: the deadline asks
+/// again instead of evicting, and judges it a `JUSTIFY_WAIT` later (a Signed Claim offering 48
+/// justifies it; none evicts). Without the option, or when the claim was never withdrawn, the
+/// first deadline evicts.
+#[test]
+fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    let unreachable = [
+        VerifiableRoute {
+            advertised: babel_wire::INFINITY,
+            metric: babel_wire::INFINITY,
+            feasible: false,
+            ..cand(1, 240, false)
+        },
+        cand(2, 288, true),
+    ];
+    let gone = [cand(2, 288, true)];
+    // (option, claims seen between failure and deadline, answered again, evicted at the
+    // first deadline, evicted at the second)
+    for (option, meanwhile, answered, want_first, want_second) in [
+        (true, &unreachable[..], true, false, false),
+        (true, &unreachable[..], false, false, true),
+        (true, &gone[..], true, false, false),
+        (true, &[][..], false, true, false),
+        (true, &cands[..], false, true, false),
+        (false, &unreachable[..], false, true, false),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.reask_moved_claim = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+        let first_request = answer_justify_request(&mut w, false);
+        let case = format!("option {option} {meanwhile:?} answered {answered}");
+        // With the option the verifier asks for the routes within `RISE_POLL` to watch the
+        // claim (without it, not before the deadline).
+        let look = w.now + verify::RISE_POLL;
+        assert_eq!(w.v.wants_routes(look), option, "{case}");
+        assert!(
+            !evicts(&w.v.handle_timeout(look, meanwhile), nb(1)),
+            "{case}"
+        );
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let at = w.v.handle_timeout(deadline, &cands);
+        assert_eq!(evicts(&at, nb(1)), want_first, "{case}");
+        let asked: Vec<verify::ClaimRequest> = at
+            .iter()
+            .filter_map(|a| match a {
+                ProbeAction::SendJustifyRequest { neighbour, request }
+                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
+                {
+                    Some(*request)
+                }
+                _ => None,
+            })
+            .collect();
+        if want_first {
+            assert_eq!(asked, vec![], "{case}");
+            continue;
+        }
+        assert_eq!(asked.len(), 1, "{case}");
+        if answered {
+            let tlv = encode_signed_claim(&asked[0], 48, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(deadline, nb(1), &tlv, Some(144)),
+                Ok(())
+            );
+        }
+        let second_deadline = deadline + verify::JUSTIFY_WAIT;
+        let at = w.v.handle_timeout(second_deadline, &cands);
+        assert_eq!(evicts(&at, nb(1)), want_second, "{case}");
+        assert_eq!(w.v.counters().evictions, u64::from(want_second), "{case}");
+    }
+}
+
 /// §4.2.5, `confirmed_awaits_justification`: neighbour 1 claims 144, four links measure 384,
 /// and its next hop is unknown: failures blamed on nobody, which a second one `window` later
 /// confirms. Without the option that check evicts it; with it, the check awaits
