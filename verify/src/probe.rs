@@ -648,27 +648,27 @@ impl Verifier {
     fn watching_claims(&self) -> bool {
         (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
             || (self.cfg.score.reask_moved_claim
-                && self.origin_deadlines.values().any(|d| !d.withdrawn))
+                && self
+                    .origin_deadlines
+                    .values()
+                    .any(|d| !d.withdrawn || d.parked))
     }
 
     /// §4.2.5, `reask_moved_claim`: notes every failure awaiting its deadline whose claim
-    /// `candidates` show withdrawn (unreachable, or gone while the destination has other
-    /// routes: a destination no longer used is absent altogether, and says nothing). A
-    /// withdrawn claim that comes back by the deadline is a claim made anew, which the
-    /// deadline asks to justify rather than judging it on the failure of the claim before.
-    fn watch_withdrawals(&mut self, candidates: &[VerifiableRoute]) {
+    /// `candidates` show withdrawn. A withdrawn claim that comes back by the deadline is a
+    /// claim made anew, which the deadline asks to justify rather than judging it on the
+    /// failure of the claim before; a failure whose claim was withdrawn at its deadline
+    /// (parked) is due again as soon as the claim comes back.
+    fn watch_withdrawals(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
         if !self.cfg.score.reask_moved_claim {
             return;
         }
-        for ((n, p), d) in self.origin_deadlines.iter_mut() {
-            let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
-            if routes.peek().is_none() {
-                continue;
+        for (key, d) in self.origin_deadlines.iter_mut() {
+            match withdrawn_in(candidates, key) {
+                Some(true) => d.withdrawn = true,
+                Some(false) if d.parked => d.at = d.at.min(now),
+                _ => {}
             }
-            let held = routes
-                .find(|c| c.neighbour == *n)
-                .is_some_and(|c| c.advertised < babel_wire::INFINITY);
-            d.withdrawn |= !held;
         }
     }
 
@@ -855,7 +855,7 @@ impl Verifier {
         }
         self.retry_justify_requests(now, &mut out);
         self.justified_on_rise(now, candidates);
-        self.watch_withdrawals(candidates);
+        self.watch_withdrawals(now, candidates);
         self.unjustified_origins(now, candidates, &mut out);
         // Looked at the claims now (routes handed) or due: next in RISE_POLL; else as it was.
         let poll = match self.route_poll {
@@ -1645,6 +1645,7 @@ impl Verifier {
                         claim: route.advertised,
                         asked_again: false,
                         withdrawn: false,
+                        parked: false,
                     });
                 if self.cfg.score.reask_moved_claim {
                     self.route_poll = Some(now + crate::RISE_POLL);
@@ -1717,6 +1718,26 @@ impl Verifier {
             .collect();
         for (key, d) in due {
             self.origin_deadlines.remove(&key);
+            // `reask_moved_claim`: a claim withdrawn at the deadline corrects the failure only
+            // if it stays withdrawn; the failure waits (parked) up to `confirm_within` for the
+            // claim to come back, which is then a claim made anew. Parked that long, the
+            // withdrawal held: the failure is corrected. So does a destination with no route
+            // to look at (no longer used): it waits to be seen again.
+            if self.cfg.score.reask_moved_claim && withdrawn_in(candidates, &key) != Some(false) {
+                if d.parked {
+                    continue;
+                }
+                self.origin_deadlines.insert(
+                    key,
+                    Deadline {
+                        at: now + self.cfg.score.confirm_within,
+                        withdrawn: true,
+                        parked: true,
+                        ..d
+                    },
+                );
+                continue;
+            }
             let route = candidates
                 .iter()
                 .find(|c| c.prefix == key.1 && c.neighbour == key.0);
@@ -1751,7 +1772,7 @@ impl Verifier {
             if let Some(m) = claim
                 && self.cfg.score.reask_moved_claim
                 && !d.asked_again
-                && (m != d.claim || d.withdrawn)
+                && (m != d.claim || d.withdrawn || d.parked)
                 && m < babel_wire::INFINITY
             {
                 self.origin_deadlines.insert(
@@ -1761,6 +1782,7 @@ impl Verifier {
                         claim: m,
                         asked_again: true,
                         withdrawn: false,
+                        parked: false,
                         ..d
                     },
                 );
@@ -1953,6 +1975,23 @@ struct Deadline {
     /// With `reask_moved_claim`: the claim was seen withdrawn since the failure (or since
     /// asking again); one there at the deadline was made anew.
     withdrawn: bool,
+    /// With `reask_moved_claim`: the claim was withdrawn at the deadline, which now waits
+    /// (until `at`, then the failure is corrected) for the claim to come back.
+    parked: bool,
+}
+
+/// §4.2.5, `reask_moved_claim`: whether `candidates` show the neighbour's claim for the
+/// destination (`key`) withdrawn: unreachable, or gone while the destination has other routes.
+/// `None` when the destination has no route there at all (no longer used, or no routes
+/// handed): that says nothing.
+fn withdrawn_in(candidates: &[VerifiableRoute], (n, p): &(NeighbourId, Prefix)) -> Option<bool> {
+    let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
+    routes.peek()?;
+    Some(
+        routes
+            .find(|c| c.neighbour == *n)
+            .is_none_or(|c| c.advertised == babel_wire::INFINITY),
+    )
 }
 
 /// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if

@@ -164,6 +164,8 @@ pub struct ScoreConfig {
     /// makes now and judges at a second deadline, [`crate::JUSTIFY_WAIT`] later
     /// (`spec/verify.md` §4.2.5). An honest relay that moved onto another's lie in the
     /// meantime justifies with that next hop's signed word; a neighbour's own lie does not.
+    /// A claim withdrawn at a deadline corrects the failure only if it stays withdrawn for
+    /// [`ScoreConfig::confirm_within`]; back before, it is judged as a claim made anew.
     pub reask_moved_claim: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]: a
     /// failing check blamed on nobody ([`Blame::Unknown`]) that confirms the run of failures

@@ -1717,6 +1717,103 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
     }
 }
 
+/// §4.2.5, `reask_moved_claim`, a claim withdrawn at the deadline: the failure of
+/// `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144), unanswered,
+/// and at the deadline neighbour 1's claim is withdrawn. Without the option the withdrawal
+/// corrects the failure for good. With it the failure waits for the claim to come back, up to
+/// `confirm_within`: back (the same claim of 144, a lie made anew, as a liar whose lie drew
+/// our traffic back through it and then its own route makes), it is asked again at once and
+/// judged a `JUSTIFY_WAIT` later (a Signed Claim offering 48 justifies it, none evicts);
+/// withdrawn for all of `confirm_within` (or the destination no longer used then), the
+/// withdrawal held and nothing is evicted. A destination no longer used at the deadline (no
+/// route to look at) waits the same way.
+#[test]
+fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    let unreachable = [
+        VerifiableRoute {
+            advertised: babel_wire::INFINITY,
+            metric: babel_wire::INFINITY,
+            feasible: false,
+            ..cand(1, 240, false)
+        },
+        cand(2, 288, true),
+    ];
+    let other = [VerifiableRoute {
+        prefix: "fd00::77/128".parse().expect("a prefix"),
+        ..cand(2, 288, true)
+    }];
+    // (option, the destination unused at the deadline rather than the claim withdrawn, the
+    // claim comes back, answered, the destination unused at the end, evicted)
+    for (option, gone, back, answered, unused, want) in [
+        (true, false, true, false, false, true),
+        (true, false, true, true, false, false),
+        (true, true, true, false, false, true),
+        (true, false, false, false, false, false),
+        (true, false, false, false, true, false),
+        (false, false, true, false, false, false),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.reask_moved_claim = option;
+        let confirm_within = cfg.score.confirm_within;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+        let first_request = answer_justify_request(&mut w, false);
+        let case =
+            format!("option {option} gone {gone} back {back} answered {answered} unused {unused}");
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let at_deadline = if gone { &other[..] } else { &unreachable[..] };
+        assert!(
+            !evicts(&w.v.handle_timeout(deadline, at_deadline), nb(1)),
+            "{case}"
+        );
+        // Waiting, the verifier looks at the claims every `RISE_POLL`.
+        let look = deadline + verify::RISE_POLL;
+        assert_eq!(w.v.wants_routes(look), option, "{case}");
+        assert!(
+            !evicts(&w.v.handle_timeout(look, &unreachable), nb(1)),
+            "{case}"
+        );
+        let back_at = deadline + Duration::from_secs(20);
+        let seen = if back { &cands } else { &unreachable };
+        let at = w.v.handle_timeout(back_at, seen);
+        assert!(!evicts(&at, nb(1)), "{case}");
+        let asked: Vec<verify::ClaimRequest> = at
+            .iter()
+            .filter_map(|a| match a {
+                ProbeAction::SendJustifyRequest { neighbour, request }
+                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
+                {
+                    Some(*request)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked.len(), usize::from(option && back), "{case}");
+        if answered && let Some(request) = asked.first() {
+            let tlv = encode_signed_claim(request, 48, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(back_at, nb(1), &tlv, Some(144)),
+                Ok(())
+            );
+        }
+        let judged = back_at + verify::JUSTIFY_WAIT;
+        let at = w.v.handle_timeout(judged, seen);
+        assert_eq!(evicts(&at, nb(1)), want, "{case}");
+        // Past `confirm_within` nothing waits any more (a destination no longer used, with no
+        // route to look at, evicts nothing either).
+        let end = deadline + confirm_within + verify::JUSTIFY_WAIT;
+        let at_end = if unused { &other[..] } else { &seen[..] };
+        assert!(!evicts(&w.v.handle_timeout(end, at_end), nb(1)), "{case}");
+        assert!(!w.v.wants_routes(end + verify::RISE_POLL), "{case}");
+        assert_eq!(w.v.counters().evictions, u64::from(want), "{case}");
+    }
+}
+
 /// §4.2.5, `confirmed_awaits_justification`: neighbour 1 claims 144, four links measure 384,
 /// and its next hop is unknown: failures blamed on nobody, which a second one `window` later
 /// confirms. Without the option that check evicts it; with it, the check awaits
