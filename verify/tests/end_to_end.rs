@@ -1557,6 +1557,22 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     }
 }
 
+/// The Justify Requests to neighbour 1 among `actions` other than `first` (sent again with its
+/// nonce as its retries fall due): those asking anew.
+fn asked_anew(actions: &[ProbeAction], first: &verify::ClaimRequest) -> Vec<verify::ClaimRequest> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            ProbeAction::SendJustifyRequest { neighbour, request }
+                if *neighbour == nb(1) && request.nonce != first.nonce =>
+            {
+                Some(*request)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// §4.2.5, `reask_moved_claim`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
 /// (neighbour 1 claims 144), unanswered. At the deadline neighbour 1 claims 160 (its route
 /// moved; still under what we measured). With the option the deadline evicts nothing: it asks
@@ -1591,18 +1607,7 @@ fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
         let at = w.v.handle_timeout(deadline, first);
         let case = format!("option {option} {first:?} answered {answered}");
         assert_eq!(evicts(&at, nb(1)), want_first, "{case}");
-        let asked: Vec<verify::ClaimRequest> = at
-            .iter()
-            .filter_map(|a| match a {
-                // (Not the first request, sent again as its retries fall due.)
-                ProbeAction::SendJustifyRequest { neighbour, request }
-                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
-                {
-                    Some(*request)
-                }
-                _ => None,
-            })
-            .collect();
+        let asked = asked_anew(&at, &first_request);
         if want_first || !option {
             assert_eq!(asked, vec![], "{case}");
             continue;
@@ -1687,17 +1692,7 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
         let deadline = w.now + verify::JUSTIFY_WAIT;
         let at = w.v.handle_timeout(deadline, &cands);
         assert_eq!(evicts(&at, nb(1)), want_first, "{case}");
-        let asked: Vec<verify::ClaimRequest> = at
-            .iter()
-            .filter_map(|a| match a {
-                ProbeAction::SendJustifyRequest { neighbour, request }
-                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
-                {
-                    Some(*request)
-                }
-                _ => None,
-            })
-            .collect();
+        let asked = asked_anew(&at, &first_request);
         if want_first {
             assert_eq!(asked, vec![], "{case}");
             continue;
@@ -1782,17 +1777,7 @@ fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
         let seen = if back { &cands } else { &unreachable };
         let at = w.v.handle_timeout(back_at, seen);
         assert!(!evicts(&at, nb(1)), "{case}");
-        let asked: Vec<verify::ClaimRequest> = at
-            .iter()
-            .filter_map(|a| match a {
-                ProbeAction::SendJustifyRequest { neighbour, request }
-                    if *neighbour == nb(1) && request.nonce != first_request.nonce =>
-                {
-                    Some(*request)
-                }
-                _ => None,
-            })
-            .collect();
+        let asked = asked_anew(&at, &first_request);
         assert_eq!(asked.len(), usize::from(option && back), "{case}");
         if answered && let Some(request) = asked.first() {
             let tlv = encode_signed_claim(request, 48, &next_hop_owner(), &key(5));
