@@ -1557,6 +1557,35 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     }
 }
 
+/// The failure of `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144,
+/// four links measure 384, its next hop 2 is known: blamed on the origin), with
+/// `reask_moved_claim` as given, and the first Justify Request, left unanswered.
+fn unanswered_origin_failure(reask_moved_claim: bool) -> (World, verify::ClaimRequest) {
+    let k = key(1);
+    let mut cfg = two_failures(VerifyConfig::default());
+    cfg.score.reask_moved_claim = reask_moved_claim;
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 4;
+    w.next_hops.push((nb(1), nb(2)));
+    let c = first_check_of(&mut w, &[cand(1, 240, true), cand(2, 288, false)], nb(1));
+    assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+    let first_request = answer_justify_request(&mut w, false);
+    (w, first_request)
+}
+
+/// The routes once neighbour 1 has withdrawn its claim (unreachable) and we select neighbour 2.
+fn withdrawn_by_1() -> [VerifiableRoute; 2] {
+    [
+        VerifiableRoute {
+            advertised: babel_wire::INFINITY,
+            metric: babel_wire::INFINITY,
+            feasible: false,
+            ..cand(1, 240, false)
+        },
+        cand(2, 288, true),
+    ]
+}
+
 /// The Justify Requests to neighbour 1 among `actions` other than `first` (sent again with its
 /// nonce as its retries fall due): those asking anew.
 fn asked_anew(actions: &[ProbeAction], first: &verify::ClaimRequest) -> Vec<verify::ClaimRequest> {
@@ -1582,7 +1611,6 @@ fn asked_anew(actions: &[ProbeAction], first: &verify::ClaimRequest) -> Vec<veri
 /// move (asked again once only).
 #[test]
 fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
-    let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
     let moved = [cand(1, 256, true), cand(2, 288, false)];
     let moved_again = [cand(1, 250, true), cand(2, 288, false)];
@@ -1595,14 +1623,7 @@ fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
         (true, &cands, false, &cands, true, false),
         (false, &moved, false, &moved, true, false),
     ] {
-        let mut cfg = two_failures(VerifyConfig::default());
-        cfg.score.reask_moved_claim = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
-        let first_request = answer_justify_request(&mut w, false);
+        let (mut w, first_request) = unanswered_origin_failure(option);
         let deadline = w.now + verify::JUSTIFY_WAIT;
         let at = w.v.handle_timeout(deadline, first);
         let case = format!("option {option} {first:?} answered {answered}");
@@ -1650,17 +1671,8 @@ fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
 /// first deadline evicts.
 #[test]
 fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
-    let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
-    let unreachable = [
-        VerifiableRoute {
-            advertised: babel_wire::INFINITY,
-            metric: babel_wire::INFINITY,
-            feasible: false,
-            ..cand(1, 240, false)
-        },
-        cand(2, 288, true),
-    ];
+    let unreachable = withdrawn_by_1();
     let gone = [cand(2, 288, true)];
     // (option, claims seen between failure and deadline, answered again, evicted at the
     // first deadline, evicted at the second)
@@ -1672,14 +1684,7 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
         (true, &cands[..], false, true, false),
         (false, &unreachable[..], false, true, false),
     ] {
-        let mut cfg = two_failures(VerifyConfig::default());
-        cfg.score.reask_moved_claim = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
-        let first_request = answer_justify_request(&mut w, false);
+        let (mut w, first_request) = unanswered_origin_failure(option);
         let case = format!("option {option} {meanwhile:?} answered {answered}");
         // With the option the verifier asks for the routes within `RISE_POLL` to watch the
         // claim (without it, not before the deadline).
@@ -1724,17 +1729,8 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
 /// route to look at) waits the same way.
 #[test]
 fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
-    let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
-    let unreachable = [
-        VerifiableRoute {
-            advertised: babel_wire::INFINITY,
-            metric: babel_wire::INFINITY,
-            feasible: false,
-            ..cand(1, 240, false)
-        },
-        cand(2, 288, true),
-    ];
+    let unreachable = withdrawn_by_1();
     let other = [VerifiableRoute {
         prefix: "fd00::77/128".parse().expect("a prefix"),
         ..cand(2, 288, true)
@@ -1749,15 +1745,8 @@ fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
         (true, false, false, false, true, false),
         (false, false, true, false, false, false),
     ] {
-        let mut cfg = two_failures(VerifyConfig::default());
-        cfg.score.reask_moved_claim = option;
-        let confirm_within = cfg.score.confirm_within;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
-        let first_request = answer_justify_request(&mut w, false);
+        let (mut w, first_request) = unanswered_origin_failure(option);
+        let confirm_within = w.v.config().score.confirm_within;
         let case =
             format!("option {option} gone {gone} back {back} answered {answered} unused {unused}");
         let deadline = w.now + verify::JUSTIFY_WAIT;
