@@ -125,13 +125,13 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 through us while we route through the neighbour, not
                                 justified within 10 s, evicts it too (false)
   verify-justify-on-rise BOOL   a Signed Claim refused for a claim under its floor justifies
-                                once the claim reaches the floor before the deadline (false)
+                                once the claim reaches the floor before the deadline (true)
   verify-reask-moved-claim BOOL  a deadline that finds the claim moved (or made again after
-                                a withdrawal) asks once more and judges it 10 s later (false)
+                                a withdrawal) asks once more and judges it 10 s later (true)
   verify-awaits-justification BOOL  a check that confirms failures blamed on nobody evicts
-                                only at its deadline, 4 s later, if still unjustified (false)
+                                only at its deadline, 4 s later, if still unjustified (true)
   verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
-                                to be sent again (false)
+                                to be sent again (true)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -141,7 +141,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
-                                another destination, within 16 a cycle (1-8; 1)
+                                another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
                                 without evidence; then it goes back to the ordinary choice
                                 (0-255, 255 no limit; 2)

@@ -149,7 +149,7 @@ impl Default for ScheduleConfig {
             check_requests: false,
             unanswered_rechecks: 2,
             prefer_suspicious: false,
-            sessions_per_neighbour: 1,
+            sessions_per_neighbour: 2,
         }
     }
 }
@@ -879,8 +879,10 @@ mod tests {
     /// running, and the destination never joins the random choice.
     #[test]
     fn a_check_failed_request_is_checked_first() {
+        // One session per neighbour: the request's is the only one.
         let cfg = ScheduleConfig {
             check_requests: true,
+            sessions_per_neighbour: 1,
             ..ScheduleConfig::default()
         };
         let mut s = Scheduler::new(6);
@@ -1011,7 +1013,11 @@ mod tests {
 
     #[test]
     fn every_neighbour_every_cycle() {
-        let cfg = ScheduleConfig::default();
+        // One session per neighbour (two: `sessions_per_neighbour_take_distinct_destinations`).
+        let cfg = ScheduleConfig {
+            sessions_per_neighbour: 1,
+            ..ScheduleConfig::default()
+        };
         let mut s = Scheduler::new(5);
         let now = Instant::from_secs(100);
         for d in 1..=4 {

@@ -395,10 +395,10 @@ impl Default for ScoreConfig {
             unjustified_unknown_evicts: true,
             unjustified_through_us_evicts: true,
             loop_through_us: false,
-            justify_on_rise: false,
-            reask_moved_claim: false,
-            confirmed_awaits_justification: false,
-            reask_infinite_claim: false,
+            justify_on_rise: true,
+            reask_moved_claim: true,
+            confirmed_awaits_justification: true,
+            reask_infinite_claim: true,
         }
     }
 }
@@ -932,9 +932,13 @@ mod tests {
 
     /// The defaults with the window the scenarios below are timed for (15 s, the default
     /// before justified claims, §4.2.5).
+    /// The defaults, with a shorter window, and a confirming check that evicts at once (not
+    /// `Awaiting` its justification, which the verifier's deadline decides): the rules of
+    /// the score alone.
     fn base() -> ScoreConfig {
         ScoreConfig {
             window: Duration::from_secs(15),
+            confirmed_awaits_justification: false,
             ..ScoreConfig::default()
         }
     }
