@@ -1,0 +1,348 @@
+//! Justified claims, the verifier's side (`spec/verify.md` §4.2.5): Justify Requests and
+//! their retries, the Signed Claims that answer them, and the deadlines of unjustified
+//! failures, with the claims watched while a failure waits (a claim that rises to its floor,
+//! moves, or is withdrawn and made again).
+
+use super::*;
+
+impl Verifier {
+    /// §4.2.5: whether a failure awaiting its deadline wants the claims looked at again:
+    /// with `justify_on_rise` one whose refused Signed Claim waits for the claim to reach its
+    /// floor, with `reask_moved_claim` one whose claim has not been seen withdrawn yet.
+    pub(super) fn watching_claims(&self) -> bool {
+        (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
+            || (self.cfg.score.reask_moved_claim
+                && self
+                    .origin_deadlines
+                    .values()
+                    .any(|d| !d.withdrawn || d.parked))
+    }
+
+    /// §4.2.5, `reask_moved_claim`: notes every failure awaiting its deadline whose claim
+    /// `candidates` show withdrawn. A withdrawn claim that comes back by the deadline is a
+    /// claim made anew, which the deadline asks to justify rather than judging it on the
+    /// failure of the claim before; a failure whose claim was withdrawn at its deadline
+    /// (parked) is due again as soon as the claim comes back.
+    pub(super) fn watch_withdrawals(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
+        if !self.cfg.score.reask_moved_claim {
+            return;
+        }
+        for (key, d) in self.origin_deadlines.iter_mut() {
+            match withdrawn_in(candidates, key) {
+                Some(true) => d.withdrawn = true,
+                Some(false) if d.parked => d.at = d.at.min(now),
+                _ => {}
+            }
+        }
+    }
+
+    /// §4.2.5, `justify_on_rise`: the failures awaiting a justification whose Signed Claim was
+    /// refused for a claim under its floor (still fresh): the floor each waits for.
+    pub(super) fn awaiting_rise(&self) -> impl Iterator<Item = ((NeighbourId, Prefix), u16)> + '_ {
+        self.origin_deadlines.iter().filter_map(|(k, d)| {
+            self.justifications
+                .get(k)
+                // Received for this failure: after its check, before its deadline.
+                .filter(|(_, at)| *at <= d.at && d.at.saturating_since(*at) <= crate::JUSTIFY_WAIT)
+                .map(|(floor, _)| (*k, *floor))
+        })
+    }
+
+    /// §4.2.5, `justify_on_rise`: a failure whose refused Signed Claim's floor the neighbour's
+    /// claim in `candidates` has reached is justified now, as the Signed Claim would have been
+    /// had the claim been there when it came.
+    pub(super) fn justified_on_rise(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
+        if !self.cfg.score.justify_on_rise {
+            return;
+        }
+        if candidates.is_empty() {
+            // No route of a used destination to look at: again later.
+            return;
+        }
+        let risen: Vec<(NeighbourId, Prefix)> = self
+            .awaiting_rise()
+            .filter(|((n, p), floor)| {
+                candidates.iter().any(|c| {
+                    c.neighbour == *n
+                        && c.prefix == *p
+                        && c.advertised >= *floor
+                        && c.advertised < babel_wire::INFINITY
+                })
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in risen {
+            self.origin_deadlines.remove(&key);
+            self.counters.justified += 1;
+            if let Some(score) = self.scores.get_mut(&key.0) {
+                score.justify(now, &self.cfg.score, &key.1);
+            }
+        }
+    }
+
+    /// §4.2.5: sends again, with the same nonce, every Justify Request not answered within
+    /// [`crate::JUSTIFY_RETRY`] of its last sending, up to [`crate::JUSTIFY_SENDS`] sendings;
+    /// forgets those older than [`crate::JUSTIFY_WAIT`].
+    pub(super) fn retry_justify_requests(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+        self.justify_requests
+            .retain(|_, (_, at, _)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT);
+        for (&(neighbour, prefix), (nonce, at, sends)) in self.justify_requests.iter_mut() {
+            if justify_retry_at(*at, *sends).is_some_and(|r| r <= now) {
+                *sends += 1;
+                self.counters.justify_requests_sent += 1;
+                out.push(ProbeAction::SendJustifyRequest {
+                    neighbour,
+                    request: crate::ClaimRequest {
+                        prefix,
+                        nonce: *nonce,
+                    },
+                });
+            }
+        }
+    }
+
+    /// §4.2.5, `unjustified_origin_evicts`: evicts every neighbour whose failure awaiting a
+    /// justification went unjustified and uncorrected (§4.2.2) until its deadline. A Signed
+    /// Claim refused because the claim we saw then was under its floor justifies it still if
+    /// the neighbour's claim in `candidates` has risen to the floor since (a relay that took
+    /// its next hop's signed word, or whose update was on its way).
+    pub(super) fn unjustified_origins(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let due: Vec<((NeighbourId, Prefix), Deadline)> = self
+            .origin_deadlines
+            .iter()
+            .filter(|(_, d)| d.at <= now)
+            .map(|(k, d)| (*k, *d))
+            .collect();
+        for (key, d) in due {
+            self.origin_deadlines.remove(&key);
+            // `reask_moved_claim`: a claim withdrawn at the deadline corrects the failure only
+            // if it stays withdrawn; the failure waits (parked) up to `confirm_within` for the
+            // claim to come back, which is then a claim made anew. Parked that long, the
+            // withdrawal held: the failure is corrected. So does a destination with no route
+            // to look at (no longer used): it waits to be seen again.
+            if self.cfg.score.reask_moved_claim && withdrawn_in(candidates, &key) != Some(false) {
+                if d.parked {
+                    continue;
+                }
+                self.origin_deadlines.insert(
+                    key,
+                    Deadline {
+                        at: now + self.cfg.score.confirm_within,
+                        withdrawn: true,
+                        parked: true,
+                        ..d
+                    },
+                );
+                continue;
+            }
+            let route = candidates
+                .iter()
+                .find(|c| c.prefix == key.1 && c.neighbour == key.0);
+            // §4.2.2: a failure the neighbour has corrected since (a retraction, or a claim
+            // risen to what we measured, priced with our link at the failure) no longer counts,
+            // here as in its run of failures.
+            if let Some(r) = route
+                && crate::score::corrected(
+                    &self.cfg.score,
+                    crate::score::claim_metric(r.advertised, d.link),
+                    d.metric,
+                    d.cost,
+                )
+            {
+                continue;
+            }
+            let floor = self
+                .justifications
+                .get(&key)
+                .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
+                .map(|(f, _)| *f);
+            let claim = route.map(|c| c.advertised);
+            if let (Some(f), Some(m)) = (floor, claim)
+                && m >= f
+                && m < babel_wire::INFINITY
+            {
+                continue;
+            }
+            // `reask_moved_claim`: the claim that failed is no longer made (another now, or
+            // the same made anew after a withdrawal); ask once more, for the claim made now,
+            // and judge that at a second deadline.
+            if let Some(m) = claim
+                && self.cfg.score.reask_moved_claim
+                && !d.asked_again
+                && (m != d.claim || d.withdrawn || d.parked)
+                && m < babel_wire::INFINITY
+            {
+                self.origin_deadlines.insert(
+                    key,
+                    Deadline {
+                        at: now + crate::JUSTIFY_WAIT,
+                        claim: m,
+                        asked_again: true,
+                        withdrawn: false,
+                        parked: false,
+                        ..d
+                    },
+                );
+                self.ask_to_justify(now, key, out);
+                continue;
+            }
+            let Some(score) = self.scores.get_mut(&key.0) else {
+                continue;
+            };
+            if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score) {
+                self.counters.evictions += 1;
+                out.push(ProbeAction::Standing {
+                    neighbour: key.0,
+                    evicted: true,
+                });
+            }
+        }
+    }
+
+    /// §4.2.5: whether the neighbour's claim for the route, at the session's start and end,
+    /// is covered by its latest justification (no older than `confirm_within`).
+    pub(super) fn justified(&self, now: Instant, route: &VerifiableRoute, s: &Session) -> bool {
+        if !self.cfg.score.justification {
+            return false;
+        }
+        self.justifications
+            .get(&(route.neighbour, route.prefix))
+            .is_some_and(|(floor, at)| {
+                now.saturating_since(*at) <= self.cfg.score.confirm_within
+                    && route.advertised >= *floor
+                    && s.route.advertised >= *floor
+            })
+    }
+
+    /// §4.2.5: neighbour `from` relays a Signed Claim (`tlv`) in answer to our Justify
+    /// Request; `claim` is what `from` advertises to us for the destination now (`None`: no
+    /// route). It justifies the claim if its signature verifies, its key is bound to the owner
+    /// prefix it names (§3.2), it answers our latest request to `from` for the destination
+    /// within [`crate::JUSTIFY_WAIT`], and the claim is at least the signed metric plus one
+    /// cheapest link. Then the destination's run of failures through `from` ends, and for
+    /// `confirm_within` failing checks of a claim at least that are the next hop's
+    /// ([`Blame::Justified`]). Anything else is refused and counted.
+    pub fn handle_signed_claim(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        tlv: &[u8],
+        claim: Option<u16>,
+    ) -> Result<(), crate::JustifyError> {
+        let r = crate::decode_signed_claim(tlv).and_then(|c| self.justify(now, from, &c, claim));
+        match r {
+            Ok(()) => self.counters.justified += 1,
+            Err(_) => self.counters.claims_refused += 1,
+        }
+        r
+    }
+
+    /// [`Verifier::handle_signed_claim`] once the signature verified.
+    fn justify(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        c: &crate::SignedClaim,
+        claim: Option<u16>,
+    ) -> Result<(), crate::JustifyError> {
+        use crate::JustifyError::Unexpected;
+        if !self.cfg.score.justification {
+            return Err(Unexpected);
+        }
+        let asked = self
+            .justify_requests
+            .get(&(from, c.prefix))
+            .is_some_and(|(nonce, at, _)| {
+                *nonce == c.nonce && now.saturating_since(*at) <= crate::JUSTIFY_WAIT
+            });
+        if !asked {
+            return Err(Unexpected);
+        }
+        if !self.keyring.may_answer(&c.owner, &c.key) {
+            return Err(crate::JustifyError::Unbound);
+        }
+        if c.metric == babel_wire::INFINITY {
+            // The next hop has no route at this instant: `from`'s claim is in flux. With
+            // `reask_infinite_claim` the request stays, sent again as its retries fall due
+            // (to the next hop `from` has then); otherwise it is answered.
+            if !self.cfg.score.reask_infinite_claim {
+                self.justify_requests.remove(&(from, c.prefix));
+            }
+            return Err(Unexpected);
+        }
+        self.justify_requests.remove(&(from, c.prefix));
+        let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
+        crate::bounded::make_room(
+            &mut self.justifications,
+            self.cfg.schedule.max_used.max(1),
+            &(from, c.prefix),
+            |(_, at)| *at,
+        );
+        self.justifications.insert((from, c.prefix), (floor, now));
+        // The neighbour claims less than its own next hop offers it plus a link: no
+        // justification now (its route cannot cost it what it claims). The floor is kept: a
+        // neighbour whose next hop told it less than it signs raises its claim to it, and a
+        // later check of the risen claim is justified.
+        if claim.is_none_or(|m| m < floor) {
+            if self.cfg.score.justify_on_rise {
+                self.route_poll = Some(now + crate::RISE_POLL);
+            }
+            return Err(Unexpected);
+        }
+        self.origin_deadlines.remove(&(from, c.prefix));
+        if let Some(score) = self.scores.get_mut(&from) {
+            score.justify(now, &self.cfg.score, &c.prefix);
+        }
+        Ok(())
+    }
+
+    /// §4.2.5: asks `neighbour` to justify its claim for `prefix`, with a fresh nonce (an
+    /// answer to an earlier request no longer counts); sent again by
+    /// [`Verifier::retry_justify_requests`].
+    pub(super) fn ask_to_justify(
+        &mut self,
+        now: Instant,
+        (neighbour, prefix): (NeighbourId, Prefix),
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let nonce = s_rng(&mut self.scheduler, u64::MAX);
+        crate::bounded::make_room(
+            &mut self.justify_requests,
+            self.cfg.schedule.max_used.max(1),
+            &(neighbour, prefix),
+            |(_, at, _)| *at,
+        );
+        self.justify_requests
+            .insert((neighbour, prefix), (nonce, now, 1));
+        self.counters.justify_requests_sent += 1;
+        out.push(ProbeAction::SendJustifyRequest {
+            neighbour,
+            request: crate::ClaimRequest { prefix, nonce },
+        });
+    }
+}
+
+/// §4.2.5, `reask_moved_claim`: whether `candidates` show the neighbour's claim for the
+/// destination (`key`) withdrawn: unreachable, or gone while the destination has other routes.
+/// `None` when the destination has no route there at all (no longer used, or no routes
+/// handed): that says nothing.
+fn withdrawn_in(candidates: &[VerifiableRoute], (n, p): &(NeighbourId, Prefix)) -> Option<bool> {
+    let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
+    routes.peek()?;
+    Some(
+        routes
+            .find(|c| c.neighbour == *n)
+            .is_none_or(|c| c.advertised == babel_wire::INFINITY),
+    )
+}
+
+/// §4.2.5: when a Justify Request first sent at `at` and sent `sends` times is due again, if
+/// it is ([`crate::JUSTIFY_RETRY`] after each sending, [`crate::JUSTIFY_SENDS`] at most).
+pub(super) fn justify_retry_at(at: Instant, sends: u8) -> Option<Instant> {
+    (sends < crate::JUSTIFY_SENDS).then(|| at + crate::JUSTIFY_RETRY * u32::from(sends))
+}
