@@ -161,7 +161,18 @@ pub struct LiarOutcome {
     /// exposure: the harm a liar missed within 5 cycles still did. Empty in runs stored before.
     #[serde(default)]
     pub late_samples: Vec<u64>,
+    /// For each exposed neighbour (in the order of `cycles`), the whole verification cycles
+    /// from its first exposure to the end of the run: a pair exposed less than
+    /// [`JUDGED_AFTER`] cycles before the end and not evicted by then cannot be judged against
+    /// "within 5 cycles" (the run ended first). Empty in runs stored before (every pair then
+    /// counts as judged).
+    #[serde(default)]
+    pub observed_cycles: Vec<u32>,
 }
+
+/// Cycles from exposure within which a liar must be evicted (the goal), and so the
+/// cycles a pair must be observed after its exposure to be judged.
+pub const JUDGED_AFTER: u32 = 5;
 
 /// Data-plane figures over one window.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -294,6 +305,11 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 .collect(),
             _ => continue,
         };
+        if std::env::var_os("BABEL_SIM_TRACE").is_some() {
+            let mut ds: Vec<usize> = set.iter().filter_map(|p| node_of.get(p).copied()).collect();
+            ds.sort_unstable();
+            eprintln!("lies {a} ({role:?}) about {ds:?}");
+        }
         lie_sets.insert(a, set);
     }
     let keys: Vec<SigningKey> = (0..n)
@@ -704,22 +720,11 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 found_adv,
                                 c.verdict
                             );
-                            if c.accuracy.is_some_and(|a| a < cfg.verify.score.threshold) {
-                                let mut path = vec![v, peer];
-                                let mut cur = peer;
-                                while cur != dst && path.len() < 20 {
-                                    match sim.next_hop_node(cur, c.route.prefix) {
-                                        Some(nx) => {
-                                            path.push(nx);
-                                            cur = nx;
-                                        }
-                                        None => break,
-                                    }
-                                }
-                                let back = sim.next_hop_node(
-                                    dst,
-                                    prefixes.get(v).copied().unwrap_or(c.route.prefix),
-                                );
+                            if c.accuracy.is_none_or(|a| a < cfg.verify.score.threshold) {
+                                let mut path = vec![v];
+                                path.extend(next_hops(&sim, peer, dst, c.route.prefix));
+                                let ours = prefixes.get(v).copied().unwrap_or(c.route.prefix);
+                                let back = next_hops(&sim, dst, v, ours);
                                 let rl: Vec<String> = path
                                     .iter()
                                     .map(|x| {
@@ -729,7 +734,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                         )
                                     })
                                     .collect();
-                                eprintln!("    path {rl:?} back-first-hop {back:?}");
+                                eprintln!("    path {rl:?} back {back:?}");
                             }
                         }
                     }
@@ -874,8 +879,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         let mut paper_cycles = Vec::new();
         let mut late_samples = Vec::new();
         let mut neighbours = Vec::new();
+        let mut observed_cycles = Vec::new();
         for (&(v, l), &at) in exposed.iter().filter(|((_, l), _)| *l == a) {
             neighbours.push(v);
+            let observed =
+                end.saturating_since(at.max(start)).as_micros() / cycle.as_micros().max(1);
+            observed_cycles.push(u32::try_from(observed).unwrap_or(u32::MAX));
             cycles.push(cycles_to(at, evicted.get(&(v, l))));
             paper_cycles.push(cycles_to(at, paper_evicted.get(&(v, l))));
             late_samples.push(late.get(&(v, l)).copied().unwrap_or(0));
@@ -888,6 +897,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             cycles,
             paper_cycles,
             late_samples,
+            observed_cycles,
         });
     }
     let honest = |peer: &usize| {
@@ -992,6 +1002,23 @@ fn walk_probe(
         dst,
         dp.walk(sim, v, first, dst, prefix, Kind::Probe { stealth }),
     ))
+}
+
+/// A diagnostic (`BABEL_SIM_TRACE`): the nodes a packet for `prefix` visits from `from` along
+/// the kernel next hops until `to`, a node without a route, or 20 nodes.
+fn next_hops(sim: &Sim, from: usize, to: usize, prefix: Prefix) -> Vec<usize> {
+    let mut path = vec![from];
+    let mut cur = from;
+    while cur != to && path.len() < 20 {
+        match sim.next_hop_node(cur, prefix) {
+            Some(nx) => {
+                path.push(nx);
+                cur = nx;
+            }
+            None => break,
+        }
+    }
+    path
 }
 
 /// One line of `BABEL_SIM_WATCH` (a diagnostic, see its use).
@@ -1336,13 +1363,18 @@ pub struct SweepReport {
 pub struct Histogram {
     /// `counts[c]`: pairs evicted after `c` cycles (index 0 unused).
     pub counts: Vec<u64>,
-    /// Pairs never evicted in the run.
+    /// Pairs never evicted in the run, observed at least [`JUDGED_AFTER`] cycles after their
+    /// exposure (or of runs that do not say).
     pub undetected: u64,
+    /// Pairs not evicted by the end of a run that ended less than [`JUDGED_AFTER`] cycles
+    /// after their exposure: not judged (in no other count).
+    pub unjudged: u64,
 }
 
 impl Histogram {
-    fn add(&mut self, c: Option<u32>) {
+    fn add(&mut self, c: Option<u32>, observed: Option<u32>) {
         match c {
+            None if observed.is_some_and(|o| o < JUDGED_AFTER) => self.unjudged += 1,
             Some(c) => {
                 let i = c as usize;
                 if self.counts.len() <= i {
@@ -1394,14 +1426,16 @@ impl SweepReport {
                 }
                 self.late_samples += n;
             }
-            for (&ours, &paper) in l.cycles.iter().zip(&l.paper_cycles) {
-                late |= ours.is_none_or(|c| c > 5);
+            for (i, (&ours, &paper)) in l.cycles.iter().zip(&l.paper_cycles).enumerate() {
+                let observed = l.observed_cycles.get(i).copied();
+                let judged = ours.is_some() || observed.is_none_or(|o| o >= JUDGED_AFTER);
+                late |= judged && ours.is_none_or(|c| c > JUDGED_AFTER);
                 if partial {
-                    self.partial_cycles.add(ours);
-                    self.paper_partial_cycles.add(paper);
+                    self.partial_cycles.add(ours, observed);
+                    self.paper_partial_cycles.add(paper, observed);
                 } else {
-                    self.liar_cycles.add(ours);
-                    self.paper_liar_cycles.add(paper);
+                    self.liar_cycles.add(ours, observed);
+                    self.paper_liar_cycles.add(paper, observed);
                 }
             }
         }
@@ -1547,10 +1581,18 @@ impl Histogram {
             }
         };
         format!(
-            "{total} pairs; within 5 cycles {:.1} %, never {:.1} %; by cycles [{}]",
-            pct(self.within(5)),
+            "{total} pairs; within 5 cycles {:.1} %, never {:.1} %; by cycles [{}]{}",
+            pct(self.within(JUDGED_AFTER)),
             pct(self.undetected),
-            s.trim_end()
+            s.trim_end(),
+            if self.unjudged > 0 {
+                format!(
+                    "; {} more exposed under 5 cycles before the end, not evicted by then",
+                    self.unjudged
+                )
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -1628,5 +1670,67 @@ impl SweepReport {
             self.probe_bytes_per_session_second
         ));
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(liars: Vec<LiarOutcome>) -> AdversaryRun {
+        AdversaryRun {
+            seed: 1,
+            nodes: 50,
+            links: 100,
+            adversaries: BTreeMap::new(),
+            liars,
+            honest_evicted: 0,
+            paper_honest_evicted: 0,
+            other_adversaries_evicted: 0,
+            traffic_first: Traffic::default(),
+            traffic_last: Traffic::default(),
+            counters: verify::ProbeCounters::default(),
+            probe_bytes_per_session_second: 0.0,
+        }
+    }
+
+    /// §8.1: a pair not evicted by the end of a run that ended under 5 cycles after its
+    /// exposure is not judged; one observed 5 cycles or more, or of a run stored before the
+    /// field, is never evicted; an eviction counts however soon the run ended.
+    #[test]
+    fn pairs_exposed_too_near_the_end_are_not_judged() {
+        let liar = LiarOutcome {
+            node: 3,
+            role: Role::PartialLiar,
+            exposed: 4,
+            neighbours: vec![1, 2, 4, 5],
+            cycles: vec![Some(2), None, None, Some(1)],
+            paper_cycles: vec![None, None, None, None],
+            late_samples: vec![0, 0, 7, 0],
+            observed_cycles: vec![3, 4, 5, 0],
+        };
+        let mut rep = SweepReport::default();
+        rep.add(&run(vec![liar.clone()]));
+        let h = &rep.partial_cycles;
+        assert_eq!(
+            (h.within(5), h.undetected, h.unjudged, h.total()),
+            (2, 1, 1, 3)
+        );
+        assert_eq!(rep.paper_partial_cycles.unjudged, 3);
+        assert_eq!(rep.runs_liar_not_within_5, 1);
+        assert!(
+            h.render()
+                .contains("1 more exposed under 5 cycles before the end")
+        );
+        // Stored before the field: every pair judged, as before.
+        let old = LiarOutcome {
+            observed_cycles: Vec::new(),
+            ..liar
+        };
+        let mut rep = SweepReport::default();
+        rep.add(&run(vec![old]));
+        let h = &rep.partial_cycles;
+        assert_eq!((h.within(5), h.undetected, h.unjudged), (2, 2, 0));
+        assert!(!h.render().contains("before the end"));
     }
 }

@@ -251,6 +251,7 @@ mod tests {
                 cycles: vec![Some(2), None],
                 paper_cycles: vec![None, Some(4)],
                 late_samples: vec![0, 3],
+                observed_cycles: vec![9, 3],
             }],
             honest_evicted: 1,
             paper_honest_evicted: 5,
