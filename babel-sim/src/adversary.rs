@@ -487,7 +487,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                     t
                                 });
                                 if t.saturating_since(first.max(start)) > cycle.saturating_mul(5) {
-                                    *late.entry((prev, hop)).or_default() += 1;
+                                    let n = late.entry((prev, hop)).or_default();
+                                    if trace && *n == 0 {
+                                        eprintln!(
+                                            "t={:.1} late {prev}->{hop} dst {dst} from {src} path {:?}",
+                                            t.saturating_since(start).as_secs_f64(),
+                                            r.path
+                                        );
+                                    }
+                                    *n += 1;
                                 }
                             }
                         }
