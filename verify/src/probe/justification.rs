@@ -325,6 +325,69 @@ impl Verifier {
             request: crate::ClaimRequest { prefix, nonce },
         });
     }
+
+    /// §4.2.5: the deadline of a failing `check` whose justification it awaits (measured cost
+    /// `c`, our link to the neighbour `link`): a failure blamed on the neighbour as the origin
+    /// (with `unjustified_unknown_evicts`, a measured one blamed on nobody; with
+    /// `unjustified_through_us_evicts`, one whose next hop routes through us), of a route that
+    /// stayed as it was for the whole session (`stable`), unjustified within `JUSTIFY_WAIT`
+    /// and not corrected by then, evicts it then; one that confirms failures blamed on nobody
+    /// (`CheckVerdict::Awaiting`) evicts at `AWAIT_JUSTIFY` if still unjustified.
+    pub(super) fn await_justification(
+        &mut self,
+        now: Instant,
+        check: &Check,
+        stable: bool,
+        c: u16,
+        link: u16,
+    ) {
+        let route = &check.route;
+        let unjustifiable = match check.blame {
+            Blame::Origin => true,
+            Blame::Unknown => self.cfg.score.unjustified_unknown_evicts && !check.black_hole,
+            // A black hole only as a loop through us (`through_us_blame`).
+            Blame::ThroughUs => {
+                self.cfg.score.unjustified_through_us_evicts
+                    && (!check.black_hole || (self.cfg.score.loop_through_us && route.selected))
+            }
+            Blame::Relay | Blame::Justified => false,
+        };
+        let awaiting = check.verdict == CheckVerdict::Awaiting;
+        if !((awaiting || (stable && unjustifiable))
+            && self.cfg.score.unjustified_origin_evicts
+            && self.cfg.score.justification
+            && self.cfg.score.attribution
+            && self.cfg.score.rule == crate::Rule::Confirmed)
+        {
+            return;
+        }
+        crate::bounded::make_room(
+            &mut self.origin_deadlines,
+            self.cfg.schedule.max_used.max(1),
+            &(route.neighbour, route.prefix),
+            |d| d.at,
+        );
+        self.origin_deadlines
+            .entry((route.neighbour, route.prefix))
+            .or_insert(Deadline {
+                at: now
+                    + if awaiting {
+                        crate::AWAIT_JUSTIFY
+                    } else {
+                        crate::JUSTIFY_WAIT
+                    },
+                metric: check.metric,
+                cost: c,
+                link,
+                claim: route.advertised,
+                asked_again: false,
+                withdrawn: false,
+                parked: false,
+            });
+        if self.cfg.score.reask_moved_claim {
+            self.route_poll = Some(now + crate::RISE_POLL);
+        }
+    }
 }
 
 /// §4.2.5, `reask_moved_claim`: whether `candidates` show the neighbour's claim for the

@@ -1011,76 +1011,13 @@ impl Verifier {
         } else {
             crate::score::claim_metric(route.advertised, link)
         };
-        let cost = s.answer.as_ref().and_then(|(a, at)| {
-            // Remote Hellos after the highest one the report covers are not counted as lost:
-            // they may have arrived after the destination answered.
-            // Those sent more than `answer_wait` before the answer arrived count either way, so
-            // that dropping the last Remote Hellos hides at most `answer_wait` of them.
-            let by_seqno = a
-                .report
-                .highest_seqno
-                .wrapping_sub(s.first_seqno)
-                .saturating_add(1);
-            let interval = self.cfg.schedule.probe_interval.as_micros().max(1);
-            let settled = at
-                .saturating_since(s.started)
-                .saturating_sub(self.cfg.schedule.answer_wait)
-                .as_micros()
-                / interval;
-            let by_time = u16::try_from(settled.saturating_add(1)).unwrap_or(u16::MAX);
-            let covered = by_seqno.max(by_time).min(s.sent);
-            let received = a.report.received_in(s.first_seqno, covered);
-            let rtt = a.ihu.timestamp.map(|t| {
-                Duration::from_micros(u64::from((at.as_micros() as u32).wrapping_sub(t.origin)))
-            });
-            self.cfg.cost.cost(&Measurement {
-                hops: a.report.hops,
-                sent: covered,
-                received,
-                rtt,
-            })
-        });
-        let mut black_hole_found = false;
-        let mut bounded = false;
-        let cost = match cost {
+        let (cost, black_hole_found, bounded) = match self.measured_cost(&s) {
             Some(c) => {
                 crate::bounded::make_room(&mut self.answered, 1024, &route.prefix, |t| *t);
                 self.answered.insert(route.prefix, now);
-                Some(c)
+                (Some(c), false, false)
             }
-            None => {
-                self.counters.unanswered += 1;
-                // §3.4: the answers come back along the destination's route to us, whatever
-                // neighbour we probed through. If a Remote Hello came back as an ICMPv6 Time
-                // Exceeded (the route loops), or the destination answered another session
-                // recently (the return path works), the route under test lost every Remote
-                // Hello and costs infinity. Otherwise nothing is scored, and the next cycle
-                // probes the destination through another neighbour.
-                let evidence = s.looped
-                    || self.answered.get(&route.prefix).is_some_and(|t| {
-                        now.saturating_since(*t) <= self.cfg.schedule.evidence_window
-                    });
-                if evidence {
-                    // A black hole stays one (§1.4): it confirms no eviction, as an honest
-                    // relay of a loop made past it fails alike.
-                    black_hole_found = true;
-                    self.counters.black_holes += 1;
-                    Some(MAX_COST)
-                } else if let Some(c) = self.bound_cost(&s, metric) {
-                    // §1.4: the path is longer than the claim allows, whatever the destination
-                    // would have said.
-                    bounded = true;
-                    self.counters.bounded += 1;
-                    Some(c)
-                } else {
-                    self.session_passed(now, route.neighbour, false);
-                    self.scheduler.control(route.prefix, route.neighbour);
-                    // And this route again after the control (it stays under suspicion), a
-                    // bounded number of times in a row.
-                    self.scheduler.unanswered(now, &self.cfg.schedule, &route);
-                    None
-                }
-            }
+            None => self.unanswered_cost(now, &s, &route, metric),
         };
         // §1.3, a claim that fell during the session (`fallen_claim`): the probes measured the
         // path the claim at the start described (correction still follows the claim now).
@@ -1148,22 +1085,7 @@ impl Verifier {
                 check.blame = Blame::Justified;
             }
             if failed {
-                let nc = NeighbourCorrection::new(
-                    &self.cfg.correction,
-                    metric,
-                    route.advertised,
-                    c,
-                    now + self.cfg.correction.first,
-                );
-                check.neighbour_correction = Some(nc);
-                crate::bounded::make_room(
-                    &mut self.neighbour_corrections,
-                    self.max_neighbours,
-                    &route.neighbour,
-                    |(nc, _)| nc.until,
-                );
-                self.neighbour_corrections
-                    .insert(route.neighbour, (nc, false));
+                check.neighbour_correction = Some(self.correct_neighbour(now, &route, metric, c));
             }
             if fall_only {
                 // §1.3: failed by the fall alone, no evidence either way.
@@ -1171,21 +1093,7 @@ impl Verifier {
                 out.push(ProbeAction::Checked(check));
                 return;
             }
-            if !self.scores.contains_key(&route.neighbour)
-                && self.scores.len() >= self.max_neighbours
-            {
-                // Bounded: forget a neighbour in good standing with the fewest records.
-                let victim = self
-                    .scores
-                    .iter()
-                    .filter(|(_, v)| !v.is_evicted(now))
-                    .min_by_key(|(_, v)| v.destinations())
-                    .map(|(k, _)| *k);
-                if let Some(v) = victim {
-                    self.scores.remove(&v);
-                }
-            }
-            let score = self.scores.entry(route.neighbour).or_default();
+            let score = score_of(&mut self.scores, self.max_neighbours, now, route.neighbour);
             // §4.2.2: failures the neighbour has since corrected (its claim rose to what we
             // measured, or it retracted the route) no longer count.
             score.forgive_corrected(now, &self.cfg.score, |p| {
@@ -1202,55 +1110,8 @@ impl Verifier {
                 link,
             };
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
-            // §4.2.5: a failure blamed on the neighbour as the origin (with
-            // `unjustified_unknown_evicts`, a measured one blamed on nobody; with
-            // `unjustified_through_us_evicts`, one whose next hop routes through us), of a
-            // route that stayed as it was for the whole session, unjustified within
-            // `JUSTIFY_WAIT` and not corrected by then, evicts it then.
-            let unjustifiable = match check.blame {
-                Blame::Origin => true,
-                Blame::Unknown => self.cfg.score.unjustified_unknown_evicts && !check.black_hole,
-                // A black hole only as a loop through us (`through_us_blame`).
-                Blame::ThroughUs => {
-                    self.cfg.score.unjustified_through_us_evicts
-                        && (!check.black_hole || (self.cfg.score.loop_through_us && route.selected))
-                }
-                Blame::Relay | Blame::Justified => false,
-            };
-            let awaiting = check.verdict == CheckVerdict::Awaiting;
-            if failed
-                && (awaiting || (stable && unjustifiable))
-                && self.cfg.score.unjustified_origin_evicts
-                && self.cfg.score.justification
-                && self.cfg.score.attribution
-                && self.cfg.score.rule == crate::Rule::Confirmed
-            {
-                crate::bounded::make_room(
-                    &mut self.origin_deadlines,
-                    self.cfg.schedule.max_used.max(1),
-                    &(route.neighbour, route.prefix),
-                    |d| d.at,
-                );
-                self.origin_deadlines
-                    .entry((route.neighbour, route.prefix))
-                    .or_insert(Deadline {
-                        at: now
-                            + if awaiting {
-                                crate::AWAIT_JUSTIFY
-                            } else {
-                                crate::JUSTIFY_WAIT
-                            },
-                        metric,
-                        cost: c,
-                        link,
-                        claim: route.advertised,
-                        asked_again: false,
-                        withdrawn: false,
-                        parked: false,
-                    });
-                if self.cfg.score.reask_moved_claim {
-                    self.route_poll = Some(now + crate::RISE_POLL);
-                }
+            if failed {
+                self.await_justification(now, &check, stable, c, link);
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
@@ -1265,6 +1126,106 @@ impl Verifier {
         }
         self.notify_failure(now, &check, out);
         out.push(ProbeAction::Checked(check));
+    }
+
+    /// §1.2: the cost `c` the destination's answer to session `s` measured, if it answered.
+    /// Remote Hellos after the highest one the report covers are not counted as lost: they may
+    /// have arrived after the destination answered. Those sent more than `answer_wait` before
+    /// the answer arrived count either way, so that dropping the last Remote Hellos hides at
+    /// most `answer_wait` of them.
+    fn measured_cost(&self, s: &Session) -> Option<u16> {
+        let (a, at) = s.answer.as_ref()?;
+        let by_seqno = a
+            .report
+            .highest_seqno
+            .wrapping_sub(s.first_seqno)
+            .saturating_add(1);
+        let interval = self.cfg.schedule.probe_interval.as_micros().max(1);
+        let settled = at
+            .saturating_since(s.started)
+            .saturating_sub(self.cfg.schedule.answer_wait)
+            .as_micros()
+            / interval;
+        let by_time = u16::try_from(settled.saturating_add(1)).unwrap_or(u16::MAX);
+        let covered = by_seqno.max(by_time).min(s.sent);
+        let received = a.report.received_in(s.first_seqno, covered);
+        let rtt = a.ihu.timestamp.map(|t| {
+            Duration::from_micros(u64::from((at.as_micros() as u32).wrapping_sub(t.origin)))
+        });
+        self.cfg.cost.cost(&Measurement {
+            hops: a.report.hops,
+            sent: covered,
+            received,
+            rtt,
+        })
+    }
+
+    /// What session `s` of `route` (claiming `metric`) shows without an answer: the cost, if
+    /// any, and whether it is a black hole or a hop-limit bound.
+    ///
+    /// §3.4: the answers come back along the destination's route to us, whatever neighbour we
+    /// probed through. If a Remote Hello came back as an ICMPv6 Time Exceeded (the route
+    /// loops), or the destination answered another session recently (the return path works),
+    /// the route under test lost every Remote Hello and costs infinity. Otherwise nothing is
+    /// scored, and the next cycle probes the destination through another neighbour.
+    fn unanswered_cost(
+        &mut self,
+        now: Instant,
+        s: &Session,
+        route: &VerifiableRoute,
+        metric: u16,
+    ) -> (Option<u16>, bool, bool) {
+        self.counters.unanswered += 1;
+        let evidence = s.looped
+            || self
+                .answered
+                .get(&route.prefix)
+                .is_some_and(|t| now.saturating_since(*t) <= self.cfg.schedule.evidence_window);
+        if evidence {
+            // A black hole stays one (§1.4): it confirms no eviction, as an honest relay of a
+            // loop made past it fails alike.
+            self.counters.black_holes += 1;
+            (Some(MAX_COST), true, false)
+        } else if let Some(c) = self.bound_cost(s, metric) {
+            // §1.4: the path is longer than the claim allows, whatever the destination would
+            // have said.
+            self.counters.bounded += 1;
+            (Some(c), false, true)
+        } else {
+            self.session_passed(now, route.neighbour, false);
+            self.scheduler.control(route.prefix, route.neighbour);
+            // And this route again after the control (it stays under suspicion), a bounded
+            // number of times in a row.
+            self.scheduler.unanswered(now, &self.cfg.schedule, route);
+            (None, false, false)
+        }
+    }
+
+    /// §5.2: the neighbour-wide correction a failing check of `route` (our `metric`, measured
+    /// cost `c`) puts in force for the neighbour, replacing the one before.
+    fn correct_neighbour(
+        &mut self,
+        now: Instant,
+        route: &VerifiableRoute,
+        metric: u16,
+        c: u16,
+    ) -> NeighbourCorrection {
+        let nc = NeighbourCorrection::new(
+            &self.cfg.correction,
+            metric,
+            route.advertised,
+            c,
+            now + self.cfg.correction.first,
+        );
+        crate::bounded::make_room(
+            &mut self.neighbour_corrections,
+            self.max_neighbours,
+            &route.neighbour,
+            |(nc, _)| nc.until,
+        );
+        self.neighbour_corrections
+            .insert(route.neighbour, (nc, false));
+        nc
     }
 
     /// §1.4: the cost an unanswered session shows by the hop limits its Remote Hellos ran out
@@ -1337,6 +1298,27 @@ struct Deadline {
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
     s.draw(n)
+}
+
+/// The score record of `neighbour` in `scores`, made if new. Bounded to `max`: a new one
+/// forgets the neighbour in good standing with the fewest records.
+fn score_of(
+    scores: &mut BTreeMap<NeighbourId, NeighbourScore>,
+    max: usize,
+    now: Instant,
+    neighbour: NeighbourId,
+) -> &mut NeighbourScore {
+    if !scores.contains_key(&neighbour) && scores.len() >= max {
+        let victim = scores
+            .iter()
+            .filter(|(_, v)| !v.is_evicted(now))
+            .min_by_key(|(_, v)| v.destinations())
+            .map(|(k, _)| *k);
+        if let Some(v) = victim {
+            scores.remove(&v);
+        }
+    }
+    scores.entry(neighbour).or_default()
 }
 
 #[cfg(test)]
