@@ -776,15 +776,7 @@ impl Verifier {
         candidates: &[VerifiableRoute],
     ) -> Vec<ProbeAction> {
         let mut out = Vec::new();
-        for (n, s) in self.scores.iter_mut() {
-            if s.readmit(now) {
-                self.counters.readmissions += 1;
-                out.push(ProbeAction::Standing {
-                    neighbour: *n,
-                    evicted: false,
-                });
-            }
-        }
+        self.readmit(now, &mut out);
         self.retry_justify_requests(now, &mut out);
         self.justified_on_rise(now, candidates);
         self.watch_withdrawals(now, candidates);
@@ -805,6 +797,50 @@ impl Verifier {
                     .is_some_and(|c| unchanged(&s.route, c));
             }
         }
+        self.send_remote_hellos(now, candidates, &mut out);
+        let done: Vec<(NeighbourId, Prefix)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sent >= probes && s.ends <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            if let Some(s) = self.sessions.remove(&k) {
+                self.conclude(now, s, candidates, &mut out);
+            }
+        }
+        if self.sessions.is_empty() && self.next_cycle <= now {
+            self.next_cycle = now + self.cfg.schedule.cycle;
+            self.start_sessions(now, candidates);
+            if !self.sessions.is_empty() {
+                out.extend(self.handle_timeout(now, candidates));
+            }
+        }
+        out
+    }
+
+    /// §4.3: neighbours whose eviction is over are readmitted (on probation).
+    fn readmit(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+        for (n, s) in self.scores.iter_mut() {
+            if s.readmit(now) {
+                self.counters.readmissions += 1;
+                out.push(ProbeAction::Standing {
+                    neighbour: *n,
+                    evicted: false,
+                });
+            }
+        }
+    }
+
+    /// §2.3: the Remote Hellos of every session under way due by `now`, with the session's
+    /// traces (§4.2.1) after its first and its hop-limit bounds (§1.4) spread over it.
+    fn send_remote_hellos(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let probes = self.cfg.schedule.probes;
         for s in self.sessions.values_mut() {
             while s.sent < probes && s.next_hello <= now {
                 let hello = RemoteHello {
@@ -874,67 +910,53 @@ impl Verifier {
                 });
             }
         }
-        let done: Vec<(NeighbourId, Prefix)> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.sent >= probes && s.ends <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in done {
-            if let Some(s) = self.sessions.remove(&k) {
-                self.conclude(now, s, candidates, &mut out);
+    }
+
+    /// §2.2: a cycle starts: a session for each route the scheduler picks.
+    fn start_sessions(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
+        let probes = self.cfg.schedule.probes;
+        let picks = self.scheduler.pick_all(now, &self.cfg.schedule, candidates);
+        for (route, reason) in picks {
+            let seq = self
+                .seqnos
+                .entry((route.prefix, route.neighbour))
+                .or_insert(0);
+            let first_seqno = *seq;
+            *seq = seq.wrapping_add(probes);
+            if self.seqnos.len() > 4096 {
+                self.seqnos.clear();
             }
-        }
-        if self.sessions.is_empty() && self.next_cycle <= now {
-            self.next_cycle = now + self.cfg.schedule.cycle;
-            let picks = self.scheduler.pick_all(now, &self.cfg.schedule, candidates);
-            for (route, reason) in picks {
-                let seq = self
-                    .seqnos
-                    .entry((route.prefix, route.neighbour))
-                    .or_insert(0);
-                let first_seqno = *seq;
-                *seq = seq.wrapping_add(probes);
-                if self.seqnos.len() > 4096 {
-                    self.seqnos.clear();
-                }
-                let ends = now + self.cfg.schedule.session_length();
-                self.counters.sessions += 1;
-                self.sessions.insert(
-                    (route.neighbour, route.prefix),
-                    Session {
-                        route,
-                        reason,
-                        via: via_tag(&route.neighbour),
-                        first_seqno,
-                        started: now,
-                        sent: 0,
-                        next_hello: now,
-                        ends,
-                        answer: None,
-                        looped: false,
-                        traces: Vec::new(),
-                        bounds: Vec::new(),
-                        stable: true,
-                        at_start: if self.cfg.score.origin_at_both_ends
-                            || self.cfg.score.passing_origin
-                        {
-                            candidates
-                                .iter()
-                                .filter(|c| c.prefix == route.prefix)
-                                .copied()
-                                .collect()
-                        } else {
-                            Vec::new()
-                        },
+            let ends = now + self.cfg.schedule.session_length();
+            self.counters.sessions += 1;
+            self.sessions.insert(
+                (route.neighbour, route.prefix),
+                Session {
+                    route,
+                    reason,
+                    via: via_tag(&route.neighbour),
+                    first_seqno,
+                    started: now,
+                    sent: 0,
+                    next_hello: now,
+                    ends,
+                    answer: None,
+                    looped: false,
+                    traces: Vec::new(),
+                    bounds: Vec::new(),
+                    stable: true,
+                    at_start: if self.cfg.score.origin_at_both_ends || self.cfg.score.passing_origin
+                    {
+                        candidates
+                            .iter()
+                            .filter(|c| c.prefix == route.prefix)
+                            .copied()
+                            .collect()
+                    } else {
+                        Vec::new()
                     },
-                );
-            }
-            if !self.sessions.is_empty() {
-                out.extend(self.handle_timeout(now, candidates));
-            }
+                },
+            );
         }
-        out
     }
 
     /// Turns attribution off (§4.2.1): the driver cannot send or read traces (no raw ICMPv6
