@@ -170,8 +170,9 @@ pub struct LiarOutcome {
     pub observed_cycles: Vec<u32>,
 }
 
-/// Cycles from exposure within which a liar must be evicted (the goal), and so the
-/// cycles a pair must be observed after its exposure to be judged.
+/// Cycles from exposure within which a liar must be evicted (the goal): the cycles a
+/// pair must be observed after its exposure to be judged, and after which the data it still
+/// sends through the liar counts as [`LiarOutcome::late_samples`].
 pub const JUDGED_AFTER: u32 = 5;
 
 /// Data-plane figures over one window.
@@ -486,7 +487,9 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                     }
                                     t
                                 });
-                                if t.saturating_since(first.max(start)) > cycle.saturating_mul(5) {
+                                if t.saturating_since(first.max(start))
+                                    > cycle.saturating_mul(JUDGED_AFTER)
+                                {
                                     let n = late.entry((prev, hop)).or_default();
                                     if trace && *n == 0 {
                                         eprintln!(
