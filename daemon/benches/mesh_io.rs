@@ -190,10 +190,9 @@ fn udp(port: u16, reuse: bool, connect: Option<SocketAddr>) -> std::net::UdpSock
     if reuse {
         s.set_reuse_port(true).unwrap();
     }
-    // The daemon's buffers (`tunnel::driver::SOCKET_BUFFER`) on the driver's sockets.
+    // The daemon's buffers on the driver's sockets.
     if port == DAEMON_PORT {
-        let _ = s.set_recv_buffer_size(tunnel::driver::SOCKET_BUFFER);
-        let _ = s.set_send_buffer_size(tunnel::driver::SOCKET_BUFFER);
+        tunnel::driver::size_buffers(&s);
     }
     s.set_nonblocking(true).unwrap();
     s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port).into())

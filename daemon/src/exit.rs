@@ -1181,6 +1181,14 @@ pub struct UserRow {
     pub rx_bytes: u64,
     /// Bytes sent to it in the tunnel (download).
     pub tx_bytes: u64,
+    /// Data packets received from it in the tunnel. Beside the user's own count of packets
+    /// sent, the difference is what the mesh lost on the way up.
+    #[serde(default)]
+    pub rx_packets: u64,
+    /// Data packets sent to it in the tunnel: download is metered as sent, so packets the mesh
+    /// loses on the way down are billed; the user's `rx_packets` shows how many.
+    #[serde(default)]
+    pub tx_packets: u64,
     /// Seconds since its last handshake.
     pub last_handshake_s: Option<u64>,
     /// Registrations answered.
@@ -1299,6 +1307,13 @@ pub struct ExitView {
     pub tx_bytes: u64,
     /// Bytes received from the exit.
     pub rx_bytes: u64,
+    /// On a user node: data packets sent to the current exit in the tunnel.
+    #[serde(default)]
+    pub tx_packets: u64,
+    /// Data packets received from the exit: against the exit's `tx_packets` for us, the packets
+    /// billed as download that never arrived.
+    #[serde(default)]
+    pub rx_packets: u64,
     /// On a user node: what the current exit granted (the data path follows it).
     #[serde(skip)]
     pub grant: Option<Grant>,

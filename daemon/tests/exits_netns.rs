@@ -899,8 +899,8 @@ fn num(v: &serde_json::Value) -> u128 {
         .unwrap_or(0)
 }
 
-/// (5) iperf3 both ways: the exit's and the user's counters of the user-to-exit tunnel agree,
-/// and the exit's metered amount (committed in its signed bill) equals the formula: upload x
+/// (5) iperf3 both ways: the exit's and the user's counters of the user-to-exit tunnel agree
+/// but for the packets lost between the two ends (both count packets too, so a loss shows), and the exit's metered amount (committed in its signed bill) equals the formula: upload x
 /// fee + download x (fee + the price of the exit's route back to the user).
 #[test]
 fn exit_meters_both_ways_and_bills_by_the_formula() {
@@ -916,14 +916,22 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
     let row = |w: &World| dump_json(&w.exit)["exits"]["users"][0].clone();
     let user = |w: &World| {
         let u = dump_json(&w.user)["exits"].clone();
-        (u["tx_bytes"].clone(), u["rx_bytes"].clone())
+        ["tx_bytes", "rx_bytes", "tx_packets", "rx_packets"].map(|k| u[k].clone())
     };
     // Both ends' tunnel threads copy their counters every half second, and the bills and
     // payments keep crossing the tunnel every few seconds (metered like any traffic). So the
     // counters are compared in a quiet moment: the exit's counters and the user's unchanged over
     // more than two copies, after a first bill.
     let counters = |r: &serde_json::Value| {
-        ["upload_bytes", "download_bytes", "metered", "billed"].map(|k| r[k].clone())
+        [
+            "upload_bytes",
+            "download_bytes",
+            "metered",
+            "billed",
+            "rx_packets",
+            "tx_packets",
+        ]
+        .map(|k| r[k].clone())
     };
     let mut last = (serde_json::Value::Null, user(&w), std::time::Instant::now());
     assert!(
@@ -945,24 +953,44 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
         row(&w)
     );
     let r = last.0.clone();
-    let (user_tx, user_rx) = (num(&last.1.0), num(&last.1.1));
+    let [user_tx, user_rx, user_tx_packets, user_rx_packets] = last.1.each_ref().map(num);
     let (up, down) = (num(&r["upload_bytes"]), num(&r["download_bytes"]));
+    let (exit_rx_packets, exit_tx_packets) = (num(&r["rx_packets"]), num(&r["tx_packets"]));
+    let mtu = num(&dump_json(&w.exit)["exits"]["mtu"]);
     let back = num(&r["route_back_price"]);
     let fee = 3u128;
     let (metered, billed) = (num(&r["metered"]), num(&r["billed"]));
     let want = up * fee + down * (fee + back);
     println!(
-        "exit metered upload {up} B, download {down} B; user counted tx {user_tx} B, rx {user_rx} B; route back price {back}; metered {metered} wei, formula {want} wei, billed {billed} wei"
+        "exit metered upload {up} B in {exit_rx_packets} packets, download {down} B in {exit_tx_packets}; user counted tx {user_tx} B in {user_tx_packets}, rx {user_rx} B in {user_rx_packets}; the user's kernel dropped {} UDP datagrams; route back price {back}; metered {metered} wei, formula {want} wei, billed {billed} wei",
+        udp_receive_drops(&w.user)
     );
     // `iperf3 -n` stops when the sender has written its bytes, and the one-shot server may
     // close before the last of them arrive: the counts only show that the transfers crossed.
     assert!(up >= 10_000_000 && down >= 10_000_000, "{r}");
-    // Inner bytes on both ends of one tunnel: the same packets, counted at both ends.
-    let close = |a: u128, b: u128| a.abs_diff(b) * 1000 <= a.max(b);
-    assert!(close(up, user_tx), "upload: exit {up}, user {user_tx}");
     assert!(
-        close(down, user_rx),
-        "download: exit {down}, user {user_rx}"
+        user_tx >= 10_000_000 && user_rx >= 10_000_000,
+        "{:?}",
+        last.1
+    );
+    // Inner bytes on both ends of one tunnel: the same packets, counted at both ends, but for
+    // the packets the mesh lost between them (the sender counts, and the exit bills, as sent).
+    // Under load the receiver's socket overflows now and then: every byte one end counted and
+    // the other did not is in a packet that one end counted and the other did not, of 20
+    // octets (an IPv4 header) up to the tunnel's MTU.
+    let same_packets = |sent: u128, got: u128, sent_packets: u128, got_packets: u128| {
+        let lost = sent_packets.checked_sub(got_packets);
+        let missing = sent.checked_sub(got);
+        matches!((lost, missing), (Some(l), Some(m)) if l * 20 <= m && m <= l * mtu)
+    };
+    assert!(mtu >= 1280, "tunnel MTU {mtu}");
+    assert!(
+        same_packets(user_tx, up, user_tx_packets, exit_rx_packets),
+        "upload: user sent {user_tx} B in {user_tx_packets}, exit got {up} B in {exit_rx_packets}"
+    );
+    assert!(
+        same_packets(down, user_rx, exit_tx_packets, user_rx_packets),
+        "download: exit sent {down} B in {exit_tx_packets}, user got {user_rx} B in {user_rx_packets}"
     );
     assert_eq!(
         back,
@@ -971,6 +999,29 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
     );
     assert_eq!(metered, want, "bill formula");
     assert!(billed <= metered && metered - billed <= 4096 * (fee + back));
+}
+
+/// Datagrams the namespace's UDP sockets dropped on receipt (a full receive buffer, bad
+/// checksums), IPv4 and IPv6: where a tunnel loses packets when its reader falls behind.
+fn udp_receive_drops(ns: &Netns) -> u64 {
+    let snmp = ns.exec(&["cat", "/proc/net/snmp"]);
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let v4 = match (lines.next(), lines.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .filter(|(n, _)| *n == "InErrors")
+            .filter_map(|(_, v)| v.parse::<u64>().ok())
+            .sum(),
+        _ => 0,
+    };
+    let v6: u64 = ns
+        .exec(&["cat", "/proc/net/snmp6"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("Udp6InErrors"))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum();
+    v4 + v6
 }
 
 /// The exit forwards only what comes from a registered user's own address: a user that

@@ -75,10 +75,26 @@ pub fn device_from_config(cfg: &TunnelConfig) -> Device {
     dev
 }
 
-/// Socket buffer size requested for the UDP socket (the kernel caps it at
-/// `net.core.{r,w}mem_max`); bursts of full-size packets overflow the
-/// 208 KiB default.
+/// Socket buffer size requested for the UDP socket; bursts of full-size
+/// packets overflow the 208 KiB default.
 pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Gives a tunnel's UDP socket [`SOCKET_BUFFER`] both ways. Past
+/// `net.core.{r,w}mem_max` (208 KiB on a stock kernel) when privileged
+/// (`SO_RCVBUFFORCE` needs `CAP_NET_ADMIN`, which a router has), as
+/// wireguard-go does: with the capped buffer a reader that falls behind for a
+/// few milliseconds under a full-rate download loses packets that the sender
+/// has already counted (and an exit has billed). Best effort: a smaller
+/// buffer still works.
+pub fn size_buffers(s: &socket2::Socket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(s, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    if setsockopt(s, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    }
+}
 
 fn make_udp(v6: bool, port: u16) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -87,9 +103,7 @@ fn make_udp(v6: bool, port: u16) -> io::Result<std::net::UdpSocket> {
     if v6 {
         s.set_only_v6(false)?;
     }
-    // Best effort: a smaller buffer still works.
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    size_buffers(&s);
     s.set_nonblocking(true)?;
     let ip = if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -526,5 +540,27 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// As root the buffers are forced past `net.core.{r,w}mem_max`, whatever the machine's
+    /// sysctls (the kernel reports twice what was set); without the privilege they are what
+    /// the caps allow, which this test cannot tell from a failure.
+    #[test]
+    fn buffers_are_forced_past_the_caps_when_privileged() {
+        if !nix::unistd::Uid::effective().is_root() {
+            println!("skipped: forcing socket buffers needs root (CAP_NET_ADMIN)");
+            return;
+        }
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        size_buffers(&s);
+        assert!(s.recv_buffer_size().unwrap() >= SOCKET_BUFFER);
+        assert!(s.send_buffer_size().unwrap() >= SOCKET_BUFFER);
     }
 }

@@ -450,6 +450,8 @@ fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
             if let Some(u) = v.users.iter_mut().find(|u| u.tunnel_key == key) {
                 u.rx_bytes = s.rx_bytes;
                 u.tx_bytes = s.tx_bytes;
+                u.rx_packets = s.rx_packets;
+                u.tx_packets = s.tx_packets;
                 u.last_handshake_s = p
                     .last_handshake()
                     .map(|t| now.saturating_since(t).as_secs());
@@ -457,6 +459,8 @@ fn snapshot(driver: &tunnel::driver::Driver, view: &Arc<Mutex<ExitView>>) {
         } else {
             v.rx_bytes = s.rx_bytes;
             v.tx_bytes = s.tx_bytes;
+            v.rx_packets = s.rx_packets;
+            v.tx_packets = s.tx_packets;
         }
     }
 }

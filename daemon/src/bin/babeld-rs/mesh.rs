@@ -202,8 +202,7 @@ fn udp(ifname: &str, port: u16, group: Option<(Ipv6Addr, u32)>) -> anyhow::Resul
     s.set_reuse_address(true)?;
     s.bind_device(Some(ifname.as_bytes()))
         .with_context(|| format!("binding to {ifname}"))?;
-    let _ = s.set_recv_buffer_size(tunnel::driver::SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(tunnel::driver::SOCKET_BUFFER);
+    tunnel::driver::size_buffers(&s);
     if let Some((g, ix)) = group {
         s.join_multicast_v6(&g, ix)?;
         s.set_multicast_if_v6(ix)?;
