@@ -1004,24 +1004,7 @@ fn exit_meters_both_ways_and_bills_by_the_formula() {
 /// Datagrams the namespace's UDP sockets dropped on receipt (a full receive buffer, bad
 /// checksums), IPv4 and IPv6: where a tunnel loses packets when its reader falls behind.
 fn udp_receive_drops(ns: &Netns) -> u64 {
-    let snmp = ns.exec(&["cat", "/proc/net/snmp"]);
-    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let v4 = match (lines.next(), lines.next()) {
-        (Some(names), Some(values)) => names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .filter(|(n, _)| *n == "InErrors")
-            .filter_map(|(_, v)| v.parse::<u64>().ok())
-            .sum(),
-        _ => 0,
-    };
-    let v6: u64 = ns
-        .exec(&["cat", "/proc/net/snmp6"])
-        .lines()
-        .filter_map(|l| l.strip_prefix("Udp6InErrors"))
-        .filter_map(|v| v.trim().parse::<u64>().ok())
-        .sum();
-    v4 + v6
+    common::snmp(ns, "Udp", "InErrors") + common::snmp(ns, "6", "Udp6InErrors")
 }
 
 /// The exit forwards only what comes from a registered user's own address: a user that

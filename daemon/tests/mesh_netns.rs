@@ -674,25 +674,6 @@ fn neighbour_comes_back_with_a_new_key() {
     );
 }
 
-fn snmp(ns: &Netns, file: &str, field: &str) -> u64 {
-    let text = ns.exec(&["cat", file]);
-    if file.ends_with("snmp6") {
-        return text
-            .lines()
-            .find_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some(field)).then(|| w.next().unwrap().parse().unwrap())
-            })
-            .unwrap();
-    }
-    // /proc/net/snmp: a header line of names, then a line of values, per protocol.
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Ip:")).collect();
-    let names: Vec<&str> = lines[0].split_whitespace().collect();
-    let values: Vec<&str> = lines[1].split_whitespace().collect();
-    let i = names.iter().position(|n| *n == field).unwrap();
-    values[i].parse().unwrap()
-}
-
 #[test]
 fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     let _serial = one_at_a_time();
@@ -749,9 +730,9 @@ fn full_size_packets_of_both_families_through_two_layers_of_tunnel() {
     b.ip(&["-6", "addr", "add", "fd99::2/64", "dev", "mmwb", "nodad"]);
     let frag = |ns: &Netns| {
         (
-            snmp(ns, "/proc/net/snmp", "FragCreates"),
-            snmp(ns, "/proc/net/snmp6", "Ip6FragCreates"),
-            snmp(ns, "/proc/net/snmp6", "Ip6ReasmReqds"),
+            common::snmp(ns, "Ip", "FragCreates"),
+            common::snmp(ns, "6", "Ip6FragCreates"),
+            common::snmp(ns, "6", "Ip6ReasmReqds"),
         )
     };
     let (fa, fb) = (frag(&a), frag(&b));

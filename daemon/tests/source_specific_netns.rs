@@ -25,13 +25,7 @@ const PORT: u16 = 33123;
 
 /// `Icmp6InEchos` of a namespace.
 fn in_echos(ns: &Netns) -> u64 {
-    ns.exec(&["cat", "/proc/net/snmp6"])
-        .lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("Icmp6InEchos")).then(|| w.next().unwrap().parse().unwrap())
-        })
-        .unwrap()
+    common::snmp(ns, "6", "Icmp6InEchos")
 }
 
 fn show(ns: &Netns, args: &[&str]) -> String {

@@ -359,3 +359,31 @@ pub fn seeded(var: &str) -> impl FnMut() -> u64 {
         seed
     }
 }
+
+/// A counter of a namespace's `/proc/net/snmp` (IPv4: `proto` is the line's prefix without its
+/// colon, `Ip`, `Udp`, ...) or, with `proto` `"6"`, of `/proc/net/snmp6` (`field` is the whole
+/// name, `Udp6InErrors`). Panics when the kernel has no such counter: a misspelt name would
+/// otherwise read as zero.
+pub fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
+    if proto == "6" {
+        return ns
+            .exec(&["cat", "/proc/net/snmp6"])
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(field)).then(|| w.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no {field} in /proc/net/snmp6"));
+    }
+    // /proc/net/snmp: a header line of names, then a line of values, per protocol.
+    let text = ns.exec(&["cat", "/proc/net/snmp"]);
+    let prefix = format!("{proto}:");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+    let names: Vec<&str> = lines[0].split_whitespace().collect();
+    let values: Vec<&str> = lines[1].split_whitespace().collect();
+    let i = names
+        .iter()
+        .position(|n| *n == field)
+        .unwrap_or_else(|| panic!("no {proto}: {field} in /proc/net/snmp"));
+    values[i].parse().unwrap()
+}
