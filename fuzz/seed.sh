@@ -15,3 +15,8 @@ for f in ../spec/captures/*.pcap; do
   done
 done
 echo "seeded $(ls corpus/decode | wc -l) packets"
+# Route verification: a minute of a router's life through every input path, written by its test.
+mkdir -p corpus/verification
+FUZZ_SEED_DIR="$PWD/corpus/verification" cargo test --quiet --manifest-path ../Cargo.toml -p daemon --lib \
+  fuzzing::verification::tests::the_story_reaches_every_input_path_and_reads_back >/dev/null
+echo "seeded corpus/verification/story"

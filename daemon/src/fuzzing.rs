@@ -1,9 +1,12 @@
-//! The check the `config` fuzz target runs (`fuzz/`), shared with the regression test that
-//! replays saved crash inputs (`daemon/tests/fuzz_regressions.rs`). Panics mean a bug.
+//! The checks the `config` and `verification` fuzz targets run (`fuzz/`), shared with the
+//! regression tests that replay saved crash inputs (`daemon/tests/fuzz_regressions.rs`). Panics
+//! mean a bug. The verification target's is in [`verification`].
 //!
 //! Configuration files, `-C` statements and the control socket's statements go through the
 //! same grammar ([`crate::config::parse_statement`]); the command line goes through
 //! [`crate::cli::Cli`] and reads every value through that grammar too.
+
+pub mod verification;
 
 use clap::Parser;
 

@@ -40,6 +40,9 @@ pub const RULE_PRIORITY: u32 = 1000;
 pub const MAX_PROBED_NEIGHBOURS: usize = 64;
 /// Routes with a `dump` row at most.
 const MAX_ROWS: usize = 1024;
+/// Probe routes remembered as installed at most (all are forgotten past it, and installed
+/// again as they are used).
+const MAX_PROBE_ROUTES: usize = 4096;
 /// Remembered Remote Hello senders (to answer them) at most.
 const MAX_PEERS: usize = 1024;
 /// Longest verification datagram accepted.
@@ -711,7 +714,7 @@ pub struct Named<T> {
 }
 
 /// The verification of one daemon.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Verification {
     settings: VerifySettings,
     cfg: VerifyConfig,
@@ -915,6 +918,43 @@ impl Verification {
         } else {
             self.verifier.trace_dropped();
         }
+    }
+
+    /// Every table that input from the wire, the kernel or the route table can drive, the
+    /// verifier's and the responder's with ours, against its bound (`spec/verify.md` §6).
+    pub fn table_sizes(&self) -> Vec<verify::TableSize> {
+        use verify::TableSize as T;
+        let mut out = self.verifier.table_sizes();
+        out.extend([
+            self.responder.table_size(),
+            self.relay.table_size(),
+            T {
+                name: "Remote Hello senders",
+                len: self.peers.len(),
+                max: MAX_PEERS,
+            },
+            T {
+                name: "route rows",
+                len: self.rows.len(),
+                max: MAX_ROWS,
+            },
+            T {
+                name: "used addresses",
+                len: self.used_addresses.len(),
+                max: MAX_USED_ADDRESSES,
+            },
+            T {
+                name: "probe marks",
+                len: self.marks.len(),
+                max: MAX_PROBED_NEIGHBOURS,
+            },
+            T {
+                name: "probe routes",
+                len: self.installed.len(),
+                max: MAX_PROBE_ROUTES,
+            },
+        ]);
+        out
     }
 
     /// Remote Hellos refused by the responder.
@@ -1140,7 +1180,7 @@ impl Verification {
         if let Some(inner) = tunnel {
             (dst, mark) = (inner, 0);
         } else if self.installed.get(&(table, hello.prefix)) != Some(&neighbour) {
-            if self.installed.len() >= 4096 {
+            if self.installed.len() >= MAX_PROBE_ROUTES {
                 self.installed.clear();
             }
             self.installed.insert((table, hello.prefix), neighbour);

@@ -271,6 +271,15 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// The keys whose last counter is remembered (§3.3), against their bound.
+    pub fn counters_size(&self) -> crate::TableSize {
+        crate::TableSize {
+            name: "keys' last counters",
+            len: self.counters.len(),
+            max: self.max_keys,
+        }
+    }
+
     /// An empty keyring remembering counters of at most `max_keys` keys.
     pub fn new(max_keys: usize) -> Keyring {
         Keyring {

@@ -2,6 +2,25 @@
 
 use std::collections::BTreeMap;
 
+/// One bounded table: its name, its entries now and its bound. A router's operator and the
+/// fuzz targets read them to see that no input grows a table past its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSize {
+    /// What it holds.
+    pub name: &'static str,
+    /// Entries now.
+    pub len: usize,
+    /// Entries at most.
+    pub max: usize,
+}
+
+impl TableSize {
+    /// Whether the table is within its bound.
+    pub fn within(&self) -> bool {
+        self.len <= self.max
+    }
+}
+
 /// Makes room for `key` in `map` (at most `max` entries): if it is new and the table is full,
 /// the entry with the smallest `age` goes (least recently used first), and is returned.
 pub(crate) fn make_room<K: Ord + Clone, V, A: Ord>(

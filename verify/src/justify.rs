@@ -267,6 +267,15 @@ impl ClaimRelay {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// The requests waiting, against their bound.
+    pub fn table_size(&self) -> crate::TableSize {
+        crate::TableSize {
+            name: "relayed Justify Requests",
+            len: self.pending.len(),
+            max: self.max,
+        }
+    }
 }
 
 /// The (prefix, nonce) of a Signed Claim, without checking its signature.

@@ -34,6 +34,7 @@ pub use auth::{
     SIGNING_DOMAIN, SignedIhu, decode_signed_ihu, derived_address, encode_signed_ihu,
     probe_address,
 };
+pub use bounded::TableSize;
 pub use check_failed::{CheckFailedError, decode_check_failed, encode_check_failed};
 pub use correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 pub use ed25519_dalek::SigningKey;

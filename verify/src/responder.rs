@@ -194,4 +194,13 @@ impl Responder {
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
+
+    /// The sessions remembered, against their bound.
+    pub fn table_size(&self) -> crate::TableSize {
+        crate::TableSize {
+            name: "responder sessions",
+            len: self.sessions.len(),
+            max: self.max_sessions,
+        }
+    }
 }

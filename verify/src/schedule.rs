@@ -233,6 +233,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// The destinations remembered as used and the Check Failed requests, against their bound
+    /// (`cfg.max_used` each, §6).
+    pub fn table_sizes(&self, cfg: &ScheduleConfig) -> [crate::TableSize; 2] {
+        let max = cfg.max_used.max(1);
+        [
+            crate::TableSize {
+                name: "used destinations",
+                len: self.used.len(),
+                max,
+            },
+            crate::TableSize {
+                name: "Check Failed requests",
+                len: self.requests.len(),
+                max,
+            },
+        ]
+    }
+
     /// A scheduler drawing from `seed`.
     pub fn new(seed: u64) -> Scheduler {
         Scheduler {

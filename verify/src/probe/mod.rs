@@ -558,6 +558,12 @@ pub struct Verifier {
     counters: ProbeCounters,
 }
 
+/// Routes whose next Remote Hello seqno is remembered at most (all are forgotten past it: a
+/// session then starts its seqnos from 0 again, which the destination takes as a new session).
+const MAX_SEQNO_ROUTES: usize = 4096;
+/// Destinations whose last answered session is remembered at most.
+const MAX_ANSWERED: usize = 1024;
+
 /// The opaque 8-octet tag a verifier puts in the Remote Hello's Via field for a neighbour (the
 /// destination only echoes it).
 pub fn via_tag(n: &NeighbourId) -> RouterId {
@@ -617,6 +623,74 @@ impl Verifier {
     /// Configuration.
     pub fn config(&self) -> &VerifyConfig {
         &self.cfg
+    }
+
+    /// Every table whose size input from the wire or the route table can drive, against its
+    /// bound (`spec/verify.md` §6). The sessions under way are not among them: there are at
+    /// most `sessions_per_neighbour` per neighbour scored, started only by the schedule.
+    pub fn table_sizes(&self) -> Vec<crate::TableSize> {
+        use crate::TableSize as T;
+        let max_used = self.cfg.schedule.max_used.max(1);
+        let mut out = vec![
+            T {
+                name: "neighbours scored",
+                len: self.scores.len(),
+                max: self.max_neighbours,
+            },
+            T {
+                name: "destinations of one neighbour's score",
+                len: self
+                    .scores
+                    .values()
+                    .map(NeighbourScore::destinations)
+                    .max()
+                    .unwrap_or(0),
+                max: self.cfg.score.max_destinations.max(1),
+            },
+            T {
+                name: "neighbours' last sessions",
+                len: self.passed.len(),
+                max: self.max_neighbours,
+            },
+            T {
+                name: "neighbour-wide corrections",
+                len: self.neighbour_corrections.len(),
+                max: self.max_neighbours,
+            },
+            T {
+                name: "routes with correction history",
+                len: self.corrections.len(),
+                max: self.cfg.correction.max_routes.max(1),
+            },
+            T {
+                name: "Remote Hello seqnos",
+                len: self.seqnos.len(),
+                max: MAX_SEQNO_ROUTES,
+            },
+            T {
+                name: "answered destinations",
+                len: self.answered.len(),
+                max: MAX_ANSWERED,
+            },
+            T {
+                name: "justifications",
+                len: self.justifications.len(),
+                max: max_used,
+            },
+            T {
+                name: "Justify Requests awaiting an answer",
+                len: self.justify_requests.len(),
+                max: max_used,
+            },
+            T {
+                name: "failures awaiting justification",
+                len: self.origin_deadlines.len(),
+                max: max_used,
+            },
+            self.keyring.counters_size(),
+        ];
+        out.extend(self.scheduler.table_sizes(&self.cfg.schedule));
+        out
     }
 
     /// Counters.
@@ -923,7 +997,7 @@ impl Verifier {
                 .or_insert(0);
             let first_seqno = *seq;
             *seq = seq.wrapping_add(probes);
-            if self.seqnos.len() > 4096 {
+            if self.seqnos.len() > MAX_SEQNO_ROUTES {
                 self.seqnos.clear();
             }
             let ends = now + self.cfg.schedule.session_length();
@@ -1035,7 +1109,7 @@ impl Verifier {
         };
         let (cost, black_hole_found, bounded) = match self.measured_cost(&s) {
             Some(c) => {
-                crate::bounded::make_room(&mut self.answered, 1024, &route.prefix, |t| *t);
+                crate::bounded::make_room(&mut self.answered, MAX_ANSWERED, &route.prefix, |t| *t);
                 self.answered.insert(route.prefix, now);
                 (Some(c), false, false)
             }
