@@ -1824,7 +1824,7 @@ fn decode_remote_hello(tlv: &[u8]) -> Option<RemoteHello> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use babel_wire::{Metric, Seqno};
+    use babel_wire::Metric;
 
     fn words(s: &str) -> Result<VerifyStatement, ParseError> {
         let mut w = s.split_whitespace();
@@ -2221,28 +2221,8 @@ mod tests {
         }
     }
 
-    fn route(prefix: &str, via: &str, ifindex: u32, metric: u16, installed: bool) -> RouteView {
-        RouteView {
-            prefix: prefix.parse().unwrap(),
-            src_prefix: None,
-            installed,
-            feasible: true,
-            router_id: RouterId([1; 8]),
-            metric: Metric(metric),
-            smoothed_metric: Metric(metric),
-            refmetric: Metric(metric.saturating_sub(96)),
-            verified_metric: None,
-            price: 0,
-            received_price: 0,
-            fee: 0,
-            seqno: Seqno(0),
-            age: Duration::ZERO,
-            via: via.parse().unwrap(),
-            next_hop: via.parse().unwrap(),
-            ifindex,
-            full_path_rtt: 0,
-        }
-    }
+    // A feasible route (seqno 0, router-id `0101…`, refmetric one hop less).
+    use crate::fuzzing::verification::route;
 
     fn xroute(prefix: &str) -> XrouteView {
         XrouteView {

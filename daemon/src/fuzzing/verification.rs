@@ -242,7 +242,9 @@ pub fn destination_key() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
 }
 
-fn route(prefix: &str, via: &str, ifindex: u32, metric: u16, installed: bool) -> RouteView {
+/// A feasible route to `prefix` via `via` on `ifindex` (seqno 0, router-id `0101…`, its
+/// refmetric one hop of 96 less than `metric`).
+pub fn route(prefix: &str, via: &str, ifindex: u32, metric: u16, installed: bool) -> RouteView {
     let via = IpAddr::V6(parse(via));
     RouteView {
         prefix: prefix
