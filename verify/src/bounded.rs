@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-/// One bounded table: its name, its entries now and its bound. A router's operator and the
-/// fuzz targets read them to see that no input grows a table past its bound.
+/// One bounded table: its name, its entries now and its bound. The tests and the daemon's
+/// `verification` fuzz target read them to see that no input grows a table past its bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSize {
     /// What it holds.

@@ -558,8 +558,7 @@ pub struct Verifier {
     counters: ProbeCounters,
 }
 
-/// Routes whose next Remote Hello seqno is remembered at most (all are forgotten past it: a
-/// session then starts its seqnos from 0 again, which the destination takes as a new session).
+/// Routes whose next Remote Hello seqno is remembered at most (all are forgotten past it).
 const MAX_SEQNO_ROUTES: usize = 4096;
 /// Destinations whose last answered session is remembered at most.
 const MAX_ANSWERED: usize = 1024;
