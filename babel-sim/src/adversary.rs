@@ -1345,6 +1345,10 @@ pub struct SweepReport {
     pub paper_liar_cycles: Histogram,
     /// Partial liars, the paper's rule on the same checks.
     pub paper_partial_cycles: Histogram,
+    /// Liars one by one, not by pair: full liars, partial liars (ours).
+    pub liars: (LiarTally, LiarTally),
+    /// The same under the paper's rule on the same checks.
+    pub paper_liars: (LiarTally, LiarTally),
     /// Runs in which some exposed neighbour had not evicted a liar within 5 cycles (ours).
     pub runs_liar_not_within_5: u64,
     /// Pairs (full liars, partial liars) whose neighbour still sent data through the liar for
@@ -1367,6 +1371,53 @@ pub struct SweepReport {
     pub counters: verify::ProbeCounters,
     /// Mean probe octets per second of probe session.
     pub probe_bytes_per_session_second: f64,
+}
+
+/// Liars taken one by one, not by (liar, neighbour) pair, under one rule: the issue's "every
+/// liar detected and its routes dropped within 5 cycles" read per liar. A pair is judged as in
+/// [`Histogram`] (exposed at least [`JUDGED_AFTER`] cycles before the end, or evicted).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct LiarTally {
+    /// Liars with at least one judged pair.
+    pub judged: u64,
+    /// Of them, evicted within 5 cycles by at least one of its exposed neighbours (detected).
+    pub detected: u64,
+    /// Of them, evicted within 5 cycles by every exposed neighbour of a judged pair (its
+    /// routes dropped everywhere they were taken).
+    pub dropped_by_all: u64,
+}
+
+impl LiarTally {
+    /// Adds one liar, its pairs as `(cycles to eviction, cycles observed)`.
+    fn add(&mut self, pairs: impl Iterator<Item = (Option<u32>, Option<u32>)>) {
+        let judged: Vec<Option<u32>> = pairs
+            .filter(|(c, observed)| c.is_some() || observed.is_none_or(|o| o >= JUDGED_AFTER))
+            .map(|(c, _)| c)
+            .collect();
+        if judged.is_empty() {
+            return;
+        }
+        let within = |c: &Option<u32>| c.is_some_and(|c| c <= JUDGED_AFTER);
+        self.judged += 1;
+        self.detected += u64::from(judged.iter().any(within));
+        self.dropped_by_all += u64::from(judged.iter().all(within));
+    }
+
+    fn render(&self) -> String {
+        let pct = |x: u64| {
+            if self.judged == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / self.judged as f64
+            }
+        };
+        format!(
+            "{} liars; within 5 cycles evicted by one neighbour {:.1} %, by every exposed neighbour {:.1} %",
+            self.judged,
+            pct(self.detected),
+            pct(self.dropped_by_all)
+        )
+    }
 }
 
 /// A histogram of verification cycles.
@@ -1437,6 +1488,19 @@ impl SweepReport {
                 }
                 self.late_samples += n;
             }
+            let observed = |i: usize| l.observed_cycles.get(i).copied();
+            let (ours, paper) = if partial {
+                (&mut self.liars.1, &mut self.paper_liars.1)
+            } else {
+                (&mut self.liars.0, &mut self.paper_liars.0)
+            };
+            ours.add(l.cycles.iter().enumerate().map(|(i, c)| (*c, observed(i))));
+            paper.add(
+                l.paper_cycles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (*c, observed(i))),
+            );
             for (i, (&ours, &paper)) in l.cycles.iter().zip(&l.paper_cycles).enumerate() {
                 let observed = l.observed_cycles.get(i).copied();
                 let judged = ours.is_some() || observed.is_none_or(|o| o >= JUDGED_AFTER);
@@ -1633,6 +1697,17 @@ impl SweepReport {
         ] {
             o.push_str(&format!("  {label}   {}\n", h.render()));
         }
+        o.push_str(
+            "liars one by one (evicted by one neighbour: detected; by every one: dropped):\n",
+        );
+        for (label, t) in [
+            ("liar, ours           ", &self.liars.0),
+            ("liar, paper's rule   ", &self.paper_liars.0),
+            ("partial liar, ours   ", &self.liars.1),
+            ("partial liar, paper's", &self.paper_liars.1),
+        ] {
+            o.push_str(&format!("  {label}   {}\n", t.render()));
+        }
         o.push_str(&format!(
             "runs with a liar not evicted within 5 cycles by every exposed neighbour: {}\n",
             self.runs_liar_not_within_5
@@ -1729,6 +1804,23 @@ mod tests {
         );
         assert_eq!(rep.paper_partial_cycles.unjudged, 3);
         assert_eq!(rep.runs_liar_not_within_5, 1);
+        // One by one: judged (three pairs are), detected (two evicted within 5), not dropped
+        // by all (neighbour 4 never evicted it); under the paper's rule only neighbour 4's pair
+        // is judged, never evicted.
+        let t = rep.liars.1;
+        assert_eq!((t.judged, t.detected, t.dropped_by_all), (1, 1, 0));
+        let t = rep.paper_liars.1;
+        assert_eq!((t.judged, t.detected, t.dropped_by_all), (1, 0, 0));
+        assert_eq!(rep.liars.0, LiarTally::default());
+        // A liar every judged neighbour evicted within 5 cycles, the unjudged one aside.
+        let mut rep = SweepReport::default();
+        rep.add(&run(vec![LiarOutcome {
+            cycles: vec![Some(2), None, Some(5), Some(1)],
+            ..liar.clone()
+        }]));
+        let t = rep.liars.1;
+        assert_eq!((t.judged, t.detected, t.dropped_by_all), (1, 1, 1));
+        assert!(rep.render().contains("1 liars; within 5 cycles evicted by one neighbour 100.0 %, by every exposed neighbour 100.0 %"));
         assert!(
             h.render()
                 .contains("1 more exposed under 5 cycles before the end")
