@@ -205,16 +205,7 @@ fn verification(
                 .inc_by(x.as_u64().unwrap_or(0));
         }
     }
-    for (name, x) in [
-        ("answers_sent", v.answers_sent),
-        ("refused", v.refused()),
-        ("check_failed_refused", v.check_failed_refused),
-        ("justify_refused", v.justify_refused),
-        ("readvertised", v.readvertised),
-        ("claims_signed", v.claims_signed),
-        ("malformed_datagrams", v.malformed),
-        ("trace_socket_failed", v.trace_socket_failed),
-    ] {
+    for (name, x) in v.own_counters() {
         events
             .get_or_create(&labels(&[("name", name.to_owned())]))
             .inc_by(x);

@@ -957,6 +957,20 @@ impl Verification {
         out
     }
 
+    /// Our own counters, beside the verifier's ([`Verification::counters`]), by name.
+    pub fn own_counters(&self) -> [(&'static str, u64); 8] {
+        [
+            ("answers_sent", self.answers_sent),
+            ("refused", self.refused()),
+            ("check_failed_refused", self.check_failed_refused),
+            ("justify_refused", self.justify_refused),
+            ("readvertised", self.readvertised),
+            ("claims_signed", self.claims_signed),
+            ("malformed_datagrams", self.malformed),
+            ("trace_socket_failed", self.trace_socket_failed),
+        ]
+    }
+
     /// Remote Hellos refused by the responder.
     pub fn refused(&self) -> u64 {
         self.responder.refused
