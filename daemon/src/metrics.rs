@@ -190,7 +190,7 @@ pub fn render(d: &Daemon, now: babel_core::Instant) -> String {
 }
 
 /// Route verification (spec/verify.md): its counters, each neighbour's accuracy and standing,
-/// each checked route's measured cost.
+/// each checked route's measured cost, each bounded table's entries and bound (§6).
 fn verification(
     d: &Daemon,
     now: babel_core::Instant,
@@ -250,5 +250,24 @@ fn verification(
         "verify_route_cost",
         "Measured cost c of each route at its last answered check",
         cost,
+    );
+    let (entries, max) = (gauge_family(), gauge_family());
+    for t in v.table_sizes() {
+        let l = labels(&[("table", t.name.to_owned())]);
+        entries
+            .get_or_create(&l)
+            .set(i64::try_from(t.len).unwrap_or(i64::MAX));
+        max.get_or_create(&l)
+            .set(i64::try_from(t.max).unwrap_or(i64::MAX));
+    }
+    reg.register(
+        "verify_table_entries",
+        "Entries in each bounded verification table; at its bound the oldest are forgotten",
+        entries,
+    );
+    reg.register(
+        "verify_table_max",
+        "The bound of each verification table",
+        max,
     );
 }

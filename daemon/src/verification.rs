@@ -697,6 +697,8 @@ pub struct VerificationReport {
     pub neighbours: Vec<Named<NeighbourRow>>,
     /// Per route checked.
     pub routes: Vec<Named<RouteRow>>,
+    /// Every bounded table, its entries and its bound ([`Verification::table_sizes`]).
+    pub tables: Vec<verify::TableSize>,
 }
 
 /// A row of `dump json` with its interface's name (and, for a route, the seconds since the
@@ -1654,6 +1656,7 @@ impl Verification {
                     row: r,
                 })
                 .collect(),
+            tables: self.table_sizes(),
         }
     }
 

@@ -296,6 +296,27 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     // Prometheus metrics carry the score.
     let m = try_control(&a, "metrics\nquit\n");
     assert!(m.contains("babel_verify_accuracy"), "{m}");
+    // And each bounded table's entries and bound (spec/verify.md §6): a checked both routes.
+    let gauge = |name: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    assert!(
+        gauge("babel_verify_table_entries{table=\"route rows\"}") >= Some(2),
+        "{m}"
+    );
+    assert_eq!(
+        gauge("babel_verify_table_max{table=\"route rows\"}"),
+        Some(1024),
+        "{m}"
+    );
+    let tables = v["tables"].as_array().unwrap();
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["name"] == "route rows" && t["len"].as_u64() >= Some(1) && t["max"] == 1024),
+        "{tables:?}"
+    );
     for mut x in ds {
         x.terminate();
     }

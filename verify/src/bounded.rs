@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 /// One bounded table: its name, its entries now and its bound. The tests and the daemon's
-/// `verification` fuzz target read them to see that no input grows a table past its bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `verification` fuzz target read them to see that no input grows a table past its bound;
+/// operators read them in the daemon's `dump json` and metrics, where a table at its bound
+/// means the oldest entries are being forgotten to make room (`spec/verify.md` §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TableSize {
     /// What it holds.
     pub name: &'static str,

@@ -614,6 +614,28 @@ mod tests {
         assert_eq!(h.v.justify_refused, 0);
         assert_eq!(h.v.refused(), 0, "our prefix's Remote Hello refused");
         assert!(sent > 0);
+        // What operators read in `dump json`: every table, with its entries and bound, the
+        // route rows as many as the routes it lists.
+        let j = serde_json::to_value(h.v.report(h.now, 800, |i| format!("if{i}"))).unwrap();
+        let tables = j["tables"].as_array().unwrap();
+        assert_eq!(tables.len(), h.v.table_sizes().len());
+        let len_of = |name: &str| {
+            tables
+                .iter()
+                .find(|t| t["name"] == name)
+                .and_then(|t| t["len"].as_u64())
+        };
+        assert_eq!(
+            len_of("route rows"),
+            Some(j["routes"].as_array().unwrap().len() as u64)
+        );
+        assert!(len_of("route rows") > Some(0));
+        assert!(
+            tables
+                .iter()
+                .all(|t| t["len"].as_u64().unwrap() <= t["max"].as_u64().unwrap()),
+            "{tables:?}"
+        );
         // Written and read back: the same steps.
         let b = bytes_of(&steps);
         let mut rest = &b[..];
