@@ -451,8 +451,33 @@ pub struct VerifySettings {
     pub destinations: Vec<Prefix>,
     /// `verify-owner`.
     pub owner: Option<Prefix>,
-    /// The other options, in order, over the crate's defaults ([`VerifySettings::config`]).
+    /// The other options, in order, over the crate's defaults ([`VerifySettings::config`]);
+    /// one per option, the last one written.
     pub tuning: Vec<VerifyStatement>,
+    /// `verify-key`, `verify-derived-range` and `verify-destination` statements left out
+    /// because their list was full ([`MAX_CONFIGURED_KEYS`], [`MAX_DERIVED_RANGES`],
+    /// [`MAX_DESTINATIONS`]); [`Verification::new`] logs them, once logging is set up.
+    pub ignored: u32,
+}
+
+/// `verify-key` bindings kept at most (one per prefix, the last one written).
+pub const MAX_CONFIGURED_KEYS: usize = 1024;
+/// `verify-derived-range` prefixes kept at most.
+pub const MAX_DERIVED_RANGES: usize = 64;
+/// `verify-destination` prefixes kept at most.
+pub const MAX_DESTINATIONS: usize = 256;
+
+/// Adds `x` to `list` unless it is there already or the list holds `max`; false if it was left
+/// out for want of room.
+fn push_bounded<T: PartialEq>(list: &mut Vec<T>, x: T, max: usize) -> bool {
+    if list.contains(&x) {
+        return true;
+    }
+    if list.len() >= max {
+        return false;
+    }
+    list.push(x);
+    true
 }
 
 impl VerifySettings {
@@ -463,26 +488,33 @@ impl VerifySettings {
             VerifyStatement::Port(p) => self.port = Some(p),
             VerifyStatement::PrivateKey(k) => self.private_key = Some(k),
             VerifyStatement::Key(p, k) => {
-                if self.keys.len() < 1024 {
-                    self.keys.push((p, k));
-                }
+                // A prefix written again takes its new key.
+                self.keys.retain(|(q, _)| *q != p);
+                let kept = push_bounded(&mut self.keys, (p, k), MAX_CONFIGURED_KEYS);
+                self.count_ignored(kept);
             }
             VerifyStatement::DerivedRange(p) => {
-                if self.derived.len() < 64 {
-                    self.derived.push(p);
-                }
+                let kept = push_bounded(&mut self.derived, p, MAX_DERIVED_RANGES);
+                self.count_ignored(kept);
             }
             VerifyStatement::Destination(p) => {
-                if self.destinations.len() < 256 {
-                    self.destinations.push(p);
-                }
+                let kept = push_bounded(&mut self.destinations, p, MAX_DESTINATIONS);
+                self.count_ignored(kept);
             }
             VerifyStatement::Owner(p) => self.owner = Some(p),
             other => {
-                if self.tuning.len() < 256 {
-                    self.tuning.push(other);
-                }
+                // Applied in order, so only the last of each option counts: the list holds
+                // one per option and stays as short as the list of options.
+                let kind = std::mem::discriminant(&other);
+                self.tuning.retain(|t| std::mem::discriminant(t) != kind);
+                self.tuning.push(other);
             }
+        }
+    }
+
+    fn count_ignored(&mut self, kept: bool) {
+        if !kept {
+            self.ignored = self.ignored.saturating_add(1);
         }
     }
 
@@ -810,6 +842,14 @@ impl Verification {
         now: Instant,
     ) -> Verification {
         let cfg = settings.config();
+        if settings.ignored > 0 {
+            tracing::warn!(
+                ignored = settings.ignored,
+                "verify-key, verify-derived-range or verify-destination statements left out: \
+                 at most {MAX_CONFIGURED_KEYS} keys, {MAX_DERIVED_RANGES} derived ranges and \
+                 {MAX_DESTINATIONS} destinations are kept"
+            );
+        }
         let verifier = Verifier::new(cfg, router_id, settings.keyring(), seed, now);
         Verification {
             responder: Responder::new(key, counter_start, 256),
@@ -1888,6 +1928,49 @@ mod tests {
         assert!((c.correction.c1 - 900.0).abs() < 1e-9);
         assert_eq!(c.score.rule, verify::Rule::Paper);
         assert_eq!(c.score.stable_evidence, verify::StableEvidence::Settled);
+    }
+
+    /// A configuration file is input too: whatever it repeats, the settings stay bounded. An
+    /// option written again replaces the earlier one (and the last one counts); a prefix's key
+    /// written again replaces its key; lists full leave statements out and count them.
+    #[test]
+    fn settings_stay_bounded_whatever_the_file_repeats() {
+        let words = |l: &str| words(l).unwrap();
+        let mut s = VerifySettings::default();
+        for i in 0..5000u32 {
+            s.apply(words(&format!("verify-cycle {}", 1 + i % 60)));
+            s.apply(words("verify-probes 10"));
+        }
+        assert_eq!(s.tuning.len(), 2, "{:?}", &s.tuning[..4]);
+        assert_eq!(
+            s.config().schedule.cycle,
+            Duration::from_secs(1 + 4999 % 60)
+        );
+        assert_eq!(s.config().schedule.probes, 10);
+        let key = |i: u32| format!("{:064x}", u64::from(i) + 1);
+        for i in 0..MAX_CONFIGURED_KEYS as u32 + 76 {
+            s.apply(words(&format!("verify-key fd77::{i:x}/128 {}", key(i))));
+            s.apply(words(&format!("verify-destination fd78::{i:x}/128")));
+            s.apply(words(&format!("verify-derived-range fd79:{i:x}::/32")));
+        }
+        assert_eq!(s.keys.len(), MAX_CONFIGURED_KEYS);
+        assert_eq!(s.destinations.len(), MAX_DESTINATIONS);
+        assert_eq!(s.derived.len(), MAX_DERIVED_RANGES);
+        let over = |max: usize| (MAX_CONFIGURED_KEYS + 76 - max) as u32;
+        assert_eq!(
+            s.ignored,
+            over(MAX_CONFIGURED_KEYS) + over(MAX_DESTINATIONS) + over(MAX_DERIVED_RANGES)
+        );
+        // Written again: kept once, nothing more left out; a prefix's new key replaces its old.
+        let ignored = s.ignored;
+        s.apply(words("verify-destination fd78::1/128"));
+        s.apply(words(&format!("verify-key fd77::1/128 {}", key(9999))));
+        assert_eq!(s.ignored, ignored);
+        assert_eq!(s.keys.len(), MAX_CONFIGURED_KEYS);
+        let p: Prefix = "fd77::1/128".parse().unwrap();
+        let bound: Vec<_> = s.keys.iter().filter(|(q, _)| *q == p).collect();
+        assert_eq!(bound.len(), 1);
+        assert_eq!(hex::encode(bound[0].1), key(9999));
     }
 
     /// `verify-stable-evidence` (§4.2.2): each mode and the booleans, the last statement wins,
