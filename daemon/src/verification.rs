@@ -460,7 +460,7 @@ pub struct VerifySettings {
     pub ignored: u32,
 }
 
-/// `verify-key` bindings kept at most (one per prefix, the last one written).
+/// `verify-key` bindings kept at most.
 pub const MAX_CONFIGURED_KEYS: usize = 1024;
 /// `verify-derived-range` prefixes kept at most.
 pub const MAX_DERIVED_RANGES: usize = 64;
@@ -488,8 +488,8 @@ impl VerifySettings {
             VerifyStatement::Port(p) => self.port = Some(p),
             VerifyStatement::PrivateKey(k) => self.private_key = Some(k),
             VerifyStatement::Key(p, k) => {
-                // A prefix written again takes its new key.
-                self.keys.retain(|(q, _)| *q != p);
+                // Several keys may answer for one prefix (a key rolled over, exits sharing
+                // a prefix); the same binding written again is kept once.
                 let kept = push_bounded(&mut self.keys, (p, k), MAX_CONFIGURED_KEYS);
                 self.count_ignored(kept);
             }
@@ -1931,8 +1931,9 @@ mod tests {
     }
 
     /// A configuration file is input too: whatever it repeats, the settings stay bounded. An
-    /// option written again replaces the earlier one (and the last one counts); a prefix's key
-    /// written again replaces its key; lists full leave statements out and count them.
+    /// option written again replaces the earlier one (and the last one counts); a binding
+    /// written again is kept once, a second key for a prefix beside the first; lists full
+    /// leave statements out and count them.
     #[test]
     fn settings_stay_bounded_whatever_the_file_repeats() {
         let words = |l: &str| words(l).unwrap();
@@ -1961,16 +1962,23 @@ mod tests {
             s.ignored,
             over(MAX_CONFIGURED_KEYS) + over(MAX_DESTINATIONS) + over(MAX_DERIVED_RANGES)
         );
-        // Written again: kept once, nothing more left out; a prefix's new key replaces its old.
+        // Written again: kept once, nothing more left out.
         let ignored = s.ignored;
         s.apply(words("verify-destination fd78::1/128"));
-        s.apply(words(&format!("verify-key fd77::1/128 {}", key(9999))));
+        s.apply(words(&format!("verify-key fd77::1/128 {}", key(1))));
         assert_eq!(s.ignored, ignored);
-        assert_eq!(s.keys.len(), MAX_CONFIGURED_KEYS);
+        // A second key for a prefix is a binding of its own: both may answer.
+        let mut two = VerifySettings::default();
+        for k in [key(1), key(2), key(1)] {
+            two.apply(words(&format!("verify-key fd77::1/128 {k}")));
+        }
+        assert_eq!(two.keys.len(), 2);
+        let ring = two.keyring();
         let p: Prefix = "fd77::1/128".parse().unwrap();
-        let bound: Vec<_> = s.keys.iter().filter(|(q, _)| *q == p).collect();
-        assert_eq!(bound.len(), 1);
-        assert_eq!(hex::encode(bound[0].1), key(9999));
+        for k in [key(1), key(2)] {
+            let k: [u8; 32] = hex::decode(k).unwrap().try_into().unwrap();
+            assert!(ring.may_answer(&p, &k));
+        }
     }
 
     /// `verify-stable-evidence` (§4.2.2): each mode and the booleans, the last statement wins,
