@@ -181,6 +181,13 @@ pub struct EngineConfig {
     pub source_gc_time: Duration,
     /// Neighbour accuracy (per mille) below which all its routes become unselectable.
     pub accuracy_threshold: u16,
+    /// A destination that only neighbours under [`EngineConfig::accuracy_threshold`] offer
+    /// keeps a route through one of them, as a last resort: evicting a liar that is the only way
+    /// to some routers does not cut them off (`spec/verify.md` §4.3; on by default). Off: their
+    /// routes are never selected (and a configuration recorded before the option existed reads
+    /// as off, as it ran).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub accuracy_last_resort: bool,
     /// Drop packets whose source is not IPv6 link-local (babeld does).
     pub require_link_local: bool,
     /// Emit [`crate::Event`]s (turn off in large simulations).
@@ -239,6 +246,7 @@ impl EngineConfig {
             smoothing_half_life: Duration::from_secs(4),
             source_gc_time: Duration::from_secs(200),
             accuracy_threshold: 500,
+            accuracy_last_resort: true,
             require_link_local: true,
             events: true,
             limits: Limits::default(),

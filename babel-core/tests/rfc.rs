@@ -1123,7 +1123,10 @@ fn verification_verified_metric_never_makes_a_route_look_better_than_its_claim()
 
 #[test]
 fn verification_inaccurate_neighbour_routes_leave_the_kernel_until_it_recovers() {
-    let mut h = H::new();
+    // Without the last resort: nothing else offers these destinations, and still they go.
+    let mut cfg = common::config();
+    cfg.accuracy_last_resort = false;
+    let mut h = H::with(cfg, InterfaceKind::Wired);
     h.establish(nb(1));
     h.recv(
         nb(1),
@@ -1145,6 +1148,39 @@ fn verification_inaccurate_neighbour_routes_leave_the_kernel_until_it_recovers()
         h.kernel().iter().filter(|c| c.op == RouteOp::Add).count(),
         2
     );
+}
+
+/// `spec/verify.md` §4.3: an evicted neighbour's routes leave selection wherever another
+/// neighbour offers the destination, and serve as a last resort where none does, so that
+/// evicting the only way to some routers does not cut them off.
+#[test]
+fn verification_evicted_neighbour_serves_only_as_a_last_resort() {
+    let mut h = H::new();
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(
+        nb(1),
+        &[
+            update("2001:db8:1::/48", 9, 7, 100),
+            update("2001:db8:2::/48", 8, 7, 100),
+        ],
+    );
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    h.kernel();
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
+    // 1 is evicted: the worse route through 2 replaces it; nothing else reaches 2::/48.
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
+    assert_eq!(h.installed("2001:db8:2::/48").unwrap().via, nb(1));
+    assert!(h.e.neighbours(h.now).iter().any(|n| n.blocked));
+    // Once 2 offers 2::/48 as well, even at a far worse metric, the evicted route goes.
+    h.recv(nb(2), &[update("2001:db8:2::/48", 8, 7, 2000)]);
+    assert_eq!(h.installed("2001:db8:2::/48").unwrap().via, nb(2));
+    // And when 2 retracts 1::/48, the evicted neighbour's route is the last one left.
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 0xFFFF)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    // Readmitted, it competes on its metric again.
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 900).unwrap();
+    assert_eq!(h.installed("2001:db8:2::/48").unwrap().via, nb(1));
 }
 
 #[test]

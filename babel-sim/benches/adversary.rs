@@ -85,6 +85,7 @@ fn main() {
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
+    let last_resort = env("ADV_LAST_RESORT");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -214,6 +215,9 @@ fn main() {
         }
         if let Some(x) = readvertise {
             c.readvertise = x != 0;
+        }
+        if let Some(x) = last_resort {
+            c.last_resort = x != 0;
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

@@ -98,6 +98,9 @@ pub struct AdversaryConfig {
     /// retraction under split horizon (`spec/verify.md` §4.2.5, step 2), as the daemon does.
     /// Off: it stays silent (the runs before 2026-12-03's evening).
     pub readvertise: bool,
+    /// Routers keep a route through an evicted neighbour for destinations nobody else offers
+    /// ([`babel_core::EngineConfig::accuracy_last_resort`]).
+    pub last_resort: bool,
 }
 
 impl AdversaryConfig {
@@ -127,6 +130,7 @@ impl AdversaryConfig {
             ],
             lie_divisor: 2,
             readvertise: true,
+            last_resort: true,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -182,8 +186,13 @@ pub struct Traffic {
     pub samples: u64,
     /// Delivered.
     pub delivered: u64,
-    /// Samples whose path crossed a liar for a destination it lies about.
+    /// Samples whose path crossed a liar for a destination it lies about, from a router that
+    /// had not evicted it.
     pub through_liar: u64,
+    /// Samples that crossed a liar only from routers that had evicted it: the last resort
+    /// (`spec/verify.md` §4.3), where nothing else offered the destination.
+    #[serde(default)]
+    pub through_liar_last_resort: u64,
     /// Samples whose path crossed any adversary.
     pub through_adversary: u64,
 }
@@ -282,6 +291,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             kind: cfg.kind,
             delay_jitter: Duration::from_millis(2),
             check_loops: false,
+            accuracy_last_resort: cfg.last_resort,
             ..SimConfig::default()
         },
     );
@@ -458,6 +468,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         w.delivered += 1;
                     }
                     let mut liar = false;
+                    let mut last_resort = false;
                     let mut adv = false;
                     let mut prev = src;
                     for &hop in &r.path {
@@ -469,6 +480,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             adv = true;
                         }
                         if lying
+                            && hop != dst
+                            && role.lies()
+                            && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
+                            && evicted.contains_key(&(prev, hop))
+                        {
+                            // Forwarded by a router that evicted the liar: its last resort
+                            // (runs end before any hold does, so evicted stays evicted).
+                            last_resort = true;
+                        } else if lying
                             && hop != dst
                             && role.lies()
                             && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
@@ -505,6 +525,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         prev = hop;
                     }
                     w.through_liar += u64::from(liar);
+                    w.through_liar_last_resort += u64::from(last_resort && !liar);
                     w.through_adversary += u64::from(adv);
                 }
             }
@@ -512,6 +533,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 acc.samples += w.samples;
                 acc.delivered += w.delivered;
                 acc.through_liar += w.through_liar;
+                acc.through_liar_last_resort += w.through_liar_last_resort;
                 acc.through_adversary += w.through_adversary;
             }
         }
@@ -1361,8 +1383,12 @@ pub struct SweepReport {
     pub honest_evicted: (u64, u64),
     /// Non-lying adversaries evicted (ours).
     pub other_adversaries_evicted: u64,
-    /// Data samples through a liar (for a lied-about destination): first cycle, last two cycles.
+    /// Data samples through a liar (for a lied-about destination) from routers that had not
+    /// evicted it: first cycle, last two cycles.
     pub through_liar: (u64, u64),
+    /// Data samples through liars only from routers that had evicted them, their last resort:
+    /// first cycle, last two.
+    pub through_liar_last_resort: (u64, u64),
     /// Data samples through any adversary: first cycle, last two.
     pub through_adversary: (u64, u64),
     /// Delivery ratio of data: first cycle, last two.
@@ -1520,6 +1546,8 @@ impl SweepReport {
         self.other_adversaries_evicted += u64::from(r.other_adversaries_evicted);
         self.through_liar.0 += r.traffic_first.through_liar;
         self.through_liar.1 += r.traffic_last.through_liar;
+        self.through_liar_last_resort.0 += r.traffic_first.through_liar_last_resort;
+        self.through_liar_last_resort.1 += r.traffic_last.through_liar_last_resort;
         self.through_adversary.0 += r.traffic_first.through_adversary;
         self.through_adversary.1 += r.traffic_last.through_adversary;
         // Running delivery ratios, weighted by samples.
@@ -1727,6 +1755,10 @@ impl SweepReport {
         o.push_str(&format!(
             "data through a liar      {} samples in the first cycle -> {} in the last two\n",
             self.through_liar.0, self.through_liar.1
+        ));
+        o.push_str(&format!(
+            "data through a liar as a last resort (evicted, nothing else offered) {} -> {}\n",
+            self.through_liar_last_resort.0, self.through_liar_last_resort.1
         ));
         o.push_str(&format!(
             "data through adversaries {} -> {}; delivery {:.1} % -> {:.1} %\n",

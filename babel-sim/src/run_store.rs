@@ -260,6 +260,7 @@ mod tests {
                 samples: 10,
                 delivered: 9,
                 through_liar: 4,
+                through_liar_last_resort: 0,
                 through_adversary: 5,
             },
             traffic_last: crate::Traffic::default(),

@@ -141,6 +141,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-hop-bound BOOL         with attribution: Remote Hellos also go out with the hop limit
                                 the claim allows; their Time Exceeded scores a session the
                                 destination does not answer (true)
+  verify-last-resort BOOL       a destination only evicted neighbours offer keeps a route
+                                through one of them, so that evicting the only way to some
+                                routers does not cut them off (true)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
@@ -265,6 +268,9 @@ pub enum VerifyStatement {
     /// `verify-prefer-suspicious BOOL`: routes drawn by how much they undercut the others
     /// (§2.2).
     PreferSuspicious(bool),
+    /// `verify-last-resort BOOL`: evicted neighbours' routes serve destinations nobody else
+    /// offers (§4.3; the engine's `accuracy_last_resort`).
+    LastResort(bool),
     /// `verify-sessions-per-neighbour N`: sessions through each neighbour per cycle (§2.2).
     SessionsPerNeighbour(u8),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
@@ -346,6 +352,7 @@ impl VerifyStatement {
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
+            "verify-last-resort" => VerifyStatement::LastResort(flag()?),
             "verify-sessions-per-neighbour" => VerifyStatement::SessionsPerNeighbour(num(
                 1,
                 8,
@@ -518,6 +525,19 @@ impl VerifySettings {
         }
     }
 
+    /// `verify-last-resort`, the engine's `accuracy_last_resort` (`spec/verify.md` §4.3): on
+    /// unless the file turns it off, as in the engine.
+    pub fn last_resort(&self) -> bool {
+        self.tuning
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                VerifyStatement::LastResort(b) => Some(*b),
+                _ => None,
+            })
+            .unwrap_or(true)
+    }
+
     /// The `verify` crate's configuration: its defaults (`spec/verify.md` §7) with the options
     /// applied in order.
     pub fn config(&self) -> VerifyConfig {
@@ -573,6 +593,8 @@ impl VerifySettings {
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
+                // The engine's, read by [`VerifySettings::last_resort`].
+                VerifyStatement::LastResort(_) => {}
                 VerifyStatement::SessionsPerNeighbour(n) => c.schedule.sessions_per_neighbour = n,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
@@ -1934,6 +1956,20 @@ mod tests {
     /// option written again replaces the earlier one (and the last one counts); a binding
     /// written again is kept once, a second key for a prefix beside the first; lists full
     /// leave statements out and count them.
+    #[test]
+    fn last_resort_is_on_unless_the_file_turns_it_off() {
+        let words = |l: &str| words(l).unwrap();
+        let mut s = VerifySettings::default();
+        assert!(s.last_resort());
+        s.apply(words("verify-last-resort false"));
+        assert!(!s.last_resort());
+        s.apply(words("verify-last-resort true"));
+        assert!(s.last_resort());
+        // The engine's own setting, not the verifier's: the verifier's configuration is as
+        // without the statement.
+        assert_eq!(s.config(), VerifySettings::default().config());
+    }
+
     #[test]
     fn settings_stay_bounded_whatever_the_file_repeats() {
         let words = |l: &str| words(l).unwrap();

@@ -780,8 +780,10 @@ fn without_a_raw_socket_verification_runs_without_attribution() {
 /// §4.3: an evicted neighbour earns trust back. The liar is evicted (hold 60 s), then stops
 /// lying (its lie, a kernel route announced with metric 1, is withdrawn, and it routes to d by
 /// Babel like anyone) and a's other path goes down. While the eviction lasts, its routes stay out
-/// of a's kernel (a has no route to d at all); when the hold ends it is readmitted on probation,
-/// its route to d returns to the kernel, pings go through it, and its checks pass.
+/// of a's kernel (a has no route to d at all: the last resort is turned off, see
+/// [`an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort`]); when the hold ends it
+/// is readmitted on probation, its route to d returns to the kernel, pings go through it, and its
+/// checks pass.
 #[test]
 fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     let test = "an_evicted_neighbour_is_readmitted_after_its_hold";
@@ -789,7 +791,7 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
         return;
     }
     let _serial = one_at_a_time();
-    let ([a, l, _h, d], ds) = liar_mesh("vr", "verify-hold 60\n");
+    let ([a, l, _h, d], ds) = liar_mesh("vr", "verify-hold 60\nverify-last-resort false\n");
     let _traffic = Pinger::start(&a);
     let monitor = monitor_until(&a, 600, |t| t.contains(" readmitted\n"));
     let evicted =
@@ -841,6 +843,49 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     let n = neighbour(&v, "a-l").unwrap();
     assert_eq!(n["evicted"], false, "{v}");
     assert_eq!(n["evictions"], 1, "{v}");
+    let _ = d;
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §4.3, the last resort: the liar is evicted and a's honest path goes down. The liar is then
+/// the only way to d, and its route returns to a's kernel while it stays evicted (it still lies),
+/// so that pings reach d; once the honest path is back, the route leaves the liar again.
+#[test]
+fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
+    let test = "an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, _l, _h, d], ds) = liar_mesh("vl", "");
+    let _traffic = Pinger::start(&a);
+    let evicted =
+        |a: &Netns| neighbour(&verify_json(a), "a-l").is_some_and(|n| n["evicted"] == true);
+    assert!(
+        wait_for(240, || evicted(&a)),
+        "the liar was not evicted\n{}",
+        ds[0].log_text()
+    );
+    assert_eq!(route_dev(&a, "fd77::4").as_deref(), Some("a-h"));
+    a.ip(&["link", "set", "a-h", "down"]);
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-l")),
+        "no last-resort route through the evicted liar: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(wait_for(60, || ping(&a, "fd77::4")), "no ping through l");
+    assert!(evicted(&a), "the liar was readmitted while it still lies");
+    a.ip(&["link", "set", "a-h", "up"]);
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "the route stayed with the evicted liar once the honest path was back: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    assert!(evicted(&a));
     let _ = d;
     for mut x in ds {
         x.terminate();

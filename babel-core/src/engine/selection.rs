@@ -308,6 +308,9 @@ impl SelectCx<'_> {
             };
             // One search of the neighbours for both the link cost and the accuracy.
             let neighbour = neighbours.get(&r.neigh());
+            let evicted = neighbour.is_some_and(|n| n.accuracy < threshold);
+            let held_out =
+                resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via));
             let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
             // A verified cost in force only ever makes the route worse (`spec/verify.md`
             // §5.1): a claim that rose above the cost measured at the check is taken, as the
@@ -334,10 +337,20 @@ impl SelectCx<'_> {
                 },
                 price: r.price,
                 feasible: is_feasible_after(fd, Seqno(r.seqno), Metric(r.refmetric)),
-                blocked: neighbour.is_none_or(|n| n.accuracy < threshold)
-                    || resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via)),
+                blocked: neighbour.is_none() || evicted || held_out,
+                last_resort: evicted && !held_out,
             }
         }));
+        // Only evicted neighbours offer the destination: the best of them, as a last resort.
+        if self.cfg.accuracy_last_resort
+            && !contenders
+                .iter()
+                .any(|c| c.feasible && !c.blocked && c.effective < INFINITY)
+        {
+            for c in contenders.iter_mut().filter(|c| c.last_resort) {
+                c.blocked = false;
+            }
+        }
         let mut choice = select(policy, shadowed, dest.selected(), contenders);
         choice.switch_at =
             switch_due(policy, hl, shadowed, choice.selected, contenders).map(|d| now + d);
@@ -491,8 +504,11 @@ pub(super) struct Contender {
     pub(super) price: u32,
     /// RFC 8966 §3.5.1.
     pub(super) feasible: bool,
-    /// Its neighbour's accuracy is under the threshold.
+    /// Its neighbour's accuracy is under the threshold, or the resume window holds it out.
     pub(super) blocked: bool,
+    /// Blocked for its neighbour's accuracy alone: selectable when nothing else is, with
+    /// [`crate::EngineConfig::accuracy_last_resort`].
+    pub(super) last_resort: bool,
 }
 
 /// What [`select`] decided for one destination.
@@ -729,6 +745,7 @@ mod tests {
             price: 0,
             feasible: true,
             blocked: false,
+            last_resort: false,
         }
     }
 
