@@ -2303,7 +2303,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 46);
+        assert_eq!(listed.len(), 47);
         for k in listed {
             assert!(
                 !matches!(
