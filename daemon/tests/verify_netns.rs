@@ -226,10 +226,7 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     });
     // a verifies both routes (the selected one through l, and the other one through h): the
     // lie is measured (two hops, c = 192 > 97), corrected, confirmed and l is evicted.
-    let evicted = wait_for(240, || {
-        let v = verify_json(&a);
-        neighbour(&v, "a-l").is_some_and(|n| n["evicted"] == true)
-    });
+    let evicted = wait_for(240, || is_evicted(&a, "a-l"));
     let dump = try_control(&a, "dump\nquit\n");
     assert!(
         evicted,
@@ -346,9 +343,7 @@ fn a_liar_whose_answers_never_return_is_caught_by_the_hop_limit() {
     let ([a, _l, _h, _d], mut ds) = liar_mesh_with("vb", "verify-hop-bound true\n", &mute);
     let _traffic = Pinger::start(&a);
     let dump = |ns: &Netns| try_control(ns, "dump\nquit\n");
-    let evicted = wait_for(240, || {
-        neighbour(&verify_json(&a), "a-l").is_some_and(|n| n["evicted"] == true)
-    });
+    let evicted = wait_for(240, || is_evicted(&a, "a-l"));
     assert!(
         evicted,
         "the liar was not evicted\n{}\n{}",
@@ -581,6 +576,11 @@ fn under_next_hop_mesh(
     ([a, n, x, d], ds)
 }
 
+/// Whether `ns` has evicted its neighbour on `iface` (`dump json`'s `verify`).
+fn is_evicted(ns: &Netns, iface: &str) -> bool {
+    neighbour(&verify_json(ns), iface).is_some_and(|n| n["evicted"] == true)
+}
+
 /// The `monitor` lines of a's checks of its route to d through `via`.
 fn checks_via<'t>(text: &'t str, via: &str) -> Vec<&'t str> {
     let head = format!("verify route fd77::4/128 via {via} ");
@@ -794,8 +794,7 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
     let ([a, l, _h, d], ds) = liar_mesh("vr", "verify-hold 60\nverify-last-resort false\n");
     let _traffic = Pinger::start(&a);
     let monitor = monitor_until(&a, 600, |t| t.contains(" readmitted\n"));
-    let evicted =
-        |a: &Netns| neighbour(&verify_json(a), "a-l").is_some_and(|n| n["evicted"] == true);
+    let evicted = |a: &Netns| is_evicted(a, "a-l");
     assert!(
         wait_for(240, || evicted(&a)),
         "the liar was not evicted\n{}",
@@ -861,8 +860,7 @@ fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
     let _serial = one_at_a_time();
     let ([a, _l, _h, d], ds) = liar_mesh("vl", "");
     let _traffic = Pinger::start(&a);
-    let evicted =
-        |a: &Netns| neighbour(&verify_json(a), "a-l").is_some_and(|n| n["evicted"] == true);
+    let evicted = |a: &Netns| is_evicted(a, "a-l");
     assert!(
         wait_for(240, || evicted(&a)),
         "the liar was not evicted\n{}",
@@ -1123,10 +1121,7 @@ fn relay_of_a_lie(tag: &str, on: bool) {
     if !on {
         // Without justification the honest relay is evicted as a liar would be.
         assert!(
-            wait_for(240, || {
-                let v = verify_json(&a);
-                neighbour(&v, "a-r").is_some_and(|n| n["evicted"] == true)
-            }),
+            wait_for(240, || is_evicted(&a, "a-r")),
             "r was not evicted without justification\n{}",
             try_control(&a, "dump\nquit\n")
         );
