@@ -479,20 +479,15 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         if hop != dst && role.adversary() {
                             adv = true;
                         }
-                        if lying
+                        let lied = lying
                             && hop != dst
                             && role.lies()
-                            && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
-                            && evicted.contains_key(&(prev, hop))
-                        {
+                            && lie_sets.get(&hop).is_some_and(|s| s.contains(&p));
+                        if lied && evicted.contains_key(&(prev, hop)) {
                             // Forwarded by a router that evicted the liar: its last resort
                             // (runs end before any hold does, so evicted stays evicted).
                             last_resort = true;
-                        } else if lying
-                            && hop != dst
-                            && role.lies()
-                            && lie_sets.get(&hop).is_some_and(|s| s.contains(&p))
-                        {
+                        } else if lied {
                             liar = true;
                             // Liars run no verifier (above): a liar's traffic through another
                             // liar is no exposure that anyone could answer with an eviction.
