@@ -217,7 +217,7 @@ fn main() {
             c.readvertise = x != 0;
         }
         if let Some(x) = last_resort {
-            c.last_resort = x != 0;
+            c.last_resort = Some(x != 0);
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

@@ -99,8 +99,8 @@ pub struct AdversaryConfig {
     /// Off: it stays silent (the runs before 2026-12-03's evening).
     pub readvertise: bool,
     /// Routers keep a route through an evicted neighbour for destinations nobody else offers
-    /// ([`babel_core::EngineConfig::accuracy_last_resort`]).
-    pub last_resort: bool,
+    /// ([`babel_core::EngineConfig::accuracy_last_resort`]; `None`: the engine's default).
+    pub last_resort: Option<bool>,
 }
 
 impl AdversaryConfig {
@@ -130,7 +130,7 @@ impl AdversaryConfig {
             ],
             lie_divisor: 2,
             readvertise: true,
-            last_resort: true,
+            last_resort: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),

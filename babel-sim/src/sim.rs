@@ -50,8 +50,8 @@ pub struct SimConfig {
     /// (0 or 1: every node). A mesh where a few nodes (gateways) announce costs routes per node
     /// in proportion to them, not to the mesh.
     pub announce_every: usize,
-    /// Every engine's [`EngineConfig::accuracy_last_resort`].
-    pub accuracy_last_resort: bool,
+    /// Every engine's [`EngineConfig::accuracy_last_resort`] (`None`: the engine's default).
+    pub accuracy_last_resort: Option<bool>,
 }
 
 impl Default for SimConfig {
@@ -69,7 +69,7 @@ impl Default for SimConfig {
             events: false,
             threads: 1,
             announce_every: 1,
-            accuracy_last_resort: true,
+            accuracy_last_resort: None,
         }
     }
 }
@@ -1058,7 +1058,9 @@ impl Sim {
         cfg.fee = node.fee;
         cfg.policy = node.policy;
         cfg.events = self.cfg.events;
-        cfg.accuracy_last_resort = self.cfg.accuracy_last_resort;
+        if let Some(on) = self.cfg.accuracy_last_resort {
+            cfg.accuracy_last_resort = on;
+        }
         let Ok(mut engine) = Engine::new(cfg, now) else {
             return;
         };

@@ -525,17 +525,13 @@ impl VerifySettings {
         }
     }
 
-    /// `verify-last-resort`, the engine's `accuracy_last_resort` (`spec/verify.md` §4.3): on
-    /// unless the file turns it off, as in the engine.
-    pub fn last_resort(&self) -> bool {
-        self.tuning
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                VerifyStatement::LastResort(b) => Some(*b),
-                _ => None,
-            })
-            .unwrap_or(true)
+    /// `verify-last-resort`, the engine's `accuracy_last_resort` (`spec/verify.md` §4.3), if
+    /// the file sets it (`None`: the engine's default stands).
+    pub fn last_resort(&self) -> Option<bool> {
+        self.tuning.iter().rev().find_map(|s| match s {
+            VerifyStatement::LastResort(b) => Some(*b),
+            _ => None,
+        })
     }
 
     /// The `verify` crate's configuration: its defaults (`spec/verify.md` §7) with the options
@@ -1957,14 +1953,17 @@ mod tests {
     /// written again is kept once, a second key for a prefix beside the first; lists full
     /// leave statements out and count them.
     #[test]
-    fn last_resort_is_on_unless_the_file_turns_it_off() {
+    fn last_resort_is_the_engines_default_unless_the_file_sets_it() {
         let words = |l: &str| words(l).unwrap();
         let mut s = VerifySettings::default();
-        assert!(s.last_resort());
+        assert_eq!(s.last_resort(), None);
+        assert!(
+            babel_core::EngineConfig::new(RouterId([2, 0, 0, 0, 0, 0, 0, 1])).accuracy_last_resort
+        );
         s.apply(words("verify-last-resort false"));
-        assert!(!s.last_resort());
+        assert_eq!(s.last_resort(), Some(false));
         s.apply(words("verify-last-resort true"));
-        assert!(s.last_resort());
+        assert_eq!(s.last_resort(), Some(true));
         // The engine's own setting, not the verifier's: the verifier's configuration is as
         // without the statement.
         assert_eq!(s.config(), VerifySettings::default().config());

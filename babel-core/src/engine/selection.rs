@@ -296,6 +296,9 @@ impl SelectCx<'_> {
         // The routes of a destination mostly share one originator: its feasibility distance
         // is looked up once, not once per route.
         let mut distance: Option<(RouterId, Option<(Seqno, Metric)>)> = None;
+        // Whether a route is blocked for its neighbour's accuracy alone (most selections have
+        // none, and skip the last resort's pass).
+        let mut any_last_resort = false;
         contenders.clear();
         contenders.extend(dest.routes().iter().map(|r| {
             let fd = match distance {
@@ -311,6 +314,7 @@ impl SelectCx<'_> {
             let evicted = neighbour.is_some_and(|n| n.accuracy < threshold);
             let held_out =
                 resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via));
+            any_last_resort |= evicted && !held_out;
             let metric = route_metric_via(r, neighbour.map_or(INFINITY, |n| n.cost));
             // A verified cost in force only ever makes the route worse (`spec/verify.md`
             // §5.1): a claim that rose above the cost measured at the check is taken, as the
@@ -343,6 +347,7 @@ impl SelectCx<'_> {
         }));
         // Only evicted neighbours offer the destination: the best of them, as a last resort.
         if self.cfg.accuracy_last_resort
+            && any_last_resort
             && !contenders
                 .iter()
                 .any(|c| c.feasible && !c.blocked && c.effective < INFINITY)

@@ -283,7 +283,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
         },
         Dialect::Babel => Policy::Babeld,
     };
-    ecfg.accuracy_last_resort = inv.config.verify.last_resort();
+    if let Some(on) = inv.config.verify.last_resort() {
+        ecfg.accuracy_last_resort = on;
+    }
     if let Some(h) = g.smoothing_half_life {
         ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
     }
