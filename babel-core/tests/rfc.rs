@@ -1183,6 +1183,43 @@ fn verification_evicted_neighbour_serves_only_as_a_last_resort() {
     assert_eq!(h.installed("2001:db8:2::/48").unwrap().via, nb(1));
 }
 
+/// `spec/verify.md` §4.3 with RFC 8966 §3.8.2.2: a liar's low claim set the feasibility
+/// distance, so once it is evicted the honest route left is unfeasible. The evicted route stays
+/// as the last resort, and the honest neighbour is asked for a newer seqno, however much worse
+/// its metric; the answer moves the route off the evicted neighbour.
+#[test]
+fn verification_last_resort_asks_for_the_honest_routes_seqno() {
+    let mut h = H::new();
+    // Routes learned on IF are advertised on the second interface (split horizon keeps them
+    // off IF), which sets the feasibility distance.
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.establish(nb(2));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    // Advertised: the feasibility distance is (7, 196).
+    h.advance(Duration::from_secs(3));
+    h.sent();
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    // Worse on its metric and the neighbour in good standing: nobody asks for it yet.
+    assert!(sent_seqno_requests(&mut h).is_empty());
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().via,
+        nb(1),
+        "unfeasible (7, 300) against (7, 196): the evicted route is the last resort"
+    );
+    let reqs = sent_seqno_requests(&mut h);
+    assert!(
+        reqs.iter().any(|(d, r)| *d == Destination::Unicast(nb(2))
+            && r.router_id == rid(9)
+            && r.seqno == 8),
+        "{reqs:?}"
+    );
+    h.recv(nb(2), &[update("2001:db8:1::/48", 9, 8, 300)]);
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
+}
+
 #[test]
 fn s3_2_2_seqno_random_without_state_and_kept_with_it() {
     let mut c = EngineConfig::new(rid(1));

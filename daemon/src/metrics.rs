@@ -215,15 +215,15 @@ fn verification(
         "Verification counters: sessions, probes sent, answers, drops by reason, checks, corrections, evictions",
         events,
     );
-    let threshold = d.engine.config().accuracy_threshold;
-    let (accuracy, evicted) = (gauge_family(), gauge_family());
-    for n in v.neighbour_rows(now, threshold) {
+    let (accuracy, evicted, last_resort) = (gauge_family(), gauge_family(), gauge_family());
+    for n in v.neighbour_rows(now, &d.verify_engine_side(now)) {
         let l = labels(&[
             ("interface", d.ifname(n.ifindex)),
             ("address", n.neighbour.to_string()),
         ]);
         accuracy.get_or_create(&l).set(i64::from(n.accuracy));
         evicted.get_or_create(&l).set(i64::from(n.evicted));
+        last_resort.get_or_create(&l).set(i64::from(n.last_resort));
     }
     reg.register(
         "verify_accuracy",
@@ -234,6 +234,11 @@ fn verification(
         "verify_evicted",
         "1 while a neighbour is evicted for inaccurate metrics",
         evicted,
+    );
+    reg.register(
+        "verify_last_resort_routes",
+        "Routes installed through an evicted neighbour because no other neighbour offers them",
+        last_resort,
     );
     let cost = gauge_family();
     for r in v.route_rows() {

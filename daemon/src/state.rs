@@ -312,6 +312,15 @@ impl Daemon {
             .collect()
     }
 
+    /// The engine's side of the verification rows: its accuracy threshold and the routes it
+    /// has installed through each neighbour.
+    pub fn verify_engine_side(&self, now: Instant) -> crate::verification::EngineSide {
+        crate::verification::EngineSide::new(
+            self.engine.config().accuracy_threshold,
+            &self.engine.routes(now),
+        )
+    }
+
     /// babeld's `dump`: interfaces, neighbours, xroutes, routes (Althea: fee lines first).
     pub fn dump_lines(&self, now: Instant) -> Vec<String> {
         let mut out = Vec::new();
@@ -349,8 +358,7 @@ impl Daemon {
             out.extend(b.lines.iter().cloned());
         }
         if let Some(v) = &self.verification {
-            let t = self.engine.config().accuracy_threshold;
-            out.extend(v.dump_lines(now, t, |i| self.ifname(i)));
+            out.extend(v.dump_lines(now, &self.verify_engine_side(now), |i| self.ifname(i)));
         }
         out
     }
@@ -655,11 +663,10 @@ impl Daemon {
             .filter_map(|t| t.lock().ok().map(|t| t.clone()))
             .collect();
         let j = J {
-            verify: self.verification.as_ref().map(|v| {
-                v.report(now, self.engine.config().accuracy_threshold, |i| {
-                    self.ifname(i)
-                })
-            }),
+            verify: self
+                .verification
+                .as_ref()
+                .map(|v| v.report(now, &self.verify_engine_side(now), |i| self.ifname(i))),
             tunnels,
             meters: crate::payments::rows(&self.meters),
             payments: self.payments.rows(),

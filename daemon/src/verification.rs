@@ -716,6 +716,41 @@ pub struct NeighbourRow {
     pub evictions: u32,
     /// Destinations scored.
     pub destinations: usize,
+    /// Our installed routes through it while it is evicted: the destinations no other
+    /// neighbour offers, for which it serves as the last resort (`spec/verify.md` §4.3). Zero
+    /// while it is not evicted.
+    pub last_resort: u32,
+}
+
+/// What the engine shows that the neighbour rows need: the accuracy threshold, and how many of
+/// our installed routes go through each neighbour (read from [`babel_core::Engine::routes`]).
+#[derive(Clone, Debug, Default)]
+pub struct EngineSide {
+    /// The engine's accuracy threshold (per mille).
+    pub threshold_pm: u16,
+    installed: BTreeMap<(u32, IpAddr), u32>,
+}
+
+impl EngineSide {
+    /// The threshold and the installed routes among `routes`, counted per neighbour.
+    pub fn new(threshold_pm: u16, routes: &[RouteView]) -> Self {
+        let mut installed = BTreeMap::new();
+        for r in routes.iter().filter(|r| r.installed) {
+            *installed.entry((r.ifindex, r.via)).or_insert(0u32) += 1;
+        }
+        Self {
+            threshold_pm,
+            installed,
+        }
+    }
+
+    /// Our installed routes through the neighbour at `address` on `ifindex`.
+    pub fn installed_through(&self, ifindex: u32, address: IpAddr) -> u32 {
+        self.installed
+            .get(&(ifindex, address))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// `dump json`'s `verify` object.
@@ -1658,22 +1693,30 @@ impl Verification {
     }
 
     /// Per-neighbour standing.
-    pub fn neighbour_rows(&self, now: Instant, threshold_pm: u16) -> Vec<NeighbourRow> {
+    pub fn neighbour_rows(&self, now: Instant, engine: &EngineSide) -> Vec<NeighbourRow> {
         self.verifier
             .neighbours()
-            .map(|(n, s)| NeighbourRow {
-                ifindex: n.ifindex,
-                neighbour: n.address,
-                accuracy: self
-                    .verifier
-                    .engine_accuracy(now, n, threshold_pm)
-                    .min((s.score(self.cfg.score.rule) * 1000.0).round() as u16),
-                evicted: s.is_evicted(now),
-                evicted_for_s: s
-                    .evicted_until()
-                    .map_or(0, |u| u.saturating_since(now).as_secs()),
-                evictions: s.evictions(),
-                destinations: s.destinations(),
+            .map(|(n, s)| {
+                let evicted = s.is_evicted(now);
+                NeighbourRow {
+                    ifindex: n.ifindex,
+                    neighbour: n.address,
+                    accuracy: self
+                        .verifier
+                        .engine_accuracy(now, n, engine.threshold_pm)
+                        .min((s.score(self.cfg.score.rule) * 1000.0).round() as u16),
+                    evicted,
+                    evicted_for_s: s
+                        .evicted_until()
+                        .map_or(0, |u| u.saturating_since(now).as_secs()),
+                    evictions: s.evictions(),
+                    destinations: s.destinations(),
+                    last_resort: if evicted {
+                        engine.installed_through(n.ifindex, n.address)
+                    } else {
+                        0
+                    },
+                }
             })
             .collect()
     }
@@ -1682,7 +1725,7 @@ impl Verification {
     pub fn report(
         &self,
         now: Instant,
-        threshold_pm: u16,
+        engine: &EngineSide,
         ifname: impl Fn(u32) -> String,
     ) -> VerificationReport {
         VerificationReport {
@@ -1697,7 +1740,7 @@ impl Verification {
             claims_signed: self.claims_signed,
             trace_socket_failed: self.trace_socket_failed,
             neighbours: self
-                .neighbour_rows(now, threshold_pm)
+                .neighbour_rows(now, engine)
                 .into_iter()
                 .map(|n| Named {
                     interface: ifname(n.ifindex),
@@ -1723,14 +1766,14 @@ impl Verification {
         self.rows.values().copied().collect()
     }
 
-    /// `dump` lines: `add verify-neighbour ADDR if IF accuracy PM evicted B evictions N`,
-    /// `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M age S
+    /// `dump` lines: `add verify-neighbour ADDR if IF accuracy PM evicted B evicted-for S
+    /// evictions N destinations N last-resort N`, `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M age S
     /// blame B next-hop ADDR`, and the
     /// counters.
     pub fn dump_lines(
         &self,
         now: Instant,
-        threshold_pm: u16,
+        engine: &EngineSide,
         ifname: impl Fn(u32) -> String,
     ) -> Vec<String> {
         let mut out = Vec::new();
@@ -1761,16 +1804,17 @@ impl Verification {
             c.bounds_exceeded,
             c.bounded,
         ));
-        for n in self.neighbour_rows(now, threshold_pm) {
+        for n in self.neighbour_rows(now, engine) {
             out.push(format!(
-                "add verify-neighbour {} if {} accuracy {} evicted {} evicted-for {} evictions {} destinations {}",
+                "add verify-neighbour {} if {} accuracy {} evicted {} evicted-for {} evictions {} destinations {} last-resort {}",
                 n.neighbour,
                 ifname(n.ifindex),
                 n.accuracy,
                 if n.evicted { "true" } else { "false" },
                 n.evicted_for_s,
                 n.evictions,
-                n.destinations
+                n.destinations,
+                n.last_resort
             ));
         }
         for r in self.route_rows() {
@@ -2487,12 +2531,35 @@ mod tests {
         let tables: std::collections::BTreeSet<u32> =
             probe_routes.iter().map(|r| r.table).collect();
         assert_eq!(tables.len(), 2);
-        let lines = a.dump_lines(now, 800, |i| format!("if{i}"));
+        // The liar's route still installed (nobody else offers it, §4.3): it is counted as
+        // served by the last resort; once the honest route is installed instead, it is not.
+        let lines = a.dump_lines(now, &EngineSide::new(800, &routes), |i| format!("if{i}"));
         assert!(
             lines
                 .iter()
                 .any(|l| l.starts_with("add verify-neighbour fe80::2 if if3")
-                    && l.contains("evicted true")),
+                    && l.contains("evicted true")
+                    && l.ends_with(" last-resort 1")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("add verify-neighbour fe80::3 if if4")
+                    && l.ends_with(" last-resort 0")),
+            "{lines:?}"
+        );
+        let moved = [
+            route("fd77::4/128", "fe80::2", 3, 97, false),
+            route("fd77::4/128", "fe80::3", 4, 192, true),
+        ];
+        let lines = a.dump_lines(now, &EngineSide::new(800, &moved), |i| format!("if{i}"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("add verify-neighbour fe80::2 if if3")
+                    && l.contains("evicted true")
+                    && l.ends_with(" last-resort 0")),
             "{lines:?}"
         );
         assert!(
@@ -3007,7 +3074,7 @@ mod tests {
         let c = a.counters();
         assert!(c.traces_sent >= 2 && c.traces_answered == 1, "{c:?}");
         assert_eq!(c.traces_dropped, 3, "{c:?}");
-        let dump = a.dump_lines(now, 800, |i| format!("if{i}"));
+        let dump = a.dump_lines(now, &EngineSide::new(800, &[]), |i| format!("if{i}"));
         assert!(
             dump.iter().any(
                 |l| l.starts_with("add verify-route fd77::4/128 via fe80::2")
@@ -3020,7 +3087,8 @@ mod tests {
         a.trace_unavailable();
         assert!(!a.attribution());
         assert!(
-            a.dump_lines(now, 800, |i| format!("if{i}"))[0].contains(" trace-socket-failed 1 ")
+            a.dump_lines(now, &EngineSide::new(800, &[]), |i| format!("if{i}"))[0]
+                .contains(" trace-socket-failed 1 ")
         );
     }
 
@@ -3068,7 +3136,7 @@ mod tests {
         assert!(row.returned, "{row:?}");
         assert_eq!(row.next_hop, None);
         assert_eq!(a.counters().traces_answered, 1);
-        let dump = a.dump_lines(now, 800, |i| format!("if{i}"));
+        let dump = a.dump_lines(now, &EngineSide::new(800, &[]), |i| format!("if{i}"));
         assert!(
             dump.iter().any(
                 |l| l.starts_with("add verify-route fd77::4/128 via fe80::2")

@@ -850,7 +850,10 @@ fn an_evicted_neighbour_is_readmitted_after_its_hold() {
 
 /// §4.3, the last resort: the liar is evicted and a's honest path goes down. The liar is then
 /// the only way to d, and its route returns to a's kernel while it stays evicted (it still lies),
-/// so that pings reach d; once the honest path is back, the route leaves the liar again.
+/// so that pings reach d; once the honest path is back, the route leaves the liar again. `dump`,
+/// `dump json` and the metrics count the routes on the last resort. The route to l's own address
+/// through h is unfeasible at first (l's direct route set the feasibility distance): a asks h
+/// for a newer seqno, and it moves off l too.
 #[test]
 fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
     let test = "an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort";
@@ -861,12 +864,22 @@ fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
     let ([a, _l, _h, d], ds) = liar_mesh("vl", "");
     let _traffic = Pinger::start(&a);
     let evicted = |a: &Netns| is_evicted(a, "a-l");
+    // Our installed routes through the evicted liar (`dump json`).
+    let last_resort =
+        |a: &Netns| neighbour(&verify_json(a), "a-l").and_then(|n| n["last_resort"].as_u64());
     assert!(
         wait_for(240, || evicted(&a)),
         "the liar was not evicted\n{}",
         ds[0].log_text()
     );
     assert_eq!(route_dev(&a, "fd77::4").as_deref(), Some("a-h"));
+    // The route to l's own address through h was unfeasible, but asked for (its new seqno
+    // makes it feasible): none is left on the last resort while h offers them.
+    assert!(
+        wait_for(60, || last_resort(&a) == Some(0)),
+        "routes left on the last resort while h offers them\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
     a.ip(&["link", "set", "a-h", "down"]);
     assert!(
         wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-l")),
@@ -876,6 +889,32 @@ fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
     );
     assert!(wait_for(60, || ping(&a, "fd77::4")), "no ping through l");
     assert!(evicted(&a), "the liar was readmitted while it still lies");
+    // The operator sees why an evicted neighbour still carries traffic, in `dump json` and
+    // `dump`.
+    assert!(
+        last_resort(&a).is_some_and(|n| n >= 1),
+        "the last-resort route is not counted: {:?}",
+        neighbour(&verify_json(&a), "a-l")
+    );
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(
+        dump.lines().any(|l| l.starts_with("add verify-neighbour ")
+            && l.contains(" if a-l ")
+            && l.contains(" evicted true ")
+            && !l.ends_with(" last-resort 0")),
+        "{dump}"
+    );
+    let m = try_control(&a, "metrics\nquit\n");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("babel_verify_last_resort_routes{")
+                && l.contains("interface=\"a-l\"")
+                && l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|v| v >= 1)),
+        "{m}"
+    );
     a.ip(&["link", "set", "a-h", "up"]);
     assert!(
         wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
@@ -884,6 +923,11 @@ fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
         try_control(&a, "dump\nquit\n")
     );
     assert!(evicted(&a));
+    assert!(
+        wait_for(60, || last_resort(&a) == Some(0)),
+        "a route left on the last resort\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
     let _ = d;
     for mut x in ds {
         x.terminate();

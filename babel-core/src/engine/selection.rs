@@ -521,8 +521,9 @@ pub(super) struct Contender {
 pub(super) struct Choice {
     /// The neighbour whose route is selected.
     pub(super) selected: Option<u64>,
-    /// An unfeasible route the policy prefers to the selected one (RFC 8966 §3.8.2.2): ask its
-    /// neighbour for a newer seqno.
+    /// An unfeasible route the policy prefers to the selected one (RFC 8966 §3.8.2.2), or any
+    /// unfeasible route of a neighbour in good standing while the selected one is the last
+    /// resort (`spec/verify.md` §4.3): ask its neighbour for a newer seqno.
     pub(super) preferred_unfeasible: Option<Contender>,
     /// With nothing selectable, the first finite route that only feasibility keeps out
     /// (starvation, RFC 8966 §3.8.2.1): ask its originator for a newer seqno.
@@ -571,10 +572,24 @@ pub(super) fn select(
             .map(|c| c.tie_break),
     };
     let chosen = selected.and_then(find);
+    // Selected as the last resort: every route of a neighbour in good standing is preferred,
+    // whatever its metric. The evicted neighbour's lie usually set the feasibility distance,
+    // so the honest routes left are unfeasible, and nothing else would ask for the seqno that
+    // lets them be selected.
+    let on_last_resort = selected.is_some_and(|id| {
+        routes
+            .iter()
+            .any(|c| c.neigh == id && c.last_resort && !c.blocked)
+    });
     // The best route that only feasibility keeps out, judged as if it were feasible.
     let mut best_unfeasible: Option<(Candidate, &Contender)> = None;
     for r in routes {
-        if r.feasible || r.blocked || shadowed || r.effective == INFINITY {
+        if r.feasible
+            || r.blocked
+            || shadowed
+            || r.effective == INFINITY
+            || (on_last_resort && r.last_resort)
+        {
             continue;
         }
         let as_feasible = Candidate {
@@ -586,7 +601,7 @@ pub(super) fn select(
         }
     }
     let preferred_unfeasible = match (best_unfeasible, chosen) {
-        (Some((u, r)), Some(c)) if policy.cmp(&u, &c).is_lt() => Some(*r),
+        (Some((u, r)), Some(c)) if on_last_resort || policy.cmp(&u, &c).is_lt() => Some(*r),
         _ => None,
     };
     let starved_by = if selected.is_none() && !shadowed {
@@ -764,6 +779,41 @@ mod tests {
         assert_eq!((c.preferred_unfeasible, c.starved_by), (None, None));
         assert_eq!(select(BABEL, false, None, &[]).selected, None);
         assert_eq!(select(BABEL, false, None, &routes[2..]).selected, None);
+    }
+
+    #[test]
+    fn a_last_resort_asks_for_the_seqno_of_any_honest_unfeasible_route() {
+        // The evicted neighbour's route, unblocked by the last resort's pass (`SelectCx`).
+        let evicted = Contender {
+            last_resort: true,
+            ..route(1, 100)
+        };
+        let honest = Contender {
+            feasible: false,
+            ..route(2, 400)
+        };
+        let other_evicted = Contender {
+            feasible: false,
+            last_resort: true,
+            ..route(3, 50)
+        };
+        let c = select(BABEL, false, None, &[evicted, honest, other_evicted]);
+        assert_eq!(c.selected, Some(1));
+        // Far worse on its metric, the honest route is asked for; the other evicted one is not.
+        assert_eq!(c.preferred_unfeasible, Some(honest));
+        assert_eq!(
+            select(BABEL, false, None, &[evicted, other_evicted]).preferred_unfeasible,
+            None
+        );
+        // Not on the last resort: the policy decides, as before.
+        let plain = Contender {
+            last_resort: false,
+            ..evicted
+        };
+        assert_eq!(
+            select(BABEL, false, None, &[plain, honest]).preferred_unfeasible,
+            None
+        );
     }
 
     #[test]

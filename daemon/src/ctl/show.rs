@@ -191,6 +191,9 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
             if let Some(n) = e.fields.remove("neighbour") {
                 e.fields.insert("via".into(), n);
             }
+            if let Some(n) = e.fields.remove("last_resort") {
+                e.fields.insert("last-resort".into(), n);
+            }
         }
     }
     d.routes = entries(
@@ -664,7 +667,14 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
     if (all && !(d.verify_neighbours.is_empty() && d.verify_routes.is_empty())) || what == "verify"
     {
         writeln!(out, "\nVerified neighbours")?;
-        let keys = ["if", "accuracy", "evicted", "evictions", "destinations"];
+        let keys = [
+            "if",
+            "accuracy",
+            "evicted",
+            "evictions",
+            "destinations",
+            "last-resort",
+        ];
         let rows = rows_of(&d.verify_neighbours, &keys);
         table(
             out,
@@ -675,6 +685,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
                 "EVICTED",
                 "EVICTIONS",
                 "DESTINATIONS",
+                "LAST-RESORT",
             ],
             rows,
         )?;
@@ -759,16 +770,19 @@ mod tests {
 
     #[test]
     fn shows_verification_from_dump_and_json() {
-        let text = "BABEL 1.0\nok\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
+        let text = "BABEL 1.0\nok\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1 last-resort 3\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
         let d = parse_dump(text);
         assert_eq!(d.verify_neighbours[0].fields["evicted"], "true");
         assert_eq!(d.verify_routes[0].fields["cost"], "192");
         let mut out = Vec::new();
         print_tables(&d, "verify", &mut out).unwrap();
         let t = String::from_utf8(out).unwrap();
+        assert!(t.contains("LAST-RESORT"), "{t}");
         assert!(
-            t.lines()
-                .any(|l| l.starts_with("fe80::2") && l.contains("499") && l.contains("true")),
+            t.lines().any(|l| l.starts_with("fe80::2")
+                && l.contains("499")
+                && l.contains("true")
+                && l.trim_end().ends_with(" 3")),
             "{t}"
         );
         assert!(
@@ -780,12 +794,13 @@ mod tests {
         );
         let j = serde_json::json!({"verify": {
             "neighbours": [{"neighbour": "fe80::2", "interface": "a-l", "accuracy": 499,
-                "evicted": true, "evictions": 1, "destinations": 1}],
+                "evicted": true, "evictions": 1, "destinations": 1, "last_resort": 2}],
             "routes": [{"prefix": "fd77::4/128", "neighbour": "fe80::2", "interface": "a-l",
                 "metric": 97, "cost": 192, "accuracy": 505, "corrected": null}]}});
         let d = from_json("BABEL 1.0\nok\n", &j);
         assert_eq!(d.verify_neighbours[0].id, "fe80::2");
         assert_eq!(d.verify_neighbours[0].fields["if"], "a-l");
+        assert_eq!(d.verify_neighbours[0].fields["last-resort"], "2");
         assert_eq!(d.verify_routes[0].fields["via"], "fe80::2");
         assert_eq!(d.verify_routes[0].fields["corrected"], "-");
     }

@@ -616,7 +616,12 @@ mod tests {
         assert!(sent > 0);
         // What operators read in `dump json`: every table, with its entries and bound, the
         // route rows as many as the routes it lists.
-        let j = serde_json::to_value(h.v.report(h.now, 800, |i| format!("if{i}"))).unwrap();
+        let j = serde_json::to_value(h.v.report(
+            h.now,
+            &crate::verification::EngineSide::new(800, &[]),
+            |i| format!("if{i}"),
+        ))
+        .unwrap();
         let list = |key: &str| j.get(key).and_then(|x| x.as_array()).unwrap();
         let tables = list("tables");
         assert_eq!(tables.len(), h.v.table_sizes().len());
