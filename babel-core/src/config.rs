@@ -188,6 +188,12 @@ pub struct EngineConfig {
     /// as off, as it ran).
     #[cfg_attr(feature = "serde", serde(default))]
     pub accuracy_last_resort: bool,
+    /// What a route on the last resort ([`EngineConfig::accuracy_last_resort`]) adds to the
+    /// metric we advertise for it (never reaching infinity), so that a router that reaches the
+    /// destination through us, and has a way that avoids the evicted neighbour, takes that way
+    /// (`spec/verify.md` §4.3). 0: advertised as any route.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub accuracy_last_resort_penalty: u16,
     /// Drop packets whose source is not IPv6 link-local (babeld does).
     pub require_link_local: bool,
     /// Emit [`crate::Event`]s (turn off in large simulations).
@@ -247,6 +253,7 @@ impl EngineConfig {
             source_gc_time: Duration::from_secs(200),
             accuracy_threshold: 500,
             accuracy_last_resort: true,
+            accuracy_last_resort_penalty: 0,
             require_link_local: true,
             events: true,
             limits: Limits::default(),
@@ -255,6 +262,17 @@ impl EngineConfig {
             auth_entropy: [0; 32],
             resume_hellos: std::collections::BTreeMap::new(),
             resume_routes: Vec::new(),
+        }
+    }
+
+    /// What a selected route through a neighbour of this `accuracy` adds to the metric we
+    /// advertise: [`EngineConfig::accuracy_last_resort_penalty`] when the route can only be
+    /// selected as the last resort, else 0.
+    pub fn last_resort_penalty(&self, accuracy: u16) -> u16 {
+        if self.accuracy_last_resort && accuracy < self.accuracy_threshold {
+            self.accuracy_last_resort_penalty
+        } else {
+            0
         }
     }
 }

@@ -1220,6 +1220,40 @@ fn verification_last_resort_asks_for_the_honest_routes_seqno() {
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
 }
 
+/// `spec/verify.md` §4.3: a route kept as the last resort is advertised with the penalty
+/// added, so that a router with a way around the evicted neighbour takes it; readmitted, the
+/// neighbour's route is advertised as before.
+#[test]
+fn verification_last_resort_route_is_advertised_with_its_penalty() {
+    let mut c = config();
+    c.accuracy_last_resort_penalty = 0x4000;
+    let mut h = H::with(c, InterfaceKind::Wired);
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    // What we advertised last on the second interface, within a periodic update's interval
+    // (with the neighbour's Hellos and IHU kept coming).
+    let advertised = |h: &mut H| {
+        h.advance(Duration::from_secs(5));
+        h.establish(nb(1));
+        h.updates_by_iface()
+            .iter()
+            .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("2001:db8:1::/48")))
+            .map(|(_, u)| u.metric)
+            .next_back()
+    };
+    assert_eq!(advertised(&mut h), Some(196));
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    assert_eq!(advertised(&mut h), Some(196 + 0x4000), "a triggered update");
+    // Never infinity: a claim near it is advertised just under.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 0xFF00)]);
+    assert_eq!(advertised(&mut h), Some(INFINITY - 1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 9, 100)]);
+    h.e.set_neighbour_accuracy(h.now, IF, nb(1), 900).unwrap();
+    assert_eq!(advertised(&mut h), Some(196));
+}
+
 #[test]
 fn s3_2_2_seqno_random_without_state_and_kept_with_it() {
     let mut c = EngineConfig::new(rid(1));

@@ -86,6 +86,7 @@ fn main() {
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
     let last_resort = env("ADV_LAST_RESORT");
+    let last_resort_penalty = env("ADV_LAST_RESORT_PENALTY");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -218,6 +219,9 @@ fn main() {
         }
         if let Some(x) = last_resort {
             c.last_resort = Some(x != 0);
+        }
+        if let Some(x) = last_resort_penalty {
+            c.last_resort_penalty = Some(u16::try_from(x).unwrap_or(u16::MAX));
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

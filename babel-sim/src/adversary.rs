@@ -101,6 +101,10 @@ pub struct AdversaryConfig {
     /// Routers keep a route through an evicted neighbour for destinations nobody else offers
     /// ([`babel_core::EngineConfig::accuracy_last_resort`]; `None`: the engine's default).
     pub last_resort: Option<bool>,
+    /// What a route on the last resort adds to the metric advertised
+    /// ([`babel_core::EngineConfig::accuracy_last_resort_penalty`]; `None`: the engine's
+    /// default).
+    pub last_resort_penalty: Option<u16>,
 }
 
 impl AdversaryConfig {
@@ -131,6 +135,7 @@ impl AdversaryConfig {
             lie_divisor: 2,
             readvertise: true,
             last_resort: None,
+            last_resort_penalty: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -292,6 +297,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             delay_jitter: Duration::from_millis(2),
             check_loops: false,
             accuracy_last_resort: cfg.last_resort,
+            accuracy_last_resort_penalty: cfg.last_resort_penalty,
             ..SimConfig::default()
         },
     );

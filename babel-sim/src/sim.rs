@@ -52,6 +52,9 @@ pub struct SimConfig {
     pub announce_every: usize,
     /// Every engine's [`EngineConfig::accuracy_last_resort`] (`None`: the engine's default).
     pub accuracy_last_resort: Option<bool>,
+    /// Every engine's [`EngineConfig::accuracy_last_resort_penalty`] (`None`: the engine's
+    /// default).
+    pub accuracy_last_resort_penalty: Option<u16>,
 }
 
 impl Default for SimConfig {
@@ -70,6 +73,7 @@ impl Default for SimConfig {
             threads: 1,
             announce_every: 1,
             accuracy_last_resort: None,
+            accuracy_last_resort_penalty: None,
         }
     }
 }
@@ -1060,6 +1064,9 @@ impl Sim {
         cfg.events = self.cfg.events;
         if let Some(on) = self.cfg.accuracy_last_resort {
             cfg.accuracy_last_resort = on;
+        }
+        if let Some(p) = self.cfg.accuracy_last_resort_penalty {
+            cfg.accuracy_last_resort_penalty = p;
         }
         let Ok(mut engine) = Engine::new(cfg, now) else {
             return;

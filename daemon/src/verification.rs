@@ -144,6 +144,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-last-resort BOOL       a destination only evicted neighbours offer keeps a route
                                 through one of them, so that evicting the only way to some
                                 routers does not cut them off (true)
+  verify-last-resort-penalty M  added to the metric we advertise for a route kept as the
+                                last resort, so that routers with a way around the evicted
+                                neighbour take it (0-32767; 0)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
@@ -271,6 +274,9 @@ pub enum VerifyStatement {
     /// `verify-last-resort BOOL`: evicted neighbours' routes serve destinations nobody else
     /// offers (§4.3; the engine's `accuracy_last_resort`).
     LastResort(bool),
+    /// `verify-last-resort-penalty METRIC`: added to the metric advertised for a route on the
+    /// last resort (§4.3; the engine's `accuracy_last_resort_penalty`).
+    LastResortPenalty(u16),
     /// `verify-sessions-per-neighbour N`: sessions through each neighbour per cycle (§2.2).
     SessionsPerNeighbour(u8),
     /// `verify-stable-evidence MODE`: evidence only from settled routes (§4.2.2).
@@ -353,6 +359,11 @@ impl VerifyStatement {
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
             "verify-last-resort" => VerifyStatement::LastResort(flag()?),
+            "verify-last-resort-penalty" => VerifyStatement::LastResortPenalty(num(
+                0,
+                32767,
+                "expected a metric from 0 to 32767",
+            )? as u16),
             "verify-sessions-per-neighbour" => VerifyStatement::SessionsPerNeighbour(num(
                 1,
                 8,
@@ -534,6 +545,15 @@ impl VerifySettings {
         })
     }
 
+    /// `verify-last-resort-penalty`, the engine's `accuracy_last_resort_penalty`
+    /// (`spec/verify.md` §4.3), if the file sets it.
+    pub fn last_resort_penalty(&self) -> Option<u16> {
+        self.tuning.iter().rev().find_map(|s| match s {
+            VerifyStatement::LastResortPenalty(m) => Some(*m),
+            _ => None,
+        })
+    }
+
     /// The `verify` crate's configuration: its defaults (`spec/verify.md` §7) with the options
     /// applied in order.
     pub fn config(&self) -> VerifyConfig {
@@ -589,8 +609,9 @@ impl VerifySettings {
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
-                // The engine's, read by [`VerifySettings::last_resort`].
-                VerifyStatement::LastResort(_) => {}
+                // The engine's, read by [`VerifySettings::last_resort`] and
+                // [`VerifySettings::last_resort_penalty`].
+                VerifyStatement::LastResort(_) | VerifyStatement::LastResortPenalty(_) => {}
                 VerifyStatement::SessionsPerNeighbour(n) => c.schedule.sessions_per_neighbour = n,
                 VerifyStatement::StableEvidence(m) => c.score.stable_evidence = m,
                 VerifyStatement::TraceDepth(n) => c.score.trace_depth = n,
@@ -1992,10 +2013,8 @@ mod tests {
         assert_eq!(c.score.stable_evidence, verify::StableEvidence::Settled);
     }
 
-    /// A configuration file is input too: whatever it repeats, the settings stay bounded. An
-    /// option written again replaces the earlier one (and the last one counts); a binding
-    /// written again is kept once, a second key for a prefix beside the first; lists full
-    /// leave statements out and count them.
+    /// The last resort's two statements are the engine's: read apart, and the verifier's
+    /// configuration is as without them.
     #[test]
     fn last_resort_is_the_engines_default_unless_the_file_sets_it() {
         let words = |l: &str| words(l).unwrap();
@@ -2008,11 +2027,22 @@ mod tests {
         assert_eq!(s.last_resort(), Some(false));
         s.apply(words("verify-last-resort true"));
         assert_eq!(s.last_resort(), Some(true));
+        assert_eq!(s.last_resort_penalty(), None);
+        s.apply(words("verify-last-resort-penalty 16384"));
+        assert_eq!(s.last_resort_penalty(), Some(16384));
+        for bad in ["-1", "32768", "65535", "x"] {
+            let line = format!("verify-last-resort-penalty {bad}");
+            assert!(super::tests::words(&line).is_err(), "{line}");
+        }
         // The engine's own setting, not the verifier's: the verifier's configuration is as
         // without the statement.
         assert_eq!(s.config(), VerifySettings::default().config());
     }
 
+    /// A configuration file is input too: whatever it repeats, the settings stay bounded. An
+    /// option written again replaces the earlier one (and the last one counts); a binding
+    /// written again is kept once, a second key for a prefix beside the first; lists full
+    /// leave statements out and count them.
     #[test]
     fn settings_stay_bounded_whatever_the_file_repeats() {
         let words = |l: &str| words(l).unwrap();
@@ -2346,7 +2376,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 47);
+        assert_eq!(listed.len(), 48);
         for k in listed {
             assert!(
                 !matches!(

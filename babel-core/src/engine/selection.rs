@@ -376,8 +376,9 @@ impl SelectCx<'_> {
             .filter(|id| fast && dest.installed_neigh() == Some(*id))
             .and_then(|id| {
                 let r = dest.route(id)?;
-                let cost = neighbours.get(&id)?.cost;
-                let metric = Metric(advertised_metric_via(now, r, cost));
+                let n = neighbours.get(&id)?;
+                let penalty = self.cfg.last_resort_penalty(n.accuracy);
+                let metric = Metric(advertised_metric_via(now, r, n.cost, penalty));
                 s.installed_is(r, metric)
                     .then_some((r.router_id, Seqno(r.seqno)))
             });
@@ -389,12 +390,14 @@ impl SelectCx<'_> {
         let mut new_inst = chosen.and_then(|id| {
             let (ifindex, via) = via(id)?;
             dest.route(id).map(|r| {
-                let cost = neighbours.get(&id).map_or(INFINITY, |n| n.cost);
+                let (cost, penalty) = neighbours.get(&id).map_or((INFINITY, 0), |n| {
+                    (n.cost, self.cfg.last_resort_penalty(n.accuracy))
+                });
                 InstalledRoute {
                     next_hop: s.next_hop(r.next_hop),
                     via,
                     ifindex,
-                    metric: Metric(advertised_metric_via(now, r, cost)),
+                    metric: Metric(advertised_metric_via(now, r, cost, penalty)),
                     router_id: r.router_id,
                     seqno: Seqno(r.seqno),
                     price: r.price,

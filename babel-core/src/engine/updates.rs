@@ -215,7 +215,9 @@ impl Engine {
     /// What we advertise for a destination of the route table that is not one of our xroutes.
     fn advertised_dest(&self, now: Instant, d: &Dest) -> Advertised {
         advertised_dest_via(now, d, |nid| {
-            self.neighbours.get(&nid).map(|n| (n.ifindex, n.cost))
+            self.neighbours
+                .get(&nid)
+                .map(|n| (n.ifindex, n.cost, self.cfg.last_resort_penalty(n.accuracy)))
         })
     }
 
@@ -322,16 +324,19 @@ impl Engine {
             .peekable();
         // Each neighbour's interface and cost, read once per part instead of searched for at
         // every destination (the neighbours do not change while the part is taken).
-        let links: Vec<(u64, u32, u16)> = self
+        let links: Vec<(u64, u32, u16, u16)> = self
             .neighbours
             .iter()
-            .map(|(id, n)| (*id, n.ifindex, n.cost))
+            .map(|(id, n)| {
+                let penalty = self.cfg.last_resort_penalty(n.accuracy);
+                (*id, n.ifindex, n.cost, penalty)
+            })
             .collect();
         let link = move |nid: u64| {
             links
                 .iter()
                 .find(|l| l.0 == nid)
-                .map(|&(_, ifindex, cost)| (ifindex, cost))
+                .map(|&(_, ifindex, cost, penalty)| (ifindex, cost, penalty))
         };
         std::iter::from_fn(move || match (own.peek(), dests.peek()) {
             (Some((xk, _)), Some((k, _))) if **xk <= *k => {
@@ -676,17 +681,17 @@ impl Engine {
 }
 
 /// What we advertise for a destination of the route table that is not one of our xroutes, with
-/// `link` giving the interface and link cost of a neighbour: what the Update needs from the
-/// selected route (not a copy of the whole route).
+/// `link` giving the interface, link cost and last-resort penalty of a neighbour: what the
+/// Update needs from the selected route (not a copy of the whole route).
 fn advertised_dest_via(
     now: Instant,
     d: &Dest,
-    link: impl Fn(u64) -> Option<(u32, u16)>,
+    link: impl Fn(u64) -> Option<(u32, u16, u16)>,
 ) -> Advertised {
     let Some(r) = d.installed_route() else {
         return Advertised::Nothing;
     };
-    let Some((ifindex, cost)) = link(r.neigh()) else {
+    let Some((ifindex, cost, penalty)) = link(r.neigh()) else {
         return Advertised::Nothing;
     };
     Advertised::Selected {
@@ -695,7 +700,7 @@ fn advertised_dest_via(
         seqno: r.seqno,
         price: r.price,
         path_rtt: r.path_rtt,
-        metric: super::routes::advertised_metric_via(now, r, cost),
+        metric: super::routes::advertised_metric_via(now, r, cost, penalty),
     }
 }
 

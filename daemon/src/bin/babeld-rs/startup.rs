@@ -286,6 +286,9 @@ async fn run(mut inv: Invocation, record: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(on) = inv.config.verify.last_resort() {
         ecfg.accuracy_last_resort = on;
     }
+    if let Some(m) = inv.config.verify.last_resort_penalty() {
+        ecfg.accuracy_last_resort_penalty = m;
+    }
     if let Some(h) = g.smoothing_half_life {
         ecfg.smoothing_half_life = Duration::from_secs(u64::from(h));
     }
