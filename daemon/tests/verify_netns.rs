@@ -904,6 +904,12 @@ fn an_evicted_neighbour_that_is_the_only_way_serves_as_a_last_resort() {
             && !l.ends_with(" last-resort 0")),
         "{dump}"
     );
+    let show = a.exec(&[test_support::babelctl(), "show", "-s", "33123", "routes"]);
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("fd77::4/128") && l.contains("last-resort")),
+        "{show}"
+    );
     let m = try_control(&a, "metrics\nquit\n");
     assert!(
         m.lines()

@@ -726,10 +726,27 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
         }
         keys.extend(["via", "if", "id"]);
         header.extend(["VIA", "IF", "ROUTER-ID"]);
+        // A route installed through a neighbour evicted for inaccurate metrics is there as the
+        // last resort (spec/verify.md §4.3): nobody else offers its destination.
+        let evicted: std::collections::BTreeSet<(String, String)> = d
+            .verify_neighbours
+            .iter()
+            .filter(|e| get(e, "evicted") == "true")
+            .map(|e| (e.id.clone(), get(e, "if")))
+            .collect();
         let mut rows: Vec<Vec<String>> = d
             .routes
             .iter()
-            .map(|e| keys.iter().map(|k| get(e, k)).collect())
+            .map(|e| {
+                let last_resort = get(e, "installed") == "yes"
+                    && evicted.contains(&(get(e, "via"), get(e, "if")));
+                keys.iter()
+                    .map(|k| match *k {
+                        "installed" if last_resort => "last-resort".into(),
+                        _ => get(e, k),
+                    })
+                    .collect()
+            })
             .collect();
         rows.extend(d.xroutes.iter().map(|e| {
             let mut r: Vec<String> = vec![
@@ -770,7 +787,7 @@ mod tests {
 
     #[test]
     fn shows_verification_from_dump_and_json() {
-        let text = "BABEL 1.0\nok\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1 last-resort 3\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
+        let text = "BABEL 1.0\nok\nadd route 1 prefix fd77::9/128 from ::/0 installed yes id 02:00:00:00:00:00:00:09 metric 96 refmetric 0 via fe80::2 if a-l\nadd route 2 prefix fd77::4/128 from ::/0 installed no id 02:00:00:00:00:00:00:04 metric 97 refmetric 1 via fe80::2 if a-l\nadd route 3 prefix fd77::4/128 from ::/0 installed yes id 02:00:00:00:00:00:00:04 metric 192 refmetric 96 via fe80::3 if a-h\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1 last-resort 3\nadd verify-neighbour fe80::3 if a-h accuracy 1000 evicted false evicted-for 0 evictions 0 destinations 1 last-resort 0\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
         let d = parse_dump(text);
         assert_eq!(d.verify_neighbours[0].fields["evicted"], "true");
         assert_eq!(d.verify_routes[0].fields["cost"], "192");
@@ -778,6 +795,20 @@ mod tests {
         print_tables(&d, "verify", &mut out).unwrap();
         let t = String::from_utf8(out).unwrap();
         assert!(t.contains("LAST-RESORT"), "{t}");
+        // The routes table marks the route installed through the evicted neighbour, and no
+        // other.
+        let mut out = Vec::new();
+        print_tables(&d, "routes", &mut out).unwrap();
+        let r = String::from_utf8(out).unwrap();
+        let row = |prefix: &str, via: &str| {
+            r.lines()
+                .find(|l| l.starts_with(prefix) && l.contains(via))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(row("fd77::9/128", "fe80::2").contains("last-resort"), "{r}");
+        assert!(row("fd77::4/128", "fe80::2").contains(" no "), "{r}");
+        assert!(row("fd77::4/128", "fe80::3").contains(" yes "), "{r}");
         assert!(
             t.lines().any(|l| l.starts_with("fe80::2")
                 && l.contains("499")
@@ -803,6 +834,20 @@ mod tests {
         assert_eq!(d.verify_neighbours[0].fields["last-resort"], "2");
         assert_eq!(d.verify_routes[0].fields["via"], "fe80::2");
         assert_eq!(d.verify_routes[0].fields["corrected"], "-");
+        let j = serde_json::json!({
+            "routes": [{"prefix": "fd77::9/128", "from": null, "installed": true,
+                "via": "fe80::2", "interface": "a-l", "metric": 96, "refmetric": 0}],
+            "verify": {"neighbours": [{"neighbour": "fe80::2", "interface": "a-l",
+                "accuracy": 499, "evicted": true, "last_resort": 1}], "routes": []}});
+        let d = from_json("BABEL 1.0\nok\n", &j);
+        let mut out = Vec::new();
+        print_tables(&d, "routes", &mut out).unwrap();
+        let r = String::from_utf8(out).unwrap();
+        assert!(
+            r.lines()
+                .any(|l| l.starts_with("fd77::9/128") && l.contains("last-resort")),
+            "{r}"
+        );
     }
 
     #[test]
