@@ -386,16 +386,23 @@ fn s4_6_9_wildcard_retraction_retracts_everything_from_the_neighbour() {
     assert!(h.installed("2001:db8:2::/48").is_none());
 }
 
-#[test]
-fn s3_5_1_unfeasible_update_is_not_selected_and_triggers_a_seqno_request() {
+/// nb(1) and nb(2) on IF; 2001:db8:1::/48 learned from nb(1) (router 9, seqno 7, metric
+/// 100) and advertised on the second interface (split horizon keeps it off IF), so that the
+/// feasibility distance (7, 196) exists.
+fn advertised_through_nb1() -> H {
     let mut h = H::new();
     second_interface(&mut h);
     h.establish(nb(1));
     h.establish(nb(2));
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
-    // Advertise it so that a feasibility distance (7, 196) exists.
     h.advance(Duration::from_secs(3));
     h.sent();
+    h
+}
+
+#[test]
+fn s3_5_1_unfeasible_update_is_not_selected_and_triggers_a_seqno_request() {
+    let mut h = advertised_through_nb1();
     // Lose the route; a worse one with the same seqno is unfeasible.
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, INFINITY)]);
     h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
@@ -1189,16 +1196,7 @@ fn verification_evicted_neighbour_serves_only_as_a_last_resort() {
 /// its metric; the answer moves the route off the evicted neighbour.
 #[test]
 fn verification_last_resort_asks_for_the_honest_routes_seqno() {
-    let mut h = H::new();
-    // Routes learned on IF are advertised on the second interface (split horizon keeps them
-    // off IF), which sets the feasibility distance.
-    second_interface(&mut h);
-    h.establish(nb(1));
-    h.establish(nb(2));
-    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
-    // Advertised: the feasibility distance is (7, 196).
-    h.advance(Duration::from_secs(3));
-    h.sent();
+    let mut h = advertised_through_nb1();
     h.recv(nb(2), &[update("2001:db8:1::/48", 9, 7, 300)]);
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
     // Worse on its metric and the neighbour in good standing: nobody asks for it yet.

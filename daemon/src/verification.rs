@@ -2563,35 +2563,34 @@ mod tests {
         assert_eq!(tables.len(), 2);
         // The liar's route still installed (nobody else offers it, §4.3): it is counted as
         // served by the last resort; once the honest route is installed instead, it is not.
-        let lines = a.dump_lines(now, &EngineSide::new(800, &routes), |i| format!("if{i}"));
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("add verify-neighbour fe80::2 if if3")
-                    && l.contains("evicted true")
-                    && l.ends_with(" last-resort 1")),
-            "{lines:?}"
+        // Each neighbour's `dump` line, for the routes installed.
+        let standing = |installed: &[RouteView], head: &str| {
+            a.dump_lines(now, &EngineSide::new(800, installed), |i| format!("if{i}"))
+                .into_iter()
+                .find(|l| l.starts_with(head))
+                .unwrap_or_default()
+        };
+        let (liar_line, honest_line) = (
+            "add verify-neighbour fe80::2 if if3",
+            "add verify-neighbour fe80::3 if if4",
         );
+        let l = standing(&routes, liar_line);
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("add verify-neighbour fe80::3 if if4")
-                    && l.ends_with(" last-resort 0")),
-            "{lines:?}"
+            l.contains("evicted true") && l.ends_with(" last-resort 1"),
+            "{l}"
         );
+        let l = standing(&routes, honest_line);
+        assert!(l.ends_with(" last-resort 0"), "{l}");
         let moved = [
             route("fd77::4/128", "fe80::2", 3, 97, false),
             route("fd77::4/128", "fe80::3", 4, 192, true),
         ];
-        let lines = a.dump_lines(now, &EngineSide::new(800, &moved), |i| format!("if{i}"));
+        let l = standing(&moved, liar_line);
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("add verify-neighbour fe80::2 if if3")
-                    && l.contains("evicted true")
-                    && l.ends_with(" last-resort 0")),
-            "{lines:?}"
+            l.contains("evicted true") && l.ends_with(" last-resort 0"),
+            "{l}"
         );
+        let lines = a.dump_lines(now, &EngineSide::new(800, &moved), |i| format!("if{i}"));
         assert!(
             lines.iter().any(
                 |l| l.starts_with("add verify-route fd77::4/128 via fe80::3")
