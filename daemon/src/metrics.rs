@@ -237,7 +237,7 @@ fn verification(
     );
     reg.register(
         "verify_last_resort_routes",
-        "Routes installed through an evicted neighbour because no other neighbour offers them",
+        "Routes installed through an evicted neighbour: no other neighbour offers their destination a feasible route",
         last_resort,
     );
     let cost = gauge_family();
