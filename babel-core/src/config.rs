@@ -265,11 +265,18 @@ impl EngineConfig {
         }
     }
 
+    /// Whether a neighbour of this `accuracy` (per mille) is evicted: under
+    /// [`EngineConfig::accuracy_threshold`], its routes are not selected (but as the last
+    /// resort).
+    pub fn evicts(&self, accuracy: u16) -> bool {
+        accuracy < self.accuracy_threshold
+    }
+
     /// What a selected route through a neighbour of this `accuracy` adds to the metric we
     /// advertise: [`EngineConfig::accuracy_last_resort_penalty`] when the route can only be
     /// selected as the last resort, else 0.
     pub fn last_resort_penalty(&self, accuracy: u16) -> u16 {
-        if self.accuracy_last_resort && accuracy < self.accuracy_threshold {
+        if self.accuracy_last_resort && self.evicts(accuracy) {
             self.accuracy_last_resort_penalty
         } else {
             0

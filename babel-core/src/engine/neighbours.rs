@@ -31,14 +31,13 @@ impl Engine {
         accuracy: u16,
     ) -> Result<(), EngineError> {
         let id = self.neighbour_id(ifindex, address)?;
-        let threshold = self.cfg.accuracy_threshold;
         let n = self
             .neighbours
             .get_mut(&id)
             .ok_or(EngineError::NoSuchNeighbour)?;
-        let was = n.accuracy < threshold;
+        let was = self.cfg.evicts(n.accuracy);
         n.accuracy = accuracy;
-        if was != (accuracy < threshold) {
+        if was != self.cfg.evicts(accuracy) {
             self.event(Event::Neighbour {
                 kind: ChangeKind::Change,
                 ifindex,

@@ -285,7 +285,6 @@ impl SelectCx<'_> {
         let (now, key, shadowed) = (self.now, self.key, self.shadowed);
         let policy = self.cfg.policy;
         let hl = self.cfg.smoothing_half_life;
-        let threshold = self.cfg.accuracy_threshold;
         let (sources, neighbours, departed) = (self.sources, self.neighbours, self.departed);
         let (filter, interfaces) = (self.filter, self.interfaces);
         let via = |nid: u64| route_via_in(neighbours, departed, nid);
@@ -311,7 +310,7 @@ impl SelectCx<'_> {
             };
             // One search of the neighbours for both the link cost and the accuracy.
             let neighbour = neighbours.get(&r.neigh());
-            let evicted = neighbour.is_some_and(|n| n.accuracy < threshold);
+            let evicted = neighbour.is_some_and(|n| self.cfg.evicts(n.accuracy));
             let held_out =
                 resume.is_some_and(|x| x.blocks(&key, dest, r, |id| s.next_hop(id), via));
             any_last_resort |= evicted && !held_out;

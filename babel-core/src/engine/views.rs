@@ -93,7 +93,7 @@ impl Engine {
                     rttcost: Metric(rttcost),
                     cost: Metric(n.cost),
                     accuracy: n.accuracy,
-                    blocked: n.accuracy < self.cfg.accuracy_threshold,
+                    blocked: self.cfg.evicts(n.accuracy),
                 }
             })
             .collect()
