@@ -30,7 +30,7 @@ pub mod topology;
 use std::time::Duration;
 
 pub use adversary::{AdversaryConfig, AdversaryRun, LiarOutcome, Role, Traffic, run_adversarial};
-pub use run_store::{RunStore, RunStoreError, SweepProgress};
+pub use run_store::{KeptRuns, RunStore, RunStoreError, SweepProgress};
 pub use sim::{
     Lie, LinkState, RoutesPerNode, Sim, SimConfig, SimEvent, Stats, Summary, ThreadTimes,
     node_address, node_prefix, node_router_id,

@@ -150,6 +150,101 @@ impl RunStore {
     }
 }
 
+/// The runs a store holds, read without running a seed: for the report of a sweep that grew
+/// over several sittings, or of a store whose plan the caller does not know
+/// (`babelctl simulate --adversary --kept DIR`).
+#[derive(Debug, Default)]
+pub struct KeptRuns {
+    /// `plan.json` as stored, if it parses.
+    pub plan: Option<serde_json::Value>,
+    /// The runs, in seed order.
+    pub runs: Vec<AdversaryRun>,
+    /// Files named `seed-N.json` that could not be read as seed N's run (torn, too large, or
+    /// another seed's), which the report leaves out.
+    pub unreadable: Vec<RunStoreError>,
+}
+
+/// The largest run file read back: a run is about 1 kB, so anything near this is not one.
+const MAX_RUN_FILE: u64 = 1 << 20;
+
+impl KeptRuns {
+    /// Reads every `seed-N.json` in `dir` (whatever its plan; other files are ignored).
+    pub fn read(dir: &Path) -> Result<KeptRuns, RunStoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunStoreError::Io { path, source }
+        };
+        let mut kept = KeptRuns {
+            plan: std::fs::read(dir.join("plan.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            ..KeptRuns::default()
+        };
+        let mut seeds: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let seed = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("seed-"))
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok());
+            seeds.extend(seed);
+        }
+        seeds.sort_unstable();
+        let store = RunStore {
+            dir: dir.to_path_buf(),
+        };
+        for seed in seeds {
+            let path = store.path(seed);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() > MAX_RUN_FILE => kept.unreadable.push(RunStoreError::BadRun {
+                    path,
+                    reason: format!("{} octets, more than a run", m.len()),
+                }),
+                Ok(_) => match store.known(seed) {
+                    Ok(Some(r)) => kept.runs.push(r),
+                    Ok(None) => {}
+                    Err(e) => kept.unreadable.push(e),
+                },
+                Err(source) => kept.unreadable.push(RunStoreError::Io { path, source }),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The report of all the runs.
+    pub fn report(&self) -> SweepReport {
+        let mut report = SweepReport::default();
+        for r in &self.runs {
+            report.add(r);
+        }
+        report
+    }
+
+    /// The seeds held, as ranges: `1-141, 501-596`.
+    pub fn seed_ranges(&self) -> String {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for r in &self.runs {
+            match ranges.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(r.seed) => *last = r.seed,
+                _ => ranges.push((r.seed, r.seed)),
+            }
+        }
+        ranges
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// What [`RunStore::sweep`] tells as it goes.
 #[derive(Debug)]
 pub enum SweepProgress<'a> {
@@ -310,6 +405,34 @@ mod tests {
             RunStore::open(&d.0, &plan(200), BTreeMap::new()),
             Err(RunStoreError::BadPlan { .. })
         ));
+    }
+
+    #[test]
+    fn kept_runs_are_read_in_seed_order_without_their_plan() {
+        let d = TempDir::new("kept");
+        let store = RunStore::open(&d.0, &plan(200), BTreeMap::new()).unwrap();
+        for seed in [12, 3, 4, 5, 10] {
+            store.keep(&run(seed)).unwrap();
+        }
+        // A torn file is reported, not counted; other files are ignored.
+        std::fs::write(d.0.join("seed-11.json"), b"{\"seed\":").unwrap();
+        std::fs::write(d.0.join("notes.txt"), b"x").unwrap();
+        std::fs::write(d.0.join("seed-x.json"), b"{}").unwrap();
+        let kept = KeptRuns::read(&d.0).unwrap();
+        let seeds: Vec<u64> = kept.runs.iter().map(|r| r.seed).collect();
+        assert_eq!(seeds, [3, 4, 5, 10, 12]);
+        assert_eq!(kept.seed_ranges(), "3-5, 10, 12");
+        assert_eq!(kept.unreadable.len(), 1);
+        assert!(kept.plan.is_some());
+        let report = kept.report();
+        assert_eq!(report.runs, 5);
+        assert_eq!(report.honest_evicted, (5, 25));
+        // The same report as a sweep's over those runs.
+        let mut by_hand = SweepReport::default();
+        for seed in [3, 4, 5, 10, 12] {
+            by_hand.add(&run(seed));
+        }
+        assert_eq!(report, by_hand);
     }
 
     #[test]

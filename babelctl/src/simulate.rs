@@ -78,6 +78,10 @@ pub struct SimulateArgs {
     /// same command. Refused if the directory holds runs of other sizes or adversaries.
     #[arg(long)]
     pub runs: Option<std::path::PathBuf>,
+    /// With --adversary: print the report of the runs kept in this directory (see --runs),
+    /// whatever seeds and settings made them, and run nothing.
+    #[arg(long, conflicts_with = "runs")]
+    pub kept: Option<std::path::PathBuf>,
     /// Sizes to sweep, e.g. `50,100,200`: runs `KIND:N` for each N, KIND being `--topology`'s
     /// kind (line, ring, full, random), and prints one CSV row per size.
     #[arg(long, value_delimiter = ',')]
@@ -91,6 +95,9 @@ pub struct SimulateArgs {
 }
 
 fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.kept {
+        return report_kept(dir, args.json);
+    }
     let (min, max) = args
         .nodes
         .split_once('-')
@@ -138,6 +145,32 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// `--kept DIR`: the report of a store's runs, with the plan they were made with and the seeds.
+fn report_kept(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let kept =
+        babel_sim::KeptRuns::read(dir).with_context(|| format!("--kept {}", dir.display()))?;
+    for e in &kept.unreadable {
+        eprintln!("left out: {e}");
+    }
+    let report = kept.report();
+    if json {
+        let out = serde_json::json!({
+            "plan": kept.plan,
+            "seeds": kept.seed_ranges(),
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        match &kept.plan {
+            Some(p) => println!("plan                     {p}"),
+            None => println!("plan                     (no plan.json)"),
+        }
+        println!("seeds                    {}", kept.seed_ranges());
         print!("{}", report.render());
     }
     Ok(())
