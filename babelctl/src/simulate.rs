@@ -80,7 +80,7 @@ pub struct SimulateArgs {
     pub runs: Option<std::path::PathBuf>,
     /// With --adversary: print the report of the runs kept in this directory (see --runs),
     /// whatever seeds and settings made them, and run nothing.
-    #[arg(long, conflicts_with = "runs")]
+    #[arg(long, requires = "adversary", conflicts_with = "runs")]
     pub kept: Option<std::path::PathBuf>,
     /// Sizes to sweep, e.g. `50,100,200`: runs `KIND:N` for each N, KIND being `--topology`'s
     /// kind (line, ring, full, random), and prints one CSV row per size.

@@ -77,6 +77,14 @@ fn the_text_report_names_the_plan_and_the_seeds() {
 }
 
 #[test]
+fn kept_is_an_option_of_the_adversarial_sweep_only() {
+    let dir = store("2903f21-last-resort");
+    let (ok, out, err) = babelctl(&["simulate", "--kept", dir.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("--adversary"), "{err}");
+}
+
+#[test]
 fn a_missing_store_is_an_error() {
     let (ok, _, err) = babelctl(&[
         "simulate",
