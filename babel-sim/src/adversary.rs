@@ -105,6 +105,11 @@ pub struct AdversaryConfig {
     /// ([`babel_core::EngineConfig::accuracy_last_resort_penalty`]; `None`: the engine's
     /// default).
     pub last_resort_penalty: Option<u16>,
+    /// An experiment (off: `None`): the verified metrics the verifiers set (`spec/verify.md`
+    /// §5) held at most this, so that a corrected route, a black hole's above all, is
+    /// advertised as still reachable to the routers behind the verifier instead of as
+    /// unreachable (a correction of `MAX_COST` plus one link is infinite there).
+    pub correction_cap: Option<u16>,
 }
 
 impl AdversaryConfig {
@@ -136,6 +141,7 @@ impl AdversaryConfig {
             readvertise: true,
             last_resort: None,
             last_resort_penalty: None,
+            correction_cap: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -403,6 +409,10 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let mut t = verify_start;
     let mut next_flow = verify_start;
     let trace = std::env::var_os("BABEL_SIM_TRACE").is_some();
+    // `BABEL_SIM_LOSSES` (a diagnostic): why data samples of the last two cycles were not
+    // delivered, printed at the end of the run.
+    let mut losses: Option<BTreeMap<Loss, u64>> =
+        std::env::var_os("BABEL_SIM_LOSSES").map(|_| BTreeMap::new());
     // `BABEL_SIM_WATCH=v:n:d,...` (a diagnostic): every second, what `v` holds from `n` for
     // destination node `d`, and the route `n` itself selects (its next hop, what that next hop
     // claims to `n`, `n`'s own verified correction), so that an honest relay's claim can be
@@ -466,9 +476,25 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     };
                     let Some(first) = sim.next_hop_node(src, p) else {
                         w.samples += 1;
+                        if let Some(l) = losses.as_mut()
+                            && t + cycle.saturating_mul(2) > end
+                        {
+                            *l.entry(Loss::Unrouted).or_default() += 1;
+                            if std::env::var_os("BABEL_SIM_LOSSES_PAIRS").is_some() {
+                                eprintln!(
+                                    "t={:.1} unrouted {src} -> {dst}",
+                                    t.saturating_since(start).as_secs_f64()
+                                );
+                            }
+                        }
                         continue;
                     };
                     let r = dp.walk(&sim, src, first, dst, p, Kind::Data);
+                    if let (Some(l), Some(why)) = (losses.as_mut(), r.lost)
+                        && t + cycle.saturating_mul(2) > end
+                    {
+                        *l.entry(why).or_default() += 1;
+                    }
                     w.samples += 1;
                     if r.delivered {
                         w.delivered += 1;
@@ -692,6 +718,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             continue;
                         };
                         if let Some((m, until)) = c.correction {
+                            let m = cfg.correction_cap.map_or(m, |cap| m.min(cap));
                             let nb = c.route.neighbour;
                             sim.with_engine(v, |e, now| {
                                 let _ = e.set_verified_metric(
@@ -847,6 +874,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 if !set.is_empty() {
                     sim.with_engine(v, |e, now| {
                         for (nb, p, m, until) in set {
+                            let m = cfg.correction_cap.map_or(m, |cap| m.min(cap));
                             let _ = e.set_verified_metric(
                                 now,
                                 RouteKey::new(p),
@@ -941,6 +969,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             .unwrap_or(Role::Honest)
             .adversary()
     };
+    if let Some(l) = &losses {
+        eprintln!(
+            "seed {} undelivered in the last two cycles: {l:?}",
+            cfg.seed
+        );
+    }
     let honest_evicted = evicted.keys().filter(|(_, p)| honest(p)).count() as u32;
     let paper_honest_evicted = paper_evicted.keys().filter(|(_, p)| honest(p)).count() as u32;
     let other_adversaries_evicted = evicted
@@ -1249,8 +1283,25 @@ struct Walk {
     looped: bool,
     /// Nodes reached after `from`, in order (the last is the destination if delivered).
     path: Vec<usize>,
+    /// Why it was not delivered (for the `BABEL_SIM_LOSSES` diagnostic).
+    lost: Option<Loss>,
     #[allow(dead_code)]
     delay: Duration,
+}
+
+/// Why a packet was not delivered (`BABEL_SIM_LOSSES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Loss {
+    /// The sender has no route.
+    Unrouted,
+    /// A router on the way has no route.
+    NoRoute,
+    /// Lost on a link (down, or its loss drew it).
+    Link,
+    /// Dropped by a dropper or favourer.
+    Dropped,
+    /// The hop limit ran out.
+    Looped,
 }
 
 impl DataPlane {
@@ -1286,6 +1337,7 @@ impl DataPlane {
                     looped: false,
                     path,
                     delay,
+                    lost: Some(Loss::Link),
                 };
             };
             if !l.up || (l.loss_ppm > 0 && self.rng.below(1_000_000) < u64::from(l.loss_ppm)) {
@@ -1294,6 +1346,7 @@ impl DataPlane {
                     looped: false,
                     path,
                     delay,
+                    lost: Some(Loss::Link),
                 };
             }
             delay += l.delay + Duration::from_micros(self.rng.below(self.jitter_us.max(1)));
@@ -1305,6 +1358,7 @@ impl DataPlane {
                     looped: false,
                     path,
                     delay,
+                    lost: None,
                 };
             }
             // The node forwards it, or not.
@@ -1325,6 +1379,7 @@ impl DataPlane {
                     looped: false,
                     path,
                     delay,
+                    lost: Some(Loss::Dropped),
                 };
             }
             match role {
@@ -1337,6 +1392,7 @@ impl DataPlane {
                     looped: false,
                     path,
                     delay,
+                    lost: Some(Loss::NoRoute),
                 };
             };
             next = n;
@@ -1346,6 +1402,7 @@ impl DataPlane {
             looped: true,
             path,
             delay,
+            lost: Some(Loss::Looped),
         }
     }
 }
