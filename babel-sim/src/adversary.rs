@@ -413,6 +413,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     // delivered, printed at the end of the run.
     let mut losses: Option<BTreeMap<Loss, u64>> =
         std::env::var_os("BABEL_SIM_LOSSES").map(|_| BTreeMap::new());
+    let loss_pairs = std::env::var_os("BABEL_SIM_LOSSES_PAIRS").is_some();
     // `BABEL_SIM_WATCH=v:n:d,...` (a diagnostic): every second, what `v` holds from `n` for
     // destination node `d`, and the route `n` itself selects (its next hop, what that next hop
     // claims to `n`, `n`'s own verified correction), so that an honest relay's claim can be
@@ -480,7 +481,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             && t + cycle.saturating_mul(2) > end
                         {
                             *l.entry(Loss::Unrouted).or_default() += 1;
-                            if std::env::var_os("BABEL_SIM_LOSSES_PAIRS").is_some() {
+                            if loss_pairs {
                                 eprintln!(
                                     "t={:.1} unrouted {src} -> {dst}",
                                     t.saturating_since(start).as_secs_f64()
@@ -496,7 +497,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         *l.entry(why).or_default() += 1;
                     }
                     w.samples += 1;
-                    if r.delivered {
+                    if r.delivered() {
                         w.delivered += 1;
                     }
                     let mut liar = false;
@@ -661,13 +662,13 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 }
                             }
                         }
-                        if r.looped
+                        if r.looped()
                             && let Some(x) = nodes.get_mut(v)
                         {
                             // The router where the hop limit ran out sends ICMPv6 Time Exceeded.
                             x.verifier.handle_time_exceeded(t, &hello);
                         }
-                        if r.delivered
+                        if r.delivered()
                             && let Some(d) = nodes.get_mut(dst)
                         {
                             let hl = verify::HOP_LIMIT
@@ -912,7 +913,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     continue;
                 };
                 let r = dp.walk(&sim, d, first, o, op, Kind::Answer);
-                if !r.delivered {
+                if !r.delivered() {
                     continue;
                 }
                 if let Some(&f) = r
@@ -1049,7 +1050,7 @@ fn bound_answer(
     let first = sim.next_hop_node(sender, prefix_v)?;
     let back = dp.walk(sim, sender, first, v, prefix_v, Kind::Answer);
     let dropped = back.path.iter().any(|x| *x != v && forger(x));
-    (back.delivered && !dropped).then_some(sender)
+    (back.delivered() && !dropped).then_some(sender)
 }
 
 /// Forwards a Remote Hello of node `v` for `prefix` through its neighbour `neighbour`: the
@@ -1278,15 +1279,24 @@ struct DataPlane {
 }
 
 struct Walk {
-    delivered: bool,
-    /// The hop limit ran out (a forwarding loop).
-    looped: bool,
     /// Nodes reached after `from`, in order (the last is the destination if delivered).
     path: Vec<usize>,
-    /// Why it was not delivered (for the `BABEL_SIM_LOSSES` diagnostic).
+    /// Why it was not delivered; `None`: it was.
     lost: Option<Loss>,
     #[allow(dead_code)]
     delay: Duration,
+}
+
+impl Walk {
+    /// Reached its destination.
+    fn delivered(&self) -> bool {
+        self.lost.is_none()
+    }
+
+    /// The hop limit ran out (a forwarding loop).
+    fn looped(&self) -> bool {
+        self.lost == Some(Loss::Looped)
+    }
 }
 
 /// Why a packet was not delivered (`BABEL_SIM_LOSSES`).
@@ -1333,8 +1343,6 @@ impl DataPlane {
         for _ in 0..verify::HOP_LIMIT {
             let Some(l) = sim.link_state(cur, next) else {
                 return Walk {
-                    delivered: false,
-                    looped: false,
                     path,
                     delay,
                     lost: Some(Loss::Link),
@@ -1342,8 +1350,6 @@ impl DataPlane {
             };
             if !l.up || (l.loss_ppm > 0 && self.rng.below(1_000_000) < u64::from(l.loss_ppm)) {
                 return Walk {
-                    delivered: false,
-                    looped: false,
                     path,
                     delay,
                     lost: Some(Loss::Link),
@@ -1354,8 +1360,6 @@ impl DataPlane {
             cur = next;
             if cur == dst {
                 return Walk {
-                    delivered: true,
-                    looped: false,
                     path,
                     delay,
                     lost: None,
@@ -1375,8 +1379,6 @@ impl DataPlane {
             };
             if drops && self.rng.below(1_000_000) < self.drop_ppm {
                 return Walk {
-                    delivered: false,
-                    looped: false,
                     path,
                     delay,
                     lost: Some(Loss::Dropped),
@@ -1388,8 +1390,6 @@ impl DataPlane {
             }
             let Some(n) = sim.next_hop_node(cur, prefix) else {
                 return Walk {
-                    delivered: false,
-                    looped: false,
                     path,
                     delay,
                     lost: Some(Loss::NoRoute),
@@ -1398,8 +1398,6 @@ impl DataPlane {
             next = n;
         }
         Walk {
-            delivered: false,
-            looped: true,
             path,
             delay,
             lost: Some(Loss::Looped),
