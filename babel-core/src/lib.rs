@@ -119,9 +119,9 @@ pub use auth::{CHALLENGE_RATE_LIMIT, CHALLENGE_TIMEOUT, MacAuth, NONCE_LEN};
 pub use babel_wire::mac::{MacAlgorithm, MacKey};
 pub use config::{EngineConfig, InterfaceConfig, InterfaceKind, Limits, ResumeRoute};
 pub use engine::{
-    Engine, EngineError, InstalledRoute, MAX_SEQNO_JUMP, MIN_HOLD, NEIGHBOUR_FLUSH,
-    REQUEST_RESENDS, REQUEST_TIMEOUT, RESELECT_SLICE, RESUME_QUIET, RouteEvents, RouteKey,
-    SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING, URGENT_REPEATS,
+    CORRECTION_CEILING, Engine, EngineError, InstalledRoute, MAX_SEQNO_JUMP, MIN_HOLD,
+    NEIGHBOUR_FLUSH, REQUEST_RESENDS, REQUEST_TIMEOUT, RESELECT_SLICE, RESUME_QUIET, RouteEvents,
+    RouteKey, SEQNO_REQUEST_HOP_COUNT, TRIGGER_IMPROVEMENT, TRIGGER_WORSENING, URGENT_REPEATS,
     URGENT_TIMEOUT, is_martian, link_cost_algorithm,
 };
 pub use filter::{FilterAnswer, FilterRoute, RouteFilter};

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use babel_core::{
-    Destination, EngineConfig, Event, InterfaceKind, Limits, Policy, RouteKey, RouteOp,
-    SEQNO_REQUEST_HOP_COUNT,
+    CORRECTION_CEILING, Destination, EngineConfig, Event, InterfaceKind, Limits, Policy, RouteKey,
+    RouteOp, SEQNO_REQUEST_HOP_COUNT,
 };
 use babel_wire::{INFINITY, Message, SeqnoRequest, Update};
 use common::*;
@@ -1244,12 +1244,62 @@ fn verification_last_resort_route_is_advertised_with_its_penalty() {
     h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
     assert_eq!(advertised(&mut h), Some(196 + 0x4000), "a triggered update");
-    // Never infinity: a claim near it is advertised just under.
-    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 0xFF00)]);
-    assert_eq!(advertised(&mut h), Some(INFINITY - 1));
-    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 9, 100)]);
+    // The penalty stops at the ceiling, so that the routers behind us still have a route...
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 8, 50_000)]);
+    assert_eq!(advertised(&mut h), Some(CORRECTION_CEILING));
+    // ... and adds nothing to a claim above it, advertised at its own metric.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 9, 0xFF00)]);
+    assert_eq!(advertised(&mut h), Some(0xFF00 + 96));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 10, 100)]);
     h.e.set_neighbour_accuracy(h.now, IF, nb(1), 900).unwrap();
     assert_eq!(advertised(&mut h), Some(196));
+}
+
+/// `spec/verify.md` §5.2: a corrected route is advertised at no less than its verified cost,
+/// but never above [`CORRECTION_CEILING`]. A black hole is corrected to nearly infinity; the
+/// verifier still forwards over the route where it has no other, and the routers behind it,
+/// adding their links, must not lose the destination: they get the worst finite metric.
+#[test]
+fn verification_a_route_corrected_to_nearly_infinity_stays_a_route_behind_us() {
+    let mut h = H::new();
+    second_interface(&mut h);
+    h.establish(nb(1));
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
+    let advertised = |h: &mut H| {
+        h.advance(Duration::from_secs(5));
+        h.establish(nb(1));
+        h.updates_by_iface()
+            .iter()
+            .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("2001:db8:1::/48")))
+            .map(|(_, u)| u.metric)
+            .next_back()
+    };
+    assert_eq!(advertised(&mut h), Some(196));
+    let until = h.now + Duration::from_secs(120);
+    // Measured 1,000: advertised at the cost measured.
+    h.e.set_verified_metric(h.now, key("2001:db8:1::/48"), IF, nb(1), 1000, until)
+        .unwrap();
+    assert_eq!(advertised(&mut h), Some(1000), "a triggered update");
+    // A black hole: still our only route, so still installed, and advertised at the ceiling.
+    h.e.set_verified_metric(
+        h.now,
+        key("2001:db8:1::/48"),
+        IF,
+        nb(1),
+        INFINITY - 1,
+        until,
+    )
+    .unwrap();
+    assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
+    assert_eq!(
+        h.installed("2001:db8:1::/48").unwrap().metric.0,
+        CORRECTION_CEILING
+    );
+    assert_eq!(advertised(&mut h), Some(CORRECTION_CEILING));
+    assert!(CORRECTION_CEILING.saturating_add(1024) < INFINITY);
+    // A claim that rises above the ceiling is the route's own metric, advertised as it is.
+    h.recv(nb(1), &[update("2001:db8:1::/48", 9, 9, 0xFF00)]);
+    assert_eq!(advertised(&mut h), Some(0xFF00 + 96));
 }
 
 #[test]

@@ -87,7 +87,6 @@ fn main() {
     let readvertise = env("ADV_READVERTISE");
     let last_resort = env("ADV_LAST_RESORT");
     let last_resort_penalty = env("ADV_LAST_RESORT_PENALTY");
-    let correction_cap = env("ADV_CORRECTION_CAP");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -223,9 +222,6 @@ fn main() {
         }
         if let Some(x) = last_resort_penalty {
             c.last_resort_penalty = Some(u16::try_from(x).unwrap_or(u16::MAX));
-        }
-        if let Some(x) = correction_cap {
-            c.correction_cap = Some(u16::try_from(x).unwrap_or(u16::MAX));
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

@@ -93,10 +93,11 @@ pub struct AdversaryConfig {
     pub cycles: u32,
     /// Verification parameters (cost model adjusted to `kind` by [`AdversaryConfig::new`]).
     pub verify: VerifyConfig,
-    /// A neighbour asked to justify a claim it cannot back (no route, or its route runs
-    /// through the verifier) sends the verifier its current Update for the destination, a
-    /// retraction under split horizon (`spec/verify.md` §4.2.5, step 2), as the daemon does.
-    /// Off: it stays silent (the runs before 2026-12-03's evening).
+    /// A neighbour asked to justify a claim sends the verifier its current Update for the
+    /// destination (`spec/verify.md` §4.2.5, step 2), as the daemon does: a retraction under
+    /// split horizon where it cannot back the claim (no route, or its route runs through the
+    /// verifier). Off: it stays silent (the runs before 2026-12-03's evening). Before
+    /// 2026-12-06's afternoon it sent the Update only where it could not back the claim.
     pub readvertise: bool,
     /// Routers keep a route through an evicted neighbour for destinations nobody else offers
     /// ([`babel_core::EngineConfig::accuracy_last_resort`]; `None`: the engine's default).
@@ -105,11 +106,6 @@ pub struct AdversaryConfig {
     /// ([`babel_core::EngineConfig::accuracy_last_resort_penalty`]; `None`: the engine's
     /// default).
     pub last_resort_penalty: Option<u16>,
-    /// An experiment (off: `None`): the verified metrics the verifiers set (`spec/verify.md`
-    /// §5) held at most this, so that a corrected route, a black hole's above all, is
-    /// advertised as still reachable to the routers behind the verifier instead of as
-    /// unreachable (a correction of `MAX_COST` plus one link is infinite there).
-    pub correction_cap: Option<u16>,
 }
 
 impl AdversaryConfig {
@@ -141,7 +137,6 @@ impl AdversaryConfig {
             readvertise: true,
             last_resort: None,
             last_resort_penalty: None,
-            correction_cap: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -719,7 +714,6 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             continue;
                         };
                         if let Some((m, until)) = c.correction {
-                            let m = cfg.correction_cap.map_or(m, |cap| m.min(cap));
                             let nb = c.route.neighbour;
                             sim.with_engine(v, |e, now| {
                                 let _ = e.set_verified_metric(
@@ -875,7 +869,6 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                 if !set.is_empty() {
                     sim.with_engine(v, |e, now| {
                         for (nb, p, m, until) in set {
-                            let m = cfg.correction_cap.map_or(m, |cap| m.min(cap));
                             let _ = e.set_verified_metric(
                                 now,
                                 RouteKey::new(p),
@@ -1131,9 +1124,10 @@ fn watch_line(
 /// §4.2.5 over the links, each message delivered at once: the verifier `v` asks `neighbour`
 /// (Justify Request), which asks its next hop for the destination (Claim Request); the next hop
 /// signs the metric it offers (a liar the metric it tells, `lies`), and the neighbour relays the
-/// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. A
-/// neighbour with nobody to ask (no route, or one through `v`) sends `v` its Update for the
-/// destination instead, with `readvertise`. Liars do not justify their own claims.
+/// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. With
+/// `readvertise` the neighbour first sends `v` its Update for the destination as it is now (a
+/// retraction if it has nobody to ask: no route, or one through `v`). Liars do not justify
+/// their own claims.
 #[allow(clippy::too_many_arguments)]
 fn justify(
     sim: &mut Sim,
@@ -1162,15 +1156,14 @@ fn justify(
         .get_mut(peer)?
         .relay
         .forward(t, from, request, next_hop);
-    let Some((to, tlv)) = forwarded else {
-        // Nobody to ask (the relay's decision, as in the daemon): the claim `v` holds is one
-        // the neighbour no longer makes.
-        if readvertise {
-            let key = RouteKey::new(request.prefix);
-            sim.with_engine(peer, |e, now| e.readvertise(now, from.ifindex, key));
-        }
-        return None;
-    };
+    // The neighbour sends `v` its Update as it is now, as in the daemon: a retraction where it
+    // has nobody to ask (the claim `v` holds is one it no longer makes), its claim of the
+    // moment otherwise (the one `v` holds may lag a small rise of its route).
+    if readvertise {
+        let key = RouteKey::new(request.prefix);
+        sim.with_engine(peer, |e, now| e.readvertise(now, from.ifindex, key));
+    }
+    let (to, tlv) = forwarded?;
     let x = x?;
     let r = verify::decode_request(babel_wire::tlv::CLAIM_REQUEST, &tlv).ok()?;
     let offer = if node_of.get(&r.prefix) == Some(&x) {
@@ -1196,9 +1189,9 @@ fn justify(
         .responder
         .sign_claim(&r, offer, prefixes.get(x)?);
     let back = nodes.get_mut(peer)?.relay.answer(t, to, &claim)?;
-    debug_assert_eq!(Some(back), id(peer, v));
-    // The relay takes its next hop's signed word where it is more than it was told (the
-    // daemon's `adopt_signed_metric`).
+    debug_assert_eq!(back, from);
+    // The relay takes its next hop's signed word where it is more than it was told, and sends
+    // `v` its risen claim (the daemon's `adopt_signed_metric`).
     let key = RouteKey::new(r.prefix);
     if let Some(via_x) = sim
         .engine(peer)
@@ -1215,6 +1208,9 @@ fn justify(
                 offer.saturating_add(link),
                 now + first,
             );
+            if readvertise {
+                e.readvertise(now, from.ifindex, key);
+            }
         });
     }
     let now_claimed = sim

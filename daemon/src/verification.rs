@@ -792,8 +792,9 @@ pub struct VerificationReport {
     /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
     /// (§4.2.5): malformed, not from a neighbour over its link.
     pub justify_refused: u64,
-    /// Justify Requests we had nobody to ask for (no route, or ours runs through the verifier):
-    /// our Update for the destination sent to the verifier instead (§4.2.5, step 2).
+    /// Justify Requests answered with our Update for the destination as it is now (§4.2.5,
+    /// step 2): a retraction where we had nobody to ask (no route, or ours runs through the
+    /// verifier).
     pub readvertised: u64,
     /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
     pub claims_signed: u64,
@@ -846,8 +847,9 @@ pub struct Verification {
     /// Justify Requests, Claim Requests and Signed Claims refused before the verifier saw them
     /// (§4.2.5): malformed, not from a neighbour over its link.
     pub justify_refused: u64,
-    /// Justify Requests we had nobody to ask for (no route, or ours runs through the verifier):
-    /// our Update for the destination sent to the verifier instead (§4.2.5, step 2).
+    /// Justify Requests answered with our Update for the destination as it is now (§4.2.5,
+    /// step 2): a retraction where we had nobody to ask (no route, or ours runs through the
+    /// verifier).
     pub readvertised: u64,
     /// Signed Claims we sent in answer to a neighbour's Claim Request (§4.2.5).
     pub claims_signed: u64,
@@ -1600,19 +1602,20 @@ impl Verification {
                 let r =
                     verify::decode_request(TLV_JUSTIFY_REQUEST, tlv).map_err(|e| e.to_string())?;
                 let next_hop = installed(&r.prefix).map(|(n, _)| n);
-                let Some((x, req)) = self.relay.forward(now, from, r, next_hop) else {
-                    // Nobody to ask (no route, or it runs through the verifier): the claim the
-                    // verifier holds is one we no longer make. Step 2: send it our Update as
-                    // it is now, a retraction under split horizon.
-                    self.readvertised += 1;
-                    out.inputs.push(Input::Readvertise {
-                        ifindex: from.ifindex,
-                        prefix: r.prefix,
-                        src_prefix: None,
-                    });
-                    return Ok(());
-                };
-                out.datagrams.extend(to(x, req));
+                // Step 2: the verifier gets our Update as it is now, whatever follows. With
+                // nobody to ask (no route, or it runs through the verifier) the claim it holds
+                // is one we no longer make, and the Update is a retraction under split
+                // horizon; with a next hop, the claim it holds may lag a rise of our route too
+                // small for a triggered update, which the Signed Claim would not cover.
+                self.readvertised += 1;
+                out.inputs.push(Input::Readvertise {
+                    ifindex: from.ifindex,
+                    prefix: r.prefix,
+                    src_prefix: None,
+                });
+                if let Some((x, req)) = self.relay.forward(now, from, r, next_hop) {
+                    out.datagrams.extend(to(x, req));
+                }
                 Ok(())
             }
             Some(&TLV_CLAIM_REQUEST) => {
@@ -1640,7 +1643,7 @@ impl Verification {
             }
             _ => {
                 if let Some(v) = self.relay.answer(now, from, tlv) {
-                    self.adopt_signed_metric(now, from, tlv, routes, out);
+                    self.adopt_signed_metric(now, (from, v), tlv, routes, out);
                     out.datagrams.extend(to(v, tlv.to_vec()));
                     return Ok(());
                 }
@@ -1655,15 +1658,17 @@ impl Verification {
         }
     }
 
-    /// §4.2.5: a Signed Claim from our next hop `x`, relayed: its signed word is what it
-    /// offers us. If that is more than it advertised to us, our route through it costs the
-    /// signed metric plus our link until the first correction's end (`first`, §5), and our own
-    /// claim rises with it: a next hop that tells us a lie and signs its true metric does not
-    /// leave us unable to justify ours.
+    /// §4.2.5: a Signed Claim from our next hop `x`, relayed to the verifier `v`: its signed
+    /// word is what it offers us. If that is more than it advertised to us, our route through
+    /// it costs the signed metric plus our link until the first correction's end (`first`,
+    /// §5), and our own claim rises with it: a next hop that tells us a lie and signs its true
+    /// metric does not leave us unable to justify ours. The risen claim is sent to `v` at once
+    /// (step 4): a small rise waits for no triggered update, and `v` judges the claim it hears
+    /// against the signed word.
     fn adopt_signed_metric(
-        &self,
+        &mut self,
         now: Instant,
-        x: NeighbourId,
+        (x, v): (NeighbourId, NeighbourId),
         tlv: &[u8],
         routes: Option<&dyn ClaimRoutes>,
         out: &mut VerificationOutputs,
@@ -1686,6 +1691,12 @@ impl Verification {
             via: x.address,
             metric: c.metric.saturating_add(link),
             until: now + self.cfg.correction.first,
+        });
+        self.readvertised += 1;
+        out.inputs.push(Input::Readvertise {
+            ifindex: v.ifindex,
+            prefix: c.prefix,
+            src_prefix: None,
         });
     }
 
@@ -2792,12 +2803,13 @@ mod tests {
         assert_eq!(b.v.justify_refused, 3);
     }
 
-    /// §4.2.5, step 2: a router asked to justify a claim it cannot back (its route runs
-    /// through the verifier, or it has none) asks nobody; it has the engine send the verifier
-    /// its Update for the destination as it is now (a retraction under split horizon), and
-    /// counts it. A route through another neighbour is asked about as before.
+    /// §4.2.5, step 2: a router asked to justify a claim has the engine send the verifier its
+    /// Update for the destination as it is now, and counts it: a retraction under split
+    /// horizon where it cannot back the claim (its route runs through the verifier, or it has
+    /// none), and then it asks nobody; its claim of the moment where its route runs through
+    /// another neighbour, which it asks with a Claim Request.
     #[test]
-    fn a_claim_nobody_backs_is_advertised_again() {
+    fn a_relay_asked_to_justify_advertises_its_claim_again() {
         let r = verify::ClaimRequest {
             prefix: "fd77::4/128".parse().unwrap(),
             nonce: 1,
@@ -2808,12 +2820,12 @@ mod tests {
             prefix: r.prefix,
             src_prefix: None,
         };
-        for (routes, expect) in [
+        for (routes, nobody) in [
             // Through the verifier itself (fe80::a on interface 8).
             (vec![route("fd77::4/128", "fe80::a", 8, 192, true)], true),
             // No route at all.
             (vec![], true),
-            // Through another neighbour: a Claim Request to it, nothing advertised.
+            // Through another neighbour: a Claim Request to it, and the claim of the moment.
             (vec![route("fd77::4/128", "fe80::5", 7, 192, true)], false),
         ] {
             let mut b = Hop::new(
@@ -2824,17 +2836,17 @@ mod tests {
                 routes,
             );
             let o = b.hear(Instant::from_micros(0), ("fe80::a", 8), &req);
-            assert_eq!(o.inputs.contains(&readvertise), expect);
-            assert_eq!(b.v.readvertised, u64::from(expect));
-            assert_eq!(o.datagrams.len(), usize::from(!expect));
+            assert!(o.inputs.contains(&readvertise));
+            assert_eq!(b.v.readvertised, 1);
+            assert_eq!(o.datagrams.len(), usize::from(!nobody));
             assert_eq!(b.v.justify_refused, 0);
         }
     }
 
     /// §4.2.5: a relay whose next hop X told it 48 for D, and signs 96 when asked, takes the
     /// signed word: its route through X costs 96 plus its link (192) for the first correction's
-    /// time, and it relays the claim unchanged. A signed word no more than what X told it
-    /// changes nothing.
+    /// time, it relays the claim unchanged, and it sends the verifier its risen claim. A signed
+    /// word no more than what X told it changes nothing.
     #[test]
     fn a_relay_takes_its_next_hops_signed_word() {
         let ll = |s: &str| s.parse::<Ipv6Addr>().unwrap();
@@ -2887,6 +2899,20 @@ mod tests {
                 })
                 .collect();
             assert_eq!(set, adopted.into_iter().collect::<Vec<_>>(), "told {told}");
+            // The risen claim goes to the verifier (on its interface, 8) after the rise, at
+            // once; nothing when nothing rose.
+            let readvertise = Input::Readvertise {
+                ifindex: 8,
+                prefix: "fd77::4/128".parse().unwrap(),
+                src_prefix: None,
+            };
+            let at = |want: fn(&Input) -> bool| back.inputs.iter().position(want);
+            let (rise, sent) = (
+                at(|i| matches!(i, Input::SetVerifiedMetric { .. })),
+                back.inputs.iter().position(|i| *i == readvertise),
+            );
+            assert_eq!(sent.is_some(), adopted.is_some(), "told {told}");
+            assert!(rise < sent || adopted.is_none(), "{:?}", back.inputs);
         }
     }
 

@@ -20,6 +20,8 @@
 //! 6. A liar whose destination's answers never reach the verifier: the Remote Hellos sent with
 //!    the hop limit its claim allows run out at it, and their ICMPv6 Time Exceeded alone scores
 //!    and evicts it (§1.4).
+//! 7. A black hole corrects a route to a cost of nearly infinity; the verifier advertises it
+//!    at the ceiling below infinity, and the router behind it keeps the destination (§5.2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -1197,6 +1199,8 @@ fn relay_of_a_lie(tag: &str, on: bool) {
     assert_eq!(va["counters"]["claims_refused"], 0, "{va}");
     assert_eq!(verify_json(&r)["justify_refused"], 0);
     assert!(verify_json(&l)["claims_signed"].as_u64().unwrap_or(0) >= 2);
+    // Asked, r also sent a its Update as it is now (step 2), though it had a next hop to ask.
+    assert!(verify_json(&r)["readvertised"].as_u64().unwrap_or(0) >= 1);
     // The checks through r blame its next hop, and the route through r is priced at its cost.
     let text = try_control(&a, "dump\nquit\n");
     assert!(
@@ -1367,6 +1371,124 @@ fn a_claim_nobody_backs_is_retracted_when_its_justification_is_asked() {
         "a: {} Justify Requests, {} black holes; r: {readvertised} Updates sent again; {dropped} packets of r's dropped",
         counter(&a, "justify_requests_sent"),
         counter(&a, "black_holes"),
+    );
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
+/// §5.2 between real kernels: a black hole is corrected to a cost of nearly infinity, and the
+/// routers behind the verifier keep the destination. a - r - n - d, all honest; r verifies d
+/// (always used). Once r's checks of d through n pass, r's nftables starts dropping d's Remote
+/// IHUs: the next session is unanswered while d answered recently, a black hole (`MAX_COST`),
+/// and r corrects its only route to d to it. r still forwards to d through n; it advertises
+/// the route at `CORRECTION_CEILING`, not at 65,534, which a's link would have made infinite:
+/// a keeps its route to d through r, at the ceiling plus its link, and its pings reach d.
+#[test]
+fn a_black_hole_correction_leaves_the_routers_behind_a_route() {
+    let test = "a_black_hole_correction_leaves_the_routers_behind_a_route";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let tag = "vk";
+    let [a, r, n, d] = nodes(tag, ["a", "r", "n", "d"]);
+    veth(&a, "a-r", &r, "r-a");
+    veth(&r, "r-n", &n, "n-r");
+    veth(&n, "n-d", &d, "d-n");
+    let (d_seed, d_pub) = destination_key();
+    let plain = |ns: &Netns, name: &str, ifs: &[&str]| {
+        start_with_config(
+            ns,
+            &format!("{tag}{name}"),
+            common::daemon_bin(),
+            FILTERS,
+            ifs,
+        )
+    };
+    let mut ds = vec![
+        plain(&a, "a", &["a-r"]),
+        start_with_config(
+            &r,
+            &format!("{tag}r"),
+            common::daemon_bin(),
+            &format!(
+                "{}verify-destination fd77::4/128\n",
+                verifier_config(&d_pub)
+            ),
+            &["r-a", "r-n"],
+        ),
+        plain(&n, "n", &["n-r", "n-d"]),
+        start_with_config(
+            &d,
+            &format!("{tag}d"),
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-n"],
+        ),
+    ];
+    let dump = |ns: &Netns| try_control(ns, "dump\nquit\n");
+    assert!(
+        wait_for(180, || passed_check(&r, "r-n", 10)),
+        "r's checks of d through n never passed\n{}",
+        dump(&r)
+    );
+    // a's route to d through r, as a's engine holds it: (refmetric, metric).
+    let at_a = || {
+        dump_json(&a)["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["prefix"] == "fd77::4/128" && x["installed"] == true)
+            .map(|x| (x["refmetric"].as_u64(), x["metric"].as_u64()))
+    };
+    assert_eq!(at_a(), Some((Some(192), Some(288))), "{}", dump(&a));
+    nft_load(
+        &r,
+        "table inet mute {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ip6 saddr != fe80::/10 udp sport 6699 counter drop\n }\n}\n",
+    );
+    let black_holes = || {
+        verify_json(&r)["counters"]["black_holes"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(120, || black_holes() > 0),
+        "no black hole at r: {} Remote IHUs dropped\n{}",
+        nft_counter(&r, "mute"),
+        dump(&r)
+    );
+    let ceiling = u64::from(babel_core::CORRECTION_CEILING);
+    assert!(
+        wait_for(30, || at_a()
+            .is_some_and(|(refmetric, _)| refmetric == Some(ceiling))),
+        "a's route to d: {:?}, want r's advertisement at {ceiling}\n{}\n{}",
+        at_a(),
+        dump(&a),
+        dump(&r)
+    );
+    assert_eq!(at_a(), Some((Some(ceiling), Some(ceiling + 96))));
+    // r still routes to d through n, with the black hole's cost in force.
+    assert_eq!(route_dev(&r, "fd77::4").as_deref(), Some("r-n"));
+    assert_eq!(route_dev(&a, "fd77::4").as_deref(), Some("a-r"));
+    let via_n = verify_json(&r)["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["interface"] == "r-n")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        via_n["cost"],
+        u64::from(babel_wire::INFINITY - 1),
+        "{via_n}"
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "a cannot reach d");
+    println!(
+        "r: {} black holes, {} Remote IHUs dropped; a's route to d {:?}",
+        black_holes(),
+        nft_counter(&r, "mute"),
+        at_a()
     );
     for x in &mut ds {
         x.terminate();

@@ -1534,6 +1534,9 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     ] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.justify_on_rise = option;
+        // The rule alone: with `reask_moved_claim` a claim that moved meanwhile and came back
+        // is asked again at the deadline instead (its own test).
+        cfg.score.reask_moved_claim = false;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
         w.next_hops.push((nb(1), nb(2)));
@@ -1669,13 +1672,15 @@ fn a_claim_moved_by_its_deadline_is_asked_again_with_the_option() {
 /// destination absent altogether (no longer used: that says nothing), and at the deadline the same
 /// claim of 144 is made again. With the option that is a claim made anew: the deadline asks
 /// again instead of evicting, and judges it a `JUSTIFY_WAIT` later (a Signed Claim offering 48
-/// justifies it; none evicts). Without the option, or when the claim was never withdrawn, the
-/// first deadline evicts.
+/// justifies it; none evicts). So is a claim seen changed meanwhile (160: the neighbour's route
+/// moved) and made again at 144 by the deadline. Without the option, or when the claim was
+/// never withdrawn or changed, the first deadline evicts.
 #[test]
 fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
     let cands = [cand(1, 240, true), cand(2, 288, false)];
     let unreachable = withdrawn_by_1();
     let gone = [cand(2, 288, true)];
+    let moved = [cand(1, 256, true), cand(2, 288, false)];
     // (option, claims seen between failure and deadline, answered again, evicted at the
     // first deadline, evicted at the second)
     for (option, meanwhile, answered, want_first, want_second) in [
@@ -1684,7 +1689,10 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
         (true, &gone[..], true, false, false),
         (true, &[][..], false, true, false),
         (true, &cands[..], false, true, false),
+        (true, &moved[..], true, false, false),
+        (true, &moved[..], false, false, true),
         (false, &unreachable[..], false, true, false),
+        (false, &moved[..], false, true, false),
     ] {
         let (mut w, first_request) = unanswered_origin_failure(option);
         let case = format!("option {option} {meanwhile:?} answered {answered}");

@@ -195,6 +195,12 @@ struct Interface {
 pub const TRIGGER_IMPROVEMENT: u16 = 64;
 /// A selected route whose metric worsens by this much is re-advertised at once (non-urgent).
 pub const TRIGGER_WORSENING: u16 = 256;
+/// The highest metric a verified cost or a last-resort penalty raises what we advertise for a
+/// route to (`spec/verify.md` §5.2, §4.3): 4,096 under infinity, so that a route we still
+/// forward over, however bad it was measured, stays a route (the worst one) for the routers
+/// that reach the destination through us and add their own links. A route whose own metric is
+/// higher is advertised at that metric.
+pub const CORRECTION_CEILING: u16 = INFINITY - 4096;
 /// Initial hop count of seqno requests (babeld: 127).
 pub const SEQNO_REQUEST_HOP_COUNT: u8 = 127;
 /// Initial seqno-request resend delay (RFC 8966 Appendix B: 2 s, doubled each time).

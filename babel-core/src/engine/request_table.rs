@@ -59,7 +59,12 @@ pub(super) struct RequestTable {
 
 impl RequestTable {
     /// Records a request unless one for the same originator and at least this seqno is pending
-    /// (a request for a newer seqno replaces it), within `limit` entries.
+    /// to the same neighbour or to all of them (a request for a newer seqno, or one to another
+    /// neighbour, replaces it), within `limit` entries. A request we sent to one neighbour does
+    /// not make one to another redundant (babeld's `request_redundant` compares interfaces
+    /// too): a router that asked a neighbour behind it for a destination's seqno, and then
+    /// hears a request for the same seqno from that neighbour, must forward it to its own
+    /// successor, or both wait for the first request to expire (30 s).
     pub(super) fn insert(&mut self, now: Instant, ask: SeqnoAsk, limit: usize) -> Insert {
         let full = self.pending.len() >= limit;
         let delay = REQUEST_TIMEOUT;
@@ -75,6 +80,7 @@ impl RequestTable {
                 let p = e.get();
                 if p.ask.router_id == ask.router_id
                     && p.ask.seqno.is_at_least(ask.seqno)
+                    && (p.ask.target.is_none() || p.ask.target == ask.target)
                     && now < p.expires
                 {
                     return Insert::Duplicate;
@@ -175,6 +181,28 @@ mod tests {
             Insert::Send(at(2010))
         );
         assert_eq!(t.len(), 1);
+    }
+
+    /// A request pending to one neighbour does not suppress the same request to another (it
+    /// replaces it); a multicast request pending covers every neighbour.
+    #[test]
+    fn a_request_to_another_neighbour_is_not_a_duplicate() {
+        let to = |n: u64| SeqnoAsk {
+            target: Some(n),
+            ..ask("2001:db8::/64", 5)
+        };
+        let mut t = RequestTable::default();
+        assert_eq!(t.insert(at(0), to(1), 10), Insert::Send(at(2000)));
+        assert_eq!(t.insert(at(10), to(1), 10), Insert::Duplicate);
+        assert_eq!(t.insert(at(10), to(2), 10), Insert::Send(at(2010)));
+        assert_eq!(t.insert(at(20), to(2), 10), Insert::Duplicate);
+        assert_eq!(t.len(), 1);
+        let mut t = RequestTable::default();
+        assert_eq!(
+            t.insert(at(0), ask("2001:db8::/64", 5), 10),
+            Insert::Send(at(2000))
+        );
+        assert_eq!(t.insert(at(10), to(2), 10), Insert::Duplicate);
     }
 
     #[test]

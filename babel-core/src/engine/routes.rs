@@ -430,15 +430,18 @@ impl Engine {
 /// The metric we install and advertise for a selected route through a neighbour whose link
 /// cost is `cost`: never below a verified cost in force (`spec/verify.md` §5.2), or we would
 /// knowingly relay a neighbour's lie; a large rise sends a triggered update. `penalty` is added
-/// to a finite metric, short of infinity ([`EngineConfig::last_resort_penalty`], §4.3).
+/// to a finite metric ([`EngineConfig::last_resort_penalty`], §4.3). Neither raises it above
+/// [`CORRECTION_CEILING`]: a black hole is corrected to a cost of nearly infinity, and the
+/// routers behind us, who add their links, would lose a destination we still forward to.
 pub(super) fn advertised_metric_via(now: Instant, r: &Route, cost: u16, penalty: u16) -> u16 {
-    let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
-    let m = route_metric_via(r, cost).max(verified);
-    if penalty == 0 || m == INFINITY {
-        m
-    } else {
-        m.saturating_add(penalty).min(INFINITY - 1)
+    let m = route_metric_via(r, cost);
+    if m == INFINITY {
+        return m;
     }
+    let verified = r.verified().filter(|(_, t)| now < *t).map_or(0, |(v, _)| v);
+    m.max(verified)
+        .saturating_add(penalty)
+        .min(CORRECTION_CEILING.max(m))
 }
 
 /// A route's metric through a neighbour whose link costs `cost`: its refmetric, the cost and

@@ -12,25 +12,25 @@ impl Verifier {
     pub(super) fn watching_claims(&self) -> bool {
         (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
             || (self.cfg.score.reask_moved_claim
-                && self
-                    .origin_deadlines
-                    .values()
-                    .any(|d| !d.withdrawn || d.parked))
+                && self.origin_deadlines.values().any(|d| !d.moved || d.parked))
     }
 
     /// §4.2.5, `reask_moved_claim`: notes every failure awaiting its deadline whose claim
-    /// `candidates` show withdrawn. A withdrawn claim that comes back by the deadline is a
-    /// claim made anew, which the deadline asks to justify rather than judging it on the
-    /// failure of the claim before; a failure whose claim was withdrawn at its deadline
+    /// `candidates` show withdrawn or other than the claim that failed. A claim that moved and
+    /// is made at the deadline, even at the metric that failed, is a claim made anew, which the
+    /// deadline asks to justify rather than judging it on the failure of the claim before
+    /// (a relay whose route moves while its next hop's metric moves cannot be judged on a
+    /// Signed Claim of another moment); a failure whose claim was withdrawn at its deadline
     /// (parked) is due again as soon as the claim comes back.
     pub(super) fn watch_withdrawals(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
         if !self.cfg.score.reask_moved_claim {
             return;
         }
         for (key, d) in self.origin_deadlines.iter_mut() {
-            match withdrawn_in(candidates, key) {
-                Some(true) => d.withdrawn = true,
-                Some(false) if d.parked => d.at = d.at.min(now),
+            match claim_in(candidates, key) {
+                Some(None) => d.moved = true,
+                Some(Some(_)) if d.parked => d.at = d.at.min(now),
+                Some(Some(m)) if m != d.claim => d.moved = true,
                 _ => {}
             }
         }
@@ -125,7 +125,9 @@ impl Verifier {
             // claim to come back, which is then a claim made anew. Parked that long, the
             // withdrawal held: the failure is corrected. So does a destination with no route
             // to look at (no longer used): it waits to be seen again.
-            if self.cfg.score.reask_moved_claim && withdrawn_in(candidates, &key) != Some(false) {
+            if self.cfg.score.reask_moved_claim
+                && claim_in(candidates, &key).is_none_or(|c| c.is_none())
+            {
                 if d.parked {
                     continue;
                 }
@@ -133,7 +135,7 @@ impl Verifier {
                     key,
                     Deadline {
                         at: now + self.cfg.score.confirm_within,
-                        withdrawn: true,
+                        moved: true,
                         parked: true,
                         ..d
                     },
@@ -174,7 +176,7 @@ impl Verifier {
             if let Some(m) = claim
                 && self.cfg.score.reask_moved_claim
                 && !d.asked_again
-                && (m != d.claim || d.withdrawn || d.parked)
+                && (m != d.claim || d.moved || d.parked)
                 && m < babel_wire::INFINITY
             {
                 self.origin_deadlines.insert(
@@ -183,7 +185,7 @@ impl Verifier {
                         at: now + crate::JUSTIFY_WAIT,
                         claim: m,
                         asked_again: true,
-                        withdrawn: false,
+                        moved: false,
                         parked: false,
                         ..d
                     },
@@ -381,7 +383,7 @@ impl Verifier {
                 link,
                 claim: route.advertised,
                 asked_again: false,
-                withdrawn: false,
+                moved: false,
                 parked: false,
             });
         if self.cfg.score.reask_moved_claim {
@@ -390,17 +392,18 @@ impl Verifier {
     }
 }
 
-/// §4.2.5, `reask_moved_claim`: whether `candidates` show the neighbour's claim for the
-/// destination (`key`) withdrawn: unreachable, or gone while the destination has other routes.
-/// `None` when the destination has no route there at all (no longer used, or no routes
-/// handed): that says nothing.
-fn withdrawn_in(candidates: &[VerifiableRoute], (n, p): &(NeighbourId, Prefix)) -> Option<bool> {
+/// §4.2.5, `reask_moved_claim`: the neighbour's claim for the destination (`key`) that
+/// `candidates` show: `Some(None)` withdrawn (unreachable, or gone while the destination has
+/// other routes), `Some(Some(m))` the claim `m`. `None` when the destination has no route there
+/// at all (no longer used, or no routes handed): that says nothing.
+fn claim_in(candidates: &[VerifiableRoute], (n, p): &(NeighbourId, Prefix)) -> Option<Option<u16>> {
     let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
     routes.peek()?;
     Some(
         routes
             .find(|c| c.neighbour == *n)
-            .is_none_or(|c| c.advertised == babel_wire::INFINITY),
+            .map(|c| c.advertised)
+            .filter(|m| *m < babel_wire::INFINITY),
     )
 }
 

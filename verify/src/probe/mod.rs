@@ -1383,9 +1383,9 @@ struct Deadline {
     claim: u16,
     /// Whether this is the second deadline, after asking again for a claim that moved.
     asked_again: bool,
-    /// With `reask_moved_claim`: the claim was seen withdrawn since the failure (or since
-    /// asking again); one there at the deadline was made anew.
-    withdrawn: bool,
+    /// With `reask_moved_claim`: the claim was seen withdrawn or changed since the failure (or
+    /// since asking again); one there at the deadline was made anew.
+    moved: bool,
     /// With `reask_moved_claim`: the claim was withdrawn at the deadline, which now waits
     /// (until `at`, then the failure is corrected) for the claim to come back.
     parked: bool,
