@@ -1218,6 +1218,18 @@ fn verification_last_resort_asks_for_the_honest_routes_seqno() {
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(2));
 }
 
+/// What we advertised last for 2001:db8:1::/48 on the second interface, within a periodic
+/// update's interval (with neighbour 1's Hellos and IHU kept coming).
+fn advertised_on_second_interface(h: &mut H) -> Option<u16> {
+    h.advance(Duration::from_secs(5));
+    h.establish(nb(1));
+    h.updates_by_iface()
+        .iter()
+        .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("2001:db8:1::/48")))
+        .map(|(_, u)| u.metric)
+        .next_back()
+}
+
 /// `spec/verify.md` §4.3: a route kept as the last resort is advertised with the penalty
 /// added, so that a router with a way around the evicted neighbour takes it; readmitted, the
 /// neighbour's route is advertised as before.
@@ -1229,17 +1241,7 @@ fn verification_last_resort_route_is_advertised_with_its_penalty() {
     second_interface(&mut h);
     h.establish(nb(1));
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
-    // What we advertised last on the second interface, within a periodic update's interval
-    // (with the neighbour's Hellos and IHU kept coming).
-    let advertised = |h: &mut H| {
-        h.advance(Duration::from_secs(5));
-        h.establish(nb(1));
-        h.updates_by_iface()
-            .iter()
-            .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("2001:db8:1::/48")))
-            .map(|(_, u)| u.metric)
-            .next_back()
-    };
+    let advertised = advertised_on_second_interface;
     assert_eq!(advertised(&mut h), Some(196));
     h.e.set_neighbour_accuracy(h.now, IF, nb(1), 300).unwrap();
     assert_eq!(h.installed("2001:db8:1::/48").unwrap().via, nb(1));
@@ -1265,15 +1267,7 @@ fn verification_a_route_corrected_to_nearly_infinity_stays_a_route_behind_us() {
     second_interface(&mut h);
     h.establish(nb(1));
     h.recv(nb(1), &[update("2001:db8:1::/48", 9, 7, 100)]);
-    let advertised = |h: &mut H| {
-        h.advance(Duration::from_secs(5));
-        h.establish(nb(1));
-        h.updates_by_iface()
-            .iter()
-            .filter(|(i, u)| *i == 2 && u.prefix == Some(pfx("2001:db8:1::/48")))
-            .map(|(_, u)| u.metric)
-            .next_back()
-    };
+    let advertised = advertised_on_second_interface;
     assert_eq!(advertised(&mut h), Some(196));
     let until = h.now + Duration::from_secs(120);
     // Measured 1,000: advertised at the cost measured.
