@@ -454,11 +454,13 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             for &(v, nb, d) in &watch {
                 watch_line(&sim, &prefixes, v, nb, d, t, start);
             }
+            // The last two cycles: their traffic is reported, and their losses diagnosed.
+            let last_two = t > start + cycle && t + cycle.saturating_mul(2) > end;
             let window = if t <= start {
                 None
             } else if t <= start + cycle {
                 Some(&mut traffic_first)
-            } else if t + cycle.saturating_mul(2) > end {
+            } else if last_two {
                 Some(&mut traffic_last)
             } else {
                 None
@@ -473,7 +475,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     let Some(first) = sim.next_hop_node(src, p) else {
                         w.samples += 1;
                         if let Some(l) = losses.as_mut()
-                            && t + cycle.saturating_mul(2) > end
+                            && last_two
                         {
                             *l.entry(Loss::Unrouted).or_default() += 1;
                             if loss_pairs {
@@ -487,7 +489,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     };
                     let r = dp.walk(&sim, src, first, dst, p, Kind::Data);
                     if let (Some(l), Some(why)) = (losses.as_mut(), r.lost)
-                        && t + cycle.saturating_mul(2) > end
+                        && last_two
                     {
                         *l.entry(why).or_default() += 1;
                     }
