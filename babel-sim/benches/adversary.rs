@@ -82,6 +82,7 @@ fn main() {
     let reask_moved_claim = env("ADV_REASK_MOVED_CLAIM");
     let awaits_justification = env("ADV_AWAITS_JUSTIFICATION");
     let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
+    let audit_claims = env("ADV_AUDIT_CLAIMS");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -198,6 +199,9 @@ fn main() {
         }
         if let Some(x) = reask_infinite_claim {
             c.verify.score.reask_infinite_claim = x != 0;
+        }
+        if let Some(x) = audit_claims {
+            c.verify.score.audit_claims = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

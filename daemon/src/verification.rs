@@ -135,6 +135,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 only at its deadline, 4 s later, if still unjustified (true)
   verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
                                 to be sent again (true)
+  verify-audit-claims BOOL      a passing check whose next hop is none of our neighbours
+                                asks the neighbour to justify its claim; unjustified within
+                                10 s, it evicts (true)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -251,6 +254,9 @@ pub enum VerifyStatement {
     /// `verify-reask-infinite-claim BOOL`: a Signed Claim of infinity leaves the Justify
     /// Request to be sent again (§4.2.5).
     ReaskInfiniteClaim(bool),
+    /// `verify-audit-claims BOOL`: a passing check that no origin test can judge asks the
+    /// neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6).
+    AuditClaims(bool),
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -351,6 +357,7 @@ impl VerifyStatement {
             "verify-reask-moved-claim" => VerifyStatement::ReaskMovedClaim(flag()?),
             "verify-awaits-justification" => VerifyStatement::AwaitsJustification(flag()?),
             "verify-reask-infinite-claim" => VerifyStatement::ReaskInfiniteClaim(flag()?),
+            "verify-audit-claims" => VerifyStatement::AuditClaims(flag()?),
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -601,6 +608,7 @@ impl VerifySettings {
                     c.score.confirmed_awaits_justification = b
                 }
                 VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
+                VerifyStatement::AuditClaims(b) => c.score.audit_claims = b,
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -2235,7 +2243,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 18] = [
+        let statements: [(&str, Field); 19] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2258,6 +2266,7 @@ mod tests {
             ("verify-reask-infinite-claim", |c| {
                 c.score.reask_infinite_claim
             }),
+            ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
             ("verify-unknown-breadth", |c| c.score.unknown_breadth),

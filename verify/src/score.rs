@@ -179,6 +179,16 @@ pub struct ScoreConfig {
     /// sent again as its retries fall due ([`crate::JUSTIFY_RETRY`]), to whichever next hop
     /// the neighbour has then (`spec/verify.md` §4.2.5).
     pub reask_infinite_claim: bool,
+    /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
+    /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
+    /// session found no reference for the origin test (the neighbour's next hop is none of our
+    /// neighbours, and the trace did not come back to us) asks the neighbour to justify its
+    /// claim all the same; a claim still unjustified, and not withdrawn, at its deadline
+    /// ([`crate::JUSTIFY_WAIT`], with the rules above) evicts it. A claim under what its own
+    /// next hop offers it is a lie whatever the path measured: the lie of a partial liar whose
+    /// next hop we cannot hear, once the corrections around it have priced its lies above what
+    /// we measure, passes every check. On by default.
+    pub audit_claims: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -399,6 +409,7 @@ impl Default for ScoreConfig {
             reask_moved_claim: true,
             confirmed_awaits_justification: true,
             reask_infinite_claim: true,
+            audit_claims: true,
         }
     }
 }

@@ -204,7 +204,7 @@ impl World {
 }
 
 /// The clauses of a run of failures (§4.2), without §4.2.5's deadline for failures blamed on
-/// nobody or on neither (the next hop through us), and with a confirming check that evicts at
+/// nobody or on neither (the next hop through us) or §4.2.6's audits of passing checks, and with a confirming check that evicts at
 /// once (not awaiting its justification): the neighbours of the tests that use it
 /// never answer a Justify Request, and with `unjustified_unknown_evicts` and
 /// `unjustified_through_us_evicts` (on by default) such a failure evicts at its deadline,
@@ -212,6 +212,7 @@ impl World {
 /// `an_unjustified_failure_blamed_on_nobody_is_evicted`,
 /// `an_unjustified_failure_through_us_is_evicted_with_the_option`).
 fn two_failures(mut cfg: VerifyConfig) -> VerifyConfig {
+    cfg.score.audit_claims = false;
     cfg.score.unjustified_unknown_evicts = false;
     cfg.score.unjustified_through_us_evicts = false;
     cfg.score.confirmed_awaits_justification = false;
@@ -538,15 +539,19 @@ fn replayed_unexpected_and_junk_dropped() {
     // During the next session: the old answers are replays (or out of the seqno range).
     w.tamper = |_| {};
     let mut replays = 0;
-    w.now = w.v.poll_timeout();
-    for a in w.v.handle_timeout(w.now, &cands) {
-        if let ProbeAction::SendRemoteHello { .. } = a {
-            for t in &old {
-                if w.v.handle_remote_ihu(w.now, t).is_err() {
-                    replays += 1;
+    // The next timer that starts a session (others may come first: the audit of the passing
+    // claim, §4.2.6, looks at the routes while it awaits its justification).
+    'session: for _ in 0..1000 {
+        w.now = w.v.poll_timeout();
+        for a in w.v.handle_timeout(w.now, &cands) {
+            if let ProbeAction::SendRemoteHello { .. } = a {
+                for t in &old {
+                    if w.v.handle_remote_ihu(w.now, t).is_err() {
+                        replays += 1;
+                    }
                 }
+                break 'session;
             }
-            break;
         }
     }
     assert_eq!(replays, old.len());
@@ -2129,6 +2134,81 @@ fn a_loop_through_us_is_evicted_unless_justified() {
             evicts(&acts, nb(1)),
             want,
             "selected {selected} option {option} justified {justified}"
+        );
+    }
+}
+
+/// §4.2.6, `audit_claims`: neighbour 1 claims 288 and four links measure 384, a passing
+/// check, and its next hop is none of our neighbours (no trace answers), so no origin test can
+/// judge it. With the option the check asks neighbour 1 to justify the claim all the same;
+/// unanswered, or answered by a next hop that signs more than the claim leaves room for (240:
+/// floor 336), it evicts neighbour 1 at the deadline; justified (its next hop signs 48), or
+/// withdrawn by then, it does not. Without the option, or where the trace names the next hop
+/// (the origin test's case), nothing is asked.
+#[test]
+fn an_audited_claim_left_unjustified_evicts_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 384, true), cand(2, 480, false)];
+    let withdrawn = [
+        VerifiableRoute {
+            metric: babel_wire::INFINITY,
+            advertised: babel_wire::INFINITY,
+            feasible: false,
+            selected: false,
+            ..cand(1, 384, true)
+        },
+        cand(2, 480, true),
+    ];
+    // (option, next hop named, signed metric, claims at the deadline, asked, evicted)
+    for (option, named, signed, later, asked, want) in [
+        (true, false, None, &cands, true, true),
+        (true, false, Some(48), &cands, true, false),
+        (true, false, Some(240), &cands, true, true),
+        (true, false, None, &withdrawn, true, false),
+        (false, false, None, &cands, false, false),
+        (true, true, None, &cands, false, false),
+    ] {
+        let mut cfg = VerifyConfig::default();
+        cfg.score.audit_claims = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        if named {
+            w.next_hops.push((nb(1), nb(3)));
+        }
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!(
+            (c.accuracy, c.blame, c.stable, c.verdict),
+            (Some(1.0), Blame::Unknown, true, CheckVerdict::Kept),
+            "{c:?}"
+        );
+        let requests: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+        assert_eq!(
+            requests.len(),
+            usize::from(asked),
+            "option {option} named {named}"
+        );
+        // Neighbour 2's passing check, whose next hop is unknown too, may be audited as well.
+        assert!(w.v.counters().audits >= u64::from(asked));
+        if let (Some(m), Some((_, request))) = (signed, requests.first()) {
+            let tlv = encode_signed_claim(request, m, &next_hop_owner(), &key(5));
+            let r = w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(288));
+            assert_eq!(r.is_ok(), m + 96 <= 288, "signed {m}");
+        }
+        let just_before = w.now + (verify::JUSTIFY_WAIT - Duration::from_millis(1));
+        assert!(!evicts(&w.v.handle_timeout(just_before, later), nb(1)));
+        let mut evicted = false;
+        // A withdrawal is followed until `confirm_within` has passed (§4.2.5).
+        let end = w.now + verify::JUSTIFY_WAIT + Duration::from_secs(60);
+        while w.now < end {
+            w.now =
+                w.v.poll_timeout()
+                    .max(w.now + Duration::from_millis(1))
+                    .min(end);
+            evicted |= evicts(&w.v.handle_timeout(w.now, later), nb(1));
+        }
+        assert_eq!(
+            evicted, want,
+            "option {option} named {named} signed {signed:?}"
         );
     }
 }

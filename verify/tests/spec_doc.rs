@@ -85,6 +85,7 @@ fn defaults_table_matches_code() {
                 c.score.confirmed_awaits_justification.to_string() == *v
             }
             "reask_infinite_claim" => c.score.reask_infinite_claim.to_string() == *v,
+            "audit_claims" => c.score.audit_claims.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,

@@ -149,6 +149,7 @@ impl Verifier {
             // risen to what we measured, priced with our link at the failure) no longer counts,
             // here as in its run of failures.
             if let Some(r) = route
+                && !d.audit
                 && crate::score::corrected(
                     &self.cfg.score,
                     crate::score::claim_metric(r.advertised, d.link),
@@ -385,7 +386,77 @@ impl Verifier {
                 asked_again: false,
                 moved: false,
                 parked: false,
+                audit: false,
             });
+        if self.cfg.score.reask_moved_claim {
+            self.route_poll = Some(now + crate::RISE_POLL);
+        }
+    }
+}
+
+impl Verifier {
+    /// §4.2.6, `audit_claims`: a passing `check` of session `s` (measured cost and our link
+    /// to the neighbour in `measured`) asks the neighbour to justify its claim when nothing
+    /// else can test it: a settled route, answered and measured, whose session found no
+    /// reference for the origin test (§4.2.1: the neighbour's next hop is none of our
+    /// neighbours, and the trace did not come back to us), a claim the neighbour does not
+    /// originate (0) and that is not justified already, with no request or deadline pending for
+    /// it. The claim unjustified and still made at the deadline, [`crate::JUSTIFY_WAIT`] later,
+    /// evicts the neighbour as an unjustified failure does (§4.2.5), the rules that spare a
+    /// relay whose claim rises, moves or is withdrawn included.
+    pub(super) fn audit_claim(
+        &mut self,
+        now: Instant,
+        check: &Check,
+        s: &Session,
+        (cost, link): (u16, u16),
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let route = &check.route;
+        let key = (route.neighbour, route.prefix);
+        let score = &self.cfg.score;
+        let enabled = score.audit_claims
+            && score.justification
+            && score.unjustified_origin_evicts
+            && score.attribution
+            && score.rule == crate::Rule::Confirmed;
+        if !enabled
+            || !check.stable
+            || check.black_hole
+            || check.bounded
+            || check.blame != Blame::Unknown
+            || s.next_hop().is_some()
+            || s.returned()
+            || route.advertised == 0
+            || route.advertised == babel_wire::INFINITY
+            || self.justified(now, route, s)
+            || self.justify_requests.contains_key(&key)
+            || self.origin_deadlines.contains_key(&key)
+        {
+            return;
+        }
+        crate::bounded::make_room(
+            &mut self.origin_deadlines,
+            self.cfg.schedule.max_used.max(1),
+            &key,
+            |d| d.at,
+        );
+        self.origin_deadlines.insert(
+            key,
+            Deadline {
+                at: now + crate::JUSTIFY_WAIT,
+                metric: check.metric,
+                cost,
+                link,
+                claim: route.advertised,
+                asked_again: false,
+                moved: false,
+                parked: false,
+                audit: true,
+            },
+        );
+        self.counters.audits += 1;
+        self.ask_to_justify(now, key, out);
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);
         }

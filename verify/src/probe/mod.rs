@@ -152,9 +152,13 @@ pub struct ProbeCounters {
     pub check_failed_sent: u64,
     /// Check Failed TLVs taken from neighbours (§2.5).
     pub check_failed_received: u64,
-    /// Justify Requests sent to neighbours whose route failed a check, retries included
-    /// (§4.2.5).
+    /// Justify Requests sent to neighbours whose route failed a check, or whose claim a
+    /// passing check audits, retries included (§4.2.5, §4.2.6).
     pub justify_requests_sent: u64,
+    /// Passing checks whose claim was audited: the neighbour was asked to justify it (§4.2.6,
+    /// `audit_claims`).
+    #[serde(default)]
+    pub audits: u64,
     /// Signed Claims that justified a neighbour's claim (§4.2.5).
     pub justified: u64,
     /// Signed Claims refused: malformed, badly signed, unbound, answering no request of ours,
@@ -190,6 +194,7 @@ impl ProbeCounters {
             check_failed_sent,
             check_failed_received,
             justify_requests_sent,
+            audits,
             justified,
             claims_refused,
         } = *o;
@@ -216,6 +221,7 @@ impl ProbeCounters {
         self.check_failed_sent += check_failed_sent;
         self.check_failed_received += check_failed_received;
         self.justify_requests_sent += justify_requests_sent;
+        self.audits += audits;
         self.justified += justified;
         self.claims_refused += claims_refused;
         self.readmissions += readmissions;
@@ -1207,6 +1213,8 @@ impl Verifier {
             check.verdict = score.record_evidence(now, &self.cfg.score, route.prefix, evidence);
             if failed {
                 self.await_justification(now, &check, stable, c, link);
+            } else {
+                self.audit_claim(now, &check, &s, (c, link), out);
             }
             if let CheckVerdict::Evicted(_) = check.verdict {
                 self.counters.evictions += 1;
@@ -1389,6 +1397,9 @@ struct Deadline {
     /// With `reask_moved_claim`: the claim was withdrawn at the deadline, which now waits
     /// (until `at`, then the failure is corrected) for the claim to come back.
     parked: bool,
+    /// With `audit_claims` (§4.2.6): the deadline of a passing check's audit, not of a failure.
+    /// A claim at least what we measured corrects no audit: it passed already.
+    audit: bool,
 }
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
