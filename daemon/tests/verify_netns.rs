@@ -47,6 +47,13 @@ fn verifier_config(d_pub: &str) -> String {
     format!("{FILTERS}verify-enable true\nverify-key fd77::4/128 {d_pub}\n{FAST}")
 }
 
+/// An honest router of a verified mesh that holds no key a verifier binds: it relays Justify
+/// Requests to its next hop and its Signed Claims back (`spec/verify.md` §4.2.5), so that a
+/// verifier's audits of its passing claims (§4.2.6) are answered.
+fn relay_config() -> String {
+    format!("{FILTERS}verify-enable true\n")
+}
+
 fn destination_config(d_seed: &str) -> String {
     format!("{FILTERS}verify-enable true\nverify-private-key {d_seed}\n")
 }
@@ -179,7 +186,7 @@ fn liar_mesh_with(
             &h,
             &format!("{tag}h"),
             common::daemon_bin(),
-            FILTERS,
+            &relay_config(),
             &["h-a", "h-d"],
         ),
         start_with_config(
@@ -256,6 +263,14 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
     assert!(
         wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
         "the honest route was never checked\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    // §4.2.6: h's passing claim (its next hop d is none of a's neighbours) was audited, and
+    // justified with d's Signed Claim, which h relayed (l, which relays nothing, justified none).
+    let counter = |name: &str| verify_json(&a)["counters"][name].as_u64().unwrap_or(0);
+    assert!(
+        wait_for(60, || counter("audits") >= 1 && counter("justified") >= 1),
+        "h's claim was not audited and justified\n{}",
         try_control(&a, "dump\nquit\n")
     );
     assert!(neighbour(&verify_json(&a), "a-h").is_none_or(|n| n["evicted"] == false));
@@ -524,7 +539,7 @@ fn under_next_hop_mesh(
             &x,
             &format!("{tag}x"),
             common::daemon_bin(),
-            FILTERS,
+            &relay_config(),
             &["x-a", "x-n", "x-d"],
         ),
         start_with_config(
@@ -576,6 +591,101 @@ fn under_next_hop_mesh(
         try_control(&a, "dump\nquit\n")
     );
     ([a, n, x, d], ds)
+}
+
+/// §4.2.6, audited claims, between real kernels: a - n - x - d, where d's link to x costs 400
+/// (d's rxcost), so x offers n a route to d at 400 (and n's to x too, so x does not take n's
+/// lie), and n, with a kernel route to d through x,
+/// announces d at 192: what the path measures from a (three links, 288 with a's own), far
+/// under what its next hop offers it plus a link (496). a's checks through n pass, and n's next
+/// hop is none of a's neighbours, so no origin test can judge the claim: a asks n to justify it
+/// all the same, n (a verifying router, whose claim is its own announcement) has no next hop
+/// that backs it, and the deadline evicts it, after passing checks only.
+#[test]
+fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
+    let test = "a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let [a, n, x, d] = nodes("vau", ["a", "n", "x", "d"]);
+    veth(&a, "a-n", &n, "n-a");
+    veth(&n, "n-x", &x, "x-n");
+    veth(&x, "x-d", &d, "d-x");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(
+            &x,
+            "vaux",
+            common::daemon_bin(),
+            &relay_config(),
+            &["x-n", "x-d"],
+        ),
+        start_with_config(
+            &d,
+            "vaud",
+            common::daemon_bin(),
+            &format!("{}interface d-x rxcost 400\n", destination_config(&d_seed)),
+            &["d-x"],
+        ),
+    ];
+    kernel_route_to_d(&n, &x.link_local("x-n"), "n-x");
+    ds.push(start_with_config(
+        &n,
+        "vaun",
+        common::daemon_bin(),
+        // x's link from n costs 400 too, so that x keeps its own route to d rather than n's
+        // lie (which would loop).
+        &format!(
+            "redistribute ip fd77::4/128 metric 192 allow\n{}interface n-x rxcost 400\n",
+            relay_config()
+        ),
+        &["n-a", "n-x"],
+    ));
+    assert!(
+        wait_for(120, || route_dev(&x, "fd77::4").as_deref() == Some("x-d")
+            && try_control(&x, "dump\nquit\n").lines().any(|l| l
+                .contains("prefix fd77::4/128 ")
+                && l.contains(" if x-n"))),
+        "x does not route to d directly, or does not hear n\n{}",
+        try_control(&x, "dump\nquit\n")
+    );
+    ds.push(start_with_config(
+        &a,
+        "vaua",
+        common::daemon_bin(),
+        &format!(
+            "{}verify-destination fd77::4/128\n",
+            verifier_config(&d_pub)
+        ),
+        &["a-n"],
+    ));
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
+        "a has no route to d\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let _traffic = Pinger::start(&a);
+    let n_ll = n.link_local("n-a").to_string();
+    let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
+    let evicted = wait_for(240, || is_evicted(&a, "a-n"));
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(evicted, "n was not evicted\n{dump}\n{}", ds[3].log_text());
+    let text = monitor.join().unwrap();
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    // Every check of n passed (none failed, none was corrected): the audit evicted it.
+    let checks = checks_via(&text, &n_ll);
+    assert!(!checks.is_empty(), "{text}");
+    for l in &checks {
+        assert!(l.contains(" accuracy 1000 "), "{l}");
+    }
+    assert_eq!(v["counters"]["corrections"], 0, "{v}");
+    assert!(v["counters"]["audits"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["counters"]["justified"], 0, "{v}");
+    for x in &mut ds {
+        x.terminate();
+    }
 }
 
 /// Whether `ns` has evicted its neighbour on `iface` (`dump json`'s `verify`).
@@ -1657,11 +1767,14 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
     lossy(&h1, "1-a", 10);
     let (d_seed, d_pub) = destination_key();
     let mut ds = vec![
+        // A mixed mesh: neither the stock babeld nor h1 (no verification) can justify a
+        // claim, so a's audits of their passing checks (§4.2.6) are off, as an operator
+        // turns them off in a mesh with such routers.
         start_with_config(
             &a,
             "vha",
             common::daemon_bin(),
-            &verifier_config(&d_pub),
+            &format!("{}verify-audit-claims false\n", verifier_config(&d_pub)),
             &["a-1", "a-2"],
         ),
         start_with_config(&h1, "vh1", common::daemon_bin(), FILTERS, &["1-a", "1-d"]),
