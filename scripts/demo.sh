@@ -157,7 +157,11 @@ redistribute local deny"
   start d "$filters
 verify-enable true
 verify-private-key $d_seed" d-l d-h
-  start h "$filters" h-a h-d
+  # h is an honest router of the verified mesh: asked to justify its claim (a audits the
+  # passing claims of neighbours whose next hop it cannot see), it relays the request to d,
+  # which signs what it offers.
+  start h "$filters
+verify-enable true" h-a h-d
   # The lie: a kernel route to d over l's link, announced at metric 1 (l forwards, but claims d
   # is next to it at no cost: a sees d at 96 + 1 through l, 96 + 96 through h).
   local d_ll
