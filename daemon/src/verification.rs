@@ -2396,7 +2396,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 48);
+        assert_eq!(listed.len(), 49);
         for k in listed {
             assert!(
                 !matches!(
@@ -2508,7 +2508,9 @@ mod tests {
     fn a_lie_is_corrected_then_evicted_through_datagrams() {
         let d_key = SigningKey::from_bytes(&[7; 32]);
         let t0 = Instant::from_micros(0);
-        let mut a = verifier_of_d(&[], &d_key);
+        // The honest neighbour here relays nothing: §4.2.6's audit of its passing claim would
+        // evict it.
+        let mut a = verifier_of_d(&["verify-audit-claims false"], &d_key);
         let mut d = peer(VerifySettings::default(), 0xd, d_key, 2);
         let liar = route("fd77::4/128", "fe80::2", 3, 97, true);
         let honest = route("fd77::4/128", "fe80::3", 4, 192, false);
@@ -2696,10 +2698,12 @@ mod tests {
                 "verify-key fd77::5/128 {}",
                 hex::encode(x_key.verifying_key().as_bytes())
             );
+            // Only the failing check's Justify Request is followed here (§4.2.6's audits of
+            // the other neighbour's passing claims are not answered).
             let extra: Vec<&str> = if bound {
-                vec![bind.as_str()]
+                vec![bind.as_str(), "verify-audit-claims false"]
             } else {
-                Vec::new()
+                vec!["verify-audit-claims false"]
             };
             let mut a = verifier_of_d(&extra, &d_key);
             let mut d = peer(VerifySettings::default(), 0xd, d_key.clone(), 2);
@@ -2935,6 +2939,8 @@ mod tests {
         let other_key = SigningKey::from_bytes(&[8; 32]);
         let mut a_set = VerifySettings::default();
         a_set.apply(words("verify-enable true").unwrap());
+        // The honest neighbour here relays nothing (§4.2.6's audits would evict it).
+        a_set.apply(words("verify-audit-claims false").unwrap());
         for (p, k) in [("fd77:4::/64", &d_key), ("fd77:5::/64", &other_key)] {
             a_set.apply(
                 words(&format!(
