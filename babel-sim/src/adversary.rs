@@ -1838,6 +1838,10 @@ impl SweepReport {
             c.checks, c.corrections, c.evictions, c.readmissions
         ));
         o.push_str(&format!(
+            "justify requests {} (audits of passing claims {}), justified {}, claims refused {}\n",
+            c.justify_requests_sent, c.audits, c.justified, c.claims_refused
+        ));
+        o.push_str(&format!(
             "probe overhead           {:.0} octets/s per probed route while probing\n",
             self.probe_bytes_per_session_second
         ));
