@@ -595,12 +595,12 @@ fn under_next_hop_mesh(
 
 /// §4.2.6, audited claims, between real kernels: a - n - x - d, where d's link to x costs 400
 /// (d's rxcost), so x offers n a route to d at 400 (and n's to x too, so x does not take n's
-/// lie), and n, with a kernel route to d through x,
-/// announces d at 192: what the path measures from a (three links, 288 with a's own), far
-/// under what its next hop offers it plus a link (496). a's checks through n pass, and n's next
-/// hop is none of a's neighbours, so no origin test can judge the claim: a asks n to justify it
-/// all the same, n (a verifying router, whose claim is its own announcement) has no next hop
-/// that backs it, and the deadline evicts it, after passing checks only.
+/// lie), and n, with a kernel route to d through x, announces d at 192: what the path measures
+/// from a (three links, 288 with a's own), far under what its next hop offers it plus a link
+/// (496). a's checks through n pass, and n's next hop is none of a's neighbours, so no origin
+/// test can judge the claim: a asks n to justify it all the same, n (a verifying router, whose
+/// claim is its own announcement) has no next hop that backs it, and the deadline evicts it,
+/// after passing checks only.
 #[test]
 fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
     let test = "a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit";
