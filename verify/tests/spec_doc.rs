@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 54, "{t:?}");
+    assert_eq!(t.len(), 55, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,

@@ -1,7 +1,7 @@
 //! Justified claims, the verifier's side (`spec/verify.md` §4.2.5): Justify Requests and
 //! their retries, the Signed Claims that answer them, and the deadlines of unjustified
 //! failures, with the claims watched while a failure waits (a claim that rises to its floor,
-//! moves, or is withdrawn and made again).
+//! moves, or is withdrawn and made again), and the audits of passing claims (§4.2.6).
 
 use super::*;
 
@@ -392,11 +392,9 @@ impl Verifier {
             self.route_poll = Some(now + crate::RISE_POLL);
         }
     }
-}
 
-impl Verifier {
-    /// §4.2.6, `audit_claims`: a passing `check` of session `s` (measured cost and our link
-    /// to the neighbour in `measured`) asks the neighbour to justify its claim when nothing
+    /// §4.2.6, `audit_claims`: a passing `check` of session `s` (the cost it measured and our
+    /// link cost to the neighbour then) asks the neighbour to justify its claim when nothing
     /// else can test it: a settled route, answered and measured, whose session found no
     /// reference for the origin test (§4.2.1: the neighbour's next hop is none of our
     /// neighbours, and the trace did not come back to us), a claim the neighbour does not
