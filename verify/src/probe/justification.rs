@@ -356,38 +356,58 @@ impl Verifier {
             Blame::Relay | Blame::Justified => false,
         };
         let awaiting = check.verdict == CheckVerdict::Awaiting;
-        if !((awaiting || (stable && unjustifiable))
-            && self.cfg.score.unjustified_origin_evicts
-            && self.cfg.score.justification
-            && self.cfg.score.attribution
-            && self.cfg.score.rule == crate::Rule::Confirmed)
-        {
+        if !((awaiting || (stable && unjustifiable)) && self.deadlines_evict()) {
             return;
         }
+        let wait = if awaiting {
+            crate::AWAIT_JUSTIFY
+        } else {
+            crate::JUSTIFY_WAIT
+        };
+        self.set_deadline(now, check, (c, link), wait, false);
+    }
+
+    /// §4.2.5: whether an unjustified claim evicts at its deadline at all
+    /// (`unjustified_origin_evicts`, with justification, attribution and the confirmed rule).
+    fn deadlines_evict(&self) -> bool {
+        let score = &self.cfg.score;
+        score.unjustified_origin_evicts
+            && score.justification
+            && score.attribution
+            && score.rule == crate::Rule::Confirmed
+    }
+
+    /// §4.2.5, §4.2.6: the deadline, `wait` from `now`, of `check`'s claim (the cost it
+    /// measured and our link cost then), a failure's or (`audit`) a passing check's, unless one
+    /// is pending for the route already; with `reask_moved_claim` the verifier looks at the
+    /// routes while it waits.
+    fn set_deadline(
+        &mut self,
+        now: Instant,
+        check: &Check,
+        (cost, link): (u16, u16),
+        wait: std::time::Duration,
+        audit: bool,
+    ) {
+        let route = &check.route;
+        let key = (route.neighbour, route.prefix);
         crate::bounded::make_room(
             &mut self.origin_deadlines,
             self.cfg.schedule.max_used.max(1),
-            &(route.neighbour, route.prefix),
+            &key,
             |d| d.at,
         );
-        self.origin_deadlines
-            .entry((route.neighbour, route.prefix))
-            .or_insert(Deadline {
-                at: now
-                    + if awaiting {
-                        crate::AWAIT_JUSTIFY
-                    } else {
-                        crate::JUSTIFY_WAIT
-                    },
-                metric: check.metric,
-                cost: c,
-                link,
-                claim: route.advertised,
-                asked_again: false,
-                moved: false,
-                parked: false,
-                audit: false,
-            });
+        self.origin_deadlines.entry(key).or_insert(Deadline {
+            at: now + wait,
+            metric: check.metric,
+            cost,
+            link,
+            claim: route.advertised,
+            asked_again: false,
+            moved: false,
+            parked: false,
+            audit,
+        });
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);
         }
@@ -407,18 +427,13 @@ impl Verifier {
         now: Instant,
         check: &Check,
         s: &Session,
-        (cost, link): (u16, u16),
+        measured: (u16, u16),
         out: &mut Vec<ProbeAction>,
     ) {
         let route = &check.route;
         let key = (route.neighbour, route.prefix);
-        let score = &self.cfg.score;
-        let enabled = score.audit_claims
-            && score.justification
-            && score.unjustified_origin_evicts
-            && score.attribution
-            && score.rule == crate::Rule::Confirmed;
-        if !enabled
+        if !self.cfg.score.audit_claims
+            || !self.deadlines_evict()
             || !check.stable
             || check.black_hole
             || check.bounded
@@ -433,31 +448,9 @@ impl Verifier {
         {
             return;
         }
-        crate::bounded::make_room(
-            &mut self.origin_deadlines,
-            self.cfg.schedule.max_used.max(1),
-            &key,
-            |d| d.at,
-        );
-        self.origin_deadlines.insert(
-            key,
-            Deadline {
-                at: now + crate::JUSTIFY_WAIT,
-                metric: check.metric,
-                cost,
-                link,
-                claim: route.advertised,
-                asked_again: false,
-                moved: false,
-                parked: false,
-                audit: true,
-            },
-        );
+        self.set_deadline(now, check, measured, crate::JUSTIFY_WAIT, true);
         self.counters.audits += 1;
         self.ask_to_justify(now, key, out);
-        if self.cfg.score.reask_moved_claim {
-            self.route_poll = Some(now + crate::RISE_POLL);
-        }
     }
 }
 
