@@ -826,19 +826,23 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     }
                     ProbeAction::Standing {
                         neighbour,
-                        evicted: e,
+                        eviction,
                     } => {
-                        // An eviction without a check (§4.2.5: unjustified by its deadline).
-                        if e && let Some(peer) =
-                            sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        // An eviction without a check (§4.2.5, §4.2.6: a claim unjustified by
+                        // its deadline); one by a check was counted with the check.
+                        if let Some(why) = eviction
+                            && let Some(peer) =
+                                sim.peer_node(v, neighbour.ifindex, neighbour.address)
                         {
                             let first = !evicted.contains_key(&(v, peer));
                             evicted.entry((v, peer)).or_insert(t);
                             if trace && first {
                                 let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                                 eprintln!(
-                                    "t={:.1} {v}->{peer}({role:?}) evicted without a check (a failure unjustified at its deadline)",
-                                    t.saturating_since(start).as_secs_f64()
+                                    "t={:.1} {v}->{peer}({role:?}) evicted without a check: {} dst {}",
+                                    t.saturating_since(start).as_secs_f64(),
+                                    why.cause.as_str(),
+                                    node_of.get(&why.prefix).map_or(-1, |d| *d as i64),
                                 );
                             }
                         }

@@ -743,6 +743,12 @@ pub struct NeighbourRow {
     pub evicted_for_s: u64,
     /// Evictions so far.
     pub evictions: u32,
+    /// How the latest eviction came about (`checks`, `unjustified`, `audit`; §4.3), over or
+    /// not; `None` if it was never evicted.
+    pub last_eviction: Option<&'static str>,
+    /// The destination of the route that caused the latest eviction.
+    #[serde(serialize_with = "opt_as_text")]
+    pub last_eviction_prefix: Option<Prefix>,
     /// Destinations scored.
     pub destinations: usize,
     /// Our installed routes through it while it is evicted: the destinations no other
@@ -1267,24 +1273,40 @@ impl Verification {
                 }
             }
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
-            ProbeAction::Standing { neighbour, evicted } => {
+            ProbeAction::Standing {
+                neighbour,
+                eviction,
+            } => {
                 let accuracy = self.verifier.engine_accuracy(now, &neighbour, threshold_pm);
                 out.inputs.push(Input::SetNeighbourAccuracy {
                     ifindex: neighbour.ifindex,
                     address: neighbour.address,
                     accuracy,
                 });
+                let Some(why) = eviction else {
+                    out.lines.push(format!(
+                        "verify neighbour {} if {} accuracy {accuracy} readmitted",
+                        neighbour.address, neighbour.ifindex,
+                    ));
+                    tracing::warn!(
+                        "verification: neighbour {} (if {}) readmitted, accuracy {accuracy}",
+                        neighbour.address,
+                        neighbour.ifindex
+                    );
+                    return;
+                };
                 out.lines.push(format!(
-                    "verify neighbour {} if {} accuracy {accuracy} {}",
+                    "verify neighbour {} if {} accuracy {accuracy} evicted {} {}",
                     neighbour.address,
                     neighbour.ifindex,
-                    if evicted { "evicted" } else { "readmitted" }
+                    why.cause.as_str(),
+                    why.prefix,
                 ));
-                let level = if evicted { "evicted" } else { "readmitted" };
                 tracing::warn!(
-                    "verification: neighbour {} (if {}) {level}, accuracy {accuracy}",
+                    "verification: neighbour {} (if {}) evicted, accuracy {accuracy}: {}",
                     neighbour.address,
-                    neighbour.ifindex
+                    neighbour.ifindex,
+                    eviction_reason(why)
                 );
             }
         }
@@ -1750,6 +1772,8 @@ impl Verification {
                         .evicted_until()
                         .map_or(0, |u| u.saturating_since(now).as_secs()),
                     evictions: s.evictions(),
+                    last_eviction: s.last_eviction().map(|e| e.cause.as_str()),
+                    last_eviction_prefix: s.last_eviction().map(|e| e.prefix),
                     destinations: s.destinations(),
                     last_resort: if evicted {
                         engine.installed_through(n.ifindex, n.address)
@@ -1807,7 +1831,7 @@ impl Verification {
     }
 
     /// `dump` lines: `add verify-neighbour ADDR if IF accuracy PM evicted B evicted-for S
-    /// evictions N destinations N last-resort N`, `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M age S
+    /// evictions N last-eviction CAUSE last-eviction-prefix PREFIX destinations N last-resort N`, `add verify-route PREFIX via ADDR if IF metric M cost C accuracy PM corrected M age S
     /// blame B next-hop ADDR`, and the
     /// counters.
     pub fn dump_lines(
@@ -1846,13 +1870,16 @@ impl Verification {
         ));
         for n in self.neighbour_rows(now, engine) {
             out.push(format!(
-                "add verify-neighbour {} if {} accuracy {} evicted {} evicted-for {} evictions {} destinations {} last-resort {}",
+                "add verify-neighbour {} if {} accuracy {} evicted {} evicted-for {} evictions {} last-eviction {} last-eviction-prefix {} destinations {} last-resort {}",
                 n.neighbour,
                 ifname(n.ifindex),
                 n.accuracy,
                 if n.evicted { "true" } else { "false" },
                 n.evicted_for_s,
                 n.evictions,
+                n.last_eviction.unwrap_or("-"),
+                n.last_eviction_prefix
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string()),
                 n.destinations,
                 n.last_resort
             ));
@@ -1882,6 +1909,37 @@ impl Verification {
 
 fn as_text<S: serde::Serializer>(p: &Prefix, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(p)
+}
+
+fn opt_as_text<S: serde::Serializer>(p: &Option<Prefix>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
+}
+
+/// An eviction in words, for the log (`spec/verify.md` §4.3, §9.4): what went wrong, and for
+/// an unanswered claim what an operator of a mesh with stock Babel routers should know.
+fn eviction_reason(why: verify::Eviction) -> String {
+    let wait = verify::JUSTIFY_WAIT.as_secs();
+    match why.cause {
+        verify::EvictionCause::Checks => format!(
+            "checks of its route to {} failed: the path measures more than it claims",
+            why.prefix
+        ),
+        verify::EvictionCause::Unjustified => format!(
+            "its claim for {} failed a check and was not justified within {wait} s (a router \
+             that does not run verification, a stock Babel router, cannot justify one: see \
+             verify-unjustified-origin and verify-unjustified-unknown in a mesh with such routers)",
+            why.prefix
+        ),
+        verify::EvictionCause::Audit => format!(
+            "its claim for {} passed a check but, audited, was not justified within {wait} s \
+             (a router that does not run verification, a stock Babel router, cannot justify \
+             one: set verify-audit-claims false in a mesh with such routers)",
+            why.prefix
+        ),
+    }
 }
 
 fn opt(v: Option<u16>) -> String {
@@ -2573,7 +2631,8 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with("verify neighbour fe80::2 if 3") && l.ends_with("evicted")),
+                .any(|l| l.starts_with("verify neighbour fe80::2 if 3")
+                    && l.ends_with(" evicted unjustified fd77::4/128")),
             "{lines:?}"
         );
         assert!(evicted, "liar not evicted: {:?}", a.counters());
@@ -2598,11 +2657,16 @@ mod tests {
         );
         let l = standing(&routes, liar_line);
         assert!(
-            l.contains("evicted true") && l.ends_with(" last-resort 1"),
+            l.contains("evicted true")
+                && l.contains(" last-eviction unjustified last-eviction-prefix fd77::4/128 ")
+                && l.ends_with(" last-resort 1"),
             "{l}"
         );
         let l = standing(&routes, honest_line);
-        assert!(l.ends_with(" last-resort 0"), "{l}");
+        assert!(
+            l.contains(" last-eviction - last-eviction-prefix - ") && l.ends_with(" last-resort 0"),
+            "{l}"
+        );
         let moved = [
             route("fd77::4/128", "fe80::2", 3, 97, false),
             route("fd77::4/128", "fe80::3", 4, 192, true),

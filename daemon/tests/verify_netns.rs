@@ -86,10 +86,11 @@ fn passed_check(a: &Netns, iface: &str, max_age: u64) -> bool {
     })
 }
 
-/// Whether `monitor` text has a neighbour's standing change to `what` (evicted, readmitted).
+/// Whether `monitor` text has a neighbour's standing change to `what` (evicted, readmitted):
+/// `verify neighbour ADDR if IFINDEX accuracy A evicted CAUSE PREFIX|readmitted`.
 fn standing_changed(text: &str, what: &str) -> bool {
     text.lines()
-        .any(|l| l.starts_with("verify neighbour") && l.ends_with(&format!(" {what}")))
+        .any(|l| l.starts_with("verify neighbour ") && l.split_whitespace().nth(7) == Some(what))
 }
 
 /// Pings `fd77::4` from `a` in the background until dropped (the traffic that makes the
@@ -259,6 +260,14 @@ fn a_metric_liar_is_detected_corrected_and_dropped() {
         "{text}"
     );
     assert!(standing_changed(&text, "evicted"), "{text}");
+    // The standing says why: the route's checks, or its failure left unjustified (a liar
+    // cannot justify a lie), never an audit (its checks failed).
+    let l = neighbour(&v, "a-l").unwrap();
+    assert_eq!(l["last_eviction_prefix"], "fd77::4/128", "{v}");
+    assert!(
+        l["last_eviction"] == "checks" || l["last_eviction"] == "unjustified",
+        "{v}"
+    );
     // The honest route was checked and passed; its neighbour is in good standing.
     assert!(
         wait_for(60, || passed_check(&a, "a-h", u64::MAX)),
@@ -683,6 +692,16 @@ fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
     assert_eq!(v["counters"]["corrections"], 0, "{v}");
     assert!(v["counters"]["audits"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert_eq!(v["counters"]["justified"], 0, "{v}");
+    // The monitor line and the standing say it was the audit of the route to d.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("verify neighbour {n_ll} "))
+                && l.ends_with(" evicted audit fd77::4/128")),
+        "{text}"
+    );
+    let standing = neighbour(&v, "a-n").unwrap();
+    assert_eq!(standing["last_eviction"], "audit", "{v}");
+    assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
     for x in &mut ds {
         x.terminate();
     }

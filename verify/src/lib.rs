@@ -52,6 +52,6 @@ pub use probe::{
 pub use responder::{REMOTE_IHU_INTERVAL, Responder};
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
 pub use score::{
-    Blame, CheckVerdict, Evidence, FallenClaim, NeighbourScore, Rule, ScoreConfig, StableEvidence,
-    UnknownFallenClaim, UnknownStableEvidence,
+    Blame, CheckVerdict, Eviction, EvictionCause, Evidence, FallenClaim, NeighbourScore, Rule,
+    ScoreConfig, StableEvidence, UnknownFallenClaim, UnknownStableEvidence,
 };

@@ -486,6 +486,39 @@ pub enum CheckVerdict {
     Awaiting,
 }
 
+/// Why a neighbour was evicted (§4.3), kept with its standing so that an operator can tell a
+/// metric that failed its checks from a claim that went unjustified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictionCause {
+    /// Checks of the route failed: a run of failures confirmed (§4.2), one failure on
+    /// probation (§4.3), or the score under the threshold (the paper's rule, §4.1).
+    Checks,
+    /// A failing claim was not justified by its deadline (§4.2.5).
+    Unjustified,
+    /// A passing claim, audited, was not justified by its deadline (§4.2.6).
+    Audit,
+}
+
+impl EvictionCause {
+    /// The word `dump`, `monitor` and `babelctl show` print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionCause::Checks => "checks",
+            EvictionCause::Unjustified => "unjustified",
+            EvictionCause::Audit => "audit",
+        }
+    }
+}
+
+/// One eviction (§4.3): the route whose checks or claim caused it, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Eviction {
+    /// The destination of the route.
+    pub prefix: Prefix,
+    /// How it came about.
+    pub cause: EvictionCause,
+}
+
 /// The accuracy state of one neighbour (bounded: [`ScoreConfig::max_destinations`]).
 #[derive(Clone, Debug, Default)]
 pub struct NeighbourScore {
@@ -494,6 +527,7 @@ pub struct NeighbourScore {
     /// Until when any failing check evicts at once (probation after readmission).
     probation_until: Option<Instant>,
     evictions: u32,
+    last_eviction: Option<Eviction>,
 }
 
 impl NeighbourScore {
@@ -532,6 +566,11 @@ impl NeighbourScore {
     /// How many times it was evicted.
     pub fn evictions(&self) -> u32 {
         self.evictions
+    }
+
+    /// Its latest eviction, over or not.
+    pub fn last_eviction(&self) -> Option<Eviction> {
+        self.last_eviction
     }
 
     /// Records one check of the route to `prefix` through this neighbour with accuracy `a`
@@ -805,15 +844,20 @@ impl NeighbourScore {
         {
             return CheckVerdict::Awaiting;
         }
-        self.evict(now, cfg)
+        let why = Eviction {
+            prefix,
+            cause: EvictionCause::Checks,
+        };
+        self.evict(now, cfg, why)
     }
 
     /// §4.3: evicts the neighbour now (unless it is already), for `hold` doubled at every
-    /// earlier eviction, with probation as long after it.
-    pub fn evict(&mut self, now: Instant, cfg: &ScoreConfig) -> CheckVerdict {
+    /// earlier eviction, with probation as long after it; `why` is kept as its latest.
+    pub fn evict(&mut self, now: Instant, cfg: &ScoreConfig, why: Eviction) -> CheckVerdict {
         if self.is_evicted(now) {
             return CheckVerdict::Kept;
         }
+        self.last_eviction = Some(why);
         let shift = self.evictions.min(16);
         let hold = cfg.hold.saturating_mul(1u32 << shift).min(cfg.max_hold);
         self.evictions = self.evictions.saturating_add(1);
@@ -1069,6 +1113,26 @@ mod tests {
         };
         assert_eq!(until2, t(350 + 600));
         assert_eq!(n.evictions(), 2);
+        // The latest eviction is kept, with the route that caused it.
+        let checks = |prefix| Eviction {
+            prefix,
+            cause: EvictionCause::Checks,
+        };
+        assert_eq!(n.last_eviction(), Some(checks(p(2))));
+        // An eviction asked while it is evicted changes nothing, its cause included.
+        let unjustified = Eviction {
+            prefix: p(3),
+            cause: EvictionCause::Unjustified,
+        };
+        assert_eq!(n.evict(t(400), &cfg, unjustified), CheckVerdict::Kept);
+        assert_eq!(n.last_eviction(), Some(checks(p(2))));
+        assert!(n.readmit(until2));
+        assert!(matches!(
+            n.evict(until2, &cfg, unjustified),
+            CheckVerdict::Evicted(_)
+        ));
+        assert_eq!(n.last_eviction(), Some(unjustified));
+        assert_eq!(unjustified.cause.as_str(), "unjustified");
     }
 
     /// The defaults without §4.2.4 (failures blamed on nobody need breadth), for the tests of
@@ -1992,7 +2056,11 @@ mod tests {
         assert!(matches!(v, CheckVerdict::Evicted(_)), "{v:?}");
         // Readmitted after the hold: on probation, one failure blamed on nobody evicts at once.
         let mut n = NeighbourScore::default();
-        let _ = n.evict(t(0), &awaits);
+        let why = Eviction {
+            prefix: p(1),
+            cause: EvictionCause::Unjustified,
+        };
+        let _ = n.evict(t(0), &awaits, why);
         assert!(n.readmit(t(0) + awaits.hold));
         let v = n.record_evidence(t(0) + awaits.hold, &awaits, p(1), e(Blame::Unknown));
         assert!(matches!(v, CheckVerdict::Evicted(_)), "{v:?}");

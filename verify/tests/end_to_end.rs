@@ -7,9 +7,10 @@ use std::time::Duration;
 use babel_core::{Instant, RouteView};
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use verify::{
-    Blame, Check, CheckVerdict, ClaimRequest, CostModel, FallenClaim, HOP_LIMIT, JustifyError,
-    Keyring, NeighbourId, ProbeAction, Reason, ReportDropReason, Responder, SigningKey,
-    TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig, encode_signed_claim,
+    Blame, Check, CheckVerdict, ClaimRequest, CostModel, Eviction, EvictionCause, FallenClaim,
+    HOP_LIMIT, JustifyError, Keyring, NeighbourId, ProbeAction, Reason, ReportDropReason,
+    Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig,
+    encode_signed_claim,
 };
 
 fn dest() -> Prefix {
@@ -69,6 +70,8 @@ struct World {
     check_failed: Vec<(NeighbourId, Prefix)>,
     /// Justify Requests the verifier asked to send (§4.2.5).
     justify: Vec<(NeighbourId, ClaimRequest)>,
+    /// Changes of standing `run_check` saw (§4.3).
+    standings: Vec<(NeighbourId, Option<Eviction>)>,
     /// The hop limits of the bounds sent (§1.4).
     bounds: Vec<u8>,
     /// The route loops: every Remote Hello comes back as a Time Exceeded (§3.4).
@@ -100,6 +103,7 @@ fn world(cfg: VerifyConfig, dest_key: &SigningKey, bound_key: [u8; 32]) -> World
         pending: std::collections::VecDeque::new(),
         check_failed: Vec::new(),
         justify: Vec::new(),
+        standings: Vec::new(),
         bounds: Vec::new(),
         loops: false,
         midway: None,
@@ -192,7 +196,10 @@ impl World {
                     ProbeAction::SendJustifyRequest { neighbour, request } => {
                         self.justify.push((neighbour, request));
                     }
-                    ProbeAction::Standing { .. } => {}
+                    ProbeAction::Standing {
+                        neighbour,
+                        eviction,
+                    } => self.standings.push((neighbour, eviction)),
                 }
             }
             if let Some(c) = self.pending.pop_front() {
@@ -308,11 +315,18 @@ fn liar_corrected_then_evicted_then_readmitted() {
     let until = evicted.expect("evicted");
     assert!(w.v.engine_accuracy(w.now, &nb(1), 500) < 500);
     assert_eq!(w.v.counters().evictions, 1);
+    let checks = Eviction {
+        prefix: cands[0].prefix,
+        cause: EvictionCause::Checks,
+    };
+    assert_eq!(w.standings, [(nb(1), Some(checks))]);
+    let standing = w.v.neighbours().find(|(n, _)| **n == nb(1));
+    assert_eq!(standing.and_then(|(_, s)| s.last_eviction()), Some(checks));
     // Readmission after the hold.
     let acts = w.v.handle_timeout(until, &cands);
     assert!(acts.contains(&ProbeAction::Standing {
         neighbour: nb(1),
-        evicted: false
+        eviction: None
     }));
     assert!(w.v.engine_accuracy(until, &nb(1), 500) >= 500);
 }
@@ -1479,9 +1493,17 @@ fn answer_justify_request(w: &mut World, justified: bool) -> ClaimRequest {
 
 /// Whether `acts` evict neighbour `n`.
 fn evicts(acts: &[ProbeAction], n: NeighbourId) -> bool {
-    acts.contains(&ProbeAction::Standing {
-        neighbour: n,
-        evicted: true,
+    eviction_in(acts, n).is_some()
+}
+
+/// The eviction of neighbour `n` among `acts`.
+fn eviction_in(acts: &[ProbeAction], n: NeighbourId) -> Option<Eviction> {
+    acts.iter().find_map(|a| match a {
+        ProbeAction::Standing {
+            neighbour,
+            eviction,
+        } if *neighbour == n => *eviction,
+        _ => None,
     })
 }
 
@@ -1510,9 +1532,13 @@ fn an_unjustified_origin_is_evicted_at_its_deadline() {
         let before = w.v.handle_timeout(just_before, &cands);
         assert!(!evicts(&before, nb(1)));
         let at = w.v.handle_timeout(deadline, &cands);
+        let unjustified = Eviction {
+            prefix: c.route.prefix,
+            cause: EvictionCause::Unjustified,
+        };
         assert_eq!(
-            evicts(&at, nb(1)),
-            option && !justified,
+            eviction_in(&at, nb(1)),
+            (option && !justified).then_some(unjustified),
             "option {option} justified {justified}"
         );
         assert_eq!(w.v.counters().evictions, u64::from(option && !justified));
@@ -2196,7 +2222,7 @@ fn an_audited_claim_left_unjustified_evicts_with_the_option() {
         }
         let just_before = w.now + (verify::JUSTIFY_WAIT - Duration::from_millis(1));
         assert!(!evicts(&w.v.handle_timeout(just_before, later), nb(1)));
-        let mut evicted = false;
+        let mut evicted = None;
         // A withdrawal is followed until `confirm_within` has passed (§4.2.5).
         let end = w.now + verify::JUSTIFY_WAIT + Duration::from_secs(60);
         while w.now < end {
@@ -2204,12 +2230,23 @@ fn an_audited_claim_left_unjustified_evicts_with_the_option() {
                 w.v.poll_timeout()
                     .max(w.now + Duration::from_millis(1))
                     .min(end);
-            evicted |= evicts(&w.v.handle_timeout(w.now, later), nb(1));
+            evicted = evicted.or(eviction_in(&w.v.handle_timeout(w.now, later), nb(1)));
         }
         assert_eq!(
-            evicted, want,
+            evicted.is_some(),
+            want,
             "option {option} named {named} signed {signed:?}"
         );
+        // The eviction says it was the audit of this route, and the standing keeps it.
+        if let Some(e) = evicted {
+            let audit = Eviction {
+                prefix: c.route.prefix,
+                cause: EvictionCause::Audit,
+            };
+            assert_eq!(e, audit);
+            let kept = w.v.neighbours().find(|(n, _)| **n == nb(1));
+            assert_eq!(kept.and_then(|(_, s)| s.last_eviction()), Some(audit));
+        }
     }
 }
 

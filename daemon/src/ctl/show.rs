@@ -191,8 +191,14 @@ pub fn from_json(banner: &str, v: &serde_json::Value) -> Dump {
             if let Some(n) = e.fields.remove("neighbour") {
                 e.fields.insert("via".into(), n);
             }
-            if let Some(n) = e.fields.remove("last_resort") {
-                e.fields.insert("last-resort".into(), n);
+            for (from, to) in [
+                ("last_resort", "last-resort"),
+                ("last_eviction", "last-eviction"),
+                ("last_eviction_prefix", "last-eviction-prefix"),
+            ] {
+                if let Some(n) = e.fields.remove(from) {
+                    e.fields.insert(to.into(), n);
+                }
             }
         }
     }
@@ -675,7 +681,16 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
             "destinations",
             "last-resort",
         ];
-        let rows = rows_of(&d.verify_neighbours, &keys);
+        let mut rows = rows_of(&d.verify_neighbours, &keys);
+        // Why it was last evicted (spec/verify.md §4.3): the cause and the route's destination.
+        for (r, e) in rows.iter_mut().zip(&d.verify_neighbours) {
+            r.push(
+                match (get(e, "last-eviction"), get(e, "last-eviction-prefix")) {
+                    (c, _) if c == "-" => c,
+                    (c, p) => format!("{c} {p}"),
+                },
+            );
+        }
         table(
             out,
             &[
@@ -686,6 +701,7 @@ pub fn print_tables(d: &Dump, what: &str, out: &mut dyn Write) -> anyhow::Result
                 "EVICTIONS",
                 "DESTINATIONS",
                 "LAST-RESORT",
+                "LAST-EVICTION",
             ],
             rows,
         )?;
@@ -787,7 +803,7 @@ mod tests {
 
     #[test]
     fn shows_verification_from_dump_and_json() {
-        let text = "BABEL 1.0\nok\nadd route 1 prefix fd77::9/128 from ::/0 installed yes id 02:00:00:00:00:00:00:09 metric 96 refmetric 0 via fe80::2 if a-l\nadd route 2 prefix fd77::4/128 from ::/0 installed no id 02:00:00:00:00:00:00:04 metric 97 refmetric 1 via fe80::2 if a-l\nadd route 3 prefix fd77::4/128 from ::/0 installed yes id 02:00:00:00:00:00:00:04 metric 192 refmetric 96 via fe80::3 if a-h\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 destinations 1 last-resort 3\nadd verify-neighbour fe80::3 if a-h accuracy 1000 evicted false evicted-for 0 evictions 0 destinations 1 last-resort 0\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
+        let text = "BABEL 1.0\nok\nadd route 1 prefix fd77::9/128 from ::/0 installed yes id 02:00:00:00:00:00:00:09 metric 96 refmetric 0 via fe80::2 if a-l\nadd route 2 prefix fd77::4/128 from ::/0 installed no id 02:00:00:00:00:00:00:04 metric 97 refmetric 1 via fe80::2 if a-l\nadd route 3 prefix fd77::4/128 from ::/0 installed yes id 02:00:00:00:00:00:00:04 metric 192 refmetric 96 via fe80::3 if a-h\nadd verify-neighbour fe80::2 if a-l accuracy 499 evicted true evicted-for 290 evictions 1 last-eviction audit last-eviction-prefix fd77::4/128 destinations 1 last-resort 3\nadd verify-neighbour fe80::3 if a-h accuracy 1000 evicted false evicted-for 0 evictions 0 last-eviction - last-eviction-prefix - destinations 1 last-resort 0\nadd verify-route fd77::4/128 via fe80::2 if a-l metric 97 cost 192 accuracy 505 corrected 192 age 3\nok\n";
         let d = parse_dump(text);
         assert_eq!(d.verify_neighbours[0].fields["evicted"], "true");
         assert_eq!(d.verify_routes[0].fields["cost"], "192");
@@ -813,7 +829,14 @@ mod tests {
             t.lines().any(|l| l.starts_with("fe80::2")
                 && l.contains("499")
                 && l.contains("true")
-                && l.trim_end().ends_with(" 3")),
+                && l.contains(" 3 ")
+                && l.trim_end().ends_with(" audit fd77::4/128")),
+            "{t}"
+        );
+        assert!(t.contains("LAST-EVICTION"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("fe80::3") && l.trim_end().ends_with(" -")),
             "{t}"
         );
         assert!(
@@ -825,13 +848,19 @@ mod tests {
         );
         let j = serde_json::json!({"verify": {
             "neighbours": [{"neighbour": "fe80::2", "interface": "a-l", "accuracy": 499,
-                "evicted": true, "evictions": 1, "destinations": 1, "last_resort": 2}],
+                "evicted": true, "evictions": 1, "last_eviction": "checks",
+                "last_eviction_prefix": "fd77::4/128", "destinations": 1, "last_resort": 2}],
             "routes": [{"prefix": "fd77::4/128", "neighbour": "fe80::2", "interface": "a-l",
                 "metric": 97, "cost": 192, "accuracy": 505, "corrected": null}]}});
         let d = from_json("BABEL 1.0\nok\n", &j);
         assert_eq!(d.verify_neighbours[0].id, "fe80::2");
         assert_eq!(d.verify_neighbours[0].fields["if"], "a-l");
         assert_eq!(d.verify_neighbours[0].fields["last-resort"], "2");
+        assert_eq!(d.verify_neighbours[0].fields["last-eviction"], "checks");
+        assert_eq!(
+            d.verify_neighbours[0].fields["last-eviction-prefix"],
+            "fd77::4/128"
+        );
         assert_eq!(d.verify_routes[0].fields["via"], "fe80::2");
         assert_eq!(d.verify_routes[0].fields["corrected"], "-");
         let j = serde_json::json!({

@@ -197,11 +197,19 @@ impl Verifier {
             let Some(score) = self.scores.get_mut(&key.0) else {
                 continue;
             };
-            if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score) {
+            let why = Eviction {
+                prefix: key.1,
+                cause: if d.audit {
+                    EvictionCause::Audit
+                } else {
+                    EvictionCause::Unjustified
+                },
+            };
+            if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score, why) {
                 self.counters.evictions += 1;
                 out.push(ProbeAction::Standing {
                     neighbour: key.0,
-                    evicted: true,
+                    eviction: Some(why),
                 });
             }
         }

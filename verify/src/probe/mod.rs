@@ -20,7 +20,9 @@ use crate::auth::{Keyring, ReportDropReason, SignedIhu, decode_signed_ihu};
 use crate::correction::{CorrectionConfig, Corrections, NeighbourCorrection};
 use crate::metric::{CostModel, MAX_COST, Measurement, accuracy};
 use crate::schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};
-use crate::score::{Blame, CheckVerdict, Evidence, NeighbourScore, ScoreConfig};
+use crate::score::{
+    Blame, CheckVerdict, Eviction, EvictionCause, Evidence, NeighbourScore, ScoreConfig,
+};
 use justification::justify_retry_at;
 
 /// IPv6 hop limit Remote Hellos are sent with; the destination reads the hop count from what is
@@ -307,8 +309,9 @@ pub enum ProbeAction {
     Standing {
         /// Neighbour.
         neighbour: NeighbourId,
-        /// Evicted (its routes leave selection and the kernel).
-        evicted: bool,
+        /// Evicted now, and why (its routes leave selection and the kernel); `None`:
+        /// readmitted (§4.3).
+        eviction: Option<Eviction>,
     },
 }
 
@@ -905,7 +908,7 @@ impl Verifier {
                 self.counters.readmissions += 1;
                 out.push(ProbeAction::Standing {
                     neighbour: *n,
-                    evicted: false,
+                    eviction: None,
                 });
             }
         }
@@ -1222,7 +1225,10 @@ impl Verifier {
                 out.push(ProbeAction::Checked(check));
                 out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
-                    evicted: true,
+                    eviction: Some(Eviction {
+                        prefix: route.prefix,
+                        cause: EvictionCause::Checks,
+                    }),
                 });
                 return;
             }
