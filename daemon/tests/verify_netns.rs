@@ -1872,6 +1872,94 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
     }
 }
 
+/// §4.2.6 and §4.3 in a mixed mesh, the hazard an operator must see: a line a - b - d where b
+/// is Debian's stock babeld. b forwards a's probes and its claim for d passes every check, but
+/// b's next hop is none of a's neighbours, so a audits the claim, and babeld cannot relay a
+/// Justify Request: with `verify-audit-claims` left on, the audit evicts b. The standing says
+/// so (`monitor`, `dump json`: `audit` of the route to d) and the log's warning names the
+/// option that a mesh with stock Babel routers turns off (with it off, the lossy-link test
+/// keeps its stock neighbour).
+#[test]
+fn a_stock_babeld_neighbour_audited_is_evicted_and_the_standing_says_why() {
+    let test = "a_stock_babeld_neighbour_audited_is_evicted_and_the_standing_says_why";
+    if !usable(test) || !have("babeld", test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (a, b, d) = (node("vsa", 1), node("vsb", 2), node("vsd", 4));
+    veth(&a, "a-b", &b, "b-a");
+    veth(&b, "b-d", &d, "d-b");
+    let (d_seed, d_pub) = destination_key();
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            "vsa",
+            common::daemon_bin(),
+            &verifier_config(&d_pub),
+            &["a-b"],
+        ),
+        start_with_config(&b, "vsb", "babeld", FILTERS, &["b-a", "b-d"]),
+        start_with_config(
+            &d,
+            "vsd",
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            &["d-b"],
+        ),
+    ];
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
+        "a has no route to d\n{}",
+        try_control(&a, "dump\nquit\n")
+    );
+    let _traffic = Pinger::start(&a);
+    let b_ll = b.link_local("b-a").to_string();
+    let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
+    let evicted = wait_for(240, || is_evicted(&a, "a-b"));
+    let dump = try_control(&a, "dump\nquit\n");
+    assert!(evicted, "b was not evicted\n{dump}\n{}", ds[0].log_text());
+    let text = monitor.join().unwrap();
+    let v = verify_json(&a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    // b's checks passed: it forwards the probes and claims what the path measures.
+    let checks = checks_via(&text, &b_ll);
+    assert!(!checks.is_empty(), "{text}");
+    for l in &checks {
+        assert!(l.contains(" accuracy 1000 "), "{l}");
+    }
+    assert_eq!(v["counters"]["corrections"], 0, "{v}");
+    assert_eq!(v["counters"]["justified"], 0, "{v}");
+    // Why, everywhere an operator looks.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("verify neighbour {b_ll} "))
+                && l.ends_with(" evicted audit fd77::4/128")),
+        "{text}"
+    );
+    let standing = neighbour(&v, "a-b").unwrap();
+    assert_eq!(standing["last_eviction"], "audit", "{v}");
+    assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with(&format!("add verify-neighbour {b_ll} "))
+                && l.contains(" last-eviction audit last-eviction-prefix fd77::4/128 ")),
+        "{dump}"
+    );
+    let log = ds[0].log_text();
+    assert!(
+        log.lines().any(|l| l.contains("evicted")
+            && l.contains("audited")
+            && l.contains("verify-audit-claims false")),
+        "{log}"
+    );
+    // The only way to d stays, as the last resort (§4.3): babeld was never a liar.
+    assert!(route_dev(&a, "fd77::4").is_some(), "{dump}");
+    assert!(ds[1].alive(), "babeld died");
+    for x in &mut ds {
+        x.terminate();
+    }
+}
+
 /// Through the mesh tunnels (`type mesh` interfaces: one tunnel interface per neighbour): in a
 /// diamond a - b - d, a - c - d, a checks both of its routes to d, the selected one and the
 /// other one (through policy routing into the other tunnel), each measured as the two tunnel
