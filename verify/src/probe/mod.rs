@@ -1223,12 +1223,14 @@ impl Verifier {
                 self.counters.evictions += 1;
                 self.notify_failure(now, &check, out);
                 out.push(ProbeAction::Checked(check));
+                // The score recorded why, with the route (§4.3).
+                let eviction = self
+                    .scores
+                    .get(&route.neighbour)
+                    .and_then(NeighbourScore::last_eviction);
                 out.push(ProbeAction::Standing {
                     neighbour: route.neighbour,
-                    eviction: Some(Eviction {
-                        prefix: route.prefix,
-                        cause: EvictionCause::Checks,
-                    }),
+                    eviction,
                 });
                 return;
             }
