@@ -83,6 +83,7 @@ fn main() {
     let awaits_justification = env("ADV_AWAITS_JUSTIFICATION");
     let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
+    let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
@@ -202,6 +203,9 @@ fn main() {
         }
         if let Some(x) = audit_claims {
             c.verify.score.audit_claims = x != 0;
+        }
+        if let Some(x) = audit_signers_only {
+            c.verify.score.audit_signers_only = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

@@ -2044,7 +2044,10 @@ mod tests {
         set.apply(VerifyStatement::Destination("fd77::1/128".parse().unwrap()));
         // Only the probes are looked at here: no audit's Justify Request to the gateway
         // (§4.2.6, a link-local datagram outside the tunnel by design).
-        set.apply(VerifyStatement::AuditClaims(false));
+        set.apply(VerifyStatement::AuditClaims {
+            on: false,
+            signers_only: false,
+        });
         let t0 = babel_core::Instant::from_micros(0);
         let new_user = |set: &VerifySettings| {
             Verification::new(

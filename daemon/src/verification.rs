@@ -135,9 +135,12 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 only at its deadline, 4 s later, if still unjustified (true)
   verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
                                 to be sent again (true)
-  verify-audit-claims BOOL      a passing check whose next hop is none of our neighbours
-                                asks the neighbour to justify its claim; unjustified within
-                                10 s, it evicts (true)
+  verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
+                                neighbours asks the neighbour to justify its claim;
+                                unjustified within 10 s, it evicts; signers: only neighbours
+                                that have shown they run verification (a destination they
+                                originate answered through them), so that stock Babel
+                                neighbours are not audited (true)
   verify-fallen-claim MODE      a claim that fell during the session is scored at the end
                                 (end), at the start (start), or at the end but as no evidence
                                 when the fall alone fails it (no-evidence) (end)
@@ -254,9 +257,15 @@ pub enum VerifyStatement {
     /// `verify-reask-infinite-claim BOOL`: a Signed Claim of infinity leaves the Justify
     /// Request to be sent again (§4.2.5).
     ReaskInfiniteClaim(bool),
-    /// `verify-audit-claims BOOL`: a passing check that no origin test can judge asks the
-    /// neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6).
-    AuditClaims(bool),
+    /// `verify-audit-claims BOOL|signers`: a passing check that no origin test can judge asks
+    /// the neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6);
+    /// `signers`: only a neighbour that has shown it runs verification.
+    AuditClaims {
+        /// Audits at all.
+        on: bool,
+        /// Only of neighbours that have shown they run verification.
+        signers_only: bool,
+    },
     /// `verify-unknown-breadth BOOL`: failures blamed on nobody need breadth (§4.2.4).
     UnknownBreadth(bool),
     /// `verify-progress-accuracy BOOL`: a claim converges on its accuracy alone (§4.2.3).
@@ -357,7 +366,16 @@ impl VerifyStatement {
             "verify-reask-moved-claim" => VerifyStatement::ReaskMovedClaim(flag()?),
             "verify-awaits-justification" => VerifyStatement::AwaitsJustification(flag()?),
             "verify-reask-infinite-claim" => VerifyStatement::ReaskInfiniteClaim(flag()?),
-            "verify-audit-claims" => VerifyStatement::AuditClaims(flag()?),
+            "verify-audit-claims" => match v {
+                "signers" => VerifyStatement::AuditClaims {
+                    on: true,
+                    signers_only: true,
+                },
+                _ => VerifyStatement::AuditClaims {
+                    on: flag().map_err(|_| bad("expected true, false or signers"))?,
+                    signers_only: false,
+                },
+            },
             "verify-unknown-breadth" => VerifyStatement::UnknownBreadth(flag()?),
             "verify-progress-accuracy" => VerifyStatement::ProgressAccuracy(flag()?),
             "verify-correction-advertised" => VerifyStatement::CorrectionAdvertised(flag()?),
@@ -608,7 +626,10 @@ impl VerifySettings {
                     c.score.confirmed_awaits_justification = b
                 }
                 VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
-                VerifyStatement::AuditClaims(b) => c.score.audit_claims = b,
+                VerifyStatement::AuditClaims { on, signers_only } => {
+                    c.score.audit_claims = on;
+                    c.score.audit_signers_only = signers_only;
+                }
                 VerifyStatement::UnknownBreadth(b) => c.score.unknown_breadth = b,
                 VerifyStatement::ProgressAccuracy(b) => c.score.progress_on_accuracy = b,
                 VerifyStatement::CorrectionAdvertised(b) => c.correction.scale_advertised = b,
@@ -2354,6 +2375,31 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// §4.2.6: `verify-audit-claims signers` audits only neighbours that have shown they run
+    /// verification; `true` audits every one again, `false` none.
+    #[test]
+    fn audit_claims_of_signers_only() {
+        let mut s = VerifySettings::default();
+        let both = |s: &VerifySettings| {
+            let c = s.config().score;
+            (c.audit_claims, c.audit_signers_only)
+        };
+        assert_eq!(both(&s), (true, false));
+        for (v, want) in [
+            ("signers", (true, true)),
+            ("true", (true, false)),
+            ("signers", (true, true)),
+            ("false", (false, false)),
+        ] {
+            s.apply(words(&format!("verify-audit-claims {v}")).unwrap());
+            assert_eq!(both(&s), want, "{v}");
+        }
+        assert!(matches!(
+            words("verify-audit-claims some"),
+            Err(ParseError::BadValue { .. })
+        ));
     }
 
     /// §2.2: `verify-unanswered-rechecks N` sets how many rechecks unanswered sessions in a

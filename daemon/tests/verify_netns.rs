@@ -613,40 +613,70 @@ fn under_next_hop_mesh(
 #[test]
 fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
     let test = "a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit";
+    passing_liar_audited(test, "vau", false);
+}
+
+/// The same with `verify-audit-claims signers` (§4.2.6): n runs verification with a key a
+/// binds to n's own address, and a checks that address too (`verify-destination`): once n's
+/// own destination has answered through it, its claim for d is audited, and n is evicted as
+/// above. (A stock Babel router never answers so: `a_stock_babeld_neighbour_...`.)
+#[test]
+fn with_audits_of_signers_only_a_signing_liar_is_still_evicted() {
+    let test = "with_audits_of_signers_only_a_signing_liar_is_still_evicted";
+    passing_liar_audited(test, "vag", true);
+}
+
+/// A key for a router of the tests other than the destination: its seed and public key (hex).
+fn key_of(byte: u8) -> (String, String) {
+    let seed = [byte; 32];
+    let k = verify::SigningKey::from_bytes(&seed);
+    (hex::encode(seed), hex::encode(k.verifying_key().as_bytes()))
+}
+
+/// a - n - x - d with n's lie that passes (above); with `signers`, audits of signers only and
+/// n's own address bound to its key and checked.
+fn passing_liar_audited(test: &str, tag: &str, signers: bool) {
     if !usable(test) {
         return;
     }
     let _serial = one_at_a_time();
-    let [a, n, x, d] = nodes("vau", ["a", "n", "x", "d"]);
+    let [a, n, x, d] = nodes(tag, ["a", "n", "x", "d"]);
     veth(&a, "a-n", &n, "n-a");
     veth(&n, "n-x", &x, "x-n");
     veth(&x, "x-d", &d, "d-x");
     let (d_seed, d_pub) = destination_key();
+    let (n_seed, n_pub) = key_of(9);
     let mut ds = vec![
         start_with_config(
             &x,
-            "vaux",
+            &format!("{tag}x"),
             common::daemon_bin(),
             &relay_config(),
             &["x-n", "x-d"],
         ),
         start_with_config(
             &d,
-            "vaud",
+            &format!("{tag}d"),
             common::daemon_bin(),
             &format!("{}interface d-x rxcost 400\n", destination_config(&d_seed)),
             &["d-x"],
         ),
     ];
     kernel_route_to_d(&n, &x.link_local("x-n"), "n-x");
+    // With `signers`, n answers for its own address with the key a binds to it.
+    let n_key = if signers {
+        format!("verify-private-key {n_seed}\n")
+    } else {
+        String::new()
+    };
     ds.push(start_with_config(
         &n,
-        "vaun",
+        &format!("{tag}n"),
         common::daemon_bin(),
         // x's link from n costs 400 too, so that x keeps its own route to d rather than n's
         // lie (which would loop).
         &format!(
-            "redistribute ip fd77::4/128 metric 192 allow\n{}interface n-x rxcost 400\n",
+            "redistribute ip fd77::4/128 metric 192 allow\n{}{n_key}interface n-x rxcost 400\n",
             relay_config()
         ),
         &["n-a", "n-x"],
@@ -659,12 +689,19 @@ fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
         "x does not route to d directly, or does not hear n\n{}",
         try_control(&x, "dump\nquit\n")
     );
+    let signers_config = if signers {
+        format!(
+            "verify-audit-claims signers\nverify-key fd77::2/128 {n_pub}\nverify-destination fd77::2/128\n"
+        )
+    } else {
+        String::new()
+    };
     ds.push(start_with_config(
         &a,
-        "vaua",
+        &format!("{tag}a"),
         common::daemon_bin(),
         &format!(
-            "{}verify-destination fd77::4/128\n",
+            "{}verify-destination fd77::4/128\n{signers_config}",
             verifier_config(&d_pub)
         ),
         &["a-n"],
@@ -688,6 +725,15 @@ fn a_passing_claim_its_next_hop_does_not_back_is_evicted_by_an_audit() {
     assert!(!checks.is_empty(), "{text}");
     for l in &checks {
         assert!(l.contains(" accuracy 1000 "), "{l}");
+    }
+    if signers {
+        // n's own address was checked through it, answered and passing, before the audit.
+        let own = format!("verify route fd77::2/128 via {n_ll} ");
+        let first_own = text
+            .lines()
+            .position(|l| l.starts_with(&own) && l.contains(" accuracy 1000 "));
+        let evicted_at = text.lines().position(|l| standing_changed(l, "evicted"));
+        assert!(first_own.is_some() && first_own < evicted_at, "{text}");
     }
     assert_eq!(v["counters"]["corrections"], 0, "{v}");
     assert!(v["counters"]["audits"].as_u64().unwrap_or(0) >= 1, "{v}");
@@ -1876,32 +1922,51 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
 /// is Debian's stock babeld. b forwards a's probes and its claim for d passes every check, but
 /// b's next hop is none of a's neighbours, so a audits the claim, and babeld cannot relay a
 /// Justify Request: with `verify-audit-claims` left on, the audit evicts b. The standing says
-/// so (`monitor`, `dump json`: `audit` of the route to d) and the log's warning names the
-/// option that a mesh with stock Babel routers turns off (with it off, the lossy-link test
-/// keeps its stock neighbour).
+/// so (`monitor`, `dump`, `dump json`: `audit` of the route to d) and the log's warning names
+/// the option that a mesh with stock Babel routers sets (with it off, the lossy-link test keeps
+/// its stock neighbour; with `signers`, the next test).
 #[test]
 fn a_stock_babeld_neighbour_audited_is_evicted_and_the_standing_says_why() {
     let test = "a_stock_babeld_neighbour_audited_is_evicted_and_the_standing_says_why";
+    stock_babeld_neighbour(test, "vsa", "true");
+}
+
+/// The same mesh with `verify-audit-claims signers` (§4.2.6): b never shows that it runs
+/// verification (nothing it originates answers a Remote Hello), so its passing claim is never
+/// audited, and it keeps its standing over six passing checks.
+#[test]
+fn with_audits_of_signers_only_a_stock_babeld_neighbour_is_kept() {
+    let test = "with_audits_of_signers_only_a_stock_babeld_neighbour_is_kept";
+    stock_babeld_neighbour(test, "vso", "signers");
+}
+
+/// a - b - d, b Debian's babeld, a verifying d with `verify-audit-claims AUDITS`: `true`
+/// evicts b by the audit, `signers` keeps it.
+fn stock_babeld_neighbour(test: &str, tag: &str, audits: &str) {
     if !usable(test) || !have("babeld", test) {
         return;
     }
     let _serial = one_at_a_time();
-    let (a, b, d) = (node("vsa", 1), node("vsb", 2), node("vsd", 4));
+    let (a, b, d) = (
+        node(&format!("{tag}a"), 1),
+        node(&format!("{tag}b"), 2),
+        node(&format!("{tag}d"), 4),
+    );
     veth(&a, "a-b", &b, "b-a");
     veth(&b, "b-d", &d, "d-b");
     let (d_seed, d_pub) = destination_key();
     let mut ds = vec![
         start_with_config(
             &a,
-            "vsa",
+            &format!("{tag}a"),
             common::daemon_bin(),
-            &verifier_config(&d_pub),
+            &format!("{}verify-audit-claims {audits}\n", verifier_config(&d_pub)),
             &["a-b"],
         ),
-        start_with_config(&b, "vsb", "babeld", FILTERS, &["b-a", "b-d"]),
+        start_with_config(&b, &format!("{tag}b"), "babeld", FILTERS, &["b-a", "b-d"]),
         start_with_config(
             &d,
-            "vsd",
+            &format!("{tag}d"),
             common::daemon_bin(),
             &destination_config(&d_seed),
             &["d-b"],
@@ -1914,46 +1979,72 @@ fn a_stock_babeld_neighbour_audited_is_evicted_and_the_standing_says_why() {
     );
     let _traffic = Pinger::start(&a);
     let b_ll = b.link_local("b-a").to_string();
-    let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
-    let evicted = wait_for(240, || is_evicted(&a, "a-b"));
-    let dump = try_control(&a, "dump\nquit\n");
-    assert!(evicted, "b was not evicted\n{dump}\n{}", ds[0].log_text());
-    let text = monitor.join().unwrap();
-    let v = verify_json(&a);
-    println!("{}", serde_json::to_string_pretty(&v).unwrap());
-    // b's checks passed: it forwards the probes and claims what the path measures.
-    let checks = checks_via(&text, &b_ll);
-    assert!(!checks.is_empty(), "{text}");
-    for l in &checks {
-        assert!(l.contains(" accuracy 1000 "), "{l}");
+    if audits == "signers" {
+        // Six passing checks of b's route, the first of which `true` audits.
+        let via = b_ll.clone();
+        let monitor = monitor_until(&a, 300, move |t| {
+            checks_via(t, &via)
+                .iter()
+                .filter(|l| l.contains(" accuracy 1000 "))
+                .count()
+                >= 6
+        });
+        let text = monitor.join().unwrap();
+        let v = verify_json(&a);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        let passed = checks_via(&text, &b_ll)
+            .iter()
+            .filter(|l| l.contains(" accuracy 1000 "))
+            .count();
+        assert!(passed >= 6, "{text}");
+        assert!(!standing_changed(&text, "evicted"), "{text}");
+        assert_eq!(v["counters"]["audits"], 0, "{v}");
+        assert_eq!(v["counters"]["evictions"], 0, "{v}");
+        let standing = neighbour(&v, "a-b").unwrap();
+        assert_eq!(standing["evicted"], false, "{v}");
+        assert!(standing["last_eviction"].is_null(), "{v}");
+    } else {
+        let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
+        let evicted = wait_for(240, || is_evicted(&a, "a-b"));
+        let dump = try_control(&a, "dump\nquit\n");
+        assert!(evicted, "b was not evicted\n{dump}\n{}", ds[0].log_text());
+        let text = monitor.join().unwrap();
+        let v = verify_json(&a);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        // b's checks passed: it forwards the probes and claims what the path measures.
+        let checks = checks_via(&text, &b_ll);
+        assert!(!checks.is_empty(), "{text}");
+        for l in &checks {
+            assert!(l.contains(" accuracy 1000 "), "{l}");
+        }
+        assert_eq!(v["counters"]["corrections"], 0, "{v}");
+        assert_eq!(v["counters"]["justified"], 0, "{v}");
+        // Why, everywhere an operator looks.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("verify neighbour {b_ll} "))
+                    && l.ends_with(" evicted audit fd77::4/128")),
+            "{text}"
+        );
+        let standing = neighbour(&v, "a-b").unwrap();
+        assert_eq!(standing["last_eviction"], "audit", "{v}");
+        assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
+        assert!(
+            dump.lines()
+                .any(|l| l.starts_with(&format!("add verify-neighbour {b_ll} "))
+                    && l.contains(" last-eviction audit last-eviction-prefix fd77::4/128 ")),
+            "{dump}"
+        );
+        let log = ds[0].log_text();
+        assert!(
+            log.lines().any(|l| l.contains("evicted")
+                && l.contains("audited")
+                && l.contains("verify-audit-claims false")),
+            "{log}"
+        );
+        // The only way to d stays, as the last resort (§4.3): babeld was never a liar.
+        assert!(route_dev(&a, "fd77::4").is_some(), "{dump}");
     }
-    assert_eq!(v["counters"]["corrections"], 0, "{v}");
-    assert_eq!(v["counters"]["justified"], 0, "{v}");
-    // Why, everywhere an operator looks.
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with(&format!("verify neighbour {b_ll} "))
-                && l.ends_with(" evicted audit fd77::4/128")),
-        "{text}"
-    );
-    let standing = neighbour(&v, "a-b").unwrap();
-    assert_eq!(standing["last_eviction"], "audit", "{v}");
-    assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
-    assert!(
-        dump.lines()
-            .any(|l| l.starts_with(&format!("add verify-neighbour {b_ll} "))
-                && l.contains(" last-eviction audit last-eviction-prefix fd77::4/128 ")),
-        "{dump}"
-    );
-    let log = ds[0].log_text();
-    assert!(
-        log.lines().any(|l| l.contains("evicted")
-            && l.contains("audited")
-            && l.contains("verify-audit-claims false")),
-        "{log}"
-    );
-    // The only way to d stays, as the last resort (§4.3): babeld was never a liar.
-    assert!(route_dev(&a, "fd77::4").is_some(), "{dump}");
     assert!(ds[1].alive(), "babeld died");
     for x in &mut ds {
         x.terminate();

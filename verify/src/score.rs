@@ -189,6 +189,13 @@ pub struct ScoreConfig {
     /// next hop we cannot hear, once the corrections around it have priced its lies above what
     /// we measure, passes every check. On by default.
     pub audit_claims: bool,
+    /// With [`ScoreConfig::audit_claims`]: audit only neighbours that have shown they run
+    /// verification (`spec/verify.md` §4.2.6): a destination they originate answered a
+    /// session through them, signed with the key bound to it. A router that cannot relay a
+    /// Justify Request (a stock Babel router) is then never audited, so a mesh with such
+    /// routers keeps its audits of the others; a liar that never lets its own destinations
+    /// answer is not audited either. Off by default (every neighbour is audited).
+    pub audit_signers_only: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -410,6 +417,7 @@ impl Default for ScoreConfig {
             confirmed_awaits_justification: true,
             reask_infinite_claim: true,
             audit_claims: true,
+            audit_signers_only: false,
         }
     }
 }
@@ -528,6 +536,8 @@ pub struct NeighbourScore {
     probation_until: Option<Instant>,
     evictions: u32,
     last_eviction: Option<Eviction>,
+    /// It has shown that it runs verification (§4.2.6, `audit_signers_only`).
+    signed: bool,
 }
 
 impl NeighbourScore {
@@ -571,6 +581,18 @@ impl NeighbourScore {
     /// Its latest eviction, over or not.
     pub fn last_eviction(&self) -> Option<Eviction> {
         self.last_eviction
+    }
+
+    /// Whether it has shown that it runs verification: a destination it originates answered
+    /// a session through it, signed with the key bound to the destination (§4.2.6,
+    /// [`ScoreConfig::audit_signers_only`]).
+    pub fn signed(&self) -> bool {
+        self.signed
+    }
+
+    /// Notes that a destination it originates answered a session through it (§4.2.6).
+    pub fn note_signed(&mut self) {
+        self.signed = true;
     }
 
     /// Records one check of the route to `prefix` through this neighbour with accuracy `a`

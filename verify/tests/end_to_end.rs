@@ -2250,6 +2250,41 @@ fn an_audited_claim_left_unjustified_evicts_with_the_option() {
     }
 }
 
+/// §4.2.6, `audit_signers_only`: neighbour 1's passing claim of
+/// `an_audited_claim_left_unjustified_evicts_with_the_option` is not audited while no
+/// destination it originates has answered through it (a stock Babel router never shows it);
+/// once one has (neighbour 1 claims 0 for the destination, one link away, and it answers), it
+/// is.
+#[test]
+fn audits_of_signers_only_wait_for_the_neighbour_to_sign() {
+    let k = key(1);
+    let mut cfg = VerifyConfig::default();
+    cfg.score.audit_signers_only = true;
+    let cands = [cand(1, 384, true), cand(2, 480, false)];
+    // Never shown: neither neighbour is audited.
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 4;
+    let c = first_check_of(&mut w, &cands, nb(1));
+    assert_eq!((c.accuracy, c.stable), (Some(1.0), true), "{c:?}");
+    assert!(w.justify.is_empty(), "{:?}", w.justify);
+    assert_eq!(w.v.counters().audits, 0);
+    assert!(w.v.neighbours().all(|(_, s)| !s.signed()));
+    // Shown: the destination, which neighbour 1 originates, answers through it.
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 1;
+    let c = first_check_of(&mut w, &[cand(1, 96, true)], nb(1));
+    assert_eq!((c.route.advertised, c.accuracy), (0, Some(1.0)), "{c:?}");
+    assert!(w.v.neighbours().any(|(n, s)| *n == nb(1) && s.signed()));
+    // A claim of 0 is never audited.
+    assert_eq!(w.v.counters().audits, 0);
+    w.hops = 4;
+    let c = first_check_of(&mut w, &cands, nb(1));
+    assert_eq!((c.accuracy, c.stable), (Some(1.0), true), "{c:?}");
+    let asked: Vec<_> = w.justify.iter().map(|(n, _)| *n).collect();
+    assert_eq!(asked, [nb(1)]);
+    assert_eq!(w.v.counters().audits, 1);
+}
+
 /// §1.4, the hop-limit bound: a route claiming 288 (three links at the least cost, so a path
 /// of at most 3 links passes at `S` = 0.8: `bound_hop_limit` is 3) whose path is 6 links long,
 /// and whose destination's answers never come back (every Remote IHU arrives badly signed, as

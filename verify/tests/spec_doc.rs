@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 55, "{t:?}");
+    assert_eq!(t.len(), 56, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -86,6 +86,7 @@ fn defaults_table_matches_code() {
             }
             "reask_infinite_claim" => c.score.reask_infinite_claim.to_string() == *v,
             "audit_claims" => c.score.audit_claims.to_string() == *v,
+            "audit_signers_only" => c.score.audit_signers_only.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,

@@ -429,7 +429,8 @@ impl Verifier {
     /// originate (0) and that is not justified already, with no request or deadline pending for
     /// it. The claim unjustified and still made at the deadline, [`crate::JUSTIFY_WAIT`] later,
     /// evicts the neighbour as an unjustified failure does (§4.2.5), the rules that spare a
-    /// relay whose claim rises, moves or is withdrawn included.
+    /// relay whose claim rises, moves or is withdrawn included. With `audit_signers_only`, only
+    /// a neighbour that has shown it runs verification ([`NeighbourScore::signed`]).
     pub(super) fn audit_claim(
         &mut self,
         now: Instant,
@@ -440,7 +441,15 @@ impl Verifier {
     ) {
         let route = &check.route;
         let key = (route.neighbour, route.prefix);
+        let unproven = || {
+            self.cfg.score.audit_signers_only
+                && !self
+                    .scores
+                    .get(&route.neighbour)
+                    .is_some_and(NeighbourScore::signed)
+        };
         if !self.cfg.score.audit_claims
+            || unproven()
             || !self.deadlines_evict()
             || !check.stable
             || check.black_hole

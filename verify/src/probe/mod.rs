@@ -1198,6 +1198,12 @@ impl Verifier {
                 return;
             }
             let score = score_of(&mut self.scores, self.max_neighbours, now, route.neighbour);
+            // §4.2.6, `audit_signers_only`: the destination answered through a neighbour that
+            // originates it (a claim of 0 at both ends of the session): the neighbour runs
+            // verification, its own key bound to what it originates.
+            if route.advertised == 0 && s.route.advertised == 0 {
+                score.note_signed();
+            }
             // §4.2.2: failures the neighbour has since corrected (its claim rose to what we
             // measured, or it retracted the route) no longer count.
             score.forgive_corrected(now, &self.cfg.score, |p| {
