@@ -594,11 +594,7 @@ fn under_next_hop_mesh(
             &["a-n", "a-x"],
         ),
     );
-    assert!(
-        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
-        "a has no route to d\n{}",
-        try_control(&a, "dump\nquit\n")
-    );
+    assert_routes_to_d(&a);
     ([a, n, x, d], ds)
 }
 
@@ -706,26 +702,11 @@ fn passing_liar_audited(test: &str, tag: &str, signers: bool) {
         ),
         &["a-n"],
     ));
-    assert!(
-        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
-        "a has no route to d\n{}",
-        try_control(&a, "dump\nquit\n")
-    );
+    assert_routes_to_d(&a);
     let _traffic = Pinger::start(&a);
     let n_ll = n.link_local("n-a").to_string();
-    let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
-    let evicted = wait_for(240, || is_evicted(&a, "a-n"));
-    let dump = try_control(&a, "dump\nquit\n");
-    assert!(evicted, "n was not evicted\n{dump}\n{}", ds[3].log_text());
-    let text = monitor.join().unwrap();
-    let v = verify_json(&a);
-    println!("{}", serde_json::to_string_pretty(&v).unwrap());
-    // Every check of n passed (none failed, none was corrected): the audit evicted it.
-    let checks = checks_via(&text, &n_ll);
-    assert!(!checks.is_empty(), "{text}");
-    for l in &checks {
-        assert!(l.contains(" accuracy 1000 "), "{l}");
-    }
+    // Every check of n passes (none fails, none is corrected): the audit evicts it.
+    let (text, _, _) = evicted_by_audit(&a, "a-n", &n_ll, &ds[3]);
     if signers {
         // n's own address was checked through it, answered and passing, before the audit.
         let own = format!("verify route fd77::2/128 via {n_ll} ");
@@ -735,22 +716,61 @@ fn passing_liar_audited(test: &str, tag: &str, signers: bool) {
         let evicted_at = text.lines().position(|l| standing_changed(l, "evicted"));
         assert!(first_own.is_some() && first_own < evicted_at, "{text}");
     }
-    assert_eq!(v["counters"]["corrections"], 0, "{v}");
-    assert!(v["counters"]["audits"].as_u64().unwrap_or(0) >= 1, "{v}");
-    assert_eq!(v["counters"]["justified"], 0, "{v}");
-    // The monitor line and the standing say it was the audit of the route to d.
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with(&format!("verify neighbour {n_ll} "))
-                && l.ends_with(" evicted audit fd77::4/128")),
-        "{text}"
-    );
-    let standing = neighbour(&v, "a-n").unwrap();
-    assert_eq!(standing["last_eviction"], "audit", "{v}");
-    assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
     for x in &mut ds {
         x.terminate();
     }
+}
+
+/// Waits until `a` evicts its neighbour on `iface` (link-local `via`) by an audit after
+/// passing checks only (§4.2.6): every check of its route to d passed, none was corrected or
+/// justified, and the `monitor` line and the standing say `audit` of `fd77::4/128`. Returns
+/// the `monitor` text, `dump json`'s `verify` and the `dump` text, for what a test asks more.
+/// `log` is the daemon whose log a failure prints.
+fn evicted_by_audit(
+    a: &Netns,
+    iface: &str,
+    via: &str,
+    log: &common::DaemonProcess,
+) -> (String, serde_json::Value, String) {
+    let monitor = monitor_until(a, 300, |t| standing_changed(t, "evicted"));
+    let evicted = wait_for(240, || is_evicted(a, iface));
+    let dump = try_control(a, "dump\nquit\n");
+    assert!(
+        evicted,
+        "{iface} was not evicted\n{dump}\n{}",
+        log.log_text()
+    );
+    let text = monitor.join().unwrap();
+    let v = verify_json(a);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    let checks = checks_via(&text, via);
+    assert!(!checks.is_empty(), "{text}");
+    for l in &checks {
+        assert!(l.contains(" accuracy 1000 "), "{l}");
+    }
+    assert_eq!(v["counters"]["corrections"], 0, "{v}");
+    assert!(v["counters"]["audits"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["counters"]["justified"], 0, "{v}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("verify neighbour {via} "))
+                && l.ends_with(" evicted audit fd77::4/128")),
+        "{text}"
+    );
+    let standing = neighbour(&v, iface).unwrap();
+    assert_eq!(standing["last_eviction"], "audit", "{v}");
+    assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
+    (text, v, dump)
+}
+
+/// Waits until `a` routes to d (`fd77::4`) in its kernel; fails with its `dump` if it never
+/// does.
+fn assert_routes_to_d(a: &Netns) {
+    assert!(
+        wait_for(120, || route_dev(a, "fd77::4").is_some()),
+        "a has no route to d\n{}",
+        try_control(a, "dump\nquit\n")
+    );
 }
 
 /// Whether `ns` has evicted its neighbour on `iface` (`dump json`'s `verify`).
@@ -1852,10 +1872,7 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
             &["d-1", "d-2"],
         ),
     ];
-    assert!(
-        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
-        "no route to d"
-    );
+    assert_routes_to_d(&a);
     let _traffic = Pinger::start(&a);
     // At least six passing checks through each neighbour.
     let checked = wait_for(300, || {
@@ -1972,11 +1989,7 @@ fn stock_babeld_neighbour(test: &str, tag: &str, audits: &str) {
             &["d-b"],
         ),
     ];
-    assert!(
-        wait_for(120, || route_dev(&a, "fd77::4").is_some()),
-        "a has no route to d\n{}",
-        try_control(&a, "dump\nquit\n")
-    );
+    assert_routes_to_d(&a);
     let _traffic = Pinger::start(&a);
     let b_ll = b.link_local("b-a").to_string();
     if audits == "signers" {
@@ -2004,31 +2017,9 @@ fn stock_babeld_neighbour(test: &str, tag: &str, audits: &str) {
         assert_eq!(standing["evicted"], false, "{v}");
         assert!(standing["last_eviction"].is_null(), "{v}");
     } else {
-        let monitor = monitor_until(&a, 300, |t| standing_changed(t, "evicted"));
-        let evicted = wait_for(240, || is_evicted(&a, "a-b"));
-        let dump = try_control(&a, "dump\nquit\n");
-        assert!(evicted, "b was not evicted\n{dump}\n{}", ds[0].log_text());
-        let text = monitor.join().unwrap();
-        let v = verify_json(&a);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap());
-        // b's checks passed: it forwards the probes and claims what the path measures.
-        let checks = checks_via(&text, &b_ll);
-        assert!(!checks.is_empty(), "{text}");
-        for l in &checks {
-            assert!(l.contains(" accuracy 1000 "), "{l}");
-        }
-        assert_eq!(v["counters"]["corrections"], 0, "{v}");
-        assert_eq!(v["counters"]["justified"], 0, "{v}");
-        // Why, everywhere an operator looks.
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with(&format!("verify neighbour {b_ll} "))
-                    && l.ends_with(" evicted audit fd77::4/128")),
-            "{text}"
-        );
-        let standing = neighbour(&v, "a-b").unwrap();
-        assert_eq!(standing["last_eviction"], "audit", "{v}");
-        assert_eq!(standing["last_eviction_prefix"], "fd77::4/128", "{v}");
+        // b's checks pass (it forwards the probes and claims what the path measures), and
+        // the audit evicts it; why is everywhere an operator looks.
+        let (_, _, dump) = evicted_by_audit(&a, "a-b", &b_ll, &ds[0]);
         assert!(
             dump.lines()
                 .any(|l| l.starts_with(&format!("add verify-neighbour {b_ll} "))
