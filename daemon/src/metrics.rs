@@ -216,6 +216,7 @@ fn verification(
         events,
     );
     let (accuracy, evicted, last_resort) = (gauge_family(), gauge_family(), gauge_family());
+    let last_eviction = gauge_family();
     for n in v.neighbour_rows(now, &d.verify_engine_side(now)) {
         let l = labels(&[
             ("interface", d.ifname(n.ifindex)),
@@ -224,6 +225,14 @@ fn verification(
         accuracy.get_or_create(&l).set(i64::from(n.accuracy));
         evicted.get_or_create(&l).set(i64::from(n.evicted));
         last_resort.get_or_create(&l).set(i64::from(n.last_resort));
+        if let Some(cause) = n.last_eviction {
+            let l = labels(&[
+                ("interface", d.ifname(n.ifindex)),
+                ("address", n.neighbour.to_string()),
+                ("cause", cause.to_owned()),
+            ]);
+            last_eviction.get_or_create(&l).set(i64::from(n.evicted));
+        }
     }
     reg.register(
         "verify_accuracy",
@@ -234,6 +243,11 @@ fn verification(
         "verify_evicted",
         "1 while a neighbour is evicted for inaccurate metrics",
         evicted,
+    );
+    reg.register(
+        "verify_last_eviction",
+        "The cause of a neighbour's latest eviction (checks, unjustified, audit): 1 while it lasts, 0 once it is readmitted",
+        last_eviction,
     );
     reg.register(
         "verify_last_resort_routes",

@@ -2033,6 +2033,15 @@ fn stock_babeld_neighbour(test: &str, tag: &str, audits: &str) {
                 && l.contains("verify-audit-claims false")),
             "{log}"
         );
+        let m = try_control(&a, "metrics\nquit\n");
+        assert!(
+            m.lines()
+                .any(|l| l.starts_with("babel_verify_last_eviction{")
+                    && l.contains("interface=\"a-b\"")
+                    && l.contains("cause=\"audit\"")
+                    && l.ends_with(" 1")),
+            "{m}"
+        );
         // The only way to d stays, as the last resort (§4.3): babeld was never a liar.
         assert!(route_dev(&a, "fd77::4").is_some(), "{dump}");
     }
