@@ -1957,7 +1957,7 @@ fn eviction_reason(why: verify::Eviction) -> String {
         verify::EvictionCause::Audit => format!(
             "its claim for {} passed a check but, audited, was not justified within {wait} s \
              (a router that does not run verification, a stock Babel router, cannot justify \
-             one: set verify-audit-claims false in a mesh with such routers)",
+             one: set verify-audit-claims false, or signers, in a mesh with such routers)",
             why.prefix
         ),
     }
@@ -2374,6 +2374,41 @@ mod tests {
                 ),
                 "{name}"
             );
+        }
+    }
+
+    /// §4.3, §9.7: the log's words for each eviction name the route, and for a claim left
+    /// unjustified the options a mesh with stock Babel routers sets.
+    #[test]
+    fn eviction_reasons_name_the_route_and_the_options() {
+        let prefix: Prefix = "fd77::4/128".parse().unwrap();
+        let why = |cause| eviction_reason(verify::Eviction { prefix, cause });
+        let checks = why(verify::EvictionCause::Checks);
+        assert!(
+            checks.contains("fd77::4/128") && checks.contains("failed"),
+            "{checks}"
+        );
+        assert!(!checks.contains("verify-"), "{checks}");
+        let unjustified = why(verify::EvictionCause::Unjustified);
+        assert!(unjustified.contains("fd77::4/128"), "{unjustified}");
+        assert!(
+            unjustified.contains("verify-unjustified-origin")
+                && unjustified.contains("verify-unjustified-unknown"),
+            "{unjustified}"
+        );
+        let audit = why(verify::EvictionCause::Audit);
+        assert!(audit.contains("fd77::4/128"), "{audit}");
+        assert!(
+            audit.contains("verify-audit-claims false, or signers"),
+            "{audit}"
+        );
+        // Each statement it names is one the daemon reads.
+        for name in [
+            "verify-unjustified-origin",
+            "verify-unjustified-unknown",
+            "verify-audit-claims",
+        ] {
+            assert!(words(&format!("{name} false")).is_ok(), "{name}");
         }
     }
 
