@@ -82,6 +82,7 @@ fn main() {
     let reask_moved_claim = env("ADV_REASK_MOVED_CLAIM");
     let awaits_justification = env("ADV_AWAITS_JUSTIFICATION");
     let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
+    let reask_refused_claim = env("ADV_REASK_REFUSED_CLAIM");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
@@ -200,6 +201,9 @@ fn main() {
         }
         if let Some(x) = reask_infinite_claim {
             c.verify.score.reask_infinite_claim = x != 0;
+        }
+        if let Some(x) = reask_refused_claim {
+            c.verify.score.reask_refused_claim = x != 0;
         }
         if let Some(x) = audit_claims {
             c.verify.score.audit_claims = x != 0;

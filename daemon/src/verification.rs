@@ -135,6 +135,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 only at its deadline, 4 s later, if still unjustified (true)
   verify-reask-infinite-claim BOOL  a Signed Claim of infinity leaves the Justify Request
                                 to be sent again (true)
+  verify-reask-refused-claim BOOL  a Signed Claim refused for a claim under its floor
+                                leaves the Justify Request to be sent again (true)
   verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
                                 neighbours asks the neighbour to justify its claim;
                                 unjustified within 10 s, it evicts; signers: only neighbours
@@ -257,6 +259,9 @@ pub enum VerifyStatement {
     /// `verify-reask-infinite-claim BOOL`: a Signed Claim of infinity leaves the Justify
     /// Request to be sent again (§4.2.5).
     ReaskInfiniteClaim(bool),
+    /// `verify-reask-refused-claim BOOL`: a Signed Claim refused for a claim under its floor
+    /// leaves the Justify Request to be sent again (§4.2.5).
+    ReaskRefusedClaim(bool),
     /// `verify-audit-claims BOOL|signers`: a passing check that no origin test can judge asks
     /// the neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6);
     /// `signers`: only a neighbour that has shown it runs verification.
@@ -366,6 +371,7 @@ impl VerifyStatement {
             "verify-reask-moved-claim" => VerifyStatement::ReaskMovedClaim(flag()?),
             "verify-awaits-justification" => VerifyStatement::AwaitsJustification(flag()?),
             "verify-reask-infinite-claim" => VerifyStatement::ReaskInfiniteClaim(flag()?),
+            "verify-reask-refused-claim" => VerifyStatement::ReaskRefusedClaim(flag()?),
             "verify-audit-claims" => match v {
                 "signers" => VerifyStatement::AuditClaims {
                     on: true,
@@ -626,6 +632,7 @@ impl VerifySettings {
                     c.score.confirmed_awaits_justification = b
                 }
                 VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
+                VerifyStatement::ReaskRefusedClaim(b) => c.score.reask_refused_claim = b,
                 VerifyStatement::AuditClaims { on, signers_only } => {
                     c.score.audit_claims = on;
                     c.score.audit_signers_only = signers_only;
@@ -2322,7 +2329,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 19] = [
+        let statements: [(&str, Field); 20] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2344,6 +2351,9 @@ mod tests {
             }),
             ("verify-reask-infinite-claim", |c| {
                 c.score.reask_infinite_claim
+            }),
+            ("verify-reask-refused-claim", |c| {
+                c.score.reask_refused_claim
             }),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
@@ -2535,7 +2545,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 49);
+        assert_eq!(listed.len(), 50);
         for k in listed {
             assert!(
                 !matches!(

@@ -52,6 +52,13 @@ pub enum JustifyError {
     /// Not an answer to a request of ours (neighbour, prefix, nonce), or too late.
     #[error("unexpected")]
     Unexpected,
+    /// The signer offers infinity: it had no route for the destination when it signed.
+    #[error("signed metric infinite")]
+    Unreachable,
+    /// The neighbour's claim is under the signed metric plus a link: its route cannot cost
+    /// it what it claims, at least not at the instant the next hop signed.
+    #[error("claim under the signed metric plus a link")]
+    UnderFloor,
 }
 
 /// A request (Justify Request or Claim Request): the destination and the verifier's nonce.

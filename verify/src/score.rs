@@ -179,6 +179,15 @@ pub struct ScoreConfig {
     /// sent again as its retries fall due ([`crate::JUSTIFY_RETRY`]), to whichever next hop
     /// the neighbour has then (`spec/verify.md` §4.2.5).
     pub reask_infinite_claim: bool,
+    /// With [`ScoreConfig::justification`]: a Signed Claim refused because the neighbour's
+    /// claim is under its floor (the signed metric plus a link) does not answer the Justify
+    /// Request either; the request is sent again as its retries fall due, to whichever next
+    /// hop the neighbour has then (`spec/verify.md` §4.2.5). A next hop signs what it offers
+    /// at one instant: a transient rise the neighbour never heard, or a next hop the
+    /// neighbour left because of the signed word it relayed, leaves a claim the neighbour
+    /// still makes honestly through another. A liar's claim is refused at every sending and
+    /// judged at the same deadline.
+    pub reask_refused_claim: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
     /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
     /// session found no reference for the origin test (the neighbour's next hop is none of our
@@ -416,6 +425,7 @@ impl Default for ScoreConfig {
             reask_moved_claim: true,
             confirmed_awaits_justification: true,
             reask_infinite_claim: true,
+            reask_refused_claim: true,
             audit_claims: true,
             audit_signers_only: false,
         }

@@ -1363,6 +1363,7 @@ fn a_justified_relay_is_not_evicted() {
         w.hops = 5;
         let mut blames = Vec::new();
         let mut evicted = false;
+        let mut nonces = std::collections::BTreeSet::new();
         for _ in 0..8 {
             let c = w.run_check(&cands);
             assert_eq!(c.accuracy, Some(0.6));
@@ -1371,12 +1372,11 @@ fn a_justified_relay_is_not_evicted() {
                 evicted = true;
                 break;
             }
+            // A refused Signed Claim leaves its request to be sent again
+            // (`reask_refused_claim`): its retries come with the same nonce.
             let asked: Vec<_> = w.justify.drain(..).collect();
-            assert_eq!(
-                asked.len(),
-                usize::from(justification),
-                "one request per failure"
-            );
+            let new = asked.iter().filter(|(_, r)| nonces.insert(r.nonce)).count();
+            assert_eq!(new, usize::from(justification), "one request per failure");
             for (n, r) in asked {
                 assert_eq!((n, r.prefix), (nb(1), dest()));
                 if let Some((tlv, want)) = answer(&r) {
@@ -1408,15 +1408,14 @@ fn a_justified_relay_is_not_evicted() {
     let (evicted, _, n) = run(true, |r| {
         Some((
             encode_signed_claim(r, 144, &next_hop_owner(), &key(5)),
-            Err(JustifyError::Unexpected),
+            Err(JustifyError::UnderFloor),
         ))
     });
     assert!(evicted);
-    // (The check that evicts asks too; it is not answered.)
-    assert_eq!(
-        (n.justified, n.claims_refused),
-        (0, n.justify_requests_sent - 1)
-    );
+    // The one answer, refused. The refused request is sent again (`reask_refused_claim`) while
+    // the second check runs, and the check that evicts asks too; none of those is answered.
+    assert_eq!((n.justified, n.claims_refused), (0, 1));
+    assert_eq!(n.justify_requests_sent, 4);
     // Signed by a key not bound to the owner prefix.
     let (evicted, _, _) = run(true, |r| {
         Some((
@@ -1461,7 +1460,10 @@ fn a_justified_relay_is_not_evicted() {
         blames[1..].iter().all(|b| *b == Blame::Justified),
         "{blames:?}"
     );
-    assert_eq!((n.justified, n.claims_refused), (0, 8));
+    // Every sending refused: the eight requests and their retries (`reask_refused_claim`).
+    assert_eq!(n.justified, 0);
+    assert_eq!(n.claims_refused, n.justify_requests_sent);
+    assert!(n.claims_refused > 8, "{n:?}");
     // No answer, or the option off: judged as before.
     assert!(run(true, |_| None).0);
     assert!(run(false, |_| None).0);
@@ -1888,50 +1890,64 @@ fn a_confirmation_blamed_on_nobody_awaits_justification_with_the_option() {
     }
 }
 
-/// §4.2.5, `reask_infinite_claim`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
-/// (neighbour 1 claims 144), whose Justify Request its next hop answers with a Signed Claim of
-/// infinity (it had no route at that instant). Refused either way; with the option the request
-/// is sent again with the same nonce at `JUSTIFY_RETRY`, and the next hop's answer then
+/// §4.2.5, `reask_infinite_claim` and `reask_refused_claim`: the failure of
+/// `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144), whose Justify
+/// Request its next hop answers first with a Signed Claim that justifies nothing: infinity (it
+/// had no route at that instant), or 144 (a rise of its route that neighbour 1 never heard, or
+/// left: 144 plus a link is more than the claim). Refused either way; with the option the
+/// request is sent again with the same nonce at `JUSTIFY_RETRY`, and the next hop's answer then
 /// (offering 48) justifies the claim, so the deadline evicts nothing. Without the option the
-/// infinite claim answered the request: it is not sent again, and the deadline evicts.
+/// first answer answered the request: it is not sent again, and the deadline evicts.
 #[test]
-fn a_claim_signed_infinite_is_asked_again_with_the_option() {
+fn a_claim_signed_infinite_or_above_the_claim_is_asked_again_with_the_option() {
     let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
-    for option in [true, false] {
-        let mut cfg = two_failures(VerifyConfig::default());
-        cfg.score.reask_infinite_claim = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
-        let request = answer_justify_request(&mut w, false);
-        let t0 = w.now;
-        let infinite =
-            encode_signed_claim(&request, babel_wire::INFINITY, &next_hop_owner(), &key(5));
-        assert!(
-            w.v.handle_signed_claim(t0, nb(1), &infinite, Some(144))
-                .is_err()
-        );
-        let retry = t0 + verify::JUSTIFY_RETRY;
-        let again: Vec<_> =
-            w.v.handle_timeout(retry, &cands)
-                .into_iter()
-                .filter_map(|a| match a {
-                    ProbeAction::SendJustifyRequest {
-                        neighbour,
-                        request: r,
-                    } if neighbour == nb(1) && r.nonce == request.nonce => Some(r),
-                    _ => None,
-                })
-                .collect();
-        assert_eq!(again.len(), usize::from(option), "option {option}");
-        let tlv = encode_signed_claim(&request, 48, &next_hop_owner(), &key(5));
-        let answered = w.v.handle_signed_claim(retry, nb(1), &tlv, Some(144));
-        assert_eq!(answered.is_ok(), option, "option {option}: {answered:?}");
-        let at = w.v.handle_timeout(t0 + verify::JUSTIFY_WAIT, &cands);
-        assert_eq!(evicts(&at, nb(1)), !option, "option {option}");
+    type SetOption = fn(&mut VerifyConfig, bool);
+    let cases: [(u16, JustifyError, SetOption); 2] = [
+        (babel_wire::INFINITY, JustifyError::Unreachable, |c, o| {
+            c.score.reask_infinite_claim = o
+        }),
+        (144, JustifyError::UnderFloor, |c, o| {
+            c.score.reask_refused_claim = o
+        }),
+    ];
+    for (first, refused, set) in cases {
+        for option in [true, false] {
+            let case = format!("first signed {first}, option {option}");
+            let mut cfg = two_failures(VerifyConfig::default());
+            set(&mut cfg, option);
+            let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+            w.hops = 4;
+            w.next_hops.push((nb(1), nb(2)));
+            let c = first_check_of(&mut w, &cands, nb(1));
+            assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
+            let request = answer_justify_request(&mut w, false);
+            let t0 = w.now;
+            let tlv = encode_signed_claim(&request, first, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(t0, nb(1), &tlv, Some(144)),
+                Err(refused),
+                "{case}"
+            );
+            let retry = t0 + verify::JUSTIFY_RETRY;
+            let again: Vec<_> =
+                w.v.handle_timeout(retry, &cands)
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        ProbeAction::SendJustifyRequest {
+                            neighbour,
+                            request: r,
+                        } if neighbour == nb(1) && r.nonce == request.nonce => Some(r),
+                        _ => None,
+                    })
+                    .collect();
+            assert_eq!(again.len(), usize::from(option), "{case}");
+            let tlv = encode_signed_claim(&request, 48, &next_hop_owner(), &key(5));
+            let answered = w.v.handle_signed_claim(retry, nb(1), &tlv, Some(144));
+            assert_eq!(answered.is_ok(), option, "{case}: {answered:?}");
+            let at = w.v.handle_timeout(t0 + verify::JUSTIFY_WAIT, &cands);
+            assert_eq!(evicts(&at, nb(1)), !option, "{case}");
+        }
     }
 }
 

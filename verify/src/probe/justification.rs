@@ -284,9 +284,8 @@ impl Verifier {
             if !self.cfg.score.reask_infinite_claim {
                 self.justify_requests.remove(&(from, c.prefix));
             }
-            return Err(Unexpected);
+            return Err(crate::JustifyError::Unreachable);
         }
-        self.justify_requests.remove(&(from, c.prefix));
         let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
         crate::bounded::make_room(
             &mut self.justifications,
@@ -299,12 +298,19 @@ impl Verifier {
         // justification now (its route cannot cost it what it claims). The floor is kept: a
         // neighbour whose next hop told it less than it signs raises its claim to it, and a
         // later check of the risen claim is justified.
+        // With `reask_refused_claim` the request stays too, sent again as its retries fall due:
+        // the next hop signed one instant of its route, and `from` may make its claim through
+        // another next hop since (one it moved to on this very signed word).
         if claim.is_none_or(|m| m < floor) {
+            if !self.cfg.score.reask_refused_claim {
+                self.justify_requests.remove(&(from, c.prefix));
+            }
             if self.cfg.score.justify_on_rise {
                 self.route_poll = Some(now + crate::RISE_POLL);
             }
-            return Err(Unexpected);
+            return Err(crate::JustifyError::UnderFloor);
         }
+        self.justify_requests.remove(&(from, c.prefix));
         self.origin_deadlines.remove(&(from, c.prefix));
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
