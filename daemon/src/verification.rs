@@ -126,7 +126,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 through us, not justified within 10 s, evicts it too (true)
   verify-loop-through-us BOOL   with verify-unjustified-through-us: a black hole looping
                                 through us while we route through the neighbour, not
-                                justified within 10 s, evicts it too (false)
+                                justified within 10 s, evicts it too (true)
   verify-justify-on-rise BOOL   a Signed Claim refused for a claim under its floor justifies
                                 once the claim reaches the floor before the deadline (true)
   verify-reask-moved-claim BOOL  a deadline that finds the claim moved (or made again after

@@ -150,7 +150,7 @@ pub struct ScoreConfig {
     /// trace on its own link) routes through us, is blamed on neither ([`Blame::ThroughUs`])
     /// and evicts unless justified within [`crate::JUSTIFY_WAIT`]: among honest routers no
     /// loop forms (RFC 8966 §3.5.1), so the loop is the neighbour's lie or its next hop's,
-    /// whose signature tells them apart.
+    /// whose signature tells them apart. On by default.
     pub loop_through_us: bool,
     /// With [`ScoreConfig::justification`]: a Signed Claim refused because the neighbour's
     /// claim was under its floor justifies as soon as the claim we hear reaches the floor,
@@ -420,7 +420,7 @@ impl Default for ScoreConfig {
             unjustified_origin_evicts: true,
             unjustified_unknown_evicts: true,
             unjustified_through_us_evicts: true,
-            loop_through_us: false,
+            loop_through_us: true,
             justify_on_rise: true,
             reask_moved_claim: true,
             confirmed_awaits_justification: true,
