@@ -83,6 +83,7 @@ fn main() {
     let awaits_justification = env("ADV_AWAITS_JUSTIFICATION");
     let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
     let reask_refused_claim = env("ADV_REASK_REFUSED_CLAIM");
+    let correction_meets_next_hop = env("ADV_CORRECTION_MEETS_NEXT_HOP");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
@@ -204,6 +205,9 @@ fn main() {
         }
         if let Some(x) = reask_refused_claim {
             c.verify.score.reask_refused_claim = x != 0;
+        }
+        if let Some(x) = correction_meets_next_hop {
+            c.verify.score.correction_meets_next_hop = x != 0;
         }
         if let Some(x) = audit_claims {
             c.verify.score.audit_claims = x != 0;

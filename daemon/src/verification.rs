@@ -137,6 +137,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 to be sent again (true)
   verify-reask-refused-claim BOOL  a Signed Claim refused for a claim under its floor
                                 leaves the Justify Request to be sent again (true)
+  verify-correction-meets-next-hop BOOL  a claim risen to the cost measured corrects its
+                                failure only if no longer under its next hop's offer (true)
   verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
                                 neighbours asks the neighbour to justify its claim;
                                 unjustified within 10 s, it evicts; signers: only neighbours
@@ -262,6 +264,10 @@ pub enum VerifyStatement {
     /// `verify-reask-refused-claim BOOL`: a Signed Claim refused for a claim under its floor
     /// leaves the Justify Request to be sent again (§4.2.5).
     ReaskRefusedClaim(bool),
+    /// `verify-correction-meets-next-hop BOOL`: a claim that rose to the cost measured
+    /// corrects its failure at the deadline only if it is no longer under what the next hop
+    /// found offers now (§4.2.5).
+    CorrectionMeetsNextHop(bool),
     /// `verify-audit-claims BOOL|signers`: a passing check that no origin test can judge asks
     /// the neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6);
     /// `signers`: only a neighbour that has shown it runs verification.
@@ -372,6 +378,9 @@ impl VerifyStatement {
             "verify-awaits-justification" => VerifyStatement::AwaitsJustification(flag()?),
             "verify-reask-infinite-claim" => VerifyStatement::ReaskInfiniteClaim(flag()?),
             "verify-reask-refused-claim" => VerifyStatement::ReaskRefusedClaim(flag()?),
+            "verify-correction-meets-next-hop" => {
+                VerifyStatement::CorrectionMeetsNextHop(flag()?)
+            }
             "verify-audit-claims" => match v {
                 "signers" => VerifyStatement::AuditClaims {
                     on: true,
@@ -633,6 +642,7 @@ impl VerifySettings {
                 }
                 VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
                 VerifyStatement::ReaskRefusedClaim(b) => c.score.reask_refused_claim = b,
+                VerifyStatement::CorrectionMeetsNextHop(b) => c.score.correction_meets_next_hop = b,
                 VerifyStatement::AuditClaims { on, signers_only } => {
                     c.score.audit_claims = on;
                     c.score.audit_signers_only = signers_only;
@@ -2329,7 +2339,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 20] = [
+        let statements: [(&str, Field); 21] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2354,6 +2364,9 @@ mod tests {
             }),
             ("verify-reask-refused-claim", |c| {
                 c.score.reask_refused_claim
+            }),
+            ("verify-correction-meets-next-hop", |c| {
+                c.score.correction_meets_next_hop
             }),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
@@ -2545,7 +2558,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 50);
+        assert_eq!(listed.len(), 51);
         for k in listed {
             assert!(
                 !matches!(

@@ -188,6 +188,14 @@ pub struct ScoreConfig {
     /// still makes honestly through another. A liar's claim is refused at every sending and
     /// judged at the same deadline.
     pub reask_refused_claim: bool,
+    /// With [`ScoreConfig::justification`]: a claim that rose since its failure corrects it
+    /// at the deadline (§4.2.2) only if it is no longer under `S` times what the next hop the
+    /// session found (or we, when the route came back to us) offers now, plus a link
+    /// (`spec/verify.md` §4.2.5, "A rise still under the next hop"). A claim still that far
+    /// under its next hop's offer is a claim made anew, asked to justify as one that moved. A
+    /// liar whose lie rises with the path behind it (a loop counting up) keeps its ratio to
+    /// what it is offered while passing the cost measured before. On by default.
+    pub correction_meets_next_hop: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
     /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
     /// session found no reference for the origin test (the neighbour's next hop is none of our
@@ -426,6 +434,7 @@ impl Default for ScoreConfig {
             confirmed_awaits_justification: true,
             reask_infinite_claim: true,
             reask_refused_claim: true,
+            correction_meets_next_hop: true,
             audit_claims: true,
             audit_signers_only: false,
         }

@@ -2063,6 +2063,57 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
     }
 }
 
+/// §4.2.5, `correction_meets_next_hop`: the failure of
+/// `a_failure_corrected_before_its_deadline_does_not_evict` (neighbour 1 claims 144, its next
+/// hop 2 offers 192, four links measure 384). By the deadline neighbour 1's claim rose to 248,
+/// which corrects the failure against the cost measured (248 plus our link, 344, is at least
+/// `S` times 384). With the option, a rise is a correction only if the claim is no longer
+/// under `S` times what next hop 2 offers now plus a link: where 2 offers 192 still (0.8 times
+/// 288 is 230) it is; where 2's offer rose to 400 with the path behind it (0.8 times 496 is
+/// 397), it is a claim made anew, asked again and, unjustified, evicted at the second deadline.
+/// Without the option neither is evicted; a next hop that withdrew its route leaves nothing to
+/// hold the rise against. (Audits off, as in `an_unjustified_origin_is_evicted_at_its_deadline`:
+/// the passing checks of the risen claim would audit it.)
+#[test]
+fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    let withdrawn = VerifiableRoute {
+        advertised: babel_wire::INFINITY,
+        metric: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(2, 288, false)
+    };
+    for (option, next_hop_then, want) in [
+        (true, cand(2, 288, false), false),
+        (true, cand(2, 496, false), true),
+        (true, withdrawn, false),
+        (false, cand(2, 496, false), false),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.correction_meets_next_hop = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
+        let first = answer_justify_request(&mut w, false);
+        let later = [cand(1, 344, true), next_hop_then];
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let acts = w.v.handle_timeout(deadline, &later);
+        assert!(!evicts(&acts, nb(1)), "{option} {next_hop_then:?}");
+        let asked = asked_anew(&acts, &first).len();
+        assert_eq!(asked, usize::from(want), "{option} {next_hop_then:?}");
+        let acts = w.v.handle_timeout(deadline + verify::JUSTIFY_WAIT, &later);
+        assert_eq!(evicts(&acts, nb(1)), want, "{option} {next_hop_then:?}");
+        assert_eq!(
+            w.v.counters().evictions,
+            u64::from(want),
+            "{option} {next_hop_then:?}"
+        );
+    }
+}
+
 /// §4.2.5, `unjustified_unknown_evicts` (on by default): neighbour 1 claims 144 and four links
 /// measure 384; its next hop is unknown (the failure is blamed on nobody). Unjustified, the
 /// failure evicts it at the deadline with the option (and not without); justified in time, it

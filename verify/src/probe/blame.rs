@@ -190,13 +190,24 @@ impl Verifier {
     /// by `routes`: the next hop's advertised metric, or, when the next hop is us (with
     /// `returned_blame`), the metric of our own selected route, which is what we advertise.
     fn offered(&self, prefix: Prefix, s: &Session, routes: &[VerifiableRoute]) -> Option<u16> {
-        if s.returned() && self.cfg.score.returned_blame {
+        self.offered_by(prefix, s.next_hop(), s.returned(), routes)
+    }
+
+    /// [`Self::offered`] for a next hop `next_hop` found before, or us (`returned`).
+    pub(super) fn offered_by(
+        &self,
+        prefix: Prefix,
+        next_hop: Option<NeighbourId>,
+        returned: bool,
+        routes: &[VerifiableRoute],
+    ) -> Option<u16> {
+        if returned && self.cfg.score.returned_blame {
             routes
                 .iter()
                 .find(|c| c.prefix == prefix && c.selected)
                 .map(|c| c.metric)
         } else {
-            let x = s.next_hop()?;
+            let x = next_hop?;
             routes
                 .iter()
                 .find(|c| c.prefix == prefix && c.neighbour == x)

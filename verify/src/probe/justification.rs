@@ -156,6 +156,7 @@ impl Verifier {
                     d.metric,
                     d.cost,
                 )
+                && !self.still_under_next_hop(&key, &d, r.advertised, candidates)
             {
                 continue;
             }
@@ -213,6 +214,31 @@ impl Verifier {
                 });
             }
         }
+    }
+
+    /// §4.2.5, `correction_meets_next_hop`: whether `claim`, the neighbour's claim now for the
+    /// destination of deadline `d` (key `(n, p)`), is still under `S` times what the next hop
+    /// the failing session found offers it now plus a link, so that a rise to the cost
+    /// measured then corrects nothing. Nothing to hold it against (no next hop found, or it
+    /// offers nothing now): not under.
+    fn still_under_next_hop(
+        &self,
+        (_, p): &(NeighbourId, Prefix),
+        d: &Deadline,
+        claim: u16,
+        candidates: &[VerifiableRoute],
+    ) -> bool {
+        if !self.cfg.score.correction_meets_next_hop {
+            return false;
+        }
+        let (next_hop, returned) = d.reference;
+        self.offered_by(*p, next_hop, returned, candidates)
+            .is_some_and(|o| {
+                o < babel_wire::INFINITY
+                    && f64::from(claim)
+                        < self.cfg.score.threshold
+                            * f64::from(o.saturating_add(self.cfg.cost.hop_cost))
+            })
     }
 
     /// §4.2.5: whether the neighbour's claim for the route, at the session's start and end,
@@ -421,6 +447,10 @@ impl Verifier {
             moved: false,
             parked: false,
             audit,
+            reference: (
+                check.next_hop.filter(|_| check.trace_links == 1),
+                check.returned,
+            ),
         });
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);

@@ -1414,6 +1414,10 @@ struct Deadline {
     /// With `audit_claims` (§4.2.6): the deadline of a passing check's audit, not of a failure.
     /// A claim at least what we measured corrects no audit: it passed already.
     audit: bool,
+    /// The neighbour's next hop the failing session found (§4.2.1, one link past it), and
+    /// whether the route came back to us: whose offer a rise is held against with
+    /// `correction_meets_next_hop`.
+    reference: (Option<NeighbourId>, bool),
 }
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
