@@ -41,6 +41,16 @@ fn cand(n: u16, metric: u16, selected: bool) -> VerifiableRoute {
     }
 }
 
+/// Neighbour `n`'s route to [`dest`] retracted (unreachable, so not feasible nor selected).
+fn unreachable(n: u16) -> VerifiableRoute {
+    VerifiableRoute {
+        metric: babel_wire::INFINITY,
+        advertised: babel_wire::INFINITY,
+        feasible: false,
+        ..cand(n, 0, false)
+    }
+}
+
 struct World {
     v: Verifier,
     r: Responder,
@@ -1247,12 +1257,7 @@ fn a_next_hop_through_us_blames_neither() {
     let k = key(1);
     let mut cfg = two_failures(VerifyConfig::default());
     cfg.score.through_us = true;
-    let unreachable = VerifiableRoute {
-        metric: babel_wire::INFINITY,
-        advertised: babel_wire::INFINITY,
-        feasible: false,
-        ..cand(2, 240, false)
-    };
+    let unreachable = unreachable(2);
     let run_on = |cfg: VerifyConfig, hops: u8, cands: &[VerifiableRoute], on: Option<u32>| {
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = hops;
@@ -1613,15 +1618,7 @@ fn unanswered_origin_failure(reask_moved_claim: bool) -> (World, verify::ClaimRe
 
 /// The routes once neighbour 1 has withdrawn its claim (unreachable) and we select neighbour 2.
 fn withdrawn_by_1() -> [VerifiableRoute; 2] {
-    [
-        VerifiableRoute {
-            advertised: babel_wire::INFINITY,
-            metric: babel_wire::INFINITY,
-            feasible: false,
-            ..cand(1, 240, false)
-        },
-        cand(2, 288, true),
-    ]
+    [unreachable(1), cand(2, 288, true)]
 }
 
 /// The Justify Requests to neighbour 1 among `actions` other than `first` (sent again with its
@@ -2023,12 +2020,7 @@ fn an_unanswered_justify_request_is_sent_again() {
 fn a_failure_corrected_before_its_deadline_does_not_evict() {
     let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
-    let retracted = VerifiableRoute {
-        advertised: babel_wire::INFINITY,
-        metric: babel_wire::INFINITY,
-        feasible: false,
-        ..cand(1, 240, false)
-    };
+    let retracted = unreachable(1);
     let link_lost = VerifiableRoute {
         metric: babel_wire::INFINITY,
         feasible: false,
@@ -2078,12 +2070,7 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
 fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
     let k = key(1);
     let cands = [cand(1, 240, true), cand(2, 288, false)];
-    let withdrawn = VerifiableRoute {
-        advertised: babel_wire::INFINITY,
-        metric: babel_wire::INFINITY,
-        feasible: false,
-        ..cand(2, 288, false)
-    };
+    let withdrawn = unreachable(2);
     for (option, next_hop_then, want) in [
         (true, cand(2, 288, false), false),
         (true, cand(2, 496, false), true),
@@ -2168,12 +2155,7 @@ fn unjustified_deadline(
 /// (2 signs that it offers 1 only 48: the lie is 2's), it does not.
 #[test]
 fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
-    let unreachable = VerifiableRoute {
-        metric: babel_wire::INFINITY,
-        advertised: babel_wire::INFINITY,
-        feasible: false,
-        ..cand(2, 240, false)
-    };
+    let unreachable = unreachable(2);
     let cands = [cand(1, 240, false), unreachable, cand(3, 240, true)];
     unjustified_deadline(&cands, Some(nb(2)), Blame::ThroughUs, |cfg, on| {
         cfg.score.unjustified_through_us_evicts = on;
@@ -2189,12 +2171,7 @@ fn an_unjustified_failure_through_us_is_evicted_with_the_option() {
 #[test]
 fn a_loop_through_us_is_evicted_unless_justified() {
     let k = key(1);
-    let unreachable = VerifiableRoute {
-        metric: babel_wire::INFINITY,
-        advertised: babel_wire::INFINITY,
-        feasible: false,
-        ..cand(2, 240, false)
-    };
+    let unreachable = unreachable(2);
     for (selected, option, justified, want) in [
         (true, true, false, true),
         (true, true, true, false),
@@ -2242,16 +2219,7 @@ fn a_loop_through_us_is_evicted_unless_justified() {
 fn an_audited_claim_left_unjustified_evicts_with_the_option() {
     let k = key(1);
     let cands = [cand(1, 384, true), cand(2, 480, false)];
-    let withdrawn = [
-        VerifiableRoute {
-            metric: babel_wire::INFINITY,
-            advertised: babel_wire::INFINITY,
-            feasible: false,
-            selected: false,
-            ..cand(1, 384, true)
-        },
-        cand(2, 480, true),
-    ];
+    let withdrawn = [unreachable(1), cand(2, 480, true)];
     // (option, next hop named, signed metric, claims at the deadline, asked, evicted)
     for (option, named, signed, later, asked, want) in [
         (true, false, None, &cands, true, true),
