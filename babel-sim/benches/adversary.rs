@@ -84,6 +84,7 @@ fn main() {
     let reask_infinite_claim = env("ADV_REASK_INFINITE_CLAIM");
     let reask_refused_claim = env("ADV_REASK_REFUSED_CLAIM");
     let correction_meets_next_hop = env("ADV_CORRECTION_MEETS_NEXT_HOP");
+    let correction_near_measured = env("ADV_CORRECTION_NEAR_MEASURED");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
@@ -208,6 +209,9 @@ fn main() {
         }
         if let Some(x) = correction_meets_next_hop {
             c.verify.score.correction_meets_next_hop = x != 0;
+        }
+        if let Some(x) = correction_near_measured {
+            c.verify.score.correction_near_measured = x != 0;
         }
         if let Some(x) = audit_claims {
             c.verify.score.audit_claims = x != 0;

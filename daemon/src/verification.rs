@@ -139,6 +139,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 leaves the Justify Request to be sent again (true)
   verify-correction-meets-next-hop BOOL  a claim risen to the cost measured corrects its
                                 failure only if no longer under its next hop's offer (true)
+  verify-correction-near-measured BOOL  a claim risen past the cost measured over the
+                                threshold corrects nothing: it is asked again (false)
   verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
                                 neighbours asks the neighbour to justify its claim;
                                 unjustified within 10 s, it evicts; signers: only neighbours
@@ -268,6 +270,9 @@ pub enum VerifyStatement {
     /// corrects its failure at the deadline only if it is no longer under what the next hop
     /// found offers now (§4.2.5).
     CorrectionMeetsNextHop(bool),
+    /// `verify-correction-near-measured BOOL`: a claim that rose past the cost measured over
+    /// the threshold corrects nothing at the deadline; it is asked again (§4.2.5).
+    CorrectionNearMeasured(bool),
     /// `verify-audit-claims BOOL|signers`: a passing check that no origin test can judge asks
     /// the neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6);
     /// `signers`: only a neighbour that has shown it runs verification.
@@ -380,6 +385,9 @@ impl VerifyStatement {
             "verify-reask-refused-claim" => VerifyStatement::ReaskRefusedClaim(flag()?),
             "verify-correction-meets-next-hop" => {
                 VerifyStatement::CorrectionMeetsNextHop(flag()?)
+            }
+            "verify-correction-near-measured" => {
+                VerifyStatement::CorrectionNearMeasured(flag()?)
             }
             "verify-audit-claims" => match v {
                 "signers" => VerifyStatement::AuditClaims {
@@ -643,6 +651,7 @@ impl VerifySettings {
                 VerifyStatement::ReaskInfiniteClaim(b) => c.score.reask_infinite_claim = b,
                 VerifyStatement::ReaskRefusedClaim(b) => c.score.reask_refused_claim = b,
                 VerifyStatement::CorrectionMeetsNextHop(b) => c.score.correction_meets_next_hop = b,
+                VerifyStatement::CorrectionNearMeasured(b) => c.score.correction_near_measured = b,
                 VerifyStatement::AuditClaims { on, signers_only } => {
                     c.score.audit_claims = on;
                     c.score.audit_signers_only = signers_only;
@@ -2339,7 +2348,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 21] = [
+        let statements: [(&str, Field); 22] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2367,6 +2376,9 @@ mod tests {
             }),
             ("verify-correction-meets-next-hop", |c| {
                 c.score.correction_meets_next_hop
+            }),
+            ("verify-correction-near-measured", |c| {
+                c.score.correction_near_measured
             }),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
@@ -2558,7 +2570,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 51);
+        assert_eq!(listed.len(), 52);
         for k in listed {
             assert!(
                 !matches!(

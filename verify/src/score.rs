@@ -196,6 +196,15 @@ pub struct ScoreConfig {
     /// liar whose lie rises with the path behind it (a loop counting up) keeps its ratio to
     /// what it is offered while passing the cost measured before. On by default.
     pub correction_meets_next_hop: bool,
+    /// With [`ScoreConfig::justification`]: a claim that rose since its failure corrects it
+    /// at the deadline (§4.2.2) only if it lands near the cost we measured, no more than
+    /// `1/S` times it (`spec/verify.md` §4.2.5, "A rise past the cost measured"). A claim
+    /// risen further says the path behind the neighbour changed since we measured it, not
+    /// that the neighbour corrected its claim: it is a claim made anew, asked to justify as
+    /// one that moved. A liar whose lie rides a path that grew dearer keeps its ratio to its
+    /// path while passing the cost measured on the old one. Black holes (no cost measured)
+    /// are not concerned. Off by default.
+    pub correction_near_measured: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
     /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
     /// session found no reference for the origin test (the neighbour's next hop is none of our
@@ -435,6 +444,7 @@ impl Default for ScoreConfig {
             reask_infinite_claim: true,
             reask_refused_claim: true,
             correction_meets_next_hop: true,
+            correction_near_measured: false,
             audit_claims: true,
             audit_signers_only: false,
         }

@@ -2101,6 +2101,56 @@ fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
     }
 }
 
+/// §4.2.5, `correction_near_measured`: the failure of
+/// `a_rise_still_under_the_next_hop_corrects_nothing_with_the_option` (neighbour 1 claims 144,
+/// its next hop 2 offers 192, four links measure 384). By the deadline neighbour 1's claim rose.
+/// To 248 (344 with our link, between `S` and `1/S` times 384) it corrects the failure with the
+/// option or without. To 544 (640 with our link, past 384 / 0.8 = 480) the path behind it
+/// changed since we measured it: with the option it is a claim made anew, asked again with a
+/// fresh nonce and, unjustified, evicted at the second deadline; justified then (its next hop
+/// signs an offer of 448, floor 544), it is not. Without the option it corrects the failure.
+/// Next hop 2 offers 192 throughout, so `correction_meets_next_hop` (on) passes the rise.
+#[test]
+fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
+    let k = key(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    // (option, our metric through 1 at the deadline, justified when asked again, evicted)
+    for (option, risen, justified, want) in [
+        (true, 344, false, false),
+        (true, 640, false, true),
+        (true, 640, true, false),
+        (false, 640, false, false),
+    ] {
+        let case = format!("option {option} risen {risen} justified {justified}");
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.correction_near_measured = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &cands, nb(1));
+        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
+        let first = answer_justify_request(&mut w, false);
+        let later = [cand(1, risen, true), cand(2, 288, false)];
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let acts = w.v.handle_timeout(deadline, &later);
+        assert!(!evicts(&acts, nb(1)), "{case}");
+        let asked = asked_anew(&acts, &first);
+        let anew = option && risen == 640;
+        assert_eq!(asked.len(), usize::from(anew), "{case}");
+        if let (Some(request), true) = (asked.first(), justified) {
+            let tlv = encode_signed_claim(request, 448, &next_hop_owner(), &key(5));
+            assert_eq!(
+                w.v.handle_signed_claim(deadline, nb(1), &tlv, Some(risen - 96)),
+                Ok(()),
+                "{case}"
+            );
+        }
+        let acts = w.v.handle_timeout(deadline + verify::JUSTIFY_WAIT, &later);
+        assert_eq!(evicts(&acts, nb(1)), want, "{case}");
+        assert_eq!(w.v.counters().evictions, u64::from(want), "{case}");
+    }
+}
+
 /// §4.2.5, `unjustified_unknown_evicts` (on by default): neighbour 1 claims 144 and four links
 /// measure 384; its next hop is unknown (the failure is blamed on nobody). Unjustified, the
 /// failure evicts it at the deadline with the option (and not without); justified in time, it

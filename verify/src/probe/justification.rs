@@ -157,6 +157,7 @@ impl Verifier {
                     d.cost,
                 )
                 && !self.still_under_next_hop(&key, &d, r.advertised, candidates)
+                && !self.past_measured(&d, r.advertised)
             {
                 continue;
             }
@@ -239,6 +240,18 @@ impl Verifier {
                         < self.cfg.score.threshold
                             * f64::from(o.saturating_add(self.cfg.cost.hop_cost))
             })
+    }
+
+    /// §4.2.5, `correction_near_measured`: whether `claim`, the neighbour's claim now for the
+    /// destination of deadline `d`, priced with our link at the failure, rose past `1/S` times
+    /// the cost the failing session measured, so that it corrects nothing: the path behind
+    /// the neighbour changed. A black hole measured no cost: not past it.
+    fn past_measured(&self, d: &Deadline, claim: u16) -> bool {
+        self.cfg.score.correction_near_measured
+            && d.cost < MAX_COST
+            && claim < babel_wire::INFINITY
+            && f64::from(crate::score::claim_metric(claim, d.link)) * self.cfg.score.threshold
+                > f64::from(d.cost)
     }
 
     /// §4.2.5: whether the neighbour's claim for the route, at the session's start and end,
