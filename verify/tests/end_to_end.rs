@@ -1604,9 +1604,14 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
 /// four links measure 384, its next hop 2 is known: blamed on the origin), with
 /// `reask_moved_claim` as given, and the first Justify Request, left unanswered.
 fn unanswered_origin_failure(reask_moved_claim: bool) -> (World, verify::ClaimRequest) {
-    let k = key(1);
     let mut cfg = two_failures(VerifyConfig::default());
     cfg.score.reask_moved_claim = reask_moved_claim;
+    unanswered_origin_failure_with(cfg)
+}
+
+/// The same failure under `cfg`.
+fn unanswered_origin_failure_with(cfg: VerifyConfig) -> (World, verify::ClaimRequest) {
+    let k = key(1);
     let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
     w.hops = 4;
     w.next_hops.push((nb(1), nb(2)));
@@ -2068,8 +2073,6 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
 /// the passing checks of the risen claim would audit it.)
 #[test]
 fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
-    let k = key(1);
-    let cands = [cand(1, 240, true), cand(2, 288, false)];
     let withdrawn = unreachable(2);
     for (option, next_hop_then, want) in [
         (true, cand(2, 288, false), false),
@@ -2079,12 +2082,7 @@ fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
     ] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.correction_meets_next_hop = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
-        let first = answer_justify_request(&mut w, false);
+        let (mut w, first) = unanswered_origin_failure_with(cfg);
         let later = [cand(1, 344, true), next_hop_then];
         let deadline = w.now + verify::JUSTIFY_WAIT;
         let acts = w.v.handle_timeout(deadline, &later);
@@ -2112,8 +2110,6 @@ fn a_rise_still_under_the_next_hop_corrects_nothing_with_the_option() {
 /// Next hop 2 offers 192 throughout, so `correction_meets_next_hop` (on) passes the rise.
 #[test]
 fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
-    let k = key(1);
-    let cands = [cand(1, 240, true), cand(2, 288, false)];
     // (option, our metric through 1 at the deadline, justified when asked again, evicted)
     for (option, risen, justified, want) in [
         (true, 344, false, false),
@@ -2124,12 +2120,7 @@ fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
         let case = format!("option {option} risen {risen} justified {justified}");
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.correction_near_measured = option;
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &cands, nb(1));
-        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
-        let first = answer_justify_request(&mut w, false);
+        let (mut w, first) = unanswered_origin_failure_with(cfg);
         let later = [cand(1, risen, true), cand(2, 288, false)];
         let deadline = w.now + verify::JUSTIFY_WAIT;
         let acts = w.v.handle_timeout(deadline, &later);
