@@ -140,7 +140,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-correction-meets-next-hop BOOL  a claim risen to the cost measured corrects its
                                 failure only if no longer under its next hop's offer (true)
   verify-correction-near-measured BOOL  a claim risen past the cost measured over the
-                                threshold corrects nothing: it is asked again (false)
+                                threshold corrects nothing: it is asked again (true)
   verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
                                 neighbours asks the neighbour to justify its claim;
                                 unjustified within 10 s, it evicts; signers: only neighbours

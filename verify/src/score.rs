@@ -203,7 +203,7 @@ pub struct ScoreConfig {
     /// that the neighbour corrected its claim: it is a claim made anew, asked to justify as
     /// one that moved. A liar whose lie rides a path that grew dearer keeps its ratio to its
     /// path while passing the cost measured on the old one. Black holes (no cost measured)
-    /// are not concerned. Off by default.
+    /// are not concerned. On by default.
     pub correction_near_measured: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
     /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
@@ -444,7 +444,7 @@ impl Default for ScoreConfig {
             reask_infinite_claim: true,
             reask_refused_claim: true,
             correction_meets_next_hop: true,
-            correction_near_measured: false,
+            correction_near_measured: true,
             audit_claims: true,
             audit_signers_only: false,
         }
