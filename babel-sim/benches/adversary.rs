@@ -85,6 +85,7 @@ fn main() {
     let reask_refused_claim = env("ADV_REASK_REFUSED_CLAIM");
     let correction_meets_next_hop = env("ADV_CORRECTION_MEETS_NEXT_HOP");
     let correction_near_measured = env("ADV_CORRECTION_NEAR_MEASURED");
+    let withdrawn_origin_evicts = env("ADV_WITHDRAWN_ORIGIN_EVICTS");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
@@ -212,6 +213,9 @@ fn main() {
         }
         if let Some(x) = correction_near_measured {
             c.verify.score.correction_near_measured = x != 0;
+        }
+        if let Some(x) = withdrawn_origin_evicts {
+            c.verify.score.withdrawn_origin_evicts = x != 0;
         }
         if let Some(x) = audit_claims {
             c.verify.score.audit_claims = x != 0;

@@ -141,6 +141,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 failure only if no longer under its next hop's offer (true)
   verify-correction-near-measured BOOL  a claim risen past the cost measured over the
                                 threshold corrects nothing: it is asked again (true)
+  verify-withdrawn-origin-evicts BOOL  a claim withdrawn after a failure blamed on the
+                                neighbour as the origin corrects nothing: unjustified,
+                                it evicts at the deadline (true)
   verify-audit-claims BOOL|signers  a passing check whose next hop is none of our
                                 neighbours asks the neighbour to justify its claim;
                                 unjustified within 10 s, it evicts; signers: only neighbours
@@ -273,6 +276,10 @@ pub enum VerifyStatement {
     /// `verify-correction-near-measured BOOL`: a claim that rose past the cost measured over
     /// the threshold corrects nothing at the deadline; it is asked again (§4.2.5).
     CorrectionNearMeasured(bool),
+    /// `verify-withdrawn-origin-evicts BOOL`: a claim withdrawn after a failure blamed on the
+    /// neighbour as the origin of its lie corrects nothing; unjustified, it evicts at the
+    /// deadline (§4.2.5).
+    WithdrawnOriginEvicts(bool),
     /// `verify-audit-claims BOOL|signers`: a passing check that no origin test can judge asks
     /// the neighbour to justify its claim, and evicts it unjustified at the deadline (§4.2.6);
     /// `signers`: only a neighbour that has shown it runs verification.
@@ -389,6 +396,7 @@ impl VerifyStatement {
             "verify-correction-near-measured" => {
                 VerifyStatement::CorrectionNearMeasured(flag()?)
             }
+            "verify-withdrawn-origin-evicts" => VerifyStatement::WithdrawnOriginEvicts(flag()?),
             "verify-audit-claims" => match v {
                 "signers" => VerifyStatement::AuditClaims {
                     on: true,
@@ -652,6 +660,7 @@ impl VerifySettings {
                 VerifyStatement::ReaskRefusedClaim(b) => c.score.reask_refused_claim = b,
                 VerifyStatement::CorrectionMeetsNextHop(b) => c.score.correction_meets_next_hop = b,
                 VerifyStatement::CorrectionNearMeasured(b) => c.score.correction_near_measured = b,
+                VerifyStatement::WithdrawnOriginEvicts(b) => c.score.withdrawn_origin_evicts = b,
                 VerifyStatement::AuditClaims { on, signers_only } => {
                     c.score.audit_claims = on;
                     c.score.audit_signers_only = signers_only;
@@ -2348,7 +2357,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 22] = [
+        let statements: [(&str, Field); 23] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2379,6 +2388,9 @@ mod tests {
             }),
             ("verify-correction-near-measured", |c| {
                 c.score.correction_near_measured
+            }),
+            ("verify-withdrawn-origin-evicts", |c| {
+                c.score.withdrawn_origin_evicts
             }),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
@@ -2570,7 +2582,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 52);
+        assert_eq!(listed.len(), 53);
         for k in listed {
             assert!(
                 !matches!(

@@ -1609,6 +1609,14 @@ fn unanswered_origin_failure(reask_moved_claim: bool) -> (World, verify::ClaimRe
     unanswered_origin_failure_with(cfg)
 }
 
+/// The same, a withdrawal after it waited for as without `withdrawn_origin_evicts`.
+fn unanswered_origin_failure_parked(reask_moved_claim: bool) -> (World, verify::ClaimRequest) {
+    let mut cfg = two_failures(VerifyConfig::default());
+    cfg.score.reask_moved_claim = reask_moved_claim;
+    cfg.score.withdrawn_origin_evicts = false;
+    unanswered_origin_failure_with(cfg)
+}
+
 /// The same failure under `cfg`.
 fn unanswered_origin_failure_with(cfg: VerifyConfig) -> (World, verify::ClaimRequest) {
     let k = key(1);
@@ -1771,7 +1779,8 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
 /// judged a `JUSTIFY_WAIT` later (a Signed Claim offering 48 justifies it, none evicts);
 /// withdrawn for all of `confirm_within` (or the destination no longer used then), the
 /// withdrawal held and nothing is evicted. A destination no longer used at the deadline (no
-/// route to look at) waits the same way.
+/// route to look at) waits the same way. (The failure is blamed on the origin, which
+/// `withdrawn_origin_evicts`, on by default, evicts at a withdrawal: off here.)
 #[test]
 fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
     let cands = [cand(1, 240, true), cand(2, 288, false)];
@@ -1790,7 +1799,7 @@ fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
         (true, false, false, false, true, false),
         (false, false, true, false, false, false),
     ] {
-        let (mut w, first_request) = unanswered_origin_failure(option);
+        let (mut w, first_request) = unanswered_origin_failure_parked(option);
         let confirm_within = w.v.config().score.confirm_within;
         let case =
             format!("option {option} gone {gone} back {back} answered {answered} unused {unused}");
@@ -2020,7 +2029,9 @@ fn an_unanswered_justify_request_is_sent_again() {
 /// when only our link to neighbour 1 failed (our metric infinite) or worsened (our metric 400)
 /// by then: the claim is judged priced with our link at the failure, and a link that a
 /// neighbour can break by going quiet for a moment corrects nothing. (The claim that rose less
-/// has moved: it is asked again, and evicts at the second deadline.)
+/// has moved: it is asked again, and evicts at the second deadline.) The failure is blamed on
+/// the origin, so the retraction corrects it only without `withdrawn_origin_evicts` (on by
+/// default): with it, the retraction evicts at the deadline.
 #[test]
 fn a_failure_corrected_before_its_deadline_does_not_evict() {
     let k = key(1);
@@ -2035,15 +2046,19 @@ fn a_failure_corrected_before_its_deadline_does_not_evict() {
         metric: 400,
         ..cand(1, 240, true)
     };
-    for (at_deadline, want) in [
-        (cand(1, 240, true), true),
-        (cand(1, 300, true), true),
-        (cand(1, 344, true), false),
-        (retracted, false),
-        (link_lost, true),
-        (link_worse, true),
+    // (the claim at the deadline, `withdrawn_origin_evicts`, evicted)
+    for (at_deadline, withdrawn_origin_evicts, want) in [
+        (cand(1, 240, true), true, true),
+        (cand(1, 300, true), true, true),
+        (cand(1, 344, true), true, false),
+        (retracted, false, false),
+        (retracted, true, true),
+        (link_lost, true, true),
+        (link_worse, true, true),
     ] {
-        let mut w = world(VerifyConfig::default(), &k, *k.verifying_key().as_bytes());
+        let mut cfg = VerifyConfig::default();
+        cfg.score.withdrawn_origin_evicts = withdrawn_origin_evicts;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 4;
         w.next_hops.push((nb(1), nb(2)));
         let c = first_check_of(&mut w, &cands, nb(1));
@@ -2139,6 +2154,58 @@ fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
         let acts = w.v.handle_timeout(deadline + verify::JUSTIFY_WAIT, &later);
         assert_eq!(evicts(&acts, nb(1)), want, "{case}");
         assert_eq!(w.v.counters().evictions, u64::from(want), "{case}");
+    }
+}
+
+/// §4.2.5, `withdrawn_origin_evicts`: the failure of
+/// `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144 where its next hop
+/// 2 offers 192: blamed on the origin), unanswered, and at the deadline neighbour 1's claim is
+/// withdrawn. With the option the withdrawal corrects nothing and the deadline evicts, as
+/// unjustified; without it the failure waits for the claim to come back (parked). Justified in
+/// time, it evicts nothing; nor does a destination no longer used at the deadline (no route
+/// to look at), nor the same withdrawal after a failure blamed on nobody (no next hop known).
+#[test]
+fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
+    let unreachable = withdrawn_by_1();
+    let other = [VerifiableRoute {
+        prefix: "fd00::77/128".parse().expect("a prefix"),
+        ..cand(2, 288, true)
+    }];
+    // (option, next hop known, justified, the destination unused at the deadline, evicted)
+    for (option, origin, justified, gone, want) in [
+        (true, true, false, false, true),
+        (true, true, true, false, false),
+        (true, true, false, true, false),
+        (true, false, false, false, false),
+        (false, true, false, false, false),
+    ] {
+        let case = format!("option {option} origin {origin} justified {justified} gone {gone}");
+        let mut cfg = two_failures(VerifyConfig::default());
+        // A failure blamed on nobody has a deadline too.
+        cfg.score.unjustified_unknown_evicts = true;
+        cfg.score.withdrawn_origin_evicts = option;
+        let k = key(1);
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        if origin {
+            w.next_hops.push((nb(1), nb(2)));
+        }
+        let c = first_check_of(&mut w, &[cand(1, 240, true), cand(2, 288, false)], nb(1));
+        let blame = if origin {
+            Blame::Origin
+        } else {
+            Blame::Unknown
+        };
+        assert_eq!((c.blame, c.cost), (blame, Some(384)), "{case} {c:?}");
+        answer_justify_request(&mut w, justified);
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let seen = if gone { &other[..] } else { &unreachable[..] };
+        let acts = w.v.handle_timeout(deadline, seen);
+        let why = eviction_in(&acts, nb(1));
+        assert_eq!(why.is_some(), want, "{case}");
+        if let Some(e) = why {
+            assert_eq!(e.cause, EvictionCause::Unjustified, "{case}");
+        }
     }
 }
 

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 59, "{t:?}");
+    assert_eq!(t.len(), 60, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -88,6 +88,7 @@ fn defaults_table_matches_code() {
             "reask_refused_claim" => c.score.reask_refused_claim.to_string() == *v,
             "correction_meets_next_hop" => c.score.correction_meets_next_hop.to_string() == *v,
             "correction_near_measured" => c.score.correction_near_measured.to_string() == *v,
+            "withdrawn_origin_evicts" => c.score.withdrawn_origin_evicts.to_string() == *v,
             "audit_claims" => c.score.audit_claims.to_string() == *v,
             "audit_signers_only" => c.score.audit_signers_only.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,

@@ -120,14 +120,19 @@ impl Verifier {
             .collect();
         for (key, d) in due {
             self.origin_deadlines.remove(&key);
+            let claim_now = claim_in(candidates, &key);
+            // `withdrawn_origin_evicts`: the lie of an origin failure was read from what the
+            // neighbour and its next hop advertised; withdrawing the claim since undoes nothing.
+            if self.cfg.score.withdrawn_origin_evicts && d.origin && claim_now == Some(None) {
+                self.evict_unjustified(now, key, &d, out);
+                continue;
+            }
             // `reask_moved_claim`: a claim withdrawn at the deadline corrects the failure only
             // if it stays withdrawn; the failure waits (parked) up to `confirm_within` for the
             // claim to come back, which is then a claim made anew. Parked that long, the
             // withdrawal held: the failure is corrected. So does a destination with no route
             // to look at (no longer used): it waits to be seen again.
-            if self.cfg.score.reask_moved_claim
-                && claim_in(candidates, &key).is_none_or(|c| c.is_none())
-            {
+            if self.cfg.score.reask_moved_claim && claim_now.is_none_or(|c| c.is_none()) {
                 if d.parked {
                     continue;
                 }
@@ -196,24 +201,36 @@ impl Verifier {
                 self.ask_to_justify(now, key, out);
                 continue;
             }
-            let Some(score) = self.scores.get_mut(&key.0) else {
-                continue;
-            };
-            let why = Eviction {
-                prefix: key.1,
-                cause: if d.audit {
-                    EvictionCause::Audit
-                } else {
-                    EvictionCause::Unjustified
-                },
-            };
-            if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score, why) {
-                self.counters.evictions += 1;
-                out.push(ProbeAction::Standing {
-                    neighbour: key.0,
-                    eviction: Some(why),
-                });
-            }
+            self.evict_unjustified(now, key, &d, out);
+        }
+    }
+
+    /// §4.2.5: evicts the neighbour of deadline `d` (key `(n, p)`), its claim unjustified (or,
+    /// for an audit, unaudited) at the deadline.
+    fn evict_unjustified(
+        &mut self,
+        now: Instant,
+        key: (NeighbourId, Prefix),
+        d: &Deadline,
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let Some(score) = self.scores.get_mut(&key.0) else {
+            return;
+        };
+        let why = Eviction {
+            prefix: key.1,
+            cause: if d.audit {
+                EvictionCause::Audit
+            } else {
+                EvictionCause::Unjustified
+            },
+        };
+        if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score, why) {
+            self.counters.evictions += 1;
+            out.push(ProbeAction::Standing {
+                neighbour: key.0,
+                eviction: Some(why),
+            });
         }
     }
 
@@ -464,6 +481,7 @@ impl Verifier {
                 check.next_hop.filter(|_| check.trace_links == 1),
                 check.returned,
             ),
+            origin: !audit && check.blame == Blame::Origin,
         });
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);

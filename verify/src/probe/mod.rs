@@ -1418,6 +1418,9 @@ struct Deadline {
     /// whether the route came back to us: whose offer a rise is held against with
     /// `correction_meets_next_hop`.
     reference: (Option<NeighbourId>, bool),
+    /// The failure was blamed on the neighbour as the origin of its lie (§4.2.1): with
+    /// `withdrawn_origin_evicts`, a withdrawal does not correct it.
+    origin: bool,
 }
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
