@@ -205,12 +205,12 @@ pub struct ScoreConfig {
     /// path while passing the cost measured on the old one. Black holes (no cost measured)
     /// are not concerned. On by default.
     pub correction_near_measured: bool,
-    /// With [`ScoreConfig::justification`] and [`ScoreConfig::reask_moved_claim`]: a failure
-    /// blamed on the neighbour as the origin of its lie (§4.2.1: its claim under what its own
-    /// next hop offered, at both ends of the session) is not corrected by a withdrawal
-    /// (`spec/verify.md` §4.2.5, "A withdrawal after an origin failure"). Its claim seen
-    /// withdrawn at the deadline, unjustified, it evicts then, instead of waiting (parked) for
-    /// the claim to come back. The lie was read from two advertisements, not measured, so no
+    /// With [`ScoreConfig::justification`]: a failure blamed on the neighbour as the origin of
+    /// its lie (§4.2.1: its claim under what its own next hop offered, at both ends of the
+    /// session) is not corrected by a withdrawal (`spec/verify.md` §4.2.5, "A withdrawal after
+    /// an origin failure"). Its claim seen withdrawn at the deadline, unjustified, it evicts
+    /// then, instead of waiting (with `reask_moved_claim`, parked) for the claim to come back,
+    /// or being forgiven. The lie was read from two advertisements, not measured, so no
     /// later state of the route undoes it; a liar whose route moves through us, or is lost for
     /// a while, after the failure is judged at the deadline rather than when it lies again.
     /// On by default.

@@ -2164,6 +2164,8 @@ fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
 /// unjustified; without it the failure waits for the claim to come back (parked). Justified in
 /// time, it evicts nothing; nor does a destination no longer used at the deadline (no route
 /// to look at), nor the same withdrawal after a failure blamed on nobody (no next hop known).
+/// Without `reask_moved_claim` (no parking) the option evicts the same, and without either the
+/// withdrawal corrects the failure.
 #[test]
 fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
     let unreachable = withdrawn_by_1();
@@ -2171,16 +2173,22 @@ fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
         prefix: "fd00::77/128".parse().expect("a prefix"),
         ..cand(2, 288, true)
     }];
-    // (option, next hop known, justified, the destination unused at the deadline, evicted)
-    for (option, origin, justified, gone, want) in [
-        (true, true, false, false, true),
-        (true, true, true, false, false),
-        (true, true, false, true, false),
-        (true, false, false, false, false),
-        (false, true, false, false, false),
+    // (option, `reask_moved_claim`, next hop known, justified, the destination unused at the
+    // deadline, evicted)
+    for (option, reask, origin, justified, gone, want) in [
+        (true, true, true, false, false, true),
+        (true, true, true, true, false, false),
+        (true, true, true, false, true, false),
+        (true, true, false, false, false, false),
+        (false, true, true, false, false, false),
+        (true, false, true, false, false, true),
+        (false, false, true, false, false, false),
     ] {
-        let case = format!("option {option} origin {origin} justified {justified} gone {gone}");
+        let case = format!(
+            "option {option} reask {reask} origin {origin} justified {justified} gone {gone}"
+        );
         let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.reask_moved_claim = reask;
         // A failure blamed on nobody has a deadline too.
         cfg.score.unjustified_unknown_evicts = true;
         cfg.score.withdrawn_origin_evicts = option;
