@@ -1634,6 +1634,14 @@ fn withdrawn_by_1() -> [VerifiableRoute; 2] {
     [unreachable(1), cand(2, 288, true)]
 }
 
+/// The routes once the destination is no longer used: only a route to another one.
+fn elsewhere() -> [VerifiableRoute; 1] {
+    [VerifiableRoute {
+        prefix: "fd00::77/128".parse().expect("a prefix"),
+        ..cand(2, 288, true)
+    }]
+}
+
 /// The Justify Requests to neighbour 1 among `actions` other than `first` (sent again with its
 /// nonce as its retries fall due): those asking anew.
 fn asked_anew(actions: &[ProbeAction], first: &verify::ClaimRequest) -> Vec<verify::ClaimRequest> {
@@ -1785,10 +1793,7 @@ fn a_claim_withdrawn_and_made_again_is_asked_again_with_the_option() {
 fn a_claim_withdrawn_at_its_deadline_waits_for_its_return_with_the_option() {
     let cands = [cand(1, 240, true), cand(2, 288, false)];
     let unreachable = withdrawn_by_1();
-    let other = [VerifiableRoute {
-        prefix: "fd00::77/128".parse().expect("a prefix"),
-        ..cand(2, 288, true)
-    }];
+    let other = elsewhere();
     // (option, the destination unused at the deadline rather than the claim withdrawn, the
     // claim comes back, answered, the destination unused at the end, evicted)
     for (option, gone, back, answered, unused, want) in [
@@ -2169,10 +2174,7 @@ fn a_rise_past_the_cost_measured_corrects_nothing_with_the_option() {
 #[test]
 fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
     let unreachable = withdrawn_by_1();
-    let other = [VerifiableRoute {
-        prefix: "fd00::77/128".parse().expect("a prefix"),
-        ..cand(2, 288, true)
-    }];
+    let other = elsewhere();
     // (option, `reask_moved_claim`, next hop known, justified, the destination unused at the
     // deadline, evicted)
     for (option, reask, origin, justified, gone, want) in [
