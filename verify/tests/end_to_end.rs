@@ -2219,6 +2219,52 @@ fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
     }
 }
 
+/// §2.1, §4.2.2, §4.2.5: the destinations to hand routes for include those the verifier still
+/// reads after we stopped using them: a session's, until it ends, and a failure's awaiting its
+/// deadline, until it is judged. Used for 1 s only: a session started on it and the deadline
+/// of neighbour 1's unjustified failure both outlive the use, and the claim still made at the
+/// deadline (the routes handed for the destination) evicts it.
+#[test]
+fn a_destination_no_longer_used_is_wanted_until_judged() {
+    let k = key(1);
+    let mut cfg = two_failures(VerifyConfig::default());
+    cfg.schedule.used_window = Duration::from_secs(1);
+    let cands = [cand(1, 240, true), cand(2, 288, false)];
+    // A session, started while the destination is used: it stays wanted while the session
+    // runs.
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    let mut started = None;
+    for _ in 0..100 {
+        let t = w.v.poll_timeout().max(w.now);
+        w.v.mark_used(t, dest());
+        let acts = w.v.handle_timeout(t, &cands);
+        if acts
+            .iter()
+            .any(|a| matches!(a, ProbeAction::SendRemoteHello { .. }))
+        {
+            started = Some(t);
+            break;
+        }
+        w.now = t;
+    }
+    let started = started.expect("a session starts");
+    let later = started + Duration::from_secs(3);
+    assert!(w.v.poll_timeout() < later, "the session is still running");
+    assert_eq!(w.v.used(later), vec![dest()]);
+    // A failure awaiting its deadline: wanted until judged, then no more.
+    let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+    w.hops = 4;
+    w.next_hops.push((nb(1), nb(2)));
+    let c = first_check_of(&mut w, &cands, nb(1));
+    assert_eq!(c.blame, Blame::Origin, "{c:?}");
+    answer_justify_request(&mut w, false);
+    let deadline = w.now + verify::JUSTIFY_WAIT;
+    assert_eq!(w.v.used(deadline), vec![dest()]);
+    let acts = w.v.handle_timeout(deadline, &cands);
+    assert!(evicts(&acts, nb(1)));
+    assert_eq!(w.v.used(deadline + Duration::from_secs(2)), Vec::new());
+}
+
 /// §4.2.5, `unjustified_unknown_evicts` (on by default): neighbour 1 claims 144 and four links
 /// measure 384; its next hop is unknown (the failure is blamed on nobody). Unjustified, the
 /// failure evicts it at the deadline with the option (and not without); justified in time, it

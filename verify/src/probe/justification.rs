@@ -131,7 +131,8 @@ impl Verifier {
             // if it stays withdrawn; the failure waits (parked) up to `confirm_within` for the
             // claim to come back, which is then a claim made anew. Parked that long, the
             // withdrawal held: the failure is corrected. So does a destination with no route
-            // to look at (no longer used): it waits to be seen again.
+            // at all to look at (§2.1: its routes are handed while a deadline is pending): it
+            // waits to be seen again.
             if self.cfg.score.reask_moved_claim && claim_now.is_none_or(|c| c.is_none()) {
                 if d.parked {
                     continue;
@@ -541,7 +542,7 @@ impl Verifier {
 /// §4.2.5, `reask_moved_claim`: the neighbour's claim for the destination (`key`) that
 /// `candidates` show: `Some(None)` withdrawn (unreachable, or gone while the destination has
 /// other routes), `Some(Some(m))` the claim `m`. `None` when the destination has no route there
-/// at all (no longer used, or no routes handed): that says nothing.
+/// at all (gone from the engine, or no routes handed): that says nothing.
 fn claim_in(candidates: &[VerifiableRoute], (n, p): &(NeighbourId, Prefix)) -> Option<Option<u16>> {
     let mut routes = candidates.iter().filter(|c| c.prefix == *p).peekable();
     routes.peek()?;

@@ -711,10 +711,18 @@ impl Verifier {
         self.scheduler.mark_used(now, &self.cfg.schedule, prefix);
     }
 
-    /// Destinations to hand routes for (§2.1): those used within the window, and those a
-    /// neighbour asked us to check (§2.5).
+    /// Destinations to hand routes for, sorted: those used within the window (§2.1), those a
+    /// neighbour asked us to check (§2.5), and those the verifier still reads whether or not
+    /// we use them now: of a session in progress (§4.2.2, its route at its end) and of a
+    /// failure awaiting its deadline (§4.2.5, the claim made then). A driver may hand more
+    /// (the daemon hands every route).
     pub fn used(&self, now: Instant) -> Vec<Prefix> {
-        self.scheduler.wanted(now, &self.cfg.schedule)
+        let mut v = self.scheduler.wanted(now, &self.cfg.schedule);
+        v.extend(self.sessions.keys().map(|(_, p)| *p));
+        v.extend(self.origin_deadlines.keys().map(|(_, p)| *p));
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Whether the next [`Verifier::handle_timeout`] at `now` reads `candidates` (a cycle starts
