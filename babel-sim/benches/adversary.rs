@@ -89,6 +89,7 @@ fn main() {
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let suspicious = env("ADV_SUSPICIOUS");
+    let late_start = env("ADV_LATE_START");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
     let last_resort = env("ADV_LAST_RESORT");
@@ -186,6 +187,9 @@ fn main() {
         }
         if let Some(x) = suspicious {
             c.verify.schedule.prefer_suspicious = x != 0;
+        }
+        if let Some(x) = late_start {
+            c.verify.schedule.late_start = x != 0;
         }
         if let Some(x) = unjustified_unknown {
             c.verify.score.unjustified_unknown_evicts = x != 0;

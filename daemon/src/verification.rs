@@ -164,6 +164,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 neighbour take it (0-32767; 0)
   verify-prefer-suspicious BOOL draw a neighbour's route to check in proportion to how much
                                 it undercuts the other neighbours' routes (false: uniform)
+  verify-late-start BOOL        a neighbour with no feasible route to a used destination at
+                                a cycle's start gets its sessions when one is feasible again
+                                within the cycle (false: at the next cycle)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
@@ -309,6 +312,9 @@ pub enum VerifyStatement {
     /// `verify-prefer-suspicious BOOL`: routes drawn by how much they undercut the others
     /// (§2.2).
     PreferSuspicious(bool),
+    /// `verify-late-start BOOL`: a neighbour without a feasible route at a cycle's start gets
+    /// its sessions when one is feasible again within the cycle (§2.2).
+    LateStart(bool),
     /// `verify-last-resort BOOL`: evicted neighbours' routes serve destinations nobody else
     /// offers (§4.3; the engine's `accuracy_last_resort`).
     LastResort(bool),
@@ -414,6 +420,7 @@ impl VerifyStatement {
             "verify-relayed-probes-used" => VerifyStatement::RelayedProbesUsed(flag()?),
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
+            "verify-late-start" => VerifyStatement::LateStart(flag()?),
             "verify-last-resort" => VerifyStatement::LastResort(flag()?),
             "verify-last-resort-penalty" => VerifyStatement::LastResortPenalty(num(
                 0,
@@ -673,6 +680,7 @@ impl VerifySettings {
                 VerifyStatement::CheckRequests(b) => c.schedule.check_requests = b,
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
+                VerifyStatement::LateStart(b) => c.schedule.late_start = b,
                 // The engine's, read by [`VerifySettings::last_resort`] and
                 // [`VerifySettings::last_resort_penalty`].
                 VerifyStatement::LastResort(_) | VerifyStatement::LastResortPenalty(_) => {}
@@ -2357,7 +2365,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 23] = [
+        let statements: [(&str, Field); 24] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2405,6 +2413,7 @@ mod tests {
             }),
             ("verify-check-requests", |c| c.schedule.check_requests),
             ("verify-prefer-suspicious", |c| c.schedule.prefer_suspicious),
+            ("verify-late-start", |c| c.schedule.late_start),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -2582,7 +2591,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 53);
+        assert_eq!(listed.len(), 54);
         for k in listed {
             assert!(
                 !matches!(

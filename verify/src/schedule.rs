@@ -120,6 +120,13 @@ pub struct ScheduleConfig {
     /// first before any neighbour's second). More finds a partial liar's lies in fewer
     /// cycles, for as many times the probe overhead. 1: one, as before.
     pub sessions_per_neighbour: u8,
+    /// With [`ScheduleConfig::per_neighbour`]: a neighbour that had routes to used
+    /// destinations at a cycle's start but none of them feasible (all retracted, say) gets its
+    /// sessions as soon as one is feasible again within the cycle, while they can still end
+    /// before the next cycle starts (§2.2), instead of none until the next cycle. A liar whose
+    /// lies make loops sees its routes flap, and a cycle's start that falls in a retraction
+    /// skipped it. Off: sessions start only at a cycle's start.
+    pub late_start: bool,
 }
 
 impl ScheduleConfig {
@@ -150,6 +157,7 @@ impl Default for ScheduleConfig {
             unanswered_rechecks: 2,
             prefer_suspicious: false,
             sessions_per_neighbour: 2,
+            late_start: false,
         }
     }
 }
@@ -501,6 +509,77 @@ impl Scheduler {
                     requested: &requested,
                     requested_last: &requested_last,
                     control,
+                    taken: &taken,
+                };
+                if let Some(pick) = self.pick_for(&ctx, *n, routes) {
+                    out.push(pick);
+                }
+            }
+        }
+        out
+    }
+
+    /// §2.2, [`ScheduleConfig::late_start`]: within a cycle under way, the sessions of
+    /// `waiting`, the neighbours that had no feasible route to a used or requested destination
+    /// at its start: for each that has one now, up to
+    /// [`ScheduleConfig::sessions_per_neighbour`] routes picked as [`Scheduler::pick_all`]
+    /// picks them (without a control probe), `room` sessions at most in all, the neighbours
+    /// in random order.
+    pub fn pick_late(
+        &mut self,
+        now: Instant,
+        cfg: &ScheduleConfig,
+        candidates: &[VerifiableRoute],
+        waiting: &[NeighbourId],
+        room: usize,
+    ) -> Vec<(VerifiableRoute, Reason)> {
+        let used = self.used(now, cfg);
+        let is_used = |p: &Prefix| used.binary_search(p).is_ok();
+        let requested: BTreeMap<Prefix, NeighbourId> = if cfg.check_requests {
+            self.requests
+                .keys()
+                .filter_map(|p| self.request_due(now, cfg, p).map(|by| (*p, by)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
+        for c in candidates.iter().filter(|c| {
+            c.feasible
+                && waiting.contains(&c.neighbour)
+                && (is_used(&c.prefix) || requested.contains_key(&c.prefix))
+        }) {
+            per.entry(c.neighbour).or_default().push(c);
+        }
+        let mut order: Vec<NeighbourId> = per.keys().copied().collect();
+        for i in (1..order.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let requested_last = self.requested_last.clone();
+        let mut out: Vec<(VerifiableRoute, Reason)> = Vec::new();
+        for round in 0..usize::from(cfg.sessions_per_neighbour.max(1)) {
+            for n in &order {
+                if out.len() >= room {
+                    break;
+                }
+                let Some(routes) = per.get(n) else { continue };
+                let taken: Vec<Prefix> = out
+                    .iter()
+                    .filter(|(c, _)| c.neighbour == *n)
+                    .map(|(c, _)| c.prefix)
+                    .collect();
+                if taken.len() < round {
+                    continue;
+                }
+                let ctx = PickContext {
+                    now,
+                    cfg,
+                    candidates,
+                    used: &used,
+                    requested: &requested,
+                    requested_last: &requested_last,
+                    control: None,
                     taken: &taken,
                 };
                 if let Some(pick) = self.pick_for(&ctx, *n, routes) {

@@ -2265,6 +2265,64 @@ fn a_destination_no_longer_used_is_wanted_until_judged() {
     assert_eq!(w.v.used(deadline + Duration::from_secs(2)), Vec::new());
 }
 
+/// §2.2, `late_start`: when a cycle starts, neighbour 1's only route to the used destination
+/// is retracted (no session through it); it is back, feasible, some seconds later. With the
+/// option, back 2 s later, a session through neighbour 1 starts then, within the cycle, and
+/// ends before the next; without the option, none until the next cycle; with it, back 6 s
+/// later (a session started then would end after the next cycle's start), none either.
+#[test]
+fn a_neighbour_without_a_feasible_route_at_a_cycle_start_gets_a_late_session_with_the_option() {
+    let retracted = [unreachable(1), cand(2, 288, true)];
+    let back = [cand(1, 240, true), cand(2, 288, false)];
+    let hellos_to = |acts: &[ProbeAction], n: NeighbourId| {
+        acts.iter()
+            .filter(
+                |a| matches!(a, ProbeAction::SendRemoteHello { neighbour, .. } if *neighbour == n),
+            )
+            .count()
+    };
+    for (option, back_after, want) in [(true, 2, true), (false, 2, false), (true, 6, false)] {
+        let case = format!("option {option} back after {back_after} s");
+        let mut cfg = VerifyConfig::default();
+        cfg.schedule.late_start = option;
+        let k = key(1);
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        let start = w.v.poll_timeout().max(w.now);
+        let acts = w.v.handle_timeout(start, &retracted);
+        assert_eq!(hellos_to(&acts, nb(1)), 0, "{case}");
+        assert!(hellos_to(&acts, nb(2)) > 0, "{case}");
+        let next_cycle = start + cfg.schedule.cycle;
+        let back_at = start + Duration::from_secs(back_after);
+        let mut late = None;
+        let mut t = start;
+        for _ in 0..1000 {
+            t = w.v.poll_timeout().max(t);
+            if t >= next_cycle {
+                break;
+            }
+            let cands = if t >= back_at {
+                &back[..]
+            } else {
+                &retracted[..]
+            };
+            let acts = w.v.handle_timeout(t, cands);
+            if late.is_none() && hellos_to(&acts, nb(1)) > 0 {
+                late = Some(t);
+            }
+        }
+        assert_eq!(late.is_some(), want, "{case}");
+        if let Some(l) = late {
+            // At the first timer once the route is back (every `RISE_POLL` while it waits),
+            // early enough for the session to end before the next cycle.
+            assert!(
+                l >= back_at && l < back_at + verify::RISE_POLL,
+                "{case} {l:?}"
+            );
+            assert!(l + cfg.schedule.session_length() <= next_cycle, "{case}");
+        }
+    }
+}
+
 /// §4.2.5, `unjustified_unknown_evicts` (on by default): neighbour 1 claims 144 and four links
 /// measure 384; its next hop is unknown (the failure is blamed on nobody). Unjustified, the
 /// failure evicts it at the deadline with the option (and not without); justified in time, it

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 60, "{t:?}");
+    assert_eq!(t.len(), 61, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -55,6 +55,7 @@ fn defaults_table_matches_code() {
             "recheck_after" => dur(v) == c.schedule.recheck_after,
             "unanswered_rechecks" => c.schedule.unanswered_rechecks.to_string() == *v,
             "prefer_suspicious" => c.schedule.prefer_suspicious.to_string() == *v,
+            "late_start" => c.schedule.late_start.to_string() == *v,
             "sessions_per_neighbour" => c.schedule.sessions_per_neighbour.to_string() == *v,
             "evidence_window" => dur(v) == c.schedule.evidence_window,
             "black_hole_window" => dur(v) == c.score.black_hole_window,

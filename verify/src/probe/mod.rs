@@ -557,8 +557,12 @@ pub struct Verifier {
     origin_deadlines: BTreeMap<(NeighbourId, Prefix), Deadline>,
     /// §4.2.5: when to look at the claims again (every [`crate::RISE_POLL`]) while a refused
     /// Signed Claim waits for its claim to reach the floor (`justify_on_rise`) or a failure
-    /// awaits its deadline (`reask_moved_claim`, which notes a claim withdrawn meanwhile).
+    /// awaits its deadline (`reask_moved_claim`, which notes a claim withdrawn meanwhile), or
+    /// a neighbour waits for a feasible route within the cycle (`late_start`).
     route_poll: Option<Instant>,
+    /// §2.2, `late_start`: the neighbours that had routes to used destinations at the cycle's
+    /// start but none feasible, waiting for one within the cycle (at most one entry each).
+    late: Vec<NeighbourId>,
     /// Sessions under way, by neighbour and destination (§2.2: up to `sessions_per_neighbour`
     /// per neighbour).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
@@ -621,6 +625,7 @@ impl Verifier {
             justify_requests: BTreeMap::new(),
             origin_deadlines: BTreeMap::new(),
             route_poll: None,
+            late: Vec::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -876,7 +881,8 @@ impl Verifier {
             Some(r) if candidates.is_empty() && r > now => r,
             _ => now + crate::RISE_POLL,
         };
-        self.route_poll = self.watching_claims().then_some(poll);
+        self.route_poll = (self.watching_claims() || self.late_waiting(now)).then_some(poll);
+        self.start_late(now, candidates);
         let probes = self.cfg.schedule.probes;
         if !candidates.is_empty() {
             // §4.2.2: a session's route must stay as it was for the whole session (checked
@@ -902,6 +908,11 @@ impl Verifier {
         if self.sessions.is_empty() && self.next_cycle <= now {
             self.next_cycle = now + self.cfg.schedule.cycle;
             self.start_sessions(now, candidates);
+            self.late = self.waiting_late(now, candidates);
+            if self.late_waiting(now) {
+                let poll = now + crate::RISE_POLL;
+                self.route_poll = Some(self.route_poll.map_or(poll, |r| r.min(poll)));
+            }
             if !self.sessions.is_empty() {
                 out.extend(self.handle_timeout(now, candidates));
             }
@@ -1004,8 +1015,71 @@ impl Verifier {
 
     /// §2.2: a cycle starts: a session for each route the scheduler picks.
     fn start_sessions(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
-        let probes = self.cfg.schedule.probes;
         let picks = self.scheduler.pick_all(now, &self.cfg.schedule, candidates);
+        self.open_sessions(now, picks, candidates);
+    }
+
+    /// §2.2, `late_start`: the neighbours to wait for in the cycle starting now: those with
+    /// routes in `candidates` to used or requested destinations, none of them feasible (a
+    /// neighbour left out by `max_sessions` is not waiting).
+    fn waiting_late(&self, now: Instant, candidates: &[VerifiableRoute]) -> Vec<NeighbourId> {
+        if !self.cfg.schedule.late_start || !self.cfg.schedule.per_neighbour {
+            return Vec::new();
+        }
+        let wanted = self.scheduler.wanted(now, &self.cfg.schedule);
+        let routes = || {
+            candidates
+                .iter()
+                .filter(|c| wanted.binary_search(&c.prefix).is_ok())
+        };
+        let mut v: Vec<NeighbourId> = routes()
+            .map(|c| c.neighbour)
+            .filter(|n| !routes().any(|c| c.neighbour == *n && c.feasible))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// §2.2, `late_start`: whether a neighbour waits for a feasible route and a session
+    /// started now would still end before the next cycle.
+    fn late_waiting(&self, now: Instant) -> bool {
+        !self.late.is_empty() && now + self.cfg.schedule.session_length() <= self.next_cycle
+    }
+
+    /// §2.2, `late_start`: the sessions of the waiting neighbours that have a feasible route
+    /// now (the routes handed), within `max_sessions`; past the time a session could end
+    /// before the next cycle, the waiting ends.
+    fn start_late(&mut self, now: Instant, candidates: &[VerifiableRoute]) {
+        if !self.late_waiting(now) {
+            self.late.clear();
+            return;
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let room = self
+            .cfg
+            .schedule
+            .max_sessions
+            .max(1)
+            .saturating_sub(self.sessions.len());
+        let picks = self
+            .scheduler
+            .pick_late(now, &self.cfg.schedule, candidates, &self.late, room);
+        self.late
+            .retain(|n| !picks.iter().any(|(r, _)| r.neighbour == *n));
+        self.open_sessions(now, picks, candidates);
+    }
+
+    /// §2.2: a session for each of `picks`, from now.
+    fn open_sessions(
+        &mut self,
+        now: Instant,
+        picks: Vec<(VerifiableRoute, Reason)>,
+        candidates: &[VerifiableRoute],
+    ) {
+        let probes = self.cfg.schedule.probes;
         for (route, reason) in picks {
             let seq = self
                 .seqnos
