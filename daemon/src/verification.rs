@@ -166,7 +166,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 it undercuts the other neighbours' routes (false: uniform)
   verify-late-start BOOL        a neighbour with no feasible route to a used destination at
                                 a cycle's start gets its sessions when one is feasible again
-                                within the cycle (false: at the next cycle)
+                                within the cycle (true; false: at the next cycle)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row

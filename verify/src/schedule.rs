@@ -125,7 +125,7 @@ pub struct ScheduleConfig {
     /// sessions as soon as one is feasible again within the cycle, while they can still end
     /// before the next cycle starts (§2.2), instead of none until the next cycle. A liar whose
     /// lies make loops sees its routes flap, and a cycle's start that falls in a retraction
-    /// skipped it. Off: sessions start only at a cycle's start.
+    /// skipped it. Off: sessions start only at a cycle's start. On by default.
     pub late_start: bool,
 }
 
@@ -157,7 +157,7 @@ impl Default for ScheduleConfig {
             unanswered_rechecks: 2,
             prefer_suspicious: false,
             sessions_per_neighbour: 2,
-            late_start: false,
+            late_start: true,
         }
     }
 }

@@ -1609,11 +1609,13 @@ fn unanswered_origin_failure(reask_moved_claim: bool) -> (World, verify::ClaimRe
     unanswered_origin_failure_with(cfg)
 }
 
-/// The same, a withdrawal after it waited for as without `withdrawn_origin_evicts`.
+/// The same, a withdrawal after it waited for as without `withdrawn_origin_evicts`, and
+/// without `late_start` (whose wait for neighbour 1's route polls the routes too).
 fn unanswered_origin_failure_parked(reask_moved_claim: bool) -> (World, verify::ClaimRequest) {
     let mut cfg = two_failures(VerifyConfig::default());
     cfg.score.reask_moved_claim = reask_moved_claim;
     cfg.score.withdrawn_origin_evicts = false;
+    cfg.schedule.late_start = false;
     unanswered_origin_failure_with(cfg)
 }
 
