@@ -183,6 +183,7 @@ pub fn suspicion(r: &VerifiableRoute, candidates: &[VerifiableRoute]) -> u64 {
 }
 
 /// What [`Scheduler::pick_for`] reads besides the neighbour's routes: one cycle's choice.
+#[derive(Clone, Copy)]
 struct PickContext<'a> {
     now: Instant,
     cfg: &'a ScheduleConfig,
@@ -452,14 +453,7 @@ impl Scheduler {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
         self.baselines(&used, candidates);
-        let requested: BTreeMap<Prefix, NeighbourId> = if cfg.check_requests {
-            self.requests
-                .keys()
-                .filter_map(|p| self.request_due(now, cfg, p).map(|by| (*p, by)))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
+        let requested = self.requests_due(now, cfg);
         let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
         for c in candidates
             .iter()
@@ -484,12 +478,34 @@ impl Scheduler {
                 })
                 .map(|n| (p, n))
         });
-        // Every neighbour's first session before any neighbour's second, within `max_sessions`.
-        let rounds = cfg.sessions_per_neighbour.max(1);
+        let ctx = PickContext {
+            now,
+            cfg,
+            candidates,
+            used: &used,
+            requested: &requested,
+            requested_last: &requested_last,
+            control,
+            taken: &[],
+        };
+        self.pick_rounds(&ctx, &order, &per, cfg.max_sessions.max(1))
+    }
+
+    /// The routes of the neighbours of `order` (in that order) among their routes `per`,
+    /// every neighbour's first before any neighbour's second, up to
+    /// [`ScheduleConfig::sessions_per_neighbour`] each and `room` in all.
+    fn pick_rounds(
+        &mut self,
+        base: &PickContext<'_>,
+        order: &[NeighbourId],
+        per: &BTreeMap<NeighbourId, Vec<&VerifiableRoute>>,
+        room: usize,
+    ) -> Vec<(VerifiableRoute, Reason)> {
+        let rounds = base.cfg.sessions_per_neighbour.max(1);
         let mut out: Vec<(VerifiableRoute, Reason)> = Vec::with_capacity(order.len());
         for round in 0..usize::from(rounds) {
-            for n in &order {
-                if out.len() >= cfg.max_sessions.max(1) {
+            for n in order {
+                if out.len() >= room {
                     break;
                 }
                 let Some(routes) = per.get(n) else { continue };
@@ -502,14 +518,8 @@ impl Scheduler {
                     continue;
                 }
                 let ctx = PickContext {
-                    now,
-                    cfg,
-                    candidates,
-                    used: &used,
-                    requested: &requested,
-                    requested_last: &requested_last,
-                    control,
                     taken: &taken,
+                    ..*base
                 };
                 if let Some(pick) = self.pick_for(&ctx, *n, routes) {
                     out.push(pick);
@@ -517,6 +527,18 @@ impl Scheduler {
             }
         }
         out
+    }
+
+    /// §2.5: the destinations a due request names, with the neighbour that asked (none
+    /// without [`ScheduleConfig::check_requests`]).
+    fn requests_due(&self, now: Instant, cfg: &ScheduleConfig) -> BTreeMap<Prefix, NeighbourId> {
+        if !cfg.check_requests {
+            return BTreeMap::new();
+        }
+        self.requests
+            .keys()
+            .filter_map(|p| self.request_due(now, cfg, p).map(|by| (*p, by)))
+            .collect()
     }
 
     /// §2.2, [`ScheduleConfig::late_start`]: within a cycle under way, the sessions of
@@ -535,14 +557,7 @@ impl Scheduler {
     ) -> Vec<(VerifiableRoute, Reason)> {
         let used = self.used(now, cfg);
         let is_used = |p: &Prefix| used.binary_search(p).is_ok();
-        let requested: BTreeMap<Prefix, NeighbourId> = if cfg.check_requests {
-            self.requests
-                .keys()
-                .filter_map(|p| self.request_due(now, cfg, p).map(|by| (*p, by)))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
+        let requested = self.requests_due(now, cfg);
         let mut per: BTreeMap<NeighbourId, Vec<&VerifiableRoute>> = BTreeMap::new();
         for c in candidates.iter().filter(|c| {
             c.feasible
@@ -557,37 +572,17 @@ impl Scheduler {
             order.swap(i, j);
         }
         let requested_last = self.requested_last.clone();
-        let mut out: Vec<(VerifiableRoute, Reason)> = Vec::new();
-        for round in 0..usize::from(cfg.sessions_per_neighbour.max(1)) {
-            for n in &order {
-                if out.len() >= room {
-                    break;
-                }
-                let Some(routes) = per.get(n) else { continue };
-                let taken: Vec<Prefix> = out
-                    .iter()
-                    .filter(|(c, _)| c.neighbour == *n)
-                    .map(|(c, _)| c.prefix)
-                    .collect();
-                if taken.len() < round {
-                    continue;
-                }
-                let ctx = PickContext {
-                    now,
-                    cfg,
-                    candidates,
-                    used: &used,
-                    requested: &requested,
-                    requested_last: &requested_last,
-                    control: None,
-                    taken: &taken,
-                };
-                if let Some(pick) = self.pick_for(&ctx, *n, routes) {
-                    out.push(pick);
-                }
-            }
-        }
-        out
+        let ctx = PickContext {
+            now,
+            cfg,
+            candidates,
+            used: &used,
+            requested: &requested,
+            requested_last: &requested_last,
+            control: None,
+            taken: &[],
+        };
+        self.pick_rounds(&ctx, &order, &per, room)
     }
 
     /// One route through neighbour `n` (§2.2, items 1-5 in order), among `routes` (its
