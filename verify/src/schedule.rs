@@ -463,10 +463,7 @@ impl Scheduler {
         }
         let requested_last = std::mem::take(&mut self.requested_last);
         let mut order: Vec<NeighbourId> = per.keys().copied().collect();
-        for i in (1..order.len()).rev() {
-            let j = self.rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
+        self.shuffle(&mut order);
         order.truncate(cfg.max_sessions.max(1));
         // A control probe goes through one other neighbour that has a route to the prefix.
         let control = self.control.take().and_then(|(p, not_via)| {
@@ -529,6 +526,14 @@ impl Scheduler {
         out
     }
 
+    /// Puts `v` in a random order (Fisher-Yates, with the scheduler's seeded generator).
+    fn shuffle(&mut self, v: &mut [NeighbourId]) {
+        for i in (1..v.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+
     /// §2.5: the destinations a due request names, with the neighbour that asked (none
     /// without [`ScheduleConfig::check_requests`]).
     fn requests_due(&self, now: Instant, cfg: &ScheduleConfig) -> BTreeMap<Prefix, NeighbourId> {
@@ -567,10 +572,7 @@ impl Scheduler {
             per.entry(c.neighbour).or_default().push(c);
         }
         let mut order: Vec<NeighbourId> = per.keys().copied().collect();
-        for i in (1..order.len()).rev() {
-            let j = self.rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
+        self.shuffle(&mut order);
         let requested_last = self.requested_last.clone();
         let ctx = PickContext {
             now,
