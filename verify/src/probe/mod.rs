@@ -9,7 +9,7 @@ mod blame;
 mod justification;
 mod traces;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use babel_core::Instant;
@@ -1027,18 +1027,18 @@ impl Verifier {
             return Vec::new();
         }
         let wanted = self.scheduler.wanted(now, &self.cfg.schedule);
-        let routes = || {
-            candidates
-                .iter()
-                .filter(|c| wanted.binary_search(&c.prefix).is_ok())
-        };
-        let mut v: Vec<NeighbourId> = routes()
-            .map(|c| c.neighbour)
-            .filter(|n| !routes().any(|c| c.neighbour == *n && c.feasible))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        let mut with_routes = BTreeSet::new();
+        let mut with_feasible = BTreeSet::new();
+        for c in candidates
+            .iter()
+            .filter(|c| wanted.binary_search(&c.prefix).is_ok())
+        {
+            with_routes.insert(c.neighbour);
+            if c.feasible {
+                with_feasible.insert(c.neighbour);
+            }
+        }
+        with_routes.difference(&with_feasible).copied().collect()
     }
 
     /// §2.2, `late_start`: whether a neighbour waits for a feasible route and a session
