@@ -88,12 +88,15 @@ fn main() {
     let withdrawn_origin_evicts = env("ADV_WITHDRAWN_ORIGIN_EVICTS");
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
+    let asked_rises = env("ADV_ASKED_RISES");
     let suspicious = env("ADV_SUSPICIOUS");
     let late_start = env("ADV_LATE_START");
     let sessions = env("ADV_SESSIONS");
     let readvertise = env("ADV_READVERTISE");
     let last_resort = env("ADV_LAST_RESORT");
     let last_resort_penalty = env("ADV_LAST_RESORT_PENALTY");
+    // Seconds an evasive liar stays honest about a destination it was asked to justify.
+    let evasive_hold = env("ADV_EVASIVE_HOLD");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -227,6 +230,9 @@ fn main() {
         if let Some(x) = audit_signers_only {
             c.verify.score.audit_signers_only = x != 0;
         }
+        if let Some(x) = asked_rises {
+            c.verify.score.asked_rises_evict = x != 0;
+        }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;
         }
@@ -250,6 +256,9 @@ fn main() {
         }
         if let Some(x) = last_resort_penalty {
             c.last_resort_penalty = Some(u16::try_from(x).unwrap_or(u16::MAX));
+        }
+        if let Some(x) = evasive_hold {
+            c.evasive_hold = Some(std::time::Duration::from_secs(x));
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

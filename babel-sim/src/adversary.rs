@@ -106,6 +106,12 @@ pub struct AdversaryConfig {
     /// ([`babel_core::EngineConfig::accuracy_last_resort_penalty`]; `None`: the engine's
     /// default).
     pub last_resort_penalty: Option<u16>,
+    /// Evasive liars (`spec/verify.md` §4.2.5, "What an attacker can still do"): a liar asked
+    /// to justify a claim it lies about stops lying about that destination for this long, to
+    /// everyone, sends the verifier its Update as it is now, and relays its next hop's Signed
+    /// Claim as an honest relay does; then it lies again. `None` (the default): liars never
+    /// answer a Justify Request.
+    pub evasive_hold: Option<Duration>,
 }
 
 impl AdversaryConfig {
@@ -137,6 +143,7 @@ impl AdversaryConfig {
             readvertise: true,
             last_resort: None,
             last_resort_penalty: None,
+            evasive_hold: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -432,6 +439,8 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let mut trace_dp = DataPlane::new(cfg, 0x7ACE, &roles);
     // And the hop-limit bounds (§1.4) theirs, their Time Exceeded's way back included.
     let mut bound_dp = DataPlane::new(cfg, 0xB0DD, &roles);
+    // Evasive liars (`evasive_hold`): the destinations each stopped lying about, until when.
+    let mut paused: BTreeMap<(usize, Prefix), Instant> = BTreeMap::new();
     while t < end {
         t = t + tick;
         if !lying && t >= start {
@@ -443,6 +452,32 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         divisor: cfg.lie_divisor,
                         prefixes: Some(set.clone()),
                     }),
+                );
+            }
+        }
+        // Evasive liars lie again about what they were asked to justify once their hold ends.
+        let resumed: Vec<(usize, Prefix)> = paused
+            .iter()
+            .filter(|(_, at)| **at <= t)
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, p) in resumed {
+            paused.remove(&(a, p));
+            if let Some(set) = lie_sets.get_mut(&a) {
+                set.insert(p);
+                sim.set_lie(
+                    a,
+                    Some(Lie {
+                        divisor: cfg.lie_divisor,
+                        prefixes: Some(set.clone()),
+                    }),
+                );
+            }
+            if trace {
+                eprintln!(
+                    "t={:.1} evasive {a} lies again dst {}",
+                    t.saturating_since(start).as_secs_f64(),
+                    node_of.get(&p).map_or(-1, |d| *d as i64)
                 );
             }
         }
@@ -811,6 +846,36 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                         }
                     }
                     ProbeAction::SendJustifyRequest { neighbour, request } => {
+                        // An evasive liar asked about a lie stops telling it, for a while.
+                        if let Some(hold) = cfg.evasive_hold
+                            && lying
+                            && let Some(peer) =
+                                sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                            && let Some(set) = lie_sets.get_mut(&peer)
+                        {
+                            let p = request.prefix;
+                            if let Some(at) = paused.get_mut(&(peer, p)) {
+                                // Asked again while honest: honest for longer.
+                                *at = (*at).max(t + hold);
+                            } else if set.remove(&p) {
+                                paused.insert((peer, p), t + hold);
+                                sim.set_lie(
+                                    peer,
+                                    Some(Lie {
+                                        divisor: cfg.lie_divisor,
+                                        prefixes: Some(set.clone()),
+                                    }),
+                                );
+                                if trace {
+                                    eprintln!(
+                                        "t={:.1} evasive {peer} asked by {v}, honest dst {} for {:?}",
+                                        t.saturating_since(start).as_secs_f64(),
+                                        node_of.get(&p).map_or(-1, |d| *d as i64),
+                                        hold
+                                    );
+                                }
+                            }
+                        }
                         justify(
                             &mut sim,
                             &mut nodes,
@@ -822,6 +887,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             lying.then_some((&lie_sets, cfg.lie_divisor)),
                             cfg.verify.correction.first,
                             cfg.readvertise,
+                            cfg.evasive_hold.is_some(),
                         );
                     }
                     ProbeAction::Standing {
@@ -1133,7 +1199,7 @@ fn watch_line(
 /// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. With
 /// `readvertise` the neighbour first sends `v` its Update for the destination as it is now (a
 /// retraction if it has nobody to ask: no route, or one through `v`). Liars do not justify
-/// their own claims.
+/// their own claims, except evasive ones (`liars_justify`), which answer as an honest relay.
 #[allow(clippy::too_many_arguments)]
 fn justify(
     sim: &mut Sim,
@@ -1146,9 +1212,10 @@ fn justify(
     lies: Option<(&BTreeMap<usize, BTreeSet<Prefix>>, u16)>,
     first: Duration,
     readvertise: bool,
+    liars_justify: bool,
 ) -> Option<()> {
     let peer = sim.peer_node(v, neighbour.ifindex, neighbour.address)?;
-    if nodes.get(peer)?.role.lies() {
+    if nodes.get(peer)?.role.lies() && !liars_justify {
         return None;
     }
     let x = sim.next_hop_node(peer, request.prefix);
@@ -1842,8 +1909,8 @@ impl SweepReport {
             c.checks, c.corrections, c.evictions, c.readmissions
         ));
         o.push_str(&format!(
-            "justify requests {} (audits of passing claims {}), justified {}, claims refused {}\n",
-            c.justify_requests_sent, c.audits, c.justified, c.claims_refused
+            "justify requests {} (audits of passing claims {}), justified {}, claims refused {}, risen only when asked {}\n",
+            c.justify_requests_sent, c.audits, c.justified, c.claims_refused, c.asked_rises
         ));
         o.push_str(&format!(
             "probe overhead           {:.0} octets/s per probed route while probing\n",

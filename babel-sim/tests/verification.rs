@@ -94,6 +94,31 @@ fn adversarial_sweep_small() {
     assert_eq!(rep.counters.replayed + rep.counters.malformed, 0);
 }
 
+/// §4.2.5, an evasive liar: liars that answer every Justify Request about a lie by telling the
+/// truth about that destination for 45 s (then lying again) are justified or corrected at every
+/// deadline, so the defaults evict few of them; with `asked_rises_evict` their rises evict
+/// them, and more of them are evicted. The rises are counted either way.
+#[test]
+fn evasive_liars_are_evicted_by_their_rises_with_the_option() {
+    let run = |asked_rises: bool| {
+        sweep(1, 1, 30, 36, InterfaceKind::Wired, 1, &|c| {
+            c.cycles = 8;
+            c.roles = vec![Role::Liar, Role::PartialLiar];
+            c.evasive_hold = Some(Duration::from_secs(45));
+            c.verify.score.asked_rises_evict = asked_rises;
+        })
+        .0
+    };
+    let (off, on) = (run(false), run(true));
+    println!("{}\n{}", off.render(), on.render());
+    let evicted = |r: &babel_sim::adversary::SweepReport| {
+        r.liar_cycles.within(8) + r.partial_cycles.within(8)
+    };
+    assert!(off.counters.asked_rises > 0, "{:?}", off.counters);
+    assert!(on.counters.asked_rises > 0, "{:?}", on.counters);
+    assert!(evicted(&on) > evicted(&off), "{} vs {}", evicted(&on), evicted(&off));
+}
+
 /// A liar's exposures are to neighbours that verify: many liars on a small mesh route through
 /// one another, and none of them, running no verifier, is counted as a neighbour that should
 /// have evicted another. Each exposure carries its cycles and its late samples.

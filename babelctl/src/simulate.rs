@@ -70,6 +70,15 @@ pub struct SimulateArgs {
         default_value = "liar,partial-liar,dropper,favourer,delayer,forger"
     )]
     pub roles: String,
+    /// With --adversary: evasive liars, which answer a Justify Request about a lie by telling
+    /// the truth about that destination for this many seconds, then lie again
+    /// (`spec/verify.md` §4.2.5).
+    #[arg(long, value_name = "SECONDS")]
+    pub evasive: Option<u64>,
+    /// With --adversary: verifiers evict a neighbour whose failing claims rise only when asked
+    /// to justify them, twice within 90 s (`asked_rises_evict`, `spec/verify.md` §4.2.5).
+    #[arg(long)]
+    pub asked_rises: bool,
     /// With --adversary: worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -125,12 +134,23 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let store = match &args.runs {
         Some(dir) => {
-            let settings = [("roles".to_owned(), args.roles.clone())].into();
+            let mut settings: std::collections::BTreeMap<String, String> =
+                [("roles".to_owned(), args.roles.clone())].into();
+            if let Some(h) = args.evasive {
+                settings.insert("evasive".to_owned(), h.to_string());
+            }
+            if args.asked_rises {
+                settings.insert("asked-rises".to_owned(), "true".to_owned());
+            }
             Some(babel_sim::RunStore::open(dir, &plan, settings)?)
         }
         None => None,
     };
-    let tweak = |c: &mut babel_sim::AdversaryConfig| c.roles = roles.clone();
+    let tweak = |c: &mut babel_sim::AdversaryConfig| {
+        c.roles = roles.clone();
+        c.evasive_hold = args.evasive.map(std::time::Duration::from_secs);
+        c.verify.score.asked_rises_evict = args.asked_rises;
+    };
     let (report, _) = match &store {
         None => babel_sim::adversary::sweep_with(&plan, &tweak, &|_| None, &|_| {}),
         Some(store) => store

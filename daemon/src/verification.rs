@@ -167,6 +167,10 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-late-start BOOL        a neighbour with no feasible route to a used destination at
                                 a cycle's start gets its sessions when one is feasible again
                                 within the cycle (true; false: at the next cycle)
+  verify-asked-rises BOOL       a neighbour whose failing claims rose to what they should be
+                                only when asked to justify them, twice within the window,
+                                is evicted (false)
+  verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
@@ -315,6 +319,12 @@ pub enum VerifyStatement {
     /// `verify-late-start BOOL`: a neighbour without a feasible route at a cycle's start gets
     /// its sessions when one is feasible again within the cycle (§2.2).
     LateStart(bool),
+    /// `verify-asked-rises BOOL`: a neighbour whose failing claims rise only when asked to
+    /// justify them, twice within the window, is evicted (§4.2.5).
+    AskedRises(bool),
+    /// `verify-asked-rise-window SECONDS`: how long a claim risen only when asked is
+    /// remembered (§4.2.5).
+    AskedRiseWindow(u32),
     /// `verify-last-resort BOOL`: evicted neighbours' routes serve destinations nobody else
     /// offers (§4.3; the engine's `accuracy_last_resort`).
     LastResort(bool),
@@ -421,6 +431,12 @@ impl VerifyStatement {
             "verify-check-requests" => VerifyStatement::CheckRequests(flag()?),
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
             "verify-late-start" => VerifyStatement::LateStart(flag()?),
+            "verify-asked-rises" => VerifyStatement::AskedRises(flag()?),
+            "verify-asked-rise-window" => VerifyStatement::AskedRiseWindow(num(
+                1,
+                86_400,
+                "expected 1 to 86400 seconds",
+            )?),
             "verify-last-resort" => VerifyStatement::LastResort(flag()?),
             "verify-last-resort-penalty" => VerifyStatement::LastResortPenalty(num(
                 0,
@@ -681,6 +697,10 @@ impl VerifySettings {
                 VerifyStatement::UnansweredRechecks(n) => c.schedule.unanswered_rechecks = n,
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
                 VerifyStatement::LateStart(b) => c.schedule.late_start = b,
+                VerifyStatement::AskedRises(b) => c.score.asked_rises_evict = b,
+                VerifyStatement::AskedRiseWindow(s) => {
+                    c.score.asked_rise_window = Duration::from_secs(u64::from(s));
+                }
                 // The engine's, read by [`VerifySettings::last_resort`] and
                 // [`VerifySettings::last_resort_penalty`].
                 VerifyStatement::LastResort(_) | VerifyStatement::LastResortPenalty(_) => {}
@@ -2003,6 +2023,11 @@ fn eviction_reason(why: verify::Eviction) -> String {
              one: set verify-audit-claims false, or signers, in a mesh with such routers)",
             why.prefix
         ),
+        verify::EvictionCause::AskedRises => format!(
+            "its claim for {} rose to what it should be only when asked to justify it, the \
+             second such claim within verify-asked-rise-window",
+            why.prefix
+        ),
     }
 }
 
@@ -2365,7 +2390,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 24] = [
+        let statements: [(&str, Field); 25] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2414,6 +2439,7 @@ mod tests {
             ("verify-check-requests", |c| c.schedule.check_requests),
             ("verify-prefer-suspicious", |c| c.schedule.prefer_suspicious),
             ("verify-late-start", |c| c.schedule.late_start),
+            ("verify-asked-rises", |c| c.score.asked_rises_evict),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -2591,7 +2617,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 54);
+        assert_eq!(listed.len(), 56);
         for k in listed {
             assert!(
                 !matches!(

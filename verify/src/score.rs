@@ -232,6 +232,17 @@ pub struct ScoreConfig {
     /// routers keeps its audits of the others; a liar that never lets its own destinations
     /// answer is not audited either. Off by default (every neighbour is audited).
     pub audit_signers_only: bool,
+    /// With [`ScoreConfig::justification`]: a neighbour whose failing (or audited) claims
+    /// had to be asked before they rose to what they should be, twice within
+    /// [`ScoreConfig::asked_rise_window`], is evicted (`spec/verify.md` §4.2.5, "A claim that
+    /// rises only when asked"). A liar that answers every Justify Request by telling the
+    /// truth about the destination asked, for as long as the floor it was shown is kept, and
+    /// lies again afterwards, is otherwise justified or corrected at every deadline. Off by
+    /// default.
+    pub asked_rises_evict: bool,
+    /// How long a claim that rose only when asked is remembered
+    /// ([`ScoreConfig::asked_rises_evict`]).
+    pub asked_rise_window: Duration,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -458,6 +469,8 @@ impl Default for ScoreConfig {
             withdrawn_origin_evicts: true,
             audit_claims: true,
             audit_signers_only: false,
+            asked_rises_evict: false,
+            asked_rise_window: Duration::from_secs(90),
         }
     }
 }
@@ -545,6 +558,8 @@ pub enum EvictionCause {
     Unjustified,
     /// A passing claim, audited, was not justified by its deadline (§4.2.6).
     Audit,
+    /// Claims rose to what they should be only when asked, twice (§4.2.5, `asked_rises_evict`).
+    AskedRises,
 }
 
 impl EvictionCause {
@@ -554,6 +569,7 @@ impl EvictionCause {
             EvictionCause::Checks => "checks",
             EvictionCause::Unjustified => "unjustified",
             EvictionCause::Audit => "audit",
+            EvictionCause::AskedRises => "asked-rises",
         }
     }
 }
@@ -578,7 +594,13 @@ pub struct NeighbourScore {
     last_eviction: Option<Eviction>,
     /// It has shown that it runs verification (§4.2.6, `audit_signers_only`).
     signed: bool,
+    /// When its claims rose only once asked (§4.2.5, `asked_rises_evict`), the latest first;
+    /// at most [`MAX_ASKED_RISES`].
+    asked_rises: Vec<Instant>,
 }
+
+/// How many claims that rose only once asked a neighbour's score remembers: two evict.
+const MAX_ASKED_RISES: usize = 2;
 
 impl NeighbourScore {
     /// The neighbour's score `s` under `rule`: the mean of `A` (paper) or its minimum (ours); 1
@@ -927,6 +949,31 @@ impl NeighbourScore {
         self.evicted_until = Some(until);
         self.probation_until = Some(until + hold);
         CheckVerdict::Evicted(until)
+    }
+
+    /// §4.2.5, `asked_rises_evict`: the neighbour's claim for `prefix`, which failed (or was
+    /// audited), rose to what it should be only once we asked it to justify the claim. The
+    /// second such rise within `asked_rise_window` evicts it.
+    pub fn asked_rise(&mut self, now: Instant, cfg: &ScoreConfig, prefix: Prefix) -> CheckVerdict {
+        if !cfg.asked_rises_evict {
+            return CheckVerdict::Kept;
+        }
+        self.asked_rises
+            .retain(|at| now.saturating_since(*at) <= cfg.asked_rise_window);
+        self.asked_rises.truncate(MAX_ASKED_RISES - 1);
+        self.asked_rises.insert(0, now);
+        if self.asked_rises.len() < MAX_ASKED_RISES {
+            return CheckVerdict::Kept;
+        }
+        self.asked_rises.clear();
+        self.evict(
+            now,
+            cfg,
+            Eviction {
+                prefix,
+                cause: EvictionCause::AskedRises,
+            },
+        )
     }
 
     /// §4.2.5: the neighbour justified its claim for `prefix`; the destination's run of

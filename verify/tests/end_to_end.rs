@@ -1600,6 +1600,83 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     }
 }
 
+/// §4.2.5, `asked_rises_evict`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
+/// (neighbour 1 claims 144, its next hop 2 offers us 192, four links measure 384), twice. Asked,
+/// neighbour 1 raises its claim to 288, the floor its next hop signs (192 plus a link), and is
+/// justified; then it lies again, and the next check fails the same way. With the option the
+/// second claim risen only once asked, within `asked_rise_window` of the first, evicts it;
+/// without the option, or with the second rise past the window, it is justified again and
+/// kept. A relay whose claim was at its floor already (its next hop signs 48, the lie it
+/// relays) rose for nothing, and is kept with the option however often it is asked; so is one
+/// whose claim rose past what we measured (its next hop signs 400: floor 496, and 592 with our
+/// link over the 384 measured by more than `1/S`), a path that changed.
+#[test]
+fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
+    let k = key(1);
+    let lying = [cand(1, 240, true), cand(2, 288, false)];
+    for (option, gap, signed, want, rises) in [
+        (true, 0, 192, true, 2),
+        (false, 0, 192, false, 2),
+        (true, 100, 192, false, 2),
+        (true, 0, 48, false, 0),
+        (true, 0, 400, false, 0),
+    ] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.asked_rises_evict = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let mut evicted = Vec::new();
+        for round in 0..2 {
+            if round == 1 {
+                w.now = w.now + Duration::from_secs(gap);
+            }
+            let c = first_check_of(&mut w, &lying, nb(1));
+            let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+            // The relay's claim is at the floor kept from the first round: its failure is its
+            // next hop's (and it is asked all the same).
+            let blame = if round == 1 && signed == 48 {
+                Blame::Justified
+            } else {
+                Blame::Origin
+            };
+            assert_eq!((c.blame, c.accuracy), (blame, Some(0.625)), "{c:?}");
+            assert_eq!(asked.len(), 1, "round {round}");
+            let tlv = encode_signed_claim(&asked[0].1, signed, &next_hop_owner(), &key(5));
+            // The claim when the Signed Claim comes: risen to the floor (the relay's was there).
+            let claim = signed.max(48) + 96;
+            assert_eq!(
+                w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(claim)),
+                Ok(()),
+                "round {round}"
+            );
+            // A claim risen only once asked is scored at once.
+            let rose = option && rises > 0;
+            assert_eq!(w.v.poll_timeout() <= w.now, rose, "round {round}");
+            let acts = w.v.handle_timeout(w.now, &lying);
+            evicted.extend(eviction_in(&acts, nb(1)));
+            evicted.extend(
+                w.standings
+                    .drain(..)
+                    .filter(|(n, _)| *n == nb(1))
+                    .filter_map(|(_, e)| e),
+            );
+        }
+        let asked_rises = Eviction {
+            prefix: dest(),
+            cause: EvictionCause::AskedRises,
+        };
+        assert_eq!(
+            evicted,
+            if want { vec![asked_rises] } else { Vec::new() },
+            "option {option} gap {gap} signed {signed}"
+        );
+        assert_eq!(w.v.counters().justified, 2);
+        // Counted with the option or without.
+        assert_eq!(w.v.counters().asked_rises, rises);
+    }
+}
+
 /// The failure of `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144,
 /// four links measure 384, its next hop 2 is known: blamed on the origin), with
 /// `reask_moved_claim` as given, and the first Justify Request, left unanswered.

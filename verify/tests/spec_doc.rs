@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 61, "{t:?}");
+    assert_eq!(t.len(), 63, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -92,6 +92,8 @@ fn defaults_table_matches_code() {
             "withdrawn_origin_evicts" => c.score.withdrawn_origin_evicts.to_string() == *v,
             "audit_claims" => c.score.audit_claims.to_string() == *v,
             "audit_signers_only" => c.score.audit_signers_only.to_string() == *v,
+            "asked_rises_evict" => c.score.asked_rises_evict.to_string() == *v,
+            "asked_rise_window" => dur(v) == c.score.asked_rise_window,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,
             "check_requests" => c.schedule.check_requests.to_string() == *v,

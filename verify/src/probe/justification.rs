@@ -59,23 +59,80 @@ impl Verifier {
             // No route of a used destination to look at: again later.
             return;
         }
-        let risen: Vec<(NeighbourId, Prefix)> = self
+        let risen: Vec<((NeighbourId, Prefix), u16)> = self
             .awaiting_rise()
-            .filter(|((n, p), floor)| {
-                candidates.iter().any(|c| {
-                    c.neighbour == *n
-                        && c.prefix == *p
-                        && c.advertised >= *floor
-                        && c.advertised < babel_wire::INFINITY
-                })
+            .filter_map(|((n, p), floor)| {
+                candidates
+                    .iter()
+                    .find(|c| {
+                        c.neighbour == n
+                            && c.prefix == p
+                            && c.advertised >= floor
+                            && c.advertised < babel_wire::INFINITY
+                    })
+                    .map(|c| ((n, p), c.advertised))
             })
-            .map(|(k, _)| k)
             .collect();
-        for key in risen {
-            self.origin_deadlines.remove(&key);
+        for (key, claim) in risen {
+            if let Some(d) = self.origin_deadlines.remove(&key) {
+                self.note_asked_rise(now, key, d.asked(), claim);
+            }
             self.counters.justified += 1;
             if let Some(score) = self.scores.get_mut(&key.0) {
                 score.justify(now, &self.cfg.score, &key.1);
+            }
+        }
+    }
+
+    /// §4.2.5, `asked_rises_evict`: notes (counts, and with the option scores at the next
+    /// timer) whether `risen`, the neighbour's claim that justifies or corrects a failing (or
+    /// audited) claim for `p` (key `(n, p)`; `asked`: that claim as its check found it) by
+    /// reaching its floor or what we measured, rose only once we asked: the claim asked about,
+    /// priced with our link then, is under `S` times the risen one, so that the rise alone
+    /// fails the claim before, and the risen one is near the cost measured, no more than `1/S`
+    /// times it. A relay whose update was on its way rises by less unless the path behind it
+    /// moved by as much; a claim that rises past what we measured (or with nothing measured,
+    /// a black hole) rides a path that changed, as in a loop whose metrics count up.
+    fn note_asked_rise(
+        &mut self,
+        now: Instant,
+        key: (NeighbourId, Prefix),
+        asked: AskedClaim,
+        risen: u16,
+    ) {
+        let s = self.cfg.score.threshold;
+        let before = f64::from(crate::score::claim_metric(asked.claim, asked.link));
+        let after = f64::from(crate::score::claim_metric(risen, asked.link));
+        if risen == babel_wire::INFINITY
+            || asked.cost >= MAX_COST
+            || before >= s * after
+            || after > f64::from(asked.cost) / s
+        {
+            return;
+        }
+        self.counters.asked_rises += 1;
+        if self.cfg.score.asked_rises_evict {
+            self.asked_rises.push((key, now));
+        }
+    }
+
+    /// §4.2.5, `asked_rises_evict`: scores every claim noted as risen only once asked; the
+    /// second of a neighbour's within `asked_rise_window` evicts it.
+    pub(super) fn asked_rises(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
+        for ((neighbour, prefix), at) in std::mem::take(&mut self.asked_rises) {
+            let Some(score) = self.scores.get_mut(&neighbour) else {
+                continue;
+            };
+            if let CheckVerdict::Evicted(_) = score.asked_rise(at.min(now), &self.cfg.score, prefix)
+            {
+                self.counters.evictions += 1;
+                out.push(ProbeAction::Standing {
+                    neighbour,
+                    eviction: Some(Eviction {
+                        prefix,
+                        cause: EvictionCause::AskedRises,
+                    }),
+                });
             }
         }
     }
@@ -85,16 +142,16 @@ impl Verifier {
     /// forgets those older than [`crate::JUSTIFY_WAIT`].
     pub(super) fn retry_justify_requests(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
         self.justify_requests
-            .retain(|_, (_, at, _)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT);
-        for (&(neighbour, prefix), (nonce, at, sends)) in self.justify_requests.iter_mut() {
-            if justify_retry_at(*at, *sends).is_some_and(|r| r <= now) {
-                *sends += 1;
+            .retain(|_, r| now.saturating_since(r.at) <= crate::JUSTIFY_WAIT);
+        for (&(neighbour, prefix), r) in self.justify_requests.iter_mut() {
+            if justify_retry_at(r.at, r.sends).is_some_and(|t| t <= now) {
+                r.sends += 1;
                 self.counters.justify_requests_sent += 1;
                 out.push(ProbeAction::SendJustifyRequest {
                     neighbour,
                     request: crate::ClaimRequest {
                         prefix,
-                        nonce: *nonce,
+                        nonce: r.nonce,
                     },
                 });
             }
@@ -165,6 +222,7 @@ impl Verifier {
                 && !self.still_under_next_hop(&key, &d, r.advertised, candidates)
                 && !self.past_measured(&d, r.advertised)
             {
+                self.note_asked_rise(now, key, d.asked(), r.advertised);
                 continue;
             }
             let floor = self
@@ -177,6 +235,7 @@ impl Verifier {
                 && m >= f
                 && m < babel_wire::INFINITY
             {
+                self.note_asked_rise(now, key, d.asked(), m);
                 continue;
             }
             // `reask_moved_claim`: the claim that failed is no longer made (another now, or
@@ -199,7 +258,11 @@ impl Verifier {
                         ..d
                     },
                 );
-                self.ask_to_justify(now, key, out);
+                let asked = AskedClaim {
+                    claim: m,
+                    ..d.asked()
+                };
+                self.ask_to_justify(now, key, asked, out);
                 continue;
             }
             self.evict_unjustified(now, key, &d, out);
@@ -322,15 +385,13 @@ impl Verifier {
         if !self.cfg.score.justification {
             return Err(Unexpected);
         }
-        let asked = self
+        let Some(&asked) = self
             .justify_requests
             .get(&(from, c.prefix))
-            .is_some_and(|(nonce, at, _)| {
-                *nonce == c.nonce && now.saturating_since(*at) <= crate::JUSTIFY_WAIT
-            });
-        if !asked {
+            .filter(|r| r.nonce == c.nonce && now.saturating_since(r.at) <= crate::JUSTIFY_WAIT)
+        else {
             return Err(Unexpected);
-        }
+        };
         if !self.keyring.may_answer(&c.owner, &c.key) {
             return Err(crate::JustifyError::Unbound);
         }
@@ -368,7 +429,14 @@ impl Verifier {
             return Err(crate::JustifyError::UnderFloor);
         }
         self.justify_requests.remove(&(from, c.prefix));
-        self.origin_deadlines.remove(&(from, c.prefix));
+        // The claim asked about: the failure's awaiting its deadline, else the one we asked.
+        let asked_claim = self
+            .origin_deadlines
+            .remove(&(from, c.prefix))
+            .map_or(asked.asked, |d| d.asked());
+        if let Some(m) = claim {
+            self.note_asked_rise(now, (from, c.prefix), asked_claim, m);
+        }
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
         }
@@ -382,6 +450,7 @@ impl Verifier {
         &mut self,
         now: Instant,
         (neighbour, prefix): (NeighbourId, Prefix),
+        asked: AskedClaim,
         out: &mut Vec<ProbeAction>,
     ) {
         let nonce = s_rng(&mut self.scheduler, u64::MAX);
@@ -389,10 +458,17 @@ impl Verifier {
             &mut self.justify_requests,
             self.cfg.schedule.max_used.max(1),
             &(neighbour, prefix),
-            |(_, at, _)| *at,
+            |r| r.at,
         );
-        self.justify_requests
-            .insert((neighbour, prefix), (nonce, now, 1));
+        self.justify_requests.insert(
+            (neighbour, prefix),
+            JustifyRequest {
+                nonce,
+                at: now,
+                sends: 1,
+                asked,
+            },
+        );
         self.counters.justify_requests_sent += 1;
         out.push(ProbeAction::SendJustifyRequest {
             neighbour,
@@ -535,7 +611,12 @@ impl Verifier {
         }
         self.set_deadline(now, check, measured, crate::JUSTIFY_WAIT, true);
         self.counters.audits += 1;
-        self.ask_to_justify(now, key, out);
+        let asked = AskedClaim {
+            claim: route.advertised,
+            link: measured.1,
+            cost: measured.0,
+        };
+        self.ask_to_justify(now, key, asked, out);
     }
 }
 

@@ -166,6 +166,10 @@ pub struct ProbeCounters {
     /// Signed Claims refused: malformed, badly signed, unbound, answering no request of ours,
     /// or covering less than the neighbour claims (§4.2.5).
     pub claims_refused: u64,
+    /// Failing (or audited) claims that rose to what they should be only once the neighbour
+    /// was asked to justify them (§4.2.5; they evict with `asked_rises_evict`).
+    #[serde(default)]
+    pub asked_rises: u64,
 }
 
 impl ProbeCounters {
@@ -199,6 +203,7 @@ impl ProbeCounters {
             audits,
             justified,
             claims_refused,
+            asked_rises,
         } = *o;
         self.sessions += sessions;
         self.probes_sent += probes_sent;
@@ -226,6 +231,7 @@ impl ProbeCounters {
         self.audits += audits;
         self.justified += justified;
         self.claims_refused += claims_refused;
+        self.asked_rises += asked_rises;
         self.readmissions += readmissions;
     }
 
@@ -550,7 +556,7 @@ pub struct Verifier {
     /// covers (its next hop's signed offer plus one cheapest link) and when it arrived.
     justifications: BTreeMap<(NeighbourId, Prefix), (u16, Instant)>,
     /// §4.2.5: Justify Requests not answered yet: nonce, when first sent, and how many times.
-    justify_requests: BTreeMap<(NeighbourId, Prefix), (u64, Instant, u8)>,
+    justify_requests: BTreeMap<(NeighbourId, Prefix), JustifyRequest>,
     /// §4.2.5, `unjustified_origin_evicts`: failures blamed on the neighbour as the origin
     /// (with `unjustified_unknown_evicts`, measured ones blamed on nobody too), awaiting its
     /// justification until their deadline; each with the metric and cost of the failure.
@@ -563,6 +569,9 @@ pub struct Verifier {
     /// §2.2, `late_start`: the neighbours that had routes to used destinations at the cycle's
     /// start but none feasible, waiting for one within the cycle (at most one entry each).
     late: Vec<NeighbourId>,
+    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, and when, not scored yet
+    /// (at most one per failure awaiting its deadline: bounded as those are).
+    asked_rises: Vec<((NeighbourId, Prefix), Instant)>,
     /// Sessions under way, by neighbour and destination (§2.2: up to `sessions_per_neighbour`
     /// per neighbour).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
@@ -626,6 +635,7 @@ impl Verifier {
             origin_deadlines: BTreeMap::new(),
             route_poll: None,
             late: Vec::new(),
+            asked_rises: Vec::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -789,12 +799,15 @@ impl Verifier {
         if let Some(r) = self
             .justify_requests
             .values()
-            .filter_map(|(_, at, sends)| justify_retry_at(*at, *sends))
+            .filter_map(|r| justify_retry_at(r.at, r.sends))
             .min()
         {
             t = t.min(r);
         }
         if let Some(r) = self.route_poll {
+            t = t.min(r);
+        }
+        if let Some(r) = self.asked_rises.iter().map(|(_, at)| *at).min() {
             t = t.min(r);
         }
         t
@@ -876,6 +889,7 @@ impl Verifier {
         self.justified_on_rise(now, candidates);
         self.watch_withdrawals(now, candidates);
         self.unjustified_origins(now, candidates, &mut out);
+        self.asked_rises(now, &mut out);
         // Looked at the claims now (routes handed) or due: next in RISE_POLL; else as it was.
         let poll = match self.route_poll {
             Some(r) if candidates.is_empty() && r > now => r,
@@ -1453,7 +1467,13 @@ impl Verifier {
                 });
             }
             if self.cfg.score.justification {
-                self.ask_to_justify(now, (check.route.neighbour, check.route.prefix), out);
+                let route = &check.route;
+                let asked = AskedClaim {
+                    claim: route.advertised,
+                    link: check.metric.saturating_sub(route.advertised),
+                    cost: check.cost.unwrap_or(MAX_COST),
+                };
+                self.ask_to_justify(now, (route.neighbour, route.prefix), asked, out);
             }
         }
     }
@@ -1473,6 +1493,29 @@ impl Verifier {
 }
 
 /// §4.2.5: an unjustified failure awaiting its deadline.
+/// §4.2.5: a Justify Request not answered yet.
+#[derive(Clone, Copy, Debug)]
+struct JustifyRequest {
+    nonce: u64,
+    /// When first sent.
+    at: Instant,
+    /// How many times sent.
+    sends: u8,
+    /// The claim we asked the neighbour to justify.
+    asked: AskedClaim,
+}
+
+/// §4.2.5: a claim a neighbour was asked to justify, as the check that asked found it.
+#[derive(Clone, Copy, Debug)]
+struct AskedClaim {
+    /// The neighbour's claim.
+    claim: u16,
+    /// Our link cost to the neighbour then.
+    link: u16,
+    /// The cost measured ([`MAX_COST`] for a black hole or none).
+    cost: u16,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Deadline {
     at: Instant,
@@ -1503,6 +1546,17 @@ struct Deadline {
     /// The failure was blamed on the neighbour as the origin of its lie (§4.2.1): with
     /// `withdrawn_origin_evicts`, a withdrawal does not correct it.
     origin: bool,
+}
+
+impl Deadline {
+    /// The claim it judges, as its check found it.
+    fn asked(&self) -> AskedClaim {
+        AskedClaim {
+            claim: self.claim,
+            link: self.link,
+            cost: self.cost,
+        }
+    }
 }
 
 fn s_rng(s: &mut Scheduler, n: u64) -> u64 {
