@@ -116,7 +116,12 @@ fn evasive_liars_are_evicted_by_their_rises_with_the_option() {
     };
     assert!(off.counters.asked_rises > 0, "{:?}", off.counters);
     assert!(on.counters.asked_rises > 0, "{:?}", on.counters);
-    assert!(evicted(&on) > evicted(&off), "{} vs {}", evicted(&on), evicted(&off));
+    assert!(
+        evicted(&on) > evicted(&off),
+        "{} vs {}",
+        evicted(&on),
+        evicted(&off)
+    );
 }
 
 /// A liar's exposures are to neighbours that verify: many liars on a small mesh route through

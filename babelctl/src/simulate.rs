@@ -77,7 +77,7 @@ pub struct SimulateArgs {
     pub evasive: Option<u64>,
     /// With --adversary: verifiers evict a neighbour whose failing claims rise only when asked
     /// to justify them, twice within 90 s (`asked_rises_evict`, `spec/verify.md` §4.2.5).
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub asked_rises: bool,
     /// With --adversary: worker threads.
     #[arg(long, default_value_t = 2)]
@@ -139,8 +139,8 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
             if let Some(h) = args.evasive {
                 settings.insert("evasive".to_owned(), h.to_string());
             }
-            if args.asked_rises {
-                settings.insert("asked-rises".to_owned(), "true".to_owned());
+            if !args.asked_rises {
+                settings.insert("asked-rises".to_owned(), "false".to_owned());
             }
             Some(babel_sim::RunStore::open(dir, &plan, settings)?)
         }

@@ -169,7 +169,7 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 within the cycle (true; false: at the next cycle)
   verify-asked-rises BOOL       a neighbour whose failing claims rose to what they should be
                                 only when asked to justify them, twice within the window,
-                                is evicted (false)
+                                is evicted (true)
   verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)

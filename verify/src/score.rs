@@ -213,7 +213,9 @@ pub struct ScoreConfig {
     /// or being forgiven. The lie was read from two advertisements, not measured, so no
     /// later state of the route undoes it; a liar whose route moves through us, or is lost for
     /// a while, after the failure is judged at the deadline rather than when it lies again.
-    /// On by default.
+    /// Not a claim under the floor of the Signed Claim that answered by no more than a relay's
+    /// claim lags its route (`TRIGGER_WORSENING`): that withdrawal is judged as without the
+    /// option. On by default.
     pub withdrawn_origin_evicts: bool,
     /// With [`ScoreConfig::justification`] and [`ScoreConfig::unjustified_origin_evicts`]:
     /// audited claims (`spec/verify.md` §4.2.6). A *passing* check of a settled route whose
@@ -237,7 +239,7 @@ pub struct ScoreConfig {
     /// [`ScoreConfig::asked_rise_window`], is evicted (`spec/verify.md` §4.2.5, "A claim that
     /// rises only when asked"). A liar that answers every Justify Request by telling the
     /// truth about the destination asked, for as long as the floor it was shown is kept, and
-    /// lies again afterwards, is otherwise justified or corrected at every deadline. Off by
+    /// lies again afterwards, is otherwise justified or corrected at every deadline. On by
     /// default.
     pub asked_rises_evict: bool,
     /// How long a claim that rose only when asked is remembered
@@ -469,7 +471,7 @@ impl Default for ScoreConfig {
             withdrawn_origin_evicts: true,
             audit_claims: true,
             audit_signers_only: false,
-            asked_rises_evict: false,
+            asked_rises_evict: true,
             asked_rise_window: Duration::from_secs(90),
         }
     }

@@ -2298,6 +2298,35 @@ fn a_withdrawal_after_an_origin_failure_corrects_nothing_with_the_option() {
     }
 }
 
+/// §4.2.5, `withdrawn_origin_evicts`: the same failure (neighbour 1 claims 144, blamed on the
+/// origin), its Justify Request answered with a Signed Claim over the claim, and the claim
+/// withdrawn at the deadline. Next hop 2 signing 96 (floor 192), the claim was under its floor
+/// by no more than a relay's claim lags its route (`TRIGGER_WORSENING`, 256): maybe an honest
+/// relay whose route moved through us as it was asked, so the withdrawal waits as any other
+/// (parked) and evicts nothing. Signing 400 (floor 496), the claim was a lie: evicted.
+#[test]
+fn a_withdrawal_after_an_origin_failure_within_a_relays_lag_waits() {
+    for (signed, want) in [(96, false), (400, true)] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.unjustified_unknown_evicts = true;
+        let k = key(1);
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 4;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &[cand(1, 240, true), cand(2, 288, false)], nb(1));
+        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
+        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+        let tlv = encode_signed_claim(&asked[0].1, signed, &next_hop_owner(), &key(5));
+        assert_eq!(
+            w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
+            Err(JustifyError::UnderFloor)
+        );
+        let deadline = w.now + verify::JUSTIFY_WAIT;
+        let acts = w.v.handle_timeout(deadline, &withdrawn_by_1());
+        assert_eq!(evicts(&acts, nb(1)), want, "signed {signed}");
+    }
+}
+
 /// §2.1, §4.2.2, §4.2.5: the destinations to hand routes for include those the verifier still
 /// reads after we stopped using them: a session's, until it ends, and a failure's awaiting its
 /// deadline, until it is judged. Used for 1 s only: a session started on it and the deadline

@@ -5,6 +5,10 @@
 
 use super::*;
 
+/// §4.2.5, `withdrawn_origin_evicts`: how far a relay's claim can lag the route it has, a rise
+/// too small for a triggered update (which waits for the next regular one).
+const HONEST_LAG: u16 = babel_core::TRIGGER_WORSENING;
+
 impl Verifier {
     /// §4.2.5: whether a failure awaiting its deadline wants the claims looked at again:
     /// with `justify_on_rise` one whose refused Signed Claim waits for the claim to reach its
@@ -178,9 +182,20 @@ impl Verifier {
         for (key, d) in due {
             self.origin_deadlines.remove(&key);
             let claim_now = claim_in(candidates, &key);
+            let floor = self
+                .justifications
+                .get(&key)
+                .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
+                .map(|(f, _)| *f);
             // `withdrawn_origin_evicts`: the lie of an origin failure was read from what the
             // neighbour and its next hop advertised; withdrawing the claim since undoes nothing.
-            if self.cfg.score.withdrawn_origin_evicts && d.origin && claim_now == Some(None) {
+            // Unless the claim was under its floor by no more than a relay's claim lags its
+            // route (a rise too small for a triggered update): then it may be an honest relay
+            // whose route moved through us as it was asked, and the withdrawal is judged as
+            // any other.
+            let lag = floor.is_some_and(|f| d.claim.saturating_add(HONEST_LAG) >= f);
+            if self.cfg.score.withdrawn_origin_evicts && d.origin && claim_now == Some(None) && !lag
+            {
                 self.evict_unjustified(now, key, &d, out);
                 continue;
             }
@@ -225,11 +240,6 @@ impl Verifier {
                 self.note_asked_rise(now, key, d.asked(), r.advertised);
                 continue;
             }
-            let floor = self
-                .justifications
-                .get(&key)
-                .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
-                .map(|(f, _)| *f);
             let claim = route.map(|c| c.advertised);
             if let (Some(f), Some(m)) = (floor, claim)
                 && m >= f
