@@ -1890,6 +1890,8 @@ fn honest_neighbours_on_a_lossy_link_are_never_evicted() {
         assert_eq!(n["evictions"], 0, "{i}: {v}");
     }
     assert_eq!(v["counters"]["evictions"], 0);
+    // No honest claim rose only when asked (`verify-asked-rises`, on by default, counts them).
+    assert_eq!(v["counters"]["asked_rises"], 0, "{v}");
     for r in v["routes"].as_array().unwrap() {
         assert!(
             r["accuracy"].is_null() || r["accuracy"].as_u64().unwrap() >= 800,
