@@ -446,13 +446,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
         if !lying && t >= start {
             lying = true;
             for (&a, set) in &lie_sets {
-                sim.set_lie(
-                    a,
-                    Some(Lie {
-                        divisor: cfg.lie_divisor,
-                        prefixes: Some(set.clone()),
-                    }),
-                );
+                tell_lies(&mut sim, a, set, cfg.lie_divisor);
             }
         }
         // Evasive liars lie again about what they were asked to justify once their hold ends.
@@ -465,13 +459,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             paused.remove(&(a, p));
             if let Some(set) = lie_sets.get_mut(&a) {
                 set.insert(p);
-                sim.set_lie(
-                    a,
-                    Some(Lie {
-                        divisor: cfg.lie_divisor,
-                        prefixes: Some(set.clone()),
-                    }),
-                );
+                tell_lies(&mut sim, a, set, cfg.lie_divisor);
             }
             if trace {
                 eprintln!(
@@ -859,13 +847,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 *at = (*at).max(t + hold);
                             } else if set.remove(&p) {
                                 paused.insert((peer, p), t + hold);
-                                sim.set_lie(
-                                    peer,
-                                    Some(Lie {
-                                        divisor: cfg.lie_divisor,
-                                        prefixes: Some(set.clone()),
-                                    }),
-                                );
+                                tell_lies(&mut sim, peer, set, cfg.lie_divisor);
                                 if trace {
                                     eprintln!(
                                         "t={:.1} evasive {peer} asked by {v}, honest dst {} for {:?}",
@@ -1192,7 +1174,18 @@ fn watch_line(
     );
 }
 
-/// The routes of node `v` to the destinations it uses, as the verifier needs them.
+/// Liar `a` lies about the destinations of `set` (and only those), dividing its metrics by
+/// `divisor`.
+fn tell_lies(sim: &mut Sim, a: usize, set: &BTreeSet<Prefix>, divisor: u16) {
+    sim.set_lie(
+        a,
+        Some(Lie {
+            divisor,
+            prefixes: Some(set.clone()),
+        }),
+    );
+}
+
 /// §4.2.5 over the links, each message delivered at once: the verifier `v` asks `neighbour`
 /// (Justify Request), which asks its next hop for the destination (Claim Request); the next hop
 /// signs the metric it offers (a liar the metric it tells, `lies`), and the neighbour relays the
@@ -1309,6 +1302,7 @@ fn justify(
     Some(())
 }
 
+/// The routes of node `v` to the destinations it uses, as the verifier needs them.
 fn candidates(sim: &Sim, v: usize, used: &[Prefix], now: Instant) -> Vec<VerifiableRoute> {
     let Some(e) = sim.engine(v) else {
         return Vec::new();

@@ -2309,14 +2309,8 @@ fn a_withdrawal_after_an_origin_failure_within_a_relays_lag_waits() {
     for (signed, want) in [(96, false), (400, true)] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.unjustified_unknown_evicts = true;
-        let k = key(1);
-        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
-        w.next_hops.push((nb(1), nb(2)));
-        let c = first_check_of(&mut w, &[cand(1, 240, true), cand(2, 288, false)], nb(1));
-        assert_eq!((c.blame, c.cost), (Blame::Origin, Some(384)), "{c:?}");
-        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
-        let tlv = encode_signed_claim(&asked[0].1, signed, &next_hop_owner(), &key(5));
+        let (mut w, request) = unanswered_origin_failure_with(cfg);
+        let tlv = encode_signed_claim(&request, signed, &next_hop_owner(), &key(5));
         assert_eq!(
             w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(144)),
             Err(JustifyError::UnderFloor)
