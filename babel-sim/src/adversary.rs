@@ -112,6 +112,10 @@ pub struct AdversaryConfig {
     /// Claim as an honest relay does; then it lies again. `None` (the default): liars never
     /// answer a Justify Request.
     pub evasive_hold: Option<Duration>,
+    /// With `evasive_hold`: the evasive liar withdraws the route it was asked about for the
+    /// hold (a retraction to the verifier at once, and in every Update after), and answers
+    /// nothing, instead of telling the truth.
+    pub evasive_withdraws: bool,
 }
 
 impl AdversaryConfig {
@@ -144,6 +148,7 @@ impl AdversaryConfig {
             last_resort: None,
             last_resort_penalty: None,
             evasive_hold: None,
+            evasive_withdraws: false,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -441,12 +446,14 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
     let mut bound_dp = DataPlane::new(cfg, 0xB0DD, &roles);
     // Evasive liars (`evasive_hold`): the destinations each stopped lying about, until when.
     let mut paused: BTreeMap<(usize, Prefix), Instant> = BTreeMap::new();
+    // And with `evasive_withdraws`, what each withdraws meanwhile.
+    let mut withheld: BTreeMap<usize, BTreeSet<Prefix>> = BTreeMap::new();
     while t < end {
         t = t + tick;
         if !lying && t >= start {
             lying = true;
             for (&a, set) in &lie_sets {
-                tell_lies(&mut sim, a, set, cfg.lie_divisor);
+                tell_lies(&mut sim, a, set, withheld.get(&a), cfg.lie_divisor);
             }
         }
         // Evasive liars lie again about what they were asked to justify once their hold ends.
@@ -457,9 +464,12 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             .collect();
         for (a, p) in resumed {
             paused.remove(&(a, p));
+            if let Some(w) = withheld.get_mut(&a) {
+                w.remove(&p);
+            }
             if let Some(set) = lie_sets.get_mut(&a) {
                 set.insert(p);
-                tell_lies(&mut sim, a, set, cfg.lie_divisor);
+                tell_lies(&mut sim, a, set, withheld.get(&a), cfg.lie_divisor);
             }
             if trace {
                 eprintln!(
@@ -847,7 +857,24 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                                 *at = (*at).max(t + hold);
                             } else if set.remove(&p) {
                                 paused.insert((peer, p), t + hold);
-                                tell_lies(&mut sim, peer, set, cfg.lie_divisor);
+                                if cfg.evasive_withdraws {
+                                    withheld.entry(peer).or_default().insert(p);
+                                }
+                                tell_lies(
+                                    &mut sim,
+                                    peer,
+                                    set,
+                                    withheld.get(&peer),
+                                    cfg.lie_divisor,
+                                );
+                                // The withdrawal reaches the verifier at once.
+                                if cfg.evasive_withdraws
+                                    && let Some((ifindex, _)) = sim.neighbour_of(peer, v)
+                                {
+                                    sim.with_engine(peer, |e, now| {
+                                        e.readvertise(now, ifindex, RouteKey::new(p))
+                                    });
+                                }
                                 if trace {
                                     eprintln!(
                                         "t={:.1} evasive {peer} asked by {v}, honest dst {} for {:?}",
@@ -869,7 +896,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             lying.then_some((&lie_sets, cfg.lie_divisor)),
                             cfg.verify.correction.first,
                             cfg.readvertise,
-                            cfg.evasive_hold.is_some(),
+                            cfg.evasive_hold.is_some() && !cfg.evasive_withdraws,
                         );
                     }
                     ProbeAction::Standing {
@@ -1175,13 +1202,20 @@ fn watch_line(
 }
 
 /// Liar `a` lies about the destinations of `set` (and only those), dividing its metrics by
-/// `divisor`.
-fn tell_lies(sim: &mut Sim, a: usize, set: &BTreeSet<Prefix>, divisor: u16) {
+/// `divisor`, and retracts those of `withheld`.
+fn tell_lies(
+    sim: &mut Sim,
+    a: usize,
+    set: &BTreeSet<Prefix>,
+    withheld: Option<&BTreeSet<Prefix>>,
+    divisor: u16,
+) {
     sim.set_lie(
         a,
         Some(Lie {
             divisor,
             prefixes: Some(set.clone()),
+            withheld: withheld.cloned().unwrap_or_default(),
         }),
     );
 }

@@ -720,6 +720,8 @@ pub struct Lie {
     pub divisor: u16,
     /// The prefixes lied about (`None`: every prefix it does not originate).
     pub prefixes: Option<BTreeSet<Prefix>>,
+    /// The prefixes it retracts whatever its route (an evasive liar that withdraws when asked).
+    pub withheld: BTreeSet<Prefix>,
 }
 
 /// A link's state as the data plane sees it.
@@ -890,10 +892,14 @@ fn tell_lie(bytes: &Bytes, lie: &Lie, own: &BTreeSet<Prefix>) -> Bytes {
             && let Some(p) = u.prefix
             && !own.contains(&p)
             && u.metric != babel_wire::INFINITY
-            && lie.prefixes.as_ref().is_none_or(|s| s.contains(&p))
         {
-            u.metric = (u.metric / lie.divisor.max(1)).max(1);
-            changed = true;
+            if lie.withheld.contains(&p) {
+                u.metric = babel_wire::INFINITY;
+                changed = true;
+            } else if lie.prefixes.as_ref().is_none_or(|s| s.contains(&p)) {
+                u.metric = (u.metric / lie.divisor.max(1)).max(1);
+                changed = true;
+            }
         }
     }
     if !changed {
