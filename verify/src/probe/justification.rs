@@ -94,9 +94,12 @@ impl Verifier {
     /// reaching its floor or what we measured, rose only once we asked: the claim asked about,
     /// priced with our link then, is under `S` times the risen one, so that the rise alone
     /// fails the claim before, and the risen one is near the cost measured, no more than `1/S`
-    /// times it. A relay whose update was on its way rises by less unless the path behind it
-    /// moved by as much; a claim that rises past what we measured (or with nothing measured,
-    /// a black hole) rides a path that changed, as in a loop whose metrics count up.
+    /// times it, and the session's route was settled (§4.2.2). A relay whose update was on its
+    /// way rises by less unless the path behind it moved by as much; a claim that rises past
+    /// what we measured (or with nothing measured, a black hole) rides a path that changed, as
+    /// in a loop whose metrics count up; a claim that moved during the session (a lie reaching
+    /// a relay) measured a path it no longer describes, and its rise may be the relay's route
+    /// moving back.
     fn note_asked_rise(
         &mut self,
         now: Instant,
@@ -108,6 +111,7 @@ impl Verifier {
         let before = f64::from(crate::score::claim_metric(asked.claim, asked.link));
         let after = f64::from(crate::score::claim_metric(risen, asked.link));
         if risen == babel_wire::INFINITY
+            || !asked.settled
             || asked.cost >= MAX_COST
             || before >= s * after
             || after > f64::from(asked.cost) / s
@@ -569,6 +573,7 @@ impl Verifier {
                 check.returned,
             ),
             origin: !audit && check.blame == Blame::Origin,
+            settled: check.stable,
         });
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);
@@ -625,6 +630,7 @@ impl Verifier {
             claim: route.advertised,
             link: measured.1,
             cost: measured.0,
+            settled: check.stable,
         };
         self.ask_to_justify(now, key, asked, out);
     }

@@ -1472,6 +1472,7 @@ impl Verifier {
                     claim: route.advertised,
                     link: check.metric.saturating_sub(route.advertised),
                     cost: check.cost.unwrap_or(MAX_COST),
+                    settled: check.stable,
                 };
                 self.ask_to_justify(now, (route.neighbour, route.prefix), asked, out);
             }
@@ -1514,6 +1515,8 @@ struct AskedClaim {
     link: u16,
     /// The cost measured ([`MAX_COST`] for a black hole or none).
     cost: u16,
+    /// The route stayed as it was for the whole session (§4.2.2).
+    settled: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1546,6 +1549,8 @@ struct Deadline {
     /// The failure was blamed on the neighbour as the origin of its lie (§4.2.1): with
     /// `withdrawn_origin_evicts`, a withdrawal does not correct it.
     origin: bool,
+    /// The route stayed as it was for the whole session (§4.2.2).
+    settled: bool,
 }
 
 impl Deadline {
@@ -1555,6 +1560,7 @@ impl Deadline {
             claim: self.claim,
             link: self.link,
             cost: self.cost,
+            settled: self.settled,
         }
     }
 }
