@@ -1600,37 +1600,39 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
     }
 }
 
-/// §4.2.5, `asked_rises_evict`: the failure of `an_unjustified_origin_is_evicted_at_its_deadline`
-/// (neighbour 1 claims 144, its next hop 2 offers us 192, four links measure 384), twice. Asked,
-/// neighbour 1 raises its claim to 288, the floor its next hop signs (192 plus a link), and is
-/// justified; then it lies again, and the next check fails the same way. With the option the
-/// second claim risen only once asked, within `asked_rise_window` of the first, evicts it;
-/// without the option, or with the second rise past the window, it is justified again and
-/// kept. A relay whose claim was at its floor already (its next hop signs 48, the lie it
-/// relays) rose for nothing, and is kept with the option however often it is asked; so is one
-/// whose claim rose past what we measured (its next hop signs 400: floor 496, and 592 with our
-/// link over the 384 measured by more than `1/S`), a path that changed; and one whose claim
-/// moved during the session (from 144 to 154), a route not settled.
+/// §4.2.5, `asked_rises_evict`: neighbour 1 claims 144 where its next hop 2 offers us 576 and
+/// eight links measure 768 (a failure blamed on the origin), twice. Asked, neighbour 1 raises
+/// its claim to 672, the floor its next hop signs (576 plus a link), and is justified; then it
+/// lies again, and the next check fails the same way. With the option the second claim risen
+/// only once asked, within `asked_rise_window` of the first, evicts it; without the option, or
+/// with the second rise past the window, it is justified again and kept. Kept with the option
+/// however often it is asked: a relay whose claim was at its floor already (its next hop signs
+/// 48, the lie it relays), which rose for nothing; one whose claim rose past what we measured
+/// (its next hop signs 1,000: floor 1,096, and 1,192 with our link over the 768 measured by
+/// more than `1/S`), a path that changed; one under its floor by no more than a relay's lag
+/// (its next hop signs 300: floor 396, within 256 of 144); and one whose claim moved during
+/// the session (from 144 to 154), a route not settled.
 #[test]
 fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
     let k = key(1);
-    let lying = [cand(1, 240, true), cand(2, 288, false)];
+    let lying = [cand(1, 240, true), cand(2, 672, false)];
     for (option, gap, signed, want, rises, unsettled) in [
-        (true, 0, 192, true, 2, false),
-        (false, 0, 192, false, 2, false),
-        (true, 100, 192, false, 2, false),
+        (true, 0, 576, true, 2, false),
+        (false, 0, 576, false, 2, false),
+        (true, 100, 576, false, 2, false),
         (true, 0, 48, false, 0, false),
-        (true, 0, 400, false, 0, false),
-        (true, 0, 192, false, 0, true),
+        (true, 0, 1000, false, 0, false),
+        (true, 0, 300, false, 0, false),
+        (true, 0, 576, false, 0, true),
     ] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.asked_rises_evict = option;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-        w.hops = 4;
+        w.hops = 8;
         w.next_hops.push((nb(1), nb(2)));
         if unsettled {
             // The claim moves during the session (144 to 154): a route not settled.
-            w.midway = Some(vec![cand(1, 250, true), cand(2, 288, false)]);
+            w.midway = Some(vec![cand(1, 250, true), cand(2, 672, false)]);
         }
         let mut evicted = Vec::new();
         for round in 0..2 {

@@ -99,7 +99,8 @@ impl Verifier {
     /// what we measured (or with nothing measured, a black hole) rides a path that changed, as
     /// in a loop whose metrics count up; a claim that moved during the session (a lie reaching
     /// a relay) measured a path it no longer describes, and its rise may be the relay's route
-    /// moving back.
+    /// moving back. With a Signed Claim's floor, the claim asked about was under it by more than
+    /// a relay's lag, and rose to no more than a lag over it.
     fn note_asked_rise(
         &mut self,
         now: Instant,
@@ -115,6 +116,15 @@ impl Verifier {
             || asked.cost >= MAX_COST
             || before >= s * after
             || after > f64::from(asked.cost) / s
+        {
+            return;
+        }
+        // With the floor of a Signed Claim: the claim was under it by more than a relay's lag,
+        // and rose to it, not past it (a relay whose own route moved, or was corrected, rises
+        // past its next hop's word).
+        if let Some((floor, _)) = self.justifications.get(&key)
+            && (asked.claim.saturating_add(HONEST_LAG) >= *floor
+                || risen > floor.saturating_add(HONEST_LAG))
         {
             return;
         }
