@@ -88,6 +88,15 @@ impl Verifier {
         }
     }
 
+    /// §4.2.5: the floor of the Signed Claim that answered a Justify Request for `key` within
+    /// [`crate::JUSTIFY_WAIT`] of `now` (the one a deadline judges against), if any.
+    fn fresh_floor(&self, now: Instant, key: &(NeighbourId, Prefix)) -> Option<u16> {
+        self.justifications
+            .get(key)
+            .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
+            .map(|(f, _)| *f)
+    }
+
     /// §4.2.5, `asked_rises_evict`: notes (counts, and with the option scores at the next
     /// timer) whether `risen`, the neighbour's claim that justifies or corrects a failing (or
     /// audited) claim for `p` (key `(n, p)`; `asked`: that claim as its check found it) by
@@ -122,8 +131,8 @@ impl Verifier {
         // With the floor of a Signed Claim: the claim was under it by more than a relay's lag,
         // and rose to it, not past it (a relay whose own route moved, or was corrected, rises
         // past its next hop's word).
-        if let Some((floor, _)) = self.justifications.get(&key)
-            && (asked.claim.saturating_add(HONEST_LAG) >= *floor
+        if let Some(floor) = self.fresh_floor(now, &key)
+            && (asked.claim.saturating_add(HONEST_LAG) >= floor
                 || risen > floor.saturating_add(HONEST_LAG))
         {
             return;
@@ -196,11 +205,7 @@ impl Verifier {
         for (key, d) in due {
             self.origin_deadlines.remove(&key);
             let claim_now = claim_in(candidates, &key);
-            let floor = self
-                .justifications
-                .get(&key)
-                .filter(|(_, at)| now.saturating_since(*at) <= crate::JUSTIFY_WAIT)
-                .map(|(f, _)| *f);
+            let floor = self.fresh_floor(now, &key);
             // `withdrawn_origin_evicts`: the lie of an origin failure was read from what the
             // neighbour and its next hop advertised; withdrawing the claim since undoes nothing.
             // Unless the claim was under its floor by no more than a relay's claim lags its
