@@ -89,6 +89,7 @@ fn main() {
     let audit_claims = env("ADV_AUDIT_CLAIMS");
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let asked_rises = env("ADV_ASKED_RISES");
+    let fall_back = env("ADV_FALL_BACK");
     let suspicious = env("ADV_SUSPICIOUS");
     let late_start = env("ADV_LATE_START");
     let sessions = env("ADV_SESSIONS");
@@ -233,6 +234,9 @@ fn main() {
         }
         if let Some(x) = asked_rises {
             c.verify.score.asked_rises_evict = x != 0;
+        }
+        if let Some(x) = fall_back {
+            c.verify.score.fall_back_evicts = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

@@ -97,10 +97,12 @@ fn adversarial_sweep_small() {
 /// §4.2.5, an evasive liar: liars that answer every Justify Request about a lie by telling the
 /// truth about that destination for 45 s (then lying again) are justified or corrected at every
 /// deadline, so the defaults evict few of them; with `asked_rises_evict` their rises evict
-/// them, and more of them are evicted. The rises are counted either way.
+/// them, and more of them are evicted. The rises are counted either way. With
+/// `fall_back_evicts` too, their lying again once risen evicts them: claims fall back, no
+/// more of them escape, and less data crosses them in the last cycles.
 #[test]
 fn evasive_liars_are_evicted_by_their_rises_with_the_option() {
-    let run = |asked_rises: bool| {
+    let run = |asked_rises: bool, fall_back: bool| {
         sweep(1, 1, 30, 36, InterfaceKind::Wired, 1, &|c| {
             c.cycles = 8;
             c.roles = vec![Role::Liar, Role::PartialLiar];
@@ -109,11 +111,12 @@ fn evasive_liars_are_evicted_by_their_rises_with_the_option() {
             c.lie_divisor = 4;
             c.evasive_hold = Some(Duration::from_secs(45));
             c.verify.score.asked_rises_evict = asked_rises;
+            c.verify.score.fall_back_evicts = fall_back;
         })
         .0
     };
-    let (off, on) = (run(false), run(true));
-    println!("{}\n{}", off.render(), on.render());
+    let (off, on, fall_back) = (run(false, false), run(true, false), run(true, true));
+    println!("{}\n{}\n{}", off.render(), on.render(), fall_back.render());
     let evicted = |r: &babel_sim::adversary::SweepReport| {
         r.liar_cycles.within(8) + r.partial_cycles.within(8)
     };
@@ -125,6 +128,22 @@ fn evasive_liars_are_evicted_by_their_rises_with_the_option() {
         evicted(&on),
         evicted(&off)
     );
+    assert_eq!(on.counters.fell_back, 0, "{:?}", on.counters);
+    assert!(fall_back.counters.fell_back > 0, "{:?}", fall_back.counters);
+    assert!(
+        evicted(&fall_back) >= evicted(&on),
+        "{} vs {}",
+        evicted(&fall_back),
+        evicted(&on)
+    );
+    // Less data crosses a liar at the end.
+    assert!(
+        fall_back.through_liar.1 < on.through_liar.1,
+        "{:?} vs {:?}",
+        fall_back.through_liar,
+        on.through_liar
+    );
+    assert_eq!(fall_back.honest_evicted.0, 0);
 }
 
 /// A liar's exposures are to neighbours that verify: many liars on a small mesh route through

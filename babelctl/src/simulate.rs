@@ -79,6 +79,11 @@ pub struct SimulateArgs {
     /// to justify them, twice within 90 s (`asked_rises_evict`, `spec/verify.md` §4.2.5).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub asked_rises: bool,
+    /// With --adversary: verifiers evict a neighbour whose claim rose to its next hop's signed
+    /// word when asked, fell back under it within 90 s and rose again when asked again
+    /// (`fall_back_evicts`, `spec/verify.md` §4.2.5).
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub fall_back: bool,
     /// With --adversary: worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -142,6 +147,9 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
             if !args.asked_rises {
                 settings.insert("asked-rises".to_owned(), "false".to_owned());
             }
+            if args.fall_back {
+                settings.insert("fall-back".to_owned(), "true".to_owned());
+            }
             Some(babel_sim::RunStore::open(dir, &plan, settings)?)
         }
         None => None,
@@ -150,6 +158,7 @@ fn run_adversary(args: &SimulateArgs) -> anyhow::Result<()> {
         c.roles = roles.clone();
         c.evasive_hold = args.evasive.map(std::time::Duration::from_secs);
         c.verify.score.asked_rises_evict = args.asked_rises;
+        c.verify.score.fall_back_evicts = args.fall_back;
     };
     let (report, _) = match &store {
         None => babel_sim::adversary::sweep_with(&plan, &tweak, &|_| None, &|_| {}),

@@ -246,7 +246,7 @@ fn verification(
     );
     reg.register(
         "verify_last_eviction",
-        "The cause of a neighbour's latest eviction (checks, unjustified, audit, asked-rises): 1 while it lasts, 0 once it is readmitted",
+        "The cause of a neighbour's latest eviction (checks, unjustified, audit, asked-rises, fell-back): 1 while it lasts, 0 once it is readmitted",
         last_eviction,
     );
     reg.register(

@@ -171,6 +171,9 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 only when asked to justify them, twice within the window,
                                 is evicted (true)
   verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
+  verify-fall-back BOOL         a neighbour whose claim rose to its next hop's signed word
+                                when asked, fell back under it within the window and rose
+                                again when asked again is evicted (false)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row
@@ -325,6 +328,9 @@ pub enum VerifyStatement {
     /// `verify-asked-rise-window SECONDS`: how long a claim risen only when asked is
     /// remembered (§4.2.5).
     AskedRiseWindow(u32),
+    /// `verify-fall-back BOOL`: a neighbour whose claim rose to its next hop's signed word when
+    /// asked, fell back under it and rose again when asked again is evicted (§4.2.5).
+    FallBack(bool),
     /// `verify-last-resort BOOL`: evicted neighbours' routes serve destinations nobody else
     /// offers (§4.3; the engine's `accuracy_last_resort`).
     LastResort(bool),
@@ -432,6 +438,7 @@ impl VerifyStatement {
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
             "verify-late-start" => VerifyStatement::LateStart(flag()?),
             "verify-asked-rises" => VerifyStatement::AskedRises(flag()?),
+            "verify-fall-back" => VerifyStatement::FallBack(flag()?),
             "verify-asked-rise-window" => VerifyStatement::AskedRiseWindow(num(
                 1,
                 86_400,
@@ -698,6 +705,7 @@ impl VerifySettings {
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
                 VerifyStatement::LateStart(b) => c.schedule.late_start = b,
                 VerifyStatement::AskedRises(b) => c.score.asked_rises_evict = b,
+                VerifyStatement::FallBack(b) => c.score.fall_back_evicts = b,
                 VerifyStatement::AskedRiseWindow(s) => {
                     c.score.asked_rise_window = Duration::from_secs(u64::from(s));
                 }
@@ -2028,6 +2036,11 @@ fn eviction_reason(why: verify::Eviction) -> String {
              second such claim within verify-asked-rise-window",
             why.prefix
         ),
+        verify::EvictionCause::FellBack => format!(
+            "its claim for {} rose to its next hop's signed word when asked, fell back under it \
+             within verify-asked-rise-window, and rose again when asked again",
+            why.prefix
+        ),
     }
 }
 
@@ -2390,7 +2403,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 25] = [
+        let statements: [(&str, Field); 26] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2440,6 +2453,7 @@ mod tests {
             ("verify-prefer-suspicious", |c| c.schedule.prefer_suspicious),
             ("verify-late-start", |c| c.schedule.late_start),
             ("verify-asked-rises", |c| c.score.asked_rises_evict),
+            ("verify-fall-back", |c| c.score.fall_back_evicts),
         ];
         for (name, field) in statements {
             let mut s = VerifySettings::default();
@@ -2617,7 +2631,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 56);
+        assert_eq!(listed.len(), 57);
         for k in listed {
             assert!(
                 !matches!(

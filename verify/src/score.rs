@@ -245,6 +245,13 @@ pub struct ScoreConfig {
     /// How long a claim that rose only when asked is remembered
     /// ([`ScoreConfig::asked_rises_evict`]).
     pub asked_rise_window: Duration,
+    /// With [`ScoreConfig::justification`]: a neighbour whose claim rose to its next hop's
+    /// signed word when asked, fell back under that word within
+    /// [`ScoreConfig::asked_rise_window`], and rose to it again when asked once more, is
+    /// evicted (`spec/verify.md` §4.2.5, "A claim that falls back"). The verifier watches a
+    /// claim that rose to a Signed Claim's floor for the window and asks again as soon as it
+    /// falls back under it. Off by default.
+    pub fall_back_evicts: bool,
 }
 
 /// How a check treats a claim that fell during its session (`spec/verify.md` §1.3): the probes
@@ -473,6 +480,7 @@ impl Default for ScoreConfig {
             audit_signers_only: false,
             asked_rises_evict: true,
             asked_rise_window: Duration::from_secs(90),
+            fall_back_evicts: false,
         }
     }
 }
@@ -562,6 +570,9 @@ pub enum EvictionCause {
     Audit,
     /// Claims rose to what they should be only when asked, twice (§4.2.5, `asked_rises_evict`).
     AskedRises,
+    /// A claim rose to its next hop's signed word when asked, fell back under it, and rose
+    /// again when asked again (§4.2.5, `fall_back_evicts`).
+    FellBack,
 }
 
 impl EvictionCause {
@@ -572,6 +583,7 @@ impl EvictionCause {
             EvictionCause::Unjustified => "unjustified",
             EvictionCause::Audit => "audit",
             EvictionCause::AskedRises => "asked-rises",
+            EvictionCause::FellBack => "fell-back",
         }
     }
 }

@@ -1686,6 +1686,86 @@ fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
     }
 }
 
+/// §4.2.5, `fall_back_evicts`: the failure of the test above (neighbour 1 claims 144 where its
+/// next hop 2 offers 576, eight links measure 768). Asked, neighbour 1 rises to the floor its
+/// next hop signs, 672, and is justified. Some seconds later its claim falls back to 144, with
+/// no check of ours in between: with the option the verifier asks it again at once, it rises
+/// again to 672, and that evicts it. Kept: without the option (not asked again); a fall that
+/// would not fail (to 600, 696 with our link against the 768 of the floor); a fall past
+/// `asked_rise_window`; and an honest relay whose next hop's offer fell with its claim (asked
+/// again, its next hop signs 48: justified as it is, and no longer watched).
+#[test]
+fn a_claim_that_falls_back_after_rising_when_asked_evicts_with_the_option() {
+    let lying = [cand(1, 240, true), cand(2, 672, false)];
+    let risen = [cand(1, 768, false), cand(2, 672, true)];
+    for (option, fallen, gap, signed_again, want) in [
+        (true, 144, 5, 576, true),
+        (false, 144, 5, 576, false),
+        (true, 600, 5, 576, false),
+        (true, 144, 100, 576, false),
+        (true, 144, 5, 48, false),
+    ] {
+        let row = format!("option {option} fallen {fallen} gap {gap} signed {signed_again}");
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.fall_back_evicts = option;
+        // Only this rule: one rise only when asked would not evict, but keep the count clean.
+        cfg.score.asked_rises_evict = false;
+        let (mut w, _, request) = origin_failure(cfg, 8, &lying);
+        let tlv = encode_signed_claim(&request, 576, &next_hop_owner(), &key(5));
+        assert_eq!(
+            w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(672)),
+            Ok(()),
+            "{row}"
+        );
+        let acts = w.v.handle_timeout(w.now, &risen);
+        assert!(!evicts(&acts, nb(1)), "{row}");
+        // Watched, the claim's routes are wanted and looked at.
+        assert!(w.v.used(w.now).contains(&dest()), "{row}");
+        w.now = w.now + Duration::from_secs(gap);
+        let fell = [cand(1, fallen + 96, true), cand(2, 672, false)];
+        let acts = w.v.handle_timeout(w.now, &fell);
+        let again: Vec<ClaimRequest> = acts
+            .iter()
+            .filter_map(|a| match a {
+                ProbeAction::SendJustifyRequest { neighbour, request } if *neighbour == nb(1) => {
+                    Some(*request)
+                }
+                _ => None,
+            })
+            .collect();
+        let asks = option && fallen == 144 && gap < 90;
+        assert_eq!(again.len(), usize::from(asks), "{row}");
+        let mut evicted = eviction_in(&acts, nb(1));
+        if let Some(r) = again.first() {
+            let tlv = encode_signed_claim(r, signed_again, &next_hop_owner(), &key(5));
+            // The liar rises again to its next hop's word; the honest relay's claim is there.
+            let claim = signed_again + 96;
+            assert_eq!(
+                w.v.handle_signed_claim(w.now, nb(1), &tlv, Some(claim)),
+                Ok(()),
+                "{row}"
+            );
+            assert_eq!(w.v.poll_timeout() <= w.now, want, "{row}: scored at once");
+            let acts = w.v.handle_timeout(w.now, &risen);
+            evicted = evicted.or(eviction_in(&acts, nb(1)));
+        }
+        let fell_back = Eviction {
+            prefix: dest(),
+            cause: EvictionCause::FellBack,
+        };
+        assert_eq!(evicted, want.then_some(fell_back), "{row}");
+        assert_eq!(w.v.counters().fell_back, u64::from(want), "{row}");
+        // Watched until the window ends, unless it fell back (evicted, or justified as it is).
+        let watched =
+            w.v.table_sizes()
+                .iter()
+                .find(|t| t.name == "claims watched for a fall back")
+                .map(|t| t.len);
+        let kept = option && !asks && gap < 90;
+        assert_eq!(watched, Some(usize::from(kept)), "{row}");
+    }
+}
+
 /// The failure of `an_unjustified_origin_is_evicted_at_its_deadline` (neighbour 1 claims 144,
 /// four links measure 384, its next hop 2 is known: blamed on the origin), with
 /// `reask_moved_claim` as given, and the first Justify Request, left unanswered.
@@ -1707,14 +1787,27 @@ fn unanswered_origin_failure_parked(reask_moved_claim: bool) -> (World, verify::
 
 /// The same failure under `cfg`.
 fn unanswered_origin_failure_with(cfg: VerifyConfig) -> (World, verify::ClaimRequest) {
+    let (w, c, first_request) = origin_failure(cfg, 4, &[cand(1, 240, true), cand(2, 288, false)]);
+    assert_eq!(c.accuracy, Some(0.625), "{c:?}");
+    (w, first_request)
+}
+
+/// Neighbour 1's first check under `cfg` over `hops` links, with `cands` and neighbour 2 as
+/// its next hop: a failure blamed on it as the origin, and the one Justify Request it drew,
+/// unanswered.
+fn origin_failure(
+    cfg: VerifyConfig,
+    hops: u8,
+    cands: &[VerifiableRoute],
+) -> (World, Check, verify::ClaimRequest) {
     let k = key(1);
     let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
-    w.hops = 4;
+    w.hops = hops;
     w.next_hops.push((nb(1), nb(2)));
-    let c = first_check_of(&mut w, &[cand(1, 240, true), cand(2, 288, false)], nb(1));
-    assert_eq!((c.blame, c.accuracy), (Blame::Origin, Some(0.625)), "{c:?}");
-    let first_request = answer_justify_request(&mut w, false);
-    (w, first_request)
+    let c = first_check_of(&mut w, cands, nb(1));
+    assert_eq!(c.blame, Blame::Origin, "{c:?}");
+    let request = answer_justify_request(&mut w, false);
+    (w, c, request)
 }
 
 /// The routes once neighbour 1 has withdrawn its claim (unreachable) and we select neighbour 2.

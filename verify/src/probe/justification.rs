@@ -17,6 +17,7 @@ impl Verifier {
         (self.cfg.score.justify_on_rise && self.awaiting_rise().next().is_some())
             || (self.cfg.score.reask_moved_claim
                 && self.origin_deadlines.values().any(|d| !d.moved || d.parked))
+            || self.rise_watches.values().any(|w| !w.fell)
     }
 
     /// §4.2.5, `reask_moved_claim`: notes every failure awaiting its deadline whose claim
@@ -117,6 +118,7 @@ impl Verifier {
         asked: AskedClaim,
         risen: u16,
     ) {
+        self.watch_rise(now, key, asked, risen);
         let s = self.cfg.score.threshold;
         let before = f64::from(crate::score::claim_metric(asked.claim, asked.link));
         let after = f64::from(crate::score::claim_metric(risen, asked.link));
@@ -140,6 +142,133 @@ impl Verifier {
         self.counters.asked_rises += 1;
         if self.cfg.score.asked_rises_evict {
             self.asked_rises.push((key, now));
+        }
+    }
+
+    /// §4.2.5, `fall_back_evicts`: `risen`, the neighbour's claim for `key` after we asked it
+    /// to justify `asked`, answered by a Signed Claim whose floor is fresh. A claim that was
+    /// under the floor by enough to fail (priced with our link, under `S` times it) and rose
+    /// to it, not past a relay's lag over it, is watched for `asked_rise_window`. Watched, fallen
+    /// back since and asked again, it rising again to a floor no lower (by more than a lag)
+    /// than the one it fell from evicts the neighbour: an honest relay's claim falls only as
+    /// its next hop's offer falls, and asked then it shows the lower word. A claim that fell
+    /// and is justified without a rise ends the watch.
+    fn watch_rise(
+        &mut self,
+        now: Instant,
+        key: (NeighbourId, Prefix),
+        asked: AskedClaim,
+        risen: u16,
+    ) {
+        if !self.cfg.score.fall_back_evicts {
+            return;
+        }
+        let Some(floor) = self.fresh_floor(now, &key) else {
+            return;
+        };
+        let s = self.cfg.score.threshold;
+        let priced = |m: u16| f64::from(crate::score::claim_metric(m, asked.link));
+        let rose = risen < babel_wire::INFINITY
+            && risen >= floor
+            && risen <= floor.saturating_add(HONEST_LAG)
+            && priced(asked.claim) < s * priced(floor);
+        let watched = self
+            .rise_watches
+            .get(&key)
+            .filter(|w| w.until >= now)
+            .copied();
+        match watched {
+            Some(w) if w.fell && rose && floor.saturating_add(HONEST_LAG) >= w.floor => {
+                self.rise_watches.remove(&key);
+                self.counters.fell_back += 1;
+                self.fell_back.push((key, now));
+            }
+            Some(w) if w.fell && !rose => {
+                // Justified as it is now: its next hop's offer fell with it.
+                self.rise_watches.remove(&key);
+            }
+            Some(_) => {}
+            None if rose => {
+                crate::bounded::make_room(
+                    &mut self.rise_watches,
+                    self.cfg.schedule.max_used.max(1),
+                    &key,
+                    |w| w.until,
+                );
+                self.rise_watches.insert(
+                    key,
+                    RiseWatch {
+                        floor,
+                        link: asked.link,
+                        until: now + self.cfg.score.asked_rise_window,
+                        fell: false,
+                    },
+                );
+                self.route_poll = Some(
+                    self.route_poll
+                        .map_or(now + crate::RISE_POLL, |r| r.min(now + crate::RISE_POLL)),
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// §4.2.5, `fall_back_evicts`: forgets the watches past their window; asks the neighbour
+    /// of every watched claim that `candidates` show fallen back under its floor (by enough
+    /// to fail, priced with our link) to justify it again, and evicts the neighbours whose
+    /// claims rose again.
+    pub(super) fn watch_fall_backs(
+        &mut self,
+        now: Instant,
+        candidates: &[VerifiableRoute],
+        out: &mut Vec<ProbeAction>,
+    ) {
+        for ((neighbour, prefix), at) in std::mem::take(&mut self.fell_back) {
+            let Some(score) = self.scores.get_mut(&neighbour) else {
+                continue;
+            };
+            let why = Eviction {
+                prefix,
+                cause: EvictionCause::FellBack,
+            };
+            if let CheckVerdict::Evicted(_) = score.evict(at.min(now), &self.cfg.score, why) {
+                self.counters.evictions += 1;
+                out.push(ProbeAction::Standing {
+                    neighbour,
+                    eviction: Some(why),
+                });
+            }
+        }
+        self.rise_watches.retain(|_, w| w.until >= now);
+        let s = self.cfg.score.threshold;
+        let fallen: Vec<((NeighbourId, Prefix), u16, u16)> = self
+            .rise_watches
+            .iter()
+            .filter(|(_, w)| !w.fell)
+            .filter_map(|(key, w)| match claim_in(candidates, key) {
+                Some(Some(m))
+                    if f64::from(crate::score::claim_metric(m, w.link))
+                        < s * f64::from(crate::score::claim_metric(w.floor, w.link)) =>
+                {
+                    Some((*key, m, w.link))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, claim, link) in fallen {
+            if let Some(w) = self.rise_watches.get_mut(&key) {
+                w.fell = true;
+            }
+            if self.justify_requests.contains_key(&key) {
+                continue;
+            }
+            let asked = AskedClaim {
+                claim,
+                link,
+                cost: MAX_COST,
+                settled: true,
+            };
+            self.ask_to_justify(now, key, asked, out);
         }
     }
 

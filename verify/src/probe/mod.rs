@@ -170,6 +170,10 @@ pub struct ProbeCounters {
     /// was asked to justify them (§4.2.5; they evict with `asked_rises_evict`).
     #[serde(default)]
     pub asked_rises: u64,
+    /// Claims that rose to their next hop's signed word when asked, fell back under it and
+    /// rose again when asked again (§4.2.5; they evict with `fall_back_evicts`).
+    #[serde(default)]
+    pub fell_back: u64,
 }
 
 impl ProbeCounters {
@@ -204,6 +208,7 @@ impl ProbeCounters {
             justified,
             claims_refused,
             asked_rises,
+            fell_back,
         } = *o;
         self.sessions += sessions;
         self.probes_sent += probes_sent;
@@ -232,6 +237,7 @@ impl ProbeCounters {
         self.justified += justified;
         self.claims_refused += claims_refused;
         self.asked_rises += asked_rises;
+        self.fell_back += fell_back;
         self.readmissions += readmissions;
     }
 
@@ -572,6 +578,12 @@ pub struct Verifier {
     /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, and when, not scored yet
     /// (at most one per failure awaiting its deadline: bounded as those are).
     asked_rises: Vec<((NeighbourId, Prefix), Instant)>,
+    /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
+    /// watched for a fall back under it (at most `max_used`).
+    rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
+    /// §4.2.5, `fall_back_evicts`: claims that fell back and rose again, not scored yet (at
+    /// most one per watch).
+    fell_back: Vec<((NeighbourId, Prefix), Instant)>,
     /// Sessions under way, by neighbour and destination (§2.2: up to `sessions_per_neighbour`
     /// per neighbour).
     sessions: BTreeMap<(NeighbourId, Prefix), Session>,
@@ -636,6 +648,8 @@ impl Verifier {
             route_poll: None,
             late: Vec::new(),
             asked_rises: Vec::new(),
+            rise_watches: BTreeMap::new(),
+            fell_back: Vec::new(),
             sessions: BTreeMap::new(),
             next_cycle: first,
             max_neighbours: 256,
@@ -710,6 +724,11 @@ impl Verifier {
                 len: self.origin_deadlines.len(),
                 max: max_used,
             },
+            T {
+                name: "claims watched for a fall back",
+                len: self.rise_watches.len(),
+                max: max_used,
+            },
             self.keyring.counters_size(),
         ];
         out.extend(self.scheduler.table_sizes(&self.cfg.schedule));
@@ -735,6 +754,7 @@ impl Verifier {
         let mut v = self.scheduler.wanted(now, &self.cfg.schedule);
         v.extend(self.sessions.keys().map(|(_, p)| *p));
         v.extend(self.origin_deadlines.keys().map(|(_, p)| *p));
+        v.extend(self.rise_watches.keys().map(|(_, p)| *p));
         v.sort_unstable();
         v.dedup();
         v
@@ -807,7 +827,13 @@ impl Verifier {
         if let Some(r) = self.route_poll {
             t = t.min(r);
         }
-        if let Some(r) = self.asked_rises.iter().map(|(_, at)| *at).min() {
+        if let Some(r) = self
+            .asked_rises
+            .iter()
+            .chain(&self.fell_back)
+            .map(|(_, at)| *at)
+            .min()
+        {
             t = t.min(r);
         }
         t
@@ -890,6 +916,7 @@ impl Verifier {
         self.watch_withdrawals(now, candidates);
         self.unjustified_origins(now, candidates, &mut out);
         self.asked_rises(now, &mut out);
+        self.watch_fall_backs(now, candidates, &mut out);
         // Looked at the claims now (routes handed) or due: next in RISE_POLL; else as it was.
         let poll = match self.route_poll {
             Some(r) if candidates.is_empty() && r > now => r,
@@ -1517,6 +1544,19 @@ struct AskedClaim {
     cost: u16,
     /// The route stayed as it was for the whole session (§4.2.2).
     settled: bool,
+}
+
+/// §4.2.5, `fall_back_evicts`: a claim that rose to a Signed Claim's floor when asked.
+#[derive(Clone, Copy, Debug)]
+struct RiseWatch {
+    /// The floor it rose to.
+    floor: u16,
+    /// Our link cost to the neighbour then (claims are priced with it).
+    link: u16,
+    /// Until when it is watched.
+    until: Instant,
+    /// It fell back under the floor and was asked again.
+    fell: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
