@@ -173,7 +173,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
   verify-fall-back BOOL         a neighbour whose claim rose to its next hop's signed word
                                 when asked, fell back under it within the window and rose
-                                again when asked again is evicted (false)
+                                again (or stayed under it) when asked again is evicted
+                                (false; keep it off next to stock Babel routers)
   verify-sessions-per-neighbour N  sessions through each neighbour per cycle, each to
                                 another destination, within 16 a cycle (1-8; 2)
   verify-unanswered-rechecks N  rechecks of a route after unanswered sessions in a row

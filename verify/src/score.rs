@@ -250,7 +250,9 @@ pub struct ScoreConfig {
     /// [`ScoreConfig::asked_rise_window`], and rose to it again when asked once more, is
     /// evicted (`spec/verify.md` §4.2.5, "A claim that falls back"). The verifier watches a
     /// claim that rose to a Signed Claim's floor for the window and asks again as soon as it
-    /// falls back under it. Off by default.
+    /// falls back under it, with a deadline: a claim still under the floor then is
+    /// unjustified. Off by default (a relay whose claim falls onto a next hop that cannot
+    /// sign, a stock Babel router, cannot justify it).
     pub fall_back_evicts: bool,
 }
 

@@ -215,8 +215,8 @@ impl Verifier {
 
     /// §4.2.5, `fall_back_evicts`: forgets the watches past their window; asks the neighbour
     /// of every watched claim that `candidates` show fallen back under its floor (by enough
-    /// to fail, priced with our link) to justify it again, and evicts the neighbours whose
-    /// claims rose again.
+    /// to fail, priced with our link) to justify it again, with a deadline (a claim left under
+    /// the floor is unjustified there), and evicts the neighbours whose claims rose again.
     pub(super) fn watch_fall_backs(
         &mut self,
         now: Instant,
@@ -261,6 +261,30 @@ impl Verifier {
             }
             if self.justify_requests.contains_key(&key) {
                 continue;
+            }
+            // Judged at a deadline as an unjustified failure is, with nothing measured: a
+            // claim that stays under the floor of the Signed Claim that answers evicts then.
+            if self.deadlines_evict() {
+                crate::bounded::make_room(
+                    &mut self.origin_deadlines,
+                    self.cfg.schedule.max_used.max(1),
+                    &key,
+                    |d| d.at,
+                );
+                self.origin_deadlines.entry(key).or_insert(Deadline {
+                    at: now + crate::JUSTIFY_WAIT,
+                    metric: crate::score::claim_metric(claim, link),
+                    cost: MAX_COST,
+                    link,
+                    claim,
+                    asked_again: false,
+                    moved: false,
+                    parked: false,
+                    audit: false,
+                    reference: (None, false),
+                    origin: false,
+                    settled: true,
+                });
             }
             let asked = AskedClaim {
                 claim,
