@@ -265,26 +265,23 @@ impl Verifier {
             // Judged at a deadline as an unjustified failure is, with nothing measured: a
             // claim that stays under the floor of the Signed Claim that answers evicts then.
             if self.deadlines_evict() {
-                crate::bounded::make_room(
-                    &mut self.origin_deadlines,
-                    self.cfg.schedule.max_used.max(1),
-                    &key,
-                    |d| d.at,
+                self.insert_deadline(
+                    Deadline {
+                        at: now + crate::JUSTIFY_WAIT,
+                        metric: crate::score::claim_metric(claim, link),
+                        cost: MAX_COST,
+                        link,
+                        claim,
+                        asked_again: false,
+                        moved: false,
+                        parked: false,
+                        audit: false,
+                        reference: (None, false),
+                        origin: false,
+                        settled: true,
+                    },
+                    key,
                 );
-                self.origin_deadlines.entry(key).or_insert(Deadline {
-                    at: now + crate::JUSTIFY_WAIT,
-                    metric: crate::score::claim_metric(claim, link),
-                    cost: MAX_COST,
-                    link,
-                    claim,
-                    asked_again: false,
-                    moved: false,
-                    parked: false,
-                    audit: false,
-                    reference: (None, false),
-                    origin: false,
-                    settled: true,
-                });
             }
             let asked = AskedClaim {
                 claim,
@@ -706,6 +703,18 @@ impl Verifier {
             && score.rule == crate::Rule::Confirmed
     }
 
+    /// §4.2.5: keeps deadline `d` for `key` unless one is pending for it already (the table
+    /// bounded by `max_used`, the soonest forgotten first).
+    fn insert_deadline(&mut self, d: Deadline, key: (NeighbourId, Prefix)) {
+        crate::bounded::make_room(
+            &mut self.origin_deadlines,
+            self.cfg.schedule.max_used.max(1),
+            &key,
+            |d| d.at,
+        );
+        self.origin_deadlines.entry(key).or_insert(d);
+    }
+
     /// §4.2.5, §4.2.6: the deadline, `wait` from `now`, of `check`'s claim (the cost it
     /// measured and our link cost then), a failure's or (`audit`) a passing check's, unless one
     /// is pending for the route already; with `reask_moved_claim` the verifier looks at the
@@ -720,29 +729,26 @@ impl Verifier {
     ) {
         let route = &check.route;
         let key = (route.neighbour, route.prefix);
-        crate::bounded::make_room(
-            &mut self.origin_deadlines,
-            self.cfg.schedule.max_used.max(1),
-            &key,
-            |d| d.at,
+        self.insert_deadline(
+            Deadline {
+                at: now + wait,
+                metric: check.metric,
+                cost,
+                link,
+                claim: route.advertised,
+                asked_again: false,
+                moved: false,
+                parked: false,
+                audit,
+                reference: (
+                    check.next_hop.filter(|_| check.trace_links == 1),
+                    check.returned,
+                ),
+                origin: !audit && check.blame == Blame::Origin,
+                settled: check.stable,
+            },
+            key,
         );
-        self.origin_deadlines.entry(key).or_insert(Deadline {
-            at: now + wait,
-            metric: check.metric,
-            cost,
-            link,
-            claim: route.advertised,
-            asked_again: false,
-            moved: false,
-            parked: false,
-            audit,
-            reference: (
-                check.next_hop.filter(|_| check.trace_links == 1),
-                check.returned,
-            ),
-            origin: !audit && check.blame == Blame::Origin,
-            settled: check.stable,
-        });
         if self.cfg.score.reask_moved_claim {
             self.route_poll = Some(now + crate::RISE_POLL);
         }
