@@ -204,10 +204,7 @@ impl Verifier {
                         fell: false,
                     },
                 );
-                self.route_poll = Some(
-                    self.route_poll
-                        .map_or(now + crate::RISE_POLL, |r| r.min(now + crate::RISE_POLL)),
-                );
+                self.poll_routes_by(now + crate::RISE_POLL);
             }
             None => {}
         }
@@ -224,20 +221,11 @@ impl Verifier {
         out: &mut Vec<ProbeAction>,
     ) {
         for ((neighbour, prefix), at) in std::mem::take(&mut self.fell_back) {
-            let Some(score) = self.scores.get_mut(&neighbour) else {
-                continue;
-            };
             let why = Eviction {
                 prefix,
                 cause: EvictionCause::FellBack,
             };
-            if let CheckVerdict::Evicted(_) = score.evict(at.min(now), &self.cfg.score, why) {
-                self.counters.evictions += 1;
-                out.push(ProbeAction::Standing {
-                    neighbour,
-                    eviction: Some(why),
-                });
-            }
+            self.evict(at.min(now), neighbour, why, out);
         }
         self.rise_watches.retain(|_, w| w.until >= now);
         let s = self.cfg.score.threshold;
@@ -457,9 +445,6 @@ impl Verifier {
         d: &Deadline,
         out: &mut Vec<ProbeAction>,
     ) {
-        let Some(score) = self.scores.get_mut(&key.0) else {
-            return;
-        };
         let why = Eviction {
             prefix: key.1,
             cause: if d.audit {
@@ -468,10 +453,25 @@ impl Verifier {
                 EvictionCause::Unjustified
             },
         };
+        self.evict(now, key.0, why, out);
+    }
+
+    /// §4.3: evicts `neighbour` (if scored) for `why`, without a check: counted, and its new
+    /// standing among `out` if it was not evicted already.
+    fn evict(
+        &mut self,
+        now: Instant,
+        neighbour: NeighbourId,
+        why: Eviction,
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let Some(score) = self.scores.get_mut(&neighbour) else {
+            return;
+        };
         if let CheckVerdict::Evicted(_) = score.evict(now, &self.cfg.score, why) {
             self.counters.evictions += 1;
             out.push(ProbeAction::Standing {
-                neighbour: key.0,
+                neighbour,
                 eviction: Some(why),
             });
         }

@@ -951,14 +951,18 @@ impl Verifier {
             self.start_sessions(now, candidates);
             self.late = self.waiting_late(now, candidates);
             if self.late_waiting(now) {
-                let poll = now + crate::RISE_POLL;
-                self.route_poll = Some(self.route_poll.map_or(poll, |r| r.min(poll)));
+                self.poll_routes_by(now + crate::RISE_POLL);
             }
             if !self.sessions.is_empty() {
                 out.extend(self.handle_timeout(now, candidates));
             }
         }
         out
+    }
+
+    /// Looks at the routes again by `at` at the latest (an earlier poll stays).
+    fn poll_routes_by(&mut self, at: Instant) {
+        self.route_poll = Some(self.route_poll.map_or(at, |r| r.min(at)));
     }
 
     /// §4.3: neighbours whose eviction is over are readmitted (on probation).
