@@ -22,6 +22,11 @@
 //!    and evicts it (§1.4).
 //! 7. A black hole corrects a route to a cost of nearly infinity; the verifier advertises it
 //!    at the ceiling below infinity, and the router behind it keeps the destination (§5.2).
+//! 8. An evasive liar, which tells the truth for a while each time it is asked to justify its
+//!    lie and then lies again (the test moves its kernel route when its own counter of Justify
+//!    Requests moves): evicted for claims that rise only when asked (§4.2.5, on by default)
+//!    where its lie is far under its floor; where the lie is within a relay's lag of the floor,
+//!    kept by the defaults and evicted for a claim that falls back with `verify-fall-back`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -2122,6 +2127,311 @@ fn verification_runs_through_the_mesh_tunnels() {
         assert!(i != "a-b" && i != "a-c", "{r}");
     }
     assert_eq!(v["counters"]["evictions"], 0);
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// How long the evasive liar of [`evasive_mesh`] tells the truth after each ask.
+const EVASIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// a - l - d and a - h - d (`long` false), or a - l - x - y - d and a - h - d (`long` true,
+/// where x signs what it offers with a key a binds). l lies about d to a alone (a kernel route
+/// announced with metric 1, denied towards its next hop so that nobody behind it loops into
+/// it) and relays Justify Requests (it runs verification without a key of its own). a verifies
+/// with `a_extra`. Returns once a routes through l, with the namespaces as (a, l, h, d) and
+/// l's link-local address towards its next hop (the lie's gateway).
+fn evasive_mesh(
+    tag: &str,
+    long: bool,
+    a_extra: &str,
+) -> ([Netns; 4], Vec<Netns>, String, Vec<common::DaemonProcess>) {
+    let [a, l, h, d] = nodes(tag, ["a", "l", "h", "d"]);
+    veth(&a, "a-l", &l, "l-a");
+    veth(&a, "a-h", &h, "h-a");
+    veth(&h, "h-d", &d, "d-h");
+    let (d_seed, d_pub) = destination_key();
+    let (x_seed, x_pub) = key_of(5);
+    let mut between = Vec::new();
+    let (gateway, l_out, signer) = if long {
+        let x = node(&format!("{tag}x"), 5);
+        let y = node(&format!("{tag}y"), 6);
+        veth(&l, "l-x", &x, "x-l");
+        veth(&x, "x-y", &y, "y-x");
+        veth(&y, "y-d", &d, "d-y");
+        let gw = x.link_local("x-l").to_string();
+        between.push(x);
+        between.push(y);
+        (gw, "l-x", format!("verify-key fd77::5/128 {x_pub}\n"))
+    } else {
+        veth(&l, "l-d", &d, "d-l");
+        (d.link_local("d-l").to_string(), "l-d", String::new())
+    };
+    let d_ifs: &[&str] = if long {
+        &["d-h", "d-y"]
+    } else {
+        &["d-h", "d-l"]
+    };
+    let mut ds = vec![
+        start_with_config(
+            &a,
+            &format!("{tag}a"),
+            common::daemon_bin(),
+            &format!("{}{signer}{a_extra}", verifier_config(&d_pub)),
+            &["a-l", "a-h"],
+        ),
+        start_with_config(
+            &h,
+            &format!("{tag}h"),
+            common::daemon_bin(),
+            &relay_config(),
+            &["h-a", "h-d"],
+        ),
+        start_with_config(
+            &d,
+            &format!("{tag}d"),
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            d_ifs,
+        ),
+    ];
+    if let [x, y] = &between[..] {
+        ds.push(start_with_config(
+            x,
+            &format!("{tag}x"),
+            common::daemon_bin(),
+            &format!(
+                "{}verify-private-key {x_seed}\nverify-owner fd77::5/128\n",
+                relay_config()
+            ),
+            &["x-l", "x-y"],
+        ));
+        ds.push(start_with_config(
+            y,
+            &format!("{tag}y"),
+            common::daemon_bin(),
+            &relay_config(),
+            &["y-x", "y-d"],
+        ));
+    }
+    lie(&l, &gateway, l_out, true);
+    ds.push(start_with_config(
+        &l,
+        &format!("{tag}l"),
+        common::daemon_bin(),
+        &format!(
+            "redistribute ip fd77::4/128 metric 1 allow\nout ip fd77::4/128 if {l_out} deny\n{}",
+            relay_config()
+        ),
+        &["l-a", l_out],
+    ));
+    assert!(
+        wait_for(120, || route_dev(&a, "fd77::4").as_deref() == Some("a-l")),
+        "a never chose the liar's route: {:?}\n{}",
+        route_dev(&a, "fd77::4"),
+        try_control(&a, "dump\nquit\n")
+    );
+    ([a, l, h, d], between, gateway, ds)
+}
+
+/// The liar's kernel route to d through `gateway` on `dev` (metric 2000, beside the one Babel
+/// installs): added (`on`, so that l announces d at 1) or deleted (l routes to d by Babel).
+fn lie(l: &Netns, gateway: &str, dev: &str, on: bool) {
+    let route = |verb: &str| {
+        l.ip(&[
+            "-6",
+            "route",
+            verb,
+            "fd77::4/128",
+            "via",
+            gateway,
+            "dev",
+            dev,
+            "metric",
+            "2000",
+        ])
+    };
+    if !on {
+        route("del");
+        return;
+    }
+    // At the start the link may not take a gateway yet.
+    assert!(wait_for(30, || {
+        route("replace");
+        l.ip(&["-6", "route", "show", "fd77::4/128"])
+            .contains("metric 2000")
+    }));
+}
+
+/// Runs `body` while l evades: whenever a Justify Request reaches it (its `readvertised`
+/// counter moves), it stops lying for [`EVASIVE_HOLD`] and then lies again. `body` is given
+/// the count of asks l has evaded so far; returns what `body` returns and that count.
+fn evading<T>(
+    l: &Netns,
+    gateway: &str,
+    dev: &str,
+    body: impl FnOnce(&dyn Fn() -> u32) -> T,
+) -> (T, u32) {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let readvertised = || verify_json(l)["readvertised"].as_u64().unwrap_or(0);
+    let stop = AtomicBool::new(false);
+    let evaded = AtomicU32::new(0);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut seen = readvertised();
+            while !stop.load(Ordering::Relaxed) {
+                if readvertised() > seen {
+                    // Asked: tell the truth until the hold is over (the liar's strategy, not a
+                    // wait for an event).
+                    lie(l, gateway, dev, false);
+                    evaded.fetch_add(1, Ordering::Relaxed);
+                    let until = std::time::Instant::now() + EVASIVE_HOLD;
+                    while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    lie(l, gateway, dev, true);
+                    seen = readvertised();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let out = body(&|| evaded.load(Ordering::Relaxed));
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    (out, evaded.into_inner())
+}
+
+/// §4.2.5 "a claim that rises only when asked", on by default, between real kernels: the
+/// evasive liar of [`evasive_mesh`] on the long mesh (a - l - x - y - d). Each time a asks it
+/// to justify its claim of 1, it stops lying and routes by Babel through x, which offers 192:
+/// its claim rises to x's signed word plus a link (288; 384 priced with a's link, what four
+/// links measure), from under the floor by more than a relay's lag, and the Signed Claim it
+/// relays justifies the risen claim. After the hold it lies again, a takes its route back, a
+/// check fails and a asks again: the second such rise within the window evicts l
+/// (`asked-rises`), its route leaves a's kernel and the pings go through h.
+#[test]
+fn an_evasive_liar_whose_claims_rise_only_when_asked_is_evicted() {
+    let test = "an_evasive_liar_whose_claims_rise_only_when_asked_is_evicted";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let ([a, l, _h, _d], _between, gateway, ds) = evasive_mesh("vea", true, "");
+    let _traffic = Pinger::start(&a);
+    let monitor = monitor_until(&a, 400, |t| standing_changed(t, "evicted"));
+    let (evicted, evaded) = evading(&l, &gateway, "l-x", |_| {
+        wait_for(300, || is_evicted(&a, "a-l"))
+    });
+    let v = verify_json(&a);
+    assert!(
+        evicted,
+        "the evasive liar was not evicted ({evaded} asks evaded)\n{v}\n{}",
+        ds[0].log_text()
+    );
+    println!(
+        "{evaded} asks evaded\n{}",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
+    let n = neighbour(&v, "a-l").unwrap();
+    assert_eq!(n["last_eviction"], "asked-rises", "{v}");
+    assert_eq!(n["last_eviction_prefix"], "fd77::4/128", "{v}");
+    assert!(
+        v["counters"]["asked_rises"].as_u64().unwrap_or(0) >= 2,
+        "{v}"
+    );
+    assert!(evaded >= 2, "{evaded}");
+    let text = monitor.join().unwrap();
+    assert!(
+        text.lines().any(|x| x.starts_with("verify neighbour ")
+            && x.ends_with(" evicted asked-rises fd77::4/128")),
+        "{text}"
+    );
+    // h, the honest way, is kept, and the traffic takes it.
+    assert!(
+        neighbour(&v, "a-h").is_none_or(|n| n["evicted"] == false),
+        "{v}"
+    );
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "traffic did not move: {:?}",
+        route_dev(&a, "fd77::4")
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// §4.2.5 "a claim that falls back" (`verify-fall-back`, off by default), between real kernels:
+/// the evasive liar of [`evasive_mesh`] on the short mesh (a - l - d). Its lie (1) is within a
+/// relay's lag of its floor (d signs 0, so 96), which "a claim that rises only when asked"
+/// leaves alone. Without the option, each ask is justified by the rise and l is kept (three
+/// asks evaded, no rise counted). With it, a watches the risen claim, sees it fall back when
+/// l lies again, asks at once, and the claim that rises again evicts l (`fell-back`); its
+/// route leaves a's kernel and the pings go through h.
+#[test]
+fn an_evasive_liar_whose_claim_falls_back_is_evicted_with_the_option() {
+    let test = "an_evasive_liar_whose_claim_falls_back_is_evicted_with_the_option";
+    if !usable(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    {
+        let ([a, l, _h, _d], _between, gateway, ds) = evasive_mesh("veo", false, "");
+        let _traffic = Pinger::start(&a);
+        let (kept, evaded) = evading(&l, &gateway, "l-d", |evaded| {
+            wait_for(240, || evaded() >= 3 || is_evicted(&a, "a-l")) && !is_evicted(&a, "a-l")
+        });
+        let v = verify_json(&a);
+        assert!(kept, "without the option: {evaded} asks evaded\n{v}");
+        assert_eq!(v["counters"]["asked_rises"], 0, "{v}");
+        assert_eq!(v["counters"]["fell_back"], 0, "{v}");
+        assert!(v["counters"]["justified"].as_u64().unwrap_or(0) >= 1, "{v}");
+        for mut x in ds {
+            x.terminate();
+        }
+    }
+    let ([a, l, _h, _d], _between, gateway, ds) =
+        evasive_mesh("vef", false, "verify-fall-back true\n");
+    let _traffic = Pinger::start(&a);
+    let monitor = monitor_until(&a, 400, |t| standing_changed(t, "evicted"));
+    let (evicted, evaded) = evading(&l, &gateway, "l-d", |_| {
+        wait_for(300, || is_evicted(&a, "a-l"))
+    });
+    let v = verify_json(&a);
+    assert!(
+        evicted,
+        "the evasive liar was not evicted ({evaded} asks evaded)\n{v}\n{}",
+        ds[0].log_text()
+    );
+    println!(
+        "{evaded} asks evaded\n{}",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
+    let n = neighbour(&v, "a-l").unwrap();
+    assert_eq!(n["last_eviction"], "fell-back", "{v}");
+    assert_eq!(n["last_eviction_prefix"], "fd77::4/128", "{v}");
+    assert!(v["counters"]["fell_back"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["counters"]["asked_rises"], 0, "{v}");
+    assert!(evaded >= 2, "{evaded}");
+    let text = monitor.join().unwrap();
+    assert!(
+        text.lines()
+            .any(|x| x.starts_with("verify neighbour ")
+                && x.ends_with(" evicted fell-back fd77::4/128")),
+        "{text}"
+    );
+    assert!(
+        neighbour(&v, "a-h").is_none_or(|n| n["evicted"] == false),
+        "{v}"
+    );
+    assert!(
+        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        "traffic did not move: {:?}",
+        route_dev(&a, "fd77::4")
+    );
+    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
     for mut x in ds {
         x.terminate();
     }
