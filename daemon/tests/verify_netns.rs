@@ -159,6 +159,40 @@ fn kernel_route_to_d(ns: &Netns, via: &std::net::Ipv6Addr, dev: &str) {
     }));
 }
 
+/// Starts a (verifying d, with `a_extra`, on `a-l` and `a-h`), h (an honest relay between a
+/// and d) and d (the destination, on `d_ifs`): the daemons in that order.
+fn start_a_h_d(
+    tag: &str,
+    [a, h, d]: [&Netns; 3],
+    a_extra: &str,
+    d_ifs: &[&str],
+) -> Vec<common::DaemonProcess> {
+    let (d_seed, d_pub) = destination_key();
+    vec![
+        start_with_config(
+            a,
+            &format!("{tag}a"),
+            common::daemon_bin(),
+            &format!("{}{a_extra}", verifier_config(&d_pub)),
+            &["a-l", "a-h"],
+        ),
+        start_with_config(
+            h,
+            &format!("{tag}h"),
+            common::daemon_bin(),
+            &relay_config(),
+            &["h-a", "h-d"],
+        ),
+        start_with_config(
+            d,
+            &format!("{tag}d"),
+            common::daemon_bin(),
+            &destination_config(&d_seed),
+            d_ifs,
+        ),
+    ]
+}
+
 /// a - l - d and a - h - d, where l lies about d (it announces a kernel route to d with metric
 /// 1), a verifies with `a_extra` added to its configuration; returns once a routes through the
 /// liar and pings d that way. Namespaces and daemons as (a, l, h, d), daemons a, h, d, l.
@@ -179,30 +213,7 @@ fn liar_mesh_with(
     veth(&a, "a-h", &h, "h-a");
     veth(&l, "l-d", &d, "d-l");
     veth(&h, "h-d", &d, "d-h");
-    let (d_seed, d_pub) = destination_key();
-    let mut ds = vec![
-        start_with_config(
-            &a,
-            &format!("{tag}a"),
-            common::daemon_bin(),
-            &format!("{}{a_extra}", verifier_config(&d_pub)),
-            &["a-l", "a-h"],
-        ),
-        start_with_config(
-            &h,
-            &format!("{tag}h"),
-            common::daemon_bin(),
-            &relay_config(),
-            &["h-a", "h-d"],
-        ),
-        start_with_config(
-            &d,
-            &format!("{tag}d"),
-            common::daemon_bin(),
-            &destination_config(&d_seed),
-            &["d-l", "d-h"],
-        ),
-    ];
+    let mut ds = start_a_h_d(tag, [&a, &h, &d], a_extra, &["d-l", "d-h"]);
     // The liar: a kernel route to d over its link (it does forward), announced with metric 1
     // as if d were one hop from it at no cost. Through it, a sees d at 96 + 1 instead of the
     // 96 + 96 of two links.
@@ -2150,7 +2161,6 @@ fn evasive_mesh(
     veth(&a, "a-l", &l, "l-a");
     veth(&a, "a-h", &h, "h-a");
     veth(&h, "h-d", &d, "d-h");
-    let (d_seed, d_pub) = destination_key();
     let (x_seed, x_pub) = key_of(5);
     let mut between = Vec::new();
     let (gateway, l_out, signer) = if long {
@@ -2172,29 +2182,7 @@ fn evasive_mesh(
     } else {
         &["d-h", "d-l"]
     };
-    let mut ds = vec![
-        start_with_config(
-            &a,
-            &format!("{tag}a"),
-            common::daemon_bin(),
-            &format!("{}{signer}{a_extra}", verifier_config(&d_pub)),
-            &["a-l", "a-h"],
-        ),
-        start_with_config(
-            &h,
-            &format!("{tag}h"),
-            common::daemon_bin(),
-            &relay_config(),
-            &["h-a", "h-d"],
-        ),
-        start_with_config(
-            &d,
-            &format!("{tag}d"),
-            common::daemon_bin(),
-            &destination_config(&d_seed),
-            d_ifs,
-        ),
-    ];
+    let mut ds = start_a_h_d(tag, [&a, &h, &d], &format!("{signer}{a_extra}"), d_ifs);
     if let [x, y] = &between[..] {
         ds.push(start_with_config(
             x,
@@ -2323,28 +2311,45 @@ fn an_evasive_liar_whose_claims_rise_only_when_asked_is_evicted() {
     let (evicted, evaded) = evading(&l, &gateway, "l-x", |_| {
         wait_for(300, || is_evicted(&a, "a-l"))
     });
-    let v = verify_json(&a);
+    let v = evasive_liar_evicted(&a, monitor, (evicted, evaded), &ds[0], "asked-rises");
+    assert!(
+        v["counters"]["asked_rises"].as_u64().unwrap_or(0) >= 2,
+        "{v}"
+    );
+    for mut x in ds {
+        x.terminate();
+    }
+}
+
+/// After [`evading`]: a evicted l (`evicted`, after `evaded` asks, at least two) for `cause`
+/// of d's route, in `dump json` and in the `monitor` text; h is kept and the pings go through
+/// it. Returns a's `verify` object. `log` is the daemon whose log a failure prints.
+fn evasive_liar_evicted(
+    a: &Netns,
+    monitor: std::thread::JoinHandle<String>,
+    (evicted, evaded): (bool, u32),
+    log: &common::DaemonProcess,
+    cause: &str,
+) -> serde_json::Value {
+    let v = verify_json(a);
     assert!(
         evicted,
         "the evasive liar was not evicted ({evaded} asks evaded)\n{v}\n{}",
-        ds[0].log_text()
+        log.log_text()
     );
     println!(
         "{evaded} asks evaded\n{}",
         serde_json::to_string_pretty(&v).unwrap()
     );
-    let n = neighbour(&v, "a-l").unwrap();
-    assert_eq!(n["last_eviction"], "asked-rises", "{v}");
-    assert_eq!(n["last_eviction_prefix"], "fd77::4/128", "{v}");
-    assert!(
-        v["counters"]["asked_rises"].as_u64().unwrap_or(0) >= 2,
-        "{v}"
-    );
     assert!(evaded >= 2, "{evaded}");
+    let n = neighbour(&v, "a-l").unwrap();
+    assert_eq!(n["last_eviction"], cause, "{v}");
+    assert_eq!(n["last_eviction_prefix"], "fd77::4/128", "{v}");
     let text = monitor.join().unwrap();
+    let line = format!(" evicted {cause} fd77::4/128");
     assert!(
-        text.lines().any(|x| x.starts_with("verify neighbour ")
-            && x.ends_with(" evicted asked-rises fd77::4/128")),
+        text.lines()
+            .any(|x| x.starts_with("verify neighbour ") && x.ends_with(&line)),
         "{text}"
     );
     // h, the honest way, is kept, and the traffic takes it.
@@ -2353,14 +2358,12 @@ fn an_evasive_liar_whose_claims_rise_only_when_asked_is_evicted() {
         "{v}"
     );
     assert!(
-        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
+        wait_for(60, || route_dev(a, "fd77::4").as_deref() == Some("a-h")),
         "traffic did not move: {:?}",
-        route_dev(&a, "fd77::4")
+        route_dev(a, "fd77::4")
     );
-    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
-    for mut x in ds {
-        x.terminate();
-    }
+    assert!(wait_for(30, || ping(a, "fd77::4")), "no ping through h");
+    v
 }
 
 /// §4.2.5 "a claim that falls back" (`verify-fall-back`, off by default), between real kernels:
@@ -2399,39 +2402,9 @@ fn an_evasive_liar_whose_claim_falls_back_is_evicted_with_the_option() {
     let (evicted, evaded) = evading(&l, &gateway, "l-d", |_| {
         wait_for(300, || is_evicted(&a, "a-l"))
     });
-    let v = verify_json(&a);
-    assert!(
-        evicted,
-        "the evasive liar was not evicted ({evaded} asks evaded)\n{v}\n{}",
-        ds[0].log_text()
-    );
-    println!(
-        "{evaded} asks evaded\n{}",
-        serde_json::to_string_pretty(&v).unwrap()
-    );
-    let n = neighbour(&v, "a-l").unwrap();
-    assert_eq!(n["last_eviction"], "fell-back", "{v}");
-    assert_eq!(n["last_eviction_prefix"], "fd77::4/128", "{v}");
+    let v = evasive_liar_evicted(&a, monitor, (evicted, evaded), &ds[0], "fell-back");
     assert!(v["counters"]["fell_back"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert_eq!(v["counters"]["asked_rises"], 0, "{v}");
-    assert!(evaded >= 2, "{evaded}");
-    let text = monitor.join().unwrap();
-    assert!(
-        text.lines()
-            .any(|x| x.starts_with("verify neighbour ")
-                && x.ends_with(" evicted fell-back fd77::4/128")),
-        "{text}"
-    );
-    assert!(
-        neighbour(&v, "a-h").is_none_or(|n| n["evicted"] == false),
-        "{v}"
-    );
-    assert!(
-        wait_for(60, || route_dev(&a, "fd77::4").as_deref() == Some("a-h")),
-        "traffic did not move: {:?}",
-        route_dev(&a, "fd77::4")
-    );
-    assert!(wait_for(30, || ping(&a, "fd77::4")), "no ping through h");
     for mut x in ds {
         x.terminate();
     }
