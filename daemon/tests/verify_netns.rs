@@ -2150,8 +2150,9 @@ const EVASIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(15);
 /// where x signs what it offers with a key a binds). l lies about d to a alone (a kernel route
 /// announced with metric 1, denied towards its next hop so that nobody behind it loops into
 /// it) and relays Justify Requests (it runs verification without a key of its own). a verifies
-/// with `a_extra`. Returns once a routes through l, with the namespaces as (a, l, h, d) and
-/// l's link-local address towards its next hop (the lie's gateway).
+/// with `a_extra`. Returns once a routes through l: the namespaces (a, l, h, d), those of x
+/// and y (none on the short mesh), the link-local address of l's next hop towards l (the
+/// lie's gateway) and the daemons, a's first.
 fn evasive_mesh(
     tag: &str,
     long: bool,
