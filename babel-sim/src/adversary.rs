@@ -1175,7 +1175,7 @@ fn watch_line(
     start: Instant,
 ) {
     let Some(&p) = prefixes.get(d) else { return };
-    let held = |at: usize, from: usize| -> Option<(u16, u16, Option<u16>, bool)> {
+    let held = |at: usize, from: usize| -> Option<(u16, u16, Option<u16>, bool, bool)> {
         let (ifindex, addr) = sim.neighbour_of(at, from)?;
         let e = sim.engine(at)?;
         e.routes(t)
@@ -1189,6 +1189,7 @@ fn watch_line(
                     r.metric.0,
                     r.verified_metric.map(|m| m.0),
                     r.installed,
+                    r.feasible,
                 )
             })
     };

@@ -1610,30 +1610,37 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
 /// 48, the lie it relays), which rose for nothing; one whose claim rose past what we measured
 /// (its next hop signs 1,000: floor 1,096, and 1,192 with our link over the 768 measured by
 /// more than `1/S`), a path that changed; one under its floor by no more than a relay's lag
-/// (its next hop signs 300: floor 396, within 256 of 144); and one whose claim moved during
-/// the session (from 144 to 154), a route not settled.
+/// (its next hop signs 300: floor 396, within 256 of 144); one whose claim moved during the
+/// session (from 144 to 154), a route not settled; and one whose claim, unchanged, turned
+/// infeasible by the session's end (we heard the source's newer seqno through 2, which 1 has
+/// not passed on: under split horizon, its route runs through us), a claim it no longer makes.
 #[test]
 fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
     let k = key(1);
     let lying = [cand(1, 240, true), cand(2, 672, false)];
-    for (option, gap, signed, want, rises, unsettled) in [
-        (true, 0, 576, true, 2, false),
-        (false, 0, 576, false, 2, false),
-        (true, 100, 576, false, 2, false),
-        (true, 0, 48, false, 0, false),
-        (true, 0, 1000, false, 0, false),
-        (true, 0, 300, false, 0, false),
-        (true, 0, 576, false, 0, true),
+    let moved = vec![cand(1, 250, true), cand(2, 672, false)];
+    let stale = VerifiableRoute {
+        feasible: false,
+        ..cand(1, 240, false)
+    };
+    let infeasible = vec![stale, cand(2, 672, true)];
+    for (option, gap, signed, want, rises, midway) in [
+        (true, 0, 576, true, 2, None),
+        (false, 0, 576, false, 2, None),
+        (true, 100, 576, false, 2, None),
+        (true, 0, 48, false, 0, None),
+        (true, 0, 1000, false, 0, None),
+        (true, 0, 300, false, 0, None),
+        (true, 0, 576, false, 0, Some(&moved)),
+        (true, 0, 576, false, 0, Some(&infeasible)),
     ] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.asked_rises_evict = option;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 8;
         w.next_hops.push((nb(1), nb(2)));
-        if unsettled {
-            // The claim moves during the session (144 to 154): a route not settled.
-            w.midway = Some(vec![cand(1, 250, true), cand(2, 672, false)]);
-        }
+        // The routes from the session's middle on.
+        w.midway = midway.cloned();
         let mut evicted = Vec::new();
         for round in 0..2 {
             if round == 1 {
@@ -1649,7 +1656,8 @@ fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
                 Blame::Origin
             };
             assert_eq!(c.blame, blame, "{c:?}");
-            assert_eq!(c.stable, !unsettled, "{c:?}");
+            assert_eq!(c.stable, midway != Some(&moved), "{c:?}");
+            assert_eq!(c.route.feasible, midway != Some(&infeasible), "{c:?}");
             assert_eq!(asked.len(), 1, "round {round}");
             let tlv = encode_signed_claim(&asked[0].1, signed, &next_hop_owner(), &key(5));
             // The claim when the Signed Claim comes: risen to the floor (the relay's was there).

@@ -104,7 +104,8 @@ impl Verifier {
     /// reaching its floor or what we measured, rose only once we asked: the claim asked about,
     /// priced with our link then, is under `S` times the risen one, so that the rise alone
     /// fails the claim before, and the risen one is near the cost measured, no more than `1/S`
-    /// times it, and the session's route was settled (§4.2.2). A relay whose update was on its
+    /// times it, and the claim was the neighbour's current word ([`AskedClaim::settled`]: the
+    /// session's route settled, §4.2.2, and feasible at its end). A relay whose update was on its
     /// way rises by less unless the path behind it moved by as much; a claim that rises past
     /// what we measured (or with nothing measured, a black hole) rides a path that changed, as
     /// in a loop whose metrics count up; a claim that moved during the session (a lie reaching
@@ -745,7 +746,7 @@ impl Verifier {
                     check.returned,
                 ),
                 origin: !audit && check.blame == Blame::Origin,
-                settled: check.stable,
+                settled: AskedClaim::settled(check),
             },
             key,
         );
@@ -804,7 +805,7 @@ impl Verifier {
             claim: route.advertised,
             link: measured.1,
             cost: measured.0,
-            settled: check.stable,
+            settled: AskedClaim::settled(check),
         };
         self.ask_to_justify(now, key, asked, out);
     }

@@ -1503,7 +1503,7 @@ impl Verifier {
                     claim: route.advertised,
                     link: check.metric.saturating_sub(route.advertised),
                     cost: check.cost.unwrap_or(MAX_COST),
-                    settled: check.stable,
+                    settled: AskedClaim::settled(check),
                 };
                 self.ask_to_justify(now, (route.neighbour, route.prefix), asked, out);
             }
@@ -1546,8 +1546,21 @@ struct AskedClaim {
     link: u16,
     /// The cost measured ([`MAX_COST`] for a black hole or none).
     cost: u16,
-    /// The route stayed as it was for the whole session (§4.2.2).
+    /// The claim was the neighbour's current word ([`AskedClaim::settled`]).
     settled: bool,
+}
+
+impl AskedClaim {
+    /// §4.2.5, `asked_rises_evict`: whether the claim `check` found was the neighbour's current
+    /// word, so that a rise once asked is one it would not have made unasked: the route stayed
+    /// as it was for the whole session (§4.2.2), and was feasible at its end (RFC 8966
+    /// §3.5.1). A route that turned infeasible carries a seqno older than the source's latest
+    /// we heard by another way, which the neighbour has not passed on to us: under split
+    /// horizon, because its own route now runs through us, and the claim we hold is one it no
+    /// longer makes.
+    fn settled(check: &Check) -> bool {
+        check.stable && check.route.feasible
+    }
 }
 
 /// §4.2.5, `fall_back_evicts`: a claim that rose to a Signed Claim's floor when asked.
@@ -1593,7 +1606,7 @@ struct Deadline {
     /// The failure was blamed on the neighbour as the origin of its lie (§4.2.1): with
     /// `withdrawn_origin_evicts`, a withdrawal does not correct it.
     origin: bool,
-    /// The route stayed as it was for the whole session (§4.2.2).
+    /// The claim was the neighbour's current word ([`AskedClaim::settled`]).
     settled: bool,
 }
 
