@@ -899,6 +899,24 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             cfg.evasive_hold.is_some() && !cfg.evasive_withdraws,
                         );
                     }
+                    ProbeAction::AskedRise {
+                        neighbour,
+                        prefix,
+                        asked,
+                        risen,
+                    } => {
+                        if trace
+                            && let Some(peer) =
+                                sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                        {
+                            let role = roles.get(peer).copied().unwrap_or(Role::Honest);
+                            eprintln!(
+                                "t={:.1} {v}->{peer}({role:?}) asked rise dst {}: {asked} -> {risen}",
+                                t.saturating_since(start).as_secs_f64(),
+                                node_of.get(&prefix).map_or(-1, |d| *d as i64),
+                            );
+                        }
+                    }
                     ProbeAction::Standing {
                         neighbour,
                         eviction,

@@ -1366,6 +1366,25 @@ impl Verification {
                 }
             }
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
+            // §4.2.5: one step from an eviction with `verify-asked-rises` (the second within
+            // the window evicts), worth a line with the option off too.
+            ProbeAction::AskedRise {
+                neighbour,
+                prefix,
+                asked,
+                risen,
+            } => {
+                out.lines.push(format!(
+                    "verify neighbour {} if {} asked-rise {prefix} from {asked} to {risen}",
+                    neighbour.address, neighbour.ifindex,
+                ));
+                tracing::info!(
+                    "verification: neighbour {} (if {}) raised its claim for {prefix} from \
+                     {asked} to {risen} only once asked to justify it",
+                    neighbour.address,
+                    neighbour.ifindex
+                );
+            }
             ProbeAction::Standing {
                 neighbour,
                 eviction,

@@ -2323,7 +2323,8 @@ fn an_evasive_liar_whose_claims_rise_only_when_asked_is_evicted() {
 }
 
 /// After [`evading`]: a evicted l (`evicted`, after `evaded` asks, at least two) for `cause`
-/// of d's route, in `dump json` and in the `monitor` text; h is kept and the pings go through
+/// of d's route, in `dump json` and in the `monitor` text (with a line for each claim risen
+/// only once asked, two at least for `asked-rises`); h is kept and the pings go through
 /// it. Returns a's `verify` object. `log` is the daemon whose log a failure prints.
 fn evasive_liar_evicted(
     a: &Netns,
@@ -2352,6 +2353,21 @@ fn evasive_liar_evicted(
         text.lines()
             .any(|x| x.starts_with("verify neighbour ") && x.ends_with(&line)),
         "{text}"
+    );
+    // Each claim risen only once asked has its line before the eviction: the lie (1) risen.
+    let rises = text
+        .lines()
+        .filter(|x| {
+            x.starts_with("verify neighbour ") && x.contains(" asked-rise fd77::4/128 from 1 to ")
+        })
+        .count();
+    let counted = v["counters"]["asked_rises"].as_u64().unwrap_or(0);
+    if cause == "asked-rises" {
+        assert!(rises >= 2, "{rises} asked-rise lines\n{text}");
+    }
+    assert!(
+        u64::try_from(rises).unwrap() <= counted,
+        "{counted}\n{text}"
     );
     // h, the honest way, is kept, and the traffic takes it.
     assert!(

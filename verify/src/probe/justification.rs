@@ -141,9 +141,7 @@ impl Verifier {
             return;
         }
         self.counters.asked_rises += 1;
-        if self.cfg.score.asked_rises_evict {
-            self.asked_rises.push((key, now));
-        }
+        self.asked_rises.push((key, now, (asked.claim, risen)));
     }
 
     /// §4.2.5, `fall_back_evicts`: `risen`, the neighbour's claim for `key` after we asked it
@@ -282,10 +280,20 @@ impl Verifier {
         }
     }
 
-    /// §4.2.5, `asked_rises_evict`: scores every claim noted as risen only once asked; the
-    /// second of a neighbour's within `asked_rise_window` evicts it.
+    /// §4.2.5, `asked_rises_evict`: reports every claim noted as risen only once asked, and
+    /// with the option scores it: the second of a neighbour's within `asked_rise_window`
+    /// evicts it.
     pub(super) fn asked_rises(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
-        for ((neighbour, prefix), at) in std::mem::take(&mut self.asked_rises) {
+        for ((neighbour, prefix), at, (asked, risen)) in std::mem::take(&mut self.asked_rises) {
+            out.push(ProbeAction::AskedRise {
+                neighbour,
+                prefix,
+                asked,
+                risen,
+            });
+            if !self.cfg.score.asked_rises_evict {
+                continue;
+            }
             let Some(score) = self.scores.get_mut(&neighbour) else {
                 continue;
             };

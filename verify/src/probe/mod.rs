@@ -316,6 +316,21 @@ pub enum ProbeAction {
         /// The request (destination and nonce).
         request: crate::ClaimRequest,
     },
+    /// §4.2.5: `neighbour`'s claim for `prefix`, which failed our check (or was audited) at
+    /// `asked`, rose to `risen` only once we asked it to justify the claim (counted in
+    /// `asked_rises`, with `asked_rises_evict` on or off). With the option, the second such
+    /// claim of the neighbour within `asked_rise_window` evicts it: a
+    /// [`ProbeAction::Standing`] follows.
+    AskedRise {
+        /// The neighbour.
+        neighbour: NeighbourId,
+        /// The destination.
+        prefix: Prefix,
+        /// Its claim (advertised metric) when we asked.
+        asked: u16,
+        /// Its claim once risen.
+        risen: u16,
+    },
     /// The neighbour's standing changed: give the engine its accuracy
     /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
     Standing {
@@ -575,9 +590,10 @@ pub struct Verifier {
     /// §2.2, `late_start`: the neighbours that had routes to used destinations at the cycle's
     /// start but none feasible, waiting for one within the cycle (at most one entry each).
     late: Vec<NeighbourId>,
-    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, and when, not scored yet
-    /// (at most one per failure awaiting its deadline: bounded as those are).
-    asked_rises: Vec<((NeighbourId, Prefix), Instant)>,
+    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, when, and from which
+    /// claim to which, not reported (nor with the option scored) yet (at most one per failure
+    /// awaiting its deadline: bounded as those are).
+    asked_rises: Vec<((NeighbourId, Prefix), Instant, (u16, u16))>,
     /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
     /// watched for a fall back under it (at most `max_used`).
     rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
@@ -830,8 +846,8 @@ impl Verifier {
         if let Some(r) = self
             .asked_rises
             .iter()
-            .chain(&self.fell_back)
-            .map(|(_, at)| *at)
+            .map(|(_, at, _)| *at)
+            .chain(self.fell_back.iter().map(|(_, at)| *at))
             .min()
         {
             t = t.min(r);
