@@ -141,7 +141,12 @@ impl Verifier {
             return;
         }
         self.counters.asked_rises += 1;
-        self.asked_rises.push((key, now, (asked.claim, risen)));
+        self.asked_rises.push(RiseNoted {
+            key,
+            at: now,
+            asked: asked.claim,
+            risen,
+        });
     }
 
     /// §4.2.5, `fall_back_evicts`: `risen`, the neighbour's claim for `key` after we asked it
@@ -284,7 +289,13 @@ impl Verifier {
     /// with the option scores it: the second of a neighbour's within `asked_rise_window`
     /// evicts it.
     pub(super) fn asked_rises(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
-        for ((neighbour, prefix), at, (asked, risen)) in std::mem::take(&mut self.asked_rises) {
+        for r in std::mem::take(&mut self.asked_rises) {
+            let RiseNoted {
+                key: (neighbour, prefix),
+                at,
+                asked,
+                risen,
+            } = r;
             out.push(ProbeAction::AskedRise {
                 neighbour,
                 prefix,

@@ -593,7 +593,7 @@ pub struct Verifier {
     /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, when, and from which
     /// claim to which, not reported (nor with the option scored) yet (at most one per failure
     /// awaiting its deadline: bounded as those are).
-    asked_rises: Vec<((NeighbourId, Prefix), Instant, (u16, u16))>,
+    asked_rises: Vec<RiseNoted>,
     /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
     /// watched for a fall back under it (at most `max_used`).
     rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
@@ -846,7 +846,7 @@ impl Verifier {
         if let Some(r) = self
             .asked_rises
             .iter()
-            .map(|(_, at, _)| *at)
+            .map(|r| r.at)
             .chain(self.fell_back.iter().map(|(_, at)| *at))
             .min()
         {
@@ -1577,6 +1577,19 @@ impl AskedClaim {
     fn settled(check: &Check) -> bool {
         check.stable && check.route.feasible
     }
+}
+
+/// §4.2.5, `asked_rises_evict`: a claim noted as risen only once asked, not reported yet.
+#[derive(Clone, Copy, Debug)]
+struct RiseNoted {
+    /// The neighbour and the destination.
+    key: (NeighbourId, Prefix),
+    /// When it was noted.
+    at: Instant,
+    /// The claim asked about.
+    asked: u16,
+    /// The claim risen.
+    risen: u16,
 }
 
 /// §4.2.5, `fall_back_evicts`: a claim that rose to a Signed Claim's floor when asked.
