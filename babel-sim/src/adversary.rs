@@ -899,21 +899,18 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                             cfg.evasive_hold.is_some() && !cfg.evasive_withdraws,
                         );
                     }
-                    ProbeAction::AskedRise {
-                        neighbour,
-                        prefix,
-                        asked,
-                        risen,
-                    } => {
+                    ProbeAction::AskedRise(r) => {
                         if trace
                             && let Some(peer) =
-                                sim.peer_node(v, neighbour.ifindex, neighbour.address)
+                                sim.peer_node(v, r.neighbour.ifindex, r.neighbour.address)
                         {
                             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
                             eprintln!(
-                                "t={:.1} {v}->{peer}({role:?}) asked rise dst {}: {asked} -> {risen}",
+                                "t={:.1} {v}->{peer}({role:?}) asked rise dst {}: {} -> {}",
                                 t.saturating_since(start).as_secs_f64(),
-                                node_of.get(&prefix).map_or(-1, |d| *d as i64),
+                                node_of.get(&r.prefix).map_or(-1, |d| *d as i64),
+                                r.asked,
+                                r.risen,
                             );
                         }
                     }

@@ -1368,21 +1368,20 @@ impl Verification {
             ProbeAction::Checked(c) => self.checked(now, &c, threshold_pm, out),
             // §4.2.5: one step from an eviction with `verify-asked-rises` (the second within
             // the window evicts), worth a line with the option off too.
-            ProbeAction::AskedRise {
-                neighbour,
-                prefix,
-                asked,
-                risen,
-            } => {
+            ProbeAction::AskedRise(r) => {
+                let n = r.neighbour;
                 out.lines.push(format!(
-                    "verify neighbour {} if {} asked-rise {prefix} from {asked} to {risen}",
-                    neighbour.address, neighbour.ifindex,
+                    "verify neighbour {} if {} asked-rise {} from {} to {}",
+                    n.address, n.ifindex, r.prefix, r.asked, r.risen
                 ));
                 tracing::info!(
-                    "verification: neighbour {} (if {}) raised its claim for {prefix} from \
-                     {asked} to {risen} only once asked to justify it",
-                    neighbour.address,
-                    neighbour.ifindex
+                    "verification: neighbour {} (if {}) raised its claim for {} from {} to {} \
+                     only once asked to justify it",
+                    n.address,
+                    n.ifindex,
+                    r.prefix,
+                    r.asked,
+                    r.risen
                 );
             }
             ProbeAction::Standing {

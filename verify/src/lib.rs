@@ -45,9 +45,9 @@ pub use justify::{
 };
 pub use metric::{CostModel, Measurement, RttPenalty, accuracy, delivery_upper_bound};
 pub use probe::{
-    BOUND_PROBES, Check, HOP_LIMIT, MAX_TRACE_DEPTH, MAX_TRACE_HOP_LIMIT, NEXT_HOP_TRUST,
-    ProbeAction, ProbeCounters, TRACE_HOP_LIMIT, TraceAnswer, Verifier, VerifyConfig,
-    bound_hop_limit, via_tag,
+    AskedRise, BOUND_PROBES, Check, HOP_LIMIT, MAX_TRACE_DEPTH, MAX_TRACE_HOP_LIMIT,
+    NEXT_HOP_TRUST, ProbeAction, ProbeCounters, TRACE_HOP_LIMIT, TraceAnswer, Verifier,
+    VerifyConfig, bound_hop_limit, via_tag,
 };
 pub use responder::{REMOTE_IHU_INTERVAL, Responder};
 pub use schedule::{NeighbourId, Reason, ScheduleConfig, Scheduler, VerifiableRoute};

@@ -7,10 +7,10 @@ use std::time::Duration;
 use babel_core::{Instant, RouteView};
 use babel_wire::{Metric, Prefix, RouterId, Seqno};
 use verify::{
-    Blame, Check, CheckVerdict, ClaimRequest, CostModel, Eviction, EvictionCause, FallenClaim,
-    HOP_LIMIT, JustifyError, Keyring, NeighbourId, ProbeAction, Reason, ReportDropReason,
-    Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute, Verifier, VerifyConfig,
-    encode_signed_claim,
+    AskedRise, Blame, Check, CheckVerdict, ClaimRequest, CostModel, Eviction, EvictionCause,
+    FallenClaim, HOP_LIMIT, JustifyError, Keyring, NeighbourId, ProbeAction, Reason,
+    ReportDropReason, Responder, SigningKey, TRACE_HOP_LIMIT, TraceAnswer, VerifiableRoute,
+    Verifier, VerifyConfig, encode_signed_claim,
 };
 
 fn dest() -> Prefix {
@@ -211,7 +211,7 @@ impl World {
                         eviction,
                     } => self.standings.push((neighbour, eviction)),
                     // The tests that look at it take it from `handle_timeout` themselves.
-                    ProbeAction::AskedRise { .. } => {}
+                    ProbeAction::AskedRise(_) => {}
                 }
             }
             if let Some(c) = self.pending.pop_front() {
@@ -1676,17 +1676,17 @@ fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
             let reported: Vec<_> = acts
                 .iter()
                 .filter_map(|a| match a {
-                    ProbeAction::AskedRise {
-                        neighbour,
-                        prefix,
-                        asked,
-                        risen,
-                    } => Some((*neighbour, *prefix, *asked, *risen)),
+                    ProbeAction::AskedRise(r) => Some(*r),
                     _ => None,
                 })
                 .collect();
             let want_reported = if rose {
-                vec![(nb(1), dest(), 144, claim)]
+                vec![AskedRise {
+                    neighbour: nb(1),
+                    prefix: dest(),
+                    asked: 144,
+                    risen: claim,
+                }]
             } else {
                 Vec::new()
             };

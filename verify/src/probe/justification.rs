@@ -141,12 +141,13 @@ impl Verifier {
             return;
         }
         self.counters.asked_rises += 1;
-        self.asked_rises.push(RiseNoted {
-            key,
-            at: now,
+        let rise = AskedRise {
+            neighbour: key.0,
+            prefix: key.1,
             asked: asked.claim,
             risen,
-        });
+        };
+        self.asked_rises.push((rise, now));
     }
 
     /// §4.2.5, `fall_back_evicts`: `risen`, the neighbour's claim for `key` after we asked it
@@ -289,22 +290,14 @@ impl Verifier {
     /// with the option scores it: the second of a neighbour's within `asked_rise_window`
     /// evicts it.
     pub(super) fn asked_rises(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
-        for r in std::mem::take(&mut self.asked_rises) {
-            let RiseNoted {
-                key: (neighbour, prefix),
-                at,
-                asked,
-                risen,
-            } = r;
-            out.push(ProbeAction::AskedRise {
-                neighbour,
-                prefix,
-                asked,
-                risen,
-            });
+        for (rise, at) in std::mem::take(&mut self.asked_rises) {
+            out.push(ProbeAction::AskedRise(rise));
             if !self.cfg.score.asked_rises_evict {
                 continue;
             }
+            let AskedRise {
+                neighbour, prefix, ..
+            } = rise;
             let Some(score) = self.scores.get_mut(&neighbour) else {
                 continue;
             };

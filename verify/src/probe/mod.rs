@@ -316,21 +316,11 @@ pub enum ProbeAction {
         /// The request (destination and nonce).
         request: crate::ClaimRequest,
     },
-    /// §4.2.5: `neighbour`'s claim for `prefix`, which failed our check (or was audited) at
-    /// `asked`, rose to `risen` only once we asked it to justify the claim (counted in
+    /// §4.2.5: a claim rose only once we asked the neighbour to justify it (counted in
     /// `asked_rises`, with `asked_rises_evict` on or off). With the option, the second such
     /// claim of the neighbour within `asked_rise_window` evicts it: a
     /// [`ProbeAction::Standing`] follows.
-    AskedRise {
-        /// The neighbour.
-        neighbour: NeighbourId,
-        /// The destination.
-        prefix: Prefix,
-        /// Its claim (advertised metric) when we asked.
-        asked: u16,
-        /// Its claim once risen.
-        risen: u16,
-    },
+    AskedRise(AskedRise),
     /// The neighbour's standing changed: give the engine its accuracy
     /// (`Engine::set_neighbour_accuracy`; [`Verifier::engine_accuracy`]).
     Standing {
@@ -340,6 +330,20 @@ pub enum ProbeAction {
         /// readmitted (§4.3).
         eviction: Option<Eviction>,
     },
+}
+
+/// §4.2.5, `asked_rises_evict`: a neighbour's claim for a destination, which failed our check
+/// (or was audited) at `asked`, rose to `risen` only once we asked it to justify the claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AskedRise {
+    /// The neighbour.
+    pub neighbour: NeighbourId,
+    /// The destination.
+    pub prefix: Prefix,
+    /// Its claim (advertised metric) when we asked.
+    pub asked: u16,
+    /// Its claim once risen.
+    pub risen: u16,
 }
 
 /// The result of one check.
@@ -590,10 +594,10 @@ pub struct Verifier {
     /// §2.2, `late_start`: the neighbours that had routes to used destinations at the cycle's
     /// start but none feasible, waiting for one within the cycle (at most one entry each).
     late: Vec<NeighbourId>,
-    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, when, and from which
-    /// claim to which, not reported (nor with the option scored) yet (at most one per failure
-    /// awaiting its deadline: bounded as those are).
-    asked_rises: Vec<RiseNoted>,
+    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, and when, not reported
+    /// (nor with the option scored) yet (at most one per failure awaiting its deadline: bounded
+    /// as those are).
+    asked_rises: Vec<(AskedRise, Instant)>,
     /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
     /// watched for a fall back under it (at most `max_used`).
     rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
@@ -846,7 +850,7 @@ impl Verifier {
         if let Some(r) = self
             .asked_rises
             .iter()
-            .map(|r| r.at)
+            .map(|(_, at)| *at)
             .chain(self.fell_back.iter().map(|(_, at)| *at))
             .min()
         {
@@ -1577,19 +1581,6 @@ impl AskedClaim {
     fn settled(check: &Check) -> bool {
         check.stable && check.route.feasible
     }
-}
-
-/// §4.2.5, `asked_rises_evict`: a claim noted as risen only once asked, not reported yet.
-#[derive(Clone, Copy, Debug)]
-struct RiseNoted {
-    /// The neighbour and the destination.
-    key: (NeighbourId, Prefix),
-    /// When it was noted.
-    at: Instant,
-    /// The claim asked about.
-    asked: u16,
-    /// The claim risen.
-    risen: u16,
 }
 
 /// §4.2.5, `fall_back_evicts`: a claim that rose to a Signed Claim's floor when asked.
