@@ -90,6 +90,7 @@ fn main() {
     let audit_signers_only = env("ADV_AUDIT_SIGNERS_ONLY");
     let asked_rises = env("ADV_ASKED_RISES");
     let fall_back = env("ADV_FALL_BACK");
+    let asked_rises_apart = env("ADV_ASKED_RISES_APART");
     let suspicious = env("ADV_SUSPICIOUS");
     let late_start = env("ADV_LATE_START");
     let sessions = env("ADV_SESSIONS");
@@ -237,6 +238,9 @@ fn main() {
         }
         if let Some(x) = fall_back {
             c.verify.score.fall_back_evicts = x != 0;
+        }
+        if let Some(x) = asked_rises_apart {
+            c.verify.score.asked_rises_apart = x != 0;
         }
         if let Some(x) = loop_through_us {
             c.verify.score.loop_through_us = x != 0;

@@ -171,6 +171,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
                                 only when asked to justify them, twice within the window,
                                 is evicted (true)
   verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
+  verify-asked-rises-apart BOOL the second such claim evicts only if it was asked about
+                                after the first had risen (false)
   verify-fall-back BOOL         a neighbour whose claim rose to its next hop's signed word
                                 when asked, fell back under it within the window and rose
                                 again (or stayed under it) when asked again is evicted
@@ -329,6 +331,9 @@ pub enum VerifyStatement {
     /// `verify-asked-rise-window SECONDS`: how long a claim risen only when asked is
     /// remembered (§4.2.5).
     AskedRiseWindow(u32),
+    /// `verify-asked-rises-apart BOOL`: the second claim risen only when asked evicts only if
+    /// it was asked about after the first had risen (§4.2.5).
+    AskedRisesApart(bool),
     /// `verify-fall-back BOOL`: a neighbour whose claim rose to its next hop's signed word when
     /// asked, fell back under it and rose again when asked again is evicted (§4.2.5).
     FallBack(bool),
@@ -439,6 +444,7 @@ impl VerifyStatement {
             "verify-prefer-suspicious" => VerifyStatement::PreferSuspicious(flag()?),
             "verify-late-start" => VerifyStatement::LateStart(flag()?),
             "verify-asked-rises" => VerifyStatement::AskedRises(flag()?),
+            "verify-asked-rises-apart" => VerifyStatement::AskedRisesApart(flag()?),
             "verify-fall-back" => VerifyStatement::FallBack(flag()?),
             "verify-asked-rise-window" => VerifyStatement::AskedRiseWindow(num(
                 1,
@@ -706,6 +712,7 @@ impl VerifySettings {
                 VerifyStatement::PreferSuspicious(b) => c.schedule.prefer_suspicious = b,
                 VerifyStatement::LateStart(b) => c.schedule.late_start = b,
                 VerifyStatement::AskedRises(b) => c.score.asked_rises_evict = b,
+                VerifyStatement::AskedRisesApart(b) => c.score.asked_rises_apart = b,
                 VerifyStatement::FallBack(b) => c.score.fall_back_evicts = b,
                 VerifyStatement::AskedRiseWindow(s) => {
                     c.score.asked_rise_window = Duration::from_secs(u64::from(s));
@@ -2422,7 +2429,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 26] = [
+        let statements: [(&str, Field); 27] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2457,6 +2464,7 @@ mod tests {
             ("verify-withdrawn-origin-evicts", |c| {
                 c.score.withdrawn_origin_evicts
             }),
+            ("verify-asked-rises-apart", |c| c.score.asked_rises_apart),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
@@ -2650,7 +2658,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 57);
+        assert_eq!(listed.len(), 58);
         for k in listed {
             assert!(
                 !matches!(

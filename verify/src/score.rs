@@ -245,6 +245,12 @@ pub struct ScoreConfig {
     /// How long a claim that rose only when asked is remembered
     /// ([`ScoreConfig::asked_rises_evict`]).
     pub asked_rise_window: Duration,
+    /// With [`ScoreConfig::asked_rises_evict`]: the second claim risen only once asked evicts
+    /// only if it was asked about after the first had risen (`spec/verify.md` §4.2.5): the
+    /// evasive liar's pattern (asked, it rises; it lies again; asked again, it rises again),
+    /// where an honest relay whose route is in flux rises on several destinations asked about
+    /// together. Off by default.
+    pub asked_rises_apart: bool,
     /// With [`ScoreConfig::justification`]: a neighbour whose claim rose to its next hop's
     /// signed word when asked, fell back under that word within
     /// [`ScoreConfig::asked_rise_window`], and rose to it again when asked once more, is
@@ -482,6 +488,7 @@ impl Default for ScoreConfig {
             audit_signers_only: false,
             asked_rises_evict: true,
             asked_rise_window: Duration::from_secs(90),
+            asked_rises_apart: false,
             fall_back_evicts: false,
         }
     }
@@ -610,13 +617,14 @@ pub struct NeighbourScore {
     last_eviction: Option<Eviction>,
     /// It has shown that it runs verification (§4.2.6, `audit_signers_only`).
     signed: bool,
-    /// When its claims rose only once asked (§4.2.5, `asked_rises_evict`), the latest first;
+    /// When its claims rose only once asked (§4.2.5, `asked_rises_evict`), the oldest first;
     /// at most [`MAX_ASKED_RISES`].
     asked_rises: Vec<Instant>,
 }
 
-/// How many claims that rose only once asked a neighbour's score remembers: two evict.
-const MAX_ASKED_RISES: usize = 2;
+/// How many claims that rose only once asked a neighbour's score remembers (two evict; with
+/// `asked_rises_apart` the second must be asked about after the first rose).
+const MAX_ASKED_RISES: usize = 4;
 
 impl NeighbourScore {
     /// The neighbour's score `s` under `rule`: the mean of `A` (paper) or its minimum (ours); 1
@@ -968,17 +976,33 @@ impl NeighbourScore {
     }
 
     /// §4.2.5, `asked_rises_evict`: the neighbour's claim for `prefix`, which failed (or was
-    /// audited), rose to what it should be only once we asked it to justify the claim. The
-    /// second such rise within `asked_rise_window` evicts it.
-    pub fn asked_rise(&mut self, now: Instant, cfg: &ScoreConfig, prefix: Prefix) -> CheckVerdict {
+    /// audited) and was asked about at `asked_at`, rose to what it should be only once we
+    /// asked it to justify the claim, at `now`. The second such rise within
+    /// `asked_rise_window` evicts it; with `asked_rises_apart`, only one asked about after an
+    /// earlier rise (the neighbour lied again after rising): the rises of several claims
+    /// asked about together, one event of a route in flux, count once.
+    pub fn asked_rise(
+        &mut self,
+        now: Instant,
+        asked_at: Instant,
+        cfg: &ScoreConfig,
+        prefix: Prefix,
+    ) -> CheckVerdict {
         if !cfg.asked_rises_evict {
             return CheckVerdict::Kept;
         }
         self.asked_rises
             .retain(|at| now.saturating_since(*at) <= cfg.asked_rise_window);
-        self.asked_rises.truncate(MAX_ASKED_RISES - 1);
-        self.asked_rises.insert(0, now);
-        if self.asked_rises.len() < MAX_ASKED_RISES {
+        let again = if cfg.asked_rises_apart {
+            self.asked_rises.iter().any(|rose| asked_at > *rose)
+        } else {
+            !self.asked_rises.is_empty()
+        };
+        if !again {
+            // The oldest are kept: the earliest rise is the one a later ask is after.
+            if self.asked_rises.len() < MAX_ASKED_RISES {
+                self.asked_rises.push(now);
+            }
             return CheckVerdict::Kept;
         }
         self.asked_rises.clear();
@@ -2189,5 +2213,28 @@ mod tests {
         assert!(n.readmit(t(0) + awaits.hold));
         let v = n.record_evidence(t(0) + awaits.hold, &awaits, p(1), e(Blame::Unknown));
         assert!(matches!(v, CheckVerdict::Evicted(_)), "{v:?}");
+    }
+
+    /// §4.2.5, `asked_rises_apart`: rises at 13 s and 14 s of two claims asked about at 10 s
+    /// (one event: a route in flux) evict without the option and not with it; a third, asked
+    /// about at 40 s after those rose, evicts with it; past `asked_rise_window` nothing does.
+    #[test]
+    fn asked_rises_apart_count_one_event_once() {
+        let evicted = |v: CheckVerdict| matches!(v, CheckVerdict::Evicted(_));
+        for apart in [false, true] {
+            let cfg = ScoreConfig {
+                asked_rises_apart: apart,
+                ..ScoreConfig::default()
+            };
+            let mut n = NeighbourScore::default();
+            assert!(!evicted(n.asked_rise(t(13), t(10), &cfg, p(1))));
+            assert_eq!(evicted(n.asked_rise(t(14), t(10), &cfg, p(2))), !apart);
+            if apart {
+                assert!(evicted(n.asked_rise(t(43), t(40), &cfg, p(1))));
+            }
+            // The window passed since the last rise remembered: a first rise again.
+            let late = t(43) + cfg.asked_rise_window + Duration::from_secs(1);
+            assert!(!evicted(n.asked_rise(late, late, &cfg, p(3))));
+        }
     }
 }

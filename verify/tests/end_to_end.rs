@@ -1616,6 +1616,8 @@ fn a_claim_that_reaches_its_floor_before_the_deadline_is_justified_with_the_opti
 /// session (from 144 to 154), a route not settled; and one whose claim, unchanged, turned
 /// infeasible by the session's end (we heard the source's newer seqno through 2, which 1 has
 /// not passed on: under split horizon, its route runs through us), a claim it no longer makes.
+/// With `asked_rises_apart` the second rise evicts too: its claim was asked about after the
+/// first had risen.
 #[test]
 fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
     let k = key(1);
@@ -1626,18 +1628,20 @@ fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
         ..cand(1, 240, false)
     };
     let infeasible = vec![stale, cand(2, 672, true)];
-    for (option, gap, signed, want, rises, midway) in [
-        (true, 0, 576, true, 2, None),
-        (false, 0, 576, false, 2, None),
-        (true, 100, 576, false, 2, None),
-        (true, 0, 48, false, 0, None),
-        (true, 0, 1000, false, 0, None),
-        (true, 0, 300, false, 0, None),
-        (true, 0, 576, false, 0, Some(&moved)),
-        (true, 0, 576, false, 0, Some(&infeasible)),
+    for (option, gap, signed, want, rises, midway, apart) in [
+        (true, 0, 576, true, 2, None, false),
+        (true, 0, 576, true, 2, None, true),
+        (false, 0, 576, false, 2, None, false),
+        (true, 100, 576, false, 2, None, false),
+        (true, 0, 48, false, 0, None, false),
+        (true, 0, 1000, false, 0, None, false),
+        (true, 0, 300, false, 0, None, false),
+        (true, 0, 576, false, 0, Some(&moved), false),
+        (true, 0, 576, false, 0, Some(&infeasible), false),
     ] {
         let mut cfg = two_failures(VerifyConfig::default());
         cfg.score.asked_rises_evict = option;
+        cfg.score.asked_rises_apart = apart;
         let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
         w.hops = 8;
         w.next_hops.push((nb(1), nb(2)));

@@ -147,7 +147,7 @@ impl Verifier {
             asked: asked.claim,
             risen,
         };
-        self.asked_rises.push((rise, now));
+        self.asked_rises.push((rise, now, asked.at));
     }
 
     /// §4.2.5, `fall_back_evicts`: `risen`, the neighbour's claim for `key` after we asked it
@@ -272,6 +272,7 @@ impl Verifier {
                         reference: (None, false),
                         origin: false,
                         settled: true,
+                        asked_at: now,
                     },
                     key,
                 );
@@ -281,6 +282,7 @@ impl Verifier {
                 link,
                 cost: MAX_COST,
                 settled: true,
+                at: now,
             };
             self.ask_to_justify(now, key, asked, out);
         }
@@ -290,7 +292,7 @@ impl Verifier {
     /// with the option scores it: the second of a neighbour's within `asked_rise_window`
     /// evicts it.
     pub(super) fn asked_rises(&mut self, now: Instant, out: &mut Vec<ProbeAction>) {
-        for (rise, at) in std::mem::take(&mut self.asked_rises) {
+        for (rise, at, asked_at) in std::mem::take(&mut self.asked_rises) {
             out.push(ProbeAction::AskedRise(rise));
             if !self.cfg.score.asked_rises_evict {
                 continue;
@@ -301,8 +303,8 @@ impl Verifier {
             let Some(score) = self.scores.get_mut(&neighbour) else {
                 continue;
             };
-            if let CheckVerdict::Evicted(_) = score.asked_rise(at.min(now), &self.cfg.score, prefix)
-            {
+            let verdict = score.asked_rise(at.min(now), asked_at, &self.cfg.score, prefix);
+            if let CheckVerdict::Evicted(_) = verdict {
                 self.counters.evictions += 1;
                 out.push(ProbeAction::Standing {
                     neighbour,
@@ -435,11 +437,13 @@ impl Verifier {
                         asked_again: true,
                         moved: false,
                         parked: false,
+                        asked_at: now,
                         ..d
                     },
                 );
                 let asked = AskedClaim {
                     claim: m,
+                    at: now,
                     ..d.asked()
                 };
                 self.ask_to_justify(now, key, asked, out);
@@ -759,6 +763,7 @@ impl Verifier {
                 ),
                 origin: !audit && check.blame == Blame::Origin,
                 settled: AskedClaim::settled(check),
+                asked_at: now,
             },
             key,
         );
@@ -818,6 +823,7 @@ impl Verifier {
             link: measured.1,
             cost: measured.0,
             settled: AskedClaim::settled(check),
+            at: now,
         };
         self.ask_to_justify(now, key, asked, out);
     }

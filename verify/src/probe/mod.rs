@@ -594,10 +594,10 @@ pub struct Verifier {
     /// §2.2, `late_start`: the neighbours that had routes to used destinations at the cycle's
     /// start but none feasible, waiting for one within the cycle (at most one entry each).
     late: Vec<NeighbourId>,
-    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, and when, not reported
-    /// (nor with the option scored) yet (at most one per failure awaiting its deadline: bounded
-    /// as those are).
-    asked_rises: Vec<(AskedRise, Instant)>,
+    /// §4.2.5, `asked_rises_evict`: claims that rose only once asked, when, and when they were
+    /// asked about, not reported (nor with the option scored) yet (at most one per failure
+    /// awaiting its deadline: bounded as those are).
+    asked_rises: Vec<(AskedRise, Instant, Instant)>,
     /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
     /// watched for a fall back under it (at most `max_used`).
     rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
@@ -850,7 +850,7 @@ impl Verifier {
         if let Some(r) = self
             .asked_rises
             .iter()
-            .map(|(_, at)| *at)
+            .map(|(_, at, _)| *at)
             .chain(self.fell_back.iter().map(|(_, at)| *at))
             .min()
         {
@@ -1524,6 +1524,7 @@ impl Verifier {
                     link: check.metric.saturating_sub(route.advertised),
                     cost: check.cost.unwrap_or(MAX_COST),
                     settled: AskedClaim::settled(check),
+                    at: now,
                 };
                 self.ask_to_justify(now, (route.neighbour, route.prefix), asked, out);
             }
@@ -1568,6 +1569,8 @@ struct AskedClaim {
     cost: u16,
     /// The claim was the neighbour's current word ([`AskedClaim::settled`]).
     settled: bool,
+    /// When we asked (the check's end, or the ask without a check).
+    at: Instant,
 }
 
 impl AskedClaim {
@@ -1628,6 +1631,8 @@ struct Deadline {
     origin: bool,
     /// The claim was the neighbour's current word ([`AskedClaim::settled`]).
     settled: bool,
+    /// When the claim it judges was asked about.
+    asked_at: Instant,
 }
 
 impl Deadline {
@@ -1638,6 +1643,7 @@ impl Deadline {
             link: self.link,
             cost: self.cost,
             settled: self.settled,
+            at: self.asked_at,
         }
     }
 }
