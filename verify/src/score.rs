@@ -249,7 +249,8 @@ pub struct ScoreConfig {
     /// only if it was asked about after the first had risen (`spec/verify.md` §4.2.5): the
     /// evasive liar's pattern (asked, it rises; it lies again; asked again, it rises again),
     /// where an honest relay whose route is in flux rises on several destinations asked about
-    /// together. Off by default.
+    /// together. Off by default: an evasive liar asked about several destinations at once
+    /// rises on all of them at once too, and in simulation the option let more of them through.
     pub asked_rises_apart: bool,
     /// With [`ScoreConfig::justification`]: a neighbour whose claim rose to its next hop's
     /// signed word when asked, fell back under that word within
