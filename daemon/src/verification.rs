@@ -173,6 +173,8 @@ pub const CONFIG_HELP: &str = "Route verification (configuration file statements
   verify-asked-rise-window SECONDS  how long such a claim is remembered (90)
   verify-asked-rises-apart BOOL the second such claim evicts only if it was asked about
                                 after the first had risen (false)
+  verify-asked-rise-lowest-floor BOOL  a claim within a relay's lag of the lowest floor an
+                                ask was answered with did not rise only when asked (false)
   verify-fall-back BOOL         a neighbour whose claim rose to its next hop's signed word
                                 when asked, fell back under it within the window and rose
                                 again (or stayed under it) when asked again is evicted
@@ -334,6 +336,9 @@ pub enum VerifyStatement {
     /// `verify-asked-rises-apart BOOL`: the second claim risen only when asked evicts only if
     /// it was asked about after the first had risen (§4.2.5).
     AskedRisesApart(bool),
+    /// `verify-asked-rise-lowest-floor BOOL`: a claim is held against the lowest floor of the
+    /// Signed Claims that answered the ask, not only the latest (§4.2.5).
+    AskedRiseLowestFloor(bool),
     /// `verify-fall-back BOOL`: a neighbour whose claim rose to its next hop's signed word when
     /// asked, fell back under it and rose again when asked again is evicted (§4.2.5).
     FallBack(bool),
@@ -445,6 +450,7 @@ impl VerifyStatement {
             "verify-late-start" => VerifyStatement::LateStart(flag()?),
             "verify-asked-rises" => VerifyStatement::AskedRises(flag()?),
             "verify-asked-rises-apart" => VerifyStatement::AskedRisesApart(flag()?),
+            "verify-asked-rise-lowest-floor" => VerifyStatement::AskedRiseLowestFloor(flag()?),
             "verify-fall-back" => VerifyStatement::FallBack(flag()?),
             "verify-asked-rise-window" => VerifyStatement::AskedRiseWindow(num(
                 1,
@@ -713,6 +719,7 @@ impl VerifySettings {
                 VerifyStatement::LateStart(b) => c.schedule.late_start = b,
                 VerifyStatement::AskedRises(b) => c.score.asked_rises_evict = b,
                 VerifyStatement::AskedRisesApart(b) => c.score.asked_rises_apart = b,
+                VerifyStatement::AskedRiseLowestFloor(b) => c.score.asked_rise_lowest_floor = b,
                 VerifyStatement::FallBack(b) => c.score.fall_back_evicts = b,
                 VerifyStatement::AskedRiseWindow(s) => {
                     c.score.asked_rise_window = Duration::from_secs(u64::from(s));
@@ -2429,7 +2436,7 @@ mod tests {
     #[test]
     fn on_off_statements() {
         type Field = fn(&verify::VerifyConfig) -> bool;
-        let statements: [(&str, Field); 27] = [
+        let statements: [(&str, Field); 28] = [
             ("verify-attribution-verified-next-hop", |c| {
                 c.score.verified_next_hop
             }),
@@ -2465,6 +2472,9 @@ mod tests {
                 c.score.withdrawn_origin_evicts
             }),
             ("verify-asked-rises-apart", |c| c.score.asked_rises_apart),
+            ("verify-asked-rise-lowest-floor", |c| {
+                c.score.asked_rise_lowest_floor
+            }),
             ("verify-audit-claims", |c| c.score.audit_claims),
             ("verify-progress", |c| c.score.progress),
             ("verify-progress-accuracy", |c| c.score.progress_on_accuracy),
@@ -2658,7 +2668,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| w.starts_with("verify-"))
             .collect();
-        assert_eq!(listed.len(), 58);
+        assert_eq!(listed.len(), 59);
         for k in listed {
             assert!(
                 !matches!(

@@ -252,6 +252,10 @@ pub struct ScoreConfig {
     /// together. Off by default: an evasive liar asked about several destinations at once
     /// rises on all of them at once too, and in simulation the option let more of them through.
     pub asked_rises_apart: bool,
+    /// With [`ScoreConfig::asked_rises_evict`]: the claim asked about is held against the
+    /// lowest floor of the Signed Claims that answered the ask (`spec/verify.md` §4.2.5,
+    /// condition 4), not only the latest. Off by default.
+    pub asked_rise_lowest_floor: bool,
     /// With [`ScoreConfig::justification`]: a neighbour whose claim rose to its next hop's
     /// signed word when asked, fell back under that word within
     /// [`ScoreConfig::asked_rise_window`], and rose to it again when asked once more, is
@@ -490,6 +494,7 @@ impl Default for ScoreConfig {
             asked_rises_evict: true,
             asked_rise_window: Duration::from_secs(90),
             asked_rises_apart: false,
+            asked_rise_lowest_floor: false,
             fall_back_evicts: false,
         }
     }

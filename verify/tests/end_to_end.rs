@@ -1718,6 +1718,49 @@ fn a_claim_that_rises_only_when_asked_evicts_the_second_time_with_the_option() {
     }
 }
 
+/// §4.2.5, `asked_rise_lowest_floor`: the failure of the test above (neighbour 1 claims 144,
+/// eight links measure 768). Its next hop's word rises during the ask: the first Signed Claim
+/// signs 300 (a floor of 396, within a relay's lag of 144: refused, under the floor), the
+/// second 576 (a floor of 672), and the claim, risen to 672 by then, is justified. Held against
+/// the latest floor only, that is a claim risen only when asked; held against the lowest floor
+/// of the ask (the option) it is not: the neighbour's claim was within a lag of its next hop's
+/// word when asked.
+#[test]
+fn a_claim_within_a_lag_of_the_asks_first_floor_is_no_asked_rise_with_the_option() {
+    let k = key(1);
+    let lying = [cand(1, 240, true), cand(2, 672, false)];
+    for option in [false, true] {
+        let mut cfg = two_failures(VerifyConfig::default());
+        cfg.score.asked_rise_lowest_floor = option;
+        let mut w = world(cfg, &k, *k.verifying_key().as_bytes());
+        w.hops = 8;
+        w.next_hops.push((nb(1), nb(2)));
+        let c = first_check_of(&mut w, &lying, nb(1));
+        assert_eq!(c.blame, Blame::Origin, "{c:?}");
+        let asked: Vec<_> = w.justify.drain(..).filter(|(n, _)| *n == nb(1)).collect();
+        assert_eq!(asked.len(), 1);
+        let request = asked[0].1;
+        let first = encode_signed_claim(&request, 300, &next_hop_owner(), &key(5));
+        assert_eq!(
+            w.v.handle_signed_claim(w.now, nb(1), &first, Some(144)),
+            Err(JustifyError::UnderFloor)
+        );
+        let later = w.now + Duration::from_secs(3);
+        let second = encode_signed_claim(&request, 576, &next_hop_owner(), &key(5));
+        assert_eq!(
+            w.v.handle_signed_claim(later, nb(1), &second, Some(672)),
+            Ok(())
+        );
+        let acts = w.v.handle_timeout(later, &lying);
+        let reported = acts
+            .iter()
+            .filter(|a| matches!(a, ProbeAction::AskedRise(_)))
+            .count();
+        assert_eq!(reported, usize::from(!option), "option {option}");
+        assert_eq!(w.v.counters().asked_rises, u64::from(!option));
+    }
+}
+
 /// §4.2.5, `fall_back_evicts`: the failure of the test above (neighbour 1 claims 144 where its
 /// next hop 2 offers 576, eight links measure 768). Asked, neighbour 1 rises to the floor its
 /// next hop signs, 672, and is justified. Some seconds later its claim falls back to 144, with

@@ -41,7 +41,7 @@ fn dur(s: &str) -> Duration {
 fn defaults_table_matches_code() {
     let c = VerifyConfig::default();
     let t = table();
-    assert_eq!(t.len(), 65, "{t:?}");
+    assert_eq!(t.len(), 66, "{t:?}");
     for (k, v) in &t {
         let ok = match k.as_str() {
             "hop_cost" => c.cost.hop_cost.to_string() == *v,
@@ -95,6 +95,7 @@ fn defaults_table_matches_code() {
             "asked_rises_evict" => c.score.asked_rises_evict.to_string() == *v,
             "asked_rise_window" => dur(v) == c.score.asked_rise_window,
             "asked_rises_apart" => c.score.asked_rises_apart.to_string() == *v,
+            "asked_rise_lowest_floor" => c.score.asked_rise_lowest_floor.to_string() == *v,
             "fall_back_evicts" => c.score.fall_back_evicts.to_string() == *v,
             "stable_evidence" => c.score.stable_evidence.to_string() == *v,
             "per_neighbour" => c.schedule.per_neighbour.to_string() == *v,

@@ -80,13 +80,20 @@ impl Verifier {
             .collect();
         for (key, claim) in risen {
             if let Some(d) = self.origin_deadlines.remove(&key) {
-                self.note_asked_rise(now, key, d.asked(), claim);
+                let lowest = self.lowest_floor(&key);
+                self.note_asked_rise(now, key, (d.asked(), lowest), claim);
             }
             self.counters.justified += 1;
             if let Some(score) = self.scores.get_mut(&key.0) {
                 score.justify(now, &self.cfg.score, &key.1);
             }
         }
+    }
+
+    /// §4.2.5, `asked_rise_lowest_floor`: the lowest floor of the Signed Claims that answered
+    /// the Justify Request for `key` still pending, if any.
+    fn lowest_floor(&self, key: &(NeighbourId, Prefix)) -> Option<u16> {
+        self.justify_requests.get(key).and_then(|r| r.lowest_floor)
     }
 
     /// §4.2.5: the floor of the Signed Claim that answered a Justify Request for `key` within
@@ -116,7 +123,7 @@ impl Verifier {
         &mut self,
         now: Instant,
         key: (NeighbourId, Prefix),
-        asked: AskedClaim,
+        (asked, lowest): (AskedClaim, Option<u16>),
         risen: u16,
     ) {
         self.watch_rise(now, key, asked, risen);
@@ -134,11 +141,19 @@ impl Verifier {
         // With the floor of a Signed Claim: the claim was under it by more than a relay's lag,
         // and rose to it, not past it (a relay whose own route moved, or was corrected, rises
         // past its next hop's word).
-        if let Some(floor) = self.fresh_floor(now, &key)
-            && (asked.claim.saturating_add(HONEST_LAG) >= floor
-                || risen > floor.saturating_add(HONEST_LAG))
-        {
-            return;
+        if let Some(floor) = self.fresh_floor(now, &key) {
+            // With `asked_rise_lowest_floor`, the claim asked about is held against the
+            // lowest floor the ask was answered with: a next hop whose word rose during the
+            // ask (a path counting up) had the neighbour's claim within a lag of it at first.
+            let first = match lowest {
+                Some(l) if self.cfg.score.asked_rise_lowest_floor => l.min(floor),
+                _ => floor,
+            };
+            if asked.claim.saturating_add(HONEST_LAG) >= first
+                || risen > floor.saturating_add(HONEST_LAG)
+            {
+                return;
+            }
         }
         self.counters.asked_rises += 1;
         let rise = AskedRise {
@@ -409,7 +424,8 @@ impl Verifier {
                 && !self.still_under_next_hop(&key, &d, r.advertised, candidates)
                 && !self.past_measured(&d, r.advertised)
             {
-                self.note_asked_rise(now, key, d.asked(), r.advertised);
+                let lowest = self.lowest_floor(&key);
+                self.note_asked_rise(now, key, (d.asked(), lowest), r.advertised);
                 continue;
             }
             let claim = route.map(|c| c.advertised);
@@ -417,7 +433,8 @@ impl Verifier {
                 && m >= f
                 && m < babel_wire::INFINITY
             {
-                self.note_asked_rise(now, key, d.asked(), m);
+                let lowest = self.lowest_floor(&key);
+                self.note_asked_rise(now, key, (d.asked(), lowest), m);
                 continue;
             }
             // `reask_moved_claim`: the claim that failed is no longer made (another now, or
@@ -601,6 +618,11 @@ impl Verifier {
             return Err(crate::JustifyError::Unreachable);
         }
         let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
+        let lowest = self.justify_requests.get_mut(&(from, c.prefix)).map(|r| {
+            let l = r.lowest_floor.map_or(floor, |l| l.min(floor));
+            r.lowest_floor = Some(l);
+            l
+        });
         crate::bounded::make_room(
             &mut self.justifications,
             self.cfg.schedule.max_used.max(1),
@@ -631,7 +653,7 @@ impl Verifier {
             .remove(&(from, c.prefix))
             .map_or(asked.asked, |d| d.asked());
         if let Some(m) = claim {
-            self.note_asked_rise(now, (from, c.prefix), asked_claim, m);
+            self.note_asked_rise(now, (from, c.prefix), (asked_claim, lowest), m);
         }
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
@@ -663,6 +685,7 @@ impl Verifier {
                 at: now,
                 sends: 1,
                 asked,
+                lowest_floor: None,
             },
         );
         self.counters.justify_requests_sent += 1;

@@ -1556,6 +1556,9 @@ struct JustifyRequest {
     sends: u8,
     /// The claim we asked the neighbour to justify.
     asked: AskedClaim,
+    /// The lowest floor of the Signed Claims that answered it so far (§4.2.5,
+    /// `asked_rise_lowest_floor`).
+    lowest_floor: Option<u16>,
 }
 
 /// §4.2.5: a claim a neighbour was asked to justify, as the check that asked found it.
