@@ -80,8 +80,7 @@ impl Verifier {
             .collect();
         for (key, claim) in risen {
             if let Some(d) = self.origin_deadlines.remove(&key) {
-                let lowest = self.lowest_floor(&key);
-                self.note_asked_rise(now, key, (d.asked(), lowest), claim);
+                self.note_asked_rise(now, key, d.asked(), claim);
             }
             self.counters.justified += 1;
             if let Some(score) = self.scores.get_mut(&key.0) {
@@ -91,7 +90,7 @@ impl Verifier {
     }
 
     /// §4.2.5, `asked_rise_lowest_floor`: the lowest floor of the Signed Claims that answered
-    /// the Justify Request for `key` still pending, if any.
+    /// the Justify Request for `key` still pending (or being answered), if any.
     fn lowest_floor(&self, key: &(NeighbourId, Prefix)) -> Option<u16> {
         self.justify_requests.get(key).and_then(|r| r.lowest_floor)
     }
@@ -123,7 +122,7 @@ impl Verifier {
         &mut self,
         now: Instant,
         key: (NeighbourId, Prefix),
-        (asked, lowest): (AskedClaim, Option<u16>),
+        asked: AskedClaim,
         risen: u16,
     ) {
         self.watch_rise(now, key, asked, risen);
@@ -145,7 +144,7 @@ impl Verifier {
             // With `asked_rise_lowest_floor`, the claim asked about is held against the
             // lowest floor the ask was answered with: a next hop whose word rose during the
             // ask (a path counting up) had the neighbour's claim within a lag of it at first.
-            let first = match lowest {
+            let first = match self.lowest_floor(&key) {
                 Some(l) if self.cfg.score.asked_rise_lowest_floor => l.min(floor),
                 _ => floor,
             };
@@ -424,8 +423,7 @@ impl Verifier {
                 && !self.still_under_next_hop(&key, &d, r.advertised, candidates)
                 && !self.past_measured(&d, r.advertised)
             {
-                let lowest = self.lowest_floor(&key);
-                self.note_asked_rise(now, key, (d.asked(), lowest), r.advertised);
+                self.note_asked_rise(now, key, d.asked(), r.advertised);
                 continue;
             }
             let claim = route.map(|c| c.advertised);
@@ -433,8 +431,7 @@ impl Verifier {
                 && m >= f
                 && m < babel_wire::INFINITY
             {
-                let lowest = self.lowest_floor(&key);
-                self.note_asked_rise(now, key, (d.asked(), lowest), m);
+                self.note_asked_rise(now, key, d.asked(), m);
                 continue;
             }
             // `reask_moved_claim`: the claim that failed is no longer made (another now, or
@@ -618,11 +615,9 @@ impl Verifier {
             return Err(crate::JustifyError::Unreachable);
         }
         let floor = c.metric.saturating_add(self.cfg.cost.hop_cost);
-        let lowest = self.justify_requests.get_mut(&(from, c.prefix)).map(|r| {
-            let l = r.lowest_floor.map_or(floor, |l| l.min(floor));
-            r.lowest_floor = Some(l);
-            l
-        });
+        if let Some(r) = self.justify_requests.get_mut(&(from, c.prefix)) {
+            r.lowest_floor = Some(r.lowest_floor.map_or(floor, |l| l.min(floor)));
+        }
         crate::bounded::make_room(
             &mut self.justifications,
             self.cfg.schedule.max_used.max(1),
@@ -646,15 +641,16 @@ impl Verifier {
             }
             return Err(crate::JustifyError::UnderFloor);
         }
-        self.justify_requests.remove(&(from, c.prefix));
         // The claim asked about: the failure's awaiting its deadline, else the one we asked.
         let asked_claim = self
             .origin_deadlines
             .remove(&(from, c.prefix))
             .map_or(asked.asked, |d| d.asked());
         if let Some(m) = claim {
-            self.note_asked_rise(now, (from, c.prefix), (asked_claim, lowest), m);
+            // Before the request goes: the rise is judged with the floors that answered it.
+            self.note_asked_rise(now, (from, c.prefix), asked_claim, m);
         }
+        self.justify_requests.remove(&(from, c.prefix));
         if let Some(score) = self.scores.get_mut(&from) {
             score.justify(now, &self.cfg.score, &c.prefix);
         }
