@@ -101,6 +101,7 @@ fn main() {
     // Seconds an evasive liar stays honest about a destination it was asked to justify.
     let evasive_hold = env("ADV_EVASIVE_HOLD");
     let evasive_withdraws = env("ADV_EVASIVE_WITHDRAWS");
+    let split_horizon = env("ADV_SPLIT_HORIZON");
     // 0/off, 1/both, settled, forgive, forgive-current, forgive-retraction (§4.2.2).
     let stable: Option<verify::StableEvidence> =
         std::env::var("ADV_STABLE").ok().map(|v| match v.as_str() {
@@ -275,6 +276,9 @@ fn main() {
         }
         if let Some(x) = evasive_withdraws {
             c.evasive_withdraws = x != 0;
+        }
+        if let Some(x) = split_horizon {
+            c.split_horizon = Some(x != 0);
         }
         if let Some(x) = sessions {
             c.verify.schedule.sessions_per_neighbour = u8::try_from(x).unwrap_or(u8::MAX);

@@ -116,6 +116,10 @@ pub struct AdversaryConfig {
     /// hold (a retraction to the verifier at once, and in every Update after), and answers
     /// nothing, instead of telling the truth.
     pub evasive_withdraws: bool,
+    /// Split horizon on every link (RFC 8966 §3.7.4), `None`: the link type's default (on
+    /// for wired links). Off is the mesh of babeld's default, where an interface whose type is
+    /// not declared advertises routes back where they came from.
+    pub split_horizon: Option<bool>,
 }
 
 impl AdversaryConfig {
@@ -149,6 +153,7 @@ impl AdversaryConfig {
             last_resort_penalty: None,
             evasive_hold: None,
             evasive_withdraws: false,
+            split_horizon: None,
             partial_fraction: 0.4,
             drop_fraction: 0.5,
             extra_delay: Duration::from_millis(50),
@@ -311,6 +316,7 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
             check_loops: false,
             accuracy_last_resort: cfg.last_resort,
             accuracy_last_resort_penalty: cfg.last_resort_penalty,
+            split_horizon: cfg.split_horizon,
             ..SimConfig::default()
         },
     );
@@ -375,22 +381,25 @@ pub fn run_adversarial(cfg: &AdversaryConfig) -> AdversaryRun {
                     used.push(*p);
                 }
             }
+            let responder = Responder::new(
+                keys.get(i)
+                    .cloned()
+                    .unwrap_or_else(|| SigningKey::from_bytes(&[1; 32])),
+                1,
+                4096,
+            );
+            let mut verifier = Verifier::new(
+                cfg.verify,
+                node_router_id(i),
+                keyring.clone(),
+                cfg.seed ^ ((i as u64 + 7) << 24),
+                start,
+            );
+            verifier.set_own_key(responder.public_key());
             Node {
                 role: roles.get(i).copied().unwrap_or(Role::Honest),
-                verifier: Verifier::new(
-                    cfg.verify,
-                    node_router_id(i),
-                    keyring.clone(),
-                    cfg.seed ^ ((i as u64 + 7) << 24),
-                    start,
-                ),
-                responder: Responder::new(
-                    keys.get(i)
-                        .cloned()
-                        .unwrap_or_else(|| SigningKey::from_bytes(&[1; 32])),
-                    1,
-                    4096,
-                ),
+                verifier,
+                responder,
                 relay: ClaimRelay::new(256),
                 shadow: BTreeMap::new(),
                 used,
@@ -1241,7 +1250,8 @@ fn tell_lies(
 /// signs the metric it offers (a liar the metric it tells, `lies`), and the neighbour relays the
 /// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. With
 /// `readvertise` the neighbour first sends `v` its Update for the destination as it is now (a
-/// retraction if it has nobody to ask: no route, or one through `v`). Liars do not justify
+/// retraction if it has nobody to ask, no route, or under split horizon one through `v`). A
+/// neighbour whose route runs through `v` asks `v` itself, which signs its own metric. Liars do not justify
 /// their own claims, except evasive ones (`liars_justify`), which answer as an honest relay.
 #[allow(clippy::too_many_arguments)]
 fn justify(

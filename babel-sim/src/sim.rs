@@ -55,6 +55,8 @@ pub struct SimConfig {
     /// Every engine's [`EngineConfig::accuracy_last_resort_penalty`] (`None`: the engine's
     /// default).
     pub accuracy_last_resort_penalty: Option<u16>,
+    /// Every interface's split horizon (`None`: [`InterfaceConfig`]'s default for the kind).
+    pub split_horizon: Option<bool>,
 }
 
 impl Default for SimConfig {
@@ -74,6 +76,7 @@ impl Default for SimConfig {
             announce_every: 1,
             accuracy_last_resort: None,
             accuracy_last_resort_penalty: None,
+            split_horizon: None,
         }
     }
 }
@@ -1054,6 +1057,9 @@ impl Sim {
         )
         .with_hello_interval(self.cfg.hello_interval);
         c.rxcost = cost;
+        if let Some(on) = self.cfg.split_horizon {
+            c.split_horizon = on;
+        }
         c
     }
 

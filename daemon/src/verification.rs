@@ -1047,9 +1047,11 @@ impl Verification {
                  {MAX_DESTINATIONS} destinations are kept"
             );
         }
-        let verifier = Verifier::new(cfg, router_id, settings.keyring(), seed, now);
+        let mut verifier = Verifier::new(cfg, router_id, settings.keyring(), seed, now);
+        let responder = Responder::new(key, counter_start, 256);
+        verifier.set_own_key(responder.public_key());
         Verification {
-            responder: Responder::new(key, counter_start, 256),
+            responder,
             router_id,
             verifier,
             settings,
@@ -1368,6 +1370,13 @@ impl Verification {
             }
             // §4.2.5: over the link too.
             ProbeAction::SendJustifyRequest { neighbour, request } => {
+                tracing::debug!(
+                    "verification: asking {} (if {}) to justify its claim for {} (nonce {:016x})",
+                    neighbour.address,
+                    neighbour.ifindex,
+                    request.prefix,
+                    request.nonce
+                );
                 if let IpAddr::V6(dst) = neighbour.address {
                     out.datagrams.push(Datagram {
                         bytes: packet(&verify::encode_request(TLV_JUSTIFY_REQUEST, &request)),
@@ -1768,6 +1777,17 @@ impl Verification {
                     prefix: r.prefix,
                     src_prefix: None,
                 });
+                tracing::debug!(
+                    "verification: {}%{} asks us to justify {} (nonce {:016x}): Update sent, next hop {}",
+                    from.address,
+                    from.ifindex,
+                    r.prefix,
+                    r.nonce,
+                    next_hop.map_or_else(
+                        || "none".to_owned(),
+                        |n| format!("{}%{}", n.address, n.ifindex)
+                    )
+                );
                 if let Some((x, req)) = self.relay.forward(now, from, r, next_hop) {
                     out.datagrams.extend(to(x, req));
                 }
@@ -1792,12 +1812,26 @@ impl Verification {
                 }
                 self.sign_budget.1 += 1;
                 self.claims_signed += 1;
+                tracing::debug!(
+                    "verification: {}%{} asks our claim for {} (nonce {:016x}): signed {metric} for {owner}",
+                    from.address,
+                    from.ifindex,
+                    r.prefix,
+                    r.nonce
+                );
                 out.datagrams
                     .extend(to(from, self.responder.sign_claim(&r, metric, &owner)));
                 Ok(())
             }
             _ => {
                 if let Some(v) = self.relay.answer(now, from, tlv) {
+                    tracing::debug!(
+                        "verification: Signed Claim from {}%{} relayed to {}%{}",
+                        from.address,
+                        from.ifindex,
+                        v.address,
+                        v.ifindex
+                    );
                     self.adopt_signed_metric(now, (from, v), tlv, routes, out);
                     out.datagrams.extend(to(v, tlv.to_vec()));
                     return Ok(());
@@ -1807,7 +1841,16 @@ impl Verification {
                     .and_then(|r| r.route_via(&c.prefix, Some(&from)))
                     .map(|r| r.refmetric.0);
                 // Refused claims are counted by the verifier (`claims_refused`).
-                let _ = self.verifier.handle_signed_claim(now, from, tlv, claim);
+                let r = self.verifier.handle_signed_claim(now, from, tlv, claim);
+                tracing::debug!(
+                    "verification: Signed Claim for {} from {}%{} (nonce {:016x}, signed {}, claim {:?}): {r:?}",
+                    c.prefix,
+                    from.address,
+                    from.ifindex,
+                    c.nonce,
+                    c.metric,
+                    claim
+                );
                 Ok(())
             }
         }
@@ -3094,11 +3137,12 @@ mod tests {
         assert_eq!(b.v.justify_refused, 3);
     }
 
-    /// §4.2.5, step 2: a router asked to justify a claim has the engine send the verifier its
-    /// Update for the destination as it is now, and counts it: a retraction under split
-    /// horizon where it cannot back the claim (its route runs through the verifier, or it has
-    /// none), and then it asks nobody; its claim of the moment where its route runs through
-    /// another neighbour, which it asks with a Claim Request.
+    /// §4.2.5, steps 2 and 3: a router asked to justify a claim has the engine send the
+    /// verifier its Update for the destination as it is now, and counts it: a retraction where
+    /// it has no route, and then it asks nobody; its claim of the moment where its route runs
+    /// through a neighbour, which it asks with a Claim Request: another neighbour, or the
+    /// verifier itself where its route runs through the verifier (a retraction there under
+    /// split horizon, else a claim only the verifier's own word can justify).
     #[test]
     fn a_relay_asked_to_justify_advertises_its_claim_again() {
         let r = verify::ClaimRequest {
@@ -3111,13 +3155,19 @@ mod tests {
             prefix: r.prefix,
             src_prefix: None,
         };
-        for (routes, nobody) in [
-            // Through the verifier itself (fe80::a on interface 8).
-            (vec![route("fd77::4/128", "fe80::a", 8, 192, true)], true),
+        for (routes, asked) in [
+            // Through the verifier itself (fe80::a on interface 8): asked.
+            (
+                vec![route("fd77::4/128", "fe80::a", 8, 192, true)],
+                Some(("fe80::a", 8)),
+            ),
             // No route at all.
-            (vec![], true),
+            (vec![], None),
             // Through another neighbour: a Claim Request to it, and the claim of the moment.
-            (vec![route("fd77::4/128", "fe80::5", 7, 192, true)], false),
+            (
+                vec![route("fd77::4/128", "fe80::5", 7, 192, true)],
+                Some(("fe80::5", 7)),
+            ),
         ] {
             let mut b = Hop::new(
                 0xb,
@@ -3129,7 +3179,12 @@ mod tests {
             let o = b.hear(Instant::from_micros(0), ("fe80::a", 8), &req);
             assert!(o.inputs.contains(&readvertise));
             assert_eq!(b.v.readvertised, 1);
-            assert_eq!(o.datagrams.len(), usize::from(!nobody));
+            let to: Vec<(Ipv6Addr, u32)> = o.datagrams.iter().map(|g| (g.dst, g.scope)).collect();
+            let want: Vec<(Ipv6Addr, u32)> = asked
+                .map(|(a, i)| (a.parse().unwrap(), i))
+                .into_iter()
+                .collect();
+            assert_eq!(to, want);
             assert_eq!(b.v.justify_refused, 0);
         }
     }

@@ -241,7 +241,10 @@ impl ClaimRelay {
 
     /// Verifier `from` asks us to justify our claim for `r.prefix`; `next_hop` is our selected
     /// route's next hop for it. Returns the Claim Request to send to the next hop, or `None`
-    /// when there is nobody to ask (no route, a route through the verifier itself).
+    /// when there is nobody to ask (no route). A route through the verifier itself asks the
+    /// verifier: where we advertise such a route back to it (no split horizon, which RFC 8966
+    /// §3.7.4 leaves optional and babeld applies only to interfaces declared wired), its own
+    /// Signed Claim is what justifies our claim (`spec/verify.md` §4.2.5 step 3).
     pub fn forward(
         &mut self,
         now: Instant,
@@ -249,7 +252,7 @@ impl ClaimRelay {
         r: ClaimRequest,
         next_hop: Option<NeighbourId>,
     ) -> Option<(NeighbourId, Vec<u8>)> {
-        let x = next_hop.filter(|x| *x != from)?;
+        let x = next_hop?;
         self.pending
             .retain(|_, (_, _, at)| now.saturating_since(*at) <= JUSTIFY_WAIT);
         crate::bounded::make_room(&mut self.pending, self.max, &(r.prefix, r.nonce), |v| v.2);
@@ -394,8 +397,9 @@ mod tests {
         }
     }
 
-    /// A relay forwards to its next hop (never back to the verifier), relays back only the
-    /// answer of the router it asked, once, in time; and stays bounded.
+    /// A relay forwards to its next hop (the verifier itself when its route runs through
+    /// the verifier), relays back only the answer of the router it asked, once, in time; and
+    /// stays bounded.
     #[test]
     fn relay_forwards_and_answers_once() {
         let key = SigningKey::from_bytes(&[3; 32]);
@@ -407,7 +411,13 @@ mod tests {
             nonce: 5,
         };
         assert_eq!(relay.forward(t0, nb(1), r, None), None);
-        assert_eq!(relay.forward(t0, nb(1), r, Some(nb(1))), None);
+        // Through the verifier: the verifier is asked, and its own Signed Claim goes back to
+        // it.
+        let mut through = relay.clone();
+        let (to, _) = through.forward(t0, nb(1), r, Some(nb(1))).unwrap();
+        assert_eq!(to, nb(1));
+        let own = encode_signed_claim(&r, 192, &p("fd77::1", 128), &key);
+        assert_eq!(through.answer(t0, nb(1), &own), Some(nb(1)));
         let (to, req) = relay.forward(t0, nb(1), r, Some(nb(2))).unwrap();
         assert_eq!(to, nb(2));
         assert_eq!(decode_request(tlv::CLAIM_REQUEST, &req), Ok(r));

@@ -1350,6 +1350,45 @@ fn a_relay_whose_claim_converges_is_kept() {
     }
 }
 
+/// §4.2.5 step 3: a neighbour whose route runs through us, and that advertises it back to us
+/// (no split horizon), asks us for the Signed Claim that justifies its claim. Ours is signed
+/// with our own key, which our keyring binds to nothing: taken as ours once the verifier knows
+/// its key (`Verifier::set_own_key`), refused as unbound otherwise; and it justifies only a
+/// claim at least what we signed plus a link.
+#[test]
+fn our_own_signed_claim_justifies_a_claim_through_us() {
+    let k = key(1);
+    let ours = key(9);
+    let me = Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)));
+    for (own, signed, want) in [
+        (true, 96, Ok(())),
+        (true, 144, Err(JustifyError::UnderFloor)),
+        (false, 96, Err(JustifyError::Unbound)),
+    ] {
+        let mut w = world(
+            two_failures(VerifyConfig::default()),
+            &k,
+            *k.verifying_key().as_bytes(),
+        );
+        w.hops = 5;
+        if own {
+            w.v.set_own_key(*ours.verifying_key().as_bytes());
+        }
+        let c = w.run_check(&[cand(1, 288, true)]);
+        assert_eq!(c.accuracy, Some(0.6));
+        let (n, r) = *w
+            .justify
+            .first()
+            .expect("a failure asks for a justification");
+        let tlv = encode_signed_claim(&r, signed, &me, &ours);
+        assert_eq!(
+            w.v.handle_signed_claim(w.now, n, &tlv, Some(192)),
+            want,
+            "own key {own}, signed {signed}"
+        );
+    }
+}
+
 /// §4.2.5: neighbour 1 relays a lie told past it: it claims 192 (its next hop offers it 96,
 /// plus a link), and the path measures 480. Each failing check asks it to justify its claim;
 /// the next hop's Signed Claim, relayed, justifies it: its later failures blame the next hop,

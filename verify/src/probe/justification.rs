@@ -602,7 +602,8 @@ impl Verifier {
         else {
             return Err(Unexpected);
         };
-        if !self.keyring.may_answer(&c.owner, &c.key) {
+        // Ours (a relay whose route runs through us asked us), or a key bound to its owner.
+        if self.own_key != Some(c.key) && !self.keyring.may_answer(&c.owner, &c.key) {
             return Err(crate::JustifyError::Unbound);
         }
         if c.metric == babel_wire::INFINITY {

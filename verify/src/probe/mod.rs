@@ -569,6 +569,9 @@ pub struct Verifier {
     /// through the neighbour has been given it since it was set.
     neighbour_corrections: BTreeMap<NeighbourId, (NeighbourCorrection, bool)>,
     keyring: Keyring,
+    /// Our own public key, set by [`Verifier::set_own_key`]: a Signed Claim of ours needs no
+    /// binding (§4.2.5 step 3, a relay whose route runs through us asked us).
+    own_key: Option<[u8; 32]>,
     seqnos: BTreeMap<(Prefix, NeighbourId), u16>,
     /// Last answered session per destination (evidence that its answers reach us).
     answered: BTreeMap<Prefix, Instant>,
@@ -659,6 +662,7 @@ impl Verifier {
             corrections: Corrections::default(),
             neighbour_corrections: BTreeMap::new(),
             keyring,
+            own_key: None,
             seqnos: BTreeMap::new(),
             answered: BTreeMap::new(),
             passed: BTreeMap::new(),
@@ -680,6 +684,15 @@ impl Verifier {
     /// Configuration.
     pub fn config(&self) -> &VerifyConfig {
         &self.cfg
+    }
+
+    /// Our own public key (the [`crate::Responder`]'s): a Signed Claim signed with it is ours
+    /// and is taken without a binding in the keyring (§4.2.5 step 3). A neighbour whose route
+    /// runs through us and that advertises it back to us asks us for the Signed Claim that
+    /// justifies its claim; ours says what we offer it, so its claim is justified only if it
+    /// is at least our own metric plus a link, a claim that cannot undercut our own route.
+    pub fn set_own_key(&mut self, key: [u8; 32]) {
+        self.own_key = Some(key);
     }
 
     /// Every table whose size input from the wire or the route table can drive, against its
