@@ -27,6 +27,10 @@
 //!    Requests moves): evicted for claims that rise only when asked (§4.2.5, on by default)
 //!    where its lie is far under its floor; where the lie is within a relay's lag of the floor,
 //!    kept by the defaults and evicted for a claim that falls back with `verify-fall-back`.
+//! 9. An honest grid of six verifying routers whose links fail in turn (routes in flux, one
+//!    link lossy, interfaces not declared wired and so without split horizon): nobody is
+//!    evicted. A relay whose route runs through the verifier asks the verifier for the Signed
+//!    Claim that justifies its claim (§4.2.5 step 3).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -2068,7 +2072,10 @@ fn grid_report(ns: &[Netns]) -> String {
 /// grid, relays' claims change under the sessions in progress and Justify Requests meet routes
 /// that are moving. The churn advances on the verifiers' work (so many completed checks per
 /// phase), not on a clock. Nobody may be evicted, nobody may count a claim risen only when
-/// asked, and every node reaches every other at the end.
+/// asked, and every node reaches every other at the end. The interfaces are not declared
+/// wired, so, as with babeld, they have no split horizon: a router whose route runs through
+/// its verifier advertises it back, and asked to justify it, asks the verifier itself
+/// (before it asked nobody, and six runs of seven evicted an honest neighbour by an audit).
 #[test]
 fn an_honest_grid_whose_links_fail_in_turn_evicts_nobody() {
     let test = "an_honest_grid_whose_links_fail_in_turn_evicts_nobody";
