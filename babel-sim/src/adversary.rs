@@ -1251,8 +1251,9 @@ fn tell_lies(
 /// Signed Claim to `v`, which judges it against what the neighbour advertises to it now. With
 /// `readvertise` the neighbour first sends `v` its Update for the destination as it is now (a
 /// retraction if it has nobody to ask, no route, or under split horizon one through `v`). A
-/// neighbour whose route runs through `v` asks `v` itself, which signs its own metric. Liars do not justify
-/// their own claims, except evasive ones (`liars_justify`), which answer as an honest relay.
+/// neighbour whose route runs through `v` asks `v` itself, which signs its own metric. Liars do
+/// not justify their own claims, except evasive ones (`liars_justify`), which answer as an
+/// honest relay.
 #[allow(clippy::too_many_arguments)]
 fn justify(
     sim: &mut Sim,
