@@ -1354,16 +1354,24 @@ fn a_relay_whose_claim_converges_is_kept() {
 /// (no split horizon), asks us for the Signed Claim that justifies its claim. Ours is signed
 /// with our own key, which our keyring binds to nothing: taken as ours once the verifier knows
 /// its key (`Verifier::set_own_key`), refused as unbound otherwise; and it justifies only a
-/// claim at least what we signed plus a link.
+/// claim at least what we signed plus a link, not a claim withdrawn.
 #[test]
 fn our_own_signed_claim_justifies_a_claim_through_us() {
     let k = key(1);
     let ours = key(9);
     let me = Prefix::host(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)));
-    for (own, signed, want) in [
-        (true, 96, Ok(())),
-        (true, 144, Err(JustifyError::UnderFloor)),
-        (false, 96, Err(JustifyError::Unbound)),
+    // What we sign, and the claim we hold from the neighbour when it comes back.
+    for (own, signed, held, want) in [
+        (true, 96, 192, Ok(())),
+        (true, 144, 192, Err(JustifyError::UnderFloor)),
+        // Withdrawn (its route through us under split horizon): nothing to justify.
+        (
+            true,
+            96,
+            babel_wire::INFINITY,
+            Err(JustifyError::UnderFloor),
+        ),
+        (false, 96, 192, Err(JustifyError::Unbound)),
     ] {
         let mut w = world(
             two_failures(VerifyConfig::default()),
@@ -1382,9 +1390,9 @@ fn our_own_signed_claim_justifies_a_claim_through_us() {
             .expect("a failure asks for a justification");
         let tlv = encode_signed_claim(&r, signed, &me, &ours);
         assert_eq!(
-            w.v.handle_signed_claim(w.now, n, &tlv, Some(192)),
+            w.v.handle_signed_claim(w.now, n, &tlv, Some(held)),
             want,
-            "own key {own}, signed {signed}"
+            "own key {own}, signed {signed}, held {held}"
         );
     }
 }

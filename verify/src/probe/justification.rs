@@ -633,7 +633,10 @@ impl Verifier {
         // With `reask_refused_claim` the request stays too, sent again as its retries fall due:
         // the next hop signed one instant of its route, and `from` may make its claim through
         // another next hop since (one it moved to on this very signed word).
-        if claim.is_none_or(|m| m < floor) {
+        // A claim withdrawn (unreachable) is no claim to justify: refused as none, and the
+        // deadline judges the withdrawal (a relay whose route runs through us, under split
+        // horizon, asks us all the same).
+        if claim.is_none_or(|m| m < floor || m >= babel_wire::INFINITY) {
             if !self.cfg.score.reask_refused_claim {
                 self.justify_requests.remove(&(from, c.prefix));
             }
