@@ -118,7 +118,7 @@ impl Verifier {
     /// a relay) measured a path it no longer describes, and its rise may be the relay's route
     /// moving back. With a Signed Claim's floor, the claim asked about was under it by more than
     /// a relay's lag, and rose to no more than a lag over it.
-    fn note_asked_rise(
+    pub(super) fn note_asked_rise(
         &mut self,
         now: Instant,
         key: (NeighbourId, Prefix),
@@ -154,6 +154,18 @@ impl Verifier {
                 return;
             }
         }
+        // One ask, one rise: seen again (a request sent again answered after the deadline
+        // noted it), it is the same rise.
+        if self.rises_noted.get(&key) == Some(&asked.at) {
+            return;
+        }
+        crate::bounded::make_room(
+            &mut self.rises_noted,
+            self.cfg.schedule.max_used.max(1),
+            &key,
+            |at| *at,
+        );
+        self.rises_noted.insert(key, asked.at);
         self.counters.asked_rises += 1;
         let rise = AskedRise {
             neighbour: key.0,

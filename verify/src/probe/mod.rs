@@ -601,6 +601,10 @@ pub struct Verifier {
     /// asked about, not reported (nor with the option scored) yet (at most one per failure
     /// awaiting its deadline: bounded as those are).
     asked_rises: Vec<(AskedRise, Instant, Instant)>,
+    /// §4.2.5: when the claim of the latest rise noted for each route was asked about: one
+    /// ask, one rise, however many times it is seen (at its deadline, then again when a
+    /// request sent again is answered). Bounded to `max_used` (the oldest asks make room).
+    rises_noted: BTreeMap<(NeighbourId, Prefix), Instant>,
     /// §4.2.5, `fall_back_evicts`: claims that rose to a Signed Claim's floor when asked,
     /// watched for a fall back under it (at most `max_used`).
     rise_watches: BTreeMap<(NeighbourId, Prefix), RiseWatch>,
@@ -672,6 +676,7 @@ impl Verifier {
             route_poll: None,
             late: Vec::new(),
             asked_rises: Vec::new(),
+            rises_noted: BTreeMap::new(),
             rise_watches: BTreeMap::new(),
             fell_back: Vec::new(),
             sessions: BTreeMap::new(),
@@ -750,6 +755,11 @@ impl Verifier {
             T {
                 name: "Justify Requests awaiting an answer",
                 len: self.justify_requests.len(),
+                max: max_used,
+            },
+            T {
+                name: "rises noted",
+                len: self.rises_noted.len(),
                 max: max_used,
             },
             T {
@@ -1714,5 +1724,65 @@ mod tests {
         assert_eq!(bound_hop_limit(500, 96, f64::NAN, 1), None);
         // Wireless: 256 a link.
         assert_eq!(bound_hop_limit(1024, 256, 0.8, 1), Some(5));
+    }
+
+    /// §4.2.5, "A claim that rises only when asked": one ask is one rise. The rise of a claim
+    /// asked about once is noted at its deadline and seen again when the request, sent again,
+    /// is answered: counted and reported once, and one rise evicts nobody. A rise of a claim
+    /// asked about again later is another.
+    #[test]
+    fn one_ask_is_one_rise() {
+        let now = Instant::from_secs(100);
+        let mut v = Verifier::new(
+            VerifyConfig::default(),
+            RouterId([1; 8]),
+            Keyring::new(4),
+            1,
+            now,
+        );
+        let n = NeighbourId {
+            ifindex: 1,
+            address: "fe80::2".parse().unwrap(),
+        };
+        let p: Prefix = "fd00::80/128".parse().unwrap();
+        score_of(&mut v.scores, v.max_neighbours, now, n);
+        // Asked about 2264 (our link 96) after measuring 2976; the claim rose to 2976.
+        let asked = |at| AskedClaim {
+            claim: 2264,
+            link: 96,
+            cost: 2976,
+            settled: true,
+            at,
+        };
+        let mut out = Vec::new();
+        for t in [16, 19] {
+            v.note_asked_rise(Instant::from_secs(100 + t), (n, p), asked(now), 2976);
+            v.asked_rises(Instant::from_secs(100 + t), &mut out);
+        }
+        let reported = |out: &[ProbeAction]| {
+            out.iter()
+                .filter(|a| matches!(a, ProbeAction::AskedRise(_)))
+                .count()
+        };
+        let evicted = |out: &[ProbeAction]| {
+            out.iter().any(|a| {
+                matches!(
+                    a,
+                    ProbeAction::Standing {
+                        eviction: Some(_),
+                        ..
+                    }
+                )
+            })
+        };
+        assert_eq!(v.counters.asked_rises, 1);
+        assert_eq!(reported(&out), 1);
+        assert!(!evicted(&out));
+        // Asked again at 30 s, it rose again: the second rise within the window evicts.
+        let later = Instant::from_secs(130);
+        v.note_asked_rise(later, (n, p), asked(later), 2976);
+        v.asked_rises(later, &mut out);
+        assert_eq!(v.counters.asked_rises, 2);
+        assert!(evicted(&out));
     }
 }
