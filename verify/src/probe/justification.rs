@@ -648,7 +648,7 @@ impl Verifier {
         // A claim withdrawn (unreachable) is no claim to justify: refused as none, and the
         // deadline judges the withdrawal (a relay whose route runs through us, under split
         // horizon, asks us all the same).
-        if claim.is_none_or(|m| m < floor || m >= babel_wire::INFINITY) {
+        if claim.is_none_or(|m| m < floor || m == babel_wire::INFINITY) {
             if !self.cfg.score.reask_refused_claim {
                 self.justify_requests.remove(&(from, c.prefix));
             }
