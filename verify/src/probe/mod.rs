@@ -1742,9 +1742,11 @@ mod tests {
         );
         let n = NeighbourId {
             ifindex: 1,
-            address: "fe80::2".parse().unwrap(),
+            address: std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2)),
         };
-        let p: Prefix = "fd00::80/128".parse().unwrap();
+        let p = Prefix::host(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+            0xfd00, 0, 0, 0, 0, 0, 0, 0x80,
+        )));
         score_of(&mut v.scores, v.max_neighbours, now, n);
         // Asked about 2264 (our link 96) after measuring 2976; the claim rose to 2976.
         let asked = |at| AskedClaim {
