@@ -91,6 +91,7 @@ fn main() {
     let asked_rises = env("ADV_ASKED_RISES");
     let fall_back = env("ADV_FALL_BACK");
     let asked_rises_apart = env("ADV_ASKED_RISES_APART");
+    let asked_rise_window = env("ADV_ASKED_RISE_WINDOW");
     let lowest_floor = env("ADV_ASKED_RISE_LOWEST_FLOOR");
     let suspicious = env("ADV_SUSPICIOUS");
     let late_start = env("ADV_LATE_START");
@@ -243,6 +244,9 @@ fn main() {
         }
         if let Some(x) = asked_rises_apart {
             c.verify.score.asked_rises_apart = x != 0;
+        }
+        if let Some(x) = asked_rise_window {
+            c.verify.score.asked_rise_window = std::time::Duration::from_secs(x);
         }
         if let Some(x) = lowest_floor {
             c.verify.score.asked_rise_lowest_floor = x != 0;
